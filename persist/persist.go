@@ -1,0 +1,159 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// EntryType says how a log entry is to be interpreted.
+type EntryType uint8
+
+const (
+	// EntryCommand carries an application command.
+	EntryCommand EntryType = 1
+	// EntryNoop is the empty entry a leader appends at the start of its term.
+	EntryNoop EntryType = 2
+	// EntryConfig carries a cluster membership change.
+	EntryConfig EntryType = 3
+)
+
+// String names the entry type for logs.
+func (t EntryType) String() string {
+	switch t {
+	case EntryCommand:
+		return "command"
+	case EntryNoop:
+		return "noop"
+	case EntryConfig:
+		return "config"
+	default:
+		return fmt.Sprintf("EntryType(%d)", uint8(t))
+	}
+}
+
+// Entry is one Raft log entry. Indexes start at 1.
+type Entry struct {
+	Index uint64
+	Term  uint64
+	Type  EntryType
+	Data  []byte
+}
+
+// entryOverheadBytes approximates the framing an entry costs beside its data
+// (index, term, type and a length); used by size figures so that a log of
+// empty entries still has a size.
+const entryOverheadBytes = 24
+
+// Size is the number of bytes the entry accounts for in a store's size figure.
+func (e Entry) Size() int64 { return int64(len(e.Data)) + entryOverheadBytes }
+
+// NoVote is the HardState.VotedFor value that means no vote was cast.
+const NoVote = -1
+
+// HardState is what a replica must have stored before it answers any RPC.
+type HardState struct {
+	// Term is the latest term the replica has seen.
+	Term uint64
+	// VotedFor is the replica id voted for in Term, or NoVote.
+	VotedFor int
+	// Commit is the highest index known to be committed. It may lag the
+	// truth (it is persisted lazily); it never exceeds the last stored entry
+	// or snapshot index.
+	Commit uint64
+}
+
+// EmptyHardState is the hard state of a replica that has stored nothing.
+var EmptyHardState = HardState{VotedFor: NoVote}
+
+// Snapshot replaces the log prefix [1, Index] with the application state
+// after applying it. Index 0 means no snapshot.
+type Snapshot struct {
+	// Index is the last log index the snapshot covers.
+	Index uint64
+	// Term is the term of the entry at Index.
+	Term uint64
+	// Data is the application's serialized state.
+	Data []byte
+}
+
+// State is everything a store holds, as returned by Load.
+type State struct {
+	HardState HardState
+	// Snapshot is the latest snapshot; Snapshot.Index is 0 if there is none.
+	Snapshot Snapshot
+	// Entries are the stored entries after Snapshot.Index, consecutive and in
+	// index order.
+	Entries []Entry
+}
+
+// LastIndex is the index of the last entry in the state, or the snapshot
+// index if the log is empty.
+func (s State) LastIndex() uint64 {
+	if n := len(s.Entries); n > 0 {
+		return s.Entries[n-1].Index
+	}
+	return s.Snapshot.Index
+}
+
+// Errors returned by stores. Implementations wrap them with %w so callers can
+// match them with errors.Is.
+var (
+	// ErrClosed is returned by every method after Close.
+	ErrClosed = errors.New("persist: store closed")
+	// ErrNonContiguous is returned by Append when the entries are not
+	// consecutive, or would leave a gap after the stored log, or start at or
+	// below the snapshot index.
+	ErrNonContiguous = errors.New("persist: entries not contiguous with the stored log")
+	// ErrStaleSnapshot is returned by SaveSnapshot for a snapshot that does not
+	// cover more than the stored one; the stored snapshot never rolls back.
+	ErrStaleSnapshot = errors.New("persist: snapshot older than the stored one")
+	// ErrCorrupt is returned by Load (or Open) when stored data fails its
+	// checks somewhere other than a torn tail. The store cannot be used.
+	ErrCorrupt = errors.New("persist: corrupt data")
+)
+
+// Store keeps one replica's Raft state: hard state, a snapshot, and the log
+// entries after it.
+//
+// Durability: Append and SaveSnapshot return only once their effect survives a
+// crash of the process and of the machine (for stores that claim
+// durability; Noop and Memory do not). A method that returns an error may
+// have stored all, part or none of its arguments, except that a store never
+// leaves a torn entry visible to Load: the caller must treat the store as
+// failed, stop acknowledging writes, and Close it. No method is retried by
+// the store itself.
+//
+// Ownership: a store copies what it is given before it returns; the caller may
+// reuse the slices. What Load returns belongs to the caller.
+//
+// Concurrency: methods are not called concurrently with each other, except
+// Size, which may be called at any time from any goroutine.
+type Store interface {
+	// Load returns the stored state. A store that holds nothing returns
+	// EmptyHardState, no snapshot and no entries. Load is called once, before
+	// any other method.
+	Load(ctx context.Context) (State, error)
+
+	// Append durably records hs and entries. entries must be consecutive; the
+	// first one's index must be above the snapshot index and at most the last
+	// stored index plus one (else ErrNonContiguous). If it is at or below the
+	// last stored index, every stored entry from that index on is replaced.
+	// entries may be empty, to record only hs.
+	Append(ctx context.Context, hs HardState, entries []Entry) error
+
+	// SaveSnapshot durably stores snap and drops the entries it covers. If the
+	// stored entry at snap.Index has term snap.Term, the entries after it are
+	// kept; otherwise the whole log is dropped. A snapshot whose index is not
+	// above the stored one's returns ErrStaleSnapshot and changes nothing.
+	SaveSnapshot(ctx context.Context, snap Snapshot) error
+
+	// Size is the size in bytes of the persisted Raft state other than the
+	// snapshot (hard state plus log entries): the figure a replica compares
+	// with its snapshot threshold.
+	Size() int64
+
+	// Close releases the store. It is idempotent; every other method returns
+	// ErrClosed afterwards.
+	Close() error
+}
