@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/twitchtv/twirp v8.1.3+incompatible
+	go.yaml.in/yaml/v3 v3.0.6
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12
 )

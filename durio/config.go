@@ -1,0 +1,221 @@
+package durio
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is one replica's configuration. Every field can be set by a flag of
+// the same name (`--listen-peer`) or by the same key in a YAML file given with
+// --config; flags override the file.
+type Config struct {
+	// ID is this replica's id: its position in Peers, from 0.
+	ID int `yaml:"id"`
+	// Peers are the peer-listener URLs of every replica, in id order
+	// (http://host:port). Index i is how this replica reaches replica i.
+	Peers []string `yaml:"peers"`
+	// ClientURLs are the client-listener URLs of every replica, in id order.
+	// Optional; used only to tell clients where the leader is.
+	ClientURLs []string `yaml:"client-urls"`
+	// ListenPeer is the address the peer listener binds; defaults to the
+	// host:port of Peers[ID].
+	ListenPeer string `yaml:"listen-peer"`
+	// ListenClient is the address the client listener binds.
+	ListenClient string `yaml:"listen-client"`
+	// DataDir is the folder this replica keeps its state in.
+	DataDir string `yaml:"data-dir"`
+	// Persister is the store: noop, file or badger (loaded as a plugin
+	// subprocess of this binary), or the path to a third-party plugin binary.
+	Persister string `yaml:"persister"`
+	// PersisterOptions are passed to the persister as they are.
+	PersisterOptions map[string]string `yaml:"persister-options"`
+	// MaxBodyBytes is the largest request body the client listener accepts.
+	MaxBodyBytes int64 `yaml:"max-body-bytes"`
+	// RequestTimeout bounds how long a client request may wait for the
+	// cluster before it fails with 503 (no leader) or 504 (outcome unknown).
+	RequestTimeout time.Duration `yaml:"request-timeout"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log-level"`
+}
+
+// DefaultConfig returns the defaults; a replica still needs Peers and
+// ListenClient.
+func DefaultConfig() Config {
+	return Config{
+		Persister:      "badger",
+		DataDir:        "durio-data",
+		MaxBodyBytes:   1 << 20,
+		RequestTimeout: 5 * time.Second,
+		LogLevel:       "info",
+	}
+}
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("durio: invalid configuration")
+
+func configErr(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
+}
+
+// Validate checks the configuration and fills ListenPeer from Peers. Its
+// errors name the field (as the flag and YAML key) at fault.
+func (c *Config) Validate() error {
+	if len(c.Peers) == 0 {
+		return configErr("peers", "at least one peer URL is required")
+	}
+	for i, p := range c.Peers {
+		if _, err := peerHostPort(p); err != nil {
+			return configErr("peers", "entry %d (%q): %v", i, p, err)
+		}
+	}
+	if c.ID < 0 || c.ID >= len(c.Peers) {
+		return configErr("id", "%d is not an index into peers (0..%d)", c.ID, len(c.Peers)-1)
+	}
+	if len(c.ClientURLs) != 0 && len(c.ClientURLs) != len(c.Peers) {
+		return configErr("client-urls", "has %d entries, peers has %d", len(c.ClientURLs), len(c.Peers))
+	}
+	if c.ListenPeer == "" {
+		c.ListenPeer, _ = peerHostPort(c.Peers[c.ID])
+	}
+	if _, _, err := net.SplitHostPort(c.ListenPeer); err != nil {
+		return configErr("listen-peer", "%v", err)
+	}
+	if c.ListenClient == "" {
+		return configErr("listen-client", "an address is required")
+	}
+	if _, _, err := net.SplitHostPort(c.ListenClient); err != nil {
+		return configErr("listen-client", "%v", err)
+	}
+	if c.ListenClient == c.ListenPeer {
+		return configErr("listen-client", "must differ from listen-peer (%s)", c.ListenPeer)
+	}
+	if c.DataDir == "" {
+		return configErr("data-dir", "a folder is required")
+	}
+	if c.Persister == "" {
+		return configErr("persister", "noop, file, badger or a plugin path is required")
+	}
+	if c.MaxBodyBytes <= 0 {
+		return configErr("max-body-bytes", "%d must be positive", c.MaxBodyBytes)
+	}
+	if c.RequestTimeout <= 0 {
+		return configErr("request-timeout", "%v must be positive", c.RequestTimeout)
+	}
+	if _, err := parseLogLevel(c.LogLevel); err != nil {
+		return configErr("log-level", "%v", err)
+	}
+	return nil
+}
+
+// peerHostPort checks an http(s) URL and returns its host:port.
+func peerHostPort(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("scheme must be http or https")
+	}
+	if u.Port() == "" {
+		return "", fmt.Errorf("a port is required")
+	}
+	return u.Host, nil
+}
+
+// ParseServeFlags builds a Config from command-line arguments (without the
+// subcommand name): the defaults, then the YAML file named by --config, then
+// every flag that was given.
+func ParseServeFlags(args []string) (Config, error) {
+	fs := flag.NewFlagSet("durio serve", flag.ContinueOnError)
+	fs.SetOutput(new(bytes.Buffer))
+	var (
+		cfgFile   = fs.String("config", "", "YAML `file` with the same keys as the flags")
+		id        = fs.Int("id", 0, "this replica's `id`: its index in --peers")
+		peers     = fs.String("peers", "", "comma-separated peer `URLs` of every replica, in id order")
+		clients   = fs.String("client-urls", "", "comma-separated client `URLs` of every replica, in id order (optional)")
+		lpeer     = fs.String("listen-peer", "", "peer listener `address` (default: host:port of this replica's --peers entry)")
+		lclient   = fs.String("listen-client", "", "client listener `address`")
+		dataDir   = fs.String("data-dir", "", "`folder` for this replica's state")
+		persister = fs.String("persister", "", "store: noop, file, badger, or a plugin `path` (default badger)")
+		maxBody   = fs.Int64("max-body-bytes", 0, "largest client request body in `bytes` (default 1 MiB)")
+		timeout   = fs.Duration("request-timeout", 0, "how long a client request may wait for the cluster (default 5s)")
+		logLevel  = fs.String("log-level", "", "debug, info, warn or error (default info)")
+	)
+	if err := fs.Parse(args); err != nil {
+		var help bytes.Buffer
+		fs.SetOutput(&help)
+		fs.PrintDefaults()
+		return Config{}, fmt.Errorf("%w: %v\nflags:\n%s", ErrConfig, err, help.String())
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("%w: unexpected argument %q", ErrConfig, fs.Arg(0))
+	}
+	cfg := DefaultConfig()
+	if *cfgFile != "" {
+		if err := loadConfigFile(*cfgFile, &cfg); err != nil {
+			return Config{}, err
+		}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "id":
+			cfg.ID = *id
+		case "peers":
+			cfg.Peers = splitList(*peers)
+		case "client-urls":
+			cfg.ClientURLs = splitList(*clients)
+		case "listen-peer":
+			cfg.ListenPeer = *lpeer
+		case "listen-client":
+			cfg.ListenClient = *lclient
+		case "data-dir":
+			cfg.DataDir = *dataDir
+		case "persister":
+			cfg.Persister = *persister
+		case "max-body-bytes":
+			cfg.MaxBodyBytes = *maxBody
+		case "request-timeout":
+			cfg.RequestTimeout = *timeout
+		case "log-level":
+			cfg.LogLevel = *logLevel
+		}
+	})
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// loadConfigFile reads YAML into cfg, refusing unknown keys.
+func loadConfigFile(path string, cfg *Config) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("%w: config: %v", ErrConfig, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: config file %s: %v", ErrConfig, path, err)
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,100 @@
+package durio
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseServeFlags(t *testing.T) {
+	cfg, err := ParseServeFlags([]string{
+		"--id", "1",
+		"--peers", "http://127.0.0.1:7001, http://127.0.0.1:7002,http://127.0.0.1:7003",
+		"--listen-client", "127.0.0.1:8002",
+		"--data-dir", "d1",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ID != 1 || len(cfg.Peers) != 3 || cfg.ListenPeer != "127.0.0.1:7002" {
+		t.Fatalf("unexpected config %+v", cfg)
+	}
+	if cfg.Persister != "badger" || cfg.MaxBodyBytes != 1<<20 || cfg.RequestTimeout != 5*time.Second {
+		t.Fatalf("defaults not applied: %+v", cfg)
+	}
+}
+
+func TestConfigFileAndFlagOverride(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "durio.yaml")
+	yaml := `id: 2
+peers: [http://10.0.0.1:7000, http://10.0.0.2:7000, http://10.0.0.3:7000]
+listen-peer: 0.0.0.0:7000
+listen-client: 0.0.0.0:8080
+data-dir: /var/lib/durio
+persister: file
+request-timeout: 3s
+persister-options:
+  sync: "true"
+`
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseServeFlags([]string{"--config", file, "--persister", "badger"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ID != 2 || cfg.ListenPeer != "0.0.0.0:7000" || cfg.DataDir != "/var/lib/durio" {
+		t.Fatalf("file not applied: %+v", cfg)
+	}
+	if cfg.Persister != "badger" {
+		t.Fatalf("flag did not override the file: persister=%q", cfg.Persister)
+	}
+	if cfg.RequestTimeout != 3*time.Second || cfg.PersisterOptions["sync"] != "true" {
+		t.Fatalf("file values lost: %+v", cfg)
+	}
+}
+
+func TestConfigErrorsNameTheField(t *testing.T) {
+	peers := "http://127.0.0.1:7001,http://127.0.0.1:7002,http://127.0.0.1:7003"
+	cases := []struct {
+		args  []string
+		field string
+	}{
+		{[]string{"--listen-client", "127.0.0.1:8001"}, "peers"},
+		{[]string{"--peers", peers, "--id", "3", "--listen-client", "127.0.0.1:8001"}, "id"},
+		{[]string{"--peers", "ftp://x:1", "--listen-client", "127.0.0.1:8001"}, "peers"},
+		{[]string{"--peers", "http://127.0.0.1", "--listen-client", "127.0.0.1:8001"}, "peers"},
+		{[]string{"--peers", peers}, "listen-client"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:7001"}, "listen-client"},
+		{[]string{"--peers", peers, "--listen-client", "x", "--data-dir", "d"}, "listen-client"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--max-body-bytes", "-1"}, "max-body-bytes"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--log-level", "loud"}, "log-level"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--client-urls", "http://a:1"}, "client-urls"},
+		{[]string{"--bogus"}, "bogus"},
+	}
+	for _, c := range cases {
+		_, err := ParseServeFlags(c.args)
+		if !errors.Is(err, ErrConfig) {
+			t.Errorf("%v: got %v, want ErrConfig", c.args, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.field) {
+			t.Errorf("%v: error %q does not name %q", c.args, err, c.field)
+		}
+	}
+}
+
+func TestConfigFileUnknownKey(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(file, []byte("peerz: [http://127.0.0.1:1]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ParseServeFlags([]string{"--config", file})
+	if err == nil || !strings.Contains(err.Error(), "peerz") {
+		t.Fatalf("want an error naming peerz, got %v", err)
+	}
+}
