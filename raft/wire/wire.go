@@ -1,0 +1,297 @@
+// Package wire converts between raft's Go message types (package raft and
+// package persist) and their protobuf forms in rpc/raft/v1.
+//
+// Transports use it at the edge: the Twirp transport of durio, and the
+// simulated network of the tests, which marshals every message so that byte
+// counts are real and no buffer is shared between sender and receiver.
+//
+// Conversions do not copy byte slices: a converted message shares its Data
+// buffers with its source. The ToProto functions cannot fail for a valid
+// message; the FromProto functions return an error wrapping ErrInvalid for a
+// message a correct peer never sends, and accept nil as the zero message.
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/ruaft/ruaft/persist"
+	"github.com/ruaft/ruaft/raft"
+	raftv1 "github.com/ruaft/ruaft/rpc/raft/v1"
+)
+
+// ErrInvalid is returned (wrapped) when a protobuf message cannot be
+// converted: an unknown entry type, or a replica id out of range.
+var ErrInvalid = errors.New("wire: invalid message")
+
+// EntryToProto converts a log entry.
+func EntryToProto(e persist.Entry) *raftv1.Entry {
+	return &raftv1.Entry{Index: e.Index, Term: e.Term, Type: raftv1.EntryType(e.Type), Data: e.Data}
+}
+
+// EntryFromProto converts a log entry; an unspecified or unknown type is
+// invalid.
+func EntryFromProto(p *raftv1.Entry) (persist.Entry, error) {
+	switch p.GetType() {
+	case raftv1.EntryType_ENTRY_TYPE_COMMAND, raftv1.EntryType_ENTRY_TYPE_NOOP, raftv1.EntryType_ENTRY_TYPE_CONFIGURATION:
+	default:
+		return persist.Entry{}, fmt.Errorf("%w: entry %d has type %v", ErrInvalid, p.GetIndex(), p.GetType())
+	}
+	return persist.Entry{Index: p.GetIndex(), Term: p.GetTerm(), Type: persist.EntryType(p.GetType()), Data: p.GetData()}, nil
+}
+
+// EntriesToProto converts a slice of entries; nil stays nil.
+func EntriesToProto(es []persist.Entry) []*raftv1.Entry {
+	if len(es) == 0 {
+		return nil
+	}
+	out := make([]*raftv1.Entry, len(es))
+	for i, e := range es {
+		out[i] = EntryToProto(e)
+	}
+	return out
+}
+
+// EntriesFromProto converts a slice of entries; empty becomes nil.
+func EntriesFromProto(ps []*raftv1.Entry) ([]persist.Entry, error) {
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	out := make([]persist.Entry, len(ps))
+	for i, p := range ps {
+		e, err := EntryFromProto(p)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = e
+	}
+	return out, nil
+}
+
+// HardStateToProto converts a hard state; persist.NoVote becomes an unset
+// voted_for.
+func HardStateToProto(hs persist.HardState) *raftv1.HardState {
+	p := &raftv1.HardState{Term: hs.Term, Commit: hs.Commit}
+	if hs.VotedFor != persist.NoVote {
+		v := uint32(hs.VotedFor)
+		p.VotedFor = &v
+	}
+	return p
+}
+
+// HardStateFromProto converts a hard state; an unset voted_for becomes
+// persist.NoVote.
+func HardStateFromProto(p *raftv1.HardState) (persist.HardState, error) {
+	hs := persist.HardState{Term: p.GetTerm(), VotedFor: persist.NoVote, Commit: p.GetCommit()}
+	if p != nil && p.VotedFor != nil {
+		v, err := idFromProto("voted_for", *p.VotedFor)
+		if err != nil {
+			return persist.HardState{}, err
+		}
+		hs.VotedFor = v
+	}
+	return hs, nil
+}
+
+// SnapshotMetadataToProto describes snap without its data.
+func SnapshotMetadataToProto(snap persist.Snapshot) *raftv1.SnapshotMetadata {
+	return &raftv1.SnapshotMetadata{
+		LastIncludedIndex: snap.Index,
+		LastIncludedTerm:  snap.Term,
+		SizeBytes:         uint64(len(snap.Data)),
+	}
+}
+
+// SnapshotFromProto rebuilds a snapshot from its metadata and data; the
+// data's length must match the metadata's size.
+func SnapshotFromProto(p *raftv1.SnapshotMetadata, data []byte) (persist.Snapshot, error) {
+	if p.GetSizeBytes() != uint64(len(data)) {
+		return persist.Snapshot{}, fmt.Errorf("%w: snapshot size %d, data %d bytes", ErrInvalid, p.GetSizeBytes(), len(data))
+	}
+	return persist.Snapshot{Index: p.GetLastIncludedIndex(), Term: p.GetLastIncludedTerm(), Data: data}, nil
+}
+
+// AppendEntriesRequestToProto converts an AppendEntries request.
+func AppendEntriesRequestToProto(r *raft.AppendEntriesRequest) *raftv1.AppendEntriesRequest {
+	return &raftv1.AppendEntriesRequest{
+		Term:         r.Term,
+		LeaderId:     idToProto(r.LeaderID),
+		PrevLogIndex: r.PrevLogIndex,
+		PrevLogTerm:  r.PrevLogTerm,
+		Entries:      EntriesToProto(r.Entries),
+		LeaderCommit: r.LeaderCommit,
+	}
+}
+
+// AppendEntriesRequestFromProto converts an AppendEntries request.
+func AppendEntriesRequestFromProto(p *raftv1.AppendEntriesRequest) (*raft.AppendEntriesRequest, error) {
+	leader, err := idFromProto("leader_id", p.GetLeaderId())
+	if err != nil {
+		return nil, err
+	}
+	entries, err := EntriesFromProto(p.GetEntries())
+	if err != nil {
+		return nil, err
+	}
+	return &raft.AppendEntriesRequest{
+		Term:         p.GetTerm(),
+		LeaderID:     leader,
+		PrevLogIndex: p.GetPrevLogIndex(),
+		PrevLogTerm:  p.GetPrevLogTerm(),
+		Entries:      entries,
+		LeaderCommit: p.GetLeaderCommit(),
+	}, nil
+}
+
+// AppendEntriesResponseToProto converts an AppendEntries response.
+func AppendEntriesResponseToProto(r *raft.AppendEntriesResponse) *raftv1.AppendEntriesResponse {
+	return &raftv1.AppendEntriesResponse{
+		Term:          r.Term,
+		Success:       r.Success,
+		MatchIndex:    r.MatchIndex,
+		ConflictTerm:  r.ConflictTerm,
+		ConflictIndex: r.ConflictIndex,
+		LastLogIndex:  r.LastLogIndex,
+	}
+}
+
+// AppendEntriesResponseFromProto converts an AppendEntries response.
+func AppendEntriesResponseFromProto(p *raftv1.AppendEntriesResponse) (*raft.AppendEntriesResponse, error) {
+	return &raft.AppendEntriesResponse{
+		Term:          p.GetTerm(),
+		Success:       p.GetSuccess(),
+		MatchIndex:    p.GetMatchIndex(),
+		ConflictTerm:  p.GetConflictTerm(),
+		ConflictIndex: p.GetConflictIndex(),
+		LastLogIndex:  p.GetLastLogIndex(),
+	}, nil
+}
+
+// RequestVoteRequestToProto converts a RequestVote request.
+func RequestVoteRequestToProto(r *raft.RequestVoteRequest) *raftv1.RequestVoteRequest {
+	return &raftv1.RequestVoteRequest{
+		Term:               r.Term,
+		CandidateId:        idToProto(r.CandidateID),
+		LastLogIndex:       r.LastLogIndex,
+		LastLogTerm:        r.LastLogTerm,
+		PreVote:            r.PreVote,
+		LeadershipTransfer: r.LeadershipTransfer,
+	}
+}
+
+// RequestVoteRequestFromProto converts a RequestVote request.
+func RequestVoteRequestFromProto(p *raftv1.RequestVoteRequest) (*raft.RequestVoteRequest, error) {
+	cand, err := idFromProto("candidate_id", p.GetCandidateId())
+	if err != nil {
+		return nil, err
+	}
+	return &raft.RequestVoteRequest{
+		Term:               p.GetTerm(),
+		CandidateID:        cand,
+		LastLogIndex:       p.GetLastLogIndex(),
+		LastLogTerm:        p.GetLastLogTerm(),
+		PreVote:            p.GetPreVote(),
+		LeadershipTransfer: p.GetLeadershipTransfer(),
+	}, nil
+}
+
+// RequestVoteResponseToProto converts a RequestVote response.
+func RequestVoteResponseToProto(r *raft.RequestVoteResponse) *raftv1.RequestVoteResponse {
+	return &raftv1.RequestVoteResponse{Term: r.Term, VoteGranted: r.VoteGranted}
+}
+
+// RequestVoteResponseFromProto converts a RequestVote response.
+func RequestVoteResponseFromProto(p *raftv1.RequestVoteResponse) (*raft.RequestVoteResponse, error) {
+	return &raft.RequestVoteResponse{Term: p.GetTerm(), VoteGranted: p.GetVoteGranted()}, nil
+}
+
+// InstallSnapshotRequestToProto converts one InstallSnapshot chunk.
+func InstallSnapshotRequestToProto(r *raft.InstallSnapshotRequest) *raftv1.InstallSnapshotRequest {
+	return &raftv1.InstallSnapshotRequest{
+		Term:              r.Term,
+		LeaderId:          idToProto(r.LeaderID),
+		LastIncludedIndex: r.LastIncludedIndex,
+		LastIncludedTerm:  r.LastIncludedTerm,
+		Offset:            r.Offset,
+		Data:              r.Data,
+		Done:              r.Done,
+		TotalSizeBytes:    r.TotalSize,
+	}
+}
+
+// InstallSnapshotRequestFromProto converts one InstallSnapshot chunk; a
+// chunk that extends past the total size is invalid.
+func InstallSnapshotRequestFromProto(p *raftv1.InstallSnapshotRequest) (*raft.InstallSnapshotRequest, error) {
+	leader, err := idFromProto("leader_id", p.GetLeaderId())
+	if err != nil {
+		return nil, err
+	}
+	end := p.GetOffset() + uint64(len(p.GetData()))
+	if end < p.GetOffset() || end > p.GetTotalSizeBytes() {
+		return nil, fmt.Errorf("%w: chunk [%d, %d) past total size %d", ErrInvalid, p.GetOffset(), end, p.GetTotalSizeBytes())
+	}
+	return &raft.InstallSnapshotRequest{
+		Term:              p.GetTerm(),
+		LeaderID:          leader,
+		LastIncludedIndex: p.GetLastIncludedIndex(),
+		LastIncludedTerm:  p.GetLastIncludedTerm(),
+		Offset:            p.GetOffset(),
+		Data:              p.GetData(),
+		Done:              p.GetDone(),
+		TotalSize:         p.GetTotalSizeBytes(),
+	}, nil
+}
+
+// InstallSnapshotResponseToProto converts an InstallSnapshot response.
+func InstallSnapshotResponseToProto(r *raft.InstallSnapshotResponse) *raftv1.InstallSnapshotResponse {
+	return &raftv1.InstallSnapshotResponse{Term: r.Term, NextOffset: r.NextOffset, Installed: r.Installed}
+}
+
+// InstallSnapshotResponseFromProto converts an InstallSnapshot response.
+func InstallSnapshotResponseFromProto(p *raftv1.InstallSnapshotResponse) (*raft.InstallSnapshotResponse, error) {
+	return &raft.InstallSnapshotResponse{Term: p.GetTerm(), NextOffset: p.GetNextOffset(), Installed: p.GetInstalled()}, nil
+}
+
+// TimeoutNowRequestToProto converts a TimeoutNow request.
+func TimeoutNowRequestToProto(r *raft.TimeoutNowRequest) *raftv1.TimeoutNowRequest {
+	return &raftv1.TimeoutNowRequest{Term: r.Term, LeaderId: idToProto(r.LeaderID)}
+}
+
+// TimeoutNowRequestFromProto converts a TimeoutNow request.
+func TimeoutNowRequestFromProto(p *raftv1.TimeoutNowRequest) (*raft.TimeoutNowRequest, error) {
+	leader, err := idFromProto("leader_id", p.GetLeaderId())
+	if err != nil {
+		return nil, err
+	}
+	return &raft.TimeoutNowRequest{Term: p.GetTerm(), LeaderID: leader}, nil
+}
+
+// TimeoutNowResponseToProto converts a TimeoutNow response.
+func TimeoutNowResponseToProto(r *raft.TimeoutNowResponse) *raftv1.TimeoutNowResponse {
+	return &raftv1.TimeoutNowResponse{Term: r.Term, Accepted: r.Accepted}
+}
+
+// TimeoutNowResponseFromProto converts a TimeoutNow response.
+func TimeoutNowResponseFromProto(p *raftv1.TimeoutNowResponse) (*raft.TimeoutNowResponse, error) {
+	return &raft.TimeoutNowResponse{Term: p.GetTerm(), Accepted: p.GetAccepted()}, nil
+}
+
+// idToProto converts a replica id. Ids are small non-negative numbers; a
+// negative one (raft.NoLeader) is a caller bug that the receiver will see as
+// an out-of-range id.
+func idToProto(id int) uint32 {
+	if id < 0 || id > math.MaxInt32 {
+		return math.MaxUint32
+	}
+	return uint32(id)
+}
+
+// idFromProto converts a replica id, refusing what idToProto produces for an
+// out-of-range id.
+func idFromProto(field string, v uint32) (int, error) {
+	if v > math.MaxInt32 {
+		return 0, fmt.Errorf("%w: %s %d out of range", ErrInvalid, field, v)
+	}
+	return int(v), nil
+}
