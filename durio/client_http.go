@@ -1,0 +1,130 @@
+package durio
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/twitchtv/twirp"
+
+	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
+)
+
+// Limits bounds what a client may send.
+type Limits struct {
+	// MaxBodyBytes is the largest request body, in bytes (413 above it).
+	MaxBodyBytes int64
+	// MaxKeyBytes is the longest key, in bytes.
+	MaxKeyBytes int
+	// MaxValueBytes is the longest value, in bytes.
+	MaxValueBytes int
+}
+
+// DefaultLimits are the limits durio serves with unless configured.
+func DefaultLimits() Limits {
+	return Limits{MaxBodyBytes: 1 << 20, MaxKeyBytes: 4 << 10, MaxValueBytes: 1<<20 - 8<<10}
+}
+
+// clientHandler is everything the client listener serves: the Twirp
+// KVService (protobuf and JSON), the REST routes, and /healthz. Every other
+// path, the peer routes among them, is a Twirp bad_route 404.
+func clientHandler(svc kvv1.KVService, limits Limits, extra func(mux *http.ServeMux)) http.Handler {
+	svc = validated{next: svc, limits: limits}
+	mux := http.NewServeMux()
+	twirpServer := kvv1.NewKVServiceServer(svc)
+	mux.Handle("POST "+twirpServer.PathPrefix(), twirpServer)
+	restHandler{svc: svc}.register(mux)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	if extra != nil {
+		extra(mux)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, twirp.NewErrorf(twirp.BadRoute, "no route %s %s", r.Method, r.URL.Path))
+	})
+	return limitBody(limits.MaxBodyBytes, mux)
+}
+
+// validated checks requests against the limits before they reach the
+// cluster, so REST and Twirp callers get the same 400s.
+type validated struct {
+	next   kvv1.KVService
+	limits Limits
+}
+
+var _ kvv1.KVService = validated{}
+
+func (v validated) key(key string) error {
+	switch {
+	case key == "":
+		return twirp.RequiredArgumentError("key")
+	case len(key) > v.limits.MaxKeyBytes:
+		return twirp.InvalidArgumentError("key", "is longer than "+strconv.Itoa(v.limits.MaxKeyBytes)+" bytes")
+	case !utf8.ValidString(key):
+		return twirp.InvalidArgumentError("key", "is not valid UTF-8")
+	}
+	return nil
+}
+
+func (v validated) value(value string) error {
+	if len(value) > v.limits.MaxValueBytes {
+		return twirp.InvalidArgumentError("value", "is longer than "+strconv.Itoa(v.limits.MaxValueBytes)+" bytes")
+	}
+	return nil
+}
+
+func (v validated) write(h *kvv1.WriteHeader) error {
+	if h == nil {
+		return nil
+	}
+	if (h.GetClientId() == 0) != (h.GetSequence() == 0) {
+		return twirp.InvalidArgumentError("write", "client_id and sequence must be set together")
+	}
+	return nil
+}
+
+func (v validated) Get(ctx context.Context, req *kvv1.GetRequest) (*kvv1.GetResponse, error) {
+	if err := v.key(req.GetKey()); err != nil {
+		return nil, err
+	}
+	if _, ok := kvv1.ReadConsistency_name[int32(req.GetConsistency())]; !ok {
+		return nil, twirp.InvalidArgumentError("consistency", "is not a known ReadConsistency")
+	}
+	return v.next.Get(ctx, req)
+}
+
+func (v validated) Put(ctx context.Context, req *kvv1.PutRequest) (*kvv1.PutResponse, error) {
+	if err := firstErr(v.key(req.GetKey()), v.value(req.GetValue()), v.write(req.GetWrite())); err != nil {
+		return nil, err
+	}
+	return v.next.Put(ctx, req)
+}
+
+func (v validated) Append(ctx context.Context, req *kvv1.AppendRequest) (*kvv1.AppendResponse, error) {
+	if err := firstErr(v.key(req.GetKey()), v.value(req.GetValue()), v.write(req.GetWrite())); err != nil {
+		return nil, err
+	}
+	return v.next.Append(ctx, req)
+}
+
+func (v validated) Delete(ctx context.Context, req *kvv1.DeleteRequest) (*kvv1.DeleteResponse, error) {
+	if err := firstErr(v.key(req.GetKey()), v.write(req.GetWrite())); err != nil {
+		return nil, err
+	}
+	return v.next.Delete(ctx, req)
+}
+
+func (v validated) Status(ctx context.Context, req *kvv1.StatusRequest) (*kvv1.StatusResponse, error) {
+	return v.next.Status(ctx, req)
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,205 @@
+package durio
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/twitchtv/twirp"
+
+	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
+)
+
+// restHandler serves the original durio's REST routes on top of a KVService,
+// so REST and Twirp share one implementation and one set of status codes:
+//
+//	GET    /kvstore/get/{key}   -> 200 {"key","value"} | 404
+//	POST   /kvstore/put         {"key","value"} -> 200
+//	POST   /kvstore/append      {"key","value"} -> 200
+//	DELETE /kvstore/{key}       -> 200
+//	GET    /kvstore/is_leader   -> 200 {"id","term","leader","leader_id"}
+//
+// Errors are Twirp error bodies ({"code","msg","meta"}) with the matching
+// HTTP status.
+type restHandler struct {
+	svc kvv1.KVService
+}
+
+// register adds the REST routes to mux.
+func (h restHandler) register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /kvstore/get/{key}", h.get)
+	mux.HandleFunc("POST /kvstore/put", h.put)
+	mux.HandleFunc("POST /kvstore/append", h.append)
+	mux.HandleFunc("GET /kvstore/is_leader", h.isLeader)
+	mux.HandleFunc("DELETE /kvstore/{key}", h.delete)
+	// Anything else under /kvstore/ is an unknown route, answered like Twirp's.
+	mux.HandleFunc("/kvstore/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, twirp.NewErrorf(twirp.BadRoute, "no route %s %s", r.Method, r.URL.Path))
+	})
+}
+
+// restWrite is the body of put and append. Pointers tell a missing field from
+// an empty one.
+type restWrite struct {
+	Key      *string `json:"key"`
+	Value    *string `json:"value"`
+	ClientID uint64  `json:"client_id,omitempty"`
+	Sequence uint64  `json:"sequence,omitempty"`
+}
+
+type restKV struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+type restLeader struct {
+	ID       uint32 `json:"id"`
+	Term     uint64 `json:"term"`
+	Leader   bool   `json:"leader"`
+	LeaderID *int64 `json:"leader_id"`
+}
+
+func (h restHandler) get(w http.ResponseWriter, r *http.Request) {
+	req := &kvv1.GetRequest{Key: r.PathValue("key")}
+	if r.URL.Query().Get("stale") == "true" {
+		req.Consistency = kvv1.ReadConsistency_READ_CONSISTENCY_STALE
+	}
+	resp, err := h.svc.Get(r.Context(), req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, restKV{Key: resp.GetKey(), Value: resp.GetValue()})
+}
+
+func (h restHandler) put(w http.ResponseWriter, r *http.Request) {
+	body, ok := decodeWrite(w, r)
+	if !ok {
+		return
+	}
+	_, err := h.svc.Put(r.Context(), &kvv1.PutRequest{Key: *body.Key, Value: *body.Value, Write: body.header()})
+	writeEmpty(w, err)
+}
+
+func (h restHandler) append(w http.ResponseWriter, r *http.Request) {
+	body, ok := decodeWrite(w, r)
+	if !ok {
+		return
+	}
+	_, err := h.svc.Append(r.Context(), &kvv1.AppendRequest{Key: *body.Key, Value: *body.Value, Write: body.header()})
+	writeEmpty(w, err)
+}
+
+func (h restHandler) delete(w http.ResponseWriter, r *http.Request) {
+	_, err := h.svc.Delete(r.Context(), &kvv1.DeleteRequest{Key: r.PathValue("key")})
+	writeEmpty(w, err)
+}
+
+func (h restHandler) isLeader(w http.ResponseWriter, r *http.Request) {
+	st, err := h.svc.Status(r.Context(), &kvv1.StatusRequest{})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := restLeader{ID: st.GetReplicaId(), Term: st.GetTerm(), Leader: st.GetRole() == kvv1.Role_ROLE_LEADER}
+	if st.GetLeaderKnown() {
+		id := int64(st.GetLeaderId())
+		out.LeaderID = &id
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (b restWrite) header() *kvv1.WriteHeader {
+	if b.ClientID == 0 && b.Sequence == 0 {
+		return nil
+	}
+	return &kvv1.WriteHeader{ClientId: b.ClientID, Sequence: b.Sequence}
+}
+
+// decodeWrite reads a put/append body, answering 400 itself when the body is
+// unusable. Oversized bodies never get here (see limitBody).
+func decodeWrite(w http.ResponseWriter, r *http.Request) (restWrite, bool) {
+	var body restWrite
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&body)
+	if err == nil {
+		if extra := dec.Decode(&struct{}{}); extra != io.EOF {
+			err = errors.New("trailing data after the JSON object")
+		}
+	}
+	if err != nil {
+		var typeErr *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &typeErr):
+			field := typeErr.Field
+			if field == "" {
+				field = "body"
+			}
+			writeError(w, twirp.InvalidArgumentError(field, "must be a JSON "+typeErr.Type.Kind().String()))
+		default:
+			writeError(w, twirp.NewError(twirp.Malformed, "the body is not a JSON object with key and value: "+err.Error()))
+		}
+		return body, false
+	}
+	switch {
+	case body.Key == nil:
+		writeError(w, twirp.RequiredArgumentError("key"))
+		return body, false
+	case body.Value == nil:
+		writeError(w, twirp.RequiredArgumentError("value"))
+		return body, false
+	}
+	return body, true
+}
+
+// errBodyTooLarge is the error for a request body over the limit; it maps to
+// HTTP 413 (see httpStatus).
+func errBodyTooLarge(limit int64) twirp.Error {
+	return twirp.NewError(twirp.ResourceExhausted, "request body larger than "+strconv.FormatInt(limit, 10)+" bytes").
+		WithMeta("limit_bytes", strconv.FormatInt(limit, 10))
+}
+
+func writeEmpty(w http.ResponseWriter, err error) {
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError writes err as a Twirp error body with its HTTP status.
+func writeError(w http.ResponseWriter, err error) {
+	var terr twirp.Error
+	if !errors.As(err, &terr) {
+		terr = twirp.InternalErrorWith(err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(httpStatus(terr))
+	body := map[string]any{"code": terr.Code(), "msg": terr.Msg()}
+	if meta := terr.MetaMap(); len(meta) > 0 {
+		body["meta"] = meta
+	}
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// httpStatus is Twirp's status for an error code, except that an oversized body
+// is 413 rather than 429.
+func httpStatus(err twirp.Error) int {
+	if err.Code() == twirp.ResourceExhausted && err.Meta("limit_bytes") != "" {
+		return http.StatusRequestEntityTooLarge
+	}
+	return twirp.ServerHTTPStatusFromErrorCode(err.Code())
+}
+
+func errMalformedBody(err error) twirp.Error {
+	return twirp.NewError(twirp.Malformed, "could not read the request body: "+err.Error())
+}
