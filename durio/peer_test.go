@@ -1,0 +1,89 @@
+package durio
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/twitchtv/twirp"
+
+	"github.com/ruaft/ruaft/persist"
+	"github.com/ruaft/ruaft/raft"
+	raftv1 "github.com/ruaft/ruaft/rpc/raft/v1"
+)
+
+// echoNode answers each RPC with values derived from the request, so a test
+// can tell that both directions were converted.
+type echoNode struct{ fail error }
+
+func (e echoNode) HandleAppendEntries(_ context.Context, r *raft.AppendEntriesRequest) (*raft.AppendEntriesResponse, error) {
+	if e.fail != nil {
+		return nil, e.fail
+	}
+	return &raft.AppendEntriesResponse{Term: r.Term, Success: true, MatchIndex: r.PrevLogIndex + uint64(len(r.Entries))}, nil
+}
+
+func (e echoNode) HandleRequestVote(_ context.Context, r *raft.RequestVoteRequest) (*raft.RequestVoteResponse, error) {
+	return &raft.RequestVoteResponse{Term: r.Term, VoteGranted: r.PreVote}, nil
+}
+
+func (e echoNode) HandleInstallSnapshot(_ context.Context, r *raft.InstallSnapshotRequest) (*raft.InstallSnapshotResponse, error) {
+	return &raft.InstallSnapshotResponse{Term: r.Term, NextOffset: r.Offset + uint64(len(r.Data)), Installed: r.Done}, nil
+}
+
+func (e echoNode) HandleTimeoutNow(_ context.Context, r *raft.TimeoutNowRequest) (*raft.TimeoutNowResponse, error) {
+	return &raft.TimeoutNowResponse{Term: r.Term, Accepted: true}, nil
+}
+
+func startPeer(t *testing.T, node raftHandlers) string {
+	t.Helper()
+	srv := httptest.NewServer(raftv1.NewRaftServiceServer(peerServer{node: node}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func TestPeerTransportRoundTrip(t *testing.T) {
+	url := startPeer(t, echoNode{})
+	tr := newPeerTransport(0, []string{"http://127.0.0.1:1", url}, newPeerHTTPClient())
+	ctx := context.Background()
+
+	ae, err := tr.AppendEntries(ctx, 1, &raft.AppendEntriesRequest{Term: 3, LeaderID: 0, PrevLogIndex: 5,
+		Entries: []raft.Entry{{Index: 6, Term: 3, Type: persist.EntryCommand, Data: []byte("x")}, {Index: 7, Term: 3, Type: persist.EntryNoop}}})
+	if err != nil || ae.Term != 3 || !ae.Success || ae.MatchIndex != 7 {
+		t.Fatalf("AppendEntries: %+v %v", ae, err)
+	}
+	rv, err := tr.RequestVote(ctx, 1, &raft.RequestVoteRequest{Term: 4, CandidateID: 0, PreVote: true})
+	if err != nil || rv.Term != 4 || !rv.VoteGranted {
+		t.Fatalf("RequestVote: %+v %v", rv, err)
+	}
+	is, err := tr.InstallSnapshot(ctx, 1, &raft.InstallSnapshotRequest{Term: 5, Offset: 10, Data: []byte("abc"), Done: true, TotalSize: 13})
+	if err != nil || is.NextOffset != 13 || !is.Installed {
+		t.Fatalf("InstallSnapshot: %+v %v", is, err)
+	}
+	tn, err := tr.TimeoutNow(ctx, 1, &raft.TimeoutNowRequest{Term: 6})
+	if err != nil || tn.Term != 6 || !tn.Accepted {
+		t.Fatalf("TimeoutNow: %+v %v", tn, err)
+	}
+	if _, err := tr.RequestVote(ctx, 0, &raft.RequestVoteRequest{}); err == nil {
+		t.Fatal("RPC to self should fail")
+	}
+	if _, err := tr.RequestVote(ctx, 2, &raft.RequestVoteRequest{}); err == nil {
+		t.Fatal("RPC to an unknown peer should fail")
+	}
+}
+
+func TestPeerServerErrors(t *testing.T) {
+	url := startPeer(t, echoNode{fail: errors.New("node killed")})
+	client := raftv1.NewRaftServiceProtobufClient(url, newPeerHTTPClient())
+	ctx := context.Background()
+	_, err := client.AppendEntries(ctx, &raftv1.AppendEntriesRequest{Term: 1})
+	var terr twirp.Error
+	if !errors.As(err, &terr) || terr.Code() != twirp.Unavailable {
+		t.Fatalf("node error: got %v, want unavailable", err)
+	}
+	_, err = client.AppendEntries(ctx, &raftv1.AppendEntriesRequest{Term: 1, Entries: []*raftv1.Entry{{Index: 1}}})
+	if !errors.As(err, &terr) || terr.Code() != twirp.InvalidArgument {
+		t.Fatalf("invalid entry type: got %v, want invalid_argument", err)
+	}
+}
