@@ -151,14 +151,20 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 // WriteHeader identifies a write for exactly-once retries. A client that sets
 // client_id numbers its writes 1, 2, 3, ... in sequence and retries a write
 // with the same numbers; the cluster applies each (client_id, sequence) at
-// most once. Without it, the receiving replica assigns its own, which makes
-// the replica's internal retries safe but not the caller's.
+// most once. A client may have several writes in flight at once. Without a
+// header, the receiving replica assigns its own, which makes the replica's
+// internal retries safe but not the caller's.
 type WriteHeader struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// client_id identifies the client; 0 means unset.
 	ClientId uint64 `protobuf:"varint,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	// sequence is the client's write number, starting at 1; 0 means unset.
-	Sequence      uint64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Sequence uint64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// ack tells the cluster that every write of this client with a lower
+	// sequence has finished (answered or abandoned), so their results may be
+	// forgotten and they will never be applied again. 0 means sequence: the
+	// convention of a client with one write in flight at a time.
+	Ack           uint64 `protobuf:"varint,3,opt,name=ack,proto3" json:"ack,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -203,6 +209,13 @@ func (x *WriteHeader) GetClientId() uint64 {
 func (x *WriteHeader) GetSequence() uint64 {
 	if x != nil {
 		return x.Sequence
+	}
+	return 0
+}
+
+func (x *WriteHeader) GetAck() uint64 {
+	if x != nil {
+		return x.Ack
 	}
 	return 0
 }
@@ -908,10 +921,11 @@ var File_kv_v1_kv_proto protoreflect.FileDescriptor
 
 const file_kv_v1_kv_proto_rawDesc = "" +
 	"\n" +
-	"\x0ekv/v1/kv.proto\x12\x05kv.v1\"F\n" +
+	"\x0ekv/v1/kv.proto\x12\x05kv.v1\"X\n" +
 	"\vWriteHeader\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\x04R\bclientId\x12\x1a\n" +
-	"\bsequence\x18\x02 \x01(\x04R\bsequence\"`\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x10\n" +
+	"\x03ack\x18\x03 \x01(\x04R\x03ack\"`\n" +
 	"\x0eResponseHeader\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\x01 \x01(\rR\treplicaId\x12\x1b\n" +
