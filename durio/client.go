@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,8 +32,8 @@ type Client struct {
 	endpoints []string
 	kv        []kvv1.KVService
 	cur       atomic.Int64  // index of the endpoint last known to work
-	clientID  uint64        // random, fixed for the client's life
-	seq       atomic.Uint64 // last sequence number handed out
+	clientID  uint64 // random, fixed for the client's life
+	writes    seqWindow
 	// Backoff is the pause after every endpoint failed once.
 	backoff time.Duration
 }
@@ -76,8 +77,40 @@ func NewClient(endpoints []string, opts ClientOptions) (*Client, error) {
 	return c, nil
 }
 
-func (c *Client) nextWrite() *kvv1.WriteHeader {
-	return &kvv1.WriteHeader{ClientId: c.clientID, Sequence: c.seq.Add(1)}
+// seqWindow hands out write sequence numbers and tracks which are still in
+// flight, so each write can tell the cluster the lowest one still open (its
+// ack): results below it may be forgotten.
+type seqWindow struct {
+	mu   sync.Mutex // guards last and open
+	last uint64
+	open map[uint64]struct{}
+}
+
+func (w *seqWindow) begin() (seq, ack uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.open == nil {
+		w.open = make(map[uint64]struct{})
+	}
+	w.last++
+	seq, ack = w.last, w.last
+	w.open[seq] = struct{}{}
+	for s := range w.open {
+		ack = min(ack, s)
+	}
+	return seq, ack
+}
+
+func (w *seqWindow) end(seq uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.open, seq)
+}
+
+// write starts a write: its header, and a func to call once it has finished.
+func (c *Client) write() (*kvv1.WriteHeader, func()) {
+	seq, ack := c.writes.begin()
+	return &kvv1.WriteHeader{ClientId: c.clientID, Sequence: seq, Ack: ack}, func() { c.writes.end(seq) }
 }
 
 // Get returns a key's value (linearizable), or ErrNotFound.
@@ -97,21 +130,27 @@ func (c *Client) Get(ctx context.Context, key string) (string, error) {
 
 // Put sets key to value.
 func (c *Client) Put(ctx context.Context, key, value string) error {
-	req := &kvv1.PutRequest{Key: key, Value: value, Write: c.nextWrite()}
+	hdr, done := c.write()
+	defer done()
+	req := &kvv1.PutRequest{Key: key, Value: value, Write: hdr}
 	_, err := call(ctx, c, func(kv kvv1.KVService) (*kvv1.PutResponse, error) { return kv.Put(ctx, req) })
 	return err
 }
 
 // Append appends value to key's value.
 func (c *Client) Append(ctx context.Context, key, value string) error {
-	req := &kvv1.AppendRequest{Key: key, Value: value, Write: c.nextWrite()}
+	hdr, done := c.write()
+	defer done()
+	req := &kvv1.AppendRequest{Key: key, Value: value, Write: hdr}
 	_, err := call(ctx, c, func(kv kvv1.KVService) (*kvv1.AppendResponse, error) { return kv.Append(ctx, req) })
 	return err
 }
 
 // Delete removes key and reports whether it existed.
 func (c *Client) Delete(ctx context.Context, key string) (bool, error) {
-	req := &kvv1.DeleteRequest{Key: key, Write: c.nextWrite()}
+	hdr, done := c.write()
+	defer done()
+	req := &kvv1.DeleteRequest{Key: key, Write: hdr}
 	resp, err := call(ctx, c, func(kv kvv1.KVService) (*kvv1.DeleteResponse, error) { return kv.Delete(ctx, req) })
 	return resp.GetExisted(), err
 }
