@@ -31,8 +31,8 @@ var ErrNotFound = errors.New("durio: key not found")
 type Client struct {
 	endpoints []string
 	kv        []kvv1.KVService
-	cur       atomic.Int64  // index of the endpoint last known to work
-	clientID  uint64 // random, fixed for the client's life
+	cur       atomic.Int64 // index of the endpoint last known to work
+	clientID  uint64       // random, fixed for the client's life
 	writes    seqWindow
 	// Backoff is the pause after every endpoint failed once.
 	backoff time.Duration
