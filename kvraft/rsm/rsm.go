@@ -1,0 +1,398 @@
+package rsm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ruaft/ruaft/raft"
+)
+
+// Raft is the part of *raft.Node an RSM drives. *raft.Node implements it;
+// tests may substitute a fake.
+type Raft interface {
+	Start(cmd []byte) (index, term uint64, isLeader bool)
+	State() (term uint64, isLeader bool)
+	Status() raft.Status
+	ReadIndex(ctx context.Context) (uint64, error)
+	SaveSnapshot(index uint64, data []byte) error
+	Kill() error
+}
+
+// StateMachine is the deterministic application an RSM replicates. Apply,
+// Snapshot and Restore are called from one goroutine at a time, in log
+// order; an implementation that also serves reads from other goroutines
+// guards its state itself.
+type StateMachine interface {
+	// Apply applies the committed command at index and returns its result,
+	// which is handed to the Submit waiting for that entry, if any. The
+	// command slice belongs to Apply only for the duration of the call.
+	Apply(index uint64, cmd []byte) any
+	// Snapshot returns the serialized state after the last applied command.
+	Snapshot() []byte
+	// Restore replaces the whole state with a snapshot returned by Snapshot
+	// (possibly on another replica). An empty snapshot means the initial state.
+	Restore(data []byte) error
+}
+
+// Errors returned by Submit, Propose and Future.Wait.
+var (
+	// ErrNotLeader means this replica is not the leader: nothing was proposed.
+	ErrNotLeader = errors.New("rsm: not the leader")
+	// ErrLostLeadership means the command was proposed but this replica lost
+	// leadership (its term changed, or another entry took the command's index,
+	// or a snapshot replaced the state) before the command was seen applied.
+	// The command may or may not have been applied.
+	ErrLostLeadership = errors.New("rsm: leadership lost before the command was applied")
+	// ErrKilled means the RSM was killed; a proposed command may or may not
+	// have been applied.
+	ErrKilled = errors.New("rsm: killed")
+)
+
+// Config tunes an RSM.
+type Config struct {
+	// LeadershipPoll is how often, in wall time, the RSM checks the raft term
+	// while commands are pending, to fail them when leadership is lost.
+	LeadershipPoll time.Duration
+	// Logger receives diagnostics; nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the configuration used when none is given.
+func DefaultConfig() Config {
+	return Config{LeadershipPoll: 10 * time.Millisecond}
+}
+
+// Validate reports the first field that is out of range.
+func (c Config) Validate() error {
+	if c.LeadershipPoll <= 0 {
+		return fmt.Errorf("rsm: Config.LeadershipPoll must be positive, got %v", c.LeadershipPoll)
+	}
+	return nil
+}
+
+// RSM is a replicated state machine: it turns a StateMachine and a raft node
+// into a service whose Submit returns the result of a command once it has
+// been committed and applied, or an error saying why the attempt failed.
+//
+// An RSM is the raft.Application of its node. Build it with New, create the
+// node with the RSM as its application, then call Attach before anything
+// else.
+type RSM struct {
+	sm     StateMachine
+	cfg    Config
+	logger *slog.Logger
+
+	nodeOnce sync.Once
+	nodeSet  chan struct{} // closed by Attach
+	node     Raft          // written once by Attach before nodeSet closes
+
+	stop chan struct{} // closed by Kill to stop the watcher
+	wg   sync.WaitGroup
+
+	killOnce sync.Once
+	killErr  error
+
+	mu sync.Mutex // guards the fields below
+	// pending holds the futures of commands this replica proposed and has not
+	// seen applied, by log index.
+	pending map[uint64]*Future
+	// applied is the index of the last command or snapshot given to sm.
+	applied uint64
+	// appliedCh is closed (and replaced) whenever applied advances, to wake
+	// WaitApplied.
+	appliedCh chan struct{}
+	killed    bool
+}
+
+var _ raft.Application = (*RSM)(nil)
+
+// New returns an RSM around sm. It does nothing until Attach.
+func New(cfg Config, sm StateMachine) (*RSM, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &RSM{
+		sm:        sm,
+		cfg:       cfg,
+		logger:    logger,
+		nodeSet:   make(chan struct{}),
+		stop:      make(chan struct{}),
+		pending:   make(map[uint64]*Future),
+		appliedCh: make(chan struct{}),
+	}, nil
+}
+
+// Attach gives the RSM its raft node and starts the leadership watcher. It
+// must be called exactly once, right after the node is created.
+func (r *RSM) Attach(node Raft) {
+	r.nodeOnce.Do(func() {
+		r.node = node
+		close(r.nodeSet)
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.watchLeadership()
+		}()
+	})
+}
+
+// Raft returns the attached node, or nil before Attach.
+func (r *RSM) Raft() Raft {
+	select {
+	case <-r.nodeSet:
+		return r.node
+	default:
+		return nil
+	}
+}
+
+// Future is the pending outcome of one proposed command.
+type Future struct {
+	// Index and Term locate the command's entry as Start returned them.
+	Index, Term uint64
+
+	done   chan struct{} // closed once result and err are set
+	result any
+	err    error
+}
+
+// Done is closed once the outcome is known.
+func (f *Future) Done() <-chan struct{} { return f.done }
+
+// Result returns the outcome; it is meaningful only after Done is closed.
+func (f *Future) Result() (any, error) { return f.result, f.err }
+
+// Wait blocks until the outcome is known or ctx ends. A ctx error leaves the
+// command pending: it may still be applied.
+func (f *Future) Wait(ctx context.Context) (any, error) {
+	select {
+	case <-f.done:
+		return f.result, f.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// resolve sets the outcome. Each future is resolved exactly once, by
+// whoever removed it from RSM.pending.
+func (f *Future) resolve(result any, err error) {
+	f.result, f.err = result, err
+	close(f.done)
+}
+
+// Submit proposes cmd and waits until it is applied (returning the state
+// machine's result), the attempt fails (ErrNotLeader, ErrLostLeadership,
+// ErrKilled), or ctx ends (ctx's error; the command may still be applied).
+func (r *RSM) Submit(ctx context.Context, cmd []byte) (any, error) {
+	f, err := r.Propose(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return f.Wait(ctx)
+}
+
+// Propose starts cmd through raft and returns its Future without waiting.
+// The future resolves on its own (applied, leadership lost, or Kill) whether
+// or not anyone waits for it.
+func (r *RSM) Propose(cmd []byte) (*Future, error) {
+	node := r.Raft()
+	if node == nil {
+		return nil, ErrNotLeader
+	}
+	// r.mu is held across Start so that the apply path, which takes r.mu
+	// before it looks for a future, cannot see the entry before the future
+	// is registered. Start does not wait for anything the apply path holds.
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.killed {
+		return nil, ErrKilled
+	}
+	index, term, isLeader := node.Start(cmd)
+	if !isLeader {
+		return nil, ErrNotLeader
+	}
+	f := &Future{Index: index, Term: term, done: make(chan struct{})}
+	if old := r.pending[index]; old != nil {
+		// A future from an older term whose entry was overwritten; the
+		// watcher would fail it soon anyway.
+		old.resolve(nil, ErrLostLeadership)
+	}
+	r.pending[index] = f
+	return f, nil
+}
+
+// ReadIndex returns a linearizable read point from the node; see
+// raft.Node.ReadIndex.
+func (r *RSM) ReadIndex(ctx context.Context) (uint64, error) {
+	node := r.Raft()
+	if node == nil {
+		return 0, ErrNotLeader
+	}
+	return node.ReadIndex(ctx)
+}
+
+// Applied returns the index of the last command or snapshot applied.
+func (r *RSM) Applied() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.applied
+}
+
+// WaitApplied blocks until the state machine has applied index, ctx ends,
+// or the RSM is killed.
+func (r *RSM) WaitApplied(ctx context.Context, index uint64) error {
+	for {
+		r.mu.Lock()
+		applied, ch, killed := r.applied, r.appliedCh, r.killed
+		r.mu.Unlock()
+		switch {
+		case applied >= index:
+			return nil
+		case killed:
+			return ErrKilled
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Apply implements raft.Application.
+func (r *RSM) Apply(msg raft.ApplyMsg) {
+	if msg.IsSnapshot {
+		r.applySnapshot(msg)
+		return
+	}
+	result := r.sm.Apply(msg.Index, msg.Command)
+
+	r.mu.Lock()
+	f := r.pending[msg.Index]
+	if f != nil {
+		delete(r.pending, msg.Index)
+	}
+	r.advanceLocked(msg.Index)
+	r.mu.Unlock()
+
+	if f != nil {
+		// Raft puts at most one entry at an index in a term, so an entry
+		// with the term Start returned is the one proposed.
+		if f.Term == msg.Term {
+			f.resolve(result, nil)
+		} else {
+			f.resolve(nil, ErrLostLeadership)
+		}
+	}
+}
+
+func (r *RSM) applySnapshot(msg raft.ApplyMsg) {
+	if err := r.sm.Restore(msg.Snapshot); err != nil {
+		// A snapshot this RSM cannot read leaves the state machine unusable;
+		// carrying on would diverge from the other replicas.
+		panic(fmt.Sprintf("rsm: restore snapshot at index %d: %v", msg.Index, err))
+	}
+	r.mu.Lock()
+	failed := r.takePendingLocked(func(*Future) bool { return true })
+	r.advanceLocked(msg.Index)
+	r.mu.Unlock()
+	for _, f := range failed {
+		f.resolve(nil, ErrLostLeadership)
+	}
+}
+
+// advanceLocked records index as applied and wakes WaitApplied.
+func (r *RSM) advanceLocked(index uint64) {
+	if index > r.applied {
+		r.applied = index
+	}
+	close(r.appliedCh)
+	r.appliedCh = make(chan struct{})
+}
+
+// takePendingLocked removes and returns the pending futures for which fail
+// returns true.
+func (r *RSM) takePendingLocked(fail func(*Future) bool) []*Future {
+	var out []*Future
+	for i, f := range r.pending {
+		if fail(f) {
+			out = append(out, f)
+			delete(r.pending, i)
+		}
+	}
+	return out
+}
+
+// SnapshotNeeded implements raft.Application: it serializes the state,
+// which is the state at lastApplied while this callback runs, and hands it
+// to the node.
+func (r *RSM) SnapshotNeeded(lastApplied uint64) {
+	data := r.sm.Snapshot()
+	node := r.Raft()
+	if node == nil {
+		return
+	}
+	if err := node.SaveSnapshot(lastApplied, data); err != nil {
+		r.logger.Warn("save snapshot", "index", lastApplied, "err", err)
+	}
+}
+
+// watchLeadership fails pending futures whose term is no longer the node's
+// current leader term: their entries may be overwritten, and nobody would
+// tell the waiting callers otherwise.
+func (r *RSM) watchLeadership() {
+	t := time.NewTicker(r.cfg.LeadershipPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+		}
+		r.mu.Lock()
+		n := len(r.pending)
+		r.mu.Unlock()
+		if n == 0 {
+			continue
+		}
+		term, isLeader := r.node.State()
+		r.mu.Lock()
+		failed := r.takePendingLocked(func(f *Future) bool { return !isLeader || f.Term != term })
+		r.mu.Unlock()
+		for _, f := range failed {
+			f.resolve(nil, ErrLostLeadership)
+		}
+	}
+}
+
+// Kill stops the node and the RSM, fails every pending command with
+// ErrKilled, and returns the node's Kill error. It is idempotent.
+func (r *RSM) Kill() error {
+	r.killOnce.Do(func() {
+		r.mu.Lock()
+		r.killed = true
+		r.mu.Unlock()
+		if node := r.Raft(); node != nil {
+			r.killErr = node.Kill()
+		}
+		close(r.stop)
+		r.wg.Wait()
+		r.mu.Lock()
+		failed := r.takePendingLocked(func(*Future) bool { return true })
+		close(r.appliedCh) // wake WaitApplied, which then sees killed
+		r.appliedCh = make(chan struct{})
+		r.mu.Unlock()
+		for _, f := range failed {
+			f.resolve(nil, ErrKilled)
+		}
+	})
+	return r.killErr
+}

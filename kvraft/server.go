@@ -1,0 +1,313 @@
+package kvraft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ruaft/ruaft/kvraft/rsm"
+	"github.com/ruaft/ruaft/raft"
+)
+
+// Config configures a Server. The snapshot threshold (the lab's
+// maxraftstate) belongs to the raft node's configuration.
+type Config struct {
+	// ID is this replica's id, reported in response headers.
+	ID int
+	// RequestTimeout bounds how long a handler waits for a write to commit
+	// or a read point to be confirmed, on top of the caller's deadline.
+	// Past it the handler returns ErrTimeout.
+	RequestTimeout time.Duration
+	// LogReads serves linearizable Gets by writing them through the raft log
+	// instead of with ReadIndex. It is slower; it exists for nodes without a
+	// working ReadIndex and for comparisons.
+	LogReads bool
+	// RSM tunes the replicated-state-machine layer.
+	RSM rsm.Config
+	// Logger receives diagnostics; nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a configuration for replica id.
+func DefaultConfig(id int) Config {
+	return Config{ID: id, RequestTimeout: 2 * time.Second, RSM: rsm.DefaultConfig()}
+}
+
+// Validate reports the first field that is out of range.
+func (c Config) Validate() error {
+	if c.ID < 0 {
+		return fmt.Errorf("kvraft: Config.ID must not be negative, got %d", c.ID)
+	}
+	if c.RequestTimeout <= 0 {
+		return fmt.Errorf("kvraft: Config.RequestTimeout must be positive, got %v", c.RequestTimeout)
+	}
+	return c.RSM.Validate()
+}
+
+// NodeFactory creates the raft node that drives app, the server's state
+// machine. StartServer uses raft.New; tests may pass a fake.
+type NodeFactory func(app raft.Application) (rsm.Raft, error)
+
+// Server is one replica of the key-value store. Its methods are the client
+// RPC handlers; they are safe for concurrent use and none holds a lock while
+// it waits for raft.
+type Server struct {
+	cfg    Config
+	logger *slog.Logger
+	state  *state
+	rsm    *rsm.RSM
+
+	mu sync.Mutex // guards proposals and sweepAt
+	// proposals holds, per identified write, the future of its latest
+	// proposal, so that a retry arriving while the write is pending in the
+	// same term waits for that proposal instead of proposing it again: at
+	// most one proposal per request per term.
+	proposals map[WriteID]*rsm.Future
+	// sweepAt is the size of proposals at which finished futures are swept.
+	sweepAt int
+}
+
+var _ Service = (*Server)(nil)
+
+// NewServer creates a server and its raft node through newNode. The node
+// restores any snapshot it has stored by handing it to the state machine.
+func NewServer(cfg Config, newNode NodeFactory) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:       cfg,
+		logger:    logger,
+		state:     newState(),
+		proposals: make(map[WriteID]*rsm.Future),
+		sweepAt:   minSweep,
+	}
+	rcfg := cfg.RSM
+	if rcfg.Logger == nil {
+		rcfg.Logger = logger
+	}
+	r, err := rsm.New(rcfg, s.state)
+	if err != nil {
+		return nil, err
+	}
+	s.rsm = r
+	node, err := newNode(r)
+	if err != nil {
+		return nil, fmt.Errorf("kvraft: start raft node: %w", err)
+	}
+	r.Attach(node)
+	return s, nil
+}
+
+// minSweep is the smallest proposals size at which a sweep runs.
+const minSweep = 256
+
+// Raft returns the server's raft node.
+func (s *Server) Raft() rsm.Raft { return s.rsm.Raft() }
+
+// Status returns the raft node's status.
+func (s *Server) Status() raft.Status { return s.rsm.Raft().Status() }
+
+// Kill stops the server and its raft node; pending requests fail with
+// ErrKilled. It returns the node's Kill error and is idempotent.
+func (s *Server) Kill() error { return s.rsm.Kill() }
+
+// Get implements Service.
+func (s *Server) Get(ctx context.Context, req *GetRequest) (*GetResponse, error) {
+	if req.Key == "" {
+		return nil, fmt.Errorf("%w: empty key", ErrInvalid)
+	}
+	if req.Consistency == Stale {
+		v, ok := s.state.get(req.Key)
+		return &GetResponse{Header: s.header(), Value: v, Found: ok}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	if s.cfg.LogReads {
+		res, err := s.submit(ctx, op{kind: opGet, key: req.Key})
+		if err != nil {
+			return nil, err
+		}
+		rr, ok := res.(readResult)
+		if !ok {
+			return nil, fmt.Errorf("kvraft: log read of %q: %v", req.Key, res)
+		}
+		return &GetResponse{Header: s.header(), Value: rr.value, Found: rr.found}, nil
+	}
+	index, err := s.rsm.ReadIndex(ctx)
+	if err != nil {
+		return nil, s.failure(ctx, err, false)
+	}
+	if err := s.rsm.WaitApplied(ctx, index); err != nil {
+		return nil, s.failure(ctx, err, false)
+	}
+	v, ok := s.state.get(req.Key)
+	return &GetResponse{Header: s.header(), Value: v, Found: ok}, nil
+}
+
+// Put implements Service.
+func (s *Server) Put(ctx context.Context, req *PutRequest) (*PutResponse, error) {
+	if _, err := s.write(ctx, op{kind: opPut, id: req.Write, key: req.Key, value: req.Value}); err != nil {
+		return nil, err
+	}
+	return &PutResponse{Header: s.header()}, nil
+}
+
+// Append implements Service.
+func (s *Server) Append(ctx context.Context, req *AppendRequest) (*AppendResponse, error) {
+	if _, err := s.write(ctx, op{kind: opAppend, id: req.Write, key: req.Key, value: req.Value}); err != nil {
+		return nil, err
+	}
+	return &AppendResponse{Header: s.header()}, nil
+}
+
+// Delete implements Service.
+func (s *Server) Delete(ctx context.Context, req *DeleteRequest) (*DeleteResponse, error) {
+	res, err := s.write(ctx, op{kind: opDelete, id: req.Write, key: req.Key})
+	if err != nil {
+		return nil, err
+	}
+	return &DeleteResponse{Header: s.header(), Existed: res.existed}, nil
+}
+
+// write applies o exactly once per WriteID and returns its result.
+func (s *Server) write(ctx context.Context, o op) (writeResult, error) {
+	if o.key == "" {
+		return writeResult{}, fmt.Errorf("%w: empty key", ErrInvalid)
+	}
+	if o.id.ClientID == 0 && (o.id.Seq != 0 || o.id.Ack != 0) {
+		return writeResult{}, fmt.Errorf("%w: sequence number without a client id", ErrInvalid)
+	}
+	if o.id.ClientID != 0 {
+		if o.id.Seq == 0 {
+			return writeResult{}, fmt.Errorf("%w: client id without a sequence number", ErrInvalid)
+		}
+		if o.id.Ack == 0 || o.id.Ack > o.id.Seq {
+			// A client cannot have finished the write it is sending.
+			o.id.Ack = o.id.Seq
+		}
+		// A write this replica has already applied is answered from the
+		// table: it is committed, whoever leads now.
+		if res, ok := s.state.lookup(o.id); ok {
+			return res, staleErr(res)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	res, err := s.submit(ctx, o)
+	if err != nil {
+		return writeResult{}, err
+	}
+	wr, ok := res.(writeResult)
+	if !ok {
+		return writeResult{}, fmt.Errorf("kvraft: write to %q: %v", o.key, res)
+	}
+	return wr, staleErr(wr)
+}
+
+func staleErr(res writeResult) error {
+	if res.stale {
+		return ErrStale
+	}
+	return nil
+}
+
+// submit proposes o (or joins the pending proposal of the same write in
+// the current term) and waits for its result.
+func (s *Server) submit(ctx context.Context, o op) (any, error) {
+	f, err := s.propose(o)
+	if err != nil {
+		return nil, s.failure(ctx, err, false)
+	}
+	res, err := f.Wait(ctx)
+	if o.id.ClientID != 0 && err == nil {
+		s.mu.Lock()
+		if s.proposals[o.id] == f {
+			delete(s.proposals, o.id)
+		}
+		s.mu.Unlock()
+	}
+	if err != nil {
+		return nil, s.failure(ctx, err, true)
+	}
+	return res, nil
+}
+
+func (s *Server) propose(o op) (*rsm.Future, error) {
+	cmd := encodeOp(o)
+	if o.id.ClientID == 0 {
+		return s.rsm.Propose(cmd)
+	}
+	node := s.rsm.Raft()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// The term is read under s.mu so that a proposal registered in this
+	// term by another handler is seen here (see proposals).
+	term, isLeader := node.State()
+	if !isLeader {
+		return nil, rsm.ErrNotLeader
+	}
+	if f := s.proposals[o.id]; f != nil && f.Term == term && !isDone(f) {
+		return f, nil
+	}
+	f, err := s.rsm.Propose(cmd)
+	if err != nil {
+		return nil, err
+	}
+	s.proposals[o.id] = f
+	if len(s.proposals) >= s.sweepAt {
+		for id, p := range s.proposals {
+			if isDone(p) {
+				delete(s.proposals, id)
+			}
+		}
+		s.sweepAt = max(minSweep, 2*len(s.proposals))
+	}
+	return f, nil
+}
+
+func isDone(f *rsm.Future) bool {
+	select {
+	case <-f.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// failure maps an rsm or context error to the Server's errors. proposed says
+// whether a write may have entered the log.
+func (s *Server) failure(ctx context.Context, err error, proposed bool) error {
+	switch {
+	case errors.Is(err, rsm.ErrKilled):
+		return ErrKilled
+	case errors.Is(err, rsm.ErrLostLeadership):
+		return &WrongLeaderError{Leader: s.leaderHint(), Proposed: true}
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), ctx.Err() != nil:
+		return fmt.Errorf("%w: %w", ErrTimeout, err)
+	default:
+		// ErrNotLeader, or ReadIndex refusing on a node that does not lead.
+		return &WrongLeaderError{Leader: s.leaderHint(), Proposed: proposed}
+	}
+}
+
+// leaderHint returns the leader this replica knows of, never itself.
+func (s *Server) leaderHint() int {
+	st := s.rsm.Raft().Status()
+	if st.Leader == s.cfg.ID {
+		return raft.NoLeader
+	}
+	return st.Leader
+}
+
+func (s *Server) header() ResponseHeader {
+	term, _ := s.rsm.Raft().State()
+	return ResponseHeader{ReplicaID: s.cfg.ID, Term: term}
+}
