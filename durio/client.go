@@ -57,11 +57,7 @@ func NewClient(endpoints []string, opts ClientOptions) (*Client, error) {
 		hc = newPeerHTTPClient()
 	}
 	c := &Client{backoff: 50 * time.Millisecond}
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return nil, err
-	}
-	c.clientID = binary.LittleEndian.Uint64(b[:]) | 1 // never 0, which means unset
+	c.clientID = randomID()
 	for _, e := range endpoints {
 		if !strings.Contains(e, "://") {
 			e = "http://" + e
@@ -211,4 +207,11 @@ func call[Resp any](ctx context.Context, c *Client, op func(kvv1.KVService) (Res
 		}
 		c.cur.CompareAndSwap(i, next)
 	}
+}
+
+// randomID returns a random client id; never 0, which means unset.
+func randomID() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return binary.LittleEndian.Uint64(b[:]) | 1
 }
