@@ -1,0 +1,158 @@
+package kvraft
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/ruaft/ruaft/kvraft/rsm"
+	"github.com/ruaft/ruaft/raft"
+)
+
+// fakeRaft is a one-replica stand-in for raft.Node: Start appends to a log
+// that a goroutine applies in order, unless the test holds commits.
+type fakeRaft struct {
+	app raft.Application
+
+	mu        sync.Mutex // guards the fields below
+	term      uint64
+	leader    bool
+	hold      bool // entries are not committed while set
+	log       []raft.ApplyMsg
+	committed int // entries of log handed to the apply goroutine
+	wake      chan struct{}
+	killed    bool
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+var _ rsm.Raft = (*fakeRaft)(nil)
+
+func newFakeRaft(app raft.Application) *fakeRaft {
+	f := &fakeRaft{app: app, term: 1, leader: true, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		f.applyLoop()
+	}()
+	return f
+}
+
+func (f *fakeRaft) applyLoop() {
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-f.wake:
+		}
+		for {
+			f.mu.Lock()
+			if f.hold || f.committed == len(f.log) {
+				f.mu.Unlock()
+				break
+			}
+			msg := f.log[f.committed]
+			f.committed++
+			f.mu.Unlock()
+			f.app.Apply(msg)
+		}
+	}
+}
+
+func (f *fakeRaft) signal() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (f *fakeRaft) Start(cmd []byte) (uint64, uint64, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.leader || f.killed {
+		return 0, f.term, false
+	}
+	idx := uint64(len(f.log) + 1)
+	f.log = append(f.log, raft.ApplyMsg{Index: idx, Term: f.term, Command: append([]byte(nil), cmd...)})
+	f.signal()
+	return idx, f.term, true
+}
+
+func (f *fakeRaft) State() (uint64, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.term, f.leader
+}
+
+func (f *fakeRaft) Status() raft.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := raft.Status{Term: f.term, Leader: raft.NoLeader, Commit: uint64(f.committed), LastIndex: uint64(len(f.log))}
+	if f.leader {
+		st.Role, st.Leader = raft.Leader, 0
+	}
+	return st
+}
+
+func (f *fakeRaft) ReadIndex(ctx context.Context) (uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.leader {
+		return 0, errors.New("fake: not leader")
+	}
+	return uint64(f.committed), nil
+}
+
+func (f *fakeRaft) SaveSnapshot(uint64, []byte) error { return nil }
+
+func (f *fakeRaft) Kill() error {
+	f.mu.Lock()
+	f.killed = true
+	f.mu.Unlock()
+	select {
+	case <-f.stop:
+	default:
+		close(f.stop)
+	}
+	f.wg.Wait()
+	return nil
+}
+
+// setHold stops or resumes commits.
+func (f *fakeRaft) setHold(hold bool) {
+	f.mu.Lock()
+	f.hold = hold
+	f.mu.Unlock()
+	f.signal()
+}
+
+// loseLeadership moves to a new term as a follower and drops uncommitted
+// entries, as if another leader had overwritten them.
+func (f *fakeRaft) loseLeadership() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.term++
+	f.leader = false
+	f.log = f.log[:f.committed]
+}
+
+// entries returns the number of entries in the log.
+func (f *fakeRaft) entries() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.log)
+}
+
+func newFakeServer() (*Server, *fakeRaft, error) {
+	return newFakeServerConfig(DefaultConfig(0))
+}
+
+func newFakeServerConfig(cfg Config) (*Server, *fakeRaft, error) {
+	var fr *fakeRaft
+	s, err := NewServer(cfg, func(app raft.Application) (rsm.Raft, error) {
+		fr = newFakeRaft(app)
+		return fr, nil
+	})
+	return s, fr, err
+}

@@ -1,0 +1,125 @@
+package kvraft
+
+import (
+	"errors"
+	"maps"
+	"testing"
+)
+
+func TestOpRoundTrip(t *testing.T) {
+	for _, o := range []op{
+		{kind: opPut, id: WriteID{ClientID: 1 << 62, Seq: 7, Ack: 3}, key: "k", value: "v"},
+		{kind: opAppend, key: "", value: string(make([]byte, 300))},
+		{kind: opDelete, id: WriteID{ClientID: 5, Seq: 1, Ack: 1}, key: "x"},
+		{kind: opGet, key: "y"},
+	} {
+		b := encodeOp(o)
+		got, err := decodeOp(b)
+		if err != nil || got != o {
+			t.Fatalf("decode(encode(%+v)) = %+v, %v", o, got, err)
+		}
+		for i := range len(b) {
+			if _, err := decodeOp(b[:i]); !errors.Is(err, errCorrupt) {
+				t.Fatalf("decode of %d/%d bytes: err %v, want errCorrupt", i, len(b), err)
+			}
+		}
+	}
+	if _, err := decodeOp([]byte{9, 0, 0, 0, 0, 0}); !errors.Is(err, errCorrupt) {
+		t.Fatalf("unknown kind: err %v", err)
+	}
+}
+
+func TestPutOpIsCompact(t *testing.T) {
+	b := encodeOp(op{kind: opPut, id: WriteID{ClientID: 1 << 62, Seq: 1000, Ack: 1000}, key: "0123456789", value: "0123456789"})
+	if len(b) > 40 {
+		t.Fatalf("Put of 10+10 bytes encodes to %d bytes, want at most 40", len(b))
+	}
+}
+
+func applyOp(s *state, o op) writeResult {
+	return s.Apply(0, encodeOp(o)).(writeResult)
+}
+
+func TestStateExactlyOnceWithWindow(t *testing.T) {
+	s := newState()
+	w := func(seq, ack uint64, v string) op {
+		return op{kind: opAppend, id: WriteID{ClientID: 9, Seq: seq, Ack: ack}, key: "k", value: v}
+	}
+	// Three writes in flight, applied out of order, each retried.
+	applyOp(s, w(2, 1, "b"))
+	applyOp(s, w(1, 1, "a"))
+	applyOp(s, w(2, 1, "b"))
+	applyOp(s, w(3, 1, "c"))
+	applyOp(s, w(1, 1, "a"))
+	if v, _ := s.get("k"); v != "bac" {
+		t.Fatalf("value %q, want bac", v)
+	}
+	if n := len(s.clients[9].done); n != 3 {
+		t.Fatalf("%d results remembered, want 3", n)
+	}
+	// The client has finished 1..3; write 4 says so.
+	applyOp(s, w(4, 4, "d"))
+	if rec := s.clients[9]; rec.floor != 4 || len(rec.done) != 1 {
+		t.Fatalf("after ack 4: floor %d, %d results, want 4 and 1", rec.floor, len(rec.done))
+	}
+	if res := applyOp(s, w(2, 1, "b")); !res.stale {
+		t.Fatalf("late retry of 2: %+v, want stale", res)
+	}
+	if v, _ := s.get("k"); v != "bacd" {
+		t.Fatalf("value %q, want bacd", v)
+	}
+	if res, ok := s.lookup(WriteID{ClientID: 9, Seq: 4}); !ok || res.stale {
+		t.Fatalf("lookup 4: %+v %v", res, ok)
+	}
+	if _, ok := s.lookup(WriteID{ClientID: 9, Seq: 5}); ok {
+		t.Fatal("lookup of an unapplied write found it")
+	}
+	// Delete reports existence, and a retry reports the first answer.
+	del := op{kind: opDelete, id: WriteID{ClientID: 9, Seq: 5, Ack: 5}, key: "k"}
+	if res := applyOp(s, del); !res.existed {
+		t.Fatal("delete of existing key: existed false")
+	}
+	if res := applyOp(s, del); !res.existed {
+		t.Fatal("retried delete: existed false, want the first answer")
+	}
+	// Unidentified writes are applied every time.
+	anon := op{kind: opAppend, key: "a", value: "x"}
+	applyOp(s, anon)
+	applyOp(s, anon)
+	if v, _ := s.get("a"); v != "xx" {
+		t.Fatalf("anonymous appends: %q, want xx", v)
+	}
+}
+
+func TestStateSnapshotRoundTrip(t *testing.T) {
+	s := newState()
+	for i := range 20 {
+		applyOp(s, op{kind: opPut, id: WriteID{ClientID: uint64(i%3 + 1), Seq: uint64(i + 1), Ack: uint64(i/2 + 1)}, key: string(rune('a' + i)), value: "v"})
+	}
+	snap := s.Snapshot()
+	r := newState()
+	applyOp(r, op{kind: opPut, key: "gone", value: "x"})
+	if err := r.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(r.data, s.data) {
+		t.Fatalf("data differs: %v vs %v", r.data, s.data)
+	}
+	if len(r.clients) != len(s.clients) {
+		t.Fatalf("%d clients, want %d", len(r.clients), len(s.clients))
+	}
+	for id, rec := range s.clients {
+		got := r.clients[id]
+		if got == nil || got.floor != rec.floor || !maps.Equal(got.done, rec.done) {
+			t.Fatalf("client %d: %+v, want %+v", id, got, rec)
+		}
+	}
+	if err := r.Restore(nil); err != nil || len(r.data) != 0 {
+		t.Fatalf("restore of empty snapshot: %v, %d keys", err, len(r.data))
+	}
+	for i := 1; i < len(snap); i++ {
+		if err := newState().Restore(snap[:i]); err == nil {
+			t.Fatalf("restore of %d/%d bytes succeeded", i, len(snap))
+		}
+	}
+}
