@@ -32,7 +32,8 @@ func newPeerHTTPClient() *http.Client {
 // peerTransport implements raft.Transport with Twirp protobuf clients, one per
 // peer. Per-RPC timeouts come from the caller's context.
 type peerTransport struct {
-	peers []raftv1.RaftService // indexed by replica id; nil for this replica
+	peers   []raftv1.RaftService // indexed by replica id; nil for this replica
+	metrics *metrics             // nil: not recorded
 }
 
 var _ raft.Transport = (*peerTransport)(nil)
@@ -55,10 +56,14 @@ func (t *peerTransport) peer(id int) (raftv1.RaftService, error) {
 }
 
 // roundTrip converts a request to protobuf, sends it and converts the reply.
-func roundTrip[Req, Resp, PReq, PResp any](ctx context.Context, req Req,
+func roundTrip[Req, Resp, PReq, PResp any](ctx context.Context, t *peerTransport, rpc string, req Req,
 	to func(Req) PReq, send func(context.Context, PReq) (PResp, error), from func(PResp) (Resp, error),
 ) (Resp, error) {
+	start := time.Now()
 	resp, err := send(ctx, to(req))
+	if t.metrics != nil {
+		t.metrics.observeRPC(rpc, start, err)
+	}
 	if err != nil {
 		var zero Resp
 		return zero, err
@@ -71,7 +76,7 @@ func (t *peerTransport) AppendEntries(ctx context.Context, id int, req *raft.App
 	if err != nil {
 		return nil, err
 	}
-	return roundTrip(ctx, req, wire.AppendEntriesRequestToProto, p.AppendEntries, wire.AppendEntriesResponseFromProto)
+	return roundTrip(ctx, t, "AppendEntries", req, wire.AppendEntriesRequestToProto, p.AppendEntries, wire.AppendEntriesResponseFromProto)
 }
 
 func (t *peerTransport) RequestVote(ctx context.Context, id int, req *raft.RequestVoteRequest) (*raft.RequestVoteResponse, error) {
@@ -79,7 +84,7 @@ func (t *peerTransport) RequestVote(ctx context.Context, id int, req *raft.Reque
 	if err != nil {
 		return nil, err
 	}
-	return roundTrip(ctx, req, wire.RequestVoteRequestToProto, p.RequestVote, wire.RequestVoteResponseFromProto)
+	return roundTrip(ctx, t, "RequestVote", req, wire.RequestVoteRequestToProto, p.RequestVote, wire.RequestVoteResponseFromProto)
 }
 
 func (t *peerTransport) InstallSnapshot(ctx context.Context, id int, req *raft.InstallSnapshotRequest) (*raft.InstallSnapshotResponse, error) {
@@ -87,7 +92,7 @@ func (t *peerTransport) InstallSnapshot(ctx context.Context, id int, req *raft.I
 	if err != nil {
 		return nil, err
 	}
-	return roundTrip(ctx, req, wire.InstallSnapshotRequestToProto, p.InstallSnapshot, wire.InstallSnapshotResponseFromProto)
+	return roundTrip(ctx, t, "InstallSnapshot", req, wire.InstallSnapshotRequestToProto, p.InstallSnapshot, wire.InstallSnapshotResponseFromProto)
 }
 
 func (t *peerTransport) TimeoutNow(ctx context.Context, id int, req *raft.TimeoutNowRequest) (*raft.TimeoutNowResponse, error) {
@@ -95,7 +100,7 @@ func (t *peerTransport) TimeoutNow(ctx context.Context, id int, req *raft.Timeou
 	if err != nil {
 		return nil, err
 	}
-	return roundTrip(ctx, req, wire.TimeoutNowRequestToProto, p.TimeoutNow, wire.TimeoutNowResponseFromProto)
+	return roundTrip(ctx, t, "TimeoutNow", req, wire.TimeoutNowRequestToProto, p.TimeoutNow, wire.TimeoutNowResponseFromProto)
 }
 
 // raftHandlers is the part of *raft.Node the peer server needs.

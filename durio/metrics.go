@@ -1,0 +1,168 @@
+package durio
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ruaft/ruaft/persist"
+	"github.com/ruaft/ruaft/raft"
+)
+
+// metrics are one replica's Prometheus metrics, on a registry of its own (no
+// globals, so several replicas can live in one process in tests).
+type metrics struct {
+	registry *prometheus.Registry
+
+	leaderChanges prometheus.Counter
+	rpcs          *prometheus.CounterVec   // by rpc and result
+	rpcLatency    *prometheus.HistogramVec // by rpc
+	storeAppend   prometheus.Histogram
+	storeEntries  prometheus.Counter
+	snapshots     prometheus.Counter
+	snapshotBytes prometheus.Gauge
+	requests      *prometheus.CounterVec   // by route and code
+	reqLatency    *prometheus.HistogramVec // by route
+}
+
+// latencyBuckets span 50 µs to ~3 s, for RPCs, fsyncs and requests alike.
+var latencyBuckets = prometheus.ExponentialBuckets(50e-6, 2, 17)
+
+func newMetrics(status func() raft.Status) *metrics {
+	r := prometheus.NewRegistry()
+	m := &metrics{
+		registry: r,
+		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{Name: "durio_raft_leader_changes_total",
+			Help: "Times this replica saw the leader change (sampled every 100 ms)."}),
+		rpcs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "durio_raft_rpcs_sent_total",
+			Help: "Raft RPCs sent to peers, by RPC and result (ok or error)."}, []string{"rpc", "result"}),
+		rpcLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "durio_raft_rpc_duration_seconds",
+			Help: "Round-trip time of Raft RPCs sent to peers.", Buckets: latencyBuckets}, []string{"rpc"}),
+		storeAppend: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "durio_store_append_duration_seconds",
+			Help: "Time of one durable store Append (one batch, including fsync).", Buckets: latencyBuckets}),
+		storeEntries: prometheus.NewCounter(prometheus.CounterOpts{Name: "durio_store_appended_entries_total",
+			Help: "Log entries written to the store."}),
+		snapshots: prometheus.NewCounter(prometheus.CounterOpts{Name: "durio_snapshots_total",
+			Help: "Snapshots saved to the store."}),
+		snapshotBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "durio_snapshot_size_bytes",
+			Help: "Size of the last snapshot saved."}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "durio_http_requests_total",
+			Help: "Client requests, by route and HTTP status code."}, []string{"route", "code"}),
+		reqLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "durio_http_request_duration_seconds",
+			Help: "Client request latency, by route.", Buckets: latencyBuckets}, []string{"route"}),
+	}
+	gauge := func(name, help string, f func(raft.Status) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(status()) })
+	}
+	r.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.leaderChanges, m.rpcs, m.rpcLatency, m.storeAppend, m.storeEntries, m.snapshots, m.snapshotBytes,
+		m.requests, m.reqLatency,
+		gauge("durio_raft_term", "Current Raft term.", func(s raft.Status) float64 { return float64(s.Term) }),
+		gauge("durio_raft_is_leader", "1 if this replica leads.", func(s raft.Status) float64 { return b2f(s.Role == raft.Leader) }),
+		gauge("durio_raft_role", "Raft role: 0 follower, 1 pre-candidate, 2 candidate, 3 leader.", func(s raft.Status) float64 { return float64(s.Role) }),
+		gauge("durio_raft_leader_id", "Id of the known leader, -1 if none.", func(s raft.Status) float64 { return float64(s.Leader) }),
+		gauge("durio_raft_commit_index", "Highest committed log index.", func(s raft.Status) float64 { return float64(s.Commit) }),
+		gauge("durio_raft_applied_index", "Highest log index applied to the key-value state.", func(s raft.Status) float64 { return float64(s.Applied) }),
+		gauge("durio_raft_apply_lag_entries", "Committed entries not yet applied.", func(s raft.Status) float64 { return float64(s.Commit) - float64(s.Applied) }),
+		gauge("durio_raft_last_log_index", "Index of the last log entry.", func(s raft.Status) float64 { return float64(s.LastIndex) }),
+		gauge("durio_raft_snapshot_index", "Last index covered by the snapshot.", func(s raft.Status) float64 { return float64(s.SnapshotIndex) }),
+		gauge("durio_raft_log_size_bytes", "Persisted log size (the snapshot threshold compares with it).", func(s raft.Status) float64 { return float64(s.LogSizeBytes) }),
+		gauge("durio_replica_healthy", "0 once a store error stopped this replica from accepting writes.", func(s raft.Status) float64 { return b2f(s.Err == nil) }),
+	)
+	return m
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// handler serves /metrics.
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+}
+
+// watchLeader counts leader changes until ctx ends, sampling status.
+func (m *metrics) watchLeader(ctx context.Context, status func() raft.Status) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	last := raft.NoLeader
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if l := status().Leader; l != last {
+			if l != raft.NoLeader {
+				m.leaderChanges.Inc()
+			}
+			last = l
+		}
+	}
+}
+
+// observeRPC records one RPC's outcome and latency.
+func (m *metrics) observeRPC(rpc string, start time.Time, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.rpcs.WithLabelValues(rpc, result).Inc()
+	m.rpcLatency.WithLabelValues(rpc).Observe(time.Since(start).Seconds())
+}
+
+// instrument wraps a client-listener handler for one route.
+func (m *metrics) instrument(route string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		m.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
+		m.reqLatency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// meteredStore records store latency and snapshot figures.
+type meteredStore struct {
+	persist.Store
+	m *metrics
+}
+
+func (s meteredStore) Append(ctx context.Context, hs persist.HardState, entries []persist.Entry) error {
+	start := time.Now()
+	err := s.Store.Append(ctx, hs, entries)
+	if err == nil {
+		s.m.storeAppend.Observe(time.Since(start).Seconds())
+		s.m.storeEntries.Add(float64(len(entries)))
+	}
+	return err
+}
+
+func (s meteredStore) SaveSnapshot(ctx context.Context, snap persist.Snapshot) error {
+	err := s.Store.SaveSnapshot(ctx, snap)
+	if err == nil {
+		s.m.snapshots.Inc()
+		s.m.snapshotBytes.Set(float64(len(snap.Data)))
+	}
+	return err
+}

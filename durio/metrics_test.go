@@ -1,0 +1,55 @@
+package durio
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ruaft/ruaft/persist"
+	"github.com/ruaft/ruaft/raft"
+)
+
+func TestMetricsScrape(t *testing.T) {
+	st := raft.Status{ID: 1, Term: 4, Role: raft.Leader, Leader: 1, Commit: 10, Applied: 8, LastIndex: 11}
+	m := newMetrics(func() raft.Status { return st })
+	store := meteredStore{Store: persist.NewMemory(), m: m}
+	ctx := context.Background()
+	if err := store.Append(ctx, persist.HardState{Term: 1, VotedFor: persist.NoVote}, []persist.Entry{{Index: 1, Term: 1, Type: persist.EntryNoop}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.SaveSnapshot(ctx, persist.Snapshot{Index: 1, Term: 1, Data: []byte("12345")}); err != nil {
+		t.Fatal(err)
+	}
+	m.observeRPC("AppendEntries", time.Now(), nil)
+	m.observeRPC("AppendEntries", time.Now(), errors.New("down"))
+
+	srv := httptest.NewServer(m.handler())
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		"durio_raft_term 4",
+		"durio_raft_is_leader 1",
+		"durio_raft_commit_index 10",
+		"durio_raft_apply_lag_entries 2",
+		"durio_store_appended_entries_total 1",
+		"durio_store_append_duration_seconds_count 1",
+		"durio_snapshots_total 1",
+		"durio_snapshot_size_bytes 5",
+		`durio_raft_rpcs_sent_total{result="error",rpc="AppendEntries"} 1`,
+		`durio_raft_rpcs_sent_total{result="ok",rpc="AppendEntries"} 1`,
+		"go_goroutines",
+	} {
+		if !strings.Contains(string(body), want+"\n") && !strings.Contains(string(body), want+" ") {
+			t.Errorf("scrape lacks %q", want)
+		}
+	}
+}
