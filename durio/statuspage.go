@@ -1,0 +1,74 @@
+package durio
+
+import (
+	"context"
+	_ "embed"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
+)
+
+//go:embed web/status.html
+var statusPage []byte
+
+// clusterStatus is the body of GET /status: this replica's view and what
+// each replica says of itself when asked over the peer listener.
+type clusterStatus struct {
+	Self     int              `json:"self"`
+	Replicas []replicaSummary `json:"replicas"`
+}
+
+type replicaSummary struct {
+	ID            int    `json:"id"`
+	Reachable     bool   `json:"reachable"`
+	Role          string `json:"role,omitempty"`
+	Term          uint64 `json:"term"`
+	LeaderKnown   bool   `json:"leader_known"`
+	LeaderID      uint32 `json:"leader_id"`
+	CommitIndex   uint64 `json:"commit_index"`
+	AppliedIndex  uint64 `json:"applied_index"`
+	LastLogIndex  uint64 `json:"last_log_index"`
+	SnapshotIndex uint64 `json:"snapshot_index"`
+	LogSizeBytes  uint64 `json:"log_size_bytes"`
+	Error         string `json:"error,omitempty"`
+}
+
+func summarize(id int, st *kvv1.StatusResponse, err error) replicaSummary {
+	if err != nil {
+		return replicaSummary{ID: id, Error: err.Error()}
+	}
+	return replicaSummary{
+		ID: id, Reachable: true, Role: strings.ToLower(strings.TrimPrefix(st.GetRole().String(), "ROLE_")),
+		Term: st.GetTerm(), LeaderKnown: st.GetLeaderKnown(), LeaderID: st.GetLeaderId(),
+		CommitIndex: st.GetCommitIndex(), AppliedIndex: st.GetAppliedIndex(), LastLogIndex: st.GetLastLogIndex(),
+		SnapshotIndex: st.GetSnapshotIndex(), LogSizeBytes: st.GetLogSizeBytes(), Error: st.GetError(),
+	}
+}
+
+// statusHandlers adds GET /status (JSON) and GET / (the HTML page that
+// renders it and refreshes itself every second).
+func statusHandlers(self int, replicas []kvv1.KVService) func(mux *http.ServeMux) {
+	return func(mux *http.ServeMux) {
+		mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), 500*time.Millisecond)
+			defer cancel()
+			out := clusterStatus{Self: self, Replicas: make([]replicaSummary, len(replicas))}
+			var wg sync.WaitGroup
+			for i, kv := range replicas {
+				wg.Go(func() {
+					st, err := kv.Status(ctx, &kvv1.StatusRequest{})
+					out.Replicas[i] = summarize(i, st, err)
+				})
+			}
+			wg.Wait()
+			writeJSON(w, http.StatusOK, out)
+		})
+		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			_, _ = w.Write(statusPage)
+		})
+	}
+}
