@@ -21,11 +21,8 @@ var _ Store = (*Memory)(nil)
 
 // NewMemory returns an empty memory store.
 func NewMemory() *Memory {
-	return &Memory{state: State{HardState: EmptyHardState}, size: hardStateBytes}
+	return &Memory{state: State{HardState: EmptyHardState}, size: HardStateBytes}
 }
-
-// hardStateBytes is what the hard state accounts for in Size.
-const hardStateBytes = 24
 
 // Clone returns an open store holding a deep copy of what m holds, whether m
 // is open or closed.
@@ -60,7 +57,10 @@ func (m *Memory) Append(_ context.Context, hs HardState, entries []Entry) error 
 		for _, e := range m.state.Entries[keep:] {
 			m.size -= e.Size()
 		}
-		m.state.Entries = m.state.Entries[:keep:keep]
+		// Reuse the backing array: nothing else refers to it (Load and Clone
+		// copy), and capping it would copy the whole log on every Append.
+		clear(m.state.Entries[keep:])
+		m.state.Entries = m.state.Entries[:keep]
 		for _, e := range entries {
 			e.Data = slices.Clone(e.Data)
 			m.state.Entries = append(m.state.Entries, e)
@@ -82,10 +82,7 @@ func (m *Memory) SaveSnapshot(_ context.Context, snap Snapshot) error {
 		return fmt.Errorf("%w: stored %d, new %d", ErrStaleSnapshot, m.state.Snapshot.Index, snap.Index)
 	}
 	m.state.Entries = EntriesAfterSnapshot(m.state, snap)
-	m.size = hardStateBytes
-	for _, e := range m.state.Entries {
-		m.size += e.Size()
-	}
+	m.size = LogSize(m.state.Entries)
 	snap.Data = slices.Clone(snap.Data)
 	m.state.Snapshot = snap
 	return nil
@@ -109,13 +106,19 @@ func (m *Memory) Close() error {
 // CheckAppend reports whether entries may be appended to a store holding st,
 // under the Store.Append contract. Stores share it so they agree on the rules.
 func CheckAppend(st State, entries []Entry) error {
+	return CheckAppendRange(st.Snapshot.Index, st.LastIndex(), entries)
+}
+
+// CheckAppendRange is CheckAppend for a store whose snapshot index is snap
+// and whose last stored index is last, for stores that do not keep a State.
+func CheckAppendRange(snap, last uint64, entries []Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
 	first := entries[0].Index
-	if first <= st.Snapshot.Index || first > st.LastIndex()+1 {
+	if first <= snap || first > last+1 {
 		return fmt.Errorf("%w: first index %d, snapshot %d, last %d",
-			ErrNonContiguous, first, st.Snapshot.Index, st.LastIndex())
+			ErrNonContiguous, first, snap, last)
 	}
 	for i := 1; i < len(entries); i++ {
 		if entries[i].Index != entries[i-1].Index+1 {

@@ -48,6 +48,20 @@ const entryOverheadBytes = 24
 // Size is the number of bytes the entry accounts for in a store's size figure.
 func (e Entry) Size() int64 { return int64(len(e.Data)) + entryOverheadBytes }
 
+// HardStateBytes is what the hard state accounts for in a store's size
+// figure.
+const HardStateBytes = 24
+
+// LogSize is the size figure (Store.Size) of a store whose log after the
+// snapshot holds entries: HardStateBytes plus the Size of each entry.
+func LogSize(entries []Entry) int64 {
+	n := int64(HardStateBytes)
+	for _, e := range entries {
+		n += e.Size()
+	}
+	return n
+}
+
 // NoVote is the HardState.VotedFor value that means no vote was cast.
 const NoVote = -1
 
@@ -111,6 +125,16 @@ var (
 	// ErrCorrupt is returned by Load (or Open) when stored data fails its
 	// checks somewhere other than a torn tail. The store cannot be used.
 	ErrCorrupt = errors.New("persist: corrupt data")
+	// ErrUnavailable is returned when the store cannot be reached: a
+	// persister plugin process that crashed, was killed or stopped answering.
+	// Whether the failed call took effect is unknown; the caller must treat
+	// the store as failed and Close it.
+	ErrUnavailable = errors.New("persist: store unavailable")
+	// ErrFailed is returned by every method of a store after an earlier
+	// write or sync failed: the store no longer knows what is durable (an
+	// fsync error may have dropped dirty pages) and refuses further use. The
+	// replica must Close it and reopen, which recovers what is durable.
+	ErrFailed = errors.New("persist: store failed earlier")
 )
 
 // Store keeps one replica's Raft state: hard state, a snapshot, and the log
@@ -118,11 +142,20 @@ var (
 //
 // Durability: Append and SaveSnapshot return only once their effect survives a
 // crash of the process and of the machine (for stores that claim
-// durability; Noop and Memory do not). A method that returns an error may
+// durability; Noop and Memory do not, and durable stores opened with sync
+// off do not survive a machine crash). A method that returns an error may
 // have stored all, part or none of its arguments, except that a store never
-// leaves a torn entry visible to Load: the caller must treat the store as
-// failed, stop acknowledging writes, and Close it. No method is retried by
-// the store itself.
+// leaves a torn entry visible to Load, and whatever a crash leaves is a state
+// the store passed through or a prefix of the log it was writing with a hard
+// state no older than before the call: the caller must treat the store as
+// failed, stop acknowledging writes, and Close it (and reopen it to recover).
+// No method is retried by the store itself. ErrNonContiguous and
+// ErrStaleSnapshot are the exceptions: they report a caller bug, change
+// nothing, and leave the store usable.
+//
+// Errors: methods return errors matching (errors.Is) ErrClosed,
+// ErrNonContiguous, ErrStaleSnapshot, ErrCorrupt, ErrUnavailable (plugin
+// stores) or ErrFailed, or an I/O error wrapped with context.
 //
 // Ownership: a store copies what it is given before it returns; the caller may
 // reuse the slices. What Load returns belongs to the caller.
@@ -131,8 +164,9 @@ var (
 // Size, which may be called at any time from any goroutine.
 type Store interface {
 	// Load returns the stored state. A store that holds nothing returns
-	// EmptyHardState, no snapshot and no entries. Load is called once, before
-	// any other method.
+	// EmptyHardState, no snapshot and no entries. A replica calls it once,
+	// before any other method; stores also answer it later (tests compare
+	// what they hold), possibly by reading their files again.
 	Load(ctx context.Context) (State, error)
 
 	// Append durably records hs and entries. entries must be consecutive; the
@@ -150,7 +184,10 @@ type Store interface {
 
 	// Size is the size in bytes of the persisted Raft state other than the
 	// snapshot (hard state plus log entries): the figure a replica compares
-	// with its snapshot threshold.
+	// with its snapshot threshold. Every built-in store computes it the same
+	// way, LogSize(entries after the snapshot), whatever its on-disk
+	// overhead, so that a replica behaves the same on every store. It is
+	// O(1) and never fails; after Close it returns the last figure.
 	Size() int64
 
 	// Close releases the store. It is idempotent; every other method returns

@@ -1,0 +1,22 @@
+// Package filestore is a durable persist.Store in plain files: a segmented,
+// append-only log of CRC-framed records and a snapshot file replaced
+// atomically.
+//
+// Each Append is one record holding the hard state and the batch of entries,
+// written and fsynced before Append returns, so a batch (hard state
+// included) becomes durable whole or not at all. A record whose first index
+// is at or below the last stored one replaces the entries from there on;
+// recovery replays the records in order. Segments rotate once they pass
+// Options.SegmentBytes. SaveSnapshot writes the snapshot file (temp file,
+// fsync, rename, fsync of the folder) naming the first segment still needed,
+// then deletes the segments before it.
+//
+// Recovery on Open truncates a torn record at the end of the last segment
+// (a crash during an Append, which was never acknowledged) and refuses any
+// other damage with an error matching persist.ErrCorrupt that names the file
+// and offset. After a write or fsync error the store refuses further use
+// (persist.ErrFailed): the replica must reopen it.
+//
+// All I/O goes through the FS interface; MemFS is an in-memory FS for tests
+// that can drop unsynced writes (Crash) and inject errors (SetFault).
+package filestore

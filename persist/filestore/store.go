@@ -1,0 +1,543 @@
+package filestore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ruaft/ruaft/persist"
+)
+
+// Options configures a Store. The zero value is not valid; start from
+// DefaultOptions.
+type Options struct {
+	// FS is the file system; nil means OSFS.
+	FS FS
+	// SegmentBytes is the size, in bytes, past which the log moves on to a
+	// new segment file. Compaction drops whole segments, so smaller segments
+	// free disk space sooner; larger ones mean fewer files. Minimum 4 KiB.
+	SegmentBytes int64
+	// NoSync skips every fsync: faster, and nothing survives a machine
+	// crash. For tests and benchmarks only.
+	NoSync bool
+	// Logger receives recovery notices (a truncated torn tail) and cleanup
+	// failures; nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultOptions returns the options for a small machine: 16 MiB segments,
+// fsync on.
+func DefaultOptions() Options {
+	return Options{SegmentBytes: 16 << 20}
+}
+
+// Validate reports the first invalid field.
+func (o Options) Validate() error {
+	if o.SegmentBytes < 4<<10 {
+		return fmt.Errorf("%w: SegmentBytes %d is below 4096", ErrInvalidOptions, o.SegmentBytes)
+	}
+	return nil
+}
+
+// ErrInvalidOptions is returned by Open for options that fail Validate.
+var ErrInvalidOptions = errors.New("filestore: invalid options")
+
+// Store is a persist.Store that keeps the log in segment files of framed
+// records (see record.go for the format) and the latest snapshot in its own
+// file. Every Append is one record written and fsynced before it returns.
+//
+// Layout of the folder: 0000000000000001.wal, 0000000000000002.wal, ... (the
+// log segments, oldest first), snapshot (the latest snapshot, replaced
+// atomically), snapshot.tmp (a snapshot being written; deleted on open).
+// Only one Store may have a folder open at a time.
+type Store struct {
+	dir  string
+	fs   FS
+	opts Options
+	log  *slog.Logger
+
+	mu       sync.Mutex // serializes the methods; guards every field below
+	closed   bool
+	failed   error // the write or sync error that failed the store, or nil
+	hs       persist.HardState // of the last record written
+	snap     snapMeta
+	entries  []entryMeta // the log after snap.index, from index snap.index+1
+	logBytes int64       // sum of entries' sizes
+	segs     []segInfo   // live segments, oldest first; the last is cur
+	cur      File        // the last segment, open for appending; nil before the first write
+	curBytes int64       // length of cur
+	buf      []byte      // reused record buffer
+	pending  *persist.State
+
+	size atomic.Int64 // Size(), updated under mu, read without it
+}
+
+var _ persist.Store = (*Store)(nil)
+
+type entryMeta struct {
+	term uint64
+	size int64 // persist.Entry.Size
+}
+
+type segInfo struct {
+	id   uint64
+	last uint64 // last log index once the segment's records are applied
+}
+
+func segName(id uint64) string { return fmt.Sprintf("%016x.wal", id) }
+
+func parseSegName(name string) (uint64, bool) {
+	hex, ok := strings.CutSuffix(name, ".wal")
+	if !ok || len(hex) != 16 {
+		return 0, false
+	}
+	id, err := strconv.ParseUint(hex, 16, 64)
+	return id, err == nil && id > 0
+}
+
+// Open opens the store in dir, creating dir if needed, and recovers what is
+// stored: a torn record at the end of the last segment (a crash during an
+// Append) is truncated; any other damage fails with an error matching
+// persist.ErrCorrupt that names the file and offset.
+func Open(dir string, opts Options) (*Store, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Store{dir: dir, fs: opts.FS, opts: opts, log: opts.Logger}
+	if s.fs == nil {
+		s.fs = OSFS{}
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if err := s.fs.MkdirAll(dir); err != nil {
+		return nil, fmt.Errorf("filestore: open %s: %w", dir, err)
+	}
+	rec, err := s.recover(true)
+	if err != nil {
+		return nil, err
+	}
+	s.hs = rec.state.HardState
+	s.snap = rec.snap
+	s.segs = rec.segs
+	s.pending = &rec.state
+	for _, e := range rec.state.Entries {
+		s.entries = append(s.entries, entryMeta{term: e.Term, size: e.Size()})
+		s.logBytes += e.Size()
+	}
+	s.size.Store(persist.HardStateBytes + s.logBytes)
+	if n := len(s.segs); n > 0 {
+		f, err := s.fs.OpenAppend(join(dir, segName(s.segs[n-1].id)))
+		if err != nil {
+			return nil, fmt.Errorf("filestore: open: %w", err)
+		}
+		if rec.truncated && !opts.NoSync {
+			// Make the truncation durable before anything is appended.
+			if err := f.Sync(); err != nil {
+				_ = f.Close()
+				return nil, fmt.Errorf("filestore: open: sync after truncating: %w", err)
+			}
+		}
+		s.cur, s.curBytes = f, rec.lastSegBytes
+	}
+	return s, nil
+}
+
+type recovered struct {
+	state        persist.State
+	snap         snapMeta
+	segs         []segInfo
+	lastSegBytes int64
+	truncated    bool
+}
+
+// recover reads the folder. With repair it deletes leftovers (a temporary
+// snapshot, segments a compaction left behind) and truncates a torn tail;
+// without it, it only reads.
+func (s *Store) recover(repair bool) (recovered, error) {
+	var rec recovered
+	rec.state.HardState = persist.EmptyHardState
+	name := join(s.dir, snapshotFile)
+	buf, err := s.fs.ReadFile(name)
+	switch {
+	case isNotExist(err):
+	case err != nil:
+		return rec, fmt.Errorf("filestore: read snapshot: %w", err)
+	default:
+		meta, data, err := decodeSnapshot(name, buf)
+		if err != nil {
+			return rec, err
+		}
+		rec.snap = meta
+		rec.state.Snapshot = persist.Snapshot{Index: meta.index, Term: meta.term, Data: data}
+	}
+	names, err := s.fs.ReadDir(s.dir)
+	if err != nil {
+		return rec, fmt.Errorf("filestore: list %s: %w", s.dir, err)
+	}
+	var ids []uint64
+	for _, n := range names {
+		id, ok := parseSegName(n)
+		switch {
+		case n == snapshotTemp && repair:
+			if err := s.fs.Remove(join(s.dir, n)); err != nil {
+				return rec, fmt.Errorf("filestore: remove leftover: %w", err)
+			}
+		case !ok:
+		case id < rec.snap.firstSeg:
+			if repair {
+				if err := s.fs.Remove(join(s.dir, n)); err != nil {
+					return rec, fmt.Errorf("filestore: remove compacted segment: %w", err)
+				}
+			}
+		default:
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for i := 1; i < len(ids); i++ {
+		if ids[i] != ids[i-1]+1 {
+			return rec, fmt.Errorf("%w: %s: segment %s is missing", persist.ErrCorrupt, s.dir, segName(ids[i-1]+1))
+		}
+	}
+	if rec.snap.firstSeg > 0 && (len(ids) == 0 || ids[0] != rec.snap.firstSeg) {
+		return rec, fmt.Errorf("%w: %s: segment %s is missing", persist.ErrCorrupt, s.dir, segName(rec.snap.firstSeg))
+	}
+	var log []persist.Entry
+	for i, id := range ids {
+		name := join(s.dir, segName(id))
+		buf, err := s.fs.ReadFile(name)
+		if err != nil {
+			return rec, fmt.Errorf("filestore: read segment: %w", err)
+		}
+		off := 0
+		for off < len(buf) {
+			r, n, err := decodeRecord(buf[off:])
+			if err != nil {
+				if i != len(ids)-1 || !tornTail(buf[off:], err) {
+					return rec, fmt.Errorf("%w: %s at offset %d: %w", persist.ErrCorrupt, name, off, err)
+				}
+				if repair {
+					s.log.Warn("filestore: truncating a torn record at the end of the log",
+						"file", name, "offset", off, "bytes", len(buf)-off)
+					if err := s.fs.Truncate(name, int64(off)); err != nil {
+						return rec, fmt.Errorf("filestore: truncate torn tail: %w", err)
+					}
+					rec.truncated = true
+				}
+				break
+			}
+			rec.state.HardState = r.hs
+			if len(r.entries) > 0 {
+				first := r.entries[0].Index
+				switch {
+				case len(log) == 0 || first <= log[0].Index:
+					log = r.entries
+				case first > log[len(log)-1].Index+1:
+					return rec, fmt.Errorf("%w: %s at offset %d: entry %d leaves a gap after %d",
+						persist.ErrCorrupt, name, off, first, log[len(log)-1].Index)
+				default:
+					log = append(log[:first-log[0].Index], r.entries...)
+				}
+			}
+			off += n
+		}
+		last := uint64(0)
+		if len(log) > 0 {
+			last = log[len(log)-1].Index
+		}
+		rec.segs = append(rec.segs, segInfo{id: id, last: last})
+		rec.lastSegBytes = int64(off)
+	}
+	// Entries up to the snapshot are covered by it.
+	for len(log) > 0 && log[0].Index <= rec.snap.index {
+		log = log[1:]
+	}
+	if len(log) > 0 && log[0].Index != rec.snap.index+1 {
+		return rec, fmt.Errorf("%w: %s: log starts at %d but the snapshot ends at %d",
+			persist.ErrCorrupt, s.dir, log[0].Index, rec.snap.index)
+	}
+	rec.state.Entries = log
+	return rec, nil
+}
+
+// tornTail reports whether a decoding error at the start of rest, the end of
+// the last segment, is what a crash during an append leaves: a record cut
+// short, zeros where the file system extended the file but never wrote, or
+// a last record whose payload was not fully written. Anything else there is
+// damage.
+func tornTail(rest []byte, err error) bool {
+	if errors.Is(err, errTruncated) {
+		return true
+	}
+	zero := true
+	for _, b := range rest {
+		if b != 0 {
+			zero = false
+			break
+		}
+	}
+	if zero {
+		return true
+	}
+	if errors.Is(err, errBadRecord) && len(rest) >= frameHeaderBytes &&
+		crc32.Checksum(rest[:8], crcTable) == binary.LittleEndian.Uint32(rest[8:]) {
+		return int64(binary.LittleEndian.Uint32(rest))+frameHeaderBytes == int64(len(rest))
+	}
+	return false
+}
+
+func (s *Store) usable() error {
+	if s.closed {
+		return persist.ErrClosed
+	}
+	if s.failed != nil {
+		return fmt.Errorf("%w: %w", persist.ErrFailed, s.failed)
+	}
+	return nil
+}
+
+func (s *Store) lastIndex() uint64 { return s.snap.index + uint64(len(s.entries)) }
+
+// Load implements persist.Store. The first call returns what Open recovered;
+// later calls read the folder again.
+func (s *Store) Load(ctx context.Context) (persist.State, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(); err != nil {
+		return persist.State{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return persist.State{}, err
+	}
+	if s.pending != nil {
+		st := *s.pending
+		s.pending = nil
+		return st, nil
+	}
+	rec, err := s.recover(false)
+	if err != nil {
+		return persist.State{}, err
+	}
+	return rec.state, nil
+}
+
+// Append implements persist.Store: one record, fsynced before it returns.
+func (s *Store) Append(ctx context.Context, hs persist.HardState, entries []persist.Entry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := persist.CheckAppendRange(s.snap.index, s.lastIndex(), entries); err != nil {
+		return err
+	}
+	s.pending = nil // what Open recovered is out of date
+	s.buf = appendRecord(s.buf[:0], hs, entries)
+	err := s.writeRecord(s.buf, s.cur == nil || s.curBytes >= s.opts.SegmentBytes)
+	if cap(s.buf) > 1<<20 {
+		s.buf = nil // don't pin a large batch's buffer
+	}
+	if err != nil {
+		s.failed = err
+		return fmt.Errorf("filestore: append: %w", err)
+	}
+	s.hs = hs
+	if len(entries) > 0 {
+		keep := int(entries[0].Index - s.snap.index - 1)
+		for _, e := range s.entries[keep:] {
+			s.logBytes -= e.size
+		}
+		s.entries = s.entries[:keep]
+		for _, e := range entries {
+			s.entries = append(s.entries, entryMeta{term: e.Term, size: e.Size()})
+			s.logBytes += e.Size()
+		}
+		s.segs[len(s.segs)-1].last = s.lastIndex()
+	}
+	s.size.Store(persist.HardStateBytes + s.logBytes)
+	return nil
+}
+
+// writeRecord appends rec to the current segment, or to a new one if rotate,
+// and makes it durable. A new segment's name is made durable too.
+func (s *Store) writeRecord(rec []byte, rotate bool) error {
+	if rotate {
+		if s.cur != nil {
+			if err := s.cur.Close(); err != nil {
+				return err
+			}
+			s.cur = nil
+		}
+		id := uint64(1)
+		if n := len(s.segs); n > 0 {
+			id = s.segs[n-1].id + 1
+		} else if s.snap.firstSeg > 0 {
+			id = s.snap.firstSeg
+		}
+		f, err := s.fs.Create(join(s.dir, segName(id)))
+		if err != nil {
+			return err
+		}
+		s.segs = append(s.segs, segInfo{id: id, last: s.lastIndex()})
+		s.cur, s.curBytes = f, 0
+	}
+	n, err := s.cur.Write(rec)
+	s.curBytes += int64(n)
+	if err != nil {
+		return err
+	}
+	if s.opts.NoSync {
+		return nil
+	}
+	if err := s.cur.Sync(); err != nil {
+		return err
+	}
+	if rotate {
+		return s.fs.SyncDir(s.dir)
+	}
+	return nil
+}
+
+// SaveSnapshot implements persist.Store. The snapshot file is replaced
+// atomically; segments that hold nothing after the snapshot are deleted.
+func (s *Store) SaveSnapshot(ctx context.Context, snap persist.Snapshot) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if snap.Index <= s.snap.index {
+		return fmt.Errorf("%w: stored %d, new %d", persist.ErrStaleSnapshot, s.snap.index, snap.Index)
+	}
+	s.pending = nil
+	if err := s.saveSnapshot(snap); err != nil {
+		s.failed = err
+		return fmt.Errorf("filestore: save snapshot: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) saveSnapshot(snap persist.Snapshot) error {
+	var kept []entryMeta
+	meta := snapMeta{index: snap.Index, term: snap.Term}
+	if i := snap.Index - s.snap.index - 1; i < uint64(len(s.entries)) && s.entries[i].term == snap.Term {
+		kept = s.entries[i+1:]
+		// The oldest segment that wrote an entry after the snapshot; see
+		// recover: replaying from it rebuilds every entry after snap.Index.
+		meta.firstSeg = s.segs[len(s.segs)-1].id
+		for _, sg := range s.segs {
+			if sg.last > snap.Index {
+				meta.firstSeg = sg.id
+				break
+			}
+		}
+	} else {
+		// The log is emptied: start a segment holding only the hard state,
+		// so nothing before it counts once the snapshot names it.
+		s.entries, s.logBytes = nil, 0
+		s.snap.index = snap.Index // lastIndex() for the new segment's info
+		s.buf = appendRecord(s.buf[:0], s.hs, nil)
+		if err := s.writeRecord(s.buf, true); err != nil {
+			return err
+		}
+		meta.firstSeg = s.segs[len(s.segs)-1].id
+	}
+	if err := s.writeSnapshotFile(meta, snap.Data); err != nil {
+		return err
+	}
+	s.snap = meta
+	s.entries = slices.Clone(kept)
+	s.logBytes = 0
+	for _, e := range s.entries {
+		s.logBytes += e.size
+	}
+	s.size.Store(persist.HardStateBytes + s.logBytes)
+	// Dropping compacted segments needs no sync: a segment that comes back
+	// after a crash is below firstSeg and deleted on open.
+	for len(s.segs) > 0 && s.segs[0].id < meta.firstSeg {
+		if err := s.fs.Remove(join(s.dir, segName(s.segs[0].id))); err != nil && !isNotExist(err) {
+			s.log.Warn("filestore: removing a compacted segment failed", "err", err)
+		}
+		s.segs = s.segs[1:]
+	}
+	return nil
+}
+
+func (s *Store) writeSnapshotFile(meta snapMeta, data []byte) error {
+	tmp := join(s.dir, snapshotTemp)
+	f, err := s.fs.Create(tmp)
+	if err != nil {
+		return err
+	}
+	hdr := make([]byte, 0, snapHeaderBytes)
+	hdr = append(hdr, snapMagic...)
+	hdr = binary.LittleEndian.AppendUint64(hdr, meta.index)
+	hdr = binary.LittleEndian.AppendUint64(hdr, meta.term)
+	hdr = binary.LittleEndian.AppendUint64(hdr, meta.firstSeg)
+	hdr = binary.LittleEndian.AppendUint64(hdr, uint64(len(data)))
+	sum := crc32.Update(crc32.Checksum(hdr, crcTable), crcTable, data)
+	err = writeAll(f, hdr, data, binary.LittleEndian.AppendUint32(nil, sum))
+	if err == nil && !s.opts.NoSync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.fs.Rename(tmp, join(s.dir, snapshotFile)); err != nil {
+		return err
+	}
+	if s.opts.NoSync {
+		return nil
+	}
+	return s.fs.SyncDir(s.dir)
+}
+
+func writeAll(f File, parts ...[]byte) error {
+	for _, p := range parts {
+		if _, err := f.Write(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Size implements persist.Store.
+func (s *Store) Size() int64 { return s.size.Load() }
+
+// Close implements persist.Store. It closes the current segment; everything
+// acknowledged is already durable.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	s.pending = nil
+	if s.cur != nil {
+		err := s.cur.Close()
+		s.cur = nil
+		if err != nil {
+			return fmt.Errorf("filestore: close: %w", err)
+		}
+	}
+	return nil
+}
