@@ -66,7 +66,7 @@ type Store struct {
 
 	mu       sync.Mutex // serializes the methods; guards every field below
 	closed   bool
-	failed   error // the write or sync error that failed the store, or nil
+	failed   error             // the write or sync error that failed the store, or nil
 	hs       persist.HardState // of the last record written
 	snap     snapMeta
 	entries  []entryMeta // the log after snap.index, from index snap.index+1
