@@ -75,6 +75,9 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--log-level", "loud"}, "log-level"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--client-urls", "http://a:1"}, "client-urls"},
 		{[]string{"--bogus"}, "bogus"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--tls-cert", "c.pem"}, "tls-cert"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--peer-token-file", "/nonexistent/token"}, "peer-token-file"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--peer-token", "a", "--peer-token-file", "f"}, "peer-token-file"},
 	}
 	for _, c := range cases {
 		_, err := ParseServeFlags(c.args)
@@ -96,5 +99,19 @@ func TestConfigFileUnknownKey(t *testing.T) {
 	_, err := ParseServeFlags([]string{"--config", file})
 	if err == nil || !strings.Contains(err.Error(), "peerz") {
 		t.Fatalf("want an error naming peerz, got %v", err)
+	}
+}
+
+func TestPeerTokenFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte("  s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseServeFlags([]string{"--peers", "http://127.0.0.1:7001", "--listen-client", "127.0.0.1:8001", "--peer-token-file", file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.PeerToken != "s3cret" {
+		t.Fatalf("token %q", cfg.PeerToken)
 	}
 }
