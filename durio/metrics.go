@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/ruaft/ruaft/persist"
 	"github.com/ruaft/ruaft/raft"
+	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
 
 // metrics are one replica's Prometheus metrics, on a registry of its own (no
@@ -121,15 +123,33 @@ func (m *metrics) observeRPC(rpc string, start time.Time, err error) {
 	m.rpcLatency.WithLabelValues(rpc).Observe(time.Since(start).Seconds())
 }
 
-// instrument wraps a client-listener handler for one route.
-func (m *metrics) instrument(route string, next http.Handler) http.Handler {
+// instrumentMux wraps the client listener's handler, counting requests by
+// route: the ServeMux pattern that matched (so keys never become labels),
+// refined to the method for Twirp calls that reached a method.
+func (m *metrics) instrumentMux(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(sw, r)
+		route := r.Pattern
+		switch {
+		case route == "" || route == "/":
+			route = "unmatched"
+		case strings.HasPrefix(route, "POST /twirp/") && twirpMethods[r.URL.Path]:
+			route = "POST " + r.URL.Path
+		}
 		m.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
 		m.reqLatency.WithLabelValues(route).Observe(time.Since(start).Seconds())
 	})
+}
+
+// twirpMethods are the Twirp paths that get a route label of their own.
+var twirpMethods = map[string]bool{}
+
+func init() {
+	for _, m := range []string{"Get", "Put", "Append", "Delete", "Status"} {
+		twirpMethods[kvv1.KVServicePathPrefix+m] = true
+	}
 }
 
 type statusWriter struct {

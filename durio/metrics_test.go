@@ -53,3 +53,36 @@ func TestMetricsScrape(t *testing.T) {
 		}
 	}
 }
+
+func TestMetricsRouteLabels(t *testing.T) {
+	m := newMetrics(func() raft.Status { return raft.Status{Leader: raft.NoLeader} })
+	srv := httptest.NewServer(m.instrumentMux(clientHandler(&mapKV{m: map[string]string{}}, DefaultLimits(), nil)))
+	defer srv.Close()
+	for _, path := range []string{"/kvstore/get/secret-key-1", "/kvstore/get/secret-key-2", "/nope"} {
+		resp, err := srv.Client().Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	resp, err := srv.Client().Post(srv.URL+"/twirp/kv.v1.KVService/Get", "application/json", strings.NewReader(`{"key":"a"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	rec := httptest.NewRecorder()
+	m.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`durio_http_requests_total{code="404",route="GET /kvstore/get/{key}"} 2`,
+		`durio_http_requests_total{code="404",route="unmatched"} 1`,
+		`durio_http_requests_total{code="404",route="POST /twirp/kv.v1.KVService/Get"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("scrape lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "secret-key") {
+		t.Error("keys must not become metric labels")
+	}
+}

@@ -14,7 +14,7 @@ import (
 
 type downKV struct{ mapKV }
 
-func (downKV) Status(context.Context, *kvv1.StatusRequest) (*kvv1.StatusResponse, error) {
+func (*downKV) Status(context.Context, *kvv1.StatusRequest) (*kvv1.StatusResponse, error) {
 	return nil, errors.New("connection refused")
 }
 
