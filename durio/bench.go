@@ -1,0 +1,229 @@
+package durio
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// BenchOptions configure `durio bench`, a closed-loop load generator over the
+// Twirp protobuf API: each client goroutine sends one request at a time.
+type BenchOptions struct {
+	Endpoints []string
+	Clients   int
+	Duration  time.Duration
+	Warmup    time.Duration
+	ValueSize int
+	Keys      int
+	// ReadRatio is the share of gets: 0 = puts only, 1 = gets only.
+	ReadRatio float64
+	JSON      bool
+}
+
+// BenchResult is what `durio bench` prints.
+type BenchResult struct {
+	Clients   int     `json:"clients"`
+	ReadRatio float64 `json:"read_ratio"`
+	ValueSize int     `json:"value_size"`
+	Seconds   float64 `json:"seconds"`
+	Ops       int     `json:"ops"`
+	Errors    int64   `json:"errors"`
+	OpsPerSec float64 `json:"ops_per_sec"`
+	P50ms     float64 `json:"p50_ms"`
+	P99ms     float64 `json:"p99_ms"`
+	P999ms    float64 `json:"p999_ms"`
+}
+
+// ParseBenchFlags reads `durio bench` flags.
+func ParseBenchFlags(args []string) (BenchOptions, bool, error) {
+	fs := flag.NewFlagSet("durio bench", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	o := BenchOptions{}
+	eps := fs.String("endpoints", strings.Join(DevEndpoints, ","), "comma-separated client `URLs`")
+	fs.IntVar(&o.Clients, "clients", 64, "concurrent clients, each with one request in flight")
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measured run time")
+	fs.DurationVar(&o.Warmup, "warmup", time.Second, "unmeasured run time before it")
+	fs.IntVar(&o.ValueSize, "value-size", 256, "value size in `bytes`")
+	fs.IntVar(&o.Keys, "keys", 1000, "number of distinct keys (uniformly random)")
+	op := fs.String("op", "put", "put, get, or mixed (see --read-ratio)")
+	fs.Float64Var(&o.ReadRatio, "read-ratio", 0.9, "share of gets with --op mixed")
+	fs.BoolVar(&o.JSON, "json-api", false, "use Twirp's JSON encoding instead of protobuf")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := fs.Parse(args); err != nil {
+		return o, false, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	o.Endpoints = splitList(*eps)
+	switch *op {
+	case "put":
+		o.ReadRatio = 0
+	case "get":
+		o.ReadRatio = 1
+	case "mixed":
+	default:
+		return o, false, fmt.Errorf("%w: --op must be put, get or mixed", ErrUsage)
+	}
+	if o.Clients < 1 || o.Keys < 1 || o.ValueSize < 0 || o.Duration <= 0 || o.ReadRatio < 0 || o.ReadRatio > 1 {
+		return o, false, fmt.Errorf("%w: --clients and --keys must be positive, --duration too, --read-ratio in [0,1]", ErrUsage)
+	}
+	return o, *asJSON, nil
+}
+
+// RunBench runs the load and returns its result; progress goes to progress
+// once a second.
+func RunBench(ctx context.Context, o BenchOptions, progress io.Writer) (BenchResult, error) {
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: o.Clients + 8,
+		IdleConnTimeout:     90 * time.Second,
+	}}
+	defer hc.CloseIdleConnections()
+	c, err := NewClient(o.Endpoints, ClientOptions{HTTPClient: hc, JSON: o.JSON})
+	if err != nil {
+		return BenchResult{}, err
+	}
+	value := strings.Repeat("v", o.ValueSize)
+	key := func(r *rand.Rand) string { return fmt.Sprintf("bench-%d", r.IntN(o.Keys)) }
+	if o.ReadRatio > 0 { // every key exists before gets are measured
+		if err := preload(ctx, c, o.Keys, value); err != nil {
+			return BenchResult{}, err
+		}
+	}
+
+	var (
+		measuring atomic.Bool
+		done      = make(chan struct{})
+		errs      atomic.Int64
+		count     atomic.Int64
+		mu        sync.Mutex // guards lat
+		lat       []time.Duration
+		wg        sync.WaitGroup
+	)
+	for i := range o.Clients {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))
+			var mine []time.Duration
+			for {
+				select {
+				case <-done:
+					mu.Lock()
+					lat = append(lat, mine...)
+					mu.Unlock()
+					return
+				default:
+				}
+				opCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				start := time.Now()
+				var err error
+				if r.Float64() < o.ReadRatio {
+					_, err = c.Get(opCtx, key(r))
+				} else {
+					err = c.Put(opCtx, key(r), value)
+				}
+				cancel()
+				if !measuring.Load() {
+					continue
+				}
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				mine = append(mine, time.Since(start))
+				count.Add(1)
+			}
+		})
+	}
+	stop := func() { close(done); wg.Wait() }
+	if !sleepCtx(ctx, o.Warmup) {
+		stop()
+		return BenchResult{}, ctx.Err()
+	}
+	measuring.Store(true)
+	start := time.Now()
+	tick := time.NewTicker(time.Second)
+	end := time.NewTimer(o.Duration)
+	var last int64
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-end.C:
+			break loop
+		case <-tick.C:
+			n := count.Load()
+			fmt.Fprintf(progress, "\r%5.0fs  %8.0f ops/s  %d errors", time.Since(start).Seconds(), float64(n-last), errs.Load())
+			last = n
+		}
+	}
+	tick.Stop()
+	measuring.Store(false)
+	elapsed := time.Since(start)
+	stop()
+	fmt.Fprintln(progress)
+	slices.Sort(lat)
+	res := BenchResult{Clients: o.Clients, ReadRatio: o.ReadRatio, ValueSize: o.ValueSize, Seconds: elapsed.Seconds(),
+		Ops: len(lat), Errors: errs.Load(), OpsPerSec: float64(len(lat)) / elapsed.Seconds(),
+		P50ms: quantileMs(lat, 0.50), P99ms: quantileMs(lat, 0.99), P999ms: quantileMs(lat, 0.999)}
+	return res, ctx.Err()
+}
+
+func preload(ctx context.Context, c *Client, keys int, value string) error {
+	sem := make(chan struct{}, 64)
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for k := range keys {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			opCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := c.Put(opCtx, fmt.Sprintf("bench-%d", k), value); err != nil {
+				firstErr.CompareAndSwap(nil, err)
+			}
+		})
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return fmt.Errorf("durio bench: preload: %w", err)
+	}
+	return nil
+}
+
+func quantileMs(sorted []time.Duration, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := min(int(q*float64(len(sorted))), len(sorted)-1)
+	return float64(sorted[i].Microseconds()) / 1000
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// PrintBench writes a result as text or JSON.
+func PrintBench(w io.Writer, r BenchResult, asJSON bool) error {
+	if asJSON {
+		return json.NewEncoder(w).Encode(r)
+	}
+	_, err := fmt.Fprintf(w, "clients=%d read_ratio=%.2f value=%dB: %d ops in %.1fs = %.0f ops/s; p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms; %d errors\n",
+		r.Clients, r.ReadRatio, r.ValueSize, r.Ops, r.Seconds, r.OpsPerSec, r.P50ms, r.P99ms, r.P999ms, r.Errors)
+	return err
+}
