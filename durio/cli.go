@@ -27,6 +27,7 @@ Usage:
   durio append KEY VALUE           append to a key
   durio delete KEY                 delete a key
   durio status                     one line per replica
+  durio bench [flags]              closed-loop load: ops/s and latency
 
 Client commands take --endpoints URL,URL,... (default: the durio dev
 cluster), --json and --timeout.
