@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/ruaft/ruaft/persist"
+	"github.com/ruaft/ruaft/persist/badgerstore"
 	"github.com/ruaft/ruaft/persist/filestore"
 )
 
@@ -84,6 +85,19 @@ func FileMemFS() Factory {
 			mu.Lock()
 			defer mu.Unlock()
 			fss[dir] = fs.Crash(nil)
+		},
+	}
+}
+
+// Badger is the Factory of badger stores with the default (small-machine)
+// options and synchronous writes.
+func Badger() Factory {
+	return Factory{
+		Name:    "badger",
+		Durable: true,
+		Keeps:   true,
+		Open: func(_ testing.TB, dir string) (persist.Store, error) {
+			return badgerstore.Open(dir, badgerstore.DefaultOptions())
 		},
 	}
 }

@@ -1,0 +1,630 @@
+// Package badgerstore is a durable persist.Store on
+// github.com/dgraph-io/badger/v4 with synchronous writes, sized by default
+// for a small machine (a 1 GB Raspberry Pi).
+//
+// Keys: "h" the hard state; "m" the snapshot metadata; "c"+gen+n the
+// snapshot data in chunks of generation gen; "e"+index (big-endian) one log
+// entry. A batch that fits in one badger transaction is written atomically;
+// a larger one is written in several, ordered so that any prefix of them is
+// a valid state (hard state term and vote first, then the replaced suffix
+// deleted from the end backwards, then the new entries in order, then the
+// final hard state). A snapshot is written in chunks under a new generation
+// and made current by one small transaction.
+package badgerstore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/ruaft/ruaft/persist"
+)
+
+// Options configures a Store. Start from DefaultOptions.
+type Options struct {
+	// NoSync turns off synchronous writes: faster, and the last writes are
+	// lost in a machine crash. For tests and benchmarks only.
+	NoSync bool
+	// MemTableBytes is the size of one memtable, in bytes. A transaction
+	// holds at most 15% of it, so batches and snapshot chunks are split to
+	// fit. Minimum 1 MiB.
+	MemTableBytes int64
+	// ValueLogFileBytes is the size of one value log file, in bytes. Keep it
+	// small on 32-bit machines (address space).
+	ValueLogFileBytes int64
+	// ValueThresholdBytes: values of this size or more go to the value log.
+	// Must stay below 15% of MemTableBytes.
+	ValueThresholdBytes int64
+	// BlockCacheBytes and IndexCacheBytes size badger's caches, in bytes.
+	BlockCacheBytes int64
+	IndexCacheBytes int64
+	// Logger receives badger's warnings and errors; nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultOptions are sized for a 1 GB machine (see STACK.md): 4 MiB
+// memtables, 16 MiB value log files, 64 KiB value threshold, 4 MiB block
+// cache, 2 MiB index cache.
+func DefaultOptions() Options {
+	return Options{
+		MemTableBytes:       4 << 20,
+		ValueLogFileBytes:   16 << 20,
+		ValueThresholdBytes: 64 << 10,
+		BlockCacheBytes:     4 << 20,
+		IndexCacheBytes:     2 << 20,
+	}
+}
+
+// ErrInvalidOptions is returned by Open and Set for a bad option.
+var ErrInvalidOptions = errors.New("badgerstore: invalid options")
+
+// Validate reports the first invalid field.
+func (o Options) Validate() error {
+	switch {
+	case o.MemTableBytes < 1<<20:
+		return fmt.Errorf("%w: MemTableBytes %d is below 1 MiB", ErrInvalidOptions, o.MemTableBytes)
+	case o.ValueLogFileBytes < 1<<20 || o.ValueLogFileBytes >= 2<<30:
+		return fmt.Errorf("%w: ValueLogFileBytes %d is outside [1 MiB, 2 GiB)", ErrInvalidOptions, o.ValueLogFileBytes)
+	case o.ValueThresholdBytes < 1 || o.ValueThresholdBytes >= o.MemTableBytes*15/100:
+		return fmt.Errorf("%w: ValueThresholdBytes %d must be in [1, 15%% of MemTableBytes)", ErrInvalidOptions, o.ValueThresholdBytes)
+	case o.BlockCacheBytes < 0:
+		return fmt.Errorf("%w: BlockCacheBytes %d is negative", ErrInvalidOptions, o.BlockCacheBytes)
+	case o.IndexCacheBytes < 0:
+		return fmt.Errorf("%w: IndexCacheBytes %d is negative", ErrInvalidOptions, o.IndexCacheBytes)
+	}
+	return nil
+}
+
+// Set sets the option named name (memtable_bytes, value_log_file_bytes,
+// value_threshold_bytes, block_cache_bytes, index_cache_bytes) from its
+// decimal value, as passed through a plugin's options.
+func (o *Options) Set(name, value string) error {
+	var field *int64
+	switch name {
+	case "memtable_bytes":
+		field = &o.MemTableBytes
+	case "value_log_file_bytes":
+		field = &o.ValueLogFileBytes
+	case "value_threshold_bytes":
+		field = &o.ValueThresholdBytes
+	case "block_cache_bytes":
+		field = &o.BlockCacheBytes
+	case "index_cache_bytes":
+		field = &o.IndexCacheBytes
+	default:
+		return fmt.Errorf("%w: unknown option %q", ErrInvalidOptions, name)
+	}
+	v, err := strconv.ParseInt(value, 10, 64)
+	if err != nil {
+		return fmt.Errorf("%w: option %s: %v", ErrInvalidOptions, name, err)
+	}
+	*field = v
+	return nil
+}
+
+func (o Options) badger(dir string) badger.Options {
+	b := badger.DefaultOptions(dir).
+		WithSyncWrites(!o.NoSync).
+		WithMemTableSize(o.MemTableBytes).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(4).
+		WithBaseTableSize(1 << 20).
+		WithBaseLevelSize(4 << 20).
+		WithBlockCacheSize(o.BlockCacheBytes).
+		WithIndexCacheSize(o.IndexCacheBytes).
+		WithValueLogFileSize(o.ValueLogFileBytes).
+		WithValueThreshold(o.ValueThresholdBytes).
+		WithNumCompactors(2).
+		WithNumGoroutines(2).
+		WithMetricsEnabled(false).
+		WithDetectConflicts(false).
+		WithLogger(nil)
+	if o.Logger != nil {
+		b = b.WithLogger(slogLogger{o.Logger})
+	}
+	return b
+}
+
+// slogLogger routes badger's warnings and errors to slog and drops the rest.
+type slogLogger struct{ l *slog.Logger }
+
+func (s slogLogger) Errorf(f string, a ...any)   { s.l.Error("badger: " + fmt.Sprintf(f, a...)) }
+func (s slogLogger) Warningf(f string, a ...any) { s.l.Warn("badger: " + fmt.Sprintf(f, a...)) }
+func (s slogLogger) Infof(string, ...any)        {}
+func (s slogLogger) Debugf(string, ...any)       {}
+
+var (
+	keyHardState = []byte("h")
+	keySnapMeta  = []byte("m")
+	prefixChunk  = []byte("c")
+	prefixEntry  = []byte("e")
+)
+
+func entryKey(i uint64) []byte { return binary.BigEndian.AppendUint64([]byte{'e'}, i) }
+
+func chunkKey(gen, n uint64) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64([]byte{'c'}, gen), n)
+}
+
+type snapMeta struct {
+	index, term, gen, size, chunks uint64
+}
+
+func (m snapMeta) encode() []byte {
+	b := make([]byte, 0, 40)
+	for _, v := range []uint64{m.index, m.term, m.gen, m.size, m.chunks} {
+		b = binary.LittleEndian.AppendUint64(b, v)
+	}
+	return b
+}
+
+func encodeHardState(hs persist.HardState) []byte {
+	b := binary.LittleEndian.AppendUint64(nil, hs.Term)
+	b = binary.LittleEndian.AppendUint64(b, uint64(int64(hs.VotedFor)))
+	return binary.LittleEndian.AppendUint64(b, hs.Commit)
+}
+
+// Store is a persist.Store on badger. See the package doc for the layout.
+type Store struct {
+	db        *badger.DB
+	log       *slog.Logger
+	chunk     int   // snapshot chunk size, bytes
+	atomicMax int64 // batches estimated below this go in one transaction
+
+	mu       sync.Mutex // serializes the methods; guards every field below
+	closed   bool
+	failed   error
+	hs       persist.HardState
+	snap     snapMeta
+	entries  []entryMeta // after snap.index
+	logBytes int64
+	pending  *persist.State
+
+	size atomic.Int64
+}
+
+type entryMeta struct {
+	term uint64
+	size int64
+}
+
+var _ persist.Store = (*Store)(nil)
+
+// Open opens (or creates) the store in dir, recovers its state and deletes
+// leftovers of an interrupted snapshot or compaction.
+func Open(dir string, o Options) (*Store, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	db, err := badger.Open(o.badger(dir))
+	if err != nil {
+		return nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
+	}
+	maxBatch := o.MemTableBytes * 15 / 100
+	s := &Store{db: db, log: o.Logger, chunk: int(min(maxBatch/2, 1<<20)), atomicMax: maxBatch / 2}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	st, err := s.read(true)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	s.pending = &st
+	s.hs = st.HardState
+	for _, e := range st.Entries {
+		s.entries = append(s.entries, entryMeta{term: e.Term, size: e.Size()})
+		s.logBytes += e.Size()
+	}
+	s.size.Store(persist.HardStateBytes + s.logBytes)
+	return s, nil
+}
+
+// read reads the whole state and sets s.snap; with cleanup it also deletes
+// entries the snapshot covers and chunks of other generations (leftovers of
+// an interrupted SaveSnapshot).
+func (s *Store) read(cleanup bool) (persist.State, error) {
+	st := persist.State{HardState: persist.EmptyHardState}
+	var meta snapMeta
+	var stale [][]byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		v, err := getValue(txn, keyHardState, 24)
+		if err != nil {
+			return err
+		}
+		if v != nil {
+			st.HardState = persist.HardState{Term: binary.LittleEndian.Uint64(v),
+				VotedFor: int(int64(binary.LittleEndian.Uint64(v[8:]))), Commit: binary.LittleEndian.Uint64(v[16:])}
+		}
+		if v, err = getValue(txn, keySnapMeta, 40); err != nil {
+			return err
+		}
+		if v != nil {
+			meta = snapMeta{binary.LittleEndian.Uint64(v), binary.LittleEndian.Uint64(v[8:]),
+				binary.LittleEndian.Uint64(v[16:]), binary.LittleEndian.Uint64(v[24:]), binary.LittleEndian.Uint64(v[32:])}
+		}
+		st.Snapshot = persist.Snapshot{Index: meta.index, Term: meta.term}
+
+		// Snapshot chunks, in key order: generation, then number.
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixChunk})
+		defer it.Close()
+		var data []byte
+		next := uint64(0)
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if len(k) != 17 {
+				return fmt.Errorf("%w: badger key %x: bad chunk key", persist.ErrCorrupt, k)
+			}
+			if gen := binary.BigEndian.Uint64(k[1:]); gen != meta.gen || meta.index == 0 {
+				stale = append(stale, it.Item().KeyCopy(nil))
+				continue
+			}
+			if n := binary.BigEndian.Uint64(k[9:]); n != next {
+				return fmt.Errorf("%w: badger key %x: snapshot chunk %d missing", persist.ErrCorrupt, k, next)
+			}
+			next++
+			err := it.Item().Value(func(v []byte) error {
+				if data == nil {
+					data = make([]byte, 0, meta.size)
+				}
+				data = append(data, v...)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		if next != meta.chunks || uint64(len(data)) != meta.size {
+			return fmt.Errorf("%w: badger key %q: snapshot has %d chunks, %d bytes; metadata says %d, %d",
+				persist.ErrCorrupt, keySnapMeta, next, len(data), meta.chunks, meta.size)
+		}
+		st.Snapshot.Data = data
+
+		// Entries after the snapshot, consecutive.
+		it2 := txn.NewIterator(badger.IteratorOptions{Prefix: prefixEntry, PrefetchValues: true, PrefetchSize: 64})
+		defer it2.Close()
+		for it2.Rewind(); it2.Valid(); it2.Next() {
+			item := it2.Item()
+			k := item.Key()
+			if len(k) != 9 {
+				return fmt.Errorf("%w: badger key %x: bad entry key", persist.ErrCorrupt, k)
+			}
+			idx := binary.BigEndian.Uint64(k[1:])
+			if idx <= meta.index {
+				stale = append(stale, item.KeyCopy(nil))
+				continue
+			}
+			if want := meta.index + 1 + uint64(len(st.Entries)); idx != want {
+				return fmt.Errorf("%w: badger key %x: entry %d where %d belongs", persist.ErrCorrupt, k, idx, want)
+			}
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if len(v) < 9 {
+				return fmt.Errorf("%w: badger key %x: entry value of %d bytes", persist.ErrCorrupt, k, len(v))
+			}
+			st.Entries = append(st.Entries, persist.Entry{Index: idx, Term: binary.LittleEndian.Uint64(v),
+				Type: persist.EntryType(v[8]), Data: v[9:]})
+		}
+		return nil
+	})
+	if err != nil {
+		return st, wrap("read", err)
+	}
+	s.snap = meta
+	if cleanup && len(stale) > 0 {
+		w := s.newWriter()
+		for _, k := range stale {
+			w.delete(k)
+		}
+		if err := w.commit(); err != nil {
+			return st, wrap("clean up", err)
+		}
+	}
+	return st, nil
+}
+
+// getValue returns the value of key, nil if it does not exist, or ErrCorrupt
+// if it is not size bytes long.
+func getValue(txn *badger.Txn, key []byte, size int) ([]byte, error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	v, err := item.ValueCopy(nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(v) != size {
+		return nil, fmt.Errorf("%w: badger key %q: %d bytes, want %d", persist.ErrCorrupt, key, len(v), size)
+	}
+	return v, nil
+}
+
+func wrap(op string, err error) error {
+	if errors.Is(err, persist.ErrCorrupt) {
+		return err
+	}
+	return fmt.Errorf("badgerstore: %s: %w", op, err)
+}
+
+// writer applies sets and deletes in order, committing a transaction
+// whenever the next operation would not fit, so any prefix of its
+// transactions is what a crash can leave.
+type writer struct {
+	db  *badger.DB
+	txn *badger.Txn
+	err error
+}
+
+func (s *Store) newWriter() *writer { return &writer{db: s.db, txn: s.db.NewTransaction(true)} }
+
+func (w *writer) do(op func(*badger.Txn) error) {
+	if w.err != nil {
+		return
+	}
+	err := op(w.txn)
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		if w.err = w.txn.Commit(); w.err != nil {
+			return
+		}
+		w.txn = w.db.NewTransaction(true)
+		err = op(w.txn)
+	}
+	w.err = err
+}
+
+func (w *writer) set(k, v []byte) { w.do(func(t *badger.Txn) error { return t.Set(k, v) }) }
+func (w *writer) delete(k []byte) { w.do(func(t *badger.Txn) error { return t.Delete(k) }) }
+
+// commit commits the last transaction and returns the first error.
+func (w *writer) commit() error {
+	if w.err != nil {
+		w.txn.Discard()
+		return w.err
+	}
+	return w.txn.Commit()
+}
+
+func (s *Store) usable() error {
+	if s.closed {
+		return persist.ErrClosed
+	}
+	if s.failed != nil {
+		return fmt.Errorf("%w: %w", persist.ErrFailed, s.failed)
+	}
+	return nil
+}
+
+func (s *Store) lastIndex() uint64 { return s.snap.index + uint64(len(s.entries)) }
+
+// Load implements persist.Store. The first call returns what Open read;
+// later calls read the database again.
+func (s *Store) Load(ctx context.Context) (persist.State, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(); err != nil {
+		return persist.State{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return persist.State{}, err
+	}
+	if s.pending != nil {
+		st := *s.pending
+		s.pending = nil
+		return st, nil
+	}
+	return s.read(false)
+}
+
+func entryValue(e persist.Entry) []byte {
+	v := make([]byte, 0, 9+len(e.Data))
+	v = binary.LittleEndian.AppendUint64(v, e.Term)
+	v = append(v, byte(e.Type))
+	return append(v, e.Data...)
+}
+
+// Append implements persist.Store.
+func (s *Store) Append(ctx context.Context, hs persist.HardState, entries []persist.Entry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := persist.CheckAppendRange(s.snap.index, s.lastIndex(), entries); err != nil {
+		return err
+	}
+	s.pending = nil
+	oldLast := s.lastIndex()
+	newLast, first := oldLast, oldLast+1
+	est := int64(64)
+	if len(entries) > 0 {
+		first, newLast = entries[0].Index, entries[len(entries)-1].Index
+		for _, e := range entries {
+			est += int64(len(e.Data)) + 64
+		}
+	}
+	if oldLast > newLast {
+		est += int64(oldLast-newLast) * 32
+	}
+	var err error
+	if est <= s.atomicMax {
+		err = s.appendAtomic(hs, entries, newLast, oldLast)
+	}
+	if est > s.atomicMax || errors.Is(err, badger.ErrTxnTooBig) {
+		err = s.appendInSteps(hs, entries, first, oldLast)
+	}
+	if err != nil {
+		s.failed = err
+		return wrap("append", err)
+	}
+	s.hs = hs
+	if len(entries) > 0 {
+		keep := int(first - s.snap.index - 1)
+		for _, e := range s.entries[keep:] {
+			s.logBytes -= e.size
+		}
+		s.entries = s.entries[:keep]
+		for _, e := range entries {
+			s.entries = append(s.entries, entryMeta{term: e.Term, size: e.Size()})
+			s.logBytes += e.Size()
+		}
+	}
+	s.size.Store(persist.HardStateBytes + s.logBytes)
+	return nil
+}
+
+// appendAtomic writes the batch in one transaction.
+func (s *Store) appendAtomic(hs persist.HardState, entries []persist.Entry, newLast, oldLast uint64) error {
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	for i := newLast + 1; i <= oldLast && len(entries) > 0; i++ {
+		if err := txn.Delete(entryKey(i)); err != nil {
+			return err
+		}
+	}
+	for _, e := range entries {
+		if err := txn.Set(entryKey(e.Index), entryValue(e)); err != nil {
+			return err
+		}
+	}
+	if err := txn.Set(keyHardState, encodeHardState(hs)); err != nil {
+		return err
+	}
+	return txn.Commit()
+}
+
+// appendInSteps writes a batch too large for one transaction so that every
+// state a crash can leave is valid: the new term and vote first (with the
+// old commit index), then the replaced entries deleted from the end
+// backwards, then the new entries in order, then the final hard state.
+func (s *Store) appendInSteps(hs persist.HardState, entries []persist.Entry, first, oldLast uint64) error {
+	w := s.newWriter()
+	early := hs
+	early.Commit = min(hs.Commit, s.hs.Commit)
+	w.set(keyHardState, encodeHardState(early))
+	if len(entries) > 0 {
+		for i := oldLast; i >= first && i > s.snap.index; i-- {
+			w.delete(entryKey(i))
+		}
+	}
+	for _, e := range entries {
+		w.set(entryKey(e.Index), entryValue(e))
+	}
+	w.set(keyHardState, encodeHardState(hs))
+	return w.commit()
+}
+
+// SaveSnapshot implements persist.Store.
+func (s *Store) SaveSnapshot(ctx context.Context, snap persist.Snapshot) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if snap.Index <= s.snap.index {
+		return fmt.Errorf("%w: stored %d, new %d", persist.ErrStaleSnapshot, s.snap.index, snap.Index)
+	}
+	s.pending = nil
+	if err := s.saveSnapshot(snap); err != nil {
+		s.failed = err
+		return wrap("save snapshot", err)
+	}
+	return nil
+}
+
+func (s *Store) saveSnapshot(snap persist.Snapshot) error {
+	var kept []entryMeta
+	i := snap.Index - s.snap.index - 1
+	match := i < uint64(len(s.entries)) && s.entries[i].term == snap.Term
+	if match {
+		kept = s.entries[i+1:]
+	}
+	meta := snapMeta{index: snap.Index, term: snap.Term, gen: s.snap.gen + 1, size: uint64(len(snap.Data))}
+
+	// 1. The data, in chunks of the new generation (ignored until step 3).
+	w := s.newWriter()
+	for off := 0; off < len(snap.Data); off += s.chunk {
+		end := min(off+s.chunk, len(snap.Data))
+		w.set(chunkKey(meta.gen, meta.chunks), snap.Data[off:end])
+		meta.chunks++
+	}
+	// 2. If the log does not continue the snapshot, drop it from the end
+	// backwards: every prefix of it is a valid log under the old snapshot.
+	if !match {
+		for j := s.lastIndex(); j > snap.Index && j > s.snap.index; j-- {
+			w.delete(entryKey(j))
+		}
+	}
+	if err := w.commit(); err != nil {
+		return err
+	}
+	// 3. Switch to the new snapshot.
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(keySnapMeta, meta.encode()) }); err != nil {
+		return err
+	}
+	// 4. Delete what it made obsolete; a crash before this is cleaned up on
+	// Open.
+	w = s.newWriter()
+	for j := s.snap.index + 1; j <= min(snap.Index, s.lastIndex()); j++ {
+		w.delete(entryKey(j))
+	}
+	for n := uint64(0); n < s.snap.chunks; n++ {
+		w.delete(chunkKey(s.snap.gen, n))
+	}
+	err := w.commit()
+	s.snap = meta
+	s.entries = slices.Clone(kept)
+	s.logBytes = 0
+	for _, e := range s.entries {
+		s.logBytes += e.size
+	}
+	s.size.Store(persist.HardStateBytes + s.logBytes)
+	if err != nil {
+		return err
+	}
+	if len(snap.Data) >= s.chunk {
+		// Reclaim the value log space the old snapshot held; one pass.
+		if err := s.db.RunValueLogGC(0.5); err != nil && !errors.Is(err, badger.ErrNoRewrite) {
+			s.log.Warn("badgerstore: value log GC failed", "err", err)
+		}
+	}
+	return nil
+}
+
+// Size implements persist.Store.
+func (s *Store) Size() int64 { return s.size.Load() }
+
+// Close implements persist.Store.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	s.pending = nil
+	if err := s.db.Close(); err != nil {
+		return wrap("close", err)
+	}
+	return nil
+}
