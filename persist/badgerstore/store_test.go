@@ -48,14 +48,18 @@ func TestLargeBatchesAndSnapshot(t *testing.T) {
 	}
 	steps := []func(persist.Store) error{
 		func(st persist.Store) error { return st.Append(ctx, persist.HardState{Term: 1}, big(1, 400, 1)) },
-		func(st persist.Store) error { return st.Append(ctx, persist.HardState{Term: 2, Commit: 50}, big(100, 300, 2)) },
+		func(st persist.Store) error {
+			return st.Append(ctx, persist.HardState{Term: 2, Commit: 50}, big(100, 300, 2))
+		},
 		func(st persist.Store) error {
 			return st.SaveSnapshot(ctx, persist.Snapshot{Index: 150, Term: 2, Data: bytes.Repeat([]byte("snap"), 3<<20)})
 		},
 		func(st persist.Store) error {
 			return st.SaveSnapshot(ctx, persist.Snapshot{Index: 200, Term: 7, Data: bytes.Repeat([]byte("other"), 1<<20)})
 		},
-		func(st persist.Store) error { return st.Append(ctx, persist.HardState{Term: 7, Commit: 200}, big(201, 260, 7)) },
+		func(st persist.Store) error {
+			return st.Append(ctx, persist.HardState{Term: 7, Commit: 200}, big(201, 260, 7))
+		},
 	}
 	for i, step := range steps {
 		if err := step(s); err != nil {
