@@ -1,0 +1,955 @@
+package raft
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/ruaft/ruaft/persist"
+)
+
+// coreConfig is Config converted to ticks, as the core sees it.
+type coreConfig struct {
+	id, peers int
+	// electionTicks is the minimum election timeout, also the lease and the
+	// check-quorum period; timeouts are drawn from [electionTicks,
+	// electionTicksMax).
+	electionTicks, electionTicksMax int
+	heartbeatTicks                  int
+	preVote, checkQuorum            bool
+	maxInflight                     int
+	maxInflightBytes                int64
+	maxEntries                      int
+	maxBytes                        int64
+	chunkBytes                      int
+	seed                            uint64
+}
+
+func coreConfigFrom(c Config) coreConfig {
+	return coreConfig{
+		id:               c.ID,
+		peers:            c.Peers,
+		electionTicks:    c.ticks(c.ElectionTimeoutMin),
+		electionTicksMax: c.ticks(c.ElectionTimeoutMax),
+		heartbeatTicks:   c.ticks(c.HeartbeatInterval),
+		preVote:          c.PreVote,
+		checkQuorum:      c.CheckQuorum,
+		maxInflight:      c.MaxInflightAppends,
+		maxInflightBytes: c.MaxInflightBytes,
+		maxEntries:       c.MaxEntriesPerAppend,
+		maxBytes:         c.MaxBytesPerAppend,
+		chunkBytes:       c.SnapshotChunkBytes,
+		seed:             c.Seed,
+	}
+}
+
+// message is an RPC request the core wants sent; exactly one of the request
+// fields is set. The request may share entry and snapshot buffers with the
+// log, which never writes into them again.
+type message struct {
+	to int
+	// round is the leader's read round when the message was created: an
+	// answer in the same term proves leadership as of that round.
+	round uint64
+	ae    *AppendEntriesRequest
+	rv    *RequestVoteRequest
+	is    *InstallSnapshotRequest
+	tn    *TimeoutNowRequest
+}
+
+// readState answers a read request: the index to wait for, or an error.
+type readState struct {
+	id    uint64
+	index uint64
+	err   error
+}
+
+// pendingRead is a read request waiting for its round to be acknowledged.
+type pendingRead struct {
+	id, index, round uint64
+}
+
+// snapshotBuffer collects the chunks of a snapshot being received.
+type snapshotBuffer struct {
+	index, term, total uint64
+	data               []byte
+}
+
+// ready is one batch of work for the node (etcd's Ready). The node stores
+// snapshot, then hardState and entries with one Append when save is set,
+// sends messages (a leader's AppendEntries and InstallSnapshot may go before
+// the store call returns, everything else only after), applies committed,
+// answers reads, and then calls advance.
+type ready struct {
+	hardState persist.HardState
+	save      bool
+	entries   []Entry
+	snapshot  *persist.Snapshot
+	messages  []message
+	committed []Entry
+	reads     []readState
+}
+
+func (rd *ready) empty() bool {
+	return !rd.save && rd.snapshot == nil && len(rd.messages) == 0 && len(rd.committed) == 0 && len(rd.reads) == 0
+}
+
+// core is the deterministic Raft state machine: no goroutines, no clock, no
+// I/O. It is not safe for concurrent use; the node serializes calls.
+type core struct {
+	cfg  coreConfig
+	rng  *rand.Rand
+	id   int
+	term uint64
+	vote int
+	lead int
+	role Role
+	log  *raftLog
+
+	// prs is the leader's progress per replica (prs[id] unused).
+	prs []progress
+	// votes per replica in the current (pre-)election: +1, -1 or 0.
+	votes []int8
+
+	electionElapsed int
+	// timeout is the randomized election timeout in ticks.
+	timeout int
+	// transferee is the target of a leadership transfer, or NoLeader.
+	transferee int
+	// noopIndex is the index of the leader's no-op of its term.
+	noopIndex uint64
+
+	// round is the last read round started; needRound asks ready to start
+	// one.
+	round     uint64
+	needRound bool
+	reads     []pendingRead
+	// readsAwaitNoop are read ids that wait for the term's no-op to commit.
+	readsAwaitNoop []uint64
+
+	recv *snapshotBuffer
+
+	msgs       []message
+	readStates []readState
+	// prevHS is the hard state last handed out for storing.
+	prevHS persist.HardState
+
+	// violations records broken invariants, reported by Kill.
+	violations []string
+}
+
+func newCore(cfg coreConfig, st persist.State) *core {
+	c := &core{
+		cfg:        cfg,
+		rng:        rand.New(rand.NewPCG(cfg.seed, uint64(cfg.id))),
+		id:         cfg.id,
+		term:       st.HardState.Term,
+		vote:       st.HardState.VotedFor,
+		lead:       NoLeader,
+		role:       Follower,
+		log:        newLog(st),
+		prs:        make([]progress, cfg.peers),
+		transferee: NoLeader,
+	}
+	c.prevHS = c.hardState()
+	c.resetTimeout()
+	return c
+}
+
+func (c *core) hardState() persist.HardState {
+	return persist.HardState{Term: c.term, VotedFor: c.vote, Commit: c.log.commit}
+}
+
+func (c *core) violate(format string, args ...any) {
+	c.violations = append(c.violations, fmt.Sprintf("replica %d term %d: ", c.id, c.term)+fmt.Sprintf(format, args...))
+}
+
+func (c *core) resetTimeout() {
+	c.timeout = c.cfg.electionTicks
+	if d := c.cfg.electionTicksMax - c.cfg.electionTicks; d > 0 {
+		c.timeout += c.rng.IntN(d)
+	}
+}
+
+func (c *core) send(m message) {
+	if m.ae != nil || m.is != nil {
+		c.prs[m.to].idle = 0
+	}
+	m.round = c.round
+	c.msgs = append(c.msgs, m)
+}
+
+// --- role changes ---
+
+func (c *core) becomeFollower(term uint64, lead int) {
+	if term > c.term {
+		c.term = term
+		c.vote = persist.NoVote
+	}
+	if c.role == Leader {
+		c.failReads(ErrNotLeader)
+	}
+	c.role = Follower
+	c.lead = lead
+	c.votes = nil
+	c.transferee = NoLeader
+	c.electionElapsed = 0
+	c.resetTimeout()
+}
+
+func (c *core) campaign() {
+	if c.cfg.preVote {
+		c.becomePreCandidate()
+	} else {
+		c.becomeCandidate(false)
+	}
+}
+
+func (c *core) becomePreCandidate() {
+	c.role = PreCandidate
+	c.lead = NoLeader
+	c.startVotes()
+	c.electionElapsed = 0
+	c.resetTimeout()
+	if tally(c.votes) == voteWon {
+		c.becomeCandidate(false)
+		return
+	}
+	c.requestVotes(c.term+1, true, false)
+}
+
+func (c *core) becomeCandidate(transfer bool) {
+	c.role = Candidate
+	c.term++
+	c.vote = c.id
+	c.lead = NoLeader
+	c.startVotes()
+	c.electionElapsed = 0
+	c.resetTimeout()
+	if tally(c.votes) == voteWon {
+		c.becomeLeader()
+		return
+	}
+	c.requestVotes(c.term, false, transfer)
+}
+
+func (c *core) startVotes() {
+	c.votes = make([]int8, c.cfg.peers)
+	c.votes[c.id] = 1
+}
+
+func (c *core) requestVotes(term uint64, pre, transfer bool) {
+	for p := range c.cfg.peers {
+		if p == c.id {
+			continue
+		}
+		c.send(message{to: p, rv: &RequestVoteRequest{
+			Term:               term,
+			CandidateID:        c.id,
+			LastLogIndex:       c.log.lastIndex(),
+			LastLogTerm:        c.log.lastTerm(),
+			PreVote:            pre,
+			LeadershipTransfer: transfer,
+		}})
+	}
+}
+
+func (c *core) becomeLeader() {
+	c.role = Leader
+	c.lead = c.id
+	c.votes = nil
+	c.transferee = NoLeader
+	c.electionElapsed = 0
+	last := c.log.lastIndex()
+	for p := range c.prs {
+		c.prs[p] = progress{match: 0, next: last + 1, state: stateProbe}
+	}
+	c.noopIndex = last + 1
+	c.log.append(Entry{Index: last + 1, Term: c.term, Type: persist.EntryNoop})
+	c.maybeCommit()
+}
+
+// --- time ---
+
+func (c *core) tick() {
+	if c.role == Leader {
+		c.tickLeader()
+		return
+	}
+	c.electionElapsed++
+	if c.electionElapsed >= c.timeout {
+		c.campaign()
+	}
+}
+
+func (c *core) tickLeader() {
+	c.electionElapsed++
+	if c.electionElapsed >= c.cfg.electionTicks {
+		c.electionElapsed = 0
+		if c.cfg.checkQuorum {
+			active := 1
+			for p := range c.prs {
+				if p != c.id && c.prs[p].recentActive {
+					active++
+				}
+				c.prs[p].recentActive = false
+			}
+			if active < quorum(c.cfg.peers) {
+				c.becomeFollower(c.term, NoLeader)
+				return
+			}
+		}
+		c.transferee = NoLeader
+	}
+	for p := range c.prs {
+		if p == c.id {
+			continue
+		}
+		c.prs[p].idle++
+		if c.prs[p].idle >= c.cfg.heartbeatTicks {
+			c.heartbeat(p)
+		}
+	}
+}
+
+// heartbeat sends p whatever keeps it following and tells it the commit
+// index: a retry of a probe or snapshot chunk, or an empty AppendEntries at
+// the index known to match.
+func (c *core) heartbeat(p int) {
+	pr := &c.prs[p]
+	pr.backoff = false
+	switch pr.state {
+	case stateProbe:
+		pr.paused = false
+		c.sendAppend(p)
+	case stateSnapshot:
+		if !pr.paused {
+			c.sendChunk(p)
+		}
+	case stateReplicate:
+		t, ok := c.log.term(pr.match)
+		if !ok {
+			pr.becomeSnapshot(c.log.snap.Index)
+			c.sendChunk(p)
+			return
+		}
+		c.sendAE(p, pr.match, t, nil)
+	}
+}
+
+// --- leader replication ---
+
+// flush sends every follower what its progress allows, and starts a read
+// round if one is needed.
+func (c *core) flush() {
+	if c.role != Leader {
+		return
+	}
+	if c.needRound {
+		c.needRound = false
+		c.round++
+		for p := range c.prs {
+			if p != c.id {
+				c.heartbeat(p)
+			}
+		}
+		c.checkReads()
+	}
+	for p := range c.prs {
+		if p != c.id {
+			c.sendAppend(p)
+		}
+	}
+}
+
+func (c *core) sendAppend(p int) {
+	pr := &c.prs[p]
+	if pr.backoff {
+		return
+	}
+	switch pr.state {
+	case stateSnapshot:
+		if !pr.paused {
+			c.sendChunk(p)
+		}
+	case stateProbe:
+		if pr.paused {
+			return
+		}
+		prevTerm, ok := c.log.term(pr.next - 1)
+		if !ok {
+			pr.becomeSnapshot(c.log.snap.Index)
+			c.sendChunk(p)
+			return
+		}
+		ents, _ := c.log.limitedSlice(pr.next, c.cfg.maxEntries, c.cfg.maxBytes)
+		c.sendAE(p, pr.next-1, prevTerm, ents)
+		pr.paused = true
+	case stateReplicate:
+		for pr.next <= c.log.lastIndex() && !pr.inflightFull(c.cfg.maxInflight, c.cfg.maxInflightBytes) {
+			prevTerm, ok := c.log.term(pr.next - 1)
+			if !ok {
+				pr.becomeSnapshot(c.log.snap.Index)
+				c.sendChunk(p)
+				return
+			}
+			ents, size := c.log.limitedSlice(pr.next, c.cfg.maxEntries, c.cfg.maxBytes)
+			c.sendAE(p, pr.next-1, prevTerm, ents)
+			last := ents[len(ents)-1].Index
+			pr.inflights = append(pr.inflights, inflight{last: last, bytes: size})
+			pr.inflightBytes += size
+			pr.next = last + 1
+		}
+	}
+}
+
+func (c *core) sendAE(p int, prev, prevTerm uint64, ents []Entry) {
+	c.send(message{to: p, ae: &AppendEntriesRequest{
+		Term:         c.term,
+		LeaderID:     c.id,
+		PrevLogIndex: prev,
+		PrevLogTerm:  prevTerm,
+		Entries:      ents,
+		LeaderCommit: c.log.commit,
+	}})
+}
+
+func (c *core) sendChunk(p int) {
+	pr := &c.prs[p]
+	snap := c.log.snap
+	if pr.snapIndex != snap.Index {
+		pr.snapIndex = snap.Index
+		pr.snapOffset = 0
+	}
+	total := uint64(len(snap.Data))
+	off := min(pr.snapOffset, total)
+	end := min(off+uint64(c.cfg.chunkBytes), total)
+	c.send(message{to: p, is: &InstallSnapshotRequest{
+		Term:              c.term,
+		LeaderID:          c.id,
+		LastIncludedIndex: snap.Index,
+		LastIncludedTerm:  snap.Term,
+		Offset:            off,
+		Data:              snap.Data[off:end:end],
+		Done:              end == total,
+		TotalSize:         total,
+	}})
+	pr.paused = true
+}
+
+func (c *core) sendTimeoutNow(p int) {
+	c.send(message{to: p, tn: &TimeoutNowRequest{Term: c.term, LeaderID: c.id}})
+}
+
+// maybeCommit advances the commit index to the highest index a majority
+// stores, if that entry is of the current term (Raft paper, 5.4.2). The
+// leader counts itself only up to its durable index.
+func (c *core) maybeCommit() {
+	matches := make([]uint64, c.cfg.peers)
+	for p := range c.prs {
+		if p == c.id {
+			matches[p] = c.log.durable
+		} else {
+			matches[p] = c.prs[p].match
+		}
+	}
+	mi := quorumMin(matches)
+	if mi <= c.log.commit {
+		return
+	}
+	if t, _ := c.log.term(mi); t != c.term {
+		return
+	}
+	wasNoop := c.log.commit >= c.noopIndex
+	c.commitTo(mi)
+	if !wasNoop && c.log.commit >= c.noopIndex {
+		for _, id := range c.readsAwaitNoop {
+			c.addRead(id)
+		}
+		c.readsAwaitNoop = nil
+	}
+}
+
+func (c *core) commitTo(i uint64) {
+	if i > c.log.commit {
+		if i > c.log.lastIndex() {
+			c.violate("commit %d beyond last index %d", i, c.log.lastIndex())
+			return
+		}
+		c.log.commit = i
+	}
+}
+
+// propose appends a command to a leader's log.
+func (c *core) propose(data []byte) (index, term uint64, ok bool) {
+	if c.role != Leader || c.transferee != NoLeader {
+		return 0, c.term, false
+	}
+	index = c.log.lastIndex() + 1
+	c.log.append(Entry{Index: index, Term: c.term, Type: persist.EntryCommand, Data: data})
+	if c.cfg.peers == 1 {
+		c.maybeCommit()
+	}
+	return index, c.term, true
+}
+
+// --- request handlers (receiver side) ---
+
+// observeLeader handles the term of a request from a leader: it reports
+// false if the request is stale, and otherwise makes c a follower of leader.
+func (c *core) observeLeader(term uint64, leader int) bool {
+	if term < c.term {
+		return false
+	}
+	if term > c.term {
+		c.becomeFollower(term, leader)
+	} else {
+		if c.role == Leader {
+			c.violate("two leaders in term %d: %d and %d", term, c.id, leader)
+			return false
+		}
+		if c.lead != NoLeader && c.lead != leader {
+			c.violate("two leaders in term %d: %d and %d", term, c.lead, leader)
+		}
+		if c.role != Follower {
+			c.becomeFollower(term, leader)
+		}
+		c.lead = leader
+	}
+	c.electionElapsed = 0
+	return true
+}
+
+func (c *core) handleAppendEntries(req *AppendEntriesRequest) *AppendEntriesResponse {
+	if !c.observeLeader(req.Term, req.LeaderID) {
+		return &AppendEntriesResponse{Term: c.term, LastLogIndex: c.log.lastIndex()}
+	}
+	prev, prevTerm, ents := req.PrevLogIndex, req.PrevLogTerm, req.Entries
+	lastNew := prev + uint64(len(ents))
+	// Entries the snapshot covers are committed, so they match the leader's.
+	if snap := c.log.snap; prev < snap.Index {
+		skip := snap.Index - prev
+		if skip >= uint64(len(ents)) {
+			return &AppendEntriesResponse{Term: c.term, Success: true, MatchIndex: lastNew, LastLogIndex: c.log.lastIndex()}
+		}
+		ents = ents[skip:]
+		prev, prevTerm = snap.Index, snap.Term
+	}
+	if !c.log.matchTerm(prev, prevTerm) {
+		resp := &AppendEntriesResponse{Term: c.term, LastLogIndex: c.log.lastIndex()}
+		if last := c.log.lastIndex(); prev > last {
+			resp.ConflictIndex = last + 1
+		} else {
+			ct, _ := c.log.term(prev)
+			resp.ConflictTerm = ct
+			resp.ConflictIndex = c.log.firstIndexOfTerm(prev, ct)
+		}
+		return resp
+	}
+	for i, e := range ents {
+		if e.Index > c.log.lastIndex() {
+			c.log.append(cloneEntries(ents[i:])...)
+			break
+		}
+		if t, _ := c.log.term(e.Index); t != e.Term {
+			if e.Index <= c.log.commit {
+				c.violate("log matching broken: leader %d sends %d/%d over committed %d/%d (commit %d)",
+					req.LeaderID, e.Index, e.Term, e.Index, t, c.log.commit)
+				return &AppendEntriesResponse{Term: c.term, LastLogIndex: c.log.lastIndex()}
+			}
+			c.log.truncateAndAppend(cloneEntries(ents[i:]))
+			break
+		}
+	}
+	c.commitTo(min(req.LeaderCommit, lastNew))
+	return &AppendEntriesResponse{Term: c.term, Success: true, MatchIndex: lastNew, LastLogIndex: c.log.lastIndex()}
+}
+
+func cloneEntries(es []Entry) []Entry {
+	out := make([]Entry, len(es))
+	for i, e := range es {
+		e.Data = bytes.Clone(e.Data)
+		out[i] = e
+	}
+	return out
+}
+
+// inLease reports whether c heard from a leader within the minimum election
+// timeout, in which case it refuses to help depose it.
+func (c *core) inLease() bool {
+	return c.cfg.checkQuorum && c.lead != NoLeader && c.electionElapsed < c.cfg.electionTicks
+}
+
+func (c *core) handleRequestVote(req *RequestVoteRequest) *RequestVoteResponse {
+	if req.Term > c.term && c.inLease() && !req.LeadershipTransfer {
+		return &RequestVoteResponse{Term: c.term}
+	}
+	if req.Term < c.term {
+		return &RequestVoteResponse{Term: c.term}
+	}
+	upToDate := c.log.isUpToDate(req.LastLogIndex, req.LastLogTerm)
+	if req.PreVote {
+		canVote := req.Term > c.term || c.vote == req.CandidateID || (c.vote == persist.NoVote && c.lead == NoLeader)
+		if canVote && upToDate {
+			return &RequestVoteResponse{Term: req.Term, VoteGranted: true}
+		}
+		return &RequestVoteResponse{Term: c.term}
+	}
+	if req.Term > c.term {
+		c.becomeFollower(req.Term, NoLeader)
+	}
+	canVote := c.vote == req.CandidateID || (c.vote == persist.NoVote && c.lead == NoLeader)
+	if canVote && upToDate {
+		c.vote = req.CandidateID
+		c.electionElapsed = 0
+		return &RequestVoteResponse{Term: c.term, VoteGranted: true}
+	}
+	return &RequestVoteResponse{Term: c.term}
+}
+
+func (c *core) handleInstallSnapshot(req *InstallSnapshotRequest) *InstallSnapshotResponse {
+	if !c.observeLeader(req.Term, req.LeaderID) {
+		return &InstallSnapshotResponse{Term: c.term}
+	}
+	idx, st := req.LastIncludedIndex, req.LastIncludedTerm
+	done := &InstallSnapshotResponse{Term: c.term, NextOffset: req.TotalSize, Installed: true}
+	// A snapshot never rolls back what is committed or already covered.
+	if idx <= c.log.commit || idx <= c.log.snap.Index {
+		return done
+	}
+	// The log already holds the snapshot's last entry: by log matching it
+	// holds everything the snapshot covers, so keep the log and its suffix.
+	if c.log.matchTerm(idx, st) {
+		c.recv = nil
+		c.commitTo(idx)
+		return done
+	}
+	b := c.recv
+	if b == nil || b.index != idx || b.term != st || b.total != req.TotalSize {
+		if req.Offset != 0 {
+			return &InstallSnapshotResponse{Term: c.term}
+		}
+		b = &snapshotBuffer{index: idx, term: st, total: req.TotalSize, data: make([]byte, 0, min(req.TotalSize, 64<<20))}
+		c.recv = b
+	}
+	if req.Offset != uint64(len(b.data)) {
+		return &InstallSnapshotResponse{Term: c.term, NextOffset: uint64(len(b.data))}
+	}
+	b.data = append(b.data, req.Data...)
+	if !req.Done {
+		return &InstallSnapshotResponse{Term: c.term, NextOffset: uint64(len(b.data))}
+	}
+	c.recv = nil
+	if uint64(len(b.data)) != b.total {
+		return &InstallSnapshotResponse{Term: c.term}
+	}
+	c.log.restore(persist.Snapshot{Index: idx, Term: st, Data: b.data})
+	return done
+}
+
+func (c *core) handleTimeoutNow(req *TimeoutNowRequest) *TimeoutNowResponse {
+	if !c.observeLeader(req.Term, req.LeaderID) {
+		return &TimeoutNowResponse{Term: c.term}
+	}
+	c.becomeCandidate(true)
+	return &TimeoutNowResponse{Term: req.Term, Accepted: true}
+}
+
+// --- response handlers (sender side) ---
+
+// stepDownIfNewer makes c a follower if term is newer; it reports whether it
+// did.
+func (c *core) stepDownIfNewer(term uint64) bool {
+	if term > c.term {
+		c.becomeFollower(term, NoLeader)
+		return true
+	}
+	return false
+}
+
+func (c *core) handleVoteResponse(m message, resp *RequestVoteResponse) {
+	if !(m.rv.PreVote && resp.VoteGranted) && c.stepDownIfNewer(resp.Term) {
+		return
+	}
+	switch {
+	case c.role == PreCandidate && m.rv.PreVote && m.rv.Term == c.term+1:
+	case c.role == Candidate && !m.rv.PreVote && m.rv.Term == c.term && resp.Term == c.term:
+	default:
+		return // stale
+	}
+	if resp.VoteGranted {
+		c.votes[m.to] = 1
+	} else {
+		c.votes[m.to] = -1
+	}
+	switch tally(c.votes) {
+	case voteWon:
+		if c.role == PreCandidate {
+			c.becomeCandidate(false)
+		} else {
+			c.becomeLeader()
+		}
+	case voteLost:
+		c.becomeFollower(c.term, NoLeader)
+	}
+}
+
+// leaderAck handles the part common to every answer a leader gets in its
+// term: the peer is active and acknowledged the message's read round.
+func (c *core) leaderAck(m message, reqTerm, respTerm uint64) bool {
+	if c.stepDownIfNewer(respTerm) || c.role != Leader || reqTerm != c.term || respTerm != c.term {
+		return false
+	}
+	pr := &c.prs[m.to]
+	pr.recentActive = true
+	if m.round > pr.ackRound {
+		pr.ackRound = m.round
+		c.checkReads()
+	}
+	return true
+}
+
+func (c *core) handleAppendResponse(m message, resp *AppendEntriesResponse) {
+	if !c.leaderAck(m, m.ae.Term, resp.Term) {
+		return
+	}
+	p := m.to
+	pr := &c.prs[p]
+	if resp.Success {
+		updated := pr.maybeUpdate(resp.MatchIndex)
+		pr.freeInflights(resp.MatchIndex)
+		switch pr.state {
+		case stateProbe:
+			pr.becomeReplicate()
+		case stateSnapshot:
+			if pr.match >= pr.snapIndex {
+				pr.becomeProbe()
+			}
+		}
+		if updated {
+			c.maybeCommit()
+		}
+		if p == c.transferee && pr.match == c.log.lastIndex() {
+			c.sendTimeoutNow(p)
+		}
+		return
+	}
+	prev := m.ae.PrevLogIndex
+	switch pr.state {
+	case stateReplicate:
+		if prev <= pr.match {
+			return // stale
+		}
+		pr.becomeProbe()
+	case stateProbe:
+		if prev != pr.next-1 {
+			return // stale
+		}
+		pr.paused = false
+	default:
+		return
+	}
+	next := c.backupHint(pr, prev, resp)
+	if next >= prev+1 {
+		// No progress (only a confused follower answers so): retry at the
+		// next heartbeat rather than at once.
+		pr.backoff = true
+	}
+	pr.next = next
+}
+
+// backupHint computes where to probe next after a rejection at prev, from
+// the follower's conflict hints (fast log backup).
+func (c *core) backupHint(pr *progress, prev uint64, resp *AppendEntriesResponse) uint64 {
+	next := resp.ConflictIndex
+	if resp.ConflictTerm != 0 {
+		if i := c.log.lastIndexOfTerm(prev, resp.ConflictTerm); i > 0 {
+			next = i + 1
+		}
+	}
+	next = min(next, prev)
+	next = max(next, pr.match+1)
+	return next
+}
+
+func (c *core) handleSnapshotResponse(m message, resp *InstallSnapshotResponse) {
+	if !c.leaderAck(m, m.is.Term, resp.Term) {
+		return
+	}
+	pr := &c.prs[m.to]
+	if resp.Installed {
+		if pr.maybeUpdate(m.is.LastIncludedIndex) {
+			c.maybeCommit()
+		}
+		if pr.state == stateSnapshot {
+			pr.becomeProbe()
+		}
+		return
+	}
+	if pr.state == stateSnapshot && m.is.LastIncludedIndex == pr.snapIndex {
+		pr.snapOffset = resp.NextOffset
+		pr.paused = false
+	}
+}
+
+func (c *core) handleTimeoutNowResponse(m message, resp *TimeoutNowResponse) {
+	c.stepDownIfNewer(resp.Term)
+}
+
+// handleFailure notes that m got no answer: replication to its target
+// resumes from what is known at the next heartbeat.
+func (c *core) handleFailure(m message) {
+	if c.role != Leader {
+		return
+	}
+	pr := &c.prs[m.to]
+	switch {
+	case m.ae != nil && m.ae.Term == c.term:
+		switch pr.state {
+		case stateReplicate:
+			if n := len(m.ae.Entries); n > 0 && m.ae.Entries[n-1].Index > pr.match {
+				pr.becomeProbe()
+				pr.backoff = true
+			}
+		case stateProbe:
+			if m.ae.PrevLogIndex == pr.next-1 {
+				pr.paused = false
+				pr.backoff = true
+			}
+		}
+	case m.is != nil && m.is.Term == c.term:
+		if pr.state == stateSnapshot {
+			pr.paused = false
+			pr.backoff = true
+		}
+	}
+}
+
+// --- reads, transfer, compaction ---
+
+// readIndex registers read request id; its answer comes in a later ready.
+func (c *core) readIndex(id uint64) {
+	switch {
+	case c.role != Leader:
+		c.readStates = append(c.readStates, readState{id: id, err: ErrNotLeader})
+	case c.log.commit < c.noopIndex:
+		c.readsAwaitNoop = append(c.readsAwaitNoop, id)
+	default:
+		c.addRead(id)
+	}
+}
+
+func (c *core) addRead(id uint64) {
+	// The round starts after the request (at the next flush), so its
+	// acknowledgements prove leadership at a time after the request.
+	c.reads = append(c.reads, pendingRead{id: id, index: c.log.commit, round: c.round + 1})
+	c.needRound = true
+}
+
+// checkReads answers the reads whose round a majority acknowledged.
+func (c *core) checkReads() {
+	if len(c.reads) == 0 {
+		return
+	}
+	rounds := make([]uint64, c.cfg.peers)
+	for p := range c.prs {
+		if p == c.id {
+			rounds[p] = c.round
+		} else {
+			rounds[p] = c.prs[p].ackRound
+		}
+	}
+	confirmed := quorumMin(rounds)
+	i := 0
+	for ; i < len(c.reads) && c.reads[i].round <= confirmed; i++ {
+		c.readStates = append(c.readStates, readState{id: c.reads[i].id, index: c.reads[i].index})
+	}
+	c.reads = append(c.reads[:0], c.reads[i:]...)
+}
+
+func (c *core) failReads(err error) {
+	for _, r := range c.reads {
+		c.readStates = append(c.readStates, readState{id: r.id, err: err})
+	}
+	for _, id := range c.readsAwaitNoop {
+		c.readStates = append(c.readStates, readState{id: id, err: err})
+	}
+	c.reads, c.readsAwaitNoop = nil, nil
+	c.needRound = false
+}
+
+// transferLeadership starts handing leadership to replica to.
+func (c *core) transferLeadership(to int) error {
+	if c.role != Leader {
+		return ErrNotLeader
+	}
+	if to < 0 || to >= c.cfg.peers {
+		return fmt.Errorf("%w: %d", ErrBadPeer, to)
+	}
+	if to == c.id {
+		return nil
+	}
+	c.transferee = to
+	// The transfer is abandoned after one election timeout (tickLeader).
+	c.electionElapsed = 0
+	pr := &c.prs[to]
+	pr.backoff = false
+	if pr.match == c.log.lastIndex() {
+		c.sendTimeoutNow(to)
+	} else if pr.state == stateProbe {
+		pr.paused = false
+	}
+	return nil
+}
+
+// compact drops the log up to snap, which the node has stored.
+func (c *core) compact(snap persist.Snapshot) error {
+	return c.log.compact(snap)
+}
+
+// --- batches ---
+
+func (c *core) ready() ready {
+	c.flush()
+	var rd ready
+	rd.hardState = c.hardState()
+	if last := c.log.lastIndex(); c.log.unstable <= last {
+		rd.entries = c.log.slice(c.log.unstable, last+1)
+		c.log.unstable = last + 1
+	}
+	if c.log.snapUnstable {
+		s := c.log.snap
+		rd.snapshot = &s
+		c.log.snapUnstable = false
+	}
+	rd.save = len(rd.entries) > 0 || rd.snapshot != nil ||
+		rd.hardState.Term != c.prevHS.Term || rd.hardState.VotedFor != c.prevHS.VotedFor
+	if rd.save {
+		if rd.hardState.Commit < c.prevHS.Commit || rd.hardState.Term < c.prevHS.Term {
+			c.violate("hard state went back from %+v to %+v", c.prevHS, rd.hardState)
+		}
+		c.prevHS = rd.hardState
+	}
+	if hi := min(c.log.commit, c.log.durable); hi > c.log.applied {
+		rd.committed = c.log.slice(c.log.applied+1, hi+1)
+		c.log.applied = hi
+	}
+	rd.messages, c.msgs = c.msgs, nil
+	rd.reads, c.readStates = c.readStates, nil
+	return rd
+}
+
+// advance tells the core that rd was stored.
+func (c *core) advance(rd ready) {
+	if rd.snapshot != nil {
+		c.log.durable = max(c.log.durable, rd.snapshot.Index)
+	}
+	if n := len(rd.entries); n > 0 {
+		if last := rd.entries[n-1]; c.log.matchTerm(last.Index, last.Term) {
+			c.log.durable = max(c.log.durable, last.Index)
+		}
+	}
+	if c.role == Leader {
+		c.maybeCommit()
+	}
+}

@@ -1,0 +1,839 @@
+package raft
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ruaft/ruaft/persist"
+)
+
+// Node is one Raft replica: the deterministic core driven by daemon
+// goroutines (ticker, replication loop, applier, per-peer RPC senders). Its
+// methods are safe for concurrent use.
+type Node struct {
+	cfg    Config
+	tr     Transport
+	store  persist.Store
+	app    Application
+	logger *slog.Logger
+
+	// ctx is cancelled by Kill; RPCs and store calls derive from it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// kickCh wakes the replication loop; applyKick wakes the applier.
+	kickCh    chan struct{}
+	applyKick chan struct{}
+	peers     []chan message
+
+	// snapshotAsked is set when SnapshotNeeded was called and cleared by
+	// SaveSnapshot.
+	snapshotAsked atomic.Bool
+
+	killOnce sync.Once
+	killErr  error
+
+	// applyMu guards applyQ, the work handed from the loop to the applier.
+	applyMu sync.Mutex
+	applyQ  []applyItem
+
+	// mu guards core and every field below. It is never held across a store
+	// call, an RPC or an application callback.
+	mu   sync.Mutex
+	core *core
+	// killed is set by Kill; err by the first failed store call.
+	killed bool
+	err    error
+	// readySeq counts batches taken from the core; persistedSeq the ones
+	// stored. persistCh is closed (and replaced) whenever persistedSeq
+	// grows, and on kill or failure.
+	readySeq, persistedSeq uint64
+	persistCh              chan struct{}
+	// applied is the last index handed to the application; appliedDone the
+	// last one whose Apply returned. appliedCh is closed (and replaced)
+	// when appliedDone grows.
+	applied, appliedDone uint64
+	appliedCh            chan struct{}
+	// snapshotIndex is the index of the stored snapshot.
+	snapshotIndex uint64
+	// compaction is a snapshot from SaveSnapshot waiting for the loop.
+	compaction *persist.Snapshot
+	// readWaiters maps a read id to the ReadIndex call waiting for it.
+	readID      uint64
+	readWaiters map[uint64]chan readState
+	// violations and panics recorded by the node itself (the core keeps its
+	// own list).
+	problems []error
+	// lastRole and lastTerm are what was last logged.
+	lastRole Role
+	lastTerm uint64
+}
+
+// applyItem is a snapshot or a run of committed entries for the applier.
+type applyItem struct {
+	snap    *persist.Snapshot
+	entries []Entry
+}
+
+// New loads the replica's state from store and starts the node's daemons.
+// A stored snapshot is handed to app (as an ApplyMsg with IsSnapshot) before
+// any command. The node uses store exclusively until Kill returns; the caller
+// owns it and closes it afterwards (the node closes it itself only after a
+// store call failed, as persist.Store requires).
+func New(cfg Config, tr Transport, store persist.Store, app Application) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	st, err := store.Load(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("raft: load state: %w", err)
+	}
+	if err := checkLoaded(st); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With("replica", cfg.ID)
+	cc := coreConfigFrom(cfg)
+	if cc.seed == 0 {
+		cc.seed = uint64(time.Now().UnixNano())
+	}
+	n := &Node{
+		cfg:           cfg,
+		tr:            tr,
+		store:         store,
+		app:           app,
+		logger:        logger,
+		kickCh:        make(chan struct{}, 1),
+		applyKick:     make(chan struct{}, 1),
+		core:          newCore(cc, st),
+		persistCh:     make(chan struct{}),
+		appliedCh:     make(chan struct{}),
+		readWaiters:   make(map[uint64]chan readState),
+		snapshotIndex: st.Snapshot.Index,
+		lastTerm:      st.HardState.Term,
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	if st.Snapshot.Index > 0 {
+		s := st.Snapshot
+		n.applyQ = append(n.applyQ, applyItem{snap: &s})
+		n.applyKick <- struct{}{}
+	}
+	n.peers = make([]chan message, cfg.Peers)
+	for p := range cfg.Peers {
+		if p == cfg.ID {
+			continue
+		}
+		n.peers[p] = make(chan message, 4*cfg.RPCWorkersPerPeer)
+		for range cfg.RPCWorkersPerPeer {
+			n.goDaemon("sender", func() { n.sender(n.peers[p]) })
+		}
+	}
+	n.goDaemon("ticker", n.ticker)
+	n.goDaemon("loop", n.loop)
+	n.goDaemon("applier", n.applier)
+	logger.Info("raft: node started", "term", st.HardState.Term, "snapshot", st.Snapshot.Index,
+		"last", st.LastIndex(), "commit", st.HardState.Commit)
+	return n, nil
+}
+
+// checkLoaded rejects a loaded state the core cannot start from.
+func checkLoaded(st persist.State) error {
+	next := st.Snapshot.Index + 1
+	for _, e := range st.Entries {
+		if e.Index != next {
+			return fmt.Errorf("raft: load state: %w: entry %d where %d expected", persist.ErrCorrupt, e.Index, next)
+		}
+		next++
+	}
+	return nil
+}
+
+// goDaemon runs f in a goroutine that Kill waits for; a panic is recovered,
+// recorded for Kill, and stops the node.
+func (n *Node) goDaemon(name string, f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer func() {
+			if r := recover(); r != nil {
+				err := fmt.Errorf("%w: %s: %v\n%s", ErrPanic, name, r, debug.Stack())
+				n.mu.Lock()
+				n.problems = append(n.problems, err)
+				n.mu.Unlock()
+				n.logger.Error("raft: daemon panicked", "daemon", name, "panic", r)
+				n.fail(err)
+			}
+		}()
+		f()
+	}()
+}
+
+func (n *Node) kick() {
+	select {
+	case n.kickCh <- struct{}{}:
+	default:
+	}
+}
+
+// usable returns why the node cannot act, or nil. n.mu must be held.
+func (n *Node) usable() error {
+	switch {
+	case n.killed:
+		return ErrKilled
+	case n.err != nil:
+		return fmt.Errorf("%w: %w", ErrStoreFailed, n.err)
+	}
+	return nil
+}
+
+// fail records the first store failure (or daemon panic): the node
+// stops acknowledging anything, steps down, and fails waiting calls.
+func (n *Node) fail(err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.err != nil || n.killed {
+		return
+	}
+	n.err = err
+	n.logger.Error("raft: store failed; node stops accepting writes", "err", err)
+	n.core.becomeFollower(n.core.term, NoLeader)
+	n.core.readStates = nil
+	n.failWaitersLocked(fmt.Errorf("%w: %w", ErrStoreFailed, err))
+}
+
+func (n *Node) failWaitersLocked(err error) {
+	close(n.persistCh)
+	n.persistCh = make(chan struct{})
+	for id, ch := range n.readWaiters {
+		ch <- readState{id: id, err: err}
+		delete(n.readWaiters, id)
+	}
+}
+
+// --- daemons ---
+
+func (n *Node) ticker() {
+	t := time.NewTicker(n.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		n.locked(func() {
+			if n.err == nil {
+				n.core.tick()
+			}
+		})
+		n.kick()
+	}
+}
+
+// loop is the replication loop: it takes each batch from the core, stores it
+// with one Append, sends its messages and hands committed entries to the
+// applier.
+func (n *Node) loop() {
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.kickCh:
+		}
+		for n.processReady() {
+		}
+	}
+}
+
+func (n *Node) processReady() bool {
+	var (
+		rd   ready
+		comp *persist.Snapshot
+		seq  uint64
+		ok   bool
+	)
+	n.locked(func() {
+		if n.killed || n.err != nil {
+			return
+		}
+		comp = n.compaction
+		n.compaction = nil
+		if comp != nil {
+			t, have := n.core.log.term(comp.Index)
+			if !have || comp.Index <= n.core.log.snap.Index {
+				comp = nil // a snapshot from the leader covered it meanwhile
+			} else {
+				comp.Term = t
+			}
+		}
+		rd = n.core.ready()
+		if rd.empty() && comp == nil {
+			return
+		}
+		n.readySeq++
+		seq = n.readySeq
+		n.logStateLocked()
+		ok = true
+	})
+	if !ok {
+		return false
+	}
+
+	if comp != nil {
+		if err := n.store.SaveSnapshot(n.ctx, *comp); err != nil {
+			n.storeFailed(err)
+			return false
+		}
+		n.locked(func() {
+			if err := n.core.compact(*comp); err != nil {
+				n.problems = append(n.problems, fmt.Errorf("%w: %w", ErrInvariant, err))
+			}
+			n.snapshotIndex = max(n.snapshotIndex, comp.Index)
+		})
+	}
+	// A leader's appends go out before its own write (thesis 10.2.1); it
+	// counts itself only once advance reports the write durable.
+	var late []message
+	for _, m := range rd.messages {
+		if m.rv != nil {
+			late = append(late, m)
+		} else {
+			n.dispatch(m)
+		}
+	}
+	if rd.snapshot != nil {
+		if err := n.store.SaveSnapshot(n.ctx, *rd.snapshot); err != nil {
+			n.storeFailed(err)
+			return false
+		}
+	}
+	if rd.save {
+		if err := n.store.Append(n.ctx, rd.hardState, rd.entries); err != nil {
+			n.storeFailed(err)
+			return false
+		}
+	}
+	for _, m := range late {
+		n.dispatch(m)
+	}
+	if rd.snapshot != nil || len(rd.committed) > 0 {
+		n.applyMu.Lock()
+		if rd.snapshot != nil {
+			n.applyQ = append(n.applyQ, applyItem{snap: rd.snapshot})
+		}
+		if len(rd.committed) > 0 {
+			n.applyQ = append(n.applyQ, applyItem{entries: rd.committed})
+		}
+		n.applyMu.Unlock()
+		select {
+		case n.applyKick <- struct{}{}:
+		default:
+		}
+	}
+
+	n.locked(func() {
+		n.core.advance(rd)
+		if rd.snapshot != nil {
+			n.snapshotIndex = max(n.snapshotIndex, rd.snapshot.Index)
+		}
+		n.persistedSeq = seq
+		close(n.persistCh)
+		n.persistCh = make(chan struct{})
+		for _, rs := range rd.reads {
+			if ch, ok := n.readWaiters[rs.id]; ok {
+				ch <- rs
+				delete(n.readWaiters, rs.id)
+			}
+		}
+	})
+	return true
+}
+
+// locked runs f with n.mu held, releasing it even if f panics.
+func (n *Node) locked(f func()) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	f()
+}
+
+func (n *Node) storeFailed(err error) {
+	n.fail(err)
+	if cerr := n.store.Close(); cerr != nil {
+		n.logger.Warn("raft: closing failed store", "err", cerr)
+	}
+}
+
+func (n *Node) logStateLocked() {
+	c := n.core
+	if c.role != n.lastRole || c.term != n.lastTerm {
+		n.logger.Info("raft: state change", "role", c.role, "term", c.term, "leader", c.lead,
+			"last", c.log.lastIndex(), "commit", c.log.commit)
+		n.lastRole, n.lastTerm = c.role, c.term
+	}
+}
+
+// dispatch queues m for its peer's senders; a full queue counts as a failed
+// RPC.
+func (n *Node) dispatch(m message) {
+	select {
+	case n.peers[m.to] <- m:
+	default:
+		n.locked(func() { n.core.handleFailure(m) })
+	}
+}
+
+func (n *Node) sender(ch chan message) {
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case m := <-ch:
+			n.call(m)
+		}
+	}
+}
+
+// call sends one RPC and steps its answer (or its failure) into the core.
+func (n *Node) call(m message) {
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RPCTimeout)
+	defer cancel()
+	var (
+		step func()
+		err  error
+	)
+	switch {
+	case m.ae != nil:
+		var resp *AppendEntriesResponse
+		if resp, err = n.tr.AppendEntries(ctx, m.to, m.ae); err == nil && resp != nil {
+			step = func() { n.core.handleAppendResponse(m, resp) }
+		}
+	case m.rv != nil:
+		var resp *RequestVoteResponse
+		if resp, err = n.tr.RequestVote(ctx, m.to, m.rv); err == nil && resp != nil {
+			step = func() { n.core.handleVoteResponse(m, resp) }
+		}
+	case m.is != nil:
+		var resp *InstallSnapshotResponse
+		if resp, err = n.tr.InstallSnapshot(ctx, m.to, m.is); err == nil && resp != nil {
+			step = func() { n.core.handleSnapshotResponse(m, resp) }
+		}
+	case m.tn != nil:
+		var resp *TimeoutNowResponse
+		if resp, err = n.tr.TimeoutNow(ctx, m.to, m.tn); err == nil && resp != nil {
+			step = func() { n.core.handleTimeoutNowResponse(m, resp) }
+		}
+	}
+	n.locked(func() {
+		switch {
+		case n.killed || n.err != nil:
+		case step != nil:
+			step()
+		default:
+			n.core.handleFailure(m)
+		}
+	})
+	n.kick()
+}
+
+// applier hands committed entries and installed snapshots to the
+// application, in order, one at a time.
+func (n *Node) applier() {
+	var last uint64
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.applyKick:
+		}
+		for {
+			n.applyMu.Lock()
+			q := n.applyQ
+			n.applyQ = nil
+			n.applyMu.Unlock()
+			if len(q) == 0 {
+				break
+			}
+			for _, it := range q {
+				if it.snap != nil {
+					if !n.applySnapshot(it.snap, &last) {
+						return
+					}
+					continue
+				}
+				for _, e := range it.entries {
+					if !n.applyEntry(e, &last) {
+						return
+					}
+				}
+			}
+			n.maybeAskSnapshot(last)
+		}
+	}
+}
+
+func (n *Node) applySnapshot(s *persist.Snapshot, last *uint64) bool {
+	if n.ctx.Err() != nil {
+		return false
+	}
+	if s.Index <= *last {
+		n.recordViolation("applying snapshot %d after index %d", s.Index, *last)
+		return true
+	}
+	n.setApplied(s.Index, false)
+	n.app.Apply(ApplyMsg{Index: s.Index, Term: s.Term, Snapshot: s.Data, IsSnapshot: true})
+	*last = s.Index
+	n.setApplied(s.Index, true)
+	return true
+}
+
+func (n *Node) applyEntry(e Entry, last *uint64) bool {
+	if n.ctx.Err() != nil {
+		return false
+	}
+	if e.Index <= *last {
+		return true // covered by a snapshot applied meanwhile
+	}
+	if e.Index != *last+1 {
+		n.recordViolation("applying index %d after %d", e.Index, *last)
+	}
+	n.setApplied(e.Index, false)
+	if e.Type == persist.EntryCommand {
+		n.app.Apply(ApplyMsg{Index: e.Index, Term: e.Term, Command: e.Data})
+	}
+	*last = e.Index
+	n.setApplied(e.Index, true)
+	return true
+}
+
+func (n *Node) setApplied(i uint64, done bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !done {
+		n.applied = i
+		return
+	}
+	n.appliedDone = i
+	close(n.appliedCh)
+	n.appliedCh = make(chan struct{})
+}
+
+func (n *Node) recordViolation(format string, args ...any) {
+	err := fmt.Errorf("%w: replica %d: %s", ErrInvariant, n.cfg.ID, fmt.Sprintf(format, args...))
+	n.logger.Error("raft: invariant violated", "err", err)
+	n.mu.Lock()
+	n.problems = append(n.problems, err)
+	n.mu.Unlock()
+}
+
+// maybeAskSnapshot calls SnapshotNeeded when the stored log passed the
+// threshold, once per crossing until the application answers.
+func (n *Node) maybeAskSnapshot(last uint64) {
+	th := n.cfg.SnapshotThresholdBytes
+	if th <= 0 || n.store.Size() <= th || n.snapshotAsked.Load() || n.ctx.Err() != nil {
+		return
+	}
+	n.snapshotAsked.Store(true)
+	n.app.SnapshotNeeded(last)
+}
+
+// --- public API ---
+
+// Start proposes cmd. If this node is the leader it appends cmd to its log
+// and returns the index the command will have if it commits, the current
+// term and true; the caller must not modify cmd afterwards. Otherwise it
+// returns isLeader false. Start does not wait for the command to commit.
+func (n *Node) Start(cmd []byte) (index, term uint64, isLeader bool) {
+	n.mu.Lock()
+	if n.usable() != nil {
+		t := n.core.term
+		n.mu.Unlock()
+		return 0, t, false
+	}
+	index, term, isLeader = n.core.propose(bytes.Clone(cmd))
+	n.mu.Unlock()
+	if isLeader {
+		n.kick()
+	}
+	return index, term, isLeader
+}
+
+// State returns the current term and whether this node believes it is the
+// leader.
+func (n *Node) State() (term uint64, isLeader bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.core.term, n.core.role == Leader && n.usable() == nil
+}
+
+// Status returns a point-in-time view of the node.
+func (n *Node) Status() Status {
+	n.mu.Lock()
+	c := n.core
+	s := Status{
+		ID:            n.cfg.ID,
+		Term:          c.term,
+		Role:          c.role,
+		Leader:        c.lead,
+		Commit:        c.log.commit,
+		Applied:       n.applied,
+		LastIndex:     c.log.lastIndex(),
+		SnapshotIndex: n.snapshotIndex,
+		Err:           n.err,
+	}
+	n.mu.Unlock()
+	s.LogSizeBytes = n.store.Size()
+	return s
+}
+
+// SaveSnapshot tells the node that data is the application's state after
+// applying index; the node stores it and compacts its log up to index in the
+// background. index must have been handed to Apply (it may be the index of
+// the Apply call in progress); an index at or below the current snapshot is
+// ignored. The node keeps data (to send to followers): the caller must not
+// modify it afterwards.
+func (n *Node) SaveSnapshot(index uint64, data []byte) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.usable(); err != nil {
+		return err
+	}
+	if index > n.applied {
+		return fmt.Errorf("%w: index %d not applied yet (applied %d)", ErrBadSnapshot, index, n.applied)
+	}
+	n.snapshotAsked.Store(false)
+	if index <= n.core.log.snap.Index || (n.compaction != nil && index <= n.compaction.Index) {
+		return nil
+	}
+	n.compaction = &persist.Snapshot{Index: index, Data: data}
+	n.kick()
+	return nil
+}
+
+// ReadIndex returns an index at which a read of the application's state is
+// linearizable: it is issued only by a leader whose no-op of its term has
+// committed, and only once a majority answered a heartbeat round started
+// after the call. When ReadIndex returns, the application has applied at
+// least that index (its Apply call returned), so the caller can read its
+// state at once. Concurrent calls share rounds. It returns ErrNotLeader on a
+// node that is not, or stops being, the leader.
+func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	n.mu.Lock()
+	if err := n.usable(); err != nil {
+		n.mu.Unlock()
+		return 0, err
+	}
+	if n.core.role != Leader {
+		n.mu.Unlock()
+		return 0, ErrNotLeader
+	}
+	n.readID++
+	id := n.readID
+	ch := make(chan readState, 1)
+	n.readWaiters[id] = ch
+	n.core.readIndex(id)
+	n.mu.Unlock()
+	n.kick()
+
+	var rs readState
+	select {
+	case rs = <-ch:
+	case <-ctx.Done():
+		n.mu.Lock()
+		delete(n.readWaiters, id)
+		n.mu.Unlock()
+		return 0, ctx.Err()
+	}
+	if rs.err != nil {
+		return 0, rs.err
+	}
+	return rs.index, n.waitApplied(ctx, rs.index)
+}
+
+// waitApplied waits until the application applied index.
+func (n *Node) waitApplied(ctx context.Context, index uint64) error {
+	n.mu.Lock()
+	for n.appliedDone < index {
+		if err := n.usable(); err != nil {
+			n.mu.Unlock()
+			return err
+		}
+		ch := n.appliedCh
+		n.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.ctx.Done():
+			return ErrKilled
+		}
+		n.mu.Lock()
+	}
+	n.mu.Unlock()
+	return nil
+}
+
+// TransferLeadership hands leadership to replica to: the leader stops
+// accepting proposals, brings to's log up to date, then asks it to start an
+// election at once (pre-vote and leases do not hold it back). It returns
+// once this node has seen to lead a newer term, ErrTransferFailed if the
+// transfer was abandoned after an election timeout or another node won,
+// ErrNotLeader if this node is not the leader, or ctx's error.
+func (n *Node) TransferLeadership(ctx context.Context, to int) error {
+	n.mu.Lock()
+	if err := n.usable(); err != nil {
+		n.mu.Unlock()
+		return err
+	}
+	start := n.core.term
+	err := n.core.transferLeadership(to)
+	n.mu.Unlock()
+	if err != nil || to == n.cfg.ID {
+		return err
+	}
+	n.kick()
+	t := time.NewTicker(n.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		n.mu.Lock()
+		c := n.core
+		err := n.usable()
+		done := c.term > start && c.lead == to
+		aborted := (c.role == Leader && c.term == start && c.transferee == NoLeader) ||
+			(c.term > start && c.lead != NoLeader && c.lead != to)
+		n.mu.Unlock()
+		switch {
+		case err != nil:
+			return err
+		case done:
+			return nil
+		case aborted:
+			return ErrTransferFailed
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.ctx.Done():
+			return ErrKilled
+		case <-t.C:
+		}
+	}
+}
+
+// Kill stops the node: it stops every daemon, waits for them (an Apply call
+// in progress finishes first), and returns an error joining every recorded
+// invariant violation and recovered daemon panic, or nil. No Application
+// method is called after Kill returns. Kill is idempotent; later calls
+// return the same error.
+func (n *Node) Kill() error {
+	n.killOnce.Do(func() {
+		n.mu.Lock()
+		n.killed = true
+		n.failWaitersLocked(ErrKilled)
+		n.mu.Unlock()
+		n.cancel()
+		n.wg.Wait()
+		n.mu.Lock()
+		errs := append([]error(nil), n.problems...)
+		for _, v := range n.core.violations {
+			errs = append(errs, fmt.Errorf("%w: %s", ErrInvariant, v))
+		}
+		n.mu.Unlock()
+		n.killErr = errors.Join(errs...)
+		n.logger.Info("raft: node killed", "problems", len(errs))
+	})
+	return n.killErr
+}
+
+// --- RPC handlers ---
+
+// dirtySeqLocked returns the batch sequence number that must be stored
+// before an answer reflecting the core's current state may be sent.
+func (n *Node) dirtySeqLocked() uint64 {
+	c := n.core
+	if c.log.unstable <= c.log.lastIndex() || c.log.snapUnstable ||
+		c.term != c.prevHS.Term || c.vote != c.prevHS.VotedFor {
+		return n.readySeq + 1
+	}
+	return n.readySeq
+}
+
+// waitPersisted waits until batch seq is stored.
+func (n *Node) waitPersisted(ctx context.Context, seq uint64) error {
+	n.mu.Lock()
+	for n.persistedSeq < seq {
+		if err := n.usable(); err != nil {
+			n.mu.Unlock()
+			return err
+		}
+		ch := n.persistCh
+		n.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		n.mu.Lock()
+	}
+	n.mu.Unlock()
+	return nil
+}
+
+// handle steps a request into the core and returns its answer once what
+// the answer claims is stored.
+func handle[Resp any](n *Node, ctx context.Context, step func() *Resp) (*Resp, error) {
+	var (
+		resp *Resp
+		seq  uint64
+		err  error
+	)
+	n.locked(func() {
+		if err = n.usable(); err == nil {
+			resp = step()
+			seq = n.dirtySeqLocked()
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.kick()
+	if err := n.waitPersisted(ctx, seq); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// HandleAppendEntries serves an AppendEntries RPC from a leader. It answers
+// only once the entries it acknowledges are stored; it returns an error (no
+// answer) if the node is killed or its store failed.
+func (n *Node) HandleAppendEntries(ctx context.Context, req *AppendEntriesRequest) (*AppendEntriesResponse, error) {
+	return handle(n, ctx, func() *AppendEntriesResponse { return n.core.handleAppendEntries(req) })
+}
+
+// HandleRequestVote serves a RequestVote RPC (vote or pre-vote). A granted
+// vote is stored before the answer.
+func (n *Node) HandleRequestVote(ctx context.Context, req *RequestVoteRequest) (*RequestVoteResponse, error) {
+	return handle(n, ctx, func() *RequestVoteResponse { return n.core.handleRequestVote(req) })
+}
+
+// HandleInstallSnapshot serves one InstallSnapshot chunk. The last chunk's
+// answer comes once the snapshot is stored.
+func (n *Node) HandleInstallSnapshot(ctx context.Context, req *InstallSnapshotRequest) (*InstallSnapshotResponse, error) {
+	return handle(n, ctx, func() *InstallSnapshotResponse { return n.core.handleInstallSnapshot(req) })
+}
+
+// HandleTimeoutNow serves a TimeoutNow RPC: the node starts an election at
+// once.
+func (n *Node) HandleTimeoutNow(ctx context.Context, req *TimeoutNowRequest) (*TimeoutNowResponse, error) {
+	return handle(n, ctx, func() *TimeoutNowResponse { return n.core.handleTimeoutNow(req) })
+}

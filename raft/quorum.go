@@ -1,0 +1,48 @@
+package raft
+
+import "slices"
+
+// quorum returns the size of a majority of n voters: more than half, so two
+// majorities always intersect, for even n as for odd.
+func quorum(n int) int { return n/2 + 1 }
+
+// quorumMin returns the largest value v such that a majority of vals are at
+// least v: the index a majority has matched, or the round a majority has
+// acknowledged.
+func quorumMin(vals []uint64) uint64 {
+	s := slices.Clone(vals)
+	slices.Sort(s)
+	// Ascending: the majority's smallest value sits at len-quorum.
+	return s[len(s)-quorum(len(s))]
+}
+
+// voteResult is the outcome of an election so far.
+type voteResult int
+
+const (
+	votePending voteResult = iota
+	voteWon
+	voteLost
+)
+
+// tally counts granted and rejected votes among n voters (votes[id] is
+// +1 granted, -1 rejected, 0 unknown).
+func tally(votes []int8) voteResult {
+	var yes, no int
+	for _, v := range votes {
+		switch {
+		case v > 0:
+			yes++
+		case v < 0:
+			no++
+		}
+	}
+	q := quorum(len(votes))
+	switch {
+	case yes >= q:
+		return voteWon
+	case no > len(votes)-q:
+		return voteLost
+	}
+	return votePending
+}
