@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fails if the committed generated code in rpc/ differs from what the .proto
-# files generate now. Regenerates into a scratch folder; changes nothing.
+# Fails if the committed generated code (Go in rpc/, TypeScript in
+# durio/clients/ts/src/gen) differs from what the .proto files generate now. Regenerates into a scratch folder; changes nothing.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -9,7 +9,10 @@ trap 'rm -rf "$scratch"' EXIT
 
 scripts/gen.sh "$scratch" >/dev/null
 
-list() { (cd "$1" && find rpc -type f \( -name '*.pb.go' -o -name '*.twirp.go' \) | sort); }
+list() {
+  (cd "$1" && { find rpc -type f \( -name '*.pb.go' -o -name '*.twirp.go' \); \
+    find durio/clients/ts/src/gen -type f 2>/dev/null; } | sort)
+}
 status=0
 if ! diff -u <(list "$root") <(list "$scratch") >"$scratch/files.diff"; then
   echo "check-gen: the set of generated files differs (- committed, + generated):" >&2

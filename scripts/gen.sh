@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Regenerates the Go code for the protobuf contracts in rpc/ with buf and the
-# protoc plugins pinned in scripts/tools/go.mod (no system protoc).
+# Regenerates the code for the protobuf contracts in rpc/: Go (buf and the
+# protoc plugins pinned in scripts/tools/go.mod; no system protoc) and the
+# TypeScript client in durio/clients/ts (protobuf-ts from that package's
+# lockfile, installed with npm ci when missing).
 # Usage: scripts/gen.sh [OUTPUT_DIR]   (default: the repository root)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -9,8 +11,14 @@ cd "$root"
 buf() { go tool -modfile=scripts/tools/go.mod buf "$@"; }
 
 buf lint
+ts=durio/clients/ts
+if [ ! -x "$ts/node_modules/.bin/protoc-gen-ts" ]; then
+  (cd "$ts" && npm ci --no-audit --no-fund --loglevel=error)
+fi
 if [ "$out" = "$root" ]; then
   # Drop generated files first so a removed .proto leaves nothing behind.
   find rpc -type f \( -name '*.pb.go' -o -name '*.twirp.go' \) -delete
+  rm -rf "$ts/src/gen"
 fi
 buf generate --output "$out"
+buf generate --template buf.gen.ts.yaml --path rpc/kv/v1 --output "$out"
