@@ -336,10 +336,15 @@ func (r *RSM) takePendingLocked(fail func(*Future) bool) []*Future {
 // to the node.
 func (r *RSM) SnapshotNeeded(lastApplied uint64) {
 	data := r.sm.Snapshot()
-	node := r.Raft()
-	if node == nil {
+	// The node may ask while New is still returning (a restart with a long
+	// log); Attach follows at once. Not answering would leave the node
+	// waiting for an answer forever.
+	select {
+	case <-r.nodeSet:
+	case <-r.stop:
 		return
 	}
+	node := r.node
 	if err := node.SaveSnapshot(lastApplied, data); err != nil {
 		r.logger.Warn("save snapshot", "index", lastApplied, "err", err)
 	}
