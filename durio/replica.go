@@ -1,0 +1,201 @@
+package durio
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/ruaft/ruaft/kvraft"
+	"github.com/ruaft/ruaft/kvraft/rsm"
+	"github.com/ruaft/ruaft/persist"
+	"github.com/ruaft/ruaft/raft"
+	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
+	raftv1 "github.com/ruaft/ruaft/rpc/raft/v1"
+	"github.com/twitchtv/twirp"
+)
+
+// Replica is one running durio replica: a raft node and a kvraft server
+// behind two HTTP listeners.
+type Replica struct {
+	cfg    Config
+	logger *slog.Logger
+	store   persist.Store
+	kv      *kvraft.Server
+	metrics *metrics
+	stopBG  context.CancelFunc // stops the background goroutines below
+	bg      sync.WaitGroup     // the leader watcher
+
+	peerLn, clientLn   net.Listener
+	peerSrv, clientSrv *http.Server
+	serving            sync.WaitGroup // the two Serve goroutines
+	failed             chan error     // a listener that stopped serving on its own
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// SnapshotThresholdBytes is the raft log size above which a replica
+// snapshots its key-value state.
+const SnapshotThresholdBytes = 8 << 20
+
+// StartReplica opens both listeners, starts raft and kvraft on store, and
+// serves. The replica owns store from then on and closes it in Close.
+func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replica, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Replica{cfg: cfg, logger: logger, failed: make(chan error, 2)}
+	// The gauges read r.kv, which is set before anything can scrape them.
+	r.metrics = newMetrics(func() raft.Status { return r.kv.Status() })
+	r.store = meteredStore{Store: store, m: r.metrics}
+	var err error
+	if r.peerLn, err = net.Listen("tcp", cfg.ListenPeer); err != nil {
+		return nil, fmt.Errorf("durio: listen-peer: %w", err)
+	}
+	if r.clientLn, err = net.Listen("tcp", cfg.ListenClient); err != nil {
+		r.peerLn.Close()
+		return nil, fmt.Errorf("durio: listen-client: %w", err)
+	}
+
+	peerHTTP := withToken(newPeerHTTPClient(), cfg.PeerToken)
+	transport := newPeerTransport(cfg.ID, cfg.Peers, peerHTTP)
+	var node *raft.Node
+	kvCfg := kvraft.DefaultConfig(cfg.ID)
+	kvCfg.RequestTimeout = cfg.RequestTimeout
+	kvCfg.Logger = logger.With("layer", "kvraft")
+	r.kv, err = kvraft.NewServer(kvCfg, func(app raft.Application) (rsm.Raft, error) {
+		rc := raft.DefaultConfig()
+		rc.ID, rc.Peers = cfg.ID, len(cfg.Peers)
+		rc.SnapshotThresholdBytes = SnapshotThresholdBytes
+		rc.Logger = logger.With("layer", "raft")
+		n, err := raft.New(rc, transport, r.store, app)
+		node = n
+		return n, err
+	})
+	if err != nil {
+		r.peerLn.Close()
+		r.clientLn.Close()
+		return nil, fmt.Errorf("durio: start: %w", err)
+	}
+
+	transport.metrics = r.metrics
+	local := localKV{id: cfg.ID, kv: r.kv, status: r.status, clientURLs: cfg.ClientURLs}
+	peerMux := http.NewServeMux()
+	peerMux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, twirp.NewErrorf(twirp.BadRoute, "no route %s %s on the peer listener", r.Method, r.URL.Path))
+	})
+	raftServer := raftv1.NewRaftServiceServer(peerServer{node: node})
+	peerMux.Handle("POST "+raftServer.PathPrefix(), raftServer)
+	forwardServer := kvv1.NewKVServiceServer(local)
+	peerMux.Handle("POST "+forwardServer.PathPrefix(), forwardServer)
+
+	fe := &frontend{self: cfg.ID, replica: make([]kvv1.KVService, len(cfg.Peers)), timeout: cfg.RequestTimeout,
+		backoff: 20 * time.Millisecond, clientID: randomID()}
+	for i, u := range cfg.Peers {
+		if i == cfg.ID {
+			fe.replica[i] = local
+		} else {
+			fe.replica[i] = kvv1.NewKVServiceProtobufClient(u, peerHTTP)
+		}
+	}
+	limits := DefaultLimits()
+	limits.MaxBodyBytes = cfg.MaxBodyBytes
+
+	extra := func(mux *http.ServeMux) {
+		mux.Handle("GET /metrics", r.metrics.handler())
+		statusHandlers(cfg.ID, fe.replica)(mux)
+	}
+	r.peerSrv = &http.Server{Handler: requireToken(cfg.PeerToken, peerMux), ReadHeaderTimeout: 5 * time.Second}
+	r.clientSrv = &http.Server{Handler: r.metrics.instrumentMux(clientHandler(fe, limits, extra)), ReadHeaderTimeout: 5 * time.Second}
+	r.serving.Add(2)
+	go r.serve(r.peerSrv, r.peerLn, "", "")
+	go r.serve(r.clientSrv, r.clientLn, cfg.TLSCert, cfg.TLSKey)
+	var bgCtx context.Context
+	bgCtx, r.stopBG = context.WithCancel(context.Background())
+	r.bg.Go(func() { r.metrics.watchLeader(bgCtx, r.kv.Status) })
+	logger.Info("replica started", "id", cfg.ID, "peer", r.peerLn.Addr().String(), "client", r.clientLn.Addr().String())
+	return r, nil
+}
+
+func (r *Replica) serve(srv *http.Server, ln net.Listener, cert, key string) {
+	defer r.serving.Done()
+	var err error
+	if cert != "" {
+		err = srv.ServeTLS(ln, cert, key)
+	} else {
+		err = srv.Serve(ln)
+	}
+	if !errors.Is(err, http.ErrServerClosed) {
+		r.failed <- fmt.Errorf("durio: listener %s: %w", ln.Addr(), err)
+	}
+}
+
+// ClientAddr is the client listener's address.
+func (r *Replica) ClientAddr() string { return r.clientLn.Addr().String() }
+
+// PeerAddr is the peer listener's address.
+func (r *Replica) PeerAddr() string { return r.peerLn.Addr().String() }
+
+// status describes the replica for Status and /kvstore/is_leader.
+func (r *Replica) status() *kvv1.StatusResponse {
+	st := r.kv.Status()
+	out := &kvv1.StatusResponse{
+		ReplicaId:     uint32(st.ID),
+		Role:          kvv1.Role(int32(st.Role) + 1),
+		Term:          st.Term,
+		CommitIndex:   st.Commit,
+		AppliedIndex:  st.Applied,
+		LastLogIndex:  st.LastIndex,
+		SnapshotIndex: st.SnapshotIndex,
+		LogSizeBytes:  uint64(max(st.LogSizeBytes, 0)),
+	}
+	if st.Leader != raft.NoLeader {
+		out.LeaderKnown, out.LeaderId = true, uint32(st.Leader)
+		if st.Leader < len(r.cfg.ClientURLs) {
+			out.LeaderUrl = r.cfg.ClientURLs[st.Leader]
+		}
+	}
+	if st.Err != nil {
+		out.Error = st.Err.Error()
+	}
+	return out
+}
+
+// Close shuts the replica down gracefully: the client listener stops
+// accepting and in-flight requests finish or fail (bounded by ctx), then raft
+// and kvraft stop, then the peer listener, then the store (and its plugin).
+// It is idempotent.
+func (r *Replica) Close(ctx context.Context) error {
+	r.closeOnce.Do(func() {
+		var errs []error
+		r.stopBG()
+		r.bg.Wait()
+		if err := r.clientSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("client listener: %w", err))
+		}
+		if err := r.kv.Kill(); err != nil {
+			errs = append(errs, fmt.Errorf("raft: %w", err))
+		}
+		if err := r.peerSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("peer listener: %w", err))
+		}
+		if err := r.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("store: %w", err))
+		}
+		r.serving.Wait()
+		r.closeErr = errors.Join(errs...)
+	})
+	return r.closeErr
+}
+
+// Failed returns a channel that receives an error if a listener stops
+// serving on its own; the replica should then be closed.
+func (r *Replica) Failed() <-chan error { return r.failed }
