@@ -22,8 +22,8 @@ import (
 // Replica is one running durio replica: a raft node and a kvraft server
 // behind two HTTP listeners.
 type Replica struct {
-	cfg    Config
-	logger *slog.Logger
+	cfg     Config
+	logger  *slog.Logger
 	store   persist.Store
 	kv      *kvraft.Server
 	metrics *metrics

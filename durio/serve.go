@@ -68,4 +68,3 @@ func openStore(_ context.Context, cfg Config, logger *slog.Logger) (persist.Stor
 		return nil, configErr("persister", "%q is not noop, file or badger", cfg.Persister)
 	}
 }
-
