@@ -175,6 +175,9 @@ func (c *core) send(m message) {
 	if m.ae != nil || m.is != nil {
 		c.prs[m.to].idle = 0
 	}
+	if m.ae != nil {
+		c.prs[m.to].sentCommit = m.ae.LeaderCommit
+	}
 	m.round = c.round
 	c.msgs = append(c.msgs, m)
 }
@@ -305,8 +308,13 @@ func (c *core) tickLeader() {
 		if p == c.id {
 			continue
 		}
-		c.prs[p].idle++
-		if c.prs[p].idle >= c.cfg.heartbeatTicks {
+		pr := &c.prs[p]
+		pr.idle++
+		// Heartbeat when idle; also tell a follower, at most once a tick,
+		// that entries it holds committed, so that it applies them without
+		// waiting a whole heartbeat interval.
+		if pr.idle >= c.cfg.heartbeatTicks ||
+			(pr.state == stateReplicate && min(c.log.commit, pr.match) > pr.sentCommit) {
 			c.heartbeat(p)
 		}
 	}

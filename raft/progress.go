@@ -51,6 +51,8 @@ type progress struct {
 	recentActive bool
 	// idle counts ticks since the leader last sent this follower anything.
 	idle int
+	// sentCommit is the commit index the last AppendEntries carried.
+	sentCommit uint64
 	// ackRound is the highest read round the follower acknowledged.
 	ackRound uint64
 	// Snapshot state: the snapshot index being sent and the offset the

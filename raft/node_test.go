@@ -1,0 +1,336 @@
+package raft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ruaft/ruaft/persist"
+)
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		field string
+		mod   func(*Config)
+	}{
+		{"", func(*Config) {}},
+		{"Peers", func(c *Config) { c.Peers = 0 }},
+		{"ID", func(c *Config) { c.ID = 3 }},
+		{"TickInterval", func(c *Config) { c.TickInterval = 0 }},
+		{"ElectionTimeoutMax", func(c *Config) { c.ElectionTimeoutMax = c.ElectionTimeoutMin }},
+		{"HeartbeatInterval", func(c *Config) { c.HeartbeatInterval = c.ElectionTimeoutMin }},
+		{"SnapshotChunkBytes", func(c *Config) { c.SnapshotChunkBytes = 2 << 20 }},
+		{"MaxInflightAppends", func(c *Config) { c.MaxInflightAppends = 0 }},
+	} {
+		c := testConfig(0, 3)
+		tc.mod(&c)
+		err := c.Validate()
+		if tc.field == "" {
+			if err != nil {
+				t.Errorf("default config: %v", err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("%s: error %v does not name the field", tc.field, err)
+		}
+	}
+	// The lab's numbers validate.
+	c := testConfig(0, 3)
+	c.HeartbeatInterval, c.ElectionTimeoutMin, c.ElectionTimeoutMax = 110*time.Millisecond, 300*time.Millisecond, 600*time.Millisecond
+	if err := c.Validate(); err != nil {
+		t.Errorf("lab config: %v", err)
+	}
+}
+
+func TestNodeAgreeAndRestart(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 4, 5} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			cl := newCluster(t, n, nil)
+			var want []string
+			for i := range 20 {
+				cmd := fmt.Sprintf("c%d", i)
+				cl.commit(cmd)
+				want = append(want, cmd)
+			}
+			for i := range n {
+				if got := cl.apps[i].commands(); !slices.Equal(got, want) {
+					t.Fatalf("node %d applied %v", i, got)
+				}
+			}
+			// Crash all, restart from the stored state: everything is
+			// re-applied and the cluster goes on.
+			for i := range n {
+				cl.crash(i)
+			}
+			for i := range n {
+				cl.start(i)
+			}
+			cl.commit("after")
+			want = append(want, "after")
+			for i := range n {
+				if got := cl.apps[i].commands(); !slices.Equal(got, want) {
+					t.Fatalf("node %d applied %v after restart", i, got)
+				}
+			}
+		})
+	}
+}
+
+func TestNodeLeaderFailover(t *testing.T) {
+	cl := newCluster(t, 3, nil)
+	cl.commit("a")
+	l := cl.leader()
+	cl.net.isolate(l, true)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, ok := cl.nodes[l].State(); !ok {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, ok := cl.nodes[l].State(); ok {
+		t.Fatal("isolated leader did not step down (check-quorum)")
+	}
+	// The old leader's node is still up but cut off; the others elect.
+	others := newClusterView(cl, l)
+	others.commit("b")
+	cl.net.isolate(l, false)
+	cl.commit("c")
+	for i := range 3 {
+		if got := cl.apps[i].commands(); !slices.Equal(got, []string{"a", "b", "c"}) {
+			t.Fatalf("node %d applied %v", i, got)
+		}
+	}
+}
+
+// newClusterView returns a view of cl without node skip (it stays running).
+func newClusterView(cl *cluster, skip int) *cluster {
+	v := *cl
+	v.nodes = slices.Clone(cl.nodes)
+	v.nodes[skip] = nil
+	return &v
+}
+
+func TestNodeKillIdempotentNoCallbacksAfter(t *testing.T) {
+	cl := newCluster(t, 3, nil)
+	cl.commit("x")
+	l := cl.leader()
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for !stop.Load() {
+			cl.nodes[l].Start([]byte("y"))
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	app := cl.apps[l]
+	n := cl.nodes[l]
+	cl.net.set(l, nil)
+	if err := n.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	before := len(app.commands())
+	if err := n.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	stop.Store(true)
+	wg.Wait()
+	time.Sleep(50 * time.Millisecond)
+	if after := len(app.commands()); after != before {
+		t.Fatalf("Apply called after Kill: %d -> %d", before, after)
+	}
+	if _, _, ok := n.Start([]byte("z")); ok {
+		t.Fatal("killed node accepted a command")
+	}
+	if _, err := n.HandleAppendEntries(t.Context(), &AppendEntriesRequest{}); !errors.Is(err, ErrKilled) {
+		t.Fatalf("handler of a killed node: %v", err)
+	}
+	cl.nodes[l] = nil
+}
+
+// failingStore fails every Append after fail is set.
+type failingStore struct {
+	*persist.Memory
+	fail atomic.Bool
+}
+
+var errDisk = errors.New("disk on fire")
+
+func (s *failingStore) Append(ctx context.Context, hs persist.HardState, es []Entry) error {
+	if s.fail.Load() {
+		return errDisk
+	}
+	return s.Memory.Append(ctx, hs, es)
+}
+
+func TestNodeStoreFailureStopsWrites(t *testing.T) {
+	net := newInprocNet(1)
+	st := &failingStore{Memory: persist.NewMemory()}
+	app := newTestApp()
+	n, err := New(testConfig(0, 1), &inprocTransport{net: net, from: 0}, st, app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Kill()
+	net.set(0, n)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, ok := n.State(); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no leader")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	idx, _, _ := n.Start([]byte("ok"))
+	<-app.wait(idx)
+	st.fail.Store(true)
+	idx, _, ok := n.Start([]byte("lost"))
+	if !ok {
+		t.Fatal("refused before the failure was seen")
+	}
+	for n.Status().Err == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("store failure not reported in Status")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !errors.Is(n.Status().Err, errDisk) {
+		t.Fatalf("Status().Err = %v", n.Status().Err)
+	}
+	if _, _, ok := n.Start([]byte("more")); ok {
+		t.Fatal("node accepts writes after a store failure")
+	}
+	if _, ok := n.State(); ok {
+		t.Fatal("node still leader after a store failure")
+	}
+	time.Sleep(50 * time.Millisecond)
+	if got := app.commands(); slices.Contains(got, "lost") {
+		t.Fatalf("applied an entry that was never stored: %v (index %d)", got, idx)
+	}
+	if _, err := n.ReadIndex(t.Context()); !errors.Is(err, ErrStoreFailed) {
+		t.Fatalf("ReadIndex after failure: %v", err)
+	}
+}
+
+func TestNodeSnapshotsAndInstall(t *testing.T) {
+	cl := newCluster(t, 3, func(c *Config) {
+		c.SnapshotThresholdBytes = 2000
+		c.SnapshotChunkBytes = 100
+	})
+	cl.commit("first")
+	lag := (cl.leader() + 1) % 3
+	cl.net.isolate(lag, true)
+	others := newClusterView(cl, lag)
+	var want []string
+	want = append(want, "first")
+	for i := range 200 {
+		cmd := fmt.Sprintf("command-%03d-padding-padding", i)
+		others.commit(cmd)
+		want = append(want, cmd)
+	}
+	l := cl.leader()
+	st := cl.nodes[l].Status()
+	if st.SnapshotIndex == 0 {
+		t.Fatalf("leader never compacted: %+v", st)
+	}
+	if st.LogSizeBytes > 4*2000 {
+		t.Fatalf("leader log %d bytes, threshold 2000", st.LogSizeBytes)
+	}
+	cl.net.isolate(lag, false)
+	cl.commit("last")
+	want = append(want, "last")
+	if got := cl.apps[lag].commands(); !slices.Equal(got, want) {
+		t.Fatalf("lagging node applied %d commands, want %d", len(got), len(want))
+	}
+	cl.apps[lag].mu.Lock()
+	snaps := cl.apps[lag].snaps
+	cl.apps[lag].mu.Unlock()
+	if snaps == 0 {
+		t.Fatal("lagging node caught up without a snapshot")
+	}
+	// Restart everyone: the snapshot comes first, then the rest.
+	for i := range 3 {
+		cl.crash(i)
+	}
+	for i := range 3 {
+		cl.start(i)
+	}
+	cl.commit("again")
+	want = append(want, "again")
+	for i := range 3 {
+		if got := cl.apps[i].commands(); !slices.Equal(got, want) {
+			t.Fatalf("node %d after restart applied %d commands, want %d", i, len(got), len(want))
+		}
+	}
+}
+
+func TestNodeReadIndex(t *testing.T) {
+	cl := newCluster(t, 3, nil)
+	idx := cl.commit("a")
+	l := cl.leader()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	ri, err := cl.nodes[l].ReadIndex(ctx)
+	if err != nil || ri < idx {
+		t.Fatalf("ReadIndex = %d, %v; want >= %d", ri, err, idx)
+	}
+	// Many concurrent reads.
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := cl.nodes[l].ReadIndex(ctx); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	f := (l + 1) % 3
+	if _, err := cl.nodes[f].ReadIndex(ctx); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("follower ReadIndex: %v", err)
+	}
+	// A partitioned leader never returns an index.
+	cl.net.isolate(l, true)
+	_, err = cl.nodes[l].ReadIndex(ctx)
+	if err == nil {
+		t.Fatal("isolated leader answered a read")
+	}
+	cl.net.isolate(l, false)
+}
+
+func TestNodeTransferLeadership(t *testing.T) {
+	cl := newCluster(t, 3, nil)
+	cl.commit("a")
+	l := cl.leader()
+	to := (l + 1) % 3
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := cl.nodes[l].TransferLeadership(ctx, to); err != nil {
+		t.Fatal(err)
+	}
+	if got := cl.leader(); got != to {
+		t.Fatalf("leader %d after transfer to %d", got, to)
+	}
+	cl.commit("b")
+	if _, err := cl.nodes[l].ReadIndex(ctx); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("old leader ReadIndex: %v", err)
+	}
+}
