@@ -101,8 +101,12 @@ for (const json of [false, true]) {
     }
     assert.notEqual(follower, "");
     const kv = connect(follower, { json });
-    await kv.put({ key: `via-follower-${enc}`, value: "1", write: { clientId: "77", sequence: "1", ack: "1" } });
+    await kv.put({ key: `via-follower-${enc}`, value: "1", write: { clientId: json ? "78" : "77", sequence: "1", ack: "1" } });
+    // A retried write (same client id and sequence) is applied once.
+    const retry = { clientId: json ? "78" : "77", sequence: "2", ack: "2" };
+    await kv.append({ key: `via-follower-${enc}`, value: "x", write: retry });
+    await kv.append({ key: `via-follower-${enc}`, value: "x", write: retry });
     const got = await connect(clientUrls[2], { json }).get({ key: `via-follower-${enc}`, consistency: 0 });
-    assert.equal(got.response.value, "1");
+    assert.equal(got.response.value, "1x");
   });
 }
