@@ -79,6 +79,9 @@ type Cluster struct {
 	rngMu sync.Mutex // guards rng
 	rng   *rand.Rand // the test's random choices, from seed
 
+	methodMu sync.Mutex       // guards methods
+	methods  map[string]int64 // RPCs received, by method
+
 	mu          sync.Mutex // guards every field below
 	nodes       []*raft.Node
 	apps        []*app
@@ -117,6 +120,7 @@ func NewCluster(t testing.TB, n int, opts Options) *Cluster {
 		began:       time.Now(),
 		log:         &tbLog{t: t},
 		rng:         rand.New(rand.NewPCG(seed, 0x5eed)),
+		methods:     make(map[string]int64),
 		nodes:       make([]*raft.Node, n),
 		apps:        make([]*app, n),
 		stores:      make([]*persist.Memory, n),
@@ -290,7 +294,21 @@ func (c *Cluster) Start1(i int) {
 	c.mu.Lock()
 	c.nodes[i] = nd
 	c.mu.Unlock()
-	c.net.AddServer(serverName(i), Handler(nd))
+	h := Handler(nd)
+	c.net.AddServer(serverName(i), func(ctx context.Context, method string, req []byte) ([]byte, error) {
+		c.methodMu.Lock()
+		c.methods[method]++
+		c.methodMu.Unlock()
+		return h(ctx, method, req)
+	})
+}
+
+// MethodCount is the number of RPCs of method (MethodAppendEntries, ...)
+// that servers have received.
+func (c *Cluster) MethodCount(method string) int64 {
+	c.methodMu.Lock()
+	defer c.methodMu.Unlock()
+	return c.methods[method]
 }
 
 // Connect attaches server i to the network: links to and from every other
