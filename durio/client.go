@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -164,11 +165,24 @@ func (c *Client) StatusOf(ctx context.Context, i int) (*kvv1.StatusResponse, err
 // reachable) and deadline_exceeded (outcome unknown; writes carry a sequence
 // number, so a retry applies at most once).
 func retryable(err error) bool {
+	if noAnswer(err) {
+		return true // the endpoint is down, unreachable or too slow
+	}
+	var terr twirp.Error
+	return errors.As(err, &terr) && (terr.Code() == twirp.Unavailable || terr.Code() == twirp.DeadlineExceeded)
+}
+
+// noAnswer reports whether err means the server never answered: Twirp
+// clients report transport failures as "internal" errors that wrap the
+// *url.Error from net/http, while errors a server sent wrap nothing.
+func noAnswer(err error) bool {
 	var terr twirp.Error
 	if !errors.As(err, &terr) {
-		return true // transport error: the endpoint is down or unreachable
+		return true
 	}
-	return terr.Code() == twirp.Unavailable || terr.Code() == twirp.DeadlineExceeded
+	var uerr *url.Error
+	return terr.Code() == twirp.Internal &&
+		(errors.As(err, &uerr) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled))
 }
 
 // call runs op against the current endpoint, moving to the leader named in an

@@ -187,7 +187,7 @@ func route[Resp any](ctx context.Context, f *frontend, isWrite bool, op func(con
 		}
 		last = err
 		var terr twirp.Error
-		isTwirp := errors.As(err, &terr)
+		isTwirp := !noAnswer(err) && errors.As(err, &terr)
 		switch {
 		case isTwirp && terr.Code() == twirp.Unavailable:
 			uncertain = uncertain || terr.Meta("proposed") == "true"

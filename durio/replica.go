@@ -67,6 +67,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 
 	peerHTTP := withToken(newPeerHTTPClient(), cfg.PeerToken)
 	transport := newPeerTransport(cfg.ID, cfg.Peers, peerHTTP)
+	transport.metrics = r.metrics
 	var node *raft.Node
 	kvCfg := kvraft.DefaultConfig(cfg.ID)
 	kvCfg.RequestTimeout = cfg.RequestTimeout
@@ -86,7 +87,6 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		return nil, fmt.Errorf("durio: start: %w", err)
 	}
 
-	transport.metrics = r.metrics
 	local := localKV{id: cfg.ID, kv: r.kv, status: r.status, clientURLs: cfg.ClientURLs}
 	peerMux := http.NewServeMux()
 	peerMux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
