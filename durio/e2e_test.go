@@ -1,0 +1,424 @@
+package durio_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ruaft/ruaft/durio"
+	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
+)
+
+// durioBin is the durio binary built from this checkout by TestMain.
+var durioBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "durio-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	durioBin = filepath.Join(dir, "durio")
+	args := []string{"build", "-o", durioBin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "github.com/ruaft/ruaft/cmd/durio")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building durio:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// freePorts returns n distinct free loopback ports.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var lns []net.Listener
+	var ports []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return ports
+}
+
+// cluster is a set of real durio processes on loopback.
+type cluster struct {
+	t         *testing.T
+	persister string
+	dir       string
+	peers     []string
+	clients   []string
+	procs     []*proc
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *bytes.Buffer
+}
+
+func startCluster(t *testing.T, n int, persister string) *cluster {
+	t.Helper()
+	ports := freePorts(t, 2*n)
+	c := &cluster{t: t, persister: persister, dir: t.TempDir(), procs: make([]*proc, n)}
+	for i := range n {
+		c.peers = append(c.peers, "http://127.0.0.1:"+strconv.Itoa(ports[i]))
+		c.clients = append(c.clients, "http://127.0.0.1:"+strconv.Itoa(ports[n+i]))
+	}
+	for i := range n {
+		c.start(i)
+	}
+	t.Cleanup(c.stopAll)
+	c.waitLeader(15 * time.Second)
+	return c
+}
+
+func (c *cluster) start(i int) {
+	c.t.Helper()
+	cmd := exec.Command(durioBin, "serve",
+		"--id", strconv.Itoa(i),
+		"--peers", strings.Join(c.peers, ","),
+		"--client-urls", strings.Join(c.clients, ","),
+		"--listen-client", strings.TrimPrefix(c.clients[i], "http://"),
+		"--data-dir", filepath.Join(c.dir, "replica-"+strconv.Itoa(i)),
+		"--persister", c.persister,
+		"--request-timeout", "2s",
+		"--log-level", "info")
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &syncWriter{w: &log}, &syncWriter{w: &log}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{}), log: &log}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	c.procs[i] = p
+}
+
+// kill sends SIGKILL to replica i and waits for it to die.
+func (c *cluster) kill(i int) {
+	p := c.procs[i]
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// stop sends SIGTERM and waits (graceful shutdown), failing the test if the
+// replica does not exit in time.
+func (c *cluster) stop(i int) {
+	p := c.procs[i]
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		c.t.Errorf("replica %d did not stop within 15s of SIGTERM", i)
+	}
+}
+
+func (c *cluster) stopAll() {
+	for i := range c.procs {
+		c.stop(i)
+	}
+	if c.t.Failed() {
+		for i, p := range c.procs {
+			c.t.Logf("--- replica %d log (last 4 KiB):\n%s", i, tail(p.log.String(), 4096))
+		}
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+type syncWriter struct {
+	mu sync.Mutex // guards w
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// leader returns the id of a replica that says it leads, or -1.
+func (c *cluster) leader() int {
+	for i, u := range c.clients {
+		st, err := kvv1.NewKVServiceProtobufClient(u, http.DefaultClient).Status(context.Background(), &kvv1.StatusRequest{})
+		if err == nil && st.GetRole() == kvv1.Role_ROLE_LEADER {
+			return i
+		}
+	}
+	return -1
+}
+
+func (c *cluster) waitLeader(timeout time.Duration) int {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if l := c.leader(); l >= 0 {
+			return l
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Fatalf("no leader within %v", timeout)
+	return -1
+}
+
+func httpDo(t *testing.T, method, url, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	data, _ := io.ReadAll(resp.Body)
+	if len(data) > 0 {
+		if err := json.Unmarshal(data, &out); err != nil {
+			t.Fatalf("%s %s: body is not JSON: %q", method, url, data)
+		}
+	}
+	return resp.StatusCode, out
+}
+
+func TestE2EWriteThroughOneReadThroughOthers(t *testing.T) {
+	c := startCluster(t, 3, "badger")
+	for i := range 3 {
+		key := "k" + strconv.Itoa(i)
+		if code, body := httpDo(t, "POST", c.clients[i]+"/kvstore/put", `{"key":"`+key+`","value":"v`+strconv.Itoa(i)+`"}`); code != 200 {
+			t.Fatalf("put via %d: %d %v", i, code, body)
+		}
+		if code, _ := httpDo(t, "POST", c.clients[i]+"/kvstore/append", `{"key":"`+key+`","value":"+"}`); code != 200 {
+			t.Fatalf("append via %d: %d", i, code)
+		}
+		for j := range 3 {
+			code, body := httpDo(t, "GET", c.clients[j]+"/kvstore/get/"+key, "")
+			if code != 200 || body["value"] != "v"+strconv.Itoa(i)+"+" {
+				t.Fatalf("get %s via %d: %d %v", key, j, code, body)
+			}
+		}
+	}
+	if code, _ := httpDo(t, "DELETE", c.clients[1]+"/kvstore/k0", ""); code != 200 {
+		t.Fatalf("delete: %d", code)
+	}
+	if code, _ := httpDo(t, "GET", c.clients[2]+"/kvstore/get/k0", ""); code != 404 {
+		t.Fatalf("get after delete: %d", code)
+	}
+	leaders := 0
+	for i := range 3 {
+		code, body := httpDo(t, "GET", c.clients[i]+"/kvstore/is_leader", "")
+		if code != 200 || body["id"] != float64(i) {
+			t.Fatalf("is_leader %d: %d %v", i, code, body)
+		}
+		if body["leader"] == true {
+			leaders++
+		}
+	}
+	if leaders != 1 {
+		t.Fatalf("%d replicas say they lead", leaders)
+	}
+
+	// Both Twirp encodings, through a follower.
+	follower := (c.leader() + 1) % 3
+	ctx := context.Background()
+	for name, kv := range map[string]kvv1.KVService{
+		"protobuf": kvv1.NewKVServiceProtobufClient(c.clients[follower], http.DefaultClient),
+		"json":     kvv1.NewKVServiceJSONClient(c.clients[follower], http.DefaultClient),
+	} {
+		if _, err := kv.Put(ctx, &kvv1.PutRequest{Key: name, Value: "1"}); err != nil {
+			t.Fatalf("%s put: %v", name, err)
+		}
+		got, err := kv.Get(ctx, &kvv1.GetRequest{Key: name})
+		if err != nil || got.GetValue() != "1" {
+			t.Fatalf("%s get: %v %v", name, got, err)
+		}
+	}
+}
+
+func TestE2EBadInputKeepsServing(t *testing.T) {
+	c := startCluster(t, 3, "noop")
+	u := c.clients[0]
+	cases := []struct {
+		method, path, body string
+		status             int
+	}{
+		{"POST", "/kvstore/put", `{"key":`, 400},
+		{"POST", "/kvstore/put", `{"key":1,"value":"x"}`, 400},
+		{"POST", "/kvstore/put", `{"value":"x"}`, 400},
+		{"POST", "/kvstore/put", `{"key":"a","value":"` + strings.Repeat("x", 2<<20) + `"}`, 413},
+		{"GET", "/nope", "", 404},
+		{"POST", "/twirp/raft.v1.RaftService/AppendEntries", `{}`, 404},
+		{"POST", "/twirp/kv.v1.KVService/Put", `{"key":""}`, 400},
+	}
+	for _, tc := range cases {
+		code, body := httpDo(t, tc.method, u+tc.path, tc.body)
+		if code != tc.status || body["code"] == nil || body["msg"] == nil {
+			t.Errorf("%s %s: got %d %v, want %d with a Twirp error body", tc.method, tc.path, code, body, tc.status)
+		}
+	}
+	if code, _ := httpDo(t, "POST", u+"/kvstore/put", `{"key":"a","value":"b"}`); code != 200 {
+		t.Fatalf("put after bad input: %d", code)
+	}
+	// The peer listener serves only peer routes.
+	if code, _ := httpDo(t, "GET", c.peers[0]+"/kvstore/get/a", ""); code != 404 {
+		t.Fatalf("client route on the peer listener: %d", code)
+	}
+}
+
+func TestE2EKillLeaderLosesNoAckedWrite(t *testing.T) {
+	for _, persister := range []string{"badger", "file"} {
+		t.Run(persister, func(t *testing.T) { killLeaderUnderLoad(t, persister) })
+	}
+}
+
+func killLeaderUnderLoad(t *testing.T, persister string) {
+	c := startCluster(t, 3, persister)
+	client, err := durio.NewClient(c.clients, durio.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex // guards acked and lastOK
+		acked = map[string]string{}
+		lastOK time.Time
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	const writers = 8
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ctx.Err() == nil; n++ {
+				key := fmt.Sprintf("w%d-%d", w, n)
+				opCtx, opCancel := context.WithTimeout(ctx, 3*time.Second)
+				err := client.Put(opCtx, key, key)
+				opCancel()
+				if err == nil {
+					mu.Lock()
+					acked[key] = key
+					lastOK = time.Now()
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	waitAcked := func(n int, within time.Duration) time.Time {
+		deadline := time.Now().Add(within)
+		for time.Now().Before(deadline) {
+			mu.Lock()
+			got, at := len(acked), lastOK
+			mu.Unlock()
+			if got >= n {
+				return at
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatalf("fewer than %d writes acknowledged within %v", n, within)
+		return time.Time{}
+	}
+	waitAcked(200, 20*time.Second)
+
+	leader := c.leader()
+	if leader < 0 {
+		t.Fatal("no leader")
+	}
+	c.kill(leader) // returns once the process is gone
+	killedAt := time.Now()
+	// Writes must succeed again within 2 s of the kill.
+	deadline := killedAt.Add(2 * time.Second)
+	recovered := false
+	for time.Now().Before(deadline) {
+		mu.Lock()
+		ok := lastOK.After(killedAt)
+		mu.Unlock()
+		if ok {
+			recovered = true
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	recoveredAfter := lastOK.Sub(killedAt)
+	mu.Unlock()
+	if !recovered {
+		t.Fatalf("no write succeeded within 2s of killing leader %d", leader)
+	}
+	t.Logf("writes succeeded again %v after SIGKILL of leader %d", recoveredAfter.Round(time.Millisecond), leader)
+
+	c.start(leader) // same data directory
+	mu.Lock()
+	before := len(acked)
+	mu.Unlock()
+	waitAcked(before+100, 20*time.Second)
+	cancel()
+	wg.Wait()
+
+	// Every acknowledged write is there, read through every replica, including
+	// the restarted one.
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d acknowledged writes", len(acked))
+	for i := range c.clients {
+		one, err := durio.NewClient([]string{c.clients[i]}, durio.ClientOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		missing := 0
+		for k, v := range acked {
+			got, err := one.Get(context.Background(), k)
+			if err != nil || got != v {
+				if missing < 5 {
+					t.Errorf("replica %d: acknowledged %s=%s, read %q, %v", i, k, v, got, err)
+				}
+				missing++
+			}
+		}
+		if missing > 0 {
+			t.Fatalf("replica %d: %d acknowledged writes lost", i, missing)
+		}
+	}
+}

@@ -1,0 +1,5 @@
+//go:build race
+
+package durio_test
+
+const raceEnabled = true
