@@ -20,6 +20,7 @@ type fakeRaft struct {
 	hold      bool // entries are not committed while set
 	log       []raft.ApplyMsg
 	committed int // entries of log handed to the apply goroutine
+	applied   uint64
 	wake      chan struct{}
 	killed    bool
 
@@ -56,6 +57,9 @@ func (f *fakeRaft) applyLoop() {
 			f.committed++
 			f.mu.Unlock()
 			f.app.Apply(msg)
+			f.mu.Lock()
+			f.applied = msg.Index
+			f.mu.Unlock()
 		}
 	}
 }
@@ -101,7 +105,7 @@ func (f *fakeRaft) ReadIndex(ctx context.Context) (uint64, error) {
 	if !f.leader {
 		return 0, errors.New("fake: not leader")
 	}
-	return uint64(f.committed), nil
+	return f.applied, nil
 }
 
 func (f *fakeRaft) SaveSnapshot(uint64, []byte) error { return nil }

@@ -65,7 +65,7 @@ type Server struct {
 	// proposal, so that a retry arriving while the write is pending in the
 	// same term waits for that proposal instead of proposing it again: at
 	// most one proposal per request per term.
-	proposals map[WriteID]*rsm.Future
+	proposals map[writeKey]*rsm.Future
 	// sweepAt is the size of proposals at which finished futures are swept.
 	sweepAt int
 }
@@ -86,7 +86,7 @@ func NewServer(cfg Config, newNode NodeFactory) (*Server, error) {
 		cfg:       cfg,
 		logger:    logger,
 		state:     newState(),
-		proposals: make(map[WriteID]*rsm.Future),
+		proposals: make(map[writeKey]*rsm.Future),
 		sweepAt:   minSweep,
 	}
 	rcfg := cfg.RSM
@@ -105,6 +105,9 @@ func NewServer(cfg Config, newNode NodeFactory) (*Server, error) {
 	r.Attach(node)
 	return s, nil
 }
+
+// writeKey identifies a write across its retries (whose Ack may differ).
+type writeKey struct{ client, seq uint64 }
 
 // minSweep is the smallest proposals size at which a sweep runs.
 const minSweep = 256
@@ -141,11 +144,10 @@ func (s *Server) Get(ctx context.Context, req *GetRequest) (*GetResponse, error)
 		}
 		return &GetResponse{Header: s.header(), Value: rr.value, Found: rr.found}, nil
 	}
-	index, err := s.rsm.ReadIndex(ctx)
-	if err != nil {
-		return nil, s.failure(ctx, err, false)
-	}
-	if err := s.rsm.WaitApplied(ctx, index); err != nil {
+	// raft's ReadIndex returns once the state machine has applied the read
+	// point, so the local state is fresh enough. (The RSM cannot wait for
+	// the index itself: no-op entries never reach it.)
+	if _, err := s.rsm.ReadIndex(ctx); err != nil {
 		return nil, s.failure(ctx, err, false)
 	}
 	v, ok := s.state.get(req.Key)
@@ -227,10 +229,10 @@ func (s *Server) submit(ctx context.Context, o op) (any, error) {
 		return nil, s.failure(ctx, err, false)
 	}
 	res, err := f.Wait(ctx)
-	if o.id.ClientID != 0 && err == nil {
+	if key := (writeKey{o.id.ClientID, o.id.Seq}); o.id.ClientID != 0 && err == nil {
 		s.mu.Lock()
-		if s.proposals[o.id] == f {
-			delete(s.proposals, o.id)
+		if s.proposals[key] == f {
+			delete(s.proposals, key)
 		}
 		s.mu.Unlock()
 	}
@@ -245,6 +247,7 @@ func (s *Server) propose(o op) (*rsm.Future, error) {
 	if o.id.ClientID == 0 {
 		return s.rsm.Propose(cmd)
 	}
+	key := writeKey{o.id.ClientID, o.id.Seq}
 	node := s.rsm.Raft()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -254,14 +257,14 @@ func (s *Server) propose(o op) (*rsm.Future, error) {
 	if !isLeader {
 		return nil, rsm.ErrNotLeader
 	}
-	if f := s.proposals[o.id]; f != nil && f.Term == term && !isDone(f) {
+	if f := s.proposals[key]; f != nil && f.Term == term && !isDone(f) {
 		return f, nil
 	}
 	f, err := s.rsm.Propose(cmd)
 	if err != nil {
 		return nil, err
 	}
-	s.proposals[o.id] = f
+	s.proposals[key] = f
 	if len(s.proposals) >= s.sweepAt {
 		for id, p := range s.proposals {
 			if isDone(p) {

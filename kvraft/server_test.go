@@ -83,10 +83,11 @@ func TestServerOneProposalPerTerm(t *testing.T) {
 	}
 	defer s.Kill()
 	fr.setHold(true)
-	req := &AppendRequest{Key: "k", Value: "x", Write: WriteID{ClientID: 7, Seq: 1}}
 	var wg sync.WaitGroup
 	errs := make(chan error, 5)
-	for range 5 {
+	for i := range 5 {
+		// Retries carry a growing Ack; they are still the same write.
+		req := &AppendRequest{Key: "k", Value: "x", Write: WriteID{ClientID: 7, Seq: 3, Ack: uint64(1 + i%3)}}
 		wg.Go(func() {
 			_, err := s.Append(context.Background(), req)
 			errs <- err

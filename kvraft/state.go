@@ -22,8 +22,11 @@ import (
 // client), the table's size does not depend on how long the client has
 // lived, and the whole table travels in snapshots.
 type state struct {
-	mu      sync.RWMutex // guards data and clients: Apply writes, reads from handler goroutines
-	data    map[string]string
+	mu sync.RWMutex // guards data and clients: Apply writes, reads from handler goroutines
+	// data holds each key's value as a byte slice so that Append is
+	// amortised O(len(value)) instead of copying the whole value; readers
+	// copy it out under mu.
+	data    map[string][]byte
 	clients map[uint64]*clientRecord
 }
 
@@ -53,7 +56,7 @@ type readResult struct {
 var _ rsm.StateMachine = (*state)(nil)
 
 func newState() *state {
-	return &state{data: make(map[string]string), clients: make(map[uint64]*clientRecord)}
+	return &state{data: make(map[string][]byte), clients: make(map[uint64]*clientRecord)}
 }
 
 // Apply implements rsm.StateMachine.
@@ -68,7 +71,7 @@ func (s *state) Apply(_ uint64, cmd []byte) any {
 		s.mu.RLock()
 		defer s.mu.RUnlock()
 		v, ok := s.data[o.key]
-		return readResult{value: v, found: ok}
+		return readResult{value: string(v), found: ok}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -106,9 +109,9 @@ func (s *state) applyWriteLocked(o op) bool {
 	old, existed := s.data[o.key]
 	switch o.kind {
 	case opPut:
-		s.data[o.key] = o.value
+		s.data[o.key] = []byte(o.value)
 	case opAppend:
-		s.data[o.key] = old + o.value
+		s.data[o.key] = append(old, o.value...)
 	case opDelete:
 		delete(s.data, o.key)
 	}
@@ -120,7 +123,7 @@ func (s *state) get(key string) (string, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	v, ok := s.data[key]
-	return v, ok
+	return string(v), ok
 }
 
 // lookup returns the remembered outcome of a client's write, if the table
@@ -158,7 +161,8 @@ func (s *state) Snapshot() []byte {
 	b = binary.AppendUvarint(b, uint64(len(s.data)))
 	for k, v := range s.data {
 		b = appendString(b, k)
-		b = appendString(b, v)
+		b = binary.AppendUvarint(b, uint64(len(v)))
+		b = append(b, v...)
 	}
 	b = binary.AppendUvarint(b, uint64(len(s.clients)))
 	for id, rec := range s.clients {
@@ -179,7 +183,7 @@ func (s *state) Snapshot() []byte {
 
 // Restore implements rsm.StateMachine.
 func (s *state) Restore(b []byte) error {
-	data := make(map[string]string)
+	data := make(map[string][]byte)
 	clients := make(map[uint64]*clientRecord)
 	if len(b) > 0 {
 		d := decoder{b: b}
@@ -188,7 +192,7 @@ func (s *state) Restore(b []byte) error {
 		}
 		for n := d.uvarint(); n > 0 && d.err == nil; n-- {
 			k := d.string()
-			data[k] = d.string()
+			data[k] = []byte(d.string())
 		}
 		for n := d.uvarint(); n > 0 && d.err == nil; n-- {
 			id := d.uvarint()

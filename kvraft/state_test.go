@@ -1,6 +1,7 @@
 package kvraft
 
 import (
+	"bytes"
 	"errors"
 	"maps"
 	"testing"
@@ -102,7 +103,7 @@ func TestStateSnapshotRoundTrip(t *testing.T) {
 	if err := r.Restore(snap); err != nil {
 		t.Fatal(err)
 	}
-	if !maps.Equal(r.data, s.data) {
+	if !maps.EqualFunc(r.data, s.data, bytes.Equal) {
 		t.Fatalf("data differs: %v vs %v", r.data, s.data)
 	}
 	if len(r.clients) != len(s.clients) {

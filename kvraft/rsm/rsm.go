@@ -100,12 +100,7 @@ type RSM struct {
 	// pending holds the futures of commands this replica proposed and has not
 	// seen applied, by log index.
 	pending map[uint64]*Future
-	// applied is the index of the last command or snapshot given to sm.
-	applied uint64
-	// appliedCh is closed (and replaced) whenever applied advances, to wake
-	// WaitApplied.
-	appliedCh chan struct{}
-	killed    bool
+	killed  bool
 }
 
 var _ raft.Application = (*RSM)(nil)
@@ -120,13 +115,12 @@ func New(cfg Config, sm StateMachine) (*RSM, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &RSM{
-		sm:        sm,
-		cfg:       cfg,
-		logger:    logger,
-		nodeSet:   make(chan struct{}),
-		stop:      make(chan struct{}),
-		pending:   make(map[uint64]*Future),
-		appliedCh: make(chan struct{}),
+		sm:      sm,
+		cfg:     cfg,
+		logger:  logger,
+		nodeSet: make(chan struct{}),
+		stop:    make(chan struct{}),
+		pending: make(map[uint64]*Future),
 	}, nil
 }
 
@@ -229,42 +223,15 @@ func (r *RSM) Propose(cmd []byte) (*Future, error) {
 	return f, nil
 }
 
-// ReadIndex returns a linearizable read point from the node; see
-// raft.Node.ReadIndex.
+// ReadIndex returns a linearizable read point from the node. As
+// raft.Node.ReadIndex promises, the state machine has applied the read
+// point when it returns, so the caller may read its state at once.
 func (r *RSM) ReadIndex(ctx context.Context) (uint64, error) {
 	node := r.Raft()
 	if node == nil {
 		return 0, ErrNotLeader
 	}
 	return node.ReadIndex(ctx)
-}
-
-// Applied returns the index of the last command or snapshot applied.
-func (r *RSM) Applied() uint64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.applied
-}
-
-// WaitApplied blocks until the state machine has applied index, ctx ends,
-// or the RSM is killed.
-func (r *RSM) WaitApplied(ctx context.Context, index uint64) error {
-	for {
-		r.mu.Lock()
-		applied, ch, killed := r.applied, r.appliedCh, r.killed
-		r.mu.Unlock()
-		switch {
-		case applied >= index:
-			return nil
-		case killed:
-			return ErrKilled
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 }
 
 // Apply implements raft.Application.
@@ -280,7 +247,6 @@ func (r *RSM) Apply(msg raft.ApplyMsg) {
 	if f != nil {
 		delete(r.pending, msg.Index)
 	}
-	r.advanceLocked(msg.Index)
 	r.mu.Unlock()
 
 	if f != nil {
@@ -302,20 +268,10 @@ func (r *RSM) applySnapshot(msg raft.ApplyMsg) {
 	}
 	r.mu.Lock()
 	failed := r.takePendingLocked(func(*Future) bool { return true })
-	r.advanceLocked(msg.Index)
 	r.mu.Unlock()
 	for _, f := range failed {
 		f.resolve(nil, ErrLostLeadership)
 	}
-}
-
-// advanceLocked records index as applied and wakes WaitApplied.
-func (r *RSM) advanceLocked(index uint64) {
-	if index > r.applied {
-		r.applied = index
-	}
-	close(r.appliedCh)
-	r.appliedCh = make(chan struct{})
 }
 
 // takePendingLocked removes and returns the pending futures for which fail
@@ -392,8 +348,6 @@ func (r *RSM) Kill() error {
 		r.wg.Wait()
 		r.mu.Lock()
 		failed := r.takePendingLocked(func(*Future) bool { return true })
-		close(r.appliedCh) // wake WaitApplied, which then sees killed
-		r.appliedCh = make(chan struct{})
 		r.mu.Unlock()
 		for _, f := range failed {
 			f.resolve(nil, ErrKilled)

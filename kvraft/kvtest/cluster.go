@@ -1,0 +1,497 @@
+package kvtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ruaft/ruaft/internal/simnet"
+	"github.com/ruaft/ruaft/kvraft"
+	"github.com/ruaft/ruaft/kvraft/rsm"
+	"github.com/ruaft/ruaft/persist"
+	"github.com/ruaft/ruaft/raft"
+	"github.com/ruaft/ruaft/raft/rafttest"
+)
+
+// Replica is what a Cluster runs on each server: an application around a
+// raft node. If it also implements kvraft.Service, the cluster routes the
+// KV RPCs to it.
+type Replica interface {
+	// Kill stops the replica and its node and returns the node's Kill error.
+	Kill() error
+}
+
+// NewNode creates a replica's raft node with app as its application, wired
+// to the simulated network and the replica's store.
+type NewNode func(app raft.Application) (*raft.Node, error)
+
+// StartFunc starts replica i; it must create its node with newNode.
+type StartFunc func(i int, newNode NewNode) (Replica, error)
+
+// Options configure a Cluster.
+type Options struct {
+	// Servers is the number of replicas.
+	Servers int
+	// Unreliable turns on the network's unreliable mode.
+	Unreliable bool
+	// MaxRaftState is the lab's maxraftstate: the store size in bytes above
+	// which raft asks for a snapshot; 0 or less disables snapshots.
+	MaxRaftState int64
+	// ShortDelays turns off the network's long delays for unreachable
+	// servers (the tests' default is on).
+	ShortDelays bool
+	// Seed seeds the network and the raft nodes; 0 picks one from the clock.
+	Seed uint64
+	// Raft, if not nil, adjusts each replica's raft configuration.
+	Raft func(*raft.Config)
+	// OpenStore, if not nil, opens server i's store (for benchmarks with a
+	// durable store); it is called at every start, and the store is closed
+	// at every crash. Otherwise each server has a persist.Memory that a
+	// crash copies, as the lab's persister.
+	OpenStore func(i int) (persist.Store, error)
+}
+
+// Cluster is the lab's config: servers on a simulated network, each with a
+// memory store that survives its crashes, partitions, and clerks.
+type Cluster struct {
+	t     testing.TB
+	Net   *simnet.Network
+	opts  Options
+	start StartFunc
+	seed  uint64
+
+	mu sync.Mutex // guards every field below
+	// slots holds each server's store and current incarnation.
+	slots []*slot
+	// conn[i][j] says whether server i can reach server j.
+	conn [][]bool
+	// clerks maps a clerk to its endpoints, one per server.
+	clerks map[*kvraft.Clerk][]*simnet.End
+	nEnds  int
+}
+
+// slot is one server: its store (kept across crashes) and its incarnation.
+type slot struct {
+	store   persist.Store // nil while crashed with Options.OpenStore
+	gen     int
+	ends    []*simnet.End // this incarnation's endpoints to each server
+	replica Replica       // nil while crashed
+	node    *raft.Node
+	inc     *incarnation
+}
+
+// incarnation is what one run of a server's handler dispatches to.
+type incarnation struct {
+	node atomic.Pointer[raft.Node]
+	svc  atomic.Value // kvraft.Service once started
+}
+
+// ServerName is server i's name on the network.
+func ServerName(i int) string { return fmt.Sprintf("server-%d", i) }
+
+// NewCluster starts opts.Servers replicas with start, all connected, and
+// registers cleanup with t.
+func NewCluster(t testing.TB, opts Options, start StartFunc) *Cluster {
+	t.Helper()
+	seed := opts.Seed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("cluster: %d servers, unreliable %v, maxraftstate %d, seed %d", opts.Servers, opts.Unreliable, opts.MaxRaftState, seed)
+	c := &Cluster{
+		t:      t,
+		Net:    simnet.New(seed),
+		opts:   opts,
+		start:  start,
+		seed:   seed,
+		clerks: make(map[*kvraft.Clerk][]*simnet.End),
+	}
+	c.Net.SetReliable(!opts.Unreliable)
+	c.Net.SetLongDelays(!opts.ShortDelays)
+	c.conn = make([][]bool, opts.Servers)
+	for i := range opts.Servers {
+		c.conn[i] = make([]bool, opts.Servers)
+		for j := range c.conn[i] {
+			c.conn[i][j] = true
+		}
+		s := &slot{}
+		if opts.OpenStore == nil {
+			s.store = persist.NewMemory()
+		}
+		c.slots = append(c.slots, s)
+	}
+	t.Cleanup(c.cleanup)
+	for i := range opts.Servers {
+		c.StartServer(i)
+	}
+	return c
+}
+
+// N is the number of servers.
+func (c *Cluster) N() int { return c.opts.Servers }
+
+// All returns the ids of every server.
+func (c *Cluster) All() []int {
+	all := make([]int, c.opts.Servers)
+	for i := range all {
+		all[i] = i
+	}
+	return all
+}
+
+func (c *Cluster) cleanup() {
+	for i := range c.opts.Servers {
+		c.ShutdownServer(i)
+	}
+	c.Net.Cleanup()
+}
+
+// StartServer starts server i from its saved store, if it is not running.
+func (c *Cluster) StartServer(i int) {
+	c.t.Helper()
+	c.mu.Lock()
+	s := c.slots[i]
+	if s.replica != nil {
+		c.mu.Unlock()
+		return
+	}
+	if s.store == nil {
+		st, err := c.opts.OpenStore(i)
+		if err != nil {
+			c.mu.Unlock()
+			c.t.Fatalf("open store %d: %v", i, err)
+		}
+		s.store = st
+	}
+	s.gen++
+	s.ends = make([]*simnet.End, c.opts.Servers)
+	for j := range s.ends {
+		if j == i {
+			continue
+		}
+		name := fmt.Sprintf("raft-%d.%d-to-%d", i, s.gen, j)
+		s.ends[j] = c.Net.MakeEnd(name)
+		c.Net.Connect(name, ServerName(j))
+		c.Net.Enable(name, c.conn[i][j])
+	}
+	ends, store, gen := s.ends, s.store, s.gen
+	inc := &incarnation{}
+	s.inc = inc
+	c.mu.Unlock()
+
+	newNode := func(app raft.Application) (*raft.Node, error) {
+		cfg := raft.DefaultConfig()
+		cfg.ID, cfg.Peers = i, c.opts.Servers
+		cfg.Seed = c.seed*1000003 + uint64(i)*101 + uint64(gen)
+		if c.opts.MaxRaftState > 0 {
+			cfg.SnapshotThresholdBytes = c.opts.MaxRaftState
+		}
+		if c.opts.Raft != nil {
+			c.opts.Raft(&cfg)
+		}
+		node, err := raft.New(cfg, rafttest.NewTransport(ends), store, app)
+		if err != nil {
+			return nil, err
+		}
+		inc.node.Store(node)
+		c.Net.AddServer(ServerName(i), c.handler(inc))
+		return node, nil
+	}
+	rep, err := c.start(i, newNode)
+	if err != nil {
+		c.t.Fatalf("start server %d: %v", i, err)
+	}
+	if svc, ok := rep.(kvraft.Service); ok {
+		inc.svc.Store(svc)
+	}
+	c.mu.Lock()
+	s.replica, s.node = rep, inc.node.Load()
+	c.mu.Unlock()
+}
+
+// errNotReady answers calls that arrive before a server's service is set.
+var errNotReady = errors.New("kvtest: server starting")
+
+func (c *Cluster) handler(inc *incarnation) simnet.Handler {
+	return func(ctx context.Context, method string, b []byte) ([]byte, error) {
+		if strings.HasPrefix(method, "raft.") {
+			return rafttest.Handler(inc.node.Load())(ctx, method, b)
+		}
+		svc, _ := inc.svc.Load().(kvraft.Service)
+		if svc == nil {
+			return nil, errNotReady
+		}
+		return serveKV(ctx, svc, method, b)
+	}
+}
+
+// ShutdownServer crashes server i: it is cut from the network, its store is
+// copied as it stands, and the replica is killed. StartServer restarts it
+// from the copy.
+func (c *Cluster) ShutdownServer(i int) {
+	c.t.Helper()
+	c.mu.Lock()
+	s := c.slots[i]
+	if s.replica == nil {
+		c.mu.Unlock()
+		return
+	}
+	c.Net.DeleteServer(ServerName(i))
+	for _, e := range s.ends {
+		if e != nil {
+			c.Net.Enable(e.Name(), false)
+		}
+	}
+	// Copy after cutting the server off, so no reply it sends later is
+	// based on state the copy lacks.
+	old := s.store
+	var saved persist.Store
+	if m, ok := old.(*persist.Memory); ok {
+		saved = m.Clone()
+	}
+	rep := s.replica
+	s.replica, s.node, s.store = nil, nil, saved
+	c.mu.Unlock()
+	if err := rep.Kill(); err != nil {
+		c.t.Errorf("server %d: Kill: %v", i, err)
+	}
+	if saved == nil {
+		if err := old.Close(); err != nil {
+			c.t.Errorf("server %d: close store: %v", i, err)
+		}
+	}
+}
+
+// Shutdown crashes every server.
+func (c *Cluster) Shutdown() {
+	for i := range c.opts.Servers {
+		c.ShutdownServer(i)
+	}
+}
+
+// StartServers starts every server that is down.
+func (c *Cluster) StartServers() {
+	for i := range c.opts.Servers {
+		c.StartServer(i)
+	}
+}
+
+// Replica returns server i's running replica, or nil.
+func (c *Cluster) Replica(i int) Replica {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.slots[i].replica
+}
+
+// Node returns server i's running raft node, or nil.
+func (c *Cluster) Node(i int) *raft.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.slots[i].node
+}
+
+// Partition lets servers talk only within their group; servers in no
+// group are cut off from everyone.
+func (c *Cluster) Partition(groups ...[]int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	group := make([]int, c.opts.Servers)
+	for i := range group {
+		group[i] = -1 - i
+	}
+	for g, members := range groups {
+		for _, i := range members {
+			group[i] = g
+		}
+	}
+	for i := range c.conn {
+		for j := range c.conn[i] {
+			c.conn[i][j] = group[i] == group[j]
+		}
+	}
+	c.applyLinksLocked()
+}
+
+// ConnectAll heals every partition.
+func (c *Cluster) ConnectAll() { c.Partition(c.All()) }
+
+// Disconnect cuts server i from every other server.
+func (c *Cluster) Disconnect(i int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for j := range c.conn {
+		c.conn[i][j], c.conn[j][i] = i == j, i == j
+	}
+	c.applyLinksLocked()
+}
+
+// Connect restores server i's links to every server that is not
+// disconnected from the rest.
+func (c *Cluster) Connect(i int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for j := range c.conn {
+		c.conn[i][j], c.conn[j][i] = true, true
+	}
+	c.applyLinksLocked()
+}
+
+func (c *Cluster) applyLinksLocked() {
+	for i, s := range c.slots {
+		for j, e := range s.ends {
+			if e != nil && s.replica != nil {
+				c.Net.Enable(e.Name(), c.conn[i][j])
+			}
+		}
+	}
+}
+
+// MakePartition returns a majority without the current leader and a
+// minority holding it, as the lab's make_partition does.
+func (c *Cluster) MakePartition() (majority, minority []int) {
+	l, ok := c.Leader()
+	if !ok {
+		l = 0
+	}
+	for i := range c.opts.Servers {
+		if i == l {
+			continue
+		}
+		if len(majority) < c.opts.Servers/2+1 {
+			majority = append(majority, i)
+		} else {
+			minority = append(minority, i)
+		}
+	}
+	return majority, append(minority, l)
+}
+
+// Leader returns a server that believes it leads in the highest term.
+func (c *Cluster) Leader() (int, bool) {
+	best, bestTerm := -1, uint64(0)
+	for i := range c.opts.Servers {
+		n := c.Node(i)
+		if n == nil {
+			continue
+		}
+		if term, isLeader := n.State(); isLeader && (best < 0 || term > bestTerm) {
+			best, bestTerm = i, term
+		}
+	}
+	return best, best >= 0
+}
+
+// WaitLeader waits up to 10 s for a leader.
+func (c *Cluster) WaitLeader() int {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if l, ok := c.Leader(); ok {
+			return l
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.t.Fatalf("no leader within 10 s")
+	return -1
+}
+
+// MakeClerk returns a clerk connected to the servers in to.
+func (c *Cluster) MakeClerk(to []int) *kvraft.Clerk {
+	c.t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := c.nEnds
+	c.nEnds++
+	ends := make([]*simnet.End, c.opts.Servers)
+	svcs := make([]kvraft.Service, c.opts.Servers)
+	for j := range ends {
+		name := fmt.Sprintf("clerk-%d-to-%d", k, j)
+		ends[j] = c.Net.MakeEnd(name)
+		c.Net.Connect(name, ServerName(j))
+		c.Net.Enable(name, slices.Contains(to, j))
+		svcs[j] = client{end: ends[j]}
+	}
+	cfg := kvraft.DefaultClerkConfig()
+	cfg.AttemptTimeout = 500 * time.Millisecond
+	ck, err := kvraft.NewClerk(svcs, cfg)
+	if err != nil {
+		c.t.Fatalf("NewClerk: %v", err)
+	}
+	c.clerks[ck] = ends
+	return ck
+}
+
+// ConnectClerk lets ck reach exactly the servers in to.
+func (c *Cluster) ConnectClerk(ck *kvraft.Clerk, to []int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for j, e := range c.clerks[ck] {
+		c.Net.Enable(e.Name(), slices.Contains(to, j))
+	}
+}
+
+// LogSize returns the largest store size (persisted raft state without the
+// snapshot) among the servers.
+func (c *Cluster) LogSize() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var m int64
+	for _, s := range c.slots {
+		if s.store != nil {
+			m = max(m, s.store.Size())
+		}
+	}
+	return m
+}
+
+// SnapshotSize returns the largest stored snapshot among the servers' memory
+// stores.
+func (c *Cluster) SnapshotSize() int {
+	c.mu.Lock()
+	var stores []*persist.Memory
+	for _, s := range c.slots {
+		if m, ok := s.store.(*persist.Memory); ok {
+			stores = append(stores, m)
+		}
+	}
+	c.mu.Unlock()
+	m := 0
+	for _, st := range stores {
+		state, err := st.Clone().Load(context.Background())
+		if err != nil {
+			c.t.Fatalf("load store copy: %v", err)
+		}
+		m = max(m, len(state.Snapshot.Data))
+	}
+	return m
+}
+
+// StartKVServer is the StartFunc of a key-value cluster.
+func StartKVServer(i int, newNode NewNode) (Replica, error) {
+	return kvraft.NewServer(kvraft.DefaultConfig(i), func(app raft.Application) (rsm.Raft, error) {
+		n, err := newNode(app)
+		if err != nil {
+			return nil, err
+		}
+		return n, nil
+	})
+}
+
+// LogStatus logs every running node's raft status, for failures.
+func (c *Cluster) LogStatus() {
+	for i := range c.opts.Servers {
+		if n := c.Node(i); n != nil {
+			st := n.Status()
+			c.t.Logf("server %d: term %d %v leader %d commit %d applied %d last %d snapshot %d log %d B err %v",
+				i, st.Term, st.Role, st.Leader, st.Commit, st.Applied, st.LastIndex, st.SnapshotIndex, st.LogSizeBytes, st.Err)
+		} else {
+			c.t.Logf("server %d: down", i)
+		}
+	}
+}
