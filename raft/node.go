@@ -37,6 +37,9 @@ type Node struct {
 	// snapshotAsked is set when SnapshotNeeded was called and cleared by
 	// SaveSnapshot.
 	snapshotAsked atomic.Bool
+	// askedSize is the store size when SnapshotNeeded was last called
+	// (applier goroutine only).
+	askedSize int64
 
 	killOnce sync.Once
 	killErr  error
@@ -301,6 +304,8 @@ func (n *Node) processReady() bool {
 			}
 			n.snapshotIndex = max(n.snapshotIndex, comp.Index)
 		})
+		// Ask again only once this compaction shows in the store's size.
+		n.snapshotAsked.Store(false)
 	}
 	// A leader's appends go out before its own write (thesis 10.2.1); it
 	// counts itself only once advance reports the write durable.
@@ -540,10 +545,20 @@ func (n *Node) recordViolation(format string, args ...any) {
 // threshold, once per crossing until the application answers.
 func (n *Node) maybeAskSnapshot(last uint64) {
 	th := n.cfg.SnapshotThresholdBytes
-	if th <= 0 || n.store.Size() <= th || n.snapshotAsked.Load() || n.ctx.Err() != nil {
+	if th <= 0 || n.ctx.Err() != nil {
+		return
+	}
+	size := n.store.Size()
+	if size <= th {
+		return
+	}
+	// An unanswered request is repeated only once the log grew by another
+	// threshold.
+	if n.snapshotAsked.Load() && size < n.askedSize+th {
 		return
 	}
 	n.snapshotAsked.Store(true)
+	n.askedSize = size
 	n.app.SnapshotNeeded(last)
 }
 
@@ -554,14 +569,14 @@ func (n *Node) maybeAskSnapshot(last uint64) {
 // term and true; the caller must not modify cmd afterwards. Otherwise it
 // returns isLeader false. Start does not wait for the command to commit.
 func (n *Node) Start(cmd []byte) (index, term uint64, isLeader bool) {
-	n.mu.Lock()
-	if n.usable() != nil {
-		t := n.core.term
-		n.mu.Unlock()
-		return 0, t, false
-	}
-	index, term, isLeader = n.core.propose(bytes.Clone(cmd))
-	n.mu.Unlock()
+	data := bytes.Clone(cmd)
+	n.locked(func() {
+		if n.usable() != nil {
+			term = n.core.term
+			return
+		}
+		index, term, isLeader = n.core.propose(data)
+	})
 	if isLeader {
 		n.kick()
 	}
@@ -611,8 +626,8 @@ func (n *Node) SaveSnapshot(index uint64, data []byte) error {
 	if index > n.applied {
 		return fmt.Errorf("%w: index %d not applied yet (applied %d)", ErrBadSnapshot, index, n.applied)
 	}
-	n.snapshotAsked.Store(false)
 	if index <= n.core.log.snap.Index || (n.compaction != nil && index <= n.compaction.Index) {
+		n.snapshotAsked.Store(false)
 		return nil
 	}
 	n.compaction = &persist.Snapshot{Index: index, Data: data}
@@ -628,21 +643,27 @@ func (n *Node) SaveSnapshot(index uint64, data []byte) error {
 // state at once. Concurrent calls share rounds. It returns ErrNotLeader on a
 // node that is not, or stops being, the leader.
 func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
-	n.mu.Lock()
-	if err := n.usable(); err != nil {
-		n.mu.Unlock()
+	ch := make(chan readState, 1)
+	var (
+		id  uint64
+		err error
+	)
+	n.locked(func() {
+		if err = n.usable(); err != nil {
+			return
+		}
+		if n.core.role != Leader {
+			err = ErrNotLeader
+			return
+		}
+		n.readID++
+		id = n.readID
+		n.readWaiters[id] = ch
+		n.core.readIndex(id)
+	})
+	if err != nil {
 		return 0, err
 	}
-	if n.core.role != Leader {
-		n.mu.Unlock()
-		return 0, ErrNotLeader
-	}
-	n.readID++
-	id := n.readID
-	ch := make(chan readState, 1)
-	n.readWaiters[id] = ch
-	n.core.readIndex(id)
-	n.mu.Unlock()
 	n.kick()
 
 	var rs readState
@@ -690,14 +711,16 @@ func (n *Node) waitApplied(ctx context.Context, index uint64) error {
 // transfer was abandoned after an election timeout or another node won,
 // ErrNotLeader if this node is not the leader, or ctx's error.
 func (n *Node) TransferLeadership(ctx context.Context, to int) error {
-	n.mu.Lock()
-	if err := n.usable(); err != nil {
-		n.mu.Unlock()
-		return err
-	}
-	start := n.core.term
-	err := n.core.transferLeadership(to)
-	n.mu.Unlock()
+	var (
+		start uint64
+		err   error
+	)
+	n.locked(func() {
+		if err = n.usable(); err == nil {
+			start = n.core.term
+			err = n.core.transferLeadership(to)
+		}
+	})
 	if err != nil || to == n.cfg.ID {
 		return err
 	}

@@ -334,3 +334,68 @@ func TestNodeTransferLeadership(t *testing.T) {
 		t.Fatalf("old leader ReadIndex: %v", err)
 	}
 }
+
+// TestNodeKillLeaderUnderLoad: with proposers running, killing the leader
+// (each replica in turn) lets the survivors commit again promptly.
+func TestNodeKillLeaderUnderLoad(t *testing.T) {
+	for victim := range 3 {
+		t.Run(fmt.Sprint(victim), func(t *testing.T) {
+			cl := newCluster(t, 3, nil)
+			cl.commit("a")
+			if l := cl.leader(); l != victim {
+				ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+				defer cancel()
+				if err := cl.nodes[l].TransferLeadership(ctx, victim); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var stop atomic.Bool
+			var lastOK atomic.Int64
+			var wg sync.WaitGroup
+			nodes := slices.Clone(cl.nodes)
+			for range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for !stop.Load() {
+						l := -1
+						for i, n := range nodes {
+							if _, ok := n.State(); ok {
+								l = i
+							}
+						}
+						if l < 0 {
+							time.Sleep(time.Millisecond)
+							continue
+						}
+						idx, _, ok := nodes[l].Start([]byte("load"))
+						if !ok {
+							continue
+						}
+						select {
+						case <-cl.apps[l].wait(idx):
+							lastOK.Store(time.Now().UnixNano())
+						case <-time.After(time.Second):
+						}
+					}
+				}()
+			}
+			time.Sleep(100 * time.Millisecond)
+			killed := time.Now()
+			cl.net.set(victim, nil)
+			if err := nodes[victim].Kill(); err != nil {
+				t.Error(err)
+			}
+			deadline := killed.Add(3 * time.Second)
+			for time.Now().Before(deadline) && lastOK.Load() < killed.Add(10*time.Millisecond).UnixNano() {
+				time.Sleep(5 * time.Millisecond)
+			}
+			stop.Store(true)
+			wg.Wait()
+			cl.nodes[victim] = nil
+			if rec := time.Duration(lastOK.Load() - killed.UnixNano()); rec < 10*time.Millisecond {
+				t.Fatalf("no commit within 3s of killing leader %d", victim)
+			}
+		})
+	}
+}
