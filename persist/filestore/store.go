@@ -47,6 +47,22 @@ func (o Options) Validate() error {
 	return nil
 }
 
+// Set sets the option named name from its text, as passed through a plugin's
+// options: segment_bytes (decimal).
+func (o *Options) Set(name, value string) error {
+	switch name {
+	case "segment_bytes":
+		v, err := strconv.ParseInt(value, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%w: option %s: %v", ErrInvalidOptions, name, err)
+		}
+		o.SegmentBytes = v
+		return nil
+	default:
+		return fmt.Errorf("%w: unknown option %q", ErrInvalidOptions, name)
+	}
+}
+
 // ErrInvalidOptions is returned by Open for options that fail Validate.
 var ErrInvalidOptions = errors.New("filestore: invalid options")
 

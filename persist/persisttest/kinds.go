@@ -1,6 +1,11 @@
 package persisttest
 
 import (
+	"context"
+	"fmt"
+	"github.com/ruaft/ruaft/persist/plugin"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 
@@ -99,5 +104,84 @@ func Badger() Factory {
 		Open: func(_ testing.TB, dir string) (persist.Store, error) {
 			return badgerstore.Open(dir, badgerstore.DefaultOptions())
 		},
+	}
+}
+
+// Main is a TestMain for packages whose tests use the plugin factories
+// (FilePlugin, BadgerPlugin, ...): a re-executed test binary serves the
+// built-in store it is asked for instead of running the tests.
+//
+//	func TestMain(m *testing.M) { persisttest.Main(m) }
+func Main(m *testing.M) {
+	if served, err := plugin.ServeIfChild(); served {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	// A race-enabled binary sleeps a second at exit (GORACE atexit_sleep_ms)
+	// so late reports get out; plugin children inherit this and start and
+	// stop many times, so skip the sleep there. Races are still reported.
+	if !strings.Contains(os.Getenv("GORACE"), "atexit_sleep_ms") {
+		_ = os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	}
+	os.Exit(m.Run())
+}
+
+// Plugin is the Factory of built-in store kind (noop, memory, file, badger)
+// served by a plugin subprocess: the test binary re-executed, so the
+// package's TestMain must call Main. Each store gets its own process; its
+// socket lives in a short temporary folder.
+func Plugin(kind string) Factory {
+	f := pluginTraits(kind)
+	f.Name = kind + "-plugin"
+	f.Large = kind == "file" || kind == "badger"
+	f.Open = func(t testing.TB, dir string) (persist.Store, error) {
+		sock, err := os.MkdirTemp("", "rp")
+		if err != nil {
+			return nil, err
+		}
+		t.Cleanup(func() { _ = os.RemoveAll(sock) })
+		cfg := plugin.Config{Persister: kind, DataDir: dir, SocketDir: sock}
+		if kind == "file" {
+			cfg.Options = map[string]string{"segment_bytes": "4096"}
+		}
+		if kind == "noop" || kind == "memory" {
+			cfg.DataDir = ""
+		}
+		return plugin.Open(context.Background(), cfg)
+	}
+	return f
+}
+
+// InProcessPlugin is the Factory of built-in store kind behind the plugin
+// protocol over an in-process gRPC connection (no subprocess).
+func InProcessPlugin(kind string) Factory {
+	f := pluginTraits(kind)
+	f.Name = kind + "-inprocess-plugin"
+	f.Open = func(t testing.TB, dir string) (persist.Store, error) {
+		p := plugin.Params{DataDir: dir, Sync: true}
+		if kind == "file" {
+			p.Options = map[string]string{"segment_bytes": "4096"}
+		}
+		return plugin.OpenInProcess(t, func(p plugin.Params) (persist.Store, string, error) {
+			st, err := plugin.OpenBuiltin(kind, p, nil)
+			return st, kind, err
+		}, p)
+	}
+	return f
+}
+
+// pluginTraits: through a plugin, memory is not durable (each process starts
+// empty).
+func pluginTraits(kind string) Factory {
+	switch kind {
+	case "noop":
+		return Factory{}
+	case "memory":
+		return Factory{Keeps: true}
+	default:
+		return Factory{Keeps: true, Durable: true}
 	}
 }

@@ -1,0 +1,182 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/ruaft/ruaft/persist"
+	persistv1 "github.com/ruaft/ruaft/rpc/persist/v1"
+	raftv1 "github.com/ruaft/ruaft/rpc/raft/v1"
+)
+
+// Client is the host side of the PersisterService: a persist.Store that
+// forwards each call to the plugin, one RPC per call (Load and SaveSnapshot
+// streamed). Get one from Open (a subprocess) or OpenInProcess (tests); a
+// Client from GRPCPlugin.GRPCClient must be opened with OpenStore first.
+type Client struct {
+	rpc persistv1.PersisterServiceClient
+	// down, if set, reports whether the plugin process has exited, so calls
+	// fail fast with persist.ErrUnavailable.
+	down func() bool
+
+	name   string
+	closed atomic.Bool
+	size   atomic.Int64 // the last size figure the plugin reported
+}
+
+var _ persist.Store = (*Client)(nil)
+
+// OpenStore opens the plugin's store with p; it must be called once, before
+// any other method.
+func (c *Client) OpenStore(ctx context.Context, p Params) error {
+	resp, err := c.rpc.Open(ctx, &persistv1.OpenRequest{DataDir: p.DataDir, Sync: p.Sync, Options: p.Options})
+	if err != nil {
+		return fromStatus("open", err)
+	}
+	c.name = resp.GetStoreName()
+	c.size.Store(int64(resp.GetLogSizeBytes()))
+	return nil
+}
+
+// StoreName is the name the plugin gave its store, for logs.
+func (c *Client) StoreName() string { return c.name }
+
+func (c *Client) check() error {
+	if c.closed.Load() {
+		return persist.ErrClosed
+	}
+	if c.down != nil && c.down() {
+		return fmt.Errorf("persist/plugin: %w: the plugin process has exited", persist.ErrUnavailable)
+	}
+	return nil
+}
+
+// Load implements persist.Store.
+func (c *Client) Load(ctx context.Context) (persist.State, error) {
+	if err := c.check(); err != nil {
+		return persist.State{}, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the stream if we return early
+	stream, err := c.rpc.Load(ctx, &persistv1.LoadRequest{MaxChunkBytes: ChunkBytes})
+	if err != nil {
+		return persist.State{}, fromStatus("load", err)
+	}
+	msg, err := stream.Recv()
+	if err != nil {
+		return persist.State{}, fromStatus("load", err)
+	}
+	hdr := msg.GetHeader()
+	if hdr == nil {
+		return persist.State{}, fmt.Errorf("persist/plugin: load: %w: stream does not start with a header", persist.ErrUnavailable)
+	}
+	st := persist.State{HardState: hardStateFromProto(hdr.GetHardState())}
+	var snapSize uint64
+	if m := hdr.GetSnapshot(); m != nil {
+		st.Snapshot = persist.Snapshot{Index: m.GetLastIncludedIndex(), Term: m.GetLastIncludedTerm()}
+		snapSize = m.GetSizeBytes()
+		if snapSize > maxSnapshotBytes {
+			return persist.State{}, fmt.Errorf("persist/plugin: load: snapshot of %d bytes announced", snapSize)
+		}
+		st.Snapshot.Data = make([]byte, 0, snapSize)
+	}
+	st.Entries = make([]persist.Entry, 0, min(hdr.GetEntryCount(), 1<<20))
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return persist.State{}, fromStatus("load", err)
+		}
+		switch p := msg.GetPart().(type) {
+		case *persistv1.LoadResponse_SnapshotChunk:
+			st.Snapshot.Data = append(st.Snapshot.Data, p.SnapshotChunk...)
+		case *persistv1.LoadResponse_Entries:
+			st.Entries = append(st.Entries, entriesFromProto(p.Entries.GetEntries())...)
+		default:
+			return persist.State{}, fmt.Errorf("persist/plugin: load: unexpected stream message %T", p)
+		}
+	}
+	if uint64(len(st.Snapshot.Data)) != snapSize || uint64(len(st.Entries)) != hdr.GetEntryCount() {
+		return persist.State{}, fmt.Errorf("persist/plugin: load: %w: got %d snapshot bytes and %d entries, header said %d and %d",
+			persist.ErrUnavailable, len(st.Snapshot.Data), len(st.Entries), snapSize, hdr.GetEntryCount())
+	}
+	c.size.Store(int64(hdr.GetLogSizeBytes()))
+	return st, nil
+}
+
+// Append implements persist.Store with one RPC.
+func (c *Client) Append(ctx context.Context, hs persist.HardState, entries []persist.Entry) error {
+	if err := c.check(); err != nil {
+		return err
+	}
+	resp, err := c.rpc.Append(ctx, &persistv1.AppendRequest{HardState: hardStateToProto(hs), Entries: entriesToProto(entries)})
+	if err != nil {
+		return fromStatus("append", err)
+	}
+	c.size.Store(int64(resp.GetLogSizeBytes()))
+	return nil
+}
+
+// SaveSnapshot implements persist.Store, streaming the data in chunks of at
+// most ChunkBytes.
+func (c *Client) SaveSnapshot(ctx context.Context, snap persist.Snapshot) error {
+	if err := c.check(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // aborts the stream if we return early
+	stream, err := c.rpc.SaveSnapshot(ctx)
+	if err != nil {
+		return fromStatus("save snapshot", err)
+	}
+	meta := &raftv1.SnapshotMetadata{LastIncludedIndex: snap.Index, LastIncludedTerm: snap.Term, SizeBytes: uint64(len(snap.Data))}
+	off := 0
+	for first := true; first || off < len(snap.Data); first = false {
+		end := min(off+ChunkBytes, len(snap.Data))
+		msg := &persistv1.SaveSnapshotRequest{Chunk: snap.Data[off:end]}
+		if first {
+			msg.Metadata = meta
+		}
+		if err := stream.Send(msg); err != nil {
+			// The server ended the stream; its status comes with CloseAndRecv.
+			break
+		}
+		off = end
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		return fromStatus("save snapshot", err)
+	}
+	c.size.Store(int64(resp.GetLogSizeBytes()))
+	return nil
+}
+
+// Size implements persist.Store: the figure the plugin reported with its last
+// answer.
+func (c *Client) Size() int64 { return c.size.Load() }
+
+// Close implements persist.Store: it closes the plugin's store. It does not
+// stop the plugin process (Store.Close does).
+func (c *Client) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	if c.down != nil && c.down() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	if _, err := c.rpc.Close(ctx, &persistv1.CloseRequest{}); err != nil {
+		return fromStatus("close", err)
+	}
+	return nil
+}
+
+// closeTimeout bounds the wait for a plugin's store to close.
+const closeTimeout = 30 * time.Second

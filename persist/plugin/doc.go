@@ -1,0 +1,36 @@
+// Package plugin runs a persist.Store as a hashicorp/go-plugin subprocess
+// speaking the gRPC PersisterService (rpc/persist/v1), and gives the host a
+// persist.Store that forwards to it.
+//
+// Host side: Open(ctx, Config) starts the plugin chosen by Config.Persister —
+// a built-in store by name (noop, memory, file, badger), served by
+// re-executing the host's own binary, or a path to a third-party plugin
+// binary — and returns a *Store. Every Append is one RPC; Load and
+// SaveSnapshot stream the snapshot in chunks of at most 1 MiB, so snapshots of
+// any size pass gRPC's message limit. If the plugin process dies, every call
+// fails with an error matching persist.ErrUnavailable; nothing panics.
+//
+// A host binary that wants to serve the built-ins calls ServeIfChild first
+// thing in main:
+//
+//	func main() {
+//		if served, err := plugin.ServeIfChild(); served {
+//			if err != nil { fmt.Fprintln(os.Stderr, err); os.Exit(1) }
+//			return
+//		}
+//		...
+//	}
+//
+// Lifetime: the plugin gets SIGKILL when the host dies (Pdeathsig, Linux), and
+// its Unix socket lives under Config.SocketDir, a folder the replica owns.
+// A main should Close its stores on shutdown and, for abnormal exits, call
+// CleanupClients on SIGINT/SIGTERM, e.g.
+//
+//	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+//	defer stop()
+//	defer plugin.CleanupClients()
+//
+// Plugin side: a third-party plugin's main calls Serve with a function that
+// opens its store; the built-in plugin binaries under plugins/ call
+// ServeBuiltin.
+package plugin

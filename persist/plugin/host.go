@@ -1,0 +1,298 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	"github.com/ruaft/ruaft/persist"
+)
+
+// ErrInvalidConfig is returned by Config.Validate and Open for a bad
+// configuration; the message names the field.
+var ErrInvalidConfig = errors.New("persist/plugin: invalid config")
+
+// Config chooses and configures a replica's persister plugin.
+type Config struct {
+	// Persister is a built-in store name (noop, memory, file, badger),
+	// served by re-executing Executable, or the path of a third-party
+	// plugin binary (anything containing a path separator).
+	Persister string
+	// DataDir is the folder the store keeps its data in; the replica owns
+	// it. Required except for noop and memory.
+	DataDir string
+	// SocketDir is the folder go-plugin creates its Unix socket folder in.
+	// Empty means DataDir/plugin, or a private temporary folder (removed by
+	// Close) if DataDir is empty. It must be short: Unix socket paths are
+	// limited to about 100 bytes.
+	SocketDir string
+	// NoSync turns off fsync in the store. For tests and benchmarks only.
+	NoSync bool
+	// Options are store-specific settings passed through to the plugin
+	// (for file: segment_bytes; for badger: memtable_bytes,
+	// value_log_file_bytes, value_threshold_bytes, block_cache_bytes,
+	// index_cache_bytes).
+	Options map[string]string
+	// StartTimeout bounds the plugin's start and handshake. Zero means 10 s.
+	StartTimeout time.Duration
+	// Executable is the binary re-executed to serve a built-in store; empty
+	// means this process's own binary (os.Executable), whose main must call
+	// ServeIfChild.
+	Executable string
+	// Logger receives the plugin's warnings and errors (and its stderr);
+	// nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a configuration for the durable file store in
+// dataDir.
+func DefaultConfig(dataDir string) Config {
+	return Config{Persister: "file", DataDir: dataDir, StartTimeout: 10 * time.Second}
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	switch {
+	case c.Persister == "":
+		return fmt.Errorf("%w: Persister is empty; want one of %s or a plugin path", ErrInvalidConfig, strings.Join(Builtins(), ", "))
+	case IsBuiltin(c.Persister):
+		if c.DataDir == "" && c.Persister != "noop" && c.Persister != "memory" {
+			return fmt.Errorf("%w: DataDir is empty; the %s store needs a folder", ErrInvalidConfig, c.Persister)
+		}
+		if err := checkBuiltinOptions(c.Persister, Params{Sync: !c.NoSync, Options: c.Options}); err != nil {
+			return err
+		}
+	case strings.ContainsRune(c.Persister, filepath.Separator) || strings.ContainsRune(c.Persister, '/'):
+		fi, err := os.Stat(c.Persister)
+		if err != nil {
+			return fmt.Errorf("%w: Persister %q: %v", ErrInvalidConfig, c.Persister, err)
+		}
+		if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+			return fmt.Errorf("%w: Persister %q is not an executable file", ErrInvalidConfig, c.Persister)
+		}
+	default:
+		return fmt.Errorf("%w: Persister %q is neither a built-in store (%s) nor a path to a plugin binary",
+			ErrInvalidConfig, c.Persister, strings.Join(Builtins(), ", "))
+	}
+	if c.StartTimeout < 0 {
+		return fmt.Errorf("%w: StartTimeout %v is negative", ErrInvalidConfig, c.StartTimeout)
+	}
+	return nil
+}
+
+func (c Config) params() Params {
+	return Params{DataDir: c.DataDir, Sync: !c.NoSync, Options: c.Options}
+}
+
+// Store is a persist.Store served by a plugin subprocess. Close stops the
+// process. If the process dies, calls fail with persist.ErrUnavailable.
+type Store struct {
+	*Client
+	pc        *goplugin.Client
+	pid       int
+	removeDir string // a private socket folder to remove on Close, or ""
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ persist.Store = (*Store)(nil)
+
+// Open starts the plugin cfg names, opens its store and returns it. The
+// caller must Close it.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 10 * time.Second
+	}
+	var cmd *exec.Cmd
+	if IsBuiltin(cfg.Persister) {
+		exe := cfg.Executable
+		if exe == "" {
+			var err error
+			if exe, err = os.Executable(); err != nil {
+				return nil, fmt.Errorf("persist/plugin: find own binary to serve %s: %w", cfg.Persister, err)
+			}
+		}
+		cmd = exec.Command(exe)
+		cmd.Env = []string{EnvBuiltin + "=" + cfg.Persister}
+	} else {
+		cmd = exec.Command(cfg.Persister)
+	}
+	dieWithParent(cmd)
+
+	s := &Store{}
+	sockDir := cfg.SocketDir
+	switch {
+	case sockDir != "":
+	case cfg.DataDir != "":
+		sockDir = filepath.Join(cfg.DataDir, "plugin")
+	default:
+		d, err := os.MkdirTemp("", "ruaft-persister-")
+		if err != nil {
+			return nil, fmt.Errorf("persist/plugin: socket folder: %w", err)
+		}
+		sockDir, s.removeDir = d, d
+	}
+	if err := os.MkdirAll(sockDir, 0o700); err != nil {
+		return nil, fmt.Errorf("%w: SocketDir %q: %v", ErrInvalidConfig, sockDir, err)
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s.pc = goplugin.NewClient(&goplugin.ClientConfig{
+		HandshakeConfig:  Handshake,
+		Plugins:          goplugin.PluginSet{PluginName: &GRPCPlugin{}},
+		Cmd:              cmd,
+		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+		Managed:          true,
+		StartTimeout:     cfg.StartTimeout,
+		UnixSocketConfig: &goplugin.UnixSocketConfig{TempDir: sockDir},
+		Logger:           hclogFor(cfg.Logger),
+		Stderr:           &lineLogger{log: logger, msg: "persister plugin stderr"},
+		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes))},
+	})
+	fail := func(err error) (*Store, error) {
+		s.pc.Kill()
+		s.cleanup()
+		return nil, err
+	}
+	rpcClient, err := s.pc.Client()
+	if err != nil {
+		return fail(fmt.Errorf("persist/plugin: start %s: %w", cfg.Persister, err))
+	}
+	raw, err := rpcClient.Dispense(PluginName)
+	if err != nil {
+		return fail(fmt.Errorf("persist/plugin: dispense %s: %w", cfg.Persister, err))
+	}
+	c, ok := raw.(*Client)
+	if !ok {
+		return fail(fmt.Errorf("persist/plugin: %s dispensed %T, not a persister", cfg.Persister, raw))
+	}
+	c.down = s.pc.Exited
+	if rc := s.pc.ReattachConfig(); rc != nil {
+		s.pid = rc.Pid
+	}
+	if err := c.OpenStore(ctx, cfg.params()); err != nil {
+		return fail(err)
+	}
+	s.Client = c
+	logger.Debug("persister plugin started", "persister", cfg.Persister, "store", c.StoreName(), "pid", s.pid)
+	return s, nil
+}
+
+// PID is the plugin process's id (for diagnostics and tests).
+func (s *Store) PID() int { return s.pid }
+
+// Exited reports whether the plugin process has exited.
+func (s *Store) Exited() bool { return s.pc.Exited() }
+
+// Close closes the store and stops the plugin process. It is idempotent.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closeErr = s.Client.Close()
+		s.pc.Kill()
+		s.cleanup()
+	})
+	return s.closeErr
+}
+
+func (s *Store) cleanup() {
+	if s.removeDir != "" {
+		_ = os.RemoveAll(s.removeDir)
+	}
+}
+
+// CleanupClients stops every plugin process this process started that is
+// still running. Mains call it on SIGINT/SIGTERM and before exiting, so no
+// plugin outlives the host even where Pdeathsig is not available.
+func CleanupClients() { goplugin.CleanupClients() }
+
+// OpenInProcess opens the store open opens behind an in-process gRPC
+// connection (go-plugin's TestPluginGRPCConn): the full plugin protocol
+// without a subprocess, for tests. Closing the store closes the connection.
+func OpenInProcess(t testing.TB, open OpenFunc, p Params) (persist.Store, error) {
+	client, server := goplugin.TestPluginGRPCConn(t, false, goplugin.PluginSet{PluginName: &GRPCPlugin{Open: open}})
+	raw, err := client.Dispense(PluginName)
+	if err != nil {
+		return nil, err
+	}
+	c := raw.(*Client)
+	// Closing the client shuts the server down through go-plugin's
+	// controller; stopping it as well would race with that.
+	_ = server
+	if err := c.OpenStore(context.Background(), p); err != nil {
+		_ = client.Close()
+		return nil, err
+	}
+	return &inProcess{Client: c, stop: func() { _ = client.Close() }}, nil
+}
+
+type inProcess struct {
+	*Client
+	once sync.Once
+	stop func()
+}
+
+func (s *inProcess) Close() error {
+	err := s.Client.Close()
+	s.once.Do(s.stop)
+	return err
+}
+
+// hclogFor gives go-plugin a logger: nothing if l is nil, else warnings and
+// errors forwarded to l.
+func hclogFor(l *slog.Logger) hclog.Logger {
+	if l == nil {
+		return hclog.NewNullLogger()
+	}
+	return hclog.New(&hclog.LoggerOptions{
+		Name:   "persist-plugin",
+		Level:  hclog.Warn,
+		Output: &lineLogger{log: l, msg: "go-plugin"},
+	})
+}
+
+// lineLogger logs each line written to it as a warning.
+type lineLogger struct {
+	log *slog.Logger
+	msg string
+	mu  sync.Mutex // guards buf
+	buf bytes.Buffer
+}
+
+func (w *lineLogger) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	for {
+		i := bytes.IndexByte(w.buf.Bytes(), '\n')
+		if i < 0 {
+			return len(p), nil // an unfinished line waits for the rest
+		}
+		line := strings.TrimSpace(string(w.buf.Next(i + 1)))
+		if line != "" {
+			w.log.Warn(w.msg, "line", line)
+		}
+	}
+}
+
+var _ io.Writer = (*lineLogger)(nil)

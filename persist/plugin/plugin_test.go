@@ -1,0 +1,181 @@
+package plugin_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ruaft/ruaft/persist"
+	"github.com/ruaft/ruaft/persist/persisttest"
+	"github.com/ruaft/ruaft/persist/plugin"
+)
+
+func TestMain(m *testing.M) { persisttest.Main(m) }
+
+var ctx = context.Background()
+
+func TestConformanceInProcess(t *testing.T) {
+	for _, kind := range plugin.Builtins() {
+		t.Run(kind, func(t *testing.T) { persisttest.Run(t, persisttest.InProcessPlugin(kind)) })
+	}
+}
+
+func TestConformanceSubprocess(t *testing.T) {
+	for _, kind := range plugin.Builtins() {
+		t.Run(kind, func(t *testing.T) { persisttest.Run(t, persisttest.Plugin(kind)) })
+	}
+}
+
+func shortSocketDir(t *testing.T) string {
+	d, err := os.MkdirTemp("", "rp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// TestKilledPlugin kills the plugin process and checks that every call fails
+// with ErrUnavailable (no panic), and that a new plugin on the same folder
+// has everything that was acknowledged.
+func TestKilledPlugin(t *testing.T) {
+	for _, kind := range []string{"file", "badger"} {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := plugin.Config{Persister: kind, DataDir: dir, SocketDir: shortSocketDir(t)}
+			s, err := plugin.Open(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			hs := persist.HardState{Term: 3, VotedFor: 1, Commit: 2}
+			if err := s.Append(ctx, hs, persisttest.Entries(1, 20, 3)); err != nil {
+				t.Fatal(err)
+			}
+			if err := syscall.Kill(s.PID(), syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			// Calls fail at once, whether or not the host has noticed the exit.
+			if err := s.Append(ctx, hs, persisttest.Entries(21, 21, 3)); !errors.Is(err, persist.ErrUnavailable) {
+				t.Fatalf("Append after kill: %v, want ErrUnavailable", err)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for !s.Exited() && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if !s.Exited() {
+				t.Fatal("host did not notice the plugin's exit")
+			}
+			if _, err := s.Load(ctx); !errors.Is(err, persist.ErrUnavailable) {
+				t.Fatalf("Load after kill: %v, want ErrUnavailable", err)
+			}
+			if err := s.SaveSnapshot(ctx, persist.Snapshot{Index: 5, Term: 3, Data: make([]byte, 3<<20)}); !errors.Is(err, persist.ErrUnavailable) {
+				t.Fatalf("SaveSnapshot after kill: %v, want ErrUnavailable", err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatalf("Close after kill: %v", err)
+			}
+			s2, err := plugin.Open(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s2.Close()
+			st, err := s2.Load(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.HardState != hs || st.LastIndex() != 20 {
+				t.Fatalf("after restart: hs %+v last %d", st.HardState, st.LastIndex())
+			}
+		})
+	}
+}
+
+// TestKilledDuringCalls kills the plugin while a goroutine appends in a loop:
+// each call either succeeds or fails with ErrUnavailable.
+func TestKilledDuringCalls(t *testing.T) {
+	s, err := plugin.Open(ctx, plugin.Config{Persister: "file", DataDir: t.TempDir(), SocketDir: shortSocketDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	done := make(chan error, 1)
+	go func() {
+		for i := uint64(1); ; i++ {
+			if err := s.Append(ctx, persist.HardState{Term: 1}, persisttest.Entries(i, i, 1)); err != nil {
+				done <- err
+				return
+			}
+			if i == 50 {
+				_ = syscall.Kill(s.PID(), syscall.SIGKILL)
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, persist.ErrUnavailable) {
+			t.Fatalf("Append during kill: %v, want ErrUnavailable", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("appends kept succeeding after the plugin was killed")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	exe, _ := os.Executable()
+	notExec := t.TempDir() + "/not-executable"
+	if err := os.WriteFile(notExec, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		cfg   plugin.Config
+		field string
+	}{
+		{plugin.Config{}, "Persister"},
+		{plugin.Config{Persister: "rocks", DataDir: "/x"}, "Persister"},
+		{plugin.Config{Persister: "file"}, "DataDir"},
+		{plugin.Config{Persister: "badger"}, "DataDir"},
+		{plugin.Config{Persister: "/no/such/plugin", DataDir: "/x"}, "Persister"},
+		{plugin.Config{Persister: notExec, DataDir: "/x"}, "Persister"},
+		{plugin.Config{Persister: "file", DataDir: "/x", Options: map[string]string{"segment_bytes": "12"}}, "SegmentBytes"},
+		{plugin.Config{Persister: "file", DataDir: "/x", Options: map[string]string{"colour": "red"}}, "Options[colour]"},
+		{plugin.Config{Persister: "badger", DataDir: "/x", Options: map[string]string{"memtable_bytes": "x"}}, "Options[memtable_bytes]"},
+		{plugin.Config{Persister: "noop", Options: map[string]string{"a": "b"}}, "Options[a]"},
+		{plugin.Config{Persister: exe, DataDir: "/x", StartTimeout: -1}, "StartTimeout"},
+	} {
+		err := c.cfg.Validate()
+		if !errors.Is(err, plugin.ErrInvalidConfig) || !strings.Contains(err.Error(), c.field) {
+			t.Errorf("Validate(%+v) = %v, want ErrInvalidConfig naming %s", c.cfg, err, c.field)
+		}
+		if _, err := plugin.Open(ctx, c.cfg); !errors.Is(err, plugin.ErrInvalidConfig) {
+			t.Errorf("Open(%+v) = %v, want ErrInvalidConfig", c.cfg, err)
+		}
+	}
+	if err := (plugin.Config{Persister: "noop"}).Validate(); err != nil {
+		t.Errorf("noop without DataDir: %v", err)
+	}
+}
+
+// TestNotAPlugin runs a plugin binary that is not one (this test binary
+// without the built-in variable): Open must fail, not hang.
+func TestHandshakeFailure(t *testing.T) {
+	start := time.Now()
+	_, err := plugin.Open(ctx, plugin.Config{Persister: "/bin/true", DataDir: t.TempDir(),
+		SocketDir: shortSocketDir(t), StartTimeout: 5 * time.Second})
+	if err == nil {
+		t.Fatal("Open of /bin/true succeeded")
+	}
+	if time.Since(start) > 6*time.Second {
+		t.Fatalf("Open took %v", time.Since(start))
+	}
+}
+
+func TestServeOutsideHost(t *testing.T) {
+	if err := plugin.ServeBuiltin("file"); !errors.Is(err, plugin.ErrNotPlugin) {
+		t.Fatalf("ServeBuiltin outside a host: %v, want ErrNotPlugin", err)
+	}
+}

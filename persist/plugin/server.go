@@ -1,0 +1,223 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/ruaft/ruaft/persist"
+	persistv1 "github.com/ruaft/ruaft/rpc/persist/v1"
+	raftv1 "github.com/ruaft/ruaft/rpc/raft/v1"
+)
+
+// PluginName is the name the persister plugin is dispensed under.
+const PluginName = "persister"
+
+// Handshake is the go-plugin handshake between a host and a persister
+// plugin. ProtocolVersion changes whenever rpc/persist/v1 changes
+// incompatibly.
+var Handshake = goplugin.HandshakeConfig{
+	ProtocolVersion:  1,
+	MagicCookieKey:   "RUAFT_PERSISTER_PLUGIN",
+	MagicCookieValue: "9c1d0f5e-ruaft-persister",
+}
+
+// ChunkBytes is the most snapshot data (or entry data, in Load) one stream
+// message carries.
+const ChunkBytes = 1 << 20
+
+// maxMessageBytes bounds one gRPC message, which bounds one Append batch.
+const maxMessageBytes = 512 << 20
+
+// Params are what the host passes to the plugin's store when it opens it.
+type Params struct {
+	// DataDir is the folder the store keeps its files in; the replica owns it.
+	DataDir string
+	// Sync makes every write durable before it returns. Off is for tests
+	// and benchmarks only.
+	Sync bool
+	// Options are store-specific settings by name.
+	Options map[string]string
+}
+
+// OpenFunc opens the store a plugin serves. It returns the store and a name
+// for logs.
+type OpenFunc func(p Params) (persist.Store, string, error)
+
+// GRPCPlugin is the go-plugin plugin for the persister service: on the
+// plugin side it serves the store Open opens; on the host side it yields a
+// *Client.
+type GRPCPlugin struct {
+	goplugin.NetRPCUnsupportedPlugin
+	// Open opens the store; needed on the plugin side only.
+	Open OpenFunc
+}
+
+var _ goplugin.GRPCPlugin = (*GRPCPlugin)(nil)
+
+// GRPCServer implements goplugin.GRPCPlugin.
+func (p *GRPCPlugin) GRPCServer(_ *goplugin.GRPCBroker, s *grpc.Server) error {
+	persistv1.RegisterPersisterServiceServer(s, &server{open: p.Open})
+	return nil
+}
+
+// GRPCClient implements goplugin.GRPCPlugin; it returns a *Client, not yet
+// open.
+func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *goplugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
+	return &Client{rpc: persistv1.NewPersisterServiceClient(cc)}, nil
+}
+
+// server is the plugin side of the PersisterService over one store.
+type server struct {
+	persistv1.UnimplementedPersisterServiceServer
+	open OpenFunc
+
+	mu sync.Mutex    // guards st; held only to read or set it, never across a store call
+	st persist.Store // nil before Open
+}
+
+func (s *server) store() (persist.Store, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st == nil {
+		return nil, status.Error(codes.FailedPrecondition, "persist/plugin: store not open")
+	}
+	return s.st, nil
+}
+
+func (s *server) Open(_ context.Context, req *persistv1.OpenRequest) (*persistv1.OpenResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock() // Open runs once, before anything else; holding the lock is fine
+	if s.st != nil {
+		return nil, status.Error(codes.FailedPrecondition, "persist/plugin: store already open")
+	}
+	if s.open == nil {
+		return nil, status.Error(codes.Unimplemented, "persist/plugin: no store to open")
+	}
+	st, name, err := s.open(Params{DataDir: req.GetDataDir(), Sync: req.GetSync(), Options: req.GetOptions()})
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	s.st = st
+	return &persistv1.OpenResponse{StoreName: name, LogSizeBytes: uint64(st.Size())}, nil
+}
+
+func (s *server) Load(req *persistv1.LoadRequest, stream grpc.ServerStreamingServer[persistv1.LoadResponse]) error {
+	st, err := s.store()
+	if err != nil {
+		return err
+	}
+	state, err := st.Load(stream.Context())
+	if err != nil {
+		return toStatus(err)
+	}
+	chunk := int(req.GetMaxChunkBytes())
+	if chunk <= 0 || chunk > ChunkBytes {
+		chunk = ChunkBytes
+	}
+	hdr := &persistv1.LoadHeader{
+		HardState:    hardStateToProto(state.HardState),
+		EntryCount:   uint64(len(state.Entries)),
+		LogSizeBytes: uint64(st.Size()),
+	}
+	if snap := state.Snapshot; snap.Index > 0 {
+		hdr.Snapshot = &raftv1.SnapshotMetadata{LastIncludedIndex: snap.Index, LastIncludedTerm: snap.Term, SizeBytes: uint64(len(snap.Data))}
+	}
+	if err := stream.Send(&persistv1.LoadResponse{Part: &persistv1.LoadResponse_Header{Header: hdr}}); err != nil {
+		return err
+	}
+	data := state.Snapshot.Data
+	for off := 0; off < len(data); off += chunk {
+		part := data[off:min(off+chunk, len(data))]
+		if err := stream.Send(&persistv1.LoadResponse{Part: &persistv1.LoadResponse_SnapshotChunk{SnapshotChunk: part}}); err != nil {
+			return err
+		}
+	}
+	for es := state.Entries; len(es) > 0; {
+		n, bytes := 0, 0
+		for n < len(es) && (n == 0 || bytes+len(es[n].Data)+32 <= chunk) {
+			bytes += len(es[n].Data) + 32
+			n++
+		}
+		msg := &persistv1.LoadResponse{Part: &persistv1.LoadResponse_Entries{
+			Entries: &persistv1.LoadEntries{Entries: entriesToProto(es[:n])}}}
+		if err := stream.Send(msg); err != nil {
+			return err
+		}
+		es = es[n:]
+	}
+	return nil
+}
+
+func (s *server) Append(ctx context.Context, req *persistv1.AppendRequest) (*persistv1.AppendResponse, error) {
+	st, err := s.store()
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Append(ctx, hardStateFromProto(req.GetHardState()), entriesFromProto(req.GetEntries())); err != nil {
+		return nil, toStatus(err)
+	}
+	return &persistv1.AppendResponse{LogSizeBytes: uint64(st.Size())}, nil
+}
+
+// maxSnapshotBytes bounds the buffer a SaveSnapshot stream may announce.
+const maxSnapshotBytes = 16 << 30
+
+func (s *server) SaveSnapshot(stream grpc.ClientStreamingServer[persistv1.SaveSnapshotRequest, persistv1.SaveSnapshotResponse]) error {
+	st, err := s.store()
+	if err != nil {
+		return err
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	meta := first.GetMetadata()
+	if meta == nil {
+		return status.Error(codes.InvalidArgument, "persist/plugin: SaveSnapshot: first message has no metadata")
+	}
+	if meta.GetSizeBytes() > maxSnapshotBytes {
+		return status.Errorf(codes.InvalidArgument, "persist/plugin: SaveSnapshot: %d bytes is too large", meta.GetSizeBytes())
+	}
+	data := make([]byte, 0, meta.GetSizeBytes())
+	data = append(data, first.GetChunk()...)
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if msg.GetMetadata() != nil {
+			return status.Error(codes.InvalidArgument, "persist/plugin: SaveSnapshot: metadata after the first message")
+		}
+		data = append(data, msg.GetChunk()...)
+	}
+	if uint64(len(data)) != meta.GetSizeBytes() {
+		return status.Errorf(codes.InvalidArgument, "persist/plugin: SaveSnapshot: got %d bytes, metadata says %d", len(data), meta.GetSizeBytes())
+	}
+	snap := persist.Snapshot{Index: meta.GetLastIncludedIndex(), Term: meta.GetLastIncludedTerm(), Data: data}
+	if err := st.SaveSnapshot(stream.Context(), snap); err != nil {
+		return toStatus(err)
+	}
+	return stream.SendAndClose(&persistv1.SaveSnapshotResponse{LogSizeBytes: uint64(st.Size())})
+}
+
+func (s *server) Close(context.Context, *persistv1.CloseRequest) (*persistv1.CloseResponse, error) {
+	st, err := s.store()
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Close(); err != nil {
+		return nil, toStatus(fmt.Errorf("close: %w", err))
+	}
+	return &persistv1.CloseResponse{}, nil
+}
