@@ -349,6 +349,60 @@ func (c *Cluster) SetLink(i, j int, on bool) {
 	c.net.Enable(c.endNames[j][i], on)
 }
 
+// Partition splits the servers into groups: links within a group are
+// enabled, links between groups disabled. Servers in no group are cut off
+// from all. Every server counts as connected afterwards (CheckOneLeader and
+// One consider all of them).
+func (c *Cluster) Partition(groups ...[]int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	group := make([]int, c.n)
+	for i := range group {
+		group[i] = -1 - i // alone
+	}
+	for g, members := range groups {
+		for _, i := range members {
+			group[i] = g
+		}
+	}
+	for i := range c.n {
+		c.connected[i] = true
+		for j := range c.n {
+			if i != j {
+				c.net.Enable(c.endNames[i][j], group[i] == group[j])
+			}
+		}
+	}
+}
+
+// CallFrom returns the server that made a call seen by the interceptor, or
+// -1 if the call is not between servers of the cluster.
+func CallFrom(info simnet.CallInfo) int {
+	var from, to, gen int
+	if _, err := fmt.Sscanf(info.End, "%d->%d#%d", &from, &to, &gen); err != nil {
+		return -1
+	}
+	return from
+}
+
+// CallTo returns the server a call seen by the interceptor is addressed to,
+// or -1.
+func CallTo(info simnet.CallInfo) int {
+	to, err := strconv.Atoi(info.Server)
+	if err != nil {
+		return -1
+	}
+	return to
+}
+
+// LastApplied returns the last index server i's application applied (or
+// restored from a snapshot) in its current incarnation.
+func (c *Cluster) LastApplied(i int) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastApplied[i]
+}
+
 // Connected reports whether server i is connected.
 func (c *Cluster) Connected(i int) bool {
 	c.mu.Lock()
