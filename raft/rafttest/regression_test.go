@@ -248,4 +248,3 @@ func TestInterceptorSmoke(t *testing.T) {
 		t.Fatalf("the interceptor did not exercise every path: %v", stats)
 	}
 }
-
