@@ -1,9 +1,14 @@
 package plugin_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,7 +19,84 @@ import (
 	"github.com/ruaft/ruaft/persist/plugin"
 )
 
-func TestMain(m *testing.M) { persisttest.Main(m) }
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("PERSIST_TEST_HOST"); dir != "" && os.Getenv(plugin.EnvBuiltin) == "" {
+		hostMain(dir) // never returns
+	}
+	persisttest.Main(m)
+}
+
+// hostMain is a host process for TestPluginDiesWithHost: it starts a file
+// plugin, prints its pid and waits to be killed.
+func hostMain(dir string) {
+	s, err := plugin.Open(context.Background(), plugin.Config{Persister: "file", DataDir: dir})
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	fmt.Println(s.PID())
+	select {}
+}
+
+// TestPluginDiesWithHost kills a host process with SIGKILL (no chance to
+// clean up) and checks that its plugin process dies too (Pdeathsig).
+func TestPluginDiesWithHost(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("Pdeathsig is Linux only")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "rh") // short: the socket lives under it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	host := exec.Command(exe, "-test.run=^$")
+	host.Env = append(os.Environ(), "PERSIST_TEST_HOST="+dir)
+	out, err := host.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := host.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		_ = host.Process.Kill()
+		t.Fatalf("host output: %q, %v", line, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		_ = host.Process.Kill()
+		t.Fatalf("host said %q", line)
+	}
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Fatalf("plugin %d not running: %v", pid, err)
+	}
+	_ = host.Process.Kill()
+	_ = host.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		// A dead child of init is reaped at once; a zombie counts as dead.
+		if err := syscall.Kill(pid, 0); err != nil || isZombie(pid) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	t.Fatalf("plugin %d outlived its host", pid)
+}
+
+func isZombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(b))
+	return len(f) > 2 && f[2] == "Z"
+}
 
 var ctx = context.Background()
 
