@@ -261,3 +261,61 @@ func TestServeOutsideHost(t *testing.T) {
 		t.Fatalf("ServeBuiltin outside a host: %v, want ErrNotPlugin", err)
 	}
 }
+
+// TestCorruptStoreThroughPlugin damages a file store's segment and checks
+// that Open through the plugin fails with an error matching ErrCorrupt that
+// names the file and offset.
+func TestCorruptStoreThroughPlugin(t *testing.T) {
+	dir := t.TempDir()
+	cfg := plugin.Config{Persister: "file", DataDir: dir, SocketDir: shortSocketDir(t)}
+	s, err := plugin.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(1); i <= 3; i++ {
+		if err := s.Append(ctx, persist.HardState{Term: 1}, persisttest.Entries(i, i, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	seg := dir + "/0000000000000001.wal"
+	b, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[20] ^= 0xff // inside the first record's payload
+	if err := os.WriteFile(seg, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = plugin.Open(ctx, cfg)
+	if !errors.Is(err, persist.ErrCorrupt) || !strings.Contains(err.Error(), "0000000000000001.wal at offset 0") {
+		t.Fatalf("Open of a damaged store: %v, want ErrCorrupt naming the segment and offset", err)
+	}
+}
+
+// TestDefaultSocketDir opens each durable store with the socket folder
+// inside its data folder (the default), reopens it, and checks that the
+// socket folder is gone after Close.
+func TestDefaultSocketDir(t *testing.T) {
+	for _, kind := range []string{"file", "badger"} {
+		dir := t.TempDir()
+		for range 2 {
+			s, err := plugin.Open(ctx, plugin.Config{Persister: kind, DataDir: dir})
+			if err != nil {
+				t.Fatalf("%s: %v", kind, err)
+			}
+			if err := s.Append(ctx, persist.HardState{Term: 1}, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		left, _ := os.ReadDir(dir + "/plugin")
+		if len(left) != 0 {
+			t.Errorf("%s: %d entries left in the socket folder", kind, len(left))
+		}
+	}
+}

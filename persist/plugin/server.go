@@ -103,7 +103,7 @@ func (s *server) Open(_ context.Context, req *persistv1.OpenRequest) (*persistv1
 	}
 	st, name, err := s.open(Params{DataDir: req.GetDataDir(), Sync: req.GetSync(), Options: req.GetOptions()})
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, toStatus(err)
 	}
 	s.st = st
 	return &persistv1.OpenResponse{StoreName: name, LogSizeBytes: uint64(st.Size())}, nil
