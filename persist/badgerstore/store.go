@@ -180,7 +180,10 @@ type Store struct {
 	chunk     int   // snapshot chunk size, bytes
 	atomicMax int64 // batches estimated below this go in one transaction
 
-	mu       sync.Mutex // serializes the methods; guards every field below
+	// mu serializes the methods and guards every field below. It is held
+	// across fsync: the Store contract has no concurrent calls except Size,
+	// which reads an atomic and never waits for it.
+	mu       sync.Mutex
 	closed   bool
 	failed   error
 	hs       persist.HardState

@@ -80,7 +80,10 @@ type Store struct {
 	opts Options
 	log  *slog.Logger
 
-	mu       sync.Mutex // serializes the methods; guards every field below
+	// mu serializes the methods and guards every field below. It is held
+	// across fsync: the Store contract has no concurrent calls except Size,
+	// which reads an atomic and never waits for it.
+	mu       sync.Mutex
 	closed   bool
 	failed   error             // the write or sync error that failed the store, or nil
 	hs       persist.HardState // of the last record written
