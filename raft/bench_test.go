@@ -3,20 +3,43 @@ package raft
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ruaft/ruaft/persist"
+	"github.com/ruaft/ruaft/persist/filestore"
 )
 
 // BenchmarkCommit measures commits per second of a 3-node cluster in one
 // process (in-process transport, memory stores) with concurrent proposers,
 // and the commit latency (Start until the leader applied it).
 func BenchmarkCommit(b *testing.B) {
+	benchCommit(b, func(b *testing.B) *cluster { return newCluster(b, 3, nil) })
+}
+
+// BenchmarkCommitDurable is BenchmarkCommit with each replica on a
+// persist/filestore store that fsyncs every Append.
+func BenchmarkCommitDurable(b *testing.B) {
+	benchCommit(b, func(b *testing.B) *cluster {
+		return newClusterStores(b, 3, nil, func(i int) persist.Store {
+			s, err := filestore.Open(filepath.Join(b.TempDir(), fmt.Sprint(i)), filestore.DefaultOptions())
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { s.Close() })
+			return s
+		})
+	})
+}
+
+func benchCommit(b *testing.B, newCl func(*testing.B) *cluster) {
 	for _, proposers := range []int{1, 16, 64, 256} {
 		b.Run(fmt.Sprintf("proposers=%d", proposers), func(b *testing.B) {
-			cl := newCluster(b, 3, nil)
+			cl := newCl(b)
 			cl.commit("warmup")
 			var next atomic.Int64
 			lat := make([][]time.Duration, proposers)

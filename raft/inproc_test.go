@@ -211,7 +211,7 @@ type cluster struct {
 	cfg    func(id int) Config
 	nodes  []*Node
 	apps   []*testApp
-	stores []*persist.Memory
+	stores []persist.Store
 }
 
 func testConfig(id, peers int) Config {
@@ -222,7 +222,13 @@ func testConfig(id, peers int) Config {
 }
 
 func newCluster(t testing.TB, n int, tweak func(*Config)) *cluster {
-	cl := &cluster{t: t, net: newInprocNet(n), nodes: make([]*Node, n), apps: make([]*testApp, n), stores: make([]*persist.Memory, n)}
+	return newClusterStores(t, n, tweak, func(int) persist.Store { return persist.NewMemory() })
+}
+
+// newClusterStores is newCluster with stores from open; crash needs
+// *persist.Memory stores.
+func newClusterStores(t testing.TB, n int, tweak func(*Config), open func(i int) persist.Store) *cluster {
+	cl := &cluster{t: t, net: newInprocNet(n), nodes: make([]*Node, n), apps: make([]*testApp, n), stores: make([]persist.Store, n)}
 	cl.cfg = func(id int) Config {
 		c := testConfig(id, n)
 		if tweak != nil {
@@ -231,7 +237,7 @@ func newCluster(t testing.TB, n int, tweak func(*Config)) *cluster {
 		return c
 	}
 	for i := range n {
-		cl.stores[i] = persist.NewMemory()
+		cl.stores[i] = open(i)
 		cl.start(i)
 	}
 	t.Cleanup(cl.killAll)
@@ -257,7 +263,7 @@ func (cl *cluster) crash(i int) {
 	if err := cl.nodes[i].Kill(); err != nil {
 		cl.t.Errorf("node %d: %v", i, err)
 	}
-	cl.stores[i] = cl.stores[i].Clone()
+	cl.stores[i] = cl.stores[i].(*persist.Memory).Clone()
 	cl.nodes[i] = nil
 }
 
