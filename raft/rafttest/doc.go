@@ -10,4 +10,12 @@
 // this package's _test files. Every Cluster logs its random seed; set
 // RAFTTEST_SEED to replay a run's random choices (scheduling still varies),
 // and RAFTTEST_LOG=1 to send the nodes' logs to the test log.
+//
+// The lab's tests are timing-sensitive, so the ones that count RPCs or
+// check that terms stay stable (TestCount3B, TestInitialElection3A,
+// TestCheckQuorum, ...) run alone, first. Only long tests that spend most of
+// their time waiting (Figure 8, churn, the snapshot-install tests, Backup,
+// Persist2, chunked snapshots) call t.Parallel, so that with go test's
+// default -parallel (GOMAXPROCS) two of them share the machine after the
+// sequential ones finish. Stress them with scripts/stress.sh.
 package rafttest

@@ -18,6 +18,7 @@ import (
 // over 10 KiB, chunks of 1 KiB) on an unreliable network, where chunks and
 // replies are lost and the transfer must resume.
 func TestChunkedSnapshotUnreliable(t *testing.T) {
+	t.Parallel() // long and mostly waiting; see the package doc
 	const servers = 3
 	const pad, chunk = 10 << 10, 1 << 10
 	c := NewCluster(t, servers, Options{

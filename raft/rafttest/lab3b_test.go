@@ -338,6 +338,7 @@ func TestRejoin3B(t *testing.T) {
 
 // TestBackup3B: a leader backs up quickly over incorrect follower logs.
 func TestBackup3B(t *testing.T) {
+	t.Parallel() // long and mostly waiting; see the package doc
 	const servers = 5
 	c := NewCluster(t, servers, Options{})
 

@@ -55,6 +55,7 @@ func TestPersist13C(t *testing.T) {
 
 // TestPersist23C: more persistence.
 func TestPersist23C(t *testing.T) {
+	t.Parallel() // long and mostly waiting; see the package doc
 	const servers = 5
 	c := NewCluster(t, servers, Options{})
 
@@ -126,6 +127,7 @@ func TestPersist33C(t *testing.T) {
 // leaders crash right after appending, new leaders must not commit entries
 // of older terms by counting replicas.
 func TestFigure83C(t *testing.T) {
+	t.Parallel() // long and mostly waiting; see the package doc
 	const servers = 5
 	c := NewCluster(t, servers, Options{})
 
@@ -202,6 +204,7 @@ func TestUnreliableAgree3C(t *testing.T) {
 // reordering (from iteration 200 on), disconnecting leaders instead of
 // crashing them.
 func TestFigure8Unreliable3C(t *testing.T) {
+	t.Parallel() // long and mostly waiting; see the package doc
 	const servers = 5
 	c := NewCluster(t, servers, Options{Unreliable: true})
 
@@ -377,9 +380,11 @@ func churn(t *testing.T, unreliable bool) {
 }
 
 func TestReliableChurn3C(t *testing.T) {
+	t.Parallel() // long and mostly waiting; see the package doc
 	churn(t, false)
 }
 
 func TestUnreliableChurn3C(t *testing.T) {
+	t.Parallel() // long and mostly waiting; see the package doc
 	churn(t, true)
 }

@@ -73,18 +73,22 @@ func TestSnapshotBasic3D(t *testing.T) {
 }
 
 func TestSnapshotInstall3D(t *testing.T) {
+	t.Parallel() // long and mostly waiting; see the package doc
 	snapCommon(t, true, true, false)
 }
 
 func TestSnapshotInstallUnreliable3D(t *testing.T) {
+	t.Parallel() // long and mostly waiting; see the package doc
 	snapCommon(t, true, false, false)
 }
 
 func TestSnapshotInstallCrash3D(t *testing.T) {
+	t.Parallel() // long and mostly waiting; see the package doc
 	snapCommon(t, false, true, true)
 }
 
 func TestSnapshotInstallUnCrash3D(t *testing.T) {
+	t.Parallel() // long and mostly waiting; see the package doc
 	snapCommon(t, false, false, true)
 }
 
