@@ -1,4 +1,54 @@
 // Package raft is a Raft consensus library: a deterministic core (messages and
 // ticks in, one batch of work out) driven by a small set of daemon goroutines
-// that persist, replicate and apply. See the README for the API.
+// that persist, replicate and apply.
+//
+// # Using it
+//
+// Build a Config from DefaultConfig (set ID and Peers), give New a Transport
+// (how to reach the other replicas), a persist.Store (where to keep the hard
+// state, the log and snapshots) and an Application (the replicated state
+// machine), and serve the four Handle* methods to the other replicas:
+//
+//	n, err := raft.New(cfg, transport, store, app)
+//	index, term, isLeader := n.Start(cmd) // propose; app.Apply sees it once committed
+//	readAt, err := n.ReadIndex(ctx)       // linearizable read point, no log write
+//	err = n.TransferLeadership(ctx, 2)
+//	err = n.Kill()                        // stops everything; reports broken invariants
+//
+// # Layout
+//
+// The core (core.go, log.go, progress.go, quorum.go) is the protocol: roles
+// follower, pre-candidate, candidate and leader; pre-vote and a leader lease
+// (a node that heard from a leader within the minimum election timeout
+// neither grants votes nor pre-votes, except for a leadership transfer);
+// check-quorum; log matching with fast backup (ConflictTerm/ConflictIndex);
+// commit of current-term entries only, by counting a majority (more than
+// half, for any cluster size); a no-op entry at the start of each term;
+// per-follower probe/replicate/snapshot states with a bounded window of
+// pipelined AppendEntries; chunked, resumable InstallSnapshot; ReadIndex
+// rounds; TimeoutNow. It has no goroutines, no clock, no I/O; time is ticks
+// and randomness comes from a seeded source, so its tests are exact
+// (core_test.go, testdata/).
+//
+// The node (node.go) owns the core behind one mutex, never held across a
+// store call, an RPC or an application callback, and runs:
+//
+//   - a ticker, one core tick per Config.TickInterval;
+//   - the replication loop, which takes each batch from the core, stores it
+//     with one Store.Append (after Store.SaveSnapshot for an installed or
+//     compacted snapshot), sends its messages and hands committed entries to
+//     the applier. A leader's AppendEntries go out before its own write
+//     completes; it counts itself in a majority only once the write is
+//     durable. A follower answers an RPC only once what the answer claims is
+//     stored;
+//   - per-peer senders (Config.RPCWorkersPerPeer goroutines each, with a
+//     per-RPC timeout), so a slow or dead peer never delays the others;
+//   - the applier, which calls Application.Apply in log order and may block
+//     without stalling consensus, and asks for snapshots
+//     (Application.SnapshotNeeded) when the store passes
+//     Config.SnapshotThresholdBytes.
+//
+// A failed store call stops the node from acknowledging anything: it steps
+// down, Start returns isLeader false, handlers return errors, and
+// Status().Err holds the cause.
 package raft

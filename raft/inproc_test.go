@@ -139,6 +139,14 @@ func (a *testApp) Apply(msg ApplyMsg) {
 		a.cmds = append(a.cmds, string(msg.Command))
 	}
 	a.last = msg.Index
+	if !msg.IsSnapshot {
+		// Waiters wait for command indexes, so only this one can be due.
+		for _, w := range a.waiters[msg.Index] {
+			close(w)
+		}
+		delete(a.waiters, msg.Index)
+		return
+	}
 	for i, ws := range a.waiters {
 		if i <= a.last {
 			for _, w := range ws {
