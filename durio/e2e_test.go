@@ -321,8 +321,8 @@ func killLeaderUnderLoad(t *testing.T, persister string) {
 		t.Fatal(err)
 	}
 	var (
-		mu    sync.Mutex // guards acked and lastOK
-		acked = map[string]string{}
+		mu     sync.Mutex // guards acked and lastOK
+		acked  = map[string]string{}
 		lastOK time.Time
 	)
 	ctx, cancel := context.WithCancel(context.Background())

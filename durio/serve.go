@@ -2,14 +2,16 @@ package durio
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/ruaft/ruaft/persist"
-	"github.com/ruaft/ruaft/persist/badgerstore"
-	"github.com/ruaft/ruaft/persist/filestore"
+	"github.com/ruaft/ruaft/persist/plugin"
 )
 
 // Serve runs one replica until ctx ends (SIGTERM or SIGINT in the durio
@@ -51,20 +53,31 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 	return runErr
 }
 
-// openStore opens the configured persister.
-func openStore(_ context.Context, cfg Config, logger *slog.Logger) (persist.Store, error) {
-	switch cfg.Persister {
-	case "noop":
+// openStore opens the configured persister: noop in-process (it keeps
+// nothing, so a subprocess would only add latency), every other store as a
+// go-plugin subprocess — built-ins served by this same binary, or a
+// third-party plugin binary by path. The subprocess dies with this process.
+func openStore(ctx context.Context, cfg Config, logger *slog.Logger) (persist.Store, error) {
+	if cfg.Persister == "noop" {
 		return &persist.Noop{}, nil
-	case "file":
-		o := filestore.DefaultOptions()
-		o.Logger = logger.With("layer", "filestore")
-		return filestore.Open(cfg.DataDir, o)
-	case "badger":
-		o := badgerstore.DefaultOptions()
-		o.Logger = logger.With("layer", "badger")
-		return badgerstore.Open(cfg.DataDir, o)
-	default:
-		return nil, configErr("persister", "%q is not noop, file or badger", cfg.Persister)
 	}
+	pc := plugin.Config{
+		Persister:    cfg.Persister,
+		DataDir:      filepath.Join(cfg.DataDir, "store"),
+		SocketDir:    filepath.Join(cfg.DataDir, "plugin"),
+		Options:      cfg.PersisterOptions,
+		StartTimeout: 10 * time.Second,
+		Logger:       logger.With("layer", "persister"),
+	}
+	if err := os.MkdirAll(pc.DataDir, 0o750); err != nil {
+		return nil, configErr("data-dir", "%v", err)
+	}
+	store, err := plugin.Open(ctx, pc)
+	if errors.Is(err, plugin.ErrInvalidConfig) {
+		return nil, configErr("persister", "%v", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("durio: open persister %s: %w", cfg.Persister, err)
+	}
+	return store, nil
 }

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/ruaft/ruaft/durio"
+	"github.com/ruaft/ruaft/persist/plugin"
 )
 
 func main() {
@@ -23,6 +24,12 @@ func main() {
 }
 
 func run() error {
+	// Re-executed by a replica to serve its persister plugin (see
+	// persist/plugin): serve it and nothing else.
+	if served, err := plugin.ServeIfChild(); served {
+		return err
+	}
+	defer plugin.CleanupClients()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) < 2 {
