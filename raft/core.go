@@ -136,6 +136,8 @@ type core struct {
 
 	// violations records broken invariants, reported by Kill.
 	violations []string
+	// events explains role changes; the node drains and logs them.
+	events []string
 }
 
 func newCore(cfg coreConfig, st persist.State) *core {
@@ -162,6 +164,13 @@ func (c *core) hardState() persist.HardState {
 
 func (c *core) violate(format string, args ...any) {
 	c.violations = append(c.violations, fmt.Sprintf("replica %d term %d: ", c.id, c.term)+fmt.Sprintf(format, args...))
+}
+
+// note records why the core is changing role, for the node's log.
+func (c *core) note(format string, args ...any) {
+	if len(c.events) < 64 {
+		c.events = append(c.events, fmt.Sprintf(format, args...))
+	}
 }
 
 func (c *core) resetTimeout() {
@@ -281,6 +290,7 @@ func (c *core) tick() {
 	}
 	c.electionElapsed++
 	if c.electionElapsed >= c.timeout {
+		c.note("election timeout after %d ticks as %v in term %d", c.electionElapsed, c.role, c.term)
 		c.campaign()
 	}
 }
@@ -298,6 +308,7 @@ func (c *core) tickLeader() {
 				c.prs[p].recentActive = false
 			}
 			if active < quorum(c.cfg.peers) {
+				c.note("check-quorum: %d of %d heard from in term %d; stepping down", active, c.cfg.peers, c.term)
 				c.becomeFollower(c.term, NoLeader)
 				return
 			}
@@ -510,6 +521,7 @@ func (c *core) observeLeader(term uint64, leader int) bool {
 		return false
 	}
 	if term > c.term {
+		c.note("leader %d has term %d > %d", leader, term, c.term)
 		c.becomeFollower(term, leader)
 	} else {
 		if c.role == Leader {
@@ -604,6 +616,7 @@ func (c *core) handleRequestVote(req *RequestVoteRequest) *RequestVoteResponse {
 		return &RequestVoteResponse{Term: c.term}
 	}
 	if req.Term > c.term {
+		c.note("vote request from %d has term %d > %d", req.CandidateID, req.Term, c.term)
 		c.becomeFollower(req.Term, NoLeader)
 	}
 	canVote := c.vote == req.CandidateID || (c.vote == persist.NoVote && c.lead == NoLeader)
@@ -659,6 +672,7 @@ func (c *core) handleTimeoutNow(req *TimeoutNowRequest) *TimeoutNowResponse {
 	if !c.observeLeader(req.Term, req.LeaderID) {
 		return &TimeoutNowResponse{Term: c.term}
 	}
+	c.note("TimeoutNow from leader %d", req.LeaderID)
 	c.becomeCandidate(true)
 	return &TimeoutNowResponse{Term: req.Term, Accepted: true}
 }
@@ -669,6 +683,7 @@ func (c *core) handleTimeoutNow(req *TimeoutNowRequest) *TimeoutNowResponse {
 // did.
 func (c *core) stepDownIfNewer(term uint64) bool {
 	if term > c.term {
+		c.note("an answer has term %d > %d", term, c.term)
 		c.becomeFollower(term, NoLeader)
 		return true
 	}
@@ -698,6 +713,7 @@ func (c *core) handleVoteResponse(m message, resp *RequestVoteResponse) {
 			c.becomeLeader()
 		}
 	case voteLost:
+		c.note("lost the %v election for term %d", c.role, m.rv.Term)
 		c.becomeFollower(c.term, NoLeader)
 	}
 }

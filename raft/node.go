@@ -381,6 +381,10 @@ func (n *Node) storeFailed(err error) {
 
 func (n *Node) logStateLocked() {
 	c := n.core
+	for _, e := range c.events {
+		n.logger.Info("raft: " + e)
+	}
+	c.events = c.events[:0]
 	if c.role != n.lastRole || c.term != n.lastTerm {
 		n.logger.Info("raft: state change", "role", c.role, "term", c.term, "leader", c.lead,
 			"last", c.log.lastIndex(), "commit", c.log.commit)
@@ -394,6 +398,7 @@ func (n *Node) dispatch(m message) {
 	select {
 	case n.peers[m.to] <- m:
 	default:
+		n.logger.Debug("raft: send queue full", "to", m.to, "rpc", rpcName(m))
 		n.locked(func() { n.core.handleFailure(m) })
 	}
 }
@@ -438,6 +443,9 @@ func (n *Node) call(m message) {
 		if resp, err = n.tr.TimeoutNow(ctx, m.to, m.tn); err == nil && resp != nil {
 			step = func() { n.core.handleTimeoutNowResponse(m, resp) }
 		}
+	}
+	if step == nil {
+		n.logger.Debug("raft: rpc failed", "to", m.to, "rpc", rpcName(m), "err", err)
 	}
 	n.locked(func() {
 		switch {
@@ -859,4 +867,17 @@ func (n *Node) HandleInstallSnapshot(ctx context.Context, req *InstallSnapshotRe
 // once.
 func (n *Node) HandleTimeoutNow(ctx context.Context, req *TimeoutNowRequest) (*TimeoutNowResponse, error) {
 	return handle(n, ctx, func() *TimeoutNowResponse { return n.core.handleTimeoutNow(req) })
+}
+
+func rpcName(m message) string {
+	switch {
+	case m.ae != nil:
+		return "AppendEntries"
+	case m.rv != nil:
+		return "RequestVote"
+	case m.is != nil:
+		return "InstallSnapshot"
+	default:
+		return "TimeoutNow"
+	}
 }
