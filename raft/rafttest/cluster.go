@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -459,6 +460,25 @@ func (c *Cluster) State(i int) (term uint64, isLeader bool) {
 	return nd.State()
 }
 
+// StatusDump describes every server, for failure messages.
+func (c *Cluster) StatusDump() string {
+	var b strings.Builder
+	for i := range c.n {
+		nd := c.Node(i)
+		fmt.Fprintf(&b, "  server %d connected=%v lastApplied=%d: ", i, c.Connected(i), c.LastApplied(i))
+		if nd == nil {
+			b.WriteString("crashed\n")
+			continue
+		}
+		st := nd.Status()
+		fmt.Fprintf(&b, "term=%d role=%v leader=%d commit=%d applied=%d last=%d snapshot=%d logBytes=%d err=%v\n",
+			st.Term, st.Role, st.Leader, st.Commit, st.Applied, st.LastIndex, st.SnapshotIndex, st.LogSizeBytes, st.Err)
+	}
+	tot := c.net.Total()
+	fmt.Fprintf(&b, "  network: %d RPCs, %d bytes", tot.Calls, tot.Bytes)
+	return b.String()
+}
+
 // checkApplyErrs fails the test now if an applier recorded an error.
 func (c *Cluster) checkApplyErrs() {
 	c.t.Helper()
@@ -501,7 +521,7 @@ func (c *Cluster) CheckOneLeader() int {
 			return leaders[last][0]
 		}
 	}
-	c.t.Fatalf("expected one leader, got none")
+	c.t.Fatalf("expected one leader, got none\n%s", c.StatusDump())
 	return -1
 }
 
@@ -668,13 +688,13 @@ func (c *Cluster) OneErr(cmd []byte, expected int, retry bool) (uint64, error) {
 				sleep(20 * time.Millisecond)
 			}
 			if !retry {
-				return 0, fmt.Errorf("one(%q) failed to reach agreement", cmd)
+				return 0, fmt.Errorf("one(%q) failed to reach agreement\n%s", cmd, c.StatusDump())
 			}
 		} else {
 			sleep(50 * time.Millisecond)
 		}
 	}
-	return 0, fmt.Errorf("one(%q) failed to reach agreement in 10s", cmd)
+	return 0, fmt.Errorf("one(%q) failed to reach agreement in 10s\n%s", cmd, c.StatusDump())
 }
 
 // app is one incarnation of a server's application.
