@@ -39,8 +39,8 @@ type Config struct {
 	// PreVote makes a node ask for pre-votes before it increments its term,
 	// so a node cut off from the cluster cannot disrupt it when it rejoins.
 	PreVote bool
-	// CheckQuorum makes a leader step down when it has not heard from a
-	// majority within ElectionTimeoutMin, and makes a node that heard from a
+	// CheckQuorum makes a leader step down when a majority has not answered
+	// it within twice ElectionTimeoutMin, and makes a node that heard from a
 	// leader within ElectionTimeoutMin refuse votes and pre-votes.
 	CheckQuorum bool
 

@@ -299,21 +299,28 @@ func (c *core) tickLeader() {
 	c.electionElapsed++
 	if c.electionElapsed >= c.cfg.electionTicks {
 		c.electionElapsed = 0
-		if c.cfg.checkQuorum {
-			active := 1
-			for p := range c.prs {
-				if p != c.id && c.prs[p].recentActive {
+		c.transferee = NoLeader
+	}
+	if c.cfg.checkQuorum {
+		// Step down once a majority has not answered within two minimum
+		// election timeouts: one lost or late heartbeat answer is no reason
+		// to give up leadership.
+		window := 2 * c.cfg.electionTicks
+		active := 1
+		for p := range c.prs {
+			if p != c.id {
+				c.prs[p].silent++
+				if c.prs[p].silent < window {
 					active++
 				}
-				c.prs[p].recentActive = false
-			}
-			if active < quorum(c.cfg.peers) {
-				c.note("check-quorum: %d of %d heard from in term %d; stepping down", active, c.cfg.peers, c.term)
-				c.becomeFollower(c.term, NoLeader)
-				return
 			}
 		}
-		c.transferee = NoLeader
+		if active < quorum(c.cfg.peers) {
+			c.note("check-quorum: only %d of %d answered within %d ticks in term %d; stepping down",
+				active, c.cfg.peers, window, c.term)
+			c.becomeFollower(c.term, NoLeader)
+			return
+		}
 	}
 	for p := range c.prs {
 		if p == c.id {
@@ -725,7 +732,7 @@ func (c *core) leaderAck(m message, reqTerm, respTerm uint64) bool {
 		return false
 	}
 	pr := &c.prs[m.to]
-	pr.recentActive = true
+	pr.silent = 0
 	if m.round > pr.ackRound {
 		pr.ackRound = m.round
 		c.checkReads()

@@ -46,9 +46,9 @@ type progress struct {
 	// inflights, oldest first, and their total bytes (replicate state).
 	inflights     []inflight
 	inflightBytes int64
-	// recentActive: the follower answered within the current check-quorum
-	// period.
-	recentActive bool
+	// silent counts ticks since the follower last answered in this term
+	// (check-quorum).
+	silent int
 	// idle counts ticks since the leader last sent this follower anything.
 	idle int
 	// sentCommit is the commit index the last AppendEntries carried.
