@@ -319,3 +319,28 @@ func TestDefaultSocketDir(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeBatchThroughPlugin appends one batch far above gRPC's default
+// 4 MiB message limit and loads it back.
+func TestLargeBatchThroughPlugin(t *testing.T) {
+	s, err := plugin.Open(ctx, plugin.Config{Persister: "file", DataDir: t.TempDir(), SocketDir: shortSocketDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	es := persisttest.Entries(1, 300, 1)
+	for i := range es {
+		es[i].Data = make([]byte, 32<<10)
+		es[i].Data[0] = byte(i)
+	}
+	if err := s.Append(ctx, persist.HardState{Term: 1}, es); err != nil {
+		t.Fatalf("Append of %d MiB: %v", 300*32>>10, err)
+	}
+	st, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Entries) != 300 || st.Entries[299].Data[0] != byte(299%256) || s.Size() != persist.LogSize(es) {
+		t.Fatalf("loaded %d entries, size %d", len(st.Entries), s.Size())
+	}
+}
