@@ -399,3 +399,90 @@ func TestNodeKillLeaderUnderLoad(t *testing.T) {
 		})
 	}
 }
+
+// blockingApp blocks in Apply until release is closed.
+type blockingApp struct {
+	*testApp
+	release chan struct{}
+}
+
+func (a *blockingApp) Apply(msg ApplyMsg) {
+	<-a.release
+	a.testApp.Apply(msg)
+}
+
+// TestNodeBlockedApplyDoesNotStall: a follower whose application blocks in
+// Apply still acknowledges appends, so the others keep committing.
+func TestNodeBlockedApplyDoesNotStall(t *testing.T) {
+	cl := newCluster(t, 3, nil)
+	cl.commit("a")
+	l := cl.leader()
+	slow := (l + 1) % 3
+	// Restart the slow node with an application that blocks.
+	cl.crash(slow)
+	blocked := &blockingApp{testApp: newTestApp(), release: make(chan struct{})}
+	n, err := New(cl.cfg(slow), &inprocTransport{net: cl.net, from: slow}, cl.stores[slow], blocked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.net.set(slow, n)
+	// The third node is cut off: commits need the slow node's votes.
+	third := (l + 2) % 3
+	cl.net.isolate(third, true)
+	for i := range 20 {
+		idx, _, ok := cl.nodes[l].Start([]byte(fmt.Sprint(i)))
+		if !ok {
+			t.Fatal("leader lost leadership")
+		}
+		select {
+		case <-cl.apps[l].wait(idx):
+		case <-time.After(5 * time.Second):
+			t.Fatalf("command %d not committed while a follower's Apply blocks", i)
+		}
+	}
+	if got := n.Status().Applied; got > 2 {
+		t.Fatalf("blocked node applied up to %d", got)
+	}
+	close(blocked.release)
+	cl.net.isolate(third, false)
+	if err := n.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cl.net.set(slow, nil)
+}
+
+// TestNodeKillReportsViolations: Kill names a broken invariant (two leaders
+// in one term) and a recovered daemon panic.
+func TestNodeKillReportsViolations(t *testing.T) {
+	net := newInprocNet(3)
+	n, err := New(testConfig(1, 3), &inprocTransport{net: net, from: 1}, persist.NewMemory(), panicApp{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	for _, leader := range []int{0, 2} {
+		if _, err := n.HandleAppendEntries(ctx, &AppendEntriesRequest{Term: 5, LeaderID: leader,
+			Entries: []Entry{{Index: 1, Term: 5, Type: persist.EntryCommand, Data: []byte("x")}}, LeaderCommit: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for n.Status().Err == nil && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	err = n.Kill()
+	if !errors.Is(err, ErrInvariant) || !strings.Contains(err.Error(), "two leaders in term 5") {
+		t.Fatalf("Kill() = %v, want the two-leaders violation", err)
+	}
+	if !errors.Is(err, ErrPanic) || !strings.Contains(err.Error(), "applier") {
+		t.Fatalf("Kill() = %v, want the applier's panic", err)
+	}
+	if err2 := n.Kill(); err2 == nil || err2.Error() != err.Error() {
+		t.Fatalf("second Kill() = %v", err2)
+	}
+}
+
+type panicApp struct{}
+
+func (panicApp) Apply(ApplyMsg)        { panic("application bug") }
+func (panicApp) SnapshotNeeded(uint64) {}
