@@ -277,7 +277,7 @@ func (s *Store) read(cleanup bool) (persist.State, error) {
 			next++
 			err := it.Item().Value(func(v []byte) error {
 				if data == nil {
-					data = make([]byte, 0, meta.size)
+					data = make([]byte, 0, min(meta.size, 64<<20)) // a damaged size must not panic
 				}
 				data = append(data, v...)
 				return nil

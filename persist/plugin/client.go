@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -79,7 +80,7 @@ func (c *Client) Load(ctx context.Context) (persist.State, error) {
 	if m := hdr.GetSnapshot(); m != nil {
 		st.Snapshot = persist.Snapshot{Index: m.GetLastIncludedIndex(), Term: m.GetLastIncludedTerm()}
 		snapSize = m.GetSizeBytes()
-		if snapSize > maxSnapshotBytes {
+		if snapSize > maxSnapshotBytes || snapSize > math.MaxInt {
 			return persist.State{}, fmt.Errorf("persist/plugin: load: snapshot of %d bytes announced", snapSize)
 		}
 		st.Snapshot.Data = make([]byte, 0, snapSize)

@@ -56,6 +56,9 @@ type Config struct {
 	// Logger receives the plugin's warnings and errors (and its stderr);
 	// nil discards them.
 	Logger *slog.Logger
+	// InProcess makes OpenPersister open a built-in store inside this
+	// process instead of a plugin subprocess (no isolation, no RPC cost).
+	InProcess bool
 }
 
 // DefaultConfig returns a configuration for the durable file store in
@@ -197,6 +200,22 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.Client = c
 	logger.Debug("persister plugin started", "persister", cfg.Persister, "store", c.StoreName(), "pid", s.pid)
 	return s, nil
+}
+
+// OpenPersister opens the store cfg describes: a built-in store in this
+// process if cfg.InProcess, else a plugin subprocess (Open). It is the one
+// call a replica needs.
+func OpenPersister(ctx context.Context, cfg Config) (persist.Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if !cfg.InProcess {
+		return Open(ctx, cfg)
+	}
+	if !IsBuiltin(cfg.Persister) {
+		return nil, fmt.Errorf("%w: InProcess needs a built-in Persister, not %q", ErrInvalidConfig, cfg.Persister)
+	}
+	return OpenBuiltin(cfg.Persister, cfg.params(), cfg.Logger)
 }
 
 // PID is the plugin process's id (for diagnostics and tests).

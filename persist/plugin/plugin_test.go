@@ -344,3 +344,28 @@ func TestLargeBatchThroughPlugin(t *testing.T) {
 		t.Fatalf("loaded %d entries, size %d", len(st.Entries), s.Size())
 	}
 }
+
+func TestOpenPersister(t *testing.T) {
+	for _, inProcess := range []bool{true, false} {
+		cfg := plugin.Config{Persister: "file", DataDir: t.TempDir(), SocketDir: shortSocketDir(t), InProcess: inProcess}
+		st, err := plugin.OpenPersister(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, isPlugin := st.(*plugin.Store)
+		if isPlugin == inProcess {
+			t.Errorf("InProcess=%v gave a %T", inProcess, st)
+		}
+		if err := st.Append(ctx, persist.HardState{Term: 1}, persisttest.Entries(1, 2, 1)); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exe, _ := os.Executable()
+	_, err := plugin.OpenPersister(ctx, plugin.Config{Persister: exe, InProcess: true})
+	if !errors.Is(err, plugin.ErrInvalidConfig) || !strings.Contains(err.Error(), "InProcess") {
+		t.Fatalf("InProcess with a plugin path: %v", err)
+	}
+}

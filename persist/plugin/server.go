@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sync"
 
 	goplugin "github.com/hashicorp/go-plugin"
@@ -183,7 +184,7 @@ func (s *server) SaveSnapshot(stream grpc.ClientStreamingServer[persistv1.SaveSn
 	if meta == nil {
 		return status.Error(codes.InvalidArgument, "persist/plugin: SaveSnapshot: first message has no metadata")
 	}
-	if meta.GetSizeBytes() > maxSnapshotBytes {
+	if meta.GetSizeBytes() > maxSnapshotBytes || meta.GetSizeBytes() > math.MaxInt {
 		return status.Errorf(codes.InvalidArgument, "persist/plugin: SaveSnapshot: %d bytes is too large", meta.GetSizeBytes())
 	}
 	data := make([]byte, 0, meta.GetSizeBytes())
