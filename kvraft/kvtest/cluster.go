@@ -65,6 +65,7 @@ type Cluster struct {
 	opts  Options
 	start StartFunc
 	seed  uint64
+	began time.Time
 
 	mu sync.Mutex // guards every field below
 	// slots holds each server's store and current incarnation.
@@ -110,6 +111,7 @@ func NewCluster(t testing.TB, opts Options, start StartFunc) *Cluster {
 		opts:   opts,
 		start:  start,
 		seed:   seed,
+		began:  time.Now(),
 		clerks: make(map[*kvraft.Clerk][]*simnet.End),
 	}
 	c.Net.SetReliable(!opts.Unreliable)

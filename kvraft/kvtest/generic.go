@@ -43,7 +43,9 @@ func (c *Cluster) Get(ck *kvraft.Clerk, key string, log *OpLog, cli int) string 
 	if log != nil {
 		call = log.Now()
 	}
+	begin := time.Now()
 	v, err := ck.Get(ctx, key)
+	c.noteSlow(begin, "Get", key)
 	if errors.Is(err, kvraft.ErrNoKey) {
 		v, err = "", nil
 	}
@@ -84,6 +86,8 @@ func (c *Cluster) write(kind uint8, ck *kvraft.Clerk, key, value string, log *Op
 		call = log.Now()
 	}
 	var err error
+	begin := time.Now()
+	defer c.noteSlow(begin, "write", key)
 	switch kind {
 	case OpPut:
 		err = ck.Put(ctx, key, value)
@@ -98,6 +102,15 @@ func (c *Cluster) write(kind uint8, ck *kvraft.Clerk, key, value string, log *Op
 	}
 	if log != nil {
 		log.Add(cli, KVInput{Op: kind, Key: key, Value: value}, KVOutput{}, call, log.Now())
+	}
+}
+
+// slowOp is the latency above which the tests log an operation.
+const slowOp = time.Second
+
+func (c *Cluster) noteSlow(begin time.Time, what, key string) {
+	if d := time.Since(begin); d > slowOp {
+		c.t.Logf("slow %s(%q): %v (ended %v after the test began)", what, key, d.Round(time.Millisecond), time.Since(c.began).Round(time.Millisecond))
 	}
 }
 
