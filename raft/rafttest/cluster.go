@@ -18,9 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/ruaft/ruaft/internal/simnet"
 	"github.com/ruaft/ruaft/persist"
 	"github.com/ruaft/ruaft/raft"
+	raftv1 "github.com/ruaft/ruaft/rpc/raft/v1"
 )
 
 // Timing of the lab's tests.
@@ -80,6 +83,8 @@ type Cluster struct {
 	rngMu sync.Mutex // guards rng
 	rng   *rand.Rand // the test's random choices, from seed
 
+	trace bool // RAFTTEST_TRACE: log every RPC a server serves
+
 	methodMu sync.Mutex       // guards methods
 	methods  map[string]int64 // RPCs received, by method
 
@@ -122,6 +127,7 @@ func NewCluster(t testing.TB, n int, opts Options) *Cluster {
 		log:         &tbLog{t: t},
 		rng:         rand.New(rand.NewPCG(seed, 0x5eed)),
 		methods:     make(map[string]int64),
+		trace:       os.Getenv("RAFTTEST_TRACE") != "",
 		nodes:       make([]*raft.Node, n),
 		apps:        make([]*app, n),
 		stores:      make([]*persist.Memory, n),
@@ -300,8 +306,40 @@ func (c *Cluster) Start1(i int) {
 		c.methodMu.Lock()
 		c.methods[method]++
 		c.methodMu.Unlock()
-		return h(ctx, method, req)
+		reply, err := h(ctx, method, req)
+		if c.trace {
+			c.log.printf("%s", traceRPC(i, method, req, reply, err))
+		}
+		return reply, err
 	})
+}
+
+// traceRPC describes one RPC served by server i, for RAFTTEST_TRACE.
+func traceRPC(i int, method string, req, reply []byte, err error) string {
+	switch method {
+	case MethodAppendEntries:
+		q, qerr := DecodeAppendEntries(req)
+		if qerr != nil {
+			return fmt.Sprintf("trace: AE to %d: bad request: %v", i, qerr)
+		}
+		first, last := uint64(0), uint64(0)
+		if len(q.Entries) > 0 {
+			first, last = q.Entries[0].Index, q.Entries[len(q.Entries)-1].Index
+		}
+		out := fmt.Sprintf("trace: AE %d->%d term=%d prev=%d/%d entries=[%d,%d] commit=%d",
+			q.LeaderID, i, q.Term, q.PrevLogIndex, q.PrevLogTerm, first, last, q.LeaderCommit)
+		if err != nil {
+			return out + fmt.Sprintf(" => error %v", err)
+		}
+		p := new(raftv1.AppendEntriesResponse)
+		if perr := proto.Unmarshal(reply, p); perr != nil {
+			return out + fmt.Sprintf(" => bad reply %v", perr)
+		}
+		return out + fmt.Sprintf(" => term=%d success=%v match=%d conflict=%d/%d last=%d",
+			p.GetTerm(), p.GetSuccess(), p.GetMatchIndex(), p.GetConflictTerm(), p.GetConflictIndex(), p.GetLastLogIndex())
+	default:
+		return fmt.Sprintf("trace: %s to %d: %d bytes => %d bytes, err %v", method, i, len(req), len(reply), err)
+	}
 }
 
 // MethodCount is the number of RPCs of method (MethodAppendEntries, ...)
@@ -637,7 +675,7 @@ func (c *Cluster) Wait(index uint64, n int, startTerm uint64) ([]byte, bool) {
 	}
 	nd, cmd := c.NCommitted(index)
 	if nd < n {
-		c.t.Fatalf("only %d decided for index %d; wanted %d", nd, index, n)
+		c.t.Fatalf("only %d decided for index %d; wanted %d\n%s", nd, index, n, c.StatusDump())
 	}
 	return cmd, true
 }
@@ -919,7 +957,7 @@ func (l *tbLog) Write(p []byte) (int, error) {
 }
 
 func (l *tbLog) printf(format string, args ...any) {
-	if os.Getenv("RAFTTEST_LOG") != "" {
+	if os.Getenv("RAFTTEST_LOG") != "" || os.Getenv("RAFTTEST_TRACE") != "" {
 		fmt.Fprintf(l, format, args...)
 	}
 }

@@ -9,7 +9,8 @@
 // The lab's Raft tests (3A–3D) and the project's own cluster tests live in
 // this package's _test files. Every Cluster logs its random seed; set
 // RAFTTEST_SEED to replay a run's random choices (scheduling still varies),
-// and RAFTTEST_LOG=1 to send the nodes' logs to the test log.
+// RAFTTEST_LOG=1 to send the nodes' logs to the test log, and RAFTTEST_TRACE=1
+// to log every RPC a server serves (AppendEntries in detail).
 //
 // The lab's tests are timing-sensitive, so the ones that count RPCs or
 // check that terms stay stable (TestCount3B, TestInitialElection3A,
