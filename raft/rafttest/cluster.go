@@ -22,6 +22,7 @@ import (
 
 	"github.com/ruaft/ruaft/internal/simnet"
 	"github.com/ruaft/ruaft/persist"
+	"github.com/ruaft/ruaft/persist/persisttest"
 	"github.com/ruaft/ruaft/raft"
 	raftv1 "github.com/ruaft/ruaft/rpc/raft/v1"
 )
@@ -64,6 +65,11 @@ type Options struct {
 	// ShortDelays makes calls to unreachable servers fail within 100 ms
 	// instead of the lab's default of up to 7 s.
 	ShortDelays bool
+	// Store, if set, gives each server a store of this kind in its own folder
+	// instead of the default persist.Memory; a crash closes it and a restart
+	// reopens it (persisttest.Slot). Plugin kinds need persisttest.Main as
+	// the package's TestMain.
+	Store *persisttest.Factory
 	// Configure, if set, adjusts each node's configuration before New.
 	Configure func(*raft.Config)
 }
@@ -91,7 +97,8 @@ type Cluster struct {
 	mu          sync.Mutex // guards every field below
 	nodes       []*raft.Node
 	apps        []*app
-	stores      []*persist.Memory // the store each server uses (or will restart from)
+	stores      []persist.Store     // the store each server uses (or, for memory, restarts from)
+	slots       []*persisttest.Slot // with Options.Store, each server's store across crashes
 	connected   []bool
 	endNames    [][]string // endNames[i][j] is server i's endpoint to server j
 	gens        []int      // incarnation of each server
@@ -130,7 +137,7 @@ func NewCluster(t testing.TB, n int, opts Options) *Cluster {
 		trace:       os.Getenv("RAFTTEST_TRACE") != "",
 		nodes:       make([]*raft.Node, n),
 		apps:        make([]*app, n),
-		stores:      make([]*persist.Memory, n),
+		stores:      make([]persist.Store, n),
 		connected:   make([]bool, n),
 		endNames:    make([][]string, n),
 		gens:        make([]int, n),
@@ -140,6 +147,14 @@ func NewCluster(t testing.TB, n int, opts Options) *Cluster {
 	}
 	// Registered first so that it runs last, after the nodes are dead.
 	t.Cleanup(c.log.stop)
+	if opts.Store != nil {
+		// Before c.cleanup, so that the stores close after the nodes die.
+		c.slots = make([]*persisttest.Slot, n)
+		for i := range n {
+			c.slots[i] = persisttest.NewSlot(t, *opts.Store)
+		}
+		t.Logf("rafttest: %s stores", opts.Store.Name)
+	}
 	t.Cleanup(c.cleanup)
 	c.net.SetReliable(!opts.Unreliable)
 	c.net.SetLongDelays(!opts.ShortDelays)
@@ -213,8 +228,9 @@ func (c *Cluster) Node(i int) *raft.Node {
 	return c.nodes[i]
 }
 
-// Store returns the store server i uses or restarts from.
-func (c *Cluster) Store(i int) *persist.Memory {
+// Store returns the store server i uses (or, for the default memory store,
+// restarts from); nil for a crashed server with Options.Store.
+func (c *Cluster) Store(i int) persist.Store {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.stores[i]
@@ -223,7 +239,8 @@ func (c *Cluster) Store(i int) *persist.Memory {
 // Crash1 kills server i and keeps a copy of its persisted state, as the
 // lab's crash1: the server is disconnected and removed from the network, its
 // node killed, and its store replaced by a copy so nothing the dead instance
-// might still do can reach the restarted one.
+// might still do can reach the restarted one. With Options.Store the store
+// is closed as a crash leaves it, to be reopened by Start1.
 func (c *Cluster) Crash1(i int) {
 	c.Disconnect(i)
 	c.net.DeleteServer(serverName(i))
@@ -239,8 +256,15 @@ func (c *Cluster) Crash1(i int) {
 		c.t.Errorf("server %d: Kill: %v", i, err)
 	}
 	a.dead.Store(true)
+	if c.slots != nil {
+		c.slots[i].Crash()
+		c.mu.Lock()
+		c.stores[i] = nil
+		c.mu.Unlock()
+		return
+	}
 	c.mu.Lock()
-	c.stores[i] = c.stores[i].Clone()
+	c.stores[i] = c.stores[i].(*persist.Memory).Clone()
 	c.mu.Unlock()
 }
 
@@ -259,21 +283,40 @@ func (c *Cluster) Start1(i int) {
 		ends[j] = c.net.MakeEnd(name)
 		c.net.Connect(name, serverName(j))
 	}
-	if c.stores[i] == nil {
+	var load persist.Store // to read the snapshot from before the node starts
+	switch {
+	case c.slots != nil:
+	case c.stores[i] == nil:
 		c.stores[i] = persist.NewMemory()
-	} else {
-		c.stores[i] = c.stores[i].Clone()
+		load = c.stores[i]
+	default:
+		m := c.stores[i].(*persist.Memory)
+		c.stores[i] = m.Clone()
+		load = m.Clone()
 	}
-	store := c.stores[i]
 	c.lastApplied[i] = 0
 	a := &app{c: c, id: i}
 	c.apps[i] = a
 	gen := c.gens[i]
 	c.mu.Unlock()
 
+	if c.slots != nil {
+		st, err := c.slots[i].Open()
+		if err != nil {
+			c.t.Fatalf("server %d: %v", i, err)
+		}
+		load = st
+		c.mu.Lock()
+		c.stores[i] = st
+		c.mu.Unlock()
+	}
+	c.mu.Lock()
+	store := c.stores[i]
+	c.mu.Unlock()
+
 	// Mimic a KV server: restore the application from the stored snapshot
 	// before the node starts.
-	st, err := store.Clone().Load(context.Background())
+	st, err := load.Load(context.Background())
 	if err != nil {
 		c.t.Fatalf("server %d: load: %v", i, err)
 	}

@@ -13,8 +13,12 @@ import (
 
 // TestPersist13C: basic persistence.
 func TestPersist13C(t *testing.T) {
+	persist1(t, Options{})
+}
+
+func persist1(t *testing.T, opts Options) {
 	const servers = 3
-	c := NewCluster(t, servers, Options{})
+	c := NewCluster(t, servers, opts)
 
 	c.One(Cmd(11), servers, true)
 
@@ -99,8 +103,12 @@ func TestPersist23C(t *testing.T) {
 // TestPersist33C: partitioned leader and one follower crash, leader
 // restarts.
 func TestPersist33C(t *testing.T) {
+	persist3(t, Options{})
+}
+
+func persist3(t *testing.T, opts Options) {
 	const servers = 3
-	c := NewCluster(t, servers, Options{})
+	c := NewCluster(t, servers, opts)
 
 	c.One(Cmd(101), 3, true)
 

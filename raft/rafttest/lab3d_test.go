@@ -94,9 +94,14 @@ func TestSnapshotInstallUnCrash3D(t *testing.T) {
 
 // TestSnapshotAllCrash3D: crash and restart all servers, after snapshots.
 func TestSnapshotAllCrash3D(t *testing.T) {
+	snapshotAllCrash(t, Options{})
+}
+
+func snapshotAllCrash(t *testing.T, opts Options) {
 	const servers = 3
 	const iters = 5
-	c := NewCluster(t, servers, Options{Snapshots: true})
+	opts.Snapshots = true
+	c := NewCluster(t, servers, opts)
 
 	c.One(c.RandCmd(), servers, true)
 
@@ -131,8 +136,13 @@ func TestSnapshotAllCrash3D(t *testing.T) {
 // of the snapshot, making sure that future writes to persistent state
 // don't lose state?
 func TestSnapshotInit3D(t *testing.T) {
+	snapshotInit(t, Options{})
+}
+
+func snapshotInit(t *testing.T, opts Options) {
 	const servers = 3
-	c := NewCluster(t, servers, Options{Snapshots: true})
+	opts.Snapshots = true
+	c := NewCluster(t, servers, opts)
 
 	c.One(c.RandCmd(), servers, true)
 
