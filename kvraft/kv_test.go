@@ -170,7 +170,7 @@ func TestSnapshotRPC4C(t *testing.T) {
 	c.Put(ck1, "b", "B", nil, -1)
 
 	// The majority has thrown away most of its log.
-	if sz := c.LogSize(); sz > kvtest.LogSizeFactor*maxraftstate {
+	if sz := c.WaitLogSize(kvtest.LogSizeFactor * maxraftstate); sz > kvtest.LogSizeFactor*maxraftstate {
 		t.Fatalf("logs were not trimmed (%d > %d×%d)", sz, kvtest.LogSizeFactor, maxraftstate)
 	}
 
@@ -205,7 +205,7 @@ func TestSnapshotSize4C(t *testing.T) {
 		c.Put(ck, "x", "1", nil, -1)
 		c.Check(ck, "x", "1")
 	}
-	if sz := c.LogSize(); sz > kvtest.LogSizeFactor*maxraftstate {
+	if sz := c.WaitLogSize(kvtest.LogSizeFactor * maxraftstate); sz > kvtest.LogSizeFactor*maxraftstate {
 		t.Fatalf("logs were not trimmed (%d > %d×%d)", sz, kvtest.LogSizeFactor, maxraftstate)
 	}
 	if sz := c.SnapshotSize(); sz > maxsnapshotstate {

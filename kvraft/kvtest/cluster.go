@@ -452,6 +452,23 @@ func (c *Cluster) LogSize() int64 {
 	return m
 }
 
+// WaitLogSize waits up to a second for every server's persisted raft state
+// to be at most limit bytes, and returns the largest size it saw last. A
+// snapshot is taken and stored in the background after the entry that
+// crossed the threshold is applied, and a follower may still be catching
+// up when the last operation returns, so the bound is checked once the
+// cluster has had a moment to settle.
+func (c *Cluster) WaitLogSize(limit int64) int64 {
+	deadline := time.Now().Add(time.Second)
+	for {
+		sz := c.LogSize()
+		if sz <= limit || time.Now().After(deadline) {
+			return sz
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // SnapshotSize returns the largest stored snapshot among the servers' memory
 // stores.
 func (c *Cluster) SnapshotSize() int {

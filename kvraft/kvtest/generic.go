@@ -303,7 +303,7 @@ func GenericTest(t *testing.T, p Params) {
 			}
 		}
 		if p.MaxRaftState > 0 {
-			if sz := c.LogSize(); sz > LogSizeFactor*p.MaxRaftState {
+			if sz := c.WaitLogSize(LogSizeFactor * p.MaxRaftState); sz > LogSizeFactor*p.MaxRaftState {
 				t.Fatalf("round %d: logs were not trimmed (%d > %d×%d)", round, sz, LogSizeFactor, p.MaxRaftState)
 			}
 		} else {
