@@ -990,6 +990,7 @@ func (l *tbLog) stop() {
 	l.stopped = true
 }
 
+// Write implements io.Writer for the slog handler: one record, one t.Log.
 func (l *tbLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
