@@ -752,6 +752,12 @@ func (c *core) handleAppendResponse(m message, resp *AppendEntriesResponse) {
 		switch pr.state {
 		case stateProbe:
 			pr.becomeReplicate()
+		case stateReplicate:
+			// Everything in [match+1, next) is covered by an inflight; if
+			// none is left, what was sent is lost: resend from match+1.
+			if len(pr.inflights) == 0 && pr.next > pr.match+1 {
+				pr.next = pr.match + 1
+			}
 		case stateSnapshot:
 			if pr.match >= pr.snapIndex {
 				pr.becomeProbe()
@@ -769,7 +775,14 @@ func (c *core) handleAppendResponse(m message, resp *AppendEntriesResponse) {
 	switch pr.state {
 	case stateReplicate:
 		if prev <= pr.match {
-			return // stale
+			// The follower got this append before an earlier one that the
+			// network delayed (pipelined appends may be reordered), and
+			// dropped it: the logs match up to match, so restart the
+			// pipeline there if the dropped entries are not yet matched.
+			if n := len(m.ae.Entries); n > 0 && m.ae.Entries[n-1].Index > pr.match {
+				pr.becomeReplicate()
+			}
+			return
 		}
 		pr.becomeProbe()
 	case stateProbe:

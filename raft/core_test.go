@@ -3,6 +3,7 @@ package raft
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -660,5 +661,53 @@ func TestCoreSnapshotRestart(t *testing.T) {
 	c = cn.cores[0]
 	if c.log.snap.Index != 6 || c.log.lastIndex() != 11 || c.log.applied != 6 || c.log.commit < 6 {
 		t.Fatalf("restart: snap %d last %d applied %d commit %d", c.log.snap.Index, c.log.lastIndex(), c.log.applied, c.log.commit)
+	}
+}
+
+// TestCorePipelineReordered: pipelined appends delivered out of order (the
+// later one rejected for a gap) are resent, whichever answer the leader
+// handles first.
+func TestCorePipelineReordered(t *testing.T) {
+	for _, rejectFirst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("rejectFirst=%v", rejectFirst), func(t *testing.T) {
+			cn := newCoreNet(t, 2, func(c *coreConfig) { c.maxEntries = 5 })
+			cn.campaign(0)
+			l, f := cn.cores[0], cn.cores[1]
+			if l.prs[1].state != stateReplicate {
+				t.Fatalf("state %v", l.prs[1].state)
+			}
+			l.propose([]byte("a"))
+			rd1 := l.ready()
+			l.advance(rd1)
+			for i := range 5 {
+				l.propose([]byte{byte(i)})
+			}
+			rd2 := l.ready()
+			l.advance(rd2)
+			if len(rd1.messages) != 1 || len(rd2.messages) != 1 {
+				t.Fatalf("messages %d %d, want 1 and 1", len(rd1.messages), len(rd2.messages))
+			}
+			m1, m2 := rd1.messages[0], rd2.messages[0]
+			// The follower sees m2 first (a gap: rejected), then m1.
+			r2 := f.handleAppendEntries(m2.ae)
+			r1 := f.handleAppendEntries(m1.ae)
+			if r2.Success || !r1.Success {
+				t.Fatalf("answers %+v %+v", r2, r1)
+			}
+			if rejectFirst {
+				l.handleAppendResponse(m2, r2)
+				l.handleAppendResponse(m1, r1)
+			} else {
+				l.handleAppendResponse(m1, r1)
+				l.handleAppendResponse(m2, r2)
+			}
+			cn.stabilize()
+			if got, want := f.log.lastIndex(), l.log.lastIndex(); got != want {
+				t.Fatalf("follower last %d, leader %d: the rejected entries were never resent", got, want)
+			}
+			if l.prs[1].match != l.log.lastIndex() || len(l.prs[1].inflights) != 0 {
+				t.Fatalf("progress %+v", l.prs[1])
+			}
+		})
 	}
 }
