@@ -51,6 +51,9 @@ type message struct {
 	// round is the leader's read round when the message was created: an
 	// answer in the same term proves leadership as of that round.
 	round uint64
+	// match is the leader's match index for the target when it sent an
+	// AppendEntries.
+	match uint64
 	ae    *AppendEntriesRequest
 	rv    *RequestVoteRequest
 	is    *InstallSnapshotRequest
@@ -430,7 +433,7 @@ func (c *core) sendAppend(p int) {
 }
 
 func (c *core) sendAE(p int, prev, prevTerm uint64, ents []Entry) {
-	c.send(message{to: p, ae: &AppendEntriesRequest{
+	c.send(message{to: p, match: c.prs[p].match, ae: &AppendEntriesRequest{
 		Term:         c.term,
 		LeaderID:     c.id,
 		PrevLogIndex: prev,
@@ -774,6 +777,15 @@ func (c *core) handleAppendResponse(m message, resp *AppendEntriesResponse) {
 	prev := m.ae.PrevLogIndex
 	switch pr.state {
 	case stateReplicate:
+		if prev <= m.match {
+			// The follower had acknowledged prev before this append was
+			// sent, and now lacks it: it lost its log (a store that does
+			// not survive restarts). Start over from what it has.
+			pr.match = min(pr.match, resp.LastLogIndex)
+			pr.becomeProbe()
+			pr.next = c.backupHint(pr, prev, resp)
+			return
+		}
 		if prev <= pr.match {
 			// The follower got this append before an earlier one that the
 			// network delayed (pipelined appends may be reordered), and

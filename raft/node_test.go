@@ -486,3 +486,20 @@ type panicApp struct{}
 
 func (panicApp) Apply(ApplyMsg)        { panic("application bug") }
 func (panicApp) SnapshotNeeded(uint64) {}
+
+// TestNodeFollowerLosesLog: a follower restarted with an empty store (the
+// noop persister) is caught up again.
+func TestNodeFollowerLosesLog(t *testing.T) {
+	cl := newCluster(t, 3, nil)
+	for i := range 10 {
+		cl.commit(fmt.Sprint(i))
+	}
+	f := (cl.leader() + 1) % 3
+	cl.crash(f)
+	cl.stores[f] = persist.NewMemory()
+	cl.start(f)
+	cl.commit("after")
+	if got := len(cl.apps[f].commands()); got != 11 {
+		t.Fatalf("restarted follower applied %d commands, want 11", got)
+	}
+}
