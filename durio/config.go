@@ -57,6 +57,9 @@ type Config struct {
 	// HTTPS.
 	TLSCert string `yaml:"tls-cert"`
 	TLSKey  string `yaml:"tls-key"`
+	// Pprof serves Go's profiler at /debug/pprof/ on the peer listener (off by
+	// default; profiles reveal internals, so only on a trusted network).
+	Pprof bool `yaml:"pprof"`
 }
 
 // DefaultConfig returns the defaults; a replica still needs Peers and
@@ -181,6 +184,7 @@ func ParseServeFlags(args []string) (Config, error) {
 		tokenFile = fs.String("peer-token-file", "", "`file` holding the peer token")
 		tlsCert   = fs.String("tls-cert", "", "PEM certificate `file`: serve the client listener over HTTPS")
 		tlsKey    = fs.String("tls-key", "", "PEM private key `file` for --tls-cert")
+		pprof     = fs.Bool("pprof", false, "serve /debug/pprof/ on the peer listener")
 	)
 	if err := fs.Parse(args); err != nil {
 		var help bytes.Buffer
@@ -227,6 +231,8 @@ func ParseServeFlags(args []string) (Config, error) {
 			cfg.TLSCert = *tlsCert
 		case "tls-key":
 			cfg.TLSKey = *tlsKey
+		case "pprof":
+			cfg.Pprof = *pprof
 		}
 	})
 	if err := cfg.Validate(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -96,6 +97,11 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	peerMux.Handle("POST "+raftServer.PathPrefix(), raftServer)
 	forwardServer := kvv1.NewKVServiceServer(local)
 	peerMux.Handle("POST "+forwardServer.PathPrefix(), forwardServer)
+	if cfg.Pprof {
+		peerMux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		peerMux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		peerMux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 
 	fe := &frontend{self: cfg.ID, replica: make([]kvv1.KVService, len(cfg.Peers)), timeout: cfg.RequestTimeout,
 		backoff: 20 * time.Millisecond, clientID: randomID()}
