@@ -33,6 +33,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 dir=${STRESS_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/stress.XXXXXX")}
 mkdir -p "$dir"
+# A reused folder: forget the logs of earlier stress runs.
+rm -f "$dir"/FAIL-run-*.log "$dir"/run-*.log
 bin="$dir/test.bin"
 
 build=(go test -c -o "$bin")
