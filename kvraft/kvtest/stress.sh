@@ -19,7 +19,9 @@ start=$(date +%s)
 seq 1 "$runs" | xargs -P "$parallel" -I{} sh -c \
   '"$0" -test.run "$1" -test.skip "$3" -test.timeout 30m -test.v > "$2/run-{}.log" 2>&1 && rm "$2/run-{}.log" || echo "run {} FAILED: $2/run-{}.log"' \
   "$bin" "$pattern" "$out" "${SKIP:-^$}"
-failed=$(ls "$out"/run-*.log 2>/dev/null | wc -l)
+logs=("$out"/run-*.log)
+failed=0
+if [[ -e "${logs[0]}" ]]; then failed=${#logs[@]}; fi
 echo "stress: $((runs - failed)) passed, $failed failed, in $(( $(date +%s) - start )) s"
 for f in "$out"/run-*.log; do
   [[ -e "$f" ]] || continue
