@@ -117,8 +117,10 @@ type core struct {
 	electionElapsed int
 	// timeout is the randomized election timeout in ticks.
 	timeout int
-	// transferee is the target of a leadership transfer, or NoLeader.
-	transferee int
+	// transferee is the target of a leadership transfer, or NoLeader;
+	// transferElapsed counts the ticks since it started.
+	transferee      int
+	transferElapsed int
 	// noopIndex is the index of the leader's no-op of its term.
 	noopIndex uint64
 
@@ -302,7 +304,17 @@ func (c *core) tickLeader() {
 	c.electionElapsed++
 	if c.electionElapsed >= c.cfg.electionTicks {
 		c.electionElapsed = 0
-		c.transferee = NoLeader
+	}
+	if c.transferee != NoLeader {
+		// Give up a transfer that did not happen within the longest
+		// election timeout plus the shortest: time for the target to be
+		// caught up (its sends may be queued behind calls that time out)
+		// and to win.
+		c.transferElapsed++
+		if c.transferElapsed >= c.cfg.electionTicksMax+c.cfg.electionTicks {
+			c.note("leadership transfer to %d abandoned after %d ticks", c.transferee, c.transferElapsed)
+			c.transferee = NoLeader
+		}
 	}
 	if c.cfg.checkQuorum {
 		// Step down once a majority has not answered within two minimum
@@ -946,8 +958,8 @@ func (c *core) transferLeadership(to int) error {
 		return nil
 	}
 	c.transferee = to
-	// The transfer is abandoned after one election timeout (tickLeader).
-	c.electionElapsed = 0
+	// The transfer is abandoned after a while (tickLeader).
+	c.transferElapsed = 0
 	pr := &c.prs[to]
 	pr.backoff = false
 	if pr.match == c.log.lastIndex() {

@@ -632,7 +632,7 @@ func TestCoreLeadershipTransferAborts(t *testing.T) {
 	if err := cn.cores[0].transferLeadership(2); err != nil {
 		t.Fatal(err)
 	}
-	cn.tick(cn.cfgs[0].electionTicks)
+	cn.tick(cn.cfgs[0].electionTicksMax + cn.cfgs[0].electionTicks)
 	c := cn.cores[0]
 	if c.role != Leader || c.transferee != NoLeader {
 		t.Fatalf("role %v transferee %d, want leader with the transfer abandoned", c.role, c.transferee)

@@ -716,7 +716,8 @@ func (n *Node) waitApplied(ctx context.Context, index uint64) error {
 // accepting proposals, brings to's log up to date, then asks it to start an
 // election at once (pre-vote and leases do not hold it back). It returns
 // once this node has seen to lead a newer term, ErrTransferFailed if the
-// transfer was abandoned after an election timeout or another node won,
+// transfer was abandoned (after ElectionTimeoutMax + ElectionTimeoutMin
+// without a new leader) or another node won,
 // ErrNotLeader if this node is not the leader, or ctx's error.
 func (n *Node) TransferLeadership(ctx context.Context, to int) error {
 	var (
