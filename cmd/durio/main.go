@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/ruaft/ruaft/durio"
@@ -15,7 +16,11 @@ import (
 
 func main() {
 	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "durio:", err)
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "durio") {
+			msg = "durio: " + msg
+		}
+		fmt.Fprintln(os.Stderr, msg)
 		if errors.Is(err, durio.ErrUsage) || errors.Is(err, durio.ErrConfig) {
 			os.Exit(2)
 		}
