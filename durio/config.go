@@ -110,7 +110,7 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.ListenClient); err != nil {
 		return configErr("listen-client", "%v", err)
 	}
-	if c.ListenClient == c.ListenPeer {
+	if c.ListenClient == c.ListenPeer && !strings.HasSuffix(c.ListenPeer, ":0") {
 		return configErr("listen-client", "must differ from listen-peer (%s)", c.ListenPeer)
 	}
 	if c.DataDir == "" {
