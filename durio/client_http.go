@@ -120,6 +120,10 @@ func (v validated) Status(ctx context.Context, req *kvv1.StatusRequest) (*kvv1.S
 	return v.next.Status(ctx, req)
 }
 
+func (v validated) OpenSession(ctx context.Context, req *kvv1.OpenSessionRequest) (*kvv1.OpenSessionResponse, error) {
+	return v.next.OpenSession(ctx, req)
+}
+
 func firstErr(errs ...error) error {
 	for _, err := range errs {
 		if err != nil {

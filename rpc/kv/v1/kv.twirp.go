@@ -58,6 +58,11 @@ type KVService interface {
 	// Status describes the replica that answers and what it knows of the
 	// cluster.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+
+	// OpenSession opens an exactly-once session through the Raft log and
+	// returns its client_id, for the WriteHeader of later writes. A session
+	// expires after idle_timeout_seconds without a write.
+	OpenSession(context.Context, *OpenSessionRequest) (*OpenSessionResponse, error)
 }
 
 // =========================
@@ -66,7 +71,7 @@ type KVService interface {
 
 type kVServiceProtobufClient struct {
 	client      HTTPClient
-	urls        [5]string
+	urls        [6]string
 	interceptor twirp.Interceptor
 	opts        twirp.ClientOptions
 }
@@ -94,12 +99,13 @@ func NewKVServiceProtobufClient(baseURL string, client HTTPClient, opts ...twirp
 	// Build method URLs: <baseURL>[<prefix>]/<package>.<Service>/<Method>
 	serviceURL := sanitizeBaseURL(baseURL)
 	serviceURL += baseServicePath(pathPrefix, "kv.v1", "KVService")
-	urls := [5]string{
+	urls := [6]string{
 		serviceURL + "Get",
 		serviceURL + "Put",
 		serviceURL + "Append",
 		serviceURL + "Delete",
 		serviceURL + "Status",
+		serviceURL + "OpenSession",
 	}
 
 	return &kVServiceProtobufClient{
@@ -340,13 +346,59 @@ func (c *kVServiceProtobufClient) callStatus(ctx context.Context, in *StatusRequ
 	return out, nil
 }
 
+func (c *kVServiceProtobufClient) OpenSession(ctx context.Context, in *OpenSessionRequest) (*OpenSessionResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "kv.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "KVService")
+	ctx = ctxsetters.WithMethodName(ctx, "OpenSession")
+	caller := c.callOpenSession
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *OpenSessionRequest) (*OpenSessionResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*OpenSessionRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*OpenSessionRequest) when calling interceptor")
+					}
+					return c.callOpenSession(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*OpenSessionResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*OpenSessionResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *kVServiceProtobufClient) callOpenSession(ctx context.Context, in *OpenSessionRequest) (*OpenSessionResponse, error) {
+	out := new(OpenSessionResponse)
+	ctx, err := doProtobufRequest(ctx, c.client, c.opts.Hooks, c.urls[5], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
 // =====================
 // KVService JSON Client
 // =====================
 
 type kVServiceJSONClient struct {
 	client      HTTPClient
-	urls        [5]string
+	urls        [6]string
 	interceptor twirp.Interceptor
 	opts        twirp.ClientOptions
 }
@@ -374,12 +426,13 @@ func NewKVServiceJSONClient(baseURL string, client HTTPClient, opts ...twirp.Cli
 	// Build method URLs: <baseURL>[<prefix>]/<package>.<Service>/<Method>
 	serviceURL := sanitizeBaseURL(baseURL)
 	serviceURL += baseServicePath(pathPrefix, "kv.v1", "KVService")
-	urls := [5]string{
+	urls := [6]string{
 		serviceURL + "Get",
 		serviceURL + "Put",
 		serviceURL + "Append",
 		serviceURL + "Delete",
 		serviceURL + "Status",
+		serviceURL + "OpenSession",
 	}
 
 	return &kVServiceJSONClient{
@@ -620,6 +673,52 @@ func (c *kVServiceJSONClient) callStatus(ctx context.Context, in *StatusRequest)
 	return out, nil
 }
 
+func (c *kVServiceJSONClient) OpenSession(ctx context.Context, in *OpenSessionRequest) (*OpenSessionResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "kv.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "KVService")
+	ctx = ctxsetters.WithMethodName(ctx, "OpenSession")
+	caller := c.callOpenSession
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *OpenSessionRequest) (*OpenSessionResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*OpenSessionRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*OpenSessionRequest) when calling interceptor")
+					}
+					return c.callOpenSession(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*OpenSessionResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*OpenSessionResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *kVServiceJSONClient) callOpenSession(ctx context.Context, in *OpenSessionRequest) (*OpenSessionResponse, error) {
+	out := new(OpenSessionResponse)
+	ctx, err := doJSONRequest(ctx, c.client, c.opts.Hooks, c.urls[5], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
 // ========================
 // KVService Server Handler
 // ========================
@@ -731,6 +830,9 @@ func (s *kVServiceServer) ServeHTTP(resp http.ResponseWriter, req *http.Request)
 		return
 	case "Status":
 		s.serveStatus(ctx, resp, req)
+		return
+	case "OpenSession":
+		s.serveOpenSession(ctx, resp, req)
 		return
 	default:
 		msg := fmt.Sprintf("no handler for path %q", req.URL.Path)
@@ -1639,6 +1741,186 @@ func (s *kVServiceServer) serveStatusProtobuf(ctx context.Context, resp http.Res
 	callResponseSent(ctx, s.hooks)
 }
 
+func (s *kVServiceServer) serveOpenSession(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	header := req.Header.Get("Content-Type")
+	i := strings.Index(header, ";")
+	if i == -1 {
+		i = len(header)
+	}
+	switch strings.TrimSpace(strings.ToLower(header[:i])) {
+	case "application/json":
+		s.serveOpenSessionJSON(ctx, resp, req)
+	case "application/protobuf":
+		s.serveOpenSessionProtobuf(ctx, resp, req)
+	default:
+		msg := fmt.Sprintf("unexpected Content-Type: %q", req.Header.Get("Content-Type"))
+		twerr := badRouteError(msg, req.Method, req.URL.Path)
+		s.writeError(ctx, resp, twerr)
+	}
+}
+
+func (s *kVServiceServer) serveOpenSessionJSON(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "OpenSession")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	d := json.NewDecoder(req.Body)
+	rawReqBody := json.RawMessage{}
+	if err := d.Decode(&rawReqBody); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+	reqContent := new(OpenSessionRequest)
+	unmarshaler := protojson.UnmarshalOptions{DiscardUnknown: true}
+	if err = unmarshaler.Unmarshal(rawReqBody, reqContent); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+
+	handler := s.KVService.OpenSession
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *OpenSessionRequest) (*OpenSessionResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*OpenSessionRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*OpenSessionRequest) when calling interceptor")
+					}
+					return s.KVService.OpenSession(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*OpenSessionResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*OpenSessionResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *OpenSessionResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *OpenSessionResponse and nil error while calling OpenSession. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	marshaler := &protojson.MarshalOptions{UseProtoNames: !s.jsonCamelCase, EmitUnpopulated: !s.jsonSkipDefaults}
+	respBytes, err := marshaler.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal json response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/json")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
+func (s *kVServiceServer) serveOpenSessionProtobuf(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "OpenSession")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	buf, err := io.ReadAll(req.Body)
+	if err != nil {
+		s.handleRequestBodyError(ctx, resp, "failed to read request body", err)
+		return
+	}
+	reqContent := new(OpenSessionRequest)
+	if err = proto.Unmarshal(buf, reqContent); err != nil {
+		s.writeError(ctx, resp, malformedRequestError("the protobuf request could not be decoded"))
+		return
+	}
+
+	handler := s.KVService.OpenSession
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *OpenSessionRequest) (*OpenSessionResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*OpenSessionRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*OpenSessionRequest) when calling interceptor")
+					}
+					return s.KVService.OpenSession(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*OpenSessionResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*OpenSessionResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *OpenSessionResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *OpenSessionResponse and nil error while calling OpenSession. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	respBytes, err := proto.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal proto response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/protobuf")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
 func (s *kVServiceServer) ServiceDescriptor() ([]byte, int) {
 	return twirpFileDescriptor0, 0
 }
@@ -1652,6 +1934,505 @@ func (s *kVServiceServer) ProtocGenTwirpVersion() string {
 // for example to identify the requests that are targeted to this service in a mux.
 func (s *kVServiceServer) PathPrefix() string {
 	return baseServicePath(s.pathPrefix, "kv.v1", "KVService")
+}
+
+// ========================
+// ForwardService Interface
+// ========================
+
+// ForwardService is served on the peer listener only: a replica that does
+// not lead hands the leader the writes its clients sent it, many per call.
+type ForwardService interface {
+	// Write applies a batch of writes; results[i] answers ops[i]. A write
+	// whose result is not OK was not applied unless its code says the outcome
+	// is unknown (TIMEOUT, KILLED, or NOT_LEADER with proposed set).
+	WriteBatch(context.Context, *WriteBatchRequest) (*WriteBatchResponse, error)
+}
+
+// ==============================
+// ForwardService Protobuf Client
+// ==============================
+
+type forwardServiceProtobufClient struct {
+	client      HTTPClient
+	urls        [1]string
+	interceptor twirp.Interceptor
+	opts        twirp.ClientOptions
+}
+
+// NewForwardServiceProtobufClient creates a Protobuf client that implements the ForwardService interface.
+// It communicates using Protobuf and can be configured with a custom HTTPClient.
+func NewForwardServiceProtobufClient(baseURL string, client HTTPClient, opts ...twirp.ClientOption) ForwardService {
+	if c, ok := client.(*http.Client); ok {
+		client = withoutRedirects(c)
+	}
+
+	clientOpts := twirp.ClientOptions{}
+	for _, o := range opts {
+		o(&clientOpts)
+	}
+
+	// Using ReadOpt allows backwards and forwards compatibility with new options in the future
+	literalURLs := false
+	_ = clientOpts.ReadOpt("literalURLs", &literalURLs)
+	var pathPrefix string
+	if ok := clientOpts.ReadOpt("pathPrefix", &pathPrefix); !ok {
+		pathPrefix = "/twirp" // default prefix
+	}
+
+	// Build method URLs: <baseURL>[<prefix>]/<package>.<Service>/<Method>
+	serviceURL := sanitizeBaseURL(baseURL)
+	serviceURL += baseServicePath(pathPrefix, "kv.v1", "ForwardService")
+	urls := [1]string{
+		serviceURL + "WriteBatch",
+	}
+
+	return &forwardServiceProtobufClient{
+		client:      client,
+		urls:        urls,
+		interceptor: twirp.ChainInterceptors(clientOpts.Interceptors...),
+		opts:        clientOpts,
+	}
+}
+
+func (c *forwardServiceProtobufClient) WriteBatch(ctx context.Context, in *WriteBatchRequest) (*WriteBatchResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "kv.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "ForwardService")
+	ctx = ctxsetters.WithMethodName(ctx, "WriteBatch")
+	caller := c.callWriteBatch
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *WriteBatchRequest) (*WriteBatchResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*WriteBatchRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*WriteBatchRequest) when calling interceptor")
+					}
+					return c.callWriteBatch(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*WriteBatchResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*WriteBatchResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *forwardServiceProtobufClient) callWriteBatch(ctx context.Context, in *WriteBatchRequest) (*WriteBatchResponse, error) {
+	out := new(WriteBatchResponse)
+	ctx, err := doProtobufRequest(ctx, c.client, c.opts.Hooks, c.urls[0], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
+// ==========================
+// ForwardService JSON Client
+// ==========================
+
+type forwardServiceJSONClient struct {
+	client      HTTPClient
+	urls        [1]string
+	interceptor twirp.Interceptor
+	opts        twirp.ClientOptions
+}
+
+// NewForwardServiceJSONClient creates a JSON client that implements the ForwardService interface.
+// It communicates using JSON and can be configured with a custom HTTPClient.
+func NewForwardServiceJSONClient(baseURL string, client HTTPClient, opts ...twirp.ClientOption) ForwardService {
+	if c, ok := client.(*http.Client); ok {
+		client = withoutRedirects(c)
+	}
+
+	clientOpts := twirp.ClientOptions{}
+	for _, o := range opts {
+		o(&clientOpts)
+	}
+
+	// Using ReadOpt allows backwards and forwards compatibility with new options in the future
+	literalURLs := false
+	_ = clientOpts.ReadOpt("literalURLs", &literalURLs)
+	var pathPrefix string
+	if ok := clientOpts.ReadOpt("pathPrefix", &pathPrefix); !ok {
+		pathPrefix = "/twirp" // default prefix
+	}
+
+	// Build method URLs: <baseURL>[<prefix>]/<package>.<Service>/<Method>
+	serviceURL := sanitizeBaseURL(baseURL)
+	serviceURL += baseServicePath(pathPrefix, "kv.v1", "ForwardService")
+	urls := [1]string{
+		serviceURL + "WriteBatch",
+	}
+
+	return &forwardServiceJSONClient{
+		client:      client,
+		urls:        urls,
+		interceptor: twirp.ChainInterceptors(clientOpts.Interceptors...),
+		opts:        clientOpts,
+	}
+}
+
+func (c *forwardServiceJSONClient) WriteBatch(ctx context.Context, in *WriteBatchRequest) (*WriteBatchResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "kv.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "ForwardService")
+	ctx = ctxsetters.WithMethodName(ctx, "WriteBatch")
+	caller := c.callWriteBatch
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *WriteBatchRequest) (*WriteBatchResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*WriteBatchRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*WriteBatchRequest) when calling interceptor")
+					}
+					return c.callWriteBatch(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*WriteBatchResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*WriteBatchResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *forwardServiceJSONClient) callWriteBatch(ctx context.Context, in *WriteBatchRequest) (*WriteBatchResponse, error) {
+	out := new(WriteBatchResponse)
+	ctx, err := doJSONRequest(ctx, c.client, c.opts.Hooks, c.urls[0], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
+// =============================
+// ForwardService Server Handler
+// =============================
+
+type forwardServiceServer struct {
+	ForwardService
+	interceptor      twirp.Interceptor
+	hooks            *twirp.ServerHooks
+	pathPrefix       string // prefix for routing
+	jsonSkipDefaults bool   // do not include unpopulated fields (default values) in the response
+	jsonCamelCase    bool   // JSON fields are serialized as lowerCamelCase rather than keeping the original proto names
+}
+
+// NewForwardServiceServer builds a TwirpServer that can be used as an http.Handler to handle
+// HTTP requests that are routed to the right method in the provided svc implementation.
+// The opts are twirp.ServerOption modifiers, for example twirp.WithServerHooks(hooks).
+func NewForwardServiceServer(svc ForwardService, opts ...interface{}) TwirpServer {
+	serverOpts := newServerOpts(opts)
+
+	// Using ReadOpt allows backwards and forwards compatibility with new options in the future
+	jsonSkipDefaults := false
+	_ = serverOpts.ReadOpt("jsonSkipDefaults", &jsonSkipDefaults)
+	jsonCamelCase := false
+	_ = serverOpts.ReadOpt("jsonCamelCase", &jsonCamelCase)
+	var pathPrefix string
+	if ok := serverOpts.ReadOpt("pathPrefix", &pathPrefix); !ok {
+		pathPrefix = "/twirp" // default prefix
+	}
+
+	return &forwardServiceServer{
+		ForwardService:   svc,
+		hooks:            serverOpts.Hooks,
+		interceptor:      twirp.ChainInterceptors(serverOpts.Interceptors...),
+		pathPrefix:       pathPrefix,
+		jsonSkipDefaults: jsonSkipDefaults,
+		jsonCamelCase:    jsonCamelCase,
+	}
+}
+
+// writeError writes an HTTP response with a valid Twirp error format, and triggers hooks.
+// If err is not a twirp.Error, it will get wrapped with twirp.InternalErrorWith(err)
+func (s *forwardServiceServer) writeError(ctx context.Context, resp http.ResponseWriter, err error) {
+	writeError(ctx, resp, err, s.hooks)
+}
+
+// handleRequestBodyError is used to handle error when the twirp server cannot read request
+func (s *forwardServiceServer) handleRequestBodyError(ctx context.Context, resp http.ResponseWriter, msg string, err error) {
+	if context.Canceled == ctx.Err() {
+		s.writeError(ctx, resp, twirp.NewError(twirp.Canceled, "failed to read request: context canceled"))
+		return
+	}
+	if context.DeadlineExceeded == ctx.Err() {
+		s.writeError(ctx, resp, twirp.NewError(twirp.DeadlineExceeded, "failed to read request: deadline exceeded"))
+		return
+	}
+	s.writeError(ctx, resp, twirp.WrapError(malformedRequestError(msg), err))
+}
+
+// ForwardServicePathPrefix is a convenience constant that may identify URL paths.
+// Should be used with caution, it only matches routes generated by Twirp Go clients,
+// with the default "/twirp" prefix and default CamelCase service and method names.
+// More info: https://twitchtv.github.io/twirp/docs/routing.html
+const ForwardServicePathPrefix = "/twirp/kv.v1.ForwardService/"
+
+func (s *forwardServiceServer) ServeHTTP(resp http.ResponseWriter, req *http.Request) {
+	ctx := req.Context()
+	ctx = ctxsetters.WithPackageName(ctx, "kv.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "ForwardService")
+	ctx = ctxsetters.WithResponseWriter(ctx, resp)
+
+	var err error
+	ctx, err = callRequestReceived(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	if req.Method != "POST" {
+		msg := fmt.Sprintf("unsupported method %q (only POST is allowed)", req.Method)
+		s.writeError(ctx, resp, badRouteError(msg, req.Method, req.URL.Path))
+		return
+	}
+
+	// Verify path format: [<prefix>]/<package>.<Service>/<Method>
+	prefix, pkgService, method := parseTwirpPath(req.URL.Path)
+	if pkgService != "kv.v1.ForwardService" {
+		msg := fmt.Sprintf("no handler for path %q", req.URL.Path)
+		s.writeError(ctx, resp, badRouteError(msg, req.Method, req.URL.Path))
+		return
+	}
+	if prefix != s.pathPrefix {
+		msg := fmt.Sprintf("invalid path prefix %q, expected %q, on path %q", prefix, s.pathPrefix, req.URL.Path)
+		s.writeError(ctx, resp, badRouteError(msg, req.Method, req.URL.Path))
+		return
+	}
+
+	switch method {
+	case "WriteBatch":
+		s.serveWriteBatch(ctx, resp, req)
+		return
+	default:
+		msg := fmt.Sprintf("no handler for path %q", req.URL.Path)
+		s.writeError(ctx, resp, badRouteError(msg, req.Method, req.URL.Path))
+		return
+	}
+}
+
+func (s *forwardServiceServer) serveWriteBatch(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	header := req.Header.Get("Content-Type")
+	i := strings.Index(header, ";")
+	if i == -1 {
+		i = len(header)
+	}
+	switch strings.TrimSpace(strings.ToLower(header[:i])) {
+	case "application/json":
+		s.serveWriteBatchJSON(ctx, resp, req)
+	case "application/protobuf":
+		s.serveWriteBatchProtobuf(ctx, resp, req)
+	default:
+		msg := fmt.Sprintf("unexpected Content-Type: %q", req.Header.Get("Content-Type"))
+		twerr := badRouteError(msg, req.Method, req.URL.Path)
+		s.writeError(ctx, resp, twerr)
+	}
+}
+
+func (s *forwardServiceServer) serveWriteBatchJSON(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "WriteBatch")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	d := json.NewDecoder(req.Body)
+	rawReqBody := json.RawMessage{}
+	if err := d.Decode(&rawReqBody); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+	reqContent := new(WriteBatchRequest)
+	unmarshaler := protojson.UnmarshalOptions{DiscardUnknown: true}
+	if err = unmarshaler.Unmarshal(rawReqBody, reqContent); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+
+	handler := s.ForwardService.WriteBatch
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *WriteBatchRequest) (*WriteBatchResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*WriteBatchRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*WriteBatchRequest) when calling interceptor")
+					}
+					return s.ForwardService.WriteBatch(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*WriteBatchResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*WriteBatchResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *WriteBatchResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *WriteBatchResponse and nil error while calling WriteBatch. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	marshaler := &protojson.MarshalOptions{UseProtoNames: !s.jsonCamelCase, EmitUnpopulated: !s.jsonSkipDefaults}
+	respBytes, err := marshaler.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal json response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/json")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
+func (s *forwardServiceServer) serveWriteBatchProtobuf(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "WriteBatch")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	buf, err := io.ReadAll(req.Body)
+	if err != nil {
+		s.handleRequestBodyError(ctx, resp, "failed to read request body", err)
+		return
+	}
+	reqContent := new(WriteBatchRequest)
+	if err = proto.Unmarshal(buf, reqContent); err != nil {
+		s.writeError(ctx, resp, malformedRequestError("the protobuf request could not be decoded"))
+		return
+	}
+
+	handler := s.ForwardService.WriteBatch
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *WriteBatchRequest) (*WriteBatchResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*WriteBatchRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*WriteBatchRequest) when calling interceptor")
+					}
+					return s.ForwardService.WriteBatch(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*WriteBatchResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*WriteBatchResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *WriteBatchResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *WriteBatchResponse and nil error while calling WriteBatch. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	respBytes, err := proto.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal proto response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/protobuf")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
+func (s *forwardServiceServer) ServiceDescriptor() ([]byte, int) {
+	return twirpFileDescriptor0, 1
+}
+
+func (s *forwardServiceServer) ProtocGenTwirpVersion() string {
+	return "v8.1.3"
+}
+
+// PathPrefix returns the base service path, in the form: "/<prefix>/<package>.<Service>/"
+// that is everything in a Twirp route except for the <Method>. This can be used for routing,
+// for example to identify the requests that are targeted to this service in a mux.
+func (s *forwardServiceServer) PathPrefix() string {
+	return baseServicePath(s.pathPrefix, "kv.v1", "ForwardService")
 }
 
 // =====
@@ -2220,60 +3001,86 @@ func callClientError(ctx context.Context, h *twirp.ClientHooks, err twirp.Error)
 }
 
 var twirpFileDescriptor0 = []byte{
-	// 866 bytes of a gzipped FileDescriptorProto
-	0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0xff, 0xb4, 0x55, 0xdb, 0x6e, 0xdb, 0x46,
-	0x10, 0xad, 0xa8, 0x8b, 0xa5, 0xa1, 0x45, 0xcb, 0x0b, 0xc7, 0x20, 0xdc, 0x06, 0x4d, 0xd8, 0x06,
-	0x08, 0x82, 0x54, 0x86, 0x5c, 0x04, 0x28, 0xd2, 0x02, 0x85, 0x2e, 0x8c, 0x4b, 0x48, 0x95, 0x85,
-	0x95, 0xe3, 0x38, 0x41, 0x50, 0x95, 0x26, 0xb7, 0x32, 0x21, 0x8a, 0xcb, 0x92, 0x2b, 0x26, 0xce,
-	0x37, 0xf4, 0xb1, 0x5f, 0xd0, 0xc7, 0x7e, 0x4a, 0x3f, 0xa3, 0x8f, 0xfd, 0x8a, 0x62, 0x2f, 0xd4,
-	0x2d, 0x6d, 0x03, 0x18, 0xe8, 0x8b, 0xc8, 0x3d, 0x73, 0xe6, 0xcc, 0xa1, 0x76, 0x66, 0x17, 0x8c,
-	0x59, 0x76, 0x9c, 0xb5, 0x8e, 0x67, 0x59, 0x33, 0x4e, 0x28, 0xa3, 0xa8, 0x3c, 0xcb, 0x9a, 0x59,
-	0xcb, 0xba, 0x04, 0xfd, 0x45, 0x12, 0x30, 0xf2, 0x1d, 0x71, 0x7d, 0x92, 0xa0, 0x8f, 0xa1, 0xe6,
-	0x85, 0x01, 0x89, 0xd8, 0x24, 0xf0, 0xcd, 0xc2, 0xbd, 0xc2, 0xc3, 0x12, 0xae, 0x4a, 0xc0, 0xf1,
-	0xd1, 0x11, 0x54, 0x53, 0xf2, 0xf3, 0x82, 0x44, 0x1e, 0x31, 0x35, 0x19, 0xcb, 0xd7, 0xa8, 0x01,
-	0x45, 0xd7, 0x9b, 0x99, 0x45, 0x01, 0xf3, 0x57, 0xeb, 0x47, 0x30, 0x30, 0x49, 0x63, 0x1a, 0xa5,
-	0xb9, 0xf8, 0x5d, 0x80, 0x84, 0xc4, 0x61, 0xe0, 0xb9, 0xb9, 0x7a, 0x1d, 0xd7, 0x14, 0xe2, 0xf8,
-	0xbc, 0x76, 0x28, 0x88, 0x3c, 0xaa, 0x89, 0x68, 0x55, 0x02, 0x8e, 0x8f, 0x10, 0x94, 0x18, 0x49,
-	0xe6, 0xaa, 0x80, 0x78, 0xb7, 0x2e, 0x01, 0x4e, 0x09, 0xc3, 0xdc, 0x42, 0xca, 0xb8, 0x83, 0x19,
-	0xb9, 0x11, 0xb2, 0x35, 0xcc, 0x5f, 0xd1, 0x57, 0xa0, 0x7b, 0x34, 0x4a, 0x83, 0x94, 0x91, 0xc8,
-	0xbb, 0x11, 0x92, 0xc6, 0xc9, 0x61, 0x53, 0x7c, 0x78, 0x13, 0x13, 0xd7, 0xef, 0xae, 0xa2, 0x78,
-	0x9d, 0x6a, 0xf9, 0xa0, 0x0b, 0x65, 0x69, 0x1f, 0x7d, 0x01, 0x95, 0x6b, 0x61, 0x44, 0xa8, 0xeb,
-	0x27, 0x77, 0x96, 0x1a, 0xeb, 0xdf, 0x87, 0x15, 0x29, 0x77, 0xa2, 0xad, 0x9c, 0x1c, 0x40, 0x39,
-	0x73, 0xc3, 0x05, 0x11, 0xf6, 0x6b, 0x58, 0x2e, 0xac, 0x1f, 0x00, 0x46, 0x8b, 0xff, 0xf0, 0xbf,
-	0xcc, 0xd2, 0xd6, 0xb2, 0xd0, 0x43, 0x28, 0xbf, 0xe1, 0x3b, 0x26, 0xb4, 0xf4, 0x13, 0xa4, 0xbc,
-	0xac, 0xed, 0x22, 0x96, 0x04, 0xeb, 0x1b, 0xd0, 0x85, 0xfe, 0xad, 0xbe, 0xc2, 0x72, 0xa1, 0xde,
-	0x8e, 0x63, 0x12, 0xf9, 0xff, 0x9f, 0xc1, 0x6f, 0xc1, 0xc8, 0x4b, 0xdc, 0xce, 0x63, 0x1f, 0xea,
-	0x3d, 0x12, 0x12, 0x46, 0xfe, 0xdd, 0xe3, 0xd2, 0x8d, 0xf6, 0x21, 0x37, 0x2f, 0xc1, 0xc8, 0xc5,
-	0x6e, 0xb7, 0xef, 0x26, 0xec, 0x90, 0xb7, 0xbc, 0x85, 0x64, 0xfb, 0x56, 0x71, 0xbe, 0xb4, 0xf6,
-	0xa0, 0x3e, 0x66, 0x2e, 0x5b, 0xa4, 0xca, 0xa7, 0xf5, 0x6b, 0x11, 0x8c, 0x1c, 0x51, 0xc5, 0x3e,
-	0x30, 0x1d, 0x9f, 0x42, 0x29, 0xa1, 0x21, 0x51, 0x5d, 0xac, 0xe7, 0x4e, 0x68, 0x48, 0xb0, 0x08,
-	0xfc, 0xd3, 0x84, 0x6c, 0x8e, 0x54, 0x69, 0x6b, 0xa4, 0xee, 0xc3, 0xae, 0x0a, 0xce, 0x22, 0xfa,
-	0x26, 0x32, 0xcb, 0xc2, 0xb3, 0x2e, 0xb1, 0x3e, 0x87, 0xb8, 0x27, 0x45, 0x59, 0x24, 0xa1, 0x59,
-	0x11, 0xff, 0xaa, 0x52, 0x7c, 0x9e, 0x84, 0x5c, 0xc1, 0xa3, 0xf3, 0x79, 0xc0, 0x26, 0x41, 0xe4,
-	0x93, 0xb7, 0xe6, 0x8e, 0x28, 0xad, 0x4b, 0xcc, 0xe1, 0x10, 0xfa, 0x0c, 0xea, 0x6e, 0x1c, 0x87,
-	0x01, 0xf1, 0x15, 0xa7, 0x2a, 0x38, 0xbb, 0x0a, 0x94, 0xa4, 0xcf, 0xc1, 0x08, 0xdd, 0x94, 0x4d,
-	0x42, 0x3a, 0x55, 0xac, 0x9a, 0x64, 0x71, 0x74, 0x40, 0xa7, 0x92, 0xf5, 0x00, 0x8c, 0x34, 0x72,
-	0xe3, 0xf4, 0x9a, 0xe6, 0xf5, 0x40, 0xb0, 0xea, 0x39, 0xba, 0x12, 0xa3, 0xd3, 0x49, 0x1a, 0xbc,
-	0x23, 0x93, 0xab, 0x1b, 0x46, 0x52, 0x53, 0x57, 0x62, 0x74, 0x3a, 0x0e, 0xde, 0x91, 0x0e, 0xc7,
-	0x78, 0xeb, 0x92, 0x24, 0xa1, 0x89, 0xb9, 0x2b, 0x5b, 0x57, 0x2c, 0x1e, 0x25, 0xb0, 0xb7, 0x75,
-	0x2e, 0xa0, 0x7b, 0xf0, 0x09, 0xb6, 0xdb, 0xbd, 0x49, 0xf7, 0x6c, 0x38, 0x76, 0xc6, 0xe7, 0xf6,
-	0xb0, 0xfb, 0x72, 0xf2, 0x7c, 0x38, 0x1e, 0xd9, 0x5d, 0xe7, 0x99, 0x63, 0xf7, 0x1a, 0x1f, 0xa1,
-	0xfb, 0x70, 0xf7, 0x3d, 0xc6, 0xc0, 0x19, 0xda, 0x6d, 0xec, 0xbc, 0x6a, 0x77, 0x06, 0x76, 0xa3,
-	0x80, 0x8e, 0xe0, 0xf0, 0x3d, 0xca, 0xf8, 0xbc, 0x3d, 0xb0, 0x1b, 0xda, 0xa3, 0x10, 0x4a, 0x7c,
-	0x17, 0xd1, 0x01, 0x34, 0xf0, 0xd9, 0xc0, 0xde, 0x12, 0xdf, 0x87, 0xba, 0x40, 0x9f, 0x9d, 0x0d,
-	0x06, 0x67, 0x2f, 0x6c, 0xdc, 0x28, 0xa0, 0x43, 0x40, 0x02, 0x1a, 0x61, 0x7b, 0xd2, 0x6d, 0x0f,
-	0x7b, 0x4e, 0xaf, 0x7d, 0x6e, 0x37, 0x34, 0x84, 0xc0, 0x10, 0xf8, 0x0a, 0x2b, 0xa2, 0x3d, 0xd0,
-	0x05, 0x36, 0xb0, 0xdb, 0x3d, 0x1b, 0x37, 0x4a, 0x27, 0xbf, 0x68, 0x50, 0xeb, 0x5f, 0x8c, 0x49,
-	0x92, 0x05, 0x1e, 0x41, 0x8f, 0xa1, 0x78, 0x4a, 0x18, 0xda, 0x57, 0xdd, 0xb4, 0x3a, 0x4d, 0x8f,
-	0xd0, 0x3a, 0xa4, 0x3a, 0xf4, 0x31, 0x14, 0x47, 0x8b, 0x15, 0x7b, 0x75, 0x76, 0x2d, 0xd9, 0xeb,
-	0xc7, 0xcd, 0x13, 0xa8, 0xc8, 0xe1, 0x46, 0x07, 0x2a, 0xba, 0x71, 0x9c, 0x1c, 0xdd, 0xd9, 0x42,
-	0x57, 0x69, 0x72, 0x0a, 0x97, 0x69, 0x1b, 0x13, 0xbe, 0x4c, 0xdb, 0x1a, 0xd5, 0x27, 0x50, 0x91,
-	0xf3, 0xb4, 0x4c, 0xdb, 0x18, 0xb8, 0x65, 0xda, 0xe6, 0xd0, 0x75, 0x62, 0xa8, 0x79, 0x74, 0x2e,
-	0x63, 0x9d, 0x9d, 0x7e, 0x36, 0xe2, 0x77, 0xe3, 0xa8, 0xf0, 0xea, 0xc1, 0x34, 0x60, 0xd7, 0x8b,
-	0xab, 0xa6, 0x47, 0xe7, 0xc7, 0xc9, 0xc2, 0xfd, 0x89, 0xe5, 0xbf, 0xb1, 0x77, 0x2c, 0x2e, 0xd2,
-	0xaf, 0x67, 0x59, 0xd6, 0xfa, 0x4d, 0x2b, 0xf6, 0x2f, 0x2f, 0x7f, 0xd7, 0xca, 0xfd, 0xac, 0x79,
-	0xd1, 0xfa, 0x83, 0x3f, 0x5f, 0x5f, 0xb4, 0xfe, 0xd4, 0xf6, 0xc5, 0xf3, 0xf5, 0xe9, 0xa8, 0xf3,
-	0x3d, 0x61, 0xae, 0xef, 0x32, 0xf7, 0x2f, 0xad, 0xd2, 0xcf, 0x9e, 0x3e, 0xbd, 0x68, 0x5d, 0x55,
-	0xc4, 0xf5, 0xfb, 0xe5, 0xdf, 0x01, 0x00, 0x00, 0xff, 0xff, 0x2c, 0x20, 0x92, 0x43, 0x90, 0x07,
-	0x00, 0x00,
+	// 1286 bytes of a gzipped FileDescriptorProto
+	0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0xff, 0xb4, 0x56, 0xdb, 0x6e, 0xdb, 0x46,
+	0x10, 0x8d, 0xa8, 0x8b, 0xa5, 0x51, 0xa4, 0xd0, 0x1b, 0x3b, 0x51, 0x94, 0x06, 0x55, 0xd8, 0x1a,
+	0x30, 0x82, 0x56, 0xae, 0x5d, 0x04, 0x28, 0xd2, 0x02, 0x85, 0x2e, 0x8c, 0x4d, 0x48, 0x11, 0x05,
+	0x52, 0x76, 0x9c, 0x20, 0x28, 0xcb, 0x90, 0x5b, 0x9b, 0x10, 0xa5, 0x65, 0x49, 0x4a, 0xb9, 0xfc,
+	0x46, 0x8b, 0x7e, 0x40, 0x1f, 0xf3, 0x29, 0x7d, 0xec, 0x27, 0xf4, 0xb1, 0xaf, 0xfd, 0x81, 0x62,
+	0x97, 0x4b, 0x91, 0xa2, 0x05, 0xa4, 0x30, 0xd0, 0x17, 0x89, 0x7b, 0xe6, 0xec, 0xec, 0xec, 0xdc,
+	0x76, 0xa0, 0x3e, 0x5d, 0x1e, 0x2c, 0x0f, 0x0f, 0xa6, 0xcb, 0xb6, 0xe7, 0x93, 0x90, 0xa0, 0xe2,
+	0x74, 0xd9, 0x5e, 0x1e, 0x4a, 0x3b, 0x80, 0x54, 0x0f, 0xcf, 0x75, 0x1c, 0x04, 0x0e, 0x99, 0x6b,
+	0xf8, 0xe7, 0x05, 0x0e, 0x42, 0xe9, 0x97, 0x1c, 0xdc, 0x5e, 0x83, 0x03, 0x8f, 0xcc, 0x03, 0x8c,
+	0xbe, 0x84, 0xd2, 0x25, 0x36, 0x6d, 0xec, 0x37, 0x72, 0xad, 0xdc, 0x7e, 0xf5, 0x68, 0xb7, 0xcd,
+	0xb4, 0xb4, 0x63, 0xc2, 0x09, 0x13, 0x6a, 0x9c, 0x84, 0xee, 0x43, 0xc5, 0x72, 0x1d, 0x3c, 0x0f,
+	0x0d, 0xc7, 0x6e, 0x08, 0xad, 0xdc, 0x7e, 0x41, 0x2b, 0x47, 0x80, 0x62, 0xa3, 0xaf, 0x60, 0xc7,
+	0xb1, 0x5d, 0x6c, 0x84, 0xce, 0x0c, 0x93, 0x45, 0x68, 0x04, 0xd8, 0x22, 0x73, 0x3b, 0x68, 0xe4,
+	0x19, 0x0f, 0x51, 0xd9, 0x24, 0x12, 0xe9, 0x91, 0x44, 0xfa, 0x2d, 0x07, 0x5b, 0xcf, 0x7d, 0x27,
+	0xc4, 0xaa, 0x87, 0xf6, 0x20, 0xef, 0x2d, 0x42, 0x6e, 0xc6, 0x36, 0x37, 0x63, 0xbc, 0x08, 0xf9,
+	0x0d, 0x4e, 0x6e, 0x68, 0x54, 0x8e, 0xda, 0x50, 0x32, 0x3d, 0x0f, 0xcf, 0xa3, 0xe3, 0xab, 0x47,
+	0x3b, 0x9c, 0xd9, 0x61, 0x60, 0x42, 0xe6, 0x2c, 0xca, 0xb7, 0xb1, 0x8b, 0x43, 0xcc, 0xcc, 0x48,
+	0xf8, 0x7d, 0x06, 0xa6, 0xf8, 0x11, 0xab, 0x5b, 0x00, 0x81, 0x78, 0xd2, 0x63, 0xd8, 0x66, 0x76,
+	0x75, 0xcd, 0xd0, 0xba, 0xe4, 0x24, 0xd4, 0x82, 0x3c, 0xf1, 0x82, 0x46, 0xae, 0x95, 0xdf, 0xaf,
+	0x1e, 0xd5, 0xb9, 0x1e, 0x6e, 0xbe, 0x46, 0x45, 0xd2, 0x3f, 0x39, 0xa8, 0x32, 0x40, 0xc3, 0xc1,
+	0xc2, 0x0d, 0xd1, 0x1e, 0x14, 0x2c, 0x62, 0x63, 0x76, 0xa9, 0xfa, 0xea, 0x52, 0x91, 0xb0, 0x47,
+	0x6c, 0xac, 0x31, 0x71, 0x2a, 0x08, 0xc2, 0x7f, 0x09, 0x42, 0x03, 0xb6, 0xf0, 0x5b, 0x27, 0x08,
+	0xb1, 0xcd, 0xee, 0x54, 0xd6, 0xe2, 0x25, 0x7a, 0x08, 0x37, 0x5d, 0xc6, 0x31, 0xa6, 0x73, 0xf2,
+	0x66, 0xde, 0x28, 0x30, 0x71, 0x35, 0xc2, 0x06, 0x14, 0xa2, 0x11, 0xe4, 0x14, 0xc7, 0x6e, 0x14,
+	0x5b, 0xb9, 0xfd, 0x9a, 0x56, 0x8e, 0x00, 0xc5, 0x46, 0x4d, 0x28, 0x7b, 0x3e, 0xf1, 0x48, 0x80,
+	0xed, 0x46, 0x89, 0xed, 0x5d, 0xad, 0xe9, 0xa9, 0x33, 0x1c, 0x04, 0xe6, 0x05, 0x6e, 0x6c, 0xb5,
+	0x72, 0xfb, 0x15, 0x2d, 0x5e, 0x4a, 0x5d, 0x40, 0x69, 0x67, 0xf1, 0xcc, 0xfa, 0x02, 0xb6, 0x7c,
+	0x76, 0xd1, 0xd8, 0x63, 0x28, 0xed, 0xb1, 0xc8, 0x07, 0x5a, 0x4c, 0x91, 0xce, 0xb9, 0xe3, 0x4e,
+	0x36, 0xe4, 0x59, 0x2e, 0x93, 0x67, 0x4d, 0x28, 0x07, 0x34, 0x24, 0x73, 0x0b, 0xc7, 0x39, 0x18,
+	0xaf, 0x91, 0x08, 0x79, 0xd3, 0x9a, 0xf2, 0x94, 0xa3, 0x9f, 0xd2, 0x8f, 0x50, 0x5f, 0xf7, 0x23,
+	0x7a, 0x00, 0xe0, 0x63, 0xcf, 0x75, 0x2c, 0x33, 0xd6, 0x5e, 0xd3, 0x2a, 0x1c, 0x51, 0xec, 0x75,
+	0x0f, 0x09, 0x19, 0x0f, 0x21, 0x28, 0x84, 0xd8, 0x9f, 0xf1, 0x03, 0xd8, 0xb7, 0x74, 0x0e, 0x70,
+	0x8c, 0xe3, 0x3c, 0xa5, 0x16, 0x4c, 0xf1, 0x3b, 0xa6, 0xb6, 0xa2, 0xd1, 0x4f, 0xf4, 0x0d, 0x54,
+	0x2d, 0x32, 0x0f, 0x68, 0x88, 0xe6, 0xd6, 0x3b, 0xa6, 0xb2, 0x7e, 0x74, 0x67, 0x15, 0x63, 0xd3,
+	0xee, 0x25, 0x52, 0x2d, 0x4d, 0x95, 0x6c, 0xa8, 0x32, 0xcd, 0xd7, 0x2b, 0x56, 0x6e, 0x89, 0x90,
+	0x58, 0xb2, 0x03, 0xc5, 0xa5, 0xe9, 0x2e, 0xa2, 0x5a, 0xa8, 0x68, 0xd1, 0x42, 0xfa, 0x01, 0x20,
+	0xa9, 0xb3, 0x0d, 0xf6, 0xaf, 0x76, 0x09, 0xa9, 0x5d, 0x68, 0x1f, 0x8a, 0x6f, 0x68, 0xc4, 0x78,
+	0x5d, 0xad, 0x45, 0x97, 0x1b, 0x12, 0x11, 0xa4, 0xef, 0xa0, 0xca, 0xf4, 0x5f, 0xeb, 0x16, 0x92,
+	0x09, 0xb5, 0xb5, 0xda, 0xfe, 0x1f, 0x0c, 0xfc, 0x1e, 0xea, 0xf1, 0x11, 0xd7, 0xb3, 0x71, 0x00,
+	0xb5, 0xb5, 0x7e, 0xb2, 0xc1, 0xc6, 0x95, 0x35, 0xc2, 0xc7, 0xac, 0x79, 0x01, 0xf5, 0x58, 0xd9,
+	0xf5, 0xe2, 0x9e, 0xea, 0x0f, 0xc2, 0x5a, 0x7f, 0x90, 0x6e, 0x41, 0x4d, 0x0f, 0xcd, 0x70, 0x11,
+	0xc4, 0xcf, 0xc2, 0xaf, 0x79, 0xa8, 0xc7, 0x08, 0x3f, 0xec, 0x23, 0xd5, 0xf1, 0x29, 0x14, 0x7c,
+	0xe2, 0x62, 0x9e, 0xc5, 0xd5, 0xd8, 0x12, 0xe2, 0x62, 0x8d, 0x09, 0x36, 0x55, 0xc8, 0x7a, 0x49,
+	0x15, 0x32, 0x25, 0x95, 0x6d, 0x5a, 0xc5, 0xab, 0x4d, 0xeb, 0x01, 0x00, 0xa7, 0x2c, 0x7c, 0x97,
+	0x75, 0xa6, 0x8a, 0xc6, 0x35, 0x9e, 0xfa, 0x2e, 0xd5, 0x60, 0x91, 0xd9, 0xcc, 0x09, 0x0d, 0x67,
+	0x6e, 0xe3, 0xb7, 0xac, 0x3f, 0x15, 0x68, 0x25, 0x51, 0x4c, 0xa1, 0x10, 0xfa, 0x0c, 0x6a, 0xa6,
+	0xe7, 0xb9, 0x0e, 0xb6, 0x39, 0xa7, 0xcc, 0x38, 0x37, 0x39, 0x18, 0x91, 0x3e, 0x87, 0xba, 0x6b,
+	0x06, 0xa1, 0xe1, 0x92, 0x0b, 0xce, 0xaa, 0x44, 0x2c, 0x8a, 0x0e, 0xc9, 0x45, 0xc4, 0xda, 0x83,
+	0x7a, 0x30, 0x37, 0xbd, 0xe0, 0x92, 0xc4, 0xe7, 0x01, 0x63, 0xd5, 0x62, 0x34, 0x51, 0x46, 0x2e,
+	0x8c, 0xc0, 0x79, 0x8f, 0x8d, 0xd7, 0xef, 0x42, 0x1c, 0x34, 0xaa, 0x5c, 0x19, 0xb9, 0xd0, 0x9d,
+	0xf7, 0xb8, 0x4b, 0x31, 0x9a, 0xba, 0xd8, 0xf7, 0x89, 0xdf, 0xb8, 0x19, 0xa5, 0x2e, 0x5b, 0x3c,
+	0xfa, 0x20, 0x00, 0x24, 0xaf, 0x04, 0xba, 0x0f, 0x77, 0x35, 0x59, 0x3f, 0x1d, 0x4e, 0x8c, 0x9e,
+	0xda, 0x97, 0x8d, 0xd3, 0x91, 0x3e, 0x96, 0x7b, 0xca, 0x53, 0x45, 0xee, 0x8b, 0x37, 0x10, 0x82,
+	0x7a, 0x5a, 0xa8, 0x0e, 0xc4, 0x1c, 0x6a, 0xc2, 0x9d, 0x34, 0x36, 0x52, 0x27, 0xc6, 0x50, 0xee,
+	0xf4, 0x65, 0x4d, 0x14, 0xd0, 0x5d, 0xb8, 0x9d, 0x96, 0x4d, 0x94, 0x67, 0xb2, 0x7a, 0x3a, 0x11,
+	0xf3, 0xe8, 0x0e, 0xa0, 0xb4, 0x60, 0xa0, 0x0c, 0x87, 0x72, 0x5f, 0x2c, 0x64, 0x37, 0x28, 0xa3,
+	0xb3, 0xce, 0x50, 0xe9, 0x8b, 0x45, 0xb4, 0x0b, 0xdb, 0x69, 0x81, 0x3e, 0xe9, 0x0c, 0x65, 0xb1,
+	0x84, 0xee, 0xc1, 0xee, 0xda, 0x01, 0xaa, 0x6a, 0x0c, 0x3b, 0xda, 0xb1, 0x2c, 0x6e, 0x5d, 0xb5,
+	0xcb, 0xd0, 0x65, 0x5d, 0x57, 0xd4, 0x91, 0x58, 0x46, 0x2d, 0xf8, 0x24, 0xbb, 0xed, 0x59, 0x67,
+	0xf4, 0xc2, 0x18, 0xcb, 0xa3, 0xbe, 0x32, 0x3a, 0x16, 0x2b, 0xd9, 0xf3, 0xd4, 0xc9, 0x89, 0xac,
+	0x89, 0xf0, 0xc8, 0x87, 0x5b, 0x99, 0x26, 0x1a, 0xe9, 0xea, 0xf4, 0x8d, 0x9e, 0x3a, 0xd2, 0x15,
+	0x7d, 0x22, 0x8f, 0x7a, 0x2f, 0x32, 0x5e, 0x7b, 0x08, 0x0f, 0xae, 0x30, 0x86, 0xca, 0x48, 0xee,
+	0x68, 0xca, 0xcb, 0x4e, 0x77, 0x28, 0xc7, 0x4e, 0xcc, 0x50, 0xa2, 0x3b, 0x0a, 0x8f, 0x5c, 0x28,
+	0xd0, 0x94, 0x47, 0x3b, 0x20, 0x6a, 0xea, 0x30, 0x1b, 0x92, 0x6d, 0xa8, 0x31, 0xf4, 0xa9, 0x3a,
+	0x1c, 0xaa, 0xcf, 0x65, 0x4d, 0xcc, 0x31, 0xe7, 0x52, 0x68, 0xac, 0xc9, 0x46, 0xaf, 0x33, 0xea,
+	0x2b, 0xfd, 0xce, 0x44, 0x16, 0x05, 0x16, 0x3d, 0x8a, 0x27, 0x58, 0x1e, 0xdd, 0x82, 0x2a, 0xc3,
+	0x78, 0xc8, 0x0a, 0x47, 0x7f, 0x0a, 0x50, 0x19, 0x9c, 0xe9, 0xd8, 0x5f, 0x3a, 0x16, 0x7d, 0x58,
+	0xf3, 0xc7, 0x38, 0x44, 0xf1, 0x34, 0x91, 0x3c, 0x3d, 0x4d, 0x94, 0x86, 0x56, 0xcf, 0x70, 0x7e,
+	0xbc, 0x48, 0xd8, 0x49, 0xa3, 0x5f, 0xb1, 0xd3, 0xbd, 0xf9, 0x31, 0x94, 0xa2, 0x4e, 0x88, 0x36,
+	0xce, 0x55, 0xcd, 0xdd, 0x0c, 0x9a, 0x6c, 0x8b, 0x5a, 0x16, 0xda, 0x38, 0x5e, 0xad, 0xb6, 0x65,
+	0xfa, 0xda, 0x63, 0x28, 0x45, 0xcd, 0x67, 0xb5, 0x6d, 0xad, 0x3b, 0xad, 0xb6, 0x65, 0x3a, 0x54,
+	0x1f, 0xaa, 0xa9, 0x51, 0x16, 0xdd, 0xe3, 0xac, 0xab, 0x53, 0x6f, 0xb3, 0xb9, 0x49, 0x14, 0x69,
+	0x39, 0xd2, 0xa1, 0xfe, 0x94, 0xf8, 0x6f, 0x4c, 0xdf, 0x8e, 0x1d, 0xdb, 0x01, 0x48, 0xe6, 0x18,
+	0xd4, 0x48, 0x77, 0xe8, 0xf4, 0x1c, 0xd8, 0xbc, 0xb7, 0x41, 0x12, 0x29, 0xed, 0x7a, 0x50, 0xb1,
+	0xc8, 0x2c, 0x92, 0x77, 0xb7, 0x06, 0xcb, 0x31, 0x9d, 0xcc, 0xc7, 0xb9, 0x97, 0x7b, 0x17, 0x4e,
+	0x78, 0xb9, 0x78, 0xdd, 0xb6, 0xc8, 0xec, 0xc0, 0x5f, 0x98, 0x3f, 0x85, 0xf1, 0xaf, 0x67, 0x1d,
+	0xb0, 0x31, 0xfe, 0xdb, 0xe9, 0x72, 0x79, 0xf8, 0xbb, 0x90, 0x1f, 0x9c, 0x9f, 0x7f, 0x10, 0x8a,
+	0x83, 0x65, 0xfb, 0xec, 0xf0, 0x0f, 0xfa, 0xff, 0xea, 0xec, 0xf0, 0x2f, 0x61, 0x9b, 0xfd, 0xbf,
+	0x3a, 0x1e, 0x77, 0x9f, 0xe1, 0xd0, 0xb4, 0xcd, 0xd0, 0xfc, 0x5b, 0x28, 0x0d, 0x96, 0x4f, 0x9e,
+	0x9c, 0x1d, 0xbe, 0x2e, 0xb1, 0xe1, 0xff, 0xeb, 0x7f, 0x03, 0x00, 0x00, 0xff, 0xff, 0x88, 0x91,
+	0x2c, 0x84, 0x0e, 0x0c, 0x00, 0x00,
 }

@@ -1,4 +1,10 @@
-package kvraft
+// Package kvclient is what a client of a kvraft replica needs, and nothing of
+// raft or storage: the request and response types, the Service contract a
+// replica implements, the errors with the one definition of an unknown
+// outcome (MaybeApplied), and the Clerk, the one leader-following retry
+// engine. The Go client of durio, durio's forwarding frontend and the
+// kvraft tests all use the Clerk.
+package kvclient
 
 import "context"
 
@@ -87,9 +93,9 @@ type DeleteResponse struct {
 	Existed bool
 }
 
-// Service is a replica's client API as the Clerk sees it: *Server implements
+// Service is a replica's client API as the Clerk sees it: kvraft.Server implements
 // it in-process, tests wrap it in the simulated network, and durio
-// implements it over HTTP. Errors follow the Server's contract: a
+// implements it over Twirp with package kvwire. Errors follow the server's contract: a
 // *WrongLeaderError, ErrTimeout, ErrKilled, ErrInvalid, or any other error
 // meaning no answer arrived (the request may or may not have been executed).
 type Service interface {

@@ -1,0 +1,354 @@
+package kvclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ClerkConfig tunes a Clerk.
+type ClerkConfig struct {
+	// ClientID identifies the clerk's writes; 0 picks a random one. Two
+	// clerks must never share an id.
+	ClientID uint64
+	// AttemptTimeout bounds one attempt at one replica; the clerk then tries
+	// again (the same replica if it is still the known leader, another
+	// otherwise). Retrying is safe for writes (they keep their WriteID), so
+	// it can be short: on the scale of the election timeout, so that a
+	// leader that stopped answering costs about one election.
+	AttemptTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the pause after a full round of failed
+	// attempts; it doubles each round, with jitter.
+	MinBackoff, MaxBackoff time.Duration
+	// Leader, if not nil, tells the clerk which replica the caller's own
+	// raft node believes leads. The clerk sends writes straight there, and
+	// abandons an attempt as soon as the known leader changes to another
+	// replica (or to none), retrying at the new leader instead of waiting
+	// for AttemptTimeout. durio's forwarding frontend sets it.
+	Leader LeaderWatch
+}
+
+// LeaderWatch reports leadership as a raft node in the caller's process
+// sees it.
+type LeaderWatch interface {
+	// Leader returns the index of the replica known to lead (NoLeader if
+	// none) and a channel that is closed at the next change of that value
+	// (or of the term).
+	Leader() (leader int, changed <-chan struct{})
+}
+
+// DefaultClerkConfig returns the configuration used when none is given.
+func DefaultClerkConfig() ClerkConfig {
+	return ClerkConfig{AttemptTimeout: time.Second, MinBackoff: 5 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
+}
+
+// Validate reports the first field that is out of range.
+func (c ClerkConfig) Validate() error {
+	switch {
+	case c.AttemptTimeout <= 0:
+		return fmt.Errorf("kvclient: ClerkConfig.AttemptTimeout must be positive, got %v", c.AttemptTimeout)
+	case c.MinBackoff <= 0:
+		return fmt.Errorf("kvclient: ClerkConfig.MinBackoff must be positive, got %v", c.MinBackoff)
+	case c.MaxBackoff < c.MinBackoff:
+		return fmt.Errorf("kvclient: ClerkConfig.MaxBackoff (%v) must be at least MinBackoff (%v)", c.MaxBackoff, c.MinBackoff)
+	}
+	return nil
+}
+
+// Clerk is the leader-following client: it finds the leader, retries with
+// backoff, and numbers its writes so that each is applied exactly once.
+//
+// A Clerk is safe for concurrent use, and concurrent calls are not
+// serialised: each write takes its own sequence number and they proceed in
+// parallel. The clerk tracks which of its writes are still in flight and
+// sends, with every write, the lowest such sequence number as WriteID.Ack,
+// so the servers keep results only for writes that may still be retried
+// (see WriteID).
+//
+// Do runs any request through the same loop, for callers that number
+// writes themselves (durio's frontend forwarding a client's own WriteID).
+type Clerk struct {
+	servers []Service
+	cfg     ClerkConfig
+	id      uint64
+
+	leader atomic.Int64 // index into servers of the last replica that answered
+
+	mu sync.Mutex // guards nextSeq, inflight, ack
+	// nextSeq is the sequence number of the next write.
+	nextSeq uint64
+	// inflight holds the sequence numbers of writes not yet finished.
+	inflight map[uint64]struct{}
+	// ack is the lowest unfinished sequence number (nextSeq if none).
+	ack uint64
+}
+
+// NewClerk returns a clerk that talks to servers; the index of a server in
+// the slice must be its replica id, so that leader hints can be followed.
+func NewClerk(servers []Service, cfg ClerkConfig) (*Clerk, error) {
+	if len(servers) == 0 {
+		return nil, fmt.Errorf("kvclient: NewClerk needs at least one server")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	id := cfg.ClientID
+	for id == 0 {
+		id = rand.Uint64() >> 1
+	}
+	c := &Clerk{
+		servers:  servers,
+		cfg:      cfg,
+		id:       id,
+		nextSeq:  1,
+		ack:      1,
+		inflight: make(map[uint64]struct{}),
+	}
+	c.leader.Store(int64(rand.IntN(len(servers))))
+	return c, nil
+}
+
+// ClientID returns the id the clerk's writes carry.
+func (c *Clerk) ClientID() uint64 { return c.id }
+
+// Get returns the value of key, read linearizably; ErrNoKey if it is
+// missing.
+func (c *Clerk) Get(ctx context.Context, key string) (string, error) {
+	return c.get(ctx, key, Linearizable)
+}
+
+// GetStale returns the value of key as some replica has it, possibly stale.
+func (c *Clerk) GetStale(ctx context.Context, key string) (string, error) {
+	return c.get(ctx, key, Stale)
+}
+
+func (c *Clerk) get(ctx context.Context, key string, cons Consistency) (string, error) {
+	var resp *GetResponse
+	err := c.Do(ctx, false, func(ctx context.Context, srv Service) error {
+		r, err := srv.Get(ctx, &GetRequest{Key: key, Consistency: cons})
+		resp = r
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	if !resp.Found {
+		return "", ErrNoKey
+	}
+	return resp.Value, nil
+}
+
+// Put sets key to value.
+func (c *Clerk) Put(ctx context.Context, key, value string) error {
+	return c.Write(ctx, func(ctx context.Context, srv Service, id WriteID) error {
+		_, err := srv.Put(ctx, &PutRequest{Key: key, Value: value, Write: id})
+		return err
+	})
+}
+
+// Append appends value to key's value.
+func (c *Clerk) Append(ctx context.Context, key, value string) error {
+	return c.Write(ctx, func(ctx context.Context, srv Service, id WriteID) error {
+		_, err := srv.Append(ctx, &AppendRequest{Key: key, Value: value, Write: id})
+		return err
+	})
+}
+
+// Delete removes key and reports whether it existed.
+func (c *Clerk) Delete(ctx context.Context, key string) (existed bool, err error) {
+	err = c.Write(ctx, func(ctx context.Context, srv Service, id WriteID) error {
+		r, err := srv.Delete(ctx, &DeleteRequest{Key: key, Write: id})
+		if err == nil {
+			existed = r.Existed
+		}
+		return err
+	})
+	return existed, err
+}
+
+// Write runs one write numbered by the clerk: call is invoked once per
+// attempt with the replica to try and the write's id, the same id every
+// time (only Ack may grow). It returns as Do does.
+func (c *Clerk) Write(ctx context.Context, call func(context.Context, Service, WriteID) error) error {
+	c.mu.Lock()
+	seq := c.nextSeq
+	c.nextSeq++
+	c.inflight[seq] = struct{}{}
+	c.mu.Unlock()
+	defer c.finish(seq)
+	return c.Do(ctx, true, func(ctx context.Context, srv Service) error {
+		// Ack is read per attempt: it only grows, and a higher one lets the
+		// servers forget sooner.
+		c.mu.Lock()
+		id := WriteID{ClientID: c.id, Seq: seq, Ack: c.ack}
+		c.mu.Unlock()
+		return call(ctx, srv, id)
+	})
+}
+
+// finish marks seq finished and advances ack past finished writes.
+func (c *Clerk) finish(seq uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.inflight, seq)
+	for c.ack < c.nextSeq {
+		if _, ok := c.inflight[c.ack]; ok {
+			break
+		}
+		c.ack++
+	}
+}
+
+// Do calls attempt against replicas until one succeeds, a Definitive error
+// comes back, or ctx ends. It starts at the known leader, follows leader
+// hints, moves to another replica after a failure, and backs off after each
+// full round. A write must carry the same WriteID in every attempt.
+//
+// When ctx ends it returns an error wrapping ErrTimeout if write is true and
+// some attempt may have applied it (MaybeApplied), and ErrNoLeader
+// otherwise (a read, or a write no replica took).
+func (c *Clerk) Do(ctx context.Context, write bool, attempt func(context.Context, Service) error) error {
+	return c.do(ctx, write, -1, attempt)
+}
+
+// DoFrom is Do, starting at replica first instead of the known leader: a
+// read that replica may be able to serve itself.
+func (c *Clerk) DoFrom(ctx context.Context, first int, write bool, attempt func(context.Context, Service) error) error {
+	return c.do(ctx, write, first, attempt)
+}
+
+func (c *Clerk) do(ctx context.Context, write bool, first int, attempt func(context.Context, Service) error) error {
+	n := len(c.servers)
+	target := first
+	if target < 0 || target >= n {
+		target = c.knownLeader()
+	}
+	backoff := c.cfg.MinBackoff
+	maybeApplied := false // some attempt may have reached the log
+	var lastErr error
+	for tries := 1; ; tries++ {
+		err := c.try(ctx, target, attempt)
+		if err == nil || Definitive(err) {
+			if err == nil {
+				c.leader.Store(int64(target))
+			}
+			return err
+		}
+		lastErr = err
+		maybeApplied = maybeApplied || MaybeApplied(err)
+		next, known := c.next(target, err)
+		// The next request starts elsewhere too: a replica that stopped
+		// answering must not hold every request for a whole attempt.
+		c.leader.CompareAndSwap(int64(target), int64(next))
+		if ctx.Err() != nil {
+			break
+		}
+		if !known && tries%n == 0 || known && next == target {
+			// A full round without success, or nowhere new to go: give
+			// the cluster a moment (an election, a restarting replica).
+			// Full jitter in [backoff/2, backoff).
+			c.pause(ctx, backoff/2+rand.N(backoff/2+1))
+			backoff = min(2*backoff, c.cfg.MaxBackoff)
+			if ctx.Err() != nil {
+				break
+			}
+			if known {
+				next, _ = c.next(target, err)
+			}
+		}
+		target = next
+	}
+	if write && maybeApplied {
+		return fmt.Errorf("%w: %w (last error: %v)", ErrTimeout, ctx.Err(), lastErr)
+	}
+	// A read, or a write that no replica accepted: nothing happened.
+	return fmt.Errorf("%w: %w (last error: %v)", ErrNoLeader, ctx.Err(), lastErr)
+}
+
+// errLeaderChanged is the cause of an attempt abandoned because the leader
+// changed.
+var errLeaderChanged = errors.New("kvclient: leader changed; attempt abandoned")
+
+// try makes one attempt at target, bounded by AttemptTimeout and, with a
+// LeaderWatch, abandoned when the known leader moves away from target.
+func (c *Clerk) try(ctx context.Context, target int, attempt func(context.Context, Service) error) error {
+	actx, cancelTimeout := context.WithTimeout(ctx, c.cfg.AttemptTimeout)
+	defer cancelTimeout()
+	if c.cfg.Leader == nil {
+		return attempt(actx, c.servers[target])
+	}
+	var watcher sync.WaitGroup
+	defer watcher.Wait() // runs after cancel below: defers run in reverse
+	actx, cancel := context.WithCancelCause(actx)
+	defer cancel(nil)
+	// Only a change after the attempt starts abandons it: a hint from
+	// another replica may be newer than the local view.
+	_, changed := c.cfg.Leader.Leader()
+	watcher.Go(func() {
+		for {
+			select {
+			case <-actx.Done():
+				return
+			case <-changed:
+				var l int
+				l, changed = c.cfg.Leader.Leader()
+				if l != target {
+					cancel(errLeaderChanged)
+					return
+				}
+			}
+		}
+	})
+	err := attempt(actx, c.servers[target])
+	if err != nil && context.Cause(actx) == errLeaderChanged && ctx.Err() == nil {
+		err = fmt.Errorf("%w: %w", errLeaderChanged, err)
+	}
+	return err
+}
+
+// knownLeader is where a request starts: the leader the LeaderWatch knows,
+// else the replica that answered last.
+func (c *Clerk) knownLeader() int {
+	if c.cfg.Leader != nil {
+		if l, _ := c.cfg.Leader.Leader(); l >= 0 && l < len(c.servers) {
+			return l
+		}
+	}
+	return int(c.leader.Load())
+}
+
+// next picks the replica to try after target failed with err: the leader
+// hint in err, else the leader the LeaderWatch knows, else the next replica
+// in turn (known false).
+func (c *Clerk) next(target int, err error) (next int, known bool) {
+	n := len(c.servers)
+	var wl *WrongLeaderError
+	if errors.As(err, &wl) && wl.Leader >= 0 && wl.Leader < n && wl.Leader != target {
+		return wl.Leader, true
+	}
+	if c.cfg.Leader != nil {
+		if l, _ := c.cfg.Leader.Leader(); l >= 0 && l < n {
+			return l, true
+		}
+	}
+	return (target + 1) % n, false
+}
+
+// pause waits d, or less if ctx ends or the known leader changes.
+func (c *Clerk) pause(ctx context.Context, d time.Duration) {
+	var changed <-chan struct{}
+	if c.cfg.Leader != nil {
+		_, changed = c.cfg.Leader.Leader()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	case <-changed:
+	}
+}
