@@ -126,6 +126,19 @@ func (c *Client) GetStale(ctx context.Context, key string) (string, error) {
 	return c.clerk.GetStale(ctx, key)
 }
 
+// GetStaleAt reads a key from endpoint i's local state (by position in
+// the endpoints), without failover: what that replica has applied.
+func (c *Client) GetStaleAt(ctx context.Context, i int, key string) (string, error) {
+	resp, err := kvwire.NewClient(c.kv[i]).Get(ctx, &kvclient.GetRequest{Key: key, Consistency: kvclient.Stale})
+	switch {
+	case err != nil:
+		return "", err
+	case !resp.Found:
+		return "", ErrNotFound
+	}
+	return resp.Value, nil
+}
+
 // Put sets key to value.
 func (c *Client) Put(ctx context.Context, key, value string) error {
 	return c.clerk.Put(ctx, key, value)

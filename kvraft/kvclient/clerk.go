@@ -263,10 +263,10 @@ func (c *Clerk) do(ctx context.Context, write bool, first int, attempt func(cont
 		target = next
 	}
 	if write && maybeApplied {
-		return fmt.Errorf("%w: %w (last error: %v)", ErrTimeout, ctx.Err(), lastErr)
+		return fmt.Errorf("%w: %w (last error: %w)", ErrTimeout, ctx.Err(), lastErr)
 	}
 	// A read, or a write that no replica accepted: nothing happened.
-	return fmt.Errorf("%w: %w (last error: %v)", ErrNoLeader, ctx.Err(), lastErr)
+	return fmt.Errorf("%w: %w (last error: %w)", ErrNoLeader, ctx.Err(), lastErr)
 }
 
 // errLeaderChanged is the cause of an attempt abandoned because the leader

@@ -101,15 +101,17 @@ func Definitive(err error) bool {
 // write was pending, an error this package does not know — may hide an
 // applied write, which the client may retry with the same WriteID.
 func MaybeApplied(err error) bool {
-	if err == nil {
+	switch {
+	case err == nil, errors.Is(err, ErrTimeout):
+		// ErrTimeout first: a Clerk's verdict wraps the last attempt's
+		// error, which alone may say less.
 		return true
+	case errors.Is(err, ErrNoLeader), errors.Is(err, ErrUnreachable), Definitive(err):
+		return false
 	}
 	var wl *WrongLeaderError
 	if errors.As(err, &wl) {
 		return wl.Proposed
-	}
-	if errors.Is(err, ErrNoLeader) || errors.Is(err, ErrUnreachable) || Definitive(err) {
-		return false
 	}
 	return true
 }

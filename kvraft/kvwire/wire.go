@@ -137,6 +137,12 @@ func ErrorToTwirp(err error, leaderURL func(id int) string) error {
 	var wl *kvclient.WrongLeaderError
 	var terr twirp.Error
 	switch {
+	case errors.Is(err, kvclient.ErrNoLeader):
+		return twirp.NewError(twirp.Unavailable, "no leader reachable in time").WithMeta("cause", err.Error())
+	case errors.Is(err, kvclient.ErrTimeout), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return twirp.NewError(twirp.DeadlineExceeded,
+			"timed out; the write may or may not have been applied: retry it with the same client_id and sequence").
+			WithMeta(MetaProposed, "true").WithMeta("cause", err.Error())
 	case errors.As(err, &wl):
 		t := twirp.NewError(twirp.Unavailable, "not the leader")
 		if wl.Leader != kvclient.NoLeader {
@@ -149,12 +155,6 @@ func ErrorToTwirp(err error, leaderURL func(id int) string) error {
 			t = t.WithMeta(MetaProposed, "true")
 		}
 		return t
-	case errors.Is(err, kvclient.ErrNoLeader):
-		return twirp.NewError(twirp.Unavailable, "no leader reachable in time").WithMeta("cause", err.Error())
-	case errors.Is(err, kvclient.ErrTimeout), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return twirp.NewError(twirp.DeadlineExceeded,
-			"timed out; the write may or may not have been applied: retry it with the same client_id and sequence").
-			WithMeta(MetaProposed, "true").WithMeta("cause", err.Error())
 	case errors.Is(err, kvclient.ErrKilled):
 		return twirp.NewError(twirp.Unavailable, "replica shutting down").WithMeta(MetaProposed, "true").WithMeta(MetaReason, ReasonKilled)
 	case errors.Is(err, kvclient.ErrTooLarge):
@@ -193,13 +193,17 @@ func ErrorFromTwirp(err error) error {
 		return nil
 	}
 	if noAnswer(err) {
-		var verr *tls.CertificateVerificationError
-		var uerr x509.UnknownAuthorityError
-		var herr x509.HostnameError
+		var (
+			verr *tls.CertificateVerificationError
+			uerr x509.UnknownAuthorityError
+			herr x509.HostnameError
+			ierr x509.CertificateInvalidError
+			rerr tls.RecordHeaderError
+		)
 		switch {
 		case errors.Is(err, syscall.ECONNREFUSED):
 			return fmt.Errorf("%w: %w", kvclient.ErrUnreachable, err)
-		case errors.As(err, &verr), errors.As(err, &uerr), errors.As(err, &herr):
+		case errors.As(err, &verr), errors.As(err, &uerr), errors.As(err, &herr), errors.As(err, &ierr), errors.As(err, &rerr):
 			return fmt.Errorf("%w: %w", kvclient.ErrRejected, err)
 		}
 		return err
