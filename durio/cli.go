@@ -384,7 +384,6 @@ from the first endpoint's local state). Exits 3 if the key does not exist.`,
 	return cmd
 }
 
-
 func (c *cli) putCommand(name string) *cobra.Command {
 	var cf clientFlags
 	short, long := "Set a key", "Set KEY to VALUE."
