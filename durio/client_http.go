@@ -79,8 +79,8 @@ func (v validated) write(h *kvv1.WriteHeader) error {
 	if h == nil {
 		return nil
 	}
-	if (h.GetClientId() == 0) != (h.GetSequence() == 0) {
-		return twirp.InvalidArgumentError("write", "client_id and sequence must be set together")
+	if (h.GetClientId() == 0) != (h.GetSequence() == 0) || h.GetClientId() == 0 && h.GetAck() != 0 {
+		return twirp.InvalidArgumentError("write", "client_id and sequence must be set together, and ack only with them")
 	}
 	return nil
 }

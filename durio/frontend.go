@@ -31,6 +31,19 @@ type frontend struct {
 
 var _ kvclient.Service = (*frontend)(nil)
 
+// OpenSession implements kvclient.Service: at the leader.
+func (f *frontend) OpenSession(ctx context.Context, req *kvclient.OpenSessionRequest) (*kvclient.OpenSessionResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	var resp *kvclient.OpenSessionResponse
+	err := f.clerk.Do(ctx, false, func(ctx context.Context, s kvclient.Service) error {
+		var err error
+		resp, err = s.OpenSession(ctx, req)
+		return err
+	})
+	return resp, err
+}
+
 // Get implements kvclient.Service.
 func (f *frontend) Get(ctx context.Context, req *kvclient.GetRequest) (*kvclient.GetResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)

@@ -25,6 +25,10 @@ type scriptedKV struct {
 
 var _ kvclient.Service = (*scriptedKV)(nil)
 
+func (s *scriptedKV) OpenSession(context.Context, *kvclient.OpenSessionRequest) (*kvclient.OpenSessionResponse, error) {
+	return &kvclient.OpenSessionResponse{ClientID: 42}, nil
+}
+
 func (s *scriptedKV) Get(context.Context, *kvclient.GetRequest) (*kvclient.GetResponse, error) {
 	return &kvclient.GetResponse{}, nil
 }

@@ -77,6 +77,10 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	var node *raft.Node
 	kvCfg := kvraft.DefaultConfig(cfg.ID)
 	kvCfg.RequestTimeout = cfg.RequestTimeout
+	kvCfg.MaxValueBytes = cfg.MaxValueBytes
+	kvCfg.SessionIdleTimeout = cfg.SessionIdleTimeout
+	kvCfg.SessionTick = min(kvCfg.SessionTick, cfg.SessionIdleTimeout/4)
+	kvCfg.MaxSessions = cfg.MaxSessions
 	kvCfg.Logger = logger.With("layer", "kvraft")
 	r.kv, err = kvraft.NewServer(kvCfg, func(app raft.Application) (rsm.Raft, error) {
 		rc := raft.DefaultConfig()
@@ -126,6 +130,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	}
 	limits := DefaultLimits()
 	limits.MaxBodyBytes = cfg.MaxBodyBytes
+	limits.MaxValueBytes = cfg.MaxValueBytes
 
 	extra := func(mux *http.ServeMux) {
 		mux.Handle("GET /metrics", r.metrics.handler())
@@ -175,6 +180,7 @@ func (r *Replica) status() *kvv1.StatusResponse {
 		LastLogIndex:  st.LastIndex,
 		SnapshotIndex: st.SnapshotIndex,
 		LogSizeBytes:  uint64(max(st.LogSizeBytes, 0)),
+		Sessions:      uint64(r.kv.Sessions()),
 	}
 	if st.Leader != raft.NoLeader {
 		out.LeaderKnown, out.LeaderId = true, uint32(st.Leader)

@@ -12,6 +12,10 @@ type (
 	WriteID = kvclient.WriteID
 	// ResponseHeader says who served a request.
 	ResponseHeader = kvclient.ResponseHeader
+	// OpenSessionRequest asks for a new session.
+	OpenSessionRequest = kvclient.OpenSessionRequest
+	// OpenSessionResponse carries a new session.
+	OpenSessionResponse = kvclient.OpenSessionResponse
 	// GetRequest reads one key.
 	GetRequest = kvclient.GetRequest
 	// GetResponse carries a key's value.

@@ -12,9 +12,14 @@ import (
 
 // ClerkConfig tunes a Clerk.
 type ClerkConfig struct {
-	// ClientID identifies the clerk's writes; 0 picks a random one. Two
-	// clerks must never share an id.
+	// ClientID, if not 0, is a session the caller opened, used for every
+	// write. 0 (the default) makes the clerk open sessions itself, through
+	// the cluster (OpenSession), when it first writes, when a session is
+	// lost (ErrNoSession), and when one has MaxPending writes in flight.
 	ClientID uint64
+	// MaxPending is the most writes in flight in one session before the
+	// clerk opens another; replicas refuse more (ErrTooManyPending).
+	MaxPending int
 	// AttemptTimeout bounds one attempt at one replica; the clerk then tries
 	// again (the same replica if it is still the known leader, another
 	// otherwise). Retrying is safe for writes (they keep their WriteID), so
@@ -43,7 +48,8 @@ type LeaderWatch interface {
 
 // DefaultClerkConfig returns the configuration used when none is given.
 func DefaultClerkConfig() ClerkConfig {
-	return ClerkConfig{AttemptTimeout: time.Second, MinBackoff: 5 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
+	return ClerkConfig{AttemptTimeout: time.Second, MinBackoff: 5 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+		MaxPending: DefaultMaxPending}
 }
 
 // Validate reports the first field that is out of range.
@@ -53,11 +59,17 @@ func (c ClerkConfig) Validate() error {
 		return fmt.Errorf("kvclient: ClerkConfig.AttemptTimeout must be positive, got %v", c.AttemptTimeout)
 	case c.MinBackoff <= 0:
 		return fmt.Errorf("kvclient: ClerkConfig.MinBackoff must be positive, got %v", c.MinBackoff)
+	case c.MaxPending < 1:
+		return fmt.Errorf("kvclient: ClerkConfig.MaxPending must be at least 1, got %d", c.MaxPending)
 	case c.MaxBackoff < c.MinBackoff:
 		return fmt.Errorf("kvclient: ClerkConfig.MaxBackoff (%v) must be at least MinBackoff (%v)", c.MaxBackoff, c.MinBackoff)
 	}
 	return nil
 }
+
+// DefaultMaxPending is the number of results a replica keeps per session
+// (kvraft's cap).
+const DefaultMaxPending = 256
 
 // Clerk is the leader-following client: it finds the leader, retries with
 // backoff, and numbers its writes so that each is applied exactly once.
@@ -74,10 +86,20 @@ func (c ClerkConfig) Validate() error {
 type Clerk struct {
 	servers []Service
 	cfg     ClerkConfig
-	id      uint64
 
 	leader atomic.Int64 // index into servers of the last replica that answered
 
+	mu sync.Mutex // guards cur and opening
+	// cur is the session new writes go to; nil until one is open.
+	cur *session
+	// opening is closed when the session being opened is ready (or failed);
+	// nil when none is being opened.
+	opening chan struct{}
+}
+
+// session numbers the writes of one exactly-once session.
+type session struct {
+	id uint64
 	mu sync.Mutex // guards nextSeq, inflight, ack
 	// nextSeq is the sequence number of the next write.
 	nextSeq uint64
@@ -85,6 +107,10 @@ type Clerk struct {
 	inflight map[uint64]struct{}
 	// ack is the lowest unfinished sequence number (nextSeq if none).
 	ack uint64
+}
+
+func newSession(id uint64) *session {
+	return &session{id: id, nextSeq: 1, ack: 1, inflight: make(map[uint64]struct{})}
 }
 
 // NewClerk returns a clerk that talks to servers; the index of a server in
@@ -96,24 +122,38 @@ func NewClerk(servers []Service, cfg ClerkConfig) (*Clerk, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	id := cfg.ClientID
-	for id == 0 {
-		id = rand.Uint64() >> 1
-	}
-	c := &Clerk{
-		servers:  servers,
-		cfg:      cfg,
-		id:       id,
-		nextSeq:  1,
-		ack:      1,
-		inflight: make(map[uint64]struct{}),
+	c := &Clerk{servers: servers, cfg: cfg}
+	if cfg.ClientID != 0 {
+		c.cur = newSession(cfg.ClientID)
 	}
 	c.leader.Store(int64(rand.IntN(len(servers))))
 	return c, nil
 }
 
-// ClientID returns the id the clerk's writes carry.
-func (c *Clerk) ClientID() uint64 { return c.id }
+// ClientID returns the id of the session new writes go to; 0 before the
+// first write opened one.
+func (c *Clerk) ClientID() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil {
+		return 0
+	}
+	return c.cur.id
+}
+
+// OpenSession opens a new session through the cluster and returns its id.
+func (c *Clerk) OpenSession(ctx context.Context) (uint64, error) {
+	var resp *OpenSessionResponse
+	err := c.Do(ctx, false, func(ctx context.Context, srv Service) error {
+		var err error
+		resp, err = srv.OpenSession(ctx, &OpenSessionRequest{})
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return resp.ClientID, nil
+}
 
 // Get returns the value of key, read linearizably; ErrNoKey if it is
 // missing.
@@ -172,34 +212,111 @@ func (c *Clerk) Delete(ctx context.Context, key string) (existed bool, err error
 
 // Write runs one write numbered by the clerk: call is invoked once per
 // attempt with the replica to try and the write's id, the same id every
-// time (only Ack may grow). It returns as Do does.
+// time (only Ack may grow). It returns as Do does. If the session turns out
+// to be gone (expired or evicted, ErrNoSession) and no attempt may have
+// applied the write, it runs again in a new session; if one may have, it
+// ends with ErrTimeout: a new session could apply it a second time.
 func (c *Clerk) Write(ctx context.Context, call func(context.Context, Service, WriteID) error) error {
-	c.mu.Lock()
-	seq := c.nextSeq
-	c.nextSeq++
-	c.inflight[seq] = struct{}{}
-	c.mu.Unlock()
-	defer c.finish(seq)
-	return c.Do(ctx, true, func(ctx context.Context, srv Service) error {
-		// Ack is read per attempt: it only grows, and a higher one lets the
-		// servers forget sooner.
+	for {
+		sess, seq, err := c.begin(ctx)
+		if err != nil {
+			return err
+		}
+		maybe, err := c.do(ctx, true, -1, func(ctx context.Context, srv Service) error {
+			// Ack is read per attempt: it only grows, and a higher one
+			// lets the servers forget sooner.
+			return call(ctx, srv, sess.writeID(seq))
+		})
+		sess.finish(seq)
+		if !errors.Is(err, ErrNoSession) || c.cfg.ClientID != 0 {
+			return err
+		}
+		c.forget(sess)
+		if maybe {
+			return fmt.Errorf("%w: the session ended while the write may have been applied: %w", ErrTimeout, err)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %w (last error: %w)", ErrNoLeader, ctx.Err(), err)
+		}
+	}
+}
+
+// begin takes the next sequence number in a session with room, opening
+// one if needed.
+func (c *Clerk) begin(ctx context.Context) (*session, uint64, error) {
+	for {
 		c.mu.Lock()
-		id := WriteID{ClientID: c.id, Seq: seq, Ack: c.ack}
+		if s := c.cur; s != nil {
+			if seq, ok := s.begin(c.cfg.MaxPending, c.cfg.ClientID != 0); ok {
+				c.mu.Unlock()
+				return s, seq, nil
+			}
+		}
+		if wait := c.opening; wait != nil {
+			c.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, 0, fmt.Errorf("%w: %w (opening a session)", ErrNoLeader, ctx.Err())
+			}
+		}
+		done := make(chan struct{})
+		c.opening = done
 		c.mu.Unlock()
-		return call(ctx, srv, id)
-	})
+		id, err := c.OpenSession(ctx)
+		c.mu.Lock()
+		if err == nil {
+			c.cur = newSession(id)
+		}
+		c.opening = nil
+		close(done)
+		c.mu.Unlock()
+		if err != nil {
+			return nil, 0, err
+		}
+	}
+}
+
+// forget drops sess as the current session, if it still is.
+func (c *Clerk) forget(sess *session) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == sess {
+		c.cur = nil
+	}
+}
+
+// begin takes the next sequence number unless max writes are in flight (and
+// always, if unbounded).
+func (s *session) begin(max int, unbounded bool) (uint64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.inflight) >= max && !unbounded {
+		return 0, false
+	}
+	seq := s.nextSeq
+	s.nextSeq++
+	s.inflight[seq] = struct{}{}
+	return seq, true
+}
+
+func (s *session) writeID(seq uint64) WriteID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return WriteID{ClientID: s.id, Seq: seq, Ack: s.ack}
 }
 
 // finish marks seq finished and advances ack past finished writes.
-func (c *Clerk) finish(seq uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.inflight, seq)
-	for c.ack < c.nextSeq {
-		if _, ok := c.inflight[c.ack]; ok {
+func (s *session) finish(seq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.inflight, seq)
+	for s.ack < s.nextSeq {
+		if _, ok := s.inflight[s.ack]; ok {
 			break
 		}
-		c.ack++
+		s.ack++
 	}
 }
 
@@ -212,23 +329,26 @@ func (c *Clerk) finish(seq uint64) {
 // some attempt may have applied it (MaybeApplied), and ErrNoLeader
 // otherwise (a read, or a write no replica took).
 func (c *Clerk) Do(ctx context.Context, write bool, attempt func(context.Context, Service) error) error {
-	return c.do(ctx, write, -1, attempt)
+	_, err := c.do(ctx, write, -1, attempt)
+	return err
 }
 
 // DoFrom is Do, starting at replica first instead of the known leader: a
 // read that replica may be able to serve itself.
 func (c *Clerk) DoFrom(ctx context.Context, first int, write bool, attempt func(context.Context, Service) error) error {
-	return c.do(ctx, write, first, attempt)
+	_, err := c.do(ctx, write, first, attempt)
+	return err
 }
 
-func (c *Clerk) do(ctx context.Context, write bool, first int, attempt func(context.Context, Service) error) error {
+// do is Do, also reporting whether some attempt may have applied the write.
+func (c *Clerk) do(ctx context.Context, write bool, first int, attempt func(context.Context, Service) error) (maybeApplied bool, err error) {
 	n := len(c.servers)
 	target := first
 	if target < 0 || target >= n {
 		target = c.knownLeader()
 	}
 	backoff := c.cfg.MinBackoff
-	maybeApplied := false // some attempt may have reached the log
+	// maybeApplied: some attempt may have reached the log.
 	var lastErr error
 	for tries := 1; ; tries++ {
 		err := c.try(ctx, target, attempt)
@@ -236,9 +356,14 @@ func (c *Clerk) do(ctx context.Context, write bool, first int, attempt func(cont
 			if err == nil {
 				c.leader.Store(int64(target))
 			}
-			return err
+			return maybeApplied || err == nil, err
 		}
-		lastErr = err
+		if lastErr == nil || ctx.Err() == nil {
+			// An attempt cut off by the caller's deadline says less than
+			// an earlier answer from a replica (a 503 from a replica
+			// without quorum): keep that one for the caller.
+			lastErr = err
+		}
 		maybeApplied = maybeApplied || MaybeApplied(err)
 		next, known := c.next(target, err)
 		// The next request starts elsewhere too: a replica that stopped
@@ -263,10 +388,10 @@ func (c *Clerk) do(ctx context.Context, write bool, first int, attempt func(cont
 		target = next
 	}
 	if write && maybeApplied {
-		return fmt.Errorf("%w: %w (last error: %w)", ErrTimeout, ctx.Err(), lastErr)
+		return true, fmt.Errorf("%w: %w (last error: %w)", ErrTimeout, ctx.Err(), lastErr)
 	}
 	// A read, or a write that no replica accepted: nothing happened.
-	return fmt.Errorf("%w: %w (last error: %w)", ErrNoLeader, ctx.Err(), lastErr)
+	return false, fmt.Errorf("%w: %w (last error: %w)", ErrNoLeader, ctx.Err(), lastErr)
 }
 
 // errLeaderChanged is the cause of an attempt abandoned because the leader

@@ -18,6 +18,10 @@ type fakeReplica struct {
 	causes []error
 }
 
+func (f *fakeReplica) OpenSession(context.Context, *OpenSessionRequest) (*OpenSessionResponse, error) {
+	return &OpenSessionResponse{ClientID: 77}, nil
+}
+
 func (f *fakeReplica) Get(context.Context, *GetRequest) (*GetResponse, error) {
 	return &GetResponse{Found: true, Value: "v"}, f.err
 }

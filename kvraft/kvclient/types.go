@@ -6,7 +6,10 @@
 // kvraft tests all use the Clerk.
 package kvclient
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Consistency chooses how a Get is served.
 type Consistency int
@@ -42,6 +45,21 @@ type ResponseHeader struct {
 	ReplicaID int
 	// Term is the raft term the answering replica was in.
 	Term uint64
+}
+
+// OpenSessionRequest asks the cluster for a new session.
+type OpenSessionRequest struct{}
+
+// OpenSessionResponse carries a new session: its id is the WriteID.ClientID
+// of the client's writes. The cluster issues ids (below 2^53, at random),
+// so no caller can write under another's id without knowing it, and it
+// forgets a session idle for IdleTimeout (measured by the log's clock) or
+// evicted as least recently used when the table is full; a write in a
+// forgotten session fails with ErrNoSession.
+type OpenSessionResponse struct {
+	Header      ResponseHeader
+	ClientID    uint64
+	IdleTimeout time.Duration
 }
 
 // GetRequest reads one key.
@@ -99,6 +117,8 @@ type DeleteResponse struct {
 // *WrongLeaderError, ErrTimeout, ErrKilled, ErrInvalid, or any other error
 // meaning no answer arrived (the request may or may not have been executed).
 type Service interface {
+	// OpenSession opens an exactly-once session through the log.
+	OpenSession(ctx context.Context, req *OpenSessionRequest) (*OpenSessionResponse, error)
 	Get(ctx context.Context, req *GetRequest) (*GetResponse, error)
 	Put(ctx context.Context, req *PutRequest) (*PutResponse, error)
 	Append(ctx context.Context, req *AppendRequest) (*AppendResponse, error)

@@ -120,6 +120,11 @@ func (f *Forwarder) Close() {
 	f.wg.Wait()
 }
 
+// OpenSession implements kvclient.Service with one call.
+func (f *Forwarder) OpenSession(ctx context.Context, req *kvclient.OpenSessionRequest) (*kvclient.OpenSessionResponse, error) {
+	return f.kv.OpenSession(ctx, req)
+}
+
 // Get implements kvclient.Service with one call.
 func (f *Forwarder) Get(ctx context.Context, req *kvclient.GetRequest) (*kvclient.GetResponse, error) {
 	return f.kv.Get(ctx, req)

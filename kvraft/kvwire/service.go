@@ -3,6 +3,7 @@ package kvwire
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/twitchtv/twirp"
 
@@ -20,6 +21,16 @@ var _ kvclient.Service = Client{}
 
 // NewClient returns a Service that calls kv.
 func NewClient(kv kvv1.KVService) Client { return Client{kv: kv} }
+
+// OpenSession implements kvclient.Service.
+func (c Client) OpenSession(ctx context.Context, _ *kvclient.OpenSessionRequest) (*kvclient.OpenSessionResponse, error) {
+	resp, err := c.kv.OpenSession(ctx, &kvv1.OpenSessionRequest{})
+	if err != nil {
+		return nil, ErrorFromTwirp(err)
+	}
+	return &kvclient.OpenSessionResponse{Header: HeaderFromProto(resp.GetHeader()), ClientID: resp.GetClientId(),
+		IdleTimeout: time.Duration(resp.GetIdleTimeoutSeconds()) * time.Second}, nil
+}
 
 // Get implements kvclient.Service; a not_found answer is Found false.
 func (c Client) Get(ctx context.Context, req *kvclient.GetRequest) (*kvclient.GetResponse, error) {
@@ -133,5 +144,10 @@ func (s Server) Status(ctx context.Context, _ *kvv1.StatusRequest) (*kvv1.Status
 
 // OpenSession implements kvv1.KVService.
 func (s Server) OpenSession(ctx context.Context, _ *kvv1.OpenSessionRequest) (*kvv1.OpenSessionResponse, error) {
-	return nil, twirp.NewError(twirp.Unimplemented, "sessions are not served here")
+	resp, err := s.svc.OpenSession(ctx, &kvclient.OpenSessionRequest{})
+	if err != nil {
+		return nil, s.fail(err)
+	}
+	return &kvv1.OpenSessionResponse{Header: HeaderToProto(resp.Header), ClientId: resp.ClientID,
+		IdleTimeoutSeconds: uint64(resp.IdleTimeout / time.Second)}, nil
 }

@@ -42,6 +42,13 @@ func (f *fixedKV) record(ctx context.Context, id kvclient.WriteID) error {
 	return f.err
 }
 
+func (f *fixedKV) OpenSession(ctx context.Context, _ *kvclient.OpenSessionRequest) (*kvclient.OpenSessionResponse, error) {
+	if err := f.record(ctx, kvclient.WriteID{}); err != nil {
+		return nil, err
+	}
+	return &kvclient.OpenSessionResponse{ClientID: 1 << 40, IdleTimeout: time.Minute}, nil
+}
+
 func (f *fixedKV) Get(ctx context.Context, req *kvclient.GetRequest) (*kvclient.GetResponse, error) {
 	if err := f.record(ctx, kvclient.WriteID{}); err != nil {
 		return nil, err

@@ -1287,7 +1287,10 @@ type StatusResponse struct {
 	LogSizeBytes uint64 `protobuf:"varint,11,opt,name=log_size_bytes,json=logSizeBytes,proto3" json:"log_size_bytes,omitempty"`
 	// error is the last storage or internal error that stopped this replica
 	// from accepting writes; empty when healthy.
-	Error         string `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
+	// sessions is the number of exactly-once sessions this replica's state
+	// holds (bounded by --max-sessions).
+	Sessions      uint64 `protobuf:"varint,13,opt,name=sessions,proto3" json:"sessions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1406,6 +1409,13 @@ func (x *StatusResponse) GetError() string {
 	return ""
 }
 
+func (x *StatusResponse) GetSessions() uint64 {
+	if x != nil {
+		return x.Sessions
+	}
+	return 0
+}
+
 var File_kv_v1_kv_proto protoreflect.FileDescriptor
 
 const file_kv_v1_kv_proto_rawDesc = "" +
@@ -1469,7 +1479,7 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\x0eDeleteResponse\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x18\n" +
 	"\aexisted\x18\x02 \x01(\bR\aexisted\"\x0f\n" +
-	"\rStatusRequest\"\x94\x03\n" +
+	"\rStatusRequest\"\xb0\x03\n" +
 	"\x0eStatusResponse\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\x01 \x01(\rR\treplicaId\x12\x1f\n" +
@@ -1485,7 +1495,8 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\x0esnapshot_index\x18\n" +
 	" \x01(\x04R\rsnapshotIndex\x12$\n" +
 	"\x0elog_size_bytes\x18\v \x01(\x04R\flogSizeBytes\x12\x14\n" +
-	"\x05error\x18\f \x01(\tR\x05error*\xaa\x02\n" +
+	"\x05error\x18\f \x01(\tR\x05error\x12\x1a\n" +
+	"\bsessions\x18\r \x01(\x04R\bsessions*\xaa\x02\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x12\n" +

@@ -464,6 +464,13 @@ export interface StatusResponse {
      * @generated from protobuf field: string error = 12
      */
     error: string;
+    /**
+     * sessions is the number of exactly-once sessions this replica's state
+     * holds (bounded by --max-sessions).
+     *
+     * @generated from protobuf field: uint64 sessions = 13
+     */
+    sessions: string;
 }
 /**
  * ResultCode is the outcome of one write of a batch.
@@ -1583,7 +1590,8 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
             { no: 9, name: "last_log_index", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
             { no: 10, name: "snapshot_index", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
             { no: 11, name: "log_size_bytes", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
-            { no: 12, name: "error", kind: "scalar", T: 9 /*ScalarType.STRING*/ }
+            { no: 12, name: "error", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
+            { no: 13, name: "sessions", kind: "scalar", T: 4 /*ScalarType.UINT64*/ }
         ]);
     }
     create(value?: PartialMessage<StatusResponse>): StatusResponse {
@@ -1600,6 +1608,7 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
         message.snapshotIndex = "0";
         message.logSizeBytes = "0";
         message.error = "";
+        message.sessions = "0";
         if (value !== undefined)
             reflectionMergePartial<StatusResponse>(this, message, value);
         return message;
@@ -1644,6 +1653,9 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
                     break;
                 case /* string error */ 12:
                     message.error = reader.string();
+                    break;
+                case /* uint64 sessions */ 13:
+                    message.sessions = reader.uint64().toString();
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -1693,6 +1705,9 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
         /* string error = 12; */
         if (message.error !== "")
             writer.tag(12, WireType.LengthDelimited).string(message.error);
+        /* uint64 sessions = 13; */
+        if (message.sessions !== "0")
+            writer.tag(13, WireType.Varint).uint64(message.sessions);
         let u = options.writeUnknownFields;
         if (u !== false)
             (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
