@@ -77,17 +77,23 @@ func TestE2ESessionsAndValueCap(t *testing.T) {
 		t.Fatalf("value after a refused append: %d, %d bytes", code, len(fmt.Sprint(body["value"])))
 	}
 
-	// 20,000 distinct client ids: made-up ids are refused and leave nothing;
-	// opened sessions past the cap evict the least recently used ones.
+	// 20,000 distinct client ids (2,000 under the race detector, whose
+	// replicas are several times slower): made-up ids are refused and leave
+	// nothing; opened sessions past the cap evict the least recently used
+	// ones.
+	total := int64(20000)
+	if raceEnabled {
+		total = 2000
+	}
 	var wg sync.WaitGroup
-	var bad atomic.Int64
+	var bad, busy atomic.Int64
 	next := atomic.Int64{}
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	for range 32 {
 		wg.Go(func() {
 			for {
 				n := next.Add(1)
-				if n > 20000 {
+				if n > total {
 					return
 				}
 				var req *http.Request
@@ -104,15 +110,19 @@ func TestE2ESessionsAndValueCap(t *testing.T) {
 					continue
 				}
 				resp.Body.Close()
-				if want := map[bool]int{true: 200, false: 412}[n%2 == 0]; resp.StatusCode != want {
-					bad.Add(1)
+				switch want := map[bool]int{true: 200, false: 412}[n%2 == 0]; resp.StatusCode {
+				case want:
+				case 503, 504:
+					busy.Add(1) // an election on a loaded machine; nothing wrong
+				default:
+					bad.Add(1) // a made-up id applied (200), or any other answer
 				}
 			}
 		})
 	}
 	wg.Wait()
-	if b := bad.Load(); b > 0 {
-		t.Fatalf("%d of 20,000 requests got an unexpected answer", b)
+	if b, y := bad.Load(), busy.Load(); b > 0 || y > total/10 {
+		t.Fatalf("of %d requests, %d got a wrong answer and %d a 503/504", total, b, y)
 	}
 	for i, cu := range c.clients {
 		st, err := kvv1.NewKVServiceProtobufClient(cu, http.DefaultClient).Status(context.Background(), &kvv1.StatusRequest{})

@@ -189,7 +189,11 @@ func (s *Server) OpenSession(ctx context.Context, _ *OpenSessionRequest) (*OpenS
 			}
 			return nil, err
 		}
-		if sr, ok := res.(sessionResult); ok && sr.opened {
+		sr, ok := res.(sessionResult)
+		if !ok {
+			return nil, fmt.Errorf("kvraft: open session: %v", res)
+		}
+		if sr.opened {
 			return &OpenSessionResponse{Header: s.header(), ClientID: id, IdleTimeout: s.cfg.SessionIdleTimeout}, nil
 		}
 		// The id was taken (one chance in 2^53 per session): draw again.

@@ -17,8 +17,9 @@ type ClerkConfig struct {
 	// the cluster (OpenSession), when it first writes, when a session is
 	// lost (ErrNoSession), and when one has MaxPending writes in flight.
 	ClientID uint64
-	// MaxPending is the most writes in flight in one session before the
-	// clerk opens another; replicas refuse more (ErrTooManyPending).
+	// MaxPending is the most writes a session may have at or above its ack
+	// (in flight, or finished behind one in flight) before the clerk opens
+	// another; replicas refuse more (ErrTooManyPending).
 	MaxPending int
 	// AttemptTimeout bounds one attempt at one replica; the clerk then tries
 	// again (the same replica if it is still the known leader, another
@@ -217,7 +218,9 @@ func (c *Clerk) Delete(ctx context.Context, key string) (existed bool, err error
 // applied the write, it runs again in a new session; if one may have, it
 // ends with ErrTimeout: a new session could apply it a second time.
 func (c *Clerk) Write(ctx context.Context, call func(context.Context, Service, WriteID) error) error {
-	for {
+	// A few new sessions at most: a cluster that forgets each one at once
+	// (evicting under a flood of opens) gets the error back, not a loop.
+	for reopen := 0; ; reopen++ {
 		sess, seq, err := c.begin(ctx)
 		if err != nil {
 			return err
@@ -237,6 +240,9 @@ func (c *Clerk) Write(ctx context.Context, call func(context.Context, Service, W
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w: %w (last error: %w)", ErrNoLeader, ctx.Err(), err)
+		}
+		if reopen == 2 {
+			return err // not applied
 		}
 	}
 }
@@ -287,12 +293,14 @@ func (c *Clerk) forget(sess *session) {
 	}
 }
 
-// begin takes the next sequence number unless max writes are in flight (and
-// always, if unbounded).
+// begin takes the next sequence number unless the window from ack holds
+// max writes already (and always, if unbounded). The window, not the
+// number in flight, is what replicas keep results for: one stuck write
+// holds ack back while later ones finish.
 func (s *session) begin(max int, unbounded bool) (uint64, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.inflight) >= max && !unbounded {
+	if s.nextSeq-s.ack >= uint64(max) && !unbounded {
 		return 0, false
 	}
 	seq := s.nextSeq

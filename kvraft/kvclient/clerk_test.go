@@ -189,8 +189,54 @@ func TestClerkReturnsDefinitiveErrors(t *testing.T) {
 		if err := ck.Put(context.Background(), "k", "v"); !errors.Is(err, e) {
 			t.Fatalf("Put = %v, want %v", err, e)
 		}
-		if n := len(r.seen()); n != 1 {
-			t.Fatalf("%v: tried %d times", e, n)
+		want := 1
+		if e == ErrNoSession {
+			want = 3 // in a new session each time, then it gives up
+		}
+		if n := len(r.seen()); n != want {
+			t.Fatalf("%v: tried %d times, want %d", e, n, want)
 		}
 	}
+}
+
+// One write stuck in flight holds the session's ack back; the clerk opens
+// a new session before the window of results replicas keep is full.
+func TestClerkOpensSessionWhenWindowFull(t *testing.T) {
+	opened := 0
+	r := &sessionCounter{fakeReplica: &fakeReplica{}, opened: &opened}
+	cfg := DefaultClerkConfig()
+	cfg.MaxPending = 4
+	ck, err := NewClerk([]Service{r}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, seq, err := ck.begin(context.Background()) // stays in flight
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.finish(seq)
+	for range 3 {
+		if err := ck.Put(context.Background(), "k", "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if opened != 1 {
+		t.Fatalf("%d sessions opened for a window of 4", opened)
+	}
+	if err := ck.Put(context.Background(), "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if opened != 2 {
+		t.Fatalf("%d sessions opened after the window filled, want 2", opened)
+	}
+}
+
+type sessionCounter struct {
+	*fakeReplica
+	opened *int // only touched by the test goroutine's calls
+}
+
+func (s *sessionCounter) OpenSession(context.Context, *OpenSessionRequest) (*OpenSessionResponse, error) {
+	*s.opened++
+	return &OpenSessionResponse{ClientID: uint64(*s.opened)}, nil
 }
