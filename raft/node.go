@@ -337,6 +337,8 @@ func (n *Node) processReady() bool {
 			n.storeFailed(err)
 			return false
 		}
+		n.logger.Info("raft: stored a snapshot received from the leader", "index", rd.snapshot.Index,
+			"term", rd.snapshot.Term, "bytes", len(rd.snapshot.Data))
 	}
 	if rd.save {
 		if err := n.store.Append(n.ctx, rd.hardState, rd.entries); err != nil {
