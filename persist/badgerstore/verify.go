@@ -297,4 +297,3 @@ func logRecord(b []byte) (int, bool) {
 func allZero(b []byte) bool {
 	return len(bytes.TrimLeft(b, "\x00")) == 0
 }
-
