@@ -720,6 +720,11 @@ func (c *core) handleInstallSnapshot(req *InstallSnapshotRequest) *InstallSnapsh
 		return &InstallSnapshotResponse{Term: c.term, NextOffset: req.TotalSize, Installed: true}
 	}
 	b := c.recv
+	if b != nil && b.term == req.Term && b.leader == req.LeaderID && idx < b.index {
+		// A delayed chunk of a snapshot the same leader has since replaced
+		// with a newer one: it must not discard the newer transfer.
+		return &InstallSnapshotResponse{Term: c.term}
+	}
 	if b == nil || !b.matches(req) {
 		// Another snapshot, leader or term: what was received so far is
 		// never continued, only restarted from offset 0.

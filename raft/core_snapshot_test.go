@@ -327,3 +327,26 @@ func TestCoreSnapshotValidation(t *testing.T) {
 		t.Fatalf("new leader's snapshot: answer %+v, data %q", resp, c.log.snap.Data)
 	}
 }
+
+// TestCoreSnapshotDelayedChunkOfReplacedSnapshot: a leader that took a
+// newer snapshot restarts the transfer with it; a delayed chunk of the
+// older one (same leader and term) neither discards nor joins the newer
+// transfer.
+func TestCoreSnapshotDelayedChunkOfReplacedSnapshot(t *testing.T) {
+	c := emptyFollower(2)
+	older := &snapSender{term: 5, leader: 0, index: 10, snapTerm: 4, data: filled('o', 24), chunk: 8}
+	newer := &snapSender{term: 5, leader: 0, index: 12, snapTerm: 4, data: filled('n', 24), chunk: 8}
+	older.send(c, 1)
+	newer.send(c, 1)
+	for _, off := range []uint64{0, 8, 16} {
+		if resp := c.handleInstallSnapshot(older.request(off)); resp.Installed {
+			t.Fatalf("older snapshot's chunk at %d installed", off)
+		}
+	}
+	if c.recv == nil || c.recv.index != 12 || len(c.recv.data) != 8 {
+		t.Fatalf("the newer transfer was disturbed: %+v", c.recv)
+	}
+	if !newer.send(c, 5) || !bytes.Equal(c.log.snap.Data, newer.data) || c.log.snap.Index != 12 {
+		t.Fatalf("installed %d %q", c.log.snap.Index, c.log.snap.Data)
+	}
+}

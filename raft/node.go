@@ -887,9 +887,12 @@ func (n *Node) HandleInstallSnapshot(ctx context.Context, req *InstallSnapshotRe
 		check, n.core.toCheck = n.core.toCheck, nil
 		return r
 	})
-	if err != nil || check == nil {
+	if check == nil {
 		return resp, err
 	}
+	// The core handed out check (even if ctx ended meanwhile): it stays
+	// "being validated", refusing the rest of the transfer, until
+	// finishSnapshot, so always finish it.
 	// The application validates without n.mu held; meanwhile the core
 	// answers retries of the chunk with "not installed yet".
 	verr := n.validateSnapshot(check)
