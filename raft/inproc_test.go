@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -370,6 +372,9 @@ func testConfig(id, peers int) Config {
 	c := DefaultConfig()
 	c.ID, c.Peers = id, peers
 	c.Seed = uint64(id + 1)
+	if os.Getenv("RAFT_TEST_LOG") != "" {
+		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
 	return c
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -148,7 +149,10 @@ func New(cfg Config, tr Transport, store persist.Store, app Application) (*Node,
 		if p == cfg.ID {
 			continue
 		}
-		n.peers[p] = make(chan message, 4*cfg.RPCWorkersPerPeer)
+		// Room for a full window of appends besides heartbeats and read
+		// rounds: a full queue counts as a failed send, which stalls the
+		// peer's replication until the next heartbeat.
+		n.peers[p] = make(chan message, cfg.MaxInflightAppends+4*cfg.RPCWorkersPerPeer)
 		for range cfg.RPCWorkersPerPeer {
 			n.goDaemon("sender", func() { n.sender(n.peers[p]) })
 		}
@@ -265,6 +269,13 @@ func (n *Node) loop() {
 			return
 		case <-n.kickCh:
 		}
+		// Let the goroutines that are ready to run (proposers woken by the
+		// applier, senders with answers, handlers) step into the core
+		// before its state is taken, so one wake-up carries one batch of
+		// all of them: the kick that woke the loop hands it the processor
+		// at once, which would otherwise send each proposal on its own and
+		// keep the others queued behind a chain of such hand-offs.
+		runtime.Gosched()
 		for n.processReady() {
 		}
 	}
