@@ -510,21 +510,21 @@ func (r answer) valid(m message) bool {
 
 // stepAnswer steps m's answer, or its failure, into the core.
 func (n *Node) stepAnswer(m message, r answer) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	switch {
-	case n.killed || n.err != nil:
-	case !r.valid(m):
-		n.core.handleFailure(m)
-	case m.ae != nil:
-		n.core.handleAppendResponse(m, r.ae)
-	case m.rv != nil:
-		n.core.handleVoteResponse(m, r.rv)
-	case m.is != nil:
-		n.core.handleSnapshotResponse(m, r.is)
-	case m.tn != nil:
-		n.core.handleTimeoutNowResponse(m, r.tn)
-	}
+	n.locked(func() {
+		switch {
+		case n.killed || n.err != nil:
+		case !r.valid(m):
+			n.core.handleFailure(m)
+		case m.ae != nil:
+			n.core.handleAppendResponse(m, r.ae)
+		case m.rv != nil:
+			n.core.handleVoteResponse(m, r.rv)
+		case m.is != nil:
+			n.core.handleSnapshotResponse(m, r.is)
+		case m.tn != nil:
+			n.core.handleTimeoutNowResponse(m, r.tn)
+		}
+	})
 }
 
 // applier hands committed entries and installed snapshots to the
