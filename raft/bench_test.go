@@ -184,6 +184,8 @@ func reportLatency(b *testing.B, all []time.Duration, elapsed time.Duration, uni
 	}
 	b.ReportMetric(float64(len(all))/elapsed.Seconds(), unit)
 	b.ReportMetric(pct(0.50), "p50-µs")
+	b.ReportMetric(pct(0.90), "p90-µs")
 	b.ReportMetric(pct(0.99), "p99-µs")
+	b.ReportMetric(pct(0.999), "p99.9-µs")
 	b.ReportMetric(0, "ns/op")
 }

@@ -372,6 +372,7 @@ func testConfig(id, peers int) Config {
 	c := DefaultConfig()
 	c.ID, c.Peers = id, peers
 	c.Seed = uint64(id + 1)
+	// RAFT_TEST_LOG=1 shows the nodes' logs (elections, role changes).
 	if os.Getenv("RAFT_TEST_LOG") != "" {
 		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
