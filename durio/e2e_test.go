@@ -77,7 +77,8 @@ type cluster struct {
 	peers     []string
 	clients   []string
 	procs     []*proc
-	extra     []string // more serve flags
+	// extra are more `durio serve` flags for every replica.
+	extra []string
 }
 
 type proc struct {
@@ -86,10 +87,10 @@ type proc struct {
 	log  *bytes.Buffer
 }
 
-func startCluster(t *testing.T, n int, persister string, extraFlags ...string) *cluster {
+func startCluster(t *testing.T, n int, persister string, extra ...string) *cluster {
 	t.Helper()
 	ports := freePorts(t, 2*n)
-	c := &cluster{t: t, persister: persister, dir: t.TempDir(), procs: make([]*proc, n), extra: extraFlags}
+	c := &cluster{t: t, persister: persister, dir: t.TempDir(), procs: make([]*proc, n), extra: extra}
 	for i := range n {
 		c.peers = append(c.peers, "http://127.0.0.1:"+strconv.Itoa(ports[i]))
 		c.clients = append(c.clients, "http://127.0.0.1:"+strconv.Itoa(ports[n+i]))

@@ -137,20 +137,22 @@ func (w *leaderWatch) set(leader int) {
 	w.changed = make(chan struct{})
 }
 
-// follow feeds w from status until ctx ends.
-//
-// TODO(h12-raft events): replace the sampling with raft's role/term/leader
-// event subscription once it is on main; until then a 5 ms sample bounds
-// how late an abandoned attempt learns of a new leader.
-func (w *leaderWatch) follow(ctx context.Context, status func() raft.Status) {
-	t := time.NewTicker(5 * time.Millisecond)
-	defer t.Stop()
+// follow feeds w from the raft node's role, term and leader events until
+// ctx ends or the node is killed. The node publishes a change before any
+// other call can observe it, so an attempt at the old leader is abandoned
+// as soon as this replica hears of the new one.
+func (w *leaderWatch) follow(ctx context.Context, subscribe func() (<-chan raft.Event, func())) {
+	events, cancel := subscribe()
+	defer cancel()
 	for {
-		w.set(status().Leader)
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			w.set(ev.Leader)
 		}
 	}
 }

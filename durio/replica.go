@@ -39,15 +39,16 @@ type Replica struct {
 	peerLn, clientLn   net.Listener
 	peerSrv, clientSrv *http.Server
 	serving            sync.WaitGroup // the two Serve goroutines
-	failed             chan error     // a listener that stopped serving on its own
+	failed             chan error     // a listener that stopped serving on its own, or a fatal store error
+	health             *health        // fail-stop state behind /healthz and /readyz
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// SnapshotThresholdBytes is the raft log size above which a replica
-// snapshots its key-value state.
-const SnapshotThresholdBytes = 8 << 20
+// DefaultSnapshotBytes is Config.SnapshotBytes's default: the raft log
+// size above which a replica snapshots its key-value state.
+const DefaultSnapshotBytes = 8 << 20
 
 // StartReplica opens both listeners, starts raft and kvraft on store, and
 // serves. The replica owns store from then on and closes it in Close.
@@ -62,6 +63,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	// The gauges read r.kv, which is set before anything can scrape them.
 	r.metrics = newMetrics(func() raft.Status { return r.kv.Status() })
 	r.store = meteredStore{Store: store, m: r.metrics}
+	r.health = newHealth(logger, func() raft.Status { return r.kv.Status() }, store, r.fatal)
 	var err error
 	if r.peerLn, err = net.Listen("tcp", cfg.ListenPeer); err != nil {
 		return nil, fmt.Errorf("durio: listen-peer: %w", err)
@@ -85,7 +87,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	r.kv, err = kvraft.NewServer(kvCfg, func(app raft.Application) (rsm.Raft, error) {
 		rc := raft.DefaultConfig()
 		rc.ID, rc.Peers = cfg.ID, len(cfg.Peers)
-		rc.SnapshotThresholdBytes = SnapshotThresholdBytes
+		rc.SnapshotThresholdBytes = cfg.SnapshotBytes
 		rc.Logger = logger.With("layer", "raft")
 		n, err := raft.New(rc, transport, r.store, app)
 		node = n
@@ -138,13 +140,15 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	}
 	r.peerSrv = &http.Server{Handler: requireToken(cfg.PeerToken, peerMux), ReadHeaderTimeout: 5 * time.Second}
 	r.clientSrv = &http.Server{Handler: r.metrics.instrumentMux(clientHandler(kvwire.NewServer(fe, kvwire.ServerOptions{Status: status, LeaderURL: leaderURL}), limits, extra)), ReadHeaderTimeout: 5 * time.Second}
+	r.clientSrv.Handler = r.health.wrap(r.clientSrv.Handler)
 	r.serving.Add(2)
 	go r.serve(r.peerSrv, r.peerLn, "", "")
 	go r.serve(r.clientSrv, r.clientLn, cfg.TLSCert, cfg.TLSKey)
 	var bgCtx context.Context
 	bgCtx, r.stopBG = context.WithCancel(context.Background())
-	r.bg.Go(func() { r.metrics.watchLeader(bgCtx, r.kv.Status) })
-	r.bg.Go(func() { r.leader.follow(bgCtx, r.kv.Status) })
+	r.bg.Go(func() { r.metrics.watchLeader(bgCtx, r.kv.Raft().Subscribe) })
+	r.bg.Go(func() { r.health.watch(bgCtx) })
+	r.bg.Go(func() { r.leader.follow(bgCtx, r.kv.Raft().Subscribe) })
 	logger.Info("replica started", "id", cfg.ID, "peer", r.peerLn.Addr().String(), "client", r.clientLn.Addr().String())
 	return r, nil
 }
@@ -227,5 +231,6 @@ func (r *Replica) Close(ctx context.Context) error {
 }
 
 // Failed returns a channel that receives an error if a listener stops
-// serving on its own; the replica should then be closed.
+// serving on its own or the store failed (see health); the replica should
+// then be closed, and the process exit non-zero.
 func (r *Replica) Failed() <-chan error { return r.failed }

@@ -329,7 +329,8 @@ func (s *state) Restore(b []byte) error {
 	return nil
 }
 
-// ValidateSnapshot decodes b as Restore would, and keeps nothing.
+// ValidateSnapshot implements rsm.SnapshotValidator: it decodes b as
+// Restore would, and keeps nothing.
 func (s *state) ValidateSnapshot(b []byte) error {
 	_, err := decodeSnapshot(b)
 	return err
