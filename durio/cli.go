@@ -22,6 +22,7 @@ const usage = `durio: a replicated key-value store.
 Usage:
   durio serve [flags]              run one replica (durio serve -h for flags)
   durio dev [flags]                run a local 3-replica cluster on loopback
+  durio certs --hosts H0,H1,H2     create a CA and one peer certificate per replica (mTLS)
   durio get KEY                    print a key's value
   durio put KEY VALUE              set a key
   durio append KEY VALUE           append to a key

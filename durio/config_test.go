@@ -37,6 +37,7 @@ listen-client: 0.0.0.0:8080
 data-dir: /var/lib/durio
 persister: file
 request-timeout: 3s
+peer-token: s3cret
 persister-options:
   sync: "true"
 `

@@ -65,6 +65,16 @@ func run() error {
 			return err
 		}
 		return durio.PrintBench(os.Stdout, res, asJSON)
+	case "certs":
+		opts, err := durio.ParseCertsFlags(args)
+		if err != nil {
+			return err
+		}
+		written, err := durio.WriteCerts(opts)
+		for _, p := range written {
+			fmt.Println("wrote", p)
+		}
+		return err
 	case "get", "put", "append", "delete", "status":
 		return durio.RunClientCommand(ctx, cmd, args, os.Stdout)
 	case "help", "-h", "--help":

@@ -1,4 +1,4 @@
-package durio
+package twirptransport
 
 import (
 	"context"
@@ -36,16 +36,16 @@ func (e echoNode) HandleTimeoutNow(_ context.Context, r *raft.TimeoutNowRequest)
 	return &raft.TimeoutNowResponse{Term: r.Term, Accepted: true}, nil
 }
 
-func startPeer(t *testing.T, node raftHandlers) string {
+func startPeer(t *testing.T, node Handlers) string {
 	t.Helper()
-	srv := httptest.NewServer(raftv1.NewRaftServiceServer(peerServer{node: node}))
+	srv := httptest.NewServer(NewHandler(node))
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
 
 func TestPeerTransportRoundTrip(t *testing.T) {
 	url := startPeer(t, echoNode{})
-	tr := newPeerTransport(0, []string{"http://127.0.0.1:1", url}, newPeerHTTPClient())
+	tr := New(0, []string{"http://127.0.0.1:1", url}, Options{})
 	ctx := context.Background()
 
 	ae, err := tr.AppendEntries(ctx, 1, &raft.AppendEntriesRequest{Term: 3, LeaderID: 0, PrevLogIndex: 5,
@@ -75,7 +75,7 @@ func TestPeerTransportRoundTrip(t *testing.T) {
 
 func TestPeerServerErrors(t *testing.T) {
 	url := startPeer(t, echoNode{fail: errors.New("node killed")})
-	client := raftv1.NewRaftServiceProtobufClient(url, newPeerHTTPClient())
+	client := raftv1.NewRaftServiceProtobufClient(url, NewHTTPClient(nil))
 	ctx := context.Background()
 	_, err := client.AppendEntries(ctx, &raftv1.AppendEntriesRequest{Term: 1})
 	var terr twirp.Error
@@ -85,5 +85,25 @@ func TestPeerServerErrors(t *testing.T) {
 	_, err = client.AppendEntries(ctx, &raftv1.AppendEntriesRequest{Term: 1, Entries: []*raftv1.Entry{{Index: 1}}})
 	if !errors.As(err, &terr) || terr.Code() != twirp.InvalidArgument {
 		t.Fatalf("invalid entry type: got %v, want invalid_argument", err)
+	}
+}
+
+func TestRequireToken(t *testing.T) {
+	srv := httptest.NewServer(RequireToken("s3cret", NewHandler(echoNode{})))
+	defer srv.Close()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		token string
+		ok    bool
+	}{{"s3cret", true}, {"wrong", false}, {"", false}, {"s3cre", false}} {
+		tr := New(0, []string{"", srv.URL}, Options{Token: tc.token})
+		_, err := tr.RequestVote(ctx, 1, &raft.RequestVoteRequest{Term: 1})
+		var terr twirp.Error
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("token %q: %v", tc.token, err)
+		case !tc.ok && (!errors.As(err, &terr) || terr.Code() != twirp.Unauthenticated):
+			t.Errorf("token %q: got %v, want unauthenticated (401)", tc.token, err)
+		}
 	}
 }
