@@ -77,6 +77,7 @@ type cluster struct {
 	peers     []string
 	clients   []string
 	procs     []*proc
+	args      func(i int) []string // extra flags for replica i; may be nil
 }
 
 type proc struct {
@@ -87,10 +88,17 @@ type proc struct {
 
 func startCluster(t *testing.T, n int, persister string) *cluster {
 	t.Helper()
+	return startClusterWith(t, n, persister, "http", nil)
+}
+
+// startClusterWith starts a cluster whose peer URLs use peerScheme, giving
+// replica i the extra flags args(i) (args may be nil).
+func startClusterWith(t *testing.T, n int, persister, peerScheme string, args func(i int) []string) *cluster {
+	t.Helper()
 	ports := freePorts(t, 2*n)
-	c := &cluster{t: t, persister: persister, dir: t.TempDir(), procs: make([]*proc, n)}
+	c := &cluster{t: t, persister: persister, dir: t.TempDir(), procs: make([]*proc, n), args: args}
 	for i := range n {
-		c.peers = append(c.peers, "http://127.0.0.1:"+strconv.Itoa(ports[i]))
+		c.peers = append(c.peers, peerScheme+"://127.0.0.1:"+strconv.Itoa(ports[i]))
 		c.clients = append(c.clients, "http://127.0.0.1:"+strconv.Itoa(ports[n+i]))
 	}
 	for i := range n {
@@ -112,6 +120,9 @@ func (c *cluster) start(i int) {
 		"--persister", c.persister,
 		"--request-timeout", "2s",
 		"--log-level", "info")
+	if c.args != nil {
+		cmd.Args = append(cmd.Args, c.args(i)...)
+	}
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &syncWriter{w: &log}, &syncWriter{w: &log}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -39,7 +39,9 @@ func loopbackPorts(t *testing.T, n int) []int {
 type testCluster struct {
 	replicas []*Replica
 	clients  []kvv1.KVService // client-listener Twirp clients, by id
-	http     *http.Client     // for the peer listeners, with the cluster's credentials
+	// panicked marks replicas a test made panic on purpose: their Close
+	// error is expected.
+	panicked map[int]bool
 }
 
 // startTestCluster starts n replicas; tweak adjusts each one's config.
@@ -50,7 +52,7 @@ func startTestCluster(t *testing.T, n int, scheme string, tweak func(cfg *Config
 	for i, p := range ports {
 		peers[i] = scheme + "://127.0.0.1:" + strconv.Itoa(p)
 	}
-	c := &testCluster{}
+	c := &testCluster{panicked: map[int]bool{}}
 	for i := range n {
 		cfg := DefaultConfig()
 		cfg.ID, cfg.Peers, cfg.ListenClient, cfg.DataDir = i, peers, "127.0.0.1:0", t.TempDir()
@@ -63,7 +65,7 @@ func startTestCluster(t *testing.T, n int, scheme string, tweak func(cfg *Config
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
-			if err := r.Close(context.Background()); err != nil {
+			if err := r.Close(context.Background()); err != nil && !(c.panicked[i] && errors.Is(err, raft.ErrPanic)) {
 				t.Error(err)
 			}
 		})
@@ -216,5 +218,49 @@ func TestNonLoopbackPeerListenerNeedsAuth(t *testing.T) {
 		if _, err := ParseServeFlags(bad); !errors.Is(err, ErrConfig) {
 			t.Errorf("%v: got %v, want a config error", bad, err)
 		}
+	}
+}
+
+// A replica whose applier panicked (here: an authenticated peer sent a
+// snapshot the state machine cannot read) reports the failure on /status
+// without the stack trace or source paths, which stay in the log.
+func TestStatusAfterApplierPanicHasNoStack(t *testing.T) {
+	c := startTestCluster(t, 3, "http", func(cfg *Config) { cfg.PeerToken = "s3cret" })
+	leader, term := c.waitLeader(t)
+	victim := (leader + 1) % 3
+	peer := raftv1.NewRaftServiceProtobufClient("http://"+c.replicas[victim].PeerAddr(), twirptransport.WithToken(&http.Client{}, "s3cret"))
+	garbage := []byte("not a kvraft snapshot")
+	st := c.replicas[victim].kv.Status()
+	resp, err := peer.InstallSnapshot(context.Background(), &raftv1.InstallSnapshotRequest{Term: term, LeaderId: uint32(leader),
+		LastIncludedIndex: st.LastIndex + 100, LastIncludedTerm: term, Data: garbage, Done: true, TotalSizeBytes: uint64(len(garbage))})
+	if err != nil || !resp.GetInstalled() {
+		t.Fatalf("InstallSnapshot: %v %v", resp, err)
+	}
+	c.panicked[victim] = true
+	url := "http://" + c.replicas[victim].ClientAddr()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, _, body := request(t, "GET", url+"/status", "", nil)
+		if code != 200 {
+			t.Fatalf("/status: %d", code)
+		}
+		reps, _ := body["replicas"].([]any)
+		self, _ := reps[victim].(map[string]any)
+		if msg, _ := self["error"].(string); msg != "" {
+			for _, leak := range []string{"goroutine", ".go:", "\n", "runtime/"} {
+				if strings.Contains(msg, leak) {
+					t.Fatalf("/status error leaks %q: %q", leak, msg)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica never reported the failed snapshot: %v", body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	st2, err := c.clients[victim].Status(context.Background(), &kvv1.StatusRequest{})
+	if err != nil || st2.GetError() == "" || strings.Contains(st2.GetError(), ".go:") {
+		t.Fatalf("Status RPC: %v %v", st2, err)
 	}
 }
