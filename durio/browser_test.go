@@ -157,7 +157,9 @@ type failingKV struct {
 	err error
 }
 
-func (f *failingKV) Put(context.Context, *kvv1.PutRequest) (*kvv1.PutResponse, error) { return nil, f.err }
+func (f *failingKV) Put(context.Context, *kvv1.PutRequest) (*kvv1.PutResponse, error) {
+	return nil, f.err
+}
 
 func TestUnknownOutcomeIs504(t *testing.T) {
 	kv := &failingKV{err: twirp.NewError(twirp.DeadlineExceeded, "timed out; the outcome is unknown")}
