@@ -3,7 +3,10 @@ package twirptransport
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/twitchtv/twirp"
@@ -105,5 +108,45 @@ func TestRequireToken(t *testing.T) {
 		case !tc.ok && (!errors.As(err, &terr) || terr.Code() != twirp.Unauthenticated):
 			t.Errorf("token %q: got %v, want unauthenticated (401)", tc.token, err)
 		}
+	}
+}
+
+func TestLimitBody(t *testing.T) {
+	var got int
+	srv := httptest.NewServer(LimitBody(1000, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		data, err := io.ReadAll(r.Body)
+		got = len(data)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+		}
+	})))
+	defer srv.Close()
+	for _, tc := range []struct {
+		name    string
+		size    int
+		chunked bool
+		status  int
+		read    int // most bytes the handler may see
+	}{
+		{"small", 1000, false, 200, 1000},
+		{"declared too large", 1001, false, 413, 0},
+		{"chunked small", 1000, true, 200, 1000},
+		{"chunked too large", 5000, true, 400, 1000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got = 0
+			req, _ := http.NewRequest("POST", srv.URL, io.MultiReader(strings.NewReader(strings.Repeat("x", tc.size))))
+			if !tc.chunked {
+				req.ContentLength = int64(tc.size)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || got > tc.read {
+				t.Fatalf("status %d, handler read %d bytes; want %d, at most %d", resp.StatusCode, got, tc.status, tc.read)
+			}
+		})
 	}
 }
