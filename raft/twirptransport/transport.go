@@ -75,7 +75,9 @@ func NewHTTPClient(tlsConfig *tls.Config) *http.Client {
 		TLSHandshakeTimeout: 2 * time.Second,
 		MaxIdleConns:        512,
 		MaxIdleConnsPerHost: 128,
-		IdleConnTimeout:     90 * time.Second,
+		// Below the servers' idle timeout (durio: 60 s), so the client, not
+		// the server, drops an idle connection and no request races a close.
+		IdleConnTimeout:     30 * time.Second,
 		ForceAttemptHTTP2:   false,
 	}}
 }
