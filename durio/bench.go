@@ -3,7 +3,6 @@ package durio
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 // BenchOptions configure `durio bench`, a closed-loop load generator over the
@@ -44,26 +45,32 @@ type BenchResult struct {
 	P999ms    float64 `json:"p999_ms"`
 }
 
-// ParseBenchFlags reads `durio bench` flags.
-func ParseBenchFlags(args []string) (BenchOptions, bool, error) {
-	fs := flag.NewFlagSet("durio bench", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	o := BenchOptions{}
-	eps := fs.String("endpoints", strings.Join(DevEndpoints, ","), "comma-separated client `URLs`")
-	fs.IntVar(&o.Clients, "clients", 64, "concurrent clients, each with one request in flight")
-	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measured run time")
-	fs.DurationVar(&o.Warmup, "warmup", time.Second, "unmeasured run time before it")
-	fs.IntVar(&o.ValueSize, "value-size", 256, "value size in `bytes`")
-	fs.IntVar(&o.Keys, "keys", 1000, "number of distinct keys (uniformly random)")
-	op := fs.String("op", "put", "put, get, or mixed (see --read-ratio)")
-	fs.Float64Var(&o.ReadRatio, "read-ratio", 0.9, "share of gets with --op mixed")
-	fs.BoolVar(&o.JSON, "json-api", false, "use Twirp's JSON encoding instead of protobuf")
-	asJSON := fs.Bool("json", false, "print the result as JSON")
-	if err := fs.Parse(args); err != nil {
-		return o, false, fmt.Errorf("%w: %v", ErrUsage, err)
-	}
-	o.Endpoints = splitList(*eps)
-	switch *op {
+// benchFlags are `durio bench`'s flags.
+type benchFlags struct {
+	o         BenchOptions
+	endpoints string
+	op        string
+	asJSON    bool
+}
+
+func (b *benchFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&b.endpoints, "endpoints", strings.Join(DevEndpoints, ","), "comma-separated client `URLs`")
+	fs.IntVar(&b.o.Clients, "clients", 64, "concurrent clients, each with one request in flight")
+	fs.DurationVar(&b.o.Duration, "duration", 10*time.Second, "measured run time")
+	fs.DurationVar(&b.o.Warmup, "warmup", time.Second, "unmeasured run time before it")
+	fs.IntVar(&b.o.ValueSize, "value-size", 256, "value size in `bytes`")
+	fs.IntVar(&b.o.Keys, "keys", 1000, "number of distinct keys (uniformly random)")
+	fs.StringVar(&b.op, "op", "put", "put, get, or mixed (see --read-ratio)")
+	fs.Float64Var(&b.o.ReadRatio, "read-ratio", 0.9, "share of gets with --op mixed")
+	fs.BoolVar(&b.o.JSON, "json-api", false, "use Twirp's JSON encoding instead of protobuf")
+	fs.BoolVar(&b.asJSON, "json", false, "print the result as JSON")
+}
+
+// options checks the flags and returns the options and whether to print JSON.
+func (b *benchFlags) options() (BenchOptions, bool, error) {
+	o := b.o
+	o.Endpoints = splitList(b.endpoints)
+	switch b.op {
 	case "put":
 		o.ReadRatio = 0
 	case "get":
@@ -72,10 +79,22 @@ func ParseBenchFlags(args []string) (BenchOptions, bool, error) {
 	default:
 		return o, false, fmt.Errorf("%w: --op must be put, get or mixed", ErrUsage)
 	}
-	if o.Clients < 1 || o.Keys < 1 || o.ValueSize < 0 || o.Duration <= 0 || o.ReadRatio < 0 || o.ReadRatio > 1 {
+	if o.Clients < 1 || o.Keys < 1 || o.ValueSize < 0 || o.Duration <= 0 || o.Warmup < 0 || o.ReadRatio < 0 || o.ReadRatio > 1 {
 		return o, false, fmt.Errorf("%w: --clients and --keys must be positive, --duration too, --read-ratio in [0,1]", ErrUsage)
 	}
-	return o, *asJSON, nil
+	return o, b.asJSON, nil
+}
+
+// ParseBenchFlags reads `durio bench` flags (without the command name).
+func ParseBenchFlags(args []string) (BenchOptions, bool, error) {
+	fs := pflag.NewFlagSet("durio bench", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var b benchFlags
+	b.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return BenchOptions{}, false, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	return b.options()
 }
 
 // RunBench runs the load and returns its result; progress goes to progress

@@ -9,7 +9,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"math/big"
 	"net"
@@ -18,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 )
 
 // CertsOptions describe the certificates `durio certs` writes.
@@ -223,24 +224,40 @@ func writePEM(path, typ string, der []byte, mode os.FileMode) error {
 	return os.Rename(tmp.Name(), path)
 }
 
-// ParseCertsFlags reads `durio certs` flags (without the command name).
-func ParseCertsFlags(args []string) (CertsOptions, error) {
-	fs := flag.NewFlagSet("durio certs", flag.ContinueOnError)
-	fs.SetOutput(new(bytes.Buffer))
-	dir := fs.String("dir", "durio-certs", "`folder` to write ca.crt, ca.key, replica-N.crt and replica-N.key to")
-	hosts := fs.String("hosts", "", "comma-separated IP addresses or DNS `names`, one per replica in id order")
-	extra := fs.String("extra-hosts", "", "comma-separated `names` added to every certificate (e.g. localhost,127.0.0.1)")
-	days := fs.Int("days", 3650, "validity in `days`")
-	force := fs.Bool("force", false, "overwrite existing replica certificates (the CA is kept)")
-	if err := fs.Parse(args); err != nil {
-		var help bytes.Buffer
-		fs.SetOutput(&help)
-		fs.PrintDefaults()
-		return CertsOptions{}, fmt.Errorf("%w: %v\nflags:\n%s", ErrUsage, err, help.String())
+// certsCommand is `durio certs`.
+func (c *cli) certsCommand() *cobra.Command {
+	var (
+		opts         CertsOptions
+		hosts, extra string
+		days         int
+	)
+	cmd := &cobra.Command{
+		Use:   "certs",
+		Short: "Create a CA and one peer certificate per replica (mutual TLS)",
+		Long: `Create a certificate authority and one certificate per replica for mutual
+TLS between peers: ca.crt, ca.key, replica-N.crt and replica-N.key in --dir.
+Give each replica ca.crt and its own replica-N files (--peer-ca, --peer-cert,
+--peer-key) and use https:// peer URLs. Keep ca.key off the replicas. If --dir
+already holds a CA, it signs the new certificates, so a replica can be added
+or re-keyed without touching the others.`,
+		Example: "  durio certs --hosts 192.168.1.10,192.168.1.11,192.168.1.12\n" +
+			"  durio certs --dir /etc/durio/certs --hosts pi1.lan,pi2.lan,pi3.lan --extra-hosts localhost,127.0.0.1",
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Hosts, opts.ExtraHosts = splitList(hosts), splitList(extra)
+			opts.Validity = time.Duration(days) * 24 * time.Hour
+			written, err := WriteCerts(opts)
+			for _, p := range written {
+				fmt.Fprintln(c.stdout, "wrote", p)
+			}
+			return err
+		},
 	}
-	if fs.NArg() > 0 {
-		return CertsOptions{}, fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
-	}
-	return CertsOptions{Dir: *dir, Hosts: splitList(*hosts), ExtraHosts: splitList(*extra),
-		Validity: time.Duration(*days) * 24 * time.Hour, Force: *force}, nil
+	fs := cmd.Flags()
+	fs.StringVar(&opts.Dir, "dir", "durio-certs", "`folder` to write ca.crt, ca.key, replica-N.crt and replica-N.key to")
+	fs.StringVar(&hosts, "hosts", "", "comma-separated IP addresses or DNS `names`, one per replica in id order")
+	fs.StringVar(&extra, "extra-hosts", "", "comma-separated `names` added to every certificate (e.g. localhost,127.0.0.1)")
+	fs.IntVar(&days, "days", 3650, "validity in `days`")
+	fs.BoolVar(&opts.Force, "force", false, "overwrite existing replica certificates (the CA is kept)")
+	return cmd
 }

@@ -2,121 +2,506 @@ package durio
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"os"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/twitchtv/twirp"
 
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
 
-// ErrUsage is wrapped by errors that come from a bad command line.
+// ErrUsage is wrapped by errors that come from a bad command line or
+// environment variable.
 var ErrUsage = errors.New("usage")
 
-const usage = `durio: a replicated key-value store.
+// errNoneReachable is returned by `durio status` when no endpoint answered.
+var errNoneReachable = errors.New("no endpoint answered")
 
-Usage:
-  durio serve [flags]              run one replica (durio serve -h for flags)
-  durio dev [flags]                run a local 3-replica cluster on loopback
-  durio certs --hosts H0,H1,H2     create a CA and one peer certificate per replica (mTLS)
-  durio get KEY                    print a key's value
-  durio put KEY VALUE              set a key
-  durio append KEY VALUE           append to a key
-  durio delete KEY                 delete a key
-  durio status                     one line per replica
-  durio bench [flags]              closed-loop load: ops/s and latency
+// Exit codes of the durio command. Scripts may rely on them.
+const (
+	// ExitOK: the command did what it was asked.
+	ExitOK = 0
+	// ExitFailure: any other failure, e.g. the request was refused as
+	// invalid (400), a TLS certificate was not trusted, a file was missing.
+	ExitFailure = 1
+	// ExitUsage: bad command line, environment variable or configuration.
+	ExitUsage = 2
+	// ExitNotFound: `durio get` of a key that does not exist.
+	ExitNotFound = 3
+	// ExitUnavailable: no replica could be reached, or the cluster answered
+	// that it has no leader (503); `durio status` when no endpoint answered.
+	ExitUnavailable = 4
+	// ExitTimeout: gave up waiting (--timeout), or the cluster answered 504.
+	// A write that ends this way may or may not have been applied.
+	ExitTimeout = 5
+)
 
-Client commands take --endpoints URL,URL,... (default: the durio dev
-cluster), --json and --timeout.
-`
+// ExitCode maps an error from a durio command to its exit code.
+func ExitCode(err error) int {
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, ErrUsage), errors.Is(err, ErrConfig):
+		return ExitUsage
+	case errors.Is(err, ErrNotFound):
+		return ExitNotFound
+	case errors.Is(err, errNoneReachable):
+		return ExitUnavailable
+	case permanentTLSError(err):
+		return ExitFailure
+	}
+	// An answer from a server says more than our own deadline: prefer it.
+	var terr twirp.Error
+	isTwirp := errors.As(err, &terr)
+	switch {
+	case isTwirp && !noAnswer(terr):
+		switch terr.Code() {
+		case twirp.Unavailable:
+			return ExitUnavailable
+		case twirp.DeadlineExceeded:
+			return ExitTimeout
+		}
+		return ExitFailure
+	case errors.Is(err, context.DeadlineExceeded):
+		return ExitTimeout
+	case isTwirp, errors.Is(err, syscall.ECONNREFUSED):
+		return ExitUnavailable // no server answered
+	}
+	return ExitFailure
+}
 
-// clientFlags are the flags every client command takes.
+// exitCodesHelp documents the exit codes in `durio --help`.
+const exitCodesHelp = `Exit codes:
+  0  success
+  1  other failure (request refused as invalid, untrusted TLS certificate, ...)
+  2  bad command line, environment variable or configuration
+  3  durio get: no such key
+  4  cluster unavailable: no replica reachable, or no leader (503);
+     durio status: no endpoint answered
+  5  timed out (--timeout, or the cluster's 504): a write may or may not
+     have been applied`
+
+// permanentTLSError reports whether err is a TLS failure that retrying cannot
+// fix: an untrusted or mismatched certificate, or a plain-HTTP server on an
+// https URL.
+func permanentTLSError(err error) bool {
+	var (
+		verify    *tls.CertificateVerificationError
+		unknownCA x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		record    tls.RecordHeaderError
+	)
+	return errors.As(err, &verify) || errors.As(err, &unknownCA) || errors.As(err, &hostname) ||
+		errors.As(err, &invalid) || errors.As(err, &record)
+}
+
+// EnvPrefix starts the environment variable of every flag: --endpoints is
+// also DURIO_ENDPOINTS, --peer-token DURIO_PEER_TOKEN.
+const EnvPrefix = "DURIO_"
+
+func envName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// cli is one run of the durio command.
+type cli struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) (string, bool)
+	// started is set once the command line has been parsed and a command's
+	// own code runs: errors before that are usage errors.
+	started bool
+}
+
+// Main runs the durio command with args (without the program name) and
+// returns its exit code. Errors are printed to stderr.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.LookupEnv}
+	root := c.rootCommand()
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	if !c.started && !errors.Is(err, ErrConfig) && !errors.Is(err, ErrUsage) {
+		err = fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	msg := strings.TrimPrefix(err.Error(), "usage: ")
+	if !strings.HasPrefix(msg, "durio") {
+		msg = "durio: " + msg
+	}
+	fmt.Fprintln(stderr, msg)
+	if errors.Is(err, ErrUsage) {
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	}
+	return ExitCode(err)
+}
+
+// NewCommand returns the durio command tree (for documentation generators
+// and tests); Main runs it.
+func NewCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	return (&cli{stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.LookupEnv}).rootCommand()
+}
+
+func (c *cli) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "durio",
+		Short: "durio: a replicated key-value store",
+		Long: `durio is a replicated key-value store built on Raft. Run three replicas
+(durio serve) or a local cluster (durio dev), then read and write keys with
+the client commands or over HTTP.
+
+Every flag can also be set by an environment variable: DURIO_ and the flag's
+name in capitals with - as _, e.g. DURIO_ENDPOINTS for --endpoints. A flag
+on the command line wins over the environment.
+
+Put -- before values that begin with -: durio put temp -- -5.
+
+` + exitCodesHelp,
+		Version:       shortVersion(),
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := c.applyEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			c.started = true
+			return nil
+		},
+	}
+	root.SetIn(c.stdin)
+	root.SetOut(c.stdout)
+	root.SetErr(c.stderr)
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		if strings.Contains(err.Error(), "shorthand flag") {
+			return fmt.Errorf("%w: %v (put -- before values that begin with -)", ErrUsage, err)
+		}
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	})
+	root.AddGroup(&cobra.Group{ID: "kv", Title: "Keys:"}, &cobra.Group{ID: "cluster", Title: "Cluster:"})
+	for _, cmd := range []*cobra.Command{c.getCommand(), c.putCommand("put"), c.putCommand("append"), c.deleteCommand()} {
+		cmd.GroupID = "kv"
+		root.AddCommand(cmd)
+	}
+	for _, cmd := range []*cobra.Command{c.serveCommand(), c.devCommand(), c.statusCommand(), c.benchCommand(), c.certsCommand()} {
+		cmd.GroupID = "cluster"
+		root.AddCommand(cmd)
+	}
+	root.AddCommand(c.versionCommand())
+	documentEnv(root)
+	return root
+}
+
+// applyEnv sets every flag not given on the command line from its
+// environment variable, if that is set.
+func (c *cli) applyEnv(fs *pflag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if err != nil || f.Changed || f.Name == "help" || f.Name == "version" {
+			return
+		}
+		name := envName(f.Name)
+		if v, ok := c.getenv(name); ok {
+			if serr := fs.Set(f.Name, v); serr != nil {
+				err = fmt.Errorf("%w: %s=%q: %v", ErrUsage, name, v, serr)
+			}
+		}
+	})
+	return err
+}
+
+// documentEnv appends each flag's environment variable to its help text.
+func documentEnv(cmd *cobra.Command) {
+	cmd.LocalFlags().VisitAll(func(f *pflag.Flag) {
+		f.Usage += " [$" + envName(f.Name) + "]"
+	})
+	for _, sub := range cmd.Commands() {
+		documentEnv(sub)
+	}
+}
+
+// exactArgs is cobra.ExactArgs with the arguments named in the error.
+func exactArgs(names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(names) == 0 && len(args) > 0 {
+			return fmt.Errorf("%w: %s takes no arguments, got %q", ErrUsage, cmd.CommandPath(), args)
+		}
+		if len(args) != len(names) {
+			return fmt.Errorf("%w: %s takes %d argument(s) (%s), got %d", ErrUsage,
+				cmd.CommandPath(), len(names), strings.Join(names, " "), len(args))
+		}
+		return nil
+	}
+}
+
+// clientFlags are the flags of every command that talks to a cluster.
 type clientFlags struct {
 	endpoints string
 	json      bool
 	timeout   time.Duration
+	caCert    string
+	insecure  bool
 }
 
-func (f *clientFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.endpoints, "endpoints", strings.Join(DevEndpoints, ","), "comma-separated client `URLs` of the replicas")
+// DefaultCLITimeout is how long a client command waits by default: longer
+// than a replica's default --request-timeout (5s), so that when the cluster
+// cannot serve, its own answer (503 no leader) reaches the user rather than a
+// bare local timeout.
+const DefaultCLITimeout = 12 * time.Second
+
+func (f *clientFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.endpoints, "endpoints", strings.Join(DevEndpoints, ","), "comma-separated client `URLs` of the replicas (any will do)")
 	fs.BoolVar(&f.json, "json", false, "print JSON instead of text")
-	fs.DurationVar(&f.timeout, "timeout", 5*time.Second, "give up after this long")
+	fs.DurationVar(&f.timeout, "timeout", DefaultCLITimeout, "give up after this `duration` (keep it above the replicas' --request-timeout)")
+	fs.StringVar(&f.caCert, "cacert", "", "PEM `file` of the CA that signed the replicas' TLS certificates (https endpoints)")
+	fs.BoolVar(&f.insecure, "insecure-skip-verify", false, "do not verify the replicas' TLS certificates (testing only)")
 }
 
-// parseInterleaved parses flags that may appear before, between or after the
-// positional arguments, and returns the positional ones.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+// httpClient is the HTTP client for the endpoints, with the TLS settings the
+// flags ask for.
+func (f *clientFlags) httpClient() (*http.Client, error) {
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: f.insecure} //nolint:gosec // opt-in, documented as testing only
+	if f.caCert != "" {
+		pem, err := os.ReadFile(f.caCert)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --cacert: %v", ErrUsage, err)
 		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: --cacert: %s holds no PEM certificate", ErrUsage, f.caCert)
 		}
-		pos = append(pos, args[0])
-		args = args[1:]
+		tlsConfig.RootCAs = pool
 	}
+	return &http.Client{Transport: &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     tlsConfig,
+		TLSHandshakeTimeout: 5 * time.Second,
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     30 * time.Second,
+	}}, nil
 }
 
-// RunClientCommand runs get, put, append, delete or status.
-func RunClientCommand(ctx context.Context, name string, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("durio "+name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+// client connects to the endpoints and returns a context bounded by
+// --timeout.
+func (f *clientFlags) client(ctx context.Context) (*Client, context.Context, context.CancelFunc, error) {
+	if f.timeout <= 0 {
+		return nil, nil, nil, fmt.Errorf("%w: --timeout must be positive", ErrUsage)
+	}
+	hc, err := f.httpClient()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	endpoints := splitList(f.endpoints)
+	for _, e := range endpoints {
+		if strings.Contains(e, "://") && !strings.HasPrefix(e, "http://") && !strings.HasPrefix(e, "https://") {
+			return nil, nil, nil, fmt.Errorf("%w: --endpoints: %q is not an http(s) URL", ErrUsage, e)
+		}
+	}
+	cl, err := NewClient(endpoints, ClientOptions{HTTPClient: hc})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: --endpoints: %v", ErrUsage, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	return cl, ctx, cancel, nil
+}
+
+// explain turns a client error into the message the user sees: the
+// cluster's own answer if there was one, and how long we waited.
+func (f *clientFlags) explain(err error) error {
+	if err == nil || errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if permanentTLSError(err) {
+		return fmt.Errorf("TLS: %w (use --cacert with the CA that signed the replicas' certificates)", err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		var terr twirp.Error
+		if errors.As(err, &terr) && !noAnswer(terr) {
+			return fmt.Errorf("gave up after --timeout %v; the cluster's last answer: %w", f.timeout, terr)
+		}
+		return fmt.Errorf("no answer within --timeout %v: %w", f.timeout, err)
+	}
+	return err
+}
+
+func (f *clientFlags) print(w io.Writer, text string, v any) error {
+	if f.json {
+		return json.NewEncoder(w).Encode(v)
+	}
+	_, err := fmt.Fprintln(w, text)
+	return err
+}
+
+func (c *cli) getCommand() *cobra.Command {
 	var cf clientFlags
-	cf.register(fs)
-	pos, err := parseInterleaved(fs, args)
+	var stale bool
+	cmd := &cobra.Command{
+		Use:   "get KEY",
+		Short: "Print a key's value",
+		Long: `Print a key's value, read linearizably through the leader (or, with --stale,
+from the first endpoint's local state). Exits 3 if the key does not exist.`,
+		Example: `  durio get greeting
+  durio get config/db/host --json
+  DURIO_ENDPOINTS=https://pi1:8080 durio get greeting --cacert ca.pem`,
+		Args: exactArgs("KEY"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, ctx, cancel, err := cf.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			var v string
+			if stale {
+				v, err = cl.getStale(ctx, args[0])
+			} else {
+				v, err = cl.Get(ctx, args[0])
+			}
+			if err != nil {
+				return cf.explain(err)
+			}
+			return cf.print(c.stdout, v, map[string]string{"key": args[0], "value": v})
+		},
+	}
+	cf.register(cmd.Flags())
+	cmd.Flags().BoolVar(&stale, "stale", false, "read the first endpoint's local state: no leader round trip, may be out of date")
+	return cmd
+}
+
+// getStale reads a key from the first endpoint's local state.
+func (c *Client) getStale(ctx context.Context, key string) (string, error) {
+	resp, err := c.kv[0].Get(ctx, &kvv1.GetRequest{Key: key, Consistency: kvv1.ReadConsistency_READ_CONSISTENCY_STALE})
+	var terr twirp.Error
+	if errors.As(err, &terr) && terr.Code() == twirp.NotFound {
+		return "", ErrNotFound
+	}
+	return resp.GetValue(), err
+}
+
+func (c *cli) putCommand(name string) *cobra.Command {
+	var cf clientFlags
+	short, long := "Set a key", "Set KEY to VALUE."
+	if name == "append" {
+		short, long = "Append to a key's value", "Append VALUE to KEY's value (a missing key counts as empty)."
+	}
+	cmd := &cobra.Command{
+		Use:   name + " KEY VALUE",
+		Short: short,
+		Long: long + ` A VALUE of - reads the value from standard input,
+byte for byte (a trailing newline is kept). Values must be UTF-8 text.
+The write carries a client id and sequence number, so the client's own
+retries after a lost answer apply it at most once.`,
+		Example: fmt.Sprintf(`  durio %[1]s greeting hello
+  durio %[1]s temp -- -5
+  durio %[1]s config/app.yaml - < app.yaml`, name),
+		Args: exactArgs("KEY", "VALUE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			value := args[1]
+			if value == "-" {
+				v, err := readValue(c.stdin, DefaultLimits().MaxValueBytes)
+				if err != nil {
+					return err
+				}
+				value = v
+			}
+			cl, ctx, cancel, err := cf.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			if name == "append" {
+				err = cl.Append(ctx, args[0], value)
+			} else {
+				err = cl.Put(ctx, args[0], value)
+			}
+			if err != nil {
+				return cf.explain(err)
+			}
+			return cf.print(c.stdout, "OK", map[string]bool{"ok": true})
+		},
+	}
+	cf.register(cmd.Flags())
+	return cmd
+}
+
+// readValue reads a value from r: at most limit bytes of UTF-8.
+func readValue(r io.Reader, limit int) (string, error) {
+	data, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
 	if err != nil {
-		return err
+		return "", fmt.Errorf("reading the value from standard input: %w", err)
 	}
-	want := map[string]int{"get": 1, "put": 2, "append": 2, "delete": 1, "status": 0}[name]
-	if len(pos) != want {
-		return fmt.Errorf("%w: durio %s takes %d argument(s), got %d", ErrUsage, name, want, len(pos))
+	if len(data) > limit {
+		return "", fmt.Errorf("%w: the value on standard input is longer than %d bytes", ErrUsage, limit)
 	}
-	c, err := NewClient(splitList(cf.endpoints), ClientOptions{})
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+	if !utf8.Valid(data) {
+		return "", fmt.Errorf("%w: the value on standard input is not UTF-8 text", ErrUsage)
 	}
-	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
-	defer cancel()
-	out := func(text string, v any) error {
-		if cf.json {
-			return json.NewEncoder(stdout).Encode(v)
-		}
-		_, err := fmt.Fprintln(stdout, text)
-		return err
+	return string(data), nil
+}
+
+func (c *cli) deleteCommand() *cobra.Command {
+	var cf clientFlags
+	cmd := &cobra.Command{
+		Use:     "delete KEY",
+		Short:   "Delete a key",
+		Long:    `Delete KEY. Prints "deleted", or "not found" if it did not exist (exit 0 either way).`,
+		Example: "  durio delete greeting",
+		Args:    exactArgs("KEY"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, ctx, cancel, err := cf.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			existed, err := cl.Delete(ctx, args[0])
+			if err != nil {
+				return cf.explain(err)
+			}
+			return cf.print(c.stdout, map[bool]string{true: "deleted", false: "not found"}[existed],
+				map[string]bool{"ok": true, "existed": existed})
+		},
 	}
-	switch name {
-	case "get":
-		v, err := c.Get(ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		return out(v, map[string]string{"key": pos[0], "value": v})
-	case "put":
-		if err := c.Put(ctx, pos[0], pos[1]); err != nil {
-			return err
-		}
-		return out("OK", map[string]bool{"ok": true})
-	case "append":
-		if err := c.Append(ctx, pos[0], pos[1]); err != nil {
-			return err
-		}
-		return out("OK", map[string]bool{"ok": true})
-	case "delete":
-		existed, err := c.Delete(ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		return out(map[bool]string{true: "deleted", false: "not found"}[existed], map[string]bool{"ok": true, "existed": existed})
-	default:
-		return printStatus(ctx, c, cf.json, stdout)
+	cf.register(cmd.Flags())
+	return cmd
+}
+
+func (c *cli) statusCommand() *cobra.Command {
+	var cf clientFlags
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show each replica's role, term and indexes",
+		Long: `Ask every endpoint for its status: id, role, term, commit and applied
+index, the leader it knows, and whether it answered. Exits 4 if no endpoint
+answered.`,
+		Example: "  durio status --endpoints http://192.168.1.10:8080,http://192.168.1.11:8080,http://192.168.1.12:8080",
+		Args:    exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, ctx, cancel, err := cf.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			return printStatus(ctx, cl, cf.json, c.stdout)
+		},
 	}
+	cf.register(cmd.Flags())
+	return cmd
 }
 
 // replicaStatus is one line of `durio status`.
@@ -132,13 +517,17 @@ type replicaStatus struct {
 	Leader    *int64 `json:"leader"`
 }
 
+// printStatus prints one line per endpoint; its error wraps
+// errNoneReachable if no endpoint answered.
 func printStatus(ctx context.Context, c *Client, asJSON bool, w io.Writer) error {
 	rows := make([]replicaStatus, len(c.Endpoints()))
+	var errs []error
 	for i, ep := range c.Endpoints() {
 		rows[i] = replicaStatus{Endpoint: ep}
 		st, err := c.StatusOf(ctx, i)
 		if err != nil {
 			rows[i].Error = err.Error()
+			errs = append(errs, err)
 			continue
 		}
 		rows[i].Reachable = true
@@ -156,27 +545,120 @@ func printStatus(ctx context.Context, c *Client, asJSON bool, w io.Writer) error
 		}
 	}
 	if asJSON {
-		return json.NewEncoder(w).Encode(rows)
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ENDPOINT\tID\tROLE\tTERM\tCOMMIT\tAPPLIED\tLEADER\tREACHABLE")
-	for _, r := range rows {
-		if !r.Reachable {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\tno (%s)\n", r.Endpoint, r.Error)
-			continue
+		if err := json.NewEncoder(w).Encode(rows); err != nil {
+			return err
 		}
-		leader := "none"
-		if r.Leader != nil {
-			leader = fmt.Sprint(*r.Leader)
+	} else {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ENDPOINT\tID\tROLE\tTERM\tCOMMIT\tAPPLIED\tLEADER\tREACHABLE")
+		for _, r := range rows {
+			if !r.Reachable {
+				fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\tno (%s)\n", r.Endpoint, r.Error)
+				continue
+			}
+			leader := "none"
+			if r.Leader != nil {
+				leader = fmt.Sprint(*r.Leader)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%s\tyes\n", r.Endpoint, r.ID, r.Role, r.Term, r.Commit, r.Applied, leader)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%s\tyes\n", r.Endpoint, r.ID, r.Role, r.Term, r.Commit, r.Applied, leader)
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
-	return tw.Flush()
+	if len(errs) == len(rows) {
+		return fmt.Errorf("%w (of %d)", errNoneReachable, len(rows))
+	}
+	return nil
 }
 
 func roleName(r kvv1.Role) string {
 	return strings.ToLower(strings.TrimPrefix(r.String(), "ROLE_"))
 }
 
-// Usage is the top-level help text.
-func Usage() string { return usage }
+func (c *cli) serveCommand() *cobra.Command {
+	goFlags := flag.NewFlagSet("durio serve", flag.ContinueOnError)
+	build := RegisterServeFlags(goFlags)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run one replica",
+		Long: `Run one replica until SIGTERM or SIGINT, then shut it down gracefully.
+Settings come from the defaults, then the YAML file named by --config (same
+keys as the flags), then DURIO_* environment variables, then flags.
+Invalid configuration exits 2 with a message naming the field.`,
+		Example: `  durio serve --config /etc/durio/durio.yaml
+  durio serve --id 0 --peers http://10.0.0.1:9001,http://10.0.0.2:9001,http://10.0.0.3:9001 \
+      --listen-client 0.0.0.0:8080 --data-dir /var/lib/durio`,
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := build(cmd.Flags().Changed)
+			if err != nil {
+				return err
+			}
+			return Serve(cmd.Context(), cfg, c.stderr)
+		},
+	}
+	cmd.Flags().AddGoFlagSet(goFlags)
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if f.DefValue == "0s" { // the help says what 0 means; pflag would print "(default 0s)"
+			f.DefValue = "0"
+		}
+	})
+	completeWords(cmd, "persister", "noop", "file", "badger")
+	completeWords(cmd, "log-level", "debug", "info", "warn", "error")
+	return cmd
+}
+
+// completeWords offers words as shell completions of a flag's value.
+func completeWords(cmd *cobra.Command, flagName string, words ...string) {
+	_ = cmd.RegisterFlagCompletionFunc(flagName, cobra.FixedCompletions(words, cobra.ShellCompDirectiveNoFileComp))
+}
+
+func (c *cli) devCommand() *cobra.Command {
+	var o DevOptions
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run a local cluster on loopback",
+		Long: `Run a local cluster of durio serve processes on loopback, with data and one
+log per replica under --dir, until Ctrl-C.`,
+		Example: "  durio dev\n  durio dev --persister file --replicas 5",
+		Args:    exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.check(); err != nil {
+				return err
+			}
+			return RunDev(cmd.Context(), o, c.stdout)
+		},
+	}
+	o.register(cmd.Flags())
+	completeWords(cmd, "persister", "noop", "file", "badger")
+	completeWords(cmd, "log-level", "debug", "info", "warn", "error")
+	return cmd
+}
+
+func (c *cli) benchCommand() *cobra.Command {
+	var b benchFlags
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Closed-loop load: ops/s and latency",
+		Long: `Run a closed-loop load against a cluster over the Twirp protobuf API: each
+of --clients goroutines keeps one request in flight. Prints ops/s and
+p50/p99/p99.9 latency.`,
+		Example: "  durio bench --clients 64 --duration 10s --op mixed --read-ratio 0.9",
+		Args:    exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts, asJSON, err := b.options()
+			if err != nil {
+				return err
+			}
+			res, err := RunBench(cmd.Context(), opts, c.stderr)
+			if err != nil {
+				return err
+			}
+			return PrintBench(c.stdout, res, asJSON)
+		},
+	}
+	b.register(cmd.Flags())
+	completeWords(cmd, "op", "put", "get", "mixed")
+	return cmd
+}

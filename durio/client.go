@@ -165,6 +165,9 @@ func (c *Client) StatusOf(ctx context.Context, i int) (*kvv1.StatusResponse, err
 // reachable) and deadline_exceeded (outcome unknown; writes carry a sequence
 // number, so a retry applies at most once).
 func retryable(err error) bool {
+	if permanentTLSError(err) {
+		return false // an untrusted certificate stays untrusted
+	}
 	if noAnswer(err) {
 		return true // the endpoint is down, unreachable or too slow
 	}
@@ -196,7 +199,7 @@ func call[Resp any](ctx context.Context, c *Client, op func(kvv1.KVService) (Res
 		if attempt > 0 && attempt%n == 0 {
 			select {
 			case <-ctx.Done():
-				return zero, fmt.Errorf("%w (last error: %v)", ctx.Err(), last)
+				return zero, fmt.Errorf("%w (last error: %w)", ctx.Err(), last)
 			case <-time.After(c.backoff):
 			}
 		}
@@ -206,7 +209,10 @@ func call[Resp any](ctx context.Context, c *Client, op func(kvv1.KVService) (Res
 			return resp, nil
 		}
 		if ctx.Err() != nil {
-			return zero, fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+			if last == nil || noAnswer(last) {
+				last = err // keep an earlier answer from a server over our own cut-off
+			}
+			return zero, fmt.Errorf("%w (last error: %w)", ctx.Err(), last)
 		}
 		if !retryable(err) {
 			return zero, err

@@ -304,6 +304,26 @@ func peerHostPort(raw string) (string, error) {
 func ParseServeFlags(args []string) (Config, error) {
 	fs := flag.NewFlagSet("durio serve", flag.ContinueOnError)
 	fs.SetOutput(new(bytes.Buffer))
+	build := RegisterServeFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		var help bytes.Buffer
+		fs.SetOutput(&help)
+		fs.PrintDefaults()
+		return Config{}, fmt.Errorf("%w: %v\nflags:\n%s", ErrConfig, err, help.String())
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("%w: unexpected argument %q", ErrConfig, fs.Arg(0))
+	}
+	given := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	return build(func(name string) bool { return given[name] })
+}
+
+// RegisterServeFlags registers durio serve's flags on fs, the one place they
+// are defined (the durio command binds its CLI to fs), and returns the
+// function that builds the Config once they have been parsed: the defaults,
+// then the YAML file named by --config, then every flag given reports as set.
+func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Config, error) {
 	var (
 		cfgFile   = fs.String("config", "", "YAML `file` with the same keys as the flags")
 		id        = fs.Int("id", 0, "this replica's `id`: its index in --peers")
@@ -335,22 +355,7 @@ func ParseServeFlags(args []string) (Config, error) {
 		inflight  = fs.Int("max-inflight", 0, "most client requests served at once; more get 503 (default 512)")
 		cors      = fs.String("cors-origins", "", "comma-separated web `origins` allowed to call the client API from a browser")
 	)
-	if err := fs.Parse(args); err != nil {
-		var help bytes.Buffer
-		fs.SetOutput(&help)
-		fs.PrintDefaults()
-		return Config{}, fmt.Errorf("%w: %v\nflags:\n%s", ErrConfig, err, help.String())
-	}
-	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("%w: unexpected argument %q", ErrConfig, fs.Arg(0))
-	}
-	cfg := DefaultConfig()
-	if *cfgFile != "" {
-		if err := loadConfigFile(*cfgFile, &cfg); err != nil {
-			return Config{}, err
-		}
-	}
-	fs.Visit(func(f *flag.Flag) {
+	apply := func(cfg *Config, f *flag.Flag) {
 		switch f.Name {
 		case "id":
 			cfg.ID = *id
@@ -409,11 +414,24 @@ func ParseServeFlags(args []string) (Config, error) {
 		case "cors-origins":
 			cfg.CORSOrigins = splitList(*cors)
 		}
-	})
-	if err := cfg.Validate(); err != nil {
-		return Config{}, err
 	}
-	return cfg, nil
+	return func(given func(name string) bool) (Config, error) {
+		cfg := DefaultConfig()
+		if *cfgFile != "" {
+			if err := loadConfigFile(*cfgFile, &cfg); err != nil {
+				return Config{}, err
+			}
+		}
+		fs.VisitAll(func(f *flag.Flag) {
+			if given(f.Name) {
+				apply(&cfg, f)
+			}
+		})
+		if err := cfg.Validate(); err != nil {
+			return Config{}, err
+		}
+		return cfg, nil
+	}
 }
 
 // loadConfigFile reads YAML into cfg, refusing unknown keys.

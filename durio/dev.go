@@ -2,7 +2,6 @@ package durio
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 // DevOptions configure `durio dev`.
@@ -30,27 +31,25 @@ type DevOptions struct {
 	LogLevel string
 }
 
-// ParseDevFlags reads `durio dev` flags.
-func ParseDevFlags(args []string) (DevOptions, error) {
-	fs := flag.NewFlagSet("durio dev", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	o := DevOptions{}
+func (o *DevOptions) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Dir, "dir", "durio-dev", "`folder` for the replicas' data (one sub-folder each)")
-	fs.StringVar(&o.Persister, "persister", "badger", "store for every replica: noop, file, badger, or a plugin path")
+	fs.StringVar(&o.Persister, "persister", "badger", "store for every replica: noop, file, badger, or a plugin `path`")
 	fs.IntVar(&o.ClientPort, "client-port", 8001, "client `port` of replica 0; replica i listens on port+i")
 	fs.IntVar(&o.PeerPort, "peer-port", 9001, "peer `port` of replica 0; replica i listens on port+i")
 	fs.IntVar(&o.Replicas, "replicas", 3, "number of replicas")
-	fs.StringVar(&o.LogLevel, "log-level", "warn", "replicas' log level")
-	if err := fs.Parse(args); err != nil {
-		return o, fmt.Errorf("%w: %v", ErrUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
-	}
+	fs.StringVar(&o.LogLevel, "log-level", "warn", "replicas' log `level`: debug, info, warn or error")
+}
+
+func (o *DevOptions) check() error {
 	if o.Replicas < 1 {
-		return o, fmt.Errorf("%w: --replicas must be at least 1", ErrUsage)
+		return fmt.Errorf("%w: --replicas must be at least 1", ErrUsage)
 	}
-	return o, nil
+	for _, p := range []int{o.ClientPort, o.PeerPort} {
+		if p < 1 || p+o.Replicas-1 > 65535 {
+			return fmt.Errorf("%w: --client-port and --peer-port must leave room for %d ports below 65536", ErrUsage, o.Replicas)
+		}
+	}
+	return nil
 }
 
 // RunDev starts a local cluster of `durio serve` processes on loopback and

@@ -74,7 +74,7 @@ func TestMetricsRouteLabels(t *testing.T) {
 	m.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	body := rec.Body.String()
 	for _, want := range []string{
-		`durio_http_requests_total{code="404",route="GET /kvstore/get/{key}"} 2`,
+		`durio_http_requests_total{code="404",route="GET /kvstore/get/{key...}"} 2`,
 		`durio_http_requests_total{code="404",route="unmatched"} 1`,
 		`durio_http_requests_total{code="404",route="POST /twirp/kv.v1.KVService/Get"} 1`,
 	} {

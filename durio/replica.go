@@ -35,7 +35,8 @@ type Replica struct {
 	peerLn, clientLn   net.Listener
 	peerSrv, clientSrv *http.Server
 	serving            sync.WaitGroup // the two Serve goroutines
-	failed             chan error     // a listener that stopped serving on its own
+	failed             chan error     // a listener that stopped serving on its own, or a fatal store error
+	health             *health        // fail-stop state behind /healthz and /readyz
 
 	closeOnce sync.Once
 	closeErr  error
@@ -58,6 +59,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	// The gauges read r.kv, which is set before anything can scrape them.
 	r.metrics = newMetrics(func() raft.Status { return r.kv.Status() })
 	r.store = meteredStore{Store: store, m: r.metrics}
+	r.health = newHealth(logger, func() raft.Status { return r.kv.Status() }, store, r.fatal)
 	var peerServerTLS, peerClientTLS *tls.Config
 	if cfg.PeerTLS() {
 		var err error
@@ -140,14 +142,15 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		peerHandler = twirptransport.RequireToken(cfg.PeerToken, peerHandler)
 	}
 	r.peerSrv = newHTTPServer(cfg, peerHandler, logger.With("listener", "peer"))
-	r.clientSrv = newHTTPServer(cfg, withRequestID(logger.With("listener", "client"), r.metrics.instrumentMux(clientHandler(fe, limits, extra))),
-		logger.With("listener", "client"))
+	clientLog := logger.With("listener", "client")
+	r.clientSrv = newHTTPServer(cfg, withRequestID(clientLog, r.health.wrap(r.metrics.instrumentMux(clientHandler(fe, limits, extra)))), clientLog)
 	r.serving.Add(2)
 	go r.serve(r.peerSrv, r.peerLn, "", "")
 	go r.serve(r.clientSrv, r.clientLn, cfg.TLSCert, cfg.TLSKey)
 	var bgCtx context.Context
 	bgCtx, r.stopBG = context.WithCancel(context.Background())
 	r.bg.Go(func() { r.metrics.watchLeader(bgCtx, r.kv.Status) })
+	r.bg.Go(func() { r.health.watch(bgCtx) })
 	logger.Info("replica started", "id", cfg.ID, "peer", r.peerLn.Addr().String(), "client", r.clientLn.Addr().String())
 	return r, nil
 }
@@ -238,5 +241,6 @@ func (r *Replica) Close(ctx context.Context) error {
 }
 
 // Failed returns a channel that receives an error if a listener stops
-// serving on its own; the replica should then be closed.
+// serving on its own or the store failed (see health); the replica should
+// then be closed, and the process exit non-zero.
 func (r *Replica) Failed() <-chan error { return r.failed }

@@ -17,11 +17,16 @@ import (
 // restHandler serves the original durio's REST routes on top of a KVService,
 // so REST and Twirp share one implementation and one set of status codes:
 //
-//	GET    /kvstore/get/{key}   -> 200 {"key","value"} | 404
-//	POST   /kvstore/put         {"key","value"} -> 200
-//	POST   /kvstore/append      {"key","value"} -> 200
-//	DELETE /kvstore/{key}       -> 200
-//	GET    /kvstore/is_leader   -> 200 {"id","term","leader","leader_id"}
+//	GET    /kvstore/get/{key...} -> 200 {"key","value"} | 404
+//	POST   /kvstore/put          {"key","value"} -> 200
+//	POST   /kvstore/append       {"key","value"} -> 200
+//	DELETE /kvstore/{key...}     -> 200
+//	GET    /kvstore/is_leader    -> 200 {"id","term","leader","leader_id"}
+//
+// A key is the rest of the path, slashes included (/kvstore/get/config/db/host
+// is key "config/db/host"), percent-decoded; a key with empty, "." or ".."
+// segments must percent-encode its slashes or dots, or the path is not
+// canonical.
 //
 // Errors are Twirp error bodies ({"code","msg","meta"}) with the matching
 // HTTP status.
@@ -31,11 +36,11 @@ type restHandler struct {
 
 // register adds the REST routes to mux.
 func (h restHandler) register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /kvstore/get/{key}", h.get)
+	mux.HandleFunc("GET /kvstore/get/{key...}", h.get)
 	mux.HandleFunc("POST /kvstore/put", h.put)
 	mux.HandleFunc("POST /kvstore/append", h.append)
 	mux.HandleFunc("GET /kvstore/is_leader", h.isLeader)
-	mux.HandleFunc("DELETE /kvstore/{key}", h.delete)
+	mux.HandleFunc("DELETE /kvstore/{key...}", h.delete)
 	// Anything else under /kvstore/ is an unknown route, answered like Twirp's.
 	mux.HandleFunc("/kvstore/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, twirp.NewErrorf(twirp.BadRoute, "no route %s %s", r.Method, r.URL.Path))

@@ -35,10 +35,12 @@ type Config struct {
 	// DataDir is the folder the store keeps its data in; the replica owns
 	// it. Required except for noop and memory.
 	DataDir string
-	// SocketDir is the folder go-plugin creates its Unix socket folder in.
-	// Empty means DataDir/plugin, or a private temporary folder (removed by
-	// Close) if DataDir is empty. It must be short: Unix socket paths are
-	// limited to about 100 bytes.
+	// SocketDir is the folder go-plugin creates its Unix socket folder in;
+	// this host must be its only user: Open removes socket folders in it
+	// that a killed host left behind. Empty means DataDir/plugin. If DataDir
+	// is empty too, or the socket path would pass the Unix limit (103 bytes,
+	// so SocketDir up to 86), a private temporary folder is used instead
+	// (removed by Close).
 	SocketDir string
 	// NoSync turns off fsync in the store. For tests and benchmarks only.
 	NoSync bool
@@ -141,25 +143,16 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	dieWithParent(cmd)
 
 	s := &Store{}
-	sockDir := cfg.SocketDir
-	switch {
-	case sockDir != "":
-	case cfg.DataDir != "":
-		sockDir = filepath.Join(cfg.DataDir, "plugin")
-	default:
-		d, err := os.MkdirTemp("", "ruaft-persister-")
-		if err != nil {
-			return nil, fmt.Errorf("persist/plugin: socket folder: %w", err)
-		}
-		sockDir, s.removeDir = d, d
-	}
-	if err := os.MkdirAll(sockDir, 0o700); err != nil {
-		return nil, fmt.Errorf("%w: SocketDir %q: %v", ErrInvalidConfig, sockDir, err)
-	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	sockDir, removeDir, err := socketDir(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	s.removeDir = removeDir
+	cmd.Env = append(cmd.Env, goplugin.EnvUnixSocketDir+"="+sockDir)
 	s.pc = goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  Handshake,
 		Plugins:          goplugin.PluginSet{PluginName: &GRPCPlugin{}},
@@ -167,7 +160,6 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		Managed:          true,
 		StartTimeout:     cfg.StartTimeout,
-		UnixSocketConfig: &goplugin.UnixSocketConfig{TempDir: sockDir},
 		Logger:           hclogFor(cfg.Logger),
 		Stderr:           &lineLogger{log: logger, msg: "persister plugin stderr"},
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
