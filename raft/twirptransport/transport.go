@@ -77,8 +77,8 @@ func NewHTTPClient(tlsConfig *tls.Config) *http.Client {
 		MaxIdleConnsPerHost: 128,
 		// Below the servers' idle timeout (durio: 60 s), so the client, not
 		// the server, drops an idle connection and no request races a close.
-		IdleConnTimeout:     30 * time.Second,
-		ForceAttemptHTTP2:   false,
+		IdleConnTimeout:   30 * time.Second,
+		ForceAttemptHTTP2: false,
 	}}
 }
 
