@@ -149,7 +149,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	go r.serve(r.clientSrv, r.clientLn, cfg.TLSCert, cfg.TLSKey)
 	var bgCtx context.Context
 	bgCtx, r.stopBG = context.WithCancel(context.Background())
-	r.bg.Go(func() { r.metrics.watchLeader(bgCtx, r.kv.Status) })
+	r.bg.Go(func() { r.metrics.watchLeader(bgCtx, r.kv.Raft().Subscribe) })
 	r.bg.Go(func() { r.health.watch(bgCtx) })
 	logger.Info("replica started", "id", cfg.ID, "peer", r.peerLn.Addr().String(), "client", r.clientLn.Addr().String())
 	return r, nil

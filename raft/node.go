@@ -78,6 +78,13 @@ type Node struct {
 	// lastRole and lastTerm are what was last logged.
 	lastRole Role
 	lastTerm uint64
+	// feed publishes role, term and leader changes to subscribers.
+	feed eventFeed
+	// changedCh is closed (and replaced) whenever the role, term, leader or
+	// leadership transfer target changes, for TransferLeadership;
+	// transferee is the target last seen.
+	changedCh  chan struct{}
+	transferee int
 }
 
 // applyItem is a snapshot or a run of committed entries for the applier.
@@ -126,6 +133,8 @@ func New(cfg Config, tr Transport, store persist.Store, app Application) (*Node,
 		snapshotIndex: st.Snapshot.Index,
 		lastTerm:      st.HardState.Term,
 	}
+	n.feed.last = Event{Term: st.HardState.Term, Role: Follower, Leader: NoLeader}
+	n.changedCh, n.transferee = make(chan struct{}), NoLeader
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if st.Snapshot.Index > 0 {
 		s := st.Snapshot
@@ -213,6 +222,7 @@ func (n *Node) fail(err error) {
 	n.core.becomeFollower(n.core.term, NoLeader)
 	n.core.readStates = nil
 	n.failWaitersLocked(fmt.Errorf("%w: %w", ErrStoreFailed, err))
+	n.publishLocked()
 }
 
 func (n *Node) failWaitersLocked(err error) {
@@ -365,11 +375,28 @@ func (n *Node) processReady() bool {
 	return true
 }
 
-// locked runs f with n.mu held, releasing it even if f panics.
+// locked runs f with n.mu held, releasing it even if f panics, and then
+// publishes the role, term and leader if f changed them. Every path that
+// steps the core goes through here (or through fail), so subscribers learn
+// of a change before n.mu is released.
 func (n *Node) locked(f func()) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	f()
+	n.publishLocked()
+}
+
+// publishLocked publishes the core's role, term and leader to subscribers if
+// they changed. n.mu must be held.
+func (n *Node) publishLocked() {
+	c := n.core
+	seq := n.feed.last.Seq
+	n.feed.observe(c.term, c.role, c.lead)
+	if n.feed.last.Seq != seq || c.transferee != n.transferee {
+		n.transferee = c.transferee
+		close(n.changedCh)
+		n.changedCh = make(chan struct{})
+	}
 }
 
 func (n *Node) storeFailed(err error) {
@@ -599,6 +626,38 @@ func (n *Node) State() (term uint64, isLeader bool) {
 	return n.core.term, n.core.role == Leader && n.usable() == nil
 }
 
+// Subscribe registers for the node's role, term and leader changes. The
+// contract:
+//
+//   - The channel first holds the current state (an Event with the Seq of
+//     the last change), then receives an Event after each change of role,
+//     term or known leader, in the order the changes happened.
+//   - The node never waits for a subscriber: it publishes with a
+//     non-blocking send, while it holds its lock, so consensus is never
+//     delayed by a slow reader. The channel has capacity one and keeps only
+//     the newest state: an event the subscriber has not received yet is
+//     replaced by the next one (coalescing). A subscriber therefore always
+//     ends up with the latest state but may skip intermediate ones; Seq and
+//     LeaderChanges tell it how many it skipped.
+//   - An event is in every subscriber's channel before any other call on
+//     the node can observe the change (Status, State, Start, ReadIndex): it
+//     is published in the same critical section that made the change.
+//   - The channel is closed by cancel (idempotent) or when the node is
+//     killed; subscribing to a killed node returns a closed channel holding
+//     the last state.
+//
+// Subscribers must call cancel when done.
+func (n *Node) Subscribe() (events <-chan Event, cancel func()) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ch := n.feed.subscribe()
+	return ch, func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		n.feed.unsubscribe(ch)
+	}
+}
+
 // Status returns a point-in-time view of the node.
 func (n *Node) Status() Status {
 	n.mu.Lock()
@@ -734,8 +793,6 @@ func (n *Node) TransferLeadership(ctx context.Context, to int) error {
 		return err
 	}
 	n.kick()
-	t := time.NewTicker(n.cfg.TickInterval)
-	defer t.Stop()
 	for {
 		n.mu.Lock()
 		c := n.core
@@ -743,6 +800,7 @@ func (n *Node) TransferLeadership(ctx context.Context, to int) error {
 		done := c.term > start && c.lead == to
 		aborted := (c.role == Leader && c.term == start && c.transferee == NoLeader) ||
 			(c.term > start && c.lead != NoLeader && c.lead != to)
+		changed := n.changedCh
 		n.mu.Unlock()
 		switch {
 		case err != nil:
@@ -757,7 +815,7 @@ func (n *Node) TransferLeadership(ctx context.Context, to int) error {
 			return ctx.Err()
 		case <-n.ctx.Done():
 			return ErrKilled
-		case <-t.C:
+		case <-changed:
 		}
 	}
 }
@@ -772,6 +830,7 @@ func (n *Node) Kill() error {
 		n.mu.Lock()
 		n.killed = true
 		n.failWaitersLocked(ErrKilled)
+		n.feed.close()
 		n.mu.Unlock()
 		n.cancel()
 		n.wg.Wait()
