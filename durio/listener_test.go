@@ -189,42 +189,52 @@ func TestSlowRequestsCut(t *testing.T) {
 	}
 }
 
-// Hundreds of idle keep-alive connections cannot pile up: those over the
-// cap are closed at once, the rest when idle, and goroutines stay bounded.
-func TestIdleConnectionsCapped(t *testing.T) {
-	const capConns, n = 40, 500
-	r := startOne(t, func(cfg *Config) {
-		cfg.MaxClientConns, cfg.MaxPeerConns = capConns, capConns
-		cfg.IdleTimeout, cfg.ReadTimeout = time.Second, time.Second
+// openIdle opens n connections to addr and sends req on each, reading the
+// answer where there is one; it returns the connections and how many were
+// served.
+func openIdle(t *testing.T, addr, req string, n int) ([]net.Conn, int) {
+	t.Helper()
+	conns := make([]net.Conn, 0, n)
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
 	})
-	for _, tc := range []struct{ name, addr, req string }{
-		{"client", r.ClientAddr(), "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"},
-		{"peer", r.PeerAddr(), "POST /nope HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\nContent-Length: 0\r\n\r\n"},
-	} {
+	served := 0
+	for range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, req); err != nil {
+			continue // closed over the cap
+		}
+		if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+			resp.Body.Close()
+			served++
+		}
+	}
+	return conns, served
+}
+
+var idleProbes = []struct{ name, req string }{
+	{"client", "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"},
+	{"peer", "POST /nope HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\nContent-Length: 0\r\n\r\n"},
+}
+
+// Hundreds of keep-alive connections cannot pile up: those over the cap are
+// closed at once, so goroutines stay bounded.
+func TestConnectionCap(t *testing.T) {
+	const capConns, n = 40, 500
+	// Timeouts far longer than the test, so only the cap can close anything.
+	r := startOne(t, func(cfg *Config) { cfg.MaxClientConns, cfg.MaxPeerConns = capConns, capConns })
+	for i, tc := range idleProbes {
 		t.Run(tc.name, func(t *testing.T) {
+			addr := []string{r.ClientAddr(), r.PeerAddr()}[i]
 			before := runtime.NumGoroutine()
-			conns := make([]net.Conn, 0, n)
-			defer func() {
-				for _, c := range conns {
-					c.Close()
-				}
-			}()
-			served := 0
-			for range n {
-				c, err := net.Dial("tcp", tc.addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				conns = append(conns, c)
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				if _, err := io.WriteString(c, tc.req); err != nil {
-					continue // closed over the cap
-				}
-				if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
-					resp.Body.Close()
-					served++
-				}
-			}
+			_, served := openIdle(t, addr, tc.req, n)
 			t.Logf("%d of %d connections served; goroutines %d -> %d", served, n, before, runtime.NumGoroutine())
 			if served == 0 || served > capConns {
 				t.Errorf("%d connections served, want 1..%d", served, capConns)
@@ -233,15 +243,28 @@ func TestIdleConnectionsCapped(t *testing.T) {
 			if g := runtime.NumGoroutine(); g > before+3*capConns+20 {
 				t.Errorf("goroutines %d -> %d with %d connections open", before, g, n)
 			}
-			// Every connection is closed by the server: at once over the cap,
-			// after the 1 s idle timeout otherwise.
-			deadline := time.Now().Add(5 * time.Second)
+		})
+	}
+}
+
+// Idle keep-alive connections are closed after the idle timeout, and the
+// ones over the cap at once: none is left open.
+func TestIdleConnectionsClosed(t *testing.T) {
+	const capConns, n = 40, 500
+	r := startOne(t, func(cfg *Config) {
+		cfg.MaxClientConns, cfg.MaxPeerConns = capConns, capConns
+		cfg.IdleTimeout, cfg.ReadTimeout = time.Second, time.Second
+	})
+	for i, tc := range idleProbes {
+		t.Run(tc.name, func(t *testing.T) {
+			conns, _ := openIdle(t, []string{r.ClientAddr(), r.PeerAddr()}[i], tc.req, n)
+			deadline := time.Now().Add(6 * time.Second)
 			for i, c := range conns {
 				_ = c.SetReadDeadline(deadline)
 				_, err := c.Read(make([]byte, 1))
 				var ne net.Error
 				if err == nil || errors.As(err, &ne) && ne.Timeout() {
-					t.Fatalf("connection %d still open after 5s: %v", i, err)
+					t.Fatalf("connection %d still open 6s later with a 1s idle timeout: %v", i, err)
 				}
 			}
 		})
