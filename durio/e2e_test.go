@@ -106,6 +106,22 @@ func startClusterWith(t *testing.T, n int, persister, peerScheme string, args fu
 	}
 	t.Cleanup(c.stopAll)
 	c.waitLeader(15 * time.Second)
+	// A leader can be elected before the last replica listens (a loaded
+	// machine starts processes slowly): wait for every client listener.
+	deadline := time.Now().Add(15 * time.Second)
+	for i, u := range c.clients {
+		for {
+			resp, err := http.Get(u + "/healthz")
+			if err == nil {
+				resp.Body.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("replica %d does not listen on %s: %v", i, u, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	return c
 }
 
