@@ -77,7 +77,14 @@ type cluster struct {
 	peers     []string
 	clients   []string
 	procs     []*proc
-	args      func(i int) []string // extra flags for replica i; may be nil
+	args      func(i int) []string // more `durio serve` flags for replica i; may be nil
+}
+
+func (c *cluster) extraArgs(i int) []string {
+	if c.args == nil {
+		return nil
+	}
+	return c.args(i)
 }
 
 type proc struct {
@@ -86,9 +93,9 @@ type proc struct {
 	log  *bytes.Buffer
 }
 
-func startCluster(t *testing.T, n int, persister string) *cluster {
+func startCluster(t *testing.T, n int, persister string, extra ...string) *cluster {
 	t.Helper()
-	return startClusterWith(t, n, persister, "http", nil)
+	return startClusterWith(t, n, persister, "http", func(int) []string { return extra })
 }
 
 // startClusterWith starts a cluster whose peer URLs use peerScheme, giving
@@ -127,7 +134,7 @@ func startClusterWith(t *testing.T, n int, persister, peerScheme string, args fu
 
 func (c *cluster) start(i int) {
 	c.t.Helper()
-	cmd := exec.Command(durioBin, "serve",
+	cmd := exec.Command(durioBin, append([]string{"serve",
 		"--id", strconv.Itoa(i),
 		"--peers", strings.Join(c.peers, ","),
 		"--client-urls", strings.Join(c.clients, ","),
@@ -135,10 +142,7 @@ func (c *cluster) start(i int) {
 		"--data-dir", filepath.Join(c.dir, "replica-"+strconv.Itoa(i)),
 		"--persister", c.persister,
 		"--request-timeout", "2s",
-		"--log-level", "info")
-	if c.args != nil {
-		cmd.Args = append(cmd.Args, c.args(i)...)
-	}
+		"--log-level", "info"}, c.extraArgs(i)...)...)
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &syncWriter{w: &log}, &syncWriter{w: &log}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
