@@ -298,4 +298,18 @@ func TestE2EKillPluginFailStop(t *testing.T) {
 			t.Fatalf("replica %d: %d of %d acknowledged writes missing", i, missing, len(acked))
 		}
 	}
+
+	// With no write in flight, a follower whose plugin dies notices by
+	// itself (it watches the plugin process) and stops too.
+	follower := (c.leader() + 1) % 3
+	plugin = pluginPID(t, c.procs[follower].cmd.Process.Pid)
+	if plugin == 0 {
+		t.Fatalf("no plugin process under replica %d", follower)
+	}
+	if err := syscall.Kill(plugin, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if code := c.waitExit(follower, 10*time.Second); code == 0 {
+		t.Fatalf("idle replica %d exited 0 after its plugin died", follower)
+	}
 }
