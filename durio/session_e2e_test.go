@@ -102,8 +102,8 @@ func TestE2ESessionsAndValueCap(t *testing.T) {
 				} else {
 					req, _ = http.NewRequest("POST", c.clients[n%3]+"/kvstore/put",
 						strings.NewReader(`{"key":"a","value":"b","client_id":`+strconv.FormatInt(1_000_000+n, 10)+`,"sequence":1}`))
-					req.Header.Set("Content-Type", "application/json")
 				}
+				req.Header.Set("Content-Type", "application/json") // every write, as CSRF protection asks
 				resp, err := hc.Do(req)
 				if err != nil {
 					bad.Add(1)
