@@ -77,6 +77,14 @@ type cluster struct {
 	peers     []string
 	clients   []string
 	procs     []*proc
+	args      func(i int) []string // more `durio serve` flags for replica i; may be nil
+}
+
+func (c *cluster) extraArgs(i int) []string {
+	if c.args == nil {
+		return nil
+	}
+	return c.args(i)
 }
 
 type proc struct {
@@ -85,12 +93,19 @@ type proc struct {
 	log  *bytes.Buffer
 }
 
-func startCluster(t *testing.T, n int, persister string) *cluster {
+func startCluster(t *testing.T, n int, persister string, extra ...string) *cluster {
+	t.Helper()
+	return startClusterWith(t, n, persister, "http", func(int) []string { return extra })
+}
+
+// startClusterWith starts a cluster whose peer URLs use peerScheme, giving
+// replica i the extra flags args(i) (args may be nil).
+func startClusterWith(t *testing.T, n int, persister, peerScheme string, args func(i int) []string) *cluster {
 	t.Helper()
 	ports := freePorts(t, 2*n)
-	c := &cluster{t: t, persister: persister, dir: t.TempDir(), procs: make([]*proc, n)}
+	c := &cluster{t: t, persister: persister, dir: t.TempDir(), procs: make([]*proc, n), args: args}
 	for i := range n {
-		c.peers = append(c.peers, "http://127.0.0.1:"+strconv.Itoa(ports[i]))
+		c.peers = append(c.peers, peerScheme+"://127.0.0.1:"+strconv.Itoa(ports[i]))
 		c.clients = append(c.clients, "http://127.0.0.1:"+strconv.Itoa(ports[n+i]))
 	}
 	for i := range n {
@@ -98,12 +113,28 @@ func startCluster(t *testing.T, n int, persister string) *cluster {
 	}
 	t.Cleanup(c.stopAll)
 	c.waitLeader(15 * time.Second)
+	// A leader can be elected before the last replica listens (a loaded
+	// machine starts processes slowly): wait for every client listener.
+	deadline := time.Now().Add(15 * time.Second)
+	for i, u := range c.clients {
+		for {
+			resp, err := http.Get(u + "/healthz")
+			if err == nil {
+				resp.Body.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("replica %d does not listen on %s: %v", i, u, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	return c
 }
 
 func (c *cluster) start(i int) {
 	c.t.Helper()
-	cmd := exec.Command(durioBin, "serve",
+	cmd := exec.Command(durioBin, append([]string{"serve",
 		"--id", strconv.Itoa(i),
 		"--peers", strings.Join(c.peers, ","),
 		"--client-urls", strings.Join(c.clients, ","),
@@ -111,7 +142,7 @@ func (c *cluster) start(i int) {
 		"--data-dir", filepath.Join(c.dir, "replica-"+strconv.Itoa(i)),
 		"--persister", c.persister,
 		"--request-timeout", "2s",
-		"--log-level", "info")
+		"--log-level", "info"}, c.extraArgs(i)...)...)
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &syncWriter{w: &log}, &syncWriter{w: &log}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
