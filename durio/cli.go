@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -620,13 +621,19 @@ func (c *cli) devCommand() *cobra.Command {
 		Use:   "dev",
 		Short: "Run a local cluster on loopback",
 		Long: `Run a local cluster of durio serve processes on loopback, with data and one
-log per replica under --dir, until Ctrl-C.`,
+log per replica under --dir, until Ctrl-C. It prints when a leader is
+elected or lost, restarts a replica that exits by itself (giving up after
+` + strconv.Itoa(devGiveUpAfter) + ` quick failures in a row), and reads commands from standard input
+to kill, stop and start replicas, so you can watch a failover:
+
+` + devHelp,
 		Example: "  durio dev\n  durio dev --persister file --replicas 5",
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.check(); err != nil {
 				return err
 			}
+			o.Commands = c.stdin
 			return RunDev(cmd.Context(), o, c.stdout)
 		},
 	}
