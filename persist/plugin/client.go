@@ -16,7 +16,7 @@ import (
 
 // Client is the host side of the PersisterService: a persist.Store that
 // forwards each call to the plugin, one RPC per call (Load and SaveSnapshot
-// streamed). Get one from Open (a subprocess) or OpenInProcess (tests); a
+// streamed). Get one from Open (a subprocess) or plugintest.OpenInProcess (tests); a
 // Client from GRPCPlugin.GRPCClient must be opened with OpenStore first.
 type Client struct {
 	rpc persistv1.PersisterServiceClient
