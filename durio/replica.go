@@ -118,6 +118,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	extra := func(mux *http.ServeMux) {
 		mux.Handle("GET /metrics", r.metrics.handler())
 		statusHandlers(cfg.ID, fe.replica)(mux)
+		mux.HandleFunc("GET /admin/snapshot", r.snapshotHandler)
 	}
 	r.peerSrv = &http.Server{Handler: requireToken(cfg.PeerToken, peerMux), ReadHeaderTimeout: 5 * time.Second}
 	r.clientSrv = &http.Server{Handler: r.metrics.instrumentMux(clientHandler(fe, limits, extra)), ReadHeaderTimeout: 5 * time.Second}

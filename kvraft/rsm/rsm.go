@@ -96,6 +96,12 @@ type RSM struct {
 	killOnce sync.Once
 	killErr  error
 
+	// applyMu is held while the state machine applies an entry or restores
+	// a snapshot, so Snapshot sees a state at a known index.
+	applyMu   sync.Mutex
+	applied   uint64 // guarded by applyMu: index of the last entry applied
+	appliedAt uint64 // guarded by applyMu: its term
+
 	mu sync.Mutex // guards the fields below
 	// pending holds the futures of commands this replica proposed and has not
 	// seen applied, by log index.
@@ -240,7 +246,10 @@ func (r *RSM) Apply(msg raft.ApplyMsg) {
 		r.applySnapshot(msg)
 		return
 	}
+	r.applyMu.Lock()
 	result := r.sm.Apply(msg.Index, msg.Command)
+	r.applied, r.appliedAt = msg.Index, msg.Term
+	r.applyMu.Unlock()
 
 	r.mu.Lock()
 	f := r.pending[msg.Index]
@@ -261,11 +270,14 @@ func (r *RSM) Apply(msg raft.ApplyMsg) {
 }
 
 func (r *RSM) applySnapshot(msg raft.ApplyMsg) {
+	r.applyMu.Lock()
 	if err := r.sm.Restore(msg.Snapshot); err != nil {
 		// A snapshot this RSM cannot read leaves the state machine unusable;
 		// carrying on would diverge from the other replicas.
 		panic(fmt.Sprintf("rsm: restore snapshot at index %d: %v", msg.Index, err))
 	}
+	r.applied, r.appliedAt = msg.Index, msg.Term
+	r.applyMu.Unlock()
 	r.mu.Lock()
 	failed := r.takePendingLocked(func(*Future) bool { return true })
 	r.mu.Unlock()
@@ -285,6 +297,15 @@ func (r *RSM) takePendingLocked(fail func(*Future) bool) []*Future {
 		}
 	}
 	return out
+}
+
+// Snapshot returns the state machine's serialized state and the index and
+// term of the last entry it covers. Entries are not applied meanwhile. For a
+// state that includes every write acknowledged so far, call ReadIndex first.
+func (r *RSM) Snapshot() (index, term uint64, data []byte) {
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	return r.applied, r.appliedAt, r.sm.Snapshot()
 }
 
 // SnapshotNeeded implements raft.Application: it serializes the state,
