@@ -40,7 +40,7 @@ func newMetrics(status func() raft.Status) *metrics {
 	m := &metrics{
 		registry: r,
 		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{Name: "durio_raft_leader_changes_total",
-			Help: "Times this replica saw the leader change (sampled every 100 ms)."}),
+			Help: "Terms in which this replica learned of a new leader (itself included)."}),
 		rpcs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "durio_raft_rpcs_sent_total",
 			Help: "Raft RPCs sent to peers, by RPC and result (ok or error)."}, []string{"rpc", "result"}),
 		rpcLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "durio_raft_rpc_duration_seconds",
@@ -93,22 +93,25 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
 }
 
-// watchLeader counts leader changes until ctx ends, sampling status.
-func (m *metrics) watchLeader(ctx context.Context, status func() raft.Status) {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	last := raft.NoLeader
+// watchLeader counts leader changes from the node's events until ctx ends or
+// the node is killed. Events coalesce, so it counts by LeaderChanges rather
+// than by events received: a change it did not see is still counted.
+func (m *metrics) watchLeader(ctx context.Context, subscribe func() (<-chan raft.Event, func())) {
+	events, cancel := subscribe()
+	defer cancel()
+	var counted uint64
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-		}
-		if l := status().Leader; l != last {
-			if l != raft.NoLeader {
-				m.leaderChanges.Inc()
+		case ev, ok := <-events:
+			if !ok {
+				return
 			}
-			last = l
+			if ev.LeaderChanges > counted {
+				m.leaderChanges.Add(float64(ev.LeaderChanges - counted))
+				counted = ev.LeaderChanges
+			}
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -85,4 +86,47 @@ func TestMetricsRouteLabels(t *testing.T) {
 	if strings.Contains(body, "secret-key") {
 		t.Error("keys must not become metric labels")
 	}
+}
+
+// TestMetricsLeaderChangesFromEvents: the counter follows the node's events
+// and counts changes that coalesced into one event.
+func TestMetricsLeaderChangesFromEvents(t *testing.T) {
+	m := newMetrics(func() raft.Status { return raft.Status{Leader: raft.NoLeader} })
+	events := make(chan raft.Event, 1)
+	events <- raft.Event{Seq: 1, Term: 1, Leader: 0, LeaderChanges: 1}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.watchLeader(ctx, func() (<-chan raft.Event, func()) { return events, func() {} })
+	}()
+	count := func() float64 {
+		rec := httptest.NewRecorder()
+		m.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		for line := range strings.Lines(rec.Body.String()) {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "durio_raft_leader_changes_total "); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				return f
+			}
+		}
+		return -1
+	}
+	waitCount := func(want float64) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for count() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("durio_raft_leader_changes_total is %v, want %v", count(), want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitCount(1)
+	// Three leaders came and went while the watcher was not looking: one
+	// event carries them all.
+	events <- raft.Event{Seq: 9, Term: 5, Leader: 2, LeaderChanges: 4}
+	waitCount(4)
+	close(events)
+	<-done
 }

@@ -34,7 +34,8 @@ type Replica struct {
 	peerLn, clientLn   net.Listener
 	peerSrv, clientSrv *http.Server
 	serving            sync.WaitGroup // the two Serve goroutines
-	failed             chan error     // a listener that stopped serving on its own
+	failed             chan error     // a listener that stopped serving on its own, or a fatal store error
+	health             *health        // fail-stop state behind /healthz and /readyz
 
 	closeOnce sync.Once
 	closeErr  error
@@ -57,6 +58,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	// The gauges read r.kv, which is set before anything can scrape them.
 	r.metrics = newMetrics(func() raft.Status { return r.kv.Status() })
 	r.store = meteredStore{Store: store, m: r.metrics}
+	r.health = newHealth(logger, func() raft.Status { return r.kv.Status() }, store, r.fatal)
 	var err error
 	if r.peerLn, err = net.Listen("tcp", cfg.ListenPeer); err != nil {
 		return nil, fmt.Errorf("durio: listen-peer: %w", err)
@@ -122,12 +124,14 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	}
 	r.peerSrv = &http.Server{Handler: requireToken(cfg.PeerToken, peerMux), ReadHeaderTimeout: 5 * time.Second}
 	r.clientSrv = &http.Server{Handler: r.metrics.instrumentMux(clientHandler(fe, limits, extra)), ReadHeaderTimeout: 5 * time.Second}
+	r.clientSrv.Handler = r.health.wrap(r.clientSrv.Handler)
 	r.serving.Add(2)
 	go r.serve(r.peerSrv, r.peerLn, "", "")
 	go r.serve(r.clientSrv, r.clientLn, cfg.TLSCert, cfg.TLSKey)
 	var bgCtx context.Context
 	bgCtx, r.stopBG = context.WithCancel(context.Background())
-	r.bg.Go(func() { r.metrics.watchLeader(bgCtx, r.kv.Status) })
+	r.bg.Go(func() { r.metrics.watchLeader(bgCtx, r.kv.Raft().Subscribe) })
+	r.bg.Go(func() { r.health.watch(bgCtx) })
 	logger.Info("replica started", "id", cfg.ID, "peer", r.peerLn.Addr().String(), "client", r.clientLn.Addr().String())
 	return r, nil
 }
@@ -204,5 +208,6 @@ func (r *Replica) Close(ctx context.Context) error {
 }
 
 // Failed returns a channel that receives an error if a listener stops
-// serving on its own; the replica should then be closed.
+// serving on its own or the store failed (see health); the replica should
+// then be closed, and the process exit non-zero.
 func (r *Replica) Failed() <-chan error { return r.failed }

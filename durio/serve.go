@@ -39,7 +39,9 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 	case <-ctx.Done():
 		logger.Info("shutting down")
 	case runErr = <-r.Failed():
-		logger.Error("listener failed", "err", runErr)
+		// Fail-stop: answer what is in flight, then exit non-zero so that
+		// the service manager restarts the replica (Restart=on-failure).
+		logger.Error("replica failed; shutting down", "err", runErr)
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -75,6 +77,10 @@ func openStore(ctx context.Context, cfg Config, logger *slog.Logger) (persist.St
 	store, err := plugin.Open(ctx, pc)
 	if errors.Is(err, plugin.ErrInvalidConfig) {
 		return nil, configErr("persister", "%v", err)
+	}
+	if errors.Is(err, persist.ErrCorrupt) {
+		return nil, fmt.Errorf("durio: refusing to start: the %s store in %s is damaged, and serving it could "+
+			"silently lose acknowledged writes (see the README, \"Storage integrity\"): %w", cfg.Persister, pc.DataDir, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("durio: open persister %s: %w", cfg.Persister, err)

@@ -23,6 +23,8 @@ type fakeRaft struct {
 	applied   uint64
 	wake      chan struct{}
 	killed    bool
+	subs      []chan raft.Event
+	seq       uint64
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -110,8 +112,50 @@ func (f *fakeRaft) ReadIndex(ctx context.Context) (uint64, error) {
 
 func (f *fakeRaft) SaveSnapshot(uint64, []byte) error { return nil }
 
+// Subscribe follows raft.Node.Subscribe's contract: the current state at
+// once, then the newest state after each change, closed by Kill.
+func (f *fakeRaft) Subscribe() (<-chan raft.Event, func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ch := make(chan raft.Event, 1)
+	ch <- f.eventLocked()
+	if f.killed {
+		close(ch)
+		return ch, func() {}
+	}
+	f.subs = append(f.subs, ch)
+	return ch, func() {}
+}
+
+func (f *fakeRaft) eventLocked() raft.Event {
+	ev := raft.Event{Seq: f.seq, Term: f.term, Role: raft.Follower, Leader: raft.NoLeader}
+	if f.leader {
+		ev.Role, ev.Leader = raft.Leader, 0
+	}
+	return ev
+}
+
+// publishLocked replaces any undelivered event with the current state.
+func (f *fakeRaft) publishLocked() {
+	f.seq++
+	ev := f.eventLocked()
+	for _, ch := range f.subs {
+		select {
+		case <-ch:
+		default:
+		}
+		ch <- ev
+	}
+}
+
 func (f *fakeRaft) Kill() error {
 	f.mu.Lock()
+	if !f.killed {
+		for _, ch := range f.subs {
+			close(ch)
+		}
+		f.subs = nil
+	}
 	f.killed = true
 	f.mu.Unlock()
 	select {
@@ -139,6 +183,7 @@ func (f *fakeRaft) loseLeadership() {
 	f.term++
 	f.leader = false
 	f.log = f.log[:f.committed]
+	f.publishLocked()
 }
 
 // entries returns the number of entries in the log.

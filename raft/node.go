@@ -1,11 +1,11 @@
 package raft
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -48,6 +48,18 @@ type Node struct {
 	applyMu sync.Mutex
 	applyQ  []applyItem
 
+	// applied is the last index handed to the application; appliedDone the
+	// last one whose Apply returned. The applier stores them without n.mu
+	// (one entry at a time, so they must cost nothing when nobody waits);
+	// readers load them.
+	applied, appliedDone atomic.Uint64
+	// appliedWaiting is set (under n.mu) by a waitApplied caller that took
+	// appliedCh; the applier then closes and replaces appliedCh. Each side
+	// stores its own variable before it loads the other's, so either the
+	// waiter sees appliedDone reach its index or the applier sees it
+	// waiting.
+	appliedWaiting atomic.Bool
+
 	// mu guards core and every field below. It is never held across a store
 	// call, an RPC or an application callback.
 	mu   sync.Mutex
@@ -56,15 +68,15 @@ type Node struct {
 	killed bool
 	err    error
 	// readySeq counts batches taken from the core; persistedSeq the ones
-	// stored. persistCh is closed (and replaced) whenever persistedSeq
-	// grows, and on kill or failure.
+	// stored. persistCh is closed (and replaced) when persistedSeq grows
+	// while persistWaiting says someone waits on it, and on kill or
+	// failure.
 	readySeq, persistedSeq uint64
 	persistCh              chan struct{}
-	// applied is the last index handed to the application; appliedDone the
-	// last one whose Apply returned. appliedCh is closed (and replaced)
-	// when appliedDone grows.
-	applied, appliedDone uint64
-	appliedCh            chan struct{}
+	persistWaiting         bool
+	// appliedCh is closed (and replaced) when appliedDone grows while
+	// appliedWaiting is set, and on kill.
+	appliedCh chan struct{}
 	// snapshotIndex is the index of the stored snapshot.
 	snapshotIndex uint64
 	// compaction is a snapshot from SaveSnapshot waiting for the loop.
@@ -78,6 +90,13 @@ type Node struct {
 	// lastRole and lastTerm are what was last logged.
 	lastRole Role
 	lastTerm uint64
+	// feed publishes role, term and leader changes to subscribers.
+	feed eventFeed
+	// changedCh is closed (and replaced) whenever the role, term, leader or
+	// leadership transfer target changes, for TransferLeadership;
+	// transferee is the target last seen.
+	changedCh  chan struct{}
+	transferee int
 }
 
 // applyItem is a snapshot or a run of committed entries for the applier.
@@ -126,6 +145,8 @@ func New(cfg Config, tr Transport, store persist.Store, app Application) (*Node,
 		snapshotIndex: st.Snapshot.Index,
 		lastTerm:      st.HardState.Term,
 	}
+	n.feed.last = Event{Term: st.HardState.Term, Role: Follower, Leader: NoLeader}
+	n.changedCh, n.transferee = make(chan struct{}), NoLeader
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if st.Snapshot.Index > 0 {
 		s := st.Snapshot
@@ -137,7 +158,10 @@ func New(cfg Config, tr Transport, store persist.Store, app Application) (*Node,
 		if p == cfg.ID {
 			continue
 		}
-		n.peers[p] = make(chan message, 4*cfg.RPCWorkersPerPeer)
+		// Room for a full window of appends besides heartbeats and read
+		// rounds: a full queue counts as a failed send, which stalls the
+		// peer's replication until the next heartbeat.
+		n.peers[p] = make(chan message, cfg.MaxInflightAppends+4*cfg.RPCWorkersPerPeer)
 		for range cfg.RPCWorkersPerPeer {
 			n.goDaemon("sender", func() { n.sender(n.peers[p]) })
 		}
@@ -213,6 +237,7 @@ func (n *Node) fail(err error) {
 	n.core.becomeFollower(n.core.term, NoLeader)
 	n.core.readStates = nil
 	n.failWaitersLocked(fmt.Errorf("%w: %w", ErrStoreFailed, err))
+	n.publishLocked()
 }
 
 func (n *Node) failWaitersLocked(err error) {
@@ -254,6 +279,13 @@ func (n *Node) loop() {
 			return
 		case <-n.kickCh:
 		}
+		// Let the goroutines that are ready to run (proposers woken by the
+		// applier, senders with answers, handlers) step into the core
+		// before its state is taken, so one wake-up carries one batch of
+		// all of them: the kick that woke the loop hands it the processor
+		// at once, which would otherwise send each proposal on its own and
+		// keep the others queued behind a chain of such hand-offs.
+		runtime.Gosched()
 		for n.processReady() {
 		}
 	}
@@ -353,8 +385,13 @@ func (n *Node) processReady() bool {
 			n.snapshotIndex = max(n.snapshotIndex, rd.snapshot.Index)
 		}
 		n.persistedSeq = seq
-		close(n.persistCh)
-		n.persistCh = make(chan struct{})
+		if n.persistWaiting {
+			n.persistWaiting = false
+			close(n.persistCh)
+			n.persistCh = make(chan struct{})
+		}
+		// The messages were copied out (dispatch and late).
+		n.core.recycleMessages(rd.messages)
 		for _, rs := range rd.reads {
 			if ch, ok := n.readWaiters[rs.id]; ok {
 				ch <- rs
@@ -365,11 +402,28 @@ func (n *Node) processReady() bool {
 	return true
 }
 
-// locked runs f with n.mu held, releasing it even if f panics.
+// locked runs f with n.mu held, releasing it even if f panics, and then
+// publishes the role, term and leader if f changed them. Every path that
+// steps the core goes through here (or through fail), so subscribers learn
+// of a change before n.mu is released.
 func (n *Node) locked(f func()) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	f()
+	n.publishLocked()
+}
+
+// publishLocked publishes the core's role, term and leader to subscribers if
+// they changed. n.mu must be held.
+func (n *Node) publishLocked() {
+	c := n.core
+	seq := n.feed.last.Seq
+	n.feed.observe(c.term, c.role, c.lead)
+	if n.feed.last.Seq != seq || c.transferee != n.transferee {
+		n.transferee = c.transferee
+		close(n.changedCh)
+		n.changedCh = make(chan struct{})
+	}
 }
 
 func (n *Node) storeFailed(err error) {
@@ -419,44 +473,58 @@ func (n *Node) call(m message) {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RPCTimeout)
 	defer cancel()
 	var (
-		step func()
-		err  error
+		r   answer
+		err error
 	)
 	switch {
 	case m.ae != nil:
-		var resp *AppendEntriesResponse
-		if resp, err = n.tr.AppendEntries(ctx, m.to, m.ae); err == nil && resp != nil {
-			step = func() { n.core.handleAppendResponse(m, resp) }
-		}
+		r.ae, err = n.tr.AppendEntries(ctx, m.to, m.ae)
 	case m.rv != nil:
-		var resp *RequestVoteResponse
-		if resp, err = n.tr.RequestVote(ctx, m.to, m.rv); err == nil && resp != nil {
-			step = func() { n.core.handleVoteResponse(m, resp) }
-		}
+		r.rv, err = n.tr.RequestVote(ctx, m.to, m.rv)
 	case m.is != nil:
-		var resp *InstallSnapshotResponse
-		if resp, err = n.tr.InstallSnapshot(ctx, m.to, m.is); err == nil && resp != nil {
-			step = func() { n.core.handleSnapshotResponse(m, resp) }
-		}
+		r.is, err = n.tr.InstallSnapshot(ctx, m.to, m.is)
 	case m.tn != nil:
-		var resp *TimeoutNowResponse
-		if resp, err = n.tr.TimeoutNow(ctx, m.to, m.tn); err == nil && resp != nil {
-			step = func() { n.core.handleTimeoutNowResponse(m, resp) }
-		}
+		r.tn, err = n.tr.TimeoutNow(ctx, m.to, m.tn)
 	}
-	if step == nil {
+	if err != nil || !r.valid(m) {
 		n.logger.Debug("raft: rpc failed", "to", m.to, "rpc", rpcName(m), "err", err)
+		r = answer{}
 	}
+	n.stepAnswer(m, r)
+	n.kick()
+}
+
+// answer is the response to a message: the field matching its request, or
+// nothing if the RPC failed.
+type answer struct {
+	ae *AppendEntriesResponse
+	rv *RequestVoteResponse
+	is *InstallSnapshotResponse
+	tn *TimeoutNowResponse
+}
+
+func (r answer) valid(m message) bool {
+	return (m.ae != nil && r.ae != nil) || (m.rv != nil && r.rv != nil) ||
+		(m.is != nil && r.is != nil) || (m.tn != nil && r.tn != nil)
+}
+
+// stepAnswer steps m's answer, or its failure, into the core.
+func (n *Node) stepAnswer(m message, r answer) {
 	n.locked(func() {
 		switch {
 		case n.killed || n.err != nil:
-		case step != nil:
-			step()
-		default:
+		case !r.valid(m):
 			n.core.handleFailure(m)
+		case m.ae != nil:
+			n.core.handleAppendResponse(m, r.ae)
+		case m.rv != nil:
+			n.core.handleVoteResponse(m, r.rv)
+		case m.is != nil:
+			n.core.handleSnapshotResponse(m, r.is)
+		case m.tn != nil:
+			n.core.handleTimeoutNowResponse(m, r.tn)
 		}
 	})
-	n.kick()
 }
 
 // applier hands committed entries and installed snapshots to the
@@ -503,10 +571,10 @@ func (n *Node) applySnapshot(s *persist.Snapshot, last *uint64) bool {
 		n.recordViolation("applying snapshot %d after index %d", s.Index, *last)
 		return true
 	}
-	n.setApplied(s.Index, false)
+	n.applied.Store(s.Index)
 	n.app.Apply(ApplyMsg{Index: s.Index, Term: s.Term, Snapshot: s.Data, IsSnapshot: true})
 	*last = s.Index
-	n.setApplied(s.Index, true)
+	n.setAppliedDone(s.Index)
 	return true
 }
 
@@ -520,25 +588,26 @@ func (n *Node) applyEntry(e Entry, last *uint64) bool {
 	if e.Index != *last+1 {
 		n.recordViolation("applying index %d after %d", e.Index, *last)
 	}
-	n.setApplied(e.Index, false)
+	n.applied.Store(e.Index)
 	if e.Type == persist.EntryCommand {
 		n.app.Apply(ApplyMsg{Index: e.Index, Term: e.Term, Command: e.Data})
 	}
 	*last = e.Index
-	n.setApplied(e.Index, true)
+	n.setAppliedDone(e.Index)
 	return true
 }
 
-func (n *Node) setApplied(i uint64, done bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if !done {
-		n.applied = i
-		return
+// setAppliedDone records that Apply(i) returned, and wakes waitApplied
+// callers only if there are some: no lock, no allocation otherwise.
+func (n *Node) setAppliedDone(i uint64) {
+	n.appliedDone.Store(i)
+	if n.appliedWaiting.Load() {
+		n.mu.Lock()
+		n.appliedWaiting.Store(false)
+		close(n.appliedCh)
+		n.appliedCh = make(chan struct{})
+		n.mu.Unlock()
 	}
-	n.appliedDone = i
-	close(n.appliedCh)
-	n.appliedCh = make(chan struct{})
 }
 
 func (n *Node) recordViolation(format string, args ...any) {
@@ -574,16 +643,20 @@ func (n *Node) maybeAskSnapshot(last uint64) {
 
 // Start proposes cmd. If this node is the leader it appends cmd to its log
 // and returns the index the command will have if it commits, the current
-// term and true; the caller must not modify cmd afterwards. Otherwise it
-// returns isLeader false. Start does not wait for the command to commit.
+// term and true. Otherwise it returns isLeader false. Start does not wait
+// for the command to commit.
+//
+// The node takes cmd over without copying it: it keeps the slice in its log,
+// sends it to followers and hands it to Apply as ApplyMsg.Command. The
+// caller must not modify cmd after the call, whatever Start returned; a
+// caller that reuses a buffer passes a copy.
 func (n *Node) Start(cmd []byte) (index, term uint64, isLeader bool) {
-	data := bytes.Clone(cmd)
 	n.locked(func() {
 		if n.usable() != nil {
 			term = n.core.term
 			return
 		}
-		index, term, isLeader = n.core.propose(data)
+		index, term, isLeader = n.core.propose(cmd)
 	})
 	if isLeader {
 		n.kick()
@@ -599,6 +672,38 @@ func (n *Node) State() (term uint64, isLeader bool) {
 	return n.core.term, n.core.role == Leader && n.usable() == nil
 }
 
+// Subscribe registers for the node's role, term and leader changes. The
+// contract:
+//
+//   - The channel first holds the current state (an Event with the Seq of
+//     the last change), then receives an Event after each change of role,
+//     term or known leader, in the order the changes happened.
+//   - The node never waits for a subscriber: it publishes with a
+//     non-blocking send, while it holds its lock, so consensus is never
+//     delayed by a slow reader. The channel has capacity one and keeps only
+//     the newest state: an event the subscriber has not received yet is
+//     replaced by the next one (coalescing). A subscriber therefore always
+//     ends up with the latest state but may skip intermediate ones; Seq and
+//     LeaderChanges tell it how many it skipped.
+//   - An event is in every subscriber's channel before any other call on
+//     the node can observe the change (Status, State, Start, ReadIndex): it
+//     is published in the same critical section that made the change.
+//   - The channel is closed by cancel (idempotent) or when the node is
+//     killed; subscribing to a killed node returns a closed channel holding
+//     the last state.
+//
+// Subscribers must call cancel when done.
+func (n *Node) Subscribe() (events <-chan Event, cancel func()) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ch := n.feed.subscribe()
+	return ch, func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		n.feed.unsubscribe(ch)
+	}
+}
+
 // Status returns a point-in-time view of the node.
 func (n *Node) Status() Status {
 	n.mu.Lock()
@@ -609,7 +714,7 @@ func (n *Node) Status() Status {
 		Role:          c.role,
 		Leader:        c.lead,
 		Commit:        c.log.commit,
-		Applied:       n.applied,
+		Applied:       n.applied.Load(),
 		LastIndex:     c.log.lastIndex(),
 		SnapshotIndex: n.snapshotIndex,
 		Err:           n.err,
@@ -631,8 +736,8 @@ func (n *Node) SaveSnapshot(index uint64, data []byte) error {
 	if err := n.usable(); err != nil {
 		return err
 	}
-	if index > n.applied {
-		return fmt.Errorf("%w: index %d not applied yet (applied %d)", ErrBadSnapshot, index, n.applied)
+	if applied := n.applied.Load(); index > applied {
+		return fmt.Errorf("%w: index %d not applied yet (applied %d)", ErrBadSnapshot, index, applied)
 	}
 	if index <= n.core.log.snap.Index || (n.compaction != nil && index <= n.compaction.Index) {
 		n.snapshotAsked.Store(false)
@@ -691,14 +796,20 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 
 // waitApplied waits until the application applied index.
 func (n *Node) waitApplied(ctx context.Context, index uint64) error {
-	n.mu.Lock()
-	for n.appliedDone < index {
+	for n.appliedDone.Load() < index {
+		n.mu.Lock()
 		if err := n.usable(); err != nil {
 			n.mu.Unlock()
 			return err
 		}
+		n.appliedWaiting.Store(true)
 		ch := n.appliedCh
+		// Checked again after announcing the wait (see appliedWaiting).
+		done := n.appliedDone.Load() >= index
 		n.mu.Unlock()
+		if done {
+			return nil
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -706,9 +817,7 @@ func (n *Node) waitApplied(ctx context.Context, index uint64) error {
 		case <-n.ctx.Done():
 			return ErrKilled
 		}
-		n.mu.Lock()
 	}
-	n.mu.Unlock()
 	return nil
 }
 
@@ -734,8 +843,6 @@ func (n *Node) TransferLeadership(ctx context.Context, to int) error {
 		return err
 	}
 	n.kick()
-	t := time.NewTicker(n.cfg.TickInterval)
-	defer t.Stop()
 	for {
 		n.mu.Lock()
 		c := n.core
@@ -743,6 +850,7 @@ func (n *Node) TransferLeadership(ctx context.Context, to int) error {
 		done := c.term > start && c.lead == to
 		aborted := (c.role == Leader && c.term == start && c.transferee == NoLeader) ||
 			(c.term > start && c.lead != NoLeader && c.lead != to)
+		changed := n.changedCh
 		n.mu.Unlock()
 		switch {
 		case err != nil:
@@ -757,7 +865,7 @@ func (n *Node) TransferLeadership(ctx context.Context, to int) error {
 			return ctx.Err()
 		case <-n.ctx.Done():
 			return ErrKilled
-		case <-t.C:
+		case <-changed:
 		}
 	}
 }
@@ -772,6 +880,7 @@ func (n *Node) Kill() error {
 		n.mu.Lock()
 		n.killed = true
 		n.failWaitersLocked(ErrKilled)
+		n.feed.close()
 		n.mu.Unlock()
 		n.cancel()
 		n.wg.Wait()
@@ -808,6 +917,7 @@ func (n *Node) waitPersisted(ctx context.Context, seq uint64) error {
 			n.mu.Unlock()
 			return err
 		}
+		n.persistWaiting = true
 		ch := n.persistCh
 		n.mu.Unlock()
 		select {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/ruaft/ruaft/raft"
 )
@@ -19,6 +18,9 @@ type Raft interface {
 	Status() raft.Status
 	ReadIndex(ctx context.Context) (uint64, error)
 	SaveSnapshot(index uint64, data []byte) error
+	// Subscribe follows role, term and leader changes, with the contract
+	// of raft.Node.Subscribe.
+	Subscribe() (events <-chan raft.Event, cancel func())
 	Kill() error
 }
 
@@ -54,23 +56,17 @@ var (
 
 // Config tunes an RSM.
 type Config struct {
-	// LeadershipPoll is how often, in wall time, the RSM checks the raft term
-	// while commands are pending, to fail them when leadership is lost.
-	LeadershipPoll time.Duration
 	// Logger receives diagnostics; nil discards them.
 	Logger *slog.Logger
 }
 
 // DefaultConfig returns the configuration used when none is given.
 func DefaultConfig() Config {
-	return Config{LeadershipPoll: 10 * time.Millisecond}
+	return Config{}
 }
 
-// Validate reports the first field that is out of range.
+// Validate reports the first field that is out of range (none can be, today).
 func (c Config) Validate() error {
-	if c.LeadershipPoll <= 0 {
-		return fmt.Errorf("rsm: Config.LeadershipPoll must be positive, got %v", c.LeadershipPoll)
-	}
 	return nil
 }
 
@@ -329,25 +325,30 @@ func (r *RSM) SnapshotNeeded(lastApplied uint64) {
 
 // watchLeadership fails pending futures whose term is no longer the node's
 // current leader term: their entries may be overwritten, and nobody would
-// tell the waiting callers otherwise.
+// tell the waiting callers otherwise. It follows the node's events, so a
+// future fails as soon as the node publishes the change.
 func (r *RSM) watchLeadership() {
-	t := time.NewTicker(r.cfg.LeadershipPoll)
-	defer t.Stop()
+	events, cancel := r.node.Subscribe()
+	defer cancel()
 	for {
+		var ev raft.Event
 		select {
 		case <-r.stop:
 			return
-		case <-t.C:
+		case e, ok := <-events:
+			if !ok {
+				return // the node was killed; Kill fails what is left
+			}
+			ev = e
 		}
+		// The event may be older than a future registered since (the
+		// channel holds one event, received before Propose ran): a node
+		// never leads again in a term it left, so only a future of an older
+		// term, or of this term once the node no longer leads, is lost.
 		r.mu.Lock()
-		n := len(r.pending)
-		r.mu.Unlock()
-		if n == 0 {
-			continue
-		}
-		term, isLeader := r.node.State()
-		r.mu.Lock()
-		failed := r.takePendingLocked(func(f *Future) bool { return !isLeader || f.Term != term })
+		failed := r.takePendingLocked(func(f *Future) bool {
+			return f.Term < ev.Term || (f.Term == ev.Term && ev.Role != raft.Leader)
+		})
 		r.mu.Unlock()
 		for _, f := range failed {
 			f.resolve(nil, ErrLostLeadership)

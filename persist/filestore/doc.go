@@ -12,9 +12,11 @@
 // then deletes the segments before it.
 //
 // Recovery on Open truncates a torn record at the end of the last segment
-// (a crash during an Append, which was never acknowledged) and refuses any
-// other damage with an error matching persist.ErrCorrupt that names the file
-// and offset. After a write or fsync error the store refuses further use
+// (a crash during an Append, which was never acknowledged): one the file
+// ends inside of, or a zero-filled tail (sectors the file system allocated
+// but never wrote). It refuses any other damage with an error matching
+// persist.ErrCorrupt that names the file and offset — a complete last record
+// with a bad checksum included, since it may hold an acknowledged write. After a write or fsync error the store refuses further use
 // (persist.ErrFailed): the replica must reopen it.
 //
 // All I/O goes through the FS interface; MemFS is an in-memory FS for tests

@@ -241,7 +241,7 @@ func (s *Store) recover(repair bool) (recovered, error) {
 		for off < len(buf) {
 			r, n, err := decodeRecord(buf[off:])
 			if err != nil {
-				if i != len(ids)-1 || !tornTail(buf[off:], err) {
+				if i != len(ids)-1 || !tornTail(buf[off:], off, err) {
 					return rec, fmt.Errorf("%w: %s at offset %d: %w", persist.ErrCorrupt, name, off, err)
 				}
 				if repair {
@@ -288,30 +288,46 @@ func (s *Store) recover(repair bool) (recovered, error) {
 	return rec, nil
 }
 
-// tornTail reports whether a decoding error at the start of rest, the end of
-// the last segment, is what a crash during an append leaves: a record cut
-// short, zeros where the file system extended the file but never wrote, or
-// a last record whose payload was not fully written. Anything else there is
-// damage.
-func tornTail(rest []byte, err error) bool {
-	if errors.Is(err, errTruncated) {
+// sectorBytes is the unit in which a crash can leave a file's extended part
+// unwritten (zeros): a disk sector.
+const sectorBytes = 512
+
+// tornTail reports whether a decoding error for the record at file offset
+// off, with rest the bytes from there to the end of the last segment, is
+// what a crash during an append leaves: a record cut short (the file ends
+// inside it), or a zero-filled tail where the file system extended the file
+// but never wrote the data — everything from off on is zero, or the last
+// record's frame header is intact, the record ends exactly at the end of the
+// file, and its bytes from some sector boundary on are all zero (sectors
+// never written). Anything else is damage, in particular a complete last
+// record that fails its checksum: dropping it as torn could silently drop an
+// acknowledged write.
+func tornTail(rest []byte, off int, err error) bool {
+	if errors.Is(err, errTruncated) || allZero(rest) {
 		return true
 	}
-	zero := true
-	for _, b := range rest {
-		if b != 0 {
-			zero = false
-			break
+	if len(rest) < frameHeaderBytes ||
+		crc32.Checksum(rest[:8], crcTable) != binary.LittleEndian.Uint32(rest[8:]) ||
+		int64(binary.LittleEndian.Uint32(rest))+frameHeaderBytes != int64(len(rest)) {
+		return false
+	}
+	end := len(rest) // just after the last non-zero byte
+	for end > 0 && rest[end-1] == 0 {
+		end--
+	}
+	// The first sector boundary at or after end must lie inside the record:
+	// at least one whole sector at its end was never written.
+	boundary := (off+end+sectorBytes-1)/sectorBytes*sectorBytes - off
+	return boundary < len(rest)
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
 		}
 	}
-	if zero {
-		return true
-	}
-	if errors.Is(err, errBadRecord) && len(rest) >= frameHeaderBytes &&
-		crc32.Checksum(rest[:8], crcTable) == binary.LittleEndian.Uint32(rest[8:]) {
-		return int64(binary.LittleEndian.Uint32(rest))+frameHeaderBytes == int64(len(rest))
-	}
-	return false
+	return true
 }
 
 func (s *Store) usable() error {

@@ -1,6 +1,7 @@
 package filestore_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -198,6 +199,88 @@ func TestMidFileCorruption(t *testing.T) {
 	o.FS = fs2
 	if _, err := filestore.Open(dir, o); !errors.Is(err, persist.ErrCorrupt) || !strings.Contains(err.Error(), filepath.Base(first)) {
 		t.Fatalf("first of several segments cut short: Open = %v, want ErrCorrupt naming it", err)
+	}
+}
+
+// TestLastRecordCorrupt flips each byte of the last, complete record in
+// turn: a complete record that fails its checks is corruption, never a torn
+// tail to drop, because it may hold an acknowledged write.
+func TestLastRecordCorrupt(t *testing.T) {
+	fs := filestore.NewMemFS()
+	s := openMem(t, fs, 1<<20)
+	if err := s.Append(ctx, persist.HardState{Term: 1, VotedFor: 1}, persisttest.Entries(1, 5, 1)); err != nil {
+		t.Fatal(err)
+	}
+	seg := segments(fs)[0]
+	last := fs.Size(seg)
+	if err := s.Append(ctx, persist.HardState{Term: 2, VotedFor: 2, Commit: 5}, persisttest.Entries(6, 8, 2)); err != nil {
+		t.Fatal(err)
+	}
+	full := fs.Size(seg)
+	s.Close()
+	want := fmt.Sprintf("%s at offset %d", seg, last)
+	for off := last; off < full; off++ {
+		c := fs.Crash(nil)
+		if err := c.Corrupt(seg, off, 0x01); err != nil {
+			t.Fatal(err)
+		}
+		o := filestore.DefaultOptions()
+		o.FS = c
+		st, err := filestore.Open(dir, o)
+		if !errors.Is(err, persist.ErrCorrupt) || !strings.Contains(err.Error(), want) {
+			if err == nil {
+				st.Close()
+			}
+			t.Fatalf("byte %d of the last record flipped: Open = %v, want ErrCorrupt naming %q", off-last, err, want)
+		}
+		if got := c.Size(seg); got != full {
+			t.Fatalf("byte %d flipped: segment is %d bytes after the refused Open, want it untouched (%d)", off-last, got, full)
+		}
+	}
+	// A zero-filled tail is torn, not corrupt: the last record's sectors
+	// from a sector boundary on were never written (the file system extended
+	// the file first). Recovery drops the record and truncates it away.
+	big := persisttest.Entries(9, 9, 2)
+	big[0].Data = bytes.Repeat([]byte{0xAB}, 2000)
+	s = openMem(t, fs, 1<<20)
+	if err := s.Append(ctx, persist.HardState{Term: 2, VotedFor: 2, Commit: 8}, big); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	end := fs.Size(seg)
+	for _, zeroFrom := range []int64{(full/512 + 1) * 512, (end/512 - 1) * 512, (end / 512) * 512} {
+		c := fs.Crash(nil)
+		if err := c.Truncate(seg, zeroFrom); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Truncate(seg, end); err != nil { // zeros from zeroFrom on
+			t.Fatal(err)
+		}
+		s := openMem(t, c, 1<<20)
+		if st := load(t, s); st.LastIndex() != 8 {
+			t.Fatalf("last record zero from %d (of %d..%d): last index %d, want 8", zeroFrom, full, end, st.LastIndex())
+		}
+		s.Close()
+		if got := c.Size(seg); got != full {
+			t.Fatalf("zero tail from %d: segment is %d bytes after recovery, want %d", zeroFrom, got, full)
+		}
+	}
+	// Zeros that start off a sector boundary are a flipped byte or a
+	// damaged record, not unwritten sectors.
+	c := fs.Crash(nil)
+	if err := c.Truncate(seg, end-10); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Truncate(seg, end); err != nil {
+		t.Fatal(err)
+	}
+	if end%512 < 10 {
+		t.Fatalf("test setup: the record must not end within 10 bytes of a sector boundary (ends at %d)", end)
+	}
+	o := filestore.DefaultOptions()
+	o.FS = c
+	if _, err := filestore.Open(dir, o); !errors.Is(err, persist.ErrCorrupt) {
+		t.Fatalf("last 10 bytes of the last record zeroed: Open = %v, want ErrCorrupt", err)
 	}
 }
 

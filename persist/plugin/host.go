@@ -34,10 +34,12 @@ type Config struct {
 	// DataDir is the folder the store keeps its data in; the replica owns
 	// it. Required except for noop and memory.
 	DataDir string
-	// SocketDir is the folder go-plugin creates its Unix socket folder in.
-	// Empty means DataDir/plugin, or a private temporary folder (removed by
-	// Close) if DataDir is empty. It must be short: Unix socket paths are
-	// limited to about 100 bytes.
+	// SocketDir is the folder go-plugin creates its Unix socket folder in;
+	// this host must be its only user: Open removes socket folders in it
+	// that a killed host left behind. Empty means DataDir/plugin. If DataDir
+	// is empty too, or the socket path would pass the Unix limit (103 bytes,
+	// so SocketDir up to 86), a private temporary folder is used instead
+	// (removed by Close).
 	SocketDir string
 	// NoSync turns off fsync in the store. For tests and benchmarks only.
 	NoSync bool
@@ -58,6 +60,10 @@ type Config struct {
 	// InProcess makes OpenPersister open a built-in store inside this
 	// process instead of a plugin subprocess (no isolation, no RPC cost).
 	InProcess bool
+	// NoDirectAppend sends every Append as a gRPC call even to a plugin
+	// that serves the direct Append channel (see DirectAppend). For
+	// comparison benchmarks and for ruling the channel out.
+	NoDirectAppend bool
 }
 
 // DefaultConfig returns a configuration for the durable file store in
@@ -136,29 +142,34 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cmd.Env = []string{EnvBuiltin + "=" + cfg.Persister}
 	} else {
 		cmd = exec.Command(cfg.Persister)
+		cmd.Env = os.Environ() // go-plugin adds it only to an empty Env
 	}
 	dieWithParent(cmd)
+	var offer endpoint // the host's end of the direct Append channel
+	if !cfg.NoDirectAppend {
+		conn, child, err := directPair()
+		if err != nil {
+			return nil, err
+		}
+		if conn != nil {
+			offer = conn
+			defer child.Close() // the child has its copy once started
+			cmd.ExtraFiles = []*os.File{child}
+			cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", EnvAppendFD, 3+len(cmd.ExtraFiles)-1))
+		}
+	}
 
 	s := &Store{}
-	sockDir := cfg.SocketDir
-	switch {
-	case sockDir != "":
-	case cfg.DataDir != "":
-		sockDir = filepath.Join(cfg.DataDir, "plugin")
-	default:
-		d, err := os.MkdirTemp("", "ruaft-persister-")
-		if err != nil {
-			return nil, fmt.Errorf("persist/plugin: socket folder: %w", err)
-		}
-		sockDir, s.removeDir = d, d
-	}
-	if err := os.MkdirAll(sockDir, 0o700); err != nil {
-		return nil, fmt.Errorf("%w: SocketDir %q: %v", ErrInvalidConfig, sockDir, err)
-	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	sockDir, removeDir, err := socketDir(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	s.removeDir = removeDir
+	cmd.Env = append(cmd.Env, goplugin.EnvUnixSocketDir+"="+sockDir)
 	s.pc = goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  Handshake,
 		Plugins:          goplugin.PluginSet{PluginName: &GRPCPlugin{}},
@@ -166,13 +177,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		Managed:          true,
 		StartTimeout:     cfg.StartTimeout,
-		UnixSocketConfig: &goplugin.UnixSocketConfig{TempDir: sockDir},
 		Logger:           hclogFor(cfg.Logger),
 		Stderr:           &lineLogger{log: logger, msg: "persister plugin stderr"},
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes))},
 	})
 	fail := func(err error) (*Store, error) {
+		if offer != nil {
+			_ = offer.Close()
+		}
 		s.pc.Kill()
 		s.cleanup()
 		return nil, err
@@ -190,6 +203,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return fail(fmt.Errorf("persist/plugin: %s dispensed %T, not a persister", cfg.Persister, raw))
 	}
 	c.down = s.pc.Exited
+	c.offer = offer
+	offer = nil // OpenStore takes it or closes it
 	if rc := s.pc.ReattachConfig(); rc != nil {
 		s.pid = rc.Pid
 	}

@@ -1,0 +1,204 @@
+package durio
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ruaft/ruaft/persist/filestore"
+)
+
+// getHealth fetches path from the replica's client listener and decodes the
+// JSON body.
+func getHealth(t *testing.T, r *Replica, path string) (int, healthResponse) {
+	t.Helper()
+	resp, err := http.Get("http://" + r.ClientAddr() + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body healthResponse
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("%s: Cache-Control %q, want no-store", path, resp.Header.Get("Cache-Control"))
+	}
+	return resp.StatusCode, body
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestStoreFailureFailStop runs a one-replica cluster on the file store over
+// an in-memory file system, makes the disk full (ENOSPC on the next write)
+// or fail (EIO on the next fsync), and checks fail-stop: the write is not
+// acknowledged, /healthz and /readyz turn 503 with a reason that names no
+// path, and Failed delivers the error so that Serve exits non-zero.
+func TestStoreFailureFailStop(t *testing.T) {
+	for _, c := range []struct {
+		op  filestore.Op
+		err syscall.Errno
+	}{{filestore.OpWrite, syscall.ENOSPC}, {filestore.OpSync, syscall.EIO}} {
+		t.Run(string(c.op), func(t *testing.T) { storeFailureFailStop(t, c.op, c.err) })
+	}
+}
+
+func storeFailureFailStop(t *testing.T, failOp filestore.Op, failErr syscall.Errno) {
+	fs := filestore.NewMemFS()
+	o := filestore.DefaultOptions()
+	o.FS = fs
+	store, err := filestore.Open("/data/store", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Peers = []string{"http://127.0.0.1:0"}
+	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	cfg.RequestTimeout = time.Second
+	r, err := StartReplica(cfg, store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+
+	// Before the failure: healthy, and ready once it leads itself.
+	if code, body := getHealth(t, r, "/healthz"); code != http.StatusOK || body.Status != "ok" {
+		t.Fatalf("healthz before the failure: %d %+v", code, body)
+	}
+	waitFor(t, "readyz 200", 10*time.Second, func() bool { code, _ := getHealth(t, r, "/readyz"); return code == http.StatusOK })
+	put := func(key string) int {
+		resp, err := http.Post("http://"+r.ClientAddr()+"/kvstore/put", "application/json",
+			strings.NewReader(`{"key":"`+key+`","value":"v"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	waitFor(t, "first put acknowledged", 10*time.Second, func() bool { return put("before") == http.StatusOK })
+
+	var faults atomic.Int32
+	fs.SetFault(func(op filestore.Op, name string) error {
+		if op == failOp {
+			faults.Add(1)
+			return failErr
+		}
+		return nil
+	})
+	if code := put("after"); code == http.StatusOK {
+		t.Fatalf("a put whose %s failed with %v was acknowledged", failOp, failErr)
+	}
+	if faults.Load() == 0 {
+		t.Fatal("the store never tried to write: the test injected nothing")
+	}
+	select {
+	case err := <-r.Failed():
+		if !strings.Contains(err.Error(), "store failed") || !errors.Is(err, failErr) {
+			t.Fatalf("Failed() = %v, want a store failure wrapping %v", err, failErr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Failed() delivered nothing within 10s of a store failure")
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		code, body := getHealth(t, r, path)
+		if code != http.StatusServiceUnavailable || body.Status != "failed" || !strings.HasPrefix(body.Reason, "store failed") {
+			t.Fatalf("%s after the failure: %d %+v, want 503 failed", path, code, body)
+		}
+		if strings.Contains(body.Reason, "/data") {
+			t.Fatalf("%s reason %q names a path", path, body.Reason)
+		}
+	}
+}
+
+// TestReadyzNeedsLeader: a replica of a three-replica cluster whose peers
+// are not running never learns of a leader, so it is healthy but not ready.
+func TestReadyzNeedsLeader(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Peers = []string{"http://127.0.0.1:0", "http://127.0.0.1:1", "http://127.0.0.1:2"}
+	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	r, err := StartReplica(cfg, filestoreMem(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	if code, body := getHealth(t, r, "/healthz"); code != http.StatusOK {
+		t.Fatalf("healthz: %d %+v", code, body)
+	}
+	code, body := getHealth(t, r, "/readyz")
+	if code != http.StatusServiceUnavailable || body.Status != "not_ready" || body.Reason != "no known leader" {
+		t.Fatalf("readyz without a leader: %d %+v, want 503 not_ready", code, body)
+	}
+	// Only GET and HEAD are health checks; anything else falls through to
+	// the routes behind (a JSON 4xx, never a health answer).
+	resp, err := http.Post("http://"+r.ClientAddr()+"/readyz", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 400 || resp.StatusCode >= 500 {
+		t.Fatalf("POST /readyz: %d, want a 4xx", resp.StatusCode)
+	}
+}
+
+func filestoreMem(t *testing.T) *filestore.Store {
+	t.Helper()
+	o := filestore.DefaultOptions()
+	o.FS = filestore.NewMemFS()
+	s, err := filestore.Open("/data/store", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestFailStopsReplica: another layer (a snapshot that cannot be restored)
+// stops the replica through Fail; the first error wins and is delivered
+// once, and the health routes report a generic reason.
+func TestFailStopsReplica(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Peers = []string{"http://127.0.0.1:0"}
+	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	r, err := StartReplica(cfg, filestoreMem(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	first := errors.New("restore snapshot: bad data at /some/path")
+	r.Fail(first)
+	r.Fail(errors.New("a later error"))
+	select {
+	case err := <-r.Failed():
+		if err != first {
+			t.Fatalf("Failed() = %v, want the first error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Failed() delivered nothing after Fail")
+	}
+	select {
+	case err := <-r.Failed():
+		t.Fatalf("Failed() delivered a second error: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	code, body := getHealth(t, r, "/healthz")
+	if code != http.StatusServiceUnavailable || body.Reason != "replica failed" {
+		t.Fatalf("healthz after Fail: %d %+v, want 503 with a reason that names no path", code, body)
+	}
+}
