@@ -408,7 +408,7 @@ func (d *devCluster) watchLeader(ctx context.Context) {
 		case leader >= 0 && (leader != d.lastLeader || term != d.lastLeaderTerm):
 			d.printf("leader: replica %d (term %d)\n", leader, term)
 			if !d.announcedLeader {
-				d.printf("cluster ready. try: curl -s -XPOST %s/kvstore/put -d '{\"key\":\"hello\",\"value\":\"world\"}'; curl -s %s/kvstore/get/hello\n",
+				d.printf("cluster ready. try: curl -s -XPOST %s/kvstore/put -H 'Content-Type: application/json' -d '{\"key\":\"hello\",\"value\":\"world\"}'; curl -s %s/kvstore/get/hello\n",
 					d.clients[0], d.clients[len(d.clients)-1])
 				if d.o.Commands != nil {
 					d.printf("Ctrl-C stops the cluster. Type kill %d to watch failover, help for the commands.\n", leader)
