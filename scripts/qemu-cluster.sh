@@ -63,7 +63,7 @@ SH
   for i in 0 1 2; do
     "$qemu" "$dir/durio" serve --id $i --peers "$peer_list" --client-urls "$client_list" \
       --listen-client "127.0.0.1:$((base + 3 + i))" --data-dir "$dir/replica-$i" \
-      --persister "$dir/persister" --request-timeout 20s --log-level warn 2>"$dir/replica-$i.log" &
+      --persister "$dir/persister" --request-timeout 10s --log-level warn 2>"$dir/replica-$i.log" &
     pids+=($!) started+=($!)
   done
   cli() { "$qemu" "$dir/durio" "$@"; }
