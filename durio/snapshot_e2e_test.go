@@ -50,7 +50,7 @@ func TestSnapshotSaveUnderLoadRestoreIntoNewCluster(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 200 })
+	waitFor(t, "200 acknowledged writes", 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 200 })
 
 	// Every write acknowledged before the save starts must be in the file.
 	mu.Lock()
@@ -119,7 +119,7 @@ func TestSnapshotSaveUnderLoadRestoreIntoNewCluster(t *testing.T) {
 				t.Fatalf("replica %d: key %s = %q, %v; want %q", i, k, got, err, v)
 			}
 		}
-		waitFor(t, 10*time.Second, func() bool {
+		waitFor(t, "the snapshot applied on replica "+strconv.Itoa(i), 10*time.Second, func() bool {
 			code, body := httpDo(t, "GET", u+"/kvstore/get/"+firstKey(before)+"?stale=true", "")
 			return code == 200 && body["value"] == before[firstKey(before)]
 		})
@@ -181,16 +181,4 @@ func firstKey(m map[string]string) string {
 func sha256Hex(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
-}
-
-// waitFor polls cond until it holds, failing the test after timeout.
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
