@@ -8,10 +8,10 @@
 # without binfmt_misc, so --persister names a small wrapper that starts the
 # ARM durio under qemu as the plugin (the same code path as on a Pi).
 #
-# Usage: scripts/qemu-cluster.sh            (TARGETS="arm64:badger arm:file" by default)
+# Usage: scripts/qemu-cluster.sh            (TARGETS="arm64:badger arm:file arm:badger" by default)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-targets=${TARGETS:-"arm64:badger arm:file"}
+targets=${TARGETS:-"arm64:badger arm:file arm:badger"}
 work=$(mktemp -d)
 pids=()
 cleanup() {
