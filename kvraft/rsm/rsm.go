@@ -31,7 +31,10 @@ type Raft interface {
 type StateMachine interface {
 	// Apply applies the committed command at index and returns its result,
 	// which is handed to the Submit waiting for that entry, if any. The
-	// command slice belongs to Apply only for the duration of the call.
+	// command slice is the raft log's own (on the leader, the very slice
+	// passed to Submit or Propose), still sent to lagging followers after
+	// Apply returns: Apply reads it, or copies what it keeps, and never
+	// writes into it, or those followers would apply other bytes.
 	Apply(index uint64, cmd []byte) any
 	// Snapshot returns the serialized state after the last applied command.
 	Snapshot() []byte
@@ -193,6 +196,7 @@ func (f *Future) resolve(result any, err error) {
 // Submit proposes cmd and waits until it is applied (returning the state
 // machine's result), the attempt fails (ErrNotLeader, ErrLostLeadership,
 // ErrKilled), or ctx ends (ctx's error; the command may still be applied).
+// As with Propose, cmd must not be modified after the call.
 func (r *RSM) Submit(ctx context.Context, cmd []byte) (any, error) {
 	f, err := r.Propose(cmd)
 	if err != nil {
@@ -203,7 +207,9 @@ func (r *RSM) Submit(ctx context.Context, cmd []byte) (any, error) {
 
 // Propose starts cmd through raft and returns its Future without waiting.
 // The future resolves on its own (applied, leadership lost, or Kill) whether
-// or not anyone waits for it.
+// or not anyone waits for it. Raft keeps cmd without copying it (see
+// raft.Node.Start): the caller must not modify it after the call, whatever
+// the outcome; a caller that reuses a buffer passes a copy.
 func (r *RSM) Propose(cmd []byte) (*Future, error) {
 	node := r.Raft()
 	if node == nil {
