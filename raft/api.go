@@ -240,9 +240,9 @@ type Status struct {
 //	func (n *Node) Start(cmd []byte) (index, term uint64, isLeader bool)
 //	func (n *Node) State() (term uint64, isLeader bool)
 //	func (n *Node) Status() Status
-//	func (n *Node) ReadIndex(ctx context.Context) (uint64, error)   // issue 4
+//	func (n *Node) ReadIndex(ctx context.Context) (uint64, error)
 //	func (n *Node) SaveSnapshot(index uint64, data []byte) error
-//	func (n *Node) TransferLeadership(ctx context.Context, to int) error // issue 4
+//	func (n *Node) TransferLeadership(ctx context.Context, to int) error
 //	func (n *Node) Kill() error
 //	func (n *Node) HandleAppendEntries(ctx context.Context, req *AppendEntriesRequest) (*AppendEntriesResponse, error)
 //	func (n *Node) HandleRequestVote(ctx context.Context, req *RequestVoteRequest) (*RequestVoteResponse, error)

@@ -104,6 +104,12 @@ type RSM struct {
 	killOnce sync.Once
 	killErr  error
 
+	// applyMu is held while the state machine applies an entry or restores
+	// a snapshot, so Snapshot sees a state at a known index.
+	applyMu   sync.Mutex
+	applied   uint64 // guarded by applyMu: index of the last entry applied
+	appliedAt uint64 // guarded by applyMu: its term
+
 	mu sync.Mutex // guards the fields below
 	// pending holds the futures of commands this replica proposed and has not
 	// seen applied, by log index.
@@ -254,7 +260,10 @@ func (r *RSM) Apply(msg raft.ApplyMsg) {
 		r.applySnapshot(msg)
 		return
 	}
+	r.applyMu.Lock()
 	result := r.sm.Apply(msg.Index, msg.Command)
+	r.applied, r.appliedAt = msg.Index, msg.Term
+	r.applyMu.Unlock()
 
 	r.mu.Lock()
 	f := r.pending[msg.Index]
@@ -288,6 +297,7 @@ func (r *RSM) ValidateSnapshot(index uint64, data []byte) error {
 }
 
 func (r *RSM) applySnapshot(msg raft.ApplyMsg) {
+	r.applyMu.Lock()
 	if err := r.sm.Restore(msg.Snapshot); err != nil {
 		// A snapshot this RSM cannot read leaves the state machine unusable;
 		// carrying on would diverge from the other replicas. The node
@@ -297,6 +307,8 @@ func (r *RSM) applySnapshot(msg raft.ApplyMsg) {
 		// (raft.ErrPanic in its Status().Err).
 		panic(fmt.Errorf("rsm: restore snapshot at index %d: %w", msg.Index, err))
 	}
+	r.applied, r.appliedAt = msg.Index, msg.Term
+	r.applyMu.Unlock()
 	r.mu.Lock()
 	failed := r.takePendingLocked(func(*Future) bool { return true })
 	r.mu.Unlock()
@@ -316,6 +328,15 @@ func (r *RSM) takePendingLocked(fail func(*Future) bool) []*Future {
 		}
 	}
 	return out
+}
+
+// Snapshot returns the state machine's serialized state and the index and
+// term of the last entry it covers. Entries are not applied meanwhile. For a
+// state that includes every write acknowledged so far, call ReadIndex first.
+func (r *RSM) Snapshot() (index, term uint64, data []byte) {
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	return r.applied, r.appliedAt, r.sm.Snapshot()
 }
 
 // SnapshotNeeded implements raft.Application: it serializes the state,
