@@ -103,12 +103,21 @@ func (t *peerTransport) TimeoutNow(ctx context.Context, id int, req *raft.Timeou
 	return roundTrip(ctx, t, "TimeoutNow", req, wire.TimeoutNowRequestToProto, p.TimeoutNow, wire.TimeoutNowResponseFromProto)
 }
 
+func (t *peerTransport) ReadIndex(ctx context.Context, id int, req *raft.ReadIndexRequest) (*raft.ReadIndexResponse, error) {
+	p, err := t.peer(id)
+	if err != nil {
+		return nil, err
+	}
+	return roundTrip(ctx, t, "ReadIndex", req, wire.ReadIndexRequestToProto, p.ReadIndex, wire.ReadIndexResponseFromProto)
+}
+
 // raftHandlers is the part of *raft.Node the peer server needs.
 type raftHandlers interface {
 	HandleAppendEntries(ctx context.Context, req *raft.AppendEntriesRequest) (*raft.AppendEntriesResponse, error)
 	HandleRequestVote(ctx context.Context, req *raft.RequestVoteRequest) (*raft.RequestVoteResponse, error)
 	HandleInstallSnapshot(ctx context.Context, req *raft.InstallSnapshotRequest) (*raft.InstallSnapshotResponse, error)
 	HandleTimeoutNow(ctx context.Context, req *raft.TimeoutNowRequest) (*raft.TimeoutNowResponse, error)
+	HandleReadIndex(ctx context.Context, req *raft.ReadIndexRequest) (*raft.ReadIndexResponse, error)
 }
 
 // peerServer serves RaftService on the peer listener by handing each RPC to
@@ -158,4 +167,8 @@ func (s peerServer) InstallSnapshot(ctx context.Context, p *raftv1.InstallSnapsh
 
 func (s peerServer) TimeoutNow(ctx context.Context, p *raftv1.TimeoutNowRequest) (*raftv1.TimeoutNowResponse, error) {
 	return serve(ctx, p, wire.TimeoutNowRequestFromProto, s.node.HandleTimeoutNow, wire.TimeoutNowResponseToProto)
+}
+
+func (s peerServer) ReadIndex(ctx context.Context, p *raftv1.ReadIndexRequest) (*raftv1.ReadIndexResponse, error) {
+	return serve(ctx, p, wire.ReadIndexRequestFromProto, s.node.HandleReadIndex, wire.ReadIndexResponseToProto)
 }

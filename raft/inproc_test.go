@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,10 +23,12 @@ type inprocNet struct {
 	mu    sync.RWMutex // guards nodes and cut
 	nodes []*Node
 	cut   [][]bool
+	// rpcs counts the RPCs each replica sent.
+	rpcs []atomic.Int64
 }
 
 func newInprocNet(n int) *inprocNet {
-	in := &inprocNet{nodes: make([]*Node, n), cut: make([][]bool, n)}
+	in := &inprocNet{nodes: make([]*Node, n), cut: make([][]bool, n), rpcs: make([]atomic.Int64, n)}
 	for i := range in.cut {
 		in.cut[i] = make([]bool, n)
 	}
@@ -55,6 +58,12 @@ func (in *inprocNet) peer(from, to int) (*Node, error) {
 	return nil, errUnreachable
 }
 
+// call counts an RPC from -> to and returns its target.
+func (in *inprocNet) call(from, to int) (*Node, error) {
+	in.rpcs[from].Add(1)
+	return in.peer(from, to)
+}
+
 // reply drops the answer if the link was cut while the call ran.
 func reply[R any](in *inprocNet, from, to int, r *R, err error) (*R, error) {
 	if err != nil {
@@ -74,7 +83,7 @@ type inprocTransport struct {
 var _ Transport = (*inprocTransport)(nil)
 
 func (t *inprocTransport) AppendEntries(ctx context.Context, peer int, req *AppendEntriesRequest) (*AppendEntriesResponse, error) {
-	n, err := t.net.peer(t.from, peer)
+	n, err := t.net.call(t.from, peer)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +92,7 @@ func (t *inprocTransport) AppendEntries(ctx context.Context, peer int, req *Appe
 }
 
 func (t *inprocTransport) RequestVote(ctx context.Context, peer int, req *RequestVoteRequest) (*RequestVoteResponse, error) {
-	n, err := t.net.peer(t.from, peer)
+	n, err := t.net.call(t.from, peer)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +101,7 @@ func (t *inprocTransport) RequestVote(ctx context.Context, peer int, req *Reques
 }
 
 func (t *inprocTransport) InstallSnapshot(ctx context.Context, peer int, req *InstallSnapshotRequest) (*InstallSnapshotResponse, error) {
-	n, err := t.net.peer(t.from, peer)
+	n, err := t.net.call(t.from, peer)
 	if err != nil {
 		return nil, err
 	}
@@ -101,11 +110,20 @@ func (t *inprocTransport) InstallSnapshot(ctx context.Context, peer int, req *In
 }
 
 func (t *inprocTransport) TimeoutNow(ctx context.Context, peer int, req *TimeoutNowRequest) (*TimeoutNowResponse, error) {
-	n, err := t.net.peer(t.from, peer)
+	n, err := t.net.call(t.from, peer)
 	if err != nil {
 		return nil, err
 	}
 	r, err := n.HandleTimeoutNow(ctx, req)
+	return reply(t.net, t.from, peer, r, err)
+}
+
+func (t *inprocTransport) ReadIndex(ctx context.Context, peer int, req *ReadIndexRequest) (*ReadIndexResponse, error) {
+	n, err := t.net.call(t.from, peer)
+	if err != nil {
+		return nil, err
+	}
+	r, err := n.HandleReadIndex(ctx, req)
 	return reply(t.net, t.from, peer, r, err)
 }
 
