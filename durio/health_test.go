@@ -45,11 +45,20 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 }
 
 // TestStoreFailureFailStop runs a one-replica cluster on the file store over
-// an in-memory file system, makes the disk full (ENOSPC on the next write),
-// and checks fail-stop: the write is not acknowledged, /healthz and /readyz
-// turn 503 with a reason that names no path, and Failed delivers the error
-// so that Serve exits non-zero.
+// an in-memory file system, makes the disk full (ENOSPC on the next write)
+// or fail (EIO on the next fsync), and checks fail-stop: the write is not
+// acknowledged, /healthz and /readyz turn 503 with a reason that names no
+// path, and Failed delivers the error so that Serve exits non-zero.
 func TestStoreFailureFailStop(t *testing.T) {
+	for _, c := range []struct {
+		op  filestore.Op
+		err syscall.Errno
+	}{{filestore.OpWrite, syscall.ENOSPC}, {filestore.OpSync, syscall.EIO}} {
+		t.Run(string(c.op), func(t *testing.T) { storeFailureFailStop(t, c.op, c.err) })
+	}
+}
+
+func storeFailureFailStop(t *testing.T, failOp filestore.Op, failErr syscall.Errno) {
 	fs := filestore.NewMemFS()
 	o := filestore.DefaultOptions()
 	o.FS = fs
@@ -61,6 +70,7 @@ func TestStoreFailureFailStop(t *testing.T) {
 	cfg.Peers = []string{"http://127.0.0.1:0"}
 	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
+	cfg.RequestTimeout = time.Second
 	r, err := StartReplica(cfg, store, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -85,22 +95,22 @@ func TestStoreFailureFailStop(t *testing.T) {
 
 	var faults atomic.Int32
 	fs.SetFault(func(op filestore.Op, name string) error {
-		if op == filestore.OpWrite || op == filestore.OpSync {
+		if op == failOp {
 			faults.Add(1)
-			return syscall.ENOSPC
+			return failErr
 		}
 		return nil
 	})
 	if code := put("after"); code == http.StatusOK {
-		t.Fatal("a put whose write failed with ENOSPC was acknowledged")
+		t.Fatalf("a put whose %s failed with %v was acknowledged", failOp, failErr)
 	}
 	if faults.Load() == 0 {
 		t.Fatal("the store never tried to write: the test injected nothing")
 	}
 	select {
 	case err := <-r.Failed():
-		if !strings.Contains(err.Error(), "store failed") || !errors.Is(err, syscall.ENOSPC) {
-			t.Fatalf("Failed() = %v, want a store failure wrapping ENOSPC", err)
+		if !strings.Contains(err.Error(), "store failed") || !errors.Is(err, failErr) {
+			t.Fatalf("Failed() = %v, want a store failure wrapping %v", err, failErr)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Failed() delivered nothing within 10s of a store failure")

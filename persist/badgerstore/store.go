@@ -128,10 +128,12 @@ func (o Options) badger(dir string) badger.Options {
 		WithNumGoroutines(2).
 		WithMetricsEnabled(false).
 		WithDetectConflicts(false).
-		// Refuse to lie: verify every table's blocks when it is opened and
-		// every block and value-log value when it is read, so a flipped
-		// byte fails Open or a read instead of silently losing keys.
-		WithChecksumVerificationMode(options.OnTableAndBlockRead).
+		// Refuse to lie: verify every block and value-log value when it is
+		// read, so a flipped byte fails a read instead of returning garbage.
+		// Whole tables are verified before Open by verifyDir, not by
+		// badger's OnTableRead: that would read them all a second time, and
+		// it crashes the process on a damaged block.
+		WithChecksumVerificationMode(options.OnBlockRead).
 		WithVerifyValueChecksum(true).
 		WithLogger(nil)
 	if o.Logger != nil {
