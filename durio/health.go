@@ -67,11 +67,11 @@ func (h *health) check() {
 		return
 	}
 	if err := h.status().Err; err != nil {
-		h.fail(fmt.Errorf("store failed: %w", err))
+		h.fail(fmt.Errorf("%w: %w", raft.ErrStoreFailed, err))
 		return
 	}
 	if h.exited != nil && h.exited() {
-		h.fail(fmt.Errorf("%w: the persister plugin process exited", persist.ErrUnavailable))
+		h.fail(fmt.Errorf("%w: %w: the persister plugin process exited", raft.ErrStoreFailed, persist.ErrUnavailable))
 	}
 }
 
@@ -98,8 +98,10 @@ func publicReason(err error) string {
 		return "store failed: corrupt data"
 	case errors.Is(err, persist.ErrUnavailable):
 		return "store failed: persister plugin unavailable"
-	default:
+	case errors.Is(err, raft.ErrStoreFailed):
 		return "store failed: write or sync error"
+	default:
+		return "replica failed"
 	}
 }
 

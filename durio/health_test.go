@@ -167,3 +167,38 @@ func filestoreMem(t *testing.T) *filestore.Store {
 	}
 	return s
 }
+
+// TestFailStopsReplica: another layer (a snapshot that cannot be restored)
+// stops the replica through Fail; the first error wins and is delivered
+// once, and the health routes report a generic reason.
+func TestFailStopsReplica(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Peers = []string{"http://127.0.0.1:0"}
+	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	r, err := StartReplica(cfg, filestoreMem(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	first := errors.New("restore snapshot: bad data at /some/path")
+	r.Fail(first)
+	r.Fail(errors.New("a later error"))
+	select {
+	case err := <-r.Failed():
+		if err != first {
+			t.Fatalf("Failed() = %v, want the first error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Failed() delivered nothing after Fail")
+	}
+	select {
+	case err := <-r.Failed():
+		t.Fatalf("Failed() delivered a second error: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	code, body := getHealth(t, r, "/healthz")
+	if code != http.StatusServiceUnavailable || body.Reason != "replica failed" {
+		t.Fatalf("healthz after Fail: %d %+v, want 503 with a reason that names no path", code, body)
+	}
+}

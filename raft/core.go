@@ -578,12 +578,13 @@ func (c *core) sendTimeoutNow(p int) {
 // stores, if that entry is of the current term (Raft paper, 5.4.2). The
 // leader counts itself only up to its durable index.
 func (c *core) maybeCommit() {
-	matches := make([]uint64, c.cfg.peers)
+	var buf [16]uint64 // no allocation for clusters of up to 16
+	matches := buf[:0]
 	for p := range c.prs {
 		if p == c.id {
-			matches[p] = c.log.durable
+			matches = append(matches, c.log.durable)
 		} else {
-			matches[p] = c.prs[p].match
+			matches = append(matches, c.prs[p].match)
 		}
 	}
 	mi := quorumMin(matches)
@@ -1181,6 +1182,18 @@ func (c *core) ready() ready {
 	rd.messages, c.msgs = c.msgs, nil
 	rd.reads, c.readStates = c.readStates, nil
 	return rd
+}
+
+// recycleMessages gives back the slice of a ready's messages, which the
+// caller copied out and no longer reads, so that the next batches append to
+// it instead of allocating.
+func (c *core) recycleMessages(msgs []message) {
+	if len(c.msgs) == 0 && cap(msgs) > cap(c.msgs) {
+		// Dropping what they point to lets the requests be freed once
+		// answered.
+		clear(msgs)
+		c.msgs = msgs[:0]
+	}
 }
 
 // advance tells the core that rd was stored.

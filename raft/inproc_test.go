@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -127,22 +129,136 @@ func (t *inprocTransport) ReadIndex(ctx context.Context, peer int, req *ReadInde
 	return reply(t.net, t.from, peer, r, err)
 }
 
+// hopNet gives inprocNet the shape of hashicorp/raft's InmemTransport, for
+// benchmarks that compare the two libraries rather than their transports:
+// every request crosses a channel to a goroutine of the receiving replica,
+// which calls the handler, and the answer crosses a channel back to the
+// waiting caller. Each replica serves with a pool of goroutines, so that
+// requests are served concurrently as a network server would (hashicorp's
+// follower serves them one at a time on its main goroutine, which also
+// stores the entries; ours hands that to its replication loop).
+type hopNet struct {
+	in   *inprocNet
+	reqs []chan hopCall // per receiving replica
+	quit chan struct{}
+	wg   sync.WaitGroup
+}
+
+// hopCall is one request in transit: serve runs on the receiver's
+// goroutine and done carries its error back.
+type hopCall struct {
+	serve func() error
+	done  chan error
+}
+
+func newHopNet(in *inprocNet, servers int) *hopNet {
+	h := &hopNet{in: in, reqs: make([]chan hopCall, len(in.nodes)), quit: make(chan struct{})}
+	for i := range h.reqs {
+		h.reqs[i] = make(chan hopCall)
+		for range servers {
+			h.wg.Add(1)
+			go func() {
+				defer h.wg.Done()
+				for {
+					select {
+					case <-h.quit:
+						return
+					case c := <-h.reqs[i]:
+						c.done <- c.serve()
+					}
+				}
+			}()
+		}
+	}
+	return h
+}
+
+// stop ends the serving goroutines and waits for them.
+func (h *hopNet) stop() {
+	close(h.quit)
+	h.wg.Wait()
+}
+
+// call runs serve on one of peer's goroutines and waits for it.
+func (h *hopNet) call(ctx context.Context, peer int, serve func() error) error {
+	c := hopCall{serve: serve, done: make(chan error, 1)}
+	select {
+	case h.reqs[peer] <- c:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-h.quit:
+		return errUnreachable
+	}
+	select {
+	case err := <-c.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// hopDo runs f on one of peer's goroutines; the answer is read only once
+// the serving goroutine handed it over.
+func hopDo[R any](h *hopNet, ctx context.Context, peer int, f func() (*R, error)) (*R, error) {
+	var r *R
+	if err := h.call(ctx, peer, func() (err error) { r, err = f(); return err }); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// hopTransport is inprocTransport behind a hopNet.
+type hopTransport struct {
+	hop   *hopNet
+	inner inprocTransport
+}
+
+var _ Transport = (*hopTransport)(nil)
+
+func (t *hopTransport) AppendEntries(ctx context.Context, peer int, req *AppendEntriesRequest) (*AppendEntriesResponse, error) {
+	return hopDo(t.hop, ctx, peer, func() (*AppendEntriesResponse, error) { return t.inner.AppendEntries(ctx, peer, req) })
+}
+
+func (t *hopTransport) RequestVote(ctx context.Context, peer int, req *RequestVoteRequest) (*RequestVoteResponse, error) {
+	return hopDo(t.hop, ctx, peer, func() (*RequestVoteResponse, error) { return t.inner.RequestVote(ctx, peer, req) })
+}
+
+func (t *hopTransport) InstallSnapshot(ctx context.Context, peer int, req *InstallSnapshotRequest) (*InstallSnapshotResponse, error) {
+	return hopDo(t.hop, ctx, peer, func() (*InstallSnapshotResponse, error) { return t.inner.InstallSnapshot(ctx, peer, req) })
+}
+
+func (t *hopTransport) TimeoutNow(ctx context.Context, peer int, req *TimeoutNowRequest) (*TimeoutNowResponse, error) {
+	return hopDo(t.hop, ctx, peer, func() (*TimeoutNowResponse, error) { return t.inner.TimeoutNow(ctx, peer, req) })
+}
+
+func (t *hopTransport) ReadIndex(ctx context.Context, peer int, req *ReadIndexRequest) (*ReadIndexResponse, error) {
+	return hopDo(t.hop, ctx, peer, func() (*ReadIndexResponse, error) { return t.inner.ReadIndex(ctx, peer, req) })
+}
+
 // testApp is an Application that records what it applied and lets callers
 // wait for an index. Its state is the list of applied commands; a snapshot
 // is that list, newline-separated.
 type testApp struct {
 	mu sync.Mutex // guards every field below
 	// node answers SnapshotNeeded when set.
-	node     *Node
-	cmds     []string
-	last     uint64
-	snaps    int
-	waiters  map[uint64][]chan struct{}
+	node *Node
+	// countOnly makes Apply keep no commands, only the index (benchmarks:
+	// the state machine should cost as little as hashicorp/raft's counter).
+	countOnly bool
+	cmds      []string
+	last      uint64
+	snaps     int
+	waiters   map[uint64][]chan struct{}
+	// notify maps an index to a channel that gets one value once it is
+	// applied (notifyAt; channels reused by the caller).
+	notify   map[uint64]chan<- struct{}
 	errs     []error
 	askCount int
 }
 
-func newTestApp() *testApp { return &testApp{waiters: make(map[uint64][]chan struct{})} }
+func newTestApp() *testApp {
+	return &testApp{waiters: make(map[uint64][]chan struct{}), notify: make(map[uint64]chan<- struct{})}
+}
 
 func (a *testApp) Apply(msg ApplyMsg) {
 	a.mu.Lock()
@@ -150,19 +266,26 @@ func (a *testApp) Apply(msg ApplyMsg) {
 	if msg.Index <= a.last {
 		a.errs = append(a.errs, fmt.Errorf("apply %d after %d", msg.Index, a.last))
 	}
-	if msg.IsSnapshot {
+	switch {
+	case msg.IsSnapshot:
 		a.snaps++
 		a.cmds = decodeCmds(msg.Snapshot)
-	} else {
+	case !a.countOnly:
 		a.cmds = append(a.cmds, string(msg.Command))
 	}
 	a.last = msg.Index
 	if !msg.IsSnapshot {
 		// Waiters wait for command indexes, so only this one can be due.
-		for _, w := range a.waiters[msg.Index] {
-			close(w)
+		if ws, ok := a.waiters[msg.Index]; ok {
+			for _, w := range ws {
+				close(w)
+			}
+			delete(a.waiters, msg.Index)
 		}
-		delete(a.waiters, msg.Index)
+		if ch, ok := a.notify[msg.Index]; ok {
+			ch <- struct{}{}
+			delete(a.notify, msg.Index)
+		}
 		return
 	}
 	for i, ws := range a.waiters {
@@ -171,6 +294,12 @@ func (a *testApp) Apply(msg ApplyMsg) {
 				close(w)
 			}
 			delete(a.waiters, i)
+		}
+	}
+	for i, ch := range a.notify {
+		if i <= a.last {
+			ch <- struct{}{}
+			delete(a.notify, i)
 		}
 	}
 }
@@ -224,6 +353,25 @@ func (a *testApp) wait(index uint64) <-chan struct{} {
 	return ch
 }
 
+// notifyAt arranges for one value to be sent on ch (which must have room for
+// it) once index is applied; unlike wait it allocates nothing.
+func (a *testApp) notifyAt(index uint64, ch chan<- struct{}) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.last >= index {
+		ch <- struct{}{}
+		return
+	}
+	a.notify[index] = ch
+}
+
+// cancelNotify forgets a notifyAt registration that was not sent yet.
+func (a *testApp) cancelNotify(index uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.notify, index)
+}
+
 func (a *testApp) commands() []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -232,8 +380,10 @@ func (a *testApp) commands() []string {
 
 // cluster is a set of nodes on an inprocNet with memory stores.
 type cluster struct {
-	t      testing.TB
-	net    *inprocNet
+	t   testing.TB
+	net *inprocNet
+	// hop, when set, carries every RPC (newHopCluster).
+	hop    *hopNet
 	cfg    func(id int) Config
 	nodes  []*Node
 	apps   []*testApp
@@ -244,6 +394,10 @@ func testConfig(id, peers int) Config {
 	c := DefaultConfig()
 	c.ID, c.Peers = id, peers
 	c.Seed = uint64(id + 1)
+	// RAFT_TEST_LOG=1 shows the nodes' logs (elections, role changes).
+	if os.Getenv("RAFT_TEST_LOG") != "" {
+		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
 	return c
 }
 
@@ -254,7 +408,11 @@ func newCluster(t testing.TB, n int, tweak func(*Config)) *cluster {
 // newClusterStores is newCluster with stores from open; crash needs
 // *persist.Memory stores.
 func newClusterStores(t testing.TB, n int, tweak func(*Config), open func(i int) persist.Store) *cluster {
-	cl := &cluster{t: t, net: newInprocNet(n), nodes: make([]*Node, n), apps: make([]*testApp, n), stores: make([]persist.Store, n)}
+	return newClusterOn(t, newInprocNet(n), nil, n, tweak, open)
+}
+
+func newClusterOn(t testing.TB, in *inprocNet, hop *hopNet, n int, tweak func(*Config), open func(i int) persist.Store) *cluster {
+	cl := &cluster{t: t, net: in, hop: hop, nodes: make([]*Node, n), apps: make([]*testApp, n), stores: make([]persist.Store, n)}
 	cl.cfg = func(id int) Config {
 		c := testConfig(id, n)
 		if tweak != nil {
@@ -270,9 +428,32 @@ func newClusterStores(t testing.TB, n int, tweak func(*Config), open func(i int)
 	return cl
 }
 
+// newHopCluster is newCluster over a hopNet.
+func newHopCluster(t testing.TB, n int, tweak func(*Config)) *cluster {
+	in := newInprocNet(n)
+	servers := (n - 1) * DefaultConfig().RPCWorkersPerPeer
+	if tweak != nil {
+		c := DefaultConfig()
+		tweak(&c)
+		servers = (n - 1) * c.RPCWorkersPerPeer
+	}
+	hop := newHopNet(in, servers)
+	// Registered first, so it runs after the nodes are killed.
+	t.Cleanup(hop.stop)
+	return newClusterOn(t, in, hop, n, tweak, func(int) persist.Store { return persist.NewMemory() })
+}
+
+func (cl *cluster) transport(i int) Transport {
+	tr := inprocTransport{net: cl.net, from: i}
+	if cl.hop != nil {
+		return &hopTransport{hop: cl.hop, inner: tr}
+	}
+	return &tr
+}
+
 func (cl *cluster) start(i int) {
 	cl.apps[i] = newTestApp()
-	n, err := New(cl.cfg(i), &inprocTransport{net: cl.net, from: i}, cl.stores[i], cl.apps[i])
+	n, err := New(cl.cfg(i), cl.transport(i), cl.stores[i], cl.apps[i])
 	if err != nil {
 		cl.t.Fatal(err)
 	}

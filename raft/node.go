@@ -1,11 +1,11 @@
 package raft
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -48,6 +48,18 @@ type Node struct {
 	applyMu sync.Mutex
 	applyQ  []applyItem
 
+	// applied is the last index handed to the application; appliedDone the
+	// last one whose Apply returned. The applier stores them without n.mu
+	// (one entry at a time, so they must cost nothing when nobody waits);
+	// readers load them.
+	applied, appliedDone atomic.Uint64
+	// appliedWaiting is set (under n.mu) by a waitApplied caller that took
+	// appliedCh; the applier then closes and replaces appliedCh. Each side
+	// stores its own variable before it loads the other's, so either the
+	// waiter sees appliedDone reach its index or the applier sees it
+	// waiting.
+	appliedWaiting atomic.Bool
+
 	// mu guards core and every field below. It is never held across a store
 	// call, an RPC or an application callback.
 	mu   sync.Mutex
@@ -56,15 +68,15 @@ type Node struct {
 	killed bool
 	err    error
 	// readySeq counts batches taken from the core; persistedSeq the ones
-	// stored. persistCh is closed (and replaced) whenever persistedSeq
-	// grows, and on kill or failure.
+	// stored. persistCh is closed (and replaced) when persistedSeq grows
+	// while persistWaiting says someone waits on it, and on kill or
+	// failure.
 	readySeq, persistedSeq uint64
 	persistCh              chan struct{}
-	// applied is the last index handed to the application; appliedDone the
-	// last one whose Apply returned. appliedCh is closed (and replaced)
-	// when appliedDone grows.
-	applied, appliedDone uint64
-	appliedCh            chan struct{}
+	persistWaiting         bool
+	// appliedCh is closed (and replaced) when appliedDone grows while
+	// appliedWaiting is set, and on kill.
+	appliedCh chan struct{}
 	// snapshotIndex is the index of the stored snapshot.
 	snapshotIndex uint64
 	// compaction is a snapshot from SaveSnapshot waiting for the loop.
@@ -146,7 +158,10 @@ func New(cfg Config, tr Transport, store persist.Store, app Application) (*Node,
 		if p == cfg.ID {
 			continue
 		}
-		n.peers[p] = make(chan message, 4*cfg.RPCWorkersPerPeer)
+		// Room for a full window of appends besides heartbeats and read
+		// rounds: a full queue counts as a failed send, which stalls the
+		// peer's replication until the next heartbeat.
+		n.peers[p] = make(chan message, cfg.MaxInflightAppends+4*cfg.RPCWorkersPerPeer)
 		for range cfg.RPCWorkersPerPeer {
 			n.goDaemon("sender", func() { n.sender(n.peers[p]) })
 		}
@@ -264,6 +279,13 @@ func (n *Node) loop() {
 			return
 		case <-n.kickCh:
 		}
+		// Let the goroutines that are ready to run (proposers woken by the
+		// applier, senders with answers, handlers) step into the core
+		// before its state is taken, so one wake-up carries one batch of
+		// all of them: the kick that woke the loop hands it the processor
+		// at once, which would otherwise send each proposal on its own and
+		// keep the others queued behind a chain of such hand-offs.
+		runtime.Gosched()
 		for n.processReady() {
 		}
 	}
@@ -363,8 +385,13 @@ func (n *Node) processReady() bool {
 			n.snapshotIndex = max(n.snapshotIndex, rd.snapshot.Index)
 		}
 		n.persistedSeq = seq
-		close(n.persistCh)
-		n.persistCh = make(chan struct{})
+		if n.persistWaiting {
+			n.persistWaiting = false
+			close(n.persistCh)
+			n.persistCh = make(chan struct{})
+		}
+		// The messages were copied out (dispatch and late).
+		n.core.recycleMessages(rd.messages)
 		for _, rs := range rd.reads {
 			if ch, ok := n.readWaiters[rs.id]; ok {
 				ch <- rs
@@ -446,49 +473,63 @@ func (n *Node) call(m message) {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RPCTimeout)
 	defer cancel()
 	var (
-		step func()
-		err  error
+		r   answer
+		err error
 	)
 	switch {
 	case m.ae != nil:
-		var resp *AppendEntriesResponse
-		if resp, err = n.tr.AppendEntries(ctx, m.to, m.ae); err == nil && resp != nil {
-			step = func() { n.core.handleAppendResponse(m, resp) }
-		}
+		r.ae, err = n.tr.AppendEntries(ctx, m.to, m.ae)
 	case m.rv != nil:
-		var resp *RequestVoteResponse
-		if resp, err = n.tr.RequestVote(ctx, m.to, m.rv); err == nil && resp != nil {
-			step = func() { n.core.handleVoteResponse(m, resp) }
-		}
+		r.rv, err = n.tr.RequestVote(ctx, m.to, m.rv)
 	case m.is != nil:
-		var resp *InstallSnapshotResponse
-		if resp, err = n.tr.InstallSnapshot(ctx, m.to, m.is); err == nil && resp != nil {
-			step = func() { n.core.handleSnapshotResponse(m, resp) }
-		}
+		r.is, err = n.tr.InstallSnapshot(ctx, m.to, m.is)
 	case m.tn != nil:
-		var resp *TimeoutNowResponse
-		if resp, err = n.tr.TimeoutNow(ctx, m.to, m.tn); err == nil && resp != nil {
-			step = func() { n.core.handleTimeoutNowResponse(m, resp) }
-		}
+		r.tn, err = n.tr.TimeoutNow(ctx, m.to, m.tn)
 	case m.ri != nil:
-		var resp *ReadIndexResponse
-		if resp, err = n.tr.ReadIndex(ctx, m.to, m.ri); err == nil && resp != nil {
-			step = func() { n.core.handleReadIndexResponse(m, resp) }
-		}
+		r.ri, err = n.tr.ReadIndex(ctx, m.to, m.ri)
 	}
-	if step == nil {
+	if err != nil || !r.valid(m) {
 		n.logger.Debug("raft: rpc failed", "to", m.to, "rpc", rpcName(m), "err", err)
+		r = answer{}
 	}
+	n.stepAnswer(m, r)
+	n.kick()
+}
+
+// answer is the response to a message: the field matching its request, or
+// nothing if the RPC failed.
+type answer struct {
+	ae *AppendEntriesResponse
+	rv *RequestVoteResponse
+	is *InstallSnapshotResponse
+	tn *TimeoutNowResponse
+	ri *ReadIndexResponse
+}
+
+func (r answer) valid(m message) bool {
+	return (m.ae != nil && r.ae != nil) || (m.rv != nil && r.rv != nil) ||
+		(m.is != nil && r.is != nil) || (m.tn != nil && r.tn != nil) || (m.ri != nil && r.ri != nil)
+}
+
+// stepAnswer steps m's answer, or its failure, into the core.
+func (n *Node) stepAnswer(m message, r answer) {
 	n.locked(func() {
 		switch {
 		case n.killed || n.err != nil:
-		case step != nil:
-			step()
-		default:
+		case !r.valid(m):
 			n.core.handleFailure(m)
+		case m.ae != nil:
+			n.core.handleAppendResponse(m, r.ae)
+		case m.rv != nil:
+			n.core.handleVoteResponse(m, r.rv)
+		case m.is != nil:
+			n.core.handleSnapshotResponse(m, r.is)
+		case m.tn != nil:
+			n.core.handleTimeoutNowResponse(m, r.tn)
+		case m.ri != nil:
+			n.core.handleReadIndexResponse(m, r.ri)
 		}
 	})
-	n.kick()
 }
 
 // applier hands committed entries and installed snapshots to the
@@ -535,10 +576,10 @@ func (n *Node) applySnapshot(s *persist.Snapshot, last *uint64) bool {
 		n.recordViolation("applying snapshot %d after index %d", s.Index, *last)
 		return true
 	}
-	n.setApplied(s.Index, false)
+	n.applied.Store(s.Index)
 	n.app.Apply(ApplyMsg{Index: s.Index, Term: s.Term, Snapshot: s.Data, IsSnapshot: true})
 	*last = s.Index
-	n.setApplied(s.Index, true)
+	n.setAppliedDone(s.Index)
 	return true
 }
 
@@ -552,25 +593,26 @@ func (n *Node) applyEntry(e Entry, last *uint64) bool {
 	if e.Index != *last+1 {
 		n.recordViolation("applying index %d after %d", e.Index, *last)
 	}
-	n.setApplied(e.Index, false)
+	n.applied.Store(e.Index)
 	if e.Type == persist.EntryCommand {
 		n.app.Apply(ApplyMsg{Index: e.Index, Term: e.Term, Command: e.Data})
 	}
 	*last = e.Index
-	n.setApplied(e.Index, true)
+	n.setAppliedDone(e.Index)
 	return true
 }
 
-func (n *Node) setApplied(i uint64, done bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if !done {
-		n.applied = i
-		return
+// setAppliedDone records that Apply(i) returned, and wakes waitApplied
+// callers only if there are some: no lock, no allocation otherwise.
+func (n *Node) setAppliedDone(i uint64) {
+	n.appliedDone.Store(i)
+	if n.appliedWaiting.Load() {
+		n.mu.Lock()
+		n.appliedWaiting.Store(false)
+		close(n.appliedCh)
+		n.appliedCh = make(chan struct{})
+		n.mu.Unlock()
 	}
-	n.appliedDone = i
-	close(n.appliedCh)
-	n.appliedCh = make(chan struct{})
 }
 
 func (n *Node) recordViolation(format string, args ...any) {
@@ -606,16 +648,20 @@ func (n *Node) maybeAskSnapshot(last uint64) {
 
 // Start proposes cmd. If this node is the leader it appends cmd to its log
 // and returns the index the command will have if it commits, the current
-// term and true; the caller must not modify cmd afterwards. Otherwise it
-// returns isLeader false. Start does not wait for the command to commit.
+// term and true. Otherwise it returns isLeader false. Start does not wait
+// for the command to commit.
+//
+// The node takes cmd over without copying it: it keeps the slice in its log,
+// sends it to followers and hands it to Apply as ApplyMsg.Command. The
+// caller must not modify cmd after the call, whatever Start returned; a
+// caller that reuses a buffer passes a copy.
 func (n *Node) Start(cmd []byte) (index, term uint64, isLeader bool) {
-	data := bytes.Clone(cmd)
 	n.locked(func() {
 		if n.usable() != nil {
 			term = n.core.term
 			return
 		}
-		index, term, isLeader = n.core.propose(data)
+		index, term, isLeader = n.core.propose(cmd)
 	})
 	if isLeader {
 		n.kick()
@@ -673,7 +719,7 @@ func (n *Node) Status() Status {
 		Role:          c.role,
 		Leader:        c.lead,
 		Commit:        c.log.commit,
-		Applied:       n.applied,
+		Applied:       n.applied.Load(),
 		LastIndex:     c.log.lastIndex(),
 		SnapshotIndex: n.snapshotIndex,
 		Err:           n.err,
@@ -698,8 +744,8 @@ func (n *Node) SaveSnapshot(index uint64, data []byte) error {
 	if err := n.usable(); err != nil {
 		return err
 	}
-	if index > n.applied {
-		return fmt.Errorf("%w: index %d not applied yet (applied %d)", ErrBadSnapshot, index, n.applied)
+	if applied := n.applied.Load(); index > applied {
+		return fmt.Errorf("%w: index %d not applied yet (applied %d)", ErrBadSnapshot, index, applied)
 	}
 	if index <= n.core.log.snap.Index || (n.compaction != nil && index <= n.compaction.Index) {
 		n.snapshotAsked.Store(false)
@@ -781,14 +827,20 @@ func (n *Node) readIndex(ctx context.Context, register func(c *core, id uint64) 
 
 // waitApplied waits until the application applied index.
 func (n *Node) waitApplied(ctx context.Context, index uint64) error {
-	n.mu.Lock()
-	for n.appliedDone < index {
+	for n.appliedDone.Load() < index {
+		n.mu.Lock()
 		if err := n.usable(); err != nil {
 			n.mu.Unlock()
 			return err
 		}
+		n.appliedWaiting.Store(true)
 		ch := n.appliedCh
+		// Checked again after announcing the wait (see appliedWaiting).
+		done := n.appliedDone.Load() >= index
 		n.mu.Unlock()
+		if done {
+			return nil
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -796,9 +848,7 @@ func (n *Node) waitApplied(ctx context.Context, index uint64) error {
 		case <-n.ctx.Done():
 			return ErrKilled
 		}
-		n.mu.Lock()
 	}
-	n.mu.Unlock()
 	return nil
 }
 
@@ -898,6 +948,7 @@ func (n *Node) waitPersisted(ctx context.Context, seq uint64) error {
 			n.mu.Unlock()
 			return err
 		}
+		n.persistWaiting = true
 		ch := n.persistCh
 		n.mu.Unlock()
 		select {

@@ -140,9 +140,23 @@ func Serve(open OpenFunc) error {
 	if os.Getenv(Handshake.MagicCookieKey) != Handshake.MagicCookieValue {
 		return ErrNotPlugin
 	}
+	direct, err := directFromEnv()
+	if err != nil {
+		// The host offered a channel we cannot use: serve Append over gRPC.
+		pluginLogger().Warn("persister plugin: no direct Append channel", "err", err)
+	}
+	gp := &GRPCPlugin{Open: open, direct: direct}
+	defer func() {
+		if gp.srv != nil {
+			gp.srv.stopDirect()
+		}
+		if direct != nil {
+			_ = direct.Close()
+		}
+	}()
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: Handshake,
-		Plugins:         goplugin.PluginSet{PluginName: &GRPCPlugin{Open: open}},
+		Plugins:         goplugin.PluginSet{PluginName: gp},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(maxMessageBytes), grpc.MaxSendMsgSize(maxMessageBytes))...)
 		},

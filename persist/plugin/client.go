@@ -20,6 +20,11 @@ import (
 // Client from GRPCPlugin.GRPCClient must be opened with OpenStore first.
 type Client struct {
 	rpc persistv1.PersisterServiceClient
+	// direct, if set, carries Append instead of the Append RPC (see
+	// direct.go); offer, if set, is the host's end of a channel the plugin
+	// has not yet accepted (OpenStore decides).
+	direct *directClient
+	offer  endpoint
 	// down, if set, reports whether the plugin process has exited, so calls
 	// fail fast with persist.ErrUnavailable.
 	down func() bool
@@ -36,12 +41,28 @@ var _ persist.Store = (*Client)(nil)
 func (c *Client) OpenStore(ctx context.Context, p Params) error {
 	resp, err := c.rpc.Open(ctx, &persistv1.OpenRequest{DataDir: p.DataDir, Sync: p.Sync, Options: p.Options})
 	if err != nil {
+		if c.offer != nil {
+			_ = c.offer.Close()
+			c.offer = nil
+		}
 		return fromStatus("open", err)
 	}
 	c.name = resp.GetStoreName()
 	c.size.Store(int64(resp.GetLogSizeBytes()))
+	if c.offer != nil {
+		if resp.GetDirectAppend() {
+			c.direct = newDirectClient(c.offer)
+		} else {
+			_ = c.offer.Close() // an older plugin: Append goes over gRPC
+		}
+		c.offer = nil
+	}
 	return nil
 }
+
+// DirectAppend reports whether Append goes over the direct channel rather
+// than the Append RPC.
+func (c *Client) DirectAppend() bool { return c.direct != nil }
 
 // StoreName is the name the plugin gave its store, for logs.
 func (c *Client) StoreName() string { return c.name }
@@ -111,9 +132,17 @@ func (c *Client) Load(ctx context.Context) (persist.State, error) {
 	return st, nil
 }
 
-// Append implements persist.Store with one RPC.
+// Append implements persist.Store: one frame on the direct channel if the
+// plugin serves one, else one RPC.
 func (c *Client) Append(ctx context.Context, hs persist.HardState, entries []persist.Entry) error {
 	if err := c.check(); err != nil {
+		return err
+	}
+	if c.direct != nil {
+		size, err := c.direct.append(ctx, hs, entries)
+		if err == nil || !errors.Is(err, persist.ErrUnavailable) {
+			c.size.Store(size)
+		}
 		return err
 	}
 	resp, err := c.rpc.Append(ctx, &persistv1.AppendRequest{HardState: hardStateToProto(hs), Entries: entriesToProto(entries)})
@@ -167,6 +196,12 @@ func (c *Client) Size() int64 { return c.size.Load() }
 func (c *Client) Close() error {
 	if c.closed.Swap(true) {
 		return nil
+	}
+	if c.direct != nil {
+		_ = c.direct.close() // the plugin stops serving it on EOF
+	}
+	if c.offer != nil {
+		_ = c.offer.Close()
 	}
 	if c.down != nil && c.down() {
 		return nil

@@ -61,6 +61,10 @@ type Config struct {
 	// InProcess makes OpenPersister open a built-in store inside this
 	// process instead of a plugin subprocess (no isolation, no RPC cost).
 	InProcess bool
+	// NoDirectAppend sends every Append as a gRPC call even to a plugin
+	// that serves the direct Append channel (see DirectAppend). For
+	// comparison benchmarks and for ruling the channel out.
+	NoDirectAppend bool
 }
 
 // DefaultConfig returns a configuration for the durable file store in
@@ -139,8 +143,22 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cmd.Env = []string{EnvBuiltin + "=" + cfg.Persister}
 	} else {
 		cmd = exec.Command(cfg.Persister)
+		cmd.Env = os.Environ() // go-plugin adds it only to an empty Env
 	}
 	dieWithParent(cmd)
+	var offer endpoint // the host's end of the direct Append channel
+	if !cfg.NoDirectAppend {
+		conn, child, err := directPair()
+		if err != nil {
+			return nil, err
+		}
+		if conn != nil {
+			offer = conn
+			defer child.Close() // the child has its copy once started
+			cmd.ExtraFiles = []*os.File{child}
+			cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", EnvAppendFD, 3+len(cmd.ExtraFiles)-1))
+		}
+	}
 
 	s := &Store{}
 	logger := cfg.Logger
@@ -166,6 +184,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes))},
 	})
 	fail := func(err error) (*Store, error) {
+		if offer != nil {
+			_ = offer.Close()
+		}
 		s.pc.Kill()
 		s.cleanup()
 		return nil, err
@@ -183,6 +204,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return fail(fmt.Errorf("persist/plugin: %s dispensed %T, not a persister", cfg.Persister, raw))
 	}
 	c.down = s.pc.Exited
+	c.offer = offer
+	offer = nil // OpenStore takes it or closes it
 	if rc := s.pc.ReattachConfig(); rc != nil {
 		s.pid = rc.Pid
 	}

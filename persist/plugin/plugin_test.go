@@ -369,3 +369,72 @@ func TestOpenPersister(t *testing.T) {
 		t.Fatalf("InProcess with a plugin path: %v", err)
 	}
 }
+
+// TestDirectAppendChosen checks that built-in plugins take Append on the
+// direct channel, that NoDirectAppend keeps it on gRPC, and that both paths
+// store the same thing.
+func TestDirectAppendChosen(t *testing.T) {
+	for _, noDirect := range []bool{false, true} {
+		dir := t.TempDir()
+		cfg := plugin.Config{Persister: "file", DataDir: dir, SocketDir: shortSocketDir(t), NoDirectAppend: noDirect}
+		s, err := plugin.Open(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.DirectAppend() == noDirect {
+			t.Errorf("NoDirectAppend=%v: DirectAppend() = %v", noDirect, s.DirectAppend())
+		}
+		es := persisttest.Entries(1, 40, 2)
+		hs := persist.HardState{Term: 2, VotedFor: 1, Commit: 3}
+		if err := s.Append(ctx, hs, es); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Append(ctx, hs, persisttest.Entries(50, 50, 2)); !errors.Is(err, persist.ErrNonContiguous) {
+			t.Fatalf("NoDirectAppend=%v: a gap gave %v, want ErrNonContiguous", noDirect, err)
+		}
+		st, err := s.Load(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := persisttest.DiffState(st, persist.State{HardState: hs, Entries: es}); diff != "" || s.Size() != persist.LogSize(es) {
+			t.Fatalf("NoDirectAppend=%v: %s, size %d", noDirect, diff, s.Size())
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestDirectAppendStoppedPlugin stops the plugin (SIGSTOP): an Append with
+// a deadline returns when it expires, with ErrUnavailable, and later calls
+// fail at once rather than reading a stale answer.
+func TestDirectAppendStoppedPlugin(t *testing.T) {
+	s, err := plugin.Open(ctx, plugin.Config{Persister: "file", DataDir: t.TempDir(), SocketDir: shortSocketDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Append(ctx, persist.HardState{Term: 1}, persisttest.Entries(1, 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(s.PID(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = syscall.Kill(s.PID(), syscall.SIGCONT) }()
+	tctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Append(tctx, persist.HardState{Term: 1}, persisttest.Entries(2, 2, 1)) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, persist.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Append to a stopped plugin: %v, want ErrUnavailable and DeadlineExceeded", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Append to a stopped plugin did not return after its deadline")
+	}
+	_ = syscall.Kill(s.PID(), syscall.SIGCONT)
+	if err := s.Append(ctx, persist.HardState{Term: 1}, persisttest.Entries(2, 2, 1)); !errors.Is(err, persist.ErrUnavailable) {
+		t.Fatalf("Append after an interrupted one: %v, want ErrUnavailable", err)
+	}
+}

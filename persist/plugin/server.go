@@ -59,13 +59,20 @@ type GRPCPlugin struct {
 	goplugin.NetRPCUnsupportedPlugin
 	// Open opens the store; needed on the plugin side only.
 	Open OpenFunc
+
+	// direct is the plugin's end of the direct Append channel (Serve sets
+	// it from EnvAppendFD), or nil; srv is the server GRPCServer made, so
+	// Serve can stop the channel.
+	direct endpoint
+	srv    *server
 }
 
 var _ goplugin.GRPCPlugin = (*GRPCPlugin)(nil)
 
 // GRPCServer implements goplugin.GRPCPlugin.
 func (p *GRPCPlugin) GRPCServer(_ *goplugin.GRPCBroker, s *grpc.Server) error {
-	persistv1.RegisterPersisterServiceServer(s, &server{open: p.Open})
+	p.srv = &server{open: p.Open, direct: p.direct}
+	persistv1.RegisterPersisterServiceServer(s, p.srv)
 	return nil
 }
 
@@ -78,10 +85,23 @@ func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *goplugin.GRPCBroker, cc *g
 // server is the plugin side of the PersisterService over one store.
 type server struct {
 	persistv1.UnimplementedPersisterServiceServer
-	open OpenFunc
+	open   OpenFunc
+	direct endpoint // the direct Append channel, or nil
 
-	mu sync.Mutex    // guards st; held only to read or set it, never across a store call
-	st persist.Store // nil before Open
+	mu      sync.Mutex    // guards st and serving; held only to read or set them, never across a store call
+	st      persist.Store // nil before Open
+	serving *directServer // serves direct once the store is open, or nil
+}
+
+// stopDirect stops serving the direct channel, if it was served.
+func (s *server) stopDirect() {
+	s.mu.Lock()
+	d := s.serving
+	s.serving = nil
+	s.mu.Unlock()
+	if d != nil {
+		d.stop()
+	}
 }
 
 func (s *server) store() (persist.Store, error) {
@@ -107,7 +127,12 @@ func (s *server) Open(_ context.Context, req *persistv1.OpenRequest) (*persistv1
 		return nil, toStatus(err)
 	}
 	s.st = st
-	return &persistv1.OpenResponse{StoreName: name, LogSizeBytes: uint64(st.Size())}, nil
+	resp := &persistv1.OpenResponse{StoreName: name, LogSizeBytes: uint64(st.Size())}
+	if s.direct != nil {
+		s.serving = serveDirect(s.direct, s)
+		resp.DirectAppend = true
+	}
+	return resp, nil
 }
 
 func (s *server) Load(req *persistv1.LoadRequest, stream grpc.ServerStreamingServer[persistv1.LoadResponse]) error {

@@ -98,7 +98,15 @@ type OpenResponse struct {
 	// store_name is the name of the store implementation, for logs.
 	StoreName string `protobuf:"bytes,1,opt,name=store_name,json=storeName,proto3" json:"store_name,omitempty"`
 	// log_size_bytes is the size of the persisted log after open.
-	LogSizeBytes  uint64 `protobuf:"varint,2,opt,name=log_size_bytes,json=logSizeBytes,proto3" json:"log_size_bytes,omitempty"`
+	LogSizeBytes uint64 `protobuf:"varint,2,opt,name=log_size_bytes,json=logSizeBytes,proto3" json:"log_size_bytes,omitempty"`
+	// direct_append is true if the plugin serves Append on the direct channel
+	// the host handed it at start (a Unix socket pair end, its descriptor
+	// number in the environment variable RUAFT_PERSISTER_APPEND_FD). The host
+	// then sends every Append there instead of calling the Append RPC: a
+	// length-prefixed binary frame with no HTTP/2, protobuf or goroutine
+	// hand-offs in between (format: persist/plugin/direct.go). A plugin that
+	// leaves it false gets Append RPCs.
+	DirectAppend  bool `protobuf:"varint,3,opt,name=direct_append,json=directAppend,proto3" json:"direct_append,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -145,6 +153,13 @@ func (x *OpenResponse) GetLogSizeBytes() uint64 {
 		return x.LogSizeBytes
 	}
 	return 0
+}
+
+func (x *OpenResponse) GetDirectAppend() bool {
+	if x != nil {
+		return x.DirectAppend
+	}
+	return false
 }
 
 // LoadRequest asks for the stored state.
@@ -705,11 +720,12 @@ const file_persist_v1_persist_proto_rawDesc = "" +
 	"\aoptions\x18\x03 \x03(\v2$.persist.v1.OpenRequest.OptionsEntryR\aoptions\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"S\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"x\n" +
 	"\fOpenResponse\x12\x1d\n" +
 	"\n" +
 	"store_name\x18\x01 \x01(\tR\tstoreName\x12$\n" +
-	"\x0elog_size_bytes\x18\x02 \x01(\x04R\flogSizeBytes\"5\n" +
+	"\x0elog_size_bytes\x18\x02 \x01(\x04R\flogSizeBytes\x12#\n" +
+	"\rdirect_append\x18\x03 \x01(\bR\fdirectAppend\"5\n" +
 	"\vLoadRequest\x12&\n" +
 	"\x0fmax_chunk_bytes\x18\x01 \x01(\x04R\rmaxChunkBytes\"\xbd\x01\n" +
 	"\n" +
