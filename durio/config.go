@@ -41,6 +41,11 @@ type Config struct {
 	PersisterOptions map[string]string `yaml:"persister-options"`
 	// MaxBodyBytes is the largest request body the client listener accepts.
 	MaxBodyBytes int64 `yaml:"max-body-bytes"`
+	// SnapshotBytes is the size of the stored raft log, in bytes, above
+	// which the replica snapshots its key-value state and drops the log it
+	// covers; 0 never snapshots. Smaller values bound the disk the log
+	// takes (an SD card) at the cost of writing the whole state more often.
+	SnapshotBytes int64 `yaml:"snapshot-bytes"`
 	// RequestTimeout bounds how long a client request may wait for the
 	// cluster before it fails with 503 (no leader) or 504 (outcome unknown).
 	RequestTimeout time.Duration `yaml:"request-timeout"`
@@ -69,6 +74,7 @@ func DefaultConfig() Config {
 		Persister:      "badger",
 		DataDir:        "durio-data",
 		MaxBodyBytes:   1 << 20,
+		SnapshotBytes:  DefaultSnapshotBytes,
 		RequestTimeout: 5 * time.Second,
 		LogLevel:       "info",
 	}
@@ -121,6 +127,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes <= 0 {
 		return configErr("max-body-bytes", "%d must be positive", c.MaxBodyBytes)
+	}
+	if c.SnapshotBytes < 0 {
+		return configErr("snapshot-bytes", "%d must not be negative (0 disables snapshots)", c.SnapshotBytes)
 	}
 	if c.RequestTimeout <= 0 {
 		return configErr("request-timeout", "%v must be positive", c.RequestTimeout)
@@ -198,6 +207,7 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 		dataDir   = fs.String("data-dir", "", "`folder` for this replica's state")
 		persister = fs.String("persister", "", "store: noop, file, badger, or a plugin `path` (default badger)")
 		maxBody   = fs.Int64("max-body-bytes", 0, "largest client request body in `bytes` (default 1 MiB)")
+		snapBytes = fs.Int64("snapshot-bytes", 0, "stored raft log size in `bytes` that triggers a snapshot; 0 never snapshots (default 8 MiB)")
 		timeout   = fs.Duration("request-timeout", 0, "how long a client request may wait for the cluster (default 5s)")
 		logLevel  = fs.String("log-level", "", "debug, info, warn or error (default info)")
 		token     = fs.String("peer-token", "", "shared `secret` every peer RPC must carry")
@@ -224,6 +234,8 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 			cfg.Persister = *persister
 		case "max-body-bytes":
 			cfg.MaxBodyBytes = *maxBody
+		case "snapshot-bytes":
+			cfg.SnapshotBytes = *snapBytes
 		case "request-timeout":
 			cfg.RequestTimeout = *timeout
 		case "log-level":

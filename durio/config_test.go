@@ -22,7 +22,8 @@ func TestParseServeFlags(t *testing.T) {
 	if cfg.ID != 1 || len(cfg.Peers) != 3 || cfg.ListenPeer != "127.0.0.1:7002" {
 		t.Fatalf("unexpected config %+v", cfg)
 	}
-	if cfg.Persister != "badger" || cfg.MaxBodyBytes != 1<<20 || cfg.RequestTimeout != 5*time.Second {
+	if cfg.Persister != "badger" || cfg.MaxBodyBytes != 1<<20 || cfg.RequestTimeout != 5*time.Second ||
+		cfg.SnapshotBytes != DefaultSnapshotBytes {
 		t.Fatalf("defaults not applied: %+v", cfg)
 	}
 }
@@ -37,6 +38,7 @@ listen-client: 0.0.0.0:8080
 data-dir: /var/lib/durio
 persister: file
 request-timeout: 3s
+snapshot-bytes: 1048576
 persister-options:
   sync: "true"
 `
@@ -53,7 +55,7 @@ persister-options:
 	if cfg.Persister != "badger" {
 		t.Fatalf("flag did not override the file: persister=%q", cfg.Persister)
 	}
-	if cfg.RequestTimeout != 3*time.Second || cfg.PersisterOptions["sync"] != "true" {
+	if cfg.RequestTimeout != 3*time.Second || cfg.PersisterOptions["sync"] != "true" || cfg.SnapshotBytes != 1<<20 {
 		t.Fatalf("file values lost: %+v", cfg)
 	}
 }
@@ -73,6 +75,8 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{[]string{"--peers", peers, "--listen-client", "x", "--data-dir", "d"}, "listen-client"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--max-body-bytes", "-1"}, "max-body-bytes"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--log-level", "loud"}, "log-level"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--snapshot-bytes", "-1"}, "snapshot-bytes"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--snapshot-bytes", "8MiB"}, "snapshot-bytes"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--client-urls", "http://a:1"}, "client-urls"},
 		{[]string{"--bogus"}, "bogus"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--tls-cert", "c.pem"}, "tls-cert"},

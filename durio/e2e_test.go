@@ -77,6 +77,8 @@ type cluster struct {
 	peers     []string
 	clients   []string
 	procs     []*proc
+	// extra are more `durio serve` flags for every replica.
+	extra []string
 }
 
 type proc struct {
@@ -85,10 +87,10 @@ type proc struct {
 	log  *bytes.Buffer
 }
 
-func startCluster(t *testing.T, n int, persister string) *cluster {
+func startCluster(t *testing.T, n int, persister string, extra ...string) *cluster {
 	t.Helper()
 	ports := freePorts(t, 2*n)
-	c := &cluster{t: t, persister: persister, dir: t.TempDir(), procs: make([]*proc, n)}
+	c := &cluster{t: t, persister: persister, dir: t.TempDir(), procs: make([]*proc, n), extra: extra}
 	for i := range n {
 		c.peers = append(c.peers, "http://127.0.0.1:"+strconv.Itoa(ports[i]))
 		c.clients = append(c.clients, "http://127.0.0.1:"+strconv.Itoa(ports[n+i]))
@@ -103,7 +105,7 @@ func startCluster(t *testing.T, n int, persister string) *cluster {
 
 func (c *cluster) start(i int) {
 	c.t.Helper()
-	cmd := exec.Command(durioBin, "serve",
+	cmd := exec.Command(durioBin, append([]string{"serve",
 		"--id", strconv.Itoa(i),
 		"--peers", strings.Join(c.peers, ","),
 		"--client-urls", strings.Join(c.clients, ","),
@@ -111,7 +113,7 @@ func (c *cluster) start(i int) {
 		"--data-dir", filepath.Join(c.dir, "replica-"+strconv.Itoa(i)),
 		"--persister", c.persister,
 		"--request-timeout", "2s",
-		"--log-level", "info")
+		"--log-level", "info"}, c.extra...)...)
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &syncWriter{w: &log}, &syncWriter{w: &log}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -41,9 +41,9 @@ type Replica struct {
 	closeErr  error
 }
 
-// SnapshotThresholdBytes is the raft log size above which a replica
-// snapshots its key-value state.
-const SnapshotThresholdBytes = 8 << 20
+// DefaultSnapshotBytes is Config.SnapshotBytes's default: the raft log
+// size above which a replica snapshots its key-value state.
+const DefaultSnapshotBytes = 8 << 20
 
 // StartReplica opens both listeners, starts raft and kvraft on store, and
 // serves. The replica owns store from then on and closes it in Close.
@@ -78,7 +78,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	r.kv, err = kvraft.NewServer(kvCfg, func(app raft.Application) (rsm.Raft, error) {
 		rc := raft.DefaultConfig()
 		rc.ID, rc.Peers = cfg.ID, len(cfg.Peers)
-		rc.SnapshotThresholdBytes = SnapshotThresholdBytes
+		rc.SnapshotThresholdBytes = cfg.SnapshotBytes
 		rc.Logger = logger.With("layer", "raft")
 		n, err := raft.New(rc, transport, r.store, app)
 		node = n

@@ -3,6 +3,8 @@ package kvraft
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 
 	"github.com/ruaft/ruaft/kvraft/rsm"
@@ -148,7 +150,10 @@ const snapshotVersion = 1
 // Snapshot implements rsm.StateMachine. Layout: version byte; uvarint count
 // of keys, then (key, value) strings; uvarint count of clients, then per
 // client uvarint id, floor, count of results, and per result uvarint seq and
-// one byte existed.
+// one byte existed. Keys, client ids and sequence numbers are in increasing
+// order, so equal states encode to equal bytes on every replica (a follower
+// receiving a snapshot from a new leader gets the same bytes as from the old
+// one).
 func (s *state) Snapshot() []byte {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -159,17 +164,20 @@ func (s *state) Snapshot() []byte {
 	b := make([]byte, 0, size+len(s.clients)*24)
 	b = append(b, snapshotVersion)
 	b = binary.AppendUvarint(b, uint64(len(s.data)))
-	for k, v := range s.data {
+	for _, k := range slices.Sorted(maps.Keys(s.data)) {
+		v := s.data[k]
 		b = appendString(b, k)
 		b = binary.AppendUvarint(b, uint64(len(v)))
 		b = append(b, v...)
 	}
 	b = binary.AppendUvarint(b, uint64(len(s.clients)))
-	for id, rec := range s.clients {
+	for _, id := range slices.Sorted(maps.Keys(s.clients)) {
+		rec := s.clients[id]
 		b = binary.AppendUvarint(b, id)
 		b = binary.AppendUvarint(b, rec.floor)
 		b = binary.AppendUvarint(b, uint64(len(rec.done)))
-		for seq, existed := range rec.done {
+		for _, seq := range slices.Sorted(maps.Keys(rec.done)) {
+			existed := rec.done[seq]
 			b = binary.AppendUvarint(b, seq)
 			if existed {
 				b = append(b, 1)
@@ -183,12 +191,32 @@ func (s *state) Snapshot() []byte {
 
 // Restore implements rsm.StateMachine.
 func (s *state) Restore(b []byte) error {
+	data, clients, err := decodeSnapshot(b)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.data, s.clients = data, clients
+	return nil
+}
+
+// ValidateSnapshot implements rsm.SnapshotValidator: it decodes b as
+// Restore would, and keeps nothing.
+func (s *state) ValidateSnapshot(b []byte) error {
+	_, _, err := decodeSnapshot(b)
+	return err
+}
+
+// decodeSnapshot decodes what Snapshot encodes; an empty snapshot is the
+// initial state.
+func decodeSnapshot(b []byte) (map[string][]byte, map[uint64]*clientRecord, error) {
 	data := make(map[string][]byte)
 	clients := make(map[uint64]*clientRecord)
 	if len(b) > 0 {
 		d := decoder{b: b}
 		if v := d.byte(); d.err == nil && v != snapshotVersion {
-			return fmt.Errorf("%w: snapshot version %d", errCorrupt, v)
+			return nil, nil, fmt.Errorf("%w: snapshot version %d", errCorrupt, v)
 		}
 		for n := d.uvarint(); n > 0 && d.err == nil; n-- {
 			k := d.string()
@@ -207,11 +235,8 @@ func (s *state) Restore(b []byte) error {
 			d.err = fmt.Errorf("%w: %d trailing snapshot bytes", errCorrupt, len(d.b))
 		}
 		if d.err != nil {
-			return d.err
+			return nil, nil, d.err
 		}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.data, s.clients = data, clients
-	return nil
+	return data, clients, nil
 }

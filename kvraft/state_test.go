@@ -3,7 +3,9 @@ package kvraft
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"maps"
+	"slices"
 	"testing"
 )
 
@@ -122,5 +124,62 @@ func TestStateSnapshotRoundTrip(t *testing.T) {
 		if err := newState().Restore(snap[:i]); err == nil {
 			t.Fatalf("restore of %d/%d bytes succeeded", i, len(snap))
 		}
+	}
+}
+
+// TestStateSnapshotDeterministic: equal states encode to equal bytes, however
+// Go orders map iteration and however the state was reached (applied
+// commands or a restored snapshot), so that the snapshots of two replicas at
+// the same index are byte-identical.
+func TestStateSnapshotDeterministic(t *testing.T) {
+	build := func() *state {
+		s := newState()
+		for i := range 200 {
+			applyOp(s, op{kind: opAppend, id: WriteID{ClientID: uint64(i%17 + 1), Seq: uint64(i + 1), Ack: uint64(i/3 + 1)},
+				key: fmt.Sprintf("key-%03d", (i*7)%97), value: fmt.Sprint(i)})
+		}
+		return s
+	}
+	want := build().Snapshot()
+	for range 20 {
+		if got := build().Snapshot(); !bytes.Equal(got, want) {
+			t.Fatal("two equal states encoded to different bytes")
+		}
+	}
+	r := newState()
+	if err := r.Restore(want); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Snapshot(); !bytes.Equal(got, want) {
+		t.Fatal("a restored state encodes to other bytes than its snapshot")
+	}
+}
+
+// TestStateValidateSnapshot: ValidateSnapshot accepts exactly what Restore
+// accepts and changes nothing.
+func TestStateValidateSnapshot(t *testing.T) {
+	s := newState()
+	applyOp(s, op{kind: opPut, id: WriteID{ClientID: 1, Seq: 1, Ack: 1}, key: "k", value: "v"})
+	snap := s.Snapshot()
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		ok   bool
+	}{
+		{"empty", nil, true},
+		{"valid", snap, true},
+		{"garbage", []byte{0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4}, false},
+		{"truncated", snap[:len(snap)-1], false},
+		{"trailing", append(slices.Clone(snap), 0), false},
+		{"other version", append([]byte{9}, snap[1:]...), false},
+	} {
+		verr := s.ValidateSnapshot(tc.b)
+		rerr := newState().Restore(tc.b)
+		if (verr == nil) != tc.ok || (rerr == nil) != tc.ok {
+			t.Errorf("%s: validate %v, restore %v, want ok=%v", tc.name, verr, rerr, tc.ok)
+		}
+	}
+	if v, ok := s.get("k"); !ok || v != "v" {
+		t.Fatalf("validation changed the state: %q %v", v, ok)
 	}
 }

@@ -80,6 +80,10 @@ type InstallSnapshotRequest struct {
 	Done bool
 	// TotalSize is the length of the whole snapshot in bytes.
 	TotalSize uint64
+	// Checksum is the CRC-32C (Castagnoli) of the whole snapshot, the same
+	// in every chunk. The receiver installs the snapshot only if the bytes
+	// it assembled have this checksum.
+	Checksum uint32
 }
 
 // InstallSnapshotResponse answers one chunk.
@@ -97,6 +101,13 @@ type InstallSnapshotResponse struct {
 type TimeoutNowRequest struct {
 	Term     uint64
 	LeaderID int
+	// LastLogIndex is the leader's last log index when it sent the request,
+	// which the receiver has matched. Together with Term it identifies the
+	// transfer: a leader appends nothing while a transfer runs and appends
+	// an entry when it ends one without stepping down, so a receiver whose
+	// log holds an entry of Term past LastLogIndex knows the transfer is
+	// over and ignores the request.
+	LastLogIndex uint64
 }
 
 // TimeoutNowResponse acknowledges a TimeoutNowRequest.
@@ -151,8 +162,9 @@ type ApplyMsg struct {
 	// Command is the data passed to Start, for a command.
 	Command []byte
 	// Snapshot is set (and Command is nil) when the node installed a snapshot
-	// received from the leader: the application must replace its state with
-	// it. The application owns the slice.
+	// received from the leader, or loaded one at start-up: the application
+	// must replace its state with it. The application owns the slice: it is
+	// a copy that the node does not use again.
 	Snapshot []byte
 	// IsSnapshot distinguishes a snapshot (possibly empty) from a command.
 	IsSnapshot bool
@@ -175,6 +187,21 @@ type Application interface {
 	// applied; it is not called again for the same threshold crossing until it
 	// answers or the log has grown further.
 	SnapshotNeeded(lastApplied uint64)
+}
+
+// SnapshotValidator may be implemented by an Application that can tell
+// whether a snapshot is one it can restore. A node whose application
+// implements it calls ValidateSnapshot with every snapshot received from a
+// leader, after its checksum matched and before the node stores it, and
+// refuses the snapshot if it returns an error (the leader sends it again
+// later); New calls it with the stored snapshot and fails if it returns an
+// error, so a replica never starts from a snapshot it cannot restore.
+//
+// ValidateSnapshot is called from RPC handler goroutines, concurrently with
+// Apply; it must not modify data or keep it after returning. A snapshot it
+// accepts must then restore without error.
+type SnapshotValidator interface {
+	ValidateSnapshot(index uint64, data []byte) error
 }
 
 // Role is a node's Raft role.

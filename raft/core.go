@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"cmp"
 	"fmt"
+	"hash/crc32"
+	"math"
 	"math/rand/v2"
 	"slices"
 
@@ -25,6 +27,9 @@ type coreConfig struct {
 	maxBytes                        int64
 	chunkBytes                      int
 	seed                            uint64
+	// checkSnapshots makes the core hand a received snapshot to the node
+	// for the application to validate (c.toCheck) instead of installing it.
+	checkSnapshots bool
 }
 
 func coreConfigFrom(c Config) coreConfig {
@@ -80,10 +85,33 @@ type pendingRead struct {
 	id, index, round uint64
 }
 
-// snapshotBuffer collects the chunks of a snapshot being received.
+// snapshotBuffer collects the chunks of one snapshot sent by one leader in
+// one term. A chunk continues it only if it carries the same leader, term,
+// snapshot index and term, size and checksum: two leaders' snapshots at the
+// same index may differ byte for byte, so a transfer is never resumed
+// across a change of leader or term, only restarted.
 type snapshotBuffer struct {
-	index, term, total uint64
-	data               []byte
+	term     uint64 // the sending leader's term
+	leader   int
+	index    uint64 // the snapshot's last included index and term
+	snapTerm uint64
+	total    uint64
+	checksum uint32
+	data     []byte
+	// crc is the CRC-32C of data so far.
+	crc uint32
+	// checking: data is complete and matched the checksum, and the node is
+	// having the application validate it (finishSnapshot ends that).
+	checking bool
+}
+
+// castagnoli is the CRC-32C table used for snapshot checksums.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// matches reports whether req is a chunk of the snapshot b collects.
+func (b *snapshotBuffer) matches(req *InstallSnapshotRequest) bool {
+	return b.term == req.Term && b.leader == req.LeaderID && b.index == req.LastIncludedIndex &&
+		b.snapTerm == req.LastIncludedTerm && b.total == req.TotalSize && b.checksum == req.Checksum
 }
 
 // ready is one batch of work for the node (etcd's Ready). The node stores
@@ -164,7 +192,11 @@ type core struct {
 	// fwdRequests counts the read-index requests sent, for Status.
 	fwdRequests uint64
 
-	recv *snapshotBuffer
+	// recv is the snapshot being received, if any; toCheck is set by
+	// handleInstallSnapshot to a complete one that the node must have the
+	// application validate before calling finishSnapshot.
+	recv    *snapshotBuffer
+	toCheck *snapshotBuffer
 
 	msgs       []message
 	readStates []readState
@@ -236,6 +268,7 @@ func (c *core) becomeFollower(term uint64, lead int) {
 	if term > c.term {
 		c.term = term
 		c.vote = persist.NoVote
+		c.recv = nil // sent in an older term: never continued
 	}
 	if c.role == Leader {
 		c.failReads(ErrNotLeader)
@@ -249,6 +282,11 @@ func (c *core) becomeFollower(term uint64, lead int) {
 }
 
 func (c *core) campaign() {
+	if c.term >= MaxTerm {
+		c.note("term %d is MaxTerm: not campaigning", c.term)
+		c.electionElapsed = 0
+		return
+	}
 	if c.cfg.preVote {
 		c.becomePreCandidate()
 	} else {
@@ -270,8 +308,14 @@ func (c *core) becomePreCandidate() {
 }
 
 func (c *core) becomeCandidate(transfer bool) {
+	if c.term >= MaxTerm {
+		c.note("term %d is MaxTerm: not campaigning", c.term)
+		c.becomeFollower(c.term, NoLeader)
+		return
+	}
 	c.role = Candidate
 	c.term++
+	c.recv = nil
 	c.vote = c.id
 	c.lead = NoLeader
 	c.startVotes()
@@ -348,7 +392,7 @@ func (c *core) tickLeader() {
 		c.transferElapsed++
 		if c.transferElapsed >= c.cfg.electionTicksMax+c.cfg.electionTicks {
 			c.note("leadership transfer to %d abandoned after %d ticks", c.transferee, c.transferElapsed)
-			c.transferee = NoLeader
+			c.endTransfer()
 		}
 	}
 	if c.cfg.checkQuorum {
@@ -566,12 +610,13 @@ func (c *core) sendChunk(p int) {
 		Data:              snap.Data[off:end:end],
 		Done:              end == total,
 		TotalSize:         total,
+		Checksum:          c.log.snapChecksum(),
 	}})
 	pr.paused = true
 }
 
 func (c *core) sendTimeoutNow(p int) {
-	c.send(message{to: p, tn: &TimeoutNowRequest{Term: c.term, LeaderID: c.id}})
+	c.send(message{to: p, tn: &TimeoutNowRequest{Term: c.term, LeaderID: c.id, LastLogIndex: c.log.lastIndex()}})
 }
 
 // maybeCommit advances the commit index to the highest index a majority
@@ -633,6 +678,10 @@ func (c *core) propose(data []byte) (index, term uint64, ok bool) {
 // false if the request is stale, and otherwise makes c a follower of leader.
 func (c *core) observeLeader(term uint64, leader int) bool {
 	if term < c.term {
+		return false
+	}
+	if !c.plausibleTerm(term) {
+		c.note("refused a request from %d with implausible term %d (ours %d)", leader, term, c.term)
 		return false
 	}
 	if term > c.term {
@@ -716,6 +765,10 @@ func (c *core) inLease() bool {
 }
 
 func (c *core) handleRequestVote(req *RequestVoteRequest) *RequestVoteResponse {
+	if !c.plausibleTerm(req.Term) {
+		c.note("refused a vote request from %d with implausible term %d (ours %d)", req.CandidateID, req.Term, c.term)
+		return &RequestVoteResponse{Term: c.term}
+	}
 	if req.Term > c.term && c.inLease() && !req.LeadershipTransfer {
 		return &RequestVoteResponse{Term: c.term}
 	}
@@ -748,43 +801,104 @@ func (c *core) handleInstallSnapshot(req *InstallSnapshotRequest) *InstallSnapsh
 		return &InstallSnapshotResponse{Term: c.term}
 	}
 	idx, st := req.LastIncludedIndex, req.LastIncludedTerm
-	done := &InstallSnapshotResponse{Term: c.term, NextOffset: req.TotalSize, Installed: true}
 	// A snapshot never rolls back what is committed or already covered.
 	if idx <= c.log.commit || idx <= c.log.snap.Index {
-		return done
+		return &InstallSnapshotResponse{Term: c.term, NextOffset: req.TotalSize, Installed: true}
 	}
 	// The log already holds the snapshot's last entry: by log matching it
 	// holds everything the snapshot covers, so keep the log and its suffix.
 	if c.log.matchTerm(idx, st) {
 		c.recv = nil
 		c.commitTo(idx)
-		return done
+		return &InstallSnapshotResponse{Term: c.term, NextOffset: req.TotalSize, Installed: true}
 	}
 	b := c.recv
-	if b == nil || b.index != idx || b.term != st || b.total != req.TotalSize {
-		if req.Offset != 0 {
-			return &InstallSnapshotResponse{Term: c.term}
-		}
-		b = &snapshotBuffer{index: idx, term: st, total: req.TotalSize, data: make([]byte, 0, min(req.TotalSize, 64<<20))}
-		c.recv = b
-	}
-	if req.Offset != uint64(len(b.data)) {
-		return &InstallSnapshotResponse{Term: c.term, NextOffset: uint64(len(b.data))}
-	}
-	b.data = append(b.data, req.Data...)
-	if !req.Done {
-		return &InstallSnapshotResponse{Term: c.term, NextOffset: uint64(len(b.data))}
-	}
-	c.recv = nil
-	if uint64(len(b.data)) != b.total {
+	if b != nil && b.term == req.Term && b.leader == req.LeaderID && idx < b.index {
+		// A delayed chunk of a snapshot the same leader has since replaced
+		// with a newer one: it must not discard the newer transfer.
 		return &InstallSnapshotResponse{Term: c.term}
 	}
-	c.log.restore(persist.Snapshot{Index: idx, Term: st, Data: b.data})
+	if b == nil || !b.matches(req) {
+		// Another snapshot, leader or term: what was received so far is
+		// never continued, only restarted from offset 0.
+		c.recv = nil
+		if req.Offset != 0 || req.TotalSize > math.MaxInt {
+			return &InstallSnapshotResponse{Term: c.term}
+		}
+		b = &snapshotBuffer{term: req.Term, leader: req.LeaderID, index: idx, snapTerm: st,
+			total: req.TotalSize, checksum: req.Checksum,
+			data: make([]byte, 0, min(req.TotalSize, 64<<20))}
+		c.recv = b
+	}
+	next := &InstallSnapshotResponse{Term: c.term, NextOffset: uint64(len(b.data))}
+	end := req.Offset + uint64(len(req.Data))
+	if b.checking || req.Offset != uint64(len(b.data)) || end < req.Offset || end > b.total ||
+		req.Done != (end == b.total) {
+		// A duplicate, a reordered or malformed chunk, or a retry while the
+		// application validates: say where the transfer stands.
+		return next
+	}
+	b.data = append(b.data, req.Data...)
+	b.crc = crc32.Update(b.crc, castagnoli, req.Data)
+	next.NextOffset = end
+	if !req.Done {
+		return next
+	}
+	if b.crc != b.checksum {
+		c.recv = nil
+		c.note("snapshot %d/%d from leader %d in term %d: checksum %08x, want %08x; discarded",
+			idx, st, req.LeaderID, req.Term, b.crc, b.checksum)
+		return &InstallSnapshotResponse{Term: c.term}
+	}
+	if c.cfg.checkSnapshots {
+		b.checking = true
+		c.toCheck = b
+		return next
+	}
+	return c.installReceived(b)
+}
+
+// finishSnapshot installs b, a complete snapshot that handleInstallSnapshot
+// handed out in toCheck, if the application accepted it (err is nil) and it
+// is still the snapshot being received; otherwise it drops it, and the
+// leader sends it again from offset 0.
+func (c *core) finishSnapshot(b *snapshotBuffer, err error) *InstallSnapshotResponse {
+	if c.recv != b || b.term != c.term {
+		return &InstallSnapshotResponse{Term: c.term}
+	}
+	c.recv = nil
+	if err != nil {
+		c.note("snapshot %d/%d from leader %d in term %d refused by the application: %v",
+			b.index, b.snapTerm, b.leader, b.term, err)
+		return &InstallSnapshotResponse{Term: c.term}
+	}
+	return c.installReceived(b)
+}
+
+// installReceived installs the complete, verified snapshot b, unless the
+// log or commit index has come to cover it meanwhile.
+func (c *core) installReceived(b *snapshotBuffer) *InstallSnapshotResponse {
+	c.recv = nil
+	done := &InstallSnapshotResponse{Term: c.term, NextOffset: b.total, Installed: true}
+	switch {
+	case b.index <= c.log.commit || b.index <= c.log.snap.Index:
+	case c.log.matchTerm(b.index, b.snapTerm):
+		c.commitTo(b.index)
+	default:
+		c.log.restore(persist.Snapshot{Index: b.index, Term: b.snapTerm, Data: b.data}, b.checksum)
+	}
 	return done
 }
 
 func (c *core) handleTimeoutNow(req *TimeoutNowRequest) *TimeoutNowResponse {
 	if !c.observeLeader(req.Term, req.LeaderID) {
+		return &TimeoutNowResponse{Term: c.term}
+	}
+	// The leader appends nothing while a transfer runs and an entry when it
+	// ends one without stepping down: an entry of its term past the index
+	// it sent means this request outlived its transfer.
+	if last := c.log.lastIndex(); last > req.LastLogIndex && c.log.lastTerm() == req.Term {
+		c.note("ignored a stale TimeoutNow from leader %d (sent at index %d, log at %d)", req.LeaderID, req.LastLogIndex, last)
 		return &TimeoutNowResponse{Term: c.term}
 	}
 	c.note("TimeoutNow from leader %d", req.LeaderID)
@@ -794,9 +908,14 @@ func (c *core) handleTimeoutNow(req *TimeoutNowRequest) *TimeoutNowResponse {
 
 // --- response handlers (sender side) ---
 
-// stepDownIfNewer makes c a follower if term is newer; it reports whether it
-// did.
+// stepDownIfNewer makes c a follower if term is newer; it reports whether
+// the caller must ignore the answer: c stepped down, or term is not
+// plausible.
 func (c *core) stepDownIfNewer(term uint64) bool {
+	if !c.plausibleTerm(term) {
+		c.note("ignored an answer with implausible term %d (ours %d)", term, c.term)
+		return true
+	}
 	if term > c.term {
 		c.note("an answer has term %d > %d", term, c.term)
 		c.becomeFollower(term, NoLeader)
@@ -900,17 +1019,19 @@ func (c *core) handleAppendResponse(m message, resp *AppendEntriesResponse) {
 		return
 	}
 	prev := m.ae.PrevLogIndex
+	if pr.state != stateSnapshot && prev <= m.match {
+		// The follower had acknowledged prev in this term before this
+		// append was sent, and now lacks it: it lost its log (a store that
+		// does not survive restarts). Start over from what it has, in
+		// either state: in probe state the next probe would otherwise ask
+		// for prev again forever.
+		pr.match = min(pr.match, resp.LastLogIndex)
+		pr.becomeProbe()
+		pr.next = c.backupHint(pr, prev, resp)
+		return
+	}
 	switch pr.state {
 	case stateReplicate:
-		if prev <= m.match {
-			// The follower had acknowledged prev before this append was
-			// sent, and now lacks it: it lost its log (a store that does
-			// not survive restarts). Start over from what it has.
-			pr.match = min(pr.match, resp.LastLogIndex)
-			pr.becomeProbe()
-			pr.next = c.backupHint(pr, prev, resp)
-			return
-		}
 		if prev <= pr.match {
 			// The follower got this append before an earlier one that the
 			// network delayed (pipelined appends may be reordered), and
@@ -970,6 +1091,9 @@ func (c *core) handleSnapshotResponse(m message, resp *InstallSnapshotResponse) 
 	if pr.state == stateSnapshot && m.is.LastIncludedIndex == pr.snapIndex {
 		pr.snapOffset = resp.NextOffset
 		pr.paused = false
+		// No progress past this chunk (a restart, or the follower still
+		// validating): send again at the next heartbeat, not at once.
+		pr.backoff = resp.NextOffset <= m.is.Offset
 	}
 }
 
@@ -1134,6 +1258,10 @@ func (c *core) transferLeadership(to int) error {
 	if to == c.id {
 		return nil
 	}
+	if c.transferee != NoLeader && c.transferee != to {
+		c.note("leadership transfer to %d replaced by one to %d", c.transferee, to)
+		c.endTransfer()
+	}
 	c.transferee = to
 	// The transfer is abandoned after a while (tickLeader).
 	c.transferElapsed = 0
@@ -1145,6 +1273,19 @@ func (c *core) transferLeadership(to int) error {
 		pr.paused = false
 	}
 	return nil
+}
+
+// endTransfer ends the running leadership transfer without stepping down.
+// It appends a no-op so that a TimeoutNow sent for the transfer, which
+// carries the last index at the time, is recognisably stale wherever it
+// arrives late (handleTimeoutNow).
+func (c *core) endTransfer() {
+	c.transferee = NoLeader
+	last := c.log.lastIndex()
+	c.log.append(Entry{Index: last + 1, Term: c.term, Type: persist.EntryNoop})
+	if c.cfg.peers == 1 {
+		c.maybeCommit()
+	}
 }
 
 // compact drops the log up to snap, which the node has stored.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"slices"
@@ -576,7 +577,7 @@ func TestCoreInstallSnapshotRules(t *testing.T) {
 			st := persist.State{HardState: persist.HardState{Term: 3, VotedFor: persist.NoVote, Commit: tc.commit}, Entries: slices.Clone(base)}
 			c := newCore(testCoreConfig(1, 3), st)
 			resp := c.handleInstallSnapshot(&InstallSnapshotRequest{Term: 3, LeaderID: 0, LastIncludedIndex: tc.snapIdx,
-				LastIncludedTerm: tc.snapTerm, Data: []byte("s"), Done: true, TotalSize: 1})
+				LastIncludedTerm: tc.snapTerm, Data: []byte("s"), Done: true, TotalSize: 1, Checksum: crc32.Checksum([]byte("s"), castagnoli)})
 			if !resp.Installed {
 				t.Fatalf("not installed: %+v", resp)
 			}

@@ -50,10 +50,14 @@
 // commit of current-term entries only, by counting a majority (more than
 // half, for any cluster size); a no-op entry at the start of each term;
 // per-follower probe/replicate/snapshot states with a bounded window of
-// pipelined AppendEntries; chunked, resumable InstallSnapshot; coalesced
-// ReadIndex rounds and follower read-index requests; TimeoutNow. It has no
-// goroutines, no clock, no I/O; time is ticks and randomness comes from a
-// seeded source, so its tests are exact (core_test.go, testdata/).
+// pipelined AppendEntries; chunked InstallSnapshot, resumable only with the
+// same leader, term and snapshot and installed only once its CRC-32C checks
+// (and the application's SnapshotValidator, if any, accepts it); coalesced
+// ReadIndex rounds and follower read-index requests; TimeoutNow, ignored
+// once its transfer has ended; terms bounded by MaxTerm and by how far ahead
+// of the node's own a term may be (term.go). It has no goroutines, no clock,
+// no I/O; time is ticks and randomness comes from a seeded source, so its
+// tests are exact (core*_test.go, testdata/).
 //
 // The node (node.go) owns the core behind one mutex, never held across a
 // store call, an RPC or an application callback, and runs:

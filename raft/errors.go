@@ -21,6 +21,13 @@ var (
 	ErrBadSnapshot = errors.New("raft: snapshot index out of range")
 	// ErrBadPeer is returned for a replica id outside the cluster.
 	ErrBadPeer = errors.New("raft: no such peer")
+	// ErrSnapshotRejected is returned by New when the application's
+	// SnapshotValidator refuses the stored snapshot: the replica cannot
+	// restore its state and must not start.
+	ErrSnapshotRejected = errors.New("raft: snapshot rejected by the application")
+	// ErrBadTerm is returned by New when the stored term is beyond MaxTerm,
+	// a term no correct cluster reaches.
+	ErrBadTerm = errors.New("raft: term out of range")
 )
 
 // Errors joined into what Kill returns.

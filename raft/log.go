@@ -2,6 +2,7 @@ package raft
 
 import (
 	"fmt"
+	"hash/crc32"
 
 	"github.com/ruaft/ruaft/persist"
 )
@@ -21,6 +22,10 @@ import (
 type raftLog struct {
 	// snap is the latest snapshot; Data is kept so a leader can send it.
 	snap persist.Snapshot
+	// snapCRC is the CRC-32C of snap.Data if snapCRCKnown (computed on
+	// first use: only a leader sending the snapshot needs it).
+	snapCRC      uint32
+	snapCRCKnown bool
 	// entries[i].Index == snap.Index + 1 + i.
 	entries []Entry
 
@@ -163,9 +168,19 @@ func (l *raftLog) lastIndexOfTerm(i, t uint64) uint64 {
 	return 0
 }
 
-// restore replaces the whole log with snap.
-func (l *raftLog) restore(snap persist.Snapshot) {
+// snapChecksum returns the CRC-32C of the snapshot's data.
+func (l *raftLog) snapChecksum() uint32 {
+	if !l.snapCRCKnown {
+		l.snapCRC = crc32.Checksum(l.snap.Data, castagnoli)
+		l.snapCRCKnown = true
+	}
+	return l.snapCRC
+}
+
+// restore replaces the whole log with snap, whose data has checksum crc.
+func (l *raftLog) restore(snap persist.Snapshot, crc uint32) {
 	l.snap = snap
+	l.snapCRC, l.snapCRCKnown = crc, true
 	l.entries = nil
 	l.snapUnstable = true
 	l.unstable = snap.Index + 1
@@ -189,5 +204,6 @@ func (l *raftLog) compact(snap persist.Snapshot) error {
 	rest := l.entries[snap.Index-l.snap.Index:]
 	l.entries = append(make([]Entry, 0, len(rest)+len(rest)/4+16), rest...)
 	l.snap = snap
+	l.snapCRCKnown = false
 	return nil
 }

@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,11 +19,13 @@ import (
 // goroutines (ticker, replication loop, applier, per-peer RPC senders). Its
 // methods are safe for concurrent use.
 type Node struct {
-	cfg    Config
-	tr     Transport
-	store  persist.Store
-	app    Application
-	logger *slog.Logger
+	cfg   Config
+	tr    Transport
+	store persist.Store
+	app   Application
+	// validator is app's SnapshotValidator, or nil.
+	validator SnapshotValidator
+	logger    *slog.Logger
 
 	// ctx is cancelled by Kill; RPCs and store calls derive from it.
 	ctx    context.Context
@@ -121,6 +124,14 @@ func New(cfg Config, tr Transport, store persist.Store, app Application) (*Node,
 	if err := checkLoaded(st); err != nil {
 		return nil, err
 	}
+	validator, _ := app.(SnapshotValidator)
+	if validator != nil && st.Snapshot.Index > 0 {
+		// Restoring a snapshot the application cannot read would fail in
+		// the applier, after the node started; refuse to start instead.
+		if err := validator.ValidateSnapshot(st.Snapshot.Index, st.Snapshot.Data); err != nil {
+			return nil, fmt.Errorf("%w: stored snapshot at index %d: %w", ErrSnapshotRejected, st.Snapshot.Index, err)
+		}
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -130,11 +141,13 @@ func New(cfg Config, tr Transport, store persist.Store, app Application) (*Node,
 	if cc.seed == 0 {
 		cc.seed = uint64(time.Now().UnixNano())
 	}
+	cc.checkSnapshots = validator != nil
 	n := &Node{
 		cfg:           cfg,
 		tr:            tr,
 		store:         store,
 		app:           app,
+		validator:     validator,
 		logger:        logger,
 		kickCh:        make(chan struct{}, 1),
 		applyKick:     make(chan struct{}, 1),
@@ -176,6 +189,9 @@ func New(cfg Config, tr Transport, store persist.Store, app Application) (*Node,
 
 // checkLoaded rejects a loaded state the core cannot start from.
 func checkLoaded(st persist.State) error {
+	if st.HardState.Term > MaxTerm {
+		return fmt.Errorf("raft: load state: %w: stored term %d is beyond MaxTerm", ErrBadTerm, st.HardState.Term)
+	}
 	next := st.Snapshot.Index + 1
 	for _, e := range st.Entries {
 		if e.Index != next {
@@ -233,7 +249,7 @@ func (n *Node) fail(err error) {
 		return
 	}
 	n.err = err
-	n.logger.Error("raft: store failed; node stops accepting writes", "err", err)
+	n.logger.Error("raft: node failed; it stops accepting writes", "err", err)
 	n.core.becomeFollower(n.core.term, NoLeader)
 	n.core.readStates = nil
 	n.failWaitersLocked(fmt.Errorf("%w: %w", ErrStoreFailed, err))
@@ -354,6 +370,8 @@ func (n *Node) processReady() bool {
 			n.storeFailed(err)
 			return false
 		}
+		n.logger.Info("raft: stored a snapshot received from the leader", "index", rd.snapshot.Index,
+			"term", rd.snapshot.Term, "bytes", len(rd.snapshot.Data))
 	}
 	if rd.save {
 		if err := n.store.Append(n.ctx, rd.hardState, rd.entries); err != nil {
@@ -577,7 +595,9 @@ func (n *Node) applySnapshot(s *persist.Snapshot, last *uint64) bool {
 		return true
 	}
 	n.applied.Store(s.Index)
-	n.app.Apply(ApplyMsg{Index: s.Index, Term: s.Term, Snapshot: s.Data, IsSnapshot: true})
+	// The core keeps s.Data to send to followers: the application gets a
+	// copy it may modify (ApplyMsg.Snapshot).
+	n.app.Apply(ApplyMsg{Index: s.Index, Term: s.Term, Snapshot: bytes.Clone(s.Data), IsSnapshot: true})
 	*last = s.Index
 	n.setAppliedDone(s.Index)
 	return true
@@ -1000,9 +1020,29 @@ func (n *Node) HandleRequestVote(ctx context.Context, req *RequestVoteRequest) (
 }
 
 // HandleInstallSnapshot serves one InstallSnapshot chunk. The last chunk's
-// answer comes once the snapshot is stored.
+// answer comes once the snapshot is checked (its checksum, and the
+// application's SnapshotValidator if it has one) and stored.
 func (n *Node) HandleInstallSnapshot(ctx context.Context, req *InstallSnapshotRequest) (*InstallSnapshotResponse, error) {
-	return handle(n, ctx, func() *InstallSnapshotResponse { return n.core.handleInstallSnapshot(req) })
+	var check *snapshotBuffer
+	resp, err := handle(n, ctx, func() *InstallSnapshotResponse {
+		r := n.core.handleInstallSnapshot(req)
+		check, n.core.toCheck = n.core.toCheck, nil
+		return r
+	})
+	if check == nil {
+		return resp, err
+	}
+	// The core handed out check (even if ctx ended meanwhile): it stays
+	// "being validated", refusing the rest of the transfer, until
+	// finishSnapshot, so always finish it.
+	// The application validates without n.mu held; meanwhile the core
+	// answers retries of the chunk with "not installed yet".
+	verr := n.validateSnapshot(check)
+	if verr != nil {
+		n.logger.Warn("raft: refused a snapshot the application cannot restore", "index", check.index,
+			"leader", check.leader, "term", check.term, "bytes", len(check.data), "err", verr)
+	}
+	return handle(n, ctx, func() *InstallSnapshotResponse { return n.core.finishSnapshot(check, verr) })
 }
 
 // HandleTimeoutNow serves a TimeoutNow RPC: the node starts an election at
@@ -1029,6 +1069,17 @@ func (n *Node) HandleReadIndex(ctx context.Context, req *ReadIndexRequest) (*Rea
 		return nil, err
 	}
 	return &ReadIndexResponse{Term: rs.term, OK: true, ReadIndex: rs.index}, nil
+}
+
+// validateSnapshot asks the application whether it can restore b; a panic
+// counts as a refusal, so that the receive buffer is always released.
+func (n *Node) validateSnapshot(b *snapshotBuffer) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("ValidateSnapshot panicked: %v", r)
+		}
+	}()
+	return n.validator.ValidateSnapshot(b.index, b.data)
 }
 
 func rpcName(m message) string {

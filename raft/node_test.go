@@ -388,7 +388,9 @@ func TestNodeKillLeaderUnderLoad(t *testing.T) {
 			if err := nodes[victim].Kill(); err != nil {
 				t.Error(err)
 			}
-			deadline := killed.Add(3 * time.Second)
+			// The lab's bound for a new leader (5 s), not a speed target:
+			// a loaded machine must not fail this test.
+			deadline := killed.Add(5 * time.Second)
 			for time.Now().Before(deadline) && lastOK.Load() < killed.Add(10*time.Millisecond).UnixNano() {
 				time.Sleep(5 * time.Millisecond)
 			}
@@ -396,7 +398,7 @@ func TestNodeKillLeaderUnderLoad(t *testing.T) {
 			wg.Wait()
 			cl.nodes[victim] = nil
 			if rec := time.Duration(lastOK.Load() - killed.UnixNano()); rec < 10*time.Millisecond {
-				t.Fatalf("no commit within 3s of killing leader %d", victim)
+				t.Fatalf("no commit within 5s of killing leader %d", victim)
 			}
 		})
 	}

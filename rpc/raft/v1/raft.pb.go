@@ -642,8 +642,13 @@ type InstallSnapshotRequest struct {
 	Done bool `protobuf:"varint,7,opt,name=done,proto3" json:"done,omitempty"`
 	// total_size_bytes is the length of the whole snapshot.
 	TotalSizeBytes uint64 `protobuf:"varint,8,opt,name=total_size_bytes,json=totalSizeBytes,proto3" json:"total_size_bytes,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// crc32c is the CRC-32C (Castagnoli) checksum of the whole snapshot, the
+	// same in every chunk. A receiver assembles the chunks of one snapshot from
+	// one leader in one term only, and installs it only if the assembled bytes
+	// have this checksum.
+	Crc32C        uint32 `protobuf:"fixed32,9,opt,name=crc32c,proto3" json:"crc32c,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InstallSnapshotRequest) Reset() {
@@ -732,6 +737,13 @@ func (x *InstallSnapshotRequest) GetTotalSizeBytes() uint64 {
 	return 0
 }
 
+func (x *InstallSnapshotRequest) GetCrc32C() uint32 {
+	if x != nil {
+		return x.Crc32C
+	}
+	return 0
+}
+
 // InstallSnapshotResponse answers one chunk.
 type InstallSnapshotResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -805,7 +817,13 @@ type TimeoutNowRequest struct {
 	// term is the sending leader's term.
 	Term uint64 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
 	// leader_id is the sending leader's replica id.
-	LeaderId      uint32 `protobuf:"varint,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	LeaderId uint32 `protobuf:"varint,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	// last_log_index is the leader's last log index when it sent the request,
+	// which the receiver has matched. A leader appends nothing while a transfer
+	// runs and appends an entry when it ends one without stepping down, so a
+	// receiver holding an entry of term past this index ignores the request as
+	// outliving its transfer.
+	LastLogIndex  uint64 `protobuf:"varint,3,opt,name=last_log_index,json=lastLogIndex,proto3" json:"last_log_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -850,6 +868,13 @@ func (x *TimeoutNowRequest) GetTerm() uint64 {
 func (x *TimeoutNowRequest) GetLeaderId() uint32 {
 	if x != nil {
 		return x.LeaderId
+	}
+	return 0
+}
+
+func (x *TimeoutNowRequest) GetLastLogIndex() uint64 {
+	if x != nil {
+		return x.LastLogIndex
 	}
 	return 0
 }
@@ -1076,7 +1101,7 @@ const file_raft_v1_raft_proto_rawDesc = "" +
 	"\x13leadership_transfer\x18\x06 \x01(\bR\x12leadershipTransfer\"L\n" +
 	"\x13RequestVoteResponse\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12!\n" +
-	"\fvote_granted\x18\x02 \x01(\bR\vvoteGranted\"\x91\x02\n" +
+	"\fvote_granted\x18\x02 \x01(\bR\vvoteGranted\"\xa9\x02\n" +
 	"\x16InstallSnapshotRequest\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\rR\bleaderId\x12.\n" +
@@ -1085,15 +1110,17 @@ const file_raft_v1_raft_proto_rawDesc = "" +
 	"\x06offset\x18\x05 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04data\x18\x06 \x01(\fR\x04data\x12\x12\n" +
 	"\x04done\x18\a \x01(\bR\x04done\x12(\n" +
-	"\x10total_size_bytes\x18\b \x01(\x04R\x0etotalSizeBytes\"l\n" +
+	"\x10total_size_bytes\x18\b \x01(\x04R\x0etotalSizeBytes\x12\x16\n" +
+	"\x06crc32c\x18\t \x01(\aR\x06crc32c\"l\n" +
 	"\x17InstallSnapshotResponse\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x1f\n" +
 	"\vnext_offset\x18\x02 \x01(\x04R\n" +
 	"nextOffset\x12\x1c\n" +
-	"\tinstalled\x18\x03 \x01(\bR\tinstalled\"D\n" +
+	"\tinstalled\x18\x03 \x01(\bR\tinstalled\"j\n" +
 	"\x11TimeoutNowRequest\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x1b\n" +
-	"\tleader_id\x18\x02 \x01(\rR\bleaderId\"D\n" +
+	"\tleader_id\x18\x02 \x01(\rR\bleaderId\x12$\n" +
+	"\x0elast_log_index\x18\x03 \x01(\x04R\flastLogIndex\"D\n" +
 	"\x12TimeoutNowResponse\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x1a\n" +
 	"\baccepted\x18\x02 \x01(\bR\baccepted\"G\n" +
