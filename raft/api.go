@@ -129,10 +129,11 @@ type ReadIndexRequest struct {
 type ReadIndexResponse struct {
 	Term uint64
 	// OK is true if the receiver, as leader of Term with its no-op of Term
-	// committed, confirmed its leadership with a majority after the
-	// request arrived. ReadIndex is then its commit index at the request's
-	// arrival: every write acknowledged before the request was sent is at
-	// or below it.
+	// committed, confirmed with a majority that it still led as of a time
+	// after the request was sent (a request of the leader's term counts as
+	// the sender's acknowledgement). ReadIndex is then its commit index at
+	// the request's arrival: every write acknowledged before the request
+	// was sent is at or below it.
 	OK        bool
 	ReadIndex uint64
 }

@@ -83,6 +83,12 @@ type readState struct {
 // pendingRead is a read request waiting for its round to be acknowledged.
 type pendingRead struct {
 	id, index, round uint64
+	// acker is the follower that asked for this read with a ReadIndex
+	// request of the leader's term, or NoLeader. The request was sent after
+	// the reads it stands for began, in the leader's term: it is that
+	// follower's acknowledgement, as of a time after the reads began, that
+	// it has not moved to a later term (see addRead).
+	acker int
 }
 
 // snapshotBuffer collects the chunks of one snapshot sent by one leader in
@@ -643,7 +649,7 @@ func (c *core) maybeCommit() {
 	c.commitTo(mi)
 	if !wasNoop && c.log.commit >= c.noopIndex {
 		for _, id := range c.readsAwaitNoop {
-			c.addRead(id)
+			c.addRead(id, NoLeader)
 		}
 		c.readsAwaitNoop = nil
 	}
@@ -1149,7 +1155,7 @@ func (c *core) readIndex(id uint64) {
 	case c.role == Leader && c.log.commit < c.noopIndex:
 		c.readsAwaitNoop = append(c.readsAwaitNoop, id)
 	case c.role == Leader:
-		c.addRead(id)
+		c.addRead(id, NoLeader)
 	case c.role == Follower && c.lead != NoLeader:
 		c.syncForwarded()
 		c.fwdPending = append(c.fwdPending, id)
@@ -1201,23 +1207,63 @@ func (c *core) flushForwardedReads() {
 // handleReadIndex is a leader's side of a follower read: it refuses at once
 // unless it leads (and the follower is not ahead of it: then it may be
 // deposed), and otherwise registers the request as read id, answered as its
-// own reads are.
+// own reads are. A request of the leader's own term counts as the
+// follower's acknowledgement (see addRead).
 func (c *core) handleReadIndex(id uint64, req *ReadIndexRequest) bool {
 	if c.role != Leader || req.Term > c.term {
 		return false
 	}
-	c.readIndex(id)
+	if c.log.commit < c.noopIndex {
+		c.readsAwaitNoop = append(c.readsAwaitNoop, id)
+		return true
+	}
+	acker := NoLeader
+	if req.Term == c.term && req.FollowerID != c.id && req.FollowerID >= 0 && req.FollowerID < c.cfg.peers {
+		acker = req.FollowerID
+	}
+	c.addRead(id, acker)
 	return true
 }
 
-func (c *core) addRead(id uint64) {
-	// The round starts after the request (at the next flush), so its
-	// acknowledgements prove leadership at a time after the request.
-	c.reads = append(c.reads, pendingRead{id: id, index: c.log.commit, round: c.round + 1})
+// addRead registers a read at the leader's commit index, to be answered
+// once a majority is known to have been in the leader's term at some time
+// after the read began: then no leader of a later term was elected before
+// it began (that takes a majority in a later term, and terms never go
+// back), so every write acknowledged before it began is at or below the
+// index. The leader counts itself (it still leads); a round started after
+// the read arrived (at the next flush) gets the others' acknowledgements.
+// The follower of a forwarded read (acker) already acknowledged: its
+// request, sent after its reads began, carried the leader's term. With three
+// replicas that makes a majority, and the read needs no round at all.
+func (c *core) addRead(id uint64, acker int) {
+	r := pendingRead{id: id, index: c.log.commit, round: c.round + 1, acker: acker}
+	if c.readAcks(r) >= quorum(c.cfg.peers) {
+		c.readStates = append(c.readStates, readState{id: id, index: r.index, term: c.term})
+		return
+	}
+	c.reads = append(c.reads, r)
 	c.needRound = true
 }
 
-// checkReads answers the reads whose round a majority acknowledged.
+// readAcks counts the replicas known to have been in the leader's term at
+// some time after read r began: the leader, r's acker, and the peers that
+// acknowledged r's round or a later one.
+func (c *core) readAcks(r pendingRead) int {
+	n := 1
+	for p := range c.prs {
+		switch {
+		case p == c.id:
+		case p == r.acker:
+			n++
+		case c.prs[p].ackRound >= r.round:
+			n++
+		}
+	}
+	return n
+}
+
+// checkReads notes the highest round a majority acknowledged and answers the
+// reads that are confirmed.
 func (c *core) checkReads() {
 	rounds := make([]uint64, c.cfg.peers)
 	for p := range c.prs {
@@ -1227,13 +1273,17 @@ func (c *core) checkReads() {
 			rounds[p] = c.prs[p].ackRound
 		}
 	}
-	confirmed := quorumMin(rounds)
-	c.confirmed = max(c.confirmed, confirmed)
-	i := 0
-	for ; i < len(c.reads) && c.reads[i].round <= confirmed; i++ {
-		c.readStates = append(c.readStates, readState{id: c.reads[i].id, index: c.reads[i].index, term: c.term})
+	c.confirmed = max(c.confirmed, quorumMin(rounds))
+	q := quorum(c.cfg.peers)
+	kept := c.reads[:0]
+	for _, r := range c.reads {
+		if r.round <= c.confirmed || c.readAcks(r) >= q {
+			c.readStates = append(c.readStates, readState{id: r.id, index: r.index, term: c.term})
+		} else {
+			kept = append(kept, r)
+		}
 	}
-	c.reads = append(c.reads[:0], c.reads[i:]...)
+	c.reads = kept
 }
 
 func (c *core) failReads(err error) {

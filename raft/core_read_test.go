@@ -278,3 +278,51 @@ func TestCoreReadRefusals(t *testing.T) {
 		t.Fatal("follower took a read-index request")
 	}
 }
+
+// TestCoreFollowerReadAcknowledges: a follower's request in the leader's
+// term is its acknowledgement; with three replicas the leader answers it
+// without a round. A request from an older term, or a cluster where the
+// two do not make a majority, still needs a round.
+func TestCoreFollowerReadAcknowledges(t *testing.T) {
+	cn := newCoreNet(t, 3)
+	cn.campaign(0)
+	idx := cn.propose(0, "x")
+	cn.tick(1) // the followers learn the commit index
+	l := cn.cores[0]
+	before := cn.sent
+	cn.cores[1].readIndex(1)
+	cn.stabilize()
+	if got := cn.reads[1]; len(got) != 1 || got[0].err != nil || got[0].index != idx {
+		t.Fatalf("follower reads %+v, want one at %d", got, idx)
+	}
+	if got := cn.sent - before; got != 1 {
+		t.Fatalf("a follower read cost %d messages, want 1 (the request; no round)", got)
+	}
+
+	// A request from an older term proves nothing about this one.
+	rounds := l.readRounds
+	if !l.handleReadIndex(77, &ReadIndexRequest{Term: l.term - 1, FollowerID: 1}) {
+		t.Fatal("leader refused a request from an older term")
+	}
+	if len(l.readStates) != 0 {
+		t.Fatalf("older-term request answered without a round: %+v", l.readStates)
+	}
+	cn.stabilize()
+	if got := cn.reads[0]; len(got) != 1 || got[0].id != 77 || got[0].err != nil || l.readRounds != rounds+1 {
+		t.Fatalf("older-term request: reads %+v after %d rounds, want one answer after one round", got, l.readRounds-rounds)
+	}
+
+	// Five replicas: leader and follower are two of three needed.
+	cn5 := newCoreNet(t, 5)
+	cn5.campaign(0)
+	cn5.tick(1)
+	before = cn5.sent
+	cn5.cores[1].readIndex(1)
+	cn5.stabilize()
+	if got := cn5.reads[1]; len(got) != 1 || got[0].err != nil {
+		t.Fatalf("follower reads %+v, want one answer", got)
+	}
+	if got := cn5.sent - before; got != 3 {
+		t.Fatalf("a follower read with five replicas cost %d messages, want 3 (request, round to two peers)", got)
+	}
+}

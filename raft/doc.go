@@ -29,9 +29,11 @@
 // (at most one in flight; Status().ReadIndexRequests counts them), waits
 // until it has applied that index, and the caller reads its local state. The
 // leader answers under the same rules as for its own reads, so a deposed
-// leader cannot hand out an index; a follower whose leader changes re-sends
-// its waiting reads to the new leader, and fails them (ErrNotLeader) once it
-// knows no leader.
+// leader cannot hand out an index; the request itself, sent in the leader's
+// term after the reads began, counts as the follower's acknowledgement, so
+// with three replicas the leader answers it without a round. A follower
+// whose leader changes re-sends its waiting reads to the new leader, and
+// fails them (ErrNotLeader) once it knows no leader.
 //
 // # Events
 //

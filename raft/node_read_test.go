@@ -113,12 +113,14 @@ func rpcsPerRead(tb testing.TB, cl *cluster, at, readers int, d time.Duration) (
 }
 
 // TestNodeReadRPCsPerRead: with 64 concurrent readers, reads coalesce into
-// few rounds. The target is 0.05 peer RPCs per read beyond the heartbeats at
-// the leader (one round to one peer answers every read waiting; this test
-// typically measures 0.035-0.045 under -race); at a follower a batch costs
-// a request and a round (about 0.07). The assertions are twice as loose so
-// that a slow machine does not make them flaky; BenchmarkReadRPCs reports
-// the figures.
+// few rounds. The target is 0.05 peer RPCs per read beyond the heartbeats:
+// at the leader one round to one peer answers every read waiting (this
+// test typically measures 0.035-0.05 under -race, more without it: the
+// faster the round trip, the fewer reads wait for each round); at a
+// follower one request per batch and no round (with three replicas the
+// request is the follower's acknowledgement). The assertions are loose so
+// that a slow or fast machine does not make them flaky; BenchmarkReadRPCs
+// reports the figures.
 func TestNodeReadRPCsPerRead(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load test")
@@ -128,14 +130,14 @@ func TestNodeReadRPCsPerRead(t *testing.T) {
 	l := cl.leader()
 	perRead, reads := rpcsPerRead(t, cl, l, 64, time.Second)
 	t.Logf("leader: %d reads, %.4f RPCs per read beyond the heartbeat baseline, %d rounds", reads, perRead, cl.nodes[l].Status().ReadRounds)
-	if perRead > 0.1 {
-		t.Errorf("leader reads: %.4f RPCs per read, want <= 0.1 (target 0.05)", perRead)
+	if perRead > 0.15 {
+		t.Errorf("leader reads: %.4f RPCs per read, want <= 0.15 (target 0.05)", perRead)
 	}
 	f := (l + 1) % 3
 	perRead, reads = rpcsPerRead(t, cl, f, 64, time.Second)
 	t.Logf("follower: %d reads, %.4f RPCs per read beyond the heartbeat baseline, %d requests", reads, perRead, cl.nodes[f].Status().ReadIndexRequests)
-	if perRead > 0.2 {
-		t.Errorf("follower reads: %.4f RPCs per read, want <= 0.2 (typically 0.07)", perRead)
+	if perRead > 0.15 {
+		t.Errorf("follower reads: %.4f RPCs per read, want <= 0.15 (target 0.05)", perRead)
 	}
 	if l2 := cl.leader(); l2 != l {
 		t.Logf("leader changed during the test (%d -> %d); figures are rough", l, l2)

@@ -996,7 +996,7 @@ type ReadIndexResponse struct {
 	// term is the receiver's current term.
 	Term uint64 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
 	// ok is true if the receiver, as leader of term, confirmed its leadership
-	// after the request arrived; read_index is then meaningful.
+	// as of a time after the request was sent; read_index is then meaningful.
 	Ok bool `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`
 	// read_index is the leader's commit index when the request arrived: every
 	// write acknowledged before the request was sent is at or below it.

@@ -60,9 +60,12 @@ type RaftService interface {
 	// ReadIndex asks the leader for a linearizable read point on behalf of a
 	// follower. One request stands for every read waiting on that follower. The
 	// leader answers only after its no-op of the current term has committed and
-	// a majority acknowledged a heartbeat round started after the request
-	// arrived, exactly as for its own reads; the follower then waits until it
-	// has applied read_index and serves the reads from its own state.
+	// a majority is known to have been in its term after the request was sent:
+	// the leader, the follower (a request of the leader's term is its
+	// acknowledgement) and the peers that acknowledged a heartbeat round started
+	// after the request arrived, as for the leader's own reads. The follower
+	// then waits until it has applied read_index and serves the reads from its
+	// own state.
 	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
 }
 
