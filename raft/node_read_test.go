@@ -55,12 +55,11 @@ func TestNodeFollowerReadIndex(t *testing.T) {
 }
 
 // readLoad runs readers goroutines calling ReadIndex on node for d and
-// returns the number of reads done.
-func readLoad(tb testing.TB, node *Node, readers int, d time.Duration) int64 {
+// returns the number of reads done and failed.
+func readLoad(node *Node, readers int, d time.Duration) (reads, fails int64) {
 	var (
-		wg    sync.WaitGroup
-		reads atomic.Int64
-		fails atomic.Int64
+		wg        sync.WaitGroup
+		ok, nfail atomic.Int64
 	)
 	deadline := time.Now().Add(d)
 	for range readers {
@@ -72,24 +71,23 @@ func readLoad(tb testing.TB, node *Node, readers int, d time.Duration) int64 {
 				_, err := node.ReadIndex(ctx)
 				cancel()
 				if err != nil {
-					fails.Add(1)
+					nfail.Add(1)
+					time.Sleep(time.Millisecond)
 					continue
 				}
-				reads.Add(1)
+				ok.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
-	if n := fails.Load(); n > 0 {
-		tb.Errorf("%d reads failed", n)
-	}
-	return reads.Load()
+	return ok.Load(), nfail.Load()
 }
 
 // rpcsPerRead measures the peer RPCs per read beyond the heartbeat
-// baseline, with readers concurrent readers on replica at (the leader, or
-// a follower), over the whole cluster.
-func rpcsPerRead(tb testing.TB, cl *cluster, at, readers int, d time.Duration) (perRead float64, reads int64) {
+// baseline, with readers concurrent readers on the leader (or, with
+// follower, on a follower), over the whole cluster. A measurement disturbed by a leader change (a loaded machine can
+// starve the ticker) is repeated, up to three times.
+func rpcsPerRead(tb testing.TB, cl *cluster, follower bool, readers int, d time.Duration) (perRead float64, reads int64) {
 	total := func() int64 {
 		var n int64
 		for i := range cl.net.rpcs {
@@ -97,19 +95,31 @@ func rpcsPerRead(tb testing.TB, cl *cluster, at, readers int, d time.Duration) (
 		}
 		return n
 	}
-	// The baseline: what the idle cluster sends in the same time.
-	before, t0 := total(), time.Now()
-	time.Sleep(d)
-	idleRate := float64(total()-before) / time.Since(t0).Seconds()
+	for attempt := 1; ; attempt++ {
+		l := cl.leader()
+		term, _ := cl.nodes[l].State()
+		at := l
+		if follower {
+			at = (l + 1) % len(cl.nodes)
+		}
+		// The baseline: what the idle cluster sends in the same time.
+		before, t0 := total(), time.Now()
+		time.Sleep(d)
+		idleRate := float64(total()-before) / time.Since(t0).Seconds()
 
-	before, t0 = total(), time.Now()
-	reads = readLoad(tb, cl.nodes[at], readers, d)
-	sent := float64(total() - before)
-	baseline := idleRate * time.Since(t0).Seconds()
-	if reads == 0 {
-		tb.Fatal("no reads done")
+		before, t0 = total(), time.Now()
+		reads, fails := readLoad(cl.nodes[at], readers, d)
+		sent := float64(total() - before)
+		baseline := idleRate * time.Since(t0).Seconds()
+		term2, _ := cl.nodes[cl.leader()].State()
+		if fails == 0 && term2 == term && reads > 0 {
+			return max(0, sent-baseline) / float64(reads), reads
+		}
+		if attempt == 3 {
+			tb.Fatalf("three measurements disturbed: last one %d reads, %d failed, term %d -> %d", reads, fails, term, term2)
+		}
+		tb.Logf("measurement disturbed (%d reads failed, term %d -> %d); again", fails, term, term2)
 	}
-	return max(0, sent-baseline) / float64(reads), reads
 }
 
 // TestNodeReadRPCsPerRead: with 64 concurrent readers, reads coalesce into
@@ -127,20 +137,15 @@ func TestNodeReadRPCsPerRead(t *testing.T) {
 	}
 	cl := newCluster(t, 3, nil)
 	cl.commit("warmup")
-	l := cl.leader()
-	perRead, reads := rpcsPerRead(t, cl, l, 64, time.Second)
-	t.Logf("leader: %d reads, %.4f RPCs per read beyond the heartbeat baseline, %d rounds", reads, perRead, cl.nodes[l].Status().ReadRounds)
+	perRead, reads := rpcsPerRead(t, cl, false, 64, time.Second)
+	t.Logf("leader: %d reads, %.4f RPCs per read beyond the heartbeat baseline", reads, perRead)
 	if perRead > 0.15 {
 		t.Errorf("leader reads: %.4f RPCs per read, want <= 0.15 (target 0.05)", perRead)
 	}
-	f := (l + 1) % 3
-	perRead, reads = rpcsPerRead(t, cl, f, 64, time.Second)
-	t.Logf("follower: %d reads, %.4f RPCs per read beyond the heartbeat baseline, %d requests", reads, perRead, cl.nodes[f].Status().ReadIndexRequests)
+	perRead, reads = rpcsPerRead(t, cl, true, 64, time.Second)
+	t.Logf("follower: %d reads, %.4f RPCs per read beyond the heartbeat baseline", reads, perRead)
 	if perRead > 0.15 {
 		t.Errorf("follower reads: %.4f RPCs per read, want <= 0.15 (target 0.05)", perRead)
-	}
-	if l2 := cl.leader(); l2 != l {
-		t.Logf("leader changed during the test (%d -> %d); figures are rough", l, l2)
 	}
 }
 
@@ -246,15 +251,10 @@ func BenchmarkReadRPCs(b *testing.B) {
 		b.Run("at="+at+"/readers=64", func(b *testing.B) {
 			cl := newCluster(b, 3, nil)
 			cl.commit("warmup")
-			l := cl.leader()
-			node := l
-			if at == "follower" {
-				node = (l + 1) % 3
-			}
 			var perRead float64
 			var reads int64
 			for b.Loop() {
-				p, r := rpcsPerRead(b, cl, node, 64, time.Second)
+				p, r := rpcsPerRead(b, cl, at == "follower", 64, time.Second)
 				perRead += p * float64(r)
 				reads += r
 			}
