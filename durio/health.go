@@ -67,6 +67,12 @@ func (h *health) check() {
 		return
 	}
 	if err := h.status().Err; err != nil {
+		if errors.Is(err, raft.ErrPanic) {
+			// Not the store: a daemon of the node panicked (such as the
+			// applier, on a snapshot the state machine could not restore).
+			h.fail(err)
+			return
+		}
 		h.fail(fmt.Errorf("%w: %w", raft.ErrStoreFailed, err))
 		return
 	}

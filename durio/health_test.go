@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ruaft/ruaft/persist/filestore"
+	"github.com/ruaft/ruaft/raft"
 )
 
 // getHealth fetches path from the replica's client listener and decodes the
@@ -200,5 +203,23 @@ func TestFailStopsReplica(t *testing.T) {
 	code, body := getHealth(t, r, "/healthz")
 	if code != http.StatusServiceUnavailable || body.Reason != "replica failed" {
 		t.Fatalf("healthz after Fail: %d %+v, want 503 with a reason that names no path", code, body)
+	}
+}
+
+// TestHealthNodePanicIsNotAStoreFailure: a node that stopped because one of
+// its daemons panicked (the applier, on a snapshot the state machine could
+// not restore) fails the replica with that error, not as a store failure.
+func TestHealthNodePanicIsNotAStoreFailure(t *testing.T) {
+	cause := fmt.Errorf("%w: applier: rsm: restore snapshot at index 7: corrupt", raft.ErrPanic)
+	var stopped error
+	h := &health{logger: slog.New(slog.DiscardHandler), status: func() raft.Status { return raft.Status{Err: cause} },
+		stop: func(err error) { stopped = err }}
+	h.check()
+	err := h.failed()
+	if !errors.Is(err, raft.ErrPanic) || errors.Is(err, raft.ErrStoreFailed) || stopped != err {
+		t.Fatalf("failed() = %v (stopped with %v), want the panic, not a store failure", err, stopped)
+	}
+	if got := publicReason(err); got != "replica failed" {
+		t.Fatalf("reason %q, want %q", got, "replica failed")
 	}
 }

@@ -106,7 +106,9 @@ type TimeoutNowRequest struct {
 	// transfer: a leader appends nothing while a transfer runs and appends
 	// an entry when it ends one without stepping down, so a receiver whose
 	// log holds an entry of Term past LastLogIndex knows the transfer is
-	// over and ignores the request.
+	// over and ignores the request. (A request delayed past the end of its
+	// transfer that still reaches the target before that entry does cannot
+	// be told from a timely one, and is honoured.)
 	LastLogIndex uint64
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fails if the committed generated code (Go in rpc/, TypeScript in
-# durio/clients/ts/src/gen) differs from what the .proto files generate now. Regenerates into a scratch folder; changes nothing.
+# durio/clients/ts/src/gen, Python in durio/clients/python/durio_client/_gen) differs from what the .proto files generate now. Regenerates into a scratch folder; changes nothing.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -11,7 +11,8 @@ scripts/gen.sh "$scratch" >/dev/null
 
 list() {
   (cd "$1" && { find rpc -type f \( -name '*.pb.go' -o -name '*.twirp.go' \); \
-    find durio/clients/ts/src/gen -type f 2>/dev/null; } | sort)
+    find durio/clients/ts/src/gen durio/clients/python/durio_client/_gen -type f \
+      -not -name '*.pyc' 2>/dev/null; } | sort)
 }
 status=0
 if ! diff -u <(list "$root") <(list "$scratch") >"$scratch/files.diff"; then

@@ -92,7 +92,7 @@ func TestByteFlip(t *testing.T) {
 				continue
 			}
 			ext := filepath.Ext(name)
-			strict := ext == ".sst" || ext == ".mem" || ext == ".vlog" || name == "MANIFEST"
+			strict := ext == ".sst" || ext == ".mem" || ext == ".vlog" || name == "MANIFEST" || name == "KEYREGISTRY"
 			kinds[ext] = true
 			isLog := ext == ".mem" || ext == ".vlog"
 			if isLog && used <= 20 {
@@ -109,6 +109,9 @@ func TestByteFlip(t *testing.T) {
 				off := rng.IntN(used)
 				if isLog && off >= 8 && off < 20 {
 					off += 12 // a log's encryption IV is unused and unchecked
+				}
+				if name == "KEYREGISTRY" && off < 16 && used > 16 {
+					off = 16 + rng.IntN(used-16) // so is the registry's
 				}
 				d := t.TempDir()
 				copyDir(t, src, d)

@@ -24,6 +24,7 @@ import (
 // badger does not refuse damage reliably: with checksum verification on, a
 // table whose block fails its checksum crashes the process (a nil pointer
 // in table.VerifyChecksum) and a damaged table footer exits it (log.Fatal);
+// a damaged KEYREGISTRY is reported as a wrong encryption key;
 // a write-ahead (.mem) or value log (.vlog) record that fails its checksum
 // is taken for the end of the log and everything after it is truncated
 // away; a MANIFEST record whose length is damaged is taken for a torn tail,
@@ -51,12 +52,21 @@ func verifyDir(dir string) (err error) {
 	}
 	var manifest *badger.Manifest
 	for _, e := range names {
-		if e.Name() == badger.ManifestFilename {
+		switch e.Name() {
+		case badger.ManifestFilename:
 			m, err := verifyManifest(filepath.Join(dir, e.Name()))
 			if err != nil {
 				return err
 			}
 			manifest = &m
+		case badger.KeyRegistryFileName:
+			// Its sanity text and data keys; badger's own error for a
+			// damaged one is "Encryption key mismatch".
+			kr, err := badger.OpenKeyRegistry(badger.KeyRegistryOptions{Dir: dir, ReadOnly: true})
+			if err != nil {
+				return corrupt(filepath.Join(dir, e.Name()), 0, "%v", err)
+			}
+			_ = kr.Close()
 		}
 	}
 	for _, e := range names {

@@ -35,9 +35,9 @@ type Config struct {
 	// DataDir is the folder the store keeps its data in; the replica owns
 	// it. Required except for noop and memory.
 	DataDir string
-	// SocketDir is the folder go-plugin creates its Unix socket folder in;
-	// this host must be its only user: Open removes socket folders in it
-	// that a killed host left behind. Empty means DataDir/plugin. If DataDir
+	// SocketDir is the folder the plugin creates its Unix socket in; this
+	// host must be its only user: Open removes the sockets in it that a
+	// killed plugin left behind. Empty means DataDir/plugin. If DataDir
 	// is empty too, or the socket path would pass the Unix limit (103 bytes,
 	// so SocketDir up to 86), a private temporary folder is used instead
 	// (removed by Close).

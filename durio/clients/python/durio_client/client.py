@@ -1,0 +1,237 @@
+"""A friendly durio client over the generated Twirp client."""
+
+from __future__ import annotations
+
+import ssl
+import threading
+import time
+from typing import Callable, List, Mapping, Optional, Sequence, Set, TypeVar, Union
+
+from . import errors
+from ._gen.kv.v1 import kv_pb2
+from ._gen.kv.v1.kv_twirp import KVServiceClient
+from ._gen.twirp_runtime import JSON, PROTOBUF, TransportError, TwirpError
+
+T = TypeVar("T")
+
+_ENCODINGS = {"protobuf": PROTOBUF, "json": JSON}
+
+# Meta keys and reasons of durio's Twirp errors (rpc/kv/v1/kv.proto).
+_META_LEADER_URL = "leader_url"
+_META_PROPOSED = "proposed"
+_META_REASON = "reason"
+_REASON_NO_SESSION = "no_session"
+
+_MISSING = object()
+
+
+class Client:
+    """A client of a durio cluster.
+
+    endpoints are the replicas' client URLs (a list, or one comma-separated
+    string). Any replica serves any request; the client sticks to the one that
+    last answered and moves to another (preferring the leader a replica names)
+    when it cannot be reached or cannot serve.
+
+    timeout bounds each method call in seconds, retries included; keep it
+    above the servers' --request-timeout (default 5 s) so that their own
+    answer, not the client's patience, decides. attempt_timeout bounds one
+    HTTP exchange with one replica, so that a stopped replica costs at most
+    that before the next one is tried. encoding is "protobuf" or "json".
+
+    Writes are exactly-once: the client opens a session with the cluster on
+    its first write and numbers its writes, so a write retried after a lost
+    answer is applied at most once. A Client is safe to use from several
+    threads; it keeps keep-alive connections until close().
+    """
+
+    def __init__(
+        self,
+        endpoints: Union[str, Sequence[str]],
+        *,
+        timeout: float = 10.0,
+        attempt_timeout: float = 3.0,
+        encoding: str = "protobuf",
+        ssl_context: Optional[ssl.SSLContext] = None,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        if isinstance(endpoints, str):
+            endpoints = endpoints.split(",")
+        urls = [e.strip().rstrip("/") for e in endpoints if e.strip()]
+        if not urls:
+            raise ValueError("durio: no endpoints")
+        if encoding not in _ENCODINGS:
+            raise ValueError(f"durio: encoding must be 'protobuf' or 'json', not {encoding!r}")
+        if timeout <= 0 or attempt_timeout <= 0:
+            raise ValueError("durio: timeouts must be positive")
+        self.endpoints: List[str] = urls
+        self.timeout = timeout
+        self.attempt_timeout = attempt_timeout
+        self._stubs = [
+            KVServiceClient(u, encoding=_ENCODINGS[encoding], timeout=attempt_timeout, ssl_context=ssl_context, headers=headers)
+            for u in urls
+        ]
+        # _lock guards the fields below it.
+        self._lock = threading.Lock()
+        self._current = 0
+        self._session = 0
+        self._next_seq = 1
+        self._in_flight: Set[int] = set()
+
+    # --- the key-value API ---
+
+    def get(self, key: str, default: object = _MISSING, *, stale: bool = False) -> str:
+        """Returns key's value.
+
+        A missing key raises NotFound, or returns default when one is given.
+        Reads are linearizable (they reflect every write acknowledged before
+        the call); stale=True reads the answering replica's local state
+        instead, which is cheaper and may lag.
+        """
+        consistency = kv_pb2.READ_CONSISTENCY_STALE if stale else kv_pb2.READ_CONSISTENCY_LINEARIZABLE
+        req = kv_pb2.GetRequest(key=key, consistency=consistency)
+        try:
+            resp = self._read(lambda stub, t: stub.get(req, timeout=t))
+        except errors.NotFound:
+            if default is _MISSING:
+                raise
+            return default  # type: ignore[return-value]
+        return resp.value
+
+    def put(self, key: str, value: str) -> None:
+        """Sets key to value, exactly once."""
+        self._write(lambda stub, w, t: stub.put(kv_pb2.PutRequest(key=key, value=value, write=w), timeout=t))
+
+    def append(self, key: str, value: str) -> None:
+        """Appends value to key's value (a missing key counts as empty), exactly once."""
+        self._write(lambda stub, w, t: stub.append(kv_pb2.AppendRequest(key=key, value=value, write=w), timeout=t))
+
+    def delete(self, key: str) -> bool:
+        """Removes key, exactly once; returns whether it existed."""
+        resp = self._write(lambda stub, w, t: stub.delete(kv_pb2.DeleteRequest(key=key, write=w), timeout=t))
+        return bool(resp.existed)
+
+    def status(self) -> kv_pb2.StatusResponse:
+        """Describes the replica that answers: role, term, leader, indexes."""
+        return self._read(lambda stub, t: stub.status(kv_pb2.StatusRequest(), timeout=t))
+
+    def close(self) -> None:
+        """Closes idle connections. The client stays usable."""
+        for s in self._stubs:
+            s.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- retries ---
+
+    def _read(self, call: Callable[[KVServiceClient, float], T]) -> T:
+        deadline = time.monotonic() + self.timeout
+        return self._retry(call, deadline, write=False)
+
+    def _write(self, call: Callable[[KVServiceClient, kv_pb2.WriteHeader, float], T]) -> T:
+        deadline = time.monotonic() + self.timeout
+        session, seq, ack = self._begin_write(deadline)
+        try:
+            while True:
+                header = kv_pb2.WriteHeader(client_id=session, sequence=seq, ack=ack)
+                try:
+                    return self._retry(lambda stub, t: call(stub, header, t), deadline, write=True)
+                except _NoSession as e:
+                    if e.maybe_applied:
+                        raise errors.OutcomeUnknown(
+                            "the write's session expired while its outcome was unknown; it was applied at most once",
+                            code="failed_precondition", meta=e.err.meta, status=e.err.status) from None
+                    # Never applied under the old session: safe to renumber.
+                    self._end_write(seq)
+                    session, seq, ack = self._begin_write(deadline, expired=session)
+        finally:
+            self._end_write(seq)
+
+    def _begin_write(self, deadline: float, expired: int = 0) -> "tuple[int, int, int]":
+        with self._lock:
+            needs = self._session == 0 or self._session == expired
+        if needs:
+            resp = self._retry(lambda stub, t: stub.open_session(kv_pb2.OpenSessionRequest(), timeout=t), deadline, write=False)
+            with self._lock:
+                if self._session == 0 or self._session == expired:
+                    self._session = resp.client_id
+                    self._next_seq = 1
+                    self._in_flight.clear()
+        with self._lock:
+            seq = self._next_seq
+            self._next_seq += 1
+            self._in_flight.add(seq)
+            # Every write below the lowest one still running has finished.
+            return self._session, seq, min(self._in_flight)
+
+    def _end_write(self, seq: int) -> None:
+        with self._lock:
+            self._in_flight.discard(seq)
+
+    def _retry(self, call: Callable[[KVServiceClient, float], T], deadline: float, *, write: bool) -> T:
+        """Runs call against one replica after another until one answers
+        definitely or the deadline passes."""
+        last: Optional[BaseException] = None
+        maybe_applied = False
+        failures = 0
+        backoff = 0.05
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            with self._lock:
+                idx = self._current
+            try:
+                return call(self._stubs[idx], min(self.attempt_timeout, remaining))
+            except TwirpError as e:
+                err = errors.from_twirp(e)
+                if e.code == "failed_precondition" and e.meta.get(_META_REASON) == _REASON_NO_SESSION and write:
+                    raise _NoSession(e, maybe_applied) from None
+                if e.code == "deadline_exceeded" or e.meta.get(_META_PROPOSED) == "true":
+                    maybe_applied = True
+                elif not isinstance(err, errors.Unavailable):
+                    raise err from None
+                last = err
+                self._move(idx, e.meta.get(_META_LEADER_URL, ""))
+            except TransportError as e:
+                maybe_applied = maybe_applied or e.sent
+                last = e
+                self._move(idx, "")
+            failures += 1
+            if failures % len(self._stubs) == 0:
+                # Every replica failed once: give the cluster time to elect.
+                time.sleep(max(0.0, min(backoff, deadline - time.monotonic())))
+                backoff = min(backoff * 2, 1.0)
+        if write and maybe_applied:
+            raise errors.OutcomeUnknown(
+                f"no replica confirmed the write within {self.timeout:g}s; it was applied at most once ({last})",
+                code="deadline_exceeded")
+        if isinstance(last, errors.DurioError):
+            raise errors.Unavailable(f"no replica could serve the request within {self.timeout:g}s: {last}",
+                                     code=last.code, meta=last.meta, status=last.status)
+        raise errors.Unavailable(f"no replica answered within {self.timeout:g}s: {last}", code="unavailable")
+
+    def _move(self, failed: int, hint: str) -> None:
+        """Picks the replica to try after the one at index failed: the leader
+        a replica named, if it is one of the endpoints, else the next one."""
+        hint = hint.rstrip("/")
+        with self._lock:
+            if self._current != failed:
+                return  # another thread has moved on already
+            if hint in self.endpoints and self.endpoints.index(hint) != failed:
+                self._current = self.endpoints.index(hint)
+            else:
+                self._current = (failed + 1) % len(self._stubs)
+
+
+class _NoSession(Exception):
+    """The cluster does not know the write's session (expired)."""
+
+    def __init__(self, err: TwirpError, maybe_applied: bool) -> None:
+        super().__init__(str(err))
+        self.err = err
+        self.maybe_applied = maybe_applied

@@ -1,0 +1,82 @@
+"""The exceptions a durio Client raises.
+
+Every one is a DurioError, which carries the Twirp error code, the message
+and metadata the server sent, and the HTTP status (0 when no server answered).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+from ._gen.twirp_runtime import TwirpError
+
+
+class DurioError(Exception):
+    """Base of every error the client raises."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "unknown",
+        meta: Optional[Mapping[str, str]] = None,
+        status: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.meta = dict(meta or {})
+        self.status = status
+
+
+class NotFound(DurioError):
+    """The key does not exist (Twirp not_found, HTTP 404)."""
+
+
+class InvalidArgument(DurioError):
+    """The request is malformed or breaks a limit: empty or invalid UTF-8
+    key, key or value too long (Twirp invalid_argument, malformed,
+    out_of_range; HTTP 400 or 413). Retrying the same request cannot help."""
+
+
+class Unavailable(DurioError):
+    """No replica could serve the request before the timeout: no leader, or
+    no endpoint reachable. A write that raises Unavailable was not applied."""
+
+
+class OutcomeUnknown(DurioError):
+    """A write may or may not have been applied: the time ran out after it
+    was sent. The client retried it with the same write id, so it was applied
+    at most once; read the key to learn which."""
+
+
+class PreconditionFailed(DurioError):
+    """The cluster refused the request in its current state (Twirp
+    failed_precondition), for example a write whose exactly-once session
+    expired while its outcome was unknown."""
+
+
+class PermissionDenied(DurioError):
+    """The server refused the caller (Twirp unauthenticated or
+    permission_denied, HTTP 401/403)."""
+
+
+_BY_CODE = {
+    "not_found": NotFound,
+    "invalid_argument": InvalidArgument,
+    "malformed": InvalidArgument,
+    "out_of_range": InvalidArgument,
+    "unavailable": Unavailable,
+    "resource_exhausted": Unavailable,
+    "deadline_exceeded": OutcomeUnknown,
+    "failed_precondition": PreconditionFailed,
+    "unauthenticated": PermissionDenied,
+    "permission_denied": PermissionDenied,
+}
+
+
+def from_twirp(err: TwirpError) -> DurioError:
+    """Maps a Twirp error the server answered to the matching exception."""
+    cls = _BY_CODE.get(err.code, DurioError)
+    if err.status == 413:
+        cls = InvalidArgument
+    return cls(err.msg or err.code, code=err.code, meta=err.meta, status=err.status)

@@ -1,0 +1,267 @@
+"""The Python client against a real 3-replica `durio dev` cluster, and its
+error handling against scripted fake servers."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+import uuid
+from typing import Optional
+
+import pytest
+
+from durio_client import (
+    Client,
+    InvalidArgument,
+    KVServiceClient,
+    NotFound,
+    OutcomeUnknown,
+    PermissionDenied,
+    PreconditionFailed,
+    TwirpError,
+    Unavailable,
+    kv_pb2,
+)
+from durio_client._gen.twirp_runtime import JSON, PROTOBUF
+
+ENCODINGS = ["protobuf", "json"]
+CONTENT_TYPES = {"protobuf": PROTOBUF, "json": JSON}
+
+
+def key(name: str) -> str:
+    """A key no other test uses (keys contain a slash, as real ones do)."""
+    return f"pytest/{name}/{uuid.uuid4().hex[:8]}"
+
+
+# --- the generated client, every method, both encodings ---
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_generated_client_every_method(cluster, encoding):
+    kv = KVServiceClient(cluster.endpoints[0], encoding=CONTENT_TYPES[encoding], timeout=10)
+    k = key("gen")
+
+    session = kv.open_session(kv_pb2.OpenSessionRequest())
+    assert session.client_id > 0
+    assert session.idle_timeout_seconds > 0
+    header = lambda seq: kv_pb2.WriteHeader(client_id=session.client_id, sequence=seq)  # noqa: E731
+
+    put = kv.put(kv_pb2.PutRequest(key=k, value="a", write=header(1)))
+    assert put.header.term > 0
+    got = kv.get(kv_pb2.GetRequest(key=k))
+    assert (got.key, got.value) == (k, "a")
+    kv.append(kv_pb2.AppendRequest(key=k, value="b", write=header(2)))
+    stale = kv.get(kv_pb2.GetRequest(key=k, consistency=kv_pb2.READ_CONSISTENCY_STALE))
+    assert stale.value in ("a", "ab")  # a stale read may lag
+    assert kv.get(kv_pb2.GetRequest(key=k)).value == "ab"
+    deleted = kv.delete(kv_pb2.DeleteRequest(key=k, write=header(3)))
+    assert deleted.existed
+    with pytest.raises(TwirpError) as e:
+        kv.get(kv_pb2.GetRequest(key=k))
+    assert e.value.code == "not_found" and e.value.status == 404
+
+    st = kv.status(kv_pb2.StatusRequest())
+    assert st.replica_id == 0
+    assert st.role in (kv_pb2.ROLE_LEADER, kv_pb2.ROLE_FOLLOWER)
+    assert st.applied_index > 0
+    kv.close()
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_generated_client_same_write_id_applies_once(cluster, encoding):
+    kv = KVServiceClient(cluster.endpoints[1], encoding=CONTENT_TYPES[encoding], timeout=10)
+    k = key("once")
+    sid = kv.open_session(kv_pb2.OpenSessionRequest()).client_id
+    req = kv_pb2.AppendRequest(key=k, value="x", write=kv_pb2.WriteHeader(client_id=sid, sequence=1))
+    kv.append(req)
+    kv.append(req)  # a retry of the same write: answered, not applied again
+    other = KVServiceClient(cluster.endpoints[2], encoding=CONTENT_TYPES[encoding], timeout=10)
+    other.append(req)  # a retry through another replica
+    assert kv.get(kv_pb2.GetRequest(key=k)).value == "x"
+
+
+# --- the friendly client ---
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_client_put_get_append_delete(cluster, encoding):
+    with Client(cluster.endpoints, encoding=encoding) as kv:
+        k = key("api")
+        kv.put(k, "hello")
+        kv.append(k, ", world")
+        assert kv.get(k) == "hello, world"
+        assert kv.get(k, stale=True) in ("hello", "hello, world")
+        assert kv.delete(k) is True
+        assert kv.delete(k) is False
+        with pytest.raises(NotFound):
+            kv.get(k)
+        assert kv.get(k, None) is None
+        assert kv.get(k, "fallback") == "fallback"
+        st = kv.status()
+        assert st.leader_known
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_client_rejects_bad_input(cluster, encoding):
+    with Client(cluster.endpoints, encoding=encoding, timeout=10) as kv:
+        with pytest.raises(InvalidArgument) as e:
+            kv.put("", "v")
+        assert e.value.status == 400
+        with pytest.raises(InvalidArgument):
+            kv.get("k" * 5000)  # keys are at most 4 KiB
+        with pytest.raises(InvalidArgument):
+            kv.put(key("big"), "v" * (2 << 20))  # over the body limit
+
+
+def test_client_unavailable_when_nothing_listens():
+    from conftest import _free_base
+
+    base = _free_base(2)
+    kv = Client([f"http://127.0.0.1:{base}", f"http://127.0.0.1:{base + 1}"], timeout=1.0)
+    start = time.monotonic()
+    with pytest.raises(Unavailable):
+        kv.get("k")
+    with pytest.raises(Unavailable):
+        kv.put("k", "v")  # never sent: definitely not applied
+    assert time.monotonic() - start < 10
+
+
+def test_retried_write_is_applied_once(cluster, fake_server):
+    """The first Append reaches the cluster but its answer is lost; the client
+    retries it at another replica with the same write id."""
+    k = key("retry")
+    dropped = []
+
+    def proxy(path, headers, body):
+        req = urllib.request.Request(cluster.endpoints[0] + path, data=body, method="POST",
+                                     headers={"Content-Type": headers["Content-Type"]})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                answer = (resp.status, resp.headers["Content-Type"], resp.read())
+        except urllib.error.HTTPError as e:
+            answer = (e.code, e.headers["Content-Type"], e.read())
+        if path.endswith("/Append") and not dropped:
+            dropped.append(body)
+            return None  # applied, but the client never hears of it
+        return answer
+
+    fake = fake_server(proxy)
+    with Client([fake.url, cluster.endpoints[1]], timeout=15) as kv:
+        kv.append(k, "once")
+        assert dropped, "the proxy never saw the Append"
+        assert kv.get(k) == "once"
+        kv.append(k, "+twice")
+        assert kv.get(k) == "once+twice"
+
+
+def test_failover_when_the_leader_dies(cluster):
+    """The replica the client talks to (the leader) is killed; the next
+    write goes to another replica within the same call."""
+    with Client(cluster.endpoints, timeout=20) as probe:
+        st = probe.status()
+        assert st.leader_known
+        leader = st.leader_id
+    order = [cluster.endpoints[leader]] + [e for i, e in enumerate(cluster.endpoints) if i != leader]
+    k = key("failover")
+    with Client(order, timeout=20) as kv:
+        kv.put(k, "before")
+        cluster.command(f"kill {leader}")
+        cluster.wait_line(rf"replica {leader}: killed", timeout=20)
+        kv.append(k, "+after")  # the client's current replica is gone
+        assert kv.get(k) == "before+after"
+        assert kv.status().replica_id != leader
+    cluster.command(f"start {leader}")
+    cluster.wait_line(rf"replica {leader}: started", timeout=30)
+
+
+# --- error mapping, against scripted servers ---
+
+
+def _twirp_error(code: str, msg: str = "m", status: int = 400, meta: Optional[dict] = None):
+    body = {"code": code, "msg": msg}
+    if meta:
+        body["meta"] = meta
+    return lambda path, headers, data: (status, "application/json", json.dumps(body).encode())
+
+
+@pytest.mark.parametrize(
+    "code,status,exc",
+    [
+        ("not_found", 404, NotFound),
+        ("invalid_argument", 400, InvalidArgument),
+        ("malformed", 400, InvalidArgument),
+        ("failed_precondition", 412, PreconditionFailed),
+        ("unauthenticated", 401, PermissionDenied),
+        ("permission_denied", 403, PermissionDenied),
+    ],
+)
+def test_definite_errors_map_and_are_not_retried(fake_server, code, status, exc):
+    srv = fake_server(_twirp_error(code, "what happened", status, {"argument": "key"}))
+    kv = Client([srv.url], timeout=5)
+    with pytest.raises(exc) as e:
+        kv.get("k")
+    assert e.value.code == code
+    assert e.value.status == status
+    assert "what happened" in str(e.value)
+    assert e.value.meta.get("argument") == "key"
+    assert len(srv.requests) == 1
+
+
+def test_unavailable_is_retried_then_raised(fake_server):
+    srv = fake_server(_twirp_error("unavailable", "no leader", 503))
+    kv = Client([srv.url], timeout=1.0)
+    with pytest.raises(Unavailable) as e:
+        kv.get("k")
+    assert "no leader" in str(e.value)
+    assert len(srv.requests) > 1
+
+
+def test_write_with_unknown_outcome(fake_server):
+    def answer(path, headers, body):
+        if path.endswith("/OpenSession"):
+            resp = kv_pb2.OpenSessionResponse(client_id=7, idle_timeout_seconds=60)
+            return 200, PROTOBUF, resp.SerializeToString()
+        return _twirp_error("deadline_exceeded", "timed out", 504)(path, headers, body)
+
+    srv = fake_server(answer)
+    kv = Client([srv.url], timeout=1.0)
+    with pytest.raises(OutcomeUnknown):
+        kv.put("k", "v")
+    puts = [kv_pb2.PutRequest.FromString(b) for p, _, b in srv.requests if p.endswith("/Put")]
+    assert len(puts) > 1, "the write was not retried"
+    assert {(p.write.client_id, p.write.sequence) for p in puts} == {(7, 1)}, "a retry changed the write id"
+
+
+def test_intermediary_errors(fake_server):
+    srv = fake_server(lambda p, h, b: (502, "text/html", b"<html>bad gateway</html>"))
+    with pytest.raises(Unavailable) as e:
+        Client([srv.url], timeout=0.5).get("k")
+    assert "bad gateway" in str(e.value)
+
+
+def test_expired_session_is_reopened(fake_server):
+    sessions = []
+
+    def answer(path, headers, body):
+        if path.endswith("/OpenSession"):
+            sessions.append(len(sessions) + 1)
+            resp = kv_pb2.OpenSessionResponse(client_id=sessions[-1], idle_timeout_seconds=60)
+            return 200, PROTOBUF, resp.SerializeToString()
+        put = kv_pb2.PutRequest.FromString(body)
+        if put.write.client_id == 1:
+            return _twirp_error("failed_precondition", "no such session", 412, {"reason": "no_session"})(path, headers, body)
+        return 200, PROTOBUF, kv_pb2.PutResponse().SerializeToString()
+
+    srv = fake_server(answer)
+    Client([srv.url], timeout=5).put("k", "v")
+    assert sessions == [1, 2]
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        Client([])
+    with pytest.raises(ValueError):
+        Client(["http://127.0.0.1:1"], encoding="xml")
+    with pytest.raises(ValueError):
+        KVServiceClient("ftp://example.invalid")
