@@ -199,7 +199,7 @@ Put -- before values that begin with -: durio put temp -- -5.
 		cmd.GroupID = "kv"
 		root.AddCommand(cmd)
 	}
-	for _, cmd := range []*cobra.Command{c.serveCommand(), c.devCommand(), c.statusCommand(), c.benchCommand()} {
+	for _, cmd := range []*cobra.Command{c.serveCommand(), c.devCommand(), c.statusCommand(), c.benchCommand(), c.certsCommand()} {
 		cmd.GroupID = "cluster"
 		root.AddCommand(cmd)
 	}

@@ -11,7 +11,8 @@ import (
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
 
-// Limits bounds what a client may send.
+// Limits bounds what a client may send, how many requests are served at
+// once, and which web origins may call.
 type Limits struct {
 	// MaxBodyBytes is the largest request body, in bytes (413 above it).
 	MaxBodyBytes int64
@@ -19,6 +20,14 @@ type Limits struct {
 	MaxKeyBytes int
 	// MaxValueBytes is the longest value, in bytes.
 	MaxValueBytes int
+	// MaxInflight is the most requests served at once (503 with
+	// Retry-After above it); 0 means no cap.
+	MaxInflight int
+	// CORSOrigins are the web origins allowed to call cross-origin.
+	CORSOrigins []string
+	// ClientURLs are the replicas' client URLs: their host names are
+	// accepted for same-origin browser requests (see browserPolicy).
+	ClientURLs []string
 }
 
 // DefaultLimits are the limits durio serves with unless configured.
@@ -44,7 +53,8 @@ func clientHandler(svc kvv1.KVService, limits Limits, extra func(mux *http.Serve
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, twirp.NewErrorf(twirp.BadRoute, "no route %s %s", r.Method, r.URL.Path))
 	})
-	return limitBody(limits.MaxBodyBytes, mux)
+	policy := newBrowserPolicy(limits.CORSOrigins, limits.ClientURLs)
+	return policy.guard(limitInflight(limits.MaxInflight, limitBody(limits.MaxBodyBytes, mux)))
 }
 
 // validated checks requests against the limits before they reach the
@@ -92,32 +102,37 @@ func (v validated) Get(ctx context.Context, req *kvv1.GetRequest) (*kvv1.GetResp
 	if _, ok := kvv1.ReadConsistency_name[int32(req.GetConsistency())]; !ok {
 		return nil, twirp.InvalidArgumentError("consistency", "is not a known ReadConsistency")
 	}
-	return v.next.Get(ctx, req)
+	resp, err := v.next.Get(ctx, req)
+	return resp, public(ctx, err)
 }
 
 func (v validated) Put(ctx context.Context, req *kvv1.PutRequest) (*kvv1.PutResponse, error) {
 	if err := firstErr(v.key(req.GetKey()), v.value(req.GetValue()), v.write(req.GetWrite())); err != nil {
 		return nil, err
 	}
-	return v.next.Put(ctx, req)
+	resp, err := v.next.Put(ctx, req)
+	return resp, public(ctx, err)
 }
 
 func (v validated) Append(ctx context.Context, req *kvv1.AppendRequest) (*kvv1.AppendResponse, error) {
 	if err := firstErr(v.key(req.GetKey()), v.value(req.GetValue()), v.write(req.GetWrite())); err != nil {
 		return nil, err
 	}
-	return v.next.Append(ctx, req)
+	resp, err := v.next.Append(ctx, req)
+	return resp, public(ctx, err)
 }
 
 func (v validated) Delete(ctx context.Context, req *kvv1.DeleteRequest) (*kvv1.DeleteResponse, error) {
 	if err := firstErr(v.key(req.GetKey()), v.write(req.GetWrite())); err != nil {
 		return nil, err
 	}
-	return v.next.Delete(ctx, req)
+	resp, err := v.next.Delete(ctx, req)
+	return resp, public(ctx, err)
 }
 
 func (v validated) Status(ctx context.Context, req *kvv1.StatusRequest) (*kvv1.StatusResponse, error) {
-	return v.next.Status(ctx, req)
+	resp, err := v.next.Status(ctx, req)
+	return resp, public(ctx, err)
 }
 
 func firstErr(errs ...error) error {

@@ -167,6 +167,7 @@ func TestBadInput(t *testing.T) {
 	// A chunked body (no Content-Length) over the limit is refused the same way.
 	req, _ := http.NewRequest("POST", u+"/kvstore/put", io.MultiReader(strings.NewReader(huge)))
 	req.ContentLength = -1
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -62,6 +62,45 @@ type Config struct {
 	// HTTPS.
 	TLSCert string `yaml:"tls-cert"`
 	TLSKey  string `yaml:"tls-key"`
+	// PeerCert and PeerKey are this replica's PEM certificate and key for
+	// mutual TLS on the peer plane, and PeerCA the PEM certificate of the CA
+	// that signed every replica's (see `durio certs`). Set all three or none;
+	// with them every peer URL must be https, the peer listener serves TLS
+	// 1.3 and accepts only clients with a certificate from PeerCA.
+	PeerCert string `yaml:"peer-cert"`
+	PeerKey  string `yaml:"peer-key"`
+	PeerCA   string `yaml:"peer-ca"`
+	// InsecurePeers allows a peer listener on a non-loopback address with
+	// neither mutual TLS nor a peer token. Anyone who can reach it can then
+	// write any key or stop the cluster.
+	InsecurePeers bool `yaml:"insecure-peers"`
+	// ReadTimeout bounds reading one request, headers and body, on both
+	// listeners; a client that sends slower is disconnected.
+	ReadTimeout time.Duration `yaml:"read-timeout"`
+	// WriteTimeout bounds the time from the end of a request's headers to
+	// the end of its response on both listeners; it must exceed
+	// RequestTimeout.
+	WriteTimeout time.Duration `yaml:"write-timeout"`
+	// IdleTimeout closes a keep-alive connection idle this long.
+	IdleTimeout time.Duration `yaml:"idle-timeout"`
+	// MaxHeaderBytes is the largest request header block, in bytes.
+	MaxHeaderBytes int `yaml:"max-header-bytes"`
+	// MaxPeerBodyBytes is the largest request body the peer listener
+	// accepts: the largest AppendEntries (up to 1 MiB of entries plus one
+	// entry of up to a client body) or InstallSnapshot chunk (1 MiB), or a
+	// forwarded client request, with room to spare.
+	MaxPeerBodyBytes int64 `yaml:"max-peer-body-bytes"`
+	// MaxClientConns and MaxPeerConns cap the open connections of each
+	// listener; connections over the cap are closed as soon as accepted.
+	MaxClientConns int `yaml:"max-client-conns"`
+	MaxPeerConns   int `yaml:"max-peer-conns"`
+	// MaxInflight caps the client requests being served at once; more get
+	// 503 with Retry-After.
+	MaxInflight int `yaml:"max-inflight"`
+	// CORSOrigins are the web origins (scheme://host[:port]) allowed to call
+	// the client API from a browser; other cross-origin requests are
+	// refused. "*" allows every origin (not recommended).
+	CORSOrigins []string `yaml:"cors-origins"`
 	// Pprof serves Go's profiler at /debug/pprof/ on the peer listener (off by
 	// default; profiles reveal internals, so only on a trusted network).
 	Pprof bool `yaml:"pprof"`
@@ -77,6 +116,16 @@ func DefaultConfig() Config {
 		SnapshotBytes:  DefaultSnapshotBytes,
 		RequestTimeout: 5 * time.Second,
 		LogLevel:       "info",
+		ReadTimeout:    10 * time.Second,
+		WriteTimeout:   15 * time.Second,
+		IdleTimeout:    60 * time.Second,
+		MaxHeaderBytes: 16 << 10,
+		// See MaxPeerBodyBytes: ~3 MiB is the largest legitimate message
+		// today; batched forwarding may carry more.
+		MaxPeerBodyBytes: 16 << 20,
+		MaxClientConns:   1024,
+		MaxPeerConns:     256,
+		MaxInflight:      512,
 	}
 }
 
@@ -153,6 +202,93 @@ func (c *Config) Validate() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return configErr("tls-cert", "tls-cert and tls-key must be given together")
 	}
+	if err := c.validatePeerSecurity(); err != nil {
+		return err
+	}
+	return c.validateLimits()
+}
+
+// PeerTLS reports whether the peer plane uses mutual TLS.
+func (c *Config) PeerTLS() bool { return c.PeerCert != "" }
+
+// validatePeerSecurity checks the peer TLS settings against the peer URLs
+// and refuses an unauthenticated peer listener that others could reach.
+func (c *Config) validatePeerSecurity() error {
+	set := 0
+	for _, f := range []string{c.PeerCert, c.PeerKey, c.PeerCA} {
+		if f != "" {
+			set++
+		}
+	}
+	if set != 0 && set != 3 {
+		return configErr("peer-cert", "peer-cert, peer-key and peer-ca must be given together")
+	}
+	for i, p := range c.Peers {
+		https := strings.HasPrefix(p, "https://")
+		switch {
+		case c.PeerTLS() && !https:
+			return configErr("peers", "entry %d (%q) must be https:// with peer-cert", i, p)
+		case !c.PeerTLS() && https:
+			return configErr("peers", "entry %d (%q) is https://: give peer-cert, peer-key and peer-ca", i, p)
+		}
+	}
+	if c.PeerTLS() || c.PeerToken != "" || c.InsecurePeers || isLoopback(c.ListenPeer) {
+		return nil
+	}
+	return configErr("listen-peer", "%s is reachable from other machines but peers are not authenticated, "+
+		"so anyone who can reach it could write any key or stop the cluster: "+
+		"set peer-cert, peer-key and peer-ca (durio certs creates them) or peer-token-file, "+
+		"or pass --insecure-peers if the network is trusted", c.ListenPeer)
+}
+
+// isLoopback reports whether hostport binds only a loopback address. An
+// empty host binds every interface; names other than localhost may resolve
+// anywhere.
+func isLoopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (c *Config) validateLimits() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"read-timeout", c.ReadTimeout}, {"write-timeout", c.WriteTimeout}, {"idle-timeout", c.IdleTimeout}} {
+		if d.v <= 0 {
+			return configErr(d.name, "%v must be positive", d.v)
+		}
+	}
+	if c.WriteTimeout <= c.RequestTimeout {
+		return configErr("write-timeout", "%v must exceed request-timeout (%v), or answers would be cut off", c.WriteTimeout, c.RequestTimeout)
+	}
+	for _, n := range []struct {
+		name string
+		v    int64
+	}{{"max-header-bytes", int64(c.MaxHeaderBytes)}, {"max-peer-body-bytes", c.MaxPeerBodyBytes},
+		{"max-client-conns", int64(c.MaxClientConns)}, {"max-peer-conns", int64(c.MaxPeerConns)}, {"max-inflight", int64(c.MaxInflight)}} {
+		if n.v <= 0 {
+			return configErr(n.name, "%d must be positive", n.v)
+		}
+	}
+	if c.MaxPeerBodyBytes < c.MaxBodyBytes+64<<10 {
+		return configErr("max-peer-body-bytes", "%d must exceed max-body-bytes (%d) by 64 KiB: forwarded requests cross the peer listener", c.MaxPeerBodyBytes, c.MaxBodyBytes)
+	}
+	for _, o := range c.CORSOrigins {
+		if o == "*" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
+			return configErr("cors-origins", "%q is not an origin like https://app.example or http://192.168.1.5:3000", o)
+		}
+	}
 	return nil
 }
 
@@ -215,6 +351,19 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 		tlsCert   = fs.String("tls-cert", "", "PEM certificate `file`: serve the client listener over HTTPS")
 		tlsKey    = fs.String("tls-key", "", "PEM private key `file` for --tls-cert")
 		pprof     = fs.Bool("pprof", false, "serve /debug/pprof/ on the peer listener")
+		peerCert  = fs.String("peer-cert", "", "PEM certificate `file` of this replica for mutual TLS between peers")
+		peerKey   = fs.String("peer-key", "", "PEM private key `file` for --peer-cert")
+		peerCA    = fs.String("peer-ca", "", "PEM `file` of the CA that signed every replica's peer certificate")
+		insecure  = fs.Bool("insecure-peers", false, "allow a non-loopback peer listener without mTLS or a peer token")
+		readTO    = fs.Duration("read-timeout", 0, "longest time to read one request, body included (default 10s)")
+		writeTO   = fs.Duration("write-timeout", 0, "longest time from a request's headers to the end of its answer (default 15s)")
+		idleTO    = fs.Duration("idle-timeout", 0, "close keep-alive connections idle this long (default 60s)")
+		maxHdr    = fs.Int("max-header-bytes", 0, "largest request header block in `bytes` (default 16 KiB)")
+		maxPeer   = fs.Int64("max-peer-body-bytes", 0, "largest peer request body in `bytes` (default 16 MiB)")
+		clientCap = fs.Int("max-client-conns", 0, "most open connections on the client listener (default 1024)")
+		peerCap   = fs.Int("max-peer-conns", 0, "most open connections on the peer listener (default 256)")
+		inflight  = fs.Int("max-inflight", 0, "most client requests served at once; more get 503 (default 512)")
+		cors      = fs.String("cors-origins", "", "comma-separated web `origins` allowed to call the client API from a browser")
 	)
 	apply := func(cfg *Config, f *flag.Flag) {
 		switch f.Name {
@@ -250,6 +399,32 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 			cfg.TLSKey = *tlsKey
 		case "pprof":
 			cfg.Pprof = *pprof
+		case "peer-cert":
+			cfg.PeerCert = *peerCert
+		case "peer-key":
+			cfg.PeerKey = *peerKey
+		case "peer-ca":
+			cfg.PeerCA = *peerCA
+		case "insecure-peers":
+			cfg.InsecurePeers = *insecure
+		case "read-timeout":
+			cfg.ReadTimeout = *readTO
+		case "write-timeout":
+			cfg.WriteTimeout = *writeTO
+		case "idle-timeout":
+			cfg.IdleTimeout = *idleTO
+		case "max-header-bytes":
+			cfg.MaxHeaderBytes = *maxHdr
+		case "max-peer-body-bytes":
+			cfg.MaxPeerBodyBytes = *maxPeer
+		case "max-client-conns":
+			cfg.MaxClientConns = *clientCap
+		case "max-peer-conns":
+			cfg.MaxPeerConns = *peerCap
+		case "max-inflight":
+			cfg.MaxInflight = *inflight
+		case "cors-origins":
+			cfg.CORSOrigins = splitList(*cors)
 		}
 	}
 	return func(given func(name string) bool) (Config, error) {

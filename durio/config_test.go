@@ -38,6 +38,7 @@ listen-client: 0.0.0.0:8080
 data-dir: /var/lib/durio
 persister: file
 request-timeout: 3s
+peer-token: s3cret
 snapshot-bytes: 1048576
 persister-options:
   sync: "true"
@@ -117,5 +118,34 @@ func TestPeerTokenFile(t *testing.T) {
 	}
 	if cfg.PeerToken != "s3cret" {
 		t.Fatalf("token %q", cfg.PeerToken)
+	}
+}
+
+// The shipped example configuration is valid and secure: mutual TLS on, and
+// without its peer-* lines it would not start.
+func TestDeployConfigIsSecure(t *testing.T) {
+	cfg, err := ParseServeFlags([]string{"--config", "../deploy/durio.yaml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.PeerTLS() || cfg.InsecurePeers {
+		t.Fatalf("deploy/durio.yaml: peer TLS %v, insecure-peers %v", cfg.PeerTLS(), cfg.InsecurePeers)
+	}
+	data, err := os.ReadFile("../deploy/durio.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if !strings.HasPrefix(line, "peer-") {
+			kept = append(kept, strings.ReplaceAll(line, "https://", "http://"))
+		}
+	}
+	file := filepath.Join(t.TempDir(), "durio.yaml")
+	if err := os.WriteFile(file, []byte(strings.Join(kept, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseServeFlags([]string{"--config", file}); !errors.Is(err, ErrConfig) {
+		t.Fatalf("without peer authentication: %v, want a config error", err)
 	}
 }

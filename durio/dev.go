@@ -109,7 +109,7 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer) error {
 		}()
 		fmt.Fprintf(stdout, "  replica %d: client %s  peer %s  log %s\n", i, clients[i], peers[i], logFile.Name())
 	}
-	fmt.Fprintf(stdout, "try: curl -s -XPOST %s/kvstore/put -d '{\"key\":\"hello\",\"value\":\"world\"}'; curl -s %s/kvstore/get/hello\n", clients[0], clients[o.Replicas-1])
+	fmt.Fprintf(stdout, "try: curl -s -XPOST %s/kvstore/put -H 'Content-Type: application/json' -d '{\"key\":\"hello\",\"value\":\"world\"}'; curl -s %s/kvstore/get/hello\n", clients[0], clients[o.Replicas-1])
 	fmt.Fprintln(stdout, "Ctrl-C stops the cluster.")
 	select {
 	case <-ctx.Done():

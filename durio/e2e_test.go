@@ -77,8 +77,14 @@ type cluster struct {
 	peers     []string
 	clients   []string
 	procs     []*proc
-	// extra are more `durio serve` flags for every replica.
-	extra []string
+	args      func(i int) []string // more `durio serve` flags for replica i; may be nil
+}
+
+func (c *cluster) extraArgs(i int) []string {
+	if c.args == nil {
+		return nil
+	}
+	return c.args(i)
 }
 
 type proc struct {
@@ -89,10 +95,17 @@ type proc struct {
 
 func startCluster(t *testing.T, n int, persister string, extra ...string) *cluster {
 	t.Helper()
+	return startClusterWith(t, n, persister, "http", func(int) []string { return extra })
+}
+
+// startClusterWith starts a cluster whose peer URLs use peerScheme, giving
+// replica i the extra flags args(i) (args may be nil).
+func startClusterWith(t *testing.T, n int, persister, peerScheme string, args func(i int) []string) *cluster {
+	t.Helper()
 	ports := freePorts(t, 2*n)
-	c := &cluster{t: t, persister: persister, dir: t.TempDir(), procs: make([]*proc, n), extra: extra}
+	c := &cluster{t: t, persister: persister, dir: t.TempDir(), procs: make([]*proc, n), args: args}
 	for i := range n {
-		c.peers = append(c.peers, "http://127.0.0.1:"+strconv.Itoa(ports[i]))
+		c.peers = append(c.peers, peerScheme+"://127.0.0.1:"+strconv.Itoa(ports[i]))
 		c.clients = append(c.clients, "http://127.0.0.1:"+strconv.Itoa(ports[n+i]))
 	}
 	for i := range n {
@@ -100,6 +113,22 @@ func startCluster(t *testing.T, n int, persister string, extra ...string) *clust
 	}
 	t.Cleanup(c.stopAll)
 	c.waitLeader(15 * time.Second)
+	// A leader can be elected before the last replica listens (a loaded
+	// machine starts processes slowly): wait for every client listener.
+	deadline := time.Now().Add(15 * time.Second)
+	for i, u := range c.clients {
+		for {
+			resp, err := http.Get(u + "/healthz")
+			if err == nil {
+				resp.Body.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("replica %d does not listen on %s: %v", i, u, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	return c
 }
 
@@ -113,7 +142,7 @@ func (c *cluster) start(i int) {
 		"--data-dir", filepath.Join(c.dir, "replica-"+strconv.Itoa(i)),
 		"--persister", c.persister,
 		"--request-timeout", "2s",
-		"--log-level", "info"}, c.extra...)...)
+		"--log-level", "info"}, c.extraArgs(i)...)...)
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &syncWriter{w: &log}, &syncWriter{w: &log}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -30,6 +30,7 @@ type metrics struct {
 	snapshotBytes prometheus.Gauge
 	requests      *prometheus.CounterVec   // by route and code
 	reqLatency    *prometheus.HistogramVec // by route
+	refusedConns  *prometheus.CounterVec   // by listener
 }
 
 // latencyBuckets span 50 µs to ~3 s, for RPCs, fsyncs and requests alike.
@@ -57,6 +58,8 @@ func newMetrics(status func() raft.Status) *metrics {
 			Help: "Client requests, by route and HTTP status code."}, []string{"route", "code"}),
 		reqLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "durio_http_request_duration_seconds",
 			Help: "Client request latency, by route.", Buckets: latencyBuckets}, []string{"route"}),
+		refusedConns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "durio_http_refused_connections_total",
+			Help: "Connections closed on accept because the listener was at its connection cap, by listener (client or peer)."}, []string{"listener"}),
 	}
 	gauge := func(name, help string, f func(raft.Status) float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(status()) })
@@ -68,7 +71,7 @@ func newMetrics(status func() raft.Status) *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.leaderChanges, m.rpcs, m.rpcLatency, m.storeAppend, m.storeEntries, m.snapshots, m.snapshotBytes,
-		m.requests, m.reqLatency,
+		m.requests, m.reqLatency, m.refusedConns,
 		counter("durio_raft_read_rounds_total", "Leadership-confirmation rounds this replica started as leader for linearizable reads (reads coalesce: one round in flight, shared by every read waiting).",
 			func(s raft.Status) float64 { return float64(s.ReadRounds) }),
 		counter("durio_raft_read_index_requests_total", "Read-index requests this replica sent to the leader as a follower (one per batch of follower reads).",

@@ -2,6 +2,7 @@ package durio
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,8 +16,8 @@ import (
 	"github.com/ruaft/ruaft/kvraft/rsm"
 	"github.com/ruaft/ruaft/persist"
 	"github.com/ruaft/ruaft/raft"
+	"github.com/ruaft/ruaft/raft/twirptransport"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
-	raftv1 "github.com/ruaft/ruaft/rpc/raft/v1"
 	"github.com/twitchtv/twirp"
 )
 
@@ -59,6 +60,13 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	r.metrics = newMetrics(func() raft.Status { return r.kv.Status() })
 	r.store = meteredStore{Store: store, m: r.metrics}
 	r.health = newHealth(logger, func() raft.Status { return r.kv.Status() }, store, r.fatal)
+	var peerServerTLS, peerClientTLS *tls.Config
+	if cfg.PeerTLS() {
+		var err error
+		if peerServerTLS, peerClientTLS, err = twirptransport.MutualTLS(cfg.PeerCert, cfg.PeerKey, cfg.PeerCA); err != nil {
+			return nil, configErr("peer-cert", "%v", err)
+		}
+	}
 	var err error
 	if r.peerLn, err = net.Listen("tcp", cfg.ListenPeer); err != nil {
 		return nil, fmt.Errorf("durio: listen-peer: %w", err)
@@ -67,10 +75,14 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		r.peerLn.Close()
 		return nil, fmt.Errorf("durio: listen-client: %w", err)
 	}
+	r.peerLn = newCapListener(r.peerLn, cfg.MaxPeerConns, func() { r.metrics.refusedConns.WithLabelValues("peer").Inc() })
+	r.clientLn = newCapListener(r.clientLn, cfg.MaxClientConns, func() { r.metrics.refusedConns.WithLabelValues("client").Inc() })
+	if peerServerTLS != nil {
+		r.peerLn = tls.NewListener(r.peerLn, peerServerTLS)
+	}
 
-	peerHTTP := withToken(newPeerHTTPClient(), cfg.PeerToken)
-	transport := newPeerTransport(cfg.ID, cfg.Peers, peerHTTP)
-	transport.metrics = r.metrics
+	peerHTTP := twirptransport.WithToken(twirptransport.NewHTTPClient(peerClientTLS), cfg.PeerToken)
+	transport := twirptransport.New(cfg.ID, cfg.Peers, twirptransport.Options{HTTPClient: peerHTTP, Observe: r.metrics.observeRPC})
 	var node *raft.Node
 	kvCfg := kvraft.DefaultConfig(cfg.ID)
 	kvCfg.RequestTimeout = cfg.RequestTimeout
@@ -95,8 +107,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	peerMux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, twirp.NewErrorf(twirp.BadRoute, "no route %s %s on the peer listener", r.Method, r.URL.Path))
 	})
-	raftServer := raftv1.NewRaftServiceServer(peerServer{node: node})
-	peerMux.Handle("POST "+raftServer.PathPrefix(), raftServer)
+	peerMux.Handle("POST "+twirptransport.PathPrefix, twirptransport.NewHandler(node))
 	forwardServer := kvv1.NewKVServiceServer(local)
 	peerMux.Handle("POST "+forwardServer.PathPrefix(), forwardServer)
 	if cfg.Pprof {
@@ -116,14 +127,23 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	}
 	limits := DefaultLimits()
 	limits.MaxBodyBytes = cfg.MaxBodyBytes
+	limits.MaxInflight = cfg.MaxInflight
+	limits.CORSOrigins = cfg.CORSOrigins
+	limits.ClientURLs = cfg.ClientURLs
 
 	extra := func(mux *http.ServeMux) {
 		mux.Handle("GET /metrics", r.metrics.handler())
 		statusHandlers(cfg.ID, fe.replica)(mux)
 	}
-	r.peerSrv = &http.Server{Handler: requireToken(cfg.PeerToken, peerMux), ReadHeaderTimeout: 5 * time.Second}
-	r.clientSrv = &http.Server{Handler: r.metrics.instrumentMux(clientHandler(fe, limits, extra)), ReadHeaderTimeout: 5 * time.Second}
-	r.clientSrv.Handler = r.health.wrap(r.clientSrv.Handler)
+	// Authentication comes first, so an unauthenticated caller gets its 401
+	// before a byte of its body is read.
+	var peerHandler http.Handler = twirptransport.LimitBody(cfg.MaxPeerBodyBytes, peerMux)
+	if cfg.PeerToken != "" {
+		peerHandler = twirptransport.RequireToken(cfg.PeerToken, peerHandler)
+	}
+	r.peerSrv = newHTTPServer(cfg, peerHandler, logger.With("listener", "peer"))
+	clientLog := logger.With("listener", "client")
+	r.clientSrv = newHTTPServer(cfg, withRequestID(clientLog, r.health.wrap(r.metrics.instrumentMux(clientHandler(fe, limits, extra)))), clientLog)
 	r.serving.Add(2)
 	go r.serve(r.peerSrv, r.peerLn, "", "")
 	go r.serve(r.clientSrv, r.clientLn, cfg.TLSCert, cfg.TLSKey)
@@ -133,6 +153,20 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	r.bg.Go(func() { r.health.watch(bgCtx) })
 	logger.Info("replica started", "id", cfg.ID, "peer", r.peerLn.Addr().String(), "client", r.clientLn.Addr().String())
 	return r, nil
+}
+
+// newHTTPServer applies the listener limits every durio listener shares.
+func newHTTPServer(cfg Config, h http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: min(5*time.Second, cfg.ReadTimeout),
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		// TLS handshake failures and the like: worth seeing, not alarming.
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelInfo),
+	}
 }
 
 func (r *Replica) serve(srv *http.Server, ln net.Listener, cert, key string) {
@@ -174,7 +208,7 @@ func (r *Replica) status() *kvv1.StatusResponse {
 		}
 	}
 	if st.Err != nil {
-		out.Error = st.Err.Error()
+		out.Error = publicError(st.Err)
 	}
 	return out
 }

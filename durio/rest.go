@@ -1,11 +1,13 @@
 package durio
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/twitchtv/twirp"
 
@@ -127,9 +129,20 @@ func (b restWrite) header() *kvv1.WriteHeader {
 // unusable. Oversized bodies never get here (see limitBody).
 func decodeWrite(w http.ResponseWriter, r *http.Request) (restWrite, bool) {
 	var body restWrite
-	dec := json.NewDecoder(r.Body)
+	data, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeError(w, errMalformedBody(err))
+		return body, false
+	}
+	// encoding/json would quietly turn invalid UTF-8 into U+FFFD; Twirp
+	// refuses it, and so does REST.
+	if !utf8.Valid(data) {
+		writeError(w, twirp.NewError(twirp.Malformed, "the body is not valid UTF-8"))
+		return body, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(&body)
+	err = dec.Decode(&body)
 	if err == nil {
 		if extra := dec.Decode(&struct{}{}); extra != io.EOF {
 			err = errors.New("trailing data after the JSON object")
@@ -187,8 +200,13 @@ func writeError(w http.ResponseWriter, err error) {
 	if !errors.As(err, &terr) {
 		terr = twirp.InternalErrorWith(err)
 	}
+	writeErrorStatus(w, httpStatus(terr), terr)
+}
+
+// writeErrorStatus writes terr as a Twirp error body with the given status.
+func writeErrorStatus(w http.ResponseWriter, status int, terr twirp.Error) {
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(httpStatus(terr))
+	w.WriteHeader(status)
 	body := map[string]any{"code": terr.Code(), "msg": terr.Msg()}
 	if meta := terr.MetaMap(); len(meta) > 0 {
 		body["meta"] = meta
@@ -197,10 +215,14 @@ func writeError(w http.ResponseWriter, err error) {
 }
 
 // httpStatus is Twirp's status for an error code, except that an oversized body
-// is 413 rather than 429.
+// is 413 rather than 429, and an unknown outcome (deadline_exceeded) is 504
+// rather than 408, which proxies and browsers retry on their own.
 func httpStatus(err twirp.Error) int {
-	if err.Code() == twirp.ResourceExhausted && err.Meta("limit_bytes") != "" {
+	switch {
+	case err.Code() == twirp.ResourceExhausted && err.Meta("limit_bytes") != "":
 		return http.StatusRequestEntityTooLarge
+	case err.Code() == twirp.DeadlineExceeded:
+		return http.StatusGatewayTimeout
 	}
 	return twirp.ServerHTTPStatusFromErrorCode(err.Code())
 }

@@ -55,7 +55,10 @@ type readResult struct {
 	found bool
 }
 
-var _ rsm.StateMachine = (*state)(nil)
+var (
+	_ rsm.StateMachine      = (*state)(nil)
+	_ rsm.SnapshotValidator = (*state)(nil)
+)
 
 func newState() *state {
 	return &state{data: make(map[string][]byte), clients: make(map[uint64]*clientRecord)}

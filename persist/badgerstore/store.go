@@ -34,9 +34,9 @@ type Options struct {
 	// NoSync turns off synchronous writes: faster, and the last writes are
 	// lost in a machine crash. For tests and benchmarks only.
 	NoSync bool
-	// MemTableBytes is the size of one memtable, in bytes. A transaction
-	// holds at most 15% of it, so batches and snapshot chunks are split to
-	// fit. Minimum 1 MiB.
+	// MemTableBytes is the size of one memtable, in bytes; it also sets the
+	// table sizes (see DefaultOptions). A transaction holds at most 15% of
+	// it, so batches and snapshot chunks are split to fit. Minimum 1 MiB.
 	MemTableBytes int64
 	// ValueLogFileBytes is the size of one value log file, in bytes. Keep it
 	// small on 32-bit machines (address space).
@@ -44,23 +44,59 @@ type Options struct {
 	// ValueThresholdBytes: values of this size or more go to the value log.
 	// Must stay below 15% of MemTableBytes.
 	ValueThresholdBytes int64
-	// BlockCacheBytes and IndexCacheBytes size badger's caches, in bytes.
+	// BlockCacheBytes and IndexCacheBytes size badger's caches, in bytes;
+	// 0 means none (see DefaultOptions).
 	BlockCacheBytes int64
 	IndexCacheBytes int64
 	// Logger receives badger's warnings and errors; nil discards them.
 	Logger *slog.Logger
 }
 
-// DefaultOptions are sized for a 1 GB machine (see STACK.md): 4 MiB
-// memtables, 16 MiB value log files, 64 KiB value threshold, 4 MiB block
-// cache, 2 MiB index cache.
+// DefaultOptions are sized for a small machine (a 1 GB Raspberry Pi running
+// a replica next to other things), where a Raft log is short-lived: entries
+// are written once, read back only at startup, and deleted by the next
+// snapshot. Measured with BenchmarkPluginMemory (README, "Persister
+// plugins"), badger's memory is almost all table building and memtables,
+// both proportional to MemTableBytes, so that is the main knob:
+//
+//   - MemTableBytes 2 MiB (badger's default: 64 MiB). A memtable costs its
+//     size twice (the skiplist arena on the heap and the mmapped WAL), at
+//     most two exist (NumMemtables 2), and every flush builds a table in
+//     buffers that badger's allocator pool keeps (up to eight, each a few
+//     times the table size). A transaction holds at most 15% of it (~300 KiB,
+//     about 1,000 entries of 256 bytes); larger batches go in steps (see the
+//     package doc). 1 MiB saves a few MiB more but flushes and compacts
+//     twice as often, which showed as stalls at 256-entry batches.
+//   - Tables: BaseTableSize MemTableBytes/4, BaseLevelSize MemTableBytes,
+//     two L0 tables before compaction and four before writes stall, two
+//     compactors (badger's minimum): a log of a few MiB stays in two or three
+//     levels and compaction buffers stay small.
+//   - No compression (badger's default: Snappy): log entries are read once,
+//     compressing them costs CPU on every flush and compaction, and
+//     compression starts 2×GOMAXPROCS goroutines with buffers per table.
+//   - No block cache and no index cache (0): without compression or
+//     encryption badger reads blocks straight from the mmapped tables, and
+//     reads happen only at startup; a cache would hold memory for nothing.
+//   - ValueThresholdBytes 64 KiB: entries below it live in the LSM tree only
+//     (written once, to the memtable's WAL); larger ones go to the value log,
+//     in 16 MiB files (ValueLogFileBytes; mmapped, so keep them small on
+//     32-bit machines).
+//   - One version per key, no conflict detection, no metrics, synchronous
+//     writes (see NoSync).
+//
+// Known cost: with synchronous writes badger syncs both the memtable's WAL
+// and the current value log file on every commit, even when the commit wrote
+// nothing to the value log (two msync calls, each a disk cache flush); the
+// store makes one commit per Append so that this happens once per batch, but
+// badger's API offers no way to skip the second flush. The file store does
+// one fsync per Append.
 func DefaultOptions() Options {
 	return Options{
-		MemTableBytes:       4 << 20,
+		MemTableBytes:       2 << 20,
 		ValueLogFileBytes:   16 << 20,
 		ValueThresholdBytes: 64 << 10,
-		BlockCacheBytes:     4 << 20,
-		IndexCacheBytes:     2 << 20,
+		BlockCacheBytes:     0,
+		IndexCacheBytes:     0,
 	}
 }
 
@@ -118,12 +154,13 @@ func (o Options) badger(dir string) badger.Options {
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(4).
-		WithBaseTableSize(1 << 20).
-		WithBaseLevelSize(4 << 20).
+		WithBaseTableSize(o.MemTableBytes / 4).
+		WithBaseLevelSize(o.MemTableBytes).
 		WithBlockCacheSize(o.BlockCacheBytes).
 		WithIndexCacheSize(o.IndexCacheBytes).
 		WithValueLogFileSize(o.ValueLogFileBytes).
 		WithValueThreshold(o.ValueThresholdBytes).
+		WithCompression(options.None).
 		WithNumCompactors(2).
 		WithNumGoroutines(2).
 		WithMetricsEnabled(false).
@@ -224,7 +261,7 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
 	}
 	maxBatch := o.MemTableBytes * 15 / 100
-	s := &Store{db: db, log: o.Logger, chunk: int(min(maxBatch/2, 1<<20)), atomicMax: maxBatch / 2}
+	s := &Store{db: db, log: o.Logger, chunk: int(min(maxBatch/2, 1<<20)), atomicMax: maxBatch * 9 / 10}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -477,7 +514,11 @@ func (s *Store) Append(ctx context.Context, hs persist.HardState, entries []pers
 	if len(entries) > 0 {
 		first, newLast = entries[0].Index, entries[len(entries)-1].Index
 		for _, e := range entries {
-			est += int64(len(e.Data)) + 64
+			// badger counts key (9 bytes) + value (9 + data) + 2 per
+			// entry against the transaction limit; a batch estimated too
+			// low fails with ErrTxnTooBig before anything is written and
+			// goes in steps.
+			est += int64(len(e.Data)) + 32
 		}
 	}
 	if oldLast > newLast {

@@ -140,7 +140,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			}
 		}
 		cmd = exec.Command(exe)
-		cmd.Env = []string{EnvBuiltin + "=" + cfg.Persister}
+		cmd.Env = append(runtimeEnv(), EnvBuiltin+"="+cfg.Persister)
 	} else {
 		cmd = exec.Command(cfg.Persister)
 		cmd.Env = os.Environ() // go-plugin adds it only to an empty Env
@@ -215,6 +215,21 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.Client = c
 	logger.Debug("persister plugin started", "persister", cfg.Persister, "store", c.StoreName(), "pid", s.pid)
 	return s, nil
+}
+
+// runtimeEnv is the part of this process's environment that tunes the Go
+// runtime (GOGC, GOMEMLIMIT, GOMAXPROCS, GODEBUG, GOTRACEBACK, GORACE): a
+// built-in plugin is this binary again, and the operator's runtime
+// settings — a memory limit above all — must reach it too. The rest of the
+// environment is not passed.
+func runtimeEnv() []string {
+	var env []string
+	for _, k := range []string{"GOGC", "GOMEMLIMIT", "GOMAXPROCS", "GODEBUG", "GOTRACEBACK", "GORACE"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
 }
 
 // OpenPersister opens the store cfg describes: a built-in store in this

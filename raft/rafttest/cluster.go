@@ -788,7 +788,10 @@ type app struct {
 	lastSnap uint64 // used only from the node's apply goroutine
 }
 
-var _ raft.Application = (*app)(nil)
+var (
+	_ raft.Application       = (*app)(nil)
+	_ raft.SnapshotValidator = (*app)(nil)
+)
 
 func (a *app) setNode(nd *raft.Node) {
 	a.nodeMu.Lock()
@@ -856,6 +859,36 @@ func (a *app) SnapshotNeeded(lastApplied uint64) {
 	data := c.encodeSnapLocked(a.id, lastApplied)
 	c.mu.Unlock()
 	a.saveSnapshot(lastApplied, data)
+}
+
+// ValidateSnapshot implements raft.SnapshotValidator, so that the tests run
+// the node's validation of received and stored snapshots: a snapshot must
+// parse and have been taken at index (ingestSnapLocked checks its content
+// against every server when it is applied).
+func (a *app) ValidateSnapshot(index uint64, data []byte) error {
+	r := bytes.NewReader(data)
+	got, err := binary.ReadUvarint(r)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errBadSnapshot, err)
+	}
+	if got != index {
+		return fmt.Errorf("%w: taken at index %d, offered as %d", errBadSnapshot, got, index)
+	}
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errBadSnapshot, err)
+	}
+	for range n {
+		_, err1 := binary.ReadUvarint(r)
+		l, err2 := binary.ReadUvarint(r)
+		if err := errors.Join(err1, err2); err != nil || l > uint64(r.Len()) {
+			return fmt.Errorf("%w: entry: %v", errBadSnapshot, err)
+		}
+		if _, err := r.Seek(int64(l), io.SeekCurrent); err != nil {
+			return fmt.Errorf("%w: %v", errBadSnapshot, err)
+		}
+	}
+	return nil
 }
 
 func (a *app) saveSnapshot(index uint64, data []byte) {

@@ -1,9 +1,12 @@
-package durio
+package twirptransport
 
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/twitchtv/twirp"
@@ -43,16 +46,16 @@ func (e echoNode) HandleTimeoutNow(_ context.Context, r *raft.TimeoutNowRequest)
 	return &raft.TimeoutNowResponse{Term: r.Term, Accepted: true}, nil
 }
 
-func startPeer(t *testing.T, node raftHandlers) string {
+func startPeer(t *testing.T, node Handlers) string {
 	t.Helper()
-	srv := httptest.NewServer(raftv1.NewRaftServiceServer(peerServer{node: node}))
+	srv := httptest.NewServer(NewHandler(node))
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
 
 func TestPeerTransportRoundTrip(t *testing.T) {
 	url := startPeer(t, echoNode{})
-	tr := newPeerTransport(0, []string{"http://127.0.0.1:1", url}, newPeerHTTPClient())
+	tr := New(0, []string{"http://127.0.0.1:1", url}, Options{})
 	ctx := context.Background()
 
 	ae, err := tr.AppendEntries(ctx, 1, &raft.AppendEntriesRequest{Term: 3, LeaderID: 0, PrevLogIndex: 5,
@@ -86,7 +89,7 @@ func TestPeerTransportRoundTrip(t *testing.T) {
 
 func TestPeerServerErrors(t *testing.T) {
 	url := startPeer(t, echoNode{fail: errors.New("node killed")})
-	client := raftv1.NewRaftServiceProtobufClient(url, newPeerHTTPClient())
+	client := raftv1.NewRaftServiceProtobufClient(url, NewHTTPClient(nil))
 	ctx := context.Background()
 	_, err := client.AppendEntries(ctx, &raftv1.AppendEntriesRequest{Term: 1})
 	var terr twirp.Error
@@ -104,5 +107,65 @@ func TestPeerServerErrors(t *testing.T) {
 	_, err = client.ReadIndex(ctx, &raftv1.ReadIndexRequest{Term: 1})
 	if !errors.As(err, &terr) || terr.Code() != twirp.Unavailable {
 		t.Fatalf("ReadIndex node error: got %v, want unavailable", err)
+	}
+}
+
+func TestRequireToken(t *testing.T) {
+	srv := httptest.NewServer(RequireToken("s3cret", NewHandler(echoNode{})))
+	defer srv.Close()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		token string
+		ok    bool
+	}{{"s3cret", true}, {"wrong", false}, {"", false}, {"s3cre", false}} {
+		tr := New(0, []string{"", srv.URL}, Options{Token: tc.token})
+		_, err := tr.RequestVote(ctx, 1, &raft.RequestVoteRequest{Term: 1})
+		var terr twirp.Error
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("token %q: %v", tc.token, err)
+		case !tc.ok && (!errors.As(err, &terr) || terr.Code() != twirp.Unauthenticated):
+			t.Errorf("token %q: got %v, want unauthenticated (401)", tc.token, err)
+		}
+	}
+}
+
+func TestLimitBody(t *testing.T) {
+	var got int
+	srv := httptest.NewServer(LimitBody(1000, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		data, err := io.ReadAll(r.Body)
+		got = len(data)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+		}
+	})))
+	defer srv.Close()
+	for _, tc := range []struct {
+		name    string
+		size    int
+		chunked bool
+		status  int
+		read    int // most bytes the handler may see
+	}{
+		{"small", 1000, false, 200, 1000},
+		{"declared too large", 1001, false, 413, 0},
+		{"chunked small", 1000, true, 200, 1000},
+		{"chunked too large", 5000, true, 400, 1000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got = 0
+			req, _ := http.NewRequest("POST", srv.URL, io.MultiReader(strings.NewReader(strings.Repeat("x", tc.size))))
+			if !tc.chunked {
+				req.ContentLength = int64(tc.size)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || got > tc.read {
+				t.Fatalf("status %d, handler read %d bytes; want %d, at most %d", resp.StatusCode, got, tc.status, tc.read)
+			}
+		})
 	}
 }

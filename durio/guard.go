@@ -1,0 +1,315 @@
+package durio
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twitchtv/twirp"
+)
+
+// This file holds what makes the listeners safe to expose: connection caps,
+// the in-flight cap, request ids, and the browser rules of the client API
+// (origin allowlist, CORS preflight, JSON-only writes, no redirects).
+
+// capListener closes connections accepted over max open ones at once, so a
+// flood of idle connections costs a bounded number of goroutines and buffers.
+type capListener struct {
+	net.Listener
+	slots   chan struct{} // one token per open connection
+	refused func()        // called per refused connection; may be nil
+}
+
+func newCapListener(ln net.Listener, max int, refused func()) net.Listener {
+	return &capListener{Listener: ln, slots: make(chan struct{}, max), refused: refused}
+}
+
+func (l *capListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.slots <- struct{}{}:
+			return &cappedConn{Conn: c, release: func() { <-l.slots }}, nil
+		default:
+			c.Close()
+			if l.refused != nil {
+				l.refused()
+			}
+		}
+	}
+}
+
+type cappedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *cappedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// limitInflight answers 503 with Retry-After when max requests are already
+// being served. Health and metrics routes are exempt, so monitoring still
+// sees an overloaded replica.
+func limitInflight(max int, next http.Handler) http.Handler {
+	if max <= 0 {
+		return next
+	}
+	slots := make(chan struct{}, max)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/healthz", "/readyz", "/metrics":
+			next.ServeHTTP(w, r)
+			return
+		}
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+			next.ServeHTTP(w, r)
+		default:
+			w.Header().Set("Retry-After", "1")
+			writeError(w, twirp.NewError(twirp.Unavailable, "too many requests in flight; retry shortly").
+				WithMeta("max_inflight", strconv.Itoa(max)))
+		}
+	})
+}
+
+// requestInfo travels in a request's context: its id, and the detail of an
+// internal error kept off the wire, for the log. Only the goroutine serving
+// the request touches it.
+type requestInfo struct {
+	id    string
+	cause error
+}
+
+type requestInfoKey struct{}
+
+// RequestIDHeader carries a request's id: the caller's if it sent a usable
+// one, else one the replica makes up. It is echoed on every answer and
+// logged.
+const RequestIDHeader = "X-Request-Id"
+
+// usableRequestID accepts ids of 1 to 128 characters from a conservative
+// set, so a caller cannot inject anything odd into logs.
+func usableRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for _, c := range id {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', strings.ContainsRune("-_.:", c):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// withRequestID gives every request an id (see RequestIDHeader), echoes it,
+// and logs each request with it: failures (5xx) at info, the rest at debug.
+func withRequestID(logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get(RequestIDHeader)
+		if !usableRequestID(id) {
+			id = newRequestID()
+		}
+		w.Header().Set(RequestIDHeader, id)
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		info := &requestInfo{id: id}
+		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
+		level := slog.LevelDebug
+		switch {
+		case info.cause != nil:
+			level = slog.LevelError
+		case sw.code >= 500:
+			level = slog.LevelInfo
+		}
+		if logger.Enabled(r.Context(), level) {
+			path := r.URL.EscapedPath()
+			if len(path) > 256 {
+				path = path[:256] + "..."
+			}
+			logger.LogAttrs(r.Context(), level, "request", slog.String("request_id", id), slog.String("method", r.Method),
+				slog.String("path", path), slog.Int("status", sw.code), slog.Duration("took", time.Since(start)),
+				slog.String("remote", r.RemoteAddr), slog.Any("err", info.cause))
+		}
+	})
+}
+
+// browserPolicy is what the client API lets a web browser do. Browsers
+// send Origin on cross-origin requests (and on same-origin POSTs); a request
+// without one comes from a non-browser client (curl, the Go client) or a
+// same-origin page load.
+type browserPolicy struct {
+	origins map[string]bool // allowed origins, lower case; "*" allows all
+	// hosts are host names a same-origin request may use, besides IP
+	// literals and localhost: the client URLs' hosts. A same-origin request
+	// under any other name could be a DNS-rebinding page, so it is refused.
+	hosts map[string]bool
+}
+
+func newBrowserPolicy(origins, clientURLs []string) browserPolicy {
+	p := browserPolicy{origins: map[string]bool{}, hosts: map[string]bool{"localhost": true}}
+	for _, o := range origins {
+		p.origins[strings.ToLower(strings.TrimSuffix(o, "/"))] = true
+	}
+	for _, u := range clientURLs {
+		if pu, err := url.Parse(u); err == nil && pu.Hostname() != "" {
+			p.hosts[strings.ToLower(pu.Hostname())] = true
+		}
+	}
+	return p
+}
+
+func (p browserPolicy) allowed(origin string) bool {
+	return p.origins["*"] || p.origins[strings.ToLower(origin)]
+}
+
+// sameOrigin reports whether origin names the host the request was sent to,
+// under a name a rebinding attack cannot use.
+func (p browserPolicy) sameOrigin(origin string, r *http.Request) bool {
+	u, err := url.Parse(origin)
+	if err != nil || !strings.EqualFold(u.Host, r.Host) {
+		return false
+	}
+	host := strings.ToLower(u.Hostname())
+	return net.ParseIP(host) != nil || p.hosts[host]
+}
+
+// corsMethods and corsHeaders are what an allowed origin may use.
+const (
+	corsMethods = "GET, POST, DELETE"
+	corsHeaders = "Content-Type, X-Request-Id, Twirp-Version"
+)
+
+// guard applies the browser policy and the JSON-only rule for writes, and
+// keeps the answers JSON (see jsonOnly).
+func (p browserPolicy) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w = &jsonOnly{ResponseWriter: w, r: r}
+		origin := r.Header.Get("Origin")
+		cors := false
+		if origin != "" {
+			w.Header().Add("Vary", "Origin")
+			switch {
+			case p.allowed(origin):
+				cors = true
+			case p.sameOrigin(origin, r):
+			default:
+				writeError(w, twirp.NewError(twirp.PermissionDenied, "cross-origin requests from "+strconv.Quote(origin)+
+					" are not allowed (see --cors-origins)"))
+				return
+			}
+		}
+		if cors {
+			h := w.Header()
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Access-Control-Expose-Headers", "X-Request-Id, Retry-After")
+			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+				h.Set("Access-Control-Allow-Methods", corsMethods)
+				h.Set("Access-Control-Allow-Headers", corsHeaders)
+				h.Set("Access-Control-Max-Age", "600")
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions && r.Method != http.MethodDelete {
+			// Forms (text/plain, urlencoded, multipart) are what a hostile
+			// page can post without a preflight: refuse them.
+			mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+			if err != nil || (mt != "application/json" && mt != "application/protobuf") {
+				writeErrorStatus(w, http.StatusUnsupportedMediaType,
+					twirp.InvalidArgumentError("Content-Type", "must be application/json (or application/protobuf for Twirp)"))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// jsonOnly keeps every answer of the client listener JSON: the ServeMux's
+// redirects (for paths like //a or /x/../y, or a missing trailing slash)
+// become JSON bad_route errors, and Twirp's 408 for deadline_exceeded becomes
+// the 504 the API documents (proxies retry a 408 on their own).
+type jsonOnly struct {
+	http.ResponseWriter
+	r       *http.Request
+	swallow bool // a redirect was replaced: drop its HTML body
+}
+
+func (w *jsonOnly) WriteHeader(code int) {
+	switch {
+	case code >= 300 && code < 400 && w.Header().Get("Location") != "":
+		h := w.Header()
+		h.Del("Location")
+		h.Del("Content-Type")
+		writeError(w.ResponseWriter, twirp.NewErrorf(twirp.BadRoute, "no route %s %s (the path is not canonical)",
+			w.r.Method, w.r.URL.EscapedPath()))
+		w.swallow = true
+		return
+	case code == http.StatusRequestTimeout:
+		code = http.StatusGatewayTimeout
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *jsonOnly) Write(b []byte) (int, error) {
+	if w.swallow {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// publicError is the text of an error shown on the client port: its first
+// line, at most 200 bytes, so a panic's stack trace (with source paths) that
+// stopped the node stays in the log.
+func publicError(err error) string {
+	msg, _, _ := strings.Cut(err.Error(), "\n")
+	if len(msg) > 200 {
+		msg = strings.ToValidUTF8(msg[:200], "") + "..."
+	}
+	return msg
+}
+
+// public keeps internal errors' details (file paths, stack traces) off the
+// client port: an error that is not a Twirp error with a code the client can
+// act on becomes a bare "internal" error naming the request id; the detail
+// goes to the request's log line (see withRequestID).
+func public(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	var terr twirp.Error
+	if errors.As(err, &terr) && terr.Code() != twirp.Internal && terr.Code() != twirp.Unknown {
+		return err
+	}
+	info, _ := ctx.Value(requestInfoKey{}).(*requestInfo)
+	if info == nil {
+		return twirp.NewError(twirp.Internal, "internal error")
+	}
+	info.cause = err
+	return twirp.NewError(twirp.Internal, "internal error; the replica's log has the detail under request id "+info.id)
+}
