@@ -369,7 +369,7 @@ from the first endpoint's local state). Exits 3 if the key does not exist.`,
 			defer cancel()
 			var v string
 			if stale {
-				v, err = cl.getStale(ctx, args[0])
+				v, err = cl.GetStaleAt(ctx, 0, args[0])
 			} else {
 				v, err = cl.Get(ctx, args[0])
 			}
@@ -382,16 +382,6 @@ from the first endpoint's local state). Exits 3 if the key does not exist.`,
 	cf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&stale, "stale", false, "read the first endpoint's local state: no leader round trip, may be out of date")
 	return cmd
-}
-
-// getStale reads a key from the first endpoint's local state.
-func (c *Client) getStale(ctx context.Context, key string) (string, error) {
-	resp, err := c.kv[0].Get(ctx, &kvv1.GetRequest{Key: key, Consistency: kvv1.ReadConsistency_READ_CONSISTENCY_STALE})
-	var terr twirp.Error
-	if errors.As(err, &terr) && terr.Code() == twirp.NotFound {
-		return "", ErrNotFound
-	}
-	return resp.GetValue(), err
 }
 
 func (c *cli) putCommand(name string) *cobra.Command {

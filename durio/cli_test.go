@@ -12,6 +12,9 @@ import (
 	"testing"
 
 	"github.com/twitchtv/twirp"
+
+	"github.com/ruaft/ruaft/kvraft/kvclient"
+	"github.com/ruaft/ruaft/kvraft/kvwire"
 )
 
 func TestExitCode(t *testing.T) {
@@ -46,10 +49,10 @@ func TestExitCode(t *testing.T) {
 
 func TestCertificateErrorsAreNotRetried(t *testing.T) {
 	err := twirp.InternalErrorWith(&url.Error{Op: "Post", URL: "https://x", Err: x509.HostnameError{Host: "x"}})
-	if retryable(err) {
+	if !kvclient.Definitive(kvwire.ErrorFromTwirp(err)) {
 		t.Fatal("a certificate error must fail at once")
 	}
-	if !retryable(twirp.InternalErrorWith(&url.Error{Op: "Post", URL: "http://x", Err: syscall.ECONNREFUSED})) {
+	if kvclient.Definitive(kvwire.ErrorFromTwirp(twirp.InternalErrorWith(&url.Error{Op: "Post", URL: "http://x", Err: syscall.ECONNREFUSED}))) {
 		t.Fatal("a refused connection should move on to the next endpoint")
 	}
 }

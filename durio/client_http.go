@@ -89,8 +89,8 @@ func (v validated) write(h *kvv1.WriteHeader) error {
 	if h == nil {
 		return nil
 	}
-	if (h.GetClientId() == 0) != (h.GetSequence() == 0) {
-		return twirp.InvalidArgumentError("write", "client_id and sequence must be set together")
+	if (h.GetClientId() == 0) != (h.GetSequence() == 0) || h.GetClientId() == 0 && h.GetAck() != 0 {
+		return twirp.InvalidArgumentError("write", "client_id and sequence must be set together, and ack only with them")
 	}
 	return nil
 }
@@ -133,6 +133,10 @@ func (v validated) Delete(ctx context.Context, req *kvv1.DeleteRequest) (*kvv1.D
 func (v validated) Status(ctx context.Context, req *kvv1.StatusRequest) (*kvv1.StatusResponse, error) {
 	resp, err := v.next.Status(ctx, req)
 	return resp, public(ctx, err)
+}
+
+func (v validated) OpenSession(ctx context.Context, req *kvv1.OpenSessionRequest) (*kvv1.OpenSessionResponse, error) {
+	return v.next.OpenSession(ctx, req)
 }
 
 func firstErr(errs ...error) error {

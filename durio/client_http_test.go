@@ -59,6 +59,10 @@ func (s *mapKV) Status(context.Context, *kvv1.StatusRequest) (*kvv1.StatusRespon
 	return &kvv1.StatusResponse{ReplicaId: 1, Role: kvv1.Role_ROLE_FOLLOWER, Term: 7, LeaderId: 0, LeaderKnown: true}, nil
 }
 
+func (s *mapKV) OpenSession(context.Context, *kvv1.OpenSessionRequest) (*kvv1.OpenSessionResponse, error) {
+	return &kvv1.OpenSessionResponse{ClientId: 1, IdleTimeoutSeconds: 60}, nil
+}
+
 func newTestClientServer(t *testing.T, limits Limits) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(clientHandler(&mapKV{m: map[string]string{}}, limits, nil))

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ruaft/ruaft/kvraft"
 )
 
 // Config is one replica's configuration. Every field can be set by a flag of
@@ -49,6 +51,15 @@ type Config struct {
 	// RequestTimeout bounds how long a client request may wait for the
 	// cluster before it fails with 503 (no leader) or 504 (outcome unknown).
 	RequestTimeout time.Duration `yaml:"request-timeout"`
+	// MaxValueBytes caps a stored value, including what Appends grow it to
+	// (400 with reason too_large above it).
+	MaxValueBytes int `yaml:"max-value-bytes"`
+	// SessionIdleTimeout is how long an exactly-once session lives without
+	// a write (by the leader's clock, recorded in the log).
+	SessionIdleTimeout time.Duration `yaml:"session-idle-timeout"`
+	// MaxSessions bounds the exactly-once table; opening one more evicts
+	// the least recently used session.
+	MaxSessions int `yaml:"max-sessions"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log-level"`
 	// PeerToken is a shared secret every peer RPC must carry (as a bearer
@@ -110,16 +121,19 @@ type Config struct {
 // ListenClient.
 func DefaultConfig() Config {
 	return Config{
-		Persister:      "badger",
-		DataDir:        "durio-data",
-		MaxBodyBytes:   1 << 20,
-		SnapshotBytes:  DefaultSnapshotBytes,
-		RequestTimeout: 5 * time.Second,
-		LogLevel:       "info",
-		ReadTimeout:    10 * time.Second,
-		WriteTimeout:   15 * time.Second,
-		IdleTimeout:    60 * time.Second,
-		MaxHeaderBytes: 16 << 10,
+		Persister:          "badger",
+		DataDir:            "durio-data",
+		MaxBodyBytes:       1 << 20,
+		SnapshotBytes:      DefaultSnapshotBytes,
+		RequestTimeout:     5 * time.Second,
+		MaxValueBytes:      DefaultLimits().MaxValueBytes,
+		SessionIdleTimeout: kvraft.DefaultSessionIdleTimeout,
+		MaxSessions:        kvraft.DefaultMaxSessions,
+		LogLevel:           "info",
+		ReadTimeout:        10 * time.Second,
+		WriteTimeout:       15 * time.Second,
+		IdleTimeout:        60 * time.Second,
+		MaxHeaderBytes:     16 << 10,
 		// See MaxPeerBodyBytes: ~3 MiB is the largest legitimate message
 		// today; batched forwarding may carry more.
 		MaxPeerBodyBytes: 16 << 20,
@@ -182,6 +196,15 @@ func (c *Config) Validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		return configErr("request-timeout", "%v must be positive", c.RequestTimeout)
+	}
+	if c.MaxValueBytes <= 0 {
+		return configErr("max-value-bytes", "%d must be positive", c.MaxValueBytes)
+	}
+	if c.SessionIdleTimeout < time.Second {
+		return configErr("session-idle-timeout", "%v must be at least 1s", c.SessionIdleTimeout)
+	}
+	if c.MaxSessions < 1 {
+		return configErr("max-sessions", "%d must be at least 1", c.MaxSessions)
 	}
 	if _, err := parseLogLevel(c.LogLevel); err != nil {
 		return configErr("log-level", "%v", err)
@@ -345,6 +368,9 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 		maxBody   = fs.Int64("max-body-bytes", 0, "largest client request body in `bytes` (default 1 MiB)")
 		snapBytes = fs.Int64("snapshot-bytes", 0, "stored raft log size in `bytes` that triggers a snapshot; 0 never snapshots (default 8 MiB)")
 		timeout   = fs.Duration("request-timeout", 0, "how long a client request may wait for the cluster (default 5s)")
+		maxValue  = fs.Int("max-value-bytes", 0, "largest stored value in `bytes`, Appends included (default 1 MiB - 8 KiB)")
+		idle      = fs.Duration("session-idle-timeout", 0, "how long an exactly-once session lives without a write (default 10m)")
+		sessions  = fs.Int("max-sessions", 0, "most exactly-once sessions kept; more evict the least recently used (default 4096)")
 		logLevel  = fs.String("log-level", "", "debug, info, warn or error (default info)")
 		token     = fs.String("peer-token", "", "shared `secret` every peer RPC must carry")
 		tokenFile = fs.String("peer-token-file", "", "`file` holding the peer token")
@@ -387,6 +413,12 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 			cfg.SnapshotBytes = *snapBytes
 		case "request-timeout":
 			cfg.RequestTimeout = *timeout
+		case "max-value-bytes":
+			cfg.MaxValueBytes = *maxValue
+		case "session-idle-timeout":
+			cfg.SessionIdleTimeout = *idle
+		case "max-sessions":
+			cfg.MaxSessions = *sessions
 		case "log-level":
 			cfg.LogLevel = *logLevel
 		case "peer-token":

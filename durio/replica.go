@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ruaft/ruaft/kvraft"
+	"github.com/ruaft/ruaft/kvraft/kvwire"
 	"github.com/ruaft/ruaft/kvraft/rsm"
 	"github.com/ruaft/ruaft/persist"
 	"github.com/ruaft/ruaft/raft"
@@ -30,7 +31,11 @@ type Replica struct {
 	kv      *kvraft.Server
 	metrics *metrics
 	stopBG  context.CancelFunc // stops the background goroutines below
-	bg      sync.WaitGroup     // the leader watcher
+	bg      sync.WaitGroup     // the leader watchers
+	// leader tells the frontend which replica leads; forwarders carry
+	// writes to the other replicas (nil at this replica's own index).
+	leader     *leaderWatch
+	forwarders []*kvwire.Forwarder
 
 	peerLn, clientLn   net.Listener
 	peerSrv, clientSrv *http.Server
@@ -86,6 +91,10 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	var node *raft.Node
 	kvCfg := kvraft.DefaultConfig(cfg.ID)
 	kvCfg.RequestTimeout = cfg.RequestTimeout
+	kvCfg.MaxValueBytes = cfg.MaxValueBytes
+	kvCfg.SessionIdleTimeout = cfg.SessionIdleTimeout
+	kvCfg.SessionTick = min(kvCfg.SessionTick, cfg.SessionIdleTimeout/4)
+	kvCfg.MaxSessions = cfg.MaxSessions
 	kvCfg.Logger = logger.With("layer", "kvraft")
 	r.kv, err = kvraft.NewServer(kvCfg, func(app raft.Application) (rsm.Raft, error) {
 		rc := raft.DefaultConfig()
@@ -102,7 +111,14 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		return nil, fmt.Errorf("durio: start: %w", err)
 	}
 
-	local := localKV{id: cfg.ID, kv: r.kv, status: r.status, clientURLs: cfg.ClientURLs}
+	leaderURL := func(id int) string {
+		if id >= 0 && id < len(cfg.ClientURLs) {
+			return cfg.ClientURLs[id]
+		}
+		return ""
+	}
+	status := func(context.Context) (*kvv1.StatusResponse, error) { return r.status(), nil }
+	local := kvwire.NewServer(r.kv, kvwire.ServerOptions{Status: status, LeaderURL: leaderURL})
 	peerMux := http.NewServeMux()
 	peerMux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, twirp.NewErrorf(twirp.BadRoute, "no route %s %s on the peer listener", r.Method, r.URL.Path))
@@ -110,30 +126,31 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	peerMux.Handle("POST "+twirptransport.PathPrefix, twirptransport.NewHandler(node))
 	forwardServer := kvv1.NewKVServiceServer(local)
 	peerMux.Handle("POST "+forwardServer.PathPrefix(), forwardServer)
+	batchServer := kvv1.NewForwardServiceServer(kvwire.NewBatchServer(r.kv, forwardBatchOps))
+	peerMux.Handle("POST "+batchServer.PathPrefix(), batchServer)
 	if cfg.Pprof {
 		peerMux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		peerMux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 		peerMux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
 
-	fe := &frontend{self: cfg.ID, replica: make([]kvv1.KVService, len(cfg.Peers)), timeout: cfg.RequestTimeout,
-		backoff: 20 * time.Millisecond, clientID: randomID()}
-	for i, u := range cfg.Peers {
-		if i == cfg.ID {
-			fe.replica[i] = local
-		} else {
-			fe.replica[i] = kvv1.NewKVServiceProtobufClient(u, peerHTTP)
-		}
+	fe, replicas, err := r.newFrontend(peerHTTP, local)
+	if err != nil {
+		r.peerLn.Close()
+		r.clientLn.Close()
+		r.kv.Kill()
+		return nil, fmt.Errorf("durio: start: %w", err)
 	}
 	limits := DefaultLimits()
 	limits.MaxBodyBytes = cfg.MaxBodyBytes
+	limits.MaxValueBytes = cfg.MaxValueBytes
 	limits.MaxInflight = cfg.MaxInflight
 	limits.CORSOrigins = cfg.CORSOrigins
 	limits.ClientURLs = cfg.ClientURLs
 
 	extra := func(mux *http.ServeMux) {
 		mux.Handle("GET /metrics", r.metrics.handler())
-		statusHandlers(cfg.ID, fe.replica)(mux)
+		statusHandlers(cfg.ID, replicas)(mux)
 	}
 	// Authentication comes first, so an unauthenticated caller gets its 401
 	// before a byte of its body is read.
@@ -143,7 +160,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	}
 	r.peerSrv = newHTTPServer(cfg, peerHandler, logger.With("listener", "peer"))
 	clientLog := logger.With("listener", "client")
-	r.clientSrv = newHTTPServer(cfg, withRequestID(clientLog, r.health.wrap(r.metrics.instrumentMux(clientHandler(fe, limits, extra)))), clientLog)
+	r.clientSrv = newHTTPServer(cfg, withRequestID(clientLog, r.health.wrap(r.metrics.instrumentMux(clientHandler(kvwire.NewServer(fe, kvwire.ServerOptions{Status: status, LeaderURL: leaderURL}), limits, extra)))), clientLog)
 	r.serving.Add(2)
 	go r.serve(r.peerSrv, r.peerLn, "", "")
 	go r.serve(r.clientSrv, r.clientLn, cfg.TLSCert, cfg.TLSKey)
@@ -151,6 +168,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	bgCtx, r.stopBG = context.WithCancel(context.Background())
 	r.bg.Go(func() { r.metrics.watchLeader(bgCtx, r.kv.Raft().Subscribe) })
 	r.bg.Go(func() { r.health.watch(bgCtx) })
+	r.bg.Go(func() { r.leader.follow(bgCtx, r.kv.Raft().Subscribe) })
 	logger.Info("replica started", "id", cfg.ID, "peer", r.peerLn.Addr().String(), "client", r.clientLn.Addr().String())
 	return r, nil
 }
@@ -200,6 +218,7 @@ func (r *Replica) status() *kvv1.StatusResponse {
 		LastLogIndex:  st.LastIndex,
 		SnapshotIndex: st.SnapshotIndex,
 		LogSizeBytes:  uint64(max(st.LogSizeBytes, 0)),
+		Sessions:      uint64(r.kv.Sessions()),
 	}
 	if st.Leader != raft.NoLeader {
 		out.LeaderKnown, out.LeaderId = true, uint32(st.Leader)
@@ -224,6 +243,11 @@ func (r *Replica) Close(ctx context.Context) error {
 		r.bg.Wait()
 		if err := r.clientSrv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("client listener: %w", err))
+		}
+		for _, f := range r.forwarders {
+			if f != nil {
+				f.Close()
+			}
 		}
 		if err := r.kv.Kill(); err != nil {
 			errs = append(errs, fmt.Errorf("raft: %w", err))

@@ -22,6 +22,13 @@ import (
 //	POST   /kvstore/append       {"key","value"} -> 200
 //	DELETE /kvstore/{key...}     -> 200
 //	GET    /kvstore/is_leader    -> 200 {"id","term","leader","leader_id"}
+//	POST   /kvstore/session      -> 200 {"client_id","idle_timeout_seconds"}
+//
+// Writes are exactly-once when they carry a session: put and append bodies
+// take "client_id" (from POST /kvstore/session), "sequence" (1, 2, 3, ...
+// per write, the same on every retry of a write) and "ack" (every write of
+// the session below it has finished; default: sequence); DELETE takes them
+// as query parameters (?client_id=...&sequence=...&ack=...).
 //
 // A key is the rest of the path, slashes included (/kvstore/get/config/db/host
 // is key "config/db/host"), percent-decoded; a key with empty, "." or ".."
@@ -41,6 +48,7 @@ func (h restHandler) register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /kvstore/append", h.append)
 	mux.HandleFunc("GET /kvstore/is_leader", h.isLeader)
 	mux.HandleFunc("DELETE /kvstore/{key...}", h.delete)
+	mux.HandleFunc("POST /kvstore/session", h.openSession)
 	// Anything else under /kvstore/ is an unknown route, answered like Twirp's.
 	mux.HandleFunc("/kvstore/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, twirp.NewErrorf(twirp.BadRoute, "no route %s %s", r.Method, r.URL.Path))
@@ -54,6 +62,7 @@ type restWrite struct {
 	Value    *string `json:"value"`
 	ClientID uint64  `json:"client_id,omitempty"`
 	Sequence uint64  `json:"sequence,omitempty"`
+	Ack      uint64  `json:"ack,omitempty"`
 }
 
 type restKV struct {
@@ -100,8 +109,34 @@ func (h restHandler) append(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h restHandler) delete(w http.ResponseWriter, r *http.Request) {
-	_, err := h.svc.Delete(r.Context(), &kvv1.DeleteRequest{Key: r.PathValue("key")})
+	var b restWrite
+	for name, dst := range map[string]*uint64{"client_id": &b.ClientID, "sequence": &b.Sequence, "ack": &b.Ack} {
+		if v := r.URL.Query().Get(name); v != "" {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				writeError(w, twirp.InvalidArgumentError(name, "must be an unsigned integer"))
+				return
+			}
+			*dst = n
+		}
+	}
+	_, err := h.svc.Delete(r.Context(), &kvv1.DeleteRequest{Key: r.PathValue("key"), Write: b.header()})
 	writeEmpty(w, err)
+}
+
+// restSession is the body answering POST /kvstore/session.
+type restSession struct {
+	ClientID           uint64 `json:"client_id"`
+	IdleTimeoutSeconds uint64 `json:"idle_timeout_seconds"`
+}
+
+func (h restHandler) openSession(w http.ResponseWriter, r *http.Request) {
+	resp, err := h.svc.OpenSession(r.Context(), &kvv1.OpenSessionRequest{})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, restSession{ClientID: resp.GetClientId(), IdleTimeoutSeconds: resp.GetIdleTimeoutSeconds()})
 }
 
 func (h restHandler) isLeader(w http.ResponseWriter, r *http.Request) {
@@ -119,10 +154,10 @@ func (h restHandler) isLeader(w http.ResponseWriter, r *http.Request) {
 }
 
 func (b restWrite) header() *kvv1.WriteHeader {
-	if b.ClientID == 0 && b.Sequence == 0 {
+	if b.ClientID == 0 && b.Sequence == 0 && b.Ack == 0 {
 		return nil
 	}
-	return &kvv1.WriteHeader{ClientId: b.ClientID, Sequence: b.Sequence}
+	return &kvv1.WriteHeader{ClientId: b.ClientID, Sequence: b.Sequence, Ack: b.Ack}
 }
 
 // decodeWrite reads a put/append body, answering 400 itself when the body is

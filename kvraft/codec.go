@@ -15,6 +15,19 @@ const (
 	opDelete opKind = 3
 	// opGet is a read through the log, used only with Config.LogReads.
 	opGet opKind = 4
+	// opOpenSession opens a session: id.ClientID is the new session's id,
+	// stamp the leader's clock, limit the most sessions kept.
+	opOpenSession opKind = 5
+	// opTick advances the log's clock to stamp and expires the sessions
+	// idle for more than limit milliseconds.
+	opTick opKind = 6
+
+	// opChecked marks a Put, Append or Delete written by a leader that
+	// enforces sessions and value caps: such a write applies only within an
+	// open session, and an Append carries its cap in limit. Writes without
+	// it come from logs written before sessions existed and keep their old
+	// meaning, so replaying an old log gives the same state as before.
+	opChecked opKind = 0x80
 )
 
 // op is one command in the raft log.
@@ -23,22 +36,41 @@ type op struct {
 	id    WriteID // Ack already resolved (never 0 when ClientID != 0)
 	key   string
 	value string
+	// stamp (opOpenSession, opTick) is the proposing leader's clock, in
+	// Unix milliseconds.
+	stamp int64
+	// limit is the session cap (opOpenSession), the idle timeout in
+	// milliseconds (opTick), or the largest value an Append may leave
+	// (opAppend|opChecked; 0 means none).
+	limit uint64
 }
+
+// base is the operation without the opChecked flag.
+func (k opKind) base() opKind { return k &^ opChecked }
 
 // errCorrupt is returned when a command or snapshot does not decode.
 var errCorrupt = errors.New("kvraft: corrupt encoding")
 
 // encodeOp encodes o as: kind, uvarint client id, uvarint seq, uvarint ack,
-// uvarint key length, key, uvarint value length, value. A Put of a 10-byte
-// key and value by a sequential client costs about 26 bytes.
+// uvarint key length, key, uvarint value length, value; then, for
+// opOpenSession and opTick, varint stamp and uvarint limit, and for a
+// checked Append, uvarint limit. A Put of a 10-byte key and value by a
+// sequential client costs about 26 bytes.
 func encodeOp(o op) []byte {
-	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+2*binary.MaxVarintLen32+len(o.key)+len(o.value))
+	b := make([]byte, 0, 1+5*binary.MaxVarintLen64+2*binary.MaxVarintLen32+len(o.key)+len(o.value))
 	b = append(b, byte(o.kind))
 	b = binary.AppendUvarint(b, o.id.ClientID)
 	b = binary.AppendUvarint(b, o.id.Seq)
 	b = binary.AppendUvarint(b, o.id.Ack)
 	b = appendString(b, o.key)
 	b = appendString(b, o.value)
+	switch o.kind {
+	case opOpenSession, opTick:
+		b = binary.AppendVarint(b, o.stamp)
+		b = binary.AppendUvarint(b, o.limit)
+	case opAppend | opChecked:
+		b = binary.AppendUvarint(b, o.limit)
+	}
 	return b
 }
 
@@ -51,13 +83,29 @@ func decodeOp(b []byte) (op, error) {
 	o.id.Ack = d.uvarint()
 	o.key = d.string()
 	o.value = d.string()
+	switch o.kind {
+	case opOpenSession, opTick:
+		o.stamp = d.varint()
+		o.limit = d.uvarint()
+	case opAppend | opChecked:
+		o.limit = d.uvarint()
+	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%w: %d trailing bytes", errCorrupt, len(d.b))
 	}
-	if d.err == nil && (o.kind < opPut || o.kind > opGet) {
+	if d.err == nil && !validKind(o.kind) {
 		d.err = fmt.Errorf("%w: op kind %d", errCorrupt, o.kind)
 	}
 	return o, d.err
+}
+
+func validKind(k opKind) bool {
+	switch k {
+	case opPut, opAppend, opDelete, opGet, opOpenSession, opTick,
+		opPut | opChecked, opAppend | opChecked, opDelete | opChecked:
+		return true
+	}
+	return false
 }
 
 func appendString(b []byte, s string) []byte {
@@ -94,6 +142,19 @@ func (d *decoder) uvarint() uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
 	if n <= 0 {
 		d.fail("varint")
 		return 0

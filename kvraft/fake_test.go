@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"testing"
 
 	"github.com/ruaft/ruaft/kvraft/rsm"
 	"github.com/ruaft/ruaft/raft"
@@ -204,4 +205,17 @@ func newFakeServerConfig(cfg Config) (*Server, *fakeRaft, error) {
 		return fr, nil
 	})
 	return s, fr, err
+}
+
+// openSessionID opens session id through s's log, as OpenSession does with
+// a random id, so tests can use fixed ids.
+func openSessionID(t testing.TB, s *Server, id uint64) {
+	t.Helper()
+	res, err := s.submit(context.Background(), op{kind: opOpenSession, id: WriteID{ClientID: id}, limit: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.(sessionResult).opened {
+		t.Fatalf("session %d was already open", id)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -25,6 +26,21 @@ type Config struct {
 	// instead of with ReadIndex. It is slower; it exists for nodes without a
 	// working ReadIndex and for comparisons.
 	LogReads bool
+	// MaxValueBytes caps a stored value, in bytes, including what an Append
+	// grows it to; a write over it fails with ErrTooLarge and is not
+	// applied. 0 means no cap. The leader that proposes an Append records
+	// the cap in the log entry, so every replica applies the same cap.
+	MaxValueBytes int
+	// SessionIdleTimeout is how long a session lives without a write,
+	// measured by the leader's clock as recorded in the log. The leader
+	// records its clock every SessionTick while sessions exist.
+	SessionIdleTimeout time.Duration
+	// SessionTick is how often the leader records its clock in the log
+	// (which expires idle sessions).
+	SessionTick time.Duration
+	// MaxSessions bounds the exactly-once table: opening a session beyond
+	// it evicts the least recently used one.
+	MaxSessions int
 	// RSM tunes the replicated-state-machine layer.
 	RSM rsm.Config
 	// Logger receives diagnostics; nil discards them.
@@ -33,7 +49,8 @@ type Config struct {
 
 // DefaultConfig returns a configuration for replica id.
 func DefaultConfig(id int) Config {
-	return Config{ID: id, RequestTimeout: 2 * time.Second, RSM: rsm.DefaultConfig()}
+	return Config{ID: id, RequestTimeout: 2 * time.Second, RSM: rsm.DefaultConfig(),
+		SessionIdleTimeout: DefaultSessionIdleTimeout, SessionTick: 10 * time.Second, MaxSessions: DefaultMaxSessions}
 }
 
 // Validate reports the first field that is out of range.
@@ -44,8 +61,29 @@ func (c Config) Validate() error {
 	if c.RequestTimeout <= 0 {
 		return fmt.Errorf("kvraft: Config.RequestTimeout must be positive, got %v", c.RequestTimeout)
 	}
+	if c.MaxValueBytes < 0 {
+		return fmt.Errorf("kvraft: Config.MaxValueBytes must not be negative, got %d", c.MaxValueBytes)
+	}
+	if c.SessionIdleTimeout < time.Second {
+		return fmt.Errorf("kvraft: Config.SessionIdleTimeout must be at least 1s, got %v", c.SessionIdleTimeout)
+	}
+	if c.SessionTick <= 0 || c.SessionTick > c.SessionIdleTimeout {
+		return fmt.Errorf("kvraft: Config.SessionTick must be positive and at most SessionIdleTimeout, got %v", c.SessionTick)
+	}
+	if c.MaxSessions < 1 {
+		return fmt.Errorf("kvraft: Config.MaxSessions must be at least 1, got %d", c.MaxSessions)
+	}
 	return c.RSM.Validate()
 }
+
+// Session defaults.
+const (
+	// DefaultSessionIdleTimeout is how long a session lives without a write.
+	DefaultSessionIdleTimeout = 10 * time.Minute
+	// DefaultMaxSessions bounds the exactly-once table: with at most 256
+	// remembered results per session, a few MB at worst.
+	DefaultMaxSessions = 4096
+)
 
 // NodeFactory creates the raft node that drives app, the server's state
 // machine. StartServer uses raft.New; tests may pass a fake.
@@ -68,6 +106,11 @@ type Server struct {
 	proposals map[writeKey]*rsm.Future
 	// sweepAt is the size of proposals at which finished futures are swept.
 	sweepAt int
+
+	stopTicks chan struct{}  // closed by Kill
+	ticks     sync.WaitGroup // the session clock goroutine
+	killOnce  sync.Once
+	killErr   error
 }
 
 var _ Service = (*Server)(nil)
@@ -88,6 +131,7 @@ func NewServer(cfg Config, newNode NodeFactory) (*Server, error) {
 		state:     newState(),
 		proposals: make(map[writeKey]*rsm.Future),
 		sweepAt:   minSweep,
+		stopTicks: make(chan struct{}),
 	}
 	rcfg := cfg.RSM
 	if rcfg.Logger == nil {
@@ -103,7 +147,57 @@ func NewServer(cfg Config, newNode NodeFactory) (*Server, error) {
 		return nil, fmt.Errorf("kvraft: start raft node: %w", err)
 	}
 	r.Attach(node)
+	s.ticks.Go(s.tickSessions)
 	return s, nil
+}
+
+// tickSessions records the leader's clock in the log every SessionTick
+// while sessions exist, which expires the idle ones on every replica.
+func (s *Server) tickSessions() {
+	t := time.NewTicker(s.cfg.SessionTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopTicks:
+			return
+		case <-t.C:
+		}
+		if _, isLeader := s.rsm.Raft().State(); !isLeader || s.state.sessions() == 0 {
+			continue
+		}
+		// Nobody waits for the tick: a lost one is replaced by the next.
+		_, _ = s.rsm.Propose(encodeOp(op{kind: opTick, stamp: time.Now().UnixMilli(),
+			limit: uint64(s.cfg.SessionIdleTimeout.Milliseconds())}))
+	}
+}
+
+// OpenSession implements Service: it opens a session through the log with
+// a random id below 2^53 (so JSON clients hold it exactly).
+func (s *Server) OpenSession(ctx context.Context, _ *OpenSessionRequest) (*OpenSessionResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	for {
+		id := rand.Uint64N(1<<53-1) + 1
+		res, err := s.submit(ctx, op{kind: opOpenSession, id: WriteID{ClientID: id}, stamp: time.Now().UnixMilli(),
+			limit: uint64(s.cfg.MaxSessions)})
+		if err != nil {
+			// Not an unknown outcome for the caller: an unused session
+			// costs nothing but a slot until it expires.
+			var wl *WrongLeaderError
+			if errors.As(err, &wl) {
+				wl.Proposed = false
+			}
+			return nil, err
+		}
+		sr, ok := res.(sessionResult)
+		if !ok {
+			return nil, fmt.Errorf("kvraft: open session: %v", res)
+		}
+		if sr.opened {
+			return &OpenSessionResponse{Header: s.header(), ClientID: id, IdleTimeout: s.cfg.SessionIdleTimeout}, nil
+		}
+		// The id was taken (one chance in 2^53 per session): draw again.
+	}
 }
 
 // writeKey identifies a write across its retries (whose Ack may differ).
@@ -111,6 +205,10 @@ type writeKey struct{ client, seq uint64 }
 
 // minSweep is the smallest proposals size at which a sweep runs.
 const minSweep = 256
+
+// Sessions returns the number of exactly-once sessions in this replica's
+// state.
+func (s *Server) Sessions() int { return s.state.sessions() }
 
 // Raft returns the server's raft node.
 func (s *Server) Raft() rsm.Raft { return s.rsm.Raft() }
@@ -120,7 +218,14 @@ func (s *Server) Status() raft.Status { return s.rsm.Raft().Status() }
 
 // Kill stops the server and its raft node; pending requests fail with
 // ErrKilled. It returns the node's Kill error and is idempotent.
-func (s *Server) Kill() error { return s.rsm.Kill() }
+func (s *Server) Kill() error {
+	s.killOnce.Do(func() {
+		close(s.stopTicks)
+		s.ticks.Wait()
+		s.killErr = s.rsm.Kill()
+	})
+	return s.killErr
+}
 
 // Get implements Service.
 func (s *Server) Get(ctx context.Context, req *GetRequest) (*GetResponse, error) {
@@ -156,7 +261,10 @@ func (s *Server) Get(ctx context.Context, req *GetRequest) (*GetResponse, error)
 
 // Put implements Service.
 func (s *Server) Put(ctx context.Context, req *PutRequest) (*PutResponse, error) {
-	if _, err := s.write(ctx, op{kind: opPut, id: req.Write, key: req.Key, value: req.Value}); err != nil {
+	if s.cfg.MaxValueBytes > 0 && len(req.Value) > s.cfg.MaxValueBytes {
+		return nil, fmt.Errorf("%w: %d bytes, the cap is %d", ErrTooLarge, len(req.Value), s.cfg.MaxValueBytes)
+	}
+	if _, err := s.write(ctx, op{kind: opPut | opChecked, id: req.Write, key: req.Key, value: req.Value}); err != nil {
 		return nil, err
 	}
 	return &PutResponse{Header: s.header()}, nil
@@ -164,7 +272,11 @@ func (s *Server) Put(ctx context.Context, req *PutRequest) (*PutResponse, error)
 
 // Append implements Service.
 func (s *Server) Append(ctx context.Context, req *AppendRequest) (*AppendResponse, error) {
-	if _, err := s.write(ctx, op{kind: opAppend, id: req.Write, key: req.Key, value: req.Value}); err != nil {
+	if s.cfg.MaxValueBytes > 0 && len(req.Value) > s.cfg.MaxValueBytes {
+		return nil, fmt.Errorf("%w: %d bytes, the cap is %d", ErrTooLarge, len(req.Value), s.cfg.MaxValueBytes)
+	}
+	o := op{kind: opAppend | opChecked, id: req.Write, key: req.Key, value: req.Value, limit: uint64(s.cfg.MaxValueBytes)}
+	if _, err := s.write(ctx, o); err != nil {
 		return nil, err
 	}
 	return &AppendResponse{Header: s.header()}, nil
@@ -172,7 +284,7 @@ func (s *Server) Append(ctx context.Context, req *AppendRequest) (*AppendRespons
 
 // Delete implements Service.
 func (s *Server) Delete(ctx context.Context, req *DeleteRequest) (*DeleteResponse, error) {
-	res, err := s.write(ctx, op{kind: opDelete, id: req.Write, key: req.Key})
+	res, err := s.write(ctx, op{kind: opDelete | opChecked, id: req.Write, key: req.Key})
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +310,7 @@ func (s *Server) write(ctx context.Context, o op) (writeResult, error) {
 		// A write this replica has already applied is answered from the
 		// table: it is committed, whoever leads now.
 		if res, ok := s.state.lookup(o.id); ok {
-			return res, staleErr(res)
+			return res, res.refused
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
@@ -211,14 +323,10 @@ func (s *Server) write(ctx context.Context, o op) (writeResult, error) {
 	if !ok {
 		return writeResult{}, fmt.Errorf("kvraft: write to %q: %v", o.key, res)
 	}
-	return wr, staleErr(wr)
-}
-
-func staleErr(res writeResult) error {
-	if res.stale {
-		return ErrStale
+	if wr.refused != nil {
+		return wr, fmt.Errorf("%w (key %q)", wr.refused, o.key)
 	}
-	return nil
+	return wr, nil
 }
 
 // submit proposes o (or joins the pending proposal of the same write in

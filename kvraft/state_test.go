@@ -65,13 +65,13 @@ func TestStateExactlyOnceWithWindow(t *testing.T) {
 	if rec := s.clients[9]; rec.floor != 4 || len(rec.done) != 1 {
 		t.Fatalf("after ack 4: floor %d, %d results, want 4 and 1", rec.floor, len(rec.done))
 	}
-	if res := applyOp(s, w(2, 1, "b")); !res.stale {
+	if res := applyOp(s, w(2, 1, "b")); res.refused != ErrStale {
 		t.Fatalf("late retry of 2: %+v, want stale", res)
 	}
 	if v, _ := s.get("k"); v != "bacd" {
 		t.Fatalf("value %q, want bacd", v)
 	}
-	if res, ok := s.lookup(WriteID{ClientID: 9, Seq: 4}); !ok || res.stale {
+	if res, ok := s.lookup(WriteID{ClientID: 9, Seq: 4}); !ok || res.refused != nil {
 		t.Fatalf("lookup 4: %+v %v", res, ok)
 	}
 	if _, ok := s.lookup(WriteID{ClientID: 9, Seq: 5}); ok {

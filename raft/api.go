@@ -162,7 +162,10 @@ type ApplyMsg struct {
 	// snapshot covers.
 	Index uint64
 	Term  uint64
-	// Command is the data passed to Start, for a command.
+	// Command is the data passed to Start, for a command. The node keeps
+	// the slice in its log (on the leader it is the very slice passed to
+	// Start): the application reads it, or copies what it keeps, but never
+	// writes into it.
 	Command []byte
 	// Snapshot is set (and Command is nil) when the node installed a snapshot
 	// received from the leader, or loaded one at start-up: the application

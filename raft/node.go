@@ -330,6 +330,7 @@ func (n *Node) processReady() bool {
 		}
 		rd = n.core.ready()
 		if rd.empty() && comp == nil {
+			n.core.recycleMessages(rd.messages)
 			return
 		}
 		n.readySeq++

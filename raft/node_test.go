@@ -511,3 +511,91 @@ func TestNodeFollowerLosesLog(t *testing.T) {
 		t.Fatalf("restarted follower applied %d commands, want 11", got)
 	}
 }
+
+// gatedApp blocks in Apply of a command until gate is closed, and records
+// that the call returned.
+type gatedApp struct {
+	*testApp
+	gate     chan struct{}
+	returned atomic.Bool
+}
+
+func (a *gatedApp) Apply(msg ApplyMsg) {
+	if !msg.IsSnapshot {
+		<-a.gate
+	}
+	a.testApp.Apply(msg)
+	a.returned.Store(true)
+}
+
+// TestNodeReadIndexWaitsForApply: a read whose index is committed but whose
+// Apply is still running returns only once Apply returned, woken by the
+// applier (the applier signals only when a reader waits).
+func TestNodeReadIndexWaitsForApply(t *testing.T) {
+	app := &gatedApp{testApp: newTestApp(), gate: make(chan struct{})}
+	n, err := New(testConfig(0, 1), &inprocTransport{net: newInprocNet(1), from: 0}, persist.NewMemory(), app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := n.Kill(); err != nil {
+			t.Error(err)
+		}
+	}()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				close(app.gate)
+				t.Fatalf("no %s within 5s", what)
+			}
+		}
+	}
+	waitFor("leader", func() bool { _, ok := n.State(); return ok })
+	idx, _, ok := n.Start([]byte("x"))
+	if !ok {
+		t.Fatal("single node is not leader")
+	}
+	waitFor("commit", func() bool { return n.Status().Commit >= idx })
+
+	type result struct {
+		index    uint64
+		err      error
+		returned bool
+	}
+	done := make(chan result, 1)
+	go func() {
+		ri, err := n.ReadIndex(t.Context())
+		done <- result{ri, err, app.returned.Load()}
+	}()
+	waitFor("reader waiting for the apply", n.appliedWaiting.Load)
+	close(app.gate)
+	select {
+	case r := <-done:
+		if r.err != nil || r.index < idx {
+			t.Fatalf("ReadIndex = %d, %v; want >= %d", r.index, r.err, idx)
+		}
+		if !r.returned {
+			t.Fatal("ReadIndex returned before Apply of its index returned")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReadIndex not woken after Apply returned")
+	}
+}
+
+// TestNodeHopTransport: the benchmarks' goroutine-hop transport carries a
+// cluster through commits and a leader failover, and its goroutines stop.
+func TestNodeHopTransport(t *testing.T) {
+	cl := newHopCluster(t, 3, nil)
+	cl.commit("a")
+	l := cl.leader()
+	cl.net.isolate(l, true)
+	newClusterView(cl, l).commit("b") // by the other two
+	cl.net.isolate(l, false)
+	cl.commit("c")
+	for i, a := range cl.apps {
+		if got := a.commands(); !slices.Equal(got, []string{"a", "b", "c"}) {
+			t.Errorf("node %d applied %q", i, got)
+		}
+	}
+}

@@ -6,8 +6,12 @@ import (
 	"errors"
 	"fmt"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/ruaft/ruaft/internal/simnet"
 	"github.com/ruaft/ruaft/kvraft"
+	"github.com/ruaft/ruaft/kvraft/kvwire"
+	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
 
 // Method names of the KV RPCs on the simulated network.
@@ -16,6 +20,7 @@ const (
 	MethodPut    = "kv.Put"
 	MethodAppend = "kv.Append"
 	MethodDelete = "kv.Delete"
+	MethodOpen   = "kv.OpenSession"
 )
 
 // errUnknownMethod answers a method that is not a KV RPC.
@@ -24,17 +29,13 @@ var errUnknownMethod = errors.New("kvtest: unknown method")
 // errCorrupt is returned for bytes that do not decode.
 var errCorrupt = errors.New("kvtest: corrupt message")
 
-// Reply status bytes: the first byte of every reply carries the handler's
-// error, so that kvraft's errors cross the network as values, not as Go
-// pointers.
+// Reply status bytes: the first byte of every reply says whether the
+// handler succeeded; an error follows as a kv.v1 WriteResult, mapped by
+// kvwire like every other hop, so that kvraft's errors cross the network
+// as values, not as Go pointers.
 const (
 	statusOK byte = iota
-	statusWrongLeader
-	statusTimeout
-	statusKilled
-	statusInvalid
-	statusStale
-	statusOther
+	statusError
 )
 
 // client is a kvraft.Service over one simnet endpoint.
@@ -53,24 +54,24 @@ func (c client) call(ctx context.Context, method string, req []byte) (decoder, e
 	switch st := d.byte(); st {
 	case statusOK:
 		return d, d.err
-	case statusWrongLeader:
-		leader := int(d.varint())
-		proposed := d.byte() != 0
-		if d.err != nil {
-			return d, d.err
+	case statusError:
+		var res kvv1.WriteResult
+		if err := proto.Unmarshal(d.b, &res); err != nil {
+			return d, fmt.Errorf("%w: %w", errCorrupt, err)
 		}
-		return d, &kvraft.WrongLeaderError{Leader: leader, Proposed: proposed}
-	case statusTimeout:
-		return d, kvraft.ErrTimeout
-	case statusKilled:
-		return d, kvraft.ErrKilled
-	case statusInvalid:
-		return d, kvraft.ErrInvalid
-	case statusStale:
-		return d, kvraft.ErrStale
+		return d, kvwire.ResultError(&res)
 	default:
-		return d, fmt.Errorf("kvtest: remote error: %s", d.string())
+		return d, fmt.Errorf("%w: status %d", errCorrupt, st)
 	}
+}
+
+func (c client) OpenSession(ctx context.Context, _ *kvraft.OpenSessionRequest) (*kvraft.OpenSessionResponse, error) {
+	d, err := c.call(ctx, MethodOpen, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp := &kvraft.OpenSessionResponse{Header: d.header(), ClientID: d.uvarint()}
+	return resp, d.err
 }
 
 func (c client) Get(ctx context.Context, req *kvraft.GetRequest) (*kvraft.GetResponse, error) {
@@ -115,6 +116,11 @@ func serveKV(ctx context.Context, svc kvraft.Service, method string, b []byte) (
 	ok := []byte{statusOK}
 	var err error
 	switch method {
+	case MethodOpen:
+		var resp *kvraft.OpenSessionResponse
+		if resp, err = svc.OpenSession(ctx, &kvraft.OpenSessionRequest{}); err == nil {
+			return binary.AppendUvarint(appendHeader(ok, resp.Header), resp.ClientID), nil
+		}
 	case MethodGet:
 		req := &kvraft.GetRequest{Key: d.string(), Consistency: kvraft.Consistency(d.uvarint())}
 		if d.err != nil {
@@ -158,24 +164,11 @@ func serveKV(ctx context.Context, svc kvraft.Service, method string, b []byte) (
 }
 
 func encodeError(err error) []byte {
-	var wl *kvraft.WrongLeaderError
-	switch {
-	case errors.As(err, &wl):
-		b := binary.AppendVarint([]byte{statusWrongLeader}, int64(wl.Leader))
-		return append(b, boolByte(wl.Proposed))
-	case errors.Is(err, kvraft.ErrWrongLeader):
-		return append(binary.AppendVarint([]byte{statusWrongLeader}, -1), 0)
-	case errors.Is(err, kvraft.ErrTimeout):
-		return []byte{statusTimeout}
-	case errors.Is(err, kvraft.ErrKilled):
-		return []byte{statusKilled}
-	case errors.Is(err, kvraft.ErrInvalid):
-		return []byte{statusInvalid}
-	case errors.Is(err, kvraft.ErrStale):
-		return []byte{statusStale}
-	default:
-		return appendString([]byte{statusOther}, err.Error())
+	b, merr := proto.Marshal(kvwire.ResultToProto(kvraft.ResponseHeader{}, false, err))
+	if merr != nil {
+		panic(fmt.Sprintf("kvtest: marshal a WriteResult: %v", merr)) // cannot happen for a valid message
 	}
+	return append([]byte{statusError}, b...)
 }
 
 func boolByte(v bool) byte {

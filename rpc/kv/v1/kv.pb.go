@@ -32,6 +32,94 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ResultCode is the outcome of one write of a batch.
+type ResultCode int32
+
+const (
+	// RESULT_CODE_UNSPECIFIED is never sent.
+	ResultCode_RESULT_CODE_UNSPECIFIED ResultCode = 0
+	// RESULT_CODE_OK: applied exactly once.
+	ResultCode_RESULT_CODE_OK ResultCode = 1
+	// RESULT_CODE_NOT_LEADER: the receiver does not lead; see leader_id and
+	// proposed.
+	ResultCode_RESULT_CODE_NOT_LEADER ResultCode = 2
+	// RESULT_CODE_TIMEOUT: not finished in time; the outcome is unknown.
+	ResultCode_RESULT_CODE_TIMEOUT ResultCode = 3
+	// RESULT_CODE_KILLED: the receiver is shutting down; outcome unknown.
+	ResultCode_RESULT_CODE_KILLED ResultCode = 4
+	// RESULT_CODE_INVALID: the write is malformed; not applied.
+	ResultCode_RESULT_CODE_INVALID ResultCode = 5
+	// RESULT_CODE_STALE: the sequence is below the session's ack.
+	ResultCode_RESULT_CODE_STALE ResultCode = 6
+	// RESULT_CODE_TOO_LARGE: the value would exceed the size cap; not applied.
+	ResultCode_RESULT_CODE_TOO_LARGE ResultCode = 7
+	// RESULT_CODE_NO_SESSION: the client_id is not an open session; not
+	// applied.
+	ResultCode_RESULT_CODE_NO_SESSION ResultCode = 8
+	// RESULT_CODE_TOO_MANY_PENDING: the session has too many unacknowledged
+	// writes; not applied.
+	ResultCode_RESULT_CODE_TOO_MANY_PENDING ResultCode = 9
+	// RESULT_CODE_OTHER: another error (see message); the outcome is unknown.
+	ResultCode_RESULT_CODE_OTHER ResultCode = 10
+)
+
+// Enum value maps for ResultCode.
+var (
+	ResultCode_name = map[int32]string{
+		0:  "RESULT_CODE_UNSPECIFIED",
+		1:  "RESULT_CODE_OK",
+		2:  "RESULT_CODE_NOT_LEADER",
+		3:  "RESULT_CODE_TIMEOUT",
+		4:  "RESULT_CODE_KILLED",
+		5:  "RESULT_CODE_INVALID",
+		6:  "RESULT_CODE_STALE",
+		7:  "RESULT_CODE_TOO_LARGE",
+		8:  "RESULT_CODE_NO_SESSION",
+		9:  "RESULT_CODE_TOO_MANY_PENDING",
+		10: "RESULT_CODE_OTHER",
+	}
+	ResultCode_value = map[string]int32{
+		"RESULT_CODE_UNSPECIFIED":      0,
+		"RESULT_CODE_OK":               1,
+		"RESULT_CODE_NOT_LEADER":       2,
+		"RESULT_CODE_TIMEOUT":          3,
+		"RESULT_CODE_KILLED":           4,
+		"RESULT_CODE_INVALID":          5,
+		"RESULT_CODE_STALE":            6,
+		"RESULT_CODE_TOO_LARGE":        7,
+		"RESULT_CODE_NO_SESSION":       8,
+		"RESULT_CODE_TOO_MANY_PENDING": 9,
+		"RESULT_CODE_OTHER":            10,
+	}
+)
+
+func (x ResultCode) Enum() *ResultCode {
+	p := new(ResultCode)
+	*p = x
+	return p
+}
+
+func (x ResultCode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ResultCode) Descriptor() protoreflect.EnumDescriptor {
+	return file_kv_v1_kv_proto_enumTypes[0].Descriptor()
+}
+
+func (ResultCode) Type() protoreflect.EnumType {
+	return &file_kv_v1_kv_proto_enumTypes[0]
+}
+
+func (x ResultCode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ResultCode.Descriptor instead.
+func (ResultCode) EnumDescriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{0}
+}
+
 // ReadConsistency chooses how a Get is served.
 type ReadConsistency int32
 
@@ -71,11 +159,11 @@ func (x ReadConsistency) String() string {
 }
 
 func (ReadConsistency) Descriptor() protoreflect.EnumDescriptor {
-	return file_kv_v1_kv_proto_enumTypes[0].Descriptor()
+	return file_kv_v1_kv_proto_enumTypes[1].Descriptor()
 }
 
 func (ReadConsistency) Type() protoreflect.EnumType {
-	return &file_kv_v1_kv_proto_enumTypes[0]
+	return &file_kv_v1_kv_proto_enumTypes[1]
 }
 
 func (x ReadConsistency) Number() protoreflect.EnumNumber {
@@ -84,7 +172,7 @@ func (x ReadConsistency) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ReadConsistency.Descriptor instead.
 func (ReadConsistency) EnumDescriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{0}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{1}
 }
 
 // Role is a replica's Raft role.
@@ -132,11 +220,11 @@ func (x Role) String() string {
 }
 
 func (Role) Descriptor() protoreflect.EnumDescriptor {
-	return file_kv_v1_kv_proto_enumTypes[1].Descriptor()
+	return file_kv_v1_kv_proto_enumTypes[2].Descriptor()
 }
 
 func (Role) Type() protoreflect.EnumType {
-	return &file_kv_v1_kv_proto_enumTypes[1]
+	return &file_kv_v1_kv_proto_enumTypes[2]
 }
 
 func (x Role) Number() protoreflect.EnumNumber {
@@ -145,13 +233,414 @@ func (x Role) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Role.Descriptor instead.
 func (Role) EnumDescriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{2}
+}
+
+// OpenSessionRequest asks for a new exactly-once session.
+type OpenSessionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenSessionRequest) Reset() {
+	*x = OpenSessionRequest{}
+	mi := &file_kv_v1_kv_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenSessionRequest) ProtoMessage() {}
+
+func (x *OpenSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenSessionRequest.ProtoReflect.Descriptor instead.
+func (*OpenSessionRequest) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{0}
+}
+
+// OpenSessionResponse carries a new session.
+type OpenSessionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// header says who served the request.
+	Header *ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// client_id is the session's id, for WriteHeader.client_id. It is below
+	// 2^53, so JSON clients can hold it in a double.
+	ClientId uint64 `protobuf:"varint,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// idle_timeout_seconds is how long the session lives without a write.
+	IdleTimeoutSeconds uint64 `protobuf:"varint,3,opt,name=idle_timeout_seconds,json=idleTimeoutSeconds,proto3" json:"idle_timeout_seconds,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *OpenSessionResponse) Reset() {
+	*x = OpenSessionResponse{}
+	mi := &file_kv_v1_kv_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenSessionResponse) ProtoMessage() {}
+
+func (x *OpenSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenSessionResponse.ProtoReflect.Descriptor instead.
+func (*OpenSessionResponse) Descriptor() ([]byte, []int) {
 	return file_kv_v1_kv_proto_rawDescGZIP(), []int{1}
 }
 
-// WriteHeader identifies a write for exactly-once retries. A client that sets
-// client_id numbers its writes 1, 2, 3, ... in sequence and retries a write
-// with the same numbers; the cluster applies each (client_id, sequence) at
-// most once. A client may have several writes in flight at once. Without a
+func (x *OpenSessionResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *OpenSessionResponse) GetClientId() uint64 {
+	if x != nil {
+		return x.ClientId
+	}
+	return 0
+}
+
+func (x *OpenSessionResponse) GetIdleTimeoutSeconds() uint64 {
+	if x != nil {
+		return x.IdleTimeoutSeconds
+	}
+	return 0
+}
+
+// WriteOp is one write in a WriteBatchRequest.
+type WriteOp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// op is the write.
+	//
+	// Types that are valid to be assigned to Op:
+	//
+	//	*WriteOp_Put
+	//	*WriteOp_Append
+	//	*WriteOp_Delete
+	Op            isWriteOp_Op `protobuf_oneof:"op"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteOp) Reset() {
+	*x = WriteOp{}
+	mi := &file_kv_v1_kv_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteOp) ProtoMessage() {}
+
+func (x *WriteOp) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteOp.ProtoReflect.Descriptor instead.
+func (*WriteOp) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *WriteOp) GetOp() isWriteOp_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *WriteOp) GetPut() *PutRequest {
+	if x != nil {
+		if x, ok := x.Op.(*WriteOp_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *WriteOp) GetAppend() *AppendRequest {
+	if x != nil {
+		if x, ok := x.Op.(*WriteOp_Append); ok {
+			return x.Append
+		}
+	}
+	return nil
+}
+
+func (x *WriteOp) GetDelete() *DeleteRequest {
+	if x != nil {
+		if x, ok := x.Op.(*WriteOp_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+type isWriteOp_Op interface {
+	isWriteOp_Op()
+}
+
+type WriteOp_Put struct {
+	// put sets a key.
+	Put *PutRequest `protobuf:"bytes,1,opt,name=put,proto3,oneof"`
+}
+
+type WriteOp_Append struct {
+	// append appends to a key.
+	Append *AppendRequest `protobuf:"bytes,2,opt,name=append,proto3,oneof"`
+}
+
+type WriteOp_Delete struct {
+	// delete removes a key.
+	Delete *DeleteRequest `protobuf:"bytes,3,opt,name=delete,proto3,oneof"`
+}
+
+func (*WriteOp_Put) isWriteOp_Op() {}
+
+func (*WriteOp_Append) isWriteOp_Op() {}
+
+func (*WriteOp_Delete) isWriteOp_Op() {}
+
+// WriteBatchRequest is a batch of writes, each with its own WriteHeader.
+type WriteBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ops are the writes, applied independently (not atomically).
+	Ops           []*WriteOp `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteBatchRequest) Reset() {
+	*x = WriteBatchRequest{}
+	mi := &file_kv_v1_kv_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteBatchRequest) ProtoMessage() {}
+
+func (x *WriteBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteBatchRequest.ProtoReflect.Descriptor instead.
+func (*WriteBatchRequest) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *WriteBatchRequest) GetOps() []*WriteOp {
+	if x != nil {
+		return x.Ops
+	}
+	return nil
+}
+
+// WriteResult answers one write of a batch.
+type WriteResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// code is the outcome.
+	Code ResultCode `protobuf:"varint,1,opt,name=code,proto3,enum=kv.v1.ResultCode" json:"code,omitempty"`
+	// header says who served the write (when code is OK).
+	Header *ResponseHeader `protobuf:"bytes,2,opt,name=header,proto3" json:"header,omitempty"`
+	// existed answers a Delete: the key was present.
+	Existed bool `protobuf:"varint,3,opt,name=existed,proto3" json:"existed,omitempty"`
+	// leader_known and leader_id are the receiver's leader hint (NOT_LEADER).
+	LeaderKnown bool `protobuf:"varint,4,opt,name=leader_known,json=leaderKnown,proto3" json:"leader_known,omitempty"`
+	// leader_id is the hinted leader; valid if leader_known.
+	LeaderId uint32 `protobuf:"varint,5,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	// proposed is set with NOT_LEADER when the write had been proposed before
+	// leadership was lost: its outcome is unknown.
+	Proposed bool `protobuf:"varint,6,opt,name=proposed,proto3" json:"proposed,omitempty"`
+	// message describes an error.
+	Message       string `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteResult) Reset() {
+	*x = WriteResult{}
+	mi := &file_kv_v1_kv_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteResult) ProtoMessage() {}
+
+func (x *WriteResult) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteResult.ProtoReflect.Descriptor instead.
+func (*WriteResult) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *WriteResult) GetCode() ResultCode {
+	if x != nil {
+		return x.Code
+	}
+	return ResultCode_RESULT_CODE_UNSPECIFIED
+}
+
+func (x *WriteResult) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *WriteResult) GetExisted() bool {
+	if x != nil {
+		return x.Existed
+	}
+	return false
+}
+
+func (x *WriteResult) GetLeaderKnown() bool {
+	if x != nil {
+		return x.LeaderKnown
+	}
+	return false
+}
+
+func (x *WriteResult) GetLeaderId() uint32 {
+	if x != nil {
+		return x.LeaderId
+	}
+	return 0
+}
+
+func (x *WriteResult) GetProposed() bool {
+	if x != nil {
+		return x.Proposed
+	}
+	return false
+}
+
+func (x *WriteResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// WriteBatchResponse answers a WriteBatchRequest.
+type WriteBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results[i] answers ops[i].
+	Results       []*WriteResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteBatchResponse) Reset() {
+	*x = WriteBatchResponse{}
+	mi := &file_kv_v1_kv_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteBatchResponse) ProtoMessage() {}
+
+func (x *WriteBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteBatchResponse.ProtoReflect.Descriptor instead.
+func (*WriteBatchResponse) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *WriteBatchResponse) GetResults() []*WriteResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// WriteHeader identifies a write for exactly-once retries. A client opens a
+// session (OpenSession) and uses its id as client_id; it numbers its writes
+// 1, 2, 3, ... in sequence and retries a write with the same numbers; the
+// cluster applies each (client_id, sequence) at most once. A client_id that
+// is not an open session is refused (failed_precondition, meta reason
+// "no_session"). A client may have several writes in flight at once. Without a
 // header, the receiving replica assigns its own, which makes the replica's
 // internal retries safe but not the caller's.
 type WriteHeader struct {
@@ -171,7 +660,7 @@ type WriteHeader struct {
 
 func (x *WriteHeader) Reset() {
 	*x = WriteHeader{}
-	mi := &file_kv_v1_kv_proto_msgTypes[0]
+	mi := &file_kv_v1_kv_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -183,7 +672,7 @@ func (x *WriteHeader) String() string {
 func (*WriteHeader) ProtoMessage() {}
 
 func (x *WriteHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[0]
+	mi := &file_kv_v1_kv_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -196,7 +685,7 @@ func (x *WriteHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteHeader.ProtoReflect.Descriptor instead.
 func (*WriteHeader) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{0}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *WriteHeader) GetClientId() uint64 {
@@ -236,7 +725,7 @@ type ResponseHeader struct {
 
 func (x *ResponseHeader) Reset() {
 	*x = ResponseHeader{}
-	mi := &file_kv_v1_kv_proto_msgTypes[1]
+	mi := &file_kv_v1_kv_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -248,7 +737,7 @@ func (x *ResponseHeader) String() string {
 func (*ResponseHeader) ProtoMessage() {}
 
 func (x *ResponseHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[1]
+	mi := &file_kv_v1_kv_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -261,7 +750,7 @@ func (x *ResponseHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseHeader.ProtoReflect.Descriptor instead.
 func (*ResponseHeader) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{1}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ResponseHeader) GetReplicaId() uint32 {
@@ -298,7 +787,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_kv_v1_kv_proto_msgTypes[2]
+	mi := &file_kv_v1_kv_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -310,7 +799,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[2]
+	mi := &file_kv_v1_kv_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -323,7 +812,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{2}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetRequest) GetKey() string {
@@ -355,7 +844,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_kv_v1_kv_proto_msgTypes[3]
+	mi := &file_kv_v1_kv_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -367,7 +856,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[3]
+	mi := &file_kv_v1_kv_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -380,7 +869,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{3}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetResponse) GetHeader() *ResponseHeader {
@@ -419,7 +908,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_kv_v1_kv_proto_msgTypes[4]
+	mi := &file_kv_v1_kv_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -431,7 +920,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[4]
+	mi := &file_kv_v1_kv_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -444,7 +933,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{4}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PutRequest) GetKey() string {
@@ -479,7 +968,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_kv_v1_kv_proto_msgTypes[5]
+	mi := &file_kv_v1_kv_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +980,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[5]
+	mi := &file_kv_v1_kv_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +993,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{5}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PutResponse) GetHeader() *ResponseHeader {
@@ -529,7 +1018,7 @@ type AppendRequest struct {
 
 func (x *AppendRequest) Reset() {
 	*x = AppendRequest{}
-	mi := &file_kv_v1_kv_proto_msgTypes[6]
+	mi := &file_kv_v1_kv_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -541,7 +1030,7 @@ func (x *AppendRequest) String() string {
 func (*AppendRequest) ProtoMessage() {}
 
 func (x *AppendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[6]
+	mi := &file_kv_v1_kv_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -554,7 +1043,7 @@ func (x *AppendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendRequest.ProtoReflect.Descriptor instead.
 func (*AppendRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{6}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AppendRequest) GetKey() string {
@@ -589,7 +1078,7 @@ type AppendResponse struct {
 
 func (x *AppendResponse) Reset() {
 	*x = AppendResponse{}
-	mi := &file_kv_v1_kv_proto_msgTypes[7]
+	mi := &file_kv_v1_kv_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -601,7 +1090,7 @@ func (x *AppendResponse) String() string {
 func (*AppendResponse) ProtoMessage() {}
 
 func (x *AppendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[7]
+	mi := &file_kv_v1_kv_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -614,7 +1103,7 @@ func (x *AppendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendResponse.ProtoReflect.Descriptor instead.
 func (*AppendResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{7}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AppendResponse) GetHeader() *ResponseHeader {
@@ -637,7 +1126,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_kv_v1_kv_proto_msgTypes[8]
+	mi := &file_kv_v1_kv_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -649,7 +1138,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[8]
+	mi := &file_kv_v1_kv_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -662,7 +1151,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{8}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteRequest) GetKey() string {
@@ -692,7 +1181,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_kv_v1_kv_proto_msgTypes[9]
+	mi := &file_kv_v1_kv_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -704,7 +1193,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[9]
+	mi := &file_kv_v1_kv_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -717,7 +1206,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{9}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteResponse) GetHeader() *ResponseHeader {
@@ -743,7 +1232,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_kv_v1_kv_proto_msgTypes[10]
+	mi := &file_kv_v1_kv_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -755,7 +1244,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[10]
+	mi := &file_kv_v1_kv_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -768,7 +1257,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{10}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{16}
 }
 
 // StatusResponse describes the answering replica.
@@ -798,14 +1287,17 @@ type StatusResponse struct {
 	LogSizeBytes uint64 `protobuf:"varint,11,opt,name=log_size_bytes,json=logSizeBytes,proto3" json:"log_size_bytes,omitempty"`
 	// error is the last storage or internal error that stopped this replica
 	// from accepting writes; empty when healthy.
-	Error         string `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
+	// sessions is the number of exactly-once sessions this replica's state
+	// holds (bounded by --max-sessions).
+	Sessions      uint64 `protobuf:"varint,13,opt,name=sessions,proto3" json:"sessions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_kv_v1_kv_proto_msgTypes[11]
+	mi := &file_kv_v1_kv_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -817,7 +1309,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[11]
+	mi := &file_kv_v1_kv_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -830,7 +1322,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{11}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StatusResponse) GetReplicaId() uint32 {
@@ -917,11 +1409,40 @@ func (x *StatusResponse) GetError() string {
 	return ""
 }
 
+func (x *StatusResponse) GetSessions() uint64 {
+	if x != nil {
+		return x.Sessions
+	}
+	return 0
+}
+
 var File_kv_v1_kv_proto protoreflect.FileDescriptor
 
 const file_kv_v1_kv_proto_rawDesc = "" +
 	"\n" +
-	"\x0ekv/v1/kv.proto\x12\x05kv.v1\"X\n" +
+	"\x0ekv/v1/kv.proto\x12\x05kv.v1\"\x14\n" +
+	"\x12OpenSessionRequest\"\x93\x01\n" +
+	"\x13OpenSessionResponse\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x1b\n" +
+	"\tclient_id\x18\x02 \x01(\x04R\bclientId\x120\n" +
+	"\x14idle_timeout_seconds\x18\x03 \x01(\x04R\x12idleTimeoutSeconds\"\x96\x01\n" +
+	"\aWriteOp\x12%\n" +
+	"\x03put\x18\x01 \x01(\v2\x11.kv.v1.PutRequestH\x00R\x03put\x12.\n" +
+	"\x06append\x18\x02 \x01(\v2\x14.kv.v1.AppendRequestH\x00R\x06append\x12.\n" +
+	"\x06delete\x18\x03 \x01(\v2\x14.kv.v1.DeleteRequestH\x00R\x06deleteB\x04\n" +
+	"\x02op\"5\n" +
+	"\x11WriteBatchRequest\x12 \n" +
+	"\x03ops\x18\x01 \x03(\v2\x0e.kv.v1.WriteOpR\x03ops\"\xf3\x01\n" +
+	"\vWriteResult\x12%\n" +
+	"\x04code\x18\x01 \x01(\x0e2\x11.kv.v1.ResultCodeR\x04code\x12-\n" +
+	"\x06header\x18\x02 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x18\n" +
+	"\aexisted\x18\x03 \x01(\bR\aexisted\x12!\n" +
+	"\fleader_known\x18\x04 \x01(\bR\vleaderKnown\x12\x1b\n" +
+	"\tleader_id\x18\x05 \x01(\rR\bleaderId\x12\x1a\n" +
+	"\bproposed\x18\x06 \x01(\bR\bproposed\x12\x18\n" +
+	"\amessage\x18\a \x01(\tR\amessage\"B\n" +
+	"\x12WriteBatchResponse\x12,\n" +
+	"\aresults\x18\x01 \x03(\v2\x12.kv.v1.WriteResultR\aresults\"X\n" +
 	"\vWriteHeader\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\x04R\bclientId\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x10\n" +
@@ -958,7 +1479,7 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\x0eDeleteResponse\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x18\n" +
 	"\aexisted\x18\x02 \x01(\bR\aexisted\"\x0f\n" +
-	"\rStatusRequest\"\x94\x03\n" +
+	"\rStatusRequest\"\xb0\x03\n" +
 	"\x0eStatusResponse\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\x01 \x01(\rR\treplicaId\x12\x1f\n" +
@@ -974,7 +1495,22 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\x0esnapshot_index\x18\n" +
 	" \x01(\x04R\rsnapshotIndex\x12$\n" +
 	"\x0elog_size_bytes\x18\v \x01(\x04R\flogSizeBytes\x12\x14\n" +
-	"\x05error\x18\f \x01(\tR\x05error*r\n" +
+	"\x05error\x18\f \x01(\tR\x05error\x12\x1a\n" +
+	"\bsessions\x18\r \x01(\x04R\bsessions*\xaa\x02\n" +
+	"\n" +
+	"ResultCode\x12\x1b\n" +
+	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eRESULT_CODE_OK\x10\x01\x12\x1a\n" +
+	"\x16RESULT_CODE_NOT_LEADER\x10\x02\x12\x17\n" +
+	"\x13RESULT_CODE_TIMEOUT\x10\x03\x12\x16\n" +
+	"\x12RESULT_CODE_KILLED\x10\x04\x12\x17\n" +
+	"\x13RESULT_CODE_INVALID\x10\x05\x12\x15\n" +
+	"\x11RESULT_CODE_STALE\x10\x06\x12\x19\n" +
+	"\x15RESULT_CODE_TOO_LARGE\x10\a\x12\x1a\n" +
+	"\x16RESULT_CODE_NO_SESSION\x10\b\x12 \n" +
+	"\x1cRESULT_CODE_TOO_MANY_PENDING\x10\t\x12\x15\n" +
+	"\x11RESULT_CODE_OTHER\x10\n" +
+	"*r\n" +
 	"\x0fReadConsistency\x12 \n" +
 	"\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dREAD_CONSISTENCY_LINEARIZABLE\x10\x01\x12\x1a\n" +
@@ -984,13 +1520,17 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\rROLE_FOLLOWER\x10\x01\x12\x16\n" +
 	"\x12ROLE_PRE_CANDIDATE\x10\x02\x12\x12\n" +
 	"\x0eROLE_CANDIDATE\x10\x03\x12\x0f\n" +
-	"\vROLE_LEADER\x10\x042\x8c\x02\n" +
+	"\vROLE_LEADER\x10\x042\xd2\x02\n" +
 	"\tKVService\x12,\n" +
 	"\x03Get\x12\x11.kv.v1.GetRequest\x1a\x12.kv.v1.GetResponse\x12,\n" +
 	"\x03Put\x12\x11.kv.v1.PutRequest\x1a\x12.kv.v1.PutResponse\x125\n" +
 	"\x06Append\x12\x14.kv.v1.AppendRequest\x1a\x15.kv.v1.AppendResponse\x125\n" +
 	"\x06Delete\x12\x14.kv.v1.DeleteRequest\x1a\x15.kv.v1.DeleteResponse\x125\n" +
-	"\x06Status\x12\x14.kv.v1.StatusRequest\x1a\x15.kv.v1.StatusResponseBp\n" +
+	"\x06Status\x12\x14.kv.v1.StatusRequest\x1a\x15.kv.v1.StatusResponse\x12D\n" +
+	"\vOpenSession\x12\x19.kv.v1.OpenSessionRequest\x1a\x1a.kv.v1.OpenSessionResponse2S\n" +
+	"\x0eForwardService\x12A\n" +
+	"\n" +
+	"WriteBatch\x12\x18.kv.v1.WriteBatchRequest\x1a\x19.kv.v1.WriteBatchResponseBp\n" +
 	"\tcom.kv.v1B\aKvProtoP\x01Z%github.com/ruaft/ruaft/rpc/kv/v1;kvv1\xa2\x02\x03KXX\xaa\x02\x05Kv.V1\xca\x02\x05Kv\\V1\xe2\x02\x11Kv\\V1\\GPBMetadata\xea\x02\x06Kv::V1b\x06proto3"
 
 var (
@@ -1005,49 +1545,68 @@ func file_kv_v1_kv_proto_rawDescGZIP() []byte {
 	return file_kv_v1_kv_proto_rawDescData
 }
 
-var file_kv_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_kv_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_kv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_kv_v1_kv_proto_goTypes = []any{
-	(ReadConsistency)(0),   // 0: kv.v1.ReadConsistency
-	(Role)(0),              // 1: kv.v1.Role
-	(*WriteHeader)(nil),    // 2: kv.v1.WriteHeader
-	(*ResponseHeader)(nil), // 3: kv.v1.ResponseHeader
-	(*GetRequest)(nil),     // 4: kv.v1.GetRequest
-	(*GetResponse)(nil),    // 5: kv.v1.GetResponse
-	(*PutRequest)(nil),     // 6: kv.v1.PutRequest
-	(*PutResponse)(nil),    // 7: kv.v1.PutResponse
-	(*AppendRequest)(nil),  // 8: kv.v1.AppendRequest
-	(*AppendResponse)(nil), // 9: kv.v1.AppendResponse
-	(*DeleteRequest)(nil),  // 10: kv.v1.DeleteRequest
-	(*DeleteResponse)(nil), // 11: kv.v1.DeleteResponse
-	(*StatusRequest)(nil),  // 12: kv.v1.StatusRequest
-	(*StatusResponse)(nil), // 13: kv.v1.StatusResponse
+	(ResultCode)(0),             // 0: kv.v1.ResultCode
+	(ReadConsistency)(0),        // 1: kv.v1.ReadConsistency
+	(Role)(0),                   // 2: kv.v1.Role
+	(*OpenSessionRequest)(nil),  // 3: kv.v1.OpenSessionRequest
+	(*OpenSessionResponse)(nil), // 4: kv.v1.OpenSessionResponse
+	(*WriteOp)(nil),             // 5: kv.v1.WriteOp
+	(*WriteBatchRequest)(nil),   // 6: kv.v1.WriteBatchRequest
+	(*WriteResult)(nil),         // 7: kv.v1.WriteResult
+	(*WriteBatchResponse)(nil),  // 8: kv.v1.WriteBatchResponse
+	(*WriteHeader)(nil),         // 9: kv.v1.WriteHeader
+	(*ResponseHeader)(nil),      // 10: kv.v1.ResponseHeader
+	(*GetRequest)(nil),          // 11: kv.v1.GetRequest
+	(*GetResponse)(nil),         // 12: kv.v1.GetResponse
+	(*PutRequest)(nil),          // 13: kv.v1.PutRequest
+	(*PutResponse)(nil),         // 14: kv.v1.PutResponse
+	(*AppendRequest)(nil),       // 15: kv.v1.AppendRequest
+	(*AppendResponse)(nil),      // 16: kv.v1.AppendResponse
+	(*DeleteRequest)(nil),       // 17: kv.v1.DeleteRequest
+	(*DeleteResponse)(nil),      // 18: kv.v1.DeleteResponse
+	(*StatusRequest)(nil),       // 19: kv.v1.StatusRequest
+	(*StatusResponse)(nil),      // 20: kv.v1.StatusResponse
 }
 var file_kv_v1_kv_proto_depIdxs = []int32{
-	0,  // 0: kv.v1.GetRequest.consistency:type_name -> kv.v1.ReadConsistency
-	3,  // 1: kv.v1.GetResponse.header:type_name -> kv.v1.ResponseHeader
-	2,  // 2: kv.v1.PutRequest.write:type_name -> kv.v1.WriteHeader
-	3,  // 3: kv.v1.PutResponse.header:type_name -> kv.v1.ResponseHeader
-	2,  // 4: kv.v1.AppendRequest.write:type_name -> kv.v1.WriteHeader
-	3,  // 5: kv.v1.AppendResponse.header:type_name -> kv.v1.ResponseHeader
-	2,  // 6: kv.v1.DeleteRequest.write:type_name -> kv.v1.WriteHeader
-	3,  // 7: kv.v1.DeleteResponse.header:type_name -> kv.v1.ResponseHeader
-	1,  // 8: kv.v1.StatusResponse.role:type_name -> kv.v1.Role
-	4,  // 9: kv.v1.KVService.Get:input_type -> kv.v1.GetRequest
-	6,  // 10: kv.v1.KVService.Put:input_type -> kv.v1.PutRequest
-	8,  // 11: kv.v1.KVService.Append:input_type -> kv.v1.AppendRequest
-	10, // 12: kv.v1.KVService.Delete:input_type -> kv.v1.DeleteRequest
-	12, // 13: kv.v1.KVService.Status:input_type -> kv.v1.StatusRequest
-	5,  // 14: kv.v1.KVService.Get:output_type -> kv.v1.GetResponse
-	7,  // 15: kv.v1.KVService.Put:output_type -> kv.v1.PutResponse
-	9,  // 16: kv.v1.KVService.Append:output_type -> kv.v1.AppendResponse
-	11, // 17: kv.v1.KVService.Delete:output_type -> kv.v1.DeleteResponse
-	13, // 18: kv.v1.KVService.Status:output_type -> kv.v1.StatusResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	10, // 0: kv.v1.OpenSessionResponse.header:type_name -> kv.v1.ResponseHeader
+	13, // 1: kv.v1.WriteOp.put:type_name -> kv.v1.PutRequest
+	15, // 2: kv.v1.WriteOp.append:type_name -> kv.v1.AppendRequest
+	17, // 3: kv.v1.WriteOp.delete:type_name -> kv.v1.DeleteRequest
+	5,  // 4: kv.v1.WriteBatchRequest.ops:type_name -> kv.v1.WriteOp
+	0,  // 5: kv.v1.WriteResult.code:type_name -> kv.v1.ResultCode
+	10, // 6: kv.v1.WriteResult.header:type_name -> kv.v1.ResponseHeader
+	7,  // 7: kv.v1.WriteBatchResponse.results:type_name -> kv.v1.WriteResult
+	1,  // 8: kv.v1.GetRequest.consistency:type_name -> kv.v1.ReadConsistency
+	10, // 9: kv.v1.GetResponse.header:type_name -> kv.v1.ResponseHeader
+	9,  // 10: kv.v1.PutRequest.write:type_name -> kv.v1.WriteHeader
+	10, // 11: kv.v1.PutResponse.header:type_name -> kv.v1.ResponseHeader
+	9,  // 12: kv.v1.AppendRequest.write:type_name -> kv.v1.WriteHeader
+	10, // 13: kv.v1.AppendResponse.header:type_name -> kv.v1.ResponseHeader
+	9,  // 14: kv.v1.DeleteRequest.write:type_name -> kv.v1.WriteHeader
+	10, // 15: kv.v1.DeleteResponse.header:type_name -> kv.v1.ResponseHeader
+	2,  // 16: kv.v1.StatusResponse.role:type_name -> kv.v1.Role
+	11, // 17: kv.v1.KVService.Get:input_type -> kv.v1.GetRequest
+	13, // 18: kv.v1.KVService.Put:input_type -> kv.v1.PutRequest
+	15, // 19: kv.v1.KVService.Append:input_type -> kv.v1.AppendRequest
+	17, // 20: kv.v1.KVService.Delete:input_type -> kv.v1.DeleteRequest
+	19, // 21: kv.v1.KVService.Status:input_type -> kv.v1.StatusRequest
+	3,  // 22: kv.v1.KVService.OpenSession:input_type -> kv.v1.OpenSessionRequest
+	6,  // 23: kv.v1.ForwardService.WriteBatch:input_type -> kv.v1.WriteBatchRequest
+	12, // 24: kv.v1.KVService.Get:output_type -> kv.v1.GetResponse
+	14, // 25: kv.v1.KVService.Put:output_type -> kv.v1.PutResponse
+	16, // 26: kv.v1.KVService.Append:output_type -> kv.v1.AppendResponse
+	18, // 27: kv.v1.KVService.Delete:output_type -> kv.v1.DeleteResponse
+	20, // 28: kv.v1.KVService.Status:output_type -> kv.v1.StatusResponse
+	4,  // 29: kv.v1.KVService.OpenSession:output_type -> kv.v1.OpenSessionResponse
+	8,  // 30: kv.v1.ForwardService.WriteBatch:output_type -> kv.v1.WriteBatchResponse
+	24, // [24:31] is the sub-list for method output_type
+	17, // [17:24] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_kv_v1_kv_proto_init() }
@@ -1055,15 +1614,20 @@ func file_kv_v1_kv_proto_init() {
 	if File_kv_v1_kv_proto != nil {
 		return
 	}
+	file_kv_v1_kv_proto_msgTypes[2].OneofWrappers = []any{
+		(*WriteOp_Put)(nil),
+		(*WriteOp_Append)(nil),
+		(*WriteOp_Delete)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kv_v1_kv_proto_rawDesc), len(file_kv_v1_kv_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   12,
+			NumEnums:      3,
+			NumMessages:   18,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_kv_v1_kv_proto_goTypes,
 		DependencyIndexes: file_kv_v1_kv_proto_depIdxs,

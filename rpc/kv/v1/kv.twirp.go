@@ -58,6 +58,11 @@ type KVService interface {
 	// Status describes the replica that answers and what it knows of the
 	// cluster.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+
+	// OpenSession opens an exactly-once session through the Raft log and
+	// returns its client_id, for the WriteHeader of later writes. A session
+	// expires after idle_timeout_seconds without a write.
+	OpenSession(context.Context, *OpenSessionRequest) (*OpenSessionResponse, error)
 }
 
 // =========================
@@ -66,7 +71,7 @@ type KVService interface {
 
 type kVServiceProtobufClient struct {
 	client      HTTPClient
-	urls        [5]string
+	urls        [6]string
 	interceptor twirp.Interceptor
 	opts        twirp.ClientOptions
 }
@@ -94,12 +99,13 @@ func NewKVServiceProtobufClient(baseURL string, client HTTPClient, opts ...twirp
 	// Build method URLs: <baseURL>[<prefix>]/<package>.<Service>/<Method>
 	serviceURL := sanitizeBaseURL(baseURL)
 	serviceURL += baseServicePath(pathPrefix, "kv.v1", "KVService")
-	urls := [5]string{
+	urls := [6]string{
 		serviceURL + "Get",
 		serviceURL + "Put",
 		serviceURL + "Append",
 		serviceURL + "Delete",
 		serviceURL + "Status",
+		serviceURL + "OpenSession",
 	}
 
 	return &kVServiceProtobufClient{
@@ -340,13 +346,59 @@ func (c *kVServiceProtobufClient) callStatus(ctx context.Context, in *StatusRequ
 	return out, nil
 }
 
+func (c *kVServiceProtobufClient) OpenSession(ctx context.Context, in *OpenSessionRequest) (*OpenSessionResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "kv.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "KVService")
+	ctx = ctxsetters.WithMethodName(ctx, "OpenSession")
+	caller := c.callOpenSession
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *OpenSessionRequest) (*OpenSessionResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*OpenSessionRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*OpenSessionRequest) when calling interceptor")
+					}
+					return c.callOpenSession(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*OpenSessionResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*OpenSessionResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *kVServiceProtobufClient) callOpenSession(ctx context.Context, in *OpenSessionRequest) (*OpenSessionResponse, error) {
+	out := new(OpenSessionResponse)
+	ctx, err := doProtobufRequest(ctx, c.client, c.opts.Hooks, c.urls[5], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
 // =====================
 // KVService JSON Client
 // =====================
 
 type kVServiceJSONClient struct {
 	client      HTTPClient
-	urls        [5]string
+	urls        [6]string
 	interceptor twirp.Interceptor
 	opts        twirp.ClientOptions
 }
@@ -374,12 +426,13 @@ func NewKVServiceJSONClient(baseURL string, client HTTPClient, opts ...twirp.Cli
 	// Build method URLs: <baseURL>[<prefix>]/<package>.<Service>/<Method>
 	serviceURL := sanitizeBaseURL(baseURL)
 	serviceURL += baseServicePath(pathPrefix, "kv.v1", "KVService")
-	urls := [5]string{
+	urls := [6]string{
 		serviceURL + "Get",
 		serviceURL + "Put",
 		serviceURL + "Append",
 		serviceURL + "Delete",
 		serviceURL + "Status",
+		serviceURL + "OpenSession",
 	}
 
 	return &kVServiceJSONClient{
@@ -620,6 +673,52 @@ func (c *kVServiceJSONClient) callStatus(ctx context.Context, in *StatusRequest)
 	return out, nil
 }
 
+func (c *kVServiceJSONClient) OpenSession(ctx context.Context, in *OpenSessionRequest) (*OpenSessionResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "kv.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "KVService")
+	ctx = ctxsetters.WithMethodName(ctx, "OpenSession")
+	caller := c.callOpenSession
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *OpenSessionRequest) (*OpenSessionResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*OpenSessionRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*OpenSessionRequest) when calling interceptor")
+					}
+					return c.callOpenSession(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*OpenSessionResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*OpenSessionResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *kVServiceJSONClient) callOpenSession(ctx context.Context, in *OpenSessionRequest) (*OpenSessionResponse, error) {
+	out := new(OpenSessionResponse)
+	ctx, err := doJSONRequest(ctx, c.client, c.opts.Hooks, c.urls[5], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
 // ========================
 // KVService Server Handler
 // ========================
@@ -731,6 +830,9 @@ func (s *kVServiceServer) ServeHTTP(resp http.ResponseWriter, req *http.Request)
 		return
 	case "Status":
 		s.serveStatus(ctx, resp, req)
+		return
+	case "OpenSession":
+		s.serveOpenSession(ctx, resp, req)
 		return
 	default:
 		msg := fmt.Sprintf("no handler for path %q", req.URL.Path)
@@ -1639,6 +1741,186 @@ func (s *kVServiceServer) serveStatusProtobuf(ctx context.Context, resp http.Res
 	callResponseSent(ctx, s.hooks)
 }
 
+func (s *kVServiceServer) serveOpenSession(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	header := req.Header.Get("Content-Type")
+	i := strings.Index(header, ";")
+	if i == -1 {
+		i = len(header)
+	}
+	switch strings.TrimSpace(strings.ToLower(header[:i])) {
+	case "application/json":
+		s.serveOpenSessionJSON(ctx, resp, req)
+	case "application/protobuf":
+		s.serveOpenSessionProtobuf(ctx, resp, req)
+	default:
+		msg := fmt.Sprintf("unexpected Content-Type: %q", req.Header.Get("Content-Type"))
+		twerr := badRouteError(msg, req.Method, req.URL.Path)
+		s.writeError(ctx, resp, twerr)
+	}
+}
+
+func (s *kVServiceServer) serveOpenSessionJSON(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "OpenSession")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	d := json.NewDecoder(req.Body)
+	rawReqBody := json.RawMessage{}
+	if err := d.Decode(&rawReqBody); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+	reqContent := new(OpenSessionRequest)
+	unmarshaler := protojson.UnmarshalOptions{DiscardUnknown: true}
+	if err = unmarshaler.Unmarshal(rawReqBody, reqContent); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+
+	handler := s.KVService.OpenSession
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *OpenSessionRequest) (*OpenSessionResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*OpenSessionRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*OpenSessionRequest) when calling interceptor")
+					}
+					return s.KVService.OpenSession(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*OpenSessionResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*OpenSessionResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *OpenSessionResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *OpenSessionResponse and nil error while calling OpenSession. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	marshaler := &protojson.MarshalOptions{UseProtoNames: !s.jsonCamelCase, EmitUnpopulated: !s.jsonSkipDefaults}
+	respBytes, err := marshaler.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal json response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/json")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
+func (s *kVServiceServer) serveOpenSessionProtobuf(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "OpenSession")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	buf, err := io.ReadAll(req.Body)
+	if err != nil {
+		s.handleRequestBodyError(ctx, resp, "failed to read request body", err)
+		return
+	}
+	reqContent := new(OpenSessionRequest)
+	if err = proto.Unmarshal(buf, reqContent); err != nil {
+		s.writeError(ctx, resp, malformedRequestError("the protobuf request could not be decoded"))
+		return
+	}
+
+	handler := s.KVService.OpenSession
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *OpenSessionRequest) (*OpenSessionResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*OpenSessionRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*OpenSessionRequest) when calling interceptor")
+					}
+					return s.KVService.OpenSession(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*OpenSessionResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*OpenSessionResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *OpenSessionResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *OpenSessionResponse and nil error while calling OpenSession. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	respBytes, err := proto.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal proto response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/protobuf")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
 func (s *kVServiceServer) ServiceDescriptor() ([]byte, int) {
 	return twirpFileDescriptor0, 0
 }
@@ -1652,6 +1934,505 @@ func (s *kVServiceServer) ProtocGenTwirpVersion() string {
 // for example to identify the requests that are targeted to this service in a mux.
 func (s *kVServiceServer) PathPrefix() string {
 	return baseServicePath(s.pathPrefix, "kv.v1", "KVService")
+}
+
+// ========================
+// ForwardService Interface
+// ========================
+
+// ForwardService is served on the peer listener only: a replica that does
+// not lead hands the leader the writes its clients sent it, many per call.
+type ForwardService interface {
+	// Write applies a batch of writes; results[i] answers ops[i]. A write
+	// whose result is not OK was not applied unless its code says the outcome
+	// is unknown (TIMEOUT, KILLED, or NOT_LEADER with proposed set).
+	WriteBatch(context.Context, *WriteBatchRequest) (*WriteBatchResponse, error)
+}
+
+// ==============================
+// ForwardService Protobuf Client
+// ==============================
+
+type forwardServiceProtobufClient struct {
+	client      HTTPClient
+	urls        [1]string
+	interceptor twirp.Interceptor
+	opts        twirp.ClientOptions
+}
+
+// NewForwardServiceProtobufClient creates a Protobuf client that implements the ForwardService interface.
+// It communicates using Protobuf and can be configured with a custom HTTPClient.
+func NewForwardServiceProtobufClient(baseURL string, client HTTPClient, opts ...twirp.ClientOption) ForwardService {
+	if c, ok := client.(*http.Client); ok {
+		client = withoutRedirects(c)
+	}
+
+	clientOpts := twirp.ClientOptions{}
+	for _, o := range opts {
+		o(&clientOpts)
+	}
+
+	// Using ReadOpt allows backwards and forwards compatibility with new options in the future
+	literalURLs := false
+	_ = clientOpts.ReadOpt("literalURLs", &literalURLs)
+	var pathPrefix string
+	if ok := clientOpts.ReadOpt("pathPrefix", &pathPrefix); !ok {
+		pathPrefix = "/twirp" // default prefix
+	}
+
+	// Build method URLs: <baseURL>[<prefix>]/<package>.<Service>/<Method>
+	serviceURL := sanitizeBaseURL(baseURL)
+	serviceURL += baseServicePath(pathPrefix, "kv.v1", "ForwardService")
+	urls := [1]string{
+		serviceURL + "WriteBatch",
+	}
+
+	return &forwardServiceProtobufClient{
+		client:      client,
+		urls:        urls,
+		interceptor: twirp.ChainInterceptors(clientOpts.Interceptors...),
+		opts:        clientOpts,
+	}
+}
+
+func (c *forwardServiceProtobufClient) WriteBatch(ctx context.Context, in *WriteBatchRequest) (*WriteBatchResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "kv.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "ForwardService")
+	ctx = ctxsetters.WithMethodName(ctx, "WriteBatch")
+	caller := c.callWriteBatch
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *WriteBatchRequest) (*WriteBatchResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*WriteBatchRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*WriteBatchRequest) when calling interceptor")
+					}
+					return c.callWriteBatch(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*WriteBatchResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*WriteBatchResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *forwardServiceProtobufClient) callWriteBatch(ctx context.Context, in *WriteBatchRequest) (*WriteBatchResponse, error) {
+	out := new(WriteBatchResponse)
+	ctx, err := doProtobufRequest(ctx, c.client, c.opts.Hooks, c.urls[0], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
+// ==========================
+// ForwardService JSON Client
+// ==========================
+
+type forwardServiceJSONClient struct {
+	client      HTTPClient
+	urls        [1]string
+	interceptor twirp.Interceptor
+	opts        twirp.ClientOptions
+}
+
+// NewForwardServiceJSONClient creates a JSON client that implements the ForwardService interface.
+// It communicates using JSON and can be configured with a custom HTTPClient.
+func NewForwardServiceJSONClient(baseURL string, client HTTPClient, opts ...twirp.ClientOption) ForwardService {
+	if c, ok := client.(*http.Client); ok {
+		client = withoutRedirects(c)
+	}
+
+	clientOpts := twirp.ClientOptions{}
+	for _, o := range opts {
+		o(&clientOpts)
+	}
+
+	// Using ReadOpt allows backwards and forwards compatibility with new options in the future
+	literalURLs := false
+	_ = clientOpts.ReadOpt("literalURLs", &literalURLs)
+	var pathPrefix string
+	if ok := clientOpts.ReadOpt("pathPrefix", &pathPrefix); !ok {
+		pathPrefix = "/twirp" // default prefix
+	}
+
+	// Build method URLs: <baseURL>[<prefix>]/<package>.<Service>/<Method>
+	serviceURL := sanitizeBaseURL(baseURL)
+	serviceURL += baseServicePath(pathPrefix, "kv.v1", "ForwardService")
+	urls := [1]string{
+		serviceURL + "WriteBatch",
+	}
+
+	return &forwardServiceJSONClient{
+		client:      client,
+		urls:        urls,
+		interceptor: twirp.ChainInterceptors(clientOpts.Interceptors...),
+		opts:        clientOpts,
+	}
+}
+
+func (c *forwardServiceJSONClient) WriteBatch(ctx context.Context, in *WriteBatchRequest) (*WriteBatchResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "kv.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "ForwardService")
+	ctx = ctxsetters.WithMethodName(ctx, "WriteBatch")
+	caller := c.callWriteBatch
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *WriteBatchRequest) (*WriteBatchResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*WriteBatchRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*WriteBatchRequest) when calling interceptor")
+					}
+					return c.callWriteBatch(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*WriteBatchResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*WriteBatchResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *forwardServiceJSONClient) callWriteBatch(ctx context.Context, in *WriteBatchRequest) (*WriteBatchResponse, error) {
+	out := new(WriteBatchResponse)
+	ctx, err := doJSONRequest(ctx, c.client, c.opts.Hooks, c.urls[0], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
+// =============================
+// ForwardService Server Handler
+// =============================
+
+type forwardServiceServer struct {
+	ForwardService
+	interceptor      twirp.Interceptor
+	hooks            *twirp.ServerHooks
+	pathPrefix       string // prefix for routing
+	jsonSkipDefaults bool   // do not include unpopulated fields (default values) in the response
+	jsonCamelCase    bool   // JSON fields are serialized as lowerCamelCase rather than keeping the original proto names
+}
+
+// NewForwardServiceServer builds a TwirpServer that can be used as an http.Handler to handle
+// HTTP requests that are routed to the right method in the provided svc implementation.
+// The opts are twirp.ServerOption modifiers, for example twirp.WithServerHooks(hooks).
+func NewForwardServiceServer(svc ForwardService, opts ...interface{}) TwirpServer {
+	serverOpts := newServerOpts(opts)
+
+	// Using ReadOpt allows backwards and forwards compatibility with new options in the future
+	jsonSkipDefaults := false
+	_ = serverOpts.ReadOpt("jsonSkipDefaults", &jsonSkipDefaults)
+	jsonCamelCase := false
+	_ = serverOpts.ReadOpt("jsonCamelCase", &jsonCamelCase)
+	var pathPrefix string
+	if ok := serverOpts.ReadOpt("pathPrefix", &pathPrefix); !ok {
+		pathPrefix = "/twirp" // default prefix
+	}
+
+	return &forwardServiceServer{
+		ForwardService:   svc,
+		hooks:            serverOpts.Hooks,
+		interceptor:      twirp.ChainInterceptors(serverOpts.Interceptors...),
+		pathPrefix:       pathPrefix,
+		jsonSkipDefaults: jsonSkipDefaults,
+		jsonCamelCase:    jsonCamelCase,
+	}
+}
+
+// writeError writes an HTTP response with a valid Twirp error format, and triggers hooks.
+// If err is not a twirp.Error, it will get wrapped with twirp.InternalErrorWith(err)
+func (s *forwardServiceServer) writeError(ctx context.Context, resp http.ResponseWriter, err error) {
+	writeError(ctx, resp, err, s.hooks)
+}
+
+// handleRequestBodyError is used to handle error when the twirp server cannot read request
+func (s *forwardServiceServer) handleRequestBodyError(ctx context.Context, resp http.ResponseWriter, msg string, err error) {
+	if context.Canceled == ctx.Err() {
+		s.writeError(ctx, resp, twirp.NewError(twirp.Canceled, "failed to read request: context canceled"))
+		return
+	}
+	if context.DeadlineExceeded == ctx.Err() {
+		s.writeError(ctx, resp, twirp.NewError(twirp.DeadlineExceeded, "failed to read request: deadline exceeded"))
+		return
+	}
+	s.writeError(ctx, resp, twirp.WrapError(malformedRequestError(msg), err))
+}
+
+// ForwardServicePathPrefix is a convenience constant that may identify URL paths.
+// Should be used with caution, it only matches routes generated by Twirp Go clients,
+// with the default "/twirp" prefix and default CamelCase service and method names.
+// More info: https://twitchtv.github.io/twirp/docs/routing.html
+const ForwardServicePathPrefix = "/twirp/kv.v1.ForwardService/"
+
+func (s *forwardServiceServer) ServeHTTP(resp http.ResponseWriter, req *http.Request) {
+	ctx := req.Context()
+	ctx = ctxsetters.WithPackageName(ctx, "kv.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "ForwardService")
+	ctx = ctxsetters.WithResponseWriter(ctx, resp)
+
+	var err error
+	ctx, err = callRequestReceived(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	if req.Method != "POST" {
+		msg := fmt.Sprintf("unsupported method %q (only POST is allowed)", req.Method)
+		s.writeError(ctx, resp, badRouteError(msg, req.Method, req.URL.Path))
+		return
+	}
+
+	// Verify path format: [<prefix>]/<package>.<Service>/<Method>
+	prefix, pkgService, method := parseTwirpPath(req.URL.Path)
+	if pkgService != "kv.v1.ForwardService" {
+		msg := fmt.Sprintf("no handler for path %q", req.URL.Path)
+		s.writeError(ctx, resp, badRouteError(msg, req.Method, req.URL.Path))
+		return
+	}
+	if prefix != s.pathPrefix {
+		msg := fmt.Sprintf("invalid path prefix %q, expected %q, on path %q", prefix, s.pathPrefix, req.URL.Path)
+		s.writeError(ctx, resp, badRouteError(msg, req.Method, req.URL.Path))
+		return
+	}
+
+	switch method {
+	case "WriteBatch":
+		s.serveWriteBatch(ctx, resp, req)
+		return
+	default:
+		msg := fmt.Sprintf("no handler for path %q", req.URL.Path)
+		s.writeError(ctx, resp, badRouteError(msg, req.Method, req.URL.Path))
+		return
+	}
+}
+
+func (s *forwardServiceServer) serveWriteBatch(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	header := req.Header.Get("Content-Type")
+	i := strings.Index(header, ";")
+	if i == -1 {
+		i = len(header)
+	}
+	switch strings.TrimSpace(strings.ToLower(header[:i])) {
+	case "application/json":
+		s.serveWriteBatchJSON(ctx, resp, req)
+	case "application/protobuf":
+		s.serveWriteBatchProtobuf(ctx, resp, req)
+	default:
+		msg := fmt.Sprintf("unexpected Content-Type: %q", req.Header.Get("Content-Type"))
+		twerr := badRouteError(msg, req.Method, req.URL.Path)
+		s.writeError(ctx, resp, twerr)
+	}
+}
+
+func (s *forwardServiceServer) serveWriteBatchJSON(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "WriteBatch")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	d := json.NewDecoder(req.Body)
+	rawReqBody := json.RawMessage{}
+	if err := d.Decode(&rawReqBody); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+	reqContent := new(WriteBatchRequest)
+	unmarshaler := protojson.UnmarshalOptions{DiscardUnknown: true}
+	if err = unmarshaler.Unmarshal(rawReqBody, reqContent); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+
+	handler := s.ForwardService.WriteBatch
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *WriteBatchRequest) (*WriteBatchResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*WriteBatchRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*WriteBatchRequest) when calling interceptor")
+					}
+					return s.ForwardService.WriteBatch(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*WriteBatchResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*WriteBatchResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *WriteBatchResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *WriteBatchResponse and nil error while calling WriteBatch. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	marshaler := &protojson.MarshalOptions{UseProtoNames: !s.jsonCamelCase, EmitUnpopulated: !s.jsonSkipDefaults}
+	respBytes, err := marshaler.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal json response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/json")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
+func (s *forwardServiceServer) serveWriteBatchProtobuf(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "WriteBatch")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	buf, err := io.ReadAll(req.Body)
+	if err != nil {
+		s.handleRequestBodyError(ctx, resp, "failed to read request body", err)
+		return
+	}
+	reqContent := new(WriteBatchRequest)
+	if err = proto.Unmarshal(buf, reqContent); err != nil {
+		s.writeError(ctx, resp, malformedRequestError("the protobuf request could not be decoded"))
+		return
+	}
+
+	handler := s.ForwardService.WriteBatch
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *WriteBatchRequest) (*WriteBatchResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*WriteBatchRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*WriteBatchRequest) when calling interceptor")
+					}
+					return s.ForwardService.WriteBatch(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*WriteBatchResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*WriteBatchResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *WriteBatchResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *WriteBatchResponse and nil error while calling WriteBatch. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	respBytes, err := proto.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal proto response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/protobuf")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
+func (s *forwardServiceServer) ServiceDescriptor() ([]byte, int) {
+	return twirpFileDescriptor0, 1
+}
+
+func (s *forwardServiceServer) ProtocGenTwirpVersion() string {
+	return "v8.1.3"
+}
+
+// PathPrefix returns the base service path, in the form: "/<prefix>/<package>.<Service>/"
+// that is everything in a Twirp route except for the <Method>. This can be used for routing,
+// for example to identify the requests that are targeted to this service in a mux.
+func (s *forwardServiceServer) PathPrefix() string {
+	return baseServicePath(s.pathPrefix, "kv.v1", "ForwardService")
 }
 
 // =====
@@ -2220,60 +3001,87 @@ func callClientError(ctx context.Context, h *twirp.ClientHooks, err twirp.Error)
 }
 
 var twirpFileDescriptor0 = []byte{
-	// 866 bytes of a gzipped FileDescriptorProto
-	0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0xff, 0xb4, 0x55, 0xdb, 0x6e, 0xdb, 0x46,
-	0x10, 0xad, 0xa8, 0x8b, 0xa5, 0xa1, 0x45, 0xcb, 0x0b, 0xc7, 0x20, 0xdc, 0x06, 0x4d, 0xd8, 0x06,
-	0x08, 0x82, 0x54, 0x86, 0x5c, 0x04, 0x28, 0xd2, 0x02, 0x85, 0x2e, 0x8c, 0x4b, 0x48, 0x95, 0x85,
-	0x95, 0xe3, 0x38, 0x41, 0x50, 0x95, 0x26, 0xb7, 0x32, 0x21, 0x8a, 0xcb, 0x92, 0x2b, 0x26, 0xce,
-	0x37, 0xf4, 0xb1, 0x5f, 0xd0, 0xc7, 0x7e, 0x4a, 0x3f, 0xa3, 0x8f, 0xfd, 0x8a, 0x62, 0x2f, 0xd4,
-	0x2d, 0x6d, 0x03, 0x18, 0xe8, 0x8b, 0xc8, 0x3d, 0x73, 0xe6, 0xcc, 0xa1, 0x76, 0x66, 0x17, 0x8c,
-	0x59, 0x76, 0x9c, 0xb5, 0x8e, 0x67, 0x59, 0x33, 0x4e, 0x28, 0xa3, 0xa8, 0x3c, 0xcb, 0x9a, 0x59,
-	0xcb, 0xba, 0x04, 0xfd, 0x45, 0x12, 0x30, 0xf2, 0x1d, 0x71, 0x7d, 0x92, 0xa0, 0x8f, 0xa1, 0xe6,
-	0x85, 0x01, 0x89, 0xd8, 0x24, 0xf0, 0xcd, 0xc2, 0xbd, 0xc2, 0xc3, 0x12, 0xae, 0x4a, 0xc0, 0xf1,
-	0xd1, 0x11, 0x54, 0x53, 0xf2, 0xf3, 0x82, 0x44, 0x1e, 0x31, 0x35, 0x19, 0xcb, 0xd7, 0xa8, 0x01,
-	0x45, 0xd7, 0x9b, 0x99, 0x45, 0x01, 0xf3, 0x57, 0xeb, 0x47, 0x30, 0x30, 0x49, 0x63, 0x1a, 0xa5,
-	0xb9, 0xf8, 0x5d, 0x80, 0x84, 0xc4, 0x61, 0xe0, 0xb9, 0xb9, 0x7a, 0x1d, 0xd7, 0x14, 0xe2, 0xf8,
-	0xbc, 0x76, 0x28, 0x88, 0x3c, 0xaa, 0x89, 0x68, 0x55, 0x02, 0x8e, 0x8f, 0x10, 0x94, 0x18, 0x49,
-	0xe6, 0xaa, 0x80, 0x78, 0xb7, 0x2e, 0x01, 0x4e, 0x09, 0xc3, 0xdc, 0x42, 0xca, 0xb8, 0x83, 0x19,
-	0xb9, 0x11, 0xb2, 0x35, 0xcc, 0x5f, 0xd1, 0x57, 0xa0, 0x7b, 0x34, 0x4a, 0x83, 0x94, 0x91, 0xc8,
-	0xbb, 0x11, 0x92, 0xc6, 0xc9, 0x61, 0x53, 0x7c, 0x78, 0x13, 0x13, 0xd7, 0xef, 0xae, 0xa2, 0x78,
-	0x9d, 0x6a, 0xf9, 0xa0, 0x0b, 0x65, 0x69, 0x1f, 0x7d, 0x01, 0x95, 0x6b, 0x61, 0x44, 0xa8, 0xeb,
-	0x27, 0x77, 0x96, 0x1a, 0xeb, 0xdf, 0x87, 0x15, 0x29, 0x77, 0xa2, 0xad, 0x9c, 0x1c, 0x40, 0x39,
-	0x73, 0xc3, 0x05, 0x11, 0xf6, 0x6b, 0x58, 0x2e, 0xac, 0x1f, 0x00, 0x46, 0x8b, 0xff, 0xf0, 0xbf,
-	0xcc, 0xd2, 0xd6, 0xb2, 0xd0, 0x43, 0x28, 0xbf, 0xe1, 0x3b, 0x26, 0xb4, 0xf4, 0x13, 0xa4, 0xbc,
-	0xac, 0xed, 0x22, 0x96, 0x04, 0xeb, 0x1b, 0xd0, 0x85, 0xfe, 0xad, 0xbe, 0xc2, 0x72, 0xa1, 0xde,
-	0x8e, 0x63, 0x12, 0xf9, 0xff, 0x9f, 0xc1, 0x6f, 0xc1, 0xc8, 0x4b, 0xdc, 0xce, 0x63, 0x1f, 0xea,
-	0x3d, 0x12, 0x12, 0x46, 0xfe, 0xdd, 0xe3, 0xd2, 0x8d, 0xf6, 0x21, 0x37, 0x2f, 0xc1, 0xc8, 0xc5,
-	0x6e, 0xb7, 0xef, 0x26, 0xec, 0x90, 0xb7, 0xbc, 0x85, 0x64, 0xfb, 0x56, 0x71, 0xbe, 0xb4, 0xf6,
-	0xa0, 0x3e, 0x66, 0x2e, 0x5b, 0xa4, 0xca, 0xa7, 0xf5, 0x6b, 0x11, 0x8c, 0x1c, 0x51, 0xc5, 0x3e,
-	0x30, 0x1d, 0x9f, 0x42, 0x29, 0xa1, 0x21, 0x51, 0x5d, 0xac, 0xe7, 0x4e, 0x68, 0x48, 0xb0, 0x08,
-	0xfc, 0xd3, 0x84, 0x6c, 0x8e, 0x54, 0x69, 0x6b, 0xa4, 0xee, 0xc3, 0xae, 0x0a, 0xce, 0x22, 0xfa,
-	0x26, 0x32, 0xcb, 0xc2, 0xb3, 0x2e, 0xb1, 0x3e, 0x87, 0xb8, 0x27, 0x45, 0x59, 0x24, 0xa1, 0x59,
-	0x11, 0xff, 0xaa, 0x52, 0x7c, 0x9e, 0x84, 0x5c, 0xc1, 0xa3, 0xf3, 0x79, 0xc0, 0x26, 0x41, 0xe4,
-	0x93, 0xb7, 0xe6, 0x8e, 0x28, 0xad, 0x4b, 0xcc, 0xe1, 0x10, 0xfa, 0x0c, 0xea, 0x6e, 0x1c, 0x87,
-	0x01, 0xf1, 0x15, 0xa7, 0x2a, 0x38, 0xbb, 0x0a, 0x94, 0xa4, 0xcf, 0xc1, 0x08, 0xdd, 0x94, 0x4d,
-	0x42, 0x3a, 0x55, 0xac, 0x9a, 0x64, 0x71, 0x74, 0x40, 0xa7, 0x92, 0xf5, 0x00, 0x8c, 0x34, 0x72,
-	0xe3, 0xf4, 0x9a, 0xe6, 0xf5, 0x40, 0xb0, 0xea, 0x39, 0xba, 0x12, 0xa3, 0xd3, 0x49, 0x1a, 0xbc,
-	0x23, 0x93, 0xab, 0x1b, 0x46, 0x52, 0x53, 0x57, 0x62, 0x74, 0x3a, 0x0e, 0xde, 0x91, 0x0e, 0xc7,
-	0x78, 0xeb, 0x92, 0x24, 0xa1, 0x89, 0xb9, 0x2b, 0x5b, 0x57, 0x2c, 0x1e, 0x25, 0xb0, 0xb7, 0x75,
-	0x2e, 0xa0, 0x7b, 0xf0, 0x09, 0xb6, 0xdb, 0xbd, 0x49, 0xf7, 0x6c, 0x38, 0x76, 0xc6, 0xe7, 0xf6,
-	0xb0, 0xfb, 0x72, 0xf2, 0x7c, 0x38, 0x1e, 0xd9, 0x5d, 0xe7, 0x99, 0x63, 0xf7, 0x1a, 0x1f, 0xa1,
-	0xfb, 0x70, 0xf7, 0x3d, 0xc6, 0xc0, 0x19, 0xda, 0x6d, 0xec, 0xbc, 0x6a, 0x77, 0x06, 0x76, 0xa3,
-	0x80, 0x8e, 0xe0, 0xf0, 0x3d, 0xca, 0xf8, 0xbc, 0x3d, 0xb0, 0x1b, 0xda, 0xa3, 0x10, 0x4a, 0x7c,
-	0x17, 0xd1, 0x01, 0x34, 0xf0, 0xd9, 0xc0, 0xde, 0x12, 0xdf, 0x87, 0xba, 0x40, 0x9f, 0x9d, 0x0d,
-	0x06, 0x67, 0x2f, 0x6c, 0xdc, 0x28, 0xa0, 0x43, 0x40, 0x02, 0x1a, 0x61, 0x7b, 0xd2, 0x6d, 0x0f,
-	0x7b, 0x4e, 0xaf, 0x7d, 0x6e, 0x37, 0x34, 0x84, 0xc0, 0x10, 0xf8, 0x0a, 0x2b, 0xa2, 0x3d, 0xd0,
-	0x05, 0x36, 0xb0, 0xdb, 0x3d, 0x1b, 0x37, 0x4a, 0x27, 0xbf, 0x68, 0x50, 0xeb, 0x5f, 0x8c, 0x49,
-	0x92, 0x05, 0x1e, 0x41, 0x8f, 0xa1, 0x78, 0x4a, 0x18, 0xda, 0x57, 0xdd, 0xb4, 0x3a, 0x4d, 0x8f,
-	0xd0, 0x3a, 0xa4, 0x3a, 0xf4, 0x31, 0x14, 0x47, 0x8b, 0x15, 0x7b, 0x75, 0x76, 0x2d, 0xd9, 0xeb,
-	0xc7, 0xcd, 0x13, 0xa8, 0xc8, 0xe1, 0x46, 0x07, 0x2a, 0xba, 0x71, 0x9c, 0x1c, 0xdd, 0xd9, 0x42,
-	0x57, 0x69, 0x72, 0x0a, 0x97, 0x69, 0x1b, 0x13, 0xbe, 0x4c, 0xdb, 0x1a, 0xd5, 0x27, 0x50, 0x91,
-	0xf3, 0xb4, 0x4c, 0xdb, 0x18, 0xb8, 0x65, 0xda, 0xe6, 0xd0, 0x75, 0x62, 0xa8, 0x79, 0x74, 0x2e,
-	0x63, 0x9d, 0x9d, 0x7e, 0x36, 0xe2, 0x77, 0xe3, 0xa8, 0xf0, 0xea, 0xc1, 0x34, 0x60, 0xd7, 0x8b,
-	0xab, 0xa6, 0x47, 0xe7, 0xc7, 0xc9, 0xc2, 0xfd, 0x89, 0xe5, 0xbf, 0xb1, 0x77, 0x2c, 0x2e, 0xd2,
-	0xaf, 0x67, 0x59, 0xd6, 0xfa, 0x4d, 0x2b, 0xf6, 0x2f, 0x2f, 0x7f, 0xd7, 0xca, 0xfd, 0xac, 0x79,
-	0xd1, 0xfa, 0x83, 0x3f, 0x5f, 0x5f, 0xb4, 0xfe, 0xd4, 0xf6, 0xc5, 0xf3, 0xf5, 0xe9, 0xa8, 0xf3,
-	0x3d, 0x61, 0xae, 0xef, 0x32, 0xf7, 0x2f, 0xad, 0xd2, 0xcf, 0x9e, 0x3e, 0xbd, 0x68, 0x5d, 0x55,
-	0xc4, 0xf5, 0xfb, 0xe5, 0xdf, 0x01, 0x00, 0x00, 0xff, 0xff, 0x2c, 0x20, 0x92, 0x43, 0x90, 0x07,
-	0x00, 0x00,
+	// 1300 bytes of a gzipped FileDescriptorProto
+	0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0xff, 0xb4, 0x57, 0xdb, 0x6e, 0xdb, 0x46,
+	0x10, 0x8d, 0xa8, 0x8b, 0xa5, 0x51, 0xa4, 0xd0, 0x1b, 0x3b, 0x51, 0x94, 0x06, 0x55, 0xd8, 0x1a,
+	0x30, 0x82, 0x56, 0xae, 0x5d, 0x04, 0x28, 0xd2, 0x02, 0x85, 0x2e, 0x8c, 0x4d, 0x48, 0x11, 0x05,
+	0x52, 0x76, 0x9c, 0x20, 0x28, 0xcb, 0x90, 0x5b, 0x9b, 0x10, 0x25, 0xb2, 0x24, 0xa5, 0x5c, 0x7e,
+	0xa3, 0x40, 0x3f, 0xa0, 0x8f, 0x79, 0xea, 0x77, 0xf4, 0xb1, 0x9f, 0xd0, 0xc7, 0xbe, 0xf6, 0x07,
+	0x8a, 0xbd, 0x50, 0xa4, 0x68, 0x01, 0x29, 0x0c, 0xf4, 0xc5, 0xe2, 0x9e, 0x39, 0x3b, 0x3b, 0x3b,
+	0xb3, 0x73, 0x76, 0x0d, 0xf5, 0xe9, 0xf2, 0x60, 0x79, 0x78, 0x30, 0x5d, 0xb6, 0xfd, 0xc0, 0x8b,
+	0x3c, 0x54, 0x9c, 0x2e, 0xdb, 0xcb, 0x43, 0x69, 0x07, 0x90, 0xea, 0xe3, 0xb9, 0x8e, 0xc3, 0xd0,
+	0xf1, 0xe6, 0x1a, 0xfe, 0x79, 0x81, 0xc3, 0x48, 0xfa, 0x25, 0x07, 0xb7, 0xd7, 0xe0, 0xd0, 0xf7,
+	0xe6, 0x21, 0x46, 0x5f, 0x42, 0xe9, 0x12, 0x9b, 0x36, 0x0e, 0x1a, 0xb9, 0x56, 0x6e, 0xbf, 0x7a,
+	0xb4, 0xdb, 0xa6, 0x5e, 0xda, 0x31, 0xe1, 0x84, 0x1a, 0x35, 0x4e, 0x42, 0xf7, 0xa1, 0x62, 0xb9,
+	0x0e, 0x9e, 0x47, 0x86, 0x63, 0x37, 0x84, 0x56, 0x6e, 0xbf, 0xa0, 0x95, 0x19, 0xa0, 0xd8, 0xe8,
+	0x2b, 0xd8, 0x71, 0x6c, 0x17, 0x1b, 0x91, 0x33, 0xc3, 0xde, 0x22, 0x32, 0x42, 0x6c, 0x79, 0x73,
+	0x3b, 0x6c, 0xe4, 0x29, 0x0f, 0x11, 0xdb, 0x84, 0x99, 0x74, 0x66, 0x91, 0x7e, 0xcd, 0xc1, 0xd6,
+	0xf3, 0xc0, 0x89, 0xb0, 0xea, 0xa3, 0x3d, 0xc8, 0xfb, 0x8b, 0x88, 0x87, 0xb1, 0xcd, 0xc3, 0x18,
+	0x2f, 0x22, 0xbe, 0x83, 0x93, 0x1b, 0x1a, 0xb1, 0xa3, 0x36, 0x94, 0x4c, 0xdf, 0xc7, 0x73, 0xb6,
+	0x7c, 0xf5, 0x68, 0x87, 0x33, 0x3b, 0x14, 0x4c, 0xc8, 0x9c, 0x45, 0xf8, 0x36, 0x76, 0x71, 0x84,
+	0x69, 0x18, 0x09, 0xbf, 0x4f, 0xc1, 0x14, 0x9f, 0xb1, 0xba, 0x05, 0x10, 0x3c, 0x5f, 0x7a, 0x0c,
+	0xdb, 0x34, 0xae, 0xae, 0x19, 0x59, 0x97, 0x9c, 0x84, 0x5a, 0x90, 0xf7, 0xfc, 0xb0, 0x91, 0x6b,
+	0xe5, 0xf7, 0xab, 0x47, 0x75, 0xee, 0x87, 0x87, 0xaf, 0x11, 0x93, 0xf4, 0x4f, 0x0e, 0xaa, 0x14,
+	0xd0, 0x70, 0xb8, 0x70, 0x23, 0xb4, 0x07, 0x05, 0xcb, 0xb3, 0x31, 0xdd, 0x54, 0x7d, 0xb5, 0x29,
+	0x66, 0xec, 0x79, 0x36, 0xd6, 0xa8, 0x39, 0x55, 0x04, 0xe1, 0xbf, 0x14, 0xa1, 0x01, 0x5b, 0xf8,
+	0xad, 0x13, 0x46, 0xd8, 0xa6, 0x7b, 0x2a, 0x6b, 0xf1, 0x10, 0x3d, 0x84, 0x9b, 0x2e, 0xe5, 0x18,
+	0xd3, 0xb9, 0xf7, 0x66, 0xde, 0x28, 0x50, 0x73, 0x95, 0x61, 0x03, 0x02, 0x91, 0x0a, 0x72, 0x8a,
+	0x63, 0x37, 0x8a, 0xad, 0xdc, 0x7e, 0x4d, 0x2b, 0x33, 0x40, 0xb1, 0x51, 0x13, 0xca, 0x7e, 0xe0,
+	0xf9, 0x5e, 0x88, 0xed, 0x46, 0x89, 0xce, 0x5d, 0x8d, 0xc9, 0xaa, 0x33, 0x1c, 0x86, 0xe6, 0x05,
+	0x6e, 0x6c, 0xb5, 0x72, 0xfb, 0x15, 0x2d, 0x1e, 0x4a, 0x5d, 0x40, 0xe9, 0x64, 0xf1, 0x93, 0xf5,
+	0x05, 0x6c, 0x05, 0x74, 0xa3, 0x71, 0xc6, 0x50, 0x3a, 0x63, 0x2c, 0x07, 0x5a, 0x4c, 0x91, 0xce,
+	0x79, 0xe2, 0x4e, 0x36, 0x9c, 0xb3, 0x5c, 0xe6, 0x9c, 0x35, 0xa1, 0x1c, 0x92, 0x92, 0xcc, 0x2d,
+	0x1c, 0x9f, 0xc1, 0x78, 0x8c, 0x44, 0xc8, 0x9b, 0xd6, 0x94, 0x1f, 0x39, 0xf2, 0x29, 0xfd, 0x08,
+	0xf5, 0xf5, 0x3c, 0xa2, 0x07, 0x00, 0x01, 0xf6, 0x5d, 0xc7, 0x32, 0x63, 0xef, 0x35, 0xad, 0xc2,
+	0x11, 0xc5, 0x5e, 0xcf, 0x90, 0x90, 0xc9, 0x10, 0x82, 0x42, 0x84, 0x83, 0x19, 0x5f, 0x80, 0x7e,
+	0x4b, 0xe7, 0x00, 0xc7, 0x38, 0x3e, 0xa7, 0x24, 0x82, 0x29, 0x7e, 0x47, 0xdd, 0x56, 0x34, 0xf2,
+	0x89, 0xbe, 0x81, 0xaa, 0xe5, 0xcd, 0x43, 0x52, 0xa2, 0xb9, 0xf5, 0x8e, 0xba, 0xac, 0x1f, 0xdd,
+	0x59, 0xd5, 0xd8, 0xb4, 0x7b, 0x89, 0x55, 0x4b, 0x53, 0x25, 0x1b, 0xaa, 0xd4, 0xf3, 0xf5, 0x9a,
+	0x95, 0x47, 0x22, 0x24, 0x91, 0xec, 0x40, 0x71, 0x69, 0xba, 0x0b, 0xd6, 0x0b, 0x15, 0x8d, 0x0d,
+	0xa4, 0x1f, 0x00, 0x92, 0x3e, 0xdb, 0x10, 0xff, 0x6a, 0x96, 0x90, 0x9a, 0x85, 0xf6, 0xa1, 0xf8,
+	0x86, 0x54, 0x8c, 0xf7, 0xd5, 0x5a, 0x75, 0x79, 0x20, 0x8c, 0x20, 0x7d, 0x07, 0x55, 0xea, 0xff,
+	0x5a, 0xbb, 0x90, 0x4c, 0xa8, 0xad, 0xf5, 0xf6, 0xff, 0x10, 0xe0, 0xf7, 0x50, 0x8f, 0x97, 0xb8,
+	0x5e, 0x8c, 0x03, 0xa8, 0xad, 0xe9, 0xc9, 0x86, 0x18, 0x57, 0xd1, 0x08, 0x1f, 0x8b, 0xe6, 0x05,
+	0xd4, 0x63, 0x67, 0xd7, 0xab, 0x7b, 0x4a, 0x1f, 0x84, 0x35, 0x7d, 0x90, 0x6e, 0x41, 0x4d, 0x8f,
+	0xcc, 0x68, 0x11, 0xc6, 0xd7, 0xc2, 0xef, 0x79, 0xa8, 0xc7, 0x08, 0x5f, 0xec, 0x23, 0xdd, 0xf1,
+	0x29, 0x14, 0x02, 0xcf, 0xc5, 0xfc, 0x14, 0x57, 0xe3, 0x48, 0x3c, 0x17, 0x6b, 0xd4, 0xb0, 0xa9,
+	0x43, 0xd6, 0x5b, 0xaa, 0x90, 0x69, 0xa9, 0xac, 0x68, 0x15, 0xaf, 0x8a, 0xd6, 0x03, 0x00, 0x4e,
+	0x59, 0x04, 0x2e, 0x55, 0xa6, 0x8a, 0xc6, 0x3d, 0x9e, 0x06, 0x2e, 0xf1, 0x60, 0x79, 0xb3, 0x99,
+	0x13, 0x19, 0xce, 0xdc, 0xc6, 0x6f, 0xa9, 0x3e, 0x15, 0x48, 0x27, 0x11, 0x4c, 0x21, 0x10, 0xfa,
+	0x0c, 0x6a, 0xa6, 0xef, 0xbb, 0x0e, 0xb6, 0x39, 0xa7, 0x4c, 0x39, 0x37, 0x39, 0xc8, 0x48, 0x9f,
+	0x43, 0xdd, 0x35, 0xc3, 0xc8, 0x70, 0xbd, 0x0b, 0xce, 0xaa, 0x30, 0x16, 0x41, 0x87, 0xde, 0x05,
+	0x63, 0xed, 0x41, 0x3d, 0x9c, 0x9b, 0x7e, 0x78, 0xe9, 0xc5, 0xeb, 0x01, 0x65, 0xd5, 0x62, 0x34,
+	0x71, 0xe6, 0x5d, 0x18, 0xa1, 0xf3, 0x1e, 0x1b, 0xaf, 0xdf, 0x45, 0x38, 0x6c, 0x54, 0xb9, 0x33,
+	0xef, 0x42, 0x77, 0xde, 0xe3, 0x2e, 0xc1, 0xc8, 0xd1, 0xc5, 0x41, 0xe0, 0x05, 0x8d, 0x9b, 0xec,
+	0xe8, 0xd2, 0x01, 0x53, 0x38, 0x7a, 0x51, 0x87, 0x8d, 0x5a, 0xac, 0x70, 0x6c, 0xfc, 0xe8, 0x83,
+	0x00, 0x90, 0xdc, 0x20, 0xe8, 0x3e, 0xdc, 0xd5, 0x64, 0xfd, 0x74, 0x38, 0x31, 0x7a, 0x6a, 0x5f,
+	0x36, 0x4e, 0x47, 0xfa, 0x58, 0xee, 0x29, 0x4f, 0x15, 0xb9, 0x2f, 0xde, 0x40, 0x08, 0xea, 0x69,
+	0xa3, 0x3a, 0x10, 0x73, 0xa8, 0x09, 0x77, 0xd2, 0xd8, 0x48, 0x9d, 0x18, 0x43, 0xb9, 0xd3, 0x97,
+	0x35, 0x51, 0x40, 0x77, 0xe1, 0x76, 0xda, 0x36, 0x51, 0x9e, 0xc9, 0xea, 0xe9, 0x44, 0xcc, 0xa3,
+	0x3b, 0x80, 0xd2, 0x86, 0x81, 0x32, 0x1c, 0xca, 0x7d, 0xb1, 0x90, 0x9d, 0xa0, 0x8c, 0xce, 0x3a,
+	0x43, 0xa5, 0x2f, 0x16, 0xd1, 0x2e, 0x6c, 0xa7, 0x0d, 0xfa, 0xa4, 0x33, 0x94, 0xc5, 0x12, 0xba,
+	0x07, 0xbb, 0x6b, 0x0b, 0xa8, 0xaa, 0x31, 0xec, 0x68, 0xc7, 0xb2, 0xb8, 0x75, 0x35, 0x2e, 0x43,
+	0x97, 0x75, 0x5d, 0x51, 0x47, 0x62, 0x19, 0xb5, 0xe0, 0x93, 0xec, 0xb4, 0x67, 0x9d, 0xd1, 0x0b,
+	0x63, 0x2c, 0x8f, 0xfa, 0xca, 0xe8, 0x58, 0xac, 0x64, 0xd7, 0x53, 0x27, 0x27, 0xb2, 0x26, 0xc2,
+	0xa3, 0x00, 0x6e, 0x65, 0x04, 0x96, 0xf9, 0xea, 0xf4, 0x8d, 0x9e, 0x3a, 0xd2, 0x15, 0x7d, 0x22,
+	0x8f, 0x7a, 0x2f, 0x32, 0x59, 0x7b, 0x08, 0x0f, 0xae, 0x30, 0x86, 0xca, 0x48, 0xee, 0x68, 0xca,
+	0xcb, 0x4e, 0x77, 0x28, 0xc7, 0x49, 0xcc, 0x50, 0xd8, 0x1e, 0x85, 0x47, 0x2e, 0x14, 0x48, 0x3b,
+	0xa0, 0x1d, 0x10, 0x35, 0x75, 0x98, 0x2d, 0xc9, 0x36, 0xd4, 0x28, 0xfa, 0x54, 0x1d, 0x0e, 0xd5,
+	0xe7, 0xb2, 0x26, 0xe6, 0x68, 0x72, 0x09, 0x34, 0xd6, 0x64, 0xa3, 0xd7, 0x19, 0xf5, 0x95, 0x7e,
+	0x67, 0x22, 0x8b, 0x02, 0xad, 0x1e, 0xc1, 0x13, 0x2c, 0x8f, 0x6e, 0x41, 0x95, 0x62, 0xbc, 0x64,
+	0x85, 0xa3, 0x3f, 0x05, 0xa8, 0x0c, 0xce, 0x74, 0x1c, 0x2c, 0x1d, 0x8b, 0x5c, 0xba, 0xf9, 0x63,
+	0x1c, 0xa1, 0xf8, 0xa5, 0x91, 0x5c, 0x4b, 0x4d, 0x94, 0x86, 0x56, 0x57, 0x74, 0x7e, 0xbc, 0x48,
+	0xd8, 0xc9, 0x25, 0xb0, 0x62, 0xa7, 0x75, 0xfb, 0x31, 0x94, 0x98, 0x4a, 0xa2, 0x8d, 0x6f, 0xae,
+	0xe6, 0x6e, 0x06, 0x4d, 0xa6, 0x31, 0x39, 0x43, 0x1b, 0x9f, 0x5e, 0xab, 0x69, 0x19, 0xcd, 0x7b,
+	0x0c, 0x25, 0x26, 0x4c, 0xab, 0x69, 0x6b, 0xca, 0xb5, 0x9a, 0x96, 0x51, 0xaf, 0x3e, 0x54, 0x53,
+	0xcf, 0x5c, 0x74, 0x8f, 0xb3, 0xae, 0xbe, 0x88, 0x9b, 0xcd, 0x4d, 0x26, 0xe6, 0xe5, 0x48, 0x87,
+	0xfa, 0x53, 0x2f, 0x78, 0x63, 0x06, 0x76, 0x9c, 0xd8, 0x0e, 0x40, 0xf2, 0xc6, 0x41, 0x8d, 0xb4,
+	0x7a, 0xa7, 0xdf, 0x88, 0xcd, 0x7b, 0x1b, 0x2c, 0xcc, 0x69, 0xd7, 0x87, 0x8a, 0xe5, 0xcd, 0x98,
+	0xbd, 0xbb, 0x35, 0x58, 0x8e, 0xc9, 0xab, 0x7d, 0x9c, 0x7b, 0xb9, 0x77, 0xe1, 0x44, 0x97, 0x8b,
+	0xd7, 0x6d, 0xcb, 0x9b, 0x1d, 0x04, 0x0b, 0xf3, 0xa7, 0x28, 0xfe, 0xeb, 0x5b, 0x07, 0xf4, 0x89,
+	0xff, 0xed, 0x74, 0xb9, 0x3c, 0xfc, 0x4d, 0xc8, 0x0f, 0xce, 0xcf, 0x3f, 0x08, 0xc5, 0xc1, 0xb2,
+	0x7d, 0x76, 0xf8, 0x07, 0xf9, 0x7d, 0x75, 0x76, 0xf8, 0x97, 0xb0, 0x4d, 0x7f, 0x5f, 0x1d, 0x8f,
+	0xbb, 0xcf, 0x70, 0x64, 0xda, 0x66, 0x64, 0xfe, 0x2d, 0x94, 0x06, 0xcb, 0x27, 0x4f, 0xce, 0x0e,
+	0x5f, 0x97, 0xe8, 0x3f, 0x06, 0x5f, 0xff, 0x1b, 0x00, 0x00, 0xff, 0xff, 0x76, 0xbf, 0xf7, 0x37,
+	0x2a, 0x0c, 0x00, 0x00,
 }

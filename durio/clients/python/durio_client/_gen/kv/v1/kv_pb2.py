@@ -13,41 +13,57 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0ekv/v1/kv.proto\x12\x05kv.v1\"X\n\x0bWriteHeader\x12\x1b\n\tclient_id\x18\x01 \x01(\x04R\x08\x63lientId\x12\x1a\n\x08sequence\x18\x02 \x01(\x04R\x08sequence\x12\x10\n\x03\x61\x63k\x18\x03 \x01(\x04R\x03\x61\x63k\"`\n\x0eResponseHeader\x12\x1d\n\nreplica_id\x18\x01 \x01(\rR\treplicaId\x12\x1b\n\tleader_id\x18\x02 \x01(\rR\x08leaderId\x12\x12\n\x04term\x18\x03 \x01(\x04R\x04term\"X\n\nGetRequest\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x38\n\x0b\x63onsistency\x18\x02 \x01(\x0e\x32\x16.kv.v1.ReadConsistencyR\x0b\x63onsistency\"d\n\x0bGetResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x15.kv.v1.ResponseHeaderR\x06header\x12\x10\n\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n\x05value\x18\x03 \x01(\tR\x05value\"^\n\nPutRequest\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value\x12(\n\x05write\x18\x03 \x01(\x0b\x32\x12.kv.v1.WriteHeaderR\x05write\"<\n\x0bPutResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x15.kv.v1.ResponseHeaderR\x06header\"a\n\rAppendRequest\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value\x12(\n\x05write\x18\x03 \x01(\x0b\x32\x12.kv.v1.WriteHeaderR\x05write\"?\n\x0e\x41ppendResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x15.kv.v1.ResponseHeaderR\x06header\"K\n\rDeleteRequest\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12(\n\x05write\x18\x02 \x01(\x0b\x32\x12.kv.v1.WriteHeaderR\x05write\"Y\n\x0e\x44\x65leteResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x15.kv.v1.ResponseHeaderR\x06header\x12\x18\n\x07\x65xisted\x18\x02 \x01(\x08R\x07\x65xisted\"\x0f\n\rStatusRequest\"\x94\x03\n\x0eStatusResponse\x12\x1d\n\nreplica_id\x18\x01 \x01(\rR\treplicaId\x12\x1f\n\x04role\x18\x02 \x01(\x0e\x32\x0b.kv.v1.RoleR\x04role\x12\x12\n\x04term\x18\x03 \x01(\x04R\x04term\x12\x1b\n\tleader_id\x18\x04 \x01(\rR\x08leaderId\x12!\n\x0cleader_known\x18\x05 \x01(\x08R\x0bleaderKnown\x12\x1d\n\nleader_url\x18\x06 \x01(\tR\tleaderUrl\x12!\n\x0c\x63ommit_index\x18\x07 \x01(\x04R\x0b\x63ommitIndex\x12#\n\rapplied_index\x18\x08 \x01(\x04R\x0c\x61ppliedIndex\x12$\n\x0elast_log_index\x18\t \x01(\x04R\x0clastLogIndex\x12%\n\x0esnapshot_index\x18\n \x01(\x04R\rsnapshotIndex\x12$\n\x0elog_size_bytes\x18\x0b \x01(\x04R\x0clogSizeBytes\x12\x14\n\x05\x65rror\x18\x0c \x01(\tR\x05\x65rror*r\n\x0fReadConsistency\x12 \n\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12!\n\x1dREAD_CONSISTENCY_LINEARIZABLE\x10\x01\x12\x1a\n\x16READ_CONSISTENCY_STALE\x10\x02*l\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n\rROLE_FOLLOWER\x10\x01\x12\x16\n\x12ROLE_PRE_CANDIDATE\x10\x02\x12\x12\n\x0eROLE_CANDIDATE\x10\x03\x12\x0f\n\x0bROLE_LEADER\x10\x04\x32\x8c\x02\n\tKVService\x12,\n\x03Get\x12\x11.kv.v1.GetRequest\x1a\x12.kv.v1.GetResponse\x12,\n\x03Put\x12\x11.kv.v1.PutRequest\x1a\x12.kv.v1.PutResponse\x12\x35\n\x06\x41ppend\x12\x14.kv.v1.AppendRequest\x1a\x15.kv.v1.AppendResponse\x12\x35\n\x06\x44\x65lete\x12\x14.kv.v1.DeleteRequest\x1a\x15.kv.v1.DeleteResponse\x12\x35\n\x06Status\x12\x14.kv.v1.StatusRequest\x1a\x15.kv.v1.StatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0ekv/v1/kv.proto\x12\x05kv.v1\"\x14\n\x12OpenSessionRequest\"\x93\x01\n\x13OpenSessionResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x15.kv.v1.ResponseHeaderR\x06header\x12\x1b\n\tclient_id\x18\x02 \x01(\x04R\x08\x63lientId\x12\x30\n\x14idle_timeout_seconds\x18\x03 \x01(\x04R\x12idleTimeoutSeconds\"\x96\x01\n\x07WriteOp\x12%\n\x03put\x18\x01 \x01(\x0b\x32\x11.kv.v1.PutRequestH\x00R\x03put\x12.\n\x06\x61ppend\x18\x02 \x01(\x0b\x32\x14.kv.v1.AppendRequestH\x00R\x06\x61ppend\x12.\n\x06\x64\x65lete\x18\x03 \x01(\x0b\x32\x14.kv.v1.DeleteRequestH\x00R\x06\x64\x65leteB\x04\n\x02op\"5\n\x11WriteBatchRequest\x12 \n\x03ops\x18\x01 \x03(\x0b\x32\x0e.kv.v1.WriteOpR\x03ops\"\xf3\x01\n\x0bWriteResult\x12%\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x11.kv.v1.ResultCodeR\x04\x63ode\x12-\n\x06header\x18\x02 \x01(\x0b\x32\x15.kv.v1.ResponseHeaderR\x06header\x12\x18\n\x07\x65xisted\x18\x03 \x01(\x08R\x07\x65xisted\x12!\n\x0cleader_known\x18\x04 \x01(\x08R\x0bleaderKnown\x12\x1b\n\tleader_id\x18\x05 \x01(\rR\x08leaderId\x12\x1a\n\x08proposed\x18\x06 \x01(\x08R\x08proposed\x12\x18\n\x07message\x18\x07 \x01(\tR\x07message\"B\n\x12WriteBatchResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x12.kv.v1.WriteResultR\x07results\"X\n\x0bWriteHeader\x12\x1b\n\tclient_id\x18\x01 \x01(\x04R\x08\x63lientId\x12\x1a\n\x08sequence\x18\x02 \x01(\x04R\x08sequence\x12\x10\n\x03\x61\x63k\x18\x03 \x01(\x04R\x03\x61\x63k\"`\n\x0eResponseHeader\x12\x1d\n\nreplica_id\x18\x01 \x01(\rR\treplicaId\x12\x1b\n\tleader_id\x18\x02 \x01(\rR\x08leaderId\x12\x12\n\x04term\x18\x03 \x01(\x04R\x04term\"X\n\nGetRequest\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x38\n\x0b\x63onsistency\x18\x02 \x01(\x0e\x32\x16.kv.v1.ReadConsistencyR\x0b\x63onsistency\"d\n\x0bGetResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x15.kv.v1.ResponseHeaderR\x06header\x12\x10\n\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n\x05value\x18\x03 \x01(\tR\x05value\"^\n\nPutRequest\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value\x12(\n\x05write\x18\x03 \x01(\x0b\x32\x12.kv.v1.WriteHeaderR\x05write\"<\n\x0bPutResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x15.kv.v1.ResponseHeaderR\x06header\"a\n\rAppendRequest\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value\x12(\n\x05write\x18\x03 \x01(\x0b\x32\x12.kv.v1.WriteHeaderR\x05write\"?\n\x0e\x41ppendResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x15.kv.v1.ResponseHeaderR\x06header\"K\n\rDeleteRequest\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12(\n\x05write\x18\x02 \x01(\x0b\x32\x12.kv.v1.WriteHeaderR\x05write\"Y\n\x0e\x44\x65leteResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x15.kv.v1.ResponseHeaderR\x06header\x12\x18\n\x07\x65xisted\x18\x02 \x01(\x08R\x07\x65xisted\"\x0f\n\rStatusRequest\"\xb0\x03\n\x0eStatusResponse\x12\x1d\n\nreplica_id\x18\x01 \x01(\rR\treplicaId\x12\x1f\n\x04role\x18\x02 \x01(\x0e\x32\x0b.kv.v1.RoleR\x04role\x12\x12\n\x04term\x18\x03 \x01(\x04R\x04term\x12\x1b\n\tleader_id\x18\x04 \x01(\rR\x08leaderId\x12!\n\x0cleader_known\x18\x05 \x01(\x08R\x0bleaderKnown\x12\x1d\n\nleader_url\x18\x06 \x01(\tR\tleaderUrl\x12!\n\x0c\x63ommit_index\x18\x07 \x01(\x04R\x0b\x63ommitIndex\x12#\n\rapplied_index\x18\x08 \x01(\x04R\x0c\x61ppliedIndex\x12$\n\x0elast_log_index\x18\t \x01(\x04R\x0clastLogIndex\x12%\n\x0esnapshot_index\x18\n \x01(\x04R\rsnapshotIndex\x12$\n\x0elog_size_bytes\x18\x0b \x01(\x04R\x0clogSizeBytes\x12\x14\n\x05\x65rror\x18\x0c \x01(\tR\x05\x65rror\x12\x1a\n\x08sessions\x18\r \x01(\x04R\x08sessions*\xaa\x02\n\nResultCode\x12\x1b\n\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x12\n\x0eRESULT_CODE_OK\x10\x01\x12\x1a\n\x16RESULT_CODE_NOT_LEADER\x10\x02\x12\x17\n\x13RESULT_CODE_TIMEOUT\x10\x03\x12\x16\n\x12RESULT_CODE_KILLED\x10\x04\x12\x17\n\x13RESULT_CODE_INVALID\x10\x05\x12\x15\n\x11RESULT_CODE_STALE\x10\x06\x12\x19\n\x15RESULT_CODE_TOO_LARGE\x10\x07\x12\x1a\n\x16RESULT_CODE_NO_SESSION\x10\x08\x12 \n\x1cRESULT_CODE_TOO_MANY_PENDING\x10\t\x12\x15\n\x11RESULT_CODE_OTHER\x10\n*r\n\x0fReadConsistency\x12 \n\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12!\n\x1dREAD_CONSISTENCY_LINEARIZABLE\x10\x01\x12\x1a\n\x16READ_CONSISTENCY_STALE\x10\x02*l\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n\rROLE_FOLLOWER\x10\x01\x12\x16\n\x12ROLE_PRE_CANDIDATE\x10\x02\x12\x12\n\x0eROLE_CANDIDATE\x10\x03\x12\x0f\n\x0bROLE_LEADER\x10\x04\x32\xd2\x02\n\tKVService\x12,\n\x03Get\x12\x11.kv.v1.GetRequest\x1a\x12.kv.v1.GetResponse\x12,\n\x03Put\x12\x11.kv.v1.PutRequest\x1a\x12.kv.v1.PutResponse\x12\x35\n\x06\x41ppend\x12\x14.kv.v1.AppendRequest\x1a\x15.kv.v1.AppendResponse\x12\x35\n\x06\x44\x65lete\x12\x14.kv.v1.DeleteRequest\x1a\x15.kv.v1.DeleteResponse\x12\x35\n\x06Status\x12\x14.kv.v1.StatusRequest\x1a\x15.kv.v1.StatusResponse\x12\x44\n\x0bOpenSession\x12\x19.kv.v1.OpenSessionRequest\x1a\x1a.kv.v1.OpenSessionResponse2S\n\x0e\x46orwardService\x12\x41\n\nWriteBatch\x12\x18.kv.v1.WriteBatchRequest\x1a\x19.kv.v1.WriteBatchResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kv.v1.kv_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
-  _READCONSISTENCY._serialized_start=1319
-  _READCONSISTENCY._serialized_end=1433
-  _ROLE._serialized_start=1435
-  _ROLE._serialized_end=1543
-  _WRITEHEADER._serialized_start=25
-  _WRITEHEADER._serialized_end=113
-  _RESPONSEHEADER._serialized_start=115
-  _RESPONSEHEADER._serialized_end=211
-  _GETREQUEST._serialized_start=213
-  _GETREQUEST._serialized_end=301
-  _GETRESPONSE._serialized_start=303
-  _GETRESPONSE._serialized_end=403
-  _PUTREQUEST._serialized_start=405
-  _PUTREQUEST._serialized_end=499
-  _PUTRESPONSE._serialized_start=501
-  _PUTRESPONSE._serialized_end=561
-  _APPENDREQUEST._serialized_start=563
-  _APPENDREQUEST._serialized_end=660
-  _APPENDRESPONSE._serialized_start=662
-  _APPENDRESPONSE._serialized_end=725
-  _DELETEREQUEST._serialized_start=727
-  _DELETEREQUEST._serialized_end=802
-  _DELETERESPONSE._serialized_start=804
-  _DELETERESPONSE._serialized_end=893
-  _STATUSREQUEST._serialized_start=895
-  _STATUSREQUEST._serialized_end=910
-  _STATUSRESPONSE._serialized_start=913
-  _STATUSRESPONSE._serialized_end=1317
-  _KVSERVICE._serialized_start=1546
-  _KVSERVICE._serialized_end=1814
+  _RESULTCODE._serialized_start=2042
+  _RESULTCODE._serialized_end=2340
+  _READCONSISTENCY._serialized_start=2342
+  _READCONSISTENCY._serialized_end=2456
+  _ROLE._serialized_start=2458
+  _ROLE._serialized_end=2566
+  _OPENSESSIONREQUEST._serialized_start=25
+  _OPENSESSIONREQUEST._serialized_end=45
+  _OPENSESSIONRESPONSE._serialized_start=48
+  _OPENSESSIONRESPONSE._serialized_end=195
+  _WRITEOP._serialized_start=198
+  _WRITEOP._serialized_end=348
+  _WRITEBATCHREQUEST._serialized_start=350
+  _WRITEBATCHREQUEST._serialized_end=403
+  _WRITERESULT._serialized_start=406
+  _WRITERESULT._serialized_end=649
+  _WRITEBATCHRESPONSE._serialized_start=651
+  _WRITEBATCHRESPONSE._serialized_end=717
+  _WRITEHEADER._serialized_start=719
+  _WRITEHEADER._serialized_end=807
+  _RESPONSEHEADER._serialized_start=809
+  _RESPONSEHEADER._serialized_end=905
+  _GETREQUEST._serialized_start=907
+  _GETREQUEST._serialized_end=995
+  _GETRESPONSE._serialized_start=997
+  _GETRESPONSE._serialized_end=1097
+  _PUTREQUEST._serialized_start=1099
+  _PUTREQUEST._serialized_end=1193
+  _PUTRESPONSE._serialized_start=1195
+  _PUTRESPONSE._serialized_end=1255
+  _APPENDREQUEST._serialized_start=1257
+  _APPENDREQUEST._serialized_end=1354
+  _APPENDRESPONSE._serialized_start=1356
+  _APPENDRESPONSE._serialized_end=1419
+  _DELETEREQUEST._serialized_start=1421
+  _DELETEREQUEST._serialized_end=1496
+  _DELETERESPONSE._serialized_start=1498
+  _DELETERESPONSE._serialized_end=1587
+  _STATUSREQUEST._serialized_start=1589
+  _STATUSREQUEST._serialized_end=1604
+  _STATUSRESPONSE._serialized_start=1607
+  _STATUSRESPONSE._serialized_end=2039
+  _KVSERVICE._serialized_start=2569
+  _KVSERVICE._serialized_end=2907
+  _FORWARDSERVICE._serialized_start=2909
+  _FORWARDSERVICE._serialized_end=2992
 # @@protoc_insertion_point(module_scope)

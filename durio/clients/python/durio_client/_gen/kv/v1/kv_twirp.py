@@ -76,3 +76,41 @@ class KVServiceClient(_twirp.Client):
         return self._call(
             "Status", request, _kv_dot_v1_dot_kv__pb2.StatusResponse, timeout=timeout, headers=headers
         )
+
+    def open_session(
+        self,
+        request: _kv_dot_v1_dot_kv__pb2.OpenSessionRequest,
+        *,
+        timeout: Optional[float] = None,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> _kv_dot_v1_dot_kv__pb2.OpenSessionResponse:
+        """OpenSession opens an exactly-once session through the Raft log and
+        returns its client_id, for the WriteHeader of later writes. A session
+        expires after idle_timeout_seconds without a write.
+        """
+        return self._call(
+            "OpenSession", request, _kv_dot_v1_dot_kv__pb2.OpenSessionResponse, timeout=timeout, headers=headers
+        )
+
+
+class ForwardServiceClient(_twirp.Client):
+    """ForwardService is served on the peer listener only: a replica that does
+    not lead hands the leader the writes its clients sent it, many per call.
+    """
+
+    SERVICE = "kv.v1.ForwardService"
+
+    def write_batch(
+        self,
+        request: _kv_dot_v1_dot_kv__pb2.WriteBatchRequest,
+        *,
+        timeout: Optional[float] = None,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> _kv_dot_v1_dot_kv__pb2.WriteBatchResponse:
+        """Write applies a batch of writes; results[i] answers ops[i]. A write
+        whose result is not OK was not applied unless its code says the outcome
+        is unknown (TIMEOUT, KILLED, or NOT_LEADER with proposed set).
+        """
+        return self._call(
+            "WriteBatch", request, _kv_dot_v1_dot_kv__pb2.WriteBatchResponse, timeout=timeout, headers=headers
+        )

@@ -2,9 +2,9 @@
 // @generated from protobuf file "kv/v1/kv.proto" (package "kv.v1", syntax proto3)
 // tslint:disable
 import { ServiceType } from "@protobuf-ts/runtime-rpc";
+import { WireType } from "@protobuf-ts/runtime";
 import type { BinaryWriteOptions } from "@protobuf-ts/runtime";
 import type { IBinaryWriter } from "@protobuf-ts/runtime";
-import { WireType } from "@protobuf-ts/runtime";
 import type { BinaryReadOptions } from "@protobuf-ts/runtime";
 import type { IBinaryReader } from "@protobuf-ts/runtime";
 import { UnknownFieldHandler } from "@protobuf-ts/runtime";
@@ -12,10 +12,160 @@ import type { PartialMessage } from "@protobuf-ts/runtime";
 import { reflectionMergePartial } from "@protobuf-ts/runtime";
 import { MessageType } from "@protobuf-ts/runtime";
 /**
- * WriteHeader identifies a write for exactly-once retries. A client that sets
- * client_id numbers its writes 1, 2, 3, ... in sequence and retries a write
- * with the same numbers; the cluster applies each (client_id, sequence) at
- * most once. A client may have several writes in flight at once. Without a
+ * OpenSessionRequest asks for a new exactly-once session.
+ *
+ * @generated from protobuf message kv.v1.OpenSessionRequest
+ */
+export interface OpenSessionRequest {
+}
+/**
+ * OpenSessionResponse carries a new session.
+ *
+ * @generated from protobuf message kv.v1.OpenSessionResponse
+ */
+export interface OpenSessionResponse {
+    /**
+     * header says who served the request.
+     *
+     * @generated from protobuf field: kv.v1.ResponseHeader header = 1
+     */
+    header?: ResponseHeader;
+    /**
+     * client_id is the session's id, for WriteHeader.client_id. It is below
+     * 2^53, so JSON clients can hold it in a double.
+     *
+     * @generated from protobuf field: uint64 client_id = 2
+     */
+    clientId: string;
+    /**
+     * idle_timeout_seconds is how long the session lives without a write.
+     *
+     * @generated from protobuf field: uint64 idle_timeout_seconds = 3
+     */
+    idleTimeoutSeconds: string;
+}
+/**
+ * WriteOp is one write in a WriteBatchRequest.
+ *
+ * @generated from protobuf message kv.v1.WriteOp
+ */
+export interface WriteOp {
+    /**
+     * op is the write.
+     *
+     * @generated from protobuf oneof: op
+     */
+    op: {
+        oneofKind: "put";
+        /**
+         * put sets a key.
+         *
+         * @generated from protobuf field: kv.v1.PutRequest put = 1
+         */
+        put: PutRequest;
+    } | {
+        oneofKind: "append";
+        /**
+         * append appends to a key.
+         *
+         * @generated from protobuf field: kv.v1.AppendRequest append = 2
+         */
+        append: AppendRequest;
+    } | {
+        oneofKind: "delete";
+        /**
+         * delete removes a key.
+         *
+         * @generated from protobuf field: kv.v1.DeleteRequest delete = 3
+         */
+        delete: DeleteRequest;
+    } | {
+        oneofKind: undefined;
+    };
+}
+/**
+ * WriteBatchRequest is a batch of writes, each with its own WriteHeader.
+ *
+ * @generated from protobuf message kv.v1.WriteBatchRequest
+ */
+export interface WriteBatchRequest {
+    /**
+     * ops are the writes, applied independently (not atomically).
+     *
+     * @generated from protobuf field: repeated kv.v1.WriteOp ops = 1
+     */
+    ops: WriteOp[];
+}
+/**
+ * WriteResult answers one write of a batch.
+ *
+ * @generated from protobuf message kv.v1.WriteResult
+ */
+export interface WriteResult {
+    /**
+     * code is the outcome.
+     *
+     * @generated from protobuf field: kv.v1.ResultCode code = 1
+     */
+    code: ResultCode;
+    /**
+     * header says who served the write (when code is OK).
+     *
+     * @generated from protobuf field: kv.v1.ResponseHeader header = 2
+     */
+    header?: ResponseHeader;
+    /**
+     * existed answers a Delete: the key was present.
+     *
+     * @generated from protobuf field: bool existed = 3
+     */
+    existed: boolean;
+    /**
+     * leader_known and leader_id are the receiver's leader hint (NOT_LEADER).
+     *
+     * @generated from protobuf field: bool leader_known = 4
+     */
+    leaderKnown: boolean;
+    /**
+     * leader_id is the hinted leader; valid if leader_known.
+     *
+     * @generated from protobuf field: uint32 leader_id = 5
+     */
+    leaderId: number;
+    /**
+     * proposed is set with NOT_LEADER when the write had been proposed before
+     * leadership was lost: its outcome is unknown.
+     *
+     * @generated from protobuf field: bool proposed = 6
+     */
+    proposed: boolean;
+    /**
+     * message describes an error.
+     *
+     * @generated from protobuf field: string message = 7
+     */
+    message: string;
+}
+/**
+ * WriteBatchResponse answers a WriteBatchRequest.
+ *
+ * @generated from protobuf message kv.v1.WriteBatchResponse
+ */
+export interface WriteBatchResponse {
+    /**
+     * results[i] answers ops[i].
+     *
+     * @generated from protobuf field: repeated kv.v1.WriteResult results = 1
+     */
+    results: WriteResult[];
+}
+/**
+ * WriteHeader identifies a write for exactly-once retries. A client opens a
+ * session (OpenSession) and uses its id as client_id; it numbers its writes
+ * 1, 2, 3, ... in sequence and retries a write with the same numbers; the
+ * cluster applies each (client_id, sequence) at most once. A client_id that
+ * is not an open session is refused (failed_precondition, meta reason
+ * "no_session"). A client may have several writes in flight at once. Without a
  * header, the receiving replica assigns its own, which makes the replica's
  * internal retries safe but not the caller's.
  *
@@ -314,6 +464,89 @@ export interface StatusResponse {
      * @generated from protobuf field: string error = 12
      */
     error: string;
+    /**
+     * sessions is the number of exactly-once sessions this replica's state
+     * holds (bounded by --max-sessions).
+     *
+     * @generated from protobuf field: uint64 sessions = 13
+     */
+    sessions: string;
+}
+/**
+ * ResultCode is the outcome of one write of a batch.
+ *
+ * @generated from protobuf enum kv.v1.ResultCode
+ */
+export enum ResultCode {
+    /**
+     * RESULT_CODE_UNSPECIFIED is never sent.
+     *
+     * @generated from protobuf enum value: RESULT_CODE_UNSPECIFIED = 0;
+     */
+    UNSPECIFIED = 0,
+    /**
+     * RESULT_CODE_OK: applied exactly once.
+     *
+     * @generated from protobuf enum value: RESULT_CODE_OK = 1;
+     */
+    OK = 1,
+    /**
+     * RESULT_CODE_NOT_LEADER: the receiver does not lead; see leader_id and
+     * proposed.
+     *
+     * @generated from protobuf enum value: RESULT_CODE_NOT_LEADER = 2;
+     */
+    NOT_LEADER = 2,
+    /**
+     * RESULT_CODE_TIMEOUT: not finished in time; the outcome is unknown.
+     *
+     * @generated from protobuf enum value: RESULT_CODE_TIMEOUT = 3;
+     */
+    TIMEOUT = 3,
+    /**
+     * RESULT_CODE_KILLED: the receiver is shutting down; outcome unknown.
+     *
+     * @generated from protobuf enum value: RESULT_CODE_KILLED = 4;
+     */
+    KILLED = 4,
+    /**
+     * RESULT_CODE_INVALID: the write is malformed; not applied.
+     *
+     * @generated from protobuf enum value: RESULT_CODE_INVALID = 5;
+     */
+    INVALID = 5,
+    /**
+     * RESULT_CODE_STALE: the sequence is below the session's ack.
+     *
+     * @generated from protobuf enum value: RESULT_CODE_STALE = 6;
+     */
+    STALE = 6,
+    /**
+     * RESULT_CODE_TOO_LARGE: the value would exceed the size cap; not applied.
+     *
+     * @generated from protobuf enum value: RESULT_CODE_TOO_LARGE = 7;
+     */
+    TOO_LARGE = 7,
+    /**
+     * RESULT_CODE_NO_SESSION: the client_id is not an open session; not
+     * applied.
+     *
+     * @generated from protobuf enum value: RESULT_CODE_NO_SESSION = 8;
+     */
+    NO_SESSION = 8,
+    /**
+     * RESULT_CODE_TOO_MANY_PENDING: the session has too many unacknowledged
+     * writes; not applied.
+     *
+     * @generated from protobuf enum value: RESULT_CODE_TOO_MANY_PENDING = 9;
+     */
+    TOO_MANY_PENDING = 9,
+    /**
+     * RESULT_CODE_OTHER: another error (see message); the outcome is unknown.
+     *
+     * @generated from protobuf enum value: RESULT_CODE_OTHER = 10;
+     */
+    OTHER = 10
 }
 /**
  * ReadConsistency chooses how a Get is served.
@@ -379,6 +612,364 @@ export enum Role {
      */
     LEADER = 4
 }
+// @generated message type with reflection information, may provide speed optimized methods
+class OpenSessionRequest$Type extends MessageType<OpenSessionRequest> {
+    constructor() {
+        super("kv.v1.OpenSessionRequest", []);
+    }
+    create(value?: PartialMessage<OpenSessionRequest>): OpenSessionRequest {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        if (value !== undefined)
+            reflectionMergePartial<OpenSessionRequest>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: OpenSessionRequest): OpenSessionRequest {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: OpenSessionRequest, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.OpenSessionRequest
+ */
+export const OpenSessionRequest = new OpenSessionRequest$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class OpenSessionResponse$Type extends MessageType<OpenSessionResponse> {
+    constructor() {
+        super("kv.v1.OpenSessionResponse", [
+            { no: 1, name: "header", kind: "message", T: () => ResponseHeader },
+            { no: 2, name: "client_id", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 3, name: "idle_timeout_seconds", kind: "scalar", T: 4 /*ScalarType.UINT64*/ }
+        ]);
+    }
+    create(value?: PartialMessage<OpenSessionResponse>): OpenSessionResponse {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.clientId = "0";
+        message.idleTimeoutSeconds = "0";
+        if (value !== undefined)
+            reflectionMergePartial<OpenSessionResponse>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: OpenSessionResponse): OpenSessionResponse {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* kv.v1.ResponseHeader header */ 1:
+                    message.header = ResponseHeader.internalBinaryRead(reader, reader.uint32(), options, message.header);
+                    break;
+                case /* uint64 client_id */ 2:
+                    message.clientId = reader.uint64().toString();
+                    break;
+                case /* uint64 idle_timeout_seconds */ 3:
+                    message.idleTimeoutSeconds = reader.uint64().toString();
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: OpenSessionResponse, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* kv.v1.ResponseHeader header = 1; */
+        if (message.header)
+            ResponseHeader.internalBinaryWrite(message.header, writer.tag(1, WireType.LengthDelimited).fork(), options).join();
+        /* uint64 client_id = 2; */
+        if (message.clientId !== "0")
+            writer.tag(2, WireType.Varint).uint64(message.clientId);
+        /* uint64 idle_timeout_seconds = 3; */
+        if (message.idleTimeoutSeconds !== "0")
+            writer.tag(3, WireType.Varint).uint64(message.idleTimeoutSeconds);
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.OpenSessionResponse
+ */
+export const OpenSessionResponse = new OpenSessionResponse$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class WriteOp$Type extends MessageType<WriteOp> {
+    constructor() {
+        super("kv.v1.WriteOp", [
+            { no: 1, name: "put", kind: "message", oneof: "op", T: () => PutRequest },
+            { no: 2, name: "append", kind: "message", oneof: "op", T: () => AppendRequest },
+            { no: 3, name: "delete", kind: "message", oneof: "op", T: () => DeleteRequest }
+        ]);
+    }
+    create(value?: PartialMessage<WriteOp>): WriteOp {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.op = { oneofKind: undefined };
+        if (value !== undefined)
+            reflectionMergePartial<WriteOp>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: WriteOp): WriteOp {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* kv.v1.PutRequest put */ 1:
+                    message.op = {
+                        oneofKind: "put",
+                        put: PutRequest.internalBinaryRead(reader, reader.uint32(), options, (message.op as any).put)
+                    };
+                    break;
+                case /* kv.v1.AppendRequest append */ 2:
+                    message.op = {
+                        oneofKind: "append",
+                        append: AppendRequest.internalBinaryRead(reader, reader.uint32(), options, (message.op as any).append)
+                    };
+                    break;
+                case /* kv.v1.DeleteRequest delete */ 3:
+                    message.op = {
+                        oneofKind: "delete",
+                        delete: DeleteRequest.internalBinaryRead(reader, reader.uint32(), options, (message.op as any).delete)
+                    };
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: WriteOp, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* kv.v1.PutRequest put = 1; */
+        if (message.op.oneofKind === "put")
+            PutRequest.internalBinaryWrite(message.op.put, writer.tag(1, WireType.LengthDelimited).fork(), options).join();
+        /* kv.v1.AppendRequest append = 2; */
+        if (message.op.oneofKind === "append")
+            AppendRequest.internalBinaryWrite(message.op.append, writer.tag(2, WireType.LengthDelimited).fork(), options).join();
+        /* kv.v1.DeleteRequest delete = 3; */
+        if (message.op.oneofKind === "delete")
+            DeleteRequest.internalBinaryWrite(message.op.delete, writer.tag(3, WireType.LengthDelimited).fork(), options).join();
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.WriteOp
+ */
+export const WriteOp = new WriteOp$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class WriteBatchRequest$Type extends MessageType<WriteBatchRequest> {
+    constructor() {
+        super("kv.v1.WriteBatchRequest", [
+            { no: 1, name: "ops", kind: "message", repeat: 2 /*RepeatType.UNPACKED*/, T: () => WriteOp }
+        ]);
+    }
+    create(value?: PartialMessage<WriteBatchRequest>): WriteBatchRequest {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.ops = [];
+        if (value !== undefined)
+            reflectionMergePartial<WriteBatchRequest>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: WriteBatchRequest): WriteBatchRequest {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* repeated kv.v1.WriteOp ops */ 1:
+                    message.ops.push(WriteOp.internalBinaryRead(reader, reader.uint32(), options));
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: WriteBatchRequest, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* repeated kv.v1.WriteOp ops = 1; */
+        for (let i = 0; i < message.ops.length; i++)
+            WriteOp.internalBinaryWrite(message.ops[i], writer.tag(1, WireType.LengthDelimited).fork(), options).join();
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.WriteBatchRequest
+ */
+export const WriteBatchRequest = new WriteBatchRequest$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class WriteResult$Type extends MessageType<WriteResult> {
+    constructor() {
+        super("kv.v1.WriteResult", [
+            { no: 1, name: "code", kind: "enum", T: () => ["kv.v1.ResultCode", ResultCode, "RESULT_CODE_"] },
+            { no: 2, name: "header", kind: "message", T: () => ResponseHeader },
+            { no: 3, name: "existed", kind: "scalar", T: 8 /*ScalarType.BOOL*/ },
+            { no: 4, name: "leader_known", kind: "scalar", T: 8 /*ScalarType.BOOL*/ },
+            { no: 5, name: "leader_id", kind: "scalar", T: 13 /*ScalarType.UINT32*/ },
+            { no: 6, name: "proposed", kind: "scalar", T: 8 /*ScalarType.BOOL*/ },
+            { no: 7, name: "message", kind: "scalar", T: 9 /*ScalarType.STRING*/ }
+        ]);
+    }
+    create(value?: PartialMessage<WriteResult>): WriteResult {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.code = 0;
+        message.existed = false;
+        message.leaderKnown = false;
+        message.leaderId = 0;
+        message.proposed = false;
+        message.message = "";
+        if (value !== undefined)
+            reflectionMergePartial<WriteResult>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: WriteResult): WriteResult {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* kv.v1.ResultCode code */ 1:
+                    message.code = reader.int32();
+                    break;
+                case /* kv.v1.ResponseHeader header */ 2:
+                    message.header = ResponseHeader.internalBinaryRead(reader, reader.uint32(), options, message.header);
+                    break;
+                case /* bool existed */ 3:
+                    message.existed = reader.bool();
+                    break;
+                case /* bool leader_known */ 4:
+                    message.leaderKnown = reader.bool();
+                    break;
+                case /* uint32 leader_id */ 5:
+                    message.leaderId = reader.uint32();
+                    break;
+                case /* bool proposed */ 6:
+                    message.proposed = reader.bool();
+                    break;
+                case /* string message */ 7:
+                    message.message = reader.string();
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: WriteResult, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* kv.v1.ResultCode code = 1; */
+        if (message.code !== 0)
+            writer.tag(1, WireType.Varint).int32(message.code);
+        /* kv.v1.ResponseHeader header = 2; */
+        if (message.header)
+            ResponseHeader.internalBinaryWrite(message.header, writer.tag(2, WireType.LengthDelimited).fork(), options).join();
+        /* bool existed = 3; */
+        if (message.existed !== false)
+            writer.tag(3, WireType.Varint).bool(message.existed);
+        /* bool leader_known = 4; */
+        if (message.leaderKnown !== false)
+            writer.tag(4, WireType.Varint).bool(message.leaderKnown);
+        /* uint32 leader_id = 5; */
+        if (message.leaderId !== 0)
+            writer.tag(5, WireType.Varint).uint32(message.leaderId);
+        /* bool proposed = 6; */
+        if (message.proposed !== false)
+            writer.tag(6, WireType.Varint).bool(message.proposed);
+        /* string message = 7; */
+        if (message.message !== "")
+            writer.tag(7, WireType.LengthDelimited).string(message.message);
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.WriteResult
+ */
+export const WriteResult = new WriteResult$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class WriteBatchResponse$Type extends MessageType<WriteBatchResponse> {
+    constructor() {
+        super("kv.v1.WriteBatchResponse", [
+            { no: 1, name: "results", kind: "message", repeat: 2 /*RepeatType.UNPACKED*/, T: () => WriteResult }
+        ]);
+    }
+    create(value?: PartialMessage<WriteBatchResponse>): WriteBatchResponse {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.results = [];
+        if (value !== undefined)
+            reflectionMergePartial<WriteBatchResponse>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: WriteBatchResponse): WriteBatchResponse {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* repeated kv.v1.WriteResult results */ 1:
+                    message.results.push(WriteResult.internalBinaryRead(reader, reader.uint32(), options));
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: WriteBatchResponse, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* repeated kv.v1.WriteResult results = 1; */
+        for (let i = 0; i < message.results.length; i++)
+            WriteResult.internalBinaryWrite(message.results[i], writer.tag(1, WireType.LengthDelimited).fork(), options).join();
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.WriteBatchResponse
+ */
+export const WriteBatchResponse = new WriteBatchResponse$Type();
 // @generated message type with reflection information, may provide speed optimized methods
 class WriteHeader$Type extends MessageType<WriteHeader> {
     constructor() {
@@ -999,7 +1590,8 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
             { no: 9, name: "last_log_index", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
             { no: 10, name: "snapshot_index", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
             { no: 11, name: "log_size_bytes", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
-            { no: 12, name: "error", kind: "scalar", T: 9 /*ScalarType.STRING*/ }
+            { no: 12, name: "error", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
+            { no: 13, name: "sessions", kind: "scalar", T: 4 /*ScalarType.UINT64*/ }
         ]);
     }
     create(value?: PartialMessage<StatusResponse>): StatusResponse {
@@ -1016,6 +1608,7 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
         message.snapshotIndex = "0";
         message.logSizeBytes = "0";
         message.error = "";
+        message.sessions = "0";
         if (value !== undefined)
             reflectionMergePartial<StatusResponse>(this, message, value);
         return message;
@@ -1060,6 +1653,9 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
                     break;
                 case /* string error */ 12:
                     message.error = reader.string();
+                    break;
+                case /* uint64 sessions */ 13:
+                    message.sessions = reader.uint64().toString();
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -1109,6 +1705,9 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
         /* string error = 12; */
         if (message.error !== "")
             writer.tag(12, WireType.LengthDelimited).string(message.error);
+        /* uint64 sessions = 13; */
+        if (message.sessions !== "0")
+            writer.tag(13, WireType.Varint).uint64(message.sessions);
         let u = options.writeUnknownFields;
         if (u !== false)
             (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
@@ -1127,5 +1726,12 @@ export const KVService = new ServiceType("kv.v1.KVService", [
     { name: "Put", options: {}, I: PutRequest, O: PutResponse },
     { name: "Append", options: {}, I: AppendRequest, O: AppendResponse },
     { name: "Delete", options: {}, I: DeleteRequest, O: DeleteResponse },
-    { name: "Status", options: {}, I: StatusRequest, O: StatusResponse }
+    { name: "Status", options: {}, I: StatusRequest, O: StatusResponse },
+    { name: "OpenSession", options: {}, I: OpenSessionRequest, O: OpenSessionResponse }
+]);
+/**
+ * @generated ServiceType for protobuf service kv.v1.ForwardService
+ */
+export const ForwardService = new ServiceType("kv.v1.ForwardService", [
+    { name: "WriteBatch", options: {}, I: WriteBatchRequest, O: WriteBatchResponse }
 ]);

@@ -1,6 +1,15 @@
-package kvraft
+// Package kvclient is what a client of a kvraft replica needs, and nothing of
+// raft or storage: the request and response types, the Service contract a
+// replica implements, the errors with the one definition of an unknown
+// outcome (MaybeApplied), and the Clerk, the one leader-following retry
+// engine. The Go client of durio, durio's forwarding frontend and the
+// kvraft tests all use the Clerk.
+package kvclient
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Consistency chooses how a Get is served.
 type Consistency int
@@ -36,6 +45,21 @@ type ResponseHeader struct {
 	ReplicaID int
 	// Term is the raft term the answering replica was in.
 	Term uint64
+}
+
+// OpenSessionRequest asks the cluster for a new session.
+type OpenSessionRequest struct{}
+
+// OpenSessionResponse carries a new session: its id is the WriteID.ClientID
+// of the client's writes. The cluster issues ids (below 2^53, at random),
+// so no caller can write under another's id without knowing it, and it
+// forgets a session idle for IdleTimeout (measured by the log's clock) or
+// evicted as least recently used when the table is full; a write in a
+// forgotten session fails with ErrNoSession.
+type OpenSessionResponse struct {
+	Header      ResponseHeader
+	ClientID    uint64
+	IdleTimeout time.Duration
 }
 
 // GetRequest reads one key.
@@ -87,12 +111,14 @@ type DeleteResponse struct {
 	Existed bool
 }
 
-// Service is a replica's client API as the Clerk sees it: *Server implements
+// Service is a replica's client API as the Clerk sees it: kvraft.Server implements
 // it in-process, tests wrap it in the simulated network, and durio
-// implements it over HTTP. Errors follow the Server's contract: a
+// implements it over Twirp with package kvwire. Errors follow the server's contract: a
 // *WrongLeaderError, ErrTimeout, ErrKilled, ErrInvalid, or any other error
 // meaning no answer arrived (the request may or may not have been executed).
 type Service interface {
+	// OpenSession opens an exactly-once session through the log.
+	OpenSession(ctx context.Context, req *OpenSessionRequest) (*OpenSessionResponse, error)
 	Get(ctx context.Context, req *GetRequest) (*GetResponse, error)
 	Put(ctx context.Context, req *PutRequest) (*PutResponse, error)
 	Append(ctx context.Context, req *AppendRequest) (*AppendResponse, error)

@@ -1,0 +1,163 @@
+// Package client is the Go client of durio: a small package (Twirp over
+// net/http, no storage, plugin or gRPC code) that talks to any replica's
+// client listener and follows the leader.
+//
+// Requests go to the replica that answered last; a replica that does not
+// lead forwards them itself, so any endpoint will do. When an endpoint
+// fails to answer, the client moves to the next. Writes carry a client id
+// and a sequence number, so a write retried after a timeout or a lost
+// connection is applied at most once. The retry loop is kvclient.Clerk,
+// the same one durio's replicas use to forward requests.
+package client
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/ruaft/ruaft/kvraft/kvclient"
+	"github.com/ruaft/ruaft/kvraft/kvwire"
+	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
+)
+
+// ErrNotFound is returned by Get for a missing key.
+var ErrNotFound = kvclient.ErrNoKey
+
+// Errors a call may end with, besides ErrNotFound and the server's refusals
+// (kvclient.ErrInvalid, ErrTooLarge, ...). Match them with errors.Is; the
+// server's Twirp error, when there was one, is in the chain too
+// (errors.As with a twirp.Error).
+var (
+	// ErrUnknownOutcome means the call timed out after a write may have been
+	// applied. Retrying it through the same Client is safe only as a new
+	// write; the old one may or may not have taken effect.
+	ErrUnknownOutcome = kvclient.ErrTimeout
+	// ErrUnavailable means no replica accepted the request in time; a write
+	// was not applied.
+	ErrUnavailable = kvclient.ErrNoLeader
+)
+
+// Options configure a Client.
+type Options struct {
+	// HTTPClient carries the calls; default: a pooled keep-alive client.
+	HTTPClient *http.Client
+	// JSON selects Twirp's JSON encoding instead of protobuf.
+	JSON bool
+	// AttemptTimeout bounds the wait for one endpoint before trying the
+	// next; default 6 s, just over a replica's default request timeout
+	// (5 s), so that the server's own answer (503, 504) arrives. Lower it to
+	// leave a stalled endpoint sooner.
+	AttemptTimeout time.Duration
+}
+
+// DefaultAttemptTimeout is Options.AttemptTimeout's default.
+const DefaultAttemptTimeout = 6 * time.Second
+
+// Client is a durio client. It is safe for concurrent use; concurrent calls
+// are not serialised.
+type Client struct {
+	endpoints []string
+	kv        []kvv1.KVService
+	clerk     *kvclient.Clerk
+}
+
+// New returns a client for the given client URLs ("host:port" means
+// http://host:port).
+func New(endpoints []string, opts Options) (*Client, error) {
+	if len(endpoints) == 0 {
+		return nil, errors.New("durio client: no endpoints")
+	}
+	hc := opts.HTTPClient
+	if hc == nil {
+		hc = defaultHTTPClient()
+	}
+	c := &Client{}
+	svcs := make([]kvclient.Service, 0, len(endpoints))
+	for _, e := range endpoints {
+		if !strings.Contains(e, "://") {
+			e = "http://" + e
+		}
+		e = strings.TrimRight(e, "/")
+		var kv kvv1.KVService
+		if opts.JSON {
+			kv = kvv1.NewKVServiceJSONClient(e, hc)
+		} else {
+			kv = kvv1.NewKVServiceProtobufClient(e, hc)
+		}
+		c.endpoints = append(c.endpoints, e)
+		c.kv = append(c.kv, kv)
+		svcs = append(svcs, kvwire.NewClient(kv))
+	}
+	cfg := kvclient.DefaultClerkConfig()
+	cfg.AttemptTimeout = DefaultAttemptTimeout
+	if opts.AttemptTimeout > 0 {
+		cfg.AttemptTimeout = opts.AttemptTimeout
+	}
+	cfg.MinBackoff, cfg.MaxBackoff = 10*time.Millisecond, 200*time.Millisecond
+	var err error
+	if c.clerk, err = kvclient.NewClerk(svcs, cfg); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func defaultHTTPClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        256,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+	}}
+}
+
+// Get returns a key's value, read linearizably, or ErrNotFound.
+func (c *Client) Get(ctx context.Context, key string) (string, error) {
+	return c.clerk.Get(ctx, key)
+}
+
+// GetStale returns a key's value as the endpoint that answers has it,
+// possibly behind the latest writes, or ErrNotFound. It works without a
+// leader.
+func (c *Client) GetStale(ctx context.Context, key string) (string, error) {
+	return c.clerk.GetStale(ctx, key)
+}
+
+// GetStaleAt reads a key from endpoint i's local state (by position in
+// the endpoints), without failover: what that replica has applied.
+func (c *Client) GetStaleAt(ctx context.Context, i int, key string) (string, error) {
+	resp, err := kvwire.NewClient(c.kv[i]).Get(ctx, &kvclient.GetRequest{Key: key, Consistency: kvclient.Stale})
+	switch {
+	case err != nil:
+		return "", err
+	case !resp.Found:
+		return "", ErrNotFound
+	}
+	return resp.Value, nil
+}
+
+// Put sets key to value.
+func (c *Client) Put(ctx context.Context, key, value string) error {
+	return c.clerk.Put(ctx, key, value)
+}
+
+// Append appends value to key's value (a missing key counts as empty).
+func (c *Client) Append(ctx context.Context, key, value string) error {
+	return c.clerk.Append(ctx, key, value)
+}
+
+// Delete removes key and reports whether it existed.
+func (c *Client) Delete(ctx context.Context, key string) (bool, error) {
+	return c.clerk.Delete(ctx, key)
+}
+
+// Endpoints returns the client URLs the client was made with, normalised.
+func (c *Client) Endpoints() []string { return c.endpoints }
+
+// StatusOf asks one endpoint (by position) for its status, without failover.
+func (c *Client) StatusOf(ctx context.Context, i int) (*kvv1.StatusResponse, error) {
+	return c.kv[i].Status(ctx, &kvv1.StatusRequest{})
+}

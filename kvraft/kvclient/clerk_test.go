@@ -1,0 +1,242 @@
+package kvclient
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeReplica answers writes with err, or hangs until its context ends.
+type fakeReplica struct {
+	err  error
+	hang bool
+	mu   sync.Mutex // guards ids, causes
+	ids  []WriteID
+	// causes records why each hung attempt ended.
+	causes []error
+}
+
+func (f *fakeReplica) OpenSession(context.Context, *OpenSessionRequest) (*OpenSessionResponse, error) {
+	return &OpenSessionResponse{ClientID: 77}, nil
+}
+
+func (f *fakeReplica) Get(context.Context, *GetRequest) (*GetResponse, error) {
+	return &GetResponse{Found: true, Value: "v"}, f.err
+}
+
+func (f *fakeReplica) Put(ctx context.Context, req *PutRequest) (*PutResponse, error) {
+	f.mu.Lock()
+	f.ids = append(f.ids, req.Write)
+	f.mu.Unlock()
+	if f.hang {
+		<-ctx.Done()
+		f.mu.Lock()
+		f.causes = append(f.causes, context.Cause(ctx))
+		f.mu.Unlock()
+		return nil, ctx.Err()
+	}
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &PutResponse{}, nil
+}
+
+func (f *fakeReplica) Append(ctx context.Context, req *AppendRequest) (*AppendResponse, error) {
+	_, err := f.Put(ctx, &PutRequest{Key: req.Key, Value: req.Value, Write: req.Write})
+	return &AppendResponse{}, err
+}
+
+func (f *fakeReplica) Delete(ctx context.Context, req *DeleteRequest) (*DeleteResponse, error) {
+	_, err := f.Put(ctx, &PutRequest{Key: req.Key, Write: req.Write})
+	return &DeleteResponse{}, err
+}
+
+func (f *fakeReplica) seen() []WriteID {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]WriteID(nil), f.ids...)
+}
+
+// watch is a LeaderWatch the test moves by hand.
+type watch struct {
+	mu      sync.Mutex // guards leader, changed
+	leader  int
+	changed chan struct{}
+}
+
+func newWatch(leader int) *watch { return &watch{leader: leader, changed: make(chan struct{})} }
+
+func (w *watch) Leader() (int, <-chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.leader, w.changed
+}
+
+func (w *watch) set(l int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.leader = l
+	close(w.changed)
+	w.changed = make(chan struct{})
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// With a LeaderWatch, the clerk goes straight to the known leader, and
+// abandons an attempt there when the leader changes (not after the attempt
+// timeout, an hour here), retrying the same write id at the new leader.
+func TestClerkAbandonsAttemptWhenLeaderChanges(t *testing.T) {
+	w := newWatch(1)
+	first := &fakeReplica{err: errors.New("must not be tried: the watch names replica 1")}
+	stuck := &fakeReplica{hang: true}
+	next := &fakeReplica{}
+	cfg := DefaultClerkConfig()
+	cfg.AttemptTimeout, cfg.Leader = time.Hour, w
+	ck, err := NewClerk([]Service{first, stuck, next}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- ck.Put(context.Background(), "k", "v") }()
+	waitUntil(t, "the write reaches replica 1", func() bool { return len(stuck.seen()) == 1 })
+	w.set(2)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if a, b := stuck.seen(), next.seen(); len(b) != 1 || a[0].Seq != b[0].Seq || a[0].ClientID != b[0].ClientID {
+		t.Fatalf("retry changed the write id: %v then %v", a, b)
+	}
+	if len(first.seen()) != 0 {
+		t.Fatalf("replica 0 was tried although the watch named 1")
+	}
+	stuck.mu.Lock()
+	defer stuck.mu.Unlock()
+	if len(stuck.causes) != 1 || !errors.Is(stuck.causes[0], errLeaderChanged) {
+		t.Fatalf("the stuck attempt ended with %v, want errLeaderChanged", stuck.causes)
+	}
+}
+
+// A change that keeps the same leader (a new term it won again) does not
+// abandon the attempt.
+func TestClerkKeepsAttemptWhenLeaderStays(t *testing.T) {
+	w := newWatch(0)
+	stuck := &fakeReplica{hang: true}
+	cfg := DefaultClerkConfig()
+	cfg.AttemptTimeout, cfg.Leader = 300*time.Millisecond, w
+	ck, err := NewClerk([]Service{stuck}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- ck.Put(ctx, "k", "v") }()
+	waitUntil(t, "the write is tried", func() bool { return len(stuck.seen()) == 1 })
+	w.set(0)
+	err = <-done
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("Put = %v, want ErrTimeout (outcome unknown)", err)
+	}
+	if n := len(stuck.seen()); n != 1 {
+		t.Fatalf("the attempt was restarted %d times by a change to the same leader", n-1)
+	}
+}
+
+// A replica that times out becomes the second choice for the next
+// request: a stalled endpoint costs one attempt, not one per request.
+func TestClerkMovesOnFromStalledReplica(t *testing.T) {
+	stuck := &fakeReplica{hang: true}
+	ok := &fakeReplica{}
+	cfg := DefaultClerkConfig()
+	cfg.AttemptTimeout = time.Hour
+	ck, err := NewClerk([]Service{stuck, ok}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck.leader.Store(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := ck.Put(ctx, "k", "v"); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("first Put = %v, want ErrTimeout", err)
+	}
+	if err := ck.Put(context.Background(), "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(stuck.seen()); n != 1 {
+		t.Fatalf("the stalled replica was tried %d times", n)
+	}
+}
+
+// Definitive refusals come back at once, with nothing retried.
+func TestClerkReturnsDefinitiveErrors(t *testing.T) {
+	for _, e := range []error{ErrInvalid, ErrTooLarge, ErrNoSession, ErrStale, ErrTooManyPending, ErrRejected} {
+		r := &fakeReplica{err: e}
+		ck, err := NewClerk([]Service{r}, DefaultClerkConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ck.Put(context.Background(), "k", "v"); !errors.Is(err, e) {
+			t.Fatalf("Put = %v, want %v", err, e)
+		}
+		want := 1
+		if e == ErrNoSession {
+			want = 3 // in a new session each time, then it gives up
+		}
+		if n := len(r.seen()); n != want {
+			t.Fatalf("%v: tried %d times, want %d", e, n, want)
+		}
+	}
+}
+
+// One write stuck in flight holds the session's ack back; the clerk opens
+// a new session before the window of results replicas keep is full.
+func TestClerkOpensSessionWhenWindowFull(t *testing.T) {
+	opened := 0
+	r := &sessionCounter{fakeReplica: &fakeReplica{}, opened: &opened}
+	cfg := DefaultClerkConfig()
+	cfg.MaxPending = 4
+	ck, err := NewClerk([]Service{r}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, seq, err := ck.begin(context.Background()) // stays in flight
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.finish(seq)
+	for range 3 {
+		if err := ck.Put(context.Background(), "k", "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if opened != 1 {
+		t.Fatalf("%d sessions opened for a window of 4", opened)
+	}
+	if err := ck.Put(context.Background(), "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if opened != 2 {
+		t.Fatalf("%d sessions opened after the window filled, want 2", opened)
+	}
+}
+
+type sessionCounter struct {
+	*fakeReplica
+	opened *int // only touched by the test goroutine's calls
+}
+
+func (s *sessionCounter) OpenSession(context.Context, *OpenSessionRequest) (*OpenSessionResponse, error) {
+	*s.opened++
+	return &OpenSessionResponse{ClientID: uint64(*s.opened)}, nil
+}

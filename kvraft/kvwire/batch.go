@@ -1,0 +1,135 @@
+package kvwire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/twitchtv/twirp"
+
+	"github.com/ruaft/ruaft/kvraft/kvclient"
+	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
+)
+
+// ResultToProto converts the outcome of one write (err, and resp when err
+// is nil) to a batch result.
+func ResultToProto(h kvclient.ResponseHeader, existed bool, err error) *kvv1.WriteResult {
+	if err == nil {
+		return &kvv1.WriteResult{Code: kvv1.ResultCode_RESULT_CODE_OK, Header: HeaderToProto(h), Existed: existed}
+	}
+	r := &kvv1.WriteResult{Message: err.Error()}
+	var wl *kvclient.WrongLeaderError
+	switch {
+	case errors.As(err, &wl):
+		r.Code, r.Proposed = kvv1.ResultCode_RESULT_CODE_NOT_LEADER, wl.Proposed
+		if wl.Leader >= 0 {
+			r.LeaderKnown, r.LeaderId = true, uint32(wl.Leader)
+		}
+	case errors.Is(err, kvclient.ErrTimeout), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		r.Code = kvv1.ResultCode_RESULT_CODE_TIMEOUT
+	case errors.Is(err, kvclient.ErrKilled):
+		r.Code = kvv1.ResultCode_RESULT_CODE_KILLED
+	case errors.Is(err, kvclient.ErrTooLarge):
+		r.Code = kvv1.ResultCode_RESULT_CODE_TOO_LARGE
+	case errors.Is(err, kvclient.ErrInvalid):
+		r.Code = kvv1.ResultCode_RESULT_CODE_INVALID
+	case errors.Is(err, kvclient.ErrStale):
+		r.Code = kvv1.ResultCode_RESULT_CODE_STALE
+	case errors.Is(err, kvclient.ErrNoSession):
+		r.Code = kvv1.ResultCode_RESULT_CODE_NO_SESSION
+	case errors.Is(err, kvclient.ErrTooManyPending):
+		r.Code = kvv1.ResultCode_RESULT_CODE_TOO_MANY_PENDING
+	default:
+		r.Code = kvv1.ResultCode_RESULT_CODE_OTHER
+	}
+	return r
+}
+
+// ResultError is the kvclient error a batch result stands for; nil for OK.
+// An unknown or unspecified code is an unknown outcome.
+func ResultError(r *kvv1.WriteResult) error {
+	msg := r.GetMessage()
+	switch r.GetCode() {
+	case kvv1.ResultCode_RESULT_CODE_OK:
+		return nil
+	case kvv1.ResultCode_RESULT_CODE_NOT_LEADER:
+		wl := &kvclient.WrongLeaderError{Leader: kvclient.NoLeader, Proposed: r.GetProposed()}
+		if r.GetLeaderKnown() {
+			wl.Leader = int(r.GetLeaderId())
+		}
+		return wl
+	case kvv1.ResultCode_RESULT_CODE_TIMEOUT:
+		return fmt.Errorf("%w (remote: %s)", kvclient.ErrTimeout, msg)
+	case kvv1.ResultCode_RESULT_CODE_KILLED:
+		return fmt.Errorf("%w (remote: %s)", kvclient.ErrKilled, msg)
+	case kvv1.ResultCode_RESULT_CODE_TOO_LARGE:
+		return fmt.Errorf("%w (remote: %s)", kvclient.ErrTooLarge, msg)
+	case kvv1.ResultCode_RESULT_CODE_INVALID:
+		return fmt.Errorf("%w (remote: %s)", kvclient.ErrInvalid, msg)
+	case kvv1.ResultCode_RESULT_CODE_STALE:
+		return fmt.Errorf("%w (remote: %s)", kvclient.ErrStale, msg)
+	case kvv1.ResultCode_RESULT_CODE_NO_SESSION:
+		return fmt.Errorf("%w (remote: %s)", kvclient.ErrNoSession, msg)
+	case kvv1.ResultCode_RESULT_CODE_TOO_MANY_PENDING:
+		return fmt.Errorf("%w (remote: %s)", kvclient.ErrTooManyPending, msg)
+	default:
+		return fmt.Errorf("kvwire: remote error (outcome unknown): %s", msg)
+	}
+}
+
+// BatchServer serves ForwardService with a kvclient.Service: the writes of
+// a batch run concurrently, each with its own WriteID, and each gets its own
+// result. It is what the leader runs for forwarded writes.
+type BatchServer struct {
+	svc    kvclient.Service
+	maxOps int
+}
+
+var _ kvv1.ForwardService = BatchServer{}
+
+// NewBatchServer returns a ForwardService over svc that refuses batches of
+// more than maxOps writes.
+func NewBatchServer(svc kvclient.Service, maxOps int) BatchServer {
+	return BatchServer{svc: svc, maxOps: maxOps}
+}
+
+// WriteBatch implements kvv1.ForwardService.
+func (s BatchServer) WriteBatch(ctx context.Context, req *kvv1.WriteBatchRequest) (*kvv1.WriteBatchResponse, error) {
+	ops := req.GetOps()
+	if len(ops) > s.maxOps {
+		return nil, twirp.InvalidArgumentError("ops", fmt.Sprintf("more than %d writes in one batch", s.maxOps))
+	}
+	out := &kvv1.WriteBatchResponse{Results: make([]*kvv1.WriteResult, len(ops))}
+	var wg sync.WaitGroup
+	for i, op := range ops {
+		wg.Go(func() { out.Results[i] = s.apply(ctx, op) })
+	}
+	wg.Wait()
+	return out, nil
+}
+
+func (s BatchServer) apply(ctx context.Context, op *kvv1.WriteOp) *kvv1.WriteResult {
+	switch o := op.GetOp().(type) {
+	case *kvv1.WriteOp_Put:
+		resp, err := s.svc.Put(ctx, PutRequestFromProto(o.Put))
+		if err != nil {
+			return ResultToProto(kvclient.ResponseHeader{}, false, err)
+		}
+		return ResultToProto(resp.Header, false, nil)
+	case *kvv1.WriteOp_Append:
+		resp, err := s.svc.Append(ctx, AppendRequestFromProto(o.Append))
+		if err != nil {
+			return ResultToProto(kvclient.ResponseHeader{}, false, err)
+		}
+		return ResultToProto(resp.Header, false, nil)
+	case *kvv1.WriteOp_Delete:
+		resp, err := s.svc.Delete(ctx, DeleteRequestFromProto(o.Delete))
+		if err != nil {
+			return ResultToProto(kvclient.ResponseHeader{}, false, err)
+		}
+		return ResultToProto(resp.Header, resp.Existed, nil)
+	default:
+		return ResultToProto(kvclient.ResponseHeader{}, false, fmt.Errorf("%w: empty write op", kvclient.ErrInvalid))
+	}
+}

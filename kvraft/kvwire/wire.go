@@ -1,0 +1,262 @@
+// Package kvwire converts between kvraft's client types (package kvclient)
+// and their kv.v1 protobuf forms, and between kvclient's errors and Twirp
+// errors: the counterpart of raft/wire for the key-value API.
+//
+// Every hop of durio's request path goes through it: Server exposes a
+// kvclient.Service (a replica, or durio's forwarding frontend) as the
+// kv.v1 KVService; Client is a kvclient.Service over a KVService client, so
+// the Clerk can drive remote replicas; Forwarder and BatchServer carry many
+// writes per call between replicas. An error crosses the wire and comes
+// back as the same kvclient error (errors.Is holds on both sides), and the
+// Twirp error stays in the chain (errors.As finds it) for callers that
+// show the server's own words.
+package kvwire
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"syscall"
+
+	"github.com/twitchtv/twirp"
+
+	"github.com/ruaft/ruaft/kvraft/kvclient"
+	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
+)
+
+// Meta keys of the Twirp errors this package writes and reads.
+const (
+	// MetaLeaderID is the id of the replica the answering one believes leads.
+	MetaLeaderID = "leader_id"
+	// MetaLeaderURL is that replica's client URL, when known.
+	MetaLeaderURL = "leader_url"
+	// MetaProposed is "true" when a refused or unfinished write may have
+	// been applied.
+	MetaProposed = "proposed"
+	// MetaReason names which refusal a failed_precondition or
+	// invalid_argument is (one of the Reason constants).
+	MetaReason = "reason"
+)
+
+// Reasons carried in MetaReason.
+const (
+	ReasonStale          = "stale"
+	ReasonKilled         = "killed"
+	ReasonTooLarge       = "too_large"
+	ReasonNoSession      = "no_session"
+	ReasonTooManyPending = "too_many_pending"
+)
+
+// WriteIDToProto converts a write id; the zero id (no identification) is
+// nil.
+func WriteIDToProto(id kvclient.WriteID) *kvv1.WriteHeader {
+	if id == (kvclient.WriteID{}) {
+		return nil
+	}
+	return &kvv1.WriteHeader{ClientId: id.ClientID, Sequence: id.Seq, Ack: id.Ack}
+}
+
+// WriteIDFromProto converts a write header; nil is the zero id.
+func WriteIDFromProto(h *kvv1.WriteHeader) kvclient.WriteID {
+	return kvclient.WriteID{ClientID: h.GetClientId(), Seq: h.GetSequence(), Ack: h.GetAck()}
+}
+
+// HeaderToProto converts a response header.
+func HeaderToProto(h kvclient.ResponseHeader) *kvv1.ResponseHeader {
+	return &kvv1.ResponseHeader{ReplicaId: uint32(h.ReplicaID), LeaderId: uint32(h.ReplicaID), Term: h.Term}
+}
+
+// HeaderFromProto converts a response header.
+func HeaderFromProto(h *kvv1.ResponseHeader) kvclient.ResponseHeader {
+	return kvclient.ResponseHeader{ReplicaID: int(h.GetReplicaId()), Term: h.GetTerm()}
+}
+
+// ConsistencyFromProto converts a read consistency; unspecified is
+// linearizable.
+func ConsistencyFromProto(c kvv1.ReadConsistency) kvclient.Consistency {
+	if c == kvv1.ReadConsistency_READ_CONSISTENCY_STALE {
+		return kvclient.Stale
+	}
+	return kvclient.Linearizable
+}
+
+// ConsistencyToProto converts a read consistency.
+func ConsistencyToProto(c kvclient.Consistency) kvv1.ReadConsistency {
+	if c == kvclient.Stale {
+		return kvv1.ReadConsistency_READ_CONSISTENCY_STALE
+	}
+	return kvv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE
+}
+
+// PutRequestFromProto converts a Put.
+func PutRequestFromProto(p *kvv1.PutRequest) *kvclient.PutRequest {
+	return &kvclient.PutRequest{Key: p.GetKey(), Value: p.GetValue(), Write: WriteIDFromProto(p.GetWrite())}
+}
+
+// PutRequestToProto converts a Put.
+func PutRequestToProto(r *kvclient.PutRequest) *kvv1.PutRequest {
+	return &kvv1.PutRequest{Key: r.Key, Value: r.Value, Write: WriteIDToProto(r.Write)}
+}
+
+// AppendRequestFromProto converts an Append.
+func AppendRequestFromProto(p *kvv1.AppendRequest) *kvclient.AppendRequest {
+	return &kvclient.AppendRequest{Key: p.GetKey(), Value: p.GetValue(), Write: WriteIDFromProto(p.GetWrite())}
+}
+
+// AppendRequestToProto converts an Append.
+func AppendRequestToProto(r *kvclient.AppendRequest) *kvv1.AppendRequest {
+	return &kvv1.AppendRequest{Key: r.Key, Value: r.Value, Write: WriteIDToProto(r.Write)}
+}
+
+// DeleteRequestFromProto converts a Delete.
+func DeleteRequestFromProto(p *kvv1.DeleteRequest) *kvclient.DeleteRequest {
+	return &kvclient.DeleteRequest{Key: p.GetKey(), Write: WriteIDFromProto(p.GetWrite())}
+}
+
+// DeleteRequestToProto converts a Delete.
+func DeleteRequestToProto(r *kvclient.DeleteRequest) *kvv1.DeleteRequest {
+	return &kvv1.DeleteRequest{Key: r.Key, Write: WriteIDToProto(r.Write)}
+}
+
+// ErrorToTwirp maps a kvclient error (from a replica or a Clerk) to the
+// Twirp error durio answers with. leaderURL, if not nil, gives the client
+// URL of a hinted leader for MetaLeaderURL. A Twirp error passes through.
+//
+//	*WrongLeaderError, ErrNoLeader, ErrKilled -> unavailable (503)
+//	ErrTimeout, context errors                -> deadline_exceeded (504), outcome unknown
+//	ErrInvalid, ErrTooLarge                   -> invalid_argument (400)
+//	ErrStale, ErrNoSession, ErrTooManyPending -> failed_precondition (412)
+func ErrorToTwirp(err error, leaderURL func(id int) string) error {
+	if err == nil {
+		return nil
+	}
+	var wl *kvclient.WrongLeaderError
+	var terr twirp.Error
+	switch {
+	case errors.Is(err, kvclient.ErrNoLeader):
+		return twirp.NewError(twirp.Unavailable, "no leader reachable in time").WithMeta("cause", err.Error())
+	case errors.Is(err, kvclient.ErrTimeout), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return twirp.NewError(twirp.DeadlineExceeded,
+			"timed out; the write may or may not have been applied: retry it with the same client_id and sequence").
+			WithMeta(MetaProposed, "true").WithMeta("cause", err.Error())
+	case errors.As(err, &wl):
+		t := twirp.NewError(twirp.Unavailable, "not the leader")
+		if wl.Leader != kvclient.NoLeader {
+			t = t.WithMeta(MetaLeaderID, strconv.Itoa(wl.Leader))
+			if u := urlOf(leaderURL, wl.Leader); u != "" {
+				t = t.WithMeta(MetaLeaderURL, u)
+			}
+		}
+		if wl.Proposed {
+			t = t.WithMeta(MetaProposed, "true")
+		}
+		return t
+	case errors.Is(err, kvclient.ErrKilled):
+		return twirp.NewError(twirp.Unavailable, "replica shutting down").WithMeta(MetaProposed, "true").WithMeta(MetaReason, ReasonKilled)
+	case errors.Is(err, kvclient.ErrTooLarge):
+		return twirp.NewError(twirp.InvalidArgument, err.Error()).WithMeta("argument", "value").WithMeta(MetaReason, ReasonTooLarge)
+	case errors.Is(err, kvclient.ErrInvalid):
+		return twirp.NewError(twirp.InvalidArgument, err.Error())
+	case errors.Is(err, kvclient.ErrStale):
+		return twirp.NewError(twirp.FailedPrecondition, err.Error()).WithMeta(MetaReason, ReasonStale)
+	case errors.Is(err, kvclient.ErrNoSession):
+		return twirp.NewError(twirp.FailedPrecondition, err.Error()+": open a session (OpenSession, POST /kvstore/session)").
+			WithMeta(MetaReason, ReasonNoSession)
+	case errors.Is(err, kvclient.ErrTooManyPending):
+		return twirp.NewError(twirp.FailedPrecondition, err.Error()+": send a higher ack").WithMeta(MetaReason, ReasonTooManyPending)
+	case errors.As(err, &terr):
+		return terr
+	default:
+		return twirp.InternalErrorWith(err)
+	}
+}
+
+func urlOf(leaderURL func(int) string, id int) string {
+	if leaderURL == nil {
+		return ""
+	}
+	return leaderURL(id)
+}
+
+// ErrorFromTwirp maps what a KVService client returned to a kvclient
+// error, keeping err in the chain. A call that got no answer stays an
+// unknown outcome, except a refused connection (ErrUnreachable: nothing
+// was sent) and a TLS verification failure (ErrRejected: retrying cannot
+// help). not_found is not an error here: Client.Get reports it as Found
+// false.
+func ErrorFromTwirp(err error) error {
+	if err == nil {
+		return nil
+	}
+	if noAnswer(err) {
+		var (
+			verr *tls.CertificateVerificationError
+			uerr x509.UnknownAuthorityError
+			herr x509.HostnameError
+			ierr x509.CertificateInvalidError
+			rerr tls.RecordHeaderError
+		)
+		switch {
+		case errors.Is(err, syscall.ECONNREFUSED):
+			return fmt.Errorf("%w: %w", kvclient.ErrUnreachable, err)
+		case errors.As(err, &verr), errors.As(err, &uerr), errors.As(err, &herr), errors.As(err, &ierr), errors.As(err, &rerr):
+			return fmt.Errorf("%w: %w", kvclient.ErrRejected, err)
+		}
+		return err
+	}
+	var terr twirp.Error
+	errors.As(err, &terr)
+	switch terr.Code() {
+	case twirp.Unavailable:
+		if terr.Meta(MetaReason) == ReasonKilled {
+			return fmt.Errorf("%w: %w", kvclient.ErrKilled, err)
+		}
+		wl := &kvclient.WrongLeaderError{Leader: kvclient.NoLeader, Proposed: terr.Meta(MetaProposed) == "true"}
+		if id, perr := strconv.Atoi(terr.Meta(MetaLeaderID)); perr == nil && id >= 0 {
+			wl.Leader = id
+		}
+		return fmt.Errorf("%w: %w", wl, err)
+	case twirp.DeadlineExceeded:
+		return fmt.Errorf("%w: %w", kvclient.ErrTimeout, err)
+	case twirp.InvalidArgument, twirp.Malformed, twirp.OutOfRange:
+		if terr.Meta(MetaReason) == ReasonTooLarge {
+			return fmt.Errorf("%w: %w", kvclient.ErrTooLarge, err)
+		}
+		return fmt.Errorf("%w: %w", kvclient.ErrInvalid, err)
+	case twirp.FailedPrecondition:
+		switch terr.Meta(MetaReason) {
+		case ReasonNoSession:
+			return fmt.Errorf("%w: %w", kvclient.ErrNoSession, err)
+		case ReasonTooManyPending:
+			return fmt.Errorf("%w: %w", kvclient.ErrTooManyPending, err)
+		}
+		return fmt.Errorf("%w: %w", kvclient.ErrStale, err)
+	case twirp.ResourceExhausted:
+		if terr.Meta("limit_bytes") != "" {
+			// The request body was over the listener's limit.
+			return fmt.Errorf("%w: %w", kvclient.ErrInvalid, err)
+		}
+		// Overloaded: nothing was done; try again (elsewhere).
+		return fmt.Errorf("%w: %w", &kvclient.WrongLeaderError{Leader: kvclient.NoLeader}, err)
+	case twirp.Unauthenticated, twirp.PermissionDenied, twirp.BadRoute, twirp.Unimplemented:
+		return fmt.Errorf("%w: %w", kvclient.ErrRejected, err)
+	}
+	return err
+}
+
+// noAnswer reports whether err means the server never answered: Twirp
+// clients report transport failures as "internal" errors that wrap the
+// *url.Error from net/http, while errors a server sent wrap nothing.
+func noAnswer(err error) bool {
+	var terr twirp.Error
+	if !errors.As(err, &terr) {
+		return true
+	}
+	var uerr *url.Error
+	return terr.Code() == twirp.Internal &&
+		(errors.As(err, &uerr) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled))
+}

@@ -1,0 +1,274 @@
+package kvwire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twitchtv/twirp"
+
+	"github.com/ruaft/ruaft/kvraft/kvclient"
+	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
+)
+
+// fixedKV answers every request with err (nil: success) and records the
+// writes it saw.
+type fixedKV struct {
+	err   error
+	mu    sync.Mutex // guards ids
+	ids   []kvclient.WriteID
+	delay time.Duration // guarded by mu
+}
+
+func (f *fixedKV) record(ctx context.Context, id kvclient.WriteID) error {
+	f.mu.Lock()
+	f.ids = append(f.ids, id)
+	delay := f.delay
+	f.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return f.err
+}
+
+func (f *fixedKV) OpenSession(ctx context.Context, _ *kvclient.OpenSessionRequest) (*kvclient.OpenSessionResponse, error) {
+	if err := f.record(ctx, kvclient.WriteID{}); err != nil {
+		return nil, err
+	}
+	return &kvclient.OpenSessionResponse{ClientID: 1 << 40, IdleTimeout: time.Minute}, nil
+}
+
+func (f *fixedKV) Get(ctx context.Context, req *kvclient.GetRequest) (*kvclient.GetResponse, error) {
+	if err := f.record(ctx, kvclient.WriteID{}); err != nil {
+		return nil, err
+	}
+	return &kvclient.GetResponse{Header: kvclient.ResponseHeader{ReplicaID: 2, Term: 9}, Value: "v:" + req.Key, Found: req.Key != "missing"}, nil
+}
+
+func (f *fixedKV) Put(ctx context.Context, req *kvclient.PutRequest) (*kvclient.PutResponse, error) {
+	if err := f.record(ctx, req.Write); err != nil {
+		return nil, err
+	}
+	return &kvclient.PutResponse{Header: kvclient.ResponseHeader{ReplicaID: 2, Term: 9}}, nil
+}
+
+func (f *fixedKV) Append(ctx context.Context, req *kvclient.AppendRequest) (*kvclient.AppendResponse, error) {
+	if err := f.record(ctx, req.Write); err != nil {
+		return nil, err
+	}
+	return &kvclient.AppendResponse{}, nil
+}
+
+func (f *fixedKV) Delete(ctx context.Context, req *kvclient.DeleteRequest) (*kvclient.DeleteResponse, error) {
+	if err := f.record(ctx, req.Write); err != nil {
+		return nil, err
+	}
+	return &kvclient.DeleteResponse{Existed: true}, nil
+}
+
+// serve runs svc behind a real Twirp server and returns a Client and a
+// Forwarder to it.
+func serve(t *testing.T, svc kvclient.Service, fcfg ForwarderConfig) (Client, *Forwarder, *atomic.Int64) {
+	t.Helper()
+	calls := new(atomic.Int64)
+	mux := http.NewServeMux()
+	kv := kvv1.NewKVServiceServer(NewServer(svc, ServerOptions{LeaderURL: func(id int) string { return fmt.Sprintf("http://replica-%d", id) }}))
+	mux.Handle(kv.PathPrefix(), kv)
+	fwd := kvv1.NewForwardServiceServer(NewBatchServer(svc, 1000))
+	mux.Handle(fwd.PathPrefix(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		fwd.ServeHTTP(w, r)
+	}))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	f, err := NewForwarder(kvv1.NewKVServiceProtobufClient(srv.URL, srv.Client()), kvv1.NewForwardServiceProtobufClient(srv.URL, srv.Client()), fcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	return NewClient(kvv1.NewKVServiceProtobufClient(srv.URL, srv.Client())), f, calls
+}
+
+// Every kvclient error crosses Twirp, and a batch result, and comes back
+// as itself, with the same unknown-outcome verdict.
+func TestErrorsRoundTrip(t *testing.T) {
+	for _, e := range []error{
+		&kvclient.WrongLeaderError{Leader: 2},
+		&kvclient.WrongLeaderError{Leader: kvclient.NoLeader, Proposed: true},
+		kvclient.ErrTimeout, kvclient.ErrKilled, kvclient.ErrInvalid, kvclient.ErrStale,
+		kvclient.ErrTooLarge, kvclient.ErrNoSession, kvclient.ErrTooManyPending,
+	} {
+		client, fwd, _ := serve(t, &fixedKV{err: e}, DefaultForwarderConfig())
+		for name, call := range map[string]func() error{
+			"twirp": func() error {
+				_, err := client.Put(context.Background(), &kvclient.PutRequest{Key: "k"})
+				return err
+			},
+			"batch": func() error {
+				_, err := fwd.Put(context.Background(), &kvclient.PutRequest{Key: "k"})
+				return err
+			},
+		} {
+			got := call()
+			var wantWL *kvclient.WrongLeaderError
+			if errors.As(e, &wantWL) {
+				var wl *kvclient.WrongLeaderError
+				if !errors.As(got, &wl) || *wl != *wantWL {
+					t.Errorf("%s: %v came back as %v", name, e, got)
+				}
+			} else if !errors.Is(got, e) {
+				t.Errorf("%s: %v came back as %v", name, e, got)
+			}
+			if kvclient.MaybeApplied(got) != kvclient.MaybeApplied(e) {
+				t.Errorf("%s: %v: MaybeApplied changed across the wire", name, e)
+			}
+		}
+		if e == kvclient.ErrStale || e == kvclient.ErrNoSession {
+			// The Twirp error stays in the chain for callers that print it.
+			_, err := client.Put(context.Background(), &kvclient.PutRequest{Key: "k"})
+			var terr twirp.Error
+			if !errors.As(err, &terr) || terr.Code() != twirp.FailedPrecondition {
+				t.Errorf("%v: no failed_precondition Twirp error in %v", e, err)
+			}
+		}
+	}
+}
+
+func TestClientGet(t *testing.T) {
+	client, _, _ := serve(t, &fixedKV{}, DefaultForwarderConfig())
+	resp, err := client.Get(context.Background(), &kvclient.GetRequest{Key: "a"})
+	if err != nil || !resp.Found || resp.Value != "v:a" || resp.Header.Term != 9 {
+		t.Fatalf("Get(a) = %+v, %v", resp, err)
+	}
+	resp, err = client.Get(context.Background(), &kvclient.GetRequest{Key: "missing"})
+	if err != nil || resp.Found {
+		t.Fatalf("Get(missing) = %+v, %v; want not found and no error", resp, err)
+	}
+}
+
+// A refused connection is a request never sent: not applied.
+func TestUnreachableIsNotApplied(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String()
+	ln.Close()
+	client := NewClient(kvv1.NewKVServiceProtobufClient(url, http.DefaultClient))
+	_, err = client.Put(context.Background(), &kvclient.PutRequest{Key: "k"})
+	if !errors.Is(err, kvclient.ErrUnreachable) || kvclient.MaybeApplied(err) {
+		t.Fatalf("Put to a closed port = %v, want ErrUnreachable", err)
+	}
+}
+
+// Writes that arrive while a batch is in flight go together in the next
+// one: 200 concurrent writes take far fewer calls, each write keeps its id
+// and gets its own result.
+func TestForwarderBatches(t *testing.T) {
+	svc := &fixedKV{delay: 20 * time.Millisecond}
+	cfg := DefaultForwarderConfig()
+	cfg.MaxInFlight = 1
+	_, fwd, calls := serve(t, svc, cfg)
+	const n = 200
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			id := kvclient.WriteID{ClientID: 7, Seq: uint64(i + 1), Ack: 1}
+			if _, err := fwd.Put(context.Background(), &kvclient.PutRequest{Key: "k", Value: "v", Write: id}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if c := calls.Load(); c >= n/4 {
+		t.Fatalf("%d writes took %d calls; want batching", n, c)
+	}
+	seen := map[uint64]bool{}
+	svc.mu.Lock()
+	for _, id := range svc.ids {
+		if seen[id.Seq] {
+			t.Errorf("write %d sent twice", id.Seq)
+		}
+		seen[id.Seq] = true
+	}
+	svc.mu.Unlock()
+	if len(seen) != n {
+		t.Fatalf("%d distinct writes arrived, want %d", len(seen), n)
+	}
+	t.Logf("%d writes in %d calls", n, calls.Load())
+}
+
+// A batch bigger than the byte budget is split; a single write over the
+// budget still goes alone.
+func TestForwarderSplitsByBytes(t *testing.T) {
+	svc := &fixedKV{delay: 20 * time.Millisecond}
+	cfg := DefaultForwarderConfig()
+	cfg.MaxInFlight, cfg.MaxBatchBytes = 1, 100
+	_, fwd, calls := serve(t, svc, cfg)
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Go(func() {
+			_, err := fwd.Put(context.Background(), &kvclient.PutRequest{Key: fmt.Sprint(i), Value: string(make([]byte, 150))})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if c := calls.Load(); c != 6 {
+		t.Fatalf("6 writes over the byte budget took %d calls, want 6", c)
+	}
+}
+
+// A caller that stops waiting gets its context's error; once every write of
+// a batch is abandoned the call is cancelled, and the forwarder keeps
+// working.
+func TestForwarderAbandon(t *testing.T) {
+	svc := &fixedKV{delay: time.Hour}
+	_, fwd, _ := serve(t, svc, DefaultForwarderConfig())
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := fwd.Put(ctx, &kvclient.PutRequest{Key: "k", Write: kvclient.WriteID{ClientID: 1, Seq: 1}})
+	if !errors.Is(err, context.DeadlineExceeded) || !kvclient.MaybeApplied(err) {
+		t.Fatalf("abandoned Put = %v, want an unknown outcome", err)
+	}
+	svc.mu.Lock()
+	svc.delay = 0
+	svc.mu.Unlock()
+	// The hung call was cancelled, so its sender is free again.
+	if _, err := fwd.Put(context.Background(), &kvclient.PutRequest{Key: "k"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestForwarderClosed(t *testing.T) {
+	_, fwd, _ := serve(t, &fixedKV{}, DefaultForwarderConfig())
+	fwd.Close()
+	if _, err := fwd.Put(context.Background(), &kvclient.PutRequest{Key: "k"}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Put after Close = %v", err)
+	}
+}
+
+func TestBatchServerRefusesHugeBatch(t *testing.T) {
+	s := NewBatchServer(&fixedKV{}, 2)
+	_, err := s.WriteBatch(context.Background(), &kvv1.WriteBatchRequest{Ops: make([]*kvv1.WriteOp, 3)})
+	var terr twirp.Error
+	if !errors.As(err, &terr) || terr.Code() != twirp.InvalidArgument {
+		t.Fatalf("got %v, want invalid_argument", err)
+	}
+	resp, err := s.WriteBatch(context.Background(), &kvv1.WriteBatchRequest{Ops: []*kvv1.WriteOp{{}}})
+	if err != nil || !errors.Is(ResultError(resp.GetResults()[0]), kvclient.ErrInvalid) {
+		t.Fatalf("empty op: %v %v", resp, err)
+	}
+}
