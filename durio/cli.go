@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -203,7 +204,9 @@ Put -- before values that begin with -: durio put temp -- -5.
 		cmd.GroupID = "cluster"
 		root.AddCommand(cmd)
 	}
-	root.AddCommand(c.versionCommand())
+	snap := c.snapshotCommand()
+	snap.GroupID = "cluster"
+	root.AddCommand(snap, c.versionCommand())
 	documentEnv(root)
 	return root
 }
@@ -298,27 +301,43 @@ func (f *clientFlags) httpClient() (*http.Client, error) {
 	}}, nil
 }
 
+// check validates --timeout and --endpoints.
+func (f *clientFlags) check() error {
+	if f.timeout <= 0 {
+		return fmt.Errorf("%w: --timeout must be positive", ErrUsage)
+	}
+	endpoints := splitList(f.endpoints)
+	if len(endpoints) == 0 {
+		return fmt.Errorf("%w: --endpoints: no URL given", ErrUsage)
+	}
+	for _, e := range endpoints {
+		if strings.Contains(e, "://") && !strings.HasPrefix(e, "http://") && !strings.HasPrefix(e, "https://") {
+			return fmt.Errorf("%w: --endpoints: %q is not an http(s) URL", ErrUsage, e)
+		}
+	}
+	return nil
+}
+
+// context bounds ctx by --timeout.
+func (f *clientFlags) context(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, f.timeout)
+}
+
 // client connects to the endpoints and returns a context bounded by
 // --timeout.
 func (f *clientFlags) client(ctx context.Context) (*Client, context.Context, context.CancelFunc, error) {
-	if f.timeout <= 0 {
-		return nil, nil, nil, fmt.Errorf("%w: --timeout must be positive", ErrUsage)
+	if err := f.check(); err != nil {
+		return nil, nil, nil, err
 	}
 	hc, err := f.httpClient()
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	endpoints := splitList(f.endpoints)
-	for _, e := range endpoints {
-		if strings.Contains(e, "://") && !strings.HasPrefix(e, "http://") && !strings.HasPrefix(e, "https://") {
-			return nil, nil, nil, fmt.Errorf("%w: --endpoints: %q is not an http(s) URL", ErrUsage, e)
-		}
-	}
-	cl, err := NewClient(endpoints, ClientOptions{HTTPClient: hc})
+	cl, err := NewClient(splitList(f.endpoints), ClientOptions{HTTPClient: hc})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%w: --endpoints: %v", ErrUsage, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	ctx, cancel := f.context(ctx)
 	return cl, ctx, cancel, nil
 }
 
@@ -610,13 +629,19 @@ func (c *cli) devCommand() *cobra.Command {
 		Use:   "dev",
 		Short: "Run a local cluster on loopback",
 		Long: `Run a local cluster of durio serve processes on loopback, with data and one
-log per replica under --dir, until Ctrl-C.`,
+log per replica under --dir, until Ctrl-C. It prints when a leader is
+elected or lost, restarts a replica that exits by itself (giving up after
+` + strconv.Itoa(devGiveUpAfter) + ` quick failures in a row), and reads commands from standard input
+to kill, stop and start replicas, so you can watch a failover:
+
+` + devHelp,
 		Example: "  durio dev\n  durio dev --persister file --replicas 5",
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.check(); err != nil {
 				return err
 			}
+			o.Commands = c.stdin
 			return RunDev(cmd.Context(), o, c.stdout)
 		},
 	}

@@ -1,18 +1,23 @@
 package durio
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
+
+	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
 
 // DevOptions configure `durio dev`.
@@ -29,6 +34,9 @@ type DevOptions struct {
 	Executable string
 	// LogLevel is passed to every replica.
 	LogLevel string
+	// Commands, if not nil, is read for typed commands (kill 1, start 1,
+	// status, ...); `durio dev` passes its standard input.
+	Commands io.Reader
 }
 
 func (o *DevOptions) register(fs *pflag.FlagSet) {
@@ -52,8 +60,30 @@ func (o *DevOptions) check() error {
 	return nil
 }
 
+// devHelp lists the commands `durio dev` reads from its standard input.
+const devHelp = `commands (type them and press Enter):
+  kill N      SIGKILL replica N (it stays down until start N): watch the others elect a leader
+  stop N      stop replica N gracefully (SIGTERM); it stays down until start N
+  start N     start replica N again
+  restart N   stop replica N gracefully, then start it
+  status      one line per replica
+  help        this list`
+
+// Timing of `durio dev`'s supervision.
+const (
+	devRestartDelay = time.Second      // before restarting a replica that exited by itself
+	devMaxDelay     = 30 * time.Second // the delay doubles while a replica keeps failing
+	devStableAfter  = 10 * time.Second // a replica up this long is no longer failing
+	devGiveUpAfter  = 5                // quick failures in a row before giving up on a replica
+	devStopGrace    = 10 * time.Second // SIGTERM to SIGKILL
+	devPollEvery    = 250 * time.Millisecond
+)
+
 // RunDev starts a local cluster of `durio serve` processes on loopback and
-// stops them when ctx ends (Ctrl-C in the durio command).
+// supervises it until ctx ends (Ctrl-C in the durio command): a replica that
+// exits is restarted (after a growing delay, giving up after several quick
+// failures in a row), leader changes are printed, and typed commands kill,
+// stop and start replicas so failover can be watched.
 func RunDev(ctx context.Context, o DevOptions, stdout io.Writer) error {
 	exe := o.Executable
 	if exe == "" {
@@ -66,85 +96,342 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	peers := make([]string, o.Replicas)
-	clients := make([]string, o.Replicas)
+	d := &devCluster{o: o, exe: exe, dir: dir, out: &lockedWriter{w: stdout}, env: devEnv()}
 	for i := range o.Replicas {
-		peers[i] = "http://127.0.0.1:" + strconv.Itoa(o.PeerPort+i)
-		clients[i] = "http://127.0.0.1:" + strconv.Itoa(o.ClientPort+i)
-	}
-	fmt.Fprintf(stdout, "durio dev: %d replicas, persister %s, data in %s\n", o.Replicas, o.Persister, dir)
-	procs := make([]devProc, 0, o.Replicas)
-	defer func() { stopAll(procs, 10*time.Second) }()
-	exited := make(chan error, o.Replicas)
-	for i := range o.Replicas {
-		dataDir := filepath.Join(dir, "replica-"+strconv.Itoa(i))
-		if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		d.peers = append(d.peers, "http://127.0.0.1:"+strconv.Itoa(o.PeerPort+i))
+		d.clients = append(d.clients, "http://127.0.0.1:"+strconv.Itoa(o.ClientPort+i))
+		d.replicas = append(d.replicas, &devReplica{id: i, ctl: make(chan string, 1)})
+		if err := os.MkdirAll(d.dataDir(i), 0o755); err != nil {
 			return err
 		}
-		logFile, err := os.OpenFile(filepath.Join(dir, "replica-"+strconv.Itoa(i)+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	}
+	d.printf("durio dev: %d replicas, persister %s, data in %s\n", o.Replicas, o.Persister, dir)
+	for i := range o.Replicas {
+		d.printf("  replica %d: client %s  peer %s  log %s\n", i, d.clients[i], d.peers[i], d.logPath(i))
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, r := range d.replicas {
+		wg.Go(func() { d.supervise(ctx, r) })
+	}
+	wg.Go(func() { d.watchLeader(ctx) })
+	if o.Commands != nil {
+		// The reader cannot be interrupted while it waits for a line, so it
+		// is not waited for: it ends at EOF or with the process.
+		lines := make(chan string)
+		go readLines(o.Commands, lines)
+		wg.Go(func() { d.commands(ctx, lines) })
+	}
+	<-ctx.Done()
+	d.printf("durio dev: stopping\n")
+	wg.Wait()
+	return nil
+}
+
+// devCluster is the state of one `durio dev` run.
+type devCluster struct {
+	o               DevOptions
+	exe, dir        string
+	env             []string
+	peers, clients  []string
+	replicas        []*devReplica
+	out             io.Writer
+	lastLeader      int    // watchLeader's; -1 when none
+	lastLeaderTerm  uint64 // watchLeader's
+	announcedLeader bool   // watchLeader's: printed at least once
+}
+
+// devReplica is one replica's supervision: its current process and the
+// commands sent to it.
+type devReplica struct {
+	id  int
+	ctl chan string // "kill", "stop", "start", "restart"
+
+	mu    sync.Mutex // guards state and pid
+	state string     // running, down (on request), restarting, failed
+	pid   int
+}
+
+func (r *devReplica) set(state string, pid int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.state, r.pid = state, pid
+}
+
+func (r *devReplica) get() (string, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.state, r.pid
+}
+
+func (d *devCluster) dataDir(i int) string { return filepath.Join(d.dir, "replica-"+strconv.Itoa(i)) }
+func (d *devCluster) logPath(i int) string {
+	return filepath.Join(d.dir, "replica-"+strconv.Itoa(i)+".log")
+}
+
+func (d *devCluster) printf(format string, args ...any) { fmt.Fprintf(d.out, format, args...) }
+
+// devEnv is this process's environment without DURIO_* variables: the
+// replicas get their settings from dev's flags only.
+func devEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, EnvPrefix) {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// start starts replica i's process; done is closed once it has exited and
+// been waited for.
+func (d *devCluster) start(i int) (*exec.Cmd, <-chan struct{}, error) {
+	logFile, err := os.OpenFile(d.logPath(i), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer logFile.Close() // the child holds its own descriptor
+	cmd := exec.Command(d.exe, "serve",
+		"--id", strconv.Itoa(i),
+		"--peers", strings.Join(d.peers, ","),
+		"--client-urls", strings.Join(d.clients, ","),
+		"--listen-client", strings.TrimPrefix(d.clients[i], "http://"),
+		"--data-dir", d.dataDir(i),
+		"--persister", d.o.Persister,
+		"--log-level", d.o.LogLevel)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = d.env
+	setDeathSignal(cmd)
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }() // ends when the child does; supervise waits on done
+	return cmd, done, nil
+}
+
+// supervise runs replica r until ctx ends: starts it, restarts it when it
+// exits by itself, and obeys the commands sent to it.
+func (d *devCluster) supervise(ctx context.Context, r *devReplica) {
+	delay, quickFailures := devRestartDelay, 0
+	for {
+		cmd, done, err := d.start(r.id)
 		if err != nil {
-			return err
+			d.printf("replica %d: cannot start: %v\n", r.id, err)
+			r.set("failed", 0)
+			if !d.waitForStart(ctx, r, 0) {
+				return
+			}
+			continue
 		}
-		cmd := exec.Command(exe, "serve",
-			"--id", strconv.Itoa(i),
-			"--peers", strings.Join(peers, ","),
-			"--client-urls", strings.Join(clients, ","),
-			"--listen-client", strings.TrimPrefix(clients[i], "http://"),
-			"--data-dir", dataDir,
-			"--persister", o.Persister,
-			"--log-level", o.LogLevel)
-		cmd.Stdout, cmd.Stderr = logFile, logFile
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			logFile.Close()
-			return fmt.Errorf("durio dev: start replica %d: %w", i, err)
-		}
-		logFile.Close() // the child holds its own descriptor
-		p := devProc{cmd: cmd, done: make(chan struct{})}
-		procs = append(procs, p)
-		go func() {
-			err := cmd.Wait()
-			close(p.done)
-			exited <- fmt.Errorf("replica %d exited: %v", i, err)
-		}()
-		fmt.Fprintf(stdout, "  replica %d: client %s  peer %s  log %s\n", i, clients[i], peers[i], logFile.Name())
-	}
-	fmt.Fprintf(stdout, "try: curl -s -XPOST %s/kvstore/put -H 'Content-Type: application/json' -d '{\"key\":\"hello\",\"value\":\"world\"}'; curl -s %s/kvstore/get/hello\n", clients[0], clients[o.Replicas-1])
-	fmt.Fprintln(stdout, "Ctrl-C stops the cluster.")
-	select {
-	case <-ctx.Done():
-		fmt.Fprintln(stdout, "durio dev: stopping")
-		return nil
-	case err := <-exited:
-		return fmt.Errorf("durio dev: %w (see the replica's log in %s)", err, dir)
-	}
-}
-
-// devProc is a replica process; done closes once it has been waited for.
-type devProc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-// stopAll sends SIGTERM to every process, waits up to grace for them to exit,
-// then kills the rest and waits for them too.
-func stopAll(procs []devProc, grace time.Duration) {
-	for _, p := range procs {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	}
-	timer := time.NewTimer(grace)
-	defer timer.Stop()
-	expired := false
-	for _, p := range procs {
-		if !expired {
-			select {
-			case <-p.done:
+		started := time.Now()
+		r.set("running", cmd.Process.Pid)
+		d.printf("replica %d: started (pid %d)\n", r.id, cmd.Process.Pid)
+		select {
+		case <-ctx.Done():
+			stopProcess(cmd, done, devStopGrace)
+			return
+		case <-done:
+			if time.Since(started) > devStableAfter {
+				delay, quickFailures = devRestartDelay, 0
+			}
+			quickFailures++
+			if quickFailures >= devGiveUpAfter {
+				d.printf("replica %d: exited (%v) %d times in a row; not restarting it (see %s; `start %d` tries again)\n",
+					r.id, cmd.ProcessState, quickFailures, d.logPath(r.id), r.id)
+				r.set("failed", 0)
+				if !d.waitForStart(ctx, r, 0) {
+					return
+				}
+				delay, quickFailures = devRestartDelay, 0
 				continue
-			case <-timer.C:
-				expired = true
+			}
+			d.printf("replica %d: exited (%v); restarting it in %v (log: %s)\n", r.id, cmd.ProcessState, delay, d.logPath(r.id))
+			r.set("restarting", 0)
+			if !d.waitForStart(ctx, r, delay) {
+				return
+			}
+			delay = min(2*delay, devMaxDelay)
+		case c := <-r.ctl:
+			switch c {
+			case "kill":
+				_ = cmd.Process.Kill()
+				<-done
+				d.printf("replica %d: killed (SIGKILL); the others carry on. `start %d` brings it back\n", r.id, r.id)
+			case "stop":
+				stopProcess(cmd, done, devStopGrace)
+				d.printf("replica %d: stopped. `start %d` brings it back\n", r.id, r.id)
+			case "restart":
+				stopProcess(cmd, done, devStopGrace)
+				d.printf("replica %d: stopped; restarting it\n", r.id)
+				delay, quickFailures = devRestartDelay, 0
+				continue
+			default: // start: already running
+				d.printf("replica %d: already running (pid %d)\n", r.id, cmd.Process.Pid)
+				continue
+			}
+			r.set("down", 0)
+			if !d.waitForStart(ctx, r, 0) {
+				return
+			}
+			delay, quickFailures = devRestartDelay, 0
+		}
+	}
+}
+
+// waitForStart waits for a start or restart command, or, if after is
+// positive, at most that long. It reports false once ctx has ended.
+func (d *devCluster) waitForStart(ctx context.Context, r *devReplica, after time.Duration) bool {
+	var timer <-chan time.Time
+	if after > 0 {
+		t := time.NewTimer(after)
+		defer t.Stop()
+		timer = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-timer:
+			return true
+		case c := <-r.ctl:
+			if c == "start" || c == "restart" {
+				return true
+			}
+			d.printf("replica %d: not running\n", r.id)
+		}
+	}
+}
+
+// stopProcess sends SIGTERM, waits up to grace, then kills.
+func stopProcess(cmd *exec.Cmd, done <-chan struct{}, grace time.Duration) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+func readLines(r io.Reader, lines chan<- string) {
+	defer close(lines)
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		lines <- sc.Text()
+	}
+}
+
+// commands obeys typed commands until ctx ends or the input does.
+func (d *devCluster) commands(ctx context.Context, lines <-chan string) {
+	for {
+		var line string
+		select {
+		case <-ctx.Done():
+			return
+		case l, ok := <-lines:
+			if !ok {
+				return // no more input (e.g. </dev/null): keep serving
+			}
+			line = l
+		}
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 0:
+		case len(f) == 1 && f[0] == "help":
+			d.printf("%s\n", devHelp)
+		case len(f) == 1 && f[0] == "status":
+			d.printStatus()
+		case len(f) == 2 && (f[0] == "kill" || f[0] == "stop" || f[0] == "start" || f[0] == "restart"):
+			id, err := strconv.Atoi(f[1])
+			if err != nil || id < 0 || id >= len(d.replicas) {
+				d.printf("no replica %q (0..%d)\n", f[1], len(d.replicas)-1)
+				continue
+			}
+			select {
+			case d.replicas[id].ctl <- f[0]:
+			default:
+				d.printf("replica %d: busy with the previous command\n", id)
+			}
+		default:
+			d.printf("unknown command %q; %s\n", line, devHelp)
+		}
+	}
+}
+
+func (d *devCluster) printStatus() {
+	for i, r := range d.replicas {
+		state, pid := r.get()
+		line := fmt.Sprintf("replica %d: %s", i, state)
+		if pid != 0 {
+			line += fmt.Sprintf(" (pid %d)", pid)
+		}
+		if st, err := devStatus(d.clients[i]); err == nil {
+			line += fmt.Sprintf(", %s in term %d, applied %d", roleName(st.GetRole()), st.GetTerm(), st.GetAppliedIndex())
+		}
+		d.printf("%s\n", line)
+	}
+}
+
+var devHTTP = &http.Client{Timeout: time.Second}
+
+func devStatus(url string) (*kvv1.StatusResponse, error) {
+	return kvv1.NewKVServiceProtobufClient(url, devHTTP).Status(context.Background(), &kvv1.StatusRequest{})
+}
+
+// watchLeader polls the replicas and prints when a leader is elected or lost.
+func (d *devCluster) watchLeader(ctx context.Context) {
+	d.lastLeader = -1
+	t := time.NewTicker(devPollEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		leader, term := -1, uint64(0)
+		for i, u := range d.clients {
+			st, err := devStatus(u)
+			if err == nil && st.GetRole() == kvv1.Role_ROLE_LEADER && st.GetTerm() >= term {
+				leader, term = i, st.GetTerm()
 			}
 		}
-		_ = p.cmd.Process.Kill()
-		<-p.done
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case leader >= 0 && (leader != d.lastLeader || term != d.lastLeaderTerm):
+			d.printf("leader: replica %d (term %d)\n", leader, term)
+			if !d.announcedLeader {
+				d.printf("cluster ready. try: curl -s -XPOST %s/kvstore/put -H 'Content-Type: application/json' -d '{\"key\":\"hello\",\"value\":\"world\"}'; curl -s %s/kvstore/get/hello\n",
+					d.clients[0], d.clients[len(d.clients)-1])
+				if d.o.Commands != nil {
+					d.printf("Ctrl-C stops the cluster. Type kill %d to watch failover, help for the commands.\n", leader)
+				} else {
+					d.printf("Ctrl-C stops the cluster.\n")
+				}
+				d.announcedLeader = true
+			}
+		case leader < 0 && d.lastLeader >= 0:
+			d.printf("no leader: waiting for an election (a majority of replicas must be up)\n")
+		}
+		d.lastLeader, d.lastLeaderTerm = leader, term
 	}
+}
+
+// lockedWriter serialises writes from the supervising goroutines.
+type lockedWriter struct {
+	mu sync.Mutex // guards w
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -145,7 +145,7 @@ func (c *cluster) start(i int) {
 		"--log-level", "info"}, c.extraArgs(i)...)...)
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &syncWriter{w: &log}, &syncWriter{w: &log}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	dieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}

@@ -151,6 +151,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	extra := func(mux *http.ServeMux) {
 		mux.Handle("GET /metrics", r.metrics.handler())
 		statusHandlers(cfg.ID, replicas)(mux)
+		mux.HandleFunc("GET /admin/snapshot", r.snapshotHandler)
 	}
 	// Authentication comes first, so an unauthenticated caller gets its 401
 	// before a byte of its body is read.

@@ -276,7 +276,7 @@ type Status struct {
 //	func (n *Node) Status() Status
 //	func (n *Node) ReadIndex(ctx context.Context) (uint64, error)   // on the leader or a follower
 //	func (n *Node) SaveSnapshot(index uint64, data []byte) error
-//	func (n *Node) TransferLeadership(ctx context.Context, to int) error // issue 4
+//	func (n *Node) TransferLeadership(ctx context.Context, to int) error
 //	func (n *Node) Kill() error
 //	func (n *Node) HandleAppendEntries(ctx context.Context, req *AppendEntriesRequest) (*AppendEntriesResponse, error)
 //	func (n *Node) HandleRequestVote(ctx context.Context, req *RequestVoteRequest) (*RequestVoteResponse, error)

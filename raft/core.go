@@ -809,6 +809,12 @@ func (c *core) handleInstallSnapshot(req *InstallSnapshotRequest) *InstallSnapsh
 	idx, st := req.LastIncludedIndex, req.LastIncludedTerm
 	// A snapshot never rolls back what is committed or already covered.
 	if idx <= c.log.commit || idx <= c.log.snap.Index {
+		if b := c.recv; b != nil && (b.index <= c.log.commit || b.index <= c.log.snap.Index) {
+			// The partial snapshot being received is covered too: free its
+			// buffer (up to its whole size) rather than keep it until the
+			// next snapshot or term.
+			c.recv = nil
+		}
 		return &InstallSnapshotResponse{Term: c.term, NextOffset: req.TotalSize, Installed: true}
 	}
 	// The log already holds the snapshot's last entry: by log matching it

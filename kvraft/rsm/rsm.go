@@ -31,7 +31,10 @@ type Raft interface {
 type StateMachine interface {
 	// Apply applies the committed command at index and returns its result,
 	// which is handed to the Submit waiting for that entry, if any. The
-	// command slice belongs to Apply only for the duration of the call.
+	// command slice is the raft log's own (on the leader, the very slice
+	// passed to Submit or Propose), still sent to lagging followers after
+	// Apply returns: Apply reads it, or copies what it keeps, and never
+	// writes into it, or those followers would apply other bytes.
 	Apply(index uint64, cmd []byte) any
 	// Snapshot returns the serialized state after the last applied command.
 	Snapshot() []byte
@@ -100,6 +103,12 @@ type RSM struct {
 
 	killOnce sync.Once
 	killErr  error
+
+	// applyMu is held while the state machine applies an entry or restores
+	// a snapshot, so Snapshot sees a state at a known index.
+	applyMu   sync.Mutex
+	applied   uint64 // guarded by applyMu: index of the last entry applied
+	appliedAt uint64 // guarded by applyMu: its term
 
 	mu sync.Mutex // guards the fields below
 	// pending holds the futures of commands this replica proposed and has not
@@ -193,6 +202,7 @@ func (f *Future) resolve(result any, err error) {
 // Submit proposes cmd and waits until it is applied (returning the state
 // machine's result), the attempt fails (ErrNotLeader, ErrLostLeadership,
 // ErrKilled), or ctx ends (ctx's error; the command may still be applied).
+// As with Propose, cmd must not be modified after the call.
 func (r *RSM) Submit(ctx context.Context, cmd []byte) (any, error) {
 	f, err := r.Propose(cmd)
 	if err != nil {
@@ -203,7 +213,9 @@ func (r *RSM) Submit(ctx context.Context, cmd []byte) (any, error) {
 
 // Propose starts cmd through raft and returns its Future without waiting.
 // The future resolves on its own (applied, leadership lost, or Kill) whether
-// or not anyone waits for it.
+// or not anyone waits for it. Raft keeps cmd without copying it (see
+// raft.Node.Start): the caller must not modify it after the call, whatever
+// the outcome; a caller that reuses a buffer passes a copy.
 func (r *RSM) Propose(cmd []byte) (*Future, error) {
 	node := r.Raft()
 	if node == nil {
@@ -248,7 +260,10 @@ func (r *RSM) Apply(msg raft.ApplyMsg) {
 		r.applySnapshot(msg)
 		return
 	}
+	r.applyMu.Lock()
 	result := r.sm.Apply(msg.Index, msg.Command)
+	r.applied, r.appliedAt = msg.Index, msg.Term
+	r.applyMu.Unlock()
 
 	r.mu.Lock()
 	f := r.pending[msg.Index]
@@ -282,6 +297,7 @@ func (r *RSM) ValidateSnapshot(index uint64, data []byte) error {
 }
 
 func (r *RSM) applySnapshot(msg raft.ApplyMsg) {
+	r.applyMu.Lock()
 	if err := r.sm.Restore(msg.Snapshot); err != nil {
 		// A snapshot this RSM cannot read leaves the state machine unusable;
 		// carrying on would diverge from the other replicas. The node
@@ -291,6 +307,8 @@ func (r *RSM) applySnapshot(msg raft.ApplyMsg) {
 		// (raft.ErrPanic in its Status().Err).
 		panic(fmt.Errorf("rsm: restore snapshot at index %d: %w", msg.Index, err))
 	}
+	r.applied, r.appliedAt = msg.Index, msg.Term
+	r.applyMu.Unlock()
 	r.mu.Lock()
 	failed := r.takePendingLocked(func(*Future) bool { return true })
 	r.mu.Unlock()
@@ -310,6 +328,15 @@ func (r *RSM) takePendingLocked(fail func(*Future) bool) []*Future {
 		}
 	}
 	return out
+}
+
+// Snapshot returns the state machine's serialized state and the index and
+// term of the last entry it covers. Entries are not applied meanwhile. For a
+// state that includes every write acknowledged so far, call ReadIndex first.
+func (r *RSM) Snapshot() (index, term uint64, data []byte) {
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	return r.applied, r.appliedAt, r.sm.Snapshot()
 }
 
 // SnapshotNeeded implements raft.Application: it serializes the state,

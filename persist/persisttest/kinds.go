@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/ruaft/ruaft/persist/plugin"
+	"github.com/ruaft/ruaft/persist/plugin/plugintest"
 	"os"
 	"strings"
 	"sync"
@@ -165,7 +166,7 @@ func InProcessPlugin(kind string) Factory {
 		if kind == "file" {
 			p.Options = map[string]string{"segment_bytes": "4096"}
 		}
-		return plugin.OpenInProcess(t, func(p plugin.Params) (persist.Store, string, error) {
+		return plugintest.OpenInProcess(t, func(p plugin.Params) (persist.Store, string, error) {
 			st, err := plugin.OpenBuiltin(kind, p, nil)
 			return st, kind, err
 		}, p)

@@ -18,7 +18,7 @@ import (
 // forwards each call to the plugin: Append as one frame on the direct
 // channel when the plugin serves it (direct.go), everything else — and
 // Append otherwise — as one RPC per call (Load and SaveSnapshot streamed).
-// Get one from Open (a subprocess) or OpenInProcess (tests); a
+// Get one from Open (a subprocess) or plugintest.OpenInProcess (tests); a
 // Client from GRPCPlugin.GRPCClient must be opened with OpenStore first.
 type Client struct {
 	rpc persistv1.PersisterServiceClient

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -274,38 +273,6 @@ func (s *Store) cleanup() {
 // still running. Mains call it on SIGINT/SIGTERM and before exiting, so no
 // plugin outlives the host even where Pdeathsig is not available.
 func CleanupClients() { goplugin.CleanupClients() }
-
-// OpenInProcess opens the store open opens behind an in-process gRPC
-// connection (go-plugin's TestPluginGRPCConn): the full plugin protocol
-// without a subprocess, for tests. Closing the store closes the connection.
-func OpenInProcess(t testing.TB, open OpenFunc, p Params) (persist.Store, error) {
-	client, server := goplugin.TestPluginGRPCConn(t, false, goplugin.PluginSet{PluginName: &GRPCPlugin{Open: open}})
-	raw, err := client.Dispense(PluginName)
-	if err != nil {
-		return nil, err
-	}
-	c := raw.(*Client)
-	// Closing the client shuts the server down through go-plugin's
-	// controller; stopping it as well would race with that.
-	_ = server
-	if err := c.OpenStore(context.Background(), p); err != nil {
-		_ = client.Close()
-		return nil, err
-	}
-	return &inProcess{Client: c, stop: func() { _ = client.Close() }}, nil
-}
-
-type inProcess struct {
-	*Client
-	once sync.Once
-	stop func()
-}
-
-func (s *inProcess) Close() error {
-	err := s.Client.Close()
-	s.once.Do(s.stop)
-	return err
-}
 
 // hclogFor gives go-plugin a logger: nothing if l is nil, else warnings and
 // errors forwarded to l.

@@ -6,9 +6,9 @@ import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { createServer } from "node:net";
-import { RpcError } from "@protobuf-ts/runtime-rpc";
-import { connect, Role } from "../index";
+import { createServer, type AddressInfo } from "node:net";
+import { createServer as createHttpServer } from "node:http";
+import { RpcError, connect, ReadConsistency, Role } from "../index";
 
 const repoRoot = resolve(__dirname, "../../../../..");
 let dir = "";
@@ -53,16 +53,11 @@ before(async () => {
   const clientPort = await freeRange(3);
   const peerPort = await freeRange(3);
   clientUrls = [0, 1, 2].map((i) => `http://127.0.0.1:${clientPort + i}`);
+  // stdin is a pipe: the failover test types `kill N` / `start N` into durio dev.
   cluster = spawn(bin, ["dev", "--dir", join(dir, "data"), "--persister", "file",
-    "--client-port", String(clientPort), "--peer-port", String(peerPort)], { stdio: ["ignore", "pipe", "inherit"] });
-  cluster.stdout?.resume();
-  await waitFor("a leader", 20000, async () => {
-    for (const u of clientUrls) {
-      const { response } = await connect(u).status({});
-      if (response.role === Role.LEADER) return true;
-    }
-    return undefined;
-  });
+    "--client-port", String(clientPort), "--peer-port", String(peerPort)], { stdio: ["pipe", "pipe", "inherit"] });
+  cluster.stdout?.on("data", (b: Buffer) => { devOutput += b.toString(); });
+  await leader();
 });
 
 after(async () => {
@@ -74,39 +69,111 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+let devOutput = "";
+
+/** The index of the replica that says it leads, waiting for one. */
+async function leader(): Promise<number> {
+  return waitFor("a leader", 20000, async () => {
+    for (let i = 0; i < clientUrls.length; i++) {
+      try {
+        if ((await connect(clientUrls[i], { timeoutMs: 1000 }).status()).role === Role.LEADER) return i;
+      } catch { /* down */ }
+    }
+    return undefined;
+  });
+}
+
+const isCode = (code: string) => (e: unknown) => e instanceof RpcError && e.code === code;
+
 for (const json of [false, true]) {
   const enc = json ? "json" : "protobuf";
-  test(`KV operations over ${enc}`, async () => {
-    const kv = connect(clientUrls[0], { json });
+  test(`KV operations over ${enc}, optional fields optional`, async () => {
+    const kv = connect(clientUrls, { json });
     const key = `ts-${enc}`;
     await kv.put({ key, value: "a" });
     await kv.append({ key, value: "b" });
-    const got = await kv.get({ key, consistency: 0 });
-    assert.equal(got.response.value, "ab");
+    const got = await kv.get({ key });
+    assert.equal(got.value, "ab");
+    assert.equal((await kv.get({ key, consistency: ReadConsistency.STALE })).key, key);
     const del = await kv.delete({ key });
-    assert.equal(del.response.existed, true);
-    await assert.rejects(async () => kv.get({ key, consistency: 0 }), (e: unknown) => e instanceof RpcError && e.code === "not_found");
+    assert.equal(del.existed, true);
+    await assert.rejects(async () => kv.get({ key }), isCode("not_found"));
   });
 
-  test(`bad input gets an error code over ${enc}`, async () => {
-    const kv = connect(clientUrls[1], { json });
-    await assert.rejects(async () => kv.put({ key: "", value: "x" }), (e: unknown) => e instanceof RpcError && e.code === "invalid_argument");
+  test(`bad input gets an error code at once over ${enc}`, async () => {
+    const kv = connect(clientUrls, { json });
+    await assert.rejects(async () => kv.put({ key: "", value: "x" }), isCode("invalid_argument"));
   });
 
-  test(`a follower forwards to the leader over ${enc}`, async () => {
-    let follower = "";
-    for (const u of clientUrls) {
-      const { response } = await connect(u, { json }).status({});
-      if (response.role !== Role.LEADER) { follower = u; break; }
-    }
-    assert.notEqual(follower, "");
+  test(`a follower forwards to the leader; a retried write header applies once over ${enc}`, async () => {
+    const l = await leader();
+    const follower = clientUrls[(l + 1) % 3];
     const kv = connect(follower, { json });
-    await kv.put({ key: `via-follower-${enc}`, value: "1", write: { clientId: json ? "78" : "77", sequence: "1", ack: "1" } });
-    // A retried write (same client id and sequence) is applied once.
-    const retry = { clientId: json ? "78" : "77", sequence: "2", ack: "2" };
-    await kv.append({ key: `via-follower-${enc}`, value: "x", write: retry });
-    await kv.append({ key: `via-follower-${enc}`, value: "x", write: retry });
-    const got = await connect(clientUrls[2], { json }).get({ key: `via-follower-${enc}`, consistency: 0 });
-    assert.equal(got.response.value, "1x");
+    const key = `via-follower-${enc}`;
+    const id = json ? "78" : "77";
+    await kv.put({ key, value: "1", write: { clientId: id, sequence: "1", ack: "1" } });
+    const retry = { clientId: id, sequence: "2", ack: "2" };
+    await kv.append({ key, value: "x", write: retry });
+    await kv.append({ key, value: "x", write: retry });
+    assert.equal((await connect(clientUrls[2], { json }).get({ key })).value, "1x");
   });
 }
+
+test("keys with slashes, through the client and the REST route", async () => {
+  const kv = connect(clientUrls);
+  await kv.put({ key: "config/db/host", value: "db.local" });
+  const res = await fetch(`${clientUrls[1]}/kvstore/get/config/db/host`);
+  assert.equal(res.status, 200);
+  assert.deepEqual(await res.json(), { key: "config/db/host", value: "db.local" });
+  const del = await fetch(`${clientUrls[2]}/kvstore/config/db/host`, { method: "DELETE" });
+  assert.equal(del.status, 200);
+  await assert.rejects(async () => kv.get({ key: "config/db/host" }), isCode("not_found"));
+});
+
+test("the client fails over: a dead endpoint, then a killed leader", async () => {
+  const dead = `http://127.0.0.1:${await freeRange(1)}`;
+  const kv = connect([dead, ...clientUrls]);
+  await kv.put({ key: "failover", value: "0" });
+  const l = await leader();
+  cluster!.stdin!.write(`kill ${l}\n`);
+  await waitFor("the kill", 10000, async () => (devOutput.includes(`replica ${l}: killed`) ? true : undefined));
+  // Writes keep working through the same client while the others elect a leader.
+  for (let i = 1; i <= 5; i++) await kv.append({ key: "failover", value: String(i) });
+  assert.equal((await kv.get({ key: "failover" })).value, "012345");
+  cluster!.stdin!.write(`start ${l}\n`);
+  await waitFor("the restart", 10000, async () => (devOutput.match(new RegExp(`replica ${l}: started`, "g"))?.length === 2 ? true : undefined));
+});
+
+test("every endpoint down: a deadline_exceeded error after timeoutMs", async () => {
+  const kv = connect([`http://127.0.0.1:${await freeRange(1)}`], { timeoutMs: 300 });
+  await assert.rejects(async () => kv.get({ key: "x" }), isCode("deadline_exceeded"));
+});
+
+test("writes carry a client id, increasing sequences and the lowest open sequence as ack", async () => {
+  const bodies: any[] = [];
+  const srv = createHttpServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => { body += c; });
+    req.on("end", () => {
+      bodies.push(JSON.parse(body));
+      res.setHeader("Content-Type", "application/json");
+      res.end("{}");
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  try {
+    const kv = connect(`http://127.0.0.1:${(srv.address() as AddressInfo).port}`, { json: true });
+    await kv.put({ key: "a", value: "1" });
+    await Promise.all([kv.append({ key: "a", value: "2" }), kv.delete({ key: "a" })]);
+    assert.equal(bodies.length, 3);
+    const ids = new Set(bodies.map((b) => b.write.clientId));
+    assert.equal(ids.size, 1);
+    assert.equal([...ids][0], kv.clientId);
+    assert.notEqual(kv.clientId, "0");
+    assert.deepEqual(bodies.map((b) => b.write.sequence), ["1", "2", "3"]);
+    assert.equal(bodies[0].write.ack, "1");
+    assert.equal(bodies[2].write.ack, "2"); // sequence 2 was still open when 3 started
+  } finally {
+    srv.close();
+  }
+});

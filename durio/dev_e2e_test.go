@@ -1,0 +1,190 @@
+package durio_test
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// portRange returns a first port such that port..port+n-1 are all free on
+// loopback (durio dev uses consecutive ports).
+func portRange(t *testing.T, n int) int {
+	t.Helper()
+	for range 50 {
+		base := 20000 + rand.IntN(40000)
+		var lns []net.Listener
+		ok := true
+		for i := range n {
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
+			if err != nil {
+				ok = false
+				break
+			}
+			lns = append(lns, ln)
+		}
+		for _, ln := range lns {
+			ln.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatalf("no %d consecutive free ports", n)
+	return 0
+}
+
+// devRun is a running `durio dev` with its output as lines.
+type devRun struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines chan string
+	mu    sync.Mutex // guards out
+	out   []string
+	done  chan struct{}
+}
+
+func startDev(t *testing.T, args ...string) *devRun {
+	t.Helper()
+	cmd := exec.Command(durioBin, append([]string{"dev"}, args...)...)
+	cmd.Env = cleanEnv()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dieWithTest(cmd)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d := &devRun{t: t, cmd: cmd, stdin: stdin, lines: make(chan string, 1024), done: make(chan struct{})}
+	go func() {
+		defer close(d.lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			d.mu.Lock()
+			d.out = append(d.out, sc.Text())
+			d.mu.Unlock()
+			d.lines <- sc.Text()
+		}
+	}()
+	go func() { _ = cmd.Wait(); close(d.done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-d.done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-d.done
+		}
+		if t.Failed() {
+			d.mu.Lock()
+			t.Logf("durio dev output:\n%s", strings.Join(d.out, "\n"))
+			d.mu.Unlock()
+		}
+	})
+	return d
+}
+
+// want waits for a line matching re and returns its submatches.
+func (d *devRun) want(re string, timeout time.Duration) []string {
+	d.t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.After(timeout)
+	for {
+		select {
+		case line, ok := <-d.lines:
+			if !ok {
+				d.t.Fatalf("durio dev ended before printing %q", re)
+			}
+			if m := rx.FindStringSubmatch(line); m != nil {
+				return m
+			}
+		case <-deadline:
+			d.t.Fatalf("durio dev did not print %q within %v", re, timeout)
+		}
+	}
+}
+
+func (d *devRun) send(line string) {
+	d.t.Helper()
+	if _, err := io.WriteString(d.stdin, line+"\n"); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// durio dev keeps serving when a replica dies: it says when a leader is
+// elected, kills and starts replicas on request, restarts one that crashes,
+// and stops every replica on Ctrl-C.
+func TestDevFailover(t *testing.T) {
+	base := portRange(t, 6)
+	d := startDev(t, "--dir", t.TempDir(), "--persister", "file", "--client-port", strconv.Itoa(base),
+		"--peer-port", strconv.Itoa(base+3), "--log-level", "info")
+	client := func(i int) string { return "http://127.0.0.1:" + strconv.Itoa(base+i) }
+	pids := map[string]int{}
+	for range 3 {
+		m := d.want(`^replica (\d): started \(pid (\d+)\)`, 30*time.Second)
+		pids[m[1]], _ = strconv.Atoi(m[2])
+	}
+	leader, _ := strconv.Atoi(d.want(`^leader: replica (\d) \(term \d+\)`, 30*time.Second)[1])
+	d.want(`^cluster ready`, 5*time.Second)
+	if code, body := httpDo(t, "POST", client((leader+1)%3)+"/kvstore/put", `{"key":"config/db/host","value":"db.local"}`); code != 200 {
+		t.Fatalf("put: %d %v", code, body)
+	}
+
+	// Kill the leader: the others elect a new one and still serve the key.
+	d.send("kill " + strconv.Itoa(leader))
+	d.want(`^replica `+strconv.Itoa(leader)+`: killed`, 15*time.Second)
+	next, _ := strconv.Atoi(d.want(`^leader: replica ([0-9]) \(term \d+\)`, 30*time.Second)[1])
+	if next == leader {
+		t.Fatalf("replica %d was killed but is reported as leader", leader)
+	}
+	if code, body := httpDo(t, "GET", client(next)+"/kvstore/get/config/db/host", ""); code != 200 || body["value"] != "db.local" {
+		t.Fatalf("get after failover: %d %v", code, body)
+	}
+	d.send("status")
+	d.want(`^replica `+strconv.Itoa(leader)+`: down$`, 5*time.Second)
+	d.send("start " + strconv.Itoa(leader))
+	pids[strconv.Itoa(leader)], _ = strconv.Atoi(d.want(`^replica `+strconv.Itoa(leader)+`: started \(pid (\d+)\)`, 15*time.Second)[1])
+
+	// A replica that dies by itself is restarted.
+	victim := strconv.Itoa((next + 1) % 3)
+	if err := syscall.Kill(pids[victim], syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		t.Fatal(err)
+	}
+	d.want(`^replica `+victim+`: exited \(signal: killed\); restarting it`, 15*time.Second)
+	pids[victim], _ = strconv.Atoi(d.want(`^replica `+victim+`: started \(pid (\d+)\)`, 15*time.Second)[1])
+	d.send("kill 7")
+	d.want(`^no replica "7"`, 5*time.Second)
+
+	// Ctrl-C stops everything, exit status 0.
+	if err := d.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("durio dev did not stop within 30s of SIGINT")
+	}
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("durio dev exited %d after SIGINT", code)
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); err == nil {
+			t.Errorf("replica pid %d still running after durio dev stopped", pid)
+		}
+	}
+}
