@@ -64,11 +64,18 @@ func newMetrics(status func() raft.Status) *metrics {
 	gauge := func(name, help string, f func(raft.Status) float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(status()) })
 	}
+	counter := func(name, help string, f func(raft.Status) float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return f(status()) })
+	}
 	r.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.leaderChanges, m.rpcs, m.rpcLatency, m.storeAppend, m.storeEntries, m.snapshots, m.snapshotBytes,
 		m.requests, m.reqLatency, m.refusedConns,
+		counter("durio_raft_read_rounds_total", "Leadership-confirmation rounds this replica started as leader for linearizable reads (reads coalesce: one round in flight, shared by every read waiting).",
+			func(s raft.Status) float64 { return float64(s.ReadRounds) }),
+		counter("durio_raft_read_index_requests_total", "Read-index requests this replica sent to the leader as a follower (one per batch of follower reads).",
+			func(s raft.Status) float64 { return float64(s.ReadIndexRequests) }),
 		gauge("durio_raft_term", "Current Raft term.", func(s raft.Status) float64 { return float64(s.Term) }),
 		gauge("durio_raft_is_leader", "1 if this replica leads.", func(s raft.Status) float64 { return b2f(s.Role == raft.Leader) }),
 		gauge("durio_raft_role", "Raft role: 0 follower, 1 pre-candidate, 2 candidate, 3 leader.", func(s raft.Status) float64 { return float64(s.Role) }),

@@ -15,7 +15,7 @@ import (
 )
 
 func TestMetricsScrape(t *testing.T) {
-	st := raft.Status{ID: 1, Term: 4, Role: raft.Leader, Leader: 1, Commit: 10, Applied: 8, LastIndex: 11}
+	st := raft.Status{ID: 1, Term: 4, Role: raft.Leader, Leader: 1, Commit: 10, Applied: 8, LastIndex: 11, ReadRounds: 7, ReadIndexRequests: 3}
 	m := newMetrics(func() raft.Status { return st })
 	store := meteredStore{Store: persist.NewMemory(), m: m}
 	ctx := context.Background()
@@ -38,6 +38,8 @@ func TestMetricsScrape(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	for _, want := range []string{
 		"durio_raft_term 4",
+		"durio_raft_read_rounds_total 7",
+		"durio_raft_read_index_requests_total 3",
 		"durio_raft_is_leader 1",
 		"durio_raft_commit_index 10",
 		"durio_raft_apply_lag_entries 2",

@@ -404,7 +404,8 @@ func (s *Server) failure(ctx context.Context, err error, proposed bool) error {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), ctx.Err() != nil:
 		return fmt.Errorf("%w: %w", ErrTimeout, err)
 	default:
-		// ErrNotLeader, or ReadIndex refusing on a node that does not lead.
+		// ErrNotLeader, or a ReadIndex that failed: a candidate, a follower
+		// that knows no leader or could not get a read index from it.
 		return &WrongLeaderError{Leader: s.leaderHint(), Proposed: proposed}
 	}
 }

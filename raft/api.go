@@ -118,6 +118,28 @@ type TimeoutNowResponse struct {
 	Accepted bool
 }
 
+// ReadIndexRequest asks the leader for a read index on behalf of a
+// follower. It carries no read ids: one request stands for every read
+// waiting on the follower, which keeps them.
+type ReadIndexRequest struct {
+	// Term is the follower's term; a leader in an older term refuses.
+	Term       uint64
+	FollowerID int
+}
+
+// ReadIndexResponse answers a ReadIndexRequest.
+type ReadIndexResponse struct {
+	Term uint64
+	// OK is true if the receiver, as leader of Term with its no-op of Term
+	// committed, confirmed with a majority that it still led as of a time
+	// after the request was sent (a request of the leader's term counts as
+	// the sender's acknowledgement). ReadIndex is then its commit index at
+	// the request's arrival: every write acknowledged before the request
+	// was sent is at or below it.
+	OK        bool
+	ReadIndex uint64
+}
+
 // Transport sends RPCs to peers, addressed by replica id. Implementations are
 // safe for concurrent use and honour ctx's deadline. An error means no
 // response arrived: the request may or may not have been delivered and
@@ -127,6 +149,10 @@ type Transport interface {
 	RequestVote(ctx context.Context, peer int, req *RequestVoteRequest) (*RequestVoteResponse, error)
 	InstallSnapshot(ctx context.Context, peer int, req *InstallSnapshotRequest) (*InstallSnapshotResponse, error)
 	TimeoutNow(ctx context.Context, peer int, req *TimeoutNowRequest) (*TimeoutNowResponse, error)
+	// ReadIndex carries a follower's read-index request to the leader
+	// (Node.HandleReadIndex on the other side). The leader answers only
+	// after a heartbeat round, so the call takes about two round trips.
+	ReadIndex(ctx context.Context, peer int, req *ReadIndexRequest) (*ReadIndexResponse, error)
 }
 
 // ApplyMsg is one committed command, or an installed snapshot, handed to the
@@ -232,6 +258,14 @@ type Status struct {
 	// Err is the error that stopped the node from accepting writes (a failed
 	// store call), or nil while healthy.
 	Err error
+	// ReadRounds counts the leadership-confirmation rounds this node started
+	// as leader for ReadIndex since it started. Reads coalesce: at most one
+	// round is in flight, and every read that arrives meanwhile shares the
+	// next one.
+	ReadRounds uint64
+	// ReadIndexRequests counts the read-index requests this node sent to a
+	// leader as a follower; each carries every read waiting on the node.
+	ReadIndexRequests uint64
 }
 
 // The Node type implements:
@@ -240,7 +274,7 @@ type Status struct {
 //	func (n *Node) Start(cmd []byte) (index, term uint64, isLeader bool)
 //	func (n *Node) State() (term uint64, isLeader bool)
 //	func (n *Node) Status() Status
-//	func (n *Node) ReadIndex(ctx context.Context) (uint64, error)
+//	func (n *Node) ReadIndex(ctx context.Context) (uint64, error)   // on the leader or a follower
 //	func (n *Node) SaveSnapshot(index uint64, data []byte) error
 //	func (n *Node) TransferLeadership(ctx context.Context, to int) error
 //	func (n *Node) Kill() error
@@ -248,6 +282,8 @@ type Status struct {
 //	func (n *Node) HandleRequestVote(ctx context.Context, req *RequestVoteRequest) (*RequestVoteResponse, error)
 //	func (n *Node) HandleInstallSnapshot(ctx context.Context, req *InstallSnapshotRequest) (*InstallSnapshotResponse, error)
 //	func (n *Node) HandleTimeoutNow(ctx context.Context, req *TimeoutNowRequest) (*TimeoutNowResponse, error)
+//	func (n *Node) HandleReadIndex(ctx context.Context, req *ReadIndexRequest) (*ReadIndexResponse, error)
+//	func (n *Node) Subscribe() (events <-chan Event, cancel func())
 //
 // Handlers return an error only when the node cannot answer (killed, or its
 // store failed); a transport turns that into "no response".

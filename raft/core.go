@@ -2,10 +2,12 @@ package raft
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"hash/crc32"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/ruaft/ruaft/persist"
 )
@@ -59,22 +61,34 @@ type message struct {
 	// match is the leader's match index for the target when it sent an
 	// AppendEntries.
 	match uint64
+	// batch identifies a follower's read-index request (fwdBatch).
+	batch uint64
 	ae    *AppendEntriesRequest
 	rv    *RequestVoteRequest
 	is    *InstallSnapshotRequest
 	tn    *TimeoutNowRequest
+	ri    *ReadIndexRequest
 }
 
 // readState answers a read request: the index to wait for, or an error.
 type readState struct {
 	id    uint64
 	index uint64
-	err   error
+	// term is the leader's term in which index was confirmed (the term of
+	// the leader that answered, for a forwarded read).
+	term uint64
+	err  error
 }
 
 // pendingRead is a read request waiting for its round to be acknowledged.
 type pendingRead struct {
 	id, index, round uint64
+	// acker is the follower that asked for this read with a ReadIndex
+	// request of the leader's term, or NoLeader. The request was sent after
+	// the reads it stands for began, in the leader's term: it is that
+	// follower's acknowledgement, as of a time after the reads began, that
+	// it has not moved to a later term (see addRead).
+	acker int
 }
 
 // snapshotBuffer collects the chunks of one snapshot sent by one leader in
@@ -152,13 +166,37 @@ type core struct {
 	// noopIndex is the index of the leader's no-op of its term.
 	noopIndex uint64
 
-	// round is the last read round started; needRound asks ready to start
-	// one.
-	round     uint64
-	needRound bool
-	reads     []pendingRead
+	// round is the last read round started; needRound asks flush to start
+	// one. confirmed is the highest round a majority acknowledged in this
+	// leadership. At most one round is in flight (round > confirmed): reads
+	// that arrive meanwhile wait for the next one, so a round costs one
+	// heartbeat per peer however many reads it answers (etcd's ReadIndex
+	// batching). roundElapsed counts the ticks the round in flight has
+	// taken; a round that is not confirmed within heartbeatTicks is
+	// presumed lost and no longer holds the next one back.
+	round        uint64
+	confirmed    uint64
+	roundElapsed int
+	needRound    bool
+	reads        []pendingRead
 	// readsAwaitNoop are read ids that wait for the term's no-op to commit.
 	readsAwaitNoop []uint64
+	// readRounds counts the rounds started, for Status.
+	readRounds uint64
+
+	// Follower reads. A follower that knows its leader queues its reads in
+	// fwdPending and asks the leader for a read index with one request for
+	// all of them (fwdInflight, identified by fwdBatch, at most one in
+	// flight). fwdLead and fwdTerm are the leader and term the queued reads
+	// are addressed to.
+	fwdPending  []uint64
+	fwdInflight []uint64
+	fwdBatch    uint64
+	fwdSeq      uint64
+	fwdLead     int
+	fwdTerm     uint64
+	// fwdRequests counts the read-index requests sent, for Status.
+	fwdRequests uint64
 
 	// recv is the snapshot being received, if any; toCheck is set by
 	// handleInstallSnapshot to a complete one that the node must have the
@@ -189,6 +227,7 @@ func newCore(cfg coreConfig, st persist.State) *core {
 		log:        newLog(st),
 		prs:        make([]progress, cfg.peers),
 		transferee: NoLeader,
+		fwdLead:    NoLeader,
 	}
 	c.prevHS = c.hardState()
 	c.resetTimeout()
@@ -220,6 +259,7 @@ func (c *core) resetTimeout() {
 func (c *core) send(m message) {
 	if m.ae != nil || m.is != nil {
 		c.prs[m.to].idle = 0
+		c.prs[m.to].sentRound = c.round
 	}
 	if m.ae != nil {
 		c.prs[m.to].sentCommit = m.ae.LeaderCommit
@@ -325,6 +365,7 @@ func (c *core) becomeLeader() {
 	for p := range c.prs {
 		c.prs[p] = progress{match: 0, next: last + 1, state: stateProbe}
 	}
+	c.confirmed, c.roundElapsed = c.round, 0
 	c.noopIndex = last + 1
 	c.log.append(Entry{Index: last + 1, Term: c.term, Type: persist.EntryNoop})
 	c.maybeCommit()
@@ -381,6 +422,18 @@ func (c *core) tickLeader() {
 			return
 		}
 	}
+	if c.round > c.confirmed {
+		c.roundElapsed++
+		if c.roundElapsed == roundWidenTicks {
+			// The peers asked have not confirmed the round within a tick or
+			// two: ask the others too.
+			for p := range c.prs {
+				if p != c.id && c.prs[p].sentRound < c.round {
+					c.heartbeat(p)
+				}
+			}
+		}
+	}
 	for p := range c.prs {
 		if p == c.id {
 			continue
@@ -427,22 +480,67 @@ func (c *core) heartbeat(p int) {
 // flush sends every follower what its progress allows, and starts a read
 // round if one is needed.
 func (c *core) flush() {
+	c.syncForwarded()
 	if c.role != Leader {
+		c.flushForwardedReads()
 		return
 	}
-	if c.needRound {
+	start := c.needRound && c.roundFree()
+	if start {
 		c.needRound = false
 		c.round++
-		for p := range c.prs {
-			if p != c.id {
-				c.heartbeat(p)
-			}
-		}
-		c.checkReads()
+		c.readRounds++
+		c.roundElapsed = 0
 	}
+	// Appends go first: each one carries the new round too.
 	for p := range c.prs {
 		if p != c.id {
 			c.sendAppend(p)
+		}
+	}
+	if start {
+		c.askRound()
+		c.checkReads()
+	}
+}
+
+// roundWidenTicks is how long a read round waits for the peers it asked
+// before it asks all of them.
+const roundWidenTicks = 2
+
+// roundFree reports whether a new read round may start: none is in flight,
+// or the one in flight is presumed lost.
+func (c *core) roundFree() bool {
+	return c.round <= c.confirmed || c.roundElapsed >= c.cfg.heartbeatTicks
+}
+
+// askRound sends the current round to just enough peers to confirm it with
+// a majority, preferring those that acknowledged the latest rounds (the
+// responsive ones); peers that already got a message of this round count.
+// If they do not confirm it in time, tickLeader asks the rest. With three
+// replicas a round costs one RPC.
+func (c *core) askRound() {
+	need := quorum(c.cfg.peers) - 1
+	var rest []int
+	for p := range c.prs {
+		if p == c.id {
+			continue
+		}
+		if c.prs[p].sentRound == c.round {
+			need--
+		} else {
+			rest = append(rest, p)
+		}
+	}
+	// Highest ackRound first; ties by id, for determinism.
+	slices.SortStableFunc(rest, func(a, b int) int { return cmp.Compare(c.prs[b].ackRound, c.prs[a].ackRound) })
+	for _, p := range rest {
+		if need <= 0 {
+			return
+		}
+		c.heartbeat(p)
+		if c.prs[p].sentRound == c.round {
+			need--
 		}
 	}
 }
@@ -551,7 +649,7 @@ func (c *core) maybeCommit() {
 	c.commitTo(mi)
 	if !wasNoop && c.log.commit >= c.noopIndex {
 		for _, id := range c.readsAwaitNoop {
-			c.addRead(id)
+			c.addRead(id, NoLeader)
 		}
 		c.readsAwaitNoop = nil
 	}
@@ -881,6 +979,26 @@ func (c *core) leaderAck(m message, reqTerm, respTerm uint64) bool {
 	return true
 }
 
+// handleReadIndexResponse answers the forwarded reads of m's batch. The
+// answer is valid whatever happened to this follower meanwhile: the leader
+// confirmed its leadership after it received the request, so its read index
+// covers every write acknowledged before the reads began. A batch that was
+// re-addressed or failed meanwhile (fwdBatch moved on) is ignored.
+func (c *core) handleReadIndexResponse(m message, resp *ReadIndexResponse) {
+	if m.batch == 0 || m.batch != c.fwdBatch {
+		return
+	}
+	ids := c.fwdInflight
+	c.fwdInflight, c.fwdBatch = nil, 0
+	for _, id := range ids {
+		if resp.OK {
+			c.readStates = append(c.readStates, readState{id: id, index: resp.ReadIndex, term: resp.Term})
+		} else {
+			c.readStates = append(c.readStates, readState{id: id, err: ErrNotLeader})
+		}
+	}
+}
+
 func (c *core) handleAppendResponse(m message, resp *AppendEntriesResponse) {
 	if !c.leaderAck(m, m.ae.Term, resp.Term) {
 		return
@@ -998,6 +1116,15 @@ func (c *core) handleTimeoutNowResponse(m message, resp *TimeoutNowResponse) {
 // handleFailure notes that m got no answer: replication to its target
 // resumes from what is known at the next heartbeat.
 func (c *core) handleFailure(m message) {
+	if m.ri != nil {
+		// The leader did not answer: fail the batch (its reads' callers
+		// retry, possibly elsewhere) rather than wait another RPC timeout.
+		if m.batch != 0 && m.batch == c.fwdBatch {
+			c.failForwarded(c.fwdInflight, ErrNotLeader)
+			c.fwdInflight, c.fwdBatch = nil, 0
+		}
+		return
+	}
 	if c.role != Leader {
 		return
 	}
@@ -1027,29 +1154,123 @@ func (c *core) handleFailure(m message) {
 // --- reads, transfer, compaction ---
 
 // readIndex registers read request id; its answer comes in a later ready.
+// A leader confirms it with a round; a follower that knows its leader asks
+// the leader (follower read); any other node refuses it.
 func (c *core) readIndex(id uint64) {
 	switch {
-	case c.role != Leader:
-		c.readStates = append(c.readStates, readState{id: id, err: ErrNotLeader})
-	case c.log.commit < c.noopIndex:
+	case c.role == Leader && c.log.commit < c.noopIndex:
 		c.readsAwaitNoop = append(c.readsAwaitNoop, id)
+	case c.role == Leader:
+		c.addRead(id, NoLeader)
+	case c.role == Follower && c.lead != NoLeader:
+		c.syncForwarded()
+		c.fwdPending = append(c.fwdPending, id)
 	default:
-		c.addRead(id)
+		c.readStates = append(c.readStates, readState{id: id, err: ErrNotLeader})
 	}
 }
 
-func (c *core) addRead(id uint64) {
-	// The round starts after the request (at the next flush), so its
-	// acknowledgements prove leadership at a time after the request.
-	c.reads = append(c.reads, pendingRead{id: id, index: c.log.commit, round: c.round + 1})
+// syncForwarded keeps the forwarded reads addressed to the current leader.
+// When the leader or term changed, the reads queued or in flight are
+// re-addressed to the new leader (the answer to the old request, if it
+// comes, is ignored: fwdBatch moves on); when no leader is known, or this
+// node is no longer a follower, they fail with ErrNotLeader so that their
+// callers can go elsewhere.
+func (c *core) syncForwarded() {
+	if c.role == Follower && c.lead == c.fwdLead && c.term == c.fwdTerm {
+		return
+	}
+	ids := append(c.fwdInflight, c.fwdPending...)
+	c.fwdInflight, c.fwdPending, c.fwdBatch = nil, nil, 0
+	if c.role == Follower && c.lead != NoLeader {
+		c.fwdLead, c.fwdTerm = c.lead, c.term
+		c.fwdPending = ids
+		return
+	}
+	c.fwdLead, c.fwdTerm = NoLeader, 0
+	c.failForwarded(ids, ErrNotLeader)
+}
+
+func (c *core) failForwarded(ids []uint64, err error) {
+	for _, id := range ids {
+		c.readStates = append(c.readStates, readState{id: id, err: err})
+	}
+}
+
+// flushForwardedReads sends the queued forwarded reads to the leader in one
+// request, unless one is in flight.
+func (c *core) flushForwardedReads() {
+	if c.fwdBatch != 0 || len(c.fwdPending) == 0 {
+		return
+	}
+	c.fwdSeq++
+	c.fwdBatch = c.fwdSeq
+	c.fwdInflight, c.fwdPending = c.fwdPending, nil
+	c.fwdRequests++
+	c.send(message{to: c.fwdLead, batch: c.fwdBatch, ri: &ReadIndexRequest{Term: c.term, FollowerID: c.id}})
+}
+
+// handleReadIndex is a leader's side of a follower read: it refuses at once
+// unless it leads (and the follower is not ahead of it: then it may be
+// deposed), and otherwise registers the request as read id, answered as its
+// own reads are. A request of the leader's own term counts as the
+// follower's acknowledgement (see addRead).
+func (c *core) handleReadIndex(id uint64, req *ReadIndexRequest) bool {
+	if c.role != Leader || req.Term > c.term {
+		return false
+	}
+	if c.log.commit < c.noopIndex {
+		c.readsAwaitNoop = append(c.readsAwaitNoop, id)
+		return true
+	}
+	acker := NoLeader
+	if req.Term == c.term && req.FollowerID != c.id && req.FollowerID >= 0 && req.FollowerID < c.cfg.peers {
+		acker = req.FollowerID
+	}
+	c.addRead(id, acker)
+	return true
+}
+
+// addRead registers a read at the leader's commit index, to be answered
+// once a majority is known to have been in the leader's term at some time
+// after the read began: then no leader of a later term was elected before
+// it began (that takes a majority in a later term, and terms never go
+// back), so every write acknowledged before it began is at or below the
+// index. The leader counts itself (it still leads); a round started after
+// the read arrived (at the next flush) gets the others' acknowledgements.
+// The follower of a forwarded read (acker) already acknowledged: its
+// request, sent after its reads began, carried the leader's term. With three
+// replicas that makes a majority, and the read needs no round at all.
+func (c *core) addRead(id uint64, acker int) {
+	r := pendingRead{id: id, index: c.log.commit, round: c.round + 1, acker: acker}
+	if c.readAcks(r) >= quorum(c.cfg.peers) {
+		c.readStates = append(c.readStates, readState{id: id, index: r.index, term: c.term})
+		return
+	}
+	c.reads = append(c.reads, r)
 	c.needRound = true
 }
 
-// checkReads answers the reads whose round a majority acknowledged.
-func (c *core) checkReads() {
-	if len(c.reads) == 0 {
-		return
+// readAcks counts the replicas known to have been in the leader's term at
+// some time after read r began: the leader, r's acker, and the peers that
+// acknowledged r's round or a later one.
+func (c *core) readAcks(r pendingRead) int {
+	n := 1
+	for p := range c.prs {
+		switch {
+		case p == c.id:
+		case p == r.acker:
+			n++
+		case c.prs[p].ackRound >= r.round:
+			n++
+		}
 	}
+	return n
+}
+
+// checkReads notes the highest round a majority acknowledged and answers the
+// reads that are confirmed.
+func (c *core) checkReads() {
 	rounds := make([]uint64, c.cfg.peers)
 	for p := range c.prs {
 		if p == c.id {
@@ -1058,12 +1279,17 @@ func (c *core) checkReads() {
 			rounds[p] = c.prs[p].ackRound
 		}
 	}
-	confirmed := quorumMin(rounds)
-	i := 0
-	for ; i < len(c.reads) && c.reads[i].round <= confirmed; i++ {
-		c.readStates = append(c.readStates, readState{id: c.reads[i].id, index: c.reads[i].index})
+	c.confirmed = max(c.confirmed, quorumMin(rounds))
+	q := quorum(c.cfg.peers)
+	kept := c.reads[:0]
+	for _, r := range c.reads {
+		if r.round <= c.confirmed || c.readAcks(r) >= q {
+			c.readStates = append(c.readStates, readState{id: r.id, index: r.index, term: c.term})
+		} else {
+			kept = append(kept, r)
+		}
 	}
-	c.reads = append(c.reads[:0], c.reads[i:]...)
+	c.reads = kept
 }
 
 func (c *core) failReads(err error) {

@@ -30,7 +30,15 @@ type coreNet struct {
 	dropFn  func(from int, m message) bool
 	sent    int
 	pending []envelope
+	// forwarded maps a leader's read id, registered for a follower's
+	// ReadIndex request, to that request (the node's HandleReadIndex).
+	forwarded map[uint64]envelope
+	fwdID     uint64
 }
+
+// forwardedIDBase keeps the read ids the network registers at a leader on a
+// follower's behalf apart from the ids tests use.
+const forwardedIDBase = 1 << 40
 
 type envelope struct {
 	from int
@@ -139,7 +147,22 @@ func (cn *coreNet) processReady(i int) bool {
 		}
 	}
 	cn.applied[i] = append(cn.applied[i], rd.committed...)
-	cn.reads[i] = append(cn.reads[i], rd.reads...)
+	for _, rs := range rd.reads {
+		if e, ok := cn.forwarded[rs.id]; ok {
+			// The leader answered a follower's request.
+			delete(cn.forwarded, rs.id)
+			resp := &ReadIndexResponse{Term: c.term}
+			if rs.err == nil {
+				resp = &ReadIndexResponse{Term: rs.term, OK: true, ReadIndex: rs.index}
+			}
+			cn.tracef("%d->%d %s: %+v", e.from, e.m.to, describe(e.m), *resp)
+			if f := cn.cores[e.from]; f != nil {
+				f.handleReadIndexResponse(e.m, resp)
+			}
+			continue
+		}
+		cn.reads[i] = append(cn.reads[i], rs)
+	}
 	for _, m := range rd.messages {
 		cn.pending = append(cn.pending, envelope{from: i, m: m})
 	}
@@ -177,6 +200,20 @@ func (cn *coreNet) deliver(e envelope) {
 		resp := target.handleTimeoutNow(m.tn)
 		cn.tracef("%d->%d %s: %+v", from, m.to, describe(m), *resp)
 		sender.handleTimeoutNowResponse(m, resp)
+	case m.ri != nil:
+		cn.fwdID++
+		id := forwardedIDBase + cn.fwdID
+		if !target.handleReadIndex(id, m.ri) {
+			resp := &ReadIndexResponse{Term: target.term}
+			cn.tracef("%d->%d %s: %+v", from, m.to, describe(m), *resp)
+			sender.handleReadIndexResponse(m, resp)
+			return
+		}
+		// Answered when the leader's ready hands out read id.
+		if cn.forwarded == nil {
+			cn.forwarded = make(map[uint64]envelope)
+		}
+		cn.forwarded[id] = e
 	}
 }
 
@@ -191,6 +228,8 @@ func describe(m message) string {
 	case m.is != nil:
 		r := m.is
 		return fmt.Sprintf("InstallSnapshot{term=%d snap=%d/%d off=%d len=%d done=%v}", r.Term, r.LastIncludedIndex, r.LastIncludedTerm, r.Offset, len(r.Data), r.Done)
+	case m.ri != nil:
+		return fmt.Sprintf("ReadIndex{term=%d from=%d batch=%d}", m.ri.Term, m.ri.FollowerID, m.batch)
 	default:
 		return fmt.Sprintf("TimeoutNow{term=%d}", m.tn.Term)
 	}

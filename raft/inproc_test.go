@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,10 +25,12 @@ type inprocNet struct {
 	mu    sync.RWMutex // guards nodes and cut
 	nodes []*Node
 	cut   [][]bool
+	// rpcs counts the RPCs each replica sent.
+	rpcs []atomic.Int64
 }
 
 func newInprocNet(n int) *inprocNet {
-	in := &inprocNet{nodes: make([]*Node, n), cut: make([][]bool, n)}
+	in := &inprocNet{nodes: make([]*Node, n), cut: make([][]bool, n), rpcs: make([]atomic.Int64, n)}
 	for i := range in.cut {
 		in.cut[i] = make([]bool, n)
 	}
@@ -57,6 +60,12 @@ func (in *inprocNet) peer(from, to int) (*Node, error) {
 	return nil, errUnreachable
 }
 
+// call counts an RPC from -> to and returns its target.
+func (in *inprocNet) call(from, to int) (*Node, error) {
+	in.rpcs[from].Add(1)
+	return in.peer(from, to)
+}
+
 // reply drops the answer if the link was cut while the call ran.
 func reply[R any](in *inprocNet, from, to int, r *R, err error) (*R, error) {
 	if err != nil {
@@ -76,7 +85,7 @@ type inprocTransport struct {
 var _ Transport = (*inprocTransport)(nil)
 
 func (t *inprocTransport) AppendEntries(ctx context.Context, peer int, req *AppendEntriesRequest) (*AppendEntriesResponse, error) {
-	n, err := t.net.peer(t.from, peer)
+	n, err := t.net.call(t.from, peer)
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +94,7 @@ func (t *inprocTransport) AppendEntries(ctx context.Context, peer int, req *Appe
 }
 
 func (t *inprocTransport) RequestVote(ctx context.Context, peer int, req *RequestVoteRequest) (*RequestVoteResponse, error) {
-	n, err := t.net.peer(t.from, peer)
+	n, err := t.net.call(t.from, peer)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +103,7 @@ func (t *inprocTransport) RequestVote(ctx context.Context, peer int, req *Reques
 }
 
 func (t *inprocTransport) InstallSnapshot(ctx context.Context, peer int, req *InstallSnapshotRequest) (*InstallSnapshotResponse, error) {
-	n, err := t.net.peer(t.from, peer)
+	n, err := t.net.call(t.from, peer)
 	if err != nil {
 		return nil, err
 	}
@@ -103,11 +112,20 @@ func (t *inprocTransport) InstallSnapshot(ctx context.Context, peer int, req *In
 }
 
 func (t *inprocTransport) TimeoutNow(ctx context.Context, peer int, req *TimeoutNowRequest) (*TimeoutNowResponse, error) {
-	n, err := t.net.peer(t.from, peer)
+	n, err := t.net.call(t.from, peer)
 	if err != nil {
 		return nil, err
 	}
 	r, err := n.HandleTimeoutNow(ctx, req)
+	return reply(t.net, t.from, peer, r, err)
+}
+
+func (t *inprocTransport) ReadIndex(ctx context.Context, peer int, req *ReadIndexRequest) (*ReadIndexResponse, error) {
+	n, err := t.net.call(t.from, peer)
+	if err != nil {
+		return nil, err
+	}
+	r, err := n.HandleReadIndex(ctx, req)
 	return reply(t.net, t.from, peer, r, err)
 }
 
@@ -211,6 +229,10 @@ func (t *hopTransport) InstallSnapshot(ctx context.Context, peer int, req *Insta
 
 func (t *hopTransport) TimeoutNow(ctx context.Context, peer int, req *TimeoutNowRequest) (*TimeoutNowResponse, error) {
 	return hopDo(t.hop, ctx, peer, func() (*TimeoutNowResponse, error) { return t.inner.TimeoutNow(ctx, peer, req) })
+}
+
+func (t *hopTransport) ReadIndex(ctx context.Context, peer int, req *ReadIndexRequest) (*ReadIndexResponse, error) {
+	return hopDo(t.hop, ctx, peer, func() (*ReadIndexResponse, error) { return t.inner.ReadIndex(ctx, peer, req) })
 }
 
 // testApp is an Application that records what it applied and lets callers

@@ -504,6 +504,8 @@ func (n *Node) call(m message) {
 		r.is, err = n.tr.InstallSnapshot(ctx, m.to, m.is)
 	case m.tn != nil:
 		r.tn, err = n.tr.TimeoutNow(ctx, m.to, m.tn)
+	case m.ri != nil:
+		r.ri, err = n.tr.ReadIndex(ctx, m.to, m.ri)
 	}
 	if err != nil || !r.valid(m) {
 		n.logger.Debug("raft: rpc failed", "to", m.to, "rpc", rpcName(m), "err", err)
@@ -520,11 +522,12 @@ type answer struct {
 	rv *RequestVoteResponse
 	is *InstallSnapshotResponse
 	tn *TimeoutNowResponse
+	ri *ReadIndexResponse
 }
 
 func (r answer) valid(m message) bool {
 	return (m.ae != nil && r.ae != nil) || (m.rv != nil && r.rv != nil) ||
-		(m.is != nil && r.is != nil) || (m.tn != nil && r.tn != nil)
+		(m.is != nil && r.is != nil) || (m.tn != nil && r.tn != nil) || (m.ri != nil && r.ri != nil)
 }
 
 // stepAnswer steps m's answer, or its failure, into the core.
@@ -542,6 +545,8 @@ func (n *Node) stepAnswer(m message, r answer) {
 			n.core.handleSnapshotResponse(m, r.is)
 		case m.tn != nil:
 			n.core.handleTimeoutNowResponse(m, r.tn)
+		case m.ri != nil:
+			n.core.handleReadIndexResponse(m, r.ri)
 		}
 	})
 }
@@ -739,6 +744,9 @@ func (n *Node) Status() Status {
 		LastIndex:     c.log.lastIndex(),
 		SnapshotIndex: n.snapshotIndex,
 		Err:           n.err,
+
+		ReadRounds:        c.readRounds,
+		ReadIndexRequests: c.fwdRequests,
 	}
 	n.mu.Unlock()
 	s.LogSizeBytes = n.store.Size()
@@ -770,13 +778,40 @@ func (n *Node) SaveSnapshot(index uint64, data []byte) error {
 }
 
 // ReadIndex returns an index at which a read of the application's state is
-// linearizable: it is issued only by a leader whose no-op of its term has
-// committed, and only once a majority answered a heartbeat round started
-// after the call. When ReadIndex returns, the application has applied at
-// least that index (its Apply call returned), so the caller can read its
-// state at once. Concurrent calls share rounds. It returns ErrNotLeader on a
-// node that is not, or stops being, the leader.
+// linearizable, on the leader or on a follower (a follower read).
+//
+// On the leader the index is its commit index, issued only once its no-op of
+// the current term has committed and a majority answered a heartbeat round
+// started after the call. Concurrent calls coalesce: at most one round is in
+// flight, and every call that arrives meanwhile shares the next one.
+//
+// On a follower that knows its leader, the follower asks the leader for the
+// index, with one request for every read waiting on it (at most one request
+// in flight); the leader answers under the same rules as for its own reads.
+//
+// When ReadIndex returns, this node's application has applied at least that
+// index (its Apply call returned), so the caller can read its state at once.
+// It returns ErrNotLeader on a node that knows no leader, is a candidate, or
+// could not get an answer from the leader (the leader changed, was
+// unreachable, or refused); the caller may retry, here or at the leader.
 func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	rs, err := n.readIndex(ctx, func(c *core, id uint64) bool {
+		if c.role != Leader && (c.role != Follower || c.lead == NoLeader) {
+			return false
+		}
+		c.readIndex(id)
+		return true
+	})
+	if err != nil {
+		return 0, err
+	}
+	return rs.index, n.waitApplied(ctx, rs.index)
+}
+
+// readIndex registers a read with the core through register, which reports
+// false if the node cannot take it (ErrNotLeader), and waits for its
+// answer.
+func (n *Node) readIndex(ctx context.Context, register func(c *core, id uint64) bool) (readState, error) {
 	ch := make(chan readState, 1)
 	var (
 		id  uint64
@@ -786,17 +821,16 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 		if err = n.usable(); err != nil {
 			return
 		}
-		if n.core.role != Leader {
+		n.readID++
+		id = n.readID
+		if !register(n.core, id) {
 			err = ErrNotLeader
 			return
 		}
-		n.readID++
-		id = n.readID
 		n.readWaiters[id] = ch
-		n.core.readIndex(id)
 	})
 	if err != nil {
-		return 0, err
+		return readState{}, err
 	}
 	n.kick()
 
@@ -807,12 +841,9 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 		n.mu.Lock()
 		delete(n.readWaiters, id)
 		n.mu.Unlock()
-		return 0, ctx.Err()
+		return readState{}, ctx.Err()
 	}
-	if rs.err != nil {
-		return 0, rs.err
-	}
-	return rs.index, n.waitApplied(ctx, rs.index)
+	return rs, rs.err
 }
 
 // waitApplied waits until the application applied index.
@@ -1021,6 +1052,26 @@ func (n *Node) HandleTimeoutNow(ctx context.Context, req *TimeoutNowRequest) (*T
 	return handle(n, ctx, func() *TimeoutNowResponse { return n.core.handleTimeoutNow(req) })
 }
 
+// HandleReadIndex serves a follower's read-index request: if this node
+// leads, it treats the request as one read of its own (same round, same
+// rules) and answers with the read index once its leadership is confirmed;
+// otherwise it answers OK false at once. It returns an error (no answer) if
+// the node is killed, its store failed, or ctx ends first.
+func (n *Node) HandleReadIndex(ctx context.Context, req *ReadIndexRequest) (*ReadIndexResponse, error) {
+	var term uint64
+	rs, err := n.readIndex(ctx, func(c *core, id uint64) bool {
+		term = c.term
+		return c.handleReadIndex(id, req)
+	})
+	switch {
+	case errors.Is(err, ErrNotLeader):
+		return &ReadIndexResponse{Term: max(term, rs.term)}, nil
+	case err != nil:
+		return nil, err
+	}
+	return &ReadIndexResponse{Term: rs.term, OK: true, ReadIndex: rs.index}, nil
+}
+
 // validateSnapshot asks the application whether it can restore b; a panic
 // counts as a refusal, so that the receive buffer is always released.
 func (n *Node) validateSnapshot(b *snapshotBuffer) (err error) {
@@ -1040,6 +1091,8 @@ func rpcName(m message) string {
 		return "RequestVote"
 	case m.is != nil:
 		return "InstallSnapshot"
+	case m.ri != nil:
+		return "ReadIndex"
 	default:
 		return "TimeoutNow"
 	}

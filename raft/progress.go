@@ -53,8 +53,10 @@ type progress struct {
 	idle int
 	// sentCommit is the commit index the last AppendEntries carried.
 	sentCommit uint64
-	// ackRound is the highest read round the follower acknowledged.
-	ackRound uint64
+	// ackRound is the highest read round the follower acknowledged;
+	// sentRound the round of the last AppendEntries or snapshot chunk sent
+	// to it.
+	ackRound, sentRound uint64
 	// Snapshot state: the snapshot index being sent and the offset the
 	// follower expects next.
 	snapIndex, snapOffset uint64

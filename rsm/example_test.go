@@ -68,6 +68,10 @@ func (t *inProcess) TimeoutNow(ctx context.Context, peer int, req *raft.TimeoutN
 	return t.nodes[peer].HandleTimeoutNow(ctx, req)
 }
 
+func (t *inProcess) ReadIndex(ctx context.Context, peer int, req *raft.ReadIndexRequest) (*raft.ReadIndexResponse, error) {
+	return t.nodes[peer].HandleReadIndex(ctx, req)
+}
+
 // A three-node replicated counter in one process: commands go to whichever
 // node leads, and every node applies them in the same order.
 func Example_threeNodeCluster() {

@@ -67,9 +67,10 @@ func readIndex(c *Cluster, i int, d time.Duration) (uint64, error) {
 }
 
 // TestReadIndexPartition: ReadIndex at the leader returns a read point at
-// or after every committed write, with the write applied locally; followers
-// refuse; a leader partitioned into a minority never answers (with or
-// without check-quorum), while the majority's new leader does.
+// or after every committed write, with the write applied locally, and so do
+// followers (through the leader); a leader partitioned into a minority never
+// answers, nor does its follower (with or without check-quorum), while the
+// majority's new leader does.
 func TestReadIndexPartition(t *testing.T) {
 	for _, checkQuorum := range []bool{true, false} {
 		t.Run(fmt.Sprintf("checkQuorum=%v", checkQuorum), func(t *testing.T) {
@@ -88,10 +89,16 @@ func TestReadIndexPartition(t *testing.T) {
 			if a := c.LastApplied(leader); a < r {
 				t.Fatalf("leader %d: ReadIndex returned %d but the application applied only %d", leader, r, a)
 			}
+			// Followers get their read point from the leader (follower
+			// reads), with the same guarantees.
 			for i := range servers {
 				if i != leader {
-					if _, err := readIndex(c, i, time.Second); !errors.Is(err, raft.ErrNotLeader) {
-						t.Fatalf("follower %d: ReadIndex error %v, want ErrNotLeader", i, err)
+					r, err := readIndex(c, i, 2*time.Second)
+					if err != nil || r < idx {
+						t.Fatalf("follower %d: ReadIndex = %d, %v; want >= %d", i, r, err, idx)
+					}
+					if a := c.LastApplied(i); a < r {
+						t.Fatalf("follower %d: ReadIndex returned %d but the application applied only %d", i, r, a)
 					}
 				}
 			}
@@ -115,12 +122,14 @@ func TestReadIndexPartition(t *testing.T) {
 				index, err := c.OneErr(y, len(majority), true)
 				done <- result{index, err}
 			}()
-			// ...while the minority leader is asked for reads again and
-			// again, and must never answer.
+			// ...while the minority leader and its follower are asked for
+			// reads again and again, and must never answer.
 			deadline := time.Now().Add(2 * ElectionTimeout)
 			for time.Now().Before(deadline) {
-				if r, err := readIndex(c, leader, 300*time.Millisecond); err == nil {
-					t.Fatalf("minority leader %d answered ReadIndex with %d", leader, r)
+				for _, i := range minority {
+					if r, err := readIndex(c, i, 150*time.Millisecond); err == nil {
+						t.Fatalf("minority replica %d (old leader %d) answered ReadIndex with %d", i, leader, r)
+					}
 				}
 			}
 			res := <-done

@@ -19,6 +19,7 @@ const (
 	MethodRequestVote     = "raft.RequestVote"
 	MethodInstallSnapshot = "raft.InstallSnapshot"
 	MethodTimeoutNow      = "raft.TimeoutNow"
+	MethodReadIndex       = "raft.ReadIndex"
 )
 
 // ErrUnknownMethod is returned by Handler for a method that is not a Raft
@@ -87,12 +88,18 @@ func (t *Transport) TimeoutNow(ctx context.Context, peer int, req *raft.TimeoutN
 	return call(ctx, t, peer, MethodTimeoutNow, wire.TimeoutNowRequestToProto(req), new(raftv1.TimeoutNowResponse), wire.TimeoutNowResponseFromProto)
 }
 
+// ReadIndex implements raft.Transport.
+func (t *Transport) ReadIndex(ctx context.Context, peer int, req *raft.ReadIndexRequest) (*raft.ReadIndexResponse, error) {
+	return call(ctx, t, peer, MethodReadIndex, wire.ReadIndexRequestToProto(req), new(raftv1.ReadIndexResponse), wire.ReadIndexResponseFromProto)
+}
+
 // Handlers is the server side of the Raft RPCs; *raft.Node implements it.
 type Handlers interface {
 	HandleAppendEntries(ctx context.Context, req *raft.AppendEntriesRequest) (*raft.AppendEntriesResponse, error)
 	HandleRequestVote(ctx context.Context, req *raft.RequestVoteRequest) (*raft.RequestVoteResponse, error)
 	HandleInstallSnapshot(ctx context.Context, req *raft.InstallSnapshotRequest) (*raft.InstallSnapshotResponse, error)
 	HandleTimeoutNow(ctx context.Context, req *raft.TimeoutNowRequest) (*raft.TimeoutNowResponse, error)
+	HandleReadIndex(ctx context.Context, req *raft.ReadIndexRequest) (*raft.ReadIndexResponse, error)
 }
 
 // serve unmarshals a request, converts it, calls handle and marshals the
@@ -135,6 +142,10 @@ func Handler(h Handlers) simnet.Handler {
 					return h.HandleInstallSnapshot(ctx, r)
 				},
 				func(r *raft.InstallSnapshotResponse) proto.Message { return wire.InstallSnapshotResponseToProto(r) })
+		case MethodReadIndex:
+			return serve(b, new(raftv1.ReadIndexRequest), wire.ReadIndexRequestFromProto,
+				func(r *raft.ReadIndexRequest) (*raft.ReadIndexResponse, error) { return h.HandleReadIndex(ctx, r) },
+				func(r *raft.ReadIndexResponse) proto.Message { return wire.ReadIndexResponseToProto(r) })
 		case MethodTimeoutNow:
 			return serve(b, new(raftv1.TimeoutNowRequest), wire.TimeoutNowRequestFromProto,
 				func(r *raft.TimeoutNowRequest) (*raft.TimeoutNowResponse, error) { return h.HandleTimeoutNow(ctx, r) },

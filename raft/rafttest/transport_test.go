@@ -18,6 +18,7 @@ type fakeHandlers struct {
 	rv *raft.RequestVoteRequest
 	is *raft.InstallSnapshotRequest
 	tn *raft.TimeoutNowRequest
+	ri *raft.ReadIndexRequest
 }
 
 func (f *fakeHandlers) HandleAppendEntries(_ context.Context, r *raft.AppendEntriesRequest) (*raft.AppendEntriesResponse, error) {
@@ -37,6 +38,11 @@ func (f *fakeHandlers) HandleInstallSnapshot(_ context.Context, r *raft.InstallS
 
 func (f *fakeHandlers) HandleTimeoutNow(context.Context, *raft.TimeoutNowRequest) (*raft.TimeoutNowResponse, error) {
 	return nil, raft.ErrKilled
+}
+
+func (f *fakeHandlers) HandleReadIndex(_ context.Context, r *raft.ReadIndexRequest) (*raft.ReadIndexResponse, error) {
+	f.ri = r
+	return &raft.ReadIndexResponse{Term: r.Term, OK: true, ReadIndex: 41}, nil
 }
 
 func TestTransportRoundTrip(t *testing.T) {
@@ -70,6 +76,11 @@ func TestTransportRoundTrip(t *testing.T) {
 		t.Fatalf("InstallSnapshot: %+v, %v; server got %+v", r, err, f.is)
 	}
 
+	ri := &raft.ReadIndexRequest{Term: 4, FollowerID: 0}
+	if r, err := tr.ReadIndex(ctx, 1, ri); err != nil || !r.OK || r.ReadIndex != 41 || r.Term != 4 || !reflect.DeepEqual(f.ri, ri) {
+		t.Fatalf("ReadIndex: %+v, %v; server got %+v", r, err, f.ri)
+	}
+
 	// A handler error is no response.
 	if _, err := tr.TimeoutNow(ctx, 1, &raft.TimeoutNowRequest{Term: 4}); !errors.Is(err, simnet.ErrHandler) {
 		t.Fatalf("TimeoutNow: %v", err)
@@ -86,7 +97,7 @@ func TestTransportRoundTrip(t *testing.T) {
 		t.Fatalf("unknown method: %v", err)
 	}
 	// Bytes are counted for real.
-	if tot := net.Total(); tot.Calls != 5 || tot.Bytes == 0 {
+	if tot := net.Total(); tot.Calls != 6 || tot.Bytes == 0 {
 		t.Fatalf("counters %+v", tot)
 	}
 }

@@ -20,6 +20,7 @@ type Handlers interface {
 	HandleRequestVote(ctx context.Context, req *raft.RequestVoteRequest) (*raft.RequestVoteResponse, error)
 	HandleInstallSnapshot(ctx context.Context, req *raft.InstallSnapshotRequest) (*raft.InstallSnapshotResponse, error)
 	HandleTimeoutNow(ctx context.Context, req *raft.TimeoutNowRequest) (*raft.TimeoutNowResponse, error)
+	HandleReadIndex(ctx context.Context, req *raft.ReadIndexRequest) (*raft.ReadIndexResponse, error)
 }
 
 var _ Handlers = (*raft.Node)(nil)
@@ -87,6 +88,10 @@ func (s server) InstallSnapshot(ctx context.Context, p *raftv1.InstallSnapshotRe
 
 func (s server) TimeoutNow(ctx context.Context, p *raftv1.TimeoutNowRequest) (*raftv1.TimeoutNowResponse, error) {
 	return serve(ctx, p, wire.TimeoutNowRequestFromProto, s.node.HandleTimeoutNow, wire.TimeoutNowResponseToProto)
+}
+
+func (s server) ReadIndex(ctx context.Context, p *raftv1.ReadIndexRequest) (*raftv1.ReadIndexResponse, error) {
+	return serve(ctx, p, wire.ReadIndexRequestFromProto, s.node.HandleReadIndex, wire.ReadIndexResponseToProto)
 }
 
 // RequireToken answers 401 (a Twirp "unauthenticated" error) to every

@@ -168,3 +168,12 @@ func (t *Transport) TimeoutNow(ctx context.Context, id int, req *raft.TimeoutNow
 	}
 	return roundTrip(ctx, t, "TimeoutNow", req, wire.TimeoutNowRequestToProto, p.TimeoutNow, wire.TimeoutNowResponseFromProto)
 }
+
+// ReadIndex implements raft.Transport.
+func (t *Transport) ReadIndex(ctx context.Context, id int, req *raft.ReadIndexRequest) (*raft.ReadIndexResponse, error) {
+	p, err := t.peer(id)
+	if err != nil {
+		return nil, err
+	}
+	return roundTrip(ctx, t, "ReadIndex", req, wire.ReadIndexRequestToProto, p.ReadIndex, wire.ReadIndexResponseFromProto)
+}

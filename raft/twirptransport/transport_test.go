@@ -35,6 +35,13 @@ func (e echoNode) HandleInstallSnapshot(_ context.Context, r *raft.InstallSnapsh
 	return &raft.InstallSnapshotResponse{Term: r.Term, NextOffset: r.Offset + uint64(len(r.Data)), Installed: r.Done}, nil
 }
 
+func (e echoNode) HandleReadIndex(_ context.Context, r *raft.ReadIndexRequest) (*raft.ReadIndexResponse, error) {
+	if e.fail != nil {
+		return nil, e.fail
+	}
+	return &raft.ReadIndexResponse{Term: r.Term, OK: true, ReadIndex: uint64(r.FollowerID) + 100}, nil
+}
+
 func (e echoNode) HandleTimeoutNow(_ context.Context, r *raft.TimeoutNowRequest) (*raft.TimeoutNowResponse, error) {
 	return &raft.TimeoutNowResponse{Term: r.Term, Accepted: true}, nil
 }
@@ -68,6 +75,10 @@ func TestPeerTransportRoundTrip(t *testing.T) {
 	if err != nil || tn.Term != 6 || !tn.Accepted {
 		t.Fatalf("TimeoutNow: %+v %v", tn, err)
 	}
+	ri, err := tr.ReadIndex(ctx, 1, &raft.ReadIndexRequest{Term: 7, FollowerID: 2})
+	if err != nil || ri.Term != 7 || !ri.OK || ri.ReadIndex != 102 {
+		t.Fatalf("ReadIndex: %+v %v", ri, err)
+	}
 	if _, err := tr.RequestVote(ctx, 0, &raft.RequestVoteRequest{}); err == nil {
 		t.Fatal("RPC to self should fail")
 	}
@@ -88,6 +99,14 @@ func TestPeerServerErrors(t *testing.T) {
 	_, err = client.AppendEntries(ctx, &raftv1.AppendEntriesRequest{Term: 1, Entries: []*raftv1.Entry{{Index: 1}}})
 	if !errors.As(err, &terr) || terr.Code() != twirp.InvalidArgument {
 		t.Fatalf("invalid entry type: got %v, want invalid_argument", err)
+	}
+	_, err = client.ReadIndex(ctx, &raftv1.ReadIndexRequest{Term: 1, FollowerId: 1 << 31})
+	if !errors.As(err, &terr) || terr.Code() != twirp.InvalidArgument {
+		t.Fatalf("follower id out of range: got %v, want invalid_argument", err)
+	}
+	_, err = client.ReadIndex(ctx, &raftv1.ReadIndexRequest{Term: 1})
+	if !errors.As(err, &terr) || terr.Code() != twirp.Unavailable {
+		t.Fatalf("ReadIndex node error: got %v, want unavailable", err)
 	}
 }
 

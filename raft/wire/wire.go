@@ -279,6 +279,35 @@ func TimeoutNowResponseFromProto(p *raftv1.TimeoutNowResponse) (*raft.TimeoutNow
 	return &raft.TimeoutNowResponse{Term: p.GetTerm(), Accepted: p.GetAccepted()}, nil
 }
 
+// ReadIndexRequestToProto converts a ReadIndex request.
+func ReadIndexRequestToProto(r *raft.ReadIndexRequest) *raftv1.ReadIndexRequest {
+	return &raftv1.ReadIndexRequest{Term: r.Term, FollowerId: idToProto(r.FollowerID)}
+}
+
+// ReadIndexRequestFromProto converts a ReadIndex request.
+func ReadIndexRequestFromProto(p *raftv1.ReadIndexRequest) (*raft.ReadIndexRequest, error) {
+	follower, err := idFromProto("follower_id", p.GetFollowerId())
+	if err != nil {
+		return nil, err
+	}
+	return &raft.ReadIndexRequest{Term: p.GetTerm(), FollowerID: follower}, nil
+}
+
+// ReadIndexResponseToProto converts a ReadIndex response.
+func ReadIndexResponseToProto(r *raft.ReadIndexResponse) *raftv1.ReadIndexResponse {
+	return &raftv1.ReadIndexResponse{Term: r.Term, Ok: r.OK, ReadIndex: r.ReadIndex}
+}
+
+// ReadIndexResponseFromProto converts a ReadIndex response. A read index
+// without ok is dropped: only a confirmed index may be used.
+func ReadIndexResponseFromProto(p *raftv1.ReadIndexResponse) (*raft.ReadIndexResponse, error) {
+	r := &raft.ReadIndexResponse{Term: p.GetTerm(), OK: p.GetOk()}
+	if r.OK {
+		r.ReadIndex = p.GetReadIndex()
+	}
+	return r, nil
+}
+
 // idToProto converts a replica id. Ids are small non-negative numbers; a
 // negative one (raft.NoLeader) is a caller bug that the receiver will see as
 // an out-of-range id.

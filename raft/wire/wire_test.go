@@ -91,6 +91,22 @@ func TestTimeoutNowRoundTrip(t *testing.T) {
 	}
 }
 
+func TestReadIndexRoundTrip(t *testing.T) {
+	for _, req := range []*raft.ReadIndexRequest{{}, {Term: 8, FollowerID: 2}} {
+		roundTrip(t, req, ReadIndexRequestToProto, ReadIndexRequestFromProto, func() *raftv1.ReadIndexRequest { return new(raftv1.ReadIndexRequest) })
+	}
+	for _, resp := range []*raft.ReadIndexResponse{{}, {Term: 8}, {Term: 8, OK: true, ReadIndex: 77}} {
+		roundTrip(t, resp, ReadIndexResponseToProto, ReadIndexResponseFromProto, func() *raftv1.ReadIndexResponse { return new(raftv1.ReadIndexResponse) })
+	}
+	// An index without ok is never used.
+	if r, _ := ReadIndexResponseFromProto(&raftv1.ReadIndexResponse{Term: 3, ReadIndex: 9}); r.OK || r.ReadIndex != 0 {
+		t.Fatalf("unconfirmed index kept: %+v", r)
+	}
+	if _, err := ReadIndexRequestFromProto(&raftv1.ReadIndexRequest{FollowerId: 1 << 31}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("out-of-range follower id: %v", err)
+	}
+}
+
 func TestHardStateRoundTrip(t *testing.T) {
 	for _, hs := range []persist.HardState{
 		persist.EmptyHardState,

@@ -934,6 +934,128 @@ func (x *TimeoutNowResponse) GetAccepted() bool {
 	return false
 }
 
+// ReadIndexRequest asks a leader for a read index; it carries no read ids: the
+// follower keeps the reads it stands for.
+type ReadIndexRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// term is the follower's current term.
+	Term uint64 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
+	// follower_id is the sending follower's replica id.
+	FollowerId    uint32 `protobuf:"varint,2,opt,name=follower_id,json=followerId,proto3" json:"follower_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadIndexRequest) Reset() {
+	*x = ReadIndexRequest{}
+	mi := &file_raft_v1_raft_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadIndexRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadIndexRequest) ProtoMessage() {}
+
+func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raft_v1_raft_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
+func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
+	return file_raft_v1_raft_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ReadIndexRequest) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *ReadIndexRequest) GetFollowerId() uint32 {
+	if x != nil {
+		return x.FollowerId
+	}
+	return 0
+}
+
+// ReadIndexResponse answers a ReadIndexRequest.
+type ReadIndexResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// term is the receiver's current term.
+	Term uint64 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
+	// ok is true if the receiver, as leader of term, confirmed its leadership
+	// as of a time after the request was sent; read_index is then meaningful.
+	Ok bool `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`
+	// read_index is the leader's commit index when the request arrived: every
+	// write acknowledged before the request was sent is at or below it.
+	ReadIndex     uint64 `protobuf:"varint,3,opt,name=read_index,json=readIndex,proto3" json:"read_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadIndexResponse) Reset() {
+	*x = ReadIndexResponse{}
+	mi := &file_raft_v1_raft_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadIndexResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadIndexResponse) ProtoMessage() {}
+
+func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raft_v1_raft_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
+func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
+	return file_raft_v1_raft_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ReadIndexResponse) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *ReadIndexResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *ReadIndexResponse) GetReadIndex() uint64 {
+	if x != nil {
+		return x.ReadIndex
+	}
+	return 0
+}
+
 var File_raft_v1_raft_proto protoreflect.FileDescriptor
 
 const file_raft_v1_raft_proto_rawDesc = "" +
@@ -1001,18 +1123,28 @@ const file_raft_v1_raft_proto_rawDesc = "" +
 	"\x0elast_log_index\x18\x03 \x01(\x04R\flastLogIndex\"D\n" +
 	"\x12TimeoutNowResponse\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x1a\n" +
-	"\baccepted\x18\x02 \x01(\bR\baccepted*r\n" +
+	"\baccepted\x18\x02 \x01(\bR\baccepted\"G\n" +
+	"\x10ReadIndexRequest\x12\x12\n" +
+	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x1f\n" +
+	"\vfollower_id\x18\x02 \x01(\rR\n" +
+	"followerId\"V\n" +
+	"\x11ReadIndexResponse\x12\x12\n" +
+	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x0e\n" +
+	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x1d\n" +
+	"\n" +
+	"read_index\x18\x03 \x01(\x04R\treadIndex*r\n" +
 	"\tEntryType\x12\x1a\n" +
 	"\x16ENTRY_TYPE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ENTRY_TYPE_COMMAND\x10\x01\x12\x13\n" +
 	"\x0fENTRY_TYPE_NOOP\x10\x02\x12\x1c\n" +
-	"\x18ENTRY_TYPE_CONFIGURATION\x10\x032\xc4\x02\n" +
+	"\x18ENTRY_TYPE_CONFIGURATION\x10\x032\x88\x03\n" +
 	"\vRaftService\x12N\n" +
 	"\rAppendEntries\x12\x1d.raft.v1.AppendEntriesRequest\x1a\x1e.raft.v1.AppendEntriesResponse\x12H\n" +
 	"\vRequestVote\x12\x1b.raft.v1.RequestVoteRequest\x1a\x1c.raft.v1.RequestVoteResponse\x12T\n" +
 	"\x0fInstallSnapshot\x12\x1f.raft.v1.InstallSnapshotRequest\x1a .raft.v1.InstallSnapshotResponse\x12E\n" +
 	"\n" +
-	"TimeoutNow\x12\x1a.raft.v1.TimeoutNowRequest\x1a\x1b.raft.v1.TimeoutNowResponseB\x80\x01\n" +
+	"TimeoutNow\x12\x1a.raft.v1.TimeoutNowRequest\x1a\x1b.raft.v1.TimeoutNowResponse\x12B\n" +
+	"\tReadIndex\x12\x19.raft.v1.ReadIndexRequest\x1a\x1a.raft.v1.ReadIndexResponseB\x80\x01\n" +
 	"\vcom.raft.v1B\tRaftProtoP\x01Z)github.com/ruaft/ruaft/rpc/raft/v1;raftv1\xa2\x02\x03RXX\xaa\x02\aRaft.V1\xca\x02\aRaft\\V1\xe2\x02\x13Raft\\V1\\GPBMetadata\xea\x02\bRaft::V1b\x06proto3"
 
 var (
@@ -1028,7 +1160,7 @@ func file_raft_v1_raft_proto_rawDescGZIP() []byte {
 }
 
 var file_raft_v1_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raft_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_raft_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_raft_v1_raft_proto_goTypes = []any{
 	(EntryType)(0),                  // 0: raft.v1.EntryType
 	(*Entry)(nil),                   // 1: raft.v1.Entry
@@ -1042,6 +1174,8 @@ var file_raft_v1_raft_proto_goTypes = []any{
 	(*InstallSnapshotResponse)(nil), // 9: raft.v1.InstallSnapshotResponse
 	(*TimeoutNowRequest)(nil),       // 10: raft.v1.TimeoutNowRequest
 	(*TimeoutNowResponse)(nil),      // 11: raft.v1.TimeoutNowResponse
+	(*ReadIndexRequest)(nil),        // 12: raft.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),       // 13: raft.v1.ReadIndexResponse
 }
 var file_raft_v1_raft_proto_depIdxs = []int32{
 	0,  // 0: raft.v1.Entry.type:type_name -> raft.v1.EntryType
@@ -1050,12 +1184,14 @@ var file_raft_v1_raft_proto_depIdxs = []int32{
 	6,  // 3: raft.v1.RaftService.RequestVote:input_type -> raft.v1.RequestVoteRequest
 	8,  // 4: raft.v1.RaftService.InstallSnapshot:input_type -> raft.v1.InstallSnapshotRequest
 	10, // 5: raft.v1.RaftService.TimeoutNow:input_type -> raft.v1.TimeoutNowRequest
-	5,  // 6: raft.v1.RaftService.AppendEntries:output_type -> raft.v1.AppendEntriesResponse
-	7,  // 7: raft.v1.RaftService.RequestVote:output_type -> raft.v1.RequestVoteResponse
-	9,  // 8: raft.v1.RaftService.InstallSnapshot:output_type -> raft.v1.InstallSnapshotResponse
-	11, // 9: raft.v1.RaftService.TimeoutNow:output_type -> raft.v1.TimeoutNowResponse
-	6,  // [6:10] is the sub-list for method output_type
-	2,  // [2:6] is the sub-list for method input_type
+	12, // 6: raft.v1.RaftService.ReadIndex:input_type -> raft.v1.ReadIndexRequest
+	5,  // 7: raft.v1.RaftService.AppendEntries:output_type -> raft.v1.AppendEntriesResponse
+	7,  // 8: raft.v1.RaftService.RequestVote:output_type -> raft.v1.RequestVoteResponse
+	9,  // 9: raft.v1.RaftService.InstallSnapshot:output_type -> raft.v1.InstallSnapshotResponse
+	11, // 10: raft.v1.RaftService.TimeoutNow:output_type -> raft.v1.TimeoutNowResponse
+	13, // 11: raft.v1.RaftService.ReadIndex:output_type -> raft.v1.ReadIndexResponse
+	7,  // [7:12] is the sub-list for method output_type
+	2,  // [2:7] is the sub-list for method input_type
 	2,  // [2:2] is the sub-list for extension type_name
 	2,  // [2:2] is the sub-list for extension extendee
 	0,  // [0:2] is the sub-list for field type_name
@@ -1073,7 +1209,7 @@ func file_raft_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raft_v1_raft_proto_rawDesc), len(file_raft_v1_raft_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
