@@ -43,12 +43,20 @@ export function isRetryable(e: unknown): boolean {
   return e.code === "unavailable" || e.code === "deadline_exceeded" || e.code === "UNKNOWN" || e.code === "unknown";
 }
 
-function randomClientId(): string {
-  const b = new Uint8Array(8);
-  globalThis.crypto.getRandomValues(b);
-  let id = 0n;
-  for (const x of b) id = (id << 8n) | BigInt(x);
-  return (id | 1n).toString(); // never 0, which means unset
+/** Attempts records, across the attempts of one write, whether any may have taken effect. */
+interface Attempts {
+  maybeApplied: boolean;
+}
+
+/** isNoSession reports the cluster's refusal of a write whose session it does not know (expired). */
+function isNoSession(e: unknown): boolean {
+  return e instanceof RpcError && e.code === "failed_precondition" && e.meta["reason"] === "no_session";
+}
+
+/** maybeApplied reports whether a failed attempt at a write may have taken effect. */
+function maybeApplied(e: unknown): boolean {
+  if (!(e instanceof RpcError)) return true; // no answer: the request may have arrived
+  return e.code === "deadline_exceeded" || e.code === "UNKNOWN" || e.code === "unknown" || e.meta["proposed"] === "true";
 }
 
 /**
@@ -56,25 +64,30 @@ function randomClientId(): string {
  * URLs. A call goes to the endpoint that last worked; on a connection error,
  * `unavailable` or `deadline_exceeded` it moves to the leader a replica names
  * (`meta.leader_id`) or the next endpoint, until it succeeds, fails for good,
- * or `timeoutMs` passes. Every write carries `{clientId, sequence, ack}`, so
- * a write retried after a lost answer is applied at most once.
+ * or `timeoutMs` passes. On its first write the client opens an
+ * exactly-once session with the cluster (`OpenSession`); every write carries
+ * `{clientId, sequence, ack}` of that session, so a write retried after a lost
+ * answer is applied at most once. If the session expired, a write that
+ * certainly never applied is renumbered in a new session; one whose outcome
+ * was unknown fails with `deadline_exceeded` rather than risk applying twice.
  */
 export class DurioClient {
   readonly endpoints: readonly string[];
-  readonly clientId: string;
   private readonly kv: KVServiceClient[];
   private readonly timeoutMs: number;
   private readonly backoffMs: number;
   private cur = 0;
   private lastSeq = 0n;
   private readonly open = new Set<bigint>();
+  /** The session's client id once opened ("" before the first write). */
+  private session = "";
+  private opening: Promise<string> | undefined;
 
   constructor(endpoints: string | readonly string[], opts: ClientOptions = {}) {
     const list = (typeof endpoints === "string" ? endpoints.split(",") : [...endpoints]).map((e) => e.trim()).filter(Boolean);
     if (list.length === 0) throw new Error("durio: no endpoints");
     this.endpoints = list.map((e) => (e.includes("://") ? e : "http://" + e).replace(/\/+$/, ""));
     this.kv = this.endpoints.map((e) => new KVServiceClient(new TwirpFetchTransport({ baseUrl: e + "/twirp", sendJson: opts.json ?? false })));
-    this.clientId = randomClientId();
     this.timeoutMs = opts.timeoutMs ?? 12000;
     this.backoffMs = opts.backoffMs ?? 50;
   }
@@ -87,25 +100,25 @@ export class DurioClient {
 
   /** put sets a key. */
   async put(req: WriteInput): Promise<PutResponse> {
-    return this.write(req.write, (write) => {
+    return this.write(req.write, (write, track) => {
       const msg = PutRequest.create({ ...req, write });
-      return this.call((kv, o) => kv.put(msg, o).response);
+      return this.call((kv, o) => kv.put(msg, o).response, track);
     });
   }
 
   /** append appends to a key's value. */
   async append(req: WriteInput): Promise<AppendResponse> {
-    return this.write(req.write, (write) => {
+    return this.write(req.write, (write, track) => {
       const msg = AppendRequest.create({ ...req, write });
-      return this.call((kv, o) => kv.append(msg, o).response);
+      return this.call((kv, o) => kv.append(msg, o).response, track);
     });
   }
 
   /** delete removes a key; `existed` says whether it was there. */
   async delete(req: DeleteInput): Promise<DeleteResponse> {
-    return this.write(req.write, (write) => {
+    return this.write(req.write, (write, track) => {
       const msg = DeleteRequest.create({ ...req, write });
-      return this.call((kv, o) => kv.delete(msg, o).response);
+      return this.call((kv, o) => kv.delete(msg, o).response, track);
     });
   }
 
@@ -115,21 +128,53 @@ export class DurioClient {
     return this.kv[endpoint].status({}, { abort: signal }).response;
   }
 
-  /** write runs a write with the caller's header, or a fresh one it then closes. */
-  private async write<T>(given: PartialMessage<WriteHeader> | undefined, run: (w: PartialMessage<WriteHeader>) => Promise<T>): Promise<T> {
-    if (given && given.clientId && given.clientId !== "0") return run(given);
-    const seq = ++this.lastSeq;
-    this.open.add(seq);
-    let ack = seq;
-    for (const s of this.open) if (s < ack) ack = s;
-    try {
-      return await run({ clientId: this.clientId, sequence: seq.toString(), ack: ack.toString() });
-    } finally {
-      this.open.delete(seq);
+  /** clientId is the id of the client's exactly-once session ("" until its first write opens one). */
+  get clientId(): string {
+    return this.session;
+  }
+
+  /** openSession opens a session (once, however many writes wait for it); expired is the id the cluster forgot. */
+  private sessionId(expired = ""): Promise<string> {
+    if (this.session !== "" && this.session !== expired) return Promise.resolve(this.session);
+    this.opening ??= this.call((kv, o) => kv.openSession({}, o).response)
+      .then((r) => {
+        this.session = r.clientId;
+        this.lastSeq = 0n;
+        this.open.clear();
+        return r.clientId;
+      })
+      .finally(() => {
+        this.opening = undefined;
+      });
+    return this.opening;
+  }
+
+  /** write runs a write with the caller's header, or one of the client's session it then closes. */
+  private async write<T>(given: PartialMessage<WriteHeader> | undefined, run: (w: PartialMessage<WriteHeader>, track: Attempts) => Promise<T>): Promise<T> {
+    if (given && given.clientId && given.clientId !== "0") return run(given, { maybeApplied: false });
+    let expired = "";
+    for (let lost = 0; ; lost++) {
+      const session = await this.sessionId(expired);
+      const seq = ++this.lastSeq;
+      this.open.add(seq);
+      let ack = seq;
+      for (const s of this.open) if (s < ack) ack = s;
+      const attempts: Attempts = { maybeApplied: false };
+      try {
+        return await run({ clientId: session, sequence: seq.toString(), ack: ack.toString() }, attempts);
+      } catch (e) {
+        if (!isNoSession(e) || lost >= 2) throw e;
+        if (attempts.maybeApplied) {
+          throw new RpcError("durio: the write's session expired while its outcome was unknown; it was applied at most once", "deadline_exceeded");
+        }
+        expired = session; // never applied under the old session: renumber it in a new one
+      } finally {
+        this.open.delete(seq);
+      }
     }
   }
 
-  private async call<T>(op: (kv: KVServiceClient, o: RpcOptions) => Promise<T>): Promise<T> {
+  private async call<T>(op: (kv: KVServiceClient, o: RpcOptions) => Promise<T>, track?: Attempts): Promise<T> {
     const signal = AbortSignal.timeout(this.timeoutMs);
     const n = this.kv.length;
     let last: unknown;
@@ -146,10 +191,12 @@ export class DurioClient {
         return await op(this.kv[i], { abort: signal });
       } catch (e) {
         if (signal.aborted) {
+          if (track) track.maybeApplied = true; // cut off mid-call: it may have arrived
           last ??= e; // keep an earlier answer from the cluster over our own cut-off
           continue;
         }
         if (!isRetryable(e)) throw e;
+        if (track && maybeApplied(e)) track.maybeApplied = true;
         last = e;
         let next = (i + 1) % n;
         const hint = e instanceof RpcError ? Number(e.meta["leader_id"]) : NaN;

@@ -110,7 +110,13 @@ for (const json of [false, true]) {
     const follower = clientUrls[(l + 1) % 3];
     const kv = connect(follower, { json });
     const key = `via-follower-${enc}`;
-    const id = json ? "78" : "77";
+    // An exactly-once session of our own, to send one write header twice by hand.
+    const opened = await fetch(`${follower}/twirp/kv.v1.KVService/OpenSession`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: "{}",
+    });
+    assert.equal(opened.status, 200);
+    const session = await opened.json();
+    const id = String(session.client_id ?? session.clientId);
     await kv.put({ key, value: "1", write: { clientId: id, sequence: "1", ack: "1" } });
     const retry = { clientId: id, sequence: "2", ack: "2" };
     await kv.append({ key, value: "x", write: retry });
@@ -149,14 +155,55 @@ test("every endpoint down: a deadline_exceeded error after timeoutMs", async () 
   await assert.rejects(async () => kv.get({ key: "x" }), isCode("deadline_exceeded"));
 });
 
-test("writes carry a client id, increasing sequences and the lowest open sequence as ack", async () => {
-  const bodies: any[] = [];
+test("a write refused for an expired session is renumbered in a new one", async () => {
+  const writes: any[] = [];
+  let sessions = 0;
   const srv = createHttpServer((req, res) => {
     let body = "";
     req.on("data", (c) => { body += c; });
     req.on("end", () => {
-      bodies.push(JSON.parse(body));
       res.setHeader("Content-Type", "application/json");
+      if (req.url?.endsWith("/OpenSession")) {
+        sessions++;
+        res.end(JSON.stringify({ client_id: String(100 + sessions) }));
+        return;
+      }
+      const w = JSON.parse(body).write;
+      writes.push(w);
+      if (w.clientId === "101" || w.client_id === "101") {
+        res.statusCode = 412;
+        res.end(JSON.stringify({ code: "failed_precondition", msg: "no such session", meta: { reason: "no_session" } }));
+        return;
+      }
+      res.end("{}");
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  try {
+    const kv = connect(`http://127.0.0.1:${(srv.address() as AddressInfo).port}`, { json: true });
+    await kv.put({ key: "a", value: "1" });
+    assert.equal(sessions, 2);
+    assert.equal(writes.length, 2);
+    assert.equal(kv.clientId, "102");
+  } finally {
+    srv.close();
+  }
+});
+
+test("writes carry a client id, increasing sequences and the lowest open sequence as ack", async () => {
+  const bodies: any[] = [];
+  let sessions = 0;
+  const srv = createHttpServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => { body += c; });
+    req.on("end", () => {
+      res.setHeader("Content-Type", "application/json");
+      if (req.url?.endsWith("/OpenSession")) {
+        sessions++;
+        res.end(JSON.stringify({ client_id: "42", idle_timeout_seconds: "600" }));
+        return;
+      }
+      bodies.push(JSON.parse(body));
       res.end("{}");
     });
   });
@@ -168,8 +215,9 @@ test("writes carry a client id, increasing sequences and the lowest open sequenc
     assert.equal(bodies.length, 3);
     const ids = new Set(bodies.map((b) => b.write.clientId));
     assert.equal(ids.size, 1);
-    assert.equal([...ids][0], kv.clientId);
-    assert.notEqual(kv.clientId, "0");
+    assert.equal(sessions, 1, "one session for every write");
+    assert.equal([...ids][0], "42");
+    assert.equal(kv.clientId, "42");
     assert.deepEqual(bodies.map((b) => b.write.sequence), ["1", "2", "3"]);
     assert.equal(bodies[0].write.ack, "1");
     assert.equal(bodies[2].write.ack, "2"); // sequence 2 was still open when 3 started
