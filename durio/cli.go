@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/twitchtv/twirp"
 
+	"github.com/ruaft/ruaft/kvraft/kvwire"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
 
@@ -70,7 +71,7 @@ func ExitCode(err error) int {
 	var terr twirp.Error
 	isTwirp := errors.As(err, &terr)
 	switch {
-	case isTwirp && !noAnswer(terr):
+	case isTwirp && !kvwire.NoAnswer(terr):
 		switch terr.Code() {
 		case twirp.Unavailable:
 			return ExitUnavailable
@@ -352,7 +353,7 @@ func (f *clientFlags) explain(err error) error {
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		var terr twirp.Error
-		if errors.As(err, &terr) && !noAnswer(terr) {
+		if errors.As(err, &terr) && !kvwire.NoAnswer(terr) {
 			return fmt.Errorf("gave up after --timeout %v; the cluster's last answer: %w", f.timeout, terr)
 		}
 		return fmt.Errorf("no answer within --timeout %v: %w", f.timeout, err)

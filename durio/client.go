@@ -1,12 +1,6 @@
 package durio
 
 import (
-	"context"
-	"errors"
-	"net/url"
-
-	"github.com/twitchtv/twirp"
-
 	"github.com/ruaft/ruaft/durio/client"
 )
 
@@ -26,17 +20,4 @@ type ClientOptions = client.Options
 // NewClient returns a client for the given client URLs; see client.New.
 func NewClient(endpoints []string, opts ClientOptions) (*Client, error) {
 	return client.New(endpoints, opts)
-}
-
-// noAnswer reports whether err means the server never answered: Twirp
-// clients report transport failures as "internal" errors that wrap the
-// *url.Error from net/http, while errors a server sent wrap nothing.
-func noAnswer(err error) bool {
-	var terr twirp.Error
-	if !errors.As(err, &terr) {
-		return true
-	}
-	var uerr *url.Error
-	return terr.Code() == twirp.Internal &&
-		(errors.As(err, &uerr) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled))
 }

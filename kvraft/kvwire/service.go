@@ -37,7 +37,7 @@ func (c Client) Get(ctx context.Context, req *kvclient.GetRequest) (*kvclient.Ge
 	resp, err := c.kv.Get(ctx, &kvv1.GetRequest{Key: req.Key, Consistency: ConsistencyToProto(req.Consistency)})
 	if err != nil {
 		var terr twirp.Error
-		if !noAnswer(err) && errors.As(err, &terr) && terr.Code() == twirp.NotFound {
+		if !NoAnswer(err) && errors.As(err, &terr) && terr.Code() == twirp.NotFound {
 			return &kvclient.GetResponse{}, nil
 		}
 		return nil, ErrorFromTwirp(err)

@@ -192,7 +192,7 @@ func ErrorFromTwirp(err error) error {
 	if err == nil {
 		return nil
 	}
-	if noAnswer(err) {
+	if NoAnswer(err) {
 		var (
 			verr *tls.CertificateVerificationError
 			uerr x509.UnknownAuthorityError
@@ -248,10 +248,10 @@ func ErrorFromTwirp(err error) error {
 	return err
 }
 
-// noAnswer reports whether err means the server never answered: Twirp
+// NoAnswer reports whether err means the server never answered: Twirp
 // clients report transport failures as "internal" errors that wrap the
 // *url.Error from net/http, while errors a server sent wrap nothing.
-func noAnswer(err error) bool {
+func NoAnswer(err error) bool {
 	var terr twirp.Error
 	if !errors.As(err, &terr) {
 		return true
