@@ -29,19 +29,23 @@ type Replica struct {
 	logger  *slog.Logger
 	store   persist.Store
 	kv      *kvraft.Server
+	node    *raft.Node // r.kv's raft node
 	metrics *metrics
 	stopBG  context.CancelFunc // stops the background goroutines below
 	bg      sync.WaitGroup     // the leader watchers
-	// leader tells the frontend which replica leads; forwarders carry
-	// writes to the other replicas (nil at this replica's own index).
-	leader     *leaderWatch
-	forwarders []*kvwire.Forwarder
+	// leader tells the frontend which replica leads; dir is the address
+	// book of the members, kept in step with raft's configuration.
+	leader *leaderWatch
+	dir    *directory
 
 	peerLn, clientLn   net.Listener
 	peerSrv, clientSrv *http.Server
 	serving            sync.WaitGroup // the two Serve goroutines
 	failed             chan error     // a listener that stopped serving on its own, or a fatal store error
 	health             *health        // fail-stop state behind /healthz and /readyz
+
+	clusterID string    // names the cluster (see join.go)
+	join      *joinPlan // how this replica joins its cluster; nil if bootstrapped with --peers
 
 	closeOnce sync.Once
 	closeErr  error
@@ -65,14 +69,26 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	r.metrics = newMetrics(func() raft.Status { return r.kv.Status() })
 	r.store = meteredStore{Store: store, m: r.metrics}
 	r.health = newHealth(logger, func() raft.Status { return r.kv.Status() }, store, r.fatal)
+	var err error
+	if len(cfg.Join) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
+		r.join, err = prepareJoin(ctx, cfg, store, twirptransport.NewHTTPClient(nil), logger.With("layer", "join"))
+		cancel()
+		if err == nil {
+			r.clusterID = r.join.clusterID
+		}
+	} else {
+		r.clusterID, err = clusterIDOf(cfg)
+	}
+	if err != nil {
+		return nil, err
+	}
 	var peerServerTLS, peerClientTLS *tls.Config
 	if cfg.PeerTLS() {
-		var err error
 		if peerServerTLS, peerClientTLS, err = twirptransport.MutualTLS(cfg.PeerCert, cfg.PeerKey, cfg.PeerCA); err != nil {
 			return nil, configErr("peer-cert", "%v", err)
 		}
 	}
-	var err error
 	if r.peerLn, err = net.Listen("tcp", cfg.ListenPeer); err != nil {
 		return nil, fmt.Errorf("durio: listen-peer: %w", err)
 	}
@@ -87,6 +103,8 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	}
 
 	peerHTTP := twirptransport.WithToken(twirptransport.NewHTTPClient(peerClientTLS), cfg.PeerToken)
+	// The address book starts with the bootstrap peers (none for a replica
+	// that joins) and follows the replicated configuration once raft runs.
 	transport := twirptransport.New(cfg.ID, cfg.Peers, twirptransport.Options{HTTPClient: peerHTTP, Observe: r.metrics.observeRPC})
 	var node *raft.Node
 	kvCfg := kvraft.DefaultConfig(cfg.ID)
@@ -111,12 +129,10 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		return nil, fmt.Errorf("durio: start: %w", err)
 	}
 
-	leaderURL := func(id int) string {
-		if id >= 0 && id < len(cfg.ClientURLs) {
-			return cfg.ClientURLs[id]
-		}
-		return ""
-	}
+	r.node = node
+	r.leader = newLeaderWatch()
+	r.dir = r.newDirectory(transport, peerHTTP)
+	leaderURL := r.dir.clientURL
 	status := func(context.Context) (*kvv1.StatusResponse, error) { return r.status(), nil }
 	local := kvwire.NewServer(r.kv, kvwire.ServerOptions{Status: status, LeaderURL: leaderURL})
 	peerMux := http.NewServeMux()
@@ -134,7 +150,17 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		peerMux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
 
-	fe, replicas, err := r.newFrontend(peerHTTP, local)
+	r.dir.localKV = local
+	r.dir.update(r.membership(node))
+	r.checkBootstrap(node)
+	members := &memberService{node: node, dir: r.dir, leader: r.leader, self: cfg.ID, timeout: cfg.RequestTimeout,
+		clusterID: r.clusterID, peerTLS: cfg.PeerTLS()}
+	peerMembers := kvv1.NewMembershipServiceServer(members)
+	peerMux.Handle("POST "+peerMembers.PathPrefix(), peerMembers)
+	clientMembers := *members
+	clientMembers.forward = true
+
+	fe, err := r.newFrontend()
 	if err != nil {
 		r.peerLn.Close()
 		r.clientLn.Close()
@@ -150,7 +176,9 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 
 	extra := func(mux *http.ServeMux) {
 		mux.Handle("GET /metrics", r.metrics.handler())
-		statusHandlers(cfg.ID, replicas)(mux)
+		statusHandlers(cfg.ID, r.dir.statusTargets)(mux)
+		ms := kvv1.NewMembershipServiceServer(&clientMembers)
+		mux.Handle("POST "+ms.PathPrefix(), ms)
 		mux.HandleFunc("GET /admin/snapshot", r.snapshotHandler)
 	}
 	// Authentication comes first, so an unauthenticated caller gets its 401
@@ -170,6 +198,10 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	r.bg.Go(func() { r.metrics.watchLeader(bgCtx, r.kv.Raft().Subscribe) })
 	r.bg.Go(func() { r.health.watch(bgCtx) })
 	r.bg.Go(func() { r.leader.follow(bgCtx, r.kv.Raft().Subscribe) })
+	r.bg.Go(func() { r.dir.follow(bgCtx, node.Subscribe, func() raft.Membership { return r.membership(node) }) })
+	if r.join != nil {
+		r.bg.Go(func() { r.join.run(bgCtx, r, &clientMembers) })
+	}
 	logger.Info("replica started", "id", cfg.ID, "peer", r.peerLn.Addr().String(), "client", r.clientLn.Addr().String())
 	return r, nil
 }
@@ -223,9 +255,7 @@ func (r *Replica) status() *kvv1.StatusResponse {
 	}
 	if st.Leader != raft.NoLeader {
 		out.LeaderKnown, out.LeaderId = true, uint32(st.Leader)
-		if st.Leader < len(r.cfg.ClientURLs) {
-			out.LeaderUrl = r.cfg.ClientURLs[st.Leader]
-		}
+		out.LeaderUrl = r.dir.clientURL(st.Leader)
 	}
 	if st.Err != nil {
 		out.Error = publicError(st.Err)
@@ -245,11 +275,7 @@ func (r *Replica) Close(ctx context.Context) error {
 		if err := r.clientSrv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("client listener: %w", err))
 		}
-		for _, f := range r.forwarders {
-			if f != nil {
-				f.Close()
-			}
-		}
+		r.dir.close()
 		if err := r.kv.Kill(); err != nil {
 			errs = append(errs, fmt.Errorf("raft: %w", err))
 		}

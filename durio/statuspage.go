@@ -3,7 +3,9 @@ package durio
 import (
 	"context"
 	_ "embed"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -50,17 +52,19 @@ func summarize(id int, st *kvv1.StatusResponse, err error) replicaSummary {
 
 // statusHandlers adds GET /status (JSON) and GET / (the HTML page that
 // renders it and refreshes itself every second).
-func statusHandlers(self int, replicas []kvv1.KVService) func(mux *http.ServeMux) {
+func statusHandlers(self int, targets func() map[int]kvv1.KVService) func(mux *http.ServeMux) {
 	return func(mux *http.ServeMux) {
 		mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 			ctx, cancel := context.WithTimeout(r.Context(), 500*time.Millisecond)
 			defer cancel()
-			out := clusterStatus{Self: self, Replicas: make([]replicaSummary, len(replicas))}
+			replicas := targets()
+			ids := slices.Sorted(maps.Keys(replicas))
+			out := clusterStatus{Self: self, Replicas: make([]replicaSummary, len(ids))}
 			var wg sync.WaitGroup
-			for i, kv := range replicas {
+			for i, id := range ids {
 				wg.Go(func() {
-					st, err := kv.Status(ctx, &kvv1.StatusRequest{})
-					out.Replicas[i] = summarize(i, st, err)
+					st, err := replicas[id].Status(ctx, &kvv1.StatusRequest{})
+					out.Replicas[i] = summarize(id, st, err)
 				})
 			}
 			wg.Wait()

@@ -20,7 +20,9 @@ func (*downKV) Status(context.Context, *kvv1.StatusRequest) (*kvv1.StatusRespons
 
 func TestStatusJSONAndPage(t *testing.T) {
 	replicas := []kvv1.KVService{&downKV{}, &mapKV{m: map[string]string{}}}
-	srv := httptest.NewServer(clientHandler(replicas[1], DefaultLimits(), statusHandlers(1, replicas)))
+	srv := httptest.NewServer(clientHandler(replicas[1], DefaultLimits(), statusHandlers(1, func() map[int]kvv1.KVService {
+		return map[int]kvv1.KVService{0: replicas[0], 1: replicas[1]}
+	})))
 	defer srv.Close()
 
 	resp, err := srv.Client().Get(srv.URL + "/status")
