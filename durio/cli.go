@@ -62,6 +62,10 @@ func ExitCode(err error) int {
 		return ExitUsage
 	case errors.Is(err, ErrNotFound):
 		return ExitNotFound
+	case errors.As(err, new(memberErr)):
+		if code, ok := memberExitCode(err); ok {
+			return code
+		}
 	case errors.Is(err, errNoneReachable):
 		return ExitUnavailable
 	case permanentTLSError(err):
@@ -96,7 +100,9 @@ const exitCodesHelp = `Exit codes:
   4  cluster unavailable: no replica reachable, or no leader (503);
      durio status: no endpoint answered
   5  timed out (--timeout, or the cluster's 504): a write may or may not
-     have been applied`
+     have been applied
+  6  durio member: refused for now (another change in progress, or the
+     learner is still catching up): retry`
 
 // permanentTLSError reports whether err is a TLS failure that retrying cannot
 // fix: an untrusted or mismatched certificate, or a plain-HTTP server on an
@@ -201,7 +207,7 @@ Put -- before values that begin with -: durio put temp -- -5.
 		cmd.GroupID = "kv"
 		root.AddCommand(cmd)
 	}
-	for _, cmd := range []*cobra.Command{c.serveCommand(), c.devCommand(), c.statusCommand(), c.benchCommand(), c.certsCommand()} {
+	for _, cmd := range []*cobra.Command{c.serveCommand(), c.devCommand(), c.statusCommand(), c.memberCommand(), c.benchCommand(), c.certsCommand()} {
 		cmd.GroupID = "cluster"
 		root.AddCommand(cmd)
 	}
