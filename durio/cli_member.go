@@ -192,18 +192,12 @@ type memberJSON struct {
 func membersJSON(ms []client.Member) []memberJSON {
 	out := make([]memberJSON, len(ms))
 	for i, m := range ms {
-		out[i] = memberJSON{ID: m.ID, Role: memberRole(m.Learner), PeerURL: m.PeerURL, ClientURL: m.ClientURL,
+		out[i] = memberJSON{ID: m.ID, Role: memberRoleName(m.Learner), PeerURL: m.PeerURL, ClientURL: m.ClientURL,
 			ProgressKnown: m.ProgressKnown, Match: m.Match, Lag: m.Lag, RecentActive: m.RecentActive}
 	}
 	return out
 }
 
-func memberRole(learner bool) string {
-	if learner {
-		return "learner"
-	}
-	return "voter"
-}
 
 func printMembers(w io.Writer, ms []client.Member) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -213,7 +207,7 @@ func printMembers(w io.Writer, ms []client.Member) error {
 		if m.ProgressKnown {
 			match, lag, active = strconv.FormatUint(m.Match, 10), strconv.FormatUint(m.Lag, 10), map[bool]string{true: "yes", false: "no"}[m.RecentActive]
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, memberRole(m.Learner), m.PeerURL, m.ClientURL, match, lag, active)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, memberRoleName(m.Learner), m.PeerURL, m.ClientURL, match, lag, active)
 	}
 	return tw.Flush()
 }

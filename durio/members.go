@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ruaft/ruaft/kvraft/kvclient"
 	"github.com/ruaft/ruaft/kvraft/kvwire"
 	"github.com/ruaft/ruaft/raft"
@@ -251,11 +253,7 @@ func (d *directory) close() {
 func describeMembers(ms []member) []string {
 	out := make([]string, len(ms))
 	for i, m := range ms {
-		role := "voter"
-		if m.Learner {
-			role = "learner"
-		}
-		out[i] = strconv.Itoa(m.ID) + "=" + role + "@" + m.Peer
+		out[i] = strconv.Itoa(m.ID) + "=" + memberRoleName(m.Learner) + "@" + m.Peer
 	}
 	return out
 }
@@ -285,3 +283,85 @@ func (d *directory) follow(ctx context.Context, subscribe func() (<-chan raft.Ev
 // membershipPoll bounds how long the address book may lag a configuration
 // change whose event was coalesced away.
 const membershipPoll = time.Second
+
+// membersCollector exports the configuration as Prometheus metrics: how
+// many voters and learners there are (every replica), and on the leader
+// each other member's replication lag, so a dashboard shows a learner
+// catching up.
+type membersCollector struct {
+	dir  *directory
+	node memberNode
+}
+
+var (
+	votersDesc  = prometheus.NewDesc("durio_cluster_voters", "Voting members of the configuration this replica holds.", nil, nil)
+	learnerDesc = prometheus.NewDesc("durio_cluster_learners", "Learners (non-voting members) of the configuration this replica holds.", nil, nil)
+	lagDesc     = prometheus.NewDesc("durio_member_lag_entries",
+		"Entries a member is behind the leader's last log index (exported by the leader only).", []string{"member", "role"}, nil)
+	activeDesc = prometheus.NewDesc("durio_member_recent_active",
+		"1 if the member answered the leader recently (exported by the leader only).", []string{"member", "role"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (c membersCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- votersDesc
+	ch <- learnerDesc
+	ch <- lagDesc
+	ch <- activeDesc
+}
+
+// Collect implements prometheus.Collector.
+func (c membersCollector) Collect(ch chan<- prometheus.Metric) {
+	var voters, learners float64
+	members := c.dir.Members()
+	for _, m := range members {
+		if m.Learner {
+			learners++
+		} else {
+			voters++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(votersDesc, prometheus.GaugeValue, voters)
+	ch <- prometheus.MustNewConstMetric(learnerDesc, prometheus.GaugeValue, learners)
+	st := c.node.Status()
+	if st.Role != raft.Leader {
+		return
+	}
+	progress := memberProgress(c.node)
+	for _, m := range members {
+		p, ok := progress[m.ID]
+		if m.ID == c.dir.self || !ok {
+			continue
+		}
+		labels := []string{strconv.Itoa(m.ID), memberRoleName(m.Learner)}
+		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(st.LastIndex-min(p.Match, st.LastIndex)), labels...)
+		ch <- prometheus.MustNewConstMetric(activeDesc, prometheus.GaugeValue, b2f(p.RecentActive), labels...)
+	}
+}
+
+func memberRoleName(learner bool) string {
+	if learner {
+		return "learner"
+	}
+	return "voter"
+}
+
+// memberSummary is the configuration for /status: the leader's view with
+// each member's lag (asked through members, which forwards), or this
+// replica's own view without progress when no leader answers in time.
+func (r *Replica) memberSummary(ctx context.Context, members kvv1.MembershipService) []memberJSON {
+	if resp, err := members.MemberList(ctx, &kvv1.MemberListRequest{}); err == nil {
+		out := make([]memberJSON, len(resp.GetMembers()))
+		for i, m := range resp.GetMembers() {
+			out[i] = memberJSON{ID: int(m.GetId()), Role: memberRoleName(m.GetLearner()), PeerURL: m.GetPeerUrl(),
+				ClientURL: m.GetClientUrl(), ProgressKnown: m.GetProgressKnown(), Match: m.GetMatchIndex(),
+				Lag: m.GetLagEntries(), RecentActive: m.GetRecentActive()}
+		}
+		return out
+	}
+	var out []memberJSON
+	for _, m := range r.dir.Members() {
+		out = append(out, memberJSON{ID: m.ID, Role: memberRoleName(m.Learner), PeerURL: m.Peer, ClientURL: m.Client})
+	}
+	return out
+}

@@ -151,6 +151,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	}
 
 	r.dir.localKV = local
+	r.metrics.registry.MustRegister(membersCollector{dir: r.dir, node: node})
 	r.dir.update(r.membership(node))
 	r.checkBootstrap(node)
 	members := &memberService{node: node, dir: r.dir, leader: r.leader, self: cfg.ID, timeout: cfg.RequestTimeout,
@@ -176,7 +177,9 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 
 	extra := func(mux *http.ServeMux) {
 		mux.Handle("GET /metrics", r.metrics.handler())
-		statusHandlers(cfg.ID, r.dir.statusTargets)(mux)
+		statusHandlers(cfg.ID, r.dir.statusTargets, func(ctx context.Context) []memberJSON {
+			return r.memberSummary(ctx, &clientMembers)
+		})(mux)
 		ms := kvv1.NewMembershipServiceServer(&clientMembers)
 		mux.Handle("POST "+ms.PathPrefix(), ms)
 		mux.HandleFunc("GET /admin/snapshot", r.snapshotHandler)
