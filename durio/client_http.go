@@ -147,3 +147,36 @@ func firstErr(errs ...error) error {
 	}
 	return nil
 }
+
+// The methods of issue 16 pass through unchecked here for now; kvedge adds
+// their limits.
+
+func (v validated) List(ctx context.Context, req *kvv1.ListRequest) (*kvv1.ListResponse, error) {
+	resp, err := v.next.List(ctx, req)
+	return resp, public(ctx, err)
+}
+
+func (v validated) Watch(ctx context.Context, req *kvv1.WatchRequest) (*kvv1.WatchResponse, error) {
+	resp, err := v.next.Watch(ctx, req)
+	return resp, public(ctx, err)
+}
+
+func (v validated) LeaseGrant(ctx context.Context, req *kvv1.LeaseGrantRequest) (*kvv1.LeaseGrantResponse, error) {
+	resp, err := v.next.LeaseGrant(ctx, req)
+	return resp, public(ctx, err)
+}
+
+func (v validated) LeaseKeepAlive(ctx context.Context, req *kvv1.LeaseKeepAliveRequest) (*kvv1.LeaseKeepAliveResponse, error) {
+	resp, err := v.next.LeaseKeepAlive(ctx, req)
+	return resp, public(ctx, err)
+}
+
+func (v validated) LeaseRevoke(ctx context.Context, req *kvv1.LeaseRevokeRequest) (*kvv1.LeaseRevokeResponse, error) {
+	resp, err := v.next.LeaseRevoke(ctx, req)
+	return resp, public(ctx, err)
+}
+
+func (v validated) LeaseTimeToLive(ctx context.Context, req *kvv1.LeaseTimeToLiveRequest) (*kvv1.LeaseTimeToLiveResponse, error) {
+	resp, err := v.next.LeaseTimeToLive(ctx, req)
+	return resp, public(ctx, err)
+}
