@@ -132,7 +132,7 @@ func DefaultConfig() Config {
 		DataDir:            "durio-data",
 		MaxBodyBytes:       1 << 20,
 		SnapshotBytes:      DefaultSnapshotBytes,
-		RequestTimeout:     5 * time.Second,
+		RequestTimeout:     DefaultRequestTimeout,
 		MaxValueBytes:      DefaultLimits().MaxValueBytes,
 		SessionIdleTimeout: kvraft.DefaultSessionIdleTimeout,
 		MaxSessions:        kvraft.DefaultMaxSessions,
@@ -155,8 +155,10 @@ func DefaultConfig() Config {
 // DefaultMaxWatchers and DefaultMaxWatchWait are Config.MaxWatchers' and
 // Config.MaxWatchWait's defaults.
 const (
-	DefaultMaxWatchers  = 10000
-	DefaultMaxWatchWait = 60 * time.Second
+	DefaultMaxWatchers = 10000
+	// DefaultRequestTimeout is Config.RequestTimeout's default.
+	DefaultRequestTimeout = 5 * time.Second
+	DefaultMaxWatchWait   = 60 * time.Second
 )
 
 // ErrConfig is wrapped by every configuration error.

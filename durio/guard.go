@@ -231,7 +231,7 @@ func (p browserPolicy) guard(next http.Handler) http.Handler {
 		if cors {
 			h := w.Header()
 			h.Set("Access-Control-Allow-Origin", origin)
-			h.Set("Access-Control-Expose-Headers", "X-Request-Id, Retry-After")
+			h.Set("Access-Control-Expose-Headers", "X-Request-Id, Retry-After, "+RevisionHeader)
 			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 				h.Set("Access-Control-Allow-Methods", corsMethods)
 				h.Set("Access-Control-Allow-Headers", corsHeaders)
