@@ -295,6 +295,22 @@ func TestE2EMembershipGrowShrinkRemoveLeader(t *testing.T) {
 	c.waitMembers(20*time.Second, remaining, remaining, nil)
 	c.stop(victim)
 	load.waitProgress(50, 20*time.Second, "after shrinking to 3")
+
+	// A replica restarted with its old --peers (0, 1, 2) says they disagree
+	// with the replicated membership and keeps the latter.
+	boot := slices.IndexFunc(remaining, func(i int) bool { return i < 3 })
+	b := remaining[boot]
+	c.stop(b)
+	c.start(b)
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(c.procs[b].log.String(), "disagrees with the cluster's replicated membership") {
+		if time.Now().After(deadline) {
+			t.Fatalf("replica %d restarted with stale --peers did not say so", b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.waitMembers(20*time.Second, remaining, remaining, nil)
+	load.waitProgress(50, 20*time.Second, "after restarting a replica with stale --peers")
 	load.stop(c, remaining)
 }
 
