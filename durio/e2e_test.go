@@ -93,7 +93,15 @@ func (c *cluster) extraArgs(i int) []string {
 type proc struct {
 	cmd  *exec.Cmd
 	done chan struct{}
-	log  *bytes.Buffer
+	log  *bytes.Buffer // read it while the process runs through logText
+	out  *syncWriter   // writes log
+}
+
+// logText is what the process has logged so far.
+func (p *proc) logText() string {
+	p.out.mu.Lock()
+	defer p.out.mu.Unlock()
+	return p.log.String()
 }
 
 func startCluster(t *testing.T, n int, persister string, extra ...string) *cluster {
@@ -149,12 +157,14 @@ func (c *cluster) start(i int) {
 		"--request-timeout", "2s",
 		"--log-level", "info"}, c.extraArgs(i)...)...)...)
 	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &syncWriter{w: &log}, &syncWriter{w: &log}
+	// One writer for both, so that its mutex serialises them.
+	out := &syncWriter{w: &log}
+	cmd.Stdout, cmd.Stderr = out, out
 	dieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, done: make(chan struct{}), log: &log}
+	p := &proc{cmd: cmd, done: make(chan struct{}), log: &log, out: out}
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	c.procs[i] = p
 }

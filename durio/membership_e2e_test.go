@@ -303,7 +303,7 @@ func TestE2EMembershipGrowShrinkRemoveLeader(t *testing.T) {
 	c.stop(b)
 	c.start(b)
 	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(c.procs[b].log.String(), "disagrees with the cluster's replicated membership") {
+	for !strings.Contains(c.procs[b].logText(), "disagrees with the cluster's replicated membership") {
 		if time.Now().After(deadline) {
 			t.Fatalf("replica %d restarted with stale --peers did not say so", b)
 		}
