@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -342,3 +343,64 @@ func TestMemberAddrRoundTrip(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// The directory follows configuration changes: the transport's address
+// book, a forwarder per other member (kept while its peer URL stays), the
+// clerk's ids, client URLs for leader hints; members stored without
+// addresses fall back to --peers.
+func TestDirectoryFollowsMembership(t *testing.T) {
+	tr := twirptransport.NewWithPeers(1, nil, twirptransport.Options{})
+	self := &mapKV{m: map[string]string{}}
+	d := &directory{self: 1, selfAddr: memberAddr{Peer: "http://127.0.0.1:7001", Client: "http://127.0.0.1:8001"},
+		local: kvwire.NewClient(self), localKV: self, fallback: func(id int) memberAddr {
+			return memberAddr{Peer: "http://fallback:" + strconv.Itoa(7000+id)}
+		}, transport: tr, peerHTTP: http.DefaultClient, fcfg: kvwire.DefaultForwarderConfig(), logger: discardLogger()}
+	defer d.close()
+	d.update(raft.Membership{Members: []raft.Member{
+		{ID: 0}, // bootstrapped without addresses
+		{ID: 1, Addr: encodeAddr("http://127.0.0.1:7001", "")},
+		{ID: 2, Addr: encodeAddr("http://127.0.0.1:7002", "http://127.0.0.1:8002")},
+	}})
+	if got := tr.Peers(); len(got) != 2 || got[0] != "http://fallback:7000" || got[2] != "http://127.0.0.1:7002" {
+		t.Fatalf("address book %v", got)
+	}
+	if ids := d.IDs(); !slices.Equal(ids, []int{0, 1, 2}) {
+		t.Fatalf("ids %v", ids)
+	}
+	if d.clientURL(2) != "http://127.0.0.1:8002" || d.clientURL(1) != "http://127.0.0.1:8001" || d.clientURL(5) != "" {
+		t.Fatalf("client URLs: %q %q %q", d.clientURL(2), d.clientURL(1), d.clientURL(5))
+	}
+	kept := d.Server(2)
+	if d.Server(1) == nil || kept == nil || d.Server(5) != nil {
+		t.Fatal("servers")
+	}
+	// 0 leaves, 2 stays, 7 joins as a learner; then 1 (this replica) is
+	// removed: it still serves itself.
+	d.update(raft.Membership{Members: []raft.Member{
+		{ID: 2, Addr: encodeAddr("http://127.0.0.1:7002", "http://127.0.0.1:8002")},
+		{ID: 7, Addr: encodeAddr("http://127.0.0.1:7007", "http://127.0.0.1:8007"), Learner: true},
+	}})
+	if got := tr.Peers(); len(got) != 2 || got[7] != "http://127.0.0.1:7007" {
+		t.Fatalf("address book %v", got)
+	}
+	if ids := d.IDs(); !slices.Equal(ids, []int{1, 2, 7}) {
+		t.Fatalf("ids %v", ids)
+	}
+	if d.Server(2) != kept {
+		t.Fatal("the forwarder of a member whose address did not change was replaced")
+	}
+	if d.Server(0) != nil || d.Server(1) == nil {
+		t.Fatal("a departed member is still served, or this replica is not")
+	}
+	if ms := d.Members(); len(ms) != 2 || !ms[1].Learner || ms[1].Client != "http://127.0.0.1:8007" {
+		t.Fatalf("members %+v", ms)
+	}
+	if targets := d.statusTargets(); len(targets) != 3 || targets[1] != self {
+		t.Fatalf("status targets %v", targets)
+	}
+	// 2 moves to a new address: a new forwarder.
+	d.update(raft.Membership{Members: []raft.Member{{ID: 2, Addr: encodeAddr("http://127.0.0.1:7102", "")}}})
+	if d.Server(2) == kept || tr.Peers()[2] != "http://127.0.0.1:7102" {
+		t.Fatal("a member that moved kept its old forwarder or address")
+	}
+}
