@@ -198,7 +198,6 @@ func membersJSON(ms []client.Member) []memberJSON {
 	return out
 }
 
-
 func printMembers(w io.Writer, ms []client.Member) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tROLE\tPEER URL\tCLIENT URL\tMATCH\tLAG\tACTIVE")
