@@ -271,7 +271,7 @@ func (plan *joinPlan) run(ctx context.Context, r *Replica, members kvv1.Membersh
 // isVoter reports whether this replica is a voter of the configuration in
 // force.
 func (r *Replica) isVoter() bool {
-	for _, m := range r.node.Membership().Members {
+	for _, m := range r.members.Membership().Members {
 		if m.ID == r.cfg.ID {
 			return !m.Learner
 		}

@@ -257,6 +257,8 @@ func (s *memberService) twirpErr(err error) error {
 		return twirp.NewError(twirp.AlreadyExists, "already a member").WithMeta(kvwire.MetaReason, ReasonAlreadyMember)
 	case errors.Is(err, raft.ErrRemoveLastVoter):
 		return twirp.NewError(twirp.FailedPrecondition, "cannot remove the last voter").WithMeta(kvwire.MetaReason, ReasonLastVoter)
+	case errors.Is(err, errNoMembershipChanges):
+		return twirp.NewError(twirp.Unimplemented, err.Error())
 	case errors.Is(err, raft.ErrKilled), errors.Is(err, raft.ErrStoreFailed):
 		return twirp.NewError(twirp.Unavailable, "replica shutting down")
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

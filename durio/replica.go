@@ -29,7 +29,8 @@ type Replica struct {
 	logger  *slog.Logger
 	store   persist.Store
 	kv      *kvraft.Server
-	node    *raft.Node // r.kv's raft node
+	node    *raft.Node  // r.kv's raft node
+	members nodeMembers // its membership API
 	metrics *metrics
 	stopBG  context.CancelFunc // stops the background goroutines below
 	bg      sync.WaitGroup     // the leader watchers
@@ -73,6 +74,9 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	r.store = meteredStore{Store: store, m: r.metrics}
 	r.health = newHealth(logger, func() raft.Status { return r.kv.Status() }, store, r.fatal)
 	var err error
+	if len(cfg.Join) > 0 && !raftChangesMembership() {
+		return nil, configErr("join", "%v", errNoMembershipChanges)
+	}
 	if len(cfg.Join) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
 		r.join, err = prepareJoin(ctx, cfg, store, twirptransport.NewHTTPClient(nil), logger.With("layer", "join"))
@@ -133,6 +137,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	}
 
 	r.node = node
+	r.members = newNodeMembers(node)
 	r.leader = newLeaderWatch()
 	r.dir = r.newDirectory(transport, peerHTTP)
 	leaderURL := r.dir.clientURL
@@ -154,10 +159,10 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	}
 
 	r.dir.localKV = local
-	r.metrics.registry.MustRegister(membersCollector{dir: r.dir, node: node})
-	r.dir.update(r.membership(node))
-	r.checkBootstrap(node)
-	members := &memberService{node: node, dir: r.dir, leader: r.leader, self: cfg.ID, timeout: cfg.RequestTimeout,
+	r.metrics.registry.MustRegister(membersCollector{dir: r.dir, node: r.members})
+	r.dir.update(r.membership(r.members))
+	r.checkBootstrap(r.members)
+	members := &memberService{node: r.members, dir: r.dir, leader: r.leader, self: cfg.ID, timeout: cfg.RequestTimeout,
 		clusterID: r.clusterID, peerTLS: cfg.PeerTLS()}
 	peerMembers := kvv1.NewMembershipServiceServer(members)
 	peerMux.Handle("POST "+peerMembers.PathPrefix(), peerMembers)
@@ -207,7 +212,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	r.bg.Go(func() { r.metrics.watchLeader(bgCtx, r.kv.Raft().Subscribe) })
 	r.bg.Go(func() { r.health.watch(bgCtx) })
 	r.bg.Go(func() { r.leader.follow(bgCtx, r.kv.Raft().Subscribe) })
-	r.bg.Go(func() { r.dir.follow(bgCtx, node.Subscribe, func() raft.Membership { return r.membership(node) }) })
+	r.bg.Go(func() { r.dir.follow(bgCtx, node.Subscribe, func() raft.Membership { return r.membership(r.members) }) })
 	if r.join != nil {
 		r.bg.Go(func() { r.join.run(bgCtx, r, &clientMembers) })
 	}
