@@ -2,6 +2,7 @@ package durio
 
 import (
 	"context"
+	"fmt"
 	"math/bits"
 	"net/http"
 	"strconv"
@@ -277,7 +278,9 @@ type historyEvent struct {
 	term   uint64
 	leader int32 // eventLeader: the new leader or raft.NoLeader
 	peer   int32 // eventPeer*: the follower
-	detail string
+	// recovered: eventStart of a replica whose store held state (a restart)
+	recovered bool
+	detail    string
 }
 
 // history is one replica's in-memory history. The request path and the
@@ -328,8 +331,20 @@ func newHistorySized(id int, now time.Time, samples, events int) *history {
 	peers := map[int]*peerLag{}
 	h.peers.Store(&peers)
 	h.prev.leader = raft.NoLeader
-	h.addEvent(historyEvent{t: now.UnixMilli(), kind: eventStart})
 	return h
+}
+
+// recordStart marks this replica's start on the timeline, with the state
+// its store gave back (st, read before the node could hear from a peer): a
+// replica that recovered a log or a term is a restart, not a first start.
+func (h *history) recordStart(st raft.Status) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ev := historyEvent{t: h.started.UnixMilli(), kind: eventStart, term: st.Term, recovered: st.Term > 0 || st.LastIndex > 0}
+	if ev.recovered {
+		ev.detail = fmt.Sprintf("recovered term %d, log to index %d", st.Term, st.LastIndex)
+	}
+	h.addEvent(ev)
 }
 
 // observeRequest counts one client request; nothing here allocates or
@@ -604,7 +619,9 @@ type eventJSON struct {
 	Term   uint64 `json:"term,omitempty"`
 	Leader *int32 `json:"leader,omitempty"`
 	Peer   *int32 `json:"peer,omitempty"`
-	Detail string `json:"detail,omitempty"`
+	// Recovered is true on a start event when the store held state.
+	Recovered bool   `json:"recovered,omitempty"`
+	Detail    string `json:"detail,omitempty"`
 }
 
 // snapshot returns the samples and events after sinceMS (Unix ms) and, of
@@ -687,7 +704,7 @@ func (h *history) snapshot(now time.Time, sinceMS int64, maxSamples int) *histor
 		if ev.t <= sinceMS {
 			continue
 		}
-		e := eventJSON{TimeMS: ev.t, Kind: eventNames[ev.kind], Term: ev.term, Detail: ev.detail}
+		e := eventJSON{TimeMS: ev.t, Kind: eventNames[ev.kind], Term: ev.term, Recovered: ev.recovered, Detail: ev.detail}
 		switch ev.kind {
 		case eventLeader:
 			e.Leader = &ev.leader

@@ -117,6 +117,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		return nil, fmt.Errorf("durio: start: %w", err)
 	}
 
+	r.hist.recordStart(r.kv.Status())
 	leaderURL := func(id int) string {
 		if id >= 0 && id < len(cfg.ClientURLs) {
 			return cfg.ClientURLs[id]
