@@ -30,7 +30,7 @@ type Replica struct {
 	store   persist.Store
 	kv      *kvraft.Server
 	metrics *metrics
-	hist    *history // behind GET /status/history
+	hist    *history           // behind GET /status/history
 	stopBG  context.CancelFunc // stops the background goroutines below
 	bg      sync.WaitGroup     // the leader watchers
 	// leader tells the frontend which replica leads; forwarders carry

@@ -24,13 +24,13 @@ import (
 type historyDoc struct {
 	Self     int `json:"self"`
 	Replicas []struct {
-		ID        int                                      `json:"id"`
-		Reachable bool                                     `json:"reachable"`
-		Error     string                                   `json:"error"`
-		StartedMS int64                                    `json:"started_ms"`
-		TimeMS    []int64                                  `json:"t_ms"`
-		Requests  map[string]map[string][]uint32           `json:"requests"`
-		Role      []string                                 `json:"role"`
+		ID        int                                       `json:"id"`
+		Reachable bool                                      `json:"reachable"`
+		Error     string                                    `json:"error"`
+		StartedMS int64                                     `json:"started_ms"`
+		TimeMS    []int64                                   `json:"t_ms"`
+		Requests  map[string]map[string][]uint32            `json:"requests"`
+		Role      []string                                  `json:"role"`
 		Followers map[string]struct{ LagEntries []*uint64 } `json:"followers"`
 		Events    []struct {
 			TimeMS int64  `json:"t_ms"`
@@ -174,7 +174,7 @@ func TestE2EStatusHistoryInChromium(t *testing.T) {
 	if n := points("commit"); n < 10 {
 		t.Errorf("commit chart has %d points", n)
 	}
-	restart := regexp.MustCompile(`class="mark restart" data-replica="` + strconv.Itoa(oldLeader) + `" data-t="(\d+)"`).FindAllStringSubmatch(html, -1)
+	restart := regexp.MustCompile(`class="mark restart" data-replica="`+strconv.Itoa(oldLeader)+`" data-t="(\d+)"`).FindAllStringSubmatch(html, -1)
 	if len(restart) == 0 {
 		t.Errorf("no restart of replica %d marked:\n%s", oldLeader, html)
 	}
