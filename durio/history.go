@@ -3,6 +3,7 @@ package durio
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/bits"
 	"net/http"
 	"strconv"
@@ -191,7 +192,7 @@ func quantiles(now, prev *[latencyBucketCount]uint64) (n uint64, p50, p99 uint32
 		return 0, 0, 0
 	}
 	q := func(f float64) uint32 {
-		rank := uint64(f*float64(n-1)) + 1 // 1-based rank of the quantile
+		rank := uint64(math.Ceil(f * float64(n))) // nearest rank, 1-based
 		var seen uint64
 		for i, c := range d {
 			if seen += c; seen >= rank {
