@@ -41,11 +41,12 @@ const (
 	kindList
 	kindWatch
 	kindSession
+	kindLease
 	kindOther
 	numKinds
 )
 
-var kindNames = [numKinds]string{"get", "put", "append", "delete", "list", "watch", "session", "other"}
+var kindNames = [numKinds]string{"get", "put", "append", "delete", "list", "watch", "session", "lease", "other"}
 
 // outcome is how a client request ended, by HTTP status class.
 type outcome uint8
@@ -99,6 +100,8 @@ func requestKind(method, path string) (reqKind, bool) {
 			return kindWatch, true
 		case "OpenSession":
 			return kindSession, true
+		case "LeaseGrant", "LeaseKeepAlive", "LeaseRevoke", "LeaseTimeToLive":
+			return kindLease, true
 		case "Status":
 			return 0, false
 		}
@@ -125,6 +128,10 @@ func requestKind(method, path string) (reqKind, bool) {
 		return kindList, true
 	case "watch":
 		return kindWatch, true
+	case "session":
+		return kindSession, true
+	case "lease":
+		return kindLease, true
 	case "is_leader":
 		return 0, false
 	}
@@ -349,14 +356,17 @@ func (h *history) recordStart(st raft.Status) {
 }
 
 // observeRequest counts one client request; nothing here allocates or
-// locks.
-func (h *history) observeRequest(method, path string, code int, d time.Duration) {
+// locks. Long polls (watches, blocking queries with ?index=) count as
+// requests but stay out of the latency quantiles: they wait by design.
+func (h *history) observeRequest(method, path, rawQuery string, code int, d time.Duration) {
 	kind, ok := requestKind(method, path)
 	if !ok {
 		return
 	}
 	h.requests[kind][outcomeOf(code)].Add(1)
-	h.reqLatency.observe(d)
+	if kind != kindWatch && !strings.Contains(rawQuery, "index=") {
+		h.reqLatency.observe(d)
+	}
 }
 
 // observeAppend records one store Append.

@@ -64,11 +64,13 @@ func TestHistoryResolution(t *testing.T) {
 	h := newHistorySized(0, t0, 10, 10)
 	h.sample(at(1), raft.Status{Commit: 100, Applied: 90})
 	for range 7 {
-		h.observeRequest("POST", "/kvstore/put", 200, time.Millisecond)
+		h.observeRequest("POST", "/kvstore/put", "", 200, time.Millisecond)
 	}
-	h.observeRequest("GET", "/kvstore/get/a/b", 404, time.Millisecond)
-	h.observeRequest("POST", "/twirp/kv.v1.KVService/Get", 503, 100*time.Millisecond)
-	h.observeRequest("GET", "/status", 200, time.Second) // not a key-value call
+	h.observeRequest("GET", "/kvstore/get/a/b", "", 404, time.Millisecond)
+	h.observeRequest("POST", "/twirp/kv.v1.KVService/Get", "", 503, 100*time.Millisecond)
+	h.observeRequest("GET", "/status", "", 200, time.Second)                        // not a key-value call
+	h.observeRequest("GET", "/kvstore/get/a", "index=7&wait=10s", 200, time.Minute) // a long poll: counted, no latency
+	h.observeRequest("POST", "/twirp/kv.v1.KVService/Watch", "", 200, time.Minute)
 	h.observeAppend(2*time.Millisecond, nil)
 	h.observeAppend(0, errors.New("disk"))
 	h.observeSnapshot(nil)
@@ -86,8 +88,9 @@ func TestHistoryResolution(t *testing.T) {
 		t.Fatalf("commits %v applies %v", got.CommitPerS, got.ApplyPerS)
 	}
 	want := map[string]map[string][]uint32{
-		"put": {"ok": {0, 7, 0}},
-		"get": {"not_found": {0, 1, 0}, "unavailable": {0, 1, 0}},
+		"put":   {"ok": {0, 7, 0}},
+		"get":   {"ok": {0, 1, 0}, "not_found": {0, 1, 0}, "unavailable": {0, 1, 0}},
+		"watch": {"ok": {0, 1, 0}},
 	}
 	if fmt.Sprint(got.Requests) != fmt.Sprint(want) {
 		t.Fatalf("requests %v, want %v", got.Requests, want)
@@ -133,7 +136,7 @@ func TestHistoryHotPathAllocs(t *testing.T) {
 	resp := &raft.AppendEntriesResponse{Success: true, MatchIndex: 5}
 	h.observeAppendEntries(t0, 1, resp, nil) // creates follower 1's record
 	n := testing.AllocsPerRun(1000, func() {
-		h.observeRequest("POST", "/twirp/kv.v1.KVService/Put", 200, time.Millisecond)
+		h.observeRequest("POST", "/twirp/kv.v1.KVService/Put", "", 200, time.Millisecond)
 		h.observeAppend(time.Millisecond, nil)
 		h.observeAppendEntries(t0, 1, resp, nil)
 	})
@@ -316,6 +319,9 @@ func TestRequestKinds(t *testing.T) {
 		{"GET", "/kvstore/nonsense", "other"},
 		{"POST", "/twirp/kv.v1.KVService/Put", "put"},
 		{"POST", "/twirp/kv.v1.KVService/OpenSession", "session"},
+		{"POST", "/kvstore/session", "session"},
+		{"POST", "/kvstore/lease/grant", "lease"},
+		{"POST", "/twirp/kv.v1.KVService/LeaseKeepAlive", "lease"},
 		{"POST", "/twirp/kv.v1.KVService/Status", ""},
 		{"POST", "/twirp/kv.v1.KVService/Bogus", "other"},
 		{"POST", "/twirp/", "other"},

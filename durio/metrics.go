@@ -158,7 +158,7 @@ func (m *metrics) instrumentMux(next http.Handler) http.Handler {
 		m.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
 		m.reqLatency.WithLabelValues(route).Observe(d.Seconds())
 		if m.hist != nil {
-			m.hist.observeRequest(r.Method, r.URL.Path, sw.code, d)
+			m.hist.observeRequest(r.Method, r.URL.Path, r.URL.RawQuery, sw.code, d)
 		}
 	})
 }
