@@ -145,6 +145,19 @@ func (d *directory) clientURL(id int) string {
 	return ""
 }
 
+// peerURL is member id's peer URL, or "" if it is not a member.
+func (d *directory) peerURL(id int) string {
+	if id == d.self {
+		return d.selfAddr.Peer
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if r := d.remotes[id]; r != nil {
+		return r.addr.Peer
+	}
+	return ""
+}
+
 // membershipOf returns the MembershipService of member id's peer listener,
 // or nil if it is not a member.
 func (d *directory) membershipOf(id int) kvv1.MembershipService {

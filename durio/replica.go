@@ -32,6 +32,7 @@ type Replica struct {
 	node    *raft.Node  // r.kv's raft node
 	members nodeMembers // its membership API
 	metrics *metrics
+	hist    *history           // behind GET /status/history
 	stopBG  context.CancelFunc // stops the background goroutines below
 	bg      sync.WaitGroup     // the leader watchers
 	// leader tells the frontend which replica leads; dir is the address
@@ -71,8 +72,13 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	r := &Replica{cfg: cfg, logger: logger, failed: make(chan error, 2)}
 	// The gauges read r.kv, which is set before anything can scrape them.
 	r.metrics = newMetrics(func() raft.Status { return r.kv.Status() })
+	r.hist = newHistory(cfg.ID, time.Now())
+	r.metrics.hist = r.hist
 	r.store = meteredStore{Store: store, m: r.metrics}
-	r.health = newHealth(logger, func() raft.Status { return r.kv.Status() }, store, r.fatal)
+	r.health = newHealth(logger, func() raft.Status { return r.kv.Status() }, store, func(err error) {
+		r.hist.storeFailed(time.Now(), publicReason(err))
+		r.fatal(err)
+	})
 	var err error
 	if len(cfg.Join) > 0 && !raftChangesMembership() {
 		return nil, configErr("join", "%v", errNoMembershipChanges)
@@ -126,7 +132,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		rc.ID, rc.Peers = cfg.ID, len(cfg.Peers)
 		rc.SnapshotThresholdBytes = cfg.SnapshotBytes
 		rc.Logger = logger.With("layer", "raft")
-		n, err := raft.New(rc, transport, r.store, app)
+		n, err := raft.New(rc, historyTransport{Transport: transport, hist: r.hist}, r.store, app)
 		node = n
 		return n, err
 	})
@@ -136,6 +142,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		return nil, fmt.Errorf("durio: start: %w", err)
 	}
 
+	r.hist.recordStart(r.kv.Status())
 	r.node = node
 	r.members = newNodeMembers(node)
 	r.leader = newLeaderWatch()
@@ -152,6 +159,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	peerMux.Handle("POST "+forwardServer.PathPrefix(), forwardServer)
 	batchServer := kvv1.NewForwardServiceServer(kvwire.NewBatchServer(r.kv, forwardBatchOps))
 	peerMux.Handle("POST "+batchServer.PathPrefix(), batchServer)
+	peerMux.Handle("GET "+historyPeerPath, peerHistoryHandler(r.hist))
 	if cfg.Pprof {
 		peerMux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		peerMux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -193,6 +201,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		})(mux)
 		ms := kvv1.NewMembershipServiceServer(&clientMembers)
 		mux.Handle("POST "+ms.PathPrefix(), ms)
+		historyHandlers(cfg.ID, r.historyMembers(peerHTTP))(mux)
 		mux.HandleFunc("GET /admin/snapshot", r.snapshotHandler)
 	}
 	// Authentication comes first, so an unauthenticated caller gets its 401
@@ -212,6 +221,8 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	r.bg.Go(func() { r.metrics.watchLeader(bgCtx, r.kv.Raft().Subscribe) })
 	r.bg.Go(func() { r.health.watch(bgCtx) })
 	r.bg.Go(func() { r.leader.follow(bgCtx, r.kv.Raft().Subscribe) })
+	r.bg.Go(func() { r.hist.watch(bgCtx, r.kv.Raft().Subscribe) })
+	r.bg.Go(func() { r.hist.run(bgCtx, r.kv.Status) })
 	r.bg.Go(func() { r.dir.follow(bgCtx, node.Subscribe, func() raft.Membership { return r.membership(r.members) }) })
 	if r.join != nil {
 		r.bg.Go(func() { r.join.run(bgCtx, r, &clientMembers) })
