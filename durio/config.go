@@ -303,7 +303,7 @@ func (c *Config) validateMembership() error {
 	if c.PeerURL == "" {
 		return configErr("peer-url", "required with join: the URL the other replicas reach this replica's peer listener at")
 	}
-	if _, err := peerHostPort(c.PeerURL); err != nil {
+	if err := checkMemberURL(c.PeerURL); err != nil {
 		return configErr("peer-url", "%q: %v", c.PeerURL, err)
 	}
 	if c.ClientURL == "" && c.ID < len(c.ClientURLs) {
@@ -319,7 +319,7 @@ func (c *Config) validateMembership() error {
 		}
 	}
 	if c.ClientURL != "" {
-		if _, err := peerHostPort(c.ClientURL); err != nil {
+		if err := checkMemberURL(c.ClientURL); err != nil {
 			return configErr("client-url", "%q: %v", c.ClientURL, err)
 		}
 	}
@@ -414,6 +414,16 @@ func (c *Config) validateLimits() error {
 		}
 	}
 	return nil
+}
+
+// checkMemberURL checks a URL recorded in the membership: http(s), with a
+// port, at most maxURLBytes long.
+func checkMemberURL(raw string) error {
+	if len(raw) > maxURLBytes {
+		return fmt.Errorf("longer than %d bytes", maxURLBytes)
+	}
+	_, err := peerHostPort(raw)
+	return err
 }
 
 // peerHostPort checks an http(s) URL and returns its host:port.

@@ -151,8 +151,9 @@ func errUnknownMember(id int) twirp.Error {
 	return twirp.NewErrorf(twirp.NotFound, "replica %d is not a member", id).WithMeta(kvwire.MetaReason, ReasonUnknownMember)
 }
 
-// maxURLBytes bounds the URLs a member may be given.
-const maxURLBytes = 1024
+// maxURLBytes bounds each URL a member may be given, so that both, encoded
+// in raft.Member.Addr, stay within raft's limit on an address (1 KiB).
+const maxURLBytes = 480
 
 // checkAdd validates a MemberAdd before it goes anywhere.
 func (s *memberService) checkAdd(req *kvv1.MemberAddRequest) error {
@@ -168,11 +169,11 @@ func (s *memberService) checkAdd(req *kvv1.MemberAddRequest) error {
 			continue
 		case f.url == "":
 			return twirp.RequiredArgumentError(f.name)
-		case len(f.url) > maxURLBytes || !utf8.ValidString(f.url):
-			return twirp.InvalidArgumentError(f.name, "must be valid UTF-8 of at most "+strconv.Itoa(maxURLBytes)+" bytes")
+		case !utf8.ValidString(f.url):
+			return twirp.InvalidArgumentError(f.name, "must be valid UTF-8")
 		}
-		if _, err := peerHostPort(f.url); err != nil {
-			return twirp.InvalidArgumentError(f.name, "must be an http(s) URL with a port: "+err.Error())
+		if err := checkMemberURL(f.url); err != nil {
+			return twirp.InvalidArgumentError(f.name, "must be an http(s) URL with a port, of at most "+strconv.Itoa(maxURLBytes)+" bytes: "+err.Error())
 		}
 	}
 	if https := strings.HasPrefix(req.GetPeerUrl(), "https://"); https != s.peerTLS {
