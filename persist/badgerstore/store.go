@@ -18,10 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
-	"sync"
-	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -219,33 +216,26 @@ func encodeHardState(hs persist.HardState) []byte {
 }
 
 // Store is a persist.Store on badger. See the package doc for the layout.
+// The Store methods and the bookkeeping they share with the other stores
+// (closed and failed states, the contract's checks, the Size figure) come
+// from persist.Base; the database is written by the Backend below.
 type Store struct {
-	db        *badger.DB
-	log       *slog.Logger
-	chunk     int   // snapshot chunk size, bytes
-	atomicMax int64 // batches estimated below this go in one transaction
-
-	// mu serializes the methods and guards every field below. It is held
-	// across fsync: the Store contract has no concurrent calls except Size,
-	// which reads an atomic and never waits for it.
-	mu       sync.Mutex
-	closed   bool
-	failed   error
-	hs       persist.HardState
-	snap     snapMeta
-	entries  []entryMeta // after snap.index
-	logBytes int64
-	pending  *persist.State
-
-	size atomic.Int64
-}
-
-type entryMeta struct {
-	term uint64
-	size int64
+	persist.Base // Load, Append, SaveSnapshot, Size, Close; calls backend
 }
 
 var _ persist.Store = (*Store)(nil)
+
+// backend is the Store's persist.Backend. Base calls it one method at a time,
+// under its mutex.
+type backend struct {
+	db        *badger.DB
+	log       *slog.Logger
+	chunk     int      // snapshot chunk size, bytes
+	atomicMax int64    // batches estimated below this go in one transaction
+	snap      snapMeta // the stored snapshot's metadata (generation, chunks)
+}
+
+var _ persist.Backend = (*backend)(nil)
 
 // Open opens (or creates) the store in dir, recovers its state and deletes
 // leftovers of an interrupted snapshot or compaction.
@@ -256,34 +246,30 @@ func Open(dir string, o Options) (*Store, error) {
 	if err := verifyDir(dir); err != nil {
 		return nil, err
 	}
-	db, err := badger.Open(o.badger(dir))
+	bdb, err := badger.Open(o.badger(dir))
 	if err != nil {
 		return nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
 	}
 	maxBatch := o.MemTableBytes * 15 / 100
-	s := &Store{db: db, log: o.Logger, chunk: int(min(maxBatch/2, 1<<20)), atomicMax: maxBatch * 9 / 10}
+	s := &backend{db: bdb, log: o.Logger, chunk: int(min(maxBatch/2, 1<<20)), atomicMax: maxBatch * 9 / 10}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	st, err := s.read(true)
 	if err != nil {
-		_ = db.Close()
+		_ = bdb.Close()
 		return nil, err
 	}
-	s.pending = &st
-	s.hs = st.HardState
-	for _, e := range st.Entries {
-		s.entries = append(s.entries, entryMeta{term: e.Term, size: e.Size()})
-		s.logBytes += e.Size()
-	}
-	s.size.Store(persist.HardStateBytes + s.logBytes)
-	return s, nil
+	store := &Store{}
+	store.Init(s)
+	store.Recovered(st)
+	return store, nil
 }
 
 // read reads the whole state and sets s.snap; with cleanup it also deletes
 // entries the snapshot covers and chunks of other generations (leftovers of
 // an interrupted SaveSnapshot).
-func (s *Store) read(cleanup bool) (persist.State, error) {
+func (s *backend) read(cleanup bool) (persist.State, error) {
 	st := persist.State{HardState: persist.EmptyHardState}
 	var meta snapMeta
 	var stale [][]byte
@@ -427,7 +413,7 @@ type writer struct {
 	err error
 }
 
-func (s *Store) newWriter() *writer { return &writer{db: s.db, txn: s.db.NewTransaction(true)} }
+func (s *backend) newWriter() *writer { return &writer{db: s.db, txn: s.db.NewTransaction(true)} }
 
 func (w *writer) do(op func(*badger.Txn) error) {
 	if w.err != nil {
@@ -456,36 +442,9 @@ func (w *writer) commit() error {
 	return w.txn.Commit()
 }
 
-func (s *Store) usable() error {
-	if s.closed {
-		return persist.ErrClosed
-	}
-	if s.failed != nil {
-		return fmt.Errorf("%w: %w", persist.ErrFailed, s.failed)
-	}
-	return nil
-}
-
-func (s *Store) lastIndex() uint64 { return s.snap.index + uint64(len(s.entries)) }
-
-// Load implements persist.Store. The first call returns what Open read;
-// later calls read the database again.
-func (s *Store) Load(ctx context.Context) (persist.State, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.usable(); err != nil {
-		return persist.State{}, err
-	}
-	if err := ctx.Err(); err != nil {
-		return persist.State{}, err
-	}
-	if s.pending != nil {
-		st := *s.pending
-		s.pending = nil
-		return st, nil
-	}
-	return s.read(false)
-}
+// Reload implements persist.Backend: Load returns what Open read the first
+// time, and reads the database again for later calls.
+func (s *backend) Reload(context.Context) (persist.State, error) { return s.read(false) }
 
 func entryValue(e persist.Entry) []byte {
 	v := make([]byte, 0, 9+len(e.Data))
@@ -494,21 +453,10 @@ func entryValue(e persist.Entry) []byte {
 	return append(v, e.Data...)
 }
 
-// Append implements persist.Store.
-func (s *Store) Append(ctx context.Context, hs persist.HardState, entries []persist.Entry) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.usable(); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := persist.CheckAppendRange(s.snap.index, s.lastIndex(), entries); err != nil {
-		return err
-	}
-	s.pending = nil
-	oldLast := s.lastIndex()
+// WriteAppend implements persist.Backend: one transaction (and one commit)
+// for a batch that fits in one, else several in a crash-safe order.
+func (s *backend) WriteAppend(t *persist.Tracker, hs persist.HardState, entries []persist.Entry) error {
+	oldLast := t.LastIndex()
 	newLast, first := oldLast, oldLast+1
 	est := int64(64)
 	if len(entries) > 0 {
@@ -529,30 +477,16 @@ func (s *Store) Append(ctx context.Context, hs persist.HardState, entries []pers
 		err = s.appendAtomic(hs, entries, newLast, oldLast)
 	}
 	if est > s.atomicMax || errors.Is(err, badger.ErrTxnTooBig) {
-		err = s.appendInSteps(hs, entries, first, oldLast)
+		err = s.appendInSteps(hs, entries, first, oldLast, t.HardState().Commit)
 	}
 	if err != nil {
-		s.failed = err
 		return wrap("append", err)
 	}
-	s.hs = hs
-	if len(entries) > 0 {
-		keep := int(first - s.snap.index - 1)
-		for _, e := range s.entries[keep:] {
-			s.logBytes -= e.size
-		}
-		s.entries = s.entries[:keep]
-		for _, e := range entries {
-			s.entries = append(s.entries, entryMeta{term: e.Term, size: e.Size()})
-			s.logBytes += e.Size()
-		}
-	}
-	s.size.Store(persist.HardStateBytes + s.logBytes)
 	return nil
 }
 
 // appendAtomic writes the batch in one transaction.
-func (s *Store) appendAtomic(hs persist.HardState, entries []persist.Entry, newLast, oldLast uint64) error {
+func (s *backend) appendAtomic(hs persist.HardState, entries []persist.Entry, newLast, oldLast uint64) error {
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
 	for i := newLast + 1; i <= oldLast && len(entries) > 0; i++ {
@@ -575,10 +509,10 @@ func (s *Store) appendAtomic(hs persist.HardState, entries []persist.Entry, newL
 // state a crash can leave is valid: the new term and vote first (with the
 // old commit index), then the replaced entries deleted from the end
 // backwards, then the new entries in order, then the final hard state.
-func (s *Store) appendInSteps(hs persist.HardState, entries []persist.Entry, first, oldLast uint64) error {
+func (s *backend) appendInSteps(hs persist.HardState, entries []persist.Entry, first, oldLast, oldCommit uint64) error {
 	w := s.newWriter()
 	early := hs
-	early.Commit = min(hs.Commit, s.hs.Commit)
+	early.Commit = min(hs.Commit, oldCommit)
 	w.set(keyHardState, encodeHardState(early))
 	if len(entries) > 0 {
 		for i := oldLast; i >= first && i > s.snap.index; i-- {
@@ -592,34 +526,15 @@ func (s *Store) appendInSteps(hs persist.HardState, entries []persist.Entry, fir
 	return w.commit()
 }
 
-// SaveSnapshot implements persist.Store.
-func (s *Store) SaveSnapshot(ctx context.Context, snap persist.Snapshot) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.usable(); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if snap.Index <= s.snap.index {
-		return fmt.Errorf("%w: stored %d, new %d", persist.ErrStaleSnapshot, s.snap.index, snap.Index)
-	}
-	s.pending = nil
-	if err := s.saveSnapshot(snap); err != nil {
-		s.failed = err
+// WriteSnapshot implements persist.Backend.
+func (s *backend) WriteSnapshot(t *persist.Tracker, snap persist.Snapshot) error {
+	if err := s.saveSnapshot(snap, t.SnapshotKeeps(snap), t.LastIndex()); err != nil {
 		return wrap("save snapshot", err)
 	}
 	return nil
 }
 
-func (s *Store) saveSnapshot(snap persist.Snapshot) error {
-	var kept []entryMeta
-	i := snap.Index - s.snap.index - 1
-	match := i < uint64(len(s.entries)) && s.entries[i].term == snap.Term
-	if match {
-		kept = s.entries[i+1:]
-	}
+func (s *backend) saveSnapshot(snap persist.Snapshot, match bool, last uint64) error {
 	meta := snapMeta{index: snap.Index, term: snap.Term, gen: s.snap.gen + 1, size: uint64(len(snap.Data))}
 
 	// 1. The data, in chunks of the new generation (ignored until step 3).
@@ -632,7 +547,7 @@ func (s *Store) saveSnapshot(snap persist.Snapshot) error {
 	// 2. If the log does not continue the snapshot, drop it from the end
 	// backwards: every prefix of it is a valid log under the old snapshot.
 	if !match {
-		for j := s.lastIndex(); j > snap.Index && j > s.snap.index; j-- {
+		for j := last; j > snap.Index && j > s.snap.index; j-- {
 			w.delete(entryKey(j))
 		}
 	}
@@ -646,7 +561,7 @@ func (s *Store) saveSnapshot(snap persist.Snapshot) error {
 	// 4. Delete what it made obsolete; a crash before this is cleaned up on
 	// Open.
 	w = s.newWriter()
-	for j := s.snap.index + 1; j <= min(snap.Index, s.lastIndex()); j++ {
+	for j := s.snap.index + 1; j <= min(snap.Index, last); j++ {
 		w.delete(entryKey(j))
 	}
 	for n := uint64(0); n < s.snap.chunks; n++ {
@@ -654,12 +569,6 @@ func (s *Store) saveSnapshot(snap persist.Snapshot) error {
 	}
 	err := w.commit()
 	s.snap = meta
-	s.entries = slices.Clone(kept)
-	s.logBytes = 0
-	for _, e := range s.entries {
-		s.logBytes += e.size
-	}
-	s.size.Store(persist.HardStateBytes + s.logBytes)
 	if err != nil {
 		return err
 	}
@@ -672,18 +581,8 @@ func (s *Store) saveSnapshot(snap persist.Snapshot) error {
 	return nil
 }
 
-// Size implements persist.Store.
-func (s *Store) Size() int64 { return s.size.Load() }
-
-// Close implements persist.Store.
-func (s *Store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	s.closed = true
-	s.pending = nil
+// Release implements persist.Backend: Close closes the database.
+func (s *backend) Release() error {
 	if err := s.db.Close(); err != nil {
 		return wrap("close", err)
 	}
