@@ -61,6 +61,24 @@ func (s *Base) backend() Backend {
 // discard is the Backend of a Base that keeps nothing.
 type discard struct{}
 
+// inMemory marks the Backends of this package's in-memory stores (Memory,
+// Noop): their calls finish at once, so Base does not refuse them for a
+// done context, as it does for a Backend that writes to disk.
+type inMemory interface{ inMemory() }
+
+func (discard) inMemory()     {}
+func (*memBackend) inMemory() {}
+
+// begin is what every method checks first: Usable, and for a Backend that
+// writes to disk, whether ctx is already done (a store does not start a
+// write for a caller that has given up).
+func (s *Base) begin(ctx context.Context) error {
+	if _, ok := s.backend().(inMemory); ok {
+		return s.t.Usable()
+	}
+	return s.t.Begin(ctx)
+}
+
 func (discard) Reload(context.Context) (State, error)          { return State{HardState: EmptyHardState}, nil }
 func (discard) WriteAppend(*Tracker, HardState, []Entry) error { return nil }
 func (discard) WriteSnapshot(*Tracker, Snapshot) error         { return nil }
@@ -78,7 +96,7 @@ func (s *Base) Recovered(st State) {
 func (s *Base) Load(ctx context.Context) (State, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.t.Begin(ctx); err != nil {
+	if err := s.begin(ctx); err != nil {
 		return State{}, err
 	}
 	if st, ok := s.t.Loaded(); ok {
@@ -91,7 +109,7 @@ func (s *Base) Load(ctx context.Context) (State, error) {
 func (s *Base) Append(ctx context.Context, hs HardState, entries []Entry) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.t.Begin(ctx); err != nil {
+	if err := s.begin(ctx); err != nil {
 		return err
 	}
 	if err := s.t.CheckAppend(entries); err != nil {
@@ -108,7 +126,7 @@ func (s *Base) Append(ctx context.Context, hs HardState, entries []Entry) error 
 func (s *Base) SaveSnapshot(ctx context.Context, snap Snapshot) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.t.Begin(ctx); err != nil {
+	if err := s.begin(ctx); err != nil {
 		return err
 	}
 	if err := s.t.CheckSnapshot(snap); err != nil {

@@ -99,6 +99,13 @@ func TestBaseRefusesWithoutWriting(t *testing.T) {
 	if err := s.Append(cancelled, persist.EmptyHardState, nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Append with a cancelled context = %v, want context.Canceled", err)
 	}
+	// The in-memory stores finish every call at once and ignore the context.
+	if err := persist.NewMemory().Append(cancelled, persist.EmptyHardState, entries(1, 1, 1)); err != nil {
+		t.Fatalf("Memory.Append with a cancelled context = %v, want nil", err)
+	}
+	if err := persist.NewNoop().Append(cancelled, persist.EmptyHardState, entries(1, 1, 1)); err != nil {
+		t.Fatalf("Noop.Append with a cancelled context = %v, want nil", err)
+	}
 	if b.appends != 1 {
 		t.Fatalf("the Backend saw %d Appends, want 1 (refusals must not reach it)", b.appends)
 	}
