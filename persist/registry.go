@@ -83,22 +83,25 @@ func Drivers() []string {
 	return slices.Sorted(maps.Keys(registry))
 }
 
-// StoreOptions is what a store's Options type offers for DriverFor: Set
-// from a name and text (as in OpenParams.Options) and Validate.
+// StoreOptions is what a store's Options type offers for DriverFor:
+// SetParams takes Sync and Logger from OpenParams, Set one option by name
+// from its text (as in OpenParams.Options), Validate checks the result.
 type StoreOptions[O any] interface {
 	*O
+	SetParams(OpenParams)
 	Set(name, value string) error
 	Validate() error
 }
 
 // DriverFor is the Driver of a durable store whose options parse with
-// Set and Validate: defaults gives the options before OpenParams.Options
-// apply (Sync and Logger already set), and open opens the store in a
-// folder. Errors name the option: "Options[segment_bytes]: ...".
-func DriverFor[O any, P StoreOptions[O], S Store](name string, defaults func(OpenParams) O,
+// StoreOptions: defaults gives the options before OpenParams apply, and
+// open opens the store in a folder. Errors name the option:
+// "Options[segment_bytes]: ...".
+func DriverFor[O any, P StoreOptions[O], S Store](name string, defaults func() O,
 	open func(dir string, o O) (S, error)) Driver {
 	parse := func(p OpenParams) (O, error) {
-		o := defaults(p)
+		o := defaults()
+		P(&o).SetParams(p)
 		for _, k := range slices.Sorted(maps.Keys(p.Options)) {
 			if err := P(&o).Set(k, p.Options[k]); err != nil {
 				return o, fmt.Errorf("%w: Options[%s]: %w", ErrInvalidParams, k, err)

@@ -62,6 +62,8 @@ type opts struct {
 	Sync bool
 }
 
+func (o *opts) SetParams(p persist.OpenParams) { o.Sync = p.Sync }
+
 func (o *opts) Set(name, value string) error {
 	if name != "size" {
 		return errors.New("unknown option")
@@ -80,7 +82,7 @@ func (o opts) Validate() error {
 func TestDriverFor(t *testing.T) {
 	failOpen := errors.New("cannot open")
 	var opened opts
-	d := persist.DriverFor("t", func(p persist.OpenParams) opts { return opts{Sync: p.Sync} },
+	d := persist.DriverFor("t", func() opts { return opts{} },
 		func(dir string, o opts) (*persist.Memory, error) {
 			opened = o
 			if dir == "bad" {

@@ -90,7 +90,7 @@ func (s *syncer) sync(valueLog bool) error {
 		}
 		// badger moved on: the old file may hold commits not yet synced
 		// (a multi-transaction write spanning the rotation).
-		err = s.wal.Sync()
+		err = datasync(s.wal)
 		s.walSyncs++
 		_ = s.wal.Close()
 		s.wal, s.fid = next, s.fid+1
@@ -99,7 +99,7 @@ func (s *syncer) sync(valueLog bool) error {
 		}
 	}
 	s.walSyncs++
-	if err := s.wal.Sync(); err != nil {
+	if err := datasync(s.wal); err != nil {
 		return fmt.Errorf("badgerstore: sync write-ahead log: %w", err)
 	}
 	if valueLog {

@@ -50,17 +50,9 @@ func TestOneSyncPerAppend(t *testing.T) {
 	if b.syncer.vlogSyncs != 0 {
 		t.Errorf("%d value-log syncs for entries below the threshold, want 0", b.syncer.vlogSyncs)
 	}
-	if err := st.Close(); err != nil {
-		t.Fatal(err)
-	}
-	st2, err := Open(dir, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st2.Close()
-	got, err := st2.Load(ctx)
-	if err != nil || len(got.Entries) != appends*perAppend {
-		t.Fatalf("reopened: %d entries, %v; want %d", len(got.Entries), err, appends*perAppend)
+	got := closeAndLoad(t, st, dir, o)
+	if len(got.Entries) != appends*perAppend {
+		t.Fatalf("reopened: %d entries, want %d", len(got.Entries), appends*perAppend)
 	}
 }
 
@@ -105,6 +97,20 @@ func TestValueLogSynced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	got := closeAndLoad(t, st, dir, o)
+	after, err := fileNumbers(dir, vlogExt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("value-log files before reopen %v, after %v", before, after)
+	if got.Snapshot.Index != 2*n || string(got.Snapshot.Data) != "s" || len(got.Entries) != 0 {
+		t.Fatalf("reopened: snapshot %d %q, %d entries", got.Snapshot.Index, got.Snapshot.Data, len(got.Entries))
+	}
+}
+
+// closeAndLoad closes st, reopens the store in dir and returns what it loads.
+func closeAndLoad(t *testing.T, st *Store, dir string, o Options) persist.State {
+	t.Helper()
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -112,14 +118,10 @@ func TestValueLogSynced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st2.Close()
-	after, err := fileNumbers(dir, vlogExt)
+	t.Cleanup(func() { _ = st2.Close() })
+	got, err := st2.Load(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("value-log files before reopen %v, after %v", before, after)
-	got, err := st2.Load(ctx)
-	if err != nil || got.Snapshot.Index != 2*n || string(got.Snapshot.Data) != "s" || len(got.Entries) != 0 {
-		t.Fatalf("reopened: snapshot %d %q, %d entries, %v", got.Snapshot.Index, got.Snapshot.Data, len(got.Entries), err)
-	}
+	return got
 }
