@@ -75,6 +75,7 @@ func (b *memBackend) WriteSnapshot(_ *Tracker, snap Snapshot) error {
 	defer b.mu.Unlock()
 	b.state.Entries = EntriesAfterSnapshot(b.state, snap)
 	snap.Data = slices.Clone(snap.Data)
+	snap.Config = slices.Clone(snap.Config)
 	b.state.Snapshot = snap
 	return nil
 }
@@ -125,6 +126,7 @@ func EntriesAfterSnapshot(st State, snap Snapshot) []Entry {
 func cloneState(st State) State {
 	out := State{HardState: st.HardState, Snapshot: st.Snapshot}
 	out.Snapshot.Data = slices.Clone(st.Snapshot.Data)
+	out.Snapshot.Config = slices.Clone(st.Snapshot.Config)
 	out.Entries = make([]Entry, len(st.Entries))
 	for i, e := range st.Entries {
 		e.Data = slices.Clone(e.Data)

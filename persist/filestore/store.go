@@ -185,7 +185,7 @@ func (s *files) recover(repair bool) (recovered, error) {
 			return rec, err
 		}
 		rec.snap = meta
-		rec.state.Snapshot = persist.Snapshot{Index: meta.index, Term: meta.term, Data: data}
+		rec.state.Snapshot = persist.Snapshot{Index: meta.index, Term: meta.term, Data: data, Config: meta.config}
 	}
 	names, err := s.fs.ReadDir(s.dir)
 	if err != nil {
@@ -397,7 +397,7 @@ func (s *files) WriteSnapshot(t *persist.Tracker, snap persist.Snapshot) error {
 }
 
 func (s *files) saveSnapshot(t *persist.Tracker, snap persist.Snapshot) error {
-	meta := snapMeta{index: snap.Index, term: snap.Term}
+	meta := snapMeta{index: snap.Index, term: snap.Term, config: slices.Clone(snap.Config)}
 	if t.SnapshotKeeps(snap) {
 		// The oldest segment that wrote an entry after the snapshot; see
 		// recover: replaying from it rebuilds every entry after snap.Index.
@@ -444,8 +444,10 @@ func (s *files) writeSnapshotFile(meta snapMeta, data []byte) error {
 	hdr = binary.LittleEndian.AppendUint64(hdr, meta.term)
 	hdr = binary.LittleEndian.AppendUint64(hdr, meta.firstSeg)
 	hdr = binary.LittleEndian.AppendUint64(hdr, uint64(len(data)))
-	sum := crc32.Update(crc32.Checksum(hdr, crcTable), crcTable, data)
-	err = writeAll(f, hdr, data, binary.LittleEndian.AppendUint32(nil, sum))
+	tail := binary.LittleEndian.AppendUint64(nil, uint64(len(meta.config)))
+	tail = append(tail, meta.config...)
+	sum := crc32.Update(crc32.Update(crc32.Checksum(hdr, crcTable), crcTable, data), crcTable, tail)
+	err = writeAll(f, hdr, data, tail, binary.LittleEndian.AppendUint32(nil, sum))
 	if err == nil && !s.opts.NoSync {
 		err = f.Sync()
 	}

@@ -141,12 +141,14 @@ func IDFromProto(field string, v uint32) (int, error) {
 	return int(v), nil
 }
 
-// SnapshotMetadataToProto describes snap without its data.
+// SnapshotMetadataToProto describes snap without its data (with its
+// configuration).
 func SnapshotMetadataToProto(snap persist.Snapshot) *raftv1.SnapshotMetadata {
 	return &raftv1.SnapshotMetadata{
 		LastIncludedIndex: snap.Index,
 		LastIncludedTerm:  snap.Term,
 		SizeBytes:         uint64(len(snap.Data)),
+		Config:            snap.Config,
 	}
 }
 
@@ -156,5 +158,5 @@ func SnapshotFromProto(p *raftv1.SnapshotMetadata, data []byte) (persist.Snapsho
 	if p.GetSizeBytes() != uint64(len(data)) {
 		return persist.Snapshot{}, fmt.Errorf("%w: snapshot size %d, data %d bytes", ErrInvalid, p.GetSizeBytes(), len(data))
 	}
-	return persist.Snapshot{Index: p.GetLastIncludedIndex(), Term: p.GetLastIncludedTerm(), Data: data}, nil
+	return persist.Snapshot{Index: p.GetLastIncludedIndex(), Term: p.GetLastIncludedTerm(), Data: data, Config: p.GetConfig()}, nil
 }

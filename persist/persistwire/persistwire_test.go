@@ -60,7 +60,7 @@ func TestEntriesRoundTrip(t *testing.T) {
 }
 
 func TestSnapshotMetadata(t *testing.T) {
-	snap := persist.Snapshot{Index: 12, Term: 3, Data: []byte("state")}
+	snap := persist.Snapshot{Index: 12, Term: 3, Data: []byte("state"), Config: []byte("voters 1 2 3")}
 	p := SnapshotMetadataToProto(snap)
 	got, err := SnapshotFromProto(p, snap.Data)
 	if err != nil || !reflect.DeepEqual(got, snap) {

@@ -132,6 +132,7 @@ func InstallSnapshotRequestToProto(r *raft.InstallSnapshotRequest) *raftv1.Insta
 		Done:              r.Done,
 		TotalSizeBytes:    r.TotalSize,
 		Crc32C:            r.Checksum,
+		Config:            r.Config,
 	}
 }
 
@@ -156,6 +157,7 @@ func InstallSnapshotRequestFromProto(p *raftv1.InstallSnapshotRequest) (*raft.In
 		Done:              p.GetDone(),
 		TotalSize:         p.GetTotalSizeBytes(),
 		Checksum:          p.GetCrc32C(),
+		Config:            p.GetConfig(),
 	}, nil
 }
 
