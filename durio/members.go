@@ -59,6 +59,9 @@ type member struct {
 // bootstrapMembers is the first configuration of a cluster started with
 // --peers: replica i at Peers[i] (and ClientURLs[i]), every one a voter.
 func bootstrapMembers(cfg Config) []raft.Member {
+	if len(cfg.Peers) == 0 {
+		return nil
+	}
 	out := make([]raft.Member, len(cfg.Peers))
 	for i, p := range cfg.Peers {
 		client := ""

@@ -350,6 +350,20 @@ func TestE2EMembershipReplaceReplica(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Wait until every replica has compacted its log into a snapshot, so a
+	// newcomer cannot be sent the log from its start.
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; i < 3; {
+		st, err := kvv1.NewKVServiceProtobufClient(c.clients[i], http.DefaultClient).Status(context.Background(), &kvv1.StatusRequest{})
+		if err == nil && st.GetSnapshotIndex() > 0 {
+			i++
+			continue
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica %d took no snapshot: %v %v", i, st, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	load := startLinLoad(t, c.clients, 5)
 	defer load.cancel()
 	load.waitProgress(50, 20*time.Second, "before the replacement")
@@ -369,6 +383,11 @@ func TestE2EMembershipReplaceReplica(t *testing.T) {
 	}
 	if st.GetSnapshotIndex() == 0 {
 		t.Fatalf("the new replica did not catch up through a snapshot: %v", st)
+	}
+	for _, line := range strings.Split(c.procs[added[0]].logText(), "\n") {
+		if strings.Contains(line, `"layer":"join"`) {
+			t.Log(line)
+		}
 	}
 	c.memberChange(live[0], func(ctx context.Context, cl *client.Client) error {
 		_, err := cl.MemberRemove(ctx, dead)
