@@ -127,7 +127,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	peerMux.Handle("POST "+twirptransport.PathPrefix, twirptransport.NewHandler(node))
 	forwardServer := kvv1.NewKVServiceServer(local)
 	peerMux.Handle("POST "+forwardServer.PathPrefix(), forwardServer)
-	batchServer := kvv1.NewForwardServiceServer(kvwire.NewBatchServer(r.kv, forwardBatchOps))
+	batchServer := kvv1.NewForwardServiceServer(kvwire.NewBatchServer(r.kv, forwardBatchOps).WithTimeout(cfg.RequestTimeout))
 	peerMux.Handle("POST "+batchServer.PathPrefix(), batchServer)
 	if cfg.Pprof {
 		// The mutex and block profiles stay empty unless sampling is on;
