@@ -164,7 +164,7 @@ func (b restWrite) header() *kvv1.WriteHeader {
 // unusable. Oversized bodies never get here (see limitBody).
 func decodeWrite(w http.ResponseWriter, r *http.Request) (restWrite, bool) {
 	var body restWrite
-	data, err := io.ReadAll(r.Body)
+	data, err := bodyBytes(r)
 	if err != nil {
 		writeError(w, errMalformedBody(err))
 		return body, false
@@ -215,16 +215,27 @@ func errBodyTooLarge(limit int64) twirp.Error {
 		WithMeta("limit_bytes", strconv.FormatInt(limit, 10))
 }
 
+// emptyJSON is the body of a successful write: what encoding/json writes
+// for struct{}{}, without encoding it each time.
+var emptyJSON = []byte("{}\n")
+
+// jsonContentType is the Content-Type of every JSON answer, one shared
+// slice (net/http never modifies header values) instead of one per
+// response.
+var jsonContentType = []string{"application/json"}
+
 func writeEmpty(w http.ResponseWriter, err error) {
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, struct{}{})
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(emptyJSON)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
@@ -240,7 +251,7 @@ func writeError(w http.ResponseWriter, err error) {
 
 // writeErrorStatus writes terr as a Twirp error body with the given status.
 func writeErrorStatus(w http.ResponseWriter, status int, terr twirp.Error) {
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	body := map[string]any{"code": terr.Code(), "msg": terr.Msg()}
 	if meta := terr.MetaMap(); len(meta) > 0 {
