@@ -31,6 +31,7 @@ type Replica struct {
 	store   persist.Store
 	kv      *kvraft.Server
 	metrics *metrics
+	hist    *history           // behind GET /status/history
 	stopBG  context.CancelFunc // stops the background goroutines below
 	bg      sync.WaitGroup     // the leader watchers
 	// leader tells the frontend which replica leads; forwarders carry
@@ -43,6 +44,9 @@ type Replica struct {
 	serving            sync.WaitGroup // the two Serve goroutines
 	failed             chan error     // a listener that stopped serving on its own, or a fatal store error
 	health             *health        // fail-stop state behind /healthz and /readyz
+	// endPolls ends the long polls (watches) at the start of Close, so that
+	// the client listener's graceful shutdown does not wait them out.
+	endPolls context.CancelFunc
 
 	closeOnce sync.Once
 	closeErr  error
@@ -64,8 +68,13 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	r := &Replica{cfg: cfg, logger: logger, failed: make(chan error, 2)}
 	// The gauges read r.kv, which is set before anything can scrape them.
 	r.metrics = newMetrics(func() raft.Status { return r.kv.Status() })
+	r.hist = newHistory(cfg.ID, time.Now())
+	r.metrics.hist = r.hist
 	r.store = meteredStore{Store: store, m: r.metrics}
-	r.health = newHealth(logger, func() raft.Status { return r.kv.Status() }, store, r.fatal)
+	r.health = newHealth(logger, func() raft.Status { return r.kv.Status() }, store, func(err error) {
+		r.hist.storeFailed(time.Now(), publicReason(err))
+		r.fatal(err)
+	})
 	var peerServerTLS, peerClientTLS *tls.Config
 	if cfg.PeerTLS() {
 		var err error
@@ -102,7 +111,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		rc.ID, rc.Peers = cfg.ID, len(cfg.Peers)
 		rc.SnapshotThresholdBytes = cfg.SnapshotBytes
 		rc.Logger = logger.With("layer", "raft")
-		n, err := raft.New(rc, transport, r.store, app)
+		n, err := raft.New(rc, historyTransport{Transport: transport, hist: r.hist}, r.store, app)
 		node = n
 		return n, err
 	})
@@ -112,6 +121,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		return nil, fmt.Errorf("durio: start: %w", err)
 	}
 
+	r.hist.recordStart(r.kv.Status())
 	leaderURL := func(id int) string {
 		if id >= 0 && id < len(cfg.ClientURLs) {
 			return cfg.ClientURLs[id]
@@ -129,6 +139,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	peerMux.Handle("POST "+forwardServer.PathPrefix(), forwardServer)
 	batchServer := kvv1.NewForwardServiceServer(kvwire.NewBatchServer(r.kv, forwardBatchOps).WithTimeout(cfg.RequestTimeout))
 	peerMux.Handle("POST "+batchServer.PathPrefix(), batchServer)
+	peerMux.Handle("GET "+historyPeerPath, peerHistoryHandler(r.hist))
 	if cfg.Pprof {
 		// The mutex and block profiles stay empty unless sampling is on;
 		// these rates cost little (one contention event in 5, blocking
@@ -153,10 +164,14 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	limits.MaxInflight = cfg.MaxInflight
 	limits.CORSOrigins = cfg.CORSOrigins
 	limits.ClientURLs = cfg.ClientURLs
+	limits.MaxWatchWait = cfg.MaxWatchWait
+	limits.RequestTimeout = cfg.RequestTimeout
+	limits.stop, r.endPolls = context.WithCancel(context.Background())
 
 	extra := func(mux *http.ServeMux) {
 		mux.Handle("GET /metrics", r.metrics.handler())
 		statusHandlers(cfg.ID, replicas)(mux)
+		historyHandlers(cfg.ID, r.historyMembers(peerHTTP))(mux)
 		mux.HandleFunc("GET /admin/snapshot", r.snapshotHandler)
 	}
 	// Authentication comes first, so an unauthenticated caller gets its 401
@@ -176,6 +191,8 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	r.bg.Go(func() { r.metrics.watchLeader(bgCtx, r.kv.Raft().Subscribe) })
 	r.bg.Go(func() { r.health.watch(bgCtx) })
 	r.bg.Go(func() { r.leader.follow(bgCtx, r.kv.Raft().Subscribe) })
+	r.bg.Go(func() { r.hist.watch(bgCtx, r.kv.Raft().Subscribe) })
+	r.bg.Go(func() { r.hist.run(bgCtx, r.kv.Status) })
 	logger.Info("replica started", "id", cfg.ID, "peer", r.peerLn.Addr().String(), "client", r.clientLn.Addr().String())
 	return r, nil
 }
@@ -246,6 +263,7 @@ func (r *Replica) status() *kvv1.StatusResponse {
 func (r *Replica) Close(ctx context.Context) error {
 	r.closeOnce.Do(func() {
 		var errs []error
+		r.endPolls()
 		r.stopBG()
 		r.bg.Wait()
 		if err := r.clientSrv.Shutdown(ctx); err != nil {

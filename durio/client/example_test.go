@@ -105,6 +105,9 @@ func startReplica() string {
 type memKV struct {
 	mu sync.Mutex // guards m
 	m  map[string]string
+	// KVService (nil) stands in for the methods this fake does not
+	// serve; calling one panics.
+	kvv1.KVService
 }
 
 func (s *memKV) Get(_ context.Context, req *kvv1.GetRequest) (*kvv1.GetResponse, error) {

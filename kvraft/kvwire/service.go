@@ -151,3 +151,39 @@ func (s Server) OpenSession(ctx context.Context, _ *kvv1.OpenSessionRequest) (*k
 	return &kvv1.OpenSessionResponse{Header: HeaderToProto(resp.Header), ClientId: resp.ClientID,
 		IdleTimeoutSeconds: uint64(resp.IdleTimeout / time.Second)}, nil
 }
+
+// errNotYet answers the methods of issue 16 until the state machine serves
+// them (kvcore's next milestone replaces these).
+func errNotYet(method string) error {
+	return twirp.NewError(twirp.Unimplemented, method+" is not served yet")
+}
+
+// List implements kvv1.KVService.
+func (s Server) List(context.Context, *kvv1.ListRequest) (*kvv1.ListResponse, error) {
+	return nil, errNotYet("List")
+}
+
+// Watch implements kvv1.KVService.
+func (s Server) Watch(context.Context, *kvv1.WatchRequest) (*kvv1.WatchResponse, error) {
+	return nil, errNotYet("Watch")
+}
+
+// LeaseGrant implements kvv1.KVService.
+func (s Server) LeaseGrant(context.Context, *kvv1.LeaseGrantRequest) (*kvv1.LeaseGrantResponse, error) {
+	return nil, errNotYet("LeaseGrant")
+}
+
+// LeaseKeepAlive implements kvv1.KVService.
+func (s Server) LeaseKeepAlive(context.Context, *kvv1.LeaseKeepAliveRequest) (*kvv1.LeaseKeepAliveResponse, error) {
+	return nil, errNotYet("LeaseKeepAlive")
+}
+
+// LeaseRevoke implements kvv1.KVService.
+func (s Server) LeaseRevoke(context.Context, *kvv1.LeaseRevokeRequest) (*kvv1.LeaseRevokeResponse, error) {
+	return nil, errNotYet("LeaseRevoke")
+}
+
+// LeaseTimeToLive implements kvv1.KVService.
+func (s Server) LeaseTimeToLive(context.Context, *kvv1.LeaseTimeToLiveRequest) (*kvv1.LeaseTimeToLiveResponse, error) {
+	return nil, errNotYet("LeaseTimeToLive")
+}

@@ -3,10 +3,13 @@ package twirptransport
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twitchtv/twirp"
@@ -36,31 +39,116 @@ type Options struct {
 }
 
 // Transport implements raft.Transport with one Twirp protobuf client per
-// peer. Per-RPC timeouts come from the caller's context (raft.Config's
-// RPCTimeout). It is safe for concurrent use.
+// peer, found by replica id in an address book that may change while the
+// node runs (SetPeers, SetPeer, RemovePeer): replicas join, leave and move
+// to new addresses. Per-RPC timeouts come from the caller's context
+// (raft.Config's RPCTimeout). It is safe for concurrent use.
 type Transport struct {
-	peers   []raftv1.RaftService // indexed by node id; nil for this node
+	self    int
+	client  *http.Client
+	copts   []twirp.ClientOption
 	observe func(rpc string, start time.Time, err error)
+
+	mu sync.Mutex // serialises writers of book; readers load it without locking
+	// book is the current address book: an immutable map, replaced whole
+	// on every change, so the RPC path reads it with one atomic load.
+	book atomic.Pointer[map[int]peerClient]
+}
+
+// peerClient is one address book entry: a peer's URL and the client for it.
+type peerClient struct {
+	url string
+	rpc raftv1.RaftService
 }
 
 var _ raft.Transport = (*Transport)(nil)
 
 // New returns the transport node self uses to reach its peers: peerURLs[i]
 // is the base URL (http://host:port or https://host:port) of node i's
-// handler; the entry for self is not used.
+// handler; the entry for self is not used. The address book can be changed
+// later (SetPeers).
 func New(self int, peerURLs []string, opts Options) *Transport {
+	peers := make(map[int]string, len(peerURLs))
+	for i, u := range peerURLs {
+		peers[i] = u
+	}
+	return NewWithPeers(self, peers, opts)
+}
+
+// NewWithPeers returns the transport node self uses to reach its peers:
+// peers maps each peer's replica id to the base URL of its handler; an
+// entry for self is not used. peers may be empty (a replica that joins a
+// cluster learns its peers later, through SetPeers).
+func NewWithPeers(self int, peers map[int]string, opts Options) *Transport {
 	client := opts.HTTPClient
 	if client == nil {
 		client = NewHTTPClient(opts.TLS)
 	}
-	client = WithToken(client, opts.Token)
-	t := &Transport{peers: make([]raftv1.RaftService, len(peerURLs)), observe: opts.Observe}
-	for i, u := range peerURLs {
-		if i != self {
-			t.peers[i] = raftv1.NewRaftServiceProtobufClient(u, client, opts.ClientOptions...)
-		}
-	}
+	t := &Transport{self: self, client: WithToken(client, opts.Token), copts: opts.ClientOptions, observe: opts.Observe}
+	empty := map[int]peerClient{}
+	t.book.Store(&empty)
+	t.SetPeers(peers)
 	return t
+}
+
+// SetPeers replaces the address book: afterwards the transport reaches
+// exactly the peers in peers (id to base URL), and an RPC to any other id
+// fails at once. Clients of peers whose URL did not change are kept (with
+// their pooled connections); the entry for this node is ignored.
+func (t *Transport) SetPeers(peers map[int]string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.setLocked(peers)
+}
+
+func (t *Transport) setLocked(peers map[int]string) {
+	old := *t.book.Load()
+	next := make(map[int]peerClient, len(peers))
+	for id, u := range peers {
+		if id == t.self {
+			continue
+		}
+		if p, ok := old[id]; ok && p.url == u {
+			next[id] = p
+			continue
+		}
+		next[id] = peerClient{url: u, rpc: raftv1.NewRaftServiceProtobufClient(u, t.client, t.copts...)}
+	}
+	t.book.Store(&next)
+}
+
+// SetPeer adds peer id at url, or moves it there.
+func (t *Transport) SetPeer(id int, url string) {
+	t.update(func(peers map[int]string) { peers[id] = url })
+}
+
+// RemovePeer drops peer id from the address book.
+func (t *Transport) RemovePeer(id int) {
+	t.update(func(peers map[int]string) { delete(peers, id) })
+}
+
+func (t *Transport) update(change func(map[int]string)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	peers := t.peersLocked()
+	change(peers)
+	t.setLocked(peers)
+}
+
+// Peers returns a copy of the address book: peer id to base URL.
+func (t *Transport) Peers() map[int]string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.peersLocked()
+}
+
+func (t *Transport) peersLocked() map[int]string {
+	book := *t.book.Load()
+	out := make(map[int]string, len(book))
+	for id, p := range book {
+		out[id] = p.url
+	}
+	return out
 }
 
 // NewHTTPClient is a pooled keep-alive HTTP/1.1 client suited to peer RPCs:
@@ -110,11 +198,16 @@ func (t bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return t.base.RoundTrip(r)
 }
 
+// ErrUnknownPeer is returned (wrapped) by an RPC to an id the address
+// book does not hold.
+var ErrUnknownPeer = errors.New("twirptransport: no such peer in the address book")
+
 func (t *Transport) peer(id int) (raftv1.RaftService, error) {
-	if id < 0 || id >= len(t.peers) || t.peers[id] == nil {
-		return nil, fmt.Errorf("twirptransport: no peer %d", id)
+	p, ok := (*t.book.Load())[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %d", ErrUnknownPeer, id)
 	}
-	return t.peers[id], nil
+	return p.rpc, nil
 }
 
 // roundTrip converts a request to protobuf, sends it and converts the reply.

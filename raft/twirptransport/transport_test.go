@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/twitchtv/twirp"
 
@@ -167,5 +169,75 @@ func TestLimitBody(t *testing.T) {
 				t.Fatalf("status %d, handler read %d bytes; want %d, at most %d", resp.StatusCode, got, tc.status, tc.read)
 			}
 		})
+	}
+}
+
+func TestAddressBookChangesAtRuntime(t *testing.T) {
+	a := startPeer(t, echoNode{})
+	b := startPeer(t, echoNode{})
+	tr := NewWithPeers(7, map[int]string{7: "http://127.0.0.1:1", 3: a}, Options{})
+	ctx := context.Background()
+	req := &raft.RequestVoteRequest{Term: 4, PreVote: true}
+	if _, err := tr.RequestVote(ctx, 3, req); err != nil {
+		t.Fatalf("peer 3: %v", err)
+	}
+	// Self is never in the book, and unknown ids fail at once with the sentinel.
+	for _, id := range []int{7, 9, -1} {
+		if _, err := tr.RequestVote(ctx, id, req); !errors.Is(err, ErrUnknownPeer) {
+			t.Fatalf("peer %d: got %v, want ErrUnknownPeer", id, err)
+		}
+	}
+	// A new replica joins at b; peer 3 moves to a dead address.
+	tr.SetPeer(12, b)
+	tr.SetPeer(3, "http://127.0.0.1:1")
+	if _, err := tr.RequestVote(ctx, 12, req); err != nil {
+		t.Fatalf("peer 12 after SetPeer: %v", err)
+	}
+	if _, err := tr.RequestVote(ctx, 3, req); err == nil || errors.Is(err, ErrUnknownPeer) {
+		t.Fatalf("peer 3 moved to a dead address: got %v, want a connection error", err)
+	}
+	tr.RemovePeer(12)
+	if _, err := tr.RequestVote(ctx, 12, req); !errors.Is(err, ErrUnknownPeer) {
+		t.Fatalf("removed peer 12: got %v, want ErrUnknownPeer", err)
+	}
+	if got := tr.Peers(); len(got) != 1 || got[3] != "http://127.0.0.1:1" {
+		t.Fatalf("Peers() = %v", got)
+	}
+	// SetPeers replaces the whole book; the self entry is dropped.
+	tr.SetPeers(map[int]string{7: a, 1: a, 2: b})
+	if got := tr.Peers(); len(got) != 2 || got[1] != a || got[2] != b {
+		t.Fatalf("Peers() after SetPeers = %v", got)
+	}
+	if _, err := tr.RequestVote(ctx, 3, req); !errors.Is(err, ErrUnknownPeer) {
+		t.Fatalf("peer 3 after SetPeers: got %v, want ErrUnknownPeer", err)
+	}
+}
+
+func TestAddressBookConcurrentUse(t *testing.T) {
+	a := startPeer(t, echoNode{})
+	tr := NewWithPeers(0, map[int]string{1: a}, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for n := 0; n < 200 && ctx.Err() == nil; n++ {
+				if w%2 == 0 {
+					tr.SetPeer(2+n%3, a)
+					tr.RemovePeer(2 + (n+1)%3)
+					_ = tr.Peers()
+					continue
+				}
+				// Peer 1 is never touched: every call to it must succeed.
+				if _, err := tr.RequestVote(ctx, 1, &raft.RequestVoteRequest{Term: 1}); err != nil {
+					t.Errorf("peer 1: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := tr.Peers(); got[1] != a {
+		t.Fatalf("peer 1 lost: %v", got)
 	}
 }

@@ -61,6 +61,12 @@ const (
 	ResultCode_RESULT_CODE_TOO_MANY_PENDING ResultCode = 9
 	// RESULT_CODE_OTHER: another error (see message); the outcome is unknown.
 	ResultCode_RESULT_CODE_OTHER ResultCode = 10
+	// RESULT_CODE_CONDITION_FAILED: the write's condition did not hold; not
+	// applied. current and header.revision describe the key at that point.
+	ResultCode_RESULT_CODE_CONDITION_FAILED ResultCode = 11
+	// RESULT_CODE_LEASE_NOT_FOUND: the Put named a lease that does not
+	// exist (expired or revoked); not applied.
+	ResultCode_RESULT_CODE_LEASE_NOT_FOUND ResultCode = 12
 )
 
 // Enum value maps for ResultCode.
@@ -77,6 +83,8 @@ var (
 		8:  "RESULT_CODE_NO_SESSION",
 		9:  "RESULT_CODE_TOO_MANY_PENDING",
 		10: "RESULT_CODE_OTHER",
+		11: "RESULT_CODE_CONDITION_FAILED",
+		12: "RESULT_CODE_LEASE_NOT_FOUND",
 	}
 	ResultCode_value = map[string]int32{
 		"RESULT_CODE_UNSPECIFIED":      0,
@@ -90,6 +98,8 @@ var (
 		"RESULT_CODE_NO_SESSION":       8,
 		"RESULT_CODE_TOO_MANY_PENDING": 9,
 		"RESULT_CODE_OTHER":            10,
+		"RESULT_CODE_CONDITION_FAILED": 11,
+		"RESULT_CODE_LEASE_NOT_FOUND":  12,
 	}
 )
 
@@ -234,6 +244,126 @@ func (x Role) Number() protoreflect.EnumNumber {
 // Deprecated: Use Role.Descriptor instead.
 func (Role) EnumDescriptor() ([]byte, []int) {
 	return file_kv_v1_kv_proto_rawDescGZIP(), []int{2}
+}
+
+// ConditionKind chooses what a Condition compares.
+type ConditionKind int32
+
+const (
+	// CONDITION_KIND_UNSPECIFIED means no condition: the write always
+	// applies.
+	ConditionKind_CONDITION_KIND_UNSPECIFIED ConditionKind = 0
+	// CONDITION_KIND_ABSENT holds if the key does not exist (create only).
+	ConditionKind_CONDITION_KIND_ABSENT ConditionKind = 1
+	// CONDITION_KIND_MOD_REVISION holds if the key exists and its
+	// mod_revision equals Condition.mod_revision.
+	ConditionKind_CONDITION_KIND_MOD_REVISION ConditionKind = 2
+	// CONDITION_KIND_VERSION holds if the key's version equals
+	// Condition.version, a missing key having version 0 (so version 0 means
+	// absent).
+	ConditionKind_CONDITION_KIND_VERSION ConditionKind = 3
+	// CONDITION_KIND_VALUE holds if the key exists and its value equals
+	// Condition.value.
+	ConditionKind_CONDITION_KIND_VALUE ConditionKind = 4
+)
+
+// Enum value maps for ConditionKind.
+var (
+	ConditionKind_name = map[int32]string{
+		0: "CONDITION_KIND_UNSPECIFIED",
+		1: "CONDITION_KIND_ABSENT",
+		2: "CONDITION_KIND_MOD_REVISION",
+		3: "CONDITION_KIND_VERSION",
+		4: "CONDITION_KIND_VALUE",
+	}
+	ConditionKind_value = map[string]int32{
+		"CONDITION_KIND_UNSPECIFIED":  0,
+		"CONDITION_KIND_ABSENT":       1,
+		"CONDITION_KIND_MOD_REVISION": 2,
+		"CONDITION_KIND_VERSION":      3,
+		"CONDITION_KIND_VALUE":        4,
+	}
+)
+
+func (x ConditionKind) Enum() *ConditionKind {
+	p := new(ConditionKind)
+	*p = x
+	return p
+}
+
+func (x ConditionKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ConditionKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_kv_v1_kv_proto_enumTypes[3].Descriptor()
+}
+
+func (ConditionKind) Type() protoreflect.EnumType {
+	return &file_kv_v1_kv_proto_enumTypes[3]
+}
+
+func (x ConditionKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ConditionKind.Descriptor instead.
+func (ConditionKind) EnumDescriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{3}
+}
+
+// EventType is the kind of an Event.
+type EventType int32
+
+const (
+	// EVENT_TYPE_UNSPECIFIED is never sent.
+	EventType_EVENT_TYPE_UNSPECIFIED EventType = 0
+	// EVENT_TYPE_PUT: the key was set (by a Put or an Append).
+	EventType_EVENT_TYPE_PUT EventType = 1
+	// EVENT_TYPE_DELETE: the key was deleted (by a Delete, or its lease
+	// ended).
+	EventType_EVENT_TYPE_DELETE EventType = 2
+)
+
+// Enum value maps for EventType.
+var (
+	EventType_name = map[int32]string{
+		0: "EVENT_TYPE_UNSPECIFIED",
+		1: "EVENT_TYPE_PUT",
+		2: "EVENT_TYPE_DELETE",
+	}
+	EventType_value = map[string]int32{
+		"EVENT_TYPE_UNSPECIFIED": 0,
+		"EVENT_TYPE_PUT":         1,
+		"EVENT_TYPE_DELETE":      2,
+	}
+)
+
+func (x EventType) Enum() *EventType {
+	p := new(EventType)
+	*p = x
+	return p
+}
+
+func (x EventType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EventType) Descriptor() protoreflect.EnumDescriptor {
+	return file_kv_v1_kv_proto_enumTypes[4].Descriptor()
+}
+
+func (EventType) Type() protoreflect.EnumType {
+	return &file_kv_v1_kv_proto_enumTypes[4]
+}
+
+func (x EventType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EventType.Descriptor instead.
+func (EventType) EnumDescriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{4}
 }
 
 // OpenSessionRequest asks for a new exactly-once session.
@@ -505,7 +635,13 @@ type WriteResult struct {
 	// leadership was lost: its outcome is unknown.
 	Proposed bool `protobuf:"varint,6,opt,name=proposed,proto3" json:"proposed,omitempty"`
 	// message describes an error.
-	Message       string `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	Message string `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	// current is the key as it was when a condition failed
+	// (CONDITION_FAILED); unset if the key was absent.
+	Current *KeyValue `protobuf:"bytes,8,opt,name=current,proto3" json:"current,omitempty"`
+	// revision is the store revision when a condition failed
+	// (CONDITION_FAILED).
+	Revision      uint64 `protobuf:"varint,9,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -587,6 +723,20 @@ func (x *WriteResult) GetMessage() string {
 		return x.Message
 	}
 	return ""
+}
+
+func (x *WriteResult) GetCurrent() *KeyValue {
+	if x != nil {
+		return x.Current
+	}
+	return nil
+}
+
+func (x *WriteResult) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
 }
 
 // WriteBatchResponse answers a WriteBatchRequest.
@@ -718,7 +868,13 @@ type ResponseHeader struct {
 	// operation, as far as the answering replica knows.
 	LeaderId uint32 `protobuf:"varint,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
 	// term is the Raft term the operation was served in.
-	Term          uint64 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
+	Term uint64 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
+	// revision is the store revision the answer reflects: for a read, the
+	// revision of the state it read; for an applied write, the revision
+	// right after it (the write's own revision if it changed a key); for a
+	// Watch, the answering replica's revision. 0 for a store that never
+	// changed (and from servers older than revisions).
+	Revision      uint64 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -774,6 +930,181 @@ func (x *ResponseHeader) GetTerm() uint64 {
 	return 0
 }
 
+func (x *ResponseHeader) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// KeyValue is a key with its value and metadata.
+type KeyValue struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key is the key.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// value is the value (empty in keys_only listings and delete events).
+	Value string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// create_revision is the revision that created the key (since it was
+	// last absent).
+	CreateRevision uint64 `protobuf:"varint,3,opt,name=create_revision,json=createRevision,proto3" json:"create_revision,omitempty"`
+	// mod_revision is the revision of the key's last change (for a delete
+	// event: the deletion's revision).
+	ModRevision uint64 `protobuf:"varint,4,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
+	// version is the number of changes since creation (1 after the creating
+	// Put; 0 in a delete event).
+	Version uint64 `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
+	// lease is the id of the lease the key is attached to; 0 for none.
+	Lease         uint64 `protobuf:"varint,6,opt,name=lease,proto3" json:"lease,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyValue) Reset() {
+	*x = KeyValue{}
+	mi := &file_kv_v1_kv_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyValue) ProtoMessage() {}
+
+func (x *KeyValue) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
+func (*KeyValue) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *KeyValue) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *KeyValue) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *KeyValue) GetCreateRevision() uint64 {
+	if x != nil {
+		return x.CreateRevision
+	}
+	return 0
+}
+
+func (x *KeyValue) GetModRevision() uint64 {
+	if x != nil {
+		return x.ModRevision
+	}
+	return 0
+}
+
+func (x *KeyValue) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *KeyValue) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
+// Condition is what must hold, when a conditional write is applied, for it
+// to take effect. See the package comment for a failed condition.
+type Condition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kind chooses the comparison; UNSPECIFIED means no condition.
+	Kind ConditionKind `protobuf:"varint,1,opt,name=kind,proto3,enum=kv.v1.ConditionKind" json:"kind,omitempty"`
+	// mod_revision is compared with CONDITION_KIND_MOD_REVISION.
+	ModRevision uint64 `protobuf:"varint,2,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
+	// version is compared with CONDITION_KIND_VERSION.
+	Version uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// value is compared with CONDITION_KIND_VALUE.
+	Value         string `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Condition) Reset() {
+	*x = Condition{}
+	mi := &file_kv_v1_kv_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Condition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Condition) ProtoMessage() {}
+
+func (x *Condition) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Condition.ProtoReflect.Descriptor instead.
+func (*Condition) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Condition) GetKind() ConditionKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ConditionKind_CONDITION_KIND_UNSPECIFIED
+}
+
+func (x *Condition) GetModRevision() uint64 {
+	if x != nil {
+		return x.ModRevision
+	}
+	return 0
+}
+
+func (x *Condition) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Condition) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
 // GetRequest reads one key.
 type GetRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -787,7 +1118,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_kv_v1_kv_proto_msgTypes[8]
+	mi := &file_kv_v1_kv_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -799,7 +1130,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[8]
+	mi := &file_kv_v1_kv_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -812,7 +1143,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{8}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetRequest) GetKey() string {
@@ -837,14 +1168,23 @@ type GetResponse struct {
 	// key is the key that was read.
 	Key string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
 	// value is the key's value.
-	Value         string `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	Value string `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	// create_revision is the revision that created the key.
+	CreateRevision uint64 `protobuf:"varint,4,opt,name=create_revision,json=createRevision,proto3" json:"create_revision,omitempty"`
+	// mod_revision is the revision of the key's last change: the value for
+	// a CONDITION_KIND_MOD_REVISION compare-and-swap.
+	ModRevision uint64 `protobuf:"varint,5,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
+	// version is the number of changes since the key was created.
+	Version uint64 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	// lease is the key's lease id; 0 for none.
+	Lease         uint64 `protobuf:"varint,7,opt,name=lease,proto3" json:"lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_kv_v1_kv_proto_msgTypes[9]
+	mi := &file_kv_v1_kv_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -856,7 +1196,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[9]
+	mi := &file_kv_v1_kv_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -869,7 +1209,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{9}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetResponse) GetHeader() *ResponseHeader {
@@ -893,6 +1233,34 @@ func (x *GetResponse) GetValue() string {
 	return ""
 }
 
+func (x *GetResponse) GetCreateRevision() uint64 {
+	if x != nil {
+		return x.CreateRevision
+	}
+	return 0
+}
+
+func (x *GetResponse) GetModRevision() uint64 {
+	if x != nil {
+		return x.ModRevision
+	}
+	return 0
+}
+
+func (x *GetResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *GetResponse) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
 // PutRequest sets a key.
 type PutRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -901,14 +1269,20 @@ type PutRequest struct {
 	// value to store.
 	Value string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
 	// write identifies the write for exactly-once retries; optional.
-	Write         *WriteHeader `protobuf:"bytes,3,opt,name=write,proto3" json:"write,omitempty"`
+	Write *WriteHeader `protobuf:"bytes,3,opt,name=write,proto3" json:"write,omitempty"`
+	// lease attaches the key to a lease (LeaseGrant), which deletes it when
+	// the lease ends; 0 (the default) attaches none, and a Put without a
+	// lease detaches the key from the lease it had.
+	Lease uint64 `protobuf:"varint,4,opt,name=lease,proto3" json:"lease,omitempty"`
+	// condition, if set, must hold for the Put to apply (compare-and-swap).
+	Condition     *Condition `protobuf:"bytes,5,opt,name=condition,proto3" json:"condition,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_kv_v1_kv_proto_msgTypes[10]
+	mi := &file_kv_v1_kv_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -920,7 +1294,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[10]
+	mi := &file_kv_v1_kv_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -933,7 +1307,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{10}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PutRequest) GetKey() string {
@@ -957,7 +1331,22 @@ func (x *PutRequest) GetWrite() *WriteHeader {
 	return nil
 }
 
+func (x *PutRequest) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
+func (x *PutRequest) GetCondition() *Condition {
+	if x != nil {
+		return x.Condition
+	}
+	return nil
+}
+
 // PutResponse acknowledges a Put that was applied exactly once.
+// header.revision is the key's new mod_revision.
 type PutResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// header says who served the write.
@@ -968,7 +1357,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_kv_v1_kv_proto_msgTypes[11]
+	mi := &file_kv_v1_kv_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -980,7 +1369,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[11]
+	mi := &file_kv_v1_kv_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -993,7 +1382,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{11}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PutResponse) GetHeader() *ResponseHeader {
@@ -1018,7 +1407,7 @@ type AppendRequest struct {
 
 func (x *AppendRequest) Reset() {
 	*x = AppendRequest{}
-	mi := &file_kv_v1_kv_proto_msgTypes[12]
+	mi := &file_kv_v1_kv_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1419,7 @@ func (x *AppendRequest) String() string {
 func (*AppendRequest) ProtoMessage() {}
 
 func (x *AppendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[12]
+	mi := &file_kv_v1_kv_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1432,7 @@ func (x *AppendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendRequest.ProtoReflect.Descriptor instead.
 func (*AppendRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{12}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AppendRequest) GetKey() string {
@@ -1078,7 +1467,7 @@ type AppendResponse struct {
 
 func (x *AppendResponse) Reset() {
 	*x = AppendResponse{}
-	mi := &file_kv_v1_kv_proto_msgTypes[13]
+	mi := &file_kv_v1_kv_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1479,7 @@ func (x *AppendResponse) String() string {
 func (*AppendResponse) ProtoMessage() {}
 
 func (x *AppendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[13]
+	mi := &file_kv_v1_kv_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1492,7 @@ func (x *AppendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendResponse.ProtoReflect.Descriptor instead.
 func (*AppendResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{13}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AppendResponse) GetHeader() *ResponseHeader {
@@ -1119,14 +1508,16 @@ type DeleteRequest struct {
 	// key to delete; must not be empty.
 	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	// write identifies the write for exactly-once retries; optional.
-	Write         *WriteHeader `protobuf:"bytes,2,opt,name=write,proto3" json:"write,omitempty"`
+	Write *WriteHeader `protobuf:"bytes,2,opt,name=write,proto3" json:"write,omitempty"`
+	// condition, if set, must hold for the Delete to apply.
+	Condition     *Condition `protobuf:"bytes,3,opt,name=condition,proto3" json:"condition,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_kv_v1_kv_proto_msgTypes[14]
+	mi := &file_kv_v1_kv_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1138,7 +1529,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[14]
+	mi := &file_kv_v1_kv_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1151,7 +1542,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{14}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteRequest) GetKey() string {
@@ -1164,6 +1555,13 @@ func (x *DeleteRequest) GetKey() string {
 func (x *DeleteRequest) GetWrite() *WriteHeader {
 	if x != nil {
 		return x.Write
+	}
+	return nil
+}
+
+func (x *DeleteRequest) GetCondition() *Condition {
+	if x != nil {
+		return x.Condition
 	}
 	return nil
 }
@@ -1181,7 +1579,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_kv_v1_kv_proto_msgTypes[15]
+	mi := &file_kv_v1_kv_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1193,7 +1591,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[15]
+	mi := &file_kv_v1_kv_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1206,7 +1604,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{15}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeleteResponse) GetHeader() *ResponseHeader {
@@ -1232,7 +1630,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_kv_v1_kv_proto_msgTypes[16]
+	mi := &file_kv_v1_kv_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1244,7 +1642,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[16]
+	mi := &file_kv_v1_kv_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1257,7 +1655,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{16}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{18}
 }
 
 // StatusResponse describes the answering replica.
@@ -1290,14 +1688,21 @@ type StatusResponse struct {
 	Error string `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
 	// sessions is the number of exactly-once sessions this replica's state
 	// holds (bounded by --max-sessions).
-	Sessions      uint64 `protobuf:"varint,13,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	Sessions uint64 `protobuf:"varint,13,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	// revision is this replica's store revision.
+	Revision uint64 `protobuf:"varint,14,opt,name=revision,proto3" json:"revision,omitempty"`
+	// compact_revision is the newest revision this replica no longer retains
+	// in its event history.
+	CompactRevision uint64 `protobuf:"varint,15,opt,name=compact_revision,json=compactRevision,proto3" json:"compact_revision,omitempty"`
+	// leases is the number of leases in this replica's state.
+	Leases        uint64 `protobuf:"varint,16,opt,name=leases,proto3" json:"leases,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_kv_v1_kv_proto_msgTypes[17]
+	mi := &file_kv_v1_kv_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1714,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[17]
+	mi := &file_kv_v1_kv_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1727,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{17}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StatusResponse) GetReplicaId() uint32 {
@@ -1416,6 +1821,937 @@ func (x *StatusResponse) GetSessions() uint64 {
 	return 0
 }
 
+func (x *StatusResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetCompactRevision() uint64 {
+	if x != nil {
+		return x.CompactRevision
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetLeases() uint64 {
+	if x != nil {
+		return x.Leases
+	}
+	return 0
+}
+
+// ListRequest asks for a page of the keys under a prefix.
+type ListRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// prefix selects the keys that start with it; empty lists every key.
+	Prefix string `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// after is the continuation: only keys greater than it are listed. Pass
+	// the last key of the previous page; empty starts at the beginning.
+	After string `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	// limit is the most keys in the page; 0 means 1000. Larger values are
+	// lowered to the server's cap (10000 in durio). A page also ends early
+	// (with more set) once its values pass the server's byte cap (4 MiB in
+	// durio), but always holds at least one key.
+	Limit uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	// keys_only leaves values out of the page.
+	KeysOnly bool `protobuf:"varint,4,opt,name=keys_only,json=keysOnly,proto3" json:"keys_only,omitempty"`
+	// revision lists the keys as they were at that store revision (pass the
+	// first page's ListResponse.revision to read every page at one
+	// revision); 0 means the current revision. A revision older than the
+	// retained history fails with out_of_range, meta reason "compacted"
+	// (list again from the start); one newer than the store's fails with
+	// reason "future_revision".
+	Revision uint64 `protobuf:"varint,5,opt,name=revision,proto3" json:"revision,omitempty"`
+	// consistency chooses linearizable (default) or stale reads; either way
+	// a page at a given revision is the same.
+	Consistency   ReadConsistency `protobuf:"varint,6,opt,name=consistency,proto3,enum=kv.v1.ReadConsistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRequest) Reset() {
+	*x = ListRequest{}
+	mi := &file_kv_v1_kv_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRequest) ProtoMessage() {}
+
+func (x *ListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
+func (*ListRequest) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *ListRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *ListRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListRequest) GetKeysOnly() bool {
+	if x != nil {
+		return x.KeysOnly
+	}
+	return false
+}
+
+func (x *ListRequest) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ListRequest) GetConsistency() ReadConsistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return ReadConsistency_READ_CONSISTENCY_UNSPECIFIED
+}
+
+// ListResponse is one page of a listing.
+type ListResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// header says who served the read; header.revision is the store's
+	// current revision.
+	Header *ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// kvs are the keys of the page, in increasing byte order.
+	Kvs []*KeyValue `protobuf:"bytes,2,rep,name=kvs,proto3" json:"kvs,omitempty"`
+	// more is true if keys after the last one of this page remain: ask again
+	// with after set to the last key and revision to this revision.
+	More bool `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
+	// revision is the store revision the page reflects.
+	Revision      uint64 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListResponse) Reset() {
+	*x = ListResponse{}
+	mi := &file_kv_v1_kv_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListResponse) ProtoMessage() {}
+
+func (x *ListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
+func (*ListResponse) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *ListResponse) GetKvs() []*KeyValue {
+	if x != nil {
+		return x.Kvs
+	}
+	return nil
+}
+
+func (x *ListResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+func (x *ListResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// Event is one change of one key.
+type Event struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// type is what happened.
+	Type EventType `protobuf:"varint,1,opt,name=type,proto3,enum=kv.v1.EventType" json:"type,omitempty"`
+	// kv is the key after the change; kv.mod_revision is the event's
+	// revision. For a delete: the key and mod_revision only.
+	Kv *KeyValue `protobuf:"bytes,2,opt,name=kv,proto3" json:"kv,omitempty"`
+	// prev_kv is the key before the change, if WatchRequest.prev_kv asked
+	// for it and the key existed.
+	PrevKv        *KeyValue `protobuf:"bytes,3,opt,name=prev_kv,json=prevKv,proto3" json:"prev_kv,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Event) Reset() {
+	*x = Event{}
+	mi := &file_kv_v1_kv_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event) ProtoMessage() {}
+
+func (x *Event) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event.ProtoReflect.Descriptor instead.
+func (*Event) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *Event) GetType() EventType {
+	if x != nil {
+		return x.Type
+	}
+	return EventType_EVENT_TYPE_UNSPECIFIED
+}
+
+func (x *Event) GetKv() *KeyValue {
+	if x != nil {
+		return x.Kv
+	}
+	return nil
+}
+
+func (x *Event) GetPrevKv() *KeyValue {
+	if x != nil {
+		return x.PrevKv
+	}
+	return nil
+}
+
+// WatchRequest waits for changes after a revision.
+type WatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key is the key to watch, or the prefix if prefix is set (an empty
+	// prefix watches every key). An empty key without prefix is invalid.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// prefix watches every key that starts with key.
+	Prefix bool `protobuf:"varint,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// after_revision: only events with a higher revision are returned.
+	// Typically the header.revision of the Get or List whose result the
+	// watcher holds, then each WatchResponse.next_after_revision.
+	AfterRevision uint64 `protobuf:"varint,3,opt,name=after_revision,json=afterRevision,proto3" json:"after_revision,omitempty"`
+	// wait_ms is how long to wait for a matching event when there is none
+	// yet; 0 answers at once. Longer waits are lowered to the server's cap
+	// (durio: below its request timeout).
+	WaitMs uint64 `protobuf:"varint,4,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	// limit is the most events in one answer; 0 means 1000, and larger
+	// values are lowered to 10000. A cut answer has next_after_revision at
+	// its last event: ask again at once.
+	Limit uint32 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	// prev_kv asks for each event's previous key (Event.prev_kv).
+	PrevKv        bool `protobuf:"varint,6,opt,name=prev_kv,json=prevKv,proto3" json:"prev_kv,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRequest) Reset() {
+	*x = WatchRequest{}
+	mi := &file_kv_v1_kv_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRequest) ProtoMessage() {}
+
+func (x *WatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
+func (*WatchRequest) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *WatchRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *WatchRequest) GetPrefix() bool {
+	if x != nil {
+		return x.Prefix
+	}
+	return false
+}
+
+func (x *WatchRequest) GetAfterRevision() uint64 {
+	if x != nil {
+		return x.AfterRevision
+	}
+	return 0
+}
+
+func (x *WatchRequest) GetWaitMs() uint64 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+func (x *WatchRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *WatchRequest) GetPrevKv() bool {
+	if x != nil {
+		return x.PrevKv
+	}
+	return false
+}
+
+// WatchResponse answers a Watch: the matching events (in revision order)
+// once there is at least one, or none when the wait ended, or compacted.
+// Any replica serves Watch from its own applied state, so a watcher that
+// re-asks another replica with next_after_revision (after a leader change
+// or a failure) misses no event and sees none twice.
+type WatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// header says who answered; header.revision is its store revision.
+	Header *ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// events are the matching changes after after_revision, oldest first.
+	Events []*Event `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
+	// next_after_revision is the after_revision of the next Watch: every
+	// matching event up to it has been returned.
+	NextAfterRevision uint64 `protobuf:"varint,3,opt,name=next_after_revision,json=nextAfterRevision,proto3" json:"next_after_revision,omitempty"`
+	// compacted means events after after_revision are no longer retained:
+	// read the current state (Get, List) and watch from its revision.
+	Compacted bool `protobuf:"varint,4,opt,name=compacted,proto3" json:"compacted,omitempty"`
+	// compact_revision is the answering replica's compact revision: the
+	// oldest after_revision it can serve.
+	CompactRevision uint64 `protobuf:"varint,5,opt,name=compact_revision,json=compactRevision,proto3" json:"compact_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *WatchResponse) Reset() {
+	*x = WatchResponse{}
+	mi := &file_kv_v1_kv_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchResponse) ProtoMessage() {}
+
+func (x *WatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
+func (*WatchResponse) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *WatchResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *WatchResponse) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *WatchResponse) GetNextAfterRevision() uint64 {
+	if x != nil {
+		return x.NextAfterRevision
+	}
+	return 0
+}
+
+func (x *WatchResponse) GetCompacted() bool {
+	if x != nil {
+		return x.Compacted
+	}
+	return false
+}
+
+func (x *WatchResponse) GetCompactRevision() uint64 {
+	if x != nil {
+		return x.CompactRevision
+	}
+	return 0
+}
+
+// LeaseGrantRequest creates a lease.
+type LeaseGrantRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ttl_ms is the lease's time to live, in milliseconds; at least 1000 and
+	// at most 86400000 (one day) in durio.
+	TtlMs uint64 `protobuf:"varint,1,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	// write identifies the write for exactly-once retries; optional.
+	Write         *WriteHeader `protobuf:"bytes,2,opt,name=write,proto3" json:"write,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseGrantRequest) Reset() {
+	*x = LeaseGrantRequest{}
+	mi := &file_kv_v1_kv_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseGrantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseGrantRequest) ProtoMessage() {}
+
+func (x *LeaseGrantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseGrantRequest.ProtoReflect.Descriptor instead.
+func (*LeaseGrantRequest) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *LeaseGrantRequest) GetTtlMs() uint64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+func (x *LeaseGrantRequest) GetWrite() *WriteHeader {
+	if x != nil {
+		return x.Write
+	}
+	return nil
+}
+
+// LeaseGrantResponse carries a new lease.
+type LeaseGrantResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// header says who served the write.
+	Header *ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// id is the lease's id, for PutRequest.lease and the other lease calls.
+	// It is below 2^53, so JSON clients can hold it in a double.
+	Id uint64 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`
+	// ttl_ms is the lease's time to live.
+	TtlMs         uint64 `protobuf:"varint,3,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseGrantResponse) Reset() {
+	*x = LeaseGrantResponse{}
+	mi := &file_kv_v1_kv_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseGrantResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseGrantResponse) ProtoMessage() {}
+
+func (x *LeaseGrantResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseGrantResponse.ProtoReflect.Descriptor instead.
+func (*LeaseGrantResponse) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *LeaseGrantResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *LeaseGrantResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *LeaseGrantResponse) GetTtlMs() uint64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+// LeaseKeepAliveRequest restarts a lease's TTL.
+type LeaseKeepAliveRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the lease.
+	Id            uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseKeepAliveRequest) Reset() {
+	*x = LeaseKeepAliveRequest{}
+	mi := &file_kv_v1_kv_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseKeepAliveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseKeepAliveRequest) ProtoMessage() {}
+
+func (x *LeaseKeepAliveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseKeepAliveRequest.ProtoReflect.Descriptor instead.
+func (*LeaseKeepAliveRequest) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *LeaseKeepAliveRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+// LeaseKeepAliveResponse answers a keep-alive: the lease lives at least
+// ttl_ms from when the leader received the request.
+type LeaseKeepAliveResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// header says who served the request.
+	Header *ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// id is the lease.
+	Id uint64 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`
+	// ttl_ms is the lease's time to live.
+	TtlMs         uint64 `protobuf:"varint,3,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseKeepAliveResponse) Reset() {
+	*x = LeaseKeepAliveResponse{}
+	mi := &file_kv_v1_kv_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseKeepAliveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseKeepAliveResponse) ProtoMessage() {}
+
+func (x *LeaseKeepAliveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseKeepAliveResponse.ProtoReflect.Descriptor instead.
+func (*LeaseKeepAliveResponse) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *LeaseKeepAliveResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *LeaseKeepAliveResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *LeaseKeepAliveResponse) GetTtlMs() uint64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+// LeaseRevokeRequest ends a lease and deletes its keys.
+type LeaseRevokeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the lease.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// write identifies the write for exactly-once retries; optional.
+	Write         *WriteHeader `protobuf:"bytes,2,opt,name=write,proto3" json:"write,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRevokeRequest) Reset() {
+	*x = LeaseRevokeRequest{}
+	mi := &file_kv_v1_kv_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRevokeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRevokeRequest) ProtoMessage() {}
+
+func (x *LeaseRevokeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRevokeRequest.ProtoReflect.Descriptor instead.
+func (*LeaseRevokeRequest) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *LeaseRevokeRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *LeaseRevokeRequest) GetWrite() *WriteHeader {
+	if x != nil {
+		return x.Write
+	}
+	return nil
+}
+
+// LeaseRevokeResponse acknowledges a revoke; revoking a missing lease
+// succeeds with existed false.
+type LeaseRevokeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// header says who served the write.
+	Header *ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// existed is true if the lease existed when the revoke was applied.
+	Existed       bool `protobuf:"varint,2,opt,name=existed,proto3" json:"existed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRevokeResponse) Reset() {
+	*x = LeaseRevokeResponse{}
+	mi := &file_kv_v1_kv_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRevokeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRevokeResponse) ProtoMessage() {}
+
+func (x *LeaseRevokeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRevokeResponse.ProtoReflect.Descriptor instead.
+func (*LeaseRevokeResponse) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *LeaseRevokeResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *LeaseRevokeResponse) GetExisted() bool {
+	if x != nil {
+		return x.Existed
+	}
+	return false
+}
+
+// LeaseTimeToLiveRequest describes a lease.
+type LeaseTimeToLiveRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the lease.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// keys asks for the keys attached to the lease.
+	Keys          bool `protobuf:"varint,2,opt,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseTimeToLiveRequest) Reset() {
+	*x = LeaseTimeToLiveRequest{}
+	mi := &file_kv_v1_kv_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseTimeToLiveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseTimeToLiveRequest) ProtoMessage() {}
+
+func (x *LeaseTimeToLiveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseTimeToLiveRequest.ProtoReflect.Descriptor instead.
+func (*LeaseTimeToLiveRequest) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *LeaseTimeToLiveRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *LeaseTimeToLiveRequest) GetKeys() bool {
+	if x != nil {
+		return x.Keys
+	}
+	return false
+}
+
+// LeaseTimeToLiveResponse describes a lease.
+type LeaseTimeToLiveResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// header says who served the request.
+	Header *ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// id is the lease.
+	Id uint64 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`
+	// ttl_ms is the lease's time to live.
+	TtlMs uint64 `protobuf:"varint,3,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	// remaining_ms is how long the leader will wait, from now, before it
+	// expires the lease without a keep-alive.
+	RemainingMs uint64 `protobuf:"varint,4,opt,name=remaining_ms,json=remainingMs,proto3" json:"remaining_ms,omitempty"`
+	// keys are the lease's keys in increasing order, if asked for.
+	Keys          []string `protobuf:"bytes,5,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseTimeToLiveResponse) Reset() {
+	*x = LeaseTimeToLiveResponse{}
+	mi := &file_kv_v1_kv_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseTimeToLiveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseTimeToLiveResponse) ProtoMessage() {}
+
+func (x *LeaseTimeToLiveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseTimeToLiveResponse.ProtoReflect.Descriptor instead.
+func (*LeaseTimeToLiveResponse) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *LeaseTimeToLiveResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *LeaseTimeToLiveResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *LeaseTimeToLiveResponse) GetTtlMs() uint64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+func (x *LeaseTimeToLiveResponse) GetRemainingMs() uint64 {
+	if x != nil {
+		return x.RemainingMs
+	}
+	return 0
+}
+
+func (x *LeaseTimeToLiveResponse) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
 var File_kv_v1_kv_proto protoreflect.FileDescriptor
 
 const file_kv_v1_kv_proto_rawDesc = "" +
@@ -1432,7 +2768,7 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\x06delete\x18\x03 \x01(\v2\x14.kv.v1.DeleteRequestH\x00R\x06deleteB\x04\n" +
 	"\x02op\"5\n" +
 	"\x11WriteBatchRequest\x12 \n" +
-	"\x03ops\x18\x01 \x03(\v2\x0e.kv.v1.WriteOpR\x03ops\"\xf3\x01\n" +
+	"\x03ops\x18\x01 \x03(\v2\x0e.kv.v1.WriteOpR\x03ops\"\xba\x02\n" +
 	"\vWriteResult\x12%\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x11.kv.v1.ResultCodeR\x04code\x12-\n" +
 	"\x06header\x18\x02 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x18\n" +
@@ -1440,31 +2776,52 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\fleader_known\x18\x04 \x01(\bR\vleaderKnown\x12\x1b\n" +
 	"\tleader_id\x18\x05 \x01(\rR\bleaderId\x12\x1a\n" +
 	"\bproposed\x18\x06 \x01(\bR\bproposed\x12\x18\n" +
-	"\amessage\x18\a \x01(\tR\amessage\"B\n" +
+	"\amessage\x18\a \x01(\tR\amessage\x12)\n" +
+	"\acurrent\x18\b \x01(\v2\x0f.kv.v1.KeyValueR\acurrent\x12\x1a\n" +
+	"\brevision\x18\t \x01(\x04R\brevision\"B\n" +
 	"\x12WriteBatchResponse\x12,\n" +
 	"\aresults\x18\x01 \x03(\v2\x12.kv.v1.WriteResultR\aresults\"X\n" +
 	"\vWriteHeader\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\x04R\bclientId\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x10\n" +
-	"\x03ack\x18\x03 \x01(\x04R\x03ack\"`\n" +
+	"\x03ack\x18\x03 \x01(\x04R\x03ack\"|\n" +
 	"\x0eResponseHeader\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\x01 \x01(\rR\treplicaId\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\rR\bleaderId\x12\x12\n" +
-	"\x04term\x18\x03 \x01(\x04R\x04term\"X\n" +
+	"\x04term\x18\x03 \x01(\x04R\x04term\x12\x1a\n" +
+	"\brevision\x18\x04 \x01(\x04R\brevision\"\xae\x01\n" +
+	"\bKeyValue\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x12'\n" +
+	"\x0fcreate_revision\x18\x03 \x01(\x04R\x0ecreateRevision\x12!\n" +
+	"\fmod_revision\x18\x04 \x01(\x04R\vmodRevision\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\x04R\aversion\x12\x14\n" +
+	"\x05lease\x18\x06 \x01(\x04R\x05lease\"\x88\x01\n" +
+	"\tCondition\x12(\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x14.kv.v1.ConditionKindR\x04kind\x12!\n" +
+	"\fmod_revision\x18\x02 \x01(\x04R\vmodRevision\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\x12\x14\n" +
+	"\x05value\x18\x04 \x01(\tR\x05value\"X\n" +
 	"\n" +
 	"GetRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x128\n" +
-	"\vconsistency\x18\x02 \x01(\x0e2\x16.kv.v1.ReadConsistencyR\vconsistency\"d\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x16.kv.v1.ReadConsistencyR\vconsistency\"\xe0\x01\n" +
 	"\vGetResponse\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x03 \x01(\tR\x05value\"^\n" +
+	"\x05value\x18\x03 \x01(\tR\x05value\x12'\n" +
+	"\x0fcreate_revision\x18\x04 \x01(\x04R\x0ecreateRevision\x12!\n" +
+	"\fmod_revision\x18\x05 \x01(\x04R\vmodRevision\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\x04R\aversion\x12\x14\n" +
+	"\x05lease\x18\a \x01(\x04R\x05lease\"\xa4\x01\n" +
 	"\n" +
 	"PutRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\x12(\n" +
-	"\x05write\x18\x03 \x01(\v2\x12.kv.v1.WriteHeaderR\x05write\"<\n" +
+	"\x05write\x18\x03 \x01(\v2\x12.kv.v1.WriteHeaderR\x05write\x12\x14\n" +
+	"\x05lease\x18\x04 \x01(\x04R\x05lease\x12.\n" +
+	"\tcondition\x18\x05 \x01(\v2\x10.kv.v1.ConditionR\tcondition\"<\n" +
 	"\vPutResponse\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\"a\n" +
 	"\rAppendRequest\x12\x10\n" +
@@ -1472,14 +2829,15 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value\x12(\n" +
 	"\x05write\x18\x03 \x01(\v2\x12.kv.v1.WriteHeaderR\x05write\"?\n" +
 	"\x0eAppendResponse\x12-\n" +
-	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\"K\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\"{\n" +
 	"\rDeleteRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
-	"\x05write\x18\x02 \x01(\v2\x12.kv.v1.WriteHeaderR\x05write\"Y\n" +
+	"\x05write\x18\x02 \x01(\v2\x12.kv.v1.WriteHeaderR\x05write\x12.\n" +
+	"\tcondition\x18\x03 \x01(\v2\x10.kv.v1.ConditionR\tcondition\"Y\n" +
 	"\x0eDeleteResponse\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x18\n" +
 	"\aexisted\x18\x02 \x01(\bR\aexisted\"\x0f\n" +
-	"\rStatusRequest\"\xb0\x03\n" +
+	"\rStatusRequest\"\x8f\x04\n" +
 	"\x0eStatusResponse\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\x01 \x01(\rR\treplicaId\x12\x1f\n" +
@@ -1496,7 +2854,67 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	" \x01(\x04R\rsnapshotIndex\x12$\n" +
 	"\x0elog_size_bytes\x18\v \x01(\x04R\flogSizeBytes\x12\x14\n" +
 	"\x05error\x18\f \x01(\tR\x05error\x12\x1a\n" +
-	"\bsessions\x18\r \x01(\x04R\bsessions*\xaa\x02\n" +
+	"\bsessions\x18\r \x01(\x04R\bsessions\x12\x1a\n" +
+	"\brevision\x18\x0e \x01(\x04R\brevision\x12)\n" +
+	"\x10compact_revision\x18\x0f \x01(\x04R\x0fcompactRevision\x12\x16\n" +
+	"\x06leases\x18\x10 \x01(\x04R\x06leases\"\xc4\x01\n" +
+	"\vListRequest\x12\x16\n" +
+	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\x12\x1b\n" +
+	"\tkeys_only\x18\x04 \x01(\bR\bkeysOnly\x12\x1a\n" +
+	"\brevision\x18\x05 \x01(\x04R\brevision\x128\n" +
+	"\vconsistency\x18\x06 \x01(\x0e2\x16.kv.v1.ReadConsistencyR\vconsistency\"\x90\x01\n" +
+	"\fListResponse\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12!\n" +
+	"\x03kvs\x18\x02 \x03(\v2\x0f.kv.v1.KeyValueR\x03kvs\x12\x12\n" +
+	"\x04more\x18\x03 \x01(\bR\x04more\x12\x1a\n" +
+	"\brevision\x18\x04 \x01(\x04R\brevision\"x\n" +
+	"\x05Event\x12$\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x10.kv.v1.EventTypeR\x04type\x12\x1f\n" +
+	"\x02kv\x18\x02 \x01(\v2\x0f.kv.v1.KeyValueR\x02kv\x12(\n" +
+	"\aprev_kv\x18\x03 \x01(\v2\x0f.kv.v1.KeyValueR\x06prevKv\"\xa7\x01\n" +
+	"\fWatchRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x16\n" +
+	"\x06prefix\x18\x02 \x01(\bR\x06prefix\x12%\n" +
+	"\x0eafter_revision\x18\x03 \x01(\x04R\rafterRevision\x12\x17\n" +
+	"\await_ms\x18\x04 \x01(\x04R\x06waitMs\x12\x14\n" +
+	"\x05limit\x18\x05 \x01(\rR\x05limit\x12\x17\n" +
+	"\aprev_kv\x18\x06 \x01(\bR\x06prevKv\"\xdd\x01\n" +
+	"\rWatchResponse\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12$\n" +
+	"\x06events\x18\x02 \x03(\v2\f.kv.v1.EventR\x06events\x12.\n" +
+	"\x13next_after_revision\x18\x03 \x01(\x04R\x11nextAfterRevision\x12\x1c\n" +
+	"\tcompacted\x18\x04 \x01(\bR\tcompacted\x12)\n" +
+	"\x10compact_revision\x18\x05 \x01(\x04R\x0fcompactRevision\"T\n" +
+	"\x11LeaseGrantRequest\x12\x15\n" +
+	"\x06ttl_ms\x18\x01 \x01(\x04R\x05ttlMs\x12(\n" +
+	"\x05write\x18\x02 \x01(\v2\x12.kv.v1.WriteHeaderR\x05write\"j\n" +
+	"\x12LeaseGrantResponse\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\x12\x15\n" +
+	"\x06ttl_ms\x18\x03 \x01(\x04R\x05ttlMs\"'\n" +
+	"\x15LeaseKeepAliveRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"n\n" +
+	"\x16LeaseKeepAliveResponse\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\x12\x15\n" +
+	"\x06ttl_ms\x18\x03 \x01(\x04R\x05ttlMs\"N\n" +
+	"\x12LeaseRevokeRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12(\n" +
+	"\x05write\x18\x02 \x01(\v2\x12.kv.v1.WriteHeaderR\x05write\"^\n" +
+	"\x13LeaseRevokeResponse\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x18\n" +
+	"\aexisted\x18\x02 \x01(\bR\aexisted\"<\n" +
+	"\x16LeaseTimeToLiveRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04keys\x18\x02 \x01(\bR\x04keys\"\xa6\x01\n" +
+	"\x17LeaseTimeToLiveResponse\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\x12\x15\n" +
+	"\x06ttl_ms\x18\x03 \x01(\x04R\x05ttlMs\x12!\n" +
+	"\fremaining_ms\x18\x04 \x01(\x04R\vremainingMs\x12\x12\n" +
+	"\x04keys\x18\x05 \x03(\tR\x04keys*\xed\x02\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x12\n" +
@@ -1510,7 +2928,9 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\x16RESULT_CODE_NO_SESSION\x10\b\x12 \n" +
 	"\x1cRESULT_CODE_TOO_MANY_PENDING\x10\t\x12\x15\n" +
 	"\x11RESULT_CODE_OTHER\x10\n" +
-	"*r\n" +
+	"\x12 \n" +
+	"\x1cRESULT_CODE_CONDITION_FAILED\x10\v\x12\x1f\n" +
+	"\x1bRESULT_CODE_LEASE_NOT_FOUND\x10\f*r\n" +
 	"\x0fReadConsistency\x12 \n" +
 	"\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dREAD_CONSISTENCY_LINEARIZABLE\x10\x01\x12\x1a\n" +
@@ -1520,14 +2940,31 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\rROLE_FOLLOWER\x10\x01\x12\x16\n" +
 	"\x12ROLE_PRE_CANDIDATE\x10\x02\x12\x12\n" +
 	"\x0eROLE_CANDIDATE\x10\x03\x12\x0f\n" +
-	"\vROLE_LEADER\x10\x042\xd2\x02\n" +
+	"\vROLE_LEADER\x10\x04*\xa1\x01\n" +
+	"\rConditionKind\x12\x1e\n" +
+	"\x1aCONDITION_KIND_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15CONDITION_KIND_ABSENT\x10\x01\x12\x1f\n" +
+	"\x1bCONDITION_KIND_MOD_REVISION\x10\x02\x12\x1a\n" +
+	"\x16CONDITION_KIND_VERSION\x10\x03\x12\x18\n" +
+	"\x14CONDITION_KIND_VALUE\x10\x04*R\n" +
+	"\tEventType\x12\x1a\n" +
+	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eEVENT_TYPE_PUT\x10\x01\x12\x15\n" +
+	"\x11EVENT_TYPE_DELETE\x10\x022\xe1\x05\n" +
 	"\tKVService\x12,\n" +
 	"\x03Get\x12\x11.kv.v1.GetRequest\x1a\x12.kv.v1.GetResponse\x12,\n" +
 	"\x03Put\x12\x11.kv.v1.PutRequest\x1a\x12.kv.v1.PutResponse\x125\n" +
 	"\x06Append\x12\x14.kv.v1.AppendRequest\x1a\x15.kv.v1.AppendResponse\x125\n" +
 	"\x06Delete\x12\x14.kv.v1.DeleteRequest\x1a\x15.kv.v1.DeleteResponse\x125\n" +
 	"\x06Status\x12\x14.kv.v1.StatusRequest\x1a\x15.kv.v1.StatusResponse\x12D\n" +
-	"\vOpenSession\x12\x19.kv.v1.OpenSessionRequest\x1a\x1a.kv.v1.OpenSessionResponse2S\n" +
+	"\vOpenSession\x12\x19.kv.v1.OpenSessionRequest\x1a\x1a.kv.v1.OpenSessionResponse\x12/\n" +
+	"\x04List\x12\x12.kv.v1.ListRequest\x1a\x13.kv.v1.ListResponse\x122\n" +
+	"\x05Watch\x12\x13.kv.v1.WatchRequest\x1a\x14.kv.v1.WatchResponse\x12A\n" +
+	"\n" +
+	"LeaseGrant\x12\x18.kv.v1.LeaseGrantRequest\x1a\x19.kv.v1.LeaseGrantResponse\x12M\n" +
+	"\x0eLeaseKeepAlive\x12\x1c.kv.v1.LeaseKeepAliveRequest\x1a\x1d.kv.v1.LeaseKeepAliveResponse\x12D\n" +
+	"\vLeaseRevoke\x12\x19.kv.v1.LeaseRevokeRequest\x1a\x1a.kv.v1.LeaseRevokeResponse\x12P\n" +
+	"\x0fLeaseTimeToLive\x12\x1d.kv.v1.LeaseTimeToLiveRequest\x1a\x1e.kv.v1.LeaseTimeToLiveResponse2S\n" +
 	"\x0eForwardService\x12A\n" +
 	"\n" +
 	"WriteBatch\x12\x18.kv.v1.WriteBatchRequest\x1a\x19.kv.v1.WriteBatchResponseBp\n" +
@@ -1545,68 +2982,115 @@ func file_kv_v1_kv_proto_rawDescGZIP() []byte {
 	return file_kv_v1_kv_proto_rawDescData
 }
 
-var file_kv_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_kv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_kv_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_kv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_kv_v1_kv_proto_goTypes = []any{
-	(ResultCode)(0),             // 0: kv.v1.ResultCode
-	(ReadConsistency)(0),        // 1: kv.v1.ReadConsistency
-	(Role)(0),                   // 2: kv.v1.Role
-	(*OpenSessionRequest)(nil),  // 3: kv.v1.OpenSessionRequest
-	(*OpenSessionResponse)(nil), // 4: kv.v1.OpenSessionResponse
-	(*WriteOp)(nil),             // 5: kv.v1.WriteOp
-	(*WriteBatchRequest)(nil),   // 6: kv.v1.WriteBatchRequest
-	(*WriteResult)(nil),         // 7: kv.v1.WriteResult
-	(*WriteBatchResponse)(nil),  // 8: kv.v1.WriteBatchResponse
-	(*WriteHeader)(nil),         // 9: kv.v1.WriteHeader
-	(*ResponseHeader)(nil),      // 10: kv.v1.ResponseHeader
-	(*GetRequest)(nil),          // 11: kv.v1.GetRequest
-	(*GetResponse)(nil),         // 12: kv.v1.GetResponse
-	(*PutRequest)(nil),          // 13: kv.v1.PutRequest
-	(*PutResponse)(nil),         // 14: kv.v1.PutResponse
-	(*AppendRequest)(nil),       // 15: kv.v1.AppendRequest
-	(*AppendResponse)(nil),      // 16: kv.v1.AppendResponse
-	(*DeleteRequest)(nil),       // 17: kv.v1.DeleteRequest
-	(*DeleteResponse)(nil),      // 18: kv.v1.DeleteResponse
-	(*StatusRequest)(nil),       // 19: kv.v1.StatusRequest
-	(*StatusResponse)(nil),      // 20: kv.v1.StatusResponse
+	(ResultCode)(0),                 // 0: kv.v1.ResultCode
+	(ReadConsistency)(0),            // 1: kv.v1.ReadConsistency
+	(Role)(0),                       // 2: kv.v1.Role
+	(ConditionKind)(0),              // 3: kv.v1.ConditionKind
+	(EventType)(0),                  // 4: kv.v1.EventType
+	(*OpenSessionRequest)(nil),      // 5: kv.v1.OpenSessionRequest
+	(*OpenSessionResponse)(nil),     // 6: kv.v1.OpenSessionResponse
+	(*WriteOp)(nil),                 // 7: kv.v1.WriteOp
+	(*WriteBatchRequest)(nil),       // 8: kv.v1.WriteBatchRequest
+	(*WriteResult)(nil),             // 9: kv.v1.WriteResult
+	(*WriteBatchResponse)(nil),      // 10: kv.v1.WriteBatchResponse
+	(*WriteHeader)(nil),             // 11: kv.v1.WriteHeader
+	(*ResponseHeader)(nil),          // 12: kv.v1.ResponseHeader
+	(*KeyValue)(nil),                // 13: kv.v1.KeyValue
+	(*Condition)(nil),               // 14: kv.v1.Condition
+	(*GetRequest)(nil),              // 15: kv.v1.GetRequest
+	(*GetResponse)(nil),             // 16: kv.v1.GetResponse
+	(*PutRequest)(nil),              // 17: kv.v1.PutRequest
+	(*PutResponse)(nil),             // 18: kv.v1.PutResponse
+	(*AppendRequest)(nil),           // 19: kv.v1.AppendRequest
+	(*AppendResponse)(nil),          // 20: kv.v1.AppendResponse
+	(*DeleteRequest)(nil),           // 21: kv.v1.DeleteRequest
+	(*DeleteResponse)(nil),          // 22: kv.v1.DeleteResponse
+	(*StatusRequest)(nil),           // 23: kv.v1.StatusRequest
+	(*StatusResponse)(nil),          // 24: kv.v1.StatusResponse
+	(*ListRequest)(nil),             // 25: kv.v1.ListRequest
+	(*ListResponse)(nil),            // 26: kv.v1.ListResponse
+	(*Event)(nil),                   // 27: kv.v1.Event
+	(*WatchRequest)(nil),            // 28: kv.v1.WatchRequest
+	(*WatchResponse)(nil),           // 29: kv.v1.WatchResponse
+	(*LeaseGrantRequest)(nil),       // 30: kv.v1.LeaseGrantRequest
+	(*LeaseGrantResponse)(nil),      // 31: kv.v1.LeaseGrantResponse
+	(*LeaseKeepAliveRequest)(nil),   // 32: kv.v1.LeaseKeepAliveRequest
+	(*LeaseKeepAliveResponse)(nil),  // 33: kv.v1.LeaseKeepAliveResponse
+	(*LeaseRevokeRequest)(nil),      // 34: kv.v1.LeaseRevokeRequest
+	(*LeaseRevokeResponse)(nil),     // 35: kv.v1.LeaseRevokeResponse
+	(*LeaseTimeToLiveRequest)(nil),  // 36: kv.v1.LeaseTimeToLiveRequest
+	(*LeaseTimeToLiveResponse)(nil), // 37: kv.v1.LeaseTimeToLiveResponse
 }
 var file_kv_v1_kv_proto_depIdxs = []int32{
-	10, // 0: kv.v1.OpenSessionResponse.header:type_name -> kv.v1.ResponseHeader
-	13, // 1: kv.v1.WriteOp.put:type_name -> kv.v1.PutRequest
-	15, // 2: kv.v1.WriteOp.append:type_name -> kv.v1.AppendRequest
-	17, // 3: kv.v1.WriteOp.delete:type_name -> kv.v1.DeleteRequest
-	5,  // 4: kv.v1.WriteBatchRequest.ops:type_name -> kv.v1.WriteOp
+	12, // 0: kv.v1.OpenSessionResponse.header:type_name -> kv.v1.ResponseHeader
+	17, // 1: kv.v1.WriteOp.put:type_name -> kv.v1.PutRequest
+	19, // 2: kv.v1.WriteOp.append:type_name -> kv.v1.AppendRequest
+	21, // 3: kv.v1.WriteOp.delete:type_name -> kv.v1.DeleteRequest
+	7,  // 4: kv.v1.WriteBatchRequest.ops:type_name -> kv.v1.WriteOp
 	0,  // 5: kv.v1.WriteResult.code:type_name -> kv.v1.ResultCode
-	10, // 6: kv.v1.WriteResult.header:type_name -> kv.v1.ResponseHeader
-	7,  // 7: kv.v1.WriteBatchResponse.results:type_name -> kv.v1.WriteResult
-	1,  // 8: kv.v1.GetRequest.consistency:type_name -> kv.v1.ReadConsistency
-	10, // 9: kv.v1.GetResponse.header:type_name -> kv.v1.ResponseHeader
-	9,  // 10: kv.v1.PutRequest.write:type_name -> kv.v1.WriteHeader
-	10, // 11: kv.v1.PutResponse.header:type_name -> kv.v1.ResponseHeader
-	9,  // 12: kv.v1.AppendRequest.write:type_name -> kv.v1.WriteHeader
-	10, // 13: kv.v1.AppendResponse.header:type_name -> kv.v1.ResponseHeader
-	9,  // 14: kv.v1.DeleteRequest.write:type_name -> kv.v1.WriteHeader
-	10, // 15: kv.v1.DeleteResponse.header:type_name -> kv.v1.ResponseHeader
-	2,  // 16: kv.v1.StatusResponse.role:type_name -> kv.v1.Role
-	11, // 17: kv.v1.KVService.Get:input_type -> kv.v1.GetRequest
-	13, // 18: kv.v1.KVService.Put:input_type -> kv.v1.PutRequest
-	15, // 19: kv.v1.KVService.Append:input_type -> kv.v1.AppendRequest
-	17, // 20: kv.v1.KVService.Delete:input_type -> kv.v1.DeleteRequest
-	19, // 21: kv.v1.KVService.Status:input_type -> kv.v1.StatusRequest
-	3,  // 22: kv.v1.KVService.OpenSession:input_type -> kv.v1.OpenSessionRequest
-	6,  // 23: kv.v1.ForwardService.WriteBatch:input_type -> kv.v1.WriteBatchRequest
-	12, // 24: kv.v1.KVService.Get:output_type -> kv.v1.GetResponse
-	14, // 25: kv.v1.KVService.Put:output_type -> kv.v1.PutResponse
-	16, // 26: kv.v1.KVService.Append:output_type -> kv.v1.AppendResponse
-	18, // 27: kv.v1.KVService.Delete:output_type -> kv.v1.DeleteResponse
-	20, // 28: kv.v1.KVService.Status:output_type -> kv.v1.StatusResponse
-	4,  // 29: kv.v1.KVService.OpenSession:output_type -> kv.v1.OpenSessionResponse
-	8,  // 30: kv.v1.ForwardService.WriteBatch:output_type -> kv.v1.WriteBatchResponse
-	24, // [24:31] is the sub-list for method output_type
-	17, // [17:24] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	12, // 6: kv.v1.WriteResult.header:type_name -> kv.v1.ResponseHeader
+	13, // 7: kv.v1.WriteResult.current:type_name -> kv.v1.KeyValue
+	9,  // 8: kv.v1.WriteBatchResponse.results:type_name -> kv.v1.WriteResult
+	3,  // 9: kv.v1.Condition.kind:type_name -> kv.v1.ConditionKind
+	1,  // 10: kv.v1.GetRequest.consistency:type_name -> kv.v1.ReadConsistency
+	12, // 11: kv.v1.GetResponse.header:type_name -> kv.v1.ResponseHeader
+	11, // 12: kv.v1.PutRequest.write:type_name -> kv.v1.WriteHeader
+	14, // 13: kv.v1.PutRequest.condition:type_name -> kv.v1.Condition
+	12, // 14: kv.v1.PutResponse.header:type_name -> kv.v1.ResponseHeader
+	11, // 15: kv.v1.AppendRequest.write:type_name -> kv.v1.WriteHeader
+	12, // 16: kv.v1.AppendResponse.header:type_name -> kv.v1.ResponseHeader
+	11, // 17: kv.v1.DeleteRequest.write:type_name -> kv.v1.WriteHeader
+	14, // 18: kv.v1.DeleteRequest.condition:type_name -> kv.v1.Condition
+	12, // 19: kv.v1.DeleteResponse.header:type_name -> kv.v1.ResponseHeader
+	2,  // 20: kv.v1.StatusResponse.role:type_name -> kv.v1.Role
+	1,  // 21: kv.v1.ListRequest.consistency:type_name -> kv.v1.ReadConsistency
+	12, // 22: kv.v1.ListResponse.header:type_name -> kv.v1.ResponseHeader
+	13, // 23: kv.v1.ListResponse.kvs:type_name -> kv.v1.KeyValue
+	4,  // 24: kv.v1.Event.type:type_name -> kv.v1.EventType
+	13, // 25: kv.v1.Event.kv:type_name -> kv.v1.KeyValue
+	13, // 26: kv.v1.Event.prev_kv:type_name -> kv.v1.KeyValue
+	12, // 27: kv.v1.WatchResponse.header:type_name -> kv.v1.ResponseHeader
+	27, // 28: kv.v1.WatchResponse.events:type_name -> kv.v1.Event
+	11, // 29: kv.v1.LeaseGrantRequest.write:type_name -> kv.v1.WriteHeader
+	12, // 30: kv.v1.LeaseGrantResponse.header:type_name -> kv.v1.ResponseHeader
+	12, // 31: kv.v1.LeaseKeepAliveResponse.header:type_name -> kv.v1.ResponseHeader
+	11, // 32: kv.v1.LeaseRevokeRequest.write:type_name -> kv.v1.WriteHeader
+	12, // 33: kv.v1.LeaseRevokeResponse.header:type_name -> kv.v1.ResponseHeader
+	12, // 34: kv.v1.LeaseTimeToLiveResponse.header:type_name -> kv.v1.ResponseHeader
+	15, // 35: kv.v1.KVService.Get:input_type -> kv.v1.GetRequest
+	17, // 36: kv.v1.KVService.Put:input_type -> kv.v1.PutRequest
+	19, // 37: kv.v1.KVService.Append:input_type -> kv.v1.AppendRequest
+	21, // 38: kv.v1.KVService.Delete:input_type -> kv.v1.DeleteRequest
+	23, // 39: kv.v1.KVService.Status:input_type -> kv.v1.StatusRequest
+	5,  // 40: kv.v1.KVService.OpenSession:input_type -> kv.v1.OpenSessionRequest
+	25, // 41: kv.v1.KVService.List:input_type -> kv.v1.ListRequest
+	28, // 42: kv.v1.KVService.Watch:input_type -> kv.v1.WatchRequest
+	30, // 43: kv.v1.KVService.LeaseGrant:input_type -> kv.v1.LeaseGrantRequest
+	32, // 44: kv.v1.KVService.LeaseKeepAlive:input_type -> kv.v1.LeaseKeepAliveRequest
+	34, // 45: kv.v1.KVService.LeaseRevoke:input_type -> kv.v1.LeaseRevokeRequest
+	36, // 46: kv.v1.KVService.LeaseTimeToLive:input_type -> kv.v1.LeaseTimeToLiveRequest
+	8,  // 47: kv.v1.ForwardService.WriteBatch:input_type -> kv.v1.WriteBatchRequest
+	16, // 48: kv.v1.KVService.Get:output_type -> kv.v1.GetResponse
+	18, // 49: kv.v1.KVService.Put:output_type -> kv.v1.PutResponse
+	20, // 50: kv.v1.KVService.Append:output_type -> kv.v1.AppendResponse
+	22, // 51: kv.v1.KVService.Delete:output_type -> kv.v1.DeleteResponse
+	24, // 52: kv.v1.KVService.Status:output_type -> kv.v1.StatusResponse
+	6,  // 53: kv.v1.KVService.OpenSession:output_type -> kv.v1.OpenSessionResponse
+	26, // 54: kv.v1.KVService.List:output_type -> kv.v1.ListResponse
+	29, // 55: kv.v1.KVService.Watch:output_type -> kv.v1.WatchResponse
+	31, // 56: kv.v1.KVService.LeaseGrant:output_type -> kv.v1.LeaseGrantResponse
+	33, // 57: kv.v1.KVService.LeaseKeepAlive:output_type -> kv.v1.LeaseKeepAliveResponse
+	35, // 58: kv.v1.KVService.LeaseRevoke:output_type -> kv.v1.LeaseRevokeResponse
+	37, // 59: kv.v1.KVService.LeaseTimeToLive:output_type -> kv.v1.LeaseTimeToLiveResponse
+	10, // 60: kv.v1.ForwardService.WriteBatch:output_type -> kv.v1.WriteBatchResponse
+	48, // [48:61] is the sub-list for method output_type
+	35, // [35:48] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_kv_v1_kv_proto_init() }
@@ -1624,8 +3108,8 @@ func file_kv_v1_kv_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kv_v1_kv_proto_rawDesc), len(file_kv_v1_kv_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   18,
+			NumEnums:      5,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -63,6 +63,26 @@ type KVService interface {
 	// returns its client_id, for the WriteHeader of later writes. A session
 	// expires after idle_timeout_seconds without a write.
 	OpenSession(context.Context, *OpenSessionRequest) (*OpenSessionResponse, error)
+
+	// List returns keys under a prefix in increasing byte order, a page at a
+	// time, at one revision for all pages while it is retained.
+	List(context.Context, *ListRequest) (*ListResponse, error)
+
+	// Watch waits for changes of a key or of every key under a prefix after
+	// a revision (a long poll) and returns every such event since it.
+	Watch(context.Context, *WatchRequest) (*WatchResponse, error)
+
+	// LeaseGrant creates a lease with a TTL, through the log.
+	LeaseGrant(context.Context, *LeaseGrantRequest) (*LeaseGrantResponse, error)
+
+	// LeaseKeepAlive restarts a lease's TTL (at the leader; not logged).
+	LeaseKeepAlive(context.Context, *LeaseKeepAliveRequest) (*LeaseKeepAliveResponse, error)
+
+	// LeaseRevoke ends a lease now and deletes its keys, through the log.
+	LeaseRevoke(context.Context, *LeaseRevokeRequest) (*LeaseRevokeResponse, error)
+
+	// LeaseTimeToLive describes a lease (at the leader).
+	LeaseTimeToLive(context.Context, *LeaseTimeToLiveRequest) (*LeaseTimeToLiveResponse, error)
 }
 
 // =========================
@@ -71,7 +91,7 @@ type KVService interface {
 
 type kVServiceProtobufClient struct {
 	client      HTTPClient
-	urls        [6]string
+	urls        [12]string
 	interceptor twirp.Interceptor
 	opts        twirp.ClientOptions
 }
@@ -99,13 +119,19 @@ func NewKVServiceProtobufClient(baseURL string, client HTTPClient, opts ...twirp
 	// Build method URLs: <baseURL>[<prefix>]/<package>.<Service>/<Method>
 	serviceURL := sanitizeBaseURL(baseURL)
 	serviceURL += baseServicePath(pathPrefix, "kv.v1", "KVService")
-	urls := [6]string{
+	urls := [12]string{
 		serviceURL + "Get",
 		serviceURL + "Put",
 		serviceURL + "Append",
 		serviceURL + "Delete",
 		serviceURL + "Status",
 		serviceURL + "OpenSession",
+		serviceURL + "List",
+		serviceURL + "Watch",
+		serviceURL + "LeaseGrant",
+		serviceURL + "LeaseKeepAlive",
+		serviceURL + "LeaseRevoke",
+		serviceURL + "LeaseTimeToLive",
 	}
 
 	return &kVServiceProtobufClient{
@@ -392,13 +418,289 @@ func (c *kVServiceProtobufClient) callOpenSession(ctx context.Context, in *OpenS
 	return out, nil
 }
 
+func (c *kVServiceProtobufClient) List(ctx context.Context, in *ListRequest) (*ListResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "kv.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "KVService")
+	ctx = ctxsetters.WithMethodName(ctx, "List")
+	caller := c.callList
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *ListRequest) (*ListResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*ListRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*ListRequest) when calling interceptor")
+					}
+					return c.callList(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*ListResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*ListResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *kVServiceProtobufClient) callList(ctx context.Context, in *ListRequest) (*ListResponse, error) {
+	out := new(ListResponse)
+	ctx, err := doProtobufRequest(ctx, c.client, c.opts.Hooks, c.urls[6], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
+func (c *kVServiceProtobufClient) Watch(ctx context.Context, in *WatchRequest) (*WatchResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "kv.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "KVService")
+	ctx = ctxsetters.WithMethodName(ctx, "Watch")
+	caller := c.callWatch
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *WatchRequest) (*WatchResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*WatchRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*WatchRequest) when calling interceptor")
+					}
+					return c.callWatch(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*WatchResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*WatchResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *kVServiceProtobufClient) callWatch(ctx context.Context, in *WatchRequest) (*WatchResponse, error) {
+	out := new(WatchResponse)
+	ctx, err := doProtobufRequest(ctx, c.client, c.opts.Hooks, c.urls[7], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
+func (c *kVServiceProtobufClient) LeaseGrant(ctx context.Context, in *LeaseGrantRequest) (*LeaseGrantResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "kv.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "KVService")
+	ctx = ctxsetters.WithMethodName(ctx, "LeaseGrant")
+	caller := c.callLeaseGrant
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *LeaseGrantRequest) (*LeaseGrantResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*LeaseGrantRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*LeaseGrantRequest) when calling interceptor")
+					}
+					return c.callLeaseGrant(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*LeaseGrantResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*LeaseGrantResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *kVServiceProtobufClient) callLeaseGrant(ctx context.Context, in *LeaseGrantRequest) (*LeaseGrantResponse, error) {
+	out := new(LeaseGrantResponse)
+	ctx, err := doProtobufRequest(ctx, c.client, c.opts.Hooks, c.urls[8], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
+func (c *kVServiceProtobufClient) LeaseKeepAlive(ctx context.Context, in *LeaseKeepAliveRequest) (*LeaseKeepAliveResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "kv.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "KVService")
+	ctx = ctxsetters.WithMethodName(ctx, "LeaseKeepAlive")
+	caller := c.callLeaseKeepAlive
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *LeaseKeepAliveRequest) (*LeaseKeepAliveResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*LeaseKeepAliveRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*LeaseKeepAliveRequest) when calling interceptor")
+					}
+					return c.callLeaseKeepAlive(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*LeaseKeepAliveResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*LeaseKeepAliveResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *kVServiceProtobufClient) callLeaseKeepAlive(ctx context.Context, in *LeaseKeepAliveRequest) (*LeaseKeepAliveResponse, error) {
+	out := new(LeaseKeepAliveResponse)
+	ctx, err := doProtobufRequest(ctx, c.client, c.opts.Hooks, c.urls[9], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
+func (c *kVServiceProtobufClient) LeaseRevoke(ctx context.Context, in *LeaseRevokeRequest) (*LeaseRevokeResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "kv.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "KVService")
+	ctx = ctxsetters.WithMethodName(ctx, "LeaseRevoke")
+	caller := c.callLeaseRevoke
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *LeaseRevokeRequest) (*LeaseRevokeResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*LeaseRevokeRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*LeaseRevokeRequest) when calling interceptor")
+					}
+					return c.callLeaseRevoke(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*LeaseRevokeResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*LeaseRevokeResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *kVServiceProtobufClient) callLeaseRevoke(ctx context.Context, in *LeaseRevokeRequest) (*LeaseRevokeResponse, error) {
+	out := new(LeaseRevokeResponse)
+	ctx, err := doProtobufRequest(ctx, c.client, c.opts.Hooks, c.urls[10], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
+func (c *kVServiceProtobufClient) LeaseTimeToLive(ctx context.Context, in *LeaseTimeToLiveRequest) (*LeaseTimeToLiveResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "kv.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "KVService")
+	ctx = ctxsetters.WithMethodName(ctx, "LeaseTimeToLive")
+	caller := c.callLeaseTimeToLive
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *LeaseTimeToLiveRequest) (*LeaseTimeToLiveResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*LeaseTimeToLiveRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*LeaseTimeToLiveRequest) when calling interceptor")
+					}
+					return c.callLeaseTimeToLive(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*LeaseTimeToLiveResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*LeaseTimeToLiveResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *kVServiceProtobufClient) callLeaseTimeToLive(ctx context.Context, in *LeaseTimeToLiveRequest) (*LeaseTimeToLiveResponse, error) {
+	out := new(LeaseTimeToLiveResponse)
+	ctx, err := doProtobufRequest(ctx, c.client, c.opts.Hooks, c.urls[11], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
 // =====================
 // KVService JSON Client
 // =====================
 
 type kVServiceJSONClient struct {
 	client      HTTPClient
-	urls        [6]string
+	urls        [12]string
 	interceptor twirp.Interceptor
 	opts        twirp.ClientOptions
 }
@@ -426,13 +728,19 @@ func NewKVServiceJSONClient(baseURL string, client HTTPClient, opts ...twirp.Cli
 	// Build method URLs: <baseURL>[<prefix>]/<package>.<Service>/<Method>
 	serviceURL := sanitizeBaseURL(baseURL)
 	serviceURL += baseServicePath(pathPrefix, "kv.v1", "KVService")
-	urls := [6]string{
+	urls := [12]string{
 		serviceURL + "Get",
 		serviceURL + "Put",
 		serviceURL + "Append",
 		serviceURL + "Delete",
 		serviceURL + "Status",
 		serviceURL + "OpenSession",
+		serviceURL + "List",
+		serviceURL + "Watch",
+		serviceURL + "LeaseGrant",
+		serviceURL + "LeaseKeepAlive",
+		serviceURL + "LeaseRevoke",
+		serviceURL + "LeaseTimeToLive",
 	}
 
 	return &kVServiceJSONClient{
@@ -719,6 +1027,282 @@ func (c *kVServiceJSONClient) callOpenSession(ctx context.Context, in *OpenSessi
 	return out, nil
 }
 
+func (c *kVServiceJSONClient) List(ctx context.Context, in *ListRequest) (*ListResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "kv.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "KVService")
+	ctx = ctxsetters.WithMethodName(ctx, "List")
+	caller := c.callList
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *ListRequest) (*ListResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*ListRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*ListRequest) when calling interceptor")
+					}
+					return c.callList(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*ListResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*ListResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *kVServiceJSONClient) callList(ctx context.Context, in *ListRequest) (*ListResponse, error) {
+	out := new(ListResponse)
+	ctx, err := doJSONRequest(ctx, c.client, c.opts.Hooks, c.urls[6], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
+func (c *kVServiceJSONClient) Watch(ctx context.Context, in *WatchRequest) (*WatchResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "kv.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "KVService")
+	ctx = ctxsetters.WithMethodName(ctx, "Watch")
+	caller := c.callWatch
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *WatchRequest) (*WatchResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*WatchRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*WatchRequest) when calling interceptor")
+					}
+					return c.callWatch(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*WatchResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*WatchResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *kVServiceJSONClient) callWatch(ctx context.Context, in *WatchRequest) (*WatchResponse, error) {
+	out := new(WatchResponse)
+	ctx, err := doJSONRequest(ctx, c.client, c.opts.Hooks, c.urls[7], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
+func (c *kVServiceJSONClient) LeaseGrant(ctx context.Context, in *LeaseGrantRequest) (*LeaseGrantResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "kv.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "KVService")
+	ctx = ctxsetters.WithMethodName(ctx, "LeaseGrant")
+	caller := c.callLeaseGrant
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *LeaseGrantRequest) (*LeaseGrantResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*LeaseGrantRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*LeaseGrantRequest) when calling interceptor")
+					}
+					return c.callLeaseGrant(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*LeaseGrantResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*LeaseGrantResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *kVServiceJSONClient) callLeaseGrant(ctx context.Context, in *LeaseGrantRequest) (*LeaseGrantResponse, error) {
+	out := new(LeaseGrantResponse)
+	ctx, err := doJSONRequest(ctx, c.client, c.opts.Hooks, c.urls[8], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
+func (c *kVServiceJSONClient) LeaseKeepAlive(ctx context.Context, in *LeaseKeepAliveRequest) (*LeaseKeepAliveResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "kv.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "KVService")
+	ctx = ctxsetters.WithMethodName(ctx, "LeaseKeepAlive")
+	caller := c.callLeaseKeepAlive
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *LeaseKeepAliveRequest) (*LeaseKeepAliveResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*LeaseKeepAliveRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*LeaseKeepAliveRequest) when calling interceptor")
+					}
+					return c.callLeaseKeepAlive(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*LeaseKeepAliveResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*LeaseKeepAliveResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *kVServiceJSONClient) callLeaseKeepAlive(ctx context.Context, in *LeaseKeepAliveRequest) (*LeaseKeepAliveResponse, error) {
+	out := new(LeaseKeepAliveResponse)
+	ctx, err := doJSONRequest(ctx, c.client, c.opts.Hooks, c.urls[9], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
+func (c *kVServiceJSONClient) LeaseRevoke(ctx context.Context, in *LeaseRevokeRequest) (*LeaseRevokeResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "kv.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "KVService")
+	ctx = ctxsetters.WithMethodName(ctx, "LeaseRevoke")
+	caller := c.callLeaseRevoke
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *LeaseRevokeRequest) (*LeaseRevokeResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*LeaseRevokeRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*LeaseRevokeRequest) when calling interceptor")
+					}
+					return c.callLeaseRevoke(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*LeaseRevokeResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*LeaseRevokeResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *kVServiceJSONClient) callLeaseRevoke(ctx context.Context, in *LeaseRevokeRequest) (*LeaseRevokeResponse, error) {
+	out := new(LeaseRevokeResponse)
+	ctx, err := doJSONRequest(ctx, c.client, c.opts.Hooks, c.urls[10], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
+func (c *kVServiceJSONClient) LeaseTimeToLive(ctx context.Context, in *LeaseTimeToLiveRequest) (*LeaseTimeToLiveResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "kv.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "KVService")
+	ctx = ctxsetters.WithMethodName(ctx, "LeaseTimeToLive")
+	caller := c.callLeaseTimeToLive
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *LeaseTimeToLiveRequest) (*LeaseTimeToLiveResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*LeaseTimeToLiveRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*LeaseTimeToLiveRequest) when calling interceptor")
+					}
+					return c.callLeaseTimeToLive(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*LeaseTimeToLiveResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*LeaseTimeToLiveResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *kVServiceJSONClient) callLeaseTimeToLive(ctx context.Context, in *LeaseTimeToLiveRequest) (*LeaseTimeToLiveResponse, error) {
+	out := new(LeaseTimeToLiveResponse)
+	ctx, err := doJSONRequest(ctx, c.client, c.opts.Hooks, c.urls[11], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
 // ========================
 // KVService Server Handler
 // ========================
@@ -833,6 +1417,24 @@ func (s *kVServiceServer) ServeHTTP(resp http.ResponseWriter, req *http.Request)
 		return
 	case "OpenSession":
 		s.serveOpenSession(ctx, resp, req)
+		return
+	case "List":
+		s.serveList(ctx, resp, req)
+		return
+	case "Watch":
+		s.serveWatch(ctx, resp, req)
+		return
+	case "LeaseGrant":
+		s.serveLeaseGrant(ctx, resp, req)
+		return
+	case "LeaseKeepAlive":
+		s.serveLeaseKeepAlive(ctx, resp, req)
+		return
+	case "LeaseRevoke":
+		s.serveLeaseRevoke(ctx, resp, req)
+		return
+	case "LeaseTimeToLive":
+		s.serveLeaseTimeToLive(ctx, resp, req)
 		return
 	default:
 		msg := fmt.Sprintf("no handler for path %q", req.URL.Path)
@@ -1898,6 +2500,1086 @@ func (s *kVServiceServer) serveOpenSessionProtobuf(ctx context.Context, resp htt
 	}
 	if respContent == nil {
 		s.writeError(ctx, resp, twirp.InternalError("received a nil *OpenSessionResponse and nil error while calling OpenSession. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	respBytes, err := proto.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal proto response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/protobuf")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
+func (s *kVServiceServer) serveList(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	header := req.Header.Get("Content-Type")
+	i := strings.Index(header, ";")
+	if i == -1 {
+		i = len(header)
+	}
+	switch strings.TrimSpace(strings.ToLower(header[:i])) {
+	case "application/json":
+		s.serveListJSON(ctx, resp, req)
+	case "application/protobuf":
+		s.serveListProtobuf(ctx, resp, req)
+	default:
+		msg := fmt.Sprintf("unexpected Content-Type: %q", req.Header.Get("Content-Type"))
+		twerr := badRouteError(msg, req.Method, req.URL.Path)
+		s.writeError(ctx, resp, twerr)
+	}
+}
+
+func (s *kVServiceServer) serveListJSON(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "List")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	d := json.NewDecoder(req.Body)
+	rawReqBody := json.RawMessage{}
+	if err := d.Decode(&rawReqBody); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+	reqContent := new(ListRequest)
+	unmarshaler := protojson.UnmarshalOptions{DiscardUnknown: true}
+	if err = unmarshaler.Unmarshal(rawReqBody, reqContent); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+
+	handler := s.KVService.List
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *ListRequest) (*ListResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*ListRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*ListRequest) when calling interceptor")
+					}
+					return s.KVService.List(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*ListResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*ListResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *ListResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *ListResponse and nil error while calling List. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	marshaler := &protojson.MarshalOptions{UseProtoNames: !s.jsonCamelCase, EmitUnpopulated: !s.jsonSkipDefaults}
+	respBytes, err := marshaler.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal json response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/json")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
+func (s *kVServiceServer) serveListProtobuf(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "List")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	buf, err := io.ReadAll(req.Body)
+	if err != nil {
+		s.handleRequestBodyError(ctx, resp, "failed to read request body", err)
+		return
+	}
+	reqContent := new(ListRequest)
+	if err = proto.Unmarshal(buf, reqContent); err != nil {
+		s.writeError(ctx, resp, malformedRequestError("the protobuf request could not be decoded"))
+		return
+	}
+
+	handler := s.KVService.List
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *ListRequest) (*ListResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*ListRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*ListRequest) when calling interceptor")
+					}
+					return s.KVService.List(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*ListResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*ListResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *ListResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *ListResponse and nil error while calling List. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	respBytes, err := proto.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal proto response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/protobuf")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
+func (s *kVServiceServer) serveWatch(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	header := req.Header.Get("Content-Type")
+	i := strings.Index(header, ";")
+	if i == -1 {
+		i = len(header)
+	}
+	switch strings.TrimSpace(strings.ToLower(header[:i])) {
+	case "application/json":
+		s.serveWatchJSON(ctx, resp, req)
+	case "application/protobuf":
+		s.serveWatchProtobuf(ctx, resp, req)
+	default:
+		msg := fmt.Sprintf("unexpected Content-Type: %q", req.Header.Get("Content-Type"))
+		twerr := badRouteError(msg, req.Method, req.URL.Path)
+		s.writeError(ctx, resp, twerr)
+	}
+}
+
+func (s *kVServiceServer) serveWatchJSON(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "Watch")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	d := json.NewDecoder(req.Body)
+	rawReqBody := json.RawMessage{}
+	if err := d.Decode(&rawReqBody); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+	reqContent := new(WatchRequest)
+	unmarshaler := protojson.UnmarshalOptions{DiscardUnknown: true}
+	if err = unmarshaler.Unmarshal(rawReqBody, reqContent); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+
+	handler := s.KVService.Watch
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *WatchRequest) (*WatchResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*WatchRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*WatchRequest) when calling interceptor")
+					}
+					return s.KVService.Watch(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*WatchResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*WatchResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *WatchResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *WatchResponse and nil error while calling Watch. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	marshaler := &protojson.MarshalOptions{UseProtoNames: !s.jsonCamelCase, EmitUnpopulated: !s.jsonSkipDefaults}
+	respBytes, err := marshaler.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal json response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/json")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
+func (s *kVServiceServer) serveWatchProtobuf(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "Watch")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	buf, err := io.ReadAll(req.Body)
+	if err != nil {
+		s.handleRequestBodyError(ctx, resp, "failed to read request body", err)
+		return
+	}
+	reqContent := new(WatchRequest)
+	if err = proto.Unmarshal(buf, reqContent); err != nil {
+		s.writeError(ctx, resp, malformedRequestError("the protobuf request could not be decoded"))
+		return
+	}
+
+	handler := s.KVService.Watch
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *WatchRequest) (*WatchResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*WatchRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*WatchRequest) when calling interceptor")
+					}
+					return s.KVService.Watch(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*WatchResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*WatchResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *WatchResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *WatchResponse and nil error while calling Watch. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	respBytes, err := proto.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal proto response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/protobuf")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
+func (s *kVServiceServer) serveLeaseGrant(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	header := req.Header.Get("Content-Type")
+	i := strings.Index(header, ";")
+	if i == -1 {
+		i = len(header)
+	}
+	switch strings.TrimSpace(strings.ToLower(header[:i])) {
+	case "application/json":
+		s.serveLeaseGrantJSON(ctx, resp, req)
+	case "application/protobuf":
+		s.serveLeaseGrantProtobuf(ctx, resp, req)
+	default:
+		msg := fmt.Sprintf("unexpected Content-Type: %q", req.Header.Get("Content-Type"))
+		twerr := badRouteError(msg, req.Method, req.URL.Path)
+		s.writeError(ctx, resp, twerr)
+	}
+}
+
+func (s *kVServiceServer) serveLeaseGrantJSON(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "LeaseGrant")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	d := json.NewDecoder(req.Body)
+	rawReqBody := json.RawMessage{}
+	if err := d.Decode(&rawReqBody); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+	reqContent := new(LeaseGrantRequest)
+	unmarshaler := protojson.UnmarshalOptions{DiscardUnknown: true}
+	if err = unmarshaler.Unmarshal(rawReqBody, reqContent); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+
+	handler := s.KVService.LeaseGrant
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *LeaseGrantRequest) (*LeaseGrantResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*LeaseGrantRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*LeaseGrantRequest) when calling interceptor")
+					}
+					return s.KVService.LeaseGrant(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*LeaseGrantResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*LeaseGrantResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *LeaseGrantResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *LeaseGrantResponse and nil error while calling LeaseGrant. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	marshaler := &protojson.MarshalOptions{UseProtoNames: !s.jsonCamelCase, EmitUnpopulated: !s.jsonSkipDefaults}
+	respBytes, err := marshaler.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal json response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/json")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
+func (s *kVServiceServer) serveLeaseGrantProtobuf(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "LeaseGrant")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	buf, err := io.ReadAll(req.Body)
+	if err != nil {
+		s.handleRequestBodyError(ctx, resp, "failed to read request body", err)
+		return
+	}
+	reqContent := new(LeaseGrantRequest)
+	if err = proto.Unmarshal(buf, reqContent); err != nil {
+		s.writeError(ctx, resp, malformedRequestError("the protobuf request could not be decoded"))
+		return
+	}
+
+	handler := s.KVService.LeaseGrant
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *LeaseGrantRequest) (*LeaseGrantResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*LeaseGrantRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*LeaseGrantRequest) when calling interceptor")
+					}
+					return s.KVService.LeaseGrant(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*LeaseGrantResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*LeaseGrantResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *LeaseGrantResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *LeaseGrantResponse and nil error while calling LeaseGrant. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	respBytes, err := proto.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal proto response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/protobuf")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
+func (s *kVServiceServer) serveLeaseKeepAlive(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	header := req.Header.Get("Content-Type")
+	i := strings.Index(header, ";")
+	if i == -1 {
+		i = len(header)
+	}
+	switch strings.TrimSpace(strings.ToLower(header[:i])) {
+	case "application/json":
+		s.serveLeaseKeepAliveJSON(ctx, resp, req)
+	case "application/protobuf":
+		s.serveLeaseKeepAliveProtobuf(ctx, resp, req)
+	default:
+		msg := fmt.Sprintf("unexpected Content-Type: %q", req.Header.Get("Content-Type"))
+		twerr := badRouteError(msg, req.Method, req.URL.Path)
+		s.writeError(ctx, resp, twerr)
+	}
+}
+
+func (s *kVServiceServer) serveLeaseKeepAliveJSON(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "LeaseKeepAlive")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	d := json.NewDecoder(req.Body)
+	rawReqBody := json.RawMessage{}
+	if err := d.Decode(&rawReqBody); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+	reqContent := new(LeaseKeepAliveRequest)
+	unmarshaler := protojson.UnmarshalOptions{DiscardUnknown: true}
+	if err = unmarshaler.Unmarshal(rawReqBody, reqContent); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+
+	handler := s.KVService.LeaseKeepAlive
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *LeaseKeepAliveRequest) (*LeaseKeepAliveResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*LeaseKeepAliveRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*LeaseKeepAliveRequest) when calling interceptor")
+					}
+					return s.KVService.LeaseKeepAlive(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*LeaseKeepAliveResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*LeaseKeepAliveResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *LeaseKeepAliveResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *LeaseKeepAliveResponse and nil error while calling LeaseKeepAlive. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	marshaler := &protojson.MarshalOptions{UseProtoNames: !s.jsonCamelCase, EmitUnpopulated: !s.jsonSkipDefaults}
+	respBytes, err := marshaler.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal json response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/json")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
+func (s *kVServiceServer) serveLeaseKeepAliveProtobuf(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "LeaseKeepAlive")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	buf, err := io.ReadAll(req.Body)
+	if err != nil {
+		s.handleRequestBodyError(ctx, resp, "failed to read request body", err)
+		return
+	}
+	reqContent := new(LeaseKeepAliveRequest)
+	if err = proto.Unmarshal(buf, reqContent); err != nil {
+		s.writeError(ctx, resp, malformedRequestError("the protobuf request could not be decoded"))
+		return
+	}
+
+	handler := s.KVService.LeaseKeepAlive
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *LeaseKeepAliveRequest) (*LeaseKeepAliveResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*LeaseKeepAliveRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*LeaseKeepAliveRequest) when calling interceptor")
+					}
+					return s.KVService.LeaseKeepAlive(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*LeaseKeepAliveResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*LeaseKeepAliveResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *LeaseKeepAliveResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *LeaseKeepAliveResponse and nil error while calling LeaseKeepAlive. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	respBytes, err := proto.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal proto response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/protobuf")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
+func (s *kVServiceServer) serveLeaseRevoke(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	header := req.Header.Get("Content-Type")
+	i := strings.Index(header, ";")
+	if i == -1 {
+		i = len(header)
+	}
+	switch strings.TrimSpace(strings.ToLower(header[:i])) {
+	case "application/json":
+		s.serveLeaseRevokeJSON(ctx, resp, req)
+	case "application/protobuf":
+		s.serveLeaseRevokeProtobuf(ctx, resp, req)
+	default:
+		msg := fmt.Sprintf("unexpected Content-Type: %q", req.Header.Get("Content-Type"))
+		twerr := badRouteError(msg, req.Method, req.URL.Path)
+		s.writeError(ctx, resp, twerr)
+	}
+}
+
+func (s *kVServiceServer) serveLeaseRevokeJSON(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "LeaseRevoke")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	d := json.NewDecoder(req.Body)
+	rawReqBody := json.RawMessage{}
+	if err := d.Decode(&rawReqBody); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+	reqContent := new(LeaseRevokeRequest)
+	unmarshaler := protojson.UnmarshalOptions{DiscardUnknown: true}
+	if err = unmarshaler.Unmarshal(rawReqBody, reqContent); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+
+	handler := s.KVService.LeaseRevoke
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *LeaseRevokeRequest) (*LeaseRevokeResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*LeaseRevokeRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*LeaseRevokeRequest) when calling interceptor")
+					}
+					return s.KVService.LeaseRevoke(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*LeaseRevokeResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*LeaseRevokeResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *LeaseRevokeResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *LeaseRevokeResponse and nil error while calling LeaseRevoke. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	marshaler := &protojson.MarshalOptions{UseProtoNames: !s.jsonCamelCase, EmitUnpopulated: !s.jsonSkipDefaults}
+	respBytes, err := marshaler.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal json response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/json")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
+func (s *kVServiceServer) serveLeaseRevokeProtobuf(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "LeaseRevoke")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	buf, err := io.ReadAll(req.Body)
+	if err != nil {
+		s.handleRequestBodyError(ctx, resp, "failed to read request body", err)
+		return
+	}
+	reqContent := new(LeaseRevokeRequest)
+	if err = proto.Unmarshal(buf, reqContent); err != nil {
+		s.writeError(ctx, resp, malformedRequestError("the protobuf request could not be decoded"))
+		return
+	}
+
+	handler := s.KVService.LeaseRevoke
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *LeaseRevokeRequest) (*LeaseRevokeResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*LeaseRevokeRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*LeaseRevokeRequest) when calling interceptor")
+					}
+					return s.KVService.LeaseRevoke(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*LeaseRevokeResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*LeaseRevokeResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *LeaseRevokeResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *LeaseRevokeResponse and nil error while calling LeaseRevoke. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	respBytes, err := proto.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal proto response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/protobuf")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
+func (s *kVServiceServer) serveLeaseTimeToLive(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	header := req.Header.Get("Content-Type")
+	i := strings.Index(header, ";")
+	if i == -1 {
+		i = len(header)
+	}
+	switch strings.TrimSpace(strings.ToLower(header[:i])) {
+	case "application/json":
+		s.serveLeaseTimeToLiveJSON(ctx, resp, req)
+	case "application/protobuf":
+		s.serveLeaseTimeToLiveProtobuf(ctx, resp, req)
+	default:
+		msg := fmt.Sprintf("unexpected Content-Type: %q", req.Header.Get("Content-Type"))
+		twerr := badRouteError(msg, req.Method, req.URL.Path)
+		s.writeError(ctx, resp, twerr)
+	}
+}
+
+func (s *kVServiceServer) serveLeaseTimeToLiveJSON(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "LeaseTimeToLive")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	d := json.NewDecoder(req.Body)
+	rawReqBody := json.RawMessage{}
+	if err := d.Decode(&rawReqBody); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+	reqContent := new(LeaseTimeToLiveRequest)
+	unmarshaler := protojson.UnmarshalOptions{DiscardUnknown: true}
+	if err = unmarshaler.Unmarshal(rawReqBody, reqContent); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+
+	handler := s.KVService.LeaseTimeToLive
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *LeaseTimeToLiveRequest) (*LeaseTimeToLiveResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*LeaseTimeToLiveRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*LeaseTimeToLiveRequest) when calling interceptor")
+					}
+					return s.KVService.LeaseTimeToLive(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*LeaseTimeToLiveResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*LeaseTimeToLiveResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *LeaseTimeToLiveResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *LeaseTimeToLiveResponse and nil error while calling LeaseTimeToLive. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	marshaler := &protojson.MarshalOptions{UseProtoNames: !s.jsonCamelCase, EmitUnpopulated: !s.jsonSkipDefaults}
+	respBytes, err := marshaler.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal json response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/json")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
+func (s *kVServiceServer) serveLeaseTimeToLiveProtobuf(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "LeaseTimeToLive")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	buf, err := io.ReadAll(req.Body)
+	if err != nil {
+		s.handleRequestBodyError(ctx, resp, "failed to read request body", err)
+		return
+	}
+	reqContent := new(LeaseTimeToLiveRequest)
+	if err = proto.Unmarshal(buf, reqContent); err != nil {
+		s.writeError(ctx, resp, malformedRequestError("the protobuf request could not be decoded"))
+		return
+	}
+
+	handler := s.KVService.LeaseTimeToLive
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *LeaseTimeToLiveRequest) (*LeaseTimeToLiveResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*LeaseTimeToLiveRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*LeaseTimeToLiveRequest) when calling interceptor")
+					}
+					return s.KVService.LeaseTimeToLive(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*LeaseTimeToLiveResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*LeaseTimeToLiveResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *LeaseTimeToLiveResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *LeaseTimeToLiveResponse and nil error while calling LeaseTimeToLive. nil responses are not supported"))
 		return
 	}
 
@@ -3001,87 +4683,142 @@ func callClientError(ctx context.Context, h *twirp.ClientHooks, err twirp.Error)
 }
 
 var twirpFileDescriptor0 = []byte{
-	// 1300 bytes of a gzipped FileDescriptorProto
-	0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0xff, 0xb4, 0x57, 0xdb, 0x6e, 0xdb, 0x46,
-	0x10, 0x8d, 0xa8, 0x8b, 0xa5, 0x51, 0xa4, 0xd0, 0x1b, 0x3b, 0x51, 0x94, 0x06, 0x55, 0xd8, 0x1a,
-	0x30, 0x82, 0x56, 0xae, 0x5d, 0x04, 0x28, 0xd2, 0x02, 0x85, 0x2e, 0x8c, 0x4d, 0x48, 0x11, 0x05,
-	0x52, 0x76, 0x9c, 0x20, 0x28, 0xcb, 0x90, 0x5b, 0x9b, 0x10, 0x25, 0xb2, 0x24, 0xa5, 0x5c, 0x7e,
-	0xa3, 0x40, 0x3f, 0xa0, 0x8f, 0x79, 0xea, 0x77, 0xf4, 0xb1, 0x9f, 0xd0, 0xc7, 0xbe, 0xf6, 0x07,
-	0x8a, 0xbd, 0x50, 0xa4, 0x68, 0x01, 0x29, 0x0c, 0xf4, 0xc5, 0xe2, 0x9e, 0x39, 0x3b, 0x3b, 0x3b,
-	0xb3, 0x73, 0x76, 0x0d, 0xf5, 0xe9, 0xf2, 0x60, 0x79, 0x78, 0x30, 0x5d, 0xb6, 0xfd, 0xc0, 0x8b,
-	0x3c, 0x54, 0x9c, 0x2e, 0xdb, 0xcb, 0x43, 0x69, 0x07, 0x90, 0xea, 0xe3, 0xb9, 0x8e, 0xc3, 0xd0,
-	0xf1, 0xe6, 0x1a, 0xfe, 0x79, 0x81, 0xc3, 0x48, 0xfa, 0x25, 0x07, 0xb7, 0xd7, 0xe0, 0xd0, 0xf7,
-	0xe6, 0x21, 0x46, 0x5f, 0x42, 0xe9, 0x12, 0x9b, 0x36, 0x0e, 0x1a, 0xb9, 0x56, 0x6e, 0xbf, 0x7a,
-	0xb4, 0xdb, 0xa6, 0x5e, 0xda, 0x31, 0xe1, 0x84, 0x1a, 0x35, 0x4e, 0x42, 0xf7, 0xa1, 0x62, 0xb9,
-	0x0e, 0x9e, 0x47, 0x86, 0x63, 0x37, 0x84, 0x56, 0x6e, 0xbf, 0xa0, 0x95, 0x19, 0xa0, 0xd8, 0xe8,
-	0x2b, 0xd8, 0x71, 0x6c, 0x17, 0x1b, 0x91, 0x33, 0xc3, 0xde, 0x22, 0x32, 0x42, 0x6c, 0x79, 0x73,
-	0x3b, 0x6c, 0xe4, 0x29, 0x0f, 0x11, 0xdb, 0x84, 0x99, 0x74, 0x66, 0x91, 0x7e, 0xcd, 0xc1, 0xd6,
-	0xf3, 0xc0, 0x89, 0xb0, 0xea, 0xa3, 0x3d, 0xc8, 0xfb, 0x8b, 0x88, 0x87, 0xb1, 0xcd, 0xc3, 0x18,
-	0x2f, 0x22, 0xbe, 0x83, 0x93, 0x1b, 0x1a, 0xb1, 0xa3, 0x36, 0x94, 0x4c, 0xdf, 0xc7, 0x73, 0xb6,
-	0x7c, 0xf5, 0x68, 0x87, 0x33, 0x3b, 0x14, 0x4c, 0xc8, 0x9c, 0x45, 0xf8, 0x36, 0x76, 0x71, 0x84,
-	0x69, 0x18, 0x09, 0xbf, 0x4f, 0xc1, 0x14, 0x9f, 0xb1, 0xba, 0x05, 0x10, 0x3c, 0x5f, 0x7a, 0x0c,
-	0xdb, 0x34, 0xae, 0xae, 0x19, 0x59, 0x97, 0x9c, 0x84, 0x5a, 0x90, 0xf7, 0xfc, 0xb0, 0x91, 0x6b,
-	0xe5, 0xf7, 0xab, 0x47, 0x75, 0xee, 0x87, 0x87, 0xaf, 0x11, 0x93, 0xf4, 0x4f, 0x0e, 0xaa, 0x14,
-	0xd0, 0x70, 0xb8, 0x70, 0x23, 0xb4, 0x07, 0x05, 0xcb, 0xb3, 0x31, 0xdd, 0x54, 0x7d, 0xb5, 0x29,
-	0x66, 0xec, 0x79, 0x36, 0xd6, 0xa8, 0x39, 0x55, 0x04, 0xe1, 0xbf, 0x14, 0xa1, 0x01, 0x5b, 0xf8,
-	0xad, 0x13, 0x46, 0xd8, 0xa6, 0x7b, 0x2a, 0x6b, 0xf1, 0x10, 0x3d, 0x84, 0x9b, 0x2e, 0xe5, 0x18,
-	0xd3, 0xb9, 0xf7, 0x66, 0xde, 0x28, 0x50, 0x73, 0x95, 0x61, 0x03, 0x02, 0x91, 0x0a, 0x72, 0x8a,
-	0x63, 0x37, 0x8a, 0xad, 0xdc, 0x7e, 0x4d, 0x2b, 0x33, 0x40, 0xb1, 0x51, 0x13, 0xca, 0x7e, 0xe0,
-	0xf9, 0x5e, 0x88, 0xed, 0x46, 0x89, 0xce, 0x5d, 0x8d, 0xc9, 0xaa, 0x33, 0x1c, 0x86, 0xe6, 0x05,
-	0x6e, 0x6c, 0xb5, 0x72, 0xfb, 0x15, 0x2d, 0x1e, 0x4a, 0x5d, 0x40, 0xe9, 0x64, 0xf1, 0x93, 0xf5,
-	0x05, 0x6c, 0x05, 0x74, 0xa3, 0x71, 0xc6, 0x50, 0x3a, 0x63, 0x2c, 0x07, 0x5a, 0x4c, 0x91, 0xce,
-	0x79, 0xe2, 0x4e, 0x36, 0x9c, 0xb3, 0x5c, 0xe6, 0x9c, 0x35, 0xa1, 0x1c, 0x92, 0x92, 0xcc, 0x2d,
-	0x1c, 0x9f, 0xc1, 0x78, 0x8c, 0x44, 0xc8, 0x9b, 0xd6, 0x94, 0x1f, 0x39, 0xf2, 0x29, 0xfd, 0x08,
-	0xf5, 0xf5, 0x3c, 0xa2, 0x07, 0x00, 0x01, 0xf6, 0x5d, 0xc7, 0x32, 0x63, 0xef, 0x35, 0xad, 0xc2,
-	0x11, 0xc5, 0x5e, 0xcf, 0x90, 0x90, 0xc9, 0x10, 0x82, 0x42, 0x84, 0x83, 0x19, 0x5f, 0x80, 0x7e,
-	0x4b, 0xe7, 0x00, 0xc7, 0x38, 0x3e, 0xa7, 0x24, 0x82, 0x29, 0x7e, 0x47, 0xdd, 0x56, 0x34, 0xf2,
-	0x89, 0xbe, 0x81, 0xaa, 0xe5, 0xcd, 0x43, 0x52, 0xa2, 0xb9, 0xf5, 0x8e, 0xba, 0xac, 0x1f, 0xdd,
-	0x59, 0xd5, 0xd8, 0xb4, 0x7b, 0x89, 0x55, 0x4b, 0x53, 0x25, 0x1b, 0xaa, 0xd4, 0xf3, 0xf5, 0x9a,
-	0x95, 0x47, 0x22, 0x24, 0x91, 0xec, 0x40, 0x71, 0x69, 0xba, 0x0b, 0xd6, 0x0b, 0x15, 0x8d, 0x0d,
-	0xa4, 0x1f, 0x00, 0x92, 0x3e, 0xdb, 0x10, 0xff, 0x6a, 0x96, 0x90, 0x9a, 0x85, 0xf6, 0xa1, 0xf8,
-	0x86, 0x54, 0x8c, 0xf7, 0xd5, 0x5a, 0x75, 0x79, 0x20, 0x8c, 0x20, 0x7d, 0x07, 0x55, 0xea, 0xff,
-	0x5a, 0xbb, 0x90, 0x4c, 0xa8, 0xad, 0xf5, 0xf6, 0xff, 0x10, 0xe0, 0xf7, 0x50, 0x8f, 0x97, 0xb8,
-	0x5e, 0x8c, 0x03, 0xa8, 0xad, 0xe9, 0xc9, 0x86, 0x18, 0x57, 0xd1, 0x08, 0x1f, 0x8b, 0xe6, 0x05,
-	0xd4, 0x63, 0x67, 0xd7, 0xab, 0x7b, 0x4a, 0x1f, 0x84, 0x35, 0x7d, 0x90, 0x6e, 0x41, 0x4d, 0x8f,
-	0xcc, 0x68, 0x11, 0xc6, 0xd7, 0xc2, 0xef, 0x79, 0xa8, 0xc7, 0x08, 0x5f, 0xec, 0x23, 0xdd, 0xf1,
-	0x29, 0x14, 0x02, 0xcf, 0xc5, 0xfc, 0x14, 0x57, 0xe3, 0x48, 0x3c, 0x17, 0x6b, 0xd4, 0xb0, 0xa9,
-	0x43, 0xd6, 0x5b, 0xaa, 0x90, 0x69, 0xa9, 0xac, 0x68, 0x15, 0xaf, 0x8a, 0xd6, 0x03, 0x00, 0x4e,
-	0x59, 0x04, 0x2e, 0x55, 0xa6, 0x8a, 0xc6, 0x3d, 0x9e, 0x06, 0x2e, 0xf1, 0x60, 0x79, 0xb3, 0x99,
-	0x13, 0x19, 0xce, 0xdc, 0xc6, 0x6f, 0xa9, 0x3e, 0x15, 0x48, 0x27, 0x11, 0x4c, 0x21, 0x10, 0xfa,
-	0x0c, 0x6a, 0xa6, 0xef, 0xbb, 0x0e, 0xb6, 0x39, 0xa7, 0x4c, 0x39, 0x37, 0x39, 0xc8, 0x48, 0x9f,
-	0x43, 0xdd, 0x35, 0xc3, 0xc8, 0x70, 0xbd, 0x0b, 0xce, 0xaa, 0x30, 0x16, 0x41, 0x87, 0xde, 0x05,
-	0x63, 0xed, 0x41, 0x3d, 0x9c, 0x9b, 0x7e, 0x78, 0xe9, 0xc5, 0xeb, 0x01, 0x65, 0xd5, 0x62, 0x34,
-	0x71, 0xe6, 0x5d, 0x18, 0xa1, 0xf3, 0x1e, 0x1b, 0xaf, 0xdf, 0x45, 0x38, 0x6c, 0x54, 0xb9, 0x33,
-	0xef, 0x42, 0x77, 0xde, 0xe3, 0x2e, 0xc1, 0xc8, 0xd1, 0xc5, 0x41, 0xe0, 0x05, 0x8d, 0x9b, 0xec,
-	0xe8, 0xd2, 0x01, 0x53, 0x38, 0x7a, 0x51, 0x87, 0x8d, 0x5a, 0xac, 0x70, 0x6c, 0xfc, 0xe8, 0x83,
-	0x00, 0x90, 0xdc, 0x20, 0xe8, 0x3e, 0xdc, 0xd5, 0x64, 0xfd, 0x74, 0x38, 0x31, 0x7a, 0x6a, 0x5f,
-	0x36, 0x4e, 0x47, 0xfa, 0x58, 0xee, 0x29, 0x4f, 0x15, 0xb9, 0x2f, 0xde, 0x40, 0x08, 0xea, 0x69,
-	0xa3, 0x3a, 0x10, 0x73, 0xa8, 0x09, 0x77, 0xd2, 0xd8, 0x48, 0x9d, 0x18, 0x43, 0xb9, 0xd3, 0x97,
-	0x35, 0x51, 0x40, 0x77, 0xe1, 0x76, 0xda, 0x36, 0x51, 0x9e, 0xc9, 0xea, 0xe9, 0x44, 0xcc, 0xa3,
-	0x3b, 0x80, 0xd2, 0x86, 0x81, 0x32, 0x1c, 0xca, 0x7d, 0xb1, 0x90, 0x9d, 0xa0, 0x8c, 0xce, 0x3a,
-	0x43, 0xa5, 0x2f, 0x16, 0xd1, 0x2e, 0x6c, 0xa7, 0x0d, 0xfa, 0xa4, 0x33, 0x94, 0xc5, 0x12, 0xba,
-	0x07, 0xbb, 0x6b, 0x0b, 0xa8, 0xaa, 0x31, 0xec, 0x68, 0xc7, 0xb2, 0xb8, 0x75, 0x35, 0x2e, 0x43,
-	0x97, 0x75, 0x5d, 0x51, 0x47, 0x62, 0x19, 0xb5, 0xe0, 0x93, 0xec, 0xb4, 0x67, 0x9d, 0xd1, 0x0b,
-	0x63, 0x2c, 0x8f, 0xfa, 0xca, 0xe8, 0x58, 0xac, 0x64, 0xd7, 0x53, 0x27, 0x27, 0xb2, 0x26, 0xc2,
-	0xa3, 0x00, 0x6e, 0x65, 0x04, 0x96, 0xf9, 0xea, 0xf4, 0x8d, 0x9e, 0x3a, 0xd2, 0x15, 0x7d, 0x22,
-	0x8f, 0x7a, 0x2f, 0x32, 0x59, 0x7b, 0x08, 0x0f, 0xae, 0x30, 0x86, 0xca, 0x48, 0xee, 0x68, 0xca,
-	0xcb, 0x4e, 0x77, 0x28, 0xc7, 0x49, 0xcc, 0x50, 0xd8, 0x1e, 0x85, 0x47, 0x2e, 0x14, 0x48, 0x3b,
-	0xa0, 0x1d, 0x10, 0x35, 0x75, 0x98, 0x2d, 0xc9, 0x36, 0xd4, 0x28, 0xfa, 0x54, 0x1d, 0x0e, 0xd5,
-	0xe7, 0xb2, 0x26, 0xe6, 0x68, 0x72, 0x09, 0x34, 0xd6, 0x64, 0xa3, 0xd7, 0x19, 0xf5, 0x95, 0x7e,
-	0x67, 0x22, 0x8b, 0x02, 0xad, 0x1e, 0xc1, 0x13, 0x2c, 0x8f, 0x6e, 0x41, 0x95, 0x62, 0xbc, 0x64,
-	0x85, 0xa3, 0x3f, 0x05, 0xa8, 0x0c, 0xce, 0x74, 0x1c, 0x2c, 0x1d, 0x8b, 0x5c, 0xba, 0xf9, 0x63,
-	0x1c, 0xa1, 0xf8, 0xa5, 0x91, 0x5c, 0x4b, 0x4d, 0x94, 0x86, 0x56, 0x57, 0x74, 0x7e, 0xbc, 0x48,
-	0xd8, 0xc9, 0x25, 0xb0, 0x62, 0xa7, 0x75, 0xfb, 0x31, 0x94, 0x98, 0x4a, 0xa2, 0x8d, 0x6f, 0xae,
-	0xe6, 0x6e, 0x06, 0x4d, 0xa6, 0x31, 0x39, 0x43, 0x1b, 0x9f, 0x5e, 0xab, 0x69, 0x19, 0xcd, 0x7b,
-	0x0c, 0x25, 0x26, 0x4c, 0xab, 0x69, 0x6b, 0xca, 0xb5, 0x9a, 0x96, 0x51, 0xaf, 0x3e, 0x54, 0x53,
-	0xcf, 0x5c, 0x74, 0x8f, 0xb3, 0xae, 0xbe, 0x88, 0x9b, 0xcd, 0x4d, 0x26, 0xe6, 0xe5, 0x48, 0x87,
-	0xfa, 0x53, 0x2f, 0x78, 0x63, 0x06, 0x76, 0x9c, 0xd8, 0x0e, 0x40, 0xf2, 0xc6, 0x41, 0x8d, 0xb4,
-	0x7a, 0xa7, 0xdf, 0x88, 0xcd, 0x7b, 0x1b, 0x2c, 0xcc, 0x69, 0xd7, 0x87, 0x8a, 0xe5, 0xcd, 0x98,
-	0xbd, 0xbb, 0x35, 0x58, 0x8e, 0xc9, 0xab, 0x7d, 0x9c, 0x7b, 0xb9, 0x77, 0xe1, 0x44, 0x97, 0x8b,
-	0xd7, 0x6d, 0xcb, 0x9b, 0x1d, 0x04, 0x0b, 0xf3, 0xa7, 0x28, 0xfe, 0xeb, 0x5b, 0x07, 0xf4, 0x89,
-	0xff, 0xed, 0x74, 0xb9, 0x3c, 0xfc, 0x4d, 0xc8, 0x0f, 0xce, 0xcf, 0x3f, 0x08, 0xc5, 0xc1, 0xb2,
-	0x7d, 0x76, 0xf8, 0x07, 0xf9, 0x7d, 0x75, 0x76, 0xf8, 0x97, 0xb0, 0x4d, 0x7f, 0x5f, 0x1d, 0x8f,
-	0xbb, 0xcf, 0x70, 0x64, 0xda, 0x66, 0x64, 0xfe, 0x2d, 0x94, 0x06, 0xcb, 0x27, 0x4f, 0xce, 0x0e,
-	0x5f, 0x97, 0xe8, 0x3f, 0x06, 0x5f, 0xff, 0x1b, 0x00, 0x00, 0xff, 0xff, 0x76, 0xbf, 0xf7, 0x37,
-	0x2a, 0x0c, 0x00, 0x00,
+	// 2179 bytes of a gzipped FileDescriptorProto
+	0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0xff, 0xb4, 0x59, 0x5f, 0x6f, 0xdb, 0xc8,
+	0x11, 0x3f, 0x52, 0x94, 0x64, 0x8d, 0x2c, 0x99, 0xde, 0xd8, 0x8e, 0xa2, 0x24, 0x17, 0x87, 0x4d,
+	0x70, 0xbe, 0xe0, 0xea, 0xd4, 0x2e, 0x02, 0x14, 0xd7, 0x03, 0x0a, 0xd9, 0x62, 0x1c, 0x42, 0xb2,
+	0x24, 0x50, 0xb2, 0x93, 0x1c, 0x0e, 0x25, 0x18, 0x71, 0xe3, 0xb0, 0xa2, 0x48, 0x96, 0xa4, 0x98,
+	0xf8, 0xda, 0x0f, 0xd0, 0xb7, 0x16, 0x28, 0xd0, 0xf7, 0x16, 0x45, 0x0b, 0xf4, 0xa1, 0x1f, 0xa0,
+	0xcf, 0x7d, 0xea, 0x77, 0x28, 0xd0, 0xf6, 0xb1, 0x40, 0xbf, 0x43, 0xb1, 0xcb, 0xe5, 0x5f, 0x29,
+	0x7f, 0xce, 0xb8, 0x7b, 0x89, 0xb5, 0x33, 0xbf, 0xdd, 0x99, 0xfd, 0xcd, 0xec, 0xce, 0x2c, 0x03,
+	0xcd, 0x59, 0xf8, 0x30, 0x3c, 0x78, 0x38, 0x0b, 0xf7, 0x5d, 0xcf, 0x09, 0x1c, 0x54, 0x9e, 0x85,
+	0xfb, 0xe1, 0x81, 0xb4, 0x05, 0x68, 0xe8, 0x62, 0x7b, 0x8c, 0x7d, 0xdf, 0x74, 0x6c, 0x15, 0xff,
+	0x7c, 0x81, 0xfd, 0x40, 0xfa, 0x2d, 0x07, 0xd7, 0x72, 0x62, 0xdf, 0x75, 0x6c, 0x1f, 0xa3, 0xef,
+	0x43, 0xe5, 0x15, 0xd6, 0x0d, 0xec, 0xb5, 0xb8, 0x5d, 0x6e, 0xaf, 0x7e, 0xb8, 0xbd, 0x4f, 0x57,
+	0xd9, 0x8f, 0x01, 0x4f, 0xa8, 0x52, 0x65, 0x20, 0x74, 0x13, 0x6a, 0x53, 0xcb, 0xc4, 0x76, 0xa0,
+	0x99, 0x46, 0x8b, 0xdf, 0xe5, 0xf6, 0x04, 0x75, 0x2d, 0x12, 0x28, 0x06, 0xfa, 0x01, 0x6c, 0x99,
+	0x86, 0x85, 0xb5, 0xc0, 0x9c, 0x63, 0x67, 0x11, 0x68, 0x3e, 0x9e, 0x3a, 0xb6, 0xe1, 0xb7, 0x4a,
+	0x14, 0x87, 0x88, 0x6e, 0x12, 0xa9, 0xc6, 0x91, 0x46, 0xfa, 0x1d, 0x07, 0xd5, 0xa7, 0x9e, 0x19,
+	0xe0, 0xa1, 0x8b, 0xee, 0x43, 0xc9, 0x5d, 0x04, 0xcc, 0x8d, 0x4d, 0xe6, 0xc6, 0x68, 0x11, 0xb0,
+	0x1d, 0x3c, 0xf9, 0x48, 0x25, 0x7a, 0xb4, 0x0f, 0x15, 0xdd, 0x75, 0xb1, 0x1d, 0x99, 0xaf, 0x1f,
+	0x6e, 0x31, 0x64, 0x87, 0x0a, 0x53, 0x30, 0x43, 0x11, 0xbc, 0x81, 0x2d, 0x1c, 0x60, 0xea, 0x46,
+	0x8a, 0xef, 0x52, 0x61, 0x06, 0x1f, 0xa1, 0x8e, 0x04, 0xe0, 0x1d, 0x57, 0x7a, 0x04, 0x9b, 0xd4,
+	0xaf, 0x23, 0x3d, 0x98, 0xbe, 0x62, 0x20, 0xb4, 0x0b, 0x25, 0xc7, 0xf5, 0x5b, 0xdc, 0x6e, 0x69,
+	0xaf, 0x7e, 0xd8, 0x64, 0xeb, 0x30, 0xf7, 0x55, 0xa2, 0x92, 0xfe, 0xc6, 0x43, 0x9d, 0x0a, 0x54,
+	0xec, 0x2f, 0xac, 0x00, 0xdd, 0x07, 0x61, 0xea, 0x18, 0x98, 0x6e, 0xaa, 0x99, 0x6c, 0x2a, 0x52,
+	0x1e, 0x3b, 0x06, 0x56, 0xa9, 0x3a, 0x13, 0x04, 0xfe, 0x43, 0x82, 0xd0, 0x82, 0x2a, 0x7e, 0x63,
+	0xfa, 0x01, 0x36, 0xe8, 0x9e, 0xd6, 0xd4, 0x78, 0x88, 0xee, 0xc2, 0xba, 0x45, 0x31, 0xda, 0xcc,
+	0x76, 0x5e, 0xdb, 0x2d, 0x81, 0xaa, 0xeb, 0x91, 0xac, 0x47, 0x44, 0x24, 0x82, 0x0c, 0x62, 0x1a,
+	0xad, 0xf2, 0x2e, 0xb7, 0xd7, 0x50, 0xd7, 0x22, 0x81, 0x62, 0xa0, 0x36, 0xac, 0xb9, 0x9e, 0xe3,
+	0x3a, 0x3e, 0x36, 0x5a, 0x15, 0x3a, 0x37, 0x19, 0x13, 0xab, 0x73, 0xec, 0xfb, 0xfa, 0x05, 0x6e,
+	0x55, 0x77, 0xb9, 0xbd, 0x9a, 0x1a, 0x0f, 0xd1, 0xa7, 0x50, 0x9d, 0x2e, 0x3c, 0x0f, 0xdb, 0x41,
+	0x6b, 0x8d, 0xfa, 0xbf, 0xc1, 0xfc, 0xef, 0xe1, 0xcb, 0x73, 0xdd, 0x5a, 0x60, 0x35, 0xd6, 0x13,
+	0x03, 0x1e, 0x0e, 0x4d, 0x92, 0x82, 0xad, 0x5a, 0x94, 0x3e, 0xf1, 0x58, 0x3a, 0x02, 0x94, 0xe5,
+	0x9c, 0x25, 0xe8, 0x67, 0x50, 0xf5, 0x28, 0x5f, 0x31, 0xf1, 0x28, 0x4b, 0x7c, 0x44, 0xa5, 0x1a,
+	0x43, 0xa4, 0x67, 0x8c, 0xff, 0x27, 0x2b, 0xd2, 0x95, 0x2b, 0xa4, 0x6b, 0x1b, 0xd6, 0x7c, 0x12,
+	0x59, 0x7b, 0x8a, 0xe3, 0x54, 0x8e, 0xc7, 0x48, 0x84, 0x92, 0x3e, 0x9d, 0xb1, 0xcc, 0x25, 0x3f,
+	0xa5, 0x5f, 0x42, 0x33, 0x1f, 0x0e, 0x74, 0x1b, 0xc0, 0xc3, 0xae, 0x65, 0x4e, 0xf5, 0x78, 0xf5,
+	0x86, 0x5a, 0x63, 0x12, 0xc5, 0xc8, 0x13, 0xcd, 0x17, 0x88, 0x46, 0x20, 0x04, 0xd8, 0x9b, 0x33,
+	0x03, 0xf4, 0x77, 0x8e, 0x1b, 0xa1, 0xc0, 0xcd, 0x5f, 0x39, 0x58, 0x8b, 0xd9, 0x24, 0xce, 0xcd,
+	0xf0, 0x25, 0xb5, 0x58, 0x53, 0xc9, 0x4f, 0xb4, 0x05, 0xe5, 0x90, 0xa8, 0xa8, 0x9d, 0x9a, 0x1a,
+	0x0d, 0xd0, 0x27, 0xb0, 0x31, 0xf5, 0xb0, 0x1e, 0x60, 0x2d, 0x59, 0x37, 0xb2, 0xd7, 0x8c, 0xc4,
+	0x2a, 0x93, 0x92, 0xb4, 0x99, 0x3b, 0x86, 0x56, 0xb0, 0x5e, 0x9f, 0x3b, 0x46, 0x02, 0x69, 0x41,
+	0x35, 0xc4, 0x1e, 0xd5, 0x96, 0xa9, 0x36, 0x1e, 0x12, 0xdb, 0x16, 0xd6, 0x7d, 0x4c, 0x13, 0x46,
+	0x50, 0xa3, 0x81, 0xf4, 0x2b, 0x0e, 0x6a, 0xc7, 0x8e, 0x6d, 0x98, 0x01, 0xc1, 0xec, 0x81, 0x30,
+	0x33, 0x6d, 0x83, 0x9d, 0x83, 0xf8, 0x08, 0x26, 0xfa, 0x9e, 0x69, 0x1b, 0x2a, 0x45, 0x2c, 0xb9,
+	0xc2, 0xbf, 0xd3, 0x95, 0xd2, 0x92, 0x2b, 0x11, 0x0d, 0x42, 0x86, 0x06, 0xe9, 0x19, 0xc0, 0x09,
+	0x8e, 0xaf, 0x91, 0x15, 0xe4, 0xfd, 0x08, 0xea, 0x53, 0xc7, 0xf6, 0xc9, 0x09, 0xb2, 0xa7, 0x97,
+	0xd4, 0x62, 0xf3, 0x70, 0x27, 0x39, 0x82, 0xba, 0x71, 0x9c, 0x6a, 0xd5, 0x2c, 0x54, 0xfa, 0x17,
+	0x07, 0x75, 0xba, 0xf4, 0xd5, 0x2e, 0x53, 0xe6, 0x0a, 0xbf, 0x22, 0x8e, 0xa5, 0xf7, 0xc4, 0x51,
+	0xf8, 0xa0, 0x38, 0x96, 0xdf, 0x49, 0x5e, 0xe5, 0x2d, 0x71, 0xac, 0x66, 0xe3, 0xf8, 0x47, 0x0e,
+	0x20, 0xbd, 0x84, 0x3f, 0x38, 0xf5, 0xf6, 0xa0, 0xfc, 0x9a, 0x9c, 0x43, 0x76, 0xe9, 0xe6, 0xce,
+	0x2c, 0x63, 0x21, 0x02, 0xa4, 0x66, 0x85, 0x8c, 0x59, 0xb4, 0x0f, 0xb5, 0x69, 0x9c, 0x1d, 0x74,
+	0x1b, 0xf5, 0x43, 0xb1, 0x98, 0x35, 0x6a, 0x0a, 0x91, 0xbe, 0x80, 0x3a, 0xf5, 0xf2, 0x4a, 0x81,
+	0x90, 0x74, 0x68, 0xe4, 0xca, 0xc7, 0xb7, 0xbf, 0x4d, 0xe9, 0x27, 0xd0, 0x8c, 0x4d, 0x5c, 0xcd,
+	0xc7, 0x5f, 0x40, 0x23, 0x57, 0xb2, 0x56, 0xf8, 0x98, 0x78, 0xc3, 0xbf, 0x8f, 0xf4, 0x1c, 0xbd,
+	0xa5, 0xf7, 0xd3, 0xfb, 0x1c, 0x9a, 0xb1, 0xf1, 0xab, 0xa5, 0x7a, 0xa6, 0x64, 0xf1, 0xb9, 0x92,
+	0x25, 0x6d, 0x40, 0x63, 0x1c, 0xe8, 0xc1, 0xc2, 0x8f, 0x3b, 0x95, 0x5f, 0x0b, 0xd0, 0x8c, 0x25,
+	0xcc, 0xd8, 0x7b, 0x6e, 0xda, 0x3b, 0x20, 0x78, 0x8e, 0x85, 0xd9, 0xc9, 0xad, 0xc7, 0x9e, 0x38,
+	0x16, 0x56, 0xa9, 0x62, 0xe5, 0x6d, 0x9b, 0xbb, 0x9e, 0x85, 0xc2, 0xf5, 0x5c, 0xac, 0xa3, 0xe5,
+	0xe5, 0x3a, 0x7a, 0x1b, 0x80, 0x41, 0x16, 0x9e, 0x45, 0xcf, 0x52, 0x4d, 0x65, 0x2b, 0x9e, 0x79,
+	0x16, 0x59, 0x61, 0xea, 0xcc, 0xe7, 0x66, 0xa0, 0x99, 0xb6, 0x81, 0xdf, 0xb0, 0x43, 0x55, 0x8f,
+	0x64, 0x0a, 0x11, 0xa1, 0xef, 0x41, 0x43, 0x77, 0x5d, 0xcb, 0xc4, 0x06, 0xc3, 0xac, 0x51, 0xcc,
+	0x3a, 0x13, 0x46, 0xa0, 0x7b, 0xd0, 0xb4, 0x74, 0x3f, 0xd0, 0x2c, 0xe7, 0x82, 0xa1, 0xa2, 0xb2,
+	0xb9, 0x4e, 0xa4, 0x7d, 0xe7, 0x22, 0x42, 0xdd, 0x87, 0xa6, 0x6f, 0xeb, 0xae, 0xff, 0xca, 0x89,
+	0xed, 0x01, 0x45, 0x35, 0x62, 0x69, 0xba, 0x98, 0x73, 0xa1, 0xf9, 0xe6, 0xd7, 0x58, 0x7b, 0x71,
+	0x19, 0x60, 0xbf, 0x55, 0x67, 0x8b, 0x39, 0x17, 0x63, 0xf3, 0x6b, 0x7c, 0x44, 0x64, 0x24, 0xd5,
+	0xb1, 0xe7, 0x39, 0x5e, 0x6b, 0x3d, 0x4a, 0x75, 0x3a, 0x88, 0xaa, 0x25, 0xed, 0x1d, 0xfd, 0x56,
+	0x23, 0xae, 0x96, 0xd1, 0x38, 0x57, 0xb9, 0x9a, 0xf9, 0xca, 0x85, 0x3e, 0x05, 0x71, 0xea, 0xcc,
+	0x5d, 0x7d, 0x1a, 0xa4, 0xf7, 0xd2, 0x06, 0xc5, 0x6c, 0x30, 0x79, 0x72, 0x37, 0xed, 0x40, 0x85,
+	0x9e, 0x7e, 0xbf, 0x25, 0x52, 0x00, 0x1b, 0x49, 0x7f, 0xe7, 0xa0, 0xde, 0x37, 0xfd, 0xe4, 0x12,
+	0xda, 0x81, 0x8a, 0xeb, 0xe1, 0x97, 0xe6, 0x1b, 0x96, 0xfc, 0x6c, 0x44, 0x1c, 0xd7, 0x5f, 0x06,
+	0xac, 0x8b, 0xaa, 0xa9, 0xd1, 0x80, 0x5e, 0x30, 0xe6, 0xdc, 0x0c, 0x68, 0xf4, 0x1b, 0x6a, 0x34,
+	0x20, 0xe1, 0x9f, 0xe1, 0x4b, 0x5f, 0x73, 0x6c, 0xeb, 0x92, 0xb5, 0x49, 0x6b, 0x44, 0x30, 0xb4,
+	0xad, 0xcb, 0xdc, 0x7e, 0xca, 0x85, 0xfd, 0x14, 0xaa, 0x45, 0xe5, 0xc3, 0xab, 0xc5, 0x6f, 0x38,
+	0x58, 0x8f, 0xb6, 0x71, 0xb5, 0x33, 0x74, 0x17, 0x4a, 0xb3, 0xd0, 0x6f, 0xf1, 0xb4, 0x0b, 0x5a,
+	0x6a, 0xb1, 0x88, 0x8e, 0x24, 0xfa, 0xdc, 0xf1, 0x30, 0x6b, 0x0b, 0xe9, 0xef, 0x77, 0xb6, 0x15,
+	0x6f, 0xa0, 0x2c, 0x87, 0xa4, 0x2f, 0xbb, 0x07, 0x42, 0x70, 0xe9, 0xc6, 0x8d, 0x6a, 0x7c, 0x17,
+	0x50, 0xdd, 0xe4, 0xd2, 0xc5, 0x2a, 0xd5, 0xa2, 0x3b, 0xc0, 0xcf, 0x42, 0x76, 0xbb, 0x2c, 0x39,
+	0xc0, 0xcf, 0x42, 0xb4, 0x07, 0x55, 0xd7, 0xc3, 0xa1, 0x36, 0x0b, 0xd9, 0xad, 0xb2, 0x84, 0x22,
+	0xb1, 0x0a, 0x7b, 0xa1, 0xf4, 0x67, 0x0e, 0xd6, 0x9f, 0x66, 0x9b, 0xeb, 0xe5, 0xeb, 0x2c, 0x0d,
+	0x73, 0x74, 0x65, 0xc4, 0x61, 0xbe, 0x0f, 0x4d, 0x1a, 0xd9, 0x62, 0x57, 0xd3, 0xa0, 0xd2, 0x24,
+	0x9b, 0xae, 0x43, 0xf5, 0xb5, 0x6e, 0x06, 0xda, 0xdc, 0x67, 0xdb, 0xae, 0x90, 0xe1, 0xa9, 0x9f,
+	0x26, 0x44, 0x39, 0x9b, 0x10, 0xd7, 0x53, 0xd7, 0x2b, 0x89, 0x39, 0xe2, 0xe9, 0x3f, 0x39, 0x68,
+	0x3c, 0xcd, 0xb5, 0xa4, 0xdf, 0x30, 0x6e, 0xf7, 0xa0, 0x82, 0x09, 0x91, 0x71, 0xe8, 0xd6, 0xb3,
+	0xec, 0xaa, 0x4c, 0x87, 0xf6, 0xe1, 0x9a, 0x8d, 0xdf, 0x04, 0xda, 0xca, 0xad, 0x6d, 0x12, 0x55,
+	0x27, 0xb7, 0xbd, 0x5b, 0xe4, 0x0a, 0xa7, 0xe7, 0x07, 0x1b, 0x2c, 0x81, 0x53, 0xc1, 0xca, 0x53,
+	0x57, 0x5e, 0x79, 0xea, 0xa4, 0x09, 0x6c, 0xf6, 0xc9, 0x39, 0x3b, 0xf1, 0x74, 0x3b, 0x39, 0x62,
+	0xdb, 0x50, 0x09, 0x02, 0x8b, 0x70, 0x17, 0x75, 0xcd, 0xe5, 0x20, 0xb0, 0x4e, 0xfd, 0x0f, 0xaf,
+	0x30, 0xd2, 0xcf, 0x00, 0x65, 0x57, 0xbd, 0x1a, 0x73, 0x4d, 0xe0, 0x93, 0x67, 0x26, 0x6f, 0x1a,
+	0x19, 0xaf, 0x4a, 0x19, 0xaf, 0xa4, 0x4f, 0x60, 0x9b, 0xda, 0xea, 0x61, 0xec, 0x76, 0x2c, 0x33,
+	0x4c, 0x4a, 0x64, 0x34, 0x9f, 0x8b, 0xe7, 0x4b, 0x36, 0xec, 0x14, 0x81, 0xdf, 0xa9, 0x63, 0x03,
+	0x46, 0x82, 0x8a, 0x43, 0x67, 0xf6, 0x36, 0xaf, 0xbe, 0x01, 0xa9, 0x3f, 0x85, 0x6b, 0xb9, 0xf5,
+	0xbe, 0xed, 0x5a, 0xfc, 0x05, 0xe3, 0x87, 0xbc, 0xd2, 0x27, 0x4e, 0xff, 0xed, 0x4c, 0x92, 0x8b,
+	0x86, 0xdc, 0x96, 0x6c, 0x01, 0xfa, 0x5b, 0xfa, 0x13, 0x07, 0xd7, 0x97, 0xa6, 0x7f, 0x97, 0xfc,
+	0x92, 0x22, 0xeb, 0xe1, 0xb9, 0x6e, 0xda, 0xa6, 0x7d, 0x91, 0x9e, 0xf3, 0x7a, 0x22, 0x3b, 0xf5,
+	0x13, 0x47, 0xcb, 0xbb, 0xa5, 0xbd, 0x5a, 0xe4, 0xe8, 0x83, 0xff, 0xf1, 0x00, 0xe9, 0x1b, 0x1c,
+	0xdd, 0x84, 0xeb, 0xaa, 0x3c, 0x3e, 0xeb, 0x4f, 0xb4, 0xe3, 0x61, 0x57, 0xd6, 0xce, 0x06, 0xe3,
+	0x91, 0x7c, 0xac, 0x3c, 0x56, 0xe4, 0xae, 0xf8, 0x11, 0x42, 0xd0, 0xcc, 0x2a, 0x87, 0x3d, 0x91,
+	0x43, 0x6d, 0xd8, 0xc9, 0xca, 0x06, 0xc3, 0x89, 0xd6, 0x97, 0x3b, 0x5d, 0x59, 0x15, 0x79, 0x74,
+	0x1d, 0xae, 0x65, 0x75, 0x13, 0xe5, 0x54, 0x1e, 0x9e, 0x4d, 0xc4, 0x12, 0xda, 0x01, 0x94, 0x55,
+	0xf4, 0x94, 0x7e, 0x5f, 0xee, 0x8a, 0x42, 0x71, 0x82, 0x32, 0x38, 0xef, 0xf4, 0x95, 0xae, 0x58,
+	0x46, 0xdb, 0xb0, 0x99, 0x55, 0x8c, 0x27, 0x9d, 0xbe, 0x2c, 0x56, 0xd0, 0x0d, 0xd8, 0xce, 0x19,
+	0x18, 0x0e, 0xb5, 0x7e, 0x47, 0x3d, 0x91, 0xc5, 0xea, 0xb2, 0x5f, 0xda, 0x58, 0x1e, 0x8f, 0x95,
+	0xe1, 0x40, 0x5c, 0x43, 0xbb, 0x70, 0xab, 0x38, 0xed, 0xb4, 0x33, 0x78, 0xae, 0x8d, 0xe4, 0x41,
+	0x57, 0x19, 0x9c, 0x88, 0xb5, 0xa2, 0xbd, 0xe1, 0xe4, 0x89, 0xac, 0x8a, 0x50, 0x9c, 0x78, 0x3c,
+	0x1c, 0x74, 0x95, 0x89, 0x32, 0x1c, 0x68, 0x8f, 0x3b, 0x0a, 0xd9, 0x41, 0x1d, 0xdd, 0x81, 0x9b,
+	0x59, 0x44, 0x5f, 0xee, 0x8c, 0x23, 0x52, 0x1e, 0x0f, 0xcf, 0x06, 0x5d, 0x71, 0xfd, 0x81, 0x07,
+	0x1b, 0x85, 0xc2, 0x18, 0xad, 0xda, 0xe9, 0x92, 0xe5, 0xc6, 0xca, 0x78, 0x22, 0x0f, 0x8e, 0x9f,
+	0x17, 0x88, 0xbf, 0x0b, 0xb7, 0x97, 0x10, 0x7d, 0x65, 0x20, 0x77, 0x54, 0xe5, 0xcb, 0xce, 0x51,
+	0x5f, 0x8e, 0xe3, 0x50, 0x80, 0x44, 0x34, 0xf1, 0x0f, 0x2c, 0x10, 0x48, 0x03, 0x88, 0xb6, 0x40,
+	0x54, 0x87, 0xfd, 0x62, 0x54, 0x37, 0xa1, 0x41, 0xa5, 0x8f, 0x87, 0xfd, 0xfe, 0xf0, 0xa9, 0xac,
+	0x8a, 0x1c, 0x8d, 0x0f, 0x11, 0x8d, 0x54, 0x59, 0x3b, 0xee, 0x0c, 0xba, 0x4a, 0xb7, 0x33, 0x91,
+	0x45, 0x9e, 0x26, 0x00, 0x91, 0xa7, 0xb2, 0x12, 0xda, 0x80, 0x3a, 0x95, 0xb1, 0xa8, 0x0b, 0x0f,
+	0x7e, 0xcf, 0x41, 0x23, 0xf7, 0x9a, 0x45, 0x1f, 0x43, 0x3b, 0xa5, 0xaa, 0xa7, 0x0c, 0xba, 0x05,
+	0x0f, 0x6e, 0xc0, 0x76, 0x41, 0xdf, 0x39, 0x1a, 0xcb, 0x83, 0x89, 0xc8, 0x11, 0x3e, 0x0b, 0xaa,
+	0xd3, 0x61, 0x57, 0x53, 0xe5, 0x73, 0x85, 0xc6, 0x92, 0x27, 0xfb, 0x2e, 0x00, 0xce, 0x65, 0x95,
+	0xea, 0x4a, 0xa8, 0x05, 0x5b, 0x45, 0x5d, 0xa7, 0x7f, 0x26, 0x8b, 0xc2, 0x03, 0x15, 0x6a, 0x49,
+	0x3d, 0x27, 0x4b, 0xc8, 0xe7, 0xf2, 0x60, 0xa2, 0x4d, 0x9e, 0x8f, 0x56, 0xa4, 0x7c, 0x46, 0x37,
+	0x3a, 0x23, 0x3e, 0x6d, 0xc3, 0x66, 0x46, 0xd6, 0x95, 0xfb, 0x32, 0x21, 0xe7, 0xf0, 0xdf, 0x65,
+	0xa8, 0xf5, 0xce, 0xc7, 0xd8, 0x0b, 0xcd, 0x29, 0x46, 0x9f, 0x41, 0xe9, 0x04, 0x07, 0x28, 0xfe,
+	0xcc, 0x95, 0x3e, 0xba, 0xdb, 0x28, 0x2b, 0x4a, 0x3e, 0xec, 0x94, 0x46, 0x8b, 0x14, 0x9d, 0x3e,
+	0x32, 0x13, 0x74, 0xf6, 0x45, 0xf7, 0x08, 0x2a, 0xd1, 0xfb, 0x09, 0xad, 0xfc, 0xe0, 0xd7, 0xde,
+	0x2e, 0x48, 0xd3, 0x69, 0xd1, 0xc3, 0x05, 0xad, 0xfc, 0xee, 0x97, 0x4c, 0x2b, 0xbc, 0x6e, 0x1e,
+	0x41, 0x25, 0x7a, 0x82, 0x24, 0xd3, 0x72, 0x6f, 0x94, 0x64, 0x5a, 0xe1, 0x9d, 0xd2, 0x85, 0x7a,
+	0xe6, 0x1b, 0x2b, 0xba, 0xc1, 0x50, 0xcb, 0x9f, 0x63, 0xdb, 0xed, 0x55, 0x2a, 0xb6, 0xca, 0x43,
+	0x10, 0x48, 0x9b, 0x88, 0x62, 0x1a, 0x32, 0xad, 0x6f, 0xfb, 0x5a, 0x4e, 0xc6, 0x26, 0x1c, 0x42,
+	0x99, 0x36, 0x28, 0x28, 0xd6, 0x66, 0x1b, 0xab, 0xf6, 0x56, 0x5e, 0xc8, 0xe6, 0x74, 0x00, 0xd2,
+	0xfa, 0x8c, 0x5a, 0xf1, 0xb2, 0xc5, 0x46, 0xa0, 0x7d, 0x63, 0x85, 0x86, 0x2d, 0x71, 0x0a, 0xcd,
+	0x7c, 0x35, 0x45, 0xb7, 0xb2, 0xe0, 0x62, 0x35, 0x6e, 0xdf, 0x7e, 0x8b, 0x36, 0x25, 0x2f, 0x53,
+	0xdc, 0x50, 0xce, 0x70, 0xae, 0x80, 0x26, 0xe4, 0xad, 0xaa, 0x85, 0x23, 0xd8, 0x28, 0xd4, 0x20,
+	0x94, 0xb3, 0xbb, 0x54, 0xda, 0xda, 0x1f, 0xbf, 0x4d, 0x1d, 0xad, 0x78, 0x38, 0x86, 0xe6, 0x63,
+	0xc7, 0x7b, 0xad, 0x7b, 0x46, 0x9c, 0xe7, 0x1d, 0x80, 0xf4, 0x43, 0x65, 0xc2, 0xdd, 0xd2, 0xf7,
+	0xe2, 0x84, 0xbb, 0xe5, 0xaf, 0x9a, 0x47, 0x2e, 0xed, 0xde, 0x22, 0xfd, 0x51, 0xb5, 0x17, 0x8e,
+	0x3c, 0x27, 0x70, 0x46, 0xdc, 0x97, 0xf7, 0x2f, 0xcc, 0xe0, 0xd5, 0xe2, 0xc5, 0xfe, 0xd4, 0x99,
+	0x3f, 0xf4, 0x16, 0xfa, 0xcb, 0x20, 0xfe, 0xd7, 0x9d, 0x3e, 0xa4, 0x9f, 0xfb, 0x7f, 0x3c, 0x0b,
+	0xc3, 0x83, 0x3f, 0xf0, 0xa5, 0xde, 0xb3, 0x67, 0x7f, 0xe1, 0xcb, 0xbd, 0x70, 0xff, 0xfc, 0xe0,
+	0x1f, 0xe4, 0xef, 0x57, 0xe7, 0x07, 0xff, 0xe1, 0x37, 0xe9, 0xdf, 0xaf, 0x4e, 0x46, 0x47, 0xa7,
+	0x38, 0xd0, 0x0d, 0x3d, 0xd0, 0xff, 0xcb, 0x57, 0x7a, 0xe1, 0xe7, 0x9f, 0x9f, 0x1f, 0xbc, 0xa8,
+	0xd0, 0xff, 0x24, 0xf8, 0xe1, 0xff, 0x03, 0x00, 0x00, 0xff, 0xff, 0x7b, 0x4c, 0x9f, 0x0e, 0x36,
+	0x18, 0x00, 0x00,
 }

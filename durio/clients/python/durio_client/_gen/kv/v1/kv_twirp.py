@@ -92,6 +92,82 @@ class KVServiceClient(_twirp.Client):
             "OpenSession", request, _kv_dot_v1_dot_kv__pb2.OpenSessionResponse, timeout=timeout, headers=headers
         )
 
+    def list(
+        self,
+        request: _kv_dot_v1_dot_kv__pb2.ListRequest,
+        *,
+        timeout: Optional[float] = None,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> _kv_dot_v1_dot_kv__pb2.ListResponse:
+        """List returns keys under a prefix in increasing byte order, a page at a
+        time, at one revision for all pages while it is retained.
+        """
+        return self._call(
+            "List", request, _kv_dot_v1_dot_kv__pb2.ListResponse, timeout=timeout, headers=headers
+        )
+
+    def watch(
+        self,
+        request: _kv_dot_v1_dot_kv__pb2.WatchRequest,
+        *,
+        timeout: Optional[float] = None,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> _kv_dot_v1_dot_kv__pb2.WatchResponse:
+        """Watch waits for changes of a key or of every key under a prefix after
+        a revision (a long poll) and returns every such event since it.
+        """
+        return self._call(
+            "Watch", request, _kv_dot_v1_dot_kv__pb2.WatchResponse, timeout=timeout, headers=headers
+        )
+
+    def lease_grant(
+        self,
+        request: _kv_dot_v1_dot_kv__pb2.LeaseGrantRequest,
+        *,
+        timeout: Optional[float] = None,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> _kv_dot_v1_dot_kv__pb2.LeaseGrantResponse:
+        """LeaseGrant creates a lease with a TTL, through the log."""
+        return self._call(
+            "LeaseGrant", request, _kv_dot_v1_dot_kv__pb2.LeaseGrantResponse, timeout=timeout, headers=headers
+        )
+
+    def lease_keep_alive(
+        self,
+        request: _kv_dot_v1_dot_kv__pb2.LeaseKeepAliveRequest,
+        *,
+        timeout: Optional[float] = None,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> _kv_dot_v1_dot_kv__pb2.LeaseKeepAliveResponse:
+        """LeaseKeepAlive restarts a lease's TTL (at the leader; not logged)."""
+        return self._call(
+            "LeaseKeepAlive", request, _kv_dot_v1_dot_kv__pb2.LeaseKeepAliveResponse, timeout=timeout, headers=headers
+        )
+
+    def lease_revoke(
+        self,
+        request: _kv_dot_v1_dot_kv__pb2.LeaseRevokeRequest,
+        *,
+        timeout: Optional[float] = None,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> _kv_dot_v1_dot_kv__pb2.LeaseRevokeResponse:
+        """LeaseRevoke ends a lease now and deletes its keys, through the log."""
+        return self._call(
+            "LeaseRevoke", request, _kv_dot_v1_dot_kv__pb2.LeaseRevokeResponse, timeout=timeout, headers=headers
+        )
+
+    def lease_time_to_live(
+        self,
+        request: _kv_dot_v1_dot_kv__pb2.LeaseTimeToLiveRequest,
+        *,
+        timeout: Optional[float] = None,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> _kv_dot_v1_dot_kv__pb2.LeaseTimeToLiveResponse:
+        """LeaseTimeToLive describes a lease (at the leader)."""
+        return self._call(
+            "LeaseTimeToLive", request, _kv_dot_v1_dot_kv__pb2.LeaseTimeToLiveResponse, timeout=timeout, headers=headers
+        )
+
 
 class ForwardServiceClient(_twirp.Client):
     """ForwardService is served on the peer listener only: a replica that does

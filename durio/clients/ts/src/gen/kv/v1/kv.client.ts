@@ -7,6 +7,18 @@ import type { WriteBatchRequest } from "./kv";
 import type { RpcTransport } from "@protobuf-ts/runtime-rpc";
 import type { ServiceInfo } from "@protobuf-ts/runtime-rpc";
 import { KVService } from "./kv";
+import type { LeaseTimeToLiveResponse } from "./kv";
+import type { LeaseTimeToLiveRequest } from "./kv";
+import type { LeaseRevokeResponse } from "./kv";
+import type { LeaseRevokeRequest } from "./kv";
+import type { LeaseKeepAliveResponse } from "./kv";
+import type { LeaseKeepAliveRequest } from "./kv";
+import type { LeaseGrantResponse } from "./kv";
+import type { LeaseGrantRequest } from "./kv";
+import type { WatchResponse } from "./kv";
+import type { WatchRequest } from "./kv";
+import type { ListResponse } from "./kv";
+import type { ListRequest } from "./kv";
 import type { OpenSessionResponse } from "./kv";
 import type { OpenSessionRequest } from "./kv";
 import type { StatusResponse } from "./kv";
@@ -67,6 +79,44 @@ export interface IKVServiceClient {
      * @generated from protobuf rpc: OpenSession
      */
     openSession(input: OpenSessionRequest, options?: RpcOptions): UnaryCall<OpenSessionRequest, OpenSessionResponse>;
+    /**
+     * List returns keys under a prefix in increasing byte order, a page at a
+     * time, at one revision for all pages while it is retained.
+     *
+     * @generated from protobuf rpc: List
+     */
+    list(input: ListRequest, options?: RpcOptions): UnaryCall<ListRequest, ListResponse>;
+    /**
+     * Watch waits for changes of a key or of every key under a prefix after
+     * a revision (a long poll) and returns every such event since it.
+     *
+     * @generated from protobuf rpc: Watch
+     */
+    watch(input: WatchRequest, options?: RpcOptions): UnaryCall<WatchRequest, WatchResponse>;
+    /**
+     * LeaseGrant creates a lease with a TTL, through the log.
+     *
+     * @generated from protobuf rpc: LeaseGrant
+     */
+    leaseGrant(input: LeaseGrantRequest, options?: RpcOptions): UnaryCall<LeaseGrantRequest, LeaseGrantResponse>;
+    /**
+     * LeaseKeepAlive restarts a lease's TTL (at the leader; not logged).
+     *
+     * @generated from protobuf rpc: LeaseKeepAlive
+     */
+    leaseKeepAlive(input: LeaseKeepAliveRequest, options?: RpcOptions): UnaryCall<LeaseKeepAliveRequest, LeaseKeepAliveResponse>;
+    /**
+     * LeaseRevoke ends a lease now and deletes its keys, through the log.
+     *
+     * @generated from protobuf rpc: LeaseRevoke
+     */
+    leaseRevoke(input: LeaseRevokeRequest, options?: RpcOptions): UnaryCall<LeaseRevokeRequest, LeaseRevokeResponse>;
+    /**
+     * LeaseTimeToLive describes a lease (at the leader).
+     *
+     * @generated from protobuf rpc: LeaseTimeToLive
+     */
+    leaseTimeToLive(input: LeaseTimeToLiveRequest, options?: RpcOptions): UnaryCall<LeaseTimeToLiveRequest, LeaseTimeToLiveResponse>;
 }
 /**
  * KVService is a replicated string key-value store.
@@ -135,6 +185,62 @@ export class KVServiceClient implements IKVServiceClient, ServiceInfo {
     openSession(input: OpenSessionRequest, options?: RpcOptions): UnaryCall<OpenSessionRequest, OpenSessionResponse> {
         const method = this.methods[5], opt = this._transport.mergeOptions(options);
         return stackIntercept<OpenSessionRequest, OpenSessionResponse>("unary", this._transport, method, opt, input);
+    }
+    /**
+     * List returns keys under a prefix in increasing byte order, a page at a
+     * time, at one revision for all pages while it is retained.
+     *
+     * @generated from protobuf rpc: List
+     */
+    list(input: ListRequest, options?: RpcOptions): UnaryCall<ListRequest, ListResponse> {
+        const method = this.methods[6], opt = this._transport.mergeOptions(options);
+        return stackIntercept<ListRequest, ListResponse>("unary", this._transport, method, opt, input);
+    }
+    /**
+     * Watch waits for changes of a key or of every key under a prefix after
+     * a revision (a long poll) and returns every such event since it.
+     *
+     * @generated from protobuf rpc: Watch
+     */
+    watch(input: WatchRequest, options?: RpcOptions): UnaryCall<WatchRequest, WatchResponse> {
+        const method = this.methods[7], opt = this._transport.mergeOptions(options);
+        return stackIntercept<WatchRequest, WatchResponse>("unary", this._transport, method, opt, input);
+    }
+    /**
+     * LeaseGrant creates a lease with a TTL, through the log.
+     *
+     * @generated from protobuf rpc: LeaseGrant
+     */
+    leaseGrant(input: LeaseGrantRequest, options?: RpcOptions): UnaryCall<LeaseGrantRequest, LeaseGrantResponse> {
+        const method = this.methods[8], opt = this._transport.mergeOptions(options);
+        return stackIntercept<LeaseGrantRequest, LeaseGrantResponse>("unary", this._transport, method, opt, input);
+    }
+    /**
+     * LeaseKeepAlive restarts a lease's TTL (at the leader; not logged).
+     *
+     * @generated from protobuf rpc: LeaseKeepAlive
+     */
+    leaseKeepAlive(input: LeaseKeepAliveRequest, options?: RpcOptions): UnaryCall<LeaseKeepAliveRequest, LeaseKeepAliveResponse> {
+        const method = this.methods[9], opt = this._transport.mergeOptions(options);
+        return stackIntercept<LeaseKeepAliveRequest, LeaseKeepAliveResponse>("unary", this._transport, method, opt, input);
+    }
+    /**
+     * LeaseRevoke ends a lease now and deletes its keys, through the log.
+     *
+     * @generated from protobuf rpc: LeaseRevoke
+     */
+    leaseRevoke(input: LeaseRevokeRequest, options?: RpcOptions): UnaryCall<LeaseRevokeRequest, LeaseRevokeResponse> {
+        const method = this.methods[10], opt = this._transport.mergeOptions(options);
+        return stackIntercept<LeaseRevokeRequest, LeaseRevokeResponse>("unary", this._transport, method, opt, input);
+    }
+    /**
+     * LeaseTimeToLive describes a lease (at the leader).
+     *
+     * @generated from protobuf rpc: LeaseTimeToLive
+     */
+    leaseTimeToLive(input: LeaseTimeToLiveRequest, options?: RpcOptions): UnaryCall<LeaseTimeToLiveRequest, LeaseTimeToLiveResponse> {
+        const method = this.methods[11], opt = this._transport.mergeOptions(options);
+        return stackIntercept<LeaseTimeToLiveRequest, LeaseTimeToLiveResponse>("unary", this._transport, method, opt, input);
     }
 }
 /**

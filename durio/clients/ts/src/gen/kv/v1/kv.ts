@@ -145,6 +145,20 @@ export interface WriteResult {
      * @generated from protobuf field: string message = 7
      */
     message: string;
+    /**
+     * current is the key as it was when a condition failed
+     * (CONDITION_FAILED); unset if the key was absent.
+     *
+     * @generated from protobuf field: kv.v1.KeyValue current = 8
+     */
+    current?: KeyValue;
+    /**
+     * revision is the store revision when a condition failed
+     * (CONDITION_FAILED).
+     *
+     * @generated from protobuf field: uint64 revision = 9
+     */
+    revision: string;
 }
 /**
  * WriteBatchResponse answers a WriteBatchRequest.
@@ -219,6 +233,94 @@ export interface ResponseHeader {
      * @generated from protobuf field: uint64 term = 3
      */
     term: string;
+    /**
+     * revision is the store revision the answer reflects: for a read, the
+     * revision of the state it read; for an applied write, the revision
+     * right after it (the write's own revision if it changed a key); for a
+     * Watch, the answering replica's revision. 0 for a store that never
+     * changed (and from servers older than revisions).
+     *
+     * @generated from protobuf field: uint64 revision = 4
+     */
+    revision: string;
+}
+/**
+ * KeyValue is a key with its value and metadata.
+ *
+ * @generated from protobuf message kv.v1.KeyValue
+ */
+export interface KeyValue {
+    /**
+     * key is the key.
+     *
+     * @generated from protobuf field: string key = 1
+     */
+    key: string;
+    /**
+     * value is the value (empty in keys_only listings and delete events).
+     *
+     * @generated from protobuf field: string value = 2
+     */
+    value: string;
+    /**
+     * create_revision is the revision that created the key (since it was
+     * last absent).
+     *
+     * @generated from protobuf field: uint64 create_revision = 3
+     */
+    createRevision: string;
+    /**
+     * mod_revision is the revision of the key's last change (for a delete
+     * event: the deletion's revision).
+     *
+     * @generated from protobuf field: uint64 mod_revision = 4
+     */
+    modRevision: string;
+    /**
+     * version is the number of changes since creation (1 after the creating
+     * Put; 0 in a delete event).
+     *
+     * @generated from protobuf field: uint64 version = 5
+     */
+    version: string;
+    /**
+     * lease is the id of the lease the key is attached to; 0 for none.
+     *
+     * @generated from protobuf field: uint64 lease = 6
+     */
+    lease: string;
+}
+/**
+ * Condition is what must hold, when a conditional write is applied, for it
+ * to take effect. See the package comment for a failed condition.
+ *
+ * @generated from protobuf message kv.v1.Condition
+ */
+export interface Condition {
+    /**
+     * kind chooses the comparison; UNSPECIFIED means no condition.
+     *
+     * @generated from protobuf field: kv.v1.ConditionKind kind = 1
+     */
+    kind: ConditionKind;
+    /**
+     * mod_revision is compared with CONDITION_KIND_MOD_REVISION.
+     *
+     * @generated from protobuf field: uint64 mod_revision = 2
+     */
+    modRevision: string;
+    /**
+     * version is compared with CONDITION_KIND_VERSION.
+     *
+     * @generated from protobuf field: uint64 version = 3
+     */
+    version: string;
+    /**
+     * value is compared with CONDITION_KIND_VALUE.
+     *
+     * @generated from protobuf field: string value = 4
+     */
+    value: string;
 }
 /**
  * GetRequest reads one key.
@@ -263,6 +365,31 @@ export interface GetResponse {
      * @generated from protobuf field: string value = 3
      */
     value: string;
+    /**
+     * create_revision is the revision that created the key.
+     *
+     * @generated from protobuf field: uint64 create_revision = 4
+     */
+    createRevision: string;
+    /**
+     * mod_revision is the revision of the key's last change: the value for
+     * a CONDITION_KIND_MOD_REVISION compare-and-swap.
+     *
+     * @generated from protobuf field: uint64 mod_revision = 5
+     */
+    modRevision: string;
+    /**
+     * version is the number of changes since the key was created.
+     *
+     * @generated from protobuf field: uint64 version = 6
+     */
+    version: string;
+    /**
+     * lease is the key's lease id; 0 for none.
+     *
+     * @generated from protobuf field: uint64 lease = 7
+     */
+    lease: string;
 }
 /**
  * PutRequest sets a key.
@@ -288,9 +415,24 @@ export interface PutRequest {
      * @generated from protobuf field: kv.v1.WriteHeader write = 3
      */
     write?: WriteHeader;
+    /**
+     * lease attaches the key to a lease (LeaseGrant), which deletes it when
+     * the lease ends; 0 (the default) attaches none, and a Put without a
+     * lease detaches the key from the lease it had.
+     *
+     * @generated from protobuf field: uint64 lease = 4
+     */
+    lease: string;
+    /**
+     * condition, if set, must hold for the Put to apply (compare-and-swap).
+     *
+     * @generated from protobuf field: kv.v1.Condition condition = 5
+     */
+    condition?: Condition;
 }
 /**
  * PutResponse acknowledges a Put that was applied exactly once.
+ * header.revision is the key's new mod_revision.
  *
  * @generated from protobuf message kv.v1.PutResponse
  */
@@ -358,6 +500,12 @@ export interface DeleteRequest {
      * @generated from protobuf field: kv.v1.WriteHeader write = 2
      */
     write?: WriteHeader;
+    /**
+     * condition, if set, must hold for the Delete to apply.
+     *
+     * @generated from protobuf field: kv.v1.Condition condition = 3
+     */
+    condition?: Condition;
 }
 /**
  * DeleteResponse acknowledges a Delete that was applied exactly once.
@@ -471,6 +619,413 @@ export interface StatusResponse {
      * @generated from protobuf field: uint64 sessions = 13
      */
     sessions: string;
+    /**
+     * revision is this replica's store revision.
+     *
+     * @generated from protobuf field: uint64 revision = 14
+     */
+    revision: string;
+    /**
+     * compact_revision is the newest revision this replica no longer retains
+     * in its event history.
+     *
+     * @generated from protobuf field: uint64 compact_revision = 15
+     */
+    compactRevision: string;
+    /**
+     * leases is the number of leases in this replica's state.
+     *
+     * @generated from protobuf field: uint64 leases = 16
+     */
+    leases: string;
+}
+/**
+ * ListRequest asks for a page of the keys under a prefix.
+ *
+ * @generated from protobuf message kv.v1.ListRequest
+ */
+export interface ListRequest {
+    /**
+     * prefix selects the keys that start with it; empty lists every key.
+     *
+     * @generated from protobuf field: string prefix = 1
+     */
+    prefix: string;
+    /**
+     * after is the continuation: only keys greater than it are listed. Pass
+     * the last key of the previous page; empty starts at the beginning.
+     *
+     * @generated from protobuf field: string after = 2
+     */
+    after: string;
+    /**
+     * limit is the most keys in the page; 0 means 1000. Larger values are
+     * lowered to the server's cap (10000 in durio). A page also ends early
+     * (with more set) once its values pass the server's byte cap (4 MiB in
+     * durio), but always holds at least one key.
+     *
+     * @generated from protobuf field: uint32 limit = 3
+     */
+    limit: number;
+    /**
+     * keys_only leaves values out of the page.
+     *
+     * @generated from protobuf field: bool keys_only = 4
+     */
+    keysOnly: boolean;
+    /**
+     * revision lists the keys as they were at that store revision (pass the
+     * first page's ListResponse.revision to read every page at one
+     * revision); 0 means the current revision. A revision older than the
+     * retained history fails with out_of_range, meta reason "compacted"
+     * (list again from the start); one newer than the store's fails with
+     * reason "future_revision".
+     *
+     * @generated from protobuf field: uint64 revision = 5
+     */
+    revision: string;
+    /**
+     * consistency chooses linearizable (default) or stale reads; either way
+     * a page at a given revision is the same.
+     *
+     * @generated from protobuf field: kv.v1.ReadConsistency consistency = 6
+     */
+    consistency: ReadConsistency;
+}
+/**
+ * ListResponse is one page of a listing.
+ *
+ * @generated from protobuf message kv.v1.ListResponse
+ */
+export interface ListResponse {
+    /**
+     * header says who served the read; header.revision is the store's
+     * current revision.
+     *
+     * @generated from protobuf field: kv.v1.ResponseHeader header = 1
+     */
+    header?: ResponseHeader;
+    /**
+     * kvs are the keys of the page, in increasing byte order.
+     *
+     * @generated from protobuf field: repeated kv.v1.KeyValue kvs = 2
+     */
+    kvs: KeyValue[];
+    /**
+     * more is true if keys after the last one of this page remain: ask again
+     * with after set to the last key and revision to this revision.
+     *
+     * @generated from protobuf field: bool more = 3
+     */
+    more: boolean;
+    /**
+     * revision is the store revision the page reflects.
+     *
+     * @generated from protobuf field: uint64 revision = 4
+     */
+    revision: string;
+}
+/**
+ * Event is one change of one key.
+ *
+ * @generated from protobuf message kv.v1.Event
+ */
+export interface Event {
+    /**
+     * type is what happened.
+     *
+     * @generated from protobuf field: kv.v1.EventType type = 1
+     */
+    type: EventType;
+    /**
+     * kv is the key after the change; kv.mod_revision is the event's
+     * revision. For a delete: the key and mod_revision only.
+     *
+     * @generated from protobuf field: kv.v1.KeyValue kv = 2
+     */
+    kv?: KeyValue;
+    /**
+     * prev_kv is the key before the change, if WatchRequest.prev_kv asked
+     * for it and the key existed.
+     *
+     * @generated from protobuf field: kv.v1.KeyValue prev_kv = 3
+     */
+    prevKv?: KeyValue;
+}
+/**
+ * WatchRequest waits for changes after a revision.
+ *
+ * @generated from protobuf message kv.v1.WatchRequest
+ */
+export interface WatchRequest {
+    /**
+     * key is the key to watch, or the prefix if prefix is set (an empty
+     * prefix watches every key). An empty key without prefix is invalid.
+     *
+     * @generated from protobuf field: string key = 1
+     */
+    key: string;
+    /**
+     * prefix watches every key that starts with key.
+     *
+     * @generated from protobuf field: bool prefix = 2
+     */
+    prefix: boolean;
+    /**
+     * after_revision: only events with a higher revision are returned.
+     * Typically the header.revision of the Get or List whose result the
+     * watcher holds, then each WatchResponse.next_after_revision.
+     *
+     * @generated from protobuf field: uint64 after_revision = 3
+     */
+    afterRevision: string;
+    /**
+     * wait_ms is how long to wait for a matching event when there is none
+     * yet; 0 answers at once. Longer waits are lowered to the server's cap
+     * (durio: below its request timeout).
+     *
+     * @generated from protobuf field: uint64 wait_ms = 4
+     */
+    waitMs: string;
+    /**
+     * limit is the most events in one answer; 0 means 1000, and larger
+     * values are lowered to 10000. A cut answer has next_after_revision at
+     * its last event: ask again at once.
+     *
+     * @generated from protobuf field: uint32 limit = 5
+     */
+    limit: number;
+    /**
+     * prev_kv asks for each event's previous key (Event.prev_kv).
+     *
+     * @generated from protobuf field: bool prev_kv = 6
+     */
+    prevKv: boolean;
+}
+/**
+ * WatchResponse answers a Watch: the matching events (in revision order)
+ * once there is at least one, or none when the wait ended, or compacted.
+ * Any replica serves Watch from its own applied state, so a watcher that
+ * re-asks another replica with next_after_revision (after a leader change
+ * or a failure) misses no event and sees none twice.
+ *
+ * @generated from protobuf message kv.v1.WatchResponse
+ */
+export interface WatchResponse {
+    /**
+     * header says who answered; header.revision is its store revision.
+     *
+     * @generated from protobuf field: kv.v1.ResponseHeader header = 1
+     */
+    header?: ResponseHeader;
+    /**
+     * events are the matching changes after after_revision, oldest first.
+     *
+     * @generated from protobuf field: repeated kv.v1.Event events = 2
+     */
+    events: Event[];
+    /**
+     * next_after_revision is the after_revision of the next Watch: every
+     * matching event up to it has been returned.
+     *
+     * @generated from protobuf field: uint64 next_after_revision = 3
+     */
+    nextAfterRevision: string;
+    /**
+     * compacted means events after after_revision are no longer retained:
+     * read the current state (Get, List) and watch from its revision.
+     *
+     * @generated from protobuf field: bool compacted = 4
+     */
+    compacted: boolean;
+    /**
+     * compact_revision is the answering replica's compact revision: the
+     * oldest after_revision it can serve.
+     *
+     * @generated from protobuf field: uint64 compact_revision = 5
+     */
+    compactRevision: string;
+}
+/**
+ * LeaseGrantRequest creates a lease.
+ *
+ * @generated from protobuf message kv.v1.LeaseGrantRequest
+ */
+export interface LeaseGrantRequest {
+    /**
+     * ttl_ms is the lease's time to live, in milliseconds; at least 1000 and
+     * at most 86400000 (one day) in durio.
+     *
+     * @generated from protobuf field: uint64 ttl_ms = 1
+     */
+    ttlMs: string;
+    /**
+     * write identifies the write for exactly-once retries; optional.
+     *
+     * @generated from protobuf field: kv.v1.WriteHeader write = 2
+     */
+    write?: WriteHeader;
+}
+/**
+ * LeaseGrantResponse carries a new lease.
+ *
+ * @generated from protobuf message kv.v1.LeaseGrantResponse
+ */
+export interface LeaseGrantResponse {
+    /**
+     * header says who served the write.
+     *
+     * @generated from protobuf field: kv.v1.ResponseHeader header = 1
+     */
+    header?: ResponseHeader;
+    /**
+     * id is the lease's id, for PutRequest.lease and the other lease calls.
+     * It is below 2^53, so JSON clients can hold it in a double.
+     *
+     * @generated from protobuf field: uint64 id = 2
+     */
+    id: string;
+    /**
+     * ttl_ms is the lease's time to live.
+     *
+     * @generated from protobuf field: uint64 ttl_ms = 3
+     */
+    ttlMs: string;
+}
+/**
+ * LeaseKeepAliveRequest restarts a lease's TTL.
+ *
+ * @generated from protobuf message kv.v1.LeaseKeepAliveRequest
+ */
+export interface LeaseKeepAliveRequest {
+    /**
+     * id is the lease.
+     *
+     * @generated from protobuf field: uint64 id = 1
+     */
+    id: string;
+}
+/**
+ * LeaseKeepAliveResponse answers a keep-alive: the lease lives at least
+ * ttl_ms from when the leader received the request.
+ *
+ * @generated from protobuf message kv.v1.LeaseKeepAliveResponse
+ */
+export interface LeaseKeepAliveResponse {
+    /**
+     * header says who served the request.
+     *
+     * @generated from protobuf field: kv.v1.ResponseHeader header = 1
+     */
+    header?: ResponseHeader;
+    /**
+     * id is the lease.
+     *
+     * @generated from protobuf field: uint64 id = 2
+     */
+    id: string;
+    /**
+     * ttl_ms is the lease's time to live.
+     *
+     * @generated from protobuf field: uint64 ttl_ms = 3
+     */
+    ttlMs: string;
+}
+/**
+ * LeaseRevokeRequest ends a lease and deletes its keys.
+ *
+ * @generated from protobuf message kv.v1.LeaseRevokeRequest
+ */
+export interface LeaseRevokeRequest {
+    /**
+     * id is the lease.
+     *
+     * @generated from protobuf field: uint64 id = 1
+     */
+    id: string;
+    /**
+     * write identifies the write for exactly-once retries; optional.
+     *
+     * @generated from protobuf field: kv.v1.WriteHeader write = 2
+     */
+    write?: WriteHeader;
+}
+/**
+ * LeaseRevokeResponse acknowledges a revoke; revoking a missing lease
+ * succeeds with existed false.
+ *
+ * @generated from protobuf message kv.v1.LeaseRevokeResponse
+ */
+export interface LeaseRevokeResponse {
+    /**
+     * header says who served the write.
+     *
+     * @generated from protobuf field: kv.v1.ResponseHeader header = 1
+     */
+    header?: ResponseHeader;
+    /**
+     * existed is true if the lease existed when the revoke was applied.
+     *
+     * @generated from protobuf field: bool existed = 2
+     */
+    existed: boolean;
+}
+/**
+ * LeaseTimeToLiveRequest describes a lease.
+ *
+ * @generated from protobuf message kv.v1.LeaseTimeToLiveRequest
+ */
+export interface LeaseTimeToLiveRequest {
+    /**
+     * id is the lease.
+     *
+     * @generated from protobuf field: uint64 id = 1
+     */
+    id: string;
+    /**
+     * keys asks for the keys attached to the lease.
+     *
+     * @generated from protobuf field: bool keys = 2
+     */
+    keys: boolean;
+}
+/**
+ * LeaseTimeToLiveResponse describes a lease.
+ *
+ * @generated from protobuf message kv.v1.LeaseTimeToLiveResponse
+ */
+export interface LeaseTimeToLiveResponse {
+    /**
+     * header says who served the request.
+     *
+     * @generated from protobuf field: kv.v1.ResponseHeader header = 1
+     */
+    header?: ResponseHeader;
+    /**
+     * id is the lease.
+     *
+     * @generated from protobuf field: uint64 id = 2
+     */
+    id: string;
+    /**
+     * ttl_ms is the lease's time to live.
+     *
+     * @generated from protobuf field: uint64 ttl_ms = 3
+     */
+    ttlMs: string;
+    /**
+     * remaining_ms is how long the leader will wait, from now, before it
+     * expires the lease without a keep-alive.
+     *
+     * @generated from protobuf field: uint64 remaining_ms = 4
+     */
+    remainingMs: string;
+    /**
+     * keys are the lease's keys in increasing order, if asked for.
+     *
+     * @generated from protobuf field: repeated string keys = 5
+     */
+    keys: string[];
 }
 /**
  * ResultCode is the outcome of one write of a batch.
@@ -546,7 +1101,21 @@ export enum ResultCode {
      *
      * @generated from protobuf enum value: RESULT_CODE_OTHER = 10;
      */
-    OTHER = 10
+    OTHER = 10,
+    /**
+     * RESULT_CODE_CONDITION_FAILED: the write's condition did not hold; not
+     * applied. current and header.revision describe the key at that point.
+     *
+     * @generated from protobuf enum value: RESULT_CODE_CONDITION_FAILED = 11;
+     */
+    CONDITION_FAILED = 11,
+    /**
+     * RESULT_CODE_LEASE_NOT_FOUND: the Put named a lease that does not
+     * exist (expired or revoked); not applied.
+     *
+     * @generated from protobuf enum value: RESULT_CODE_LEASE_NOT_FOUND = 12;
+     */
+    LEASE_NOT_FOUND = 12
 }
 /**
  * ReadConsistency chooses how a Get is served.
@@ -611,6 +1180,74 @@ export enum Role {
      * @generated from protobuf enum value: ROLE_LEADER = 4;
      */
     LEADER = 4
+}
+/**
+ * ConditionKind chooses what a Condition compares.
+ *
+ * @generated from protobuf enum kv.v1.ConditionKind
+ */
+export enum ConditionKind {
+    /**
+     * CONDITION_KIND_UNSPECIFIED means no condition: the write always
+     * applies.
+     *
+     * @generated from protobuf enum value: CONDITION_KIND_UNSPECIFIED = 0;
+     */
+    UNSPECIFIED = 0,
+    /**
+     * CONDITION_KIND_ABSENT holds if the key does not exist (create only).
+     *
+     * @generated from protobuf enum value: CONDITION_KIND_ABSENT = 1;
+     */
+    ABSENT = 1,
+    /**
+     * CONDITION_KIND_MOD_REVISION holds if the key exists and its
+     * mod_revision equals Condition.mod_revision.
+     *
+     * @generated from protobuf enum value: CONDITION_KIND_MOD_REVISION = 2;
+     */
+    MOD_REVISION = 2,
+    /**
+     * CONDITION_KIND_VERSION holds if the key's version equals
+     * Condition.version, a missing key having version 0 (so version 0 means
+     * absent).
+     *
+     * @generated from protobuf enum value: CONDITION_KIND_VERSION = 3;
+     */
+    VERSION = 3,
+    /**
+     * CONDITION_KIND_VALUE holds if the key exists and its value equals
+     * Condition.value.
+     *
+     * @generated from protobuf enum value: CONDITION_KIND_VALUE = 4;
+     */
+    VALUE = 4
+}
+/**
+ * EventType is the kind of an Event.
+ *
+ * @generated from protobuf enum kv.v1.EventType
+ */
+export enum EventType {
+    /**
+     * EVENT_TYPE_UNSPECIFIED is never sent.
+     *
+     * @generated from protobuf enum value: EVENT_TYPE_UNSPECIFIED = 0;
+     */
+    UNSPECIFIED = 0,
+    /**
+     * EVENT_TYPE_PUT: the key was set (by a Put or an Append).
+     *
+     * @generated from protobuf enum value: EVENT_TYPE_PUT = 1;
+     */
+    PUT = 1,
+    /**
+     * EVENT_TYPE_DELETE: the key was deleted (by a Delete, or its lease
+     * ended).
+     *
+     * @generated from protobuf enum value: EVENT_TYPE_DELETE = 2;
+     */
+    DELETE = 2
 }
 // @generated message type with reflection information, may provide speed optimized methods
 class OpenSessionRequest$Type extends MessageType<OpenSessionRequest> {
@@ -839,7 +1476,9 @@ class WriteResult$Type extends MessageType<WriteResult> {
             { no: 4, name: "leader_known", kind: "scalar", T: 8 /*ScalarType.BOOL*/ },
             { no: 5, name: "leader_id", kind: "scalar", T: 13 /*ScalarType.UINT32*/ },
             { no: 6, name: "proposed", kind: "scalar", T: 8 /*ScalarType.BOOL*/ },
-            { no: 7, name: "message", kind: "scalar", T: 9 /*ScalarType.STRING*/ }
+            { no: 7, name: "message", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
+            { no: 8, name: "current", kind: "message", T: () => KeyValue },
+            { no: 9, name: "revision", kind: "scalar", T: 4 /*ScalarType.UINT64*/ }
         ]);
     }
     create(value?: PartialMessage<WriteResult>): WriteResult {
@@ -850,6 +1489,7 @@ class WriteResult$Type extends MessageType<WriteResult> {
         message.leaderId = 0;
         message.proposed = false;
         message.message = "";
+        message.revision = "0";
         if (value !== undefined)
             reflectionMergePartial<WriteResult>(this, message, value);
         return message;
@@ -879,6 +1519,12 @@ class WriteResult$Type extends MessageType<WriteResult> {
                     break;
                 case /* string message */ 7:
                     message.message = reader.string();
+                    break;
+                case /* kv.v1.KeyValue current */ 8:
+                    message.current = KeyValue.internalBinaryRead(reader, reader.uint32(), options, message.current);
+                    break;
+                case /* uint64 revision */ 9:
+                    message.revision = reader.uint64().toString();
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -913,6 +1559,12 @@ class WriteResult$Type extends MessageType<WriteResult> {
         /* string message = 7; */
         if (message.message !== "")
             writer.tag(7, WireType.LengthDelimited).string(message.message);
+        /* kv.v1.KeyValue current = 8; */
+        if (message.current)
+            KeyValue.internalBinaryWrite(message.current, writer.tag(8, WireType.LengthDelimited).fork(), options).join();
+        /* uint64 revision = 9; */
+        if (message.revision !== "0")
+            writer.tag(9, WireType.Varint).uint64(message.revision);
         let u = options.writeUnknownFields;
         if (u !== false)
             (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
@@ -1039,7 +1691,8 @@ class ResponseHeader$Type extends MessageType<ResponseHeader> {
         super("kv.v1.ResponseHeader", [
             { no: 1, name: "replica_id", kind: "scalar", T: 13 /*ScalarType.UINT32*/ },
             { no: 2, name: "leader_id", kind: "scalar", T: 13 /*ScalarType.UINT32*/ },
-            { no: 3, name: "term", kind: "scalar", T: 4 /*ScalarType.UINT64*/ }
+            { no: 3, name: "term", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 4, name: "revision", kind: "scalar", T: 4 /*ScalarType.UINT64*/ }
         ]);
     }
     create(value?: PartialMessage<ResponseHeader>): ResponseHeader {
@@ -1047,6 +1700,7 @@ class ResponseHeader$Type extends MessageType<ResponseHeader> {
         message.replicaId = 0;
         message.leaderId = 0;
         message.term = "0";
+        message.revision = "0";
         if (value !== undefined)
             reflectionMergePartial<ResponseHeader>(this, message, value);
         return message;
@@ -1064,6 +1718,9 @@ class ResponseHeader$Type extends MessageType<ResponseHeader> {
                     break;
                 case /* uint64 term */ 3:
                     message.term = reader.uint64().toString();
+                    break;
+                case /* uint64 revision */ 4:
+                    message.revision = reader.uint64().toString();
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -1086,6 +1743,9 @@ class ResponseHeader$Type extends MessageType<ResponseHeader> {
         /* uint64 term = 3; */
         if (message.term !== "0")
             writer.tag(3, WireType.Varint).uint64(message.term);
+        /* uint64 revision = 4; */
+        if (message.revision !== "0")
+            writer.tag(4, WireType.Varint).uint64(message.revision);
         let u = options.writeUnknownFields;
         if (u !== false)
             (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
@@ -1096,6 +1756,164 @@ class ResponseHeader$Type extends MessageType<ResponseHeader> {
  * @generated MessageType for protobuf message kv.v1.ResponseHeader
  */
 export const ResponseHeader = new ResponseHeader$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class KeyValue$Type extends MessageType<KeyValue> {
+    constructor() {
+        super("kv.v1.KeyValue", [
+            { no: 1, name: "key", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
+            { no: 2, name: "value", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
+            { no: 3, name: "create_revision", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 4, name: "mod_revision", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 5, name: "version", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 6, name: "lease", kind: "scalar", T: 4 /*ScalarType.UINT64*/ }
+        ]);
+    }
+    create(value?: PartialMessage<KeyValue>): KeyValue {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.key = "";
+        message.value = "";
+        message.createRevision = "0";
+        message.modRevision = "0";
+        message.version = "0";
+        message.lease = "0";
+        if (value !== undefined)
+            reflectionMergePartial<KeyValue>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: KeyValue): KeyValue {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* string key */ 1:
+                    message.key = reader.string();
+                    break;
+                case /* string value */ 2:
+                    message.value = reader.string();
+                    break;
+                case /* uint64 create_revision */ 3:
+                    message.createRevision = reader.uint64().toString();
+                    break;
+                case /* uint64 mod_revision */ 4:
+                    message.modRevision = reader.uint64().toString();
+                    break;
+                case /* uint64 version */ 5:
+                    message.version = reader.uint64().toString();
+                    break;
+                case /* uint64 lease */ 6:
+                    message.lease = reader.uint64().toString();
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: KeyValue, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* string key = 1; */
+        if (message.key !== "")
+            writer.tag(1, WireType.LengthDelimited).string(message.key);
+        /* string value = 2; */
+        if (message.value !== "")
+            writer.tag(2, WireType.LengthDelimited).string(message.value);
+        /* uint64 create_revision = 3; */
+        if (message.createRevision !== "0")
+            writer.tag(3, WireType.Varint).uint64(message.createRevision);
+        /* uint64 mod_revision = 4; */
+        if (message.modRevision !== "0")
+            writer.tag(4, WireType.Varint).uint64(message.modRevision);
+        /* uint64 version = 5; */
+        if (message.version !== "0")
+            writer.tag(5, WireType.Varint).uint64(message.version);
+        /* uint64 lease = 6; */
+        if (message.lease !== "0")
+            writer.tag(6, WireType.Varint).uint64(message.lease);
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.KeyValue
+ */
+export const KeyValue = new KeyValue$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class Condition$Type extends MessageType<Condition> {
+    constructor() {
+        super("kv.v1.Condition", [
+            { no: 1, name: "kind", kind: "enum", T: () => ["kv.v1.ConditionKind", ConditionKind, "CONDITION_KIND_"] },
+            { no: 2, name: "mod_revision", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 3, name: "version", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 4, name: "value", kind: "scalar", T: 9 /*ScalarType.STRING*/ }
+        ]);
+    }
+    create(value?: PartialMessage<Condition>): Condition {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.kind = 0;
+        message.modRevision = "0";
+        message.version = "0";
+        message.value = "";
+        if (value !== undefined)
+            reflectionMergePartial<Condition>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: Condition): Condition {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* kv.v1.ConditionKind kind */ 1:
+                    message.kind = reader.int32();
+                    break;
+                case /* uint64 mod_revision */ 2:
+                    message.modRevision = reader.uint64().toString();
+                    break;
+                case /* uint64 version */ 3:
+                    message.version = reader.uint64().toString();
+                    break;
+                case /* string value */ 4:
+                    message.value = reader.string();
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: Condition, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* kv.v1.ConditionKind kind = 1; */
+        if (message.kind !== 0)
+            writer.tag(1, WireType.Varint).int32(message.kind);
+        /* uint64 mod_revision = 2; */
+        if (message.modRevision !== "0")
+            writer.tag(2, WireType.Varint).uint64(message.modRevision);
+        /* uint64 version = 3; */
+        if (message.version !== "0")
+            writer.tag(3, WireType.Varint).uint64(message.version);
+        /* string value = 4; */
+        if (message.value !== "")
+            writer.tag(4, WireType.LengthDelimited).string(message.value);
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.Condition
+ */
+export const Condition = new Condition$Type();
 // @generated message type with reflection information, may provide speed optimized methods
 class GetRequest$Type extends MessageType<GetRequest> {
     constructor() {
@@ -1157,13 +1975,21 @@ class GetResponse$Type extends MessageType<GetResponse> {
         super("kv.v1.GetResponse", [
             { no: 1, name: "header", kind: "message", T: () => ResponseHeader },
             { no: 2, name: "key", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
-            { no: 3, name: "value", kind: "scalar", T: 9 /*ScalarType.STRING*/ }
+            { no: 3, name: "value", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
+            { no: 4, name: "create_revision", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 5, name: "mod_revision", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 6, name: "version", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 7, name: "lease", kind: "scalar", T: 4 /*ScalarType.UINT64*/ }
         ]);
     }
     create(value?: PartialMessage<GetResponse>): GetResponse {
         const message = globalThis.Object.create((this.messagePrototype!));
         message.key = "";
         message.value = "";
+        message.createRevision = "0";
+        message.modRevision = "0";
+        message.version = "0";
+        message.lease = "0";
         if (value !== undefined)
             reflectionMergePartial<GetResponse>(this, message, value);
         return message;
@@ -1181,6 +2007,18 @@ class GetResponse$Type extends MessageType<GetResponse> {
                     break;
                 case /* string value */ 3:
                     message.value = reader.string();
+                    break;
+                case /* uint64 create_revision */ 4:
+                    message.createRevision = reader.uint64().toString();
+                    break;
+                case /* uint64 mod_revision */ 5:
+                    message.modRevision = reader.uint64().toString();
+                    break;
+                case /* uint64 version */ 6:
+                    message.version = reader.uint64().toString();
+                    break;
+                case /* uint64 lease */ 7:
+                    message.lease = reader.uint64().toString();
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -1203,6 +2041,18 @@ class GetResponse$Type extends MessageType<GetResponse> {
         /* string value = 3; */
         if (message.value !== "")
             writer.tag(3, WireType.LengthDelimited).string(message.value);
+        /* uint64 create_revision = 4; */
+        if (message.createRevision !== "0")
+            writer.tag(4, WireType.Varint).uint64(message.createRevision);
+        /* uint64 mod_revision = 5; */
+        if (message.modRevision !== "0")
+            writer.tag(5, WireType.Varint).uint64(message.modRevision);
+        /* uint64 version = 6; */
+        if (message.version !== "0")
+            writer.tag(6, WireType.Varint).uint64(message.version);
+        /* uint64 lease = 7; */
+        if (message.lease !== "0")
+            writer.tag(7, WireType.Varint).uint64(message.lease);
         let u = options.writeUnknownFields;
         if (u !== false)
             (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
@@ -1219,13 +2069,16 @@ class PutRequest$Type extends MessageType<PutRequest> {
         super("kv.v1.PutRequest", [
             { no: 1, name: "key", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
             { no: 2, name: "value", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
-            { no: 3, name: "write", kind: "message", T: () => WriteHeader }
+            { no: 3, name: "write", kind: "message", T: () => WriteHeader },
+            { no: 4, name: "lease", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 5, name: "condition", kind: "message", T: () => Condition }
         ]);
     }
     create(value?: PartialMessage<PutRequest>): PutRequest {
         const message = globalThis.Object.create((this.messagePrototype!));
         message.key = "";
         message.value = "";
+        message.lease = "0";
         if (value !== undefined)
             reflectionMergePartial<PutRequest>(this, message, value);
         return message;
@@ -1243,6 +2096,12 @@ class PutRequest$Type extends MessageType<PutRequest> {
                     break;
                 case /* kv.v1.WriteHeader write */ 3:
                     message.write = WriteHeader.internalBinaryRead(reader, reader.uint32(), options, message.write);
+                    break;
+                case /* uint64 lease */ 4:
+                    message.lease = reader.uint64().toString();
+                    break;
+                case /* kv.v1.Condition condition */ 5:
+                    message.condition = Condition.internalBinaryRead(reader, reader.uint32(), options, message.condition);
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -1265,6 +2124,12 @@ class PutRequest$Type extends MessageType<PutRequest> {
         /* kv.v1.WriteHeader write = 3; */
         if (message.write)
             WriteHeader.internalBinaryWrite(message.write, writer.tag(3, WireType.LengthDelimited).fork(), options).join();
+        /* uint64 lease = 4; */
+        if (message.lease !== "0")
+            writer.tag(4, WireType.Varint).uint64(message.lease);
+        /* kv.v1.Condition condition = 5; */
+        if (message.condition)
+            Condition.internalBinaryWrite(message.condition, writer.tag(5, WireType.LengthDelimited).fork(), options).join();
         let u = options.writeUnknownFields;
         if (u !== false)
             (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
@@ -1434,7 +2299,8 @@ class DeleteRequest$Type extends MessageType<DeleteRequest> {
     constructor() {
         super("kv.v1.DeleteRequest", [
             { no: 1, name: "key", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
-            { no: 2, name: "write", kind: "message", T: () => WriteHeader }
+            { no: 2, name: "write", kind: "message", T: () => WriteHeader },
+            { no: 3, name: "condition", kind: "message", T: () => Condition }
         ]);
     }
     create(value?: PartialMessage<DeleteRequest>): DeleteRequest {
@@ -1455,6 +2321,9 @@ class DeleteRequest$Type extends MessageType<DeleteRequest> {
                 case /* kv.v1.WriteHeader write */ 2:
                     message.write = WriteHeader.internalBinaryRead(reader, reader.uint32(), options, message.write);
                     break;
+                case /* kv.v1.Condition condition */ 3:
+                    message.condition = Condition.internalBinaryRead(reader, reader.uint32(), options, message.condition);
+                    break;
                 default:
                     let u = options.readUnknownField;
                     if (u === "throw")
@@ -1473,6 +2342,9 @@ class DeleteRequest$Type extends MessageType<DeleteRequest> {
         /* kv.v1.WriteHeader write = 2; */
         if (message.write)
             WriteHeader.internalBinaryWrite(message.write, writer.tag(2, WireType.LengthDelimited).fork(), options).join();
+        /* kv.v1.Condition condition = 3; */
+        if (message.condition)
+            Condition.internalBinaryWrite(message.condition, writer.tag(3, WireType.LengthDelimited).fork(), options).join();
         let u = options.writeUnknownFields;
         if (u !== false)
             (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
@@ -1591,7 +2463,10 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
             { no: 10, name: "snapshot_index", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
             { no: 11, name: "log_size_bytes", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
             { no: 12, name: "error", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
-            { no: 13, name: "sessions", kind: "scalar", T: 4 /*ScalarType.UINT64*/ }
+            { no: 13, name: "sessions", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 14, name: "revision", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 15, name: "compact_revision", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 16, name: "leases", kind: "scalar", T: 4 /*ScalarType.UINT64*/ }
         ]);
     }
     create(value?: PartialMessage<StatusResponse>): StatusResponse {
@@ -1609,6 +2484,9 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
         message.logSizeBytes = "0";
         message.error = "";
         message.sessions = "0";
+        message.revision = "0";
+        message.compactRevision = "0";
+        message.leases = "0";
         if (value !== undefined)
             reflectionMergePartial<StatusResponse>(this, message, value);
         return message;
@@ -1656,6 +2534,15 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
                     break;
                 case /* uint64 sessions */ 13:
                     message.sessions = reader.uint64().toString();
+                    break;
+                case /* uint64 revision */ 14:
+                    message.revision = reader.uint64().toString();
+                    break;
+                case /* uint64 compact_revision */ 15:
+                    message.compactRevision = reader.uint64().toString();
+                    break;
+                case /* uint64 leases */ 16:
+                    message.leases = reader.uint64().toString();
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -1708,6 +2595,15 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
         /* uint64 sessions = 13; */
         if (message.sessions !== "0")
             writer.tag(13, WireType.Varint).uint64(message.sessions);
+        /* uint64 revision = 14; */
+        if (message.revision !== "0")
+            writer.tag(14, WireType.Varint).uint64(message.revision);
+        /* uint64 compact_revision = 15; */
+        if (message.compactRevision !== "0")
+            writer.tag(15, WireType.Varint).uint64(message.compactRevision);
+        /* uint64 leases = 16; */
+        if (message.leases !== "0")
+            writer.tag(16, WireType.Varint).uint64(message.leases);
         let u = options.writeUnknownFields;
         if (u !== false)
             (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
@@ -1718,6 +2614,855 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
  * @generated MessageType for protobuf message kv.v1.StatusResponse
  */
 export const StatusResponse = new StatusResponse$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class ListRequest$Type extends MessageType<ListRequest> {
+    constructor() {
+        super("kv.v1.ListRequest", [
+            { no: 1, name: "prefix", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
+            { no: 2, name: "after", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
+            { no: 3, name: "limit", kind: "scalar", T: 13 /*ScalarType.UINT32*/ },
+            { no: 4, name: "keys_only", kind: "scalar", T: 8 /*ScalarType.BOOL*/ },
+            { no: 5, name: "revision", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 6, name: "consistency", kind: "enum", T: () => ["kv.v1.ReadConsistency", ReadConsistency, "READ_CONSISTENCY_"] }
+        ]);
+    }
+    create(value?: PartialMessage<ListRequest>): ListRequest {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.prefix = "";
+        message.after = "";
+        message.limit = 0;
+        message.keysOnly = false;
+        message.revision = "0";
+        message.consistency = 0;
+        if (value !== undefined)
+            reflectionMergePartial<ListRequest>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: ListRequest): ListRequest {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* string prefix */ 1:
+                    message.prefix = reader.string();
+                    break;
+                case /* string after */ 2:
+                    message.after = reader.string();
+                    break;
+                case /* uint32 limit */ 3:
+                    message.limit = reader.uint32();
+                    break;
+                case /* bool keys_only */ 4:
+                    message.keysOnly = reader.bool();
+                    break;
+                case /* uint64 revision */ 5:
+                    message.revision = reader.uint64().toString();
+                    break;
+                case /* kv.v1.ReadConsistency consistency */ 6:
+                    message.consistency = reader.int32();
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: ListRequest, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* string prefix = 1; */
+        if (message.prefix !== "")
+            writer.tag(1, WireType.LengthDelimited).string(message.prefix);
+        /* string after = 2; */
+        if (message.after !== "")
+            writer.tag(2, WireType.LengthDelimited).string(message.after);
+        /* uint32 limit = 3; */
+        if (message.limit !== 0)
+            writer.tag(3, WireType.Varint).uint32(message.limit);
+        /* bool keys_only = 4; */
+        if (message.keysOnly !== false)
+            writer.tag(4, WireType.Varint).bool(message.keysOnly);
+        /* uint64 revision = 5; */
+        if (message.revision !== "0")
+            writer.tag(5, WireType.Varint).uint64(message.revision);
+        /* kv.v1.ReadConsistency consistency = 6; */
+        if (message.consistency !== 0)
+            writer.tag(6, WireType.Varint).int32(message.consistency);
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.ListRequest
+ */
+export const ListRequest = new ListRequest$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class ListResponse$Type extends MessageType<ListResponse> {
+    constructor() {
+        super("kv.v1.ListResponse", [
+            { no: 1, name: "header", kind: "message", T: () => ResponseHeader },
+            { no: 2, name: "kvs", kind: "message", repeat: 2 /*RepeatType.UNPACKED*/, T: () => KeyValue },
+            { no: 3, name: "more", kind: "scalar", T: 8 /*ScalarType.BOOL*/ },
+            { no: 4, name: "revision", kind: "scalar", T: 4 /*ScalarType.UINT64*/ }
+        ]);
+    }
+    create(value?: PartialMessage<ListResponse>): ListResponse {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.kvs = [];
+        message.more = false;
+        message.revision = "0";
+        if (value !== undefined)
+            reflectionMergePartial<ListResponse>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: ListResponse): ListResponse {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* kv.v1.ResponseHeader header */ 1:
+                    message.header = ResponseHeader.internalBinaryRead(reader, reader.uint32(), options, message.header);
+                    break;
+                case /* repeated kv.v1.KeyValue kvs */ 2:
+                    message.kvs.push(KeyValue.internalBinaryRead(reader, reader.uint32(), options));
+                    break;
+                case /* bool more */ 3:
+                    message.more = reader.bool();
+                    break;
+                case /* uint64 revision */ 4:
+                    message.revision = reader.uint64().toString();
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: ListResponse, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* kv.v1.ResponseHeader header = 1; */
+        if (message.header)
+            ResponseHeader.internalBinaryWrite(message.header, writer.tag(1, WireType.LengthDelimited).fork(), options).join();
+        /* repeated kv.v1.KeyValue kvs = 2; */
+        for (let i = 0; i < message.kvs.length; i++)
+            KeyValue.internalBinaryWrite(message.kvs[i], writer.tag(2, WireType.LengthDelimited).fork(), options).join();
+        /* bool more = 3; */
+        if (message.more !== false)
+            writer.tag(3, WireType.Varint).bool(message.more);
+        /* uint64 revision = 4; */
+        if (message.revision !== "0")
+            writer.tag(4, WireType.Varint).uint64(message.revision);
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.ListResponse
+ */
+export const ListResponse = new ListResponse$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class Event$Type extends MessageType<Event> {
+    constructor() {
+        super("kv.v1.Event", [
+            { no: 1, name: "type", kind: "enum", T: () => ["kv.v1.EventType", EventType, "EVENT_TYPE_"] },
+            { no: 2, name: "kv", kind: "message", T: () => KeyValue },
+            { no: 3, name: "prev_kv", kind: "message", T: () => KeyValue }
+        ]);
+    }
+    create(value?: PartialMessage<Event>): Event {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.type = 0;
+        if (value !== undefined)
+            reflectionMergePartial<Event>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: Event): Event {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* kv.v1.EventType type */ 1:
+                    message.type = reader.int32();
+                    break;
+                case /* kv.v1.KeyValue kv */ 2:
+                    message.kv = KeyValue.internalBinaryRead(reader, reader.uint32(), options, message.kv);
+                    break;
+                case /* kv.v1.KeyValue prev_kv */ 3:
+                    message.prevKv = KeyValue.internalBinaryRead(reader, reader.uint32(), options, message.prevKv);
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: Event, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* kv.v1.EventType type = 1; */
+        if (message.type !== 0)
+            writer.tag(1, WireType.Varint).int32(message.type);
+        /* kv.v1.KeyValue kv = 2; */
+        if (message.kv)
+            KeyValue.internalBinaryWrite(message.kv, writer.tag(2, WireType.LengthDelimited).fork(), options).join();
+        /* kv.v1.KeyValue prev_kv = 3; */
+        if (message.prevKv)
+            KeyValue.internalBinaryWrite(message.prevKv, writer.tag(3, WireType.LengthDelimited).fork(), options).join();
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.Event
+ */
+export const Event = new Event$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class WatchRequest$Type extends MessageType<WatchRequest> {
+    constructor() {
+        super("kv.v1.WatchRequest", [
+            { no: 1, name: "key", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
+            { no: 2, name: "prefix", kind: "scalar", T: 8 /*ScalarType.BOOL*/ },
+            { no: 3, name: "after_revision", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 4, name: "wait_ms", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 5, name: "limit", kind: "scalar", T: 13 /*ScalarType.UINT32*/ },
+            { no: 6, name: "prev_kv", kind: "scalar", T: 8 /*ScalarType.BOOL*/ }
+        ]);
+    }
+    create(value?: PartialMessage<WatchRequest>): WatchRequest {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.key = "";
+        message.prefix = false;
+        message.afterRevision = "0";
+        message.waitMs = "0";
+        message.limit = 0;
+        message.prevKv = false;
+        if (value !== undefined)
+            reflectionMergePartial<WatchRequest>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: WatchRequest): WatchRequest {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* string key */ 1:
+                    message.key = reader.string();
+                    break;
+                case /* bool prefix */ 2:
+                    message.prefix = reader.bool();
+                    break;
+                case /* uint64 after_revision */ 3:
+                    message.afterRevision = reader.uint64().toString();
+                    break;
+                case /* uint64 wait_ms */ 4:
+                    message.waitMs = reader.uint64().toString();
+                    break;
+                case /* uint32 limit */ 5:
+                    message.limit = reader.uint32();
+                    break;
+                case /* bool prev_kv */ 6:
+                    message.prevKv = reader.bool();
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: WatchRequest, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* string key = 1; */
+        if (message.key !== "")
+            writer.tag(1, WireType.LengthDelimited).string(message.key);
+        /* bool prefix = 2; */
+        if (message.prefix !== false)
+            writer.tag(2, WireType.Varint).bool(message.prefix);
+        /* uint64 after_revision = 3; */
+        if (message.afterRevision !== "0")
+            writer.tag(3, WireType.Varint).uint64(message.afterRevision);
+        /* uint64 wait_ms = 4; */
+        if (message.waitMs !== "0")
+            writer.tag(4, WireType.Varint).uint64(message.waitMs);
+        /* uint32 limit = 5; */
+        if (message.limit !== 0)
+            writer.tag(5, WireType.Varint).uint32(message.limit);
+        /* bool prev_kv = 6; */
+        if (message.prevKv !== false)
+            writer.tag(6, WireType.Varint).bool(message.prevKv);
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.WatchRequest
+ */
+export const WatchRequest = new WatchRequest$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class WatchResponse$Type extends MessageType<WatchResponse> {
+    constructor() {
+        super("kv.v1.WatchResponse", [
+            { no: 1, name: "header", kind: "message", T: () => ResponseHeader },
+            { no: 2, name: "events", kind: "message", repeat: 2 /*RepeatType.UNPACKED*/, T: () => Event },
+            { no: 3, name: "next_after_revision", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 4, name: "compacted", kind: "scalar", T: 8 /*ScalarType.BOOL*/ },
+            { no: 5, name: "compact_revision", kind: "scalar", T: 4 /*ScalarType.UINT64*/ }
+        ]);
+    }
+    create(value?: PartialMessage<WatchResponse>): WatchResponse {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.events = [];
+        message.nextAfterRevision = "0";
+        message.compacted = false;
+        message.compactRevision = "0";
+        if (value !== undefined)
+            reflectionMergePartial<WatchResponse>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: WatchResponse): WatchResponse {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* kv.v1.ResponseHeader header */ 1:
+                    message.header = ResponseHeader.internalBinaryRead(reader, reader.uint32(), options, message.header);
+                    break;
+                case /* repeated kv.v1.Event events */ 2:
+                    message.events.push(Event.internalBinaryRead(reader, reader.uint32(), options));
+                    break;
+                case /* uint64 next_after_revision */ 3:
+                    message.nextAfterRevision = reader.uint64().toString();
+                    break;
+                case /* bool compacted */ 4:
+                    message.compacted = reader.bool();
+                    break;
+                case /* uint64 compact_revision */ 5:
+                    message.compactRevision = reader.uint64().toString();
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: WatchResponse, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* kv.v1.ResponseHeader header = 1; */
+        if (message.header)
+            ResponseHeader.internalBinaryWrite(message.header, writer.tag(1, WireType.LengthDelimited).fork(), options).join();
+        /* repeated kv.v1.Event events = 2; */
+        for (let i = 0; i < message.events.length; i++)
+            Event.internalBinaryWrite(message.events[i], writer.tag(2, WireType.LengthDelimited).fork(), options).join();
+        /* uint64 next_after_revision = 3; */
+        if (message.nextAfterRevision !== "0")
+            writer.tag(3, WireType.Varint).uint64(message.nextAfterRevision);
+        /* bool compacted = 4; */
+        if (message.compacted !== false)
+            writer.tag(4, WireType.Varint).bool(message.compacted);
+        /* uint64 compact_revision = 5; */
+        if (message.compactRevision !== "0")
+            writer.tag(5, WireType.Varint).uint64(message.compactRevision);
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.WatchResponse
+ */
+export const WatchResponse = new WatchResponse$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class LeaseGrantRequest$Type extends MessageType<LeaseGrantRequest> {
+    constructor() {
+        super("kv.v1.LeaseGrantRequest", [
+            { no: 1, name: "ttl_ms", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 2, name: "write", kind: "message", T: () => WriteHeader }
+        ]);
+    }
+    create(value?: PartialMessage<LeaseGrantRequest>): LeaseGrantRequest {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.ttlMs = "0";
+        if (value !== undefined)
+            reflectionMergePartial<LeaseGrantRequest>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: LeaseGrantRequest): LeaseGrantRequest {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* uint64 ttl_ms */ 1:
+                    message.ttlMs = reader.uint64().toString();
+                    break;
+                case /* kv.v1.WriteHeader write */ 2:
+                    message.write = WriteHeader.internalBinaryRead(reader, reader.uint32(), options, message.write);
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: LeaseGrantRequest, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* uint64 ttl_ms = 1; */
+        if (message.ttlMs !== "0")
+            writer.tag(1, WireType.Varint).uint64(message.ttlMs);
+        /* kv.v1.WriteHeader write = 2; */
+        if (message.write)
+            WriteHeader.internalBinaryWrite(message.write, writer.tag(2, WireType.LengthDelimited).fork(), options).join();
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.LeaseGrantRequest
+ */
+export const LeaseGrantRequest = new LeaseGrantRequest$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class LeaseGrantResponse$Type extends MessageType<LeaseGrantResponse> {
+    constructor() {
+        super("kv.v1.LeaseGrantResponse", [
+            { no: 1, name: "header", kind: "message", T: () => ResponseHeader },
+            { no: 2, name: "id", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 3, name: "ttl_ms", kind: "scalar", T: 4 /*ScalarType.UINT64*/ }
+        ]);
+    }
+    create(value?: PartialMessage<LeaseGrantResponse>): LeaseGrantResponse {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.id = "0";
+        message.ttlMs = "0";
+        if (value !== undefined)
+            reflectionMergePartial<LeaseGrantResponse>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: LeaseGrantResponse): LeaseGrantResponse {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* kv.v1.ResponseHeader header */ 1:
+                    message.header = ResponseHeader.internalBinaryRead(reader, reader.uint32(), options, message.header);
+                    break;
+                case /* uint64 id */ 2:
+                    message.id = reader.uint64().toString();
+                    break;
+                case /* uint64 ttl_ms */ 3:
+                    message.ttlMs = reader.uint64().toString();
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: LeaseGrantResponse, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* kv.v1.ResponseHeader header = 1; */
+        if (message.header)
+            ResponseHeader.internalBinaryWrite(message.header, writer.tag(1, WireType.LengthDelimited).fork(), options).join();
+        /* uint64 id = 2; */
+        if (message.id !== "0")
+            writer.tag(2, WireType.Varint).uint64(message.id);
+        /* uint64 ttl_ms = 3; */
+        if (message.ttlMs !== "0")
+            writer.tag(3, WireType.Varint).uint64(message.ttlMs);
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.LeaseGrantResponse
+ */
+export const LeaseGrantResponse = new LeaseGrantResponse$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class LeaseKeepAliveRequest$Type extends MessageType<LeaseKeepAliveRequest> {
+    constructor() {
+        super("kv.v1.LeaseKeepAliveRequest", [
+            { no: 1, name: "id", kind: "scalar", T: 4 /*ScalarType.UINT64*/ }
+        ]);
+    }
+    create(value?: PartialMessage<LeaseKeepAliveRequest>): LeaseKeepAliveRequest {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.id = "0";
+        if (value !== undefined)
+            reflectionMergePartial<LeaseKeepAliveRequest>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: LeaseKeepAliveRequest): LeaseKeepAliveRequest {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* uint64 id */ 1:
+                    message.id = reader.uint64().toString();
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: LeaseKeepAliveRequest, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* uint64 id = 1; */
+        if (message.id !== "0")
+            writer.tag(1, WireType.Varint).uint64(message.id);
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.LeaseKeepAliveRequest
+ */
+export const LeaseKeepAliveRequest = new LeaseKeepAliveRequest$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class LeaseKeepAliveResponse$Type extends MessageType<LeaseKeepAliveResponse> {
+    constructor() {
+        super("kv.v1.LeaseKeepAliveResponse", [
+            { no: 1, name: "header", kind: "message", T: () => ResponseHeader },
+            { no: 2, name: "id", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 3, name: "ttl_ms", kind: "scalar", T: 4 /*ScalarType.UINT64*/ }
+        ]);
+    }
+    create(value?: PartialMessage<LeaseKeepAliveResponse>): LeaseKeepAliveResponse {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.id = "0";
+        message.ttlMs = "0";
+        if (value !== undefined)
+            reflectionMergePartial<LeaseKeepAliveResponse>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: LeaseKeepAliveResponse): LeaseKeepAliveResponse {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* kv.v1.ResponseHeader header */ 1:
+                    message.header = ResponseHeader.internalBinaryRead(reader, reader.uint32(), options, message.header);
+                    break;
+                case /* uint64 id */ 2:
+                    message.id = reader.uint64().toString();
+                    break;
+                case /* uint64 ttl_ms */ 3:
+                    message.ttlMs = reader.uint64().toString();
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: LeaseKeepAliveResponse, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* kv.v1.ResponseHeader header = 1; */
+        if (message.header)
+            ResponseHeader.internalBinaryWrite(message.header, writer.tag(1, WireType.LengthDelimited).fork(), options).join();
+        /* uint64 id = 2; */
+        if (message.id !== "0")
+            writer.tag(2, WireType.Varint).uint64(message.id);
+        /* uint64 ttl_ms = 3; */
+        if (message.ttlMs !== "0")
+            writer.tag(3, WireType.Varint).uint64(message.ttlMs);
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.LeaseKeepAliveResponse
+ */
+export const LeaseKeepAliveResponse = new LeaseKeepAliveResponse$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class LeaseRevokeRequest$Type extends MessageType<LeaseRevokeRequest> {
+    constructor() {
+        super("kv.v1.LeaseRevokeRequest", [
+            { no: 1, name: "id", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 2, name: "write", kind: "message", T: () => WriteHeader }
+        ]);
+    }
+    create(value?: PartialMessage<LeaseRevokeRequest>): LeaseRevokeRequest {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.id = "0";
+        if (value !== undefined)
+            reflectionMergePartial<LeaseRevokeRequest>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: LeaseRevokeRequest): LeaseRevokeRequest {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* uint64 id */ 1:
+                    message.id = reader.uint64().toString();
+                    break;
+                case /* kv.v1.WriteHeader write */ 2:
+                    message.write = WriteHeader.internalBinaryRead(reader, reader.uint32(), options, message.write);
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: LeaseRevokeRequest, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* uint64 id = 1; */
+        if (message.id !== "0")
+            writer.tag(1, WireType.Varint).uint64(message.id);
+        /* kv.v1.WriteHeader write = 2; */
+        if (message.write)
+            WriteHeader.internalBinaryWrite(message.write, writer.tag(2, WireType.LengthDelimited).fork(), options).join();
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.LeaseRevokeRequest
+ */
+export const LeaseRevokeRequest = new LeaseRevokeRequest$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class LeaseRevokeResponse$Type extends MessageType<LeaseRevokeResponse> {
+    constructor() {
+        super("kv.v1.LeaseRevokeResponse", [
+            { no: 1, name: "header", kind: "message", T: () => ResponseHeader },
+            { no: 2, name: "existed", kind: "scalar", T: 8 /*ScalarType.BOOL*/ }
+        ]);
+    }
+    create(value?: PartialMessage<LeaseRevokeResponse>): LeaseRevokeResponse {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.existed = false;
+        if (value !== undefined)
+            reflectionMergePartial<LeaseRevokeResponse>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: LeaseRevokeResponse): LeaseRevokeResponse {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* kv.v1.ResponseHeader header */ 1:
+                    message.header = ResponseHeader.internalBinaryRead(reader, reader.uint32(), options, message.header);
+                    break;
+                case /* bool existed */ 2:
+                    message.existed = reader.bool();
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: LeaseRevokeResponse, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* kv.v1.ResponseHeader header = 1; */
+        if (message.header)
+            ResponseHeader.internalBinaryWrite(message.header, writer.tag(1, WireType.LengthDelimited).fork(), options).join();
+        /* bool existed = 2; */
+        if (message.existed !== false)
+            writer.tag(2, WireType.Varint).bool(message.existed);
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.LeaseRevokeResponse
+ */
+export const LeaseRevokeResponse = new LeaseRevokeResponse$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class LeaseTimeToLiveRequest$Type extends MessageType<LeaseTimeToLiveRequest> {
+    constructor() {
+        super("kv.v1.LeaseTimeToLiveRequest", [
+            { no: 1, name: "id", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 2, name: "keys", kind: "scalar", T: 8 /*ScalarType.BOOL*/ }
+        ]);
+    }
+    create(value?: PartialMessage<LeaseTimeToLiveRequest>): LeaseTimeToLiveRequest {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.id = "0";
+        message.keys = false;
+        if (value !== undefined)
+            reflectionMergePartial<LeaseTimeToLiveRequest>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: LeaseTimeToLiveRequest): LeaseTimeToLiveRequest {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* uint64 id */ 1:
+                    message.id = reader.uint64().toString();
+                    break;
+                case /* bool keys */ 2:
+                    message.keys = reader.bool();
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: LeaseTimeToLiveRequest, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* uint64 id = 1; */
+        if (message.id !== "0")
+            writer.tag(1, WireType.Varint).uint64(message.id);
+        /* bool keys = 2; */
+        if (message.keys !== false)
+            writer.tag(2, WireType.Varint).bool(message.keys);
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.LeaseTimeToLiveRequest
+ */
+export const LeaseTimeToLiveRequest = new LeaseTimeToLiveRequest$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class LeaseTimeToLiveResponse$Type extends MessageType<LeaseTimeToLiveResponse> {
+    constructor() {
+        super("kv.v1.LeaseTimeToLiveResponse", [
+            { no: 1, name: "header", kind: "message", T: () => ResponseHeader },
+            { no: 2, name: "id", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 3, name: "ttl_ms", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 4, name: "remaining_ms", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 5, name: "keys", kind: "scalar", repeat: 2 /*RepeatType.UNPACKED*/, T: 9 /*ScalarType.STRING*/ }
+        ]);
+    }
+    create(value?: PartialMessage<LeaseTimeToLiveResponse>): LeaseTimeToLiveResponse {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.id = "0";
+        message.ttlMs = "0";
+        message.remainingMs = "0";
+        message.keys = [];
+        if (value !== undefined)
+            reflectionMergePartial<LeaseTimeToLiveResponse>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: LeaseTimeToLiveResponse): LeaseTimeToLiveResponse {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* kv.v1.ResponseHeader header */ 1:
+                    message.header = ResponseHeader.internalBinaryRead(reader, reader.uint32(), options, message.header);
+                    break;
+                case /* uint64 id */ 2:
+                    message.id = reader.uint64().toString();
+                    break;
+                case /* uint64 ttl_ms */ 3:
+                    message.ttlMs = reader.uint64().toString();
+                    break;
+                case /* uint64 remaining_ms */ 4:
+                    message.remainingMs = reader.uint64().toString();
+                    break;
+                case /* repeated string keys */ 5:
+                    message.keys.push(reader.string());
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: LeaseTimeToLiveResponse, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* kv.v1.ResponseHeader header = 1; */
+        if (message.header)
+            ResponseHeader.internalBinaryWrite(message.header, writer.tag(1, WireType.LengthDelimited).fork(), options).join();
+        /* uint64 id = 2; */
+        if (message.id !== "0")
+            writer.tag(2, WireType.Varint).uint64(message.id);
+        /* uint64 ttl_ms = 3; */
+        if (message.ttlMs !== "0")
+            writer.tag(3, WireType.Varint).uint64(message.ttlMs);
+        /* uint64 remaining_ms = 4; */
+        if (message.remainingMs !== "0")
+            writer.tag(4, WireType.Varint).uint64(message.remainingMs);
+        /* repeated string keys = 5; */
+        for (let i = 0; i < message.keys.length; i++)
+            writer.tag(5, WireType.LengthDelimited).string(message.keys[i]);
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.LeaseTimeToLiveResponse
+ */
+export const LeaseTimeToLiveResponse = new LeaseTimeToLiveResponse$Type();
 /**
  * @generated ServiceType for protobuf service kv.v1.KVService
  */
@@ -1727,7 +3472,13 @@ export const KVService = new ServiceType("kv.v1.KVService", [
     { name: "Append", options: {}, I: AppendRequest, O: AppendResponse },
     { name: "Delete", options: {}, I: DeleteRequest, O: DeleteResponse },
     { name: "Status", options: {}, I: StatusRequest, O: StatusResponse },
-    { name: "OpenSession", options: {}, I: OpenSessionRequest, O: OpenSessionResponse }
+    { name: "OpenSession", options: {}, I: OpenSessionRequest, O: OpenSessionResponse },
+    { name: "List", options: {}, I: ListRequest, O: ListResponse },
+    { name: "Watch", options: {}, I: WatchRequest, O: WatchResponse },
+    { name: "LeaseGrant", options: {}, I: LeaseGrantRequest, O: LeaseGrantResponse },
+    { name: "LeaseKeepAlive", options: {}, I: LeaseKeepAliveRequest, O: LeaseKeepAliveResponse },
+    { name: "LeaseRevoke", options: {}, I: LeaseRevokeRequest, O: LeaseRevokeResponse },
+    { name: "LeaseTimeToLive", options: {}, I: LeaseTimeToLiveRequest, O: LeaseTimeToLiveResponse }
 ]);
 /**
  * @generated ServiceType for protobuf service kv.v1.ForwardService

@@ -1,0 +1,174 @@
+package raft
+
+// The core's elections: role changes, pre-vote and vote requests, and their answers.
+
+import (
+	"github.com/ruaft/ruaft/persist"
+)
+
+func (c *core) becomeFollower(term uint64, lead int) {
+	if term > c.term {
+		c.term = term
+		c.vote = persist.NoVote
+		c.recv = nil // sent in an older term: never continued
+	}
+	if c.role == Leader {
+		c.failReads(ErrNotLeader)
+	}
+	c.role = Follower
+	c.lead = lead
+	c.votes = nil
+	c.transferee = NoLeader
+	c.electionElapsed = 0
+	c.resetTimeout()
+}
+
+func (c *core) campaign() {
+	if c.term >= MaxTerm {
+		c.note("term %d is MaxTerm: not campaigning", c.term)
+		c.electionElapsed = 0
+		return
+	}
+	if c.cfg.preVote {
+		c.becomePreCandidate()
+	} else {
+		c.becomeCandidate(false)
+	}
+}
+
+func (c *core) becomePreCandidate() {
+	c.role = PreCandidate
+	c.lead = NoLeader
+	c.startVotes()
+	c.electionElapsed = 0
+	c.resetTimeout()
+	if tally(c.votes) == voteWon {
+		c.becomeCandidate(false)
+		return
+	}
+	c.requestVotes(c.term+1, true, false)
+}
+
+func (c *core) becomeCandidate(transfer bool) {
+	if c.term >= MaxTerm {
+		c.note("term %d is MaxTerm: not campaigning", c.term)
+		c.becomeFollower(c.term, NoLeader)
+		return
+	}
+	c.role = Candidate
+	c.term++
+	c.recv = nil
+	c.vote = c.id
+	c.lead = NoLeader
+	c.startVotes()
+	c.electionElapsed = 0
+	c.resetTimeout()
+	if tally(c.votes) == voteWon {
+		c.becomeLeader()
+		return
+	}
+	c.requestVotes(c.term, false, transfer)
+}
+
+func (c *core) startVotes() {
+	c.votes = make([]int8, c.cfg.peers)
+	c.votes[c.id] = 1
+}
+
+func (c *core) requestVotes(term uint64, pre, transfer bool) {
+	for p := range c.cfg.peers {
+		if p == c.id {
+			continue
+		}
+		c.send(message{to: p, rv: &RequestVoteRequest{
+			Term:               term,
+			CandidateID:        c.id,
+			LastLogIndex:       c.log.lastIndex(),
+			LastLogTerm:        c.log.lastTerm(),
+			PreVote:            pre,
+			LeadershipTransfer: transfer,
+		}})
+	}
+}
+
+func (c *core) becomeLeader() {
+	c.role = Leader
+	c.lead = c.id
+	c.votes = nil
+	c.transferee = NoLeader
+	c.electionElapsed = 0
+	last := c.log.lastIndex()
+	for p := range c.prs {
+		c.prs[p] = progress{match: 0, next: last + 1, state: stateProbe}
+	}
+	c.confirmed, c.roundElapsed = c.round, 0
+	c.noopIndex = last + 1
+	c.log.append(Entry{Index: last + 1, Term: c.term, Type: persist.EntryNoop})
+	c.maybeCommit()
+}
+
+// inLease reports whether c heard from a leader within the minimum election
+// timeout, in which case it refuses to help depose it.
+func (c *core) inLease() bool {
+	return c.cfg.checkQuorum && c.lead != NoLeader && c.electionElapsed < c.cfg.electionTicks
+}
+
+func (c *core) handleRequestVote(req *RequestVoteRequest) *RequestVoteResponse {
+	if !c.plausibleTerm(req.Term) {
+		c.note("refused a vote request from %d with implausible term %d (ours %d)", req.CandidateID, req.Term, c.term)
+		return &RequestVoteResponse{Term: c.term}
+	}
+	if req.Term > c.term && c.inLease() && !req.LeadershipTransfer {
+		return &RequestVoteResponse{Term: c.term}
+	}
+	if req.Term < c.term {
+		return &RequestVoteResponse{Term: c.term}
+	}
+	upToDate := c.log.isUpToDate(req.LastLogIndex, req.LastLogTerm)
+	if req.PreVote {
+		canVote := req.Term > c.term || c.vote == req.CandidateID || (c.vote == persist.NoVote && c.lead == NoLeader)
+		if canVote && upToDate {
+			return &RequestVoteResponse{Term: req.Term, VoteGranted: true}
+		}
+		return &RequestVoteResponse{Term: c.term}
+	}
+	if req.Term > c.term {
+		c.note("vote request from %d has term %d > %d", req.CandidateID, req.Term, c.term)
+		c.becomeFollower(req.Term, NoLeader)
+	}
+	canVote := c.vote == req.CandidateID || (c.vote == persist.NoVote && c.lead == NoLeader)
+	if canVote && upToDate {
+		c.vote = req.CandidateID
+		c.electionElapsed = 0
+		return &RequestVoteResponse{Term: c.term, VoteGranted: true}
+	}
+	return &RequestVoteResponse{Term: c.term}
+}
+
+func (c *core) handleVoteResponse(m message, resp *RequestVoteResponse) {
+	if !(m.rv.PreVote && resp.VoteGranted) && c.stepDownIfNewer(resp.Term) {
+		return
+	}
+	switch {
+	case c.role == PreCandidate && m.rv.PreVote && m.rv.Term == c.term+1:
+	case c.role == Candidate && !m.rv.PreVote && m.rv.Term == c.term && resp.Term == c.term:
+	default:
+		return // stale
+	}
+	if resp.VoteGranted {
+		c.votes[m.to] = 1
+	} else {
+		c.votes[m.to] = -1
+	}
+	switch tally(c.votes) {
+	case voteWon:
+		if c.role == PreCandidate {
+			c.becomeCandidate(false)
+		} else {
+			c.becomeLeader()
+		}
+	case voteLost:
+		c.note("lost the %v election for term %d", c.role, m.rv.Term)
+		c.becomeFollower(c.term, NoLeader)
+	}
+}

@@ -1,0 +1,317 @@
+package raft
+
+// The node's loop: the ticker, the ready loop that stores, sends and publishes, and the RPC senders.
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/ruaft/ruaft/persist"
+)
+
+func (n *Node) ticker() {
+	t := time.NewTicker(n.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		n.locked(func() {
+			if n.err == nil {
+				n.core.tick()
+			}
+		})
+		n.kick()
+	}
+}
+
+// loop is the replication loop: it takes each batch from the core, stores it
+// with one Append, sends its messages and hands committed entries to the
+// applier.
+func (n *Node) loop() {
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.kickCh:
+		}
+		// Let the goroutines that are ready to run (proposers woken by the
+		// applier, senders with answers, handlers) step into the core
+		// before its state is taken, so one wake-up carries one batch of
+		// all of them: the kick that woke the loop hands it the processor
+		// at once, which would otherwise send each proposal on its own and
+		// keep the others queued behind a chain of such hand-offs.
+		runtime.Gosched()
+		for n.processReady() {
+		}
+	}
+}
+
+func (n *Node) processReady() bool {
+	var (
+		rd   ready
+		comp *persist.Snapshot
+		seq  uint64
+		ok   bool
+	)
+	n.locked(func() {
+		if n.killed || n.err != nil {
+			return
+		}
+		comp = n.compaction
+		n.compaction = nil
+		if comp != nil {
+			t, have := n.core.log.term(comp.Index)
+			if !have || comp.Index <= n.core.log.snap.Index {
+				comp = nil // a snapshot from the leader covered it meanwhile
+			} else {
+				comp.Term = t
+			}
+		}
+		rd = n.core.ready()
+		if rd.empty() && comp == nil {
+			n.core.recycleMessages(rd.messages)
+			return
+		}
+		n.readySeq++
+		seq = n.readySeq
+		n.logStateLocked()
+		ok = true
+	})
+	if !ok {
+		return false
+	}
+
+	if comp != nil {
+		if err := n.store.SaveSnapshot(n.ctx, *comp); err != nil {
+			n.storeFailed(err)
+			return false
+		}
+		n.locked(func() {
+			if err := n.core.compact(*comp); err != nil {
+				n.problems = append(n.problems, fmt.Errorf("%w: %w", ErrInvariant, err))
+			}
+			n.snapshotIndex = max(n.snapshotIndex, comp.Index)
+		})
+		// Ask again only once this compaction shows in the store's size.
+		n.snapshotAsked.Store(false)
+	}
+	// A leader's appends go out before its own write (thesis 10.2.1); it
+	// counts itself only once advance reports the write durable.
+	var late []message
+	for _, m := range rd.messages {
+		if m.rv != nil {
+			late = append(late, m)
+		} else {
+			n.dispatch(m)
+		}
+	}
+	if rd.snapshot != nil {
+		if err := n.store.SaveSnapshot(n.ctx, *rd.snapshot); err != nil {
+			n.storeFailed(err)
+			return false
+		}
+		n.logger.Info("raft: stored a snapshot received from the leader", "index", rd.snapshot.Index,
+			"term", rd.snapshot.Term, "bytes", len(rd.snapshot.Data))
+	}
+	if rd.save {
+		if err := n.store.Append(n.ctx, rd.hardState, rd.entries); err != nil {
+			n.storeFailed(err)
+			return false
+		}
+	}
+	for _, m := range late {
+		n.dispatch(m)
+	}
+	if rd.snapshot != nil || len(rd.committed) > 0 {
+		n.applyMu.Lock()
+		if rd.snapshot != nil {
+			n.applyQ = append(n.applyQ, applyItem{snap: rd.snapshot})
+		}
+		if len(rd.committed) > 0 {
+			n.applyQ = append(n.applyQ, applyItem{entries: rd.committed})
+		}
+		n.applyMu.Unlock()
+		select {
+		case n.applyKick <- struct{}{}:
+		default:
+		}
+	}
+
+	n.locked(func() {
+		n.core.advance(rd)
+		if rd.snapshot != nil {
+			n.snapshotIndex = max(n.snapshotIndex, rd.snapshot.Index)
+		}
+		n.persistedSeq = seq
+		if n.persistWaiting {
+			n.persistWaiting = false
+			close(n.persistCh)
+			n.persistCh = make(chan struct{})
+		}
+		// The messages were copied out (dispatch and late).
+		n.core.recycleMessages(rd.messages)
+		for _, rs := range rd.reads {
+			if ch, ok := n.readWaiters[rs.id]; ok {
+				ch <- rs
+				delete(n.readWaiters, rs.id)
+			}
+		}
+	})
+	return true
+}
+
+// locked runs f with n.mu held, releasing it even if f panics, and then
+// publishes the role, term and leader if f changed them. Every path that
+// steps the core goes through here (or through fail), so subscribers learn
+// of a change before n.mu is released.
+func (n *Node) locked(f func()) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	f()
+	n.publishLocked()
+}
+
+// publishLocked publishes the core's role, term and leader to subscribers if
+// they changed. n.mu must be held.
+func (n *Node) publishLocked() {
+	c := n.core
+	seq := n.feed.last.Seq
+	n.feed.observe(c.term, c.role, c.lead)
+	if n.feed.last.Seq != seq || c.transferee != n.transferee {
+		n.transferee = c.transferee
+		close(n.changedCh)
+		n.changedCh = make(chan struct{})
+	}
+	// After the event: subscribers hear of a change before State shows it.
+	st := c.term << 1
+	if c.role == Leader && n.usable() == nil {
+		st |= 1
+	}
+	n.state.Store(st)
+}
+
+func (n *Node) storeFailed(err error) {
+	n.fail(err)
+	if cerr := n.store.Close(); cerr != nil {
+		n.logger.Warn("raft: closing failed store", "err", cerr)
+	}
+}
+
+func (n *Node) logStateLocked() {
+	c := n.core
+	for _, e := range c.events {
+		n.logger.Info("raft: " + e)
+	}
+	c.events = c.events[:0]
+	if c.role != n.lastRole || c.term != n.lastTerm {
+		n.logger.Info("raft: state change", "role", c.role, "term", c.term, "leader", c.lead,
+			"last", c.log.lastIndex(), "commit", c.log.commit)
+		n.lastRole, n.lastTerm = c.role, c.term
+	}
+}
+
+// dispatch queues m for its peer's senders; a full queue counts as a failed
+// RPC.
+func (n *Node) dispatch(m message) {
+	select {
+	case n.peers[m.to] <- m:
+	default:
+		n.logger.Debug("raft: send queue full", "to", m.to, "rpc", rpcName(m))
+		n.locked(func() { n.core.handleFailure(m) })
+	}
+}
+
+func (n *Node) sender(ch chan message) {
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case m := <-ch:
+			n.call(m)
+		}
+	}
+}
+
+// call sends one RPC and steps its answer (or its failure) into the core.
+func (n *Node) call(m message) {
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RPCTimeout)
+	defer cancel()
+	var (
+		r   answer
+		err error
+	)
+	switch {
+	case m.ae != nil:
+		r.ae, err = n.tr.AppendEntries(ctx, m.to, m.ae)
+	case m.rv != nil:
+		r.rv, err = n.tr.RequestVote(ctx, m.to, m.rv)
+	case m.is != nil:
+		r.is, err = n.tr.InstallSnapshot(ctx, m.to, m.is)
+	case m.tn != nil:
+		r.tn, err = n.tr.TimeoutNow(ctx, m.to, m.tn)
+	case m.ri != nil:
+		r.ri, err = n.tr.ReadIndex(ctx, m.to, m.ri)
+	}
+	if err != nil || !r.valid(m) {
+		n.logger.Debug("raft: rpc failed", "to", m.to, "rpc", rpcName(m), "err", err)
+		r = answer{}
+	}
+	n.stepAnswer(m, r)
+	n.kick()
+}
+
+// answer is the response to a message: the field matching its request, or
+// nothing if the RPC failed.
+type answer struct {
+	ae *AppendEntriesResponse
+	rv *RequestVoteResponse
+	is *InstallSnapshotResponse
+	tn *TimeoutNowResponse
+	ri *ReadIndexResponse
+}
+
+func (r answer) valid(m message) bool {
+	return (m.ae != nil && r.ae != nil) || (m.rv != nil && r.rv != nil) ||
+		(m.is != nil && r.is != nil) || (m.tn != nil && r.tn != nil) || (m.ri != nil && r.ri != nil)
+}
+
+// stepAnswer steps m's answer, or its failure, into the core.
+func (n *Node) stepAnswer(m message, r answer) {
+	n.locked(func() {
+		switch {
+		case n.killed || n.err != nil:
+		case !r.valid(m):
+			n.core.handleFailure(m)
+		case m.ae != nil:
+			n.core.handleAppendResponse(m, r.ae)
+		case m.rv != nil:
+			n.core.handleVoteResponse(m, r.rv)
+		case m.is != nil:
+			n.core.handleSnapshotResponse(m, r.is)
+		case m.tn != nil:
+			n.core.handleTimeoutNowResponse(m, r.tn)
+		case m.ri != nil:
+			n.core.handleReadIndexResponse(m, r.ri)
+		}
+	})
+}
+
+func rpcName(m message) string {
+	switch {
+	case m.ae != nil:
+		return "AppendEntries"
+	case m.rv != nil:
+		return "RequestVote"
+	case m.is != nil:
+		return "InstallSnapshot"
+	case m.ri != nil:
+		return "ReadIndex"
+	default:
+		return "TimeoutNow"
+	}
+}
