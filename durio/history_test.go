@@ -557,3 +557,27 @@ func TestStoreFailureOnTimelineAcrossRestart(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkInstrumentMux is the request path's metrics cost with and
+// without the history, side by side (go test -bench InstrumentMux ./durio).
+func BenchmarkInstrumentMux(b *testing.B) {
+	for _, withHistory := range []bool{false, true} {
+		b.Run(fmt.Sprintf("history=%v", withHistory), func(b *testing.B) {
+			m := newMetrics(func() raft.Status { return raft.Status{} })
+			if withHistory {
+				m.hist = newHistory(0, t0)
+			}
+			mux := http.NewServeMux()
+			mux.HandleFunc("POST /kvstore/put", func(w http.ResponseWriter, r *http.Request) {})
+			h := m.instrumentMux(mux)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				req := httptest.NewRequest("POST", "/kvstore/put", nil)
+				w := httptest.NewRecorder()
+				for pb.Next() {
+					h.ServeHTTP(w, req)
+				}
+			})
+		})
+	}
+}
