@@ -234,7 +234,7 @@ func encodeHardState(hs persist.HardState) []byte {
 // (closed and failed states, the contract's checks, the Size figure) come
 // from persist.Base; the database is written by the Backend below.
 type Store struct {
-	persist.Base // Load, Append, SaveSnapshot, Size, Close; calls backend
+	*persist.Base // Load, Append, SaveSnapshot, Size, Close; calls backend
 }
 
 var _ persist.Store = (*Store)(nil)
@@ -312,10 +312,7 @@ func open(dir string, o Options) (*Store, *backend, error) {
 		_ = s.Release()
 		return nil, nil, err
 	}
-	store := &Store{}
-	store.Init(s)
-	store.Recovered(st)
-	return store, s, nil
+	return &Store{Base: persist.NewBase(s, &st)}, s, nil
 }
 
 // read reads the whole state and sets s.snap; with cleanup it also deletes
