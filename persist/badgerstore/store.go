@@ -14,6 +14,12 @@
 // value threshold, so they live in the LSM tree and a replaced snapshot's
 // space comes back by compaction. Every transaction is synced before the
 // next one starts.
+//
+// Where things live: store.go (Options, Open, the persist.Backend that
+// reads and writes the keys; the Store methods and the bookkeeping every
+// store shares come from persist.Base), sync.go (one sync per commit, and
+// value-log GC at open), verify.go (checking badger's files before it opens
+// them), register.go (the store's registration as "badger").
 package badgerstore
 
 import (
