@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/twitchtv/twirp"
@@ -28,11 +29,20 @@ type Limits struct {
 	// ClientURLs are the replicas' client URLs: their host names are
 	// accepted for same-origin browser requests (see browserPolicy).
 	ClientURLs []string
+	// MaxWatchWait caps the wait of a watch or blocking query.
+	MaxWatchWait time.Duration
+	// RequestTimeout is how long a request may wait for the cluster; a long
+	// poll's write deadline is its wait plus this.
+	RequestTimeout time.Duration
+	// stop ends when the replica starts shutting down, ending long polls;
+	// nil never ends.
+	stop context.Context
 }
 
 // DefaultLimits are the limits durio serves with unless configured.
 func DefaultLimits() Limits {
-	return Limits{MaxBodyBytes: 1 << 20, MaxKeyBytes: 4 << 10, MaxValueBytes: 1<<20 - 8<<10}
+	return Limits{MaxBodyBytes: 1 << 20, MaxKeyBytes: 4 << 10, MaxValueBytes: 1<<20 - 8<<10,
+		MaxWatchWait: DefaultMaxWatchWait, RequestTimeout: DefaultRequestTimeout}
 }
 
 // clientHandler is everything the client listener serves: the Twirp
@@ -42,8 +52,10 @@ func clientHandler(svc kvv1.KVService, limits Limits, extra func(mux *http.Serve
 	svc = validated{next: svc, limits: limits}
 	mux := http.NewServeMux()
 	twirpServer := kvv1.NewKVServiceServer(svc)
+	polls := &longPolls{maxWait: limits.MaxWatchWait, slack: limits.RequestTimeout + time.Second, stop: limits.stop}
 	mux.Handle("POST "+twirpServer.PathPrefix(), twirpServer)
-	restHandler{svc: svc}.register(mux)
+	mux.Handle("POST "+twirpWatchPath, polls.wrapTwirpWatch(twirpServer))
+	restHandler{svc: svc, polls: polls}.register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -99,15 +111,15 @@ func (v validated) Get(ctx context.Context, req *kvv1.GetRequest) (*kvv1.GetResp
 	if err := v.key(req.GetKey()); err != nil {
 		return nil, err
 	}
-	if _, ok := kvv1.ReadConsistency_name[int32(req.GetConsistency())]; !ok {
-		return nil, twirp.InvalidArgumentError("consistency", "is not a known ReadConsistency")
+	if err := v.consistency(req.GetConsistency()); err != nil {
+		return nil, err
 	}
 	resp, err := v.next.Get(ctx, req)
 	return resp, public(ctx, err)
 }
 
 func (v validated) Put(ctx context.Context, req *kvv1.PutRequest) (*kvv1.PutResponse, error) {
-	if err := firstErr(v.key(req.GetKey()), v.value(req.GetValue()), v.write(req.GetWrite())); err != nil {
+	if err := firstErr(v.key(req.GetKey()), v.value(req.GetValue()), v.write(req.GetWrite()), v.condition(req.GetCondition())); err != nil {
 		return nil, err
 	}
 	resp, err := v.next.Put(ctx, req)
@@ -123,7 +135,7 @@ func (v validated) Append(ctx context.Context, req *kvv1.AppendRequest) (*kvv1.A
 }
 
 func (v validated) Delete(ctx context.Context, req *kvv1.DeleteRequest) (*kvv1.DeleteResponse, error) {
-	if err := firstErr(v.key(req.GetKey()), v.write(req.GetWrite())); err != nil {
+	if err := firstErr(v.key(req.GetKey()), v.write(req.GetWrite()), v.condition(req.GetCondition())); err != nil {
 		return nil, err
 	}
 	resp, err := v.next.Delete(ctx, req)
@@ -148,35 +160,98 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
-// The methods of issue 16 pass through unchecked here for now; kvedge adds
-// their limits.
+// optionalKey checks a prefix or continuation key: like key, but may be
+// empty.
+func (v validated) optionalKey(name, key string) error {
+	switch {
+	case len(key) > v.limits.MaxKeyBytes:
+		return twirp.InvalidArgumentError(name, "is longer than "+strconv.Itoa(v.limits.MaxKeyBytes)+" bytes")
+	case !utf8.ValidString(key):
+		return twirp.InvalidArgumentError(name, "is not valid UTF-8")
+	}
+	return nil
+}
+
+func (v validated) condition(c *kvv1.Condition) error {
+	if c == nil {
+		return nil
+	}
+	if _, ok := kvv1.ConditionKind_name[int32(c.GetKind())]; !ok {
+		return twirp.InvalidArgumentError("condition.kind", "is not a known ConditionKind")
+	}
+	if len(c.GetValue()) > v.limits.MaxValueBytes {
+		return twirp.InvalidArgumentError("condition.value", "is longer than "+strconv.Itoa(v.limits.MaxValueBytes)+" bytes")
+	}
+	return nil
+}
+
+func (v validated) consistency(c kvv1.ReadConsistency) error {
+	if _, ok := kvv1.ReadConsistency_name[int32(c)]; !ok {
+		return twirp.InvalidArgumentError("consistency", "is not a known ReadConsistency")
+	}
+	return nil
+}
 
 func (v validated) List(ctx context.Context, req *kvv1.ListRequest) (*kvv1.ListResponse, error) {
+	if err := firstErr(v.optionalKey("prefix", req.GetPrefix()), v.optionalKey("after", req.GetAfter()),
+		v.consistency(req.GetConsistency())); err != nil {
+		return nil, err
+	}
 	resp, err := v.next.List(ctx, req)
 	return resp, public(ctx, err)
 }
 
+// Watch lowers a wait above --max-watch-wait to it.
 func (v validated) Watch(ctx context.Context, req *kvv1.WatchRequest) (*kvv1.WatchResponse, error) {
+	check := v.optionalKey("key", req.GetKey())
+	if req.GetKey() == "" && !req.GetPrefix() {
+		check = twirp.InvalidArgumentError("key", "is required unless prefix is set (an empty prefix watches every key)")
+	}
+	if check != nil {
+		return nil, check
+	}
+	if maxMs := uint64(v.limits.MaxWatchWait / time.Millisecond); req.GetWaitMs() > maxMs {
+		req.WaitMs = maxMs
+	}
 	resp, err := v.next.Watch(ctx, req)
 	return resp, public(ctx, err)
 }
 
 func (v validated) LeaseGrant(ctx context.Context, req *kvv1.LeaseGrantRequest) (*kvv1.LeaseGrantResponse, error) {
+	if err := v.write(req.GetWrite()); err != nil {
+		return nil, err
+	}
 	resp, err := v.next.LeaseGrant(ctx, req)
 	return resp, public(ctx, err)
 }
 
+func (v validated) leaseID(id uint64) error {
+	if id == 0 {
+		return twirp.RequiredArgumentError("id")
+	}
+	return nil
+}
+
 func (v validated) LeaseKeepAlive(ctx context.Context, req *kvv1.LeaseKeepAliveRequest) (*kvv1.LeaseKeepAliveResponse, error) {
+	if err := v.leaseID(req.GetId()); err != nil {
+		return nil, err
+	}
 	resp, err := v.next.LeaseKeepAlive(ctx, req)
 	return resp, public(ctx, err)
 }
 
 func (v validated) LeaseRevoke(ctx context.Context, req *kvv1.LeaseRevokeRequest) (*kvv1.LeaseRevokeResponse, error) {
+	if err := firstErr(v.leaseID(req.GetId()), v.write(req.GetWrite())); err != nil {
+		return nil, err
+	}
 	resp, err := v.next.LeaseRevoke(ctx, req)
 	return resp, public(ctx, err)
 }
 
 func (v validated) LeaseTimeToLive(ctx context.Context, req *kvv1.LeaseTimeToLiveRequest) (*kvv1.LeaseTimeToLiveResponse, error) {
+	if err := v.leaseID(req.GetId()); err != nil {
+		return nil, err
+	}
 	resp, err := v.next.LeaseTimeToLive(ctx, req)
 	return resp, public(ctx, err)
 }

@@ -108,6 +108,13 @@ type Config struct {
 	// MaxInflight caps the client requests being served at once; more get
 	// 503 with Retry-After.
 	MaxInflight int `yaml:"max-inflight"`
+	// MaxWatchers caps the long polls (watches and blocking queries) waiting
+	// at once on this replica; more get 429 with Retry-After. They do not
+	// count against MaxInflight.
+	MaxWatchers int `yaml:"max-watchers"`
+	// MaxWatchWait caps how long one watch or blocking query waits; a
+	// longer wait is lowered to it.
+	MaxWatchWait time.Duration `yaml:"max-watch-wait"`
 	// CORSOrigins are the web origins (scheme://host[:port]) allowed to call
 	// the client API from a browser; other cross-origin requests are
 	// refused. "*" allows every origin (not recommended).
@@ -125,7 +132,7 @@ func DefaultConfig() Config {
 		DataDir:            "durio-data",
 		MaxBodyBytes:       1 << 20,
 		SnapshotBytes:      DefaultSnapshotBytes,
-		RequestTimeout:     5 * time.Second,
+		RequestTimeout:     DefaultRequestTimeout,
 		MaxValueBytes:      DefaultLimits().MaxValueBytes,
 		SessionIdleTimeout: kvraft.DefaultSessionIdleTimeout,
 		MaxSessions:        kvraft.DefaultMaxSessions,
@@ -140,8 +147,19 @@ func DefaultConfig() Config {
 		MaxClientConns:   1024,
 		MaxPeerConns:     256,
 		MaxInflight:      512,
+		MaxWatchers:      DefaultMaxWatchers,
+		MaxWatchWait:     DefaultMaxWatchWait,
 	}
 }
+
+// DefaultMaxWatchers and DefaultMaxWatchWait are Config.MaxWatchers' and
+// Config.MaxWatchWait's defaults.
+const (
+	DefaultMaxWatchers = 10000
+	// DefaultRequestTimeout is Config.RequestTimeout's default.
+	DefaultRequestTimeout = 5 * time.Second
+	DefaultMaxWatchWait   = 60 * time.Second
+)
 
 // ErrConfig is wrapped by every configuration error.
 var ErrConfig = errors.New("durio: invalid configuration")
@@ -283,7 +301,8 @@ func (c *Config) validateLimits() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"read-timeout", c.ReadTimeout}, {"write-timeout", c.WriteTimeout}, {"idle-timeout", c.IdleTimeout}} {
+	}{{"read-timeout", c.ReadTimeout}, {"write-timeout", c.WriteTimeout}, {"idle-timeout", c.IdleTimeout},
+		{"max-watch-wait", c.MaxWatchWait}} {
 		if d.v <= 0 {
 			return configErr(d.name, "%v must be positive", d.v)
 		}
@@ -295,7 +314,8 @@ func (c *Config) validateLimits() error {
 		name string
 		v    int64
 	}{{"max-header-bytes", int64(c.MaxHeaderBytes)}, {"max-peer-body-bytes", c.MaxPeerBodyBytes},
-		{"max-client-conns", int64(c.MaxClientConns)}, {"max-peer-conns", int64(c.MaxPeerConns)}, {"max-inflight", int64(c.MaxInflight)}} {
+		{"max-client-conns", int64(c.MaxClientConns)}, {"max-peer-conns", int64(c.MaxPeerConns)}, {"max-inflight", int64(c.MaxInflight)},
+		{"max-watchers", int64(c.MaxWatchers)}} {
 		if n.v <= 0 {
 			return configErr(n.name, "%d must be positive", n.v)
 		}
@@ -389,6 +409,8 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 		clientCap = fs.Int("max-client-conns", 0, "most open connections on the client listener (default 1024)")
 		peerCap   = fs.Int("max-peer-conns", 0, "most open connections on the peer listener (default 256)")
 		inflight  = fs.Int("max-inflight", 0, "most client requests served at once; more get 503 (default 512)")
+		watchers  = fs.Int("max-watchers", 0, "most watches and blocking queries waiting at once; more get 429 (default 10000)")
+		watchWait = fs.Duration("max-watch-wait", 0, "longest wait of one watch or blocking query (default 60s)")
 		cors      = fs.String("cors-origins", "", "comma-separated web `origins` allowed to call the client API from a browser")
 	)
 	apply := func(cfg *Config, f *flag.Flag) {
@@ -455,6 +477,10 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 			cfg.MaxPeerConns = *peerCap
 		case "max-inflight":
 			cfg.MaxInflight = *inflight
+		case "max-watchers":
+			cfg.MaxWatchers = *watchers
+		case "max-watch-wait":
+			cfg.MaxWatchWait = *watchWait
 		case "cors-origins":
 			cfg.CORSOrigins = splitList(*cors)
 		}

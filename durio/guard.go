@@ -78,6 +78,10 @@ func limitInflight(max int, next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		if isLongPoll(r) { // bounded by --max-watchers instead (see longPolls)
+			next.ServeHTTP(w, r)
+			return
+		}
 		select {
 		case slots <- struct{}{}:
 			defer func() { <-slots }()
@@ -227,7 +231,7 @@ func (p browserPolicy) guard(next http.Handler) http.Handler {
 		if cors {
 			h := w.Header()
 			h.Set("Access-Control-Allow-Origin", origin)
-			h.Set("Access-Control-Expose-Headers", "X-Request-Id, Retry-After")
+			h.Set("Access-Control-Expose-Headers", "X-Request-Id, Retry-After, "+RevisionHeader)
 			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 				h.Set("Access-Control-Allow-Methods", corsMethods)
 				h.Set("Access-Control-Allow-Headers", corsHeaders)
@@ -275,6 +279,10 @@ func (w *jsonOnly) WriteHeader(code int) {
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection (long polls move
+// their write deadline).
+func (w *jsonOnly) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *jsonOnly) Write(b []byte) (int, error) {
 	if w.swallow {

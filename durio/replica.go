@@ -42,6 +42,9 @@ type Replica struct {
 	serving            sync.WaitGroup // the two Serve goroutines
 	failed             chan error     // a listener that stopped serving on its own, or a fatal store error
 	health             *health        // fail-stop state behind /healthz and /readyz
+	// endPolls ends the long polls (watches) at the start of Close, so that
+	// the client listener's graceful shutdown does not wait them out.
+	endPolls context.CancelFunc
 
 	closeOnce sync.Once
 	closeErr  error
@@ -147,6 +150,9 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	limits.MaxInflight = cfg.MaxInflight
 	limits.CORSOrigins = cfg.CORSOrigins
 	limits.ClientURLs = cfg.ClientURLs
+	limits.MaxWatchWait = cfg.MaxWatchWait
+	limits.RequestTimeout = cfg.RequestTimeout
+	limits.stop, r.endPolls = context.WithCancel(context.Background())
 
 	extra := func(mux *http.ServeMux) {
 		mux.Handle("GET /metrics", r.metrics.handler())
@@ -240,6 +246,7 @@ func (r *Replica) status() *kvv1.StatusResponse {
 func (r *Replica) Close(ctx context.Context) error {
 	r.closeOnce.Do(func() {
 		var errs []error
+		r.endPolls()
 		r.stopBG()
 		r.bg.Wait()
 		if err := r.clientSrv.Shutdown(ctx); err != nil {

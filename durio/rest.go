@@ -17,12 +17,30 @@ import (
 // restHandler serves the original durio's REST routes on top of a KVService,
 // so REST and Twirp share one implementation and one set of status codes:
 //
-//	GET    /kvstore/get/{key...} -> 200 {"key","value"} | 404
-//	POST   /kvstore/put          {"key","value"} -> 200
-//	POST   /kvstore/append       {"key","value"} -> 200
-//	DELETE /kvstore/{key...}     -> 200
-//	GET    /kvstore/is_leader    -> 200 {"id","term","leader","leader_id"}
-//	POST   /kvstore/session      -> 200 {"client_id","idle_timeout_seconds"}
+//	GET    /kvstore/get/{key...}   -> 200 {"key","value","create_revision","mod_revision","version","lease"} | 404
+//	GET    /kvstore/list           ?prefix=&after=&limit=&revision=&keys_only= -> 200 {"kvs","more","revision"}
+//	GET    /kvstore/watch/{key...} ?prefix=&index=&wait=&limit=&prev_kv= -> 200 {"events","next_index","revision"} | 410
+//	POST   /kvstore/put            {"key","value"[,condition][,"lease"|"ttl_ms"]} -> 200 {"revision"} | 409
+//	POST   /kvstore/append         {"key","value"} -> 200 {"revision"}
+//	DELETE /kvstore/{key...}       [?condition] -> 200 {"existed","revision"} | 409
+//	GET    /kvstore/is_leader      -> 200 {"id","term","leader","leader_id"}
+//	POST   /kvstore/session        -> 200 {"client_id","idle_timeout_seconds"}
+//	POST   /kvstore/lease/grant    {"ttl_ms"} -> 200 {"id","ttl_ms"}
+//	POST   /kvstore/lease/keepalive {"id"} -> 200 {"id","ttl_ms"} | 404
+//	POST   /kvstore/lease/revoke   {"id"} -> 200 {"existed"}
+//	GET    /kvstore/lease/{id}     ?keys= -> 200 {"id","ttl_ms","remaining_ms","keys"} | 404
+//
+// Every key-value answer carries the store revision it reflects in the
+// X-Durio-Revision header. GET get and list with ?index=N are blocking
+// queries (Consul style): they wait (up to ?wait=, default and cap
+// --max-watch-wait) until the key, or a key under the prefix, changes after
+// revision N, then answer the current state; pass the answer's
+// X-Durio-Revision as the next index. A condition (body "if_absent": true,
+// "if_revision": N (the key's mod_revision), "if_version": N or "if_value":
+// "..."; query parameters of the same names for DELETE) that does not hold
+// is 409 with the key's current state ("current", null if absent) and the
+// store revision ("revision"), never retried. Leases are never served by
+// DELETE, so that every DELETE /kvstore/... path stays a key.
 //
 // Writes are exactly-once when they carry a session: put and append bodies
 // take "client_id" (from POST /kvstore/session), "sequence" (1, 2, 3, ...
@@ -38,7 +56,8 @@ import (
 // Errors are Twirp error bodies ({"code","msg","meta"}) with the matching
 // HTTP status.
 type restHandler struct {
-	svc kvv1.KVService
+	svc   kvv1.KVService
+	polls *longPolls
 }
 
 // register adds the REST routes to mux.
@@ -49,6 +68,12 @@ func (h restHandler) register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /kvstore/is_leader", h.isLeader)
 	mux.HandleFunc("DELETE /kvstore/{key...}", h.delete)
 	mux.HandleFunc("POST /kvstore/session", h.openSession)
+	mux.HandleFunc("GET /kvstore/list", h.list)
+	mux.HandleFunc("GET /kvstore/watch/{key...}", h.watch)
+	mux.HandleFunc("POST /kvstore/lease/grant", h.leaseGrant)
+	mux.HandleFunc("POST /kvstore/lease/keepalive", h.leaseKeepAlive)
+	mux.HandleFunc("POST /kvstore/lease/revoke", h.leaseRevoke)
+	mux.HandleFunc("GET /kvstore/lease/{id}", h.leaseTimeToLive)
 	// Anything else under /kvstore/ is an unknown route, answered like Twirp's.
 	mux.HandleFunc("/kvstore/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, twirp.NewErrorf(twirp.BadRoute, "no route %s %s", r.Method, r.URL.Path))
@@ -58,16 +83,46 @@ func (h restHandler) register(mux *http.ServeMux) {
 // restWrite is the body of put and append. Pointers tell a missing field from
 // an empty one.
 type restWrite struct {
-	Key      *string `json:"key"`
-	Value    *string `json:"value"`
-	ClientID uint64  `json:"client_id,omitempty"`
-	Sequence uint64  `json:"sequence,omitempty"`
-	Ack      uint64  `json:"ack,omitempty"`
+	Key   *string `json:"key"`
+	Value *string `json:"value"`
+	restSession
+	restCondition
+	// Lease attaches the key to a lease; TTLMs grants one first.
+	Lease uint64 `json:"lease,omitempty"`
+	TTLMs uint64 `json:"ttl_ms,omitempty"`
 }
 
+// restSession is the exactly-once header of a write (see WriteHeader).
+type restSession struct {
+	ClientID uint64 `json:"client_id,omitempty"`
+	Sequence uint64 `json:"sequence,omitempty"`
+	Ack      uint64 `json:"ack,omitempty"`
+}
+
+// restCondition is a write's condition: at most one field set.
+type restCondition struct {
+	IfAbsent   bool    `json:"if_absent,omitempty"`
+	IfRevision *uint64 `json:"if_revision,omitempty"`
+	IfVersion  *uint64 `json:"if_version,omitempty"`
+	IfValue    *string `json:"if_value,omitempty"`
+}
+
+// restKV is a key with its metadata, as get, list and watch answer it.
 type restKV struct {
-	Key   string `json:"key"`
-	Value string `json:"value"`
+	Key            string `json:"key"`
+	Value          string `json:"value"`
+	CreateRevision uint64 `json:"create_revision"`
+	ModRevision    uint64 `json:"mod_revision"`
+	Version        uint64 `json:"version"`
+	Lease          uint64 `json:"lease,omitempty"`
+}
+
+func toRESTKV(kv *kvv1.KeyValue) *restKV {
+	if kv == nil {
+		return nil
+	}
+	return &restKV{Key: kv.GetKey(), Value: kv.GetValue(), CreateRevision: kv.GetCreateRevision(),
+		ModRevision: kv.GetModRevision(), Version: kv.GetVersion(), Lease: kv.GetLease()}
 }
 
 type restLeader struct {
@@ -78,16 +133,31 @@ type restLeader struct {
 }
 
 func (h restHandler) get(w http.ResponseWriter, r *http.Request) {
-	req := &kvv1.GetRequest{Key: r.PathValue("key")}
-	if r.URL.Query().Get("stale") == "true" {
+	key := r.PathValue("key")
+	p := newQueryParams(r)
+	req := &kvv1.GetRequest{Key: key}
+	if p.bool("stale") {
 		req.Consistency = kvv1.ReadConsistency_READ_CONSISTENCY_STALE
+	}
+	if !h.block(w, r, p, &kvv1.WatchRequest{Key: key}) {
+		return
 	}
 	resp, err := h.svc.Get(r.Context(), req)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, restKV{Key: resp.GetKey(), Value: resp.GetValue()})
+	setRevision(w, resp.GetHeader().GetRevision())
+	writeJSON(w, http.StatusOK, restKV{Key: resp.GetKey(), Value: resp.GetValue(), CreateRevision: resp.GetCreateRevision(),
+		ModRevision: resp.GetModRevision(), Version: resp.GetVersion(), Lease: resp.GetLease()})
+}
+
+// restWritten answers put, append and delete.
+type restWritten struct {
+	Revision uint64 `json:"revision"`
+	Existed  *bool  `json:"existed,omitempty"`
+	Lease    uint64 `json:"lease,omitempty"`
+	TTLMs    uint64 `json:"ttl_ms,omitempty"`
 }
 
 func (h restHandler) put(w http.ResponseWriter, r *http.Request) {
@@ -95,8 +165,35 @@ func (h restHandler) put(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	_, err := h.svc.Put(r.Context(), &kvv1.PutRequest{Key: *body.Key, Value: *body.Value, Write: body.header()})
-	writeEmpty(w, err)
+	cond, err := body.condition()
+	if err == nil && body.Lease != 0 && body.TTLMs != 0 {
+		err = twirp.InvalidArgumentError("ttl_ms", "and lease cannot both be given")
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := restWritten{Lease: body.Lease}
+	if body.TTLMs != 0 {
+		// A lease of its own: granted first, without the caller's header
+		// (which numbers one write). Should the put fail, the lease
+		// expires unused.
+		lease, err := h.svc.LeaseGrant(r.Context(), &kvv1.LeaseGrantRequest{TtlMs: body.TTLMs})
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		out.Lease, out.TTLMs = lease.GetId(), lease.GetTtlMs()
+	}
+	resp, err := h.svc.Put(r.Context(), &kvv1.PutRequest{Key: *body.Key, Value: *body.Value, Write: body.header(),
+		Lease: out.Lease, Condition: cond})
+	if err != nil {
+		writeKeyError(w, *body.Key, err)
+		return
+	}
+	out.Revision = resp.GetHeader().GetRevision()
+	setRevision(w, out.Revision)
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (h restHandler) append(w http.ResponseWriter, r *http.Request) {
@@ -104,28 +201,82 @@ func (h restHandler) append(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	_, err := h.svc.Append(r.Context(), &kvv1.AppendRequest{Key: *body.Key, Value: *body.Value, Write: body.header()})
-	writeEmpty(w, err)
+	if body.restCondition != (restCondition{}) || body.Lease != 0 || body.TTLMs != 0 {
+		writeError(w, twirp.InvalidArgumentError("body", "append takes no condition, lease or ttl_ms"))
+		return
+	}
+	resp, err := h.svc.Append(r.Context(), &kvv1.AppendRequest{Key: *body.Key, Value: *body.Value, Write: body.header()})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	setRevision(w, resp.GetHeader().GetRevision())
+	writeJSON(w, http.StatusOK, restWritten{Revision: resp.GetHeader().GetRevision()})
 }
 
 func (h restHandler) delete(w http.ResponseWriter, r *http.Request) {
-	var b restWrite
-	for name, dst := range map[string]*uint64{"client_id": &b.ClientID, "sequence": &b.Sequence, "ack": &b.Ack} {
-		if v := r.URL.Query().Get(name); v != "" {
-			n, err := strconv.ParseUint(v, 10, 64)
-			if err != nil {
-				writeError(w, twirp.InvalidArgumentError(name, "must be an unsigned integer"))
-				return
-			}
-			*dst = n
-		}
+	p := newQueryParams(r)
+	b := restWrite{restSession: restSession{ClientID: p.uint("client_id"), Sequence: p.uint("sequence"), Ack: p.uint("ack")}}
+	if p.has("if_absent") {
+		p.fail("if_absent", "makes no sense for a delete")
 	}
-	_, err := h.svc.Delete(r.Context(), &kvv1.DeleteRequest{Key: r.PathValue("key"), Write: b.header()})
-	writeEmpty(w, err)
+	if p.has("if_revision") {
+		n := p.uint("if_revision")
+		b.IfRevision = &n
+	}
+	if p.has("if_version") {
+		n := p.uint("if_version")
+		b.IfVersion = &n
+	}
+	if p.has("if_value") {
+		v := p.str("if_value")
+		b.IfValue = &v
+	}
+	cond, err := b.condition()
+	if p.err != nil {
+		err = p.err
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	resp, err := h.svc.Delete(r.Context(), &kvv1.DeleteRequest{Key: r.PathValue("key"), Write: b.header(), Condition: cond})
+	if err != nil {
+		writeKeyError(w, r.PathValue("key"), err)
+		return
+	}
+	existed := resp.GetExisted()
+	setRevision(w, resp.GetHeader().GetRevision())
+	writeJSON(w, http.StatusOK, restWritten{Revision: resp.GetHeader().GetRevision(), Existed: &existed})
 }
 
-// restSession is the body answering POST /kvstore/session.
-type restSession struct {
+// condition is the write's condition, nil if none; more than one is an
+// error.
+func (c restCondition) condition() (*kvv1.Condition, error) {
+	var conds []*kvv1.Condition
+	if c.IfAbsent {
+		conds = append(conds, &kvv1.Condition{Kind: kvv1.ConditionKind_CONDITION_KIND_ABSENT})
+	}
+	if c.IfRevision != nil {
+		conds = append(conds, &kvv1.Condition{Kind: kvv1.ConditionKind_CONDITION_KIND_MOD_REVISION, ModRevision: *c.IfRevision})
+	}
+	if c.IfVersion != nil {
+		conds = append(conds, &kvv1.Condition{Kind: kvv1.ConditionKind_CONDITION_KIND_VERSION, Version: *c.IfVersion})
+	}
+	if c.IfValue != nil {
+		conds = append(conds, &kvv1.Condition{Kind: kvv1.ConditionKind_CONDITION_KIND_VALUE, Value: *c.IfValue})
+	}
+	switch len(conds) {
+	case 0:
+		return nil, nil
+	case 1:
+		return conds[0], nil
+	}
+	return nil, twirp.InvalidArgumentError("condition", "give at most one of if_absent, if_revision, if_version and if_value")
+}
+
+// restOpened is the body answering POST /kvstore/session.
+type restOpened struct {
 	ClientID           uint64 `json:"client_id"`
 	IdleTimeoutSeconds uint64 `json:"idle_timeout_seconds"`
 }
@@ -136,7 +287,7 @@ func (h restHandler) openSession(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, restSession{ClientID: resp.GetClientId(), IdleTimeoutSeconds: resp.GetIdleTimeoutSeconds()})
+	writeJSON(w, http.StatusOK, restOpened{ClientID: resp.GetClientId(), IdleTimeoutSeconds: resp.GetIdleTimeoutSeconds()})
 }
 
 func (h restHandler) isLeader(w http.ResponseWriter, r *http.Request) {
@@ -153,7 +304,7 @@ func (h restHandler) isLeader(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (b restWrite) header() *kvv1.WriteHeader {
+func (b restSession) header() *kvv1.WriteHeader {
 	if b.ClientID == 0 && b.Sequence == 0 && b.Ack == 0 {
 		return nil
 	}
@@ -161,23 +312,41 @@ func (b restWrite) header() *kvv1.WriteHeader {
 }
 
 // decodeWrite reads a put/append body, answering 400 itself when the body is
-// unusable. Oversized bodies never get here (see limitBody).
+// unusable.
 func decodeWrite(w http.ResponseWriter, r *http.Request) (restWrite, bool) {
 	var body restWrite
+	if !decodeJSON(w, r, &body, "a JSON object with key and value") {
+		return body, false
+	}
+	switch {
+	case body.Key == nil:
+		writeError(w, twirp.RequiredArgumentError("key"))
+		return body, false
+	case body.Value == nil:
+		writeError(w, twirp.RequiredArgumentError("value"))
+		return body, false
+	}
+	return body, true
+}
+
+// decodeJSON reads a JSON object into dst, refusing unknown fields,
+// trailing data and invalid UTF-8, and answers 400 itself when the body is
+// unusable. Oversized bodies never get here (see limitBody).
+func decodeJSON(w http.ResponseWriter, r *http.Request, dst any, what string) bool {
 	data, err := io.ReadAll(r.Body)
 	if err != nil {
 		writeError(w, errMalformedBody(err))
-		return body, false
+		return false
 	}
 	// encoding/json would quietly turn invalid UTF-8 into U+FFFD; Twirp
 	// refuses it, and so does REST.
 	if !utf8.Valid(data) {
 		writeError(w, twirp.NewError(twirp.Malformed, "the body is not valid UTF-8"))
-		return body, false
+		return false
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	err = dec.Decode(&body)
+	err = dec.Decode(dst)
 	if err == nil {
 		if extra := dec.Decode(&struct{}{}); extra != io.EOF {
 			err = errors.New("trailing data after the JSON object")
@@ -193,19 +362,11 @@ func decodeWrite(w http.ResponseWriter, r *http.Request) (restWrite, bool) {
 			}
 			writeError(w, twirp.InvalidArgumentError(field, "must be a JSON "+typeErr.Type.Kind().String()))
 		default:
-			writeError(w, twirp.NewError(twirp.Malformed, "the body is not a JSON object with key and value: "+err.Error()))
+			writeError(w, twirp.NewError(twirp.Malformed, "the body is not "+what+": "+err.Error()))
 		}
-		return body, false
+		return false
 	}
-	switch {
-	case body.Key == nil:
-		writeError(w, twirp.RequiredArgumentError("key"))
-		return body, false
-	case body.Value == nil:
-		writeError(w, twirp.RequiredArgumentError("value"))
-		return body, false
-	}
-	return body, true
+	return true
 }
 
 // errBodyTooLarge is the error for a request body over the limit; it maps to
@@ -229,16 +390,26 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// writeError writes err as a Twirp error body with its HTTP status.
+// writeError writes err as a Twirp error body with its HTTP status. An
+// error that names a store revision (a failed condition) carries it in the
+// X-Durio-Revision header too; too many watchers asks to retry in a second.
 func writeError(w http.ResponseWriter, err error) {
 	var terr twirp.Error
 	if !errors.As(err, &terr) {
 		terr = twirp.InternalErrorWith(err)
 	}
+	if rev := terr.Meta("revision"); rev != "" {
+		w.Header().Set(RevisionHeader, rev)
+	}
+	if terr.Code() == twirp.ResourceExhausted && terr.Meta("reason") == "too_many_watchers" {
+		w.Header().Set("Retry-After", "1")
+	}
 	writeErrorStatus(w, httpStatus(terr), terr)
 }
 
 // writeErrorStatus writes terr as a Twirp error body with the given status.
+// A failed condition's body also has the key's state as structured fields:
+// "current" (a key like get answers, null if absent) and "revision".
 func writeErrorStatus(w http.ResponseWriter, status int, terr twirp.Error) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -246,18 +417,57 @@ func writeErrorStatus(w http.ResponseWriter, status int, terr twirp.Error) {
 	if meta := terr.MetaMap(); len(meta) > 0 {
 		body["meta"] = meta
 	}
+	if conditionFailed(terr) {
+		body["revision"] = metaUint(terr, "revision")
+		var current *restKV
+		if terr.Meta("exists") == "true" {
+			current = &restKV{Value: terr.Meta("value"), CreateRevision: metaUint(terr, "create_revision"),
+				ModRevision: metaUint(terr, "mod_revision"), Version: metaUint(terr, "version"), Lease: metaUint(terr, "lease")}
+			current.Key = terr.Meta("key") // set by writeKeyError
+		}
+		body["current"] = current
+	}
 	_ = json.NewEncoder(w).Encode(body)
 }
 
+// conditionFailed reports a write refused because its condition did not
+// hold (definite: nothing was applied).
+func conditionFailed(err twirp.Error) bool {
+	return err.Code() == twirp.FailedPrecondition && err.Meta("reason") == "condition_failed"
+}
+
+// writeKeyError is writeError for a write of key: a failed condition's
+// answer names the key in its "current" state.
+func writeKeyError(w http.ResponseWriter, key string, err error) {
+	var terr twirp.Error
+	if errors.As(err, &terr) && conditionFailed(terr) && terr.Meta("exists") == "true" {
+		err = terr.WithMeta("key", key)
+	}
+	writeError(w, err)
+}
+
+func metaUint(err twirp.Error, key string) uint64 {
+	n, _ := strconv.ParseUint(err.Meta(key), 10, 64)
+	return n
+}
+
 // httpStatus is Twirp's status for an error code, except that an oversized body
-// is 413 rather than 429, and an unknown outcome (deadline_exceeded) is 504
-// rather than 408, which proxies and browsers retry on their own.
+// is 413 rather than 429, an unknown outcome (deadline_exceeded) is 504
+// rather than 408, which proxies and browsers retry on their own, a failed
+// condition is 409 (Conflict, as in etcd's and Consul's HTTP APIs), a
+// missing lease 404, and a compacted revision 410 (Gone).
 func httpStatus(err twirp.Error) int {
 	switch {
 	case err.Code() == twirp.ResourceExhausted && err.Meta("limit_bytes") != "":
 		return http.StatusRequestEntityTooLarge
 	case err.Code() == twirp.DeadlineExceeded:
 		return http.StatusGatewayTimeout
+	case conditionFailed(err):
+		return http.StatusConflict
+	case err.Code() == twirp.FailedPrecondition && err.Meta("reason") == "lease_not_found":
+		return http.StatusNotFound
+	case err.Code() == twirp.OutOfRange && err.Meta("reason") == "compacted":
+		return http.StatusGone
 	}
 	return twirp.ServerHTTPStatusFromErrorCode(err.Code())
 }
