@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 	"sync"
 	"time"
 
@@ -76,8 +77,8 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	r.metrics.hist = r.hist
 	r.store = meteredStore{Store: store, m: r.metrics}
 	r.health = newHealth(logger, func() raft.Status { return r.kv.Status() }, store, func(err error) {
-		r.hist.storeFailed(time.Now(), publicReason(err))
 		r.fatal(err)
+		r.recordStoreFailure(time.Now(), err)
 	})
 	var err error
 	if len(cfg.Join) > 0 && !raftChangesMembership() {
@@ -143,6 +144,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	}
 
 	r.hist.recordStart(r.kv.Status())
+	r.loadStoreFailure(time.Now())
 	r.node = node
 	r.members = newNodeMembers(node)
 	r.leader = newLeaderWatch()
@@ -157,10 +159,15 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	peerMux.Handle("POST "+twirptransport.PathPrefix, twirptransport.NewHandler(node))
 	forwardServer := kvv1.NewKVServiceServer(local)
 	peerMux.Handle("POST "+forwardServer.PathPrefix(), forwardServer)
-	batchServer := kvv1.NewForwardServiceServer(kvwire.NewBatchServer(r.kv, forwardBatchOps))
+	batchServer := kvv1.NewForwardServiceServer(kvwire.NewBatchServer(r.kv, forwardBatchOps).WithTimeout(cfg.RequestTimeout))
 	peerMux.Handle("POST "+batchServer.PathPrefix(), batchServer)
 	peerMux.Handle("GET "+historyPeerPath, peerHistoryHandler(r.hist))
 	if cfg.Pprof {
+		// The mutex and block profiles stay empty unless sampling is on;
+		// these rates cost little (one contention event in 5, blocking
+		// events of 10 µs and more) and only when profiling is asked for.
+		runtime.SetMutexProfileFraction(5)
+		runtime.SetBlockProfileRate(int((10 * time.Microsecond).Nanoseconds()))
 		peerMux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		peerMux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 		peerMux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
