@@ -201,6 +201,9 @@ func (r *Replica) newDirectory(transport *twirptransport.Transport, peerHTTP *ht
 			if id >= 0 && id < len(cfg.ClientURLs) {
 				a.Client = cfg.ClientURLs[id]
 			}
+			if a.Peer == "" && r.join != nil {
+				a = r.join.addrs[id]
+			}
 			return a
 		},
 		transport: transport, peerHTTP: peerHTTP, fcfg: fcfg, logger: r.logger.With("layer", "membership"),

@@ -17,7 +17,6 @@ import (
 
 	"github.com/ruaft/ruaft/kvraft/kvwire"
 	"github.com/ruaft/ruaft/persist"
-	"github.com/ruaft/ruaft/raft"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
 
@@ -126,6 +125,10 @@ type joinPlan struct {
 	clusterID string
 	member    bool // this id is a member already, at this peer URL
 	clients   []kvv1.MembershipService
+	// addrs are the members' addresses as the cluster listed them: the
+	// directory's fallback for members whose configuration entry carries
+	// none.
+	addrs map[int]memberAddr
 }
 
 // prepareJoin asks the cluster for its id and members and checks the data
@@ -144,7 +147,9 @@ func prepareJoin(ctx context.Context, cfg Config, store persist.Store, hc *http.
 		return nil, fmt.Errorf("durio: join %s: %w", strings.Join(cfg.Join, ","), err)
 	}
 	plan.clusterID = list.GetClusterId()
+	plan.addrs = make(map[int]memberAddr, len(list.GetMembers()))
 	for _, m := range list.GetMembers() {
+		plan.addrs[int(m.GetId())] = memberAddr{Peer: m.GetPeerUrl(), Client: m.GetClientUrl()}
 		if int(m.GetId()) != cfg.ID {
 			continue
 		}
@@ -271,7 +276,7 @@ func (plan *joinPlan) run(ctx context.Context, r *Replica, members kvv1.Membersh
 // isVoter reports whether this replica is a voter of the configuration in
 // force.
 func (r *Replica) isVoter() bool {
-	for _, m := range r.members.Membership().Members {
+	for _, m := range r.node.Membership().Members {
 		if m.ID == r.cfg.ID {
 			return !m.Learner
 		}
@@ -279,23 +284,13 @@ func (r *Replica) isVoter() bool {
 	return false
 }
 
-// membership is the configuration in force: raft's, or, for a replica
-// bootstrapped with --peers whose raft holds none yet, the bootstrap one.
-func (r *Replica) membership(node interface{ Membership() raft.Membership }) raft.Membership {
-	ms := node.Membership()
-	if len(ms.Members) == 0 && len(r.cfg.Peers) > 0 {
-		return raft.Membership{Members: bootstrapMembers(r.cfg)}
-	}
-	return ms
-}
-
 // checkBootstrap logs when --peers disagrees with the replicated
 // configuration, which wins.
-func (r *Replica) checkBootstrap(node interface{ Membership() raft.Membership }) {
+func (r *Replica) checkBootstrap() {
 	if len(r.cfg.Peers) == 0 {
 		return
 	}
-	ms := node.Membership().Members
+	ms := r.node.Membership().Members
 	if len(ms) == 0 {
 		return
 	}

@@ -35,6 +35,8 @@ type memberNode interface {
 	RemoveMember(ctx context.Context, id int) error
 	Membership() raft.Membership
 	Status() raft.Status
+	// Progress is, on the leader, each member's replication; nil elsewhere.
+	Progress() map[int]raft.MemberProgress
 }
 
 // memberService serves kv.v1.MembershipService. On the client listener
@@ -258,8 +260,8 @@ func (s *memberService) twirpErr(err error) error {
 		return twirp.NewError(twirp.AlreadyExists, "already a member").WithMeta(kvwire.MetaReason, ReasonAlreadyMember)
 	case errors.Is(err, raft.ErrRemoveLastVoter):
 		return twirp.NewError(twirp.FailedPrecondition, "cannot remove the last voter").WithMeta(kvwire.MetaReason, ReasonLastVoter)
-	case errors.Is(err, errNoMembershipChanges):
-		return twirp.NewError(twirp.Unimplemented, err.Error())
+	case errors.Is(err, raft.ErrBadMembership):
+		return twirp.NewError(twirp.InvalidArgument, err.Error())
 	case errors.Is(err, raft.ErrKilled), errors.Is(err, raft.ErrStoreFailed):
 		return twirp.NewError(twirp.Unavailable, "replica shutting down")
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
@@ -295,7 +297,7 @@ func (s *memberService) find(id int) (raft.Member, bool) {
 // replica (the leader) tracks it.
 func (s *memberService) members() []*kvv1.Member {
 	st := s.node.Status()
-	progress := memberProgress(s.node)
+	progress := s.node.Progress()
 	ms := s.node.Membership().Members
 	out := make([]*kvv1.Member, 0, len(ms))
 	for _, m := range ms {
@@ -313,14 +315,4 @@ func (s *memberService) members() []*kvv1.Member {
 		out = append(out, pm)
 	}
 	return out
-}
-
-// memberProgress is the leader's view of each member's replication.
-func memberProgress(n memberNode) map[int]raft.MemberProgress {
-	if p, ok := n.(interface {
-		Progress() map[int]raft.MemberProgress
-	}); ok {
-		return p.Progress()
-	}
-	return nil
 }

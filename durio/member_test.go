@@ -404,3 +404,7 @@ func TestDirectoryFollowsMembership(t *testing.T) {
 		t.Fatal("a member that moved kept its old forwarder or address")
 	}
 }
+
+func (f *fakeMembers) Progress() map[int]raft.MemberProgress {
+	return map[int]raft.MemberProgress{1: {Match: 30, RecentActive: true}}
+}

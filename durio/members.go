@@ -343,7 +343,7 @@ func (c membersCollector) Collect(ch chan<- prometheus.Metric) {
 	if st.Role != raft.Leader {
 		return
 	}
-	progress := memberProgress(c.node)
+	progress := c.node.Progress()
 	for _, m := range members {
 		p, ok := progress[m.ID]
 		if m.ID == c.dir.self || !ok {

@@ -18,20 +18,8 @@ import (
 	"github.com/ruaft/ruaft/durio"
 	"github.com/ruaft/ruaft/durio/client"
 	"github.com/ruaft/ruaft/kvraft/kvtest"
-	"github.com/ruaft/ruaft/raft"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
-
-// needMembership skips a test when raft has no membership changes yet
-// (issue 15's raft layer).
-func needMembership(t *testing.T) {
-	t.Helper()
-	if _, ok := any((*raft.Node)(nil)).(interface {
-		AddLearner(context.Context, raft.Member) error
-	}); !ok {
-		t.Skip("raft.Node has no membership changes (AddLearner) in this build")
-	}
-}
 
 // reserve allocates ports for n replicas that are not started yet (to be
 // added with join) and returns their ids.
@@ -249,7 +237,6 @@ func (l *linLoad) stop(c *cluster, readers []int) {
 // write throughout; the history must be linearizable and every replica left
 // must hold every acknowledged write.
 func TestE2EMembershipGrowShrinkRemoveLeader(t *testing.T) {
-	needMembership(t)
 	c := startCluster(t, 3, "file")
 	added := c.reserve(2)
 	load := startLinLoad(t, c.clients, 5)
@@ -332,7 +319,6 @@ func TestE2EMembershipGrowShrinkRemoveLeader(t *testing.T) {
 // the new replica joins (catching up through InstallSnapshot: the log is
 // compacted), is promoted, and the dead one is removed, under load.
 func TestE2EMembershipReplaceReplica(t *testing.T) {
-	needMembership(t)
 	c := startClusterWith(t, 3, "file", "http", func(int) []string { return []string{"--snapshot-bytes", "65536"} })
 	added := c.reserve(1)
 	// Enough data that the leader has compacted its log before the new

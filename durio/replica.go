@@ -30,8 +30,7 @@ type Replica struct {
 	logger  *slog.Logger
 	store   persist.Store
 	kv      *kvraft.Server
-	node    *raft.Node  // r.kv's raft node
-	members nodeMembers // its membership API
+	node    *raft.Node // r.kv's raft node
 	metrics *metrics
 	hist    *history           // behind GET /status/history
 	stopBG  context.CancelFunc // stops the background goroutines below
@@ -81,9 +80,6 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		r.recordStoreFailure(time.Now(), err)
 	})
 	var err error
-	if len(cfg.Join) > 0 && !raftChangesMembership() {
-		return nil, configErr("join", "%v", errNoMembershipChanges)
-	}
 	if len(cfg.Join) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
 		r.join, err = prepareJoin(ctx, cfg, store, twirptransport.NewHTTPClient(nil), logger.With("layer", "join"))
@@ -130,7 +126,11 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	kvCfg.Logger = logger.With("layer", "kvraft")
 	r.kv, err = kvraft.NewServer(kvCfg, func(app raft.Application) (rsm.Raft, error) {
 		rc := raft.DefaultConfig()
-		rc.ID, rc.Peers = cfg.ID, len(cfg.Peers)
+		// --peers bootstraps the first configuration, with every member's
+		// addresses (used only while the store holds none: a new cluster,
+		// or one written before configurations were stored); a joining
+		// replica starts with none at all.
+		rc.ID, rc.Bootstrap = cfg.ID, bootstrapMembers(cfg)
 		rc.SnapshotThresholdBytes = cfg.SnapshotBytes
 		rc.Logger = logger.With("layer", "raft")
 		n, err := raft.New(rc, historyTransport{Transport: transport, hist: r.hist}, r.store, app)
@@ -146,7 +146,6 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	r.hist.recordStart(r.kv.Status())
 	r.loadStoreFailure(time.Now())
 	r.node = node
-	r.members = newNodeMembers(node)
 	r.leader = newLeaderWatch()
 	r.dir = r.newDirectory(transport, peerHTTP)
 	leaderURL := r.dir.clientURL
@@ -174,10 +173,10 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	}
 
 	r.dir.localKV = local
-	r.metrics.registry.MustRegister(membersCollector{dir: r.dir, node: r.members})
-	r.dir.update(r.membership(r.members))
-	r.checkBootstrap(r.members)
-	members := &memberService{node: r.members, dir: r.dir, leader: r.leader, self: cfg.ID, timeout: cfg.RequestTimeout,
+	r.metrics.registry.MustRegister(membersCollector{dir: r.dir, node: r.node})
+	r.dir.update(node.Membership())
+	r.checkBootstrap()
+	members := &memberService{node: r.node, dir: r.dir, leader: r.leader, self: cfg.ID, timeout: cfg.RequestTimeout,
 		clusterID: r.clusterID, peerTLS: cfg.PeerTLS()}
 	peerMembers := kvv1.NewMembershipServiceServer(members)
 	peerMux.Handle("POST "+peerMembers.PathPrefix(), peerMembers)
@@ -230,7 +229,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	r.bg.Go(func() { r.leader.follow(bgCtx, r.kv.Raft().Subscribe) })
 	r.bg.Go(func() { r.hist.watch(bgCtx, r.kv.Raft().Subscribe) })
 	r.bg.Go(func() { r.hist.run(bgCtx, r.kv.Status) })
-	r.bg.Go(func() { r.dir.follow(bgCtx, node.Subscribe, func() raft.Membership { return r.membership(r.members) }) })
+	r.bg.Go(func() { r.dir.follow(bgCtx, node.Subscribe, node.Membership) })
 	if r.join != nil {
 		r.bg.Go(func() { r.join.run(bgCtx, r, &clientMembers) })
 	}
