@@ -350,6 +350,13 @@ func (c *Clerk) DoFrom(ctx context.Context, first int, write bool, attempt func(
 
 // do is Do, also reporting whether some attempt may have applied the write.
 func (c *Clerk) do(ctx context.Context, write bool, first int, attempt func(context.Context, Service) error) (maybeApplied bool, err error) {
+	return c.doWithin(ctx, write, first, c.cfg.AttemptTimeout, attempt)
+}
+
+// doWithin is do with attempts bounded by attemptTimeout (a long poll
+// needs longer than an ordinary request).
+func (c *Clerk) doWithin(ctx context.Context, write bool, first int, attemptTimeout time.Duration,
+	attempt func(context.Context, Service) error) (maybeApplied bool, err error) {
 	n := len(c.servers)
 	target := first
 	if target < 0 || target >= n {
@@ -359,7 +366,7 @@ func (c *Clerk) do(ctx context.Context, write bool, first int, attempt func(cont
 	// maybeApplied: some attempt may have reached the log.
 	var lastErr error
 	for tries := 1; ; tries++ {
-		err := c.try(ctx, target, attempt)
+		err := c.try(ctx, target, attemptTimeout, attempt)
 		if err == nil || Definitive(err) {
 			if err == nil {
 				c.leader.Store(int64(target))
@@ -408,8 +415,8 @@ var errLeaderChanged = errors.New("kvclient: leader changed; attempt abandoned")
 
 // try makes one attempt at target, bounded by AttemptTimeout and, with a
 // LeaderWatch, abandoned when the known leader moves away from target.
-func (c *Clerk) try(ctx context.Context, target int, attempt func(context.Context, Service) error) error {
-	actx, cancelTimeout := context.WithTimeout(ctx, c.cfg.AttemptTimeout)
+func (c *Clerk) try(ctx context.Context, target int, timeout time.Duration, attempt func(context.Context, Service) error) error {
+	actx, cancelTimeout := context.WithTimeout(ctx, timeout)
 	defer cancelTimeout()
 	if c.cfg.Leader == nil {
 		return attempt(actx, c.servers[target])

@@ -10,6 +10,8 @@ import (
 
 // fakeReplica answers writes with err, or hangs until its context ends.
 type fakeReplica struct {
+	// Service (nil) stands in for the methods this fake does not serve.
+	Service
 	err  error
 	hang bool
 	mu   sync.Mutex // guards ids, causes

@@ -20,7 +20,12 @@ func ResultToProto(h kvclient.ResponseHeader, existed bool, err error) *kvv1.Wri
 	}
 	r := &kvv1.WriteResult{Message: err.Error()}
 	var wl *kvclient.WrongLeaderError
+	var cf *kvclient.ConditionFailedError
 	switch {
+	case errors.As(err, &cf):
+		r.Code, r.Revision, r.Current = kvv1.ResultCode_RESULT_CODE_CONDITION_FAILED, cf.Revision, KeyValueToProto(cf.Current)
+	case errors.Is(err, kvclient.ErrLeaseNotFound):
+		r.Code = kvv1.ResultCode_RESULT_CODE_LEASE_NOT_FOUND
 	case errors.As(err, &wl):
 		r.Code, r.Proposed = kvv1.ResultCode_RESULT_CODE_NOT_LEADER, wl.Proposed
 		if wl.Leader >= 0 {
@@ -73,6 +78,10 @@ func ResultError(r *kvv1.WriteResult) error {
 		return fmt.Errorf("%w (remote: %s)", kvclient.ErrNoSession, msg)
 	case kvv1.ResultCode_RESULT_CODE_TOO_MANY_PENDING:
 		return fmt.Errorf("%w (remote: %s)", kvclient.ErrTooManyPending, msg)
+	case kvv1.ResultCode_RESULT_CODE_CONDITION_FAILED:
+		return &kvclient.ConditionFailedError{Revision: r.GetRevision(), Current: KeyValueFromProto(r.GetCurrent())}
+	case kvv1.ResultCode_RESULT_CODE_LEASE_NOT_FOUND:
+		return fmt.Errorf("%w (remote: %s)", kvclient.ErrLeaseNotFound, msg)
 	default:
 		return fmt.Errorf("kvwire: remote error (outcome unknown): %s", msg)
 	}
