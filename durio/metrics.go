@@ -31,6 +31,9 @@ type metrics struct {
 	requests      *prometheus.CounterVec   // by route and code
 	reqLatency    *prometheus.HistogramVec // by route
 	refusedConns  *prometheus.CounterVec   // by listener
+	// hist, when set, also gets every client request, store append and
+	// snapshot (for GET /status/history).
+	hist *history
 }
 
 // latencyBuckets span 50 µs to ~3 s, for RPCs, fsyncs and requests alike.
@@ -151,8 +154,12 @@ func (m *metrics) instrumentMux(next http.Handler) http.Handler {
 		case strings.HasPrefix(route, "POST /twirp/") && twirpMethods[r.URL.Path]:
 			route = "POST " + r.URL.Path
 		}
+		d := time.Since(start)
 		m.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
-		m.reqLatency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		m.reqLatency.WithLabelValues(route).Observe(d.Seconds())
+		if m.hist != nil {
+			m.hist.observeRequest(r.Method, r.URL.Path, r.URL.RawQuery, sw.code, d)
+		}
 	})
 }
 
@@ -187,8 +194,12 @@ type meteredStore struct {
 func (s meteredStore) Append(ctx context.Context, hs persist.HardState, entries []persist.Entry) error {
 	start := time.Now()
 	err := s.Store.Append(ctx, hs, entries)
+	d := time.Since(start)
+	if s.m.hist != nil {
+		s.m.hist.observeAppend(d, err)
+	}
 	if err == nil {
-		s.m.storeAppend.Observe(time.Since(start).Seconds())
+		s.m.storeAppend.Observe(d.Seconds())
 		s.m.storeEntries.Add(float64(len(entries)))
 	}
 	return err
@@ -196,6 +207,9 @@ func (s meteredStore) Append(ctx context.Context, hs persist.HardState, entries 
 
 func (s meteredStore) SaveSnapshot(ctx context.Context, snap persist.Snapshot) error {
 	err := s.Store.SaveSnapshot(ctx, snap)
+	if s.m.hist != nil {
+		s.m.hist.observeSnapshot(err)
+	}
 	if err == nil {
 		s.m.snapshots.Inc()
 		s.m.snapshotBytes.Set(float64(len(snap.Data)))

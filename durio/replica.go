@@ -30,6 +30,7 @@ type Replica struct {
 	store   persist.Store
 	kv      *kvraft.Server
 	metrics *metrics
+	hist    *history           // behind GET /status/history
 	stopBG  context.CancelFunc // stops the background goroutines below
 	bg      sync.WaitGroup     // the leader watchers
 	// leader tells the frontend which replica leads; forwarders carry
@@ -66,8 +67,13 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	r := &Replica{cfg: cfg, logger: logger, failed: make(chan error, 2)}
 	// The gauges read r.kv, which is set before anything can scrape them.
 	r.metrics = newMetrics(func() raft.Status { return r.kv.Status() })
+	r.hist = newHistory(cfg.ID, time.Now())
+	r.metrics.hist = r.hist
 	r.store = meteredStore{Store: store, m: r.metrics}
-	r.health = newHealth(logger, func() raft.Status { return r.kv.Status() }, store, r.fatal)
+	r.health = newHealth(logger, func() raft.Status { return r.kv.Status() }, store, func(err error) {
+		r.hist.storeFailed(time.Now(), publicReason(err))
+		r.fatal(err)
+	})
 	var peerServerTLS, peerClientTLS *tls.Config
 	if cfg.PeerTLS() {
 		var err error
@@ -106,7 +112,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		rc.ID, rc.Peers = cfg.ID, len(cfg.Peers)
 		rc.SnapshotThresholdBytes = cfg.SnapshotBytes
 		rc.Logger = logger.With("layer", "raft")
-		n, err := raft.New(rc, transport, r.store, app)
+		n, err := raft.New(rc, historyTransport{Transport: transport, hist: r.hist}, r.store, app)
 		node = n
 		return n, err
 	})
@@ -116,6 +122,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		return nil, fmt.Errorf("durio: start: %w", err)
 	}
 
+	r.hist.recordStart(r.kv.Status())
 	leaderURL := func(id int) string {
 		if id >= 0 && id < len(cfg.ClientURLs) {
 			return cfg.ClientURLs[id]
@@ -133,6 +140,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	peerMux.Handle("POST "+forwardServer.PathPrefix(), forwardServer)
 	batchServer := kvv1.NewForwardServiceServer(kvwire.NewBatchServer(r.kv, forwardBatchOps))
 	peerMux.Handle("POST "+batchServer.PathPrefix(), batchServer)
+	peerMux.Handle("GET "+historyPeerPath, peerHistoryHandler(r.hist))
 	if cfg.Pprof {
 		peerMux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		peerMux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -159,6 +167,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	extra := func(mux *http.ServeMux) {
 		mux.Handle("GET /metrics", r.metrics.handler())
 		statusHandlers(cfg.ID, replicas)(mux)
+		historyHandlers(cfg.ID, r.historyMembers(peerHTTP))(mux)
 		mux.HandleFunc("GET /admin/snapshot", r.snapshotHandler)
 	}
 	// Authentication comes first, so an unauthenticated caller gets its 401
@@ -178,6 +187,8 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	r.bg.Go(func() { r.metrics.watchLeader(bgCtx, r.kv.Raft().Subscribe) })
 	r.bg.Go(func() { r.health.watch(bgCtx) })
 	r.bg.Go(func() { r.leader.follow(bgCtx, r.kv.Raft().Subscribe) })
+	r.bg.Go(func() { r.hist.watch(bgCtx, r.kv.Raft().Subscribe) })
+	r.bg.Go(func() { r.hist.run(bgCtx, r.kv.Status) })
 	logger.Info("replica started", "id", cfg.ID, "peer", r.peerLn.Addr().String(), "client", r.clientLn.Addr().String())
 	return r, nil
 }

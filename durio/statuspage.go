@@ -3,10 +3,17 @@ package durio
 import (
 	"context"
 	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/twitchtv/twirp"
 
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
@@ -70,5 +77,152 @@ func statusHandlers(self int, replicas []kvv1.KVService) func(mux *http.ServeMux
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			_, _ = w.Write(statusPage)
 		})
+	}
+}
+
+// historyPeerPath serves this replica's own history on the peer listener,
+// where /status/history on any replica's client listener gathers it.
+const historyPeerPath = "/peer/status/history"
+
+// maxHistoryBytes bounds one replica's history answer: a full ring with
+// every column at its largest stays below it (TestHistoryJSONBound), and a
+// peer answer above it is refused rather than read.
+const maxHistoryBytes = 1 << 20
+
+// historyTimeout bounds the gathering of the cluster's history.
+const historyTimeout = time.Second
+
+// historySource fetches one replica's history as JSON (a historyJSON).
+type historySource struct {
+	id    int
+	fetch func(ctx context.Context, q historyQuery) ([]byte, error)
+}
+
+// historyQuery selects samples and events: those after SinceMS (Unix ms),
+// and of those only the newest MaxSamples.
+type historyQuery struct {
+	SinceMS    int64
+	MaxSamples int
+}
+
+// parseHistoryQuery reads ?since_ms= and ?seconds= (1 to the ring's span).
+func parseHistoryQuery(r *http.Request) (historyQuery, error) {
+	q := historyQuery{MaxSamples: historySamples}
+	v := r.URL.Query()
+	if s := v.Get("since_ms"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return q, twirp.InvalidArgumentError("since_ms", "must be a non-negative integer (Unix milliseconds)")
+		}
+		q.SinceMS = n
+	}
+	if s := v.Get("seconds"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > historySamples {
+			return q, twirp.InvalidArgumentError("seconds", fmt.Sprintf("must be from 1 to %d", historySamples))
+		}
+		q.MaxSamples = n
+	}
+	return q, nil
+}
+
+func (q historyQuery) encode() string {
+	return "?since_ms=" + strconv.FormatInt(q.SinceMS, 10) + "&seconds=" + strconv.Itoa(q.MaxSamples)
+}
+
+// localHistory is the source of this replica's own history.
+func localHistory(h *history) historySource {
+	return historySource{id: h.id, fetch: func(_ context.Context, q historyQuery) ([]byte, error) {
+		return json.Marshal(h.snapshot(time.Now(), q.SinceMS, q.MaxSamples))
+	}}
+}
+
+// remoteHistory is the source of replica id's history, read from its peer
+// listener at peerURL with client (which carries the peer credentials).
+func remoteHistory(id int, peerURL string, client *http.Client) historySource {
+	return historySource{id: id, fetch: func(ctx context.Context, q historyQuery) ([]byte, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, peerURL+historyPeerPath+q.encode(), nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(io.LimitReader(resp.Body, maxHistoryBytes+1))
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("answered %s", resp.Status)
+		}
+		if len(body) > maxHistoryBytes {
+			return nil, fmt.Errorf("answer larger than %d bytes", maxHistoryBytes)
+		}
+		var head struct {
+			ID *int `json:"id"`
+		}
+		if err := json.Unmarshal(body, &head); err != nil || head.ID == nil || *head.ID != id {
+			return nil, errors.New("answer is not this replica's history")
+		}
+		return body, nil
+	}}
+}
+
+// clusterHistory is the body of GET /status/history.
+type clusterHistory struct {
+	Self       int               `json:"self"`
+	IntervalMS int64             `json:"interval_ms"`
+	Replicas   []json.RawMessage `json:"replicas"`
+}
+
+// historyHandlers adds GET /status/history, which gathers every replica's
+// history from the sources members returns (called per request, so that a
+// membership change shows up), and the peer route serving local.
+func historyHandlers(self int, members func() []historySource) func(mux *http.ServeMux) {
+	return func(mux *http.ServeMux) {
+		mux.HandleFunc("GET /status/history", func(w http.ResponseWriter, r *http.Request) {
+			q, err := parseHistoryQuery(r)
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), historyTimeout)
+			defer cancel()
+			srcs := members()
+			out := clusterHistory{Self: self, IntervalMS: historyInterval.Milliseconds(), Replicas: make([]json.RawMessage, len(srcs))}
+			var wg sync.WaitGroup
+			for i, src := range srcs {
+				wg.Go(func() {
+					body, err := src.fetch(ctx, q)
+					if err != nil {
+						body, _ = json.Marshal(historyJSON{ID: src.id, Error: "unreachable: " + publicError(err)})
+					}
+					out.Replicas[i] = body
+				})
+			}
+			wg.Wait()
+			writeJSON(w, http.StatusOK, out)
+		})
+	}
+}
+
+// peerHistoryHandler serves this replica's history on the peer listener.
+func peerHistoryHandler(h *history) http.HandlerFunc {
+	src := localHistory(h)
+	return func(w http.ResponseWriter, r *http.Request) {
+		q, err := parseHistoryQuery(r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		body, err := src.fetch(r.Context(), q)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
 	}
 }

@@ -84,6 +84,7 @@ func (m *Memory) SaveSnapshot(_ context.Context, snap Snapshot) error {
 	m.state.Entries = EntriesAfterSnapshot(m.state, snap)
 	m.size = LogSize(m.state.Entries)
 	snap.Data = slices.Clone(snap.Data)
+	snap.Config = slices.Clone(snap.Config)
 	m.state.Snapshot = snap
 	return nil
 }
@@ -146,6 +147,7 @@ func EntriesAfterSnapshot(st State, snap Snapshot) []Entry {
 func cloneState(st State) State {
 	out := State{HardState: st.HardState, Snapshot: st.Snapshot}
 	out.Snapshot.Data = slices.Clone(st.Snapshot.Data)
+	out.Snapshot.Config = slices.Clone(st.Snapshot.Config)
 	out.Entries = make([]Entry, len(st.Entries))
 	for i, e := range st.Entries {
 		e.Data = slices.Clone(e.Data)

@@ -89,6 +89,11 @@ type Snapshot struct {
 	Term uint64
 	// Data is the application's serialized state.
 	Data []byte
+	// Config is the cluster configuration in force at Index, encoded by
+	// raft (opaque to stores, which keep it with the snapshot). Empty in a
+	// snapshot written before configurations were stored: raft then uses
+	// its bootstrap configuration.
+	Config []byte
 }
 
 // State is everything a store holds, as returned by Load.

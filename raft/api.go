@@ -84,6 +84,9 @@ type InstallSnapshotRequest struct {
 	// in every chunk. The receiver installs the snapshot only if the bytes
 	// it assembled have this checksum.
 	Checksum uint32
+	// Config is the cluster configuration in force at LastIncludedIndex
+	// (raft-encoded Membership), the same in every chunk.
+	Config []byte
 }
 
 // InstallSnapshotResponse answers one chunk.

@@ -200,16 +200,22 @@ func chunkKey(gen, n uint64) []byte {
 	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64([]byte{'c'}, gen), n)
 }
 
+// snapMeta is the value of keySnapMeta: five uint64s, then the raft
+// configuration stored with the snapshot (absent in stores written before
+// configurations were stored).
 type snapMeta struct {
 	index, term, gen, size, chunks uint64
+	config                         []byte
 }
 
+const snapMetaBytes = 40
+
 func (m snapMeta) encode() []byte {
-	b := make([]byte, 0, 40)
+	b := make([]byte, 0, snapMetaBytes+len(m.config))
 	for _, v := range []uint64{m.index, m.term, m.gen, m.size, m.chunks} {
 		b = binary.LittleEndian.AppendUint64(b, v)
 	}
-	return b
+	return append(b, m.config...)
 }
 
 func encodeHardState(hs persist.HardState) []byte {
@@ -296,14 +302,17 @@ func (s *Store) read(cleanup bool) (persist.State, error) {
 			st.HardState = persist.HardState{Term: binary.LittleEndian.Uint64(v),
 				VotedFor: int(int64(binary.LittleEndian.Uint64(v[8:]))), Commit: binary.LittleEndian.Uint64(v[16:])}
 		}
-		if v, err = getValue(txn, keySnapMeta, 40); err != nil {
+		if v, err = getValue(txn, keySnapMeta, -snapMetaBytes); err != nil {
 			return err
 		}
 		if v != nil {
 			meta = snapMeta{binary.LittleEndian.Uint64(v), binary.LittleEndian.Uint64(v[8:]),
-				binary.LittleEndian.Uint64(v[16:]), binary.LittleEndian.Uint64(v[24:]), binary.LittleEndian.Uint64(v[32:])}
+				binary.LittleEndian.Uint64(v[16:]), binary.LittleEndian.Uint64(v[24:]), binary.LittleEndian.Uint64(v[32:]), nil}
+			if len(v) > snapMetaBytes {
+				meta.config = v[snapMetaBytes:]
+			}
 		}
-		st.Snapshot = persist.Snapshot{Index: meta.index, Term: meta.term}
+		st.Snapshot = persist.Snapshot{Index: meta.index, Term: meta.term, Config: meta.config}
 
 		// Snapshot chunks, in key order: generation, then number.
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixChunk})
@@ -391,8 +400,8 @@ func (s *Store) read(cleanup bool) (persist.State, error) {
 	return st, nil
 }
 
-// getValue returns the value of key, nil if it does not exist, or ErrCorrupt
-// if it is not size bytes long.
+// getValue reads key's value, which must be size bytes long, or at least
+// -size bytes if size is negative; nil if the key is absent.
 func getValue(txn *badger.Txn, key []byte, size int) ([]byte, error) {
 	item, err := txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
@@ -405,7 +414,7 @@ func getValue(txn *badger.Txn, key []byte, size int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(v) != size {
+	if (size >= 0 && len(v) != size) || (size < 0 && len(v) < -size) {
 		return nil, fmt.Errorf("%w: badger key %q: %d bytes, want %d", persist.ErrCorrupt, key, len(v), size)
 	}
 	return v, nil
@@ -620,7 +629,7 @@ func (s *Store) saveSnapshot(snap persist.Snapshot) error {
 	if match {
 		kept = s.entries[i+1:]
 	}
-	meta := snapMeta{index: snap.Index, term: snap.Term, gen: s.snap.gen + 1, size: uint64(len(snap.Data))}
+	meta := snapMeta{index: snap.Index, term: snap.Term, gen: s.snap.gen + 1, size: uint64(len(snap.Data)), config: slices.Clone(snap.Config)}
 
 	// 1. The data, in chunks of the new generation (ignored until step 3).
 	w := s.newWriter()

@@ -196,7 +196,7 @@ func (s *Store) recover(repair bool) (recovered, error) {
 			return rec, err
 		}
 		rec.snap = meta
-		rec.state.Snapshot = persist.Snapshot{Index: meta.index, Term: meta.term, Data: data}
+		rec.state.Snapshot = persist.Snapshot{Index: meta.index, Term: meta.term, Data: data, Config: meta.config}
 	}
 	names, err := s.fs.ReadDir(s.dir)
 	if err != nil {
@@ -469,7 +469,7 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap persist.Snapshot) error {
 
 func (s *Store) saveSnapshot(snap persist.Snapshot) error {
 	var kept []entryMeta
-	meta := snapMeta{index: snap.Index, term: snap.Term}
+	meta := snapMeta{index: snap.Index, term: snap.Term, config: slices.Clone(snap.Config)}
 	if i := snap.Index - s.snap.index - 1; i < uint64(len(s.entries)) && s.entries[i].term == snap.Term {
 		kept = s.entries[i+1:]
 		// The oldest segment that wrote an entry after the snapshot; see
@@ -525,8 +525,10 @@ func (s *Store) writeSnapshotFile(meta snapMeta, data []byte) error {
 	hdr = binary.LittleEndian.AppendUint64(hdr, meta.term)
 	hdr = binary.LittleEndian.AppendUint64(hdr, meta.firstSeg)
 	hdr = binary.LittleEndian.AppendUint64(hdr, uint64(len(data)))
-	sum := crc32.Update(crc32.Checksum(hdr, crcTable), crcTable, data)
-	err = writeAll(f, hdr, data, binary.LittleEndian.AppendUint32(nil, sum))
+	tail := binary.LittleEndian.AppendUint64(nil, uint64(len(meta.config)))
+	tail = append(tail, meta.config...)
+	sum := crc32.Update(crc32.Update(crc32.Checksum(hdr, crcTable), crcTable, data), crcTable, tail)
+	err = writeAll(f, hdr, data, tail, binary.LittleEndian.AppendUint32(nil, sum))
 	if err == nil && !s.opts.NoSync {
 		err = f.Sync()
 	}

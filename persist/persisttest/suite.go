@@ -58,6 +58,7 @@ func Run(t *testing.T, f Factory) {
 		{"Random", testRandom},
 		{"PowerLoss", testPowerLoss},
 		{"LargeSnapshot", testLargeSnapshot},
+		{"SnapshotConfig", testSnapshotConfig},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -176,6 +177,9 @@ func DiffState(got, want persist.State) string {
 		return fmt.Sprintf("hard state %+v, want %+v", got.HardState, want.HardState)
 	}
 	gs, ws := got.Snapshot, want.Snapshot
+	if !bytes.Equal(gs.Config, ws.Config) {
+		return fmt.Sprintf("snapshot config %q, want %q", gs.Config, ws.Config)
+	}
 	if gs.Index != ws.Index || gs.Term != ws.Term || !bytes.Equal(gs.Data, ws.Data) {
 		return fmt.Sprintf("snapshot (%d, %d, %d bytes %x), want (%d, %d, %d bytes %x)",
 			gs.Index, gs.Term, len(gs.Data), sum(gs.Data), ws.Index, ws.Term, len(ws.Data), sum(ws.Data))
@@ -280,6 +284,22 @@ func testSnapshotMatching(t *testing.T, h *harness) {
 	h.mustSnapshot(persist.Snapshot{Index: 7, Term: 2, Data: []byte("state@7")})
 	h.check()
 	h.mustSnapshot(persist.Snapshot{Index: 10, Term: 2, Data: []byte("state@10")}) // the last entry
+	h.check()
+}
+
+// testSnapshotConfig: the configuration stored with a snapshot comes back
+// with it, across reopen, and a later snapshot replaces it (also with none).
+func testSnapshotConfig(t *testing.T, h *harness) {
+	h.mustAppend(hs(2, 0, 5), Entries(1, 10, 2))
+	h.mustSnapshot(persist.Snapshot{Index: 4, Term: 2, Data: []byte("s4"), Config: []byte("config@4")})
+	h.check()
+	h.reopen()
+	h.check()
+	h.mustSnapshot(persist.Snapshot{Index: 8, Term: 2, Data: []byte("s8"), Config: []byte("config@8, longer")})
+	h.reopen()
+	h.check()
+	h.mustSnapshot(persist.Snapshot{Index: 9, Term: 2, Data: []byte("s9")})
+	h.reopen()
 	h.check()
 }
 

@@ -101,7 +101,7 @@ func (c *Client) Load(ctx context.Context) (persist.State, error) {
 	st := persist.State{HardState: hardStateFromProto(hdr.GetHardState())}
 	var snapSize uint64
 	if m := hdr.GetSnapshot(); m != nil {
-		st.Snapshot = persist.Snapshot{Index: m.GetLastIncludedIndex(), Term: m.GetLastIncludedTerm()}
+		st.Snapshot = persist.Snapshot{Index: m.GetLastIncludedIndex(), Term: m.GetLastIncludedTerm(), Config: m.GetConfig()}
 		snapSize = m.GetSizeBytes()
 		if snapSize > maxSnapshotBytes || snapSize > math.MaxInt {
 			return persist.State{}, fmt.Errorf("persist/plugin: load: snapshot of %d bytes announced", snapSize)
@@ -167,7 +167,7 @@ func (c *Client) SaveSnapshot(ctx context.Context, snap persist.Snapshot) error 
 	if err != nil {
 		return fromStatus("save snapshot", err)
 	}
-	meta := &raftv1.SnapshotMetadata{LastIncludedIndex: snap.Index, LastIncludedTerm: snap.Term, SizeBytes: uint64(len(snap.Data))}
+	meta := &raftv1.SnapshotMetadata{LastIncludedIndex: snap.Index, LastIncludedTerm: snap.Term, SizeBytes: uint64(len(snap.Data)), Config: snap.Config}
 	off := 0
 	for first := true; first || off < len(snap.Data); first = false {
 		end := min(off+ChunkBytes, len(snap.Data))

@@ -154,7 +154,7 @@ func (s *server) Load(req *persistv1.LoadRequest, stream grpc.ServerStreamingSer
 		LogSizeBytes: uint64(st.Size()),
 	}
 	if snap := state.Snapshot; snap.Index > 0 {
-		hdr.Snapshot = &raftv1.SnapshotMetadata{LastIncludedIndex: snap.Index, LastIncludedTerm: snap.Term, SizeBytes: uint64(len(snap.Data))}
+		hdr.Snapshot = &raftv1.SnapshotMetadata{LastIncludedIndex: snap.Index, LastIncludedTerm: snap.Term, SizeBytes: uint64(len(snap.Data)), Config: snap.Config}
 	}
 	if err := stream.Send(&persistv1.LoadResponse{Part: &persistv1.LoadResponse_Header{Header: hdr}}); err != nil {
 		return err
@@ -230,7 +230,7 @@ func (s *server) SaveSnapshot(stream grpc.ClientStreamingServer[persistv1.SaveSn
 	if uint64(len(data)) != meta.GetSizeBytes() {
 		return status.Errorf(codes.InvalidArgument, "persist/plugin: SaveSnapshot: got %d bytes, metadata says %d", len(data), meta.GetSizeBytes())
 	}
-	snap := persist.Snapshot{Index: meta.GetLastIncludedIndex(), Term: meta.GetLastIncludedTerm(), Data: data}
+	snap := persist.Snapshot{Index: meta.GetLastIncludedIndex(), Term: meta.GetLastIncludedTerm(), Data: data, Config: meta.GetConfig()}
 	if err := st.SaveSnapshot(stream.Context(), snap); err != nil {
 		return toStatus(err)
 	}

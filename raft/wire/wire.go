@@ -100,6 +100,7 @@ func SnapshotMetadataToProto(snap persist.Snapshot) *raftv1.SnapshotMetadata {
 		LastIncludedIndex: snap.Index,
 		LastIncludedTerm:  snap.Term,
 		SizeBytes:         uint64(len(snap.Data)),
+		Config:            snap.Config,
 	}
 }
 
@@ -109,7 +110,7 @@ func SnapshotFromProto(p *raftv1.SnapshotMetadata, data []byte) (persist.Snapsho
 	if p.GetSizeBytes() != uint64(len(data)) {
 		return persist.Snapshot{}, fmt.Errorf("%w: snapshot size %d, data %d bytes", ErrInvalid, p.GetSizeBytes(), len(data))
 	}
-	return persist.Snapshot{Index: p.GetLastIncludedIndex(), Term: p.GetLastIncludedTerm(), Data: data}, nil
+	return persist.Snapshot{Index: p.GetLastIncludedIndex(), Term: p.GetLastIncludedTerm(), Data: data, Config: p.GetConfig()}, nil
 }
 
 // AppendEntriesRequestToProto converts an AppendEntries request.
@@ -218,6 +219,7 @@ func InstallSnapshotRequestToProto(r *raft.InstallSnapshotRequest) *raftv1.Insta
 		Done:              r.Done,
 		TotalSizeBytes:    r.TotalSize,
 		Crc32C:            r.Checksum,
+		Config:            r.Config,
 	}
 }
 
@@ -242,6 +244,7 @@ func InstallSnapshotRequestFromProto(p *raftv1.InstallSnapshotRequest) (*raft.In
 		Done:              p.GetDone(),
 		TotalSize:         p.GetTotalSizeBytes(),
 		Checksum:          p.GetCrc32C(),
+		Config:            p.GetConfig(),
 	}, nil
 }
 

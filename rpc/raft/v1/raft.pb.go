@@ -229,7 +229,11 @@ type SnapshotMetadata struct {
 	// last_included_term is the term of that entry.
 	LastIncludedTerm uint64 `protobuf:"varint,2,opt,name=last_included_term,json=lastIncludedTerm,proto3" json:"last_included_term,omitempty"`
 	// size_bytes is the length of the snapshot data.
-	SizeBytes     uint64 `protobuf:"varint,3,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	SizeBytes uint64 `protobuf:"varint,3,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// config is the cluster configuration in force at last_included_index,
+	// raft-encoded (opaque to stores); empty in snapshots written before
+	// configurations were stored.
+	Config        []byte `protobuf:"bytes,4,opt,name=config,proto3" json:"config,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -283,6 +287,13 @@ func (x *SnapshotMetadata) GetSizeBytes() uint64 {
 		return x.SizeBytes
 	}
 	return 0
+}
+
+func (x *SnapshotMetadata) GetConfig() []byte {
+	if x != nil {
+		return x.Config
+	}
+	return nil
 }
 
 // AppendEntriesRequest is sent by the leader to replicate entries or as a
@@ -646,7 +657,10 @@ type InstallSnapshotRequest struct {
 	// same in every chunk. A receiver assembles the chunks of one snapshot from
 	// one leader in one term only, and installs it only if the assembled bytes
 	// have this checksum.
-	Crc32C        uint32 `protobuf:"fixed32,9,opt,name=crc32c,proto3" json:"crc32c,omitempty"`
+	Crc32C uint32 `protobuf:"fixed32,9,opt,name=crc32c,proto3" json:"crc32c,omitempty"`
+	// config is the cluster configuration in force at last_included_index,
+	// raft-encoded; the same in every chunk.
+	Config        []byte `protobuf:"bytes,10,opt,name=config,proto3" json:"config,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -742,6 +756,13 @@ func (x *InstallSnapshotRequest) GetCrc32C() uint32 {
 		return x.Crc32C
 	}
 	return 0
+}
+
+func (x *InstallSnapshotRequest) GetConfig() []byte {
+	if x != nil {
+		return x.Config
+	}
+	return nil
 }
 
 // InstallSnapshotResponse answers one chunk.
@@ -1071,12 +1092,13 @@ const file_raft_v1_raft_proto_rawDesc = "" +
 	"\tvoted_for\x18\x02 \x01(\rH\x00R\bvotedFor\x88\x01\x01\x12\x16\n" +
 	"\x06commit\x18\x03 \x01(\x04R\x06commitB\f\n" +
 	"\n" +
-	"_voted_for\"\x8f\x01\n" +
+	"_voted_for\"\xa7\x01\n" +
 	"\x10SnapshotMetadata\x12.\n" +
 	"\x13last_included_index\x18\x01 \x01(\x04R\x11lastIncludedIndex\x12,\n" +
 	"\x12last_included_term\x18\x02 \x01(\x04R\x10lastIncludedTerm\x12\x1d\n" +
 	"\n" +
-	"size_bytes\x18\x03 \x01(\x04R\tsizeBytes\"\xe0\x01\n" +
+	"size_bytes\x18\x03 \x01(\x04R\tsizeBytes\x12\x16\n" +
+	"\x06config\x18\x04 \x01(\fR\x06config\"\xe0\x01\n" +
 	"\x14AppendEntriesRequest\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\rR\bleaderId\x12$\n" +
@@ -1101,7 +1123,7 @@ const file_raft_v1_raft_proto_rawDesc = "" +
 	"\x13leadership_transfer\x18\x06 \x01(\bR\x12leadershipTransfer\"L\n" +
 	"\x13RequestVoteResponse\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12!\n" +
-	"\fvote_granted\x18\x02 \x01(\bR\vvoteGranted\"\xa9\x02\n" +
+	"\fvote_granted\x18\x02 \x01(\bR\vvoteGranted\"\xc1\x02\n" +
 	"\x16InstallSnapshotRequest\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\rR\bleaderId\x12.\n" +
@@ -1111,7 +1133,9 @@ const file_raft_v1_raft_proto_rawDesc = "" +
 	"\x04data\x18\x06 \x01(\fR\x04data\x12\x12\n" +
 	"\x04done\x18\a \x01(\bR\x04done\x12(\n" +
 	"\x10total_size_bytes\x18\b \x01(\x04R\x0etotalSizeBytes\x12\x16\n" +
-	"\x06crc32c\x18\t \x01(\aR\x06crc32c\"l\n" +
+	"\x06crc32c\x18\t \x01(\aR\x06crc32c\x12\x16\n" +
+	"\x06config\x18\n" +
+	" \x01(\fR\x06config\"l\n" +
 	"\x17InstallSnapshotResponse\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x1f\n" +
 	"\vnext_offset\x18\x02 \x01(\x04R\n" +
