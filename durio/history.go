@@ -2,10 +2,15 @@ package durio
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/bits"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -755,4 +760,54 @@ func (r *Replica) historyMembers(peerHTTP *http.Client) func() []historySource {
 		}
 	}
 	return func() []historySource { return srcs }
+}
+
+// storeFailureFile, in the data directory, keeps the last store failure
+// across the restart it causes: the history lives in memory, and a replica
+// whose store fails stops (fail-stop), taking its history with it.
+const storeFailureFile = "last-store-failure.json"
+
+// storeFailureRecord is the content of storeFailureFile.
+type storeFailureRecord struct {
+	TimeMS int64  `json:"t_ms"`
+	Reason string `json:"reason"`
+}
+
+// recordStoreFailure marks a store failure on the timeline and, best
+// effort, in the data directory for the next run (the disk may be what
+// failed).
+func (r *Replica) recordStoreFailure(now time.Time, err error) {
+	reason := publicReason(err)
+	r.hist.storeFailed(now, reason)
+	if r.cfg.DataDir == "" {
+		return
+	}
+	body, _ := json.Marshal(storeFailureRecord{TimeMS: now.UnixMilli(), Reason: reason})
+	if werr := os.WriteFile(filepath.Join(r.cfg.DataDir, storeFailureFile), body, 0o640); werr != nil {
+		r.logger.Warn("could not record the store failure for the status history", "err", werr)
+	}
+}
+
+// loadStoreFailure puts the failure a previous run recorded on the
+// timeline, if it is recent enough to be drawn. A file that is missing,
+// large or not a record is ignored: it is only a hint for the status page.
+func (r *Replica) loadStoreFailure(now time.Time) {
+	if r.cfg.DataDir == "" {
+		return
+	}
+	f, err := os.Open(filepath.Join(r.cfg.DataDir, storeFailureFile))
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	body, err := io.ReadAll(io.LimitReader(f, 4096))
+	var rec storeFailureRecord
+	if err != nil || json.Unmarshal(body, &rec) != nil {
+		return
+	}
+	window := historySamples * historyInterval
+	if t := time.UnixMilli(rec.TimeMS); t.Before(now.Add(-window)) || t.After(now) {
+		return
+	}
+	r.hist.storeFailed(time.UnixMilli(rec.TimeMS), publicError(errors.New(rec.Reason)))
 }

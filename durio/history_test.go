@@ -7,11 +7,16 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
 
+	"github.com/ruaft/ruaft/persist"
+	"github.com/ruaft/ruaft/persist/filestore"
 	"github.com/ruaft/ruaft/raft"
 )
 
@@ -450,4 +455,129 @@ type fakeAETransport struct{ raft.Transport }
 
 func (fakeAETransport) AppendEntries(context.Context, int, *raft.AppendEntriesRequest) (*raft.AppendEntriesResponse, error) {
 	return &raft.AppendEntriesResponse{Success: true, MatchIndex: 77}, nil
+}
+
+// A store failure is on the failing replica's timeline and, through the
+// data directory, on the timeline of the replica restarted after it.
+func TestStoreFailureOnTimelineAcrossRestart(t *testing.T) {
+	fs := filestore.NewMemFS()
+	o := filestore.DefaultOptions()
+	o.FS = fs
+	store, err := filestore.Open("/data/store", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Peers = []string{"http://127.0.0.1:0"}
+	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	cfg.RequestTimeout = time.Second
+	r, err := StartReplica(cfg, store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	failures := func(r *Replica) []eventJSON {
+		resp, err := http.Get("http://" + r.ClientAddr() + "/status/history")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct{ Replicas []historyJSON }
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || len(out.Replicas) != 1 {
+			t.Fatalf("history: %v %+v", err, out)
+		}
+		var evs []eventJSON
+		for _, e := range out.Replicas[0].Events {
+			if e.Kind == "store_failure" {
+				evs = append(evs, e)
+			}
+		}
+		return evs
+	}
+	waitFor(t, "a put acknowledged", 10*time.Second, func() bool {
+		resp, err := http.Post("http://"+r.ClientAddr()+"/kvstore/put", "application/json", strings.NewReader(`{"key":"a","value":"v"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	if evs := failures(r); len(evs) != 0 {
+		t.Fatalf("failures before any: %+v", evs)
+	}
+	fs.SetFault(func(op filestore.Op, name string) error {
+		if op == filestore.OpSync {
+			return syscall.EIO
+		}
+		return nil
+	})
+	resp, err := http.Post("http://"+r.ClientAddr()+"/kvstore/put", "application/json", strings.NewReader(`{"key":"b","value":"v"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	select {
+	case <-r.Failed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("no failure within 10s")
+	}
+	evs := failures(r)
+	if len(evs) != 1 || !strings.HasPrefix(evs[0].Detail, "store failed") {
+		t.Fatalf("failures on the failing replica's timeline: %+v", evs)
+	}
+	r.Close(context.Background())
+
+	// The restart (with a working store) shows the failure at its time.
+	r2, err := StartReplica(cfg, persist.NewMemory(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close(context.Background())
+	if again := failures(r2); len(again) != 1 || again[0].TimeMS != evs[0].TimeMS || again[0].Detail != evs[0].Detail {
+		t.Fatalf("failures after the restart: %+v, want %+v", again, evs)
+	}
+	r2.Close(context.Background())
+
+	// A damaged, huge or stale record is ignored.
+	for _, body := range []string{"{not json", strings.Repeat("x", 10000),
+		fmt.Sprintf(`{"t_ms":%d,"reason":"old"}`, time.Now().Add(-time.Hour).UnixMilli()),
+		fmt.Sprintf(`{"t_ms":%d,"reason":"future"}`, time.Now().Add(time.Hour).UnixMilli())} {
+		if err := os.WriteFile(filepath.Join(cfg.DataDir, storeFailureFile), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r3, err := StartReplica(cfg, persist.NewMemory(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := failures(r3)
+		r3.Close(context.Background())
+		if len(got) != 0 {
+			t.Fatalf("record %.40q put %+v on the timeline", body, got)
+		}
+	}
+}
+
+// BenchmarkInstrumentMux is the request path's metrics cost with and
+// without the history, side by side (go test -bench InstrumentMux ./durio).
+func BenchmarkInstrumentMux(b *testing.B) {
+	for _, withHistory := range []bool{false, true} {
+		b.Run(fmt.Sprintf("history=%v", withHistory), func(b *testing.B) {
+			m := newMetrics(func() raft.Status { return raft.Status{} })
+			if withHistory {
+				m.hist = newHistory(0, t0)
+			}
+			mux := http.NewServeMux()
+			mux.HandleFunc("POST /kvstore/put", func(w http.ResponseWriter, r *http.Request) {})
+			h := m.instrumentMux(mux)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				req := httptest.NewRequest("POST", "/kvstore/put", nil)
+				w := httptest.NewRecorder()
+				for pb.Next() {
+					h.ServeHTTP(w, req)
+				}
+			})
+		})
+	}
 }

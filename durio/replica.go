@@ -71,8 +71,8 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	r.metrics.hist = r.hist
 	r.store = meteredStore{Store: store, m: r.metrics}
 	r.health = newHealth(logger, func() raft.Status { return r.kv.Status() }, store, func(err error) {
-		r.hist.storeFailed(time.Now(), publicReason(err))
 		r.fatal(err)
+		r.recordStoreFailure(time.Now(), err)
 	})
 	var peerServerTLS, peerClientTLS *tls.Config
 	if cfg.PeerTLS() {
@@ -123,6 +123,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	}
 
 	r.hist.recordStart(r.kv.Status())
+	r.loadStoreFailure(time.Now())
 	leaderURL := func(id int) string {
 		if id >= 0 && id < len(cfg.ClientURLs) {
 			return cfg.ClientURLs[id]

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ruaft/ruaft/persist"
+	_ "github.com/ruaft/ruaft/persist/builtin" // every store, served by re-executing this binary
 	"github.com/ruaft/ruaft/persist/plugin"
 )
 

@@ -45,7 +45,9 @@ type Config struct {
 	MaxSessions int
 	// HistoryMaxEvents and HistoryMaxBytes bound the retained event
 	// history (which answers Watch and List at older revisions); the
-	// oldest events go first. Use the same on every replica.
+	// oldest events go first. Use the same on every replica. Every
+	// snapshot carries the history: keep HistoryMaxBytes well below the
+	// raft snapshot threshold, or snapshots grow to the history's size.
 	HistoryMaxEvents int
 	HistoryMaxBytes  int
 	// ListMaxLimit caps a List page's number of keys, ListMaxBytes its
@@ -75,7 +77,7 @@ type Config struct {
 func DefaultConfig(id int) Config {
 	return Config{ID: id, RequestTimeout: 2 * time.Second, RSM: rsm.DefaultConfig(),
 		SessionIdleTimeout: DefaultSessionIdleTimeout, SessionTick: 10 * time.Second, MaxSessions: DefaultMaxSessions,
-		HistoryMaxEvents: 10000, HistoryMaxBytes: 16 << 20, ListMaxLimit: 10000, ListMaxBytes: 4 << 20,
+		HistoryMaxEvents: 10000, HistoryMaxBytes: 4 << 20, ListMaxLimit: 10000, ListMaxBytes: 4 << 20,
 		MaxWatchers: 10000, WatchMaxWait: time.Minute, MaxLeases: 10000, MinLeaseTTL: time.Second,
 		MaxLeaseTTL: 24 * time.Hour, LeaseTick: 100 * time.Millisecond}
 }

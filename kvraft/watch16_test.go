@@ -139,7 +139,8 @@ func TestWatchAcrossLeaderChanges(t *testing.T) {
 // logs; the follower then catches up by InstallSnapshot, and the watcher
 // gets every write exactly once from the history the snapshot carries.
 func TestWatchAcrossSnapshotInstall(t *testing.T) {
-	c := kvtest.NewCluster(t, kvtest.Options{Servers: 3, MaxRaftState: 2000}, kvtest.StartKVServer)
+	c := kvtest.NewCluster(t, kvtest.Options{Servers: 3, MaxRaftState: 2000},
+		kvtest.StartKVServerWith(func(cfg *kvraft.Config) { cfg.HistoryMaxEvents, cfg.HistoryMaxBytes = 1000, 1<<20 }))
 	ck := c.MakeClerk(c.All())
 	l := c.WaitLeader()
 	f := (l + 1) % 3

@@ -11,98 +11,77 @@ import (
 // Clone copies what was stored so a test can "crash" a replica and restart it
 // from the copy, as the MIT lab's persister does.
 type Memory struct {
-	mu     sync.Mutex // guards every field below
-	state  State
-	size   int64
-	closed bool
+	*Base // Load, Append, SaveSnapshot, Size and Close, over mem
+	mem   *memBackend
 }
 
 var _ Store = (*Memory)(nil)
 
+// memBackend is Memory's Backend: the stored state itself.
+type memBackend struct {
+	mu    sync.Mutex // guards state: Clone reads it while a replica's calls run
+	state State
+}
+
 // NewMemory returns an empty memory store.
-func NewMemory() *Memory {
-	return &Memory{state: State{HardState: EmptyHardState}, size: HardStateBytes}
+func NewMemory() *Memory { return newMemory(State{HardState: EmptyHardState}, nil) }
+
+// newMemory returns a Memory holding st; recovered is the first Load's
+// answer (nil: a copy of st).
+func newMemory(st State, recovered *State) *Memory {
+	mem := &memBackend{state: st}
+	return &Memory{Base: NewBase(mem, recovered), mem: mem}
 }
 
 // Clone returns an open store holding a deep copy of what m holds, whether m
 // is open or closed.
 func (m *Memory) Clone() *Memory {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return &Memory{state: cloneState(m.state), size: m.size}
+	m.mem.mu.Lock()
+	st := cloneState(m.mem.state)
+	m.mem.mu.Unlock()
+	first := cloneState(st) // the first Load's copy: the caller owns it
+	return newMemory(st, &first)
 }
 
-// Load implements Store.
-func (m *Memory) Load(context.Context) (State, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return State{}, ErrClosed
-	}
-	return cloneState(m.state), nil
+// Reload implements Backend: a copy of the state.
+func (b *memBackend) Reload(context.Context) (State, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return cloneState(b.state), nil
 }
 
-// Append implements Store.
-func (m *Memory) Append(_ context.Context, hs HardState, entries []Entry) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return ErrClosed
-	}
-	if err := CheckAppend(m.state, entries); err != nil {
-		return err
-	}
+// WriteAppend implements Backend.
+func (b *memBackend) WriteAppend(_ *Tracker, hs HardState, entries []Entry) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if len(entries) > 0 {
-		keep := int(entries[0].Index - m.state.Snapshot.Index - 1)
-		for _, e := range m.state.Entries[keep:] {
-			m.size -= e.Size()
-		}
+		keep := int(entries[0].Index - b.state.Snapshot.Index - 1)
 		// Reuse the backing array: nothing else refers to it (Load and Clone
 		// copy), and capping it would copy the whole log on every Append.
-		clear(m.state.Entries[keep:])
-		m.state.Entries = m.state.Entries[:keep]
+		clear(b.state.Entries[keep:])
+		b.state.Entries = b.state.Entries[:keep]
 		for _, e := range entries {
 			e.Data = slices.Clone(e.Data)
-			m.state.Entries = append(m.state.Entries, e)
-			m.size += e.Size()
+			b.state.Entries = append(b.state.Entries, e)
 		}
 	}
-	m.state.HardState = hs
+	b.state.HardState = hs
 	return nil
 }
 
-// SaveSnapshot implements Store.
-func (m *Memory) SaveSnapshot(_ context.Context, snap Snapshot) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return ErrClosed
-	}
-	if snap.Index <= m.state.Snapshot.Index {
-		return fmt.Errorf("%w: stored %d, new %d", ErrStaleSnapshot, m.state.Snapshot.Index, snap.Index)
-	}
-	m.state.Entries = EntriesAfterSnapshot(m.state, snap)
-	m.size = LogSize(m.state.Entries)
+// WriteSnapshot implements Backend.
+func (b *memBackend) WriteSnapshot(_ *Tracker, snap Snapshot) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.state.Entries = EntriesAfterSnapshot(b.state, snap)
 	snap.Data = slices.Clone(snap.Data)
 	snap.Config = slices.Clone(snap.Config)
-	m.state.Snapshot = snap
+	b.state.Snapshot = snap
 	return nil
 }
 
-// Size implements Store.
-func (m *Memory) Size() int64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.size
-}
-
-// Close implements Store.
-func (m *Memory) Close() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.closed = true
-	return nil
-}
+// Release implements Backend: the state stays, for Clone.
+func (b *memBackend) Release() error { return nil }
 
 // CheckAppend reports whether entries may be appended to a store holding st,
 // under the Store.Append contract. Stores share it so they agree on the rules.

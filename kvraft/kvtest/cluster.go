@@ -501,6 +501,10 @@ func StartKVServer(i int, newNode NewNode) (Replica, error) {
 func StartKVServerWith(adjust func(*kvraft.Config)) StartFunc {
 	return func(i int, newNode NewNode) (Replica, error) {
 		cfg := kvraft.DefaultConfig(i)
+		// The lab's snapshot thresholds are a few kB, and every snapshot
+		// carries the retained history: keep it on that scale, as a
+		// replica should keep it well under its snapshot threshold.
+		cfg.HistoryMaxEvents, cfg.HistoryMaxBytes = 200, 8<<10
 		if adjust != nil {
 			adjust(&cfg)
 		}

@@ -1,6 +1,7 @@
 // Package badgerstore is a durable persist.Store on
-// github.com/dgraph-io/badger/v4 with synchronous writes, sized by default
-// for a small machine (a 1 GB Raspberry Pi).
+// github.com/dgraph-io/badger/v4, durable before each call returns with one
+// fsync per commit (sync.go), sized by default for a small machine (a 1 GB
+// Raspberry Pi).
 //
 // Keys: "h" the hard state; "m" the snapshot metadata; "c"+gen+n the
 // snapshot data in chunks of generation gen; "e"+index (big-endian) one log
@@ -9,7 +10,16 @@
 // a valid state (hard state term and vote first, then the replaced suffix
 // deleted from the end backwards, then the new entries in order, then the
 // final hard state). A snapshot is written in chunks under a new generation
-// and made current by one small transaction.
+// and made current by one small transaction; chunks are smaller than the
+// value threshold, so they live in the LSM tree and a replaced snapshot's
+// space comes back by compaction. Every transaction is synced before the
+// next one starts.
+//
+// Where things live: store.go (Options, Open, the persist.Backend that
+// reads and writes the keys; the Store methods and the bookkeeping every
+// store shares come from persist.Base), sync.go (one sync per commit, and
+// value-log GC at open), verify.go (checking badger's files before it opens
+// them), register.go (the store's registration as "badger").
 package badgerstore
 
 import (
@@ -20,8 +30,6 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
-	"sync"
-	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -77,19 +85,21 @@ type Options struct {
 //   - No block cache and no index cache (0): without compression or
 //     encryption badger reads blocks straight from the mmapped tables, and
 //     reads happen only at startup; a cache would hold memory for nothing.
-//   - ValueThresholdBytes 64 KiB: entries below it live in the LSM tree only
-//     (written once, to the memtable's WAL); larger ones go to the value log,
-//     in 16 MiB files (ValueLogFileBytes; mmapped, so keep them small on
-//     32-bit machines).
-//   - One version per key, no conflict detection, no metrics, synchronous
-//     writes (see NoSync).
+//   - ValueThresholdBytes 64 KiB: entries below it, and snapshot chunks
+//     (half of it), live in the LSM tree only (written once, to the
+//     memtable's WAL, which is the one file a commit syncs); larger entries
+//     go to the value log, in 16 MiB files (ValueLogFileBytes; mmapped, so
+//     keep them small on 32-bit machines), and their commits sync it too.
+//     Dead value-log space is collected when the store opens.
+//   - One version per key, no conflict detection, no metrics, writes synced
+//     by the store (see NoSync).
 //
-// Known cost: with synchronous writes badger syncs both the memtable's WAL
-// and the current value log file on every commit, even when the commit wrote
-// nothing to the value log (two msync calls, each a disk cache flush); the
-// store makes one commit per Append so that this happens once per batch, but
-// badger's API offers no way to skip the second flush. The file store does
-// one fsync per Append.
+// One sync per commit: badger runs without its own synchronous writes
+// (which flush both its write-ahead log and its value log on every commit,
+// two disk cache flushes); the store fsyncs the write-ahead log after each
+// commit itself, and the value log too when a commit wrote to it (an entry
+// of ValueThresholdBytes or more). Snapshot chunks are kept below the
+// threshold so that they stay in the LSM tree. See sync.go.
 func DefaultOptions() Options {
 	return Options{
 		MemTableBytes:       2 << 20,
@@ -149,7 +159,8 @@ func (o *Options) Set(name, value string) error {
 
 func (o Options) badger(dir string) badger.Options {
 	b := badger.DefaultOptions(dir).
-		WithSyncWrites(!o.NoSync).
+		// The store syncs each commit itself, once (see sync.go).
+		WithSyncWrites(false).
 		WithMemTableSize(o.MemTableBytes).
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(2).
@@ -225,71 +236,95 @@ func encodeHardState(hs persist.HardState) []byte {
 }
 
 // Store is a persist.Store on badger. See the package doc for the layout.
+// The Store methods and the bookkeeping they share with the other stores
+// (closed and failed states, the contract's checks, the Size figure) come
+// from persist.Base; the database is written by the Backend below.
 type Store struct {
-	db        *badger.DB
-	log       *slog.Logger
-	chunk     int   // snapshot chunk size, bytes
-	atomicMax int64 // batches estimated below this go in one transaction
-
-	// mu serializes the methods and guards every field below. It is held
-	// across fsync: the Store contract has no concurrent calls except Size,
-	// which reads an atomic and never waits for it.
-	mu       sync.Mutex
-	closed   bool
-	failed   error
-	hs       persist.HardState
-	snap     snapMeta
-	entries  []entryMeta // after snap.index
-	logBytes int64
-	pending  *persist.State
-
-	size atomic.Int64
-}
-
-type entryMeta struct {
-	term uint64
-	size int64
+	*persist.Base // Load, Append, SaveSnapshot, Size, Close; calls backend
 }
 
 var _ persist.Store = (*Store)(nil)
 
+// backend is the Store's persist.Backend. Base calls it one method at a time,
+// under its mutex.
+type backend struct {
+	db        *badger.DB
+	chunk     int      // snapshot chunk size, bytes
+	atomicMax int64    // batches estimated below this go in one transaction
+	threshold int64    // values of this size or more go to badger's value log
+	syncer    *syncer  // makes each commit durable; nil with NoSync
+	snap      snapMeta // the stored snapshot's metadata (generation, chunks)
+}
+
+// chunkBytes is the size of a snapshot chunk: below the value threshold, so
+// that chunks live in the LSM tree (a commit of them is made durable by one
+// sync of the write-ahead log, and a deleted snapshot's space comes back by
+// compaction, with no value-log GC), and within one transaction.
+func chunkBytes(o Options) int {
+	return int(max(min(o.MemTableBytes*15/100/2, o.ValueThresholdBytes/2, 1<<20), 1))
+}
+
+// commit commits txn and makes it durable (with valueLog, the commit wrote
+// to the value log).
+func (s *backend) commit(txn *badger.Txn, valueLog bool) error {
+	if err := txn.Commit(); err != nil {
+		return err
+	}
+	if s.syncer == nil {
+		return nil
+	}
+	return s.syncer.sync(valueLog)
+}
+
+// toValueLog reports whether badger stores a value of n bytes in its value
+// log rather than in the LSM tree.
+func (s *backend) toValueLog(n int) bool { return int64(n) >= s.threshold }
+
+var _ persist.Backend = (*backend)(nil)
+
 // Open opens (or creates) the store in dir, recovers its state and deletes
 // leftovers of an interrupted snapshot or compaction.
 func Open(dir string, o Options) (*Store, error) {
+	st, _, err := open(dir, o)
+	return st, err
+}
+
+// open is Open, also returning the Backend (for tests).
+func open(dir string, o Options) (*Store, *backend, error) {
 	if err := o.Validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := verifyDir(dir); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	db, err := badger.Open(o.badger(dir))
+	if err := reclaimValueLog(dir, o); err != nil {
+		return nil, nil, err
+	}
+	bdb, err := badger.Open(o.badger(dir))
 	if err != nil {
-		return nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
 	}
 	maxBatch := o.MemTableBytes * 15 / 100
-	s := &Store{db: db, log: o.Logger, chunk: int(min(maxBatch/2, 1<<20)), atomicMax: maxBatch * 9 / 10}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
+	s := &backend{db: bdb, chunk: chunkBytes(o), atomicMax: maxBatch * 9 / 10,
+		threshold: o.ValueThresholdBytes}
+	if !o.NoSync {
+		if s.syncer, err = newSyncer(dir); err != nil {
+			_ = bdb.Close()
+			return nil, nil, err
+		}
 	}
 	st, err := s.read(true)
 	if err != nil {
-		_ = db.Close()
-		return nil, err
+		_ = s.Release()
+		return nil, nil, err
 	}
-	s.pending = &st
-	s.hs = st.HardState
-	for _, e := range st.Entries {
-		s.entries = append(s.entries, entryMeta{term: e.Term, size: e.Size()})
-		s.logBytes += e.Size()
-	}
-	s.size.Store(persist.HardStateBytes + s.logBytes)
-	return s, nil
+	return &Store{Base: persist.NewBase(s, &st)}, s, nil
 }
 
 // read reads the whole state and sets s.snap; with cleanup it also deletes
 // entries the snapshot covers and chunks of other generations (leftovers of
 // an interrupted SaveSnapshot).
-func (s *Store) read(cleanup bool) (persist.State, error) {
+func (s *backend) read(cleanup bool) (persist.State, error) {
 	st := persist.State{HardState: persist.EmptyHardState}
 	var meta snapMeta
 	var stale [][]byte
@@ -431,12 +466,13 @@ func wrap(op string, err error) error {
 // whenever the next operation would not fit, so any prefix of its
 // transactions is what a crash can leave.
 type writer struct {
-	db  *badger.DB
-	txn *badger.Txn
-	err error
+	s        *backend
+	txn      *badger.Txn
+	valueLog bool // txn wrote to the value log
+	err      error
 }
 
-func (s *Store) newWriter() *writer { return &writer{db: s.db, txn: s.db.NewTransaction(true)} }
+func (s *backend) newWriter() *writer { return &writer{s: s, txn: s.db.NewTransaction(true)} }
 
 func (w *writer) do(op func(*badger.Txn) error) {
 	if w.err != nil {
@@ -444,16 +480,24 @@ func (w *writer) do(op func(*badger.Txn) error) {
 	}
 	err := op(w.txn)
 	if errors.Is(err, badger.ErrTxnTooBig) {
-		if w.err = w.txn.Commit(); w.err != nil {
+		// Each transaction is durable before the next one starts: a crash
+		// leaves a prefix of them.
+		if w.err = w.s.commit(w.txn, w.valueLog); w.err != nil {
 			return
 		}
-		w.txn = w.db.NewTransaction(true)
+		w.txn, w.valueLog = w.s.db.NewTransaction(true), false
 		err = op(w.txn)
 	}
 	w.err = err
 }
 
-func (w *writer) set(k, v []byte) { w.do(func(t *badger.Txn) error { return t.Set(k, v) }) }
+func (w *writer) set(k, v []byte) {
+	w.do(func(t *badger.Txn) error {
+		w.valueLog = w.valueLog || w.s.toValueLog(len(v))
+		return t.Set(k, v)
+	})
+}
+
 func (w *writer) delete(k []byte) { w.do(func(t *badger.Txn) error { return t.Delete(k) }) }
 
 // commit commits the last transaction and returns the first error.
@@ -462,39 +506,12 @@ func (w *writer) commit() error {
 		w.txn.Discard()
 		return w.err
 	}
-	return w.txn.Commit()
+	return w.s.commit(w.txn, w.valueLog)
 }
 
-func (s *Store) usable() error {
-	if s.closed {
-		return persist.ErrClosed
-	}
-	if s.failed != nil {
-		return fmt.Errorf("%w: %w", persist.ErrFailed, s.failed)
-	}
-	return nil
-}
-
-func (s *Store) lastIndex() uint64 { return s.snap.index + uint64(len(s.entries)) }
-
-// Load implements persist.Store. The first call returns what Open read;
-// later calls read the database again.
-func (s *Store) Load(ctx context.Context) (persist.State, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.usable(); err != nil {
-		return persist.State{}, err
-	}
-	if err := ctx.Err(); err != nil {
-		return persist.State{}, err
-	}
-	if s.pending != nil {
-		st := *s.pending
-		s.pending = nil
-		return st, nil
-	}
-	return s.read(false)
-}
+// Reload implements persist.Backend: Load returns what Open read the first
+// time, and reads the database again for later calls.
+func (s *backend) Reload(context.Context) (persist.State, error) { return s.read(false) }
 
 func entryValue(e persist.Entry) []byte {
 	v := make([]byte, 0, 9+len(e.Data))
@@ -503,21 +520,10 @@ func entryValue(e persist.Entry) []byte {
 	return append(v, e.Data...)
 }
 
-// Append implements persist.Store.
-func (s *Store) Append(ctx context.Context, hs persist.HardState, entries []persist.Entry) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.usable(); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := persist.CheckAppendRange(s.snap.index, s.lastIndex(), entries); err != nil {
-		return err
-	}
-	s.pending = nil
-	oldLast := s.lastIndex()
+// WriteAppend implements persist.Backend: one transaction (and one commit)
+// for a batch that fits in one, else several in a crash-safe order.
+func (s *backend) WriteAppend(t *persist.Tracker, hs persist.HardState, entries []persist.Entry) error {
+	oldLast := t.LastIndex()
 	newLast, first := oldLast, oldLast+1
 	est := int64(64)
 	if len(entries) > 0 {
@@ -538,30 +544,16 @@ func (s *Store) Append(ctx context.Context, hs persist.HardState, entries []pers
 		err = s.appendAtomic(hs, entries, newLast, oldLast)
 	}
 	if est > s.atomicMax || errors.Is(err, badger.ErrTxnTooBig) {
-		err = s.appendInSteps(hs, entries, first, oldLast)
+		err = s.appendInSteps(hs, entries, first, oldLast, t.HardState().Commit)
 	}
 	if err != nil {
-		s.failed = err
 		return wrap("append", err)
 	}
-	s.hs = hs
-	if len(entries) > 0 {
-		keep := int(first - s.snap.index - 1)
-		for _, e := range s.entries[keep:] {
-			s.logBytes -= e.size
-		}
-		s.entries = s.entries[:keep]
-		for _, e := range entries {
-			s.entries = append(s.entries, entryMeta{term: e.Term, size: e.Size()})
-			s.logBytes += e.Size()
-		}
-	}
-	s.size.Store(persist.HardStateBytes + s.logBytes)
 	return nil
 }
 
 // appendAtomic writes the batch in one transaction.
-func (s *Store) appendAtomic(hs persist.HardState, entries []persist.Entry, newLast, oldLast uint64) error {
+func (s *backend) appendAtomic(hs persist.HardState, entries []persist.Entry, newLast, oldLast uint64) error {
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
 	for i := newLast + 1; i <= oldLast && len(entries) > 0; i++ {
@@ -569,25 +561,28 @@ func (s *Store) appendAtomic(hs persist.HardState, entries []persist.Entry, newL
 			return err
 		}
 	}
+	valueLog := false
 	for _, e := range entries {
-		if err := txn.Set(entryKey(e.Index), entryValue(e)); err != nil {
+		v := entryValue(e)
+		valueLog = valueLog || s.toValueLog(len(v))
+		if err := txn.Set(entryKey(e.Index), v); err != nil {
 			return err
 		}
 	}
 	if err := txn.Set(keyHardState, encodeHardState(hs)); err != nil {
 		return err
 	}
-	return txn.Commit()
+	return s.commit(txn, valueLog)
 }
 
 // appendInSteps writes a batch too large for one transaction so that every
 // state a crash can leave is valid: the new term and vote first (with the
 // old commit index), then the replaced entries deleted from the end
 // backwards, then the new entries in order, then the final hard state.
-func (s *Store) appendInSteps(hs persist.HardState, entries []persist.Entry, first, oldLast uint64) error {
+func (s *backend) appendInSteps(hs persist.HardState, entries []persist.Entry, first, oldLast, oldCommit uint64) error {
 	w := s.newWriter()
 	early := hs
-	early.Commit = min(hs.Commit, s.hs.Commit)
+	early.Commit = min(hs.Commit, oldCommit)
 	w.set(keyHardState, encodeHardState(early))
 	if len(entries) > 0 {
 		for i := oldLast; i >= first && i > s.snap.index; i-- {
@@ -601,34 +596,15 @@ func (s *Store) appendInSteps(hs persist.HardState, entries []persist.Entry, fir
 	return w.commit()
 }
 
-// SaveSnapshot implements persist.Store.
-func (s *Store) SaveSnapshot(ctx context.Context, snap persist.Snapshot) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.usable(); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if snap.Index <= s.snap.index {
-		return fmt.Errorf("%w: stored %d, new %d", persist.ErrStaleSnapshot, s.snap.index, snap.Index)
-	}
-	s.pending = nil
-	if err := s.saveSnapshot(snap); err != nil {
-		s.failed = err
+// WriteSnapshot implements persist.Backend.
+func (s *backend) WriteSnapshot(t *persist.Tracker, snap persist.Snapshot) error {
+	if err := s.saveSnapshot(snap, t.SnapshotKeeps(snap), t.LastIndex()); err != nil {
 		return wrap("save snapshot", err)
 	}
 	return nil
 }
 
-func (s *Store) saveSnapshot(snap persist.Snapshot) error {
-	var kept []entryMeta
-	i := snap.Index - s.snap.index - 1
-	match := i < uint64(len(s.entries)) && s.entries[i].term == snap.Term
-	if match {
-		kept = s.entries[i+1:]
-	}
+func (s *backend) saveSnapshot(snap persist.Snapshot, match bool, last uint64) error {
 	meta := snapMeta{index: snap.Index, term: snap.Term, gen: s.snap.gen + 1, size: uint64(len(snap.Data)), config: slices.Clone(snap.Config)}
 
 	// 1. The data, in chunks of the new generation (ignored until step 3).
@@ -641,7 +617,7 @@ func (s *Store) saveSnapshot(snap persist.Snapshot) error {
 	// 2. If the log does not continue the snapshot, drop it from the end
 	// backwards: every prefix of it is a valid log under the old snapshot.
 	if !match {
-		for j := s.lastIndex(); j > snap.Index && j > s.snap.index; j-- {
+		for j := last; j > snap.Index && j > s.snap.index; j-- {
 			w.delete(entryKey(j))
 		}
 	}
@@ -649,13 +625,15 @@ func (s *Store) saveSnapshot(snap persist.Snapshot) error {
 		return err
 	}
 	// 3. Switch to the new snapshot.
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(keySnapMeta, meta.encode()) }); err != nil {
+	w = s.newWriter()
+	w.set(keySnapMeta, meta.encode())
+	if err := w.commit(); err != nil {
 		return err
 	}
 	// 4. Delete what it made obsolete; a crash before this is cleaned up on
 	// Open.
 	w = s.newWriter()
-	for j := s.snap.index + 1; j <= min(snap.Index, s.lastIndex()); j++ {
+	for j := s.snap.index + 1; j <= min(snap.Index, last); j++ {
 		w.delete(entryKey(j))
 	}
 	for n := uint64(0); n < s.snap.chunks; n++ {
@@ -663,36 +641,14 @@ func (s *Store) saveSnapshot(snap persist.Snapshot) error {
 	}
 	err := w.commit()
 	s.snap = meta
-	s.entries = slices.Clone(kept)
-	s.logBytes = 0
-	for _, e := range s.entries {
-		s.logBytes += e.size
-	}
-	s.size.Store(persist.HardStateBytes + s.logBytes)
-	if err != nil {
-		return err
-	}
-	if len(snap.Data) >= s.chunk {
-		// Reclaim the value log space the old snapshot held; one pass.
-		if err := s.db.RunValueLogGC(0.5); err != nil && !errors.Is(err, badger.ErrNoRewrite) {
-			s.log.Warn("badgerstore: value log GC failed", "err", err)
-		}
-	}
-	return nil
+	return err
 }
 
-// Size implements persist.Store.
-func (s *Store) Size() int64 { return s.size.Load() }
-
-// Close implements persist.Store.
-func (s *Store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil
+// Release implements persist.Backend: Close closes the database.
+func (s *backend) Release() error {
+	if s.syncer != nil {
+		_ = s.syncer.close()
 	}
-	s.closed = true
-	s.pending = nil
 	if err := s.db.Close(); err != nil {
 		return wrap("close", err)
 	}

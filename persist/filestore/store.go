@@ -10,8 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"github.com/ruaft/ruaft/persist"
 )
@@ -74,37 +72,32 @@ var ErrInvalidOptions = errors.New("filestore: invalid options")
 // log segments, oldest first), snapshot (the latest snapshot, replaced
 // atomically), snapshot.tmp (a snapshot being written; deleted on open).
 // Only one Store may have a folder open at a time.
+//
+// The Store methods and the bookkeeping they share with the other stores
+// (closed and failed states, the contract's checks, the Size figure) come
+// from persist.Base; the files are written by the Backend below.
 type Store struct {
+	*persist.Base // Load, Append, SaveSnapshot, Size, Close; calls files
+}
+
+var _ persist.Store = (*Store)(nil)
+
+// files is the Store's persist.Backend: the folder and what is open in it.
+// Base calls it one method at a time, under its mutex.
+type files struct {
 	dir  string
 	fs   FS
 	opts Options
 	log  *slog.Logger
 
-	// mu serializes the methods and guards every field below. It is held
-	// across fsync: the Store contract has no concurrent calls except Size,
-	// which reads an atomic and never waits for it.
-	mu       sync.Mutex
-	closed   bool
-	failed   error             // the write or sync error that failed the store, or nil
-	hs       persist.HardState // of the last record written
-	snap     snapMeta
-	entries  []entryMeta // the log after snap.index, from index snap.index+1
-	logBytes int64       // sum of entries' sizes
-	segs     []segInfo   // live segments, oldest first; the last is cur
-	cur      File        // the last segment, open for appending; nil before the first write
-	curBytes int64       // length of cur
-	buf      []byte      // reused record buffer
-	pending  *persist.State
-
-	size atomic.Int64 // Size(), updated under mu, read without it
+	firstSeg uint64    // the snapshot file's first segment (snapMeta.firstSeg)
+	segs     []segInfo // live segments, oldest first; the last is cur
+	cur      File      // the last segment, open for appending; nil before the first write
+	curBytes int64     // length of cur
+	buf      []byte    // reused record buffer
 }
 
-var _ persist.Store = (*Store)(nil)
-
-type entryMeta struct {
-	term uint64
-	size int64 // persist.Entry.Size
-}
+var _ persist.Backend = (*files)(nil)
 
 type segInfo struct {
 	id   uint64
@@ -130,7 +123,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, fs: opts.FS, opts: opts, log: opts.Logger}
+	s := &files{dir: dir, fs: opts.FS, opts: opts, log: opts.Logger}
 	if s.fs == nil {
 		s.fs = OSFS{}
 	}
@@ -144,15 +137,8 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.hs = rec.state.HardState
-	s.snap = rec.snap
+	s.firstSeg = rec.snap.firstSeg
 	s.segs = rec.segs
-	s.pending = &rec.state
-	for _, e := range rec.state.Entries {
-		s.entries = append(s.entries, entryMeta{term: e.Term, size: e.Size()})
-		s.logBytes += e.Size()
-	}
-	s.size.Store(persist.HardStateBytes + s.logBytes)
 	if n := len(s.segs); n > 0 {
 		f, err := s.fs.OpenAppend(join(dir, segName(s.segs[n-1].id)))
 		if err != nil {
@@ -167,7 +153,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 		s.cur, s.curBytes = f, rec.lastSegBytes
 	}
-	return s, nil
+	return &Store{Base: persist.NewBase(s, &rec.state)}, nil
 }
 
 type recovered struct {
@@ -181,7 +167,7 @@ type recovered struct {
 // recover reads the folder. With repair it deletes leftovers (a temporary
 // snapshot, segments a compaction left behind) and truncates a torn tail;
 // without it, it only reads.
-func (s *Store) recover(repair bool) (recovered, error) {
+func (s *files) recover(repair bool) (recovered, error) {
 	var rec recovered
 	rec.state.HardState = persist.EmptyHardState
 	name := join(s.dir, snapshotFile)
@@ -330,34 +316,9 @@ func allZero(b []byte) bool {
 	return true
 }
 
-func (s *Store) usable() error {
-	if s.closed {
-		return persist.ErrClosed
-	}
-	if s.failed != nil {
-		return fmt.Errorf("%w: %w", persist.ErrFailed, s.failed)
-	}
-	return nil
-}
-
-func (s *Store) lastIndex() uint64 { return s.snap.index + uint64(len(s.entries)) }
-
-// Load implements persist.Store. The first call returns what Open recovered;
-// later calls read the folder again.
-func (s *Store) Load(ctx context.Context) (persist.State, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.usable(); err != nil {
-		return persist.State{}, err
-	}
-	if err := ctx.Err(); err != nil {
-		return persist.State{}, err
-	}
-	if s.pending != nil {
-		st := *s.pending
-		s.pending = nil
-		return st, nil
-	}
+// Reload implements persist.Backend: Load returns what Open recovered the
+// first time, and reads the folder again for later calls.
+func (s *files) Reload(context.Context) (persist.State, error) {
 	rec, err := s.recover(false)
 	if err != nil {
 		return persist.State{}, err
@@ -365,49 +326,27 @@ func (s *Store) Load(ctx context.Context) (persist.State, error) {
 	return rec.state, nil
 }
 
-// Append implements persist.Store: one record, fsynced before it returns.
-func (s *Store) Append(ctx context.Context, hs persist.HardState, entries []persist.Entry) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.usable(); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := persist.CheckAppendRange(s.snap.index, s.lastIndex(), entries); err != nil {
-		return err
-	}
-	s.pending = nil // what Open recovered is out of date
+// WriteAppend implements persist.Backend: one record, fsynced before it
+// returns.
+func (s *files) WriteAppend(t *persist.Tracker, hs persist.HardState, entries []persist.Entry) error {
 	s.buf = appendRecord(s.buf[:0], hs, entries)
-	err := s.writeRecord(s.buf, s.cur == nil || s.curBytes >= s.opts.SegmentBytes)
+	err := s.writeRecord(s.buf, s.cur == nil || s.curBytes >= s.opts.SegmentBytes, t.LastIndex())
 	if cap(s.buf) > 1<<20 {
 		s.buf = nil // don't pin a large batch's buffer
 	}
 	if err != nil {
-		s.failed = err
 		return fmt.Errorf("filestore: append: %w", err)
 	}
-	s.hs = hs
 	if len(entries) > 0 {
-		keep := int(entries[0].Index - s.snap.index - 1)
-		for _, e := range s.entries[keep:] {
-			s.logBytes -= e.size
-		}
-		s.entries = s.entries[:keep]
-		for _, e := range entries {
-			s.entries = append(s.entries, entryMeta{term: e.Term, size: e.Size()})
-			s.logBytes += e.Size()
-		}
-		s.segs[len(s.segs)-1].last = s.lastIndex()
+		s.segs[len(s.segs)-1].last = entries[len(entries)-1].Index
 	}
-	s.size.Store(persist.HardStateBytes + s.logBytes)
 	return nil
 }
 
 // writeRecord appends rec to the current segment, or to a new one if rotate,
-// and makes it durable. A new segment's name is made durable too.
-func (s *Store) writeRecord(rec []byte, rotate bool) error {
+// and makes it durable. A new segment's name is made durable too; last is
+// the log's last index before rec, which a new segment starts from.
+func (s *files) writeRecord(rec []byte, rotate bool, last uint64) error {
 	if rotate {
 		if s.cur != nil {
 			if err := s.cur.Close(); err != nil {
@@ -418,14 +357,14 @@ func (s *Store) writeRecord(rec []byte, rotate bool) error {
 		id := uint64(1)
 		if n := len(s.segs); n > 0 {
 			id = s.segs[n-1].id + 1
-		} else if s.snap.firstSeg > 0 {
-			id = s.snap.firstSeg
+		} else if s.firstSeg > 0 {
+			id = s.firstSeg
 		}
 		f, err := s.fs.Create(join(s.dir, segName(id)))
 		if err != nil {
 			return err
 		}
-		s.segs = append(s.segs, segInfo{id: id, last: s.lastIndex()})
+		s.segs = append(s.segs, segInfo{id: id, last: last})
 		s.cur, s.curBytes = f, 0
 	}
 	n, err := s.cur.Write(rec)
@@ -445,33 +384,18 @@ func (s *Store) writeRecord(rec []byte, rotate bool) error {
 	return nil
 }
 
-// SaveSnapshot implements persist.Store. The snapshot file is replaced
+// WriteSnapshot implements persist.Backend. The snapshot file is replaced
 // atomically; segments that hold nothing after the snapshot are deleted.
-func (s *Store) SaveSnapshot(ctx context.Context, snap persist.Snapshot) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.usable(); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if snap.Index <= s.snap.index {
-		return fmt.Errorf("%w: stored %d, new %d", persist.ErrStaleSnapshot, s.snap.index, snap.Index)
-	}
-	s.pending = nil
-	if err := s.saveSnapshot(snap); err != nil {
-		s.failed = err
+func (s *files) WriteSnapshot(t *persist.Tracker, snap persist.Snapshot) error {
+	if err := s.saveSnapshot(t, snap); err != nil {
 		return fmt.Errorf("filestore: save snapshot: %w", err)
 	}
 	return nil
 }
 
-func (s *Store) saveSnapshot(snap persist.Snapshot) error {
-	var kept []entryMeta
+func (s *files) saveSnapshot(t *persist.Tracker, snap persist.Snapshot) error {
 	meta := snapMeta{index: snap.Index, term: snap.Term, config: slices.Clone(snap.Config)}
-	if i := snap.Index - s.snap.index - 1; i < uint64(len(s.entries)) && s.entries[i].term == snap.Term {
-		kept = s.entries[i+1:]
+	if t.SnapshotKeeps(snap) {
 		// The oldest segment that wrote an entry after the snapshot; see
 		// recover: replaying from it rebuilds every entry after snap.Index.
 		meta.firstSeg = s.segs[len(s.segs)-1].id
@@ -484,10 +408,8 @@ func (s *Store) saveSnapshot(snap persist.Snapshot) error {
 	} else {
 		// The log is emptied: start a segment holding only the hard state,
 		// so nothing before it counts once the snapshot names it.
-		s.entries, s.logBytes = nil, 0
-		s.snap.index = snap.Index // lastIndex() for the new segment's info
-		s.buf = appendRecord(s.buf[:0], s.hs, nil)
-		if err := s.writeRecord(s.buf, true); err != nil {
+		s.buf = appendRecord(s.buf[:0], t.HardState(), nil)
+		if err := s.writeRecord(s.buf, true, snap.Index); err != nil {
 			return err
 		}
 		meta.firstSeg = s.segs[len(s.segs)-1].id
@@ -495,13 +417,7 @@ func (s *Store) saveSnapshot(snap persist.Snapshot) error {
 	if err := s.writeSnapshotFile(meta, snap.Data); err != nil {
 		return err
 	}
-	s.snap = meta
-	s.entries = slices.Clone(kept)
-	s.logBytes = 0
-	for _, e := range s.entries {
-		s.logBytes += e.size
-	}
-	s.size.Store(persist.HardStateBytes + s.logBytes)
+	s.firstSeg = meta.firstSeg
 	// Dropping compacted segments needs no sync: a segment that comes back
 	// after a crash is below firstSeg and deleted on open.
 	for len(s.segs) > 0 && s.segs[0].id < meta.firstSeg {
@@ -513,7 +429,7 @@ func (s *Store) saveSnapshot(snap persist.Snapshot) error {
 	return nil
 }
 
-func (s *Store) writeSnapshotFile(meta snapMeta, data []byte) error {
+func (s *files) writeSnapshotFile(meta snapMeta, data []byte) error {
 	tmp := join(s.dir, snapshotTemp)
 	f, err := s.fs.Create(tmp)
 	if err != nil {
@@ -556,19 +472,9 @@ func writeAll(f File, parts ...[]byte) error {
 	return nil
 }
 
-// Size implements persist.Store.
-func (s *Store) Size() int64 { return s.size.Load() }
-
-// Close implements persist.Store. It closes the current segment; everything
-// acknowledged is already durable.
-func (s *Store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	s.closed = true
-	s.pending = nil
+// Release implements persist.Backend: Close closes the current segment;
+// everything acknowledged is already durable.
+func (s *files) Release() error {
 	if s.cur != nil {
 		err := s.cur.Close()
 		s.cur = nil

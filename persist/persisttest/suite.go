@@ -263,8 +263,8 @@ func testNonContiguous(t *testing.T, h *harness) {
 	for _, bad := range [][]persist.Entry{
 		Entries(7, 8, 1), // gap
 		Entries(0, 1, 1), // index 0
-		{{Index: 6, Term: 1}, {Index: 8, Term: 1}},
-		{{Index: 3, Term: 1}, {Index: 3, Term: 1}},
+		append(Entries(6, 6, 1), Entries(8, 8, 1)...), // a gap inside the batch
+		append(Entries(3, 3, 1), Entries(3, 3, 1)...), // an index twice
 	} {
 		if err := h.st.Append(ctx, hs(9, 9, 9), bad); !errors.Is(err, persist.ErrNonContiguous) {
 			t.Fatalf("Append %v: err = %v, want ErrNonContiguous", bad, err)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -13,8 +12,6 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/ruaft/ruaft/persist"
-	"github.com/ruaft/ruaft/persist/badgerstore"
-	"github.com/ruaft/ruaft/persist/filestore"
 )
 
 // EnvBuiltin is the environment variable that tells a re-executed host
@@ -25,87 +22,59 @@ const EnvBuiltin = "RUAFT_PERSISTER_BUILTIN"
 // started by a plugin host.
 var ErrNotPlugin = errors.New("persist/plugin: not started by a plugin host (this binary is a persister plugin)")
 
-// Builtins lists the built-in store names.
-func Builtins() []string { return []string{"noop", "memory", "file", "badger"} }
+// Builtins lists the names of the stores linked into this binary (see
+// persist.Register), sorted. A binary that imports persist/builtin has all
+// of them: noop, memory, file, badger.
+func Builtins() []string { return persist.Drivers() }
 
-// IsBuiltin reports whether name is a built-in store.
-func IsBuiltin(name string) bool { return slices.Contains(Builtins(), name) }
+// IsBuiltin reports whether name is a store linked into this binary.
+func IsBuiltin(name string) bool {
+	_, ok := persist.LookupDriver(name)
+	return ok
+}
+
+// driver returns the registered Driver name, or ErrInvalidConfig.
+func driver(name string) (persist.Driver, error) {
+	d, ok := persist.LookupDriver(name)
+	if !ok {
+		return d, fmt.Errorf("%w: Persister %q is not a built-in store linked into this binary (%s)",
+			ErrInvalidConfig, name, strings.Join(Builtins(), ", "))
+	}
+	return d, nil
+}
 
 // OpenBuiltin opens the built-in store name in-process with p; the plugin
 // side of every built-in plugin calls it. The logger gets store notices.
 func OpenBuiltin(name string, p Params, logger *slog.Logger) (persist.Store, error) {
-	switch name {
-	case "noop":
-		return persist.NewNoop(), checkNoOptions(name, p.Options)
-	case "memory":
-		return persist.NewMemory(), checkNoOptions(name, p.Options)
-	case "file":
-		o, err := fileOptions(p)
-		if err != nil {
-			return nil, err
-		}
-		o.Logger = logger
-		return filestore.Open(p.DataDir, o)
-	case "badger":
-		o, err := badgerOptions(p)
-		if err != nil {
-			return nil, err
-		}
-		o.Logger = logger
-		return badgerstore.Open(p.DataDir, o)
+	d, err := driver(name)
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("%w: Persister %q is not a built-in store (%s)", ErrInvalidConfig, name, strings.Join(Builtins(), ", "))
+	st, err := d.Open(p.open(logger))
+	if errors.Is(err, persist.ErrInvalidParams) {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return st, err
 }
 
-func checkNoOptions(name string, opts map[string]string) error {
-	for k := range opts {
-		return fmt.Errorf("%w: Options[%s]: the %s store takes no options", ErrInvalidConfig, k, name)
-	}
-	return nil
-}
-
-func fileOptions(p Params) (filestore.Options, error) {
-	o := filestore.DefaultOptions()
-	o.NoSync = !p.Sync
-	for k, v := range p.Options {
-		if err := o.Set(k, v); err != nil {
-			return o, fmt.Errorf("%w: Options[%s]: %w", ErrInvalidConfig, k, err)
-		}
-	}
-	if err := o.Validate(); err != nil {
-		return o, fmt.Errorf("%w: Options: %w", ErrInvalidConfig, err)
-	}
-	return o, nil
-}
-
-func badgerOptions(p Params) (badgerstore.Options, error) {
-	o := badgerstore.DefaultOptions()
-	o.NoSync = !p.Sync
-	for k, v := range p.Options {
-		if err := o.Set(k, v); err != nil {
-			return o, fmt.Errorf("%w: Options[%s]: %w", ErrInvalidConfig, k, err)
-		}
-	}
-	if err := o.Validate(); err != nil {
-		return o, fmt.Errorf("%w: Options: %w", ErrInvalidConfig, err)
-	}
-	return o, nil
-}
-
-// checkBuiltinOptions validates a built-in store's options on the host, so
+// checkBuiltin validates a built-in store's configuration on the host, so
 // a bad option fails at startup with the field's name.
-func checkBuiltinOptions(name string, p Params) error {
-	switch name {
-	case "noop", "memory":
-		return checkNoOptions(name, p.Options)
-	case "file":
-		_, err := fileOptions(p)
-		return err
-	case "badger":
-		_, err := badgerOptions(p)
+func checkBuiltin(name string, p Params) error {
+	d, err := driver(name)
+	if err != nil {
 		return err
 	}
+	if d.NeedsDataDir && p.DataDir == "" {
+		return fmt.Errorf("%w: DataDir is empty; the %s store needs a folder", ErrInvalidConfig, name)
+	}
+	if err := d.Check(p.open(nil)); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
 	return nil
+}
+
+func (p Params) open(logger *slog.Logger) persist.OpenParams {
+	return persist.OpenParams{DataDir: p.DataDir, Sync: p.Sync, Options: p.Options, Logger: logger}
 }
 
 // ServeIfChild serves the built-in store named by EnvBuiltin if this process
@@ -121,10 +90,10 @@ func ServeIfChild() (bool, error) {
 }
 
 // ServeBuiltin serves the built-in store name as a plugin until the host
-// stops it. The built-in plugin binaries' mains call it.
+// stops it. The store must be linked into the binary (persist.Register).
 func ServeBuiltin(name string) error {
-	if !IsBuiltin(name) {
-		return fmt.Errorf("%w: Persister %q is not a built-in store (%s)", ErrInvalidConfig, name, strings.Join(Builtins(), ", "))
+	if _, err := driver(name); err != nil {
+		return err
 	}
 	logger := pluginLogger()
 	return Serve(func(p Params) (persist.Store, string, error) {
@@ -163,6 +132,17 @@ func Serve(open OpenFunc) error {
 		Logger: hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Warn, JSONFormat: true}),
 	})
 	return nil
+}
+
+// Main is the whole main of a built-in plugin binary: it serves the store
+// name (which the binary links by importing its package) and exits the
+// process, with status 1 and a message on stderr if serving failed.
+func Main(name string) {
+	if err := ServeBuiltin(name); err != nil {
+		fmt.Fprintf(os.Stderr, "%s plugin: %v\n", name, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
 }
 
 // pluginLogger is the store's logger inside a plugin process: warnings and

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/ruaft/ruaft/persist"
+	"github.com/ruaft/ruaft/persist/persistwire"
 	persistv1 "github.com/ruaft/ruaft/rpc/persist/v1"
-	raftv1 "github.com/ruaft/ruaft/rpc/raft/v1"
 )
 
 // Client is the host side of the PersisterService: a persist.Store that
@@ -98,11 +98,13 @@ func (c *Client) Load(ctx context.Context) (persist.State, error) {
 	if hdr == nil {
 		return persist.State{}, fmt.Errorf("persist/plugin: load: %w: stream does not start with a header", persist.ErrUnavailable)
 	}
-	st := persist.State{HardState: hardStateFromProto(hdr.GetHardState())}
-	var snapSize uint64
-	if m := hdr.GetSnapshot(); m != nil {
-		st.Snapshot = persist.Snapshot{Index: m.GetLastIncludedIndex(), Term: m.GetLastIncludedTerm(), Config: m.GetConfig()}
-		snapSize = m.GetSizeBytes()
+	hs, err := persistwire.HardStateFromProto(hdr.GetHardState())
+	if err != nil {
+		return persist.State{}, invalidLoad(err)
+	}
+	st := persist.State{HardState: hs}
+	snapMeta := hdr.GetSnapshot()
+	if snapSize := snapMeta.GetSizeBytes(); snapSize > 0 {
 		if snapSize > maxSnapshotBytes || snapSize > math.MaxInt {
 			return persist.State{}, fmt.Errorf("persist/plugin: load: snapshot of %d bytes announced", snapSize)
 		}
@@ -121,17 +123,32 @@ func (c *Client) Load(ctx context.Context) (persist.State, error) {
 		case *persistv1.LoadResponse_SnapshotChunk:
 			st.Snapshot.Data = append(st.Snapshot.Data, p.SnapshotChunk...)
 		case *persistv1.LoadResponse_Entries:
-			st.Entries = append(st.Entries, entriesFromProto(p.Entries.GetEntries())...)
+			es, err := persistwire.EntriesFromProto(p.Entries.GetEntries())
+			if err != nil {
+				return persist.State{}, invalidLoad(err)
+			}
+			st.Entries = append(st.Entries, es...)
 		default:
 			return persist.State{}, fmt.Errorf("persist/plugin: load: unexpected stream message %T", p)
 		}
 	}
-	if uint64(len(st.Snapshot.Data)) != snapSize || uint64(len(st.Entries)) != hdr.GetEntryCount() {
+	if uint64(len(st.Snapshot.Data)) != snapMeta.GetSizeBytes() || uint64(len(st.Entries)) != hdr.GetEntryCount() {
 		return persist.State{}, fmt.Errorf("persist/plugin: load: %w: got %d snapshot bytes and %d entries, header said %d and %d",
-			persist.ErrUnavailable, len(st.Snapshot.Data), len(st.Entries), snapSize, hdr.GetEntryCount())
+			persist.ErrUnavailable, len(st.Snapshot.Data), len(st.Entries), snapMeta.GetSizeBytes(), hdr.GetEntryCount())
+	}
+	if snapMeta != nil {
+		if st.Snapshot, err = persistwire.SnapshotFromProto(snapMeta, st.Snapshot.Data); err != nil {
+			return persist.State{}, invalidLoad(err)
+		}
 	}
 	c.size.Store(int64(hdr.GetLogSizeBytes()))
 	return st, nil
+}
+
+// invalidLoad is the error of a Load whose state fails persistwire's
+// checks: the store handed out data a replica must not use.
+func invalidLoad(err error) error {
+	return fmt.Errorf("persist/plugin: load: %w: %w", persist.ErrCorrupt, err)
 }
 
 // Append implements persist.Store: one frame on the direct channel if the
@@ -147,7 +164,7 @@ func (c *Client) Append(ctx context.Context, hs persist.HardState, entries []per
 		}
 		return err
 	}
-	resp, err := c.rpc.Append(ctx, &persistv1.AppendRequest{HardState: hardStateToProto(hs), Entries: entriesToProto(entries)})
+	resp, err := c.rpc.Append(ctx, &persistv1.AppendRequest{HardState: persistwire.HardStateToProto(hs), Entries: persistwire.EntriesToProto(entries)})
 	if err != nil {
 		return fromStatus("append", err)
 	}
@@ -167,7 +184,7 @@ func (c *Client) SaveSnapshot(ctx context.Context, snap persist.Snapshot) error 
 	if err != nil {
 		return fromStatus("save snapshot", err)
 	}
-	meta := &raftv1.SnapshotMetadata{LastIncludedIndex: snap.Index, LastIncludedTerm: snap.Term, SizeBytes: uint64(len(snap.Data)), Config: snap.Config}
+	meta := persistwire.SnapshotMetadataToProto(snap)
 	off := 0
 	for first := true; first || off < len(snap.Data); first = false {
 		end := min(off+ChunkBytes, len(snap.Data))

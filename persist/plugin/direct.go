@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/ruaft/ruaft/persist"
+	"github.com/ruaft/ruaft/persist/persistwire"
 )
 
 // The direct Append channel.
@@ -106,7 +107,8 @@ func appendFrameSize(entries []persist.Entry) int {
 	return n
 }
 
-// parseAppend decodes an Append body (after the op byte). The entries'
+// parseAppend decodes an Append body (after the op byte) and checks its
+// hard state and entries with persistwire, as the Append RPC does. The entries'
 // Data alias body, and es is reused: both are valid until the next frame,
 // which is enough because a store copies what it is given.
 func parseAppend(body []byte, es []persist.Entry) (persist.HardState, []persist.Entry, error) {
@@ -114,11 +116,14 @@ func parseAppend(body []byte, es []persist.Entry) (persist.HardState, []persist.
 		return persist.HardState{}, nil, fmt.Errorf("%w: Append body of %d bytes", errFrame, len(body))
 	}
 	voted := int64(binary.LittleEndian.Uint64(body[8:]))
-	if voted < persist.NoVote || voted > math.MaxInt32 {
+	if voted < math.MinInt32 || voted > math.MaxInt32 {
 		return persist.HardState{}, nil, fmt.Errorf("%w: voted_for %d", errFrame, voted)
 	}
 	hs := persist.HardState{Term: binary.LittleEndian.Uint64(body), VotedFor: int(voted),
 		Commit: binary.LittleEndian.Uint64(body[16:])}
+	if err := persistwire.CheckHardState(hs); err != nil {
+		return persist.HardState{}, nil, fmt.Errorf("%w: %w", errFrame, err)
+	}
 	count := binary.LittleEndian.Uint32(body[24:])
 	rest := body[hardStateWire+4:]
 	// Each entry takes at least its header: refuse a count the body cannot
@@ -136,12 +141,16 @@ func parseAppend(body []byte, es []persist.Entry) (persist.HardState, []persist.
 			return persist.HardState{}, nil, fmt.Errorf("%w: entry of %d bytes with %d left", errFrame, n, len(rest)-entryHeaderWire)
 		}
 		end := entryHeaderWire + int(n)
-		es = append(es, persist.Entry{
+		e := persist.Entry{
 			Index: binary.LittleEndian.Uint64(rest),
 			Term:  binary.LittleEndian.Uint64(rest[8:]),
 			Type:  persist.EntryType(rest[16]),
 			Data:  rest[entryHeaderWire:end:end],
-		})
+		}
+		if err := persistwire.CheckEntry(e); err != nil {
+			return persist.HardState{}, nil, fmt.Errorf("%w: %w", errFrame, err)
+		}
+		es = append(es, e)
 		rest = rest[end:]
 	}
 	if len(rest) != 0 {

@@ -72,6 +72,11 @@ func TestParseAppendHostile(t *testing.T) {
 		binary.LittleEndian.PutUint64(b[8:], uint64(v))
 		return b
 	}
+	withType := func(typ byte) []byte {
+		b := bytes.Clone(good)
+		b[28+16] = typ
+		return b
+	}
 	withLen := func(n uint32) []byte {
 		b := bytes.Clone(good)
 		binary.LittleEndian.PutUint32(b[28+17:], n)
@@ -90,6 +95,8 @@ func TestParseAppendHostile(t *testing.T) {
 		"vote below NoVote": withVote(-2),
 		"vote above int32":  withVote(1 << 40),
 		"entry length huge": withLen(1<<32 - 1),
+		"entry type 0":      withType(0),
+		"entry type 200":    withType(200),
 	} {
 		if _, _, err := parseAppend(body, nil); !errors.Is(err, errFrame) {
 			t.Errorf("%s: %v, want errFrame", name, err)

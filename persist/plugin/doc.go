@@ -36,6 +36,14 @@
 //	defer plugin.CleanupClients()
 //
 // Plugin side: a third-party plugin's main calls Serve with a function that
-// opens its store; the built-in plugin binaries under plugins/ call
-// ServeBuiltin.
+// opens its store; the built-in plugin binaries under plugins/ call Main
+// with their store's name and import only that store's package, which
+// registers it (persist.Register), so plugins/file links no badger.
+//
+// Where things live: host.go (Config, Open, the subprocess), client.go (the
+// host's persist.Store), server.go (the plugin's PersisterService), direct.go
+// (the direct Append channel and its frames), builtin.go (stores by name,
+// Serve, Main), errors.go (persist sentinels across the boundary). Entries,
+// hard states and snapshots are converted and validated by
+// persist/persistwire, the same code raft/wire uses for peer messages.
 package plugin

@@ -27,9 +27,11 @@ var ErrInvalidConfig = errors.New("persist/plugin: invalid config")
 
 // Config chooses and configures a replica's persister plugin.
 type Config struct {
-	// Persister is a built-in store name (noop, memory, file, badger),
-	// served by re-executing Executable, or the path of a third-party
-	// plugin binary (anything containing a path separator).
+	// Persister is a built-in store name (noop, memory, file, badger: a
+	// store registered with persist.Register, so linked into this binary;
+	// import persist/builtin for all of them), served by re-executing
+	// Executable, or the path of a plugin binary (anything containing a
+	// path separator), such as plugins/file or a third-party one.
 	Persister string
 	// DataDir is the folder the store keeps its data in; the replica owns
 	// it. Required except for noop and memory.
@@ -78,10 +80,7 @@ func (c Config) Validate() error {
 	case c.Persister == "":
 		return fmt.Errorf("%w: Persister is empty; want one of %s or a plugin path", ErrInvalidConfig, strings.Join(Builtins(), ", "))
 	case IsBuiltin(c.Persister):
-		if c.DataDir == "" && c.Persister != "noop" && c.Persister != "memory" {
-			return fmt.Errorf("%w: DataDir is empty; the %s store needs a folder", ErrInvalidConfig, c.Persister)
-		}
-		if err := checkBuiltinOptions(c.Persister, Params{Sync: !c.NoSync, Options: c.Options}); err != nil {
+		if err := checkBuiltin(c.Persister, c.params()); err != nil {
 			return err
 		}
 	case strings.ContainsRune(c.Persister, filepath.Separator) || strings.ContainsRune(c.Persister, '/'):

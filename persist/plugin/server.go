@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ruaft/ruaft/persist"
+	"github.com/ruaft/ruaft/persist/persistwire"
 	persistv1 "github.com/ruaft/ruaft/rpc/persist/v1"
-	raftv1 "github.com/ruaft/ruaft/rpc/raft/v1"
 )
 
 // PluginName is the name the persister plugin is dispensed under.
@@ -149,12 +149,12 @@ func (s *server) Load(req *persistv1.LoadRequest, stream grpc.ServerStreamingSer
 		chunk = ChunkBytes
 	}
 	hdr := &persistv1.LoadHeader{
-		HardState:    hardStateToProto(state.HardState),
+		HardState:    persistwire.HardStateToProto(state.HardState),
 		EntryCount:   uint64(len(state.Entries)),
 		LogSizeBytes: uint64(st.Size()),
 	}
 	if snap := state.Snapshot; snap.Index > 0 {
-		hdr.Snapshot = &raftv1.SnapshotMetadata{LastIncludedIndex: snap.Index, LastIncludedTerm: snap.Term, SizeBytes: uint64(len(snap.Data)), Config: snap.Config}
+		hdr.Snapshot = persistwire.SnapshotMetadataToProto(snap)
 	}
 	if err := stream.Send(&persistv1.LoadResponse{Part: &persistv1.LoadResponse_Header{Header: hdr}}); err != nil {
 		return err
@@ -173,7 +173,7 @@ func (s *server) Load(req *persistv1.LoadRequest, stream grpc.ServerStreamingSer
 			n++
 		}
 		msg := &persistv1.LoadResponse{Part: &persistv1.LoadResponse_Entries{
-			Entries: &persistv1.LoadEntries{Entries: entriesToProto(es[:n])}}}
+			Entries: &persistv1.LoadEntries{Entries: persistwire.EntriesToProto(es[:n])}}}
 		if err := stream.Send(msg); err != nil {
 			return err
 		}
@@ -187,7 +187,15 @@ func (s *server) Append(ctx context.Context, req *persistv1.AppendRequest) (*per
 	if err != nil {
 		return nil, err
 	}
-	if err := st.Append(ctx, hardStateFromProto(req.GetHardState()), entriesFromProto(req.GetEntries())); err != nil {
+	hs, err := persistwire.HardStateFromProto(req.GetHardState())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "persist/plugin: Append: %v", err)
+	}
+	entries, err := persistwire.EntriesFromProto(req.GetEntries())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "persist/plugin: Append: %v", err)
+	}
+	if err := st.Append(ctx, hs, entries); err != nil {
 		return nil, toStatus(err)
 	}
 	return &persistv1.AppendResponse{LogSizeBytes: uint64(st.Size())}, nil
@@ -227,10 +235,10 @@ func (s *server) SaveSnapshot(stream grpc.ClientStreamingServer[persistv1.SaveSn
 		}
 		data = append(data, msg.GetChunk()...)
 	}
-	if uint64(len(data)) != meta.GetSizeBytes() {
-		return status.Errorf(codes.InvalidArgument, "persist/plugin: SaveSnapshot: got %d bytes, metadata says %d", len(data), meta.GetSizeBytes())
+	snap, err := persistwire.SnapshotFromProto(meta, data)
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "persist/plugin: SaveSnapshot: %v", err)
 	}
-	snap := persist.Snapshot{Index: meta.GetLastIncludedIndex(), Term: meta.GetLastIncludedTerm(), Data: data, Config: meta.GetConfig()}
 	if err := st.SaveSnapshot(stream.Context(), snap); err != nil {
 		return toStatus(err)
 	}

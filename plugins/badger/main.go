@@ -4,17 +4,8 @@
 package main
 
 import (
-	"fmt"
-	"os"
-
+	_ "github.com/ruaft/ruaft/persist/badgerstore" // registers "badger"
 	"github.com/ruaft/ruaft/persist/plugin"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "badger plugin:", err)
-		os.Exit(1)
-	}
-}
-
-func run() error { return plugin.ServeBuiltin("badger") }
+func main() { plugin.Main("badger") }

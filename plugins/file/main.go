@@ -4,17 +4,8 @@
 package main
 
 import (
-	"fmt"
-	"os"
-
+	_ "github.com/ruaft/ruaft/persist/filestore" // registers "file"
 	"github.com/ruaft/ruaft/persist/plugin"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "file plugin:", err)
-		os.Exit(1)
-	}
-}
-
-func run() error { return plugin.ServeBuiltin("file") }
+func main() { plugin.Main("file") }

@@ -4,17 +4,7 @@
 package main
 
 import (
-	"fmt"
-	"os"
-
 	"github.com/ruaft/ruaft/persist/plugin"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "noop plugin:", err)
-		os.Exit(1)
-	}
-}
-
-func run() error { return plugin.ServeBuiltin("noop") }
+func main() { plugin.Main("noop") }

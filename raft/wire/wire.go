@@ -1,5 +1,7 @@
-// Package wire converts between raft's Go message types (package raft and
-// package persist) and their protobuf forms in rpc/raft/v1.
+// Package wire converts between raft's peer messages (package raft) and
+// their protobuf forms in rpc/raft/v1. The entries, hard states and snapshot
+// metadata inside them are converted and validated by persist/persistwire,
+// which the persister protocol uses too: one conversion, one set of checks.
 //
 // Transports use it at the edge: the Twirp transport of durio, and the
 // simulated network of the tests, which marshals every message so that byte
@@ -12,126 +14,37 @@
 package wire
 
 import (
-	"errors"
 	"fmt"
-	"math"
 
-	"github.com/ruaft/ruaft/persist"
+	"github.com/ruaft/ruaft/persist/persistwire"
 	"github.com/ruaft/ruaft/raft"
 	raftv1 "github.com/ruaft/ruaft/rpc/raft/v1"
 )
 
 // ErrInvalid is returned (wrapped) when a protobuf message cannot be
-// converted: an unknown entry type, or a replica id out of range.
-var ErrInvalid = errors.New("wire: invalid message")
-
-// EntryToProto converts a log entry.
-func EntryToProto(e persist.Entry) *raftv1.Entry {
-	return &raftv1.Entry{Index: e.Index, Term: e.Term, Type: raftv1.EntryType(e.Type), Data: e.Data}
-}
-
-// EntryFromProto converts a log entry; an unspecified or unknown type is
-// invalid.
-func EntryFromProto(p *raftv1.Entry) (persist.Entry, error) {
-	switch p.GetType() {
-	case raftv1.EntryType_ENTRY_TYPE_COMMAND, raftv1.EntryType_ENTRY_TYPE_NOOP, raftv1.EntryType_ENTRY_TYPE_CONFIGURATION:
-	default:
-		return persist.Entry{}, fmt.Errorf("%w: entry %d has type %v", ErrInvalid, p.GetIndex(), p.GetType())
-	}
-	return persist.Entry{Index: p.GetIndex(), Term: p.GetTerm(), Type: persist.EntryType(p.GetType()), Data: p.GetData()}, nil
-}
-
-// EntriesToProto converts a slice of entries; nil stays nil.
-func EntriesToProto(es []persist.Entry) []*raftv1.Entry {
-	if len(es) == 0 {
-		return nil
-	}
-	out := make([]*raftv1.Entry, len(es))
-	for i, e := range es {
-		out[i] = EntryToProto(e)
-	}
-	return out
-}
-
-// EntriesFromProto converts a slice of entries; empty becomes nil.
-func EntriesFromProto(ps []*raftv1.Entry) ([]persist.Entry, error) {
-	if len(ps) == 0 {
-		return nil, nil
-	}
-	out := make([]persist.Entry, len(ps))
-	for i, p := range ps {
-		e, err := EntryFromProto(p)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = e
-	}
-	return out, nil
-}
-
-// HardStateToProto converts a hard state; persist.NoVote becomes an unset
-// voted_for.
-func HardStateToProto(hs persist.HardState) *raftv1.HardState {
-	p := &raftv1.HardState{Term: hs.Term, Commit: hs.Commit}
-	if hs.VotedFor != persist.NoVote {
-		v := uint32(hs.VotedFor)
-		p.VotedFor = &v
-	}
-	return p
-}
-
-// HardStateFromProto converts a hard state; an unset voted_for becomes
-// persist.NoVote.
-func HardStateFromProto(p *raftv1.HardState) (persist.HardState, error) {
-	hs := persist.HardState{Term: p.GetTerm(), VotedFor: persist.NoVote, Commit: p.GetCommit()}
-	if p != nil && p.VotedFor != nil {
-		v, err := idFromProto("voted_for", *p.VotedFor)
-		if err != nil {
-			return persist.HardState{}, err
-		}
-		hs.VotedFor = v
-	}
-	return hs, nil
-}
-
-// SnapshotMetadataToProto describes snap without its data.
-func SnapshotMetadataToProto(snap persist.Snapshot) *raftv1.SnapshotMetadata {
-	return &raftv1.SnapshotMetadata{
-		LastIncludedIndex: snap.Index,
-		LastIncludedTerm:  snap.Term,
-		SizeBytes:         uint64(len(snap.Data)),
-		Config:            snap.Config,
-	}
-}
-
-// SnapshotFromProto rebuilds a snapshot from its metadata and data; the
-// data's length must match the metadata's size.
-func SnapshotFromProto(p *raftv1.SnapshotMetadata, data []byte) (persist.Snapshot, error) {
-	if p.GetSizeBytes() != uint64(len(data)) {
-		return persist.Snapshot{}, fmt.Errorf("%w: snapshot size %d, data %d bytes", ErrInvalid, p.GetSizeBytes(), len(data))
-	}
-	return persist.Snapshot{Index: p.GetLastIncludedIndex(), Term: p.GetLastIncludedTerm(), Data: data, Config: p.GetConfig()}, nil
-}
+// converted: an unknown entry type, or a replica id out of range. It is
+// persistwire.ErrInvalid, which the persister protocol returns too.
+var ErrInvalid = persistwire.ErrInvalid
 
 // AppendEntriesRequestToProto converts an AppendEntries request.
 func AppendEntriesRequestToProto(r *raft.AppendEntriesRequest) *raftv1.AppendEntriesRequest {
 	return &raftv1.AppendEntriesRequest{
 		Term:         r.Term,
-		LeaderId:     idToProto(r.LeaderID),
+		LeaderId:     persistwire.IDToProto(r.LeaderID),
 		PrevLogIndex: r.PrevLogIndex,
 		PrevLogTerm:  r.PrevLogTerm,
-		Entries:      EntriesToProto(r.Entries),
+		Entries:      persistwire.EntriesToProto(r.Entries),
 		LeaderCommit: r.LeaderCommit,
 	}
 }
 
 // AppendEntriesRequestFromProto converts an AppendEntries request.
 func AppendEntriesRequestFromProto(p *raftv1.AppendEntriesRequest) (*raft.AppendEntriesRequest, error) {
-	leader, err := idFromProto("leader_id", p.GetLeaderId())
+	leader, err := persistwire.IDFromProto("leader_id", p.GetLeaderId())
 	if err != nil {
 		return nil, err
 	}
-	entries, err := EntriesFromProto(p.GetEntries())
+	entries, err := persistwire.EntriesFromProto(p.GetEntries())
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +86,7 @@ func AppendEntriesResponseFromProto(p *raftv1.AppendEntriesResponse) (*raft.Appe
 func RequestVoteRequestToProto(r *raft.RequestVoteRequest) *raftv1.RequestVoteRequest {
 	return &raftv1.RequestVoteRequest{
 		Term:               r.Term,
-		CandidateId:        idToProto(r.CandidateID),
+		CandidateId:        persistwire.IDToProto(r.CandidateID),
 		LastLogIndex:       r.LastLogIndex,
 		LastLogTerm:        r.LastLogTerm,
 		PreVote:            r.PreVote,
@@ -183,7 +96,7 @@ func RequestVoteRequestToProto(r *raft.RequestVoteRequest) *raftv1.RequestVoteRe
 
 // RequestVoteRequestFromProto converts a RequestVote request.
 func RequestVoteRequestFromProto(p *raftv1.RequestVoteRequest) (*raft.RequestVoteRequest, error) {
-	cand, err := idFromProto("candidate_id", p.GetCandidateId())
+	cand, err := persistwire.IDFromProto("candidate_id", p.GetCandidateId())
 	if err != nil {
 		return nil, err
 	}
@@ -211,7 +124,7 @@ func RequestVoteResponseFromProto(p *raftv1.RequestVoteResponse) (*raft.RequestV
 func InstallSnapshotRequestToProto(r *raft.InstallSnapshotRequest) *raftv1.InstallSnapshotRequest {
 	return &raftv1.InstallSnapshotRequest{
 		Term:              r.Term,
-		LeaderId:          idToProto(r.LeaderID),
+		LeaderId:          persistwire.IDToProto(r.LeaderID),
 		LastIncludedIndex: r.LastIncludedIndex,
 		LastIncludedTerm:  r.LastIncludedTerm,
 		Offset:            r.Offset,
@@ -226,7 +139,7 @@ func InstallSnapshotRequestToProto(r *raft.InstallSnapshotRequest) *raftv1.Insta
 // InstallSnapshotRequestFromProto converts one InstallSnapshot chunk; a
 // chunk that extends past the total size is invalid.
 func InstallSnapshotRequestFromProto(p *raftv1.InstallSnapshotRequest) (*raft.InstallSnapshotRequest, error) {
-	leader, err := idFromProto("leader_id", p.GetLeaderId())
+	leader, err := persistwire.IDFromProto("leader_id", p.GetLeaderId())
 	if err != nil {
 		return nil, err
 	}
@@ -260,12 +173,12 @@ func InstallSnapshotResponseFromProto(p *raftv1.InstallSnapshotResponse) (*raft.
 
 // TimeoutNowRequestToProto converts a TimeoutNow request.
 func TimeoutNowRequestToProto(r *raft.TimeoutNowRequest) *raftv1.TimeoutNowRequest {
-	return &raftv1.TimeoutNowRequest{Term: r.Term, LeaderId: idToProto(r.LeaderID), LastLogIndex: r.LastLogIndex}
+	return &raftv1.TimeoutNowRequest{Term: r.Term, LeaderId: persistwire.IDToProto(r.LeaderID), LastLogIndex: r.LastLogIndex}
 }
 
 // TimeoutNowRequestFromProto converts a TimeoutNow request.
 func TimeoutNowRequestFromProto(p *raftv1.TimeoutNowRequest) (*raft.TimeoutNowRequest, error) {
-	leader, err := idFromProto("leader_id", p.GetLeaderId())
+	leader, err := persistwire.IDFromProto("leader_id", p.GetLeaderId())
 	if err != nil {
 		return nil, err
 	}
@@ -284,12 +197,12 @@ func TimeoutNowResponseFromProto(p *raftv1.TimeoutNowResponse) (*raft.TimeoutNow
 
 // ReadIndexRequestToProto converts a ReadIndex request.
 func ReadIndexRequestToProto(r *raft.ReadIndexRequest) *raftv1.ReadIndexRequest {
-	return &raftv1.ReadIndexRequest{Term: r.Term, FollowerId: idToProto(r.FollowerID)}
+	return &raftv1.ReadIndexRequest{Term: r.Term, FollowerId: persistwire.IDToProto(r.FollowerID)}
 }
 
 // ReadIndexRequestFromProto converts a ReadIndex request.
 func ReadIndexRequestFromProto(p *raftv1.ReadIndexRequest) (*raft.ReadIndexRequest, error) {
-	follower, err := idFromProto("follower_id", p.GetFollowerId())
+	follower, err := persistwire.IDFromProto("follower_id", p.GetFollowerId())
 	if err != nil {
 		return nil, err
 	}
@@ -309,23 +222,4 @@ func ReadIndexResponseFromProto(p *raftv1.ReadIndexResponse) (*raft.ReadIndexRes
 		r.ReadIndex = p.GetReadIndex()
 	}
 	return r, nil
-}
-
-// idToProto converts a replica id. Ids are small non-negative numbers; a
-// negative one (raft.NoLeader) is a caller bug that the receiver will see as
-// an out-of-range id.
-func idToProto(id int) uint32 {
-	if id < 0 || id > math.MaxInt32 {
-		return math.MaxUint32
-	}
-	return uint32(id)
-}
-
-// idFromProto converts a replica id, refusing what idToProto produces for an
-// out-of-range id.
-func idFromProto(field string, v uint32) (int, error) {
-	if v > math.MaxInt32 {
-		return 0, fmt.Errorf("%w: %s %d out of range", ErrInvalid, field, v)
-	}
-	return int(v), nil
 }

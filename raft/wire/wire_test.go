@@ -107,40 +107,7 @@ func TestReadIndexRoundTrip(t *testing.T) {
 	}
 }
 
-func TestHardStateRoundTrip(t *testing.T) {
-	for _, hs := range []persist.HardState{
-		persist.EmptyHardState,
-		{Term: 3, VotedFor: 0, Commit: 10},
-		{Term: 3, VotedFor: 4, Commit: 0},
-		{Term: 9, VotedFor: persist.NoVote, Commit: 2},
-	} {
-		roundTrip(t, hs, HardStateToProto, HardStateFromProto, func() *raftv1.HardState { return new(raftv1.HardState) })
-	}
-	// VotedFor 0 must not be confused with "no vote".
-	if p := HardStateToProto(persist.HardState{Term: 1, VotedFor: 0}); p.VotedFor == nil {
-		t.Fatal("a vote for replica 0 encoded as no vote")
-	}
-}
-
-func TestSnapshotMetadata(t *testing.T) {
-	snap := persist.Snapshot{Index: 12, Term: 3, Data: []byte("state")}
-	p := SnapshotMetadataToProto(snap)
-	got, err := SnapshotFromProto(p, snap.Data)
-	if err != nil || !reflect.DeepEqual(got, snap) {
-		t.Fatalf("got %+v, %v; want %+v", got, err, snap)
-	}
-	if _, err := SnapshotFromProto(p, []byte("x")); !errors.Is(err, ErrInvalid) {
-		t.Fatalf("size mismatch: got %v, want ErrInvalid", err)
-	}
-}
-
 func TestInvalid(t *testing.T) {
-	if _, err := EntryFromProto(&raftv1.Entry{Index: 1, Term: 1}); !errors.Is(err, ErrInvalid) {
-		t.Errorf("unspecified entry type: got %v", err)
-	}
-	if _, err := EntryFromProto(&raftv1.Entry{Index: 1, Term: 1, Type: 42}); !errors.Is(err, ErrInvalid) {
-		t.Errorf("unknown entry type: got %v", err)
-	}
 	if _, err := AppendEntriesRequestFromProto(&raftv1.AppendEntriesRequest{Entries: []*raftv1.Entry{{Index: 1}}}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("bad entry inside AppendEntries: got %v", err)
 	}
@@ -157,16 +124,10 @@ func TestInvalid(t *testing.T) {
 	if _, err := InstallSnapshotRequestFromProto(&raftv1.InstallSnapshotRequest{Offset: 5, Data: []byte("abc"), TotalSizeBytes: 7}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("chunk past total size: got %v", err)
 	}
-	if _, err := HardStateFromProto(&raftv1.HardState{VotedFor: proto.Uint32(math.MaxUint32)}); !errors.Is(err, ErrInvalid) {
-		t.Errorf("voted_for out of range: got %v", err)
-	}
 }
 
 func TestNilIsZero(t *testing.T) {
 	if r, err := AppendEntriesRequestFromProto(nil); err != nil || !reflect.DeepEqual(r, &raft.AppendEntriesRequest{}) {
 		t.Errorf("nil AppendEntries: %+v, %v", r, err)
-	}
-	if hs, err := HardStateFromProto(nil); err != nil || hs != persist.EmptyHardState {
-		t.Errorf("nil HardState: %+v, %v", hs, err)
 	}
 }

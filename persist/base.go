@@ -1,0 +1,153 @@
+package persist
+
+import (
+	"context"
+	"sync"
+)
+
+// Backend is the part of a store that reads and writes its data. Base calls
+// it, one call at a time, after checking the arguments against the Store
+// contract; t describes what the store holds before the call and must not
+// be changed by the Backend (Base records the call's effect once it
+// succeeds).
+//
+// A Backend returns its errors wrapped with its own context; an error from
+// WriteAppend or WriteSnapshot fails the store (ErrFailed) until it is
+// reopened.
+type Backend interface {
+	// Reload reads what is stored, for every Load but the first after
+	// Base.Recovered.
+	Reload(ctx context.Context) (State, error)
+	// WriteAppend durably stores hs and entries; entries passed
+	// Tracker.CheckAppend.
+	WriteAppend(t *Tracker, hs HardState, entries []Entry) error
+	// WriteSnapshot durably stores snap, dropping the entries it covers and,
+	// unless t.SnapshotKeeps(snap), the rest of the log; snap passed
+	// Tracker.CheckSnapshot.
+	WriteSnapshot(t *Tracker, snap Snapshot) error
+	// Release frees the Backend's files; Base calls it once, on the first
+	// Close.
+	Release() error
+}
+
+// Base implements the Store methods over a Backend, with the bookkeeping
+// every built-in store shares (a Tracker): it serializes the methods,
+// refuses them after Close or a failed write, checks Append's entries and
+// SaveSnapshot's index against the contract, hands the first Load the state
+// the store recovered at open, and keeps the Size figure. A store embeds
+// the *Base that NewBase returns for its Backend, and so gets the same
+// answer as every other store to every question the contract settles; only
+// the writing differs. The zero Base has no Backend and keeps nothing: that
+// is Noop.
+type Base struct {
+	// mu serializes the methods and guards t and b's state. It is held
+	// across the Backend's writes and fsyncs: the Store contract has no
+	// concurrent calls except Size, which reads an atomic without it.
+	mu sync.Mutex
+	t  Tracker
+	b  Backend
+}
+
+// NewBase returns the Store methods over b. recovered, if not nil, is the
+// state the store found when it opened: it sets the bookkeeping, and the
+// first Load returns it without asking b.
+func NewBase(b Backend, recovered *State) *Base {
+	s := &Base{b: b}
+	if recovered != nil {
+		s.t.Recovered(*recovered)
+	}
+	return s
+}
+
+func (s *Base) backend() Backend {
+	if s.b == nil {
+		return discard{}
+	}
+	return s.b
+}
+
+// discard is the Backend of a Base that keeps nothing.
+type discard struct{}
+
+// inMemory marks the Backends of this package's in-memory stores (Memory,
+// Noop): their calls finish at once, so Base does not refuse them for a
+// done context, as it does for a Backend that writes to disk.
+type inMemory interface{ inMemory() }
+
+func (discard) inMemory()     {}
+func (*memBackend) inMemory() {}
+
+// begin is what every method checks first: Usable, and for a Backend that
+// writes to disk, whether ctx is already done (a store does not start a
+// write for a caller that has given up).
+func (s *Base) begin(ctx context.Context) error {
+	if _, ok := s.backend().(inMemory); ok {
+		return s.t.Usable()
+	}
+	return s.t.Begin(ctx)
+}
+
+func (discard) Reload(context.Context) (State, error)          { return State{HardState: EmptyHardState}, nil }
+func (discard) WriteAppend(*Tracker, HardState, []Entry) error { return nil }
+func (discard) WriteSnapshot(*Tracker, Snapshot) error         { return nil }
+func (discard) Release() error                                 { return nil }
+
+// Load implements Store.
+func (s *Base) Load(ctx context.Context) (State, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.begin(ctx); err != nil {
+		return State{}, err
+	}
+	if st, ok := s.t.Loaded(); ok {
+		return st, nil
+	}
+	return s.backend().Reload(ctx)
+}
+
+// Append implements Store.
+func (s *Base) Append(ctx context.Context, hs HardState, entries []Entry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.begin(ctx); err != nil {
+		return err
+	}
+	if err := s.t.CheckAppend(entries); err != nil {
+		return err
+	}
+	if err := s.backend().WriteAppend(&s.t, hs, entries); err != nil {
+		return s.t.Fail(err)
+	}
+	s.t.Appended(hs, entries)
+	return nil
+}
+
+// SaveSnapshot implements Store.
+func (s *Base) SaveSnapshot(ctx context.Context, snap Snapshot) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.begin(ctx); err != nil {
+		return err
+	}
+	if err := s.t.CheckSnapshot(snap); err != nil {
+		return err
+	}
+	if err := s.backend().WriteSnapshot(&s.t, snap); err != nil {
+		return s.t.Fail(err)
+	}
+	s.t.Snapshotted(snap)
+	return nil
+}
+
+// Size implements Store.
+func (s *Base) Size() int64 { return s.t.Size() }
+
+// Close implements Store: the first call releases the Backend.
+func (s *Base) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.t.Close() {
+		return nil
+	}
+	return s.backend().Release()
+}
