@@ -204,3 +204,248 @@ func TestReview15PromoteBehindCompaction(t *testing.T) {
 	cn.rvMustCommit(0, rvPromote(3))
 	cn.checkNoViolations()
 }
+
+// rvCheckApplied fails if two cores (or one core before and after a
+// restart) applied different entries at an index: committed entries never
+// change.
+func (cn *coreNet) rvCheckApplied() {
+	cn.t.Helper()
+	seen := map[uint64]Entry{}
+	for i, es := range cn.applied {
+		for _, e := range es {
+			if o, ok := seen[e.Index]; ok && (o.Term != e.Term || o.Type != e.Type || string(o.Data) != string(e.Data)) {
+				cn.t.Fatalf("index %d: core %d applied %d/%v %q, another %d/%v %q", e.Index, i, e.Term, e.Type, e.Data, o.Term, o.Type, o.Data)
+			}
+			seen[e.Index] = e
+		}
+	}
+}
+
+// TestReview15OngaroBug2015: the interleaving of Ongaro's 2015 report. A
+// leader (0) of {0,1,2,3} promotes learner 4 in a minority (uncommitted,
+// {0..4} on 0 and 4 only) and crashes; 1 wins term 2 and must not remove 0
+// before its own no-op commits. Once it does, it removes 0 with 1 and 2
+// ({1,2,3}). 0 comes back with 3 and 4: with {0..4} in its log it would win
+// with 0, 3 and 4 and overwrite the committed removal — unless 3 holds an
+// entry of term 2, which the no-op rule guarantees.
+func TestReview15OngaroBug2015(t *testing.T) {
+	cn := rvNet(t, 5, []int{0, 1, 2, 3}, nil)
+	cn.campaign(0)
+	cn.propose(0, "a")
+	cn.rvMustCommit(0, rvAdd(4))
+	cn.tick(2)
+	cn.partition([]int{0, 4}, []int{1, 2, 3})
+	if err := cn.rvChange(0, rvPromote(4)); err != nil {
+		t.Fatal(err)
+	}
+	if c := cn.cores[0]; c.confIndex() <= c.log.commit || !cn.cores[4].conf().IsVoter(4) {
+		t.Fatalf("setup: promote committed %v / 4's conf %v", c.confIndex() <= c.log.commit, cn.cores[4].conf())
+	}
+	cn.crash(0)
+	// 1 is elected but its no-op is not replicated yet.
+	cn.dropFn = func(from int, m message) bool { return from == 1 && m.ae != nil }
+	for _, i := range []int{2, 3} {
+		cn.cores[i].electionElapsed = cn.cfgs[i].electionTicks // 0's lease is over
+	}
+	cn.campaign(1)
+	if cn.cores[1].role != Leader {
+		t.Fatalf("1 is %v", cn.cores[1].role)
+	}
+	if err := cn.rvChange(1, rvRemove(0)); !errors.Is(err, ErrChangeInProgress) {
+		t.Fatalf("change before the term's no-op commits: %v, want ErrChangeInProgress", err)
+	}
+	cn.dropFn = nil
+	cn.tick(2)
+	cn.partition([]int{0, 3, 4}, []int{1, 2})
+	cn.rvMustCommit(1, rvRemove(0))
+	if got := cn.cores[1].voters; !slices.Equal(got, []int{1, 2, 3}) {
+		t.Fatalf("voters %v", got)
+	}
+	cn.restart(0)
+	cn.tick(10 * cn.cfgs[0].electionTicksMax)
+	for _, i := range []int{0, 3, 4} {
+		if cn.cores[i].role == Leader {
+			t.Fatalf("core %d leads in the minority {0,3,4} (term %d)", i, cn.cores[i].term)
+		}
+	}
+	if ls := cn.leaders(); !slices.Equal(ls, []int{1}) {
+		t.Fatalf("leaders %v", ls)
+	}
+	cn.propose(1, "b")
+	cn.heal()
+	cn.tick(5 * cn.cfgs[0].electionTicksMax)
+	l := cn.rvOneLeader(10 * cn.cfgs[0].electionTicksMax)
+	if l == 0 || l == 4 {
+		t.Fatalf("leader %d", l)
+	}
+	cn.propose(l, "c")
+	cn.tick(2)
+	for _, i := range []int{1, 2, 3} {
+		if got := cn.appliedCommands(i); !slices.Equal(got, []string{"a", "b", "c"}) {
+			t.Fatalf("core %d applied %v", i, got)
+		}
+	}
+	cn.rvCheckApplied()
+	cn.checkNoViolations()
+}
+
+// TestReview15SnapshotConfigReplacesLogs: a follower holding an uncommitted
+// configuration entry of a deposed leader gets a snapshot from the new
+// leader whose configuration differs from every one in its log: the
+// snapshot's is in force afterwards, and after a restart.
+func TestReview15SnapshotConfigReplacesLogs(t *testing.T) {
+	cn := rvNet(t, 6, []int{0, 1, 2, 3, 4}, nil)
+	cn.campaign(0)
+	cn.propose(0, "a")
+	cn.partition([]int{0, 1}, []int{2, 3, 4, 5})
+	if err := cn.rvChange(0, rvRemove(4)); err != nil {
+		t.Fatal(err)
+	}
+	if cn.cores[1].conf().Contains(4) {
+		t.Fatal("setup: 1 did not get the removal")
+	}
+	cn.crash(0)
+	cn.isolate(1)
+	cn.tick(3 * cn.cfgs[2].electionTicksMax)
+	l := cn.rvOneLeader(10 * cn.cfgs[2].electionTicksMax)
+	cn.rvMustCommit(l, rvAdd(5))
+	for i := range 5 {
+		cn.propose(l, fmt.Sprint(i))
+	}
+	c := cn.cores[l]
+	idx := c.log.commit
+	snap := persist.Snapshot{Index: idx, Term: c.term, Data: []byte("state"), Config: c.snapshotConfig(idx)}
+	if err := cn.stores[l].SaveSnapshot(context.Background(), snap); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.compact(snap); err != nil {
+		t.Fatal(err)
+	}
+	cn.heal()
+	cn.tick(3)
+	want := "{0 1 2 3 4 5L}"
+	if f := cn.cores[1]; f.log.snap.Index != idx || f.conf().String() != want || f.confIndex() != idx {
+		t.Fatalf("1: snapshot %d (want %d), configuration %v at %d, want %s", f.log.snap.Index, idx, f.conf(), f.confIndex(), want)
+	}
+	cn.crash(1)
+	cn.restart(1)
+	if got := cn.cores[1].conf().String(); got != want {
+		t.Fatalf("1 restarted with %s, want %s", got, want)
+	}
+	cn.tick(3)
+	cn.rvCheckApplied()
+	cn.checkNoViolations()
+}
+
+// TestReview15ReadAckOfRemovedNode: a read pending at a leader is not
+// confirmed by the acknowledgement of a node whose removal the leader has
+// appended since; it is once a majority of the new configuration acks.
+func TestReview15ReadAckOfRemovedNode(t *testing.T) {
+	cn := rvNet(t, 5, []int{0, 1, 2, 3, 4}, nil)
+	cn.campaign(0)
+	cn.propose(0, "a")
+	cn.partition([]int{0, 4}, []int{1, 2, 3})
+	cn.cores[0].readIndex(7)
+	cn.tick(3)
+	if len(cn.reads[0]) != 0 {
+		t.Fatalf("read confirmed by 2 of 5: %+v", cn.reads[0])
+	}
+	if err := cn.rvChange(0, rvRemove(4)); err != nil {
+		t.Fatal(err)
+	}
+	cn.partition([]int{0, 4, 3}, []int{1, 2})
+	cn.tick(3)
+	if len(cn.reads[0]) != 0 {
+		t.Fatalf("read confirmed by 0, 3 and removed 4: %+v", cn.reads[0])
+	}
+	cn.heal()
+	cn.tick(3)
+	if len(cn.reads[0]) != 1 || cn.reads[0][0].err != nil || cn.reads[0][0].id != 7 {
+		t.Fatalf("read after healing: %+v", cn.reads[0])
+	}
+	cn.checkNoViolations()
+}
+
+// TestReview15TransferToNonVoters: leadership goes to voters of the
+// configuration in force only: not to a node whose removal is appended, not
+// to a learner, not to a stranger; a removed node ignores TimeoutNow; a
+// running transfer blocks configuration changes.
+func TestReview15TransferToNonVoters(t *testing.T) {
+	cn := rvNet(t, 5, []int{0, 1, 2, 3}, nil)
+	cn.campaign(0)
+	cn.rvMustCommit(0, rvAdd(4))
+	cn.rvMustCommit(0, rvRemove(3))
+	c := cn.cores[0]
+	for _, to := range []int{3, 4, 9} {
+		if err := c.transferLeadership(to); !errors.Is(err, ErrBadPeer) {
+			t.Errorf("transfer to %d: %v, want ErrBadPeer", to, err)
+		}
+	}
+	// 3 never learned of its removal (the leader stops replicating to it
+	// at once): a stale TimeoutNow makes it campaign with the transfer
+	// flag, which must not move anyone's term or leader.
+	term := c.term
+	r := cn.cores[3]
+	r.handleTimeoutNow(&TimeoutNowRequest{Term: c.term, LeaderID: 0, LastLogIndex: r.log.lastIndex()})
+	cn.stabilize()
+	for _, i := range []int{0, 1, 2} {
+		if cn.cores[i].term != term {
+			t.Fatalf("core %d moved to term %d (was %d) for a removed node's transfer campaign", i, cn.cores[i].term, term)
+		}
+	}
+	if ls := cn.leaders(); !slices.Equal(ls, []int{0}) {
+		t.Fatalf("leaders %v", ls)
+	}
+	cn.isolate(2)
+	if err := c.transferLeadership(2); err != nil {
+		t.Fatal(err)
+	}
+	if err := cn.rvChange(0, rvPromote(4)); !errors.Is(err, ErrChangeInProgress) {
+		t.Fatalf("change during a transfer: %v, want ErrChangeInProgress", err)
+	}
+	cn.heal()
+	cn.tick(3)
+	if ls := cn.leaders(); !slices.Equal(ls, []int{2}) {
+		t.Fatalf("leaders after transfer %v", ls)
+	}
+	cn.checkNoViolations()
+}
+
+// TestReview15SparseIDs: a cluster whose ids are not 0..n-1 ({3,7,9}, a
+// joiner 5) elects, grows, replaces its leader and shrinks.
+func TestReview15SparseIDs(t *testing.T) {
+	cn := rvNet(t, 10, []int{3, 7, 9}, []int{3, 5, 7, 9})
+	l := cn.rvOneLeader(10 * cn.cfgs[3].electionTicksMax)
+	cn.propose(l, "a")
+	cn.rvMustCommit(l, rvAdd(5))
+	cn.tick(2)
+	cn.rvMustCommit(l, rvPromote(5))
+	cn.rvMustCommit(l, rvRemove(l))
+	cn.crash(l)
+	l2 := cn.rvOneLeader(10 * cn.cfgs[3].electionTicksMax)
+	var want []int
+	for _, v := range []int{3, 5, 7, 9} {
+		if v != l {
+			want = append(want, v)
+		}
+	}
+	if got := cn.cores[l2].voters; !slices.Equal(got, want) {
+		t.Fatalf("voters %v, want %v", got, want)
+	}
+	cn.propose(l2, "b")
+	other := want[0]
+	if other == l2 {
+		other = want[1]
+	}
+	cn.isolate(other)
+	cn.propose(l2, "c") // 2 of 3
+	cn.heal()
+	cn.tick(2)
+	for _, i := range want {
+		if got := cn.appliedCommands(i); !slices.Equal(got, []string{"a", "b", "c"}) {
+			t.Fatalf("core %d applied %v", i, got)
+		}
+	}
+	cn.rvCheckApplied()
+	cn.checkNoViolations()
+}
