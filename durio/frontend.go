@@ -197,6 +197,7 @@ func (r *Replica) newFrontend(peerHTTP *http.Client, local kvv1.KVService) (*fro
 	ccfg.AttemptTimeout = attempt
 	ccfg.MinBackoff, ccfg.MaxBackoff = 5*time.Millisecond, 50*time.Millisecond
 	ccfg.Leader = r.leader
+	ccfg.Self = cfg.ID
 	clerk, err := kvclient.NewClerk(svcs, ccfg)
 	if err != nil {
 		return nil, nil, err

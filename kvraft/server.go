@@ -229,7 +229,7 @@ func (s *Server) tickSessions() {
 // OpenSession implements Service: it opens a session through the log with
 // a random id below 2^53 (so JSON clients hold it exactly).
 func (s *Server) OpenSession(ctx context.Context, _ *OpenSessionRequest) (*OpenSessionResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	ctx, cancel := boundedBy(ctx, s.cfg.RequestTimeout)
 	defer cancel()
 	for {
 		id := rand.Uint64N(1<<53-1) + 1
@@ -290,7 +290,7 @@ func (s *Server) Get(ctx context.Context, req *GetRequest) (*GetResponse, error)
 	if req.Consistency == Stale {
 		return s.getResponse(s.state.get(req.Key)), nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	ctx, cancel := boundedBy(ctx, s.cfg.RequestTimeout)
 	defer cancel()
 	if s.cfg.LogReads {
 		res, err := s.submit(ctx, op{kind: opGet, key: req.Key})
@@ -402,7 +402,7 @@ func (s *Server) write(ctx context.Context, o op) (writeResult, error) {
 			return res, res.refused
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	ctx, cancel := boundedBy(ctx, s.cfg.RequestTimeout)
 	defer cancel()
 	res, err := s.submit(ctx, o)
 	if err != nil {
@@ -477,6 +477,17 @@ func (s *Server) propose(o op) (*rsm.Future, error) {
 		s.sweepAt = max(minSweep, 2*len(s.proposals))
 	}
 	return f, nil
+}
+
+// boundedBy is context.WithTimeout(ctx, d), or ctx itself when its
+// deadline comes first anyway: a request its caller already bounded (durio
+// bounds each attempt) needs no second timer, which costs an allocation,
+// a timer and a lock on the parent per request.
+func boundedBy(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, d)
 }
 
 func isDone(f *rsm.Future) bool {

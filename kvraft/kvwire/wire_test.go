@@ -275,6 +275,27 @@ func TestBatchServerRefusesHugeBatch(t *testing.T) {
 	}
 }
 
+// WithTimeout bounds the whole batch: writes still waiting when it passes
+// come back as timeouts (an unknown outcome), each in its own result, and
+// every write shares the one deadline.
+func TestBatchServerTimeout(t *testing.T) {
+	kv := &fixedKV{delay: time.Hour}
+	s := NewBatchServer(kv, 8).WithTimeout(50 * time.Millisecond)
+	put := func(seq uint64) *kvv1.WriteOp {
+		return &kvv1.WriteOp{Op: &kvv1.WriteOp_Put{Put: &kvv1.PutRequest{Key: "k",
+			Write: &kvv1.WriteHeader{ClientId: 1, Sequence: seq}}}}
+	}
+	resp, err := s.WriteBatch(context.Background(), &kvv1.WriteBatchRequest{Ops: []*kvv1.WriteOp{put(1), put(2)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range resp.GetResults() {
+		if r.GetCode() != kvv1.ResultCode_RESULT_CODE_TIMEOUT || !kvclient.MaybeApplied(ResultError(r)) {
+			t.Fatalf("result %d: %v, want a timeout whose outcome is unknown", i, r)
+		}
+	}
+}
+
 // The errors of issue 16 cross the wire and come back as the same errors,
 // with what they carry.
 func TestErrorRoundTripRevisions(t *testing.T) {
