@@ -122,6 +122,7 @@ func (c *core) becomeLeader() {
 	c.electionElapsed = 0
 	last := c.log.lastIndex()
 	clear(c.prs)
+	c.leaving = c.leaving[:0]
 	c.syncProgress()
 	c.confirmed, c.roundElapsed = c.round, 0
 	c.noopIndex = last + 1

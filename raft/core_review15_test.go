@@ -657,7 +657,9 @@ func rvChurn(t *testing.T, seed uint64, steps int) {
 		}
 		check()
 	}
-	// Healed and all up: a leader is elected and commits on every voter.
+	// Healed and all up: a leader is elected and commits on every voter of
+	// its configuration (leadership may still move meanwhile: then again
+	// with the next leader).
 	for i, c := range cn.cores {
 		if c == nil {
 			cn.restart(i)
@@ -665,36 +667,38 @@ func rvChurn(t *testing.T, seed uint64, steps int) {
 	}
 	cn.heal()
 	logf("end: heal, restart all")
-	var l int
-	for k := 0; ; k++ {
-		if ls := cn.leaders(); len(ls) == 1 && cn.cores[ls[0]].log.commit >= cn.cores[ls[0]].noopIndex {
-			l = ls[0]
-			break
+	dump := func() {
+		for i, c := range cn.cores {
+			t.Logf("core %d: %v term %d lead %d conf %v (at %d) snap %d last %d/%d commit %d", i, c.role, c.term, c.lead, c.conf(), c.confIndex(), c.log.snap.Index, c.log.lastIndex(), c.log.lastTerm(), c.log.commit)
 		}
-		if k > 50*cn.cfgs[0].electionTicksMax {
-			for i, c := range cn.cores {
-				t.Logf("core %d: %v term %d conf %v last %d/%d commit %d", i, c.role, c.term, c.conf(), c.log.lastIndex(), c.log.lastTerm(), c.log.commit)
-			}
-			t.Fatalf("no leader committing after healing: leaders %v", cn.leaders())
-		}
-		cn.tick(1)
 	}
-	idx := cn.propose(l, "final")
+	budget := 50 * cn.cfgs[0].electionTicksMax
+	l, idx, term := -1, uint64(0), uint64(0)
 	for k := 0; ; k++ {
-		cn.tick(1)
-		behind := -1
-		for _, v := range cn.cores[l].voters {
-			if c := cn.cores[v]; c.log.commit < idx {
-				behind = v
+		if k > budget {
+			dump()
+			t.Fatalf("no leader committed a last entry on all its voters within %d ticks after healing (leaders %v)", budget, cn.leaders())
+		}
+		ls := cn.leaders()
+		if len(ls) == 1 && (l != ls[0] || cn.cores[l].term != term) {
+			c := cn.cores[ls[0]]
+			if c.log.commit >= c.noopIndex {
+				l, term = ls[0], c.term
+				idx = cn.propose(l, fmt.Sprint("final-", k))
 			}
 		}
-		if behind < 0 {
-			break
+		if l >= 0 && cn.cores[l].role == Leader && cn.cores[l].term == term {
+			done := true
+			for _, v := range cn.cores[l].voters {
+				if cn.cores[v].log.commit < idx {
+					done = false
+				}
+			}
+			if done {
+				break
+			}
 		}
-		if k > 5*cn.cfgs[0].electionTicksMax {
-			c := cn.cores[behind]
-			t.Fatalf("voter %d: %v term %d commit %d, want %d; leader %d's progress %+v", behind, c.role, c.term, c.log.commit, idx, l, *cn.cores[l].prs[behind])
-		}
+		cn.tick(1)
 	}
 	check()
 }
@@ -753,4 +757,32 @@ func TestReview15RemovedLeaderLostBeforeCommit(t *testing.T) {
 			cn.checkNoViolations()
 		})
 	}
+}
+
+// TestReview15RemovedFollowerLearnsRemoval: a connected follower that is
+// removed gets the entry that removes it, so it knows it is no member and
+// stops campaigning (issue 15: "a removed node stops campaigning"), instead
+// of sending (pre-)vote requests every election timeout for as long as it
+// runs.
+func TestReview15RemovedFollowerLearnsRemoval(t *testing.T) {
+	cn := rvNet(t, 3, []int{0, 1, 2}, nil)
+	cn.campaign(0)
+	cn.propose(0, "a")
+	cn.rvMustCommit(0, rvRemove(2))
+	cn.tick(2)
+	if m := cn.cores[2].conf(); m.Contains(2) {
+		t.Fatalf("removed follower's configuration %v: it never got its removal", m)
+	}
+	votes := 0
+	cn.dropFn = func(from int, m message) bool {
+		if from == 2 && m.rv != nil {
+			votes++
+		}
+		return false
+	}
+	cn.tick(5 * cn.cfgs[2].electionTicksMax)
+	if votes != 0 || cn.cores[2].role != Follower {
+		t.Fatalf("removed follower sent %d vote requests, is %v", votes, cn.cores[2].role)
+	}
+	cn.checkNoViolations()
 }
