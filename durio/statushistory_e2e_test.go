@@ -199,7 +199,7 @@ func TestE2EStatusHistoryInChromium(t *testing.T) {
 	// Headless Chromium lays out no window narrower than 500 px: the phone
 	// is that wide (a phone is 360-430 px; the page has one column below
 	// about 480 px).
-	for _, size := range []struct{ w, h, green, red int }{{1000, 1400, 1500, 40}, {500, 2600, 500, 20}} {
+	for _, size := range []struct{ w, h, green, red int }{{1000, 1400, 300, 40}, {500, 2600, 150, 20}} {
 		shot := filepath.Join(dir, fmt.Sprintf("history-%d.png", size.w))
 		cmd := exec.CommandContext(ctx2, bin, chromiumArgs(filepath.Join(dir, "p"+strconv.Itoa(size.w)),
 			fmt.Sprintf("--window-size=%d,%d", size.w, size.h), "--hide-scrollbars", "--screenshot="+shot, page+"/")...)
