@@ -34,10 +34,11 @@ type Backend interface {
 // every built-in store shares (a Tracker): it serializes the methods,
 // refuses them after Close or a failed write, checks Append's entries and
 // SaveSnapshot's index against the contract, hands the first Load the state
-// the store recovered at open, and keeps the Size figure. A store embeds a
-// Base, calls Init with its Backend before use, and so gets the same answer
-// as every other store to every question the contract settles; only the
-// writing differs.
+// the store recovered at open, and keeps the Size figure. A store embeds
+// the *Base that NewBase returns for its Backend, and so gets the same
+// answer as every other store to every question the contract settles; only
+// the writing differs. The zero Base has no Backend and keeps nothing: that
+// is Noop.
 type Base struct {
 	// mu serializes the methods and guards t and b's state. It is held
 	// across the Backend's writes and fsyncs: the Store contract has no
@@ -47,9 +48,16 @@ type Base struct {
 	b  Backend
 }
 
-// Init sets the Backend; it must be called before any other method. A Base
-// without a Backend keeps nothing: that is Noop.
-func (s *Base) Init(b Backend) { s.b = b }
+// NewBase returns the Store methods over b. recovered, if not nil, is the
+// state the store found when it opened: it sets the bookkeeping, and the
+// first Load returns it without asking b.
+func NewBase(b Backend, recovered *State) *Base {
+	s := &Base{b: b}
+	if recovered != nil {
+		s.t.Recovered(*recovered)
+	}
+	return s
+}
 
 func (s *Base) backend() Backend {
 	if s.b == nil {
@@ -83,14 +91,6 @@ func (discard) Reload(context.Context) (State, error)          { return State{Ha
 func (discard) WriteAppend(*Tracker, HardState, []Entry) error { return nil }
 func (discard) WriteSnapshot(*Tracker, Snapshot) error         { return nil }
 func (discard) Release() error                                 { return nil }
-
-// Recovered records st, the state the store found when it opened, for the
-// bookkeeping and for the first Load.
-func (s *Base) Recovered(st State) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.t.Recovered(st)
-}
 
 // Load implements Store.
 func (s *Base) Load(ctx context.Context) (State, error) {

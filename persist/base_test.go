@@ -43,10 +43,8 @@ func entries(first, last, term uint64) []persist.Entry {
 func TestBaseRecoveredThenReload(t *testing.T) {
 	ctx := context.Background()
 	b := &scripted{}
-	var s persist.Base
-	s.Init(b)
 	rec := persist.State{HardState: persist.HardState{Term: 3, VotedFor: 1}, Entries: entries(1, 2, 3)}
-	s.Recovered(rec)
+	s := persist.NewBase(b, &rec)
 	if got := s.Size(); got != persist.LogSize(rec.Entries) {
 		t.Fatalf("Size after Recovered = %d, want %d", got, persist.LogSize(rec.Entries))
 	}
@@ -57,7 +55,7 @@ func TestBaseRecoveredThenReload(t *testing.T) {
 	if _, err := s.Load(ctx); err != nil || b.reloads != 1 {
 		t.Fatalf("second Load: %v, %d reloads; want 1", err, b.reloads)
 	}
-	s.Recovered(rec)
+	s = persist.NewBase(b, &rec)
 	if err := s.Append(ctx, persist.HardState{Term: 4, VotedFor: persist.NoVote}, entries(2, 4, 4)); err != nil {
 		t.Fatal(err)
 	}
@@ -74,8 +72,7 @@ func TestBaseRecoveredThenReload(t *testing.T) {
 func TestBaseRefusesWithoutWriting(t *testing.T) {
 	ctx := context.Background()
 	b := &scripted{}
-	var s persist.Base
-	s.Init(b)
+	s := persist.NewBase(b, nil)
 	if err := s.Append(ctx, persist.EmptyHardState, entries(2, 3, 1)); !errors.Is(err, persist.ErrNonContiguous) {
 		t.Fatalf("Append leaving a gap = %v, want ErrNonContiguous", err)
 	}
@@ -125,8 +122,7 @@ func TestBaseFailsAfterWriteError(t *testing.T) {
 	ctx := context.Background()
 	cause := errors.New("disk on fire")
 	b := &scripted{failWrites: cause}
-	var s persist.Base
-	s.Init(b)
+	s := persist.NewBase(b, nil)
 	if err := s.Append(ctx, persist.EmptyHardState, entries(1, 1, 1)); !errors.Is(err, cause) {
 		t.Fatalf("Append = %v, want the Backend's error", err)
 	}

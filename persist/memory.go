@@ -11,8 +11,8 @@ import (
 // Clone copies what was stored so a test can "crash" a replica and restart it
 // from the copy, as the MIT lab's persister does.
 type Memory struct {
-	Base // Load, Append, SaveSnapshot, Size and Close, over mem
-	mem  *memBackend
+	*Base // Load, Append, SaveSnapshot, Size and Close, over mem
+	mem   *memBackend
 }
 
 var _ Store = (*Memory)(nil)
@@ -24,12 +24,13 @@ type memBackend struct {
 }
 
 // NewMemory returns an empty memory store.
-func NewMemory() *Memory { return newMemory(State{HardState: EmptyHardState}) }
+func NewMemory() *Memory { return newMemory(State{HardState: EmptyHardState}, nil) }
 
-func newMemory(st State) *Memory {
-	m := &Memory{mem: &memBackend{state: st}}
-	m.Init(m.mem)
-	return m
+// newMemory returns a Memory holding st; recovered is the first Load's
+// answer (nil: a copy of st).
+func newMemory(st State, recovered *State) *Memory {
+	mem := &memBackend{state: st}
+	return &Memory{Base: NewBase(mem, recovered), mem: mem}
 }
 
 // Clone returns an open store holding a deep copy of what m holds, whether m
@@ -38,9 +39,8 @@ func (m *Memory) Clone() *Memory {
 	m.mem.mu.Lock()
 	st := cloneState(m.mem.state)
 	m.mem.mu.Unlock()
-	c := newMemory(st)
-	c.Recovered(cloneState(st)) // the first Load's copy: the caller owns it
-	return c
+	first := cloneState(st) // the first Load's copy: the caller owns it
+	return newMemory(st, &first)
 }
 
 // Reload implements Backend: a copy of the state.

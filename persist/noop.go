@@ -12,7 +12,7 @@ package persist
 // term and size of each entry after the last snapshot (16 bytes an entry),
 // never the data.
 type Noop struct {
-	Base // no Backend: Load, Append, SaveSnapshot, Size and Close
+	Base // the zero Base, with no Backend: Load, Append, SaveSnapshot, Size and Close
 }
 
 var _ Store = (*Noop)(nil)

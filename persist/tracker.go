@@ -19,11 +19,12 @@ import (
 // its own data; it calls Fail when a write or sync fails, after which every
 // method refuses with ErrFailed.
 //
-// A Tracker costs 16 bytes an entry after the snapshot and never holds entry
-// data. It has no lock of its own: the store embedding it calls its methods
-// under the store's mutex (the Store contract has no concurrent calls),
-// except Size, which reads an atomic and may be called at any time. The zero
-// Tracker is an open, empty store.
+// Base keeps one for every built-in store; a Backend reads it (never
+// changes it) to plan a write. A Tracker costs 16 bytes an entry after the
+// snapshot and never holds entry data. It has no lock of its own: its owner
+// calls its methods under its own mutex (the Store contract has no
+// concurrent calls), except Size, which reads an atomic and may be called at
+// any time. The zero Tracker is an open, empty store.
 type Tracker struct {
 	closed    bool
 	failed    error // the write or sync error that failed the store, or nil

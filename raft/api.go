@@ -269,6 +269,15 @@ type Status struct {
 	// ReadIndexRequests counts the read-index requests this node sent to a
 	// leader as a follower; each carries every read waiting on the node.
 	ReadIndexRequests uint64
+
+	// Membership is the configuration in force (the latest in the log,
+	// committed or not) and MembershipIndex the log index it took effect
+	// at (the snapshot index for one restored from a snapshot).
+	Membership      Membership
+	MembershipIndex uint64
+	// Progress is, on a leader, its view of each member's replication
+	// (itself included if it is a member); nil elsewhere.
+	Progress map[int]MemberProgress
 }
 
 // The Node type implements:

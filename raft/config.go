@@ -14,12 +14,29 @@ var ErrInvalidConfig = errors.New("raft: invalid config")
 // allows (1 MiB).
 const MaxSnapshotChunkBytes = 1 << 20
 
-// Config configures a Node. Start from DefaultConfig and set ID and Peers.
+// Config configures a Node. Start from DefaultConfig and set ID and either
+// Peers or Bootstrap (or neither, for a replica that joins a cluster).
 type Config struct {
-	// ID is this replica's id, in [0, Peers).
+	// ID is this replica's stable id, in [0, MaxMemberID]: chosen by the
+	// operator, never reused for another replica.
 	ID int
-	// Peers is the number of replicas in the cluster; ids are 0..Peers-1.
+	// Peers is shorthand for a Bootstrap of Peers voters with ids
+	// 0..Peers-1 and no addresses. At most one of Peers and Bootstrap is
+	// set.
 	Peers int
+	// Bootstrap is the initial configuration, used only when the store
+	// holds none: no snapshot with a configuration and no configuration
+	// entry (a new cluster, or a store written before configurations were
+	// stored). Once the cluster runs, its configuration lives in the log
+	// and snapshots, and Bootstrap is ignored. A replica started with
+	// neither Peers nor Bootstrap and an empty store waits, with an empty
+	// configuration, never campaigning, for a leader to add it and send it
+	// the log or a snapshot.
+	Bootstrap []Member
+	// MaxPromoteLag is how many entries a learner's log may be behind the
+	// leader's last index for Promote to accept it (it must also have
+	// answered within ElectionTimeoutMin).
+	MaxPromoteLag uint64
 
 	// TickInterval is the length of one logical tick, the unit in which the
 	// core measures time. Every duration below is rounded down to whole
@@ -97,7 +114,17 @@ func DefaultConfig() Config {
 		MaxBytesPerAppend:      1 << 20,
 		SnapshotThresholdBytes: 0,
 		SnapshotChunkBytes:     MaxSnapshotChunkBytes,
+		MaxPromoteLag:          1000,
 	}
+}
+
+// bootstrapMembership returns the configuration Peers or Bootstrap
+// describe (empty for neither), sorted.
+func (c Config) bootstrapMembership() Membership {
+	if c.Peers > 0 {
+		return Membership{Members: BootstrapMembers(c.Peers)}
+	}
+	return Membership{Members: c.Bootstrap}.normalized()
 }
 
 // Validate reports the first invalid field, naming it.
@@ -106,9 +133,13 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: %s %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
 	}
 	switch {
-	case c.Peers < 1:
-		return bad("Peers", "is %d, want at least 1", c.Peers)
-	case c.ID < 0 || c.ID >= c.Peers:
+	case c.Peers < 0 || c.Peers > MaxMembers:
+		return bad("Peers", "is %d, want in [0, %d]", c.Peers, MaxMembers)
+	case c.Peers > 0 && len(c.Bootstrap) > 0:
+		return bad("Peers", "is %d with a Bootstrap of %d members, want only one of them", c.Peers, len(c.Bootstrap))
+	case c.ID < 0 || c.ID > MaxMemberID:
+		return bad("ID", "is %d, want in [0, %d]", c.ID, MaxMemberID)
+	case c.Peers > 0 && c.ID >= c.Peers:
 		return bad("ID", "is %d, want in [0, %d)", c.ID, c.Peers)
 	case c.TickInterval <= 0:
 		return bad("TickInterval", "is %v, want > 0", c.TickInterval)
@@ -138,6 +169,15 @@ func (c Config) Validate() error {
 		return bad("SnapshotThresholdBytes", "is %d, want >= 0", c.SnapshotThresholdBytes)
 	case c.SnapshotChunkBytes < 1 || c.SnapshotChunkBytes > MaxSnapshotChunkBytes:
 		return bad("SnapshotChunkBytes", "is %d, want in [1, %d]", c.SnapshotChunkBytes, MaxSnapshotChunkBytes)
+	}
+	if len(c.Bootstrap) > 0 {
+		m := Membership{Members: c.Bootstrap}
+		if err := m.Validate(); err != nil {
+			return bad("Bootstrap", "is invalid: %v", err)
+		}
+		if len(m.Voters()) == 0 {
+			return bad("Bootstrap", "has no voter")
+		}
 	}
 	return nil
 }

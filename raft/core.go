@@ -15,7 +15,11 @@ import (
 
 // coreConfig is Config converted to ticks, as the core sees it.
 type coreConfig struct {
-	id, peers int
+	id int
+	// bootstrap is the configuration of a store that holds none.
+	bootstrap Membership
+	// maxPromoteLag is Config.MaxPromoteLag.
+	maxPromoteLag uint64
 	// electionTicks is the minimum election timeout, also the lease and the
 	// check-quorum period; timeouts are drawn from [electionTicks,
 	// electionTicksMax).
@@ -36,7 +40,8 @@ type coreConfig struct {
 func coreConfigFrom(c Config) coreConfig {
 	return coreConfig{
 		id:               c.ID,
-		peers:            c.Peers,
+		bootstrap:        c.bootstrapMembership(),
+		maxPromoteLag:    c.MaxPromoteLag,
 		electionTicks:    c.ticks(c.ElectionTimeoutMin),
 		electionTicksMax: c.ticks(c.ElectionTimeoutMax),
 		heartbeatTicks:   c.ticks(c.HeartbeatInterval),
@@ -83,10 +88,21 @@ type core struct {
 	role Role
 	log  *raftLog
 
-	// prs is the leader's progress per replica (prs[id] unused).
-	prs []progress
-	// votes per replica in the current (pre-)election: +1, -1 or 0.
-	votes []int8
+	// prs is the leader's progress per other member.
+	prs map[int]*progress
+	// votes per voter in the current (pre-)election: +1 or -1 (absent:
+	// unknown).
+	votes map[int]int8
+
+	// confs are the configurations: confs[0] the one in force at the
+	// snapshot index, then one per configuration entry of the log, in
+	// order; the last is in force (core_config.go). voters are its voters
+	// and peerIDs its members but this node, ascending; confGen counts its
+	// changes.
+	confs   []confAt
+	voters  []int
+	peerIDs []int
+	confGen uint64
 
 	electionElapsed int
 	// timeout is the randomized election timeout in ticks.
@@ -157,10 +173,18 @@ func newCore(cfg coreConfig, st persist.State) *core {
 		lead:       NoLeader,
 		role:       Follower,
 		log:        newLog(st),
-		prs:        make([]progress, cfg.peers),
+		prs:        make(map[int]*progress),
 		transferee: NoLeader,
 		fwdLead:    NoLeader,
 	}
+	// New checked that the configurations decode.
+	confs, err := loadConfs(st, cfg.bootstrap)
+	if err != nil {
+		c.violate("load configurations: %v", err)
+		confs = []confAt{{index: st.Snapshot.Index, m: cfg.bootstrap}}
+	}
+	c.confs = confs
+	c.confChanged()
 	c.prevHS = c.hardState()
 	c.resetTimeout()
 	return c
@@ -189,12 +213,12 @@ func (c *core) resetTimeout() {
 }
 
 func (c *core) send(m message) {
-	if m.ae != nil || m.is != nil {
-		c.prs[m.to].idle = 0
-		c.prs[m.to].sentRound = c.round
-	}
-	if m.ae != nil {
-		c.prs[m.to].sentCommit = m.ae.LeaderCommit
+	if pr := c.prs[m.to]; pr != nil && (m.ae != nil || m.is != nil) {
+		pr.idle = 0
+		pr.sentRound = c.round
+		if m.ae != nil {
+			pr.sentCommit = m.ae.LeaderCommit
+		}
 	}
 	m.round = c.round
 	c.msgs = append(c.msgs, m)

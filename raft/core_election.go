@@ -24,6 +24,12 @@ func (c *core) becomeFollower(term uint64, lead int) {
 }
 
 func (c *core) campaign() {
+	if !c.isVoter() {
+		// A learner, a removed node or one waiting to join never
+		// campaigns.
+		c.electionElapsed = c.timeout
+		return
+	}
 	if c.term >= MaxTerm {
 		c.note("term %d is MaxTerm: not campaigning", c.term)
 		c.electionElapsed = 0
@@ -42,7 +48,7 @@ func (c *core) becomePreCandidate() {
 	c.startVotes()
 	c.electionElapsed = 0
 	c.resetTimeout()
-	if tally(c.votes) == voteWon {
+	if tally(c.voters, c.votes) == voteWon {
 		c.becomeCandidate(false)
 		return
 	}
@@ -63,7 +69,7 @@ func (c *core) becomeCandidate(transfer bool) {
 	c.startVotes()
 	c.electionElapsed = 0
 	c.resetTimeout()
-	if tally(c.votes) == voteWon {
+	if tally(c.voters, c.votes) == voteWon {
 		c.becomeLeader()
 		return
 	}
@@ -71,12 +77,11 @@ func (c *core) becomeCandidate(transfer bool) {
 }
 
 func (c *core) startVotes() {
-	c.votes = make([]int8, c.cfg.peers)
-	c.votes[c.id] = 1
+	c.votes = map[int]int8{c.id: 1}
 }
 
 func (c *core) requestVotes(term uint64, pre, transfer bool) {
-	for p := range c.cfg.peers {
+	for _, p := range c.voters {
 		if p == c.id {
 			continue
 		}
@@ -98,9 +103,8 @@ func (c *core) becomeLeader() {
 	c.transferee = NoLeader
 	c.electionElapsed = 0
 	last := c.log.lastIndex()
-	for p := range c.prs {
-		c.prs[p] = progress{match: 0, next: last + 1, state: stateProbe}
-	}
+	clear(c.prs)
+	c.syncProgress()
 	c.confirmed, c.roundElapsed = c.round, 0
 	c.noopIndex = last + 1
 	c.log.append(Entry{Index: last + 1, Term: c.term, Type: persist.EntryNoop})
@@ -116,6 +120,13 @@ func (c *core) inLease() bool {
 func (c *core) handleRequestVote(req *RequestVoteRequest) *RequestVoteResponse {
 	if !c.plausibleTerm(req.Term) {
 		c.note("refused a vote request from %d with implausible term %d (ours %d)", req.CandidateID, req.Term, c.term)
+		return &RequestVoteResponse{Term: c.term}
+	}
+	if !c.conf().IsVoter(req.CandidateID) {
+		// A node outside the configuration (removed, or not yet a voter as
+		// far as this node knows) gets no vote, and its term is not
+		// adopted: a removed node cannot disrupt the cluster.
+		c.note("refused a vote request from %d: not a voter of %v", req.CandidateID, c.conf())
 		return &RequestVoteResponse{Term: c.term}
 	}
 	if req.Term > c.term && c.inLease() && !req.LeadershipTransfer {
@@ -160,7 +171,7 @@ func (c *core) handleVoteResponse(m message, resp *RequestVoteResponse) {
 	} else {
 		c.votes[m.to] = -1
 	}
-	switch tally(c.votes) {
+	switch tally(c.voters, c.votes) {
 	case voteWon:
 		if c.role == PreCandidate {
 			c.becomeCandidate(false)

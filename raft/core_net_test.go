@@ -47,7 +47,7 @@ type envelope struct {
 
 func testCoreConfig(id, peers int) coreConfig {
 	return coreConfig{
-		id: id, peers: peers,
+		id: id, bootstrap: Membership{Members: BootstrapMembers(peers)},
 		electionTicks: 10, electionTicksMax: 20, heartbeatTicks: 2,
 		preVote: true, checkQuorum: true,
 		maxInflight: 4, maxInflightBytes: 1 << 20, maxEntries: 8, maxBytes: 1 << 20,

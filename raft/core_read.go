@@ -44,9 +44,12 @@ func (c *core) roundFree() bool {
 // If they do not confirm it in time, tickLeader asks the rest. With three
 // replicas a round costs one RPC.
 func (c *core) askRound() {
-	need := quorum(c.cfg.peers) - 1
+	need := quorum(len(c.voters))
+	if c.isVoter() {
+		need-- // the leader
+	}
 	var rest []int
-	for p := range c.prs {
+	for _, p := range c.voters {
 		if p == c.id {
 			continue
 		}
@@ -160,7 +163,7 @@ func (c *core) handleReadIndex(id uint64, req *ReadIndexRequest) bool {
 		return true
 	}
 	acker := NoLeader
-	if req.Term == c.term && req.FollowerID != c.id && req.FollowerID >= 0 && req.FollowerID < c.cfg.peers {
+	if req.Term == c.term && req.FollowerID != c.id && c.conf().IsVoter(req.FollowerID) {
 		acker = req.FollowerID
 	}
 	c.addRead(id, acker)
@@ -179,7 +182,7 @@ func (c *core) handleReadIndex(id uint64, req *ReadIndexRequest) bool {
 // replicas that makes a majority, and the read needs no round at all.
 func (c *core) addRead(id uint64, acker int) {
 	r := pendingRead{id: id, index: c.log.commit, round: c.round + 1, acker: acker}
-	if c.readAcks(r) >= quorum(c.cfg.peers) {
+	if c.readAcks(r) >= quorum(len(c.voters)) {
 		c.readStates = append(c.readStates, readState{id: id, index: r.index, term: c.term})
 		return
 	}
@@ -187,17 +190,18 @@ func (c *core) addRead(id uint64, acker int) {
 	c.needRound = true
 }
 
-// readAcks counts the replicas known to have been in the leader's term at
+// readAcks counts the voters known to have been in the leader's term at
 // some time after read r began: the leader, r's acker, and the peers that
-// acknowledged r's round or a later one.
+// acknowledged r's round or a later one. Learners do not count.
 func (c *core) readAcks(r pendingRead) int {
-	n := 1
-	for p := range c.prs {
+	n := 0
+	for _, p := range c.voters {
 		switch {
 		case p == c.id:
+			n++
 		case p == r.acker:
 			n++
-		case c.prs[p].ackRound >= r.round:
+		case c.prs[p] != nil && c.prs[p].ackRound >= r.round:
 			n++
 		}
 	}
@@ -207,16 +211,22 @@ func (c *core) readAcks(r pendingRead) int {
 // checkReads notes the highest round a majority acknowledged and answers the
 // reads that are confirmed.
 func (c *core) checkReads() {
-	rounds := make([]uint64, c.cfg.peers)
-	for p := range c.prs {
-		if p == c.id {
-			rounds[p] = c.round
-		} else {
-			rounds[p] = c.prs[p].ackRound
+	var buf [16]uint64
+	rounds := buf[:0]
+	for _, p := range c.voters {
+		switch {
+		case p == c.id:
+			rounds = append(rounds, c.round)
+		case c.prs[p] != nil:
+			rounds = append(rounds, c.prs[p].ackRound)
+		default:
+			rounds = append(rounds, 0)
 		}
 	}
-	c.confirmed = max(c.confirmed, quorumMin(rounds))
-	q := quorum(c.cfg.peers)
+	if len(rounds) > 0 {
+		c.confirmed = max(c.confirmed, quorumMin(rounds))
+	}
+	q := quorum(len(c.voters))
 	kept := c.reads[:0]
 	for _, r := range c.reads {
 		if r.round <= c.confirmed || c.readAcks(r) >= q {

@@ -24,10 +24,8 @@ func (c *core) flush() {
 		c.roundElapsed = 0
 	}
 	// Appends go first: each one carries the new round too.
-	for p := range c.prs {
-		if p != c.id {
-			c.sendAppend(p)
-		}
+	for _, p := range c.peerIDs {
+		c.sendAppend(p)
 	}
 	if start {
 		c.askRound()
@@ -36,7 +34,7 @@ func (c *core) flush() {
 }
 
 func (c *core) sendAppend(p int) {
-	pr := &c.prs[p]
+	pr := c.prs[p]
 	if pr.backoff {
 		return
 	}
@@ -87,18 +85,25 @@ func (c *core) sendAE(p int, prev, prevTerm uint64, ents []Entry) {
 	}})
 }
 
-// maybeCommit advances the commit index to the highest index a majority
-// stores, if that entry is of the current term (Raft paper, 5.4.2). The
-// leader counts itself only up to its durable index.
+// maybeCommit advances the commit index to the highest index a majority of
+// the voters of the configuration in force stores, if that entry is of the
+// current term (Raft paper, 5.4.2). The leader counts itself only up to its
+// durable index, and not at all once it is no voter (its own removal).
 func (c *core) maybeCommit() {
 	var buf [16]uint64 // no allocation for clusters of up to 16
 	matches := buf[:0]
-	for p := range c.prs {
-		if p == c.id {
+	for _, p := range c.voters {
+		switch {
+		case p == c.id:
 			matches = append(matches, c.log.durable)
-		} else {
+		case c.prs[p] != nil:
 			matches = append(matches, c.prs[p].match)
+		default:
+			matches = append(matches, 0)
 		}
+	}
+	if len(matches) == 0 {
+		return
 	}
 	mi := quorumMin(matches)
 	if mi <= c.log.commit {
@@ -115,6 +120,7 @@ func (c *core) maybeCommit() {
 		}
 		c.readsAwaitNoop = nil
 	}
+	c.stepDownIfRemoved()
 }
 
 func (c *core) commitTo(i uint64) {
@@ -134,7 +140,7 @@ func (c *core) propose(data []byte) (index, term uint64, ok bool) {
 	}
 	index = c.log.lastIndex() + 1
 	c.log.append(Entry{Index: index, Term: c.term, Type: persist.EntryCommand, Data: data})
-	if c.cfg.peers == 1 {
+	if c.soleVoter() {
 		c.maybeCommit()
 	}
 	return index, c.term, true
@@ -169,6 +175,7 @@ func (c *core) handleAppendEntries(req *AppendEntriesRequest) *AppendEntriesResp
 	for i, e := range ents {
 		if e.Index > c.log.lastIndex() {
 			c.log.append(cloneEntries(ents[i:])...)
+			c.logChanged(e.Index)
 			break
 		}
 		if t, _ := c.log.term(e.Index); t != e.Term {
@@ -177,7 +184,9 @@ func (c *core) handleAppendEntries(req *AppendEntriesRequest) *AppendEntriesResp
 					req.LeaderID, e.Index, e.Term, e.Index, t, c.log.commit)
 				return &AppendEntriesResponse{Term: c.term, LastLogIndex: c.log.lastIndex()}
 			}
+			// The configuration in force reverts to the latest one left.
 			c.log.truncateAndAppend(cloneEntries(ents[i:]))
+			c.logChanged(e.Index)
 			break
 		}
 	}
@@ -200,7 +209,10 @@ func (c *core) leaderAck(m message, reqTerm, respTerm uint64) bool {
 	if c.stepDownIfNewer(respTerm) || c.role != Leader || reqTerm != c.term || respTerm != c.term {
 		return false
 	}
-	pr := &c.prs[m.to]
+	pr := c.prs[m.to]
+	if pr == nil {
+		return false // no longer a member
+	}
 	pr.silent = 0
 	if m.round > pr.ackRound {
 		pr.ackRound = m.round
@@ -214,7 +226,7 @@ func (c *core) handleAppendResponse(m message, resp *AppendEntriesResponse) {
 		return
 	}
 	p := m.to
-	pr := &c.prs[p]
+	pr := c.prs[p]
 	if resp.Success {
 		updated := pr.maybeUpdate(resp.MatchIndex)
 		pr.freeInflights(resp.MatchIndex)
@@ -308,10 +320,10 @@ func (c *core) handleFailure(m message) {
 		}
 		return
 	}
-	if c.role != Leader {
+	pr := c.prs[m.to]
+	if c.role != Leader || pr == nil {
 		return
 	}
-	pr := &c.prs[m.to]
 	switch {
 	case m.ae != nil && m.ae.Term == c.term:
 		switch pr.state {

@@ -3,6 +3,7 @@ package raft
 // The core's snapshots: sending one in chunks, receiving and checking it, compaction.
 
 import (
+	"bytes"
 	"hash/crc32"
 	"math"
 
@@ -21,7 +22,9 @@ type snapshotBuffer struct {
 	snapTerm uint64
 	total    uint64
 	checksum uint32
-	data     []byte
+	// config is the configuration sent with the snapshot (raft-encoded).
+	config []byte
+	data   []byte
 	// crc is the CRC-32C of data so far.
 	crc uint32
 	// checking: data is complete and matched the checksum, and the node is
@@ -35,11 +38,12 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // matches reports whether req is a chunk of the snapshot b collects.
 func (b *snapshotBuffer) matches(req *InstallSnapshotRequest) bool {
 	return b.term == req.Term && b.leader == req.LeaderID && b.index == req.LastIncludedIndex &&
-		b.snapTerm == req.LastIncludedTerm && b.total == req.TotalSize && b.checksum == req.Checksum
+		b.snapTerm == req.LastIncludedTerm && b.total == req.TotalSize && b.checksum == req.Checksum &&
+		bytes.Equal(b.config, req.Config)
 }
 
 func (c *core) sendChunk(p int) {
-	pr := &c.prs[p]
+	pr := c.prs[p]
 	snap := c.log.snap
 	if pr.snapIndex != snap.Index {
 		pr.snapIndex = snap.Index
@@ -58,6 +62,7 @@ func (c *core) sendChunk(p int) {
 		Done:              end == total,
 		TotalSize:         total,
 		Checksum:          c.log.snapChecksum(),
+		Config:            c.snapConfig(),
 	}})
 	pr.paused = true
 }
@@ -98,7 +103,7 @@ func (c *core) handleInstallSnapshot(req *InstallSnapshotRequest) *InstallSnapsh
 			return &InstallSnapshotResponse{Term: c.term}
 		}
 		b = &snapshotBuffer{term: req.Term, leader: req.LeaderID, index: idx, snapTerm: st,
-			total: req.TotalSize, checksum: req.Checksum,
+			total: req.TotalSize, checksum: req.Checksum, config: bytes.Clone(req.Config),
 			data: make([]byte, 0, min(req.TotalSize, 64<<20))}
 		c.recv = b
 	}
@@ -157,7 +162,17 @@ func (c *core) installReceived(b *snapshotBuffer) *InstallSnapshotResponse {
 	case c.log.matchTerm(b.index, b.snapTerm):
 		c.commitTo(b.index)
 	default:
-		c.log.restore(persist.Snapshot{Index: b.index, Term: b.snapTerm, Data: b.data}, b.checksum)
+		conf := c.cfg.bootstrap // a leader's snapshot stored before configurations were
+		if len(b.config) > 0 {
+			m, err := decodeMembership(b.config)
+			if err != nil {
+				c.note("snapshot %d/%d from leader %d: %v; discarded", b.index, b.snapTerm, b.leader, err)
+				return &InstallSnapshotResponse{Term: c.term}
+			}
+			conf = m
+		}
+		c.log.restore(persist.Snapshot{Index: b.index, Term: b.snapTerm, Data: b.data, Config: encodeMembership(conf)}, b.checksum)
+		c.restoreConf(b.index, conf)
 	}
 	return done
 }
@@ -166,7 +181,7 @@ func (c *core) handleSnapshotResponse(m message, resp *InstallSnapshotResponse) 
 	if !c.leaderAck(m, m.is.Term, resp.Term) {
 		return
 	}
-	pr := &c.prs[m.to]
+	pr := c.prs[m.to]
 	if resp.Installed {
 		if pr.maybeUpdate(m.is.LastIncludedIndex) {
 			c.maybeCommit()
@@ -185,7 +200,16 @@ func (c *core) handleSnapshotResponse(m message, resp *InstallSnapshotResponse) 
 	}
 }
 
-// compact drops the log up to snap, which the node has stored.
+// compact drops the log up to snap, which the node has stored (with the
+// configuration in force at snap.Index, snapshotConfig).
 func (c *core) compact(snap persist.Snapshot) error {
-	return c.log.compact(snap)
+	if err := c.log.compact(snap); err != nil {
+		return err
+	}
+	c.compactConfs(snap.Index)
+	return nil
 }
+
+// snapshotConfig returns the encoded configuration in force at index, to
+// store with a snapshot the application took there.
+func (c *core) snapshotConfig(index uint64) []byte { return encodeMembership(c.confAtIndex(index)) }

@@ -52,7 +52,15 @@ func TestQuorum(t *testing.T) {
 		{[]int8{1, -1, -1, 0, 0}, votePending},
 		{[]int8{1, -1, -1, -1, 0}, voteLost},
 	} {
-		if got := tally(tc.votes); got != tc.want {
+		voters := make([]int, len(tc.votes))
+		votes := map[int]int8{}
+		for i, v := range tc.votes {
+			voters[i] = i
+			if v != 0 {
+				votes[i] = v
+			}
+		}
+		if got := tally(voters, votes); got != tc.want {
 			t.Errorf("tally(%v) = %v, want %v", tc.votes, got, tc.want)
 		}
 	}

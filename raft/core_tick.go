@@ -30,23 +30,23 @@ func (c *core) tickLeader() {
 			c.endTransfer()
 		}
 	}
+	for _, p := range c.peerIDs {
+		c.prs[p].silent++
+	}
 	if c.cfg.checkQuorum {
 		// Step down once a majority has not answered within two minimum
 		// election timeouts: one lost or late heartbeat answer is no reason
 		// to give up leadership.
 		window := 2 * c.cfg.electionTicks
-		active := 1
-		for p := range c.prs {
-			if p != c.id {
-				c.prs[p].silent++
-				if c.prs[p].silent < window {
-					active++
-				}
+		active := 0
+		for _, p := range c.voters {
+			if p == c.id || c.prs[p].silent < window {
+				active++
 			}
 		}
-		if active < quorum(c.cfg.peers) {
-			c.note("check-quorum: only %d of %d answered within %d ticks in term %d; stepping down",
-				active, c.cfg.peers, window, c.term)
+		if active < quorum(len(c.voters)) {
+			c.note("check-quorum: only %d of %d voters answered within %d ticks in term %d; stepping down",
+				active, len(c.voters), window, c.term)
 			c.becomeFollower(c.term, NoLeader)
 			return
 		}
@@ -56,18 +56,15 @@ func (c *core) tickLeader() {
 		if c.roundElapsed == roundWidenTicks {
 			// The peers asked have not confirmed the round within a tick or
 			// two: ask the others too.
-			for p := range c.prs {
-				if p != c.id && c.prs[p].sentRound < c.round {
+			for _, p := range c.peerIDs {
+				if c.prs[p].sentRound < c.round {
 					c.heartbeat(p)
 				}
 			}
 		}
 	}
-	for p := range c.prs {
-		if p == c.id {
-			continue
-		}
-		pr := &c.prs[p]
+	for _, p := range c.peerIDs {
+		pr := c.prs[p]
 		pr.idle++
 		// Heartbeat when idle; also tell a follower, at most once a tick,
 		// that entries it holds committed, so that it applies them without
@@ -83,7 +80,7 @@ func (c *core) tickLeader() {
 // index: a retry of a probe or snapshot chunk, or an empty AppendEntries at
 // the index known to match.
 func (c *core) heartbeat(p int) {
-	pr := &c.prs[p]
+	pr := c.prs[p]
 	pr.backoff = false
 	switch pr.state {
 	case stateProbe:

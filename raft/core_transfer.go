@@ -23,6 +23,10 @@ func (c *core) handleTimeoutNow(req *TimeoutNowRequest) *TimeoutNowResponse {
 		c.note("ignored a stale TimeoutNow from leader %d (sent at index %d, log at %d)", req.LeaderID, req.LastLogIndex, last)
 		return &TimeoutNowResponse{Term: c.term}
 	}
+	if !c.isVoter() {
+		c.note("ignored a TimeoutNow from leader %d: not a voter", req.LeaderID)
+		return &TimeoutNowResponse{Term: c.term}
+	}
 	c.note("TimeoutNow from leader %d", req.LeaderID)
 	c.becomeCandidate(true)
 	return &TimeoutNowResponse{Term: req.Term, Accepted: true}
@@ -37,8 +41,8 @@ func (c *core) transferLeadership(to int) error {
 	if c.role != Leader {
 		return ErrNotLeader
 	}
-	if to < 0 || to >= c.cfg.peers {
-		return fmt.Errorf("%w: %d", ErrBadPeer, to)
+	if !c.conf().IsVoter(to) {
+		return fmt.Errorf("%w: %d is not a voter", ErrBadPeer, to)
 	}
 	if to == c.id {
 		return nil
@@ -50,7 +54,7 @@ func (c *core) transferLeadership(to int) error {
 	c.transferee = to
 	// The transfer is abandoned after a while (tickLeader).
 	c.transferElapsed = 0
-	pr := &c.prs[to]
+	pr := c.prs[to]
 	pr.backoff = false
 	if pr.match == c.log.lastIndex() {
 		c.sendTimeoutNow(to)
@@ -68,7 +72,7 @@ func (c *core) endTransfer() {
 	c.transferee = NoLeader
 	last := c.log.lastIndex()
 	c.log.append(Entry{Index: last + 1, Term: c.term, Type: persist.EntryNoop})
-	if c.cfg.peers == 1 {
+	if c.soleVoter() {
 		c.maybeCommit()
 	}
 }

@@ -17,6 +17,12 @@ type Event struct {
 	// (itself included) since it started: a coalescing subscriber counts
 	// leader changes exactly by differencing it.
 	LeaderChanges uint64
+	// Membership is the configuration in force (the latest in the log,
+	// committed or not); MembershipChanges counts its changes since the
+	// node started (an event is published at each, a truncation that
+	// reverts it included).
+	Membership        Membership
+	MembershipChanges uint64
 }
 
 // eventFeed fans a node's state changes out to subscribers. It is guarded by
@@ -44,6 +50,18 @@ func (f *eventFeed) observe(term uint64, role Role, lead int) {
 		ev.LeaderChanges++
 		f.leaderTerm = term
 	}
+	f.last = ev
+	for ch := range f.subs {
+		offer(ch, ev)
+	}
+}
+
+// observeMembership publishes a change of the configuration in force.
+func (f *eventFeed) observeMembership(m Membership) {
+	ev := f.last
+	ev.Seq++
+	ev.Membership = m
+	ev.MembershipChanges++
 	f.last = ev
 	for ch := range f.subs {
 		offer(ch, ev)

@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"reflect"
 	"testing"
 	"time"
 )
@@ -137,7 +138,7 @@ func TestEventFeedCoalesces(t *testing.T) {
 	f.observe(3, Follower, 1)
 	ev := <-ch
 	want := Event{Seq: 6, Term: 3, Role: Follower, Leader: 1, LeaderChanges: 2}
-	if ev != want {
+	if !reflect.DeepEqual(ev, want) {
 		t.Fatalf("coalesced event %+v, want %+v", ev, want)
 	}
 	select {

@@ -38,7 +38,10 @@ type Node struct {
 	// kickCh wakes the replication loop; applyKick wakes the applier.
 	kickCh    chan struct{}
 	applyKick chan struct{}
-	peers     []chan message
+	// peers holds each peer's send queue, created (with its senders) at the
+	// first message to it; only the loop goroutine uses it. Senders of a
+	// peer that left the configuration idle until Kill.
+	peers map[int]chan message
 
 	// snapshotAsked is set when SnapshotNeeded was called and cleared by
 	// SaveSnapshot.
@@ -65,6 +68,10 @@ type Node struct {
 	// waiter sees appliedDone reach its index or the applier sees it
 	// waiting.
 	appliedWaiting atomic.Bool
+	// state is State's answer, term<<1 | isLeader, stored by publishLocked
+	// under mu at every change, so State (asked on every request by
+	// kvraft) reads it without taking mu, which the loop holds often.
+	state atomic.Uint64
 
 	// mu guards core and every field below. It is never held across a store
 	// call, an RPC or an application callback.
@@ -103,6 +110,16 @@ type Node struct {
 	// transferee is the target last seen.
 	changedCh  chan struct{}
 	transferee int
+	// logGrewCh, when not nil, is closed (and set to nil) the next time an
+	// AppendEntries is stepped: appends waiting for their predecessor
+	// (awaitPredecessor) wait on it.
+	logGrewCh chan struct{}
+	// confGen and confCommitted are the core's configuration generation
+	// and whether its configuration in force was committed, as last seen
+	// by publishLocked, which also closes changedCh when they change
+	// (waitConfChange).
+	confGen       uint64
+	confCommitted bool
 }
 
 // applyItem is a snapshot or a run of committed entries for the applier.
@@ -126,6 +143,9 @@ func New(cfg Config, tr Transport, store persist.Store, app Application) (*Node,
 	}
 	if err := checkLoaded(st); err != nil {
 		return nil, err
+	}
+	if _, err := loadConfs(st, cfg.bootstrapMembership()); err != nil {
+		return nil, fmt.Errorf("raft: load state: %w: %w", persist.ErrCorrupt, err)
 	}
 	validator, _ := app.(SnapshotValidator)
 	if validator != nil && st.Snapshot.Index > 0 {
@@ -163,30 +183,21 @@ func New(cfg Config, tr Transport, store persist.Store, app Application) (*Node,
 	}
 	n.feed.last = Event{Term: st.HardState.Term, Role: Follower, Leader: NoLeader}
 	n.changedCh, n.transferee = make(chan struct{}), NoLeader
+	n.state.Store(st.HardState.Term << 1)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if st.Snapshot.Index > 0 {
 		s := st.Snapshot
 		n.applyQ = append(n.applyQ, applyItem{snap: &s})
 		n.applyKick <- struct{}{}
 	}
-	n.peers = make([]chan message, cfg.Peers)
-	for p := range cfg.Peers {
-		if p == cfg.ID {
-			continue
-		}
-		// Room for a full window of appends besides heartbeats and read
-		// rounds: a full queue counts as a failed send, which stalls the
-		// peer's replication until the next heartbeat.
-		n.peers[p] = make(chan message, cfg.MaxInflightAppends+4*cfg.RPCWorkersPerPeer)
-		for range cfg.RPCWorkersPerPeer {
-			n.goDaemon("sender", func() { n.sender(n.peers[p]) })
-		}
-	}
+	n.peers = make(map[int]chan message)
+	n.feed.last.Membership = n.core.conf()
+	n.confGen = n.core.confGen
 	n.goDaemon("ticker", n.ticker)
 	n.goDaemon("loop", n.loop)
 	n.goDaemon("applier", n.applier)
 	logger.Info("raft: node started", "term", st.HardState.Term, "snapshot", st.Snapshot.Index,
-		"last", st.LastIndex(), "commit", st.HardState.Commit)
+		"last", st.LastIndex(), "commit", st.HardState.Commit, "configuration", n.core.conf().String())
 	return n, nil
 }
 
@@ -294,9 +305,8 @@ func (n *Node) Start(cmd []byte) (index, term uint64, isLeader bool) {
 // State returns the current term and whether this node believes it is the
 // leader.
 func (n *Node) State() (term uint64, isLeader bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.core.term, n.core.role == Leader && n.usable() == nil
+	st := n.state.Load()
+	return st >> 1, st&1 == 1
 }
 
 // Subscribe registers for the node's role, term and leader changes. The
@@ -348,6 +358,10 @@ func (n *Node) Status() Status {
 
 		ReadRounds:        c.readRounds,
 		ReadIndexRequests: c.fwdRequests,
+
+		Membership:      c.conf().Clone(),
+		MembershipIndex: c.confIndex(),
+		Progress:        c.memberProgress(),
 	}
 	n.mu.Unlock()
 	s.LogSizeBytes = n.store.Size()
@@ -413,6 +427,7 @@ func (n *Node) Kill() error {
 		n.mu.Lock()
 		n.killed = true
 		n.failWaitersLocked(ErrKilled)
+		n.publishLocked()
 		n.feed.close()
 		n.mu.Unlock()
 		n.cancel()

@@ -70,6 +70,7 @@ func (n *Node) processReady() bool {
 				comp = nil // a snapshot from the leader covered it meanwhile
 			} else {
 				comp.Term = t
+				comp.Config = n.core.snapshotConfig(comp.Index)
 			}
 		}
 		rd = n.core.ready()
@@ -181,12 +182,23 @@ func (n *Node) locked(f func()) {
 func (n *Node) publishLocked() {
 	c := n.core
 	seq := n.feed.last.Seq
+	committed := c.confIndex() <= c.log.commit
+	if c.confGen != n.confGen {
+		n.feed.observeMembership(c.conf().Clone())
+	}
 	n.feed.observe(c.term, c.role, c.lead)
-	if n.feed.last.Seq != seq || c.transferee != n.transferee {
+	if n.feed.last.Seq != seq || c.transferee != n.transferee || c.confGen != n.confGen || committed != n.confCommitted {
 		n.transferee = c.transferee
+		n.confGen, n.confCommitted = c.confGen, committed
 		close(n.changedCh)
 		n.changedCh = make(chan struct{})
 	}
+	// After the event: subscribers hear of a change before State shows it.
+	st := c.term << 1
+	if c.role == Leader && n.usable() == nil {
+		st |= 1
+	}
+	n.state.Store(st)
 }
 
 func (n *Node) storeFailed(err error) {
@@ -212,8 +224,19 @@ func (n *Node) logStateLocked() {
 // dispatch queues m for its peer's senders; a full queue counts as a failed
 // RPC.
 func (n *Node) dispatch(m message) {
+	ch := n.peers[m.to]
+	if ch == nil {
+		// Room for a full window of appends besides heartbeats and read
+		// rounds: a full queue counts as a failed send, which stalls the
+		// peer's replication until the next heartbeat.
+		ch = make(chan message, n.cfg.MaxInflightAppends+4*n.cfg.RPCWorkersPerPeer)
+		n.peers[m.to] = ch
+		for range n.cfg.RPCWorkersPerPeer {
+			n.goDaemon("sender", func() { n.sender(ch) })
+		}
+	}
 	select {
-	case n.peers[m.to] <- m:
+	case ch <- m:
 	default:
 		n.logger.Debug("raft: send queue full", "to", m.to, "rpc", rpcName(m))
 		n.locked(func() { n.core.handleFailure(m) })

@@ -20,7 +20,12 @@ func TestConfigValidate(t *testing.T) {
 		mod   func(*Config)
 	}{
 		{"", func(*Config) {}},
-		{"Peers", func(c *Config) { c.Peers = 0 }},
+		{"Peers", func(c *Config) { c.Peers = -1 }},
+		{"Peers", func(c *Config) { c.Bootstrap = []Member{{ID: 0}} }},
+		{"ID", func(c *Config) { c.ID = -1 }},
+		{"Bootstrap", func(c *Config) { c.Peers, c.Bootstrap = 0, []Member{{ID: 0}, {ID: 0}} }},
+		{"Bootstrap", func(c *Config) { c.Peers, c.Bootstrap = 0, []Member{{ID: 0, Learner: true}} }},
+		{"Bootstrap", func(c *Config) { c.Peers, c.Bootstrap = 0, []Member{{ID: -5}} }},
 		{"ID", func(c *Config) { c.ID = 3 }},
 		{"TickInterval", func(c *Config) { c.TickInterval = 0 }},
 		{"ElectionTimeoutMax", func(c *Config) { c.ElectionTimeoutMax = c.ElectionTimeoutMin }},

@@ -28,23 +28,25 @@ const (
 	voteLost
 )
 
-// tally counts granted and rejected votes among n voters (votes[id] is
-// +1 granted, -1 rejected, 0 unknown).
-func tally(votes []int8) voteResult {
+// tally counts granted and rejected votes among voters (votes[id] is +1
+// granted, -1 rejected; a vote of a non-voter does not count).
+func tally(voters []int, votes map[int]int8) voteResult {
 	var yes, no int
-	for _, v := range votes {
-		switch {
+	for _, id := range voters {
+		switch v := votes[id]; {
 		case v > 0:
 			yes++
 		case v < 0:
 			no++
 		}
 	}
-	q := quorum(len(votes))
+	q := quorum(len(voters))
 	switch {
+	case len(voters) == 0:
+		return voteLost
 	case yes >= q:
 		return voteWon
-	case no > len(votes)-q:
+	case no > len(voters)-q:
 		return voteLost
 	}
 	return votePending

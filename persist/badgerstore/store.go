@@ -14,6 +14,12 @@
 // value threshold, so they live in the LSM tree and a replaced snapshot's
 // space comes back by compaction. Every transaction is synced before the
 // next one starts.
+//
+// Where things live: store.go (Options, Open, the persist.Backend that
+// reads and writes the keys; the Store methods and the bookkeeping every
+// store shares come from persist.Base), sync.go (one sync per commit, and
+// value-log GC at open), verify.go (checking badger's files before it opens
+// them), register.go (the store's registration as "badger").
 package badgerstore
 
 import (
@@ -234,7 +240,7 @@ func encodeHardState(hs persist.HardState) []byte {
 // (closed and failed states, the contract's checks, the Size figure) come
 // from persist.Base; the database is written by the Backend below.
 type Store struct {
-	persist.Base // Load, Append, SaveSnapshot, Size, Close; calls backend
+	*persist.Base // Load, Append, SaveSnapshot, Size, Close; calls backend
 }
 
 var _ persist.Store = (*Store)(nil)
@@ -312,10 +318,7 @@ func open(dir string, o Options) (*Store, *backend, error) {
 		_ = s.Release()
 		return nil, nil, err
 	}
-	store := &Store{}
-	store.Init(s)
-	store.Recovered(st)
-	return store, s, nil
+	return &Store{Base: persist.NewBase(s, &st)}, s, nil
 }
 
 // read reads the whole state and sets s.snap; with cleanup it also deletes

@@ -21,4 +21,10 @@
 //
 // All I/O goes through the FS interface; MemFS is an in-memory FS for tests
 // that can drop unsynced writes (Crash) and inject errors (SetFault).
+//
+// Where things live: store.go (Open, recovery, the persist.Backend that
+// writes segments and the snapshot; the Store methods and the bookkeeping
+// every store shares come from persist.Base), record.go (the record
+// format), snapfile.go (the snapshot file), fs.go and memfs.go (FS, OSFS,
+// MemFS), register.go (the store's registration as "file").
 package filestore

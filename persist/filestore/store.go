@@ -77,7 +77,7 @@ var ErrInvalidOptions = errors.New("filestore: invalid options")
 // (closed and failed states, the contract's checks, the Size figure) come
 // from persist.Base; the files are written by the Backend below.
 type Store struct {
-	persist.Base // Load, Append, SaveSnapshot, Size, Close; calls files
+	*persist.Base // Load, Append, SaveSnapshot, Size, Close; calls files
 }
 
 var _ persist.Store = (*Store)(nil)
@@ -153,10 +153,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 		s.cur, s.curBytes = f, rec.lastSegBytes
 	}
-	st := &Store{}
-	st.Init(s)
-	st.Recovered(rec.state)
-	return st, nil
+	return &Store{Base: persist.NewBase(s, &rec.state)}, nil
 }
 
 type recovered struct {

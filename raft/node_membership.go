@@ -1,0 +1,125 @@
+package raft
+
+// The node's membership API: single-server configuration changes, each
+// returning once committed.
+
+import (
+	"context"
+	"fmt"
+)
+
+// Membership returns the configuration in force on this node: the latest in
+// its log, committed or not.
+func (n *Node) Membership() Membership {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.core.conf().Clone()
+}
+
+// Progress returns, on the leader, its view of each member's replication
+// (itself included if it is a member); nil on any other node.
+func (n *Node) Progress() map[int]MemberProgress {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.core.memberProgress()
+}
+
+// AddLearner adds m to the configuration as a learner: it receives the log
+// (or a snapshot) but does not vote and counts in no quorum. Call it on the
+// leader; it returns once the change is committed, or an error:
+// ErrNotLeader, ErrChangeInProgress (another change is not committed yet,
+// the leader has not committed an entry of its term, or a leadership
+// transfer runs: retry later), ErrAlreadyMember, ErrBadMembership (an
+// invalid id or address), or ctx's error (the change may still commit).
+func (n *Node) AddLearner(ctx context.Context, m Member) error {
+	return n.changeConf(ctx, confChange{op: opAddLearner, member: m})
+}
+
+// Promote makes learner id a voter. It is refused with ErrLearnerBehind
+// unless the learner's log is within Config.MaxPromoteLag entries of the
+// leader's and it answered within the last election timeout; with
+// ErrUnknownMember if id is no member and ErrAlreadyMember if it votes
+// already. Otherwise as AddLearner.
+func (n *Node) Promote(ctx context.Context, id int) error {
+	return n.changeConf(ctx, confChange{op: opPromote, member: Member{ID: id}})
+}
+
+// RemoveMember removes voter or learner id from the configuration. A
+// leader that removes itself keeps leading until the change commits, then
+// steps down (and never campaigns again). It is refused with
+// ErrRemoveLastVoter if id is the only voter and ErrUnknownMember if id is
+// no member. Otherwise as AddLearner.
+func (n *Node) RemoveMember(ctx context.Context, id int) error {
+	return n.changeConf(ctx, confChange{op: opRemove, member: Member{ID: id}})
+}
+
+func (n *Node) changeConf(ctx context.Context, ch confChange) error {
+	if ch.op == opAddLearner {
+		if err := (Membership{Members: []Member{ch.member}}).Validate(); err != nil {
+			return err
+		}
+	}
+	var (
+		index, term uint64
+		err         error
+	)
+	n.locked(func() {
+		if err = n.usable(); err == nil {
+			index, term, err = n.core.proposeConfChange(ch, n.cfg.MaxPromoteLag)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	n.logger.Info("raft: proposed a configuration change", "op", ch.op.String(), "member", ch.member.ID, "index", index, "term", term)
+	n.kick()
+	return n.waitConfChange(ctx, index, term)
+}
+
+// waitConfChange waits for the configuration entry at index of term to
+// commit. It fails with ErrNotLeader once the entry is gone from the log
+// (another leader overwrote it): then the change did not happen. While the
+// entry is in the log but not committed, it waits (a new leader may still
+// commit it) until ctx ends.
+func (n *Node) waitConfChange(ctx context.Context, index, term uint64) error {
+	for {
+		n.mu.Lock()
+		c := n.core
+		err := n.usable()
+		t, have := c.log.term(index)
+		// A leader never loses entries of its own term: if it still leads
+		// in term, the entry is there even if compacted meanwhile.
+		mine := (have && t == term) || (c.role == Leader && c.term == term)
+		committed := c.log.commit >= index
+		gone := !mine && (have || index > c.log.lastIndex() || index <= c.log.snap.Index)
+		changed := n.changedCh
+		n.mu.Unlock()
+		switch {
+		case err != nil:
+			return err
+		case mine && committed:
+			return nil
+		case gone:
+			return fmt.Errorf("%w: the configuration change at index %d of term %d was overwritten", ErrNotLeader, index, term)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.ctx.Done():
+			return ErrKilled
+		case <-changed:
+		}
+	}
+}
+
+// String names the change for logs.
+func (op confOp) String() string {
+	switch op {
+	case opAddLearner:
+		return "add-learner"
+	case opPromote:
+		return "promote"
+	default:
+		return "remove"
+	}
+}
