@@ -158,7 +158,8 @@ func (c *core) snapConfig() []byte { return encodeMembership(c.confs[0].m) }
 // changes of different leaders could both commit with disjoint majorities),
 // and the configuration in force is committed (one change at a time). A
 // learner is promoted only if its log is within maxLag entries of the
-// leader's and it answered within the last election timeout.
+// leader's, past the leader's snapshot and the configuration in force, and
+// it answered within the last election timeout.
 func (c *core) proposeConfChange(ch confChange, maxLag uint64) (index, term uint64, err error) {
 	switch {
 	case c.role != Leader:
@@ -181,6 +182,12 @@ func (c *core) proposeConfChange(ch confChange, maxLag uint64) (index, term uint
 		switch {
 		case pr == nil:
 			return 0, c.term, fmt.Errorf("%w: %d", ErrUnknownMember, ch.member.ID)
+		case pr.match < max(c.log.snap.Index, c.confIndex()):
+			// Behind a compaction (it needs the snapshot, however short the
+			// log after it), or without the configuration that made it a
+			// member: not caught up, whatever maxLag allows.
+			return 0, c.term, fmt.Errorf("%w: %d has index %d, below the leader's snapshot %d or configuration %d",
+				ErrLearnerBehind, ch.member.ID, pr.match, c.log.snap.Index, c.confIndex())
 		case pr.match+maxLag < last:
 			return 0, c.term, fmt.Errorf("%w: %d has index %d, the leader %d (at most %d behind)",
 				ErrLearnerBehind, ch.member.ID, pr.match, last, maxLag)

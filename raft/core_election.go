@@ -111,6 +111,12 @@ func (c *core) becomeLeader() {
 	c.maybeCommit()
 }
 
+// heardLeader reports whether c leads, or heard from its leader within the
+// minimum election timeout.
+func (c *core) heardLeader() bool {
+	return c.lead != NoLeader && c.electionElapsed < c.cfg.electionTicks
+}
+
 // inLease reports whether c heard from a leader within the minimum election
 // timeout, in which case it refuses to help depose it.
 func (c *core) inLease() bool {
@@ -122,11 +128,17 @@ func (c *core) handleRequestVote(req *RequestVoteRequest) *RequestVoteResponse {
 		c.note("refused a vote request from %d with implausible term %d (ours %d)", req.CandidateID, req.Term, c.term)
 		return &RequestVoteResponse{Term: c.term}
 	}
-	if !c.conf().IsVoter(req.CandidateID) {
-		// A node outside the configuration (removed, or not yet a voter as
-		// far as this node knows) gets no vote, and its term is not
-		// adopted: a removed node cannot disrupt the cluster.
-		c.note("refused a vote request from %d: not a voter of %v", req.CandidateID, c.conf())
+	if !c.conf().IsVoter(req.CandidateID) && c.heardLeader() {
+		// A node outside the configuration gets no vote, and its term is
+		// not adopted, while this node hears from a leader (whatever
+		// LeadershipTransfer says, and with check-quorum off too): a
+		// removed node that never learned of its removal cannot disrupt
+		// the cluster. Without a leader it is heard as any candidate: it
+		// may be a voter this node does not know of yet (a promotion it
+		// missed), whose vote a live majority needs; a removed node still
+		// cannot win, since a majority of the configuration that removed
+		// it holds a longer log (Raft thesis 4.2.3).
+		c.note("refused a vote request from %d: not a voter of %v, and leader %d is heard", req.CandidateID, c.conf(), c.lead)
 		return &RequestVoteResponse{Term: c.term}
 	}
 	if req.Term > c.term && c.inLease() && !req.LeadershipTransfer {
