@@ -786,3 +786,73 @@ func TestReview15RemovedFollowerLearnsRemoval(t *testing.T) {
 	}
 	cn.checkNoViolations()
 }
+
+// TestReview15InheritedUncommittedChange: a new leader that holds the
+// previous leader's uncommitted configuration entry uses it at once (the
+// latest in the log is in force), refuses a further change until its own
+// no-op commits, and then finds the inherited change committed with it.
+func TestReview15InheritedUncommittedChange(t *testing.T) {
+	cn := rvNet(t, 5, []int{0, 1, 2}, nil)
+	cn.campaign(0)
+	cn.propose(0, "a")
+	cn.partition([]int{0, 1}, []int{2, 3, 4})
+	if err := cn.rvChange(0, rvAdd(3)); err != nil {
+		t.Fatal(err)
+	}
+	if !cn.cores[1].conf().Contains(3) {
+		t.Fatal("setup: 1 did not get the change")
+	}
+	// 0 commits it with 1's answer, but 1 has not learned the commit yet
+	// when 0 crashes.
+	cn.crash(0)
+	cn.heal()
+	cn.dropFn = func(from int, m message) bool { return from == 1 && m.ae != nil }
+	cn.cores[2].electionElapsed = cn.cfgs[2].electionTicks
+	cn.campaign(1)
+	c := cn.cores[1]
+	if c.role != Leader || !c.conf().Contains(3) || c.log.commit >= c.confIndex() {
+		t.Fatalf("setup: 1 is %v, conf %v at %d, commit %d", c.role, c.conf(), c.confIndex(), c.log.commit)
+	}
+	if _, ok := c.prs[3]; !ok {
+		t.Fatal("new leader does not replicate to the learner of the inherited configuration")
+	}
+	if err := cn.rvChange(1, rvAdd(4)); !errors.Is(err, ErrChangeInProgress) {
+		t.Fatalf("change before the no-op commits: %v, want ErrChangeInProgress", err)
+	}
+	cn.dropFn = nil
+	cn.tick(2)
+	if c.log.commit < c.confIndex() {
+		t.Fatalf("inherited change not committed with the no-op: commit %d, conf at %d", c.log.commit, c.confIndex())
+	}
+	cn.rvMustCommit(1, rvAdd(4))
+	if got := cn.cores[3].conf().String(); got != "{0 1 2 3L 4L}" {
+		t.Fatalf("learner 3's configuration %s", got)
+	}
+	cn.checkNoViolations()
+}
+
+// TestReview15JoinerAndVotes: a joiner (empty configuration) never
+// campaigns; a vote it grants a candidate that does not count it as a
+// voter elects nobody; once added as a learner its vote is not counted.
+func TestReview15JoinerAndVotes(t *testing.T) {
+	cn := rvNet(t, 4, []int{0, 1, 2}, nil)
+	cn.campaign(0)
+	cn.propose(0, "a")
+	j := cn.cores[3]
+	resp := j.handleRequestVote(&RequestVoteRequest{Term: 9, CandidateID: 1, LastLogIndex: 5, LastLogTerm: 8})
+	if j.role != Follower || j.conf().Contains(3) {
+		t.Fatalf("joiner %v conf %v", j.role, j.conf())
+	}
+	_ = resp // granted or not: 1 does not count it
+	cn.rvMustCommit(0, rvAdd(3))
+	cn.tick(2)
+	// 1 alone with the learner: its vote plus 1's own is not a majority
+	// of {0,1,2}.
+	cn.partition([]int{0, 2}, []int{1, 3})
+	cn.tick(10 * cn.cfgs[1].electionTicksMax)
+	if cn.cores[1].role == Leader || cn.cores[3].role != Follower {
+		t.Fatalf("1 is %v, learner 3 is %v", cn.cores[1].role, cn.cores[3].role)
+	}
+	cn.rvCheckApplied()
+	cn.checkNoViolations()
+}
