@@ -17,7 +17,7 @@ import (
 
 // ExitRetry: a membership change refused for now — another change is in
 // progress, or the learner has not caught up yet. Retry later.
-const ExitRetry = 6
+const ExitRetry = 7
 
 // memberExitCode is ExitCode for the member commands: an unknown member
 // exits 3 (like a missing key), a refusal that time will lift exits 6.
@@ -47,7 +47,7 @@ change is made by the leader and the command returns once it is committed.
 A replica started with 'durio serve --join' adds itself and asks to be
 promoted, so 'member add' and 'member promote' are for doing it by hand.
 
-Exit codes besides the usual ones: 3 no such member, 6 refused for now
+Exit codes besides the usual ones: 3 no such member, 7 refused for now
 (another change in progress, or the learner is still catching up: retry).`,
 		Example: `  durio member list
   durio member add 3 http://192.168.1.13:7000 --client-url http://192.168.1.13:8080
@@ -117,7 +117,7 @@ an empty data folder; promote it once 'durio member list' shows it caught up.`,
 // memberIDCommand is promote or remove: one argument, the member's id.
 func (c *cli) memberIDCommand(name string) *cobra.Command {
 	var cf clientFlags
-	short, long, done := "Promote a learner to voter", `Promote learner ID to voter. Refused (exit 6) until it has caught up with
+	short, long, done := "Promote a learner to voter", `Promote learner ID to voter. Refused (exit 7) until it has caught up with
 the leader's log; retry.`, "promoted"
 	if name == "remove" {
 		short, long, done = "Remove a replica", `Remove replica ID (voter or learner). Removing the leader makes it step down

@@ -123,6 +123,8 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	kvCfg.SessionIdleTimeout = cfg.SessionIdleTimeout
 	kvCfg.SessionTick = min(kvCfg.SessionTick, cfg.SessionIdleTimeout/4)
 	kvCfg.MaxSessions = cfg.MaxSessions
+	kvCfg.MaxWatchers = cfg.MaxWatchers
+	kvCfg.WatchMaxWait = cfg.MaxWatchWait
 	kvCfg.Logger = logger.With("layer", "kvraft")
 	r.kv, err = kvraft.NewServer(kvCfg, func(app raft.Application) (rsm.Raft, error) {
 		rc := raft.DefaultConfig()
@@ -284,6 +286,8 @@ func (r *Replica) status() *kvv1.StatusResponse {
 		LogSizeBytes:  uint64(max(st.LogSizeBytes, 0)),
 		Sessions:      uint64(r.kv.Sessions()),
 	}
+	rev, compact, leases := r.kv.Revisions()
+	out.Revision, out.CompactRevision, out.Leases = rev, compact, uint64(leases)
 	if st.Leader != raft.NoLeader {
 		out.LeaderKnown, out.LeaderId = true, uint32(st.Leader)
 		out.LeaderUrl = r.dir.clientURL(st.Leader)

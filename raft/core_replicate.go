@@ -27,6 +27,9 @@ func (c *core) flush() {
 	for _, p := range c.peerIDs {
 		c.sendAppend(p)
 	}
+	for _, p := range c.leaving {
+		c.sendAppend(p)
+	}
 	if start {
 		c.askRound()
 		c.checkReads()
@@ -249,6 +252,11 @@ func (c *core) handleAppendResponse(m message, resp *AppendEntriesResponse) {
 		}
 		if p == c.transferee && pr.match == c.log.lastIndex() {
 			c.sendTimeoutNow(p)
+		}
+		if c.isLeaving(p) && min(m.ae.LeaderCommit, resp.MatchIndex) >= c.confIndex() {
+			// It has the configuration that removed it, and knows it
+			// committed: it will not campaign.
+			c.dropLeaving(p)
 		}
 		return
 	}
