@@ -239,7 +239,11 @@ func (plan *joinPlan) run(ctx context.Context, r *Replica, members kvv1.Membersh
 			return err
 		})
 		if err != nil {
-			log.Error("join: could not be added to the cluster; restart to try again", "err", err)
+			if ctx.Err() == nil {
+				// Stop (exit non-zero): the service manager restarts the
+				// replica, which then tries again from the start.
+				r.fatal(fmt.Errorf("durio: join: could not be added to the cluster: %w", err))
+			}
 			return
 		}
 		log.Info("join: added as a learner; catching up", "id", r.cfg.ID, "peer_url", r.cfg.PeerURL)
