@@ -442,7 +442,44 @@ func TestE2ERESTRevisionedAPI(t *testing.T) {
 		t.Fatalf("listing at one revision: %v", keys)
 	}
 
-	code, body := httpDo(t, "POST", c.clients[1]+"/kvstore/put", `{"key":"eph","value":"x","ttl_ms":60000}`)
+	// Exactly-once through the forwarding path: a conditional put, a
+	// conditional delete and a lease grant sent to a follower, each sent
+	// twice with the same session and sequence (a client retrying after a
+	// lost answer), apply once, and the retry gets the first answer back,
+	// not a failed condition (the key changed since, by the write itself).
+	follower := c.clients[(c.leader()+1)%3]
+	code, body := httpDo(t, "POST", follower+"/kvstore/session", "")
+	if code != 200 {
+		t.Fatalf("session: %d %v", code, body)
+	}
+	sess := strconv.FormatFloat(body["client_id"].(float64), 'f', -1, 64)
+	code, body = httpDo(t, "GET", follower+"/kvstore/get/dir/1", "")
+	if code != 200 {
+		t.Fatalf("get: %d %v", code, body)
+	}
+	casBody := fmt.Sprintf(`{"key":"dir/1","value":"once","if_revision":%v,"client_id":%s,"sequence":1}`, body["mod_revision"], sess)
+	code1, first := httpDo(t, "POST", follower+"/kvstore/put", casBody)
+	code2, again := httpDo(t, "POST", follower+"/kvstore/put", casBody)
+	if code1 != 200 || code2 != 200 || first["revision"] != again["revision"] {
+		t.Fatalf("a conditional put sent twice: %d %v, then %d %v; want the same 200 twice", code1, first, code2, again)
+	}
+	if code, got := httpDo(t, "GET", c.clients[0]+"/kvstore/get/dir/1", ""); code != 200 || got["version"] != 2.0 || got["mod_revision"] != first["revision"] {
+		t.Fatalf("after the retried put: %d %v, want version 2 at revision %v (applied once)", code, got, first["revision"])
+	}
+	del := fmt.Sprintf("/kvstore/dir/1?if_value=once&client_id=%s&sequence=2", sess)
+	code1, first = httpDo(t, "DELETE", follower+del, "")
+	code2, again = httpDo(t, "DELETE", follower+del, "")
+	if code1 != 200 || code2 != 200 || first["existed"] != true || again["existed"] != true {
+		t.Fatalf("a conditional delete sent twice: %d %v, then %d %v", code1, first, code2, again)
+	}
+	grant := fmt.Sprintf(`{"ttl_ms":60000,"client_id":%s,"sequence":3}`, sess)
+	code1, first = httpDo(t, "POST", follower+"/kvstore/lease/grant", grant)
+	code2, again = httpDo(t, "POST", follower+"/kvstore/lease/grant", grant)
+	if code1 != 200 || code2 != 200 || first["id"] != again["id"] {
+		t.Fatalf("a lease grant sent twice: %d %v, then %d %v; want one lease", code1, first, code2, again)
+	}
+
+	code, body = httpDo(t, "POST", c.clients[1]+"/kvstore/put", `{"key":"eph","value":"x","ttl_ms":60000}`)
 	if code != 200 || body["lease"] == nil {
 		t.Fatalf("put with ttl_ms: %d %v", code, body)
 	}

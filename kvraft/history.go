@@ -225,10 +225,15 @@ func (s *state) watch(q watchQuery, w *waiter) (watchResult, bool) {
 }
 
 // watchHub holds the watchers waiting for an event: Apply wakes those whose
-// key or prefix an event matches, Restore wakes all.
+// key or prefix an event matches, Restore wakes all. Watchers of one key
+// are found by the key, so an event costs one map lookup plus a check of
+// each prefix watcher, not a check of every watcher.
 type watchHub struct {
-	mu      sync.Mutex // guards waiters; taken inside state.mu
-	waiters map[*waiter]struct{}
+	mu sync.Mutex // guards keys and prefixes; taken inside state.mu
+	// keys holds the watchers of single keys, by key.
+	keys map[string]map[*waiter]struct{}
+	// prefixes holds the watchers of prefixes.
+	prefixes map[*waiter]struct{}
 }
 
 // waiter is one waiting Watch: ch is closed when it should look again.
@@ -238,7 +243,9 @@ type waiter struct {
 	ch     chan struct{}
 }
 
-func newWatchHub() watchHub { return watchHub{waiters: make(map[*waiter]struct{})} }
+func newWatchHub() watchHub {
+	return watchHub{keys: make(map[string]map[*waiter]struct{}), prefixes: make(map[*waiter]struct{})}
+}
 
 func newWaiter(key string, prefix bool) *waiter {
 	return &waiter{key: key, prefix: prefix, ch: make(chan struct{})}
@@ -247,24 +254,50 @@ func newWaiter(key string, prefix bool) *waiter {
 func (h *watchHub) add(w *waiter) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.waiters[w] = struct{}{}
+	if w.prefix {
+		h.prefixes[w] = struct{}{}
+		return
+	}
+	set := h.keys[w.key]
+	if set == nil {
+		set = make(map[*waiter]struct{})
+		h.keys[w.key] = set
+	}
+	set[w] = struct{}{}
 }
 
 // remove forgets w (woken or not).
 func (h *watchHub) remove(w *waiter) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	delete(h.waiters, w)
+	h.removeLocked(w)
+}
+
+func (h *watchHub) removeLocked(w *waiter) {
+	if w.prefix {
+		delete(h.prefixes, w)
+		return
+	}
+	if set := h.keys[w.key]; set != nil {
+		delete(set, w)
+		if len(set) == 0 {
+			delete(h.keys, w.key)
+		}
+	}
 }
 
 // notify wakes the waiters of key.
 func (h *watchHub) notify(key string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for w := range h.waiters {
-		if matches(key, w.key, w.prefix) {
+	for w := range h.keys[key] {
+		close(w.ch)
+	}
+	delete(h.keys, key)
+	for w := range h.prefixes {
+		if strings.HasPrefix(key, w.key) {
 			close(w.ch)
-			delete(h.waiters, w)
+			delete(h.prefixes, w)
 		}
 	}
 }
@@ -273,8 +306,13 @@ func (h *watchHub) notify(key string) {
 func (h *watchHub) notifyAll() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for w := range h.waiters {
-		close(w.ch)
-		delete(h.waiters, w)
+	for _, set := range h.keys {
+		for w := range set {
+			close(w.ch)
+		}
 	}
+	for w := range h.prefixes {
+		close(w.ch)
+	}
+	h.keys, h.prefixes = make(map[string]map[*waiter]struct{}), make(map[*waiter]struct{})
 }

@@ -440,3 +440,33 @@ func TestOpEncodingRoundTrip(t *testing.T) {
 		t.Fatalf("unknown condition kind: %v", err)
 	}
 }
+
+func TestWatchHub(t *testing.T) {
+	h := newWatchHub()
+	a1, a2, b, pre, all := newWaiter("a", false), newWaiter("a", false), newWaiter("b", false), newWaiter("a", true), newWaiter("", true)
+	for _, w := range []*waiter{a1, a2, b, pre, all} {
+		h.add(w)
+	}
+	woken := func(w *waiter) bool {
+		select {
+		case <-w.ch:
+			return true
+		default:
+			return false
+		}
+	}
+	h.remove(a2)
+	h.notify("ab")
+	if woken(a1) || woken(a2) || woken(b) || !woken(pre) || !woken(all) {
+		t.Fatal("notify(ab) woke the wrong waiters")
+	}
+	h.notify("a")
+	if !woken(a1) || woken(a2) || woken(b) {
+		t.Fatal("notify(a) woke the wrong waiters")
+	}
+	h.remove(a1) // after it was woken: harmless
+	h.notifyAll()
+	if !woken(b) || woken(a2) || len(h.keys) != 0 || len(h.prefixes) != 0 {
+		t.Fatal("notifyAll left waiters")
+	}
+}

@@ -88,19 +88,31 @@ func (c *core) confChanged() {
 	c.note("configuration %v at index %d (voter: %v)", m, c.confIndex(), c.isVoter())
 }
 
-// syncProgress gives a leader a progress for every other member, and only
-// for them.
+// syncProgress gives a leader a progress for every other member; one of a
+// node the configuration removed is kept (leaving) to send it that
+// configuration.
 func (c *core) syncProgress() {
+	c.leaving = slices.DeleteFunc(c.leaving, func(id int) bool { return slices.Contains(c.peerIDs, id) })
 	for id := range c.prs {
-		if !slices.Contains(c.peerIDs, id) {
-			delete(c.prs, id)
+		if !slices.Contains(c.peerIDs, id) && !slices.Contains(c.leaving, id) {
+			c.leaving = append(c.leaving, id)
 		}
 	}
+	slices.Sort(c.leaving)
 	for _, id := range c.peerIDs {
 		if c.prs[id] == nil {
 			c.prs[id] = &progress{next: c.log.lastIndex() + 1, state: stateProbe}
 		}
 	}
+}
+
+// isLeaving reports whether a leader still replicates to removed node p.
+func (c *core) isLeaving(p int) bool { return slices.Contains(c.leaving, p) }
+
+// dropLeaving stops replicating to removed node p.
+func (c *core) dropLeaving(p int) {
+	c.leaving = slices.DeleteFunc(c.leaving, func(id int) bool { return id == p })
+	delete(c.prs, p)
 }
 
 // logChanged updates the configurations after the log changed from index
@@ -220,6 +232,9 @@ func (c *core) memberProgress() map[int]MemberProgress {
 	}
 	out := make(map[int]MemberProgress, len(c.prs)+1)
 	for id, pr := range c.prs {
+		if c.isLeaving(id) {
+			continue
+		}
 		out[id] = MemberProgress{Match: pr.match, Next: pr.next, RecentActive: pr.silent < c.cfg.electionTicks}
 	}
 	if c.conf().Contains(c.id) {

@@ -24,9 +24,9 @@ func (c *core) becomeFollower(term uint64, lead int) {
 }
 
 func (c *core) campaign() {
-	if !c.isVoter() {
+	if !c.mayCampaign() {
 		// A learner, a removed node or one waiting to join never
-		// campaigns.
+		// campaigns (but see mayCampaign's exception).
 		c.electionElapsed = c.timeout
 		return
 	}
@@ -40,6 +40,24 @@ func (c *core) campaign() {
 	} else {
 		c.becomeCandidate(false)
 	}
+}
+
+// mayCampaign reports whether c may stand for election: it votes in the
+// configuration in force, or it voted in the one before and the one in
+// force, which removes it, is not known to be committed. That is a leader
+// that removed itself and lost leadership (a crash, a partition) before the
+// removal committed; it may hold the only copy of the longest log, so the
+// remaining voters cannot win without its vote, and it must lead (by the
+// configuration in force, not counting itself) until the removal commits,
+// then step down (stepDownIfRemoved), as the leader it was would have.
+// Otherwise a live majority of both configurations could stay leaderless
+// forever.
+func (c *core) mayCampaign() bool {
+	if c.isVoter() {
+		return true
+	}
+	k := len(c.confs)
+	return k >= 2 && c.confIndex() > c.log.commit && c.confs[k-2].m.IsVoter(c.id)
 }
 
 func (c *core) becomePreCandidate() {
@@ -104,6 +122,7 @@ func (c *core) becomeLeader() {
 	c.electionElapsed = 0
 	last := c.log.lastIndex()
 	clear(c.prs)
+	c.leaving = c.leaving[:0]
 	c.syncProgress()
 	c.confirmed, c.roundElapsed = c.round, 0
 	c.noopIndex = last + 1
