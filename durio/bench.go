@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/ruaft/ruaft/durio/client"
 )
 
 // BenchOptions configure `durio bench`, a closed-loop load generator over the
@@ -29,6 +31,14 @@ type BenchOptions struct {
 	// ReadRatio is the share of gets: 0 = puts only, 1 = gets only.
 	ReadRatio float64
 	JSON      bool
+	// Op is put, get, mixed (see ReadRatio), list or watch.
+	Op string
+	// ListLimit is the page size of --op list: each op lists the first
+	// ListLimit of the Keys preloaded keys.
+	ListLimit int
+	// Watchers is the number of watchers of --op watch, all following one
+	// prefix (spread over the endpoints) while Clients writers put to it.
+	Watchers int
 }
 
 // BenchResult is what `durio bench` prints.
@@ -43,6 +53,21 @@ type BenchResult struct {
 	P50ms     float64 `json:"p50_ms"`
 	P99ms     float64 `json:"p99_ms"`
 	P999ms    float64 `json:"p999_ms"`
+	// Op is the operation measured (put, get, mixed, list, watch).
+	Op string `json:"op"`
+	// KeysPerSec is, for --op list, the keys listed per second.
+	KeysPerSec float64 `json:"keys_per_sec,omitempty"`
+	// For --op watch: the watchers, the events they received per second
+	// in total, and the delay from a put's start to its delivery to a
+	// watcher (percentiles over every delivery).
+	Watchers       int     `json:"watchers,omitempty"`
+	EventsPerSec   float64 `json:"events_per_sec,omitempty"`
+	DeliveryP50ms  float64 `json:"delivery_p50_ms,omitempty"`
+	DeliveryP99ms  float64 `json:"delivery_p99_ms,omitempty"`
+	DeliveryP999ms float64 `json:"delivery_p999_ms,omitempty"`
+	// Missed counts events a watcher did not receive, or received out of
+	// order or twice (must be 0).
+	Missed int64 `json:"missed,omitempty"`
 }
 
 // benchFlags are `durio bench`'s flags.
@@ -60,7 +85,9 @@ func (b *benchFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&b.o.Warmup, "warmup", time.Second, "unmeasured run time before it")
 	fs.IntVar(&b.o.ValueSize, "value-size", 256, "value size in `bytes`")
 	fs.IntVar(&b.o.Keys, "keys", 1000, "number of distinct keys (uniformly random)")
-	fs.StringVar(&b.op, "op", "put", "put, get, or mixed (see --read-ratio)")
+	fs.StringVar(&b.op, "op", "put", "put, get, mixed (see --read-ratio), list (pages of --list-limit keys) or watch (--watchers on one prefix, --clients writers)")
+	fs.IntVar(&b.o.ListLimit, "list-limit", 100, "keys per page with --op list")
+	fs.IntVar(&b.o.Watchers, "watchers", 1000, "watchers of one prefix with --op watch")
 	fs.Float64Var(&b.o.ReadRatio, "read-ratio", 0.9, "share of gets with --op mixed")
 	fs.BoolVar(&b.o.JSON, "json-api", false, "use Twirp's JSON encoding instead of protobuf")
 	fs.BoolVar(&b.asJSON, "json", false, "print the result as JSON")
@@ -70,17 +97,21 @@ func (b *benchFlags) register(fs *pflag.FlagSet) {
 func (b *benchFlags) options() (BenchOptions, bool, error) {
 	o := b.o
 	o.Endpoints = splitList(b.endpoints)
+	o.Op = b.op
 	switch b.op {
 	case "put":
 		o.ReadRatio = 0
 	case "get":
 		o.ReadRatio = 1
-	case "mixed":
+	case "mixed", "list", "watch":
 	default:
-		return o, false, fmt.Errorf("%w: --op must be put, get or mixed", ErrUsage)
+		return o, false, fmt.Errorf("%w: --op must be put, get, mixed, list or watch", ErrUsage)
 	}
 	if o.Clients < 1 || o.Keys < 1 || o.ValueSize < 0 || o.Duration <= 0 || o.Warmup < 0 || o.ReadRatio < 0 || o.ReadRatio > 1 {
 		return o, false, fmt.Errorf("%w: --clients and --keys must be positive, --duration too, --read-ratio in [0,1]", ErrUsage)
+	}
+	if o.ListLimit < 1 || o.ListLimit > maxPageKeys || o.Watchers < 1 {
+		return o, false, fmt.Errorf("%w: --list-limit must be in [1,%d], --watchers positive", ErrUsage, maxPageKeys)
 	}
 	return o, b.asJSON, nil
 }
@@ -102,7 +133,7 @@ func ParseBenchFlags(args []string) (BenchOptions, bool, error) {
 func RunBench(ctx context.Context, o BenchOptions, progress io.Writer) (BenchResult, error) {
 	hc := &http.Client{Transport: &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
-		MaxIdleConnsPerHost: o.Clients + 8,
+		MaxIdleConnsPerHost: o.Clients + o.Watchers + 8,
 		IdleConnTimeout:     90 * time.Second,
 	}}
 	defer hc.CloseIdleConnections()
@@ -110,9 +141,12 @@ func RunBench(ctx context.Context, o BenchOptions, progress io.Writer) (BenchRes
 	if err != nil {
 		return BenchResult{}, err
 	}
+	if o.Op == "watch" {
+		return runWatchBench(ctx, o, hc, c, progress)
+	}
 	value := strings.Repeat("v", o.ValueSize)
 	key := func(r *rand.Rand) string { return fmt.Sprintf("bench-%d", r.IntN(o.Keys)) }
-	if o.ReadRatio > 0 { // every key exists before gets are measured
+	if o.ReadRatio > 0 || o.Op == "list" { // every key exists before gets are measured
 		if err := preload(ctx, c, o.Keys, value); err != nil {
 			return BenchResult{}, err
 		}
@@ -143,7 +177,9 @@ func RunBench(ctx context.Context, o BenchOptions, progress io.Writer) (BenchRes
 				opCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				start := time.Now()
 				var err error
-				if r.Float64() < o.ReadRatio {
+				if o.Op == "list" {
+					_, err = c.List(opCtx, client.ListRequest{Prefix: "bench-", Limit: o.ListLimit})
+				} else if r.Float64() < o.ReadRatio {
 					_, err = c.Get(opCtx, key(r))
 				} else {
 					err = c.Put(opCtx, key(r), value)
@@ -192,7 +228,10 @@ loop:
 	slices.Sort(lat)
 	res := BenchResult{Clients: o.Clients, ReadRatio: o.ReadRatio, ValueSize: o.ValueSize, Seconds: elapsed.Seconds(),
 		Ops: len(lat), Errors: errs.Load(), OpsPerSec: float64(len(lat)) / elapsed.Seconds(),
-		P50ms: quantileMs(lat, 0.50), P99ms: quantileMs(lat, 0.99), P999ms: quantileMs(lat, 0.999)}
+		P50ms: quantileMs(lat, 0.50), P99ms: quantileMs(lat, 0.99), P999ms: quantileMs(lat, 0.999), Op: o.Op}
+	if o.Op == "list" {
+		res.KeysPerSec = res.OpsPerSec * float64(min(o.ListLimit, o.Keys))
+	}
 	return res, ctx.Err()
 }
 
@@ -241,6 +280,18 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 func PrintBench(w io.Writer, r BenchResult, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(w).Encode(r)
+	}
+	switch r.Op {
+	case "watch":
+		_, err := fmt.Fprintf(w, "watchers=%d writers=%d value=%dB: %d puts in %.1fs = %.0f puts/s (p50 %.2f ms, p99 %.2f ms); "+
+			"%.0f events/s delivered; delivery p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms; %d missed, %d errors\n",
+			r.Watchers, r.Clients, r.ValueSize, r.Ops, r.Seconds, r.OpsPerSec, r.P50ms, r.P99ms, r.EventsPerSec,
+			r.DeliveryP50ms, r.DeliveryP99ms, r.DeliveryP999ms, r.Missed, r.Errors)
+		return err
+	case "list":
+		_, err := fmt.Fprintf(w, "clients=%d: %d lists in %.1fs = %.0f lists/s, %.0f keys/s; p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms; %d errors\n",
+			r.Clients, r.Ops, r.Seconds, r.OpsPerSec, r.KeysPerSec, r.P50ms, r.P99ms, r.P999ms, r.Errors)
+		return err
 	}
 	_, err := fmt.Fprintf(w, "clients=%d read_ratio=%.2f value=%dB: %d ops in %.1fs = %.0f ops/s; p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms; %d errors\n",
 		r.Clients, r.ReadRatio, r.ValueSize, r.Ops, r.Seconds, r.OpsPerSec, r.P50ms, r.P99ms, r.P999ms, r.Errors)

@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/twitchtv/twirp"
 
+	"github.com/ruaft/ruaft/durio/client"
 	"github.com/ruaft/ruaft/kvraft/kvwire"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
@@ -51,6 +52,10 @@ const (
 	// ExitTimeout: gave up waiting (--timeout), or the cluster answered 504.
 	// A write that ends this way may or may not have been applied.
 	ExitTimeout = 5
+	// ExitConditionFailed: a conditional write (--if-absent, --if-revision,
+	// --if-version, --if-value) found its condition false; nothing was
+	// written.
+	ExitConditionFailed = 6
 )
 
 // ExitCode maps an error from a durio command to its exit code.
@@ -60,8 +65,10 @@ func ExitCode(err error) int {
 		return ExitOK
 	case errors.Is(err, ErrUsage), errors.Is(err, ErrConfig):
 		return ExitUsage
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrNotFound), errors.Is(err, client.ErrLeaseNotFound):
 		return ExitNotFound
+	case errors.Is(err, client.ErrConditionFailed):
+		return ExitConditionFailed
 	case errors.Is(err, errNoneReachable):
 		return ExitUnavailable
 	case permanentTLSError(err):
@@ -92,11 +99,12 @@ const exitCodesHelp = `Exit codes:
   0  success
   1  other failure (request refused as invalid, untrusted TLS certificate, ...)
   2  bad command line, environment variable or configuration
-  3  durio get: no such key
+  3  durio get: no such key; durio lease: no such lease
   4  cluster unavailable: no replica reachable, or no leader (503);
      durio status: no endpoint answered
   5  timed out (--timeout, or the cluster's 504): a write may or may not
-     have been applied`
+     have been applied
+  6  durio put/delete --if-...: the condition did not hold; nothing written`
 
 // permanentTLSError reports whether err is a TLS failure that retrying cannot
 // fix: an untrusted or mismatched certificate, or a plain-HTTP server on an
@@ -197,7 +205,8 @@ Put -- before values that begin with -: durio put temp -- -5.
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	})
 	root.AddGroup(&cobra.Group{ID: "kv", Title: "Keys:"}, &cobra.Group{ID: "cluster", Title: "Cluster:"})
-	for _, cmd := range []*cobra.Command{c.getCommand(), c.putCommand("put"), c.putCommand("append"), c.deleteCommand()} {
+	for _, cmd := range []*cobra.Command{c.getCommand(), c.putCommand("put"), c.putCommand("append"), c.deleteCommand(),
+		c.listCommand(), c.watchCommand(), c.leaseCommand()} {
 		cmd.GroupID = "kv"
 		root.AddCommand(cmd)
 	}
@@ -376,7 +385,10 @@ func (c *cli) getCommand() *cobra.Command {
 		Use:   "get KEY",
 		Short: "Print a key's value",
 		Long: `Print a key's value, read linearizably through the leader (or, with --stale,
-from the first endpoint's local state). Exits 3 if the key does not exist.`,
+from the first endpoint's local state). Exits 3 if the key does not exist.
+--json prints the key with its create_revision, mod_revision (the value for
+put --if-revision), version and lease, and the store revision of the read
+(the --index for durio watch).`,
 		Example: `  durio get greeting
   durio get config/db/host --json
   DURIO_ENDPOINTS=https://pi1:8080 durio get greeting --cacert ca.pem`,
@@ -387,16 +399,21 @@ from the first endpoint's local state). Exits 3 if the key does not exist.`,
 				return err
 			}
 			defer cancel()
-			var v string
 			if stale {
-				v, err = cl.GetStaleAt(ctx, 0, args[0])
-			} else {
-				v, err = cl.Get(ctx, args[0])
+				v, err := cl.GetStaleAt(ctx, 0, args[0])
+				if err != nil {
+					return cf.explain(err)
+				}
+				return cf.print(c.stdout, v, map[string]string{"key": args[0], "value": v})
 			}
+			kv, rev, err := cl.GetKV(ctx, args[0])
 			if err != nil {
 				return cf.explain(err)
 			}
-			return cf.print(c.stdout, v, map[string]string{"key": args[0], "value": v})
+			return cf.print(c.stdout, kv.Value, struct {
+				jsonKV
+				Revision uint64 `json:"revision"`
+			}{toJSONKV(kv, true), rev})
 		},
 	}
 	cf.register(cmd.Flags())
@@ -406,6 +423,8 @@ from the first endpoint's local state). Exits 3 if the key does not exist.`,
 
 func (c *cli) putCommand(name string) *cobra.Command {
 	var cf clientFlags
+	var cond conditionFlags
+	var lf leaseFlags
 	short, long := "Set a key", "Set KEY to VALUE."
 	if name == "append" {
 		short, long = "Append to a key's value", "Append VALUE to KEY's value (a missing key counts as empty)."
@@ -422,6 +441,13 @@ retries after a lost answer apply it at most once.`,
   durio %[1]s config/app.yaml - < app.yaml`, name),
 		Args: exactArgs("KEY", "VALUE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			opts, err := cond.options(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			if err := lf.check(cmd.Flags()); err != nil {
+				return err
+			}
 			value := args[1]
 			if value == "-" {
 				v, err := readValue(c.stdin, DefaultLimits().MaxValueBytes)
@@ -436,18 +462,96 @@ retries after a lost answer apply it at most once.`,
 			}
 			defer cancel()
 			if name == "append" {
-				err = cl.Append(ctx, args[0], value)
-			} else {
-				err = cl.Put(ctx, args[0], value)
+				if err := cl.Append(ctx, args[0], value); err != nil {
+					return cf.explain(err)
+				}
+				return cf.print(c.stdout, "OK", map[string]bool{"ok": true})
 			}
-			if err != nil {
-				return cf.explain(err)
-			}
-			return cf.print(c.stdout, "OK", map[string]bool{"ok": true})
+			return c.put(cmd, &cf, &lf, cl, ctx, args[0], value, opts)
 		},
 	}
 	cf.register(cmd.Flags())
+	if name == "put" {
+		cmd.Long += `
+
+With --if-absent, --if-revision, --if-version or --if-value the put is a
+compare-and-swap: it applies only if the condition holds when the cluster
+applies it, and otherwise changes nothing, prints the key's current state
+and exits ` + strconv.Itoa(ExitConditionFailed) + `. --ttl attaches the key to a new lease that ends (deleting the
+key) unless kept alive; --keep-alive keeps it alive until Ctrl-C, then
+revokes it, so the key lives exactly as long as this command (or at most
+--ttl longer, if the command is killed).`
+		cmd.Example += `
+  durio put lock/db me --if-absent
+  durio put config/db/host db2 --if-revision 41
+  durio put presence/alice online --ttl 10s --keep-alive`
+		cond.register(cmd.Flags(), true)
+		lf.register(cmd.Flags())
+	}
 	return cmd
+}
+
+// conditionFlags are the compare-and-swap flags of put and delete.
+type conditionFlags struct {
+	absent            bool
+	revision, version uint64
+	value             string
+}
+
+func (f *conditionFlags) register(fs *pflag.FlagSet, put bool) {
+	if put {
+		fs.BoolVar(&f.absent, "if-absent", false, "write only if the key does not exist (create)")
+	}
+	fs.Uint64Var(&f.revision, "if-revision", 0, "write only if the key exists and was last changed at this `revision` (its mod_revision)")
+	fs.Uint64Var(&f.version, "if-version", 0, "write only if the key's `version` (changes since creation) is this; 0 means absent")
+	fs.StringVar(&f.value, "if-value", "", "write only if the key exists with this `value`")
+}
+
+// options builds the write's condition from the flags given; at most one.
+func (f *conditionFlags) options(fs *pflag.FlagSet) (client.WriteOptions, error) {
+	var conds []client.Condition
+	if fs.Changed("if-absent") && f.absent {
+		conds = append(conds, client.IfAbsent())
+	}
+	if fs.Changed("if-revision") {
+		if f.revision == 0 {
+			return client.WriteOptions{}, fmt.Errorf("%w: --if-revision must be positive (use --if-absent for a missing key)", ErrUsage)
+		}
+		conds = append(conds, client.IfModRevision(f.revision))
+	}
+	if fs.Changed("if-version") {
+		conds = append(conds, client.IfVersion(f.version))
+	}
+	if fs.Changed("if-value") {
+		conds = append(conds, client.IfValue(f.value))
+	}
+	switch len(conds) {
+	case 0:
+		return client.WriteOptions{}, nil
+	case 1:
+		return client.WriteOptions{Condition: conds[0]}, nil
+	}
+	return client.WriteOptions{}, fmt.Errorf("%w: give at most one of --if-absent, --if-revision, --if-version and --if-value", ErrUsage)
+}
+
+// explainCondition describes a failed condition with the key's state.
+func explainCondition(err error) error {
+	var cf *client.ConditionFailedError
+	if !errors.As(err, &cf) {
+		return err
+	}
+	if cf.Current == nil {
+		return fmt.Errorf("%w: the key does not exist (store revision %d)", client.ErrConditionFailed, cf.Revision)
+	}
+	return fmt.Errorf("%w: the key is at revision %d, version %d, value %q (store revision %d)", client.ErrConditionFailed,
+		cf.Current.ModRevision, cf.Current.Version, truncate(cf.Current.Value, 200), cf.Revision)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "..."
 }
 
 // readValue reads a value from r: at most limit bytes of UTF-8.
@@ -467,27 +571,36 @@ func readValue(r io.Reader, limit int) (string, error) {
 
 func (c *cli) deleteCommand() *cobra.Command {
 	var cf clientFlags
+	var cond conditionFlags
 	cmd := &cobra.Command{
-		Use:     "delete KEY",
-		Short:   "Delete a key",
-		Long:    `Delete KEY. Prints "deleted", or "not found" if it did not exist (exit 0 either way).`,
-		Example: "  durio delete greeting",
+		Use:   "delete KEY",
+		Short: "Delete a key",
+		Long: `Delete KEY. Prints "deleted", or "not found" if it did not exist (exit 0 either way).
+With --if-revision, --if-version or --if-value it deletes only if the
+condition holds, and otherwise changes nothing, prints the key's current
+state and exits ` + strconv.Itoa(ExitConditionFailed) + `.`,
+		Example: "  durio delete greeting\n  durio delete lock/db --if-value me",
 		Args:    exactArgs("KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			opts, err := cond.options(cmd.Flags())
+			if err != nil {
+				return err
+			}
 			cl, ctx, cancel, err := cf.client(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer cancel()
-			existed, err := cl.Delete(ctx, args[0])
+			existed, rev, err := cl.DeleteWith(ctx, args[0], opts)
 			if err != nil {
-				return cf.explain(err)
+				return explainCondition(cf.explain(err))
 			}
 			return cf.print(c.stdout, map[bool]string{true: "deleted", false: "not found"}[existed],
-				map[string]bool{"ok": true, "existed": existed})
+				map[string]any{"ok": true, "existed": existed, "revision": rev})
 		},
 	}
 	cf.register(cmd.Flags())
+	cond.register(cmd.Flags(), false)
 	return cmd
 }
 

@@ -72,15 +72,18 @@ func (r cliResult) expect(t *testing.T, code int, args ...string) {
 func TestCLIHelpForEveryCommandAndFlag(t *testing.T) {
 	clientFlags := []string{"--endpoints", "--timeout", "--json", "--cacert", "--insecure-skip-verify", "[$DURIO_ENDPOINTS]", "[$DURIO_TIMEOUT]"}
 	cases := map[string][]string{
-		"":           {"get", "put", "append", "delete", "status", "serve", "dev", "bench", "version", "completion", "Exit codes:", "DURIO_ENDPOINTS"},
+		"":           {"get", "put", "append", "delete", "list", "watch", "lease", "status", "serve", "dev", "bench", "version", "completion", "Exit codes:", "DURIO_ENDPOINTS"},
+		"list":       append([]string{"--limit", "--keys-only", "--stale", "--revision"}, clientFlags...),
+		"watch":      append([]string{"--prefix", "--index"}, clientFlags...),
+		"lease":      {"grant", "keepalive", "revoke", "show"},
 		"get":        append([]string{"--stale", "get KEY"}, clientFlags...),
-		"put":        append([]string{"put KEY VALUE", "standard input", "-- -5"}, clientFlags...),
+		"put":        append([]string{"put KEY VALUE", "standard input", "-- -5", "--if-absent", "--if-revision", "--if-version", "--if-value", "--ttl", "--lease", "--keep-alive"}, clientFlags...),
 		"append":     append([]string{"append KEY VALUE"}, clientFlags...),
-		"delete":     append([]string{"delete KEY"}, clientFlags...),
+		"delete":     append([]string{"delete KEY", "--if-revision", "--if-version", "--if-value"}, clientFlags...),
 		"status":     clientFlags,
 		"serve":      {"--config", "--id", "--peers", "--client-urls", "--listen-peer", "--listen-client", "--data-dir", "--persister", "--max-body-bytes", "--request-timeout", "--log-level", "--peer-token", "--peer-token-file", "--tls-cert", "--tls-key", "--pprof", "[$DURIO_PEERS]", "[$DURIO_DATA_DIR]"},
 		"dev":        {"--dir", "--persister", "--client-port", "--peer-port", "--replicas", "--log-level", "[$DURIO_PERSISTER]"},
-		"bench":      {"--endpoints", "--clients", "--duration", "--warmup", "--value-size", "--keys", "--op", "--read-ratio", "--json-api", "--json"},
+		"bench":      {"--endpoints", "--clients", "--duration", "--warmup", "--value-size", "--keys", "--op", "--read-ratio", "--json-api", "--json", "--list-limit", "--watchers"},
 		"version":    {"--json"},
 		"completion": {"bash", "zsh", "fish"},
 	}

@@ -120,7 +120,8 @@ type Config struct {
 	// refused. "*" allows every origin (not recommended).
 	CORSOrigins []string `yaml:"cors-origins"`
 	// Pprof serves Go's profiler at /debug/pprof/ on the peer listener (off by
-	// default; profiles reveal internals, so only on a trusted network).
+	// default; profiles reveal internals, so only on a trusted network). It
+	// also turns on the mutex and block profiles' sampling.
 	Pprof bool `yaml:"pprof"`
 }
 

@@ -65,7 +65,9 @@ func (f *frontend) Put(ctx context.Context, req *kvclient.PutRequest) (*kvclient
 	var resp *kvclient.PutResponse
 	err := f.write(ctx, req.Write, func(ctx context.Context, s kvclient.Service, id kvclient.WriteID) error {
 		var err error
-		resp, err = s.Put(ctx, &kvclient.PutRequest{Key: req.Key, Value: req.Value, Write: id})
+		r := *req
+		r.Write = id
+		resp, err = s.Put(ctx, &r)
 		return err
 	})
 	return resp, err
@@ -87,7 +89,9 @@ func (f *frontend) Delete(ctx context.Context, req *kvclient.DeleteRequest) (*kv
 	var resp *kvclient.DeleteResponse
 	err := f.write(ctx, req.Write, func(ctx context.Context, s kvclient.Service, id kvclient.WriteID) error {
 		var err error
-		resp, err = s.Delete(ctx, &kvclient.DeleteRequest{Key: req.Key, Write: id})
+		r := *req
+		r.Write = id
+		resp, err = s.Delete(ctx, &r)
 		return err
 	})
 	return resp, err
@@ -193,9 +197,82 @@ func (r *Replica) newFrontend(peerHTTP *http.Client, local kvv1.KVService) (*fro
 	ccfg.AttemptTimeout = attempt
 	ccfg.MinBackoff, ccfg.MaxBackoff = 5*time.Millisecond, 50*time.Millisecond
 	ccfg.Leader = r.leader
+	ccfg.Self = cfg.ID
 	clerk, err := kvclient.NewClerk(svcs, ccfg)
 	if err != nil {
 		return nil, nil, err
 	}
 	return &frontend{self: cfg.ID, local: r.kv, clerk: clerk, timeout: cfg.RequestTimeout}, replicas, nil
+}
+
+// The methods of issue 16, passed through the clerk. (kvedge refines them.)
+
+// List implements kvclient.Service: linearizable lists start here, like Get.
+func (f *frontend) List(ctx context.Context, req *kvclient.ListRequest) (*kvclient.ListResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	if req.Consistency == kvclient.Stale {
+		return f.local.List(ctx, req)
+	}
+	var resp *kvclient.ListResponse
+	err := f.clerk.DoFrom(ctx, f.self, false, func(ctx context.Context, s kvclient.Service) error {
+		var err error
+		resp, err = s.List(ctx, req)
+		return err
+	})
+	return resp, err
+}
+
+// Watch implements kvclient.Service: any replica answers a watch from its
+// own applied state, so this one does.
+func (f *frontend) Watch(ctx context.Context, req *kvclient.WatchRequest) (*kvclient.WatchResponse, error) {
+	return f.local.Watch(ctx, req)
+}
+
+// LeaseGrant implements kvclient.Service: at the leader, exactly once.
+func (f *frontend) LeaseGrant(ctx context.Context, req *kvclient.LeaseGrantRequest) (*kvclient.LeaseGrantResponse, error) {
+	var resp *kvclient.LeaseGrantResponse
+	err := f.write(ctx, req.Write, func(ctx context.Context, s kvclient.Service, id kvclient.WriteID) error {
+		var err error
+		resp, err = s.LeaseGrant(ctx, &kvclient.LeaseGrantRequest{TTL: req.TTL, Write: id})
+		return err
+	})
+	return resp, err
+}
+
+// LeaseRevoke implements kvclient.Service: at the leader, exactly once.
+func (f *frontend) LeaseRevoke(ctx context.Context, req *kvclient.LeaseRevokeRequest) (*kvclient.LeaseRevokeResponse, error) {
+	var resp *kvclient.LeaseRevokeResponse
+	err := f.write(ctx, req.Write, func(ctx context.Context, s kvclient.Service, id kvclient.WriteID) error {
+		var err error
+		resp, err = s.LeaseRevoke(ctx, &kvclient.LeaseRevokeRequest{ID: req.ID, Write: id})
+		return err
+	})
+	return resp, err
+}
+
+// LeaseKeepAlive implements kvclient.Service: at the leader.
+func (f *frontend) LeaseKeepAlive(ctx context.Context, req *kvclient.LeaseKeepAliveRequest) (*kvclient.LeaseKeepAliveResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	var resp *kvclient.LeaseKeepAliveResponse
+	err := f.clerk.Do(ctx, false, func(ctx context.Context, s kvclient.Service) error {
+		var err error
+		resp, err = s.LeaseKeepAlive(ctx, req)
+		return err
+	})
+	return resp, err
+}
+
+// LeaseTimeToLive implements kvclient.Service: at the leader.
+func (f *frontend) LeaseTimeToLive(ctx context.Context, req *kvclient.LeaseTimeToLiveRequest) (*kvclient.LeaseTimeToLiveResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	var resp *kvclient.LeaseTimeToLiveResponse
+	err := f.clerk.Do(ctx, false, func(ctx context.Context, s kvclient.Service) error {
+		var err error
+		resp, err = s.LeaseTimeToLive(ctx, req)
+		return err
+	})
+	return resp, err
 }

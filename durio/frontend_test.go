@@ -17,6 +17,8 @@ import (
 // scriptedKV answers Put with a fixed error (nil = success) and records the
 // write ids it saw; hang makes Put wait for its context instead.
 type scriptedKV struct {
+	// Service (nil) stands in for the methods this fake does not serve.
+	kvclient.Service
 	putErr error
 	hang   bool
 	mu     sync.Mutex // guards seen

@@ -22,10 +22,11 @@ import (
 
 // The history a replica keeps for GET /status/history: one sample per
 // historyInterval, the last historySamples of them (10 minutes), and the
-// last historyEvents events. Its memory is fixed at start-up and bounded:
-// historySamples samples of historySampleBytes each plus, for a leader, at
-// most historyMaxPeers follower lags per sample (see historyBoundBytes;
-// about 200 KiB for a 3-replica cluster, at most about 420 KiB).
+// last historyEvents events. Its memory is bounded: historySamples
+// fixed-size samples (336 bytes on 64-bit) plus, for a leader, at most
+// historyMaxPeers follower lags (16 bytes) per sample: about 220 KiB for a
+// 3-replica cluster, at most about 350 KiB (TestHistoryMemoryBound checks
+// the bound, historyBoundBytes).
 const (
 	historyInterval = time.Second
 	historySamples  = 600

@@ -21,7 +21,7 @@ func limitBody(max int64, next http.Handler) http.Handler {
 			writeError(w, errBodyTooLarge(max))
 			return
 		}
-		data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+		data, err := readBody(http.MaxBytesReader(w, r.Body, max), r.ContentLength)
 		if err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
@@ -31,8 +31,50 @@ func limitBody(max int64, next http.Handler) http.Handler {
 			writeError(w, errMalformedBody(err))
 			return
 		}
-		r.Body = io.NopCloser(bytes.NewReader(data))
+		r.Body = &readBodyCloser{Reader: bytes.NewReader(data), data: data}
 		r.ContentLength = int64(len(data))
 		next.ServeHTTP(w, r)
 	})
+}
+
+// readBody reads a whole body, into one buffer of the declared length when
+// there is one (io.ReadAll would start at 512 bytes and grow).
+func readBody(body io.Reader, declared int64) ([]byte, error) {
+	if declared < 0 {
+		return io.ReadAll(body)
+	}
+	// One byte more, so that a body longer than declared is read to its
+	// end (and refused by the MaxBytesReader) rather than cut short.
+	buf := make([]byte, 0, declared+1)
+	for {
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)] // grow
+		}
+	}
+}
+
+// readBodyCloser is a body limitBody has read; handlers that need the
+// bytes take them (bodyBytes) instead of reading a second copy.
+type readBodyCloser struct {
+	*bytes.Reader
+	data []byte
+}
+
+func (readBodyCloser) Close() error { return nil }
+
+// bodyBytes returns the request body: the bytes limitBody read, or all
+// that is left of it.
+func bodyBytes(r *http.Request) ([]byte, error) {
+	if b, ok := r.Body.(*readBodyCloser); ok && b.Len() == len(b.data) {
+		return b.data, nil
+	}
+	return io.ReadAll(r.Body)
 }

@@ -22,7 +22,7 @@ import (
 )
 
 // loopbackPorts returns n distinct free ports on 127.0.0.1.
-func loopbackPorts(t *testing.T, n int) []int {
+func loopbackPorts(t testing.TB, n int) []int {
 	t.Helper()
 	ports := make([]int, n)
 	for i := range n {
@@ -43,7 +43,7 @@ type testCluster struct {
 }
 
 // startTestCluster starts n replicas; tweak adjusts each one's config.
-func startTestCluster(t *testing.T, n int, scheme string, tweak func(cfg *Config)) *testCluster {
+func startTestCluster(t testing.TB, n int, scheme string, tweak func(cfg *Config)) *testCluster {
 	t.Helper()
 	ports := loopbackPorts(t, n)
 	peers := make([]string, n)
@@ -75,7 +75,7 @@ func startTestCluster(t *testing.T, n int, scheme string, tweak func(cfg *Config
 
 // waitLeader waits until every replica knows the same leader and returns
 // its id and term.
-func (c *testCluster) waitLeader(t *testing.T) (int, uint64) {
+func (c *testCluster) waitLeader(t testing.TB) (int, uint64) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {

@@ -333,7 +333,7 @@ func decodeWrite(w http.ResponseWriter, r *http.Request) (restWrite, bool) {
 // trailing data and invalid UTF-8, and answers 400 itself when the body is
 // unusable. Oversized bodies never get here (see limitBody).
 func decodeJSON(w http.ResponseWriter, r *http.Request, dst any, what string) bool {
-	data, err := io.ReadAll(r.Body)
+	data, err := bodyBytes(r)
 	if err != nil {
 		writeError(w, errMalformedBody(err))
 		return false
@@ -376,16 +376,27 @@ func errBodyTooLarge(limit int64) twirp.Error {
 		WithMeta("limit_bytes", strconv.FormatInt(limit, 10))
 }
 
+// emptyJSON is the body of a successful write: what encoding/json writes
+// for struct{}{}, without encoding it each time.
+var emptyJSON = []byte("{}\n")
+
+// jsonContentType is the Content-Type of every JSON answer, one shared
+// slice (net/http never modifies header values) instead of one per
+// response.
+var jsonContentType = []string{"application/json"}
+
 func writeEmpty(w http.ResponseWriter, err error) {
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, struct{}{})
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(emptyJSON)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
@@ -411,7 +422,7 @@ func writeError(w http.ResponseWriter, err error) {
 // A failed condition's body also has the key's state as structured fields:
 // "current" (a key like get answers, null if absent) and "revision".
 func writeErrorStatus(w http.ResponseWriter, status int, terr twirp.Error) {
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	body := map[string]any{"code": terr.Code(), "msg": terr.Msg()}
 	if meta := terr.MetaMap(); len(meta) > 0 {

@@ -442,3 +442,30 @@ func TestRESTLongPollLifecycle(t *testing.T) {
 		t.Fatal("the watch went on after its client left")
 	}
 }
+
+// A Twirp Watch's wait above --max-watch-wait is lowered to it before it
+// reaches the service, and a watch of an empty key without prefix is
+// refused there.
+func TestTwirpWatchLimits(t *testing.T) {
+	kv := newScriptKV()
+	kv.watch = idleWatch
+	limits := DefaultLimits()
+	limits.MaxWatchWait = 50 * time.Millisecond
+	u := serveScript(t, kv, limits)
+	c := kvv1.NewKVServiceJSONClient(u, http.DefaultClient)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := c.Watch(ctx, &kvv1.WatchRequest{Key: "k", WaitMs: uint64(time.Hour / time.Millisecond)}); err != nil {
+		t.Fatal(err)
+	}
+	if w := kv.last().(*kvv1.WatchRequest); w.GetWaitMs() != 50 {
+		t.Fatalf("wait_ms %d reached the service, want it lowered to 50", w.GetWaitMs())
+	}
+	n := len(kv.reqs)
+	if _, err := c.Watch(ctx, &kvv1.WatchRequest{}); err == nil || !strings.Contains(err.Error(), "key") {
+		t.Fatalf("a watch of nothing: %v, want invalid_argument on key", err)
+	}
+	if len(kv.reqs) != n {
+		t.Fatalf("refused requests reached the service")
+	}
+}

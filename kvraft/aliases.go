@@ -40,6 +40,46 @@ type (
 	Clerk = kvclient.Clerk
 	// ClerkConfig tunes a Clerk.
 	ClerkConfig = kvclient.ClerkConfig
+	// KeyValue is a key with its value and metadata.
+	KeyValue = kvclient.KeyValue
+	// Condition is a conditional write's condition.
+	Condition = kvclient.Condition
+	// ListRequest asks for a page of keys.
+	ListRequest = kvclient.ListRequest
+	// ListResponse is a page of keys.
+	ListResponse = kvclient.ListResponse
+	// Event is one change of one key.
+	Event = kvclient.Event
+	// WatchRequest waits for changes.
+	WatchRequest = kvclient.WatchRequest
+	// WatchResponse answers a Watch.
+	WatchResponse = kvclient.WatchResponse
+	// LeaseGrantRequest creates a lease.
+	LeaseGrantRequest = kvclient.LeaseGrantRequest
+	// LeaseGrantResponse carries a new lease.
+	LeaseGrantResponse = kvclient.LeaseGrantResponse
+	// LeaseKeepAliveRequest restarts a lease's TTL.
+	LeaseKeepAliveRequest = kvclient.LeaseKeepAliveRequest
+	// LeaseKeepAliveResponse answers a keep-alive.
+	LeaseKeepAliveResponse = kvclient.LeaseKeepAliveResponse
+	// LeaseRevokeRequest ends a lease.
+	LeaseRevokeRequest = kvclient.LeaseRevokeRequest
+	// LeaseRevokeResponse acknowledges a revoke.
+	LeaseRevokeResponse = kvclient.LeaseRevokeResponse
+	// LeaseTimeToLiveRequest describes a lease.
+	LeaseTimeToLiveRequest = kvclient.LeaseTimeToLiveRequest
+	// LeaseTimeToLiveResponse describes a lease.
+	LeaseTimeToLiveResponse = kvclient.LeaseTimeToLiveResponse
+	// ConditionFailedError is a failed condition with the key's state.
+	ConditionFailedError = kvclient.ConditionFailedError
+	// CompactedError is a revision older than the retained history.
+	CompactedError = kvclient.CompactedError
+)
+
+// Event types; see kvclient.
+const (
+	EventPut    = kvclient.EventPut
+	EventDelete = kvclient.EventDelete
 )
 
 // Read consistencies; see kvclient.
@@ -60,6 +100,13 @@ var (
 	ErrTooLarge       = kvclient.ErrTooLarge
 	ErrNoSession      = kvclient.ErrNoSession
 	ErrTooManyPending = kvclient.ErrTooManyPending
+
+	ErrConditionFailed = kvclient.ErrConditionFailed
+	ErrLeaseNotFound   = kvclient.ErrLeaseNotFound
+	ErrTooManyLeases   = kvclient.ErrTooManyLeases
+	ErrCompacted       = kvclient.ErrCompacted
+	ErrFutureRevision  = kvclient.ErrFutureRevision
+	ErrTooManyWatchers = kvclient.ErrTooManyWatchers
 )
 
 // NewClerk returns a clerk; see kvclient.NewClerk.
@@ -69,3 +116,28 @@ func NewClerk(servers []Service, cfg ClerkConfig) (*Clerk, error) {
 
 // DefaultClerkConfig returns the clerk configuration used when none is given.
 func DefaultClerkConfig() ClerkConfig { return kvclient.DefaultClerkConfig() }
+
+// Condition kinds; see kvclient.
+const (
+	CondNone        = kvclient.CondNone
+	CondAbsent      = kvclient.CondAbsent
+	CondModRevision = kvclient.CondModRevision
+	CondVersion     = kvclient.CondVersion
+	CondValue       = kvclient.CondValue
+)
+
+// IfAbsent is the condition that the key does not exist.
+func IfAbsent() Condition { return kvclient.IfAbsent() }
+
+// IfModRevision is the condition that the key exists at mod revision rev.
+func IfModRevision(rev uint64) Condition { return kvclient.IfModRevision(rev) }
+
+// IfVersion is the condition that the key's version is v (0: absent).
+func IfVersion(v uint64) Condition { return kvclient.IfVersion(v) }
+
+// IfValue is the condition that the key exists with value v.
+func IfValue(v string) Condition { return kvclient.IfValue(v) }
+
+// MaybeApplied reports whether a write that failed with err may have been
+// applied; see kvclient.MaybeApplied.
+func MaybeApplied(err error) bool { return kvclient.MaybeApplied(err) }

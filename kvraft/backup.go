@@ -3,6 +3,7 @@ package kvraft
 import (
 	"context"
 	"errors"
+	"math"
 )
 
 // Backup returns a snapshot of the key-value state that includes every write
@@ -24,8 +25,8 @@ func (s *Server) Backup(ctx context.Context) (index, term uint64, data []byte, e
 // CheckSnapshot decodes a snapshot made by Backup (or by raft's own
 // snapshots) and returns how many keys it holds, or why it is unreadable.
 func CheckSnapshot(data []byte) (keys int, err error) {
-	st := newState()
-	if err := st.Restore(data); err != nil {
+	st, err := decodeSnapshot(data, stateLimits{historyEvents: math.MaxInt, historyBytes: math.MaxInt})
+	if err != nil {
 		return 0, err
 	}
 	return len(st.data), nil

@@ -21,6 +21,22 @@ const (
 	// opTick advances the log's clock to stamp and expires the sessions
 	// idle for more than limit milliseconds.
 	opTick opKind = 6
+	// opLeaseGrant creates lease o.lease with TTL o.ttl milliseconds unless
+	// o.limit leases exist; opLeaseRevoke ends lease o.lease and deletes
+	// its keys; opLeaseExpire is the same, proposed by a leader whose
+	// deadline for the lease passed (without a session).
+	opLeaseGrant  opKind = 7
+	opLeaseRevoke opKind = 8
+	opLeaseExpire opKind = 9
+
+	// opRevisioned marks a Put, Append or Delete written by a leader that
+	// keeps revisions: it takes a revision and an event, and a Put
+	// carries a lease and a condition, a Delete a condition. Writes
+	// without it (logs from before revisions) apply as they did, leave the
+	// revision alone and give the key create and mod revision 0 and
+	// version 1, the same as decoding a version-2 snapshot does, so a
+	// replica replaying an old log and one restoring an old snapshot agree.
+	opRevisioned opKind = 0x40
 
 	// opChecked marks a Put, Append or Delete written by a leader that
 	// enforces sessions and value caps: such a write applies only within an
@@ -41,12 +57,41 @@ type op struct {
 	stamp int64
 	// limit is the session cap (opOpenSession), the idle timeout in
 	// milliseconds (opTick), or the largest value an Append may leave
-	// (opAppend|opChecked; 0 means none).
+	// (opAppend|opChecked; 0 means none), or the most leases
+	// (opLeaseGrant).
 	limit uint64
+	// lease is the lease of a revisioned Put (0: none), or the lease an
+	// opLeaseGrant, opLeaseRevoke or opLeaseExpire is about.
+	lease uint64
+	// ttl is an opLeaseGrant's TTL in milliseconds.
+	ttl uint64
+	// cond is a revisioned Put's or Delete's condition.
+	cond condition
 }
 
-// base is the operation without the opChecked flag.
-func (k opKind) base() opKind { return k &^ opChecked }
+// base is the operation without the opChecked and opRevisioned flags.
+func (k opKind) base() opKind { return k &^ (opChecked | opRevisioned) }
+
+// condKind is what a condition compares (the kvclient.ConditionKind
+// values, which the log records as a byte).
+type condKind byte
+
+const (
+	condNone condKind = iota
+	condAbsent
+	condModRevision
+	condVersion
+	condValue
+	condKinds // the number of kinds
+)
+
+// condition is a Put's or Delete's condition, evaluated at apply time.
+type condition struct {
+	kind    condKind
+	modRev  uint64
+	version uint64
+	value   string
+}
 
 // errCorrupt is returned when a command or snapshot does not decode.
 var errCorrupt = errors.New("kvraft: corrupt encoding")
@@ -54,7 +99,10 @@ var errCorrupt = errors.New("kvraft: corrupt encoding")
 // encodeOp encodes o as: kind, uvarint client id, uvarint seq, uvarint ack,
 // uvarint key length, key, uvarint value length, value; then, for
 // opOpenSession and opTick, varint stamp and uvarint limit, and for a
-// checked Append, uvarint limit. A Put of a 10-byte key and value by a
+// checked Append, uvarint limit; a revisioned Put adds uvarint lease and
+// the condition, a revisioned Delete the condition (kind byte, then for
+// mod revision or version a uvarint, for a value a string); a lease op
+// adds uvarint lease, and a grant uvarint ttl and limit. A Put of a 10-byte key and value by a
 // sequential client costs about 26 bytes.
 func encodeOp(o op) []byte {
 	b := make([]byte, 0, 1+5*binary.MaxVarintLen64+2*binary.MaxVarintLen32+len(o.key)+len(o.value))
@@ -68,10 +116,50 @@ func encodeOp(o op) []byte {
 	case opOpenSession, opTick:
 		b = binary.AppendVarint(b, o.stamp)
 		b = binary.AppendUvarint(b, o.limit)
-	case opAppend | opChecked:
+	case opAppend | opChecked, opAppend | opChecked | opRevisioned:
 		b = binary.AppendUvarint(b, o.limit)
+	case opPut | opChecked | opRevisioned:
+		b = binary.AppendUvarint(b, o.lease)
+		b = appendCondition(b, o.cond)
+	case opDelete | opChecked | opRevisioned:
+		b = appendCondition(b, o.cond)
+	case opLeaseGrant:
+		b = binary.AppendUvarint(b, o.lease)
+		b = binary.AppendUvarint(b, o.ttl)
+		b = binary.AppendUvarint(b, o.limit)
+	case opLeaseRevoke, opLeaseExpire:
+		b = binary.AppendUvarint(b, o.lease)
 	}
 	return b
+}
+
+func appendCondition(b []byte, c condition) []byte {
+	b = append(b, byte(c.kind))
+	switch c.kind {
+	case condModRevision:
+		b = binary.AppendUvarint(b, c.modRev)
+	case condVersion:
+		b = binary.AppendUvarint(b, c.version)
+	case condValue:
+		b = appendString(b, c.value)
+	}
+	return b
+}
+
+func (d *decoder) condition() condition {
+	c := condition{kind: condKind(d.byte())}
+	switch c.kind {
+	case condModRevision:
+		c.modRev = d.uvarint()
+	case condVersion:
+		c.version = d.uvarint()
+	case condValue:
+		c.value = d.string()
+	}
+	if d.err == nil && c.kind >= condKinds {
+		d.err = fmt.Errorf("%w: condition kind %d", errCorrupt, c.kind)
+	}
+	return c
 }
 
 func decodeOp(b []byte) (op, error) {
@@ -87,8 +175,19 @@ func decodeOp(b []byte) (op, error) {
 	case opOpenSession, opTick:
 		o.stamp = d.varint()
 		o.limit = d.uvarint()
-	case opAppend | opChecked:
+	case opAppend | opChecked, opAppend | opChecked | opRevisioned:
 		o.limit = d.uvarint()
+	case opPut | opChecked | opRevisioned:
+		o.lease = d.uvarint()
+		o.cond = d.condition()
+	case opDelete | opChecked | opRevisioned:
+		o.cond = d.condition()
+	case opLeaseGrant:
+		o.lease = d.uvarint()
+		o.ttl = d.uvarint()
+		o.limit = d.uvarint()
+	case opLeaseRevoke, opLeaseExpire:
+		o.lease = d.uvarint()
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%w: %d trailing bytes", errCorrupt, len(d.b))
@@ -102,7 +201,9 @@ func decodeOp(b []byte) (op, error) {
 func validKind(k opKind) bool {
 	switch k {
 	case opPut, opAppend, opDelete, opGet, opOpenSession, opTick,
-		opPut | opChecked, opAppend | opChecked, opDelete | opChecked:
+		opPut | opChecked, opAppend | opChecked, opDelete | opChecked,
+		opPut | opChecked | opRevisioned, opAppend | opChecked | opRevisioned, opDelete | opChecked | opRevisioned,
+		opLeaseGrant, opLeaseRevoke, opLeaseExpire:
 		return true
 	}
 	return false

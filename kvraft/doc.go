@@ -52,6 +52,32 @@
 // Consistency Stale reads the local state without asking anyone.
 // Config.LogReads sends Gets through the log instead (for comparison).
 //
+// # Revisions, history, listing and watches
+//
+// Every change (a Put, an Append, a Delete of a present key, each key an
+// ended lease takes) increases the store revision by one and is recorded
+// as an event with the key's previous record (history.go). Records are
+// immutable once stored, so events share them with the data. The state
+// keeps the newest events within Config.HistoryMaxEvents and
+// HistoryMaxBytes; they travel in snapshots (format version 3; versions 1
+// and 2 still decode). A List at an older retained revision replays the
+// events after it backwards over the ordered key index; a Watch scans the
+// events after its revision and, finding none, registers with the watch
+// hub under the state's lock, so the next matching event applied wakes it.
+// Writes from logs older than revisions (no opRevisioned flag) apply as
+// before and take no revision, exactly as decoding a version-2 snapshot
+// gives, so replicas that restored such a snapshot and replicas that
+// replay the old log agree.
+//
+// # Conditions and leases
+//
+// A Put's or Delete's condition is part of its log entry and evaluated in
+// Apply, so every replica decides the same. A failed condition is not
+// remembered in the session table: it applied nothing, and a retry is a
+// new attempt. Leases are granted and revoked through the log; only the
+// leader keeps deadlines (server_ops.go), starting each lease at its full
+// TTL when it takes over, and proposes an expiry entry when one passes.
+//
 // # Errors
 //
 // Handlers return *WrongLeaderError (errors.Is ErrWrongLeader) with a leader

@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/ruaft/ruaft/kvraft/kvclient"
 	"github.com/ruaft/ruaft/kvraft/rsm"
 	"github.com/ruaft/ruaft/raft"
 )
@@ -41,6 +43,30 @@ type Config struct {
 	// MaxSessions bounds the exactly-once table: opening a session beyond
 	// it evicts the least recently used one.
 	MaxSessions int
+	// HistoryMaxEvents and HistoryMaxBytes bound the retained event
+	// history (which answers Watch and List at older revisions); the
+	// oldest events go first. Use the same on every replica. Every
+	// snapshot carries the history: keep HistoryMaxBytes well below the
+	// raft snapshot threshold, or snapshots grow to the history's size.
+	HistoryMaxEvents int
+	HistoryMaxBytes  int
+	// ListMaxLimit caps a List page's number of keys, ListMaxBytes its
+	// keys and values in bytes (a page always holds one key).
+	ListMaxLimit int
+	ListMaxBytes int
+	// MaxWatchers bounds the Watch calls a replica serves at once; more
+	// fail with ErrTooManyWatchers.
+	MaxWatchers int
+	// WatchMaxWait caps how long a Watch waits for an event.
+	WatchMaxWait time.Duration
+	// MaxLeases bounds the leases; a grant beyond fails with
+	// ErrTooManyLeases. The leader records it in the grant's log entry.
+	MaxLeases int
+	// MinLeaseTTL and MaxLeaseTTL bound a lease's TTL.
+	MinLeaseTTL, MaxLeaseTTL time.Duration
+	// LeaseTick is how often the leader looks for expired leases: a lease
+	// ends within about LeaseTick after its deadline.
+	LeaseTick time.Duration
 	// RSM tunes the replicated-state-machine layer.
 	RSM rsm.Config
 	// Logger receives diagnostics; nil discards them.
@@ -50,7 +76,10 @@ type Config struct {
 // DefaultConfig returns a configuration for replica id.
 func DefaultConfig(id int) Config {
 	return Config{ID: id, RequestTimeout: 2 * time.Second, RSM: rsm.DefaultConfig(),
-		SessionIdleTimeout: DefaultSessionIdleTimeout, SessionTick: 10 * time.Second, MaxSessions: DefaultMaxSessions}
+		SessionIdleTimeout: DefaultSessionIdleTimeout, SessionTick: 10 * time.Second, MaxSessions: DefaultMaxSessions,
+		HistoryMaxEvents: 10000, HistoryMaxBytes: 4 << 20, ListMaxLimit: 10000, ListMaxBytes: 4 << 20,
+		MaxWatchers: 10000, WatchMaxWait: time.Minute, MaxLeases: 10000, MinLeaseTTL: time.Second,
+		MaxLeaseTTL: 24 * time.Hour, LeaseTick: 100 * time.Millisecond}
 }
 
 // Validate reports the first field that is out of range.
@@ -72,6 +101,26 @@ func (c Config) Validate() error {
 	}
 	if c.MaxSessions < 1 {
 		return fmt.Errorf("kvraft: Config.MaxSessions must be at least 1, got %d", c.MaxSessions)
+	}
+	switch {
+	case c.HistoryMaxEvents < 0:
+		return fmt.Errorf("kvraft: Config.HistoryMaxEvents must not be negative, got %d", c.HistoryMaxEvents)
+	case c.HistoryMaxBytes < 0:
+		return fmt.Errorf("kvraft: Config.HistoryMaxBytes must not be negative, got %d", c.HistoryMaxBytes)
+	case c.ListMaxLimit < 1:
+		return fmt.Errorf("kvraft: Config.ListMaxLimit must be at least 1, got %d", c.ListMaxLimit)
+	case c.ListMaxBytes < 1:
+		return fmt.Errorf("kvraft: Config.ListMaxBytes must be at least 1, got %d", c.ListMaxBytes)
+	case c.MaxWatchers < 1:
+		return fmt.Errorf("kvraft: Config.MaxWatchers must be at least 1, got %d", c.MaxWatchers)
+	case c.WatchMaxWait < 0:
+		return fmt.Errorf("kvraft: Config.WatchMaxWait must not be negative, got %v", c.WatchMaxWait)
+	case c.MaxLeases < 1:
+		return fmt.Errorf("kvraft: Config.MaxLeases must be at least 1, got %d", c.MaxLeases)
+	case c.MinLeaseTTL <= 0 || c.MaxLeaseTTL < c.MinLeaseTTL:
+		return fmt.Errorf("kvraft: Config.MinLeaseTTL (%v) must be positive and at most MaxLeaseTTL (%v)", c.MinLeaseTTL, c.MaxLeaseTTL)
+	case c.LeaseTick <= 0:
+		return fmt.Errorf("kvraft: Config.LeaseTick must be positive, got %v", c.LeaseTick)
 	}
 	return c.RSM.Validate()
 }
@@ -107,8 +156,13 @@ type Server struct {
 	// sweepAt is the size of proposals at which finished futures are swept.
 	sweepAt int
 
+	// lessor holds the leader's lease deadlines.
+	lessor lessor
+	// watchers counts the Watch calls being served (MaxWatchers).
+	watchers atomic.Int64
+
 	stopTicks chan struct{}  // closed by Kill
-	ticks     sync.WaitGroup // the session clock goroutine
+	ticks     sync.WaitGroup // the session clock and lease goroutines
 	killOnce  sync.Once
 	killErr   error
 }
@@ -128,7 +182,7 @@ func NewServer(cfg Config, newNode NodeFactory) (*Server, error) {
 	s := &Server{
 		cfg:       cfg,
 		logger:    logger,
-		state:     newState(),
+		state:     newState(stateLimits{historyEvents: cfg.HistoryMaxEvents, historyBytes: cfg.HistoryMaxBytes}),
 		proposals: make(map[writeKey]*rsm.Future),
 		sweepAt:   minSweep,
 		stopTicks: make(chan struct{}),
@@ -148,6 +202,7 @@ func NewServer(cfg Config, newNode NodeFactory) (*Server, error) {
 	}
 	r.Attach(node)
 	s.ticks.Go(s.tickSessions)
+	s.ticks.Go(s.tickLeases)
 	return s, nil
 }
 
@@ -174,7 +229,7 @@ func (s *Server) tickSessions() {
 // OpenSession implements Service: it opens a session through the log with
 // a random id below 2^53 (so JSON clients hold it exactly).
 func (s *Server) OpenSession(ctx context.Context, _ *OpenSessionRequest) (*OpenSessionResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	ctx, cancel := boundedBy(ctx, s.cfg.RequestTimeout)
 	defer cancel()
 	for {
 		id := rand.Uint64N(1<<53-1) + 1
@@ -233,10 +288,9 @@ func (s *Server) Get(ctx context.Context, req *GetRequest) (*GetResponse, error)
 		return nil, fmt.Errorf("%w: empty key", ErrInvalid)
 	}
 	if req.Consistency == Stale {
-		v, ok := s.state.get(req.Key)
-		return &GetResponse{Header: s.header(), Value: v, Found: ok}, nil
+		return s.getResponse(s.state.get(req.Key)), nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	ctx, cancel := boundedBy(ctx, s.cfg.RequestTimeout)
 	defer cancel()
 	if s.cfg.LogReads {
 		res, err := s.submit(ctx, op{kind: opGet, key: req.Key})
@@ -247,16 +301,32 @@ func (s *Server) Get(ctx context.Context, req *GetRequest) (*GetResponse, error)
 		if !ok {
 			return nil, fmt.Errorf("kvraft: log read of %q: %v", req.Key, res)
 		}
-		return &GetResponse{Header: s.header(), Value: rr.value, Found: rr.found}, nil
+		return s.getResponse(rr.rec, rr.rev), nil
 	}
 	// raft's ReadIndex returns once the state machine has applied the read
 	// point, so the local state is fresh enough. (The RSM cannot wait for
 	// the index itself: no-op entries never reach it.)
-	if _, err := s.rsm.ReadIndex(ctx); err != nil {
-		return nil, s.failure(ctx, err, false)
+	if err := s.readIndex(ctx); err != nil {
+		return nil, err
 	}
-	v, ok := s.state.get(req.Key)
-	return &GetResponse{Header: s.header(), Value: v, Found: ok}, nil
+	return s.getResponse(s.state.get(req.Key)), nil
+}
+
+// readIndex waits for a linearizable read point to be applied locally.
+func (s *Server) readIndex(ctx context.Context) error {
+	if _, err := s.rsm.ReadIndex(ctx); err != nil {
+		return s.failure(ctx, err, false)
+	}
+	return nil
+}
+
+func (s *Server) getResponse(r *record, rev uint64) *GetResponse {
+	resp := &GetResponse{Header: s.headerAt(rev)}
+	if r != nil {
+		resp.Found, resp.Value = true, string(r.value)
+		resp.CreateRevision, resp.ModRevision, resp.Version, resp.Lease = r.create, r.mod, r.version, r.lease
+	}
+	return resp
 }
 
 // Put implements Service.
@@ -264,10 +334,24 @@ func (s *Server) Put(ctx context.Context, req *PutRequest) (*PutResponse, error)
 	if s.cfg.MaxValueBytes > 0 && len(req.Value) > s.cfg.MaxValueBytes {
 		return nil, fmt.Errorf("%w: %d bytes, the cap is %d", ErrTooLarge, len(req.Value), s.cfg.MaxValueBytes)
 	}
-	if _, err := s.write(ctx, op{kind: opPut | opChecked, id: req.Write, key: req.Key, value: req.Value}); err != nil {
+	cond, err := conditionOf(req.Condition)
+	if err != nil {
 		return nil, err
 	}
-	return &PutResponse{Header: s.header()}, nil
+	res, err := s.write(ctx, op{kind: opPut | opChecked | opRevisioned, id: req.Write, key: req.Key, value: req.Value,
+		lease: req.Lease, cond: cond})
+	if err != nil {
+		return nil, err
+	}
+	return &PutResponse{Header: s.headerAt(res.rev)}, nil
+}
+
+// conditionOf checks and converts a request's condition.
+func conditionOf(c Condition) (condition, error) {
+	if c.Kind < 0 || c.Kind >= kvclient.ConditionKind(condKinds) {
+		return condition{}, fmt.Errorf("%w: condition kind %d", ErrInvalid, c.Kind)
+	}
+	return condition{kind: condKind(c.Kind), modRev: c.ModRevision, version: c.Version, value: c.Value}, nil
 }
 
 // Append implements Service.
@@ -275,25 +359,30 @@ func (s *Server) Append(ctx context.Context, req *AppendRequest) (*AppendRespons
 	if s.cfg.MaxValueBytes > 0 && len(req.Value) > s.cfg.MaxValueBytes {
 		return nil, fmt.Errorf("%w: %d bytes, the cap is %d", ErrTooLarge, len(req.Value), s.cfg.MaxValueBytes)
 	}
-	o := op{kind: opAppend | opChecked, id: req.Write, key: req.Key, value: req.Value, limit: uint64(s.cfg.MaxValueBytes)}
-	if _, err := s.write(ctx, o); err != nil {
+	o := op{kind: opAppend | opChecked | opRevisioned, id: req.Write, key: req.Key, value: req.Value, limit: uint64(s.cfg.MaxValueBytes)}
+	res, err := s.write(ctx, o)
+	if err != nil {
 		return nil, err
 	}
-	return &AppendResponse{Header: s.header()}, nil
+	return &AppendResponse{Header: s.headerAt(res.rev)}, nil
 }
 
 // Delete implements Service.
 func (s *Server) Delete(ctx context.Context, req *DeleteRequest) (*DeleteResponse, error) {
-	res, err := s.write(ctx, op{kind: opDelete | opChecked, id: req.Write, key: req.Key})
+	cond, err := conditionOf(req.Condition)
 	if err != nil {
 		return nil, err
 	}
-	return &DeleteResponse{Header: s.header(), Existed: res.existed}, nil
+	res, err := s.write(ctx, op{kind: opDelete | opChecked | opRevisioned, id: req.Write, key: req.Key, cond: cond})
+	if err != nil {
+		return nil, err
+	}
+	return &DeleteResponse{Header: s.headerAt(res.rev), Existed: res.existed}, nil
 }
 
 // write applies o exactly once per WriteID and returns its result.
 func (s *Server) write(ctx context.Context, o op) (writeResult, error) {
-	if o.key == "" {
+	if o.key == "" && o.kind.base() < opLeaseGrant {
 		return writeResult{}, fmt.Errorf("%w: empty key", ErrInvalid)
 	}
 	if o.id.ClientID == 0 && (o.id.Seq != 0 || o.id.Ack != 0) {
@@ -313,7 +402,7 @@ func (s *Server) write(ctx context.Context, o op) (writeResult, error) {
 			return res, res.refused
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	ctx, cancel := boundedBy(ctx, s.cfg.RequestTimeout)
 	defer cancel()
 	res, err := s.submit(ctx, o)
 	if err != nil {
@@ -323,7 +412,13 @@ func (s *Server) write(ctx context.Context, o op) (writeResult, error) {
 	if !ok {
 		return writeResult{}, fmt.Errorf("kvraft: write to %q: %v", o.key, res)
 	}
-	if wr.refused != nil {
+	var cf *ConditionFailedError
+	switch {
+	case errors.As(wr.refused, &cf), errors.Is(wr.refused, errLeaseIDTaken):
+		return wr, wr.refused
+	case wr.refused != nil && o.key == "":
+		return wr, wr.refused
+	case wr.refused != nil:
 		return wr, fmt.Errorf("%w (key %q)", wr.refused, o.key)
 	}
 	return wr, nil
@@ -384,6 +479,17 @@ func (s *Server) propose(o op) (*rsm.Future, error) {
 	return f, nil
 }
 
+// boundedBy is context.WithTimeout(ctx, d), or ctx itself when its
+// deadline comes first anyway: a request its caller already bounded (durio
+// bounds each attempt) needs no second timer, which costs an allocation,
+// a timer and a lock on the parent per request.
+func boundedBy(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, d)
+}
+
 func isDone(f *rsm.Future) bool {
 	select {
 	case <-f.Done():
@@ -420,6 +526,15 @@ func (s *Server) leaderHint() int {
 }
 
 func (s *Server) header() ResponseHeader {
-	term, _ := s.rsm.Raft().State()
-	return ResponseHeader{ReplicaID: s.cfg.ID, Term: term}
+	return s.headerAt(s.state.revision())
 }
+
+// headerAt is the header of an answer at store revision rev.
+func (s *Server) headerAt(rev uint64) ResponseHeader {
+	term, _ := s.rsm.Raft().State()
+	return ResponseHeader{ReplicaID: s.cfg.ID, Term: term, Revision: rev}
+}
+
+// Revisions returns this replica's store revision, compact revision and
+// number of leases.
+func (s *Server) Revisions() (rev, compact uint64, leases int) { return s.state.counts() }

@@ -24,12 +24,12 @@ func checkedPut(id WriteID, key, value string) op {
 // one that guesses nothing cannot break an issued session: the hijack of
 // issue 14 (client 4242, sequence 2^64-1) is refused and changes nothing.
 func TestStateRefusesWritesOutsideSessions(t *testing.T) {
-	s := newState()
+	s := newState(testLimits)
 	hijack := checkedPut(WriteID{ClientID: 4242, Seq: math.MaxUint64, Ack: math.MaxUint64}, "k", "evil")
 	if res := applyOp(s, hijack); !errors.Is(res.refused, ErrNoSession) {
 		t.Fatalf("write in a session nobody opened: %+v, want ErrNoSession", res)
 	}
-	if _, ok := s.get("k"); ok || len(s.clients) != 0 {
+	if _, ok := s.getValue("k"); ok || len(s.clients) != 0 {
 		t.Fatalf("the refused write left state behind: %d sessions", len(s.clients))
 	}
 	if !open(s, 77, 1000, 10) {
@@ -45,7 +45,7 @@ func TestStateRefusesWritesOutsideSessions(t *testing.T) {
 	if res := applyOp(s, op{kind: opPut, id: WriteID{ClientID: 5, Seq: 1, Ack: 1}, key: "old", value: "x"}); res.refused != nil {
 		t.Fatalf("old-format write: %+v", res)
 	}
-	if v, _ := s.get("old"); v != "x" {
+	if v, _ := s.getValue("old"); v != "x" {
 		t.Fatalf("old-format write not applied: %q", v)
 	}
 }
@@ -53,7 +53,7 @@ func TestStateRefusesWritesOutsideSessions(t *testing.T) {
 // The table never holds more than the cap: opening more evicts the least
 // recently used sessions, and a write refreshes its session.
 func TestStateSessionTableBounded(t *testing.T) {
-	s := newState()
+	s := newState(testLimits)
 	const limit = 100
 	for id := uint64(1); id <= 20000; id++ {
 		if id == 150 {
@@ -84,7 +84,7 @@ func TestStateSessionTableBounded(t *testing.T) {
 // Ticks carry the leader's clock and idle timeout through the log; sessions
 // idle longer are dropped, on every replica alike.
 func TestStateSessionsExpire(t *testing.T) {
-	replicas := []*state{newState(), newState()}
+	replicas := []*state{newState(testLimits), newState(testLimits)}
 	for _, s := range replicas {
 		open(s, 1, 1_000, 10)
 		open(s, 2, 2_000, 10)
@@ -111,7 +111,7 @@ func TestStateSessionsExpire(t *testing.T) {
 // A session with too many unacknowledged writes is refused more until it
 // acknowledges some.
 func TestStateBoundsPendingResults(t *testing.T) {
-	s := newState()
+	s := newState(testLimits)
 	open(s, 3, 0, 10)
 	for seq := uint64(1); seq <= maxPendingResults; seq++ {
 		if res := applyOp(s, checkedPut(WriteID{ClientID: 3, Seq: seq, Ack: 1}, "k", "v")); res.refused != nil {
@@ -130,7 +130,7 @@ func TestStateBoundsPendingResults(t *testing.T) {
 
 // The cap recorded in a checked Append bounds what the value grows to.
 func TestStateAppendCap(t *testing.T) {
-	s := newState()
+	s := newState(testLimits)
 	open(s, 4, 0, 10)
 	app := func(seq uint64, v string) writeResult {
 		return applyOp(s, op{kind: opAppend | opChecked, id: WriteID{ClientID: 4, Seq: seq, Ack: seq}, key: "k", value: v, limit: 10})
@@ -144,7 +144,7 @@ func TestStateAppendCap(t *testing.T) {
 	if res := app(3, "x"); !errors.Is(res.refused, ErrTooLarge) {
 		t.Fatalf("append past the cap: %+v, want ErrTooLarge", res)
 	}
-	if v, _ := s.get("k"); v != "1234567890" {
+	if v, _ := s.getValue("k"); v != "1234567890" {
 		t.Fatalf("value %q", v)
 	}
 	// Refused, not remembered as applied: a retry is refused again.
@@ -156,11 +156,11 @@ func TestStateAppendCap(t *testing.T) {
 // Snapshots keep the sessions, their use order and the clock; a version 1
 // snapshot (before sessions) still restores.
 func TestStateSnapshotKeepsSessions(t *testing.T) {
-	s := newState()
+	s := newState(testLimits)
 	open(s, 1, 100, 10)
 	open(s, 2, 200, 10)
 	applyOp(s, checkedPut(WriteID{ClientID: 1, Seq: 1, Ack: 1}, "k", "v"))
-	r := newState()
+	r := newState(testLimits)
 	if err := r.Restore(s.Snapshot()); err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestStateSnapshotKeepsSessions(t *testing.T) {
 	if err := r.Restore(v1); err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := r.get("a"); v != "b" || len(r.clients) != 2 || r.oldest.id != 5 || r.clients[5].done[6] != true {
+	if v, _ := r.getValue("a"); v != "b" || len(r.clients) != 2 || r.oldest.id != 5 || !r.clients[5].done[6].existed {
 		t.Fatalf("v1 restore: %v %+v", v, r.clients)
 	}
 }

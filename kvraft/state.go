@@ -1,9 +1,10 @@
 package kvraft
 
 import (
-	"cmp"
-	"encoding/binary"
-	"fmt"
+	"errors"
+	"time"
+
+	"github.com/google/btree"
 	"maps"
 	"math"
 	"slices"
@@ -12,8 +13,9 @@ import (
 	"github.com/ruaft/ruaft/kvraft/rsm"
 )
 
-// state is the replicated key-value state machine: the data and the
-// per-client table that makes writes exactly-once.
+// state is the replicated key-value state machine: the data with its
+// revisions, the retained event history, the leases, and the per-client
+// table that makes writes exactly-once.
 //
 // Duplicate detection with several writes in flight per client: for each
 // client the table keeps a floor (every sequence number below it is
@@ -26,11 +28,17 @@ import (
 // client), the table's size does not depend on how long the client has
 // lived, and the whole table travels in snapshots.
 type state struct {
-	mu sync.RWMutex // guards every field: Apply writes, reads from handler goroutines
-	// data holds each key's value as a byte slice so that Append is
-	// amortised O(len(value)) instead of copying the whole value; readers
-	// copy it out under mu.
-	data    map[string][]byte
+	mu sync.RWMutex // guards every field but hub: Apply writes, reads from handler goroutines
+	// limits bound the history and the leases; set once by newState.
+	limits stateLimits
+	// data holds each key's current record. Records are never modified
+	// once stored: a change stores a new one, so the history can share
+	// them. An Append's value shares the previous record's array (it only
+	// writes past the previous value's length), so Append stays amortised
+	// O(len(appended)).
+	data map[string]*record
+	// index holds data's keys in order, for listings.
+	index   *btree.BTreeG[string]
 	clients map[uint64]*clientRecord
 	// oldest and newest end the list of clients by last use (the order in
 	// which the log touched them, so the same on every replica): eviction
@@ -39,6 +47,40 @@ type state struct {
 	// clock is the log's time: the largest leader stamp applied, in Unix
 	// milliseconds. Sessions expire by it, never by a replica's own clock.
 	clock int64
+	// rev is the store revision: the number of changes applied.
+	rev uint64
+	history
+	// leases maps a lease id to its lease.
+	leases map[uint64]*lease
+	// leaseGen changes whenever a lease is granted or ends, so the leader's
+	// lease timer knows when to look at leases again.
+	leaseGen uint64
+	// hub wakes the watchers an applied event concerns; it has its own
+	// lock, taken inside mu.
+	hub watchHub
+}
+
+// record is one key's value and metadata at one revision.
+type record struct {
+	value                []byte
+	create, mod, version uint64
+	lease                uint64
+}
+
+// lease is one lease: its TTL and the keys attached to it.
+type lease struct {
+	id    uint64
+	ttlMs uint64
+	keys  map[string]struct{}
+}
+
+// stateLimits bound what the state keeps; every replica should use the
+// same, so that they answer the same (the state itself stays equal
+// anyway: history only answers watches and listings).
+type stateLimits struct {
+	// historyEvents and historyBytes bound the retained history.
+	historyEvents int
+	historyBytes  int
 }
 
 // clientRecord is one client's entry in the duplicate table: a session.
@@ -47,12 +89,22 @@ type clientRecord struct {
 	// floor: every sequence number below it is finished for the client.
 	floor uint64
 	// done maps the sequence numbers at or above floor that were applied to
-	// their result (for a Delete, whether the key existed).
-	done map[uint64]bool
+	// their result.
+	done map[uint64]doneResult
 	// lastUsed is the log clock when the session was opened or last wrote.
 	lastUsed int64
 	// older and newer link the use order (see state.oldest).
 	older, newer *clientRecord
+}
+
+// doneResult is what the table remembers of an applied write, for its
+// retries.
+type doneResult struct {
+	existed bool
+	// rev is the store revision right after the write.
+	rev uint64
+	// lease is the id an opLeaseGrant created.
+	lease uint64
 }
 
 // maxPendingResults bounds the results one session keeps: the writes of a
@@ -62,12 +114,16 @@ const maxPendingResults = 256
 
 // writeResult is what applying a write returns to the waiting handler.
 type writeResult struct {
-	existed bool
+	doneResult
 	// refused is why the write was not applied, nil if it was: ErrStale (it
-	// was below the client's floor), ErrNoSession, ErrTooManyPending or
-	// ErrTooLarge.
+	// was below the client's floor), ErrNoSession, ErrTooManyPending,
+	// ErrTooLarge, ErrLeaseNotFound, ErrTooManyLeases, errLeaseIDTaken, or
+	// a *ConditionFailedError.
 	refused error
 }
+
+// errLeaseIDTaken refuses a grant whose id exists; the leader draws another.
+var errLeaseIDTaken = errors.New("kvraft: lease id taken")
 
 // sessionResult is what applying an opOpenSession returns: false if the id
 // was taken (the leader picks another).
@@ -75,8 +131,8 @@ type sessionResult struct{ opened bool }
 
 // readResult is what applying an opGet returns.
 type readResult struct {
-	value string
-	found bool
+	rec *record
+	rev uint64
 }
 
 var (
@@ -84,8 +140,9 @@ var (
 	_ rsm.SnapshotValidator = (*state)(nil)
 )
 
-func newState() *state {
-	return &state{data: make(map[string][]byte), clients: make(map[uint64]*clientRecord)}
+func newState(limits stateLimits) *state {
+	return &state{limits: limits, data: make(map[string]*record), index: btree.NewOrderedG[string](32),
+		clients: make(map[uint64]*clientRecord), leases: make(map[uint64]*lease), hub: newWatchHub()}
 }
 
 // Apply implements rsm.StateMachine.
@@ -99,8 +156,7 @@ func (s *state) Apply(_ uint64, cmd []byte) any {
 	if o.kind == opGet {
 		s.mu.RLock()
 		defer s.mu.RUnlock()
-		v, ok := s.data[o.key]
-		return readResult{value: string(v), found: ok}
+		return readResult{rec: s.data[o.key], rev: s.rev}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -117,7 +173,7 @@ func (s *state) Apply(_ uint64, cmd []byte) any {
 	}
 	rec := s.clients[o.id.ClientID]
 	if rec == nil {
-		if o.kind&opChecked != 0 {
+		if o.kind&opChecked != 0 || o.kind.base() >= opLeaseGrant {
 			return writeResult{refused: ErrNoSession}
 		}
 		// A write from a log older than sessions: its client id opened
@@ -139,15 +195,15 @@ func (s *state) Apply(_ uint64, cmd []byte) any {
 			}
 		}
 	}
-	if existed, ok := rec.done[o.id.Seq]; ok {
-		return writeResult{existed: existed}
+	if done, ok := rec.done[o.id.Seq]; ok {
+		return writeResult{doneResult: done}
 	}
-	if o.kind&opChecked != 0 && len(rec.done) >= maxPendingResults {
+	if (o.kind&opChecked != 0 || o.kind.base() >= opLeaseGrant) && len(rec.done) >= maxPendingResults {
 		return writeResult{refused: ErrTooManyPending}
 	}
 	res := s.applyWriteLocked(o)
 	if res.refused == nil {
-		rec.done[o.id.Seq] = res.existed
+		rec.done[o.id.Seq] = res.doneResult
 	}
 	return res
 }
@@ -178,7 +234,7 @@ func (s *state) expireLocked(idle int64) {
 
 // addLocked creates a record, most recently used.
 func (s *state) addLocked(id uint64) *clientRecord {
-	rec := &clientRecord{id: id, done: make(map[uint64]bool), lastUsed: s.clock}
+	rec := &clientRecord{id: id, done: make(map[uint64]doneResult), lastUsed: s.clock}
 	s.clients[id] = rec
 	s.linkNewestLocked(rec)
 	return rec
@@ -229,31 +285,235 @@ func (s *state) sessions() int {
 	return len(s.clients)
 }
 
-// applyWriteLocked applies a Put, Append or Delete and reports whether the
-// key existed before. A checked Append that would leave a value longer than
-// its limit is refused with ErrTooLarge.
+// applyWriteLocked applies a write (a key write or a lease operation)
+// and returns its result.
 func (s *state) applyWriteLocked(o op) writeResult {
-	old, existed := s.data[o.key]
+	switch o.kind.base() {
+	case opLeaseGrant:
+		return s.grantLocked(o)
+	case opLeaseRevoke, opLeaseExpire:
+		existed := s.endLeaseLocked(o.lease)
+		return writeResult{doneResult: doneResult{existed: existed, rev: s.rev}}
+	}
+	cur := s.data[o.key]
+	if o.kind&opRevisioned == 0 {
+		return s.applyLegacyLocked(o, cur)
+	}
+	if !o.cond.holds(cur) {
+		return writeResult{refused: &ConditionFailedError{Revision: s.rev, Current: cur.keyValue(o.key)}}
+	}
 	switch o.kind.base() {
 	case opPut:
-		s.data[o.key] = []byte(o.value)
-	case opAppend:
-		if o.limit > 0 && uint64(len(old))+uint64(len(o.value)) > o.limit {
-			return writeResult{existed: existed, refused: ErrTooLarge}
+		if o.lease != 0 && s.leases[o.lease] == nil {
+			return writeResult{refused: ErrLeaseNotFound}
 		}
-		s.data[o.key] = append(old, o.value...)
+		s.setLocked(o.key, cur, []byte(o.value), o.lease)
+	case opAppend:
+		var old []byte
+		var lease uint64
+		if cur != nil {
+			old, lease = cur.value, cur.lease
+		}
+		if o.limit > 0 && uint64(len(old))+uint64(len(o.value)) > o.limit {
+			return writeResult{doneResult: doneResult{existed: cur != nil, rev: s.rev}, refused: ErrTooLarge}
+		}
+		// The full slice expression is not used on purpose: appending into
+		// the spare capacity never touches the bytes of old (see data).
+		s.setLocked(o.key, cur, append(old, o.value...), lease)
 	case opDelete:
-		delete(s.data, o.key)
+		if cur != nil {
+			s.deleteLocked(o.key, cur)
+		}
 	}
-	return writeResult{existed: existed}
+	return writeResult{doneResult: doneResult{existed: cur != nil, rev: s.rev}}
 }
 
-// get reads a key from the local state.
-func (s *state) get(key string) (string, bool) {
+// applyLegacyLocked applies a write from a log older than revisions: no
+// revision, no event, the metadata a version-2 snapshot decodes to. (Such
+// logs have no leases either.)
+func (s *state) applyLegacyLocked(o op, cur *record) writeResult {
+	res := writeResult{doneResult: doneResult{existed: cur != nil, rev: s.rev}}
+	var old []byte
+	if cur != nil {
+		old = cur.value
+	}
+	switch o.kind.base() {
+	case opPut:
+		s.storeLocked(o.key, &record{value: []byte(o.value), version: 1})
+	case opAppend:
+		if o.limit > 0 && uint64(len(old))+uint64(len(o.value)) > o.limit {
+			res.refused = ErrTooLarge
+			return res
+		}
+		s.storeLocked(o.key, &record{value: append(old, o.value...), version: 1})
+	case opDelete:
+		if cur != nil {
+			delete(s.data, o.key)
+			s.index.Delete(o.key)
+		}
+	}
+	if cur != nil && cur.lease != 0 {
+		s.detachLocked(o.key, cur.lease)
+	}
+	return res
+}
+
+// holds reports whether c holds for the key's current record (nil if
+// absent).
+func (c condition) holds(cur *record) bool {
+	switch c.kind {
+	case condAbsent:
+		return cur == nil
+	case condModRevision:
+		return cur != nil && cur.mod == c.modRev
+	case condVersion:
+		var v uint64
+		if cur != nil {
+			v = cur.version
+		}
+		return v == c.version
+	case condValue:
+		return cur != nil && string(cur.value) == c.value
+	}
+	return true
+}
+
+// keyValue returns r as a KeyValue of key; nil for a nil record.
+func (r *record) keyValue(key string) *KeyValue {
+	if r == nil {
+		return nil
+	}
+	return &KeyValue{Key: key, Value: string(r.value), CreateRevision: r.create, ModRevision: r.mod,
+		Version: r.version, Lease: r.lease}
+}
+
+// setLocked stores a new record for key at the next revision and records
+// the event.
+func (s *state) setLocked(key string, cur *record, value []byte, leaseID uint64) {
+	s.rev++
+	next := &record{value: value, mod: s.rev, lease: leaseID}
+	if cur == nil {
+		next.create, next.version = s.rev, 1
+	} else {
+		next.create, next.version = cur.create, cur.version+1
+		if cur.lease != leaseID {
+			s.detachLocked(key, cur.lease)
+		}
+	}
+	if cur == nil || cur.lease != leaseID {
+		s.attachLocked(key, leaseID)
+	}
+	s.storeLocked(key, next)
+	s.recordLocked(event{key: key, kv: next, prev: cur})
+}
+
+// deleteLocked deletes key (present, with record cur) at the next
+// revision and records the event.
+func (s *state) deleteLocked(key string, cur *record) {
+	s.rev++
+	delete(s.data, key)
+	s.index.Delete(key)
+	s.detachLocked(key, cur.lease)
+	s.recordLocked(event{key: key, deleted: true, kv: &record{mod: s.rev}, prev: cur})
+}
+
+func (s *state) storeLocked(key string, r *record) {
+	if _, ok := s.data[key]; !ok {
+		s.index.ReplaceOrInsert(key)
+	}
+	s.data[key] = r
+}
+
+func (s *state) attachLocked(key string, leaseID uint64) {
+	if l := s.leases[leaseID]; l != nil {
+		l.keys[key] = struct{}{}
+	}
+}
+
+func (s *state) detachLocked(key string, leaseID uint64) {
+	if l := s.leases[leaseID]; l != nil {
+		delete(l.keys, key)
+	}
+}
+
+// grantLocked applies an opLeaseGrant.
+func (s *state) grantLocked(o op) writeResult {
+	if _, taken := s.leases[o.lease]; taken || o.lease == 0 {
+		return writeResult{refused: errLeaseIDTaken}
+	}
+	if uint64(len(s.leases)) >= max(o.limit, 1) {
+		return writeResult{refused: ErrTooManyLeases}
+	}
+	s.leases[o.lease] = &lease{id: o.lease, ttlMs: o.ttl, keys: make(map[string]struct{})}
+	s.leaseGen++
+	return writeResult{doneResult: doneResult{lease: o.lease, rev: s.rev}}
+}
+
+// endLeaseLocked ends a lease: its keys are deleted in increasing order,
+// one revision each. It reports whether the lease existed.
+func (s *state) endLeaseLocked(id uint64) bool {
+	l := s.leases[id]
+	if l == nil {
+		return false
+	}
+	for _, key := range slices.Sorted(maps.Keys(l.keys)) {
+		if cur := s.data[key]; cur != nil {
+			s.deleteLocked(key, cur)
+		}
+	}
+	delete(s.leases, id)
+	s.leaseGen++
+	return true
+}
+
+// get reads a key from the local state, with the store revision.
+func (s *state) get(key string) (*record, uint64) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	v, ok := s.data[key]
-	return string(v), ok
+	return s.data[key], s.rev
+}
+
+// revision returns the store revision.
+func (s *state) revision() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.rev
+}
+
+// leaseInfo returns a lease's TTL and, if keys, its keys in order.
+func (s *state) leaseInfo(id uint64, keys bool) (ttl time.Duration, ks []string, ok bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	l := s.leases[id]
+	if l == nil {
+		return 0, nil, false
+	}
+	if keys {
+		ks = slices.Sorted(maps.Keys(l.keys))
+	}
+	return time.Duration(l.ttlMs) * time.Millisecond, ks, true
+}
+
+// leaseTTLs returns every lease's TTL if the leases changed since gen,
+// and the current generation.
+func (s *state) leaseTTLs(gen uint64) (map[uint64]time.Duration, uint64, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if gen == s.leaseGen {
+		return nil, gen, false
+	}
+	out := make(map[uint64]time.Duration, len(s.leases))
+	for id, l := range s.leases {
+		out[id] = time.Duration(l.ttlMs) * time.Millisecond
+	}
+	return out, s.leaseGen, true
+}
+
+// counts returns the store revision, compact revision and number of leases.
+func (s *state) counts() (rev, compact uint64, leases int) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.rev, s.compactRev, len(s.leases)
 }
 
 // lookup returns the remembered outcome of a client's write, if the table
@@ -268,126 +528,6 @@ func (s *state) lookup(id WriteID) (writeResult, bool) {
 	if id.Seq < rec.floor {
 		return writeResult{refused: ErrStale}, true
 	}
-	existed, ok := rec.done[id.Seq]
-	return writeResult{existed: existed}, ok
-}
-
-// Snapshot versions (the first byte). Version 1 had no session clock or
-// use order; Restore still reads it.
-const (
-	snapshotVersion1 = 1
-	snapshotVersion  = 2
-)
-
-// Snapshot implements rsm.StateMachine. Layout: version byte; varint log
-// clock; uvarint count of keys, then (key, value) strings in increasing key
-// order; uvarint count of clients, then per client, least recently used
-// first, uvarint id, floor, varint lastUsed, count of results, and per
-// result (in increasing order) uvarint seq and one byte existed. Equal
-// states encode to equal bytes on every replica.
-func (s *state) Snapshot() []byte {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	size := 1 + 20
-	for k, v := range s.data {
-		size += len(k) + len(v) + 4
-	}
-	b := make([]byte, 0, size+len(s.clients)*32)
-	b = append(b, snapshotVersion)
-	b = binary.AppendVarint(b, s.clock)
-	b = binary.AppendUvarint(b, uint64(len(s.data)))
-	for _, k := range slices.Sorted(maps.Keys(s.data)) {
-		v := s.data[k]
-		b = appendString(b, k)
-		b = binary.AppendUvarint(b, uint64(len(v)))
-		b = append(b, v...)
-	}
-	b = binary.AppendUvarint(b, uint64(len(s.clients)))
-	for rec := s.oldest; rec != nil; rec = rec.newer {
-		b = binary.AppendUvarint(b, rec.id)
-		b = binary.AppendUvarint(b, rec.floor)
-		b = binary.AppendVarint(b, rec.lastUsed)
-		b = binary.AppendUvarint(b, uint64(len(rec.done)))
-		for _, seq := range slices.Sorted(maps.Keys(rec.done)) {
-			b = binary.AppendUvarint(b, seq)
-			if rec.done[seq] {
-				b = append(b, 1)
-			} else {
-				b = append(b, 0)
-			}
-		}
-	}
-	return b
-}
-
-// Restore implements rsm.StateMachine.
-func (s *state) Restore(b []byte) error {
-	restored, err := decodeSnapshot(b)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.data, s.clients, s.oldest, s.newest, s.clock = restored.data, restored.clients, restored.oldest, restored.newest, restored.clock
-	return nil
-}
-
-// ValidateSnapshot implements rsm.SnapshotValidator: it decodes b as
-// Restore would, and keeps nothing.
-func (s *state) ValidateSnapshot(b []byte) error {
-	_, err := decodeSnapshot(b)
-	return err
-}
-
-// decodeSnapshot decodes what Snapshot encodes (either version) into a new
-// state; an empty snapshot is the initial state.
-func decodeSnapshot(b []byte) (*state, error) {
-	st := newState()
-	if len(b) == 0 {
-		return st, nil
-	}
-	d := decoder{b: b}
-	version := d.byte()
-	if d.err == nil && version != snapshotVersion && version != snapshotVersion1 {
-		return nil, fmt.Errorf("%w: snapshot version %d", errCorrupt, version)
-	}
-	if version == snapshotVersion {
-		st.clock = d.varint()
-	}
-	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
-		k := d.string()
-		st.data[k] = []byte(d.string())
-	}
-	var v1 []*clientRecord
-	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
-		rec := &clientRecord{id: d.uvarint(), floor: d.uvarint(), done: make(map[uint64]bool)}
-		if version == snapshotVersion {
-			rec.lastUsed = d.varint()
-		}
-		for m := d.uvarint(); m > 0 && d.err == nil; m-- {
-			seq := d.uvarint()
-			rec.done[seq] = d.byte() != 0
-		}
-		if _, dup := st.clients[rec.id]; dup && d.err == nil {
-			d.err = fmt.Errorf("%w: client %d twice in the snapshot", errCorrupt, rec.id)
-		}
-		st.clients[rec.id] = rec
-		if version == snapshotVersion {
-			st.linkNewestLocked(rec)
-		} else {
-			v1 = append(v1, rec)
-		}
-	}
-	// Version 1 had no use order: take the ids', the same on every replica.
-	slices.SortFunc(v1, func(a, b *clientRecord) int { return cmp.Compare(a.id, b.id) })
-	for _, rec := range v1 {
-		st.linkNewestLocked(rec)
-	}
-	if d.err == nil && len(d.b) != 0 {
-		d.err = fmt.Errorf("%w: %d trailing snapshot bytes", errCorrupt, len(d.b))
-	}
-	if d.err != nil {
-		return nil, d.err
-	}
-	return st, nil
+	done, ok := rec.done[id.Seq]
+	return writeResult{doneResult: done}, ok
 }

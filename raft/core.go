@@ -102,6 +102,12 @@ type core struct {
 	confs   []confAt
 	voters  []int
 	peerIDs []int
+	// leaving are the ids, ascending, that a leader still replicates to
+	// after the configuration in force removed them, until they have that
+	// configuration and know it committed (or stay silent for an election
+	// timeout): a removed node learns of its removal and stops
+	// campaigning. They count in no quorum.
+	leaving []int
 	confGen uint64
 
 	electionElapsed int

@@ -88,19 +88,31 @@ func (c *core) confChanged() {
 	c.note("configuration %v at index %d (voter: %v)", m, c.confIndex(), c.isVoter())
 }
 
-// syncProgress gives a leader a progress for every other member, and only
-// for them.
+// syncProgress gives a leader a progress for every other member; one of a
+// node the configuration removed is kept (leaving) to send it that
+// configuration.
 func (c *core) syncProgress() {
+	c.leaving = slices.DeleteFunc(c.leaving, func(id int) bool { return slices.Contains(c.peerIDs, id) })
 	for id := range c.prs {
-		if !slices.Contains(c.peerIDs, id) {
-			delete(c.prs, id)
+		if !slices.Contains(c.peerIDs, id) && !slices.Contains(c.leaving, id) {
+			c.leaving = append(c.leaving, id)
 		}
 	}
+	slices.Sort(c.leaving)
 	for _, id := range c.peerIDs {
 		if c.prs[id] == nil {
 			c.prs[id] = &progress{next: c.log.lastIndex() + 1, state: stateProbe}
 		}
 	}
+}
+
+// isLeaving reports whether a leader still replicates to removed node p.
+func (c *core) isLeaving(p int) bool { return slices.Contains(c.leaving, p) }
+
+// dropLeaving stops replicating to removed node p.
+func (c *core) dropLeaving(p int) {
+	c.leaving = slices.DeleteFunc(c.leaving, func(id int) bool { return id == p })
+	delete(c.prs, p)
 }
 
 // logChanged updates the configurations after the log changed from index
@@ -158,7 +170,8 @@ func (c *core) snapConfig() []byte { return encodeMembership(c.confs[0].m) }
 // changes of different leaders could both commit with disjoint majorities),
 // and the configuration in force is committed (one change at a time). A
 // learner is promoted only if its log is within maxLag entries of the
-// leader's and it answered within the last election timeout.
+// leader's, past the leader's snapshot and the configuration in force, and
+// it answered within the last election timeout.
 func (c *core) proposeConfChange(ch confChange, maxLag uint64) (index, term uint64, err error) {
 	switch {
 	case c.role != Leader:
@@ -181,6 +194,12 @@ func (c *core) proposeConfChange(ch confChange, maxLag uint64) (index, term uint
 		switch {
 		case pr == nil:
 			return 0, c.term, fmt.Errorf("%w: %d", ErrUnknownMember, ch.member.ID)
+		case pr.match < max(c.log.snap.Index, c.confIndex()):
+			// Behind a compaction (it needs the snapshot, however short the
+			// log after it), or without the configuration that made it a
+			// member: not caught up, whatever maxLag allows.
+			return 0, c.term, fmt.Errorf("%w: %d has index %d, below the leader's snapshot %d or configuration %d",
+				ErrLearnerBehind, ch.member.ID, pr.match, c.log.snap.Index, c.confIndex())
 		case pr.match+maxLag < last:
 			return 0, c.term, fmt.Errorf("%w: %d has index %d, the leader %d (at most %d behind)",
 				ErrLearnerBehind, ch.member.ID, pr.match, last, maxLag)
@@ -213,6 +232,9 @@ func (c *core) memberProgress() map[int]MemberProgress {
 	}
 	out := make(map[int]MemberProgress, len(c.prs)+1)
 	for id, pr := range c.prs {
+		if c.isLeaving(id) {
+			continue
+		}
 		out[id] = MemberProgress{Match: pr.match, Next: pr.next, RecentActive: pr.silent < c.cfg.electionTicks}
 	}
 	if c.conf().Contains(c.id) {

@@ -24,9 +24,9 @@ func (c *core) becomeFollower(term uint64, lead int) {
 }
 
 func (c *core) campaign() {
-	if !c.isVoter() {
+	if !c.mayCampaign() {
 		// A learner, a removed node or one waiting to join never
-		// campaigns.
+		// campaigns (but see mayCampaign's exception).
 		c.electionElapsed = c.timeout
 		return
 	}
@@ -40,6 +40,24 @@ func (c *core) campaign() {
 	} else {
 		c.becomeCandidate(false)
 	}
+}
+
+// mayCampaign reports whether c may stand for election: it votes in the
+// configuration in force, or it voted in the one before and the one in
+// force, which removes it, is not known to be committed. That is a leader
+// that removed itself and lost leadership (a crash, a partition) before the
+// removal committed; it may hold the only copy of the longest log, so the
+// remaining voters cannot win without its vote, and it must lead (by the
+// configuration in force, not counting itself) until the removal commits,
+// then step down (stepDownIfRemoved), as the leader it was would have.
+// Otherwise a live majority of both configurations could stay leaderless
+// forever.
+func (c *core) mayCampaign() bool {
+	if c.isVoter() {
+		return true
+	}
+	k := len(c.confs)
+	return k >= 2 && c.confIndex() > c.log.commit && c.confs[k-2].m.IsVoter(c.id)
 }
 
 func (c *core) becomePreCandidate() {
@@ -104,11 +122,18 @@ func (c *core) becomeLeader() {
 	c.electionElapsed = 0
 	last := c.log.lastIndex()
 	clear(c.prs)
+	c.leaving = c.leaving[:0]
 	c.syncProgress()
 	c.confirmed, c.roundElapsed = c.round, 0
 	c.noopIndex = last + 1
 	c.log.append(Entry{Index: last + 1, Term: c.term, Type: persist.EntryNoop})
 	c.maybeCommit()
+}
+
+// heardLeader reports whether c leads, or heard from its leader within the
+// minimum election timeout.
+func (c *core) heardLeader() bool {
+	return c.lead != NoLeader && c.electionElapsed < c.cfg.electionTicks
 }
 
 // inLease reports whether c heard from a leader within the minimum election
@@ -122,11 +147,17 @@ func (c *core) handleRequestVote(req *RequestVoteRequest) *RequestVoteResponse {
 		c.note("refused a vote request from %d with implausible term %d (ours %d)", req.CandidateID, req.Term, c.term)
 		return &RequestVoteResponse{Term: c.term}
 	}
-	if !c.conf().IsVoter(req.CandidateID) {
-		// A node outside the configuration (removed, or not yet a voter as
-		// far as this node knows) gets no vote, and its term is not
-		// adopted: a removed node cannot disrupt the cluster.
-		c.note("refused a vote request from %d: not a voter of %v", req.CandidateID, c.conf())
+	if !c.conf().IsVoter(req.CandidateID) && c.heardLeader() {
+		// A node outside the configuration gets no vote, and its term is
+		// not adopted, while this node hears from a leader (whatever
+		// LeadershipTransfer says, and with check-quorum off too): a
+		// removed node that never learned of its removal cannot disrupt
+		// the cluster. Without a leader it is heard as any candidate: it
+		// may be a voter this node does not know of yet (a promotion it
+		// missed), whose vote a live majority needs; a removed node still
+		// cannot win, since a majority of the configuration that removed
+		// it holds a longer log (Raft thesis 4.2.3).
+		c.note("refused a vote request from %d: not a voter of %v, and leader %d is heard", req.CandidateID, c.conf(), c.lead)
 		return &RequestVoteResponse{Term: c.term}
 	}
 	if req.Term > c.term && c.inLease() && !req.LeadershipTransfer {

@@ -27,6 +27,9 @@ func (c *core) flush() {
 	for _, p := range c.peerIDs {
 		c.sendAppend(p)
 	}
+	for _, p := range c.leaving {
+		c.sendAppend(p)
+	}
 	if start {
 		c.askRound()
 		c.checkReads()
@@ -206,6 +209,14 @@ func cloneEntries(es []Entry) []Entry {
 // leaderAck handles the part common to every answer a leader gets in its
 // term: the peer is active and acknowledged the message's read round.
 func (c *core) leaderAck(m message, reqTerm, respTerm uint64) bool {
+	if c.role == Leader && respTerm > c.term && c.isLeaving(m.to) {
+		// A node this leader removed (told of it in core.leaving) moved to
+		// a later term, campaigning alone: it is no member, its term no
+		// reason to step down. It learns of its removal no more.
+		c.note("removed node %d answered with term %d > %d; no longer replicating to it", m.to, respTerm, c.term)
+		c.dropLeaving(m.to)
+		return false
+	}
 	if c.stepDownIfNewer(respTerm) || c.role != Leader || reqTerm != c.term || respTerm != c.term {
 		return false
 	}
@@ -249,6 +260,11 @@ func (c *core) handleAppendResponse(m message, resp *AppendEntriesResponse) {
 		}
 		if p == c.transferee && pr.match == c.log.lastIndex() {
 			c.sendTimeoutNow(p)
+		}
+		if c.isLeaving(p) && min(m.ae.LeaderCommit, resp.MatchIndex) >= c.confIndex() {
+			// It has the configuration that removed it, and knows it
+			// committed: it will not campaign.
+			c.dropLeaving(p)
 		}
 		return
 	}

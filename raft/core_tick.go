@@ -33,6 +33,14 @@ func (c *core) tickLeader() {
 	for _, p := range c.peerIDs {
 		c.prs[p].silent++
 	}
+	for i := 0; i < len(c.leaving); {
+		p := c.leaving[i]
+		if c.prs[p].silent++; c.prs[p].silent >= c.cfg.electionTicks {
+			c.dropLeaving(p) // unreachable: it may never learn
+			continue
+		}
+		i++
+	}
 	if c.cfg.checkQuorum {
 		// Step down once a majority has not answered within two minimum
 		// election timeouts: one lost or late heartbeat answer is no reason
@@ -63,15 +71,17 @@ func (c *core) tickLeader() {
 			}
 		}
 	}
-	for _, p := range c.peerIDs {
-		pr := c.prs[p]
-		pr.idle++
-		// Heartbeat when idle; also tell a follower, at most once a tick,
-		// that entries it holds committed, so that it applies them without
-		// waiting a whole heartbeat interval.
-		if pr.idle >= c.cfg.heartbeatTicks ||
-			(pr.state == stateReplicate && min(c.log.commit, pr.match) > pr.sentCommit) {
-			c.heartbeat(p)
+	for _, ps := range [2][]int{c.peerIDs, c.leaving} {
+		for _, p := range ps {
+			pr := c.prs[p]
+			pr.idle++
+			// Heartbeat when idle; also tell a follower, at most once a
+			// tick, that entries it holds committed, so that it applies
+			// them without waiting a whole heartbeat interval.
+			if pr.idle >= c.cfg.heartbeatTicks ||
+				(pr.state == stateReplicate && min(c.log.commit, pr.match) > pr.sentCommit) {
+				c.heartbeat(p)
+			}
 		}
 	}
 }

@@ -68,6 +68,10 @@ type Node struct {
 	// waiter sees appliedDone reach its index or the applier sees it
 	// waiting.
 	appliedWaiting atomic.Bool
+	// state is State's answer, term<<1 | isLeader, stored by publishLocked
+	// under mu at every change, so State (asked on every request by
+	// kvraft) reads it without taking mu, which the loop holds often.
+	state atomic.Uint64
 
 	// mu guards core and every field below. It is never held across a store
 	// call, an RPC or an application callback.
@@ -106,6 +110,10 @@ type Node struct {
 	// transferee is the target last seen.
 	changedCh  chan struct{}
 	transferee int
+	// logGrewCh, when not nil, is closed (and set to nil) the next time an
+	// AppendEntries is stepped: appends waiting for their predecessor
+	// (awaitPredecessor) wait on it.
+	logGrewCh chan struct{}
 	// confGen and confCommitted are the core's configuration generation
 	// and whether its configuration in force was committed, as last seen
 	// by publishLocked, which also closes changedCh when they change
@@ -175,6 +183,7 @@ func New(cfg Config, tr Transport, store persist.Store, app Application) (*Node,
 	}
 	n.feed.last = Event{Term: st.HardState.Term, Role: Follower, Leader: NoLeader}
 	n.changedCh, n.transferee = make(chan struct{}), NoLeader
+	n.state.Store(st.HardState.Term << 1)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if st.Snapshot.Index > 0 {
 		s := st.Snapshot
@@ -296,9 +305,8 @@ func (n *Node) Start(cmd []byte) (index, term uint64, isLeader bool) {
 // State returns the current term and whether this node believes it is the
 // leader.
 func (n *Node) State() (term uint64, isLeader bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.core.term, n.core.role == Leader && n.usable() == nil
+	st := n.state.Load()
+	return st >> 1, st&1 == 1
 }
 
 // Subscribe registers for the node's role, term and leader changes. The
@@ -419,6 +427,7 @@ func (n *Node) Kill() error {
 		n.mu.Lock()
 		n.killed = true
 		n.failWaitersLocked(ErrKilled)
+		n.publishLocked()
 		n.feed.close()
 		n.mu.Unlock()
 		n.cancel()

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // dirtySeqLocked returns the batch sequence number that must be stored
@@ -69,7 +70,56 @@ func handle[Resp any](n *Node, ctx context.Context, step func() *Resp) (*Resp, e
 // only once the entries it acknowledges are stored; it returns an error (no
 // answer) if the node is killed or its store failed.
 func (n *Node) HandleAppendEntries(ctx context.Context, req *AppendEntriesRequest) (*AppendEntriesResponse, error) {
-	return handle(n, ctx, func() *AppendEntriesResponse { return n.core.handleAppendEntries(req) })
+	n.awaitPredecessor(ctx, req)
+	return handle(n, ctx, func() *AppendEntriesResponse {
+		resp := n.core.handleAppendEntries(req)
+		if n.logGrewCh != nil {
+			close(n.logGrewCh)
+			n.logGrewCh = nil
+		}
+		return resp
+	})
+}
+
+// awaitPredecessor holds back an append from this node's leader that
+// arrived before the one preceding it, until that one has been stepped or
+// a tick has passed. A leader pipelines appends over several RPC workers,
+// so they may arrive out of order; stepped at once, the early one would be
+// refused (a gap in the log), every append after it too, and the leader
+// would fall back to probing, one append per round trip, until the
+// pipeline restarts: a stall of milliseconds for every commit behind it.
+// An append whose predecessor was lost waits the tick and is refused as
+// before.
+func (n *Node) awaitPredecessor(ctx context.Context, req *AppendEntriesRequest) {
+	var timer *time.Timer
+	for {
+		n.mu.Lock()
+		c := n.core
+		if c.role != Follower || c.term != req.Term || c.lead != req.LeaderID ||
+			req.PrevLogIndex <= c.log.lastIndex() || n.usable() != nil {
+			n.mu.Unlock()
+			break
+		}
+		if n.logGrewCh == nil {
+			n.logGrewCh = make(chan struct{})
+		}
+		grew := n.logGrewCh
+		n.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(n.cfg.TickInterval)
+		}
+		select {
+		case <-grew:
+			continue
+		case <-timer.C:
+		case <-ctx.Done():
+		case <-n.ctx.Done():
+		}
+		break
+	}
+	if timer != nil {
+		timer.Stop()
+	}
 }
 
 // HandleRequestVote serves a RequestVote RPC (vote or pre-vote). A granted

@@ -193,6 +193,12 @@ func (n *Node) publishLocked() {
 		close(n.changedCh)
 		n.changedCh = make(chan struct{})
 	}
+	// After the event: subscribers hear of a change before State shows it.
+	st := c.term << 1
+	if c.role == Leader && n.usable() == nil {
+		st |= 1
+	}
+	n.state.Store(st)
 }
 
 func (n *Node) storeFailed(err error) {

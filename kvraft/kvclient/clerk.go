@@ -36,6 +36,13 @@ type ClerkConfig struct {
 	// replica (or to none), retrying at the new leader instead of waiting
 	// for AttemptTimeout. durio's forwarding frontend sets it.
 	Leader LeaderWatch
+	// Self is the index of the server that is the caller's own replica,
+	// driven by the raft node Leader watches (durio's frontend: its
+	// in-process kvraft server), or -1 (the default) if none. Attempts at
+	// Self are not watched for leader changes: that node fails its pending
+	// writes, and fails or re-addresses its pending reads, as soon as
+	// leadership moves, so a watch would only cost a goroutine per request.
+	Self int
 }
 
 // LeaderWatch reports leadership as a raft node in the caller's process
@@ -50,7 +57,7 @@ type LeaderWatch interface {
 // DefaultClerkConfig returns the configuration used when none is given.
 func DefaultClerkConfig() ClerkConfig {
 	return ClerkConfig{AttemptTimeout: time.Second, MinBackoff: 5 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
-		MaxPending: DefaultMaxPending}
+		MaxPending: DefaultMaxPending, Self: -1}
 }
 
 // Validate reports the first field that is out of range.
@@ -62,6 +69,8 @@ func (c ClerkConfig) Validate() error {
 		return fmt.Errorf("kvclient: ClerkConfig.MinBackoff must be positive, got %v", c.MinBackoff)
 	case c.MaxPending < 1:
 		return fmt.Errorf("kvclient: ClerkConfig.MaxPending must be at least 1, got %d", c.MaxPending)
+	case c.Self < -1:
+		return fmt.Errorf("kvclient: ClerkConfig.Self must be a server index or -1, got %d", c.Self)
 	case c.MaxBackoff < c.MinBackoff:
 		return fmt.Errorf("kvclient: ClerkConfig.MaxBackoff (%v) must be at least MinBackoff (%v)", c.MaxBackoff, c.MinBackoff)
 	}
@@ -119,6 +128,9 @@ func newSession(id uint64) *session {
 func NewClerk(servers []Service, cfg ClerkConfig) (*Clerk, error) {
 	if len(servers) == 0 {
 		return nil, fmt.Errorf("kvclient: NewClerk needs at least one server")
+	}
+	if cfg.Self >= len(servers) {
+		return nil, fmt.Errorf("kvclient: ClerkConfig.Self is %d, but there are %d servers", cfg.Self, len(servers))
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -350,6 +362,13 @@ func (c *Clerk) DoFrom(ctx context.Context, first int, write bool, attempt func(
 
 // do is Do, also reporting whether some attempt may have applied the write.
 func (c *Clerk) do(ctx context.Context, write bool, first int, attempt func(context.Context, Service) error) (maybeApplied bool, err error) {
+	return c.doWithin(ctx, write, first, c.cfg.AttemptTimeout, attempt)
+}
+
+// doWithin is do with attempts bounded by attemptTimeout (a long poll
+// needs longer than an ordinary request).
+func (c *Clerk) doWithin(ctx context.Context, write bool, first int, attemptTimeout time.Duration,
+	attempt func(context.Context, Service) error) (maybeApplied bool, err error) {
 	n := len(c.servers)
 	target := first
 	if target < 0 || target >= n {
@@ -359,7 +378,7 @@ func (c *Clerk) do(ctx context.Context, write bool, first int, attempt func(cont
 	// maybeApplied: some attempt may have reached the log.
 	var lastErr error
 	for tries := 1; ; tries++ {
-		err := c.try(ctx, target, attempt)
+		err := c.try(ctx, target, attemptTimeout, attempt)
 		if err == nil || Definitive(err) {
 			if err == nil {
 				c.leader.Store(int64(target))
@@ -408,10 +427,10 @@ var errLeaderChanged = errors.New("kvclient: leader changed; attempt abandoned")
 
 // try makes one attempt at target, bounded by AttemptTimeout and, with a
 // LeaderWatch, abandoned when the known leader moves away from target.
-func (c *Clerk) try(ctx context.Context, target int, attempt func(context.Context, Service) error) error {
-	actx, cancelTimeout := context.WithTimeout(ctx, c.cfg.AttemptTimeout)
+func (c *Clerk) try(ctx context.Context, target int, timeout time.Duration, attempt func(context.Context, Service) error) error {
+	actx, cancelTimeout := context.WithTimeout(ctx, timeout)
 	defer cancelTimeout()
-	if c.cfg.Leader == nil {
+	if c.cfg.Leader == nil || target == c.cfg.Self {
 		return attempt(actx, c.servers[target])
 	}
 	var watcher sync.WaitGroup

@@ -10,6 +10,8 @@ import (
 
 // fakeReplica answers writes with err, or hangs until its context ends.
 type fakeReplica struct {
+	// Service (nil) stands in for the methods this fake does not serve.
+	Service
 	err  error
 	hang bool
 	mu   sync.Mutex // guards ids, causes
@@ -150,6 +152,43 @@ func TestClerkKeepsAttemptWhenLeaderStays(t *testing.T) {
 	}
 	if n := len(stuck.seen()); n != 1 {
 		t.Fatalf("the attempt was restarted %d times by a change to the same leader", n-1)
+	}
+}
+
+// An attempt at the caller's own replica (Self) is not abandoned when the
+// leader moves: that replica's node fails it itself. It ends with its own
+// result (here the attempt timeout), not errLeaderChanged.
+func TestClerkDoesNotWatchSelf(t *testing.T) {
+	w := newWatch(0)
+	self := &fakeReplica{hang: true}
+	cfg := DefaultClerkConfig()
+	cfg.AttemptTimeout, cfg.Leader, cfg.Self = 200*time.Millisecond, w, 0
+	ck, err := NewClerk([]Service{self, &fakeReplica{}}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- ck.Put(context.Background(), "k", "v") }()
+	waitUntil(t, "the write reaches replica 0", func() bool { return len(self.seen()) == 1 })
+	w.set(1)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	self.mu.Lock()
+	defer self.mu.Unlock()
+	if len(self.causes) != 1 || errors.Is(self.causes[0], errLeaderChanged) || !errors.Is(self.causes[0], context.DeadlineExceeded) {
+		t.Fatalf("the attempt at Self ended with %v, want its own deadline", self.causes)
+	}
+}
+
+// Self must name a server or be -1.
+func TestClerkConfigSelf(t *testing.T) {
+	for _, self := range []int{-2, 2} {
+		cfg := DefaultClerkConfig()
+		cfg.Self = self
+		if _, err := NewClerk([]Service{&fakeReplica{}, &fakeReplica{}}, cfg); err == nil {
+			t.Fatalf("Self %d accepted with 2 servers", self)
+		}
 	}
 }
 

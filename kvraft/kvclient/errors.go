@@ -57,7 +57,63 @@ var (
 	// flight a replica keeps results for (see WriteID.Ack); the write was not
 	// applied.
 	ErrTooManyPending = errors.New("kvraft: too many unacknowledged writes in the session")
+	// ErrConditionFailed means a conditional write's condition did not
+	// hold when it was applied: it was not applied. The error is a
+	// *ConditionFailedError with the key's current state.
+	ErrConditionFailed = errors.New("kvraft: condition failed")
+	// ErrLeaseNotFound means the lease does not exist (it expired, was
+	// revoked, or never existed); the write was not applied.
+	ErrLeaseNotFound = errors.New("kvraft: no such lease")
+	// ErrTooManyLeases means the cluster holds the most leases it keeps;
+	// the grant was not applied.
+	ErrTooManyLeases = errors.New("kvraft: too many leases")
+	// ErrCompacted means a List or Watch named a revision older than the
+	// retained history (a *CompactedError says which is the oldest).
+	ErrCompacted = errors.New("kvraft: revision compacted")
+	// ErrFutureRevision means a List named a revision newer than the
+	// replica's store.
+	ErrFutureRevision = errors.New("kvraft: revision not reached yet")
+	// ErrTooManyWatchers means the replica has the most waiting watchers
+	// it serves; try later or at another replica.
+	ErrTooManyWatchers = errors.New("kvraft: too many watchers")
 )
+
+// ConditionFailedError is the error of a conditional write whose condition
+// did not hold. errors.Is(err, ErrConditionFailed) holds.
+type ConditionFailedError struct {
+	// Revision is the store revision when the condition was evaluated.
+	Revision uint64
+	// Current is the key at that point; nil if it was absent.
+	Current *KeyValue
+}
+
+// Error describes the error.
+func (e *ConditionFailedError) Error() string {
+	if e.Current == nil {
+		return fmt.Sprintf("kvraft: condition failed at revision %d: the key is absent", e.Revision)
+	}
+	return fmt.Sprintf("kvraft: condition failed at revision %d: key %q is at mod revision %d, version %d",
+		e.Revision, e.Current.Key, e.Current.ModRevision, e.Current.Version)
+}
+
+// Is makes errors.Is(err, ErrConditionFailed) true.
+func (e *ConditionFailedError) Is(target error) bool { return target == ErrConditionFailed }
+
+// CompactedError is the error of a List at a revision the replica no
+// longer retains. errors.Is(err, ErrCompacted) holds.
+type CompactedError struct {
+	// CompactRevision is the newest revision no longer retained: the
+	// oldest revision a List may name.
+	CompactRevision uint64
+}
+
+// Error describes the error.
+func (e *CompactedError) Error() string {
+	return fmt.Sprintf("kvraft: revision compacted (the oldest retained is %d)", e.CompactRevision)
+}
+
+// Is makes errors.Is(err, ErrCompacted) true.
+func (e *CompactedError) Is(target error) bool { return target == ErrCompacted }
 
 // WrongLeaderError is the error a replica returns when it cannot serve a
 // request because it does not lead. errors.Is(err, ErrWrongLeader) holds.
@@ -89,7 +145,9 @@ func (e *WrongLeaderError) Is(target error) bool { return target == ErrWrongLead
 // result is no longer known anywhere). A Clerk returns such errors at once.
 func Definitive(err error) bool {
 	return errors.Is(err, ErrInvalid) || errors.Is(err, ErrStale) || errors.Is(err, ErrTooLarge) ||
-		errors.Is(err, ErrNoSession) || errors.Is(err, ErrTooManyPending) || errors.Is(err, ErrRejected)
+		errors.Is(err, ErrNoSession) || errors.Is(err, ErrTooManyPending) || errors.Is(err, ErrRejected) ||
+		errors.Is(err, ErrConditionFailed) || errors.Is(err, ErrLeaseNotFound) || errors.Is(err, ErrTooManyLeases) ||
+		errors.Is(err, ErrCompacted) || errors.Is(err, ErrFutureRevision)
 }
 
 // MaybeApplied is the one definition of "the outcome is unknown": it reports

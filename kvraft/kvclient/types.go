@@ -45,7 +45,64 @@ type ResponseHeader struct {
 	ReplicaID int
 	// Term is the raft term the answering replica was in.
 	Term uint64
+	// Revision is the store revision the answer reflects: for a read, the
+	// revision of the state it read; for an applied write, the revision
+	// right after it (its own, if it changed a key).
+	Revision uint64
 }
+
+// KeyValue is a key with its value and metadata.
+type KeyValue struct {
+	Key, Value string
+	// CreateRevision is the revision that created the key (since it was
+	// last absent); ModRevision the revision of its last change; Version
+	// the number of changes since creation (1 after the creating Put).
+	// Keys written before revisions existed have 0, 0 and 1.
+	CreateRevision, ModRevision, Version uint64
+	// Lease is the id of the key's lease, 0 for none.
+	Lease uint64
+}
+
+// ConditionKind chooses what a Condition compares.
+type ConditionKind int
+
+// Condition kinds.
+const (
+	// CondNone: no condition, the write always applies.
+	CondNone ConditionKind = iota
+	// CondAbsent holds if the key does not exist.
+	CondAbsent
+	// CondModRevision holds if the key exists with ModRevision equal to
+	// Condition.ModRevision.
+	CondModRevision
+	// CondVersion holds if the key's version equals Condition.Version, a
+	// missing key having version 0.
+	CondVersion
+	// CondValue holds if the key exists with the value Condition.Value.
+	CondValue
+)
+
+// Condition is what must hold, when a conditional Put or Delete is
+// applied, for it to take effect (compare-and-swap). The zero Condition
+// always holds.
+type Condition struct {
+	Kind        ConditionKind
+	ModRevision uint64
+	Version     uint64
+	Value       string
+}
+
+// IfAbsent is the condition that the key does not exist.
+func IfAbsent() Condition { return Condition{Kind: CondAbsent} }
+
+// IfModRevision is the condition that the key exists at mod revision rev.
+func IfModRevision(rev uint64) Condition { return Condition{Kind: CondModRevision, ModRevision: rev} }
+
+// IfVersion is the condition that the key's version is v (0: absent).
+func IfVersion(v uint64) Condition { return Condition{Kind: CondVersion, Version: v} }
+
+// IfValue is the condition that the key exists with value v.
+func IfValue(v string) Condition { return Condition{Kind: CondValue, Value: v} }
 
 // OpenSessionRequest asks the cluster for a new session.
 type OpenSessionRequest struct{}
@@ -68,18 +125,26 @@ type GetRequest struct {
 	Consistency Consistency
 }
 
-// GetResponse carries a key's value; Found is false (and Value empty) for a
-// missing key.
+// GetResponse carries a key's value and metadata; Found is false (and the
+// rest zero) for a missing key.
 type GetResponse struct {
-	Header ResponseHeader
-	Value  string
-	Found  bool
+	Header                               ResponseHeader
+	Value                                string
+	Found                                bool
+	CreateRevision, ModRevision, Version uint64
+	Lease                                uint64
 }
 
 // PutRequest sets a key.
 type PutRequest struct {
 	Key, Value string
 	Write      WriteID
+	// Lease attaches the key to a lease (0: none; a Put without a lease
+	// detaches the key from the one it had).
+	Lease uint64
+	// Condition must hold for the Put to apply; a failed one is a
+	// *ConditionFailedError.
+	Condition Condition
 }
 
 // PutResponse acknowledges a Put applied exactly once.
@@ -100,8 +165,9 @@ type AppendResponse struct {
 
 // DeleteRequest removes a key; deleting a missing key succeeds.
 type DeleteRequest struct {
-	Key   string
-	Write WriteID
+	Key       string
+	Write     WriteID
+	Condition Condition
 }
 
 // DeleteResponse acknowledges a Delete applied exactly once.
@@ -109,6 +175,133 @@ type DeleteResponse struct {
 	Header ResponseHeader
 	// Existed is true if the key was present when the delete was applied.
 	Existed bool
+}
+
+// ListRequest asks for a page of the keys under Prefix, greater than
+// After, in increasing byte order.
+type ListRequest struct {
+	Prefix, After string
+	// Limit is the most keys in the page; 0 means DefaultListLimit, and
+	// the server lowers larger values to its cap.
+	Limit    int
+	KeysOnly bool
+	// Revision reads the keys as they were at that revision (0: current);
+	// outside the retained history it fails with ErrCompacted or
+	// ErrFutureRevision.
+	Revision    uint64
+	Consistency Consistency
+}
+
+// DefaultListLimit is the page size of a ListRequest with Limit 0.
+const DefaultListLimit = 1000
+
+// ListResponse is one page; More says whether keys remain after the last
+// one (ask again with After set to it and Revision to this Revision).
+type ListResponse struct {
+	Header   ResponseHeader
+	KVs      []KeyValue
+	More     bool
+	Revision uint64
+}
+
+// EventType is what an Event did.
+type EventType int
+
+// Event types.
+const (
+	EventPut EventType = iota + 1
+	EventDelete
+)
+
+// Event is one change of one key; KV.ModRevision is its revision (for a
+// delete, KV has only Key and ModRevision). PrevKV is the key before the
+// change, when asked for and present.
+type Event struct {
+	Type   EventType
+	KV     KeyValue
+	PrevKV *KeyValue
+}
+
+// WatchRequest waits up to Wait for changes of Key (or of every key with
+// prefix Key, if Prefix) with a revision above AfterRevision.
+type WatchRequest struct {
+	Key           string
+	Prefix        bool
+	AfterRevision uint64
+	// Wait is how long to wait when there is no matching event yet; 0
+	// answers at once. The server lowers it to its cap.
+	Wait time.Duration
+	// Limit is the most events in one answer; 0 means DefaultWatchLimit.
+	Limit  int
+	PrevKV bool
+}
+
+// DefaultWatchLimit is the most events in an answer to a WatchRequest
+// with Limit 0.
+const DefaultWatchLimit = 1000
+
+// WatchResponse answers a Watch: every matching event after the request's
+// AfterRevision (oldest first, up to the limit), none if the wait ended, or
+// Compacted if those events are no longer retained. NextAfterRevision is
+// the AfterRevision of the next call.
+type WatchResponse struct {
+	Header            ResponseHeader
+	Events            []Event
+	NextAfterRevision uint64
+	Compacted         bool
+	CompactRevision   uint64
+}
+
+// LeaseGrantRequest creates a lease that lives TTL without a keep-alive.
+type LeaseGrantRequest struct {
+	TTL   time.Duration
+	Write WriteID
+}
+
+// LeaseGrantResponse carries a new lease's id.
+type LeaseGrantResponse struct {
+	Header ResponseHeader
+	ID     uint64
+	TTL    time.Duration
+}
+
+// LeaseKeepAliveRequest restarts a lease's TTL.
+type LeaseKeepAliveRequest struct {
+	ID uint64
+}
+
+// LeaseKeepAliveResponse answers a keep-alive: the lease lives at least TTL
+// from when the leader received it.
+type LeaseKeepAliveResponse struct {
+	Header ResponseHeader
+	ID     uint64
+	TTL    time.Duration
+}
+
+// LeaseRevokeRequest ends a lease and deletes its keys.
+type LeaseRevokeRequest struct {
+	ID    uint64
+	Write WriteID
+}
+
+// LeaseRevokeResponse acknowledges a revoke.
+type LeaseRevokeResponse struct {
+	Header  ResponseHeader
+	Existed bool
+}
+
+// LeaseTimeToLiveRequest describes a lease; Keys asks for its keys.
+type LeaseTimeToLiveRequest struct {
+	ID   uint64
+	Keys bool
+}
+
+// LeaseTimeToLiveResponse describes a lease as the leader sees it.
+type LeaseTimeToLiveResponse struct {
+	Header         ResponseHeader
+	ID             uint64
+	TTL, Remaining time.Duration
+	Keys           []string
 }
 
 // Service is a replica's client API as the Clerk sees it: kvraft.Server implements
@@ -123,4 +316,16 @@ type Service interface {
 	Put(ctx context.Context, req *PutRequest) (*PutResponse, error)
 	Append(ctx context.Context, req *AppendRequest) (*AppendResponse, error)
 	Delete(ctx context.Context, req *DeleteRequest) (*DeleteResponse, error)
+	// List reads a page of keys under a prefix.
+	List(ctx context.Context, req *ListRequest) (*ListResponse, error)
+	// Watch waits for changes after a revision (a long poll).
+	Watch(ctx context.Context, req *WatchRequest) (*WatchResponse, error)
+	// LeaseGrant creates a lease through the log.
+	LeaseGrant(ctx context.Context, req *LeaseGrantRequest) (*LeaseGrantResponse, error)
+	// LeaseKeepAlive restarts a lease's TTL at the leader.
+	LeaseKeepAlive(ctx context.Context, req *LeaseKeepAliveRequest) (*LeaseKeepAliveResponse, error)
+	// LeaseRevoke ends a lease and deletes its keys, through the log.
+	LeaseRevoke(ctx context.Context, req *LeaseRevokeRequest) (*LeaseRevokeResponse, error)
+	// LeaseTimeToLive describes a lease, at the leader.
+	LeaseTimeToLive(ctx context.Context, req *LeaseTimeToLiveRequest) (*LeaseTimeToLiveResponse, error)
 }

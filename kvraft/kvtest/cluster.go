@@ -417,7 +417,7 @@ func (c *Cluster) MakeClerk(to []int) *kvraft.Clerk {
 		ends[j] = c.Net.MakeEnd(name)
 		c.Net.Connect(name, ServerName(j))
 		c.Net.Enable(name, slices.Contains(to, j))
-		svcs[j] = client{end: ends[j]}
+		svcs[j] = newClient(ends[j])
 	}
 	cfg := kvraft.DefaultClerkConfig()
 	cfg.AttemptTimeout = 500 * time.Millisecond
@@ -493,13 +493,29 @@ func (c *Cluster) SnapshotSize() int {
 
 // StartKVServer is the StartFunc of a key-value cluster.
 func StartKVServer(i int, newNode NewNode) (Replica, error) {
-	return kvraft.NewServer(kvraft.DefaultConfig(i), func(app raft.Application) (rsm.Raft, error) {
-		n, err := newNode(app)
-		if err != nil {
-			return nil, err
+	return StartKVServerWith(nil)(i, newNode)
+}
+
+// StartKVServerWith is the StartFunc of a key-value cluster whose servers'
+// configuration adjust changes (nil: the default).
+func StartKVServerWith(adjust func(*kvraft.Config)) StartFunc {
+	return func(i int, newNode NewNode) (Replica, error) {
+		cfg := kvraft.DefaultConfig(i)
+		// The lab's snapshot thresholds are a few kB, and every snapshot
+		// carries the retained history: keep it on that scale, as a
+		// replica should keep it well under its snapshot threshold.
+		cfg.HistoryMaxEvents, cfg.HistoryMaxBytes = 200, 8<<10
+		if adjust != nil {
+			adjust(&cfg)
 		}
-		return n, nil
-	})
+		return kvraft.NewServer(cfg, func(app raft.Application) (rsm.Raft, error) {
+			n, err := newNode(app)
+			if err != nil {
+				return nil, err
+			}
+			return n, nil
+		})
+	}
 }
 
 // LogStatus logs every running node's raft status, for failures.

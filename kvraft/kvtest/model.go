@@ -233,15 +233,22 @@ func (l *OpLog) check(name string) (porcupine.CheckResult, string, error) {
 	if res != porcupine.Illegal {
 		return res, "", nil
 	}
+	path := visualise(name, KVModel, info)
+	return res, path, errNotLinearizable
+}
+
+// visualise writes porcupine's visualisation of a failed check to a new
+// file named after name and returns its path (or why it could not).
+func visualise(name string, model porcupine.Model, info porcupine.LinearizationInfo) string {
 	name = regexp.MustCompile(`[^A-Za-z0-9_.-]+`).ReplaceAllString(name, "_")
 	f, err := os.CreateTemp(os.TempDir(), "kvraft-"+name+"-*.html")
 	if err != nil {
-		return res, "", fmt.Errorf("%w (and creating the visualisation file failed: %v)", errNotLinearizable, err)
+		return fmt.Sprintf("(creating the visualisation file failed: %v)", err)
 	}
 	path, _ := filepath.Abs(f.Name())
 	f.Close()
-	if err := porcupine.VisualizePath(KVModel, info, path); err != nil {
-		return res, "", fmt.Errorf("%w (and writing the visualisation failed: %v)", errNotLinearizable, err)
+	if err := porcupine.VisualizePath(model, info, path); err != nil {
+		return fmt.Sprintf("(writing the visualisation failed: %v)", err)
 	}
-	return res, path, errNotLinearizable
+	return path
 }

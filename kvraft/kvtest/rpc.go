@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/twitchtv/twirp"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ruaft/ruaft/internal/simnet"
@@ -14,14 +15,11 @@ import (
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
 
-// Method names of the KV RPCs on the simulated network.
-const (
-	MethodGet    = "kv.Get"
-	MethodPut    = "kv.Put"
-	MethodAppend = "kv.Append"
-	MethodDelete = "kv.Delete"
-	MethodOpen   = "kv.OpenSession"
-)
+// The KV RPCs cross the simulated network as durio's do over HTTP: kv.v1
+// protobuf messages, converted by kvwire on both sides, with errors as
+// Twirp errors. So every kvtest run also exercises the kvwire mapping of
+// each request, response and error. The method name on the network is
+// "kv." followed by the KVService method's name.
 
 // errUnknownMethod answers a method that is not a KV RPC.
 var errUnknownMethod = errors.New("kvtest: unknown method")
@@ -30,168 +28,173 @@ var errUnknownMethod = errors.New("kvtest: unknown method")
 var errCorrupt = errors.New("kvtest: corrupt message")
 
 // Reply status bytes: the first byte of every reply says whether the
-// handler succeeded; an error follows as a kv.v1 WriteResult, mapped by
-// kvwire like every other hop, so that kvraft's errors cross the network
-// as values, not as Go pointers.
+// handler succeeded (a response message follows) or failed (a Twirp error
+// follows: code, message, and meta pairs, as length-prefixed strings).
 const (
 	statusOK byte = iota
 	statusError
 )
 
-// client is a kvraft.Service over one simnet endpoint.
-type client struct {
-	end *simnet.End
-}
+// newClient returns a kvraft.Service over one simnet endpoint.
+func newClient(end *simnet.End) kvraft.Service { return kvwire.NewClient(simKV{end: end}) }
 
-var _ kvraft.Service = client{}
+// simKV is a kv.v1 KVService client over one simnet endpoint.
+type simKV struct{ end *simnet.End }
 
-func (c client) call(ctx context.Context, method string, req []byte) (decoder, error) {
-	reply, err := c.end.Call(ctx, method, req)
+var _ kvv1.KVService = simKV{}
+
+// call sends req as method and decodes the reply into resp.
+func call[Resp proto.Message](ctx context.Context, c simKV, method string, req proto.Message, resp Resp) (Resp, error) {
+	var zero Resp
+	b, err := proto.Marshal(req)
 	if err != nil {
-		return decoder{}, err
+		return zero, err
 	}
-	d := decoder{b: reply}
-	switch st := d.byte(); st {
+	reply, err := c.end.Call(ctx, "kv."+method, b)
+	if err != nil {
+		return zero, err
+	}
+	if len(reply) == 0 {
+		return zero, errCorrupt
+	}
+	switch reply[0] {
 	case statusOK:
-		return d, d.err
+		if err := proto.Unmarshal(reply[1:], resp); err != nil {
+			return zero, fmt.Errorf("%w: %w", errCorrupt, err)
+		}
+		return resp, nil
 	case statusError:
-		var res kvv1.WriteResult
-		if err := proto.Unmarshal(d.b, &res); err != nil {
-			return d, fmt.Errorf("%w: %w", errCorrupt, err)
-		}
-		return d, kvwire.ResultError(&res)
+		return zero, decodeTwirp(reply[1:])
 	default:
-		return d, fmt.Errorf("%w: status %d", errCorrupt, st)
+		return zero, fmt.Errorf("%w: status %d", errCorrupt, reply[0])
 	}
 }
 
-func (c client) OpenSession(ctx context.Context, _ *kvraft.OpenSessionRequest) (*kvraft.OpenSessionResponse, error) {
-	d, err := c.call(ctx, MethodOpen, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp := &kvraft.OpenSessionResponse{Header: d.header(), ClientID: d.uvarint()}
-	return resp, d.err
+func (c simKV) Get(ctx context.Context, r *kvv1.GetRequest) (*kvv1.GetResponse, error) {
+	return call(ctx, c, "Get", r, &kvv1.GetResponse{})
 }
 
-func (c client) Get(ctx context.Context, req *kvraft.GetRequest) (*kvraft.GetResponse, error) {
-	b := appendString(nil, req.Key)
-	b = binary.AppendUvarint(b, uint64(req.Consistency))
-	d, err := c.call(ctx, MethodGet, b)
-	if err != nil {
-		return nil, err
-	}
-	resp := &kvraft.GetResponse{Header: d.header(), Value: d.string(), Found: d.byte() != 0}
-	return resp, d.err
+func (c simKV) Put(ctx context.Context, r *kvv1.PutRequest) (*kvv1.PutResponse, error) {
+	return call(ctx, c, "Put", r, &kvv1.PutResponse{})
 }
 
-func (c client) Put(ctx context.Context, req *kvraft.PutRequest) (*kvraft.PutResponse, error) {
-	d, err := c.call(ctx, MethodPut, appendWrite(appendString(appendString(nil, req.Key), req.Value), req.Write))
-	if err != nil {
-		return nil, err
-	}
-	return &kvraft.PutResponse{Header: d.header()}, d.err
+func (c simKV) Append(ctx context.Context, r *kvv1.AppendRequest) (*kvv1.AppendResponse, error) {
+	return call(ctx, c, "Append", r, &kvv1.AppendResponse{})
 }
 
-func (c client) Append(ctx context.Context, req *kvraft.AppendRequest) (*kvraft.AppendResponse, error) {
-	d, err := c.call(ctx, MethodAppend, appendWrite(appendString(appendString(nil, req.Key), req.Value), req.Write))
-	if err != nil {
-		return nil, err
-	}
-	return &kvraft.AppendResponse{Header: d.header()}, d.err
+func (c simKV) Delete(ctx context.Context, r *kvv1.DeleteRequest) (*kvv1.DeleteResponse, error) {
+	return call(ctx, c, "Delete", r, &kvv1.DeleteResponse{})
 }
 
-func (c client) Delete(ctx context.Context, req *kvraft.DeleteRequest) (*kvraft.DeleteResponse, error) {
-	d, err := c.call(ctx, MethodDelete, appendWrite(appendString(nil, req.Key), req.Write))
-	if err != nil {
-		return nil, err
-	}
-	resp := &kvraft.DeleteResponse{Header: d.header(), Existed: d.byte() != 0}
-	return resp, d.err
+func (c simKV) Status(ctx context.Context, r *kvv1.StatusRequest) (*kvv1.StatusResponse, error) {
+	return call(ctx, c, "Status", r, &kvv1.StatusResponse{})
 }
 
-// serveKV answers one KV RPC with svc.
+func (c simKV) OpenSession(ctx context.Context, r *kvv1.OpenSessionRequest) (*kvv1.OpenSessionResponse, error) {
+	return call(ctx, c, "OpenSession", r, &kvv1.OpenSessionResponse{})
+}
+
+func (c simKV) List(ctx context.Context, r *kvv1.ListRequest) (*kvv1.ListResponse, error) {
+	return call(ctx, c, "List", r, &kvv1.ListResponse{})
+}
+
+func (c simKV) Watch(ctx context.Context, r *kvv1.WatchRequest) (*kvv1.WatchResponse, error) {
+	return call(ctx, c, "Watch", r, &kvv1.WatchResponse{})
+}
+
+func (c simKV) LeaseGrant(ctx context.Context, r *kvv1.LeaseGrantRequest) (*kvv1.LeaseGrantResponse, error) {
+	return call(ctx, c, "LeaseGrant", r, &kvv1.LeaseGrantResponse{})
+}
+
+func (c simKV) LeaseKeepAlive(ctx context.Context, r *kvv1.LeaseKeepAliveRequest) (*kvv1.LeaseKeepAliveResponse, error) {
+	return call(ctx, c, "LeaseKeepAlive", r, &kvv1.LeaseKeepAliveResponse{})
+}
+
+func (c simKV) LeaseRevoke(ctx context.Context, r *kvv1.LeaseRevokeRequest) (*kvv1.LeaseRevokeResponse, error) {
+	return call(ctx, c, "LeaseRevoke", r, &kvv1.LeaseRevokeResponse{})
+}
+
+func (c simKV) LeaseTimeToLive(ctx context.Context, r *kvv1.LeaseTimeToLiveRequest) (*kvv1.LeaseTimeToLiveResponse, error) {
+	return call(ctx, c, "LeaseTimeToLive", r, &kvv1.LeaseTimeToLiveResponse{})
+}
+
+// serveKV answers one KV RPC with svc, through kvwire's KVService.
 func serveKV(ctx context.Context, svc kvraft.Service, method string, b []byte) ([]byte, error) {
-	d := decoder{b: b}
-	ok := []byte{statusOK}
-	var err error
+	srv := kvwire.NewServer(svc, kvwire.ServerOptions{})
 	switch method {
-	case MethodOpen:
-		var resp *kvraft.OpenSessionResponse
-		if resp, err = svc.OpenSession(ctx, &kvraft.OpenSessionRequest{}); err == nil {
-			return binary.AppendUvarint(appendHeader(ok, resp.Header), resp.ClientID), nil
-		}
-	case MethodGet:
-		req := &kvraft.GetRequest{Key: d.string(), Consistency: kvraft.Consistency(d.uvarint())}
-		if d.err != nil {
-			return nil, d.err
-		}
-		var resp *kvraft.GetResponse
-		if resp, err = svc.Get(ctx, req); err == nil {
-			return append(appendString(appendHeader(ok, resp.Header), resp.Value), boolByte(resp.Found)), nil
-		}
-	case MethodPut:
-		req := &kvraft.PutRequest{Key: d.string(), Value: d.string(), Write: d.write()}
-		if d.err != nil {
-			return nil, d.err
-		}
-		var resp *kvraft.PutResponse
-		if resp, err = svc.Put(ctx, req); err == nil {
-			return appendHeader(ok, resp.Header), nil
-		}
-	case MethodAppend:
-		req := &kvraft.AppendRequest{Key: d.string(), Value: d.string(), Write: d.write()}
-		if d.err != nil {
-			return nil, d.err
-		}
-		var resp *kvraft.AppendResponse
-		if resp, err = svc.Append(ctx, req); err == nil {
-			return appendHeader(ok, resp.Header), nil
-		}
-	case MethodDelete:
-		req := &kvraft.DeleteRequest{Key: d.string(), Write: d.write()}
-		if d.err != nil {
-			return nil, d.err
-		}
-		var resp *kvraft.DeleteResponse
-		if resp, err = svc.Delete(ctx, req); err == nil {
-			return append(appendHeader(ok, resp.Header), boolByte(resp.Existed)), nil
-		}
-	default:
-		return nil, fmt.Errorf("%w: %q", errUnknownMethod, method)
+	case "kv.Get":
+		return handle(ctx, b, &kvv1.GetRequest{}, srv.Get)
+	case "kv.Put":
+		return handle(ctx, b, &kvv1.PutRequest{}, srv.Put)
+	case "kv.Append":
+		return handle(ctx, b, &kvv1.AppendRequest{}, srv.Append)
+	case "kv.Delete":
+		return handle(ctx, b, &kvv1.DeleteRequest{}, srv.Delete)
+	case "kv.OpenSession":
+		return handle(ctx, b, &kvv1.OpenSessionRequest{}, srv.OpenSession)
+	case "kv.List":
+		return handle(ctx, b, &kvv1.ListRequest{}, srv.List)
+	case "kv.Watch":
+		return handle(ctx, b, &kvv1.WatchRequest{}, srv.Watch)
+	case "kv.LeaseGrant":
+		return handle(ctx, b, &kvv1.LeaseGrantRequest{}, srv.LeaseGrant)
+	case "kv.LeaseKeepAlive":
+		return handle(ctx, b, &kvv1.LeaseKeepAliveRequest{}, srv.LeaseKeepAlive)
+	case "kv.LeaseRevoke":
+		return handle(ctx, b, &kvv1.LeaseRevokeRequest{}, srv.LeaseRevoke)
+	case "kv.LeaseTimeToLive":
+		return handle(ctx, b, &kvv1.LeaseTimeToLiveRequest{}, srv.LeaseTimeToLive)
 	}
-	return encodeError(err), nil
+	return nil, fmt.Errorf("%w: %q", errUnknownMethod, method)
 }
 
-func encodeError(err error) []byte {
-	b, merr := proto.Marshal(kvwire.ResultToProto(kvraft.ResponseHeader{}, false, err))
-	if merr != nil {
-		panic(fmt.Sprintf("kvtest: marshal a WriteResult: %v", merr)) // cannot happen for a valid message
+// handle decodes b into req, calls fn, and encodes its answer.
+func handle[Req, Resp proto.Message](ctx context.Context, b []byte, req Req, fn func(context.Context, Req) (Resp, error)) ([]byte, error) {
+	if err := proto.Unmarshal(b, req); err != nil {
+		return nil, fmt.Errorf("%w: %w", errCorrupt, err)
 	}
-	return append([]byte{statusError}, b...)
+	resp, err := fn(ctx, req)
+	if err != nil {
+		var terr twirp.Error
+		if !errors.As(err, &terr) {
+			terr = twirp.InternalErrorWith(err)
+		}
+		return encodeTwirp(terr), nil
+	}
+	out, err := proto.Marshal(resp)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{statusOK}, out...), nil
 }
 
-func boolByte(v bool) byte {
-	if v {
-		return 1
+func encodeTwirp(terr twirp.Error) []byte {
+	b := []byte{statusError}
+	b = appendString(b, string(terr.Code()))
+	b = appendString(b, terr.Msg())
+	meta := terr.MetaMap()
+	b = binary.AppendUvarint(b, uint64(len(meta)))
+	for k, v := range meta {
+		b = appendString(appendString(b, k), v)
 	}
-	return 0
+	return b
+}
+
+func decodeTwirp(b []byte) error {
+	d := decoder{b: b}
+	terr := twirp.NewError(twirp.ErrorCode(d.string()), d.string())
+	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
+		terr = terr.WithMeta(d.string(), d.string())
+	}
+	if d.err != nil {
+		return d.err
+	}
+	return terr
 }
 
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
-}
-
-func appendWrite(b []byte, w kvraft.WriteID) []byte {
-	b = binary.AppendUvarint(b, w.ClientID)
-	b = binary.AppendUvarint(b, w.Seq)
-	return binary.AppendUvarint(b, w.Ack)
-}
-
-func appendHeader(b []byte, h kvraft.ResponseHeader) []byte {
-	b = binary.AppendUvarint(b, uint64(h.ReplicaID))
-	return binary.AppendUvarint(b, h.Term)
 }
 
 // decoder reads the encodings above; the first error sticks.
@@ -207,28 +210,8 @@ func (d *decoder) fail() {
 	d.b = nil
 }
 
-func (d *decoder) byte() byte {
-	if len(d.b) < 1 {
-		d.fail()
-		return 0
-	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
-}
-
 func (d *decoder) uvarint() uint64 {
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) varint() int64 {
-	v, n := binary.Varint(d.b)
 	if n <= 0 {
 		d.fail()
 		return 0
@@ -246,12 +229,4 @@ func (d *decoder) string() string {
 	s := string(d.b[:n])
 	d.b = d.b[n:]
 	return s
-}
-
-func (d *decoder) write() kvraft.WriteID {
-	return kvraft.WriteID{ClientID: d.uvarint(), Seq: d.uvarint(), Ack: d.uvarint()}
-}
-
-func (d *decoder) header() kvraft.ResponseHeader {
-	return kvraft.ResponseHeader{ReplicaID: int(d.uvarint()), Term: d.uvarint()}
 }

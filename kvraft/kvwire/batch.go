@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/twitchtv/twirp"
 
@@ -20,7 +21,12 @@ func ResultToProto(h kvclient.ResponseHeader, existed bool, err error) *kvv1.Wri
 	}
 	r := &kvv1.WriteResult{Message: err.Error()}
 	var wl *kvclient.WrongLeaderError
+	var cf *kvclient.ConditionFailedError
 	switch {
+	case errors.As(err, &cf):
+		r.Code, r.Revision, r.Current = kvv1.ResultCode_RESULT_CODE_CONDITION_FAILED, cf.Revision, KeyValueToProto(cf.Current)
+	case errors.Is(err, kvclient.ErrLeaseNotFound):
+		r.Code = kvv1.ResultCode_RESULT_CODE_LEASE_NOT_FOUND
 	case errors.As(err, &wl):
 		r.Code, r.Proposed = kvv1.ResultCode_RESULT_CODE_NOT_LEADER, wl.Proposed
 		if wl.Leader >= 0 {
@@ -73,6 +79,10 @@ func ResultError(r *kvv1.WriteResult) error {
 		return fmt.Errorf("%w (remote: %s)", kvclient.ErrNoSession, msg)
 	case kvv1.ResultCode_RESULT_CODE_TOO_MANY_PENDING:
 		return fmt.Errorf("%w (remote: %s)", kvclient.ErrTooManyPending, msg)
+	case kvv1.ResultCode_RESULT_CODE_CONDITION_FAILED:
+		return &kvclient.ConditionFailedError{Revision: r.GetRevision(), Current: KeyValueFromProto(r.GetCurrent())}
+	case kvv1.ResultCode_RESULT_CODE_LEASE_NOT_FOUND:
+		return fmt.Errorf("%w (remote: %s)", kvclient.ErrLeaseNotFound, msg)
 	default:
 		return fmt.Errorf("kvwire: remote error (outcome unknown): %s", msg)
 	}
@@ -82,8 +92,9 @@ func ResultError(r *kvv1.WriteResult) error {
 // a batch run concurrently, each with its own WriteID, and each gets its own
 // result. It is what the leader runs for forwarded writes.
 type BatchServer struct {
-	svc    kvclient.Service
-	maxOps int
+	svc     kvclient.Service
+	maxOps  int
+	timeout time.Duration
 }
 
 var _ kvv1.ForwardService = BatchServer{}
@@ -94,11 +105,25 @@ func NewBatchServer(svc kvclient.Service, maxOps int) BatchServer {
 	return BatchServer{svc: svc, maxOps: maxOps}
 }
 
+// WithTimeout returns s bounding each batch by d (0: only by the caller's
+// context). One deadline for the whole batch spares each write its own
+// timer: a service that bounds a request itself (kvraft.Server, by its
+// RequestTimeout) adds none when the batch's deadline comes first.
+func (s BatchServer) WithTimeout(d time.Duration) BatchServer {
+	s.timeout = d
+	return s
+}
+
 // WriteBatch implements kvv1.ForwardService.
 func (s BatchServer) WriteBatch(ctx context.Context, req *kvv1.WriteBatchRequest) (*kvv1.WriteBatchResponse, error) {
 	ops := req.GetOps()
 	if len(ops) > s.maxOps {
 		return nil, twirp.InvalidArgumentError("ops", fmt.Sprintf("more than %d writes in one batch", s.maxOps))
+	}
+	if s.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.timeout)
+		defer cancel()
 	}
 	out := &kvv1.WriteBatchResponse{Results: make([]*kvv1.WriteResult, len(ops))}
 	var wg sync.WaitGroup

@@ -130,6 +130,36 @@ func (f *Forwarder) Get(ctx context.Context, req *kvclient.GetRequest) (*kvclien
 	return f.kv.Get(ctx, req)
 }
 
+// List implements kvclient.Service with one call.
+func (f *Forwarder) List(ctx context.Context, req *kvclient.ListRequest) (*kvclient.ListResponse, error) {
+	return f.kv.List(ctx, req)
+}
+
+// Watch implements kvclient.Service with one call.
+func (f *Forwarder) Watch(ctx context.Context, req *kvclient.WatchRequest) (*kvclient.WatchResponse, error) {
+	return f.kv.Watch(ctx, req)
+}
+
+// LeaseGrant implements kvclient.Service with one call.
+func (f *Forwarder) LeaseGrant(ctx context.Context, req *kvclient.LeaseGrantRequest) (*kvclient.LeaseGrantResponse, error) {
+	return f.kv.LeaseGrant(ctx, req)
+}
+
+// LeaseKeepAlive implements kvclient.Service with one call.
+func (f *Forwarder) LeaseKeepAlive(ctx context.Context, req *kvclient.LeaseKeepAliveRequest) (*kvclient.LeaseKeepAliveResponse, error) {
+	return f.kv.LeaseKeepAlive(ctx, req)
+}
+
+// LeaseRevoke implements kvclient.Service with one call.
+func (f *Forwarder) LeaseRevoke(ctx context.Context, req *kvclient.LeaseRevokeRequest) (*kvclient.LeaseRevokeResponse, error) {
+	return f.kv.LeaseRevoke(ctx, req)
+}
+
+// LeaseTimeToLive implements kvclient.Service with one call.
+func (f *Forwarder) LeaseTimeToLive(ctx context.Context, req *kvclient.LeaseTimeToLiveRequest) (*kvclient.LeaseTimeToLiveResponse, error) {
+	return f.kv.LeaseTimeToLive(ctx, req)
+}
+
 // Put implements kvclient.Service through a batch.
 func (f *Forwarder) Put(ctx context.Context, req *kvclient.PutRequest) (*kvclient.PutResponse, error) {
 	res, err := f.write(ctx, &kvv1.WriteOp{Op: &kvv1.WriteOp_Put{Put: PutRequestToProto(req)}}, len(req.Key)+len(req.Value))

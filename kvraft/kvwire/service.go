@@ -3,6 +3,8 @@ package kvwire
 import (
 	"context"
 	"errors"
+	"math"
+	"strconv"
 	"time"
 
 	"github.com/twitchtv/twirp"
@@ -38,11 +40,14 @@ func (c Client) Get(ctx context.Context, req *kvclient.GetRequest) (*kvclient.Ge
 	if err != nil {
 		var terr twirp.Error
 		if !NoAnswer(err) && errors.As(err, &terr) && terr.Code() == twirp.NotFound {
-			return &kvclient.GetResponse{}, nil
+			rev, _ := strconv.ParseUint(terr.Meta(MetaRevision), 10, 64)
+			return &kvclient.GetResponse{Header: kvclient.ResponseHeader{Revision: rev}}, nil
 		}
 		return nil, ErrorFromTwirp(err)
 	}
-	return &kvclient.GetResponse{Header: HeaderFromProto(resp.GetHeader()), Value: resp.GetValue(), Found: true}, nil
+	return &kvclient.GetResponse{Header: HeaderFromProto(resp.GetHeader()), Value: resp.GetValue(), Found: true,
+		CreateRevision: resp.GetCreateRevision(), ModRevision: resp.GetModRevision(), Version: resp.GetVersion(),
+		Lease: resp.GetLease()}, nil
 }
 
 // Put implements kvclient.Service.
@@ -102,9 +107,11 @@ func (s Server) Get(ctx context.Context, req *kvv1.GetRequest) (*kvv1.GetRespons
 		return nil, s.fail(err)
 	}
 	if !resp.Found {
-		return nil, twirp.NotFoundError("no such key").WithMeta("key", req.GetKey())
+		return nil, twirp.NotFoundError("no such key").WithMeta("key", req.GetKey()).
+			WithMeta(MetaRevision, strconv.FormatUint(resp.Header.Revision, 10))
 	}
-	return &kvv1.GetResponse{Header: HeaderToProto(resp.Header), Key: req.GetKey(), Value: resp.Value}, nil
+	return &kvv1.GetResponse{Header: HeaderToProto(resp.Header), Key: req.GetKey(), Value: resp.Value,
+		CreateRevision: resp.CreateRevision, ModRevision: resp.ModRevision, Version: resp.Version, Lease: resp.Lease}, nil
 }
 
 // Put implements kvv1.KVService.
@@ -152,38 +159,188 @@ func (s Server) OpenSession(ctx context.Context, _ *kvv1.OpenSessionRequest) (*k
 		IdleTimeoutSeconds: uint64(resp.IdleTimeout / time.Second)}, nil
 }
 
-// errNotYet answers the methods of issue 16 until the state machine serves
-// them (kvcore's next milestone replaces these).
-func errNotYet(method string) error {
-	return twirp.NewError(twirp.Unimplemented, method+" is not served yet")
-}
-
 // List implements kvv1.KVService.
-func (s Server) List(context.Context, *kvv1.ListRequest) (*kvv1.ListResponse, error) {
-	return nil, errNotYet("List")
+func (s Server) List(ctx context.Context, req *kvv1.ListRequest) (*kvv1.ListResponse, error) {
+	resp, err := s.svc.List(ctx, ListRequestFromProto(req))
+	if err != nil {
+		return nil, s.fail(err)
+	}
+	return ListResponseToProto(resp), nil
 }
 
 // Watch implements kvv1.KVService.
-func (s Server) Watch(context.Context, *kvv1.WatchRequest) (*kvv1.WatchResponse, error) {
-	return nil, errNotYet("Watch")
+func (s Server) Watch(ctx context.Context, req *kvv1.WatchRequest) (*kvv1.WatchResponse, error) {
+	resp, err := s.svc.Watch(ctx, WatchRequestFromProto(req))
+	if err != nil {
+		return nil, s.fail(err)
+	}
+	return WatchResponseToProto(resp), nil
 }
 
 // LeaseGrant implements kvv1.KVService.
-func (s Server) LeaseGrant(context.Context, *kvv1.LeaseGrantRequest) (*kvv1.LeaseGrantResponse, error) {
-	return nil, errNotYet("LeaseGrant")
+func (s Server) LeaseGrant(ctx context.Context, req *kvv1.LeaseGrantRequest) (*kvv1.LeaseGrantResponse, error) {
+	resp, err := s.svc.LeaseGrant(ctx, &kvclient.LeaseGrantRequest{TTL: time.Duration(min(req.GetTtlMs(), maxMs)) * time.Millisecond,
+		Write: WriteIDFromProto(req.GetWrite())})
+	if err != nil {
+		return nil, s.fail(err)
+	}
+	return &kvv1.LeaseGrantResponse{Header: HeaderToProto(resp.Header), Id: resp.ID, TtlMs: uint64(resp.TTL.Milliseconds())}, nil
 }
 
 // LeaseKeepAlive implements kvv1.KVService.
-func (s Server) LeaseKeepAlive(context.Context, *kvv1.LeaseKeepAliveRequest) (*kvv1.LeaseKeepAliveResponse, error) {
-	return nil, errNotYet("LeaseKeepAlive")
+func (s Server) LeaseKeepAlive(ctx context.Context, req *kvv1.LeaseKeepAliveRequest) (*kvv1.LeaseKeepAliveResponse, error) {
+	resp, err := s.svc.LeaseKeepAlive(ctx, &kvclient.LeaseKeepAliveRequest{ID: req.GetId()})
+	if err != nil {
+		return nil, s.fail(err)
+	}
+	return &kvv1.LeaseKeepAliveResponse{Header: HeaderToProto(resp.Header), Id: resp.ID, TtlMs: uint64(resp.TTL.Milliseconds())}, nil
 }
 
 // LeaseRevoke implements kvv1.KVService.
-func (s Server) LeaseRevoke(context.Context, *kvv1.LeaseRevokeRequest) (*kvv1.LeaseRevokeResponse, error) {
-	return nil, errNotYet("LeaseRevoke")
+func (s Server) LeaseRevoke(ctx context.Context, req *kvv1.LeaseRevokeRequest) (*kvv1.LeaseRevokeResponse, error) {
+	resp, err := s.svc.LeaseRevoke(ctx, &kvclient.LeaseRevokeRequest{ID: req.GetId(), Write: WriteIDFromProto(req.GetWrite())})
+	if err != nil {
+		return nil, s.fail(err)
+	}
+	return &kvv1.LeaseRevokeResponse{Header: HeaderToProto(resp.Header), Existed: resp.Existed}, nil
 }
 
 // LeaseTimeToLive implements kvv1.KVService.
-func (s Server) LeaseTimeToLive(context.Context, *kvv1.LeaseTimeToLiveRequest) (*kvv1.LeaseTimeToLiveResponse, error) {
-	return nil, errNotYet("LeaseTimeToLive")
+func (s Server) LeaseTimeToLive(ctx context.Context, req *kvv1.LeaseTimeToLiveRequest) (*kvv1.LeaseTimeToLiveResponse, error) {
+	resp, err := s.svc.LeaseTimeToLive(ctx, &kvclient.LeaseTimeToLiveRequest{ID: req.GetId(), Keys: req.GetKeys()})
+	if err != nil {
+		return nil, s.fail(err)
+	}
+	return &kvv1.LeaseTimeToLiveResponse{Header: HeaderToProto(resp.Header), Id: resp.ID, TtlMs: uint64(resp.TTL.Milliseconds()),
+		RemainingMs: uint64(resp.Remaining.Milliseconds()), Keys: resp.Keys}, nil
+}
+
+// List implements kvclient.Service.
+func (c Client) List(ctx context.Context, req *kvclient.ListRequest) (*kvclient.ListResponse, error) {
+	resp, err := c.kv.List(ctx, ListRequestToProto(req))
+	if err != nil {
+		return nil, ErrorFromTwirp(err)
+	}
+	return ListResponseFromProto(resp), nil
+}
+
+// Watch implements kvclient.Service.
+func (c Client) Watch(ctx context.Context, req *kvclient.WatchRequest) (*kvclient.WatchResponse, error) {
+	resp, err := c.kv.Watch(ctx, WatchRequestToProto(req))
+	if err != nil {
+		return nil, ErrorFromTwirp(err)
+	}
+	return WatchResponseFromProto(resp), nil
+}
+
+// LeaseGrant implements kvclient.Service.
+func (c Client) LeaseGrant(ctx context.Context, req *kvclient.LeaseGrantRequest) (*kvclient.LeaseGrantResponse, error) {
+	resp, err := c.kv.LeaseGrant(ctx, &kvv1.LeaseGrantRequest{TtlMs: uint64(max(req.TTL, 0).Milliseconds()), Write: WriteIDToProto(req.Write)})
+	if err != nil {
+		return nil, ErrorFromTwirp(err)
+	}
+	return &kvclient.LeaseGrantResponse{Header: HeaderFromProto(resp.GetHeader()), ID: resp.GetId(), TTL: msDuration(resp.GetTtlMs())}, nil
+}
+
+// LeaseKeepAlive implements kvclient.Service.
+func (c Client) LeaseKeepAlive(ctx context.Context, req *kvclient.LeaseKeepAliveRequest) (*kvclient.LeaseKeepAliveResponse, error) {
+	resp, err := c.kv.LeaseKeepAlive(ctx, &kvv1.LeaseKeepAliveRequest{Id: req.ID})
+	if err != nil {
+		return nil, ErrorFromTwirp(err)
+	}
+	return &kvclient.LeaseKeepAliveResponse{Header: HeaderFromProto(resp.GetHeader()), ID: resp.GetId(), TTL: msDuration(resp.GetTtlMs())}, nil
+}
+
+// LeaseRevoke implements kvclient.Service.
+func (c Client) LeaseRevoke(ctx context.Context, req *kvclient.LeaseRevokeRequest) (*kvclient.LeaseRevokeResponse, error) {
+	resp, err := c.kv.LeaseRevoke(ctx, &kvv1.LeaseRevokeRequest{Id: req.ID, Write: WriteIDToProto(req.Write)})
+	if err != nil {
+		return nil, ErrorFromTwirp(err)
+	}
+	return &kvclient.LeaseRevokeResponse{Header: HeaderFromProto(resp.GetHeader()), Existed: resp.GetExisted()}, nil
+}
+
+// LeaseTimeToLive implements kvclient.Service.
+func (c Client) LeaseTimeToLive(ctx context.Context, req *kvclient.LeaseTimeToLiveRequest) (*kvclient.LeaseTimeToLiveResponse, error) {
+	resp, err := c.kv.LeaseTimeToLive(ctx, &kvv1.LeaseTimeToLiveRequest{Id: req.ID, Keys: req.Keys})
+	if err != nil {
+		return nil, ErrorFromTwirp(err)
+	}
+	return &kvclient.LeaseTimeToLiveResponse{Header: HeaderFromProto(resp.GetHeader()), ID: resp.GetId(), TTL: msDuration(resp.GetTtlMs()),
+		Remaining: msDuration(resp.GetRemainingMs()), Keys: resp.GetKeys()}, nil
+}
+
+// maxMs is the most milliseconds a time.Duration holds.
+const maxMs = uint64(math.MaxInt64 / int64(time.Millisecond))
+
+// msDuration converts milliseconds, saturating.
+func msDuration(ms uint64) time.Duration { return time.Duration(min(ms, maxMs)) * time.Millisecond }
+
+// ListRequestFromProto converts a List request.
+func ListRequestFromProto(p *kvv1.ListRequest) *kvclient.ListRequest {
+	return &kvclient.ListRequest{Prefix: p.GetPrefix(), After: p.GetAfter(), Limit: int(p.GetLimit()), KeysOnly: p.GetKeysOnly(),
+		Revision: p.GetRevision(), Consistency: ConsistencyFromProto(p.GetConsistency())}
+}
+
+// ListRequestToProto converts a List request; a negative limit is 0.
+func ListRequestToProto(r *kvclient.ListRequest) *kvv1.ListRequest {
+	return &kvv1.ListRequest{Prefix: r.Prefix, After: r.After, Limit: uint32(min(max(r.Limit, 0), math.MaxUint32)), KeysOnly: r.KeysOnly,
+		Revision: r.Revision, Consistency: ConsistencyToProto(r.Consistency)}
+}
+
+// ListResponseToProto converts a List page.
+func ListResponseToProto(r *kvclient.ListResponse) *kvv1.ListResponse {
+	out := &kvv1.ListResponse{Header: HeaderToProto(r.Header), More: r.More, Revision: r.Revision, Kvs: make([]*kvv1.KeyValue, len(r.KVs))}
+	for i := range r.KVs {
+		out.Kvs[i] = KeyValueToProto(&r.KVs[i])
+	}
+	return out
+}
+
+// ListResponseFromProto converts a List page.
+func ListResponseFromProto(p *kvv1.ListResponse) *kvclient.ListResponse {
+	out := &kvclient.ListResponse{Header: HeaderFromProto(p.GetHeader()), More: p.GetMore(), Revision: p.GetRevision(),
+		KVs: make([]kvclient.KeyValue, 0, len(p.GetKvs()))}
+	for _, kv := range p.GetKvs() {
+		if kv != nil {
+			out.KVs = append(out.KVs, *KeyValueFromProto(kv))
+		}
+	}
+	return out
+}
+
+// WatchRequestFromProto converts a Watch request.
+func WatchRequestFromProto(p *kvv1.WatchRequest) *kvclient.WatchRequest {
+	return &kvclient.WatchRequest{Key: p.GetKey(), Prefix: p.GetPrefix(), AfterRevision: p.GetAfterRevision(),
+		Wait: msDuration(p.GetWaitMs()), Limit: int(p.GetLimit()), PrevKV: p.GetPrevKv()}
+}
+
+// WatchRequestToProto converts a Watch request.
+func WatchRequestToProto(r *kvclient.WatchRequest) *kvv1.WatchRequest {
+	return &kvv1.WatchRequest{Key: r.Key, Prefix: r.Prefix, AfterRevision: r.AfterRevision,
+		WaitMs: uint64(max(r.Wait, 0).Milliseconds()), Limit: uint32(min(max(r.Limit, 0), math.MaxUint32)), PrevKv: r.PrevKV}
+}
+
+// WatchResponseToProto converts a Watch answer.
+func WatchResponseToProto(r *kvclient.WatchResponse) *kvv1.WatchResponse {
+	out := &kvv1.WatchResponse{Header: HeaderToProto(r.Header), NextAfterRevision: r.NextAfterRevision, Compacted: r.Compacted,
+		CompactRevision: r.CompactRevision, Events: make([]*kvv1.Event, len(r.Events))}
+	for i, e := range r.Events {
+		out.Events[i] = &kvv1.Event{Type: kvv1.EventType(e.Type), Kv: KeyValueToProto(&e.KV), PrevKv: KeyValueToProto(e.PrevKV)}
+	}
+	return out
+}
+
+// WatchResponseFromProto converts a Watch answer.
+func WatchResponseFromProto(p *kvv1.WatchResponse) *kvclient.WatchResponse {
+	out := &kvclient.WatchResponse{Header: HeaderFromProto(p.GetHeader()), NextAfterRevision: p.GetNextAfterRevision(),
+		Compacted: p.GetCompacted(), CompactRevision: p.GetCompactRevision(), Events: make([]kvclient.Event, 0, len(p.GetEvents()))}
+	for _, e := range p.GetEvents() {
+		ev := kvclient.Event{Type: kvclient.EventType(e.GetType()), PrevKV: KeyValueFromProto(e.GetPrevKv())}
+		if kv := KeyValueFromProto(e.GetKv()); kv != nil {
+			ev.KV = *kv
+		}
+		out.Events = append(out.Events, ev)
+	}
+	return out
 }

@@ -49,6 +49,28 @@ const (
 	ReasonTooLarge       = "too_large"
 	ReasonNoSession      = "no_session"
 	ReasonTooManyPending = "too_many_pending"
+	// ReasonConditionFailed: a conditional write's condition did not hold
+	// (failed_precondition); the meta keys below describe the key.
+	ReasonConditionFailed = "condition_failed"
+	ReasonLeaseNotFound   = "lease_not_found"
+	ReasonTooManyLeases   = "too_many_leases"
+	ReasonTooManyWatchers = "too_many_watchers"
+	// ReasonCompacted and ReasonFutureRevision answer a List at a revision
+	// outside the retained history (out_of_range).
+	ReasonCompacted      = "compacted"
+	ReasonFutureRevision = "future_revision"
+)
+
+// Meta keys of a failed condition (reason condition_failed) and of a
+// compacted revision; numbers are decimal.
+const (
+	MetaRevision        = "revision"
+	MetaExists          = "exists"
+	MetaValue           = "value"
+	MetaCreateRevision  = "create_revision"
+	MetaModRevision     = "mod_revision"
+	MetaVersion         = "version"
+	MetaCompactRevision = "compact_revision"
 )
 
 // WriteIDToProto converts a write id; the zero id (no identification) is
@@ -67,12 +89,45 @@ func WriteIDFromProto(h *kvv1.WriteHeader) kvclient.WriteID {
 
 // HeaderToProto converts a response header.
 func HeaderToProto(h kvclient.ResponseHeader) *kvv1.ResponseHeader {
-	return &kvv1.ResponseHeader{ReplicaId: uint32(h.ReplicaID), LeaderId: uint32(h.ReplicaID), Term: h.Term}
+	return &kvv1.ResponseHeader{ReplicaId: uint32(h.ReplicaID), LeaderId: uint32(h.ReplicaID), Term: h.Term, Revision: h.Revision}
 }
 
 // HeaderFromProto converts a response header.
 func HeaderFromProto(h *kvv1.ResponseHeader) kvclient.ResponseHeader {
-	return kvclient.ResponseHeader{ReplicaID: int(h.GetReplicaId()), Term: h.GetTerm()}
+	return kvclient.ResponseHeader{ReplicaID: int(h.GetReplicaId()), Term: h.GetTerm(), Revision: h.GetRevision()}
+}
+
+// KeyValueToProto converts a key-value; nil stays nil.
+func KeyValueToProto(kv *kvclient.KeyValue) *kvv1.KeyValue {
+	if kv == nil {
+		return nil
+	}
+	return &kvv1.KeyValue{Key: kv.Key, Value: kv.Value, CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision,
+		Version: kv.Version, Lease: kv.Lease}
+}
+
+// KeyValueFromProto converts a key-value; nil stays nil.
+func KeyValueFromProto(p *kvv1.KeyValue) *kvclient.KeyValue {
+	if p == nil {
+		return nil
+	}
+	return &kvclient.KeyValue{Key: p.GetKey(), Value: p.GetValue(), CreateRevision: p.GetCreateRevision(),
+		ModRevision: p.GetModRevision(), Version: p.GetVersion(), Lease: p.GetLease()}
+}
+
+// ConditionToProto converts a condition; the empty condition is nil.
+func ConditionToProto(c kvclient.Condition) *kvv1.Condition {
+	if c == (kvclient.Condition{}) {
+		return nil
+	}
+	return &kvv1.Condition{Kind: kvv1.ConditionKind(c.Kind), ModRevision: c.ModRevision, Version: c.Version, Value: c.Value}
+}
+
+// ConditionFromProto converts a condition; nil is no condition. An
+// unknown kind stays unknown, for the server to refuse.
+func ConditionFromProto(p *kvv1.Condition) kvclient.Condition {
+	return kvclient.Condition{Kind: kvclient.ConditionKind(p.GetKind()), ModRevision: p.GetModRevision(),
+		Version: p.GetVersion(), Value: p.GetValue()}
 }
 
 // ConsistencyFromProto converts a read consistency; unspecified is
@@ -94,12 +149,14 @@ func ConsistencyToProto(c kvclient.Consistency) kvv1.ReadConsistency {
 
 // PutRequestFromProto converts a Put.
 func PutRequestFromProto(p *kvv1.PutRequest) *kvclient.PutRequest {
-	return &kvclient.PutRequest{Key: p.GetKey(), Value: p.GetValue(), Write: WriteIDFromProto(p.GetWrite())}
+	return &kvclient.PutRequest{Key: p.GetKey(), Value: p.GetValue(), Write: WriteIDFromProto(p.GetWrite()),
+		Lease: p.GetLease(), Condition: ConditionFromProto(p.GetCondition())}
 }
 
 // PutRequestToProto converts a Put.
 func PutRequestToProto(r *kvclient.PutRequest) *kvv1.PutRequest {
-	return &kvv1.PutRequest{Key: r.Key, Value: r.Value, Write: WriteIDToProto(r.Write)}
+	return &kvv1.PutRequest{Key: r.Key, Value: r.Value, Write: WriteIDToProto(r.Write), Lease: r.Lease,
+		Condition: ConditionToProto(r.Condition)}
 }
 
 // AppendRequestFromProto converts an Append.
@@ -114,12 +171,13 @@ func AppendRequestToProto(r *kvclient.AppendRequest) *kvv1.AppendRequest {
 
 // DeleteRequestFromProto converts a Delete.
 func DeleteRequestFromProto(p *kvv1.DeleteRequest) *kvclient.DeleteRequest {
-	return &kvclient.DeleteRequest{Key: p.GetKey(), Write: WriteIDFromProto(p.GetWrite())}
+	return &kvclient.DeleteRequest{Key: p.GetKey(), Write: WriteIDFromProto(p.GetWrite()),
+		Condition: ConditionFromProto(p.GetCondition())}
 }
 
 // DeleteRequestToProto converts a Delete.
 func DeleteRequestToProto(r *kvclient.DeleteRequest) *kvv1.DeleteRequest {
-	return &kvv1.DeleteRequest{Key: r.Key, Write: WriteIDToProto(r.Write)}
+	return &kvv1.DeleteRequest{Key: r.Key, Write: WriteIDToProto(r.Write), Condition: ConditionToProto(r.Condition)}
 }
 
 // ErrorToTwirp maps a kvclient error (from a replica or a Clerk) to the
@@ -130,13 +188,41 @@ func DeleteRequestToProto(r *kvclient.DeleteRequest) *kvv1.DeleteRequest {
 //	ErrTimeout, context errors                -> deadline_exceeded (504), outcome unknown
 //	ErrInvalid, ErrTooLarge                   -> invalid_argument (400)
 //	ErrStale, ErrNoSession, ErrTooManyPending -> failed_precondition (412)
+//	*ConditionFailedError, ErrLeaseNotFound   -> failed_precondition, with MetaReason
+//	ErrTooManyLeases, ErrTooManyWatchers      -> resource_exhausted, with MetaReason
+//	*CompactedError, ErrFutureRevision        -> out_of_range, with MetaReason
 func ErrorToTwirp(err error, leaderURL func(id int) string) error {
 	if err == nil {
 		return nil
 	}
 	var wl *kvclient.WrongLeaderError
 	var terr twirp.Error
+	var cf *kvclient.ConditionFailedError
+	var ce *kvclient.CompactedError
 	switch {
+	case errors.As(err, &cf):
+		t := twirp.NewError(twirp.FailedPrecondition, cf.Error()).WithMeta(MetaReason, ReasonConditionFailed).
+			WithMeta(MetaRevision, strconv.FormatUint(cf.Revision, 10)).WithMeta(MetaExists, strconv.FormatBool(cf.Current != nil))
+		if c := cf.Current; c != nil {
+			t = t.WithMeta("key", c.Key).WithMeta(MetaValue, c.Value).WithMeta(MetaCreateRevision, strconv.FormatUint(c.CreateRevision, 10)).
+				WithMeta(MetaModRevision, strconv.FormatUint(c.ModRevision, 10)).
+				WithMeta(MetaVersion, strconv.FormatUint(c.Version, 10))
+			if c.Lease != 0 {
+				t = t.WithMeta("lease", strconv.FormatUint(c.Lease, 10))
+			}
+		}
+		return t
+	case errors.Is(err, kvclient.ErrLeaseNotFound):
+		return twirp.NewError(twirp.FailedPrecondition, err.Error()).WithMeta(MetaReason, ReasonLeaseNotFound)
+	case errors.Is(err, kvclient.ErrTooManyLeases):
+		return twirp.NewError(twirp.ResourceExhausted, err.Error()).WithMeta(MetaReason, ReasonTooManyLeases)
+	case errors.Is(err, kvclient.ErrTooManyWatchers):
+		return twirp.NewError(twirp.ResourceExhausted, err.Error()).WithMeta(MetaReason, ReasonTooManyWatchers)
+	case errors.As(err, &ce):
+		return twirp.NewError(twirp.OutOfRange, err.Error()).WithMeta(MetaReason, ReasonCompacted).
+			WithMeta(MetaCompactRevision, strconv.FormatUint(ce.CompactRevision, 10))
+	case errors.Is(err, kvclient.ErrFutureRevision):
+		return twirp.NewError(twirp.OutOfRange, err.Error()).WithMeta(MetaReason, ReasonFutureRevision)
 	case errors.Is(err, kvclient.ErrNoLeader):
 		return twirp.NewError(twirp.Unavailable, "no leader reachable in time").WithMeta("cause", err.Error())
 	case errors.Is(err, kvclient.ErrTimeout), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
@@ -223,6 +309,13 @@ func ErrorFromTwirp(err error) error {
 	case twirp.DeadlineExceeded:
 		return fmt.Errorf("%w: %w", kvclient.ErrTimeout, err)
 	case twirp.InvalidArgument, twirp.Malformed, twirp.OutOfRange:
+		switch terr.Meta(MetaReason) {
+		case ReasonCompacted:
+			rev, _ := strconv.ParseUint(terr.Meta(MetaCompactRevision), 10, 64)
+			return fmt.Errorf("%w: %w", &kvclient.CompactedError{CompactRevision: rev}, err)
+		case ReasonFutureRevision:
+			return fmt.Errorf("%w: %w", kvclient.ErrFutureRevision, err)
+		}
 		if terr.Meta(MetaReason) == ReasonTooLarge {
 			return fmt.Errorf("%w: %w", kvclient.ErrTooLarge, err)
 		}
@@ -233,9 +326,20 @@ func ErrorFromTwirp(err error) error {
 			return fmt.Errorf("%w: %w", kvclient.ErrNoSession, err)
 		case ReasonTooManyPending:
 			return fmt.Errorf("%w: %w", kvclient.ErrTooManyPending, err)
+		case ReasonConditionFailed:
+			return fmt.Errorf("%w: %w", conditionFailedFromMeta(terr), err)
+		case ReasonLeaseNotFound:
+			return fmt.Errorf("%w: %w", kvclient.ErrLeaseNotFound, err)
 		}
 		return fmt.Errorf("%w: %w", kvclient.ErrStale, err)
 	case twirp.ResourceExhausted:
+		switch terr.Meta(MetaReason) {
+		case ReasonTooManyLeases:
+			return fmt.Errorf("%w: %w", kvclient.ErrTooManyLeases, err)
+		case ReasonTooManyWatchers:
+			// Another replica (or a later try) may have room.
+			return fmt.Errorf("%w: %w: %w", &kvclient.WrongLeaderError{Leader: kvclient.NoLeader}, kvclient.ErrTooManyWatchers, err)
+		}
 		if terr.Meta("limit_bytes") != "" {
 			// The request body was over the listener's limit.
 			return fmt.Errorf("%w: %w", kvclient.ErrInvalid, err)
@@ -246,6 +350,21 @@ func ErrorFromTwirp(err error) error {
 		return fmt.Errorf("%w: %w", kvclient.ErrRejected, err)
 	}
 	return err
+}
+
+// conditionFailedFromMeta rebuilds a *ConditionFailedError from the meta
+// of a condition_failed error.
+func conditionFailedFromMeta(terr twirp.Error) *kvclient.ConditionFailedError {
+	num := func(key string) uint64 {
+		v, _ := strconv.ParseUint(terr.Meta(key), 10, 64)
+		return v
+	}
+	cf := &kvclient.ConditionFailedError{Revision: num(MetaRevision)}
+	if terr.Meta(MetaExists) == "true" {
+		cf.Current = &kvclient.KeyValue{Key: terr.Meta("key"), Value: terr.Meta(MetaValue), CreateRevision: num(MetaCreateRevision),
+			ModRevision: num(MetaModRevision), Version: num(MetaVersion), Lease: num("lease")}
+	}
+	return cf
 }
 
 // NoAnswer reports whether err means the server never answered: Twirp

@@ -21,6 +21,8 @@ import (
 // fixedKV answers every request with err (nil: success) and records the
 // writes it saw.
 type fixedKV struct {
+	// Service (nil) stands in for the methods this fake does not serve.
+	kvclient.Service
 	err   error
 	mu    sync.Mutex // guards ids
 	ids   []kvclient.WriteID
@@ -270,5 +272,70 @@ func TestBatchServerRefusesHugeBatch(t *testing.T) {
 	resp, err := s.WriteBatch(context.Background(), &kvv1.WriteBatchRequest{Ops: []*kvv1.WriteOp{{}}})
 	if err != nil || !errors.Is(ResultError(resp.GetResults()[0]), kvclient.ErrInvalid) {
 		t.Fatalf("empty op: %v %v", resp, err)
+	}
+}
+
+// WithTimeout bounds the whole batch: writes still waiting when it passes
+// come back as timeouts (an unknown outcome), each in its own result, and
+// every write shares the one deadline.
+func TestBatchServerTimeout(t *testing.T) {
+	kv := &fixedKV{delay: time.Hour}
+	s := NewBatchServer(kv, 8).WithTimeout(50 * time.Millisecond)
+	put := func(seq uint64) *kvv1.WriteOp {
+		return &kvv1.WriteOp{Op: &kvv1.WriteOp_Put{Put: &kvv1.PutRequest{Key: "k",
+			Write: &kvv1.WriteHeader{ClientId: 1, Sequence: seq}}}}
+	}
+	resp, err := s.WriteBatch(context.Background(), &kvv1.WriteBatchRequest{Ops: []*kvv1.WriteOp{put(1), put(2)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range resp.GetResults() {
+		if r.GetCode() != kvv1.ResultCode_RESULT_CODE_TIMEOUT || !kvclient.MaybeApplied(ResultError(r)) {
+			t.Fatalf("result %d: %v, want a timeout whose outcome is unknown", i, r)
+		}
+	}
+}
+
+// The errors of issue 16 cross the wire and come back as the same errors,
+// with what they carry.
+func TestErrorRoundTripRevisions(t *testing.T) {
+	cur := &kvclient.KeyValue{Key: "k", Value: "v", CreateRevision: 2, ModRevision: 5, Version: 3, Lease: 9}
+	for _, err := range []error{
+		&kvclient.ConditionFailedError{Revision: 7, Current: cur},
+		&kvclient.ConditionFailedError{Revision: 8},
+		kvclient.ErrLeaseNotFound, kvclient.ErrTooManyLeases, kvclient.ErrFutureRevision,
+		&kvclient.CompactedError{CompactRevision: 41},
+	} {
+		back := ErrorFromTwirp(ErrorToTwirp(err, nil))
+		var sentinel error
+		for _, s := range []error{kvclient.ErrConditionFailed, kvclient.ErrLeaseNotFound, kvclient.ErrTooManyLeases,
+			kvclient.ErrFutureRevision, kvclient.ErrCompacted} {
+			if errors.Is(err, s) {
+				sentinel = s
+			}
+		}
+		if !errors.Is(back, sentinel) || !kvclient.Definitive(back) {
+			t.Fatalf("%v came back as %v", err, back)
+		}
+		var cf, cfBack *kvclient.ConditionFailedError
+		if errors.As(err, &cf) {
+			if !errors.As(back, &cfBack) || cfBack.Revision != cf.Revision || (cf.Current == nil) != (cfBack.Current == nil) ||
+				cf.Current != nil && *cf.Current != *cfBack.Current {
+				t.Fatalf("condition failure %+v came back as %+v", cf, cfBack)
+			}
+			r := ResultError(ResultToProto(kvclient.ResponseHeader{}, false, err))
+			if !errors.As(r, &cfBack) || cfBack.Revision != cf.Revision {
+				t.Fatalf("condition failure through a batch result: %v", r)
+			}
+		}
+		var ce, ceBack *kvclient.CompactedError
+		if errors.As(err, &ce) && (!errors.As(back, &ceBack) || ceBack.CompactRevision != 41) {
+			t.Fatalf("compacted came back as %v", back)
+		}
+	}
+	// Too many watchers: retried elsewhere, not definitive.
+	back := ErrorFromTwirp(ErrorToTwirp(kvclient.ErrTooManyWatchers, nil))
+	if !errors.Is(back, kvclient.ErrTooManyWatchers) || !errors.Is(back, kvclient.ErrWrongLeader) || kvclient.Definitive(back) {
+		t.Fatalf("too many watchers came back as %v", back)
 	}
 }

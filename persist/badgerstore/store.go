@@ -10,9 +10,9 @@
 // a valid state (hard state term and vote first, then the replaced suffix
 // deleted from the end backwards, then the new entries in order, then the
 // final hard state). A snapshot is written in chunks under a new generation
-// and made current by one small transaction; chunks are smaller than the
-// value threshold, so they live in the LSM tree and a replaced snapshot's
-// space comes back by compaction. Every transaction is synced before the
+// and made current by one small transaction; its chunks are above the
+// value threshold, so they go to badger's value log, whose dead space is
+// collected as reopenForGC says. Every transaction is synced before the
 // next one starts.
 //
 // Where things live: store.go (Options, Open, the persist.Backend that
@@ -85,21 +85,21 @@ type Options struct {
 //   - No block cache and no index cache (0): without compression or
 //     encryption badger reads blocks straight from the mmapped tables, and
 //     reads happen only at startup; a cache would hold memory for nothing.
-//   - ValueThresholdBytes 64 KiB: entries below it, and snapshot chunks
-//     (half of it), live in the LSM tree only (written once, to the
-//     memtable's WAL, which is the one file a commit syncs); larger entries
-//     go to the value log, in 16 MiB files (ValueLogFileBytes; mmapped, so
-//     keep them small on 32-bit machines), and their commits sync it too.
-//     Dead value-log space is collected when the store opens.
+//   - ValueThresholdBytes 64 KiB: entries below it live in the LSM tree only
+//     (written once, to the memtable's WAL, which is the one file an Append
+//     syncs); larger entries and snapshot chunks go to the value log, in
+//     16 MiB files (ValueLogFileBytes; mmapped, so keep them small on 32-bit
+//     machines), and their commits sync it too. Dead value-log space is
+//     collected when the store opens and after every 64 MiB of value-log
+//     growth (reopenForGC).
 //   - One version per key, no conflict detection, no metrics, writes synced
 //     by the store (see NoSync).
 //
 // One sync per commit: badger runs without its own synchronous writes
 // (which flush both its write-ahead log and its value log on every commit,
-// two disk cache flushes); the store fsyncs the write-ahead log after each
-// commit itself, and the value log too when a commit wrote to it (an entry
-// of ValueThresholdBytes or more). Snapshot chunks are kept below the
-// threshold so that they stay in the LSM tree. See sync.go.
+// two disk cache flushes); the store fdatasyncs the write-ahead log after
+// each commit itself, and the value log too when a commit wrote to it (an
+// entry of ValueThresholdBytes or more, or snapshot chunks). See sync.go.
 func DefaultOptions() Options {
 	return Options{
 		MemTableBytes:       2 << 20,
@@ -248,20 +248,26 @@ var _ persist.Store = (*Store)(nil)
 // backend is the Store's persist.Backend. Base calls it one method at a time,
 // under its mutex.
 type backend struct {
+	dir       string
+	opts      Options
 	db        *badger.DB
 	chunk     int      // snapshot chunk size, bytes
 	atomicMax int64    // batches estimated below this go in one transaction
 	threshold int64    // values of this size or more go to badger's value log
 	syncer    *syncer  // makes each commit durable; nil with NoSync
+	gcAt      int64    // value-log bytes at which reopenForGC collects next
+	gcReopens int      // how many times it did (for tests)
 	snap      snapMeta // the stored snapshot's metadata (generation, chunks)
 }
 
-// chunkBytes is the size of a snapshot chunk: below the value threshold, so
-// that chunks live in the LSM tree (a commit of them is made durable by one
-// sync of the write-ahead log, and a deleted snapshot's space comes back by
-// compaction, with no value-log GC), and within one transaction.
+// chunkBytes is the size of a snapshot chunk: half a transaction, at most
+// 1 MiB. With the default options that is above the value threshold, so
+// snapshot data goes to the value log, written once (in the LSM tree, a
+// 32 MiB snapshot took 30 times as long, stalled by memtable flushes and
+// compaction); a replaced snapshot's space comes back by value-log GC, see
+// reopenForGC.
 func chunkBytes(o Options) int {
-	return int(max(min(o.MemTableBytes*15/100/2, o.ValueThresholdBytes/2, 1<<20), 1))
+	return int(min(o.MemTableBytes*15/100/2, 1<<20))
 }
 
 // commit commits txn and makes it durable (with valueLog, the commit wrote
@@ -297,21 +303,11 @@ func open(dir string, o Options) (*Store, *backend, error) {
 	if err := verifyDir(dir); err != nil {
 		return nil, nil, err
 	}
-	if err := reclaimValueLog(dir, o); err != nil {
-		return nil, nil, err
-	}
-	bdb, err := badger.Open(o.badger(dir))
-	if err != nil {
-		return nil, nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
-	}
 	maxBatch := o.MemTableBytes * 15 / 100
-	s := &backend{db: bdb, chunk: chunkBytes(o), atomicMax: maxBatch * 9 / 10,
+	s := &backend{dir: dir, opts: o, chunk: chunkBytes(o), atomicMax: maxBatch * 9 / 10,
 		threshold: o.ValueThresholdBytes}
-	if !o.NoSync {
-		if s.syncer, err = newSyncer(dir); err != nil {
-			_ = bdb.Close()
-			return nil, nil, err
-		}
+	if err := s.openDB(); err != nil {
+		return nil, nil, err
 	}
 	st, err := s.read(true)
 	if err != nil {
@@ -641,15 +637,69 @@ func (s *backend) saveSnapshot(snap persist.Snapshot, match bool, last uint64) e
 	}
 	err := w.commit()
 	s.snap = meta
-	return err
+	if err != nil {
+		return err
+	}
+	return s.reopenForGC()
+}
+
+// gcReopenFiles is how many value-log files' worth of new data (64 MiB with
+// the default options) make reopenForGC collect while the store is open:
+// disk space held by replaced snapshots, against a pause per collection.
+const gcReopenFiles = 4
+
+// openDB collects dead value-log space (reclaimValueLog), then opens the
+// database and the syncer.
+func (s *backend) openDB() error {
+	if err := reclaimValueLog(s.dir, s.opts); err != nil {
+		return err
+	}
+	db, err := badger.Open(s.opts.badger(s.dir))
+	if err != nil {
+		return fmt.Errorf("badgerstore: open %s: %w", s.dir, err)
+	}
+	s.db = db
+	s.gcAt = valueLogBytes(s.dir) + gcReopenFiles*s.opts.ValueLogFileBytes
+	if !s.opts.NoSync {
+		if s.syncer, err = newSyncer(s.dir); err != nil {
+			_ = db.Close()
+			return err
+		}
+	}
+	return nil
+}
+
+// reopenForGC gives back the value-log space of replaced snapshots once
+// the value log has grown by gcReopenFiles files' worth since the last
+// collection: badger's value-log GC is crash-safe only in a handle with its
+// own synchronous writes, so the store closes its handle, collects in one
+// opened that way, and opens its own again. Appends wait meanwhile (about
+// 60 ms for a 160 MiB value log on the CI machine). What GC can collect
+// depends on badger's compaction having seen the deletes, so the next
+// collection waits for as much new data again, whatever this one freed.
+func (s *backend) reopenForGC() error {
+	if valueLogBytes(s.dir) < s.gcAt {
+		return nil
+	}
+	s.gcReopens++
+	if err := s.Release(); err != nil {
+		return err
+	}
+	return s.openDB()
 }
 
 // Release implements persist.Backend: Close closes the database.
 func (s *backend) Release() error {
 	if s.syncer != nil {
 		_ = s.syncer.close()
+		s.syncer = nil
 	}
-	if err := s.db.Close(); err != nil {
+	if s.db == nil {
+		return nil // a reopen failed; nothing is open
+	}
+	db := s.db
+	s.db = nil
+	if err := db.Close(); err != nil {
 		return wrap("close", err)
 	}
 	return nil

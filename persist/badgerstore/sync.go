@@ -25,10 +25,10 @@ import (
 // So the store opens badger without SyncWrites and makes each commit
 // durable itself (syncer.sync, after every commit): a commit whose values
 // all stay in the LSM tree (below ValueThresholdBytes: every log entry of
-// usual size and every snapshot chunk, see chunkBytes) lives only in the
-// memtable's write-ahead log, so one fsync of that file makes it durable.
-// A commit that wrote to the value log (an entry of ValueThresholdBytes or
-// more) also syncs the newest value-log files. What badger writes on its
+// usual size) lives only in the memtable's write-ahead log, so one
+// fdatasync of that file makes it durable. A commit that wrote to the value
+// log (an entry of ValueThresholdBytes or more, snapshot chunks) also syncs
+// the newest value-log files. What badger writes on its
 // own is durable without our syncs: a flushed memtable becomes a table that
 // badger syncs, with its manifest and folder, before it deletes the
 // write-ahead log.
@@ -40,8 +40,9 @@ import (
 // exists; if so it syncs every file it passes on the way, so that a run of
 // commits split over two files is durable in order. Value-log GC rewrites
 // values and deletes files, which is crash-safe only with badger's own
-// synchronous writes, so it runs at Open in a handle opened that way
-// (reclaimValueLog) and never under this one.
+// synchronous writes, so it runs only in a handle opened that way
+// (reclaimValueLog), at Open and, with the store's handle closed, after
+// large snapshots (reopenForGC); never under the store's own handle.
 type syncer struct {
 	dir string
 	fid int      // the newest write-ahead log's number
@@ -157,30 +158,37 @@ func fileNumbers(dir, ext string) ([]int, error) {
 	return fids, nil
 }
 
+// valueLogBytes is the size of badger's value-log files in dir but the
+// newest, which badger writes to (preallocated while open) and never
+// collects.
+func valueLogBytes(dir string) int64 {
+	fids, err := fileNumbers(dir, vlogExt)
+	if err != nil || len(fids) == 0 {
+		return 0
+	}
+	var total int64
+	for _, fid := range fids[:len(fids)-1] {
+		if fi, err := os.Stat(filepath.Join(dir, vlogName(fid))); err == nil {
+			total += fi.Size()
+		}
+	}
+	return total
+}
+
 // gcPasses bounds the value-log GC at Open: each pass rewrites one file.
 const gcPasses = 16
 
 // reclaimValueLog gives back the space of dead values in badger's value
 // log (entries of ValueThresholdBytes or more that a snapshot has since
-// covered, and snapshot chunks written by versions that kept them there).
+// covered, and chunks of replaced snapshots).
 // GC rewrites the live values of a file and deletes it, which survives a
 // machine crash only if the rewrite was synced first, so it runs here, in a
-// handle opened with badger's synchronous writes, before the store's own.
+// handle opened with badger's synchronous writes, while the store's own is closed.
 // It runs only when the value log holds at least one file's worth
-// (ValueLogFileBytes), so that a store whose entries all stay in the LSM tree
-// opens badger once.
+// (ValueLogFileBytes) besides the file badger writes to, so that a store
+// with little in its value log opens badger once.
 func reclaimValueLog(dir string, o Options) error {
-	fids, err := fileNumbers(dir, vlogExt)
-	if err != nil {
-		return err
-	}
-	var total int64
-	for _, fid := range fids {
-		if fi, err := os.Stat(filepath.Join(dir, vlogName(fid))); err == nil {
-			total += fi.Size()
-		}
-	}
-	if total < o.ValueLogFileBytes {
+	if valueLogBytes(dir) < o.ValueLogFileBytes {
 		return nil
 	}
 	db, err := badger.Open(o.badger(dir).WithSyncWrites(!o.NoSync))

@@ -90,6 +90,21 @@ func TestValueLogSynced(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A snapshot large enough to pass the collection mark: the store
+	// closes badger, collects in a synchronous handle, reopens, and goes on.
+	big3 := make([]byte, (gcReopenFiles+1)*o.ValueLogFileBytes)
+	if err := st.SaveSnapshot(ctx, persist.Snapshot{Index: 2*n - 1, Term: 1, Data: big3}); err != nil {
+		t.Fatal(err)
+	}
+	if b.gcReopens == 0 {
+		t.Fatalf("no reopen for value-log GC with %d MiB in the value log", valueLogBytes(dir)>>20)
+	}
+	if err := st.Append(ctx, persist.HardState{Term: 1, VotedFor: 0}, batch(2*n, 1, 10)); err != nil {
+		t.Fatalf("Append after the reopen: %v", err)
+	}
+	if st, err := st.Load(ctx); err != nil || st.Snapshot.Index != 2*n-1 || len(st.Snapshot.Data) != len(big3) || len(st.Entries) != 1 {
+		t.Fatalf("Load after the reopen: snapshot %d (%d bytes), %d entries, %v", st.Snapshot.Index, len(st.Snapshot.Data), len(st.Entries), err)
+	}
 	if err := st.SaveSnapshot(ctx, persist.Snapshot{Index: 2 * n, Term: 1, Data: []byte("s")}); err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,8 @@
 // (the leading replica's id) and "leader_url" (its client URL). Code
 // "deadline_exceeded" means the outcome is unknown: the write may or may not
 // have been applied; retry it with the same client_id and sequence to apply it
-// at most once. Code "not_found" answers a Get of a missing key.
+// at most once. Code "not_found" answers a Get of a missing key, with
+// meta "revision": the store revision at which the key was absent.
 
 package kvv1
 

@@ -9,6 +9,17 @@
         kv.delete("greeting")
         print(kv.get("greeting", None))    # None
 
+        kv.put("doc", "v1", if_absent=True)             # compare-and-swap
+        cur = kv.get_kv("doc")
+        kv.put("doc", "v2", if_revision=cur.mod_revision)
+        for item in kv.list_all("users/"):               # prefix listing
+            print(item.key, item.value)
+        for event in kv.follow("jobs/", prefix=True):     # watch (runs until break)
+            print(event.type, event.kv.key)
+            break
+        lease, ttl = kv.lease_grant(10.0)                # TTL keys
+        kv.put("presence/me", "online", lease=lease)
+
 Client follows the leader across the endpoints, retries what is safe to
 retry, and makes writes exactly-once. The generated Twirp client it is built
 on is durio_client.KVServiceClient (one replica, no retries), with the
@@ -20,8 +31,11 @@ from ._gen.kv.v1.kv_twirp import KVServiceClient
 from ._gen.twirp_runtime import TransportError, TwirpError
 from .client import Client
 from .errors import (
+    Compacted,
+    ConditionFailed,
     DurioError,
     InvalidArgument,
+    LeaseNotFound,
     NotFound,
     OutcomeUnknown,
     PermissionDenied,
@@ -31,9 +45,12 @@ from .errors import (
 
 __all__ = [
     "Client",
+    "Compacted",
+    "ConditionFailed",
     "DurioError",
     "InvalidArgument",
     "KVServiceClient",
+    "LeaseNotFound",
     "NotFound",
     "OutcomeUnknown",
     "PermissionDenied",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 import threading
 import time
-from typing import Callable, List, Mapping, Optional, Sequence, Set, TypeVar, Union
+from typing import Callable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, TypeVar, Union
 
 from . import errors
 from ._gen.kv.v1 import kv_pb2
@@ -98,18 +98,143 @@ class Client:
             return default  # type: ignore[return-value]
         return resp.value
 
-    def put(self, key: str, value: str) -> None:
-        """Sets key to value, exactly once."""
-        self._write(lambda stub, w, t: stub.put(kv_pb2.PutRequest(key=key, value=value, write=w), timeout=t))
+    def get_kv(self, key: str, *, stale: bool = False) -> kv_pb2.GetResponse:
+        """Returns key with its metadata (create_revision, mod_revision,
+        version, lease) and, in header.revision, the store revision of the
+        read; raises NotFound for a missing key."""
+        consistency = kv_pb2.READ_CONSISTENCY_STALE if stale else kv_pb2.READ_CONSISTENCY_LINEARIZABLE
+        req = kv_pb2.GetRequest(key=key, consistency=consistency)
+        return self._read(lambda stub, t: stub.get(req, timeout=t))
+
+    def put(
+        self,
+        key: str,
+        value: str,
+        *,
+        if_absent: bool = False,
+        if_revision: Optional[int] = None,
+        if_version: Optional[int] = None,
+        if_value: Optional[str] = None,
+        lease: int = 0,
+    ) -> int:
+        """Sets key to value, exactly once, and returns the write's revision
+        (the key's new mod_revision).
+
+        At most one condition makes it a compare-and-swap: if_absent (create
+        only), if_revision (the key's mod_revision, as get_kv returns it),
+        if_version (0: absent) or if_value. A condition that does not hold
+        raises ConditionFailed and writes nothing. lease attaches the key to
+        a lease (lease_grant): the key is deleted when the lease ends.
+        """
+        cond = _condition(if_absent, if_revision, if_version, if_value)
+        resp = self._write(lambda stub, w, t: stub.put(
+            kv_pb2.PutRequest(key=key, value=value, write=w, condition=cond, lease=lease), timeout=t), key)
+        return int(resp.header.revision)
 
     def append(self, key: str, value: str) -> None:
         """Appends value to key's value (a missing key counts as empty), exactly once."""
         self._write(lambda stub, w, t: stub.append(kv_pb2.AppendRequest(key=key, value=value, write=w), timeout=t))
 
-    def delete(self, key: str) -> bool:
-        """Removes key, exactly once; returns whether it existed."""
-        resp = self._write(lambda stub, w, t: stub.delete(kv_pb2.DeleteRequest(key=key, write=w), timeout=t))
+    def delete(
+        self,
+        key: str,
+        *,
+        if_revision: Optional[int] = None,
+        if_version: Optional[int] = None,
+        if_value: Optional[str] = None,
+    ) -> bool:
+        """Removes key, exactly once; returns whether it existed. A condition
+        works as in put (ConditionFailed if it does not hold)."""
+        cond = _condition(False, if_revision, if_version, if_value)
+        resp = self._write(lambda stub, w, t: stub.delete(kv_pb2.DeleteRequest(key=key, write=w, condition=cond), timeout=t), key)
         return bool(resp.existed)
+
+    def list(
+        self,
+        prefix: str = "",
+        *,
+        after: str = "",
+        limit: int = 0,
+        keys_only: bool = False,
+        revision: int = 0,
+        stale: bool = False,
+    ) -> kv_pb2.ListResponse:
+        """Returns one page of the keys under prefix (kvs, more, revision), in
+        byte order. For the next page pass after=the last key and
+        revision=the page's revision, so all pages show one revision."""
+        consistency = kv_pb2.READ_CONSISTENCY_STALE if stale else kv_pb2.READ_CONSISTENCY_LINEARIZABLE
+        req = kv_pb2.ListRequest(prefix=prefix, after=after, limit=limit, keys_only=keys_only, revision=revision,
+                                 consistency=consistency)
+        return self._read(lambda stub, t: stub.list(req, timeout=t))
+
+    def list_all(self, prefix: str = "", *, keys_only: bool = False, page_size: int = 0) -> Iterator[kv_pb2.KeyValue]:
+        """Yields every key under prefix, page after page at one revision."""
+        after, revision = "", 0
+        while True:
+            page = self.list(prefix, after=after, limit=page_size, keys_only=keys_only, revision=revision)
+            yield from page.kvs
+            if not page.more or not page.kvs:
+                return
+            after, revision = page.kvs[-1].key, page.revision
+
+    def revision(self) -> int:
+        """The store revision a linearizable read sees now: where follow
+        starts by default."""
+        return int(self.list(limit=1, keys_only=True).revision)
+
+    def watch(self, key: str, *, prefix: bool = False, after_revision: int = 0, wait: float = 30.0,
+              limit: int = 0) -> kv_pb2.WatchResponse:
+        """One long poll: answers as soon as key (or, with prefix, any key
+        under it) changed after after_revision, with every such event; or
+        with none after wait seconds; or with compacted set. Any replica
+        answers; a failed attempt is retried at another with the same
+        revision, so no event is lost or repeated."""
+        req = kv_pb2.WatchRequest(key=key, prefix=prefix, after_revision=after_revision, wait_ms=int(wait * 1000), limit=limit)
+        deadline = time.monotonic() + wait + self.timeout
+        return self._retry(lambda stub, t: stub.watch(req, timeout=t), deadline, write=False,
+                           attempt_timeout=wait + self.attempt_timeout)
+
+    def follow(self, key: str, *, prefix: bool = False, after_revision: Optional[int] = None,
+               wait: float = 30.0) -> Iterator[kv_pb2.Event]:
+        """Yields every change of key (or of every key under it, with prefix)
+        after after_revision (default: now), in revision order, across
+        replica failures and leader changes, for as long as the caller
+        iterates. Raises Compacted if the history after the revision it
+        resumes from is no longer kept."""
+        after = self.revision() if after_revision is None else after_revision
+        while True:
+            try:
+                resp = self.watch(key, prefix=prefix, after_revision=after, wait=wait)
+            except errors.Unavailable:
+                time.sleep(0.2)  # no replica answered in time: keep the revision, try again
+                continue
+            if resp.compacted:
+                raise errors.Compacted(f"events after revision {after} were compacted (oldest kept: {resp.compact_revision})",
+                                       code="out_of_range")
+            yield from resp.events
+            after = max(after, int(resp.next_after_revision))
+
+    def lease_grant(self, ttl: float) -> Tuple[int, float]:
+        """Creates a lease of ttl seconds (at least 1) and returns (id, ttl).
+        Keys put with lease=id are deleted when it ends."""
+        resp = self._write(lambda stub, w, t: stub.lease_grant(kv_pb2.LeaseGrantRequest(ttl_ms=int(ttl * 1000), write=w), timeout=t))
+        return int(resp.id), resp.ttl_ms / 1000
+
+    def lease_keep_alive(self, lease: int) -> float:
+        """Restarts the lease's TTL and returns it in seconds; LeaseNotFound
+        if the lease has ended."""
+        resp = self._read(lambda stub, t: stub.lease_keep_alive(kv_pb2.LeaseKeepAliveRequest(id=lease), timeout=t))
+        return resp.ttl_ms / 1000
+
+    def lease_revoke(self, lease: int) -> bool:
+        """Ends the lease now and deletes its keys; returns whether it existed."""
+        resp = self._write(lambda stub, w, t: stub.lease_revoke(kv_pb2.LeaseRevokeRequest(id=lease, write=w), timeout=t))
+        return bool(resp.existed)
+
+    def lease_time_to_live(self, lease: int, *, keys: bool = False) -> kv_pb2.LeaseTimeToLiveResponse:
+        """Describes the lease (ttl_ms, remaining_ms, and its keys if asked);
+        LeaseNotFound if it has ended."""
+        return self._read(lambda stub, t: stub.lease_time_to_live(kv_pb2.LeaseTimeToLiveRequest(id=lease, keys=keys), timeout=t))
 
     def status(self) -> kv_pb2.StatusResponse:
         """Describes the replica that answers: role, term, leader, indexes."""
@@ -132,7 +257,15 @@ class Client:
         deadline = time.monotonic() + self.timeout
         return self._retry(call, deadline, write=False)
 
-    def _write(self, call: Callable[[KVServiceClient, kv_pb2.WriteHeader, float], T]) -> T:
+    def _write(self, call: Callable[[KVServiceClient, kv_pb2.WriteHeader, float], T], key: str = "") -> T:
+        try:
+            return self._write_once(call)
+        except errors.ConditionFailed as e:
+            if e.current is not None:
+                e.current.key = key
+            raise
+
+    def _write_once(self, call: Callable[[KVServiceClient, kv_pb2.WriteHeader, float], T]) -> T:
         deadline = time.monotonic() + self.timeout
         session, seq, ack = self._begin_write(deadline)
         try:
@@ -172,7 +305,8 @@ class Client:
         with self._lock:
             self._in_flight.discard(seq)
 
-    def _retry(self, call: Callable[[KVServiceClient, float], T], deadline: float, *, write: bool) -> T:
+    def _retry(self, call: Callable[[KVServiceClient, float], T], deadline: float, *, write: bool,
+               attempt_timeout: Optional[float] = None) -> T:
         """Runs call against one replica after another until one answers
         definitely or the deadline passes."""
         last: Optional[BaseException] = None
@@ -186,7 +320,7 @@ class Client:
             with self._lock:
                 idx = self._current
             try:
-                return call(self._stubs[idx], min(self.attempt_timeout, remaining))
+                return call(self._stubs[idx], min(attempt_timeout or self.attempt_timeout, remaining))
             except TwirpError as e:
                 err = errors.from_twirp(e)
                 if e.code == "failed_precondition" and e.meta.get(_META_REASON) == _REASON_NO_SESSION and write:
@@ -226,6 +360,23 @@ class Client:
                 self._current = self.endpoints.index(hint)
             else:
                 self._current = (failed + 1) % len(self._stubs)
+
+
+def _condition(if_absent: bool, if_revision: Optional[int], if_version: Optional[int],
+               if_value: Optional[str]) -> Optional[kv_pb2.Condition]:
+    """The Condition the keyword arguments ask for; at most one."""
+    conds = []
+    if if_absent:
+        conds.append(kv_pb2.Condition(kind=kv_pb2.CONDITION_KIND_ABSENT))
+    if if_revision is not None:
+        conds.append(kv_pb2.Condition(kind=kv_pb2.CONDITION_KIND_MOD_REVISION, mod_revision=if_revision))
+    if if_version is not None:
+        conds.append(kv_pb2.Condition(kind=kv_pb2.CONDITION_KIND_VERSION, version=if_version))
+    if if_value is not None:
+        conds.append(kv_pb2.Condition(kind=kv_pb2.CONDITION_KIND_VALUE, value=if_value))
+    if len(conds) > 1:
+        raise ValueError("durio: give at most one of if_absent, if_revision, if_version and if_value")
+    return conds[0] if conds else None
 
 
 class _NoSession(Exception):

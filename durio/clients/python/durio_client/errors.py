@@ -55,6 +55,27 @@ class PreconditionFailed(DurioError):
     expired while its outcome was unknown."""
 
 
+class ConditionFailed(PreconditionFailed):
+    """A conditional put or delete found its condition false; nothing was
+    written (Twirp failed_precondition, reason condition_failed; HTTP 409 on
+    REST). current is the key as it was (a kv_pb2.KeyValue, None if absent)
+    and revision the store revision then. Never retried."""
+
+    def __init__(self, message: str, *, current=None, revision: int = 0, **kw) -> None:
+        super().__init__(message, **kw)
+        self.current = current
+        self.revision = revision
+
+
+class LeaseNotFound(PreconditionFailed):
+    """The lease has ended (expired or revoked) or never existed."""
+
+
+class Compacted(DurioError):
+    """The revision asked for is older than the history the cluster keeps:
+    read the current state and start again from its revision."""
+
+
 class PermissionDenied(DurioError):
     """The server refused the caller (Twirp unauthenticated or
     permission_denied, HTTP 401/403)."""
@@ -77,6 +98,23 @@ _BY_CODE = {
 def from_twirp(err: TwirpError) -> DurioError:
     """Maps a Twirp error the server answered to the matching exception."""
     cls = _BY_CODE.get(err.code, DurioError)
+    reason = err.meta.get("reason", "")
     if err.status == 413:
         cls = InvalidArgument
+    elif err.code == "failed_precondition" and reason == "condition_failed":
+        from ._gen.kv.v1 import kv_pb2
+
+        meta = err.meta
+        current = None
+        if meta.get("exists") == "true":
+            current = kv_pb2.KeyValue(
+                value=meta.get("value", ""), create_revision=int(meta.get("create_revision", "0")),
+                mod_revision=int(meta.get("mod_revision", "0")), version=int(meta.get("version", "0")),
+                lease=int(meta.get("lease", "0")))
+        return ConditionFailed(err.msg or err.code, current=current, revision=int(meta.get("revision", "0")),
+                               code=err.code, meta=err.meta, status=err.status)
+    elif err.code == "failed_precondition" and reason == "lease_not_found":
+        cls = LeaseNotFound
+    elif err.code == "out_of_range" and reason == "compacted":
+        cls = Compacted
     return cls(err.msg or err.code, code=err.code, meta=err.meta, status=err.status)

@@ -13,6 +13,9 @@ import pytest
 
 from durio_client import (
     Client,
+    Compacted,
+    ConditionFailed,
+    LeaseNotFound,
     InvalidArgument,
     KVServiceClient,
     NotFound,
@@ -270,3 +273,104 @@ def test_bad_arguments():
         Client(["http://127.0.0.1:1"], encoding="xml")
     with pytest.raises(ValueError):
         KVServiceClient("ftp://example.invalid")
+
+
+# --- revisions, compare-and-swap, listing, watch and leases ---
+
+
+def _session_then(answer_rest):
+    def answer(path, headers, body):
+        if path.endswith("/OpenSession"):
+            return 200, PROTOBUF, kv_pb2.OpenSessionResponse(client_id=7, idle_timeout_seconds=60).SerializeToString()
+        return answer_rest(path, headers, body)
+    return answer
+
+
+def test_condition_failed_carries_the_current_key_and_is_not_retried(fake_server):
+    meta = {"reason": "condition_failed", "revision": "42", "exists": "true", "value": "theirs",
+            "create_revision": "3", "mod_revision": "40", "version": "5"}
+    srv = fake_server(_session_then(_twirp_error("failed_precondition", "condition failed", 412, meta)))
+    kv = Client([srv.url], timeout=5)
+    with pytest.raises(ConditionFailed) as e:
+        kv.put("doc", "mine", if_revision=39)
+    assert e.value.revision == 42
+    cur = e.value.current
+    assert (cur.key, cur.value, cur.mod_revision, cur.version, cur.create_revision) == ("doc", "theirs", 40, 5, 3)
+    puts = [kv_pb2.PutRequest.FromString(b) for p, _, b in srv.requests if p.endswith("/Put")]
+    assert len(puts) == 1
+    assert puts[0].condition.kind == kv_pb2.CONDITION_KIND_MOD_REVISION and puts[0].condition.mod_revision == 39
+
+
+@pytest.mark.parametrize(
+    "reason,code,exc",
+    [("lease_not_found", "failed_precondition", LeaseNotFound), ("compacted", "out_of_range", Compacted)],
+)
+def test_lease_not_found_and_compacted_map(fake_server, reason, code, exc):
+    srv = fake_server(_twirp_error(code, "gone", 400, {"reason": reason}))
+    with pytest.raises(exc):
+        Client([srv.url], timeout=5).lease_keep_alive(5)
+
+
+def test_one_condition_at_a_time():
+    kv = Client(["http://127.0.0.1:1"])
+    with pytest.raises(ValueError):
+        kv.put("k", "v", if_absent=True, if_value="x")
+
+
+def test_compare_and_swap(cluster):
+    kv = Client(cluster.endpoints)
+    k = key("cas")
+    rev = kv.put(k, "v0", if_absent=True)
+    with pytest.raises(ConditionFailed) as e:
+        kv.put(k, "again", if_absent=True)
+    assert e.value.current.value == "v0" and e.value.current.mod_revision == rev
+    got = kv.get_kv(k)
+    assert (got.value, got.mod_revision, got.version) == ("v0", rev, 1)
+    rev2 = kv.put(k, "v1", if_revision=got.mod_revision)
+    assert rev2 > rev
+    with pytest.raises(ConditionFailed):
+        kv.put(k, "stale", if_revision=got.mod_revision)
+    with pytest.raises(ConditionFailed):
+        kv.delete(k, if_value="v0")
+    assert kv.delete(k, if_version=2) is True
+
+
+def test_list_watch_and_leases(cluster):
+    kv = Client(cluster.endpoints, encoding="json")
+    prefix = key("list") + "/"
+    start = kv.revision()
+    for name in ["c", "a", "b"]:
+        kv.put(prefix + name, name)
+    assert [i.key for i in kv.list_all(prefix, page_size=2)] == [prefix + "a", prefix + "b", prefix + "c"]
+    page = kv.list(prefix, limit=2, keys_only=True)
+    assert page.more and [i.value for i in page.kvs] == ["", ""]
+
+    lease, ttl = kv.lease_grant(60)
+    assert ttl == 60
+    kv.put(prefix + "eph", "x", lease=lease)
+    assert list(kv.lease_time_to_live(lease, keys=True).keys) == [prefix + "eph"]
+    assert kv.lease_revoke(lease) is True
+    assert kv.get(prefix + "eph", None) is None
+    with pytest.raises(LeaseNotFound):
+        kv.lease_keep_alive(lease)
+
+    seen = []
+    for ev in kv.follow(prefix, prefix=True, after_revision=start, wait=2):
+        seen.append(("delete" if ev.type == kv_pb2.EVENT_TYPE_DELETE else "put", ev.kv.key[len(prefix):]))
+        if len(seen) == 5:
+            break
+    assert seen == [("put", "c"), ("put", "a"), ("put", "b"), ("put", "eph"), ("delete", "eph")]
+    empty = kv.watch(prefix, prefix=True, after_revision=kv.revision(), wait=0.2)
+    assert list(empty.events) == []
+
+
+def test_a_ttl_key_expires_without_keep_alive(cluster):
+    kv = Client(cluster.endpoints)
+    k = key("ttl")
+    lease, _ = kv.lease_grant(1)
+    kv.put(k, "here", lease=lease)
+    assert kv.lease_keep_alive(lease) == 1
+    deadline = time.monotonic() + 15
+    while kv.get(k, None) is not None:
+        assert time.monotonic() < deadline, "a key whose lease was not kept alive did not expire"
+        time.sleep(0.1)

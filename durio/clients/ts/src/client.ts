@@ -5,9 +5,10 @@ import { RpcError, type RpcOptions } from "@protobuf-ts/runtime-rpc";
 import { TwirpFetchTransport } from "@protobuf-ts/twirp-transport";
 import { KVServiceClient } from "./gen/kv/v1/kv.client";
 import {
-  AppendRequest, DeleteRequest, GetRequest, PutRequest,
-  type AppendResponse, type DeleteResponse, type GetResponse, type PutResponse, type StatusResponse,
-  type WriteHeader,
+  AppendRequest, ConditionKind, DeleteRequest, GetRequest, LeaseGrantRequest, LeaseRevokeRequest, ListRequest, PutRequest, WatchRequest,
+  type AppendResponse, type Condition, type DeleteResponse, type Event, type GetResponse, type KeyValue,
+  type LeaseGrantResponse, type LeaseKeepAliveResponse, type LeaseRevokeResponse, type LeaseTimeToLiveResponse,
+  type ListResponse, type PutResponse, type StatusResponse, type WatchResponse, type WriteHeader,
 } from "./gen/kv/v1/kv";
 
 /** Options for {@link DurioClient} and {@link connect}. */
@@ -30,6 +31,50 @@ export type GetInput = PartialMessage<GetRequest> & { key: string };
 export type WriteInput = PartialMessage<PutRequest> & { key: string; value: string };
 /** A delete request. */
 export type DeleteInput = PartialMessage<DeleteRequest> & { key: string };
+/** A list request: every field optional (an empty prefix lists every key). */
+export type ListInput = PartialMessage<ListRequest>;
+/** A watch request: `key` (or a prefix with `prefix: true`) and `afterRevision`. */
+export type WatchInput = PartialMessage<WatchRequest> & { key: string };
+
+/** ifAbsent is the condition of a write that applies only if the key does not exist (create). */
+export function ifAbsent(): PartialMessage<Condition> {
+  return { kind: ConditionKind.ABSENT };
+}
+/** ifModRevision: the write applies only if the key exists and was last changed at `rev` (its modRevision). */
+export function ifModRevision(rev: string | bigint | number): PartialMessage<Condition> {
+  return { kind: ConditionKind.MOD_REVISION, modRevision: String(rev) };
+}
+/** ifVersion: the write applies only if the key's version is `v` ("0": absent). */
+export function ifVersion(v: string | bigint | number): PartialMessage<Condition> {
+  return { kind: ConditionKind.VERSION, version: String(v) };
+}
+/** ifValue: the write applies only if the key exists with value `v`. */
+export function ifValue(v: string): PartialMessage<Condition> {
+  return { kind: ConditionKind.VALUE, value: v };
+}
+
+/**
+ * ConditionFailed is what a conditional put or delete whose condition did not
+ * hold rejects with (nothing was written): the key's current state (`current`,
+ * undefined if absent) and the store revision. The underlying `RpcError` is
+ * `cause`; its code is `failed_precondition`.
+ */
+export class ConditionFailed extends Error {
+  constructor(readonly current: KeyValue | undefined, readonly revision: string, readonly cause: RpcError) {
+    super(`durio: condition failed at revision ${revision}` + (current ? `: the key is at revision ${current.modRevision}` : ": the key is absent"));
+    this.name = "ConditionFailed";
+  }
+}
+
+/** conditionFailed turns the cluster's `failed_precondition`/`condition_failed` answer into a {@link ConditionFailed}. */
+function conditionFailed(e: unknown, key: string): unknown {
+  if (!(e instanceof RpcError) || e.code !== "failed_precondition" || e.meta["reason"] !== "condition_failed") return e;
+  const m = (k: string) => String(e.meta[k] ?? "0");
+  const current = e.meta["exists"] === "true"
+    ? { key, value: String(e.meta["value"] ?? ""), createRevision: m("create_revision"), modRevision: m("mod_revision"), version: m("version"), lease: m("lease") }
+    : undefined;
+  return new ConditionFailed(current, m("revision"), e);
+}
 
 /**
  * isRetryable reports whether another endpoint, or the same one later, may
@@ -98,12 +143,17 @@ export class DurioClient {
     return this.call((kv, o) => kv.get(msg, o).response);
   }
 
-  /** put sets a key. */
+  /**
+   * put sets a key; `header.revision` of the answer is its new modRevision.
+   * With `condition` (see {@link ifModRevision} and the others) it is a
+   * compare-and-swap that rejects with {@link ConditionFailed} if the
+   * condition does not hold; with `lease` the key ends with the lease.
+   */
   async put(req: WriteInput): Promise<PutResponse> {
     return this.write(req.write, (write, track) => {
       const msg = PutRequest.create({ ...req, write });
       return this.call((kv, o) => kv.put(msg, o).response, track);
-    });
+    }).catch((e) => { throw conditionFailed(e, req.key); });
   }
 
   /** append appends to a key's value. */
@@ -114,12 +164,128 @@ export class DurioClient {
     });
   }
 
-  /** delete removes a key; `existed` says whether it was there. */
+  /** delete removes a key; `existed` says whether it was there. A `condition` works as in {@link put}. */
   async delete(req: DeleteInput): Promise<DeleteResponse> {
     return this.write(req.write, (write, track) => {
       const msg = DeleteRequest.create({ ...req, write });
       return this.call((kv, o) => kv.delete(msg, o).response, track);
-    });
+    }).catch((e) => { throw conditionFailed(e, req.key); });
+  }
+
+  /**
+   * list returns one page of the keys under `prefix`, in byte order. For the
+   * next page pass `after` = the last key and `revision` = the page's
+   * `revision`, so every page shows the store at one revision.
+   */
+  async list(req: ListInput = {}): Promise<ListResponse> {
+    const msg = ListRequest.create(req);
+    return this.call((kv, o) => kv.list(msg, o).response);
+  }
+
+  /** listAll yields every key under `prefix`, page after page at one revision. */
+  async *listAll(prefix = "", opts: { keysOnly?: boolean; pageSize?: number } = {}): AsyncGenerator<KeyValue> {
+    let after = "";
+    let revision = "0";
+    for (;;) {
+      const page = await this.list({ prefix, after, revision, keysOnly: opts.keysOnly ?? false, limit: opts.pageSize ?? 0 });
+      yield* page.kvs;
+      if (!page.more || page.kvs.length === 0) return;
+      after = page.kvs[page.kvs.length - 1].key;
+      revision = page.revision;
+    }
+  }
+
+  /** revision is the store revision a linearizable read sees now: where {@link follow} starts by default. */
+  async revision(): Promise<string> {
+    const page = await this.list({ limit: 1, keysOnly: true });
+    return page.revision;
+  }
+
+  /**
+   * watch is one long poll: it answers as soon as the key (or, with `prefix`,
+   * any key under it) changed after `afterRevision` (every such event), or
+   * with no events after `waitMs`, or with `compacted`. Any replica answers;
+   * a failed attempt is retried elsewhere with the same revision.
+   */
+  async watch(req: WatchInput): Promise<WatchResponse> {
+    const msg = WatchRequest.create(req);
+    return this.call((kv, o) => kv.watch(msg, o).response, undefined, Number(msg.waitMs) + this.timeoutMs);
+  }
+
+  /**
+   * follow yields every change of `key` (or of every key under it, with
+   * `prefix`) after `afterRevision` (default: now), in revision order, across
+   * replica failures and leader changes, none lost and none twice, until
+   * `signal` aborts (then it returns). It throws an `out_of_range` RpcError if
+   * the cluster no longer keeps the history after the revision it resumes from.
+   */
+  async *follow(key: string, opts: { prefix?: boolean; afterRevision?: string; waitMs?: number; signal?: AbortSignal } = {}): AsyncGenerator<Event> {
+    let after = opts.afterRevision ?? (await this.revision());
+    const waitMs = opts.waitMs ?? 30000;
+    while (!opts.signal?.aborted) {
+      let resp: WatchResponse;
+      try {
+        resp = await this.watch({ key, prefix: opts.prefix ?? false, afterRevision: after, waitMs: String(waitMs) });
+      } catch (e) {
+        if (opts.signal?.aborted) return;
+        if (!isRetryable(e)) throw e;
+        await new Promise((r) => setTimeout(r, this.backoffMs));
+        continue;
+      }
+      if (resp.compacted) {
+        throw new RpcError(`durio: events after revision ${after} were compacted (oldest kept: ${resp.compactRevision})`, "out_of_range",
+          { reason: "compacted", compact_revision: resp.compactRevision });
+      }
+      for (const ev of resp.events) {
+        if (opts.signal?.aborted) return;
+        yield ev;
+      }
+      if (BigInt(resp.nextAfterRevision) > BigInt(after)) after = resp.nextAfterRevision;
+    }
+  }
+
+  /** leaseGrant creates a lease of `ttlMs` (at least 1000); keys put with its id end with it. */
+  async leaseGrant(ttlMs: number): Promise<LeaseGrantResponse> {
+    return this.write(undefined, (write, track) =>
+      this.call((kv, o) => kv.leaseGrant(LeaseGrantRequest.create({ ttlMs: String(ttlMs), write }), o).response, track));
+  }
+
+  /** leaseKeepAlive restarts the lease's TTL; rejects with `failed_precondition` (reason `lease_not_found`) if it ended. */
+  async leaseKeepAlive(id: string): Promise<LeaseKeepAliveResponse> {
+    return this.call((kv, o) => kv.leaseKeepAlive({ id }, o).response);
+  }
+
+  /** leaseRevoke ends the lease now and deletes its keys. */
+  async leaseRevoke(id: string): Promise<LeaseRevokeResponse> {
+    return this.write(undefined, (write, track) =>
+      this.call((kv, o) => kv.leaseRevoke(LeaseRevokeRequest.create({ id, write }), o).response, track));
+  }
+
+  /** leaseTimeToLive describes the lease (with its keys if `keys`). */
+  async leaseTimeToLive(id: string, keys = false): Promise<LeaseTimeToLiveResponse> {
+    return this.call((kv, o) => kv.leaseTimeToLive({ id, keys }, o).response);
+  }
+
+  /**
+   * keepAlive refreshes the lease every third of its TTL until `signal`
+   * aborts (then it resolves) or the lease is lost (then it rejects).
+   */
+  async keepAlive(id: string, ttlMs: number, signal: AbortSignal): Promise<void> {
+    let lastOk = Date.now();
+    while (!signal.aborted) {
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, Math.max(ttlMs / 3, 100));
+        signal.addEventListener("abort", () => { clearTimeout(t); r(); }, { once: true });
+      });
+      if (signal.aborted) return;
+      try {
+        await this.leaseKeepAlive(id);
+        lastOk = Date.now();
+      } catch (e) {
+        if (e instanceof RpcError && e.meta["reason"] === "lease_not_found") throw e;
+        if (Date.now() - lastOk >= ttlMs) throw e;
+      }
+    }
   }
 
   /** status asks one endpoint (by position, default the current one) for its status, without failover. */
@@ -174,8 +340,8 @@ export class DurioClient {
     }
   }
 
-  private async call<T>(op: (kv: KVServiceClient, o: RpcOptions) => Promise<T>, track?: Attempts): Promise<T> {
-    const signal = AbortSignal.timeout(this.timeoutMs);
+  private async call<T>(op: (kv: KVServiceClient, o: RpcOptions) => Promise<T>, track?: Attempts, timeoutMs = this.timeoutMs): Promise<T> {
+    const signal = AbortSignal.timeout(timeoutMs);
     const n = this.kv.length;
     let last: unknown;
     for (let attempt = 0; ; attempt++) {
@@ -184,7 +350,7 @@ export class DurioClient {
       }
       if (signal.aborted) {
         if (last instanceof RpcError && last.code !== "UNKNOWN" && last.code !== "cancelled") throw last; // the cluster's answer
-        throw new RpcError(`durio: no answer within ${this.timeoutMs} ms (last error: ${last})`, "deadline_exceeded");
+        throw new RpcError(`durio: no answer within ${timeoutMs} ms (last error: ${last})`, "deadline_exceeded");
       }
       const i = this.cur;
       try {

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createServer, type AddressInfo } from "node:net";
 import { createServer as createHttpServer } from "node:http";
-import { RpcError, connect, ReadConsistency, Role } from "../index";
+import { RpcError, connect, ReadConsistency, Role, ConditionFailed, EventType, ifAbsent, ifModRevision, ifValue } from "../index";
 
 const repoRoot = resolve(__dirname, "../../../../..");
 let dir = "";
@@ -130,7 +130,10 @@ test("keys with slashes, through the client and the REST route", async () => {
   await kv.put({ key: "config/db/host", value: "db.local" });
   const res = await fetch(`${clientUrls[1]}/kvstore/get/config/db/host`);
   assert.equal(res.status, 200);
-  assert.deepEqual(await res.json(), { key: "config/db/host", value: "db.local" });
+  const body = await res.json();
+  assert.equal(body.key, "config/db/host");
+  assert.equal(body.value, "db.local");
+  assert.ok(Number(res.headers.get("X-Durio-Revision")) >= body.mod_revision);
   const del = await fetch(`${clientUrls[2]}/kvstore/config/db/host`, { method: "DELETE" });
   assert.equal(del.status, 200);
   await assert.rejects(async () => kv.get({ key: "config/db/host" }), isCode("not_found"));
@@ -224,4 +227,48 @@ test("writes carry a client id, increasing sequences and the lowest open sequenc
   } finally {
     srv.close();
   }
+});
+
+test("compare-and-swap: create once, one of two racing edits wins, the loser sees the winner", async () => {
+  const kv = connect(clientUrls);
+  const key = `ts-cas-${Date.now()}`;
+  const created = await kv.put({ key, value: "v0", condition: ifAbsent() });
+  await assert.rejects(async () => kv.put({ key, value: "again", condition: ifAbsent() }), (e: unknown) =>
+    e instanceof ConditionFailed && e.current?.value === "v0" && e.current.modRevision === created.header?.revision);
+  const read = await kv.get({ key });
+  assert.equal(read.version, "1");
+  const results = await Promise.allSettled(["a", "b"].map((v) => kv.put({ key, value: v, condition: ifModRevision(read.modRevision) })));
+  const won = results.filter((r) => r.status === "fulfilled");
+  const lost = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
+  assert.equal(won.length, 1);
+  assert.equal(lost.length, 1);
+  assert.ok(lost[0].reason instanceof ConditionFailed);
+  assert.equal(lost[0].reason.current?.value, (await kv.get({ key })).value);
+  await assert.rejects(async () => kv.delete({ key, condition: ifValue("neither") }), ConditionFailed);
+  assert.equal((await kv.delete({ key, condition: ifValue((await kv.get({ key })).value) })).existed, true);
+});
+
+test("list pages at one revision; follow sees every change in order; a lease takes its key with it", async () => {
+  const kv = connect(clientUrls, { json: true });
+  const prefix = `ts-list-${Date.now()}/`;
+  const from = await kv.revision();
+  for (const k of ["c", "a", "b"]) await kv.put({ key: prefix + k, value: k });
+  const keys: string[] = [];
+  for await (const e of kv.listAll(prefix, { pageSize: 2 })) keys.push(e.key);
+  assert.deepEqual(keys, [prefix + "a", prefix + "b", prefix + "c"]);
+
+  const lease = await kv.leaseGrant(60000);
+  await kv.put({ key: prefix + "eph", value: "x", lease: lease.id });
+  assert.deepEqual((await kv.leaseTimeToLive(lease.id, true)).keys, [prefix + "eph"]);
+  assert.equal((await kv.leaseRevoke(lease.id)).existed, true);
+  await assert.rejects(async () => kv.get({ key: prefix + "eph" }), isCode("not_found"));
+  await assert.rejects(async () => kv.leaseKeepAlive(lease.id), (e: unknown) => e instanceof RpcError && e.meta["reason"] === "lease_not_found");
+
+  const stop = new AbortController();
+  const seen: string[] = [];
+  for await (const ev of kv.follow(prefix, { prefix: true, afterRevision: from, waitMs: 2000, signal: stop.signal })) {
+    seen.push(`${ev.type === EventType.DELETE ? "delete" : "put"} ${ev.kv?.key.slice(prefix.length)}`);
+    if (seen.length === 5) stop.abort();
+  }
+  assert.deepEqual(seen, ["put c", "put a", "put b", "put eph", "delete eph"]);
 });

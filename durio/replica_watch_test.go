@@ -1,0 +1,164 @@
+package durio
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ruaft/ruaft/persist"
+	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
+)
+
+// A real replica (one member, in process) applies --max-watchers to long
+// polls (which leave ordinary requests alone), reports its revision, and a
+// graceful shutdown ends waiting watchers at once rather than waiting them
+// out (their write deadline is pushed past --write-timeout meanwhile).
+func TestReplicaWatchLimitsAndShutdown(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Peers = []string{"http://127.0.0.1:0"}
+	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	cfg.MaxWatchers = 2
+	cfg.MaxWatchWait = 30 * time.Second
+	cfg.WriteTimeout = cfg.RequestTimeout + time.Second // shorter than a long poll: it must be pushed back
+	r, err := StartReplica(cfg, persist.NewNoop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			_ = r.Close(context.Background())
+		}
+	}()
+	base := "http://" + r.ClientAddr()
+	waitUntil(t, "a first write", func() bool {
+		resp, err := http.Post(base+"/kvstore/put", "application/json", strings.NewReader(`{"key":"k","value":"v"}`))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+
+	kv := kvv1.NewKVServiceJSONClient(base, http.DefaultClient)
+	st, err := kv.Status(context.Background(), &kvv1.StatusRequest{})
+	if err != nil || st.GetRevision() == 0 {
+		t.Fatalf("status: revision %d, %v", st.GetRevision(), err)
+	}
+
+	// Two watchers wait (up to 30s: a minute lowered to --max-watch-wait);
+	// a third is refused with 429 and Retry-After.
+	started := time.Now()
+	results := make(chan int, 2)
+	for range 2 {
+		go func() {
+			for {
+				resp, err := http.Get(base + "/kvstore/watch/k?wait=1m")
+				if err != nil {
+					results <- -1
+					return
+				}
+				var body map[string]any
+				_ = json.NewDecoder(resp.Body).Decode(&body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusTooManyRequests { // else the probe below held a slot: retry
+					results <- resp.StatusCode
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+	}
+	// Until both wait, a third may take a slot itself: it gives up after a
+	// second (freeing the slot) and tries again.
+	impatient := &http.Client{Timeout: time.Second}
+	var third *http.Response
+	waitUntil(t, "a third watcher refused", func() bool {
+		resp, err := impatient.Get(base + "/kvstore/watch/k?wait=1m")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests {
+			third = resp
+			return true
+		}
+		return false
+	})
+	if third.Header.Get("Retry-After") == "" {
+		t.Fatalf("429 without Retry-After")
+	}
+	// Ordinary requests still pass while the watchers hold their slots.
+	if resp, err := http.Get(base + "/kvstore/get/k"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("a get while two watchers wait: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+
+	// Shutdown ends them with an empty answer, well before their wait.
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	closed = true
+	for range 2 {
+		if code := <-results; code != http.StatusOK {
+			t.Fatalf("a watcher ended by shutdown got %d, want 200 with no events", code)
+		}
+	}
+	if took := time.Since(started); took > 25*time.Second {
+		t.Fatalf("the watchers ended %v after they began: shutdown waited them out", took)
+	}
+}
+
+// `durio bench --op list` and `--op watch` against a real replica: the
+// watch mode delivers every put to every watcher, once and in order.
+func TestBenchListAndWatchModes(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Peers = []string{"http://127.0.0.1:0"}
+	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	r, err := StartReplica(cfg, persist.NewNoop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = r.Close(context.Background()) }()
+	base := "http://" + r.ClientAddr()
+	waitUntil(t, "a leader", func() bool {
+		st, err := kvv1.NewKVServiceJSONClient(base, http.DefaultClient).Status(context.Background(), &kvv1.StatusRequest{})
+		return err == nil && st.GetRole() == kvv1.Role_ROLE_LEADER
+	})
+	for _, args := range [][]string{
+		{"--op", "list", "--keys", "50", "--list-limit", "20"},
+		{"--op", "watch", "--watchers", "5", "--keys", "10"},
+	} {
+		opts, _, err := ParseBenchFlags(append([]string{"--endpoints", base, "--clients", "2", "--duration", "300ms", "--warmup", "50ms"}, args...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := RunBench(context.Background(), opts, io.Discard)
+		if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		switch opts.Op {
+		case "list":
+			if res.Ops == 0 || res.KeysPerSec <= 0 || res.Errors != 0 {
+				t.Fatalf("list: implausible %+v", res)
+			}
+		case "watch":
+			if res.Ops == 0 || res.EventsPerSec <= 0 || res.Missed != 0 || res.Watchers != 5 || res.DeliveryP50ms <= 0 {
+				t.Fatalf("watch: implausible %+v", res)
+			}
+		}
+	}
+	if _, _, err := ParseBenchFlags([]string{"--op", "watch", "--watchers", "0"}); err == nil {
+		t.Fatal("--watchers 0 was accepted")
+	}
+	if _, _, err := ParseBenchFlags([]string{"--op", "list", "--list-limit", "20000"}); err == nil {
+		t.Fatal("--list-limit above the page cap was accepted")
+	}
+}

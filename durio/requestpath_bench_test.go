@@ -1,0 +1,115 @@
+package durio
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// BenchmarkRequestPath measures the CPU a request costs through durio's
+// whole path: three replicas in this process (noop stores, real listeners
+// on loopback) and closed-loop clients sending the REST requests of
+// ../shared/bench's kvload (256-byte values, 1,000 keys), each request to
+// the next replica in turn, as compare.sh does. cpu-µs/op is the process's
+// user+system time per request: the three replicas and the HTTP clients
+// (whose share does not change with durio's code), so differences between
+// two versions are what the replicas' path costs. Noop stores leave the
+// store's own cost out.
+func BenchmarkRequestPath(b *testing.B) {
+	for _, op := range []string{"put", "get"} {
+		for _, clients := range []int{64, 256} {
+			b.Run(fmt.Sprintf("op=%s/clients=%d", op, clients), func(b *testing.B) {
+				benchRequestPath(b, op, clients)
+			})
+		}
+	}
+}
+
+func benchRequestPath(b *testing.B, op string, clients int) {
+	b.ReportAllocs() // the whole process's, client side included; steadier than CPU on a shared machine
+	c := startTestCluster(b, 3, "http", func(cfg *Config) { cfg.RequestTimeout = 5 * time.Second })
+	c.waitLeader(b)
+	urls := make([]string, len(c.replicas))
+	for i, r := range c.replicas {
+		urls[i] = "http://" + r.ClientAddr()
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: clients}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	value := string(bytes.Repeat([]byte("v"), 256))
+	const keys = 1000
+	do := func(i int64) error {
+		key := "key-" + strconv.FormatInt(i%keys, 10)
+		base := urls[i%int64(len(urls))]
+		var (
+			resp *http.Response
+			err  error
+		)
+		if op == "put" {
+			resp, err = hc.Post(base+"/kvstore/put", "application/json",
+				bytes.NewReader([]byte(`{"key":"`+key+`","value":"`+value+`"}`)))
+		} else {
+			resp, err = hc.Get(base + "/kvstore/get/" + key)
+		}
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK && !(op == "get" && resp.StatusCode == http.StatusNotFound) {
+			return fmt.Errorf("%s %s: HTTP %d", op, key, resp.StatusCode)
+		}
+		return nil
+	}
+	if op == "get" { // every key exists
+		for i := range int64(keys) {
+			if err := do(i); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	var next atomic.Int64
+	run := func(n int64) {
+		var wg sync.WaitGroup
+		for range clients {
+			wg.Go(func() {
+				for i := next.Add(1); i <= n; i = next.Add(1) {
+					if err := do(i); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	// Warm up: connections, sessions, the leader's first batches.
+	next.Store(0)
+	run(int64(4 * clients))
+	next.Store(0)
+	cpu0 := processCPU()
+	b.ResetTimer()
+	start := time.Now()
+	run(int64(b.N))
+	elapsed := time.Since(start)
+	b.StopTimer()
+	cpu := processCPU() - cpu0
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "ops/s")
+}
+
+// processCPU is this process's user+system time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -1,0 +1,318 @@
+package kvraft
+
+import (
+	"slices"
+	"strings"
+	"sync"
+)
+
+// event is one change of one key at one revision.
+type event struct {
+	key     string
+	deleted bool
+	// kv is the key's record after the change (for a delete, only mod: the
+	// deletion's revision); prev the record before it, nil if absent.
+	kv, prev *record
+}
+
+// size is what the event counts against the history's byte bound.
+func (e event) size() int {
+	n := len(e.key) + 64
+	if e.kv != nil {
+		n += len(e.kv.value)
+	}
+	if e.prev != nil {
+		n += len(e.prev.value)
+	}
+	return n
+}
+
+// history is the retained tail of the event log: events[i] is the event of
+// revision compactRev+1+i, and the last one is the store revision's.
+type history struct {
+	events []event
+	// bytes is the sum of the events' sizes.
+	bytes int
+	// compactRev is the newest revision no longer retained.
+	compactRev uint64
+}
+
+// recordLocked appends the event of revision s.rev, drops the oldest
+// events past the limits, and wakes the watchers of its key.
+func (s *state) recordLocked(e event) {
+	s.events = append(s.events, e)
+	s.bytes += e.size()
+	s.trimLocked()
+	s.hub.notify(e.key)
+}
+
+// trimLocked drops the oldest events until the history is within its
+// limits.
+func (s *state) trimLocked() {
+	drop := 0
+	for len(s.events)-drop > 0 && (len(s.events)-drop > s.limits.historyEvents || s.bytes > s.limits.historyBytes) {
+		s.bytes -= s.events[drop].size()
+		s.events[drop] = event{} // let its values go
+		drop++
+	}
+	if drop > 0 {
+		s.events = s.events[drop:]
+		s.compactRev += uint64(drop)
+	}
+}
+
+// eventsAfter returns the retained events with a revision above rev
+// (which must be at least compactRev).
+func (s *state) eventsAfter(rev uint64) []event {
+	if rev >= s.rev {
+		return nil
+	}
+	return s.events[rev-s.compactRev:]
+}
+
+// matches reports whether key is watched by (watchKey, prefix).
+func matches(key, watchKey string, prefix bool) bool {
+	if prefix {
+		return strings.HasPrefix(key, watchKey)
+	}
+	return key == watchKey
+}
+
+// listQuery is a List as the state serves it.
+type listQuery struct {
+	prefix, after string
+	limit         int
+	maxBytes      int
+	keysOnly      bool
+	rev           uint64 // 0: current
+}
+
+// list answers q from the local state: the page, whether more keys
+// follow, the revision it reflects, and the store revision.
+func (s *state) list(q listQuery) (kvs []KeyValue, more bool, atRev, storeRev uint64, err error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	atRev = q.rev
+	if atRev == 0 {
+		atRev = s.rev
+	}
+	switch {
+	case atRev > s.rev:
+		return nil, false, 0, s.rev, ErrFutureRevision
+	case atRev < s.compactRev:
+		return nil, false, 0, s.rev, &CompactedError{CompactRevision: s.compactRev}
+	}
+	start := q.prefix
+	if q.after >= start {
+		start = q.after + "\x00"
+	}
+	inRange := func(k string) bool { return k >= start && strings.HasPrefix(k, q.prefix) }
+	// At an older revision: the keys changed since, as they were then
+	// (nil: absent then), from the first event of each after atRev.
+	var then map[string]*record
+	var thenKeys []string
+	if atRev < s.rev {
+		then = make(map[string]*record)
+		for _, e := range s.eventsAfter(atRev) {
+			if _, seen := then[e.key]; !seen && inRange(e.key) {
+				then[e.key] = e.prev
+				if e.prev != nil {
+					thenKeys = append(thenKeys, e.key)
+				}
+			}
+		}
+		slices.Sort(thenKeys)
+	}
+	bytes := 0
+	// emit adds one key; false once the page is full (more is then set,
+	// since emit was called with one more key).
+	emit := func(k string, r *record) bool {
+		if len(kvs) >= q.limit || (len(kvs) > 0 && bytes >= q.maxBytes) {
+			more = true
+			return false
+		}
+		kv := KeyValue{Key: k, CreateRevision: r.create, ModRevision: r.mod, Version: r.version, Lease: r.lease}
+		bytes += len(k)
+		if !q.keysOnly {
+			kv.Value = string(r.value)
+			bytes += len(r.value)
+		}
+		kvs = append(kvs, kv)
+		return true
+	}
+	full := false
+	s.index.AscendGreaterOrEqual(start, func(k string) bool {
+		if !strings.HasPrefix(k, q.prefix) {
+			return false
+		}
+		for len(thenKeys) > 0 && thenKeys[0] < k {
+			if !emit(thenKeys[0], then[thenKeys[0]]) {
+				full = true
+				return false
+			}
+			thenKeys = thenKeys[1:]
+		}
+		if _, changed := then[k]; changed {
+			return true // listed from thenKeys, or absent then
+		}
+		if !emit(k, s.data[k]) {
+			full = true
+			return false
+		}
+		return true
+	})
+	for !full && len(thenKeys) > 0 {
+		if !emit(thenKeys[0], then[thenKeys[0]]) {
+			break
+		}
+		thenKeys = thenKeys[1:]
+	}
+	return kvs, more, atRev, s.rev, nil
+}
+
+// watchQuery is a Watch as the state serves it.
+type watchQuery struct {
+	key    string
+	prefix bool
+	after  uint64
+	limit  int
+	prevKV bool
+}
+
+// watchResult is the state's answer to a watchQuery.
+type watchResult struct {
+	events     []Event
+	next       uint64
+	compacted  bool
+	compactRev uint64
+	rev        uint64
+}
+
+// watch scans the history for q. If it finds nothing and w is not nil, it
+// registers w with the hub before the state can change, so w is woken by
+// the next matching event.
+func (s *state) watch(q watchQuery, w *waiter) (watchResult, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	res := watchResult{compactRev: s.compactRev, rev: s.rev, next: max(q.after, s.rev)}
+	if q.after < s.compactRev {
+		res.compacted, res.next = true, q.after
+		return res, false
+	}
+	for _, e := range s.eventsAfter(q.after) {
+		if !matches(e.key, q.key, q.prefix) {
+			continue
+		}
+		if len(res.events) == q.limit {
+			// Cut: the next call starts right after the last event here.
+			res.next = res.events[len(res.events)-1].KV.ModRevision
+			break
+		}
+		ev := Event{Type: EventPut, KV: *e.kv.keyValue(e.key)}
+		if e.deleted {
+			ev.Type, ev.KV = EventDelete, KeyValue{Key: e.key, ModRevision: e.kv.mod}
+		}
+		if q.prevKV {
+			ev.PrevKV = e.prev.keyValue(e.key)
+		}
+		res.events = append(res.events, ev)
+	}
+	if len(res.events) == 0 && w != nil {
+		s.hub.add(w)
+		return res, true
+	}
+	return res, false
+}
+
+// watchHub holds the watchers waiting for an event: Apply wakes those whose
+// key or prefix an event matches, Restore wakes all. Watchers of one key
+// are found by the key, so an event costs one map lookup plus a check of
+// each prefix watcher, not a check of every watcher.
+type watchHub struct {
+	mu sync.Mutex // guards keys and prefixes; taken inside state.mu
+	// keys holds the watchers of single keys, by key.
+	keys map[string]map[*waiter]struct{}
+	// prefixes holds the watchers of prefixes.
+	prefixes map[*waiter]struct{}
+}
+
+// waiter is one waiting Watch: ch is closed when it should look again.
+type waiter struct {
+	key    string
+	prefix bool
+	ch     chan struct{}
+}
+
+func newWatchHub() watchHub {
+	return watchHub{keys: make(map[string]map[*waiter]struct{}), prefixes: make(map[*waiter]struct{})}
+}
+
+func newWaiter(key string, prefix bool) *waiter {
+	return &waiter{key: key, prefix: prefix, ch: make(chan struct{})}
+}
+
+func (h *watchHub) add(w *waiter) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if w.prefix {
+		h.prefixes[w] = struct{}{}
+		return
+	}
+	set := h.keys[w.key]
+	if set == nil {
+		set = make(map[*waiter]struct{})
+		h.keys[w.key] = set
+	}
+	set[w] = struct{}{}
+}
+
+// remove forgets w (woken or not).
+func (h *watchHub) remove(w *waiter) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.removeLocked(w)
+}
+
+func (h *watchHub) removeLocked(w *waiter) {
+	if w.prefix {
+		delete(h.prefixes, w)
+		return
+	}
+	if set := h.keys[w.key]; set != nil {
+		delete(set, w)
+		if len(set) == 0 {
+			delete(h.keys, w.key)
+		}
+	}
+}
+
+// notify wakes the waiters of key.
+func (h *watchHub) notify(key string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for w := range h.keys[key] {
+		close(w.ch)
+	}
+	delete(h.keys, key)
+	for w := range h.prefixes {
+		if strings.HasPrefix(key, w.key) {
+			close(w.ch)
+			delete(h.prefixes, w)
+		}
+	}
+}
+
+// notifyAll wakes every waiter.
+func (h *watchHub) notifyAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, set := range h.keys {
+		for w := range set {
+			close(w.ch)
+		}
+	}
+	for w := range h.prefixes {
+		close(w.ch)
+	}
+	h.keys, h.prefixes = make(map[string]map[*waiter]struct{}), make(map[*waiter]struct{})
+}

@@ -1,0 +1,412 @@
+package kvtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/ruaft/ruaft/kvraft"
+)
+
+// RevKeys is the number of keys the revision model covers: few enough that
+// porcupine can check a history of whole listings, which span every key.
+const RevKeys = 3
+
+// Operations of the revision model.
+const (
+	RevGet uint8 = iota
+	RevPut
+	RevDelete
+	RevList
+)
+
+// RevInput is one operation of a history checked with RevModel: a Get, a
+// conditional Put or Delete of key RevKey(Key), or a List of every key
+// (possibly over several pages at one revision).
+type RevInput struct {
+	Op    uint8
+	Key   int
+	Value string
+	Cond  kvraft.Condition
+}
+
+// RevOutput is what the operation returned. Unknown marks a write whose
+// outcome is unknown (it may or may not have been applied).
+type RevOutput struct {
+	Unknown bool
+	// Failed: the condition did not hold; Current is the key the error
+	// described (nil: absent) at revision Rev.
+	Failed  bool
+	Current *kvraft.KeyValue
+	// Rev is the header revision of a write or Get, or the revision of a
+	// listing.
+	Rev uint64
+	// Get is a Get's key (nil: absent); KVs a listing's keys.
+	Get *kvraft.KeyValue
+	KVs []kvraft.KeyValue
+}
+
+// RevKey names key i of the revision model.
+func RevKey(i int) string { return fmt.Sprintf("rev/%d", i) }
+
+// revState is the model's state: the store revision and each key.
+type revState struct {
+	rev  uint64
+	keys [RevKeys]kvraft.KeyValue // Version 0: absent
+}
+
+func (s revState) holds(k int, c kvraft.Condition) bool {
+	cur := s.keys[k]
+	present := cur.Version > 0
+	switch c.Kind {
+	case kvraft.CondAbsent:
+		return !present
+	case kvraft.CondModRevision:
+		return present && cur.ModRevision == c.ModRevision
+	case kvraft.CondVersion:
+		return cur.Version == c.Version
+	case kvraft.CondValue:
+		return present && cur.Value == c.Value
+	}
+	return true
+}
+
+// apply applies a write whose condition holds.
+func (s revState) apply(in RevInput) revState {
+	cur := s.keys[in.Key]
+	switch {
+	case in.Op == RevPut:
+		s.rev++
+		next := kvraft.KeyValue{Key: RevKey(in.Key), Value: in.Value, CreateRevision: cur.CreateRevision,
+			ModRevision: s.rev, Version: cur.Version + 1}
+		if cur.Version == 0 {
+			next.CreateRevision = s.rev
+		}
+		s.keys[in.Key] = next
+	case cur.Version > 0: // a Delete of a present key
+		s.rev++
+		s.keys[in.Key] = kvraft.KeyValue{}
+	}
+	return s
+}
+
+func (s revState) present(k int) *kvraft.KeyValue {
+	if s.keys[k].Version == 0 {
+		return nil
+	}
+	kv := s.keys[k]
+	return &kv
+}
+
+func sameKV(a, b *kvraft.KeyValue) bool {
+	return a == nil && b == nil || a != nil && b != nil && *a == *b
+}
+
+// RevModel is the porcupine model of revisions, conditional writes and
+// listings over RevKeys keys: every answer must carry the revisions a
+// single copy of the store would have given, a condition must fail exactly
+// when it does not hold (with the key's state in the error), and a listing
+// must be the whole store at its revision.
+var RevModel = porcupine.Model{
+	Init: func() any { return revState{} },
+	Step: func(state, input, output any) (bool, any) {
+		st, in, out := state.(revState), input.(RevInput), output.(RevOutput)
+		switch in.Op {
+		case RevGet:
+			return out.Rev == st.rev && sameKV(out.Get, st.present(in.Key)), st
+		case RevList:
+			if out.Rev != st.rev {
+				return false, st
+			}
+			var want []kvraft.KeyValue
+			for k := range RevKeys {
+				if p := st.present(k); p != nil {
+					want = append(want, *p)
+				}
+			}
+			if len(want) != len(out.KVs) {
+				return false, st
+			}
+			for i := range want {
+				if want[i] != out.KVs[i] {
+					return false, st
+				}
+			}
+			return true, st
+		}
+		holds := st.holds(in.Key, in.Cond)
+		switch {
+		case out.Unknown:
+			if holds {
+				return true, st.apply(in)
+			}
+			return true, st
+		case out.Failed:
+			return !holds && out.Rev == st.rev && sameKV(out.Current, st.present(in.Key)), st
+		case !holds:
+			return false, st
+		}
+		next := st.apply(in)
+		return out.Rev == next.rev, next
+	},
+	Equal: func(a, b any) bool { return a.(revState) == b.(revState) },
+	DescribeOperation: func(input, output any) string {
+		in, out := input.(RevInput), output.(RevOutput)
+		res := fmt.Sprintf("rev %d", out.Rev)
+		switch {
+		case out.Unknown:
+			res = "unknown"
+		case out.Failed:
+			res = fmt.Sprintf("condition failed at rev %d (current %v)", out.Rev, out.Current)
+		}
+		switch in.Op {
+		case RevGet:
+			return fmt.Sprintf("get(%d) -> %v at rev %d", in.Key, out.Get, out.Rev)
+		case RevList:
+			return fmt.Sprintf("list -> %v at rev %d", out.KVs, out.Rev)
+		case RevPut:
+			return fmt.Sprintf("put(%d, %q, %+v) -> %s", in.Key, in.Value, in.Cond, res)
+		default:
+			return fmt.Sprintf("delete(%d, %+v) -> %s", in.Key, in.Cond, res)
+		}
+	},
+	DescribeState: func(state any) string {
+		st := state.(revState)
+		var b strings.Builder
+		fmt.Fprintf(&b, "rev %d:", st.rev)
+		for k := range RevKeys {
+			if p := st.present(k); p != nil {
+				fmt.Fprintf(&b, " %d=%q(c%d m%d v%d)", k, p.Value, p.CreateRevision, p.ModRevision, p.Version)
+			}
+		}
+		return b.String()
+	},
+}
+
+// RevLog records a history for RevModel.
+type RevLog struct {
+	start time.Time
+	mu    sync.Mutex // guards ops
+	ops   []porcupine.Operation
+}
+
+// NewRevLog returns an empty history whose clock starts now.
+func NewRevLog() *RevLog { return &RevLog{start: time.Now()} }
+
+// Now is the history's clock.
+func (l *RevLog) Now() int64 { return int64(time.Since(l.start)) }
+
+// Add records an operation; an unknown outcome may take effect any time
+// after its call.
+func (l *RevLog) Add(cli int, in RevInput, out RevOutput, call, ret int64) {
+	if out.Unknown {
+		ret = math.MaxInt64
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ops = append(l.ops, porcupine.Operation{ClientId: cli, Input: in, Output: out, Call: call, Return: ret})
+}
+
+// CheckLinearizable fails t unless porcupine accepts the history.
+func (l *RevLog) CheckLinearizable(t testing.TB) {
+	t.Helper()
+	l.mu.Lock()
+	ops := append([]porcupine.Operation(nil), l.ops...)
+	l.mu.Unlock()
+	begin := time.Now()
+	res, info := porcupine.CheckOperationsVerbose(RevModel, ops, linearizabilityTimeout)
+	t.Logf("porcupine (revisions): %d operations, %v, checked in %v", len(ops), res, time.Since(begin).Round(time.Millisecond))
+	switch res {
+	case porcupine.Illegal:
+		path := visualise(t.Name(), RevModel, info)
+		t.Fatalf("%v; visualisation: %s", errNotLinearizable, path)
+	case porcupine.Unknown:
+		t.Logf("porcupine timed out after %v; history not proven linearizable", linearizabilityTimeout)
+	}
+}
+
+// RevParams are the faults and size of a RevTest.
+type RevParams struct {
+	Servers, Clients              int
+	Unreliable, Crash, Partitions bool
+	MaxRaftState                  int64
+	Rounds                        int
+	RoundTime                     time.Duration
+	// ListPage is the page size of listings (below RevKeys, so listings
+	// take several pages at one revision).
+	ListPage int
+}
+
+// RevTest runs clients doing Gets, compare-and-swap Puts and Deletes (read
+// the key, then write on its mod revision, version, value or absence) and
+// paged Lists over RevKeys keys under the chosen faults, and checks the
+// history with RevModel.
+func RevTest(t *testing.T, p RevParams) {
+	c := NewCluster(t, Options{Servers: p.Servers, Unreliable: p.Unreliable, MaxRaftState: p.MaxRaftState}, StartKVServer)
+	log := NewRevLog()
+	var ok, failed atomic.Int64
+	for range p.Rounds {
+		var stop atomic.Bool
+		clientsDone := make(chan struct{})
+		go func() {
+			defer close(clientsDone)
+			c.SpawnClients(p.Clients, func(cli int, ck *kvraft.Clerk) {
+				for n := 0; !stop.Load(); n++ {
+					switch revOp(t, log, ck, cli, n, p.ListPage) {
+					case errCondition:
+						failed.Add(1)
+					case nil:
+						ok.Add(1)
+					}
+				}
+			})
+		}()
+		partitioned := make(chan struct{})
+		go func() {
+			defer close(partitioned)
+			for p.Partitions && !stop.Load() {
+				var a, b []int
+				for i := range p.Servers {
+					if rand.IntN(2) == 0 {
+						a = append(a, i)
+					} else {
+						b = append(b, i)
+					}
+				}
+				c.Partition(a, b)
+				time.Sleep(time.Second + rand.N(200*time.Millisecond))
+			}
+		}()
+		time.Sleep(p.RoundTime)
+		stop.Store(true)
+		<-partitioned
+		c.ConnectAll()
+		if p.Crash {
+			c.Shutdown()
+			time.Sleep(ElectionWait)
+			c.StartServers()
+			c.ConnectAll()
+		}
+		<-clientsDone
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
+	t.Logf("%d operations done, %d conditions failed", ok.Load(), failed.Load())
+	// Clients racing on RevKeys keys make conditions fail often; a long
+	// run without one would mean the failing path went untested.
+	if ok.Load() < int64(p.Clients) || ok.Load() > 500 && failed.Load() == 0 {
+		t.Fatalf("too little happened: %d operations done, %d conditions failed", ok.Load(), failed.Load())
+	}
+	log.CheckLinearizable(t)
+}
+
+// errCondition marks an operation whose condition failed.
+var errCondition = errors.New("condition failed")
+
+// revOp runs one random operation of client cli and records it.
+func revOp(t *testing.T, log *RevLog, ck *kvraft.Clerk, cli, n, page int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), OpTimeout)
+	defer cancel()
+	k := rand.IntN(RevKeys)
+	key := RevKey(k)
+	call := log.Now()
+	switch r := rand.IntN(10); {
+	case r < 2:
+		resp, err := ck.GetKV(ctx, key, kvraft.Linearizable)
+		if err != nil {
+			fail(t, "client %d: Get(%q): %v", cli, key, err)
+		}
+		out := RevOutput{Rev: resp.Header.Revision}
+		if resp.Found {
+			out.Get = &kvraft.KeyValue{Key: key, Value: resp.Value, CreateRevision: resp.CreateRevision,
+				ModRevision: resp.ModRevision, Version: resp.Version}
+		}
+		log.Add(cli, RevInput{Op: RevGet, Key: k}, out, call, log.Now())
+		return nil
+	case r < 4:
+		return revList(t, log, ck, cli, page)
+	}
+	// A compare-and-swap: read, then write conditionally on what was read.
+	resp, err := ck.GetKV(ctx, key, kvraft.Linearizable)
+	if err != nil {
+		fail(t, "client %d: Get(%q): %v", cli, key, err)
+	}
+	var cond kvraft.Condition
+	switch c := rand.IntN(4); {
+	case !resp.Found && c < 2:
+		cond = kvraft.IfAbsent()
+	case c == 0:
+		cond = kvraft.IfModRevision(resp.ModRevision)
+	case c == 1:
+		cond = kvraft.IfVersion(resp.Version)
+	case c == 2:
+		cond = kvraft.IfValue(resp.Value)
+	}
+	in := RevInput{Op: RevPut, Key: k, Value: fmt.Sprintf("%d.%d", cli, n), Cond: cond}
+	call = log.Now()
+	var out RevOutput
+	if rand.IntN(5) == 0 {
+		in.Op, in.Value = RevDelete, ""
+		var dr *kvraft.DeleteResponse
+		if dr, err = ck.DeleteWith(ctx, kvraft.DeleteRequest{Key: key, Condition: cond}); err == nil {
+			out.Rev = dr.Header.Revision
+		}
+	} else {
+		var pr *kvraft.PutResponse
+		if pr, err = ck.PutWith(ctx, kvraft.PutRequest{Key: key, Value: in.Value, Condition: cond}); err == nil {
+			out.Rev = pr.Header.Revision
+		}
+	}
+	var cf *kvraft.ConditionFailedError
+	switch {
+	case errors.As(err, &cf):
+		out.Failed, out.Rev, out.Current = true, cf.Revision, cf.Current
+		err = errCondition
+	case err != nil && kvraft.MaybeApplied(err):
+		out.Unknown = true
+	case err != nil:
+		fail(t, "client %d: write %q: %v", cli, key, err)
+	}
+	log.Add(cli, in, out, call, log.Now())
+	return err
+}
+
+// revList lists every key in pages of page keys at one revision and
+// records it as one operation.
+func revList(t *testing.T, log *RevLog, ck *kvraft.Clerk, cli, page int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), OpTimeout)
+	defer cancel()
+	call := log.Now()
+	req := kvraft.ListRequest{Prefix: "rev/", Limit: page}
+	var out RevOutput
+	for {
+		resp, err := ck.List(ctx, req)
+		if err != nil {
+			fail(t, "client %d: List(%+v): %v", cli, req, err)
+		}
+		if req.Revision != 0 && resp.Revision != req.Revision {
+			fail(t, "client %d: a page at revision %d answered %d", cli, req.Revision, resp.Revision)
+		}
+		out.KVs = append(out.KVs, resp.KVs...)
+		if !resp.More {
+			out.Rev = resp.Revision
+			break
+		}
+		if len(resp.KVs) == 0 {
+			fail(t, "client %d: an empty page with more set", cli)
+		}
+		req.After, req.Revision = resp.KVs[len(resp.KVs)-1].Key, resp.Revision
+	}
+	log.Add(cli, RevInput{Op: RevList}, out, call, log.Now())
+	return nil
+}
