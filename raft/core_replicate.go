@@ -209,6 +209,14 @@ func cloneEntries(es []Entry) []Entry {
 // leaderAck handles the part common to every answer a leader gets in its
 // term: the peer is active and acknowledged the message's read round.
 func (c *core) leaderAck(m message, reqTerm, respTerm uint64) bool {
+	if c.role == Leader && respTerm > c.term && c.isLeaving(m.to) {
+		// A node this leader removed (told of it in core.leaving) moved to
+		// a later term, campaigning alone: it is no member, its term no
+		// reason to step down. It learns of its removal no more.
+		c.note("removed node %d answered with term %d > %d; no longer replicating to it", m.to, respTerm, c.term)
+		c.dropLeaving(m.to)
+		return false
+	}
 	if c.stepDownIfNewer(respTerm) || c.role != Leader || reqTerm != c.term || respTerm != c.term {
 		return false
 	}

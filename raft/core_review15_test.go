@@ -856,3 +856,30 @@ func TestReview15JoinerAndVotes(t *testing.T) {
 	cn.rvCheckApplied()
 	cn.checkNoViolations()
 }
+
+// TestReview15LeavingNodeHigherTerm: the leader still sends appends to a
+// node it just removed (to tell it); an answer with a higher term from that
+// node (it campaigned, pre-vote off, while cut off) must not depose the
+// leader: it is no member.
+func TestReview15LeavingNodeHigherTerm(t *testing.T) {
+	cn := rvNet(t, 4, []int{0, 1, 2, 3}, nil, func(c *coreConfig) { c.preVote, c.checkQuorum = false, false })
+	cn.campaign(0)
+	cn.propose(0, "a")
+	cn.isolate(3)
+	cn.rvMustCommit(0, rvRemove(3))
+	if !cn.cores[0].isLeaving(3) {
+		t.Fatal("setup: 3 is not leaving")
+	}
+	x := cn.cores[3]
+	x.becomeFollower(x.term+5, NoLeader)
+	term := cn.cores[0].term
+	cn.heal()
+	cn.tick(3)
+	if ls := cn.leaders(); !slices.Equal(ls, []int{0}) || cn.cores[0].term != term {
+		t.Fatalf("leaders %v term %d (was %d): a removed node's term deposed the leader", ls, cn.cores[0].term, term)
+	}
+	if cn.cores[0].isLeaving(3) {
+		t.Fatal("the leader still replicates to a removed node of a later term")
+	}
+	cn.checkNoViolations()
+}

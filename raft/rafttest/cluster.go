@@ -72,6 +72,10 @@ type Options struct {
 	Store *persisttest.Factory
 	// Configure, if set, adjusts each node's configuration before New.
 	Configure func(*raft.Config)
+	// Voters, if above 0, bootstraps the cluster with voters 0..Voters-1
+	// only; the other servers start with an empty configuration, as
+	// replicas waiting to join (membership.go adds them).
+	Voters int
 }
 
 // Cluster is a Raft cluster on a simulated network with the lab's checks.
@@ -331,6 +335,12 @@ func (c *Cluster) Start1(i int) {
 	}
 
 	cfg := TestConfig(i, c.n)
+	if v := c.opts.Voters; v > 0 {
+		cfg.Peers = v
+		if i >= v {
+			cfg.Peers = 0 // a spare: joins with an empty configuration
+		}
+	}
 	cfg.Seed = c.seed*7919 + uint64(gen)*131 + uint64(i) + 1
 	cfg.Logger = c.log.logger(i, gen)
 	if c.opts.Configure != nil {
@@ -552,7 +562,7 @@ func (c *Cluster) StatusDump() string {
 			continue
 		}
 		st := nd.Status()
-		fmt.Fprintf(&b, "term=%d role=%v leader=%d commit=%d applied=%d last=%d snapshot=%d logBytes=%d err=%v\n",
+		fmt.Fprintf(&b, "conf=%v term=%d role=%v leader=%d commit=%d applied=%d last=%d snapshot=%d logBytes=%d err=%v\n", st.Membership,
 			st.Term, st.Role, st.Leader, st.Commit, st.Applied, st.LastIndex, st.SnapshotIndex, st.LogSizeBytes, st.Err)
 	}
 	tot := c.net.Total()
