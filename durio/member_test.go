@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twitchtv/twirp"
 
 	"github.com/ruaft/ruaft/kvraft/kvwire"
@@ -407,4 +408,41 @@ func TestDirectoryFollowsMembership(t *testing.T) {
 
 func (f *fakeMembers) Progress() map[int]raft.MemberProgress {
 	return map[int]raft.MemberProgress{1: {Match: 30, RecentActive: true}}
+}
+
+// The membership metrics: voters and learners everywhere, each other
+// member's lag and activity on the leader.
+func TestMembersMetrics(t *testing.T) {
+	fake := &fakeMembers{members: []raft.Member{threeVoters()[0], {ID: 1, Addr: encodeAddr("http://127.0.0.1:7001", ""), Learner: true}}}
+	d := &directory{self: 0, fallback: func(int) memberAddr { return memberAddr{} },
+		transport: twirptransport.NewWithPeers(0, nil, twirptransport.Options{}), peerHTTP: http.DefaultClient,
+		fcfg: kvwire.DefaultForwarderConfig(), logger: discardLogger()}
+	defer d.close()
+	d.update(fake.Membership())
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(membersCollector{dir: d, node: fake})
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			name := f.GetName()
+			for _, l := range m.GetLabel() {
+				name += "," + l.GetName() + "=" + l.GetValue()
+			}
+			got[name] = m.GetGauge().GetValue()
+		}
+	}
+	want := map[string]float64{
+		"durio_cluster_voters": 1, "durio_cluster_learners": 1,
+		// The fake leads at last index 40; member 1 has 30.
+		"durio_member_lag_entries,member=1,role=learner": 10, "durio_member_recent_active,member=1,role=learner": 1,
+	}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Fatalf("%s = %v (present %v), want %v; all: %v", k, g, ok, v, got)
+		}
+	}
 }
