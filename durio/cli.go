@@ -69,6 +69,10 @@ func ExitCode(err error) int {
 		return ExitNotFound
 	case errors.Is(err, client.ErrConditionFailed):
 		return ExitConditionFailed
+	case errors.As(err, new(memberErr)):
+		if code, ok := memberExitCode(err); ok {
+			return code
+		}
 	case errors.Is(err, errNoneReachable):
 		return ExitUnavailable
 	case permanentTLSError(err):
@@ -104,7 +108,9 @@ const exitCodesHelp = `Exit codes:
      durio status: no endpoint answered
   5  timed out (--timeout, or the cluster's 504): a write may or may not
      have been applied
-  6  durio put/delete --if-...: the condition did not hold; nothing written`
+  6  durio put/delete --if-...: the condition did not hold; nothing written
+  7  durio member: refused for now (another change in progress, or the
+     learner is still catching up): retry`
 
 // permanentTLSError reports whether err is a TLS failure that retrying cannot
 // fix: an untrusted or mismatched certificate, or a plain-HTTP server on an
@@ -210,7 +216,7 @@ Put -- before values that begin with -: durio put temp -- -5.
 		cmd.GroupID = "kv"
 		root.AddCommand(cmd)
 	}
-	for _, cmd := range []*cobra.Command{c.serveCommand(), c.devCommand(), c.statusCommand(), c.benchCommand(), c.certsCommand()} {
+	for _, cmd := range []*cobra.Command{c.serveCommand(), c.devCommand(), c.statusCommand(), c.memberCommand(), c.benchCommand(), c.certsCommand()} {
 		cmd.GroupID = "cluster"
 		root.AddCommand(cmd)
 	}
@@ -610,8 +616,10 @@ func (c *cli) statusCommand() *cobra.Command {
 		Use:   "status",
 		Short: "Show each replica's role, term and indexes",
 		Long: `Ask every endpoint for its status: id, role, term, commit and applied
-index, the leader it knows, and whether it answered. Exits 4 if no endpoint
-answered.`,
+index, the leader it knows, whether it is a voter or a learner (with how far
+behind the leader it is), and whether it answered. The endpoints are the
+cluster's members as the cluster lists them (their client URLs), or the
+--endpoints given if it cannot say. Exits 4 if no endpoint answered.`,
 		Example: "  durio status --endpoints http://192.168.1.10:8080,http://192.168.1.11:8080,http://192.168.1.12:8080",
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -620,7 +628,15 @@ answered.`,
 				return err
 			}
 			defer cancel()
-			return printStatus(ctx, cl, cf.json, c.stdout)
+			// Best effort: a cluster that cannot list its members still
+			// shows the endpoints given.
+			var members []client.Member
+			rctx, rcancel := context.WithTimeout(ctx, cf.timeout/2)
+			if err := cl.Refresh(rctx); err == nil {
+				members, _, _ = cl.MemberList(rctx)
+			}
+			rcancel()
+			return printStatus(ctx, cl, members, cf.json, c.stdout)
 		},
 	}
 	cf.register(cmd.Flags())
@@ -638,11 +654,15 @@ type replicaStatus struct {
 	Commit    uint64 `json:"commit"`
 	Applied   uint64 `json:"applied"`
 	Leader    *int64 `json:"leader"`
+	// Member is voter or learner ("" if unknown or not a member), and Lag
+	// how many entries it is behind the leader, when the leader said.
+	Member string  `json:"member,omitempty"`
+	Lag    *uint64 `json:"lag_entries,omitempty"`
 }
 
 // printStatus prints one line per endpoint; its error wraps
 // errNoneReachable if no endpoint answered.
-func printStatus(ctx context.Context, c *Client, asJSON bool, w io.Writer) error {
+func printStatus(ctx context.Context, c *Client, members []client.Member, asJSON bool, w io.Writer) error {
 	rows := make([]replicaStatus, len(c.Endpoints()))
 	var errs []error
 	for i, ep := range c.Endpoints() {
@@ -666,6 +686,15 @@ func printStatus(ctx context.Context, c *Client, asJSON bool, w io.Writer) error
 		if st.GetError() != "" {
 			rows[i].Error = st.GetError()
 		}
+		for _, m := range members {
+			if m.ID == int(rows[i].ID) {
+				rows[i].Member = memberRoleName(m.Learner)
+				if m.ProgressKnown {
+					lag := m.Lag
+					rows[i].Lag = &lag
+				}
+			}
+		}
 	}
 	if asJSON {
 		if err := json.NewEncoder(w).Encode(rows); err != nil {
@@ -673,17 +702,24 @@ func printStatus(ctx context.Context, c *Client, asJSON bool, w io.Writer) error
 		}
 	} else {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ENDPOINT\tID\tROLE\tTERM\tCOMMIT\tAPPLIED\tLEADER\tREACHABLE")
+		fmt.Fprintln(tw, "ENDPOINT\tID\tROLE\tMEMBER\tTERM\tCOMMIT\tAPPLIED\tLEADER\tREACHABLE")
 		for _, r := range rows {
 			if !r.Reachable {
-				fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\tno (%s)\n", r.Endpoint, r.Error)
+				fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\tno (%s)\n", r.Endpoint, r.Error)
 				continue
 			}
 			leader := "none"
 			if r.Leader != nil {
 				leader = fmt.Sprint(*r.Leader)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%s\tyes\n", r.Endpoint, r.ID, r.Role, r.Term, r.Commit, r.Applied, leader)
+			member := r.Member
+			switch {
+			case member == "":
+				member = "-"
+			case r.Lag != nil && *r.Lag > 0:
+				member += fmt.Sprintf(" (%d behind)", *r.Lag)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d\t%s\tyes\n", r.Endpoint, r.ID, r.Role, member, r.Term, r.Commit, r.Applied, leader)
 		}
 		if err := tw.Flush(); err != nil {
 			return err

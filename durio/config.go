@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,16 +22,33 @@ import (
 // the same name (`--listen-peer`) or by the same key in a YAML file given with
 // --config; flags override the file.
 type Config struct {
-	// ID is this replica's id: its position in Peers, from 0.
+	// ID is this replica's stable id, from 0 to MaxReplicaID. A replica of
+	// a new cluster (Peers) is its position in Peers; a replica that joins
+	// (Join) takes any id no member has.
 	ID int `yaml:"id"`
-	// Peers are the peer-listener URLs of every replica, in id order
-	// (http://host:port). Index i is how this replica reaches replica i.
+	// Peers bootstraps a new cluster: the peer-listener URLs of its first
+	// replicas, in id order (http://host:port). Once the cluster exists its
+	// membership lives in the replicated Raft configuration, which wins over
+	// Peers (a disagreement is logged). Give Peers or Join, not both.
 	Peers []string `yaml:"peers"`
-	// ClientURLs are the client-listener URLs of every replica, in id order.
-	// Optional; used only to tell clients where the leader is.
+	// ClientURLs are the client-listener URLs of the replicas in Peers, in
+	// id order. Optional; they become the members' client URLs, which
+	// clients use to find the leader and the other replicas.
 	ClientURLs []string `yaml:"client-urls"`
+	// Join names client URLs of replicas of an existing cluster: a replica
+	// started with an empty DataDir asks the cluster to add it as a learner
+	// (with PeerURL), catches up, and asks to be promoted to voter once it
+	// has. A replica that already joined (its DataDir holds the cluster's
+	// state) just restarts.
+	Join []string `yaml:"join"`
+	// PeerURL is the URL the other replicas reach this replica's peer
+	// listener at; defaults to Peers[ID]. Required with Join.
+	PeerURL string `yaml:"peer-url"`
+	// ClientURL is the URL clients reach this replica's client listener at;
+	// defaults to ClientURLs[ID], else to ListenClient when it names a host.
+	ClientURL string `yaml:"client-url"`
 	// ListenPeer is the address the peer listener binds; defaults to the
-	// host:port of Peers[ID].
+	// host:port of PeerURL.
 	ListenPeer string `yaml:"listen-peer"`
 	// ListenClient is the address the client listener binds.
 	ListenClient string `yaml:"listen-client"`
@@ -169,25 +187,18 @@ func configErr(field, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
 }
 
-// Validate checks the configuration and fills ListenPeer from Peers. Its
-// errors name the field (as the flag and YAML key) at fault.
+// MaxReplicaID is the largest replica id.
+const MaxReplicaID = 1<<20 - 1
+
+// Validate checks the configuration and fills PeerURL, ClientURL and
+// ListenPeer from the other fields. Its errors name the field (as the flag
+// and YAML key) at fault.
 func (c *Config) Validate() error {
-	if len(c.Peers) == 0 {
-		return configErr("peers", "at least one peer URL is required")
-	}
-	for i, p := range c.Peers {
-		if _, err := peerHostPort(p); err != nil {
-			return configErr("peers", "entry %d (%q): %v", i, p, err)
-		}
-	}
-	if c.ID < 0 || c.ID >= len(c.Peers) {
-		return configErr("id", "%d is not an index into peers (0..%d)", c.ID, len(c.Peers)-1)
-	}
-	if len(c.ClientURLs) != 0 && len(c.ClientURLs) != len(c.Peers) {
-		return configErr("client-urls", "has %d entries, peers has %d", len(c.ClientURLs), len(c.Peers))
+	if err := c.validateMembership(); err != nil {
+		return err
 	}
 	if c.ListenPeer == "" {
-		c.ListenPeer, _ = peerHostPort(c.Peers[c.ID])
+		c.ListenPeer, _ = peerHostPort(c.PeerURL)
 	}
 	if _, _, err := net.SplitHostPort(c.ListenPeer); err != nil {
 		return configErr("listen-peer", "%v", err)
@@ -250,6 +261,72 @@ func (c *Config) Validate() error {
 	return c.validateLimits()
 }
 
+// validateMembership checks how this replica finds its cluster: Peers to
+// bootstrap a new one, or Join to join an existing one.
+func (c *Config) validateMembership() error {
+	switch {
+	case len(c.Peers) == 0 && len(c.Join) == 0:
+		return configErr("peers", "give peers (the peer URLs of a new cluster) or join (client URLs of an existing cluster)")
+	case len(c.Peers) != 0 && len(c.Join) != 0:
+		return configErr("join", "give peers (bootstrap a new cluster) or join (join an existing one), not both")
+	}
+	for i, p := range c.Peers {
+		if _, err := peerHostPort(p); err != nil {
+			return configErr("peers", "entry %d (%q): %v", i, p, err)
+		}
+	}
+	for i, u := range c.Join {
+		if _, err := peerHostPort(u); err != nil {
+			return configErr("join", "entry %d (%q): %v", i, u, err)
+		}
+	}
+	if c.ID < 0 || c.ID > MaxReplicaID {
+		return configErr("id", "%d must be from 0 to %d", c.ID, MaxReplicaID)
+	}
+	if len(c.Peers) != 0 {
+		if c.ID >= len(c.Peers) {
+			return configErr("id", "%d is not an index into peers (0..%d)", c.ID, len(c.Peers)-1)
+		}
+		if c.PeerURL == "" {
+			c.PeerURL = c.Peers[c.ID]
+		} else if c.PeerURL != c.Peers[c.ID] {
+			return configErr("peer-url", "%q differs from this replica's peers entry %q", c.PeerURL, c.Peers[c.ID])
+		}
+	}
+	if len(c.ClientURLs) != 0 && len(c.ClientURLs) != len(c.Peers) {
+		return configErr("client-urls", "has %d entries, peers has %d", len(c.ClientURLs), len(c.Peers))
+	}
+	for i, u := range c.ClientURLs {
+		if _, err := peerHostPort(u); err != nil {
+			return configErr("client-urls", "entry %d (%q): %v", i, u, err)
+		}
+	}
+	if c.PeerURL == "" {
+		return configErr("peer-url", "required with join: the URL the other replicas reach this replica's peer listener at")
+	}
+	if err := checkMemberURL(c.PeerURL); err != nil {
+		return configErr("peer-url", "%q: %v", c.PeerURL, err)
+	}
+	if c.ClientURL == "" && c.ID < len(c.ClientURLs) {
+		c.ClientURL = c.ClientURLs[c.ID]
+	}
+	if c.ClientURL == "" {
+		if host, _, err := net.SplitHostPort(c.ListenClient); err == nil && host != "" && !net.ParseIP(host).IsUnspecified() {
+			scheme := "http://"
+			if c.TLSCert != "" {
+				scheme = "https://"
+			}
+			c.ClientURL = scheme + c.ListenClient
+		}
+	}
+	if c.ClientURL != "" {
+		if err := checkMemberURL(c.ClientURL); err != nil {
+			return configErr("client-url", "%q: %v", c.ClientURL, err)
+		}
+	}
+	return nil
+}
+
 // PeerTLS reports whether the peer plane uses mutual TLS.
 func (c *Config) PeerTLS() bool { return c.PeerCert != "" }
 
@@ -265,13 +342,17 @@ func (c *Config) validatePeerSecurity() error {
 	if set != 0 && set != 3 {
 		return configErr("peer-cert", "peer-cert, peer-key and peer-ca must be given together")
 	}
-	for i, p := range c.Peers {
+	for i, p := range append(slices.Clone(c.Peers), c.PeerURL) {
+		field := "peers"
+		if i == len(c.Peers) {
+			field = "peer-url"
+		}
 		https := strings.HasPrefix(p, "https://")
 		switch {
 		case c.PeerTLS() && !https:
-			return configErr("peers", "entry %d (%q) must be https:// with peer-cert", i, p)
+			return configErr(field, "entry %d (%q) must be https:// with peer-cert", i, p)
 		case !c.PeerTLS() && https:
-			return configErr("peers", "entry %d (%q) is https://: give peer-cert, peer-key and peer-ca", i, p)
+			return configErr(field, "entry %d (%q) is https://: give peer-cert, peer-key and peer-ca", i, p)
 		}
 	}
 	if c.PeerTLS() || c.PeerToken != "" || c.InsecurePeers || isLoopback(c.ListenPeer) {
@@ -336,6 +417,16 @@ func (c *Config) validateLimits() error {
 	return nil
 }
 
+// checkMemberURL checks a URL recorded in the membership: http(s), with a
+// port, at most maxURLBytes long.
+func checkMemberURL(raw string) error {
+	if len(raw) > maxURLBytes {
+		return fmt.Errorf("longer than %d bytes", maxURLBytes)
+	}
+	_, err := peerHostPort(raw)
+	return err
+}
+
 // peerHostPort checks an http(s) URL and returns its host:port.
 func peerHostPort(raw string) (string, error) {
 	u, err := url.Parse(raw)
@@ -379,10 +470,13 @@ func ParseServeFlags(args []string) (Config, error) {
 func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Config, error) {
 	var (
 		cfgFile   = fs.String("config", "", "YAML `file` with the same keys as the flags")
-		id        = fs.Int("id", 0, "this replica's `id`: its index in --peers")
-		peers     = fs.String("peers", "", "comma-separated peer `URLs` of every replica, in id order")
-		clients   = fs.String("client-urls", "", "comma-separated client `URLs` of every replica, in id order (optional)")
-		lpeer     = fs.String("listen-peer", "", "peer listener `address` (default: host:port of this replica's --peers entry)")
+		id        = fs.Int("id", 0, "this replica's stable `id`: its index in --peers, or with --join any id no member has")
+		peers     = fs.String("peers", "", "bootstrap a new cluster: comma-separated peer `URLs` of its replicas, in id order")
+		clients   = fs.String("client-urls", "", "comma-separated client `URLs` of the --peers replicas, in id order (optional)")
+		join      = fs.String("join", "", "join an existing cluster: comma-separated client `URLs` of some of its replicas")
+		peerURL   = fs.String("peer-url", "", "`URL` the other replicas reach this replica's peer listener at (default: its --peers entry)")
+		clientURL = fs.String("client-url", "", "`URL` clients reach this replica at (default: its --client-urls entry, else --listen-client)")
+		lpeer     = fs.String("listen-peer", "", "peer listener `address` (default: host:port of --peer-url)")
 		lclient   = fs.String("listen-client", "", "client listener `address`")
 		dataDir   = fs.String("data-dir", "", "`folder` for this replica's state")
 		persister = fs.String("persister", "", "store: noop, file, badger, or a plugin `path` (default badger)")
@@ -422,6 +516,12 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 			cfg.Peers = splitList(*peers)
 		case "client-urls":
 			cfg.ClientURLs = splitList(*clients)
+		case "join":
+			cfg.Join = splitList(*join)
+		case "peer-url":
+			cfg.PeerURL = *peerURL
+		case "client-url":
+			cfg.ClientURL = *clientURL
 		case "listen-peer":
 			cfg.ListenPeer = *lpeer
 		case "listen-client":

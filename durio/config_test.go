@@ -72,6 +72,14 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{[]string{"--peers", "ftp://x:1", "--listen-client", "127.0.0.1:8001"}, "peers"},
 		{[]string{"--peers", "http://127.0.0.1", "--listen-client", "127.0.0.1:8001"}, "peers"},
 		{[]string{"--peers", peers}, "listen-client"},
+		{[]string{"--peers", peers, "--join", "http://127.0.0.1:8001", "--listen-client", "127.0.0.1:8009"}, "join"},
+		{[]string{"--join", "http://127.0.0.1:8001", "--id", "5", "--listen-client", "127.0.0.1:8009"}, "peer-url"},
+		{[]string{"--join", "127.0.0.1:8001", "--id", "5", "--peer-url", "http://127.0.0.1:7009", "--listen-client", "127.0.0.1:8009"}, "join"},
+		{[]string{"--join", "http://127.0.0.1:8001", "--id", "5", "--peer-url", "http://127.0.0.1", "--listen-client", "127.0.0.1:8009"}, "peer-url"},
+		{[]string{"--join", "http://127.0.0.1:8001", "--id", "-1", "--peer-url", "http://127.0.0.1:7009", "--listen-client", "127.0.0.1:8009"}, "id"},
+		{[]string{"--join", "http://127.0.0.1:8001", "--id", "1048576", "--peer-url", "http://127.0.0.1:7009", "--listen-client", "127.0.0.1:8009"}, "id"},
+		{[]string{"--peers", peers, "--id", "1", "--peer-url", "http://127.0.0.1:7009", "--listen-client", "127.0.0.1:8009"}, "peer-url"},
+		{[]string{"--join", "http://127.0.0.1:8001", "--id", "5", "--peer-url", "http://127.0.0.1:7009", "--client-url", "nope", "--listen-client", "127.0.0.1:8009"}, "client-url"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:7001"}, "listen-client"},
 		{[]string{"--peers", peers, "--listen-client", "x", "--data-dir", "d"}, "listen-client"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--max-body-bytes", "-1"}, "max-body-bytes"},
@@ -147,5 +155,30 @@ func TestDeployConfigIsSecure(t *testing.T) {
 	}
 	if _, err := ParseServeFlags([]string{"--config", file}); !errors.Is(err, ErrConfig) {
 		t.Fatalf("without peer authentication: %v, want a config error", err)
+	}
+}
+
+func TestParseServeFlagsJoin(t *testing.T) {
+	cfg, err := ParseServeFlags([]string{
+		"--id", "17",
+		"--join", "http://127.0.0.1:8001,http://127.0.0.1:8002",
+		"--peer-url", "http://127.0.0.1:7017",
+		"--listen-client", "127.0.0.1:8017",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ID != 17 || len(cfg.Join) != 2 || len(cfg.Peers) != 0 || cfg.ListenPeer != "127.0.0.1:7017" ||
+		cfg.ClientURL != "http://127.0.0.1:8017" {
+		t.Fatalf("unexpected config %+v", cfg)
+	}
+	// A bootstrap replica's own URLs come from its entries in the lists.
+	cfg, err = ParseServeFlags([]string{"--id", "1", "--peers", "http://127.0.0.1:7001,http://127.0.0.1:7002",
+		"--client-urls", "http://h1:8001,http://h2:8002", "--listen-client", "0.0.0.0:8002"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.PeerURL != "http://127.0.0.1:7002" || cfg.ClientURL != "http://h2:8002" {
+		t.Fatalf("own URLs: peer %q client %q", cfg.PeerURL, cfg.ClientURL)
 	}
 }

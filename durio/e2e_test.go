@@ -78,6 +78,9 @@ type cluster struct {
 	clients   []string
 	procs     []*proc
 	args      func(i int) []string // more `durio serve` flags for replica i; may be nil
+	// joins holds the --join URLs of replicas added with join (by id);
+	// the others bootstrap with --peers.
+	joins map[int][]string
 }
 
 func (c *cluster) extraArgs(i int) []string {
@@ -90,7 +93,15 @@ func (c *cluster) extraArgs(i int) []string {
 type proc struct {
 	cmd  *exec.Cmd
 	done chan struct{}
-	log  *bytes.Buffer
+	log  *bytes.Buffer // read it while the process runs through logText
+	out  *syncWriter   // writes log
+}
+
+// logText is what the process has logged so far.
+func (p *proc) logText() string {
+	p.out.mu.Lock()
+	defer p.out.mu.Unlock()
+	return p.log.String()
 }
 
 func startCluster(t *testing.T, n int, persister string, extra ...string) *cluster {
@@ -134,24 +145,41 @@ func startClusterWith(t *testing.T, n int, persister, peerScheme string, args fu
 
 func (c *cluster) start(i int) {
 	c.t.Helper()
-	cmd := exec.Command(durioBin, append([]string{"serve",
-		"--id", strconv.Itoa(i),
-		"--peers", strings.Join(c.peers, ","),
-		"--client-urls", strings.Join(c.clients, ","),
+	how := []string{"--peers", strings.Join(c.bootPeers(), ","), "--client-urls", strings.Join(c.clients[:len(c.bootPeers())], ",")}
+	if via, ok := c.joins[i]; ok {
+		how = []string{"--join", strings.Join(via, ","), "--peer-url", c.peers[i], "--client-url", c.clients[i]}
+	}
+	cmd := exec.Command(durioBin, append(append([]string{"serve",
+		"--id", strconv.Itoa(i)}, how...), append([]string{
 		"--listen-client", strings.TrimPrefix(c.clients[i], "http://"),
 		"--data-dir", filepath.Join(c.dir, "replica-"+strconv.Itoa(i)),
 		"--persister", c.persister,
 		"--request-timeout", "2s",
-		"--log-level", "info"}, c.extraArgs(i)...)...)
+		"--log-level", "info"}, c.extraArgs(i)...)...)...)
 	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &syncWriter{w: &log}, &syncWriter{w: &log}
+	// One writer for both, so that its mutex serialises them.
+	out := &syncWriter{w: &log}
+	cmd.Stdout, cmd.Stderr = out, out
 	dieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, done: make(chan struct{}), log: &log}
+	p := &proc{cmd: cmd, done: make(chan struct{}), log: &log, out: out}
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	c.procs[i] = p
+}
+
+// bootPeers are the peer URLs of the replicas that bootstrapped the
+// cluster (the ones not added with join).
+func (c *cluster) bootPeers() []string {
+	n := len(c.peers)
+	for n > 0 {
+		if _, joined := c.joins[n-1]; !joined {
+			break
+		}
+		n--
+	}
+	return c.peers[:n]
 }
 
 // kill sends SIGKILL to replica i and waits for it to die.
@@ -181,11 +209,16 @@ func (c *cluster) stop(i int) {
 }
 
 func (c *cluster) stopAll() {
-	for i := range c.procs {
-		c.stop(i)
+	for i, p := range c.procs {
+		if p != nil {
+			c.stop(i)
+		}
 	}
 	if c.t.Failed() {
 		for i, p := range c.procs {
+			if p == nil {
+				continue
+			}
 			c.t.Logf("--- replica %d log (last 4 KiB):\n%s", i, tail(p.log.String(), 4096))
 		}
 	}

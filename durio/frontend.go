@@ -9,7 +9,7 @@ import (
 	"github.com/ruaft/ruaft/kvraft/kvclient"
 	"github.com/ruaft/ruaft/kvraft/kvwire"
 	"github.com/ruaft/ruaft/raft"
-	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
+	"github.com/ruaft/ruaft/raft/twirptransport"
 )
 
 // frontend is the service behind the client listener. It hands every
@@ -165,44 +165,49 @@ func (w *leaderWatch) follow(ctx context.Context, subscribe func() (<-chan raft.
 const forwardBatchOps = 256
 
 // newFrontend builds the frontend over this replica's kvraft server and a
-// Forwarder to each other replica's peer listener. It also returns the
-// kv.v1 view of every replica (local for this one), for /status.
-func (r *Replica) newFrontend(peerHTTP *http.Client, local kvv1.KVService) (*frontend, []kvv1.KVService, error) {
-	cfg := r.cfg
-	r.leader = newLeaderWatch()
-	r.forwarders = make([]*kvwire.Forwarder, len(cfg.Peers))
-	replicas := make([]kvv1.KVService, len(cfg.Peers))
-	svcs := make([]kvclient.Service, len(cfg.Peers))
-	// Attempts at another replica are bounded on the scale of the election
-	// timeout: a leader that stopped answering is replaced within about one
-	// election, and a retry with the same write id is harmless.
-	attempt := 3 * raft.DefaultConfig().ElectionTimeoutMax
-	fcfg := kvwire.DefaultForwarderConfig()
-	fcfg.MaxBatchOps = forwardBatchOps
-	fcfg.CallTimeout = attempt
-	for i, u := range cfg.Peers {
-		if i == cfg.ID {
-			replicas[i] = local
-			svcs[i] = r.kv
-			continue
-		}
-		kv := kvv1.NewKVServiceProtobufClient(u, peerHTTP)
-		fwd, err := kvwire.NewForwarder(kv, kvv1.NewForwardServiceProtobufClient(u, peerHTTP), fcfg)
-		if err != nil {
-			return nil, nil, err
-		}
-		replicas[i], svcs[i], r.forwarders[i] = kv, fwd, fwd
-	}
+// Forwarder to each other member's peer listener (the directory, which
+// follows membership changes).
+func (r *Replica) newFrontend() (*frontend, error) {
 	ccfg := kvclient.DefaultClerkConfig()
-	ccfg.AttemptTimeout = attempt
+	ccfg.AttemptTimeout = forwardAttempt
 	ccfg.MinBackoff, ccfg.MaxBackoff = 5*time.Millisecond, 50*time.Millisecond
 	ccfg.Leader = r.leader
-	ccfg.Self = cfg.ID
-	clerk, err := kvclient.NewClerk(svcs, ccfg)
+	ccfg.Self = r.cfg.ID
+	clerk, err := kvclient.NewClerkOf(r.dir, ccfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return &frontend{self: cfg.ID, local: r.kv, clerk: clerk, timeout: cfg.RequestTimeout}, replicas, nil
+	return &frontend{self: r.cfg.ID, local: r.kv, clerk: clerk, timeout: r.cfg.RequestTimeout}, nil
+}
+
+// forwardAttempt bounds an attempt at another replica on the scale of the
+// election timeout: a leader that stopped answering is replaced within
+// about one election, and a retry with the same write id is harmless.
+var forwardAttempt = 3 * raft.DefaultConfig().ElectionTimeoutMax
+
+// newDirectory returns the replica's address book, empty until update.
+func (r *Replica) newDirectory(transport *twirptransport.Transport, peerHTTP *http.Client) *directory {
+	fcfg := kvwire.DefaultForwarderConfig()
+	fcfg.MaxBatchOps = forwardBatchOps
+	fcfg.CallTimeout = forwardAttempt
+	cfg := r.cfg
+	return &directory{
+		self: cfg.ID, selfAddr: memberAddr{Peer: cfg.PeerURL, Client: cfg.ClientURL}, local: r.kv,
+		fallback: func(id int) memberAddr {
+			var a memberAddr
+			if id >= 0 && id < len(cfg.Peers) {
+				a.Peer = cfg.Peers[id]
+			}
+			if id >= 0 && id < len(cfg.ClientURLs) {
+				a.Client = cfg.ClientURLs[id]
+			}
+			if a.Peer == "" && r.join != nil {
+				a = r.join.addrs[id]
+			}
+			return a
+		},
+		transport: transport, peerHTTP: peerHTTP, fcfg: fcfg, logger: r.logger.With("layer", "membership"),
+	}
 }
 
 // The methods of issue 16, passed through the clerk. (kvedge refines them.)

@@ -748,19 +748,20 @@ func (t historyTransport) AppendEntries(ctx context.Context, peer int, req *raft
 }
 
 // historyMembers lists where /status/history reads each replica's history:
-// this one in-process, the others from their peer listeners. Membership
-// changes belong here: return the current configuration's replicas (voters
-// and learners) instead of the fixed --peers list.
+// this one in-process, the others (the current configuration's voters and
+// learners, from the directory) from their peer listeners.
 func (r *Replica) historyMembers(peerHTTP *http.Client) func() []historySource {
-	srcs := make([]historySource, len(r.cfg.Peers))
-	for i, u := range r.cfg.Peers {
-		if i == r.cfg.ID {
-			srcs[i] = localHistory(r.hist)
-		} else {
-			srcs[i] = remoteHistory(i, u, peerHTTP)
+	return func() []historySource {
+		var srcs []historySource
+		for _, id := range r.dir.IDs() {
+			if id == r.cfg.ID {
+				srcs = append(srcs, localHistory(r.hist))
+			} else if u := r.dir.peerURL(id); u != "" {
+				srcs = append(srcs, remoteHistory(id, u, peerHTTP))
+			}
 		}
+		return srcs
 	}
-	return func() []historySource { return srcs }
 }
 
 // storeFailureFile, in the data directory, keeps the last store failure

@@ -30,14 +30,15 @@ type Replica struct {
 	logger  *slog.Logger
 	store   persist.Store
 	kv      *kvraft.Server
+	node    *raft.Node // r.kv's raft node
 	metrics *metrics
 	hist    *history           // behind GET /status/history
 	stopBG  context.CancelFunc // stops the background goroutines below
 	bg      sync.WaitGroup     // the leader watchers
-	// leader tells the frontend which replica leads; forwarders carry
-	// writes to the other replicas (nil at this replica's own index).
-	leader     *leaderWatch
-	forwarders []*kvwire.Forwarder
+	// leader tells the frontend which replica leads; dir is the address
+	// book of the members, kept in step with raft's configuration.
+	leader *leaderWatch
+	dir    *directory
 
 	peerLn, clientLn   net.Listener
 	peerSrv, clientSrv *http.Server
@@ -47,6 +48,9 @@ type Replica struct {
 	// endPolls ends the long polls (watches) at the start of Close, so that
 	// the client listener's graceful shutdown does not wait them out.
 	endPolls context.CancelFunc
+
+	clusterID string    // names the cluster (see join.go)
+	join      *joinPlan // how this replica joins its cluster; nil if bootstrapped with --peers
 
 	closeOnce sync.Once
 	closeErr  error
@@ -75,14 +79,26 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		r.fatal(err)
 		r.recordStoreFailure(time.Now(), err)
 	})
+	var err error
+	if len(cfg.Join) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
+		r.join, err = prepareJoin(ctx, cfg, store, twirptransport.NewHTTPClient(nil), logger.With("layer", "join"))
+		cancel()
+		if err == nil {
+			r.clusterID = r.join.clusterID
+		}
+	} else {
+		r.clusterID, err = clusterIDOf(cfg)
+	}
+	if err != nil {
+		return nil, err
+	}
 	var peerServerTLS, peerClientTLS *tls.Config
 	if cfg.PeerTLS() {
-		var err error
 		if peerServerTLS, peerClientTLS, err = twirptransport.MutualTLS(cfg.PeerCert, cfg.PeerKey, cfg.PeerCA); err != nil {
 			return nil, configErr("peer-cert", "%v", err)
 		}
 	}
-	var err error
 	if r.peerLn, err = net.Listen("tcp", cfg.ListenPeer); err != nil {
 		return nil, fmt.Errorf("durio: listen-peer: %w", err)
 	}
@@ -97,6 +113,8 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	}
 
 	peerHTTP := twirptransport.WithToken(twirptransport.NewHTTPClient(peerClientTLS), cfg.PeerToken)
+	// The address book starts with the bootstrap peers (none for a replica
+	// that joins) and follows the replicated configuration once raft runs.
 	transport := twirptransport.New(cfg.ID, cfg.Peers, twirptransport.Options{HTTPClient: peerHTTP, Observe: r.metrics.observeRPC})
 	var node *raft.Node
 	kvCfg := kvraft.DefaultConfig(cfg.ID)
@@ -110,7 +128,11 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	kvCfg.Logger = logger.With("layer", "kvraft")
 	r.kv, err = kvraft.NewServer(kvCfg, func(app raft.Application) (rsm.Raft, error) {
 		rc := raft.DefaultConfig()
-		rc.ID, rc.Peers = cfg.ID, len(cfg.Peers)
+		// --peers bootstraps the first configuration, with every member's
+		// addresses (used only while the store holds none: a new cluster,
+		// or one written before configurations were stored); a joining
+		// replica starts with none at all.
+		rc.ID, rc.Bootstrap = cfg.ID, bootstrapMembers(cfg)
 		rc.SnapshotThresholdBytes = cfg.SnapshotBytes
 		rc.Logger = logger.With("layer", "raft")
 		n, err := raft.New(rc, historyTransport{Transport: transport, hist: r.hist}, r.store, app)
@@ -125,12 +147,10 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 
 	r.hist.recordStart(r.kv.Status())
 	r.loadStoreFailure(time.Now())
-	leaderURL := func(id int) string {
-		if id >= 0 && id < len(cfg.ClientURLs) {
-			return cfg.ClientURLs[id]
-		}
-		return ""
-	}
+	r.node = node
+	r.leader = newLeaderWatch()
+	r.dir = r.newDirectory(transport, peerHTTP)
+	leaderURL := r.dir.clientURL
 	status := func(context.Context) (*kvv1.StatusResponse, error) { return r.status(), nil }
 	local := kvwire.NewServer(r.kv, kvwire.ServerOptions{Status: status, LeaderURL: leaderURL})
 	peerMux := http.NewServeMux()
@@ -154,7 +174,18 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		peerMux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
 
-	fe, replicas, err := r.newFrontend(peerHTTP, local)
+	r.dir.localKV = local
+	r.metrics.registry.MustRegister(membersCollector{dir: r.dir, node: r.node})
+	r.dir.update(node.Membership())
+	r.checkBootstrap()
+	members := &memberService{node: r.node, dir: r.dir, leader: r.leader, self: cfg.ID, timeout: cfg.RequestTimeout,
+		clusterID: r.clusterID, peerTLS: cfg.PeerTLS()}
+	peerMembers := kvv1.NewMembershipServiceServer(members)
+	peerMux.Handle("POST "+peerMembers.PathPrefix(), peerMembers)
+	clientMembers := *members
+	clientMembers.forward = true
+
+	fe, err := r.newFrontend()
 	if err != nil {
 		r.peerLn.Close()
 		r.clientLn.Close()
@@ -173,7 +204,11 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 
 	extra := func(mux *http.ServeMux) {
 		mux.Handle("GET /metrics", r.metrics.handler())
-		statusHandlers(cfg.ID, replicas)(mux)
+		statusHandlers(cfg.ID, r.dir.statusTargets, func(ctx context.Context) []memberJSON {
+			return r.memberSummary(ctx, &clientMembers)
+		})(mux)
+		ms := kvv1.NewMembershipServiceServer(&clientMembers)
+		mux.Handle("POST "+ms.PathPrefix(), ms)
 		historyHandlers(cfg.ID, r.historyMembers(peerHTTP))(mux)
 		mux.HandleFunc("GET /admin/snapshot", r.snapshotHandler)
 	}
@@ -196,6 +231,10 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	r.bg.Go(func() { r.leader.follow(bgCtx, r.kv.Raft().Subscribe) })
 	r.bg.Go(func() { r.hist.watch(bgCtx, r.kv.Raft().Subscribe) })
 	r.bg.Go(func() { r.hist.run(bgCtx, r.kv.Status) })
+	r.bg.Go(func() { r.dir.follow(bgCtx, node.Subscribe, node.Membership) })
+	if r.join != nil {
+		r.bg.Go(func() { r.join.run(bgCtx, r, &clientMembers) })
+	}
 	logger.Info("replica started", "id", cfg.ID, "peer", r.peerLn.Addr().String(), "client", r.clientLn.Addr().String())
 	return r, nil
 }
@@ -251,9 +290,7 @@ func (r *Replica) status() *kvv1.StatusResponse {
 	out.Revision, out.CompactRevision, out.Leases = rev, compact, uint64(leases)
 	if st.Leader != raft.NoLeader {
 		out.LeaderKnown, out.LeaderId = true, uint32(st.Leader)
-		if st.Leader < len(r.cfg.ClientURLs) {
-			out.LeaderUrl = r.cfg.ClientURLs[st.Leader]
-		}
+		out.LeaderUrl = r.dir.clientURL(st.Leader)
 	}
 	if st.Err != nil {
 		out.Error = publicError(st.Err)
@@ -274,11 +311,7 @@ func (r *Replica) Close(ctx context.Context) error {
 		if err := r.clientSrv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("client listener: %w", err))
 		}
-		for _, f := range r.forwarders {
-			if f != nil {
-				f.Close()
-			}
-		}
+		r.dir.close()
 		if err := r.kv.Kill(); err != nil {
 			errs = append(errs, fmt.Errorf("raft: %w", err))
 		}

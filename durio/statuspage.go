@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +28,9 @@ var statusPage []byte
 type clusterStatus struct {
 	Self     int              `json:"self"`
 	Replicas []replicaSummary `json:"replicas"`
+	// Members is the configuration as the leader knows it (with each
+	// member's lag), or as this replica does when no leader answers.
+	Members []memberJSON `json:"members,omitempty"`
 }
 
 type replicaSummary struct {
@@ -41,6 +46,9 @@ type replicaSummary struct {
 	SnapshotIndex uint64 `json:"snapshot_index"`
 	LogSizeBytes  uint64 `json:"log_size_bytes"`
 	Error         string `json:"error,omitempty"`
+	// Member is "voter", "learner", or "" for a replica outside the
+	// configuration (joining, or removed).
+	Member string `json:"member"`
 }
 
 func summarize(id int, st *kvv1.StatusResponse, err error) replicaSummary {
@@ -57,20 +65,32 @@ func summarize(id int, st *kvv1.StatusResponse, err error) replicaSummary {
 
 // statusHandlers adds GET /status (JSON) and GET / (the HTML page that
 // renders it and refreshes itself every second).
-func statusHandlers(self int, replicas []kvv1.KVService) func(mux *http.ServeMux) {
+func statusHandlers(self int, targets func() map[int]kvv1.KVService, members func(context.Context) []memberJSON) func(mux *http.ServeMux) {
 	return func(mux *http.ServeMux) {
 		mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 			ctx, cancel := context.WithTimeout(r.Context(), 500*time.Millisecond)
 			defer cancel()
-			out := clusterStatus{Self: self, Replicas: make([]replicaSummary, len(replicas))}
+			replicas := targets()
+			ids := slices.Sorted(maps.Keys(replicas))
+			out := clusterStatus{Self: self, Replicas: make([]replicaSummary, len(ids))}
 			var wg sync.WaitGroup
-			for i, kv := range replicas {
+			if members != nil {
+				wg.Go(func() { out.Members = members(ctx) })
+			}
+			for i, id := range ids {
 				wg.Go(func() {
-					st, err := kv.Status(ctx, &kvv1.StatusRequest{})
-					out.Replicas[i] = summarize(i, st, err)
+					st, err := replicas[id].Status(ctx, &kvv1.StatusRequest{})
+					out.Replicas[i] = summarize(id, st, err)
 				})
 			}
 			wg.Wait()
+			role := make(map[int]string, len(out.Members))
+			for _, m := range out.Members {
+				role[m.ID] = m.Role
+			}
+			for i := range out.Replicas {
+				out.Replicas[i].Member = role[out.Replicas[i].ID]
+			}
 			writeJSON(w, http.StatusOK, out)
 		})
 		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {

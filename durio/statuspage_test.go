@@ -20,7 +20,11 @@ func (*downKV) Status(context.Context, *kvv1.StatusRequest) (*kvv1.StatusRespons
 
 func TestStatusJSONAndPage(t *testing.T) {
 	replicas := []kvv1.KVService{&downKV{}, &mapKV{m: map[string]string{}}}
-	srv := httptest.NewServer(clientHandler(replicas[1], DefaultLimits(), statusHandlers(1, replicas)))
+	srv := httptest.NewServer(clientHandler(replicas[1], DefaultLimits(), statusHandlers(1, func() map[int]kvv1.KVService {
+		return map[int]kvv1.KVService{0: replicas[0], 1: replicas[1]}
+	}, func(context.Context) []memberJSON {
+		return []memberJSON{{ID: 0, Role: "voter"}, {ID: 1, Role: "learner", ProgressKnown: true, Lag: 12}}
+	})))
 	defer srv.Close()
 
 	resp, err := srv.Client().Get(srv.URL + "/status")
@@ -34,7 +38,8 @@ func TestStatusJSONAndPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	if st.Self != 1 || len(st.Replicas) != 2 || st.Replicas[0].Reachable || !st.Replicas[1].Reachable ||
-		st.Replicas[1].Role != "follower" || st.Replicas[1].Term != 7 || st.Replicas[0].Error == "" {
+		st.Replicas[1].Role != "follower" || st.Replicas[1].Term != 7 || st.Replicas[0].Error == "" ||
+		st.Replicas[1].Member != "learner" || st.Replicas[0].Member != "voter" || len(st.Members) != 2 || st.Members[1].Lag != 12 {
 		t.Fatalf("unexpected status %+v", st)
 	}
 

@@ -13,6 +13,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -59,9 +60,10 @@ const DefaultAttemptTimeout = 6 * time.Second
 // Client is a durio client. It is safe for concurrent use; concurrent calls
 // are not serialised.
 type Client struct {
-	endpoints []string
-	kv        []kvv1.KVService
-	clerk     *kvclient.Clerk
+	hc    *http.Client
+	json  bool
+	set   *endpointSet // the replicas, by id; Refresh replaces them
+	clerk *kvclient.Clerk
 }
 
 // New returns a client for the given client URLs ("host:port" means
@@ -74,23 +76,17 @@ func New(endpoints []string, opts Options) (*Client, error) {
 	if hc == nil {
 		hc = defaultHTTPClient()
 	}
-	c := &Client{}
-	svcs := make([]kvclient.Service, 0, len(endpoints))
-	for _, e := range endpoints {
+	c := &Client{hc: hc, json: opts.JSON, set: &endpointSet{}}
+	// Until Refresh learns the members' ids, endpoint i stands for
+	// replica i (the order of --peers in a cluster that never changed).
+	byID := make(map[int]string, len(endpoints))
+	for i, e := range endpoints {
 		if !strings.Contains(e, "://") {
 			e = "http://" + e
 		}
-		e = strings.TrimRight(e, "/")
-		var kv kvv1.KVService
-		if opts.JSON {
-			kv = kvv1.NewKVServiceJSONClient(e, hc)
-		} else {
-			kv = kvv1.NewKVServiceProtobufClient(e, hc)
-		}
-		c.endpoints = append(c.endpoints, e)
-		c.kv = append(c.kv, kv)
-		svcs = append(svcs, kvwire.NewClient(kv))
+		byID[i] = strings.TrimRight(e, "/")
 	}
+	c.set.replace(c.newEndpoints(byID))
 	cfg := kvclient.DefaultClerkConfig()
 	cfg.AttemptTimeout = DefaultAttemptTimeout
 	if opts.AttemptTimeout > 0 {
@@ -98,7 +94,7 @@ func New(endpoints []string, opts Options) (*Client, error) {
 	}
 	cfg.MinBackoff, cfg.MaxBackoff = 10*time.Millisecond, 200*time.Millisecond
 	var err error
-	if c.clerk, err = kvclient.NewClerk(svcs, cfg); err != nil {
+	if c.clerk, err = kvclient.NewClerkOf(c.set, cfg); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -129,7 +125,11 @@ func (c *Client) GetStale(ctx context.Context, key string) (string, error) {
 // GetStaleAt reads a key from endpoint i's local state (by position in
 // the endpoints), without failover: what that replica has applied.
 func (c *Client) GetStaleAt(ctx context.Context, i int, key string) (string, error) {
-	resp, err := kvwire.NewClient(c.kv[i]).Get(ctx, &kvclient.GetRequest{Key: key, Consistency: kvclient.Stale})
+	eps := c.set.list()
+	if i < 0 || i >= len(eps) {
+		return "", fmt.Errorf("durio client: no endpoint %d", i)
+	}
+	resp, err := kvwire.NewClient(eps[i].kv).Get(ctx, &kvclient.GetRequest{Key: key, Consistency: kvclient.Stale})
 	switch {
 	case err != nil:
 		return "", err
@@ -154,10 +154,23 @@ func (c *Client) Delete(ctx context.Context, key string) (bool, error) {
 	return c.clerk.Delete(ctx, key)
 }
 
-// Endpoints returns the client URLs the client was made with, normalised.
-func (c *Client) Endpoints() []string { return c.endpoints }
+// Endpoints returns the client URLs the client uses, normalised: the ones
+// it was made with, or after Refresh the members' client URLs, by id.
+func (c *Client) Endpoints() []string {
+	eps := c.set.list()
+	out := make([]string, len(eps))
+	for i, e := range eps {
+		out[i] = e.url
+	}
+	return out
+}
 
-// StatusOf asks one endpoint (by position) for its status, without failover.
+// StatusOf asks one endpoint (by position in Endpoints) for its status,
+// without failover.
 func (c *Client) StatusOf(ctx context.Context, i int) (*kvv1.StatusResponse, error) {
-	return c.kv[i].Status(ctx, &kvv1.StatusRequest{})
+	eps := c.set.list()
+	if i < 0 || i >= len(eps) {
+		return nil, fmt.Errorf("durio client: no endpoint %d", i)
+	}
+	return eps[i].kv.Status(ctx, &kvv1.StatusRequest{})
 }

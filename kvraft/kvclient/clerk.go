@@ -94,10 +94,10 @@ const DefaultMaxPending = 256
 // Do runs any request through the same loop, for callers that number
 // writes themselves (durio's frontend forwarding a client's own WriteID).
 type Clerk struct {
-	servers []Service
+	servers Servers
 	cfg     ClerkConfig
 
-	leader atomic.Int64 // index into servers of the last replica that answered
+	leader atomic.Int64 // id of the last replica that answered
 
 	mu sync.Mutex // guards cur and opening
 	// cur is the session new writes go to; nil until one is open.
@@ -123,6 +123,42 @@ func newSession(id uint64) *session {
 	return &session{id: id, nextSeq: 1, ack: 1, inflight: make(map[uint64]struct{})}
 }
 
+// Servers is the set of replicas a Clerk talks to, by replica id. It may
+// change while the clerk runs, as replicas join and leave the cluster: the
+// clerk looks a replica up at every attempt. Implementations must be safe
+// for concurrent use.
+type Servers interface {
+	// Server returns the replica with the given id, or nil if there is none.
+	Server(id int) Service
+	// IDs returns the ids of the replicas in ascending order. It may be
+	// empty for a moment; the clerk then backs off and asks again.
+	IDs() []int
+}
+
+// ServerList is a fixed Servers: replica i is ServerList[i].
+type ServerList []Service
+
+// Server implements Servers.
+func (l ServerList) Server(id int) Service {
+	if id < 0 || id >= len(l) {
+		return nil
+	}
+	return l[id]
+}
+
+// IDs implements Servers.
+func (l ServerList) IDs() []int {
+	ids := make([]int, len(l))
+	for i := range l {
+		ids[i] = i
+	}
+	return ids
+}
+
+// errNoSuchReplica is the attempt error for a replica id that left the set
+// of servers between choosing it and trying it: nothing was sent.
+var errNoSuchReplica = fmt.Errorf("%w: the replica is not in the clerk's set of servers", ErrUnreachable)
+
 // NewClerk returns a clerk that talks to servers; the index of a server in
 // the slice must be its replica id, so that leader hints can be followed.
 func NewClerk(servers []Service, cfg ClerkConfig) (*Clerk, error) {
@@ -132,6 +168,12 @@ func NewClerk(servers []Service, cfg ClerkConfig) (*Clerk, error) {
 	if cfg.Self >= len(servers) {
 		return nil, fmt.Errorf("kvclient: ClerkConfig.Self is %d, but there are %d servers", cfg.Self, len(servers))
 	}
+	return NewClerkOf(ServerList(servers), cfg)
+}
+
+// NewClerkOf returns a clerk that talks to a set of servers that may change
+// while it runs (see Servers).
+func NewClerkOf(servers Servers, cfg ClerkConfig) (*Clerk, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -139,7 +181,9 @@ func NewClerk(servers []Service, cfg ClerkConfig) (*Clerk, error) {
 	if cfg.ClientID != 0 {
 		c.cur = newSession(cfg.ClientID)
 	}
-	c.leader.Store(int64(rand.IntN(len(servers))))
+	if ids := servers.IDs(); len(ids) > 0 {
+		c.leader.Store(int64(ids[rand.IntN(len(ids))]))
+	}
 	return c, nil
 }
 
@@ -369,9 +413,10 @@ func (c *Clerk) do(ctx context.Context, write bool, first int, attempt func(cont
 // needs longer than an ordinary request).
 func (c *Clerk) doWithin(ctx context.Context, write bool, first int, attemptTimeout time.Duration,
 	attempt func(context.Context, Service) error) (maybeApplied bool, err error) {
-	n := len(c.servers)
+	// n is the size of a round; the set may change between rounds.
+	n := max(len(c.servers.IDs()), 1)
 	target := first
-	if target < 0 || target >= n {
+	if c.servers.Server(target) == nil {
 		target = c.knownLeader()
 	}
 	backoff := c.cfg.MinBackoff
@@ -385,6 +430,7 @@ func (c *Clerk) doWithin(ctx context.Context, write bool, first int, attemptTime
 			}
 			return maybeApplied || err == nil, err
 		}
+		n = max(len(c.servers.IDs()), 1)
 		if lastErr == nil || ctx.Err() == nil {
 			// An attempt cut off by the caller's deadline says less than
 			// an earlier answer from a replica (a 503 from a replica
@@ -428,10 +474,14 @@ var errLeaderChanged = errors.New("kvclient: leader changed; attempt abandoned")
 // try makes one attempt at target, bounded by AttemptTimeout and, with a
 // LeaderWatch, abandoned when the known leader moves away from target.
 func (c *Clerk) try(ctx context.Context, target int, timeout time.Duration, attempt func(context.Context, Service) error) error {
+	srv := c.servers.Server(target)
+	if srv == nil {
+		return errNoSuchReplica
+	}
 	actx, cancelTimeout := context.WithTimeout(ctx, timeout)
 	defer cancelTimeout()
 	if c.cfg.Leader == nil || target == c.cfg.Self {
-		return attempt(actx, c.servers[target])
+		return attempt(actx, srv)
 	}
 	var watcher sync.WaitGroup
 	defer watcher.Wait() // runs after cancel below: defers run in reverse
@@ -455,7 +505,7 @@ func (c *Clerk) try(ctx context.Context, target int, timeout time.Duration, atte
 			}
 		}
 	})
-	err := attempt(actx, c.servers[target])
+	err := attempt(actx, srv)
 	if err != nil && context.Cause(actx) == errLeaderChanged && ctx.Err() == nil {
 		err = fmt.Errorf("%w: %w", errLeaderChanged, err)
 	}
@@ -466,28 +516,44 @@ func (c *Clerk) try(ctx context.Context, target int, timeout time.Duration, atte
 // else the replica that answered last.
 func (c *Clerk) knownLeader() int {
 	if c.cfg.Leader != nil {
-		if l, _ := c.cfg.Leader.Leader(); l >= 0 && l < len(c.servers) {
+		if l, _ := c.cfg.Leader.Leader(); l >= 0 && c.servers.Server(l) != nil {
 			return l
 		}
 	}
-	return int(c.leader.Load())
+	if l := int(c.leader.Load()); c.servers.Server(l) != nil {
+		return l
+	}
+	if ids := c.servers.IDs(); len(ids) > 0 {
+		return ids[rand.IntN(len(ids))]
+	}
+	return 0
 }
 
 // next picks the replica to try after target failed with err: the leader
 // hint in err, else the leader the LeaderWatch knows, else the next replica
 // in turn (known false).
 func (c *Clerk) next(target int, err error) (next int, known bool) {
-	n := len(c.servers)
 	var wl *WrongLeaderError
-	if errors.As(err, &wl) && wl.Leader >= 0 && wl.Leader < n && wl.Leader != target {
+	if errors.As(err, &wl) && wl.Leader >= 0 && wl.Leader != target && c.servers.Server(wl.Leader) != nil {
 		return wl.Leader, true
 	}
 	if c.cfg.Leader != nil {
-		if l, _ := c.cfg.Leader.Leader(); l >= 0 && l < n {
+		if l, _ := c.cfg.Leader.Leader(); l >= 0 && c.servers.Server(l) != nil {
 			return l, true
 		}
 	}
-	return (target + 1) % n, false
+	// The next id in turn after target (wrapping), whether or not target
+	// is still in the set.
+	ids := c.servers.IDs()
+	if len(ids) == 0 {
+		return target, false
+	}
+	for _, id := range ids {
+		if id > target {
+			return id, false
+		}
+	}
+	return ids[0], false
 }
 
 // pause waits d, or less if ctx ends or the known leader changes.

@@ -3,6 +3,7 @@ package kvclient
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -278,4 +279,83 @@ type sessionCounter struct {
 func (s *sessionCounter) OpenSession(context.Context, *OpenSessionRequest) (*OpenSessionResponse, error) {
 	*s.opened++
 	return &OpenSessionResponse{ClientID: uint64(*s.opened)}, nil
+}
+
+// serverMap is a Servers whose members a test changes while the clerk runs.
+type serverMap struct {
+	mu sync.Mutex // guards m
+	m  map[int]Service
+}
+
+func (s *serverMap) Server(id int) Service {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[id]
+}
+
+func (s *serverMap) IDs() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []int
+	for id := range s.m {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func (s *serverMap) set(id int, svc Service) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if svc == nil {
+		delete(s.m, id)
+		return
+	}
+	s.m[id] = svc
+}
+
+// A clerk over a changing set of replicas with sparse ids follows leader
+// hints to ids that joined after it started, and stops trying replicas that
+// left.
+func TestClerkFollowsChangingServers(t *testing.T) {
+	down := &fakeReplica{err: ErrUnreachable}
+	old := &fakeReplica{err: &WrongLeaderError{Leader: 12}}
+	set := &serverMap{m: map[int]Service{3: old, 7: down}}
+	cfg := DefaultClerkConfig()
+	cfg.ClientID = 5
+	ck, err := NewClerkOf(set, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Replica 12 joins and leads; 3 points at it.
+	joined := &fakeReplica{}
+	set.set(12, joined)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ck.Put(ctx, "k", "v"); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	if len(joined.seen()) != 1 {
+		t.Fatalf("the new leader saw %d writes, want 1", len(joined.seen()))
+	}
+	// The leader leaves; the next write finds the only replica left that
+	// answers, which now leads, without trying the departed id.
+	set.set(12, nil)
+	set.set(7, nil)
+	newLeader := &fakeReplica{}
+	set.set(3, newLeader)
+	if err := ck.Put(ctx, "k", "w"); err != nil {
+		t.Fatalf("Put after the leader left: %v", err)
+	}
+	if len(joined.seen()) != 1 || len(newLeader.seen()) != 1 {
+		t.Fatalf("departed leader saw %d writes (want 1), replica 3 saw %d (want 1)", len(joined.seen()), len(newLeader.seen()))
+	}
+	// An empty set: the clerk backs off until the caller's deadline and
+	// reports that no replica took the write.
+	set.set(3, nil)
+	short, cancelShort := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancelShort()
+	if err := ck.Put(short, "k", "x"); !errors.Is(err, ErrNoLeader) {
+		t.Fatalf("Put with no replicas: %v, want ErrNoLeader", err)
+	}
 }

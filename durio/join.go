@@ -1,0 +1,311 @@
+package durio
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/twitchtv/twirp"
+
+	"github.com/ruaft/ruaft/kvraft/kvwire"
+	"github.com/ruaft/ruaft/persist"
+	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
+)
+
+// How a replica joins a cluster (durio serve --join):
+//
+//  1. Before it starts, it asks the cluster (MemberList, at any of the
+//     --join URLs) for its cluster id and members, and checks its data
+//     folder: an empty store is fine (the cluster id is recorded in the
+//     folder); a store holding raft state must carry the same cluster id
+//     (a restart of a replica that joined), otherwise it belongs to another
+//     cluster and the replica refuses to start (ErrForeignDataDir).
+//  2. It starts with an empty configuration: it does not campaign, and
+//     waits for the leader to send it the log or a snapshot.
+//  3. Unless it is a member already, it asks to be added as a learner
+//     (MemberAdd) at its --peer-url and --client-url.
+//  4. The joiner, not the leader, asks to be promoted: it calls
+//     MemberPromote for itself (through its own client service, which
+//     forwards to the leader) every joinRetry until the leader accepts,
+//     which it does once the learner is within raft's MaxPromoteLag entries
+//     of the leader's log and answering. An operator who wants to promote by
+//     hand instead removes nothing: `durio member promote` works as well,
+//     and the joiner then finds itself a voter and stops asking.
+
+// clusterIDFile is the file in the data folder that names the cluster the
+// replica's state belongs to.
+const clusterIDFile = "cluster-id"
+
+// ErrForeignDataDir is returned when a replica is asked to join a cluster
+// with a data folder that holds another cluster's state.
+var ErrForeignDataDir = errors.New("durio: the data folder holds another cluster's state")
+
+// joinTimeout bounds how long a joining replica waits for the cluster to
+// answer before it gives up (and exits, to be restarted).
+const joinTimeout = time.Minute
+
+// joinRetry is the pause between attempts to join and to be promoted.
+const joinRetry = 300 * time.Millisecond
+
+// bootstrapClusterID names a cluster bootstrapped with --peers: a digest of
+// its first members, which every one of them computes alike. Two clusters
+// bootstrapped with the very same peer URLs share it.
+func bootstrapClusterID(cfg Config) string {
+	h := sha256.New()
+	h.Write([]byte("durio-cluster\n"))
+	for _, m := range bootstrapMembers(cfg) {
+		fmt.Fprintf(h, "%d %s\n", m.ID, decodeAddr(m.Addr).Peer)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// readClusterID returns the cluster id recorded in dir, or "" if none.
+func readClusterID(dir string) (string, error) {
+	data, err := os.ReadFile(filepath.Join(dir, clusterIDFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	return strings.TrimSpace(string(data)), err
+}
+
+// writeClusterID records id in dir, durably.
+func writeClusterID(dir, id string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	path := filepath.Join(dir, clusterIDFile)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(id + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// clusterIDOf returns the cluster id of a replica started with --peers: the
+// one its data folder records, else the bootstrap digest (recorded then).
+func clusterIDOf(cfg Config) (string, error) {
+	id, err := readClusterID(cfg.DataDir)
+	if err != nil || id != "" {
+		return id, err
+	}
+	id = bootstrapClusterID(cfg)
+	return id, writeClusterID(cfg.DataDir, id)
+}
+
+// storeEmpty reports whether store holds no raft state at all.
+func storeEmpty(ctx context.Context, store persist.Store) (bool, error) {
+	st, err := store.Load(ctx)
+	if err != nil {
+		return false, err
+	}
+	return st.HardState.Term == 0 && st.Snapshot.Index == 0 && len(st.Entries) == 0, nil
+}
+
+// joinPlan is what prepareJoin found out.
+type joinPlan struct {
+	clusterID string
+	member    bool // this id is a member already, at this peer URL
+	clients   []kvv1.MembershipService
+	// addrs are the members' addresses as the cluster listed them: the
+	// directory's fallback for members whose configuration entry carries
+	// none.
+	addrs map[int]memberAddr
+}
+
+// prepareJoin asks the cluster for its id and members and checks the data
+// folder against them (step 1 above).
+func prepareJoin(ctx context.Context, cfg Config, store persist.Store, hc *http.Client, logger *slog.Logger) (*joinPlan, error) {
+	plan := &joinPlan{}
+	for _, u := range cfg.Join {
+		plan.clients = append(plan.clients, kvv1.NewMembershipServiceProtobufClient(strings.TrimRight(u, "/"), hc))
+	}
+	var list *kvv1.MemberListResponse
+	err := plan.each(ctx, logger, "asking the cluster for its members", func(ctx context.Context, ms kvv1.MembershipService) (err error) {
+		list, err = ms.MemberList(ctx, &kvv1.MemberListRequest{})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("durio: join %s: %w", strings.Join(cfg.Join, ","), err)
+	}
+	plan.clusterID = list.GetClusterId()
+	plan.addrs = make(map[int]memberAddr, len(list.GetMembers()))
+	for _, m := range list.GetMembers() {
+		plan.addrs[int(m.GetId())] = memberAddr{Peer: m.GetPeerUrl(), Client: m.GetClientUrl()}
+		if int(m.GetId()) != cfg.ID {
+			continue
+		}
+		if m.GetPeerUrl() != cfg.PeerURL {
+			return nil, configErr("id", "replica %d is already a member of the cluster, at %s (this replica's peer-url is %s): "+
+				"choose an id no member has, or remove member %d first (durio member remove %d)",
+				cfg.ID, m.GetPeerUrl(), cfg.PeerURL, cfg.ID, cfg.ID)
+		}
+		plan.member = true
+	}
+	local, err := readClusterID(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("durio: join: %w", err)
+	}
+	empty, err := storeEmpty(ctx, store)
+	if err != nil {
+		return nil, fmt.Errorf("durio: join: reading the store: %w", err)
+	}
+	switch {
+	case !empty && local != plan.clusterID:
+		seen := "no cluster id"
+		if local != "" {
+			seen = "cluster id " + local
+		}
+		return nil, fmt.Errorf("%w: refusing to join cluster %s with data folder %s, which holds raft state of another cluster (%s): "+
+			"move the folder aside or start with an empty --data-dir", ErrForeignDataDir, plan.clusterID, cfg.DataDir, seen)
+	case empty && local != plan.clusterID:
+		if err := writeClusterID(cfg.DataDir, plan.clusterID); err != nil {
+			return nil, fmt.Errorf("durio: join: %w", err)
+		}
+	}
+	return plan, nil
+}
+
+// each calls f at the join URLs in turn until one answers, retrying every
+// joinRetry until joinTimeout. A Twirp error other than unavailable ends it.
+func (p *joinPlan) each(ctx context.Context, logger *slog.Logger, what string, f func(context.Context, kvv1.MembershipService) error) error {
+	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
+	defer cancel()
+	var last error
+	for try := 0; ; try++ {
+		ms := p.clients[try%len(p.clients)]
+		actx, acancel := context.WithTimeout(ctx, 10*time.Second)
+		err := f(actx, ms)
+		acancel()
+		var terr twirp.Error
+		if err == nil || errors.As(err, &terr) && !kvwire.NoAnswer(err) && !retryableMemberErr(terr) {
+			return err
+		}
+		last = err
+		if try%len(p.clients) == len(p.clients)-1 {
+			logger.Info("join: retrying", "step", what, "err", err)
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s: %w (last error: %w)", what, ctx.Err(), last)
+			case <-time.After(joinRetry):
+			}
+		}
+	}
+}
+
+// retryableMemberErr reports whether a membership call that failed with err
+// may succeed later without anyone acting: no leader, another change in
+// flight, a learner still catching up, an outcome not known yet.
+func retryableMemberErr(err twirp.Error) bool {
+	switch err.Code() {
+	case twirp.Unavailable, twirp.DeadlineExceeded, twirp.Aborted:
+		return true
+	case twirp.FailedPrecondition:
+		return err.Meta(kvwire.MetaReason) == ReasonLearnerBehind
+	}
+	return false
+}
+
+// join runs steps 3 and 4 in the background of a started replica, until it
+// is a voter or ctx ends. Failures that retrying cannot fix are logged.
+func (plan *joinPlan) run(ctx context.Context, r *Replica, members kvv1.MembershipService) {
+	log := r.logger.With("layer", "join")
+	if !plan.member {
+		req := &kvv1.MemberAddRequest{Id: uint32(r.cfg.ID), PeerUrl: r.cfg.PeerURL, ClientUrl: r.cfg.ClientURL}
+		err := plan.each(ctx, log, "adding this replica as a learner", func(ctx context.Context, ms kvv1.MembershipService) error {
+			_, err := ms.MemberAdd(ctx, req)
+			var terr twirp.Error
+			if errors.As(err, &terr) && terr.Meta(kvwire.MetaReason) == ReasonAlreadyMember && terr.Meta("peer_url") == r.cfg.PeerURL {
+				return nil // an earlier attempt that timed out did add it
+			}
+			return err
+		})
+		if err != nil {
+			if ctx.Err() == nil {
+				// Stop (exit non-zero): the service manager restarts the
+				// replica, which then tries again from the start.
+				r.fatal(fmt.Errorf("durio: join: could not be added to the cluster: %w", err))
+			}
+			return
+		}
+		log.Info("join: added as a learner; catching up", "id", r.cfg.ID, "peer_url", r.cfg.PeerURL)
+	}
+	for {
+		if r.isVoter() {
+			log.Info("join: a voter now", "id", r.cfg.ID)
+			return
+		}
+		_, err := members.MemberPromote(ctx, &kvv1.MemberPromoteRequest{Id: uint32(r.cfg.ID)})
+		var terr twirp.Error
+		switch {
+		case err == nil:
+			log.Info("join: promoted to voter", "id", r.cfg.ID)
+			return
+		case errors.As(err, &terr) && terr.Meta(kvwire.MetaReason) == ReasonAlreadyVoter:
+			return
+		case errors.As(err, &terr) && terr.Code() == twirp.NotFound:
+			log.Error("join: this replica is no longer a member (removed?); not asking to be promoted", "err", err)
+			return
+		case errors.As(err, &terr) && !retryableMemberErr(terr):
+			log.Warn("join: promotion refused", "err", err)
+		default:
+			log.Debug("join: not promoted yet", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(joinRetry):
+		}
+	}
+}
+
+// isVoter reports whether this replica is a voter of the configuration in
+// force.
+func (r *Replica) isVoter() bool {
+	for _, m := range r.node.Membership().Members {
+		if m.ID == r.cfg.ID {
+			return !m.Learner
+		}
+	}
+	return false
+}
+
+// checkBootstrap logs when --peers disagrees with the replicated
+// configuration, which wins.
+func (r *Replica) checkBootstrap() {
+	if len(r.cfg.Peers) == 0 {
+		return
+	}
+	ms := r.node.Membership().Members
+	if len(ms) == 0 {
+		return
+	}
+	boot := bootstrapMembers(r.cfg)
+	same := len(boot) == len(ms)
+	for i := 0; same && i < len(ms); i++ {
+		a := decodeAddr(ms[i].Addr)
+		same = ms[i].ID == boot[i].ID && !ms[i].Learner && (a.Peer == "" || a.Peer == decodeAddr(boot[i].Addr).Peer)
+	}
+	if !same {
+		r.logger.Warn("--peers disagrees with the cluster's replicated membership; using the replicated one "+
+			"(--peers only bootstraps a new cluster)", "peers", r.cfg.Peers, "members", describeMembers(r.dir.Members()))
+	}
+}

@@ -1,0 +1,410 @@
+package durio
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twitchtv/twirp"
+
+	"github.com/ruaft/ruaft/kvraft/kvwire"
+	"github.com/ruaft/ruaft/persist"
+	"github.com/ruaft/ruaft/raft"
+	"github.com/ruaft/ruaft/raft/twirptransport"
+	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
+)
+
+// fakeMembers is a memberNode that leads and applies changes at once,
+// unless told to fail with err.
+type fakeMembers struct {
+	mu      sync.Mutex // guards members, err, calls
+	members []raft.Member
+	err     error // returned by the next change, if set
+	calls   []string
+}
+
+func (f *fakeMembers) change(call string, apply func()) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, call)
+	if f.err != nil {
+		return f.err
+	}
+	apply()
+	return nil
+}
+
+func (f *fakeMembers) AddLearner(_ context.Context, m raft.Member) error {
+	return f.change("add", func() { f.members = append(f.members, m) })
+}
+
+func (f *fakeMembers) Promote(_ context.Context, id int) error {
+	return f.change("promote", func() {
+		for i := range f.members {
+			if f.members[i].ID == id {
+				f.members[i].Learner = false
+			}
+		}
+	})
+}
+
+func (f *fakeMembers) RemoveMember(_ context.Context, id int) error {
+	return f.change("remove", func() {
+		f.members = slices.DeleteFunc(f.members, func(m raft.Member) bool { return m.ID == id })
+	})
+}
+
+func (f *fakeMembers) Membership() raft.Membership {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return raft.Membership{Members: slices.Clone(f.members)}
+}
+
+func (f *fakeMembers) Status() raft.Status {
+	return raft.Status{ID: 0, Role: raft.Leader, Leader: 0, Term: 3, LastIndex: 40}
+}
+
+func (f *fakeMembers) changes() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
+// newTestMembers serves a memberService over fake (replica 0, leading) on
+// the client handler, with its browser and content-type rules.
+func newTestMembers(t *testing.T, fake *fakeMembers) (*memberService, string) {
+	t.Helper()
+	dir := &directory{self: 0, selfAddr: memberAddr{Peer: "http://127.0.0.1:7000", Client: "http://127.0.0.1:8000"},
+		fallback: func(int) memberAddr { return memberAddr{} }, transport: twirptransport.NewWithPeers(0, nil, twirptransport.Options{}),
+		logger: discardLogger()}
+	leader := newLeaderWatch()
+	leader.set(0)
+	s := &memberService{node: fake, dir: dir, leader: leader, self: 0, timeout: time.Second, clusterID: "c1", forward: true}
+	srv := httptest.NewServer(clientHandler(&mapKV{m: map[string]string{}}, DefaultLimits(), func(mux *http.ServeMux) {
+		ms := kvv1.NewMembershipServiceServer(s)
+		mux.Handle("POST "+ms.PathPrefix(), ms)
+	}))
+	t.Cleanup(srv.Close)
+	return s, srv.URL
+}
+
+func threeVoters() []raft.Member {
+	return []raft.Member{
+		{ID: 0, Addr: encodeAddr("http://127.0.0.1:7000", "http://127.0.0.1:8000")},
+		{ID: 1, Addr: encodeAddr("http://127.0.0.1:7001", "http://127.0.0.1:8001")},
+		{ID: 2, Addr: encodeAddr("http://127.0.0.1:7002", "")},
+	}
+}
+
+func wantTwirp(t *testing.T, what string, err error, code twirp.ErrorCode, reason string) {
+	t.Helper()
+	var terr twirp.Error
+	if !errors.As(err, &terr) || terr.Code() != code || terr.Meta(kvwire.MetaReason) != reason {
+		t.Fatalf("%s: got %v, want %s with reason %q", what, err, code, reason)
+	}
+}
+
+// Every refusal of the membership API reaches the client as the Twirp
+// error (and so the HTTP status and CLI exit code) the contract names, and
+// changes nothing.
+func TestMembershipRefusals(t *testing.T) {
+	fake := &fakeMembers{members: append(threeVoters(), raft.Member{ID: 5, Addr: encodeAddr("http://127.0.0.1:7005", ""), Learner: true})}
+	_, url := newTestMembers(t, fake)
+	ms := kvv1.NewMembershipServiceJSONClient(url, http.DefaultClient)
+	ctx := context.Background()
+
+	_, err := ms.MemberRemove(ctx, &kvv1.MemberRemoveRequest{Id: 9})
+	wantTwirp(t, "remove unknown", err, twirp.NotFound, ReasonUnknownMember)
+	_, err = ms.MemberPromote(ctx, &kvv1.MemberPromoteRequest{Id: 9})
+	wantTwirp(t, "promote unknown", err, twirp.NotFound, ReasonUnknownMember)
+	_, err = ms.MemberAdd(ctx, &kvv1.MemberAddRequest{Id: 1, PeerUrl: "http://127.0.0.1:7100"})
+	wantTwirp(t, "add existing id", err, twirp.AlreadyExists, ReasonAlreadyMember)
+	_, err = ms.MemberAdd(ctx, &kvv1.MemberAddRequest{Id: 7, PeerUrl: "http://127.0.0.1:7001"})
+	wantTwirp(t, "add with a member's peer URL", err, twirp.AlreadyExists, ReasonPeerURLInUse)
+	_, err = ms.MemberPromote(ctx, &kvv1.MemberPromoteRequest{Id: 1})
+	wantTwirp(t, "promote a voter", err, twirp.FailedPrecondition, ReasonAlreadyVoter)
+	for _, bad := range []*kvv1.MemberAddRequest{
+		{Id: 7},
+		{Id: MaxReplicaID + 1, PeerUrl: "http://127.0.0.1:7007"},
+		{Id: 7, PeerUrl: "ftp://127.0.0.1:7007"},
+		{Id: 7, PeerUrl: "http://127.0.0.1"},
+		{Id: 7, PeerUrl: "https://127.0.0.1:7007"}, // this cluster's peers are http
+		{Id: 7, PeerUrl: "http://127.0.0.1:7007/" + strings.Repeat("x", maxURLBytes)},
+		{Id: 7, PeerUrl: "http://127.0.0.1:7007", ClientUrl: "javascript:alert(1)"},
+	} {
+		_, err := ms.MemberAdd(ctx, bad)
+		wantTwirp(t, "add "+bad.String(), err, twirp.InvalidArgument, "")
+	}
+	if got := fake.changes(); len(got) != 0 {
+		t.Fatalf("refused requests reached raft: %v", got)
+	}
+
+	// Refusals raft makes, mapped.
+	for _, tc := range []struct {
+		err    error
+		code   twirp.ErrorCode
+		reason string
+		exit   int
+	}{
+		{raft.ErrLearnerBehind, twirp.FailedPrecondition, ReasonLearnerBehind, ExitRetry},
+		{raft.ErrChangeInProgress, twirp.Aborted, ReasonChangeInProgress, ExitRetry},
+		{raft.ErrRemoveLastVoter, twirp.FailedPrecondition, ReasonLastVoter, ExitFailure},
+		{raft.ErrUnknownMember, twirp.NotFound, ReasonUnknownMember, ExitNotFound},
+	} {
+		fake.mu.Lock()
+		fake.err = tc.err
+		fake.mu.Unlock()
+		_, err := ms.MemberPromote(ctx, &kvv1.MemberPromoteRequest{Id: 5})
+		wantTwirp(t, tc.err.Error(), err, tc.code, tc.reason)
+		if got := ExitCode(memberErr{err}); got != tc.exit {
+			t.Fatalf("%v: exit code %d, want %d", tc.err, got, tc.exit)
+		}
+	}
+	fake.mu.Lock()
+	fake.err = nil
+	fake.mu.Unlock()
+	resp, err := ms.MemberPromote(ctx, &kvv1.MemberPromoteRequest{Id: 5})
+	if err != nil || len(resp.GetMembers()) != 4 || resp.GetMembers()[3].GetLearner() {
+		t.Fatalf("promote: %v %v", resp, err)
+	}
+}
+
+// The membership methods follow the client listener's rules for writes: a
+// form post (what a hostile page can send without a preflight) gets 415, a
+// foreign origin 403, and neither reaches raft.
+func TestMembershipIsProtectedAsAWrite(t *testing.T) {
+	fake := &fakeMembers{members: threeVoters()}
+	_, url := newTestMembers(t, fake)
+	body := `{"id":2}`
+	for _, tc := range []struct {
+		name, contentType, origin string
+		status                    int
+	}{
+		{"form", "text/plain", "", http.StatusUnsupportedMediaType},
+		{"urlencoded", "application/x-www-form-urlencoded", "", http.StatusUnsupportedMediaType},
+		{"foreign origin", "application/json", "https://evil.example", http.StatusForbidden},
+	} {
+		req, _ := http.NewRequest("POST", url+"/twirp/kv.v1.MembershipService/MemberRemove", strings.NewReader(body))
+		req.Header.Set("Content-Type", tc.contentType)
+		if tc.origin != "" {
+			req.Header.Set("Origin", tc.origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Fatalf("%s: status %d, want %d", tc.name, resp.StatusCode, tc.status)
+		}
+	}
+	if got := fake.changes(); len(got) != 0 {
+		t.Fatalf("refused requests reached raft: %v", got)
+	}
+	if n := len(fake.Membership().Members); n != 3 {
+		t.Fatalf("%d members left, want 3", n)
+	}
+}
+
+// The CLI maps the refusals to its exit codes and prints the cluster's
+// message.
+func TestMemberCLIExitCodes(t *testing.T) {
+	fake := &fakeMembers{members: threeVoters()}
+	_, url := newTestMembers(t, fake)
+	run := func(args ...string) (int, string) {
+		var out, errOut bytes.Buffer
+		code := Main(context.Background(), append(args, "--endpoints", url, "--timeout", "3s"), strings.NewReader(""), &out, &errOut)
+		return code, out.String() + errOut.String()
+	}
+	if code, out := run("member", "remove", "9"); code != ExitNotFound || !strings.Contains(out, "not a member") {
+		t.Fatalf("remove unknown: exit %d: %s", code, out)
+	}
+	if code, out := run("member", "add", "1", "http://127.0.0.1:7100"); code != ExitFailure || !strings.Contains(out, "already a member") {
+		t.Fatalf("add existing: exit %d: %s", code, out)
+	}
+	if code, out := run("member", "add", "x", "http://127.0.0.1:7100"); code != ExitUsage {
+		t.Fatalf("add with a bad id: exit %d: %s", code, out)
+	}
+	if code, out := run("member", "add", "4", "http://127.0.0.1:7004", "--client-url", "http://127.0.0.1:8004"); code != ExitOK ||
+		!strings.Contains(out, "added learner 4") || !strings.Contains(out, "learner") {
+		t.Fatalf("add: exit %d: %s", code, out)
+	}
+	fake.mu.Lock()
+	fake.err = raft.ErrLearnerBehind
+	fake.mu.Unlock()
+	if code, out := run("member", "promote", "4"); code != ExitRetry || !strings.Contains(out, "caught up") {
+		t.Fatalf("promote a lagging learner: exit %d: %s", code, out)
+	}
+	fake.mu.Lock()
+	fake.err = nil
+	fake.mu.Unlock()
+	code, out := run("member", "list", "--json")
+	if code != ExitOK || !strings.Contains(out, `"cluster_id":"c1"`) || !strings.Contains(out, `"id":4,"role":"learner"`) {
+		t.Fatalf("list: exit %d: %s", code, out)
+	}
+}
+
+// A replica asked to join a cluster refuses a data folder that holds
+// another cluster's state, and an id a member has at another address.
+func TestJoinRefusesForeignDataDir(t *testing.T) {
+	fake := &fakeMembers{members: threeVoters()}
+	_, url := newTestMembers(t, fake) // cluster id "c1"
+	ctx := context.Background()
+	cfg := DefaultConfig()
+	cfg.ID, cfg.Join, cfg.PeerURL, cfg.ListenClient = 4, []string{url}, "http://127.0.0.1:7004", "127.0.0.1:0"
+	hc := http.DefaultClient
+
+	withState := func(t *testing.T) persist.Store {
+		m := persist.NewMemory()
+		if err := m.Append(ctx, persist.HardState{Term: 2, VotedFor: persist.NoVote}, []persist.Entry{{Index: 1, Term: 2}}); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	t.Run("other cluster id", func(t *testing.T) {
+		cfg := cfg
+		cfg.DataDir = t.TempDir()
+		if err := writeClusterID(cfg.DataDir, "c2"); err != nil {
+			t.Fatal(err)
+		}
+		_, err := prepareJoin(ctx, cfg, withState(t), hc, discardLogger())
+		if !errors.Is(err, ErrForeignDataDir) || !strings.Contains(err.Error(), "cluster id c2") || !strings.Contains(err.Error(), "empty --data-dir") {
+			t.Fatalf("got %v, want ErrForeignDataDir naming both clusters", err)
+		}
+	})
+	t.Run("state without cluster id", func(t *testing.T) {
+		cfg := cfg
+		cfg.DataDir = t.TempDir()
+		if _, err := prepareJoin(ctx, cfg, withState(t), hc, discardLogger()); !errors.Is(err, ErrForeignDataDir) {
+			t.Fatalf("got %v, want ErrForeignDataDir", err)
+		}
+	})
+	t.Run("empty store", func(t *testing.T) {
+		cfg := cfg
+		cfg.DataDir = t.TempDir()
+		if err := writeClusterID(cfg.DataDir, "stale"); err != nil {
+			t.Fatal(err)
+		}
+		plan, err := prepareJoin(ctx, cfg, persist.NewMemory(), hc, discardLogger())
+		if err != nil || plan.clusterID != "c1" || plan.member {
+			t.Fatalf("got %+v, %v", plan, err)
+		}
+		if id, _ := readClusterID(cfg.DataDir); id != "c1" {
+			t.Fatalf("recorded cluster id %q, want c1", id)
+		}
+	})
+	t.Run("restart of a replica that joined", func(t *testing.T) {
+		cfg := cfg
+		cfg.DataDir = t.TempDir()
+		cfg.ID, cfg.PeerURL = 2, "http://127.0.0.1:7002"
+		if err := writeClusterID(cfg.DataDir, "c1"); err != nil {
+			t.Fatal(err)
+		}
+		plan, err := prepareJoin(ctx, cfg, withState(t), hc, discardLogger())
+		if err != nil || !plan.member {
+			t.Fatalf("got %+v, %v", plan, err)
+		}
+	})
+	t.Run("id taken at another address", func(t *testing.T) {
+		cfg := cfg
+		cfg.DataDir = t.TempDir()
+		cfg.ID = 1
+		_, err := prepareJoin(ctx, cfg, persist.NewMemory(), hc, discardLogger())
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "already a member") {
+			t.Fatalf("got %v, want a configuration error", err)
+		}
+		if _, err := os.Stat(filepath.Join(cfg.DataDir, clusterIDFile)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("a refused join recorded a cluster id: %v", err)
+		}
+	})
+}
+
+func TestMemberAddrRoundTrip(t *testing.T) {
+	a := memberAddr{Peer: "https://10.0.0.5:7000", Client: "https://10.0.0.5:8080"}
+	if got := decodeAddr(encodeAddr(a.Peer, a.Client)); got != a {
+		t.Fatalf("round trip: %+v", got)
+	}
+	for _, bad := range []string{"", "http://10.0.0.5:7000", "{", `{"peer":1}`} {
+		if got := decodeAddr(bad); got != (memberAddr{}) {
+			t.Fatalf("decodeAddr(%q) = %+v, want the zero value", bad, got)
+		}
+	}
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// The directory follows configuration changes: the transport's address
+// book, a forwarder per other member (kept while its peer URL stays), the
+// clerk's ids, client URLs for leader hints; members stored without
+// addresses fall back to --peers.
+func TestDirectoryFollowsMembership(t *testing.T) {
+	tr := twirptransport.NewWithPeers(1, nil, twirptransport.Options{})
+	self := &mapKV{m: map[string]string{}}
+	d := &directory{self: 1, selfAddr: memberAddr{Peer: "http://127.0.0.1:7001", Client: "http://127.0.0.1:8001"},
+		local: kvwire.NewClient(self), localKV: self, fallback: func(id int) memberAddr {
+			return memberAddr{Peer: "http://fallback:" + strconv.Itoa(7000+id)}
+		}, transport: tr, peerHTTP: http.DefaultClient, fcfg: kvwire.DefaultForwarderConfig(), logger: discardLogger()}
+	defer d.close()
+	d.update(raft.Membership{Members: []raft.Member{
+		{ID: 0}, // bootstrapped without addresses
+		{ID: 1, Addr: encodeAddr("http://127.0.0.1:7001", "")},
+		{ID: 2, Addr: encodeAddr("http://127.0.0.1:7002", "http://127.0.0.1:8002")},
+	}})
+	if got := tr.Peers(); len(got) != 2 || got[0] != "http://fallback:7000" || got[2] != "http://127.0.0.1:7002" {
+		t.Fatalf("address book %v", got)
+	}
+	if ids := d.IDs(); !slices.Equal(ids, []int{0, 1, 2}) {
+		t.Fatalf("ids %v", ids)
+	}
+	if d.clientURL(2) != "http://127.0.0.1:8002" || d.clientURL(1) != "http://127.0.0.1:8001" || d.clientURL(5) != "" {
+		t.Fatalf("client URLs: %q %q %q", d.clientURL(2), d.clientURL(1), d.clientURL(5))
+	}
+	kept := d.Server(2)
+	if d.Server(1) == nil || kept == nil || d.Server(5) != nil {
+		t.Fatal("servers")
+	}
+	// 0 leaves, 2 stays, 7 joins as a learner; then 1 (this replica) is
+	// removed: it still serves itself.
+	d.update(raft.Membership{Members: []raft.Member{
+		{ID: 2, Addr: encodeAddr("http://127.0.0.1:7002", "http://127.0.0.1:8002")},
+		{ID: 7, Addr: encodeAddr("http://127.0.0.1:7007", "http://127.0.0.1:8007"), Learner: true},
+	}})
+	if got := tr.Peers(); len(got) != 2 || got[7] != "http://127.0.0.1:7007" {
+		t.Fatalf("address book %v", got)
+	}
+	if ids := d.IDs(); !slices.Equal(ids, []int{1, 2, 7}) {
+		t.Fatalf("ids %v", ids)
+	}
+	if d.Server(2) != kept {
+		t.Fatal("the forwarder of a member whose address did not change was replaced")
+	}
+	if d.Server(0) != nil || d.Server(1) == nil {
+		t.Fatal("a departed member is still served, or this replica is not")
+	}
+	if ms := d.Members(); len(ms) != 2 || !ms[1].Learner || ms[1].Client != "http://127.0.0.1:8007" {
+		t.Fatalf("members %+v", ms)
+	}
+	if targets := d.statusTargets(); len(targets) != 3 || targets[1] != self {
+		t.Fatalf("status targets %v", targets)
+	}
+	// 2 moves to a new address: a new forwarder.
+	d.update(raft.Membership{Members: []raft.Member{{ID: 2, Addr: encodeAddr("http://127.0.0.1:7102", "")}}})
+	if d.Server(2) == kept || tr.Peers()[2] != "http://127.0.0.1:7102" {
+		t.Fatal("a member that moved kept its old forwarder or address")
+	}
+}
+
+func (f *fakeMembers) Progress() map[int]raft.MemberProgress {
+	return map[int]raft.MemberProgress{1: {Match: 30, RecentActive: true}}
+}
