@@ -278,13 +278,13 @@ func msDuration(ms uint64) time.Duration { return time.Duration(min(ms, maxMs)) 
 
 // ListRequestFromProto converts a List request.
 func ListRequestFromProto(p *kvv1.ListRequest) *kvclient.ListRequest {
-	return &kvclient.ListRequest{Prefix: p.GetPrefix(), After: p.GetAfter(), Limit: int(p.GetLimit()), KeysOnly: p.GetKeysOnly(),
+	return &kvclient.ListRequest{Prefix: p.GetPrefix(), After: p.GetAfter(), Limit: limitFromProto(p.GetLimit()), KeysOnly: p.GetKeysOnly(),
 		Revision: p.GetRevision(), Consistency: ConsistencyFromProto(p.GetConsistency())}
 }
 
 // ListRequestToProto converts a List request; a negative limit is 0.
 func ListRequestToProto(r *kvclient.ListRequest) *kvv1.ListRequest {
-	return &kvv1.ListRequest{Prefix: r.Prefix, After: r.After, Limit: uint32(min(max(r.Limit, 0), math.MaxUint32)), KeysOnly: r.KeysOnly,
+	return &kvv1.ListRequest{Prefix: r.Prefix, After: r.After, Limit: limitToProto(r.Limit), KeysOnly: r.KeysOnly,
 		Revision: r.Revision, Consistency: ConsistencyToProto(r.Consistency)}
 }
 
@@ -312,13 +312,13 @@ func ListResponseFromProto(p *kvv1.ListResponse) *kvclient.ListResponse {
 // WatchRequestFromProto converts a Watch request.
 func WatchRequestFromProto(p *kvv1.WatchRequest) *kvclient.WatchRequest {
 	return &kvclient.WatchRequest{Key: p.GetKey(), Prefix: p.GetPrefix(), AfterRevision: p.GetAfterRevision(),
-		Wait: msDuration(p.GetWaitMs()), Limit: int(p.GetLimit()), PrevKV: p.GetPrevKv()}
+		Wait: msDuration(p.GetWaitMs()), Limit: limitFromProto(p.GetLimit()), PrevKV: p.GetPrevKv()}
 }
 
 // WatchRequestToProto converts a Watch request.
 func WatchRequestToProto(r *kvclient.WatchRequest) *kvv1.WatchRequest {
 	return &kvv1.WatchRequest{Key: r.Key, Prefix: r.Prefix, AfterRevision: r.AfterRevision,
-		WaitMs: uint64(max(r.Wait, 0).Milliseconds()), Limit: uint32(min(max(r.Limit, 0), math.MaxUint32)), PrevKv: r.PrevKV}
+		WaitMs: uint64(max(r.Wait, 0).Milliseconds()), Limit: limitToProto(r.Limit), PrevKv: r.PrevKV}
 }
 
 // WatchResponseToProto converts a Watch answer.
@@ -343,4 +343,17 @@ func WatchResponseFromProto(p *kvv1.WatchResponse) *kvclient.WatchResponse {
 		out.Events = append(out.Events, ev)
 	}
 	return out
+}
+
+// limitToProto converts a page or event limit to the wire: negative is 0, and
+// the value saturates at the field's width (int may be 32 or 64 bits).
+func limitToProto(n int) uint32 {
+	return uint32(min(max(int64(n), 0), math.MaxUint32))
+}
+
+// limitFromProto converts a wire limit; on a 32-bit platform a value above
+// MaxInt32 saturates instead of turning negative (the server caps limits far
+// below either bound).
+func limitFromProto(n uint32) int {
+	return int(min(int64(n), math.MaxInt32))
 }

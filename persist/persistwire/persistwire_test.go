@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"reflect"
+	"strconv"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -91,7 +92,12 @@ func TestInvalid(t *testing.T) {
 	if _, err := HardStateFromProto(&raftv1.HardState{VotedFor: proto.Uint32(math.MaxUint32)}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("voted_for out of range: got %v", err)
 	}
-	for _, hs := range []persist.HardState{{VotedFor: -2}, {VotedFor: math.MaxInt32 + 1}} {
+	bad := []persist.HardState{{VotedFor: -2}}
+	if strconv.IntSize == 64 { // a vote past the wire's 32 bits needs a 64-bit int
+		wide := int64(math.MaxInt32) + 1
+		bad = append(bad, persist.HardState{VotedFor: int(wide)})
+	}
+	for _, hs := range bad {
 		if err := CheckHardState(hs); !errors.Is(err, ErrInvalid) {
 			t.Errorf("CheckHardState(%+v) = %v, want ErrInvalid", hs, err)
 		}

@@ -3,6 +3,7 @@ package plugin_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 
 	"github.com/ruaft/ruaft/persist"
@@ -44,14 +45,19 @@ func TestInvalidValuesAcrossThePlugin(t *testing.T) {
 	if _, err := st.Load(ctx); !errors.Is(err, persist.ErrCorrupt) {
 		t.Fatalf("Load of an entry with type 77 = %v, want ErrCorrupt", err)
 	}
-	for name, c := range map[string]struct {
+	type hostile struct {
 		hs persist.HardState
 		es []persist.Entry
-	}{
-		"entry type 0":   {persist.EmptyHardState, []persist.Entry{{Index: 1, Term: 1}}},
-		"entry type 9":   {persist.EmptyHardState, []persist.Entry{{Index: 1, Term: 1, Type: 9}}},
-		"vote above int": {persist.HardState{Term: 1, VotedFor: 1 << 40}, nil},
-	} {
+	}
+	cases := map[string]hostile{
+		"entry type 0": {persist.EmptyHardState, []persist.Entry{{Index: 1, Term: 1}}},
+		"entry type 9": {persist.EmptyHardState, []persist.Entry{{Index: 1, Term: 1, Type: 9}}},
+	}
+	if strconv.IntSize == 64 { // a vote wider than the wire's 32 bits needs a 64-bit int
+		wide := int64(1) << 40
+		cases["vote above int"] = hostile{persist.HardState{Term: 1, VotedFor: int(wide)}, nil}
+	}
+	for name, c := range cases {
 		if err := st.Append(ctx, c.hs, c.es); err == nil {
 			t.Errorf("%s: Append accepted", name)
 		}
