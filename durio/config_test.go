@@ -23,8 +23,16 @@ func TestParseServeFlags(t *testing.T) {
 		t.Fatalf("unexpected config %+v", cfg)
 	}
 	if cfg.Persister != "badger" || cfg.MaxBodyBytes != 1<<20 || cfg.RequestTimeout != 5*time.Second ||
-		cfg.SnapshotBytes != DefaultSnapshotBytes {
+		cfg.SnapshotBytes != DefaultSnapshotBytes || cfg.HistoryEvents != DefaultHistoryEvents || cfg.HistoryBytes != DefaultHistoryBytes {
 		t.Fatalf("defaults not applied: %+v", cfg)
+	}
+	cfg, err = ParseServeFlags([]string{"--peers", "http://127.0.0.1:7001", "--listen-client", "127.0.0.1:8001",
+		"--history-events", "0", "--history-bytes", "65536"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HistoryEvents != 0 || cfg.HistoryBytes != 65536 {
+		t.Fatalf("history flags not applied: events %d bytes %d", cfg.HistoryEvents, cfg.HistoryBytes)
 	}
 }
 
@@ -87,6 +95,9 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--snapshot-bytes", "-1"}, "snapshot-bytes"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--snapshot-bytes", "8MiB"}, "snapshot-bytes"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--client-urls", "http://a:1"}, "client-urls"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--history-events", "-1"}, "history-events"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--history-bytes", "-1"}, "history-bytes"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--history-bytes", "2147483648"}, "history-bytes"},
 		{[]string{"--bogus"}, "bogus"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--tls-cert", "c.pem"}, "tls-cert"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--peer-token-file", "/nonexistent/token"}, "peer-token-file"},

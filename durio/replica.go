@@ -125,6 +125,8 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	kvCfg.MaxSessions = cfg.MaxSessions
 	kvCfg.MaxWatchers = cfg.MaxWatchers
 	kvCfg.WatchMaxWait = cfg.MaxWatchWait
+	kvCfg.HistoryMaxEvents = cfg.HistoryEvents
+	kvCfg.HistoryMaxBytes = int(cfg.HistoryBytes)
 	kvCfg.Logger = logger.With("layer", "kvraft")
 	r.kv, err = kvraft.NewServer(kvCfg, func(app raft.Application) (rsm.Raft, error) {
 		rc := raft.DefaultConfig()
