@@ -202,27 +202,9 @@ func RunBench(ctx context.Context, o BenchOptions, progress io.Writer) (BenchRes
 		stop()
 		return BenchResult{}, ctx.Err()
 	}
-	measuring.Store(true)
-	start := time.Now()
-	tick := time.NewTicker(time.Second)
-	end := time.NewTimer(o.Duration)
-	var last int64
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case <-end.C:
-			break loop
-		case <-tick.C:
-			n := count.Load()
-			fmt.Fprintf(progress, "\r%5.0fs  %8.0f ops/s  %d errors", time.Since(start).Seconds(), float64(n-last), errs.Load())
-			last = n
-		}
-	}
-	tick.Stop()
-	measuring.Store(false)
-	elapsed := time.Since(start)
+	elapsed := measurePhase(ctx, o.Duration, &measuring, &count, func(secs, rate float64) {
+		fmt.Fprintf(progress, "\r%5.0fs  %8.0f ops/s  %d errors", secs, rate, errs.Load())
+	})
 	stop()
 	fmt.Fprintln(progress)
 	slices.Sort(lat)
@@ -296,4 +278,30 @@ func PrintBench(w io.Writer, r BenchResult, asJSON bool) error {
 	_, err := fmt.Fprintf(w, "clients=%d read_ratio=%.2f value=%dB: %d ops in %.1fs = %.0f ops/s; p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms; %d errors\n",
 		r.Clients, r.ReadRatio, r.ValueSize, r.Ops, r.Seconds, r.OpsPerSec, r.P50ms, r.P99ms, r.P999ms, r.Errors)
 	return err
+}
+
+// measurePhase is a benchmark's measured phase: it sets measuring for d (or
+// until ctx ends), reports once a second the seconds elapsed and how much
+// counter grew in that second, and returns how long it measured.
+func measurePhase(ctx context.Context, d time.Duration, measuring *atomic.Bool, counter *atomic.Int64, report func(secs, rate float64)) time.Duration {
+	measuring.Store(true)
+	defer measuring.Store(false)
+	start := time.Now()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	end := time.NewTimer(d)
+	defer end.Stop()
+	last := counter.Load()
+	for {
+		select {
+		case <-ctx.Done():
+			return time.Since(start)
+		case <-end.C:
+			return time.Since(start)
+		case <-tick.C:
+			n := counter.Load()
+			report(time.Since(start).Seconds(), float64(n-last))
+			last = n
+		}
+	}
 }

@@ -122,27 +122,9 @@ func runWatchBench(ctx context.Context, o BenchOptions, hc *http.Client, c *Clie
 		writers.Wait()
 		return BenchResult{}, ctx.Err()
 	}
-	measuring.Store(true)
-	start := time.Now()
-	tick := time.NewTicker(time.Second)
-	end := time.NewTimer(o.Duration)
-	var last int64
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case <-end.C:
-			break loop
-		case <-tick.C:
-			n := delivered.Load()
-			fmt.Fprintf(progress, "\r%5.0fs  %8.0f events/s delivered  %d put errors", time.Since(start).Seconds(), float64(n-last), errs.Load())
-			last = n
-		}
-	}
-	tick.Stop()
-	measuring.Store(false)
-	elapsed := time.Since(start)
+	elapsed := measurePhase(ctx, o.Duration, &measuring, &delivered, func(secs, rate float64) {
+		fmt.Fprintf(progress, "\r%5.0fs  %8.0f events/s delivered  %d put errors", secs, rate, errs.Load())
+	})
 	close(done)
 	writers.Wait()
 	fmt.Fprintln(progress)

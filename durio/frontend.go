@@ -141,25 +141,11 @@ func (w *leaderWatch) set(leader int) {
 	w.changed = make(chan struct{})
 }
 
-// follow feeds w from the raft node's role, term and leader events until
-// ctx ends or the node is killed. The node publishes a change before any
-// other call can observe it, so an attempt at the old leader is abandoned
-// as soon as this replica hears of the new one.
-func (w *leaderWatch) follow(ctx context.Context, subscribe func() (<-chan raft.Event, func())) {
-	events, cancel := subscribe()
-	defer cancel()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev, ok := <-events:
-			if !ok {
-				return
-			}
-			w.set(ev.Leader)
-		}
-	}
-}
+// observe feeds w one of the raft node's events (see followEvents). The
+// node publishes a change before any other call can observe it, so an
+// attempt at the old leader is abandoned as soon as this replica hears of
+// the new one.
+func (w *leaderWatch) observe(ev raft.Event) { w.set(ev.Leader) }
 
 // forwardBatchOps is the most writes one forwarded batch carries.
 const forwardBatchOps = 256

@@ -470,23 +470,9 @@ func (h *history) observeEvent(now time.Time, ev raft.Event) {
 	h.addEvent(historyEvent{t: now.UnixMilli(), kind: eventLeader, term: ev.Term, leader: int32(ev.Leader)})
 }
 
-// watch feeds observeEvent from the node's events until ctx ends or the
-// node is killed.
-func (h *history) watch(ctx context.Context, subscribe func() (<-chan raft.Event, func())) {
-	events, cancel := subscribe()
-	defer cancel()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev, ok := <-events:
-			if !ok {
-				return
-			}
-			h.observeEvent(time.Now(), ev)
-		}
-	}
-}
+// observe records one of the node's events as it arrives (see
+// followEvents).
+func (h *history) observe(ev raft.Event) { h.observeEvent(time.Now(), ev) }
 
 // run samples once per interval until ctx ends.
 func (h *history) run(ctx context.Context, status func() raft.Status) {

@@ -106,25 +106,15 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
 }
 
-// watchLeader counts leader changes from the node's events until ctx ends or
-// the node is killed. Events coalesce, so it counts by LeaderChanges rather
-// than by events received: a change it did not see is still counted.
-func (m *metrics) watchLeader(ctx context.Context, subscribe func() (<-chan raft.Event, func())) {
-	events, cancel := subscribe()
-	defer cancel()
-	var counted uint64
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev, ok := <-events:
-			if !ok {
-				return
-			}
-			if ev.LeaderChanges > counted {
-				m.leaderChanges.Add(float64(ev.LeaderChanges - counted))
-				counted = ev.LeaderChanges
-			}
+// leaderChangeCounter returns the observer (see followEvents) that counts
+// leader changes. Events coalesce, so it counts by LeaderChanges rather than
+// by events received: a change it did not see is still counted.
+func (m *metrics) leaderChangeCounter() func(raft.Event) {
+	var counted uint64 // only the one event goroutine touches it
+	return func(ev raft.Event) {
+		if ev.LeaderChanges > counted {
+			m.leaderChanges.Add(float64(ev.LeaderChanges - counted))
+			counted = ev.LeaderChanges
 		}
 	}
 }

@@ -101,7 +101,7 @@ func TestMetricsLeaderChangesFromEvents(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		m.watchLeader(ctx, func() (<-chan raft.Event, func()) { return events, func() {} })
+		followEvents(ctx, func() (<-chan raft.Event, func()) { return events, func() {} }, m.leaderChangeCounter())
 	}()
 	count := func() float64 {
 		rec := httptest.NewRecorder()

@@ -228,10 +228,10 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	go r.serve(r.clientSrv, r.clientLn, cfg.TLSCert, cfg.TLSKey)
 	var bgCtx context.Context
 	bgCtx, r.stopBG = context.WithCancel(context.Background())
-	r.bg.Go(func() { r.metrics.watchLeader(bgCtx, r.kv.Raft().Subscribe) })
+	r.bg.Go(func() {
+		followEvents(bgCtx, r.kv.Raft().Subscribe, r.leader.observe, r.metrics.leaderChangeCounter(), r.hist.observe)
+	})
 	r.bg.Go(func() { r.health.watch(bgCtx) })
-	r.bg.Go(func() { r.leader.follow(bgCtx, r.kv.Raft().Subscribe) })
-	r.bg.Go(func() { r.hist.watch(bgCtx, r.kv.Raft().Subscribe) })
 	r.bg.Go(func() { r.hist.run(bgCtx, r.kv.Status) })
 	r.bg.Go(func() { r.dir.follow(bgCtx, node.Subscribe, node.Membership) })
 	if r.join != nil {
@@ -333,3 +333,26 @@ func (r *Replica) Close(ctx context.Context) error {
 // serving on its own or the store failed (see health); the replica should
 // then be closed, and the process exit non-zero.
 func (r *Replica) Failed() <-chan error { return r.failed }
+
+// followEvents hands every event the raft node publishes to each observer in
+// turn, in order, until ctx ends or the node is killed: one subscription
+// serves every part of the replica that follows role, term and leader
+// (forwarding first, so a failover is noticed before anything else runs).
+// Observers must be quick: they run on this one goroutine.
+func followEvents(ctx context.Context, subscribe func() (<-chan raft.Event, func()), observers ...func(raft.Event)) {
+	events, cancel := subscribe()
+	defer cancel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			for _, observe := range observers {
+				observe(ev)
+			}
+		}
+	}
+}
