@@ -73,8 +73,13 @@ type Node struct {
 	// kvraft) reads it without taking mu, which the loop holds often.
 	state atomic.Uint64
 
+	// props holds the Start calls waiting for the holder of mu to propose
+	// them (node_propose.go).
+	props proposalQueue
+
 	// mu guards core and every field below. It is never held across a store
-	// call, an RPC or an application callback.
+	// call, an RPC or an application callback. Release it through locked
+	// (or call serveQueued after Unlock) where proposals may be queued.
 	mu   sync.Mutex
 	core *core
 	// killed is set by Kill; err by the first failed store call.
@@ -271,35 +276,13 @@ func (n *Node) fail(err error) {
 }
 
 func (n *Node) failWaitersLocked(err error) {
+	n.proposeQueuedLocked() // refused: the node is no longer usable
 	close(n.persistCh)
 	n.persistCh = make(chan struct{})
 	for id, ch := range n.readWaiters {
 		ch <- readState{id: id, err: err}
 		delete(n.readWaiters, id)
 	}
-}
-
-// Start proposes cmd. If this node is the leader it appends cmd to its log
-// and returns the index the command will have if it commits, the current
-// term and true. Otherwise it returns isLeader false. Start does not wait
-// for the command to commit.
-//
-// The node takes cmd over without copying it: it keeps the slice in its log,
-// sends it to followers and hands it to Apply as ApplyMsg.Command. The
-// caller must not modify cmd after the call, whatever Start returned; a
-// caller that reuses a buffer passes a copy.
-func (n *Node) Start(cmd []byte) (index, term uint64, isLeader bool) {
-	n.locked(func() {
-		if n.usable() != nil {
-			term = n.core.term
-			return
-		}
-		index, term, isLeader = n.core.propose(cmd)
-	})
-	if isLeader {
-		n.kick()
-	}
-	return index, term, isLeader
 }
 
 // State returns the current term and whether this node believes it is the

@@ -170,11 +170,20 @@ func (n *Node) processReady() bool {
 // publishes the role, term and leader if f changed them. Every path that
 // steps the core goes through here (or through fail), so subscribers learn
 // of a change before n.mu is released.
+//
+// It also proposes the Start calls queued meanwhile (before f, so that a
+// batch taken by f includes them, and after), and after releasing n.mu it
+// serves the ones queued while it held it (serveQueued).
 func (n *Node) locked(f func()) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	f()
-	n.publishLocked()
+	func() {
+		defer n.mu.Unlock()
+		n.proposeQueuedLocked()
+		f()
+		n.proposeQueuedLocked()
+		n.publishLocked()
+	}()
+	n.serveQueued()
 }
 
 // publishLocked publishes the core's role, term and leader to subscribers if

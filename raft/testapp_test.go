@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // testApp is an Application that records what it applied and lets callers
@@ -39,16 +40,16 @@ type testApp struct {
 type notifyShard struct {
 	mu      sync.Mutex // guards waiters and notify
 	waiters map[uint64][]chan struct{}
-	// notify maps an index to a channel that gets one value once it is
-	// applied (notifyAt; channels reused by the caller).
-	notify map[uint64]chan<- struct{}
+	// notify maps an index to a channel that gets the time it was applied
+	// (notifyAt; channels reused by the caller).
+	notify map[uint64]chan<- time.Time
 }
 
 func newTestApp() *testApp {
 	a := &testApp{}
 	for i := range a.shards {
 		a.shards[i].waiters = make(map[uint64][]chan struct{})
-		a.shards[i].notify = make(map[uint64]chan<- struct{})
+		a.shards[i].notify = make(map[uint64]chan<- time.Time)
 	}
 	return a
 }
@@ -97,7 +98,7 @@ func (s *notifyShard) release(due func(uint64) bool) {
 	}
 	for i, ch := range s.notify {
 		if due(i) {
-			ch <- struct{}{}
+			ch <- time.Now()
 			delete(s.notify, i)
 		}
 	}
@@ -153,14 +154,15 @@ func (a *testApp) wait(index uint64) <-chan struct{} {
 	return ch
 }
 
-// notifyAt arranges for one value to be sent on ch (which must have room for
-// it) once index is applied; unlike wait it allocates nothing.
-func (a *testApp) notifyAt(index uint64, ch chan<- struct{}) {
+// notifyAt arranges for the time index is applied to be sent on ch (which
+// must have room for it); unlike wait it allocates nothing. If index is
+// applied already, the time sent is now.
+func (a *testApp) notifyAt(index uint64, ch chan<- time.Time) {
 	s := a.shard(index)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if a.applied.Load() >= index {
-		ch <- struct{}{}
+		ch <- time.Now()
 		return
 	}
 	s.notify[index] = ch
