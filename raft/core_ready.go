@@ -28,6 +28,7 @@ func (rd *ready) empty() bool {
 func (c *core) ready() ready {
 	c.flush()
 	var rd ready
+	rd.save = c.unsaved()
 	rd.hardState = c.hardState()
 	if last := c.log.lastIndex(); c.log.unstable <= last {
 		rd.entries = c.log.slice(c.log.unstable, last+1)
@@ -38,8 +39,6 @@ func (c *core) ready() ready {
 		rd.snapshot = &s
 		c.log.snapUnstable = false
 	}
-	rd.save = len(rd.entries) > 0 || rd.snapshot != nil ||
-		rd.hardState.Term != c.prevHS.Term || rd.hardState.VotedFor != c.prevHS.VotedFor
 	if rd.save {
 		if rd.hardState.Commit < c.prevHS.Commit || rd.hardState.Term < c.prevHS.Term {
 			c.violate("hard state went back from %+v to %+v", c.prevHS, rd.hardState)

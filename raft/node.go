@@ -197,7 +197,7 @@ func New(cfg Config, tr Transport, store persist.Store, app Application) (*Node,
 	}
 	n.peers = make(map[int]chan message)
 	n.feed.last.Membership = n.core.conf()
-	n.confGen = n.core.confGen
+	n.confGen = n.core.view().confGen
 	n.goDaemon("ticker", n.ticker)
 	n.goDaemon("loop", n.loop)
 	n.goDaemon("applier", n.applier)
@@ -269,8 +269,7 @@ func (n *Node) fail(err error) {
 	}
 	n.err = err
 	n.logger.Error("raft: node failed; it stops accepting writes", "err", err)
-	n.core.becomeFollower(n.core.term, NoLeader)
-	n.core.readStates = nil
+	n.core.abandon()
 	n.failWaitersLocked(fmt.Errorf("%w: %w", ErrStoreFailed, err))
 	n.publishLocked()
 }
@@ -327,24 +326,24 @@ func (n *Node) Subscribe() (events <-chan Event, cancel func()) {
 // Status returns a point-in-time view of the node.
 func (n *Node) Status() Status {
 	n.mu.Lock()
-	c := n.core
+	v := n.core.view()
 	s := Status{
 		ID:            n.cfg.ID,
-		Term:          c.term,
-		Role:          c.role,
-		Leader:        c.lead,
-		Commit:        c.log.commit,
+		Term:          v.term,
+		Role:          v.role,
+		Leader:        v.lead,
+		Commit:        v.commit,
 		Applied:       n.applied.Load(),
-		LastIndex:     c.log.lastIndex(),
+		LastIndex:     v.lastIndex,
 		SnapshotIndex: n.snapshotIndex,
 		Err:           n.err,
 
-		ReadRounds:        c.readRounds,
-		ReadIndexRequests: c.fwdRequests,
+		ReadRounds:        v.readRounds,
+		ReadIndexRequests: v.fwdRequests,
 
-		Membership:      c.conf().Clone(),
-		MembershipIndex: c.confIndex(),
-		Progress:        c.memberProgress(),
+		Membership:      n.core.conf().Clone(),
+		MembershipIndex: v.confIndex,
+		Progress:        n.core.memberProgress(),
 	}
 	n.mu.Unlock()
 	s.LogSizeBytes = n.store.Size()
@@ -365,7 +364,7 @@ func (n *Node) TransferLeadership(ctx context.Context, to int) error {
 	)
 	n.locked(func() {
 		if err = n.usable(); err == nil {
-			start = n.core.term
+			start = n.core.view().term
 			err = n.core.transferLeadership(to)
 		}
 	})
@@ -375,11 +374,11 @@ func (n *Node) TransferLeadership(ctx context.Context, to int) error {
 	n.kick()
 	for {
 		n.mu.Lock()
-		c := n.core
+		v := n.core.view()
 		err := n.usable()
-		done := c.term > start && c.lead == to
-		aborted := (c.role == Leader && c.term == start && c.transferee == NoLeader) ||
-			(c.term > start && c.lead != NoLeader && c.lead != to)
+		done := v.term > start && v.lead == to
+		aborted := (v.role == Leader && v.term == start && v.transferee == NoLeader) ||
+			(v.term > start && v.lead != NoLeader && v.lead != to)
 		changed := n.changedCh
 		n.mu.Unlock()
 		switch {
@@ -417,7 +416,7 @@ func (n *Node) Kill() error {
 		n.wg.Wait()
 		n.mu.Lock()
 		errs := append([]error(nil), n.problems...)
-		for _, v := range n.core.violations {
+		for _, v := range n.core.brokenInvariants() {
 			errs = append(errs, fmt.Errorf("%w: %s", ErrInvariant, v))
 		}
 		n.mu.Unlock()

@@ -138,7 +138,7 @@ func (n *Node) SaveSnapshot(index uint64, data []byte) error {
 	if applied := n.applied.Load(); index > applied {
 		return fmt.Errorf("%w: index %d not applied yet (applied %d)", ErrBadSnapshot, index, applied)
 	}
-	if index <= n.core.log.snap.Index || (n.compaction != nil && index <= n.compaction.Index) {
+	if index <= n.core.view().snapIndex || (n.compaction != nil && index <= n.compaction.Index) {
 		n.snapshotAsked.Store(false)
 		return nil
 	}

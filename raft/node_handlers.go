@@ -12,9 +12,7 @@ import (
 // dirtySeqLocked returns the batch sequence number that must be stored
 // before an answer reflecting the core's current state may be sent.
 func (n *Node) dirtySeqLocked() uint64 {
-	c := n.core
-	if c.log.unstable <= c.log.lastIndex() || c.log.snapUnstable ||
-		c.term != c.prevHS.Term || c.vote != c.prevHS.VotedFor {
+	if n.core.unsaved() {
 		return n.readySeq + 1
 	}
 	return n.readySeq
@@ -94,9 +92,9 @@ func (n *Node) awaitPredecessor(ctx context.Context, req *AppendEntriesRequest) 
 	var timer *time.Timer
 	for {
 		n.mu.Lock()
-		c := n.core
-		if c.role != Follower || c.term != req.Term || c.lead != req.LeaderID ||
-			req.PrevLogIndex <= c.log.lastIndex() || n.usable() != nil {
+		v := n.core.view()
+		if v.role != Follower || v.term != req.Term || v.lead != req.LeaderID ||
+			req.PrevLogIndex <= v.lastIndex || n.usable() != nil {
 			n.mu.Unlock()
 			break
 		}
@@ -135,7 +133,7 @@ func (n *Node) HandleInstallSnapshot(ctx context.Context, req *InstallSnapshotRe
 	var check *snapshotBuffer
 	resp, err := handle(n, ctx, func() *InstallSnapshotResponse {
 		r := n.core.handleInstallSnapshot(req)
-		check, n.core.toCheck = n.core.toCheck, nil
+		check = n.core.takeSnapshotToCheck()
 		return r
 	})
 	if check == nil {
@@ -168,7 +166,7 @@ func (n *Node) HandleTimeoutNow(ctx context.Context, req *TimeoutNowRequest) (*T
 func (n *Node) HandleReadIndex(ctx context.Context, req *ReadIndexRequest) (*ReadIndexResponse, error) {
 	var term uint64
 	rs, err := n.readIndex(ctx, func(c *core, id uint64) bool {
-		term = c.term
+		term = c.view().term
 		return c.handleReadIndex(id, req)
 	})
 	switch {

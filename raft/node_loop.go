@@ -64,14 +64,8 @@ func (n *Node) processReady() bool {
 		}
 		comp = n.compaction
 		n.compaction = nil
-		if comp != nil {
-			t, have := n.core.log.term(comp.Index)
-			if !have || comp.Index <= n.core.log.snap.Index {
-				comp = nil // a snapshot from the leader covered it meanwhile
-			} else {
-				comp.Term = t
-				comp.Config = n.core.snapshotConfig(comp.Index)
-			}
+		if comp != nil && !n.core.prepareCompaction(comp) {
+			comp = nil
 		}
 		rd = n.core.ready()
 		if rd.empty() && comp == nil {
@@ -189,22 +183,22 @@ func (n *Node) locked(f func()) {
 // publishLocked publishes the core's role, term and leader to subscribers if
 // they changed. n.mu must be held.
 func (n *Node) publishLocked() {
-	c := n.core
+	v := n.core.view()
 	seq := n.feed.last.Seq
-	committed := c.confIndex() <= c.log.commit
-	if c.confGen != n.confGen {
-		n.feed.observeMembership(c.conf().Clone())
+	committed := v.confCommitted()
+	if v.confGen != n.confGen {
+		n.feed.observeMembership(n.core.conf().Clone())
 	}
-	n.feed.observe(c.term, c.role, c.lead)
-	if n.feed.last.Seq != seq || c.transferee != n.transferee || c.confGen != n.confGen || committed != n.confCommitted {
-		n.transferee = c.transferee
-		n.confGen, n.confCommitted = c.confGen, committed
+	n.feed.observe(v.term, v.role, v.lead)
+	if n.feed.last.Seq != seq || v.transferee != n.transferee || v.confGen != n.confGen || committed != n.confCommitted {
+		n.transferee = v.transferee
+		n.confGen, n.confCommitted = v.confGen, committed
 		close(n.changedCh)
 		n.changedCh = make(chan struct{})
 	}
 	// After the event: subscribers hear of a change before State shows it.
-	st := c.term << 1
-	if c.role == Leader && n.usable() == nil {
+	st := v.term << 1
+	if v.role == Leader && n.usable() == nil {
 		st |= 1
 	}
 	n.state.Store(st)
@@ -218,15 +212,13 @@ func (n *Node) storeFailed(err error) {
 }
 
 func (n *Node) logStateLocked() {
-	c := n.core
-	for _, e := range c.events {
+	for _, e := range n.core.takeEvents() {
 		n.logger.Info("raft: " + e)
 	}
-	c.events = c.events[:0]
-	if c.role != n.lastRole || c.term != n.lastTerm {
-		n.logger.Info("raft: state change", "role", c.role, "term", c.term, "leader", c.lead,
-			"last", c.log.lastIndex(), "commit", c.log.commit)
-		n.lastRole, n.lastTerm = c.role, c.term
+	if v := n.core.view(); v.role != n.lastRole || v.term != n.lastTerm {
+		n.logger.Info("raft: state change", "role", v.role, "term", v.term, "leader", v.lead,
+			"last", v.lastIndex, "commit", v.commit)
+		n.lastRole, n.lastTerm = v.role, v.term
 	}
 }
 

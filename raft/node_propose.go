@@ -109,7 +109,7 @@ func (n *Node) Start(cmd []byte) (index, term uint64, isLeader bool) {
 // proposeLocked proposes cmd to the core. n.mu must be held.
 func (n *Node) proposeLocked(cmd []byte) proposed {
 	if n.usable() != nil {
-		return proposed{term: n.core.term}
+		return proposed{term: n.core.view().term}
 	}
 	i, t, ok := n.core.propose(cmd)
 	return proposed{index: i, term: t, ok: ok}

@@ -24,13 +24,7 @@ import (
 // could not get an answer from the leader (the leader changed, was
 // unreachable, or refused); the caller may retry, here or at the leader.
 func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
-	rs, err := n.readIndex(ctx, func(c *core, id uint64) bool {
-		if c.role != Leader && (c.role != Follower || c.lead == NoLeader) {
-			return false
-		}
-		c.readIndex(id)
-		return true
-	})
+	rs, err := n.readIndex(ctx, (*core).startRead)
 	if err != nil {
 		return 0, err
 	}
