@@ -84,20 +84,14 @@ func (n *Node) changeConf(ctx context.Context, ch confChange) error {
 func (n *Node) waitConfChange(ctx context.Context, index, term uint64) error {
 	for {
 		n.mu.Lock()
-		c := n.core
 		err := n.usable()
-		t, have := c.log.term(index)
-		// A leader never loses entries of its own term: if it still leads
-		// in term, the entry is there even if compacted meanwhile.
-		mine := (have && t == term) || (c.role == Leader && c.term == term)
-		committed := c.log.commit >= index
-		gone := !mine && (have || index > c.log.lastIndex() || index <= c.log.snap.Index)
+		committed, gone := n.core.entryOutcome(index, term)
 		changed := n.changedCh
 		n.mu.Unlock()
 		switch {
 		case err != nil:
 			return err
-		case mine && committed:
+		case committed:
 			return nil
 		case gone:
 			return fmt.Errorf("%w: the configuration change at index %d of term %d was overwritten", ErrNotLeader, index, term)
