@@ -1,5 +1,9 @@
 package rafttest
 
+// The application each server runs: it checks every applied command
+// against the other servers', and, with Options.Snapshots, snapshots its
+// state every SnapshotInterval indexes with a small codec of its own.
+
 import (
 	"bytes"
 	"encoding/binary"
@@ -12,10 +16,6 @@ import (
 
 	"github.com/ruaft/ruaft/raft"
 )
-
-// The application each server runs: it checks every applied command
-// against the other servers', and, with Options.Snapshots, snapshots its
-// state every SnapshotInterval indexes with a small codec of its own.
 
 // app is one incarnation of a server's application.
 type app struct {

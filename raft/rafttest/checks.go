@@ -1,14 +1,14 @@
 package rafttest
 
+// The lab's checks: one leader per term, no leader, equal terms, agreement
+// of applied commands (NCommitted, Wait, One) and the store size bound.
+
 import (
 	"bytes"
 	"fmt"
 	"slices"
 	"time"
 )
-
-// The lab's checks: one leader per term, no leader, equal terms, agreement
-// of applied commands (NCommitted, Wait, One) and the store size bound.
 
 // checkApplyErrs fails the test now if an applier recorded an error.
 func (c *Cluster) checkApplyErrs() {

@@ -99,9 +99,9 @@ type Cluster struct {
 	apps        []*app
 	stores      []persist.Store     // the store each server uses (or, for memory, restarts from)
 	slots       []*persisttest.Slot // with Options.Store, each server's store across crashes
-	connected   []bool
-	endNames    [][]string // endNames[i][j] is server i's endpoint to server j
-	gens        []int      // incarnation of each server
+	links       *Links              // the fault model (network.go)
+	endNames    [][]string          // endNames[i][j] is server i's endpoint to server j
+	gens        []int               // incarnation of each server
 	logs        []map[uint64][]byte
 	lastApplied []uint64
 	skipped     map[uint64]int // indexes a server applied past without a command, and who
@@ -138,7 +138,7 @@ func NewCluster(t testing.TB, n int, opts Options) *Cluster {
 		nodes:       make([]*raft.Node, n),
 		apps:        make([]*app, n),
 		stores:      make([]persist.Store, n),
-		connected:   make([]bool, n),
+		links:       NewLinks(n),
 		endNames:    make([][]string, n),
 		gens:        make([]int, n),
 		logs:        make([]map[uint64][]byte, n),
@@ -160,11 +160,9 @@ func NewCluster(t testing.TB, n int, opts Options) *Cluster {
 	c.net.SetLongDelays(!opts.ShortDelays)
 	for i := range n {
 		c.logs[i] = make(map[uint64][]byte)
-		c.Start1(i)
+		c.Restart(i)
 	}
-	for i := range n {
-		c.Connect(i)
-	}
+	c.Heal()
 	return c
 }
 

@@ -1,5 +1,9 @@
 package rafttest
 
+// Crash and restart of a server: its node killed, its persisted state kept
+// (copied, or closed and reopened with Options.Store) and a fresh
+// incarnation started from it, as the lab's crash1 and start1.
+
 import (
 	"context"
 	"fmt"
@@ -9,16 +13,12 @@ import (
 	"github.com/ruaft/ruaft/raft"
 )
 
-// Crash and restart of a server: its node killed, its persisted state kept
-// (copied, or closed and reopened with Options.Store) and a fresh
-// incarnation started from it, as the lab's crash1 and start1.
-
-// Crash1 kills server i and keeps a copy of its persisted state, as the
-// lab's crash1: the server is disconnected and removed from the network, its
-// node killed, and its store replaced by a copy so nothing the dead instance
-// might still do can reach the restarted one. With Options.Store the store
-// is closed as a crash leaves it, to be reopened by Start1.
-func (c *Cluster) Crash1(i int) {
+// Crash kills server i and keeps a copy of its persisted state, as the
+// lab's crash1: the server is disconnected (see Links) and removed from the
+// network, its node killed, and its store replaced by a copy so nothing the
+// dead instance might still do can reach the restarted one. With Options.Store the store
+// is closed as a crash leaves it, to be reopened by Restart.
+func (c *Cluster) Crash(i int) {
 	c.Disconnect(i)
 	c.net.DeleteServer(serverName(i))
 	c.mu.Lock()
@@ -45,11 +45,11 @@ func (c *Cluster) Crash1(i int) {
 	c.mu.Unlock()
 }
 
-// Start1 (re)starts server i from its persisted state, as the lab's start1:
-// if it is running it is crashed first; it gets fresh endpoints (all
-// disabled until Connect) and a copy of its store.
-func (c *Cluster) Start1(i int) {
-	c.Crash1(i)
+// Restart (re)starts server i from its persisted state, as the lab's start1:
+// if it is running it is crashed first; it gets fresh endpoints and a copy
+// of its store, and stays disconnected until Connect, Heal or Partition.
+func (c *Cluster) Restart(i int) {
+	c.Crash(i)
 	c.mu.Lock()
 	c.gens[i]++
 	ends := make([]*simnet.End, c.n)

@@ -1,5 +1,8 @@
 package rafttest
 
+// Logging: node logs and RPC traces sent to the test log on demand
+// (RAFTTEST_LOG, RAFTTEST_TRACE).
+
 import (
 	"bytes"
 	"fmt"
@@ -11,9 +14,6 @@ import (
 	raftv1 "github.com/ruaft/ruaft/rpc/raft/v1"
 	"google.golang.org/protobuf/proto"
 )
-
-// Logging: node logs and RPC traces sent to the test log on demand
-// (RAFTTEST_LOG, RAFTTEST_TRACE).
 
 // traceRPC describes one RPC served by server i, for RAFTTEST_TRACE.
 func traceRPC(i int, method string, req, reply []byte, err error) string {

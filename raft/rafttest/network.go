@@ -1,16 +1,16 @@
 package rafttest
 
+// The simulated network as tests see it: the fault API (Partition, Heal,
+// Disconnect, Connect, SetLink, SetUnreliable; the same names and meaning as
+// kvraft/kvtest, both built on Links), the interceptor helpers and the RPC
+// counters.
+
 import (
 	"fmt"
 	"strconv"
 
 	"github.com/ruaft/ruaft/internal/simnet"
 )
-
-// The simulated network as tests see it: the fault API (Partition, Heal,
-// Disconnect, Connect, SetLink, SetUnreliable; the same names and meaning as
-// kvraft/kvtest, both built on Links), the interceptor helpers and the RPC
-// counters.
 
 // MethodCount is the number of RPCs of method (MethodAppendEntries, ...)
 // that servers have received.
@@ -20,66 +20,40 @@ func (c *Cluster) MethodCount(method string) int64 {
 	return c.methods[method]
 }
 
-// Connect attaches server i to the network: links to and from every other
-// connected server are enabled.
-func (c *Cluster) Connect(i int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.connected[i] = true
-	for j := range c.n {
-		if c.connected[j] {
-			c.net.Enable(c.endNames[i][j], true)
-			c.net.Enable(c.endNames[j][i], true)
-		}
-	}
+// Partition lets servers talk only within their group; servers in no group
+// are cut off from everyone. Every server counts as connected afterwards
+// (CheckOneLeader and One consider all of them).
+func (c *Cluster) Partition(groups ...[]int) {
+	c.changeLinks(func(l *Links) { l.Partition(groups...) })
 }
 
-// Disconnect detaches server i: links to and from it are disabled.
-func (c *Cluster) Disconnect(i int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.connected[i] = false
-	for j := range c.n {
-		if c.endNames[i] != nil {
-			c.net.Enable(c.endNames[i][j], false)
-		}
-		if c.endNames[j] != nil {
-			c.net.Enable(c.endNames[j][i], false)
-		}
-	}
-}
+// Heal connects every server and brings every link up.
+func (c *Cluster) Heal() { c.changeLinks((*Links).Heal) }
+
+// Disconnect cuts server i off from everyone.
+func (c *Cluster) Disconnect(i int) { c.changeLinks(func(l *Links) { l.Disconnect(i) }) }
+
+// Connect reconnects server i to every connected server, whatever
+// partition separated it before.
+func (c *Cluster) Connect(i int) { c.changeLinks(func(l *Links) { l.Connect(i) }) }
 
 // SetLink enables or disables both directions of the link between servers i
 // and j, without changing whether either counts as connected.
-func (c *Cluster) SetLink(i, j int, on bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.net.Enable(c.endNames[i][j], on)
-	c.net.Enable(c.endNames[j][i], on)
-}
+func (c *Cluster) SetLink(i, j int, on bool) { c.changeLinks(func(l *Links) { l.SetLink(i, j, on) }) }
 
-// Partition splits the servers into groups: links within a group are
-// enabled, links between groups disabled. Servers in no group are cut off
-// from all. Every server counts as connected afterwards (CheckOneLeader and
-// One consider all of them).
-func (c *Cluster) Partition(groups ...[]int) {
+// changeLinks applies change to the fault model and the model to the
+// network: each endpoint of each incarnation's server enabled iff its link
+// is up.
+func (c *Cluster) changeLinks(change func(*Links)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	group := make([]int, c.n)
-	for i := range group {
-		group[i] = -1 - i // alone
-	}
-	for g, members := range groups {
-		for _, i := range members {
-			group[i] = g
-		}
-	}
+	change(c.links)
 	for i := range c.n {
-		c.connected[i] = true
+		if c.endNames[i] == nil {
+			continue
+		}
 		for j := range c.n {
-			if i != j {
-				c.net.Enable(c.endNames[i][j], group[i] == group[j])
-			}
+			c.net.Enable(c.endNames[i][j], c.links.Up(i, j))
 		}
 	}
 }
@@ -108,7 +82,7 @@ func CallTo(info simnet.CallInfo) int {
 func (c *Cluster) Connected(i int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.connected[i]
+	return c.links.Connected(i)
 }
 
 // SetUnreliable turns the network's unreliable mode on or off.
