@@ -60,18 +60,27 @@ func (c *Cluster) CheckOneLeader() int {
 // returns it.
 func (c *Cluster) CheckTerms() uint64 {
 	c.t.Helper()
-	var term uint64
+	term, other := c.connectedTerms()
+	if other != 0 {
+		c.t.Fatalf("servers disagree on term: %d and %d", term, other)
+	}
+	return term
+}
+
+// connectedTerms returns the term of the first connected server and, if
+// another connected server has a different one, that term (else 0).
+func (c *Cluster) connectedTerms() (term, other uint64) {
 	for i := range c.n {
 		if c.Connected(i) {
 			xterm, _ := c.State(i)
 			if term == 0 {
 				term = xterm
 			} else if term != xterm {
-				c.t.Fatalf("servers disagree on term: %d and %d", term, xterm)
+				return term, xterm
 			}
 		}
 	}
-	return term
+	return term, 0
 }
 
 // CheckNoLeader checks that no connected server thinks it is leader.
