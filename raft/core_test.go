@@ -185,48 +185,6 @@ func TestCoreVoteRules(t *testing.T) {
 	}
 }
 
-// TestCoreCommitCurrentTermOnly is the paper's figure 8: an entry of an
-// older term is not committed by counting replicas, only by a current-term
-// entry after it.
-func TestCoreCommitCurrentTermOnly(t *testing.T) {
-	hs := persist.HardState{Term: 4, VotedFor: persist.NoVote}
-	logs := [][]Entry{
-		{{Index: 1, Term: 1}, {Index: 2, Term: 2}},
-		{{Index: 1, Term: 1}, {Index: 2, Term: 2}},
-		{{Index: 1, Term: 1}},
-	}
-	cn := newCoreNet(t, 3, func(c *coreConfig) { c.preVote = false })
-	for i := range 3 {
-		cn.load(i, persist.State{HardState: hs, Entries: logs[i]})
-	}
-	c := cn.cores[0]
-	// Become leader without letting the no-op replicate: cut the links once
-	// the votes are in.
-	c.becomeCandidate(false)
-	for p := 1; p < 3; p++ {
-		c.votes[p] = 1
-	}
-	c.becomeLeader() // term 5, no-op at 3
-	cn.processReady(0)
-	cn.pending = nil
-	// Replicate only index 2 (term 2) to core 2.
-	resp := cn.cores[2].handleAppendEntries(&AppendEntriesRequest{Term: 5, LeaderID: 0, PrevLogIndex: 1, PrevLogTerm: 1,
-		Entries: []Entry{{Index: 2, Term: 2}}})
-	if !resp.Success {
-		t.Fatalf("append rejected: %+v", resp)
-	}
-	c.handleAppendResponse(message{to: 2, ae: &AppendEntriesRequest{Term: 5, PrevLogIndex: 1, Entries: []Entry{{Index: 2, Term: 2}}}}, resp)
-	c.handleAppendResponse(message{to: 1, ae: &AppendEntriesRequest{Term: 5, PrevLogIndex: 2}}, &AppendEntriesResponse{Term: 5, Success: true, MatchIndex: 2})
-	if c.log.commit != 0 {
-		t.Fatalf("commit %d: an old-term entry was committed by counting", c.log.commit)
-	}
-	cn.stabilize()
-	if c.log.commit != 3 {
-		t.Fatalf("commit %d after the no-op replicated, want 3", c.log.commit)
-	}
-	cn.checkNoViolations()
-}
-
 // TestCoreFastBackup: a follower with a long divergent log is repaired in a
 // few round trips, not one per entry.
 func TestCoreFastBackup(t *testing.T) {
