@@ -352,27 +352,6 @@ func TestCorePipelining(t *testing.T) {
 	}
 }
 
-// TestCoreReadIndexWaitsForNoop: a new leader answers reads only once its
-// term's no-op committed, even if its commit index advanced before that.
-func TestCoreReadIndexWaitsForNoop(t *testing.T) {
-	cn := newCoreNet(t, 3)
-	cn.partition([]int{0}, []int{1, 2})
-	c := cn.cores[0]
-	c.becomeCandidate(false)
-	c.votes[1] = 1
-	c.becomeLeader()
-	c.readIndex(1)
-	cn.tick(1)
-	if len(cn.reads[0]) != 0 {
-		t.Fatalf("read answered before the no-op committed: %+v", cn.reads[0])
-	}
-	cn.heal()
-	cn.tick(cn.cfgs[0].heartbeatTicks)
-	if got := cn.reads[0]; len(got) != 1 || got[0].err != nil || got[0].index < c.noopIndex {
-		t.Fatalf("reads %+v, want one at or after the no-op %d", got, c.noopIndex)
-	}
-}
-
 func TestCoreInstallSnapshotRules(t *testing.T) {
 	base := []Entry{{Index: 1, Term: 1}, {Index: 2, Term: 1}, {Index: 3, Term: 2}, {Index: 4, Term: 2}}
 	for _, tc := range []struct {
