@@ -12,7 +12,7 @@ import (
 // meanwhile, the held one of the older term is refused, and the entries of
 // the new leader stay.
 func TestReview15HeldAppendOfDeposedLeader(t *testing.T) {
-	n, fc := reorderNode(t) // follower 1 with entry 1/5 from leader 0
+	n, fc := reorderNode(t)                     // follower 1 with entry 1/5 from leader 0
 	early := appendAsync(t, n, fc, appendAt(3)) // prev 2/5: held
 	// Leader 2 of term 6 writes index 2 with its own entry.
 	req := &AppendEntriesRequest{Term: 6, LeaderID: 2, PrevLogIndex: 1, PrevLogTerm: 5,
