@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ruaft/ruaft/durio"
+	"github.com/ruaft/ruaft/durio/cli"
 	"github.com/ruaft/ruaft/durio/client"
 )
 
@@ -32,9 +33,9 @@ func TestE2EEditConflict(t *testing.T) {
 	c := startCluster(t, 3, "noop")
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	writers := make([]*durio.Client, 2)
+	writers := make([]*client.Client, 2)
 	for i := range writers {
-		cl, err := durio.NewClient([]string{c.clients[i]}, durio.ClientOptions{})
+		cl, err := client.New([]string{c.clients[i]}, client.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,7 +197,7 @@ func TestE2EWatchSurvivesLeaderKill(t *testing.T) {
 	c := startCluster(t, 3, "badger")
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
-	cl, err := durio.NewClient(c.clients, durio.ClientOptions{AttemptTimeout: time.Second})
+	cl, err := client.New(c.clients, client.Options{AttemptTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +300,7 @@ func TestE2ETTLKeyVanishesWithItsOwner(t *testing.T) {
 	c := startCluster(t, 3, "noop")
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
-	cl, err := durio.NewClient(c.clients, durio.ClientOptions{})
+	cl, err := client.New(c.clients, client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -511,7 +512,7 @@ func TestE2ECLIRevisionedCommands(t *testing.T) {
 		return r
 	}
 	run(0, "put", "cfg/a", "1", "--if-absent")
-	r := run(durio.ExitConditionFailed, "put", "cfg/a", "2", "--if-absent")
+	r := run(cli.ExitConditionFailed, "put", "cfg/a", "2", "--if-absent")
 	if !strings.Contains(r.stderr, "condition failed") || !strings.Contains(r.stderr, `value "1"`) {
 		t.Fatalf("failed condition: stderr %q", r.stderr)
 	}
@@ -526,8 +527,8 @@ func TestE2ECLIRevisionedCommands(t *testing.T) {
 	}
 	rev := strconv.FormatUint(got.ModRevision, 10)
 	run(0, "put", "cfg/a", "2", "--if-revision", rev)
-	run(durio.ExitConditionFailed, "put", "cfg/a", "3", "--if-revision", rev)
-	run(durio.ExitConditionFailed, "delete", "cfg/a", "--if-value", "1")
+	run(cli.ExitConditionFailed, "put", "cfg/a", "3", "--if-revision", rev)
+	run(cli.ExitConditionFailed, "delete", "cfg/a", "--if-value", "1")
 	run(0, "put", "cfg/b", "x\ty")
 	run(0, "put", "other", "z")
 	if out := run(0, "list", "cfg/").stdout; out != "cfg/a\t2\ncfg/b\t\"x\\ty\"\n" {
@@ -556,9 +557,9 @@ func TestE2ECLIRevisionedCommands(t *testing.T) {
 	if out := run(0, "lease", "revoke", id).stdout; out != "revoked\n" {
 		t.Fatalf("lease revoke: %q", out)
 	}
-	run(durio.ExitNotFound, "get", "cfg/eph")
-	run(durio.ExitNotFound, "lease", "keepalive", id, "--once")
-	run(durio.ExitNotFound, "lease", "show", id)
+	run(cli.ExitNotFound, "get", "cfg/eph")
+	run(cli.ExitNotFound, "lease", "keepalive", id, "--once")
+	run(cli.ExitNotFound, "lease", "show", id)
 
 	for _, args := range [][]string{
 		{"put", "k", "v", "--if-absent", "--if-value", "x"},
@@ -573,6 +574,6 @@ func TestE2ECLIRevisionedCommands(t *testing.T) {
 		{"lease", "grant", "10"},
 		{"lease", "revoke", "zero"},
 	} {
-		run(durio.ExitUsage, args...)
+		run(cli.ExitUsage, args...)
 	}
 }

@@ -244,6 +244,9 @@ type cluster struct {
 	nodes  []*Node
 	apps   []*testApp
 	stores []persist.Store
+	// clock, when the nodes run on a fake clock (Config.clock), is it: the
+	// helpers that wait advance it instead of letting real time pass.
+	clock *fakeClock
 }
 
 func testConfig(id, peers int) Config {
@@ -276,12 +279,58 @@ func newClusterOn(t testing.TB, in *inprocNet, hop *hopNet, n int, tweak func(*C
 		}
 		return c
 	}
+	cl.clock, _ = cl.cfg(0).clock.(*fakeClock)
 	for i := range n {
 		cl.stores[i] = open(i)
 		cl.start(i)
 	}
 	t.Cleanup(cl.killAll)
 	return cl
+}
+
+// newFakeClockCluster is newCluster with every node on one fake clock.
+func newFakeClockCluster(t testing.TB, n int, tweak func(*Config)) *cluster {
+	fc := newFakeClock()
+	return newCluster(t, n, func(c *Config) {
+		c.clock = fc
+		if tweak != nil {
+			tweak(c)
+		}
+	})
+}
+
+// waitUntil waits for cond, for at most timeout of real time, and reports
+// whether it holds. On a fake clock each try advances the clock by one tick
+// and then gives the nodes up to a tick of real time to act on it
+// (returning as soon as cond holds), so the clock never runs ahead of what
+// the nodes could do in real time.
+func (cl *cluster) waitUntil(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		now := time.Now()
+		if now.After(deadline) {
+			return false
+		}
+		if cl.clock != nil {
+			tick := cl.cfg(0).TickInterval
+			cl.clock.Advance(cl.t, tick)
+			pollUntil(now.Add(tick), cond)
+		} else {
+			pollUntil(now.Add(5*time.Millisecond), cond)
+		}
+	}
+	return true
+}
+
+// pollUntil polls cond every 100 µs until it holds or until passes.
+func pollUntil(until time.Time, cond func() bool) bool {
+	for !cond() {
+		if time.Now().After(until) {
+			return false
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	return true
 }
 
 // newHopCluster is newCluster over a hopNet.
@@ -354,8 +403,8 @@ func (cl *cluster) killAll() {
 // term, and returns it.
 func (cl *cluster) leader() int {
 	cl.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
+	l := -1
+	if !cl.waitUntil(5*time.Second, func() bool {
 		best, bestTerm, count := -1, uint64(0), 0
 		for i, n := range cl.nodes {
 			if n == nil {
@@ -370,13 +419,12 @@ func (cl *cluster) leader() int {
 				}
 			}
 		}
-		if count == 1 {
-			return best
-		}
-		time.Sleep(10 * time.Millisecond)
+		l = best
+		return count == 1
+	}) {
+		cl.t.Fatal("no leader within 5s")
 	}
-	cl.t.Fatal("no leader within 5s")
-	return -1
+	return l
 }
 
 // commit proposes cmd at the leader until it is applied by every live node.
@@ -389,18 +437,14 @@ func (cl *cluster) commit(cmd string) uint64 {
 		if !ok {
 			continue
 		}
-		all := true
-		for i, a := range cl.apps {
-			if cl.nodes[i] == nil {
-				continue
+		if cl.waitUntil(2*time.Second, func() bool {
+			for i, a := range cl.apps {
+				if cl.nodes[i] != nil && a.lastApplied() < idx {
+					return false
+				}
 			}
-			select {
-			case <-a.wait(idx):
-			case <-time.After(2 * time.Second):
-				all = false
-			}
-		}
-		if all {
+			return true
+		}) {
 			return idx
 		}
 	}

@@ -88,20 +88,29 @@ func TestNodeAgreeAndRestart(t *testing.T) {
 	}
 }
 
+// TestNodeLeaderFailover: a leader cut off from the others steps down
+// (check-quorum) within two election timeouts, the others elect a new
+// leader and commit, and the old leader catches up when it rejoins. The
+// nodes run on a fake clock: the bound is on clock time, exact however busy
+// the machine, and nothing sleeps.
 func TestNodeLeaderFailover(t *testing.T) {
-	cl := newCluster(t, 3, nil)
+	cl := newFakeClockCluster(t, 3, nil)
 	cl.commit("a")
 	l := cl.leader()
 	cl.net.isolate(l, true)
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
+	cfg := cl.cfg(l)
+	// Cut off, the leader hears nothing: when it steps down depends on its
+	// ticks alone. A tick is acted on before the next one is handed over,
+	// hence the one tick of slack.
+	limit := int(2*cfg.ElectionTimeoutMin/cfg.TickInterval) + 1
+	for k := 0; ; k++ {
 		if _, ok := cl.nodes[l].State(); !ok {
 			break
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if _, ok := cl.nodes[l].State(); ok {
-		t.Fatal("isolated leader did not step down (check-quorum)")
+		if k > limit {
+			t.Fatalf("isolated leader still leads after %d ticks (check-quorum: within %v)", k, 2*cfg.ElectionTimeoutMin)
+		}
+		cl.clock.Advance(t, cfg.TickInterval)
 	}
 	// The old leader's node is still up but cut off; the others elect.
 	others := newClusterView(cl, l)
@@ -285,11 +294,9 @@ func TestNodeReadIndexWaitsForApply(t *testing.T) {
 	}()
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				close(app.gate)
-				t.Fatalf("no %s within 5s", what)
-			}
+		if !pollUntil(time.Now().Add(5*time.Second), cond) {
+			close(app.gate)
+			t.Fatalf("no %s within 5s", what)
 		}
 	}
 	waitFor("leader", func() bool { _, ok := n.State(); return ok })

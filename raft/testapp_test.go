@@ -29,6 +29,8 @@ type testApp struct {
 	snaps     int
 	errs      []error
 	askCount  int
+	// closed is set once the node's Kill returned (closeApp).
+	closed bool
 
 	// applied is last, for registrations made without mu.
 	applied atomic.Uint64
@@ -60,6 +62,9 @@ func (a *testApp) shard(index uint64) *notifyShard {
 
 func (a *testApp) Apply(msg ApplyMsg) {
 	a.mu.Lock()
+	if a.closed {
+		a.errs = append(a.errs, fmt.Errorf("apply %d after Kill returned", msg.Index))
+	}
 	if msg.Index <= a.last {
 		a.errs = append(a.errs, fmt.Errorf("apply %d after %d", msg.Index, a.last))
 	}
@@ -174,6 +179,20 @@ func (a *testApp) cancelNotify(index uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.notify, index)
+}
+
+func (a *testApp) lastApplied() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.last
+}
+
+// closeApp records that the node was killed: an Apply after it is an error
+// that the cluster's cleanup reports.
+func (a *testApp) closeApp() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.closed = true
 }
 
 func (a *testApp) commands() []string {
