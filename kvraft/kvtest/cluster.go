@@ -50,6 +50,11 @@ type Options struct {
 	Seed uint64
 	// Raft, if not nil, adjusts each replica's raft configuration.
 	Raft func(*raft.Config)
+	// Voters, if above 0, bootstraps the cluster with voters 0..Voters-1;
+	// the servers past them are spares that start with an empty
+	// configuration and wait to be added (raft's joiners). 0: every server
+	// is a bootstrap voter.
+	Voters int
 	// OpenStore, if not nil, opens server i's store (for benchmarks with a
 	// durable store); it is called at every start, and the store is closed
 	// at every crash. Otherwise each server has a persist.Memory that a
@@ -190,6 +195,12 @@ func (c *Cluster) StartServer(i int) {
 	newNode := func(app raft.Application) (*raft.Node, error) {
 		cfg := raft.DefaultConfig()
 		cfg.ID, cfg.Peers = i, c.opts.Servers
+		if v := c.opts.Voters; v > 0 {
+			cfg.Peers = v
+			if i >= v {
+				cfg.Peers = 0 // a spare: joins with an empty configuration
+			}
+		}
 		cfg.Seed = c.seed*1000003 + uint64(i)*101 + uint64(gen)
 		if c.opts.MaxRaftState > 0 {
 			cfg.SnapshotThresholdBytes = c.opts.MaxRaftState
@@ -268,6 +279,19 @@ func (c *Cluster) ShutdownServer(i int) {
 			c.t.Errorf("server %d: close store: %v", i, err)
 		}
 	}
+}
+
+// WipeStore crashes server i and gives it an empty memory store (a new
+// disk); StartServer then starts it as a new machine.
+func (c *Cluster) WipeStore(i int) {
+	c.t.Helper()
+	if c.opts.OpenStore != nil {
+		c.t.Fatal("WipeStore: not with Options.OpenStore")
+	}
+	c.ShutdownServer(i)
+	c.mu.Lock()
+	c.slots[i].store = persist.NewMemory()
+	c.mu.Unlock()
 }
 
 // Shutdown crashes every server.
