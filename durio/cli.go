@@ -658,6 +658,8 @@ type replicaStatus struct {
 	// how many entries it is behind the leader, when the leader said.
 	Member string  `json:"member,omitempty"`
 	Lag    *uint64 `json:"lag_entries,omitempty"`
+	// Removed: the replica knows it was removed from the cluster.
+	Removed bool `json:"removed,omitempty"`
 }
 
 // printStatus prints one line per endpoint; its error wraps
@@ -686,6 +688,7 @@ func printStatus(ctx context.Context, c *Client, members []client.Member, asJSON
 		if st.GetError() != "" {
 			rows[i].Error = st.GetError()
 		}
+		rows[i].Removed = st.GetRemoved()
 		for _, m := range members {
 			if m.ID == int(rows[i].ID) {
 				rows[i].Member = memberRoleName(m.Learner)
@@ -714,6 +717,8 @@ func printStatus(ctx context.Context, c *Client, members []client.Member, asJSON
 			}
 			member := r.Member
 			switch {
+			case r.Removed && member == "":
+				member = "removed from cluster"
 			case member == "":
 				member = "-"
 			case r.Lag != nil && *r.Lag > 0:
