@@ -20,6 +20,7 @@ import (
 	"github.com/twitchtv/twirp"
 
 	"github.com/ruaft/ruaft/kvraft"
+	"github.com/ruaft/ruaft/kvraft/kvwire"
 	"github.com/ruaft/ruaft/persist"
 	"github.com/ruaft/ruaft/raft"
 )
@@ -182,7 +183,7 @@ func SaveSnapshot(ctx context.Context, hc *http.Client, endpoints []string, path
 			return hdr, nil
 		}
 		last = fmt.Errorf("%s: %w", endpoints[i], err)
-		if errors.Is(err, ErrBadSnapshot) || permanentTLSError(err) || ctx.Err() != nil {
+		if errors.Is(err, ErrBadSnapshot) || kvwire.TLSRejected(err) || ctx.Err() != nil {
 			return hdr, last
 		}
 		if hint >= 0 && hint < len(endpoints) && !tried[hint] {

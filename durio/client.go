@@ -4,9 +4,6 @@ import (
 	"github.com/ruaft/ruaft/durio/client"
 )
 
-// DevEndpoints are the client URLs of the cluster `durio dev` starts.
-var DevEndpoints = []string{"http://127.0.0.1:8001", "http://127.0.0.1:8002", "http://127.0.0.1:8003"}
-
 // ErrNotFound is returned by Client.Get for a missing key.
 var ErrNotFound = client.ErrNotFound
 

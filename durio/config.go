@@ -204,6 +204,10 @@ const (
 // ErrConfig is wrapped by every configuration error.
 var ErrConfig = errors.New("durio: invalid configuration")
 
+// ErrUsage is wrapped by errors that come from a bad command line or
+// environment variable.
+var ErrUsage = errors.New("usage")
+
 func configErr(field, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ruaft/ruaft/durio"
+	"github.com/ruaft/ruaft/durio/cli"
 	"github.com/ruaft/ruaft/durio/client"
 )
 
@@ -511,7 +512,7 @@ func TestE2ECLIRevisionedCommands(t *testing.T) {
 		return r
 	}
 	run(0, "put", "cfg/a", "1", "--if-absent")
-	r := run(durio.ExitConditionFailed, "put", "cfg/a", "2", "--if-absent")
+	r := run(cli.ExitConditionFailed, "put", "cfg/a", "2", "--if-absent")
 	if !strings.Contains(r.stderr, "condition failed") || !strings.Contains(r.stderr, `value "1"`) {
 		t.Fatalf("failed condition: stderr %q", r.stderr)
 	}
@@ -526,8 +527,8 @@ func TestE2ECLIRevisionedCommands(t *testing.T) {
 	}
 	rev := strconv.FormatUint(got.ModRevision, 10)
 	run(0, "put", "cfg/a", "2", "--if-revision", rev)
-	run(durio.ExitConditionFailed, "put", "cfg/a", "3", "--if-revision", rev)
-	run(durio.ExitConditionFailed, "delete", "cfg/a", "--if-value", "1")
+	run(cli.ExitConditionFailed, "put", "cfg/a", "3", "--if-revision", rev)
+	run(cli.ExitConditionFailed, "delete", "cfg/a", "--if-value", "1")
 	run(0, "put", "cfg/b", "x\ty")
 	run(0, "put", "other", "z")
 	if out := run(0, "list", "cfg/").stdout; out != "cfg/a\t2\ncfg/b\t\"x\\ty\"\n" {
@@ -556,9 +557,9 @@ func TestE2ECLIRevisionedCommands(t *testing.T) {
 	if out := run(0, "lease", "revoke", id).stdout; out != "revoked\n" {
 		t.Fatalf("lease revoke: %q", out)
 	}
-	run(durio.ExitNotFound, "get", "cfg/eph")
-	run(durio.ExitNotFound, "lease", "keepalive", id, "--once")
-	run(durio.ExitNotFound, "lease", "show", id)
+	run(cli.ExitNotFound, "get", "cfg/eph")
+	run(cli.ExitNotFound, "lease", "keepalive", id, "--once")
+	run(cli.ExitNotFound, "lease", "show", id)
 
 	for _, args := range [][]string{
 		{"put", "k", "v", "--if-absent", "--if-value", "x"},
@@ -573,6 +574,6 @@ func TestE2ECLIRevisionedCommands(t *testing.T) {
 		{"lease", "grant", "10"},
 		{"lease", "revoke", "zero"},
 	} {
-		run(durio.ExitUsage, args...)
+		run(cli.ExitUsage, args...)
 	}
 }

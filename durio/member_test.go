@@ -1,7 +1,6 @@
 package durio
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -156,21 +155,17 @@ func TestMembershipRefusals(t *testing.T) {
 		err    error
 		code   twirp.ErrorCode
 		reason string
-		exit   int
 	}{
-		{raft.ErrLearnerBehind, twirp.FailedPrecondition, ReasonLearnerBehind, ExitRetry},
-		{raft.ErrChangeInProgress, twirp.Aborted, ReasonChangeInProgress, ExitRetry},
-		{raft.ErrRemoveLastVoter, twirp.FailedPrecondition, ReasonLastVoter, ExitFailure},
-		{raft.ErrUnknownMember, twirp.NotFound, ReasonUnknownMember, ExitNotFound},
+		{raft.ErrLearnerBehind, twirp.FailedPrecondition, ReasonLearnerBehind},
+		{raft.ErrChangeInProgress, twirp.Aborted, ReasonChangeInProgress},
+		{raft.ErrRemoveLastVoter, twirp.FailedPrecondition, ReasonLastVoter},
+		{raft.ErrUnknownMember, twirp.NotFound, ReasonUnknownMember},
 	} {
 		fake.mu.Lock()
 		fake.err = tc.err
 		fake.mu.Unlock()
 		_, err := ms.MemberPromote(ctx, &kvv1.MemberPromoteRequest{Id: 5})
 		wantTwirp(t, tc.err.Error(), err, tc.code, tc.reason)
-		if got := ExitCode(memberErr{err}); got != tc.exit {
-			t.Fatalf("%v: exit code %d, want %d", tc.err, got, tc.exit)
-		}
 	}
 	fake.mu.Lock()
 	fake.err = nil
@@ -215,44 +210,6 @@ func TestMembershipIsProtectedAsAWrite(t *testing.T) {
 	}
 	if n := len(fake.Membership().Members); n != 3 {
 		t.Fatalf("%d members left, want 3", n)
-	}
-}
-
-// The CLI maps the refusals to its exit codes and prints the cluster's
-// message.
-func TestMemberCLIExitCodes(t *testing.T) {
-	fake := &fakeMembers{members: threeVoters()}
-	_, url := newTestMembers(t, fake)
-	run := func(args ...string) (int, string) {
-		var out, errOut bytes.Buffer
-		code := Main(context.Background(), append(args, "--endpoints", url, "--timeout", "3s"), strings.NewReader(""), &out, &errOut)
-		return code, out.String() + errOut.String()
-	}
-	if code, out := run("member", "remove", "9"); code != ExitNotFound || !strings.Contains(out, "not a member") {
-		t.Fatalf("remove unknown: exit %d: %s", code, out)
-	}
-	if code, out := run("member", "add", "1", "http://127.0.0.1:7100"); code != ExitFailure || !strings.Contains(out, "already a member") {
-		t.Fatalf("add existing: exit %d: %s", code, out)
-	}
-	if code, out := run("member", "add", "x", "http://127.0.0.1:7100"); code != ExitUsage {
-		t.Fatalf("add with a bad id: exit %d: %s", code, out)
-	}
-	if code, out := run("member", "add", "4", "http://127.0.0.1:7004", "--client-url", "http://127.0.0.1:8004"); code != ExitOK ||
-		!strings.Contains(out, "added learner 4") || !strings.Contains(out, "learner") {
-		t.Fatalf("add: exit %d: %s", code, out)
-	}
-	fake.mu.Lock()
-	fake.err = raft.ErrLearnerBehind
-	fake.mu.Unlock()
-	if code, out := run("member", "promote", "4"); code != ExitRetry || !strings.Contains(out, "caught up") {
-		t.Fatalf("promote a lagging learner: exit %d: %s", code, out)
-	}
-	fake.mu.Lock()
-	fake.err = nil
-	fake.mu.Unlock()
-	code, out := run("member", "list", "--json")
-	if code != ExitOK || !strings.Contains(out, `"cluster_id":"c1"`) || !strings.Contains(out, `"id":4,"role":"learner"`) {
-		t.Fatalf("list: exit %d: %s", code, out)
 	}
 }
 

@@ -269,7 +269,7 @@ func (d *directory) close() {
 func describeMembers(ms []member) []string {
 	out := make([]string, len(ms))
 	for i, m := range ms {
-		out[i] = strconv.Itoa(m.ID) + "=" + memberRoleName(m.Learner) + "@" + m.Peer
+		out[i] = strconv.Itoa(m.ID) + "=" + MemberRole(m.Learner) + "@" + m.Peer
 	}
 	return out
 }
@@ -349,13 +349,27 @@ func (c membersCollector) Collect(ch chan<- prometheus.Metric) {
 		if m.ID == c.dir.self || !ok {
 			continue
 		}
-		labels := []string{strconv.Itoa(m.ID), memberRoleName(m.Learner)}
+		labels := []string{strconv.Itoa(m.ID), MemberRole(m.Learner)}
 		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(st.LastIndex-min(p.Match, st.LastIndex)), labels...)
 		ch <- prometheus.MustNewConstMetric(activeDesc, prometheus.GaugeValue, b2f(p.RecentActive), labels...)
 	}
 }
 
-func memberRoleName(learner bool) string {
+// MemberJSON is one member as GET /status and `durio member list --json`
+// show it.
+type MemberJSON struct {
+	ID            int    `json:"id"`
+	Role          string `json:"role"`
+	PeerURL       string `json:"peer_url"`
+	ClientURL     string `json:"client_url,omitempty"`
+	ProgressKnown bool   `json:"progress_known"`
+	Match         uint64 `json:"match_index"`
+	Lag           uint64 `json:"lag_entries"`
+	RecentActive  bool   `json:"recent_active"`
+}
+
+// MemberRole names a member's role: "learner" or "voter".
+func MemberRole(learner bool) string {
 	if learner {
 		return "learner"
 	}
@@ -365,19 +379,19 @@ func memberRoleName(learner bool) string {
 // memberSummary is the configuration for /status: the leader's view with
 // each member's lag (asked through members, which forwards), or this
 // replica's own view without progress when no leader answers in time.
-func (r *Replica) memberSummary(ctx context.Context, members kvv1.MembershipService) []memberJSON {
+func (r *Replica) memberSummary(ctx context.Context, members kvv1.MembershipService) []MemberJSON {
 	if resp, err := members.MemberList(ctx, &kvv1.MemberListRequest{}); err == nil {
-		out := make([]memberJSON, len(resp.GetMembers()))
+		out := make([]MemberJSON, len(resp.GetMembers()))
 		for i, m := range resp.GetMembers() {
-			out[i] = memberJSON{ID: int(m.GetId()), Role: memberRoleName(m.GetLearner()), PeerURL: m.GetPeerUrl(),
+			out[i] = MemberJSON{ID: int(m.GetId()), Role: MemberRole(m.GetLearner()), PeerURL: m.GetPeerUrl(),
 				ClientURL: m.GetClientUrl(), ProgressKnown: m.GetProgressKnown(), Match: m.GetMatchIndex(),
 				Lag: m.GetLagEntries(), RecentActive: m.GetRecentActive()}
 		}
 		return out
 	}
-	var out []memberJSON
+	var out []MemberJSON
 	for _, m := range r.dir.Members() {
-		out = append(out, memberJSON{ID: m.ID, Role: memberRoleName(m.Learner), PeerURL: m.Peer, ClientURL: m.Client})
+		out = append(out, MemberJSON{ID: m.ID, Role: MemberRole(m.Learner), PeerURL: m.Peer, ClientURL: m.Client})
 	}
 	return out
 }

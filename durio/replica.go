@@ -206,7 +206,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 
 	extra := func(mux *http.ServeMux) {
 		mux.Handle("GET /metrics", r.metrics.handler())
-		statusHandlers(cfg.ID, r.dir.statusTargets, func(ctx context.Context) []memberJSON {
+		statusHandlers(cfg.ID, r.dir.statusTargets, func(ctx context.Context) []MemberJSON {
 			return r.memberSummary(ctx, &clientMembers)
 		})(mux)
 		ms := kvv1.NewMembershipServiceServer(&clientMembers)

@@ -3,7 +3,6 @@ package durio
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -112,53 +111,5 @@ func TestReplicaWatchLimitsAndShutdown(t *testing.T) {
 	}
 	if took := time.Since(started); took > 25*time.Second {
 		t.Fatalf("the watchers ended %v after they began: shutdown waited them out", took)
-	}
-}
-
-// `durio bench --op list` and `--op watch` against a real replica: the
-// watch mode delivers every put to every watcher, once and in order.
-func TestBenchListAndWatchModes(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Peers = []string{"http://127.0.0.1:0"}
-	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
-	r, err := StartReplica(cfg, persist.NewNoop(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = r.Close(context.Background()) }()
-	base := "http://" + r.ClientAddr()
-	waitUntil(t, "a leader", func() bool {
-		st, err := kvv1.NewKVServiceJSONClient(base, http.DefaultClient).Status(context.Background(), &kvv1.StatusRequest{})
-		return err == nil && st.GetRole() == kvv1.Role_ROLE_LEADER
-	})
-	for _, args := range [][]string{
-		{"--op", "list", "--keys", "50", "--list-limit", "20"},
-		{"--op", "watch", "--watchers", "5", "--keys", "10"},
-	} {
-		opts, _, err := ParseBenchFlags(append([]string{"--endpoints", base, "--clients", "2", "--duration", "300ms", "--warmup", "50ms"}, args...))
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := RunBench(context.Background(), opts, io.Discard)
-		if err != nil {
-			t.Fatalf("%v: %v", args, err)
-		}
-		switch opts.Op {
-		case "list":
-			if res.Ops == 0 || res.KeysPerSec <= 0 || res.Errors != 0 {
-				t.Fatalf("list: implausible %+v", res)
-			}
-		case "watch":
-			if res.Ops == 0 || res.EventsPerSec <= 0 || res.Missed != 0 || res.Watchers != 5 || res.DeliveryP50ms <= 0 {
-				t.Fatalf("watch: implausible %+v", res)
-			}
-		}
-	}
-	if _, _, err := ParseBenchFlags([]string{"--op", "watch", "--watchers", "0"}); err == nil {
-		t.Fatal("--watchers 0 was accepted")
-	}
-	if _, _, err := ParseBenchFlags([]string{"--op", "list", "--list-limit", "20000"}); err == nil {
-		t.Fatal("--list-limit above the page cap was accepted")
 	}
 }

@@ -15,9 +15,9 @@ import (
 // The REST routes of issue 16 that read many keys or wait: list, watch and
 // the blocking form of get and list, plus the lease routes.
 
-// maxPageKeys is the most keys or events one page may hold (the contract's
+// MaxPageKeys is the most keys or events one page may hold (the contract's
 // cap: a larger limit is lowered to it).
-const maxPageKeys = 10000
+const MaxPageKeys = 10000
 
 // setRevision sets the X-Durio-Revision header (0: unknown, left out).
 func setRevision(w http.ResponseWriter, rev uint64) {
@@ -35,7 +35,7 @@ type restList struct {
 
 func (h restHandler) list(w http.ResponseWriter, r *http.Request) {
 	p := newQueryParams(r)
-	req := &kvv1.ListRequest{Prefix: p.str("prefix"), After: p.str("after"), Limit: p.limit("limit", maxPageKeys),
+	req := &kvv1.ListRequest{Prefix: p.str("prefix"), After: p.str("after"), Limit: p.limit("limit", MaxPageKeys),
 		KeysOnly: p.bool("keys_only"), Revision: p.uint("revision")}
 	if p.bool("stale") {
 		req.Consistency = kvv1.ReadConsistency_READ_CONSISTENCY_STALE
@@ -146,7 +146,7 @@ type restWatch struct {
 func (h restHandler) watch(w http.ResponseWriter, r *http.Request) {
 	p := newQueryParams(r)
 	req := &kvv1.WatchRequest{Key: r.PathValue("key"), Prefix: p.bool("prefix"), AfterRevision: p.uint("index"),
-		Limit: p.limit("limit", maxPageKeys), PrevKv: p.bool("prev_kv")}
+		Limit: p.limit("limit", MaxPageKeys), PrevKv: p.bool("prev_kv")}
 	wait := h.polls.capWait(p.wait("wait", h.polls.maxWait))
 	if p.err != nil {
 		writeError(w, p.err)

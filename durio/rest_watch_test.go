@@ -219,7 +219,7 @@ func TestRESTList(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get(RevisionHeader) != "11" {
 		t.Fatalf("list: %d %s=%q", resp.StatusCode, RevisionHeader, resp.Header.Get(RevisionHeader))
 	}
-	want := &kvv1.ListRequest{Prefix: "users/", After: "users/0", Limit: maxPageKeys, KeysOnly: true, Revision: 11,
+	want := &kvv1.ListRequest{Prefix: "users/", After: "users/0", Limit: MaxPageKeys, KeysOnly: true, Revision: 11,
 		Consistency: kvv1.ReadConsistency_READ_CONSISTENCY_STALE}
 	if got := kv.last(); !proto.Equal(got, want) {
 		t.Fatalf("list request %v, want %v", got, want)

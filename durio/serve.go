@@ -26,7 +26,7 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return configErr("data-dir", "%v", err)
 	}
-	store, err := openStore(ctx, cfg, logger)
+	store, err := OpenStore(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -56,11 +56,11 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 	return runErr
 }
 
-// openStore opens the configured persister: noop in-process (it keeps
+// OpenStore opens the configured persister: noop in-process (it keeps
 // nothing, so a subprocess would only add latency), every other store as a
 // go-plugin subprocess — built-ins served by this same binary, or a
 // third-party plugin binary by path. The subprocess dies with this process.
-func openStore(ctx context.Context, cfg Config, logger *slog.Logger) (persist.Store, error) {
+func OpenStore(ctx context.Context, cfg Config, logger *slog.Logger) (persist.Store, error) {
 	if cfg.Persister == "noop" {
 		return &persist.Noop{}, nil
 	}

@@ -30,7 +30,7 @@ type clusterStatus struct {
 	Replicas []replicaSummary `json:"replicas"`
 	// Members is the configuration as the leader knows it (with each
 	// member's lag), or as this replica does when no leader answers.
-	Members []memberJSON `json:"members,omitempty"`
+	Members []MemberJSON `json:"members,omitempty"`
 }
 
 type replicaSummary struct {
@@ -68,7 +68,7 @@ func summarize(id int, st *kvv1.StatusResponse, err error) replicaSummary {
 
 // statusHandlers adds GET /status (JSON) and GET / (the HTML page that
 // renders it and refreshes itself every second).
-func statusHandlers(self int, targets func() map[int]kvv1.KVService, members func(context.Context) []memberJSON) func(mux *http.ServeMux) {
+func statusHandlers(self int, targets func() map[int]kvv1.KVService, members func(context.Context) []MemberJSON) func(mux *http.ServeMux) {
 	return func(mux *http.ServeMux) {
 		mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 			ctx, cancel := context.WithTimeout(r.Context(), 500*time.Millisecond)

@@ -22,8 +22,8 @@ func TestStatusJSONAndPage(t *testing.T) {
 	replicas := []kvv1.KVService{&downKV{}, &mapKV{m: map[string]string{}}}
 	srv := httptest.NewServer(clientHandler(replicas[1], DefaultLimits(), statusHandlers(1, func() map[int]kvv1.KVService {
 		return map[int]kvv1.KVService{0: replicas[0], 1: replicas[1]}
-	}, func(context.Context) []memberJSON {
-		return []memberJSON{{ID: 0, Role: "voter"}, {ID: 1, Role: "learner", ProgressKnown: true, Lag: 12}}
+	}, func(context.Context) []MemberJSON {
+		return []MemberJSON{{ID: 0, Role: "voter"}, {ID: 1, Role: "learner", ProgressKnown: true, Lag: 12}}
 	})))
 	defer srv.Close()
 

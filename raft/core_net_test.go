@@ -26,8 +26,11 @@ type coreNet struct {
 	// reads[i] are the read states core i produced.
 	reads [][]readState
 	// trace records delivered messages when tracing is on.
-	trace   *strings.Builder
-	dropFn  func(from int, m message) bool
+	trace  *strings.Builder
+	dropFn func(from int, m message) bool
+	// observe, if set, is called after each batch processed and each
+	// message delivered (the script driver reports state changes there).
+	observe func()
 	sent    int
 	pending []envelope
 	// forwarded maps a leader's read id, registered for a follower's
@@ -155,10 +158,11 @@ func (cn *coreNet) processReady(i int) bool {
 			if rs.err == nil {
 				resp = &ReadIndexResponse{Term: rs.term, OK: true, ReadIndex: rs.index}
 			}
-			cn.tracef("%d->%d %s: %+v", e.from, e.m.to, describe(e.m), *resp)
+			cn.tracef("%d->%d %s: %s", e.from, e.m.to, describe(e.m), describeResp(resp))
 			if f := cn.cores[e.from]; f != nil {
 				f.handleReadIndexResponse(e.m, resp)
 			}
+			cn.observed()
 			continue
 		}
 		cn.reads[i] = append(cn.reads[i], rs)
@@ -167,11 +171,19 @@ func (cn *coreNet) processReady(i int) bool {
 		cn.pending = append(cn.pending, envelope{from: i, m: m})
 	}
 	c.advance(rd)
+	cn.observed()
 	return true
+}
+
+func (cn *coreNet) observed() {
+	if cn.observe != nil {
+		cn.observe()
+	}
 }
 
 // deliver delivers one message and steps its answer into the sender.
 func (cn *coreNet) deliver(e envelope) {
+	defer cn.observed()
 	from, m := e.from, e.m
 	sender, target := cn.cores[from], cn.cores[m.to]
 	if sender == nil {
@@ -186,26 +198,26 @@ func (cn *coreNet) deliver(e envelope) {
 	switch {
 	case m.ae != nil:
 		resp := target.handleAppendEntries(m.ae)
-		cn.tracef("%d->%d %s: %+v", from, m.to, describe(m), *resp)
+		cn.tracef("%d->%d %s: %s", from, m.to, describe(m), describeResp(resp))
 		sender.handleAppendResponse(m, resp)
 	case m.rv != nil:
 		resp := target.handleRequestVote(m.rv)
-		cn.tracef("%d->%d %s: %+v", from, m.to, describe(m), *resp)
+		cn.tracef("%d->%d %s: %s", from, m.to, describe(m), describeResp(resp))
 		sender.handleVoteResponse(m, resp)
 	case m.is != nil:
 		resp := target.handleInstallSnapshot(m.is)
-		cn.tracef("%d->%d %s: %+v", from, m.to, describe(m), *resp)
+		cn.tracef("%d->%d %s: %s", from, m.to, describe(m), describeResp(resp))
 		sender.handleSnapshotResponse(m, resp)
 	case m.tn != nil:
 		resp := target.handleTimeoutNow(m.tn)
-		cn.tracef("%d->%d %s: %+v", from, m.to, describe(m), *resp)
+		cn.tracef("%d->%d %s: %s", from, m.to, describe(m), describeResp(resp))
 		sender.handleTimeoutNowResponse(m, resp)
 	case m.ri != nil:
 		cn.fwdID++
 		id := forwardedIDBase + cn.fwdID
 		if !target.handleReadIndex(id, m.ri) {
 			resp := &ReadIndexResponse{Term: target.term}
-			cn.tracef("%d->%d %s: %+v", from, m.to, describe(m), *resp)
+			cn.tracef("%d->%d %s: %s", from, m.to, describe(m), describeResp(resp))
 			sender.handleReadIndexResponse(m, resp)
 			return
 		}
@@ -217,22 +229,79 @@ func (cn *coreNet) deliver(e envelope) {
 	}
 }
 
+// describe formats a request for traces: its kind and the fields that
+// matter to the reader (indexes as index/term).
 func describe(m message) string {
 	switch {
 	case m.ae != nil:
 		r := m.ae
-		return fmt.Sprintf("AppendEntries{term=%d prev=%d/%d n=%d commit=%d}", r.Term, r.PrevLogIndex, r.PrevLogTerm, len(r.Entries), r.LeaderCommit)
+		return fmt.Sprintf("AppendEntries term=%d prev=%d/%d entries=%s commit=%d", r.Term, r.PrevLogIndex, r.PrevLogTerm, describeEntries(r.Entries), r.LeaderCommit)
 	case m.rv != nil:
 		r := m.rv
-		return fmt.Sprintf("RequestVote{term=%d pre=%v last=%d/%d transfer=%v}", r.Term, r.PreVote, r.LastLogIndex, r.LastLogTerm, r.LeadershipTransfer)
+		kind := "RequestVote"
+		if r.PreVote {
+			kind = "PreVote"
+		}
+		s := fmt.Sprintf("%s term=%d last=%d/%d", kind, r.Term, r.LastLogIndex, r.LastLogTerm)
+		if r.LeadershipTransfer {
+			s += " transfer"
+		}
+		return s
 	case m.is != nil:
 		r := m.is
-		return fmt.Sprintf("InstallSnapshot{term=%d snap=%d/%d off=%d len=%d done=%v}", r.Term, r.LastIncludedIndex, r.LastIncludedTerm, r.Offset, len(r.Data), r.Done)
+		return fmt.Sprintf("InstallSnapshot term=%d snap=%d/%d bytes=%d-%d/%d done=%v", r.Term, r.LastIncludedIndex, r.LastIncludedTerm, r.Offset, r.Offset+uint64(len(r.Data)), r.TotalSize, r.Done)
 	case m.ri != nil:
-		return fmt.Sprintf("ReadIndex{term=%d from=%d batch=%d}", m.ri.Term, m.ri.FollowerID, m.batch)
+		return fmt.Sprintf("ReadIndex term=%d batch=%d", m.ri.Term, m.batch)
 	default:
-		return fmt.Sprintf("TimeoutNow{term=%d}", m.tn.Term)
+		return fmt.Sprintf("TimeoutNow term=%d", m.tn.Term)
 	}
+}
+
+// describeEntries lists entries as index/term, eliding the middle of long
+// runs.
+func describeEntries(es []Entry) string {
+	var parts []string
+	for i, e := range es {
+		if len(es) > 4 && i == 2 {
+			parts = append(parts, fmt.Sprintf("...(%d more)", len(es)-3))
+		}
+		if len(es) > 4 && i >= 2 && i < len(es)-1 {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%d/%d", e.Index, e.Term))
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}
+
+// describeResp formats an answer for traces.
+func describeResp(resp any) string {
+	switch r := resp.(type) {
+	case *AppendEntriesResponse:
+		if r.Success {
+			return fmt.Sprintf("ok term=%d match=%d", r.Term, r.MatchIndex)
+		}
+		return fmt.Sprintf("reject term=%d conflict-term=%d conflict-index=%d last=%d", r.Term, r.ConflictTerm, r.ConflictIndex, r.LastLogIndex)
+	case *RequestVoteResponse:
+		return fmt.Sprintf("%s term=%d", yesNo(r.VoteGranted, "granted", "denied"), r.Term)
+	case *InstallSnapshotResponse:
+		return fmt.Sprintf("%s term=%d next=%d", yesNo(r.Installed, "installed", "continue"), r.Term, r.NextOffset)
+	case *TimeoutNowResponse:
+		return fmt.Sprintf("%s term=%d", yesNo(r.Accepted, "accepted", "refused"), r.Term)
+	case *ReadIndexResponse:
+		if r.OK {
+			return fmt.Sprintf("ok term=%d index=%d", r.Term, r.ReadIndex)
+		}
+		return fmt.Sprintf("refused term=%d", r.Term)
+	default:
+		return fmt.Sprintf("%+v", resp)
+	}
+}
+
+func yesNo(b bool, yes, no string) string {
+	if b {
+		return yes
+	}
+	return no
 }
 
 func (cn *coreNet) tracef(format string, args ...any) {

@@ -1,5 +1,6 @@
 // Command durio runs and talks to a durio replicated key-value cluster; see
-// `durio --help`.
+// `durio --help`. The command tree lives in package durio/cli, the replica in
+// package durio.
 package main
 
 import (
@@ -9,7 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/ruaft/ruaft/durio"
+	"github.com/ruaft/ruaft/durio/cli"
 	"github.com/ruaft/ruaft/persist/plugin"
 )
 
@@ -19,12 +20,12 @@ func main() {
 	if served, err := plugin.ServeIfChild(); served {
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "durio:", err)
-			os.Exit(durio.ExitFailure)
+			os.Exit(cli.ExitFailure)
 		}
 		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	code := durio.Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	code := cli.Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	plugin.CleanupClients()
 	os.Exit(code)

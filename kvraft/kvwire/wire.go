@@ -268,6 +268,21 @@ func urlOf(leaderURL func(int) string, id int) string {
 	return leaderURL(id)
 }
 
+// TLSRejected reports whether err is a TLS failure that retrying cannot
+// fix: an untrusted or mismatched certificate, or a plain-HTTP server on an
+// https URL.
+func TLSRejected(err error) bool {
+	var (
+		verify    *tls.CertificateVerificationError
+		unknownCA x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		record    tls.RecordHeaderError
+	)
+	return errors.As(err, &verify) || errors.As(err, &unknownCA) || errors.As(err, &hostname) ||
+		errors.As(err, &invalid) || errors.As(err, &record)
+}
+
 // ErrorFromTwirp maps what a KVService client returned to a kvclient
 // error, keeping err in the chain. A call that got no answer stays an
 // unknown outcome, except a refused connection (ErrUnreachable: nothing
@@ -279,17 +294,10 @@ func ErrorFromTwirp(err error) error {
 		return nil
 	}
 	if NoAnswer(err) {
-		var (
-			verr *tls.CertificateVerificationError
-			uerr x509.UnknownAuthorityError
-			herr x509.HostnameError
-			ierr x509.CertificateInvalidError
-			rerr tls.RecordHeaderError
-		)
 		switch {
 		case errors.Is(err, syscall.ECONNREFUSED):
 			return fmt.Errorf("%w: %w", kvclient.ErrUnreachable, err)
-		case errors.As(err, &verr), errors.As(err, &uerr), errors.As(err, &herr), errors.As(err, &ierr), errors.As(err, &rerr):
+		case TLSRejected(err):
 			return fmt.Errorf("%w: %w", kvclient.ErrRejected, err)
 		}
 		return err

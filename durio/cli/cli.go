@@ -1,4 +1,4 @@
-package durio
+package cli
 
 import (
 	"context"
@@ -23,14 +23,11 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/twitchtv/twirp"
 
+	"github.com/ruaft/ruaft/durio"
 	"github.com/ruaft/ruaft/durio/client"
 	"github.com/ruaft/ruaft/kvraft/kvwire"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
-
-// ErrUsage is wrapped by errors that come from a bad command line or
-// environment variable.
-var ErrUsage = errors.New("usage")
 
 // errNoneReachable is returned by `durio status` when no endpoint answered.
 var errNoneReachable = errors.New("no endpoint answered")
@@ -63,9 +60,9 @@ func ExitCode(err error) int {
 	switch {
 	case err == nil:
 		return ExitOK
-	case errors.Is(err, ErrUsage), errors.Is(err, ErrConfig):
+	case errors.Is(err, durio.ErrUsage), errors.Is(err, durio.ErrConfig):
 		return ExitUsage
-	case errors.Is(err, ErrNotFound), errors.Is(err, client.ErrLeaseNotFound):
+	case errors.Is(err, client.ErrNotFound), errors.Is(err, client.ErrLeaseNotFound):
 		return ExitNotFound
 	case errors.Is(err, client.ErrConditionFailed):
 		return ExitConditionFailed
@@ -75,7 +72,7 @@ func ExitCode(err error) int {
 		}
 	case errors.Is(err, errNoneReachable):
 		return ExitUnavailable
-	case permanentTLSError(err):
+	case kvwire.TLSRejected(err):
 		return ExitFailure
 	}
 	// An answer from a server says more than our own deadline: prefer it.
@@ -112,19 +109,15 @@ const exitCodesHelp = `Exit codes:
   7  durio member: refused for now (another change in progress, or the
      learner is still catching up): retry`
 
-// permanentTLSError reports whether err is a TLS failure that retrying cannot
-// fix: an untrusted or mismatched certificate, or a plain-HTTP server on an
-// https URL.
-func permanentTLSError(err error) bool {
-	var (
-		verify    *tls.CertificateVerificationError
-		unknownCA x509.UnknownAuthorityError
-		hostname  x509.HostnameError
-		invalid   x509.CertificateInvalidError
-		record    tls.RecordHeaderError
-	)
-	return errors.As(err, &verify) || errors.As(err, &unknownCA) || errors.As(err, &hostname) ||
-		errors.As(err, &invalid) || errors.As(err, &record)
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // EnvPrefix starts the environment variable of every flag: --endpoints is
@@ -155,15 +148,15 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	if err == nil {
 		return ExitOK
 	}
-	if !c.started && !errors.Is(err, ErrConfig) && !errors.Is(err, ErrUsage) {
-		err = fmt.Errorf("%w: %w", ErrUsage, err)
+	if !c.started && !errors.Is(err, durio.ErrConfig) && !errors.Is(err, durio.ErrUsage) {
+		err = fmt.Errorf("%w: %w", durio.ErrUsage, err)
 	}
 	msg := strings.TrimPrefix(err.Error(), "usage: ")
 	if !strings.HasPrefix(msg, "durio") {
 		msg = "durio: " + msg
 	}
 	fmt.Fprintln(stderr, msg)
-	if errors.Is(err, ErrUsage) {
+	if errors.Is(err, durio.ErrUsage) {
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 	}
 	return ExitCode(err)
@@ -206,9 +199,9 @@ Put -- before values that begin with -: durio put temp -- -5.
 	root.SetErr(c.stderr)
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		if strings.Contains(err.Error(), "shorthand flag") {
-			return fmt.Errorf("%w: %v (put -- before values that begin with -)", ErrUsage, err)
+			return fmt.Errorf("%w: %v (put -- before values that begin with -)", durio.ErrUsage, err)
 		}
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+		return fmt.Errorf("%w: %v", durio.ErrUsage, err)
 	})
 	root.AddGroup(&cobra.Group{ID: "kv", Title: "Keys:"}, &cobra.Group{ID: "cluster", Title: "Cluster:"})
 	for _, cmd := range []*cobra.Command{c.getCommand(), c.putCommand("put"), c.putCommand("append"), c.deleteCommand(),
@@ -238,7 +231,7 @@ func (c *cli) applyEnv(fs *pflag.FlagSet) error {
 		name := envName(f.Name)
 		if v, ok := c.getenv(name); ok {
 			if serr := fs.Set(f.Name, v); serr != nil {
-				err = fmt.Errorf("%w: %s=%q: %v", ErrUsage, name, v, serr)
+				err = fmt.Errorf("%w: %s=%q: %v", durio.ErrUsage, name, v, serr)
 			}
 		}
 	})
@@ -259,10 +252,10 @@ func documentEnv(cmd *cobra.Command) {
 func exactArgs(names ...string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(names) == 0 && len(args) > 0 {
-			return fmt.Errorf("%w: %s takes no arguments, got %q", ErrUsage, cmd.CommandPath(), args)
+			return fmt.Errorf("%w: %s takes no arguments, got %q", durio.ErrUsage, cmd.CommandPath(), args)
 		}
 		if len(args) != len(names) {
-			return fmt.Errorf("%w: %s takes %d argument(s) (%s), got %d", ErrUsage,
+			return fmt.Errorf("%w: %s takes %d argument(s) (%s), got %d", durio.ErrUsage,
 				cmd.CommandPath(), len(names), strings.Join(names, " "), len(args))
 		}
 		return nil
@@ -299,11 +292,11 @@ func (f *clientFlags) httpClient() (*http.Client, error) {
 	if f.caCert != "" {
 		pem, err := os.ReadFile(f.caCert)
 		if err != nil {
-			return nil, fmt.Errorf("%w: --cacert: %v", ErrUsage, err)
+			return nil, fmt.Errorf("%w: --cacert: %v", durio.ErrUsage, err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%w: --cacert: %s holds no PEM certificate", ErrUsage, f.caCert)
+			return nil, fmt.Errorf("%w: --cacert: %s holds no PEM certificate", durio.ErrUsage, f.caCert)
 		}
 		tlsConfig.RootCAs = pool
 	}
@@ -320,15 +313,15 @@ func (f *clientFlags) httpClient() (*http.Client, error) {
 // check validates --timeout and --endpoints.
 func (f *clientFlags) check() error {
 	if f.timeout <= 0 {
-		return fmt.Errorf("%w: --timeout must be positive", ErrUsage)
+		return fmt.Errorf("%w: --timeout must be positive", durio.ErrUsage)
 	}
 	endpoints := splitList(f.endpoints)
 	if len(endpoints) == 0 {
-		return fmt.Errorf("%w: --endpoints: no URL given", ErrUsage)
+		return fmt.Errorf("%w: --endpoints: no URL given", durio.ErrUsage)
 	}
 	for _, e := range endpoints {
 		if strings.Contains(e, "://") && !strings.HasPrefix(e, "http://") && !strings.HasPrefix(e, "https://") {
-			return fmt.Errorf("%w: --endpoints: %q is not an http(s) URL", ErrUsage, e)
+			return fmt.Errorf("%w: --endpoints: %q is not an http(s) URL", durio.ErrUsage, e)
 		}
 	}
 	return nil
@@ -341,7 +334,7 @@ func (f *clientFlags) context(ctx context.Context) (context.Context, context.Can
 
 // client connects to the endpoints and returns a context bounded by
 // --timeout.
-func (f *clientFlags) client(ctx context.Context) (*Client, context.Context, context.CancelFunc, error) {
+func (f *clientFlags) client(ctx context.Context) (*client.Client, context.Context, context.CancelFunc, error) {
 	if err := f.check(); err != nil {
 		return nil, nil, nil, err
 	}
@@ -349,9 +342,9 @@ func (f *clientFlags) client(ctx context.Context) (*Client, context.Context, con
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	cl, err := NewClient(splitList(f.endpoints), ClientOptions{HTTPClient: hc})
+	cl, err := client.New(splitList(f.endpoints), client.Options{HTTPClient: hc})
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: --endpoints: %v", ErrUsage, err)
+		return nil, nil, nil, fmt.Errorf("%w: --endpoints: %v", durio.ErrUsage, err)
 	}
 	ctx, cancel := f.context(ctx)
 	return cl, ctx, cancel, nil
@@ -360,10 +353,10 @@ func (f *clientFlags) client(ctx context.Context) (*Client, context.Context, con
 // explain turns a client error into the message the user sees: the
 // cluster's own answer if there was one, and how long we waited.
 func (f *clientFlags) explain(err error) error {
-	if err == nil || errors.Is(err, ErrNotFound) {
+	if err == nil || errors.Is(err, client.ErrNotFound) {
 		return err
 	}
-	if permanentTLSError(err) {
+	if kvwire.TLSRejected(err) {
 		return fmt.Errorf("TLS: %w (use --cacert with the CA that signed the replicas' certificates)", err)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -456,7 +449,7 @@ retries after a lost answer apply it at most once.`,
 			}
 			value := args[1]
 			if value == "-" {
-				v, err := readValue(c.stdin, DefaultLimits().MaxValueBytes)
+				v, err := readValue(c.stdin, durio.DefaultLimits().MaxValueBytes)
 				if err != nil {
 					return err
 				}
@@ -521,7 +514,7 @@ func (f *conditionFlags) options(fs *pflag.FlagSet) (client.WriteOptions, error)
 	}
 	if fs.Changed("if-revision") {
 		if f.revision == 0 {
-			return client.WriteOptions{}, fmt.Errorf("%w: --if-revision must be positive (use --if-absent for a missing key)", ErrUsage)
+			return client.WriteOptions{}, fmt.Errorf("%w: --if-revision must be positive (use --if-absent for a missing key)", durio.ErrUsage)
 		}
 		conds = append(conds, client.IfModRevision(f.revision))
 	}
@@ -537,7 +530,7 @@ func (f *conditionFlags) options(fs *pflag.FlagSet) (client.WriteOptions, error)
 	case 1:
 		return client.WriteOptions{Condition: conds[0]}, nil
 	}
-	return client.WriteOptions{}, fmt.Errorf("%w: give at most one of --if-absent, --if-revision, --if-version and --if-value", ErrUsage)
+	return client.WriteOptions{}, fmt.Errorf("%w: give at most one of --if-absent, --if-revision, --if-version and --if-value", durio.ErrUsage)
 }
 
 // explainCondition describes a failed condition with the key's state.
@@ -567,10 +560,10 @@ func readValue(r io.Reader, limit int) (string, error) {
 		return "", fmt.Errorf("reading the value from standard input: %w", err)
 	}
 	if len(data) > limit {
-		return "", fmt.Errorf("%w: the value on standard input is longer than %d bytes", ErrUsage, limit)
+		return "", fmt.Errorf("%w: the value on standard input is longer than %d bytes", durio.ErrUsage, limit)
 	}
 	if !utf8.Valid(data) {
-		return "", fmt.Errorf("%w: the value on standard input is not UTF-8 text", ErrUsage)
+		return "", fmt.Errorf("%w: the value on standard input is not UTF-8 text", durio.ErrUsage)
 	}
 	return string(data), nil
 }
@@ -664,7 +657,7 @@ type replicaStatus struct {
 
 // printStatus prints one line per endpoint; its error wraps
 // errNoneReachable if no endpoint answered.
-func printStatus(ctx context.Context, c *Client, members []client.Member, asJSON bool, w io.Writer) error {
+func printStatus(ctx context.Context, c *client.Client, members []client.Member, asJSON bool, w io.Writer) error {
 	rows := make([]replicaStatus, len(c.Endpoints()))
 	var errs []error
 	for i, ep := range c.Endpoints() {
@@ -691,7 +684,7 @@ func printStatus(ctx context.Context, c *Client, members []client.Member, asJSON
 		rows[i].Removed = st.GetRemoved()
 		for _, m := range members {
 			if m.ID == int(rows[i].ID) {
-				rows[i].Member = memberRoleName(m.Learner)
+				rows[i].Member = durio.MemberRole(m.Learner)
 				if m.ProgressKnown {
 					lag := m.Lag
 					rows[i].Lag = &lag
@@ -742,7 +735,7 @@ func roleName(r kvv1.Role) string {
 
 func (c *cli) serveCommand() *cobra.Command {
 	goFlags := flag.NewFlagSet("durio serve", flag.ContinueOnError)
-	build := RegisterServeFlags(goFlags)
+	build := durio.RegisterServeFlags(goFlags)
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run one replica",
@@ -759,7 +752,7 @@ Invalid configuration exits 2 with a message naming the field.`,
 			if err != nil {
 				return err
 			}
-			return Serve(cmd.Context(), cfg, c.stderr)
+			return durio.Serve(cmd.Context(), cfg, c.stderr)
 		},
 	}
 	cmd.Flags().AddGoFlagSet(goFlags)

@@ -1,10 +1,11 @@
-package durio
+package cli
 
 import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
 
+	"github.com/ruaft/ruaft/durio"
 	"github.com/spf13/cobra"
 )
 
@@ -55,7 +56,7 @@ and again by restore. The cluster keeps serving meanwhile.`,
 			}
 			ctx, cancel := cf.context(cmd.Context())
 			defer cancel()
-			hdr, err := SaveSnapshot(ctx, hc, splitList(cf.endpoints), args[0])
+			hdr, err := durio.SaveSnapshot(ctx, hc, splitList(cf.endpoints), args[0])
 			if err != nil {
 				return cf.explain(err)
 			}
@@ -74,13 +75,13 @@ func (c *cli) snapshotInspectCommand() *cobra.Command {
 		Short: "Verify a snapshot file and print what it covers",
 		Args:  exactArgs("FILE"),
 		RunE: func(_ *cobra.Command, args []string) error {
-			hdr, _, keys, err := ReadSnapshotFile(args[0], maxRestoreBytes)
+			hdr, _, keys, err := durio.ReadSnapshotFile(args[0], maxRestoreBytes)
 			if err != nil {
 				return err
 			}
 			if asJSON {
 				return json.NewEncoder(c.stdout).Encode(struct {
-					SnapshotHeader
+					durio.SnapshotHeader
 					Keys int `json:"keys"`
 				}{hdr, keys})
 			}
@@ -94,7 +95,7 @@ func (c *cli) snapshotInspectCommand() *cobra.Command {
 }
 
 func (c *cli) snapshotRestoreCommand() *cobra.Command {
-	cfg := DefaultConfig()
+	cfg := durio.DefaultConfig()
 	cfg.DataDir = ""
 	cmd := &cobra.Command{
 		Use:   "restore FILE --data-dir DIR",
@@ -108,20 +109,20 @@ holds raft state.`,
 		Args:    exactArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cfg.DataDir == "" {
-				return fmt.Errorf("%w: --data-dir is required", ErrUsage)
+				return fmt.Errorf("%w: --data-dir is required", durio.ErrUsage)
 			}
 			if cfg.Persister == "noop" {
-				return fmt.Errorf("%w: --persister noop keeps nothing to restore into", ErrUsage)
+				return fmt.Errorf("%w: --persister noop keeps nothing to restore into", durio.ErrUsage)
 			}
-			hdr, data, keys, err := ReadSnapshotFile(args[0], maxRestoreBytes)
+			hdr, data, keys, err := durio.ReadSnapshotFile(args[0], maxRestoreBytes)
 			if err != nil {
 				return err
 			}
-			store, err := openStore(cmd.Context(), cfg, slog.New(slog.DiscardHandler))
+			store, err := durio.OpenStore(cmd.Context(), cfg, slog.New(slog.DiscardHandler))
 			if err != nil {
 				return err
 			}
-			err = RestoreSnapshot(cmd.Context(), store, hdr, data)
+			err = durio.RestoreSnapshot(cmd.Context(), store, hdr, data)
 			if cerr := store.Close(); err == nil && cerr != nil {
 				err = fmt.Errorf("durio: close the store: %w", cerr)
 			}

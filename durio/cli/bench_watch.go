@@ -1,4 +1,4 @@
-package durio
+package cli
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 // o.Clients writers put to keys under it in a closed loop. Each value
 // starts with the put's start time, so a watcher measures the delay to its
 // delivery; and each watcher checks that it got every event once, in order.
-func runWatchBench(ctx context.Context, o BenchOptions, hc *http.Client, c *Client, progress io.Writer) (BenchResult, error) {
+func runWatchBench(ctx context.Context, o BenchOptions, hc *http.Client, c *client.Client, progress io.Writer) (BenchResult, error) {
 	prefix := fmt.Sprintf("bench-watch-%d/", time.Now().UnixNano())
 	from, err := c.Revision(ctx)
 	if err != nil {
@@ -42,7 +42,7 @@ func runWatchBench(ctx context.Context, o BenchOptions, hc *http.Client, c *Clie
 	for i := range o.Watchers {
 		// Each watcher starts at its own endpoint and fails over to the next.
 		eps := append(slices.Clone(o.Endpoints[i%len(o.Endpoints):]), o.Endpoints[:i%len(o.Endpoints)]...)
-		wc, err := NewClient(eps, ClientOptions{HTTPClient: hc, JSON: o.JSON})
+		wc, err := client.New(eps, client.Options{HTTPClient: hc, JSON: o.JSON})
 		if err != nil {
 			return BenchResult{}, err
 		}

@@ -1,4 +1,4 @@
-package durio
+package cli
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 
 	"github.com/twitchtv/twirp"
 
+	"github.com/ruaft/ruaft/durio"
+	"github.com/ruaft/ruaft/durio/client"
 	"github.com/ruaft/ruaft/kvraft/kvclient"
 	"github.com/ruaft/ruaft/kvraft/kvwire"
 )
@@ -27,9 +29,9 @@ func TestExitCode(t *testing.T) {
 		want int
 	}{
 		{"nil", nil, ExitOK},
-		{"usage", fmt.Errorf("%w: bad flag", ErrUsage), ExitUsage},
-		{"config", fmt.Errorf("%w: peers", ErrConfig), ExitUsage},
-		{"not found", ErrNotFound, ExitNotFound},
+		{"usage", fmt.Errorf("%w: bad flag", durio.ErrUsage), ExitUsage},
+		{"config", fmt.Errorf("%w: peers", durio.ErrConfig), ExitUsage},
+		{"not found", client.ErrNotFound, ExitNotFound},
 		{"status none reachable", fmt.Errorf("%w (of 3)", errNoneReachable), ExitUnavailable},
 		{"503", twirp.NewError(twirp.Unavailable, "no leader"), ExitUnavailable},
 		{"504", twirp.NewError(twirp.DeadlineExceeded, "unknown"), ExitTimeout},

@@ -1,4 +1,4 @@
-package durio
+package cli
 
 import (
 	"encoding/json"
@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twitchtv/twirp"
 
+	"github.com/ruaft/ruaft/durio"
 	"github.com/ruaft/ruaft/durio/client"
 	"github.com/ruaft/ruaft/kvraft/kvwire"
 )
@@ -27,10 +28,10 @@ func memberExitCode(err error) (int, bool) {
 		return 0, false
 	}
 	switch {
-	case terr.Code() == twirp.NotFound && terr.Meta(kvwire.MetaReason) == ReasonUnknownMember:
+	case terr.Code() == twirp.NotFound && terr.Meta(kvwire.MetaReason) == durio.ReasonUnknownMember:
 		return ExitNotFound, true
 	case terr.Code() == twirp.Aborted,
-		terr.Code() == twirp.FailedPrecondition && terr.Meta(kvwire.MetaReason) == ReasonLearnerBehind:
+		terr.Code() == twirp.FailedPrecondition && terr.Meta(kvwire.MetaReason) == durio.ReasonLearnerBehind:
 		return ExitRetry, true
 	}
 	return 0, false
@@ -154,8 +155,8 @@ once the change is committed; another replica takes over.`, "removed"
 
 func parseMemberID(s string) (int, error) {
 	id, err := strconv.Atoi(s)
-	if err != nil || id < 0 || id > MaxReplicaID {
-		return 0, fmt.Errorf("%w: ID %q must be a number from 0 to %d", ErrUsage, s, MaxReplicaID)
+	if err != nil || id < 0 || id > durio.MaxReplicaID {
+		return 0, fmt.Errorf("%w: ID %q must be a number from 0 to %d", durio.ErrUsage, s, durio.MaxReplicaID)
 	}
 	return id, nil
 }
@@ -178,21 +179,10 @@ type memberErr struct{ err error }
 func (e memberErr) Error() string { return e.err.Error() }
 func (e memberErr) Unwrap() error { return e.err }
 
-type memberJSON struct {
-	ID            int    `json:"id"`
-	Role          string `json:"role"`
-	PeerURL       string `json:"peer_url"`
-	ClientURL     string `json:"client_url,omitempty"`
-	ProgressKnown bool   `json:"progress_known"`
-	Match         uint64 `json:"match_index"`
-	Lag           uint64 `json:"lag_entries"`
-	RecentActive  bool   `json:"recent_active"`
-}
-
-func membersJSON(ms []client.Member) []memberJSON {
-	out := make([]memberJSON, len(ms))
+func membersJSON(ms []client.Member) []durio.MemberJSON {
+	out := make([]durio.MemberJSON, len(ms))
 	for i, m := range ms {
-		out[i] = memberJSON{ID: m.ID, Role: memberRoleName(m.Learner), PeerURL: m.PeerURL, ClientURL: m.ClientURL,
+		out[i] = durio.MemberJSON{ID: m.ID, Role: durio.MemberRole(m.Learner), PeerURL: m.PeerURL, ClientURL: m.ClientURL,
 			ProgressKnown: m.ProgressKnown, Match: m.Match, Lag: m.Lag, RecentActive: m.RecentActive}
 	}
 	return out
@@ -206,7 +196,7 @@ func printMembers(w io.Writer, ms []client.Member) error {
 		if m.ProgressKnown {
 			match, lag, active = strconv.FormatUint(m.Match, 10), strconv.FormatUint(m.Lag, 10), map[bool]string{true: "yes", false: "no"}[m.RecentActive]
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, memberRoleName(m.Learner), m.PeerURL, m.ClientURL, match, lag, active)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, durio.MemberRole(m.Learner), m.PeerURL, m.ClientURL, match, lag, active)
 	}
 	return tw.Flush()
 }

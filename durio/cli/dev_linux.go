@@ -1,4 +1,4 @@
-package durio
+package cli
 
 import (
 	"os/exec"

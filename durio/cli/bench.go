@@ -1,4 +1,4 @@
-package durio
+package cli
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/ruaft/ruaft/durio"
 	"github.com/ruaft/ruaft/durio/client"
 )
 
@@ -105,13 +106,13 @@ func (b *benchFlags) options() (BenchOptions, bool, error) {
 		o.ReadRatio = 1
 	case "mixed", "list", "watch":
 	default:
-		return o, false, fmt.Errorf("%w: --op must be put, get, mixed, list or watch", ErrUsage)
+		return o, false, fmt.Errorf("%w: --op must be put, get, mixed, list or watch", durio.ErrUsage)
 	}
 	if o.Clients < 1 || o.Keys < 1 || o.ValueSize < 0 || o.Duration <= 0 || o.Warmup < 0 || o.ReadRatio < 0 || o.ReadRatio > 1 {
-		return o, false, fmt.Errorf("%w: --clients and --keys must be positive, --duration too, --read-ratio in [0,1]", ErrUsage)
+		return o, false, fmt.Errorf("%w: --clients and --keys must be positive, --duration too, --read-ratio in [0,1]", durio.ErrUsage)
 	}
-	if o.ListLimit < 1 || o.ListLimit > maxPageKeys || o.Watchers < 1 {
-		return o, false, fmt.Errorf("%w: --list-limit must be in [1,%d], --watchers positive", ErrUsage, maxPageKeys)
+	if o.ListLimit < 1 || o.ListLimit > durio.MaxPageKeys || o.Watchers < 1 {
+		return o, false, fmt.Errorf("%w: --list-limit must be in [1,%d], --watchers positive", durio.ErrUsage, durio.MaxPageKeys)
 	}
 	return o, b.asJSON, nil
 }
@@ -123,7 +124,7 @@ func ParseBenchFlags(args []string) (BenchOptions, bool, error) {
 	var b benchFlags
 	b.register(fs)
 	if err := fs.Parse(args); err != nil {
-		return BenchOptions{}, false, fmt.Errorf("%w: %v", ErrUsage, err)
+		return BenchOptions{}, false, fmt.Errorf("%w: %v", durio.ErrUsage, err)
 	}
 	return b.options()
 }
@@ -137,7 +138,7 @@ func RunBench(ctx context.Context, o BenchOptions, progress io.Writer) (BenchRes
 		IdleConnTimeout:     90 * time.Second,
 	}}
 	defer hc.CloseIdleConnections()
-	c, err := NewClient(o.Endpoints, ClientOptions{HTTPClient: hc, JSON: o.JSON})
+	c, err := client.New(o.Endpoints, client.Options{HTTPClient: hc, JSON: o.JSON})
 	if err != nil {
 		return BenchResult{}, err
 	}
@@ -217,7 +218,7 @@ func RunBench(ctx context.Context, o BenchOptions, progress io.Writer) (BenchRes
 	return res, ctx.Err()
 }
 
-func preload(ctx context.Context, c *Client, keys int, value string) error {
+func preload(ctx context.Context, c *client.Client, keys int, value string) error {
 	sem := make(chan struct{}, 64)
 	var wg sync.WaitGroup
 	var firstErr atomic.Value

@@ -1,4 +1,4 @@
-package durio
+package cli
 
 import (
 	"bufio"
@@ -17,8 +17,12 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/ruaft/ruaft/durio"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
+
+// DevEndpoints are the client URLs of the cluster `durio dev` starts.
+var DevEndpoints = []string{"http://127.0.0.1:8001", "http://127.0.0.1:8002", "http://127.0.0.1:8003"}
 
 // DevOptions configure `durio dev`.
 type DevOptions struct {
@@ -50,11 +54,11 @@ func (o *DevOptions) register(fs *pflag.FlagSet) {
 
 func (o *DevOptions) check() error {
 	if o.Replicas < 1 {
-		return fmt.Errorf("%w: --replicas must be at least 1", ErrUsage)
+		return fmt.Errorf("%w: --replicas must be at least 1", durio.ErrUsage)
 	}
 	for _, p := range []int{o.ClientPort, o.PeerPort} {
 		if p < 1 || p+o.Replicas-1 > 65535 {
-			return fmt.Errorf("%w: --client-port and --peer-port must leave room for %d ports below 65536", ErrUsage, o.Replicas)
+			return fmt.Errorf("%w: --client-port and --peer-port must leave room for %d ports below 65536", durio.ErrUsage, o.Replicas)
 		}
 	}
 	return nil

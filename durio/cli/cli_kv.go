@@ -1,4 +1,4 @@
-package durio
+package cli
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/ruaft/ruaft/durio"
 	"github.com/ruaft/ruaft/durio/client"
 	"github.com/ruaft/ruaft/kvraft/kvclient"
 )
@@ -35,17 +36,17 @@ func (f *leaseFlags) register(fs *pflag.FlagSet) {
 func (f *leaseFlags) check(fs *pflag.FlagSet) error {
 	switch {
 	case fs.Changed("ttl") && f.ttl < time.Second:
-		return fmt.Errorf("%w: --ttl must be at least 1s", ErrUsage)
+		return fmt.Errorf("%w: --ttl must be at least 1s", durio.ErrUsage)
 	case f.ttl != 0 && f.lease != 0:
-		return fmt.Errorf("%w: give --ttl or --lease, not both", ErrUsage)
+		return fmt.Errorf("%w: give --ttl or --lease, not both", durio.ErrUsage)
 	case f.keepAlive && f.ttl == 0:
-		return fmt.Errorf("%w: --keep-alive needs --ttl", ErrUsage)
+		return fmt.Errorf("%w: --keep-alive needs --ttl", durio.ErrUsage)
 	}
 	return nil
 }
 
 // put runs `durio put` once its flags are checked.
-func (c *cli) put(cmd *cobra.Command, cf *clientFlags, lf *leaseFlags, cl *Client, ctx context.Context, key, value string, opts client.WriteOptions) error {
+func (c *cli) put(cmd *cobra.Command, cf *clientFlags, lf *leaseFlags, cl *client.Client, ctx context.Context, key, value string, opts client.WriteOptions) error {
 	opts.Lease = lf.lease
 	var ttl time.Duration
 	if lf.ttl > 0 {
@@ -134,7 +135,7 @@ key's create_revision, mod_revision and version.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if limit < 0 {
-				return fmt.Errorf("%w: --limit must not be negative", ErrUsage)
+				return fmt.Errorf("%w: --limit must not be negative", durio.ErrUsage)
 			}
 			cl, ctx, cancel, err := cf.client(cmd.Context())
 			if err != nil {
@@ -214,7 +215,7 @@ longer keeps the history after the revision to resume from, it exits 1.`,
 		Args: exactArgs("KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if args[0] == "" && !prefix {
-				return fmt.Errorf("%w: KEY must not be empty (use --prefix with \"\" to watch every key)", ErrUsage)
+				return fmt.Errorf("%w: KEY must not be empty (use --prefix with \"\" to watch every key)", durio.ErrUsage)
 			}
 			cl, ctx, cancel, err := cf.client(cmd.Context())
 			if err != nil {
@@ -274,7 +275,7 @@ lease's TTL, so a lease never ends sooner than promised.`,
 	parseID := func(s string) (uint64, error) {
 		id, err := strconv.ParseUint(s, 10, 64)
 		if err != nil || id == 0 {
-			return 0, fmt.Errorf("%w: %q is not a lease id", ErrUsage, s)
+			return 0, fmt.Errorf("%w: %q is not a lease id", durio.ErrUsage, s)
 		}
 		return id, nil
 	}
@@ -287,7 +288,7 @@ lease's TTL, so a lease never ends sooner than promised.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ttl, err := time.ParseDuration(args[0])
 			if err != nil || ttl < time.Second {
-				return fmt.Errorf("%w: TTL %q must be a duration of at least 1s, like 10s", ErrUsage, args[0])
+				return fmt.Errorf("%w: TTL %q must be a duration of at least 1s, like 10s", durio.ErrUsage, args[0])
 			}
 			cl, ctx, cancel, err := grantFlags.client(cmd.Context())
 			if err != nil {

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package durio
+package cli
 
 import "os/exec"
 

@@ -1,0 +1,102 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ruaft/ruaft/durio"
+	"github.com/ruaft/ruaft/persist"
+	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
+)
+
+// startReplica starts a one-member replica in process (noop store, loopback
+// ports chosen by the kernel), waits until it leads, and returns its client
+// URL.
+func startReplica(t *testing.T) string {
+	t.Helper()
+	cfg := durio.DefaultConfig()
+	cfg.Peers = []string{"http://127.0.0.1:0"}
+	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	r, err := durio.StartReplica(cfg, persist.NewNoop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close(context.Background()) })
+	base := "http://" + r.ClientAddr()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := kvv1.NewKVServiceJSONClient(base, http.DefaultClient).Status(context.Background(), &kvv1.StatusRequest{})
+		if err == nil && st.GetRole() == kvv1.Role_ROLE_LEADER {
+			return base
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no leader after 10s: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestBenchOpsMode(t *testing.T) {
+	base := startReplica(t)
+	opts, asJSON, err := ParseBenchFlags([]string{"--endpoints", base, "--clients", "4", "--duration", "300ms",
+		"--warmup", "50ms", "--op", "mixed", "--read-ratio", "0.5", "--keys", "20", "--json"})
+	if err != nil || !asJSON {
+		t.Fatal(err, asJSON)
+	}
+	var progress bytes.Buffer
+	res, err := RunBench(context.Background(), opts, &progress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Ops == 0 || res.Errors != 0 || res.OpsPerSec <= 0 || res.P50ms <= 0 || res.P99ms < res.P50ms || res.P999ms < res.P99ms {
+		t.Fatalf("implausible result %+v", res)
+	}
+	var out bytes.Buffer
+	if err := PrintBench(&out, res, true); err != nil || !strings.Contains(out.String(), `"ops_per_sec"`) {
+		t.Fatalf("json output %q %v", out.String(), err)
+	}
+	if _, _, err := ParseBenchFlags([]string{"--op", "scan"}); err == nil {
+		t.Fatal("--op scan should be refused")
+	}
+}
+
+// `durio bench --op list` and `--op watch` against a real replica: the
+// watch mode delivers every put to every watcher, once and in order.
+func TestBenchListAndWatchModes(t *testing.T) {
+	base := startReplica(t)
+	for _, args := range [][]string{
+		{"--op", "list", "--keys", "50", "--list-limit", "20"},
+		{"--op", "watch", "--watchers", "5", "--keys", "10"},
+	} {
+		opts, _, err := ParseBenchFlags(append([]string{"--endpoints", base, "--clients", "2", "--duration", "300ms", "--warmup", "50ms"}, args...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := RunBench(context.Background(), opts, io.Discard)
+		if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		switch opts.Op {
+		case "list":
+			if res.Ops == 0 || res.KeysPerSec <= 0 || res.Errors != 0 {
+				t.Fatalf("list: implausible %+v", res)
+			}
+		case "watch":
+			if res.Ops == 0 || res.EventsPerSec <= 0 || res.Missed != 0 || res.Watchers != 5 || res.DeliveryP50ms <= 0 {
+				t.Fatalf("watch: implausible %+v", res)
+			}
+		}
+	}
+	if _, _, err := ParseBenchFlags([]string{"--op", "watch", "--watchers", "0"}); err == nil {
+		t.Fatal("--watchers 0 was accepted")
+	}
+	if _, _, err := ParseBenchFlags([]string{"--op", "list", "--list-limit", "20000"}); err == nil {
+		t.Fatal("--list-limit above the page cap was accepted")
+	}
+}
