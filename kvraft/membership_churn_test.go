@@ -120,7 +120,7 @@ func TestMembershipChurnLinearizable(t *testing.T) {
 			}
 			mu.Lock()
 			if crashed >= 0 && !dead[crashed] {
-				c.StartServer(crashed)
+				c.Restart(crashed)
 			}
 			mu.Unlock()
 			crashed = -1
@@ -136,15 +136,15 @@ func TestMembershipChurnLinearizable(t *testing.T) {
 				}
 				c.Partition(a, b)
 			case r < 6:
-				c.ConnectAll()
+				c.Heal()
 				crashed = faults.IntN(servers)
 				mu.Lock()
 				if !dead[crashed] {
-					c.ShutdownServer(crashed)
+					c.Crash(crashed)
 				}
 				mu.Unlock()
 			default:
-				c.ConnectAll()
+				c.Heal()
 			}
 		}
 	}()
@@ -210,11 +210,11 @@ func TestMembershipChurnLinearizable(t *testing.T) {
 	}
 	close(stopFaults)
 	<-faultsDone
-	c.ConnectAll()
+	c.Heal()
 	mu.Lock()
 	for i := range servers {
 		if !dead[i] {
-			c.StartServer(i)
+			c.Restart(i)
 		}
 	}
 	mu.Unlock()

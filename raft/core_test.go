@@ -185,48 +185,6 @@ func TestCoreVoteRules(t *testing.T) {
 	}
 }
 
-// TestCoreCommitCurrentTermOnly is the paper's figure 8: an entry of an
-// older term is not committed by counting replicas, only by a current-term
-// entry after it.
-func TestCoreCommitCurrentTermOnly(t *testing.T) {
-	hs := persist.HardState{Term: 4, VotedFor: persist.NoVote}
-	logs := [][]Entry{
-		{{Index: 1, Term: 1}, {Index: 2, Term: 2}},
-		{{Index: 1, Term: 1}, {Index: 2, Term: 2}},
-		{{Index: 1, Term: 1}},
-	}
-	cn := newCoreNet(t, 3, func(c *coreConfig) { c.preVote = false })
-	for i := range 3 {
-		cn.load(i, persist.State{HardState: hs, Entries: logs[i]})
-	}
-	c := cn.cores[0]
-	// Become leader without letting the no-op replicate: cut the links once
-	// the votes are in.
-	c.becomeCandidate(false)
-	for p := 1; p < 3; p++ {
-		c.votes[p] = 1
-	}
-	c.becomeLeader() // term 5, no-op at 3
-	cn.processReady(0)
-	cn.pending = nil
-	// Replicate only index 2 (term 2) to core 2.
-	resp := cn.cores[2].handleAppendEntries(&AppendEntriesRequest{Term: 5, LeaderID: 0, PrevLogIndex: 1, PrevLogTerm: 1,
-		Entries: []Entry{{Index: 2, Term: 2}}})
-	if !resp.Success {
-		t.Fatalf("append rejected: %+v", resp)
-	}
-	c.handleAppendResponse(message{to: 2, ae: &AppendEntriesRequest{Term: 5, PrevLogIndex: 1, Entries: []Entry{{Index: 2, Term: 2}}}}, resp)
-	c.handleAppendResponse(message{to: 1, ae: &AppendEntriesRequest{Term: 5, PrevLogIndex: 2}}, &AppendEntriesResponse{Term: 5, Success: true, MatchIndex: 2})
-	if c.log.commit != 0 {
-		t.Fatalf("commit %d: an old-term entry was committed by counting", c.log.commit)
-	}
-	cn.stabilize()
-	if c.log.commit != 3 {
-		t.Fatalf("commit %d after the no-op replicated, want 3", c.log.commit)
-	}
-	cn.checkNoViolations()
-}
-
 // TestCoreFastBackup: a follower with a long divergent log is repaired in a
 // few round trips, not one per entry.
 func TestCoreFastBackup(t *testing.T) {
@@ -391,27 +349,6 @@ func TestCorePipelining(t *testing.T) {
 	rd2 := c.ready()
 	if got := len(rd2.messages); got != 1 {
 		t.Fatalf("after one answer sent %d, want 1", got)
-	}
-}
-
-// TestCoreReadIndexWaitsForNoop: a new leader answers reads only once its
-// term's no-op committed, even if its commit index advanced before that.
-func TestCoreReadIndexWaitsForNoop(t *testing.T) {
-	cn := newCoreNet(t, 3)
-	cn.partition([]int{0}, []int{1, 2})
-	c := cn.cores[0]
-	c.becomeCandidate(false)
-	c.votes[1] = 1
-	c.becomeLeader()
-	c.readIndex(1)
-	cn.tick(1)
-	if len(cn.reads[0]) != 0 {
-		t.Fatalf("read answered before the no-op committed: %+v", cn.reads[0])
-	}
-	cn.heal()
-	cn.tick(cn.cfgs[0].heartbeatTicks)
-	if got := cn.reads[0]; len(got) != 1 || got[0].err != nil || got[0].index < c.noopIndex {
-		t.Fatalf("reads %+v, want one at or after the no-op %d", got, c.noopIndex)
 	}
 }
 

@@ -116,7 +116,7 @@ func (d *scriptDriver) run(c *ddCmd) string {
 	case "load":
 		d.load()
 	case "campaign":
-		d.cn.cores[d.id(0)].campaign()
+		d.live(0).campaign()
 	case "tick":
 		ids := d.ids(0)
 		for range d.intArg(1, 1) {
@@ -140,15 +140,15 @@ func (d *scriptDriver) run(c *ddCmd) string {
 			d.cn.deliver(e)
 		}
 	case "propose":
-		i := d.id(0)
-		idx, term, ok := d.cn.cores[i].propose([]byte(d.arg(1)))
+		c := d.live(0)
+		idx, term, ok := c.propose([]byte(d.arg(1)))
 		if !ok {
-			d.printf("refused (%v)", d.cn.cores[i].role)
+			d.printf("refused (%v)", c.role)
 		} else {
 			d.printf("index=%d term=%d", idx, term)
 		}
 	case "read-index":
-		d.cn.cores[d.id(0)].readIndex(uint64(d.intArg(1, -1)))
+		d.live(0).readIndex(uint64(d.intArg(1, -1)))
 	case "compact":
 		d.compact()
 	case "transfer":
@@ -160,7 +160,7 @@ func (d *scriptDriver) run(c *ddCmd) string {
 		if err != nil {
 			d.fatalf("bad id %q", args[1])
 		}
-		if err := d.cn.cores[d.id(0)].transferLeadership(to); err != nil {
+		if err := d.live(0).transferLeadership(to); err != nil {
 			d.printf("error: %v", err)
 		}
 	case "add-learner", "promote", "remove":
@@ -308,7 +308,7 @@ func (d *scriptDriver) load() {
 // core drop the log up to it.
 func (d *scriptDriver) compact() {
 	i, index := d.id(0), uint64(d.intArg(1, -1))
-	c := d.cn.cores[i]
+	c := d.live(0)
 	if index > c.log.applied {
 		d.fatalf("index %d not applied (applied %d)", index, c.log.applied)
 	}
@@ -332,7 +332,7 @@ func (d *scriptDriver) compact() {
 }
 
 func (d *scriptDriver) confChange() {
-	i, m := d.id(0), d.id(1)
+	m := d.id(1)
 	var ch confChange
 	switch d.cmd.name {
 	case "add-learner":
@@ -342,7 +342,7 @@ func (d *scriptDriver) confChange() {
 	default:
 		ch = confChange{op: opRemove, member: Member{ID: m}}
 	}
-	c := d.cn.cores[i]
+	c := d.live(0)
 	idx, term, err := c.proposeConfChange(ch, c.cfg.maxPromoteLag)
 	if err != nil {
 		d.printf("error: %v", err)
@@ -510,6 +510,15 @@ func (d *scriptDriver) parseIDIn(s string, n int) int {
 func (d *scriptDriver) parseID(s string) int { return d.parseIDIn(s, len(d.cn.cores)) }
 
 func (d *scriptDriver) id(k int) int { return d.parseID(d.arg(k)) }
+
+// live returns the running core whose id is argument k.
+func (d *scriptDriver) live(k int) *core {
+	i := d.id(k)
+	if d.cn.cores[i] == nil {
+		d.fatalf("replica %d is down", i)
+	}
+	return d.cn.cores[i]
+}
 
 // ids parses argument k as "all" or a comma-separated list of ids.
 func (d *scriptDriver) ids(k int) []int {

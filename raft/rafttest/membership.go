@@ -125,7 +125,7 @@ func (c *Cluster) Replace(old, new int) {
 
 // WipeStore crashes server i and gives it an empty store (a new disk).
 func (c *Cluster) WipeStore(i int) {
-	c.Crash1(i)
+	c.Crash(i)
 	if c.slots != nil {
 		c.t.Fatal("WipeStore: not with Options.Store")
 	}

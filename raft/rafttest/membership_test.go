@@ -70,7 +70,7 @@ func TestMembershipReplaceDead3D(t *testing.T) {
 	c := NewCluster(t, 4, Options{Voters: 3})
 	c.One(c.RandCmd(), 3, true)
 	dead := (c.CheckOneLeader() + 1) % 3
-	c.Crash1(dead)
+	c.Crash(dead)
 	c.One(c.RandCmd(), 2, true)
 	c.Replace(dead, 3)
 	c.One(c.RandCmd(), 3, true)
@@ -181,9 +181,9 @@ func TestMembershipLeaderCrashUncommitted3D(t *testing.T) {
 	if !nd.Membership().Contains(3) {
 		t.Fatal("the uncommitted change is not in force on the leader")
 	}
-	c.Crash1(leader)
+	c.Crash(leader)
 	c.One(c.RandCmd(), 2, true)
-	c.Start1(leader)
+	c.Restart(leader)
 	c.Connect(leader)
 	c.One(c.RandCmd(), 3, true)
 	c.CheckMembership([]int{0, 1, 2}, []int{0, 1, 2}, nil)
@@ -236,9 +236,9 @@ func TestMembershipRandomized3D(t *testing.T) {
 			next++
 		case r < 7: // crash and restart a member
 			victim := members[c.RandIntN(len(members))]
-			c.Crash1(victim)
+			c.Crash(victim)
 			sleep(time.Duration(c.RandIntN(500)) * time.Millisecond)
-			c.Start1(victim)
+			c.Restart(victim)
 			c.Connect(victim)
 		default: // partition a minority of the members away for a while
 			victim := members[c.RandIntN(len(members))]
