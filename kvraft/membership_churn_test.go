@@ -121,6 +121,7 @@ func TestMembershipChurnLinearizable(t *testing.T) {
 			mu.Lock()
 			if crashed >= 0 && !dead[crashed] {
 				c.Restart(crashed)
+				c.Connect(crashed)
 			}
 			mu.Unlock()
 			crashed = -1
@@ -210,14 +211,14 @@ func TestMembershipChurnLinearizable(t *testing.T) {
 	}
 	close(stopFaults)
 	<-faultsDone
-	c.Heal()
 	mu.Lock()
 	for i := range servers {
-		if !dead[i] {
+		if !dead[i] && c.Node(i) == nil {
 			c.Restart(i)
 		}
 	}
 	mu.Unlock()
+	c.Heal()
 	stopClients.Store(true)
 	clientsWG.Wait()
 	if t.Failed() {

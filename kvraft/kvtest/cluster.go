@@ -543,8 +543,9 @@ func (c *Cluster) LogStatus() {
 	for i := range c.opts.Servers {
 		if n := c.Node(i); n != nil {
 			st := n.Status()
-			c.t.Logf("server %d: term %d %v leader %d commit %d applied %d last %d snapshot %d log %d B err %v",
-				i, st.Term, st.Role, st.Leader, st.Commit, st.Applied, st.LastIndex, st.SnapshotIndex, st.LogSizeBytes, st.Err)
+			c.t.Logf("server %d: term %d %v leader %d commit %d applied %d last %d snapshot %d log %d B err %v; configuration %v at %d (removed %v)",
+				i, st.Term, st.Role, st.Leader, st.Commit, st.Applied, st.LastIndex, st.SnapshotIndex, st.LogSizeBytes, st.Err,
+				st.Membership, st.MembershipIndex, st.Removed)
 		} else {
 			c.t.Logf("server %d: down", i)
 		}
