@@ -183,14 +183,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		r.kv.Kill()
 		return nil, fmt.Errorf("durio: start: %w", err)
 	}
-	limits := DefaultLimits()
-	limits.MaxBodyBytes = cfg.MaxBodyBytes
-	limits.MaxValueBytes = cfg.MaxValueBytes
-	limits.MaxInflight = cfg.MaxInflight
-	limits.CORSOrigins = cfg.CORSOrigins
-	limits.ClientURLs = cfg.ClientURLs
-	limits.MaxWatchWait = cfg.MaxWatchWait
-	limits.RequestTimeout = cfg.RequestTimeout
+	limits := clientLimits(cfg)
 	limits.stop, r.endPolls = context.WithCancel(context.Background())
 
 	extra := func(mux *http.ServeMux) {
@@ -218,7 +211,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	var bgCtx context.Context
 	bgCtx, r.stopBG = context.WithCancel(context.Background())
 	r.bg.Go(func() {
-		followEvents(bgCtx, r.kv.Raft().Subscribe, r.leader.observe, r.metrics.leaderChangeCounter(), r.hist.observe)
+		followEvents(bgCtx, node.Subscribe, r.leader.observe, r.metrics.leaderChangeCounter(), r.hist.observe)
 	})
 	r.bg.Go(func() { r.health.watch(bgCtx) })
 	r.bg.Go(func() { r.hist.run(bgCtx, r.kv.Status) })
@@ -257,6 +250,19 @@ func raftConfig(cfg Config, logger *slog.Logger) raft.Config {
 	rc.SnapshotThresholdBytes = cfg.SnapshotBytes
 	rc.Logger = logger.With("layer", "raft")
 	return rc
+}
+
+// clientLimits are the client listener's limits from cfg.
+func clientLimits(cfg Config) Limits {
+	l := DefaultLimits()
+	l.MaxBodyBytes = cfg.MaxBodyBytes
+	l.MaxValueBytes = cfg.MaxValueBytes
+	l.MaxInflight = cfg.MaxInflight
+	l.CORSOrigins = cfg.CORSOrigins
+	l.ClientURLs = cfg.ClientURLs
+	l.MaxWatchWait = cfg.MaxWatchWait
+	l.RequestTimeout = cfg.RequestTimeout
+	return l
 }
 
 // newHTTPServer applies the listener limits every durio listener shares.

@@ -8,7 +8,7 @@
 //
 // # Where each command lives
 //
-//   - cli.go: Main, the root command, the DURIO_* environment (EnvPrefix),
+//   - cli.go: Main, the root command, the DURIO_* environment (envPrefix),
 //     ExitCode and the exit codes, the flags every client command shares
 //     (--endpoints, --timeout, --json, --cacert), get/put/append/delete,
 //     status, serve, dev and bench.
@@ -17,10 +17,10 @@
 //   - cli_snapshot.go: snapshot save/inspect/restore over durio's backup
 //     functions (durio.SaveSnapshot, ReadSnapshotFile, RestoreSnapshot).
 //   - cli_certs.go: certs, over durio.WriteCerts.
-//   - version.go: version and the BuildInfo it reports.
+//   - version.go: version and the buildInfo it reports.
 //   - dev.go (with dev_linux.go, dev_other.go): `durio dev`, a local cluster
 //     of `durio serve` child processes on loopback that it supervises,
-//     restarts and lets the user kill, stop and start; DevEndpoints are its
+//     restarts and lets the user kill, stop and start; devEndpoints are its
 //     client URLs and the client commands' default endpoints.
 //   - bench.go, bench_watch.go: `durio bench`, a closed-loop load generator
 //     (put, get, mixed, list, and watch fan-out) with latency quantiles.
