@@ -111,18 +111,43 @@ func (c *core) prepareCompaction(s *persist.Snapshot) bool {
 	return true
 }
 
+// entryFate is what became of an entry a node appended as leader
+// (entryOutcome).
+type entryFate int
+
+const (
+	// entryPending: the entry is in the log, not committed yet; it may
+	// still commit (a new leader may commit it too).
+	entryPending entryFate = iota
+	// entryCommitted: the entry is in the log and committed.
+	entryCommitted
+	// entryOverwritten: another leader's entry took its index; it will
+	// never commit.
+	entryOverwritten
+	// entryCompacted: the node no longer leads in the entry's term and its
+	// log was compacted past the index (a newer leader's snapshot):
+	// whether the entry there was this one is lost.
+	entryCompacted
+)
+
 // entryOutcome tells what became of the entry the node appended at index
-// in term: committed once it is in the log and committed; gone once
-// another leader overwrote it (it will never commit). Neither means it may
-// still commit.
-func (c *core) entryOutcome(index, term uint64) (committed, gone bool) {
+// in term.
+func (c *core) entryOutcome(index, term uint64) entryFate {
 	t, have := c.log.term(index)
 	// A leader never loses entries of its own term: if it still leads in
 	// term, the entry is there even if compacted meanwhile.
 	mine := (have && t == term) || (c.role == Leader && c.term == term)
-	committed = mine && c.log.commit >= index
-	gone = !mine && (have || index > c.log.lastIndex() || index <= c.log.snap.Index)
-	return committed, gone
+	switch {
+	case mine && c.log.commit >= index:
+		return entryCommitted
+	case mine:
+		return entryPending
+	case !have && index <= c.log.snap.Index:
+		return entryCompacted
+	case have || index > c.log.lastIndex():
+		return entryOverwritten
+	}
+	return entryPending
 }
 
 // brokenInvariants returns a copy of the invariant violations the core

@@ -6,9 +6,10 @@ import (
 	"github.com/ruaft/ruaft/persist"
 )
 
-// TestCoreEntryOutcome: an entry of the leader's term is pending (neither
-// committed nor gone) while it cannot commit, committed once a majority
-// has it, and gone on the old leader once another leader overwrote it.
+// TestCoreEntryOutcome: an entry of the leader's term is pending while it
+// cannot commit, committed once a majority has it, overwritten on the old
+// leader once another leader took its index, and of unknown fate once the
+// log is compacted past it.
 func TestCoreEntryOutcome(t *testing.T) {
 	cn := newCoreNet(t, 3)
 	cn.campaign(0)
@@ -17,18 +18,18 @@ func TestCoreEntryOutcome(t *testing.T) {
 		t.Fatalf("core 0 is %v after campaigning", c0.role)
 	}
 	ok := cn.propose(0, "committed")
-	if committed, gone := c0.entryOutcome(ok, c0.term); !committed || gone {
-		t.Fatalf("replicated entry: committed %v gone %v, want committed", committed, gone)
+	if fate := c0.entryOutcome(ok, c0.term); fate != entryCommitted {
+		t.Fatalf("replicated entry: fate %d, want committed", fate)
 	}
 
 	cn.isolate(0)
 	oldTerm := c0.term
 	lost := cn.propose(0, "lost")
-	if committed, gone := c0.entryOutcome(lost, oldTerm); committed || gone {
-		t.Fatalf("entry of a cut-off leader: committed %v gone %v, want pending", committed, gone)
+	if fate := c0.entryOutcome(lost, oldTerm); fate != entryPending {
+		t.Fatalf("entry of a cut-off leader: fate %d, want pending", fate)
 	}
-	if _, gone := c0.entryOutcome(lost+1, oldTerm); gone {
-		t.Fatal("an index past the leader's log of its own term counts as gone")
+	if fate := c0.entryOutcome(lost+1, oldTerm); fate != entryPending {
+		t.Fatalf("an index past the log of the leader of its term: fate %d, want pending", fate)
 	}
 
 	// 1 and 2 stop hearing from 0 and elect one of them.
@@ -53,8 +54,20 @@ func TestCoreEntryOutcome(t *testing.T) {
 	if c0.role != Follower {
 		t.Fatalf("old leader is %v after the heal", c0.role)
 	}
-	if committed, gone := c0.entryOutcome(lost, oldTerm); committed || !gone {
-		t.Fatalf("overwritten entry: committed %v gone %v, want gone", committed, gone)
+	if fate := c0.entryOutcome(lost, oldTerm); fate != entryOverwritten {
+		t.Fatalf("overwritten entry: fate %d, want overwritten", fate)
+	}
+	// Once the log is compacted past it, what was there is lost.
+	cn.propose(next, "more")
+	s := &persist.Snapshot{Index: c0.log.commit, Data: []byte("state")}
+	if !c0.prepareCompaction(s) {
+		t.Fatal("compaction of the committed log refused")
+	}
+	if err := c0.compact(*s); err != nil {
+		t.Fatal(err)
+	}
+	if fate := c0.entryOutcome(lost, oldTerm); fate != entryCompacted {
+		t.Fatalf("entry compacted away: fate %d, want compacted", fate)
 	}
 	cn.checkNoViolations()
 }

@@ -344,6 +344,7 @@ func (n *Node) Status() Status {
 		Membership:      n.core.conf().Clone(),
 		MembershipIndex: v.confIndex,
 		Progress:        n.core.memberProgress(),
+		Removed:         n.core.removed(),
 	}
 	n.mu.Unlock()
 	s.LogSizeBytes = n.store.Size()
