@@ -4,7 +4,8 @@ package raft
 // uses. It does no I/O, reads no clock and starts no goroutine: the node feeds
 // it ticks and messages and carries out its ready batches. Each concept lives
 // in its own file: core_election.go, core_tick.go, core_replicate.go,
-// core_snapshot.go, core_read.go, core_transfer.go, core_ready.go.
+// core_snapshot.go, core_read.go, core_transfer.go, core_ready.go, and
+// core_view.go, what the node may read of the core (it reads no field).
 
 import (
 	"fmt"

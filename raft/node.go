@@ -1,9 +1,10 @@
 package raft
 
 // The node: the concurrent shell around the deterministic core. This file
-// holds its state, New, its lifecycle and the public API; the loop, the
-// applier, reads and RPC handlers are in node_loop.go, node_apply.go,
-// node_read.go and node_handlers.go.
+// holds its state, New, its lifecycle and the public API; Start, the loop,
+// the applier, reads and RPC handlers are in node_propose.go, node_loop.go,
+// node_apply.go, node_read.go and node_handlers.go. The node reads the core
+// only through its methods (core_view.go and the protocol steps).
 
 import (
 	"context"
