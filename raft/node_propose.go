@@ -142,12 +142,15 @@ func (n *Node) proposeQueuedLocked() {
 // serveQueued proposes the Start calls queued while n.mu was held, unless
 // another goroutine holds it now (and will serve them as it leaves locked).
 // n.mu must not be held.
+//
+// It serves one round only: the calls queued meanwhile are served by the
+// next holder, at the latest the loop, which every queued Start kicks; a
+// goroutine that served round after round could be kept from its own work
+// (the loop from its batches) by proposers that never stop.
 func (n *Node) serveQueued() {
-	for n.props.n.Load() > 0 && n.mu.TryLock() {
-		func() {
-			defer n.mu.Unlock()
-			n.proposeQueuedLocked()
-			n.publishLocked()
-		}()
+	if n.props.n.Load() > 0 && n.mu.TryLock() {
+		defer n.mu.Unlock()
+		n.proposeQueuedLocked()
+		n.publishLocked()
 	}
 }
