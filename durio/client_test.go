@@ -6,9 +6,12 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/ruaft/ruaft/durio/client"
 )
 
-// A dead first endpoint must not stop the client: Twirp reports the refused
+// A dead first endpoint must not stop the Go client (against the client
+// listener's handler): Twirp reports the refused
 // connection as an "internal" error, which is not an answer from a server.
 func TestClientSkipsDeadEndpoint(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -19,7 +22,7 @@ func TestClientSkipsDeadEndpoint(t *testing.T) {
 	ln.Close()
 	srv := httptest.NewServer(clientHandler(&mapKV{m: map[string]string{}}, DefaultLimits(), nil))
 	defer srv.Close()
-	c, err := NewClient([]string{dead, srv.URL}, ClientOptions{})
+	c, err := client.New([]string{dead, srv.URL}, client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

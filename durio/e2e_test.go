@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ruaft/ruaft/durio"
+	"github.com/ruaft/ruaft/durio/client"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
 
@@ -380,7 +380,7 @@ func TestE2EKillLeaderLosesNoAckedWrite(t *testing.T) {
 
 func killLeaderUnderLoad(t *testing.T, persister string) {
 	c := startCluster(t, 3, persister)
-	client, err := durio.NewClient(c.clients, durio.ClientOptions{})
+	cl, err := client.New(c.clients, client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -399,7 +399,7 @@ func killLeaderUnderLoad(t *testing.T, persister string) {
 			for n := 0; ctx.Err() == nil; n++ {
 				key := fmt.Sprintf("w%d-%d", w, n)
 				opCtx, opCancel := context.WithTimeout(ctx, 3*time.Second)
-				err := client.Put(opCtx, key, key)
+				err := cl.Put(opCtx, key, key)
 				opCancel()
 				if err == nil {
 					mu.Lock()
@@ -467,7 +467,7 @@ func killLeaderUnderLoad(t *testing.T, persister string) {
 	defer mu.Unlock()
 	t.Logf("%d acknowledged writes", len(acked))
 	for i := range c.clients {
-		one, err := durio.NewClient([]string{c.clients[i]}, durio.ClientOptions{})
+		one, err := client.New([]string{c.clients[i]}, client.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

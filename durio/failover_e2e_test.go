@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ruaft/ruaft/durio"
+	"github.com/ruaft/ruaft/durio/client"
 )
 
 // TestE2EFailoverGap measures what clients see when the leader dies (kill -9)
@@ -56,7 +56,7 @@ func failoverGap(t *testing.T, fault string) time.Duration {
 		// Each client starts at its own replica and leaves a stalled one
 		// after a second; every request has the 2 s timeout of the issue.
 		eps := append(slices.Clone(c.clients[w%3:]), c.clients[:w%3]...)
-		cl, err := durio.NewClient(eps, durio.ClientOptions{AttemptTimeout: time.Second})
+		cl, err := client.New(eps, client.Options{AttemptTimeout: time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -33,9 +33,9 @@ func TestE2EEditConflict(t *testing.T) {
 	c := startCluster(t, 3, "noop")
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	writers := make([]*durio.Client, 2)
+	writers := make([]*client.Client, 2)
 	for i := range writers {
-		cl, err := durio.NewClient([]string{c.clients[i]}, durio.ClientOptions{})
+		cl, err := client.New([]string{c.clients[i]}, client.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -197,7 +197,7 @@ func TestE2EWatchSurvivesLeaderKill(t *testing.T) {
 	c := startCluster(t, 3, "badger")
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
-	cl, err := durio.NewClient(c.clients, durio.ClientOptions{AttemptTimeout: time.Second})
+	cl, err := client.New(c.clients, client.Options{AttemptTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +300,7 @@ func TestE2ETTLKeyVanishesWithItsOwner(t *testing.T) {
 	c := startCluster(t, 3, "noop")
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
-	cl, err := durio.NewClient(c.clients, durio.ClientOptions{})
+	cl, err := client.New(c.clients, client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

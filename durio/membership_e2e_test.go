@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ruaft/ruaft/durio"
 	"github.com/ruaft/ruaft/durio/client"
 	"github.com/ruaft/ruaft/kvraft/kvtest"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
@@ -51,7 +50,7 @@ func (c *cluster) join(id int, via ...int) {
 
 // members asks replica via for the cluster's members.
 func (c *cluster) members(via int) ([]client.Member, error) {
-	cl, err := durio.NewClient([]string{c.clients[via]}, durio.ClientOptions{})
+	cl, err := client.New([]string{c.clients[via]}, client.Options{})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -97,7 +96,7 @@ func (c *cluster) waitMembers(timeout time.Duration, via []int, voters, learners
 // change in flight).
 func (c *cluster) memberChange(via int, change func(context.Context, *client.Client) error) {
 	c.t.Helper()
-	cl, err := durio.NewClient([]string{c.clients[via]}, durio.ClientOptions{})
+	cl, err := client.New([]string{c.clients[via]}, client.Options{})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -135,7 +134,7 @@ func startLinLoad(t *testing.T, endpoints []string, clients int) *linLoad {
 	for cli := range clients {
 		k := cli % len(endpoints)
 		eps := append(slices.Clone(endpoints[k:]), endpoints[:k]...)
-		cl, err := durio.NewClient(eps, durio.ClientOptions{AttemptTimeout: time.Second})
+		cl, err := client.New(eps, client.Options{AttemptTimeout: time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -208,7 +207,7 @@ func (l *linLoad) stop(c *cluster, readers []int) {
 	l.cancel()
 	l.wg.Wait()
 	for _, id := range readers {
-		cl, err := durio.NewClient([]string{c.clients[id]}, durio.ClientOptions{})
+		cl, err := client.New([]string{c.clients[id]}, client.Options{})
 		if err != nil {
 			l.t.Fatal(err)
 		}
@@ -323,7 +322,7 @@ func TestE2EMembershipReplaceReplica(t *testing.T) {
 	added := c.reserve(1)
 	// Enough data that the leader has compacted its log before the new
 	// replica joins.
-	cl, err := durio.NewClient(c.clients, durio.ClientOptions{})
+	cl, err := client.New(c.clients, client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/ruaft/ruaft/kvraft"
 	"github.com/ruaft/ruaft/kvraft/kvwire"
-	"github.com/ruaft/ruaft/kvraft/rsm"
 	"github.com/ruaft/ruaft/persist"
 	"github.com/ruaft/ruaft/raft"
 	"github.com/ruaft/ruaft/raft/twirptransport"
@@ -116,40 +115,31 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	// The address book starts with the bootstrap peers (none for a replica
 	// that joins) and follows the replicated configuration once raft runs.
 	transport := twirptransport.New(cfg.ID, cfg.Peers, twirptransport.Options{HTTPClient: peerHTTP, Observe: r.metrics.observeRPC})
-	var node *raft.Node
-	kvCfg := kvraft.DefaultConfig(cfg.ID)
-	kvCfg.RequestTimeout = cfg.RequestTimeout
-	kvCfg.MaxValueBytes = cfg.MaxValueBytes
-	kvCfg.SessionIdleTimeout = cfg.SessionIdleTimeout
-	kvCfg.SessionTick = min(kvCfg.SessionTick, cfg.SessionIdleTimeout/4)
-	kvCfg.MaxSessions = cfg.MaxSessions
-	kvCfg.MaxWatchers = cfg.MaxWatchers
-	kvCfg.WatchMaxWait = cfg.MaxWatchWait
-	kvCfg.HistoryMaxEvents = cfg.HistoryEvents
-	kvCfg.HistoryMaxBytes = int(cfg.HistoryBytes)
-	kvCfg.Logger = logger.With("layer", "kvraft")
-	r.kv, err = kvraft.NewServer(kvCfg, func(app raft.Application) (rsm.Raft, error) {
-		rc := raft.DefaultConfig()
-		// --peers bootstraps the first configuration, with every member's
-		// addresses (used only while the store holds none: a new cluster,
-		// or one written before configurations were stored); a joining
-		// replica starts with none at all.
-		rc.ID, rc.Bootstrap = cfg.ID, bootstrapMembers(cfg)
-		rc.SnapshotThresholdBytes = cfg.SnapshotBytes
-		rc.Logger = logger.With("layer", "raft")
-		n, err := raft.New(rc, historyTransport{Transport: transport, hist: r.hist}, r.store, app)
-		node = n
-		return n, err
-	})
-	if err != nil {
+	// The replica is assembled explicitly: the key-value state machine,
+	// the raft node that applies to it, then the kvraft server on both.
+	closeListeners := func() {
 		r.peerLn.Close()
 		r.clientLn.Close()
+	}
+	sm, err := kvraft.NewStateMachine(kvraftConfig(cfg, logger))
+	if err != nil {
+		closeListeners()
 		return nil, fmt.Errorf("durio: start: %w", err)
 	}
+	node, err := raft.New(raftConfig(cfg, logger), historyTransport{Transport: transport, hist: r.hist}, r.store, sm)
+	if err != nil {
+		closeListeners()
+		return nil, fmt.Errorf("durio: start raft node: %w", err)
+	}
+	if r.kv, err = kvraft.StartServer(sm, node); err != nil {
+		_ = node.Kill()
+		closeListeners()
+		return nil, fmt.Errorf("durio: start: %w", err)
+	}
+	r.node = node
 
 	r.hist.recordStart(r.kv.Status())
 	r.loadStoreFailure(time.Now())
-	r.node = node
 	r.leader = newLeaderWatch()
 	r.dir = r.newDirectory(transport, peerHTTP)
 	leaderURL := r.dir.clientURL
@@ -189,19 +179,11 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 
 	fe, err := r.newFrontend()
 	if err != nil {
-		r.peerLn.Close()
-		r.clientLn.Close()
+		closeListeners()
 		r.kv.Kill()
 		return nil, fmt.Errorf("durio: start: %w", err)
 	}
-	limits := DefaultLimits()
-	limits.MaxBodyBytes = cfg.MaxBodyBytes
-	limits.MaxValueBytes = cfg.MaxValueBytes
-	limits.MaxInflight = cfg.MaxInflight
-	limits.CORSOrigins = cfg.CORSOrigins
-	limits.ClientURLs = cfg.ClientURLs
-	limits.MaxWatchWait = cfg.MaxWatchWait
-	limits.RequestTimeout = cfg.RequestTimeout
+	limits := clientLimits(cfg)
 	limits.stop, r.endPolls = context.WithCancel(context.Background())
 
 	extra := func(mux *http.ServeMux) {
@@ -229,7 +211,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	var bgCtx context.Context
 	bgCtx, r.stopBG = context.WithCancel(context.Background())
 	r.bg.Go(func() {
-		followEvents(bgCtx, r.kv.Raft().Subscribe, r.leader.observe, r.metrics.leaderChangeCounter(), r.hist.observe)
+		followEvents(bgCtx, node.Subscribe, r.leader.observe, r.metrics.leaderChangeCounter(), r.hist.observe)
 	})
 	r.bg.Go(func() { r.health.watch(bgCtx) })
 	r.bg.Go(func() { r.hist.run(bgCtx, r.kv.Status) })
@@ -239,6 +221,48 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	}
 	logger.Info("replica started", "id", cfg.ID, "peer", r.peerLn.Addr().String(), "client", r.clientLn.Addr().String())
 	return r, nil
+}
+
+// kvraftConfig is the configuration of a replica's kvraft server.
+func kvraftConfig(cfg Config, logger *slog.Logger) kvraft.Config {
+	kc := kvraft.DefaultConfig(cfg.ID)
+	kc.RequestTimeout = cfg.RequestTimeout
+	kc.MaxValueBytes = cfg.MaxValueBytes
+	kc.SessionIdleTimeout = cfg.SessionIdleTimeout
+	kc.SessionTick = min(kc.SessionTick, cfg.SessionIdleTimeout/4)
+	kc.MaxSessions = cfg.MaxSessions
+	kc.MaxWatchers = cfg.MaxWatchers
+	kc.WatchMaxWait = cfg.MaxWatchWait
+	kc.HistoryMaxEvents = cfg.HistoryEvents
+	kc.HistoryMaxBytes = int(cfg.HistoryBytes)
+	kc.Logger = logger.With("layer", "kvraft")
+	return kc
+}
+
+// raftConfig is the configuration of a replica's raft node.
+func raftConfig(cfg Config, logger *slog.Logger) raft.Config {
+	rc := raft.DefaultConfig()
+	// --peers bootstraps the first configuration, with every member's
+	// addresses (used only while the store holds none: a new cluster, or
+	// one written before configurations were stored); a joining replica
+	// starts with none at all.
+	rc.ID, rc.Bootstrap = cfg.ID, bootstrapMembers(cfg)
+	rc.SnapshotThresholdBytes = cfg.SnapshotBytes
+	rc.Logger = logger.With("layer", "raft")
+	return rc
+}
+
+// clientLimits are the client listener's limits from cfg.
+func clientLimits(cfg Config) Limits {
+	l := DefaultLimits()
+	l.MaxBodyBytes = cfg.MaxBodyBytes
+	l.MaxValueBytes = cfg.MaxValueBytes
+	l.MaxInflight = cfg.MaxInflight
+	l.CORSOrigins = cfg.CORSOrigins
+	l.ClientURLs = cfg.ClientURLs
+	l.MaxWatchWait = cfg.MaxWatchWait
+	l.RequestTimeout = cfg.RequestTimeout
+	return l
 }
 
 // newHTTPServer applies the listener limits every durio listener shares.
@@ -287,6 +311,7 @@ func (r *Replica) status() *kvv1.StatusResponse {
 		SnapshotIndex: st.SnapshotIndex,
 		LogSizeBytes:  uint64(max(st.LogSizeBytes, 0)),
 		Sessions:      uint64(r.kv.Sessions()),
+		Removed:       st.Removed,
 	}
 	rev, compact, leases := r.kv.Revisions()
 	out.Revision, out.CompactRevision, out.Leases = rev, compact, uint64(leases)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ruaft/ruaft/durio"
+	"github.com/ruaft/ruaft/durio/client"
 )
 
 // Backup under load, restore into a fresh 3-replica cluster: every write
@@ -22,7 +23,7 @@ import (
 func TestSnapshotSaveUnderLoadRestoreIntoNewCluster(t *testing.T) {
 	src := startCluster(t, 3, "file")
 	endpoints := strings.Join(src.clients, ",")
-	client, err := durio.NewClient(src.clients, durio.ClientOptions{})
+	cl, err := client.New(src.clients, client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +41,7 @@ func TestSnapshotSaveUnderLoadRestoreIntoNewCluster(t *testing.T) {
 			for i := 0; ctx.Err() == nil; i++ {
 				key, value := "w"+strconv.Itoa(w)+"/k"+strconv.Itoa(i), strings.Repeat("v", i%50)+strconv.Itoa(i)
 				opCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				err := client.Put(opCtx, key, value)
+				err := cl.Put(opCtx, key, value)
 				cancel()
 				if err == nil {
 					mu.Lock()
@@ -105,7 +106,7 @@ func TestSnapshotSaveUnderLoadRestoreIntoNewCluster(t *testing.T) {
 	// (linearizable, so forwarded to the leader) and from each replica's own
 	// state (stale reads, once it has applied the snapshot).
 	for i, u := range dst.clients {
-		c, err := durio.NewClient([]string{u}, durio.ClientOptions{})
+		c, err := client.New([]string{u}, client.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,7 +126,7 @@ func TestSnapshotSaveUnderLoadRestoreIntoNewCluster(t *testing.T) {
 		})
 	}
 	// The new cluster carries on from the snapshot's index.
-	dc, _ := durio.NewClient(dst.clients, durio.ClientOptions{})
+	dc, _ := client.New(dst.clients, client.Options{})
 	if err := dc.Put(context.Background(), "after/restore", "yes"); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,11 @@
 // client library; package kvraft/kvtest is the test harness over the
 // simulated network.
 //
+// A server is assembled in three steps, so the raft node is created in plain
+// sight (statemachine.go): NewStateMachine (the state and its rsm, the
+// node's raft.Application), raft.New with it, then StartServer on both.
+// NewServer does the same through a NodeFactory, for tests and fakes.
+//
 // # Commands and snapshots
 //
 // Commands are encoded compactly with encoding/binary (a kind byte, uvarint

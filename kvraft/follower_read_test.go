@@ -173,7 +173,7 @@ func followerReads(t *testing.T, opts kvtest.Options, minReads int64) {
 			}
 			c.Partition(a, b)
 		case 1:
-			c.ConnectAll()
+			c.Heal()
 			if l, ok := c.Leader(); ok {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 				err := c.Node(l).TransferLeadership(ctx, rand.IntN(servers))
@@ -183,11 +183,11 @@ func followerReads(t *testing.T, opts kvtest.Options, minReads int64) {
 				}
 			}
 		default:
-			c.ConnectAll()
+			c.Heal()
 		}
 		faults++
 	}
-	c.ConnectAll()
+	c.Heal()
 	stop.Store(true)
 	wg.Wait()
 	if t.Failed() {

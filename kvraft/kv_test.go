@@ -157,7 +157,7 @@ func TestOnePartition4B(t *testing.T) {
 	c.Put(ckp1, "1", "16", nil, -1)
 	c.Check(ckp1, "1", "16")
 
-	c.ConnectAll()
+	c.Heal()
 	c.ConnectClerk(ckp2a, c.All())
 	c.ConnectClerk(ckp2b, c.All())
 	for what, done := range map[string]chan struct{}{"Put": done0, "Get": done1} {
@@ -205,7 +205,7 @@ func TestSnapshotRPC4C(t *testing.T) {
 	c.Check(ck2, "49", "49")
 
 	// Everybody.
-	c.ConnectAll()
+	c.Heal()
 	c.Put(ck, "e", "E", nil, -1)
 	c.Check(ck, "c", "C")
 	c.Check(ck, "e", "E")

@@ -135,7 +135,8 @@ const (
 )
 
 // NodeFactory creates the raft node that drives app, the server's state
-// machine. StartServer uses raft.New; tests may pass a fake.
+// machine: NewServer passes its StateMachine. durio uses raft.New; tests may
+// pass a fake.
 type NodeFactory func(app raft.Application) (rsm.Raft, error)
 
 // Server is one replica of the key-value store. Its methods are the client
@@ -169,41 +170,19 @@ type Server struct {
 
 var _ Service = (*Server)(nil)
 
-// NewServer creates a server and its raft node through newNode. The node
-// restores any snapshot it has stored by handing it to the state machine.
+// NewServer creates a server and its raft node through newNode: it is
+// NewStateMachine, newNode, then StartServer. The node restores any
+// snapshot it has stored by handing it to the state machine.
 func NewServer(cfg Config, newNode NodeFactory) (*Server, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	logger := cfg.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	s := &Server{
-		cfg:       cfg,
-		logger:    logger,
-		state:     newState(stateLimits{historyEvents: cfg.HistoryMaxEvents, historyBytes: cfg.HistoryMaxBytes}),
-		proposals: make(map[writeKey]*rsm.Future),
-		sweepAt:   minSweep,
-		stopTicks: make(chan struct{}),
-	}
-	rcfg := cfg.RSM
-	if rcfg.Logger == nil {
-		rcfg.Logger = logger
-	}
-	r, err := rsm.New(rcfg, s.state)
+	sm, err := NewStateMachine(cfg)
 	if err != nil {
 		return nil, err
 	}
-	s.rsm = r
-	node, err := newNode(r)
+	node, err := newNode(sm)
 	if err != nil {
 		return nil, fmt.Errorf("kvraft: start raft node: %w", err)
 	}
-	r.Attach(node)
-	s.ticks.Go(s.tickSessions)
-	s.ticks.Go(s.tickLeases)
-	return s, nil
+	return StartServer(sm, node)
 }
 
 // tickSessions records the leader's clock in the log every SessionTick

@@ -119,10 +119,10 @@ func TestWatchAcrossLeaderChanges(t *testing.T) {
 			changes++
 		}
 		if i%15 == 12 {
-			c.ConnectAll()
+			c.Heal()
 		}
 	})
-	c.ConnectAll()
+	c.Heal()
 	var maxRev uint64
 	for rev := range writes {
 		maxRev = max(maxRev, rev)
@@ -207,7 +207,7 @@ func TestLeaseAcrossLeaderChanges(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		c.ConnectAll()
+		c.Heal()
 		if resp, err := ck.GetKV(ctx, "lock", kvraft.Linearizable); err != nil || !resp.Found {
 			t.Fatalf("round %d: the kept-alive key: %+v, %v", round, resp, err)
 		}
@@ -237,7 +237,7 @@ func TestLeaseAcrossLeaderChanges(t *testing.T) {
 	if _, err := ck.LeaseKeepAlive(ctx, g.ID); !errors.Is(err, kvraft.ErrLeaseNotFound) {
 		t.Fatalf("keep-alive of the expired lease: %v", err)
 	}
-	c.ConnectAll()
+	c.Heal()
 	// Every replica applied the expiry as the same event.
 	var revs []uint64
 	for i := range 3 {

@@ -93,6 +93,11 @@ type Config struct {
 
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger
+
+	// clock, if set, replaces real time for the node's ticker and timers
+	// (clock.go); only this package's tests set it, to a fake clock they
+	// advance instead of sleeping.
+	clock clock
 }
 
 // DefaultConfig returns a Config with every field but ID and Peers set to

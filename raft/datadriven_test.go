@@ -21,6 +21,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -160,4 +161,30 @@ func TestParseDD(t *testing.T) {
 			t.Errorf("parsed %q without an error", bad)
 		}
 	}
+}
+
+// TestRewriteDD: -rewrite puts each command's actual output in place of the
+// expected one and keeps comments and commands as written.
+func TestRewriteDD(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.txt")
+	src := "# keep me\necho a b\n----\nstale\nlines\n\n# and me\n\necho\n----\nx\n"
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	echo := func(c *ddCmd) string { return strings.Join(c.args, "\n") }
+	old := *rewrite
+	*rewrite = true
+	t.Cleanup(func() { *rewrite = old })
+	runDD(t, path, echo)
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "# keep me\necho a b\n----\na\nb\n\n# and me\n\necho\n----\n"
+	if string(got) != want {
+		t.Fatalf("rewritten:\n%q\nwant:\n%q", got, want)
+	}
+	// The rewritten file passes as it stands.
+	*rewrite = false
+	runDD(t, path, echo)
 }

@@ -254,6 +254,8 @@ type testApp struct {
 	notify   map[uint64]chan<- struct{}
 	errs     []error
 	askCount int
+	// closed is set once the node's Kill returned (closeApp).
+	closed bool
 }
 
 func newTestApp() *testApp {
@@ -263,6 +265,9 @@ func newTestApp() *testApp {
 func (a *testApp) Apply(msg ApplyMsg) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.closed {
+		a.errs = append(a.errs, fmt.Errorf("apply %d after Kill returned", msg.Index))
+	}
 	if msg.Index <= a.last {
 		a.errs = append(a.errs, fmt.Errorf("apply %d after %d", msg.Index, a.last))
 	}
@@ -372,6 +377,20 @@ func (a *testApp) cancelNotify(index uint64) {
 	delete(a.notify, index)
 }
 
+func (a *testApp) lastApplied() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.last
+}
+
+// closeApp records that the node was killed: an Apply after it is an error
+// that the cluster's cleanup reports.
+func (a *testApp) closeApp() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.closed = true
+}
+
 func (a *testApp) commands() []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -388,6 +407,9 @@ type cluster struct {
 	nodes  []*Node
 	apps   []*testApp
 	stores []persist.Store
+	// clock, when the nodes run on a fake clock (Config.clock), is it: the
+	// helpers that wait advance it instead of letting real time pass.
+	clock *fakeClock
 }
 
 func testConfig(id, peers int) Config {
@@ -420,12 +442,58 @@ func newClusterOn(t testing.TB, in *inprocNet, hop *hopNet, n int, tweak func(*C
 		}
 		return c
 	}
+	cl.clock, _ = cl.cfg(0).clock.(*fakeClock)
 	for i := range n {
 		cl.stores[i] = open(i)
 		cl.start(i)
 	}
 	t.Cleanup(cl.killAll)
 	return cl
+}
+
+// newFakeClockCluster is newCluster with every node on one fake clock.
+func newFakeClockCluster(t testing.TB, n int, tweak func(*Config)) *cluster {
+	fc := newFakeClock()
+	return newCluster(t, n, func(c *Config) {
+		c.clock = fc
+		if tweak != nil {
+			tweak(c)
+		}
+	})
+}
+
+// waitUntil waits for cond, for at most timeout of real time, and reports
+// whether it holds. On a fake clock each try advances the clock by one tick
+// and then gives the nodes up to a tick of real time to act on it
+// (returning as soon as cond holds), so the clock never runs ahead of what
+// the nodes could do in real time.
+func (cl *cluster) waitUntil(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		now := time.Now()
+		if now.After(deadline) {
+			return false
+		}
+		if cl.clock != nil {
+			tick := cl.cfg(0).TickInterval
+			cl.clock.Advance(cl.t, tick)
+			pollUntil(now.Add(tick), cond)
+		} else {
+			pollUntil(now.Add(5*time.Millisecond), cond)
+		}
+	}
+	return true
+}
+
+// pollUntil polls cond every 100 µs until it holds or until passes.
+func pollUntil(until time.Time, cond func() bool) bool {
+	for !cond() {
+		if time.Now().After(until) {
+			return false
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	return true
 }
 
 // newHopCluster is newCluster over a hopNet.
@@ -498,8 +566,8 @@ func (cl *cluster) killAll() {
 // term, and returns it.
 func (cl *cluster) leader() int {
 	cl.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
+	l := -1
+	if !cl.waitUntil(5*time.Second, func() bool {
 		best, bestTerm, count := -1, uint64(0), 0
 		for i, n := range cl.nodes {
 			if n == nil {
@@ -514,13 +582,12 @@ func (cl *cluster) leader() int {
 				}
 			}
 		}
-		if count == 1 {
-			return best
-		}
-		time.Sleep(10 * time.Millisecond)
+		l = best
+		return count == 1
+	}) {
+		cl.t.Fatal("no leader within 5s")
 	}
-	cl.t.Fatal("no leader within 5s")
-	return -1
+	return l
 }
 
 // commit proposes cmd at the leader until it is applied by every live node.
@@ -533,18 +600,14 @@ func (cl *cluster) commit(cmd string) uint64 {
 		if !ok {
 			continue
 		}
-		all := true
-		for i, a := range cl.apps {
-			if cl.nodes[i] == nil {
-				continue
+		if cl.waitUntil(2*time.Second, func() bool {
+			for i, a := range cl.apps {
+				if cl.nodes[i] != nil && a.lastApplied() < idx {
+					return false
+				}
 			}
-			select {
-			case <-a.wait(idx):
-			case <-time.After(2 * time.Second):
-				all = false
-			}
-		}
-		if all {
+			return true
+		}) {
 			return idx
 		}
 	}

@@ -91,7 +91,10 @@ func (n *Node) HandleAppendEntries(ctx context.Context, req *AppendEntriesReques
 // An append whose predecessor was lost waits the tick and is refused as
 // before.
 func (n *Node) awaitPredecessor(ctx context.Context, req *AppendEntriesRequest) {
-	var timer *time.Timer
+	var (
+		timer     <-chan time.Time
+		stopTimer func()
+	)
 	for {
 		n.mu.Lock()
 		c := n.core
@@ -106,19 +109,19 @@ func (n *Node) awaitPredecessor(ctx context.Context, req *AppendEntriesRequest) 
 		grew := n.logGrewCh
 		n.mu.Unlock()
 		if timer == nil {
-			timer = time.NewTimer(n.cfg.TickInterval)
+			timer, stopTimer = n.cfg.clockOrReal().newTimer(n.cfg.TickInterval)
 		}
 		select {
 		case <-grew:
 			continue
-		case <-timer.C:
+		case <-timer:
 		case <-ctx.Done():
 		case <-n.ctx.Done():
 		}
 		break
 	}
-	if timer != nil {
-		timer.Stop()
+	if stopTimer != nil {
+		stopTimer()
 	}
 }
 

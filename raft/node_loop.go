@@ -6,19 +6,18 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"time"
 
 	"github.com/ruaft/ruaft/persist"
 )
 
 func (n *Node) ticker() {
-	t := time.NewTicker(n.cfg.TickInterval)
-	defer t.Stop()
+	ticks, stop := n.cfg.clockOrReal().newTicker(n.cfg.TickInterval)
+	defer stop()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
-		case <-t.C:
+		case <-ticks:
 		}
 		n.locked(func() {
 			if n.err == nil {

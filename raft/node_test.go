@@ -88,20 +88,29 @@ func TestNodeAgreeAndRestart(t *testing.T) {
 	}
 }
 
+// TestNodeLeaderFailover: a leader cut off from the others steps down
+// (check-quorum) within two election timeouts, the others elect a new
+// leader and commit, and the old leader catches up when it rejoins. The
+// nodes run on a fake clock: the bound is on clock time, exact however busy
+// the machine, and nothing sleeps.
 func TestNodeLeaderFailover(t *testing.T) {
-	cl := newCluster(t, 3, nil)
+	cl := newFakeClockCluster(t, 3, nil)
 	cl.commit("a")
 	l := cl.leader()
 	cl.net.isolate(l, true)
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
+	cfg := cl.cfg(l)
+	// Cut off, the leader hears nothing: when it steps down depends on its
+	// ticks alone. A tick is acted on before the next one is handed over,
+	// hence the one tick of slack.
+	limit := int(2*cfg.ElectionTimeoutMin/cfg.TickInterval) + 1
+	for k := 0; ; k++ {
 		if _, ok := cl.nodes[l].State(); !ok {
 			break
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if _, ok := cl.nodes[l].State(); ok {
-		t.Fatal("isolated leader did not step down (check-quorum)")
+		if k > limit {
+			t.Fatalf("isolated leader still leads after %d ticks (check-quorum: within %v)", k, 2*cfg.ElectionTimeoutMin)
+		}
+		cl.clock.Advance(t, cfg.TickInterval)
 	}
 	// The old leader's node is still up but cut off; the others elect.
 	others := newClusterView(cl, l)
@@ -127,33 +136,42 @@ func TestNodeKillIdempotentNoCallbacksAfter(t *testing.T) {
 	cl := newCluster(t, 3, nil)
 	cl.commit("x")
 	l := cl.leader()
-	var stop atomic.Bool
+	app := cl.apps[l]
+	n := cl.nodes[l]
+	// A proposer keeps the node busy until it is killed: each command is
+	// proposed once the previous one applied.
+	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for !stop.Load() {
-			cl.nodes[l].Start([]byte("y"))
-			time.Sleep(time.Millisecond)
+		for {
+			idx, _, ok := n.Start([]byte("y"))
+			if !ok {
+				return // killed, or no longer leader
+			}
+			select {
+			case <-app.wait(idx):
+			case <-stop:
+				return
+			}
 		}
 	}()
-	time.Sleep(50 * time.Millisecond)
-	app := cl.apps[l]
-	n := cl.nodes[l]
+	if !cl.waitUntil(5*time.Second, func() bool { return len(app.commands()) >= 4 }) {
+		t.Fatal("the proposer's commands were not applied")
+	}
 	cl.net.set(l, nil)
 	if err := n.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	before := len(app.commands())
+	// Kill returned: every goroutine of the node is done, so an Apply from
+	// now on, however late, is a bug the cluster's cleanup reports.
+	app.closeApp()
 	if err := n.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	stop.Store(true)
+	close(stop)
 	wg.Wait()
-	time.Sleep(50 * time.Millisecond)
-	if after := len(app.commands()); after != before {
-		t.Fatalf("Apply called after Kill: %d -> %d", before, after)
-	}
 	if _, _, ok := n.Start([]byte("z")); ok {
 		t.Fatal("killed node accepted a command")
 	}
@@ -188,15 +206,8 @@ func TestNodeStoreFailureStopsWrites(t *testing.T) {
 	}
 	defer n.Kill()
 	net.set(0, n)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, ok := n.State(); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no leader")
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !pollUntil(time.Now().Add(5*time.Second), func() bool { _, ok := n.State(); return ok }) {
+		t.Fatal("no leader")
 	}
 	idx, _, _ := n.Start([]byte("ok"))
 	<-app.wait(idx)
@@ -205,11 +216,8 @@ func TestNodeStoreFailureStopsWrites(t *testing.T) {
 	if !ok {
 		t.Fatal("refused before the failure was seen")
 	}
-	for n.Status().Err == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("store failure not reported in Status")
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !pollUntil(time.Now().Add(5*time.Second), func() bool { return n.Status().Err != nil }) {
+		t.Fatal("store failure not reported in Status")
 	}
 	if !errors.Is(n.Status().Err, errDisk) {
 		t.Fatalf("Status().Err = %v", n.Status().Err)
@@ -220,12 +228,13 @@ func TestNodeStoreFailureStopsWrites(t *testing.T) {
 	if _, ok := n.State(); ok {
 		t.Fatal("node still leader after a store failure")
 	}
-	time.Sleep(50 * time.Millisecond)
-	if got := app.commands(); slices.Contains(got, "lost") {
-		t.Fatalf("applied an entry that was never stored: %v (index %d)", got, idx)
-	}
 	if _, err := n.ReadIndex(t.Context()); !errors.Is(err, ErrStoreFailed) {
 		t.Fatalf("ReadIndex after failure: %v", err)
+	}
+	// Once Kill returned, the applier is done: whatever it applied is in.
+	_ = n.Kill() // its error is the store's failure, checked above
+	if got := app.commands(); slices.Contains(got, "lost") {
+		t.Fatalf("applied an entry that was never stored: %v (index %d)", got, idx)
 	}
 }
 
@@ -356,15 +365,47 @@ func TestNodeKillLeaderUnderLoad(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			var stop atomic.Bool
 			var lastOK atomic.Int64
 			var wg sync.WaitGroup
 			nodes := slices.Clone(cl.nodes)
+			// changed is closed and replaced whenever a node's role or
+			// term changes: proposers that know no leader wait on it.
+			stop := make(chan struct{})
+			var changedMu sync.Mutex
+			changed := make(chan struct{})
+			leaderChanged := func() <-chan struct{} {
+				changedMu.Lock()
+				defer changedMu.Unlock()
+				return changed
+			}
+			for _, n := range nodes {
+				events, cancel := n.Subscribe()
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer cancel()
+					for {
+						select {
+						case _, ok := <-events:
+							if !ok {
+								return // the node was killed
+							}
+							changedMu.Lock()
+							close(changed)
+							changed = make(chan struct{})
+							changedMu.Unlock()
+						case <-stop:
+							return
+						}
+					}
+				}()
+			}
 			for range 8 {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					for !stop.Load() {
+					for {
+						wake := leaderChanged() // before looking, so no change is missed
 						l := -1
 						for i, n := range nodes {
 							if _, ok := n.State(); ok {
@@ -372,8 +413,12 @@ func TestNodeKillLeaderUnderLoad(t *testing.T) {
 							}
 						}
 						if l < 0 {
-							time.Sleep(time.Millisecond)
-							continue
+							select {
+							case <-wake:
+								continue
+							case <-stop:
+								return
+							}
 						}
 						idx, _, ok := nodes[l].Start([]byte("load"))
 						if !ok {
@@ -382,12 +427,16 @@ func TestNodeKillLeaderUnderLoad(t *testing.T) {
 						select {
 						case <-cl.apps[l].wait(idx):
 							lastOK.Store(time.Now().UnixNano())
-						case <-time.After(time.Second):
+						case <-wake: // a new leader: the command may be lost
+						case <-stop:
+							return
 						}
 					}
 				}()
 			}
-			time.Sleep(100 * time.Millisecond)
+			if !cl.waitUntil(5*time.Second, func() bool { return lastOK.Load() != 0 }) {
+				t.Fatal("no command of the load committed")
+			}
 			killed := time.Now()
 			cl.net.set(victim, nil)
 			if err := nodes[victim].Kill(); err != nil {
@@ -395,11 +444,8 @@ func TestNodeKillLeaderUnderLoad(t *testing.T) {
 			}
 			// The lab's bound for a new leader (5 s), not a speed target:
 			// a loaded machine must not fail this test.
-			deadline := killed.Add(5 * time.Second)
-			for time.Now().Before(deadline) && lastOK.Load() < killed.Add(10*time.Millisecond).UnixNano() {
-				time.Sleep(5 * time.Millisecond)
-			}
-			stop.Store(true)
+			cl.waitUntil(5*time.Second, func() bool { return lastOK.Load() >= killed.Add(10*time.Millisecond).UnixNano() })
+			close(stop)
 			wg.Wait()
 			cl.nodes[victim] = nil
 			if rec := time.Duration(lastOK.Load() - killed.UnixNano()); rec < 10*time.Millisecond {
@@ -479,10 +525,7 @@ func TestNodeKillReportsViolations(t *testing.T) {
 		PrevLogIndex: 1, PrevLogTerm: 5, LeaderCommit: 1}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for n.Status().Err == nil && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	pollUntil(time.Now().Add(5*time.Second), func() bool { return n.Status().Err != nil })
 	err = n.Kill()
 	if !errors.Is(err, ErrInvariant) || !strings.Contains(err.Error(), "two leaders in term 5") {
 		t.Fatalf("Kill() = %v, want the two-leaders violation", err)
@@ -549,11 +592,9 @@ func TestNodeReadIndexWaitsForApply(t *testing.T) {
 	}()
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				close(app.gate)
-				t.Fatalf("no %s within 5s", what)
-			}
+		if !pollUntil(time.Now().Add(5*time.Second), cond) {
+			close(app.gate)
+			t.Fatalf("no %s within 5s", what)
 		}
 	}
 	waitFor("leader", func() bool { _, ok := n.State(); return ok })

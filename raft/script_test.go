@@ -20,7 +20,7 @@ package raft
 //	stabilize [quiet=true]  process batches and deliver until nothing is left
 //	deliver-msgs          process one batch of every replica, deliver what was
 //	                      sent then (answers are stepped at once: RPCs)
-//	propose ID DATA       a command at ID
+//	propose ID DATA...    commands at ID, one per DATA
 //	read-index ID RID     a read with request id RID at ID
 //	compact ID INDEX [data=S]  ID snapshots its state machine at INDEX
 //	transfer ID -> TO     leadership transfer from ID to TO
@@ -116,7 +116,7 @@ func (d *scriptDriver) run(c *ddCmd) string {
 	case "load":
 		d.load()
 	case "campaign":
-		d.cn.cores[d.id(0)].campaign()
+		d.live(0).campaign()
 	case "tick":
 		ids := d.ids(0)
 		for range d.intArg(1, 1) {
@@ -140,15 +140,18 @@ func (d *scriptDriver) run(c *ddCmd) string {
 			d.cn.deliver(e)
 		}
 	case "propose":
-		i := d.id(0)
-		idx, term, ok := d.cn.cores[i].propose([]byte(d.arg(1)))
-		if !ok {
-			d.printf("refused (%v)", d.cn.cores[i].role)
-		} else {
-			d.printf("index=%d term=%d", idx, term)
+		c := d.live(0)
+		d.arg(1)
+		for _, data := range d.cmd.args[1:] {
+			idx, term, ok := c.propose([]byte(data))
+			if !ok {
+				d.printf("%s: refused (%v)", data, c.role)
+			} else {
+				d.printf("%s: index=%d term=%d", data, idx, term)
+			}
 		}
 	case "read-index":
-		d.cn.cores[d.id(0)].readIndex(uint64(d.intArg(1, -1)))
+		d.live(0).readIndex(uint64(d.intArg(1, -1)))
 	case "compact":
 		d.compact()
 	case "transfer":
@@ -160,7 +163,7 @@ func (d *scriptDriver) run(c *ddCmd) string {
 		if err != nil {
 			d.fatalf("bad id %q", args[1])
 		}
-		if err := d.cn.cores[d.id(0)].transferLeadership(to); err != nil {
+		if err := d.live(0).transferLeadership(to); err != nil {
 			d.printf("error: %v", err)
 		}
 	case "add-learner", "promote", "remove":
@@ -308,7 +311,7 @@ func (d *scriptDriver) load() {
 // core drop the log up to it.
 func (d *scriptDriver) compact() {
 	i, index := d.id(0), uint64(d.intArg(1, -1))
-	c := d.cn.cores[i]
+	c := d.live(0)
 	if index > c.log.applied {
 		d.fatalf("index %d not applied (applied %d)", index, c.log.applied)
 	}
@@ -332,7 +335,7 @@ func (d *scriptDriver) compact() {
 }
 
 func (d *scriptDriver) confChange() {
-	i, m := d.id(0), d.id(1)
+	m := d.id(1)
 	var ch confChange
 	switch d.cmd.name {
 	case "add-learner":
@@ -342,7 +345,7 @@ func (d *scriptDriver) confChange() {
 	default:
 		ch = confChange{op: opRemove, member: Member{ID: m}}
 	}
-	c := d.cn.cores[i]
+	c := d.live(0)
 	idx, term, err := c.proposeConfChange(ch, c.cfg.maxPromoteLag)
 	if err != nil {
 		d.printf("error: %v", err)
@@ -510,6 +513,15 @@ func (d *scriptDriver) parseIDIn(s string, n int) int {
 func (d *scriptDriver) parseID(s string) int { return d.parseIDIn(s, len(d.cn.cores)) }
 
 func (d *scriptDriver) id(k int) int { return d.parseID(d.arg(k)) }
+
+// live returns the running core whose id is argument k.
+func (d *scriptDriver) live(k int) *core {
+	i := d.id(k)
+	if d.cn.cores[i] == nil {
+		d.fatalf("replica %d is down", i)
+	}
+	return d.cn.cores[i]
+}
 
 // ids parses argument k as "all" or a comma-separated list of ids.
 func (d *scriptDriver) ids(k int) []int {

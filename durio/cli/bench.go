@@ -20,9 +20,9 @@ import (
 	"github.com/ruaft/ruaft/durio/client"
 )
 
-// BenchOptions configure `durio bench`, a closed-loop load generator over the
+// benchOptions configure `durio bench`, a closed-loop load generator over the
 // Twirp protobuf API: each client goroutine sends one request at a time.
-type BenchOptions struct {
+type benchOptions struct {
 	Endpoints []string
 	Clients   int
 	Duration  time.Duration
@@ -42,8 +42,8 @@ type BenchOptions struct {
 	Watchers int
 }
 
-// BenchResult is what `durio bench` prints.
-type BenchResult struct {
+// benchResult is what `durio bench` prints.
+type benchResult struct {
 	Clients   int     `json:"clients"`
 	ReadRatio float64 `json:"read_ratio"`
 	ValueSize int     `json:"value_size"`
@@ -73,14 +73,14 @@ type BenchResult struct {
 
 // benchFlags are `durio bench`'s flags.
 type benchFlags struct {
-	o         BenchOptions
+	o         benchOptions
 	endpoints string
 	op        string
 	asJSON    bool
 }
 
 func (b *benchFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&b.endpoints, "endpoints", strings.Join(DevEndpoints, ","), "comma-separated client `URLs`")
+	fs.StringVar(&b.endpoints, "endpoints", strings.Join(devEndpoints, ","), "comma-separated client `URLs`")
 	fs.IntVar(&b.o.Clients, "clients", 64, "concurrent clients, each with one request in flight")
 	fs.DurationVar(&b.o.Duration, "duration", 10*time.Second, "measured run time")
 	fs.DurationVar(&b.o.Warmup, "warmup", time.Second, "unmeasured run time before it")
@@ -95,7 +95,7 @@ func (b *benchFlags) register(fs *pflag.FlagSet) {
 }
 
 // options checks the flags and returns the options and whether to print JSON.
-func (b *benchFlags) options() (BenchOptions, bool, error) {
+func (b *benchFlags) options() (benchOptions, bool, error) {
 	o := b.o
 	o.Endpoints = splitList(b.endpoints)
 	o.Op = b.op
@@ -117,21 +117,21 @@ func (b *benchFlags) options() (BenchOptions, bool, error) {
 	return o, b.asJSON, nil
 }
 
-// ParseBenchFlags reads `durio bench` flags (without the command name).
-func ParseBenchFlags(args []string) (BenchOptions, bool, error) {
+// parseBenchFlags reads `durio bench` flags (without the command name).
+func parseBenchFlags(args []string) (benchOptions, bool, error) {
 	fs := pflag.NewFlagSet("durio bench", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var b benchFlags
 	b.register(fs)
 	if err := fs.Parse(args); err != nil {
-		return BenchOptions{}, false, fmt.Errorf("%w: %v", durio.ErrUsage, err)
+		return benchOptions{}, false, fmt.Errorf("%w: %v", durio.ErrUsage, err)
 	}
 	return b.options()
 }
 
-// RunBench runs the load and returns its result; progress goes to progress
+// runBench runs the load and returns its result; progress goes to progress
 // once a second.
-func RunBench(ctx context.Context, o BenchOptions, progress io.Writer) (BenchResult, error) {
+func runBench(ctx context.Context, o benchOptions, progress io.Writer) (benchResult, error) {
 	hc := &http.Client{Transport: &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
 		MaxIdleConnsPerHost: o.Clients + o.Watchers + 8,
@@ -140,7 +140,7 @@ func RunBench(ctx context.Context, o BenchOptions, progress io.Writer) (BenchRes
 	defer hc.CloseIdleConnections()
 	c, err := client.New(o.Endpoints, client.Options{HTTPClient: hc, JSON: o.JSON})
 	if err != nil {
-		return BenchResult{}, err
+		return benchResult{}, err
 	}
 	if o.Op == "watch" {
 		return runWatchBench(ctx, o, hc, c, progress)
@@ -149,7 +149,7 @@ func RunBench(ctx context.Context, o BenchOptions, progress io.Writer) (BenchRes
 	key := func(r *rand.Rand) string { return fmt.Sprintf("bench-%d", r.IntN(o.Keys)) }
 	if o.ReadRatio > 0 || o.Op == "list" { // every key exists before gets are measured
 		if err := preload(ctx, c, o.Keys, value); err != nil {
-			return BenchResult{}, err
+			return benchResult{}, err
 		}
 	}
 
@@ -201,7 +201,7 @@ func RunBench(ctx context.Context, o BenchOptions, progress io.Writer) (BenchRes
 	stop := func() { close(done); wg.Wait() }
 	if !sleepCtx(ctx, o.Warmup) {
 		stop()
-		return BenchResult{}, ctx.Err()
+		return benchResult{}, ctx.Err()
 	}
 	elapsed := measurePhase(ctx, o.Duration, &measuring, &count, func(secs, rate float64) {
 		fmt.Fprintf(progress, "\r%5.0fs  %8.0f ops/s  %d errors", secs, rate, errs.Load())
@@ -209,7 +209,7 @@ func RunBench(ctx context.Context, o BenchOptions, progress io.Writer) (BenchRes
 	stop()
 	fmt.Fprintln(progress)
 	slices.Sort(lat)
-	res := BenchResult{Clients: o.Clients, ReadRatio: o.ReadRatio, ValueSize: o.ValueSize, Seconds: elapsed.Seconds(),
+	res := benchResult{Clients: o.Clients, ReadRatio: o.ReadRatio, ValueSize: o.ValueSize, Seconds: elapsed.Seconds(),
 		Ops: len(lat), Errors: errs.Load(), OpsPerSec: float64(len(lat)) / elapsed.Seconds(),
 		P50ms: quantileMs(lat, 0.50), P99ms: quantileMs(lat, 0.99), P999ms: quantileMs(lat, 0.999), Op: o.Op}
 	if o.Op == "list" {
@@ -259,8 +259,8 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// PrintBench writes a result as text or JSON.
-func PrintBench(w io.Writer, r BenchResult, asJSON bool) error {
+// printBench writes a result as text or JSON.
+func printBench(w io.Writer, r benchResult, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(w).Encode(r)
 	}

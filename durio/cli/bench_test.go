@@ -44,13 +44,13 @@ func startReplica(t *testing.T) string {
 
 func TestBenchOpsMode(t *testing.T) {
 	base := startReplica(t)
-	opts, asJSON, err := ParseBenchFlags([]string{"--endpoints", base, "--clients", "4", "--duration", "300ms",
+	opts, asJSON, err := parseBenchFlags([]string{"--endpoints", base, "--clients", "4", "--duration", "300ms",
 		"--warmup", "50ms", "--op", "mixed", "--read-ratio", "0.5", "--keys", "20", "--json"})
 	if err != nil || !asJSON {
 		t.Fatal(err, asJSON)
 	}
 	var progress bytes.Buffer
-	res, err := RunBench(context.Background(), opts, &progress)
+	res, err := runBench(context.Background(), opts, &progress)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,10 +58,10 @@ func TestBenchOpsMode(t *testing.T) {
 		t.Fatalf("implausible result %+v", res)
 	}
 	var out bytes.Buffer
-	if err := PrintBench(&out, res, true); err != nil || !strings.Contains(out.String(), `"ops_per_sec"`) {
+	if err := printBench(&out, res, true); err != nil || !strings.Contains(out.String(), `"ops_per_sec"`) {
 		t.Fatalf("json output %q %v", out.String(), err)
 	}
-	if _, _, err := ParseBenchFlags([]string{"--op", "scan"}); err == nil {
+	if _, _, err := parseBenchFlags([]string{"--op", "scan"}); err == nil {
 		t.Fatal("--op scan should be refused")
 	}
 }
@@ -74,11 +74,11 @@ func TestBenchListAndWatchModes(t *testing.T) {
 		{"--op", "list", "--keys", "50", "--list-limit", "20"},
 		{"--op", "watch", "--watchers", "5", "--keys", "10"},
 	} {
-		opts, _, err := ParseBenchFlags(append([]string{"--endpoints", base, "--clients", "2", "--duration", "300ms", "--warmup", "50ms"}, args...))
+		opts, _, err := parseBenchFlags(append([]string{"--endpoints", base, "--clients", "2", "--duration", "300ms", "--warmup", "50ms"}, args...))
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := RunBench(context.Background(), opts, io.Discard)
+		res, err := runBench(context.Background(), opts, io.Discard)
 		if err != nil {
 			t.Fatalf("%v: %v", args, err)
 		}
@@ -93,10 +93,10 @@ func TestBenchListAndWatchModes(t *testing.T) {
 			}
 		}
 	}
-	if _, _, err := ParseBenchFlags([]string{"--op", "watch", "--watchers", "0"}); err == nil {
+	if _, _, err := parseBenchFlags([]string{"--op", "watch", "--watchers", "0"}); err == nil {
 		t.Fatal("--watchers 0 was accepted")
 	}
-	if _, _, err := ParseBenchFlags([]string{"--op", "list", "--list-limit", "20000"}); err == nil {
+	if _, _, err := parseBenchFlags([]string{"--op", "list", "--list-limit", "20000"}); err == nil {
 		t.Fatal("--list-limit above the page cap was accepted")
 	}
 }

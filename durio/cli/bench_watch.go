@@ -20,11 +20,11 @@ import (
 // o.Clients writers put to keys under it in a closed loop. Each value
 // starts with the put's start time, so a watcher measures the delay to its
 // delivery; and each watcher checks that it got every event once, in order.
-func runWatchBench(ctx context.Context, o BenchOptions, hc *http.Client, c *client.Client, progress io.Writer) (BenchResult, error) {
+func runWatchBench(ctx context.Context, o benchOptions, hc *http.Client, c *client.Client, progress io.Writer) (benchResult, error) {
 	prefix := fmt.Sprintf("bench-watch-%d/", time.Now().UnixNano())
 	from, err := c.Revision(ctx)
 	if err != nil {
-		return BenchResult{}, fmt.Errorf("durio bench: %w", err)
+		return benchResult{}, fmt.Errorf("durio bench: %w", err)
 	}
 	var (
 		measuring  atomic.Bool
@@ -44,7 +44,7 @@ func runWatchBench(ctx context.Context, o BenchOptions, hc *http.Client, c *clie
 		eps := append(slices.Clone(o.Endpoints[i%len(o.Endpoints):]), o.Endpoints[:i%len(o.Endpoints)]...)
 		wc, err := client.New(eps, client.Options{HTTPClient: hc, JSON: o.JSON})
 		if err != nil {
-			return BenchResult{}, err
+			return benchResult{}, err
 		}
 		watchers.Go(func() {
 			var mine []time.Duration
@@ -120,7 +120,7 @@ func runWatchBench(ctx context.Context, o BenchOptions, hc *http.Client, c *clie
 	if !sleepCtx(ctx, o.Warmup) {
 		close(done)
 		writers.Wait()
-		return BenchResult{}, ctx.Err()
+		return benchResult{}, ctx.Err()
 	}
 	elapsed := measurePhase(ctx, o.Duration, &measuring, &delivered, func(secs, rate float64) {
 		fmt.Fprintf(progress, "\r%5.0fs  %8.0f events/s delivered  %d put errors", secs, rate, errs.Load())
@@ -151,7 +151,7 @@ func runWatchBench(ctx context.Context, o BenchOptions, hc *http.Client, c *clie
 	}
 	slices.Sort(lat)
 	slices.Sort(deliveries)
-	res := BenchResult{Op: "watch", Clients: o.Clients, ValueSize: o.ValueSize, Seconds: elapsed.Seconds(), Ops: len(lat),
+	res := benchResult{Op: "watch", Clients: o.Clients, ValueSize: o.ValueSize, Seconds: elapsed.Seconds(), Ops: len(lat),
 		Errors: errs.Load(), OpsPerSec: float64(len(lat)) / elapsed.Seconds(), P50ms: quantileMs(lat, 0.50),
 		P99ms: quantileMs(lat, 0.99), P999ms: quantileMs(lat, 0.999), Watchers: o.Watchers,
 		EventsPerSec: float64(len(deliveries)) / elapsed.Seconds(), DeliveryP50ms: quantileMs(deliveries, 0.50),

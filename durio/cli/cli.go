@@ -120,12 +120,12 @@ func splitList(s string) []string {
 	return out
 }
 
-// EnvPrefix starts the environment variable of every flag: --endpoints is
+// envPrefix starts the environment variable of every flag: --endpoints is
 // also DURIO_ENDPOINTS, --peer-token DURIO_PEER_TOKEN.
-const EnvPrefix = "DURIO_"
+const envPrefix = "DURIO_"
 
 func envName(flagName string) string {
-	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
 // cli is one run of the durio command.
@@ -271,16 +271,16 @@ type clientFlags struct {
 	insecure  bool
 }
 
-// DefaultCLITimeout is how long a client command waits by default: longer
+// defaultCLITimeout is how long a client command waits by default: longer
 // than a replica's default --request-timeout (5s), so that when the cluster
 // cannot serve, its own answer (503 no leader) reaches the user rather than a
 // bare local timeout.
-const DefaultCLITimeout = 12 * time.Second
+const defaultCLITimeout = 12 * time.Second
 
 func (f *clientFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.endpoints, "endpoints", strings.Join(DevEndpoints, ","), "comma-separated client `URLs` of the replicas (any will do)")
+	fs.StringVar(&f.endpoints, "endpoints", strings.Join(devEndpoints, ","), "comma-separated client `URLs` of the replicas (any will do)")
 	fs.BoolVar(&f.json, "json", false, "print JSON instead of text")
-	fs.DurationVar(&f.timeout, "timeout", DefaultCLITimeout, "give up after this `duration` (keep it above the replicas' --request-timeout)")
+	fs.DurationVar(&f.timeout, "timeout", defaultCLITimeout, "give up after this `duration` (keep it above the replicas' --request-timeout)")
 	fs.StringVar(&f.caCert, "cacert", "", "PEM `file` of the CA that signed the replicas' TLS certificates (https endpoints)")
 	fs.BoolVar(&f.insecure, "insecure-skip-verify", false, "do not verify the replicas' TLS certificates (testing only)")
 }
@@ -651,6 +651,8 @@ type replicaStatus struct {
 	// how many entries it is behind the leader, when the leader said.
 	Member string  `json:"member,omitempty"`
 	Lag    *uint64 `json:"lag_entries,omitempty"`
+	// Removed: the replica knows it was removed from the cluster.
+	Removed bool `json:"removed,omitempty"`
 }
 
 // printStatus prints one line per endpoint; its error wraps
@@ -679,6 +681,7 @@ func printStatus(ctx context.Context, c *client.Client, members []client.Member,
 		if st.GetError() != "" {
 			rows[i].Error = st.GetError()
 		}
+		rows[i].Removed = st.GetRemoved()
 		for _, m := range members {
 			if m.ID == int(rows[i].ID) {
 				rows[i].Member = durio.MemberRole(m.Learner)
@@ -707,6 +710,8 @@ func printStatus(ctx context.Context, c *client.Client, members []client.Member,
 			}
 			member := r.Member
 			switch {
+			case r.Removed && member == "":
+				member = "removed from cluster"
 			case member == "":
 				member = "-"
 			case r.Lag != nil && *r.Lag > 0:
@@ -767,7 +772,7 @@ func completeWords(cmd *cobra.Command, flagName string, words ...string) {
 }
 
 func (c *cli) devCommand() *cobra.Command {
-	var o DevOptions
+	var o devOptions
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a local cluster on loopback",
@@ -785,7 +790,7 @@ to kill, stop and start replicas, so you can watch a failover:
 				return err
 			}
 			o.Commands = c.stdin
-			return RunDev(cmd.Context(), o, c.stdout)
+			return runDev(cmd.Context(), o, c.stdout)
 		},
 	}
 	o.register(cmd.Flags())
@@ -809,11 +814,11 @@ p50/p99/p99.9 latency.`,
 			if err != nil {
 				return err
 			}
-			res, err := RunBench(cmd.Context(), opts, c.stderr)
+			res, err := runBench(cmd.Context(), opts, c.stderr)
 			if err != nil {
 				return err
 			}
-			return PrintBench(c.stdout, res, asJSON)
+			return printBench(c.stdout, res, asJSON)
 		},
 	}
 	b.register(cmd.Flags())

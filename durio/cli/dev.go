@@ -21,11 +21,11 @@ import (
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
 
-// DevEndpoints are the client URLs of the cluster `durio dev` starts.
-var DevEndpoints = []string{"http://127.0.0.1:8001", "http://127.0.0.1:8002", "http://127.0.0.1:8003"}
+// devEndpoints are the client URLs of the cluster `durio dev` starts.
+var devEndpoints = []string{"http://127.0.0.1:8001", "http://127.0.0.1:8002", "http://127.0.0.1:8003"}
 
-// DevOptions configure `durio dev`.
-type DevOptions struct {
+// devOptions configure `durio dev`.
+type devOptions struct {
 	// Dir holds one data folder per replica.
 	Dir string
 	// Persister is passed to every replica.
@@ -43,7 +43,7 @@ type DevOptions struct {
 	Commands io.Reader
 }
 
-func (o *DevOptions) register(fs *pflag.FlagSet) {
+func (o *devOptions) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Dir, "dir", "durio-dev", "`folder` for the replicas' data (one sub-folder each)")
 	fs.StringVar(&o.Persister, "persister", "badger", "store for every replica: noop, file, badger, or a plugin `path`")
 	fs.IntVar(&o.ClientPort, "client-port", 8001, "client `port` of replica 0; replica i listens on port+i")
@@ -52,7 +52,7 @@ func (o *DevOptions) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.LogLevel, "log-level", "warn", "replicas' log `level`: debug, info, warn or error")
 }
 
-func (o *DevOptions) check() error {
+func (o *devOptions) check() error {
 	if o.Replicas < 1 {
 		return fmt.Errorf("%w: --replicas must be at least 1", durio.ErrUsage)
 	}
@@ -83,12 +83,12 @@ const (
 	devPollEvery    = 250 * time.Millisecond
 )
 
-// RunDev starts a local cluster of `durio serve` processes on loopback and
+// runDev starts a local cluster of `durio serve` processes on loopback and
 // supervises it until ctx ends (Ctrl-C in the durio command): a replica that
 // exits is restarted (after a growing delay, giving up after several quick
 // failures in a row), leader changes are printed, and typed commands kill,
 // stop and start replicas so failover can be watched.
-func RunDev(ctx context.Context, o DevOptions, stdout io.Writer) error {
+func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 	exe := o.Executable
 	if exe == "" {
 		var err error
@@ -136,7 +136,7 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer) error {
 
 // devCluster is the state of one `durio dev` run.
 type devCluster struct {
-	o               DevOptions
+	o               devOptions
 	exe, dir        string
 	env             []string
 	peers, clients  []string
@@ -182,7 +182,7 @@ func (d *devCluster) printf(format string, args ...any) { fmt.Fprintf(d.out, for
 func devEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, EnvPrefix) {
+		if !strings.HasPrefix(kv, envPrefix) {
 			env = append(env, kv)
 		}
 	}

@@ -10,10 +10,10 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// BuildInfo is what `durio version` reports: the module and version the
+// buildInfo is what `durio version` reports: the module and version the
 // binary was built from, the VCS revision if the build recorded one, and the
 // toolchain and platform.
-type BuildInfo struct {
+type buildInfo struct {
 	Module    string `json:"module"`
 	Version   string `json:"version"`
 	Revision  string `json:"vcs_revision,omitempty"`
@@ -23,18 +23,18 @@ type BuildInfo struct {
 	Platform  string `json:"platform"`
 }
 
-// ReadBuildInfo returns this binary's BuildInfo.
-func ReadBuildInfo() BuildInfo {
+// readBuildInfo returns this binary's buildInfo.
+func readBuildInfo() buildInfo {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
-		return BuildInfo{Module: "unknown", Version: "unknown", GoVersion: runtime.Version(),
+		return buildInfo{Module: "unknown", Version: "unknown", GoVersion: runtime.Version(),
 			Platform: runtime.GOOS + "/" + runtime.GOARCH}
 	}
 	return buildInfoFrom(bi)
 }
 
-func buildInfoFrom(bi *debug.BuildInfo) BuildInfo {
-	out := BuildInfo{Module: bi.Main.Path, Version: bi.Main.Version, GoVersion: bi.GoVersion}
+func buildInfoFrom(bi *debug.BuildInfo) buildInfo {
+	out := buildInfo{Module: bi.Main.Path, Version: bi.Main.Version, GoVersion: bi.GoVersion}
 	var goos, goarch, goarm string
 	for _, s := range bi.Settings {
 		switch s.Key {
@@ -66,7 +66,7 @@ func buildInfoFrom(bi *debug.BuildInfo) BuildInfo {
 }
 
 // String is the one-line summary `durio --version` prints.
-func (b BuildInfo) String() string {
+func (b buildInfo) String() string {
 	s := b.Version
 	if b.Revision != "" {
 		rev := b.Revision
@@ -82,7 +82,7 @@ func (b BuildInfo) String() string {
 	return s
 }
 
-func (b BuildInfo) write(w io.Writer) error {
+func (b buildInfo) write(w io.Writer) error {
 	revision := "unknown (built without VCS information, e.g. -buildvcs=false)"
 	if b.Revision != "" {
 		revision = b.Revision
@@ -98,7 +98,7 @@ func (b BuildInfo) write(w io.Writer) error {
 	return err
 }
 
-func shortVersion() string { return ReadBuildInfo().String() }
+func shortVersion() string { return readBuildInfo().String() }
 
 func (c *cli) versionCommand() *cobra.Command {
 	var asJSON bool
@@ -107,7 +107,7 @@ func (c *cli) versionCommand() *cobra.Command {
 		Short: "Print the version, VCS revision, Go version and platform",
 		Args:  exactArgs(),
 		RunE: func(*cobra.Command, []string) error {
-			info := ReadBuildInfo()
+			info := readBuildInfo()
 			if asJSON {
 				return json.NewEncoder(c.stdout).Encode(info)
 			}

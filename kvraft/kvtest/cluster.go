@@ -50,6 +50,11 @@ type Options struct {
 	Seed uint64
 	// Raft, if not nil, adjusts each replica's raft configuration.
 	Raft func(*raft.Config)
+	// Voters, if above 0, bootstraps the cluster with voters 0..Voters-1;
+	// the servers past them are spares that start with an empty
+	// configuration and wait to be added (raft's joiners). 0: every server
+	// is a bootstrap voter.
+	Voters int
 	// OpenStore, if not nil, opens server i's store (for benchmarks with a
 	// durable store); it is called at every start, and the store is closed
 	// at every crash. Otherwise each server has a persist.Memory that a
@@ -70,8 +75,8 @@ type Cluster struct {
 	mu sync.Mutex // guards every field below
 	// slots holds each server's store and current incarnation.
 	slots []*slot
-	// conn[i][j] says whether server i can reach server j.
-	conn [][]bool
+	// links is the fault model, shared with rafttest (rafttest.Links).
+	links *rafttest.Links
 	// clerks maps a clerk to its endpoints, one per server.
 	clerks map[*kvraft.Clerk][]*simnet.End
 	nEnds  int
@@ -116,12 +121,8 @@ func NewCluster(t testing.TB, opts Options, start StartFunc) *Cluster {
 	}
 	c.Net.SetReliable(!opts.Unreliable)
 	c.Net.SetLongDelays(!opts.ShortDelays)
-	c.conn = make([][]bool, opts.Servers)
-	for i := range opts.Servers {
-		c.conn[i] = make([]bool, opts.Servers)
-		for j := range c.conn[i] {
-			c.conn[i][j] = true
-		}
+	c.links = rafttest.NewLinks(opts.Servers)
+	for range opts.Servers {
 		s := &slot{}
 		if opts.OpenStore == nil {
 			s.store = persist.NewMemory()
@@ -129,9 +130,8 @@ func NewCluster(t testing.TB, opts Options, start StartFunc) *Cluster {
 		c.slots = append(c.slots, s)
 	}
 	t.Cleanup(c.cleanup)
-	for i := range opts.Servers {
-		c.StartServer(i)
-	}
+	c.RestartAll()
+	c.Heal()
 	return c
 }
 
@@ -149,20 +149,19 @@ func (c *Cluster) All() []int {
 
 func (c *Cluster) cleanup() {
 	for i := range c.opts.Servers {
-		c.ShutdownServer(i)
+		c.Crash(i)
 	}
 	c.Net.Cleanup()
 }
 
-// StartServer starts server i from its saved store, if it is not running.
-func (c *Cluster) StartServer(i int) {
+// Restart starts server i from its saved store, crashing it first if it is
+// running; it stays disconnected until Connect, Heal or Partition (as
+// rafttest's Restart, the lab's StartServer).
+func (c *Cluster) Restart(i int) {
 	c.t.Helper()
+	c.Crash(i)
 	c.mu.Lock()
 	s := c.slots[i]
-	if s.replica != nil {
-		c.mu.Unlock()
-		return
-	}
 	if s.store == nil {
 		st, err := c.opts.OpenStore(i)
 		if err != nil {
@@ -180,7 +179,7 @@ func (c *Cluster) StartServer(i int) {
 		name := fmt.Sprintf("raft-%d.%d-to-%d", i, s.gen, j)
 		s.ends[j] = c.Net.MakeEnd(name)
 		c.Net.Connect(name, ServerName(j))
-		c.Net.Enable(name, c.conn[i][j])
+		c.Net.Enable(name, c.links.Up(i, j))
 	}
 	ends, store, gen := s.ends, s.store, s.gen
 	inc := &incarnation{}
@@ -190,6 +189,12 @@ func (c *Cluster) StartServer(i int) {
 	newNode := func(app raft.Application) (*raft.Node, error) {
 		cfg := raft.DefaultConfig()
 		cfg.ID, cfg.Peers = i, c.opts.Servers
+		if v := c.opts.Voters; v > 0 {
+			cfg.Peers = v
+			if i >= v {
+				cfg.Peers = 0 // a spare: joins with an empty configuration
+			}
+		}
 		cfg.Seed = c.seed*1000003 + uint64(i)*101 + uint64(gen)
 		if c.opts.MaxRaftState > 0 {
 			cfg.SnapshotThresholdBytes = c.opts.MaxRaftState
@@ -233,12 +238,14 @@ func (c *Cluster) handler(inc *incarnation) simnet.Handler {
 	}
 }
 
-// ShutdownServer crashes server i: it is cut from the network, its store is
-// copied as it stands, and the replica is killed. StartServer restarts it
-// from the copy.
-func (c *Cluster) ShutdownServer(i int) {
+// Crash crashes server i: it is disconnected (see rafttest.Links), its
+// store is copied as it stands, and the replica is killed. Restart restarts
+// it from the copy.
+func (c *Cluster) Crash(i int) {
 	c.t.Helper()
 	c.mu.Lock()
+	c.links.Disconnect(i)
+	c.applyLinksLocked()
 	s := c.slots[i]
 	if s.replica == nil {
 		c.mu.Unlock()
@@ -270,17 +277,31 @@ func (c *Cluster) ShutdownServer(i int) {
 	}
 }
 
-// Shutdown crashes every server.
-func (c *Cluster) Shutdown() {
+// WipeStore crashes server i and gives it an empty memory store (a new
+// disk); Restart then starts it as a new machine.
+func (c *Cluster) WipeStore(i int) {
+	c.t.Helper()
+	if c.opts.OpenStore != nil {
+		c.t.Fatal("WipeStore: not with Options.OpenStore")
+	}
+	c.Crash(i)
+	c.mu.Lock()
+	c.slots[i].store = persist.NewMemory()
+	c.mu.Unlock()
+}
+
+// CrashAll crashes every server.
+func (c *Cluster) CrashAll() {
 	for i := range c.opts.Servers {
-		c.ShutdownServer(i)
+		c.Crash(i)
 	}
 }
 
-// StartServers starts every server that is down.
-func (c *Cluster) StartServers() {
+// RestartAll restarts every server; they stay disconnected until Heal (or
+// Connect, Partition).
+func (c *Cluster) RestartAll() {
 	for i := range c.opts.Servers {
-		c.StartServer(i)
+		c.Restart(i)
 	}
 }
 
@@ -298,57 +319,56 @@ func (c *Cluster) Node(i int) *raft.Node {
 	return c.slots[i].node
 }
 
+// The fault API: the same names and meaning as rafttest's (see
+// rafttest.Links).
+
 // Partition lets servers talk only within their group; servers in no
-// group are cut off from everyone.
+// group are cut off from everyone. Every server counts as connected
+// afterwards.
 func (c *Cluster) Partition(groups ...[]int) {
+	c.changeLinks(func(l *rafttest.Links) { l.Partition(groups...) })
+}
+
+// Heal connects every server and brings every link up.
+func (c *Cluster) Heal() { c.changeLinks((*rafttest.Links).Heal) }
+
+// Disconnect cuts server i off from everyone.
+func (c *Cluster) Disconnect(i int) { c.changeLinks(func(l *rafttest.Links) { l.Disconnect(i) }) }
+
+// Connect reconnects server i to every connected server, whatever
+// partition separated it before.
+func (c *Cluster) Connect(i int) { c.changeLinks(func(l *rafttest.Links) { l.Connect(i) }) }
+
+// SetLink enables or disables both directions of the link between servers i
+// and j, without changing whether either counts as connected.
+func (c *Cluster) SetLink(i, j int, on bool) {
+	c.changeLinks(func(l *rafttest.Links) { l.SetLink(i, j, on) })
+}
+
+// Connected reports whether server i is connected.
+func (c *Cluster) Connected(i int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	group := make([]int, c.opts.Servers)
-	for i := range group {
-		group[i] = -1 - i
-	}
-	for g, members := range groups {
-		for _, i := range members {
-			group[i] = g
-		}
-	}
-	for i := range c.conn {
-		for j := range c.conn[i] {
-			c.conn[i][j] = group[i] == group[j]
-		}
-	}
+	return c.links.Connected(i)
+}
+
+// SetUnreliable turns the network's unreliable mode on or off.
+func (c *Cluster) SetUnreliable(on bool) { c.Net.SetReliable(!on) }
+
+func (c *Cluster) changeLinks(change func(*rafttest.Links)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	change(c.links)
 	c.applyLinksLocked()
 }
 
-// ConnectAll heals every partition.
-func (c *Cluster) ConnectAll() { c.Partition(c.All()) }
-
-// Disconnect cuts server i from every other server.
-func (c *Cluster) Disconnect(i int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for j := range c.conn {
-		c.conn[i][j], c.conn[j][i] = i == j, i == j
-	}
-	c.applyLinksLocked()
-}
-
-// Connect restores server i's links to every server that is not
-// disconnected from the rest.
-func (c *Cluster) Connect(i int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for j := range c.conn {
-		c.conn[i][j], c.conn[j][i] = true, true
-	}
-	c.applyLinksLocked()
-}
-
+// applyLinksLocked enables each endpoint of each running server iff its
+// link is up.
 func (c *Cluster) applyLinksLocked() {
 	for i, s := range c.slots {
 		for j, e := range s.ends {
 			if e != nil && s.replica != nil {
-				c.Net.Enable(e.Name(), c.conn[i][j])
+				c.Net.Enable(e.Name(), c.links.Up(i, j))
 			}
 		}
 	}
@@ -523,8 +543,9 @@ func (c *Cluster) LogStatus() {
 	for i := range c.opts.Servers {
 		if n := c.Node(i); n != nil {
 			st := n.Status()
-			c.t.Logf("server %d: term %d %v leader %d commit %d applied %d last %d snapshot %d log %d B err %v",
-				i, st.Term, st.Role, st.Leader, st.Commit, st.Applied, st.LastIndex, st.SnapshotIndex, st.LogSizeBytes, st.Err)
+			c.t.Logf("server %d: term %d %v leader %d commit %d applied %d last %d snapshot %d log %d B err %v; configuration %v at %d (removed %v)",
+				i, st.Term, st.Role, st.Leader, st.Commit, st.Applied, st.LastIndex, st.SnapshotIndex, st.LogSizeBytes, st.Err,
+				st.Membership, st.MembershipIndex, st.Removed)
 		} else {
 			c.t.Logf("server %d: down", i)
 		}

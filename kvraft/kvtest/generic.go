@@ -279,14 +279,14 @@ func GenericTest(t *testing.T, p Params) {
 		stopPartitioner.Store(true)
 		<-partitionerDone
 		if p.Partitions {
-			c.ConnectAll()
+			c.Heal()
 			time.Sleep(ElectionWait)
 		}
 		if p.Crash {
-			c.Shutdown()
+			c.CrashAll()
 			time.Sleep(ElectionWait)
-			c.StartServers()
-			c.ConnectAll()
+			c.RestartAll()
+			c.Heal()
 		}
 		<-clientsDone
 		if t.Failed() {

@@ -289,12 +289,12 @@ func RevTest(t *testing.T, p RevParams) {
 		time.Sleep(p.RoundTime)
 		stop.Store(true)
 		<-partitioned
-		c.ConnectAll()
+		c.Heal()
 		if p.Crash {
-			c.Shutdown()
+			c.CrashAll()
 			time.Sleep(ElectionWait)
-			c.StartServers()
-			c.ConnectAll()
+			c.RestartAll()
+			c.Heal()
 		}
 		<-clientsDone
 		if t.Failed() {

@@ -221,7 +221,7 @@ func TestLeaderPartition4A(t *testing.T) {
 		returned = true
 	case <-time.After(time.Second):
 	}
-	ts.c.ConnectAll()
+	ts.c.Heal()
 	if !returned {
 		select {
 		case err := <-done:
@@ -244,9 +244,10 @@ func TestRestartReplay4A(t *testing.T) {
 		}
 	}
 	ts.checkCounter(ninc, nsrv)
-	ts.c.Shutdown()
+	ts.c.CrashAll()
 	time.Sleep(kvtest.ElectionWait)
-	ts.c.StartServers()
+	ts.c.RestartAll()
+	ts.c.Heal()
 	if r := ts.oneInc(); r != ninc+1 {
 		t.Fatalf("Inc after restart returned %d, want %d", r, ninc+1)
 	}
@@ -295,7 +296,7 @@ func TestShutdown4A(t *testing.T) {
 	ts.c.WaitLeader()
 	done := ts.submitNulls(nsubmit)
 	time.Sleep(20 * time.Millisecond)
-	ts.c.Shutdown()
+	ts.c.CrashAll()
 	ts.waitReturned(done, nsubmit)
 }
 
@@ -309,17 +310,19 @@ func TestRestartSubmit4A(t *testing.T) {
 			t.Fatalf("Inc %d returned %d", i+1, r)
 		}
 	}
-	ts.c.Shutdown()
+	ts.c.CrashAll()
 	time.Sleep(kvtest.ElectionWait)
-	ts.c.StartServers()
+	ts.c.RestartAll()
+	ts.c.Heal()
 	if r := ts.oneInc(); r != ninc+1 {
 		t.Fatalf("Inc after restart returned %d, want %d", r, ninc+1)
 	}
 	done := ts.submitNulls(nsubmit)
 	time.Sleep(20 * time.Millisecond)
-	ts.c.Shutdown()
+	ts.c.CrashAll()
 	ts.waitReturned(done, nsubmit)
-	ts.c.StartServers()
+	ts.c.RestartAll()
+	ts.c.Heal()
 	r := ts.oneInc()
 	ts.checkCounter(r, nsrv)
 }
@@ -340,8 +343,9 @@ func TestSnapshot4C(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	ts.c.Shutdown()
-	ts.c.StartServers()
+	ts.c.CrashAll()
+	ts.c.RestartAll()
+	ts.c.Heal()
 	if r := ts.oneInc(); r != ninc+1 {
 		t.Fatalf("Inc after restart returned %d, want %d", r, ninc+1)
 	}

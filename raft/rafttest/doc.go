@@ -6,6 +6,16 @@
 // servers) and fault controls (disconnect, crash and restart from a copy of
 // the persisted state, unreliable network, long reordering).
 //
+// The fault API is the same in kvraft/kvtest, with the same meaning (Links
+// states it): Partition(groups...), Heal(), Disconnect(i), Connect(i),
+// SetLink(i, j, on), SetUnreliable(on), Crash(i) and Restart(i) (which
+// leaves the server disconnected until Connect, as the lab's start1).
+//
+// The harness's files, one concept each: cluster.go (options, start and
+// teardown), lifecycle.go (crash, restart), network.go and links.go
+// (faults, counters), checks.go (the lab's checks), app.go (the checking,
+// snapshotting application), log.go, membership.go, transport.go.
+//
 // The lab's Raft tests (3A–3D) and the project's own cluster tests live in
 // this package's _test files. Every Cluster logs its random seed; set
 // RAFTTEST_SEED to replay a run's random choices (scheduling still varies),

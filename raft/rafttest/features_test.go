@@ -159,7 +159,7 @@ func TestReadIndexPartition(t *testing.T) {
 
 			// Healed, the old leader refuses or, if it leads again,
 			// answers at or after y.
-			c.Partition(append(minority, majority...))
+			c.Heal()
 			c.One(c.RandCmd(), servers, true)
 			if r, err := readIndex(c, leader, time.Second); err == nil && r < res.index {
 				t.Fatalf("old leader %d: ReadIndex %d before y at %d", leader, r, res.index)

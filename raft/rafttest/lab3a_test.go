@@ -14,9 +14,9 @@ func TestInitialElection3A(t *testing.T) {
 	// Is a leader elected?
 	c.CheckOneLeader()
 
-	// Sleep a bit to avoid racing with followers learning of the election,
-	// then check that all peers agree on the term.
-	time.Sleep(50 * time.Millisecond)
+	// Wait for the followers to learn of the election (the lab sleeps
+	// 50 ms), then check that all peers agree on the term.
+	waitFor(time.Second, func() bool { _, other := c.connectedTerms(); return other == 0 })
 	term1 := c.CheckTerms()
 	if term1 < 1 {
 		t.Fatalf("term is %d, but should be at least 1", term1)

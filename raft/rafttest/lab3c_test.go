@@ -24,7 +24,7 @@ func persist1(t *testing.T, opts Options) {
 
 	// Crash and re-start all.
 	for i := range servers {
-		c.Start1(i)
+		c.Restart(i)
 	}
 	for i := range servers {
 		c.Disconnect(i)
@@ -35,7 +35,7 @@ func persist1(t *testing.T, opts Options) {
 
 	leader1 := c.CheckOneLeader()
 	c.Disconnect(leader1)
-	c.Start1(leader1)
+	c.Restart(leader1)
 	c.Connect(leader1)
 
 	c.One(Cmd(13), servers, true)
@@ -43,7 +43,7 @@ func persist1(t *testing.T, opts Options) {
 	leader2 := c.CheckOneLeader()
 	c.Disconnect(leader2)
 	index14 := c.One(Cmd(14), servers-1, true)
-	c.Start1(leader2)
+	c.Restart(leader2)
 	c.Connect(leader2)
 
 	c.Wait(index14, servers, 0) // wait for leader2 to join before killing i3
@@ -51,7 +51,7 @@ func persist1(t *testing.T, opts Options) {
 	i3 := (c.CheckOneLeader() + 1) % servers
 	c.Disconnect(i3)
 	c.One(Cmd(15), servers-1, true)
-	c.Start1(i3)
+	c.Restart(i3)
 	c.Connect(i3)
 
 	c.One(Cmd(16), servers, true)
@@ -80,14 +80,14 @@ func TestPersist23C(t *testing.T) {
 		c.Disconnect((leader1 + 3) % servers)
 		c.Disconnect((leader1 + 4) % servers)
 
-		c.Start1((leader1 + 1) % servers)
-		c.Start1((leader1 + 2) % servers)
+		c.Restart((leader1 + 1) % servers)
+		c.Restart((leader1 + 2) % servers)
 		c.Connect((leader1 + 1) % servers)
 		c.Connect((leader1 + 2) % servers)
 
 		time.Sleep(ElectionTimeout)
 
-		c.Start1((leader1 + 3) % servers)
+		c.Restart((leader1 + 3) % servers)
 		c.Connect((leader1 + 3) % servers)
 
 		c.One(Cmd(10+index), servers-2, true)
@@ -117,15 +117,15 @@ func persist3(t *testing.T, opts Options) {
 
 	c.One(Cmd(102), 2, true)
 
-	c.Crash1((leader + 0) % servers)
-	c.Crash1((leader + 1) % servers)
+	c.Crash((leader + 0) % servers)
+	c.Crash((leader + 1) % servers)
 	c.Connect((leader + 2) % servers)
-	c.Start1((leader + 0) % servers)
+	c.Restart((leader + 0) % servers)
 	c.Connect((leader + 0) % servers)
 
 	c.One(Cmd(103), 2, true)
 
-	c.Start1((leader + 1) % servers)
+	c.Restart((leader + 1) % servers)
 	c.Connect((leader + 1) % servers)
 
 	c.One(Cmd(104), servers, true)
@@ -159,14 +159,14 @@ func TestFigure83C(t *testing.T) {
 		}
 
 		if leader != -1 {
-			c.Crash1(leader)
+			c.Crash(leader)
 			nup--
 		}
 
 		if nup < 3 {
 			s := c.RandIntN(servers)
 			if c.Node(s) == nil {
-				c.Start1(s)
+				c.Restart(s)
 				c.Connect(s)
 				nup++
 			}
@@ -175,7 +175,7 @@ func TestFigure83C(t *testing.T) {
 
 	for i := range servers {
 		if c.Node(i) == nil {
-			c.Start1(i)
+			c.Restart(i)
 			c.Connect(i)
 		}
 	}
@@ -323,14 +323,14 @@ func churn(t *testing.T, unreliable bool) {
 		if c.RandIntN(1000) < 500 {
 			i := c.RandIntN(servers)
 			if c.Node(i) == nil {
-				c.Start1(i)
+				c.Restart(i)
 			}
 			c.Connect(i)
 		}
 
 		if c.RandIntN(1000) < 200 {
 			if i := c.RandIntN(servers); c.Node(i) != nil {
-				c.Crash1(i)
+				c.Crash(i)
 			}
 		}
 
@@ -345,7 +345,7 @@ func churn(t *testing.T, unreliable bool) {
 	c.SetUnreliable(false)
 	for i := range servers {
 		if c.Node(i) == nil {
-			c.Start1(i)
+			c.Restart(i)
 		}
 		c.Connect(i)
 	}

@@ -29,7 +29,7 @@ func snapCommon(t *testing.T, disconnect, reliable, crash bool) {
 			c.One(c.RandCmd(), servers-1, true)
 		}
 		if crash {
-			c.Crash1(victim)
+			c.Crash(victim)
 			c.One(c.RandCmd(), servers-1, true)
 		}
 
@@ -60,7 +60,7 @@ func snapCommon(t *testing.T, disconnect, reliable, crash bool) {
 			leader1 = c.CheckOneLeader()
 		}
 		if crash {
-			c.Start1(victim)
+			c.Restart(victim)
 			c.Connect(victim)
 			c.One(c.RandCmd(), servers, true)
 			leader1 = c.CheckOneLeader()
@@ -116,12 +116,12 @@ func snapshotAllCrash(t *testing.T, opts Options) {
 
 		// Crash all.
 		for i := range servers {
-			c.Crash1(i)
+			c.Crash(i)
 		}
 
 		// Revive all.
 		for i := range servers {
-			c.Start1(i)
+			c.Restart(i)
 			c.Connect(i)
 		}
 
@@ -153,11 +153,11 @@ func snapshotInit(t *testing.T, opts Options) {
 
 	// Crash all.
 	for i := range servers {
-		c.Crash1(i)
+		c.Crash(i)
 	}
 	// Revive all.
 	for i := range servers {
-		c.Start1(i)
+		c.Restart(i)
 		c.Connect(i)
 	}
 
@@ -167,11 +167,11 @@ func snapshotInit(t *testing.T, opts Options) {
 
 	// Crash all.
 	for i := range servers {
-		c.Crash1(i)
+		c.Crash(i)
 	}
 	// Revive all.
 	for i := range servers {
-		c.Start1(i)
+		c.Restart(i)
 		c.Connect(i)
 	}
 

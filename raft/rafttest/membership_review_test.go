@@ -97,11 +97,11 @@ func TestMembershipChurnReview(t *testing.T) {
 				c.Connect(i)
 			}
 		case r < 80:
-			c.Crash1(c.RandIntN(n))
+			c.Crash(c.RandIntN(n))
 		case r < 92:
 			for i := range n {
 				if c.Node(i) == nil {
-					c.Start1(i)
+					c.Restart(i)
 					c.Connect(i)
 					break
 				}
@@ -112,7 +112,7 @@ func TestMembershipChurnReview(t *testing.T) {
 	c.SetUnreliable(false)
 	for i := range n {
 		if c.Node(i) == nil {
-			c.Start1(i)
+			c.Restart(i)
 		}
 		c.Connect(i)
 	}

@@ -28,7 +28,7 @@ func TestNoopRestartCannotLeadEmpty(t *testing.T) {
 		if victim < 0 {
 			victim = c.CheckOneLeader()
 		}
-		c.Start1(victim)
+		c.Restart(victim)
 		c.Connect(victim)
 		// Watch the restarted server while the cluster settles: until
 		// it catches up it may campaign but must never win.

@@ -151,7 +151,7 @@ func TestEvenClusters(t *testing.T) {
 				c.One(c.RandCmd(), len(maj), true)
 			}
 
-			c.Partition(append(half1, half2...))
+			c.Heal()
 			c.One(c.RandCmd(), n, true)
 			if k := c.Applied(cmd); k > 0 {
 				t.Logf("the uncommitted command was kept by a later leader (%d servers)", k)
