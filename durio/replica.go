@@ -311,6 +311,7 @@ func (r *Replica) status() *kvv1.StatusResponse {
 		SnapshotIndex: st.SnapshotIndex,
 		LogSizeBytes:  uint64(max(st.LogSizeBytes, 0)),
 		Sessions:      uint64(r.kv.Sessions()),
+		Removed:       st.Removed,
 	}
 	rev, compact, leases := r.kv.Revisions()
 	out.Revision, out.CompactRevision, out.Leases = rev, compact, uint64(leases)

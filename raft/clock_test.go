@@ -47,6 +47,19 @@ func (f *fakeClock) add(d, period time.Duration) (<-chan time.Time, func()) {
 	}
 }
 
+// timers is the number of timers (not tickers) waiting.
+func (f *fakeClock) timers() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for w := range f.waiters {
+		if w.period == 0 {
+			n++
+		}
+	}
+	return n
+}
+
 func (f *fakeClock) newTicker(d time.Duration) (<-chan time.Time, func()) { return f.add(d, d) }
 
 func (f *fakeClock) newTimer(d time.Duration) (<-chan time.Time, func()) { return f.add(d, 0) }

@@ -362,6 +362,7 @@ func (n *Node) Status() Status {
 		Membership:      c.conf().Clone(),
 		MembershipIndex: c.confIndex(),
 		Progress:        c.memberProgress(),
+		Removed:         c.removed(),
 	}
 	n.mu.Unlock()
 	s.LogSizeBytes = n.store.Size()

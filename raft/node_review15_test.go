@@ -2,7 +2,6 @@ package raft
 
 import (
 	"testing"
-	"time"
 
 	"github.com/ruaft/ruaft/persist"
 )
@@ -13,34 +12,8 @@ import (
 // meanwhile, the held one of the older term is refused, and the entries of
 // the new leader stay.
 func TestReview15HeldAppendOfDeposedLeader(t *testing.T) {
-	n := reorderNode(t) // follower 1 with entry 1/5 from leader 0
-	type result struct {
-		resp *AppendEntriesResponse
-		err  error
-	}
-	early := make(chan result, 1)
-	go func() {
-		r, err := n.HandleAppendEntries(t.Context(), appendAt(3)) // prev 2/5: held
-		early <- result{r, err}
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		n.mu.Lock()
-		waiting := n.logGrewCh != nil
-		n.mu.Unlock()
-		if waiting {
-			break
-		}
-		select {
-		case r := <-early:
-			t.Fatalf("the append of entry 3 was answered before any other append: %+v, %v", r.resp, r.err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the append of entry 3 never waited")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	n, fc := reorderNode(t)                     // follower 1 with entry 1/5 from leader 0
+	early := appendAsync(t, n, fc, appendAt(3)) // prev 2/5: held
 	// Leader 2 of term 6 writes index 2 with its own entry.
 	req := &AppendEntriesRequest{Term: 6, LeaderID: 2, PrevLogIndex: 1, PrevLogTerm: 5,
 		Entries: []Entry{{Index: 2, Term: 6, Type: persist.EntryCommand, Data: []byte("new")}}}

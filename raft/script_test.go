@@ -20,7 +20,7 @@ package raft
 //	stabilize [quiet=true]  process batches and deliver until nothing is left
 //	deliver-msgs          process one batch of every replica, deliver what was
 //	                      sent then (answers are stepped at once: RPCs)
-//	propose ID DATA       a command at ID
+//	propose ID DATA...    commands at ID, one per DATA
 //	read-index ID RID     a read with request id RID at ID
 //	compact ID INDEX [data=S]  ID snapshots its state machine at INDEX
 //	transfer ID -> TO     leadership transfer from ID to TO
@@ -141,11 +141,14 @@ func (d *scriptDriver) run(c *ddCmd) string {
 		}
 	case "propose":
 		c := d.live(0)
-		idx, term, ok := c.propose([]byte(d.arg(1)))
-		if !ok {
-			d.printf("refused (%v)", c.role)
-		} else {
-			d.printf("index=%d term=%d", idx, term)
+		d.arg(1)
+		for _, data := range d.cmd.args[1:] {
+			idx, term, ok := c.propose([]byte(data))
+			if !ok {
+				d.printf("%s: refused (%v)", data, c.role)
+			} else {
+				d.printf("%s: index=%d term=%d", data, idx, term)
+			}
 		}
 	case "read-index":
 		d.live(0).readIndex(uint64(d.intArg(1, -1)))
