@@ -205,7 +205,8 @@ const (
 var ErrConfig = errors.New("durio: invalid configuration")
 
 // ErrUsage is wrapped by errors that come from a bad command line or
-// environment variable.
+// environment variable, and by WriteCerts for bad options: the durio command
+// (durio/cli) exits 2 for it, as for ErrConfig.
 var ErrUsage = errors.New("usage")
 
 func configErr(field, format string, args ...any) error {

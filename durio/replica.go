@@ -189,6 +189,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		return nil, fmt.Errorf("durio: start: %w", err)
 	}
 	limits := clientLimits(cfg)
+	limits.memberHost = r.dir.isClientHost
 	limits.stop, r.endPolls = context.WithCancel(context.Background())
 
 	extra := func(mux *http.ServeMux) {
