@@ -26,6 +26,7 @@ const (
 	ReasonAlreadyVoter     = "already_voter"
 	ReasonLastVoter        = "last_voter"
 	ReasonChangeInProgress = "change_in_progress"
+	ReasonOutcomeUnknown   = "outcome_unknown"
 )
 
 // memberNode is what the membership service needs of the raft node.
@@ -251,6 +252,11 @@ func (s *memberService) twirpErr(err error) error {
 	case errors.Is(err, raft.ErrChangeInProgress):
 		return twirp.NewError(twirp.Aborted, "another membership change is in progress; retry once it is committed").
 			WithMeta(kvwire.MetaReason, ReasonChangeInProgress)
+	case errors.Is(err, raft.ErrOutcomeUnknown):
+		// Aborted, as a change in progress: the caller retries (the CLI
+		// exits 7), after reading the membership, not blindly.
+		return twirp.NewError(twirp.Aborted, "leadership changed while the change was being committed; it may or may not have been made: check with member list before retrying").
+			WithMeta(kvwire.MetaReason, ReasonOutcomeUnknown)
 	case errors.Is(err, raft.ErrLearnerBehind):
 		return twirp.NewError(twirp.FailedPrecondition, "the learner has not caught up with the leader's log yet; retry later").
 			WithMeta(kvwire.MetaReason, ReasonLearnerBehind)

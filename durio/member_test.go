@@ -3,6 +3,7 @@ package durio
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -158,6 +159,7 @@ func TestMembershipRefusals(t *testing.T) {
 	}{
 		{raft.ErrLearnerBehind, twirp.FailedPrecondition, ReasonLearnerBehind},
 		{raft.ErrChangeInProgress, twirp.Aborted, ReasonChangeInProgress},
+		{fmt.Errorf("%w: compacted", raft.ErrOutcomeUnknown), twirp.Aborted, ReasonOutcomeUnknown},
 		{raft.ErrRemoveLastVoter, twirp.FailedPrecondition, ReasonLastVoter},
 		{raft.ErrUnknownMember, twirp.NotFound, ReasonUnknownMember},
 	} {

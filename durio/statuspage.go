@@ -49,6 +49,8 @@ type replicaSummary struct {
 	// Member is "voter", "learner", or "" for a replica outside the
 	// configuration (joining, or removed).
 	Member string `json:"member"`
+	// Removed: the replica says it knows it was removed from the cluster.
+	Removed bool `json:"removed,omitempty"`
 }
 
 func summarize(id int, st *kvv1.StatusResponse, err error) replicaSummary {
@@ -60,6 +62,7 @@ func summarize(id int, st *kvv1.StatusResponse, err error) replicaSummary {
 		Term: st.GetTerm(), LeaderKnown: st.GetLeaderKnown(), LeaderID: st.GetLeaderId(),
 		CommitIndex: st.GetCommitIndex(), AppliedIndex: st.GetAppliedIndex(), LastLogIndex: st.GetLastLogIndex(),
 		SnapshotIndex: st.GetSnapshotIndex(), LogSizeBytes: st.GetLogSizeBytes(), Error: st.GetError(),
+		Removed: st.GetRemoved(),
 	}
 }
 

@@ -64,6 +64,13 @@ type RequestVoteRequest struct {
 type RequestVoteResponse struct {
 	Term        uint64
 	VoteGranted bool
+	// RemovedAt, if above 0, says the candidate is no member of the
+	// responder's committed configuration that took effect at this log
+	// index. A candidate whose own configuration is older than that was
+	// removed while cut off and stops campaigning; one that knows a
+	// configuration at or past that index (a member the responder has not
+	// heard of yet) ignores it.
+	RemovedAt uint64
 }
 
 // InstallSnapshotRequest carries one chunk (at most Config's chunk size) of a
@@ -278,6 +285,12 @@ type Status struct {
 	// Progress is, on a leader, its view of each member's replication
 	// (itself included if it is a member); nil elsewhere.
 	Progress map[int]MemberProgress
+	// Removed is true once this node knows it is no member of the
+	// cluster: the configuration in force (non-empty) leaves it out, or a
+	// voter answered its campaign that a committed configuration newer
+	// than its own does. A removed node never campaigns; an operator stops
+	// it (or the cluster adds it again, which it then learns as usual).
+	Removed bool
 }
 
 // The Node type implements:

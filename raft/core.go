@@ -109,6 +109,13 @@ type core struct {
 	// campaigning. They count in no quorum.
 	leaving []int
 	confGen uint64
+	// removedAt, when above the index of the configuration in force, is
+	// the index of a committed configuration without this node that a
+	// voter told it of in a vote answer (core_election.go): this node was
+	// removed while cut off, and does not campaign until its log reaches
+	// a configuration at or past removedAt. Not persisted: after a restart
+	// the next refused campaign tells it again.
+	removedAt uint64
 
 	electionElapsed int
 	// timeout is the randomized election timeout in ticks.

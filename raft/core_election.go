@@ -53,11 +53,16 @@ func (c *core) campaign() {
 // Otherwise a live majority of both configurations could stay leaderless
 // forever.
 func (c *core) mayCampaign() bool {
+	if c.removedAt > c.confIndex() {
+		return false // told by a voter: a newer committed configuration removed it
+	}
 	if c.isVoter() {
 		return true
 	}
+	// removedAt == confIndex: a voter told it the configuration in force,
+	// which removes it, committed (its leader may not replicate to it).
 	k := len(c.confs)
-	return k >= 2 && c.confIndex() > c.log.commit && c.confs[k-2].m.IsVoter(c.id)
+	return k >= 2 && c.confIndex() > c.log.commit && c.removedAt < c.confIndex() && c.confs[k-2].m.IsVoter(c.id)
 }
 
 func (c *core) becomePreCandidate() {
@@ -143,6 +148,66 @@ func (c *core) inLease() bool {
 }
 
 func (c *core) handleRequestVote(req *RequestVoteRequest) *RequestVoteResponse {
+	resp := c.answerVote(req)
+	resp.RemovedAt = c.removedNotice(req.CandidateID)
+	return resp
+}
+
+// committedConf returns the latest configuration known to be committed and
+// the index it took effect at: the one stored with the snapshot or the
+// latest configuration entry at or below the commit index.
+func (c *core) committedConf() confAt {
+	for k := len(c.confs) - 1; k > 0; k-- {
+		if c.confs[k].index <= c.log.commit {
+			return c.confs[k]
+		}
+	}
+	return c.confs[0]
+}
+
+// removedNotice returns the index of this node's committed configuration if
+// it leaves out candidate, else 0. A committed configuration is never
+// undone, and every later one descends from it: a candidate whose own
+// configuration is older than it can only be a member again through a
+// later change it will receive from a leader, so it may stop campaigning
+// (handleVoteResponse). One whose configuration is at or past that index
+// knows more than this node (a promotion this node missed) and ignores it.
+func (c *core) removedNotice(candidate int) uint64 {
+	cc := c.committedConf()
+	if len(cc.m.Members) == 0 || cc.m.Contains(candidate) {
+		return 0 // a joiner knows nothing; a member is not removed
+	}
+	return cc.index
+}
+
+// noteRemoved handles a voter's answer that a committed configuration at
+// index at leaves this node out: if its own configuration is older, it was
+// removed while cut off, stops campaigning and says so (once per notice).
+//
+// A notice for the configuration in force itself counts when that
+// configuration leaves this node out: the node is a leader that removed
+// itself and lost leadership before it learned the removal committed
+// (mayCampaign's exception). The new leader does not replicate to a node
+// outside its configuration, so the notice is all it will hear of it.
+func (c *core) noteRemoved(at uint64, from int) {
+	if at <= c.removedAt || at < c.confIndex() || (at == c.confIndex() && c.conf().Contains(c.id)) {
+		return
+	}
+	c.removedAt = at
+	c.note("removed from the cluster: %d's committed configuration at index %d leaves this node out (ours is at %d); not campaigning",
+		from, at, c.confIndex())
+	if c.role == PreCandidate || c.role == Candidate {
+		c.becomeFollower(c.term, NoLeader)
+	}
+}
+
+// removed reports whether this node knows it is no member (Status.Removed).
+func (c *core) removed() bool {
+	m := c.conf()
+	return c.removedAt > c.confIndex() || (len(m.Members) > 0 && !m.Contains(c.id))
+}
+
+func (c *core) answerVote(req *RequestVoteRequest) *RequestVoteResponse {
 	if !c.plausibleTerm(req.Term) {
 		c.note("refused a vote request from %d with implausible term %d (ours %d)", req.CandidateID, req.Term, c.term)
 		return &RequestVoteResponse{Term: c.term}
@@ -188,6 +253,9 @@ func (c *core) handleRequestVote(req *RequestVoteRequest) *RequestVoteResponse {
 }
 
 func (c *core) handleVoteResponse(m message, resp *RequestVoteResponse) {
+	if resp.RemovedAt > 0 && c.role != Leader {
+		c.noteRemoved(resp.RemovedAt, m.to)
+	}
 	if !(m.rv.PreVote && resp.VoteGranted) && c.stepDownIfNewer(resp.Term) {
 		return
 	}

@@ -68,4 +68,10 @@ var (
 	ErrAlreadyMember = errors.New("raft: already a member")
 	// ErrRemoveLastVoter: the change would leave no voter.
 	ErrRemoveLastVoter = errors.New("raft: cannot remove the last voter")
+	// ErrOutcomeUnknown: this node lost leadership before the change
+	// committed, and its log was then compacted past the change (a
+	// snapshot from the new leader) before it could see whether the entry
+	// there is its own: the change may or may not have been made. Read the
+	// configuration (Membership) before retrying.
+	ErrOutcomeUnknown = errors.New("raft: outcome of the membership change unknown")
 )

@@ -30,7 +30,10 @@ func (n *Node) Progress() map[int]MemberProgress {
 // ErrNotLeader, ErrChangeInProgress (another change is not committed yet,
 // the leader has not committed an entry of its term, or a leadership
 // transfer runs: retry later), ErrAlreadyMember, ErrBadMembership (an
-// invalid id or address), or ctx's error (the change may still commit).
+// invalid id or address), ErrNotLeader (also when leadership was lost and
+// the change overwritten: it was not made), ErrOutcomeUnknown (leadership
+// was lost and the log compacted past the change: it may have been made),
+// or ctx's error (the change may still commit).
 func (n *Node) AddLearner(ctx context.Context, m Member) error {
 	return n.changeConf(ctx, confChange{op: opAddLearner, member: m})
 }
@@ -78,9 +81,11 @@ func (n *Node) changeConf(ctx context.Context, ch confChange) error {
 
 // waitConfChange waits for the configuration entry at index of term to
 // commit. It fails with ErrNotLeader once the entry is gone from the log
-// (another leader overwrote it): then the change did not happen. While the
-// entry is in the log but not committed, it waits (a new leader may still
-// commit it) until ctx ends.
+// (another leader overwrote it, or the log was cut below it): then the
+// change did not happen. If the log was compacted past index (this node,
+// no longer leading, installed a newer leader's snapshot) it cannot tell
+// and fails with ErrOutcomeUnknown. While the entry is in the log but not
+// committed, it waits (a new leader may still commit it) until ctx ends.
 func (n *Node) waitConfChange(ctx context.Context, index, term uint64) error {
 	for {
 		n.mu.Lock()
@@ -91,7 +96,8 @@ func (n *Node) waitConfChange(ctx context.Context, index, term uint64) error {
 		// in term, the entry is there even if compacted meanwhile.
 		mine := (have && t == term) || (c.role == Leader && c.term == term)
 		committed := c.log.commit >= index
-		gone := !mine && (have || index > c.log.lastIndex() || index <= c.log.snap.Index)
+		compacted := !mine && !have && index <= c.log.snap.Index
+		gone := !mine && (have || index > c.log.lastIndex())
 		changed := n.changedCh
 		n.mu.Unlock()
 		switch {
@@ -99,6 +105,11 @@ func (n *Node) waitConfChange(ctx context.Context, index, term uint64) error {
 			return err
 		case mine && committed:
 			return nil
+		case compacted:
+			// Committed entries are never overwritten, but whether
+			// the compacted entry at index was this one is lost.
+			return fmt.Errorf("%w: lost leadership, and the log was compacted to index %d past the change at index %d of term %d",
+				ErrOutcomeUnknown, c.log.snap.Index, index, term)
 		case gone:
 			return fmt.Errorf("%w: the configuration change at index %d of term %d was overwritten", ErrNotLeader, index, term)
 		}

@@ -651,6 +651,8 @@ type replicaStatus struct {
 	// how many entries it is behind the leader, when the leader said.
 	Member string  `json:"member,omitempty"`
 	Lag    *uint64 `json:"lag_entries,omitempty"`
+	// Removed: the replica knows it was removed from the cluster.
+	Removed bool `json:"removed,omitempty"`
 }
 
 // printStatus prints one line per endpoint; its error wraps
@@ -679,6 +681,7 @@ func printStatus(ctx context.Context, c *client.Client, members []client.Member,
 		if st.GetError() != "" {
 			rows[i].Error = st.GetError()
 		}
+		rows[i].Removed = st.GetRemoved()
 		for _, m := range members {
 			if m.ID == int(rows[i].ID) {
 				rows[i].Member = durio.MemberRole(m.Learner)
@@ -707,6 +710,8 @@ func printStatus(ctx context.Context, c *client.Client, members []client.Member,
 			}
 			member := r.Member
 			switch {
+			case r.Removed && member == "":
+				member = "removed from cluster"
 			case member == "":
 				member = "-"
 			case r.Lag != nil && *r.Lag > 0:

@@ -17,7 +17,9 @@ import (
 )
 
 // ExitRetry: a membership change refused for now — another change is in
-// progress, or the learner has not caught up yet. Retry later.
+// progress, or the learner has not caught up yet — or whose outcome is
+// unknown (leadership changed while it was committing). Retry later; after
+// 'member list' for an unknown outcome.
 const ExitRetry = 7
 
 // memberExitCode is ExitCode for the member commands: an unknown member
@@ -49,7 +51,9 @@ A replica started with 'durio serve --join' adds itself and asks to be
 promoted, so 'member add' and 'member promote' are for doing it by hand.
 
 Exit codes besides the usual ones: 3 no such member, 7 refused for now
-(another change in progress, or the learner is still catching up: retry).`,
+(another change in progress, or the learner is still catching up: retry) or
+outcome unknown (leadership changed while the change was committing: check
+with 'member list', then retry if it was not made).`,
 		Example: `  durio member list
   durio member add 3 http://192.168.1.13:7000 --client-url http://192.168.1.13:8080
   durio member promote 3

@@ -22,6 +22,7 @@ func TestMemberExitCodes(t *testing.T) {
 	}{
 		{twirp.FailedPrecondition, durio.ReasonLearnerBehind, ExitRetry},
 		{twirp.Aborted, durio.ReasonChangeInProgress, ExitRetry},
+		{twirp.Aborted, durio.ReasonOutcomeUnknown, ExitRetry},
 		{twirp.FailedPrecondition, durio.ReasonLastVoter, ExitFailure},
 		{twirp.NotFound, durio.ReasonUnknownMember, ExitNotFound},
 	} {

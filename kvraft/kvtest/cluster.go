@@ -50,6 +50,11 @@ type Options struct {
 	Seed uint64
 	// Raft, if not nil, adjusts each replica's raft configuration.
 	Raft func(*raft.Config)
+	// Voters, if above 0, bootstraps the cluster with voters 0..Voters-1;
+	// the servers past them are spares that start with an empty
+	// configuration and wait to be added (raft's joiners). 0: every server
+	// is a bootstrap voter.
+	Voters int
 	// OpenStore, if not nil, opens server i's store (for benchmarks with a
 	// durable store); it is called at every start, and the store is closed
 	// at every crash. Otherwise each server has a persist.Memory that a
@@ -184,6 +189,12 @@ func (c *Cluster) Restart(i int) {
 	newNode := func(app raft.Application) (*raft.Node, error) {
 		cfg := raft.DefaultConfig()
 		cfg.ID, cfg.Peers = i, c.opts.Servers
+		if v := c.opts.Voters; v > 0 {
+			cfg.Peers = v
+			if i >= v {
+				cfg.Peers = 0 // a spare: joins with an empty configuration
+			}
+		}
 		cfg.Seed = c.seed*1000003 + uint64(i)*101 + uint64(gen)
 		if c.opts.MaxRaftState > 0 {
 			cfg.SnapshotThresholdBytes = c.opts.MaxRaftState
@@ -264,6 +275,19 @@ func (c *Cluster) Crash(i int) {
 			c.t.Errorf("server %d: close store: %v", i, err)
 		}
 	}
+}
+
+// WipeStore crashes server i and gives it an empty memory store (a new
+// disk); Restart then starts it as a new machine.
+func (c *Cluster) WipeStore(i int) {
+	c.t.Helper()
+	if c.opts.OpenStore != nil {
+		c.t.Fatal("WipeStore: not with Options.OpenStore")
+	}
+	c.Crash(i)
+	c.mu.Lock()
+	c.slots[i].store = persist.NewMemory()
+	c.mu.Unlock()
 }
 
 // CrashAll crashes every server.
@@ -519,8 +543,9 @@ func (c *Cluster) LogStatus() {
 	for i := range c.opts.Servers {
 		if n := c.Node(i); n != nil {
 			st := n.Status()
-			c.t.Logf("server %d: term %d %v leader %d commit %d applied %d last %d snapshot %d log %d B err %v",
-				i, st.Term, st.Role, st.Leader, st.Commit, st.Applied, st.LastIndex, st.SnapshotIndex, st.LogSizeBytes, st.Err)
+			c.t.Logf("server %d: term %d %v leader %d commit %d applied %d last %d snapshot %d log %d B err %v; configuration %v at %d (removed %v)",
+				i, st.Term, st.Role, st.Leader, st.Commit, st.Applied, st.LastIndex, st.SnapshotIndex, st.LogSizeBytes, st.Err,
+				st.Membership, st.MembershipIndex, st.Removed)
 		} else {
 			c.t.Logf("server %d: down", i)
 		}

@@ -20,28 +20,50 @@ import (
 // transient reason (no leader, another change in progress), or timeout
 // passes; it returns the last error. Safe from any goroutine.
 func (c *Cluster) ChangeErr(timeout time.Duration, change func(context.Context, *raft.Node) error) error {
+	return ChangeOnLeader(timeout, func() []*raft.Node {
+		var nodes []*raft.Node
+		for i := range c.n {
+			if nd := c.Node(i); nd != nil && c.Connected(i) {
+				nodes = append(nodes, nd)
+			}
+		}
+		return nodes
+	}, change)
+}
+
+// ChangeOnLeader runs change on whichever of the nodes returned by nodes
+// believes it leads, until change is not refused for a transient reason
+// (ErrNotLeader, ErrChangeInProgress, ErrLearnerBehind, a deadline), or
+// timeout passes; it returns the last error. Any harness with raft nodes
+// (this package's Cluster, kvraft/kvtest's) drives membership with it.
+func ChangeOnLeader(timeout time.Duration, nodes func() []*raft.Node, change func(context.Context, *raft.Node) error) error {
 	deadline := time.Now().Add(timeout)
 	err := errors.New("no leader found")
 	for time.Now().Before(deadline) {
-		for i := range c.n {
-			nd := c.Node(i)
-			if nd == nil || !c.Connected(i) {
-				continue
-			}
+		for _, nd := range nodes() {
 			if _, leader := nd.State(); !leader {
 				continue
 			}
 			ctx, cancel := context.WithDeadline(context.Background(), deadline)
 			err = change(ctx, nd)
 			cancel()
-			if err == nil || !(errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrChangeInProgress) ||
-				errors.Is(err, raft.ErrLearnerBehind) || errors.Is(err, context.DeadlineExceeded)) {
+			if err == nil || !Transient(err) {
 				return err
 			}
 		}
 		sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("change not made in %v: %w", timeout, err)
+}
+
+// Transient reports whether a membership change refused with err may be
+// retried as it is. That includes raft.ErrOutcomeUnknown: the retry finds
+// out (a change that was made is refused with ErrAlreadyMember or
+// ErrUnknownMember, which the helpers here count as done).
+func Transient(err error) bool {
+	return errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrChangeInProgress) ||
+		errors.Is(err, raft.ErrLearnerBehind) || errors.Is(err, raft.ErrOutcomeUnknown) ||
+		errors.Is(err, context.DeadlineExceeded)
 }
 
 func (c *Cluster) change(what string, f func(context.Context, *raft.Node) error) {

@@ -270,3 +270,43 @@ func deleteInt(s []int, x int) []int {
 	}
 	return out
 }
+
+// TestMembershipRemovedCutOffStops3D: a voter cut off while it is removed
+// never gets its removal; reconnected, its first refused campaign tells it
+// (RequestVoteResponse.RemovedAt over the wire), its Status says Removed,
+// it sends no more vote requests, and the others' term does not move.
+func TestMembershipRemovedCutOffStops3D(t *testing.T) {
+	c := NewCluster(t, 4, Options{})
+	c.One(c.RandCmd(), 4, true)
+	leader := c.CheckOneLeader()
+	gone := (leader + 1) % 4
+	c.Disconnect(gone)
+	c.Remove(gone)
+	c.One(c.RandCmd(), 3, true)
+	if c.Node(gone).Status().Removed {
+		t.Fatal("the cut-off node knows of its removal already")
+	}
+	sleep(2 * ElectionTimeout) // the leader stops replicating to it
+	c.Connect(gone)
+	deadline := time.Now().Add(10 * time.Second)
+	for !c.Node(gone).Status().Removed {
+		if time.Now().After(deadline) {
+			t.Fatalf("the removed node was never told\n%s", c.StatusDump())
+		}
+		sleep(20 * time.Millisecond)
+	}
+	rest := slices.DeleteFunc([]int{0, 1, 2, 3}, func(i int) bool { return i == gone })
+	term := c.CheckTerms2(rest)
+	votes := c.MethodCount(MethodRequestVote)
+	sleep(3 * ElectionTimeout)
+	if got := c.MethodCount(MethodRequestVote); got != votes {
+		t.Fatalf("%d vote requests after the removed node was told", got-votes)
+	}
+	if t2 := c.CheckTerms2(rest); t2 != term {
+		t.Fatalf("term moved from %d to %d", term, t2)
+	}
+	if st := c.Node(gone).Status(); st.Role != raft.Follower {
+		t.Fatalf("removed node is %v", st.Role)
+	}
+	c.One(c.RandCmd(), 3, true)
+}

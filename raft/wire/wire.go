@@ -112,12 +112,12 @@ func RequestVoteRequestFromProto(p *raftv1.RequestVoteRequest) (*raft.RequestVot
 
 // RequestVoteResponseToProto converts a RequestVote response.
 func RequestVoteResponseToProto(r *raft.RequestVoteResponse) *raftv1.RequestVoteResponse {
-	return &raftv1.RequestVoteResponse{Term: r.Term, VoteGranted: r.VoteGranted}
+	return &raftv1.RequestVoteResponse{Term: r.Term, VoteGranted: r.VoteGranted, RemovedAt: r.RemovedAt}
 }
 
 // RequestVoteResponseFromProto converts a RequestVote response.
 func RequestVoteResponseFromProto(p *raftv1.RequestVoteResponse) (*raft.RequestVoteResponse, error) {
-	return &raft.RequestVoteResponse{Term: p.GetTerm(), VoteGranted: p.GetVoteGranted()}, nil
+	return &raft.RequestVoteResponse{Term: p.GetTerm(), VoteGranted: p.GetVoteGranted(), RemovedAt: p.GetRemovedAt()}, nil
 }
 
 // InstallSnapshotRequestToProto converts one InstallSnapshot chunk.

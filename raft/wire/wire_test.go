@@ -64,7 +64,7 @@ func TestRequestVoteRoundTrip(t *testing.T) {
 	} {
 		roundTrip(t, req, RequestVoteRequestToProto, RequestVoteRequestFromProto, func() *raftv1.RequestVoteRequest { return new(raftv1.RequestVoteRequest) })
 	}
-	for _, resp := range []*raft.RequestVoteResponse{{}, {Term: 5, VoteGranted: true}} {
+	for _, resp := range []*raft.RequestVoteResponse{{}, {Term: 5, VoteGranted: true}, {Term: 7, RemovedAt: 42}} {
 		roundTrip(t, resp, RequestVoteResponseToProto, RequestVoteResponseFromProto, func() *raftv1.RequestVoteResponse { return new(raftv1.RequestVoteResponse) })
 	}
 }

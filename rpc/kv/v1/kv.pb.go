@@ -1696,7 +1696,11 @@ type StatusResponse struct {
 	// in its event history.
 	CompactRevision uint64 `protobuf:"varint,15,opt,name=compact_revision,json=compactRevision,proto3" json:"compact_revision,omitempty"`
 	// leases is the number of leases in this replica's state.
-	Leases        uint64 `protobuf:"varint,16,opt,name=leases,proto3" json:"leases,omitempty"`
+	Leases uint64 `protobuf:"varint,16,opt,name=leases,proto3" json:"leases,omitempty"`
+	// removed is true once this replica knows it is no member of the
+	// cluster (removed, possibly while it was cut off); it no longer takes
+	// part in elections, and an operator stops it.
+	Removed       bool `protobuf:"varint,17,opt,name=removed,proto3" json:"removed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1841,6 +1845,13 @@ func (x *StatusResponse) GetLeases() uint64 {
 		return x.Leases
 	}
 	return 0
+}
+
+func (x *StatusResponse) GetRemoved() bool {
+	if x != nil {
+		return x.Removed
+	}
+	return false
 }
 
 // ListRequest asks for a page of the keys under a prefix.
@@ -2838,7 +2849,7 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\x0eDeleteResponse\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x18\n" +
 	"\aexisted\x18\x02 \x01(\bR\aexisted\"\x0f\n" +
-	"\rStatusRequest\"\x8f\x04\n" +
+	"\rStatusRequest\"\xa9\x04\n" +
 	"\x0eStatusResponse\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\x01 \x01(\rR\treplicaId\x12\x1f\n" +
@@ -2858,7 +2869,8 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\bsessions\x18\r \x01(\x04R\bsessions\x12\x1a\n" +
 	"\brevision\x18\x0e \x01(\x04R\brevision\x12)\n" +
 	"\x10compact_revision\x18\x0f \x01(\x04R\x0fcompactRevision\x12\x16\n" +
-	"\x06leases\x18\x10 \x01(\x04R\x06leases\"\xc4\x01\n" +
+	"\x06leases\x18\x10 \x01(\x04R\x06leases\x12\x18\n" +
+	"\aremoved\x18\x11 \x01(\bR\aremoved\"\xc4\x01\n" +
 	"\vListRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n" +

@@ -585,7 +585,13 @@ type RequestVoteResponse struct {
 	// term is the receiver's current term.
 	Term uint64 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
 	// vote_granted is true if the receiver granted its (pre-)vote.
-	VoteGranted   bool `protobuf:"varint,2,opt,name=vote_granted,json=voteGranted,proto3" json:"vote_granted,omitempty"`
+	VoteGranted bool `protobuf:"varint,2,opt,name=vote_granted,json=voteGranted,proto3" json:"vote_granted,omitempty"`
+	// removed_at, if above 0, is the log index of the receiver's committed
+	// configuration, which does not contain the candidate. A candidate whose
+	// own configuration is older was removed while cut off and stops
+	// campaigning; one that knows a configuration at or past that index
+	// ignores it.
+	RemovedAt     uint64 `protobuf:"varint,3,opt,name=removed_at,json=removedAt,proto3" json:"removed_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -632,6 +638,13 @@ func (x *RequestVoteResponse) GetVoteGranted() bool {
 		return x.VoteGranted
 	}
 	return false
+}
+
+func (x *RequestVoteResponse) GetRemovedAt() uint64 {
+	if x != nil {
+		return x.RemovedAt
+	}
+	return 0
 }
 
 // InstallSnapshotRequest carries one chunk of a snapshot from the leader.
@@ -1120,10 +1133,12 @@ const file_raft_v1_raft_proto_rawDesc = "" +
 	"\x0elast_log_index\x18\x03 \x01(\x04R\flastLogIndex\x12\"\n" +
 	"\rlast_log_term\x18\x04 \x01(\x04R\vlastLogTerm\x12\x19\n" +
 	"\bpre_vote\x18\x05 \x01(\bR\apreVote\x12/\n" +
-	"\x13leadership_transfer\x18\x06 \x01(\bR\x12leadershipTransfer\"L\n" +
+	"\x13leadership_transfer\x18\x06 \x01(\bR\x12leadershipTransfer\"k\n" +
 	"\x13RequestVoteResponse\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12!\n" +
-	"\fvote_granted\x18\x02 \x01(\bR\vvoteGranted\"\xc1\x02\n" +
+	"\fvote_granted\x18\x02 \x01(\bR\vvoteGranted\x12\x1d\n" +
+	"\n" +
+	"removed_at\x18\x03 \x01(\x04R\tremovedAt\"\xc1\x02\n" +
 	"\x16InstallSnapshotRequest\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\rR\bleaderId\x12.\n" +

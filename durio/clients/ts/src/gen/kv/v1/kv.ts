@@ -638,6 +638,14 @@ export interface StatusResponse {
      * @generated from protobuf field: uint64 leases = 16
      */
     leases: string;
+    /**
+     * removed is true once this replica knows it is no member of the
+     * cluster (removed, possibly while it was cut off); it no longer takes
+     * part in elections, and an operator stops it.
+     *
+     * @generated from protobuf field: bool removed = 17
+     */
+    removed: boolean;
 }
 /**
  * ListRequest asks for a page of the keys under a prefix.
@@ -2466,7 +2474,8 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
             { no: 13, name: "sessions", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
             { no: 14, name: "revision", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
             { no: 15, name: "compact_revision", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
-            { no: 16, name: "leases", kind: "scalar", T: 4 /*ScalarType.UINT64*/ }
+            { no: 16, name: "leases", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 17, name: "removed", kind: "scalar", T: 8 /*ScalarType.BOOL*/ }
         ]);
     }
     create(value?: PartialMessage<StatusResponse>): StatusResponse {
@@ -2487,6 +2496,7 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
         message.revision = "0";
         message.compactRevision = "0";
         message.leases = "0";
+        message.removed = false;
         if (value !== undefined)
             reflectionMergePartial<StatusResponse>(this, message, value);
         return message;
@@ -2543,6 +2553,9 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
                     break;
                 case /* uint64 leases */ 16:
                     message.leases = reader.uint64().toString();
+                    break;
+                case /* bool removed */ 17:
+                    message.removed = reader.bool();
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -2604,6 +2617,9 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
         /* uint64 leases = 16; */
         if (message.leases !== "0")
             writer.tag(16, WireType.Varint).uint64(message.leases);
+        /* bool removed = 17; */
+        if (message.removed !== false)
+            writer.tag(17, WireType.Varint).bool(message.removed);
         let u = options.writeUnknownFields;
         if (u !== false)
             (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);

@@ -35,7 +35,9 @@ import type { RpcOptions } from "@protobuf-ts/runtime-rpc";
  *   that has not caught up yet (retry later), reason "already_voter": a
  *   promote of a voter, reason "last_voter": removing the only voter;
  * - aborted, reason "change_in_progress": another change is not committed
- *   yet (retry later);
+ *   yet (retry later); reason "outcome_unknown": the leader lost leadership
+ *   while the change was committing and could not tell whether it was made
+ *   (check with MemberList, then retry if it was not);
  * - invalid_argument: a malformed id or URL;
  * - unavailable: no leader could be reached in time (not applied);
  * - deadline_exceeded: the outcome is unknown (check with MemberList).
@@ -90,7 +92,9 @@ export interface IMembershipServiceClient {
  *   that has not caught up yet (retry later), reason "already_voter": a
  *   promote of a voter, reason "last_voter": removing the only voter;
  * - aborted, reason "change_in_progress": another change is not committed
- *   yet (retry later);
+ *   yet (retry later); reason "outcome_unknown": the leader lost leadership
+ *   while the change was committing and could not tell whether it was made
+ *   (check with MemberList, then retry if it was not);
  * - invalid_argument: a malformed id or URL;
  * - unavailable: no leader could be reached in time (not applied);
  * - deadline_exceeded: the outcome is unknown (check with MemberList).
