@@ -37,6 +37,11 @@ type Limits struct {
 	// stop ends when the replica starts shutting down, ending long polls;
 	// nil never ends.
 	stop context.Context
+	// memberHost, if not nil, reports whether a host name is that of a
+	// member's client URL in the configuration in force: accepted for
+	// same-origin browser requests like ClientURLs' hosts, and following
+	// membership changes (a joiner has no ClientURLs at all).
+	memberHost func(host string) bool
 }
 
 // DefaultLimits are the limits durio serves with unless configured.
@@ -66,6 +71,7 @@ func clientHandler(svc kvv1.KVService, limits Limits, extra func(mux *http.Serve
 		writeError(w, twirp.NewErrorf(twirp.BadRoute, "no route %s %s", r.Method, r.URL.Path))
 	})
 	policy := newBrowserPolicy(limits.CORSOrigins, limits.ClientURLs)
+	policy.memberHost = limits.memberHost
 	return policy.guard(limitInflight(limits.MaxInflight, limitBody(limits.MaxBodyBytes, mux)))
 }
 

@@ -205,7 +205,8 @@ const (
 var ErrConfig = errors.New("durio: invalid configuration")
 
 // ErrUsage is wrapped by errors that come from a bad command line or
-// environment variable.
+// environment variable, and by WriteCerts for bad options: the durio command
+// (durio/cli) exits 2 for it, as for ErrConfig.
 var ErrUsage = errors.New("usage")
 
 func configErr(field, format string, args ...any) error {
@@ -512,7 +513,7 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 		dataDir   = fs.String("data-dir", "", "`folder` for this replica's state")
 		persister = fs.String("persister", "", "store: noop, file, badger, or a plugin `path` (default badger)")
 		maxBody   = fs.Int64("max-body-bytes", 0, "largest client request body in `bytes` (default 1 MiB)")
-		snapBytes = fs.Int64("snapshot-bytes", 0, "stored raft log size in `bytes` that triggers a snapshot; 0 never snapshots (default 8 MiB)")
+		snapBytes = fs.Int64("snapshot-bytes", 0, "stored raft log size in `bytes` that triggers a snapshot; 0 never snapshots (default 4 MiB)")
 		timeout   = fs.Duration("request-timeout", 0, "how long a client request may wait for the cluster (default 5s)")
 		maxValue  = fs.Int("max-value-bytes", 0, "largest stored value in `bytes`, Appends included (default 1 MiB - 8 KiB)")
 		idle      = fs.Duration("session-idle-timeout", 0, "how long an exactly-once session lives without a write (default 10m)")

@@ -60,9 +60,9 @@
 //     Status RPC (Replica.status in replica.go).
 //   - Fail-stop: health.go (/healthz, /readyz, a failed store or a panicked
 //     node stops the replica: Failed, Fail).
-//   - Backups: backup.go (the snapshot file format, GET /admin/snapshot,
-//     SaveSnapshot fetching one from the leader, RestoreSnapshot seeding an
-//     empty store).
+//   - Backups: snapshot_handler.go serves GET /admin/snapshot on the
+//     leader; the snapshot file format and the save, verify and restore
+//     tools are package durio/backup.
 //
 // # Tests
 //

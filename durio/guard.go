@@ -173,6 +173,9 @@ type browserPolicy struct {
 	// literals and localhost: the client URLs' hosts. A same-origin request
 	// under any other name could be a DNS-rebinding page, so it is refused.
 	hosts map[string]bool
+	// memberHost, if not nil, accepts the hosts of the current members'
+	// client URLs as well (Limits.memberHost).
+	memberHost func(host string) bool
 }
 
 func newBrowserPolicy(origins, clientURLs []string) browserPolicy {
@@ -200,7 +203,7 @@ func (p browserPolicy) sameOrigin(origin string, r *http.Request) bool {
 		return false
 	}
 	host := strings.ToLower(u.Hostname())
-	return net.ParseIP(host) != nil || p.hosts[host]
+	return net.ParseIP(host) != nil || p.hosts[host] || (p.memberHost != nil && p.memberHost(host))
 }
 
 // corsMethods and corsHeaders are what an allowed origin may use.

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -92,10 +94,13 @@ type directory struct {
 	fcfg      kvwire.ForwarderConfig
 	logger    *slog.Logger
 
-	mu      sync.Mutex // guards members, remotes, ids
+	mu      sync.Mutex // guards members, remotes, ids, clientHosts
 	members []member   // sorted by id; the configuration in force
 	remotes map[int]*remote
 	ids     []int // the members' ids and self, sorted
+	// clientHosts are the host names (lower case) of the members' client
+	// URLs and this replica's own (isClientHost).
+	clientHosts map[string]bool
 }
 
 // remote is how this replica reaches another one.
@@ -133,6 +138,25 @@ func (d *directory) Members() []member {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return slices.Clone(d.members)
+}
+
+// isClientHost reports whether host (lower case) is the host of a member's
+// client URL, or of this replica's: the browser policy accepts it for
+// same-origin requests (Limits.memberHost).
+func (d *directory) isClientHost(host string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.clientHosts[host]
+}
+
+func clientURLsOf(ms []member) []string {
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		if m.Client != "" {
+			out = append(out, m.Client)
+		}
+	}
+	return out
 }
 
 // clientURL is member id's client URL, or "" if unknown: for leader hints.
@@ -236,6 +260,12 @@ func (d *directory) update(ms raft.Membership) {
 	slices.Sort(ids)
 	d.ids = slices.Compact(ids)
 	d.members = next
+	d.clientHosts = make(map[string]bool, len(next)+1)
+	for _, u := range append([]string{d.selfAddr.Client}, clientURLsOf(next)...) {
+		if pu, err := url.Parse(u); err == nil && pu.Hostname() != "" {
+			d.clientHosts[strings.ToLower(pu.Hostname())] = true
+		}
+	}
 	d.transport.SetPeers(book)
 	d.mu.Unlock()
 	d.logger.Info("membership", "members", describeMembers(next))

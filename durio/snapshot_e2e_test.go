@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ruaft/ruaft/durio"
+	"github.com/ruaft/ruaft/durio/backup"
 	"github.com/ruaft/ruaft/durio/client"
 )
 
@@ -63,7 +63,7 @@ func TestSnapshotSaveUnderLoadRestoreIntoNewCluster(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "backup.durio")
 	r := runCLI(t, []string{"DURIO_ENDPOINTS=" + endpoints}, "", "snapshot", "save", file, "--json")
 	r.expect(t, 0, "snapshot save")
-	var hdr durio.SnapshotHeader
+	var hdr backup.Header
 	if err := json.Unmarshal([]byte(r.stdout), &hdr); err != nil || hdr.Index == 0 || hdr.Term == 0 || len(hdr.SHA256) != 64 {
 		t.Fatalf("snapshot save --json: %q %v", r.stdout, err)
 	}

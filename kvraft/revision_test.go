@@ -470,3 +470,47 @@ func TestWatchHub(t *testing.T) {
 		t.Fatal("notifyAll left waiters")
 	}
 }
+
+// TestStateHistoryReusesItsArray: a full history drops one event per write;
+// the freed slots are reused, so its array stops growing once the history
+// is full (at most four times the event bound: growth happens only while
+// more than half of the array is live) however many writes go through,
+// every retained event stays the one of its revision, and dropped slots
+// hold no values.
+func TestStateHistoryReusesItsArray(t *testing.T) {
+	const limit = 64
+	s := newState(stateLimits{historyEvents: limit, historyBytes: 1 << 20})
+	settled := 0
+	for i := range 20 * limit {
+		applyOp(s, op{kind: rPut, key: fmt.Sprintf("k%d", i%7), value: fmt.Sprint(i)})
+		if len(s.events) > limit || s.compactRev+uint64(len(s.events)) != s.rev {
+			t.Fatalf("after %d writes: %d events, compact %d, rev %d", i+1, len(s.events), s.compactRev, s.rev)
+		}
+		if c := cap(s.buf); c > 4*limit || (settled != 0 && c != settled) {
+			t.Fatalf("after %d writes the history's array holds %d slots for %d events (%d after %d writes)", i+1, c, limit, settled, 4*limit)
+		}
+		if i+1 == 4*limit {
+			settled = cap(s.buf)
+		}
+		for j, e := range s.events {
+			rev := s.compactRev + 1 + uint64(j)
+			if e.kv.mod != rev || string(e.kv.value) != fmt.Sprint(rev-1) {
+				t.Fatalf("after %d writes, event %d: mod %d value %q, want revision %d", i+1, j, e.kv.mod, e.kv.value, rev)
+			}
+		}
+		for j, e := range s.buf[:s.start] {
+			if e.kv != nil || e.prev != nil {
+				t.Fatalf("after %d writes, dropped slot %d still holds an event", i+1, j)
+			}
+		}
+	}
+	// A restored history keeps the same order and bound.
+	r := newState(stateLimits{historyEvents: limit, historyBytes: 1 << 20})
+	if err := r.Restore(s.Snapshot()); err != nil {
+		t.Fatal(err)
+	}
+	applyOp(r, op{kind: rPut, key: "k", value: "last"})
+	if len(r.events) != limit || r.events[limit-1].kv.mod != r.rev || r.events[0].kv.mod != r.compactRev+1 {
+		t.Fatalf("restored then written: %d events, first %d, last %d, rev %d", len(r.events), r.events[0].kv.mod, r.events[limit-1].kv.mod, r.rev)
+	}
+}

@@ -250,7 +250,7 @@ func decodeLeasesAndHistory(d *decoder, st *state) {
 		if d.byte() != 0 {
 			e.prev = d.record()
 		}
-		st.events = append(st.events, e)
+		st.push(e)
 		st.bytes += e.size()
 	}
 }

@@ -59,8 +59,10 @@ func (c *core) mayCampaign() bool {
 	if c.isVoter() {
 		return true
 	}
+	// removedAt == confIndex: a voter told it the configuration in force,
+	// which removes it, committed (its leader may not replicate to it).
 	k := len(c.confs)
-	return k >= 2 && c.confIndex() > c.log.commit && c.confs[k-2].m.IsVoter(c.id)
+	return k >= 2 && c.confIndex() > c.log.commit && c.removedAt < c.confIndex() && c.confs[k-2].m.IsVoter(c.id)
 }
 
 func (c *core) becomePreCandidate() {
@@ -181,8 +183,14 @@ func (c *core) removedNotice(candidate int) uint64 {
 // noteRemoved handles a voter's answer that a committed configuration at
 // index at leaves this node out: if its own configuration is older, it was
 // removed while cut off, stops campaigning and says so (once per notice).
+//
+// A notice for the configuration in force itself counts when that
+// configuration leaves this node out: the node is a leader that removed
+// itself and lost leadership before it learned the removal committed
+// (mayCampaign's exception). The new leader does not replicate to a node
+// outside its configuration, so the notice is all it will hear of it.
 func (c *core) noteRemoved(at uint64, from int) {
-	if at <= c.confIndex() || at <= c.removedAt {
+	if at <= c.removedAt || at < c.confIndex() || (at == c.confIndex() && c.conf().Contains(c.id)) {
 		return
 	}
 	c.removedAt = at

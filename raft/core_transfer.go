@@ -23,8 +23,10 @@ func (c *core) handleTimeoutNow(req *TimeoutNowRequest) *TimeoutNowResponse {
 		c.note("ignored a stale TimeoutNow from leader %d (sent at index %d, log at %d)", req.LeaderID, req.LastLogIndex, last)
 		return &TimeoutNowResponse{Term: c.term}
 	}
-	if !c.isVoter() {
-		c.note("ignored a TimeoutNow from leader %d: not a voter", req.LeaderID)
+	if !c.isVoter() || !c.mayCampaign() {
+		// A node a voter told of its removal keeps its stale configuration
+		// (it may still name it a voter) but must not campaign.
+		c.note("ignored a TimeoutNow from leader %d: not a voter, or removed", req.LeaderID)
 		return &TimeoutNowResponse{Term: c.term}
 	}
 	c.note("TimeoutNow from leader %d", req.LeaderID)

@@ -40,9 +40,15 @@ type Node struct {
 	kickCh    chan struct{}
 	applyKick chan struct{}
 	// peers holds each peer's send queue, created (with its senders) at the
-	// first message to it; only the loop goroutine uses it. Senders of a
-	// peer that left the configuration idle until Kill.
-	peers map[int]chan message
+	// first message to it; only the loop goroutine uses it. The queue of a
+	// peer this node no longer sends to (it left the configuration, and a
+	// leader is done telling it) is closed, which ends its senders
+	// (pruneSenders); a later message makes a new one. sendersKey is what
+	// the core's send targets were when last pruned; senders counts the
+	// running sender goroutines.
+	peers      map[int]chan message
+	sendersKey sendTargetsKey
+	senders    atomic.Int64
 
 	// snapshotAsked is set when SnapshotNeeded was called and cleared by
 	// SaveSnapshot.

@@ -149,6 +149,7 @@ func (n *Node) processReady() bool {
 		}
 		// The messages were copied out (dispatch and late).
 		n.core.recycleMessages(rd.messages)
+		n.pruneSendersLocked()
 		for _, rs := range rd.reads {
 			if ch, ok := n.readWaiters[rs.id]; ok {
 				ch <- rs
@@ -232,6 +233,7 @@ func (n *Node) dispatch(m message) {
 		ch = make(chan message, n.cfg.MaxInflightAppends+4*n.cfg.RPCWorkersPerPeer)
 		n.peers[m.to] = ch
 		for range n.cfg.RPCWorkersPerPeer {
+			n.senders.Add(1) // here, not in sender: counted as soon as started
 			n.goDaemon("sender", func() { n.sender(ch) })
 		}
 	}
@@ -244,11 +246,15 @@ func (n *Node) dispatch(m message) {
 }
 
 func (n *Node) sender(ch chan message) {
+	defer n.senders.Add(-1)
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
-		case m := <-ch:
+		case m, ok := <-ch:
+			if !ok {
+				return // pruneSenders: the peer left (queued ones were sent)
+			}
 			n.call(m)
 		}
 	}

@@ -25,7 +25,8 @@ package raft
 //	compact ID INDEX [data=S]  ID snapshots its state machine at INDEX
 //	transfer ID -> TO     leadership transfer from ID to TO
 //	add-learner ID M / promote ID M / remove ID M   a configuration change at ID
-//	partition A B | C     cut every link between the groups
+//	partition A B | C     cut every link between the groups (a replica in
+//	                      no group is alone)
 //	isolate ID / heal     cut every link of ID / restore every link
 //	drop KIND [N]         lose the next N (1) messages of KIND (AppendEntries...)
 //	crash ID / restart ID stop ID / start it again from its store
@@ -178,7 +179,14 @@ func (d *scriptDriver) run(c *ddCmd) string {
 			}
 			g = append(g, d.parseID(a))
 		}
-		d.cn.partition(append(groups, g)...)
+		groups = append(groups, g)
+		// As in rafttest's fault API, a replica in no group is alone.
+		for i := range d.cn.cores {
+			if !slices.ContainsFunc(groups, func(g []int) bool { return slices.Contains(g, i) }) {
+				groups = append(groups, []int{i})
+			}
+		}
+		d.cn.partition(groups...)
 	case "drop":
 		// The next N messages whose trace starts with KIND are lost.
 		kind, n := d.arg(0), d.intArg(1, 1)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/ruaft/ruaft/durio"
+	"github.com/ruaft/ruaft/durio/backup"
 	"github.com/spf13/cobra"
 )
 
@@ -56,7 +57,7 @@ and again by restore. The cluster keeps serving meanwhile.`,
 			}
 			ctx, cancel := cf.context(cmd.Context())
 			defer cancel()
-			hdr, err := durio.SaveSnapshot(ctx, hc, splitList(cf.endpoints), args[0])
+			hdr, err := backup.Save(ctx, hc, splitList(cf.endpoints), args[0])
 			if err != nil {
 				return cf.explain(err)
 			}
@@ -75,13 +76,13 @@ func (c *cli) snapshotInspectCommand() *cobra.Command {
 		Short: "Verify a snapshot file and print what it covers",
 		Args:  exactArgs("FILE"),
 		RunE: func(_ *cobra.Command, args []string) error {
-			hdr, _, keys, err := durio.ReadSnapshotFile(args[0], maxRestoreBytes)
+			hdr, _, keys, err := backup.ReadFile(args[0], maxRestoreBytes)
 			if err != nil {
 				return err
 			}
 			if asJSON {
 				return json.NewEncoder(c.stdout).Encode(struct {
-					durio.SnapshotHeader
+					backup.Header
 					Keys int `json:"keys"`
 				}{hdr, keys})
 			}
@@ -114,7 +115,7 @@ holds raft state.`,
 			if cfg.Persister == "noop" {
 				return fmt.Errorf("%w: --persister noop keeps nothing to restore into", durio.ErrUsage)
 			}
-			hdr, data, keys, err := durio.ReadSnapshotFile(args[0], maxRestoreBytes)
+			hdr, data, keys, err := backup.ReadFile(args[0], maxRestoreBytes)
 			if err != nil {
 				return err
 			}
@@ -122,7 +123,7 @@ holds raft state.`,
 			if err != nil {
 				return err
 			}
-			err = durio.RestoreSnapshot(cmd.Context(), store, hdr, data)
+			err = backup.Restore(cmd.Context(), store, hdr, data)
 			if cerr := store.Close(); err == nil && cerr != nil {
 				err = fmt.Errorf("durio: close the store: %w", cerr)
 			}

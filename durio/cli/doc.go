@@ -14,8 +14,8 @@
 //     status, serve, dev and bench.
 //   - cli_kv.go: list, watch and lease, and how keys and events print.
 //   - cli_member.go: member list/add/promote/remove and their exit codes.
-//   - cli_snapshot.go: snapshot save/inspect/restore over durio's backup
-//     functions (durio.SaveSnapshot, ReadSnapshotFile, RestoreSnapshot).
+//   - cli_snapshot.go: snapshot save/inspect/restore over package
+//     durio/backup (Save, ReadFile, Restore).
 //   - cli_certs.go: certs, over durio.WriteCerts.
 //   - version.go: version and the buildInfo it reports.
 //   - dev.go (with dev_linux.go, dev_other.go): `durio dev`, a local cluster

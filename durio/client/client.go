@@ -11,12 +11,14 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ruaft/ruaft/kvraft/kvclient"
@@ -52,7 +54,20 @@ type Options struct {
 	// (5 s), so that the server's own answer (503, 504) arrives. Lower it to
 	// leave a stalled endpoint sooner.
 	AttemptTimeout time.Duration
+	// FollowMembers makes the client keep its endpoints in step with the
+	// cluster's membership by itself (Refresh, before a call): when a
+	// replica names a leader the client does not know (a member added
+	// since), and at most every FollowInterval otherwise. Off by default:
+	// the members' client URLs (durio serve --client-url) must be reachable
+	// from the client, which they may not be behind a proxy or NAT.
+	FollowMembers bool
+	// FollowInterval is how old the endpoints may get with FollowMembers;
+	// default DefaultFollowInterval.
+	FollowInterval time.Duration
 }
+
+// DefaultFollowInterval is Options.FollowInterval's default.
+const DefaultFollowInterval = 30 * time.Second
 
 // DefaultAttemptTimeout is Options.AttemptTimeout's default.
 const DefaultAttemptTimeout = 6 * time.Second
@@ -64,6 +79,13 @@ type Client struct {
 	json  bool
 	set   *endpointSet // the replicas, by id; Refresh replaces them
 	clerk *kvclient.Clerk
+	// follow, with Options.FollowMembers, is the interval of the automatic
+	// refresh (the first call refreshes too); 0 when off.
+	follow time.Duration
+	// refreshMu is held by the one call that refreshes automatically (the
+	// others go on with the endpoints they have); it guards lastRefresh.
+	refreshMu   sync.Mutex
+	lastRefresh time.Time
 }
 
 // New returns a client for the given client URLs ("host:port" means
@@ -77,6 +99,9 @@ func New(endpoints []string, opts Options) (*Client, error) {
 		hc = defaultHTTPClient()
 	}
 	c := &Client{hc: hc, json: opts.JSON, set: &endpointSet{}}
+	if opts.FollowMembers {
+		c.follow = cmp.Or(opts.FollowInterval, DefaultFollowInterval)
+	}
 	// Until Refresh learns the members' ids, endpoint i stands for
 	// replica i (the order of --peers in a cluster that never changed).
 	byID := make(map[int]string, len(endpoints))
@@ -112,14 +137,14 @@ func defaultHTTPClient() *http.Client {
 
 // Get returns a key's value, read linearizably, or ErrNotFound.
 func (c *Client) Get(ctx context.Context, key string) (string, error) {
-	return c.clerk.Get(ctx, key)
+	return c.kv(ctx).Get(ctx, key)
 }
 
 // GetStale returns a key's value as the endpoint that answers has it,
 // possibly behind the latest writes, or ErrNotFound. It works without a
 // leader.
 func (c *Client) GetStale(ctx context.Context, key string) (string, error) {
-	return c.clerk.GetStale(ctx, key)
+	return c.kv(ctx).GetStale(ctx, key)
 }
 
 // GetStaleAt reads a key from endpoint i's local state (by position in
@@ -141,17 +166,17 @@ func (c *Client) GetStaleAt(ctx context.Context, i int, key string) (string, err
 
 // Put sets key to value.
 func (c *Client) Put(ctx context.Context, key, value string) error {
-	return c.clerk.Put(ctx, key, value)
+	return c.kv(ctx).Put(ctx, key, value)
 }
 
 // Append appends value to key's value (a missing key counts as empty).
 func (c *Client) Append(ctx context.Context, key, value string) error {
-	return c.clerk.Append(ctx, key, value)
+	return c.kv(ctx).Append(ctx, key, value)
 }
 
 // Delete removes key and reports whether it existed.
 func (c *Client) Delete(ctx context.Context, key string) (bool, error) {
-	return c.clerk.Delete(ctx, key)
+	return c.kv(ctx).Delete(ctx, key)
 }
 
 // Endpoints returns the client URLs the client uses, normalised: the ones

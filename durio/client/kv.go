@@ -80,7 +80,7 @@ func IfValue(v string) Condition { return kvclient.IfValue(v) }
 // revision the read reflects (pass it to Follow to see every later change),
 // or ErrNotFound.
 func (c *Client) GetKV(ctx context.Context, key string) (KeyValue, uint64, error) {
-	resp, err := c.clerk.GetKV(ctx, key, kvclient.Linearizable)
+	resp, err := c.kv(ctx).GetKV(ctx, key, kvclient.Linearizable)
 	switch {
 	case err != nil:
 		return KeyValue{}, 0, err
@@ -104,7 +104,7 @@ type WriteOptions struct {
 // PutWith sets key to value, exactly once, if opts.Condition holds, and
 // returns the write's revision (the key's new ModRevision).
 func (c *Client) PutWith(ctx context.Context, key, value string, opts WriteOptions) (uint64, error) {
-	resp, err := c.clerk.PutWith(ctx, kvclient.PutRequest{Key: key, Value: value, Lease: opts.Lease, Condition: opts.Condition})
+	resp, err := c.kv(ctx).PutWith(ctx, kvclient.PutRequest{Key: key, Value: value, Lease: opts.Lease, Condition: opts.Condition})
 	if err != nil {
 		return 0, err
 	}
@@ -117,7 +117,7 @@ func (c *Client) DeleteWith(ctx context.Context, key string, opts WriteOptions) 
 	if opts.Lease != 0 {
 		return false, 0, fmt.Errorf("%w: a delete takes no lease", kvclient.ErrInvalid)
 	}
-	resp, err := c.clerk.DeleteWith(ctx, kvclient.DeleteRequest{Key: key, Condition: opts.Condition})
+	resp, err := c.kv(ctx).DeleteWith(ctx, kvclient.DeleteRequest{Key: key, Condition: opts.Condition})
 	if err != nil {
 		return false, 0, err
 	}
@@ -128,7 +128,7 @@ func (c *Client) DeleteWith(ctx context.Context, key string, opts WriteOptions) 
 // For the next page, ask again with After set to the last key and Revision
 // to the page's Revision.
 func (c *Client) List(ctx context.Context, req ListRequest) (*ListResponse, error) {
-	return c.clerk.List(ctx, req)
+	return c.kv(ctx).List(ctx, req)
 }
 
 // ListAll calls fn for every key under prefix, in increasing order, page
@@ -137,7 +137,7 @@ func (c *Client) List(ctx context.Context, req ListRequest) (*ListResponse, erro
 func (c *Client) ListAll(ctx context.Context, prefix string, keysOnly bool, fn func(KeyValue) error) (uint64, error) {
 	req := ListRequest{Prefix: prefix, KeysOnly: keysOnly}
 	for {
-		page, err := c.clerk.List(ctx, req)
+		page, err := c.kv(ctx).List(ctx, req)
 		if err != nil {
 			return req.Revision, err
 		}
@@ -158,13 +158,13 @@ func (c *Client) ListAll(ctx context.Context, prefix string, keysOnly bool, fn f
 // req.Wait, or Compacted. Any replica answers; a failed attempt is retried
 // at another with the same AfterRevision, so no event is lost or repeated.
 func (c *Client) Watch(ctx context.Context, req WatchRequest) (*WatchResponse, error) {
-	return c.clerk.Watch(ctx, req)
+	return c.kv(ctx).Watch(ctx, req)
 }
 
 // Revision returns the store revision as a linearizable read sees it: the
 // point from which Follow sees every later change.
 func (c *Client) Revision(ctx context.Context) (uint64, error) {
-	page, err := c.clerk.List(ctx, ListRequest{Limit: 1, KeysOnly: true})
+	page, err := c.kv(ctx).List(ctx, ListRequest{Limit: 1, KeysOnly: true})
 	if err != nil {
 		return 0, err
 	}
@@ -184,7 +184,7 @@ const FollowWait = 30 * time.Second
 func (c *Client) Follow(ctx context.Context, key string, prefix bool, after uint64, fn func(Event) error) error {
 	req := WatchRequest{Key: key, Prefix: prefix, AfterRevision: after, Wait: FollowWait}
 	for {
-		resp, err := c.clerk.Watch(ctx, req)
+		resp, err := c.kv(ctx).Watch(ctx, req)
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
@@ -225,7 +225,7 @@ func pause(ctx context.Context, d time.Duration) error {
 // alive, and returns its id and TTL. Keys put with the lease are deleted
 // when it ends.
 func (c *Client) LeaseGrant(ctx context.Context, ttl time.Duration) (uint64, time.Duration, error) {
-	resp, err := c.clerk.LeaseGrant(ctx, ttl)
+	resp, err := c.kv(ctx).LeaseGrant(ctx, ttl)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -235,7 +235,7 @@ func (c *Client) LeaseGrant(ctx context.Context, ttl time.Duration) (uint64, tim
 // LeaseKeepAlive restarts the lease's TTL and returns it; ErrLeaseNotFound
 // if the lease has ended.
 func (c *Client) LeaseKeepAlive(ctx context.Context, id uint64) (time.Duration, error) {
-	resp, err := c.clerk.LeaseKeepAlive(ctx, id)
+	resp, err := c.kv(ctx).LeaseKeepAlive(ctx, id)
 	if err != nil {
 		return 0, err
 	}
@@ -245,13 +245,13 @@ func (c *Client) LeaseKeepAlive(ctx context.Context, id uint64) (time.Duration, 
 // LeaseRevoke ends the lease now and deletes its keys; existed reports
 // whether it was there.
 func (c *Client) LeaseRevoke(ctx context.Context, id uint64) (bool, error) {
-	return c.clerk.LeaseRevoke(ctx, id)
+	return c.kv(ctx).LeaseRevoke(ctx, id)
 }
 
 // LeaseTimeToLive describes the lease (and lists its keys if keys is set);
 // ErrLeaseNotFound if it has ended.
 func (c *Client) LeaseTimeToLive(ctx context.Context, id uint64, keys bool) (*LeaseTimeToLiveResponse, error) {
-	return c.clerk.LeaseTimeToLive(ctx, id, keys)
+	return c.kv(ctx).LeaseTimeToLive(ctx, id, keys)
 }
 
 // KeepAlive keeps the lease alive until ctx ends (then it returns nil) or

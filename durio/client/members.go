@@ -5,6 +5,8 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/twitchtv/twirp"
 
@@ -27,6 +29,10 @@ type endpointSet struct {
 	mu   sync.Mutex // guards eps
 	eps  []endpoint // sorted by id
 	next int        // position to start membership calls at
+	// unknown is set when the clerk asked for a replica id the set lacks
+	// (a leader named by a replica: a member added since the last
+	// refresh); Client.kv refreshes then, with Options.FollowMembers.
+	unknown atomic.Bool
 }
 
 var _ kvclient.Servers = (*endpointSet)(nil)
@@ -50,6 +56,9 @@ func (s *endpointSet) Server(id int) kvclient.Service {
 	defer s.mu.Unlock()
 	if i, ok := slices.BinarySearchFunc(s.eps, id, func(e endpoint, id int) int { return e.id - id }); ok {
 		return s.eps[i].svc
+	}
+	if id >= 0 {
+		s.unknown.Store(true)
 	}
 	return nil
 }
@@ -175,6 +184,36 @@ func (c *Client) Refresh(ctx context.Context) error {
 		c.set.replace(c.newEndpoints(byID))
 	}
 	return nil
+}
+
+// refreshTimeout bounds an automatic refresh, which runs before a call in
+// the caller's goroutine; minRefreshGap spaces the refreshes an unknown
+// leader asks for (one that names a member without a client URL would
+// otherwise cost a MemberList per call).
+const (
+	refreshTimeout = time.Second
+	minRefreshGap  = time.Second
+)
+
+// kv returns the clerk for a call, after refreshing the endpoints first if
+// Options.FollowMembers asks for it and they are due (a leader the client
+// does not know was named, or they are older than the interval). At most
+// one call refreshes at a time; a failed refresh leaves the endpoints as
+// they were and is tried again at the next interval.
+func (c *Client) kv(ctx context.Context) *kvclient.Clerk {
+	if c.follow == 0 || !c.refreshMu.TryLock() {
+		return c.clerk
+	}
+	defer c.refreshMu.Unlock()
+	since := time.Since(c.lastRefresh)
+	if since >= c.follow || c.set.unknown.Load() && since >= min(minRefreshGap, c.follow) {
+		c.set.unknown.Store(false)
+		c.lastRefresh = time.Now()
+		rctx, cancel := context.WithTimeout(ctx, refreshTimeout)
+		_ = c.Refresh(rctx) // best effort: the call goes on with what there is
+		cancel()
+	}
+	return c.clerk
 }
 
 // members makes a membership call at the endpoints in turn, starting at the

@@ -57,10 +57,13 @@ func ChangeOnLeader(timeout time.Duration, nodes func() []*raft.Node, change fun
 }
 
 // Transient reports whether a membership change refused with err may be
-// retried as it is.
+// retried as it is. That includes raft.ErrOutcomeUnknown: the retry finds
+// out (a change that was made is refused with ErrAlreadyMember or
+// ErrUnknownMember, which the helpers here count as done).
 func Transient(err error) bool {
 	return errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrChangeInProgress) ||
-		errors.Is(err, raft.ErrLearnerBehind) || errors.Is(err, context.DeadlineExceeded)
+		errors.Is(err, raft.ErrLearnerBehind) || errors.Is(err, raft.ErrOutcomeUnknown) ||
+		errors.Is(err, context.DeadlineExceeded)
 }
 
 func (c *Cluster) change(what string, f func(context.Context, *raft.Node) error) {

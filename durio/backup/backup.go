@@ -1,4 +1,10 @@
-package durio
+// Package backup is durio's snapshot file: its format (a magic line, a JSON
+// Header line, then the key-value state as kvraft encodes it), reading and
+// verifying one (ReadFile), fetching one from a cluster's leader (Save, over
+// GET /admin/snapshot, which package durio serves with Prefix and
+// NewHeader), and seeding an empty store with one (Restore). The durio
+// command's snapshot save/inspect/restore are thin wrappers over it.
+package backup
 
 import (
 	"bufio"
@@ -22,7 +28,6 @@ import (
 	"github.com/ruaft/ruaft/kvraft"
 	"github.com/ruaft/ruaft/kvraft/kvwire"
 	"github.com/ruaft/ruaft/persist"
-	"github.com/ruaft/ruaft/raft"
 )
 
 // A snapshot file (and the body of GET /admin/snapshot) is a magic line, a
@@ -31,17 +36,17 @@ import (
 //	durio-snapshot 1\n
 //	{"index":…,"term":…,"bytes":…,"sha256":"…","created":"…","replica":…}\n
 //	<bytes of state>
-const snapshotMagic = "durio-snapshot 1\n"
+const magic = "durio-snapshot 1\n"
 
-// maxSnapshotHeader bounds the header line a reader accepts.
-const maxSnapshotHeader = 4 << 10
+// maxHeaderBytes bounds the header line a reader accepts.
+const maxHeaderBytes = 4 << 10
 
 // ErrBadSnapshot is wrapped by every error about an unreadable snapshot file.
 var ErrBadSnapshot = errors.New("durio: bad snapshot")
 
-// SnapshotHeader describes a snapshot: the last log entry it covers and a
+// Header describes a snapshot: the last log entry it covers and a
 // checksum of its state.
-type SnapshotHeader struct {
+type Header struct {
 	// Index and Term are those of the last log entry the snapshot covers:
 	// every write acknowledged before the snapshot was taken is in it.
 	Index uint64 `json:"index"`
@@ -54,47 +59,30 @@ type SnapshotHeader struct {
 	Replica int    `json:"replica"`
 }
 
-// snapshotHandler serves GET /admin/snapshot: a consistent snapshot of the
-// state, taken on the leader (other replicas answer 503 with the leader's
-// id), in the snapshot file format.
-func (r *Replica) snapshotHandler(w http.ResponseWriter, req *http.Request) {
-	ctx, cancel := context.WithTimeout(req.Context(), r.cfg.RequestTimeout)
-	defer cancel()
-	if st := r.kv.Status(); st.Role != raft.Leader {
-		terr := twirp.NewError(twirp.Unavailable, "not the leader: snapshots are taken on the leader")
-		if st.Leader >= 0 {
-			terr = terr.WithMeta("leader_id", strconv.Itoa(st.Leader))
-		}
-		writeError(w, terr)
-		return
-	}
-	index, term, data, err := r.kv.Backup(ctx)
-	if err != nil {
-		writeError(w, twirp.NewError(twirp.Unavailable, "could not confirm a read point with the cluster: "+err.Error()))
-		return
-	}
+// NewHeader describes data, the key-value state at index and term, taken
+// now by replica.
+func NewHeader(index, term uint64, replica int, data []byte) Header {
 	sum := sha256.Sum256(data)
-	hdr := SnapshotHeader{Index: index, Term: term, Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:]),
-		Created: time.Now().UTC().Format(time.RFC3339), Replica: r.cfg.ID}
-	head, _ := json.Marshal(hdr)
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Length", strconv.Itoa(len(snapshotMagic)+len(head)+1+len(data)))
-	w.WriteHeader(http.StatusOK)
-	_, _ = io.WriteString(w, snapshotMagic)
-	_, _ = w.Write(append(head, '\n'))
-	_, _ = w.Write(data)
-	r.logger.Info("snapshot served", "index", index, "term", term, "bytes", len(data), "remote", req.RemoteAddr)
+	return Header{Index: index, Term: term, Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:]),
+		Created: time.Now().UTC().Format(time.RFC3339), Replica: replica}
 }
 
-// readSnapshotHeader reads the magic and header lines.
-func readSnapshotHeader(br *bufio.Reader) (SnapshotHeader, error) {
-	var hdr SnapshotHeader
-	magic := make([]byte, len(snapshotMagic))
-	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != snapshotMagic {
-		return hdr, fmt.Errorf("%w: not a durio snapshot (no %q line)", ErrBadSnapshot, strings.TrimSpace(snapshotMagic))
+// Prefix is what precedes the state in a snapshot file: the magic line and
+// hdr's JSON line.
+func Prefix(hdr Header) []byte {
+	head, _ := json.Marshal(hdr) // a struct of numbers and strings always marshals
+	return append(append([]byte(magic), head...), '\n')
+}
+
+// readHeader reads the magic and header lines.
+func readHeader(br *bufio.Reader) (Header, error) {
+	var hdr Header
+	first := make([]byte, len(magic))
+	if _, err := io.ReadFull(br, first); err != nil || string(first) != magic {
+		return hdr, fmt.Errorf("%w: not a durio snapshot (no %q line)", ErrBadSnapshot, strings.TrimSpace(magic))
 	}
 	line, err := br.ReadSlice('\n')
-	if err != nil || len(line) > maxSnapshotHeader {
+	if err != nil || len(line) > maxHeaderBytes {
 		return hdr, fmt.Errorf("%w: header line missing or too long", ErrBadSnapshot)
 	}
 	dec := json.NewDecoder(bytes.NewReader(line))
@@ -108,20 +96,19 @@ func readSnapshotHeader(br *bufio.Reader) (SnapshotHeader, error) {
 	return hdr, nil
 }
 
-// copySnapshot reads a snapshot from r (a file or a response body), checks
+// copyVerified reads a snapshot from r (a file or a response body), checks
 // its length and checksum, and writes it, header included, to w. maxBytes
 // bounds the state it accepts.
-func copySnapshot(w io.Writer, r io.Reader, maxBytes int64) (SnapshotHeader, error) {
-	br := bufio.NewReaderSize(r, maxSnapshotHeader+len(snapshotMagic))
-	hdr, err := readSnapshotHeader(br)
+func copyVerified(w io.Writer, r io.Reader, maxBytes int64) (Header, error) {
+	br := bufio.NewReaderSize(r, maxHeaderBytes+len(magic))
+	hdr, err := readHeader(br)
 	if err != nil {
 		return hdr, err
 	}
 	if hdr.Bytes > maxBytes {
 		return hdr, fmt.Errorf("%w: %d bytes of state, more than the %d accepted", ErrBadSnapshot, hdr.Bytes, maxBytes)
 	}
-	head, _ := json.Marshal(hdr)
-	if _, err := io.WriteString(w, snapshotMagic+string(head)+"\n"); err != nil {
+	if _, err := w.Write(Prefix(hdr)); err != nil {
 		return hdr, err
 	}
 	h := sha256.New()
@@ -141,21 +128,21 @@ func copySnapshot(w io.Writer, r io.Reader, maxBytes int64) (SnapshotHeader, err
 	return hdr, nil
 }
 
-// ReadSnapshotFile reads and verifies a snapshot file: header, length,
+// ReadFile reads and verifies a snapshot file: header, length,
 // checksum, and that the state decodes. It returns the header, the state and
 // the number of keys.
-func ReadSnapshotFile(path string, maxBytes int64) (SnapshotHeader, []byte, int, error) {
+func ReadFile(path string, maxBytes int64) (Header, []byte, int, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return SnapshotHeader{}, nil, 0, err
+		return Header{}, nil, 0, err
 	}
 	defer f.Close()
 	var buf bytes.Buffer
-	hdr, err := copySnapshot(&buf, f, maxBytes)
+	hdr, err := copyVerified(&buf, f, maxBytes)
 	if err != nil {
 		return hdr, nil, 0, fmt.Errorf("%s: %w", path, err)
 	}
-	data := buf.Bytes()[bytes.IndexByte(buf.Bytes()[len(snapshotMagic):], '\n')+len(snapshotMagic)+1:]
+	data := buf.Bytes()[bytes.IndexByte(buf.Bytes()[len(magic):], '\n')+len(magic)+1:]
 	keys, err := kvraft.CheckSnapshot(data)
 	if err != nil {
 		return hdr, nil, 0, fmt.Errorf("%w: %s: the state does not decode: %v", ErrBadSnapshot, path, err)
@@ -163,10 +150,10 @@ func ReadSnapshotFile(path string, maxBytes int64) (SnapshotHeader, []byte, int,
 	return hdr, data, keys, nil
 }
 
-// SaveSnapshot fetches a snapshot from the leader among endpoints (following
+// Save fetches a snapshot from the leader among endpoints (following
 // a replica's leader hint), verifies it, and writes it to path atomically
 // (a temporary file in the same folder, fsynced, then renamed).
-func SaveSnapshot(ctx context.Context, hc *http.Client, endpoints []string, path string) (SnapshotHeader, error) {
+func Save(ctx context.Context, hc *http.Client, endpoints []string, path string) (Header, error) {
 	var last error
 	tried := make(map[int]bool)
 	next := 0
@@ -192,11 +179,11 @@ func SaveSnapshot(ctx context.Context, hc *http.Client, endpoints []string, path
 			next = 0
 		}
 	}
-	return SnapshotHeader{}, last
+	return Header{}, last
 }
 
 // saveFrom tries one endpoint; hint is the leader id a non-leader named, or -1.
-func saveFrom(ctx context.Context, hc *http.Client, endpoint, path string) (hdr SnapshotHeader, hint int, err error) {
+func saveFrom(ctx context.Context, hc *http.Client, endpoint, path string) (hdr Header, hint int, err error) {
 	hint = -1
 	if !strings.Contains(endpoint, "://") {
 		endpoint = "http://" + endpoint
@@ -227,7 +214,7 @@ func saveFrom(ctx context.Context, hc *http.Client, endpoint, path string) (hdr 
 		return hdr, hint, err
 	}
 	defer os.Remove(tmp.Name()) // after a successful rename there is nothing to remove
-	hdr, err = copySnapshot(tmp, resp.Body, 1<<40)
+	hdr, err = copyVerified(tmp, resp.Body, 1<<40)
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -240,11 +227,11 @@ func saveFrom(ctx context.Context, hc *http.Client, endpoint, path string) (hdr 
 	return hdr, hint, err
 }
 
-// RestoreSnapshot seeds an empty store with a snapshot: the state at the
+// Restore seeds an empty store with a snapshot: the state at the
 // snapshot's index and term, an empty log, and a hard state in its term. Run
 // it on every replica's data folder (with the replicas stopped), then start
 // the cluster: it carries on from the snapshot.
-func RestoreSnapshot(ctx context.Context, store persist.Store, hdr SnapshotHeader, data []byte) error {
+func Restore(ctx context.Context, store persist.Store, hdr Header, data []byte) error {
 	st, err := store.Load(ctx)
 	if err != nil {
 		return fmt.Errorf("durio: read the store: %w", err)

@@ -1,0 +1,157 @@
+package backup_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ruaft/ruaft/durio"
+	"github.com/ruaft/ruaft/durio/backup"
+	"github.com/ruaft/ruaft/durio/client"
+	"github.com/ruaft/ruaft/persist"
+)
+
+// startReplica starts a one-member replica in process with n keys written,
+// and returns its client URL.
+func startReplica(t *testing.T, n int) string {
+	t.Helper()
+	cfg := durio.DefaultConfig()
+	cfg.Peers = []string{"http://127.0.0.1:0"}
+	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	r, err := durio.StartReplica(cfg, persist.NewNoop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close(context.Background()) })
+	base := "http://" + r.ClientAddr()
+	c, err := client.New([]string{base}, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := range n {
+		if err := c.Put(ctx, "k"+strconv.Itoa(i), "v"+strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return base
+}
+
+// deadURL is a loopback URL nothing listens on.
+func deadURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	return "http://" + ln.Addr().String()
+}
+
+// Save fetches a snapshot past a dead endpoint, ReadFile verifies it, and
+// Restore seeds an empty store with it once (never a store that holds raft
+// state).
+func TestSaveReadRestore(t *testing.T) {
+	base := startReplica(t, 20)
+	path := filepath.Join(t.TempDir(), "snap.durio")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	hdr, err := backup.Save(ctx, http.DefaultClient, []string{deadURL(t), base}, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hdr.Index == 0 || hdr.Term == 0 || hdr.Bytes <= 0 || hdr.Replica != 0 {
+		t.Fatalf("implausible header %+v", hdr)
+	}
+	got, data, keys, err := backup.ReadFile(path, 1<<20)
+	if err != nil || got != hdr || keys != 20 || int64(len(data)) != hdr.Bytes {
+		t.Fatalf("read back: %+v, %d bytes, %d keys, %v; saved %+v", got, len(data), keys, err, hdr)
+	}
+	if _, _, _, err := backup.ReadFile(path, hdr.Bytes-1); !errors.Is(err, backup.ErrBadSnapshot) {
+		t.Fatalf("a state above maxBytes: %v, want ErrBadSnapshot", err)
+	}
+
+	store := persist.NewMemory()
+	if err := backup.Restore(ctx, store, hdr, data); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Load(ctx)
+	if err != nil || st.Snapshot.Index != hdr.Index || st.HardState.Term != hdr.Term || st.HardState.Commit != hdr.Index ||
+		!bytes.Equal(st.Snapshot.Data, data) {
+		t.Fatalf("restored store: %+v %v", st.HardState, err)
+	}
+	if err := backup.Restore(ctx, store, hdr, data); err == nil {
+		t.Fatal("a second restore into a store with raft state was accepted")
+	}
+}
+
+// Every kind of damage to a snapshot file is refused with ErrBadSnapshot.
+func TestReadFileRefusesDamage(t *testing.T) {
+	base := startReplica(t, 3)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "snap.durio")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	hdr, err := backup.Save(ctx, http.DefaultClient, []string{base}, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := backup.Prefix(hdr)
+	if !bytes.HasPrefix(good, prefix) {
+		t.Fatalf("the file does not start with Prefix(its header)")
+	}
+	state := good[len(prefix):]
+	flipped := bytes.Clone(good)
+	flipped[len(flipped)-1] ^= 0xff
+	wrongLen := hdr
+	wrongLen.Bytes++
+	undecodable := []byte("not a kvraft state")
+	lying := backup.NewHeader(hdr.Index, hdr.Term, 0, undecodable)
+	for name, b := range map[string][]byte{
+		"empty":          nil,
+		"no magic":       append([]byte("durio-snapshot 2\n"), good[len("durio-snapshot 1\n"):]...),
+		"no header line": []byte("durio-snapshot 1\n"),
+		"long header":    append([]byte("durio-snapshot 1\n"), bytes.Repeat([]byte(" "), 5<<10)...),
+		"unknown field":  append([]byte("durio-snapshot 1\n{\"index\":1,\"extra\":1}\n"), state...),
+		"no index":       append([]byte("durio-snapshot 1\n{\"bytes\":0,\"sha256\":\"\"}\n"), state...),
+		"truncated":      good[:len(good)-1],
+		"extra bytes":    append(bytes.Clone(good), 0),
+		"flipped byte":   flipped,
+		"wrong length":   append(backup.Prefix(wrongLen), append(bytes.Clone(state), 0)...),
+		"undecodable":    append(backup.Prefix(lying), undecodable...),
+	} {
+		p := filepath.Join(dir, "bad")
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, err := backup.ReadFile(p, 1<<20); !errors.Is(err, backup.ErrBadSnapshot) {
+			t.Errorf("%s: %v, want ErrBadSnapshot", name, err)
+		}
+	}
+}
+
+// Save refuses a cluster that serves no snapshot: every endpoint dead.
+func TestSaveNoEndpointAnswers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "snap.durio")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := backup.Save(ctx, http.DefaultClient, []string{deadURL(t), deadURL(t)}, path); err == nil {
+		t.Fatal("saved from dead endpoints")
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("a failed save left %s: %v", path, err)
+	}
+}
