@@ -355,3 +355,62 @@ func TestReview4ProposalQueueStress(t *testing.T) {
 		t.Fatalf("too little load: %d accepted, %d committed", oks, len(committedAt))
 	}
 }
+
+// TestReview4QueuedProposalServedAfterRawUnlock: a Start that finds n.mu
+// held by a goroutine that releases it without serving the queue (Status,
+// Subscribe, the applier and the handlers take n.mu directly) is still
+// proposed, without waiting for a tick: the nodes run on a fake clock that
+// the test does not advance, so only the loop's kick can serve it. Three
+// proposals queued behind the lock are proposed in the order they queued,
+// at consecutive indexes.
+func TestReview4QueuedProposalServedAfterRawUnlock(t *testing.T) {
+	cl := newFakeClockCluster(t, 3, nil)
+	cl.commit("a")
+	l := cl.leader()
+	nd := cl.nodes[l]
+	type answer struct {
+		k           int
+		index, term uint64
+		ok          bool
+	}
+	answers := make(chan answer, 3)
+	nd.mu.Lock()
+	for k := range 3 {
+		go func() {
+			i, term, ok := nd.Start([]byte(fmt.Sprint("q", k)))
+			answers <- answer{k, i, term, ok}
+		}()
+		// Queued (n.mu is held) before the next one starts.
+		if !pollUntil(time.Now().Add(5*time.Second), func() bool { return nd.props.n.Load() == int32(k+1) }) {
+			nd.mu.Unlock()
+			t.Fatalf("Start %d did not queue (queue length %d)", k, nd.props.n.Load())
+		}
+	}
+	select {
+	case a := <-answers:
+		nd.mu.Unlock()
+		t.Fatalf("Start %d answered while n.mu was held: %+v", a.k, a)
+	default:
+	}
+	nd.mu.Unlock() // as Status does: no serveQueued
+	got := make([]answer, 3)
+	for range 3 {
+		select {
+		case a := <-answers:
+			got[a.k] = a
+		case <-time.After(10 * time.Second):
+			t.Fatal("a queued Start was not served after the lock was released (no tick given)")
+		}
+	}
+	for k, a := range got {
+		if !a.ok || a.index != got[0].index+uint64(k) || a.term != got[0].term {
+			t.Fatalf("answers %+v: want accepted, consecutive indexes in queue order, one term", got)
+		}
+	}
+	if !cl.waitUntil(5*time.Second, func() bool { return cl.apps[l].lastApplied() >= got[2].index }) {
+		t.Fatal("queued commands not applied")
+	}
+	if cmds := cl.apps[l].commands(); len(cmds) < 4 || fmt.Sprint(cmds[len(cmds)-3:]) != "[q0 q1 q2]" {
+		t.Fatalf("applied %v", cmds)
+	}
+}
