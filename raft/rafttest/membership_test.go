@@ -295,6 +295,9 @@ func TestMembershipRemovedCutOffStops3D(t *testing.T) {
 		}
 		sleep(20 * time.Millisecond)
 	}
+	// Requests of the campaign that got the notice may still be on the
+	// (delaying) network when Removed turns true; let them land first.
+	sleep(ElectionTimeout)
 	rest := slices.DeleteFunc([]int{0, 1, 2, 3}, func(i int) bool { return i == gone })
 	term := c.CheckTerms2(rest)
 	votes := c.MethodCount(MethodRequestVote)
