@@ -1,5 +1,10 @@
 package raft
 
+// Scripted core tests of membership changes, one per rule of the design
+// (learners, promotion lag, the 2015 rule, removal of the leader, refusals).
+// Kept in one file above ~500 lines on purpose: the rules read together, and
+// the review tests of the same rules live in core_review15_*_test.go.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,8 @@
 package raft
 
+// This file is above ~500 lines because it is the whole command set of the
+// scripts in one place (one case per command), which reads better than split.
+//
 // The scripted core tests: each testdata/*.txt file is a scenario written as
 // commands and the trace they produce (datadriven_test.go has the format).
 // The driver runs the deterministic cores of a coreNet through their
