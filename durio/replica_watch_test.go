@@ -80,6 +80,11 @@ func TestReplicaWatchLimitsAndShutdown(t *testing.T) {
 	waitUntil(t, "a third watcher refused", func() bool {
 		resp, err := impatient.Get(base + "/kvstore/watch/k?wait=1m")
 		if err != nil {
+			// It held a slot until its timeout. Step back before the next
+			// try, so the two watchers (retrying every 10ms) take the freed
+			// slot: retrying at once won that race every time and starved
+			// them until the deadline.
+			time.Sleep(200 * time.Millisecond)
 			return false
 		}
 		resp.Body.Close()
