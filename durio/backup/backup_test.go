@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ruaft/ruaft/durio"
 	"github.com/ruaft/ruaft/durio/backup"
 	"github.com/ruaft/ruaft/durio/client"
+	"github.com/ruaft/ruaft/durio/duriotest"
 	"github.com/ruaft/ruaft/persist"
 )
 
@@ -22,16 +22,7 @@ import (
 // and returns its client URL.
 func startReplica(t *testing.T, n int) string {
 	t.Helper()
-	cfg := durio.DefaultConfig()
-	cfg.Peers = []string{"http://127.0.0.1:0"}
-	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
-	r, err := durio.StartReplica(cfg, persist.NewNoop(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = r.Close(context.Background()) })
-	base := "http://" + r.ClientAddr()
+	base := duriotest.StartOne(t)
 	c, err := client.New([]string{base}, client.Options{})
 	if err != nil {
 		t.Fatal(err)

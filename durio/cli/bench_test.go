@@ -4,46 +4,14 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/ruaft/ruaft/durio"
-	"github.com/ruaft/ruaft/persist"
-	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
+	"github.com/ruaft/ruaft/durio/duriotest"
 )
 
-// startReplica starts a one-member replica in process (noop store, loopback
-// ports chosen by the kernel), waits until it leads, and returns its client
-// URL.
-func startReplica(t *testing.T) string {
-	t.Helper()
-	cfg := durio.DefaultConfig()
-	cfg.Peers = []string{"http://127.0.0.1:0"}
-	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
-	r, err := durio.StartReplica(cfg, persist.NewNoop(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = r.Close(context.Background()) })
-	base := "http://" + r.ClientAddr()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st, err := kvv1.NewKVServiceJSONClient(base, http.DefaultClient).Status(context.Background(), &kvv1.StatusRequest{})
-		if err == nil && st.GetRole() == kvv1.Role_ROLE_LEADER {
-			return base
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no leader after 10s: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestBenchOpsMode(t *testing.T) {
-	base := startReplica(t)
+	base := duriotest.StartOne(t)
 	opts, asJSON, err := parseBenchFlags([]string{"--endpoints", base, "--clients", "4", "--duration", "300ms",
 		"--warmup", "50ms", "--op", "mixed", "--read-ratio", "0.5", "--keys", "20", "--json"})
 	if err != nil || !asJSON {
@@ -69,7 +37,7 @@ func TestBenchOpsMode(t *testing.T) {
 // `durio bench --op list` and `--op watch` against a real replica: the
 // watch mode delivers every put to every watcher, once and in order.
 func TestBenchListAndWatchModes(t *testing.T) {
-	base := startReplica(t)
+	base := duriotest.StartOne(t)
 	for _, args := range [][]string{
 		{"--op", "list", "--keys", "50", "--list-limit", "20"},
 		{"--op", "watch", "--watchers", "5", "--keys", "10"},

@@ -9,6 +9,7 @@ import (
 	"github.com/twitchtv/twirp"
 
 	"github.com/ruaft/ruaft/durio"
+	"github.com/ruaft/ruaft/durio/duriotest"
 	"github.com/ruaft/ruaft/kvraft/kvwire"
 )
 
@@ -36,7 +37,7 @@ func TestMemberExitCodes(t *testing.T) {
 // The member commands against a real one-replica cluster: the refusals map
 // to their exit codes and the command prints the cluster's message.
 func TestMemberCLIExitCodes(t *testing.T) {
-	url := startReplica(t)
+	url := duriotest.StartOne(t)
 	run := func(args ...string) (int, string) {
 		var out, errOut bytes.Buffer
 		code := Main(context.Background(), append(args, "--endpoints", url, "--timeout", "3s"), strings.NewReader(""), &out, &errOut)
