@@ -415,17 +415,9 @@ func writeEmpty(w http.ResponseWriter, err error) {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
-	bp := jsonBufs.Get().(*[]byte)
-	if b, ok := appendFastJSON((*bp)[:0], v); ok {
-		_, _ = w.Write(b)
-		if cap(b) <= maxPooledJSON {
-			*bp = b
-			jsonBufs.Put(bp)
-		}
-		return
+	if !writeAppended(w, func(b []byte) ([]byte, bool) { return appendFastJSON(b, v) }) {
+		_ = json.NewEncoder(w).Encode(v)
 	}
-	jsonBufs.Put(bp)
-	_ = json.NewEncoder(w).Encode(v)
 }
 
 // writeError writes err as a Twirp error body with its HTTP status. An
@@ -451,14 +443,8 @@ func writeError(w http.ResponseWriter, err error) {
 func writeErrorStatus(w http.ResponseWriter, status int, terr twirp.Error) {
 	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
-	if !conditionFailed(terr) {
-		bp := jsonBufs.Get().(*[]byte)
-		b := appendErrorJSON((*bp)[:0], terr)
-		_, _ = w.Write(b)
-		if cap(b) <= maxPooledJSON {
-			*bp = b
-			jsonBufs.Put(bp)
-		}
+	if !conditionFailed(terr) &&
+		writeAppended(w, func(b []byte) ([]byte, bool) { return appendErrorJSON(b, terr), true }) {
 		return
 	}
 	body := map[string]any{"code": terr.Code(), "msg": terr.Msg()}

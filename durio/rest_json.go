@@ -2,6 +2,7 @@ package durio
 
 import (
 	"encoding/json"
+	"io"
 	"slices"
 	"strconv"
 	"sync"
@@ -24,6 +25,21 @@ var jsonBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b
 // maxPooledJSON is the largest buffer put back in jsonBufs: a rare large
 // value should not pin its buffer.
 const maxPooledJSON = 64 << 10
+
+// writeAppended writes the bytes appendBody appends to a pooled buffer,
+// unless it reports false (then nothing is written).
+func writeAppended(w io.Writer, appendBody func([]byte) ([]byte, bool)) bool {
+	bp := jsonBufs.Get().(*[]byte)
+	b, ok := appendBody((*bp)[:0])
+	if ok {
+		_, _ = w.Write(b)
+	}
+	if cap(b) <= maxPooledJSON {
+		*bp = b[:0]
+		jsonBufs.Put(bp)
+	}
+	return ok
+}
 
 // plainJSON reports whether s needs no escaping in JSON as encoding/json
 // writes it (which also escapes <, > and &, and anything not ASCII it
