@@ -197,6 +197,13 @@ func headerHasToken(h http.Header, name, token string) bool {
 	return false
 }
 
+// Connections is the number of upgraded connections open.
+func (s *StreamServer) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
 // Close closes every upgraded connection and waits until their calls have
 // returned; later upgrade requests get 503. Handlers see their context end.
 func (s *StreamServer) Close() {

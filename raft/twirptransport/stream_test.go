@@ -35,7 +35,7 @@ type streamPeer struct {
 // startStreamPeer serves node's RPCs over both paths; wrap, when set,
 // wraps the whole handler (authentication). withStream false serves only
 // Twirp, as a version without the stream does.
-func startStreamPeer(t *testing.T, node Handlers, opts StreamServerOptions, withStream bool, wrap func(http.Handler) http.Handler) *streamPeer {
+func startStreamPeer(t testing.TB, node Handlers, opts StreamServerOptions, withStream bool, wrap func(http.Handler) http.Handler) *streamPeer {
 	t.Helper()
 	p := &streamPeer{}
 	mux := http.NewServeMux()
