@@ -65,7 +65,7 @@ func streamAttack(t *testing.T, c *testCluster, scheme string, dial func(addr st
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err = sc.Call(ctx, twirptransport.MethodAppendEntries, &raftv1.AppendEntriesRequest{
 			Term: st.Term + 1, LeaderId: uint32((i + 1) % len(c.replicas)), PrevLogIndex: st.LastIndex, PrevLogTerm: st.Term,
-			Entries: []*raftv1.Entry{{Index: st.LastIndex + 1, Term: st.Term + 1, Type: raftv1.EntryType_ENTRY_TYPE_COMMAND, Data: putOp("k", "evil")}},
+			Entries:      []*raftv1.Entry{{Index: st.LastIndex + 1, Term: st.Term + 1, Type: raftv1.EntryType_ENTRY_TYPE_COMMAND, Data: putOp("k", "evil")}},
 			LeaderCommit: st.LastIndex + 1,
 		}, &raftv1.AppendEntriesResponse{})
 		cancel()
