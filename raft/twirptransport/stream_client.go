@@ -258,7 +258,6 @@ func (c *StreamClient) Call(ctx context.Context, method string, req, resp proto.
 	l.pending[id] = ch
 	l.out = append(l.out, buf)
 	l.mu.Unlock()
-	l.lastUse.Store(start.UnixNano())
 	l.poke()
 
 	select {
@@ -299,7 +298,11 @@ func (c *StreamClient) conn(ctx context.Context) (*link, error) {
 			return nil, fmt.Errorf("%w: client closed", ErrStreamClosed)
 		}
 		if l := c.cur; l != nil {
-			if !l.isClosed() && time.Since(time.Unix(0, l.lastUse.Load())) < c.opts.IdleTimeout {
+			now := time.Now()
+			if !l.isClosed() && now.Sub(time.Unix(0, l.lastUse.Load())) < c.opts.IdleTimeout {
+				// Marked used under c.mu, so no other caller can take it
+				// for idle and close it under this call.
+				l.lastUse.Store(now.UnixNano())
 				c.mu.Unlock()
 				return l, nil
 			}

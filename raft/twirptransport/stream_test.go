@@ -179,8 +179,9 @@ func TestStreamConcurrentCallsMatchReplies(t *testing.T) {
 type blockNode struct {
 	echoNode
 	release chan struct{}
-	started chan struct{} // one send per call that started (buffered)
-	ended   atomic.Int64  // calls that returned
+	started  chan struct{} // one send per call that started (buffered)
+	ended    atomic.Int64  // calls that returned
+	deadline atomic.Int64  // unix nanos of the last call's context deadline (0: none)
 }
 
 func newBlockNode() *blockNode {
@@ -188,6 +189,9 @@ func newBlockNode() *blockNode {
 }
 
 func (b *blockNode) HandleAppendEntries(ctx context.Context, r *raft.AppendEntriesRequest) (*raft.AppendEntriesResponse, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		b.deadline.Store(dl.UnixNano())
+	}
 	b.started <- struct{}{}
 	defer b.ended.Add(1)
 	select {
@@ -566,10 +570,17 @@ func TestStreamDeadlineReachesHandler(t *testing.T) {
 	defer tr.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	if _, err := tr.AppendEntries(ctx, 1, &raft.AppendEntriesRequest{}); !errors.Is(err, context.DeadlineExceeded) {
+	want, _ := ctx.Deadline()
+	// Either side may notice the deadline first: the caller's context
+	// (ErrStream) or the handler's, whose error comes back from the peer.
+	if _, err := tr.AppendEntries(ctx, 1, &raft.AppendEntriesRequest{}); err == nil || !strings.Contains(err.Error(), "deadline exceeded") {
 		t.Fatalf("call past its deadline: %v", err)
 	}
 	waitFor(t, "the handler to see its deadline", func() bool { return node.ended.Load() == 1 })
+	got := time.Unix(0, node.deadline.Load())
+	if d := got.Sub(want); d < -10*time.Millisecond || d > time.Second { // later by the time in transit
+		t.Fatalf("handler deadline %v, caller's %v", got, want)
+	}
 }
 
 // A connection on which nothing at all arrives while a call waits (a peer
