@@ -178,7 +178,7 @@ func TestStreamConcurrentCallsMatchReplies(t *testing.T) {
 // ends, and counts the calls that started.
 type blockNode struct {
 	echoNode
-	release chan struct{}
+	release  chan struct{}
 	started  chan struct{} // one send per call that started (buffered)
 	ended    atomic.Int64  // calls that returned
 	deadline atomic.Int64  // unix nanos of the last call's context deadline (0: none)
