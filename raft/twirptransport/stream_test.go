@@ -627,3 +627,39 @@ func TestStreamStuckConnectionRedials(t *testing.T) {
 		t.Fatalf("%d connections, want a new one after the stuck one", n)
 	}
 }
+
+// A peer that refused the stream is asked again after RetryUpgradeAfter: a
+// peer upgraded during a rolling upgrade gets the stream without a restart
+// of this side.
+func TestStreamRetriesUpgradeAfterRefusal(t *testing.T) {
+	var upgraded atomic.Bool
+	s := NewStreamServer(StreamServerOptions{})
+	s.HandleRaft(echoNode{})
+	defer s.Close()
+	var upgrades atomic.Int64
+	mux := http.NewServeMux()
+	mux.Handle("POST "+PathPrefix, NewHandler(echoNode{}))
+	mux.HandleFunc("GET "+StreamPath, func(w http.ResponseWriter, r *http.Request) {
+		if !upgraded.Load() {
+			http.NotFound(w, r) // an old version
+			return
+		}
+		upgrades.Add(1)
+		s.ServeHTTP(w, r)
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	pool := NewStreamPool(StreamOptions{RetryUpgradeAfter: 100 * time.Millisecond})
+	defer pool.Close()
+	tr := New(0, []string{"", srv.URL}, Options{Stream: pool})
+	checkAll(t, tr) // over Twirp
+	upgraded.Store(true)
+	waitFor(t, "the stream after the peer's upgrade", func() bool {
+		checkAll(t, tr)
+		return upgrades.Load() == 1
+	})
+	checkAll(t, tr)
+	if n := upgrades.Load(); n != 1 {
+		t.Fatalf("%d upgrades, want 1", n)
+	}
+}
