@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -296,12 +297,21 @@ func (l *link) writeLoop() {
 		case <-l.done:
 			return
 		}
+		yielded := false
 		for {
 			l.mu.Lock()
 			batch, l.out = l.out, batch[:0]
 			l.mu.Unlock()
 			if len(batch) == 0 {
-				break
+				if yielded {
+					break
+				}
+				// Let the goroutines that are about to queue a frame
+				// (callers, handlers finishing) do so: one flush, one
+				// write syscall, for all of them.
+				yielded = true
+				runtime.Gosched()
+				continue
 			}
 			_ = l.conn.SetWriteDeadline(time.Now().Add(l.writeTimeout))
 			for i, b := range batch {
