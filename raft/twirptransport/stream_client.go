@@ -39,9 +39,9 @@ type StreamOptions struct {
 	// timeout, so that the client, never the server, closes an idle
 	// connection and no call races a close.
 	IdleTimeout time.Duration
-	// StuckAfter: a call that times out after waiting at least this long,
-	// on a connection that delivered no frame at all since the call was
-	// sent, closes the connection as stuck [1 s]; the next call redials.
+	// StuckAfter: a call that times out on a connection that delivered no
+	// frame since the call was sent, and none for at least StuckAfter,
+	// closes the connection as stuck [1 s]; the next call redials.
 	StuckAfter time.Duration
 	// RetryUpgradeAfter is how long a peer that refused the upgrade is
 	// reached over per-request Twirp before the stream is tried again
@@ -276,11 +276,15 @@ func (c *StreamClient) Call(ctx context.Context, method string, req, resp proto.
 		l.mu.Lock()
 		delete(l.pending, id)
 		l.mu.Unlock()
-		// A connection that delivered nothing at all for the whole call
-		// is dead or its peer is stuck: close it, so that the next call
-		// redials rather than queue behind it.
-		if waited := time.Since(start); waited >= c.opts.StuckAfter && l.lastRead.Load() < start.UnixNano() {
-			l.fail(fmt.Errorf("%w: no frame from the peer for %v", ErrStreamClosed, waited.Round(time.Millisecond)))
+		// A connection that delivered nothing during this whole call, and
+		// nothing for StuckAfter, is dead or its peer is stuck (a
+		// partition without a reset leaves TCP retransmitting with a
+		// growing backoff): close it, so that the next call redials
+		// rather than queue behind it. Calls shorter than StuckAfter
+		// (raft's heartbeats) add up: the silence is what counts.
+		last := l.lastRead.Load()
+		if silence := time.Since(time.Unix(0, last)); last < start.UnixNano() && silence >= c.opts.StuckAfter {
+			l.fail(fmt.Errorf("%w: no frame from the peer for %v", ErrStreamClosed, silence.Round(time.Millisecond)))
 		}
 		return fmt.Errorf("%w: %s: %w", ErrStream, method, ctx.Err())
 	}

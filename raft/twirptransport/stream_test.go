@@ -551,10 +551,13 @@ func TestStreamIdleAndSlowFramesClose(t *testing.T) {
 	_, _ = conn.Write(frame[:6])
 	expectClosed(t, conn, br)
 
+	// A longer idle timeout here, so that a loaded machine cannot delay
+	// the frame past it before the call starts.
+	p = startStreamPeer(t, node, StreamServerOptions{IdleTimeout: time.Second}, true, nil)
 	conn, br, _ = rawUpgrade(t, p.srv.URL, "")
 	_, _ = conn.Write(frame)
 	<-node.started
-	time.Sleep(900 * time.Millisecond) // three idle timeouts with a call running
+	time.Sleep(2500 * time.Millisecond) // over two idle timeouts with a call running
 	close(node.release)
 	if typ, id, _, err := readFrame(br, 1<<20); err != nil || typ != frameResponse || id != 1 {
 		t.Fatalf("reply after a long call: frame %d id %d err %v", typ, id, err)
@@ -613,18 +616,24 @@ func TestStreamStuckConnectionRedials(t *testing.T) {
 			})
 		}
 	}()
-	c := NewStreamClient("http://"+ln.Addr().String(), StreamOptions{StuckAfter: 100 * time.Millisecond})
+	// Calls (100 ms) shorter than StuckAfter (300 ms): the silence adds up
+	// over calls, as raft's heartbeats' would.
+	c := NewStreamClient("http://"+ln.Addr().String(), StreamOptions{StuckAfter: 300 * time.Millisecond})
 	defer c.Close()
-	for range 2 {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	calls, first := 0, time.Now()
+	for accepted.Load() < 2 {
+		if calls++; calls > 50 {
+			t.Fatalf("no redial after %d timed-out calls", calls)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		err := c.Call(ctx, MethodTimeoutNow, &raftv1.TimeoutNowRequest{}, &raftv1.TimeoutNowResponse{})
 		cancel()
 		if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrStream) {
 			t.Fatalf("call to a hung peer: %v", err)
 		}
 	}
-	if n := accepted.Load(); n != 2 {
-		t.Fatalf("%d connections, want a new one after the stuck one", n)
+	if d := time.Since(first); d < 300*time.Millisecond {
+		t.Fatalf("redialed after %v (%d calls of 100 ms), before 300 ms of silence", d, calls)
 	}
 }
 
