@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"runtime/trace"
+	"strconv"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -103,6 +105,10 @@ func benchCommit(b *testing.B, newCl func(*testing.B) *cluster) {
 	}
 }
 
+// slowCommit is the latency above which a commit is logged in an execution
+// trace (-test.trace; category "slowcommit", message its latency in ns).
+const slowCommit = time.Millisecond
+
 // propose proposes cmd at the leader and waits until the leader applied it,
 // appending the latency to lat, and the time until the application applied
 // it to applyLat. It reports false, counting the proposal as
@@ -120,7 +126,13 @@ func propose(cl *cluster, leader *atomic.Int64, cmd []byte, applied chan time.Ti
 	for {
 		select {
 		case at := <-applied:
-			*lat = append(*lat, time.Since(t0))
+			d := time.Since(t0)
+			*lat = append(*lat, d)
+			if d > slowCommit && trace.IsEnabled() {
+				// For the analysis of a -test.trace: which commits were
+				// slow, and when (the event's time is their end).
+				trace.Log(context.Background(), "slowcommit", strconv.FormatInt(int64(d), 10))
+			}
 			*applyLat = append(*applyLat, at.Sub(t0))
 			return true
 		case <-check.C:
