@@ -672,3 +672,19 @@ func TestStreamRetriesUpgradeAfterRefusal(t *testing.T) {
 		t.Fatalf("%d upgrades, want 1", n)
 	}
 }
+
+// Transport.Close ends its own streams: a call after it fails rather than
+// dialing again, and the peer sees the connection go.
+func TestStreamTransportClose(t *testing.T) {
+	p := startStreamPeer(t, echoNode{}, StreamServerOptions{}, true, nil)
+	tr := New(0, []string{"", p.srv.URL}, Options{})
+	checkAll(t, tr)
+	tr.Close()
+	if _, err := tr.RequestVote(context.Background(), 1, &raft.RequestVoteRequest{}); !errors.Is(err, ErrStreamClosed) {
+		t.Fatalf("call after Close: %v, want ErrStreamClosed", err)
+	}
+	waitFor(t, "the peer to see the connection close", func() bool { return p.stream.Connections() == 0 })
+	if n := p.upgrades.Load(); n != 1 {
+		t.Fatalf("%d upgrades, want 1", n)
+	}
+}
