@@ -256,7 +256,7 @@ func (c *StreamClient) Call(ctx context.Context, method string, req, resp proto.
 	id := l.nextID
 	setFrameID(buf, id)
 	l.pending[id] = ch
-	l.enqueueLocked(buf)
+	l.out = append(l.out, buf)
 	l.mu.Unlock()
 	l.poke()
 

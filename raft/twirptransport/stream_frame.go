@@ -198,18 +198,16 @@ type link struct {
 	br   *bufio.Reader
 	wake chan struct{} // capacity 1: frames were queued
 	done chan struct{} // closed by fail
-	// drained (capacity 1) is poked when the writer has written frames,
-	// for a server reader waiting for the queue to shrink.
-	drained chan struct{}
 
 	writeTimeout time.Duration
+	// maxQueued (server side) bounds the frames waiting for the writer:
+	// a call's slot is freed when its reply is queued, so a client that
+	// sends and never reads would otherwise grow the queue without end.
+	maxQueued int
 
-	mu sync.Mutex // guards out, queued, closed, err, pending, nextID
+	mu sync.Mutex // guards out, closed, err, pending, nextID
 	// out holds encoded frames not yet handed to the writer.
-	out [][]byte
-	// queued counts the frames in out and in the batch the writer is
-	// writing: what a peer that does not read makes this side hold.
-	queued int
+	out    [][]byte
 	closed bool
 	err    error // why the link closed
 	// pending (client side only) maps each call in flight to the channel
@@ -229,7 +227,7 @@ type reply struct {
 }
 
 func newLink(conn net.Conn, br *bufio.Reader, writeTimeout time.Duration) *link {
-	l := &link{conn: conn, br: br, wake: make(chan struct{}, 1), done: make(chan struct{}), drained: make(chan struct{}, 1),
+	l := &link{conn: conn, br: br, wake: make(chan struct{}, 1), done: make(chan struct{}),
 		writeTimeout: writeTimeout, pending: map[uint64]chan reply{}}
 	now := time.Now().UnixNano()
 	l.lastRead.Store(now)
@@ -246,16 +244,17 @@ func (l *link) send(b []byte) error {
 		putBuf(b)
 		return err
 	}
-	l.enqueueLocked(b)
+	if l.maxQueued > 0 && len(l.out) >= l.maxQueued {
+		l.mu.Unlock()
+		putBuf(b)
+		err := fmt.Errorf("%w: %d replies queued: the peer does not read", ErrStreamClosed, l.maxQueued)
+		l.fail(err)
+		return err
+	}
+	l.out = append(l.out, b)
 	l.mu.Unlock()
 	l.poke()
 	return nil
-}
-
-// enqueueLocked appends b to the out-queue; l.mu is held.
-func (l *link) enqueueLocked(b []byte) {
-	l.out = append(l.out, b)
-	l.queued++
 }
 
 // dropRequestLocked removes call id's request frame from the out-queue if
@@ -267,30 +266,8 @@ func (l *link) dropRequestLocked(id uint64) {
 	for i, b := range l.out {
 		if len(b) >= 13 && b[4] == frameRequest && binary.BigEndian.Uint64(b[5:]) == id {
 			l.out = append(l.out[:i], l.out[i+1:]...)
-			l.queued--
 			putBuf(b)
 			return
-		}
-	}
-}
-
-// waitQueueBelow blocks while limit or more frames wait to be written, until
-// the writer drains them or the link fails (then it returns false).
-func (l *link) waitQueueBelow(limit int) bool {
-	for {
-		l.mu.Lock()
-		q, closed := l.queued, l.closed
-		l.mu.Unlock()
-		if closed {
-			return false
-		}
-		if q < limit {
-			return true
-		}
-		select {
-		case <-l.drained:
-		case <-l.done:
-			return false
 		}
 	}
 }
@@ -323,7 +300,7 @@ func (l *link) fail(err error) bool {
 	}
 	l.closed, l.err = true, err
 	pending, out := l.pending, l.out
-	l.pending, l.out, l.queued = nil, nil, 0
+	l.pending, l.out = nil, nil
 	l.mu.Unlock()
 	close(l.done)
 	_ = l.conn.Close()
@@ -350,14 +327,6 @@ func (l *link) writeLoop() {
 		yielded := false
 		for {
 			l.mu.Lock()
-			if len(batch) > 0 && !l.closed {
-				l.queued -= len(batch) // written (into bw) since the last swap
-				select {
-				case l.drained <- struct{}{}:
-				default:
-				}
-			}
-			clear(batch)
 			batch, l.out = l.out, batch[:0]
 			l.mu.Unlock()
 			if len(batch) == 0 {
@@ -372,9 +341,10 @@ func (l *link) writeLoop() {
 				continue
 			}
 			_ = l.conn.SetWriteDeadline(time.Now().Add(l.writeTimeout))
-			for _, b := range batch {
+			for i, b := range batch {
 				_, err := bw.Write(b)
 				putBuf(b)
+				batch[i] = nil
 				if err != nil {
 					l.fail(fmt.Errorf("%w: write: %w", ErrStreamClosed, err))
 					return

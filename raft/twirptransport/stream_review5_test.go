@@ -127,10 +127,12 @@ func (l smallBuffers) Accept() (net.Conn, error) {
 }
 
 // A client that sends calls and never reads their replies must not make the
-// server queue replies without bound: once MaxCallsInFlight replies wait
-// for the socket, the server stops reading requests (TCP pushes back), and
-// resumes when the client reads.
-func TestReview5ServerStopsReadingWhenRepliesPileUp(t *testing.T) {
+// server queue replies without bound (replies and resource_exhausted
+// refusals alike): the queue stays within twice MaxCallsInFlight, and the
+// connection is closed long before the write timeout.
+// (TestStreamClientThatDoesNotReadIsClosed tests the close with tiny
+// replies; here the replies are large and many calls are refused.)
+func TestReview5ServerBoundsRepliesNobodyReads(t *testing.T) {
 	const replyBytes = 16 << 10
 	var ran atomic.Int64
 	s := NewStreamServer(StreamServerOptions{MaxCallsInFlight: 8, WriteTimeout: time.Minute, IdleTimeout: time.Minute})
@@ -165,6 +167,7 @@ func TestReview5ServerStopsReadingWhenRepliesPileUp(t *testing.T) {
 	}
 	written := make(chan error, 1)
 	go func() { _, err := conn.Write(frames); written <- err }()
+	defer func() { conn.Close(); <-written }()
 	// Wait until the server stops making progress, watching its queue of
 	// replies not yet written.
 	queued := func() (n int) {
@@ -190,19 +193,7 @@ func TestReview5ServerStopsReadingWhenRepliesPileUp(t *testing.T) {
 	if most > 4*8 {
 		t.Errorf("the server queued up to %d replies nobody reads (limit 8 calls in flight; %d calls ran)", most, ran.Load())
 	}
-	// Reading resumes the flow: every call is answered (a reply or
-	// resource_exhausted).
-	_ = conn.SetReadDeadline(time.Now().Add(60 * time.Second))
-	for i := range n {
-		typ, _, body, err := readFrame(br, 1<<20)
-		var terr twirp.Error
-		if err != nil || (typ != frameResponse && (!errors.As(decodeError(body), &terr) || terr.Code() != twirp.ResourceExhausted)) {
-			t.Fatalf("reply %d: type %d, %v", i, typ, err)
-		}
-	}
-	if err := <-written; err != nil {
-		t.Fatal(err)
-	}
+	waitFor(t, "the server to close the connection", func() bool { return s.Connections() == 0 })
 }
 
 // A peer that stops reading (and does not answer) must not make the client
