@@ -147,6 +147,12 @@ type Config struct {
 	// default; profiles reveal internals, so only on a trusted network). It
 	// also turns on the mutex and block profiles' sampling.
 	Pprof bool `yaml:"pprof"`
+	// NoPeerStream turns the peer stream off: every raft RPC and forwarded
+	// write batch is then its own HTTP/1.1 request, as before the stream
+	// existed, and the peer listener does not offer the stream. With the
+	// stream on (the default), a peer that does not offer it is still
+	// reached over per-request Twirp (a rolling upgrade).
+	NoPeerStream bool `yaml:"no-peer-stream"`
 }
 
 // DefaultConfig returns the defaults; a replica still needs Peers and
@@ -524,6 +530,7 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 		tlsCert   = fs.String("tls-cert", "", "PEM certificate `file`: serve the client listener over HTTPS")
 		tlsKey    = fs.String("tls-key", "", "PEM private key `file` for --tls-cert")
 		pprof     = fs.Bool("pprof", false, "serve /debug/pprof/ on the peer listener")
+		noStream  = fs.Bool("no-peer-stream", false, "send each peer RPC as its own HTTP request instead of over one stream per peer")
 		peerCert  = fs.String("peer-cert", "", "PEM certificate `file` of this replica for mutual TLS between peers")
 		peerKey   = fs.String("peer-key", "", "PEM private key `file` for --peer-cert")
 		peerCA    = fs.String("peer-ca", "", "PEM `file` of the CA that signed every replica's peer certificate")
@@ -588,6 +595,8 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 			cfg.TLSKey = *tlsKey
 		case "pprof":
 			cfg.Pprof = *pprof
+		case "no-peer-stream":
+			cfg.NoPeerStream = *noStream
 		case "peer-cert":
 			cfg.PeerCert = *peerCert
 		case "peer-key":

@@ -114,9 +114,17 @@ type leaderWatch struct {
 	mu      sync.Mutex    // guards leader and changed
 	leader  int           // raft.NoLeader if none
 	changed chan struct{} // closed and replaced when leader changes
+	// attempts are the clerk's attempts at other replicas, abandoned when
+	// the leader moves away from theirs (no goroutine per attempt).
+	attempts kvclient.Attempts
 }
 
-var _ kvclient.LeaderWatch = (*leaderWatch)(nil)
+var _ kvclient.LeaderSubscriber = (*leaderWatch)(nil)
+
+// AbandonOnMove implements kvclient.LeaderSubscriber.
+func (w *leaderWatch) AbandonOnMove(target int, abandon func()) (stop func()) {
+	return w.attempts.Add(target, abandon)
+}
 
 func newLeaderWatch() *leaderWatch {
 	return &leaderWatch{leader: raft.NoLeader, changed: make(chan struct{})}
@@ -139,6 +147,8 @@ func (w *leaderWatch) set(leader int) {
 	w.leader = leader
 	close(w.changed)
 	w.changed = make(chan struct{})
+	// Under mu, so that two changes abandon in their order.
+	w.attempts.Moved(leader)
 }
 
 // observe feeds w one of the raft node's events (see followEvents). The

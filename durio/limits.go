@@ -21,7 +21,15 @@ func limitBody(max int64, next http.Handler) http.Handler {
 			writeError(w, errBodyTooLarge(max))
 			return
 		}
-		data, err := readBody(http.MaxBytesReader(w, r.Body, max), r.ContentLength)
+		body := r.Body
+		if r.ContentLength < 0 {
+			// Chunked: a MaxBytesReader stops it at the limit (and
+			// closes the connection). A declared length, at most max
+			// here, is all net/http lets a handler read; readBody still
+			// refuses more than max.
+			body = http.MaxBytesReader(w, body, max)
+		}
+		data, err := readBody(body, r.ContentLength, max)
 		if err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
@@ -31,15 +39,18 @@ func limitBody(max int64, next http.Handler) http.Handler {
 			writeError(w, errMalformedBody(err))
 			return
 		}
-		r.Body = &readBodyCloser{Reader: bytes.NewReader(data), data: data}
+		rb := &readBodyCloser{data: data}
+		rb.Reset(data)
+		r.Body = rb
 		r.ContentLength = int64(len(data))
 		next.ServeHTTP(w, r)
 	})
 }
 
 // readBody reads a whole body, into one buffer of the declared length when
-// there is one (io.ReadAll would start at 512 bytes and grow).
-func readBody(body io.Reader, declared int64) ([]byte, error) {
+// there is one (io.ReadAll would start at 512 bytes and grow). A body
+// longer than max is an *http.MaxBytesError.
+func readBody(body io.Reader, declared, max int64) ([]byte, error) {
 	if declared < 0 {
 		return io.ReadAll(body)
 	}
@@ -55,6 +66,9 @@ func readBody(body io.Reader, declared int64) ([]byte, error) {
 		if err != nil {
 			return buf, err
 		}
+		if int64(len(buf)) > max {
+			return nil, &http.MaxBytesError{Limit: max}
+		}
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)] // grow
 		}
@@ -64,11 +78,11 @@ func readBody(body io.Reader, declared int64) ([]byte, error) {
 // readBodyCloser is a body limitBody has read; handlers that need the
 // bytes take them (bodyBytes) instead of reading a second copy.
 type readBodyCloser struct {
-	*bytes.Reader
+	bytes.Reader
 	data []byte
 }
 
-func (readBodyCloser) Close() error { return nil }
+func (*readBodyCloser) Close() error { return nil }
 
 // bodyBytes returns the request body: the bytes limitBody read, or all
 // that is left of it.

@@ -103,6 +103,9 @@ type queryParams struct {
 }
 
 func newQueryParams(r *http.Request) *queryParams {
+	if r.URL.RawQuery == "" { // most requests: nothing to parse (or allocate)
+		return &queryParams{}
+	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	p := &queryParams{q: q}
 	if err != nil {

@@ -91,8 +91,10 @@ type directory struct {
 	fallback  func(id int) memberAddr
 	transport *twirptransport.Transport
 	peerHTTP  *http.Client
-	fcfg      kvwire.ForwarderConfig
-	logger    *slog.Logger
+	// streams carries forwarded write batches (nil: the stream is off).
+	streams *twirptransport.StreamPool
+	fcfg    kvwire.ForwarderConfig
+	logger  *slog.Logger
 
 	mu      sync.Mutex // guards members, remotes, ids, clientHosts
 	members []member   // sorted by id; the configuration in force
@@ -277,7 +279,7 @@ func (d *directory) update(ms raft.Membership) {
 func (d *directory) newRemote(a memberAddr) *remote {
 	kv := kvv1.NewKVServiceProtobufClient(a.Peer, d.peerHTTP)
 	// NewForwarder fails only on an invalid configuration, which fcfg is not.
-	fwd, err := kvwire.NewForwarder(kv, kvv1.NewForwardServiceProtobufClient(a.Peer, d.peerHTTP), d.fcfg)
+	fwd, err := kvwire.NewForwarder(kv, newPeerForwardService(a.Peer, d.peerHTTP, d.streams), d.fcfg)
 	if err != nil {
 		panic("durio: forwarder configuration: " + err.Error())
 	}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +32,11 @@ type metrics struct {
 	requests      *prometheus.CounterVec   // by route and code
 	reqLatency    *prometheus.HistogramVec // by route
 	refusedConns  *prometheus.CounterVec   // by listener
+	// routes caches the request observers per route label (string ->
+	// *routeObservers; see route).
+	routes sync.Map
+	// rpcObs caches the observers per peer RPC (string -> *rpcObservers).
+	rpcObs sync.Map
 	// hist, when set, also gets every client request, store append and
 	// snapshot (for GET /status/history).
 	hist *history
@@ -121,44 +127,93 @@ func (m *metrics) leaderChangeCounter() func(raft.Event) {
 
 // observeRPC records one RPC's outcome and latency.
 func (m *metrics) observeRPC(rpc string, start time.Time, err error) {
-	result := "ok"
-	if err != nil {
-		result = "error"
+	o, ok := m.rpcObs.Load(rpc)
+	if !ok {
+		o, _ = m.rpcObs.LoadOrStore(rpc, &rpcObservers{ok: m.rpcs.WithLabelValues(rpc, "ok"),
+			failed: m.rpcs.WithLabelValues(rpc, "error"), latency: m.rpcLatency.WithLabelValues(rpc)})
 	}
-	m.rpcs.WithLabelValues(rpc, result).Inc()
-	m.rpcLatency.WithLabelValues(rpc).Observe(time.Since(start).Seconds())
+	ro := o.(*rpcObservers)
+	if err != nil {
+		ro.failed.Inc()
+	} else {
+		ro.ok.Inc()
+	}
+	ro.latency.Observe(time.Since(start).Seconds())
+}
+
+// rpcObservers are the metrics of one peer RPC, found once.
+type rpcObservers struct {
+	ok, failed prometheus.Counter
+	latency    prometheus.Observer
 }
 
 // instrumentMux wraps the client listener's handler, counting requests by
 // route: the ServeMux pattern that matched (so keys never become labels),
-// refined to the method for Twirp calls that reached a method.
+// refined to the method for Twirp calls that reached a method. The
+// observers of each route and code are looked up once and kept (see
+// routeObservers), not hashed out of the vectors per request.
 func (m *metrics) instrumentMux(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		// withRequestID, outside, already counts the status: share its
+		// writer rather than wrapping the response twice.
+		sw, ok := w.(*statusWriter)
+		if !ok {
+			sw = &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		}
 		next.ServeHTTP(sw, r)
 		route := r.Pattern
 		switch {
 		case route == "" || route == "/":
 			route = "unmatched"
-		case strings.HasPrefix(route, "POST /twirp/") && twirpMethods[r.URL.Path]:
-			route = "POST " + r.URL.Path
+		case strings.HasPrefix(route, "POST /twirp/"):
+			if t, ok := twirpRoutes[r.URL.Path]; ok {
+				route = t
+			}
 		}
 		d := time.Since(start)
-		m.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
-		m.reqLatency.WithLabelValues(route).Observe(d.Seconds())
+		ro := m.route(route)
+		ro.code(m, route, sw.code).Inc()
+		ro.latency.Observe(d.Seconds())
 		if m.hist != nil {
 			m.hist.observeRequest(r.Method, r.URL.Path, r.URL.RawQuery, sw.code, d)
 		}
 	})
 }
 
-// twirpMethods are the Twirp paths that get a route label of their own.
-var twirpMethods = map[string]bool{}
+// routeObservers are the metrics of one route, found once: the latency
+// histogram and the request counter per status code seen so far.
+type routeObservers struct {
+	latency prometheus.Observer
+	codes   sync.Map // int (HTTP status) -> prometheus.Counter
+}
+
+// route returns the observers of route, creating them on its first request.
+// Routes are ServeMux patterns and Twirp methods, a fixed set.
+func (m *metrics) route(route string) *routeObservers {
+	if ro, ok := m.routes.Load(route); ok {
+		return ro.(*routeObservers)
+	}
+	ro, _ := m.routes.LoadOrStore(route, &routeObservers{latency: m.reqLatency.WithLabelValues(route)})
+	return ro.(*routeObservers)
+}
+
+// code returns the request counter of route with status code.
+func (ro *routeObservers) code(m *metrics, route string, code int) prometheus.Counter {
+	if c, ok := ro.codes.Load(code); ok {
+		return c.(prometheus.Counter)
+	}
+	c, _ := ro.codes.LoadOrStore(code, m.requests.WithLabelValues(route, strconv.Itoa(code)))
+	return c.(prometheus.Counter)
+}
+
+// twirpRoutes are the Twirp paths that get a route label of their own, with
+// that label.
+var twirpRoutes = map[string]string{}
 
 func init() {
 	for _, m := range []string{"Get", "Put", "Append", "Delete", "Status"} {
-		twirpMethods[kvv1.KVServicePathPrefix+m] = true
+		twirpRoutes[kvv1.KVServicePathPrefix+m] = "POST " + kvv1.KVServicePathPrefix + m
 	}
 }
 

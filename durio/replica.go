@@ -41,9 +41,14 @@ type Replica struct {
 
 	peerLn, clientLn   net.Listener
 	peerSrv, clientSrv *http.Server
-	serving            sync.WaitGroup // the two Serve goroutines
-	failed             chan error     // a listener that stopped serving on its own, or a fatal store error
-	health             *health        // fail-stop state behind /healthz and /readyz
+	// streamSrv serves the peer streams (upgraded peer connections, no
+	// longer the peer http.Server's); peerStreams are this replica's
+	// streams to its peers. Both nil with no-peer-stream.
+	streamSrv   *twirptransport.StreamServer
+	peerStreams *twirptransport.StreamPool
+	serving     sync.WaitGroup // the two Serve goroutines
+	failed      chan error     // a listener that stopped serving on its own, or a fatal store error
+	health      *health        // fail-stop state behind /healthz and /readyz
 	// endPolls ends the long polls (watches) at the start of Close, so that
 	// the client listener's graceful shutdown does not wait them out.
 	endPolls context.CancelFunc
@@ -117,14 +122,19 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	}
 
 	peerHTTP := twirptransport.WithToken(twirptransport.NewHTTPClient(peerClientTLS), cfg.PeerToken)
+	r.peerStreams = newPeerStreams(cfg, peerClientTLS)
 	// The address book starts with the bootstrap peers (none for a replica
 	// that joins) and follows the replicated configuration once raft runs.
-	transport := twirptransport.New(cfg.ID, cfg.Peers, twirptransport.Options{HTTPClient: peerHTTP, Observe: r.metrics.observeRPC})
+	transport := twirptransport.New(cfg.ID, cfg.Peers, twirptransport.Options{HTTPClient: peerHTTP, Observe: r.metrics.observeRPC,
+		Stream: r.peerStreams, DisableStream: r.peerStreams == nil})
 	// The replica is assembled explicitly: the key-value state machine,
 	// the raft node that applies to it, then the kvraft server on both.
 	closeListeners := func() {
 		r.peerLn.Close()
 		r.clientLn.Close()
+		if r.peerStreams != nil {
+			r.peerStreams.Close()
+		}
 	}
 	sm, err := kvraft.NewStateMachine(kvraftConfig(cfg, logger))
 	if err != nil {
@@ -147,6 +157,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	r.loadStoreFailure(time.Now())
 	r.leader = newLeaderWatch()
 	r.dir = r.newDirectory(transport, peerHTTP)
+	r.dir.streams = r.peerStreams
 	leaderURL := r.dir.clientURL
 	status := func(context.Context) (*kvv1.StatusResponse, error) { return r.status(), nil }
 	local := kvwire.NewServer(r.kv, kvwire.ServerOptions{Status: status, LeaderURL: leaderURL})
@@ -157,8 +168,13 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	peerMux.Handle("POST "+twirptransport.PathPrefix, twirptransport.NewHandler(node))
 	forwardServer := kvv1.NewKVServiceServer(local)
 	peerMux.Handle("POST "+forwardServer.PathPrefix(), forwardServer)
-	batchServer := kvv1.NewForwardServiceServer(kvwire.NewBatchServer(r.kv, forwardBatchOps).WithTimeout(cfg.RequestTimeout))
+	batches := kvwire.NewBatchServer(r.kv, forwardBatchOps).WithTimeout(cfg.RequestTimeout)
+	batchServer := kvv1.NewForwardServiceServer(batches)
 	peerMux.Handle("POST "+batchServer.PathPrefix(), batchServer)
+	if !cfg.NoPeerStream {
+		r.streamSrv = newPeerStreamServer(cfg, node, batches, logger.With("listener", "peer-stream"))
+		peerMux.Handle("GET "+twirptransport.StreamPath, r.streamSrv)
+	}
 	peerMux.Handle("GET "+historyPeerPath, peerHistoryHandler(r.hist))
 	if cfg.Pprof {
 		// The mutex and block profiles stay empty unless sampling is on;
@@ -348,8 +364,14 @@ func (r *Replica) Close(ctx context.Context) error {
 		if err := r.kv.Kill(); err != nil {
 			errs = append(errs, fmt.Errorf("raft: %w", err))
 		}
+		if r.peerStreams != nil {
+			r.peerStreams.Close()
+		}
 		if err := r.peerSrv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("peer listener: %w", err))
+		}
+		if r.streamSrv != nil {
+			r.streamSrv.Close()
 		}
 		if err := r.store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("store: %w", err))

@@ -315,7 +315,14 @@ func (b restSession) header() *kvv1.WriteHeader {
 // unusable.
 func decodeWrite(w http.ResponseWriter, r *http.Request) (restWrite, bool) {
 	var body restWrite
-	if !decodeJSON(w, r, &body, "a JSON object with key and value") {
+	if !decodeJSONWith(w, r, &body, "a JSON object with key and value", func(data []byte) bool {
+		var fast restWrite
+		if !decodeWriteFast(data, &fast) {
+			return false
+		}
+		body = fast
+		return true
+	}) {
 		return body, false
 	}
 	switch {
@@ -333,6 +340,13 @@ func decodeWrite(w http.ResponseWriter, r *http.Request) (restWrite, bool) {
 // trailing data and invalid UTF-8, and answers 400 itself when the body is
 // unusable. Oversized bodies never get here (see limitBody).
 func decodeJSON(w http.ResponseWriter, r *http.Request, dst any, what string) bool {
+	return decodeJSONWith(w, r, dst, what, nil)
+}
+
+// decodeJSONWith is decodeJSON trying fast first (if not nil): a reader
+// without reflection for the plain bodies of a hot route, which reports
+// false to leave a body to encoding/json.
+func decodeJSONWith(w http.ResponseWriter, r *http.Request, dst any, what string, fast func([]byte) bool) bool {
 	data, err := bodyBytes(r)
 	if err != nil {
 		writeError(w, errMalformedBody(err))
@@ -343,6 +357,9 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any, what string) bo
 	if !utf8.Valid(data) {
 		writeError(w, twirp.NewError(twirp.Malformed, "the body is not valid UTF-8"))
 		return false
+	}
+	if fast != nil && fast(data) {
+		return true
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -398,7 +415,9 @@ func writeEmpty(w http.ResponseWriter, err error) {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	if !writeAppended(w, func(b []byte) ([]byte, bool) { return appendFastJSON(b, v) }) {
+		_ = json.NewEncoder(w).Encode(v)
+	}
 }
 
 // writeError writes err as a Twirp error body with its HTTP status. An
@@ -424,6 +443,10 @@ func writeError(w http.ResponseWriter, err error) {
 func writeErrorStatus(w http.ResponseWriter, status int, terr twirp.Error) {
 	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
+	if !conditionFailed(terr) &&
+		writeAppended(w, func(b []byte) ([]byte, bool) { return appendErrorJSON(b, terr), true }) {
+		return
+	}
 	body := map[string]any{"code": terr.Code(), "msg": terr.Msg()}
 	if meta := terr.MetaMap(); len(meta) > 0 {
 		body["meta"] = meta

@@ -9,15 +9,19 @@ import (
 // BenchmarkClerkDo measures what the leader-following loop adds to one
 // request that succeeds at the first replica, as durio's frontend runs every
 // client request: without a LeaderWatch, with one (each attempt watched for
-// a leader change), and with one at the caller's own replica (Self, not
+// a leader change by a goroutine), with a LeaderSubscriber (watched by a
+// registration, as durio's frontend does), and with one at the caller's own replica (Self, not
 // watched). Run in parallel, as requests arrive.
 func BenchmarkClerkDo(b *testing.B) {
-	for _, watch := range []string{"off", "on", "self"} {
+	for _, watch := range []string{"off", "on", "subscriber", "self"} {
 		b.Run("watch="+watch, func(b *testing.B) {
 			cfg := DefaultClerkConfig()
 			cfg.AttemptTimeout = time.Second
-			if watch != "off" {
+			switch watch {
+			case "on", "self":
 				cfg.Leader = newWatch(0)
+			case "subscriber":
+				cfg.Leader = &subWatch{watch: newWatch(0)}
 			}
 			if watch == "self" {
 				cfg.Self = 0 // the replica of the caller's own node

@@ -54,6 +54,65 @@ type LeaderWatch interface {
 	Leader() (leader int, changed <-chan struct{})
 }
 
+// LeaderSubscriber is a LeaderWatch that also tells the clerk of changes
+// itself, so that watching an attempt costs a registration rather than a
+// goroutine per attempt (durio's frontend implements it with Attempts).
+type LeaderSubscriber interface {
+	LeaderWatch
+	// AbandonOnMove arranges for abandon to be called, at most once, at the
+	// first change after this call of the known leader to a replica other
+	// than target (or to none), until stop is called.
+	AbandonOnMove(target int, abandon func()) (stop func())
+}
+
+// Attempts is the set of attempts a LeaderSubscriber abandons when the
+// leader moves. The zero value is ready to use.
+type Attempts struct {
+	mu   sync.Mutex // guards next and m
+	next uint64
+	m    map[uint64]attemptAt
+}
+
+type attemptAt struct {
+	target  int
+	abandon func()
+}
+
+// Add registers an attempt at target; see LeaderSubscriber.AbandonOnMove.
+func (a *Attempts) Add(target int, abandon func()) (stop func()) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.m == nil {
+		a.m = make(map[uint64]attemptAt)
+	}
+	a.next++
+	id := a.next
+	a.m[id] = attemptAt{target: target, abandon: abandon}
+	return func() {
+		a.mu.Lock()
+		delete(a.m, id)
+		a.mu.Unlock()
+	}
+}
+
+// Moved abandons, and forgets, every attempt at a replica other than
+// leader (all of them if it is NoLeader). The abandon functions run after
+// Attempts' lock is released.
+func (a *Attempts) Moved(leader int) {
+	var abandon []func()
+	a.mu.Lock()
+	for id, at := range a.m {
+		if at.target != leader {
+			abandon = append(abandon, at.abandon)
+			delete(a.m, id)
+		}
+	}
+	a.mu.Unlock()
+	for _, f := range abandon {
+		f()
+	}
+}
+
 // DefaultClerkConfig returns the configuration used when none is given.
 func DefaultClerkConfig() ClerkConfig {
 	return ClerkConfig{AttemptTimeout: time.Second, MinBackoff: 5 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
@@ -483,28 +542,35 @@ func (c *Clerk) try(ctx context.Context, target int, timeout time.Duration, atte
 	if c.cfg.Leader == nil || target == c.cfg.Self {
 		return attempt(actx, srv)
 	}
-	var watcher sync.WaitGroup
-	defer watcher.Wait() // runs after cancel below: defers run in reverse
 	actx, cancel := context.WithCancelCause(actx)
 	defer cancel(nil)
 	// Only a change after the attempt starts abandons it: a hint from
 	// another replica may be newer than the local view.
-	_, changed := c.cfg.Leader.Leader()
-	watcher.Go(func() {
-		for {
-			select {
-			case <-actx.Done():
-				return
-			case <-changed:
-				var l int
-				l, changed = c.cfg.Leader.Leader()
-				if l != target {
-					cancel(errLeaderChanged)
+	if sub, ok := c.cfg.Leader.(LeaderSubscriber); ok {
+		defer sub.AbandonOnMove(target, func() { cancel(errLeaderChanged) })()
+	} else {
+		var watcher sync.WaitGroup
+		defer func() {
+			cancel(nil) // ends the watcher
+			watcher.Wait()
+		}()
+		_, changed := c.cfg.Leader.Leader()
+		watcher.Go(func() {
+			for {
+				select {
+				case <-actx.Done():
 					return
+				case <-changed:
+					var l int
+					l, changed = c.cfg.Leader.Leader()
+					if l != target {
+						cancel(errLeaderChanged)
+						return
+					}
 				}
 			}
-		}
-	})
+		})
+	}
 	err := attempt(actx, srv)
 	if err != nil && context.Cause(actx) == errLeaderChanged && ctx.Err() == nil {
 		err = fmt.Errorf("%w: %w", errLeaderChanged, err)

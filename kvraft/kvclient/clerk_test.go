@@ -85,6 +85,39 @@ func (w *watch) set(l int) {
 	w.changed = make(chan struct{})
 }
 
+// subWatch is a watch that also calls back (a LeaderSubscriber, as
+// durio's is): the clerk watches its attempts without a goroutine.
+type subWatch struct {
+	*watch
+	attempts Attempts
+}
+
+func (w *subWatch) AbandonOnMove(target int, abandon func()) func() {
+	return w.attempts.Add(target, abandon)
+}
+
+func (w *subWatch) set(l int) {
+	w.watch.set(l)
+	w.attempts.Moved(l)
+}
+
+// movableWatch is a LeaderWatch a test moves with set.
+type movableWatch interface {
+	LeaderWatch
+	set(l int)
+}
+
+// bothWatches runs a test with a plain LeaderWatch and with a
+// LeaderSubscriber.
+func bothWatches(t *testing.T, test func(t *testing.T, newWatch func(leader int) movableWatch)) {
+	t.Run("watch=channel", func(t *testing.T) {
+		test(t, func(l int) movableWatch { return newWatch(l) })
+	})
+	t.Run("watch=subscriber", func(t *testing.T) {
+		test(t, func(l int) movableWatch { return &subWatch{watch: newWatch(l)} })
+	})
+}
+
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -100,85 +133,126 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // abandons an attempt there when the leader changes (not after the attempt
 // timeout, an hour here), retrying the same write id at the new leader.
 func TestClerkAbandonsAttemptWhenLeaderChanges(t *testing.T) {
-	w := newWatch(1)
-	first := &fakeReplica{err: errors.New("must not be tried: the watch names replica 1")}
-	stuck := &fakeReplica{hang: true}
-	next := &fakeReplica{}
-	cfg := DefaultClerkConfig()
-	cfg.AttemptTimeout, cfg.Leader = time.Hour, w
-	ck, err := NewClerk([]Service{first, stuck, next}, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- ck.Put(context.Background(), "k", "v") }()
-	waitUntil(t, "the write reaches replica 1", func() bool { return len(stuck.seen()) == 1 })
-	w.set(2)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if a, b := stuck.seen(), next.seen(); len(b) != 1 || a[0].Seq != b[0].Seq || a[0].ClientID != b[0].ClientID {
-		t.Fatalf("retry changed the write id: %v then %v", a, b)
-	}
-	if len(first.seen()) != 0 {
-		t.Fatalf("replica 0 was tried although the watch named 1")
-	}
-	stuck.mu.Lock()
-	defer stuck.mu.Unlock()
-	if len(stuck.causes) != 1 || !errors.Is(stuck.causes[0], errLeaderChanged) {
-		t.Fatalf("the stuck attempt ended with %v, want errLeaderChanged", stuck.causes)
-	}
+	bothWatches(t, func(t *testing.T, newWatch func(int) movableWatch) {
+		w := newWatch(1)
+		first := &fakeReplica{err: errors.New("must not be tried: the watch names replica 1")}
+		stuck := &fakeReplica{hang: true}
+		next := &fakeReplica{}
+		cfg := DefaultClerkConfig()
+		cfg.AttemptTimeout, cfg.Leader = time.Hour, w
+		ck, err := NewClerk([]Service{first, stuck, next}, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- ck.Put(context.Background(), "k", "v") }()
+		waitUntil(t, "the write reaches replica 1", func() bool { return len(stuck.seen()) == 1 })
+		w.set(2)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if a, b := stuck.seen(), next.seen(); len(b) != 1 || a[0].Seq != b[0].Seq || a[0].ClientID != b[0].ClientID {
+			t.Fatalf("retry changed the write id: %v then %v", a, b)
+		}
+		if len(first.seen()) != 0 {
+			t.Fatalf("replica 0 was tried although the watch named 1")
+		}
+		stuck.mu.Lock()
+		defer stuck.mu.Unlock()
+		if len(stuck.causes) != 1 || !errors.Is(stuck.causes[0], errLeaderChanged) {
+			t.Fatalf("the stuck attempt ended with %v, want errLeaderChanged", stuck.causes)
+		}
+	})
 }
 
 // A change that keeps the same leader (a new term it won again) does not
 // abandon the attempt.
 func TestClerkKeepsAttemptWhenLeaderStays(t *testing.T) {
-	w := newWatch(0)
-	stuck := &fakeReplica{hang: true}
-	cfg := DefaultClerkConfig()
-	cfg.AttemptTimeout, cfg.Leader = 300*time.Millisecond, w
-	ck, err := NewClerk([]Service{stuck}, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- ck.Put(ctx, "k", "v") }()
-	waitUntil(t, "the write is tried", func() bool { return len(stuck.seen()) == 1 })
-	w.set(0)
-	err = <-done
-	if !errors.Is(err, ErrTimeout) {
-		t.Fatalf("Put = %v, want ErrTimeout (outcome unknown)", err)
-	}
-	if n := len(stuck.seen()); n != 1 {
-		t.Fatalf("the attempt was restarted %d times by a change to the same leader", n-1)
-	}
+	bothWatches(t, func(t *testing.T, newWatch func(int) movableWatch) {
+		w := newWatch(0)
+		stuck := &fakeReplica{hang: true}
+		cfg := DefaultClerkConfig()
+		cfg.AttemptTimeout, cfg.Leader = 300*time.Millisecond, w
+		ck, err := NewClerk([]Service{stuck}, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- ck.Put(ctx, "k", "v") }()
+		waitUntil(t, "the write is tried", func() bool { return len(stuck.seen()) == 1 })
+		w.set(0)
+		err = <-done
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("Put = %v, want ErrTimeout (outcome unknown)", err)
+		}
+		if n := len(stuck.seen()); n != 1 {
+			t.Fatalf("the attempt was restarted %d times by a change to the same leader", n-1)
+		}
+	})
 }
 
 // An attempt at the caller's own replica (Self) is not abandoned when the
 // leader moves: that replica's node fails it itself. It ends with its own
 // result (here the attempt timeout), not errLeaderChanged.
 func TestClerkDoesNotWatchSelf(t *testing.T) {
-	w := newWatch(0)
-	self := &fakeReplica{hang: true}
+	bothWatches(t, func(t *testing.T, newWatch func(int) movableWatch) {
+		w := newWatch(0)
+		self := &fakeReplica{hang: true}
+		cfg := DefaultClerkConfig()
+		cfg.AttemptTimeout, cfg.Leader, cfg.Self = 200*time.Millisecond, w, 0
+		ck, err := NewClerk([]Service{self, &fakeReplica{}}, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- ck.Put(context.Background(), "k", "v") }()
+		waitUntil(t, "the write reaches replica 0", func() bool { return len(self.seen()) == 1 })
+		w.set(1)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		self.mu.Lock()
+		defer self.mu.Unlock()
+		if len(self.causes) != 1 || errors.Is(self.causes[0], errLeaderChanged) || !errors.Is(self.causes[0], context.DeadlineExceeded) {
+			t.Fatalf("the attempt at Self ended with %v, want its own deadline", self.causes)
+		}
+	})
+}
+
+// A LeaderSubscriber's registrations end with their attempts: finished
+// attempts leave nothing behind to abandon, and a move abandons only the
+// attempts at other replicas.
+func TestAttemptsForgetFinishedAttempts(t *testing.T) {
+	w := &subWatch{watch: newWatch(0)}
 	cfg := DefaultClerkConfig()
-	cfg.AttemptTimeout, cfg.Leader, cfg.Self = 200*time.Millisecond, w, 0
-	ck, err := NewClerk([]Service{self, &fakeReplica{}}, cfg)
+	cfg.Leader = w
+	ck, err := NewClerk([]Service{&fakeReplica{}}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- ck.Put(context.Background(), "k", "v") }()
-	waitUntil(t, "the write reaches replica 0", func() bool { return len(self.seen()) == 1 })
-	w.set(1)
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	for range 100 {
+		if err := ck.Put(context.Background(), "k", "v"); err != nil {
+			t.Fatal(err)
+		}
 	}
-	self.mu.Lock()
-	defer self.mu.Unlock()
-	if len(self.causes) != 1 || errors.Is(self.causes[0], errLeaderChanged) || !errors.Is(self.causes[0], context.DeadlineExceeded) {
-		t.Fatalf("the attempt at Self ended with %v, want its own deadline", self.causes)
+	w.attempts.mu.Lock()
+	left := len(w.attempts.m)
+	w.attempts.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d registrations left after every attempt finished", left)
+	}
+	var a Attempts
+	var at0, at1 int
+	stop0 := a.Add(0, func() { at0++ })
+	a.Add(1, func() { at1++ })
+	a.Moved(0) // abandons the attempt at 1 only
+	a.Moved(0) // nothing left at 1
+	stop0()
+	a.Moved(3) // the attempt at 0 ended before
+	if at0 != 0 || at1 != 1 {
+		t.Fatalf("abandoned the attempt at 0 %d times (want 0), at 1 %d times (want 1)", at0, at1)
 	}
 }
 

@@ -10,5 +10,14 @@
 // shared bearer token ([Options.Token] on the client, [RequireToken] on the
 // server). [LimitBody] bounds what an authenticated peer may send.
 //
+// By default the RPCs travel over a peer stream: one persistent connection
+// per peer, upgraded from an HTTP request to [StreamPath] (so it passes the
+// same authentication), that carries many calls at once as length-prefixed
+// protobuf frames instead of one HTTP/1.1 exchange per RPC. Serve it with a
+// [StreamServer] ([StreamServer.HandleRaft]) mounted next to NewHandler; a
+// peer that does not offer it is reached over the Twirp routes, and
+// [Options.DisableStream] turns it off. [CallStream] carries other services'
+// calls on the same connections ([StreamPool]).
+//
 // See the package example for a three-node cluster on 127.0.0.1.
 package twirptransport

@@ -38,9 +38,10 @@ func (a *logApp) last() string {
 }
 
 // Three raft nodes, each with its own HTTP listener on 127.0.0.1, talking
-// over Twirp with a shared bearer token. In separate processes each node
-// would run the same code with its own id; for mutual TLS, build the
-// tls.Configs with MutualTLS, serve with tls.NewListener and use https URLs.
+// over one peer stream per pair of nodes (Twirp routes for peers without
+// it) with a shared bearer token. In separate processes each node would run
+// the same code with its own id; for mutual TLS, build the tls.Configs with
+// MutualTLS, serve with tls.NewListener, pass Options.TLS and use https URLs.
 func Example() {
 	const n, token = 3, "a-long-random-shared-secret"
 	lns := make([]net.Listener, n)
@@ -55,18 +56,24 @@ func Example() {
 	nodes := make([]*raft.Node, n)
 	apps := make([]*logApp, n)
 	servers := make([]*http.Server, n)
+	streams := make([]*twirptransport.StreamServer, n)
+	transports := make([]*twirptransport.Transport, n)
 	for i := range n {
 		cfg := raft.DefaultConfig()
 		cfg.ID, cfg.Peers = i, n
 		apps[i] = &logApp{}
-		tr := twirptransport.New(i, urls, twirptransport.Options{Token: token})
-		node, err := raft.New(cfg, tr, persist.NewMemory(), apps[i])
+		transports[i] = twirptransport.New(i, urls, twirptransport.Options{Token: token})
+		node, err := raft.New(cfg, transports[i], persist.NewMemory(), apps[i])
 		if err != nil {
 			panic(err)
 		}
 		nodes[i] = node
 		mux := http.NewServeMux()
 		mux.Handle("POST "+twirptransport.PathPrefix, twirptransport.NewHandler(node))
+		// The stream is served behind the same RequireToken and LimitBody.
+		streams[i] = twirptransport.NewStreamServer(twirptransport.StreamServerOptions{MaxFrameBytes: 8 << 20})
+		streams[i].HandleRaft(node)
+		mux.Handle("GET "+twirptransport.StreamPath, streams[i])
 		servers[i] = &http.Server{
 			Handler:           twirptransport.RequireToken(token, twirptransport.LimitBody(8<<20, mux)),
 			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
@@ -75,8 +82,10 @@ func Example() {
 	}
 	defer func() {
 		for i := range n {
-			servers[i].Close()
 			nodes[i].Kill()
+			transports[i].Close()
+			servers[i].Close()
+			streams[i].Close() // upgraded connections are no longer the server's
 		}
 	}()
 

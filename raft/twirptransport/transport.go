@@ -17,6 +17,7 @@ import (
 	"github.com/ruaft/ruaft/raft"
 	"github.com/ruaft/ruaft/raft/wire"
 	raftv1 "github.com/ruaft/ruaft/rpc/raft/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 // Options configure the client side of the transport. The zero value sends
@@ -35,7 +36,17 @@ type Options struct {
 	// for metrics.
 	Observe func(rpc string, start time.Time, err error)
 	// ClientOptions are passed to every Twirp client (hooks, interceptors).
+	// They do not apply to calls carried by the peer stream.
 	ClientOptions []twirp.ClientOption
+	// Stream, when set, is the pool of peer streams the RPCs go through
+	// (shared with other users of the peer plane, e.g. forwarded writes).
+	// Nil: the transport makes its own from TLS and Token (close it with
+	// Close). A peer that does not offer the stream (an older version) is
+	// reached over per-request Twirp, as before.
+	Stream *StreamPool
+	// DisableStream sends every RPC as its own Twirp HTTP request, as
+	// versions without the peer stream did.
+	DisableStream bool
 }
 
 // Transport implements raft.Transport with one Twirp protobuf client per
@@ -48,6 +59,9 @@ type Transport struct {
 	client  *http.Client
 	copts   []twirp.ClientOption
 	observe func(rpc string, start time.Time, err error)
+	// streams carries the RPCs when not nil; ownStreams says Close closes it.
+	streams    *StreamPool
+	ownStreams bool
 
 	mu sync.Mutex // serialises writers of book; readers load it without locking
 	// book is the current address book: an immutable map, replaced whole
@@ -55,10 +69,12 @@ type Transport struct {
 	book atomic.Pointer[map[int]peerClient]
 }
 
-// peerClient is one address book entry: a peer's URL and the client for it.
+// peerClient is one address book entry: a peer's URL and the clients for
+// it (stream nil when the stream is off).
 type peerClient struct {
-	url string
-	rpc raftv1.RaftService
+	url    string
+	rpc    raftv1.RaftService
+	stream *StreamClient
 }
 
 var _ raft.Transport = (*Transport)(nil)
@@ -85,6 +101,13 @@ func NewWithPeers(self int, peers map[int]string, opts Options) *Transport {
 		client = NewHTTPClient(opts.TLS)
 	}
 	t := &Transport{self: self, client: WithToken(client, opts.Token), copts: opts.ClientOptions, observe: opts.Observe}
+	switch {
+	case opts.DisableStream:
+	case opts.Stream != nil:
+		t.streams = opts.Stream
+	default:
+		t.streams, t.ownStreams = NewStreamPool(StreamOptions{TLS: opts.TLS, Token: opts.Token}), true
+	}
 	empty := map[int]peerClient{}
 	t.book.Store(&empty)
 	t.SetPeers(peers)
@@ -112,9 +135,22 @@ func (t *Transport) setLocked(peers map[int]string) {
 			next[id] = p
 			continue
 		}
-		next[id] = peerClient{url: u, rpc: raftv1.NewRaftServiceProtobufClient(u, t.client, t.copts...)}
+		pc := peerClient{url: u, rpc: raftv1.NewRaftServiceProtobufClient(u, t.client, t.copts...)}
+		if t.streams != nil {
+			pc.stream = t.streams.Client(u)
+		}
+		next[id] = pc
 	}
 	t.book.Store(&next)
+}
+
+// Close closes the peer streams the transport made itself (none when
+// Options.Stream or DisableStream was set): calls in flight on them fail,
+// and so do later RPCs. Call it after stopping the node.
+func (t *Transport) Close() {
+	if t.ownStreams {
+		t.streams.Close()
+	}
 }
 
 // SetPeer adds peer id at url, or moves it there.
@@ -202,20 +238,22 @@ func (t bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // book does not hold.
 var ErrUnknownPeer = errors.New("twirptransport: no such peer in the address book")
 
-func (t *Transport) peer(id int) (raftv1.RaftService, error) {
+func (t *Transport) peer(id int) (peerClient, error) {
 	p, ok := (*t.book.Load())[id]
 	if !ok {
-		return nil, fmt.Errorf("%w: %d", ErrUnknownPeer, id)
+		return p, fmt.Errorf("%w: %d", ErrUnknownPeer, id)
 	}
-	return p.rpc, nil
+	return p, nil
 }
 
-// roundTrip converts a request to protobuf, sends it and converts the reply.
-func roundTrip[Req, Resp, PReq, PResp any](ctx context.Context, t *Transport, rpc string, req Req,
-	to func(Req) PReq, send func(context.Context, PReq) (PResp, error), from func(PResp) (Resp, error),
+// roundTrip converts a request to protobuf, sends it (over the peer stream
+// when there is one, else or when the peer refuses the stream as a Twirp
+// request) and converts the reply.
+func roundTrip[Req, Resp any, PReq, PResp proto.Message](ctx context.Context, t *Transport, rpc string, req Req,
+	stream *StreamClient, method string, to func(Req) PReq, send func(context.Context, PReq) (PResp, error), from func(PResp) (Resp, error),
 ) (Resp, error) {
 	start := time.Now()
-	resp, err := send(ctx, to(req))
+	resp, err := CallStream(ctx, stream, method, to(req), send)
 	if t.observe != nil {
 		t.observe(rpc, start, err)
 	}
@@ -232,7 +270,7 @@ func (t *Transport) AppendEntries(ctx context.Context, id int, req *raft.AppendE
 	if err != nil {
 		return nil, err
 	}
-	return roundTrip(ctx, t, "AppendEntries", req, wire.AppendEntriesRequestToProto, p.AppendEntries, wire.AppendEntriesResponseFromProto)
+	return roundTrip(ctx, t, "AppendEntries", req, p.stream, MethodAppendEntries, wire.AppendEntriesRequestToProto, p.rpc.AppendEntries, wire.AppendEntriesResponseFromProto)
 }
 
 // RequestVote implements raft.Transport.
@@ -241,7 +279,7 @@ func (t *Transport) RequestVote(ctx context.Context, id int, req *raft.RequestVo
 	if err != nil {
 		return nil, err
 	}
-	return roundTrip(ctx, t, "RequestVote", req, wire.RequestVoteRequestToProto, p.RequestVote, wire.RequestVoteResponseFromProto)
+	return roundTrip(ctx, t, "RequestVote", req, p.stream, MethodRequestVote, wire.RequestVoteRequestToProto, p.rpc.RequestVote, wire.RequestVoteResponseFromProto)
 }
 
 // InstallSnapshot implements raft.Transport.
@@ -250,7 +288,7 @@ func (t *Transport) InstallSnapshot(ctx context.Context, id int, req *raft.Insta
 	if err != nil {
 		return nil, err
 	}
-	return roundTrip(ctx, t, "InstallSnapshot", req, wire.InstallSnapshotRequestToProto, p.InstallSnapshot, wire.InstallSnapshotResponseFromProto)
+	return roundTrip(ctx, t, "InstallSnapshot", req, p.stream, MethodInstallSnapshot, wire.InstallSnapshotRequestToProto, p.rpc.InstallSnapshot, wire.InstallSnapshotResponseFromProto)
 }
 
 // TimeoutNow implements raft.Transport.
@@ -259,7 +297,7 @@ func (t *Transport) TimeoutNow(ctx context.Context, id int, req *raft.TimeoutNow
 	if err != nil {
 		return nil, err
 	}
-	return roundTrip(ctx, t, "TimeoutNow", req, wire.TimeoutNowRequestToProto, p.TimeoutNow, wire.TimeoutNowResponseFromProto)
+	return roundTrip(ctx, t, "TimeoutNow", req, p.stream, MethodTimeoutNow, wire.TimeoutNowRequestToProto, p.rpc.TimeoutNow, wire.TimeoutNowResponseFromProto)
 }
 
 // ReadIndex implements raft.Transport.
@@ -268,5 +306,27 @@ func (t *Transport) ReadIndex(ctx context.Context, id int, req *raft.ReadIndexRe
 	if err != nil {
 		return nil, err
 	}
-	return roundTrip(ctx, t, "ReadIndex", req, wire.ReadIndexRequestToProto, p.ReadIndex, wire.ReadIndexResponseFromProto)
+	return roundTrip(ctx, t, "ReadIndex", req, p.stream, MethodReadIndex, wire.ReadIndexRequestToProto, p.rpc.ReadIndex, wire.ReadIndexResponseFromProto)
+}
+
+// CallStream sends req as method over stream and returns the reply; when
+// stream is nil, or its peer does not offer the stream, it sends req with
+// fallback (the method's Twirp client) instead. Use it to carry other
+// services' calls (e.g. kv.v1.ForwardService) over the peer stream.
+func CallStream[PReq, PResp proto.Message](ctx context.Context, stream *StreamClient, method string, req PReq,
+	fallback func(context.Context, PReq) (PResp, error),
+) (PResp, error) {
+	if stream != nil {
+		var resp PResp
+		resp = resp.ProtoReflect().Type().New().Interface().(PResp)
+		err := stream.Call(ctx, method, req, resp)
+		if !errors.Is(err, ErrNoStream) {
+			if err != nil {
+				var zero PResp
+				return zero, err
+			}
+			return resp, nil
+		}
+	}
+	return fallback(ctx, req)
 }
