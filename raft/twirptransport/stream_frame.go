@@ -200,6 +200,10 @@ type link struct {
 	done chan struct{} // closed by fail
 
 	writeTimeout time.Duration
+	// maxQueued (server side) bounds the frames waiting for the writer:
+	// a call's slot is freed when its reply is queued, so a client that
+	// sends and never reads would otherwise grow the queue without end.
+	maxQueued int
 
 	mu sync.Mutex // guards out, closed, err, pending, nextID
 	// out holds encoded frames not yet handed to the writer.
@@ -238,6 +242,13 @@ func (l *link) send(b []byte) error {
 		err := l.err
 		l.mu.Unlock()
 		putBuf(b)
+		return err
+	}
+	if l.maxQueued > 0 && len(l.out) >= l.maxQueued {
+		l.mu.Unlock()
+		putBuf(b)
+		err := fmt.Errorf("%w: %d replies queued: the peer does not read", ErrStreamClosed, l.maxQueued)
+		l.fail(err)
 		return err
 	}
 	l.out = append(l.out, b)

@@ -26,7 +26,9 @@ type StreamServerOptions struct {
 	MaxFrameBytes int
 	// MaxCallsInFlight is the most calls one connection may have running
 	// [StreamMaxCallsInFlight]; a call beyond it is answered at once with
-	// a "resource_exhausted" error and not run.
+	// a "resource_exhausted" error and not run. Twice as many replies
+	// waiting to be written (a client that does not read) close the
+	// connection.
 	MaxCallsInFlight int
 	// IdleTimeout closes a connection that sent nothing for this long
 	// while none of its calls runs [60 s]; it also bounds the time to
@@ -165,6 +167,7 @@ func (s *StreamServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = conn.SetDeadline(time.Time{})
 	l := newLink(conn, brw.Reader, s.opts.WriteTimeout)
+	l.maxQueued = 2 * s.opts.MaxCallsInFlight
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
