@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ruaft/ruaft/raft/twirptransport"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
@@ -68,4 +70,11 @@ var _ kvv1.ForwardService = peerForwardService{}
 // writes are retried with their write ids.
 func (f peerForwardService) WriteBatch(ctx context.Context, req *kvv1.WriteBatchRequest) (*kvv1.WriteBatchResponse, error) {
 	return twirptransport.CallStream(ctx, f.stream, methodWriteBatch, req, f.twirp.WriteBatch)
+}
+
+// streamConnsGauge is durio_peer_stream_connections: the peer streams this
+// replica serves (one per peer that talks to it, normally).
+func streamConnsGauge(s *twirptransport.StreamServer) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "durio_peer_stream_connections",
+		Help: "Upgraded peer stream connections this replica serves."}, func() float64 { return float64(s.Connections()) })
 }

@@ -9,7 +9,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"testing"
 	"time"
@@ -195,6 +197,18 @@ func TestPeerStreamCarriesPeerTraffic(t *testing.T) {
 	if n := c.replicas[leader].streamSrv.Connections(); n < 1 {
 		t.Errorf("leader serves %d stream connections, want the forwarding follower's", n)
 	}
+	// The metrics see the stream, and raft's RPC metrics still count the
+	// RPCs it carries.
+	if m := scrape(t, c.replicas[follower]); !regexp.MustCompile(`(?m)^durio_peer_stream_connections [1-9]`).MatchString(m) {
+		t.Errorf("follower's metrics lack durio_peer_stream_connections >= 1")
+	}
+	m := scrape(t, c.replicas[leader])
+	for _, re := range []string{`(?m)^durio_raft_rpcs_sent_total\{result="ok",rpc="AppendEntries"\} [1-9]`,
+		`(?m)^durio_raft_rpc_duration_seconds_count\{rpc="AppendEntries"\} [1-9]`} {
+		if !regexp.MustCompile(re).MatchString(m) {
+			t.Errorf("leader's metrics do not match %s", re)
+		}
+	}
 	got, err := c.clients[leader].Get(context.Background(), &kvv1.GetRequest{Key: "k19"})
 	if err != nil || got.GetValue() != "v" {
 		t.Fatalf("get k19 = %v, %v", got, err)
@@ -225,5 +239,42 @@ func TestPeerStreamMixedVersions(t *testing.T) {
 		if err != nil || got.GetValue() != "22" {
 			t.Fatalf("replica %d: get k = %v, %v; want 22", i, got, err)
 		}
+	}
+}
+
+// scrape returns r's /metrics page.
+func scrape(t *testing.T, r *Replica) string {
+	t.Helper()
+	resp, err := http.Get("http://" + r.ClientAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
+}
+
+// --no-peer-stream (and the YAML key) turn the stream off; it is on by
+// default.
+func TestNoPeerStreamFlag(t *testing.T) {
+	base := []string{"--peers", "http://127.0.0.1:7000", "--listen-client", "127.0.0.1:0"}
+	cfg, err := ParseServeFlags(base)
+	if err != nil || cfg.NoPeerStream {
+		t.Fatalf("default: NoPeerStream %v, %v", cfg.NoPeerStream, err)
+	}
+	cfg, err = ParseServeFlags(append(base, "--no-peer-stream"))
+	if err != nil || !cfg.NoPeerStream {
+		t.Fatalf("--no-peer-stream: NoPeerStream %v, %v", cfg.NoPeerStream, err)
+	}
+	file := filepath.Join(t.TempDir(), "durio.yaml")
+	if err := os.WriteFile(file, []byte("no-peer-stream: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = ParseServeFlags(append(base, "--config", file))
+	if err != nil || !cfg.NoPeerStream {
+		t.Fatalf("no-peer-stream: true in YAML: NoPeerStream %v, %v", cfg.NoPeerStream, err)
 	}
 }

@@ -174,6 +174,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	if !cfg.NoPeerStream {
 		r.streamSrv = newPeerStreamServer(cfg, node, batches, logger.With("listener", "peer-stream"))
 		peerMux.Handle("GET "+twirptransport.StreamPath, r.streamSrv)
+		r.metrics.registry.MustRegister(streamConnsGauge(r.streamSrv))
 	}
 	peerMux.Handle("GET "+historyPeerPath, peerHistoryHandler(r.hist))
 	if cfg.Pprof {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+
+	"github.com/ruaft/ruaft/internal/chunked"
 )
 
 // Memory is a Store that keeps everything in memory. It is meant for tests:
@@ -19,8 +21,12 @@ var _ Store = (*Memory)(nil)
 
 // memBackend is Memory's Backend: the stored state itself.
 type memBackend struct {
-	mu    sync.Mutex // guards state: Clone reads it while a replica's calls run
-	state State
+	mu sync.Mutex // guards state and entries: Clone reads them while a replica's calls run
+	// state is the stored state but for its entries, which are in entries
+	// (in chunks, so that a long log grows without being copied: the
+	// replica's loop waits for every Append).
+	state   State
+	entries chunked.Seq[Entry]
 }
 
 // NewMemory returns an empty memory store.
@@ -29,25 +35,31 @@ func NewMemory() *Memory { return newMemory(State{HardState: EmptyHardState}, ni
 // newMemory returns a Memory holding st; recovered is the first Load's
 // answer (nil: a copy of st).
 func newMemory(st State, recovered *State) *Memory {
-	mem := &memBackend{state: st}
+	mem := &memBackend{state: st, entries: chunked.From(st.Entries)}
+	mem.state.Entries = nil
 	return &Memory{Base: NewBase(mem, recovered), mem: mem}
 }
 
 // Clone returns an open store holding a deep copy of what m holds, whether m
 // is open or closed.
 func (m *Memory) Clone() *Memory {
-	m.mem.mu.Lock()
-	st := cloneState(m.mem.state)
-	m.mem.mu.Unlock()
+	st := m.mem.copyState()
 	first := cloneState(st) // the first Load's copy: the caller owns it
 	return newMemory(st, &first)
 }
 
 // Reload implements Backend: a copy of the state.
 func (b *memBackend) Reload(context.Context) (State, error) {
+	return b.copyState(), nil
+}
+
+// copyState returns a deep copy of the stored state.
+func (b *memBackend) copyState() State {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return cloneState(b.state), nil
+	st := b.state
+	st.Entries = b.entries.All() // a copy of the list; cloneState copies the data
+	return cloneState(st)
 }
 
 // WriteAppend implements Backend.
@@ -55,14 +67,10 @@ func (b *memBackend) WriteAppend(_ *Tracker, hs HardState, entries []Entry) erro
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(entries) > 0 {
-		keep := int(entries[0].Index - b.state.Snapshot.Index - 1)
-		// Reuse the backing array: nothing else refers to it (Load and Clone
-		// copy), and capping it would copy the whole log on every Append.
-		clear(b.state.Entries[keep:])
-		b.state.Entries = b.state.Entries[:keep]
+		b.entries.Truncate(int(entries[0].Index - b.state.Snapshot.Index - 1))
 		for _, e := range entries {
 			e.Data = slices.Clone(e.Data)
-			b.state.Entries = append(b.state.Entries, e)
+			b.entries.Append(e)
 		}
 	}
 	b.state.HardState = hs
@@ -73,7 +81,14 @@ func (b *memBackend) WriteAppend(_ *Tracker, hs HardState, entries []Entry) erro
 func (b *memBackend) WriteSnapshot(_ *Tracker, snap Snapshot) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.state.Entries = EntriesAfterSnapshot(b.state, snap)
+	// The entries after snap are kept if the log holds snap's own entry
+	// (as EntriesAfterSnapshot decides for a State).
+	if i := snap.Index - b.state.Snapshot.Index; snap.Index > b.state.Snapshot.Index &&
+		i <= uint64(b.entries.Len()) && b.entries.At(int(i-1)).Term == snap.Term {
+		b.entries.DropFront(int(i))
+	} else {
+		b.entries = chunked.Seq[Entry]{}
+	}
 	snap.Data = slices.Clone(snap.Data)
 	snap.Config = slices.Clone(snap.Config)
 	b.state.Snapshot = snap

@@ -3,8 +3,9 @@ package persist
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync/atomic"
+
+	"github.com/ruaft/ruaft/internal/chunked"
 )
 
 // Tracker is the bookkeeping every built-in store keeps beside its data, so
@@ -31,10 +32,13 @@ type Tracker struct {
 	hs        HardState
 	snapIndex uint64
 	snapTerm  uint64
-	entries   []trackedEntry // the log after snapIndex, from snapIndex+1
-	logBytes  int64          // sum of entries' sizes
-	loaded    *State         // what Recovered was given, for the first Load; nil after it or any write
-	size      atomic.Int64   // logBytes, published for Size
+	// entries is the log after snapIndex, from snapIndex+1; in chunks, so
+	// that a long log grows without being copied (on the replica's
+	// replication loop, which every commit waits for).
+	entries  chunked.Seq[trackedEntry]
+	logBytes int64        // sum of entries' sizes
+	loaded   *State       // what Recovered was given, for the first Load; nil after it or any write
+	size     atomic.Int64 // logBytes, published for Size
 }
 
 type trackedEntry struct {
@@ -54,10 +58,10 @@ func (t *Tracker) Recovered(st State) {
 func (t *Tracker) Reset(st State) {
 	t.hs = st.HardState
 	t.snapIndex, t.snapTerm = st.Snapshot.Index, st.Snapshot.Term
-	t.entries = make([]trackedEntry, 0, len(st.Entries))
+	t.entries = chunked.Seq[trackedEntry]{}
 	t.logBytes = 0
 	for _, e := range st.Entries {
-		t.entries = append(t.entries, trackedEntry{term: e.Term, size: e.Size()})
+		t.entries.Append(trackedEntry{term: e.Term, size: e.Size()})
 		t.logBytes += e.Size()
 	}
 	t.loaded = nil
@@ -106,7 +110,7 @@ func (t *Tracker) SnapshotIndex() uint64 { return t.snapIndex }
 
 // LastIndex is the index of the last stored entry, or the snapshot index if
 // the log is empty.
-func (t *Tracker) LastIndex() uint64 { return t.snapIndex + uint64(len(t.entries)) }
+func (t *Tracker) LastIndex() uint64 { return t.snapIndex + uint64(t.entries.Len()) }
 
 // CheckAppend reports whether entries may be appended under the Store.Append
 // contract (ErrNonContiguous if not).
@@ -121,12 +125,12 @@ func (t *Tracker) Appended(hs HardState, entries []Entry) {
 	t.hs = hs
 	if len(entries) > 0 {
 		keep := int(entries[0].Index - t.snapIndex - 1)
-		for _, e := range t.entries[keep:] {
-			t.logBytes -= e.size
+		for i := keep; i < t.entries.Len(); i++ {
+			t.logBytes -= t.entries.At(i).size
 		}
-		t.entries = t.entries[:keep]
+		t.entries.Truncate(keep)
 		for _, e := range entries {
-			t.entries = append(t.entries, trackedEntry{term: e.Term, size: e.Size()})
+			t.entries.Append(trackedEntry{term: e.Term, size: e.Size()})
 			t.logBytes += e.Size()
 		}
 	}
@@ -147,25 +151,25 @@ func (t *Tracker) CheckSnapshot(snap Snapshot) error {
 // SaveSnapshot drops the whole log.
 func (t *Tracker) SnapshotKeeps(snap Snapshot) bool {
 	i := snap.Index - t.snapIndex - 1
-	return snap.Index > t.snapIndex && i < uint64(len(t.entries)) && t.entries[i].term == snap.Term
+	return snap.Index > t.snapIndex && i < uint64(t.entries.Len()) && t.entries.At(int(i)).term == snap.Term
 }
 
 // Snapshotted records a successful SaveSnapshot of snap (which passed
 // CheckSnapshot): the entries it covers are gone, and so is the rest of the
 // log unless SnapshotKeeps(snap).
 func (t *Tracker) Snapshotted(snap Snapshot) {
-	var kept []trackedEntry
 	if t.SnapshotKeeps(snap) {
-		kept = t.entries[snap.Index-t.snapIndex:]
+		drop := int(snap.Index - t.snapIndex)
+		for i := range drop {
+			t.logBytes -= t.entries.At(i).size
+		}
+		t.entries.DropFront(drop)
+	} else {
+		t.entries = chunked.Seq[trackedEntry]{}
+		t.logBytes = 0
 	}
 	t.loaded = nil
-	// Copy, so that the dropped prefix's backing array can be freed.
-	t.entries = slices.Clone(kept)
 	t.snapIndex, t.snapTerm = snap.Index, snap.Term
-	t.logBytes = 0
-	for _, e := range t.entries {
-		t.logBytes += e.size
-	}
 	t.size.Store(t.logBytes)
 }
 

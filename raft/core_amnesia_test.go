@@ -60,7 +60,7 @@ func committedOnAll(t *testing.T, cn *coreNet) []Entry {
 			t.Fatalf("core %d applied %v before the wipe, want [x]", i, got)
 		}
 	}
-	return cloneEntries(cn.cores[0].log.entries)
+	return cloneEntries(cn.cores[0].log.ents.All())
 }
 
 // TestCoreWipedReplicaCannotLead: a follower, then (second case) the
@@ -109,7 +109,7 @@ func TestCoreWipedReplicaCannotLead(t *testing.T) {
 				cn.propose(ls[0], "y")
 				cn.tick(cn.cfgs[0].heartbeatTicks)
 				for i := range 3 {
-					got := cn.cores[i].log.entries
+					got := cn.cores[i].log.ents.All()
 					if len(got) < len(held) {
 						t.Fatalf("core %d holds %d entries, want at least %d", i, len(got), len(held))
 					}

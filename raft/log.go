@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/crc32"
 
+	"github.com/ruaft/ruaft/internal/chunked"
 	"github.com/ruaft/ruaft/persist"
 )
 
@@ -17,8 +18,12 @@ import (
 //     in a quorum only up to here; entries are applied only up to here).
 //   - applied: the last index handed out in a Ready for applying.
 //
-// Truncation never writes into a backing array that a handed-out slice may
-// still read: it always reallocates, so messages in flight stay intact.
+// The entries live in chunks (internal/chunked), so that appending to a long
+// log never copies it: in one slice, every doubling of a million-entry log
+// copied it under the node's lock, and every commit in flight waited
+// milliseconds. Truncation and compaction never write into memory that a
+// handed-out slice may still read (they copy the chunk they cut into), so
+// messages in flight stay intact.
 type raftLog struct {
 	// snap is the latest snapshot; Data is kept so a leader can send it.
 	snap persist.Snapshot
@@ -26,8 +31,8 @@ type raftLog struct {
 	// first use: only a leader sending the snapshot needs it).
 	snapCRC      uint32
 	snapCRCKnown bool
-	// entries[i].Index == snap.Index + 1 + i.
-	entries []Entry
+	// ents.At(i).Index == snap.Index + 1 + i.
+	ents chunked.Seq[Entry]
 
 	unstable uint64
 	// snapUnstable is set when snap was installed from a leader and must be
@@ -39,7 +44,7 @@ type raftLog struct {
 }
 
 func newLog(st persist.State) *raftLog {
-	l := &raftLog{snap: st.Snapshot, entries: st.Entries}
+	l := &raftLog{snap: st.Snapshot, ents: chunked.From(st.Entries)}
 	last := l.lastIndex()
 	l.unstable = last + 1
 	l.durable = last
@@ -53,7 +58,7 @@ func newLog(st persist.State) *raftLog {
 
 func (l *raftLog) firstIndex() uint64 { return l.snap.Index + 1 }
 
-func (l *raftLog) lastIndex() uint64 { return l.snap.Index + uint64(len(l.entries)) }
+func (l *raftLog) lastIndex() uint64 { return l.snap.Index + uint64(l.ents.Len()) }
 
 func (l *raftLog) lastTerm() uint64 {
 	t, _ := l.term(l.lastIndex())
@@ -69,7 +74,7 @@ func (l *raftLog) term(i uint64) (t uint64, ok bool) {
 	case i < l.snap.Index || i > l.lastIndex():
 		return 0, false
 	}
-	return l.entries[i-l.snap.Index-1].Term, true
+	return l.ents.At(int(i - l.snap.Index - 1)).Term, true
 }
 
 // matchTerm reports whether the log holds an entry at i with term t.
@@ -79,37 +84,39 @@ func (l *raftLog) matchTerm(i, t uint64) bool {
 }
 
 // entry returns the entry at i, which must be in [firstIndex, lastIndex].
-func (l *raftLog) entry(i uint64) Entry { return l.entries[i-l.snap.Index-1] }
+func (l *raftLog) entry(i uint64) Entry { return l.ents.At(int(i - l.snap.Index - 1)) }
 
 // slice returns the entries [lo, hi), which must lie within [firstIndex,
-// lastIndex+1). The result shares the log's backing array; callers only read
-// it.
+// lastIndex+1). The result shares the log's memory (or is a copy, if the
+// range spans two chunks); callers only read it.
 func (l *raftLog) slice(lo, hi uint64) []Entry {
 	if lo >= hi {
 		return nil
 	}
 	off := l.snap.Index + 1
-	return l.entries[lo-off : hi-off : hi-off]
+	return l.ents.Slice(int(lo-off), int(hi-off))
 }
 
 // limitedSlice returns entries from lo on, at most maxEntries of them and at
-// most maxBytes of data (but at least one entry if any exists).
+// most maxBytes of data (but at least one entry if any exists). It stops at
+// the end of a chunk, so that it never copies: the next call continues
+// from there.
 func (l *raftLog) limitedSlice(lo uint64, maxEntries int, maxBytes int64) ([]Entry, int64) {
 	last := l.lastIndex()
 	if lo > last {
 		return nil, 0
 	}
-	hi := lo
+	first, end := int(lo-l.snap.Index-1), int(last-l.snap.Index)
+	ents := l.ents.Slice(first, l.ents.Contiguous(first, end))
 	var size int64
-	for hi <= last && int(hi-lo) < maxEntries {
-		s := int64(len(l.entry(hi).Data))
-		if hi > lo && size+s > maxBytes {
-			break
+	for i, e := range ents {
+		s := int64(len(e.Data))
+		if i == maxEntries || (i > 0 && size+s > maxBytes) {
+			return ents[:i:i], size
 		}
 		size += s
-		hi++
 	}
-	return l.slice(lo, hi), size
+	return ents, size
 }
 
 // isUpToDate reports whether a log ending at (lastIdx, lastTerm) is at least
@@ -121,7 +128,7 @@ func (l *raftLog) isUpToDate(lastIdx, lastTerm uint64) bool {
 
 // append adds entries after the last one (a leader's proposals).
 func (l *raftLog) append(es ...Entry) {
-	l.entries = append(l.entries, es...)
+	l.ents.Append(es...)
 }
 
 // truncateAndAppend replaces everything from es[0].Index on with es.
@@ -129,15 +136,13 @@ func (l *raftLog) append(es ...Entry) {
 func (l *raftLog) truncateAndAppend(es []Entry) {
 	first := es[0].Index
 	if first <= l.lastIndex() {
-		keep := int(first - l.snap.Index - 1)
-		// Reallocate: a handed-out slice may still read the old entries.
-		ne := make([]Entry, keep, keep+len(es))
-		copy(ne, l.entries[:keep])
-		l.entries = ne
+		// Truncate copies the chunk it cuts: a handed-out slice may still
+		// read the old entries.
+		l.ents.Truncate(int(first - l.snap.Index - 1))
 		l.unstable = min(l.unstable, first)
 		l.durable = min(l.durable, first-1)
 	}
-	l.entries = append(l.entries, es...)
+	l.ents.Append(es...)
 }
 
 // firstIndexOfTerm returns the first index of the run of entries with term t
@@ -181,7 +186,7 @@ func (l *raftLog) snapChecksum() uint32 {
 func (l *raftLog) restore(snap persist.Snapshot, crc uint32) {
 	l.snap = snap
 	l.snapCRC, l.snapCRCKnown = crc, true
-	l.entries = nil
+	l.ents = chunked.Seq[Entry]{}
 	l.snapUnstable = true
 	l.unstable = snap.Index + 1
 	l.commit = max(l.commit, snap.Index)
@@ -200,9 +205,9 @@ func (l *raftLog) compact(snap persist.Snapshot) error {
 		return fmt.Errorf("compact to %d/%d: log has [%d, %d], applied %d, durable %d",
 			snap.Index, snap.Term, l.firstIndex(), l.lastIndex(), l.applied, l.durable)
 	}
-	// Copy what is kept so the compacted prefix can be freed.
-	rest := l.entries[snap.Index-l.snap.Index:]
-	l.entries = append(make([]Entry, 0, len(rest)+len(rest)/4+16), rest...)
+	// DropFront copies what it keeps of the chunk it cuts, so the
+	// compacted prefix can be freed.
+	l.ents.DropFront(int(snap.Index - l.snap.Index))
 	l.snap = snap
 	l.snapCRCKnown = false
 	return nil

@@ -80,12 +80,29 @@ func (a *testApp) Apply(msg ApplyMsg) {
 	a.applied.Store(msg.Index)
 	if !msg.IsSnapshot {
 		// Registrations are for command indexes, so only this one can be
-		// due.
-		a.shard(msg.Index).release(func(i uint64) bool { return i == msg.Index })
+		// due: a lookup, not a scan of the shard (the applier would pay
+		// for every waiting proposer on every entry).
+		a.shard(msg.Index).releaseIndex(msg.Index)
 		return
 	}
 	for i := range a.shards {
 		a.shards[i].release(func(i uint64) bool { return i <= msg.Index })
+	}
+}
+
+// releaseIndex wakes the registrations for index.
+func (s *notifyShard) releaseIndex(index uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ws, ok := s.waiters[index]; ok {
+		for _, w := range ws {
+			close(w)
+		}
+		delete(s.waiters, index)
+	}
+	if ch, ok := s.notify[index]; ok {
+		ch <- time.Now()
+		delete(s.notify, index)
 	}
 }
 

@@ -3,6 +3,8 @@ package twirptransport
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"syscall"
 	"testing"
@@ -22,27 +24,44 @@ func processCPU(b *testing.B) time.Duration {
 }
 
 // BenchmarkAppendEntries sends AppendEntries round trips over loopback to
-// an in-process peer, per-request Twirp (HTTP/1.1) against the peer stream:
+// an in-process peer, per-request Twirp over HTTP/1.1 and over HTTP/2
+// without TLS (h2c: one connection, Go's HTTP/2 multiplexing) against the
+// peer stream:
 // heartbeats (no entries) and 16-entry batches of 256-byte commands, from 1
 // and 16 concurrent callers. cpu-ns/op is the process's CPU time (both
 // sides: client and server) per round trip.
 //
 //	go test -run '^$' -bench AppendEntries -count 5 ./raft/twirptransport
 func BenchmarkAppendEntries(b *testing.B) {
-	for _, path := range []string{"twirp", "stream"} {
+	for _, path := range []string{"twirp", "h2c", "stream"} {
 		for _, entries := range []int{0, 16} {
 			for _, callers := range []int{1, 16} {
 				b.Run(fmt.Sprintf("path=%s/entries=%d/callers=%d", path, entries, callers), func(b *testing.B) {
-					benchAppendEntries(b, path == "stream", entries, callers)
+					benchAppendEntries(b, path, entries, callers)
 				})
 			}
 		}
 	}
 }
 
-func benchAppendEntries(b *testing.B, stream bool, entries, callers int) {
-	p := startStreamPeer(b, echoNode{}, StreamServerOptions{}, stream, nil)
-	tr := New(0, []string{"", p.srv.URL}, Options{DisableStream: !stream})
+func benchAppendEntries(b *testing.B, path string, entries, callers int) {
+	url := ""
+	opts := Options{DisableStream: path != "stream"}
+	if path == "h2c" {
+		srv := httptest.NewUnstartedServer(NewHandler(echoNode{}))
+		srv.Config.Protocols = new(http.Protocols)
+		srv.Config.Protocols.SetHTTP1(true)
+		srv.Config.Protocols.SetUnencryptedHTTP2(true)
+		srv.Start()
+		defer srv.Close()
+		h2 := &http.Transport{Protocols: new(http.Protocols)}
+		h2.Protocols.SetUnencryptedHTTP2(true)
+		defer h2.CloseIdleConnections()
+		url, opts.HTTPClient = srv.URL, &http.Client{Transport: h2}
+	} else {
+		url = startStreamPeer(b, echoNode{}, StreamServerOptions{}, path == "stream", nil).srv.URL
+	}
+	tr := New(0, []string{"", url}, opts)
 	defer tr.Close()
 	req := &raft.AppendEntriesRequest{Term: 1, PrevLogIndex: 100, PrevLogTerm: 1, LeaderCommit: 100}
 	for i := range entries {

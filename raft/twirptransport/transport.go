@@ -145,8 +145,8 @@ func (t *Transport) setLocked(peers map[int]string) {
 }
 
 // Close closes the peer streams the transport made itself (none when
-// Options.Stream or DisableStream was set): calls in flight fail. RPCs after
-// Close go over per-request Twirp. Embedders that stop a node should call it.
+// Options.Stream or DisableStream was set): calls in flight on them fail,
+// and so do later RPCs. Call it after stopping the node.
 func (t *Transport) Close() {
 	if t.ownStreams {
 		t.streams.Close()
