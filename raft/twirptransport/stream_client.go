@@ -34,8 +34,8 @@ type StreamOptions struct {
 	MaxCallsInFlight int
 	// DialTimeout bounds a dial, TLS handshake and upgrade [2 s].
 	DialTimeout time.Duration
-	// IdleTimeout: a connection no call used for this long is closed and
-	// redialed on the next call [30 s]. Keep it below the server's idle
+	// IdleTimeout: a connection no call used for this long, and on which
+	// no call waits, is closed and redialed on the next call [30 s]. Keep it below the server's idle
 	// timeout, so that the client, never the server, closes an idle
 	// connection and no call races a close.
 	IdleTimeout time.Duration
@@ -309,7 +309,7 @@ func (c *StreamClient) conn(ctx context.Context) (*link, error) {
 		}
 		if l := c.cur; l != nil {
 			now := time.Now()
-			if !l.isClosed() && now.Sub(time.Unix(0, l.lastUse.Load())) < c.opts.IdleTimeout {
+			if !l.isClosed() && (now.Sub(time.Unix(0, l.lastUse.Load())) < c.opts.IdleTimeout || l.busy()) {
 				// Marked used under c.mu, so no other caller can take it
 				// for idle and close it under this call.
 				l.lastUse.Store(now.UnixNano())
@@ -379,6 +379,14 @@ func (c *StreamClient) conn(ctx context.Context) (*link, error) {
 func (c *StreamClient) backOffLocked(err error) {
 	c.backoff = min(max(2*c.backoff, minRedialBackoff), maxRedialBackoff)
 	c.retryAt, c.lastErr = time.Now().Add(c.backoff), err
+}
+
+// busy reports whether calls wait for replies on l: a connection whose
+// last call went out long ago but is still answered is not idle.
+func (l *link) busy() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.pending) > 0
 }
 
 // errUpgradeRefused describes a non-101 answer to the upgrade.

@@ -616,3 +616,30 @@ func TestReview5SetPeerWhileCallsInFlight(t *testing.T) {
 		t.Fatalf("after RemovePeer: %v", err)
 	}
 }
+
+// The client's idle timeout counts from the last call sent; a call still
+// waiting for its reply (a forwarded batch waiting for its commit, a call
+// with a long deadline) makes the connection busy, not idle: the next call
+// must not close it under the waiting one.
+func TestReview5IdleCloseSparesCallsInFlight(t *testing.T) {
+	node := newBlockNode()
+	p := startStreamPeer(t, node, StreamServerOptions{}, true, nil)
+	c := NewStreamClient(p.srv.URL, StreamOptions{IdleTimeout: 200 * time.Millisecond})
+	defer c.Close()
+	longErr := make(chan error, 1)
+	go func() {
+		longErr <- c.Call(context.Background(), MethodAppendEntries, &raftv1.AppendEntriesRequest{Term: 1}, &raftv1.AppendEntriesResponse{})
+	}()
+	<-node.started
+	time.Sleep(400 * time.Millisecond) // past the idle timeout, the call still waiting
+	if err := c.Call(context.Background(), MethodTimeoutNow, &raftv1.TimeoutNowRequest{}, &raftv1.TimeoutNowResponse{}); err != nil {
+		t.Fatal(err)
+	}
+	close(node.release)
+	if err := <-longErr; err != nil {
+		t.Fatalf("a call in flight failed when the next call found the connection idle: %v", err)
+	}
+	if n := p.upgrades.Load(); n != 1 {
+		t.Fatalf("%d upgrades, want 1", n)
+	}
+}
