@@ -643,3 +643,36 @@ func TestReview5IdleCloseSparesCallsInFlight(t *testing.T) {
 		t.Fatalf("%d upgrades, want 1", n)
 	}
 }
+
+// A server that starts a reply frame at the size limit and never sends its
+// bytes: the calls time out at their deadlines (not later), the stuck rule
+// closes the connection, and the next call dials a new one.
+func TestReview5ServerStallsMidFrame(t *testing.T) {
+	p := startFakePeer(t, func(conn net.Conn, br *bufio.Reader) {
+		_, _ = io.WriteString(conn, switching)
+		if _, _, _, err := readFrame(br, 1<<20); err != nil {
+			return
+		}
+		hdr := binary.BigEndian.AppendUint32(nil, uint32(1<<20+frameSlack))
+		hdr = append(hdr, frameResponse, 0, 0, 0, 0, 0, 0, 0, 1)
+		_, _ = conn.Write(hdr)
+		_, _ = io.Copy(io.Discard, br) // and nothing more
+	})
+	c := NewStreamClient(p.url(), StreamOptions{MaxFrameBytes: 1 << 20, StuckAfter: 200 * time.Millisecond})
+	defer c.Close()
+	for calls := 0; p.accepted.Load() < 2; calls++ {
+		if calls > 50 {
+			t.Fatalf("no redial after %d timed-out calls", calls)
+		}
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+		err := c.Call(ctx, MethodTimeoutNow, &raftv1.TimeoutNowRequest{}, &raftv1.TimeoutNowResponse{})
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("call to a peer stalled mid-frame: %v", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("call took %v, deadline 150 ms", d)
+		}
+	}
+}
