@@ -676,3 +676,29 @@ func TestReview5ServerStallsMidFrame(t *testing.T) {
 		}
 	}
 }
+
+// A TLS config that offers HTTP/2 in ALPN (one shared with an HTTP/2
+// client) must still get the stream from a server that speaks HTTP/2: the
+// upgrade is HTTP/1.1 and must say so, or the server picks h2 and reads the
+// upgrade request as a broken HTTP/2 preface.
+func TestReview5TLSWithH2InALPN(t *testing.T) {
+	s := NewStreamServer(StreamServerOptions{})
+	s.HandleRaft(echoNode{})
+	mux := http.NewServeMux()
+	mux.Handle("GET "+StreamPath, s)
+	srv := httptest.NewUnstartedServer(mux)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer func() { srv.Close(); s.Close() }()
+	cfg := srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	c := NewStreamClient(srv.URL, StreamOptions{TLS: cfg})
+	defer c.Close()
+	var r raftv1.TimeoutNowResponse
+	if err := c.Call(context.Background(), MethodTimeoutNow, &raftv1.TimeoutNowRequest{Term: 3}, &r); err != nil || r.Term != 3 {
+		t.Fatalf("stream over TLS with h2 offered: %v, %v", &r, err)
+	}
+	if s.Connections() != 1 {
+		t.Fatalf("%d stream connections", s.Connections())
+	}
+}
