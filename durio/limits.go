@@ -60,14 +60,16 @@ func readBody(body io.Reader, declared, max int64) ([]byte, error) {
 	for {
 		n, err := body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
+		// Before looking at err: a reader may hand over its last bytes
+		// together with io.EOF.
+		if int64(len(buf)) > max {
+			return nil, &http.MaxBytesError{Limit: max}
+		}
 		if err == io.EOF {
 			return buf, nil
 		}
 		if err != nil {
 			return buf, err
-		}
-		if int64(len(buf)) > max {
-			return nil, &http.MaxBytesError{Limit: max}
 		}
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)] // grow

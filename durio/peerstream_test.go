@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -254,4 +255,26 @@ func scrape(t *testing.T, r *Replica) string {
 		t.Fatal(err)
 	}
 	return string(body)
+}
+
+// --no-peer-stream (and the YAML key) turn the stream off; it is on by
+// default.
+func TestNoPeerStreamFlag(t *testing.T) {
+	base := []string{"--peers", "http://127.0.0.1:7000", "--listen-client", "127.0.0.1:0"}
+	cfg, err := ParseServeFlags(base)
+	if err != nil || cfg.NoPeerStream {
+		t.Fatalf("default: NoPeerStream %v, %v", cfg.NoPeerStream, err)
+	}
+	cfg, err = ParseServeFlags(append(base, "--no-peer-stream"))
+	if err != nil || !cfg.NoPeerStream {
+		t.Fatalf("--no-peer-stream: NoPeerStream %v, %v", cfg.NoPeerStream, err)
+	}
+	file := filepath.Join(t.TempDir(), "durio.yaml")
+	if err := os.WriteFile(file, []byte("no-peer-stream: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = ParseServeFlags(append(base, "--config", file))
+	if err != nil || !cfg.NoPeerStream {
+		t.Fatalf("no-peer-stream: true in YAML: NoPeerStream %v, %v", cfg.NoPeerStream, err)
+	}
 }

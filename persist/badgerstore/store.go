@@ -74,7 +74,14 @@ type Options struct {
 //     times the table size). A transaction holds at most 15% of it (~300 KiB,
 //     about 1,000 entries of 256 bytes); larger batches go in steps (see the
 //     package doc). 1 MiB saves a few MiB more but flushes and compacts
-//     twice as often, which showed as stalls at 256-entry batches.
+//     twice as often, which showed as stalls at 256-entry batches; measured
+//     again with the plugin's default memory limit (persist/plugin
+//     pluginRuntimeDefaults, GOMEMLIMIT=40MiB): peak 68-71 MiB instead of
+//     72-75 and the same anonymous memory (31-34 MiB), for 3-10% more plugin
+//     CPU per Append (BenchmarkPluginMemory, three runs each), so 2 MiB stays.
+//     With that limit the Go heap, not badger's settings, decides most of
+//     the plugin's memory: without it the same runs held 47-62 MiB
+//     anonymous, 111-122 MiB peak.
 //   - Tables: BaseTableSize MemTableBytes/4, BaseLevelSize MemTableBytes,
 //     two L0 tables before compaction and four before writes stall, two
 //     compactors (badger's minimum): a log of a few MiB stays in two or three

@@ -62,6 +62,7 @@ func benchAppend(b *testing.B, kind, mode string, batch int) {
 	hs := persist.HardState{Term: 1, VotedFor: 0}
 	next := uint64(1)
 	b.SetBytes(int64(batch * 256))
+	cpu := startPluginCPU(st)
 	b.ResetTimer()
 	for range b.N {
 		for j := range entries {
@@ -83,6 +84,63 @@ func benchAppend(b *testing.B, kind, mode string, batch int) {
 	if batch > 0 {
 		b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "entries/s")
 	}
+	cpu.report(b, b.N)
+}
+
+// pluginCPU measures the CPU time (user + system, all threads) plugin
+// processes use from its start, from /proc/PID/stat; nothing where there is
+// no /proc or the store is in-process.
+type pluginCPU struct {
+	pids  []int
+	ticks int64
+}
+
+func startPluginCPU(stores ...persist.Store) pluginCPU {
+	var c pluginCPU
+	for _, st := range stores {
+		if ps, ok := st.(*plugin.Store); ok {
+			c.pids = append(c.pids, ps.PID())
+		}
+	}
+	c.ticks = c.now()
+	return c
+}
+
+// now is the plugins' CPU time so far in clock ticks (USER_HZ, 100 on
+// Linux), or -1 if it cannot be read.
+func (c pluginCPU) now() int64 {
+	var total int64
+	for _, pid := range c.pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return -1
+		}
+		// Fields after the command name (which may hold spaces): state is
+		// field 3, utime 14 and stime 15.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		var ut, stt int64
+		if len(f) < 13 {
+			return -1
+		}
+		if _, err := fmt.Sscan(f[11], &ut); err != nil {
+			return -1
+		}
+		if _, err := fmt.Sscan(f[12], &stt); err != nil {
+			return -1
+		}
+		total += ut + stt
+	}
+	return total
+}
+
+// report adds the plugins' CPU microseconds per call (calls in all) to b's
+// metrics. Ticks are 10 ms: run enough calls for a few hundred of them.
+func (c pluginCPU) report(b *testing.B, calls int) {
+	end := c.now()
+	if len(c.pids) == 0 || c.ticks < 0 || end < 0 || calls == 0 {
+		return
+	}
+	b.ReportMetric(float64(end-c.ticks)*1e4/float64(calls), "plugin-cpu-µs/op")
 }
 
 func benchSocketDir(b *testing.B) string {
@@ -104,11 +162,13 @@ func benchSocketDir(b *testing.B) string {
 func BenchmarkPluginMemory(b *testing.B) {
 	for _, kind := range []string{"file", "badger"} {
 		b.Run("store="+kind, func(b *testing.B) {
-			st, err := plugin.Open(ctx, plugin.Config{Persister: kind, DataDir: b.TempDir(), SocketDir: benchSocketDir(b)})
+			st, err := plugin.Open(ctx, plugin.Config{Persister: kind, DataDir: b.TempDir(), SocketDir: benchSocketDir(b),
+				Options: benchOptions(b, kind)})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer st.Close()
+			cpu := startPluginCPU(st)
 			entries := make([]persist.Entry, 64)
 			for i := range entries {
 				entries[i] = persist.Entry{Term: 1, Type: persist.EntryCommand, Data: make([]byte, 256)}
@@ -132,6 +192,7 @@ func BenchmarkPluginMemory(b *testing.B) {
 				}
 			}
 			b.StopTimer()
+			cpu.report(b, b.N)
 			status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", st.PID()))
 			if err != nil {
 				b.Skipf("no /proc: %v", err)
@@ -143,6 +204,47 @@ func BenchmarkPluginMemory(b *testing.B) {
 			}
 		})
 	}
+}
+
+// reportPluginRSS adds the largest peak resident set (VmHWM) of the stores'
+// plugin processes to b's metrics, in MiB (Linux only).
+func reportPluginRSS(b *testing.B, stores ...persist.Store) {
+	var peak int64
+	for _, st := range stores {
+		ps, ok := st.(*plugin.Store)
+		if !ok {
+			continue
+		}
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", ps.PID()))
+		if err != nil {
+			return
+		}
+		if kib, ok := procField(string(status), "VmHWM"); ok {
+			peak = max(peak, kib)
+		}
+	}
+	if peak > 0 {
+		b.ReportMetric(float64(peak)/1024, "plugin-VmHWM-MiB")
+	}
+}
+
+// benchOptions are the store options BENCH_OPTIONS_<STORE> gives
+// (name=value pairs separated by commas, e.g.
+// BENCH_OPTIONS_BADGER=memtable_bytes=1048576), to compare settings.
+func benchOptions(b *testing.B, kind string) map[string]string {
+	v := os.Getenv("BENCH_OPTIONS_" + strings.ToUpper(kind))
+	if v == "" {
+		return nil
+	}
+	opts := map[string]string{}
+	for _, kv := range strings.Split(v, ",") {
+		k, val, ok := strings.Cut(kv, "=")
+		if !ok {
+			b.Fatalf("BENCH_OPTIONS_%s: %q is not name=value", strings.ToUpper(kind), kv)
+		}
+		opts[k] = val
+	}
+	return opts
 }
 
 // procField returns the value in KiB of field in a /proc/PID/status text.
@@ -180,6 +282,7 @@ func BenchmarkAppendThreeWriters(b *testing.B) {
 			lat := make([][]time.Duration, len(stores))
 			errs := make(chan error, len(stores))
 			var wg sync.WaitGroup
+			cpu := startPluginCPU(stores...)
 			b.ResetTimer()
 			for w, st := range stores {
 				wg.Go(func() {
@@ -212,6 +315,8 @@ func BenchmarkAppendThreeWriters(b *testing.B) {
 			slices.Sort(all)
 			b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
 			b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+			cpu.report(b, len(all))
+			reportPluginRSS(b, stores...)
 		})
 	}
 }

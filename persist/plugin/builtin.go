@@ -77,6 +77,10 @@ func (p Params) open(logger *slog.Logger) persist.OpenParams {
 	return persist.OpenParams{DataDir: p.DataDir, Sync: p.Sync, Options: p.Options, Logger: logger}
 }
 
+// releaseAfterOpen makes the server call releaseImage once its store is
+// open; ServeIfChild sets it, for a plugin that is its host's binary.
+var releaseAfterOpen bool
+
 // ServeIfChild serves the built-in store named by EnvBuiltin if this process
 // was started as one by Open, and reports whether it did; the host binary's
 // main calls it first and returns when it reports true. It blocks until the
@@ -86,6 +90,10 @@ func ServeIfChild() (bool, error) {
 	if name == "" {
 		return false, nil
 	}
+	// This binary's pages that the host's package inits (and the plugin's
+	// start) touched are shared with the host: once the store is open, keep
+	// in the plugin's resident set only what serving uses (releaseImage).
+	releaseAfterOpen = true
 	return true, ServeBuiltin(name)
 }
 

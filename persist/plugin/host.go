@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -138,10 +139,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			}
 		}
 		cmd = exec.Command(exe)
-		cmd.Env = append(runtimeEnv(), EnvBuiltin+"="+cfg.Persister)
+		cmd.Env = append(runtimeEnv(true), EnvBuiltin+"="+cfg.Persister)
 	} else {
 		cmd = exec.Command(cfg.Persister)
-		cmd.Env = os.Environ() // go-plugin adds it only to an empty Env
+		cmd.Env = runtimeEnv(false)
 	}
 	dieWithParent(cmd)
 	var offer endpoint // the host's end of the direct Append channel
@@ -175,6 +176,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		Cmd:              cmd,
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		Managed:          true,
+		SkipHostEnv:      true, // runtimeEnv chose what the plugin gets
 		StartTimeout:     cfg.StartTimeout,
 		Logger:           hclogFor(cfg.Logger),
 		Stderr:           &lineLogger{log: logger, msg: "persister plugin stderr"},
@@ -215,16 +217,71 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// runtimeEnv is the part of this process's environment that tunes the Go
-// runtime (GOGC, GOMEMLIMIT, GOMAXPROCS, GODEBUG, GOTRACEBACK, GORACE): a
-// built-in plugin is this binary again, and the operator's runtime
-// settings — a memory limit above all — must reach it too. The rest of the
-// environment is not passed.
-func runtimeEnv() []string {
+// runtimeVars are the environment variables that tune the Go runtime.
+var runtimeVars = []string{"GOGC", "GOMEMLIMIT", "GOMAXPROCS", "GODEBUG", "GOTRACEBACK", "GORACE"}
+
+// EnvPluginPrefix prefixes a Go runtime variable meant for the plugin
+// process only: RUAFT_PLUGIN_GOMAXPROCS=2 in the host's environment starts
+// its plugin with GOMAXPROCS=2 whatever the host itself runs with (see
+// runtimeEnv).
+const EnvPluginPrefix = "RUAFT_PLUGIN_"
+
+// pluginRuntimeDefaults are the Go runtime settings a built-in plugin
+// starts with when the host's environment sets neither the variable nor its
+// RUAFT_PLUGIN_ form (README, "Persister plugins", has the measurements):
+//
+//   - GOMAXPROCS=1: a plugin serves one call at a time, and its store's
+//     background work (badger's flushes and compactions) can wait; with
+//     one P a hand-off between the serving goroutine and the store's
+//     goroutines is a switch on the same thread, not a wake-up of another,
+//     and no thread spins looking for work to steal.
+//   - GOMEMLIMIT=40MiB: the collector runs before the heap doubles once
+//     it nears 40 MiB; badger's live heap is 15-30 MiB, and with the default
+//     GOGC alone its plugin held 47-62 MiB of anonymous memory in
+//     BenchmarkPluginMemory (31-34 with the limit). A soft limit:
+//     a larger live heap (a big snapshot in flight) only makes the
+//     collector run more often, at most half the CPU.
+var pluginRuntimeDefaults = map[string]string{
+	"GOMAXPROCS": "1",
+	"GOMEMLIMIT": "40MiB",
+}
+
+// runtimeEnv is a plugin's environment before the variables of the plugin
+// protocol. A built-in plugin (builtin) is this binary again and gets only
+// the Go runtime variables (GOGC, GOMEMLIMIT, GOMAXPROCS, GODEBUG,
+// GOTRACEBACK, GORACE) and TMPDIR and GOCOVERDIR; for each runtime variable
+// the first of these wins: the host's RUAFT_PLUGIN_ form of it (empty:
+// unset), the host's own value (the operator's runtime settings — a memory
+// limit above all — reach the plugin too), pluginRuntimeDefaults. Another
+// plugin binary gets the host's whole environment, with the RUAFT_PLUGIN_
+// forms applied over it but no defaults: what suits it is its author's call.
+func runtimeEnv(builtin bool) []string {
 	var env []string
-	for _, k := range []string{"GOGC", "GOMEMLIMIT", "GOMAXPROCS", "GODEBUG", "GOTRACEBACK", "GORACE"} {
+	if !builtin {
+		env = os.Environ()
+	}
+	for _, k := range runtimeVars {
+		if v, ok := os.LookupEnv(EnvPluginPrefix + k); ok {
+			env = slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, k+"=") })
+			if v != "" {
+				env = append(env, k+"="+v)
+			}
+			continue
+		}
+		if !builtin {
+			continue // already there if the host has it
+		}
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
+		} else if v, ok := pluginRuntimeDefaults[k]; ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	if builtin {
+		for _, k := range []string{"TMPDIR", "GOCOVERDIR"} {
+			if v, ok := os.LookupEnv(k); ok {
+				env = append(env, k+"="+v)
+			}
 		}
 	}
 	return env

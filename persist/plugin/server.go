@@ -127,6 +127,11 @@ func (s *server) Open(_ context.Context, req *persistv1.OpenRequest) (*persistv1
 		return nil, toStatus(err)
 	}
 	s.st = st
+	if releaseAfterOpen {
+		if _, err := releaseImage(); err != nil {
+			pluginLogger().Warn("persister plugin: release the binary's init pages", "err", err)
+		}
+	}
 	resp := &persistv1.OpenResponse{StoreName: name, LogSizeBytes: uint64(st.Size())}
 	if s.direct != nil {
 		s.serving = serveDirect(s.direct, s)

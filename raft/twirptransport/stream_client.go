@@ -34,8 +34,8 @@ type StreamOptions struct {
 	MaxCallsInFlight int
 	// DialTimeout bounds a dial, TLS handshake and upgrade [2 s].
 	DialTimeout time.Duration
-	// IdleTimeout: a connection no call used for this long is closed and
-	// redialed on the next call [30 s]. Keep it below the server's idle
+	// IdleTimeout: a connection no call used for this long, and on which
+	// no call waits, is closed and redialed on the next call [30 s]. Keep it below the server's idle
 	// timeout, so that the client, never the server, closes an idle
 	// connection and no call races a close.
 	IdleTimeout time.Duration
@@ -275,15 +275,21 @@ func (c *StreamClient) Call(ctx context.Context, method string, req, resp proto.
 	case <-ctx.Done():
 		l.mu.Lock()
 		delete(l.pending, id)
+		l.dropRequestLocked(id)
 		l.mu.Unlock()
 		// A connection that delivered nothing during this whole call, and
 		// nothing for StuckAfter, is dead or its peer is stuck (a
 		// partition without a reset leaves TCP retransmitting with a
 		// growing backoff): close it, so that the next call redials
 		// rather than queue behind it. Calls shorter than StuckAfter
-		// (raft's heartbeats) add up: the silence is what counts.
+		// (raft's heartbeats) add up: the silence is what counts. Only a
+		// call that ran out of time is evidence: one its caller cancelled
+		// (a forwarded batch nobody waits for, a node stopping) says
+		// nothing about the peer, and must not fail the other calls on a
+		// healthy connection that was merely quiet.
 		last := l.lastRead.Load()
-		if silence := time.Since(time.Unix(0, last)); last < start.UnixNano() && silence >= c.opts.StuckAfter {
+		if silence := time.Since(time.Unix(0, last)); last < start.UnixNano() && silence >= c.opts.StuckAfter &&
+			errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			l.fail(fmt.Errorf("%w: no frame from the peer for %v", ErrStreamClosed, silence.Round(time.Millisecond)))
 		}
 		return fmt.Errorf("%w: %s: %w", ErrStream, method, ctx.Err())
@@ -303,7 +309,7 @@ func (c *StreamClient) conn(ctx context.Context) (*link, error) {
 		}
 		if l := c.cur; l != nil {
 			now := time.Now()
-			if !l.isClosed() && now.Sub(time.Unix(0, l.lastUse.Load())) < c.opts.IdleTimeout {
+			if !l.isClosed() && (now.Sub(time.Unix(0, l.lastUse.Load())) < c.opts.IdleTimeout || l.busy()) {
 				// Marked used under c.mu, so no other caller can take it
 				// for idle and close it under this call.
 				l.lastUse.Store(now.UnixNano())
@@ -347,7 +353,10 @@ func (c *StreamClient) conn(ctx context.Context) (*link, error) {
 			_ = l.conn.Close()
 			return nil, fmt.Errorf("%w: client closed", ErrStreamClosed)
 		case err == nil:
-			c.cur, c.backoff, c.lastErr = l, 0, nil
+			// The backoff is reset by the connection's first frame, not
+			// here: a peer that accepts the upgrade and then breaks every
+			// stream is backed off as one that refuses connections.
+			c.cur, c.lastErr = l, nil
 			c.wg.Add(2)
 			go func() { defer c.wg.Done(); l.writeLoop() }()
 			go func() { defer c.wg.Done(); c.readLoop(l) }()
@@ -358,12 +367,26 @@ func (c *StreamClient) conn(ctx context.Context) (*link, error) {
 		case ctx.Err() == nil:
 			// The peer is down or unreachable; only a dial that failed
 			// on its own (not for the caller's deadline) backs off.
-			c.backoff = min(max(2*c.backoff, minRedialBackoff), maxRedialBackoff)
-			c.retryAt, c.lastErr = time.Now().Add(c.backoff), err
+			c.backOffLocked(err)
 		}
 		c.mu.Unlock()
 		return nil, err
 	}
+}
+
+// backOffLocked makes calls fail with err, without dialing, for the next
+// (growing) backoff; c.mu is held.
+func (c *StreamClient) backOffLocked(err error) {
+	c.backoff = min(max(2*c.backoff, minRedialBackoff), maxRedialBackoff)
+	c.retryAt, c.lastErr = time.Now().Add(c.backoff), err
+}
+
+// busy reports whether calls wait for replies on l: a connection whose
+// last call went out long ago but is still answered is not idle.
+func (l *link) busy() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.pending) > 0
 }
 
 // errUpgradeRefused describes a non-101 answer to the upgrade.
@@ -390,6 +413,10 @@ func (c *StreamClient) dial(ctx context.Context) (*link, error) {
 			host, _, _ := net.SplitHostPort(c.addr)
 			cfg.ServerName = host
 		}
+		// The upgrade is HTTP/1.1: a config that offers h2 in ALPN (one
+		// shared with an HTTP/2 client) would let the server pick h2 and
+		// read the upgrade as a broken HTTP/2 preface.
+		cfg.NextProtos = []string{"http/1.1"}
 		conn, err = (&tls.Dialer{NetDialer: d, Config: cfg}).DialContext(ctx, "tcp", c.addr)
 	} else {
 		conn, err = d.DialContext(ctx, "tcp", c.addr)
@@ -422,29 +449,76 @@ func (c *StreamClient) upgrade(conn net.Conn) (*link, error) {
 	if _, err := io.WriteString(conn, b.String()); err != nil {
 		return nil, fmt.Errorf("%w: upgrade %s: %w", ErrStream, c.addr, err)
 	}
-	br := bufio.NewReaderSize(conn, 32<<10)
+	// The answer's head is read through a limit (http.ReadResponse has
+	// none): a peer that sends an endless header must not make this side
+	// buffer it until the dial timeout. The limit is lifted for the frames.
+	lr := &handshakeReader{r: conn, left: maxUpgradeResponseBytes}
+	br := bufio.NewReaderSize(lr, 32<<10)
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodGet})
 	if err != nil {
 		return nil, fmt.Errorf("%w: upgrade %s: %w", ErrStream, c.addr, err)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols ||
 		!strings.EqualFold(resp.Header.Get("Upgrade"), StreamProtocol) {
-		_ = resp.Body.Close()
+		// Not resp.Body.Close: it would read the whole body; the
+		// connection is closed instead.
 		return nil, fmt.Errorf("%w (%s): %w", ErrNoStream, c.addr, errUpgradeRefused{resp.StatusCode})
 	}
+	lr.left = -1
 	return newLink(conn, br, c.opts.WriteTimeout), nil
+}
+
+// maxUpgradeResponseBytes bounds the head of the answer to the upgrade.
+const maxUpgradeResponseBytes = 64 << 10
+
+// handshakeReader reads from r at most left bytes in all, or without limit
+// when left < 0.
+type handshakeReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (h *handshakeReader) Read(p []byte) (int, error) {
+	if h.left < 0 {
+		return h.r.Read(p)
+	}
+	if h.left == 0 {
+		return 0, fmt.Errorf("%w: answer to the upgrade over %d bytes", ErrStream, maxUpgradeResponseBytes)
+	}
+	if int64(len(p)) > h.left {
+		p = p[:h.left]
+	}
+	n, err := h.r.Read(p)
+	h.left -= int64(n)
+	return n, err
 }
 
 // readLoop hands each reply to its caller until the connection breaks.
 func (c *StreamClient) readLoop(l *link) {
 	max := c.opts.MaxFrameBytes + frameSlack
+	answered := false
 	for {
 		typ, id, body, err := readFrame(l.br, max)
 		if err != nil {
-			l.fail(fmt.Errorf("%w: read: %w", ErrStreamClosed, err))
+			err = fmt.Errorf("%w: read: %w", ErrStreamClosed, err)
+			if l.fail(err) && !answered {
+				// The peer broke the stream before answering anything
+				// (it closes right after the upgrade, or dies at once):
+				// back off as after a failed dial, or every call would
+				// dial it again.
+				c.mu.Lock()
+				c.backOffLocked(err)
+				c.mu.Unlock()
+			}
 			return
 		}
 		l.lastRead.Store(time.Now().UnixNano())
+		if !answered {
+			answered = true
+			c.mu.Lock()
+			c.backoff = 0
+			c.mu.Unlock()
+		}
 		if typ != frameResponse && typ != frameError {
 			l.fail(fmt.Errorf("%w: read: %w: type %d from the server", ErrStreamClosed, ErrBadFrame, typ))
 			return

@@ -200,6 +200,10 @@ type link struct {
 	done chan struct{} // closed by fail
 
 	writeTimeout time.Duration
+	// maxQueued (server side) bounds the frames waiting for the writer:
+	// a call's slot is freed when its reply is queued, so a client that
+	// sends and never reads would otherwise grow the queue without end.
+	maxQueued int
 
 	mu sync.Mutex // guards out, closed, err, pending, nextID
 	// out holds encoded frames not yet handed to the writer.
@@ -240,10 +244,32 @@ func (l *link) send(b []byte) error {
 		putBuf(b)
 		return err
 	}
+	if l.maxQueued > 0 && len(l.out) >= l.maxQueued {
+		l.mu.Unlock()
+		putBuf(b)
+		err := fmt.Errorf("%w: %d replies queued: the peer does not read", ErrStreamClosed, l.maxQueued)
+		l.fail(err)
+		return err
+	}
 	l.out = append(l.out, b)
 	l.mu.Unlock()
 	l.poke()
 	return nil
+}
+
+// dropRequestLocked removes call id's request frame from the out-queue if
+// the writer has not taken it yet (its caller gave up: a peer that does
+// not read must not make the queue keep the frames of abandoned calls).
+// Frames are matched by id, not by buffer: a written frame's buffer is
+// recycled for other calls. l.mu is held.
+func (l *link) dropRequestLocked(id uint64) {
+	for i, b := range l.out {
+		if len(b) >= 13 && b[4] == frameRequest && binary.BigEndian.Uint64(b[5:]) == id {
+			l.out = append(l.out[:i], l.out[i+1:]...)
+			putBuf(b)
+			return
+		}
+	}
 }
 
 func (l *link) poke() {
@@ -265,12 +291,12 @@ func (l *link) isClosed() bool {
 
 // fail closes the link for err (the first error wins): the connection is
 // closed, queued frames are dropped, and every call in flight gets err at
-// once.
-func (l *link) fail(err error) {
+// once. It reports whether this call closed the link.
+func (l *link) fail(err error) bool {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return
+		return false
 	}
 	l.closed, l.err = true, err
 	pending, out := l.pending, l.out
@@ -284,6 +310,7 @@ func (l *link) fail(err error) {
 	for _, b := range out {
 		putBuf(b)
 	}
+	return true
 }
 
 // writeLoop sends queued frames, coalescing them in one buffer that is

@@ -26,7 +26,9 @@ type StreamServerOptions struct {
 	MaxFrameBytes int
 	// MaxCallsInFlight is the most calls one connection may have running
 	// [StreamMaxCallsInFlight]; a call beyond it is answered at once with
-	// a "resource_exhausted" error and not run.
+	// a "resource_exhausted" error and not run. Twice as many replies
+	// waiting to be written (a client that does not read) close the
+	// connection.
 	MaxCallsInFlight int
 	// IdleTimeout closes a connection that sent nothing for this long
 	// while none of its calls runs [60 s]; it also bounds the time to
@@ -124,11 +126,15 @@ func (s *StreamServer) HandleRaft(node Handlers) {
 }
 
 // ServeHTTP upgrades the request's connection to a stream: it must be a GET
-// with "Connection: Upgrade" and "Upgrade: ruaft-peer-stream/1" over
+// without a body, with "Connection: Upgrade" and "Upgrade: ruaft-peer-stream/1" over
 // HTTP/1.1; anything else gets 400 (426 for another protocol version).
 func (s *StreamServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet || !headerHasToken(r.Header, "Connection", "upgrade") {
-		writeError(w, http.StatusBadRequest, twirp.NewError(twirp.BadRoute, "peer stream: expected a GET with Connection: Upgrade"))
+	if r.Method != http.MethodGet || !headerHasToken(r.Header, "Connection", "upgrade") ||
+		r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		// A body would be read as frames after the hijack: refused, so
+		// that nothing an intermediary may have seen as a body becomes a
+		// call.
+		writeError(w, http.StatusBadRequest, twirp.NewError(twirp.BadRoute, "peer stream: expected a GET with Connection: Upgrade and no body"))
 		return
 	}
 	if !strings.EqualFold(r.Header.Get("Upgrade"), StreamProtocol) {
@@ -165,6 +171,7 @@ func (s *StreamServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = conn.SetDeadline(time.Time{})
 	l := newLink(conn, brw.Reader, s.opts.WriteTimeout)
+	l.maxQueued = 2 * s.opts.MaxCallsInFlight
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

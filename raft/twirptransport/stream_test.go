@@ -688,3 +688,39 @@ func TestStreamTransportClose(t *testing.T) {
 		t.Fatalf("%d upgrades, want 1", n)
 	}
 }
+
+// A client that sends calls and does not read their replies does not grow
+// the server's memory: once twice MaxCallsInFlight replies wait to be
+// written, the connection is closed (well before the write timeout). A
+// client within the limit (StreamClient) never has that many outstanding.
+func TestStreamClientThatDoesNotReadIsClosed(t *testing.T) {
+	p := startStreamPeer(t, echoNode{}, StreamServerOptions{MaxCallsInFlight: 4, WriteTimeout: time.Minute}, true, nil)
+	conn, _, _ := rawUpgrade(t, p.srv.URL, "")
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(4096) // fill up sooner
+	}
+	frame, err := appendRequest(nil, MethodTimeoutNow, 0, &raftv1.TimeoutNowRequest{Term: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 0, 1000*len(frame))
+	for range 1000 {
+		chunk = append(chunk, frame...)
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(20 * time.Second))
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err = conn.Write(chunk); err != nil {
+			break
+		}
+	}
+	if err == nil || isTimeout(err) {
+		t.Fatalf("the server kept reading from a client that does not read (last write: %v)", err)
+	}
+	waitFor(t, "the server to drop the connection", func() bool { return p.stream.Connections() == 0 })
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

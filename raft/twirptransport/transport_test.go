@@ -229,7 +229,8 @@ func TestAddressBookConcurrentUse(t *testing.T) {
 					continue
 				}
 				// Peer 1 is never touched: every call to it must succeed.
-				if _, err := tr.RequestVote(ctx, 1, &raft.RequestVoteRequest{Term: 1}); err != nil {
+				// (A call cut short by the test's own deadline is not a failure.)
+				if _, err := tr.RequestVote(ctx, 1, &raft.RequestVoteRequest{Term: 1}); err != nil && ctx.Err() == nil {
 					t.Errorf("peer 1: %v", err)
 					return
 				}
