@@ -76,7 +76,7 @@ type Options struct {
 //     package doc). 1 MiB saves a few MiB more but flushes and compacts
 //     twice as often, which showed as stalls at 256-entry batches; measured
 //     again with the plugin's default memory limit (persist/plugin
-//     PluginRuntimeDefaults, GOMEMLIMIT=40MiB): peak 68-71 MiB instead of
+//     pluginRuntimeDefaults, GOMEMLIMIT=40MiB): peak 68-71 MiB instead of
 //     72-75 and the same anonymous memory (31-34 MiB), for 3-10% more plugin
 //     CPU per Append (BenchmarkPluginMemory, three runs each), so 2 MiB stays.
 //     With that limit the Go heap, not badger's settings, decides most of

@@ -220,12 +220,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 // runtimeVars are the environment variables that tune the Go runtime.
 var runtimeVars = []string{"GOGC", "GOMEMLIMIT", "GOMAXPROCS", "GODEBUG", "GOTRACEBACK", "GORACE"}
 
-// EnvPluginPrefix prefixes a Go runtime variable meant for a built-in
-// plugin process only: RUAFT_PLUGIN_GOMAXPROCS=2 in the host's environment
-// starts its plugin with GOMAXPROCS=2 whatever the host itself runs with.
+// EnvPluginPrefix prefixes a Go runtime variable meant for the plugin
+// process only: RUAFT_PLUGIN_GOMAXPROCS=2 in the host's environment starts
+// its plugin with GOMAXPROCS=2 whatever the host itself runs with (see
+// runtimeEnv).
 const EnvPluginPrefix = "RUAFT_PLUGIN_"
 
-// PluginRuntimeDefaults are the Go runtime settings a built-in plugin
+// pluginRuntimeDefaults are the Go runtime settings a built-in plugin
 // starts with when the host's environment sets neither the variable nor its
 // RUAFT_PLUGIN_ form (README, "Persister plugins", has the measurements):
 //
@@ -235,11 +236,12 @@ const EnvPluginPrefix = "RUAFT_PLUGIN_"
 //     goroutines is a switch on the same thread, not a wake-up of another,
 //     and no thread spins looking for work to steal.
 //   - GOMEMLIMIT=40MiB: the collector runs before the heap doubles once
-//     it nears 40 MiB; badger's live heap is 15-30 MiB, so with the default
-//     GOGC alone its plugin held 50-65 MiB of heap under load. A soft limit:
+//     it nears 40 MiB; badger's live heap is 15-30 MiB, and with the default
+//     GOGC alone its plugin held 47-62 MiB of anonymous memory in
+//     BenchmarkPluginMemory (31-34 with the limit). A soft limit:
 //     a larger live heap (a big snapshot in flight) only makes the
 //     collector run more often, at most half the CPU.
-var PluginRuntimeDefaults = map[string]string{
+var pluginRuntimeDefaults = map[string]string{
 	"GOMAXPROCS": "1",
 	"GOMEMLIMIT": "40MiB",
 }
@@ -250,7 +252,7 @@ var PluginRuntimeDefaults = map[string]string{
 // GOTRACEBACK, GORACE) and TMPDIR and GOCOVERDIR; for each runtime variable
 // the first of these wins: the host's RUAFT_PLUGIN_ form of it (empty:
 // unset), the host's own value (the operator's runtime settings — a memory
-// limit above all — reach the plugin too), PluginRuntimeDefaults. Another
+// limit above all — reach the plugin too), pluginRuntimeDefaults. Another
 // plugin binary gets the host's whole environment, with the RUAFT_PLUGIN_
 // forms applied over it but no defaults: what suits it is its author's call.
 func runtimeEnv(builtin bool) []string {
@@ -271,7 +273,7 @@ func runtimeEnv(builtin bool) []string {
 		}
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
-		} else if v, ok := PluginRuntimeDefaults[k]; ok {
+		} else if v, ok := pluginRuntimeDefaults[k]; ok {
 			env = append(env, k+"="+v)
 		}
 	}

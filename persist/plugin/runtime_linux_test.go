@@ -34,7 +34,7 @@ func procEnviron(t *testing.T, pid int) []string {
 }
 
 // TestPluginRuntimeSettings checks which Go runtime settings a built-in
-// plugin starts with: PluginRuntimeDefaults, unless the host's environment
+// plugin starts with: the defaults (GOMAXPROCS=1, GOMEMLIMIT=40MiB), unless the host's environment
 // sets the variable (which the plugin inherits) or its RUAFT_PLUGIN_ form
 // (which wins, and unsets it when empty).
 func TestPluginRuntimeSettings(t *testing.T) {

@@ -413,6 +413,10 @@ func (c *StreamClient) dial(ctx context.Context) (*link, error) {
 			host, _, _ := net.SplitHostPort(c.addr)
 			cfg.ServerName = host
 		}
+		// The upgrade is HTTP/1.1: a config that offers h2 in ALPN (one
+		// shared with an HTTP/2 client) would let the server pick h2 and
+		// read the upgrade as a broken HTTP/2 preface.
+		cfg.NextProtos = []string{"http/1.1"}
 		conn, err = (&tls.Dialer{NetDialer: d, Config: cfg}).DialContext(ctx, "tcp", c.addr)
 	} else {
 		conn, err = d.DialContext(ctx, "tcp", c.addr)

@@ -643,3 +643,62 @@ func TestReview5IdleCloseSparesCallsInFlight(t *testing.T) {
 		t.Fatalf("%d upgrades, want 1", n)
 	}
 }
+
+// A server that starts a reply frame at the size limit and never sends its
+// bytes: the calls time out at their deadlines (not later), the stuck rule
+// closes the connection, and the next call dials a new one.
+func TestReview5ServerStallsMidFrame(t *testing.T) {
+	p := startFakePeer(t, func(conn net.Conn, br *bufio.Reader) {
+		_, _ = io.WriteString(conn, switching)
+		if _, _, _, err := readFrame(br, 1<<20); err != nil {
+			return
+		}
+		hdr := binary.BigEndian.AppendUint32(nil, uint32(1<<20+frameSlack))
+		hdr = append(hdr, frameResponse, 0, 0, 0, 0, 0, 0, 0, 1)
+		_, _ = conn.Write(hdr)
+		_, _ = io.Copy(io.Discard, br) // and nothing more
+	})
+	c := NewStreamClient(p.url(), StreamOptions{MaxFrameBytes: 1 << 20, StuckAfter: 200 * time.Millisecond})
+	defer c.Close()
+	for calls := 0; p.accepted.Load() < 2; calls++ {
+		if calls > 50 {
+			t.Fatalf("no redial after %d timed-out calls", calls)
+		}
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+		err := c.Call(ctx, MethodTimeoutNow, &raftv1.TimeoutNowRequest{}, &raftv1.TimeoutNowResponse{})
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("call to a peer stalled mid-frame: %v", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("call took %v, deadline 150 ms", d)
+		}
+	}
+}
+
+// A TLS config that offers HTTP/2 in ALPN (one shared with an HTTP/2
+// client) must still get the stream from a server that speaks HTTP/2: the
+// upgrade is HTTP/1.1 and must say so, or the server picks h2 and reads the
+// upgrade request as a broken HTTP/2 preface.
+func TestReview5TLSWithH2InALPN(t *testing.T) {
+	s := NewStreamServer(StreamServerOptions{})
+	s.HandleRaft(echoNode{})
+	mux := http.NewServeMux()
+	mux.Handle("GET "+StreamPath, s)
+	srv := httptest.NewUnstartedServer(mux)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer func() { srv.Close(); s.Close() }()
+	cfg := srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	c := NewStreamClient(srv.URL, StreamOptions{TLS: cfg})
+	defer c.Close()
+	var r raftv1.TimeoutNowResponse
+	if err := c.Call(context.Background(), MethodTimeoutNow, &raftv1.TimeoutNowRequest{Term: 3}, &r); err != nil || r.Term != 3 {
+		t.Fatalf("stream over TLS with h2 offered: %v, %v", &r, err)
+	}
+	if s.Connections() != 1 {
+		t.Fatalf("%d stream connections", s.Connections())
+	}
+}
