@@ -157,25 +157,34 @@ func TestPeerPlaneRefusesWithoutToken(t *testing.T) {
 	c.checkUntouched(t, leader, term)
 }
 
-func TestPeerPlaneRefusesWithoutClientCert(t *testing.T) {
+// startMutualTLSCluster starts three replicas whose peer plane requires
+// client certificates of one CA, waits for a leader and writes "k"; it
+// returns the folder of certificates from another CA (valid for the same
+// address) for the attacks.
+func startMutualTLSCluster(t *testing.T) (c *testCluster, leader int, term uint64, otherDir string) {
+	t.Helper()
 	dir := t.TempDir()
 	if _, err := WriteCerts(CertsOptions{Dir: dir, Hosts: []string{"127.0.0.1", "127.0.0.1", "127.0.0.1"}, Validity: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	// A certificate from another CA, valid for the same address.
-	otherDir := t.TempDir()
+	otherDir = t.TempDir()
 	if _, err := WriteCerts(CertsOptions{Dir: otherDir, Hosts: []string{"127.0.0.1"}, Validity: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	c := startTestCluster(t, 3, "https", func(cfg *Config) {
+	c = startTestCluster(t, 3, "https", func(cfg *Config) {
 		n := strconv.Itoa(cfg.ID)
 		cfg.PeerCA = filepath.Join(dir, "ca.crt")
 		cfg.PeerCert, cfg.PeerKey = filepath.Join(dir, "replica-"+n+".crt"), filepath.Join(dir, "replica-"+n+".key")
 	})
-	leader, term := c.waitLeader(t)
+	leader, term = c.waitLeader(t)
 	if _, err := c.clients[1].Put(context.Background(), &kvv1.PutRequest{Key: "k", Value: "real"}); err != nil {
 		t.Fatal(err)
 	}
+	return c, leader, term, otherDir
+}
+
+func TestPeerPlaneRefusesWithoutClientCert(t *testing.T) {
+	c, leader, term, otherDir := startMutualTLSCluster(t)
 	// No client certificate (and not even checking the server's).
 	noCert := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	attack(t, c, noCert, "https")

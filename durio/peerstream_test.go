@@ -143,22 +143,7 @@ func isTimeout(err error) bool {
 // Over mutual TLS, a connection without a client certificate or with one
 // from another CA gets no stream.
 func TestPeerStreamRefusesWithoutClientCert(t *testing.T) {
-	dir, otherDir := t.TempDir(), t.TempDir()
-	if _, err := WriteCerts(CertsOptions{Dir: dir, Hosts: []string{"127.0.0.1", "127.0.0.1", "127.0.0.1"}, Validity: time.Hour}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := WriteCerts(CertsOptions{Dir: otherDir, Hosts: []string{"127.0.0.1"}, Validity: time.Hour}); err != nil {
-		t.Fatal(err)
-	}
-	c := startTestCluster(t, 3, "https", func(cfg *Config) {
-		n := strconv.Itoa(cfg.ID)
-		cfg.PeerCA = filepath.Join(dir, "ca.crt")
-		cfg.PeerCert, cfg.PeerKey = filepath.Join(dir, "replica-"+n+".crt"), filepath.Join(dir, "replica-"+n+".key")
-	})
-	leader, term := c.waitLeader(t)
-	if _, err := c.clients[1].Put(context.Background(), &kvv1.PutRequest{Key: "k", Value: "real"}); err != nil {
-		t.Fatal(err)
-	}
+	c, leader, term, otherDir := startMutualTLSCluster(t)
 	noCert := &tls.Config{InsecureSkipVerify: true}
 	tlsDial := func(cfg *tls.Config) func(string) (net.Conn, error) {
 		return func(addr string) (net.Conn, error) {
