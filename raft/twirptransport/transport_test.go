@@ -13,7 +13,6 @@ import (
 
 	"github.com/twitchtv/twirp"
 
-	"github.com/ruaft/ruaft/persist"
 	"github.com/ruaft/ruaft/raft"
 	raftv1 "github.com/ruaft/ruaft/rpc/raft/v1"
 )
@@ -58,29 +57,8 @@ func startPeer(t *testing.T, node Handlers) string {
 func TestPeerTransportRoundTrip(t *testing.T) {
 	url := startPeer(t, echoNode{})
 	tr := New(0, []string{"http://127.0.0.1:1", url}, Options{})
+	checkAll(t, tr) // every RPC, as over the stream
 	ctx := context.Background()
-
-	ae, err := tr.AppendEntries(ctx, 1, &raft.AppendEntriesRequest{Term: 3, LeaderID: 0, PrevLogIndex: 5,
-		Entries: []raft.Entry{{Index: 6, Term: 3, Type: persist.EntryCommand, Data: []byte("x")}, {Index: 7, Term: 3, Type: persist.EntryNoop}}})
-	if err != nil || ae.Term != 3 || !ae.Success || ae.MatchIndex != 7 {
-		t.Fatalf("AppendEntries: %+v %v", ae, err)
-	}
-	rv, err := tr.RequestVote(ctx, 1, &raft.RequestVoteRequest{Term: 4, CandidateID: 0, PreVote: true})
-	if err != nil || rv.Term != 4 || !rv.VoteGranted {
-		t.Fatalf("RequestVote: %+v %v", rv, err)
-	}
-	is, err := tr.InstallSnapshot(ctx, 1, &raft.InstallSnapshotRequest{Term: 5, Offset: 10, Data: []byte("abc"), Done: true, TotalSize: 13})
-	if err != nil || is.NextOffset != 13 || !is.Installed {
-		t.Fatalf("InstallSnapshot: %+v %v", is, err)
-	}
-	tn, err := tr.TimeoutNow(ctx, 1, &raft.TimeoutNowRequest{Term: 6})
-	if err != nil || tn.Term != 6 || !tn.Accepted {
-		t.Fatalf("TimeoutNow: %+v %v", tn, err)
-	}
-	ri, err := tr.ReadIndex(ctx, 1, &raft.ReadIndexRequest{Term: 7, FollowerID: 2})
-	if err != nil || ri.Term != 7 || !ri.OK || ri.ReadIndex != 102 {
-		t.Fatalf("ReadIndex: %+v %v", ri, err)
-	}
 	if _, err := tr.RequestVote(ctx, 0, &raft.RequestVoteRequest{}); err == nil {
 		t.Fatal("RPC to self should fail")
 	}
