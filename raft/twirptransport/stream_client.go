@@ -317,7 +317,12 @@ func (c *StreamClient) conn(ctx context.Context) (*link, error) {
 				return l, nil
 			}
 			c.cur = nil
+			c.mu.Unlock()
+			// Outside c.mu: closing a TLS connection writes its close
+			// alert and waits for a writer blocked on a full socket, which
+			// must not stall the other callers of this peer.
 			l.fail(fmt.Errorf("%w: idle", ErrStreamClosed)) // no-op if it already failed
+			continue
 		}
 		now := time.Now()
 		if now.Before(c.noStreamUntil) {
