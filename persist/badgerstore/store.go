@@ -4,12 +4,15 @@
 // Raspberry Pi).
 //
 // Keys: "h" the hard state; "m" the snapshot metadata; "c"+gen+n the
-// snapshot data in chunks of generation gen; "e"+index (big-endian) one log
-// entry. A batch that fits in one badger transaction is written atomically;
-// a larger one is written in several, ordered so that any prefix of them is
-// a valid state (hard state term and vote first, then the replaced suffix
-// deleted from the end backwards, then the new entries in order, then the
-// final hard state). A snapshot is written in chunks under a new generation
+// snapshot data in chunks of generation gen; "e"+first+'r' (big-endian) a
+// run of consecutive log entries, one key per Append (runs.go, which also
+// has the format story: stores written with one key per entry, "e"+index,
+// still open). A batch that fits in one badger transaction is written
+// atomically; a larger one is written in several, ordered so that any
+// prefix of them is a valid state (hard state term and vote first, then the
+// replaced runs deleted from the end backwards and the run the batch starts
+// inside cut to its head, then the new runs in order, then the final hard
+// state). A snapshot is written in chunks under a new generation
 // and made current by one small transaction; its chunks are above the
 // value threshold, so they go to badger's value log, whose dead space is
 // collected as reopenForGC says. Every transaction is synced before the
@@ -17,7 +20,7 @@
 //
 // Where things live: store.go (Options, Open, the persist.Backend that
 // reads and writes the keys; the Store methods and the bookkeeping every
-// store shares come from persist.Base), sync.go (one sync per commit, and
+// store shares come from persist.Base), runs.go (the log's layout), sync.go (one sync per commit, and
 // value-log GC at open), verify.go (checking badger's files before it opens
 // them), register.go (the store's registration as "badger").
 package badgerstore
@@ -29,6 +32,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sort"
 	"strconv"
 
 	"github.com/dgraph-io/badger/v4"
@@ -82,10 +86,15 @@ type Options struct {
 //     With that limit the Go heap, not badger's settings, decides most of
 //     the plugin's memory: without it the same runs held 47-62 MiB
 //     anonymous, 111-122 MiB peak.
-//   - Tables: BaseTableSize MemTableBytes/4, BaseLevelSize MemTableBytes,
-//     two L0 tables before compaction and four before writes stall, two
-//     compactors (badger's minimum): a log of a few MiB stays in two or three
-//     levels and compaction buffers stay small.
+//   - Tables: two LSM levels (minLevels), tables of MemTableBytes
+//     (BaseTableSize and BaseLevelSize), 64 KiB blocks (blockBytes), two L0
+//     tables before compaction and four before writes stall, two
+//     compactors (badger's minimum). With the log in runs (runs.go) this
+//     halved the plugin's CPU per Append against one key per entry, seven
+//     levels, tables of MemTableBytes/4 and 4 KiB blocks
+//     (BenchmarkPluginMemory, README "Persister plugins"): most of badger's
+//     work on a log is flushing and compacting keys that are deleted soon
+//     after, and each level a key passes through rewrites it once more.
 //   - No compression (badger's default: Snappy): log entries are read once,
 //     compressing them costs CPU on every flush and compaction, and
 //     compression starts 2×GOMAXPROCS goroutines with buffers per table.
@@ -164,7 +173,28 @@ func (o *Options) Set(name, value string) error {
 	return nil
 }
 
-func (o Options) badger(dir string) badger.Options {
+// blockBytes is the size of badger's table blocks (its default: 4 KiB).
+// A block holds whole keys, and the table builder grows a block's buffer
+// by doubling it for each key that does not fit, keeping every buffer
+// until the table is done: a log run of 16 KiB in 4 KiB blocks costs
+// 60 KiB of buffers. Blocks of 64 KiB hold two runs or more (maxRunBytes),
+// and the table index is smaller; the cost of large blocks, reading a
+// whole block for one key, is paid only at startup, when the log is read
+// in order anyway.
+const blockBytes = 64 << 10
+
+// minLevels is the number of LSM levels the store asks badger for: L0 and
+// one more. A log's keys grow with its index and are deleted soon after,
+// so with more levels every byte was rewritten into each level in turn
+// and its tombstone after it, only to be dropped; with two, a flushed
+// table is compacted once, into the last level, where tombstones and the
+// entries they delete meet and both go. A store created with more levels
+// (badger's default, 7, before) keeps the number it has tables in (see
+// open).
+const minLevels = 2
+
+// badger returns badger's options for dir, with levels LSM levels.
+func (o Options) badger(dir string, levels int) badger.Options {
 	b := badger.DefaultOptions(dir).
 		// The store syncs each commit itself, once (see sync.go).
 		WithSyncWrites(false).
@@ -172,8 +202,10 @@ func (o Options) badger(dir string) badger.Options {
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(4).
-		WithBaseTableSize(o.MemTableBytes / 4).
+		WithBaseTableSize(o.MemTableBytes).
 		WithBaseLevelSize(o.MemTableBytes).
+		WithMaxLevels(levels).
+		WithBlockSize(blockBytes).
 		WithBlockCacheSize(o.BlockCacheBytes).
 		WithIndexCacheSize(o.IndexCacheBytes).
 		WithValueLogFileSize(o.ValueLogFileBytes).
@@ -211,8 +243,6 @@ var (
 	prefixChunk  = []byte("c")
 	prefixEntry  = []byte("e")
 )
-
-func entryKey(i uint64) []byte { return binary.BigEndian.AppendUint64([]byte{'e'}, i) }
 
 func chunkKey(gen, n uint64) []byte {
 	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64([]byte{'c'}, gen), n)
@@ -265,7 +295,16 @@ type backend struct {
 	gcAt      int64    // value-log bytes at which reopenForGC collects next
 	gcReopens int      // how many times it did (for tests)
 	snap      snapMeta // the stored snapshot's metadata (generation, chunks)
+	maxRun    int      // the largest run value written (maxRunBytes)
+	levels    int      // LSM levels badger is opened with (minLevels)
+	runs      []run    // the log's keys in index order (runs.go)
+
+	// failCommit, if positive, makes that commit from now fail without
+	// writing (1: the next), as a crash there would leave the store (tests).
+	failCommit int
 }
+
+var errInjected = errors.New("badgerstore: injected commit failure")
 
 // chunkBytes is the size of a snapshot chunk: half a transaction, at most
 // 1 MiB. With the default options that is above the value threshold, so
@@ -280,6 +319,11 @@ func chunkBytes(o Options) int {
 // commit commits txn and makes it durable (with valueLog, the commit wrote
 // to the value log).
 func (s *backend) commit(txn *badger.Txn, valueLog bool) error {
+	if s.failCommit > 0 {
+		if s.failCommit--; s.failCommit == 0 {
+			return errInjected
+		}
+	}
 	if err := txn.Commit(); err != nil {
 		return err
 	}
@@ -307,12 +351,15 @@ func open(dir string, o Options) (*Store, *backend, error) {
 	if err := o.Validate(); err != nil {
 		return nil, nil, err
 	}
-	if err := verifyDir(dir); err != nil {
+	levels, err := verifyDir(dir)
+	if err != nil {
 		return nil, nil, err
 	}
 	maxBatch := o.MemTableBytes * 15 / 100
 	s := &backend{dir: dir, opts: o, chunk: chunkBytes(o), atomicMax: maxBatch * 9 / 10,
-		threshold: o.ValueThresholdBytes}
+		threshold: o.ValueThresholdBytes, maxRun: maxRunBytes(o.ValueThresholdBytes),
+		// badger refuses (panics on) a table at a level it was not given.
+		levels: max(minLevels, levels)}
 	if err := s.openDB(); err != nil {
 		return nil, nil, err
 	}
@@ -331,6 +378,7 @@ func (s *backend) read(cleanup bool) (persist.State, error) {
 	st := persist.State{HardState: persist.EmptyHardState}
 	var meta snapMeta
 	var stale [][]byte
+	var runs []run
 	err := s.db.View(func(txn *badger.Txn) error {
 		v, err := getValue(txn, keyHardState, 24)
 		if err != nil {
@@ -387,32 +435,51 @@ func (s *backend) read(cleanup bool) (persist.State, error) {
 		}
 		st.Snapshot.Data = data
 
-		// Entries after the snapshot, consecutive.
-		it2 := txn.NewIterator(badger.IteratorOptions{Prefix: prefixEntry, PrefetchValues: true, PrefetchSize: 64})
+		// The log after the snapshot, consecutive, in runs (runs.go).
+		it2 := txn.NewIterator(badger.IteratorOptions{Prefix: prefixEntry})
 		defer it2.Close()
+		var es []persist.Entry
 		for it2.Rewind(); it2.Valid(); it2.Next() {
 			item := it2.Item()
 			k := item.Key()
-			if len(k) != 9 {
-				return fmt.Errorf("%w: badger key %x: bad entry key", persist.ErrCorrupt, k)
-			}
-			idx := binary.BigEndian.Uint64(k[1:])
-			if idx <= meta.index {
-				stale = append(stale, item.KeyCopy(nil))
-				continue
-			}
-			if want := meta.index + 1 + uint64(len(st.Entries)); idx != want {
-				return fmt.Errorf("%w: badger key %x: entry %d where %d belongs", persist.ErrCorrupt, k, idx, want)
+			first, legacy, err := decodeKey(k)
+			if err != nil {
+				return err
 			}
 			v, err := item.ValueCopy(nil)
 			if err != nil {
 				return err
 			}
-			if len(v) < 9 {
+			es = es[:0]
+			switch {
+			case !legacy:
+				if es, err = decodeRun(k, first, v, es); err != nil {
+					return err
+				}
+			case len(v) < 9:
 				return fmt.Errorf("%w: badger key %x: entry value of %d bytes", persist.ErrCorrupt, k, len(v))
+			default:
+				es = append(es, persist.Entry{Index: first, Term: binary.LittleEndian.Uint64(v),
+					Type: persist.EntryType(v[8]), Data: v[9:]})
 			}
-			st.Entries = append(st.Entries, persist.Entry{Index: idx, Term: binary.LittleEndian.Uint64(v),
-				Type: persist.EntryType(v[8]), Data: v[9:]})
+			if len(es) == 0 {
+				return fmt.Errorf("%w: badger key %x: empty run", persist.ErrCorrupt, k)
+			}
+			r := run{first: first, n: uint64(len(es)), legacy: legacy}
+			if r.last() <= meta.index {
+				stale = append(stale, item.KeyCopy(nil))
+				continue
+			}
+			runs = append(runs, r)
+			for _, e := range es {
+				if e.Index <= meta.index {
+					continue
+				}
+				if want := meta.index + 1 + uint64(len(st.Entries)); e.Index != want {
+					return fmt.Errorf("%w: badger key %x: entry %d where %d belongs", persist.ErrCorrupt, k, e.Index, want)
+				}
+				st.Entries = append(st.Entries, e)
+			}
 		}
 		return nil
 	})
@@ -426,7 +493,11 @@ func (s *backend) read(cleanup bool) (persist.State, error) {
 			persist.ErrCorrupt, st.HardState.Commit, last)
 	}
 	s.snap = meta
-	if cleanup && len(stale) > 0 {
+	if !cleanup {
+		return st, nil
+	}
+	s.runs = runs
+	if len(stale) > 0 {
 		w := s.newWriter()
 		for _, k := range stale {
 			w.delete(k)
@@ -516,59 +587,104 @@ func (w *writer) commit() error {
 // time, and reads the database again for later calls.
 func (s *backend) Reload(context.Context) (persist.State, error) { return s.read(false) }
 
-func entryValue(e persist.Entry) []byte {
-	v := make([]byte, 0, 9+len(e.Data))
-	v = binary.LittleEndian.AppendUint64(v, e.Term)
-	v = append(v, byte(e.Type))
-	return append(v, e.Data...)
-}
-
 // WriteAppend implements persist.Backend: one transaction (and one commit)
 // for a batch that fits in one, else several in a crash-safe order.
 func (s *backend) WriteAppend(t *persist.Tracker, hs persist.HardState, entries []persist.Entry) error {
-	oldLast := t.LastIndex()
-	newLast, first := oldLast, oldLast+1
-	est := int64(64)
+	var (
+		runs []run // what s.runs becomes
+		del  []run // the runs the batch replaces
+		head *run  // the run the batch starts inside, cut to what comes before
+		hv   []byte
+	)
+	runs = s.runs
 	if len(entries) > 0 {
-		first, newLast = entries[0].Index, entries[len(entries)-1].Index
-		for _, e := range entries {
-			// badger counts key (9 bytes) + value (9 + data) + 2 per
-			// entry against the transaction limit; a batch estimated too
-			// low fails with ErrTxnTooBig before anything is written and
-			// goes in steps.
-			est += int64(len(e.Data)) + 32
+		first := entries[0].Index
+		p := runAt(s.runs, first)
+		runs, del = s.runs[:p], s.runs[p:]
+		if len(del) > 0 {
+			runs = runs[:p:p] // appending must not overwrite del
+		}
+		if len(del) > 0 && del[0].first < first {
+			r := run{first: del[0].first, n: first - del[0].first}
+			v, err := s.head(del[0], first)
+			if err != nil {
+				return wrap("append", err)
+			}
+			head, hv, del = &r, v, del[1:]
+			runs = append(runs, r)
 		}
 	}
-	if oldLast > newLast {
-		est += int64(oldLast-newLast) * 32
+	split := splitRuns(entries, s.maxRun)
+	est := int64(64 + 32*len(del) + len(hv))
+	for _, e := range entries {
+		// badger counts key, value and a few bytes per key against the
+		// transaction limit; a batch estimated too low fails with
+		// ErrTxnTooBig before anything is written and goes in steps.
+		est += int64(len(e.Data)) + runHeaderWire
+	}
+	est += int64(len(split)) * 32
+	for _, es := range split {
+		runs = append(runs, run{first: es[0].Index, n: uint64(len(es))})
 	}
 	var err error
 	if est <= s.atomicMax {
-		err = s.appendAtomic(hs, entries, newLast, oldLast)
+		err = s.appendAtomic(hs, del, head, hv, split)
 	}
 	if est > s.atomicMax || errors.Is(err, badger.ErrTxnTooBig) {
-		err = s.appendInSteps(hs, entries, first, oldLast, t.HardState().Commit)
+		err = s.appendInSteps(hs, del, head, hv, split, t.HardState().Commit)
 	}
 	if err != nil {
 		return wrap("append", err)
 	}
+	s.runs = runs
 	return nil
 }
 
-// appendAtomic writes the batch in one transaction.
-func (s *backend) appendAtomic(hs persist.HardState, entries []persist.Entry, newLast, oldLast uint64) error {
+// head returns the value of run r cut to its entries before index i.
+func (s *backend) head(r run, i uint64) ([]byte, error) {
+	var v []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(r.key())
+		if err != nil {
+			return err
+		}
+		if v, err = item.ValueCopy(nil); err != nil {
+			return err
+		}
+		es, err := decodeRun(r.key(), r.first, v, nil)
+		if err != nil {
+			return err
+		}
+		if uint64(len(es)) < i-r.first {
+			return fmt.Errorf("%w: badger key %x: run of %d entries, %d expected", persist.ErrCorrupt, r.key(), len(es), r.n)
+		}
+		v = encodeRun(es[:i-r.first])
+		return nil
+	})
+	return v, err
+}
+
+// appendAtomic writes the batch in one transaction: the runs it replaces
+// deleted, the run it starts inside cut (head, its value hv), its runs, the
+// hard state.
+func (s *backend) appendAtomic(hs persist.HardState, del []run, head *run, hv []byte, split [][]persist.Entry) error {
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
-	for i := newLast + 1; i <= oldLast && len(entries) > 0; i++ {
-		if err := txn.Delete(entryKey(i)); err != nil {
+	for _, r := range del {
+		if err := txn.Delete(r.key()); err != nil {
+			return err
+		}
+	}
+	if head != nil {
+		if err := txn.Set(head.key(), hv); err != nil {
 			return err
 		}
 	}
 	valueLog := false
-	for _, e := range entries {
-		v := entryValue(e)
+	for _, es := range split {
+		v := encodeRun(es)
 		valueLog = valueLog || s.toValueLog(len(v))
-		if err := txn.Set(entryKey(e.Index), v); err != nil {
+		if err := txn.Set(run{first: es[0].Index}.key(), v); err != nil {
 			return err
 		}
 	}
@@ -580,20 +696,23 @@ func (s *backend) appendAtomic(hs persist.HardState, entries []persist.Entry, ne
 
 // appendInSteps writes a batch too large for one transaction so that every
 // state a crash can leave is valid: the new term and vote first (with the
-// old commit index), then the replaced entries deleted from the end
-// backwards, then the new entries in order, then the final hard state.
-func (s *backend) appendInSteps(hs persist.HardState, entries []persist.Entry, first, oldLast, oldCommit uint64) error {
+// old commit index), then the replaced runs deleted from the end
+// backwards, then the run the batch starts inside cut to its head (each of
+// those leaves a prefix of the old log), then the new runs in order, then
+// the final hard state.
+func (s *backend) appendInSteps(hs persist.HardState, del []run, head *run, hv []byte, split [][]persist.Entry, oldCommit uint64) error {
 	w := s.newWriter()
 	early := hs
 	early.Commit = min(hs.Commit, oldCommit)
 	w.set(keyHardState, encodeHardState(early))
-	if len(entries) > 0 {
-		for i := oldLast; i >= first && i > s.snap.index; i-- {
-			w.delete(entryKey(i))
-		}
+	for i := len(del) - 1; i >= 0; i-- {
+		w.delete(del[i].key())
 	}
-	for _, e := range entries {
-		w.set(entryKey(e.Index), entryValue(e))
+	if head != nil {
+		w.set(head.key(), hv)
+	}
+	for _, es := range split {
+		w.set(run{first: es[0].Index}.key(), encodeRun(es))
 	}
 	w.set(keyHardState, encodeHardState(hs))
 	return w.commit()
@@ -601,14 +720,22 @@ func (s *backend) appendInSteps(hs persist.HardState, entries []persist.Entry, f
 
 // WriteSnapshot implements persist.Backend.
 func (s *backend) WriteSnapshot(t *persist.Tracker, snap persist.Snapshot) error {
-	if err := s.saveSnapshot(snap, t.SnapshotKeeps(snap), t.LastIndex()); err != nil {
+	if err := s.saveSnapshot(snap, t.SnapshotKeeps(snap)); err != nil {
 		return wrap("save snapshot", err)
 	}
 	return nil
 }
 
-func (s *backend) saveSnapshot(snap persist.Snapshot, match bool, last uint64) error {
+func (s *backend) saveSnapshot(snap persist.Snapshot, match bool) error {
 	meta := snapMeta{index: snap.Index, term: snap.Term, gen: s.snap.gen + 1, size: uint64(len(snap.Data)), config: slices.Clone(snap.Config)}
+	// The runs the snapshot covers whole, the one it ends inside, and those
+	// after it.
+	p := sort.Search(len(s.runs), func(j int) bool { return s.runs[j].last() > snap.Index })
+	covered, rest := s.runs[:p], s.runs[p:]
+	var inside *run
+	if len(rest) > 0 && rest[0].first <= snap.Index {
+		inside = &rest[0]
+	}
 
 	// 1. The data, in chunks of the new generation (ignored until step 3).
 	w := s.newWriter()
@@ -617,33 +744,48 @@ func (s *backend) saveSnapshot(snap persist.Snapshot, match bool, last uint64) e
 		w.set(chunkKey(meta.gen, meta.chunks), snap.Data[off:end])
 		meta.chunks++
 	}
-	// 2. If the log does not continue the snapshot, drop it from the end
-	// backwards: every prefix of it is a valid log under the old snapshot.
+	// 2. If the log does not continue the snapshot, drop the runs after it
+	// from the end backwards: every prefix of the log is a valid log under
+	// the old snapshot.
 	if !match {
-		for j := last; j > snap.Index && j > s.snap.index; j-- {
-			w.delete(entryKey(j))
+		for i := len(rest) - 1; i >= 0 && rest[i].first > snap.Index; i-- {
+			w.delete(rest[i].key())
 		}
 	}
 	if err := w.commit(); err != nil {
 		return err
 	}
-	// 3. Switch to the new snapshot.
-	w = s.newWriter()
-	w.set(keySnapMeta, meta.encode())
-	if err := w.commit(); err != nil {
+	// 3. Switch to the new snapshot; without a match, the run it ends
+	// inside goes in the same transaction (its entries after the snapshot
+	// are not the log that follows it).
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	if err := txn.Set(keySnapMeta, meta.encode()); err != nil {
 		return err
+	}
+	if !match && inside != nil {
+		if err := txn.Delete(inside.key()); err != nil {
+			return err
+		}
+	}
+	if err := s.commit(txn, false); err != nil {
+		return err
+	}
+	if !match {
+		rest = nil
 	}
 	// 4. Delete what it made obsolete; a crash before this is cleaned up on
 	// Open.
 	w = s.newWriter()
-	for j := s.snap.index + 1; j <= min(snap.Index, last); j++ {
-		w.delete(entryKey(j))
+	for _, r := range covered {
+		w.delete(r.key())
 	}
 	for n := uint64(0); n < s.snap.chunks; n++ {
 		w.delete(chunkKey(s.snap.gen, n))
 	}
 	err := w.commit()
 	s.snap = meta
+	s.runs = slices.Clone(rest)
 	if err != nil {
 		return err
 	}
@@ -658,10 +800,10 @@ const gcReopenFiles = 4
 // openDB collects dead value-log space (reclaimValueLog), then opens the
 // database and the syncer.
 func (s *backend) openDB() error {
-	if err := reclaimValueLog(s.dir, s.opts); err != nil {
+	if err := reclaimValueLog(s.dir, s.opts, s.levels); err != nil {
 		return err
 	}
-	db, err := badger.Open(s.opts.badger(s.dir))
+	db, err := badger.Open(s.opts.badger(s.dir, s.levels))
 	if err != nil {
 		return fmt.Errorf("badgerstore: open %s: %w", s.dir, err)
 	}

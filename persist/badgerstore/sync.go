@@ -187,11 +187,11 @@ const gcPasses = 16
 // It runs only when the value log holds at least one file's worth
 // (ValueLogFileBytes) besides the file badger writes to, so that a store
 // with little in its value log opens badger once.
-func reclaimValueLog(dir string, o Options) error {
+func reclaimValueLog(dir string, o Options, levels int) error {
 	if valueLogBytes(dir) < o.ValueLogFileBytes {
 		return nil
 	}
-	db, err := badger.Open(o.badger(dir).WithSyncWrites(!o.NoSync))
+	db, err := badger.Open(o.badger(dir, levels).WithSyncWrites(!o.NoSync))
 	if err != nil {
 		return fmt.Errorf("badgerstore: open %s for value-log GC: %w", dir, err)
 	}

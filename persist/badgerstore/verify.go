@@ -35,7 +35,10 @@ import (
 // What it accepts as a crash's leftovers (not damage): a log or MANIFEST
 // that ends inside a record or in zeros, with no valid record after the
 // damaged one.
-func verifyDir(dir string) (err error) {
+//
+// It also returns how many LSM levels the MANIFEST's tables use (the
+// deepest level plus one; 0 without tables).
+func verifyDir(dir string) (levels int, err error) {
 	defer func() {
 		// The checks below parse damaged data; a bug in them must not
 		// take the process down.
@@ -45,10 +48,10 @@ func verifyDir(dir string) (err error) {
 	}()
 	names, err := os.ReadDir(dir)
 	if os.IsNotExist(err) {
-		return nil
+		return 0, nil
 	}
 	if err != nil {
-		return fmt.Errorf("badgerstore: verify %s: %w", dir, err)
+		return 0, fmt.Errorf("badgerstore: verify %s: %w", dir, err)
 	}
 	var manifest *badger.Manifest
 	for _, e := range names {
@@ -56,7 +59,7 @@ func verifyDir(dir string) (err error) {
 		case badger.ManifestFilename:
 			m, err := verifyManifest(filepath.Join(dir, e.Name()))
 			if err != nil {
-				return err
+				return 0, err
 			}
 			manifest = &m
 		case badger.KeyRegistryFileName:
@@ -64,7 +67,7 @@ func verifyDir(dir string) (err error) {
 			// damaged one is "Encryption key mismatch".
 			kr, err := badger.OpenKeyRegistry(badger.KeyRegistryOptions{Dir: dir, ReadOnly: true})
 			if err != nil {
-				return corrupt(filepath.Join(dir, e.Name()), 0, "%v", err)
+				return 0, corrupt(filepath.Join(dir, e.Name()), 0, "%v", err)
 			}
 			_ = kr.Close()
 		}
@@ -83,15 +86,20 @@ func verifyDir(dir string) (err error) {
 				}
 			}
 			if err := verifyTable(name, compression); err != nil {
-				return err
+				return 0, err
 			}
 		case ".mem", ".vlog":
 			if err := verifyLog(name); err != nil {
-				return err
+				return 0, err
 			}
 		}
 	}
-	return nil
+	if manifest != nil {
+		for _, tm := range manifest.Tables {
+			levels = max(levels, int(tm.Level)+1)
+		}
+	}
+	return levels, nil
 }
 
 func corrupt(name string, off int64, format string, a ...any) error {
