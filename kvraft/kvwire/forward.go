@@ -55,9 +55,10 @@ var ErrClosed = errors.New("kvwire: forwarder closed")
 // in batches over its ForwardService (many writes per call) and reads over
 // its KVService. Each write keeps its own WriteID, so a batch whose outcome
 // is unknown is simply retried write by write, by the Clerk, with the same
-// ids. There is no background goroutine when idle: the caller whose write
-// finds no call in flight becomes a sender and keeps sending batches until
-// the queue is empty; Close waits for every sender.
+// ids. There is no background goroutine when idle: a write that finds no
+// call in flight is sent by its caller (sendOwn); one that has to queue
+// starts, if a call is free, a sender goroutine that keeps sending batches
+// until the queue is empty. Close waits for every sender.
 type Forwarder struct {
 	kv  Client
 	fwd kvv1.ForwardService
@@ -66,7 +67,8 @@ type Forwarder struct {
 	mu sync.Mutex // guards queue, senders, closed
 	// queue holds writes not yet sent, oldest first.
 	queue []*pendingWrite
-	// senders is the number of goroutines sending batches (<= MaxInFlight).
+	// senders is the number of calls in flight or about to be (<=
+	// MaxInFlight): sender goroutines, and callers sending their own write.
 	senders int
 	closed  bool
 	wg      sync.WaitGroup // the senders
@@ -192,12 +194,18 @@ func (f *Forwarder) Delete(ctx context.Context, req *kvclient.DeleteRequest) (*k
 // unknown (MaybeApplied), which the Clerk resolves by retrying the same
 // WriteID.
 func (f *Forwarder) write(ctx context.Context, op *kvv1.WriteOp, size int) (*kvv1.WriteResult, error) {
-	p := &pendingWrite{op: op, size: size, done: make(chan struct{})}
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
 		return nil, ErrClosed
 	}
+	if f.senders == 0 {
+		f.senders++
+		f.wg.Add(1)
+		f.mu.Unlock()
+		return f.sendOwn(ctx, op)
+	}
+	p := &pendingWrite{op: op, size: size, done: make(chan struct{})}
 	f.queue = append(f.queue, p)
 	if f.senders < f.cfg.MaxInFlight {
 		f.senders++
@@ -224,6 +232,46 @@ func (f *Forwarder) write(ctx context.Context, op *kvv1.WriteOp, size int) (*kvv
 		}
 		return nil, ctx.Err()
 	}
+}
+
+// sendOwn sends op alone, from the caller's goroutine, which holds a
+// sender's place: with no call in flight (so nothing queued) there is
+// nobody to batch with, and a sender goroutine would cost a start and a
+// hand-off to wake the caller with the answer. Writes queued meanwhile go
+// to a sender goroutine that takes the place over. (With a call in flight,
+// writes queue and go together, as batching needs under load.)
+func (f *Forwarder) sendOwn(ctx context.Context, op *kvv1.WriteOp) (*kvv1.WriteResult, error) {
+	defer func() {
+		f.mu.Lock()
+		if len(f.queue) > 0 {
+			f.wg.Go(f.send)
+		} else {
+			f.senders--
+		}
+		f.mu.Unlock()
+		f.wg.Done()
+	}()
+	// The caller's deadline travels with the call; a later one is cut to
+	// CallTimeout.
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > f.cfg.CallTimeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.cfg.CallTimeout)
+		defer cancel()
+	}
+	resp, err := f.fwd.WriteBatch(ctx, &kvv1.WriteBatchRequest{Ops: []*kvv1.WriteOp{op}})
+	if err == nil && len(resp.GetResults()) != 1 {
+		err = fmt.Errorf("kvwire: batch of 1 write got %d results", len(resp.GetResults()))
+	}
+	switch {
+	case err != nil && ctx.Err() != nil:
+		// As a caller that stops waiting for a batch it is in: the write
+		// was sent, its outcome is unknown.
+		return nil, ctx.Err()
+	case err != nil:
+		return nil, ErrorFromTwirp(err)
+	}
+	res := resp.GetResults()[0]
+	return res, ResultError(res)
 }
 
 // send sends batches from the queue until it is empty.

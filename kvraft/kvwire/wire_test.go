@@ -339,3 +339,50 @@ func TestErrorRoundTripRevisions(t *testing.T) {
 		t.Fatalf("too many watchers came back as %v", back)
 	}
 }
+
+// ctxForward is a ForwardService that answers every write OK and records
+// whether each call's context carried ctxKey.
+type ctxForward struct {
+	mu     sync.Mutex // guards tagged, calls
+	tagged int
+	calls  int
+}
+
+type ctxKey struct{}
+
+func (c *ctxForward) WriteBatch(ctx context.Context, req *kvv1.WriteBatchRequest) (*kvv1.WriteBatchResponse, error) {
+	c.mu.Lock()
+	c.calls++
+	if ctx.Value(ctxKey{}) != nil {
+		c.tagged++
+	}
+	c.mu.Unlock()
+	resp := &kvv1.WriteBatchResponse{}
+	for range req.GetOps() {
+		resp.Results = append(resp.Results, &kvv1.WriteResult{Code: kvv1.ResultCode_RESULT_CODE_OK})
+	}
+	return resp, nil
+}
+
+// A write that finds a call free and nothing queued is sent by its caller,
+// with its context (no sender goroutine): the call carries the caller's
+// context values.
+func TestForwarderSendsLoneWriteInline(t *testing.T) {
+	fwd := &ctxForward{}
+	f, err := NewForwarder(nil, fwd, DefaultForwarderConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ctx := context.WithValue(context.Background(), ctxKey{}, true)
+	for i := range 3 {
+		if _, err := f.Put(ctx, &kvclient.PutRequest{Key: "k", Write: kvclient.WriteID{ClientID: 1, Seq: uint64(i + 1)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fwd.mu.Lock()
+	defer fwd.mu.Unlock()
+	if fwd.calls != 3 || fwd.tagged != 3 {
+		t.Fatalf("%d calls, %d with the caller's context; want 3 and 3", fwd.calls, fwd.tagged)
+	}
+}
