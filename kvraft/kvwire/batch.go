@@ -120,7 +120,9 @@ func (s BatchServer) WriteBatch(ctx context.Context, req *kvv1.WriteBatchRequest
 	if len(ops) > s.maxOps {
 		return nil, twirp.InvalidArgumentError("ops", fmt.Sprintf("more than %d writes in one batch", s.maxOps))
 	}
-	if s.timeout > 0 {
+	// A forwarded batch carries its sender's deadline, normally the
+	// earlier one: then no timer of its own.
+	if dl, ok := ctx.Deadline(); s.timeout > 0 && (!ok || time.Until(dl) > s.timeout) {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.timeout)
 		defer cancel()
