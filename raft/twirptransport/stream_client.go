@@ -262,10 +262,12 @@ func (c *StreamClient) Call(ctx context.Context, method string, req, resp proto.
 
 	select {
 	case r := <-ch:
-		switch {
-		case r.err != nil:
+		if r.err != nil {
 			return r.err
-		case r.typ == frameError:
+		}
+		// Both decoders copy what they keep: the frame's buffer goes back.
+		defer putBuf(r.body)
+		if r.typ == frameError {
 			return decodeError(r.body)
 		}
 		if err := proto.Unmarshal(r.body, resp); err != nil {
@@ -534,6 +536,8 @@ func (c *StreamClient) readLoop(l *link) {
 		l.mu.Unlock()
 		if ch != nil { // nil: the caller gave up
 			ch <- reply{typ: typ, body: body}
+		} else {
+			putBuf(body)
 		}
 	}
 }

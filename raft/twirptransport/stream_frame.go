@@ -85,6 +85,19 @@ const maxPooledBuf = 64 << 10
 
 func getBuf() []byte { return (*bufPool.Get().(*[]byte))[:0] }
 
+// getBufLen returns a buffer of length n, from the pool when it fits.
+func getBufLen(n int) []byte {
+	if n > maxPooledBuf {
+		return make([]byte, n)
+	}
+	b := getBuf()
+	if cap(b) < n {
+		putBuf(b)
+		return make([]byte, n)
+	}
+	return b[:n]
+}
+
 func putBuf(b []byte) {
 	if cap(b) <= maxPooledBuf {
 		b = b[:0]
@@ -154,8 +167,10 @@ func finishFrame(b []byte, err error) ([]byte, error) {
 func setFrameID(b []byte, id uint64) { binary.BigEndian.PutUint64(b[5:], id) }
 
 // readFrame reads one frame: its type, call id and the rest of its body (a
-// fresh slice the caller owns). A frame whose body is longer than max is
-// refused before it is read.
+// buffer the caller owns, and gives back with putBuf once nothing refers
+// to it: a reply or request is decoded, with its bytes copied, and then
+// the buffer serves the next frame). A frame whose body is longer than max
+// is refused before it is read.
 func readFrame(r *bufio.Reader, max int) (typ byte, id uint64, rest []byte, err error) {
 	var hdr [13]byte
 	if _, err = io.ReadFull(r, hdr[:4]); err != nil {
@@ -171,7 +186,7 @@ func readFrame(r *bufio.Reader, max int) (typ byte, id uint64, rest []byte, err 
 	if _, err = io.ReadFull(r, hdr[4:]); err != nil {
 		return 0, 0, nil, err
 	}
-	rest = make([]byte, n-9)
+	rest = getBufLen(int(n - 9))
 	if _, err = io.ReadFull(r, rest); err != nil {
 		return 0, 0, nil, err
 	}

@@ -41,9 +41,11 @@ type StreamServerOptions struct {
 }
 
 // StreamMethod handles one call: payload is the protobuf encoding of the
-// request message; the reply is a message or an error (a twirp.Error
-// reaches the caller as it is, anything else as an internal error). ctx
-// carries the caller's deadline and ends when the connection closes.
+// request message, valid until the method returns (its buffer then reads
+// the next frames: decode it, as proto.Unmarshal does, copying what is
+// kept); the reply is a message or an error (a twirp.Error reaches the
+// caller as it is, anything else as an internal error). ctx carries the
+// caller's deadline and ends when the connection closes.
 type StreamMethod func(ctx context.Context, payload []byte) (proto.Message, error)
 
 // Unary adapts a typed handler (the signature of a Twirp service method)
@@ -262,11 +264,13 @@ func (s *StreamServer) serveConn(l *link) {
 		l.lastRead.Store(time.Now().UnixNano())
 		m := s.methods[method]
 		if m == nil {
+			putBuf(rest)
 			_ = l.send(appendError(getBuf(), id, twirp.NewError(twirp.BadRoute, "no stream method "+method)))
 			continue
 		}
 		if running.Add(1) > int64(s.opts.MaxCallsInFlight) {
 			running.Add(-1)
+			putBuf(rest)
 			_ = l.send(appendError(getBuf(), id, twirp.NewError(twirp.ResourceExhausted,
 				fmt.Sprintf("more than %d calls in flight on one peer stream", s.opts.MaxCallsInFlight))))
 			continue
@@ -274,6 +278,7 @@ func (s *StreamServer) serveConn(l *link) {
 		calls.Go(func() {
 			defer running.Add(-1)
 			s.call(ctx, l, id, m, timeoutMs, payload)
+			putBuf(rest) // the reply is encoded: nothing refers to the payload
 		})
 	}
 }
