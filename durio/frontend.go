@@ -46,13 +46,15 @@ func (f *frontend) OpenSession(ctx context.Context, req *kvclient.OpenSessionReq
 
 // Get implements kvclient.Service.
 func (f *frontend) Get(ctx context.Context, req *kvclient.GetRequest) (*kvclient.GetResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
 	if req.Consistency == kvclient.Stale {
+		ctx, cancel := context.WithTimeout(ctx, f.timeout)
+		defer cancel()
 		return f.local.Get(ctx, req)
 	}
 	var resp *kvclient.GetResponse
-	err := f.clerk.DoFrom(ctx, f.self, false, func(ctx context.Context, s kvclient.Service) error {
+	// By: most gets are answered by the first attempt, here, under one
+	// timer for both the attempt and the request.
+	err := f.clerk.DoFromBy(ctx, time.Now().Add(f.timeout), f.self, false, func(ctx context.Context, s kvclient.Service) error {
 		var err error
 		resp, err = s.Get(ctx, req)
 		return err

@@ -463,6 +463,15 @@ func (c *Clerk) DoFrom(ctx context.Context, first int, write bool, attempt func(
 	return err
 }
 
+// DoFromBy is DoFrom under ctx with deadline by, for one timer instead of
+// two when the first attempt settles the request (the usual case): that
+// attempt's own deadline, the earlier of by and AttemptTimeout, bounds it,
+// and the request's deadline is set only if a second attempt is needed.
+func (c *Clerk) DoFromBy(ctx context.Context, by time.Time, first int, write bool, attempt func(context.Context, Service) error) error {
+	_, err := c.doWithinBy(ctx, by, write, first, c.cfg.AttemptTimeout, attempt)
+	return err
+}
+
 // do is Do, also reporting whether some attempt may have applied the write.
 func (c *Clerk) do(ctx context.Context, write bool, first int, attempt func(context.Context, Service) error) (maybeApplied bool, err error) {
 	return c.doWithin(ctx, write, first, c.cfg.AttemptTimeout, attempt)
@@ -471,6 +480,13 @@ func (c *Clerk) do(ctx context.Context, write bool, first int, attempt func(cont
 // doWithin is do with attempts bounded by attemptTimeout (a long poll
 // needs longer than an ordinary request).
 func (c *Clerk) doWithin(ctx context.Context, write bool, first int, attemptTimeout time.Duration,
+	attempt func(context.Context, Service) error) (maybeApplied bool, err error) {
+	return c.doWithinBy(ctx, time.Time{}, write, first, attemptTimeout, attempt)
+}
+
+// doWithinBy is doWithin under ctx with deadline by (none if zero), set
+// after the first attempt (see DoFromBy).
+func (c *Clerk) doWithinBy(ctx context.Context, by time.Time, write bool, first int, attemptTimeout time.Duration,
 	attempt func(context.Context, Service) error) (maybeApplied bool, err error) {
 	// n is the size of a round; the set may change between rounds.
 	n := max(len(c.servers.IDs()), 1)
@@ -482,7 +498,17 @@ func (c *Clerk) doWithin(ctx context.Context, write bool, first int, attemptTime
 	// maybeApplied: some attempt may have reached the log.
 	var lastErr error
 	for tries := 1; ; tries++ {
-		err := c.try(ctx, target, attemptTimeout, attempt)
+		deadline := time.Now().Add(attemptTimeout)
+		if !by.IsZero() && by.Before(deadline) {
+			deadline = by
+		}
+		err := c.try(ctx, target, deadline, attempt)
+		if !by.IsZero() && err != nil && !Definitive(err) {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, by)
+			defer cancel()
+			by = time.Time{}
+		}
 		if err == nil || Definitive(err) {
 			if err == nil {
 				c.leader.Store(int64(target))
@@ -530,14 +556,14 @@ func (c *Clerk) doWithin(ctx context.Context, write bool, first int, attemptTime
 // changed.
 var errLeaderChanged = errors.New("kvclient: leader changed; attempt abandoned")
 
-// try makes one attempt at target, bounded by AttemptTimeout and, with a
+// try makes one attempt at target, bounded by deadline and, with a
 // LeaderWatch, abandoned when the known leader moves away from target.
-func (c *Clerk) try(ctx context.Context, target int, timeout time.Duration, attempt func(context.Context, Service) error) error {
+func (c *Clerk) try(ctx context.Context, target int, deadline time.Time, attempt func(context.Context, Service) error) error {
 	srv := c.servers.Server(target)
 	if srv == nil {
 		return errNoSuchReplica
 	}
-	actx, cancelTimeout := context.WithTimeout(ctx, timeout)
+	actx, cancelTimeout := context.WithDeadline(ctx, deadline)
 	defer cancelTimeout()
 	if c.cfg.Leader == nil || target == c.cfg.Self {
 		return attempt(actx, srv)

@@ -433,3 +433,64 @@ func TestClerkFollowsChangingServers(t *testing.T) {
 		t.Fatalf("Put with no replicas: %v, want ErrNoLeader", err)
 	}
 }
+
+// DoFromBy bounds its first attempt by the earlier of the request's
+// deadline and AttemptTimeout, later attempts by the request's deadline as
+// well, and gives up at that deadline.
+func TestClerkDoFromByDeadlines(t *testing.T) {
+	cfg := DefaultClerkConfig()
+	cfg.AttemptTimeout = 150 * time.Millisecond
+	ck, err := NewClerk([]Service{&fakeReplica{}, &fakeReplica{}}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	by := start.Add(time.Hour)
+	var deadlines []time.Time
+	var targets []Service
+	err = ck.DoFromBy(context.Background(), by, 1, false, func(ctx context.Context, s Service) error {
+		d, ok := ctx.Deadline()
+		if !ok {
+			t.Error("an attempt without a deadline")
+		}
+		deadlines, targets = append(deadlines, d), append(targets, s)
+		if len(deadlines) < 3 {
+			return ErrNoLeader
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(deadlines) != 3 || targets[0] != ck.servers.Server(1) || targets[1] != ck.servers.Server(0) {
+		t.Fatalf("%d attempts, the first two at %v, want 3 starting at replica 1, then 0", len(deadlines), targets[:min(2, len(targets))])
+	}
+	for i, d := range deadlines {
+		if d.After(time.Now().Add(cfg.AttemptTimeout)) || d.Before(start) {
+			t.Errorf("attempt %d: deadline %v after start, want within AttemptTimeout", i, d.Sub(start))
+		}
+	}
+
+	// A request deadline before AttemptTimeout bounds every attempt, and
+	// ends the request.
+	start = time.Now()
+	by = start.Add(50 * time.Millisecond)
+	err = ck.DoFromBy(context.Background(), by, 0, false, func(ctx context.Context, s Service) error {
+		if d, ok := ctx.Deadline(); !ok || d.After(by) {
+			t.Errorf("attempt deadline %v (%v), want at most the request's", d, ok)
+		}
+		return ErrNoLeader
+	})
+	if !errors.Is(err, ErrNoLeader) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("DoFromBy = %v, want ErrNoLeader at the request's deadline", err)
+	}
+	if took := time.Since(start); took < 50*time.Millisecond || took > 5*time.Second {
+		t.Fatalf("gave up after %v, want at the request's deadline (50ms)", took)
+	}
+
+	// Definitive errors end the request at once.
+	err = ck.DoFromBy(context.Background(), time.Now().Add(time.Hour), 0, false, func(context.Context, Service) error { return ErrInvalid })
+	if !errors.Is(err, ErrInvalid) {
+		t.Fatalf("DoFromBy = %v, want ErrInvalid", err)
+	}
+}
