@@ -49,3 +49,50 @@ func BenchmarkClerkDo(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkClerkRequestAtSelf measures a request that the caller's own
+// replica answers at the first attempt, as durio's frontend serves a
+// linearizable get: with the request's deadline set up front (a
+// context.WithTimeout, then DoFrom) and with DoFromBy. Each request's parent
+// is a cancelable context, as a server's request context is, and the attempt
+// looks at its Done channel, as a read waiting for its index does.
+func BenchmarkClerkRequestAtSelf(b *testing.B) {
+	for _, by := range []bool{false, true} {
+		b.Run(map[bool]string{false: "deadline=upfront", true: "deadline=by"}[by], func(b *testing.B) {
+			cfg := DefaultClerkConfig()
+			cfg.Leader, cfg.Self = newWatch(0), 1
+			ck, err := NewClerk([]Service{&fakeReplica{}, &fakeReplica{}}, cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			req := &GetRequest{Key: "k"}
+			attempt := func(ctx context.Context, s Service) error {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				default:
+				}
+				_, err := s.Get(ctx, req)
+				return err
+			}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					parent, cancelParent := context.WithCancel(context.Background())
+					if by {
+						err = ck.DoFromBy(parent, time.Now().Add(5*time.Second), 1, false, attempt)
+					} else {
+						ctx, cancel := context.WithTimeout(parent, 5*time.Second)
+						err = ck.DoFrom(ctx, 1, false, attempt)
+						cancel()
+					}
+					cancelParent()
+					if err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
