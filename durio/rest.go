@@ -139,7 +139,7 @@ func (h restHandler) get(w http.ResponseWriter, r *http.Request) {
 	if p.bool("stale") {
 		req.Consistency = kvv1.ReadConsistency_READ_CONSISTENCY_STALE
 	}
-	if !h.block(w, r, p, &kvv1.WatchRequest{Key: key}) {
+	if !h.block(w, r, p, key, false) {
 		return
 	}
 	resp, err := h.svc.Get(r.Context(), req)
@@ -148,8 +148,12 @@ func (h restHandler) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	setRevision(w, resp.GetHeader().GetRevision())
-	writeJSON(w, http.StatusOK, restKV{Key: resp.GetKey(), Value: resp.GetValue(), CreateRevision: resp.GetCreateRevision(),
-		ModRevision: resp.GetModRevision(), Version: resp.GetVersion(), Lease: resp.GetLease()})
+	// Not writeJSON: the answer stays on the stack instead of in an any.
+	kv := restKV{Key: resp.GetKey(), Value: resp.GetValue(), CreateRevision: resp.GetCreateRevision(),
+		ModRevision: resp.GetModRevision(), Version: resp.GetVersion(), Lease: resp.GetLease()}
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(http.StatusOK)
+	writeAppended(w, func(b []byte) ([]byte, bool) { return append(kv.appendJSON(b), '\n'), true })
 }
 
 // restWritten answers put, append and delete.

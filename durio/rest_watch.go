@@ -40,7 +40,7 @@ func (h restHandler) list(w http.ResponseWriter, r *http.Request) {
 	if p.bool("stale") {
 		req.Consistency = kvv1.ReadConsistency_READ_CONSISTENCY_STALE
 	}
-	if !h.block(w, r, p, &kvv1.WatchRequest{Key: req.Prefix, Prefix: true}) {
+	if !h.block(w, r, p, req.Prefix, true) {
 		return
 	}
 	resp, err := h.svc.List(r.Context(), req)
@@ -58,15 +58,15 @@ func (h restHandler) list(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// block runs the wait of a blocking query (?index=N[&wait=D]) for the key or
-// prefix of watch: it returns once something matching changed after
+// block runs the wait of a blocking query (?index=N[&wait=D]) for key (a
+// prefix if prefix is set): it returns once something matching changed after
 // revision N, the wait passed, the client left or the replica began
 // shutting down, and the caller then answers with the current state. It
 // answers the request itself (and returns false) when the parameters are
 // bad or the watch fails. Without ?index it only checks the parameters.
-func (h restHandler) block(w http.ResponseWriter, r *http.Request, p *queryParams, watch *kvv1.WatchRequest) bool {
+func (h restHandler) block(w http.ResponseWriter, r *http.Request, p *queryParams, key string, prefix bool) bool {
 	blocking := p.has("index")
-	watch.AfterRevision = p.uint("index")
+	after := p.uint("index")
 	wait := h.polls.capWait(p.wait("wait", h.polls.maxWait))
 	if p.err == nil && !blocking && p.has("wait") {
 		p.fail("wait", "needs index (the X-Durio-Revision of the answer to wait past)")
@@ -80,7 +80,8 @@ func (h restHandler) block(w http.ResponseWriter, r *http.Request, p *queryParam
 	}
 	ctx, cancel := h.polls.begin(w, r, wait)
 	defer cancel()
-	watch.Limit = 1 // one event is enough to know it changed
+	// One event is enough to know it changed.
+	watch := &kvv1.WatchRequest{Key: key, Prefix: prefix, AfterRevision: after, Limit: 1}
 	_, err := h.waitEvents(ctx, watch, wait)
 	var terr twirp.Error
 	switch {
