@@ -153,6 +153,13 @@ type Config struct {
 	// stream on (the default), a peer that does not offer it is still
 	// reached over per-request Twirp (a rolling upgrade).
 	NoPeerStream bool `yaml:"no-peer-stream"`
+	// MemoryLimit is the replica process's soft memory limit in bytes, for
+	// the Go runtime's own memory (heap, goroutine stacks, its metadata; not
+	// the mapped binary): near it the collector runs more often, trading
+	// CPU for memory (runtime/debug.SetMemoryLimit). 0 sets none. Unlike
+	// GOMEMLIMIT in the environment, which wins over it, it does not reach
+	// the persister plugin, which keeps its own limit.
+	MemoryLimit int64 `yaml:"memory-limit"`
 }
 
 // DefaultConfig returns the defaults; a replica still needs Peers and
@@ -182,6 +189,7 @@ func DefaultConfig() Config {
 		MaxWatchWait:     DefaultMaxWatchWait,
 		HistoryEvents:    DefaultHistoryEvents,
 		HistoryBytes:     DefaultHistoryBytes,
+		MemoryLimit:      DefaultMemoryLimit,
 	}
 }
 
@@ -434,6 +442,9 @@ func (c *Config) validateLimits() error {
 			return configErr(n.name, "%d must be positive", n.v)
 		}
 	}
+	if c.MemoryLimit < 0 {
+		return configErr("memory-limit", "%d must not be negative (0 sets no limit)", c.MemoryLimit)
+	}
 	if c.HistoryEvents < 0 {
 		return configErr("history-events", "%d must not be negative", c.HistoryEvents)
 	}
@@ -548,6 +559,7 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 		histEv    = fs.Int("history-events", 0, "most KV change events kept for watches and listings at older revisions; 0 keeps none (default 5000)")
 		histBytes = fs.Int64("history-bytes", 0, "most `bytes` of keys and values in that history (default 1 MiB)")
 		cors      = fs.String("cors-origins", "", "comma-separated web `origins` allowed to call the client API from a browser")
+		memLimit  = fs.Int64("memory-limit", 0, "soft limit of the replica's Go memory in `bytes` (not the plugin's); 0 sets none; GOMEMLIMIT wins (default none)")
 	)
 	apply := func(cfg *Config, f *flag.Flag) {
 		switch f.Name {
@@ -631,6 +643,8 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 			cfg.HistoryBytes = *histBytes
 		case "cors-origins":
 			cfg.CORSOrigins = splitList(*cors)
+		case "memory-limit":
+			cfg.MemoryLimit = *memLimit
 		}
 	}
 	return func(given func(name string) bool) (Config, error) {

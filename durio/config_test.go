@@ -23,16 +23,17 @@ func TestParseServeFlags(t *testing.T) {
 		t.Fatalf("unexpected config %+v", cfg)
 	}
 	if cfg.Persister != "badger" || cfg.MaxBodyBytes != 1<<20 || cfg.RequestTimeout != 5*time.Second ||
-		cfg.SnapshotBytes != DefaultSnapshotBytes || cfg.HistoryEvents != DefaultHistoryEvents || cfg.HistoryBytes != DefaultHistoryBytes {
+		cfg.SnapshotBytes != DefaultSnapshotBytes || cfg.HistoryEvents != DefaultHistoryEvents || cfg.HistoryBytes != DefaultHistoryBytes ||
+		cfg.MemoryLimit != DefaultMemoryLimit {
 		t.Fatalf("defaults not applied: %+v", cfg)
 	}
 	cfg, err = ParseServeFlags([]string{"--peers", "http://127.0.0.1:7001", "--listen-client", "127.0.0.1:8001",
-		"--history-events", "0", "--history-bytes", "65536"})
+		"--history-events", "0", "--history-bytes", "65536", "--memory-limit", "33554432"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.HistoryEvents != 0 || cfg.HistoryBytes != 65536 {
-		t.Fatalf("history flags not applied: events %d bytes %d", cfg.HistoryEvents, cfg.HistoryBytes)
+	if cfg.HistoryEvents != 0 || cfg.HistoryBytes != 65536 || cfg.MemoryLimit != 32<<20 {
+		t.Fatalf("flags not applied: history events %d bytes %d, memory limit %d", cfg.HistoryEvents, cfg.HistoryBytes, cfg.MemoryLimit)
 	}
 }
 
@@ -48,6 +49,7 @@ persister: file
 request-timeout: 3s
 peer-token: s3cret
 snapshot-bytes: 1048576
+memory-limit: 50331648
 persister-options:
   sync: "true"
 `
@@ -64,7 +66,8 @@ persister-options:
 	if cfg.Persister != "badger" {
 		t.Fatalf("flag did not override the file: persister=%q", cfg.Persister)
 	}
-	if cfg.RequestTimeout != 3*time.Second || cfg.PersisterOptions["sync"] != "true" || cfg.SnapshotBytes != 1<<20 {
+	if cfg.RequestTimeout != 3*time.Second || cfg.PersisterOptions["sync"] != "true" || cfg.SnapshotBytes != 1<<20 ||
+		cfg.MemoryLimit != 48<<20 {
 		t.Fatalf("file values lost: %+v", cfg)
 	}
 }
@@ -98,6 +101,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--history-events", "-1"}, "history-events"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--history-bytes", "-1"}, "history-bytes"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--history-bytes", "2147483648"}, "history-bytes"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--memory-limit", "-1"}, "memory-limit"},
 		{[]string{"--bogus"}, "bogus"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--tls-cert", "c.pem"}, "tls-cert"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--peer-token-file", "/nonexistent/token"}, "peer-token-file"},

@@ -26,6 +26,7 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return configErr("data-dir", "%v", err)
 	}
+	setRuntime(cfg, os.Getenv)
 	store, err := OpenStore(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -35,6 +36,7 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 		store.Close()
 		return err
 	}
+	releaseStartPages(logger)
 	var runErr error
 	select {
 	case <-ctx.Done():

@@ -77,7 +77,7 @@ func (p Params) open(logger *slog.Logger) persist.OpenParams {
 	return persist.OpenParams{DataDir: p.DataDir, Sync: p.Sync, Options: p.Options, Logger: logger}
 }
 
-// releaseAfterOpen makes the server call releaseImage once its store is
+// releaseAfterOpen makes the server call exepages.Release once its store is
 // open; ServeIfChild sets it, for a plugin that is its host's binary.
 var releaseAfterOpen bool
 
@@ -92,7 +92,7 @@ func ServeIfChild() (bool, error) {
 	}
 	// This binary's pages that the host's package inits (and the plugin's
 	// start) touched are shared with the host: once the store is open, keep
-	// in the plugin's resident set only what serving uses (releaseImage).
+	// in the plugin's resident set only what serving uses (exepages).
 	releaseAfterOpen = true
 	return true, ServeBuiltin(name)
 }

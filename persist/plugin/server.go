@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ruaft/ruaft/internal/exepages"
 	"github.com/ruaft/ruaft/persist"
 	"github.com/ruaft/ruaft/persist/persistwire"
 	persistv1 "github.com/ruaft/ruaft/rpc/persist/v1"
@@ -128,7 +129,7 @@ func (s *server) Open(_ context.Context, req *persistv1.OpenRequest) (*persistv1
 	}
 	s.st = st
 	if releaseAfterOpen {
-		if _, err := releaseImage(); err != nil {
+		if _, err := exepages.Release(); err != nil {
 			pluginLogger().Warn("persister plugin: release the binary's init pages", "err", err)
 		}
 	}

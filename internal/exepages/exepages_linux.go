@@ -1,4 +1,4 @@
-package plugin
+package exepages
 
 import (
 	"bufio"
@@ -10,25 +10,17 @@ import (
 	"syscall"
 )
 
-// releaseImage unmaps from this process the pages of its own executable that
-// it has touched so far, in the file's read-only mappings (code, read-only
+// Release unmaps from this process the pages of its own executable that it
+// has touched so far, in the file's read-only mappings (code, read-only
 // data, the symbol and line tables), and returns how many bytes were mapped.
-//
-// Why: a built-in plugin is its host's binary re-executed, and every
-// package's init of that binary (a replica's protobuf registries, metrics,
-// command tree, HTTP routes) touches pages of its code and tables that the
-// plugin never uses again; they stayed in the plugin's resident set (~18 MiB
-// of durio's 26 MiB of mapped code and tables, measured). The pages
-// themselves are in the page cache, shared with the host, so this frees no
-// memory of the machine; it makes the plugin's RSS count only what it uses:
-// pages it needs again come back on first touch from the page cache (a minor
-// fault, no I/O). The same pages counted in the host's RSS as well made
-// "replica + plugin RSS" overstate a replica's footprint by that much.
+// Pages the process needs again come back on first touch from the page cache
+// (a minor fault, no I/O), so what stays resident is what it uses from then
+// on. It is safe at any time; it pays off once, after start-up.
 //
 // Only mappings that cannot hold private changes are released: not
 // writable, and with no anonymous (copied-on-write) pages; MADV_DONTNEED on
 // anything else would throw away data.
-func releaseImage() (int64, error) {
+func Release() (int64, error) {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return 0, err
@@ -40,14 +32,14 @@ func releaseImage() (int64, error) {
 	var released int64
 	for _, m := range imageMappings(smaps, exe) {
 		if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, m.start, m.end-m.start, syscall.MADV_DONTNEED); errno != 0 {
-			return released, fmt.Errorf("persist/plugin: madvise %#x-%#x: %w", m.start, m.end, errno)
+			return released, fmt.Errorf("exepages: madvise %#x-%#x: %w", m.start, m.end, errno)
 		}
 		released += m.rss
 	}
 	return released, nil
 }
 
-// mapping is one address range of /proc/self/smaps that releaseImage may
+// mapping is one address range of /proc/self/smaps that Release may
 // release, with its resident bytes.
 type mapping struct {
 	start, end uintptr

@@ -1,4 +1,4 @@
-package plugin
+package exepages
 
 import (
 	"os"
@@ -24,13 +24,13 @@ func imageRSS(t *testing.T) int64 {
 	return rss
 }
 
-// TestReleaseImage releases the test binary's own pages from this very
+// TestRelease releases the test binary's own pages from this very
 // process, which must keep running (the pages come back from the page cache
 // when touched), and checks that the resident set of its read-only mappings
 // shrank.
-func TestReleaseImage(t *testing.T) {
+func TestRelease(t *testing.T) {
 	before := imageRSS(t)
-	released, err := releaseImage()
+	released, err := Release()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package exepages
+
+// Release does nothing outside Linux.
+func Release() (int64, error) { return 0, nil }
