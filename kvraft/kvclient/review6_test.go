@@ -34,6 +34,9 @@ func review6Callers() []review6Caller {
 			defer cancel()
 			return ck.DoFrom(ctx, first, write, attempt)
 		}},
+		{"DoFromBy", func(ck *Clerk, ctx context.Context, by time.Time, first int, write bool, attempt func(context.Context, Service) error) error {
+			return ck.DoFromBy(ctx, by, first, write, attempt)
+		}},
 	}
 }
 
