@@ -435,3 +435,55 @@ func TestReview6BatchServerDeadlines(t *testing.T) {
 		t.Errorf("revisions %s, want 1,2,3,4,5", got)
 	}
 }
+
+// Close racing writers, inline and queued: every write returns (a result,
+// ErrClosed, or its context's error), Close returns, later writes get
+// ErrClosed without being sent, and nothing is left running.
+func TestReview6CloseRacesInlineWrites(t *testing.T) {
+	before := runtime.NumGoroutine()
+	for round := range 5 {
+		svc := newSessionKV(true)
+		f, err := NewForwarder(nil, NewBatchServer(svc, 1000), ForwarderConfig{MaxBatchOps: 4, MaxBatchBytes: 1 << 20, MaxInFlight: 1 + round%2, CallTimeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var sent atomic.Int64
+		for g := range 16 {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					ctx, cancel := context.WithTimeout(context.Background(), time.Duration(1+rand.IntN(20))*time.Millisecond)
+					_, err := f.Put(ctx, &kvclient.PutRequest{Key: "k", Write: kvclient.WriteID{ClientID: uint64(g + 1), Seq: uint64(i + 1)}})
+					cancel()
+					sent.Add(1)
+					if errors.Is(err, ErrClosed) {
+						return
+					}
+				}
+			})
+		}
+		for sent.Load() < 50 {
+			time.Sleep(time.Millisecond)
+		}
+		closed := make(chan struct{})
+		go func() { f.Close(); close(closed) }()
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: Close still waiting", round)
+		}
+		wg.Wait()
+		svc.mu.Lock()
+		n := len(svc.applies)
+		svc.mu.Unlock()
+		if _, err := f.Put(context.Background(), &kvclient.PutRequest{Key: "late", Write: kvclient.WriteID{ClientID: 99, Seq: 1}}); !errors.Is(err, ErrClosed) {
+			t.Errorf("round %d: write after Close: %v", round, err)
+		}
+		svc.mu.Lock()
+		if len(svc.applies) != n {
+			t.Errorf("round %d: a write after Close reached the replica", round)
+		}
+		svc.mu.Unlock()
+	}
+	settleGoroutines(t, before, 2)
+}
