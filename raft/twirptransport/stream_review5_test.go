@@ -501,16 +501,22 @@ func TestReview5LateReplyDropped(t *testing.T) {
 	p := startStreamPeer(t, node, StreamServerOptions{}, true, nil)
 	c := NewStreamClient(p.srv.URL, StreamOptions{})
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	var r1 raftv1.AppendEntriesResponse
-	err := c.Call(ctx, MethodAppendEntries, &raftv1.AppendEntriesRequest{Term: 1}, &r1)
+	// The caller gives up once its request reached the handler (not on a
+	// deadline: on a loaded machine a short one could expire before the
+	// request is written, and the handler would never start).
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		var r1 raftv1.AppendEntriesResponse
+		errc <- c.Call(ctx, MethodAppendEntries, &raftv1.AppendEntriesRequest{Term: 1}, &r1)
+	}()
+	<-node.started
 	cancel()
-	if err == nil {
+	if err := <-errc; err == nil {
 		t.Fatal("call answered before release")
 	}
-	<-node.started
-	// A deadline of its own ended the handler; the next call (released)
-	// must get its own reply, not the late one.
+	// Released, the handler answers the call nobody waits for; the next
+	// call must get its own reply, not the late one.
 	close(node.release)
 	var r2 raftv1.AppendEntriesResponse
 	if err := c.Call(context.Background(), MethodAppendEntries, &raftv1.AppendEntriesRequest{Term: 2, PrevLogIndex: 5}, &r2); err != nil {
