@@ -82,10 +82,14 @@ func newSyncer(dir string) (*syncer, error) {
 // badger to newer ones) and, if valueLog, the newest value-log files.
 func (s *syncer) sync(valueLog bool) error {
 	for {
-		next, err := os.Open(filepath.Join(s.dir, walName(s.fid+1)))
-		if errors.Is(err, fs.ErrNotExist) {
+		name := filepath.Join(s.dir, walName(s.fid+1))
+		if ok, err := exists(name); err != nil || !ok {
+			if err != nil {
+				return fmt.Errorf("badgerstore: write-ahead log: %w", err)
+			}
 			break
 		}
+		next, err := os.Open(name)
 		if err != nil {
 			return fmt.Errorf("badgerstore: open write-ahead log: %w", err)
 		}

@@ -62,11 +62,14 @@ const (
 	responseHeader  = 9  // status, log_size_bytes
 )
 
-// endpoint is one end of the direct channel: a socket in blocking mode, so
-// a caller waiting for the other side sleeps in read(2) and the kernel wakes
-// that thread directly, with no netpoller or goroutine hand-off in between
-// (half the cost of a round trip through the netpoller, measured). The
-// thread is parked for the call's duration, as it would be in fsync.
+// endpoint is one end of the direct channel. The host's is a socket in
+// blocking mode, so a caller waiting for the plugin sleeps in read(2) and
+// the kernel wakes that thread directly, with no netpoller or goroutine
+// hand-off in between (half the cost of a round trip through the netpoller,
+// measured back to back); the thread is parked for the call's duration, as
+// it would be in fsync. The plugin's waits in the netpoller with raw reads
+// and writes (pollEnd, direct_unix.go): it is idle between calls, and a
+// thread blocked in a syscall there kept the Go runtime's sysmon busy.
 type endpoint interface {
 	io.ReadWriteCloser
 	// interrupt makes a read or write blocked on the endpoint, and every

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -313,4 +314,73 @@ func FuzzParseAppend(f *testing.F) {
 			t.Fatalf("accepted %x, which encodes back as %x", body, again)
 		}
 	})
+}
+
+// TestPollEnd checks the plugin's end of the channel (raw reads and writes
+// of a non-blocking socket, waiting in the netpoller) against a blocking
+// one: a megabyte each way (more than the socket buffers, so both wait for
+// the other side), EOF when the other side closes, and interrupt ending a
+// read that is waiting.
+func TestPollEnd(t *testing.T) {
+	pair := func() (endpoint, *os.File) {
+		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := newPollEnd(fds[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p, os.NewFile(uintptr(fds[1]), "other")
+	}
+	p, other := pair()
+	data := make([]byte, 1<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	for _, dir := range []struct {
+		name string
+		w    io.Writer
+		r    io.Reader
+	}{{"poll to blocking", p, other}, {"blocking to poll", other, p}} {
+		errc := make(chan error, 1)
+		go func() {
+			_, err := dir.w.Write(data)
+			errc <- err
+		}()
+		got := make([]byte, len(data))
+		if _, err := io.ReadFull(dir.r, got); err != nil {
+			t.Fatalf("%s: read: %v", dir.name, err)
+		}
+		if err := <-errc; err != nil {
+			t.Fatalf("%s: write: %v", dir.name, err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("%s: data differs", dir.name)
+		}
+	}
+	_ = other.Close()
+	if n, err := p.Read(make([]byte, 8)); n != 0 || err != io.EOF {
+		t.Fatalf("read after the other side closed: %d, %v; want EOF", n, err)
+	}
+	_ = p.Close()
+
+	p, other = pair()
+	defer other.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.Read(make([]byte, 8))
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	p.interrupt()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a read interrupted returned no error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("interrupt did not end a waiting read")
+	}
+	_ = p.Close()
 }

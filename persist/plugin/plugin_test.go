@@ -407,6 +407,38 @@ func TestDirectAppendChosen(t *testing.T) {
 	}
 }
 
+// waitStopped waits until every thread of process pid is stopped: kill
+// returns once the signal is queued, and a thread running on another CPU
+// stops only when it takes the interrupt (on a loaded virtual machine, long
+// enough for a plugin waiting in the netpoller to answer one more call).
+// Where there is no /proc it returns at once.
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil {
+			return
+		}
+		running := 0
+		for _, task := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+			if err != nil {
+				continue
+			}
+			// The state follows the command name in parentheses.
+			if f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:])); len(f) > 0 && f[0] != "T" && f[0] != "t" {
+				running++
+			}
+		}
+		if running == 0 {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("process %d did not stop", pid)
+}
+
 // TestDirectAppendStoppedPlugin stops the plugin (SIGSTOP): an Append with
 // a deadline returns when it expires, with ErrUnavailable, and later calls
 // fail at once rather than reading a stale answer.
@@ -423,6 +455,7 @@ func TestDirectAppendStoppedPlugin(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = syscall.Kill(s.PID(), syscall.SIGCONT) }()
+	waitStopped(t, s.PID())
 	tctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
 	done := make(chan error, 1)
