@@ -216,7 +216,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		})(mux)
 		ms := kvv1.NewMembershipServiceServer(&clientMembers)
 		mux.Handle("POST "+ms.PathPrefix(), ms)
-		historyHandlers(cfg.ID, r.historyMembers(peerHTTP))(mux)
+		historyHandlers(cfg.ID, r.historyMembers(peerHTTP), historyTimeout)(mux)
 		mux.HandleFunc("GET /admin/snapshot", r.snapshotHandler)
 	}
 	// Authentication comes first, so an unauthenticated caller gets its 401

@@ -112,7 +112,8 @@ const historyPeerPath = "/peer/status/history"
 // peer answer above it is refused rather than read.
 const maxHistoryBytes = 1 << 20
 
-// historyTimeout bounds the gathering of the cluster's history.
+// historyTimeout bounds the gathering of the cluster's history: a replica
+// that has not answered by then is shown as unreachable.
 const historyTimeout = time.Second
 
 // historySource fetches one replica's history as JSON (a historyJSON).
@@ -202,8 +203,9 @@ type clusterHistory struct {
 
 // historyHandlers adds GET /status/history, which gathers every replica's
 // history from the sources members returns (called per request, so that a
-// membership change shows up), and the peer route serving local.
-func historyHandlers(self int, members func() []historySource) func(mux *http.ServeMux) {
+// membership change shows up) within timeout, and the peer route serving
+// local.
+func historyHandlers(self int, members func() []historySource, timeout time.Duration) func(mux *http.ServeMux) {
 	return func(mux *http.ServeMux) {
 		mux.HandleFunc("GET /status/history", func(w http.ResponseWriter, r *http.Request) {
 			q, err := parseHistoryQuery(r)
@@ -211,7 +213,7 @@ func historyHandlers(self int, members func() []historySource) func(mux *http.Se
 				writeError(w, err)
 				return
 			}
-			ctx, cancel := context.WithTimeout(r.Context(), historyTimeout)
+			ctx, cancel := context.WithTimeout(r.Context(), timeout)
 			defer cancel()
 			srcs := members()
 			out := clusterHistory{Self: self, IntervalMS: historyInterval.Milliseconds(), Replicas: make([]json.RawMessage, len(srcs))}
