@@ -313,3 +313,32 @@ func TestReview6ConnectionLostWhileBufferOut(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A dial cut short by its caller's own deadline says nothing about the
+// peer: the next caller, with time to spare, must dial rather than fail at
+// once with the first caller's timeout (a backoff meant for a peer that is
+// down). The socket's connect deadline can fire before the context's timer
+// marks ctx done, so ctx.Err() alone does not tell.
+func TestReview6DialCutByCallerDeadlineNoBackoff(t *testing.T) {
+	_, srv, _ := startReview6Server(t, StreamServerOptions{})
+	failed := 0
+	for i := range 200 {
+		c := NewStreamClient(srv.URL, StreamOptions{})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(20+rand.IntN(200))*time.Microsecond)
+		_ = c.Call(ctx, review6Echo, &raftv1.InstallSnapshotRequest{}, new(raftv1.InstallSnapshotRequest))
+		cancel()
+		ctx, cancel = context.WithTimeout(context.Background(), 20*time.Second)
+		req := &raftv1.InstallSnapshotRequest{Term: 1, Offset: uint64(i)}
+		if err := c.Call(ctx, review6Echo, req, new(raftv1.InstallSnapshotRequest)); err != nil {
+			failed++
+			if failed <= 3 {
+				t.Errorf("call %d after a dial cut by its caller's deadline: %v", i, err)
+			}
+		}
+		cancel()
+		c.Close()
+	}
+	if failed > 0 {
+		t.Errorf("%d of 200 calls failed after another caller's deadline cut its dial", failed)
+	}
+}
