@@ -371,7 +371,7 @@ func (c *StreamClient) conn(ctx context.Context) (*link, error) {
 			return l, nil
 		case errors.Is(err, ErrNoStream):
 			c.noStreamUntil = time.Now().Add(c.opts.RetryUpgradeAfter)
-		case ctx.Err() == nil:
+		case !expired(ctx):
 			// The peer is down or unreachable; only a dial that failed
 			// on its own (not for the caller's deadline) backs off.
 			c.backOffLocked(err)
@@ -379,6 +379,17 @@ func (c *StreamClient) conn(ctx context.Context) (*link, error) {
 		c.mu.Unlock()
 		return nil, err
 	}
+}
+
+// expired reports whether ctx ended or its deadline passed: a dial cut
+// short by the deadline can return before ctx.Err() is set (the socket's
+// connect deadline and ctx's timer fire separately).
+func expired(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // backOffLocked makes calls fail with err, without dialing, for the next
