@@ -32,8 +32,11 @@ import (
 // (persist.ErrCorrupt, "bad entry key") rather than read it without its log.
 //
 // Stored runs never overlap: replacing a log suffix that starts inside a
-// run rewrites that run's head (see backend.cut), so deleting any run
-// never brings back entries another one replaced.
+// run rewrites that run's head (WriteAppend), so deleting any run never
+// brings back entries another one replaced. Along the log, runs' badger
+// versions never decrease (each write deletes or rewrites the runs after
+// it); the reader drops a run older than the one before it, which is a
+// replaced run that badger's value-log GC wrote back (TestReview6ValueLogRuns).
 
 // runVersion is the first byte of a run's value.
 const runVersion = 1

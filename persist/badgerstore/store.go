@@ -439,6 +439,7 @@ func (s *backend) read(cleanup bool) (persist.State, error) {
 		it2 := txn.NewIterator(badger.IteratorOptions{Prefix: prefixEntry})
 		defer it2.Close()
 		var es []persist.Entry
+		var newest uint64 // the version of the last run taken into the log
 		for it2.Rewind(); it2.Valid(); it2.Next() {
 			item := it2.Item()
 			k := item.Key()
@@ -466,10 +467,17 @@ func (s *backend) read(cleanup bool) (persist.State, error) {
 				return fmt.Errorf("%w: badger key %x: empty run", persist.ErrCorrupt, k)
 			}
 			r := run{first: first, n: uint64(len(es)), legacy: legacy}
-			if r.last() <= meta.index {
+			// Along the log, versions never decrease: every write of a
+			// run deletes or rewrites the runs after it. An older run
+			// after a newer one is a replaced run that badger's value-log
+			// GC wrote back (it rewrites a value at its own version even
+			// when a newer tombstone exists, and a compaction may then
+			// drop the tombstone): stale, like a run the snapshot covers.
+			if r.last() <= meta.index || item.Version() < newest {
 				stale = append(stale, item.KeyCopy(nil))
 				continue
 			}
+			newest = item.Version()
 			runs = append(runs, r)
 			for _, e := range es {
 				if e.Index <= meta.index {
