@@ -660,7 +660,8 @@ func TestReview6HostileLog(t *testing.T) {
 	}
 }
 
-// logKeysRaw lists the log keys in dir's database (for comparison).
+// logKeysRaw lists the log keys in dir's database with their value sizes
+// (for comparison).
 func logKeysRaw(t *testing.T, dir string) string {
 	t.Helper()
 	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
@@ -668,23 +669,7 @@ func logKeysRaw(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	var b bytes.Buffer
-	err = db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixEntry})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			b.WriteString(strconv.Quote(string(it.Item().Key())) + "=" + strconv.Itoa(len(v)) + " ")
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
+	return dumpLog(t, db, func(v []byte) string { return strconv.Itoa(len(v)) })
 }
 
 // TestReview6HostileRunOnAppend damages a stored run behind the store's
@@ -750,8 +735,14 @@ func TestReview6HostileRunOnAppend(t *testing.T) {
 // rawLog lists b's log keys with their values, as stored.
 func rawLog(t *testing.T, b *backend) string {
 	t.Helper()
+	return dumpLog(t, b.db, func(v []byte) string { return strconv.Quote(string(v)) })
+}
+
+// dumpLog lists db's log keys, each with show(value).
+func dumpLog(t *testing.T, db *badger.DB, show func([]byte) string) string {
+	t.Helper()
 	var out bytes.Buffer
-	err := b.db.View(func(txn *badger.Txn) error {
+	err := db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixEntry})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -759,7 +750,7 @@ func rawLog(t *testing.T, b *backend) string {
 			if err != nil {
 				return err
 			}
-			out.WriteString(strconv.Quote(string(it.Item().Key())) + "=" + strconv.Quote(string(v)) + " ")
+			out.WriteString(strconv.Quote(string(it.Item().Key())) + "=" + show(v) + " ")
 		}
 		return nil
 	})
