@@ -11,7 +11,7 @@ import (
 	"unsafe"
 )
 
-// sockEnd is an endpoint on a blocking Unix socket.
+// sockEnd is a Unix socket endpoint; pollEnd reads and writes it.
 type sockEnd struct{ *os.File }
 
 func (s sockEnd) interrupt() {
@@ -24,9 +24,9 @@ func (s sockEnd) interrupt() {
 	_ = rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
 }
 
-// directPair makes the direct Append channel: a connected Unix socket pair
-// in blocking mode, the host's end and the child's end as a file to pass in
-// exec.Cmd.ExtraFiles.
+// directPair makes the direct Append channel: a connected Unix socket pair,
+// the host's end (a pollEnd) and the child's end as a file to pass in
+// exec.Cmd.ExtraFiles (the plugin makes it non-blocking, directFromEnv).
 func directPair() (endpoint, *os.File, error) {
 	// ForkLock: no other goroutine may fork between creating the sockets
 	// and marking them close-on-exec, or a sibling child would inherit them.
@@ -41,7 +41,13 @@ func directPair() (endpoint, *os.File, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("persist/plugin: direct channel: socketpair: %w", err)
 	}
-	return sockEnd{os.NewFile(uintptr(fds[0]), "persister-append")}, os.NewFile(uintptr(fds[1]), "persister-append-child"), nil
+	child := os.NewFile(uintptr(fds[1]), "persister-append-child")
+	host, err := newPollEnd(fds[0])
+	if err != nil {
+		_ = child.Close()
+		return nil, nil, err
+	}
+	return host, child, nil
 }
 
 // directFromEnv returns the plugin's end of the direct channel if the host
@@ -63,9 +69,11 @@ func directFromEnv() (endpoint, error) {
 	return newPollEnd(fd)
 }
 
-// newPollEnd makes socket fd a pollEnd, which then owns it.
+// newPollEnd makes socket fd a pollEnd, which then owns it; on an error fd
+// is closed.
 func newPollEnd(fd int) (endpoint, error) {
 	if err := syscall.SetNonblock(fd, true); err != nil {
+		_ = syscall.Close(fd)
 		return nil, fmt.Errorf("persist/plugin: direct channel: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), "persister-append")
@@ -77,8 +85,9 @@ func newPollEnd(fd int) (endpoint, error) {
 	return pollEnd{sockEnd{f}, rc}, nil
 }
 
-// pollEnd is the plugin's end of the direct channel: a non-blocking socket
-// read and written with raw system calls, waiting in the netpoller.
+// pollEnd is an end of the direct channel (the host's and the plugin's): a
+// non-blocking socket read and written with raw system calls, waiting in the
+// netpoller.
 //
 // Why (perf and syscall counts of a plugin under paced Appends, README
 // "Persister plugins"): every system call made through package syscall
