@@ -333,14 +333,26 @@ func (c *Clerk) Delete(ctx context.Context, key string) (existed bool, err error
 // applied the write, it runs again in a new session; if one may have, it
 // ends with ErrTimeout: a new session could apply it a second time.
 func (c *Clerk) Write(ctx context.Context, call func(context.Context, Service, WriteID) error) error {
+	return c.write(ctx, time.Time{}, call)
+}
+
+// WriteBy is Write under ctx with deadline by, for one timer instead of
+// two when the first attempt settles the write (see DoFromBy).
+func (c *Clerk) WriteBy(ctx context.Context, by time.Time, call func(context.Context, Service, WriteID) error) error {
+	return c.write(ctx, by, call)
+}
+
+// write is Write under ctx with deadline by (none if zero), set only once
+// the write needs more than its first attempt in the current session.
+func (c *Clerk) write(ctx context.Context, by time.Time, call func(context.Context, Service, WriteID) error) error {
 	// A few new sessions at most: a cluster that forgets each one at once
 	// (evicting under a flood of opens) gets the error back, not a loop.
 	for reopen := 0; ; reopen++ {
-		sess, seq, err := c.begin(ctx)
+		sess, seq, err := c.begin(ctx, by)
 		if err != nil {
 			return err
 		}
-		maybe, err := c.do(ctx, true, -1, func(ctx context.Context, srv Service) error {
+		maybe, err := c.doWithinBy(ctx, by, true, -1, c.cfg.AttemptTimeout, func(ctx context.Context, srv Service) error {
 			// Ack is read per attempt: it only grows, and a higher one
 			// lets the servers forget sooner.
 			return call(ctx, srv, sess.writeID(seq))
@@ -350,6 +362,12 @@ func (c *Clerk) Write(ctx context.Context, call func(context.Context, Service, W
 			return err
 		}
 		c.forget(sess)
+		if !by.IsZero() {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, by)
+			defer cancel()
+			by = time.Time{}
+		}
 		if maybe {
 			return fmt.Errorf("%w: the session ended while the write may have been applied: %w", ErrTimeout, err)
 		}
@@ -363,8 +381,8 @@ func (c *Clerk) Write(ctx context.Context, call func(context.Context, Service, W
 }
 
 // begin takes the next sequence number in a session with room, opening
-// one if needed.
-func (c *Clerk) begin(ctx context.Context) (*session, uint64, error) {
+// one if needed under ctx with deadline by (none if zero).
+func (c *Clerk) begin(ctx context.Context, by time.Time) (*session, uint64, error) {
 	for {
 		c.mu.Lock()
 		if s := c.cur; s != nil {
@@ -372,6 +390,14 @@ func (c *Clerk) begin(ctx context.Context) (*session, uint64, error) {
 				c.mu.Unlock()
 				return s, seq, nil
 			}
+		}
+		if !by.IsZero() {
+			// Waiting for a session is rare: only then is the deadline
+			// worth a timer.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, by)
+			defer cancel()
+			by = time.Time{}
 		}
 		if wait := c.opening; wait != nil {
 			c.mu.Unlock()
@@ -457,7 +483,8 @@ func (c *Clerk) Do(ctx context.Context, write bool, attempt func(context.Context
 }
 
 // DoFrom is Do, starting at replica first instead of the known leader: a
-// read that replica may be able to serve itself.
+// read that replica may be able to serve itself. A first that names no
+// replica (-1) starts at the known leader, as Do does.
 func (c *Clerk) DoFrom(ctx context.Context, first int, write bool, attempt func(context.Context, Service) error) error {
 	_, err := c.do(ctx, write, first, attempt)
 	return err
@@ -552,8 +579,8 @@ func (c *Clerk) doWithinBy(ctx context.Context, by time.Time, write bool, first 
 	return false, fmt.Errorf("%w: %w (last error: %w)", ErrNoLeader, ctx.Err(), lastErr)
 }
 
-// errLeaderChanged is the cause of an attempt abandoned because the leader
-// changed.
+// errLeaderChanged wraps the error of an attempt abandoned because the
+// leader changed.
 var errLeaderChanged = errors.New("kvclient: leader changed; attempt abandoned")
 
 // try makes one attempt at target, bounded by deadline and, with a
@@ -563,21 +590,24 @@ func (c *Clerk) try(ctx context.Context, target int, deadline time.Time, attempt
 	if srv == nil {
 		return errNoSuchReplica
 	}
-	actx, cancelTimeout := context.WithDeadline(ctx, deadline)
-	defer cancelTimeout()
+	actx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	if c.cfg.Leader == nil || target == c.cfg.Self {
 		return attempt(actx, srv)
 	}
-	actx, cancel := context.WithCancelCause(actx)
-	defer cancel(nil)
+	// Abandoning cancels actx itself rather than a context of its own
+	// (whose cause would name the change): one context fewer per attempt.
+	// Nothing else cancels actx before the attempt returns, so actx
+	// cancelled while ctx is not means abandoned.
+	//
 	// Only a change after the attempt starts abandons it: a hint from
 	// another replica may be newer than the local view.
 	if sub, ok := c.cfg.Leader.(LeaderSubscriber); ok {
-		defer sub.AbandonOnMove(target, func() { cancel(errLeaderChanged) })()
+		defer sub.AbandonOnMove(target, cancel)()
 	} else {
 		var watcher sync.WaitGroup
 		defer func() {
-			cancel(nil) // ends the watcher
+			cancel() // ends the watcher
 			watcher.Wait()
 		}()
 		_, changed := c.cfg.Leader.Leader()
@@ -590,7 +620,7 @@ func (c *Clerk) try(ctx context.Context, target int, deadline time.Time, attempt
 					var l int
 					l, changed = c.cfg.Leader.Leader()
 					if l != target {
-						cancel(errLeaderChanged)
+						cancel()
 						return
 					}
 				}
@@ -598,7 +628,7 @@ func (c *Clerk) try(ctx context.Context, target int, deadline time.Time, attempt
 		})
 	}
 	err := attempt(actx, srv)
-	if err != nil && context.Cause(actx) == errLeaderChanged && ctx.Err() == nil {
+	if err != nil && errors.Is(actx.Err(), context.Canceled) && ctx.Err() == nil {
 		err = fmt.Errorf("%w: %w", errLeaderChanged, err)
 	}
 	return err

@@ -159,8 +159,8 @@ func TestClerkAbandonsAttemptWhenLeaderChanges(t *testing.T) {
 		}
 		stuck.mu.Lock()
 		defer stuck.mu.Unlock()
-		if len(stuck.causes) != 1 || !errors.Is(stuck.causes[0], errLeaderChanged) {
-			t.Fatalf("the stuck attempt ended with %v, want errLeaderChanged", stuck.causes)
+		if len(stuck.causes) != 1 || !errors.Is(stuck.causes[0], context.Canceled) {
+			t.Fatalf("the stuck attempt ended with %v, want cancelled (abandoned)", stuck.causes)
 		}
 	})
 }
@@ -324,7 +324,7 @@ func TestClerkOpensSessionWhenWindowFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, seq, err := ck.begin(context.Background()) // stays in flight
+	first, seq, err := ck.begin(context.Background(), time.Time{}) // stays in flight
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -493,4 +493,165 @@ func TestClerkDoFromByDeadlines(t *testing.T) {
 	if !errors.Is(err, ErrInvalid) {
 		t.Fatalf("DoFromBy = %v, want ErrInvalid", err)
 	}
+}
+
+// byReplica serves WriteBy's tests: OpenSession hangs until its context
+// ends while hangOpen is set, and Put answers with the errors in puts, one
+// per attempt, then nil.
+type byReplica struct {
+	Service
+	hangOpen bool
+	mu       sync.Mutex // guards opens, puts, deadlines, ids
+	opens    int
+	puts     []error
+	// deadlines and ids are those of each Put attempt.
+	deadlines []time.Time
+	ids       []WriteID
+}
+
+func (r *byReplica) OpenSession(ctx context.Context, _ *OpenSessionRequest) (*OpenSessionResponse, error) {
+	r.mu.Lock()
+	r.opens++
+	id := uint64(100 + r.opens)
+	r.mu.Unlock()
+	if r.hangOpen {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return &OpenSessionResponse{ClientID: id}, nil
+}
+
+func (r *byReplica) Put(ctx context.Context, req *PutRequest) (*PutResponse, error) {
+	d, _ := ctx.Deadline() // zero if none: the tests check it
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.deadlines, r.ids = append(r.deadlines, d), append(r.ids, req.Write)
+	if len(r.puts) == 0 {
+		return &PutResponse{}, nil
+	}
+	err := r.puts[0]
+	r.puts = r.puts[1:]
+	return nil, err
+}
+
+func writeBy(ck *Clerk, by time.Time) error {
+	return ck.WriteBy(context.Background(), by, func(ctx context.Context, s Service, id WriteID) error {
+		_, err := s.Put(ctx, &PutRequest{Key: "k", Value: "v", Write: id})
+		return err
+	})
+}
+
+// WriteBy bounds every attempt by the earlier of the request's deadline and
+// AttemptTimeout, keeps the write's id across attempts, gives up at the
+// request's deadline, and bounds the opening of a session and the retry
+// in a new one (after ErrNoSession) by that deadline too.
+func TestClerkWriteByDeadlines(t *testing.T) {
+	cfg := DefaultClerkConfig()
+	cfg.AttemptTimeout = 150 * time.Millisecond
+	r := &byReplica{puts: []error{ErrNoLeader, ErrNoLeader}}
+	ck, err := NewClerk([]Service{r}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := writeBy(ck, start.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.ids) != 3 || r.ids[0].Seq != r.ids[2].Seq || r.ids[0].ClientID != r.ids[2].ClientID {
+		t.Fatalf("attempts with ids %v, want 3 with the same one", r.ids)
+	}
+	for i, d := range r.deadlines {
+		if d.IsZero() || d.After(time.Now().Add(cfg.AttemptTimeout)) || d.Before(start) {
+			t.Errorf("attempt %d: deadline %v after start, want within AttemptTimeout", i, d.Sub(start))
+		}
+	}
+
+	// A request deadline before AttemptTimeout bounds every attempt and
+	// ends the request; no attempt was accepted, so nothing was applied.
+	r.puts = []error{ErrNoLeader, ErrNoLeader, ErrNoLeader, ErrNoLeader, ErrNoLeader, ErrNoLeader, ErrNoLeader, ErrNoLeader}
+	r.deadlines = nil
+	start = time.Now()
+	by := start.Add(50 * time.Millisecond)
+	err = writeBy(ck, by)
+	if !errors.Is(err, ErrNoLeader) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WriteBy = %v, want ErrNoLeader at the request's deadline", err)
+	}
+	if took := time.Since(start); took < 50*time.Millisecond || took > 5*time.Second {
+		t.Fatalf("gave up after %v, want at the request's deadline (50ms)", took)
+	}
+	for i, d := range r.deadlines {
+		if d.IsZero() || d.After(by) {
+			t.Errorf("attempt %d: deadline %v, want at most the request's", i, d.Sub(start))
+		}
+	}
+
+	// A lost session is replaced and the write retried in the new one,
+	// still under the request's deadline.
+	r.puts, r.deadlines, r.ids = []error{ErrNoSession}, nil, nil
+	by = time.Now().Add(time.Hour)
+	if err := writeBy(ck, by); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.ids) != 2 || r.ids[0].ClientID == r.ids[1].ClientID || r.deadlines[1].After(by) {
+		t.Fatalf("attempts with ids %v, want 2 in different sessions", r.ids)
+	}
+
+	// A session that cannot be opened fails the write at its deadline.
+	hung := &byReplica{hangOpen: true}
+	ck, err = NewClerk([]Service{hung}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	err = writeBy(ck, start.Add(50*time.Millisecond))
+	if !errors.Is(err, ErrNoLeader) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WriteBy = %v, want ErrNoLeader at the request's deadline", err)
+	}
+	if took := time.Since(start); took < 50*time.Millisecond || took > 5*time.Second {
+		t.Fatalf("gave up after %v, want at the request's deadline (50ms)", took)
+	}
+	if len(hung.ids) != 0 {
+		t.Fatalf("%d writes sent without a session", len(hung.ids))
+	}
+}
+
+// An attempt's error names a leader change only when the change abandoned
+// it: not when the attempt's deadline or the caller's context ended it.
+func TestClerkTryNamesLeaderChange(t *testing.T) {
+	bothWatches(t, func(t *testing.T, newWatch func(int) movableWatch) {
+		w := newWatch(1)
+		cfg := DefaultClerkConfig()
+		cfg.Leader = w
+		ck, err := NewClerk([]Service{&fakeReplica{}, &fakeReplica{}, &fakeReplica{}}, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		started := make(chan struct{}, 1)
+		hang := func(ctx context.Context, _ Service) error {
+			started <- struct{}{}
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		done := make(chan error, 1)
+		go func() { done <- ck.try(context.Background(), 1, time.Now().Add(time.Hour), hang) }()
+		<-started
+		w.set(2)
+		if err := <-done; !errors.Is(err, errLeaderChanged) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("abandoned attempt: %v, want errLeaderChanged wrapping context.Canceled", err)
+		}
+
+		err = ck.try(context.Background(), 2, time.Now().Add(20*time.Millisecond), hang)
+		<-started
+		if errors.Is(err, errLeaderChanged) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("attempt past its deadline: %v, want context.DeadlineExceeded alone", err)
+		}
+
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { done <- ck.try(ctx, 2, time.Now().Add(time.Hour), hang) }()
+		<-started
+		cancel()
+		if err := <-done; errors.Is(err, errLeaderChanged) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("attempt cancelled by its caller: %v, want context.Canceled alone", err)
+		}
+	})
 }
