@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"unsafe"
 )
 
 // opKind is the first byte of an encoded command.
@@ -162,6 +163,10 @@ func (d *decoder) condition() condition {
 	return c
 }
 
+// decodeOp decodes an op encoded by encodeOp. o.value aliases b: the
+// caller copies what it keeps of it, and leaves b unchanged while it uses
+// o (the state copies a value into its record in any case, so a copy here
+// would be a second one per write on every replica).
 func decodeOp(b []byte) (op, error) {
 	d := decoder{b: b}
 	var o op
@@ -170,7 +175,7 @@ func decodeOp(b []byte) (op, error) {
 	o.id.Seq = d.uvarint()
 	o.id.Ack = d.uvarint()
 	o.key = d.string()
-	o.value = d.string()
+	o.value = d.view()
 	switch o.kind {
 	case opOpenSession, opTick:
 		o.stamp = d.varint()
@@ -262,6 +267,21 @@ func (d *decoder) varint() int64 {
 	}
 	d.b = d.b[n:]
 	return v
+}
+
+// view is string without the copy: the result aliases d's bytes.
+func (d *decoder) view() string {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b)) {
+		d.fail("string")
+		return ""
+	}
+	if n == 0 {
+		return ""
+	}
+	s := unsafe.String(unsafe.SliceData(d.b), n)
+	d.b = d.b[n:]
+	return s
 }
 
 func (d *decoder) string() string {

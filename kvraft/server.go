@@ -391,16 +391,16 @@ func (s *Server) write(ctx context.Context, o op) (writeResult, error) {
 	if !ok {
 		return writeResult{}, fmt.Errorf("kvraft: write to %q: %v", o.key, res)
 	}
+	if wr.refused == nil {
+		// Before errors.As: its target escapes, one allocation per write.
+		return wr, nil
+	}
 	var cf *ConditionFailedError
 	switch {
-	case errors.As(wr.refused, &cf), errors.Is(wr.refused, errLeaseIDTaken):
+	case errors.As(wr.refused, &cf), errors.Is(wr.refused, errLeaseIDTaken), o.key == "":
 		return wr, wr.refused
-	case wr.refused != nil && o.key == "":
-		return wr, wr.refused
-	case wr.refused != nil:
-		return wr, fmt.Errorf("%w (key %q)", wr.refused, o.key)
 	}
-	return wr, nil
+	return wr, fmt.Errorf("%w (key %q)", wr.refused, o.key)
 }
 
 // submit proposes o (or joins the pending proposal of the same write in

@@ -183,3 +183,32 @@ func TestStateValidateSnapshot(t *testing.T) {
 		t.Fatalf("validation changed the state: %q %v", v, ok)
 	}
 }
+
+// decodeOp's value aliases the command: the state must keep a copy, for
+// the raft log still holds (and sends) those bytes, and may hand the same
+// slice to Apply again on another replica in this process.
+func TestStateCopiesValueOutOfCommand(t *testing.T) {
+	s := newState(testLimits)
+	s.Apply(0, encodeOp(op{kind: opOpenSession, id: WriteID{ClientID: 1}, limit: 10}))
+	const checked = opChecked | opRevisioned
+	for i, o := range []op{
+		{kind: opPut, key: "legacy-put", value: "v1"},
+		{kind: opAppend, key: "legacy-append", value: "v2"},
+		{kind: opPut | checked, id: WriteID{ClientID: 1, Seq: 1, Ack: 1}, key: "put", value: "v3"},
+		{kind: opAppend | checked, id: WriteID{ClientID: 1, Seq: 2, Ack: 2}, key: "append", value: "v4"},
+		{kind: opAppend | checked, id: WriteID{ClientID: 1, Seq: 3, Ack: 3}, key: "append", value: "v5"},
+	} {
+		cmd := encodeOp(o)
+		if res, ok := s.Apply(uint64(i+1), cmd).(writeResult); !ok || res.refused != nil {
+			t.Fatalf("%+v: result %+v", o, res)
+		}
+		for j := range cmd {
+			cmd[j] = 'X'
+		}
+	}
+	for key, want := range map[string]string{"legacy-put": "v1", "legacy-append": "v2", "put": "v3", "append": "v4v5"} {
+		if v, _ := s.getValue(key); v != want {
+			t.Errorf("%s = %q after the command's bytes changed, want %q", key, v, want)
+		}
+	}
+}
