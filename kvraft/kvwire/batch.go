@@ -17,7 +17,13 @@ import (
 // is nil) to a batch result.
 func ResultToProto(h kvclient.ResponseHeader, existed bool, err error) *kvv1.WriteResult {
 	if err == nil {
-		return &kvv1.WriteResult{Code: kvv1.ResultCode_RESULT_CODE_OK, Header: HeaderToProto(h), Existed: existed}
+		// The result and its header in one allocation.
+		m := new(struct {
+			r kvv1.WriteResult
+			h kvv1.ResponseHeader
+		})
+		m.r.Code, m.r.Header, m.r.Existed = kvv1.ResultCode_RESULT_CODE_OK, headerInto(&m.h, h), existed
+		return &m.r
 	}
 	r := &kvv1.WriteResult{Message: err.Error()}
 	var wl *kvclient.WrongLeaderError

@@ -164,7 +164,14 @@ func (f *Forwarder) LeaseTimeToLive(ctx context.Context, req *kvclient.LeaseTime
 
 // Put implements kvclient.Service through a batch.
 func (f *Forwarder) Put(ctx context.Context, req *kvclient.PutRequest) (*kvclient.PutResponse, error) {
-	res, err := f.write(ctx, &kvv1.WriteOp{Op: &kvv1.WriteOp_Put{Put: PutRequestToProto(req)}}, len(req.Key)+len(req.Value))
+	// The op and its oneof wrapper in one allocation.
+	m := new(struct {
+		op  kvv1.WriteOp
+		put kvv1.WriteOp_Put
+	})
+	m.put.Put = PutRequestToProto(req)
+	m.op.Op = &m.put
+	res, err := f.write(ctx, &m.op, len(req.Key)+len(req.Value))
 	if err != nil {
 		return nil, err
 	}
@@ -258,7 +265,14 @@ func (f *Forwarder) sendOwn(ctx context.Context, op *kvv1.WriteOp) (*kvv1.WriteR
 		ctx, cancel = context.WithTimeout(ctx, f.cfg.CallTimeout)
 		defer cancel()
 	}
-	resp, err := f.fwd.WriteBatch(ctx, &kvv1.WriteBatchRequest{Ops: []*kvv1.WriteOp{op}})
+	// The request and its one op's slot in one allocation.
+	m := new(struct {
+		req kvv1.WriteBatchRequest
+		ops [1]*kvv1.WriteOp
+	})
+	m.ops[0] = op
+	m.req.Ops = m.ops[:]
+	resp, err := f.fwd.WriteBatch(ctx, &m.req)
 	if err == nil && len(resp.GetResults()) != 1 {
 		err = fmt.Errorf("kvwire: batch of 1 write got %d results", len(resp.GetResults()))
 	}

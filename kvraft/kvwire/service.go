@@ -110,8 +110,15 @@ func (s Server) Get(ctx context.Context, req *kvv1.GetRequest) (*kvv1.GetRespons
 		return nil, twirp.NotFoundError("no such key").WithMeta("key", req.GetKey()).
 			WithMeta(MetaRevision, strconv.FormatUint(resp.Header.Revision, 10))
 	}
-	return &kvv1.GetResponse{Header: HeaderToProto(resp.Header), Key: req.GetKey(), Value: resp.Value,
-		CreateRevision: resp.CreateRevision, ModRevision: resp.ModRevision, Version: resp.Version, Lease: resp.Lease}, nil
+	// The answer and its header in one allocation.
+	m := new(struct {
+		resp kvv1.GetResponse
+		h    kvv1.ResponseHeader
+	})
+	m.resp.Header, m.resp.Key, m.resp.Value = headerInto(&m.h, resp.Header), req.GetKey(), resp.Value
+	m.resp.CreateRevision, m.resp.ModRevision, m.resp.Version, m.resp.Lease = resp.CreateRevision, resp.ModRevision,
+		resp.Version, resp.Lease
+	return &m.resp, nil
 }
 
 // Put implements kvv1.KVService.
@@ -120,7 +127,12 @@ func (s Server) Put(ctx context.Context, req *kvv1.PutRequest) (*kvv1.PutRespons
 	if err != nil {
 		return nil, s.fail(err)
 	}
-	return &kvv1.PutResponse{Header: HeaderToProto(resp.Header)}, nil
+	m := new(struct { // as in Get
+		resp kvv1.PutResponse
+		h    kvv1.ResponseHeader
+	})
+	m.resp.Header = headerInto(&m.h, resp.Header)
+	return &m.resp, nil
 }
 
 // Append implements kvv1.KVService.

@@ -79,7 +79,16 @@ func WriteIDToProto(id kvclient.WriteID) *kvv1.WriteHeader {
 	if id == (kvclient.WriteID{}) {
 		return nil
 	}
-	return &kvv1.WriteHeader{ClientId: id.ClientID, Sequence: id.Seq, Ack: id.Ack}
+	return writeIDInto(new(kvv1.WriteHeader), id)
+}
+
+// writeIDInto is WriteIDToProto into p (see headerInto).
+func writeIDInto(p *kvv1.WriteHeader, id kvclient.WriteID) *kvv1.WriteHeader {
+	if id == (kvclient.WriteID{}) {
+		return nil
+	}
+	p.ClientId, p.Sequence, p.Ack = id.ClientID, id.Seq, id.Ack
+	return p
 }
 
 // WriteIDFromProto converts a write header; nil is the zero id.
@@ -89,7 +98,15 @@ func WriteIDFromProto(h *kvv1.WriteHeader) kvclient.WriteID {
 
 // HeaderToProto converts a response header.
 func HeaderToProto(h kvclient.ResponseHeader) *kvv1.ResponseHeader {
-	return &kvv1.ResponseHeader{ReplicaId: uint32(h.ReplicaID), LeaderId: uint32(h.ReplicaID), Term: h.Term, Revision: h.Revision}
+	return headerInto(new(kvv1.ResponseHeader), h)
+}
+
+// headerInto is HeaderToProto into p, which a caller allocates together
+// with the message that carries it: one allocation instead of two on
+// every answer.
+func headerInto(p *kvv1.ResponseHeader, h kvclient.ResponseHeader) *kvv1.ResponseHeader {
+	p.ReplicaId, p.LeaderId, p.Term, p.Revision = uint32(h.ReplicaID), uint32(h.ReplicaID), h.Term, h.Revision
+	return p
 }
 
 // HeaderFromProto converts a response header.
@@ -155,8 +172,14 @@ func PutRequestFromProto(p *kvv1.PutRequest) *kvclient.PutRequest {
 
 // PutRequestToProto converts a Put.
 func PutRequestToProto(r *kvclient.PutRequest) *kvv1.PutRequest {
-	return &kvv1.PutRequest{Key: r.Key, Value: r.Value, Write: WriteIDToProto(r.Write), Lease: r.Lease,
-		Condition: ConditionToProto(r.Condition)}
+	// The request and its write header in one allocation.
+	m := new(struct {
+		req kvv1.PutRequest
+		id  kvv1.WriteHeader
+	})
+	m.req.Key, m.req.Value, m.req.Write = r.Key, r.Value, writeIDInto(&m.id, r.Write)
+	m.req.Lease, m.req.Condition = r.Lease, ConditionToProto(r.Condition)
+	return &m.req
 }
 
 // AppendRequestFromProto converts an Append.

@@ -1,0 +1,77 @@
+package kvwire
+
+import (
+	"context"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ruaft/ruaft/kvraft/kvclient"
+	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
+)
+
+// The conversions that build a message and its parts in one allocation
+// give the same messages as building each part on its own, and round-trip.
+func TestConversionsShareAllocations(t *testing.T) {
+	for _, r := range []kvclient.PutRequest{
+		{},
+		{Key: "k", Value: "v"},
+		{Key: "k", Value: "v", Write: kvclient.WriteID{ClientID: 1, Seq: 2, Ack: 1}, Lease: 9,
+			Condition: kvclient.Condition{Kind: kvclient.CondModRevision, ModRevision: 4}},
+		{Write: kvclient.WriteID{Seq: 1}},
+	} {
+		got := PutRequestToProto(&r)
+		want := &kvv1.PutRequest{Key: r.Key, Value: r.Value, Write: WriteIDToProto(r.Write), Lease: r.Lease,
+			Condition: ConditionToProto(r.Condition)}
+		if !proto.Equal(got, want) || (got.Write == nil) != (r.Write == kvclient.WriteID{}) {
+			t.Errorf("PutRequestToProto(%+v) = %v, want %v", r, got, want)
+		}
+		if back := PutRequestFromProto(got); *back != r {
+			t.Errorf("PutRequestFromProto(PutRequestToProto(%+v)) = %+v", r, *back)
+		}
+	}
+
+	h := kvclient.ResponseHeader{ReplicaID: 2, Term: 7, Revision: 40}
+	wantH := &kvv1.ResponseHeader{ReplicaId: 2, LeaderId: 2, Term: 7, Revision: 40}
+	if got := HeaderToProto(h); !proto.Equal(got, wantH) {
+		t.Errorf("HeaderToProto = %v, want %v", got, wantH)
+	}
+	for _, existed := range []bool{false, true} {
+		want := &kvv1.WriteResult{Code: kvv1.ResultCode_RESULT_CODE_OK, Header: wantH, Existed: existed}
+		if got := ResultToProto(h, existed, nil); !proto.Equal(got, want) {
+			t.Errorf("ResultToProto(ok, existed %v) = %v, want %v", existed, got, want)
+		}
+	}
+
+	s := NewServer(answerKV{header: h}, ServerOptions{})
+	get, err := s.Get(context.Background(), &kvv1.GetRequest{Key: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantGet := &kvv1.GetResponse{Header: wantH, Key: "k", Value: "v", CreateRevision: 3, ModRevision: 40, Version: 2, Lease: 5}
+	if !proto.Equal(get, wantGet) {
+		t.Errorf("Get = %v, want %v", get, wantGet)
+	}
+	put, err := s.Put(context.Background(), &kvv1.PutRequest{Key: "k", Value: "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (&kvv1.PutResponse{Header: wantH}); !proto.Equal(put, want) {
+		t.Errorf("Put = %v, want %v", put, want)
+	}
+}
+
+// answerKV answers Get and Put with fixed values under header.
+type answerKV struct {
+	kvclient.Service // the other methods are not called
+	header           kvclient.ResponseHeader
+}
+
+func (a answerKV) Get(context.Context, *kvclient.GetRequest) (*kvclient.GetResponse, error) {
+	return &kvclient.GetResponse{Header: a.header, Found: true, Value: "v", CreateRevision: 3, ModRevision: 40,
+		Version: 2, Lease: 5}, nil
+}
+
+func (a answerKV) Put(context.Context, *kvclient.PutRequest) (*kvclient.PutResponse, error) {
+	return &kvclient.PutResponse{Header: a.header}, nil
+}
