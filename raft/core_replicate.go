@@ -3,8 +3,6 @@ package raft
 // The core's log replication: the leader's AppendEntries, the follower's answer, the commit index.
 
 import (
-	"bytes"
-
 	"github.com/ruaft/ruaft/persist"
 )
 
@@ -197,10 +195,23 @@ func (c *core) handleAppendEntries(req *AppendEntriesRequest) *AppendEntriesResp
 	return &AppendEntriesResponse{Term: c.term, Success: true, MatchIndex: lastNew, LastLogIndex: c.log.lastIndex()}
 }
 
+// cloneEntries copies es and their data. The data of all of them goes
+// into one allocation rather than one each: the entries of a message enter
+// the log, and leave it, together. Each entry's Data is capped at its own
+// length, so appending to one never writes into the next.
 func cloneEntries(es []Entry) []Entry {
 	out := make([]Entry, len(es))
+	n := 0
+	for _, e := range es {
+		n += len(e.Data)
+	}
+	data := make([]byte, 0, n)
 	for i, e := range es {
-		e.Data = bytes.Clone(e.Data)
+		if e.Data != nil { // nil stays nil, as bytes.Clone keeps it
+			start := len(data)
+			data = append(data, e.Data...)
+			e.Data = data[start:len(data):len(data)]
+		}
 		out[i] = e
 	}
 	return out

@@ -4,6 +4,7 @@ package raft
 
 import (
 	"context"
+	"sync"
 )
 
 // ReadIndex returns an index at which a read of the application's state is
@@ -31,11 +32,17 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 	return rs.index, n.waitApplied(ctx, rs.index)
 }
 
+// readChans recycles the channels of ReadIndex calls. Only a call that
+// received its answer returns its channel: whoever answers removes it from
+// readWaiters as it sends, under n.mu, so nothing else holds it. A call
+// given up keeps its channel, which an answer may already have reached.
+var readChans = sync.Pool{New: func() any { return make(chan readState, 1) }}
+
 // readIndex registers a read with the core through register, which reports
 // false if the node cannot take it (ErrNotLeader), and waits for its
 // answer.
 func (n *Node) readIndex(ctx context.Context, register func(c *core, id uint64) bool) (readState, error) {
-	ch := make(chan readState, 1)
+	ch := readChans.Get().(chan readState)
 	var (
 		id  uint64
 		err error
@@ -53,6 +60,7 @@ func (n *Node) readIndex(ctx context.Context, register func(c *core, id uint64) 
 		n.readWaiters[id] = ch
 	})
 	if err != nil {
+		readChans.Put(ch)
 		return readState{}, err
 	}
 	n.kick()
@@ -60,6 +68,7 @@ func (n *Node) readIndex(ctx context.Context, register func(c *core, id uint64) 
 	var rs readState
 	select {
 	case rs = <-ch:
+		readChans.Put(ch)
 	case <-ctx.Done():
 		n.mu.Lock()
 		delete(n.readWaiters, id)

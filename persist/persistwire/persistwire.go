@@ -75,8 +75,13 @@ func EntriesToProto(es []persist.Entry) []*raftv1.Entry {
 		return nil
 	}
 	out := make([]*raftv1.Entry, len(es))
+	// The messages of a slice are built and dropped together (one Append or
+	// AppendEntries): one allocation for all of them rather than one each.
+	msgs := make([]raftv1.Entry, len(es))
 	for i, e := range es {
-		out[i] = EntryToProto(e)
+		m := &msgs[i]
+		m.Index, m.Term, m.Type, m.Data = e.Index, e.Term, raftv1.EntryType(e.Type), e.Data
+		out[i] = m
 	}
 	return out
 }

@@ -209,6 +209,12 @@ func (c *StreamClient) Close() {
 	c.wg.Wait()
 }
 
+// replyChans recycles the reply channels of calls. Only a call that
+// received its reply returns its channel: the reader removed it from
+// pending before sending, so nothing else holds it. A call given up keeps
+// its channel, which a late reply may still reach.
+var replyChans = sync.Pool{New: func() any { return make(chan reply, 1) }}
+
 // Call sends one call and waits for its reply, which it decodes into resp.
 // The reply is either resp (nil error), the twirp.Error the peer's handler
 // returned, or an error wrapping ErrStream: the call may or may not have
@@ -238,18 +244,20 @@ func (c *StreamClient) Call(ctx context.Context, method string, req, resp proto.
 		putBuf(buf)
 		return fmt.Errorf("%w: %s request of %d bytes", ErrFrameTooLarge, method, len(buf)-4)
 	}
-	ch := make(chan reply, 1)
+	ch := replyChans.Get().(chan reply)
 	start := time.Now()
 	l.mu.Lock()
 	if l.closed {
 		err := l.err
 		l.mu.Unlock()
 		putBuf(buf)
+		replyChans.Put(ch)
 		return err
 	}
 	if len(l.pending) >= c.opts.MaxCallsInFlight {
 		l.mu.Unlock()
 		putBuf(buf)
+		replyChans.Put(ch)
 		return ErrTooManyCalls
 	}
 	l.nextID++
@@ -262,6 +270,7 @@ func (c *StreamClient) Call(ctx context.Context, method string, req, resp proto.
 
 	select {
 	case r := <-ch:
+		replyChans.Put(ch)
 		if r.err != nil {
 			return r.err
 		}
