@@ -160,6 +160,12 @@ type Config struct {
 	// GOMEMLIMIT in the environment, which wins over it, it does not reach
 	// the persister plugin, which keeps its own limit.
 	MemoryLimit int64 `yaml:"memory-limit"`
+	// MaxProcs is how many cores the replica's Go code may use at once
+	// (runtime.GOMAXPROCS; the persister plugin keeps its own). 0 chooses:
+	// the machine's cores shared among the replicas of Peers that run on
+	// this replica's host (coLocatedReplicas), at least one each. GOMAXPROCS
+	// in the environment wins over both.
+	MaxProcs int `yaml:"max-procs"`
 }
 
 // DefaultConfig returns the defaults; a replica still needs Peers and
@@ -445,6 +451,9 @@ func (c *Config) validateLimits() error {
 	if c.MemoryLimit < 0 {
 		return configErr("memory-limit", "%d must not be negative (0 sets no limit)", c.MemoryLimit)
 	}
+	if c.MaxProcs < 0 {
+		return configErr("max-procs", "%d must not be negative (0 chooses)", c.MaxProcs)
+	}
 	if c.HistoryEvents < 0 {
 		return configErr("history-events", "%d must not be negative", c.HistoryEvents)
 	}
@@ -560,6 +569,7 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 		histBytes = fs.Int64("history-bytes", 0, "most `bytes` of keys and values in that history (default 1 MiB)")
 		cors      = fs.String("cors-origins", "", "comma-separated web `origins` allowed to call the client API from a browser")
 		memLimit  = fs.Int64("memory-limit", 0, "soft limit of the replica's Go memory in `bytes` (not the plugin's); 0 sets none; GOMEMLIMIT wins (default none)")
+		maxProcs  = fs.Int("max-procs", 0, "most `cores` the replica's Go code uses at once; 0 shares the machine's cores among the replicas of --peers on this host; GOMAXPROCS wins")
 	)
 	apply := func(cfg *Config, f *flag.Flag) {
 		switch f.Name {
@@ -645,6 +655,8 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 			cfg.CORSOrigins = splitList(*cors)
 		case "memory-limit":
 			cfg.MemoryLimit = *memLimit
+		case "max-procs":
+			cfg.MaxProcs = *maxProcs
 		}
 	}
 	return func(given func(name string) bool) (Config, error) {

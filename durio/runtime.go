@@ -2,8 +2,11 @@ package durio
 
 import (
 	"log/slog"
+	"net"
+	"net/url"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"github.com/ruaft/ruaft/internal/exepages"
 )
@@ -19,9 +22,21 @@ const DefaultMemoryLimit = 0
 // setRuntime applies the Go runtime settings of a replica process. They are
 // process-wide, so Serve applies them, not StartReplica (tests run several
 // replicas in one process).
-func setRuntime(cfg Config, getenv func(string) string) {
+func setRuntime(cfg Config, getenv func(string) string, logger *slog.Logger) {
 	if cfg.MemoryLimit > 0 && getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(cfg.MemoryLimit)
+	}
+	if getenv("GOMAXPROCS") == "" {
+		procs, shared := cfg.MaxProcs, 0
+		if procs == 0 {
+			if shared = coLocatedReplicas(cfg); shared > 1 {
+				procs = max(1, runtime.GOMAXPROCS(0)/shared)
+			}
+		}
+		if procs > 0 {
+			runtime.GOMAXPROCS(procs)
+			logger.Info("Go scheduler", "gomaxprocs", procs, "replicas_on_this_host", shared)
+		}
 	}
 	if !cfg.Pprof {
 		// Nothing can read the heap profile without --pprof. Sampling it
@@ -30,6 +45,52 @@ func setRuntime(cfg Config, getenv func(string) string) {
 		// samples scatter over.
 		runtime.MemProfileRate = 0
 	}
+}
+
+// coLocatedReplicas counts the replicas of cfg.Peers whose peer URL names
+// this replica's host (loopback addresses and localhost are one host), this
+// one included, or returns 0 when this replica's host is unknown (it
+// joined, so Peers is empty).
+//
+// Replicas on one machine share its cores, and a Go process that may run
+// on every core hands work between threads and wakes idle ones far more
+// than one that runs on its share: three replicas of a local cluster on two
+// cores, each with GOMAXPROCS=1 instead of 2, measured 8% less server CPU
+// per put at 64 clients and 17% less at one client, with 15-30% fewer
+// context switches (README, "Go scheduler"). A replica alone on its host
+// keeps every core.
+func coLocatedReplicas(cfg Config) int {
+	if cfg.ID < 0 || cfg.ID >= len(cfg.Peers) {
+		return 0
+	}
+	self := peerHost(cfg.Peers[cfg.ID])
+	if self == "" {
+		return 0
+	}
+	n := 0
+	for _, p := range cfg.Peers {
+		if peerHost(p) == self {
+			n++
+		}
+	}
+	return n
+}
+
+// peerHost is the host a peer URL names, with every loopback address and
+// localhost as "loopback", or "" if the URL does not parse.
+func peerHost(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Hostname() == "" {
+		return ""
+	}
+	h := u.Hostname()
+	if ip := net.ParseIP(h); h == "localhost" || ip != nil && ip.IsLoopback() {
+		return "loopback"
+	}
+	if ip := net.ParseIP(h); ip != nil {
+		return ip.String() // one spelling per address
+	}
+	return strings.ToLower(h)
 }
 
 // releaseExePages is exepages.Release, replaced in tests.

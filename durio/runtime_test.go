@@ -3,18 +3,21 @@ package durio
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"math"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"testing"
 )
 
 // keepRuntime restores the process-wide settings setRuntime changes.
 func keepRuntime(t *testing.T) {
-	rate, limit := runtime.MemProfileRate, debug.SetMemoryLimit(-1)
+	rate, limit, procs := runtime.MemProfileRate, debug.SetMemoryLimit(-1), runtime.GOMAXPROCS(0)
 	t.Cleanup(func() {
 		runtime.MemProfileRate = rate
 		debug.SetMemoryLimit(limit)
+		runtime.GOMAXPROCS(procs)
 	})
 }
 
@@ -46,7 +49,7 @@ func TestSetRuntime(t *testing.T) {
 			runtime.MemProfileRate = 4096
 			cfg := DefaultConfig()
 			cfg.MemoryLimit, cfg.Pprof = c.limit, c.pprof
-			setRuntime(cfg, c.getenv)
+			setRuntime(cfg, c.getenv, slog.New(slog.DiscardHandler))
 			wantLimit, wantRate := c.wantLimit, c.wantRate
 			if wantLimit == -1 {
 				wantLimit = unset
@@ -59,6 +62,59 @@ func TestSetRuntime(t *testing.T) {
 			}
 			if runtime.MemProfileRate != wantRate {
 				t.Errorf("MemProfileRate %d, want %d", runtime.MemProfileRate, wantRate)
+			}
+		})
+	}
+}
+
+// TestSetRuntimeMaxProcs checks how many cores a replica's Go code gets:
+// the machine's cores shared among the replicas of Peers on its host,
+// --max-procs, or GOMAXPROCS from the environment.
+func TestSetRuntimeMaxProcs(t *testing.T) {
+	three := []string{"http://127.0.0.1:2380", "http://localhost:2381", "http://[::1]:2382"}
+	for _, c := range []struct {
+		name     string
+		cores    int
+		peers    []string
+		id       int
+		maxProcs int
+		env      string
+		want     int // -1: left as it was
+	}{
+		{"three local replicas, 6 cores", 6, three, 1, 0, "", 2},
+		{"three local replicas, 2 cores", 2, three, 0, 0, "", 1},
+		{"three local replicas, 8 cores", 8, three, 2, 0, "", 2},
+		{"alone on its host", 4, []string{"http://10.0.0.1:2380", "http://10.0.0.2:2380", "http://10.0.0.3:2380"}, 0, 0, "", -1},
+		{"two of three on one host", 4, []string{"http://10.0.0.1:2380", "http://10.0.0.1:2381", "http://10.0.0.3:2380"}, 1, 0, "", 2},
+		{"names compared without case", 4, []string{"http://Pi-1:2380", "http://pi-1:2381", "http://pi-2:2380"}, 0, 0, "", 2},
+		{"one spelling per address", 4, []string{"http://[2001:db8::1]:2380", "http://[2001:db8:0::1]:2381", "http://10.0.0.3:2380"}, 0, 0, "", 2},
+		{"single-replica cluster", 4, []string{"http://127.0.0.1:2380"}, 0, 0, "", -1},
+		{"joined: peers unknown", 4, nil, 3, 0, "", -1},
+		{"--max-procs", 4, three, 0, 3, "", 3},
+		{"GOMAXPROCS wins", 4, three, 0, 3, "4", -1},
+		{"GOMAXPROCS wins over sharing", 6, three, 0, 0, "6", -1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			keepRuntime(t)
+			runtime.GOMAXPROCS(c.cores)
+			cfg := DefaultConfig()
+			cfg.Peers, cfg.ID, cfg.MaxProcs = c.peers, c.id, c.maxProcs
+			var logs bytes.Buffer
+			setRuntime(cfg, func(k string) string {
+				if k == "GOMAXPROCS" {
+					return c.env
+				}
+				return ""
+			}, slog.New(slog.NewTextHandler(&logs, nil)))
+			want := c.want
+			if want == -1 {
+				want = c.cores
+			}
+			if got := runtime.GOMAXPROCS(0); got != want {
+				t.Errorf("GOMAXPROCS %d, want %d", got, want)
+			}
+			if logged := strings.Contains(logs.String(), "gomaxprocs="); logged != (c.want != -1) {
+				t.Errorf("logged the setting: %v, want %v:\n%s", logged, c.want != -1, logs.String())
 			}
 		})
 	}

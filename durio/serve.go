@@ -26,7 +26,7 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return configErr("data-dir", "%v", err)
 	}
-	setRuntime(cfg, os.Getenv)
+	setRuntime(cfg, os.Getenv, logger)
 	store, err := OpenStore(ctx, cfg, logger)
 	if err != nil {
 		return err
