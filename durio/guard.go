@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ruaft/ruaft/internal/rawconn"
 	"github.com/twitchtv/twirp"
 )
 
@@ -24,6 +25,8 @@ import (
 
 // capListener closes connections accepted over max open ones at once, so a
 // flood of idle connections costs a bounded number of goroutines and buffers.
+// The connections it hands out read and write with raw system calls
+// (package rawconn).
 type capListener struct {
 	net.Listener
 	slots   chan struct{} // one token per open connection
@@ -42,7 +45,7 @@ func (l *capListener) Accept() (net.Conn, error) {
 		}
 		select {
 		case l.slots <- struct{}{}:
-			return &cappedConn{Conn: c, release: func() { <-l.slots }}, nil
+			return &cappedConn{Conn: rawconn.Wrap(c), release: func() { <-l.slots }}, nil
 		default:
 			c.Close()
 			if l.refused != nil {

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ruaft/ruaft/internal/rawconn"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -444,9 +445,15 @@ func (c *StreamClient) dial(ctx context.Context) (*link, error) {
 		// shared with an HTTP/2 client) would let the server pick h2 and
 		// read the upgrade as a broken HTTP/2 preface.
 		cfg.NextProtos = []string{"http/1.1"}
-		conn, err = (&tls.Dialer{NetDialer: d, Config: cfg}).DialContext(ctx, "tcp", c.addr)
-	} else {
-		conn, err = d.DialContext(ctx, "tcp", c.addr)
+		if conn, err = d.DialContext(ctx, "tcp", c.addr); err == nil {
+			tc := tls.Client(rawconn.Wrap(conn), cfg)
+			if err = tc.HandshakeContext(ctx); err != nil {
+				_ = conn.Close()
+			}
+			conn = tc
+		}
+	} else if conn, err = d.DialContext(ctx, "tcp", c.addr); err == nil {
+		conn = rawconn.Wrap(conn) // see package rawconn
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: dial %s: %w", ErrStream, c.addr, err)

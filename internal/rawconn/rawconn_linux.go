@@ -1,0 +1,141 @@
+package rawconn
+
+import (
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+)
+
+func wrap(c net.Conn) net.Conn {
+	var sc syscall.Conn
+	switch c := c.(type) {
+	case *net.TCPConn:
+		sc = c
+	case *net.UnixConn:
+		sc = c
+	default:
+		return c
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return c
+	}
+	r := &conn{Conn: c, rc: rc}
+	r.read.fn = r.readOnce
+	r.write.fn = r.writeSome
+	return r
+}
+
+// conn is a socket read and written with raw system calls. A net.Conn may
+// be read and written by several goroutines at once: each direction's
+// state (the buffer, progress and error of the call under way) is guarded
+// by its own mutex, so that the callbacks handed to the RawConn are built
+// once, not per call.
+type conn struct {
+	net.Conn
+	rc    syscall.RawConn
+	read  direction
+	write direction
+}
+
+type direction struct {
+	mu    sync.Mutex
+	fn    func(fd uintptr) bool
+	buf   []byte
+	n     int
+	errno syscall.Errno
+}
+
+// readOnce reads once into read.buf; it reports false to wait for data.
+func (c *conn) readOnce(fd uintptr) bool {
+	d := &c.read
+	for {
+		n, e := sysRead(fd, d.buf)
+		switch e {
+		case 0:
+			d.n = n
+			return true
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			d.errno = e
+			return true
+		}
+	}
+}
+
+// writeSome writes what is left of write.buf; it reports false to wait
+// for room.
+func (c *conn) writeSome(fd uintptr) bool {
+	d := &c.write
+	for d.n < len(d.buf) {
+		n, e := sysWrite(fd, d.buf[d.n:])
+		switch e {
+		case 0:
+			d.n += n
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			d.errno = e
+			return true
+		}
+	}
+	return true
+}
+
+func (c *conn) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	d := &c.read
+	d.mu.Lock()
+	d.buf, d.n, d.errno = b, 0, 0
+	err := c.rc.Read(d.fn)
+	n, errno := d.n, d.errno
+	d.buf = nil
+	d.mu.Unlock()
+	switch {
+	case err != nil:
+		return 0, c.opError("read", err)
+	case errno != 0:
+		return 0, c.opError("read", os.NewSyscallError("read", errno))
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func (c *conn) Write(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	d := &c.write
+	d.mu.Lock()
+	d.buf, d.n, d.errno = b, 0, 0
+	err := c.rc.Write(d.fn)
+	n, errno := d.n, d.errno
+	d.buf = nil
+	d.mu.Unlock()
+	if err == nil && errno != 0 {
+		err = os.NewSyscallError("write", errno)
+	}
+	if err != nil {
+		return n, c.opError("write", err)
+	}
+	return n, nil
+}
+
+// opError describes a failed call as package net does, with the inner
+// error of a RawConn's own *net.OpError (a closed connection, a deadline),
+// so that errors.Is(err, net.ErrClosed) and os.ErrDeadlineExceeded, and
+// net.Error's Timeout, answer as they do for the wrapped connection.
+func (c *conn) opError(op string, err error) error {
+	if oe, ok := err.(*net.OpError); ok {
+		err = oe.Err
+	}
+	return &net.OpError{Op: op, Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}
