@@ -168,6 +168,8 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	peerMux.Handle("POST "+twirptransport.PathPrefix, twirptransport.NewHandler(node))
 	forwardServer := kvv1.NewKVServiceServer(local)
 	peerMux.Handle("POST "+forwardServer.PathPrefix(), forwardServer)
+	// r.kv is a kvwire.WriteStarter: a forwarded batch's writes are all
+	// proposed before any is waited for (asserted below).
 	batches := kvwire.NewBatchServer(r.kv, forwardBatchOps).WithTimeout(cfg.RequestTimeout)
 	batchServer := kvv1.NewForwardServiceServer(batches)
 	peerMux.Handle("POST "+batchServer.PathPrefix(), batchServer)
@@ -410,3 +412,5 @@ func followEvents(ctx context.Context, subscribe func() (<-chan raft.Event, func
 		}
 	}
 }
+
+var _ kvwire.WriteStarter = (*kvraft.Server)(nil)

@@ -310,19 +310,80 @@ func (s *Server) getResponse(r *record, rev uint64) *GetResponse {
 
 // Put implements Service.
 func (s *Server) Put(ctx context.Context, req *PutRequest) (*PutResponse, error) {
-	if s.cfg.MaxValueBytes > 0 && len(req.Value) > s.cfg.MaxValueBytes {
-		return nil, fmt.Errorf("%w: %d bytes, the cap is %d", ErrTooLarge, len(req.Value), s.cfg.MaxValueBytes)
-	}
-	cond, err := conditionOf(req.Condition)
+	o, err := s.putOp(req)
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.write(ctx, op{kind: opPut | opChecked | opRevisioned, id: req.Write, key: req.Key, value: req.Value,
-		lease: req.Lease, cond: cond})
+	res, err := s.write(ctx, o)
 	if err != nil {
 		return nil, err
 	}
 	return &PutResponse{Header: s.headerAt(res.rev)}, nil
+}
+
+func (s *Server) putOp(req *PutRequest) (op, error) {
+	if s.cfg.MaxValueBytes > 0 && len(req.Value) > s.cfg.MaxValueBytes {
+		return op{}, fmt.Errorf("%w: %d bytes, the cap is %d", ErrTooLarge, len(req.Value), s.cfg.MaxValueBytes)
+	}
+	cond, err := conditionOf(req.Condition)
+	if err != nil {
+		return op{}, err
+	}
+	return op{kind: opPut | opChecked | opRevisioned, id: req.Write, key: req.Key, value: req.Value,
+		lease: req.Lease, cond: cond}, nil
+}
+
+// StartPut, StartAppend and StartDelete begin a write: they check and
+// propose it and return the function that waits for its answer (as Put,
+// Append and Delete answer). A batch of writes forwarded by a follower
+// (kvwire.BatchServer) is proposed in full before any write is waited for,
+// from one goroutine, instead of a goroutine per write; a write's proposal
+// is not withdrawn if its answer is never waited for.
+func (s *Server) StartPut(ctx context.Context, req *PutRequest) func() (*PutResponse, error) {
+	o, err := s.putOp(req)
+	if err != nil {
+		return func() (*PutResponse, error) { return nil, err }
+	}
+	w := s.startWrite(ctx, o)
+	return func() (*PutResponse, error) {
+		res, err := s.finishWrite(ctx, w)
+		if err != nil {
+			return nil, err
+		}
+		return &PutResponse{Header: s.headerAt(res.rev)}, nil
+	}
+}
+
+// StartAppend: see StartPut.
+func (s *Server) StartAppend(ctx context.Context, req *AppendRequest) func() (*AppendResponse, error) {
+	o, err := s.appendOp(req)
+	if err != nil {
+		return func() (*AppendResponse, error) { return nil, err }
+	}
+	w := s.startWrite(ctx, o)
+	return func() (*AppendResponse, error) {
+		res, err := s.finishWrite(ctx, w)
+		if err != nil {
+			return nil, err
+		}
+		return &AppendResponse{Header: s.headerAt(res.rev)}, nil
+	}
+}
+
+// StartDelete: see StartPut.
+func (s *Server) StartDelete(ctx context.Context, req *DeleteRequest) func() (*DeleteResponse, error) {
+	o, err := deleteOp(req)
+	if err != nil {
+		return func() (*DeleteResponse, error) { return nil, err }
+	}
+	w := s.startWrite(ctx, o)
+	return func() (*DeleteResponse, error) {
+		res, err := s.finishWrite(ctx, w)
+		if err != nil {
+			return nil, err
+		}
+		return &DeleteResponse{Header: s.headerAt(res.rev), Existed: res.existed}, nil
+	}
 }
 
 // conditionOf checks and converts a request's condition.
@@ -335,10 +396,10 @@ func conditionOf(c Condition) (condition, error) {
 
 // Append implements Service.
 func (s *Server) Append(ctx context.Context, req *AppendRequest) (*AppendResponse, error) {
-	if s.cfg.MaxValueBytes > 0 && len(req.Value) > s.cfg.MaxValueBytes {
-		return nil, fmt.Errorf("%w: %d bytes, the cap is %d", ErrTooLarge, len(req.Value), s.cfg.MaxValueBytes)
+	o, err := s.appendOp(req)
+	if err != nil {
+		return nil, err
 	}
-	o := op{kind: opAppend | opChecked | opRevisioned, id: req.Write, key: req.Key, value: req.Value, limit: uint64(s.cfg.MaxValueBytes)}
 	res, err := s.write(ctx, o)
 	if err != nil {
 		return nil, err
@@ -346,30 +407,64 @@ func (s *Server) Append(ctx context.Context, req *AppendRequest) (*AppendRespons
 	return &AppendResponse{Header: s.headerAt(res.rev)}, nil
 }
 
+func (s *Server) appendOp(req *AppendRequest) (op, error) {
+	if s.cfg.MaxValueBytes > 0 && len(req.Value) > s.cfg.MaxValueBytes {
+		return op{}, fmt.Errorf("%w: %d bytes, the cap is %d", ErrTooLarge, len(req.Value), s.cfg.MaxValueBytes)
+	}
+	return op{kind: opAppend | opChecked | opRevisioned, id: req.Write, key: req.Key, value: req.Value, limit: uint64(s.cfg.MaxValueBytes)}, nil
+}
+
 // Delete implements Service.
 func (s *Server) Delete(ctx context.Context, req *DeleteRequest) (*DeleteResponse, error) {
-	cond, err := conditionOf(req.Condition)
+	o, err := deleteOp(req)
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.write(ctx, op{kind: opDelete | opChecked | opRevisioned, id: req.Write, key: req.Key, cond: cond})
+	res, err := s.write(ctx, o)
 	if err != nil {
 		return nil, err
 	}
 	return &DeleteResponse{Header: s.headerAt(res.rev), Existed: res.existed}, nil
 }
 
+func deleteOp(req *DeleteRequest) (op, error) {
+	cond, err := conditionOf(req.Condition)
+	if err != nil {
+		return op{}, err
+	}
+	return op{kind: opDelete | opChecked | opRevisioned, id: req.Write, key: req.Key, cond: cond}, nil
+}
+
 // write applies o exactly once per WriteID and returns its result.
 func (s *Server) write(ctx context.Context, o op) (writeResult, error) {
+	return s.finishWrite(ctx, s.startWrite(ctx, o))
+}
+
+// startedWrite is a write between startWrite and finishWrite: the
+// proposal to wait for, or the answer if it needs none (a write already
+// applied, or one refused before it was proposed).
+type startedWrite struct {
+	o    op
+	f    *rsm.Future
+	res  writeResult
+	err  error
+	done bool
+}
+
+// startWrite checks o and proposes it (or joins the pending proposal of
+// the same write) without waiting: a batch of writes is proposed before
+// any is waited for (StartPut).
+func (s *Server) startWrite(ctx context.Context, o op) startedWrite {
+	refuse := func(err error) startedWrite { return startedWrite{o: o, err: err, done: true} }
 	if o.key == "" && o.kind.base() < opLeaseGrant {
-		return writeResult{}, fmt.Errorf("%w: empty key", ErrInvalid)
+		return refuse(fmt.Errorf("%w: empty key", ErrInvalid))
 	}
 	if o.id.ClientID == 0 && (o.id.Seq != 0 || o.id.Ack != 0) {
-		return writeResult{}, fmt.Errorf("%w: sequence number without a client id", ErrInvalid)
+		return refuse(fmt.Errorf("%w: sequence number without a client id", ErrInvalid))
 	}
 	if o.id.ClientID != 0 {
 		if o.id.Seq == 0 {
-			return writeResult{}, fmt.Errorf("%w: client id without a sequence number", ErrInvalid)
+			return refuse(fmt.Errorf("%w: client id without a sequence number", ErrInvalid))
 		}
 		if o.id.Ack == 0 || o.id.Ack > o.id.Seq {
 			// A client cannot have finished the write it is sending.
@@ -378,12 +473,25 @@ func (s *Server) write(ctx context.Context, o op) (writeResult, error) {
 		// A write this replica has already applied is answered from the
 		// table: it is committed, whoever leads now.
 		if res, ok := s.state.lookup(o.id); ok {
-			return res, res.refused
+			return startedWrite{o: o, res: res, err: res.refused, done: true}
 		}
 	}
+	f, err := s.propose(o)
+	if err != nil {
+		return refuse(s.failure(ctx, err, false))
+	}
+	return startedWrite{o: o, f: f}
+}
+
+// finishWrite waits for a started write and returns its result.
+func (s *Server) finishWrite(ctx context.Context, w startedWrite) (writeResult, error) {
+	if w.done {
+		return w.res, w.err
+	}
+	o := w.o
 	ctx, cancel := boundedBy(ctx, s.cfg.RequestTimeout)
 	defer cancel()
-	res, err := s.submit(ctx, o)
+	res, err := s.wait(ctx, o, w.f)
 	if err != nil {
 		return writeResult{}, err
 	}
@@ -410,6 +518,11 @@ func (s *Server) submit(ctx context.Context, o op) (any, error) {
 	if err != nil {
 		return nil, s.failure(ctx, err, false)
 	}
+	return s.wait(ctx, o, f)
+}
+
+// wait waits for the proposal f of o and returns its result.
+func (s *Server) wait(ctx context.Context, o op, f *rsm.Future) (any, error) {
 	res, err := f.Wait(ctx)
 	if key := (writeKey{o.id.ClientID, o.id.Seq}); o.id.ClientID != 0 && err == nil {
 		s.mu.Lock()

@@ -137,6 +137,19 @@ func (s BatchServer) WriteBatch(ctx context.Context, req *kvv1.WriteBatchRequest
 	if len(ops) == 0 {
 		return out, nil
 	}
+	if st, ok := s.svc.(WriteStarter); ok {
+		// Every write is proposed before any is waited for: no goroutine
+		// per write, and the writes of one batch usually commit in one
+		// raft round, so this goroutine wakes once, not once per write.
+		waits := make([]func() *kvv1.WriteResult, len(ops))
+		for i, op := range ops {
+			waits[i] = start(ctx, st, op)
+		}
+		for i, wait := range waits {
+			out.Results[i] = wait()
+		}
+		return out, nil
+	}
 	// The last write runs on this goroutine: a batch of one, the usual at
 	// a light load, costs no goroutine and no hand-off to wake this one.
 	var wg sync.WaitGroup
@@ -147,6 +160,52 @@ func (s BatchServer) WriteBatch(ctx context.Context, req *kvv1.WriteBatchRequest
 	out.Results[last] = s.apply(ctx, ops[last])
 	wg.Wait()
 	return out, nil
+}
+
+// WriteStarter is a Service that can propose a write without waiting for
+// its answer (kvraft.Server): see its StartPut. BatchServer uses it when
+// its Service offers it.
+type WriteStarter interface {
+	StartPut(context.Context, *kvclient.PutRequest) func() (*kvclient.PutResponse, error)
+	StartAppend(context.Context, *kvclient.AppendRequest) func() (*kvclient.AppendResponse, error)
+	StartDelete(context.Context, *kvclient.DeleteRequest) func() (*kvclient.DeleteResponse, error)
+}
+
+// start begins op on st and returns the function that waits for its
+// result, as apply returns it.
+func start(ctx context.Context, st WriteStarter, op *kvv1.WriteOp) func() *kvv1.WriteResult {
+	switch o := op.GetOp().(type) {
+	case *kvv1.WriteOp_Put:
+		wait := st.StartPut(ctx, PutRequestFromProto(o.Put))
+		return func() *kvv1.WriteResult {
+			resp, err := wait()
+			if err != nil {
+				return ResultToProto(kvclient.ResponseHeader{}, false, err)
+			}
+			return ResultToProto(resp.Header, false, nil)
+		}
+	case *kvv1.WriteOp_Append:
+		wait := st.StartAppend(ctx, AppendRequestFromProto(o.Append))
+		return func() *kvv1.WriteResult {
+			resp, err := wait()
+			if err != nil {
+				return ResultToProto(kvclient.ResponseHeader{}, false, err)
+			}
+			return ResultToProto(resp.Header, false, nil)
+		}
+	case *kvv1.WriteOp_Delete:
+		wait := st.StartDelete(ctx, DeleteRequestFromProto(o.Delete))
+		return func() *kvv1.WriteResult {
+			resp, err := wait()
+			if err != nil {
+				return ResultToProto(kvclient.ResponseHeader{}, false, err)
+			}
+			return ResultToProto(resp.Header, resp.Existed, nil)
+		}
+	default:
+		res := ResultToProto(kvclient.ResponseHeader{}, false, fmt.Errorf("%w: empty write op", kvclient.ErrInvalid))
+		return func() *kvv1.WriteResult { return res }
+	}
 }
 
 func (s BatchServer) apply(ctx context.Context, op *kvv1.WriteOp) *kvv1.WriteResult {
