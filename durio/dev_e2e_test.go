@@ -140,7 +140,7 @@ func TestDevFailover(t *testing.T) {
 		pids[m[1]], _ = strconv.Atoi(m[2])
 	}
 	leader, _ := strconv.Atoi(d.want(`^leader: replica (\d) \(term \d+\)`, 30*time.Second)[1])
-	d.want(`^cluster ready`, 5*time.Second)
+	d.want(`^cluster ready`, 30*time.Second) // once every replica answers
 	if code, body := httpDo(t, "POST", client((leader+1)%3)+"/kvstore/put", `{"key":"config/db/host","value":"db.local"}`); code != 200 {
 		t.Fatalf("put: %d %v", code, body)
 	}

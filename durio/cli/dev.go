@@ -398,9 +398,12 @@ func (d *devCluster) watchLeader(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		leader, term := -1, uint64(0)
+		leader, term, up := -1, uint64(0), 0
 		for i, u := range d.clients {
 			st, err := devStatus(u)
+			if err == nil {
+				up++
+			}
 			if err == nil && st.GetRole() == kvv1.Role_ROLE_LEADER && st.GetTerm() >= term {
 				leader, term = i, st.GetTerm()
 			}
@@ -411,18 +414,21 @@ func (d *devCluster) watchLeader(ctx context.Context) {
 		switch {
 		case leader >= 0 && (leader != d.lastLeader || term != d.lastLeaderTerm):
 			d.printf("leader: replica %d (term %d)\n", leader, term)
-			if !d.announcedLeader {
-				d.printf("cluster ready. try: curl -s -XPOST %s/kvstore/put -H 'Content-Type: application/json' -d '{\"key\":\"hello\",\"value\":\"world\"}'; curl -s %s/kvstore/get/hello\n",
-					d.clients[0], d.clients[len(d.clients)-1])
-				if d.o.Commands != nil {
-					d.printf("Ctrl-C stops the cluster. Type kill %d to watch failover, help for the commands.\n", leader)
-				} else {
-					d.printf("Ctrl-C stops the cluster.\n")
-				}
-				d.announcedLeader = true
-			}
 		case leader < 0 && d.lastLeader >= 0:
 			d.printf("no leader: waiting for an election (a majority of replicas must be up)\n")
+		}
+		// Ready once every replica answers too: the suggested commands name
+		// the first and the last replica, and two replicas can elect a
+		// leader while the third is still starting.
+		if leader >= 0 && up == len(d.clients) && !d.announcedLeader {
+			d.printf("cluster ready. try: curl -s -XPOST %s/kvstore/put -H 'Content-Type: application/json' -d '{\"key\":\"hello\",\"value\":\"world\"}'; curl -s %s/kvstore/get/hello\n",
+				d.clients[0], d.clients[len(d.clients)-1])
+			if d.o.Commands != nil {
+				d.printf("Ctrl-C stops the cluster. Type kill %d to watch failover, help for the commands.\n", leader)
+			} else {
+				d.printf("Ctrl-C stops the cluster.\n")
+			}
+			d.announcedLeader = true
 		}
 		d.lastLeader, d.lastLeaderTerm = leader, term
 	}
