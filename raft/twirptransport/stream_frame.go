@@ -83,7 +83,17 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b 
 
 const maxPooledBuf = 64 << 10
 
-func getBuf() []byte { return (*bufPool.Get().(*[]byte))[:0] }
+// boxPool holds the empty *[]byte that carry buffers in bufPool: putting
+// a buffer in a box of its own would allocate the box every time.
+var boxPool = sync.Pool{New: func() any { return new([]byte) }}
+
+func getBuf() []byte {
+	box := bufPool.Get().(*[]byte)
+	b := (*box)[:0]
+	*box = nil
+	boxPool.Put(box)
+	return b
+}
 
 // getBufLen returns a buffer of length n, from the pool when it fits.
 func getBufLen(n int) []byte {
@@ -100,8 +110,9 @@ func getBufLen(n int) []byte {
 
 func putBuf(b []byte) {
 	if cap(b) <= maxPooledBuf {
-		b = b[:0]
-		bufPool.Put(&b)
+		box := boxPool.Get().(*[]byte)
+		*box = b[:0]
+		bufPool.Put(box)
 	}
 }
 
@@ -172,25 +183,44 @@ func setFrameID(b []byte, id uint64) { binary.BigEndian.PutUint64(b[5:], id) }
 // the buffer serves the next frame). A frame whose body is longer than max
 // is refused before it is read.
 func readFrame(r *bufio.Reader, max int) (typ byte, id uint64, rest []byte, err error) {
-	var hdr [13]byte
-	if _, err = io.ReadFull(r, hdr[:4]); err != nil {
+	hdr, err := peekFull(r, 0, 4)
+	if err != nil {
 		return 0, 0, nil, err
 	}
-	n := binary.BigEndian.Uint32(hdr[:4])
+	n := binary.BigEndian.Uint32(hdr)
 	if n < 9 {
 		return 0, 0, nil, fmt.Errorf("%w: length %d", ErrBadFrame, n)
 	}
 	if uint64(n) > uint64(max) {
 		return 0, 0, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, max)
 	}
-	if _, err = io.ReadFull(r, hdr[4:]); err != nil {
+	if hdr, err = peekFull(r, 4, 13); err != nil {
 		return 0, 0, nil, err
 	}
+	typ, id = hdr[4], binary.BigEndian.Uint64(hdr[5:])
+	_, _ = r.Discard(13) // buffered: cannot fail
 	rest = getBufLen(int(n - 9))
 	if _, err = io.ReadFull(r, rest); err != nil {
 		return 0, 0, nil, err
 	}
-	return hdr[4], binary.BigEndian.Uint64(hdr[5:]), rest, nil
+	return typ, id, rest, nil
+}
+
+// peekFull returns the next n bytes of r without consuming them: a frame
+// header read with io.ReadFull into an array escaped to the heap, one
+// allocation per frame. The slice is r's buffer, valid until r's next
+// read; n is at most r's size. from is how many of the n bytes an earlier
+// call returned: a stream that ends with none past them is io.EOF, with
+// some io.ErrUnexpectedEOF, as io.ReadFull reports for bytes [from, n).
+func peekFull(r *bufio.Reader, from, n int) ([]byte, error) {
+	b, err := r.Peek(n)
+	if err == io.EOF && len(b) > from {
+		err = io.ErrUnexpectedEOF // as io.ReadFull has it
+	}
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // parseRequest splits a request frame's rest into its parts.
