@@ -102,12 +102,14 @@ type queryParams struct {
 	err error
 }
 
-func newQueryParams(r *http.Request) *queryParams {
-	if r.URL.RawQuery == "" { // most requests: nothing to parse (or allocate)
-		return &queryParams{}
+// newQueryParams returns a value, not a pointer: the handlers keep it on
+// their stack, so a request without a query string allocates nothing.
+func newQueryParams(r *http.Request) queryParams {
+	if r.URL.RawQuery == "" { // most requests: nothing to parse
+		return queryParams{}
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
-	p := &queryParams{q: q}
+	p := queryParams{q: q}
 	if err != nil {
 		p.err = twirp.NewError(twirp.Malformed, "the query string is malformed: "+err.Error())
 	}

@@ -139,7 +139,7 @@ func (h restHandler) get(w http.ResponseWriter, r *http.Request) {
 	if p.bool("stale") {
 		req.Consistency = kvv1.ReadConsistency_READ_CONSISTENCY_STALE
 	}
-	if !h.block(w, r, p, key, false) {
+	if !h.block(w, r, &p, key, false) {
 		return
 	}
 	resp, err := h.svc.Get(r.Context(), req)

@@ -40,7 +40,7 @@ func (h restHandler) list(w http.ResponseWriter, r *http.Request) {
 	if p.bool("stale") {
 		req.Consistency = kvv1.ReadConsistency_READ_CONSISTENCY_STALE
 	}
-	if !h.block(w, r, p, req.Prefix, true) {
+	if !h.block(w, r, &p, req.Prefix, true) {
 		return
 	}
 	resp, err := h.svc.List(r.Context(), req)
