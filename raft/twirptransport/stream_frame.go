@@ -223,17 +223,18 @@ func peekFull(r *bufio.Reader, from, n int) ([]byte, error) {
 	return b, nil
 }
 
-// parseRequest splits a request frame's rest into its parts.
-func parseRequest(rest []byte) (timeoutMs uint32, method string, payload []byte, err error) {
+// parseRequest splits a request frame's rest into its parts, which alias
+// rest (the method is looked up without a copy).
+func parseRequest(rest []byte) (timeoutMs uint32, method, payload []byte, err error) {
 	if len(rest) < frameFixed-9 {
-		return 0, "", nil, fmt.Errorf("%w: short request", ErrBadFrame)
+		return 0, nil, nil, fmt.Errorf("%w: short request", ErrBadFrame)
 	}
 	timeoutMs = binary.BigEndian.Uint32(rest)
 	ml := int(rest[4])
 	if ml == 0 || len(rest) < 5+ml {
-		return 0, "", nil, fmt.Errorf("%w: bad method length", ErrBadFrame)
+		return 0, nil, nil, fmt.Errorf("%w: bad method length", ErrBadFrame)
 	}
-	return timeoutMs, string(rest[5 : 5+ml]), rest[5+ml:], nil
+	return timeoutMs, rest[5 : 5+ml], rest[5+ml:], nil
 }
 
 // link is one established stream connection, either side: a net.Conn, a

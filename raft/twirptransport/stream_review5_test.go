@@ -378,7 +378,7 @@ func TestReview5HostileServerReplies(t *testing.T) {
 			return req{}, fmt.Errorf("type %d", typ)
 		}
 		_, m, payload, err := parseRequest(rest)
-		return req{id, m, payload}, err
+		return req{id, string(m), payload}, err
 	}
 	frame := func(typ byte, id uint64, body []byte) []byte {
 		b := binary.BigEndian.AppendUint32(nil, uint32(9+len(body)))

@@ -251,8 +251,7 @@ func (s *StreamServer) serveConn(l *link) {
 			err = fmt.Errorf("%w: type %d from a client", ErrBadFrame, typ)
 		}
 		var timeoutMs uint32
-		var method string
-		var payload []byte
+		var method, payload []byte
 		if err == nil {
 			timeoutMs, method, payload, err = parseRequest(rest)
 		}
@@ -262,10 +261,11 @@ func (s *StreamServer) serveConn(l *link) {
 			return
 		}
 		l.lastRead.Store(time.Now().UnixNano())
-		m := s.methods[method]
+		m := s.methods[string(method)]
 		if m == nil {
+			msg := "no stream method " + string(method)
 			putBuf(rest)
-			_ = l.send(appendError(getBuf(), id, twirp.NewError(twirp.BadRoute, "no stream method "+method)))
+			_ = l.send(appendError(getBuf(), id, twirp.NewError(twirp.BadRoute, msg)))
 			continue
 		}
 		if running.Add(1) > int64(s.opts.MaxCallsInFlight) {
