@@ -1,5 +1,6 @@
 // Package exepages gives back the pages of a process's own executable that
-// only its start touched.
+// only its start touched (Release), and the pages of its shared file
+// mappings (ReleaseShared).
 //
 // Why: a Go binary's package inits (protobuf registries, metrics, the command
 // tree, HTTP routes) and a server's start-up touch code and tables that
@@ -10,5 +11,9 @@
 // which a badger plugin uses ~13). The pages are in the page cache, shared by every
 // process running the binary, so releasing them frees no memory at once;
 // it makes each process's RSS count only what it uses, and leaves the
-// kernel pages that no process maps, which it can reclaim first.
+// kernel pages that no process maps, which it can reclaim first. The same
+// holds for the files a store maps and writes through (badger's tables and
+// logs): their pages stay in the process's resident set after they were
+// written until something unmaps them, so a persister plugin calls
+// ReleaseShared from time to time.
 package exepages

@@ -78,7 +78,8 @@ func (p Params) open(logger *slog.Logger) persist.OpenParams {
 }
 
 // releaseAfterOpen makes the server call exepages.Release once its store is
-// open; ServeIfChild sets it, for a plugin that is its host's binary.
+// open and then run releaseLoop; ServeIfChild sets it, for a plugin that is
+// its host's binary.
 var releaseAfterOpen bool
 
 // ServeIfChild serves the built-in store named by EnvBuiltin if this process

@@ -380,6 +380,7 @@ func (d *directServer) append(hs persist.HardState, es []persist.Entry) (int64, 
 	if err != nil {
 		return 0, err
 	}
+	d.srv.writes.Add(1)
 	if err := st.Append(context.Background(), hs, es); err != nil {
 		return st.Size(), err
 	}
