@@ -74,8 +74,12 @@ type Options struct {
 //   - MemTableBytes 2 MiB (badger's default: 64 MiB). A memtable costs its
 //     size twice (the skiplist arena on the heap and the mmapped WAL), at
 //     most two exist (NumMemtables 2), and every flush builds a table in
-//     buffers that badger's allocator pool keeps (up to eight, each a few
-//     times the table size). A transaction holds at most 15% of it (~300 KiB,
+//     buffers that badger's allocator pool keeps (up to eight, each twice
+//     the table size rounded up to a power of two). A heap profile of a
+//     plugin under a 64-client put load had ~15 MiB live: 12 MiB three such
+//     4 MiB buffers (a flush and two compactions at once; the pool frees
+//     one only after 2 s without a table build, never under steady
+//     writes), 2.6 MiB the memtable's arena. A transaction holds at most 15% of it (~300 KiB,
 //     about 1,000 entries of 256 bytes); larger batches go in steps (see the
 //     package doc). 1 MiB saves a few MiB more but flushes and compacts
 //     twice as often, which showed as stalls at 256-entry batches; measured
@@ -85,7 +89,8 @@ type Options struct {
 //     CPU per Append (BenchmarkPluginMemory, three runs each), so 2 MiB stays.
 //     With that limit the Go heap, not badger's settings, decides most of
 //     the plugin's memory: without it the same runs held 47-62 MiB
-//     anonymous, 111-122 MiB peak.
+//     anonymous, 111-122 MiB peak. The plugin's GOGC=25 (same place) keeps
+//     the heap near the live ~15 MiB (README, "Persister plugins").
 //   - Tables: two LSM levels (minLevels), tables of MemTableBytes
 //     (BaseTableSize and BaseLevelSize), 64 KiB blocks (blockBytes), two L0
 //     tables before compaction and four before writes stall, two
