@@ -13,11 +13,17 @@ import (
 // ReleaseShared unmaps from this process the resident pages of its shared
 // mappings of files (MAP_SHARED: a store's memory-mapped tables, write-ahead
 // log or value log) and returns the size of the address ranges it covered.
-// A shared mapping holds no private data: what was written through it is
-// the file's page-cache page, which MADV_DONTNEED leaves in the page cache
-// (dirty, if it was, for the next fsync or writeback to write), as the
-// kernel's own reclaim does. A later touch maps the page again (a minor
-// fault, no I/O), so what stays resident is what the process touched since.
+//
+// It asks the kernel to reclaim them (MADV_PAGEOUT, Linux 5.4), which never
+// loses data: a page written through the mapping and not yet written back
+// is unmapped and stays in the page cache for the next fsync or writeback,
+// a clean one is dropped from the page cache too, and a later touch maps it
+// again (read from the file if it was dropped). MADV_DONTNEED would keep
+// the clean pages cached, but a range read from /proc/self/maps may be
+// unmapped (a table deleted after a compaction) and its addresses reused by
+// an anonymous mapping (the Go runtime's) before the madvise: DONTNEED would
+// zero that memory, reclaim only swaps it out or leaves it. A range no
+// longer mapped is skipped.
 func ReleaseShared() (int64, error) {
 	maps, err := os.ReadFile("/proc/self/maps")
 	if err != nil {
@@ -25,13 +31,20 @@ func ReleaseShared() (int64, error) {
 	}
 	var spanned int64
 	for _, m := range sharedMappings(maps) {
-		if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, m.start, m.end-m.start, syscall.MADV_DONTNEED); errno != 0 {
-			return spanned, fmt.Errorf("exepages: madvise %#x-%#x: %w", m.start, m.end, errno)
+		_, _, errno := syscall.Syscall(syscall.SYS_MADVISE, m.start, m.end-m.start, madvPageout)
+		switch errno {
+		case 0:
+			spanned += int64(m.end - m.start)
+		case syscall.ENOMEM: // unmapped since maps was read
+		default:
+			return spanned, fmt.Errorf("exepages: madvise(MADV_PAGEOUT) %#x-%#x: %w", m.start, m.end, errno)
 		}
-		spanned += int64(m.end - m.start)
 	}
 	return spanned, nil
 }
+
+// madvPageout is MADV_PAGEOUT, which package syscall does not define.
+const madvPageout = 21
 
 // sharedMappings parses /proc/self/maps and returns the shared mappings of
 // files (a path, not [vdso] or an anonymous mapping).
