@@ -278,7 +278,7 @@ const (
 // under a put load (README, "Persister plugins"). Releasing them costs one
 // read of /proc/self/maps and a madvise per mapping, and the pages badger
 // touches again (the current write-ahead log page, tables being compacted)
-// are read back from the file: ~0.5 MB/s per plugin under a 64-client put
+// are read back from the file: 0.2-0.8 MB/s per plugin under put
 // load, against none before. The binary's own pages are released once only
 // (exepages.Release): the serving code refaults within a second, and
 // releasing it every second cost 17% more plugin CPU per Append
