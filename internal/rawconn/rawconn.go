@@ -19,6 +19,6 @@ package rawconn
 import "net"
 
 // Wrap returns c with raw Read and Write where the platform and c allow
-// (Linux; a *net.TCPConn or *net.UnixConn), else c itself. Every other
-// method, deadlines included, is c's.
+// (Linux; a *net.TCPConn or a stream *net.UnixConn), else c itself. Every
+// other method, deadlines included, is c's.
 func Wrap(c net.Conn) net.Conn { return wrap(c) }

@@ -19,13 +19,24 @@ func wrap(c net.Conn) net.Conn {
 		return c
 	}
 	rc, err := sc.SyscallConn()
-	if err != nil {
+	if err != nil || !isStream(c, rc) {
 		return c
 	}
 	r := &conn{Conn: c, rc: rc}
 	r.read.fn = r.readOnce
 	r.write.fn = r.writeSome
 	return r
+}
+
+// isStream reports whether c is a stream socket. Only there does a read of
+// nothing mean EOF; a datagram socket can receive an empty datagram.
+func isStream(c net.Conn, rc syscall.RawConn) bool {
+	if _, ok := c.(*net.TCPConn); ok {
+		return true
+	}
+	typ := -1
+	_ = rc.Control(func(fd uintptr) { typ, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TYPE) })
+	return typ == syscall.SOCK_STREAM
 }
 
 // conn is a socket read and written with raw system calls. A net.Conn may
@@ -89,7 +100,8 @@ func (c *conn) writeSome(fd uintptr) bool {
 
 func (c *conn) Read(b []byte) (int, error) {
 	if len(b) == 0 {
-		return 0, nil
+		// net answers a closed conn or a past deadline before the length.
+		return c.Conn.Read(b)
 	}
 	d := &c.read
 	d.mu.Lock()
@@ -111,7 +123,7 @@ func (c *conn) Read(b []byte) (int, error) {
 
 func (c *conn) Write(b []byte) (int, error) {
 	if len(b) == 0 {
-		return 0, nil
+		return c.Conn.Write(b) // as in Read
 	}
 	d := &c.write
 	d.mu.Lock()
