@@ -77,20 +77,26 @@ func coLocatedReplicas(cfg Config) int {
 }
 
 // peerHost is the host a peer URL names, with every loopback address and
-// localhost as "loopback", or "" if the URL does not parse.
+// localhost as "loopback", or "" if the URL does not parse. Names are
+// compared without case and without the trailing dot of a fully qualified
+// name ("Pi-1.lan." is "pi-1.lan").
 func peerHost(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil || u.Hostname() == "" {
+	if err != nil {
 		return ""
 	}
-	h := u.Hostname()
-	if ip := net.ParseIP(h); h == "localhost" || ip != nil && ip.IsLoopback() {
+	h := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if h == "" {
+		return ""
+	}
+	ip := net.ParseIP(h)
+	if h == "localhost" || ip != nil && ip.IsLoopback() {
 		return "loopback"
 	}
-	if ip := net.ParseIP(h); ip != nil {
+	if ip != nil {
 		return ip.String() // one spelling per address
 	}
-	return strings.ToLower(h)
+	return h
 }
 
 // releaseExePages is exepages.Release, replaced in tests.
