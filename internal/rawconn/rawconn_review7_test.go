@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -333,4 +334,59 @@ func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+}
+
+// TestReview7PeerResetsMidWrite: a Write waiting for room fails once the
+// peer resets the connection, with what it wrote and a write *net.OpError
+// carrying the reset (ECONNRESET or EPIPE, as the kernel reports it).
+func TestReview7PeerResetsMidWrite(t *testing.T) {
+	c, s := pair(t, "tcp")
+	wantRaw(t, c)
+	done := make(chan error, 1)
+	var n int
+	go func() {
+		var err error
+		n, err = c.Write(make([]byte, 64<<20))
+		done <- err
+	}()
+	// Once a byte arrived the Write has started; the buffers then fill.
+	if _, err := io.ReadFull(s, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	_ = s.(*net.TCPConn).SetLinger(0)
+	s.Close()
+	select {
+	case err := <-done:
+		var oe *net.OpError
+		if !errors.As(err, &oe) || oe.Op != "write" || !(errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)) {
+			t.Fatalf("Write when the peer resets: %d, %v; want a write *net.OpError with ECONNRESET or EPIPE", n, err)
+		}
+		if n <= 0 || n >= 64<<20 {
+			t.Fatalf("Write reported %d bytes; want the part that went out", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Write still waiting 10 s after the peer reset")
+	}
+}
+
+// TestReview7CloseUnblocksWrite: Close ends a Write waiting for room with
+// net.ErrClosed.
+func TestReview7CloseUnblocksWrite(t *testing.T) {
+	c, _ := pair(t, "tcp")
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Write(make([]byte, 64<<20))
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	c.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Write on a conn closed under it: %v; want net.ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Write still waiting 10 s after Close")
+	}
 }
