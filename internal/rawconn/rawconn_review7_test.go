@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -388,5 +389,29 @@ func TestReview7CloseUnblocksWrite(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Write still waiting 10 s after Close")
+	}
+}
+
+// TestReview7TLSHandshakeTimeout: a client that connects to a TLS server
+// over wrapped conns and never says hello is dropped once the server's
+// header timeout passes (net/http bounds the handshake by it).
+func TestReview7TLSHandshakeTimeout(t *testing.T) {
+	cert, _ := selfSigned(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.NotFoundHandler(), ReadHeaderTimeout: 300 * time.Millisecond,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}, ErrorLog: log.New(io.Discard, "", 0)}
+	go srv.ServeTLS(rawListener{ln}, "", "")
+	defer srv.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("silent TLS client: %v; want the server to close (EOF) within 10 s", err)
 	}
 }
