@@ -138,6 +138,7 @@ type readResult struct {
 var (
 	_ rsm.StateMachine      = (*state)(nil)
 	_ rsm.SnapshotValidator = (*state)(nil)
+	_ rsm.ResultDiscarder   = (*state)(nil)
 )
 
 func newState(limits stateLimits) *state {
@@ -153,21 +154,50 @@ func (s *state) Apply(_ uint64, cmd []byte) any {
 		// bad command keeps them in agreement.
 		return err
 	}
-	if o.kind == opGet {
+	if res, ok := s.applyOther(o); ok {
+		return res
+	}
+	return s.applyWrite(o)
+}
+
+// ApplyDiscard implements rsm.ResultDiscarder: Apply for a command whose
+// result nobody waits for (every command on a follower), sparing the
+// allocation of a write's result in an interface.
+func (s *state) ApplyDiscard(_ uint64, cmd []byte) {
+	o, err := decodeOp(cmd)
+	if err != nil {
+		return // as Apply: skipped
+	}
+	if _, ok := s.applyOther(o); !ok {
+		s.applyWrite(o)
+	}
+}
+
+// applyOther applies o unless it is a write (ok false).
+func (s *state) applyOther(o op) (res any, ok bool) {
+	switch o.kind {
+	case opGet:
 		s.mu.RLock()
 		defer s.mu.RUnlock()
-		return readResult{rec: s.data[o.key], rev: s.rev}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch o.kind {
+		return readResult{rec: s.data[o.key], rev: s.rev}, true
 	case opOpenSession:
-		return s.openLocked(o)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.openLocked(o), true
 	case opTick:
+		s.mu.Lock()
+		defer s.mu.Unlock()
 		s.clock = max(s.clock, o.stamp)
 		s.expireLocked(int64(min(o.limit, math.MaxInt64/2)))
-		return nil
+		return nil, true
 	}
+	return nil, false
+}
+
+// applyWrite applies the write o within its session.
+func (s *state) applyWrite(o op) writeResult {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if o.id.ClientID == 0 {
 		return s.applyWriteLocked(o)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ruaft/ruaft/raft"
 )
@@ -50,6 +51,15 @@ type StateMachine interface {
 // ValidateSnapshot runs concurrently with Apply and must not modify data.
 type SnapshotValidator interface {
 	ValidateSnapshot(data []byte) error
+}
+
+// ResultDiscarder may be implemented by a StateMachine whose results cost
+// something to return (a struct in an interface is an allocation). The RSM
+// then applies a command that no Future waits for (every command on a
+// follower) with ApplyDiscard, which must change the state exactly as
+// Apply does; it runs under the same rules as Apply.
+type ResultDiscarder interface {
+	ApplyDiscard(index uint64, cmd []byte)
 }
 
 // Errors returned by Submit, Propose and Future.Wait.
@@ -115,6 +125,12 @@ type RSM struct {
 	// seen applied, by log index.
 	pending map[uint64]*Future
 	killed  bool
+	// npending is len(pending), plus one during a Propose's Start; written
+	// under mu, read by Apply without it. None means no future for the
+	// entry being applied: a later Propose gets a later index.
+	npending atomic.Int64
+	// discard is sm as a ResultDiscarder, nil if it is not one.
+	discard ResultDiscarder
 }
 
 var (
@@ -131,8 +147,10 @@ func New(cfg Config, sm StateMachine) (*RSM, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	discard, _ := sm.(ResultDiscarder)
 	return &RSM{
 		sm:      sm,
+		discard: discard,
 		cfg:     cfg,
 		logger:  logger,
 		nodeSet: make(chan struct{}),
@@ -229,6 +247,10 @@ func (r *RSM) Propose(cmd []byte) (*Future, error) {
 	if r.killed {
 		return nil, ErrKilled
 	}
+	// Counted before Start, as the apply path reads npending without r.mu:
+	// it must not see the entry with no future counted.
+	r.npending.Add(1)
+	defer func() { r.npending.Store(int64(len(r.pending))) }()
 	index, term, isLeader := node.Start(cmd)
 	if !isLeader {
 		return nil, ErrNotLeader
@@ -261,7 +283,12 @@ func (r *RSM) Apply(msg raft.ApplyMsg) {
 		return
 	}
 	r.applyMu.Lock()
-	result := r.sm.Apply(msg.Index, msg.Command)
+	var result any
+	if r.discard != nil && r.npending.Load() == 0 {
+		r.discard.ApplyDiscard(msg.Index, msg.Command)
+	} else {
+		result = r.sm.Apply(msg.Index, msg.Command)
+	}
 	r.applied, r.appliedAt = msg.Index, msg.Term
 	r.applyMu.Unlock()
 
@@ -269,6 +296,7 @@ func (r *RSM) Apply(msg raft.ApplyMsg) {
 	f := r.pending[msg.Index]
 	if f != nil {
 		delete(r.pending, msg.Index)
+		r.npending.Store(int64(len(r.pending)))
 	}
 	r.mu.Unlock()
 
@@ -327,6 +355,7 @@ func (r *RSM) takePendingLocked(fail func(*Future) bool) []*Future {
 			delete(r.pending, i)
 		}
 	}
+	r.npending.Store(int64(len(r.pending)))
 	return out
 }
 

@@ -409,3 +409,135 @@ func TestValidateSnapshot(t *testing.T) {
 		t.Fatalf("without a validator: %v", err)
 	}
 }
+
+// discardingCounter is a counter that is also a ResultDiscarder, counting
+// the commands it applied without a result.
+type discardingCounter struct {
+	counter
+	discarded atomic.Uint64
+}
+
+func (c *discardingCounter) ApplyDiscard(index uint64, cmd []byte) {
+	c.discarded.Add(1)
+	c.Apply(index, cmd)
+}
+
+// A ResultDiscarder applies without a result only the commands nobody
+// waits for: every Submit gets its result (on one server too, where a
+// command commits as soon as it is proposed, before its future is
+// registered), and followers discard.
+func TestResultDiscarder(t *testing.T) {
+	for _, servers := range []int{1, 3} {
+		t.Run(fmt.Sprintf("servers=%d", servers), func(t *testing.T) {
+			sms := make([]*discardingCounter, servers)
+			var mu sync.Mutex // guards sms
+			start := func(i int, newNode kvtest.NewNode) (kvtest.Replica, error) {
+				sm := &discardingCounter{}
+				r, err := rsm.New(rsm.DefaultConfig(), sm)
+				if err != nil {
+					return nil, err
+				}
+				node, err := newNode(r)
+				if err != nil {
+					return nil, err
+				}
+				r.Attach(node)
+				mu.Lock()
+				sms[i] = sm
+				mu.Unlock()
+				return &replica{rsm: r, sm: &sm.counter}, nil
+			}
+			ts := &test{t: t, c: kvtest.NewCluster(t, kvtest.Options{Servers: servers}, start)}
+			group := make([]int, servers)
+			for i := range group {
+				group[i] = i
+			}
+			const n = 50
+			var wg sync.WaitGroup
+			for range n {
+				wg.Go(func() {
+					res, err := ts.submitTo(group, cmdInc)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if _, ok := res.(uint64); !ok {
+						t.Errorf("Submit's result is %v, want the counter's value", res)
+					}
+				})
+			}
+			wg.Wait()
+			mu.Lock()
+			defer mu.Unlock()
+			discarded := uint64(0)
+			for _, sm := range sms {
+				discarded += sm.discarded.Load()
+			}
+			if servers > 1 && discarded == 0 {
+				t.Errorf("no command was applied without its result on %d servers", servers)
+			}
+		})
+	}
+}
+
+// syncRaft is a one-server Raft whose Start has the command applied before
+// it returns (as a node whose applier is quicker than the proposer): the
+// entry reaches the state machine before Propose registers its future.
+type syncRaft struct {
+	rsm     *rsm.RSM
+	applied chan struct{} // the state machine took the command
+	index   uint64        // only Start touches it, under the RSM's lock
+}
+
+func (f *syncRaft) Start(cmd []byte) (uint64, uint64, bool) {
+	f.index++
+	go f.rsm.Apply(raft.ApplyMsg{Index: f.index, Term: 1, Command: cmd})
+	<-f.applied
+	return f.index, 1, true
+}
+
+func (f *syncRaft) State() (uint64, bool)                     { return 1, true }
+func (f *syncRaft) Status() raft.Status                       { return raft.Status{} }
+func (f *syncRaft) ReadIndex(context.Context) (uint64, error) { return f.index, nil }
+func (f *syncRaft) SaveSnapshot(uint64, []byte) error         { return nil }
+func (f *syncRaft) Subscribe() (<-chan raft.Event, func())    { return make(chan raft.Event), func() {} }
+func (f *syncRaft) Kill() error                               { return nil }
+
+// signalCounter is a discardingCounter that tells when it took a command.
+type signalCounter struct {
+	discardingCounter
+	took chan struct{}
+}
+
+func (c *signalCounter) Apply(index uint64, cmd []byte) any {
+	defer func() { c.took <- struct{}{} }()
+	return c.counter.Apply(index, cmd)
+}
+
+func (c *signalCounter) ApplyDiscard(index uint64, cmd []byte) {
+	defer func() { c.took <- struct{}{} }()
+	c.discardingCounter.ApplyDiscard(index, cmd)
+}
+
+// A command applied between Start and its future's registration still
+// gets its result: Propose counts its future before Start.
+func TestResultDiscarderBeforeRegistration(t *testing.T) {
+	sm := &signalCounter{took: make(chan struct{})}
+	r, err := rsm.New(rsm.DefaultConfig(), sm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Attach(&syncRaft{rsm: r, applied: sm.took})
+	defer r.Kill()
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		res, err := r.Submit(ctx, cmdInc)
+		cancel()
+		if err != nil || res != uint64(i+1) {
+			t.Fatalf("Submit %d = %v, %v; want %d", i, res, err, i+1)
+		}
+	}
+	if n := sm.discarded.Load(); n != 0 {
+		t.Fatalf("%d commands with a future applied without their result", n)
+	}
+}
