@@ -133,7 +133,7 @@ func (s BatchServer) WriteBatch(ctx context.Context, req *kvv1.WriteBatchRequest
 		ctx, cancel = context.WithTimeout(ctx, s.timeout)
 		defer cancel()
 	}
-	out := &kvv1.WriteBatchResponse{Results: make([]*kvv1.WriteResult, len(ops))}
+	out := newBatchResponse(len(ops))
 	if len(ops) == 0 {
 		return out, nil
 	}
@@ -160,6 +160,21 @@ func (s BatchServer) WriteBatch(ctx context.Context, req *kvv1.WriteBatchRequest
 	out.Results[last] = s.apply(ctx, ops[last])
 	wg.Wait()
 	return out, nil
+}
+
+// newBatchResponse returns the answer to a batch of n writes with its
+// result slots: for a batch of one (a follower's lone write, sent inline,
+// the usual at a light load) in one allocation.
+func newBatchResponse(n int) *kvv1.WriteBatchResponse {
+	if n == 1 {
+		m := new(struct {
+			resp kvv1.WriteBatchResponse
+			slot [1]*kvv1.WriteResult
+		})
+		m.resp.Results = m.slot[:]
+		return &m.resp
+	}
+	return &kvv1.WriteBatchResponse{Results: make([]*kvv1.WriteResult, n)}
 }
 
 // WriteStarter is a Service that can propose a write without waiting for

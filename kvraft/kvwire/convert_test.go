@@ -2,6 +2,7 @@ package kvwire
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -74,4 +75,45 @@ func (a answerKV) Get(context.Context, *kvclient.GetRequest) (*kvclient.GetRespo
 
 func (a answerKV) Put(context.Context, *kvclient.PutRequest) (*kvclient.PutResponse, error) {
 	return &kvclient.PutResponse{Header: a.header}, nil
+}
+
+// Delete fails for the key "bad".
+func (a answerKV) Delete(_ context.Context, req *kvclient.DeleteRequest) (*kvclient.DeleteResponse, error) {
+	if req.Key == "bad" {
+		return nil, kvclient.ErrNoSession
+	}
+	return &kvclient.DeleteResponse{Header: a.header, Existed: true}, nil
+}
+
+// A batch's answer, which for a batch of one shares an allocation with its
+// result slot, carries the result ResultToProto gives each write.
+func TestBatchResults(t *testing.T) {
+	h := kvclient.ResponseHeader{ReplicaID: 1, Term: 3, Revision: 12}
+	s := NewBatchServer(answerKV{header: h}, 8)
+	put := &kvv1.WriteOp{Op: &kvv1.WriteOp_Put{Put: &kvv1.PutRequest{Key: "k", Value: "v"}}}
+	del := func(key string) *kvv1.WriteOp {
+		return &kvv1.WriteOp{Op: &kvv1.WriteOp_Delete{Delete: &kvv1.DeleteRequest{Key: key}}}
+	}
+	okPut, okDel := ResultToProto(h, false, nil), ResultToProto(h, true, nil)
+	failed := ResultToProto(kvclient.ResponseHeader{}, false, kvclient.ErrNoSession)
+	empty := ResultToProto(kvclient.ResponseHeader{}, false, fmt.Errorf("%w: empty write op", kvclient.ErrInvalid))
+	for _, tc := range []struct {
+		name string
+		ops  []*kvv1.WriteOp
+		want []*kvv1.WriteResult
+	}{
+		{"none", nil, nil},
+		{"one put", []*kvv1.WriteOp{put}, []*kvv1.WriteResult{okPut}},
+		{"one failure", []*kvv1.WriteOp{del("bad")}, []*kvv1.WriteResult{failed}},
+		{"mixed", []*kvv1.WriteOp{put, del("bad"), del("k"), {}, put},
+			[]*kvv1.WriteResult{okPut, failed, okDel, empty, okPut}},
+	} {
+		resp, err := s.WriteBatch(context.Background(), &kvv1.WriteBatchRequest{Ops: tc.ops})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if want := (&kvv1.WriteBatchResponse{Results: tc.want}); !proto.Equal(resp, want) || len(resp.Results) != len(tc.ops) {
+			t.Errorf("%s: %v, want %v", tc.name, resp, want)
+		}
+	}
 }
