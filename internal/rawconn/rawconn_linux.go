@@ -98,18 +98,29 @@ func (c *conn) writeSome(fd uintptr) bool {
 	return true
 }
 
+// run makes one Read or Write of b (d is c.read or c.write): the RawConn
+// calls d.fn until it is done, waiting in the netpoller between calls.
+func (c *conn) run(d *direction, b []byte) (int, syscall.Errno, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.buf, d.n, d.errno = b, 0, 0
+	var err error
+	if d == &c.write {
+		err = c.rc.Write(d.fn)
+	} else {
+		err = c.rc.Read(d.fn)
+	}
+	n, errno := d.n, d.errno
+	d.buf = nil
+	return n, errno, err
+}
+
 func (c *conn) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		// net answers a closed conn or a past deadline before the length.
 		return c.Conn.Read(b)
 	}
-	d := &c.read
-	d.mu.Lock()
-	d.buf, d.n, d.errno = b, 0, 0
-	err := c.rc.Read(d.fn)
-	n, errno := d.n, d.errno
-	d.buf = nil
-	d.mu.Unlock()
+	n, errno, err := c.run(&c.read, b)
 	switch {
 	case err != nil:
 		return 0, c.opError("read", err)
@@ -125,13 +136,7 @@ func (c *conn) Write(b []byte) (int, error) {
 	if len(b) == 0 {
 		return c.Conn.Write(b) // as in Read
 	}
-	d := &c.write
-	d.mu.Lock()
-	d.buf, d.n, d.errno = b, 0, 0
-	err := c.rc.Write(d.fn)
-	n, errno := d.n, d.errno
-	d.buf = nil
-	d.mu.Unlock()
+	n, errno, err := c.run(&c.write, b)
 	if err == nil && errno != 0 {
 		err = os.NewSyscallError("write", errno)
 	}
