@@ -206,7 +206,7 @@ func (n notLeader) Get(context.Context, *GetRequest) (*GetResponse, error) {
 }
 
 // Many goroutines share one clerk over a lossy link; each append lands
-// exactly once and the server remembers only a window of results.
+// exactly once, and the server forgets the results the clerk acknowledged.
 func TestClerkConcurrentExactlyOnce(t *testing.T) {
 	s, _, err := newFakeServer()
 	if err != nil {
@@ -244,12 +244,20 @@ func TestClerkConcurrentExactlyOnce(t *testing.T) {
 			}
 		}
 	}
+	// The server keeps the results of writes at or above the clerk's
+	// lowest unfinished one (WriteID.Ack), which while they ran could be
+	// more than the 16 in flight: one write retried over the lossy link
+	// holds back the trimming of every later one (CI saw 54). Once all have
+	// finished, the next write acknowledges them all.
+	if err := ck.Append(context.Background(), "k", "<last>"); err != nil {
+		t.Fatal(err)
+	}
 	s.state.mu.RLock()
 	rec := s.state.clients[ck.ClientID()]
 	n := len(rec.done)
 	s.state.mu.RUnlock()
-	if n > workers {
-		t.Fatalf("server remembers %d results for one clerk, want at most %d in flight", n, workers)
+	if n > 1 {
+		t.Fatalf("server remembers %d results for one clerk with no write in flight but the last, want at most 1", n)
 	}
 	if _, err := ck.Get(context.Background(), "missing"); !errors.Is(err, ErrNoKey) {
 		t.Fatalf("Get(missing) = %v, want ErrNoKey", err)
