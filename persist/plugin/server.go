@@ -97,6 +97,7 @@ type server struct {
 
 	writes      atomic.Uint64 // Append and SaveSnapshot calls so far (releaseLoop)
 	stopRelease chan struct{} // closed to stop releaseLoop, or nil if it does not run
+	released    chan struct{} // closed when releaseLoop has returned
 }
 
 // stopDirect stops serving the direct channel, if it was served.
@@ -137,8 +138,11 @@ func (s *server) Open(_ context.Context, req *persistv1.OpenRequest) (*persistv1
 		if _, err := exepages.Release(); err != nil {
 			pluginLogger().Warn("persister plugin: release the binary's init pages", "err", err)
 		}
-		s.stopRelease = make(chan struct{})
-		go s.releaseLoop(s.stopRelease)
+		s.stopRelease, s.released = make(chan struct{}), make(chan struct{})
+		go func(stop, done chan struct{}) {
+			defer close(done)
+			s.releaseLoop(stop)
+		}(s.stopRelease, s.released)
 	}
 	resp := &persistv1.OpenResponse{StoreName: name, LogSizeBytes: uint64(st.Size())}
 	if s.direct != nil {
@@ -314,11 +318,15 @@ func (s *server) Close(context.Context, *persistv1.CloseRequest) (*persistv1.Clo
 		return nil, err
 	}
 	s.mu.Lock()
+	released := s.released
 	if s.stopRelease != nil {
 		close(s.stopRelease)
-		s.stopRelease = nil
+		s.stopRelease, s.released = nil, nil
 	}
 	s.mu.Unlock()
+	if released != nil {
+		<-released // no madvise while the store unmaps its files
+	}
 	if err := st.Close(); err != nil {
 		return nil, toStatus(fmt.Errorf("close: %w", err))
 	}
