@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"runtime"
 	"testing"
@@ -153,8 +154,25 @@ func TestReview7NoDescriptorLeaks(t *testing.T) {
 		_ = dc.close()
 		_ = child.Close()
 	}
-	if _, err := newPollEnd(-1); err == nil {
-		t.Fatal("newPollEnd(-1) succeeded")
+	// What is not a Unix socket is refused, and closed like the rest.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp, err := ln.(*net.TCPListener).File()
+	_ = ln.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []*os.File{r, tcp} {
+		if _, err := newPollEnd(f); err == nil {
+			t.Fatalf("newPollEnd(%s) succeeded", f.Name())
+		}
 	}
 	if after := count(); after > before {
 		t.Fatalf("%d descriptors open before, %d after 50 channels", before, after)

@@ -176,24 +176,35 @@ func (b *blockingStore) Append(ctx context.Context, hs persist.HardState, es []p
 
 // directOver serves st on an in-process socket pair and returns the host's
 // end; the channel is stopped at cleanup.
-func directOver(t *testing.T, st persist.Store) (*directClient, *os.File) {
+func directOver(t *testing.T, st persist.Store) *directClient {
 	t.Helper()
 	host, child, err := directPair()
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := &server{st: st}
-	d := serveDirect(sockEnd{child}, srv)
+	d := serveDirect(pluginEnd(t, child), srv)
 	c := newDirectClient(host)
 	t.Cleanup(func() {
 		_ = c.close()
 		d.stop()
 	})
-	return c, child
+	return c
+}
+
+// pluginEnd makes child, the plugin's end of a directPair, an endpoint as
+// the plugin does with the descriptor it inherits; child is closed.
+func pluginEnd(t *testing.T, child *os.File) endpoint {
+	t.Helper()
+	e, err := newPollEnd(child)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
 
 func TestDirectAppendErrors(t *testing.T) {
-	c, _ := directOver(t, persist.NewMemory())
+	c := directOver(t, persist.NewMemory())
 	if _, err := c.append(ctx0, persist.HardState{Term: 1}, testEntries(1, 3)); err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +227,7 @@ var ctx0 = context.Background()
 // not used again.
 func TestDirectAppendCancel(t *testing.T) {
 	st := &blockingStore{Store: persist.NewMemory(), entered: make(chan struct{}, 1), release: make(chan struct{})}
-	c, _ := directOver(t, st)
+	c := directOver(t, st)
 	ctx, cancel := context.WithCancel(ctx0)
 	done := make(chan error, 1)
 	go func() {
@@ -254,7 +265,7 @@ func TestDirectServerRefusesGarbage(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := serveDirect(sockEnd{child}, &server{st: persist.NewMemory()})
+			d := serveDirect(pluginEnd(t, child), &server{st: persist.NewMemory()})
 			defer d.stop()
 			defer host.Close()
 			if _, err := host.Write(frame); err != nil {
@@ -271,7 +282,7 @@ func TestDirectServerRefusesGarbage(t *testing.T) {
 // TestDirectConcurrentCallers checks that concurrent calls (which the Store
 // contract does not make, but a buggy caller might) never interleave frames.
 func TestDirectConcurrentCallers(t *testing.T) {
-	c, _ := directOver(t, acceptAll{persist.NewNoop()})
+	c := directOver(t, acceptAll{persist.NewNoop()})
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Go(func() {
@@ -329,7 +340,7 @@ func TestPollEnd(t *testing.T) {
 		}
 		syscall.CloseOnExec(fds[0]) // SOCK_CLOEXEC is Linux's; the test runs on every unix
 		syscall.CloseOnExec(fds[1])
-		p, err := newPollEnd(fds[0])
+		p, err := newPollEnd(os.NewFile(uintptr(fds[0]), "poll"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,29 +4,17 @@ package plugin
 
 import (
 	"fmt"
-	"io"
+	"net"
 	"os"
 	"strconv"
 	"syscall"
-	"unsafe"
+
+	"github.com/ruaft/ruaft/internal/rawconn"
 )
-
-// sockEnd is a Unix socket endpoint; pollEnd reads and writes it.
-type sockEnd struct{ *os.File }
-
-func (s sockEnd) interrupt() {
-	rc, err := s.SyscallConn()
-	if err != nil {
-		return
-	}
-	// Control holds a reference on the descriptor: it cannot have been
-	// closed and reused for something else meanwhile.
-	_ = rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
-}
 
 // directPair makes the direct Append channel: a connected Unix socket pair,
 // the host's end (a pollEnd) and the child's end as a file to pass in
-// exec.Cmd.ExtraFiles (the plugin makes it non-blocking, directFromEnv).
+// exec.Cmd.ExtraFiles (the plugin makes it a pollEnd, directFromEnv).
 func directPair() (endpoint, *os.File, error) {
 	// ForkLock: no other goroutine may fork between creating the sockets
 	// and marking them close-on-exec, or a sibling child would inherit them.
@@ -42,7 +30,7 @@ func directPair() (endpoint, *os.File, error) {
 		return nil, nil, fmt.Errorf("persist/plugin: direct channel: socketpair: %w", err)
 	}
 	child := os.NewFile(uintptr(fds[1]), "persister-append-child")
-	host, err := newPollEnd(fds[0])
+	host, err := newPollEnd(os.NewFile(uintptr(fds[0]), "persister-append"))
 	if err != nil {
 		_ = child.Close()
 		return nil, nil, err
@@ -66,28 +54,29 @@ func directFromEnv() (endpoint, error) {
 		return nil, fmt.Errorf("persist/plugin: %s=%d is not a stream socket (%v)", EnvAppendFD, fd, err)
 	}
 	syscall.CloseOnExec(fd) // not for the store's own children
-	return newPollEnd(fd)
+	return newPollEnd(os.NewFile(uintptr(fd), "persister-append"))
 }
 
-// newPollEnd makes socket fd a pollEnd, which then owns it; on an error fd
-// is closed.
-func newPollEnd(fd int) (endpoint, error) {
-	if err := syscall.SetNonblock(fd, true); err != nil {
-		_ = syscall.Close(fd)
-		return nil, fmt.Errorf("persist/plugin: direct channel: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "persister-append")
-	rc, err := f.SyscallConn()
+// newPollEnd makes f, a stream Unix socket, a pollEnd. f is closed either
+// way: the pollEnd has a duplicate of its descriptor, registered with the
+// netpoller (net.FileConn).
+func newPollEnd(f *os.File) (endpoint, error) {
+	defer f.Close()
+	c, err := net.FileConn(f)
 	if err != nil {
-		_ = f.Close()
 		return nil, fmt.Errorf("persist/plugin: direct channel: %w", err)
 	}
-	return pollEnd{sockEnd{f}, rc}, nil
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		_ = c.Close()
+		return nil, fmt.Errorf("persist/plugin: direct channel: a %T, not a Unix socket", c)
+	}
+	return pollEnd{Conn: rawconn.Wrap(uc), uc: uc}, nil
 }
 
 // pollEnd is an end of the direct channel (the host's and the plugin's): a
-// non-blocking socket read and written with raw system calls, waiting in the
-// netpoller.
+// non-blocking socket that package rawconn reads and writes with raw system
+// calls (on Linux; elsewhere with ordinary ones), waiting in the netpoller.
 //
 // Why (perf and syscall counts of a plugin under paced Appends, README
 // "Persister plugins"): every system call made through package syscall
@@ -101,58 +90,18 @@ func newPollEnd(fd int) (endpoint, error) {
 // sleeps; raw reads and writes of a non-blocking socket never block and
 // do not wake it. The store's fdatasync is raw too (badgerstore).
 type pollEnd struct {
-	sockEnd
-	rc syscall.RawConn
+	net.Conn               // rawconn.Wrap(uc)
+	uc       *net.UnixConn // for interrupt
 }
 
-func (p pollEnd) Read(b []byte) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
+func (p pollEnd) interrupt() {
+	rc, err := p.uc.SyscallConn()
+	if err != nil {
+		return
 	}
-	var n uintptr
-	var errno syscall.Errno
-	err := p.rc.Read(func(fd uintptr) bool {
-		for {
-			n, _, errno = syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-			if errno != syscall.EINTR {
-				return errno != syscall.EAGAIN
-			}
-		}
-	})
-	switch {
-	case err != nil:
-		return 0, err
-	case errno != 0:
-		return 0, &os.PathError{Op: "read", Path: p.Name(), Err: errno}
-	case n == 0:
-		return 0, io.EOF
-	}
-	return int(n), nil
-}
-
-func (p pollEnd) Write(b []byte) (int, error) {
-	written := 0
-	var errno syscall.Errno
-	err := p.rc.Write(func(fd uintptr) bool {
-		for written < len(b) {
-			n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[written])), uintptr(len(b)-written))
-			switch e {
-			case 0:
-				written += int(n)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
-			}
-		}
-		return true
-	})
-	if err == nil && errno != 0 {
-		err = &os.PathError{Op: "write", Path: p.Name(), Err: errno}
-	}
-	return written, err
+	// Control holds a reference on the descriptor: it cannot have been
+	// closed and reused for something else meanwhile.
+	_ = rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
 }
 
 func sockType(fd int) (int, error) {
