@@ -63,8 +63,8 @@ const (
 )
 
 // endpoint is one end of the direct channel. Both ends are non-blocking
-// sockets read and written with raw system calls, waiting in the netpoller
-// (pollEnd, direct_unix.go). The host's end used to block in read(2), which
+// sockets read and written with raw system calls on Linux, waiting in the
+// netpoller (pollEnd, direct_unix.go, on package rawconn). The host's end used to block in read(2), which
 // measured cheaper back to back while the plugin's end blocked too; against
 // the plugin's pollEnd it is not (an empty call, BenchmarkAppend
 // store=noop/batch=0/mode=plugin, three runs each: 38-52 µs blocking, 24-30
