@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -152,9 +153,40 @@ func ReadFile(path string, maxBytes int64) (Header, []byte, int, error) {
 
 // Save fetches a snapshot from the leader among endpoints (following
 // a replica's leader hint), verifies it, and writes it to path atomically
-// (a temporary file in the same folder, fsynced, then renamed).
+// (a temporary file in the same folder, fsynced, then renamed). While no
+// replica can serve one (an election is under way, the leader could not
+// confirm a read point, replicas do not answer) it asks again, with
+// backoff, until ctx ends. It stops at once on a damaged snapshot, a
+// refused certificate or a failure to write the file, and after a round in
+// which every replica gave an answer that asking again cannot change.
 func Save(ctx context.Context, hc *http.Client, endpoints []string, path string) (Header, error) {
-	var last error
+	wait := minRetryWait
+	for {
+		hdr, again, err := saveRound(ctx, hc, endpoints, path)
+		if err == nil || !again || ctx.Err() != nil {
+			return hdr, err
+		}
+		select {
+		case <-ctx.Done():
+			return Header{}, fmt.Errorf("%w; the last answer: %w", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, maxRetryWait)
+	}
+}
+
+// The wait between two rounds over the endpoints doubles from
+// minRetryWait up to maxRetryWait: about an election's length, so that a
+// save in the middle of one gets a few tries.
+const (
+	minRetryWait = 50 * time.Millisecond
+	maxRetryWait = time.Second
+)
+
+// saveRound tries each endpoint at most once, following leader hints, and
+// returns at the first success or final error; again reports whether
+// another round may succeed (some replica's answer was retriable).
+func saveRound(ctx context.Context, hc *http.Client, endpoints []string, path string) (hdr Header, again bool, last error) {
 	tried := make(map[int]bool)
 	next := 0
 	for len(tried) < len(endpoints) {
@@ -167,19 +199,43 @@ func Save(ctx context.Context, hc *http.Client, endpoints []string, path string)
 		next = i + 1
 		hdr, hint, err := saveFrom(ctx, hc, endpoints[i], path)
 		if err == nil {
-			return hdr, nil
+			return hdr, false, nil
 		}
 		last = fmt.Errorf("%s: %w", endpoints[i], err)
-		if errors.Is(err, ErrBadSnapshot) || kvwire.TLSRejected(err) || ctx.Err() != nil {
-			return hdr, last
+		if final(err) || ctx.Err() != nil {
+			return hdr, false, last
 		}
+		again = again || retriable(err)
 		if hint >= 0 && hint < len(endpoints) && !tried[hint] {
 			next = hint
 		} else if next >= len(endpoints) {
 			next = 0
 		}
 	}
-	return Header{}, last
+	return Header{}, again, last
+}
+
+// final reports whether err ends the save whatever the other replicas
+// would answer: a damaged snapshot, a refused certificate, a failure to
+// write the local file.
+func final(err error) bool {
+	var (
+		pathErr *fs.PathError
+		linkErr *os.LinkError
+	)
+	return errors.Is(err, ErrBadSnapshot) || kvwire.TLSRejected(err) || errors.As(err, &pathErr) || errors.As(err, &linkErr)
+}
+
+// retriable reports whether asking the same replica again may succeed: it
+// is not the leader or could not confirm a read point (503), is
+// overloaded (429), or did not answer, or its answer broke off. Any other
+// error it sent (a refused request, an unknown route) stays.
+func retriable(err error) bool {
+	var terr twirp.Error
+	if errors.As(err, &terr) {
+		return terr.Code() == twirp.Unavailable || terr.Code() == twirp.ResourceExhausted
+	}
+	return true
 }
 
 // saveFrom tries one endpoint; hint is the leader id a non-leader named, or -1.

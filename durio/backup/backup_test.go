@@ -6,11 +6,18 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/twitchtv/twirp"
 
 	"github.com/ruaft/ruaft/durio/backup"
 	"github.com/ruaft/ruaft/durio/client"
@@ -134,15 +141,77 @@ func TestReadFileRefusesDamage(t *testing.T) {
 	}
 }
 
-// Save refuses a cluster that serves no snapshot: every endpoint dead.
+// Save gives up on a cluster that serves no snapshot (every endpoint dead)
+// when ctx ends, leaving no file, and says why.
 func TestSaveNoEndpointAnswers(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "snap.durio")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if _, err := backup.Save(ctx, http.DefaultClient, []string{deadURL(t), deadURL(t)}, path); err == nil {
-		t.Fatal("saved from dead endpoints")
+	_, err := backup.Save(ctx, http.DefaultClient, []string{deadURL(t), deadURL(t)}, path)
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("saved from dead endpoints: %v, want the deadline and the last refused connection", err)
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Fatalf("a failed save left %s: %v", path, err)
+	}
+}
+
+// A save during an election: every replica answers "not the leader" with
+// no leader to name for a while. Save keeps asking, with backoff, and gets
+// the snapshot once a leader serves it.
+func TestSaveWaitsOutAnElection(t *testing.T) {
+	base := startReplica(t, 5)
+	target, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var refusals atomic.Int32
+	const electionAnswers = 8 // more than one round over both endpoints
+	noLeaderYet := func(w http.ResponseWriter, r *http.Request) {
+		if refusals.Add(1) <= electionAnswers {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"code":"unavailable","msg":"not the leader: snapshots are taken on the leader"}`))
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}
+	a, b := httptest.NewServer(http.HandlerFunc(noLeaderYet)), httptest.NewServer(http.HandlerFunc(noLeaderYet))
+	defer a.Close()
+	defer b.Close()
+
+	path := filepath.Join(t.TempDir(), "snap.durio")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	hdr, err := backup.Save(ctx, http.DefaultClient, []string{a.URL, b.URL}, path)
+	if err != nil {
+		t.Fatalf("save across an election: %v (%d answers)", err, refusals.Load())
+	}
+	if n := refusals.Load(); n != electionAnswers+1 {
+		t.Fatalf("%d requests, want %d refused and then one served", n, electionAnswers)
+	}
+	if got, _, keys, err := backup.ReadFile(path, 1<<20); err != nil || got != hdr || keys != 5 {
+		t.Fatalf("read back: %+v, %d keys, %v; saved %+v", got, keys, err, hdr)
+	}
+}
+
+// Answers that asking again cannot change (here: permission denied) from
+// every replica end the save after one round, well before ctx does.
+func TestSaveStopsAtAFinalAnswer(t *testing.T) {
+	var requests atomic.Int32
+	denied := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte(`{"code":"permission_denied","msg":"no"}`))
+	}))
+	defer denied.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := backup.Save(ctx, http.DefaultClient, []string{denied.URL, denied.URL}, filepath.Join(t.TempDir(), "snap.durio"))
+	var terr twirp.Error
+	if !errors.As(err, &terr) || terr.Code() != twirp.PermissionDenied || requests.Load() != 2 || ctx.Err() != nil {
+		t.Fatalf("save from replicas that refuse: %v after %d requests, want permission_denied after 2", err, requests.Load())
 	}
 }

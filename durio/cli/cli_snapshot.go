@@ -44,7 +44,8 @@ func (c *cli) snapshotSaveCommand() *cobra.Command {
 FILE (atomically: a temporary file, fsynced, then renamed). The snapshot holds
 every write acknowledged before the command started, and records the log
 index and term it covers and a SHA-256 of the state, checked on the way in
-and again by restore. The cluster keeps serving meanwhile.`,
+and again by restore. The cluster keeps serving meanwhile. During an election
+it waits for the new leader, up to --timeout.`,
 		Example: "  durio snapshot save backup-$(date +%F).durio",
 		Args:    exactArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
