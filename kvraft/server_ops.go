@@ -184,7 +184,9 @@ func (s *Server) confirmLeader(ctx context.Context) (uint64, error) {
 
 // tickLeases runs the leader's lease timers: every LeaseTick it starts the
 // deadline of each lease it has not seen in its term at the full TTL, and
-// proposes the expiry of each lease whose deadline passed.
+// proposes the expiry of each lease whose deadline passed. A leader that
+// could not run for a while does not count that time against its leases
+// (see lessor.due).
 func (s *Server) tickLeases() {
 	t := time.NewTicker(s.cfg.LeaseTick)
 	defer t.Stop()
@@ -199,7 +201,7 @@ func (s *Server) tickLeases() {
 			s.lessor.reset(0)
 			continue
 		}
-		for _, id := range s.lessor.due(term, time.Now(), s.cfg.RequestTimeout, s.state.leaseTTLs) {
+		for _, id := range s.lessor.due(term, time.Now(), s.cfg.LeaseTick, s.cfg.RequestTimeout, s.state.leaseTTLs) {
 			// Nobody waits: a lost expiry is proposed again after
 			// RequestTimeout, and applying one twice does nothing.
 			_, _ = s.rsm.Propose(encodeOp(op{kind: opLeaseExpire, lease: id}))
@@ -222,11 +224,13 @@ type lessor struct {
 	deadlines map[uint64]time.Time
 	// expiring holds when the expiry of a lease was proposed.
 	expiring map[uint64]time.Time
+	// lastDue is when due last ran in term; zero before the first time.
+	lastDue time.Time
 }
 
 // resetLocked forgets every deadline and starts term.
 func (l *lessor) resetLocked(term uint64) {
-	l.term, l.gen, l.ttls = term, 0, nil
+	l.term, l.gen, l.ttls, l.lastDue = term, 0, nil, time.Time{}
 	l.deadlines, l.expiring = make(map[uint64]time.Time), make(map[uint64]time.Time)
 }
 
@@ -242,14 +246,27 @@ func (l *lessor) reset(term uint64) {
 // due syncs the deadlines with the state's leases (ttls reads them when
 // they changed since gen), starting new ones at now plus their TTL, and
 // returns the leases to expire: past their deadline, and not proposed for
-// expiry in the last retry.
-func (l *lessor) due(term uint64, now time.Time, retry time.Duration,
+// expiry in the last retry. It expects to run every tick.
+//
+// When it last ran more than two ticks ago, the leader was stalled (not
+// scheduled on a busy machine, stopped, paging): it could not take the
+// holders' refreshes either, which wait in its sockets, so every deadline
+// moves on by the stall (the time beyond one tick) rather than expiring
+// leases whose holders kept refreshing. A holder that died meanwhile keeps
+// its lease that much longer.
+func (l *lessor) due(term uint64, now time.Time, tick, retry time.Duration,
 	ttls func(gen uint64) (map[uint64]time.Duration, uint64, bool)) []uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.term != term || l.deadlines == nil {
 		l.resetLocked(term)
 	}
+	if gap := now.Sub(l.lastDue); !l.lastDue.IsZero() && gap > 2*tick {
+		for id, d := range l.deadlines {
+			l.deadlines[id] = d.Add(gap - tick)
+		}
+	}
+	l.lastDue = now
 	if m, gen, changed := ttls(l.gen); changed {
 		l.ttls, l.gen = m, gen
 		for id := range l.deadlines {
