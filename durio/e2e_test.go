@@ -123,10 +123,11 @@ func startClusterWith(t *testing.T, n int, persister, peerScheme string, args fu
 		c.start(i)
 	}
 	t.Cleanup(c.stopAll)
-	c.waitLeader(15 * time.Second)
-	// A leader can be elected before the last replica listens (a loaded
-	// machine starts processes slowly): wait for every client listener.
-	deadline := time.Now().Add(15 * time.Second)
+	// Every client listener, then a leader. A machine at load 22 took 17 s
+	// to start three race-built replicas, so the wait is for the processes
+	// to start, not a bound on an election; a leader can be elected before
+	// the last replica listens.
+	deadline := time.Now().Add(time.Minute)
 	for i, u := range c.clients {
 		for {
 			resp, err := http.Get(u + "/healthz")
@@ -140,6 +141,7 @@ func startClusterWith(t *testing.T, n int, persister, peerScheme string, args fu
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	c.waitLeader(30 * time.Second)
 	return c
 }
 

@@ -100,7 +100,7 @@ func TestSnapshotSaveUnderLoadRestoreIntoNewCluster(t *testing.T) {
 		dst.start(i)
 	}
 	t.Cleanup(dst.stopAll)
-	dst.waitLeader(15 * time.Second)
+	dst.waitLeader(time.Minute) // three processes starting on a busy machine, then an election
 
 	// Every key acknowledged before the save, read through every replica
 	// (linearizable, so forwarded to the leader) and from each replica's own
