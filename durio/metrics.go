@@ -2,6 +2,8 @@ package durio
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -248,6 +250,22 @@ func (s meteredStore) Append(ctx context.Context, hs persist.HardState, entries 
 		s.m.storeEntries.Add(float64(len(entries)))
 	}
 	return err
+}
+
+// CanLoadSnapshot passes the store's persist.SnapshotLoader through, so
+// that raft need not keep the snapshot's data in memory.
+func (s meteredStore) CanLoadSnapshot() bool {
+	l, ok := s.Store.(persist.SnapshotLoader)
+	return ok && l.CanLoadSnapshot()
+}
+
+// LoadSnapshot implements persist.SnapshotLoader (see CanLoadSnapshot).
+func (s meteredStore) LoadSnapshot(ctx context.Context) (persist.Snapshot, error) {
+	l, ok := s.Store.(persist.SnapshotLoader)
+	if !ok {
+		return persist.Snapshot{}, fmt.Errorf("durio: load snapshot: %w", errors.ErrUnsupported)
+	}
+	return l.LoadSnapshot(ctx)
 }
 
 func (s meteredStore) SaveSnapshot(ctx context.Context, snap persist.Snapshot) error {

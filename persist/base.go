@@ -2,6 +2,8 @@ package persist
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 )
 
@@ -28,6 +30,13 @@ type Backend interface {
 	// Release frees the Backend's files; Base calls it once, on the first
 	// Close.
 	Release() error
+}
+
+// SnapshotReader is a Backend that can read back its stored snapshot: Base
+// then implements SnapshotLoader.
+type SnapshotReader interface {
+	// ReadSnapshot returns the stored snapshot, which the caller owns.
+	ReadSnapshot(ctx context.Context) (Snapshot, error)
 }
 
 // Base implements the Store methods over a Backend, with the bookkeeping
@@ -137,6 +146,30 @@ func (s *Base) SaveSnapshot(ctx context.Context, snap Snapshot) error {
 	}
 	s.t.Snapshotted(snap)
 	return nil
+}
+
+// CanLoadSnapshot implements SnapshotLoader: whether the Backend is a
+// SnapshotReader (Noop's is not).
+func (s *Base) CanLoadSnapshot() bool {
+	_, ok := s.backend().(SnapshotReader)
+	return ok
+}
+
+// LoadSnapshot implements SnapshotLoader. It holds mu like the other
+// methods, so it waits for a write in progress and never sees a snapshot
+// half written; a failed read does not fail the store (nothing was
+// written).
+func (s *Base) LoadSnapshot(ctx context.Context) (Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.begin(ctx); err != nil {
+		return Snapshot{}, err
+	}
+	r, ok := s.backend().(SnapshotReader)
+	if !ok {
+		return Snapshot{}, fmt.Errorf("persist: load snapshot: %w", errors.ErrUnsupported)
+	}
+	return r.ReadSnapshot(ctx)
 }
 
 // Size implements Store.

@@ -17,7 +17,10 @@ type Memory struct {
 	mem   *memBackend
 }
 
-var _ Store = (*Memory)(nil)
+var (
+	_ Store          = (*Memory)(nil)
+	_ SnapshotLoader = (*Memory)(nil)
+)
 
 // memBackend is Memory's Backend: the stored state itself.
 type memBackend struct {
@@ -51,6 +54,16 @@ func (m *Memory) Clone() *Memory {
 // Reload implements Backend: a copy of the state.
 func (b *memBackend) Reload(context.Context) (State, error) {
 	return b.copyState(), nil
+}
+
+// ReadSnapshot implements SnapshotReader: a copy of the snapshot.
+func (b *memBackend) ReadSnapshot(context.Context) (Snapshot, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	snap := b.state.Snapshot
+	snap.Data = slices.Clone(snap.Data)
+	snap.Config = slices.Clone(snap.Config)
+	return snap, nil
 }
 
 // copyState returns a deep copy of the stored state.

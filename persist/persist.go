@@ -199,3 +199,27 @@ type Store interface {
 	// ErrClosed afterwards.
 	Close() error
 }
+
+// SnapshotLoader is implemented by a store that can read back its stored
+// snapshot on its own, so that a replica need not keep the snapshot's data
+// in memory once it is stored: a Raft leader reads it only to send it to a
+// lagging follower. It is optional; a replica keeps the data in memory with
+// a store that does not implement it or whose CanLoadSnapshot is false.
+type SnapshotLoader interface {
+	// CanLoadSnapshot reports whether LoadSnapshot returns the stored
+	// snapshot: false for a store that keeps nothing (Noop) or a plugin that
+	// predates LoadSnapshot. The answer does not change while the store is
+	// open.
+	CanLoadSnapshot() bool
+
+	// LoadSnapshot returns the stored snapshot (Index 0 if there is none), as
+	// the last SaveSnapshot that returned stored it. Unlike the other
+	// methods it may be called concurrently with any of them (a leader
+	// sending a snapshot does not wait for its log writes to finish): it
+	// answers with the snapshot stored before or after a concurrent
+	// SaveSnapshot. What it returns belongs to the caller. It returns the
+	// Store errors; an error wrapping errors.ErrUnsupported if
+	// CanLoadSnapshot is false; and an error leaves the store usable (the
+	// caller may try again later).
+	LoadSnapshot(ctx context.Context) (Snapshot, error)
+}

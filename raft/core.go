@@ -73,8 +73,11 @@ type message struct {
 	ae    *AppendEntriesRequest
 	rv    *RequestVoteRequest
 	is    *InstallSnapshotRequest
-	tn    *TimeoutNowRequest
-	ri    *ReadIndexRequest
+	// fromStore: is carries no Data; the sender reads its chunk from the
+	// store's snapshot, which must be the one is describes.
+	fromStore bool
+	tn        *TimeoutNowRequest
+	ri        *ReadIndexRequest
 }
 
 // core is the deterministic Raft state machine: no goroutines, no clock, no

@@ -49,21 +49,25 @@ func (c *core) sendChunk(p int) {
 		pr.snapIndex = snap.Index
 		pr.snapOffset = 0
 	}
-	total := uint64(len(snap.Data))
+	total := c.log.snapBytes()
 	off := min(pr.snapOffset, total)
 	end := min(off+uint64(c.cfg.chunkBytes), total)
-	c.send(message{to: p, is: &InstallSnapshotRequest{
+	req := &InstallSnapshotRequest{
 		Term:              c.term,
 		LeaderID:          c.id,
 		LastIncludedIndex: snap.Index,
 		LastIncludedTerm:  snap.Term,
 		Offset:            off,
-		Data:              snap.Data[off:end:end],
 		Done:              end == total,
 		TotalSize:         total,
 		Checksum:          c.log.snapChecksum(),
 		Config:            c.snapConfig(),
-	}})
+	}
+	if !c.log.snapStored {
+		req.Data = snap.Data[off:end:end]
+	}
+	// A stored snapshot's chunk is read by the sender (Node.readChunk).
+	c.send(message{to: p, is: req, fromStore: c.log.snapStored})
 	pr.paused = true
 }
 
@@ -209,6 +213,12 @@ func (c *core) compact(snap persist.Snapshot) error {
 	c.compactConfs(snap.Index)
 	return nil
 }
+
+// dropSnapshotData forgets the data of the snapshot at index (checksum crc)
+// once the store holds it and the application has been handed it: a
+// leader's senders read it from the store to send it. The node calls it
+// only with a store that can read its snapshot back.
+func (c *core) dropSnapshotData(index uint64, crc uint32) { c.log.dropSnapData(index, crc) }
 
 // snapshotConfig returns the encoded configuration in force at index, to
 // store with a snapshot the application took there.

@@ -25,10 +25,16 @@ import (
 // handed-out slice may still read (they copy the chunk they cut into), so
 // messages in flight stay intact.
 type raftLog struct {
-	// snap is the latest snapshot; Data is kept so a leader can send it.
-	snap persist.Snapshot
+	// snap is the latest snapshot. Its Data is kept so a leader can send it
+	// unless snapStored: then the store holds it (and the application has
+	// it), and a leader's sender reads it from the store (dropSnapData).
+	snap       persist.Snapshot
+	snapStored bool
+	// snapSize is len(snap.Data) when snapStored.
+	snapSize uint64
 	// snapCRC is the CRC-32C of snap.Data if snapCRCKnown (computed on
-	// first use: only a leader sending the snapshot needs it).
+	// first use: only a leader sending the snapshot needs it; always known
+	// when snapStored).
 	snapCRC      uint32
 	snapCRCKnown bool
 	// ents.At(i).Index == snap.Index + 1 + i.
@@ -182,9 +188,30 @@ func (l *raftLog) snapChecksum() uint32 {
 	return l.snapCRC
 }
 
+// snapBytes is the size of the snapshot's data, held or stored.
+func (l *raftLog) snapBytes() uint64 {
+	if l.snapStored {
+		return l.snapSize
+	}
+	return uint64(len(l.snap.Data))
+}
+
+// dropSnapData forgets the data of the snapshot at index, whose data has
+// checksum crc, if it is the log's snapshot and has been handed out for
+// storing: the store now holds it.
+func (l *raftLog) dropSnapData(index uint64, crc uint32) {
+	if index == 0 || l.snap.Index != index || l.snapStored || l.snapUnstable {
+		return
+	}
+	l.snapSize = uint64(len(l.snap.Data))
+	l.snapCRC, l.snapCRCKnown = crc, true
+	l.snap.Data = nil
+	l.snapStored = true
+}
+
 // restore replaces the whole log with snap, whose data has checksum crc.
 func (l *raftLog) restore(snap persist.Snapshot, crc uint32) {
-	l.snap = snap
+	l.snap, l.snapStored = snap, false
 	l.snapCRC, l.snapCRCKnown = crc, true
 	l.ents = chunked.Seq[Entry]{}
 	l.snapUnstable = true
@@ -208,7 +235,7 @@ func (l *raftLog) compact(snap persist.Snapshot) error {
 	// DropFront copies what it keeps of the chunk it cuts, so the
 	// compacted prefix can be freed.
 	l.ents.DropFront(int(snap.Index - l.snap.Index))
-	l.snap = snap
+	l.snap, l.snapStored = snap, false
 	l.snapCRCKnown = false
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"log/slog"
 	"runtime/debug"
 	"sync"
@@ -29,7 +30,15 @@ type Node struct {
 	app   Application
 	// validator is app's SnapshotValidator, or nil.
 	validator SnapshotValidator
-	logger    *slog.Logger
+	// loader is store if it can read its snapshot back, else nil: the core
+	// then keeps the latest snapshot's data in memory for good.
+	loader persist.SnapshotLoader
+	// sending is the stored snapshot the senders read chunks from
+	// (readChunk), kept from a transfer's first chunk to its last; sendMu
+	// guards the field only (never held across a store call).
+	sendMu  sync.Mutex
+	sending *storedSnapshot
+	logger  *slog.Logger
 
 	// ctx is cancelled by Kill; RPCs and store calls derive from it.
 	ctx    context.Context
@@ -197,10 +206,18 @@ func New(cfg Config, tr Transport, store persist.Store, app Application) (*Node,
 	n.changedCh, n.transferee = make(chan struct{}), NoLeader
 	n.state.Store(st.HardState.Term << 1)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	if l, ok := store.(persist.SnapshotLoader); ok && l.CanLoadSnapshot() {
+		n.loader = l
+	}
 	if st.Snapshot.Index > 0 {
 		s := st.Snapshot
 		n.applyQ = append(n.applyQ, applyItem{snap: &s})
 		n.applyKick <- struct{}{}
+		if n.loader != nil {
+			// The applier hands s to the application; the core need not
+			// keep it.
+			n.core.dropSnapshotData(s.Index, crc32.Checksum(s.Data, castagnoli))
+		}
 	}
 	n.peers = make(map[int]chan message)
 	n.feed.last.Membership = n.core.conf()

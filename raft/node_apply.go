@@ -127,8 +127,9 @@ func (n *Node) maybeAskSnapshot(last uint64) {
 // applying index; the node stores it and compacts its log up to index in the
 // background. index must have been handed to Apply (it may be the index of
 // the Apply call in progress); an index at or below the current snapshot is
-// ignored. The node keeps data (to send to followers): the caller must not
-// modify it afterwards.
+// ignored. The node may keep data (to send to followers; for good with a
+// store that cannot read its snapshot back): the caller must not modify it
+// afterwards.
 func (n *Node) SaveSnapshot(index uint64, data []byte) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()

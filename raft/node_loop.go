@@ -4,7 +4,9 @@ package raft
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"hash/crc32"
 	"runtime"
 
 	"github.com/ruaft/ruaft/persist"
@@ -85,9 +87,17 @@ func (n *Node) processReady() bool {
 			n.storeFailed(err)
 			return false
 		}
+		var crc uint32
+		if n.loader != nil {
+			crc = crc32.Checksum(comp.Data, castagnoli) // outside the lock
+		}
 		n.locked(func() {
+			prev := n.core.log.snap.Index
 			if err := n.core.compact(*comp); err != nil {
 				n.problems = append(n.problems, fmt.Errorf("%w: %w", ErrInvariant, err))
+			} else if n.loader != nil && prev < comp.Index {
+				// The application took it and the store holds it.
+				n.core.dropSnapshotData(comp.Index, crc)
 			}
 			n.snapshotIndex = max(n.snapshotIndex, comp.Index)
 		})
@@ -140,6 +150,11 @@ func (n *Node) processReady() bool {
 		n.core.advance(rd)
 		if rd.snapshot != nil {
 			n.snapshotIndex = max(n.snapshotIndex, rd.snapshot.Index)
+			if n.loader != nil {
+				// Stored, and queued for the applier with its own
+				// reference; the checksum came with it from the leader.
+				n.core.dropSnapshotData(rd.snapshot.Index, n.core.log.snapChecksum())
+			}
 		}
 		n.persistedSeq = seq
 		if n.persistWaiting {
@@ -274,7 +289,13 @@ func (n *Node) call(m message) {
 	case m.rv != nil:
 		r.rv, err = n.tr.RequestVote(ctx, m.to, m.rv)
 	case m.is != nil:
-		r.is, err = n.tr.InstallSnapshot(ctx, m.to, m.is)
+		is := m.is
+		if m.fromStore {
+			is, err = n.readChunk(ctx, m.is)
+		}
+		if err == nil {
+			r.is, err = n.tr.InstallSnapshot(ctx, m.to, is)
+		}
 	case m.tn != nil:
 		r.tn, err = n.tr.TimeoutNow(ctx, m.to, m.tn)
 	case m.ri != nil:
@@ -337,4 +358,56 @@ func rpcName(m message) string {
 	default:
 		return "TimeoutNow"
 	}
+}
+
+// storedSnapshot is a snapshot read from the store to send, with its
+// checksum.
+type storedSnapshot struct {
+	snap persist.Snapshot
+	crc  uint32
+}
+
+// errSnapshotMoved is readChunk's error when the store holds another
+// snapshot than the one the core announces: a newer one stored before the
+// core compacted to it. The send fails; the core retries at a later
+// heartbeat, by then announcing the store's snapshot.
+var errSnapshotMoved = errors.New("raft: the stored snapshot is not the one to send")
+
+// readChunk returns is with its chunk of data, read from the store's
+// snapshot outside the node's lock. It sends only what is describes: the
+// stored snapshot must have its index, term, size and checksum, so the
+// follower gets the snapshot (and configuration) the core announced, never
+// another one. The snapshot read is kept for the transfer's next chunks and
+// dropped after its last one, or when it does not match (a transfer is
+// restarted then).
+func (n *Node) readChunk(ctx context.Context, is *InstallSnapshotRequest) (*InstallSnapshotRequest, error) {
+	n.sendMu.Lock() // not held across the store call
+	s := n.sending
+	n.sendMu.Unlock()
+	if s == nil || s.snap.Index != is.LastIncludedIndex || s.snap.Term != is.LastIncludedTerm {
+		snap, err := n.loader.LoadSnapshot(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s = &storedSnapshot{snap: snap, crc: crc32.Checksum(snap.Data, castagnoli)}
+	}
+	ok := s.snap.Index == is.LastIncludedIndex && s.snap.Term == is.LastIncludedTerm &&
+		uint64(len(s.snap.Data)) == is.TotalSize && s.crc == is.Checksum
+	n.sendMu.Lock()
+	if ok && !is.Done {
+		n.sending = s
+	} else if n.sending == s {
+		n.sending = nil
+	}
+	n.sendMu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: store has %d/%d (%d bytes, crc %08x), sending %d/%d (%d bytes, crc %08x)",
+			errSnapshotMoved, s.snap.Index, s.snap.Term, len(s.snap.Data), s.crc,
+			is.LastIncludedIndex, is.LastIncludedTerm, is.TotalSize, is.Checksum)
+	}
+	// The core cut the chunk the same way (sendChunk); cfg never changes.
+	end := min(is.Offset+uint64(n.core.cfg.chunkBytes), is.TotalSize)
+	req := *is // the core keeps is to match the answer
+	req.Data = s.snap.Data[is.Offset:end:end]
+	return &req, nil
 }

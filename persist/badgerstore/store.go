@@ -342,7 +342,10 @@ func (s *backend) commit(txn *badger.Txn, valueLog bool) error {
 // log rather than in the LSM tree.
 func (s *backend) toValueLog(n int) bool { return int64(n) >= s.threshold }
 
-var _ persist.Backend = (*backend)(nil)
+var (
+	_ persist.Backend        = (*backend)(nil)
+	_ persist.SnapshotReader = (*backend)(nil)
+)
 
 // Open opens (or creates) the store in dir, recovers its state and deletes
 // leftovers of an interrupted snapshot or compaction.
@@ -393,52 +396,9 @@ func (s *backend) read(cleanup bool) (persist.State, error) {
 			st.HardState = persist.HardState{Term: binary.LittleEndian.Uint64(v),
 				VotedFor: int(int64(binary.LittleEndian.Uint64(v[8:]))), Commit: binary.LittleEndian.Uint64(v[16:])}
 		}
-		if v, err = getValue(txn, keySnapMeta, -snapMetaBytes); err != nil {
+		if st.Snapshot, meta, err = readSnapshot(txn, &stale); err != nil {
 			return err
 		}
-		if v != nil {
-			meta = snapMeta{binary.LittleEndian.Uint64(v), binary.LittleEndian.Uint64(v[8:]),
-				binary.LittleEndian.Uint64(v[16:]), binary.LittleEndian.Uint64(v[24:]), binary.LittleEndian.Uint64(v[32:]), nil}
-			if len(v) > snapMetaBytes {
-				meta.config = v[snapMetaBytes:]
-			}
-		}
-		st.Snapshot = persist.Snapshot{Index: meta.index, Term: meta.term, Config: meta.config}
-
-		// Snapshot chunks, in key order: generation, then number.
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixChunk})
-		defer it.Close()
-		var data []byte
-		next := uint64(0)
-		for it.Rewind(); it.Valid(); it.Next() {
-			k := it.Item().Key()
-			if len(k) != 17 {
-				return fmt.Errorf("%w: badger key %x: bad chunk key", persist.ErrCorrupt, k)
-			}
-			if gen := binary.BigEndian.Uint64(k[1:]); gen != meta.gen || meta.index == 0 {
-				stale = append(stale, it.Item().KeyCopy(nil))
-				continue
-			}
-			if n := binary.BigEndian.Uint64(k[9:]); n != next {
-				return fmt.Errorf("%w: badger key %x: snapshot chunk %d missing", persist.ErrCorrupt, k, next)
-			}
-			next++
-			err := it.Item().Value(func(v []byte) error {
-				if data == nil {
-					data = make([]byte, 0, min(meta.size, 64<<20)) // a damaged size must not panic
-				}
-				data = append(data, v...)
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-		}
-		if next != meta.chunks || uint64(len(data)) != meta.size {
-			return fmt.Errorf("%w: badger key %q: snapshot has %d chunks, %d bytes; metadata says %d, %d",
-				persist.ErrCorrupt, keySnapMeta, next, len(data), meta.chunks, meta.size)
-		}
-		st.Snapshot.Data = data
 
 		// The log after the snapshot, consecutive, in runs (runs.go).
 		it2 := txn.NewIterator(badger.IteratorOptions{Prefix: prefixEntry})
@@ -865,4 +825,76 @@ func (s *backend) Release() error {
 		return wrap("close", err)
 	}
 	return nil
+}
+
+// readSnapshot reads the snapshot in txn and its metadata; stale, if not
+// nil, collects the keys of chunks of other generations (leftovers of an
+// interrupted SaveSnapshot).
+func readSnapshot(txn *badger.Txn, stale *[][]byte) (persist.Snapshot, snapMeta, error) {
+	var meta snapMeta
+	v, err := getValue(txn, keySnapMeta, -snapMetaBytes)
+	if err != nil {
+		return persist.Snapshot{}, meta, err
+	}
+	if v != nil {
+		meta = snapMeta{binary.LittleEndian.Uint64(v), binary.LittleEndian.Uint64(v[8:]),
+			binary.LittleEndian.Uint64(v[16:]), binary.LittleEndian.Uint64(v[24:]), binary.LittleEndian.Uint64(v[32:]), nil}
+		if len(v) > snapMetaBytes {
+			meta.config = v[snapMetaBytes:]
+		}
+	}
+	snap := persist.Snapshot{Index: meta.index, Term: meta.term, Config: meta.config}
+
+	// Snapshot chunks, in key order: generation, then number.
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixChunk})
+	defer it.Close()
+	var data []byte
+	next := uint64(0)
+	for it.Rewind(); it.Valid(); it.Next() {
+		k := it.Item().Key()
+		if len(k) != 17 {
+			return snap, meta, fmt.Errorf("%w: badger key %x: bad chunk key", persist.ErrCorrupt, k)
+		}
+		if gen := binary.BigEndian.Uint64(k[1:]); gen != meta.gen || meta.index == 0 {
+			if stale != nil {
+				*stale = append(*stale, it.Item().KeyCopy(nil))
+			}
+			continue
+		}
+		if n := binary.BigEndian.Uint64(k[9:]); n != next {
+			return snap, meta, fmt.Errorf("%w: badger key %x: snapshot chunk %d missing", persist.ErrCorrupt, k, next)
+		}
+		next++
+		err := it.Item().Value(func(v []byte) error {
+			if data == nil {
+				data = make([]byte, 0, min(meta.size, 64<<20)) // a damaged size must not panic
+			}
+			data = append(data, v...)
+			return nil
+		})
+		if err != nil {
+			return snap, meta, err
+		}
+	}
+	if next != meta.chunks || uint64(len(data)) != meta.size {
+		return snap, meta, fmt.Errorf("%w: badger key %q: snapshot has %d chunks, %d bytes; metadata says %d, %d",
+			persist.ErrCorrupt, keySnapMeta, next, len(data), meta.chunks, meta.size)
+	}
+	snap.Data = data
+	return snap, meta, nil
+}
+
+// ReadSnapshot implements persist.SnapshotReader: one read transaction,
+// which sees either the snapshot before a concurrent SaveSnapshot or the
+// one after it.
+func (s *backend) ReadSnapshot(context.Context) (persist.Snapshot, error) {
+	var snap persist.Snapshot
+	err := s.db.View(func(txn *badger.Txn) (err error) {
+		snap, _, err = readSnapshot(txn, nil)
+		return err
+	})
+	if err != nil {
+		return persist.Snapshot{}, wrap("read snapshot", err)
+	}
+	return snap, nil
 }

@@ -97,7 +97,10 @@ type files struct {
 	buf      []byte    // reused record buffer
 }
 
-var _ persist.Backend = (*files)(nil)
+var (
+	_ persist.Backend        = (*files)(nil)
+	_ persist.SnapshotReader = (*files)(nil)
+)
 
 type segInfo struct {
 	id   uint64
@@ -164,25 +167,38 @@ type recovered struct {
 	truncated    bool
 }
 
+// readSnapshot reads the snapshot file; none is the zero snapshot.
+func (s *files) readSnapshot() (snapMeta, persist.Snapshot, error) {
+	name := join(s.dir, snapshotFile)
+	buf, err := s.fs.ReadFile(name)
+	switch {
+	case isNotExist(err):
+		return snapMeta{}, persist.Snapshot{}, nil
+	case err != nil:
+		return snapMeta{}, persist.Snapshot{}, fmt.Errorf("filestore: read snapshot: %w", err)
+	}
+	meta, data, err := decodeSnapshot(name, buf)
+	if err != nil {
+		return snapMeta{}, persist.Snapshot{}, err
+	}
+	return meta, persist.Snapshot{Index: meta.index, Term: meta.term, Data: data, Config: meta.config}, nil
+}
+
+// ReadSnapshot implements persist.SnapshotReader.
+func (s *files) ReadSnapshot(context.Context) (persist.Snapshot, error) {
+	_, snap, err := s.readSnapshot()
+	return snap, err
+}
+
 // recover reads the folder. With repair it deletes leftovers (a temporary
 // snapshot, segments a compaction left behind) and truncates a torn tail;
 // without it, it only reads.
 func (s *files) recover(repair bool) (recovered, error) {
 	var rec recovered
 	rec.state.HardState = persist.EmptyHardState
-	name := join(s.dir, snapshotFile)
-	buf, err := s.fs.ReadFile(name)
-	switch {
-	case isNotExist(err):
-	case err != nil:
-		return rec, fmt.Errorf("filestore: read snapshot: %w", err)
-	default:
-		meta, data, err := decodeSnapshot(name, buf)
-		if err != nil {
-			return rec, err
-		}
-		rec.snap = meta
-		rec.state.Snapshot = persist.Snapshot{Index: meta.index, Term: meta.term, Data: data, Config: meta.config}
+	var err error
+	if rec.snap, rec.state.Snapshot, err = s.readSnapshot(); err != nil {
+		return rec, err
 	}
 	names, err := s.fs.ReadDir(s.dir)
 	if err != nil {

@@ -168,6 +168,34 @@ func (h *harness) check() {
 	if d := DiffState(got, want); d != "" {
 		h.t.Fatalf("Load differs from the model: %s", d)
 	}
+	h.checkLoadSnapshot(want.Snapshot)
+}
+
+// checkLoadSnapshot requires every store that keeps data to load its
+// snapshot back on its own (persist.SnapshotLoader), and one that keeps
+// nothing to say it cannot.
+func (h *harness) checkLoadSnapshot(want persist.Snapshot) {
+	h.t.Helper()
+	l, ok := h.st.(persist.SnapshotLoader)
+	if can := ok && l.CanLoadSnapshot(); can != h.f.Keeps {
+		h.t.Fatalf("CanLoadSnapshot = %v, want %v (whether the store keeps data)", can, h.f.Keeps)
+	}
+	if !ok {
+		return
+	}
+	got, err := l.LoadSnapshot(ctx)
+	if !h.f.Keeps {
+		if !errors.Is(err, errors.ErrUnsupported) {
+			h.t.Fatalf("LoadSnapshot of a store that keeps nothing: %v, want errors.ErrUnsupported", err)
+		}
+		return
+	}
+	if err != nil {
+		h.t.Fatalf("LoadSnapshot: %v", err)
+	}
+	if d := DiffState(persist.State{Snapshot: got}, persist.State{Snapshot: want}); d != "" {
+		h.t.Fatalf("LoadSnapshot differs from Load's snapshot: %s", d)
+	}
 }
 
 // DiffState describes the first difference between two states, or returns ""

@@ -12,6 +12,8 @@ import (
 	"github.com/ruaft/ruaft/persist"
 	"github.com/ruaft/ruaft/persist/persistwire"
 	persistv1 "github.com/ruaft/ruaft/rpc/persist/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Client is the host side of the PersisterService: a persist.Store that
@@ -31,12 +33,17 @@ type Client struct {
 	// fail fast with persist.ErrUnavailable.
 	down func() bool
 
-	name   string
-	closed atomic.Bool
-	size   atomic.Int64 // the last size figure the plugin reported
+	name string
+	// canLoad is the plugin's OpenResponse.load_snapshot.
+	canLoad bool
+	closed  atomic.Bool
+	size    atomic.Int64 // the last size figure the plugin reported
 }
 
-var _ persist.Store = (*Client)(nil)
+var (
+	_ persist.Store          = (*Client)(nil)
+	_ persist.SnapshotLoader = (*Client)(nil)
+)
 
 // OpenStore opens the plugin's store with p; it must be called once, before
 // any other method.
@@ -51,6 +58,7 @@ func (c *Client) OpenStore(ctx context.Context, p Params) error {
 	}
 	c.name = resp.GetStoreName()
 	c.size.Store(int64(resp.GetLogSizeBytes()))
+	c.canLoad = resp.GetLoadSnapshot()
 	if c.offer != nil {
 		if resp.GetDirectAppend() {
 			c.direct = newDirectClient(c.offer)
@@ -143,6 +151,77 @@ func (c *Client) Load(ctx context.Context) (persist.State, error) {
 	}
 	c.size.Store(int64(hdr.GetLogSizeBytes()))
 	return st, nil
+}
+
+// CanLoadSnapshot implements persist.SnapshotLoader: whether the plugin said
+// at Open that it serves LoadSnapshot (one built before it did not).
+func (c *Client) CanLoadSnapshot() bool { return c.canLoad }
+
+// LoadSnapshot implements persist.SnapshotLoader: one streamed RPC, the
+// data in chunks of at most ChunkBytes. gRPC streams are safe to open
+// concurrently with the other calls.
+func (c *Client) LoadSnapshot(ctx context.Context) (persist.Snapshot, error) {
+	if err := c.check(); err != nil {
+		return persist.Snapshot{}, err
+	}
+	if !c.canLoad {
+		return persist.Snapshot{}, fmt.Errorf("persist/plugin: load snapshot: %w", errors.ErrUnsupported)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the stream if we return early
+	stream, err := c.rpc.LoadSnapshot(ctx, &persistv1.LoadSnapshotRequest{MaxChunkBytes: ChunkBytes})
+	if err != nil {
+		return persist.Snapshot{}, loadSnapshotError(err)
+	}
+	msg, err := stream.Recv()
+	if err != nil {
+		return persist.Snapshot{}, loadSnapshotError(err)
+	}
+	meta := msg.GetMetadata()
+	if meta == nil {
+		return persist.Snapshot{}, fmt.Errorf("persist/plugin: load snapshot: %w: stream does not start with metadata", persist.ErrUnavailable)
+	}
+	size := meta.GetSizeBytes()
+	if size > maxSnapshotBytes || size > math.MaxInt {
+		return persist.Snapshot{}, fmt.Errorf("persist/plugin: load snapshot: snapshot of %d bytes announced", size)
+	}
+	data := make([]byte, 0, size)
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return persist.Snapshot{}, loadSnapshotError(err)
+		}
+		chunk, ok := msg.GetPart().(*persistv1.LoadSnapshotResponse_Chunk)
+		if !ok {
+			return persist.Snapshot{}, fmt.Errorf("persist/plugin: load snapshot: unexpected stream message %T", msg.GetPart())
+		}
+		data = append(data, chunk.Chunk...)
+	}
+	if uint64(len(data)) != size {
+		return persist.Snapshot{}, fmt.Errorf("persist/plugin: load snapshot: %w: got %d bytes, metadata said %d",
+			persist.ErrUnavailable, len(data), size)
+	}
+	if meta.GetLastIncludedIndex() == 0 {
+		return persist.Snapshot{}, nil
+	}
+	snap, err := persistwire.SnapshotFromProto(meta, data)
+	if err != nil {
+		return persist.Snapshot{}, fmt.Errorf("persist/plugin: load snapshot: %w: %w", persist.ErrCorrupt, err)
+	}
+	return snap, nil
+}
+
+// loadSnapshotError is fromStatus for LoadSnapshot, except that a plugin
+// without the RPC (Unimplemented) means the store cannot load its snapshot,
+// not that it failed.
+func loadSnapshotError(err error) error {
+	if status.Code(err) == codes.Unimplemented {
+		return fmt.Errorf("persist/plugin: load snapshot: %w: %w", errors.ErrUnsupported, err)
+	}
+	return fromStatus("load snapshot", err)
 }
 
 // invalidLoad is the error of a Load whose state fails persistwire's

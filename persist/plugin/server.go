@@ -144,7 +144,7 @@ func (s *server) Open(_ context.Context, req *persistv1.OpenRequest) (*persistv1
 			s.releaseLoop(stop)
 		}(s.stopRelease, s.released)
 	}
-	resp := &persistv1.OpenResponse{StoreName: name, LogSizeBytes: uint64(st.Size())}
+	resp := &persistv1.OpenResponse{StoreName: name, LogSizeBytes: uint64(st.Size()), LoadSnapshot: canLoadSnapshot(st)}
 	if s.direct != nil {
 		s.serving = serveDirect(s.direct, s)
 		resp.DirectAppend = true
@@ -195,6 +195,41 @@ func (s *server) Load(req *persistv1.LoadRequest, stream grpc.ServerStreamingSer
 			return err
 		}
 		es = es[n:]
+	}
+	return nil
+}
+
+// canLoadSnapshot reports whether st can read its snapshot back.
+func canLoadSnapshot(st persist.Store) bool {
+	l, ok := st.(persist.SnapshotLoader)
+	return ok && l.CanLoadSnapshot()
+}
+
+func (s *server) LoadSnapshot(req *persistv1.LoadSnapshotRequest, stream grpc.ServerStreamingServer[persistv1.LoadSnapshotResponse]) error {
+	st, err := s.store()
+	if err != nil {
+		return err
+	}
+	if !canLoadSnapshot(st) {
+		return status.Error(codes.Unimplemented, "persist/plugin: the store cannot load its snapshot")
+	}
+	snap, err := st.(persist.SnapshotLoader).LoadSnapshot(stream.Context())
+	if err != nil {
+		return toStatus(err)
+	}
+	chunk := int(req.GetMaxChunkBytes())
+	if chunk <= 0 || chunk > ChunkBytes {
+		chunk = ChunkBytes
+	}
+	meta := &persistv1.LoadSnapshotResponse_Metadata{Metadata: persistwire.SnapshotMetadataToProto(snap)}
+	if err := stream.Send(&persistv1.LoadSnapshotResponse{Part: meta}); err != nil {
+		return err
+	}
+	for off := 0; off < len(snap.Data); off += chunk {
+		part := snap.Data[off:min(off+chunk, len(snap.Data))]
+		if err := stream.Send(&persistv1.LoadSnapshotResponse{Part: &persistv1.LoadSnapshotResponse_Chunk{Chunk: part}}); err != nil {
+			return err
+		}
 	}
 	return nil
 }

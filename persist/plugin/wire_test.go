@@ -69,3 +69,23 @@ func TestInvalidValuesAcrossThePlugin(t *testing.T) {
 		t.Fatalf("a valid Append: %v (reached the store: %v)", err, store.appended)
 	}
 }
+
+// TestLoadSnapshotStoreCannot: a store that cannot read its snapshot back
+// (a third-party store without persist.SnapshotLoader), served through the
+// plugin protocol, makes the host's store say so.
+func TestLoadSnapshotStoreCannot(t *testing.T) {
+	st, err := plugintest.OpenInProcess(t, func(plugin.Params) (persist.Store, string, error) {
+		return struct{ persist.Store }{persist.NewMemory()}, "plain", nil
+	}, plugin.Params{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	l := st.(persist.SnapshotLoader)
+	if l.CanLoadSnapshot() {
+		t.Fatal("CanLoadSnapshot = true for a store without LoadSnapshot")
+	}
+	if _, err := l.LoadSnapshot(ctx); !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("LoadSnapshot = %v, want errors.ErrUnsupported", err)
+	}
+}

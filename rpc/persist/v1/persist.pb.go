@@ -106,7 +106,12 @@ type OpenResponse struct {
 	// length-prefixed binary frame with no HTTP/2, protobuf or goroutine
 	// hand-offs in between (format: persist/plugin/direct.go). A plugin that
 	// leaves it false gets Append RPCs.
-	DirectAppend  bool `protobuf:"varint,3,opt,name=direct_append,json=directAppend,proto3" json:"direct_append,omitempty"`
+	DirectAppend bool `protobuf:"varint,3,opt,name=direct_append,json=directAppend,proto3" json:"direct_append,omitempty"`
+	// load_snapshot is true if the plugin serves LoadSnapshot for this store.
+	// A plugin that leaves it false (one that predates LoadSnapshot, or whose
+	// store cannot read its snapshot back) is never asked: the replica keeps
+	// the snapshot's data in memory.
+	LoadSnapshot  bool `protobuf:"varint,4,opt,name=load_snapshot,json=loadSnapshot,proto3" json:"load_snapshot,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -158,6 +163,13 @@ func (x *OpenResponse) GetLogSizeBytes() uint64 {
 func (x *OpenResponse) GetDirectAppend() bool {
 	if x != nil {
 		return x.DirectAppend
+	}
+	return false
+}
+
+func (x *OpenResponse) GetLoadSnapshot() bool {
+	if x != nil {
+		return x.LoadSnapshot
 	}
 	return false
 }
@@ -634,6 +646,141 @@ func (x *SaveSnapshotResponse) GetLogSizeBytes() uint64 {
 	return 0
 }
 
+// LoadSnapshotRequest asks for the stored snapshot.
+type LoadSnapshotRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// max_chunk_bytes bounds each snapshot chunk; 0 means the plugin's default
+	// (1 MiB).
+	MaxChunkBytes uint64 `protobuf:"varint,1,opt,name=max_chunk_bytes,json=maxChunkBytes,proto3" json:"max_chunk_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoadSnapshotRequest) Reset() {
+	*x = LoadSnapshotRequest{}
+	mi := &file_persist_v1_persist_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoadSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoadSnapshotRequest) ProtoMessage() {}
+
+func (x *LoadSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persist_v1_persist_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoadSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*LoadSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_persist_v1_persist_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *LoadSnapshotRequest) GetMaxChunkBytes() uint64 {
+	if x != nil {
+		return x.MaxChunkBytes
+	}
+	return 0
+}
+
+// LoadSnapshotResponse is one message of a LoadSnapshot stream.
+type LoadSnapshotResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// part is the metadata or a chunk of data.
+	//
+	// Types that are valid to be assigned to Part:
+	//
+	//	*LoadSnapshotResponse_Metadata
+	//	*LoadSnapshotResponse_Chunk
+	Part          isLoadSnapshotResponse_Part `protobuf_oneof:"part"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoadSnapshotResponse) Reset() {
+	*x = LoadSnapshotResponse{}
+	mi := &file_persist_v1_persist_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoadSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoadSnapshotResponse) ProtoMessage() {}
+
+func (x *LoadSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persist_v1_persist_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoadSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*LoadSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_persist_v1_persist_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *LoadSnapshotResponse) GetPart() isLoadSnapshotResponse_Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *LoadSnapshotResponse) GetMetadata() *v1.SnapshotMetadata {
+	if x != nil {
+		if x, ok := x.Part.(*LoadSnapshotResponse_Metadata); ok {
+			return x.Metadata
+		}
+	}
+	return nil
+}
+
+func (x *LoadSnapshotResponse) GetChunk() []byte {
+	if x != nil {
+		if x, ok := x.Part.(*LoadSnapshotResponse_Chunk); ok {
+			return x.Chunk
+		}
+	}
+	return nil
+}
+
+type isLoadSnapshotResponse_Part interface {
+	isLoadSnapshotResponse_Part()
+}
+
+type LoadSnapshotResponse_Metadata struct {
+	// metadata comes first, exactly once; unset fields (index 0) mean no
+	// snapshot is stored.
+	Metadata *v1.SnapshotMetadata `protobuf:"bytes,1,opt,name=metadata,proto3,oneof"`
+}
+
+type LoadSnapshotResponse_Chunk struct {
+	// chunk is the next piece of the snapshot data.
+	Chunk []byte `protobuf:"bytes,2,opt,name=chunk,proto3,oneof"`
+}
+
+func (*LoadSnapshotResponse_Metadata) isLoadSnapshotResponse_Part() {}
+
+func (*LoadSnapshotResponse_Chunk) isLoadSnapshotResponse_Part() {}
+
 // CloseRequest asks the store to close.
 type CloseRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -643,7 +790,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_persist_v1_persist_proto_msgTypes[10]
+	mi := &file_persist_v1_persist_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +802,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persist_v1_persist_proto_msgTypes[10]
+	mi := &file_persist_v1_persist_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +815,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_persist_v1_persist_proto_rawDescGZIP(), []int{10}
+	return file_persist_v1_persist_proto_rawDescGZIP(), []int{12}
 }
 
 // CloseResponse acknowledges Close.
@@ -680,7 +827,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_persist_v1_persist_proto_msgTypes[11]
+	mi := &file_persist_v1_persist_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -692,7 +839,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persist_v1_persist_proto_msgTypes[11]
+	mi := &file_persist_v1_persist_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +852,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_persist_v1_persist_proto_rawDescGZIP(), []int{11}
+	return file_persist_v1_persist_proto_rawDescGZIP(), []int{13}
 }
 
 var File_persist_v1_persist_proto protoreflect.FileDescriptor
@@ -720,12 +867,13 @@ const file_persist_v1_persist_proto_rawDesc = "" +
 	"\aoptions\x18\x03 \x03(\v2$.persist.v1.OpenRequest.OptionsEntryR\aoptions\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"x\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9d\x01\n" +
 	"\fOpenResponse\x12\x1d\n" +
 	"\n" +
 	"store_name\x18\x01 \x01(\tR\tstoreName\x12$\n" +
 	"\x0elog_size_bytes\x18\x02 \x01(\x04R\flogSizeBytes\x12#\n" +
-	"\rdirect_append\x18\x03 \x01(\bR\fdirectAppend\"5\n" +
+	"\rdirect_append\x18\x03 \x01(\bR\fdirectAppend\x12#\n" +
+	"\rload_snapshot\x18\x04 \x01(\bR\floadSnapshot\"5\n" +
 	"\vLoadRequest\x12&\n" +
 	"\x0fmax_chunk_bytes\x18\x01 \x01(\x04R\rmaxChunkBytes\"\xbd\x01\n" +
 	"\n" +
@@ -753,14 +901,21 @@ const file_persist_v1_persist_proto_rawDesc = "" +
 	"\bmetadata\x18\x01 \x01(\v2\x19.raft.v1.SnapshotMetadataR\bmetadata\x12\x14\n" +
 	"\x05chunk\x18\x02 \x01(\fR\x05chunk\"<\n" +
 	"\x14SaveSnapshotResponse\x12$\n" +
-	"\x0elog_size_bytes\x18\x01 \x01(\x04R\flogSizeBytes\"\x0e\n" +
+	"\x0elog_size_bytes\x18\x01 \x01(\x04R\flogSizeBytes\"=\n" +
+	"\x13LoadSnapshotRequest\x12&\n" +
+	"\x0fmax_chunk_bytes\x18\x01 \x01(\x04R\rmaxChunkBytes\"o\n" +
+	"\x14LoadSnapshotResponse\x127\n" +
+	"\bmetadata\x18\x01 \x01(\v2\x19.raft.v1.SnapshotMetadataH\x00R\bmetadata\x12\x16\n" +
+	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x06\n" +
+	"\x04part\"\x0e\n" +
 	"\fCloseRequest\"\x0f\n" +
-	"\rCloseResponse2\xde\x02\n" +
+	"\rCloseResponse2\xb3\x03\n" +
 	"\x10PersisterService\x129\n" +
 	"\x04Open\x12\x17.persist.v1.OpenRequest\x1a\x18.persist.v1.OpenResponse\x12;\n" +
 	"\x04Load\x12\x17.persist.v1.LoadRequest\x1a\x18.persist.v1.LoadResponse0\x01\x12?\n" +
 	"\x06Append\x12\x19.persist.v1.AppendRequest\x1a\x1a.persist.v1.AppendResponse\x12S\n" +
-	"\fSaveSnapshot\x12\x1f.persist.v1.SaveSnapshotRequest\x1a .persist.v1.SaveSnapshotResponse(\x01\x12<\n" +
+	"\fSaveSnapshot\x12\x1f.persist.v1.SaveSnapshotRequest\x1a .persist.v1.SaveSnapshotResponse(\x01\x12S\n" +
+	"\fLoadSnapshot\x12\x1f.persist.v1.LoadSnapshotRequest\x1a .persist.v1.LoadSnapshotResponse0\x01\x12<\n" +
 	"\x05Close\x12\x18.persist.v1.CloseRequest\x1a\x19.persist.v1.CloseResponseB\x98\x01\n" +
 	"\x0ecom.persist.v1B\fPersistProtoP\x01Z/github.com/ruaft/ruaft/rpc/persist/v1;persistv1\xa2\x02\x03PXX\xaa\x02\n" +
 	"Persist.V1\xca\x02\n" +
@@ -778,7 +933,7 @@ func file_persist_v1_persist_proto_rawDescGZIP() []byte {
 	return file_persist_v1_persist_proto_rawDescData
 }
 
-var file_persist_v1_persist_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_persist_v1_persist_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_persist_v1_persist_proto_goTypes = []any{
 	(*OpenRequest)(nil),          // 0: persist.v1.OpenRequest
 	(*OpenResponse)(nil),         // 1: persist.v1.OpenResponse
@@ -790,38 +945,43 @@ var file_persist_v1_persist_proto_goTypes = []any{
 	(*AppendResponse)(nil),       // 7: persist.v1.AppendResponse
 	(*SaveSnapshotRequest)(nil),  // 8: persist.v1.SaveSnapshotRequest
 	(*SaveSnapshotResponse)(nil), // 9: persist.v1.SaveSnapshotResponse
-	(*CloseRequest)(nil),         // 10: persist.v1.CloseRequest
-	(*CloseResponse)(nil),        // 11: persist.v1.CloseResponse
-	nil,                          // 12: persist.v1.OpenRequest.OptionsEntry
-	(*v1.HardState)(nil),         // 13: raft.v1.HardState
-	(*v1.SnapshotMetadata)(nil),  // 14: raft.v1.SnapshotMetadata
-	(*v1.Entry)(nil),             // 15: raft.v1.Entry
+	(*LoadSnapshotRequest)(nil),  // 10: persist.v1.LoadSnapshotRequest
+	(*LoadSnapshotResponse)(nil), // 11: persist.v1.LoadSnapshotResponse
+	(*CloseRequest)(nil),         // 12: persist.v1.CloseRequest
+	(*CloseResponse)(nil),        // 13: persist.v1.CloseResponse
+	nil,                          // 14: persist.v1.OpenRequest.OptionsEntry
+	(*v1.HardState)(nil),         // 15: raft.v1.HardState
+	(*v1.SnapshotMetadata)(nil),  // 16: raft.v1.SnapshotMetadata
+	(*v1.Entry)(nil),             // 17: raft.v1.Entry
 }
 var file_persist_v1_persist_proto_depIdxs = []int32{
-	12, // 0: persist.v1.OpenRequest.options:type_name -> persist.v1.OpenRequest.OptionsEntry
-	13, // 1: persist.v1.LoadHeader.hard_state:type_name -> raft.v1.HardState
-	14, // 2: persist.v1.LoadHeader.snapshot:type_name -> raft.v1.SnapshotMetadata
-	15, // 3: persist.v1.LoadEntries.entries:type_name -> raft.v1.Entry
+	14, // 0: persist.v1.OpenRequest.options:type_name -> persist.v1.OpenRequest.OptionsEntry
+	15, // 1: persist.v1.LoadHeader.hard_state:type_name -> raft.v1.HardState
+	16, // 2: persist.v1.LoadHeader.snapshot:type_name -> raft.v1.SnapshotMetadata
+	17, // 3: persist.v1.LoadEntries.entries:type_name -> raft.v1.Entry
 	3,  // 4: persist.v1.LoadResponse.header:type_name -> persist.v1.LoadHeader
 	4,  // 5: persist.v1.LoadResponse.entries:type_name -> persist.v1.LoadEntries
-	13, // 6: persist.v1.AppendRequest.hard_state:type_name -> raft.v1.HardState
-	15, // 7: persist.v1.AppendRequest.entries:type_name -> raft.v1.Entry
-	14, // 8: persist.v1.SaveSnapshotRequest.metadata:type_name -> raft.v1.SnapshotMetadata
-	0,  // 9: persist.v1.PersisterService.Open:input_type -> persist.v1.OpenRequest
-	2,  // 10: persist.v1.PersisterService.Load:input_type -> persist.v1.LoadRequest
-	6,  // 11: persist.v1.PersisterService.Append:input_type -> persist.v1.AppendRequest
-	8,  // 12: persist.v1.PersisterService.SaveSnapshot:input_type -> persist.v1.SaveSnapshotRequest
-	10, // 13: persist.v1.PersisterService.Close:input_type -> persist.v1.CloseRequest
-	1,  // 14: persist.v1.PersisterService.Open:output_type -> persist.v1.OpenResponse
-	5,  // 15: persist.v1.PersisterService.Load:output_type -> persist.v1.LoadResponse
-	7,  // 16: persist.v1.PersisterService.Append:output_type -> persist.v1.AppendResponse
-	9,  // 17: persist.v1.PersisterService.SaveSnapshot:output_type -> persist.v1.SaveSnapshotResponse
-	11, // 18: persist.v1.PersisterService.Close:output_type -> persist.v1.CloseResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	15, // 6: persist.v1.AppendRequest.hard_state:type_name -> raft.v1.HardState
+	17, // 7: persist.v1.AppendRequest.entries:type_name -> raft.v1.Entry
+	16, // 8: persist.v1.SaveSnapshotRequest.metadata:type_name -> raft.v1.SnapshotMetadata
+	16, // 9: persist.v1.LoadSnapshotResponse.metadata:type_name -> raft.v1.SnapshotMetadata
+	0,  // 10: persist.v1.PersisterService.Open:input_type -> persist.v1.OpenRequest
+	2,  // 11: persist.v1.PersisterService.Load:input_type -> persist.v1.LoadRequest
+	6,  // 12: persist.v1.PersisterService.Append:input_type -> persist.v1.AppendRequest
+	8,  // 13: persist.v1.PersisterService.SaveSnapshot:input_type -> persist.v1.SaveSnapshotRequest
+	10, // 14: persist.v1.PersisterService.LoadSnapshot:input_type -> persist.v1.LoadSnapshotRequest
+	12, // 15: persist.v1.PersisterService.Close:input_type -> persist.v1.CloseRequest
+	1,  // 16: persist.v1.PersisterService.Open:output_type -> persist.v1.OpenResponse
+	5,  // 17: persist.v1.PersisterService.Load:output_type -> persist.v1.LoadResponse
+	7,  // 18: persist.v1.PersisterService.Append:output_type -> persist.v1.AppendResponse
+	9,  // 19: persist.v1.PersisterService.SaveSnapshot:output_type -> persist.v1.SaveSnapshotResponse
+	11, // 20: persist.v1.PersisterService.LoadSnapshot:output_type -> persist.v1.LoadSnapshotResponse
+	13, // 21: persist.v1.PersisterService.Close:output_type -> persist.v1.CloseResponse
+	16, // [16:22] is the sub-list for method output_type
+	10, // [10:16] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_persist_v1_persist_proto_init() }
@@ -834,13 +994,17 @@ func file_persist_v1_persist_proto_init() {
 		(*LoadResponse_SnapshotChunk)(nil),
 		(*LoadResponse_Entries)(nil),
 	}
+	file_persist_v1_persist_proto_msgTypes[11].OneofWrappers = []any{
+		(*LoadSnapshotResponse_Metadata)(nil),
+		(*LoadSnapshotResponse_Chunk)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_persist_v1_persist_proto_rawDesc), len(file_persist_v1_persist_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

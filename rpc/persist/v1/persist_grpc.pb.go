@@ -28,6 +28,7 @@ const (
 	PersisterService_Load_FullMethodName         = "/persist.v1.PersisterService/Load"
 	PersisterService_Append_FullMethodName       = "/persist.v1.PersisterService/Append"
 	PersisterService_SaveSnapshot_FullMethodName = "/persist.v1.PersisterService/SaveSnapshot"
+	PersisterService_LoadSnapshot_FullMethodName = "/persist.v1.PersisterService/LoadSnapshot"
 	PersisterService_Close_FullMethodName        = "/persist.v1.PersisterService/Close"
 )
 
@@ -52,6 +53,11 @@ type PersisterServiceClient interface {
 	// chunk. The store keeps entries after the snapshot only if its entry at the
 	// snapshot's index has the snapshot's term.
 	SaveSnapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SaveSnapshotRequest, SaveSnapshotResponse], error)
+	// LoadSnapshot streams the stored snapshot alone: first its metadata, then
+	// its data in chunks. A leader reads it to send it to a lagging follower,
+	// instead of keeping its data in memory. Only called if OpenResponse set
+	// load_snapshot; a plugin that predates it answers Unimplemented.
+	LoadSnapshot(ctx context.Context, in *LoadSnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LoadSnapshotResponse], error)
 	// Close flushes and closes the store. Later calls fail.
 	Close(ctx context.Context, in *CloseRequest, opts ...grpc.CallOption) (*CloseResponse, error)
 }
@@ -116,6 +122,25 @@ func (c *persisterServiceClient) SaveSnapshot(ctx context.Context, opts ...grpc.
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type PersisterService_SaveSnapshotClient = grpc.ClientStreamingClient[SaveSnapshotRequest, SaveSnapshotResponse]
 
+func (c *persisterServiceClient) LoadSnapshot(ctx context.Context, in *LoadSnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LoadSnapshotResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &PersisterService_ServiceDesc.Streams[2], PersisterService_LoadSnapshot_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[LoadSnapshotRequest, LoadSnapshotResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PersisterService_LoadSnapshotClient = grpc.ServerStreamingClient[LoadSnapshotResponse]
+
 func (c *persisterServiceClient) Close(ctx context.Context, in *CloseRequest, opts ...grpc.CallOption) (*CloseResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CloseResponse)
@@ -147,6 +172,11 @@ type PersisterServiceServer interface {
 	// chunk. The store keeps entries after the snapshot only if its entry at the
 	// snapshot's index has the snapshot's term.
 	SaveSnapshot(grpc.ClientStreamingServer[SaveSnapshotRequest, SaveSnapshotResponse]) error
+	// LoadSnapshot streams the stored snapshot alone: first its metadata, then
+	// its data in chunks. A leader reads it to send it to a lagging follower,
+	// instead of keeping its data in memory. Only called if OpenResponse set
+	// load_snapshot; a plugin that predates it answers Unimplemented.
+	LoadSnapshot(*LoadSnapshotRequest, grpc.ServerStreamingServer[LoadSnapshotResponse]) error
 	// Close flushes and closes the store. Later calls fail.
 	Close(context.Context, *CloseRequest) (*CloseResponse, error)
 	mustEmbedUnimplementedPersisterServiceServer()
@@ -170,6 +200,9 @@ func (UnimplementedPersisterServiceServer) Append(context.Context, *AppendReques
 }
 func (UnimplementedPersisterServiceServer) SaveSnapshot(grpc.ClientStreamingServer[SaveSnapshotRequest, SaveSnapshotResponse]) error {
 	return status.Error(codes.Unimplemented, "method SaveSnapshot not implemented")
+}
+func (UnimplementedPersisterServiceServer) LoadSnapshot(*LoadSnapshotRequest, grpc.ServerStreamingServer[LoadSnapshotResponse]) error {
+	return status.Error(codes.Unimplemented, "method LoadSnapshot not implemented")
 }
 func (UnimplementedPersisterServiceServer) Close(context.Context, *CloseRequest) (*CloseResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Close not implemented")
@@ -249,6 +282,17 @@ func _PersisterService_SaveSnapshot_Handler(srv interface{}, stream grpc.ServerS
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type PersisterService_SaveSnapshotServer = grpc.ClientStreamingServer[SaveSnapshotRequest, SaveSnapshotResponse]
 
+func _PersisterService_LoadSnapshot_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(LoadSnapshotRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(PersisterServiceServer).LoadSnapshot(m, &grpc.GenericServerStream[LoadSnapshotRequest, LoadSnapshotResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PersisterService_LoadSnapshotServer = grpc.ServerStreamingServer[LoadSnapshotResponse]
+
 func _PersisterService_Close_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CloseRequest)
 	if err := dec(in); err != nil {
@@ -297,6 +341,11 @@ var PersisterService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "SaveSnapshot",
 			Handler:       _PersisterService_SaveSnapshot_Handler,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "LoadSnapshot",
+			Handler:       _PersisterService_LoadSnapshot_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "persist/v1/persist.proto",

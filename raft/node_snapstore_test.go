@@ -1,0 +1,186 @@
+package raft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ruaft/ruaft/persist"
+)
+
+// keepingStore hides its store's persist.SnapshotLoader, as Noop, a plugin
+// that predates LoadSnapshot or a third-party store would: the node keeps
+// the snapshot's data in memory.
+type keepingStore struct{ persist.Store }
+
+// loaderStore is a Memory store whose next faults LoadSnapshot calls a test
+// makes fail or answer with another snapshot.
+type loaderStore struct {
+	*persist.Memory
+	loads atomic.Int64
+	mu    sync.Mutex // guards fault and faults
+	fault func(persist.Snapshot) (persist.Snapshot, error)
+	// faults is how many more loads fault.
+	faults int
+}
+
+func (s *loaderStore) LoadSnapshot(ctx context.Context) (persist.Snapshot, error) {
+	snap, err := s.Memory.LoadSnapshot(ctx)
+	s.loads.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil && s.faults > 0 {
+		s.faults--
+		return s.fault(snap)
+	}
+	return snap, err
+}
+
+// snapHeld reports whether node n's core holds its snapshot's data in
+// memory, and whether it has a snapshot at all.
+func snapHeld(n *Node) (held, has bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return !n.core.log.snapStored, n.core.log.snap.Index > 0
+}
+
+// TestNodeSendsStoredSnapshot: a leader whose store can read its snapshot
+// back keeps no snapshot data in memory once the snapshot is stored; to
+// catch a lagging follower up it reads it from the store, outside its lock
+// and chunk by chunk, and sends only a snapshot that is the one it
+// announces: a store read that fails or returns another snapshot (a newer
+// one, or other bytes) fails that send, which is retried later. The
+// follower that installed the snapshot drops its data too once stored and
+// applied.
+func TestNodeSendsStoredSnapshot(t *testing.T) {
+	newer := func(s persist.Snapshot) (persist.Snapshot, error) {
+		s.Index++
+		return s, nil
+	}
+	other := func(s persist.Snapshot) (persist.Snapshot, error) {
+		s.Data = append(slices.Clone(s.Data), 'x')
+		return s, nil
+	}
+	flipped := func(s persist.Snapshot) (persist.Snapshot, error) {
+		if len(s.Data) > 0 {
+			s.Data = slices.Clone(s.Data)
+			s.Data[0] ^= 1 // same size: only the checksum tells
+		}
+		return s, nil
+	}
+	failed := func(persist.Snapshot) (persist.Snapshot, error) {
+		return persist.Snapshot{}, errors.New("disk on fire")
+	}
+	for _, tc := range []struct {
+		name  string
+		fault func(persist.Snapshot) (persist.Snapshot, error)
+	}{{"store", nil}, {"newer", newer}, {"other", other}, {"flipped", flipped}, {"failed", failed}} {
+		t.Run(tc.name, func(t *testing.T) {
+			stores := make([]*loaderStore, 3)
+			cl := newClusterStores(t, 3, func(c *Config) {
+				c.SnapshotThresholdBytes = 2000
+				c.SnapshotChunkBytes = 100
+			}, func(i int) persist.Store {
+				stores[i] = &loaderStore{Memory: persist.NewMemory(), fault: tc.fault}
+				if tc.fault != nil {
+					stores[i].faults = 3
+				}
+				return stores[i]
+			})
+			want := []string{"first"}
+			cl.commit("first")
+			lag := (cl.leader() + 1) % 3
+			cl.net.isolate(lag, true)
+			others := newClusterView(cl, lag)
+			for i := range 200 {
+				cmd := fmt.Sprintf("command-%03d-padding-padding", i)
+				others.commit(cmd)
+				want = append(want, cmd)
+			}
+			l := cl.leader()
+			if held, has := snapHeld(cl.nodes[l]); !has || held {
+				t.Fatalf("leader: snapshot %v, data held in memory %v; want a snapshot, not held", has, held)
+			}
+			cl.net.isolate(lag, false)
+			// Not cl.commit: it proposes again when the lagging node is
+			// slow to catch up (a busy machine), and the command then
+			// counts twice.
+			others.commit("last")
+			want = append(want, "last")
+			if !cl.waitUntil(20*time.Second, func() bool { return len(cl.apps[lag].commands()) >= len(want) }) ||
+				!slices.Equal(cl.apps[lag].commands(), want) {
+				t.Fatalf("lagging node applied %d commands, want %d", len(cl.apps[lag].commands()), len(want))
+			}
+			cl.apps[lag].mu.Lock()
+			snaps := cl.apps[lag].snaps
+			cl.apps[lag].mu.Unlock()
+			if snaps == 0 {
+				t.Fatal("lagging node caught up without a snapshot")
+			}
+			if stores[l].loads.Load() == 0 {
+				t.Fatal("the leader sent a snapshot without reading it from its store")
+			}
+			if tc.fault != nil {
+				stores[l].mu.Lock()
+				left := stores[l].faults
+				stores[l].mu.Unlock()
+				if left != 0 {
+					t.Fatalf("%d faults left: the leader read its store fewer times than expected", left)
+				}
+			}
+			// The follower drops what it installed once stored and applied.
+			if !cl.waitUntil(5*time.Second, func() bool { held, _ := snapHeld(cl.nodes[lag]); return !held }) {
+				t.Fatal("the lagging node still holds the installed snapshot's data")
+			}
+		})
+	}
+}
+
+// TestNodeDropsSnapshotData: a node restarting from a store that can read
+// its snapshot back, or installing one from a leader, keeps its data only
+// until it is stored and handed to the application; with a store that
+// cannot (keepingStore) it keeps it.
+func TestNodeDropsSnapshotData(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		wrap func(*persist.Memory) persist.Store
+		held bool
+	}{
+		{"memory", func(m *persist.Memory) persist.Store { return m }, false},
+		{"keeping", func(m *persist.Memory) persist.Store { return keepingStore{m} }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			mem := persist.NewMemory()
+			if err := mem.Append(ctx, persist.HardState{Term: 2, VotedFor: persist.NoVote}, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := mem.SaveSnapshot(ctx, persist.Snapshot{Index: 4, Term: 2, Data: []byte("a\nb\n")}); err != nil {
+				t.Fatal(err)
+			}
+			app := &checkedApp{testApp: newTestApp()}
+			n := startAlone(t, tc.wrap(mem), app)
+			<-app.wait(4)
+			if held, _ := snapHeld(n); held != tc.held {
+				t.Fatalf("after start-up: data held %v, want %v", held, tc.held)
+			}
+			if resp, err := n.HandleInstallSnapshot(ctx, snapshotChunk(3, 1, 9, []byte("c\nd\ne\n"))); err != nil || !resp.Installed {
+				t.Fatalf("install: %+v, %v", resp, err)
+			}
+			select {
+			case <-app.wait(9):
+			case <-time.After(5 * time.Second):
+				t.Fatal("snapshot not applied")
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			if !pollUntil(deadline, func() bool { held, _ := snapHeld(n); return held == tc.held }) {
+				t.Fatalf("after an install: data held %v, want %v", !tc.held, tc.held)
+			}
+		})
+	}
+}
