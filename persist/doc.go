@@ -9,7 +9,9 @@
 // Where things live:
 //
 //   - persist.go: the contract (Store, State, Entry, HardState, Snapshot, the
-//     sentinel errors) and the Size figure every store reports (LogSize).
+//     sentinel errors), the optional SnapshotLoader (a store that reads its
+//     snapshot back, so a replica need not keep it in memory) and the Size
+//     figure every store reports (LogSize).
 //   - tracker.go: Tracker, the bookkeeping every built-in store keeps beside
 //     its data (closed and failed states, the contract's checks, the term and
 //     size of each entry, the Size figure, the state recovered at open).
