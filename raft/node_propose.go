@@ -78,6 +78,14 @@ func (n *Node) Start(cmd []byte) (index, term uint64, isLeader bool) {
 		}()
 		n.serveQueued()
 	} else {
+		if n.ctx.Err() != nil {
+			// Killed: refuse at once. A queued proposal would go unanswered
+			// (see below), so callers retrying in a loop would grow the
+			// queue without bound, and every goroutine that takes n.mu —
+			// the daemons Kill waits for among them — would serve it.
+			r.term, _ = n.State()
+			return 0, r.term, false
+		}
 		p := proposalPool.Get().(*proposal)
 		p.cmd = cmd
 		n.props.push(p)

@@ -109,6 +109,32 @@ func TestNodeStartQueuedOnFollower(t *testing.T) {
 	}
 }
 
+// TestNodeStartAfterKillQueuesNothing: a Start on a killed node that finds
+// n.mu taken is refused at once and queues nothing. Queued, it would wait
+// for nobody: callers retrying in a loop grew the queue without bound, and
+// the goroutines taking n.mu (the daemons Kill waits for among them) served
+// ever larger rounds of it, which hung TestNodeStartDuringKill under load.
+func TestNodeStartAfterKillQueuesNothing(t *testing.T) {
+	cl := newCluster(t, 3, nil)
+	cl.commit("warmup")
+	l := cl.leader()
+	n := cl.nodes[l]
+	if err := n.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cl.nodes[l] = nil
+	n.mu.Lock() // every Start takes the queued path
+	defer n.mu.Unlock()
+	for range 1000 {
+		if idx, _, ok := n.Start([]byte("late")); ok || idx != 0 {
+			t.Fatalf("Start on a killed node = index %d, ok %v; want refused", idx, ok)
+		}
+	}
+	if q := n.props.n.Load(); q != 0 {
+		t.Fatalf("%d proposals queued on a killed node, want 0", q)
+	}
+}
+
 // TestNodeStartDuringKill: Start calls racing with Kill (direct or queued)
 // all return, and Start on the killed node is refused.
 func TestNodeStartDuringKill(t *testing.T) {
