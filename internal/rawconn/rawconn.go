@@ -20,5 +20,6 @@ import "net"
 
 // Wrap returns c with raw Read and Write where the platform and c allow
 // (Linux; a *net.TCPConn or a stream *net.UnixConn), else c itself. Every
-// other method, deadlines included, is c's.
+// other method, deadlines included, is c's; the wrapper's NetConn method
+// returns c.
 func Wrap(c net.Conn) net.Conn { return wrap(c) }

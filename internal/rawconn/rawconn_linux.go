@@ -146,6 +146,11 @@ func (c *conn) Write(b []byte) (int, error) {
 	return n, nil
 }
 
+// NetConn returns the wrapped connection, as tls.Conn's NetConn does: a
+// caller that asks the socket itself (its SyscallConn, to count the bytes
+// waiting in its receive queue) unwraps both the same way.
+func (c *conn) NetConn() net.Conn { return c.Conn }
+
 // opError describes a failed call as package net does, with the inner
 // error of a RawConn's own *net.OpError (a closed connection, a deadline),
 // so that errors.Is(err, net.ErrClosed) and os.ErrDeadlineExceeded, and

@@ -271,3 +271,19 @@ func TestWrapLeavesOtherConnsAlone(t *testing.T) {
 		t.Fatal("Wrap changed a net.Pipe conn")
 	}
 }
+
+// TestNetConnUnwraps: the wrapper hands out the connection it wraps, so that
+// a caller can reach the socket itself (its SyscallConn).
+func TestNetConnUnwraps(t *testing.T) {
+	c, _ := pair(t, "tcp")
+	u, ok := c.(interface{ NetConn() net.Conn })
+	if !ok {
+		if runtime.GOOS == "linux" {
+			t.Fatalf("Wrap returned %T, without NetConn", c)
+		}
+		return // not wrapped: c is the *net.TCPConn
+	}
+	if _, ok := u.NetConn().(*net.TCPConn); !ok {
+		t.Fatalf("NetConn returned %T, want the wrapped *net.TCPConn", u.NetConn())
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ruaft/ruaft/internal/rawconn"
@@ -40,9 +41,12 @@ type StreamOptions struct {
 	// timeout, so that the client, never the server, closes an idle
 	// connection and no call races a close.
 	IdleTimeout time.Duration
-	// StuckAfter: a call that times out on a connection that delivered no
-	// frame since the call was sent, and none for at least StuckAfter,
-	// closes the connection as stuck [1 s]; the next call redials.
+	// StuckAfter: a call that times out on a connection on which nothing
+	// came in from the peer since the call was sent, and nothing for at
+	// least StuckAfter, closes the connection as stuck [1 s]; the next call
+	// redials. Bytes waiting unread in the socket count as come in, and a
+	// call whose timeout this process noticed over StuckAfter/4 late (it
+	// was not running: an overloaded machine, a paused VM) does not count.
 	StuckAfter time.Duration
 	// RetryUpgradeAfter is how long a peer that refused the upgrade is
 	// reached over per-request Twirp before the stream is tried again
@@ -171,6 +175,11 @@ type StreamClient struct {
 	noStreamUntil time.Time
 	closed        bool
 	wg            sync.WaitGroup // the reader and writer goroutines of every link
+
+	// beforeRead, a test hook set before the first call, runs in the
+	// reader goroutine before it reads each frame: a test holds the reader
+	// back as a stalled process would.
+	beforeRead func()
 }
 
 func newStreamClient(baseURL string, opts StreamOptions) *StreamClient {
@@ -293,19 +302,49 @@ func (c *StreamClient) Call(ctx context.Context, method string, req, resp proto.
 		// nothing for StuckAfter, is dead or its peer is stuck (a
 		// partition without a reset leaves TCP retransmitting with a
 		// growing backoff): close it, so that the next call redials
-		// rather than queue behind it. Calls shorter than StuckAfter
-		// (raft's heartbeats) add up: the silence is what counts. Only a
-		// call that ran out of time is evidence: one its caller cancelled
-		// (a forwarded batch nobody waits for, a node stopping) says
-		// nothing about the peer, and must not fail the other calls on a
-		// healthy connection that was merely quiet.
-		last := l.lastRead.Load()
-		if silence := time.Since(time.Unix(0, last)); last < start.UnixNano() && silence >= c.opts.StuckAfter &&
-			errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			l.fail(fmt.Errorf("%w: no frame from the peer for %v", ErrStreamClosed, silence.Round(time.Millisecond)))
+		// rather than queue behind it.
+		if silence, ok := c.peerSilent(ctx, l, start); ok {
+			l.fail(fmt.Errorf("%w: nothing from the peer for %v", ErrStreamClosed, silence.Round(time.Millisecond)))
 		}
 		return fmt.Errorf("%w: %s: %w", ErrStream, method, ctx.Err())
 	}
+}
+
+// peerSilent reports whether a call sent on l at start that ended with
+// ctx shows that l's peer went silent, and for how long. Only what the peer
+// did counts, not what this process failed to see: a connection closed as
+// stuck fails every other call on it.
+func (c *StreamClient) peerSilent(ctx context.Context, l *link, start time.Time) (time.Duration, bool) {
+	// Only a call that ran out of time is evidence: one its caller
+	// cancelled (a forwarded batch nobody waits for, a node stopping) says
+	// nothing about the peer, and must not fail the other calls on a
+	// healthy connection that was merely quiet.
+	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return 0, false
+	}
+	// Calls shorter than StuckAfter (raft's heartbeats) add up: the
+	// silence since the last bytes came in is what counts.
+	now := time.Now()
+	last := l.lastRead.Load()
+	silence := now.Sub(time.Unix(0, last))
+	if last >= start.UnixNano() || silence < c.opts.StuckAfter {
+		return 0, false
+	}
+	// A timeout noticed well after its deadline means this process was
+	// not running (an overloaded machine, a VM pause, SIGSTOP, a disk that
+	// stalls every thread): then the silence may be its own, the reader
+	// not yet having read what came in meanwhile. Timers of a busy but
+	// running process are late by milliseconds; a later call, noticed in
+	// time, judges the peer.
+	if dl, ok := ctx.Deadline(); ok && now.Sub(dl) > c.opts.StuckAfter/4 {
+		return 0, false
+	}
+	// Bytes waiting in the socket came from the peer: the reader is behind
+	// (not yet scheduled after such a stall), the peer is not silent.
+	if unreadInSocket(l.conn) {
+		return 0, false
+	}
+	return silence, true
 }
 
 // conn returns the current connection, dialing one if there is none.
@@ -498,23 +537,34 @@ func (c *StreamClient) upgrade(conn net.Conn) (*link, error) {
 		// connection is closed instead.
 		return nil, fmt.Errorf("%w (%s): %w", ErrNoStream, c.addr, errUpgradeRefused{resp.StatusCode})
 	}
-	lr.left = -1
-	return newLink(conn, br, c.opts.WriteTimeout), nil
+	l := newLink(conn, br, c.opts.WriteTimeout)
+	// Before the reader goroutine starts: it reads lr unlocked.
+	lr.left, lr.arrived = -1, &l.lastRead
+	return l, nil
 }
 
 // maxUpgradeResponseBytes bounds the head of the answer to the upgrade.
 const maxUpgradeResponseBytes = 64 << 10
 
-// handshakeReader reads from r at most left bytes in all, or without limit
-// when left < 0.
+// handshakeReader reads from r at most left bytes in all, or, once the
+// stream runs (left < 0), without limit, noting in arrived when bytes came
+// in: the stuck rule asks when the peer last sent anything, and bytes not
+// yet made into a frame (part of one, or frames waiting in the reader's
+// buffer, which only the reader goroutine may look at) answer that as well
+// as a whole frame.
 type handshakeReader struct {
-	r    io.Reader
-	left int64
+	r       io.Reader
+	left    int64
+	arrived *atomic.Int64 // unix nanos; set with left < 0
 }
 
 func (h *handshakeReader) Read(p []byte) (int, error) {
 	if h.left < 0 {
-		return h.r.Read(p)
+		n, err := h.r.Read(p)
+		if n > 0 {
+			h.arrived.Store(time.Now().UnixNano())
+		}
+		return n, err
 	}
 	if h.left == 0 {
 		return 0, fmt.Errorf("%w: answer to the upgrade over %d bytes", ErrStream, maxUpgradeResponseBytes)
@@ -532,6 +582,9 @@ func (c *StreamClient) readLoop(l *link) {
 	max := c.opts.MaxFrameBytes + frameSlack
 	answered := false
 	for {
+		if c.beforeRead != nil {
+			c.beforeRead()
+		}
 		typ, id, body, err := readFrame(l.br, max)
 		if err != nil {
 			err = fmt.Errorf("%w: read: %w", ErrStreamClosed, err)
@@ -546,7 +599,6 @@ func (c *StreamClient) readLoop(l *link) {
 			}
 			return
 		}
-		l.lastRead.Store(time.Now().UnixNano())
 		if !answered {
 			answered = true
 			c.mu.Lock()

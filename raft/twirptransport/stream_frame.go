@@ -261,7 +261,7 @@ type link struct {
 	pending map[uint64]chan reply
 	nextID  uint64
 
-	lastRead atomic.Int64 // unix nanos of the last frame read
+	lastRead atomic.Int64 // unix nanos when bytes last came in from the peer (client side, see handshakeReader)
 	lastUse  atomic.Int64 // unix nanos of the last call sent (client side)
 }
 

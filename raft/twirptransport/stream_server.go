@@ -260,7 +260,6 @@ func (s *StreamServer) serveConn(l *link) {
 			l.fail(fmt.Errorf("%w: %w", ErrStreamClosed, err))
 			return
 		}
-		l.lastRead.Store(time.Now().UnixNano())
 		m := s.methods[string(method)]
 		if m == nil {
 			msg := "no stream method " + string(method)
