@@ -65,7 +65,7 @@ type Replica struct {
 // that much log in memory and in its store between snapshots; 4 MiB (about
 // 12,000 puts of 256 bytes, close to etcd's 10,000-entry snapshot count)
 // took 13-19 MiB off a replica + badger plugin under a sustained put load
-// against 8 MiB, with no measurable CPU difference (README, Benchmarks). A
+// against 8 MiB, with no measurable CPU difference (docs/benchmarks.md). A
 // snapshot writes the whole state, so a large data set wants a larger value.
 const DefaultSnapshotBytes = 4 << 20
 

@@ -15,7 +15,7 @@ import (
 // binds buys memory with collector CPU, which is half of what a replica is
 // judged by: at 256 put clients a replica's Go memory reached 26-31 MiB,
 // and a 24 MiB limit took ~8 MiB off it at 3-4x the collector's CPU per
-// put (README, Benchmarks). And the live heap grows with the data set: a
+// put (docs/benchmarks.md). And the live heap grows with the data set: a
 // fixed default below it would keep the collector running all the time.
 const DefaultMemoryLimit = 0
 
@@ -57,8 +57,8 @@ func setRuntime(cfg Config, getenv func(string) string, logger *slog.Logger) {
 // than one that runs on its share: three replicas of a local cluster on two
 // cores, each with GOMAXPROCS=1 instead of 2, measured 8% less server CPU
 // per put at 64 clients and 17% less at one client, with 15-30% fewer
-// context switches (README, "Go scheduler"). A replica alone on its host
-// keeps every core.
+// context switches (docs/benchmarks.md, "Replicas sharing a machine's
+// cores"). A replica alone on its host keeps every core.
 func coLocatedReplicas(cfg Config) int {
 	if cfg.ID < 0 || cfg.ID >= len(cfg.Peers) {
 		return 0

@@ -9,7 +9,7 @@
 // call often does, on a virtual machine always), handing it to another
 // thread. Perf profiles of durio replicas under load put 9-12% of each
 // replica's CPU in sysmon and 3-5% more in parking and waking the threads
-// it hands processors to (README, Benchmarks "Raw socket I/O"). A read or
+// it hands processors to (docs/benchmarks.md, "Raw socket I/O"). A read or
 // write of a non-blocking socket never blocks, so it can be raw: the
 // runtime does not see it and the processor stays with the goroutine.
 // Waiting for readiness still happens in the netpoller, with deadlines, as

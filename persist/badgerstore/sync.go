@@ -20,7 +20,7 @@ import (
 // then the memtable's write-ahead log. Each is an msync, and on a
 // journalling file system each costs a disk cache flush, even the one of a
 // file with nothing dirty; that doubled the store's Append latency against
-// one fsync (README, "The store path").
+// one fsync (docs/benchmarks.md, "The store path").
 //
 // So the store opens badger without SyncWrites and makes each commit
 // durable itself (syncer.sync, after every commit): a commit whose values

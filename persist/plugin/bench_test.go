@@ -18,7 +18,7 @@ import (
 // (mode=inprocess), through a plugin subprocess over the direct Append
 // channel (mode=plugin, what a replica uses) and through the same plugin over
 // the gRPC Append call (mode=grpc, the old path), with fsync on for the
-// durable stores. Run (see the README for the table):
+// durable stores. Run (see docs/benchmarks.md for the table):
 //
 //	go test -run '^$' -bench BenchmarkAppend -count 6 ./persist/plugin/ | tee new.txt
 //	benchstat -col /mode new.txt
@@ -264,7 +264,7 @@ func procField(status, field string) (int64, bool) {
 // entries of 256 bytes at the same time, as the three replicas of a cluster
 // on one machine do, and reports the median and 99th percentile of one
 // Append. Compare with ../shared/bench's fsyncbench run three times at once
-// (see the README). b.N is the number of Appends per writer.
+// (see docs/benchmarks.md). b.N is the number of Appends per writer.
 //
 //	go test -run '^$' -bench AppendThreeWriters -benchtime 2000x ./persist/plugin/
 func BenchmarkAppendThreeWriters(b *testing.B) {

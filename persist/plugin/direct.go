@@ -18,7 +18,7 @@ import (
 //
 // Append is the call a replica makes once per Raft batch, on its critical
 // path, so it does not go through gRPC. Profiles of the gRPC Append (see
-// the README, "Persister plugins") put the boundary's cost in the transport,
+// docs/benchmarks.md, "The store path") put the boundary's cost in the transport,
 // not in the store: per call a caller → loopy-writer → socket → reader →
 // handler-goroutine chain on each side (four goroutine hand-offs, each a
 // futex wake-up), HTTP/2 HEADERS, DATA (in 16 KiB frames) and

@@ -78,10 +78,10 @@ func newPollEnd(f *os.File) (endpoint, error) {
 // non-blocking socket that package rawconn reads and writes with raw system
 // calls (on Linux; elsewhere with ordinary ones), waiting in the netpoller.
 //
-// Why (perf and syscall counts of a plugin under paced Appends, README
-// "Persister plugins"): every system call made through package syscall
-// tells the Go runtime it entered one, and that wakes the sysmon thread if
-// it was asleep; sysmon then polls every 20 µs until the process is idle
+// Why (perf and syscall counts of a plugin under paced Appends,
+// docs/benchmarks.md, "The badger plugin's CPU"): every system call made
+// through package syscall tells the Go runtime it entered one, and that
+// wakes the sysmon thread if it was asleep; sysmon then polls every 20 µs until the process is idle
 // again, and with GOMAXPROCS=1 it takes the processor from a thread blocked
 // in a syscall (no other is idle), which costs a hand-off and wake-ups of
 // other threads. A plugin between Appends is idle, so each Append woke it:

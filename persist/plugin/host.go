@@ -228,7 +228,7 @@ const EnvPluginPrefix = "RUAFT_PLUGIN_"
 
 // pluginRuntimeDefaults are the Go runtime settings a built-in plugin
 // starts with when the host's environment sets neither the variable nor its
-// RUAFT_PLUGIN_ form (README, "Persister plugins", has the measurements):
+// RUAFT_PLUGIN_ form (docs/benchmarks.md, "The plugin process", has the measurements):
 //
 //   - GOMAXPROCS=1: a plugin serves one call at a time, and its store's
 //     background work (badger's flushes and compactions) can wait; with
