@@ -81,10 +81,10 @@ func newPollEnd(f *os.File) (endpoint, error) {
 // Why (perf and syscall counts of a plugin under paced Appends,
 // docs/benchmarks.md, "The badger plugin's CPU"): every system call made
 // through package syscall tells the Go runtime it entered one, and that
-// wakes the sysmon thread if it was asleep; sysmon then polls every 20 µs until the process is idle
-// again, and with GOMAXPROCS=1 it takes the processor from a thread blocked
-// in a syscall (no other is idle), which costs a hand-off and wake-ups of
-// other threads. A plugin between Appends is idle, so each Append woke it:
+// wakes the sysmon thread if it was asleep; sysmon then polls every 20 µs
+// until the process is idle again, and with GOMAXPROCS=1 it takes the
+// processor from a thread blocked in a syscall (no other is idle), which
+// costs a hand-off and wake-ups of other threads. A plugin between Appends is idle, so each Append woke it:
 // ~6 nanosleeps and ~6 futex calls per Append, a quarter of the plugin's
 // CPU. Waiting in the netpoller leaves the processor idle, so sysmon
 // sleeps; raw reads and writes of a non-blocking socket never block and
