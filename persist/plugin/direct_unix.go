@@ -84,11 +84,12 @@ func newPollEnd(f *os.File) (endpoint, error) {
 // wakes the sysmon thread if it was asleep; sysmon then polls every 20 µs
 // until the process is idle again, and with GOMAXPROCS=1 it takes the
 // processor from a thread blocked in a syscall (no other is idle), which
-// costs a hand-off and wake-ups of other threads. A plugin between Appends is idle, so each Append woke it:
-// ~6 nanosleeps and ~6 futex calls per Append, a quarter of the plugin's
-// CPU. Waiting in the netpoller leaves the processor idle, so sysmon
-// sleeps; raw reads and writes of a non-blocking socket never block and
-// do not wake it. The store's fdatasync is raw too (badgerstore).
+// costs a hand-off and wake-ups of other threads. A plugin between Appends
+// is idle, so each Append woke it: ~6 nanosleeps and ~6 futex calls per
+// Append, a quarter of the plugin's CPU. Waiting in the netpoller leaves the
+// processor idle, so sysmon sleeps; raw reads and writes of a non-blocking
+// socket never block and do not wake it. The store's fdatasync is raw too
+// (badgerstore).
 type pollEnd struct {
 	net.Conn               // rawconn.Wrap(uc)
 	uc       *net.UnixConn // for interrupt
