@@ -214,6 +214,20 @@ func (c *core) compact(snap persist.Snapshot) error {
 	return nil
 }
 
+// sendingSnapshot reports whether the node, as leader, is sending the
+// snapshot at index to some follower.
+func (c *core) sendingSnapshot(index uint64) bool {
+	if c.role != Leader {
+		return false
+	}
+	for _, pr := range c.prs {
+		if pr.state == stateSnapshot && pr.snapIndex == index {
+			return true
+		}
+	}
+	return false
+}
+
 // dropSnapshotData forgets the data of the snapshot at index (checksum crc)
 // once the store holds it and the application has been handed it: a
 // leader's senders read it from the store to send it. The node calls it

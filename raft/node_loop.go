@@ -164,6 +164,7 @@ func (n *Node) processReady() bool {
 		}
 		// The messages were copied out (dispatch and late).
 		n.core.recycleMessages(rd.messages)
+		n.releaseSendingLocked() // a lost leadership, a follower removed
 		n.pruneSendersLocked()
 		for _, rs := range rd.reads {
 			if ch, ok := n.readWaiters[rs.id]; ok {
@@ -342,6 +343,11 @@ func (n *Node) stepAnswer(m message, r answer) {
 		case m.ri != nil:
 			n.core.handleReadIndexResponse(m, r.ri)
 		}
+		if m.fromStore {
+			// After readChunk kept the snapshot, in the same goroutine: a
+			// transfer that ended meanwhile does not leave it held.
+			n.releaseSendingLocked()
+		}
 	})
 }
 
@@ -372,6 +378,18 @@ type storedSnapshot struct {
 // core compacted to it. The send fails; the core retries at a later
 // heartbeat, by then announcing the store's snapshot.
 var errSnapshotMoved = errors.New("raft: the stored snapshot is not the one to send")
+
+// releaseSendingLocked forgets the snapshot kept for the senders once no
+// transfer of it is under way (the transfer ended early: leadership lost,
+// the follower removed or caught up otherwise), so that the node does not
+// hold data its store has. n.mu must be held.
+func (n *Node) releaseSendingLocked() {
+	n.sendMu.Lock()
+	if s := n.sending; s != nil && !n.core.sendingSnapshot(s.snap.Index) {
+		n.sending = nil
+	}
+	n.sendMu.Unlock()
+}
 
 // readChunk returns is with its chunk of data, read from the store's
 // snapshot outside the node's lock. It sends only what is describes: the

@@ -184,3 +184,39 @@ func TestNodeDropsSnapshotData(t *testing.T) {
 		})
 	}
 }
+
+// TestNodeForgetsSnapshotItNoLongerSends: the stored snapshot a leader's
+// senders read to send in chunks is kept only while a transfer of it is
+// under way: a leader that loses leadership mid-transfer forgets it, so a
+// follower does not hold the data the store already has.
+func TestNodeForgetsSnapshotItNoLongerSends(t *testing.T) {
+	cl := newClusterStores(t, 3, func(c *Config) {
+		c.SnapshotThresholdBytes = 2000
+		c.SnapshotChunkBytes = 1 // thousands of chunks: the transfer is still under way when cut
+	}, func(int) persist.Store { return persist.NewMemory() })
+	cl.commit("first")
+	lag := (cl.leader() + 1) % 3
+	cl.net.isolate(lag, true)
+	others := newClusterView(cl, lag)
+	for i := range 200 {
+		others.commit(fmt.Sprintf("command-%03d-padding-padding", i))
+	}
+	l := cl.leader()
+	n := cl.nodes[l]
+	sending := func() bool {
+		n.sendMu.Lock()
+		defer n.sendMu.Unlock()
+		return n.sending != nil
+	}
+	cl.net.isolate(lag, false)
+	if !cl.waitUntil(20*time.Second, sending) {
+		t.Fatal("the leader did not read its snapshot from the store to send it")
+	}
+	cl.net.isolate(lag, true)
+	if err := n.TransferLeadership(context.Background(), 3-l-lag); err != nil {
+		t.Fatalf("transfer leadership: %v", err)
+	}
+	if !cl.waitUntil(10*time.Second, func() bool { return !sending() }) {
+		t.Fatal("the former leader still holds the snapshot it was sending")
+	}
+}
