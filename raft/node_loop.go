@@ -278,22 +278,25 @@ func (n *Node) sender(ch chan message) {
 
 // call sends one RPC and steps its answer (or its failure) into the core.
 func (n *Node) call(m message) {
-	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RPCTimeout)
-	defer cancel()
 	var (
 		r   answer
 		err error
+		is  = m.is
 	)
+	if m.fromStore {
+		// Before the RPC's clock starts, and bounded by Kill only: reading
+		// a large snapshot (through a busy plugin, say) can take longer
+		// than RPCTimeout on its own, and every attempt would fail.
+		is, err = n.readChunk(n.ctx, m.is)
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RPCTimeout)
+	defer cancel()
 	switch {
 	case m.ae != nil:
 		r.ae, err = n.tr.AppendEntries(ctx, m.to, m.ae)
 	case m.rv != nil:
 		r.rv, err = n.tr.RequestVote(ctx, m.to, m.rv)
 	case m.is != nil:
-		is := m.is
-		if m.fromStore {
-			is, err = n.readChunk(ctx, m.is)
-		}
 		if err == nil {
 			r.is, err = n.tr.InstallSnapshot(ctx, m.to, is)
 		}

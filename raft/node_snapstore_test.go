@@ -220,3 +220,48 @@ func TestNodeForgetsSnapshotItNoLongerSends(t *testing.T) {
 		t.Fatal("the former leader still holds the snapshot it was sending")
 	}
 }
+
+// slowLoader is a Memory store whose LoadSnapshot takes delay (unless ctx
+// ends first), as a plugin streaming a large snapshot does.
+type slowLoader struct {
+	*persist.Memory
+	delay time.Duration
+}
+
+func (s slowLoader) LoadSnapshot(ctx context.Context) (persist.Snapshot, error) {
+	select {
+	case <-time.After(s.delay):
+	case <-ctx.Done():
+		return persist.Snapshot{}, ctx.Err()
+	}
+	return s.Memory.LoadSnapshot(ctx)
+}
+
+// TestNodeSendsSnapshotSlowerToLoadThanAnRPC: reading the stored snapshot
+// is not part of the RPC's time budget: a snapshot that takes longer than
+// RPCTimeout to read (a large one, a busy plugin) is still sent, rather
+// than every attempt timing out before its first chunk.
+func TestNodeSendsSnapshotSlowerToLoadThanAnRPC(t *testing.T) {
+	const rpcTimeout = 200 * time.Millisecond
+	cl := newClusterStores(t, 3, func(c *Config) {
+		c.SnapshotThresholdBytes = 2000
+		c.SnapshotChunkBytes = 1000
+		c.RPCTimeout = rpcTimeout
+	}, func(int) persist.Store { return slowLoader{persist.NewMemory(), 3 * rpcTimeout} })
+	cl.commit("first")
+	lag := (cl.leader() + 1) % 3
+	cl.net.isolate(lag, true)
+	others := newClusterView(cl, lag)
+	want := 1
+	for i := range 200 {
+		others.commit(fmt.Sprintf("command-%03d-padding-padding", i))
+		want++
+	}
+	if held, has := snapHeld(cl.nodes[cl.leader()]); !has || held {
+		t.Fatalf("leader: snapshot %v, data held in memory %v; want a snapshot, not held", has, held)
+	}
+	cl.net.isolate(lag, false)
+	if !cl.waitUntil(20*time.Second, func() bool { return len(cl.apps[lag].commands()) >= want }) {
+		t.Fatalf("lagging node applied %d commands, want %d", len(cl.apps[lag].commands()), want)
+	}
+}
