@@ -65,3 +65,28 @@ func TestLessorDiscountsALeaderStall(t *testing.T) {
 		t.Fatalf("ticks two ticks apart: due %v by TTL plus a tick, want [7]", got)
 	}
 }
+
+// TestLessorExpiresUnderSteadilyLateTicks: ticks that keep coming more than
+// two ticks late (a machine busy for good) stretch a lease by at most
+// lateness/tick, never keep it alive: each tick still counts one tick.
+func TestLessorExpiresUnderSteadilyLateTicks(t *testing.T) {
+	const (
+		tick  = 100 * time.Millisecond
+		every = 3 * tick // each tick comes two ticks late
+		ttl   = 2 * time.Second
+	)
+	ttls := func(gen uint64) (map[uint64]time.Duration, uint64, bool) {
+		return map[uint64]time.Duration{7: ttl}, 1, gen != 1
+	}
+	var l lessor
+	t0 := time.Unix(1000, 0)
+	var d time.Duration
+	for ; d <= 4*ttl*every/tick; d += every {
+		if got := l.due(3, t0.Add(d), tick, time.Second, ttls); slices.Equal(got, []uint64{7}) {
+			break
+		}
+	}
+	if d < ttl || d > 2*ttl*every/tick {
+		t.Fatalf("lease due after %v of ticks every %v, want between %v and %v", d, every, ttl, 2*ttl*every/tick)
+	}
+}
