@@ -8,10 +8,11 @@ import (
 // application snapshots every SnapshotInterval indexes (Options.Snapshots)
 // and checks every snapshot it is handed against what the servers applied.
 
-func snapCommon(t *testing.T, disconnect, reliable, crash bool) {
+func snapCommon(t *testing.T, opts Options, disconnect, reliable, crash bool) {
 	const iters = 30
 	const servers = 3
-	c := NewCluster(t, servers, Options{Unreliable: !reliable, Snapshots: true})
+	opts.Unreliable, opts.Snapshots = !reliable, true
+	c := NewCluster(t, servers, opts)
 
 	c.One(c.RandCmd(), servers, true)
 	leader1 := c.CheckOneLeader()
@@ -69,27 +70,27 @@ func snapCommon(t *testing.T, disconnect, reliable, crash bool) {
 }
 
 func TestSnapshotBasic3D(t *testing.T) {
-	snapCommon(t, false, true, false)
+	snapCommon(t, Options{}, false, true, false)
 }
 
 func TestSnapshotInstall3D(t *testing.T) {
 	t.Parallel() // long and mostly waiting; see the package doc
-	snapCommon(t, true, true, false)
+	snapCommon(t, Options{}, true, true, false)
 }
 
 func TestSnapshotInstallUnreliable3D(t *testing.T) {
 	t.Parallel() // long and mostly waiting; see the package doc
-	snapCommon(t, true, false, false)
+	snapCommon(t, Options{}, true, false, false)
 }
 
 func TestSnapshotInstallCrash3D(t *testing.T) {
 	t.Parallel() // long and mostly waiting; see the package doc
-	snapCommon(t, false, true, true)
+	snapCommon(t, Options{}, false, true, true)
 }
 
 func TestSnapshotInstallUnCrash3D(t *testing.T) {
 	t.Parallel() // long and mostly waiting; see the package doc
-	snapCommon(t, false, false, true)
+	snapCommon(t, Options{}, false, false, true)
 }
 
 // TestSnapshotAllCrash3D: crash and restart all servers, after snapshots.

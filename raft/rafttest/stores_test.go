@@ -28,6 +28,8 @@ func TestStores(t *testing.T) {
 			t.Run("Persist3", func(t *testing.T) { persist3(t, opts) })
 			t.Run("SnapshotAllCrash", func(t *testing.T) { snapshotAllCrash(t, opts) })
 			t.Run("SnapshotInit", func(t *testing.T) { snapshotInit(t, opts) })
+			// Leaders send snapshots read back from the store.
+			t.Run("SnapshotInstallCrash", func(t *testing.T) { snapCommon(t, opts, false, true, true) })
 		})
 	}
 }
