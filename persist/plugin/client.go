@@ -198,6 +198,12 @@ func (c *Client) LoadSnapshot(ctx context.Context) (persist.Snapshot, error) {
 		if !ok {
 			return persist.Snapshot{}, fmt.Errorf("persist/plugin: load snapshot: unexpected stream message %T", msg.GetPart())
 		}
+		if uint64(len(data))+uint64(len(chunk.Chunk)) > size {
+			// Not read to its end: a raft sender waits for the load with
+			// no timeout but Kill.
+			return persist.Snapshot{}, fmt.Errorf("persist/plugin: load snapshot: %w: more data than the %d bytes announced",
+				persist.ErrUnavailable, size)
+		}
 		data = append(data, chunk.Chunk...)
 	}
 	if uint64(len(data)) != size {

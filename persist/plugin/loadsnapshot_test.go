@@ -5,11 +5,14 @@ import (
 	"errors"
 	"net"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/ruaft/ruaft/persist"
+	"github.com/ruaft/ruaft/persist/persistwire"
 	persistv1 "github.com/ruaft/ruaft/rpc/persist/v1"
 )
 
@@ -51,5 +54,51 @@ func TestLoadSnapshotOldPlugin(t *testing.T) {
 		}
 		_ = conn.Close()
 		srv.Stop()
+	}
+}
+
+// endlessPlugin announces a small snapshot in LoadSnapshot and then sends
+// chunks without end, as a broken plugin might.
+type endlessPlugin struct{ oldPlugin }
+
+func (endlessPlugin) LoadSnapshot(_ *persistv1.LoadSnapshotRequest, stream grpc.ServerStreamingServer[persistv1.LoadSnapshotResponse]) error {
+	meta := &persistv1.LoadSnapshotResponse_Metadata{Metadata: persistwire.SnapshotMetadataToProto(
+		persist.Snapshot{Index: 5, Term: 1, Data: make([]byte, 10)})}
+	if err := stream.Send(&persistv1.LoadSnapshotResponse{Part: meta}); err != nil {
+		return err
+	}
+	chunk := &persistv1.LoadSnapshotResponse{Part: &persistv1.LoadSnapshotResponse_Chunk{Chunk: make([]byte, 64<<10)}}
+	for {
+		if err := stream.Send(chunk); err != nil {
+			return err
+		}
+	}
+}
+
+// TestLoadSnapshotMoreThanAnnounced: a stream carrying more data than its
+// metadata announced fails at the first chunk past the size, rather than
+// being read to its end (a raft sender waits for the load with no timeout
+// but Kill).
+func TestLoadSnapshotMoreThanAnnounced(t *testing.T) {
+	lis := bufconn.Listen(1 << 20)
+	srv := grpc.NewServer()
+	persistv1.RegisterPersisterServiceServer(srv, endlessPlugin{oldPlugin{claim: true}})
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+	conn, err := grpc.NewClient("passthrough:///endless", grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := &Client{rpc: persistv1.NewPersisterServiceClient(conn)}
+	if err := c.OpenStore(context.Background(), Params{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = c.LoadSnapshot(ctx)
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("LoadSnapshot of an endless stream = %v (context: %v), want an error before the context ends", err, ctx.Err())
 	}
 }
