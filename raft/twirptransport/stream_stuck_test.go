@@ -162,18 +162,28 @@ func TestStuckReplyWaitingInSocketKeepsStream(t *testing.T) {
 // and then reads without answering.
 func answerFirst(conn net.Conn, br *bufio.Reader) {
 	_, _ = io.WriteString(conn, switching)
+	b, ok := timeoutNowReply(br)
+	if !ok {
+		return
+	}
+	_, _ = conn.Write(b)
+	_, _ = io.Copy(io.Discard, br)
+}
+
+// timeoutNowReply reads the next TimeoutNow request frame from br and
+// returns the reply frame a peer answers it with (the request's term).
+func timeoutNowReply(br *bufio.Reader) ([]byte, bool) {
 	_, id, rest, err := readFrame(br, 1<<20)
 	if err != nil {
-		return
+		return nil, false
 	}
 	_, _, payload, err := parseRequest(rest)
 	var req raftv1.TimeoutNowRequest
 	if err != nil || proto.Unmarshal(payload, &req) != nil {
-		return
+		return nil, false
 	}
-	b, _ := appendResponse(nil, id, &raftv1.TimeoutNowResponse{Term: req.Term})
-	_, _ = conn.Write(b)
-	_, _ = io.Copy(io.Discard, br)
+	b, err := appendResponse(nil, id, &raftv1.TimeoutNowResponse{Term: req.Term})
+	return b, err == nil
 }
 
 // A peer that stopped answering still gets its connection closed when a
@@ -218,16 +228,10 @@ func TestStuckPartOfAReplyCounts(t *testing.T) {
 	p := startFakePeer(t, func(conn net.Conn, br *bufio.Reader) {
 		_, _ = io.WriteString(conn, switching)
 		for calls := 1; ; calls++ {
-			_, id, rest, err := readFrame(br, 1<<20)
-			if err != nil {
+			b, ok := timeoutNowReply(br)
+			if !ok {
 				return
 			}
-			_, _, payload, err := parseRequest(rest)
-			var req raftv1.TimeoutNowRequest
-			if err != nil || proto.Unmarshal(payload, &req) != nil {
-				return
-			}
-			b, _ := appendResponse(nil, id, &raftv1.TimeoutNowResponse{Term: req.Term})
 			if calls == 2 {
 				if _, err := conn.Write(b[:10]); err != nil { // the header in part
 					return
