@@ -129,11 +129,17 @@ func (c *Client) Load(ctx context.Context) (persist.State, error) {
 		}
 		switch p := msg.GetPart().(type) {
 		case *persistv1.LoadResponse_SnapshotChunk:
-			st.Snapshot.Data = append(st.Snapshot.Data, p.SnapshotChunk...)
+			if st.Snapshot.Data, err = appendChunk("load", st.Snapshot.Data, p.SnapshotChunk, snapMeta.GetSizeBytes()); err != nil {
+				return persist.State{}, err
+			}
 		case *persistv1.LoadResponse_Entries:
 			es, err := persistwire.EntriesFromProto(p.Entries.GetEntries())
 			if err != nil {
 				return persist.State{}, invalidLoad(err)
+			}
+			if uint64(len(st.Entries))+uint64(len(es)) > hdr.GetEntryCount() {
+				return persist.State{}, fmt.Errorf("persist/plugin: load: %w: more than the %d entries announced",
+					persist.ErrUnavailable, hdr.GetEntryCount())
 			}
 			st.Entries = append(st.Entries, es...)
 		default:
@@ -198,13 +204,9 @@ func (c *Client) LoadSnapshot(ctx context.Context) (persist.Snapshot, error) {
 		if !ok {
 			return persist.Snapshot{}, fmt.Errorf("persist/plugin: load snapshot: unexpected stream message %T", msg.GetPart())
 		}
-		if uint64(len(data))+uint64(len(chunk.Chunk)) > size {
-			// Not read to its end: a raft sender waits for the load with
-			// no timeout but Kill.
-			return persist.Snapshot{}, fmt.Errorf("persist/plugin: load snapshot: %w: more data than the %d bytes announced",
-				persist.ErrUnavailable, size)
+		if data, err = appendChunk("load snapshot", data, chunk.Chunk, size); err != nil {
+			return persist.Snapshot{}, err
 		}
-		data = append(data, chunk.Chunk...)
 	}
 	if uint64(len(data)) != size {
 		return persist.Snapshot{}, fmt.Errorf("persist/plugin: load snapshot: %w: got %d bytes, metadata said %d",
@@ -218,6 +220,17 @@ func (c *Client) LoadSnapshot(ctx context.Context) (persist.Snapshot, error) {
 		return persist.Snapshot{}, fmt.Errorf("persist/plugin: load snapshot: %w: %w", persist.ErrCorrupt, err)
 	}
 	return snap, nil
+}
+
+// appendChunk appends a streamed chunk of snapshot data to data, or fails
+// once the stream carries more than the size its first message announced:
+// a broken plugin's endless stream is not read to its end (a raft sender
+// waits for LoadSnapshot with no timeout but Kill).
+func appendChunk(op string, data, chunk []byte, size uint64) ([]byte, error) {
+	if uint64(len(data))+uint64(len(chunk)) > size {
+		return data, fmt.Errorf("persist/plugin: %s: %w: more data than the %d bytes announced", op, persist.ErrUnavailable, size)
+	}
+	return append(data, chunk...), nil
 }
 
 // loadSnapshotError is fromStatus for LoadSnapshot, except that a plugin

@@ -59,7 +59,10 @@ func TestLoadSnapshotOldPlugin(t *testing.T) {
 
 // endlessPlugin announces a small snapshot in LoadSnapshot and then sends
 // chunks without end, as a broken plugin might.
-type endlessPlugin struct{ oldPlugin }
+type endlessPlugin struct {
+	oldPlugin
+	entries bool // Load streams entries, not snapshot chunks
+}
 
 func (endlessPlugin) LoadSnapshot(_ *persistv1.LoadSnapshotRequest, stream grpc.ServerStreamingServer[persistv1.LoadSnapshotResponse]) error {
 	meta := &persistv1.LoadSnapshotResponse_Metadata{Metadata: persistwire.SnapshotMetadataToProto(
@@ -75,6 +78,30 @@ func (endlessPlugin) LoadSnapshot(_ *persistv1.LoadSnapshotRequest, stream grpc.
 	}
 }
 
+// Load, from the same plugin, announces a 10-byte snapshot and two entries
+// and then streams snapshot chunks, or with entries set batches of
+// entries, without end.
+func (p endlessPlugin) Load(_ *persistv1.LoadRequest, stream grpc.ServerStreamingServer[persistv1.LoadResponse]) error {
+	hdr := &persistv1.LoadResponse_Header{Header: &persistv1.LoadHeader{
+		HardState:  persistwire.HardStateToProto(persist.EmptyHardState),
+		Snapshot:   persistwire.SnapshotMetadataToProto(persist.Snapshot{Index: 5, Term: 1, Data: make([]byte, 10)}),
+		EntryCount: 2,
+	}}
+	if err := stream.Send(&persistv1.LoadResponse{Part: hdr}); err != nil {
+		return err
+	}
+	part := &persistv1.LoadResponse{Part: &persistv1.LoadResponse_SnapshotChunk{SnapshotChunk: make([]byte, 64<<10)}}
+	if p.entries {
+		es := persistwire.EntriesToProto([]persist.Entry{{Index: 6, Term: 1, Type: persist.EntryNoop}, {Index: 7, Term: 1, Type: persist.EntryNoop}, {Index: 8, Term: 1, Type: persist.EntryNoop}})
+		part = &persistv1.LoadResponse{Part: &persistv1.LoadResponse_Entries{Entries: &persistv1.LoadEntries{Entries: es}}}
+	}
+	for {
+		if err := stream.Send(part); err != nil {
+			return err
+		}
+	}
+}
+
 // TestLoadSnapshotMoreThanAnnounced: a stream carrying more data than its
 // metadata announced fails at the first chunk past the size, rather than
 // being read to its end (a raft sender waits for the load with no timeout
@@ -82,7 +109,7 @@ func (endlessPlugin) LoadSnapshot(_ *persistv1.LoadSnapshotRequest, stream grpc.
 func TestLoadSnapshotMoreThanAnnounced(t *testing.T) {
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer()
-	persistv1.RegisterPersisterServiceServer(srv, endlessPlugin{oldPlugin{claim: true}})
+	persistv1.RegisterPersisterServiceServer(srv, endlessPlugin{oldPlugin: oldPlugin{claim: true}})
 	go func() { _ = srv.Serve(lis) }()
 	defer srv.Stop()
 	conn, err := grpc.NewClient("passthrough:///endless", grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -100,5 +127,32 @@ func TestLoadSnapshotMoreThanAnnounced(t *testing.T) {
 	_, err = c.LoadSnapshot(ctx)
 	if err == nil || ctx.Err() != nil {
 		t.Fatalf("LoadSnapshot of an endless stream = %v (context: %v), want an error before the context ends", err, ctx.Err())
+	}
+}
+
+// TestLoadMoreThanAnnounced: Load fails at the first snapshot chunk or
+// entry batch past what the stream's header announced instead of reading
+// an endless stream into memory.
+func TestLoadMoreThanAnnounced(t *testing.T) {
+	for _, entries := range []bool{false, true} {
+		lis := bufconn.Listen(1 << 20)
+		srv := grpc.NewServer()
+		persistv1.RegisterPersisterServiceServer(srv, endlessPlugin{entries: entries})
+		go func() { _ = srv.Serve(lis) }()
+		conn, err := grpc.NewClient("passthrough:///endless", grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &Client{rpc: persistv1.NewPersisterServiceClient(conn)}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err = c.Load(ctx)
+		if !errors.Is(err, persist.ErrUnavailable) || ctx.Err() != nil {
+			t.Errorf("entries %v: Load of an endless stream = %v (context: %v), want ErrUnavailable before the context ends",
+				entries, err, ctx.Err())
+		}
+		cancel()
+		conn.Close()
+		srv.Stop()
 	}
 }
