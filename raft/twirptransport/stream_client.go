@@ -326,8 +326,8 @@ func (c *StreamClient) peerSilent(ctx context.Context, l *link, start time.Time)
 	// silence since the last bytes came in is what counts.
 	now := time.Now()
 	last := l.lastRead.Load()
-	silence := now.Sub(time.Unix(0, last))
-	if last >= start.UnixNano() || silence < c.opts.StuckAfter {
+	silence := time.Duration(monoNanos(now) - last)
+	if last >= monoNanos(start) || silence < c.opts.StuckAfter {
 		return 0, false
 	}
 	// A timeout noticed well after its deadline means this process was
@@ -360,10 +360,10 @@ func (c *StreamClient) conn(ctx context.Context) (*link, error) {
 		}
 		if l := c.cur; l != nil {
 			now := time.Now()
-			if !l.isClosed() && (now.Sub(time.Unix(0, l.lastUse.Load())) < c.opts.IdleTimeout || l.busy()) {
+			if !l.isClosed() && (time.Duration(monoNanos(now)-l.lastUse.Load()) < c.opts.IdleTimeout || l.busy()) {
 				// Marked used under c.mu, so no other caller can take it
 				// for idle and close it under this call.
-				l.lastUse.Store(now.UnixNano())
+				l.lastUse.Store(monoNanos(now))
 				c.mu.Unlock()
 				return l, nil
 			}
@@ -555,14 +555,14 @@ const maxUpgradeResponseBytes = 64 << 10
 type handshakeReader struct {
 	r       io.Reader
 	left    int64
-	arrived *atomic.Int64 // unix nanos; set with left < 0
+	arrived *atomic.Int64 // monoNanos; set with left < 0
 }
 
 func (h *handshakeReader) Read(p []byte) (int, error) {
 	if h.left < 0 {
 		n, err := h.r.Read(p)
 		if n > 0 {
-			h.arrived.Store(time.Now().UnixNano())
+			h.arrived.Store(monoNanos(time.Now()))
 		}
 		return n, err
 	}

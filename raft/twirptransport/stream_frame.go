@@ -261,8 +261,8 @@ type link struct {
 	pending map[uint64]chan reply
 	nextID  uint64
 
-	lastRead atomic.Int64 // unix nanos when bytes last came in from the peer (client side, see handshakeReader)
-	lastUse  atomic.Int64 // unix nanos of the last call sent (client side)
+	lastRead atomic.Int64 // monoNanos when bytes last came in from the peer (client side, see handshakeReader)
+	lastUse  atomic.Int64 // monoNanos of the last call sent (client side)
 }
 
 // reply is what a caller waiting on a call receives.
@@ -272,10 +272,20 @@ type reply struct {
 	err  error // the link broke
 }
 
+// clockBase anchors the links' timestamps, which are kept as nanoseconds since
+// it on the monotonic clock (monoNanos): a step of the wall clock (NTP, a Pi's
+// first time sync after boot) must not make a quiet peer look silent, and
+// close its connection as stuck, or a connection in use look idle.
+var clockBase = time.Now()
+
+// monoNanos returns t as nanoseconds since clockBase, from the monotonic
+// readings of both (t must come from time.Now).
+func monoNanos(t time.Time) int64 { return int64(t.Sub(clockBase)) }
+
 func newLink(conn net.Conn, br *bufio.Reader, writeTimeout time.Duration) *link {
 	l := &link{conn: conn, br: br, wake: make(chan struct{}, 1), done: make(chan struct{}),
 		writeTimeout: writeTimeout, pending: map[uint64]chan reply{}}
-	now := time.Now().UnixNano()
+	now := monoNanos(time.Now())
 	l.lastRead.Store(now)
 	l.lastUse.Store(now)
 	return l
