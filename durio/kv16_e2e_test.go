@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"slices"
@@ -21,6 +24,7 @@ import (
 	"github.com/ruaft/ruaft/durio"
 	"github.com/ruaft/ruaft/durio/cli"
 	"github.com/ruaft/ruaft/durio/client"
+	"github.com/ruaft/ruaft/durio/duriotest"
 )
 
 // End-to-end tests of issue 16 (revisions, compare-and-swap, watch, leases)
@@ -397,6 +401,87 @@ func TestE2ETTLKeyVanishesWithItsOwner(t *testing.T) {
 	}
 	if present("presence/b") {
 		t.Fatal("the key is still there after its owner revoked its lease on SIGINT")
+	}
+}
+
+// An owner interrupted (SIGINT) while its put is in flight, after the put
+// applied but before its answer arrived, revokes the lease it was granted
+// before it exits: the key does not stay for the lease's TTL. A proxy in
+// front of a one-replica cluster holds the put's answer back until the
+// owner gives up on it.
+func TestE2ETTLKeepAliveInterruptedMidPutRevokesItsLease(t *testing.T) {
+	base := duriotest.StartOne(t)
+	target, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := make(chan struct{}, 1)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/kv.v1.KVService/Put") {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		rp.ServeHTTP(rec, r)
+		if rec.Code != http.StatusOK {
+			t.Errorf("the held put failed at the replica: %d %s", rec.Code, rec.Body)
+		}
+		select {
+		case applied <- struct{}{}:
+		default:
+		}
+		<-r.Context().Done() // the owner gave up on the answer
+	}))
+	defer proxy.Close()
+
+	var out bytes.Buffer
+	w := &syncWriter{w: &out}
+	// --ttl far beyond the test: a lease left behind keeps the key.
+	cmd := exec.Command(durioBin, "put", "presence/held", "online", "--ttl", "5m", "--keep-alive", "--endpoints", proxy.URL)
+	cmd.Env = cleanEnv()
+	cmd.Stdout, cmd.Stderr = w, w
+	dieWithTest(cmd)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	defer func() { _ = cmd.Process.Kill(); <-done }()
+	output := func() string { w.mu.Lock(); defer w.mu.Unlock(); return out.String() }
+
+	select {
+	case <-applied:
+	case <-done:
+		t.Fatalf("the owner exited before its put reached the replica: %s", output())
+	case <-time.After(15 * time.Second):
+		t.Fatalf("the owner's put did not reach the replica within 15s: %s", output())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := client.New([]string{base}, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, _, err := cl.GetKV(ctx, "presence/held")
+	if err != nil || kv.Lease == 0 {
+		t.Fatalf("presence/held once the put applied: %+v %v, want a key with a lease", kv, err)
+	}
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("durio put --keep-alive did not exit within 15s of SIGINT")
+	}
+	code := cmd.ProcessState.ExitCode()
+	if code != cli.ExitFailure || !strings.Contains(output(), fmt.Sprintf("revoked its lease %d", kv.Lease)) {
+		t.Fatalf("interrupted mid-put: exit %d, output %q; want exit %d saying that lease %d was revoked", code, output(), cli.ExitFailure, kv.Lease)
+	}
+	if _, _, err := cl.GetKV(ctx, "presence/held"); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("presence/held after its interrupted owner exited: %v, want not found (the lease revoked)", err)
+	}
+	if _, err := cl.LeaseTimeToLive(ctx, kv.Lease, false); !errors.Is(err, client.ErrLeaseNotFound) {
+		t.Fatalf("lease %d after its interrupted owner exited: %v, want ErrLeaseNotFound", kv.Lease, err)
 	}
 }
 

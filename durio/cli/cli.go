@@ -479,7 +479,9 @@ applies it, and otherwise changes nothing, prints the key's current state
 and exits ` + strconv.Itoa(ExitConditionFailed) + `. --ttl attaches the key to a new lease that ends (deleting the
 key) unless kept alive; --keep-alive keeps it alive until Ctrl-C, then
 revokes it, so the key lives exactly as long as this command (or at most
---ttl longer, if the command is killed).`
+--ttl longer, if the command is killed). A put that fails, or is
+interrupted before its answer (exit 1), revokes its lease as well before
+the command exits.`
 		cmd.Example += `
   durio put lock/db me --if-absent
   durio put config/db/host db2 --if-revision 41

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -59,7 +60,11 @@ func (c *cli) put(cmd *cobra.Command, cf *clientFlags, lf *leaseFlags, cl *clien
 	}
 	rev, err := cl.PutWith(ctx, key, value, opts)
 	if err != nil {
-		return explainCondition(cf.explain(err))
+		err = explainCondition(cf.explain(err))
+		if lf.keepAlive {
+			return c.abandonLease(cmd.Context(), cf, cl, opts.Lease, err)
+		}
+		return err
 	}
 	text, out := "OK", map[string]any{"ok": true, "revision": rev}
 	if lf.ttl > 0 {
@@ -82,6 +87,39 @@ func (c *cli) put(cmd *cobra.Command, cf *clientFlags, lf *leaseFlags, cl *clien
 		return fmt.Errorf("revoking lease %d (the key goes when its ttl ends): %w", opts.Lease, cf.explain(err))
 	}
 	return nil
+}
+
+// abandonRevokeTimeout bounds the revoke of a lease whose put failed: the
+// user is waiting for the command to end (often after Ctrl-C).
+const abandonRevokeTimeout = 5 * time.Second
+
+// errInterrupted is the error of a put --keep-alive interrupted before its
+// put was answered (exit 1: the outcome is neither success nor the
+// cluster's fault).
+var errInterrupted = errors.New("interrupted before the put was answered")
+
+// abandonLease revokes the lease of a put --keep-alive whose put failed
+// (putErr), interrupted or not: the command will not keep it alive, and a
+// put whose outcome is unknown may have attached the key to it, which would
+// then outlive the command by up to the lease's TTL. The revoke runs under
+// its own context, since cmdCtx is cancelled when the command was
+// interrupted.
+func (c *cli) abandonLease(cmdCtx context.Context, cf *clientFlags, cl *client.Client, lease uint64, putErr error) error {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(cmdCtx), min(cf.timeout, abandonRevokeTimeout))
+	defer cancel()
+	_, rerr := cl.LeaseRevoke(rctx, lease)
+	interrupted := cmdCtx.Err() != nil
+	switch {
+	case interrupted && rerr == nil:
+		return fmt.Errorf("%w; revoked its lease %d, so the key is not left behind", errInterrupted, lease)
+	case interrupted:
+		return fmt.Errorf("%w, and revoking its lease %d failed (if the put applied, the key stays until the lease's ttl ends): %w",
+			errInterrupted, lease, cf.explain(rerr))
+	case rerr != nil:
+		fmt.Fprintf(c.stderr, "durio: revoking lease %d after the failed put: %v (if the put applied, the key stays until the lease's ttl ends)\n",
+			lease, cf.explain(rerr))
+	}
+	return putErr
 }
 
 // jsonKV is a key in the --json output of get, list and watch.
