@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -101,6 +102,7 @@ type BatchServer struct {
 	svc     kvclient.Service
 	maxOps  int
 	timeout time.Duration
+	logger  *slog.Logger // nil: no log
 }
 
 var _ kvv1.ForwardService = BatchServer{}
@@ -117,6 +119,15 @@ func NewBatchServer(svc kvclient.Service, maxOps int) BatchServer {
 // RequestTimeout) adds none when the batch's deadline comes first.
 func (s BatchServer) WithTimeout(d time.Duration) BatchServer {
 	s.timeout = d
+	return s
+}
+
+// WithLogger returns s logging each write under its request id (see
+// WriteOp.request_id; a fresh one if it has none usable): failures the
+// sender cannot act on (timed out, killed, overloaded, other) at info, the
+// rest at debug, as durio logs the requests it receives.
+func (s BatchServer) WithLogger(logger *slog.Logger) BatchServer {
+	s.logger = logger
 	return s
 }
 
@@ -137,6 +148,10 @@ func (s BatchServer) WriteBatch(ctx context.Context, req *kvv1.WriteBatchRequest
 	if len(ops) == 0 {
 		return out, nil
 	}
+	var began time.Time
+	if s.logger != nil {
+		began = time.Now()
+	}
 	if st, ok := s.svc.(WriteStarter); ok {
 		// Every write is proposed before any is waited for: no goroutine
 		// per write, and the writes of one batch usually commit in one
@@ -147,6 +162,7 @@ func (s BatchServer) WriteBatch(ctx context.Context, req *kvv1.WriteBatchRequest
 		}
 		for i, wait := range waits {
 			out.Results[i] = wait()
+			s.log(ctx, ops[i], out.Results[i], began)
 		}
 		return out, nil
 	}
@@ -155,11 +171,50 @@ func (s BatchServer) WriteBatch(ctx context.Context, req *kvv1.WriteBatchRequest
 	var wg sync.WaitGroup
 	last := len(ops) - 1
 	for i, op := range ops[:last] {
-		wg.Go(func() { out.Results[i] = s.apply(ctx, op) })
+		wg.Go(func() {
+			out.Results[i] = s.apply(ctx, op)
+			s.log(ctx, op, out.Results[i], began)
+		})
 	}
 	out.Results[last] = s.apply(ctx, ops[last])
+	s.log(ctx, ops[last], out.Results[last], began)
 	wg.Wait()
 	return out, nil
+}
+
+// log logs one write of a batch that began at began (see WithLogger).
+func (s BatchServer) log(ctx context.Context, op *kvv1.WriteOp, res *kvv1.WriteResult, began time.Time) {
+	if s.logger == nil {
+		return
+	}
+	level := slog.LevelDebug
+	switch res.GetCode() {
+	case kvv1.ResultCode_RESULT_CODE_TIMEOUT, kvv1.ResultCode_RESULT_CODE_KILLED, kvv1.ResultCode_RESULT_CODE_TOO_MANY_PENDING,
+		kvv1.ResultCode_RESULT_CODE_OTHER:
+		level = slog.LevelInfo
+	}
+	if !s.logger.Enabled(ctx, level) {
+		return
+	}
+	id := op.GetRequestId()
+	if !ValidRequestID(id) {
+		id = NewRequestID()
+	}
+	var kind string
+	switch op.GetOp().(type) {
+	case *kvv1.WriteOp_Put:
+		kind = "put"
+	case *kvv1.WriteOp_Append:
+		kind = "append"
+	case *kvv1.WriteOp_Delete:
+		kind = "delete"
+	}
+	attrs := []slog.Attr{slog.String("request_id", id), slog.String("op", kind), slog.String("result", res.GetCode().String()),
+		slog.Duration("took", time.Since(began))}
+	if msg := res.GetMessage(); msg != "" {
+		attrs = append(attrs, slog.String("err", msg))
+	}
+	s.logger.LogAttrs(ctx, level, "forwarded write", attrs...)
 }
 
 // newBatchResponse returns the answer to a batch of n writes with its

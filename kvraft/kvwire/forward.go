@@ -26,6 +26,10 @@ type ForwarderConfig struct {
 	// CallTimeout bounds one call. A call whose writes have all been
 	// abandoned by their callers is cancelled sooner.
 	CallTimeout time.Duration
+	// RequestID, if not nil, returns the id of the client request a call
+	// serves, "" if none (see ValidRequestID): the Forwarder sends it on
+	// with the call, so that the remote replica logs the call under it.
+	RequestID func(context.Context) string
 }
 
 // DefaultForwarderConfig returns the configuration durio uses.
@@ -124,42 +128,56 @@ func (f *Forwarder) Close() {
 
 // OpenSession implements kvclient.Service with one call.
 func (f *Forwarder) OpenSession(ctx context.Context, req *kvclient.OpenSessionRequest) (*kvclient.OpenSessionResponse, error) {
-	return f.kv.OpenSession(ctx, req)
+	return f.kv.OpenSession(f.tagged(ctx), req)
 }
 
 // Get implements kvclient.Service with one call.
 func (f *Forwarder) Get(ctx context.Context, req *kvclient.GetRequest) (*kvclient.GetResponse, error) {
-	return f.kv.Get(ctx, req)
+	return f.kv.Get(f.tagged(ctx), req)
 }
 
 // List implements kvclient.Service with one call.
 func (f *Forwarder) List(ctx context.Context, req *kvclient.ListRequest) (*kvclient.ListResponse, error) {
-	return f.kv.List(ctx, req)
+	return f.kv.List(f.tagged(ctx), req)
 }
 
 // Watch implements kvclient.Service with one call.
 func (f *Forwarder) Watch(ctx context.Context, req *kvclient.WatchRequest) (*kvclient.WatchResponse, error) {
-	return f.kv.Watch(ctx, req)
+	return f.kv.Watch(f.tagged(ctx), req)
 }
 
 // LeaseGrant implements kvclient.Service with one call.
 func (f *Forwarder) LeaseGrant(ctx context.Context, req *kvclient.LeaseGrantRequest) (*kvclient.LeaseGrantResponse, error) {
-	return f.kv.LeaseGrant(ctx, req)
+	return f.kv.LeaseGrant(f.tagged(ctx), req)
 }
 
 // LeaseKeepAlive implements kvclient.Service with one call.
 func (f *Forwarder) LeaseKeepAlive(ctx context.Context, req *kvclient.LeaseKeepAliveRequest) (*kvclient.LeaseKeepAliveResponse, error) {
-	return f.kv.LeaseKeepAlive(ctx, req)
+	return f.kv.LeaseKeepAlive(f.tagged(ctx), req)
 }
 
 // LeaseRevoke implements kvclient.Service with one call.
 func (f *Forwarder) LeaseRevoke(ctx context.Context, req *kvclient.LeaseRevokeRequest) (*kvclient.LeaseRevokeResponse, error) {
-	return f.kv.LeaseRevoke(ctx, req)
+	return f.kv.LeaseRevoke(f.tagged(ctx), req)
 }
 
 // LeaseTimeToLive implements kvclient.Service with one call.
 func (f *Forwarder) LeaseTimeToLive(ctx context.Context, req *kvclient.LeaseTimeToLiveRequest) (*kvclient.LeaseTimeToLiveResponse, error) {
-	return f.kv.LeaseTimeToLive(ctx, req)
+	return f.kv.LeaseTimeToLive(f.tagged(ctx), req)
+}
+
+// requestID is the id of the client request ctx belongs to, "" if none.
+func (f *Forwarder) requestID(ctx context.Context) string {
+	if f.cfg.RequestID == nil {
+		return ""
+	}
+	return f.cfg.RequestID(ctx)
+}
+
+// tagged returns ctx carrying the id of its client request, if any, for a
+// call over KVService.
+func (f *Forwarder) tagged(ctx context.Context) context.Context {
+	return withRequestID(ctx, f.requestID(ctx))
 }
 
 // Put implements kvclient.Service through a batch.
@@ -201,6 +219,9 @@ func (f *Forwarder) Delete(ctx context.Context, req *kvclient.DeleteRequest) (*k
 // unknown (MaybeApplied), which the Clerk resolves by retrying the same
 // WriteID.
 func (f *Forwarder) write(ctx context.Context, op *kvv1.WriteOp, size int) (*kvv1.WriteResult, error) {
+	// The batch's call runs under a context of its own: the id travels
+	// with the op.
+	op.RequestId = f.requestID(ctx)
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()

@@ -479,7 +479,13 @@ type WriteOp struct {
 	//	*WriteOp_Put
 	//	*WriteOp_Append
 	//	*WriteOp_Delete
-	Op            isWriteOp_Op `protobuf_oneof:"op"`
+	Op isWriteOp_Op `protobuf_oneof:"op"`
+	// request_id is the id of the client request the write belongs to (its
+	// X-Request-Id at the replica that received it), so that the leader logs
+	// the write under it. The leader uses it only if it is 1 to 128
+	// characters of A-Z, a-z, 0-9 and "-_.:"; empty or otherwise, it logs a
+	// fresh id instead.
+	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -546,6 +552,13 @@ func (x *WriteOp) GetDelete() *DeleteRequest {
 		}
 	}
 	return nil
+}
+
+func (x *WriteOp) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 type isWriteOp_Op interface {
@@ -2773,11 +2786,13 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\x13OpenSessionResponse\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\x04R\bclientId\x120\n" +
-	"\x14idle_timeout_seconds\x18\x03 \x01(\x04R\x12idleTimeoutSeconds\"\x96\x01\n" +
+	"\x14idle_timeout_seconds\x18\x03 \x01(\x04R\x12idleTimeoutSeconds\"\xb5\x01\n" +
 	"\aWriteOp\x12%\n" +
 	"\x03put\x18\x01 \x01(\v2\x11.kv.v1.PutRequestH\x00R\x03put\x12.\n" +
 	"\x06append\x18\x02 \x01(\v2\x14.kv.v1.AppendRequestH\x00R\x06append\x12.\n" +
-	"\x06delete\x18\x03 \x01(\v2\x14.kv.v1.DeleteRequestH\x00R\x06deleteB\x04\n" +
+	"\x06delete\x18\x03 \x01(\v2\x14.kv.v1.DeleteRequestH\x00R\x06delete\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestIdB\x04\n" +
 	"\x02op\"5\n" +
 	"\x11WriteBatchRequest\x12 \n" +
 	"\x03ops\x18\x01 \x03(\v2\x0e.kv.v1.WriteOpR\x03ops\"\xba\x02\n" +

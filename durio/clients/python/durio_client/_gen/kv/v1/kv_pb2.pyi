@@ -374,14 +374,16 @@ class WriteHeader(_message.Message):
     def __init__(self, client_id: _Optional[int] = ..., sequence: _Optional[int] = ..., ack: _Optional[int] = ...) -> None: ...
 
 class WriteOp(_message.Message):
-    __slots__ = ["append", "delete", "put"]
+    __slots__ = ["append", "delete", "put", "request_id"]
     APPEND_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
     PUT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     append: AppendRequest
     delete: DeleteRequest
     put: PutRequest
-    def __init__(self, put: _Optional[_Union[PutRequest, _Mapping]] = ..., append: _Optional[_Union[AppendRequest, _Mapping]] = ..., delete: _Optional[_Union[DeleteRequest, _Mapping]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, put: _Optional[_Union[PutRequest, _Mapping]] = ..., append: _Optional[_Union[AppendRequest, _Mapping]] = ..., delete: _Optional[_Union[DeleteRequest, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class WriteResult(_message.Message):
     __slots__ = ["code", "current", "existed", "header", "leader_id", "leader_known", "message", "proposed", "revision"]

@@ -82,6 +82,16 @@ export interface WriteOp {
     } | {
         oneofKind: undefined;
     };
+    /**
+     * request_id is the id of the client request the write belongs to (its
+     * X-Request-Id at the replica that received it), so that the leader logs
+     * the write under it. The leader uses it only if it is 1 to 128
+     * characters of A-Z, a-z, 0-9 and "-_.:"; empty or otherwise, it logs a
+     * fresh id instead.
+     *
+     * @generated from protobuf field: string request_id = 4
+     */
+    requestId: string;
 }
 /**
  * WriteBatchRequest is a batch of writes, each with its own WriteHeader.
@@ -1363,12 +1373,14 @@ class WriteOp$Type extends MessageType<WriteOp> {
         super("kv.v1.WriteOp", [
             { no: 1, name: "put", kind: "message", oneof: "op", T: () => PutRequest },
             { no: 2, name: "append", kind: "message", oneof: "op", T: () => AppendRequest },
-            { no: 3, name: "delete", kind: "message", oneof: "op", T: () => DeleteRequest }
+            { no: 3, name: "delete", kind: "message", oneof: "op", T: () => DeleteRequest },
+            { no: 4, name: "request_id", kind: "scalar", T: 9 /*ScalarType.STRING*/ }
         ]);
     }
     create(value?: PartialMessage<WriteOp>): WriteOp {
         const message = globalThis.Object.create((this.messagePrototype!));
         message.op = { oneofKind: undefined };
+        message.requestId = "";
         if (value !== undefined)
             reflectionMergePartial<WriteOp>(this, message, value);
         return message;
@@ -1396,6 +1408,9 @@ class WriteOp$Type extends MessageType<WriteOp> {
                         delete: DeleteRequest.internalBinaryRead(reader, reader.uint32(), options, (message.op as any).delete)
                     };
                     break;
+                case /* string request_id */ 4:
+                    message.requestId = reader.string();
+                    break;
                 default:
                     let u = options.readUnknownField;
                     if (u === "throw")
@@ -1417,6 +1432,9 @@ class WriteOp$Type extends MessageType<WriteOp> {
         /* kv.v1.DeleteRequest delete = 3; */
         if (message.op.oneofKind === "delete")
             DeleteRequest.internalBinaryWrite(message.op.delete, writer.tag(3, WireType.LengthDelimited).fork(), options).join();
+        /* string request_id = 4; */
+        if (message.requestId !== "")
+            writer.tag(4, WireType.LengthDelimited).string(message.requestId);
         let u = options.writeUnknownFields;
         if (u !== false)
             (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
