@@ -16,6 +16,7 @@ import (
 
 	"github.com/twitchtv/twirp"
 
+	"github.com/ruaft/ruaft/kvraft/kvwire"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
 
@@ -204,7 +205,7 @@ func TestInternalErrorsAndRequestIDs(t *testing.T) {
 	}
 	for _, sent := range []string{"", "bad id with spaces", strings.Repeat("x", 200)} {
 		_, h, _ := request(t, "GET", srv.URL+"/healthz", "", map[string]string{"X-Request-Id": sent})
-		if id := h.Get("X-Request-Id"); id == "" || id == sent || !usableRequestID(id) {
+		if id := h.Get("X-Request-Id"); id == "" || id == sent || !kvwire.ValidRequestID(id) {
 			t.Errorf("sent %q: got id %q, want a fresh one", sent, id)
 		}
 	}

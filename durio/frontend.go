@@ -188,6 +188,7 @@ func (r *Replica) newDirectory(transport *twirptransport.Transport, peerHTTP *ht
 	fcfg := kvwire.DefaultForwarderConfig()
 	fcfg.MaxBatchOps = forwardBatchOps
 	fcfg.CallTimeout = forwardAttempt
+	fcfg.RequestID = requestID
 	cfg := r.cfg
 	return &directory{
 		self: cfg.ID, selfAddr: memberAddr{Peer: cfg.PeerURL, Client: cfg.ClientURL}, local: r.kv,

@@ -2,8 +2,6 @@ package durio
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"log/slog"
 	"mime"
@@ -16,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ruaft/ruaft/internal/rawconn"
+	"github.com/ruaft/ruaft/kvraft/kvwire"
 	"github.com/twitchtv/twirp"
 )
 
@@ -127,30 +126,18 @@ func (c *requestCtx) Value(key any) any {
 }
 
 // RequestIDHeader carries a request's id: the caller's if it sent a usable
-// one, else one the replica makes up. It is echoed on every answer and
-// logged.
-const RequestIDHeader = "X-Request-Id"
+// one (kvwire.ValidRequestID), else one the replica makes up. It is echoed
+// on every answer, logged, and sent on with the request when this replica
+// forwards it to the leader, which logs it under the same id.
+const RequestIDHeader = kvwire.RequestIDHeader
 
-// usableRequestID accepts ids of 1 to 128 characters from a conservative
-// set, so a caller cannot inject anything odd into logs.
-func usableRequestID(id string) bool {
-	if id == "" || len(id) > 128 {
-		return false
+// requestID is the id of the request ctx belongs to (see withRequestID),
+// "" outside one: what this replica's Forwarders send on to the leader.
+func requestID(ctx context.Context) string {
+	if info, _ := ctx.Value(requestInfoKey{}).(*requestInfo); info != nil {
+		return info.id
 	}
-	for _, c := range id {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', strings.ContainsRune("-_.:", c):
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-func newRequestID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	return ""
 }
 
 // withRequestID gives every request an id (see RequestIDHeader), echoes it,
@@ -158,8 +145,8 @@ func newRequestID() string {
 func withRequestID(logger *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get(RequestIDHeader)
-		if !usableRequestID(id) {
-			id = newRequestID()
+		if !kvwire.ValidRequestID(id) {
+			id = kvwire.NewRequestID()
 		}
 		start := time.Now()
 		// One allocation for the request's context, its status writer

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -45,6 +46,13 @@ type testCluster struct {
 // startTestCluster starts n replicas; tweak adjusts each one's config.
 func startTestCluster(t testing.TB, n int, scheme string, tweak func(cfg *Config)) *testCluster {
 	t.Helper()
+	return startLoggedTestCluster(t, n, scheme, tweak, func(int) *slog.Logger { return nil })
+}
+
+// startLoggedTestCluster is startTestCluster with replica i logging to
+// logger(i).
+func startLoggedTestCluster(t testing.TB, n int, scheme string, tweak func(cfg *Config), logger func(id int) *slog.Logger) *testCluster {
+	t.Helper()
 	ports := loopbackPorts(t, n)
 	peers := make([]string, n)
 	for i, p := range ports {
@@ -58,7 +66,7 @@ func startTestCluster(t testing.TB, n int, scheme string, tweak func(cfg *Config
 		if tweak != nil {
 			tweak(&cfg)
 		}
-		r, err := StartReplica(cfg, persist.NewNoop(), nil)
+		r, err := StartReplica(cfg, persist.NewNoop(), logger(i))
 		if err != nil {
 			t.Fatal(err)
 		}

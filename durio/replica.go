@@ -166,11 +166,14 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		writeError(w, twirp.NewErrorf(twirp.BadRoute, "no route %s %s on the peer listener", r.Method, r.URL.Path))
 	})
 	peerMux.Handle("POST "+twirptransport.PathPrefix, twirptransport.NewHandler(node))
+	// Requests forwarded by other replicas are logged as the client
+	// listener logs its own, under the id the forwarding replica sends.
+	peerLog := logger.With("listener", "peer")
 	forwardServer := kvv1.NewKVServiceServer(local)
-	peerMux.Handle("POST "+forwardServer.PathPrefix(), forwardServer)
+	peerMux.Handle("POST "+forwardServer.PathPrefix(), withRequestID(peerLog, forwardServer))
 	// r.kv is a kvwire.WriteStarter: a forwarded batch's writes are all
 	// proposed before any is waited for (asserted below).
-	batches := kvwire.NewBatchServer(r.kv, forwardBatchOps).WithTimeout(cfg.RequestTimeout)
+	batches := kvwire.NewBatchServer(r.kv, forwardBatchOps).WithTimeout(cfg.RequestTimeout).WithLogger(peerLog)
 	batchServer := kvv1.NewForwardServiceServer(batches)
 	peerMux.Handle("POST "+batchServer.PathPrefix(), batchServer)
 	if !cfg.NoPeerStream {
@@ -227,7 +230,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	if cfg.PeerToken != "" {
 		peerHandler = twirptransport.RequireToken(cfg.PeerToken, peerHandler)
 	}
-	r.peerSrv = newHTTPServer(cfg, peerHandler, logger.With("listener", "peer"))
+	r.peerSrv = newHTTPServer(cfg, peerHandler, peerLog)
 	clientLog := logger.With("listener", "client")
 	r.clientSrv = newHTTPServer(cfg, withRequestID(clientLog, r.health.wrap(r.metrics.instrumentMux(clientHandler(kvwire.NewServer(fe, kvwire.ServerOptions{Status: status, LeaderURL: leaderURL}), limits, extra)))), clientLog)
 	r.serving.Add(2)
