@@ -522,9 +522,13 @@ func (c *Clerk) doWithinBy(ctx context.Context, by time.Time, write bool, first 
 		target = c.knownLeader()
 	}
 	backoff := c.cfg.MinBackoff
+	// turn is the replica last chosen in turn (the first counts as one);
+	// the round goes on from it, not from where a hint led, and turns
+	// counts the failed attempts at replicas chosen in turn.
+	turn, how, turns := target, inTurn, 0
 	// maybeApplied: some attempt may have reached the log.
 	var lastErr error
-	for tries := 1; ; tries++ {
+	for {
 		deadline := time.Now().Add(attemptTimeout)
 		if !by.IsZero() && by.Before(deadline) {
 			deadline = by
@@ -550,14 +554,17 @@ func (c *Clerk) doWithinBy(ctx context.Context, by time.Time, write bool, first 
 			lastErr = err
 		}
 		maybeApplied = maybeApplied || MaybeApplied(err)
-		next, known := c.next(target, err)
+		if how == inTurn {
+			turns++
+		}
+		next, nextHow := c.next(target, turn, err, how == byHint)
 		// The next request starts elsewhere too: a replica that stopped
 		// answering must not hold every request for a whole attempt.
 		c.leader.CompareAndSwap(int64(target), int64(next))
 		if ctx.Err() != nil {
 			break
 		}
-		if !known && tries%n == 0 || known && next == target {
+		if nextHow == inTurn && turns%n == 0 || nextHow == byWatch && next == target {
 			// A full round without success, or nowhere new to go: give
 			// the cluster a moment (an election, a restarting replica).
 			// Full jitter in [backoff/2, backoff).
@@ -566,11 +573,14 @@ func (c *Clerk) doWithinBy(ctx context.Context, by time.Time, write bool, first 
 			if ctx.Err() != nil {
 				break
 			}
-			if known {
-				next, _ = c.next(target, err)
+			if nextHow == byWatch {
+				next, nextHow = c.next(target, turn, err, how == byHint)
 			}
 		}
-		target = next
+		if nextHow == inTurn {
+			turn = next
+		}
+		target, how = next, nextHow
 	}
 	if write && maybeApplied {
 		return true, fmt.Errorf("%w: %w (last error: %w)", ErrTimeout, ctx.Err(), lastErr)
@@ -651,31 +661,50 @@ func (c *Clerk) knownLeader() int {
 	return 0
 }
 
+// choice is how the clerk chose the replica of an attempt.
+type choice int
+
+const (
+	// inTurn: the next replica of the round, nothing better being known.
+	inTurn choice = iota
+	// byHint: the leader hint in the previous attempt's answer.
+	byHint
+	// byWatch: the leader the LeaderWatch knows.
+	byWatch
+)
+
 // next picks the replica to try after target failed with err: the leader
 // hint in err, else the leader the LeaderWatch knows, else the next replica
-// in turn (known false).
-func (c *Clerk) next(target int, err error) (next int, known bool) {
+// in turn after turn.
+//
+// Hints can be stale and lead in a circle: a replica removed from the
+// cluster, or cut off, keeps naming the leader it last knew, which may be
+// another such replica or one that is down. So the round goes on from turn
+// whatever hints were followed in between, and a hint is not taken from a
+// replica that was itself tried on a hint (fromHint): every replica of the
+// round is then tried within two attempts of the one before.
+func (c *Clerk) next(target, turn int, err error, fromHint bool) (int, choice) {
 	var wl *WrongLeaderError
-	if errors.As(err, &wl) && wl.Leader >= 0 && wl.Leader != target && c.servers.Server(wl.Leader) != nil {
-		return wl.Leader, true
+	if !fromHint && errors.As(err, &wl) && wl.Leader >= 0 && wl.Leader != target && c.servers.Server(wl.Leader) != nil {
+		return wl.Leader, byHint
 	}
 	if c.cfg.Leader != nil {
 		if l, _ := c.cfg.Leader.Leader(); l >= 0 && c.servers.Server(l) != nil {
-			return l, true
+			return l, byWatch
 		}
 	}
-	// The next id in turn after target (wrapping), whether or not target
-	// is still in the set.
+	// The next id after turn (wrapping), whether or not turn is still in
+	// the set.
 	ids := c.servers.IDs()
 	if len(ids) == 0 {
-		return target, false
+		return target, inTurn
 	}
 	for _, id := range ids {
-		if id > target {
-			return id, false
+		if id > turn {
+			return id, inTurn
 		}
 	}
-	return ids[0], false
+	return ids[0], inTurn
 }
 
 // pause waits d, or less if ctx ends or the known leader changes.

@@ -655,3 +655,50 @@ func TestClerkTryNamesLeaderChange(t *testing.T) {
 		}
 	})
 }
+
+// hintReplica refuses every request with a fixed leader hint (NoLeader for
+// none), or as unreachable.
+type hintReplica struct {
+	Service
+	hint        int
+	unreachable bool
+}
+
+func (h *hintReplica) Get(context.Context, *GetRequest) (*GetResponse, error) {
+	if h.unreachable {
+		return nil, ErrUnreachable
+	}
+	return nil, &WrongLeaderError{Leader: h.hint}
+}
+
+// Stale leader hints (replicas removed from the cluster, or cut off, that
+// still name an old leader) must not trap the clerk among a few replicas:
+// every replica gets tried, so the one that leads is found.
+func TestClerkStaleHintsDoNotTrapIt(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		replica func() []Service
+	}{
+		// 0 knows no leader, 1 is down, 2 names 0: following hints and
+		// going on in turn from the hint's target kept it among 0, 1, 2.
+		{name: "hint back to an earlier replica", replica: func() []Service {
+			return []Service{&hintReplica{hint: NoLeader}, &hintReplica{unreachable: true}, &hintReplica{hint: 0}, okReplica{}}
+		}},
+		// 0 and 1 name each other.
+		{name: "two replicas name each other", replica: func() []Service {
+			return []Service{&hintReplica{hint: 1}, &hintReplica{hint: 0}, okReplica{}}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ck, err := NewClerk(tc.replica(), DefaultClerkConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := ck.DoFrom(ctx, 0, false, review6Get); err != nil {
+				t.Fatalf("the clerk never reached the leader: %v", err)
+			}
+		})
+	}
+}
