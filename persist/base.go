@@ -33,10 +33,18 @@ type Backend interface {
 }
 
 // SnapshotReader is a Backend that can read back its stored snapshot: Base
-// then implements SnapshotLoader.
+// then implements SnapshotLoader, reading the snapshot without holding the
+// mutex its other methods wait for (a leader's log appends must not wait
+// behind a large snapshot's read).
 type SnapshotReader interface {
-	// ReadSnapshot returns the stored snapshot, which the caller owns.
-	ReadSnapshot(ctx context.Context) (Snapshot, error)
+	// OpenSnapshot pins the stored snapshot. Base calls it under its mutex,
+	// like the other methods, then releases the mutex and calls read once.
+	// read returns the pinned snapshot, which the caller owns, and frees
+	// what OpenSnapshot pinned. WriteAppend, WriteSnapshot and Release may
+	// run before or during read: it must still return the pinned snapshot
+	// whole, never a later one or a mix of two. A failed OpenSnapshot pins
+	// nothing.
+	OpenSnapshot() (read func() (Snapshot, error), err error)
 }
 
 // Base implements the Store methods over a Backend, with the bookkeeping
@@ -51,7 +59,8 @@ type SnapshotReader interface {
 type Base struct {
 	// mu serializes the methods and guards t and b's state. It is held
 	// across the Backend's writes and fsyncs: the Store contract has no
-	// concurrent calls except Size, which reads an atomic without it.
+	// concurrent calls except Size, which reads an atomic without it, and
+	// LoadSnapshot, which holds it only to pin the snapshot it then reads.
 	mu sync.Mutex
 	t  Tracker
 	b  Backend
@@ -155,21 +164,43 @@ func (s *Base) CanLoadSnapshot() bool {
 	return ok
 }
 
-// LoadSnapshot implements SnapshotLoader. It holds mu like the other
-// methods, so it waits for a write in progress and never sees a snapshot
-// half written; a failed read does not fail the store (nothing was
+// LoadSnapshot implements SnapshotLoader. It holds mu only to pin the
+// stored snapshot (SnapshotReader.OpenSnapshot), and reads it after
+// releasing mu; a failed read does not fail the store (nothing was
 // written).
 func (s *Base) LoadSnapshot(ctx context.Context) (Snapshot, error) {
+	read, err := s.openSnapshot(ctx)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	if hook, ok := ctx.Value(snapshotReadHookKey{}).(func()); ok {
+		hook()
+	}
+	return read()
+}
+
+func (s *Base) openSnapshot(ctx context.Context) (func() (Snapshot, error), error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.begin(ctx); err != nil {
-		return Snapshot{}, err
+		return nil, err
 	}
 	r, ok := s.backend().(SnapshotReader)
 	if !ok {
-		return Snapshot{}, fmt.Errorf("persist: load snapshot: %w", errors.ErrUnsupported)
+		return nil, fmt.Errorf("persist: load snapshot: %w", errors.ErrUnsupported)
 	}
-	return r.ReadSnapshot(ctx)
+	return r.OpenSnapshot()
+}
+
+type snapshotReadHookKey struct{}
+
+// WithSnapshotReadHook returns a context that makes a Base's LoadSnapshot
+// call hook after it has pinned the stored snapshot and released its mutex,
+// before it reads the data: a test holds a read in progress there while it
+// calls the store's other methods. Stores in another process (plugins) do
+// not see it.
+func WithSnapshotReadHook(ctx context.Context, hook func()) context.Context {
+	return context.WithValue(ctx, snapshotReadHookKey{}, hook)
 }
 
 // Size implements Store.

@@ -56,14 +56,18 @@ func (b *memBackend) Reload(context.Context) (State, error) {
 	return b.copyState(), nil
 }
 
-// ReadSnapshot implements SnapshotReader: a copy of the snapshot.
-func (b *memBackend) ReadSnapshot(context.Context) (Snapshot, error) {
+// OpenSnapshot implements SnapshotReader: the stored snapshot's slices,
+// copied by read outside the locks (WriteSnapshot stores copies of its own
+// and never writes into them).
+func (b *memBackend) OpenSnapshot() (func() (Snapshot, error), error) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	snap := b.state.Snapshot
-	snap.Data = slices.Clone(snap.Data)
-	snap.Config = slices.Clone(snap.Config)
-	return snap, nil
+	b.mu.Unlock()
+	return func() (Snapshot, error) {
+		snap.Data = slices.Clone(snap.Data)
+		snap.Config = slices.Clone(snap.Config)
+		return snap, nil
+	}, nil
 }
 
 // copyState returns a deep copy of the stored state.

@@ -34,6 +34,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"sync"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -290,8 +291,13 @@ var _ persist.Store = (*Store)(nil)
 // backend is the Store's persist.Backend. Base calls it one method at a time,
 // under its mutex.
 type backend struct {
-	dir       string
-	opts      Options
+	dir  string
+	opts Options
+	// dbMu guards db against being closed or replaced (Release,
+	// reopenForGC, both under Base's mutex) while a snapshot read that runs
+	// without Base's mutex uses it (OpenSnapshot, which holds it shared).
+	// The other methods run under Base's mutex and need not take it.
+	dbMu      sync.RWMutex
 	db        *badger.DB
 	chunk     int      // snapshot chunk size, bytes
 	atomicMax int64    // batches estimated below this go in one transaction
@@ -799,19 +805,32 @@ func (s *backend) openDB() error {
 // 60 ms for a 160 MiB value log on the CI machine). What GC can collect
 // depends on badger's compaction having seen the deletes, so the next
 // collection waits for as much new data again, whatever this one freed.
+//
+// A snapshot read in progress (OpenSnapshot) postpones the collection to
+// the next SaveSnapshot rather than make this one, and the Appends behind
+// it, wait for the read.
 func (s *backend) reopenForGC() error {
-	if valueLogBytes(s.dir) < s.gcAt {
+	if valueLogBytes(s.dir) < s.gcAt || !s.dbMu.TryLock() {
 		return nil
 	}
+	defer s.dbMu.Unlock()
 	s.gcReopens++
-	if err := s.Release(); err != nil {
+	if err := s.closeDB(); err != nil {
 		return err
 	}
 	return s.openDB()
 }
 
-// Release implements persist.Backend: Close closes the database.
+// Release implements persist.Backend: Close closes the database, once the
+// snapshot reads in progress are done.
 func (s *backend) Release() error {
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	return s.closeDB()
+}
+
+// closeDB closes the database and the syncer; dbMu must be held.
+func (s *backend) closeDB() error {
 	if s.syncer != nil {
 		_ = s.syncer.close()
 		s.syncer = nil
@@ -884,17 +903,22 @@ func readSnapshot(txn *badger.Txn, stale *[][]byte) (persist.Snapshot, snapMeta,
 	return snap, meta, nil
 }
 
-// ReadSnapshot implements persist.SnapshotReader: one read transaction,
-// which sees either the snapshot before a concurrent SaveSnapshot or the
-// one after it.
-func (s *backend) ReadSnapshot(context.Context) (persist.Snapshot, error) {
-	var snap persist.Snapshot
-	err := s.db.View(func(txn *badger.Txn) (err error) {
-		snap, _, err = readSnapshot(txn, nil)
-		return err
-	})
-	if err != nil {
-		return persist.Snapshot{}, wrap("read snapshot", err)
-	}
-	return snap, nil
+// OpenSnapshot implements persist.SnapshotReader: a read transaction,
+// which sees the snapshot stored now whatever is committed after it
+// (badger's MVCC: the chunks a later SaveSnapshot deletes stay readable at
+// the transaction's timestamp). read holds dbMu shared, so that the
+// database is not closed under it (Close waits for it; reopenForGC does
+// not collect while a read runs).
+func (s *backend) OpenSnapshot() (func() (persist.Snapshot, error), error) {
+	s.dbMu.RLock()
+	txn := s.db.NewTransaction(false)
+	return func() (persist.Snapshot, error) {
+		defer s.dbMu.RUnlock()
+		defer txn.Discard()
+		snap, _, err := readSnapshot(txn, nil)
+		if err != nil {
+			return persist.Snapshot{}, wrap("read snapshot", err)
+		}
+		return snap, nil
+	}, nil
 }

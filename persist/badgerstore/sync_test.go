@@ -1,6 +1,7 @@
 package badgerstore
 
 import (
+	"bytes"
 	"context"
 	"testing"
 
@@ -139,4 +140,44 @@ func closeAndLoad(t *testing.T, st *Store, dir string, o Options) persist.State 
 		t.Fatal(err)
 	}
 	return got
+}
+
+// TestGCWaitsForSnapshotRead: a SaveSnapshot that passes the value-log
+// collection mark while a snapshot read is in progress does not close the
+// database under the read (nor wait for it): the collection is left to the
+// next SaveSnapshot, and the read returns the snapshot it began with.
+func TestGCWaitsForSnapshotRead(t *testing.T) {
+	ctx := context.Background()
+	o := DefaultOptions()
+	o.ValueLogFileBytes = 1 << 20
+	st, b, err := open(t.TempDir(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	if err := st.Append(ctx, persist.HardState{Term: 1, VotedFor: 0}, batch(1, 3, 10)); err != nil {
+		t.Fatal(err)
+	}
+	old := persist.Snapshot{Index: 1, Term: 1, Data: bytes.Repeat([]byte("old"), 1<<20)}
+	if err := st.SaveSnapshot(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, (gcReopenFiles+1)*o.ValueLogFileBytes)
+	got, err := st.LoadSnapshot(persist.WithSnapshotReadHook(ctx, func() {
+		if err := st.SaveSnapshot(ctx, persist.Snapshot{Index: 2, Term: 1, Data: big}); err != nil {
+			t.Errorf("SaveSnapshot during the read: %v", err)
+		}
+		if b.gcReopens != 0 {
+			t.Errorf("the store reopened badger for value-log GC under a snapshot read")
+		}
+	}))
+	if err != nil || got.Index != 1 || !bytes.Equal(got.Data, old.Data) {
+		t.Fatalf("read snapshot %d (%d bytes), %v; want the old one", got.Index, len(got.Data), err)
+	}
+	if err := st.SaveSnapshot(ctx, persist.Snapshot{Index: 3, Term: 1, Data: []byte("s")}); err != nil {
+		t.Fatal(err)
+	}
+	if b.gcReopens != 1 {
+		t.Fatalf("%d reopens for value-log GC after the read, want 1", b.gcReopens)
+	}
 }

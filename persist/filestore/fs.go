@@ -21,6 +21,11 @@ type FS interface {
 	// ReadFile returns the whole content of name. A missing file yields an
 	// error matching fs.ErrNotExist.
 	ReadFile(name string) ([]byte, error)
+	// Open opens the existing file name for reading. The handle reads the
+	// file it opened even after another file is renamed over name or name
+	// is removed, as on POSIX file systems. A missing file yields an error
+	// matching fs.ErrNotExist.
+	Open(name string) (Reader, error)
 	// ReadDir returns the names (not paths) of the files in dir, sorted.
 	ReadDir(dir string) ([]string, error)
 	// Truncate cuts name to size bytes. The change is durable only after a
@@ -46,6 +51,16 @@ type File interface {
 	Close() error
 }
 
+// Reader is a file open for reading.
+type Reader interface {
+	// ReadAt reads len(p) bytes from offset off, as io.ReaderAt.
+	ReadAt(p []byte, off int64) (int, error)
+	// Size is the file's length when it was opened.
+	Size() int64
+	// Close closes the file.
+	Close() error
+}
+
 // OSFS is the FS of the operating system.
 type OSFS struct{}
 
@@ -66,6 +81,29 @@ func (OSFS) OpenAppend(name string) (File, error) {
 
 // ReadFile implements FS.
 func (OSFS) ReadFile(name string) ([]byte, error) { return os.ReadFile(name) }
+
+// Open implements FS.
+func (OSFS) Open(name string) (Reader, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return osReader{f: f, size: fi.Size()}, nil
+}
+
+type osReader struct {
+	f    *os.File
+	size int64
+}
+
+func (r osReader) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, off) }
+func (r osReader) Size() int64                             { return r.size }
+func (r osReader) Close() error                            { return r.f.Close() }
 
 // ReadDir implements FS.
 func (OSFS) ReadDir(dir string) ([]string, error) {

@@ -2,6 +2,7 @@ package filestore
 
 import (
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
 	"path/filepath"
@@ -204,6 +205,20 @@ func (m *MemFS) ReadFile(name string) ([]byte, error) {
 	return slices.Clone(ino.data), nil
 }
 
+// Open implements FS.
+func (m *MemFS) Open(name string) (Reader, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check(OpOpen, name); err != nil {
+		return nil, err
+	}
+	ino, ok := m.names[name]
+	if !ok {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	return &memReader{fs: m, ino: ino, name: name, size: int64(len(ino.data))}, nil
+}
+
 // ReadDir implements FS.
 func (m *MemFS) ReadDir(dir string) ([]string, error) {
 	m.mu.Lock()
@@ -335,5 +350,42 @@ func (f *memFile) Close() error {
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
 	f.closed = true
+	return nil
+}
+
+// memReader reads an inode, wherever its name has gone since it was opened.
+type memReader struct {
+	fs     *MemFS
+	ino    *memInode
+	name   string
+	size   int64
+	closed bool // guarded by fs.mu
+}
+
+func (r *memReader) ReadAt(p []byte, off int64) (int, error) {
+	r.fs.mu.Lock()
+	defer r.fs.mu.Unlock()
+	if r.closed {
+		return 0, fs.ErrClosed
+	}
+	if err := r.fs.check(OpRead, r.name); err != nil {
+		return 0, err
+	}
+	if off >= int64(len(r.ino.data)) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.ino.data[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (r *memReader) Size() int64 { return r.size }
+
+func (r *memReader) Close() error {
+	r.fs.mu.Lock()
+	defer r.fs.mu.Unlock()
+	r.closed = true
 	return nil
 }

@@ -177,6 +177,11 @@ func (s *files) readSnapshot() (snapMeta, persist.Snapshot, error) {
 	case err != nil:
 		return snapMeta{}, persist.Snapshot{}, fmt.Errorf("filestore: read snapshot: %w", err)
 	}
+	return snapshotFrom(name, buf)
+}
+
+// snapshotFrom decodes the snapshot file name holding buf.
+func snapshotFrom(name string, buf []byte) (snapMeta, persist.Snapshot, error) {
 	meta, data, err := decodeSnapshot(name, buf)
 	if err != nil {
 		return snapMeta{}, persist.Snapshot{}, err
@@ -184,10 +189,33 @@ func (s *files) readSnapshot() (snapMeta, persist.Snapshot, error) {
 	return meta, persist.Snapshot{Index: meta.index, Term: meta.term, Data: data, Config: meta.config}, nil
 }
 
-// ReadSnapshot implements persist.SnapshotReader.
-func (s *files) ReadSnapshot(context.Context) (persist.Snapshot, error) {
-	_, snap, err := s.readSnapshot()
-	return snap, err
+// OpenSnapshot implements persist.SnapshotReader: it opens the snapshot
+// file, and read reads it through that handle without the store's lock. The
+// file it opened is never written again: SaveSnapshot writes a new file and
+// renames it over the name, and nothing else removes or truncates it while
+// the store is open, so a read that runs during a SaveSnapshot, a
+// compaction or Close still reads the snapshot it opened, whole.
+func (s *files) OpenSnapshot() (func() (persist.Snapshot, error), error) {
+	name := join(s.dir, snapshotFile)
+	f, err := s.fs.Open(name)
+	switch {
+	case isNotExist(err):
+		return func() (persist.Snapshot, error) { return persist.Snapshot{}, nil }, nil
+	case err != nil:
+		return nil, fmt.Errorf("filestore: open snapshot: %w", err)
+	}
+	return func() (persist.Snapshot, error) {
+		buf := make([]byte, f.Size())
+		_, err := f.ReadAt(buf, 0)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return persist.Snapshot{}, fmt.Errorf("filestore: read snapshot: %w", err)
+		}
+		_, snap, err := snapshotFrom(name, buf)
+		return snap, err
+	}, nil
 }
 
 // recover reads the folder. With repair it deletes leftovers (a temporary

@@ -175,14 +175,14 @@ func InProcessPlugin(kind string) Factory {
 }
 
 // pluginTraits: through a plugin, memory is not durable (each process starts
-// empty).
+// empty), and every store is a Proxy.
 func pluginTraits(kind string) Factory {
 	switch kind {
 	case "noop":
-		return Factory{}
+		return Factory{Proxy: true}
 	case "memory":
-		return Factory{Keeps: true}
+		return Factory{Keeps: true, Proxy: true}
 	default:
-		return Factory{Keeps: true, Durable: true}
+		return Factory{Keeps: true, Durable: true, Proxy: true}
 	}
 }
