@@ -295,7 +295,9 @@ func GenericTest(t *testing.T, p Params) {
 		for cli := range p.Clients {
 			totalOps.Add(int64(ops[cli]))
 			if ops[cli] < p.MinOps {
-				t.Fatalf("round %d: client %d completed only %d operations, want at least %d", round, cli, ops[cli], p.MinOps)
+				// Everyone's counts tell a starved client from a slow round.
+				t.Fatalf("round %d: client %d completed only %d operations, want at least %d (all clients: %v)",
+					round, cli, ops[cli], p.MinOps, ops)
 			}
 			if !p.RandomKeys {
 				v := c.Get(ck, strconv.Itoa(cli), log, 0)
