@@ -19,6 +19,13 @@ import (
 // retries forever, so an operation that takes this long is a failure.
 const OpTimeout = 30 * time.Second
 
+// MinOpsWait is how much longer than RoundTime a round of GenericTest may
+// last for every client to complete MinOps operations. The count is the
+// check, not the clock: at load 20 on 2 cores with -race, every client of a
+// linearizability round completed only 4 to 16 operations in 5 s, all alike
+// (no client starved). A client still short after MinOpsWait fails the round.
+const MinOpsWait = 20 * time.Second
+
 // ElectionWait is how long the tests let the cluster settle after healing
 // partitions or restarting (the lab's electionTimeout of 1 s, scaled to our
 // 150–300 ms election timeouts).
@@ -183,7 +190,8 @@ type Params struct {
 	// Rounds and RoundTime: the lab runs 3 rounds of 5 s.
 	Rounds    int
 	RoundTime time.Duration
-	// MinOps is the fewest operations each client must complete per round.
+	// MinOps is the fewest operations each client must complete per round;
+	// a round goes on past RoundTime (at most MinOpsWait) until they have.
 	MinOps int
 }
 
@@ -215,6 +223,9 @@ func GenericTest(t *testing.T, p Params) {
 		var stopClients, stopPartitioner atomic.Bool
 		counts := make([]int, p.Clients) // appends per client, for the checks
 		ops := make([]int, p.Clients)
+		// progress counts each client's completed operations while the
+		// round runs.
+		progress := make([]atomic.Int64, p.Clients)
 		clientsDone := make(chan struct{})
 		go func() {
 			defer close(clientsDone)
@@ -248,6 +259,7 @@ func GenericTest(t *testing.T, p Params) {
 						}
 					}
 					n++
+					progress[cli].Add(1)
 				}
 			})
 		}()
@@ -275,6 +287,21 @@ func GenericTest(t *testing.T, p Params) {
 		}
 
 		time.Sleep(p.RoundTime)
+		behind := func() bool {
+			for i := range progress {
+				if progress[i].Load() < int64(p.MinOps) {
+					return true
+				}
+			}
+			return false
+		}
+		if behind() {
+			start := time.Now()
+			for time.Since(start) < MinOpsWait && behind() && !t.Failed() {
+				time.Sleep(50 * time.Millisecond)
+			}
+			t.Logf("round %d: %v past its %v until every client had %d operations", round, time.Since(start).Round(time.Millisecond), p.RoundTime, p.MinOps)
+		}
 		stopClients.Store(true)
 		stopPartitioner.Store(true)
 		<-partitionerDone
