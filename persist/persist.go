@@ -208,18 +208,22 @@ type Store interface {
 type SnapshotLoader interface {
 	// CanLoadSnapshot reports whether LoadSnapshot returns the stored
 	// snapshot: false for a store that keeps nothing (Noop) or a plugin that
-	// predates LoadSnapshot. The answer does not change while the store is
-	// open.
+	// predates LoadSnapshot. The answer changes only from true to false,
+	// once LoadSnapshot has returned an error wrapping
+	// errors.ErrUnsupported (a plugin that announced LoadSnapshot but does
+	// not serve it).
 	CanLoadSnapshot() bool
 
 	// LoadSnapshot returns the stored snapshot (Index 0 if there is none), as
 	// the last SaveSnapshot that returned stored it. Unlike the other
 	// methods it may be called concurrently with any of them (a leader
-	// sending a snapshot does not wait for its log writes to finish): it
+	// sending a snapshot does not wait for its log writes to finish, and
+	// the built-in stores' writes do not wait for the read either): it
 	// answers with the snapshot stored before or after a concurrent
-	// SaveSnapshot. What it returns belongs to the caller. It returns the
-	// Store errors; an error wrapping errors.ErrUnsupported if
-	// CanLoadSnapshot is false; and an error leaves the store usable (the
-	// caller may try again later).
+	// SaveSnapshot, whole. What it returns belongs to the caller. It returns
+	// the Store errors, or one wrapping errors.ErrUnsupported if
+	// CanLoadSnapshot is false or turns false (the caller must then keep
+	// snapshot data itself; trying again does not help). An error leaves
+	// the store usable (the caller may try again later).
 	LoadSnapshot(ctx context.Context) (Snapshot, error)
 }

@@ -34,8 +34,10 @@ type Client struct {
 	down func() bool
 
 	name string
-	// canLoad is the plugin's OpenResponse.load_snapshot.
-	canLoad bool
+	// canLoad is the plugin's OpenResponse.load_snapshot, until the plugin
+	// answers LoadSnapshot with Unimplemented all the same (built wrongly):
+	// then the client stops calling it.
+	canLoad atomic.Bool
 	closed  atomic.Bool
 	size    atomic.Int64 // the last size figure the plugin reported
 }
@@ -58,7 +60,7 @@ func (c *Client) OpenStore(ctx context.Context, p Params) error {
 	}
 	c.name = resp.GetStoreName()
 	c.size.Store(int64(resp.GetLogSizeBytes()))
-	c.canLoad = resp.GetLoadSnapshot()
+	c.canLoad.Store(resp.GetLoadSnapshot())
 	if c.offer != nil {
 		if resp.GetDirectAppend() {
 			c.direct = newDirectClient(c.offer)
@@ -160,8 +162,9 @@ func (c *Client) Load(ctx context.Context) (persist.State, error) {
 }
 
 // CanLoadSnapshot implements persist.SnapshotLoader: whether the plugin said
-// at Open that it serves LoadSnapshot (one built before it did not).
-func (c *Client) CanLoadSnapshot() bool { return c.canLoad }
+// at Open that it serves LoadSnapshot (one built before it did not), and
+// has not answered it with Unimplemented since.
+func (c *Client) CanLoadSnapshot() bool { return c.canLoad.Load() }
 
 // LoadSnapshot implements persist.SnapshotLoader: one streamed RPC, the
 // data in chunks of at most ChunkBytes. gRPC streams are safe to open
@@ -170,18 +173,18 @@ func (c *Client) LoadSnapshot(ctx context.Context) (persist.Snapshot, error) {
 	if err := c.check(); err != nil {
 		return persist.Snapshot{}, err
 	}
-	if !c.canLoad {
+	if !c.canLoad.Load() {
 		return persist.Snapshot{}, fmt.Errorf("persist/plugin: load snapshot: %w", errors.ErrUnsupported)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the stream if we return early
 	stream, err := c.rpc.LoadSnapshot(ctx, &persistv1.LoadSnapshotRequest{MaxChunkBytes: ChunkBytes})
 	if err != nil {
-		return persist.Snapshot{}, loadSnapshotError(err)
+		return persist.Snapshot{}, c.loadSnapshotError(err)
 	}
 	msg, err := stream.Recv()
 	if err != nil {
-		return persist.Snapshot{}, loadSnapshotError(err)
+		return persist.Snapshot{}, c.loadSnapshotError(err)
 	}
 	meta := msg.GetMetadata()
 	if meta == nil {
@@ -198,7 +201,7 @@ func (c *Client) LoadSnapshot(ctx context.Context) (persist.Snapshot, error) {
 			break
 		}
 		if err != nil {
-			return persist.Snapshot{}, loadSnapshotError(err)
+			return persist.Snapshot{}, c.loadSnapshotError(err)
 		}
 		chunk, ok := msg.GetPart().(*persistv1.LoadSnapshotResponse_Chunk)
 		if !ok {
@@ -235,9 +238,10 @@ func appendChunk(op string, data, chunk []byte, size uint64) ([]byte, error) {
 
 // loadSnapshotError is fromStatus for LoadSnapshot, except that a plugin
 // without the RPC (Unimplemented) means the store cannot load its snapshot,
-// not that it failed.
-func loadSnapshotError(err error) error {
+// not that it failed: the client does not call it again.
+func (c *Client) loadSnapshotError(err error) error {
 	if status.Code(err) == codes.Unimplemented {
+		c.canLoad.Store(false)
 		return fmt.Errorf("persist/plugin: load snapshot: %w: %w", errors.ErrUnsupported, err)
 	}
 	return fromStatus("load snapshot", err)

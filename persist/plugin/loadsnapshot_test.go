@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +22,14 @@ import (
 type oldPlugin struct {
 	persistv1.UnimplementedPersisterServiceServer
 	claim bool
+	calls *atomic.Int64 // LoadSnapshot calls; nil: not counted
+}
+
+func (p oldPlugin) LoadSnapshot(req *persistv1.LoadSnapshotRequest, stream grpc.ServerStreamingServer[persistv1.LoadSnapshotResponse]) error {
+	if p.calls != nil {
+		p.calls.Add(1)
+	}
+	return p.UnimplementedPersisterServiceServer.LoadSnapshot(req, stream)
 }
 
 func (p oldPlugin) Open(context.Context, *persistv1.OpenRequest) (*persistv1.OpenResponse, error) {
@@ -30,12 +39,13 @@ func (p oldPlugin) Open(context.Context, *persistv1.OpenRequest) (*persistv1.Ope
 // TestLoadSnapshotOldPlugin: a plugin that predates LoadSnapshot makes the
 // host's store say it cannot load its snapshot (so raft keeps the data in
 // memory), and an Unimplemented answer is errors.ErrUnsupported, not a
-// failed store.
+// failed store; a plugin that claimed to serve it is not asked again.
 func TestLoadSnapshotOldPlugin(t *testing.T) {
 	for _, claim := range []bool{false, true} {
 		lis := bufconn.Listen(1 << 20)
 		srv := grpc.NewServer()
-		persistv1.RegisterPersisterServiceServer(srv, oldPlugin{claim: claim})
+		var calls atomic.Int64
+		persistv1.RegisterPersisterServiceServer(srv, oldPlugin{claim: claim, calls: &calls})
 		go func() { _ = srv.Serve(lis) }()
 		conn, err := grpc.NewClient("passthrough:///old", grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
@@ -51,6 +61,21 @@ func TestLoadSnapshotOldPlugin(t *testing.T) {
 		}
 		if _, err := c.LoadSnapshot(context.Background()); !errors.Is(err, errors.ErrUnsupported) {
 			t.Fatalf("claim %v: LoadSnapshot = %v, want errors.ErrUnsupported", claim, err)
+		}
+		// A plugin that claimed it and answered Unimplemented is not asked
+		// again.
+		if c.CanLoadSnapshot() {
+			t.Fatalf("claim %v: CanLoadSnapshot still true after an Unimplemented answer", claim)
+		}
+		if _, err := c.LoadSnapshot(context.Background()); !errors.Is(err, errors.ErrUnsupported) {
+			t.Fatalf("claim %v: second LoadSnapshot = %v, want errors.ErrUnsupported", claim, err)
+		}
+		want := int64(0)
+		if claim {
+			want = 1
+		}
+		if got := calls.Load(); got != want {
+			t.Fatalf("claim %v: %d LoadSnapshot RPCs, want %d", claim, got, want)
 		}
 		_ = conn.Close()
 		srv.Stop()
