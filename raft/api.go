@@ -196,7 +196,9 @@ type Application interface {
 	Apply(msg ApplyMsg)
 
 	// SnapshotNeeded is called between Apply calls when the persisted log
-	// exceeds Config's snapshot threshold. lastApplied is the index of the last
+	// exceeds Config's snapshot threshold, or when the node needs the data
+	// of a snapshot it no longer holds to send it (its store announced it
+	// could read snapshots back but cannot). lastApplied is the index of the last
 	// message passed to Apply, so the application's state right now is the
 	// state at lastApplied. The application answers, now or later and from any
 	// goroutine, with Node.SaveSnapshot(index, data) for an index it has

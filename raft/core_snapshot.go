@@ -234,6 +234,13 @@ func (c *core) sendingSnapshot(index uint64) bool {
 // only with a store that can read its snapshot back.
 func (c *core) dropSnapshotData(index uint64, crc uint32) { c.log.dropSnapData(index, crc) }
 
+// restoreSnapshotData gives the core back data for its snapshot at index,
+// whose data it dropped for a store that turned out unable to read it back:
+// the application's state at index, maybe other bytes than the stored
+// ones, so its checksum is taken anew (a transfer is restarted, never
+// resumed across the two).
+func (c *core) restoreSnapshotData(index uint64, data []byte) { c.log.restoreSnapData(index, data) }
+
 // snapshotConfig returns the encoded configuration in force at index, to
 // store with a snapshot the application took there.
 func (c *core) snapshotConfig(index uint64) []byte { return encodeMembership(c.confAtIndex(index)) }

@@ -209,6 +209,17 @@ func (l *raftLog) dropSnapData(index uint64, crc uint32) {
 	l.snapStored = true
 }
 
+// restoreSnapData undoes dropSnapData for the snapshot at index with data,
+// the application's state at index (see core.restoreSnapshotData).
+func (l *raftLog) restoreSnapData(index uint64, data []byte) {
+	if !l.snapStored || l.snap.Index != index {
+		return
+	}
+	l.snap.Data = data
+	l.snapStored = false
+	l.snapCRCKnown = false
+}
+
 // restore replaces the whole log with snap, whose data has checksum crc.
 func (l *raftLog) restore(snap persist.Snapshot, crc uint32) {
 	l.snap, l.snapStored = snap, false

@@ -33,6 +33,16 @@ type Node struct {
 	// loader is store if it can read its snapshot back, else nil: the core
 	// then keeps the latest snapshot's data in memory for good.
 	loader persist.SnapshotLoader
+	// loadUnsupported is set once loader answered errors.ErrUnsupported
+	// after all (a plugin that announced LoadSnapshot without serving it):
+	// from then on the node keeps snapshot data as without a loader, and
+	// asks the application for the data it dropped (snapDataWanted).
+	loadUnsupported atomic.Bool
+	// snapDataWanted is set by a sender that has no data to send (the
+	// store cannot read the snapshot back): the applier asks the
+	// application for a snapshot (maybeAskSnapshot), whose data SaveSnapshot
+	// gives the core.
+	snapDataWanted atomic.Bool
 	// sending is the stored snapshot the senders read chunks from
 	// (readChunk), kept from a transfer's first chunk to its last; sendMu
 	// guards the field only (never held across a store call).
@@ -271,6 +281,10 @@ func (n *Node) kick() {
 	default:
 	}
 }
+
+// canLoad reports whether the store reads the snapshot back for the
+// senders, so that the core need not keep its data.
+func (n *Node) canLoad() bool { return n.loader != nil && !n.loadUnsupported.Load() }
 
 // usable returns why the node cannot act, or nil. n.mu must be held.
 func (n *Node) usable() error {

@@ -42,6 +42,9 @@ func (n *Node) applier() {
 			}
 			n.maybeAskSnapshot(last)
 		}
+		if n.snapDataWanted.Load() {
+			n.maybeAskSnapshot(last) // woken by wantSnapshotData, maybe with nothing to apply
+		}
 	}
 }
 
@@ -103,10 +106,21 @@ func (n *Node) recordViolation(format string, args ...any) {
 }
 
 // maybeAskSnapshot calls SnapshotNeeded when the stored log passed the
-// threshold, once per crossing until the application answers.
+// threshold, once per crossing until the application answers, or when a
+// sender wants the snapshot's data (snapDataWanted) and no request is
+// unanswered.
 func (n *Node) maybeAskSnapshot(last uint64) {
+	if n.ctx.Err() != nil {
+		return
+	}
+	if n.snapDataWanted.Swap(false) && !n.snapshotAsked.Load() {
+		n.snapshotAsked.Store(true)
+		n.askedSize = n.store.Size()
+		n.app.SnapshotNeeded(last)
+		return
+	}
 	th := n.cfg.SnapshotThresholdBytes
-	if th <= 0 || n.ctx.Err() != nil {
+	if th <= 0 {
 		return
 	}
 	size := n.store.Size()
@@ -140,6 +154,11 @@ func (n *Node) SaveSnapshot(index uint64, data []byte) error {
 		return fmt.Errorf("%w: index %d not applied yet (applied %d)", ErrBadSnapshot, index, applied)
 	}
 	if index <= n.core.view().snapIndex || (n.compaction != nil && index <= n.compaction.Index) {
+		if n.loadUnsupported.Load() {
+			// The state at the snapshot's own index (nothing applied
+			// since): the data the core dropped, for the senders.
+			n.core.restoreSnapshotData(index, data)
+		}
 		n.snapshotAsked.Store(false)
 		return nil
 	}

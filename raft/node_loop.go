@@ -88,14 +88,15 @@ func (n *Node) processReady() bool {
 			return false
 		}
 		var crc uint32
-		if n.loader != nil {
+		load := n.canLoad()
+		if load {
 			crc = crc32.Checksum(comp.Data, castagnoli) // outside the lock
 		}
 		n.locked(func() {
 			prev := n.core.log.snap.Index
 			if err := n.core.compact(*comp); err != nil {
 				n.problems = append(n.problems, fmt.Errorf("%w: %w", ErrInvariant, err))
-			} else if n.loader != nil && prev < comp.Index {
+			} else if load && prev < comp.Index {
 				// The application took it and the store holds it.
 				n.core.dropSnapshotData(comp.Index, crc)
 			}
@@ -150,7 +151,7 @@ func (n *Node) processReady() bool {
 		n.core.advance(rd)
 		if rd.snapshot != nil {
 			n.snapshotIndex = max(n.snapshotIndex, rd.snapshot.Index)
-			if n.loader != nil {
+			if n.canLoad() {
 				// Stored, and queued for the applier with its own
 				// reference; the checksum came with it from the leader.
 				n.core.dropSnapshotData(rd.snapshot.Index, n.core.log.snapChecksum())
@@ -382,6 +383,21 @@ type storedSnapshot struct {
 // heartbeat, by then announcing the store's snapshot.
 var errSnapshotMoved = errors.New("raft: the stored snapshot is not the one to send")
 
+// errNoSnapshotData is readChunk's error when the core dropped the
+// snapshot's data and the store cannot read it back: the send fails, and
+// the application is asked for a snapshot (wantSnapshotData).
+var errNoSnapshotData = errors.New("raft: no snapshot data to send yet; asked the application for a snapshot")
+
+// wantSnapshotData has the applier ask the application for a snapshot,
+// whose data the core keeps to send (SaveSnapshot).
+func (n *Node) wantSnapshotData() {
+	n.snapDataWanted.Store(true)
+	select {
+	case n.applyKick <- struct{}{}:
+	default:
+	}
+}
+
 // releaseSendingLocked forgets the snapshot kept for the senders once no
 // transfer of it is under way (the transfer ended early: leadership lost,
 // the follower removed or caught up otherwise), so that the node does not
@@ -406,7 +422,18 @@ func (n *Node) readChunk(ctx context.Context, is *InstallSnapshotRequest) (*Inst
 	s := n.sending
 	n.sendMu.Unlock()
 	if s == nil || s.snap.Index != is.LastIncludedIndex || s.snap.Term != is.LastIncludedTerm {
+		if !n.canLoad() {
+			n.wantSnapshotData()
+			return nil, errNoSnapshotData
+		}
 		snap, err := n.loader.LoadSnapshot(ctx)
+		if errors.Is(err, errors.ErrUnsupported) {
+			if !n.loadUnsupported.Swap(true) {
+				n.logger.Warn("raft: the store cannot read its snapshot back after all; keeping snapshot data in memory from now on",
+					"err", err)
+			}
+			n.wantSnapshotData()
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -263,5 +264,89 @@ func TestNodeSendsSnapshotSlowerToLoadThanAnRPC(t *testing.T) {
 	cl.net.isolate(lag, false)
 	if !cl.waitUntil(20*time.Second, func() bool { return len(cl.apps[lag].commands()) >= want }) {
 		t.Fatalf("lagging node applied %d commands, want %d", len(cl.apps[lag].commands()), want)
+	}
+}
+
+// TestNodeSnapshotLoadUnsupported: a store that says it can read its
+// snapshot back (a plugin that announces LoadSnapshot) but answers
+// errors.ErrUnsupported leaves the leader without the data it dropped; the
+// leader stops asking the store, asks the application for a snapshot
+// instead, keeps that one's data and catches the lagging follower up with
+// it. "idle": nothing was applied since the stored snapshot, so the
+// application answers with the state at its index, and the core takes it
+// as the dropped data; "newer": the answer is a newer snapshot, stored and
+// kept.
+func TestNodeSnapshotLoadUnsupported(t *testing.T) {
+	unsupported := func(persist.Snapshot) (persist.Snapshot, error) {
+		return persist.Snapshot{}, fmt.Errorf("load snapshot: rpc error: code = Unimplemented: %w", errors.ErrUnsupported)
+	}
+	for _, tc := range []struct {
+		name  string
+		newer bool
+	}{{"idle", false}, {"newer", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			stores := make([]*loaderStore, 3)
+			cl := newClusterStores(t, 3, func(c *Config) {
+				c.SnapshotThresholdBytes = 0 // snapshots only when the test (or the node) asks
+				c.SnapshotChunkBytes = 100
+			}, func(i int) persist.Store {
+				stores[i] = &loaderStore{Memory: persist.NewMemory(), fault: unsupported, faults: math.MaxInt}
+				return stores[i]
+			})
+			want := []string{"first"}
+			cl.commit("first")
+			lag := (cl.leader() + 1) % 3
+			cl.net.isolate(lag, true)
+			others := newClusterView(cl, lag)
+			for i := range 50 {
+				cmd := fmt.Sprintf("command-%03d-padding-padding", i)
+				others.commit(cmd)
+				want = append(want, cmd)
+			}
+			l := cl.leader()
+			n := cl.nodes[l]
+			if !cl.waitUntil(10*time.Second, func() bool { return len(cl.apps[l].commands()) == len(want) }) {
+				t.Fatalf("leader applied %d commands, want %d", len(cl.apps[l].commands()), len(want))
+			}
+			// The leader stores a snapshot the follower lacks and drops its
+			// data; "newer" leaves the last command out of it, so that the
+			// application's next snapshot is a newer one.
+			applied := n.applied.Load()
+			stored, cmds := applied, want
+			if tc.newer {
+				stored, cmds = applied-1, want[:len(want)-1]
+			}
+			if err := n.SaveSnapshot(stored, encodeCmds(cmds)); err != nil {
+				t.Fatal(err)
+			}
+			snapIndex := func() uint64 {
+				n.mu.Lock()
+				defer n.mu.Unlock()
+				return n.core.log.snap.Index
+			}
+			if !cl.waitUntil(10*time.Second, func() bool { return snapIndex() >= stored }) {
+				t.Fatalf("leader: snapshot %d, want %d", snapIndex(), stored)
+			}
+			cl.net.isolate(lag, false)
+			if !cl.waitUntil(20*time.Second, func() bool { return len(cl.apps[lag].commands()) >= len(want) }) ||
+				!slices.Equal(cl.apps[lag].commands(), want) {
+				t.Fatalf("lagging node applied %d commands, want %d", len(cl.apps[lag].commands()), len(want))
+			}
+			cl.apps[lag].mu.Lock()
+			snaps := cl.apps[lag].snaps
+			cl.apps[lag].mu.Unlock()
+			if snaps == 0 {
+				t.Fatal("lagging node caught up without a snapshot")
+			}
+			if held, _ := snapHeld(n); !held {
+				t.Fatal("leader does not hold its snapshot's data after the store could not read it back")
+			}
+			if got := snapIndex(); (got > stored) != tc.newer {
+				t.Fatalf("leader's snapshot %d, stored before the transfer %d: newer %v, want %v", got, stored, got > stored, tc.newer)
+			}
+			if loads, max := stores[l].loads.Load(), int64(n.cfg.RPCWorkersPerPeer*2); loads == 0 || loads > max {
+				t.Fatalf("the leader asked its store for the snapshot %d times; want at least once, and no more once it was unsupported (%d senders)", loads, max)
+			}
+		})
 	}
 }
