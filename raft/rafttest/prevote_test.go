@@ -136,6 +136,15 @@ func TestEvenClusters(t *testing.T) {
 			c.Partition(half1, half2)
 			cmd := c.RandCmd()
 			index, _, ok := c.Start(leader, cmd)
+			// The leader steps down once check-quorum finds it without a
+			// majority: two election timeouts of ticks, but a loaded
+			// machine loses ticks, so wall time is bounded only by the
+			// lab's 5 s. Then no one may win an election with half of the
+			// cluster: watched for two more election timeouts.
+			start := time.Now()
+			if !waitFor(5*time.Second, func() bool { _, isLeader := c.State(leader); return !isLeader }) {
+				t.Fatalf("leader still leader %v after losing its majority", time.Since(start))
+			}
 			time.Sleep(2 * ElectionTimeout)
 			if ok {
 				if nd, _ := c.NCommitted(index); nd > 0 {
