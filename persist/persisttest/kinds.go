@@ -3,8 +3,6 @@ package persisttest
 import (
 	"context"
 	"fmt"
-	"github.com/ruaft/ruaft/persist/plugin"
-	"github.com/ruaft/ruaft/persist/plugin/plugintest"
 	"os"
 	"strings"
 	"sync"
@@ -13,6 +11,8 @@ import (
 	"github.com/ruaft/ruaft/persist"
 	"github.com/ruaft/ruaft/persist/badgerstore"
 	"github.com/ruaft/ruaft/persist/filestore"
+	"github.com/ruaft/ruaft/persist/plugin"
+	"github.com/ruaft/ruaft/persist/plugin/plugintest"
 )
 
 // Memory is the Factory of persist.Memory stores. Reopening a folder yields a
