@@ -256,58 +256,34 @@ func (c *Client) LeaseTimeToLive(ctx context.Context, id uint64, keys bool) (*Le
 
 // KeepAlive keeps the lease alive until ctx ends (then it returns nil) or
 // the lease is lost (then an error wrapping ErrLeaseNotFound, or the last
-// error once a whole TTL of this process running passed without a
-// successful refresh). It refreshes every third of the TTL, so a refresh
-// may fail twice before the lease is in danger.
+// error once a whole TTL passed without a successful refresh). It refreshes
+// every third of the TTL, so a refresh may fail twice before the lease is in
+// danger. The TTL is counted on this process's monotonic clock, time it was
+// stopped included: the lease may have ended meanwhile (only the cluster
+// knows), so after such a stall the first refresh must succeed. That errs on
+// the side of a lock's safety, as etcd's client does.
 func (c *Client) KeepAlive(ctx context.Context, id uint64, ttl time.Duration) error {
 	every := max(ttl/3, 100*time.Millisecond)
-	clock := leaseClock{ttl: ttl, lastOK: time.Now()}
+	lastOK := time.Now()
 	for {
-		start, most := time.Now(), 2*every // a round: its pause, then at most one attempt
 		if err := pause(ctx, every); err != nil {
 			return nil
 		}
 		attempt, cancel := context.WithTimeout(ctx, every)
 		got, err := c.LeaseKeepAlive(attempt, id)
 		cancel()
-		now := time.Now()
-		clock.round(start, now, most)
 		switch {
 		case ctx.Err() != nil:
 			return nil
 		case err == nil:
-			clock.lastOK = now
+			lastOK = time.Now()
 			if got > 0 {
 				every = max(got/3, 100*time.Millisecond)
 			}
 		case errors.Is(err, ErrLeaseNotFound):
 			return fmt.Errorf("lease %d: %w", id, err)
-		case clock.lost(now):
+		case time.Since(lastOK) >= ttl:
 			return fmt.Errorf("lease %d not refreshed for %v (it may have expired): %w", id, ttl, err)
 		}
 	}
 }
-
-// leaseClock tells KeepAlive when to give a lease up: once a whole TTL of
-// this process running passed without a successful refresh. Time it did
-// not run (a stalled machine, SIGSTOP) is not counted: the leader, stalled
-// with it, does not count that time against the lease either (its lessor
-// discounts its own stalls), and a lease that did end meanwhile is
-// reported by the next answer (ErrLeaseNotFound). Counting it gave up a
-// held lease at the first refresh that failed after a stall, while the
-// cluster was still settling.
-type leaseClock struct {
-	ttl    time.Duration
-	lastOK time.Time // the last successful refresh, moved on by stalls since
-}
-
-// round accounts for a round of the loop that began at start, ended at now
-// and could take at most most: any more is time the process did not run.
-func (l *leaseClock) round(start, now time.Time, most time.Duration) {
-	if stall := now.Sub(start) - most; stall > 0 {
-		l.lastOK = l.lastOK.Add(stall)
-	}
-}
-
-// lost reports whether a TTL of running passed since the last refresh.
-func (l *leaseClock) lost(now time.Time) bool { return now.Sub(l.lastOK) >= l.ttl }
