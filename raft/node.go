@@ -70,7 +70,8 @@ type Node struct {
 	senders    atomic.Int64
 
 	// snapshotAsked is set when SnapshotNeeded was called and cleared by
-	// SaveSnapshot.
+	// the answer (SaveSnapshot, and the compaction it queued once done or
+	// overtaken).
 	snapshotAsked atomic.Bool
 	// askedSize is the store size when SnapshotNeeded was last called
 	// (applier goroutine only).

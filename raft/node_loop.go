@@ -66,7 +66,11 @@ func (n *Node) processReady() bool {
 		comp = n.compaction
 		n.compaction = nil
 		if comp != nil && !n.core.prepareCompaction(comp) {
+			// A newer snapshot overtook it (one installed from the
+			// leader): the request it answered is over all the same, or
+			// the applier would never ask again (maybeAskSnapshot).
 			comp = nil
+			n.snapshotAsked.Store(false)
 		}
 		rd = n.core.ready()
 		if rd.empty() && comp == nil {

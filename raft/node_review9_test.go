@@ -103,3 +103,41 @@ func TestNodeSnapshotLoadUnsupportedAcrossRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestNodeOvertakenCompactionEndsRequest: an application's answer to
+// SnapshotNeeded that a newer snapshot overtook before the node compacted to
+// it (one installed from the leader meanwhile) still ends the request. Left
+// pending, it swallowed every later request for the snapshot's data (a
+// store that cannot read it back after all): the node asks only when no
+// request is unanswered, so a lagging follower waited until the log grew by
+// another threshold, forever on an idle cluster.
+func TestNodeOvertakenCompactionEndsRequest(t *testing.T) {
+	cl := newCluster(t, 1, func(c *Config) { c.SnapshotThresholdBytes = 0 })
+	for i := range 5 {
+		cl.commit(fmt.Sprintf("c%d", i))
+	}
+	n := cl.nodes[0]
+	applied := n.applied.Load()
+	if err := n.SaveSnapshot(applied, encodeCmds(cl.apps[0].commands())); err != nil {
+		t.Fatal(err)
+	}
+	if !cl.waitUntil(10*time.Second, func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.core.view().snapIndex == applied
+	}) {
+		t.Fatalf("no compaction to %d", applied)
+	}
+	n.mu.Lock()
+	n.snapshotAsked.Store(true)
+	n.compaction = &persist.Snapshot{Index: applied - 1, Data: []byte("overtaken")}
+	n.kick()
+	n.mu.Unlock()
+	if !cl.waitUntil(10*time.Second, func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.compaction == nil && !n.snapshotAsked.Load()
+	}) {
+		t.Fatal("the request an overtaken compaction answered is still pending")
+	}
+}
