@@ -32,16 +32,7 @@ func TestNodeSnapshotLoadUnsupportedAcrossRestart(t *testing.T) {
 		stores[i] = newStore(persist.NewMemory())
 		return stores[i]
 	})
-	want := []string{"first"}
-	cl.commit("first")
-	lag := (cl.leader() + 1) % 3
-	cl.net.isolate(lag, true)
-	others := newClusterView(cl, lag)
-	for i := range 30 {
-		cmd := fmt.Sprintf("command-%03d-padding-padding", i)
-		others.commit(cmd)
-		want = append(want, cmd)
-	}
+	lag, others, want := cutOffFollower(cl, 30)
 	// Both nodes that may lead store a snapshot the follower lacks, so
 	// that whichever leads must send one.
 	for i := range 3 {

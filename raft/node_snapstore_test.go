@@ -93,16 +93,7 @@ func TestNodeSendsStoredSnapshot(t *testing.T) {
 				}
 				return stores[i]
 			})
-			want := []string{"first"}
-			cl.commit("first")
-			lag := (cl.leader() + 1) % 3
-			cl.net.isolate(lag, true)
-			others := newClusterView(cl, lag)
-			for i := range 200 {
-				cmd := fmt.Sprintf("command-%03d-padding-padding", i)
-				others.commit(cmd)
-				want = append(want, cmd)
-			}
+			lag, others, want := cutOffFollower(cl, 200)
 			l := cl.leader()
 			if held, has := snapHeld(cl.nodes[l]); !has || held {
 				t.Fatalf("leader: snapshot %v, data held in memory %v; want a snapshot, not held", has, held)
@@ -195,13 +186,7 @@ func TestNodeForgetsSnapshotItNoLongerSends(t *testing.T) {
 		c.SnapshotThresholdBytes = 2000
 		c.SnapshotChunkBytes = 1 // thousands of chunks: the transfer is still under way when cut
 	}, func(int) persist.Store { return persist.NewMemory() })
-	cl.commit("first")
-	lag := (cl.leader() + 1) % 3
-	cl.net.isolate(lag, true)
-	others := newClusterView(cl, lag)
-	for i := range 200 {
-		others.commit(fmt.Sprintf("command-%03d-padding-padding", i))
-	}
+	lag, _, _ := cutOffFollower(cl, 200)
 	l := cl.leader()
 	n := cl.nodes[l]
 	sending := func() bool {
@@ -249,15 +234,8 @@ func TestNodeSendsSnapshotSlowerToLoadThanAnRPC(t *testing.T) {
 		c.SnapshotChunkBytes = 1000
 		c.RPCTimeout = rpcTimeout
 	}, func(int) persist.Store { return slowLoader{persist.NewMemory(), 3 * rpcTimeout} })
-	cl.commit("first")
-	lag := (cl.leader() + 1) % 3
-	cl.net.isolate(lag, true)
-	others := newClusterView(cl, lag)
-	want := 1
-	for i := range 200 {
-		others.commit(fmt.Sprintf("command-%03d-padding-padding", i))
-		want++
-	}
+	lag, _, cmds := cutOffFollower(cl, 200)
+	want := len(cmds)
 	if held, has := snapHeld(cl.nodes[cl.leader()]); !has || held {
 		t.Fatalf("leader: snapshot %v, data held in memory %v; want a snapshot, not held", has, held)
 	}
@@ -293,16 +271,7 @@ func TestNodeSnapshotLoadUnsupported(t *testing.T) {
 				stores[i] = &loaderStore{Memory: persist.NewMemory(), fault: unsupported, faults: math.MaxInt}
 				return stores[i]
 			})
-			want := []string{"first"}
-			cl.commit("first")
-			lag := (cl.leader() + 1) % 3
-			cl.net.isolate(lag, true)
-			others := newClusterView(cl, lag)
-			for i := range 50 {
-				cmd := fmt.Sprintf("command-%03d-padding-padding", i)
-				others.commit(cmd)
-				want = append(want, cmd)
-			}
+			lag, _, want := cutOffFollower(cl, 50)
 			l := cl.leader()
 			n := cl.nodes[l]
 			if !cl.waitUntil(10*time.Second, func() bool { return len(cl.apps[l].commands()) == len(want) }) {

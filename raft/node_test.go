@@ -132,22 +132,30 @@ func newClusterView(cl *cluster, skip int) *cluster {
 	return &v
 }
 
+// cutOffFollower commits "first" on cl, cuts a follower off and commits n
+// more commands without it (enough, at a small snapshot threshold, for the
+// leader to compact them away). It returns the follower, the view of the
+// other nodes, and every command committed, in order.
+func cutOffFollower(cl *cluster, n int) (lag int, others *cluster, want []string) {
+	cl.commit("first")
+	lag = (cl.leader() + 1) % 3
+	cl.net.isolate(lag, true)
+	others = newClusterView(cl, lag)
+	want = []string{"first"}
+	for i := range n {
+		cmd := fmt.Sprintf("command-%03d-padding-padding", i)
+		others.commit(cmd)
+		want = append(want, cmd)
+	}
+	return lag, others, want
+}
+
 func TestNodeSnapshotsAndInstall(t *testing.T) {
 	cl := newCluster(t, 3, func(c *Config) {
 		c.SnapshotThresholdBytes = 2000
 		c.SnapshotChunkBytes = 100
 	})
-	cl.commit("first")
-	lag := (cl.leader() + 1) % 3
-	cl.net.isolate(lag, true)
-	others := newClusterView(cl, lag)
-	var want []string
-	want = append(want, "first")
-	for i := range 200 {
-		cmd := fmt.Sprintf("command-%03d-padding-padding", i)
-		others.commit(cmd)
-		want = append(want, cmd)
-	}
+	lag, _, want := cutOffFollower(cl, 200)
 	l := cl.leader()
 	st := cl.nodes[l].Status()
 	if st.SnapshotIndex == 0 {
