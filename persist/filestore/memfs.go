@@ -181,12 +181,9 @@ func (m *MemFS) Create(name string) (File, error) {
 func (m *MemFS) OpenAppend(name string) (File, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.check(OpOpen, name); err != nil {
+	ino, err := m.existing(OpOpen, name)
+	if err != nil {
 		return nil, err
-	}
-	ino, ok := m.names[name]
-	if !ok {
-		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 	}
 	return &memFile{fs: m, ino: ino, name: name}, nil
 }
@@ -195,26 +192,33 @@ func (m *MemFS) OpenAppend(name string) (File, error) {
 func (m *MemFS) ReadFile(name string) ([]byte, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.check(OpRead, name); err != nil {
+	ino, err := m.existing(OpRead, name)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Clone(ino.data), nil
+}
+
+// existing returns the inode of name, which must exist, once op on it
+// passes the injected faults; m.mu must be held.
+func (m *MemFS) existing(op Op, name string) (*memInode, error) {
+	if err := m.check(op, name); err != nil {
 		return nil, err
 	}
 	ino, ok := m.names[name]
 	if !ok {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 	}
-	return slices.Clone(ino.data), nil
+	return ino, nil
 }
 
 // Open implements FS.
 func (m *MemFS) Open(name string) (Reader, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.check(OpOpen, name); err != nil {
+	ino, err := m.existing(OpOpen, name)
+	if err != nil {
 		return nil, err
-	}
-	ino, ok := m.names[name]
-	if !ok {
-		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 	}
 	return &memReader{fs: m, ino: ino, name: name, size: int64(len(ino.data))}, nil
 }
