@@ -104,16 +104,7 @@ func TestNodeSendsStoredSnapshot(t *testing.T) {
 			// counts twice.
 			others.commit("last")
 			want = append(want, "last")
-			if !cl.waitUntil(20*time.Second, func() bool { return len(cl.apps[lag].commands()) >= len(want) }) ||
-				!slices.Equal(cl.apps[lag].commands(), want) {
-				t.Fatalf("lagging node applied %d commands, want %d", len(cl.apps[lag].commands()), len(want))
-			}
-			cl.apps[lag].mu.Lock()
-			snaps := cl.apps[lag].snaps
-			cl.apps[lag].mu.Unlock()
-			if snaps == 0 {
-				t.Fatal("lagging node caught up without a snapshot")
-			}
+			waitCaughtUpBySnapshot(t, cl, lag, want)
 			if stores[l].loads.Load() == 0 {
 				t.Fatal("the leader sent a snapshot without reading it from its store")
 			}
@@ -297,16 +288,7 @@ func TestNodeSnapshotLoadUnsupported(t *testing.T) {
 				t.Fatalf("leader: snapshot %d, want %d", snapIndex(), stored)
 			}
 			cl.net.isolate(lag, false)
-			if !cl.waitUntil(20*time.Second, func() bool { return len(cl.apps[lag].commands()) >= len(want) }) ||
-				!slices.Equal(cl.apps[lag].commands(), want) {
-				t.Fatalf("lagging node applied %d commands, want %d", len(cl.apps[lag].commands()), len(want))
-			}
-			cl.apps[lag].mu.Lock()
-			snaps := cl.apps[lag].snaps
-			cl.apps[lag].mu.Unlock()
-			if snaps == 0 {
-				t.Fatal("lagging node caught up without a snapshot")
-			}
+			waitCaughtUpBySnapshot(t, cl, lag, want)
 			if held, _ := snapHeld(n); !held {
 				t.Fatal("leader does not hold its snapshot's data after the store could not read it back")
 			}
@@ -317,5 +299,21 @@ func TestNodeSnapshotLoadUnsupported(t *testing.T) {
 				t.Fatalf("the leader asked its store for the snapshot %d times; want at least once, and no more once it was unsupported (%d senders)", loads, max)
 			}
 		})
+	}
+}
+
+// waitCaughtUpBySnapshot waits up to 20 s for node lag to have applied
+// exactly want, and checks that it installed a snapshot on the way.
+func waitCaughtUpBySnapshot(t *testing.T, cl *cluster, lag int, want []string) {
+	t.Helper()
+	if !cl.waitUntil(20*time.Second, func() bool { return len(cl.apps[lag].commands()) >= len(want) }) ||
+		!slices.Equal(cl.apps[lag].commands(), want) {
+		t.Fatalf("lagging node applied %d commands, want %d", len(cl.apps[lag].commands()), len(want))
+	}
+	cl.apps[lag].mu.Lock()
+	snaps := cl.apps[lag].snaps
+	cl.apps[lag].mu.Unlock()
+	if snaps == 0 {
+		t.Fatal("lagging node caught up without a snapshot")
 	}
 }
