@@ -110,11 +110,34 @@ func startCluster(t *testing.T, n int, persister string, extra ...string) *clust
 }
 
 // startClusterWith starts a cluster whose peer URLs use peerScheme, giving
-// replica i the extra flags args(i) (args may be nil).
+// replica i the extra flags args(i) (args may be nil). The ports are chosen
+// free and bound only when each process starts, so another process (a
+// parallel test package) can take one in between; the cluster then starts
+// again on new ports, at most three times.
 func startClusterWith(t *testing.T, n int, persister, peerScheme string, args func(i int) []string) *cluster {
 	t.Helper()
+	for attempt := 1; ; attempt++ {
+		c, taken := tryStartCluster(t, n, persister, peerScheme, args)
+		if !taken {
+			t.Cleanup(c.stopAll)
+			c.waitLeader(30 * time.Second)
+			return c
+		}
+		c.stopAll()
+		if attempt == 3 {
+			t.Fatalf("a replica's port was taken on %d attempts", attempt)
+		}
+		t.Logf("attempt %d: a replica's port was taken; starting again on new ports", attempt)
+	}
+}
+
+// tryStartCluster starts the processes and waits for every client listener.
+// It reports taken when a replica exited because its address was in use;
+// the caller stops the others.
+func tryStartCluster(t *testing.T, n int, persister, peerScheme string, args func(i int) []string) (c *cluster, taken bool) {
+	t.Helper()
 	ports := freePorts(t, 2*n)
-	c := &cluster{t: t, persister: persister, dir: t.TempDir(), procs: make([]*proc, n), args: args}
+	c = &cluster{t: t, persister: persister, dir: t.TempDir(), procs: make([]*proc, n), args: args}
 	for i := range n {
 		c.peers = append(c.peers, peerScheme+"://127.0.0.1:"+strconv.Itoa(ports[i]))
 		c.clients = append(c.clients, "http://127.0.0.1:"+strconv.Itoa(ports[n+i]))
@@ -122,11 +145,10 @@ func startClusterWith(t *testing.T, n int, persister, peerScheme string, args fu
 	for i := range n {
 		c.start(i)
 	}
-	t.Cleanup(c.stopAll)
-	// Every client listener, then a leader. A machine at load 22 took 17 s
-	// to start three race-built replicas, so the wait is for the processes
-	// to start, not a bound on an election; a leader can be elected before
-	// the last replica listens.
+	// Every client listener; the leader comes after. A machine at load 22
+	// took 17 s to start three race-built replicas, so the wait is for the
+	// processes to start, not a bound on an election; a leader can be
+	// elected before the last replica listens.
 	deadline := time.Now().Add(time.Minute)
 	for i, u := range c.clients {
 		for {
@@ -135,14 +157,23 @@ func startClusterWith(t *testing.T, n int, persister, peerScheme string, args fu
 				resp.Body.Close()
 				break
 			}
+			select {
+			case <-c.procs[i].done:
+				if strings.Contains(c.procs[i].logText(), "address already in use") {
+					return c, true
+				}
+				t.Cleanup(c.stopAll)
+				t.Fatalf("replica %d exited before listening on %s:\n%s", i, u, tail(c.procs[i].logText(), 4096))
+			default:
+			}
 			if time.Now().After(deadline) {
+				t.Cleanup(c.stopAll)
 				t.Fatalf("replica %d does not listen on %s: %v", i, u, err)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	c.waitLeader(30 * time.Second)
-	return c
+	return c, false
 }
 
 func (c *cluster) start(i int) {

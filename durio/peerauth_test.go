@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,8 +51,27 @@ func startTestCluster(t testing.TB, n int, scheme string, tweak func(cfg *Config
 }
 
 // startLoggedTestCluster is startTestCluster with replica i logging to
-// logger(i).
+// logger(i). The peer ports are chosen free and bound only when each
+// replica starts, so another process (a parallel test package) can take
+// one in between; the cluster then starts again on new ports, at most
+// three times.
 func startLoggedTestCluster(t testing.TB, n int, scheme string, tweak func(cfg *Config), logger func(id int) *slog.Logger) *testCluster {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		c, err := tryStartTestCluster(t, n, scheme, tweak, logger)
+		if err == nil {
+			return c
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("attempt %d: %v; starting again on new ports", attempt, err)
+	}
+}
+
+// tryStartTestCluster starts the replicas once; on an error it closes the
+// ones it started and returns the error.
+func tryStartTestCluster(t testing.TB, n int, scheme string, tweak func(cfg *Config), logger func(id int) *slog.Logger) (*testCluster, error) {
 	t.Helper()
 	ports := loopbackPorts(t, n)
 	peers := make([]string, n)
@@ -68,17 +88,22 @@ func startLoggedTestCluster(t testing.TB, n int, scheme string, tweak func(cfg *
 		}
 		r, err := StartReplica(cfg, persist.NewNoop(), logger(i))
 		if err != nil {
-			t.Fatal(err)
+			for _, started := range c.replicas {
+				_ = started.Close(context.Background())
+			}
+			return nil, err
 		}
+		c.replicas = append(c.replicas, r)
+		c.clients = append(c.clients, kvv1.NewKVServiceProtobufClient("http://"+r.ClientAddr(), http.DefaultClient))
+	}
+	for _, r := range c.replicas {
 		t.Cleanup(func() {
 			if err := r.Close(context.Background()); err != nil {
 				t.Error(err)
 			}
 		})
-		c.replicas = append(c.replicas, r)
-		c.clients = append(c.clients, kvv1.NewKVServiceProtobufClient("http://"+r.ClientAddr(), http.DefaultClient))
 	}
-	return c
+	return c, nil
 }
 
 // waitLeader waits until every replica knows the same leader and returns
