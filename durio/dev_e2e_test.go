@@ -17,11 +17,14 @@ import (
 )
 
 // portRange returns a first port such that port..port+n-1 are all free on
-// loopback (durio dev uses consecutive ports).
+// loopback (durio dev uses consecutive ports). It draws from 10000-32000,
+// below Linux's default ephemeral range (32768-60999), so that the
+// kernel does not hand one of them to another test's listener or
+// connection before durio dev binds it.
 func portRange(t *testing.T, n int) int {
 	t.Helper()
 	for range 50 {
-		base := 20000 + rand.IntN(40000)
+		base := 10000 + rand.IntN(22000-n)
 		var lns []net.Listener
 		ok := true
 		for i := range n {
