@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ruaft/ruaft/internal/freeport"
 )
 
 // cliResult is what one run of the durio binary printed and returned.
@@ -143,7 +145,7 @@ func TestCLIUsageErrorsExit2(t *testing.T) {
 }
 
 func TestCLIStatusExitsNonZeroWhenEveryEndpointIsDown(t *testing.T) {
-	ports := freePorts(t, 2)
+	ports := freeport.Ports(t, 2)
 	eps := "http://127.0.0.1:" + strconv.Itoa(ports[0]) + ",http://127.0.0.1:" + strconv.Itoa(ports[1])
 	r := runCLI(t, nil, "", "status", "--endpoints", eps)
 	r.expect(t, 4, "status")
@@ -218,7 +220,7 @@ func TestCLIAgainstCluster(t *testing.T) {
 	// A flag on the command line beats the environment: one dead endpoint
 	// still answers status (exit 0) because the others are up, but a list of
 	// only dead endpoints is exit 4.
-	dead := "http://127.0.0.1:" + strconv.Itoa(freePorts(t, 1)[0])
+	dead := "http://127.0.0.1:" + strconv.Itoa(freeport.Ports(t, 1)[0])
 	run(4, "", "status", "--endpoints", dead)
 
 	// Quorum lost: keep one follower. Its answer (503, no leader) must reach

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"io"
-	"math/rand/v2"
-	"net"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -14,37 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// portRange returns a first port such that port..port+n-1 are all free on
-// loopback (durio dev uses consecutive ports). It draws from 10000-32000,
-// below Linux's default ephemeral range (32768-60999), so that the
-// kernel does not hand one of them to another test's listener or
-// connection before durio dev binds it.
-func portRange(t *testing.T, n int) int {
-	t.Helper()
-	for range 50 {
-		base := 10000 + rand.IntN(22000-n)
-		var lns []net.Listener
-		ok := true
-		for i := range n {
-			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			lns = append(lns, ln)
-		}
-		for _, ln := range lns {
-			ln.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatalf("no %d consecutive free ports", n)
-	return 0
-}
+	"github.com/ruaft/ruaft/internal/freeport"
+)
 
 // devRun is a running `durio dev` with its output as lines.
 type devRun struct {
@@ -133,7 +103,7 @@ func (d *devRun) send(line string) {
 // elected, kills and starts replicas on request, restarts one that crashes,
 // and stops every replica on Ctrl-C.
 func TestDevFailover(t *testing.T) {
-	base := portRange(t, 6)
+	base := freeport.Range(t, 6)
 	d := startDev(t, "--dir", t.TempDir(), "--persister", "file", "--client-port", strconv.Itoa(base),
 		"--peer-port", strconv.Itoa(base+3), "--log-level", "info")
 	client := func(i int) string { return "http://127.0.0.1:" + strconv.Itoa(base+i) }

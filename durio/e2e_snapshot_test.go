@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ruaft/ruaft/internal/freeport"
 	"github.com/ruaft/ruaft/persist"
 	"github.com/ruaft/ruaft/persist/filestore"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
@@ -162,7 +163,7 @@ func TestE2ERefusesToStartFromUnrestorableSnapshot(t *testing.T) {
 	if err := store.Close(); err != nil {
 		t.Fatal(err)
 	}
-	ports := freePorts(t, 2)
+	ports := freeport.Ports(t, 2)
 	cmd := exec.Command(durioBin, "serve", "--id", "0",
 		"--peers", "http://127.0.0.1:"+strconv.Itoa(ports[0]),
 		"--listen-client", "127.0.0.1:"+strconv.Itoa(ports[1]),

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ruaft/ruaft/durio/client"
+	"github.com/ruaft/ruaft/internal/freeport"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
 
@@ -48,25 +48,6 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	return m.Run()
-}
-
-// freePorts returns n distinct free loopback ports.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var lns []net.Listener
-	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return ports
 }
 
 // cluster is a set of real durio processes on loopback.
@@ -136,7 +117,7 @@ func startClusterWith(t *testing.T, n int, persister, peerScheme string, args fu
 // the caller stops the others.
 func tryStartCluster(t *testing.T, n int, persister, peerScheme string, args func(i int) []string) (c *cluster, taken bool) {
 	t.Helper()
-	ports := freePorts(t, 2*n)
+	ports := freeport.Ports(t, 2*n)
 	c = &cluster{t: t, persister: persister, dir: t.TempDir(), procs: make([]*proc, n), args: args}
 	for i := range n {
 		c.peers = append(c.peers, peerScheme+"://127.0.0.1:"+strconv.Itoa(ports[i]))

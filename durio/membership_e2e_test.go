@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ruaft/ruaft/durio/client"
+	"github.com/ruaft/ruaft/internal/freeport"
 	"github.com/ruaft/ruaft/kvraft/kvtest"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
@@ -24,7 +25,7 @@ import (
 // added with join) and returns their ids.
 func (c *cluster) reserve(n int) []int {
 	c.t.Helper()
-	ports := freePorts(c.t, 2*n)
+	ports := freeport.Ports(c.t, 2*n)
 	var ids []int
 	for i := range n {
 		ids = append(ids, len(c.procs))

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -16,27 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ruaft/ruaft/internal/freeport"
 	"github.com/ruaft/ruaft/persist"
 	"github.com/ruaft/ruaft/raft"
 	"github.com/ruaft/ruaft/raft/twirptransport"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 	raftv1 "github.com/ruaft/ruaft/rpc/raft/v1"
 )
-
-// loopbackPorts returns n distinct free ports on 127.0.0.1.
-func loopbackPorts(t testing.TB, n int) []int {
-	t.Helper()
-	ports := make([]int, n)
-	for i := range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
-	}
-	return ports
-}
 
 // testCluster is n in-process replicas on loopback with noop stores.
 type testCluster struct {
@@ -73,7 +58,7 @@ func startLoggedTestCluster(t testing.TB, n int, scheme string, tweak func(cfg *
 // ones it started and returns the error.
 func tryStartTestCluster(t testing.TB, n int, scheme string, tweak func(cfg *Config), logger func(id int) *slog.Logger) (*testCluster, error) {
 	t.Helper()
-	ports := loopbackPorts(t, n)
+	ports := freeport.Ports(t, n)
 	peers := make([]string, n)
 	for i, p := range ports {
 		peers[i] = scheme + "://127.0.0.1:" + strconv.Itoa(p)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ruaft/ruaft/durio/backup"
 	"github.com/ruaft/ruaft/durio/client"
+	"github.com/ruaft/ruaft/internal/freeport"
 )
 
 // Backup under load, restore into a fresh 3-replica cluster: every write
@@ -82,7 +83,7 @@ func TestSnapshotSaveUnderLoadRestoreIntoNewCluster(t *testing.T) {
 
 	// Seed three empty data folders and start a new cluster on them.
 	dst := &cluster{t: t, persister: "file", dir: t.TempDir(), procs: make([]*proc, 3)}
-	ports := freePorts(t, 6)
+	ports := freeport.Ports(t, 6)
 	for i := range 3 {
 		dst.peers = append(dst.peers, "http://127.0.0.1:"+strconv.Itoa(ports[i]))
 		dst.clients = append(dst.clients, "http://127.0.0.1:"+strconv.Itoa(ports[3+i]))
