@@ -42,9 +42,11 @@ type SnapshotReader interface {
 	// read returns the pinned snapshot, which the caller owns, and frees
 	// what OpenSnapshot pinned. WriteAppend, WriteSnapshot and Release may
 	// run before or during read: it must still return the pinned snapshot
-	// whole, never a later one or a mix of two. A failed OpenSnapshot pins
+	// whole, never a later one or a mix of two. read stops early with ctx's
+	// error once ctx ends (checked before each piece it reads, the first
+	// included), and frees the pin all the same. A failed OpenSnapshot pins
 	// nothing.
-	OpenSnapshot() (read func() (Snapshot, error), err error)
+	OpenSnapshot() (read func(ctx context.Context) (Snapshot, error), err error)
 }
 
 // Base implements the Store methods over a Backend, with the bookkeeping
@@ -167,7 +169,7 @@ func (s *Base) CanLoadSnapshot() bool {
 // LoadSnapshot implements SnapshotLoader. It holds mu only to pin the
 // stored snapshot (SnapshotReader.OpenSnapshot), and reads it after
 // releasing mu; a failed read does not fail the store (nothing was
-// written).
+// written). A ctx that ends during the read stops it, with ctx's error.
 func (s *Base) LoadSnapshot(ctx context.Context) (Snapshot, error) {
 	read, err := s.openSnapshot(ctx)
 	if err != nil {
@@ -176,10 +178,10 @@ func (s *Base) LoadSnapshot(ctx context.Context) (Snapshot, error) {
 	if hook, ok := ctx.Value(snapshotReadHookKey{}).(func()); ok {
 		hook()
 	}
-	return read()
+	return read(ctx)
 }
 
-func (s *Base) openSnapshot(ctx context.Context) (func() (Snapshot, error), error) {
+func (s *Base) openSnapshot(ctx context.Context) (func(context.Context) (Snapshot, error), error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.begin(ctx); err != nil {

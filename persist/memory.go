@@ -59,11 +59,14 @@ func (b *memBackend) Reload(context.Context) (State, error) {
 // OpenSnapshot implements SnapshotReader: the stored snapshot's slices,
 // copied by read outside the locks (WriteSnapshot stores copies of its own
 // and never writes into them).
-func (b *memBackend) OpenSnapshot() (func() (Snapshot, error), error) {
+func (b *memBackend) OpenSnapshot() (func(context.Context) (Snapshot, error), error) {
 	b.mu.Lock()
 	snap := b.state.Snapshot
 	b.mu.Unlock()
-	return func() (Snapshot, error) {
+	return func(ctx context.Context) (Snapshot, error) {
+		if err := ctx.Err(); err != nil {
+			return Snapshot{}, err
+		}
 		snap.Data = slices.Clone(snap.Data)
 		snap.Config = slices.Clone(snap.Config)
 		return snap, nil

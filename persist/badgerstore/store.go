@@ -402,7 +402,7 @@ func (s *backend) read(cleanup bool) (persist.State, error) {
 			st.HardState = persist.HardState{Term: binary.LittleEndian.Uint64(v),
 				VotedFor: int(int64(binary.LittleEndian.Uint64(v[8:]))), Commit: binary.LittleEndian.Uint64(v[16:])}
 		}
-		if st.Snapshot, meta, err = readSnapshot(txn, &stale); err != nil {
+		if st.Snapshot, meta, err = readSnapshot(context.Background(), txn, &stale); err != nil {
 			return err
 		}
 
@@ -848,8 +848,9 @@ func (s *backend) closeDB() error {
 
 // readSnapshot reads the snapshot in txn and its metadata; stale, if not
 // nil, collects the keys of chunks of other generations (leftovers of an
-// interrupted SaveSnapshot).
-func readSnapshot(txn *badger.Txn, stale *[][]byte) (persist.Snapshot, snapMeta, error) {
+// interrupted SaveSnapshot). It stops with ctx's error once ctx ends
+// (checked before each chunk).
+func readSnapshot(ctx context.Context, txn *badger.Txn, stale *[][]byte) (persist.Snapshot, snapMeta, error) {
 	var meta snapMeta
 	v, err := getValue(txn, keySnapMeta, -snapMetaBytes)
 	if err != nil {
@@ -880,6 +881,9 @@ func readSnapshot(txn *badger.Txn, stale *[][]byte) (persist.Snapshot, snapMeta,
 			}
 			continue
 		}
+		if err := ctx.Err(); err != nil {
+			return snap, meta, err
+		}
 		if n := binary.BigEndian.Uint64(k[9:]); n != next {
 			return snap, meta, fmt.Errorf("%w: badger key %x: snapshot chunk %d missing", persist.ErrCorrupt, k, next)
 		}
@@ -909,13 +913,13 @@ func readSnapshot(txn *badger.Txn, stale *[][]byte) (persist.Snapshot, snapMeta,
 // the transaction's timestamp). read holds dbMu shared, so that the
 // database is not closed under it (Close waits for it; reopenForGC does
 // not collect while a read runs).
-func (s *backend) OpenSnapshot() (func() (persist.Snapshot, error), error) {
+func (s *backend) OpenSnapshot() (func(context.Context) (persist.Snapshot, error), error) {
 	s.dbMu.RLock()
 	txn := s.db.NewTransaction(false)
-	return func() (persist.Snapshot, error) {
+	return func(ctx context.Context) (persist.Snapshot, error) {
 		defer s.dbMu.RUnlock()
 		defer txn.Discard()
-		snap, _, err := readSnapshot(txn, nil)
+		snap, _, err := readSnapshot(ctx, txn, nil)
 		if err != nil {
 			return persist.Snapshot{}, wrap("read snapshot", err)
 		}

@@ -195,18 +195,17 @@ func snapshotFrom(name string, buf []byte) (snapMeta, persist.Snapshot, error) {
 // renames it over the name, and nothing else removes or truncates it while
 // the store is open, so a read that runs during a SaveSnapshot, a
 // compaction or Close still reads the snapshot it opened, whole.
-func (s *files) OpenSnapshot() (func() (persist.Snapshot, error), error) {
+func (s *files) OpenSnapshot() (func(context.Context) (persist.Snapshot, error), error) {
 	name := join(s.dir, snapshotFile)
 	f, err := s.fs.Open(name)
 	switch {
 	case isNotExist(err):
-		return func() (persist.Snapshot, error) { return persist.Snapshot{}, nil }, nil
+		return func(ctx context.Context) (persist.Snapshot, error) { return persist.Snapshot{}, ctx.Err() }, nil
 	case err != nil:
 		return nil, fmt.Errorf("filestore: open snapshot: %w", err)
 	}
-	return func() (persist.Snapshot, error) {
-		buf := make([]byte, f.Size())
-		_, err := f.ReadAt(buf, 0)
+	return func(ctx context.Context) (persist.Snapshot, error) {
+		buf, err := readAllCtx(ctx, f)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -216,6 +215,27 @@ func (s *files) OpenSnapshot() (func() (persist.Snapshot, error), error) {
 		_, snap, err := snapshotFrom(name, buf)
 		return snap, err
 	}, nil
+}
+
+// snapReadPiece is how much of the snapshot file readAllCtx reads between
+// two looks at its context.
+const snapReadPiece = 1 << 20
+
+// readAllCtx reads f whole, a piece at a time, and stops with ctx's error
+// once ctx ends (checked before each piece, the first included).
+func readAllCtx(ctx context.Context, f Reader) ([]byte, error) {
+	buf := make([]byte, f.Size())
+	for off := 0; ; off += snapReadPiece {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if off >= len(buf) {
+			return buf, nil
+		}
+		if _, err := f.ReadAt(buf[off:min(off+snapReadPiece, len(buf))], int64(off)); err != nil {
+			return nil, err
+		}
+	}
 }
 
 // recover reads the folder. With repair it deletes leftovers (a temporary

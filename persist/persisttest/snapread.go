@@ -209,3 +209,71 @@ func testSnapshotReadRace(t *testing.T, h *harness) {
 	}
 	h.check()
 }
+
+// testCanceledSnapshotRead: a read whose context ends while it is in
+// progress (the snapshot pinned, nothing read yet) stops with the
+// context's error, frees what it pinned (Close does not wait for it), and
+// leaves the store usable: writes go on and the next read returns the
+// snapshot stored since, whole.
+func testCanceledSnapshotRead(t *testing.T, h *harness) {
+	l := h.loader()
+	h.mustAppend(hs(1, 0, 0), Entries(1, 8, 1))
+	h.mustSnapshot(snapOf(5))
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	held := false
+	got, err := l.LoadSnapshot(persist.WithSnapshotReadHook(rctx, func() {
+		held = true
+		cancel()
+	}))
+	if !held {
+		t.Fatal("LoadSnapshot did not call the read hook")
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("LoadSnapshot canceled during the read: %v (snapshot %d), want context.Canceled", err, got.Index)
+	}
+	h.mustAppend(hs(1, 0, 8), Entries(9, 10, 1))
+	h.mustSnapshot(snapOf(9))
+	got, err = l.LoadSnapshot(ctx)
+	if err != nil {
+		t.Fatalf("LoadSnapshot after a canceled read: %v", err)
+	}
+	if d := sameSnapshot(got); got.Index != 9 || d != "" {
+		t.Fatalf("read snapshot %d after a canceled read, want 9 whole: %s", got.Index, d)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- h.st.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case <-time.After(waitBound):
+		t.Fatalf("Close still waiting %v after a canceled read: the read kept its pin", waitBound)
+	}
+	h.reopen()
+	h.check()
+}
+
+// testSnapshotReadContextEnded: a read asked with a context that has
+// already ended returns an error and no snapshot, in this process or
+// through a plugin, and the store goes on serving reads and writes.
+func testSnapshotReadContextEnded(t *testing.T, h *harness) {
+	l := h.loader()
+	h.mustAppend(hs(1, 0, 0), Entries(1, 4, 1))
+	h.mustSnapshot(snapOf(3))
+	dead, cancel := context.WithCancel(ctx)
+	cancel()
+	if got, err := l.LoadSnapshot(dead); err == nil {
+		t.Fatalf("LoadSnapshot with an ended context returned snapshot %d and no error", got.Index)
+	}
+	h.mustAppend(hs(1, 0, 4), Entries(5, 6, 1))
+	got, err := l.LoadSnapshot(ctx)
+	if err != nil {
+		t.Fatalf("LoadSnapshot after one with an ended context: %v", err)
+	}
+	if d := sameSnapshot(got); got.Index != 3 || d != "" {
+		t.Fatalf("read snapshot %d, want 3 whole: %s", got.Index, d)
+	}
+	h.check()
+}

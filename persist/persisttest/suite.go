@@ -71,6 +71,8 @@ func Run(t *testing.T, f Factory) {
 		{name: "WritesDuringSnapshotRead", run: testWritesDuringSnapshotRead, local: true},
 		{name: "CloseDuringSnapshotRead", run: testCloseDuringSnapshotRead, local: true},
 		{name: "SnapshotReadRace", run: testSnapshotReadRace},
+		{name: "CanceledSnapshotRead", run: testCanceledSnapshotRead, local: true},
+		{name: "SnapshotReadContextEnded", run: testSnapshotReadContextEnded},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
