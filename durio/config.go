@@ -87,6 +87,13 @@ type Config struct {
 	// PeerTokenFile names a file holding PeerToken (surrounding whitespace
 	// ignored); an alternative that keeps the secret out of process lists.
 	PeerTokenFile string `yaml:"peer-token-file"`
+	// ClusterToken, given when a cluster is bootstrapped with Peers, goes
+	// into the cluster id with the peer URLs (as etcd's
+	// --initial-cluster-token), so that two clusters bootstrapped with the
+	// same peer URLs have different ids and refuse each other's peer RPCs.
+	// Every bootstrap replica must be given the same one; it is read only
+	// on the first start (the id is recorded in the data folder).
+	ClusterToken string `yaml:"cluster-token"`
 	// TLSCert and TLSKey are PEM files; when set, the client listener serves
 	// HTTPS.
 	TLSCert string `yaml:"tls-cert"`
@@ -236,6 +243,9 @@ func configErr(field, format string, args ...any) error {
 // MaxReplicaID is the largest replica id.
 const MaxReplicaID = 1<<20 - 1
 
+// maxClusterTokenBytes bounds --cluster-token.
+const maxClusterTokenBytes = 256
+
 // Validate checks the configuration and fills PeerURL, ClientURL and
 // ListenPeer from the other fields. Its errors name the field (as the flag
 // and YAML key) at fault.
@@ -297,6 +307,17 @@ func (c *Config) Validate() error {
 			return configErr("peer-token-file", "%s is empty", c.PeerTokenFile)
 		}
 		c.PeerTokenFile = ""
+	}
+	if len(c.ClusterToken) > maxClusterTokenBytes {
+		return configErr("cluster-token", "%d bytes, at most %d", len(c.ClusterToken), maxClusterTokenBytes)
+	}
+	for _, r := range c.ClusterToken {
+		if r < 0x21 || r > 0x7e {
+			return configErr("cluster-token", "%q: only printable ASCII without spaces", c.ClusterToken)
+		}
+	}
+	if c.ClusterToken != "" && len(c.Join) != 0 {
+		return configErr("cluster-token", "applies only when bootstrapping with peers: a joining replica takes the cluster's id")
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return configErr("tls-cert", "tls-cert and tls-key must be given together")
@@ -547,6 +568,7 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 		logLevel  = fs.String("log-level", "", "debug, info, warn or error (default info)")
 		token     = fs.String("peer-token", "", "shared `secret` every peer RPC must carry")
 		tokenFile = fs.String("peer-token-file", "", "`file` holding the peer token")
+		clToken   = fs.String("cluster-token", "", "bootstrap only: a `name` mixed into the new cluster's id, so that clusters with the same --peers differ")
 		tlsCert   = fs.String("tls-cert", "", "PEM certificate `file`: serve the client listener over HTTPS")
 		tlsKey    = fs.String("tls-key", "", "PEM private key `file` for --tls-cert")
 		pprof     = fs.Bool("pprof", false, "serve /debug/pprof/ on the peer listener")
@@ -611,6 +633,8 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 			cfg.PeerToken = *token
 		case "peer-token-file":
 			cfg.PeerTokenFile = *tokenFile
+		case "cluster-token":
+			cfg.ClusterToken = *clToken
 		case "tls-cert":
 			cfg.TLSCert = *tlsCert
 		case "tls-key":

@@ -106,6 +106,10 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--tls-cert", "c.pem"}, "tls-cert"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--peer-token-file", "/nonexistent/token"}, "peer-token-file"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--peer-token", "a", "--peer-token-file", "f"}, "peer-token-file"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--cluster-token", "two words"}, "cluster-token"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--cluster-token", strings.Repeat("x", 257)}, "cluster-token"},
+		{[]string{"--join", "http://127.0.0.1:8001", "--id", "5", "--peer-url", "http://127.0.0.1:7009", "--listen-client", "127.0.0.1:8009",
+			"--cluster-token", "prod"}, "cluster-token"},
 	}
 	for _, c := range cases {
 		_, err := ParseServeFlags(c.args)

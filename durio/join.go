@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/twitchtv/twirp"
@@ -56,15 +57,49 @@ const joinTimeout = time.Minute
 const joinRetry = 300 * time.Millisecond
 
 // bootstrapClusterID names a cluster bootstrapped with --peers: a digest of
-// its first members, which every one of them computes alike. Two clusters
-// bootstrapped with the very same peer URLs share it.
+// its first members and --cluster-token, which every one of them computes
+// alike. Two clusters bootstrapped with the very same peer URLs and no
+// token (or the same one) share it. Without a token the digest is the one
+// of versions before the token, so existing clusters keep their ids.
 func bootstrapClusterID(cfg Config) string {
 	h := sha256.New()
 	h.Write([]byte("durio-cluster\n"))
 	for _, m := range bootstrapMembers(cfg) {
 		fmt.Fprintf(h, "%d %s\n", m.ID, decodeAddr(m.Addr).Peer)
 	}
+	if cfg.ClusterToken != "" {
+		fmt.Fprintf(h, "token %s\n", cfg.ClusterToken)
+	}
 	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// clusterHeader carries the sender's cluster id on every peer request and
+// on the peer stream's upgrade (see requireCluster).
+const clusterHeader = "Durio-Cluster"
+
+// requireCluster answers 412 (a Twirp "failed_precondition" error) to a
+// peer request that names another cluster in clusterHeader, before reading
+// its body: a replica of another cluster (one bootstrapped with the same
+// peer URLs, or pointed here by mistake) must not drive this one's raft. A
+// request without the header is served: a replica from before the header,
+// during a rolling upgrade, or an operator's tool (pprof). It logs a
+// refusal at most once a minute.
+func requireCluster(id string, logger *slog.Logger, next http.Handler) http.Handler {
+	var lastLog atomic.Int64
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := r.Header.Get(clusterHeader)
+		if got == "" || got == id {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if now := time.Now().UnixNano(); now-lastLog.Load() > int64(time.Minute) {
+			lastLog.Store(now)
+			logger.Warn("refused a peer request from another cluster", "cluster_id", id, "caller_cluster_id", got[:min(len(got), 64)],
+				"remote", r.RemoteAddr, "path", r.URL.Path)
+		}
+		w.Header().Set("Connection", "close")
+		_ = twirp.WriteError(w, twirp.NewError(twirp.FailedPrecondition, "this replica belongs to cluster "+id+", the caller to another"))
+	})
 }
 
 // readClusterID returns the cluster id recorded in dir, or "" if none.

@@ -12,23 +12,20 @@ import (
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
 
-// newPeerHTTPClient is a pooled keep-alive HTTP client for plain-http
-// replicas (see twirptransport.NewHTTPClient).
-func newPeerHTTPClient() *http.Client { return twirptransport.NewHTTPClient(nil) }
-
 // methodWriteBatch is kv.v1.ForwardService's WriteBatch on the peer stream.
 const methodWriteBatch = "kv.v1.ForwardService/WriteBatch"
 
 // newPeerStreams is the pool of this replica's streams to its peers (nil
 // with no-peer-stream): one connection per peer carries raft's RPCs and the
 // write batches this replica forwards, with the peer listener's frame limit
-// and authentication.
-func newPeerStreams(cfg Config, clientTLS *tls.Config) *twirptransport.StreamPool {
+// and authentication, naming clusterID (requireCluster).
+func newPeerStreams(cfg Config, clientTLS *tls.Config, clusterID string) *twirptransport.StreamPool {
 	if cfg.NoPeerStream {
 		return nil
 	}
 	return twirptransport.NewStreamPool(twirptransport.StreamOptions{
 		TLS: clientTLS, Token: cfg.PeerToken, MaxFrameBytes: int(cfg.MaxPeerBodyBytes),
+		Header: http.Header{clusterHeader: {clusterID}},
 		// Below the peers' idle timeout (the same setting), so that the
 		// client side closes an idle stream and no call races a close.
 		IdleTimeout: cfg.IdleTimeout / 2,

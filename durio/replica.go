@@ -121,8 +121,9 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		r.peerLn = tls.NewListener(r.peerLn, peerServerTLS)
 	}
 
-	peerHTTP := twirptransport.WithToken(twirptransport.NewHTTPClient(peerClientTLS), cfg.PeerToken)
-	r.peerStreams = newPeerStreams(cfg, peerClientTLS)
+	peerHTTP := twirptransport.WithHeader(twirptransport.WithToken(twirptransport.NewHTTPClient(peerClientTLS), cfg.PeerToken),
+		clusterHeader, r.clusterID)
+	r.peerStreams = newPeerStreams(cfg, peerClientTLS, r.clusterID)
 	// The address book starts with the bootstrap peers (none for a replica
 	// that joins) and follows the replicated configuration once raft runs.
 	transport := twirptransport.New(cfg.ID, cfg.Peers, twirptransport.Options{HTTPClient: peerHTTP, Observe: r.metrics.observeRPC,
@@ -225,8 +226,8 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		mux.HandleFunc("GET /admin/snapshot", r.snapshotHandler)
 	}
 	// Authentication comes first, so an unauthenticated caller gets its 401
-	// before a byte of its body is read.
-	var peerHandler http.Handler = twirptransport.LimitBody(cfg.MaxPeerBodyBytes, peerMux)
+	// before a byte of its body is read; then the cluster check (412).
+	var peerHandler http.Handler = requireCluster(r.clusterID, peerLog, twirptransport.LimitBody(cfg.MaxPeerBodyBytes, peerMux))
 	if cfg.PeerToken != "" {
 		peerHandler = twirptransport.RequireToken(cfg.PeerToken, peerHandler)
 	}

@@ -28,6 +28,10 @@ type StreamOptions struct {
 	// Token, when set, is sent as "Authorization: Bearer <Token>" with the
 	// upgrade request (see RequireToken).
 	Token string
+	// Header holds more header fields for the upgrade request (the
+	// cluster id durio's peers check, say); the unary requests get theirs
+	// from the HTTP client (WithHeader).
+	Header http.Header
 	// MaxFrameBytes bounds the payload of one frame in either direction
 	// [4 MiB]. Keep it equal to the peers' limit (durio: max-peer-body).
 	MaxFrameBytes int
@@ -518,6 +522,7 @@ func (c *StreamClient) upgrade(conn net.Conn) (*link, error) {
 	if c.opts.Token != "" {
 		b.WriteString("Authorization: Bearer " + c.opts.Token + "\r\n")
 	}
+	_ = c.opts.Header.Write(&b) // never fails on a strings.Builder; drops CR and LF from values
 	b.WriteString("\r\n")
 	if _, err := io.WriteString(conn, b.String()); err != nil {
 		return nil, fmt.Errorf("%w: upgrade %s: %w", ErrStream, c.addr, err)

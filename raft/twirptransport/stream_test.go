@@ -428,6 +428,63 @@ func TestStreamRequiresToken(t *testing.T) {
 	}
 }
 
+// A header field given with StreamOptions.Header reaches the peer with the
+// stream's upgrade, and one given with WithHeader with every unary request;
+// a peer that requires it refuses a client that does not send it, on
+// either path.
+func TestExtraHeaderOnBothPaths(t *testing.T) {
+	node := newBlockNode()
+	close(node.release)
+	var refused atomic.Int64
+	p := startStreamPeer(t, node, StreamServerOptions{}, true, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Test-Cluster") != "c1" {
+				refused.Add(1)
+				w.WriteHeader(http.StatusPreconditionFailed)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	withHeader := WithHeader(NewHTTPClient(nil), "test-cluster", "c1")
+
+	pool := NewStreamPool(StreamOptions{Header: http.Header{"Test-Cluster": {"c1"}}})
+	defer pool.Close()
+	streamed := New(0, []string{"", p.srv.URL}, Options{HTTPClient: withHeader, Stream: pool})
+	defer streamed.Close()
+	if _, err := streamed.AppendEntries(ctx, 1, &raft.AppendEntriesRequest{}); err != nil {
+		t.Fatalf("over the stream, with the header: %v", err)
+	}
+	if p.upgrades.Load() != 1 || p.twirps.Load() != 0 {
+		t.Fatalf("%d upgrades and %d Twirp requests, want 1 and 0", p.upgrades.Load(), p.twirps.Load())
+	}
+	unary := New(0, []string{"", p.srv.URL}, Options{HTTPClient: withHeader, DisableStream: true})
+	defer unary.Close()
+	if _, err := unary.AppendEntries(ctx, 1, &raft.AppendEntriesRequest{}); err != nil {
+		t.Fatalf("per-request Twirp, with the header: %v", err)
+	}
+	if p.twirps.Load() != 1 || refused.Load() != 0 {
+		t.Fatalf("%d Twirp requests and %d refusals, want 1 and 0", p.twirps.Load(), refused.Load())
+	}
+
+	bareStream := New(0, []string{"", p.srv.URL}, Options{})
+	defer bareStream.Close()
+	if _, err := bareStream.AppendEntries(ctx, 1, &raft.AppendEntriesRequest{}); err == nil {
+		t.Fatal("a client without the header was served (stream, then Twirp)")
+	}
+	bareUnary := New(0, []string{"", p.srv.URL}, Options{DisableStream: true})
+	defer bareUnary.Close()
+	if _, err := bareUnary.AppendEntries(ctx, 1, &raft.AppendEntriesRequest{}); err == nil {
+		t.Fatal("a client without the header was served (Twirp)")
+	}
+	if refused.Load() < 2 || p.upgrades.Load() != 1 || p.twirps.Load() != 1 {
+		t.Fatalf("%d refusals, %d upgrades, %d Twirp requests served; want at least 2, 1 and 1",
+			refused.Load(), p.upgrades.Load(), p.twirps.Load())
+	}
+}
+
 // A frame over the limit closes the connection before it is read; so does
 // a frame that does not parse; neither reaches the node.
 func TestStreamOversizedAndGarbageFramesClose(t *testing.T) {

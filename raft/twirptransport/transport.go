@@ -213,24 +213,34 @@ func WithToken(client *http.Client, token string) *http.Client {
 	if token == "" {
 		return client
 	}
+	return WithHeader(client, "Authorization", "Bearer "+token)
+}
+
+// WithHeader returns a copy of client that sets the header field name to
+// value on every request it sends (a deployment's cluster id, say, which
+// the peers check). An empty value returns client itself.
+func WithHeader(client *http.Client, name, value string) *http.Client {
+	if value == "" {
+		return client
+	}
 	c := *client
 	base := client.Transport
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	c.Transport = bearerTransport{base: base, header: "Bearer " + token}
+	c.Transport = headerTransport{base: base, name: http.CanonicalHeaderKey(name), value: value}
 	return &c
 }
 
-// bearerTransport adds the token to every request it carries.
-type bearerTransport struct {
-	base   http.RoundTripper
-	header string
+// headerTransport sets one header field on every request it carries.
+type headerTransport struct {
+	base        http.RoundTripper
+	name, value string
 }
 
-func (t bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+func (t headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", t.header)
+	r.Header.Set(t.name, t.value)
 	return t.base.RoundTrip(r)
 }
 
