@@ -26,8 +26,13 @@ func (c *core) becomeFollower(term uint64, lead int) {
 func (c *core) campaign() {
 	if !c.mayCampaign() {
 		// A learner, a removed node or one waiting to join never
-		// campaigns (but see mayCampaign's exception).
+		// campaigns (but see mayCampaign's exception). It has not heard
+		// from its leader for an election timeout, though: it stops
+		// naming it (as a pre-candidate does), so that clients and
+		// forwarding replicas do not follow a stale hint; the leader's
+		// next message names it again.
 		c.electionElapsed = c.timeout
+		c.lead = NoLeader
 		return
 	}
 	if c.term >= MaxTerm {
