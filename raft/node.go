@@ -48,7 +48,11 @@ type Node struct {
 	// guards the field only (never held across a store call).
 	sendMu  sync.Mutex
 	sending *storedSnapshot
-	logger  *slog.Logger
+	// snapReads are the store reads of a snapshot under way in the
+	// senders, each cancelled once no transfer of its snapshot is (see
+	// releaseSendingLocked); guarded by sendMu.
+	snapReads map[*snapRead]struct{}
+	logger    *slog.Logger
 
 	// ctx is cancelled by Kill; RPCs and store calls derive from it.
 	ctx    context.Context

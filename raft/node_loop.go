@@ -289,10 +289,15 @@ func (n *Node) call(m message) {
 		is  = m.is
 	)
 	if m.fromStore {
-		// Before the RPC's clock starts, and bounded by Kill only: reading
-		// a large snapshot (through a busy plugin, say) can take longer
-		// than RPCTimeout on its own, and every attempt would fail.
-		is, err = n.readChunk(n.ctx, m.is)
+		// Before the RPC's clock starts, and bounded by the transfer, not
+		// RPCTimeout: reading a large snapshot (through a busy plugin,
+		// say) can take longer than RPCTimeout on its own, and every
+		// attempt would fail. The read stops once no transfer of the
+		// snapshot is under way (leadership lost, the follower gone or
+		// caught up) or the node is killed.
+		rctx, sr := n.startSnapRead(m.is.LastIncludedIndex)
+		is, err = n.readChunk(rctx, m.is)
+		n.endSnapRead(sr)
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RPCTimeout)
 	defer cancel()
@@ -405,13 +410,55 @@ func (n *Node) wantSnapshotData() {
 // releaseSendingLocked forgets the snapshot kept for the senders once no
 // transfer of it is under way (the transfer ended early: leadership lost,
 // the follower removed or caught up otherwise), so that the node does not
-// hold data its store has. n.mu must be held.
+// hold data its store has, and stops the store reads of such snapshots.
+// n.mu must be held.
 func (n *Node) releaseSendingLocked() {
 	n.sendMu.Lock()
 	if s := n.sending; s != nil && !n.core.sendingSnapshot(s.snap.Index) {
 		n.sending = nil
 	}
+	for r := range n.snapReads {
+		if !n.core.sendingSnapshot(r.index) {
+			r.cancel()
+			delete(n.snapReads, r)
+		}
+	}
 	n.sendMu.Unlock()
+}
+
+// snapRead is a sender's store read of the snapshot at index (readChunk).
+type snapRead struct {
+	index  uint64
+	cancel context.CancelFunc
+}
+
+// startSnapRead returns the context for a store read of the snapshot at
+// index: it ends with Kill, or once no transfer of that snapshot is under
+// way (releaseSendingLocked), which may be already. endSnapRead releases it.
+func (n *Node) startSnapRead(index uint64) (context.Context, *snapRead) {
+	ctx, cancel := context.WithCancel(n.ctx)
+	r := &snapRead{index: index, cancel: cancel}
+	n.mu.Lock()
+	n.sendMu.Lock()
+	if n.core.sendingSnapshot(index) {
+		if n.snapReads == nil {
+			n.snapReads = make(map[*snapRead]struct{})
+		}
+		n.snapReads[r] = struct{}{}
+	} else {
+		cancel()
+	}
+	n.sendMu.Unlock()
+	n.mu.Unlock()
+	return ctx, r
+}
+
+// endSnapRead forgets r, whose read is over.
+func (n *Node) endSnapRead(r *snapRead) {
+	n.sendMu.Lock()
+	delete(n.snapReads, r)
+	n.sendMu.Unlock()
+	r.cancel()
 }
 
 // readChunk returns is with its chunk of data, read from the store's
