@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,4 +98,90 @@ func TestPeerPlaneRefusesOtherCluster(t *testing.T) {
 		}
 	}
 	c.checkUntouched(t, leader, term)
+}
+
+// spellPeersDifferently makes the third replica configured name the others
+// by "localhost" where the rest say "127.0.0.1": the same peers, another
+// bootstrap cluster id.
+func spellPeersDifferently() func(cfg *Config) {
+	n := 0
+	return func(cfg *Config) {
+		if n == 2 {
+			peers := make([]string, len(cfg.Peers))
+			for i, p := range cfg.Peers {
+				if i != 2 {
+					p = strings.Replace(p, "127.0.0.1", "localhost", 1)
+				}
+				peers[i] = p
+			}
+			cfg.Peers = peers
+		}
+		n++
+	}
+}
+
+// Replicas whose cluster ids an older version recorded (a cluster-id file
+// without the check-peers line) do not enforce them: a working cluster
+// whose members spelled --peers differently, so recorded different ids,
+// keeps working after the upgrade.
+func TestClusterIDRecordedBeforeTheCheckIsNotEnforced(t *testing.T) {
+	spell := spellPeersDifferently()
+	c := startTestCluster(t, 3, "http", func(cfg *Config) {
+		spell(cfg)
+		// What a version before the check wrote at the first start.
+		if err := os.WriteFile(filepath.Join(cfg.DataDir, clusterIDFile), []byte(bootstrapClusterID(*cfg)+"\n"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if c.replicas[0].clusterID == c.replicas[2].clusterID || c.replicas[0].clusterChecked || c.replicas[2].clusterChecked {
+		t.Fatalf("replicas 0 and 2 recorded %q and %q (enforced %v, %v); want two ids, neither enforced",
+			c.replicas[0].clusterID, c.replicas[2].clusterID, c.replicas[0].clusterChecked, c.replicas[2].clusterChecked)
+	}
+	leader, _ := c.waitLeader(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range c.replicas {
+		if _, err := c.clients[i].Put(ctx, &kvv1.PutRequest{Key: "k", Value: "v" + strconv.Itoa(i)}); err != nil {
+			t.Fatalf("put through replica %d: %v", i, err)
+		}
+	}
+	other := twirptransport.WithHeader(&http.Client{}, clusterHeader, "0123456789abcdef")
+	if _, err := kvv1.NewMembershipServiceProtobufClient("http://"+c.replicas[leader].PeerAddr(), other).MemberList(ctx, &kvv1.MemberListRequest{}); err != nil {
+		t.Fatalf("a request naming another cluster, at a replica whose id is not enforced: %v, want served", err)
+	}
+}
+
+// A new cluster records its id as enforced: replicas bootstrapped with
+// --peers spelled differently get different ids and refuse each other, as
+// etcd's members do, instead of forming one cluster of two ids.
+func TestClusterIDEnforcedFromTheFirstStart(t *testing.T) {
+	c := startTestCluster(t, 3, "http", spellPeersDifferently())
+	r0, r2 := c.replicas[0], c.replicas[2]
+	if r0.clusterID == r2.clusterID || !r0.clusterChecked || !r2.clusterChecked {
+		t.Fatalf("replicas 0 and 2 recorded %q and %q (enforced %v, %v); want two ids, both enforced",
+			r0.clusterID, r2.clusterID, r0.clusterChecked, r2.clusterChecked)
+	}
+	id, checked, err := readClusterID(r0.cfg.DataDir)
+	if err != nil || id != r0.clusterID || !checked {
+		t.Fatalf("replica 0's file: %q, enforced %v, %v", id, checked, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	as2 := twirptransport.WithHeader(&http.Client{}, clusterHeader, r2.clusterID)
+	_, err = kvv1.NewMembershipServiceProtobufClient("http://"+r0.PeerAddr(), as2).MemberList(ctx, &kvv1.MemberListRequest{})
+	var terr twirp.Error
+	if !errors.As(err, &terr) || terr.Code() != twirp.FailedPrecondition {
+		t.Fatalf("replica 0, asked in replica 2's cluster: %v, want failed_precondition", err)
+	}
+}
+
+func TestValidClusterID(t *testing.T) {
+	for id, want := range map[string]bool{
+		bootstrapClusterID(Config{Peers: []string{"http://a:1"}}): true, "0123456789abcdef": true,
+		"": false, "0123456789abcde": false, "0123456789ABCDEF": false, "0123456789abcdefa": false, "01234567\r\nabcdef": false,
+	} {
+		if validClusterID(id) != want {
+			t.Errorf("validClusterID(%q) = %v, want %v", id, !want, want)
+		}
+	}
 }

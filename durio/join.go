@@ -77,41 +77,82 @@ func bootstrapClusterID(cfg Config) string {
 // on the peer stream's upgrade (see requireCluster).
 const clusterHeader = "Durio-Cluster"
 
-// requireCluster answers 412 (a Twirp "failed_precondition" error) to a
-// peer request that names another cluster in clusterHeader, before reading
-// its body: a replica of another cluster (one bootstrapped with the same
-// peer URLs, or pointed here by mistake) must not drive this one's raft. A
-// request without the header is served: a replica from before the header,
-// during a rolling upgrade, or an operator's tool (pprof). It logs a
-// refusal at most once a minute.
-func requireCluster(id string, logger *slog.Logger, next http.Handler) http.Handler {
-	var lastLog atomic.Int64
+// requireCluster checks the cluster id a peer request names in
+// clusterHeader against id, before its body is read: a replica of another
+// cluster (one bootstrapped with the same peer URLs, or pointed here by
+// mistake) must not drive this one's raft. With enforce it answers such a
+// request 412 (a Twirp "failed_precondition" error); without (an id
+// recorded by a version before the check, see readClusterID) it serves it
+// and only logs. A request without the header is served: a replica from
+// before the header, during a rolling upgrade, or an operator's tool
+// (pprof). Either way it logs at most once a minute.
+func requireCluster(id string, enforce bool, logger *slog.Logger, next http.Handler) http.Handler {
+	start := time.Now()
+	var lastLog atomic.Int64 // time.Since(start) of the last log
+	lastLog.Store(-int64(time.Minute))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := r.Header.Get(clusterHeader)
 		if got == "" || got == id {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if now := time.Now().UnixNano(); now-lastLog.Load() > int64(time.Minute) {
-			lastLog.Store(now)
-			logger.Warn("refused a peer request from another cluster", "cluster_id", id, "caller_cluster_id", got[:min(len(got), 64)],
-				"remote", r.RemoteAddr, "path", r.URL.Path)
+		if now, last := int64(time.Since(start)), lastLog.Load(); now-last >= int64(time.Minute) && lastLog.CompareAndSwap(last, now) {
+			args := []any{"cluster_id", id, "caller_cluster_id", got[:min(len(got), 64)], "remote", r.RemoteAddr, "path", r.URL.Path}
+			if enforce {
+				logger.Warn("refused a peer request naming another cluster: a replica of another cluster, "+
+					"or one of this cluster bootstrapped with --peers or --cluster-token spelled differently", args...)
+			} else {
+				logger.Warn("served a peer request naming another cluster, because this replica's cluster id was recorded "+
+					"by a version that did not check it: if the caller is not a member, it is a replica of another cluster "+
+					"and must be stopped; if it is, make the members' "+clusterIDFile+" files agree", args...)
+			}
+		}
+		if !enforce {
+			next.ServeHTTP(w, r)
+			return
 		}
 		w.Header().Set("Connection", "close")
 		_ = twirp.WriteError(w, twirp.NewError(twirp.FailedPrecondition, "this replica belongs to cluster "+id+", the caller to another"))
 	})
 }
 
-// readClusterID returns the cluster id recorded in dir, or "" if none.
-func readClusterID(dir string) (string, error) {
+// clusterIDChecked is the second line of a cluster-id file written by a
+// version that checks peers' cluster ids. A file without it was written
+// before: its id was computed from that replica's own spelling of --peers,
+// which may differ between the members of a cluster that works (localhost
+// on one, 127.0.0.1 on another), so it is not enforced (requireCluster).
+const clusterIDChecked = "check-peers"
+
+// readClusterID returns the cluster id recorded in dir, or "" if none, and
+// whether it is enforced on peer requests (clusterIDChecked).
+func readClusterID(dir string) (id string, checked bool, err error) {
 	data, err := os.ReadFile(filepath.Join(dir, clusterIDFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return "", nil
+		return "", false, nil
 	}
-	return strings.TrimSpace(string(data)), err
+	lines := strings.Fields(string(data))
+	if err != nil || len(lines) == 0 {
+		return "", false, err
+	}
+	return lines[0], len(lines) > 1 && lines[1] == clusterIDChecked, nil
 }
 
-// writeClusterID records id in dir, durably.
+// validClusterID reports whether id has the form bootstrapClusterID gives
+// (16 lowercase hexadecimal digits): an id learned from the cluster goes
+// into a file and a header.
+func validClusterID(id string) bool {
+	if len(id) != 16 {
+		return false
+	}
+	for _, c := range id {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// writeClusterID records id in dir, durably, as enforced on peer requests.
 func writeClusterID(dir, id string) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
@@ -122,7 +163,7 @@ func writeClusterID(dir, id string) error {
 	if err != nil {
 		return err
 	}
-	_, err = f.WriteString(id + "\n")
+	_, err = f.WriteString(id + "\n" + clusterIDChecked + "\n")
 	if err == nil {
 		err = f.Sync()
 	}
@@ -136,14 +177,15 @@ func writeClusterID(dir, id string) error {
 }
 
 // clusterIDOf returns the cluster id of a replica started with --peers: the
-// one its data folder records, else the bootstrap digest (recorded then).
-func clusterIDOf(cfg Config) (string, error) {
-	id, err := readClusterID(cfg.DataDir)
+// one its data folder records, else the bootstrap digest (recorded then,
+// enforced); and whether it is enforced on peer requests.
+func clusterIDOf(cfg Config) (string, bool, error) {
+	id, checked, err := readClusterID(cfg.DataDir)
 	if err != nil || id != "" {
-		return id, err
+		return id, checked, err
 	}
 	id = bootstrapClusterID(cfg)
-	return id, writeClusterID(cfg.DataDir, id)
+	return id, true, writeClusterID(cfg.DataDir, id)
 }
 
 // storeEmpty reports whether store holds no raft state at all.
@@ -158,8 +200,10 @@ func storeEmpty(ctx context.Context, store persist.Store) (bool, error) {
 // joinPlan is what prepareJoin found out.
 type joinPlan struct {
 	clusterID string
-	member    bool // this id is a member already, at this peer URL
-	clients   []kvv1.MembershipService
+	// clusterChecked: the id is enforced on peer requests (readClusterID).
+	clusterChecked bool
+	member         bool // this id is a member already, at this peer URL
+	clients        []kvv1.MembershipService
 	// addrs are the members' addresses as the cluster listed them: the
 	// directory's fallback for members whose configuration entry carries
 	// none.
@@ -182,6 +226,10 @@ func prepareJoin(ctx context.Context, cfg Config, store persist.Store, hc *http.
 		return nil, fmt.Errorf("durio: join %s: %w", strings.Join(cfg.Join, ","), err)
 	}
 	plan.clusterID = list.GetClusterId()
+	if !validClusterID(plan.clusterID) {
+		return nil, fmt.Errorf("durio: join %s: the cluster answered cluster id %q, not 16 hexadecimal digits",
+			strings.Join(cfg.Join, ","), plan.clusterID[:min(len(plan.clusterID), 64)])
+	}
 	plan.addrs = make(map[int]memberAddr, len(list.GetMembers()))
 	for _, m := range list.GetMembers() {
 		plan.addrs[int(m.GetId())] = memberAddr{Peer: m.GetPeerUrl(), Client: m.GetClientUrl()}
@@ -195,10 +243,11 @@ func prepareJoin(ctx context.Context, cfg Config, store persist.Store, hc *http.
 		}
 		plan.member = true
 	}
-	local, err := readClusterID(cfg.DataDir)
+	local, checked, err := readClusterID(cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("durio: join: %w", err)
 	}
+	plan.clusterChecked = checked
 	empty, err := storeEmpty(ctx, store)
 	if err != nil {
 		return nil, fmt.Errorf("durio: join: reading the store: %w", err)
@@ -211,10 +260,11 @@ func prepareJoin(ctx context.Context, cfg Config, store persist.Store, hc *http.
 		}
 		return nil, fmt.Errorf("%w: refusing to join cluster %s with data folder %s, which holds raft state of another cluster (%s): "+
 			"move the folder aside or start with an empty --data-dir", ErrForeignDataDir, plan.clusterID, cfg.DataDir, seen)
-	case empty && local != plan.clusterID:
+	case empty && (local != plan.clusterID || !checked):
 		if err := writeClusterID(cfg.DataDir, plan.clusterID); err != nil {
 			return nil, fmt.Errorf("durio: join: %w", err)
 		}
+		plan.clusterChecked = true
 	}
 	return plan, nil
 }

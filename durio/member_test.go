@@ -91,7 +91,7 @@ func newTestMembers(t *testing.T, fake *fakeMembers) (*memberService, string) {
 		logger: discardLogger()}
 	leader := newLeaderWatch()
 	leader.set(0)
-	s := &memberService{node: fake, dir: dir, leader: leader, self: 0, timeout: time.Second, clusterID: "c1", forward: true}
+	s := &memberService{node: fake, dir: dir, leader: leader, self: 0, timeout: time.Second, clusterID: testClusterID, forward: true}
 	srv := httptest.NewServer(clientHandler(&mapKV{m: map[string]string{}}, DefaultLimits(), func(mux *http.ServeMux) {
 		ms := kvv1.NewMembershipServiceServer(s)
 		mux.Handle("POST "+ms.PathPrefix(), ms)
@@ -219,7 +219,7 @@ func TestMembershipIsProtectedAsAWrite(t *testing.T) {
 // another cluster's state, and an id a member has at another address.
 func TestJoinRefusesForeignDataDir(t *testing.T) {
 	fake := &fakeMembers{members: threeVoters()}
-	_, url := newTestMembers(t, fake) // cluster id "c1"
+	_, url := newTestMembers(t, fake) // cluster id testClusterID
 	ctx := context.Background()
 	cfg := DefaultConfig()
 	cfg.ID, cfg.Join, cfg.PeerURL, cfg.ListenClient = 4, []string{url}, "http://127.0.0.1:7004", "127.0.0.1:0"
@@ -257,18 +257,18 @@ func TestJoinRefusesForeignDataDir(t *testing.T) {
 			t.Fatal(err)
 		}
 		plan, err := prepareJoin(ctx, cfg, persist.NewMemory(), hc, discardLogger())
-		if err != nil || plan.clusterID != "c1" || plan.member {
+		if err != nil || plan.clusterID != testClusterID || plan.member {
 			t.Fatalf("got %+v, %v", plan, err)
 		}
-		if id, _ := readClusterID(cfg.DataDir); id != "c1" {
-			t.Fatalf("recorded cluster id %q, want c1", id)
+		if id, checked, _ := readClusterID(cfg.DataDir); id != testClusterID || !checked {
+			t.Fatalf("recorded cluster id %q (enforced %v), want %s enforced", id, checked, testClusterID)
 		}
 	})
 	t.Run("restart of a replica that joined", func(t *testing.T) {
 		cfg := cfg
 		cfg.DataDir = t.TempDir()
 		cfg.ID, cfg.PeerURL = 2, "http://127.0.0.1:7002"
-		if err := writeClusterID(cfg.DataDir, "c1"); err != nil {
+		if err := writeClusterID(cfg.DataDir, testClusterID); err != nil {
 			t.Fatal(err)
 		}
 		plan, err := prepareJoin(ctx, cfg, withState(t), hc, discardLogger())
@@ -405,3 +405,6 @@ func TestMembersMetrics(t *testing.T) {
 		}
 	}
 }
+
+// testClusterID is the cluster id newTestMembers' service answers.
+const testClusterID = "00000000000000c1"

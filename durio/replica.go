@@ -53,8 +53,11 @@ type Replica struct {
 	// the client listener's graceful shutdown does not wait them out.
 	endPolls context.CancelFunc
 
-	clusterID string    // names the cluster (see join.go)
-	join      *joinPlan // how this replica joins its cluster; nil if bootstrapped with --peers
+	clusterID string // names the cluster (see join.go)
+	// clusterChecked: peer requests naming another cluster are refused
+	// (an id recorded by an older version is not enforced: readClusterID).
+	clusterChecked bool
+	join           *joinPlan // how this replica joins its cluster; nil if bootstrapped with --peers
 
 	closeOnce sync.Once
 	closeErr  error
@@ -94,10 +97,14 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		r.join, err = prepareJoin(ctx, cfg, store, twirptransport.NewHTTPClient(nil), logger.With("layer", "join"))
 		cancel()
 		if err == nil {
-			r.clusterID = r.join.clusterID
+			r.clusterID, r.clusterChecked = r.join.clusterID, r.join.clusterChecked
 		}
 	} else {
-		r.clusterID, err = clusterIDOf(cfg)
+		r.clusterID, r.clusterChecked, err = clusterIDOf(cfg)
+		if err == nil && cfg.ClusterToken != "" && r.clusterID != bootstrapClusterID(cfg) {
+			logger.Warn("--cluster-token does not give the cluster id this replica recorded at its first start; "+
+				"the recorded id stays (the token only names a new cluster)", "cluster_id", r.clusterID)
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -227,7 +234,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	}
 	// Authentication comes first, so an unauthenticated caller gets its 401
 	// before a byte of its body is read; then the cluster check (412).
-	var peerHandler http.Handler = requireCluster(r.clusterID, peerLog, twirptransport.LimitBody(cfg.MaxPeerBodyBytes, peerMux))
+	var peerHandler http.Handler = requireCluster(r.clusterID, r.clusterChecked, peerLog, twirptransport.LimitBody(cfg.MaxPeerBodyBytes, peerMux))
 	if cfg.PeerToken != "" {
 		peerHandler = twirptransport.RequireToken(cfg.PeerToken, peerHandler)
 	}
