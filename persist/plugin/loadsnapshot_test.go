@@ -181,3 +181,71 @@ func TestLoadMoreThanAnnounced(t *testing.T) {
 		srv.Stop()
 	}
 }
+
+// blockingLoader is a store whose LoadSnapshot waits for its context to
+// end (a large snapshot being read), and says when it started and ended.
+type blockingLoader struct {
+	*persist.Memory
+	started, stopped chan struct{}
+}
+
+func (s blockingLoader) LoadSnapshot(ctx context.Context) (persist.Snapshot, error) {
+	close(s.started)
+	<-ctx.Done()
+	close(s.stopped)
+	return persist.Snapshot{}, ctx.Err()
+}
+
+// TestLoadSnapshotCancelReachesPluginStore: a host that gives up a
+// LoadSnapshot (its context ends) stops the plugin's store read too: the
+// plugin passes the stream's context to the store, and the host's call
+// returns at once with an error, not a failed store.
+func TestLoadSnapshotCancelReachesPluginStore(t *testing.T) {
+	st := blockingLoader{Memory: persist.NewMemory(), started: make(chan struct{}), stopped: make(chan struct{})}
+	lis := bufconn.Listen(1 << 20)
+	srv := grpc.NewServer()
+	persistv1.RegisterPersisterServiceServer(srv, &server{open: func(Params) (persist.Store, string, error) { return st, "blocking", nil }})
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+	conn, err := grpc.NewClient("passthrough:///blocking", grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := &Client{rpc: persistv1.NewPersisterServiceClient(conn)}
+	if err := c.OpenStore(context.Background(), Params{}); err != nil {
+		t.Fatal(err)
+	}
+	if !c.CanLoadSnapshot() {
+		t.Fatal("the plugin does not announce LoadSnapshot")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.LoadSnapshot(ctx)
+		done <- err
+	}()
+	select {
+	case <-st.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the plugin's store read did not start")
+	}
+	cancel()
+	select {
+	case <-st.stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the plugin's store read went on after the host gave up")
+	}
+	select {
+	case err := <-done:
+		if err == nil || errors.Is(err, persist.ErrCorrupt) {
+			t.Fatalf("LoadSnapshot given up: %v, want an error that is not ErrCorrupt", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the host's LoadSnapshot did not return after its context ended")
+	}
+	if !c.CanLoadSnapshot() { // a canceled read says nothing about the plugin
+		t.Fatal("a canceled LoadSnapshot turned CanLoadSnapshot off")
+	}
+}
