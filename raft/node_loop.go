@@ -211,6 +211,13 @@ func (n *Node) publishLocked() {
 		n.feed.observeMembership(n.core.conf().Clone())
 	}
 	n.feed.observe(v.term, v.role, v.lead)
+	if n.feed.last.Seq != seq && v.role != Leader {
+		// Leadership lost with no message to send (a check-quorum step
+		// down): no transfer goes on, so no snapshot read either.
+		n.sendMu.Lock()
+		n.stopSnapReadsLocked()
+		n.sendMu.Unlock()
+	}
 	if n.feed.last.Seq != seq || v.transferee != n.transferee || v.confGen != n.confGen || committed != n.confCommitted {
 		n.transferee = v.transferee
 		n.confGen, n.confCommitted = v.confGen, committed
@@ -417,13 +424,19 @@ func (n *Node) releaseSendingLocked() {
 	if s := n.sending; s != nil && !n.core.sendingSnapshot(s.snap.Index) {
 		n.sending = nil
 	}
+	n.stopSnapReadsLocked()
+	n.sendMu.Unlock()
+}
+
+// stopSnapReadsLocked cancels the store reads of snapshots no transfer
+// needs any more. n.mu and sendMu must be held.
+func (n *Node) stopSnapReadsLocked() {
 	for r := range n.snapReads {
 		if !n.core.sendingSnapshot(r.index) {
 			r.cancel()
 			delete(n.snapReads, r)
 		}
 	}
-	n.sendMu.Unlock()
 }
 
 // snapRead is a sender's store read of the snapshot at index (readChunk).
