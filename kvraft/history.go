@@ -252,15 +252,18 @@ func (s *state) watch(q watchQuery, w *waiter) (watchResult, bool) {
 }
 
 // watchHub holds the watchers waiting for an event: Apply wakes those whose
-// key or prefix an event matches, Restore wakes all. Watchers of one key
-// are found by the key, so an event costs one map lookup plus a check of
-// each prefix watcher, not a check of every watcher.
+// key or prefix an event matches, Restore wakes all. Watchers are found by
+// what they watch, so an event costs one map lookup for its key plus one
+// per distinct length of the prefixes watched (the key cut to that length),
+// however many watchers wait: never a check of every watcher.
 type watchHub struct {
-	mu sync.Mutex // guards keys and prefixes; taken inside state.mu
+	mu sync.Mutex // guards the maps; taken inside state.mu
 	// keys holds the watchers of single keys, by key.
 	keys map[string]map[*waiter]struct{}
-	// prefixes holds the watchers of prefixes.
-	prefixes map[*waiter]struct{}
+	// prefixes holds the watchers of prefixes, by prefix.
+	prefixes map[string]map[*waiter]struct{}
+	// prefixLens counts the prefixes in prefixes by length in bytes.
+	prefixLens map[int]int
 }
 
 // waiter is one waiting Watch: ch is closed when it should look again.
@@ -271,7 +274,8 @@ type waiter struct {
 }
 
 func newWatchHub() watchHub {
-	return watchHub{keys: make(map[string]map[*waiter]struct{}), prefixes: make(map[*waiter]struct{})}
+	return watchHub{keys: make(map[string]map[*waiter]struct{}), prefixes: make(map[string]map[*waiter]struct{}),
+		prefixLens: make(map[int]int)}
 }
 
 func newWaiter(key string, prefix bool) *waiter {
@@ -281,14 +285,17 @@ func newWaiter(key string, prefix bool) *waiter {
 func (h *watchHub) add(w *waiter) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	index := h.keys
 	if w.prefix {
-		h.prefixes[w] = struct{}{}
-		return
+		index = h.prefixes
 	}
-	set := h.keys[w.key]
+	set := index[w.key]
 	if set == nil {
 		set = make(map[*waiter]struct{})
-		h.keys[w.key] = set
+		index[w.key] = set
+		if w.prefix {
+			h.prefixLens[len(w.key)]++
+		}
 	}
 	set[w] = struct{}{}
 }
@@ -297,23 +304,29 @@ func (h *watchHub) add(w *waiter) {
 func (h *watchHub) remove(w *waiter) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.removeLocked(w)
-}
-
-func (h *watchHub) removeLocked(w *waiter) {
+	index := h.keys
 	if w.prefix {
-		delete(h.prefixes, w)
-		return
+		index = h.prefixes
 	}
-	if set := h.keys[w.key]; set != nil {
+	if set := index[w.key]; set != nil {
 		delete(set, w)
 		if len(set) == 0 {
-			delete(h.keys, w.key)
+			h.dropLocked(index, w.key, w.prefix)
 		}
 	}
 }
 
-// notify wakes the waiters of key.
+// dropLocked forgets the watchers of key (a prefix if prefix) in index.
+func (h *watchHub) dropLocked(index map[string]map[*waiter]struct{}, key string, prefix bool) {
+	delete(index, key)
+	if prefix {
+		if h.prefixLens[len(key)]--; h.prefixLens[len(key)] == 0 {
+			delete(h.prefixLens, len(key))
+		}
+	}
+}
+
+// notify wakes the waiters of key and of every watched prefix of it.
 func (h *watchHub) notify(key string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -321,11 +334,23 @@ func (h *watchHub) notify(key string) {
 		close(w.ch)
 	}
 	delete(h.keys, key)
-	for w := range h.prefixes {
-		if strings.HasPrefix(key, w.key) {
-			close(w.ch)
-			delete(h.prefixes, w)
+	if len(h.prefixLens) == 0 {
+		return
+	}
+	var woken []string // prefixLens must not change while it is ranged over
+	for n := range h.prefixLens {
+		if n > len(key) {
+			continue
 		}
+		if set, ok := h.prefixes[key[:n]]; ok {
+			for w := range set {
+				close(w.ch)
+			}
+			woken = append(woken, key[:n])
+		}
+	}
+	for _, p := range woken {
+		h.dropLocked(h.prefixes, p, true)
 	}
 }
 
@@ -338,8 +363,11 @@ func (h *watchHub) notifyAll() {
 			close(w.ch)
 		}
 	}
-	for w := range h.prefixes {
-		close(w.ch)
+	for _, set := range h.prefixes {
+		for w := range set {
+			close(w.ch)
+		}
 	}
-	h.keys, h.prefixes = make(map[string]map[*waiter]struct{}), make(map[*waiter]struct{})
+	fresh := newWatchHub()
+	h.keys, h.prefixes, h.prefixLens = fresh.keys, fresh.prefixes, fresh.prefixLens
 }

@@ -466,8 +466,67 @@ func TestWatchHub(t *testing.T) {
 	}
 	h.remove(a1) // after it was woken: harmless
 	h.notifyAll()
-	if !woken(b) || woken(a2) || len(h.keys) != 0 || len(h.prefixes) != 0 {
+	if !woken(b) || woken(a2) || len(h.keys) != 0 || len(h.prefixes) != 0 || len(h.prefixLens) != 0 {
 		t.Fatal("notifyAll left waiters")
+	}
+}
+
+// TestWatchHubPrefixIndex: prefix watchers are found by the prefixes of the
+// changed key, whatever their number: each is woken exactly when the key
+// starts with its prefix, prefixes of equal length do not wake each other,
+// and the index keeps no empty entries once its watchers are woken or gone.
+func TestWatchHubPrefixIndex(t *testing.T) {
+	h := newWatchHub()
+	woken := func(w *waiter) bool {
+		select {
+		case <-w.ch:
+			return true
+		default:
+			return false
+		}
+	}
+	var users, user1, usa, orders []*waiter
+	for range 100 {
+		u, u1, us, o := newWaiter("user/", true), newWaiter("user/1", true), newWaiter("usa", true), newWaiter("order/", true)
+		users, user1, usa, orders = append(users, u), append(user1, u1), append(usa, us), append(orders, o)
+		for _, w := range []*waiter{u, u1, us, o} {
+			h.add(w)
+		}
+	}
+	gone := newWaiter("user/", true)
+	h.add(gone)
+	h.remove(gone)
+	if len(h.prefixes) != 4 || h.prefixLens[5] != 1 || h.prefixLens[6] != 2 || h.prefixLens[3] != 1 {
+		t.Fatalf("index: %d prefixes, lengths %v", len(h.prefixes), h.prefixLens)
+	}
+	h.notify("user/2")
+	for i := range 100 {
+		if !woken(users[i]) || woken(user1[i]) || woken(usa[i]) || woken(orders[i]) {
+			t.Fatalf("notify(user/2): watcher %d: user/ %v, user/1 %v, usa %v, order/ %v; want only user/",
+				i, woken(users[i]), woken(user1[i]), woken(usa[i]), woken(orders[i]))
+		}
+	}
+	if woken(gone) {
+		t.Fatal("a removed watcher was woken")
+	}
+	h.notify("user/17")
+	h.notify("us") // shorter than every prefix but one: wakes none
+	for i := range 100 {
+		if !woken(user1[i]) || woken(usa[i]) || woken(orders[i]) {
+			t.Fatalf("notify(user/17): watcher %d woken wrongly", i)
+		}
+	}
+	if _, ok := h.prefixes["user/"]; ok || len(h.prefixes) != 2 || h.prefixLens[5] != 0 || h.prefixLens[6] != 1 {
+		t.Fatalf("after waking: %d prefixes, lengths %v", len(h.prefixes), h.prefixLens)
+	}
+	for _, w := range usa {
+		h.remove(w)
+	}
+	for _, w := range orders {
+		h.remove(w)
+	}
+	if len(h.prefixes) != 0 || len(h.prefixLens) != 0 {
+		t.Fatalf("after removing every watcher: %d prefixes, lengths %v", len(h.prefixes), h.prefixLens)
 	}
 }
 
