@@ -121,9 +121,9 @@ func spellPeersDifferently() func(cfg *Config) {
 }
 
 // Replicas whose cluster ids an older version recorded (a cluster-id file
-// without the check-peers line) do not enforce them: a working cluster
-// whose members spelled --peers differently, so recorded different ids,
-// keeps working after the upgrade.
+// without the cluster-id.checked marker next to it) do not enforce them: a
+// working cluster whose members spelled --peers differently, so recorded
+// different ids, keeps working after the upgrade.
 func TestClusterIDRecordedBeforeTheCheckIsNotEnforced(t *testing.T) {
 	spell := spellPeersDifferently()
 	c := startTestCluster(t, 3, "http", func(cfg *Config) {
@@ -164,6 +164,10 @@ func TestClusterIDEnforcedFromTheFirstStart(t *testing.T) {
 	id, checked, err := readClusterID(r0.cfg.DataDir)
 	if err != nil || id != r0.clusterID || !checked {
 		t.Fatalf("replica 0's file: %q, enforced %v, %v", id, checked, err)
+	}
+	// The id file alone is what earlier versions read, after a downgrade.
+	if data, err := os.ReadFile(filepath.Join(r0.cfg.DataDir, clusterIDFile)); err != nil || string(data) != r0.clusterID+"\n" {
+		t.Fatalf("replica 0's %s holds %q, %v; want the id alone", clusterIDFile, data, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

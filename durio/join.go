@@ -116,25 +116,30 @@ func requireCluster(id string, enforce bool, logger *slog.Logger, next http.Hand
 	})
 }
 
-// clusterIDChecked is the second line of a cluster-id file written by a
-// version that checks peers' cluster ids. A file without it was written
-// before: its id was computed from that replica's own spelling of --peers,
-// which may differ between the members of a cluster that works (localhost
-// on one, 127.0.0.1 on another), so it is not enforced (requireCluster).
-const clusterIDChecked = "check-peers"
+// clusterIDCheckedFile, next to clusterIDFile, says that the recorded id
+// is enforced on peer requests (requireCluster). Versions before the check
+// wrote no such file, and computed the id from each replica's own spelling
+// of --peers, which may differ between the members of a cluster that works
+// (localhost on one, 127.0.0.1 on another): their ids are not enforced.
+// A file of its own, not a second line, so that those versions still read
+// the id file written now.
+const clusterIDCheckedFile = clusterIDFile + ".checked"
 
 // readClusterID returns the cluster id recorded in dir, or "" if none, and
-// whether it is enforced on peer requests (clusterIDChecked).
+// whether it is enforced on peer requests (clusterIDCheckedFile).
 func readClusterID(dir string) (id string, checked bool, err error) {
 	data, err := os.ReadFile(filepath.Join(dir, clusterIDFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return "", false, nil
 	}
-	lines := strings.Fields(string(data))
-	if err != nil || len(lines) == 0 {
+	if err != nil {
 		return "", false, err
 	}
-	return lines[0], len(lines) > 1 && lines[1] == clusterIDChecked, nil
+	_, err = os.Stat(filepath.Join(dir, clusterIDCheckedFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return strings.TrimSpace(string(data)), false, nil
+	}
+	return strings.TrimSpace(string(data)), err == nil, err
 }
 
 // validClusterID reports whether id has the form bootstrapClusterID gives
@@ -152,18 +157,28 @@ func validClusterID(id string) bool {
 	return true
 }
 
-// writeClusterID records id in dir, durably, as enforced on peer requests.
+// writeClusterID records id in dir, durably, as enforced on peer requests:
+// the id file, then the marker (a crash between the two leaves an id that
+// is not enforced, as before the check).
 func writeClusterID(dir, id string) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
-	path := filepath.Join(dir, clusterIDFile)
+	if err := writeFileSynced(filepath.Join(dir, clusterIDFile), id+"\n"); err != nil {
+		return err
+	}
+	return writeFileSynced(filepath.Join(dir, clusterIDCheckedFile), "the cluster id is checked on peer requests\n")
+}
+
+// writeFileSynced replaces path with data: written to a temporary name,
+// synced, then renamed over it.
+func writeFileSynced(path, data string) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
 	if err != nil {
 		return err
 	}
-	_, err = f.WriteString(id + "\n" + clusterIDChecked + "\n")
+	_, err = f.WriteString(data)
 	if err == nil {
 		err = f.Sync()
 	}
