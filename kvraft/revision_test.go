@@ -441,32 +441,34 @@ func TestOpEncodingRoundTrip(t *testing.T) {
 	}
 }
 
+// isWoken reports whether w was woken (its channel closed).
+func isWoken(w *waiter) bool {
+	select {
+	case <-w.ch:
+		return true
+	default:
+		return false
+	}
+}
+
 func TestWatchHub(t *testing.T) {
 	h := newWatchHub()
 	a1, a2, b, pre, all := newWaiter("a", false), newWaiter("a", false), newWaiter("b", false), newWaiter("a", true), newWaiter("", true)
 	for _, w := range []*waiter{a1, a2, b, pre, all} {
 		h.add(w)
 	}
-	woken := func(w *waiter) bool {
-		select {
-		case <-w.ch:
-			return true
-		default:
-			return false
-		}
-	}
 	h.remove(a2)
 	h.notify("ab")
-	if woken(a1) || woken(a2) || woken(b) || !woken(pre) || !woken(all) {
+	if isWoken(a1) || isWoken(a2) || isWoken(b) || !isWoken(pre) || !isWoken(all) {
 		t.Fatal("notify(ab) woke the wrong waiters")
 	}
 	h.notify("a")
-	if !woken(a1) || woken(a2) || woken(b) {
+	if !isWoken(a1) || isWoken(a2) || isWoken(b) {
 		t.Fatal("notify(a) woke the wrong waiters")
 	}
 	h.remove(a1) // after it was woken: harmless
 	h.notifyAll()
-	if !woken(b) || woken(a2) || len(h.keys) != 0 || len(h.prefixes) != 0 || len(h.prefixLens) != 0 {
+	if !isWoken(b) || isWoken(a2) || len(h.keys) != 0 || len(h.prefixes) != 0 || len(h.prefixLens) != 0 {
 		t.Fatal("notifyAll left waiters")
 	}
 }
@@ -477,14 +479,6 @@ func TestWatchHub(t *testing.T) {
 // and the index keeps no empty entries once its watchers are woken or gone.
 func TestWatchHubPrefixIndex(t *testing.T) {
 	h := newWatchHub()
-	woken := func(w *waiter) bool {
-		select {
-		case <-w.ch:
-			return true
-		default:
-			return false
-		}
-	}
 	var users, user1, usa, orders []*waiter
 	for range 100 {
 		u, u1, us, o := newWaiter("user/", true), newWaiter("user/1", true), newWaiter("usa", true), newWaiter("order/", true)
@@ -501,18 +495,18 @@ func TestWatchHubPrefixIndex(t *testing.T) {
 	}
 	h.notify("user/2")
 	for i := range 100 {
-		if !woken(users[i]) || woken(user1[i]) || woken(usa[i]) || woken(orders[i]) {
+		if !isWoken(users[i]) || isWoken(user1[i]) || isWoken(usa[i]) || isWoken(orders[i]) {
 			t.Fatalf("notify(user/2): watcher %d: user/ %v, user/1 %v, usa %v, order/ %v; want only user/",
-				i, woken(users[i]), woken(user1[i]), woken(usa[i]), woken(orders[i]))
+				i, isWoken(users[i]), isWoken(user1[i]), isWoken(usa[i]), isWoken(orders[i]))
 		}
 	}
-	if woken(gone) {
+	if isWoken(gone) {
 		t.Fatal("a removed watcher was woken")
 	}
 	h.notify("user/17")
 	h.notify("us") // shorter than every prefix but one: wakes none
 	for i := range 100 {
-		if !woken(user1[i]) || woken(usa[i]) || woken(orders[i]) {
+		if !isWoken(user1[i]) || isWoken(usa[i]) || isWoken(orders[i]) {
 			t.Fatalf("notify(user/17): watcher %d woken wrongly", i)
 		}
 	}

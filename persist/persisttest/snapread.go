@@ -139,14 +139,7 @@ func testCloseDuringSnapshotRead(t *testing.T, h *harness) {
 	if d := sameSnapshot(got); got.Index != 3 || d != "" {
 		t.Fatalf("read snapshot %d across Close, want 3 whole: %s", got.Index, d)
 	}
-	select {
-	case err := <-closed:
-		if err != nil {
-			t.Fatalf("Close: %v", err)
-		}
-	case <-time.After(waitBound):
-		t.Fatalf("Close still waiting %v after the read ended", waitBound)
-	}
+	h.awaitClose(closed, "after the read ended")
 	if _, err := l.LoadSnapshot(ctx); !errors.Is(err, persist.ErrClosed) {
 		t.Fatalf("LoadSnapshot after Close: %v, want ErrClosed", err)
 	}
@@ -243,14 +236,7 @@ func testCanceledSnapshotRead(t *testing.T, h *harness) {
 	}
 	closed := make(chan error, 1)
 	go func() { closed <- h.st.Close() }()
-	select {
-	case err := <-closed:
-		if err != nil {
-			t.Fatalf("Close: %v", err)
-		}
-	case <-time.After(waitBound):
-		t.Fatalf("Close still waiting %v after a canceled read: the read kept its pin", waitBound)
-	}
+	h.awaitClose(closed, "after a canceled read: the read kept its pin")
 	h.reopen()
 	h.check()
 }
@@ -276,4 +262,19 @@ func testSnapshotReadContextEnded(t *testing.T, h *harness) {
 		t.Fatalf("read snapshot %d, want 3 whole: %s", got.Index, d)
 	}
 	h.check()
+}
+
+// awaitClose waits for the result of a Close running in another goroutine
+// (closed), failing the test if it fails or is still waiting after
+// waitBound; when says what it should not have waited for.
+func (h *harness) awaitClose(closed <-chan error, when string) {
+	h.t.Helper()
+	select {
+	case err := <-closed:
+		if err != nil {
+			h.t.Fatalf("Close: %v", err)
+		}
+	case <-time.After(waitBound):
+		h.t.Fatalf("Close still waiting %v %s", waitBound, when)
+	}
 }

@@ -132,24 +132,10 @@ func (p endlessPlugin) Load(_ *persistv1.LoadRequest, stream grpc.ServerStreamin
 // being read to its end (a raft sender waits for the load with no timeout
 // but Kill).
 func TestLoadSnapshotMoreThanAnnounced(t *testing.T) {
-	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
-	persistv1.RegisterPersisterServiceServer(srv, endlessPlugin{oldPlugin: oldPlugin{claim: true}})
-	go func() { _ = srv.Serve(lis) }()
-	defer srv.Stop()
-	conn, err := grpc.NewClient("passthrough:///endless", grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	c := &Client{rpc: persistv1.NewPersisterServiceClient(conn)}
-	if err := c.OpenStore(context.Background(), Params{}); err != nil {
-		t.Fatal(err)
-	}
+	c := openOverBufconn(t, endlessPlugin{oldPlugin: oldPlugin{claim: true}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = c.LoadSnapshot(ctx)
+	_, err := c.LoadSnapshot(ctx)
 	if err == nil || ctx.Err() != nil {
 		t.Fatalf("LoadSnapshot of an endless stream = %v (context: %v), want an error before the context ends", err, ctx.Err())
 	}
@@ -202,21 +188,7 @@ func (s blockingLoader) LoadSnapshot(ctx context.Context) (persist.Snapshot, err
 // returns at once with an error, not a failed store.
 func TestLoadSnapshotCancelReachesPluginStore(t *testing.T) {
 	st := blockingLoader{Memory: persist.NewMemory(), started: make(chan struct{}), stopped: make(chan struct{})}
-	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
-	persistv1.RegisterPersisterServiceServer(srv, &server{open: func(Params) (persist.Store, string, error) { return st, "blocking", nil }})
-	go func() { _ = srv.Serve(lis) }()
-	defer srv.Stop()
-	conn, err := grpc.NewClient("passthrough:///blocking", grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	c := &Client{rpc: persistv1.NewPersisterServiceClient(conn)}
-	if err := c.OpenStore(context.Background(), Params{}); err != nil {
-		t.Fatal(err)
-	}
+	c := openOverBufconn(t, &server{open: func(Params) (persist.Store, string, error) { return st, "blocking", nil }})
 	if !c.CanLoadSnapshot() {
 		t.Fatal("the plugin does not announce LoadSnapshot")
 	}
@@ -248,4 +220,26 @@ func TestLoadSnapshotCancelReachesPluginStore(t *testing.T) {
 	if !c.CanLoadSnapshot() { // a canceled read says nothing about the plugin
 		t.Fatal("a canceled LoadSnapshot turned CanLoadSnapshot off")
 	}
+}
+
+// openOverBufconn serves impl over an in-memory gRPC connection and returns
+// a host Client of it with its store open; both end with the test.
+func openOverBufconn(t *testing.T, impl persistv1.PersisterServiceServer) *Client {
+	t.Helper()
+	lis := bufconn.Listen(1 << 20)
+	srv := grpc.NewServer()
+	persistv1.RegisterPersisterServiceServer(srv, impl)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient("passthrough:///bufconn", grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	c := &Client{rpc: persistv1.NewPersisterServiceClient(conn)}
+	if err := c.OpenStore(context.Background(), Params{}); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
