@@ -311,18 +311,20 @@ func (h *watchHub) remove(w *waiter) {
 	if set := index[w.key]; set != nil {
 		delete(set, w)
 		if len(set) == 0 {
-			h.dropLocked(index, w.key, w.prefix)
+			if w.prefix {
+				h.dropPrefixLocked(w.key)
+			} else {
+				delete(h.keys, w.key)
+			}
 		}
 	}
 }
 
-// dropLocked forgets the watchers of key (a prefix if prefix) in index.
-func (h *watchHub) dropLocked(index map[string]map[*waiter]struct{}, key string, prefix bool) {
-	delete(index, key)
-	if prefix {
-		if h.prefixLens[len(key)]--; h.prefixLens[len(key)] == 0 {
-			delete(h.prefixLens, len(key))
-		}
+// dropPrefixLocked forgets the watchers of prefix.
+func (h *watchHub) dropPrefixLocked(prefix string) {
+	delete(h.prefixes, prefix)
+	if h.prefixLens[len(prefix)]--; h.prefixLens[len(prefix)] == 0 {
+		delete(h.prefixLens, len(prefix))
 	}
 }
 
@@ -350,7 +352,7 @@ func (h *watchHub) notify(key string) {
 		}
 	}
 	for _, p := range woken {
-		h.dropLocked(h.prefixes, p, true)
+		h.dropPrefixLocked(p)
 	}
 }
 

@@ -301,10 +301,8 @@ func (n *Node) call(m message) {
 		// say) can take longer than RPCTimeout on its own, and every
 		// attempt would fail. The read stops once no transfer of the
 		// snapshot is under way (leadership lost, the follower gone or
-		// caught up) or the node is killed.
-		rctx, sr := n.startSnapRead(m.is.LastIncludedIndex)
-		is, err = n.readChunk(rctx, m.is)
-		n.endSnapRead(sr)
+		// caught up) or the node is killed (readChunk).
+		is, err = n.readChunk(n.ctx, m.is)
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RPCTimeout)
 	defer cancel()
@@ -446,10 +444,11 @@ type snapRead struct {
 }
 
 // startSnapRead returns the context for a store read of the snapshot at
-// index: it ends with Kill, or once no transfer of that snapshot is under
-// way (releaseSendingLocked), which may be already. endSnapRead releases it.
-func (n *Node) startSnapRead(index uint64) (context.Context, *snapRead) {
-	ctx, cancel := context.WithCancel(n.ctx)
+// index: it ends with parent (Kill), or once no transfer of that snapshot
+// is under way (releaseSendingLocked), which may be already. endSnapRead
+// releases it.
+func (n *Node) startSnapRead(index uint64, parent context.Context) (context.Context, *snapRead) {
+	ctx, cancel := context.WithCancel(parent)
 	r := &snapRead{index: index, cancel: cancel}
 	n.mu.Lock()
 	n.sendMu.Lock()
@@ -490,7 +489,11 @@ func (n *Node) readChunk(ctx context.Context, is *InstallSnapshotRequest) (*Inst
 			n.wantSnapshotData()
 			return nil, errNoSnapshotData
 		}
-		snap, err := n.loader.LoadSnapshot(ctx)
+		// Only a read of the store is bound to the transfer; chunks of
+		// the snapshot read already are sent without taking n.mu.
+		rctx, sr := n.startSnapRead(is.LastIncludedIndex, ctx)
+		snap, err := n.loader.LoadSnapshot(rctx)
+		n.endSnapRead(sr)
 		if errors.Is(err, errors.ErrUnsupported) {
 			if !n.loadUnsupported.Swap(true) {
 				n.logger.Warn("raft: the store cannot read its snapshot back after all; keeping snapshot data in memory from now on",

@@ -224,6 +224,9 @@ const snapReadPiece = 1 << 20
 // readAllCtx reads f whole, a piece at a time, and stops with ctx's error
 // once ctx ends (checked before each piece, the first included).
 func readAllCtx(ctx context.Context, f Reader) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err // before allocating the whole snapshot
+	}
 	buf := make([]byte, f.Size())
 	for off := 0; ; off += snapReadPiece {
 		if err := ctx.Err(); err != nil {
