@@ -408,3 +408,23 @@ func TestMembersMetrics(t *testing.T) {
 
 // testClusterID is the cluster id newTestMembers' service answers.
 const testClusterID = "00000000000000c1"
+
+// A replica asked to join refuses a cluster id that is not what
+// bootstrapClusterID gives (a hostile or damaged answer), before it writes
+// it into its data folder or sends it in a header.
+func TestJoinRefusesMalformedClusterID(t *testing.T) {
+	for _, bad := range []string{"", "c1", "0123456789ABCDEF", "0123\r\nX-Evil: 1abc", strings.Repeat("a", 4096)} {
+		s, url := newTestMembers(t, &fakeMembers{members: threeVoters()})
+		s.clusterID = bad
+		cfg := DefaultConfig()
+		cfg.ID, cfg.Join, cfg.PeerURL, cfg.ListenClient = 4, []string{url}, "http://127.0.0.1:7004", "127.0.0.1:0"
+		cfg.DataDir = t.TempDir()
+		_, err := prepareJoin(context.Background(), cfg, persist.NewMemory(), http.DefaultClient, discardLogger())
+		if err == nil || !strings.Contains(err.Error(), "not 16 hexadecimal digits") {
+			t.Fatalf("cluster id %q: got %v, want a refusal", bad[:min(len(bad), 20)], err)
+		}
+		if _, err := os.Stat(filepath.Join(cfg.DataDir, clusterIDFile)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("cluster id %q: the data folder has a %s after the refusal (%v)", bad[:min(len(bad), 20)], clusterIDFile, err)
+		}
+	}
+}
