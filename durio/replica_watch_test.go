@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -116,5 +117,99 @@ func TestReplicaWatchLimitsAndShutdown(t *testing.T) {
 	}
 	if took := time.Since(started); took > 25*time.Second {
 		t.Fatalf("the watchers ended %v after they began: shutdown waited them out", took)
+	}
+}
+
+// A real replica's watch stream lives past the read and write timeouts,
+// delivers every change once with its revision as id, and a reconnect with
+// Last-Event-ID gets exactly the changes made while it was away.
+func TestReplicaWatchStream(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Peers = []string{"http://127.0.0.1:0"}
+	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	cfg.ReadTimeout = 500 * time.Millisecond
+	cfg.WriteTimeout = cfg.RequestTimeout + 100*time.Millisecond
+	cfg.MaxWatchWait = 200 * time.Millisecond // the heartbeat
+	r, err := StartReplica(cfg, persist.NewNoop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	base := "http://" + r.ClientAddr()
+	put := func(key, value string) uint64 {
+		t.Helper()
+		var rev uint64
+		waitUntil(t, "put "+key, func() bool {
+			resp, err := http.Post(base+"/kvstore/put", "application/json", strings.NewReader(`{"key":"`+key+`","value":"`+value+`"}`))
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			var out struct{ Revision uint64 }
+			if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&out) != nil {
+				return false
+			}
+			rev = out.Revision
+			return rev > 0
+		})
+		return rev
+	}
+	// next returns the next change on s, skipping heartbeats.
+	next := func(s *sseReader) (restEvent, string) {
+		t.Helper()
+		for {
+			m, err := s.next()
+			if err != nil {
+				t.Fatalf("reading the stream: %v", err)
+			}
+			if m.data == "" {
+				continue
+			}
+			var ev restEvent
+			if err := json.Unmarshal([]byte(m.data), &ev); err != nil {
+				t.Fatalf("data %q: %v", m.data, err)
+			}
+			return ev, m.id
+		}
+	}
+	start := put("other", "x")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	_, s := openStream(t, ctx, base+"/kvstore/watch/app/?prefix=true&index="+strconv.FormatUint(start, 10), nil)
+	rev := put("app/a", "1")
+	if ev, id := next(s); ev.Type != "put" || ev.KV.Key != "app/a" || ev.KV.Value != "1" || id != strconv.FormatUint(rev, 10) {
+		t.Fatalf("first change: %+v id %s, want app/a=1 at %d", ev, id, rev)
+	}
+	// Past both timeouts (heartbeats every 200 ms), a change still arrives.
+	for heartbeats := 0; heartbeats < 6; {
+		if m, err := s.next(); err != nil {
+			t.Fatalf("heartbeat %d: %v", heartbeats, err)
+		} else if m.data == "" {
+			heartbeats++
+		}
+	}
+	put("other", "y") // not under the prefix
+	if code, body := do(t, "DELETE", base+"/kvstore/app/a", ""); code != http.StatusOK {
+		t.Fatalf("delete: %d %v", code, body)
+	}
+	ev, lastID := next(s)
+	if ev.Type != "delete" || ev.KV.Key != "app/a" {
+		t.Fatalf("after the timeouts: %+v, want the delete of app/a", ev)
+	}
+	cancel()
+
+	// Away: two changes under the prefix. The reconnect (with the same URL,
+	// as EventSource makes it) gets exactly those.
+	r1, r2 := put("app/b", "2"), put("app/c", "3")
+	_, s = openStream(t, context.Background(), base+"/kvstore/watch/app/?prefix=true&index="+strconv.FormatUint(start, 10),
+		http.Header{"Accept": {"text/event-stream"}, "Last-Event-Id": {lastID}})
+	for _, want := range []struct {
+		key string
+		rev uint64
+	}{{"app/b", r1}, {"app/c", r2}} {
+		if ev, id := next(s); ev.KV.Key != want.key || id != strconv.FormatUint(want.rev, 10) {
+			t.Fatalf("after the reconnect: %+v id %s, want %s at %d", ev, id, want.key, want.rev)
+		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 //	GET    /kvstore/get/{key...}   -> 200 {"key","value","create_revision","mod_revision","version","lease"} | 404
 //	GET    /kvstore/list           ?prefix=&after=&limit=&revision=&keys_only= -> 200 {"kvs","more","revision"}
 //	GET    /kvstore/watch/{key...} ?prefix=&index=&wait=&limit=&prev_kv= -> 200 {"events","next_index","revision"} | 410
+//	                               (Accept: text/event-stream or ?stream=true: a stream of server-sent events)
 //	POST   /kvstore/put            {"key","value"[,condition][,"lease"|"ttl_ms"]} -> 200 {"revision"} | 409
 //	POST   /kvstore/append         {"key","value"} -> 200 {"revision"}
 //	DELETE /kvstore/{key...}       [?condition] -> 200 {"existed","revision"} | 409

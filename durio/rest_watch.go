@@ -111,9 +111,7 @@ func (h restHandler) waitEvents(ctx context.Context, req *kvv1.WatchRequest, wai
 		case err != nil:
 			return nil, err
 		case resp.GetCompacted():
-			return resp, twirp.NewError(twirp.OutOfRange, "events after revision "+
-				strconv.FormatUint(req.GetAfterRevision(), 10)+" were compacted away; read the current state and watch from its revision").
-				WithMeta("reason", "compacted").WithMeta("compact_revision", strconv.FormatUint(resp.GetCompactRevision(), 10))
+			return resp, compactedError(req.GetAfterRevision(), resp.GetCompactRevision())
 		case len(resp.GetEvents()) > 0 || req.WaitMs == 0 || !time.Now().Before(deadline):
 			return resp, nil
 		}
@@ -143,11 +141,17 @@ type restWatch struct {
 // watch answers GET /kvstore/watch/{key...}?prefix=&index=&wait=&limit=&prev_kv=:
 // every change of the key (or of the keys under it, with prefix) after
 // revision index, waiting up to wait for the first. Without index it
-// watches from the answering replica's current revision.
+// watches from the answering replica's current revision. Asked for
+// text/event-stream (or with ?stream=true) it is a stream instead
+// (watchStream).
 func (h restHandler) watch(w http.ResponseWriter, r *http.Request) {
 	p := newQueryParams(r)
 	req := &kvv1.WatchRequest{Key: r.PathValue("key"), Prefix: p.bool("prefix"), AfterRevision: p.uint("index"),
 		Limit: p.limit("limit", MaxPageKeys), PrevKv: p.bool("prev_kv")}
+	if wantsStream(r, &p) {
+		h.watchStream(w, r, &p, req)
+		return
+	}
 	wait := h.polls.capWait(p.wait("wait", h.polls.maxWait))
 	if p.err != nil {
 		writeError(w, p.err)

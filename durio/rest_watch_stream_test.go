@@ -1,0 +1,416 @@
+package durio
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twitchtv/twirp"
+
+	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
+)
+
+// sseMessage is one message of a text/event-stream as the HTML standard
+// parses it (the fields durio sends; a comment line alone is a message with
+// comment set).
+type sseMessage struct {
+	id, event, data, retry string
+	hasID, comment         bool
+}
+
+// sseReader reads the messages of a stream.
+type sseReader struct{ r *bufio.Reader }
+
+func newSSEReader(r io.Reader) *sseReader { return &sseReader{r: bufio.NewReader(r)} }
+
+// next returns the next message, or the read's error (io.EOF when the
+// server ended the stream).
+func (s *sseReader) next() (sseMessage, error) {
+	var m sseMessage
+	seen := false
+	for {
+		line, err := s.r.ReadString('\n')
+		if err != nil {
+			return m, err
+		}
+		line = strings.TrimSuffix(line, "\n")
+		if line == "" {
+			if seen {
+				return m, nil
+			}
+			continue
+		}
+		seen = true
+		field, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
+		switch field {
+		case "":
+			m.comment = true
+		case "id":
+			m.id, m.hasID = value, true
+		case "event":
+			m.event = value
+		case "data":
+			if m.data != "" {
+				m.data += "\n"
+			}
+			m.data += value
+		case "retry":
+			m.retry = value
+		default:
+			return m, errors.New("unexpected field " + field)
+		}
+	}
+}
+
+// openStream starts a watch stream and checks that it is one.
+func openStream(t *testing.T, ctx context.Context, url string, header http.Header) (*http.Response, *sseReader) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = header
+	if req.Header == nil {
+		req.Header = http.Header{"Accept": {"text/event-stream"}}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" || resp.Header.Get("Cache-Control") != "no-store" {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET %s: %d %v %s, want a stream", url, resp.StatusCode, resp.Header, body)
+	}
+	s := newSSEReader(resp.Body)
+	if m, err := s.next(); err != nil || m.retry != "1000" {
+		t.Fatalf("the stream's first message: %+v %v, want retry: 1000", m, err)
+	}
+	return resp, s
+}
+
+// streamKV scripts Watch for the stream tests: a call that may wait takes
+// its answer from feed, or answers empty at the replica's revision rev when
+// its wait passes; calls counts the calls that waited.
+type streamKV struct {
+	*scriptKV
+	feed  chan *kvv1.WatchResponse
+	rev   atomic.Uint64
+	calls atomic.Int64
+}
+
+func newStreamKV() *streamKV {
+	s := &streamKV{scriptKV: newScriptKV(), feed: make(chan *kvv1.WatchResponse)}
+	s.watch = func(ctx context.Context, req *kvv1.WatchRequest) (*kvv1.WatchResponse, error) {
+		switch req.GetKey() {
+		case "compacted":
+			return &kvv1.WatchResponse{Compacted: true, CompactRevision: 50}, nil
+		case "crowded":
+			return nil, twirp.NewError(twirp.ResourceExhausted, "too many watchers").WithMeta("reason", "too_many_watchers")
+		}
+		idle := &kvv1.WatchResponse{Header: &kvv1.ResponseHeader{Revision: s.rev.Load()},
+			NextAfterRevision: max(req.GetAfterRevision(), s.rev.Load())}
+		if req.GetWaitMs() == 0 {
+			return idle, nil
+		}
+		s.calls.Add(1)
+		select {
+		case resp := <-s.feed:
+			return resp, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(req.GetWaitMs()) * time.Millisecond):
+			idle.NextAfterRevision = max(req.GetAfterRevision(), s.rev.Load())
+			return idle, nil
+		}
+	}
+	s.status = func() (*kvv1.StatusResponse, error) { return &kvv1.StatusResponse{Revision: s.rev.Load()}, nil }
+	return s
+}
+
+// lastWatch returns the last Watch request that reached the service.
+func (s *streamKV) lastWatch(t *testing.T) *kvv1.WatchRequest {
+	t.Helper()
+	w, ok := s.last().(*kvv1.WatchRequest)
+	if !ok {
+		t.Fatalf("the last request was %v, not a Watch", s.last())
+	}
+	return w
+}
+
+// A watch asked for text/event-stream sends every change as a message whose
+// id is its revision, heartbeats that move the resume point on, and a
+// "compacted" event before it ends when the history it needs is gone.
+func TestRESTWatchStream(t *testing.T) {
+	kv := newStreamKV()
+	kv.rev.Store(5)
+	limits := DefaultLimits()
+	limits.MaxWatchWait = 200 * time.Millisecond // the heartbeat
+	u := serveScript(t, kv.scriptKV, limits)
+
+	resp, s := openStream(t, context.Background(), u+"/kvstore/watch/k?index=5&prev_kv=true", nil)
+	if resp.Header.Get(RevisionHeader) != "5" {
+		t.Fatalf("X-Durio-Revision %q, want 5", resp.Header.Get(RevisionHeader))
+	}
+	kv.feed <- &kvv1.WatchResponse{Header: &kvv1.ResponseHeader{Revision: 9}, NextAfterRevision: 9, Events: []*kvv1.Event{
+		{Type: kvv1.EventType_EVENT_TYPE_PUT, Kv: &kvv1.KeyValue{Key: "k", Value: "line1\nline2 <&>", CreateRevision: 3, ModRevision: 8, Version: 2},
+			PrevKv: &kvv1.KeyValue{Key: "k", Value: "old", CreateRevision: 3, ModRevision: 3, Version: 1}},
+		{Type: kvv1.EventType_EVENT_TYPE_DELETE, Kv: &kvv1.KeyValue{Key: "k", ModRevision: 9}},
+	}}
+	for i, want := range []struct {
+		id, typ, value string
+		prev           bool
+	}{{"8", "put", "line1\nline2 <&>", true}, {"9", "delete", "", false}} {
+		m, err := s.next()
+		if err != nil || !m.hasID || m.id != want.id || m.event != "" || strings.Contains(m.data, "\n") {
+			t.Fatalf("message %d: %+v %v, want id %s and one data line", i, m, err, want.id)
+		}
+		var ev restEvent
+		if err := json.Unmarshal([]byte(m.data), &ev); err != nil {
+			t.Fatalf("message %d: data %q: %v", i, m.data, err)
+		}
+		if ev.Type != want.typ || ev.KV == nil || ev.KV.Key != "k" || ev.KV.Value != want.value ||
+			strconv.FormatUint(ev.KV.ModRevision, 10) != want.id || (ev.PrevKV != nil) != want.prev {
+			t.Fatalf("message %d: %+v, want a %s of k at %s", i, ev, want.typ, want.id)
+		}
+		if want.prev && (ev.PrevKV.Value != "old" || ev.PrevKV.ModRevision != 3) {
+			t.Fatalf("prev_kv %+v", ev.PrevKV)
+		}
+	}
+	waitUntil(t, "the stream's next watch", func() bool { return kv.lastWatch(t).GetAfterRevision() != 5 })
+	if w := kv.lastWatch(t); w.GetAfterRevision() != 9 || !w.GetPrevKv() || w.GetKey() != "k" || w.GetWaitMs() != 200 {
+		t.Fatalf("the stream's next watch: %v, want k after 9 with prev_kv, waiting the 200ms heartbeat", w)
+	}
+
+	// Nothing matches while the replica moves on to 40: the heartbeat
+	// carries id 40, so a reconnect does not ask for history from 9; the
+	// next heartbeat, with nothing newer, is a comment.
+	kv.rev.Store(40)
+	if m, err := s.next(); err != nil || !m.hasID || m.id != "40" || m.data != "" {
+		t.Fatalf("heartbeat after the replica moved on: %+v %v, want only id 40", m, err)
+	}
+	if m, err := s.next(); err != nil || !m.comment || m.hasID || m.data != "" {
+		t.Fatalf("heartbeat with nothing new: %+v %v, want a comment", m, err)
+	}
+
+	// History compacted under a slow stream: a compacted event, then the end.
+	kv.feed <- &kvv1.WatchResponse{Compacted: true, CompactRevision: 60}
+	m, err := s.next()
+	if err != nil || m.event != "compacted" {
+		t.Fatalf("after compaction: %+v %v, want a compacted event", m, err)
+	}
+	var body struct {
+		Code string            `json:"code"`
+		Meta map[string]string `json:"meta"`
+	}
+	if err := json.Unmarshal([]byte(m.data), &body); err != nil || body.Code != "out_of_range" ||
+		body.Meta["reason"] != "compacted" || body.Meta["compact_revision"] != "60" {
+		t.Fatalf("compacted event data %q: %v", m.data, err)
+	}
+	if m, err := s.next(); err != io.EOF {
+		t.Fatalf("after the compacted event: %+v %v, want the end of the stream", m, err)
+	}
+}
+
+// How a stream is asked for, where it starts (index, Last-Event-ID, the
+// replica's revision), and the refusals answered before it starts.
+func TestRESTWatchStreamRequests(t *testing.T) {
+	kv := newStreamKV()
+	kv.rev.Store(77)
+	limits := DefaultLimits()
+	limits.MaxWatchWait = time.Minute
+	u := serveScript(t, kv.scriptKV, limits)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	for _, c := range []struct {
+		name   string
+		query  string
+		header http.Header
+		after  uint64
+	}{
+		{"no index: the replica's revision", "", nil, 77},
+		{"index", "?index=12", nil, 12},
+		{"stream=true without Accept", "?index=13&stream=true", http.Header{}, 13},
+		{"Accept with parameters, among others", "?index=14", http.Header{"Accept": {"application/json, text/event-stream;q=0.9"}}, 14},
+		{"a reconnect: Last-Event-ID past the index", "?index=12", http.Header{"Accept": {"text/event-stream"}, "Last-Event-Id": {"30"}}, 30},
+		{"Last-Event-ID before the index", "?index=12", http.Header{"Accept": {"text/event-stream"}, "Last-Event-Id": {"3"}}, 12},
+	} {
+		kv.mu.Lock()
+		n := len(kv.reqs)
+		kv.mu.Unlock()
+		rctx, rcancel := context.WithCancel(ctx)
+		openStream(t, rctx, u+"/kvstore/watch/k"+c.query, c.header)
+		// The stream's first look (which does not wait) is where it starts.
+		kv.mu.Lock()
+		first := kv.reqs[n].(*kvv1.WatchRequest)
+		kv.mu.Unlock()
+		if first.GetAfterRevision() != c.after || first.GetWaitMs() != 0 {
+			t.Errorf("%s: the stream starts after %d (wait %d ms), want after %d", c.name, first.GetAfterRevision(), first.GetWaitMs(), c.after)
+		}
+		rcancel()
+	}
+
+	// stream=false, or an Accept without event streams, is the long poll.
+	for _, h := range []http.Header{{"Accept": {"*/*"}}, {"Accept": {"text/event-stream"}}} {
+		q := "/kvstore/watch/k?index=1&wait=1ms"
+		if h.Get("Accept") == "text/event-stream" {
+			q += "&stream=false"
+		}
+		req, _ := http.NewRequest("GET", u+q, nil)
+		req.Header = h
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
+			t.Fatalf("GET %s with %v: %d %s, want the long poll's JSON", q, h, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+	}
+
+	// Refusals before the stream starts are ordinary answers.
+	for _, c := range []struct {
+		query  string
+		header http.Header
+		status int
+	}{
+		{"/kvstore/watch/compacted?index=3", nil, http.StatusGone},
+		{"/kvstore/watch/crowded?index=3", nil, http.StatusTooManyRequests},
+		{"/kvstore/watch/k?index=3&wait=10s", nil, http.StatusBadRequest},
+		{"/kvstore/watch/k?index=-3", nil, http.StatusBadRequest},
+		{"/kvstore/watch/k?stream=maybe", nil, http.StatusBadRequest},
+		{"/kvstore/watch/?index=3", nil, http.StatusBadRequest},
+		{"/kvstore/watch/k", http.Header{"Accept": {"text/event-stream"}, "Last-Event-Id": {"abc"}}, http.StatusBadRequest},
+		{"/kvstore/watch/k", http.Header{"Accept": {"text/event-stream"}, "Last-Event-Id": {"-1"}}, http.StatusBadRequest},
+		{"/kvstore/watch/k", http.Header{"Accept": {"text/event-stream"}, "Last-Event-Id": {"4", "5"}}, http.StatusBadRequest},
+	} {
+		req, _ := http.NewRequest("GET", u+c.query, nil)
+		req.Header = c.header
+		if req.Header == nil {
+			req.Header = http.Header{"Accept": {"text/event-stream"}}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var terr struct{ Code string }
+		if resp.StatusCode != c.status || json.Unmarshal(body, &terr) != nil || terr.Code == "" {
+			t.Errorf("GET %s %v: %d %s, want %d with a Twirp error body", c.query, c.header, resp.StatusCode, body, c.status)
+		}
+		if c.status == http.StatusTooManyRequests && resp.Header.Get("Retry-After") == "" {
+			t.Errorf("too many watchers without Retry-After")
+		}
+	}
+}
+
+// A stream outlives the server's write timeout, ends its watch when the
+// client leaves, ends at once when the replica starts shutting down, and
+// is cut off when its reader stops reading for the request timeout.
+func TestRESTWatchStreamLifecycle(t *testing.T) {
+	kv := newStreamKV()
+	kv.rev.Store(1)
+	limits := DefaultLimits()
+	limits.MaxWatchWait = 100 * time.Millisecond
+	limits.RequestTimeout = 200 * time.Millisecond // a stalled reader is cut off after 1.2 s
+	var stop context.CancelFunc
+	limits.stop, stop = context.WithCancel(context.Background())
+	defer stop()
+	var ended atomic.Int64
+	inner := clientHandler(kv.scriptKV, limits, nil)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inner.ServeHTTP(w, r)
+		ended.Add(1)
+	}))
+	srv.Config.WriteTimeout = 300 * time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	u := srv.URL + "/kvstore/watch/k?index=1"
+
+	// Heartbeats (every 100 ms) for twice the request timeout plus a second
+	// and eight times the server's write timeout, then a change still
+	// arrives.
+	ctx, cancel := context.WithCancel(context.Background())
+	_, s := openStream(t, ctx, u, nil)
+	for heartbeats := 0; heartbeats < 25; {
+		m, err := s.next()
+		if err != nil {
+			t.Fatalf("after %d heartbeats: %v", heartbeats, err)
+		}
+		if m.comment || m.hasID && m.data == "" {
+			heartbeats++
+		}
+	}
+	kv.feed <- &kvv1.WatchResponse{NextAfterRevision: 2, Events: []*kvv1.Event{{Kv: &kvv1.KeyValue{Key: "k", ModRevision: 2}}}}
+	for {
+		m, err := s.next()
+		if err != nil {
+			t.Fatalf("waiting for the change after the write timeout: %v", err)
+		}
+		if m.data != "" {
+			if m.id != "2" {
+				t.Fatalf("change %+v, want id 2", m)
+			}
+			break
+		}
+	}
+	// The client leaves: its handler ends.
+	before := ended.Load()
+	cancel()
+	waitUntil(t, "the stream's handler ends after its client left", func() bool { return ended.Load() > before })
+
+	// Shutdown ends a stream at once.
+	_, s = openStream(t, context.Background(), u, nil)
+	stop()
+	for {
+		if _, err := s.next(); err != nil {
+			if err != io.EOF {
+				t.Fatalf("a stream ended by shutdown: %v, want its end", err)
+			}
+			break
+		}
+	}
+
+	// A reader that stops reading: the replica fills the connection's
+	// buffers, then gives up on it after the request timeout (plus a
+	// second) instead of holding it and its watch forever.
+	limits.stop = nil
+	big := strings.Repeat("x", 256<<10)
+	var rev atomic.Uint64
+	rev.Store(1)
+	flooding := newStreamKV()
+	flooding.watch = func(ctx context.Context, req *kvv1.WatchRequest) (*kvv1.WatchResponse, error) {
+		r := rev.Add(1)
+		return &kvv1.WatchResponse{NextAfterRevision: r, Events: []*kvv1.Event{{Kv: &kvv1.KeyValue{Key: "k", Value: big, ModRevision: r}}}}, nil
+	}
+	var floodEnded atomic.Bool
+	floodInner := clientHandler(flooding.scriptKV, limits, nil)
+	srv2 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		floodInner.ServeHTTP(w, r)
+		floodEnded.Store(true)
+	}))
+	defer srv2.Close()
+	req, _ := http.NewRequest("GET", srv2.URL+"/kvstore/watch/k?index=1", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close() // never read
+	waitUntil(t, "a stream whose reader stalled is cut off", floodEnded.Load)
+	if sent := rev.Load(); sent > 2000 {
+		t.Fatalf("the replica produced %d events (%d MiB) for a reader that reads nothing", sent, sent/4)
+	}
+}
