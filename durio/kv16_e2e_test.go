@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -199,6 +200,14 @@ func (w *durioWatch) stop(t *testing.T) int {
 // while the leader is SIGKILLed and restarted under the writes, and exits 0
 // on SIGINT.
 func TestE2EWatchSurvivesLeaderKill(t *testing.T) {
+	for _, mode := range []string{"--stream=true", "--stream=false"} {
+		t.Run(mode, func(t *testing.T) { watchSurvivesLeaderKill(t, mode) })
+	}
+}
+
+// watchSurvivesLeaderKill runs TestE2EWatchSurvivesLeaderKill with a
+// `durio watch` that follows a stream (--stream=true) or long-polls.
+func watchSurvivesLeaderKill(t *testing.T, mode string) {
 	c := startCluster(t, 3, "badger")
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
@@ -213,7 +222,11 @@ func TestE2EWatchSurvivesLeaderKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := startWatch(t, c.clients, "w/", "--prefix", "--index", strconv.FormatUint(start, 10))
+	// The watcher starts at the leader, the replica killed below, so that its
+	// stream (or long poll) breaks and it resumes at another.
+	first := c.waitLeader(10 * time.Second)
+	eps := append(slices.Clone(c.clients[first:]), c.clients[:first]...)
+	w := startWatch(t, eps, "w/", "--prefix", "--index", strconv.FormatUint(start, 10), mode)
 
 	// One writer, one write at a time: each acknowledged write's revision is
 	// known; a write whose outcome stayed unknown may or may not appear.
@@ -240,10 +253,7 @@ func TestE2EWatchSurvivesLeaderKill(t *testing.T) {
 		}
 	}
 	writeN(0, 60)
-	leader := c.leader()
-	if leader < 0 {
-		t.Fatal("no leader")
-	}
+	leader := c.waitLeader(10 * time.Second)
 	c.kill(leader)
 	writeN(60, 120)
 	c.start(leader) // same data directory
@@ -294,7 +304,7 @@ func TestE2EWatchSurvivesLeaderKill(t *testing.T) {
 			t.Fatalf("watch saw %s, which was never written", key)
 		}
 	}
-	t.Logf("%d events seen, %d writes acknowledged, %d unknown, leader %d killed", len(evs), len(acked), len(unknown), leader)
+	t.Logf("%d events seen, %d writes acknowledged, %d unknown, leader %d killed, the watcher started at %d", len(evs), len(acked), len(unknown), leader, first)
 }
 
 // A key put with --ttl --keep-alive lives as long as its owner process:

@@ -40,6 +40,9 @@ type benchOptions struct {
 	// Watchers is the number of watchers of --op watch, all following one
 	// prefix (spread over the endpoints) while Clients writers put to it.
 	Watchers int
+	// Stream makes the watchers follow streams (Client.FollowStream)
+	// instead of long polls (Client.Follow).
+	Stream bool
 }
 
 // benchResult is what `durio bench` prints.
@@ -56,6 +59,8 @@ type benchResult struct {
 	P999ms    float64 `json:"p999_ms"`
 	// Op is the operation measured (put, get, mixed, list, watch).
 	Op string `json:"op"`
+	// Stream is set for --op watch with streams.
+	Stream bool `json:"stream,omitempty"`
 	// KeysPerSec is, for --op list, the keys listed per second.
 	KeysPerSec float64 `json:"keys_per_sec,omitempty"`
 	// For --op watch: the watchers, the events they received per second
@@ -89,6 +94,7 @@ func (b *benchFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&b.op, "op", "put", "put, get, mixed (see --read-ratio), list (pages of --list-limit keys) or watch (--watchers on one prefix, --clients writers)")
 	fs.IntVar(&b.o.ListLimit, "list-limit", 100, "keys per page with --op list")
 	fs.IntVar(&b.o.Watchers, "watchers", 1000, "watchers of one prefix with --op watch")
+	fs.BoolVar(&b.o.Stream, "stream", true, "with --op watch, watchers follow streams (server-sent events); false: long polls")
 	fs.Float64Var(&b.o.ReadRatio, "read-ratio", 0.9, "share of gets with --op mixed")
 	fs.BoolVar(&b.o.JSON, "json-api", false, "use Twirp's JSON encoding instead of protobuf")
 	fs.BoolVar(&b.asJSON, "json", false, "print the result as JSON")
@@ -266,9 +272,13 @@ func printBench(w io.Writer, r benchResult, asJSON bool) error {
 	}
 	switch r.Op {
 	case "watch":
-		_, err := fmt.Fprintf(w, "watchers=%d writers=%d value=%dB: %d puts in %.1fs = %.0f puts/s (p50 %.2f ms, p99 %.2f ms); "+
+		how := "long polls"
+		if r.Stream {
+			how = "streams"
+		}
+		_, err := fmt.Fprintf(w, "watchers=%d (%s) writers=%d value=%dB: %d puts in %.1fs = %.0f puts/s (p50 %.2f ms, p99 %.2f ms); "+
 			"%.0f events/s delivered; delivery p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms; %d missed, %d errors\n",
-			r.Watchers, r.Clients, r.ValueSize, r.Ops, r.Seconds, r.OpsPerSec, r.P50ms, r.P99ms, r.EventsPerSec,
+			r.Watchers, how, r.Clients, r.ValueSize, r.Ops, r.Seconds, r.OpsPerSec, r.P50ms, r.P99ms, r.EventsPerSec,
 			r.DeliveryP50ms, r.DeliveryP99ms, r.DeliveryP999ms, r.Missed, r.Errors)
 		return err
 	case "list":

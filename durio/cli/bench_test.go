@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 
@@ -41,6 +42,7 @@ func TestBenchListAndWatchModes(t *testing.T) {
 	for _, args := range [][]string{
 		{"--op", "list", "--keys", "50", "--list-limit", "20"},
 		{"--op", "watch", "--watchers", "5", "--keys", "10"},
+		{"--op", "watch", "--watchers", "5", "--keys", "10", "--stream=false"},
 	} {
 		opts, _, err := parseBenchFlags(append([]string{"--endpoints", base, "--clients", "2", "--duration", "300ms", "--warmup", "50ms"}, args...))
 		if err != nil {
@@ -56,7 +58,8 @@ func TestBenchListAndWatchModes(t *testing.T) {
 				t.Fatalf("list: implausible %+v", res)
 			}
 		case "watch":
-			if res.Ops == 0 || res.EventsPerSec <= 0 || res.Missed != 0 || res.Watchers != 5 || res.DeliveryP50ms <= 0 {
+			if res.Ops == 0 || res.EventsPerSec <= 0 || res.Missed != 0 || res.Watchers != 5 || res.DeliveryP50ms <= 0 ||
+				res.Stream != !slices.Contains(args, "--stream=false") {
 				t.Fatalf("watch: implausible %+v", res)
 			}
 		}

@@ -54,7 +54,11 @@ func runWatchBench(ctx context.Context, o benchOptions, hc *http.Client, c *clie
 				mu.Unlock()
 			}()
 			ready <- struct{}{}
-			_ = wc.Follow(wctx, prefix, true, from, func(ev client.Event) error {
+			follow := wc.Follow
+			if o.Stream {
+				follow = wc.FollowStream
+			}
+			_ = follow(wctx, prefix, true, from, func(ev client.Event) error {
 				if ev.KV.ModRevision <= lastSeen[i].Load() {
 					missed.Add(1) // repeated or out of order
 				}
@@ -151,7 +155,7 @@ func runWatchBench(ctx context.Context, o benchOptions, hc *http.Client, c *clie
 	}
 	slices.Sort(lat)
 	slices.Sort(deliveries)
-	res := benchResult{Op: "watch", Clients: o.Clients, ValueSize: o.ValueSize, Seconds: elapsed.Seconds(), Ops: len(lat),
+	res := benchResult{Op: "watch", Stream: o.Stream, Clients: o.Clients, ValueSize: o.ValueSize, Seconds: elapsed.Seconds(), Ops: len(lat),
 		Errors: errs.Load(), OpsPerSec: float64(len(lat)) / elapsed.Seconds(), P50ms: quantileMs(lat, 0.50),
 		P99ms: quantileMs(lat, 0.99), P999ms: quantileMs(lat, 0.999), Watchers: o.Watchers,
 		EventsPerSec: float64(len(deliveries)) / elapsed.Seconds(), DeliveryP50ms: quantileMs(deliveries, 0.50),

@@ -236,6 +236,7 @@ func (c *cli) watchCommand() *cobra.Command {
 	var (
 		prefix bool
 		index  uint64
+		stream bool
 	)
 	cmd := &cobra.Command{
 		Use:   "watch KEY",
@@ -246,7 +247,9 @@ it happens, in revision order: "PUT key value (revision N)" or
 after --index (a store revision, e.g. from durio get --json), or from now.
 It survives replica failures and leader changes without losing or
 repeating a change, and runs until Ctrl-C (exit 0). If the cluster no
-longer keeps the history after the revision to resume from, it exits 1.`,
+longer keeps the history after the revision to resume from, it exits 1.
+It follows one replica's stream of changes (server-sent events);
+--stream=false makes it ask with long polls (Twirp Watch) instead.`,
 		Example: `  durio watch config/db/host
   durio watch users/ --prefix --json
   durio watch jobs/ --prefix --index 1200`,
@@ -265,7 +268,11 @@ longer keeps the history after the revision to resume from, it exits 1.`,
 					return cf.explain(err)
 				}
 			}
-			err = cl.Follow(cmd.Context(), args[0], prefix, index, func(ev client.Event) error {
+			follow := cl.Follow
+			if stream {
+				follow = cl.FollowStream
+			}
+			err = follow(cmd.Context(), args[0], prefix, index, func(ev client.Event) error {
 				return printEvent(c.stdout, ev, cf.json)
 			})
 			if cmd.Context().Err() != nil {
@@ -277,6 +284,7 @@ longer keeps the history after the revision to resume from, it exits 1.`,
 	cf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&prefix, "prefix", false, "watch every key that starts with KEY")
 	cmd.Flags().Uint64Var(&index, "index", 0, "print the changes after this store `revision` (default: from now)")
+	cmd.Flags().BoolVar(&stream, "stream", true, "follow a replica's stream of changes; false: ask with long polls")
 	return cmd
 }
 

@@ -64,6 +64,11 @@ type Options struct {
 	// FollowInterval is how old the endpoints may get with FollowMembers;
 	// default DefaultFollowInterval.
 	FollowInterval time.Duration
+	// StreamIdleTimeout is how long FollowStream waits for any message on
+	// a replica's stream before it resumes at another; default
+	// DefaultStreamIdleTimeout. A replica sends at least one every 15 s
+	// (or every --max-watch-wait, if shorter).
+	StreamIdleTimeout time.Duration
 }
 
 // DefaultFollowInterval is Options.FollowInterval's default.
@@ -79,6 +84,8 @@ type Client struct {
 	json  bool
 	set   *endpointSet // the replicas, by id; Refresh replaces them
 	clerk *kvclient.Clerk
+	// streamIdle is Options.StreamIdleTimeout.
+	streamIdle time.Duration
 	// follow, with Options.FollowMembers, is the interval of the automatic
 	// refresh (the first call refreshes too); 0 when off.
 	follow time.Duration
@@ -98,7 +105,7 @@ func New(endpoints []string, opts Options) (*Client, error) {
 	if hc == nil {
 		hc = defaultHTTPClient()
 	}
-	c := &Client{hc: hc, json: opts.JSON, set: &endpointSet{}}
+	c := &Client{hc: hc, json: opts.JSON, set: &endpointSet{}, streamIdle: cmp.Or(opts.StreamIdleTimeout, DefaultStreamIdleTimeout)}
 	if opts.FollowMembers {
 		c.follow = cmp.Or(opts.FollowInterval, DefaultFollowInterval)
 	}

@@ -1,0 +1,230 @@
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ruaft/ruaft/kvraft/kvclient"
+)
+
+// DefaultStreamIdleTimeout is Options.StreamIdleTimeout's default: how
+// long FollowStream waits for any message on a stream (a replica sends a
+// heartbeat at least every 15 s) before it takes the replica for gone and
+// resumes at another.
+const DefaultStreamIdleTimeout = 40 * time.Second
+
+// maxStreamLine bounds one line of a stream: an event carries a key and a
+// value (and perhaps the previous one), JSON-escaped.
+const maxStreamLine = 64 << 20
+
+// FollowStream is Follow over a replica's watch stream (server-sent events,
+// GET /kvstore/watch/... with Accept: text/event-stream): one long-lived
+// request per replica instead of one long poll per batch of changes, which
+// costs a replica far less with many watchers. Its contract is Follow's: fn
+// sees every change of key (or under it, if prefix) after revision after,
+// once and in revision order, until ctx ends (then it returns ctx's error) or
+// fn fails (then fn's error). When a stream breaks, or a replica sends
+// nothing for Options.StreamIdleTimeout, FollowStream resumes at the next replica
+// from the last revision it delivered. If the cluster no longer keeps the
+// history after that revision, it returns an error wrapping ErrCompacted.
+func (c *Client) FollowStream(ctx context.Context, key string, prefix bool, after uint64, fn func(Event) error) error {
+	failed := 0 // streams that broke in a row without delivering anything
+	for next := 0; ; next++ {
+		eps := c.set.list()
+		ep := eps[next%len(eps)]
+		progressed, err := c.followOne(ctx, ep.url, key, prefix, &after, fn)
+		var ferr fnError
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.As(err, &ferr):
+			return ferr.err
+		case errors.Is(err, ErrCompacted), errors.Is(err, kvclient.ErrInvalid):
+			return err
+		}
+		if progressed {
+			failed = 0
+		}
+		if failed++; failed >= len(eps) {
+			// Every replica failed in turn: pause before the next round.
+			if perr := pause(ctx, time.Second); perr != nil {
+				return perr
+			}
+			failed = 0
+		}
+	}
+}
+
+// fnError carries the error of FollowStream's fn out of followOne.
+type fnError struct{ err error }
+
+func (e fnError) Error() string { return e.err.Error() }
+
+// streamEvent is an event as a stream's data carries it.
+type streamEvent struct {
+	Type   string          `json:"type"`
+	KV     streamKeyValue  `json:"kv"`
+	PrevKV *streamKeyValue `json:"prev_kv"`
+}
+
+type streamKeyValue struct {
+	Key            string `json:"key"`
+	Value          string `json:"value"`
+	CreateRevision uint64 `json:"create_revision"`
+	ModRevision    uint64 `json:"mod_revision"`
+	Version        uint64 `json:"version"`
+	Lease          uint64 `json:"lease"`
+}
+
+func (kv *streamKeyValue) keyValue() KeyValue {
+	return KeyValue{Key: kv.Key, Value: kv.Value, CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision,
+		Version: kv.Version, Lease: kv.Lease}
+}
+
+// followOne follows one replica's stream from *after, moving *after on
+// with every event delivered and every heartbeat, until the stream ends or
+// fails. progressed reports whether the replica sent an event or a
+// heartbeat (a replica that opens streams only to end them counts as
+// failed).
+func (c *Client) followOne(ctx context.Context, base, key string, prefix bool, after *uint64, fn func(Event) error) (progressed bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	q := url.Values{"index": {strconv.FormatUint(*after, 10)}}
+	if prefix {
+		q.Set("prefix", "true")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/kvstore/watch/"+url.PathEscape(key)+"?"+q.Encode(), nil)
+	if err != nil {
+		return false, fmt.Errorf("%w: %v", kvclient.ErrInvalid, err)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	// A replica that stops sending (stopped, or cut off from us) is left
+	// after StreamIdleTimeout.
+	idle := time.AfterFunc(c.streamIdle, cancel)
+	defer idle.Stop()
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		return false, streamRefusal(resp, *after)
+	}
+	r := bufio.NewReaderSize(resp.Body, 4096)
+	var id, event string
+	var data []byte
+	hasID := false
+	for {
+		line, err := readLine(r)
+		if err != nil {
+			return progressed, err
+		}
+		idle.Reset(c.streamIdle)
+		if len(line) > 0 {
+			field, value, _ := strings.Cut(string(line), ":")
+			value = strings.TrimPrefix(value, " ")
+			switch field {
+			case "id":
+				id, hasID = value, true
+			case "event":
+				event = value
+			case "data":
+				if len(data) > 0 {
+					data = append(data, '\n')
+				}
+				data = append(data, value...)
+			}
+			continue
+		}
+		// A blank line ends a message.
+		if event == "compacted" {
+			return true, fmt.Errorf("%w: events after revision %d are gone (%s)", ErrCompacted, *after, data)
+		}
+		rev, perr := strconv.ParseUint(id, 10, 64)
+		progressed = progressed || hasID
+		switch {
+		case !hasID:
+		case perr != nil:
+			return true, fmt.Errorf("durio client: a watch stream sent id %q", id)
+		case len(data) == 0:
+			*after = max(*after, rev) // a heartbeat: nothing matched up to rev
+		case rev > *after:
+			ev, err := decodeStreamEvent(data)
+			if err != nil {
+				return true, err
+			}
+			if err := fn(ev); err != nil {
+				return true, fnError{err}
+			}
+			*after = rev
+		}
+		id, event, data, hasID = "", "", data[:0], false
+	}
+}
+
+// readLine reads one line of a stream, without its line ending (LF or
+// CRLF; a replica sends LF).
+func readLine(r *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		part, err := r.ReadSlice('\n')
+		line = append(line, part...)
+		if len(line) > maxStreamLine {
+			return nil, errors.New("durio client: a watch stream line is too long")
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			if err == io.EOF && len(line) == 0 {
+				return nil, io.ErrUnexpectedEOF // a stream ends only by breaking
+			}
+			return nil, err
+		}
+		return bytes.TrimRight(line, "\r\n"), nil
+	}
+}
+
+func decodeStreamEvent(data []byte) (Event, error) {
+	var se streamEvent
+	if err := json.Unmarshal(data, &se); err != nil {
+		return Event{}, fmt.Errorf("durio client: a watch stream sent %q: %w", data, err)
+	}
+	ev := Event{Type: EventPut, KV: se.KV.keyValue()}
+	if se.Type == "delete" {
+		ev.Type = EventDelete
+	}
+	if se.PrevKV != nil {
+		prev := se.PrevKV.keyValue()
+		ev.PrevKV = &prev
+	}
+	return ev, nil
+}
+
+// streamRefusal turns an answer other than a stream into an error: 410 is
+// ErrCompacted, 400 ErrInvalid, anything else worth trying elsewhere.
+func streamRefusal(resp *http.Response, after uint64) error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var terr struct {
+		Code string `json:"code"`
+		Msg  string `json:"msg"`
+	}
+	_ = json.Unmarshal(body, &terr)
+	switch resp.StatusCode {
+	case http.StatusGone:
+		return fmt.Errorf("%w: events after revision %d are gone (%s)", ErrCompacted, after, terr.Msg)
+	case http.StatusBadRequest:
+		return fmt.Errorf("%w: %s", kvclient.ErrInvalid, terr.Msg)
+	}
+	return fmt.Errorf("durio client: watch stream: %s %s", resp.Status, terr.Msg)
+}
