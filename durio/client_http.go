@@ -216,7 +216,7 @@ func (v validated) Watch(ctx context.Context, req *kvv1.WatchRequest) (*kvv1.Wat
 	if check != nil {
 		return nil, check
 	}
-	if maxMs := uint64(v.limits.MaxWatchWait / time.Millisecond); req.GetWaitMs() > maxMs {
+	if maxMs := max(uint64(v.limits.MaxWatchWait/time.Millisecond), 1); req.GetWaitMs() > maxMs {
 		req.WaitMs = maxMs
 	}
 	resp, err := v.next.Watch(ctx, req)

@@ -456,6 +456,9 @@ func (c *Config) validateLimits() error {
 			return configErr(d.name, "%v must be positive", d.v)
 		}
 	}
+	if c.MaxWatchWait < 10*time.Millisecond {
+		return configErr("max-watch-wait", "%v must be at least 10ms, or watches and streams would spin", c.MaxWatchWait)
+	}
 	if c.WriteTimeout <= c.RequestTimeout {
 		return configErr("write-timeout", "%v must exceed request-timeout (%v), or answers would be cut off", c.WriteTimeout, c.RequestTimeout)
 	}

@@ -102,6 +102,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--history-bytes", "-1"}, "history-bytes"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--history-bytes", "2147483648"}, "history-bytes"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--memory-limit", "-1"}, "memory-limit"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--max-watch-wait", "500us"}, "max-watch-wait"},
 		{[]string{"--bogus"}, "bogus"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--tls-cert", "c.pem"}, "tls-cert"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--peer-token-file", "/nonexistent/token"}, "peer-token-file"},

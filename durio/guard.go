@@ -222,7 +222,7 @@ func (p browserPolicy) sameOrigin(origin string, r *http.Request) bool {
 // corsMethods and corsHeaders are what an allowed origin may use.
 const (
 	corsMethods = "GET, POST, DELETE"
-	corsHeaders = "Content-Type, X-Request-Id, Twirp-Version"
+	corsHeaders = "Content-Type, X-Request-Id, Twirp-Version, Last-Event-ID"
 )
 
 // guard applies the browser policy and the JSON-only rule for writes, and

@@ -213,3 +213,51 @@ func TestReplicaWatchStream(t *testing.T) {
 		}
 	}
 }
+
+// A stream opened without index (EventSource's "changes from now on") names
+// its starting revision at once, so a client whose connection drops before
+// any change reconnects with it as Last-Event-ID and gets the changes made
+// while it was away.
+func TestReplicaWatchStreamFromNowResumes(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Peers = []string{"http://127.0.0.1:0"}
+	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	cfg.MaxWatchWait = time.Minute // no heartbeat during the test
+	r, err := StartReplica(cfg, persist.NewNoop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	base := "http://" + r.ClientAddr()
+	waitUntil(t, "a first put", func() bool {
+		code, _ := do(t, "POST", base+"/kvstore/put", `{"key":"other","value":"x"}`)
+		return code == http.StatusOK
+	})
+
+	// The EventSource keeps the last id it saw (an id-only message sets it).
+	url := base + "/kvstore/watch/k"
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("%v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	m, err := newSSEReader(resp.Body).next()
+	if err != nil || !m.hasID {
+		t.Fatalf("the first message %+v %v, want the id the stream starts after", m, err)
+	}
+	cancel() // the connection drops before any change
+
+	if code, body := do(t, "POST", base+"/kvstore/put", `{"key":"k","value":"away"}`); code != http.StatusOK {
+		t.Fatalf("put: %d %v", code, body)
+	}
+	_, s := openStream(t, context.Background(), url, http.Header{"Accept": {"text/event-stream"}, "Last-Event-Id": {m.id}})
+	m, err = s.next()
+	var ev restEvent
+	if err != nil || json.Unmarshal([]byte(m.data), &ev) != nil || ev.KV == nil || ev.KV.Key != "k" || ev.KV.Value != "away" {
+		t.Fatalf("after the reconnect: %+v %v, want the put made while the client was away", m, err)
+	}
+}

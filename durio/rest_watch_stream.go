@@ -1,6 +1,7 @@
 package durio
 
 import (
+	"errors"
 	"mime"
 	"net/http"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 //	GET /kvstore/watch/{key...}?prefix=&index=&limit=&prev_kv=   Accept: text/event-stream (or ?stream=true)
 //
 //	retry: 1000
+//	id: 7
 //
 //	id: 8
 //	data: {"type":"put","kv":{"key":"k","value":"v","create_revision":3,"mod_revision":8,"version":2}}
@@ -32,21 +34,27 @@ import (
 //	event: compacted
 //	data: {"code":"out_of_range","meta":{"compact_revision":"50","reason":"compacted"},"msg":"..."}
 //
-// Each change is a message whose id is its revision and whose data is the
-// change as the long poll's "events" show it. A message with only an id
-// (sent when nothing matched for a heartbeat interval, min(15 s,
-// --max-watch-wait)) moves the resume point on and keeps proxies from
-// closing an idle stream. When the client reconnects (EventSource does so by
-// itself, after the retry interval) it sends the last id it received as
-// Last-Event-ID, and the stream resumes after it, on this replica or on any
-// other: no change is lost or repeated. A stream whose history has been
-// compacted away meanwhile ends with a "compacted" event (the body of the
-// long poll's 410); a reconnect then gets the 410 itself, which ends an
-// EventSource for good. Errors found before the stream starts (bad
-// parameters, compacted history, too many watchers) are ordinary answers
-// with their HTTP status. A stream ends when the client leaves, when it does
-// not read what is sent to it within the request timeout (a stalled reader
-// does not hold the replica's memory), or when the replica shuts down.
+// The first message names the revision the stream starts after (index, or
+// the replica's revision without it). Each change is a message whose id is
+// its revision and whose data is the change as the long poll's "events"
+// show it. A message with only an id (sent when nothing matched for a
+// heartbeat interval, min(15 s, --max-watch-wait)) moves the resume point
+// on and keeps proxies from closing an idle stream. When the client
+// reconnects (EventSource does so by itself, after the retry interval) it
+// sends the last id it received as Last-Event-ID, and the stream resumes
+// after it, on this replica or on any other: no change is lost or repeated.
+//
+// Errors found before the stream starts (bad parameters, compacted history,
+// too many watchers) are ordinary answers with their HTTP status. A stream
+// admitted while the replica is full of waiting watchers (a stream holds a
+// watcher's place only while it waits) keeps trying every second instead
+// of ending. A stream whose history has been compacted away meanwhile ends
+// with a "compacted" event (the body of the long poll's 410); a reconnect
+// then gets the 410 itself, which ends an EventSource for good. A stream
+// ends when the client leaves, when it does not read what is sent to it
+// within the request timeout (a stalled reader does not hold the replica's
+// memory), or when the replica shuts down. Between messages it has no
+// write deadline (over HTTP/2 one would reset an idle stream).
 
 // streamHeartbeat is the longest a stream stays silent.
 const streamHeartbeat = 15 * time.Second
@@ -70,8 +78,10 @@ func wantsStream(r *http.Request, p *queryParams) bool {
 	}
 	for _, v := range r.Header.Values("Accept") {
 		for part := range strings.SplitSeq(v, ",") {
-			if t, _, err := mime.ParseMediaType(strings.TrimSpace(part)); err == nil && t == eventStreamType {
-				return true
+			t, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err == nil && t == eventStreamType {
+				q, err := strconv.ParseFloat(params["q"], 64)
+				return err != nil || q > 0 // q=0 means "not this"
 			}
 		}
 	}
@@ -139,10 +149,14 @@ func (h restHandler) watchStream(w http.ResponseWriter, r *http.Request, p *quer
 	hdr.Set("X-Accel-Buffering", "no") // nginx: pass each message on at once
 	setRevision(w, resp.GetHeader().GetRevision())
 	w.WriteHeader(http.StatusOK)
+	// The first message names where the stream starts, so that a client
+	// that loses the connection before any change resumes from there.
 	s.buf = append(s.buf, "retry: "...)
 	s.buf = strconv.AppendInt(s.buf, streamRetryMs, 10)
+	s.buf = append(s.buf, "\nid: "...)
+	s.buf = strconv.AppendUint(s.buf, s.lastID, 10)
 	s.buf = append(s.buf, "\n\n"...)
-	heartbeat := uint64(min(streamHeartbeat, h.polls.maxWait) / time.Millisecond)
+	heartbeat := max(uint64(min(streamHeartbeat, h.polls.maxWait)/time.Millisecond), 1)
 	for {
 		req.AfterRevision = max(req.GetAfterRevision(), resp.GetNextAfterRevision())
 		s.events(resp.GetEvents())
@@ -155,12 +169,28 @@ func (h restHandler) watchStream(w http.ResponseWriter, r *http.Request, p *quer
 		}
 		req.WaitMs = heartbeat
 		resp, err = h.svc.Watch(ctx, req)
+		var terr twirp.Error
 		switch {
 		case ctx.Err() != nil:
 			return // the client left, or the replica is shutting down
+		case errors.As(err, &terr) && terr.Code() == twirp.ResourceExhausted:
+			// Too many watchers wait at this moment (a stream holds a
+			// watcher's place only while it waits): this stream was
+			// admitted, so it keeps its connection and tries again, rather
+			// than end and meet a 429 that would close an EventSource for
+			// good.
+			t := time.NewTimer(time.Duration(streamRetryMs) * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			resp = &kvv1.WatchResponse{NextAfterRevision: req.GetAfterRevision()}
+			continue
 		case err != nil:
-			// Too many watchers, say: the client reconnects (after the retry
-			// interval, perhaps elsewhere) from its last id.
+			// The client reconnects (after the retry interval, perhaps
+			// elsewhere) from its last id.
 			return
 		case resp.GetCompacted():
 			// A reader slower than the history's turnover (or a follower
@@ -237,6 +267,18 @@ func (s *eventStream) flush() bool {
 	if err == nil {
 		err = s.rc.Flush()
 	}
+	if err == nil {
+		// No deadline while the stream waits for the next change: over
+		// HTTP/2 a deadline resets the stream when it passes, written to
+		// or not.
+		err = s.rc.SetWriteDeadline(time.Time{})
+		if errors.Is(err, http.ErrNotSupported) {
+			err = nil
+		}
+	}
 	s.buf = s.buf[:0]
+	if cap(s.buf) > maxPooledJSON {
+		s.buf = nil // a batch of large changes: do not keep its buffer
+	}
 	return err == nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -93,8 +94,8 @@ func openStream(t *testing.T, ctx context.Context, url string, header http.Heade
 		t.Fatalf("GET %s: %d %v %s, want a stream", url, resp.StatusCode, resp.Header, body)
 	}
 	s := newSSEReader(resp.Body)
-	if m, err := s.next(); err != nil || m.retry != "1000" {
-		t.Fatalf("the stream's first message: %+v %v, want retry: 1000", m, err)
+	if m, err := s.next(); err != nil || m.retry != "1000" || !m.hasID || m.data != "" {
+		t.Fatalf("the stream's first message: %+v %v, want retry: 1000 and the id it starts after", m, err)
 	}
 	return resp, s
 }
@@ -243,6 +244,7 @@ func TestRESTWatchStreamRequests(t *testing.T) {
 		{"index", "?index=12", nil, 12},
 		{"stream=true without Accept", "?index=13&stream=true", http.Header{}, 13},
 		{"Accept with parameters, among others", "?index=14", http.Header{"Accept": {"application/json, text/event-stream;q=0.9"}}, 14},
+		{"Accept with a malformed q", "?index=15", http.Header{"Accept": {"text/event-stream;q=x"}}, 15},
 		{"a reconnect: Last-Event-ID past the index", "?index=12", http.Header{"Accept": {"text/event-stream"}, "Last-Event-Id": {"30"}}, 30},
 		{"Last-Event-ID before the index", "?index=12", http.Header{"Accept": {"text/event-stream"}, "Last-Event-Id": {"3"}}, 12},
 	} {
@@ -261,8 +263,9 @@ func TestRESTWatchStreamRequests(t *testing.T) {
 		rcancel()
 	}
 
-	// stream=false, or an Accept without event streams, is the long poll.
-	for _, h := range []http.Header{{"Accept": {"*/*"}}, {"Accept": {"text/event-stream"}}} {
+	// stream=false, or an Accept without event streams (or refusing them
+	// with q=0), is the long poll.
+	for _, h := range []http.Header{{"Accept": {"*/*"}}, {"Accept": {"text/event-stream"}}, {"Accept": {"application/json, text/event-stream;q=0"}}} {
 		q := "/kvstore/watch/k?index=1&wait=1ms"
 		if h.Get("Accept") == "text/event-stream" {
 			q += "&stream=false"
@@ -413,4 +416,145 @@ func TestRESTWatchStreamLifecycle(t *testing.T) {
 	if sent := rev.Load(); sent > 2000 {
 		t.Fatalf("the replica produced %d events (%d MiB) for a reader that reads nothing", sent, sent/4)
 	}
+}
+
+// Over HTTP/2 (what browsers speak to a TLS listener) a write deadline
+// resets the stream when it passes, written to or not: a stream must not
+// leave one set while it waits for the next change (here 1.5 s between
+// heartbeats against a 1.01 s write deadline).
+func TestRESTWatchStreamIdleOverHTTP2(t *testing.T) {
+	for _, h2 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("http2=%v", h2), func(t *testing.T) {
+			kv := newStreamKV()
+			kv.rev.Store(1)
+			limits := DefaultLimits()
+			limits.MaxWatchWait = 1500 * time.Millisecond // the heartbeat
+			limits.RequestTimeout = 10 * time.Millisecond // each write's deadline: 1.01 s
+			srv := httptest.NewUnstartedServer(clientHandler(kv.scriptKV, limits, nil))
+			srv.EnableHTTP2 = h2
+			srv.StartTLS()
+			defer srv.Close()
+			req, _ := http.NewRequest("GET", srv.URL+"/kvstore/watch/k?index=1", nil)
+			req.Header.Set("Accept", "text/event-stream")
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if (resp.ProtoMajor == 2) != h2 {
+				t.Fatalf("protocol %s", resp.Proto)
+			}
+			s := newSSEReader(resp.Body)
+			for i := range 3 { // the first message, then two heartbeats
+				if _, err := s.next(); err != nil {
+					t.Fatalf("%s: message %d of an idle stream: %v", resp.Proto, i, err)
+				}
+			}
+		})
+	}
+}
+
+// A stream never asks the state machine without a wait after its first
+// look, however short --max-watch-wait is (the heartbeat is at least 1 ms;
+// the configuration refuses less than 10 ms).
+func TestRESTWatchStreamNeverSpins(t *testing.T) {
+	kv := newStreamKV()
+	kv.rev.Store(1)
+	limits := DefaultLimits()
+	limits.MaxWatchWait = 500 * time.Microsecond
+	u := serveScript(t, kv.scriptKV, limits)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	openStream(t, ctx, u+"/kvstore/watch/k?index=1", nil)
+	waitUntil(t, "ten waits of the stream", func() bool { return kv.calls.Load() >= 10 })
+	kv.mu.Lock()
+	reqs := kv.reqs
+	kv.mu.Unlock()
+	for i, m := range reqs[1:] { // the first look does not wait, by design
+		if w := m.(*kvv1.WatchRequest); w.GetWaitMs() == 0 {
+			t.Fatalf("watch %d of the stream did not wait (of %d)", i+1, len(reqs))
+		}
+	}
+}
+
+// After a batch of large changes a stream does not keep its large buffer
+// while it waits: a client can write values that JSON makes six times
+// larger, and a thousand idle streams would hold them all.
+func TestRESTWatchStreamDropsLargeBuffers(t *testing.T) {
+	rec := httptest.NewRecorder()
+	s := eventStream{w: rec, rc: http.NewResponseController(rec), timeout: time.Second}
+	val := strings.Repeat("\x01", 1<<20) // 1 MiB, 6 MiB as JSON
+	s.events([]*kvv1.Event{{Kv: &kvv1.KeyValue{Key: "k", Value: val, ModRevision: 2},
+		PrevKv: &kvv1.KeyValue{Key: "k", Value: val, ModRevision: 1}}})
+	if !s.flush() {
+		t.Fatal("flush")
+	}
+	if c := cap(s.buf); c > maxPooledJSON {
+		t.Fatalf("after sending one change, an idle stream keeps a %d MiB buffer", c>>20)
+	}
+	if rec.Body.Len() < 12<<20 {
+		t.Fatalf("sent %d bytes, want the whole change", rec.Body.Len())
+	}
+}
+
+// A stream that meets "too many watchers" after it started keeps its
+// connection and tries again (a reconnect would meet a 429, which ends an
+// EventSource for good); through the listener's connection cap and raw
+// system calls, a stalled reader is still cut off.
+func TestRESTWatchStreamCrowdedAndStalled(t *testing.T) {
+	kv := newStreamKV()
+	kv.rev.Store(1)
+	var crowded atomic.Int64
+	idle := kv.watch
+	kv.watch = func(ctx context.Context, req *kvv1.WatchRequest) (*kvv1.WatchResponse, error) {
+		if req.GetWaitMs() > 0 && crowded.Add(1) <= 2 {
+			return nil, twirp.NewError(twirp.ResourceExhausted, "too many watchers").WithMeta("reason", "too_many_watchers")
+		}
+		return idle(ctx, req)
+	}
+	limits := DefaultLimits()
+	limits.MaxWatchWait = time.Minute
+	u := serveScript(t, kv.scriptKV, limits)
+	_, s := openStream(t, context.Background(), u+"/kvstore/watch/k?index=1", nil)
+	waitUntil(t, "the stream waits after two crowded tries", func() bool { return kv.calls.Load() == 1 })
+	kv.feed <- &kvv1.WatchResponse{NextAfterRevision: 2, Events: []*kvv1.Event{{Kv: &kvv1.KeyValue{Key: "k", ModRevision: 2}}}}
+	for {
+		m, err := s.next()
+		if err != nil {
+			t.Fatalf("a crowded stream: %v, want it to go on", err)
+		}
+		if m.data != "" {
+			if m.id != "2" {
+				t.Fatalf("change %+v, want id 2", m)
+			}
+			break
+		}
+	}
+
+	limits.MaxWatchWait = 100 * time.Millisecond
+	limits.RequestTimeout = 200 * time.Millisecond
+	big := strings.Repeat("x", 256<<10)
+	var rev atomic.Uint64
+	flooding := newStreamKV()
+	flooding.watch = func(ctx context.Context, req *kvv1.WatchRequest) (*kvv1.WatchResponse, error) {
+		r := rev.Add(1)
+		return &kvv1.WatchResponse{NextAfterRevision: r, Events: []*kvv1.Event{{Kv: &kvv1.KeyValue{Key: "k", Value: big, ModRevision: r}}}}, nil
+	}
+	var ended atomic.Bool
+	inner := clientHandler(flooding.scriptKV, limits, nil)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inner.ServeHTTP(w, r)
+		ended.Store(true)
+	}))
+	srv.Listener = newCapListener(srv.Listener, 8, nil)
+	srv.Start()
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", srv.URL+"/kvstore/watch/k?index=1", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close() // never read
+	waitUntil(t, "a stalled reader is cut off through the capped listener", ended.Load)
 }

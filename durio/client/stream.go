@@ -93,9 +93,8 @@ func (kv *streamKeyValue) keyValue() KeyValue {
 
 // followOne follows one replica's stream from *after, moving *after on
 // with every event delivered and every heartbeat, until the stream ends or
-// fails. progressed reports whether the replica sent an event or a
-// heartbeat (a replica that opens streams only to end them counts as
-// failed).
+// fails. progressed reports whether the stream moved *after on (a replica
+// that opens streams only to end them counts as failed).
 func (c *Client) followOne(ctx context.Context, base, key string, prefix bool, after *uint64, fn func(Event) error) (progressed bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -148,23 +147,25 @@ func (c *Client) followOne(ctx context.Context, base, key string, prefix bool, a
 		}
 		// A blank line ends a message.
 		if event == "compacted" {
-			return true, fmt.Errorf("%w: events after revision %d are gone (%s)", ErrCompacted, *after, data)
+			return progressed, fmt.Errorf("%w: events after revision %d are gone (%s)", ErrCompacted, *after, data)
 		}
 		rev, perr := strconv.ParseUint(id, 10, 64)
-		progressed = progressed || hasID
 		switch {
 		case !hasID:
 		case perr != nil:
-			return true, fmt.Errorf("durio client: a watch stream sent id %q", id)
+			return progressed, fmt.Errorf("durio client: a watch stream sent id %q", id)
 		case len(data) == 0:
-			*after = max(*after, rev) // a heartbeat: nothing matched up to rev
+			// The stream's start, or a heartbeat: nothing matched up to rev.
+			progressed = progressed || rev > *after
+			*after = max(*after, rev)
 		case rev > *after:
+			progressed = true
 			ev, err := decodeStreamEvent(data)
 			if err != nil {
-				return true, err
+				return progressed, err
 			}
 			if err := fn(ev); err != nil {
-				return true, fnError{err}
+				return progressed, fnError{err}
 			}
 			*after = rev
 		}
