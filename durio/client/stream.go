@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ruaft/ruaft/kvraft/kvclient"
+	"github.com/ruaft/ruaft/kvraft/kvwire"
 )
 
 // DefaultStreamIdleTimeout is Options.StreamIdleTimeout's default: how
@@ -36,7 +37,11 @@ const maxStreamLine = 64 << 20
 // fn fails (then fn's error). When a stream breaks, or a replica sends
 // nothing for Options.StreamIdleTimeout, FollowStream resumes at the next replica
 // from the last revision it delivered. If the cluster no longer keeps the
-// history after that revision, it returns an error wrapping ErrCompacted.
+// history after that revision, it returns an error wrapping ErrCompacted;
+// a request the replicas refuse as invalid, ErrInvalid; a certificate the
+// client does not trust, that error. An Options.HTTPClient with a Timeout
+// ends every stream after it (FollowStream then resumes elsewhere): leave
+// it unset for streams.
 func (c *Client) FollowStream(ctx context.Context, key string, prefix bool, after uint64, fn func(Event) error) error {
 	failed := 0 // streams that broke in a row without delivering anything
 	for next := 0; ; next++ {
@@ -51,6 +56,8 @@ func (c *Client) FollowStream(ctx context.Context, key string, prefix bool, afte
 			return ferr.err
 		case errors.Is(err, ErrCompacted), errors.Is(err, kvclient.ErrInvalid):
 			return err
+		case kvwire.TLSRejected(err):
+			return err // a certificate error is not cured by retrying
 		}
 		if progressed {
 			failed = 0

@@ -149,4 +149,18 @@ func TestFollowStream(t *testing.T) {
 	}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("FollowStream over malformed streams = %v, want the context's end", err)
 	}
+
+	// A certificate the client does not trust fails at once: retrying
+	// cannot cure it.
+	tlsSrv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer tlsSrv.Close()
+	untrusting, err := client.New([]string{tlsSrv.URL}, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = untrusting.FollowStream(ctx, "k", false, 1, func(client.Event) error { return nil })
+	if err == nil || ctx.Err() != nil || time.Since(start) > 10*time.Second || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("FollowStream against an untrusted certificate = %v after %v, want the certificate error at once", err, time.Since(start))
+	}
 }

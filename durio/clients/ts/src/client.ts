@@ -5,7 +5,7 @@ import { RpcError, type RpcOptions } from "@protobuf-ts/runtime-rpc";
 import { TwirpFetchTransport } from "@protobuf-ts/twirp-transport";
 import { KVServiceClient } from "./gen/kv/v1/kv.client";
 import {
-  AppendRequest, ConditionKind, DeleteRequest, GetRequest, LeaseGrantRequest, LeaseRevokeRequest, ListRequest, PutRequest, WatchRequest,
+  AppendRequest, ConditionKind, DeleteRequest, EventType, GetRequest, LeaseGrantRequest, LeaseRevokeRequest, ListRequest, PutRequest, WatchRequest,
   type AppendResponse, type Condition, type DeleteResponse, type Event, type GetResponse, type KeyValue,
   type LeaseGrantResponse, type LeaseKeepAliveResponse, type LeaseRevokeResponse, type LeaseTimeToLiveResponse,
   type ListResponse, type PutResponse, type StatusResponse, type WatchResponse, type WriteHeader,
@@ -86,6 +86,23 @@ function conditionFailed(e: unknown, key: string): unknown {
 export function isRetryable(e: unknown): boolean {
   if (!(e instanceof RpcError)) return false;
   return e.code === "unavailable" || e.code === "deadline_exceeded" || e.code === "UNKNOWN" || e.code === "unknown";
+}
+
+/** A key as a watch stream's JSON carries it. */
+interface StreamKV { key?: string; value?: string; create_revision?: number; mod_revision?: number; version?: number; lease?: number }
+
+const streamKeyValue = (kv: StreamKV): KeyValue => ({
+  key: kv.key ?? "", value: kv.value ?? "", createRevision: String(kv.create_revision ?? 0),
+  modRevision: String(kv.mod_revision ?? 0), version: String(kv.version ?? 0), lease: String(kv.lease ?? 0),
+});
+
+/** streamEvent turns a watch stream's data (`{"type","kv","prev_kv"}`) into an {@link Event}. */
+function streamEvent(d: { type?: string; kv?: StreamKV; prev_kv?: StreamKV }): Event {
+  return {
+    type: d.type === "delete" ? EventType.DELETE : EventType.PUT,
+    kv: streamKeyValue(d.kv ?? {}),
+    prevKv: d.prev_kv ? streamKeyValue(d.prev_kv) : undefined,
+  };
 }
 
 /** Attempts records, across the attempts of one write, whether any may have taken effect. */
@@ -241,6 +258,97 @@ export class DurioClient {
         yield ev;
       }
       if (BigInt(resp.nextAfterRevision) > BigInt(after)) after = resp.nextAfterRevision;
+    }
+  }
+
+  /**
+   * followStream is {@link follow} over a replica's watch stream (server-sent
+   * events on `GET /kvstore/watch/...`): one long-lived request per replica
+   * instead of one long poll per batch of changes, which costs the replicas
+   * about half the CPU per change. Same contract: every change after
+   * `afterRevision` (default: now), in order, none lost and none twice, across
+   * replica failures; it returns when `signal` aborts and throws an
+   * `out_of_range` RpcError when the history it needs is gone. A stream that
+   * sends nothing for `idleMs` (default 40000; replicas send a heartbeat at
+   * least every 15 s) is left for the next replica. It uses the REST route
+   * (JSON), whatever the client's encoding.
+   */
+  async *followStream(key: string, opts: { prefix?: boolean; afterRevision?: string; idleMs?: number; signal?: AbortSignal } = {}): AsyncGenerator<Event> {
+    let after = BigInt(opts.afterRevision ?? (await this.revision()));
+    const idleMs = opts.idleMs ?? 40000;
+    let failed = 0;
+    for (let i = this.cur; !opts.signal?.aborted; i++) {
+      const base = this.endpoints[i % this.endpoints.length];
+      const stream = new AbortController();
+      const stop = () => stream.abort();
+      opts.signal?.addEventListener("abort", stop);
+      let idle = setTimeout(stop, idleMs);
+      let progressed = false;
+      try {
+        const url = `${base}/kvstore/watch/${encodeURIComponent(key)}?index=${after}${opts.prefix ? "&prefix=true" : ""}`;
+        const resp = await fetch(url, { headers: { Accept: "text/event-stream" }, signal: stream.signal });
+        if (resp.status === 410 || resp.status === 400) {
+          const body = await resp.json().catch(() => ({})) as { code?: string; msg?: string; meta?: Record<string, string> };
+          throw new RpcError(body.msg ?? `durio: watch stream ${resp.status}`, resp.status === 410 ? "out_of_range" : "invalid_argument", body.meta ?? {});
+        }
+        if (resp.ok && resp.body && (resp.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
+          const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+          let pending = "", id: string | undefined, event = "", data = "";
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            clearTimeout(idle);
+            idle = setTimeout(stop, idleMs);
+            pending += value;
+            let nl: number;
+            while ((nl = pending.indexOf("\n")) >= 0) {
+              const line = pending.slice(0, nl).replace(/\r$/, "");
+              pending = pending.slice(nl + 1);
+              if (line !== "") {
+                const colon = line.indexOf(":");
+                const field = colon < 0 ? line : line.slice(0, colon);
+                const val = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+                if (field === "id") id = val;
+                else if (field === "event") event = val;
+                else if (field === "data") data = data === "" ? val : data + "\n" + val;
+                continue;
+              }
+              // A blank line ends a message.
+              if (event === "compacted") {
+                const body = JSON.parse(data || "{}") as { msg?: string; meta?: Record<string, string> };
+                throw new RpcError(body.msg ?? `durio: events after revision ${after} were compacted`, "out_of_range", body.meta ?? { reason: "compacted" });
+              }
+              if (id !== undefined && /^[0-9]+$/.test(id)) {
+                const rev = BigInt(id);
+                if (data === "") {
+                  // The stream's start, or a heartbeat: nothing matched up to rev.
+                  if (rev > after) { after = rev; progressed = true; }
+                } else if (rev > after) {
+                  const ev = streamEvent(JSON.parse(data));
+                  progressed = true;
+                  if (opts.signal?.aborted) return;
+                  yield ev;
+                  after = rev;
+                }
+              }
+              id = undefined; event = ""; data = "";
+            }
+          }
+        }
+      } catch (e) {
+        if (opts.signal?.aborted) return;
+        if (e instanceof RpcError) throw e;
+        // No answer, a broken or silent stream, a malformed message: next replica.
+      } finally {
+        clearTimeout(idle);
+        opts.signal?.removeEventListener("abort", stop);
+        stream.abort();
+      }
+      if (progressed) failed = 0;
+      else if (++failed >= this.endpoints.length) {
+        failed = 0;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
     }
   }
 

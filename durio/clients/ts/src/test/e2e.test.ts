@@ -153,6 +153,39 @@ test("the client fails over: a dead endpoint, then a killed leader", async () =>
   await waitFor("the restart", 10000, async () => (devOutput.match(new RegExp(`replica ${l}: started`, "g"))?.length === 2 ? true : undefined));
 });
 
+test("followStream sees every change once, in order, while its replica is killed and restarted", async () => {
+  const l = await leader();
+  const watched = (l + 1) % 3; // a follower, the first endpoint: the stream starts there
+  const kv = connect([clientUrls[watched], ...clientUrls.filter((_, i) => i !== watched)], { json: true });
+  const prefix = `ts-stream-${Date.now()}/`;
+  const from = await kv.revision();
+  const stop = new AbortController();
+  const seen: string[] = [];
+  const following = (async () => {
+    for await (const ev of kv.followStream(prefix, { prefix: true, afterRevision: from, signal: stop.signal })) {
+      seen.push(`${ev.type === EventType.DELETE ? "delete" : "put"} ${ev.kv?.key.slice(prefix.length)} ${ev.kv?.value}`);
+      if (seen.length === 4) stop.abort();
+    }
+  })();
+  const count = (what: string) => devOutput.split(what).length - 1;
+  await kv.put({ key: prefix + "a", value: "1" });
+  await waitFor("the first change", 10000, async () => (seen.length === 1 ? true : undefined));
+  const started = count(`replica ${watched}: started`);
+  cluster!.stdin!.write(`kill ${watched}\n`);
+  await waitFor("the kill", 10000, async () => (devOutput.includes(`replica ${watched}: killed`) ? true : undefined));
+  await kv.put({ key: prefix + "b", value: "2" });
+  await kv.delete({ key: prefix + "a" });
+  cluster!.stdin!.write(`start ${watched}\n`);
+  await waitFor("the restart", 10000, async () => (count(`replica ${watched}: started`) > started ? true : undefined));
+  await kv.put({ key: prefix + "c", value: "3" });
+  await waitFor("every change", 30000, async () => (seen.length === 4 ? true : undefined));
+  await following;
+  assert.deepEqual(seen, ["put a 1", "put b 2", "delete a ", "put c 3"]);
+  await assert.rejects(async () => {
+    for await (const _ of kv.followStream("", { afterRevision: "1" })) break; // an empty key needs prefix
+  }, isCode("invalid_argument"));
+});
+
 test("every endpoint down: a deadline_exceeded error after timeoutMs", async () => {
   const kv = connect([`http://127.0.0.1:${await freeRange(1)}`], { timeoutMs: 300 });
   await assert.rejects(async () => kv.get({ key: "x" }), isCode("deadline_exceeded"));
