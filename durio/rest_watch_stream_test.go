@@ -17,6 +17,7 @@ import (
 
 	"github.com/twitchtv/twirp"
 
+	"github.com/ruaft/ruaft/durio/client"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
 
@@ -557,4 +558,47 @@ func TestRESTWatchStreamCrowdedAndStalled(t *testing.T) {
 	}
 	defer resp.Body.Close() // never read
 	waitUntil(t, "a stalled reader is cut off through the capped listener", ended.Load)
+}
+
+// The Go client's FollowStream key reaches the replica's Watch unchanged,
+// whatever its characters ("." and ".." included): the REST route
+// percent-decodes the path, and the mux must not clean or redirect it to
+// another key.
+func TestFollowStreamKeyEscaping(t *testing.T) {
+	kv := newStreamKV()
+	kv.watch = func(ctx context.Context, req *kvv1.WatchRequest) (*kvv1.WatchResponse, error) {
+		if req.GetWaitMs() == 0 {
+			return &kvv1.WatchResponse{NextAfterRevision: req.GetAfterRevision()}, nil
+		}
+		// Echo what was watched as the value of one event.
+		return &kvv1.WatchResponse{NextAfterRevision: req.GetAfterRevision() + 1, Events: []*kvv1.Event{{
+			Type: kvv1.EventType_EVENT_TYPE_PUT,
+			Kv: &kvv1.KeyValue{Key: req.GetKey(), Value: fmt.Sprintf("prefix=%v", req.GetPrefix()),
+				ModRevision: req.GetAfterRevision() + 1, CreateRevision: 1, Version: 1}}}}, nil
+	}
+	u := serveScript(t, kv.scriptKV, DefaultLimits())
+	c, err := client.New([]string{u}, client.Options{StreamIdleTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := errors.New("stop")
+	for _, k := range []struct {
+		key    string
+		prefix bool
+	}{
+		{"a/b", false}, {"a%b", false}, {"a?b#c", false}, {"a b", false}, {"ünï/ç", false},
+		{"a//b", false}, {"../x", false}, {"a/..", false}, {"", true}, {"dir/", true},
+		{".", false}, {"..", false}, {".", true}, {"..", true},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		var got string
+		err := c.FollowStream(ctx, k.key, k.prefix, 1, func(ev client.Event) error {
+			got = fmt.Sprintf("%q %s", ev.KV.Key, ev.KV.Value)
+			return stop
+		})
+		cancel()
+		if want := fmt.Sprintf("%q prefix=%v", k.key, k.prefix); err != stop || got != want {
+			t.Errorf("FollowStream(%q, prefix=%v): watched %s (err %v), want %s", k.key, k.prefix, got, err, want)
+		}
+	}
 }

@@ -38,8 +38,10 @@ const maxStreamLine = 64 << 20
 // nothing for Options.StreamIdleTimeout, FollowStream resumes at the next replica
 // from the last revision it delivered. If the cluster no longer keeps the
 // history after that revision, it returns an error wrapping ErrCompacted;
-// a request the replicas refuse as invalid, ErrInvalid; a certificate the
-// client does not trust, that error. An Options.HTTPClient with a Timeout
+// a request the replicas refuse as invalid, ErrInvalid (another refusal
+// that every replica would repeat, such as 403 for an origin or 404 for a
+// replica without streams, that refusal); a certificate the client does not
+// trust, that error. An Options.HTTPClient with a Timeout
 // ends every stream after it (FollowStream then resumes elsewhere): leave
 // it unset for streams.
 func (c *Client) FollowStream(ctx context.Context, key string, prefix bool, after uint64, fn func(Event) error) error {
@@ -58,6 +60,8 @@ func (c *Client) FollowStream(ctx context.Context, key string, prefix bool, afte
 			return err
 		case kvwire.TLSRejected(err):
 			return err // a certificate error is not cured by retrying
+		case errors.As(err, new(refusedError)):
+			return err
 		}
 		if progressed {
 			failed = 0
@@ -71,6 +75,12 @@ func (c *Client) FollowStream(ctx context.Context, key string, prefix bool, afte
 		}
 	}
 }
+
+// refusedError is a replica's refusal that another replica would repeat (a
+// 4xx other than 408 and 429).
+type refusedError struct{ error }
+
+func (e refusedError) Unwrap() error { return e.error }
 
 // fnError carries the error of FollowStream's fn out of followOne.
 type fnError struct{ err error }
@@ -109,7 +119,7 @@ func (c *Client) followOne(ctx context.Context, base, key string, prefix bool, a
 	if prefix {
 		q.Set("prefix", "true")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/kvstore/watch/"+url.PathEscape(key)+"?"+q.Encode(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/kvstore/watch/"+escapeKey(key)+"?"+q.Encode(), nil)
 	if err != nil {
 		return false, fmt.Errorf("%w: %v", kvclient.ErrInvalid, err)
 	}
@@ -148,7 +158,9 @@ func (c *Client) followOne(ctx context.Context, base, key string, prefix bool, a
 				if len(data) > 0 {
 					data = append(data, '\n')
 				}
-				data = append(data, value...)
+				if data = append(data, value...); len(data) > maxStreamLine {
+					return progressed, errors.New("durio client: a watch stream message is too long")
+				}
 			}
 			continue
 		}
@@ -171,12 +183,19 @@ func (c *Client) followOne(ctx context.Context, base, key string, prefix bool, a
 			if err != nil {
 				return progressed, err
 			}
-			if err := fn(ev); err != nil {
+			// The idle clock measures the replica's silence, not fn's work.
+			idle.Stop()
+			err = fn(ev)
+			idle.Reset(c.streamIdle)
+			if err != nil {
 				return progressed, fnError{err}
 			}
 			*after = rev
 		}
 		id, event, data, hasID = "", "", data[:0], false
+		if cap(data) > 64<<10 {
+			data = nil // a large message: do not keep its buffer
+		}
 	}
 }
 
@@ -219,8 +238,20 @@ func decodeStreamEvent(data []byte) (Event, error) {
 	return ev, nil
 }
 
+// escapeKey makes key the last segment of a path that the replica
+// percent-decodes back into key: slashes and the rest escaped, and the dots
+// of a key that is exactly "." or "..", which would otherwise be a path
+// step.
+func escapeKey(key string) string {
+	if key == "." || key == ".." {
+		return strings.ReplaceAll(key, ".", "%2E")
+	}
+	return url.PathEscape(key)
+}
+
 // streamRefusal turns an answer other than a stream into an error: 410 is
-// ErrCompacted, 400 ErrInvalid, anything else worth trying elsewhere.
+// ErrCompacted, 400 ErrInvalid, another 4xx (but 408 and 429) a
+// refusedError, anything else worth trying elsewhere.
 func streamRefusal(resp *http.Response, after uint64) error {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	var terr struct {
@@ -233,6 +264,11 @@ func streamRefusal(resp *http.Response, after uint64) error {
 		return fmt.Errorf("%w: events after revision %d are gone (%s)", ErrCompacted, after, terr.Msg)
 	case http.StatusBadRequest:
 		return fmt.Errorf("%w: %s", kvclient.ErrInvalid, terr.Msg)
+	case http.StatusRequestTimeout, http.StatusTooManyRequests:
+	default:
+		if resp.StatusCode >= 400 && resp.StatusCode < 500 {
+			return refusedError{fmt.Errorf("durio client: watch stream refused: %s %s", resp.Status, terr.Msg)}
+		}
 	}
 	return fmt.Errorf("durio client: watch stream: %s %s", resp.Status, terr.Msg)
 }

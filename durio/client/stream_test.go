@@ -7,8 +7,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,6 +140,16 @@ func TestFollowStream(t *testing.T) {
 	if err := c.FollowStream(ctx, "k", false, 1, func(client.Event) error { return nil }); !errors.Is(err, kvclient.ErrInvalid) {
 		t.Fatalf("FollowStream answered 400 = %v, want ErrInvalid", err)
 	}
+	// A refusal every replica would repeat (no such route: a replica
+	// without streams; a forbidden origin) ends it too, rather than retry
+	// forever; 429 and 503 are tried elsewhere (above).
+	for _, refusal := range []string{`404 {"code":"bad_route","msg":"no route"}`, `403 {"code":"permission_denied","msg":"origin"}`} {
+		s.script(map[int][]string{0: {refusal}, 1: {refusal}})
+		if err := c.FollowStream(ctx, "k", false, 1, func(client.Event) error { return nil }); err == nil || ctx.Err() != nil ||
+			!strings.Contains(err.Error(), refusal[:3]) {
+			t.Fatalf("FollowStream answered %s = %v, want that refusal", refusal[:3], err)
+		}
+	}
 	// A stream that sends a malformed id or event is left for another
 	// replica, not trusted.
 	s.script(map[int][]string{0: {"id: x\ndata: {}\n\n"}, 1: {"id: 4\ndata: not json\n\n"}})
@@ -162,5 +174,53 @@ func TestFollowStream(t *testing.T) {
 	err = untrusting.FollowStream(ctx, "k", false, 1, func(client.Event) error { return nil })
 	if err == nil || ctx.Err() != nil || time.Since(start) > 10*time.Second || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("FollowStream against an untrusted certificate = %v after %v, want the certificate error at once", err, time.Since(start))
+	}
+}
+
+// A replica that keeps its stream alive with heartbeats is not left because
+// fn took longer than StreamIdleTimeout: the idle clock measures the
+// replica's silence, not the consumer's work.
+func TestFollowStreamSlowConsumerKeepsStream(t *testing.T) {
+	var streams atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		streams.Add(1)
+		after, _ := strconv.Atoi(r.URL.Query().Get("index"))
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, fmt.Sprintf("retry: 1000\nid: %d\n\n", after))
+		for rev := after + 1; ; rev++ {
+			io.WriteString(w, putEv("k", rev))
+			w.(http.Flusher).Flush()
+			for range 5 { // a heartbeat every 50 ms between changes
+				select {
+				case <-r.Context().Done():
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+				io.WriteString(w, ":\n\n")
+				w.(http.Flusher).Flush()
+			}
+		}
+	}))
+	defer srv.Close()
+	c, err := client.New([]string{srv.URL}, client.Options{StreamIdleTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := errors.New("done")
+	n := 0
+	err = c.FollowStream(ctx, "k", false, 0, func(client.Event) error {
+		time.Sleep(300 * time.Millisecond) // longer than StreamIdleTimeout
+		if n++; n == 3 {
+			return done
+		}
+		return nil
+	})
+	if err != done {
+		t.Fatalf("FollowStream = %v", err)
+	}
+	if s := streams.Load(); s != 1 {
+		t.Fatalf("%d streams opened for a replica that never fell silent, want 1", s)
 	}
 }

@@ -271,11 +271,19 @@ export class DurioClient {
    * `out_of_range` RpcError when the history it needs is gone. A stream that
    * sends nothing for `idleMs` (default 40000; replicas send a heartbeat at
    * least every 15 s) is left for the next replica. It uses the REST route
-   * (JSON), whatever the client's encoding.
+   * (JSON), whatever the client's encoding. A key that is exactly "." or ".."
+   * cannot be a URL path segment (fetch turns it into a path step), so it is
+   * followed with {@link follow} instead. A refusal every replica would
+   * repeat (a 4xx other than 408 and 429) throws an RpcError.
    */
   async *followStream(key: string, opts: { prefix?: boolean; afterRevision?: string; idleMs?: number; signal?: AbortSignal } = {}): AsyncGenerator<Event> {
+    if (key === "." || key === "..") {
+      yield* this.follow(key, { prefix: opts.prefix, afterRevision: opts.afterRevision, signal: opts.signal });
+      return;
+    }
     let after = BigInt(opts.afterRevision ?? (await this.revision()));
     const idleMs = opts.idleMs ?? 40000;
+    const maxMessage = 64 << 20; // characters of one message, or of a line not yet ended
     let failed = 0;
     for (let i = this.cur; !opts.signal?.aborted; i++) {
       const base = this.endpoints[i % this.endpoints.length];
@@ -287,9 +295,10 @@ export class DurioClient {
       try {
         const url = `${base}/kvstore/watch/${encodeURIComponent(key)}?index=${after}${opts.prefix ? "&prefix=true" : ""}`;
         const resp = await fetch(url, { headers: { Accept: "text/event-stream" }, signal: stream.signal });
-        if (resp.status === 410 || resp.status === 400) {
+        if (resp.status >= 400 && resp.status < 500 && resp.status !== 408 && resp.status !== 429) {
           const body = await resp.json().catch(() => ({})) as { code?: string; msg?: string; meta?: Record<string, string> };
-          throw new RpcError(body.msg ?? `durio: watch stream ${resp.status}`, resp.status === 410 ? "out_of_range" : "invalid_argument", body.meta ?? {});
+          const code = resp.status === 410 ? "out_of_range" : resp.status === 400 ? "invalid_argument" : (body.code ?? "unknown");
+          throw new RpcError(body.msg ?? `durio: watch stream ${resp.status}`, code, body.meta ?? {});
         }
         if (resp.ok && resp.body && (resp.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
           const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -300,10 +309,10 @@ export class DurioClient {
             clearTimeout(idle);
             idle = setTimeout(stop, idleMs);
             pending += value;
-            let nl: number;
-            while ((nl = pending.indexOf("\n")) >= 0) {
-              const line = pending.slice(0, nl).replace(/\r$/, "");
-              pending = pending.slice(nl + 1);
+            if (pending.length > maxMessage) throw new Error("durio: a watch stream line is too long");
+            let pos = 0, nl: number;
+            for (; (nl = pending.indexOf("\n", pos)) >= 0; pos = nl + 1) {
+              const line = pending.slice(pos, nl).replace(/\r$/, "");
               if (line !== "") {
                 const colon = line.indexOf(":");
                 const field = colon < 0 ? line : line.slice(0, colon);
@@ -311,6 +320,7 @@ export class DurioClient {
                 if (field === "id") id = val;
                 else if (field === "event") event = val;
                 else if (field === "data") data = data === "" ? val : data + "\n" + val;
+                if (data.length > maxMessage) throw new Error("durio: a watch stream message is too long");
                 continue;
               }
               // A blank line ends a message.
@@ -327,12 +337,15 @@ export class DurioClient {
                   const ev = streamEvent(JSON.parse(data));
                   progressed = true;
                   if (opts.signal?.aborted) return;
+                  clearTimeout(idle); // the idle clock measures the replica's silence, not the consumer's
                   yield ev;
+                  idle = setTimeout(stop, idleMs);
                   after = rev;
                 }
               }
               id = undefined; event = ""; data = "";
             }
+            pending = pending.slice(pos);
           }
         }
       } catch (e) {
@@ -346,8 +359,13 @@ export class DurioClient {
       }
       if (progressed) failed = 0;
       else if (++failed >= this.endpoints.length) {
+        // Every replica failed in turn: pause (until aborted) before the next round.
         failed = 0;
-        await new Promise((r) => setTimeout(r, 1000));
+        await new Promise<void>((r) => {
+          const t = setTimeout(done, 1000);
+          function done() { clearTimeout(t); opts.signal?.removeEventListener("abort", done); r(); }
+          opts.signal?.addEventListener("abort", done);
+        });
       }
     }
   }
