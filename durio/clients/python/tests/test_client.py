@@ -3,7 +3,9 @@ error handling against scripted fake servers."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 import time
 import urllib.request
 import uuid
@@ -181,6 +183,101 @@ def test_failover_when_the_leader_dies(cluster):
         assert kv.status().replica_id != leader
     cluster.command(f"start {leader}")
     cluster.wait_line(rf"replica {leader}: started", timeout=30)
+
+
+def test_follow_stream_across_a_killed_replica(cluster):
+    """follow_stream sees every change once, in order, while the replica it
+    streams from (a follower, the first endpoint) is killed and restarted."""
+    with Client(cluster.endpoints, timeout=20) as probe:
+        leader = probe.status().leader_id
+    watched = (leader + 1) % 3
+    order = [cluster.endpoints[watched]] + [e for i, e in enumerate(cluster.endpoints) if i != watched]
+    prefix = key("stream") + "/"
+    seen = []
+    errs = []
+    with Client(order, timeout=20) as kv:
+        start = kv.revision()
+
+        def follow():
+            try:
+                for ev in kv.follow_stream(prefix, prefix=True, after_revision=start, idle_timeout=5):
+                    seen.append(("delete" if ev.type == kv_pb2.EVENT_TYPE_DELETE else "put", ev.kv.key[len(prefix):], ev.kv.value))
+                    if len(seen) == 4:
+                        return
+            except Exception as e:  # reported below
+                errs.append(e)
+
+        t = threading.Thread(target=follow, daemon=True)
+        t.start()
+        kv.put(prefix + "a", "1")
+        deadline = time.monotonic() + 20
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert seen, f"no event from the stream: {errs}"
+        cluster.command(f"kill {watched}")
+        cluster.wait_line(rf"replica {watched}: killed", timeout=20)
+        kv.put(prefix + "b", "2")
+        kv.delete(prefix + "a")
+        cluster.command(f"start {watched}")
+        cluster.wait_line(rf"replica {watched}: started", timeout=30)
+        kv.put(prefix + "c", "3")
+        t.join(timeout=60)
+        assert not t.is_alive() and not errs, f"follow_stream: {seen} {errs}"
+    assert seen == [("put", "a", "1"), ("put", "b", "2"), ("delete", "a", ""), ("put", "c", "3")]
+
+
+class _StreamServer:
+    """A scripted watch-stream server: answer(path) returns (status,
+    content type, body) for each GET."""
+
+    def __init__(self, answer):
+        self.paths = []
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                outer.paths.append(self.path)
+                status, ctype, body = answer(self.path)
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_follow_stream_keys_heartbeats_and_refusals():
+    event = b'id: 7\ndata: {"type":"put","kv":{"key":"k","value":"v","create_revision":7,"mod_revision":7,"version":1}}\n\n'
+    script = {"/kvstore/watch/%2E?index=5": (200, "text/event-stream", b"retry: 1000\nid: 5\n\n: hi\r\n\nid: 6\n\n" + event)}
+    srv = _StreamServer(lambda path: script.get(path, (404, "application/json", b'{"code":"bad_route","msg":"no route"}')))
+    try:
+        with Client([srv.url]) as kv:
+            # A key that is exactly "." goes as %2E (else a path step); the
+            # heartbeat's id 6 is passed, the change at 7 delivered.
+            got = next(iter(kv.follow_stream(".", after_revision=5)))
+            assert (got.kv.key, got.kv.mod_revision) == ("k", 7)
+            # A refusal every replica would repeat ends the follow.
+            with pytest.raises(Exception) as info:
+                next(iter(kv.follow_stream("other", after_revision=5)))
+            assert getattr(info.value, "code", "") == "bad_route"
+            script["/kvstore/watch/gone?index=5"] = (410, "application/json", b'{"code":"out_of_range","msg":"compacted"}')
+            with pytest.raises(Compacted):
+                next(iter(kv.follow_stream("gone", after_revision=5)))
+            script["/kvstore/watch/late?index=5"] = (200, "text/event-stream", b'event: compacted\ndata: {"code":"out_of_range","msg":"gone"}\n\n')
+            with pytest.raises(Compacted):
+                next(iter(kv.follow_stream("late", after_revision=5)))
+    finally:
+        srv.close()
 
 
 # --- error mapping, against scripted servers ---
