@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -42,6 +43,8 @@ type Limits struct {
 	// same-origin browser requests like ClientURLs' hosts, and following
 	// membership changes (a joiner has no ClientURLs at all).
 	memberHost func(host string) bool
+	// streams, if not nil, counts the watch streams open on the listener.
+	streams *atomic.Int64
 }
 
 // DefaultLimits are the limits durio serves with unless configured.
@@ -57,7 +60,7 @@ func clientHandler(svc kvv1.KVService, limits Limits, extra func(mux *http.Serve
 	svc = validated{next: svc, limits: limits}
 	mux := http.NewServeMux()
 	twirpServer := kvv1.NewKVServiceServer(svc)
-	polls := &longPolls{maxWait: limits.MaxWatchWait, slack: limits.RequestTimeout + time.Second, stop: limits.stop}
+	polls := &longPolls{maxWait: limits.MaxWatchWait, slack: limits.RequestTimeout + time.Second, stop: limits.stop, streams: limits.streams}
 	mux.Handle("POST "+twirpServer.PathPrefix(), twirpServer)
 	mux.Handle("POST "+twirpWatchPath, polls.wrapTwirpWatch(twirpServer))
 	restHandler{svc: svc, polls: polls}.register(mux)

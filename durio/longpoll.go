@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/twitchtv/twirp"
@@ -43,6 +44,8 @@ type longPolls struct {
 	slack time.Duration
 	// stop ends when the replica starts shutting down; nil never ends.
 	stop context.Context
+	// streams, if not nil, counts the open watch streams.
+	streams *atomic.Int64
 }
 
 // isLongPoll reports whether r may wait: a Twirp Watch, a REST watch, or a

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +35,8 @@ type metrics struct {
 	requests      *prometheus.CounterVec   // by route and code
 	reqLatency    *prometheus.HistogramVec // by route
 	refusedConns  *prometheus.CounterVec   // by listener
+	// watchStreams counts the watch streams open on the client listener.
+	watchStreams *atomic.Int64
 	// routes caches the request observers per route label (string ->
 	// *routeObservers; see route).
 	routes sync.Map
@@ -50,7 +53,8 @@ var latencyBuckets = prometheus.ExponentialBuckets(50e-6, 2, 17)
 func newMetrics(status func() raft.Status) *metrics {
 	r := prometheus.NewRegistry()
 	m := &metrics{
-		registry: r,
+		registry:     r,
+		watchStreams: new(atomic.Int64),
 		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{Name: "durio_raft_leader_changes_total",
 			Help: "Terms in which this replica learned of a new leader (itself included)."}),
 		rpcs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "durio_raft_rpcs_sent_total",
@@ -83,6 +87,9 @@ func newMetrics(status func() raft.Status) *metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.leaderChanges, m.rpcs, m.rpcLatency, m.storeAppend, m.storeEntries, m.snapshots, m.snapshotBytes,
 		m.requests, m.reqLatency, m.refusedConns,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "durio_watch_streams",
+			Help: "Watch streams (server-sent events) open on the client listener."},
+			func() float64 { return float64(m.watchStreams.Load()) }),
 		counter("durio_raft_read_rounds_total", "Leadership-confirmation rounds this replica started as leader for linearizable reads (reads coalesce: one round in flight, shared by every read waiting).",
 			func(s raft.Status) float64 { return float64(s.ReadRounds) }),
 		counter("durio_raft_read_index_requests_total", "Read-index requests this replica sent to the leader as a follower (one per batch of follower reads).",

@@ -221,6 +221,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	limits := clientLimits(cfg)
 	limits.memberHost = r.dir.isClientHost
 	limits.stop, r.endPolls = context.WithCancel(context.Background())
+	limits.streams = r.metrics.watchStreams
 
 	extra := func(mux *http.ServeMux) {
 		mux.Handle("GET /metrics", r.metrics.handler())

@@ -177,6 +177,9 @@ func TestReplicaWatchStream(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	_, s := openStream(t, ctx, base+"/kvstore/watch/app/?prefix=true&index="+strconv.FormatUint(start, 10), nil)
+	if m := scrape(t, r); !strings.Contains(m, "\ndurio_watch_streams 1\n") {
+		t.Fatalf("/metrics with one stream open lacks durio_watch_streams 1")
+	}
 	rev := put("app/a", "1")
 	if ev, id := next(s); ev.Type != "put" || ev.KV.Key != "app/a" || ev.KV.Value != "1" || id != strconv.FormatUint(rev, 10) {
 		t.Fatalf("first change: %+v id %s, want app/a=1 at %d", ev, id, rev)
@@ -198,6 +201,7 @@ func TestReplicaWatchStream(t *testing.T) {
 		t.Fatalf("after the timeouts: %+v, want the delete of app/a", ev)
 	}
 	cancel()
+	waitUntil(t, "durio_watch_streams back to 0", func() bool { return strings.Contains(scrape(t, r), "\ndurio_watch_streams 0\n") })
 
 	// Away: two changes under the prefix. The reconnect (with the same URL,
 	// as EventSource makes it) gets exactly those.

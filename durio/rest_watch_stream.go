@@ -142,6 +142,10 @@ func (h restHandler) watchStream(w http.ResponseWriter, r *http.Request, p *quer
 		}
 		return
 	}
+	if n := h.polls.streams; n != nil {
+		n.Add(1)
+		defer n.Add(-1)
+	}
 	s := eventStream{w: w, rc: http.NewResponseController(w), timeout: h.polls.slack, lastID: req.GetAfterRevision()}
 	hdr := w.Header()
 	hdr["Content-Type"] = eventStreamHeader
