@@ -582,3 +582,58 @@ func TestFollowStreamKeyEscaping(t *testing.T) {
 		}
 	}
 }
+
+// Against a replica from before watch streams (it ignores Accept and
+// stream=, and answers a long poll), FollowStream goes on with long polls
+// and still delivers every change.
+func TestFollowStreamFallsBackToLongPolls(t *testing.T) {
+	kv := newStreamKV()
+	kv.rev.Store(5)
+	limits := DefaultLimits()
+	limits.MaxWatchWait = 200 * time.Millisecond
+	inner := clientHandler(kv.scriptKV, limits, nil)
+	var streamAsks atomic.Int64
+	old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Accept") == "text/event-stream" {
+			streamAsks.Add(1)
+		}
+		r.Header.Del("Accept")
+		q := r.URL.Query()
+		q.Del("stream")
+		r.URL.RawQuery = q.Encode()
+		inner.ServeHTTP(w, r)
+	}))
+	defer old.Close()
+	c, err := client.New([]string{old.URL}, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	got := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.FollowStream(ctx, "k", false, 5, func(ev client.Event) error {
+			got <- fmt.Sprintf("%s@%d", ev.KV.Key, ev.KV.ModRevision)
+			return errors.New("enough")
+		})
+	}()
+	// The long poll that answered the stream request, then a Twirp long
+	// poll waiting for the change.
+	waitUntil(t, "a long poll after the stream request", func() bool { return streamAsks.Load() == 1 && kv.calls.Load() >= 2 })
+	kv.feed <- &kvv1.WatchResponse{NextAfterRevision: 6, Events: []*kvv1.Event{{Type: kvv1.EventType_EVENT_TYPE_PUT, Kv: &kvv1.KeyValue{Key: "k", ModRevision: 6}}}}
+	select {
+	case g := <-got:
+		if g != "k@6" {
+			t.Fatalf("delivered %s, want k@6", g)
+		}
+	case err := <-done:
+		t.Fatalf("FollowStream ended with %v before delivering the change", err)
+	}
+	if err := <-done; err == nil || err.Error() != "enough" {
+		t.Fatalf("FollowStream = %v, want fn's error", err)
+	}
+	if n := streamAsks.Load(); n != 1 {
+		t.Fatalf("%d stream requests, want 1 before going on with long polls", n)
+	}
+}

@@ -33,17 +33,19 @@ const maxStreamLine = 64 << 20
 // request per replica instead of one long poll per batch of changes, which
 // costs a replica far less with many watchers. Its contract is Follow's: fn
 // sees every change of key (or under it, if prefix) after revision after,
-// once and in revision order, until ctx ends (then it returns ctx's error) or
-// fn fails (then fn's error). When a stream breaks, or a replica sends
-// nothing for Options.StreamIdleTimeout, FollowStream resumes at the next replica
-// from the last revision it delivered. If the cluster no longer keeps the
-// history after that revision, it returns an error wrapping ErrCompacted;
-// a request the replicas refuse as invalid, ErrInvalid (another refusal
-// that every replica would repeat, such as 403 for an origin or 404 for a
-// replica without streams, that refusal); a certificate the client does not
-// trust, that error. An Options.HTTPClient with a Timeout
-// ends every stream after it (FollowStream then resumes elsewhere): leave
-// it unset for streams.
+// once and in revision order, until ctx ends (then it returns ctx's error)
+// or fn fails (then fn's error). When a stream breaks, or a replica sends
+// nothing for Options.StreamIdleTimeout, FollowStream resumes at the next
+// replica from the last revision it delivered.
+//
+// If the cluster no longer keeps the history after that revision, it
+// returns an error wrapping ErrCompacted; a request the replicas refuse as
+// invalid, ErrInvalid; another refusal every replica would repeat (a 4xx
+// other than 408 and 429, such as 403 for a forbidden origin), that
+// refusal; a certificate the client does not trust, that error. A replica
+// from before watch streams answers with a long poll: FollowStream then goes
+// on as Follow. An Options.HTTPClient with a Timeout ends every stream after
+// it (FollowStream then resumes elsewhere): leave it unset for streams.
 func (c *Client) FollowStream(ctx context.Context, key string, prefix bool, after uint64, fn func(Event) error) error {
 	failed := 0 // streams that broke in a row without delivering anything
 	for next := 0; ; next++ {
@@ -62,6 +64,10 @@ func (c *Client) FollowStream(ctx context.Context, key string, prefix bool, afte
 			return err // a certificate error is not cured by retrying
 		case errors.As(err, new(refusedError)):
 			return err
+		case errors.Is(err, errNoStreams):
+			// A replica from before streams answered with a long poll:
+			// go on with long polls from where the stream left off.
+			return c.Follow(ctx, key, prefix, after, fn)
 		}
 		if progressed {
 			failed = 0
@@ -75,6 +81,10 @@ func (c *Client) FollowStream(ctx context.Context, key string, prefix bool, afte
 		}
 	}
 }
+
+// errNoStreams reports a replica that answered a stream request with a long
+// poll's JSON: a version from before watch streams.
+var errNoStreams = errors.New("durio client: the replica does not serve watch streams")
 
 // refusedError is a replica's refusal that another replica would repeat (a
 // 4xx other than 408 and 429).
@@ -133,6 +143,9 @@ func (c *Client) followOne(ctx context.Context, base, key string, prefix bool, a
 		return false, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		return false, errNoStreams
+	}
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		return false, streamRefusal(resp, *after)
 	}

@@ -228,7 +228,9 @@ class Client:
         idle_timeout seconds (replicas send a heartbeat at least every 15 s)
         is left for the next replica. Raises Compacted if the history it
         needs is gone, InvalidArgument (or the matching error) for a refusal
-        every replica would repeat (a 4xx other than 408 and 429)."""
+        every replica would repeat (a 4xx other than 408 and 429). A replica
+        from before watch streams answers with a long poll: it then goes on as
+        follow."""
         after = self.revision() if after_revision is None else after_revision
         failed = 0
         with self._lock:
@@ -245,6 +247,11 @@ class Client:
                     if event is not None:
                         yield event
                     after = rev
+            except _NoStreams:
+                # A replica from before watch streams answered with a long
+                # poll: go on with long polls from where the stream left off.
+                yield from self.follow(key, prefix=prefix, after_revision=after)
+                return
             except (OSError, http.client.HTTPException, ValueError):
                 pass  # no answer, a broken or silent stream, a malformed message: next replica
             if progressed:
@@ -432,6 +439,11 @@ class _NoSession(Exception):
 _MAX_STREAM_MESSAGE = 64 << 20
 
 
+class _NoStreams(Exception):
+    """A replica answered a stream request with a long poll's JSON: a version
+    from before watch streams."""
+
+
 def _stream_kv(d: Mapping[str, object]) -> kv_pb2.KeyValue:
     return kv_pb2.KeyValue(key=str(d.get("key", "")), value=str(d.get("value", "")),
                            create_revision=int(d.get("create_revision", 0)),  # type: ignore[arg-type]
@@ -455,6 +467,8 @@ def _stream(stub: KVServiceClient, key: str, prefix: bool, after: int,
         conn.request("GET", f"{base}/kvstore/watch/{path_key}?{query}",
                      headers={**stub._headers, "Accept": "text/event-stream"})
         resp = conn.getresponse()
+        if resp.status == 200 and resp.getheader("Content-Type", "").startswith("application/json"):
+            raise _NoStreams()
         if resp.status != 200 or not resp.getheader("Content-Type", "").startswith("text/event-stream"):
             body = resp.read(64 << 10)
             if 400 <= resp.status < 500 and resp.status not in (408, 429):

@@ -244,6 +244,16 @@ class _StreamServer:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                data = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                outer.paths.append("POST " + self.path + " " + data.decode())
+                status, ctype, body = answer("POST " + self.path)
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def log_message(self, *args: object) -> None:
                 pass
 
@@ -276,6 +286,23 @@ def test_follow_stream_keys_heartbeats_and_refusals():
             script["/kvstore/watch/late?index=5"] = (200, "text/event-stream", b'event: compacted\ndata: {"code":"out_of_range","msg":"gone"}\n\n')
             with pytest.raises(Compacted):
                 next(iter(kv.follow_stream("late", after_revision=5)))
+    finally:
+        srv.close()
+
+
+def test_follow_stream_falls_back_to_long_polls():
+    """A replica from before watch streams answers the stream request with a
+    long poll's JSON; follow_stream goes on with long polls (Twirp Watch)."""
+    watch = {"events": [{"type": "EVENT_TYPE_PUT", "kv": {"key": "k", "modRevision": "6"}}], "nextAfterRevision": "6"}
+    srv = _StreamServer(lambda path: (200, "application/json", json.dumps(watch).encode()) if path.startswith("POST ")
+                        else (200, "application/json", b'{"events":[],"next_index":5,"revision":5}'))
+    try:
+        with Client([srv.url], encoding="json") as kv:
+            got = next(iter(kv.follow_stream("k", after_revision=5)))
+            assert (got.kv.key, got.kv.mod_revision) == ("k", 6)
+        assert srv.paths[0] == "/kvstore/watch/k?index=5"
+        method, body = srv.paths[1].split(" {", 1)
+        assert method == "POST /twirp/kv.v1.KVService/Watch" and json.loads("{" + body)["after_revision"] == "5"
     finally:
         srv.close()
 

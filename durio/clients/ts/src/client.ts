@@ -273,8 +273,10 @@ export class DurioClient {
    * least every 15 s) is left for the next replica. It uses the REST route
    * (JSON), whatever the client's encoding. A key that is exactly "." or ".."
    * cannot be a URL path segment (fetch turns it into a path step), so it is
-   * followed with {@link follow} instead. A refusal every replica would
-   * repeat (a 4xx other than 408 and 429) throws an RpcError.
+   * followed with {@link follow} instead, and so is everything after a
+   * replica from before watch streams answers with a long poll. A refusal
+   * every replica would repeat (a 4xx other than 408 and 429) throws an
+   * RpcError.
    */
   async *followStream(key: string, opts: { prefix?: boolean; afterRevision?: string; idleMs?: number; signal?: AbortSignal } = {}): AsyncGenerator<Event> {
     if (key === "." || key === "..") {
@@ -291,7 +293,7 @@ export class DurioClient {
       const stop = () => stream.abort();
       opts.signal?.addEventListener("abort", stop);
       let idle = setTimeout(stop, idleMs);
-      let progressed = false;
+      let progressed = false, legacy = false;
       try {
         const url = `${base}/kvstore/watch/${encodeURIComponent(key)}?index=${after}${opts.prefix ? "&prefix=true" : ""}`;
         const resp = await fetch(url, { headers: { Accept: "text/event-stream" }, signal: stream.signal });
@@ -300,6 +302,8 @@ export class DurioClient {
           const code = resp.status === 410 ? "out_of_range" : resp.status === 400 ? "invalid_argument" : (body.code ?? "unknown");
           throw new RpcError(body.msg ?? `durio: watch stream ${resp.status}`, code, body.meta ?? {});
         }
+        // A replica from before watch streams answers with a long poll.
+        legacy = resp.ok && (resp.headers.get("content-type") ?? "").startsWith("application/json");
         if (resp.ok && resp.body && (resp.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
           const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
           let pending = "", id: string | undefined, event = "", data = "";
@@ -356,6 +360,11 @@ export class DurioClient {
         clearTimeout(idle);
         opts.signal?.removeEventListener("abort", stop);
         stream.abort();
+      }
+      if (legacy) {
+        // Go on with long polls from where the stream left off.
+        yield* this.follow(key, { prefix: opts.prefix, afterRevision: String(after), signal: opts.signal });
+        return;
       }
       if (progressed) failed = 0;
       else if (++failed >= this.endpoints.length) {

@@ -65,3 +65,27 @@ test("followStream ends on a refusal every replica would repeat, and on abort du
     assert.ok(Date.now() - started < 900, `returned ${Date.now() - started} ms after start, want soon after the abort at 200 ms`);
   });
 });
+
+test("followStream goes on with long polls against a replica from before watch streams", async () => {
+  const seen: string[] = [];
+  await serve((req, body, res) => {
+    if (req.method === "POST" && req.url === "/twirp/kv.v1.KVService/Watch") {
+      seen.push("twirp after " + JSON.parse(body).afterRevision);
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ events: [{ type: "EVENT_TYPE_PUT", kv: { key: "k", modRevision: "6" } }], nextAfterRevision: "6" }));
+      return;
+    }
+    seen.push("get " + req.url);
+    res.writeHead(200, { "content-type": "application/json" }); // an old replica's long poll: nothing yet
+    res.end(JSON.stringify({ events: [], next_index: 5, revision: 5 }));
+  }, async (url) => {
+    const kv = connect(url, { json: true });
+    const got: string[] = [];
+    for await (const ev of kv.followStream("k", { afterRevision: "5" })) {
+      got.push(`${ev.kv?.key}@${ev.kv?.modRevision}`);
+      break;
+    }
+    assert.deepEqual(got, ["k@6"]);
+    assert.deepEqual(seen, ["get /kvstore/watch/k?index=5", "twirp after 5"]);
+  });
+});
