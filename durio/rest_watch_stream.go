@@ -18,7 +18,7 @@ import (
 // the replica answers with every matching change as it is applied, for as
 // long as the client stays, instead of one long poll per batch of changes.
 //
-//	GET /kvstore/watch/{key...}?prefix=&index=&limit=&prev_kv=   Accept: text/event-stream (or ?stream=true)
+//	GET /kvstore/watch/{key...}?prefix=&index=&limit=&prev_kv=&wait=   Accept: text/event-stream (or ?stream=true)
 //
 //	retry: 1000
 //	id: 7
@@ -38,11 +38,17 @@ import (
 // the replica's revision without it). Each change is a message whose id is
 // its revision and whose data is the change as the long poll's "events"
 // show it. A message with only an id (sent when nothing matched for a
-// heartbeat interval, min(15 s, --max-watch-wait)) moves the resume point
-// on and keeps proxies from closing an idle stream. When the client
+// heartbeat interval, min(15 s, --max-watch-wait, the request's wait but at
+// least 1 s)) moves the resume point on and keeps proxies from closing an
+// idle stream. When the client
 // reconnects (EventSource does so by itself, after the retry interval) it
 // sends the last id it received as Last-Event-ID, and the stream resumes
 // after it, on this replica or on any other: no change is lost or repeated.
+//
+// The clients send stream=true with the Accept header (a proxy may drop the
+// header) and a wait of 10 s: a replica from before streams ignores both
+// and answers a long poll within that wait, which tells the client to go on
+// with long polls.
 //
 // Errors found before the stream starts (bad parameters, compacted history,
 // too many watchers) are ordinary answers with their HTTP status. A stream
@@ -100,8 +106,13 @@ func compactedError(after, compactRev uint64) twirp.Error {
 // top of this file). req holds the watch's key, prefix, limit, prev_kv and
 // index.
 func (h restHandler) watchStream(w http.ResponseWriter, r *http.Request, p *queryParams, req *kvv1.WatchRequest) {
+	// wait, for a stream, is the longest silence the client wants: a
+	// heartbeat at least that often (not under a second). A client sends it
+	// so that a replica from before streams, which answers a long poll,
+	// answers within it.
+	heartbeat := min(streamHeartbeat, h.polls.maxWait)
 	if p.has("wait") {
-		p.fail("wait", "does not apply to a stream, which lasts until the client leaves")
+		heartbeat = min(heartbeat, max(p.wait("wait", 0), time.Second))
 	}
 	resume, resuming := uint64(0), false
 	if ids := r.Header.Values("Last-Event-ID"); len(ids) > 0 {
@@ -160,7 +171,7 @@ func (h restHandler) watchStream(w http.ResponseWriter, r *http.Request, p *quer
 	s.buf = append(s.buf, "\nid: "...)
 	s.buf = strconv.AppendUint(s.buf, s.lastID, 10)
 	s.buf = append(s.buf, "\n\n"...)
-	heartbeat := max(uint64(min(streamHeartbeat, h.polls.maxWait)/time.Millisecond), 1)
+	heartbeatMs := max(uint64(heartbeat/time.Millisecond), 1)
 	for {
 		req.AfterRevision = max(req.GetAfterRevision(), resp.GetNextAfterRevision())
 		s.events(resp.GetEvents())
@@ -171,7 +182,7 @@ func (h restHandler) watchStream(w http.ResponseWriter, r *http.Request, p *quer
 		if !s.flush() {
 			return
 		}
-		req.WaitMs = heartbeat
+		req.WaitMs = heartbeatMs
 		resp, err = h.svc.Watch(ctx, req)
 		var terr twirp.Error
 		switch {

@@ -293,6 +293,19 @@ func TestRESTWatchStreamRequests(t *testing.T) {
 		rcancel()
 	}
 
+	// wait is the longest silence asked for: the heartbeat, at least a
+	// second, at most the replica's own (here a minute, and 15 s).
+	for _, c := range []struct {
+		wait string
+		ms   uint64
+	}{{"2s", 2000}, {"1500ms", 1500}, {"10ms", 1000}, {"1h", 15000}} {
+		rctx, rcancel := context.WithCancel(ctx)
+		openStream(t, rctx, u+"/kvstore/watch/k?index=1&wait="+c.wait, nil)
+		// (The stream of an earlier case may still record its own wait.)
+		waitUntil(t, fmt.Sprintf("wait=%s gives a heartbeat of %d ms", c.wait, c.ms), func() bool { return kv.lastWatch(t).GetWaitMs() == c.ms })
+		rcancel()
+	}
+
 	// stream=false, or an Accept without event streams (or refusing them
 	// with q=0), is the long poll.
 	for _, h := range []http.Header{{"Accept": {"*/*"}}, {"Accept": {"text/event-stream"}}, {"Accept": {"application/json, text/event-stream;q=0"}}} {
@@ -320,7 +333,7 @@ func TestRESTWatchStreamRequests(t *testing.T) {
 	}{
 		{"/kvstore/watch/compacted?index=3", nil, http.StatusGone},
 		{"/kvstore/watch/crowded?index=3", nil, http.StatusTooManyRequests},
-		{"/kvstore/watch/k?index=3&wait=10s", nil, http.StatusBadRequest},
+		{"/kvstore/watch/k?index=3&wait=soon", nil, http.StatusBadRequest},
 		{"/kvstore/watch/k?index=-3", nil, http.StatusBadRequest},
 		{"/kvstore/watch/k?stream=maybe", nil, http.StatusBadRequest},
 		{"/kvstore/watch/?index=3", nil, http.StatusBadRequest},
@@ -584,13 +597,14 @@ func TestFollowStreamKeyEscaping(t *testing.T) {
 }
 
 // Against a replica from before watch streams (it ignores Accept and
-// stream=, and answers a long poll), FollowStream goes on with long polls
-// and still delivers every change.
+// stream=, and answers a long poll after the request's wait, which the
+// client keeps below its idle timeout), FollowStream goes on with long
+// polls and still delivers every change.
 func TestFollowStreamFallsBackToLongPolls(t *testing.T) {
 	kv := newStreamKV()
 	kv.rev.Store(5)
 	limits := DefaultLimits()
-	limits.MaxWatchWait = 200 * time.Millisecond
+	limits.MaxWatchWait = time.Minute // the old replica would hold a long poll without wait this long
 	inner := clientHandler(kv.scriptKV, limits, nil)
 	var streamAsks atomic.Int64
 	old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -604,7 +618,7 @@ func TestFollowStreamFallsBackToLongPolls(t *testing.T) {
 		inner.ServeHTTP(w, r)
 	}))
 	defer old.Close()
-	c, err := client.New([]string{old.URL}, client.Options{})
+	c, err := client.New([]string{old.URL}, client.Options{StreamIdleTimeout: 2 * time.Second}) // it asks for wait=1s
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,8 +66,9 @@ type Options struct {
 	FollowInterval time.Duration
 	// StreamIdleTimeout is how long FollowStream waits for any message on
 	// a replica's stream before it resumes at another; default
-	// DefaultStreamIdleTimeout. A replica sends at least one every 15 s
-	// (or every --max-watch-wait, if shorter).
+	// DefaultStreamIdleTimeout. FollowStream asks for a heartbeat every
+	// half of it, at most 10 s; replicas send one no more often than every
+	// second, so keep it above 2 s.
 	StreamIdleTimeout time.Duration
 }
 

@@ -24,6 +24,10 @@ import (
 // resumes at another.
 const DefaultStreamIdleTimeout = 40 * time.Second
 
+// streamWait is the heartbeat interval FollowStream asks for (at most half
+// the idle timeout).
+const streamWait = 10 * time.Second
+
 // maxStreamLine bounds one line of a stream: an event carries a key and a
 // value (and perhaps the previous one), JSON-escaped.
 const maxStreamLine = 64 << 20
@@ -125,7 +129,11 @@ func (kv *streamKeyValue) keyValue() KeyValue {
 func (c *Client) followOne(ctx context.Context, base, key string, prefix bool, after *uint64, fn func(Event) error) (progressed bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	q := url.Values{"index": {strconv.FormatUint(*after, 10)}}
+	// stream=true: a proxy may drop Accept. wait: the longest silence we
+	// want, so that a replica from before streams answers its long poll
+	// well before the idle timeout.
+	q := url.Values{"index": {strconv.FormatUint(*after, 10)}, "stream": {"true"},
+		"wait": {min(streamWait, c.streamIdle/2).String()}}
 	if prefix {
 		q.Set("prefix", "true")
 	}

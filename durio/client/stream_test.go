@@ -117,10 +117,10 @@ func TestFollowStream(t *testing.T) {
 	// Each request resumes from the last revision delivered or announced:
 	// after the heartbeat's 9, then after 12 once replica 0 fell silent.
 	want := strings.Join([]string{
-		"0 /kvstore/watch/a%2F?index=4&prefix=true",
-		"1 /kvstore/watch/a%2F?index=9&prefix=true",
-		"0 /kvstore/watch/a%2F?index=9&prefix=true",
-		"1 /kvstore/watch/a%2F?index=12&prefix=true",
+		"0 /kvstore/watch/a%2F?index=4&prefix=true&stream=true&wait=150ms",
+		"1 /kvstore/watch/a%2F?index=9&prefix=true&stream=true&wait=150ms",
+		"0 /kvstore/watch/a%2F?index=9&prefix=true&stream=true&wait=150ms",
+		"1 /kvstore/watch/a%2F?index=12&prefix=true&stream=true&wait=150ms",
 	}, "\n")
 	if asked != want {
 		t.Fatalf("requests:\n%s\nwant:\n%s", asked, want)

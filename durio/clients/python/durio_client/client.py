@@ -238,7 +238,7 @@ class Client:
         while True:
             stub = self._stubs[i % len(self._stubs)]
             i += 1
-            progressed = False
+            progressed = legacy = False
             try:
                 for rev, event in _stream(stub, key, prefix, after, idle_timeout):
                     if rev <= after:
@@ -248,12 +248,14 @@ class Client:
                         yield event
                     after = rev
             except _NoStreams:
+                legacy = True
+            except (OSError, http.client.HTTPException, ValueError):
+                pass  # no answer, a broken or silent stream, a malformed message: next replica
+            if legacy:
                 # A replica from before watch streams answered with a long
                 # poll: go on with long polls from where the stream left off.
                 yield from self.follow(key, prefix=prefix, after_revision=after)
                 return
-            except (OSError, http.client.HTTPException, ValueError):
-                pass  # no answer, a broken or silent stream, a malformed message: next replica
             if progressed:
                 failed = 0
                 continue
@@ -460,7 +462,12 @@ def _stream(stub: KVServiceClient, key: str, prefix: bool, after: int,
         path_key = key.replace(".", "%2E")  # else a path step
     else:
         path_key = urllib.parse.quote(key, safe="")
-    query = urllib.parse.urlencode({"index": str(after), **({"prefix": "true"} if prefix else {})})
+    # stream=true: a proxy may drop Accept. wait: the longest silence wanted,
+    # so that a replica from before streams answers its long poll well
+    # before idle_timeout.
+    wait_ms = max(1, int(min(10.0, idle_timeout / 2) * 1000))
+    query = urllib.parse.urlencode({"index": str(after), **({"prefix": "true"} if prefix else {}),
+                                    "stream": "true", "wait": f"{wait_ms}ms"})
     base = urllib.parse.urlsplit(stub.base_url).path.rstrip("/")
     conn = stub._connect(idle_timeout)  # a connection of its own, with the stub's TLS settings
     try:

@@ -268,7 +268,7 @@ class _StreamServer:
 
 def test_follow_stream_keys_heartbeats_and_refusals():
     event = b'id: 7\ndata: {"type":"put","kv":{"key":"k","value":"v","create_revision":7,"mod_revision":7,"version":1}}\n\n'
-    script = {"/kvstore/watch/%2E?index=5": (200, "text/event-stream", b"retry: 1000\nid: 5\n\n: hi\r\n\nid: 6\n\n" + event)}
+    script = {"/kvstore/watch/%2E?index=5&stream=true&wait=10000ms": (200, "text/event-stream", b"retry: 1000\nid: 5\n\n: hi\r\n\nid: 6\n\n" + event)}
     srv = _StreamServer(lambda path: script.get(path, (404, "application/json", b'{"code":"bad_route","msg":"no route"}')))
     try:
         with Client([srv.url]) as kv:
@@ -280,10 +280,10 @@ def test_follow_stream_keys_heartbeats_and_refusals():
             with pytest.raises(Exception) as info:
                 next(iter(kv.follow_stream("other", after_revision=5)))
             assert getattr(info.value, "code", "") == "bad_route"
-            script["/kvstore/watch/gone?index=5"] = (410, "application/json", b'{"code":"out_of_range","msg":"compacted"}')
+            script["/kvstore/watch/gone?index=5&stream=true&wait=10000ms"] = (410, "application/json", b'{"code":"out_of_range","msg":"compacted"}')
             with pytest.raises(Compacted):
                 next(iter(kv.follow_stream("gone", after_revision=5)))
-            script["/kvstore/watch/late?index=5"] = (200, "text/event-stream", b'event: compacted\ndata: {"code":"out_of_range","msg":"gone"}\n\n')
+            script["/kvstore/watch/late?index=5&stream=true&wait=10000ms"] = (200, "text/event-stream", b'event: compacted\ndata: {"code":"out_of_range","msg":"gone"}\n\n')
             with pytest.raises(Compacted):
                 next(iter(kv.follow_stream("late", after_revision=5)))
     finally:
@@ -300,7 +300,7 @@ def test_follow_stream_falls_back_to_long_polls():
         with Client([srv.url], encoding="json") as kv:
             got = next(iter(kv.follow_stream("k", after_revision=5)))
             assert (got.kv.key, got.kv.mod_revision) == ("k", 6)
-        assert srv.paths[0] == "/kvstore/watch/k?index=5"
+        assert srv.paths[0] == "/kvstore/watch/k?index=5&stream=true&wait=10000ms"
         method, body = srv.paths[1].split(" {", 1)
         assert method == "POST /twirp/kv.v1.KVService/Watch" and json.loads("{" + body)["after_revision"] == "5"
     finally:

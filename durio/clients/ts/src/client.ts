@@ -295,7 +295,11 @@ export class DurioClient {
       let idle = setTimeout(stop, idleMs);
       let progressed = false, legacy = false;
       try {
-        const url = `${base}/kvstore/watch/${encodeURIComponent(key)}?index=${after}${opts.prefix ? "&prefix=true" : ""}`;
+        // stream=true: a proxy may drop Accept. wait: the longest silence
+        // wanted, so that a replica from before streams answers its long
+        // poll well before idleMs.
+        const wait = Math.max(1, Math.floor(Math.min(10000, idleMs / 2)));
+        const url = `${base}/kvstore/watch/${encodeURIComponent(key)}?index=${after}${opts.prefix ? "&prefix=true" : ""}&stream=true&wait=${wait}ms`;
         const resp = await fetch(url, { headers: { Accept: "text/event-stream" }, signal: stream.signal });
         if (resp.status >= 400 && resp.status < 500 && resp.status !== 408 && resp.status !== 429) {
           const body = await resp.json().catch(() => ({})) as { code?: string; msg?: string; meta?: Record<string, string> };

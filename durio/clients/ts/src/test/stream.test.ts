@@ -86,6 +86,6 @@ test("followStream goes on with long polls against a replica from before watch s
       break;
     }
     assert.deepEqual(got, ["k@6"]);
-    assert.deepEqual(seen, ["get /kvstore/watch/k?index=5", "twirp after 5"]);
+    assert.deepEqual(seen, ["get /kvstore/watch/k?index=5&stream=true&wait=10000ms", "twirp after 5"]);
   });
 });
