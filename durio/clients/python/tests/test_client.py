@@ -235,24 +235,21 @@ class _StreamServer:
         outer = self
 
         class H(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                outer.paths.append(self.path)
-                status, ctype, body = answer(self.path)
+            def _answer(self, what: str, logged: str) -> None:
+                outer.paths.append(logged)
+                status, ctype, body = answer(what)
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
 
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                self._answer(self.path, self.path)
+
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 data = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                outer.paths.append("POST " + self.path + " " + data.decode())
-                status, ctype, body = answer("POST " + self.path)
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self._answer("POST " + self.path, "POST " + self.path + " " + data.decode())
 
             def log_message(self, *args: object) -> None:
                 pass
