@@ -23,6 +23,15 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** Pause after every endpoint has failed once, in milliseconds (default 50). */
   backoffMs?: number;
+  /**
+   * A bearer token for a cluster that authenticates its clients
+   * (`durio serve --client-auth-file`): every request carries
+   * `Authorization: Bearer <token>`. Visible ASCII only (no spaces or control
+   * characters); the constructor throws otherwise. A cluster that refuses it
+   * answers `unauthenticated` (unknown token) or `permission_denied` (its role
+   * is too low), which no call retries.
+   */
+  token?: string;
 }
 
 /** A get request: only `key` is required. */
@@ -105,6 +114,34 @@ function streamEvent(d: { type?: string; kv?: StreamKV; prev_kv?: StreamKV }): E
   };
 }
 
+/**
+ * authorization is the Authorization header value that carries `token`. It
+ * refuses a token a header cannot carry as is (fetch would trim its spaces or
+ * throw at every request with the value in the message) without saying what
+ * the token is.
+ */
+function authorization(token: unknown): string {
+  if (typeof token !== "string") throw new TypeError("durio: the token must be a string");
+  if (token === "") throw new Error("durio: the token is empty");
+  if (!/^[\x21-\x7e]+$/.test(token)) {
+    throw new Error("durio: the token may hold only visible ASCII characters (no space, tab, CR, LF or other control or non-ASCII character)");
+  }
+  return `Bearer ${token}`;
+}
+
+/**
+ * isAuthRefusal reports the cluster's refusal of the client's token
+ * (`unauthenticated`: missing or unknown) or of what its role allows
+ * (`permission_denied`): every endpoint would answer the same, so nothing
+ * retries it.
+ */
+function isAuthRefusal(e: unknown): boolean {
+  return e instanceof RpcError && (e.code === "unauthenticated" || e.code === "permission_denied");
+}
+
+/** The Twirp code of a watch stream's refusal by its HTTP status, whatever its body says. */
+const streamRefusals: Record<number, string> = { 400: "invalid_argument", 401: "unauthenticated", 403: "permission_denied", 410: "out_of_range" };
+
 /** Attempts records, across the attempts of one write, whether any may have taken effect. */
 interface Attempts {
   maybeApplied: boolean;
@@ -132,10 +169,15 @@ function maybeApplied(e: unknown): boolean {
  * answer is applied at most once. If the session expired, a write that
  * certainly never applied is renumbered in a new session; one whose outcome
  * was unknown fails with `deadline_exceeded` rather than risk applying twice.
+ * With a `token` every request carries it; a refusal (`unauthenticated`:
+ * missing or unknown token, `permission_denied`: its role is too low) fails
+ * the call, follow or stream at once, at no other endpoint.
  */
 export class DurioClient {
   readonly endpoints: readonly string[];
   private readonly kv: KVServiceClient[];
+  /** The headers every request carries besides its own: the token's, if any. */
+  private readonly auth: Readonly<Record<string, string>>;
   private readonly timeoutMs: number;
   private readonly backoffMs: number;
   private cur = 0;
@@ -149,7 +191,8 @@ export class DurioClient {
     const list = (typeof endpoints === "string" ? endpoints.split(",") : [...endpoints]).map((e) => e.trim()).filter(Boolean);
     if (list.length === 0) throw new Error("durio: no endpoints");
     this.endpoints = list.map((e) => (e.includes("://") ? e : "http://" + e).replace(/\/+$/, ""));
-    this.kv = this.endpoints.map((e) => new KVServiceClient(new TwirpFetchTransport({ baseUrl: e + "/twirp", sendJson: opts.json ?? false })));
+    this.auth = opts.token === undefined ? {} : { authorization: authorization(opts.token) };
+    this.kv = this.endpoints.map((e) => new KVServiceClient(new TwirpFetchTransport({ baseUrl: e + "/twirp", sendJson: opts.json ?? false, meta: { ...this.auth } })));
     this.timeoutMs = opts.timeoutMs ?? 12000;
     this.backoffMs = opts.backoffMs ?? 50;
   }
@@ -275,8 +318,8 @@ export class DurioClient {
    * cannot be a URL path segment (fetch turns it into a path step), so it is
    * followed with {@link follow} instead, and so is everything after a
    * replica from before watch streams answers with a long poll. A refusal
-   * every replica would repeat (a 4xx other than 408 and 429) throws an
-   * RpcError.
+   * every replica would repeat (a 4xx other than 408 and 429, such as 401
+   * `unauthenticated` or 403 `permission_denied`) throws an RpcError.
    */
   async *followStream(key: string, opts: { prefix?: boolean; afterRevision?: string; idleMs?: number; signal?: AbortSignal } = {}): AsyncGenerator<Event> {
     if (key === "." || key === "..") {
@@ -300,10 +343,10 @@ export class DurioClient {
         // poll well before idleMs.
         const wait = Math.max(1, Math.floor(Math.min(10000, idleMs / 2)));
         const url = `${base}/kvstore/watch/${encodeURIComponent(key)}?index=${after}${opts.prefix ? "&prefix=true" : ""}&stream=true&wait=${wait}ms`;
-        const resp = await fetch(url, { headers: { Accept: "text/event-stream" }, signal: stream.signal });
+        const resp = await fetch(url, { headers: { ...this.auth, Accept: "text/event-stream" }, signal: stream.signal });
         if (resp.status >= 400 && resp.status < 500 && resp.status !== 408 && resp.status !== 429) {
           const body = await resp.json().catch(() => ({})) as { code?: string; msg?: string; meta?: Record<string, string> };
-          const code = resp.status === 410 ? "out_of_range" : resp.status === 400 ? "invalid_argument" : (body.code ?? "unknown");
+          const code = streamRefusals[resp.status] ?? body.code ?? "unknown";
           throw new RpcError(body.msg ?? `durio: watch stream ${resp.status}`, code, body.meta ?? {});
         }
         // A replica from before watch streams answers with a long poll.
@@ -407,7 +450,8 @@ export class DurioClient {
 
   /**
    * keepAlive refreshes the lease every third of its TTL until `signal`
-   * aborts (then it resolves) or the lease is lost (then it rejects).
+   * aborts (then it resolves), or the lease is lost or the token refused
+   * (then it rejects).
    */
   async keepAlive(id: string, ttlMs: number, signal: AbortSignal): Promise<void> {
     let lastOk = Date.now();
@@ -421,7 +465,7 @@ export class DurioClient {
         await this.leaseKeepAlive(id);
         lastOk = Date.now();
       } catch (e) {
-        if (e instanceof RpcError && e.meta["reason"] === "lease_not_found") throw e;
+        if (isAuthRefusal(e) || (e instanceof RpcError && e.meta["reason"] === "lease_not_found")) throw e;
         if (Date.now() - lastOk >= ttlMs) throw e;
       }
     }
