@@ -1,7 +1,7 @@
 // A leader-following durio client: any number of endpoints, failover between
 // them, and exactly-once write headers, over the generated Twirp client.
 import type { PartialMessage } from "@protobuf-ts/runtime";
-import { RpcError, type RpcOptions } from "@protobuf-ts/runtime-rpc";
+import { RpcError, type RpcInterceptor, type RpcOptions } from "@protobuf-ts/runtime-rpc";
 import { TwirpFetchTransport } from "@protobuf-ts/twirp-transport";
 import { KVServiceClient } from "./gen/kv/v1/kv.client";
 import {
@@ -176,8 +176,12 @@ function maybeApplied(e: unknown): boolean {
 export class DurioClient {
   readonly endpoints: readonly string[];
   private readonly kv: KVServiceClient[];
-  /** The headers every request carries besides its own: the token's, if any. */
-  private readonly auth: Readonly<Record<string, string>>;
+  /**
+   * The headers every request carries besides its own: the token's, if any.
+   * Only here and in the Twirp interceptor's closure (not in the transports'
+   * options), so that logging the client (util.inspect) shows no token.
+   */
+  readonly #auth: Readonly<Record<string, string>>;
   private readonly timeoutMs: number;
   private readonly backoffMs: number;
   private cur = 0;
@@ -191,8 +195,10 @@ export class DurioClient {
     const list = (typeof endpoints === "string" ? endpoints.split(",") : [...endpoints]).map((e) => e.trim()).filter(Boolean);
     if (list.length === 0) throw new Error("durio: no endpoints");
     this.endpoints = list.map((e) => (e.includes("://") ? e : "http://" + e).replace(/\/+$/, ""));
-    this.auth = opts.token === undefined ? {} : { authorization: authorization(opts.token) };
-    this.kv = this.endpoints.map((e) => new KVServiceClient(new TwirpFetchTransport({ baseUrl: e + "/twirp", sendJson: opts.json ?? false, meta: { ...this.auth } })));
+    const auth: Record<string, string> = opts.token === undefined ? {} : { authorization: authorization(opts.token) };
+    this.#auth = auth;
+    const withAuth: RpcInterceptor = { interceptUnary: (next, method, input, o) => next(method, input, { ...o, meta: { ...o.meta, ...auth } }) };
+    this.kv = this.endpoints.map((e) => new KVServiceClient(new TwirpFetchTransport({ baseUrl: e + "/twirp", sendJson: opts.json ?? false, interceptors: [withAuth] })));
     this.timeoutMs = opts.timeoutMs ?? 12000;
     this.backoffMs = opts.backoffMs ?? 50;
   }
@@ -343,7 +349,7 @@ export class DurioClient {
         // poll well before idleMs.
         const wait = Math.max(1, Math.floor(Math.min(10000, idleMs / 2)));
         const url = `${base}/kvstore/watch/${encodeURIComponent(key)}?index=${after}${opts.prefix ? "&prefix=true" : ""}&stream=true&wait=${wait}ms`;
-        const resp = await fetch(url, { headers: { ...this.auth, Accept: "text/event-stream" }, signal: stream.signal });
+        const resp = await fetch(url, { headers: { ...this.#auth, Accept: "text/event-stream" }, signal: stream.signal });
         if (resp.status >= 400 && resp.status < 500 && resp.status !== 408 && resp.status !== 429) {
           const body = await resp.json().catch(() => ({})) as { code?: string; msg?: string; meta?: Record<string, string> };
           const code = streamRefusals[resp.status] ?? body.code ?? "unknown";

@@ -3,6 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { inspect } from "node:util";
 import { connect, RpcError, type DurioClient } from "../index";
 import { serve } from "./scripted";
 
@@ -67,7 +68,7 @@ test("a token goes with every request: Twirp calls, follow's long polls, followS
   });
 });
 
-test("a token no header can carry as is is refused at construction, and not repeated in the error", () => {
+test("a token no header can carry as is is refused at construction, and not repeated in the error; logging a client shows none", () => {
   for (const bad of ["secret token", " secret-token", "secret-token ", "secret\ttoken", "secret-token\r\nX-Injected: 1",
     "secret-token\n", "secret-token\r", "secret\x00token", "secret\x7ftoken", "secret-tökenß", "secret-token-€"]) {
     assert.throws(() => connect("127.0.0.1:1", { token: bad }), (e: unknown) => {
@@ -79,7 +80,8 @@ test("a token no header can carry as is is refused at construction, and not repe
   }
   assert.throws(() => connect("127.0.0.1:1", { token: "" }), /^Error: durio: the token is empty$/);
   assert.throws(() => connect("127.0.0.1:1", { token: 42 as unknown as string }), /durio: the token must be a string/);
-  connect("127.0.0.1:1", { token: "r-0123456789abcdef" });
+  const kv = connect("127.0.0.1:1", { token });
+  assert.ok(!inspect(kv, { depth: Infinity, showHidden: true }).includes(token), "inspecting the client shows the token");
   connect("127.0.0.1:1", { token: "~!@#$%^&*()_+={}[]|\\:;\"'<>,.?/`" });
 });
 
