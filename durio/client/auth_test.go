@@ -3,9 +3,12 @@ package client_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,5 +112,53 @@ func TestClientToken(t *testing.T) {
 		if _, err := client.New([]string{base}, client.Options{Token: bad}); err == nil || strings.Contains(err.Error(), bad) {
 			t.Errorf("token %q: %v", bad, err)
 		}
+	}
+}
+
+// A token never follows a redirect to another origin.
+func TestWithTokenKeepsTheTokenHome(t *testing.T) {
+	const token = "t-0123456789abcdef"
+	var leaked atomic.Value
+	leaked.Store("")
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		leaked.Store(r.Header.Get("Authorization"))
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer other.Close()
+	home := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/away":
+			http.Redirect(w, r, other.URL+"/x", http.StatusTemporaryRedirect)
+		case "/here":
+			http.Redirect(w, r, "/landed", http.StatusTemporaryRedirect)
+		case "/landed":
+			if r.Header.Get("Authorization") != "Bearer "+token {
+				t.Errorf("a same-origin redirect lost the token")
+			}
+		}
+	}))
+	defer home.Close()
+	hc, err := client.WithToken(&http.Client{Timeout: 5 * time.Second}, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := hc.Get(home.URL + "/away")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTemporaryRedirect || leaked.Load() != "" {
+		t.Errorf("cross-origin redirect: status %d, the other server got %q", resp.StatusCode, leaked.Load())
+	}
+	resp, err = hc.Get(home.URL + "/here")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("same-origin redirect: %d", resp.StatusCode)
+	}
+	if _, err := client.WithToken(http.DefaultClient, ""); err == nil {
+		t.Error("an empty token was accepted")
 	}
 }

@@ -244,6 +244,22 @@ func WithToken(hc *http.Client, token string) (*http.Client, error) {
 		next = http.DefaultTransport
 	}
 	c.Transport = bearerTransport{next: next, value: "Bearer " + token}
+	// The transport adds the token to every request, redirected ones
+	// too: never follow a redirect to another origin (or from https to
+	// http), where the token would go.
+	follow := c.CheckRedirect
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if req.URL.Host != via[0].URL.Host || req.URL.Scheme != via[0].URL.Scheme {
+			return http.ErrUseLastResponse
+		}
+		if follow != nil {
+			return follow(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
 	return &c, nil
 }
 
