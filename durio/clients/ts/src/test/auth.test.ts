@@ -144,6 +144,22 @@ test("a watch stream ended for a revoked token: the reconnect's 401 ends followS
   });
 });
 
+test("a redirect to another origin does not carry the token (fetch drops it), a call's nor a stream's", async () => {
+  const seen: string[] = [];
+  await serve((req, _body, res) => {
+    seen.push(`${kind(req)} ${req.headers["authorization"]}`);
+    answer(req, res);
+  }, (elsewhere) => serve((req, _body, res) => {
+    res.writeHead(307, { location: elsewhere + req.url });
+    res.end();
+  }, async (url) => {
+    const kv = connect(url, { json: true, token });
+    await kv.get({ key: "k" });
+    for await (const _ of kv.followStream("k", { afterRevision: "1" })) break;
+    assert.deepEqual(seen, ["Get undefined", "stream undefined"]);
+  }));
+});
+
 test("a watch stream refused with a body that is not a Twirp error still ends with the status's code", async () => {
   for (const [status, code] of [[401, "unauthenticated"], [403, "permission_denied"]] as const) {
     let requests = 0;
