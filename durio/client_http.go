@@ -45,6 +45,9 @@ type Limits struct {
 	memberHost func(host string) bool
 	// streams, if not nil, counts the watch streams open on the listener.
 	streams *atomic.Int64
+	// auth, if not nil, is the client tokens every request must carry one
+	// of (see clientAuth).
+	auth *clientAuth
 }
 
 // DefaultLimits are the limits durio serves with unless configured.
@@ -75,7 +78,11 @@ func clientHandler(svc kvv1.KVService, limits Limits, extra func(mux *http.Serve
 	})
 	policy := newBrowserPolicy(limits.CORSOrigins, limits.ClientURLs)
 	policy.memberHost = limits.memberHost
-	return policy.guard(limitInflight(limits.MaxInflight, limitBody(limits.MaxBodyBytes, mux)))
+	h := limitInflight(limits.MaxInflight, limitBody(limits.MaxBodyBytes, mux))
+	if limits.auth != nil {
+		h = limits.auth.wrap(h)
+	}
+	return policy.guard(h)
 }
 
 // validated checks requests against the limits before they reach the

@@ -87,6 +87,14 @@ type Config struct {
 	// PeerTokenFile names a file holding PeerToken (surrounding whitespace
 	// ignored); an alternative that keeps the secret out of process lists.
 	PeerTokenFile string `yaml:"peer-token-file"`
+	// ClientAuthFile names a file of client tokens, one "ROLE TOKEN" per
+	// line (ROLE read, write or admin): with it every client request but
+	// health, readiness, metrics and the status page's HTML must carry one
+	// as "Authorization: Bearer TOKEN" whose role allows it. Empty: the
+	// client listener answers anyone who reaches it. Re-read on SIGHUP.
+	ClientAuthFile string `yaml:"client-auth-file"`
+	// clientTokens is ClientAuthFile parsed by Validate.
+	clientTokens *clientTokens
 	// ClusterToken, given when a cluster is bootstrapped with Peers, goes
 	// into the cluster id with the peer URLs (as etcd's
 	// --initial-cluster-token), so that two clusters bootstrapped with the
@@ -307,6 +315,14 @@ func (c *Config) Validate() error {
 			return configErr("peer-token-file", "%s is empty", c.PeerTokenFile)
 		}
 		c.PeerTokenFile = ""
+	}
+	c.clientTokens = nil
+	if c.ClientAuthFile != "" {
+		t, err := readClientAuth(c.ClientAuthFile)
+		if err != nil {
+			return configErr("client-auth-file", "%v", err)
+		}
+		c.clientTokens = t
 	}
 	if len(c.ClusterToken) > maxClusterTokenBytes {
 		return configErr("cluster-token", "%d bytes, at most %d", len(c.ClusterToken), maxClusterTokenBytes)
@@ -571,6 +587,7 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 		logLevel  = fs.String("log-level", "", "debug, info, warn or error (default info)")
 		token     = fs.String("peer-token", "", "shared `secret` every peer RPC must carry")
 		tokenFile = fs.String("peer-token-file", "", "`file` holding the peer token")
+		authFile  = fs.String("client-auth-file", "", "`file` of client tokens, one \"ROLE TOKEN\" per line (ROLE read, write or admin): clients must send one (re-read on SIGHUP)")
 		clToken   = fs.String("cluster-token", "", "bootstrap only: a `name` mixed into the new cluster's id, so that clusters with the same --peers differ")
 		tlsCert   = fs.String("tls-cert", "", "PEM certificate `file`: serve the client listener over HTTPS")
 		tlsKey    = fs.String("tls-key", "", "PEM private key `file` for --tls-cert")
@@ -636,6 +653,8 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 			cfg.PeerToken = *token
 		case "peer-token-file":
 			cfg.PeerTokenFile = *tokenFile
+		case "client-auth-file":
+			cfg.ClientAuthFile = *authFile
 		case "cluster-token":
 			cfg.ClusterToken = *clToken
 		case "tls-cert":

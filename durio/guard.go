@@ -222,7 +222,7 @@ func (p browserPolicy) sameOrigin(origin string, r *http.Request) bool {
 // corsMethods and corsHeaders are what an allowed origin may use.
 const (
 	corsMethods = "GET, POST, DELETE"
-	corsHeaders = "Content-Type, X-Request-Id, Twirp-Version, Last-Event-ID"
+	corsHeaders = "Authorization, Content-Type, X-Request-Id, Twirp-Version, Last-Event-ID"
 )
 
 // guard applies the browser policy and the JSON-only rule for writes, and
@@ -247,7 +247,7 @@ func (p browserPolicy) guard(next http.Handler) http.Handler {
 		if cors {
 			h := w.Header()
 			h.Set("Access-Control-Allow-Origin", origin)
-			h.Set("Access-Control-Expose-Headers", "X-Request-Id, Retry-After, "+RevisionHeader)
+			h.Set("Access-Control-Expose-Headers", "X-Request-Id, Retry-After, WWW-Authenticate, "+RevisionHeader)
 			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 				h.Set("Access-Control-Allow-Methods", corsMethods)
 				h.Set("Access-Control-Allow-Headers", corsHeaders)

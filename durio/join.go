@@ -16,6 +16,7 @@ import (
 
 	"github.com/twitchtv/twirp"
 
+	"github.com/ruaft/ruaft/durio/client"
 	"github.com/ruaft/ruaft/kvraft/kvwire"
 	"github.com/ruaft/ruaft/persist"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
@@ -229,6 +230,16 @@ type joinPlan struct {
 // folder against them (step 1 above).
 func prepareJoin(ctx context.Context, cfg Config, store persist.Store, hc *http.Client, logger *slog.Logger) (*joinPlan, error) {
 	plan := &joinPlan{}
+	if t := cfg.clientTokens; t != nil && t.admin != "" {
+		// The members check tokens on their client listeners: ask them
+		// with the first admin token of this replica's own file (a
+		// cluster's replicas share one).
+		authed, err := client.WithToken(hc, t.admin)
+		if err != nil {
+			return nil, fmt.Errorf("durio: join: %w", err)
+		}
+		hc = authed
+	}
 	for _, u := range cfg.Join {
 		plan.clients = append(plan.clients, kvv1.NewMembershipServiceProtobufClient(strings.TrimRight(u, "/"), hc))
 	}

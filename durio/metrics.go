@@ -35,6 +35,7 @@ type metrics struct {
 	requests      *prometheus.CounterVec   // by route and code
 	reqLatency    *prometheus.HistogramVec // by route
 	refusedConns  *prometheus.CounterVec   // by listener
+	authRefused   *prometheus.CounterVec   // by reason
 	// watchStreams counts the watch streams open on the client listener.
 	watchStreams *atomic.Int64
 	// routes caches the request observers per route label (string ->
@@ -75,6 +76,8 @@ func newMetrics(status func() raft.Status) *metrics {
 			Help: "Client request latency, by route.", Buckets: latencyBuckets}, []string{"route"}),
 		refusedConns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "durio_http_refused_connections_total",
 			Help: "Connections closed on accept because the listener was at its connection cap, by listener (client or peer)."}, []string{"listener"}),
+		authRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "durio_client_auth_refused_total",
+			Help: "Client requests refused by --client-auth-file, by reason: unauthenticated (no known token) or permission_denied (a role too low)."}, []string{"reason"}),
 	}
 	gauge := func(name, help string, f func(raft.Status) float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(status()) })
@@ -86,7 +89,7 @@ func newMetrics(status func() raft.Status) *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.leaderChanges, m.rpcs, m.rpcLatency, m.storeAppend, m.storeEntries, m.snapshots, m.snapshotBytes,
-		m.requests, m.reqLatency, m.refusedConns,
+		m.requests, m.reqLatency, m.refusedConns, m.authRefused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "durio_watch_streams",
 			Help: "Watch streams (server-sent events) open on the client listener."},
 			func() float64 { return float64(m.watchStreams.Load()) }),

@@ -49,6 +49,9 @@ type Replica struct {
 	serving     sync.WaitGroup // the two Serve goroutines
 	failed      chan error     // a listener that stopped serving on its own, or a fatal store error
 	health      *health        // fail-stop state behind /healthz and /readyz
+	// auth guards the client listener when --client-auth-file is given;
+	// nil otherwise.
+	auth *clientAuth
 	// endPolls ends the long polls (watches) at the start of Close, so that
 	// the client listener's graceful shutdown does not wait them out.
 	endPolls context.CancelFunc
@@ -222,6 +225,11 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	limits.memberHost = r.dir.isClientHost
 	limits.stop, r.endPolls = context.WithCancel(context.Background())
 	limits.streams = r.metrics.watchStreams
+	if cfg.clientTokens != nil {
+		r.auth = &clientAuth{refused: func(reason string) { r.metrics.authRefused.WithLabelValues(reason).Inc() }}
+		r.auth.tokens.Store(cfg.clientTokens)
+		limits.auth = r.auth
+	}
 
 	extra := func(mux *http.ServeMux) {
 		mux.Handle("GET /metrics", r.metrics.handler())
@@ -366,6 +374,24 @@ func (r *Replica) status() *kvv1.StatusResponse {
 // accepting and in-flight requests finish or fail (bounded by ctx), then raft
 // and kvraft stop, then the peer listener, then the store (and its plugin).
 // It is idempotent.
+// ReloadClientAuth reads --client-auth-file again and serves with the
+// tokens it now holds: requests already admitted finish, later ones are
+// checked against the new tokens (a revoked token's open watch streams run
+// on until they end). On an error the tokens in force stay. A replica
+// started without the file has nothing to reload: authentication cannot
+// be turned on or off without a restart.
+func (r *Replica) ReloadClientAuth() error {
+	if r.auth == nil {
+		return nil
+	}
+	t, err := readClientAuth(r.cfg.ClientAuthFile)
+	if err != nil {
+		return err
+	}
+	r.auth.tokens.Store(t)
+	return nil
+}
+
 func (r *Replica) Close(ctx context.Context) error {
 	r.closeOnce.Do(func() {
 		var errs []error

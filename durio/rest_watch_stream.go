@@ -173,6 +173,11 @@ func (h restHandler) watchStream(w http.ResponseWriter, r *http.Request, p *quer
 	s.buf = append(s.buf, "\n\n"...)
 	heartbeatMs := max(uint64(heartbeat/time.Millisecond), 1)
 	for {
+		if !stillAuthorized(ctx) {
+			// Its token was revoked (Replica.ReloadClientAuth): end the
+			// stream; the client's reconnect meets the 401.
+			return
+		}
 		req.AfterRevision = max(req.GetAfterRevision(), resp.GetNextAfterRevision())
 		s.events(resp.GetEvents())
 		if len(resp.GetEvents()) == 0 && req.GetWaitMs() > 0 {

@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/ruaft/ruaft/persist"
@@ -37,14 +39,33 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 		return err
 	}
 	releaseStartPages(logger)
+	// SIGHUP re-reads --client-auth-file (systemd's ExecReload, or kill
+	// -HUP), so that a token can be added or revoked without a restart.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	var runErr error
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down")
-	case runErr = <-r.Failed():
-		// Fail-stop: answer what is in flight, then exit non-zero so that
-		// the service manager restarts the replica (Restart=on-failure).
-		logger.Error("replica failed; shutting down", "err", runErr)
+wait:
+	for {
+		select {
+		case <-hup:
+			if err := r.ReloadClientAuth(); err != nil {
+				logger.Error("SIGHUP: client tokens not reloaded; the ones in force stay", "err", err)
+			} else if cfg.ClientAuthFile != "" {
+				logger.Info("SIGHUP: client tokens reloaded", "file", cfg.ClientAuthFile)
+			} else {
+				logger.Info("SIGHUP: nothing to reload (no --client-auth-file)")
+			}
+		case <-ctx.Done():
+			logger.Info("shutting down")
+			break wait
+		case runErr = <-r.Failed():
+			// Fail-stop: answer what is in flight, then exit non-zero so
+			// that the service manager restarts the replica
+			// (Restart=on-failure).
+			logger.Error("replica failed; shutting down", "err", runErr)
+			break wait
+		}
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

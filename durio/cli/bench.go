@@ -43,6 +43,8 @@ type benchOptions struct {
 	// Stream makes the watchers follow streams (Client.FollowStream)
 	// instead of long polls (Client.Follow).
 	Stream bool
+	// TokenFile holds the client token to send, "" for none.
+	TokenFile string
 }
 
 // benchResult is what `durio bench` prints.
@@ -98,6 +100,7 @@ func (b *benchFlags) register(fs *pflag.FlagSet) {
 	fs.Float64Var(&b.o.ReadRatio, "read-ratio", 0.9, "share of gets with --op mixed")
 	fs.BoolVar(&b.o.JSON, "json-api", false, "use Twirp's JSON encoding instead of protobuf")
 	fs.BoolVar(&b.asJSON, "json", false, "print the result as JSON")
+	fs.StringVar(&b.o.TokenFile, "token-file", "", "`file` holding the client token to send (replicas with --client-auth-file)")
 }
 
 // options checks the flags and returns the options and whether to print JSON.
@@ -144,6 +147,10 @@ func runBench(ctx context.Context, o benchOptions, progress io.Writer) (benchRes
 		IdleConnTimeout:     90 * time.Second,
 	}}
 	defer hc.CloseIdleConnections()
+	hc, err := withTokenFile(hc, o.TokenFile)
+	if err != nil {
+		return benchResult{}, err
+	}
 	c, err := client.New(o.Endpoints, client.Options{HTTPClient: hc, JSON: o.JSON})
 	if err != nil {
 		return benchResult{}, err

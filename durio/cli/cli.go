@@ -53,6 +53,10 @@ const (
 	// --if-version, --if-value) found its condition false; nothing was
 	// written.
 	ExitConditionFailed = 6
+	// ExitUnauthorized: the replica requires a client token and was sent
+	// none or an unknown one (401), or one whose role does not allow the
+	// command (403); nothing was done.
+	ExitUnauthorized = 8
 )
 
 // ExitCode maps an error from a durio command to its exit code.
@@ -81,6 +85,8 @@ func ExitCode(err error) int {
 	switch {
 	case isTwirp && !kvwire.NoAnswer(terr):
 		switch terr.Code() {
+		case twirp.Unauthenticated, twirp.PermissionDenied:
+			return ExitUnauthorized
 		case twirp.Unavailable:
 			return ExitUnavailable
 		case twirp.DeadlineExceeded:
@@ -107,7 +113,9 @@ const exitCodesHelp = `Exit codes:
      have been applied
   6  durio put/delete --if-...: the condition did not hold; nothing written
   7  durio member: refused for now (another change in progress, or the
-     learner is still catching up): retry`
+     learner is still catching up): retry
+  8  not authorized: the replicas require a client token (--token-file)
+     and got none, an unknown one, or one whose role does not allow this`
 
 // splitList splits a comma-separated flag value, dropping empty items.
 func splitList(s string) []string {
@@ -269,6 +277,7 @@ type clientFlags struct {
 	timeout   time.Duration
 	caCert    string
 	insecure  bool
+	tokenFile string
 }
 
 // defaultCLITimeout is how long a client command waits by default: longer
@@ -283,6 +292,7 @@ func (f *clientFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.timeout, "timeout", defaultCLITimeout, "give up after this `duration` (keep it above the replicas' --request-timeout)")
 	fs.StringVar(&f.caCert, "cacert", "", "PEM `file` of the CA that signed the replicas' TLS certificates (https endpoints)")
 	fs.BoolVar(&f.insecure, "insecure-skip-verify", false, "do not verify the replicas' TLS certificates (testing only)")
+	fs.StringVar(&f.tokenFile, "token-file", "", "`file` holding the client token to send (replicas with --client-auth-file)")
 }
 
 // httpClient is the HTTP client for the endpoints, with the TLS settings the
@@ -300,14 +310,32 @@ func (f *clientFlags) httpClient() (*http.Client, error) {
 		}
 		tlsConfig.RootCAs = pool
 	}
-	return &http.Client{Transport: &http.Transport{
+	hc := &http.Client{Transport: &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:     tlsConfig,
 		TLSHandshakeTimeout: 5 * time.Second,
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     30 * time.Second,
-	}}, nil
+	}}
+	return withTokenFile(hc, f.tokenFile)
+}
+
+// withTokenFile is hc sending the token held in file (surrounding
+// whitespace ignored) with every request; hc itself if file is "".
+func withTokenFile(hc *http.Client, file string) (*http.Client, error) {
+	if file == "" {
+		return hc, nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --token-file: %v", durio.ErrUsage, err)
+	}
+	hc, err = client.WithToken(hc, strings.TrimSpace(string(data)))
+	if err != nil {
+		return nil, fmt.Errorf("%w: --token-file %s: %v", durio.ErrUsage, file, err)
+	}
+	return hc, nil
 }
 
 // check validates --timeout and --endpoints.
@@ -359,8 +387,19 @@ func (f *clientFlags) explain(err error) error {
 	if kvwire.TLSRejected(err) {
 		return fmt.Errorf("TLS: %w (use --cacert with the CA that signed the replicas' certificates)", err)
 	}
+	var terr twirp.Error
+	if errors.As(err, &terr) && !kvwire.NoAnswer(terr) {
+		switch terr.Code() {
+		case twirp.Unauthenticated:
+			if f.tokenFile == "" {
+				return fmt.Errorf("%w (give --token-file with a token from the replicas' --client-auth-file)", err)
+			}
+			return fmt.Errorf("%w (the token in --token-file %s is not one the replicas know)", err, f.tokenFile)
+		case twirp.PermissionDenied:
+			return fmt.Errorf("%w (use a token with a higher role in --token-file)", err)
+		}
+	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		var terr twirp.Error
 		if errors.As(err, &terr) && !kvwire.NoAnswer(terr) {
 			return fmt.Errorf("gave up after --timeout %v; the cluster's last answer: %w", f.timeout, terr)
 		}

@@ -8,10 +8,13 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ruaft/ruaft/durio"
 	"github.com/ruaft/ruaft/durio/client"
 	"github.com/ruaft/ruaft/durio/duriotest"
 )
@@ -53,5 +56,61 @@ func TestPutKeepAliveRevokesTheLeaseOfAFailedPut(t *testing.T) {
 	kv, _, err := cl.GetKV(ctx, "held")
 	if !errors.Is(err, client.ErrNotFound) {
 		t.Fatalf("the key after its put --keep-alive failed: %+v %v, want not found (its lease revoked)", kv, err)
+	}
+}
+
+// --token-file reaches the replicas on every kind of command, and a
+// refusal is exit code 8 with a hint, not a retry until --timeout.
+func TestCLIToken(t *testing.T) {
+	dir := t.TempDir()
+	const read, write, admin = "r-0123456789abcdef", "w-0123456789abcdef", "a-0123456789abcdef"
+	authFile := filepath.Join(dir, "tokens")
+	files := map[string]string{authFile: "read " + read + "\nwrite " + write + "\nadmin " + admin + "\n"}
+	for _, tok := range []string{read, write, admin} {
+		files[filepath.Join(dir, tok[:1])] = tok + "\n"
+	}
+	files[filepath.Join(dir, "bad")] = "two words\n"
+	for name, content := range files {
+		if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := duriotest.StartOneWith(t, func(cfg *durio.Config) { cfg.ClientAuthFile = authFile })
+	run := func(args ...string) (int, string) {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		args = append(args, "--endpoints", base, "--timeout", "10s")
+		start := time.Now()
+		code := Main(context.Background(), args, strings.NewReader(""), &out, &errOut)
+		if time.Since(start) > 5*time.Second {
+			t.Errorf("%v took %v", args, time.Since(start))
+		}
+		return code, out.String() + errOut.String()
+	}
+	tokenOf := func(role string) string { return "--token-file=" + filepath.Join(dir, role) }
+	for _, c := range []struct {
+		args []string
+		want int
+		text string
+	}{
+		{[]string{"put", "k", "v"}, ExitUnauthorized, "--token-file"},
+		{[]string{"put", "k", "v", tokenOf("r")}, ExitUnauthorized, "higher role"},
+		{[]string{"put", "k", "v", "--token-file=" + filepath.Join(dir, "bad")}, ExitUsage, "printable ASCII"},
+		{[]string{"put", "k", "v", tokenOf("w")}, ExitOK, ""},
+		{[]string{"get", "k", tokenOf("r")}, ExitOK, "v"},
+		{[]string{"member", "list", tokenOf("r")}, ExitOK, "voter"},
+		{[]string{"member", "remove", "5", tokenOf("w")}, ExitUnauthorized, "higher role"},
+		{[]string{"snapshot", "save", filepath.Join(dir, "snap"), tokenOf("w")}, ExitUnauthorized, ""},
+		{[]string{"snapshot", "save", filepath.Join(dir, "snap"), tokenOf("a")}, ExitOK, ""},
+	} {
+		code, out := run(c.args...)
+		if code != c.want || !strings.Contains(out, c.text) {
+			t.Errorf("durio %s: exit %d, want %d; output %q", strings.Join(c.args, " "), code, c.want, out)
+		}
+		for _, tok := range []string{read, write, admin} {
+			if strings.Contains(out, tok) {
+				t.Errorf("durio %s shows a token: %q", strings.Join(c.args, " "), out)
+			}
+		}
 	}
 }

@@ -41,6 +41,11 @@ var (
 	// ErrUnavailable means no replica accepted the request in time; a write
 	// was not applied.
 	ErrUnavailable = kvclient.ErrNoLeader
+	// ErrRejected means the replica refused the request for a reason that
+	// another replica would repeat, as a missing or unknown token
+	// (Options.Token; the Twirp code is unauthenticated) or one whose role
+	// does not allow the request (permission_denied). Nothing was done.
+	ErrRejected = kvclient.ErrRejected
 )
 
 // Options configure a Client.
@@ -70,6 +75,12 @@ type Options struct {
 	// half of it, at most 10 s; replicas send one no more often than every
 	// second, so keep it above 2 s.
 	StreamIdleTimeout time.Duration
+	// Token, if set, goes with every request as "Authorization: Bearer
+	// Token": what replicas started with --client-auth-file require. A
+	// request the token does not allow fails at once (ErrRejected wrapping
+	// a Twirp unauthenticated or permission_denied error), never retried
+	// elsewhere.
+	Token string
 }
 
 // DefaultFollowInterval is Options.FollowInterval's default.
@@ -105,6 +116,12 @@ func New(endpoints []string, opts Options) (*Client, error) {
 	hc := opts.HTTPClient
 	if hc == nil {
 		hc = defaultHTTPClient()
+	}
+	if opts.Token != "" {
+		var err error
+		if hc, err = WithToken(hc, opts.Token); err != nil {
+			return nil, err
+		}
 	}
 	c := &Client{hc: hc, json: opts.JSON, set: &endpointSet{}, streamIdle: cmp.Or(opts.StreamIdleTimeout, DefaultStreamIdleTimeout)}
 	if opts.FollowMembers {
@@ -206,4 +223,37 @@ func (c *Client) StatusOf(ctx context.Context, i int) (*kvv1.StatusResponse, err
 		return nil, fmt.Errorf("durio client: no endpoint %d", i)
 	}
 	return eps[i].kv.Status(ctx, &kvv1.StatusRequest{})
+}
+
+// WithToken returns a copy of hc that sends "Authorization: Bearer token"
+// with every request (what Options.Token does), for other HTTP calls to
+// replicas started with --client-auth-file, such as a snapshot download.
+// The token must be printable ASCII without spaces.
+func WithToken(hc *http.Client, token string) (*http.Client, error) {
+	if token == "" {
+		return nil, errors.New("durio client: empty token")
+	}
+	for i := 0; i < len(token); i++ {
+		if c := token[i]; c <= ' ' || c > '~' {
+			return nil, errors.New("durio client: a token must be printable ASCII without spaces")
+		}
+	}
+	c := *hc
+	next := c.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	c.Transport = bearerTransport{next: next, value: "Bearer " + token}
+	return &c, nil
+}
+
+type bearerTransport struct {
+	next  http.RoundTripper
+	value string
+}
+
+func (t bearerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.Header.Set("Authorization", t.value)
+	return t.next.RoundTrip(req)
 }

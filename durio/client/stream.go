@@ -286,6 +286,8 @@ func streamRefusal(resp *http.Response, after uint64) error {
 	case http.StatusBadRequest:
 		return fmt.Errorf("%w: %s", kvclient.ErrInvalid, terr.Msg)
 	case http.StatusRequestTimeout, http.StatusTooManyRequests:
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return refusedError{fmt.Errorf("%w: watch stream refused: %s %s", ErrRejected, resp.Status, terr.Msg)}
 	default:
 		if resp.StatusCode >= 400 && resp.StatusCode < 500 {
 			return refusedError{fmt.Errorf("durio client: watch stream refused: %s %s", resp.Status, terr.Msg)}

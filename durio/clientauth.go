@@ -1,0 +1,284 @@
+package durio
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+
+	"github.com/twitchtv/twirp"
+
+	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
+)
+
+// This file holds the client listener's authentication: bearer tokens, each
+// with a role, read from --client-auth-file. Without the file the client
+// listener answers anyone who can reach it (see Security in the README).
+
+// Role is what a client token may do on the client listener. Each role may
+// do everything the ones below it may.
+type Role uint8
+
+const (
+	// RoleNone is what a request that needs no token asks for.
+	RoleNone Role = iota
+	// RoleRead reads: gets, listings, watches, status, lease lookups and the
+	// member list.
+	RoleRead
+	// RoleWrite writes keys besides: puts, appends, deletes, sessions and
+	// leases.
+	RoleWrite
+	// RoleAdmin changes the membership and downloads snapshots besides.
+	RoleAdmin
+)
+
+var roleNames = [...]string{RoleNone: "none", RoleRead: "read", RoleWrite: "write", RoleAdmin: "admin"}
+
+func (r Role) String() string {
+	if int(r) < len(roleNames) {
+		return roleNames[r]
+	}
+	return fmt.Sprintf("Role(%d)", uint8(r))
+}
+
+// Bounds of an auth file and of its tokens. A token is at least 16 bytes
+// so that a guessing attack over the network is hopeless (`openssl rand
+// -hex 16` makes a 32-byte one), printable ASCII without spaces so that
+// it fits an Authorization header as it is.
+const (
+	minClientTokenBytes = 16
+	maxClientTokenBytes = 256
+	maxClientAuthBytes  = 1 << 20
+)
+
+// clientTokens maps the SHA-256 of each token to its role. Looking the
+// digest up (not the token) keeps the lookup's timing from telling an
+// attacker anything about a token's bytes.
+type clientTokens struct {
+	roles map[[sha256.Size]byte]Role
+	// admin is the first admin token of the file, "" if none: what a
+	// joining replica sends to the members it asks to add it.
+	admin string
+}
+
+// readClientAuth reads and parses an auth file (see parseClientAuth).
+func readClientAuth(path string) (*clientTokens, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxClientAuthBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxClientAuthBytes {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxClientAuthBytes)
+	}
+	t, err := parseClientAuth(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return t, nil
+}
+
+// parseClientAuth parses an auth file: one token per line as "ROLE TOKEN",
+// ROLE being read, write or admin; blank lines and lines starting with #
+// are skipped. A token given twice, an unknown role or a short token is an
+// error naming the line (never the token).
+func parseClientAuth(data []byte) (*clientTokens, error) {
+	t := &clientTokens{roles: map[[sha256.Size]byte]Role{}}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 4096), maxClientAuthBytes)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fields := strings.Fields(line)
+		if len(fields) != 2 {
+			return nil, fmt.Errorf("line %d: want \"ROLE TOKEN\" (ROLE read, write or admin)", n)
+		}
+		var role Role
+		switch fields[0] {
+		case "read":
+			role = RoleRead
+		case "write":
+			role = RoleWrite
+		case "admin":
+			role = RoleAdmin
+		default:
+			return nil, fmt.Errorf("line %d: role %q is not read, write or admin", n, fields[0])
+		}
+		token := fields[1]
+		if err := checkClientToken(token); err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		sum := sha256.Sum256([]byte(token))
+		if _, dup := t.roles[sum]; dup {
+			return nil, fmt.Errorf("line %d: the same token as an earlier line", n)
+		}
+		t.roles[sum] = role
+		if role == RoleAdmin && t.admin == "" {
+			t.admin = token
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(t.roles) == 0 {
+		return nil, fmt.Errorf("no tokens (lines \"ROLE TOKEN\")")
+	}
+	return t, nil
+}
+
+// checkClientToken reports why token cannot be a client token.
+func checkClientToken(token string) error {
+	if len(token) < minClientTokenBytes || len(token) > maxClientTokenBytes {
+		return fmt.Errorf("a token must be %d to %d bytes long", minClientTokenBytes, maxClientTokenBytes)
+	}
+	for i := 0; i < len(token); i++ {
+		if c := token[i]; c <= ' ' || c > '~' {
+			return fmt.Errorf("a token must be printable ASCII without spaces")
+		}
+	}
+	return nil
+}
+
+// role is the role of a request's bearer token: RoleNone and false when it
+// carries none or one the file does not list.
+func (t *clientTokens) role(r *http.Request) (Role, bool) {
+	h := r.Header["Authorization"]
+	if len(h) != 1 {
+		return RoleNone, false
+	}
+	scheme, token, ok := strings.Cut(h[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return RoleNone, false
+	}
+	role, ok := t.roles[sha256.Sum256([]byte(strings.TrimSpace(token)))]
+	return role, ok
+}
+
+// clientAuth guards the client listener with the tokens it holds; the
+// tokens can be replaced while it serves (Replica.ReloadClientAuth).
+type clientAuth struct {
+	tokens atomic.Pointer[clientTokens]
+	// refused, if not nil, counts refused requests: "unauthenticated" for
+	// a missing or unknown token, "permission_denied" for a role too low.
+	refused func(reason string)
+}
+
+// wrap refuses a request whose token's role is below what its route needs
+// (requiredRole): 401 with a WWW-Authenticate challenge without a known
+// token, 403 with one whose role is too low. It runs inside the browser
+// guard, so CORS preflights (which carry no credentials) are answered
+// before it and its refusals carry the CORS headers a page needs to read
+// them.
+func (a *clientAuth) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		need := requiredRole(r)
+		if need == RoleNone {
+			next.ServeHTTP(w, r)
+			return
+		}
+		role, known := a.tokens.Load().role(r)
+		switch {
+		case !known:
+			if a.refused != nil {
+				a.refused("unauthenticated")
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="durio"`)
+			writeError(w, twirp.NewError(twirp.Unauthenticated,
+				"this replica requires a client token: send \"Authorization: Bearer TOKEN\" (see --client-auth-file)"))
+		case role < need:
+			if a.refused != nil {
+				a.refused("permission_denied")
+			}
+			writeError(w, twirp.NewError(twirp.PermissionDenied,
+				"this needs a token with the "+need.String()+" role; the one given has the "+role.String()+" role"))
+		case strings.HasPrefix(r.URL.Path, "/kvstore/watch/"):
+			// A watch stream may outlive its token: it asks again before
+			// each message it sends (stillAuthorized).
+			check := func() bool {
+				role, known := a.tokens.Load().role(r)
+				return known && role >= need
+			}
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), authCheckKey{}, check)))
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+type authCheckKey struct{}
+
+// stillAuthorized reports whether the token that admitted the request of
+// ctx still allows it, the tokens having been reloaded since; true when
+// the listener checks no tokens.
+func stillAuthorized(ctx context.Context) bool {
+	if check, _ := ctx.Value(authCheckKey{}).(func() bool); check != nil {
+		return check()
+	}
+	return true
+}
+
+// Twirp path prefixes of the client API's two services.
+var (
+	kvServicePrefix     = kvv1.KVServicePathPrefix
+	memberServicePrefix = kvv1.MembershipServicePathPrefix
+	kvServiceRoles      = map[string]Role{}
+	membershipRoles     = map[string]Role{}
+	restWriteRoutes     = map[string]bool{}
+)
+
+func init() {
+	for _, m := range []string{"Get", "Status", "List", "Watch", "LeaseTimeToLive"} {
+		kvServiceRoles[m] = RoleRead
+	}
+	for _, m := range []string{"Put", "Append", "Delete", "OpenSession", "LeaseGrant", "LeaseKeepAlive", "LeaseRevoke"} {
+		kvServiceRoles[m] = RoleWrite
+	}
+	membershipRoles["MemberList"] = RoleRead
+	for _, m := range []string{"MemberAdd", "MemberPromote", "MemberRemove"} {
+		membershipRoles[m] = RoleAdmin
+	}
+	for _, p := range []string{"/kvstore/put", "/kvstore/append", "/kvstore/session",
+		"/kvstore/lease/grant", "/kvstore/lease/keepalive", "/kvstore/lease/revoke"} {
+		restWriteRoutes[p] = true
+	}
+}
+
+// requiredRole is the least role a client request needs. Health, readiness
+// and metrics (as etcd's) and the status page's HTML (which asks for a
+// token when its data calls are refused) need none; a route not named here
+// needs admin, so that one added later is closed until it is classified.
+func requiredRole(r *http.Request) Role {
+	p := r.URL.Path
+	get := r.Method == http.MethodGet || r.Method == http.MethodHead
+	switch {
+	case get && (p == "/healthz" || p == "/readyz" || p == "/metrics" || p == "/"):
+		return RoleNone
+	case r.Method == http.MethodPost && strings.HasPrefix(p, kvServicePrefix):
+		if role, ok := kvServiceRoles[p[len(kvServicePrefix):]]; ok {
+			return role
+		}
+	case r.Method == http.MethodPost && strings.HasPrefix(p, memberServicePrefix):
+		if role, ok := membershipRoles[p[len(memberServicePrefix):]]; ok {
+			return role
+		}
+	case get && (p == "/status" || p == "/status/history" || strings.HasPrefix(p, "/kvstore/")):
+		return RoleRead
+	case r.Method == http.MethodPost && restWriteRoutes[p]:
+		return RoleWrite
+	case r.Method == http.MethodDelete && strings.HasPrefix(p, "/kvstore/"):
+		return RoleWrite
+	}
+	return RoleAdmin
+}
