@@ -8,10 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ruaft/ruaft/durio"
+	"github.com/ruaft/ruaft/durio/duriotest"
 )
 
 // chromium finds Debian's headless Chromium; .ci/run installs it.
@@ -102,3 +106,38 @@ func countColor(img image.Image, r, g, b uint8) int {
 }
 
 func near(a uint32, b uint8) bool { return a+3 >= uint32(b) && a <= uint32(b)+3 }
+
+// With --client-auth-file the page asks for a token, and takes one from a
+// #token= fragment (kept for the tab, dropped from the address).
+func TestE2EStatusPageWithClientAuth(t *testing.T) {
+	bin := chromium(t)
+	const readToken = "r-0123456789abcdef"
+	authFile := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(authFile, []byte("read "+readToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := duriotest.StartOneWith(t, func(cfg *durio.Config) { cfg.ClientAuthFile = authFile })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	summary := regexp.MustCompile(`<p id="summary">([^<]*)</p>`)
+	for i, c := range []struct {
+		fragment, summary, form, note string
+	}{
+		{"", "this cluster needs a client token with the read role (HTTP 401)", `<form id="auth">`, `<span id="authnote" class="err"></span>`},
+		{"#token=x-0123456789abcdef", "this cluster needs a client token with the read role (HTTP 401)", `<form id="auth">`, "is not one this cluster knows"},
+		{"#token=" + readToken, "1 of 1 replicas reachable; leader: replica 0", `<form id="auth" hidden="">`, `<span id="authnote" class="err"></span>`},
+	} {
+		dom, err := exec.CommandContext(ctx, bin, chromiumArgs(filepath.Join(dir, strconv.Itoa(i)), "--dump-dom", base+"/"+c.fragment)...).Output()
+		if err != nil {
+			t.Fatalf("chromium --dump-dom: %v", err)
+		}
+		got := ""
+		if m := summary.FindSubmatch(dom); m != nil {
+			got = string(m[1])
+		}
+		if !strings.HasPrefix(got, c.summary) || !strings.Contains(string(dom), c.form) || !strings.Contains(string(dom), c.note) {
+			t.Errorf("page %q: summary %q, want %q, the form as %s and %q:\n%s", c.fragment, got, c.summary, c.form, c.note, dom)
+		}
+	}
+}

@@ -40,6 +40,7 @@ from .errors import (
     OutcomeUnknown,
     PermissionDenied,
     PreconditionFailed,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -57,6 +58,7 @@ __all__ = [
     "PreconditionFailed",
     "TransportError",
     "TwirpError",
+    "Unauthenticated",
     "Unavailable",
     "kv_pb2",
 ]

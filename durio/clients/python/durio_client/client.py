@@ -8,7 +8,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from typing import Callable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, TypeVar, Union
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, TypeVar, Union
 
 from . import errors
 from ._gen.kv.v1 import kv_pb2
@@ -42,6 +42,11 @@ class Client:
     HTTP exchange with one replica, so that a stopped replica costs at most
     that before the next one is tried. encoding is "protobuf" or "json".
 
+    token is for a cluster that authenticates its clients (durio serve
+    --client-auth-file): every request carries "Authorization: Bearer
+    <token>". A call the token's role does not allow raises PermissionDenied,
+    one without a token the cluster knows Unauthenticated; neither is retried.
+
     Writes are exactly-once: the client opens a session with the cluster on
     its first write and numbers its writes, so a write retried after a lost
     answer is applied at most once. A Client is safe to use from several
@@ -57,6 +62,7 @@ class Client:
         encoding: str = "protobuf",
         ssl_context: Optional[ssl.SSLContext] = None,
         headers: Optional[Mapping[str, str]] = None,
+        token: Optional[str] = None,
     ) -> None:
         if isinstance(endpoints, str):
             endpoints = endpoints.split(",")
@@ -67,6 +73,14 @@ class Client:
             raise ValueError(f"durio: encoding must be 'protobuf' or 'json', not {encoding!r}")
         if timeout <= 0 or attempt_timeout <= 0:
             raise ValueError("durio: timeouts must be positive")
+        headers = dict(headers or {})
+        if token is not None:
+            _check_token(token)
+            if any(h.lower() == "authorization" for h in headers):
+                raise ValueError("durio: give token or an Authorization header, not both")
+            headers["Authorization"] = "Bearer " + token
+        # _token is blanked out of the errors replicas answer (_error).
+        self._token = token or ""
         self.endpoints: List[str] = urls
         self.timeout = timeout
         self.attempt_timeout = attempt_timeout
@@ -227,8 +241,10 @@ class Client:
         failures, for as long as the caller iterates. A stream silent for
         idle_timeout seconds (replicas send a heartbeat at least every 15 s)
         is left for the next replica. Raises Compacted if the history it
-        needs is gone, InvalidArgument (or the matching error) for a refusal
-        every replica would repeat (a 4xx other than 408 and 429). A replica
+        needs is gone, InvalidArgument (or the matching error, such as
+        Unauthenticated for a 401 and PermissionDenied for a 403) for a
+        refusal every replica would repeat (a 4xx other than 408 and 429),
+        without trying another replica or falling back to long polls. A replica
         from before watch streams answers with a long poll: it then goes on as
         follow."""
         after = self.revision() if after_revision is None else after_revision
@@ -249,6 +265,8 @@ class Client:
                     after = rev
             except _NoStreams:
                 legacy = True
+            except TwirpError as e:
+                raise self._error(e) from None  # a refusal every replica would repeat
             except (OSError, http.client.HTTPException, ValueError):
                 pass  # no answer, a broken or silent stream, a malformed message: next replica
             if legacy:
@@ -372,9 +390,11 @@ class Client:
             try:
                 return call(self._stubs[idx], min(attempt_timeout or self.attempt_timeout, remaining))
             except TwirpError as e:
-                err = errors.from_twirp(e)
+                err = self._error(e)
+                if isinstance(err, errors.PermissionDenied):
+                    raise err from None  # every replica would refuse the same token: final
                 if e.code == "failed_precondition" and e.meta.get(_META_REASON) == _REASON_NO_SESSION and write:
-                    raise _NoSession(e, maybe_applied) from None
+                    raise _NoSession(err, maybe_applied) from None
                 if e.code == "deadline_exceeded" or e.meta.get(_META_PROPOSED) == "true":
                     maybe_applied = True
                 elif not isinstance(err, errors.Unavailable):
@@ -399,6 +419,16 @@ class Client:
                                      code=last.code, meta=last.meta, status=last.status)
         raise errors.Unavailable(f"no replica answered within {self.timeout:g}s: {last}", code="unavailable")
 
+    def _error(self, e: TwirpError) -> errors.DurioError:
+        """The exception for an error a replica answered, with the token
+        blanked out of its text in case a replica or a proxy echoed the
+        request."""
+        token = self._token
+        if token:
+            e = TwirpError(e.code, e.msg.replace(token, "[token]"),
+                           {k: v.replace(token, "[token]") for k, v in e.meta.items()}, e.status)
+        return errors.from_twirp(e)
+
     def _move(self, failed: int, hint: str) -> None:
         """Picks the replica to try after the one at index failed: the leader
         a replica named, if it is one of the endpoints, else the next one."""
@@ -410,6 +440,17 @@ class Client:
                 self._current = self.endpoints.index(hint)
             else:
                 self._current = (failed + 1) % len(self._stubs)
+
+
+def _check_token(token: object) -> None:
+    """Refuses a token that cannot go in an Authorization header as it is.
+    The messages never quote the token."""
+    if not isinstance(token, str):
+        raise ValueError(f"durio: token must be a str, not {type(token).__name__}")
+    if not token:
+        raise ValueError("durio: token is empty (leave it None for a cluster without client authentication)")
+    if not all("\x21" <= c <= "\x7e" for c in token):
+        raise ValueError("durio: token must be printable ASCII without spaces, line breaks or control characters")
 
 
 def _condition(if_absent: bool, if_revision: Optional[int], if_version: Optional[int],
@@ -432,7 +473,7 @@ def _condition(if_absent: bool, if_revision: Optional[int], if_version: Optional
 class _NoSession(Exception):
     """The cluster does not know the write's session (expired)."""
 
-    def __init__(self, err: TwirpError, maybe_applied: bool) -> None:
+    def __init__(self, err: errors.DurioError, maybe_applied: bool) -> None:
         super().__init__(str(err))
         self.err = err
         self.maybe_applied = maybe_applied
@@ -446,6 +487,11 @@ class _NoStreams(Exception):
     from before watch streams."""
 
 
+def _str_meta(meta: object) -> Dict[str, str]:
+    """A Twirp error's meta as it came in JSON, its values as strings."""
+    return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
+
+
 def _stream_kv(d: Mapping[str, object]) -> kv_pb2.KeyValue:
     return kv_pb2.KeyValue(key=str(d.get("key", "")), value=str(d.get("value", "")),
                            create_revision=int(d.get("create_revision", 0)),  # type: ignore[arg-type]
@@ -457,7 +503,10 @@ def _stream(stub: KVServiceClient, key: str, prefix: bool, after: int,
             idle_timeout: float) -> Iterator[Tuple[int, Optional[kv_pb2.Event]]]:
     """Yields (revision, event) for each change of one replica's watch stream
     after after, and (revision, None) for each message that only moves the
-    resume point on; it ends (or raises) when the stream does."""
+    resume point on; it ends (or raises) when the stream does. A refusal
+    (a 4xx answer, a compacted message) raises TwirpError, as a Twirp call
+    would. The request carries the stub's headers, Authorization among
+    them."""
     if key in (".", ".."):
         path_key = key.replace(".", "%2E")  # else a path step
     else:
@@ -483,11 +532,13 @@ def _stream(stub: KVServiceClient, key: str, prefix: bool, after: int,
                     e = json.loads(body)
                 except ValueError:
                     e = {}
+                if not isinstance(e, dict):
+                    e = {}  # not a Twirp error body: a proxy's, say
                 code = {400: "invalid_argument", 410: "out_of_range"}.get(resp.status, str(e.get("code", "unknown")))
-                meta = e.get("meta") or {}
+                meta = _str_meta(e.get("meta"))
                 if resp.status == 410:
                     meta = {"reason": "compacted", **meta}
-                raise errors.from_twirp(TwirpError(code, str(e.get("msg", resp.reason)), meta=meta, status=resp.status))
+                raise TwirpError(code, str(e.get("msg", resp.reason)), meta=meta, status=resp.status)
             raise ValueError(f"watch stream: {resp.status} {resp.reason}")
         rid: Optional[str] = None
         event = ""
@@ -517,8 +568,8 @@ def _stream(stub: KVServiceClient, key: str, prefix: bool, after: int,
             text = "\n".join(data)
             if event == "compacted":
                 e = json.loads(text or "{}")
-                raise errors.Compacted(str(e.get("msg", f"events after revision {after} were compacted")),
-                                       code="out_of_range", meta=e.get("meta") or {"reason": "compacted"}, status=200)
+                raise TwirpError("out_of_range", str(e.get("msg", f"events after revision {after} were compacted")),
+                                 meta={**_str_meta(e.get("meta")), "reason": "compacted"}, status=200)
             if rid is not None and rid.isdigit():
                 if not text:
                     yield int(rid), None  # the stream's start, or a heartbeat

@@ -77,8 +77,15 @@ class Compacted(DurioError):
 
 
 class PermissionDenied(DurioError):
-    """The server refused the caller (Twirp unauthenticated or
-    permission_denied, HTTP 401/403)."""
+    """The cluster refused the caller: its token's role does not allow the
+    call (Twirp permission_denied, HTTP 403), or, as the subclass
+    Unauthenticated, it has no token the cluster accepts. Never retried at
+    another replica (each would answer the same); nothing was applied."""
+
+
+class Unauthenticated(PermissionDenied):
+    """The cluster requires a token and the request had none, or one it does
+    not know (Twirp unauthenticated, HTTP 401): give Client(token=...)."""
 
 
 _BY_CODE = {
@@ -90,7 +97,7 @@ _BY_CODE = {
     "resource_exhausted": Unavailable,
     "deadline_exceeded": OutcomeUnknown,
     "failed_precondition": PreconditionFailed,
-    "unauthenticated": PermissionDenied,
+    "unauthenticated": Unauthenticated,
     "permission_denied": PermissionDenied,
 }
 
@@ -101,6 +108,10 @@ def from_twirp(err: TwirpError) -> DurioError:
     reason = err.meta.get("reason", "")
     if err.status == 413:
         cls = InvalidArgument
+    elif err.status == 401:
+        cls = Unauthenticated
+    elif err.status == 403:
+        cls = PermissionDenied
     elif err.code == "failed_precondition" and reason == "condition_failed":
         from ._gen.kv.v1 import kv_pb2
 

@@ -15,6 +15,8 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional
 
@@ -119,6 +121,70 @@ def cluster(durio_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield c
     finally:
         c.stop()
+
+
+class ServeReplica:
+    """A `durio serve` process that is a one-replica cluster of its own, on
+    loopback, with extra flags."""
+
+    def __init__(self, binary: str, folder: Path, *flags: str) -> None:
+        client_port = _free_base(1)
+        peer_port = _free_base(1, avoid=range(client_port, client_port + 1))
+        self.url = f"http://127.0.0.1:{client_port}"
+        self.log_path = folder / "serve.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [binary, "serve", "--id", "0", "--peers", f"http://127.0.0.1:{peer_port}",
+             "--listen-client", f"127.0.0.1:{client_port}", "--data-dir", str(folder / "data"),
+             "--persister", "file", "--log-level", "warn", *flags],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float) -> None:
+        """Waits until GET /readyz answers 200 (the replica leads itself)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass  # not listening or not ready yet
+            if time.monotonic() > deadline:
+                raise AssertionError(f"durio serve not ready in {timeout}s: {self.log_path.read_text()}")
+            try:
+                code = self.proc.wait(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                continue
+            raise AssertionError(f"durio serve exited with status {code}: {self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+
+
+@pytest.fixture
+def serve_replica(durio_binary: str, tmp_path: Path) -> Iterator[Callable[..., ServeReplica]]:
+    """Starts ServeReplicas (flags as arguments), ready; stops them after the test."""
+    replicas: List[ServeReplica] = []
+
+    def start(*flags: str) -> ServeReplica:
+        folder = tmp_path / f"serve{len(replicas)}"
+        folder.mkdir()
+        r = ServeReplica(durio_binary, folder, *flags)
+        replicas.append(r)
+        r.wait_ready(60)
+        return r
+
+    yield start
+    for r in replicas:
+        r.stop()
 
 
 class FakeServer:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import subprocess
 import threading
 import time
 import urllib.request
@@ -25,6 +26,7 @@ from durio_client import (
     PermissionDenied,
     PreconditionFailed,
     TwirpError,
+    Unauthenticated,
     Unavailable,
     kv_pb2,
 )
@@ -228,15 +230,19 @@ def test_follow_stream_across_a_killed_replica(cluster):
 
 class _StreamServer:
     """A scripted watch-stream server: answer(path) returns (status,
-    content type, body) for each GET."""
+    content type, body) for each GET, answer("POST " + path) for each POST.
+    paths logs the requests (a POST with its body), auth their Authorization
+    headers (None when absent)."""
 
     def __init__(self, answer):
         self.paths = []
+        self.auth = []
         outer = self
 
         class H(http.server.BaseHTTPRequestHandler):
             def _answer(self, what: str, logged: str) -> None:
                 outer.paths.append(logged)
+                outer.auth.append(self.headers.get("Authorization"))
                 status, ctype, body = answer(what)
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
@@ -255,7 +261,8 @@ class _StreamServer:
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        # A short poll interval: close (shutdown) waits for the next poll.
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
     def close(self) -> None:
@@ -321,7 +328,7 @@ def _twirp_error(code: str, msg: str = "m", status: int = 400, meta: Optional[di
         ("invalid_argument", 400, InvalidArgument),
         ("malformed", 400, InvalidArgument),
         ("failed_precondition", 412, PreconditionFailed),
-        ("unauthenticated", 401, PermissionDenied),
+        ("unauthenticated", 401, Unauthenticated),
         ("permission_denied", 403, PermissionDenied),
     ],
 )
@@ -495,3 +502,179 @@ def test_a_ttl_key_expires_without_keep_alive(cluster):
     while kv.get(k, None) is not None:
         assert time.monotonic() < deadline, "a key whose lease was not kept alive did not expire"
         time.sleep(0.1)
+
+
+# --- client authentication (Client(token=...)) ---
+
+TOKEN = "w-0123456789abcdef"
+_KV = "/twirp/kv.v1.KVService/"
+
+
+def _every_kind(what: str):
+    """A cluster's answers (JSON encoding) to each kind of request a client
+    sends: unary reads, a session and a write, a long poll, a watch stream."""
+    answers = {
+        "POST " + _KV + "Get": {"key": "k", "value": "v"},
+        "POST " + _KV + "OpenSession": {"client_id": "7", "idle_timeout_seconds": 60},
+        "POST " + _KV + "Put": {"header": {"revision": "8"}},
+        "POST " + _KV + "List": {"revision": "5"},
+        "POST " + _KV + "Watch": {"events": [{"type": "EVENT_TYPE_PUT", "kv": {"key": "k", "mod_revision": "6"}}],
+                                  "next_after_revision": "6"},
+    }
+    if what in answers:
+        return 200, "application/json", json.dumps(answers[what]).encode()
+    if what.startswith("/kvstore/watch/k?"):
+        return 200, "text/event-stream", b'id: 7\ndata: {"type":"put","kv":{"key":"k","mod_revision":7}}\n\n'
+    return 404, "application/json", b'{"code":"bad_route","msg":"no route"}'
+
+
+@pytest.mark.parametrize("token", [TOKEN, None])
+def test_token_goes_with_every_request(token):
+    srv = _StreamServer(_every_kind)
+    try:
+        with Client([srv.url], encoding="json", token=token) as kv:
+            assert kv.get("k") == "v"
+            assert kv.put("k", "v2") == 8                                   # OpenSession, Put
+            assert kv.revision() == 5                                       # List
+            assert next(iter(kv.follow("k", after_revision=5))).kv.mod_revision == 6         # a long poll
+            assert next(iter(kv.follow_stream("k", after_revision=5))).kv.mod_revision == 7  # a watch stream
+    finally:
+        srv.close()
+    kinds = [p.split("?")[0].split(" {")[0] for p in srv.paths]
+    assert kinds == ["POST " + _KV + m for m in ["Get", "OpenSession", "Put", "List", "Watch"]] + ["/kvstore/watch/k"]
+    assert srv.auth == [f"Bearer {token}" if token else None] * len(kinds)
+
+
+def _refusing(status: int, code: str, msg: str = "refused", session: bool = False):
+    """A replica that refuses every request with a Twirp error, except
+    OpenSession when session is set."""
+    def answer(what: str):
+        if session and what == "POST " + _KV + "OpenSession":
+            return _every_kind(what)
+        return status, "application/json", json.dumps({"code": code, "msg": msg}).encode()
+    return answer
+
+
+_CALLS = {
+    "get": lambda kv: kv.get("k"),
+    "put": lambda kv: kv.put("k", "v"),                   # the session is refused
+    "put_in_session": lambda kv: kv.put("k", "v"),        # the session is granted, the Put refused
+    "follow": lambda kv: next(iter(kv.follow("k", after_revision=5))),
+    "follow_stream": lambda kv: next(iter(kv.follow_stream("k", after_revision=5))),
+}
+
+
+@pytest.mark.parametrize("status,code,exc", [(401, "unauthenticated", Unauthenticated),
+                                             (403, "permission_denied", PermissionDenied)])
+@pytest.mark.parametrize("call", sorted(_CALLS))
+def test_auth_refusals_are_final(status, code, exc, call):
+    """A 401 or 403 raises at once: no other endpoint, no retry, no outcome
+    unknown, no long-poll fallback. The other endpoint would answer, so a
+    client that moved on would return instead of raising."""
+    refusing = _StreamServer(_refusing(status, code, session=call == "put_in_session"))
+    other = _StreamServer(_every_kind)
+    try:
+        with Client([refusing.url, other.url], encoding="json", timeout=5, token=TOKEN) as kv:
+            with pytest.raises(exc) as e:
+                _CALLS[call](kv)
+    finally:
+        refusing.close()
+        other.close()
+    assert type(e.value) is exc and (e.value.code, e.value.status) == (code, status)
+    assert len(refusing.paths) == (2 if call == "put_in_session" else 1), refusing.paths
+    assert other.paths == []
+
+
+@pytest.mark.parametrize("status,exc", [(401, Unauthenticated), (403, PermissionDenied)])
+def test_auth_refusals_from_a_proxy_are_final(fake_server, status, exc):
+    """A proxy's 401/403 (not a Twirp body) counts as the cluster's."""
+    srv = fake_server(lambda p, h, b: (status, "text/html", b"<html>go away</html>"))
+    other = fake_server(lambda p, h, b: (200, PROTOBUF, kv_pb2.GetResponse(value="v").SerializeToString()))
+    with pytest.raises(exc):
+        Client([srv.url, other.url], timeout=5, token=TOKEN).get("k")
+    assert len(srv.requests) == 1 and other.requests == []
+
+
+def test_token_never_in_error_text(fake_server):
+    """Even from a replica or proxy that echoes the request's headers."""
+    echoed = f"bad header Authorization: Bearer {TOKEN}"
+
+    def assert_hidden(err):
+        text = f"{err} {err!r} {getattr(err, 'meta', '')}"
+        assert TOKEN not in text and "[token]" in text
+
+    twirp = fake_server(_twirp_error("unauthenticated", echoed, 401, {"header": echoed}))
+    with pytest.raises(Unauthenticated) as e:
+        Client([twirp.url], timeout=5, token=TOKEN).get("k")
+    assert_hidden(e.value)
+    proxy = fake_server(lambda p, h, b: (401, "text/plain", echoed.encode()))
+    with pytest.raises(Unauthenticated) as e:
+        Client([proxy.url], timeout=5, token=TOKEN).get("k")
+    assert_hidden(e.value)
+    busy = fake_server(_twirp_error("unavailable", echoed, 503))
+    with pytest.raises(Unavailable) as e:
+        Client([busy.url], timeout=0.5, token=TOKEN).get("k")
+    assert_hidden(e.value)
+    stream = _StreamServer(_refusing(403, "permission_denied", echoed))
+    try:
+        with pytest.raises(PermissionDenied) as e:
+            next(iter(Client([stream.url], timeout=5, token=TOKEN).follow_stream("k", after_revision=5)))
+    finally:
+        stream.close()
+    assert_hidden(e.value)
+
+
+@pytest.mark.parametrize("bad", ["", "two words-0123456789", "w-0123\r\nX-Other: 1", "w-0123456789abcdef\n",
+                                 "w-0123\x00456789abcdef", "w-0123\x7f456789abcdef", "w-\u00e9t\u00e9-0123456789",
+                                 b"w-0123456789abcdef", 42])
+def test_bad_tokens_are_refused(bad):
+    with pytest.raises(ValueError) as e:
+        Client(["http://127.0.0.1:1"], token=bad)
+    assert "token" in str(e.value)
+    if isinstance(bad, str) and bad:
+        assert bad.strip() not in str(e.value)
+
+
+def test_token_and_an_authorization_header_are_refused_together():
+    with pytest.raises(ValueError) as e:
+        Client(["http://127.0.0.1:1"], token=TOKEN, headers={"authorization": "Bearer other-0123456789"})
+    assert TOKEN not in str(e.value)
+    kv = Client(["http://127.0.0.1:1"], token=TOKEN)
+    assert TOKEN not in repr(kv)
+
+
+_READ, _WRITE, _ADMIN = "r-0123456789abcdef", "w-0123456789abcdef", "a-0123456789abcdef"
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_client_auth_against_a_real_replica(durio_binary, serve_replica, tmp_path, encoding):
+    """durio serve --client-auth-file: a read token reads (unary, long poll,
+    stream) and may not write, a write token writes, no token or an unknown
+    one is unauthenticated."""
+    usage = subprocess.run([durio_binary, "serve", "--help"], capture_output=True, text=True, timeout=60)
+    if "client-auth-file" not in usage.stdout + usage.stderr:
+        pytest.skip("this durio binary has no --client-auth-file (server-side client authentication)")
+    auth = tmp_path / "client-auth"
+    auth.write_text(f"read {_READ}\nwrite {_WRITE}\nadmin {_ADMIN}\n")
+    auth.chmod(0o600)
+    replica = serve_replica("--client-auth-file", str(auth))
+    k = key("auth")
+    with Client([replica.url], encoding=encoding, timeout=10, token=_WRITE) as writer:
+        rev = writer.put(k, "v")
+        assert writer.get(k) == "v"
+    with Client([replica.url], encoding=encoding, timeout=10, token=_READ) as reader:
+        assert reader.get(k) == "v"
+        assert next(iter(reader.follow(k, after_revision=rev - 1, wait=2))).kv.value == "v"
+        assert next(iter(reader.follow_stream(k, after_revision=rev - 1, idle_timeout=10))).kv.value == "v"
+        with pytest.raises(PermissionDenied) as e:
+            reader.put(k, "read-only")
+        assert type(e.value) is PermissionDenied and e.value.status == 403
+        assert _READ not in f"{e.value} {e.value!r}"
+        assert reader.get(k) == "v"
+    for token in [None, "x-0123456789abcdef"]:
+        with Client([replica.url], encoding=encoding, timeout=10, token=token) as stranger:
+            with pytest.raises(Unauthenticated) as e:
+                stranger.get(k)
+            assert e.value.status == 401
+            with pytest.raises(Unauthenticated):
+                next(iter(stranger.follow_stream(k, after_revision=rev - 1, idle_timeout=10)))
