@@ -1,7 +1,7 @@
 // A leader-following durio client: any number of endpoints, failover between
 // them, and exactly-once write headers, over the generated Twirp client.
 import type { PartialMessage } from "@protobuf-ts/runtime";
-import { RpcError, type RpcInterceptor, type RpcOptions } from "@protobuf-ts/runtime-rpc";
+import { RpcError, UnaryCall, type RpcInterceptor, type RpcOptions } from "@protobuf-ts/runtime-rpc";
 import { TwirpFetchTransport } from "@protobuf-ts/twirp-transport";
 import { KVServiceClient } from "./gen/kv/v1/kv.client";
 import {
@@ -29,7 +29,8 @@ export interface ClientOptions {
    * `Authorization: Bearer <token>`. Visible ASCII only (no spaces or control
    * characters); the constructor throws otherwise. A cluster that refuses it
    * answers `unauthenticated` (unknown token) or `permission_denied` (its role
-   * is too low), which no call retries.
+   * is too low), which no call retries. No error the client throws holds the
+   * token, even if an answer echoed it.
    */
   token?: string;
 }
@@ -115,18 +116,33 @@ function streamEvent(d: { type?: string; kv?: StreamKV; prev_kv?: StreamKV }): E
 }
 
 /**
- * authorization is the Authorization header value that carries `token`. It
- * refuses a token a header cannot carry as is (fetch would trim its spaces or
- * throw at every request with the value in the message) without saying what
- * the token is.
+ * checkToken returns `token` if an Authorization header can carry it as is,
+ * and throws, without saying what the token is, if not: fetch would trim
+ * its spaces, or throw at every request with the header in the message.
  */
-function authorization(token: unknown): string {
+function checkToken(token: unknown): string {
   if (typeof token !== "string") throw new TypeError("durio: the token must be a string");
   if (token === "") throw new Error("durio: the token is empty");
   if (!/^[\x21-\x7e]+$/.test(token)) {
     throw new Error("durio: the token may hold only visible ASCII characters (no space, tab, CR, LF or other control or non-ASCII character)");
   }
-  return `Bearer ${token}`;
+  return token;
+}
+
+/**
+ * blankToken returns e, or a copy of it with `token` blanked out of its
+ * message and meta should a replica, or a proxy in front of one, have
+ * echoed it.
+ */
+function blankToken(e: unknown, token: string): unknown {
+  if (!(e instanceof RpcError) || token === "") return e;
+  const blank = (s: unknown) => String(s).replaceAll(token, "<token>");
+  const meta = Object.fromEntries(Object.entries(e.meta).map(([k, v]) => [blank(k), Array.isArray(v) ? v.map(blank) : blank(v)]));
+  if (!e.message.includes(token) && JSON.stringify(meta) === JSON.stringify(e.meta)) return e;
+  const copy = new RpcError(blank(e.message), e.code, meta);
+  copy.methodName = e.methodName;
+  copy.serviceName = e.serviceName;
+  return copy;
 }
 
 /**
@@ -177,10 +193,12 @@ export class DurioClient {
   readonly endpoints: readonly string[];
   private readonly kv: KVServiceClient[];
   /**
-   * The headers every request carries besides its own: the token's, if any.
-   * Only here and in the Twirp interceptor's closure (not in the transports'
-   * options), so that logging the client (util.inspect) shows no token.
+   * The token ("" without one) and the headers every request carries
+   * besides its own (the token's). They are only here and in the Twirp
+   * interceptor's closure (not in the transports' options), so that logging
+   * the client (util.inspect) shows no token.
    */
+  readonly #token: string;
   readonly #auth: Readonly<Record<string, string>>;
   private readonly timeoutMs: number;
   private readonly backoffMs: number;
@@ -195,10 +213,19 @@ export class DurioClient {
     const list = (typeof endpoints === "string" ? endpoints.split(",") : [...endpoints]).map((e) => e.trim()).filter(Boolean);
     if (list.length === 0) throw new Error("durio: no endpoints");
     this.endpoints = list.map((e) => (e.includes("://") ? e : "http://" + e).replace(/\/+$/, ""));
-    const auth: Record<string, string> = opts.token === undefined ? {} : { authorization: authorization(opts.token) };
+    const token = opts.token === undefined ? "" : checkToken(opts.token);
+    const auth: Record<string, string> = token === "" ? {} : { authorization: `Bearer ${token}` };
+    this.#token = token;
     this.#auth = auth;
-    const withAuth: RpcInterceptor = { interceptUnary: (next, method, input, o) => next(method, input, { ...o, meta: { ...o.meta, ...auth } }) };
-    this.kv = this.endpoints.map((e) => new KVServiceClient(new TwirpFetchTransport({ baseUrl: e + "/twirp", sendJson: opts.json ?? false, interceptors: [withAuth] })));
+    // A Twirp call carries the token, and its error says nothing of it.
+    const withToken: RpcInterceptor = {
+      interceptUnary: (next, method, input, o) => {
+        const c = next(method, input, { ...o, meta: { ...o.meta, ...auth } });
+        const response = c.response.catch((e: unknown) => { throw blankToken(e, token); });
+        return new UnaryCall(c.method, c.requestHeaders, c.request, c.headers, response, c.status, c.trailers);
+      },
+    };
+    this.kv = this.endpoints.map((e) => new KVServiceClient(new TwirpFetchTransport({ baseUrl: e + "/twirp", sendJson: opts.json ?? false, interceptors: [withToken] })));
     this.timeoutMs = opts.timeoutMs ?? 12000;
     this.backoffMs = opts.backoffMs ?? 50;
   }
@@ -353,7 +380,7 @@ export class DurioClient {
         if (resp.status >= 400 && resp.status < 500 && resp.status !== 408 && resp.status !== 429) {
           const body = await resp.json().catch(() => ({})) as { code?: string; msg?: string; meta?: Record<string, string> };
           const code = streamRefusals[resp.status] ?? body.code ?? "unknown";
-          throw new RpcError(body.msg ?? `durio: watch stream ${resp.status}`, code, body.meta ?? {});
+          throw blankToken(new RpcError(body.msg ?? `durio: watch stream ${resp.status}`, code, body.meta ?? {}), this.#token);
         }
         // A replica from before watch streams answers with a long poll.
         legacy = resp.ok && (resp.headers.get("content-type") ?? "").startsWith("application/json");
