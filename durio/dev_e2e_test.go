@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -160,4 +163,37 @@ func TestDevFailover(t *testing.T) {
 			t.Errorf("replica pid %d still running after durio dev stopped", pid)
 		}
 	}
+}
+
+// durio dev --client-auth-file: every replica checks the tokens, and durio
+// dev still follows the cluster (it asks with the file's first token).
+func TestDevClientAuth(t *testing.T) {
+	const read, write = "r-0123456789abcdef", "w-0123456789abcdef"
+	authFile := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(authFile, []byte("# tokens\nread "+read+"\nwrite "+write+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := freeport.Range(t, 4)
+	d := startDev(t, "--dir", t.TempDir(), "--persister", "noop", "--replicas", "2", "--client-port", strconv.Itoa(base),
+		"--peer-port", strconv.Itoa(base+2), "--client-auth-file", authFile)
+	d.want(`^leader: replica \d \(term \d+\)`, 30*time.Second)
+	d.want(`^cluster ready`, 30*time.Second)
+	d.want(`^the replicas require client tokens: add -H 'Authorization: Bearer TOKEN'`, 5*time.Second)
+	for token, want := range map[string]int{"": 401, read: 403, write: 200} {
+		req, _ := http.NewRequest("POST", "http://127.0.0.1:"+strconv.Itoa(base+1)+"/kvstore/put", strings.NewReader(`{"key":"k","value":"v"}`))
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("put with %q: %d, want %d", token, resp.StatusCode, want)
+		}
+	}
+	d.send("status")
+	d.want(`^replica 1: running \(pid \d+\), (leader|follower) in term`, 5*time.Second)
 }

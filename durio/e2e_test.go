@@ -258,13 +258,40 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 
 // leader returns the id of a replica that says it leads, or -1.
 func (c *cluster) leader() int {
+	hc := c.statusClient()
 	for i, u := range c.clients {
-		st, err := kvv1.NewKVServiceProtobufClient(u, http.DefaultClient).Status(context.Background(), &kvv1.StatusRequest{})
+		st, err := kvv1.NewKVServiceProtobufClient(u, hc).Status(context.Background(), &kvv1.StatusRequest{})
 		if err == nil && st.GetRole() == kvv1.Role_ROLE_LEADER {
 			return i
 		}
 	}
 	return -1
+}
+
+// statusClient is the HTTP client leader asks with: with a
+// --client-auth-file among replica 0's flags, one sending the file's
+// first token (which must be allowed to read).
+func (c *cluster) statusClient() *http.Client {
+	args := c.extraArgs(0)
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] != "--client-auth-file" {
+			continue
+		}
+		data, err := os.ReadFile(args[i+1])
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if f := strings.Fields(line); len(f) == 2 && !strings.HasPrefix(f[0], "#") {
+				hc, err := client.WithToken(http.DefaultClient, f[1])
+				if err != nil {
+					c.t.Fatal(err)
+				}
+				return hc
+			}
+		}
+	}
+	return http.DefaultClient
 }
 
 func (c *cluster) waitLeader(timeout time.Duration) int {

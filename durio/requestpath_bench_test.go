@@ -132,14 +132,25 @@ func processCPU() time.Duration {
 func BenchmarkClientChain(b *testing.B) {
 	value := string(bytes.Repeat([]byte("v"), 256))
 	putBody := []byte(`{"key":"key-17","value":"` + value + `"}`)
-	for _, op := range []string{"put", "get"} {
-		b.Run("op="+op, func(b *testing.B) {
+	const token = "w-0123456789abcdef0123456789abcdef"
+	tokens, err := parseClientAuth([]byte("read r-0123456789abcdef0123456789abcdef\nwrite " + token + "\n"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct{ op, auth string }{{"put", "off"}, {"get", "off"}, {"put", "on"}, {"get", "on"}} {
+		op := bc.op
+		b.Run("op="+op+"/auth="+bc.auth, func(b *testing.B) {
 			status := func() raft.Status { return raft.Status{} }
 			logger := slog.New(slog.DiscardHandler)
 			m := newMetrics(status)
 			h := newHealth(logger, status, nil, func(error) {})
 			svc := kvwire.NewServer(chainKV{value: value}, kvwire.ServerOptions{})
-			handler := withRequestID(logger, h.wrap(m.instrumentMux(clientHandler(svc, DefaultLimits(), nil))))
+			limits := DefaultLimits()
+			if bc.auth == "on" { // --client-auth-file, and every request carries a token
+				limits.auth = &clientAuth{}
+				limits.auth.tokens.Store(tokens)
+			}
+			handler := withRequestID(logger, h.wrap(m.instrumentMux(clientHandler(svc, limits, nil))))
 			w := &discardResponse{h: http.Header{}}
 			b.ReportAllocs()
 			cpu0, n := processCPU(), 0
@@ -151,6 +162,9 @@ func BenchmarkClientChain(b *testing.B) {
 					r.Header.Set("Content-Type", "application/json")
 				} else {
 					r = httptest.NewRequest(http.MethodGet, "/kvstore/get/key-17", nil)
+				}
+				if limits.auth != nil {
+					r.Header.Set("Authorization", "Bearer "+token)
 				}
 				clear(w.h)
 				w.code = 0

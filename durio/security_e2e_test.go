@@ -3,10 +3,13 @@ package durio_test
 import (
 	"bytes"
 	"errors"
+	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -56,5 +59,70 @@ func TestE2EExposedPeerListenerRefused(t *testing.T) {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("message lacks %q:\n%s", want, stderr.String())
 		}
+	}
+}
+
+// durio serve --client-auth-file: tokens are checked by the real process,
+// and SIGHUP re-reads the file (a bad file keeps the tokens in force).
+func TestE2EClientAuthReloadOnSIGHUP(t *testing.T) {
+	const read, write, newWrite = "r-0123456789abcdef", "w-0123456789abcdef", "n-0123456789abcdef"
+	authFile := filepath.Join(t.TempDir(), "tokens")
+	writeTokens := func(content string) {
+		t.Helper()
+		if err := os.WriteFile(authFile, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeTokens("read " + read + "\nwrite " + write + "\n")
+	c := startCluster(t, 1, "noop", "--client-auth-file", authFile)
+	put := func(token string) int {
+		t.Helper()
+		req, _ := http.NewRequest("POST", c.clients[0]+"/kvstore/put", strings.NewReader(`{"key":"k","value":"v"}`))
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for token, want := range map[string]int{"": 401, read: 403, write: 200, newWrite: 401} {
+		if got := put(token); got != want {
+			t.Errorf("put with token %q: %d, want %d", token, got, want)
+		}
+	}
+	hup := func() {
+		t.Helper()
+		if err := c.procs[0].cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 15s; log:\n%s", what, c.procs[0].logText())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	writeTokens("write " + newWrite + "\n")
+	hup()
+	waitFor("the new token admitted", func() bool { return put(newWrite) == 200 })
+	if got := put(write); got != 401 {
+		t.Errorf("the revoked token after SIGHUP: %d", got)
+	}
+	writeTokens("superuser " + write + "\n")
+	hup()
+	waitFor("the bad file reported", func() bool { return strings.Contains(c.procs[0].logText(), "client tokens not reloaded") })
+	if got := put(newWrite); got != 200 {
+		t.Errorf("the token in force after a bad reload: %d", got)
+	}
+	if strings.Contains(c.procs[0].logText(), newWrite) || strings.Contains(c.procs[0].logText(), write) {
+		t.Error("the log shows a token")
 	}
 }

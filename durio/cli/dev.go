@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ruaft/ruaft/durio"
+	"github.com/ruaft/ruaft/durio/client"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
 
@@ -38,6 +39,9 @@ type devOptions struct {
 	Executable string
 	// LogLevel is passed to every replica.
 	LogLevel string
+	// ClientAuthFile, if set, is passed to every replica (client tokens);
+	// durio dev polls the replicas with the file's first token.
+	ClientAuthFile string
 	// Commands, if not nil, is read for typed commands (kill 1, start 1,
 	// status, ...); `durio dev` passes its standard input.
 	Commands io.Reader
@@ -50,6 +54,7 @@ func (o *devOptions) register(fs *pflag.FlagSet) {
 	fs.IntVar(&o.PeerPort, "peer-port", 9001, "peer `port` of replica 0; replica i listens on port+i")
 	fs.IntVar(&o.Replicas, "replicas", 3, "number of replicas")
 	fs.StringVar(&o.LogLevel, "log-level", "warn", "replicas' log `level`: debug, info, warn or error")
+	fs.StringVar(&o.ClientAuthFile, "client-auth-file", "", "`file` of client tokens for every replica (see durio serve); clients then need --token-file")
 }
 
 func (o *devOptions) check() error {
@@ -100,7 +105,15 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	d := &devCluster{o: o, exe: exe, dir: dir, out: &lockedWriter{w: stdout}, env: devEnv()}
+	d := &devCluster{o: o, exe: exe, dir: dir, out: &lockedWriter{w: stdout}, env: devEnv(), hc: devHTTP}
+	if o.ClientAuthFile != "" {
+		if d.o.ClientAuthFile, err = filepath.Abs(o.ClientAuthFile); err != nil {
+			return err
+		}
+		if d.hc, err = devTokenClient(d.o.ClientAuthFile); err != nil {
+			return err
+		}
+	}
 	for i := range o.Replicas {
 		d.peers = append(d.peers, "http://127.0.0.1:"+strconv.Itoa(o.PeerPort+i))
 		d.clients = append(d.clients, "http://127.0.0.1:"+strconv.Itoa(o.ClientPort+i))
@@ -142,9 +155,10 @@ type devCluster struct {
 	peers, clients  []string
 	replicas        []*devReplica
 	out             io.Writer
-	lastLeader      int    // watchLeader's; -1 when none
-	lastLeaderTerm  uint64 // watchLeader's
-	announcedLeader bool   // watchLeader's: printed at least once
+	hc              *http.Client // asks the replicas for their status
+	lastLeader      int          // watchLeader's; -1 when none
+	lastLeaderTerm  uint64       // watchLeader's
+	announcedLeader bool         // watchLeader's: printed at least once
 }
 
 // devReplica is one replica's supervision: its current process and the
@@ -205,6 +219,9 @@ func (d *devCluster) start(i int) (*exec.Cmd, <-chan struct{}, error) {
 		"--data-dir", d.dataDir(i),
 		"--persister", d.o.Persister,
 		"--log-level", d.o.LogLevel)
+	if d.o.ClientAuthFile != "" {
+		cmd.Args = append(cmd.Args, "--client-auth-file", d.o.ClientAuthFile)
+	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Env = d.env
 	setDeathSignal(cmd)
@@ -374,7 +391,7 @@ func (d *devCluster) printStatus() {
 		if pid != 0 {
 			line += fmt.Sprintf(" (pid %d)", pid)
 		}
-		if st, err := devStatus(d.clients[i]); err == nil {
+		if st, err := d.status(d.clients[i]); err == nil {
 			line += fmt.Sprintf(", %s in term %d, applied %d", roleName(st.GetRole()), st.GetTerm(), st.GetAppliedIndex())
 		}
 		d.printf("%s\n", line)
@@ -383,8 +400,27 @@ func (d *devCluster) printStatus() {
 
 var devHTTP = &http.Client{Timeout: time.Second}
 
-func devStatus(url string) (*kvv1.StatusResponse, error) {
-	return kvv1.NewKVServiceProtobufClient(url, devHTTP).Status(context.Background(), &kvv1.StatusRequest{})
+func (d *devCluster) status(url string) (*kvv1.StatusResponse, error) {
+	return kvv1.NewKVServiceProtobufClient(url, d.hc).Status(context.Background(), &kvv1.StatusRequest{})
+}
+
+// devTokenClient is devHTTP sending the first token of a client auth file
+// (every role may read the status).
+func devTokenClient(file string) (*http.Client, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --client-auth-file: %v", durio.ErrUsage, err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && !strings.HasPrefix(f[0], "#") {
+			hc, err := client.WithToken(devHTTP, f[1])
+			if err != nil {
+				return nil, fmt.Errorf("%w: --client-auth-file %s: %v", durio.ErrUsage, file, err)
+			}
+			return hc, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: --client-auth-file %s: no \"ROLE TOKEN\" line", durio.ErrUsage, file)
 }
 
 // watchLeader polls the replicas and prints when a leader is elected or lost.
@@ -400,7 +436,7 @@ func (d *devCluster) watchLeader(ctx context.Context) {
 		}
 		leader, term, up := -1, uint64(0), 0
 		for i, u := range d.clients {
-			st, err := devStatus(u)
+			st, err := d.status(u)
 			if err == nil {
 				up++
 			}
@@ -423,6 +459,9 @@ func (d *devCluster) watchLeader(ctx context.Context) {
 		if leader >= 0 && up == len(d.clients) && !d.announcedLeader {
 			d.printf("cluster ready. try: curl -s -XPOST %s/kvstore/put -H 'Content-Type: application/json' -d '{\"key\":\"hello\",\"value\":\"world\"}'; curl -s %s/kvstore/get/hello\n",
 				d.clients[0], d.clients[len(d.clients)-1])
+			if d.o.ClientAuthFile != "" {
+				d.printf("the replicas require client tokens: add -H 'Authorization: Bearer TOKEN' (a token of %s), or durio --token-file\n", d.o.ClientAuthFile)
+			}
 			if d.o.Commands != nil {
 				d.printf("Ctrl-C stops the cluster. Type kill %d to watch failover, help for the commands.\n", leader)
 			} else {
