@@ -1,7 +1,7 @@
 // A leader-following durio client: any number of endpoints, failover between
 // them, and exactly-once write headers, over the generated Twirp client.
 import type { PartialMessage } from "@protobuf-ts/runtime";
-import { RpcError, type RpcOptions } from "@protobuf-ts/runtime-rpc";
+import { RpcError, UnaryCall, type RpcInterceptor, type RpcOptions } from "@protobuf-ts/runtime-rpc";
 import { TwirpFetchTransport } from "@protobuf-ts/twirp-transport";
 import { KVServiceClient } from "./gen/kv/v1/kv.client";
 import {
@@ -23,6 +23,16 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** Pause after every endpoint has failed once, in milliseconds (default 50). */
   backoffMs?: number;
+  /**
+   * A bearer token for a cluster that authenticates its clients
+   * (`durio serve --client-auth-file`): every request carries
+   * `Authorization: Bearer <token>`. Visible ASCII only (no spaces or control
+   * characters); the constructor throws otherwise. A cluster that refuses it
+   * answers `unauthenticated` (unknown token) or `permission_denied` (its role
+   * is too low), which no call retries. No error the client throws holds the
+   * token, even if an answer echoed it.
+   */
+  token?: string;
 }
 
 /** A get request: only `key` is required. */
@@ -105,6 +115,49 @@ function streamEvent(d: { type?: string; kv?: StreamKV; prev_kv?: StreamKV }): E
   };
 }
 
+/**
+ * checkToken returns `token` if an Authorization header can carry it as is,
+ * and throws, without saying what the token is, if not: fetch would trim
+ * its spaces, or throw at every request with the header in the message.
+ */
+function checkToken(token: unknown): string {
+  if (typeof token !== "string") throw new TypeError("durio: the token must be a string");
+  if (token === "") throw new Error("durio: the token is empty");
+  if (!/^[\x21-\x7e]+$/.test(token)) {
+    throw new Error("durio: the token may hold only visible ASCII characters (no space, tab, CR, LF or other control or non-ASCII character)");
+  }
+  return token;
+}
+
+/**
+ * blankToken returns e, or a copy of it with `token` blanked out of its
+ * message and meta should a replica, or a proxy in front of one, have
+ * echoed it.
+ */
+function blankToken(e: unknown, token: string): unknown {
+  if (!(e instanceof RpcError) || token === "") return e;
+  const blank = (s: unknown) => String(s).replaceAll(token, "<token>");
+  const meta = Object.fromEntries(Object.entries(e.meta).map(([k, v]) => [blank(k), Array.isArray(v) ? v.map(blank) : blank(v)]));
+  if (!e.message.includes(token) && JSON.stringify(meta) === JSON.stringify(e.meta)) return e;
+  const copy = new RpcError(blank(e.message), e.code, meta);
+  copy.methodName = e.methodName;
+  copy.serviceName = e.serviceName;
+  return copy;
+}
+
+/**
+ * isAuthRefusal reports the cluster's refusal of the client's token
+ * (`unauthenticated`: missing or unknown) or of what its role allows
+ * (`permission_denied`): every endpoint would answer the same, so nothing
+ * retries it.
+ */
+function isAuthRefusal(e: unknown): boolean {
+  return e instanceof RpcError && (e.code === "unauthenticated" || e.code === "permission_denied");
+}
+
+/** The Twirp code of a watch stream's refusal by its HTTP status, whatever its body says. */
+const streamRefusals: Record<number, string> = { 400: "invalid_argument", 401: "unauthenticated", 403: "permission_denied", 410: "out_of_range" };
+
 /** Attempts records, across the attempts of one write, whether any may have taken effect. */
 interface Attempts {
   maybeApplied: boolean;
@@ -132,10 +185,21 @@ function maybeApplied(e: unknown): boolean {
  * answer is applied at most once. If the session expired, a write that
  * certainly never applied is renumbered in a new session; one whose outcome
  * was unknown fails with `deadline_exceeded` rather than risk applying twice.
+ * With a `token` every request carries it; a refusal (`unauthenticated`:
+ * missing or unknown token, `permission_denied`: its role is too low) fails
+ * the call, follow or stream at once, at no other endpoint.
  */
 export class DurioClient {
   readonly endpoints: readonly string[];
   private readonly kv: KVServiceClient[];
+  /**
+   * The token ("" without one) and the headers every request carries
+   * besides its own (the token's). They are only here and in the Twirp
+   * interceptor's closure (not in the transports' options), so that logging
+   * the client (util.inspect) shows no token.
+   */
+  readonly #token: string;
+  readonly #auth: Readonly<Record<string, string>>;
   private readonly timeoutMs: number;
   private readonly backoffMs: number;
   private cur = 0;
@@ -149,7 +213,19 @@ export class DurioClient {
     const list = (typeof endpoints === "string" ? endpoints.split(",") : [...endpoints]).map((e) => e.trim()).filter(Boolean);
     if (list.length === 0) throw new Error("durio: no endpoints");
     this.endpoints = list.map((e) => (e.includes("://") ? e : "http://" + e).replace(/\/+$/, ""));
-    this.kv = this.endpoints.map((e) => new KVServiceClient(new TwirpFetchTransport({ baseUrl: e + "/twirp", sendJson: opts.json ?? false })));
+    const token = opts.token === undefined ? "" : checkToken(opts.token);
+    const auth: Record<string, string> = token === "" ? {} : { authorization: `Bearer ${token}` };
+    this.#token = token;
+    this.#auth = auth;
+    // A Twirp call carries the token, and its error says nothing of it.
+    const withToken: RpcInterceptor = {
+      interceptUnary: (next, method, input, o) => {
+        const c = next(method, input, { ...o, meta: { ...o.meta, ...auth } });
+        const response = c.response.catch((e: unknown) => { throw blankToken(e, token); });
+        return new UnaryCall(c.method, c.requestHeaders, c.request, c.headers, response, c.status, c.trailers);
+      },
+    };
+    this.kv = this.endpoints.map((e) => new KVServiceClient(new TwirpFetchTransport({ baseUrl: e + "/twirp", sendJson: opts.json ?? false, interceptors: [withToken] })));
     this.timeoutMs = opts.timeoutMs ?? 12000;
     this.backoffMs = opts.backoffMs ?? 50;
   }
@@ -275,8 +351,8 @@ export class DurioClient {
    * cannot be a URL path segment (fetch turns it into a path step), so it is
    * followed with {@link follow} instead, and so is everything after a
    * replica from before watch streams answers with a long poll. A refusal
-   * every replica would repeat (a 4xx other than 408 and 429) throws an
-   * RpcError.
+   * every replica would repeat (a 4xx other than 408 and 429, such as 401
+   * `unauthenticated` or 403 `permission_denied`) throws an RpcError.
    */
   async *followStream(key: string, opts: { prefix?: boolean; afterRevision?: string; idleMs?: number; signal?: AbortSignal } = {}): AsyncGenerator<Event> {
     if (key === "." || key === "..") {
@@ -300,11 +376,11 @@ export class DurioClient {
         // poll well before idleMs.
         const wait = Math.max(1, Math.floor(Math.min(10000, idleMs / 2)));
         const url = `${base}/kvstore/watch/${encodeURIComponent(key)}?index=${after}${opts.prefix ? "&prefix=true" : ""}&stream=true&wait=${wait}ms`;
-        const resp = await fetch(url, { headers: { Accept: "text/event-stream" }, signal: stream.signal });
+        const resp = await fetch(url, { headers: { ...this.#auth, Accept: "text/event-stream" }, signal: stream.signal });
         if (resp.status >= 400 && resp.status < 500 && resp.status !== 408 && resp.status !== 429) {
           const body = await resp.json().catch(() => ({})) as { code?: string; msg?: string; meta?: Record<string, string> };
-          const code = resp.status === 410 ? "out_of_range" : resp.status === 400 ? "invalid_argument" : (body.code ?? "unknown");
-          throw new RpcError(body.msg ?? `durio: watch stream ${resp.status}`, code, body.meta ?? {});
+          const code = streamRefusals[resp.status] ?? body.code ?? "unknown";
+          throw blankToken(new RpcError(body.msg ?? `durio: watch stream ${resp.status}`, code, body.meta ?? {}), this.#token);
         }
         // A replica from before watch streams answers with a long poll.
         legacy = resp.ok && (resp.headers.get("content-type") ?? "").startsWith("application/json");
@@ -407,7 +483,8 @@ export class DurioClient {
 
   /**
    * keepAlive refreshes the lease every third of its TTL until `signal`
-   * aborts (then it resolves) or the lease is lost (then it rejects).
+   * aborts (then it resolves), or the lease is lost or the token refused
+   * (then it rejects).
    */
   async keepAlive(id: string, ttlMs: number, signal: AbortSignal): Promise<void> {
     let lastOk = Date.now();
@@ -421,7 +498,7 @@ export class DurioClient {
         await this.leaseKeepAlive(id);
         lastOk = Date.now();
       } catch (e) {
-        if (e instanceof RpcError && e.meta["reason"] === "lease_not_found") throw e;
+        if (isAuthRefusal(e) || (e instanceof RpcError && e.meta["reason"] === "lease_not_found")) throw e;
         if (Date.now() - lastOk >= ttlMs) throw e;
       }
     }

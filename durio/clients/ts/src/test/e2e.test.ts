@@ -1,9 +1,10 @@
 // End-to-end test: starts a `durio dev` cluster built from this checkout and
-// talks to it with the generated client over protobuf and over JSON.
+// talks to it with the generated client over protobuf and over JSON; one test
+// starts a `durio serve` cluster of its own that requires client tokens.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createServer, type AddressInfo } from "node:net";
@@ -12,6 +13,7 @@ import { RpcError, connect, ReadConsistency, Role, ConditionFailed, EventType, i
 
 const repoRoot = resolve(__dirname, "../../../../..");
 let dir = "";
+let bin = "";
 let cluster: ChildProcess | undefined;
 let clientUrls: string[] = [];
 
@@ -48,7 +50,7 @@ async function waitFor<T>(what: string, ms: number, f: () => Promise<T | undefin
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "durio-ts-e2e-"));
-  const bin = join(dir, "durio");
+  bin = join(dir, "durio");
   execFileSync("go", ["build", "-o", bin, "./cmd/durio"], { cwd: repoRoot, stdio: "inherit" });
   const clientPort = await freeRange(3);
   const peerPort = await freeRange(3);
@@ -61,15 +63,21 @@ before(async () => {
 });
 
 after(async () => {
-  if (cluster && cluster.exitCode === null) {
-    const exited = new Promise((r) => cluster!.once("exit", r));
-    cluster.kill("SIGINT");
-    await exited;
-  }
+  if (cluster) await stop(cluster);
   rmSync(dir, { recursive: true, force: true });
 });
 
 let devOutput = "";
+
+/** stop ends a durio process with SIGINT, or SIGKILL if it has not exited 10 s later. */
+async function stop(p: ChildProcess): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  const exited = new Promise((r) => p.once("exit", r));
+  p.kill("SIGINT");
+  const t = setTimeout(() => p.kill("SIGKILL"), 10000);
+  await exited;
+  clearTimeout(t);
+}
 
 /** The index of the replica that says it leads, waiting for one. */
 async function leader(): Promise<number> {
@@ -304,4 +312,54 @@ test("list pages at one revision; follow sees every change in order; a lease tak
     if (seen.length === 5) stop.abort();
   }
   assert.deepEqual(seen, ["put c", "put a", "put b", "put eph", "delete eph"]);
+});
+
+test("client tokens on durio serve: a read token gets but may not put, a write token puts, no token is refused", async () => {
+  const read = "r-0123456789abcdef", write = "w-0123456789abcdef";
+  const authDir = join(dir, "auth");
+  mkdirSync(authDir);
+  const tokens = join(authDir, "tokens");
+  writeFileSync(tokens, `read ${read}\nwrite ${write}\n`, { mode: 0o600 });
+  const clientPort = await freeRange(3);
+  const peerPort = await freeRange(3);
+  const urls = [0, 1, 2].map((i) => `http://127.0.0.1:${clientPort + i}`);
+  const peers = [0, 1, 2].map((i) => `http://127.0.0.1:${peerPort + i}`);
+  let logs = "";
+  const replicas = [0, 1, 2].map((i) => {
+    const p = spawn(bin, ["serve", "--id", String(i), "--peers", peers.join(","), "--client-urls", urls.join(","),
+      "--listen-client", `127.0.0.1:${clientPort + i}`, "--data-dir", join(authDir, `replica-${i}`), "--persister", "file",
+      "--client-auth-file", tokens], { stdio: ["ignore", "pipe", "pipe"] });
+    p.stdout?.on("data", (b: Buffer) => { logs += b.toString(); });
+    p.stderr?.on("data", (b: Buffer) => { logs += b.toString(); });
+    return p;
+  });
+  try {
+    // /readyz needs no token: every replica knows the leader.
+    await waitFor("every replica ready", 20000, async () =>
+      ((await Promise.all(urls.map((u) => fetch(`${u}/readyz`).then((r) => r.ok, () => false)))).every(Boolean) ? true : undefined));
+    const writer = connect(urls, { token: write });
+    const key = `ts-auth-${Date.now()}`;
+    const put = await writer.put({ key, value: "v" });
+    const reader = connect(urls, { token: read });
+    assert.equal((await reader.get({ key })).value, "v");
+    let streamed: string | undefined;
+    const from = String(BigInt(put.header!.revision) - 1n);
+    for await (const ev of reader.followStream(key, { afterRevision: from, signal: AbortSignal.timeout(10000) })) {
+      streamed = ev.kv?.value;
+      break;
+    }
+    assert.equal(streamed, "v", "the put, over the read token's watch stream");
+    const refused = (code: string) => (e: unknown) =>
+      e instanceof RpcError && e.code === code && !e.message.includes(read) && !e.message.includes(write);
+    await assert.rejects(reader.put({ key, value: "w" }), refused("permission_denied"));
+    const anonymous = connect(urls);
+    await assert.rejects(anonymous.get({ key }), refused("unauthenticated"));
+    await assert.rejects(async () => { for await (const _ of anonymous.followStream(key, { afterRevision: "1" })) break; }, refused("unauthenticated"));
+    assert.equal((await writer.get({ key })).value, "v", "the refused put changed nothing");
+  } catch (e) {
+    console.error(`durio serve output:\n${logs.slice(-4000)}`);
+    throw e;
+  } finally {
+    await Promise.all(replicas.map(stop));
+  }
 });

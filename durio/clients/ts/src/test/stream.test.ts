@@ -2,26 +2,8 @@
 // replica, and what ends a follow.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { connect, RpcError } from "../index";
-
-/** serve runs handler on a loopback server for the length of f. */
-async function serve(handler: (req: IncomingMessage, body: string, res: ServerResponse) => void,
-  f: (url: string) => Promise<void>): Promise<void> {
-  const srv = createHttpServer((req, res) => {
-    let body = "";
-    req.on("data", (c) => (body += c));
-    req.on("end", () => handler(req, body, res));
-  });
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  try {
-    await f(`http://127.0.0.1:${(srv.address() as AddressInfo).port}`);
-  } finally {
-    srv.closeAllConnections();
-    srv.close();
-  }
-}
+import { serve } from "./scripted";
 
 test("followStream sends every key as one percent-encoded path segment; a dot key goes by long poll", async () => {
   const seen: string[] = [];

@@ -1,0 +1,21 @@
+// A scripted server for tests that need no cluster: the test's handler
+// answers each request on a loopback port.
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+
+/** serve runs handler on a loopback server for the length of f, which gets the server's URL. */
+export async function serve(handler: (req: IncomingMessage, body: string, res: ServerResponse) => void,
+  f: (url: string) => Promise<void>): Promise<void> {
+  const srv = createHttpServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => (body += c));
+    req.on("end", () => handler(req, body, res));
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  try {
+    await f(`http://127.0.0.1:${(srv.address() as AddressInfo).port}`);
+  } finally {
+    srv.closeAllConnections();
+    srv.close();
+  }
+}
