@@ -203,19 +203,69 @@ func (a *clientAuth) wrap(next http.Handler) http.Handler {
 			}
 			writeError(w, twirp.NewError(twirp.PermissionDenied,
 				"this needs a token with the "+need.String()+" role; the one given has the "+role.String()+" role"))
-		case strings.HasPrefix(r.URL.Path, "/kvstore/watch/"):
-			// A watch stream may outlive its token: it asks again before
-			// each message it sends (stillAuthorized).
+		case isLongPoll(r):
+			// A long poll or watch stream may outlive its token (revoked by
+			// a reload while it waits): its answer is checked again when it
+			// starts (revocableWriter), and a stream asks again before each
+			// message it sends (stillAuthorized).
 			check := func() bool {
 				role, known := a.tokens.Load().role(r)
 				return known && role >= need
 			}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), authCheckKey{}, check)))
+			rw := &revocableWriter{ResponseWriter: w, check: check, refused: a.refused}
+			next.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), authCheckKey{}, check)))
 		default:
 			next.ServeHTTP(w, r)
 		}
 	})
 }
+
+// revocableWriter answers 401 in place of a long poll's answer when the
+// token that admitted the request was revoked while it waited.
+type revocableWriter struct {
+	http.ResponseWriter
+	check   func() bool
+	refused func(reason string)
+	decided bool
+	denied  bool
+}
+
+// decide checks the token once, at the answer's first byte or header.
+func (w *revocableWriter) decide() {
+	if w.decided {
+		return
+	}
+	w.decided = true
+	if w.check() {
+		return
+	}
+	w.denied = true
+	if w.refused != nil {
+		w.refused("unauthenticated")
+	}
+	h := w.Header()
+	h.Del(RevisionHeader) // the answer's own headers say nothing to a revoked token
+	h.Del("Content-Type")
+	h.Set("WWW-Authenticate", `Bearer realm="durio"`)
+	writeError(w.ResponseWriter, twirp.NewError(twirp.Unauthenticated, "the client token was revoked while this request waited"))
+}
+
+func (w *revocableWriter) WriteHeader(code int) {
+	if w.decide(); !w.denied {
+		w.ResponseWriter.WriteHeader(code)
+	}
+}
+
+func (w *revocableWriter) Write(b []byte) (int, error) {
+	if w.decide(); w.denied {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection (long polls
+// move their write deadline, streams flush).
+func (w *revocableWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 type authCheckKey struct{}
 

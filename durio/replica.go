@@ -84,6 +84,14 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.clientTokens != nil && cfg.PeerToken == "" && !cfg.PeerTLS() {
+		// The peer listener serves the KV and membership services to
+		// forwarding replicas: without a peer token or mTLS, reaching it
+		// is enough.
+		logger.Warn("client tokens do not guard the peer listener: it has neither a peer token nor mutual TLS, so whoever reaches "+
+			cfg.ListenPeer+" can read and write every key without a client token; set peer-token-file or peer-cert, peer-key and peer-ca",
+			"listen_peer", cfg.ListenPeer)
+	}
 	r := &Replica{cfg: cfg, logger: logger, failed: make(chan error, 2)}
 	// The gauges read r.kv, which is set before anything can scrape them.
 	r.metrics = newMetrics(func() raft.Status { return r.kv.Status() })
@@ -370,16 +378,13 @@ func (r *Replica) status() *kvv1.StatusResponse {
 	return out
 }
 
-// Close shuts the replica down gracefully: the client listener stops
-// accepting and in-flight requests finish or fail (bounded by ctx), then raft
-// and kvraft stop, then the peer listener, then the store (and its plugin).
-// It is idempotent.
 // ReloadClientAuth reads --client-auth-file again and serves with the
-// tokens it now holds: requests already admitted finish, later ones are
-// checked against the new tokens (a revoked token's open watch streams run
-// on until they end). On an error the tokens in force stay. A replica
-// started without the file has nothing to reload: authentication cannot
-// be turned on or off without a restart.
+// tokens it now holds: requests already admitted finish, except that a long
+// poll whose token was revoked answers 401 instead of its result and a
+// watch stream whose token was revoked ends before its next message; later
+// requests are checked against the new tokens. On an error the tokens in
+// force stay. A replica started without the file has nothing to reload:
+// authentication cannot be turned on or off without a restart.
 func (r *Replica) ReloadClientAuth() error {
 	if r.auth == nil {
 		return nil
@@ -392,6 +397,10 @@ func (r *Replica) ReloadClientAuth() error {
 	return nil
 }
 
+// Close shuts the replica down gracefully: the client listener stops
+// accepting and in-flight requests finish or fail (bounded by ctx), then raft
+// and kvraft stop, then the peer listener, then the store (and its plugin).
+// It is idempotent.
 func (r *Replica) Close(ctx context.Context) error {
 	r.closeOnce.Do(func() {
 		var errs []error

@@ -25,6 +25,14 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 		return configErr("log-level", "%v", err)
 	}
 	logger := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: level})).With("replica", cfg.ID)
+	// SIGHUP re-reads --client-auth-file (systemd's ExecReload, or kill
+	// -HUP), so that a token can be added or revoked without a restart.
+	// Caught from here on: one that comes while the store opens or the
+	// replica joins is acted on once it serves (the default would end
+	// the process).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return configErr("data-dir", "%v", err)
 	}
@@ -39,11 +47,6 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 		return err
 	}
 	releaseStartPages(logger)
-	// SIGHUP re-reads --client-auth-file (systemd's ExecReload, or kill
-	// -HUP), so that a token can be added or revoked without a restart.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	var runErr error
 wait:
 	for {

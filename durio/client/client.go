@@ -244,22 +244,6 @@ func WithToken(hc *http.Client, token string) (*http.Client, error) {
 		next = http.DefaultTransport
 	}
 	c.Transport = bearerTransport{next: next, value: "Bearer " + token}
-	// The transport adds the token to every request, redirected ones
-	// too: never follow a redirect to another origin (or from https to
-	// http), where the token would go.
-	follow := c.CheckRedirect
-	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if req.URL.Host != via[0].URL.Host || req.URL.Scheme != via[0].URL.Scheme {
-			return http.ErrUseLastResponse
-		}
-		if follow != nil {
-			return follow(req, via)
-		}
-		if len(via) >= 10 {
-			return errors.New("stopped after 10 redirects")
-		}
-		return nil
-	}
 	return &c, nil
 }
 
@@ -268,7 +252,17 @@ type bearerTransport struct {
 	value string
 }
 
+// RoundTrip adds the token to a request for the origin the client was
+// asked to call: a redirect to another origin (or from https to http) goes
+// without it, as net/http's own Authorization headers do.
 func (t bearerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	first := req
+	for first.Response != nil && first.Response.Request != nil {
+		first = first.Response.Request // the request this redirect came from
+	}
+	if first.URL.Host != req.URL.Host || first.URL.Scheme != req.URL.Scheme {
+		return t.next.RoundTrip(req)
+	}
 	req = req.Clone(req.Context())
 	req.Header.Set("Authorization", t.value)
 	return t.next.RoundTrip(req)
