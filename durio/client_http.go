@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -124,7 +125,7 @@ func (v validated) write(h *kvv1.WriteHeader) error {
 }
 
 func (v validated) Get(ctx context.Context, req *kvv1.GetRequest) (*kvv1.GetResponse, error) {
-	if err := v.key(req.GetKey()); err != nil {
+	if err := firstErr(v.key(req.GetKey()), v.scope(ctx, req.GetKey(), "key")); err != nil {
 		return nil, err
 	}
 	if err := v.consistency(req.GetConsistency()); err != nil {
@@ -135,7 +136,8 @@ func (v validated) Get(ctx context.Context, req *kvv1.GetRequest) (*kvv1.GetResp
 }
 
 func (v validated) Put(ctx context.Context, req *kvv1.PutRequest) (*kvv1.PutResponse, error) {
-	if err := firstErr(v.key(req.GetKey()), v.value(req.GetValue()), v.write(req.GetWrite()), v.condition(req.GetCondition())); err != nil {
+	if err := firstErr(v.key(req.GetKey()), v.value(req.GetValue()), v.write(req.GetWrite()), v.condition(req.GetCondition()),
+		v.scope(ctx, req.GetKey(), "key")); err != nil {
 		return nil, err
 	}
 	resp, err := v.next.Put(ctx, req)
@@ -143,7 +145,7 @@ func (v validated) Put(ctx context.Context, req *kvv1.PutRequest) (*kvv1.PutResp
 }
 
 func (v validated) Append(ctx context.Context, req *kvv1.AppendRequest) (*kvv1.AppendResponse, error) {
-	if err := firstErr(v.key(req.GetKey()), v.value(req.GetValue()), v.write(req.GetWrite())); err != nil {
+	if err := firstErr(v.key(req.GetKey()), v.value(req.GetValue()), v.write(req.GetWrite()), v.scope(ctx, req.GetKey(), "key")); err != nil {
 		return nil, err
 	}
 	resp, err := v.next.Append(ctx, req)
@@ -151,7 +153,7 @@ func (v validated) Append(ctx context.Context, req *kvv1.AppendRequest) (*kvv1.A
 }
 
 func (v validated) Delete(ctx context.Context, req *kvv1.DeleteRequest) (*kvv1.DeleteResponse, error) {
-	if err := firstErr(v.key(req.GetKey()), v.write(req.GetWrite()), v.condition(req.GetCondition())); err != nil {
+	if err := firstErr(v.key(req.GetKey()), v.write(req.GetWrite()), v.condition(req.GetCondition()), v.scope(ctx, req.GetKey(), "key")); err != nil {
 		return nil, err
 	}
 	resp, err := v.next.Delete(ctx, req)
@@ -165,6 +167,15 @@ func (v validated) Status(ctx context.Context, req *kvv1.StatusRequest) (*kvv1.S
 
 func (v validated) OpenSession(ctx context.Context, req *kvv1.OpenSessionRequest) (*kvv1.OpenSessionResponse, error) {
 	return v.next.OpenSession(ctx, req)
+}
+
+// scope refuses a key (or a listing's or watch's prefix) outside the key
+// prefix the request's token is limited to (see clientAuth).
+func (v validated) scope(ctx context.Context, key, what string) error {
+	if prefix := keyScope(ctx); prefix != "" {
+		return outOfScope(prefix, key, what)
+	}
+	return nil
 }
 
 func firstErr(errs ...error) error {
@@ -210,7 +221,7 @@ func (v validated) consistency(c kvv1.ReadConsistency) error {
 
 func (v validated) List(ctx context.Context, req *kvv1.ListRequest) (*kvv1.ListResponse, error) {
 	if err := firstErr(v.optionalKey("prefix", req.GetPrefix()), v.optionalKey("after", req.GetAfter()),
-		v.consistency(req.GetConsistency())); err != nil {
+		v.consistency(req.GetConsistency()), v.scope(ctx, req.GetPrefix(), "listing's prefix")); err != nil {
 		return nil, err
 	}
 	resp, err := v.next.List(ctx, req)
@@ -222,6 +233,9 @@ func (v validated) Watch(ctx context.Context, req *kvv1.WatchRequest) (*kvv1.Wat
 	check := v.optionalKey("key", req.GetKey())
 	if req.GetKey() == "" && !req.GetPrefix() {
 		check = twirp.InvalidArgumentError("key", "is required unless prefix is set (an empty prefix watches every key)")
+	}
+	if check == nil {
+		check = v.scope(ctx, req.GetKey(), "watched key or prefix")
 	}
 	if check != nil {
 		return nil, check
@@ -260,6 +274,12 @@ func (v validated) LeaseRevoke(ctx context.Context, req *kvv1.LeaseRevokeRequest
 	if err := firstErr(v.leaseID(req.GetId()), v.write(req.GetWrite())); err != nil {
 		return nil, err
 	}
+	if prefix := keyScope(ctx); prefix != "" {
+		// Revoking deletes every key on the lease, which may lie outside
+		// the token's prefix: leave its keys to expire instead.
+		return nil, twirp.NewError(twirp.PermissionDenied, "a token limited to keys starting with "+strconv.Quote(prefix)+
+			" cannot revoke leases (their keys may lie elsewhere); let the lease expire, or delete the keys")
+	}
 	resp, err := v.next.LeaseRevoke(ctx, req)
 	return resp, public(ctx, err)
 }
@@ -269,5 +289,15 @@ func (v validated) LeaseTimeToLive(ctx context.Context, req *kvv1.LeaseTimeToLiv
 		return nil, err
 	}
 	resp, err := v.next.LeaseTimeToLive(ctx, req)
+	if prefix := keyScope(ctx); err == nil && prefix != "" && len(resp.GetKeys()) > 0 {
+		// Only the keys the token may see.
+		keys := resp.Keys[:0:0]
+		for _, k := range resp.GetKeys() {
+			if strings.HasPrefix(k, prefix) {
+				keys = append(keys, k)
+			}
+		}
+		resp.Keys = keys
+	}
 	return resp, public(ctx, err)
 }

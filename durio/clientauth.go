@@ -9,8 +9,10 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/twitchtv/twirp"
 
@@ -57,11 +59,18 @@ const (
 	maxClientAuthBytes  = 1 << 20
 )
 
-// clientTokens maps the SHA-256 of each token to its role. Looking the
+// grant is what a token may do: its role, over the keys under prefix ("":
+// every key).
+type grant struct {
+	role   Role
+	prefix string
+}
+
+// clientTokens maps the SHA-256 of each token to its grant. Looking the
 // digest up (not the token) keeps the lookup's timing from telling an
 // attacker anything about a token's bytes.
 type clientTokens struct {
-	roles map[[sha256.Size]byte]Role
+	roles map[[sha256.Size]byte]grant
 	// admin is the first admin token of the file, "" if none: what a
 	// joining replica sends to the members it asks to add it.
 	admin string
@@ -88,12 +97,13 @@ func readClientAuth(path string) (*clientTokens, error) {
 	return t, nil
 }
 
-// parseClientAuth parses an auth file: one token per line as "ROLE TOKEN",
-// ROLE being read, write or admin; blank lines and lines starting with #
-// are skipped. A token given twice, an unknown role or a short token is an
-// error naming the line (never the token).
+// parseClientAuth parses an auth file: one token per line as "ROLE TOKEN"
+// or "ROLE TOKEN PREFIX", ROLE being read, write or admin, and PREFIX (read
+// and write only) the start of every key the token may use; blank lines
+// and lines starting with # are skipped. A token given twice, an unknown
+// role or a short token is an error naming the line (never the token).
 func parseClientAuth(data []byte) (*clientTokens, error) {
-	t := &clientTokens{roles: map[[sha256.Size]byte]Role{}}
+	t := &clientTokens{roles: map[[sha256.Size]byte]grant{}}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 4096), maxClientAuthBytes)
 	for n := 1; sc.Scan(); n++ {
@@ -102,8 +112,8 @@ func parseClientAuth(data []byte) (*clientTokens, error) {
 			continue
 		}
 		fields := strings.Fields(line)
-		if len(fields) != 2 {
-			return nil, fmt.Errorf("line %d: want \"ROLE TOKEN\" (ROLE read, write or admin)", n)
+		if len(fields) != 2 && len(fields) != 3 {
+			return nil, fmt.Errorf("line %d: want \"ROLE TOKEN\" or \"ROLE TOKEN KEY-PREFIX\" (ROLE read, write or admin)", n)
 		}
 		var role Role
 		switch fields[0] {
@@ -120,11 +130,21 @@ func parseClientAuth(data []byte) (*clientTokens, error) {
 		if err := checkClientToken(token); err != nil {
 			return nil, fmt.Errorf("line %d: %w", n, err)
 		}
+		g := grant{role: role}
+		if len(fields) == 3 {
+			g.prefix = fields[2]
+			switch {
+			case role == RoleAdmin:
+				return nil, fmt.Errorf("line %d: an admin token cannot be limited to a key prefix (it changes the membership and reads snapshots of every key)", n)
+			case len(g.prefix) > maxScopePrefixBytes || !utf8.ValidString(g.prefix):
+				return nil, fmt.Errorf("line %d: a key prefix must be valid UTF-8 of at most %d bytes", n, maxScopePrefixBytes)
+			}
+		}
 		sum := sha256.Sum256([]byte(token))
 		if _, dup := t.roles[sum]; dup {
 			return nil, fmt.Errorf("line %d: the same token as an earlier line", n)
 		}
-		t.roles[sum] = role
+		t.roles[sum] = g
 		if role == RoleAdmin && t.admin == "" {
 			t.admin = token
 		}
@@ -151,19 +171,19 @@ func checkClientToken(token string) error {
 	return nil
 }
 
-// role is the role of a request's bearer token: RoleNone and false when it
-// carries none or one the file does not list.
-func (t *clientTokens) role(r *http.Request) (Role, bool) {
+// grant is the grant of a request's bearer token: false when it carries
+// none or one the file does not list.
+func (t *clientTokens) grant(r *http.Request) (grant, bool) {
 	h := r.Header["Authorization"]
 	if len(h) != 1 {
-		return RoleNone, false
+		return grant{}, false
 	}
 	scheme, token, ok := strings.Cut(h[0], " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return RoleNone, false
+		return grant{}, false
 	}
-	role, ok := t.roles[sha256.Sum256([]byte(strings.TrimSpace(token)))]
-	return role, ok
+	g, ok := t.roles[sha256.Sum256([]byte(strings.TrimSpace(token)))]
+	return g, ok
 }
 
 // clientAuth guards the client listener with the tokens it holds; the
@@ -188,7 +208,13 @@ func (a *clientAuth) wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		role, known := a.tokens.Load().role(r)
+		g, known := a.tokens.Load().grant(r)
+		role := g.role
+		if g.prefix != "" {
+			// The KV service checks each request's keys against it
+			// (validated, keyScope).
+			r = r.WithContext(context.WithValue(r.Context(), keyScopeKey{}, g.prefix))
+		}
 		switch {
 		case !known:
 			if a.refused != nil {
@@ -209,8 +235,8 @@ func (a *clientAuth) wrap(next http.Handler) http.Handler {
 			// starts (revocableWriter), and a stream asks again before each
 			// message it sends (stillAuthorized).
 			check := func() bool {
-				role, known := a.tokens.Load().role(r)
-				return known && role >= need
+				now, known := a.tokens.Load().grant(r)
+				return known && now.role >= need && now.prefix == g.prefix
 			}
 			rw := &revocableWriter{ResponseWriter: w, check: check, refused: a.refused}
 			next.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), authCheckKey{}, check)))
@@ -268,6 +294,28 @@ func (w *revocableWriter) Write(b []byte) (int, error) {
 func (w *revocableWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 type authCheckKey struct{}
+
+type keyScopeKey struct{}
+
+// maxScopePrefixBytes bounds a token's key prefix (a key's own bound).
+const maxScopePrefixBytes = 4 << 10
+
+// keyScope is the key prefix the request of ctx is limited to by its
+// token, "" for every key.
+func keyScope(ctx context.Context) string {
+	p, _ := ctx.Value(keyScopeKey{}).(string)
+	return p
+}
+
+// outOfScope is the refusal of a key (or a listing or watch prefix) a
+// token limited to prefix may not use; nil if it may.
+func outOfScope(prefix, key, what string) error {
+	if strings.HasPrefix(key, prefix) {
+		return nil
+	}
+	return twirp.NewError(twirp.PermissionDenied, "this token may only use keys starting with "+strconv.Quote(prefix)+
+		"; the "+what+" does not")
+}
 
 // stillAuthorized reports whether the token that admitted the request of
 // ctx still allows it, the tokens having been reloaded since; true when

@@ -3,6 +3,7 @@ package durio
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -42,19 +44,31 @@ func TestParseClientAuth(t *testing.T) {
 	if len(tok.roles) != 4 || tok.admin != testAdminToken {
 		t.Fatalf("parsed %d tokens, first admin %q", len(tok.roles), tok.admin)
 	}
+	scoped, err := parseClientAuth([]byte("write " + testWriteToken + " app/\nread " + testReadToken + " app/public/\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for token, want := range map[string]grant{testWriteToken: {RoleWrite, "app/"}, testReadToken: {RoleRead, "app/public/"}} {
+		if got := scoped.roles[sha256.Sum256([]byte(token))]; got != want {
+			t.Errorf("%s: %+v, want %+v", token[:1], got, want)
+		}
+	}
 	secret := "s3cret-s3cret-s3cret"
 	for name, tc := range map[string]struct{ file, want string }{
 		"empty":          {"", "no tokens"},
 		"only comments":  {"# read " + secret + "\n", "no tokens"},
 		"unknown role":   {"root " + secret + "\n", `line 1: role "root"`},
 		"missing token":  {"read\n", "line 1: want"},
-		"three fields":   {"read " + secret + " extra\n", "line 1: want"},
 		"short token":    {"# x\nread short-token\n", "line 2: a token must be 16"},
 		"long token":     {"read " + strings.Repeat("x", 257) + "\n", "line 1: a token must be 16"},
 		"non-ASCII":      {"read " + secret + "é\n", "printable ASCII"},
 		"control byte":   {"read " + secret + "\x7f\n", "printable ASCII"},
 		"duplicate":      {"read " + secret + "\nadmin " + secret + "\n", "line 2: the same token"},
 		"role uppercase": {"READ " + secret + "\n", `role "READ"`},
+		"four fields":    {"read " + secret + " app/ x\n", "line 1: want"},
+		"admin prefix":   {"admin " + secret + " app/\n", "line 1: an admin token cannot be limited"},
+		"bad prefix":     {"write " + secret + " \xff\n", "line 1: a key prefix must be valid UTF-8"},
+		"long prefix":    {"write " + secret + " " + strings.Repeat("p", 4097) + "\n", "at most 4096 bytes"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := parseClientAuth([]byte(tc.file))
@@ -424,5 +438,102 @@ func TestJoinSendsAdminToken(t *testing.T) {
 	}
 	if time.Since(start) > 5*time.Second {
 		t.Errorf("a refused join took %v: a 401 is not worth retrying", time.Since(start))
+	}
+}
+
+// A token with a key prefix uses only keys under it, through every route
+// that names a key (REST and Twirp alike), and cannot revoke leases or see
+// other keys on one.
+func TestReplicaClientAuthKeyPrefix(t *testing.T) {
+	const appWrite, appRead = "aw-0123456789abcdef", "ar-0123456789abcdef"
+	authFile := filepath.Join(t.TempDir(), "tokens")
+	writeAuthFile(t, authFile, "read "+testReadToken+"\nwrite "+testWriteToken+"\nwrite "+appWrite+" app/\nread "+appRead+" app/pub/\n")
+	r, base := startAuthReplica(t, authFile)
+	code, body, _ := authDo(t, "POST", base+"/kvstore/lease/grant", testWriteToken, `{"ttl_ms":60000}`)
+	var grantResp struct {
+		ID uint64 `json:"id"`
+	}
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &grantResp) != nil || grantResp.ID == 0 {
+		t.Fatalf("lease grant: %d %s", code, body)
+	}
+	leaseID := strconv.FormatUint(grantResp.ID, 10)
+	for _, kv := range []string{`{"key":"other","value":"secret"}`, `{"key":"app/pub/x","value":"1","lease":` + leaseID + `}`,
+		`{"key":"apple","value":"2","lease":` + leaseID + `}`} {
+		if code, body, _ := authDo(t, "POST", base+"/kvstore/put", testWriteToken, kv); code != http.StatusOK {
+			t.Fatalf("put %s: %d %s", kv, code, body)
+		}
+	}
+	steps := []struct {
+		token, method, path, body string
+		want                      int
+	}{
+		{appWrite, "POST", "/kvstore/put", `{"key":"app/a","value":"v"}`, http.StatusOK},
+		{appWrite, "POST", "/kvstore/put", `{"key":"other","value":"mine"}`, http.StatusForbidden},
+		{appWrite, "POST", "/kvstore/put", `{"key":"apple","value":"mine"}`, http.StatusForbidden},
+		{appWrite, "POST", "/kvstore/append", `{"key":"other","value":"x"}`, http.StatusForbidden},
+		{appWrite, "DELETE", "/kvstore/other", "", http.StatusForbidden},
+		{appWrite, "POST", "/twirp/kv.v1.KVService/Put", `{"key":"other","value":"mine"}`, http.StatusForbidden},
+		{appWrite, "POST", "/twirp/kv.v1.KVService/Delete", `{"key":"other"}`, http.StatusForbidden},
+		{appWrite, "GET", "/kvstore/get/other", "", http.StatusForbidden},
+		{appWrite, "GET", "/kvstore/get/other?index=1&wait=1s", "", http.StatusForbidden},
+		{appWrite, "POST", "/twirp/kv.v1.KVService/Get", `{"key":"other"}`, http.StatusForbidden},
+		{appWrite, "GET", "/kvstore/get/app/a", "", http.StatusOK},
+		{appWrite, "GET", "/kvstore/list?prefix=app/", "", http.StatusOK},
+		{appWrite, "GET", "/kvstore/list", "", http.StatusForbidden},
+		{appWrite, "GET", "/kvstore/list?prefix=ap", "", http.StatusForbidden},
+		{appWrite, "POST", "/twirp/kv.v1.KVService/List", `{"prefix":""}`, http.StatusForbidden},
+		{appWrite, "GET", "/kvstore/watch/other?wait=10ms", "", http.StatusForbidden},
+		{appWrite, "GET", "/kvstore/watch/?prefix=true&wait=10ms", "", http.StatusForbidden},
+		{appWrite, "GET", "/kvstore/watch/other?stream=true", "", http.StatusForbidden},
+		{appWrite, "POST", "/twirp/kv.v1.KVService/Watch", `{"key":"","prefix":true,"wait_ms":10}`, http.StatusForbidden},
+		{appWrite, "GET", "/kvstore/watch/app/?prefix=true&index=1&wait=10ms", "", http.StatusOK},
+		{appWrite, "POST", "/kvstore/lease/revoke", `{"id":` + leaseID + `}`, http.StatusForbidden},
+		{appWrite, "POST", "/kvstore/lease/keepalive", `{"id":` + leaseID + `}`, http.StatusOK},
+		{appWrite, "POST", "/kvstore/session", `{}`, http.StatusOK},
+		{appWrite, "GET", "/status", "", http.StatusOK},
+		{appWrite, "GET", "/admin/snapshot", "", http.StatusForbidden},
+		{appRead, "GET", "/kvstore/get/app/pub/x", "", http.StatusOK},
+		{appRead, "GET", "/kvstore/get/app/a", "", http.StatusForbidden},
+		{appRead, "POST", "/kvstore/put", `{"key":"app/pub/y","value":"v"}`, http.StatusForbidden},
+	}
+	for _, s := range steps {
+		code, body, _ := authDo(t, s.method, base+s.path, s.token, s.body)
+		if code != s.want || code == http.StatusForbidden && twirpCode(body) != "permission_denied" {
+			t.Errorf("%s %s with token %s: %d %s, want %d", s.method, s.path, s.token[:2], code, body, s.want)
+		}
+		if code == http.StatusOK && strings.Contains(body, "secret") {
+			t.Errorf("%s %s with token %s shows another key's value: %s", s.method, s.path, s.token[:2], body)
+		}
+	}
+	// The lease holds app/pub/x and apple: a scoped token sees only its own.
+	code, body, _ = authDo(t, "GET", base+"/kvstore/lease/"+leaseID+"?keys=true", appWrite, "")
+	if code != http.StatusOK || !strings.Contains(body, "app/pub/x") || strings.Contains(body, "apple") {
+		t.Errorf("lease keys for a scoped token: %d %s", code, body)
+	}
+	code, body, _ = authDo(t, "GET", base+"/kvstore/lease/"+leaseID+"?keys=true", testReadToken, "")
+	if code != http.StatusOK || !strings.Contains(body, "apple") {
+		t.Errorf("lease keys for an unscoped token: %d %s", code, body)
+	}
+	// A reload that moves a token's prefix ends its streams like a
+	// revocation.
+	req, _ := http.NewRequest("GET", base+"/kvstore/watch/app/?prefix=true&stream=true", nil)
+	req.Header.Set("Authorization", "Bearer "+appWrite)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("stream: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	writeAuthFile(t, authFile, "write "+testWriteToken+"\nwrite "+appWrite+" app/pub/\n")
+	if err := r.ReloadClientAuth(); err != nil {
+		t.Fatal(err)
+	}
+	if code, body, _ := authDo(t, "POST", base+"/kvstore/put", testWriteToken, `{"key":"app/b","value":"v"}`); code != http.StatusOK {
+		t.Fatalf("put: %d %s", code, body)
+	}
+	rest, err := io.ReadAll(resp.Body) // ends when the replica ends the stream
+	if err != nil || strings.Contains(string(rest), `"app/b"`) {
+		t.Fatalf("the stream after its token's prefix moved: %v, delivered %q", err, rest)
 	}
 }
