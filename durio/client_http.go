@@ -140,6 +140,9 @@ func (v validated) Put(ctx context.Context, req *kvv1.PutRequest) (*kvv1.PutResp
 		v.scope(ctx, req.GetKey(), "key")); err != nil {
 		return nil, err
 	}
+	if err := v.session(ctx, req.GetWrite()); err != nil {
+		return nil, err
+	}
 	resp, err := v.next.Put(ctx, req)
 	return resp, public(ctx, err)
 }
@@ -148,12 +151,18 @@ func (v validated) Append(ctx context.Context, req *kvv1.AppendRequest) (*kvv1.A
 	if err := firstErr(v.key(req.GetKey()), v.value(req.GetValue()), v.write(req.GetWrite()), v.scope(ctx, req.GetKey(), "key")); err != nil {
 		return nil, err
 	}
+	if err := v.session(ctx, req.GetWrite()); err != nil {
+		return nil, err
+	}
 	resp, err := v.next.Append(ctx, req)
 	return resp, public(ctx, err)
 }
 
 func (v validated) Delete(ctx context.Context, req *kvv1.DeleteRequest) (*kvv1.DeleteResponse, error) {
 	if err := firstErr(v.key(req.GetKey()), v.write(req.GetWrite()), v.condition(req.GetCondition()), v.scope(ctx, req.GetKey(), "key")); err != nil {
+		return nil, err
+	}
+	if err := v.session(ctx, req.GetWrite()); err != nil {
 		return nil, err
 	}
 	resp, err := v.next.Delete(ctx, req)
@@ -166,7 +175,30 @@ func (v validated) Status(ctx context.Context, req *kvv1.StatusRequest) (*kvv1.S
 }
 
 func (v validated) OpenSession(ctx context.Context, req *kvv1.OpenSessionRequest) (*kvv1.OpenSessionResponse, error) {
-	return v.next.OpenSession(ctx, req)
+	resp, err := v.next.OpenSession(ctx, req)
+	if err == nil && grantOf(ctx) != nil {
+		// The id the client holds is the session's masked with its
+		// token's mask (maskSession).
+		if resp.ClientId = maskSession(ctx, resp.GetClientId()); resp.ClientId == 0 {
+			// The session's id is the mask itself (one chance in 2^53):
+			// 0 would mean no session; the client opens another.
+			return nil, twirp.NewError(twirp.Unavailable, "could not open a session; try again")
+		}
+	}
+	return resp, err
+}
+
+// session maps the session id a write carries to the cluster's (see
+// maskSession); a request naming the id the mask maps to 0 names no
+// session.
+func (v validated) session(ctx context.Context, h *kvv1.WriteHeader) error {
+	if h == nil || h.GetClientId() == 0 {
+		return nil
+	}
+	if h.ClientId = maskSession(ctx, h.GetClientId()); h.ClientId == 0 {
+		return twirp.InvalidArgumentError("client_id", "is not a session")
+	}
+	return nil
 }
 
 // scope refuses a key (or a listing's or watch's prefix) outside the key
@@ -251,6 +283,9 @@ func (v validated) LeaseGrant(ctx context.Context, req *kvv1.LeaseGrantRequest) 
 	if err := v.write(req.GetWrite()); err != nil {
 		return nil, err
 	}
+	if err := v.session(ctx, req.GetWrite()); err != nil {
+		return nil, err
+	}
 	resp, err := v.next.LeaseGrant(ctx, req)
 	return resp, public(ctx, err)
 }
@@ -279,6 +314,9 @@ func (v validated) LeaseRevoke(ctx context.Context, req *kvv1.LeaseRevokeRequest
 		// the token's prefix: leave its keys to expire instead.
 		return nil, twirp.NewError(twirp.PermissionDenied, "a token limited to keys starting with "+strconv.Quote(prefix)+
 			" cannot revoke leases (their keys may lie elsewhere); let the lease expire, or delete the keys")
+	}
+	if err := v.session(ctx, req.GetWrite()); err != nil {
+		return nil, err
 	}
 	resp, err := v.next.LeaseRevoke(ctx, req)
 	return resp, public(ctx, err)

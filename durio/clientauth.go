@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net/http"
@@ -64,13 +65,17 @@ const (
 type grant struct {
 	role   Role
 	prefix string
+	// sessionMask is XORed into the exactly-once session ids the token's
+	// requests carry (see maskSession): a session opened with one token
+	// is unusable with another.
+	sessionMask uint64
 }
 
 // clientTokens maps the SHA-256 of each token to its grant. Looking the
 // digest up (not the token) keeps the lookup's timing from telling an
 // attacker anything about a token's bytes.
 type clientTokens struct {
-	roles map[[sha256.Size]byte]grant
+	roles map[[sha256.Size]byte]*grant
 	// admin is the first admin token of the file, "" if none: what a
 	// joining replica sends to the members it asks to add it.
 	admin string
@@ -103,7 +108,7 @@ func readClientAuth(path string) (*clientTokens, error) {
 // and lines starting with # are skipped. A token given twice, an unknown
 // role or a short token is an error naming the line (never the token).
 func parseClientAuth(data []byte) (*clientTokens, error) {
-	t := &clientTokens{roles: map[[sha256.Size]byte]grant{}}
+	t := &clientTokens{roles: map[[sha256.Size]byte]*grant{}}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 4096), maxClientAuthBytes)
 	for n := 1; sc.Scan(); n++ {
@@ -130,7 +135,7 @@ func parseClientAuth(data []byte) (*clientTokens, error) {
 		if err := checkClientToken(token); err != nil {
 			return nil, fmt.Errorf("line %d: %w", n, err)
 		}
-		g := grant{role: role}
+		g := &grant{role: role, sessionMask: sessionMask(token)}
 		if len(fields) == 3 {
 			g.prefix = fields[2]
 			switch {
@@ -171,19 +176,26 @@ func checkClientToken(token string) error {
 	return nil
 }
 
-// grant is the grant of a request's bearer token: false when it carries
+// grant is the grant of a request's bearer token: nil when it carries
 // none or one the file does not list.
-func (t *clientTokens) grant(r *http.Request) (grant, bool) {
+func (t *clientTokens) grant(r *http.Request) *grant {
 	h := r.Header["Authorization"]
 	if len(h) != 1 {
-		return grant{}, false
+		return nil
 	}
 	scheme, token, ok := strings.Cut(h[0], " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return grant{}, false
+		return nil
 	}
-	g, ok := t.roles[sha256.Sum256([]byte(strings.TrimSpace(token)))]
-	return g, ok
+	return t.roles[sha256.Sum256([]byte(strings.TrimSpace(token)))]
+}
+
+// sessionMask derives a token's session id mask: 53 bits (session ids are
+// below 2^53, so that JavaScript clients hold them exactly) that only the
+// token's holders can compute.
+func sessionMask(token string) uint64 {
+	sum := sha256.Sum256([]byte("durio exactly-once session id mask\x00" + token))
+	return binary.BigEndian.Uint64(sum[:8]) & (1<<53 - 1)
 }
 
 // clientAuth guards the client listener with the tokens it holds; the
@@ -208,12 +220,14 @@ func (a *clientAuth) wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		g, known := a.tokens.Load().grant(r)
-		role := g.role
-		if g.prefix != "" {
-			// The KV service checks each request's keys against it
-			// (validated, keyScope).
-			r = r.WithContext(context.WithValue(r.Context(), keyScopeKey{}, g.prefix))
+		g := a.tokens.Load().grant(r)
+		known, role := g != nil, RoleNone
+		if known {
+			role = g.role
+			// The KV service checks each request's keys against the
+			// token's prefix and masks its session ids (validated,
+			// grantOf).
+			r = r.WithContext(context.WithValue(r.Context(), grantKey{}, g))
 		}
 		switch {
 		case !known:
@@ -235,8 +249,8 @@ func (a *clientAuth) wrap(next http.Handler) http.Handler {
 			// starts (revocableWriter), and a stream asks again before each
 			// message it sends (stillAuthorized).
 			check := func() bool {
-				now, known := a.tokens.Load().grant(r)
-				return known && now.role >= need && now.prefix == g.prefix
+				now := a.tokens.Load().grant(r)
+				return now != nil && now.role >= need && now.prefix == g.prefix
 			}
 			rw := &revocableWriter{ResponseWriter: w, check: check, refused: a.refused}
 			next.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), authCheckKey{}, check)))
@@ -295,16 +309,38 @@ func (w *revocableWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter
 
 type authCheckKey struct{}
 
-type keyScopeKey struct{}
+type grantKey struct{}
 
 // maxScopePrefixBytes bounds a token's key prefix (a key's own bound).
 const maxScopePrefixBytes = 4 << 10
 
+// grantOf is the grant of the token the request of ctx carries; nil when
+// the listener checks no tokens.
+func grantOf(ctx context.Context) *grant {
+	g, _ := ctx.Value(grantKey{}).(*grant)
+	return g
+}
+
 // keyScope is the key prefix the request of ctx is limited to by its
 // token, "" for every key.
 func keyScope(ctx context.Context) string {
-	p, _ := ctx.Value(keyScopeKey{}).(string)
-	return p
+	if g := grantOf(ctx); g != nil {
+		return g.prefix
+	}
+	return ""
+}
+
+// maskSession turns the session id a client sent into the session's id in
+// the cluster, and back (XOR is its own inverse), with the mask of the
+// request's token: a client holding another token's session id (from a
+// log, say) names a session that does not exist, so it can neither write
+// under it, nor raise its floor, nor read its cached results. Without
+// tokens, ids are as they are.
+func maskSession(ctx context.Context, id uint64) uint64 {
+	if g := grantOf(ctx); g != nil && id != 0 {
+		return id ^ g.sessionMask
+	}
+	return id
 }
 
 // outOfScope is the refusal of a key (or a listing or watch prefix) a

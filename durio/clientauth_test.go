@@ -48,10 +48,14 @@ func TestParseClientAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for token, want := range map[string]grant{testWriteToken: {RoleWrite, "app/"}, testReadToken: {RoleRead, "app/public/"}} {
-		if got := scoped.roles[sha256.Sum256([]byte(token))]; got != want {
-			t.Errorf("%s: %+v, want %+v", token[:1], got, want)
+	for token, want := range map[string]grant{testWriteToken: {role: RoleWrite, prefix: "app/"}, testReadToken: {role: RoleRead, prefix: "app/public/"}} {
+		got := scoped.roles[sha256.Sum256([]byte(token))]
+		if got == nil || got.role != want.role || got.prefix != want.prefix || got.sessionMask == 0 || got.sessionMask >= 1<<53 {
+			t.Errorf("%s: %+v, want %+v with a 53-bit session mask", token[:1], got, want)
 		}
+	}
+	if sessionMask(testWriteToken) == sessionMask(testReadToken) {
+		t.Error("two tokens share a session mask")
 	}
 	secret := "s3cret-s3cret-s3cret"
 	for name, tc := range map[string]struct{ file, want string }{
