@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -415,4 +417,23 @@ func requiredRole(r *http.Request) Role {
 		return RoleWrite
 	}
 	return RoleAdmin
+}
+
+// NewClientTokenLine makes a line of a --client-auth-file: role (read,
+// write or admin), a new random token (128 bits, in hexadecimal) and, if
+// not "", the key prefix the token is limited to (read and write only).
+func NewClientTokenLine(role, prefix string) (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	line := role + " " + hex.EncodeToString(b[:])
+	if prefix != "" {
+		line += " " + prefix
+	}
+	if _, err := parseClientAuth([]byte(line)); err != nil {
+		_, msg, _ := strings.Cut(err.Error(), ": ") // drop "line 1"
+		return "", fmt.Errorf("%w: %s", ErrUsage, msg)
+	}
+	return line, nil
 }

@@ -217,7 +217,7 @@ Put -- before values that begin with -: durio put temp -- -5.
 		cmd.GroupID = "kv"
 		root.AddCommand(cmd)
 	}
-	for _, cmd := range []*cobra.Command{c.serveCommand(), c.devCommand(), c.statusCommand(), c.memberCommand(), c.benchCommand(), c.certsCommand()} {
+	for _, cmd := range []*cobra.Command{c.serveCommand(), c.devCommand(), c.statusCommand(), c.memberCommand(), c.benchCommand(), c.certsCommand(), c.tokenCommand()} {
 		cmd.GroupID = "cluster"
 		root.AddCommand(cmd)
 	}

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -111,6 +112,48 @@ func TestCLIToken(t *testing.T) {
 			if strings.Contains(out, tok) {
 				t.Errorf("durio %s shows a token: %q", strings.Join(c.args, " "), out)
 			}
+		}
+	}
+}
+
+// durio token makes lines a replica accepts, with tokens that work.
+func TestCLITokenCommand(t *testing.T) {
+	dir := t.TempDir()
+	gen := func(args ...string) (int, string) {
+		var out, errOut bytes.Buffer
+		code := Main(context.Background(), append([]string{"token"}, args...), strings.NewReader(""), &out, &errOut)
+		return code, out.String() + errOut.String()
+	}
+	var lines []string
+	for _, args := range [][]string{{"--role", "write", "--prefix", "app/"}, {}} {
+		code, out := gen(args...)
+		if code != ExitOK || !regexp.MustCompile(`^(write|read) [0-9a-f]{32}( app/)?\n$`).MatchString(out) {
+			t.Fatalf("durio token %v: exit %d, %q", args, code, out)
+		}
+		lines = append(lines, out)
+	}
+	if _, a := gen("--role", "write"); strings.Contains(lines[0], strings.Fields(a)[1]) {
+		t.Fatal("two runs made the same token")
+	}
+	for _, args := range [][]string{{"--role", "root"}, {"--role", "admin", "--prefix", "x/"}, {"--prefix", "a b"}, {"extra"}} {
+		if code, out := gen(args...); code != ExitUsage {
+			t.Errorf("durio token %v: exit %d, %q", args, code, out)
+		}
+	}
+	authFile := filepath.Join(dir, "tokens")
+	if err := os.WriteFile(authFile, []byte(strings.Join(lines, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeFile := filepath.Join(dir, "w")
+	if err := os.WriteFile(writeFile, []byte(strings.Fields(lines[0])[1]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := duriotest.StartOneWith(t, func(cfg *durio.Config) { cfg.ClientAuthFile = authFile })
+	for key, want := range map[string]int{"app/k": ExitOK, "other": ExitUnauthorized} {
+		var out bytes.Buffer
+		if code := Main(context.Background(), []string{"put", key, "v", "--token-file", writeFile, "--endpoints", base},
+			strings.NewReader(""), &out, &out); code != want {
+			t.Errorf("put %s with the generated app/ token: exit %d, want %d: %s", key, code, want, out.String())
 		}
 	}
 }
