@@ -270,7 +270,49 @@ type sample struct {
 	term      uint64
 	leader    int32
 	role      raft.Role
+	member    memberKind    // this replica in the configuration in force
 	lags      []followerLag // the followers' lag, leader only
+}
+
+// memberKind is what a replica is in a configuration.
+type memberKind uint8
+
+const (
+	memberVoter memberKind = iota
+	memberLearner
+	memberNone // not in it (removed, or waiting to be added)
+)
+
+var memberNames = [...]string{memberVoter: "voter", memberLearner: "learner", memberNone: ""}
+
+// memberOf is what replica id is in m.
+func memberOf(m raft.Membership, id int) memberKind {
+	for _, x := range m.Members {
+		if x.ID == id {
+			if x.Learner {
+				return memberLearner
+			}
+			return memberVoter
+		}
+	}
+	return memberNone
+}
+
+// describeMembership is a configuration as the timeline shows it:
+// "voters 0, 1, 2; learners 3".
+func describeMembership(m raft.Membership) string {
+	list := func(ids []int) string {
+		parts := make([]string, len(ids))
+		for i, id := range ids {
+			parts[i] = strconv.Itoa(id)
+		}
+		return strings.Join(parts, ", ")
+	}
+	d := "voters " + list(m.Voters())
+	if l := m.Learners(); len(l) > 0 {
+		d += "; learners " + list(l)
+	}
+	return d
 }
 
 // historyEventKind names an event on the leadership timeline.
@@ -282,9 +324,10 @@ const (
 	eventStoreFailure                            // the store failed; the replica stops
 	eventPeerUnreachable                         // as leader: a follower stopped answering
 	eventPeerReachable                           // as leader: a follower answers again
+	eventMembership                              // the configuration in force changed (detail: the new one)
 )
 
-var eventNames = [...]string{"start", "leader", "store_failure", "peer_unreachable", "peer_reachable"}
+var eventNames = [...]string{"start", "leader", "store_failure", "peer_unreachable", "peer_reachable", "membership"}
 
 type historyEvent struct {
 	t      int64 // Unix milliseconds
@@ -333,6 +376,8 @@ type history struct {
 		role                raft.Role
 		leaderChangesSeen   uint64
 		leaderChangesPrimed bool
+		membershipChanges   uint64
+		membershipPrimed    bool
 	}
 }
 
@@ -463,6 +508,12 @@ func (h *history) observeEvent(now time.Time, ev raft.Event) {
 		changed = true
 	}
 	h.prev.leaderChangesSeen, h.prev.leaderChangesPrimed = ev.LeaderChanges, true
+	if h.prev.membershipPrimed && ev.MembershipChanges != h.prev.membershipChanges {
+		// The configuration this replica holds changed (a new one
+		// appended, or one reverted by a truncation).
+		h.addEvent(historyEvent{t: now.UnixMilli(), kind: eventMembership, term: ev.Term, detail: describeMembership(ev.Membership)})
+	}
+	h.prev.membershipChanges, h.prev.membershipPrimed = ev.MembershipChanges, true
 	if !changed {
 		return
 	}
@@ -514,7 +565,7 @@ func (h *history) sample(now time.Time, st raft.Status) {
 	defer h.mu.Unlock()
 	s := &h.ring[h.next]
 	lags := s.lags[:0] // the slot's slice is reused: no allocation once the ring has wrapped
-	*s = sample{t: now.UnixMilli(), term: st.Term, role: st.Role, leader: int32(st.Leader),
+	*s = sample{t: now.UnixMilli(), term: st.Term, role: st.Role, leader: int32(st.Leader), member: memberOf(st.Membership, h.id),
 		logBytes: uint64(max(st.LogSizeBytes, 0)), lastIndex: st.LastIndex, snapIndex: st.SnapshotIndex}
 	for k := range reqs {
 		for o := range reqs[k] {
@@ -604,6 +655,7 @@ type historyJSON struct {
 	SnapshotIndex []uint64                       `json:"snapshot_index"`
 	Term          []uint64                       `json:"term"`
 	Role          []string                       `json:"role"`
+	Member        []string                       `json:"member"` // voter, learner, or "" (not a member)
 	Leader        []int32                        `json:"leader"`
 	Followers     map[string]*followerJSON       `json:"followers,omitempty"`
 	Events        []eventJSON                    `json:"events"`
@@ -653,7 +705,7 @@ func (h *history) snapshot(now time.Time, sinceMS int64, maxSamples int) *histor
 	out.StoreAppends, out.AppendP50US, out.AppendP99US = make([]uint32, n), make([]uint32, n), make([]uint32, n)
 	out.StoreErrors, out.Snapshots = make([]uint32, n), make([]uint32, n)
 	out.LogBytes, out.LastIndex, out.SnapshotIndex, out.Term = make([]uint64, n), make([]uint64, n), make([]uint64, n), make([]uint64, n)
-	out.Role, out.Leader = make([]string, n), make([]int32, n)
+	out.Role, out.Leader, out.Member = make([]string, n), make([]int32, n), make([]string, n)
 	for i, s := range picked {
 		out.TimeMS[i] = s.t
 		out.RequestP50US[i], out.RequestP99US[i] = s.reqP50, s.reqP99
@@ -661,7 +713,7 @@ func (h *history) snapshot(now time.Time, sinceMS int64, maxSamples int) *histor
 		out.StoreAppends[i], out.AppendP50US[i], out.AppendP99US[i] = s.appends, s.appendP50, s.appendP99
 		out.StoreErrors[i], out.Snapshots[i] = s.storeErrs, s.snapshots
 		out.LogBytes[i], out.LastIndex[i], out.SnapshotIndex[i], out.Term[i] = s.logBytes, s.lastIndex, s.snapIndex, s.term
-		out.Role[i], out.Leader[i] = s.role.String(), s.leader
+		out.Role[i], out.Leader[i], out.Member[i] = s.role.String(), s.leader, memberNames[s.member]
 		for k := range s.requests {
 			for o, c := range s.requests[k] {
 				if c == 0 {

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -600,4 +601,34 @@ func getClusterHistory(t *testing.T, base string) (out struct {
 		t.Fatalf("%d %v", resp.StatusCode, err)
 	}
 	return out
+}
+
+// A change of the configuration in force is an event naming the new one
+// (not the one a replica starts with), and each sample says what the
+// replica was in it.
+func TestHistoryMembership(t *testing.T) {
+	h := newHistory(3, t0)
+	three := raft.Membership{Members: []raft.Member{{ID: 0}, {ID: 1}, {ID: 2}}}
+	withLearner := raft.Membership{Members: append(slices.Clone(three.Members), raft.Member{ID: 3, Learner: true})}
+	promoted := raft.Membership{Members: []raft.Member{{ID: 0}, {ID: 1}, {ID: 2}, {ID: 3}}}
+	h.observeEvent(at(1), raft.Event{Term: 1, Leader: 0, LeaderChanges: 1, Membership: three, MembershipChanges: 2})
+	h.sample(at(1), raft.Status{Term: 1, Leader: 0, Membership: three})
+	h.observeEvent(at(2), raft.Event{Term: 1, Leader: 0, LeaderChanges: 1, Membership: withLearner, MembershipChanges: 3})
+	h.sample(at(2), raft.Status{Term: 1, Leader: 0, Membership: withLearner})
+	h.observeEvent(at(3), raft.Event{Term: 1, Leader: 0, LeaderChanges: 1, Membership: withLearner, MembershipChanges: 3}) // no change
+	h.observeEvent(at(4), raft.Event{Term: 1, Leader: 0, LeaderChanges: 1, Membership: promoted, MembershipChanges: 4})
+	h.sample(at(4), raft.Status{Term: 1, Leader: 0, Membership: promoted})
+	out := h.snapshot(at(5), 0, historySamples)
+	var got []string
+	for _, e := range out.Events {
+		if e.Kind == "membership" {
+			got = append(got, e.Detail)
+		}
+	}
+	if want := []string{"voters 0, 1, 2; learners 3", "voters 0, 1, 2, 3"}; !slices.Equal(got, want) {
+		t.Errorf("membership events %q, want %q", got, want)
+	}
+	if want := []string{"", "learner", "voter"}; !slices.Equal(out.Member, want) {
+		t.Errorf("member column %q, want %q", out.Member, want)
+	}
 }

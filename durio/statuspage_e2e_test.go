@@ -3,12 +3,18 @@ package durio_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"image"
 	"image/png"
+	"io"
+	"maps"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -139,5 +145,109 @@ func TestE2EStatusPageWithClientAuth(t *testing.T) {
 		if !strings.HasPrefix(got, c.summary) || !strings.Contains(string(dom), c.form) || !strings.Contains(string(dom), c.note) {
 			t.Errorf("page %q: summary %q, want %q, the form as %s and %q:\n%s", c.fragment, got, c.summary, c.form, c.note, dom)
 		}
+	}
+}
+
+// The timeline shows learners apart and marks each new configuration once,
+// from the replicas' history (served here by a fake replica, so the test
+// needs no membership change of a real cluster).
+func TestE2EStatusPageMembershipTimeline(t *testing.T) {
+	bin := chromium(t)
+	resp, err := http.Get(duriotest.StartOne(t) + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("the status page: %d %v", resp.StatusCode, err)
+	}
+	started := time.Now().Add(-30 * time.Second)
+	history := func() any {
+		now := time.Now()
+		replica := func(id int, member func(i int) string, events []map[string]any) map[string]any {
+			n := 20
+			cols := map[string]any{"id": id, "reachable": true, "started_ms": started.UnixMilli(), "now_ms": now.UnixMilli(), "interval_ms": 1000}
+			ts, zeros, terms, roles, leaders, members := []int64{}, []int{}, []int{}, []string{}, []int{}, []string{}
+			for i := range n {
+				ts = append(ts, now.Add(time.Duration(i-n)*time.Second).UnixMilli())
+				zeros, terms, leaders = append(zeros, 0), append(terms, 2), append(leaders, 0)
+				role := "follower"
+				if id == 0 {
+					role = "leader"
+				}
+				roles, members = append(roles, role), append(members, member(i))
+			}
+			cols["t_ms"], cols["term"], cols["role"], cols["leader"], cols["member"] = ts, terms, roles, leaders, members
+			for _, k := range []string{"request_p50_us", "request_p99_us", "commits", "applies", "store_append_p50_us",
+				"store_append_p99_us", "store_appends", "store_errors", "snapshots", "log_bytes", "last_index", "snapshot_index"} {
+				cols[k] = zeros
+			}
+			cols["events"] = events
+			return cols
+		}
+		at := func(i int) int64 { return now.Add(time.Duration(i-20) * time.Second).UnixMilli() }
+		added := map[string]any{"t_ms": at(5), "kind": "membership", "term": 2, "detail": "voters 0; learners 3"}
+		promoted := map[string]any{"t_ms": at(12), "kind": "membership", "term": 2, "detail": "voters 0, 3"}
+		// Both replicas record both changes, a moment apart: one mark each.
+		late := func(e map[string]any) map[string]any {
+			c := maps.Clone(e)
+			c["t_ms"] = e["t_ms"].(int64) + 300
+			return c
+		}
+		voter := func(int) string { return "voter" }
+		learnerThenVoter := func(i int) string {
+			switch {
+			case i < 5:
+				return ""
+			case i < 12:
+				return "learner"
+			}
+			return "voter"
+		}
+		return map[string]any{"replicas": []any{
+			replica(0, voter, []map[string]any{added, promoted}),
+			replica(3, learnerThenVoter, []map[string]any{late(added), late(promoted)}),
+		}}
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/":
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Write(page)
+		case "/status":
+			json.NewEncoder(w).Encode(map[string]any{"self": 0, "replicas": []any{
+				map[string]any{"id": 0, "reachable": true, "role": "leader", "member": "voter", "term": 2, "leader_known": true, "leader_id": 0},
+				map[string]any{"id": 3, "reachable": true, "role": "follower", "member": "voter", "term": 2, "leader_known": true, "leader_id": 0},
+			}})
+		case "/status/history":
+			json.NewEncoder(w).Encode(history())
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dom, err := exec.CommandContext(ctx, bin, chromiumArgs(filepath.Join(t.TempDir(), "p"), "--dump-dom", srv.URL+"/")...).Output()
+	if err != nil {
+		t.Fatalf("chromium --dump-dom: %v", err)
+	}
+	marks := regexp.MustCompile(`class="mark membership-change"[^>]*data-detail="([^"]*)"`).FindAllStringSubmatch(string(dom), -1)
+	var details []string
+	for _, m := range marks {
+		details = append(details, m[1])
+	}
+	if want := []string{"voters 0; learners 3", "voters 0, 3"}; !slices.Equal(details, want) {
+		t.Errorf("membership marks %q, want %q", details, want)
+	}
+	for _, want := range []string{`class="seg role-learner" data-replica="3"`, `class="seg role-not-a-member" data-replica="3"`,
+		`class="seg role-follower" data-replica="3"`, "membership change</span>", "learner</span>"} {
+		if !strings.Contains(string(dom), want) {
+			t.Errorf("the timeline lacks %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("rendered page:\n%s", dom)
 	}
 }
