@@ -2,6 +2,7 @@ package durio_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -250,6 +251,38 @@ func TestE2EMembershipGrowShrinkRemoveLeader(t *testing.T) {
 	c.join(added[1], 2, 0)
 	c.waitMembers(40*time.Second, []int{0, 1, 2}, []int{0, 1, 2, 3, 4}, nil)
 	load.waitProgress(50, 20*time.Second, "after adding replicas 3 and 4")
+	// The status history marks the changes (the page's timeline draws them).
+	var hist struct {
+		Replicas []struct {
+			ID     int `json:"id"`
+			Events []struct {
+				Kind   string `json:"kind"`
+				Detail string `json:"detail"`
+			} `json:"events"`
+		} `json:"replicas"`
+	}
+	resp, err := http.Get(c.clients[0] + "/status/history")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&hist)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("status history: %d %v", resp.StatusCode, err)
+	}
+	var configs []string
+	for _, r := range hist.Replicas {
+		for _, e := range r.Events {
+			if r.ID == 0 && e.Kind == "membership" {
+				configs = append(configs, e.Detail)
+			}
+		}
+	}
+	// (Events coalesce, so the learner steps between may not all be
+	// there; the configuration in force is.)
+	if !slices.Contains(configs, "voters 0, 1, 2, 3, 4") {
+		t.Errorf("replica 0's history records the configurations %q, want voters 0, 1, 2, 3, 4 among them", configs)
+	}
 
 	// 5 -> 4: remove the current leader; it steps down and another leads.
 	leader := c.waitLeader(10 * time.Second)
