@@ -189,7 +189,12 @@ func (t *clientTokens) grant(r *http.Request) *grant {
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return nil
 	}
-	return t.roles[sha256.Sum256([]byte(strings.TrimSpace(token)))]
+	token = strings.TrimSpace(token)
+	if len(token) > maxClientTokenBytes {
+		return nil
+	}
+	var buf [maxClientTokenBytes]byte // hashed without a heap copy
+	return t.roles[sha256.Sum256(buf[:copy(buf[:], token)])]
 }
 
 // sessionMask derives a token's session id mask: 53 bits (session ids are
@@ -228,8 +233,13 @@ func (a *clientAuth) wrap(next http.Handler) http.Handler {
 			role = g.role
 			// The KV service checks each request's keys against the
 			// token's prefix and masks its session ids (validated,
-			// grantOf).
-			r = r.WithContext(context.WithValue(r.Context(), grantKey{}, g))
+			// grantOf): the grant goes in the request's info, else (a
+			// handler without withRequestID, in tests) a context value.
+			if info, _ := r.Context().Value(requestInfoKey{}).(*requestInfo); info != nil {
+				info.grant = g
+			} else {
+				r = r.WithContext(context.WithValue(r.Context(), grantKey{}, g))
+			}
 		}
 		switch {
 		case !known:
@@ -319,6 +329,9 @@ const maxScopePrefixBytes = 4 << 10
 // grantOf is the grant of the token the request of ctx carries; nil when
 // the listener checks no tokens.
 func grantOf(ctx context.Context) *grant {
+	if info, _ := ctx.Value(requestInfoKey{}).(*requestInfo); info != nil && info.grant != nil {
+		return info.grant
+	}
 	g, _ := ctx.Value(grantKey{}).(*grant)
 	return g
 }

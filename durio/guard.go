@@ -96,12 +96,15 @@ func limitInflight(max int, next http.Handler) http.Handler {
 	})
 }
 
-// requestInfo travels in a request's context: its id, and the detail of an
-// internal error kept off the wire, for the log. Only the goroutine serving
+// requestInfo travels in a request's context: its id, the detail of an
+// internal error kept off the wire, for the log, and its token's grant. Only the goroutine serving
 // the request touches it.
 type requestInfo struct {
 	id    string
 	cause error
+	// grant is the grant of the request's client token (clientAuth), nil
+	// without one.
+	grant *grant
 }
 
 type requestInfoKey struct{}
