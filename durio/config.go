@@ -587,7 +587,7 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 		logLevel  = fs.String("log-level", "", "debug, info, warn or error (default info)")
 		token     = fs.String("peer-token", "", "shared `secret` every peer RPC must carry")
 		tokenFile = fs.String("peer-token-file", "", "`file` holding the peer token")
-		authFile  = fs.String("client-auth-file", "", "`file` of client tokens, one \"ROLE TOKEN\" per line (ROLE read, write or admin): clients must send one (re-read on SIGHUP)")
+		authFile  = fs.String("client-auth-file", "", "`file` of client tokens, one \"ROLE TOKEN [KEY-PREFIX]\" per line (ROLE read, write or admin; durio token makes one): clients must send one (re-read on SIGHUP)")
 		clToken   = fs.String("cluster-token", "", "bootstrap only: a `name` mixed into the new cluster's id, so that clusters with the same --peers differ")
 		tlsCert   = fs.String("tls-cert", "", "PEM certificate `file`: serve the client listener over HTTPS")
 		tlsKey    = fs.String("tls-key", "", "PEM private key `file` for --tls-cert")
