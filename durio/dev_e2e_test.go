@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -180,18 +179,8 @@ func TestDevClientAuth(t *testing.T) {
 	d.want(`^cluster ready`, 30*time.Second)
 	d.want(`^the replicas require client tokens: add -H 'Authorization: Bearer TOKEN'`, 5*time.Second)
 	for token, want := range map[string]int{"": 401, read: 403, write: 200} {
-		req, _ := http.NewRequest("POST", "http://127.0.0.1:"+strconv.Itoa(base+1)+"/kvstore/put", strings.NewReader(`{"key":"k","value":"v"}`))
-		req.Header.Set("Content-Type", "application/json")
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Errorf("put with %q: %d, want %d", token, resp.StatusCode, want)
+		if got := putWithToken(t, "http://127.0.0.1:"+strconv.Itoa(base+1), token); got != want {
+			t.Errorf("put with %q: %d, want %d", token, got, want)
 		}
 	}
 	d.send("status")

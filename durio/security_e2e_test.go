@@ -75,20 +75,7 @@ func TestE2EClientAuthReloadOnSIGHUP(t *testing.T) {
 	}
 	writeTokens("read " + read + "\nwrite " + write + "\n")
 	c := startCluster(t, 1, "noop", "--client-auth-file", authFile)
-	put := func(token string) int {
-		t.Helper()
-		req, _ := http.NewRequest("POST", c.clients[0]+"/kvstore/put", strings.NewReader(`{"key":"k","value":"v"}`))
-		req.Header.Set("Content-Type", "application/json")
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	put := func(token string) int { return putWithToken(t, c.clients[0], token) }
 	for token, want := range map[string]int{"": 401, read: 403, write: 200, newWrite: 401} {
 		if got := put(token); got != want {
 			t.Errorf("put with token %q: %d, want %d", token, got, want)
@@ -125,4 +112,21 @@ func TestE2EClientAuthReloadOnSIGHUP(t *testing.T) {
 	if strings.Contains(c.procs[0].logText(), newWrite) || strings.Contains(c.procs[0].logText(), write) {
 		t.Error("the log shows a token")
 	}
+}
+
+// putWithToken puts k=v through base's REST route with token as its bearer
+// token ("" for none) and returns the status.
+func putWithToken(t *testing.T, base, token string) int {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+"/kvstore/put", strings.NewReader(`{"key":"k","value":"v"}`))
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
