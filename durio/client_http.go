@@ -11,6 +11,7 @@ import (
 
 	"github.com/twitchtv/twirp"
 
+	"github.com/ruaft/ruaft/kvraft/kvwire"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
 
@@ -196,7 +197,8 @@ func (v validated) session(ctx context.Context, h *kvv1.WriteHeader) error {
 		return nil
 	}
 	if h.ClientId = maskSession(ctx, h.GetClientId()); h.ClientId == 0 {
-		return twirp.InvalidArgumentError("client_id", "is not a session")
+		return twirp.NewError(twirp.FailedPrecondition, "client_id is not an open session").
+			WithMeta(kvwire.MetaReason, kvwire.ReasonNoSession)
 	}
 	return nil
 }

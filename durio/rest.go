@@ -2,6 +2,7 @@ package durio
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -197,8 +198,33 @@ func (h restHandler) put(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out.Revision = resp.GetHeader().GetRevision()
+	if body.TTLMs != 0 && body.ClientID != 0 {
+		h.answerRetriedTTLPut(r.Context(), *body.Key, &out)
+	}
 	setRevision(w, out.Revision)
 	writeJSON(w, http.StatusOK, out)
+}
+
+// answerRetriedTTLPut corrects the answer of a put with ttl_ms and a
+// session that was a retry of a write already applied: the put itself was
+// not applied again (exactly once), but the lease granted for it just now
+// is not the one the key is on, so the answer names the key's lease (and
+// the fresh one is revoked, best effort; else it expires unused). A retry
+// is told apart by the key's state: still at the put's revision, on
+// another lease. When the key has changed since, the answer stays as it
+// is (the key's lease is then a later write's business).
+func (h restHandler) answerRetriedTTLPut(ctx context.Context, key string, out *restWritten) {
+	cur, err := h.svc.Get(ctx, &kvv1.GetRequest{Key: key})
+	if err != nil || cur.GetModRevision() != out.Revision || cur.GetLease() == out.Lease {
+		return
+	}
+	_, _ = h.svc.LeaseRevoke(ctx, &kvv1.LeaseRevokeRequest{Id: out.Lease})
+	out.Lease, out.TTLMs = cur.GetLease(), 0
+	if cur.GetLease() != 0 {
+		if ttl, err := h.svc.LeaseTimeToLive(ctx, &kvv1.LeaseTimeToLiveRequest{Id: cur.GetLease()}); err == nil {
+			out.TTLMs = ttl.GetTtlMs()
+		}
+	}
 }
 
 func (h restHandler) append(w http.ResponseWriter, r *http.Request) {
