@@ -22,9 +22,11 @@ import (
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
 
-// This file holds the client listener's authentication: bearer tokens, each
-// with a role, read from --client-auth-file. Without the file the client
-// listener answers anyone who can reach it (see Security in the README).
+// This file holds the client listener's authentication: bearer tokens read
+// from --client-auth-file, each with a role and, for read and write, an
+// optional key prefix it is limited to; a token's exactly-once sessions are
+// its own (maskSession). Without the file the client listener answers
+// anyone who can reach it (see Security in the README).
 
 // Role is what a client token may do on the client listener. Each role may
 // do everything the ones below it may.
@@ -53,9 +55,9 @@ func (r Role) String() string {
 }
 
 // Bounds of an auth file and of its tokens. A token is at least 16 bytes
-// so that a guessing attack over the network is hopeless (`openssl rand
-// -hex 16` makes a 32-byte one), printable ASCII without spaces so that
-// it fits an Authorization header as it is.
+// so that a guessing attack over the network is hopeless (`durio token`
+// makes 32 hexadecimal digits), printable ASCII without spaces so that it
+// fits an Authorization header as it is.
 const (
 	minClientTokenBytes = 16
 	maxClientTokenBytes = 256
@@ -378,7 +380,8 @@ func stillAuthorized(ctx context.Context) bool {
 	return true
 }
 
-// Twirp path prefixes of the client API's two services.
+// The Twirp path prefixes of the client API's two services, and the role
+// each of their methods and each REST write route needs (set by init).
 var (
 	kvServicePrefix     = kvv1.KVServicePathPrefix
 	memberServicePrefix = kvv1.MembershipServicePathPrefix
