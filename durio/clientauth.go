@@ -83,6 +83,8 @@ type clientTokens struct {
 	// admin is the first admin token of the file, "" if none: what a
 	// joining replica sends to the members it asks to add it.
 	admin string
+	// first is the file's first token (see FirstClientToken).
+	first string
 }
 
 // readClientAuth reads and parses an auth file (see parseClientAuth).
@@ -154,6 +156,9 @@ func parseClientAuth(data []byte) (*clientTokens, error) {
 			return nil, fmt.Errorf("line %d: the same token as an earlier line", n)
 		}
 		t.roles[sum] = g
+		if t.first == "" {
+			t.first = token
+		}
 		if role == RoleAdmin && t.admin == "" {
 			t.admin = token
 		}
@@ -331,8 +336,8 @@ const maxScopePrefixBytes = 4 << 10
 // grantOf is the grant of the token the request of ctx carries; nil when
 // the listener checks no tokens.
 func grantOf(ctx context.Context) *grant {
-	if info, _ := ctx.Value(requestInfoKey{}).(*requestInfo); info != nil && info.grant != nil {
-		return info.grant
+	if info, _ := ctx.Value(requestInfoKey{}).(*requestInfo); info != nil {
+		return info.grant // wrap puts it there when the request has an info
 	}
 	g, _ := ctx.Value(grantKey{}).(*grant)
 	return g
@@ -452,4 +457,16 @@ func NewClientTokenLine(role, prefix string) (string, error) {
 		return "", fmt.Errorf("%w: %s", ErrUsage, msg)
 	}
 	return line, nil
+}
+
+// FirstClientToken returns the first token of a --client-auth-file, after
+// checking the whole file as durio serve does: what a tool that follows a
+// cluster it started (durio dev, tests) asks with. Every role may read the
+// status.
+func FirstClientToken(path string) (string, error) {
+	t, err := readClientAuth(path)
+	if err != nil {
+		return "", err
+	}
+	return t.first, nil
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ruaft/ruaft/durio"
 	"github.com/ruaft/ruaft/durio/client"
 	"github.com/ruaft/ruaft/internal/freeport"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
@@ -277,19 +278,15 @@ func (c *cluster) statusClient() *http.Client {
 		if args[i] != "--client-auth-file" {
 			continue
 		}
-		data, err := os.ReadFile(args[i+1])
+		token, err := durio.FirstClientToken(args[i+1])
 		if err != nil {
 			c.t.Fatal(err)
 		}
-		for _, line := range strings.Split(string(data), "\n") {
-			if f := strings.Fields(line); len(f) == 2 && !strings.HasPrefix(f[0], "#") {
-				hc, err := client.WithToken(http.DefaultClient, f[1])
-				if err != nil {
-					c.t.Fatal(err)
-				}
-				return hc
-			}
+		hc, err := client.WithToken(http.DefaultClient, token)
+		if err != nil {
+			c.t.Fatal(err)
 		}
+		return hc
 	}
 	return http.DefaultClient
 }

@@ -407,20 +407,11 @@ func (d *devCluster) status(url string) (*kvv1.StatusResponse, error) {
 // devTokenClient is devHTTP sending the first token of a client auth file
 // (every role may read the status).
 func devTokenClient(file string) (*http.Client, error) {
-	data, err := os.ReadFile(file)
+	token, err := durio.FirstClientToken(file)
 	if err != nil {
 		return nil, fmt.Errorf("%w: --client-auth-file: %v", durio.ErrUsage, err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) == 2 && !strings.HasPrefix(f[0], "#") {
-			hc, err := client.WithToken(devHTTP, f[1])
-			if err != nil {
-				return nil, fmt.Errorf("%w: --client-auth-file %s: %v", durio.ErrUsage, file, err)
-			}
-			return hc, nil
-		}
-	}
-	return nil, fmt.Errorf("%w: --client-auth-file %s: no \"ROLE TOKEN\" line", durio.ErrUsage, file)
+	return client.WithToken(devHTTP, token)
 }
 
 // watchLeader polls the replicas and prints when a leader is elected or lost.

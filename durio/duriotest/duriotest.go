@@ -6,12 +6,11 @@ package duriotest
 import (
 	"context"
 	"net/http"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/ruaft/ruaft/durio"
+	"github.com/ruaft/ruaft/durio/client"
 	"github.com/ruaft/ruaft/persist"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
@@ -25,8 +24,8 @@ func StartOne(t testing.TB) string {
 }
 
 // StartOneWith is StartOne with the configuration changed by edit first
-// (nil changes nothing). With ClientAuthFile set, the file must hold a
-// read token, and the wait for leadership sends the first one it finds.
+// (nil changes nothing). With ClientAuthFile set, the wait for leadership
+// sends the file's first token.
 func StartOneWith(t testing.TB, edit func(*durio.Config)) string {
 	t.Helper()
 	cfg := durio.DefaultConfig()
@@ -38,15 +37,12 @@ func StartOneWith(t testing.TB, edit func(*durio.Config)) string {
 		edit(&cfg)
 	}
 	if cfg.ClientAuthFile != "" {
-		data, err := os.ReadFile(cfg.ClientAuthFile)
+		token, err := durio.FirstClientToken(cfg.ClientAuthFile)
+		if err == nil {
+			hc, err = client.WithToken(hc, token)
+		}
 		if err != nil {
 			t.Fatal(err)
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			if f := strings.Fields(line); len(f) == 2 && !strings.HasPrefix(f[0], "#") {
-				hc = &http.Client{Transport: bearer("Bearer " + f[1])}
-				break
-			}
 		}
 	}
 	r, err := durio.StartReplica(cfg, persist.NewNoop(), nil)
@@ -67,13 +63,4 @@ func StartOneWith(t testing.TB, edit func(*durio.Config)) string {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// bearer sends its Authorization header with every request.
-type bearer string
-
-func (b bearer) RoundTrip(req *http.Request) (*http.Response, error) {
-	req = req.Clone(req.Context())
-	req.Header.Set("Authorization", string(b))
-	return http.DefaultTransport.RoundTrip(req)
 }
