@@ -177,6 +177,54 @@ type DeleteResponse struct {
 	Existed bool
 }
 
+// Compare is one condition of a Txn: Condition must hold for Key. Its
+// Kind must not be CondNone.
+type Compare struct {
+	Key       string
+	Condition Condition
+}
+
+// TxnWrite is one write of a Txn: a Put of Key (with Value and Lease), or
+// a Delete of Key if Delete is set (Value and Lease then unused).
+type TxnWrite struct {
+	Delete     bool
+	Key, Value string
+	// Lease attaches a put key to a lease, as PutRequest.Lease.
+	Lease uint64
+}
+
+// TxnPut and TxnDelete build the writes of a Txn.
+func TxnPut(key, value string) TxnWrite { return TxnWrite{Key: key, Value: value} }
+
+// TxnDelete: see TxnPut.
+func TxnDelete(key string) TxnWrite { return TxnWrite{Delete: true, Key: key} }
+
+// TxnRequest writes several keys atomically: if every Condition holds when
+// it is applied, every write is applied, in order and exactly once, by one
+// log entry, each at its own (consecutive) revision; otherwise none is.
+// A key may be written at most once per Txn. A Put naming a lease that
+// does not exist fails the whole Txn with ErrLeaseNotFound.
+type TxnRequest struct {
+	Conditions []Compare
+	Writes     []TxnWrite
+	Write      WriteID
+}
+
+// MaxTxnOps bounds a Txn's conditions, and separately its writes.
+const MaxTxnOps = 128
+
+// TxnResponse answers a Txn. Succeeded is false when a condition did not
+// hold (no write was applied): Failed lists those conditions' indexes, and
+// Current every compared key that existed at Header.Revision, once each,
+// in the order of the conditions. If Succeeded, Header.Revision is the
+// revision after the last write.
+type TxnResponse struct {
+	Header    ResponseHeader
+	Succeeded bool
+	Failed    []int
+	Current   []KeyValue
+}
+
 // ListRequest asks for a page of the keys under Prefix, greater than
 // After, in increasing byte order.
 type ListRequest struct {
@@ -328,4 +376,6 @@ type Service interface {
 	LeaseRevoke(ctx context.Context, req *LeaseRevokeRequest) (*LeaseRevokeResponse, error)
 	// LeaseTimeToLive describes a lease, at the leader.
 	LeaseTimeToLive(ctx context.Context, req *LeaseTimeToLiveRequest) (*LeaseTimeToLiveResponse, error)
+	// Txn writes several keys atomically if its conditions hold.
+	Txn(ctx context.Context, req *TxnRequest) (*TxnResponse, error)
 }

@@ -479,6 +479,7 @@ type WriteOp struct {
 	//	*WriteOp_Put
 	//	*WriteOp_Append
 	//	*WriteOp_Delete
+	//	*WriteOp_Txn
 	Op isWriteOp_Op `protobuf_oneof:"op"`
 	// request_id is the id of the client request the write belongs to (its
 	// X-Request-Id at the replica that received it), so that the leader logs
@@ -554,6 +555,15 @@ func (x *WriteOp) GetDelete() *DeleteRequest {
 	return nil
 }
 
+func (x *WriteOp) GetTxn() *TxnRequest {
+	if x != nil {
+		if x, ok := x.Op.(*WriteOp_Txn); ok {
+			return x.Txn
+		}
+	}
+	return nil
+}
+
 func (x *WriteOp) GetRequestId() string {
 	if x != nil {
 		return x.RequestId
@@ -580,11 +590,18 @@ type WriteOp_Delete struct {
 	Delete *DeleteRequest `protobuf:"bytes,3,opt,name=delete,proto3,oneof"`
 }
 
+type WriteOp_Txn struct {
+	// txn writes several keys at once.
+	Txn *TxnRequest `protobuf:"bytes,5,opt,name=txn,proto3,oneof"`
+}
+
 func (*WriteOp_Put) isWriteOp_Op() {}
 
 func (*WriteOp_Append) isWriteOp_Op() {}
 
 func (*WriteOp_Delete) isWriteOp_Op() {}
+
+func (*WriteOp_Txn) isWriteOp_Op() {}
 
 // WriteBatchRequest is a batch of writes, each with its own WriteHeader.
 type WriteBatchRequest struct {
@@ -655,7 +672,10 @@ type WriteResult struct {
 	Current *KeyValue `protobuf:"bytes,8,opt,name=current,proto3" json:"current,omitempty"`
 	// revision is the store revision when a condition failed
 	// (CONDITION_FAILED).
-	Revision      uint64 `protobuf:"varint,9,opt,name=revision,proto3" json:"revision,omitempty"`
+	Revision uint64 `protobuf:"varint,9,opt,name=revision,proto3" json:"revision,omitempty"`
+	// txn answers a Txn (code OK): whether it succeeded, and if not which
+	// conditions failed. Its header is unset (see header above).
+	Txn           *TxnResponse `protobuf:"bytes,10,opt,name=txn,proto3" json:"txn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -751,6 +771,13 @@ func (x *WriteResult) GetRevision() uint64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *WriteResult) GetTxn() *TxnResponse {
+	if x != nil {
+		return x.Txn
+	}
+	return nil
 }
 
 // WriteBatchResponse answers a WriteBatchRequest.
@@ -2777,6 +2804,408 @@ func (x *LeaseTimeToLiveResponse) GetKeys() []string {
 	return nil
 }
 
+// Compare is one condition of a Txn: condition must hold for key.
+type Compare struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key is the key compared; must not be empty.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// condition is what must hold; its kind must not be UNSPECIFIED.
+	Condition     *Condition `protobuf:"bytes,2,opt,name=condition,proto3" json:"condition,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Compare) Reset() {
+	*x = Compare{}
+	mi := &file_kv_v1_kv_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Compare) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Compare) ProtoMessage() {}
+
+func (x *Compare) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Compare.ProtoReflect.Descriptor instead.
+func (*Compare) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *Compare) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Compare) GetCondition() *Condition {
+	if x != nil {
+		return x.Condition
+	}
+	return nil
+}
+
+// TxnWrite is one write of a Txn.
+type TxnWrite struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// op is the write.
+	//
+	// Types that are valid to be assigned to Op:
+	//
+	//	*TxnWrite_Put
+	//	*TxnWrite_Delete
+	Op            isTxnWrite_Op `protobuf_oneof:"op"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnWrite) Reset() {
+	*x = TxnWrite{}
+	mi := &file_kv_v1_kv_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnWrite) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnWrite) ProtoMessage() {}
+
+func (x *TxnWrite) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnWrite.ProtoReflect.Descriptor instead.
+func (*TxnWrite) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *TxnWrite) GetOp() isTxnWrite_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *TxnWrite) GetPut() *TxnPut {
+	if x != nil {
+		if x, ok := x.Op.(*TxnWrite_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *TxnWrite) GetDelete() *TxnDelete {
+	if x != nil {
+		if x, ok := x.Op.(*TxnWrite_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+type isTxnWrite_Op interface {
+	isTxnWrite_Op()
+}
+
+type TxnWrite_Put struct {
+	// put sets a key.
+	Put *TxnPut `protobuf:"bytes,1,opt,name=put,proto3,oneof"`
+}
+
+type TxnWrite_Delete struct {
+	// delete removes a key (a missing key is no error).
+	Delete *TxnDelete `protobuf:"bytes,2,opt,name=delete,proto3,oneof"`
+}
+
+func (*TxnWrite_Put) isTxnWrite_Op() {}
+
+func (*TxnWrite_Delete) isTxnWrite_Op() {}
+
+// TxnPut sets a key within a Txn.
+type TxnPut struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key to set; must not be empty.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// value to store.
+	Value string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// lease attaches the key to a lease (0: none, detaching it from the
+	// lease it had); a lease that does not exist fails the whole Txn with
+	// not_found (reason "lease_not_found"), applying nothing.
+	Lease         uint64 `protobuf:"varint,3,opt,name=lease,proto3" json:"lease,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnPut) Reset() {
+	*x = TxnPut{}
+	mi := &file_kv_v1_kv_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnPut) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnPut) ProtoMessage() {}
+
+func (x *TxnPut) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnPut.ProtoReflect.Descriptor instead.
+func (*TxnPut) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *TxnPut) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *TxnPut) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *TxnPut) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
+// TxnDelete removes a key within a Txn.
+type TxnDelete struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key to delete; must not be empty.
+	Key           string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnDelete) Reset() {
+	*x = TxnDelete{}
+	mi := &file_kv_v1_kv_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnDelete) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnDelete) ProtoMessage() {}
+
+func (x *TxnDelete) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnDelete.ProtoReflect.Descriptor instead.
+func (*TxnDelete) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *TxnDelete) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+// TxnRequest is a transaction: if every condition holds when it is
+// applied, every write is applied, in order, each at its own revision
+// (consecutive, so a reader at a revision inside that range, a listing at
+// an older revision or a watch, sees the writes one by one; every other
+// read sees all of them or none). A key may be written at most once per
+// Txn. At most 128 conditions and 128 writes; keys and values together at
+// most the replica's largest value.
+type TxnRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// conditions must all hold; none means the writes always apply.
+	Conditions []*Compare `protobuf:"bytes,1,rep,name=conditions,proto3" json:"conditions,omitempty"`
+	// writes are applied when every condition holds; at least one.
+	Writes []*TxnWrite `protobuf:"bytes,2,rep,name=writes,proto3" json:"writes,omitempty"`
+	// write identifies the Txn for exactly-once retries; optional.
+	Write         *WriteHeader `protobuf:"bytes,3,opt,name=write,proto3" json:"write,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnRequest) Reset() {
+	*x = TxnRequest{}
+	mi := &file_kv_v1_kv_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnRequest) ProtoMessage() {}
+
+func (x *TxnRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnRequest.ProtoReflect.Descriptor instead.
+func (*TxnRequest) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *TxnRequest) GetConditions() []*Compare {
+	if x != nil {
+		return x.Conditions
+	}
+	return nil
+}
+
+func (x *TxnRequest) GetWrites() []*TxnWrite {
+	if x != nil {
+		return x.Writes
+	}
+	return nil
+}
+
+func (x *TxnRequest) GetWrite() *WriteHeader {
+	if x != nil {
+		return x.Write
+	}
+	return nil
+}
+
+// TxnResponse answers a Txn.
+type TxnResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// header says who served it; header.revision is the revision after the
+	// last write if it succeeded, else the revision the conditions were
+	// checked at.
+	Header *ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// succeeded is true if every condition held and the writes were applied
+	// (exactly once).
+	Succeeded bool `protobuf:"varint,2,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	// failed lists, when succeeded is false, the indexes in conditions of
+	// those that did not hold.
+	Failed []uint32 `protobuf:"varint,3,rep,packed,name=failed,proto3" json:"failed,omitempty"`
+	// current holds, when succeeded is false, every compared key that
+	// existed at header.revision, once each, in the order of conditions.
+	Current       []*KeyValue `protobuf:"bytes,4,rep,name=current,proto3" json:"current,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnResponse) Reset() {
+	*x = TxnResponse{}
+	mi := &file_kv_v1_kv_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnResponse) ProtoMessage() {}
+
+func (x *TxnResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnResponse.ProtoReflect.Descriptor instead.
+func (*TxnResponse) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *TxnResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *TxnResponse) GetSucceeded() bool {
+	if x != nil {
+		return x.Succeeded
+	}
+	return false
+}
+
+func (x *TxnResponse) GetFailed() []uint32 {
+	if x != nil {
+		return x.Failed
+	}
+	return nil
+}
+
+func (x *TxnResponse) GetCurrent() []*KeyValue {
+	if x != nil {
+		return x.Current
+	}
+	return nil
+}
+
 var File_kv_v1_kv_proto protoreflect.FileDescriptor
 
 const file_kv_v1_kv_proto_rawDesc = "" +
@@ -2786,16 +3215,17 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\x13OpenSessionResponse\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\x04R\bclientId\x120\n" +
-	"\x14idle_timeout_seconds\x18\x03 \x01(\x04R\x12idleTimeoutSeconds\"\xb5\x01\n" +
+	"\x14idle_timeout_seconds\x18\x03 \x01(\x04R\x12idleTimeoutSeconds\"\xdc\x01\n" +
 	"\aWriteOp\x12%\n" +
 	"\x03put\x18\x01 \x01(\v2\x11.kv.v1.PutRequestH\x00R\x03put\x12.\n" +
 	"\x06append\x18\x02 \x01(\v2\x14.kv.v1.AppendRequestH\x00R\x06append\x12.\n" +
-	"\x06delete\x18\x03 \x01(\v2\x14.kv.v1.DeleteRequestH\x00R\x06delete\x12\x1d\n" +
+	"\x06delete\x18\x03 \x01(\v2\x14.kv.v1.DeleteRequestH\x00R\x06delete\x12%\n" +
+	"\x03txn\x18\x05 \x01(\v2\x11.kv.v1.TxnRequestH\x00R\x03txn\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x04 \x01(\tR\trequestIdB\x04\n" +
 	"\x02op\"5\n" +
 	"\x11WriteBatchRequest\x12 \n" +
-	"\x03ops\x18\x01 \x03(\v2\x0e.kv.v1.WriteOpR\x03ops\"\xba\x02\n" +
+	"\x03ops\x18\x01 \x03(\v2\x0e.kv.v1.WriteOpR\x03ops\"\xe0\x02\n" +
 	"\vWriteResult\x12%\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x11.kv.v1.ResultCodeR\x04code\x12-\n" +
 	"\x06header\x18\x02 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x18\n" +
@@ -2805,7 +3235,9 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\bproposed\x18\x06 \x01(\bR\bproposed\x12\x18\n" +
 	"\amessage\x18\a \x01(\tR\amessage\x12)\n" +
 	"\acurrent\x18\b \x01(\v2\x0f.kv.v1.KeyValueR\acurrent\x12\x1a\n" +
-	"\brevision\x18\t \x01(\x04R\brevision\"B\n" +
+	"\brevision\x18\t \x01(\x04R\brevision\x12$\n" +
+	"\x03txn\x18\n" +
+	" \x01(\v2\x12.kv.v1.TxnResponseR\x03txn\"B\n" +
 	"\x12WriteBatchResponse\x12,\n" +
 	"\aresults\x18\x01 \x03(\v2\x12.kv.v1.WriteResultR\aresults\"X\n" +
 	"\vWriteHeader\x12\x1b\n" +
@@ -2942,7 +3374,32 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\x12\x15\n" +
 	"\x06ttl_ms\x18\x03 \x01(\x04R\x05ttlMs\x12!\n" +
 	"\fremaining_ms\x18\x04 \x01(\x04R\vremainingMs\x12\x12\n" +
-	"\x04keys\x18\x05 \x03(\tR\x04keys*\xed\x02\n" +
+	"\x04keys\x18\x05 \x03(\tR\x04keys\"K\n" +
+	"\aCompare\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
+	"\tcondition\x18\x02 \x01(\v2\x10.kv.v1.ConditionR\tcondition\"_\n" +
+	"\bTxnWrite\x12!\n" +
+	"\x03put\x18\x01 \x01(\v2\r.kv.v1.TxnPutH\x00R\x03put\x12*\n" +
+	"\x06delete\x18\x02 \x01(\v2\x10.kv.v1.TxnDeleteH\x00R\x06deleteB\x04\n" +
+	"\x02op\"F\n" +
+	"\x06TxnPut\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x12\x14\n" +
+	"\x05lease\x18\x03 \x01(\x04R\x05lease\"\x1d\n" +
+	"\tTxnDelete\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\"\x8f\x01\n" +
+	"\n" +
+	"TxnRequest\x12.\n" +
+	"\n" +
+	"conditions\x18\x01 \x03(\v2\x0e.kv.v1.CompareR\n" +
+	"conditions\x12'\n" +
+	"\x06writes\x18\x02 \x03(\v2\x0f.kv.v1.TxnWriteR\x06writes\x12(\n" +
+	"\x05write\x18\x03 \x01(\v2\x12.kv.v1.WriteHeaderR\x05write\"\x9d\x01\n" +
+	"\vTxnResponse\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x1c\n" +
+	"\tsucceeded\x18\x02 \x01(\bR\tsucceeded\x12\x16\n" +
+	"\x06failed\x18\x03 \x03(\rR\x06failed\x12)\n" +
+	"\acurrent\x18\x04 \x03(\v2\x0f.kv.v1.KeyValueR\acurrent*\xed\x02\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x12\n" +
@@ -2978,7 +3435,7 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eEVENT_TYPE_PUT\x10\x01\x12\x15\n" +
-	"\x11EVENT_TYPE_DELETE\x10\x022\xe1\x05\n" +
+	"\x11EVENT_TYPE_DELETE\x10\x022\x8f\x06\n" +
 	"\tKVService\x12,\n" +
 	"\x03Get\x12\x11.kv.v1.GetRequest\x1a\x12.kv.v1.GetResponse\x12,\n" +
 	"\x03Put\x12\x11.kv.v1.PutRequest\x1a\x12.kv.v1.PutResponse\x125\n" +
@@ -2992,7 +3449,8 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"LeaseGrant\x12\x18.kv.v1.LeaseGrantRequest\x1a\x19.kv.v1.LeaseGrantResponse\x12M\n" +
 	"\x0eLeaseKeepAlive\x12\x1c.kv.v1.LeaseKeepAliveRequest\x1a\x1d.kv.v1.LeaseKeepAliveResponse\x12D\n" +
 	"\vLeaseRevoke\x12\x19.kv.v1.LeaseRevokeRequest\x1a\x1a.kv.v1.LeaseRevokeResponse\x12P\n" +
-	"\x0fLeaseTimeToLive\x12\x1d.kv.v1.LeaseTimeToLiveRequest\x1a\x1e.kv.v1.LeaseTimeToLiveResponse2S\n" +
+	"\x0fLeaseTimeToLive\x12\x1d.kv.v1.LeaseTimeToLiveRequest\x1a\x1e.kv.v1.LeaseTimeToLiveResponse\x12,\n" +
+	"\x03Txn\x12\x11.kv.v1.TxnRequest\x1a\x12.kv.v1.TxnResponse2S\n" +
 	"\x0eForwardService\x12A\n" +
 	"\n" +
 	"WriteBatch\x12\x18.kv.v1.WriteBatchRequest\x1a\x19.kv.v1.WriteBatchResponseBp\n" +
@@ -3011,7 +3469,7 @@ func file_kv_v1_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_kv_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_kv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_kv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_kv_v1_kv_proto_goTypes = []any{
 	(ResultCode)(0),                 // 0: kv.v1.ResultCode
 	(ReadConsistency)(0),            // 1: kv.v1.ReadConsistency
@@ -3051,74 +3509,92 @@ var file_kv_v1_kv_proto_goTypes = []any{
 	(*LeaseRevokeResponse)(nil),     // 35: kv.v1.LeaseRevokeResponse
 	(*LeaseTimeToLiveRequest)(nil),  // 36: kv.v1.LeaseTimeToLiveRequest
 	(*LeaseTimeToLiveResponse)(nil), // 37: kv.v1.LeaseTimeToLiveResponse
+	(*Compare)(nil),                 // 38: kv.v1.Compare
+	(*TxnWrite)(nil),                // 39: kv.v1.TxnWrite
+	(*TxnPut)(nil),                  // 40: kv.v1.TxnPut
+	(*TxnDelete)(nil),               // 41: kv.v1.TxnDelete
+	(*TxnRequest)(nil),              // 42: kv.v1.TxnRequest
+	(*TxnResponse)(nil),             // 43: kv.v1.TxnResponse
 }
 var file_kv_v1_kv_proto_depIdxs = []int32{
 	12, // 0: kv.v1.OpenSessionResponse.header:type_name -> kv.v1.ResponseHeader
 	17, // 1: kv.v1.WriteOp.put:type_name -> kv.v1.PutRequest
 	19, // 2: kv.v1.WriteOp.append:type_name -> kv.v1.AppendRequest
 	21, // 3: kv.v1.WriteOp.delete:type_name -> kv.v1.DeleteRequest
-	7,  // 4: kv.v1.WriteBatchRequest.ops:type_name -> kv.v1.WriteOp
-	0,  // 5: kv.v1.WriteResult.code:type_name -> kv.v1.ResultCode
-	12, // 6: kv.v1.WriteResult.header:type_name -> kv.v1.ResponseHeader
-	13, // 7: kv.v1.WriteResult.current:type_name -> kv.v1.KeyValue
-	9,  // 8: kv.v1.WriteBatchResponse.results:type_name -> kv.v1.WriteResult
-	3,  // 9: kv.v1.Condition.kind:type_name -> kv.v1.ConditionKind
-	1,  // 10: kv.v1.GetRequest.consistency:type_name -> kv.v1.ReadConsistency
-	12, // 11: kv.v1.GetResponse.header:type_name -> kv.v1.ResponseHeader
-	11, // 12: kv.v1.PutRequest.write:type_name -> kv.v1.WriteHeader
-	14, // 13: kv.v1.PutRequest.condition:type_name -> kv.v1.Condition
-	12, // 14: kv.v1.PutResponse.header:type_name -> kv.v1.ResponseHeader
-	11, // 15: kv.v1.AppendRequest.write:type_name -> kv.v1.WriteHeader
-	12, // 16: kv.v1.AppendResponse.header:type_name -> kv.v1.ResponseHeader
-	11, // 17: kv.v1.DeleteRequest.write:type_name -> kv.v1.WriteHeader
-	14, // 18: kv.v1.DeleteRequest.condition:type_name -> kv.v1.Condition
-	12, // 19: kv.v1.DeleteResponse.header:type_name -> kv.v1.ResponseHeader
-	2,  // 20: kv.v1.StatusResponse.role:type_name -> kv.v1.Role
-	1,  // 21: kv.v1.ListRequest.consistency:type_name -> kv.v1.ReadConsistency
-	12, // 22: kv.v1.ListResponse.header:type_name -> kv.v1.ResponseHeader
-	13, // 23: kv.v1.ListResponse.kvs:type_name -> kv.v1.KeyValue
-	4,  // 24: kv.v1.Event.type:type_name -> kv.v1.EventType
-	13, // 25: kv.v1.Event.kv:type_name -> kv.v1.KeyValue
-	13, // 26: kv.v1.Event.prev_kv:type_name -> kv.v1.KeyValue
-	12, // 27: kv.v1.WatchResponse.header:type_name -> kv.v1.ResponseHeader
-	27, // 28: kv.v1.WatchResponse.events:type_name -> kv.v1.Event
-	11, // 29: kv.v1.LeaseGrantRequest.write:type_name -> kv.v1.WriteHeader
-	12, // 30: kv.v1.LeaseGrantResponse.header:type_name -> kv.v1.ResponseHeader
-	12, // 31: kv.v1.LeaseKeepAliveResponse.header:type_name -> kv.v1.ResponseHeader
-	11, // 32: kv.v1.LeaseRevokeRequest.write:type_name -> kv.v1.WriteHeader
-	12, // 33: kv.v1.LeaseRevokeResponse.header:type_name -> kv.v1.ResponseHeader
-	12, // 34: kv.v1.LeaseTimeToLiveResponse.header:type_name -> kv.v1.ResponseHeader
-	15, // 35: kv.v1.KVService.Get:input_type -> kv.v1.GetRequest
-	17, // 36: kv.v1.KVService.Put:input_type -> kv.v1.PutRequest
-	19, // 37: kv.v1.KVService.Append:input_type -> kv.v1.AppendRequest
-	21, // 38: kv.v1.KVService.Delete:input_type -> kv.v1.DeleteRequest
-	23, // 39: kv.v1.KVService.Status:input_type -> kv.v1.StatusRequest
-	5,  // 40: kv.v1.KVService.OpenSession:input_type -> kv.v1.OpenSessionRequest
-	25, // 41: kv.v1.KVService.List:input_type -> kv.v1.ListRequest
-	28, // 42: kv.v1.KVService.Watch:input_type -> kv.v1.WatchRequest
-	30, // 43: kv.v1.KVService.LeaseGrant:input_type -> kv.v1.LeaseGrantRequest
-	32, // 44: kv.v1.KVService.LeaseKeepAlive:input_type -> kv.v1.LeaseKeepAliveRequest
-	34, // 45: kv.v1.KVService.LeaseRevoke:input_type -> kv.v1.LeaseRevokeRequest
-	36, // 46: kv.v1.KVService.LeaseTimeToLive:input_type -> kv.v1.LeaseTimeToLiveRequest
-	8,  // 47: kv.v1.ForwardService.WriteBatch:input_type -> kv.v1.WriteBatchRequest
-	16, // 48: kv.v1.KVService.Get:output_type -> kv.v1.GetResponse
-	18, // 49: kv.v1.KVService.Put:output_type -> kv.v1.PutResponse
-	20, // 50: kv.v1.KVService.Append:output_type -> kv.v1.AppendResponse
-	22, // 51: kv.v1.KVService.Delete:output_type -> kv.v1.DeleteResponse
-	24, // 52: kv.v1.KVService.Status:output_type -> kv.v1.StatusResponse
-	6,  // 53: kv.v1.KVService.OpenSession:output_type -> kv.v1.OpenSessionResponse
-	26, // 54: kv.v1.KVService.List:output_type -> kv.v1.ListResponse
-	29, // 55: kv.v1.KVService.Watch:output_type -> kv.v1.WatchResponse
-	31, // 56: kv.v1.KVService.LeaseGrant:output_type -> kv.v1.LeaseGrantResponse
-	33, // 57: kv.v1.KVService.LeaseKeepAlive:output_type -> kv.v1.LeaseKeepAliveResponse
-	35, // 58: kv.v1.KVService.LeaseRevoke:output_type -> kv.v1.LeaseRevokeResponse
-	37, // 59: kv.v1.KVService.LeaseTimeToLive:output_type -> kv.v1.LeaseTimeToLiveResponse
-	10, // 60: kv.v1.ForwardService.WriteBatch:output_type -> kv.v1.WriteBatchResponse
-	48, // [48:61] is the sub-list for method output_type
-	35, // [35:48] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	42, // 4: kv.v1.WriteOp.txn:type_name -> kv.v1.TxnRequest
+	7,  // 5: kv.v1.WriteBatchRequest.ops:type_name -> kv.v1.WriteOp
+	0,  // 6: kv.v1.WriteResult.code:type_name -> kv.v1.ResultCode
+	12, // 7: kv.v1.WriteResult.header:type_name -> kv.v1.ResponseHeader
+	13, // 8: kv.v1.WriteResult.current:type_name -> kv.v1.KeyValue
+	43, // 9: kv.v1.WriteResult.txn:type_name -> kv.v1.TxnResponse
+	9,  // 10: kv.v1.WriteBatchResponse.results:type_name -> kv.v1.WriteResult
+	3,  // 11: kv.v1.Condition.kind:type_name -> kv.v1.ConditionKind
+	1,  // 12: kv.v1.GetRequest.consistency:type_name -> kv.v1.ReadConsistency
+	12, // 13: kv.v1.GetResponse.header:type_name -> kv.v1.ResponseHeader
+	11, // 14: kv.v1.PutRequest.write:type_name -> kv.v1.WriteHeader
+	14, // 15: kv.v1.PutRequest.condition:type_name -> kv.v1.Condition
+	12, // 16: kv.v1.PutResponse.header:type_name -> kv.v1.ResponseHeader
+	11, // 17: kv.v1.AppendRequest.write:type_name -> kv.v1.WriteHeader
+	12, // 18: kv.v1.AppendResponse.header:type_name -> kv.v1.ResponseHeader
+	11, // 19: kv.v1.DeleteRequest.write:type_name -> kv.v1.WriteHeader
+	14, // 20: kv.v1.DeleteRequest.condition:type_name -> kv.v1.Condition
+	12, // 21: kv.v1.DeleteResponse.header:type_name -> kv.v1.ResponseHeader
+	2,  // 22: kv.v1.StatusResponse.role:type_name -> kv.v1.Role
+	1,  // 23: kv.v1.ListRequest.consistency:type_name -> kv.v1.ReadConsistency
+	12, // 24: kv.v1.ListResponse.header:type_name -> kv.v1.ResponseHeader
+	13, // 25: kv.v1.ListResponse.kvs:type_name -> kv.v1.KeyValue
+	4,  // 26: kv.v1.Event.type:type_name -> kv.v1.EventType
+	13, // 27: kv.v1.Event.kv:type_name -> kv.v1.KeyValue
+	13, // 28: kv.v1.Event.prev_kv:type_name -> kv.v1.KeyValue
+	12, // 29: kv.v1.WatchResponse.header:type_name -> kv.v1.ResponseHeader
+	27, // 30: kv.v1.WatchResponse.events:type_name -> kv.v1.Event
+	11, // 31: kv.v1.LeaseGrantRequest.write:type_name -> kv.v1.WriteHeader
+	12, // 32: kv.v1.LeaseGrantResponse.header:type_name -> kv.v1.ResponseHeader
+	12, // 33: kv.v1.LeaseKeepAliveResponse.header:type_name -> kv.v1.ResponseHeader
+	11, // 34: kv.v1.LeaseRevokeRequest.write:type_name -> kv.v1.WriteHeader
+	12, // 35: kv.v1.LeaseRevokeResponse.header:type_name -> kv.v1.ResponseHeader
+	12, // 36: kv.v1.LeaseTimeToLiveResponse.header:type_name -> kv.v1.ResponseHeader
+	14, // 37: kv.v1.Compare.condition:type_name -> kv.v1.Condition
+	40, // 38: kv.v1.TxnWrite.put:type_name -> kv.v1.TxnPut
+	41, // 39: kv.v1.TxnWrite.delete:type_name -> kv.v1.TxnDelete
+	38, // 40: kv.v1.TxnRequest.conditions:type_name -> kv.v1.Compare
+	39, // 41: kv.v1.TxnRequest.writes:type_name -> kv.v1.TxnWrite
+	11, // 42: kv.v1.TxnRequest.write:type_name -> kv.v1.WriteHeader
+	12, // 43: kv.v1.TxnResponse.header:type_name -> kv.v1.ResponseHeader
+	13, // 44: kv.v1.TxnResponse.current:type_name -> kv.v1.KeyValue
+	15, // 45: kv.v1.KVService.Get:input_type -> kv.v1.GetRequest
+	17, // 46: kv.v1.KVService.Put:input_type -> kv.v1.PutRequest
+	19, // 47: kv.v1.KVService.Append:input_type -> kv.v1.AppendRequest
+	21, // 48: kv.v1.KVService.Delete:input_type -> kv.v1.DeleteRequest
+	23, // 49: kv.v1.KVService.Status:input_type -> kv.v1.StatusRequest
+	5,  // 50: kv.v1.KVService.OpenSession:input_type -> kv.v1.OpenSessionRequest
+	25, // 51: kv.v1.KVService.List:input_type -> kv.v1.ListRequest
+	28, // 52: kv.v1.KVService.Watch:input_type -> kv.v1.WatchRequest
+	30, // 53: kv.v1.KVService.LeaseGrant:input_type -> kv.v1.LeaseGrantRequest
+	32, // 54: kv.v1.KVService.LeaseKeepAlive:input_type -> kv.v1.LeaseKeepAliveRequest
+	34, // 55: kv.v1.KVService.LeaseRevoke:input_type -> kv.v1.LeaseRevokeRequest
+	36, // 56: kv.v1.KVService.LeaseTimeToLive:input_type -> kv.v1.LeaseTimeToLiveRequest
+	42, // 57: kv.v1.KVService.Txn:input_type -> kv.v1.TxnRequest
+	8,  // 58: kv.v1.ForwardService.WriteBatch:input_type -> kv.v1.WriteBatchRequest
+	16, // 59: kv.v1.KVService.Get:output_type -> kv.v1.GetResponse
+	18, // 60: kv.v1.KVService.Put:output_type -> kv.v1.PutResponse
+	20, // 61: kv.v1.KVService.Append:output_type -> kv.v1.AppendResponse
+	22, // 62: kv.v1.KVService.Delete:output_type -> kv.v1.DeleteResponse
+	24, // 63: kv.v1.KVService.Status:output_type -> kv.v1.StatusResponse
+	6,  // 64: kv.v1.KVService.OpenSession:output_type -> kv.v1.OpenSessionResponse
+	26, // 65: kv.v1.KVService.List:output_type -> kv.v1.ListResponse
+	29, // 66: kv.v1.KVService.Watch:output_type -> kv.v1.WatchResponse
+	31, // 67: kv.v1.KVService.LeaseGrant:output_type -> kv.v1.LeaseGrantResponse
+	33, // 68: kv.v1.KVService.LeaseKeepAlive:output_type -> kv.v1.LeaseKeepAliveResponse
+	35, // 69: kv.v1.KVService.LeaseRevoke:output_type -> kv.v1.LeaseRevokeResponse
+	37, // 70: kv.v1.KVService.LeaseTimeToLive:output_type -> kv.v1.LeaseTimeToLiveResponse
+	43, // 71: kv.v1.KVService.Txn:output_type -> kv.v1.TxnResponse
+	10, // 72: kv.v1.ForwardService.WriteBatch:output_type -> kv.v1.WriteBatchResponse
+	59, // [59:73] is the sub-list for method output_type
+	45, // [45:59] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_kv_v1_kv_proto_init() }
@@ -3130,6 +3606,11 @@ func file_kv_v1_kv_proto_init() {
 		(*WriteOp_Put)(nil),
 		(*WriteOp_Append)(nil),
 		(*WriteOp_Delete)(nil),
+		(*WriteOp_Txn)(nil),
+	}
+	file_kv_v1_kv_proto_msgTypes[34].OneofWrappers = []any{
+		(*TxnWrite_Put)(nil),
+		(*TxnWrite_Delete)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3137,7 +3618,7 @@ func file_kv_v1_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kv_v1_kv_proto_rawDesc), len(file_kv_v1_kv_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   33,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -51,6 +51,14 @@ class AppendResponse(_message.Message):
     header: ResponseHeader
     def __init__(self, header: _Optional[_Union[ResponseHeader, _Mapping]] = ...) -> None: ...
 
+class Compare(_message.Message):
+    __slots__ = ["condition", "key"]
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    condition: Condition
+    key: str
+    def __init__(self, key: _Optional[str] = ..., condition: _Optional[_Union[Condition, _Mapping]] = ...) -> None: ...
+
 class Condition(_message.Message):
     __slots__ = ["kind", "mod_revision", "value", "version"]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -321,6 +329,52 @@ class StatusResponse(_message.Message):
     term: int
     def __init__(self, replica_id: _Optional[int] = ..., role: _Optional[_Union[Role, str]] = ..., term: _Optional[int] = ..., leader_id: _Optional[int] = ..., leader_known: bool = ..., leader_url: _Optional[str] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., last_log_index: _Optional[int] = ..., snapshot_index: _Optional[int] = ..., log_size_bytes: _Optional[int] = ..., error: _Optional[str] = ..., sessions: _Optional[int] = ..., revision: _Optional[int] = ..., compact_revision: _Optional[int] = ..., leases: _Optional[int] = ..., removed: bool = ...) -> None: ...
 
+class TxnDelete(_message.Message):
+    __slots__ = ["key"]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    def __init__(self, key: _Optional[str] = ...) -> None: ...
+
+class TxnPut(_message.Message):
+    __slots__ = ["key", "lease", "value"]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    lease: int
+    value: str
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ..., lease: _Optional[int] = ...) -> None: ...
+
+class TxnRequest(_message.Message):
+    __slots__ = ["conditions", "write", "writes"]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    WRITES_FIELD_NUMBER: _ClassVar[int]
+    WRITE_FIELD_NUMBER: _ClassVar[int]
+    conditions: _containers.RepeatedCompositeFieldContainer[Compare]
+    write: WriteHeader
+    writes: _containers.RepeatedCompositeFieldContainer[TxnWrite]
+    def __init__(self, conditions: _Optional[_Iterable[_Union[Compare, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[TxnWrite, _Mapping]]] = ..., write: _Optional[_Union[WriteHeader, _Mapping]] = ...) -> None: ...
+
+class TxnResponse(_message.Message):
+    __slots__ = ["current", "failed", "header", "succeeded"]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    current: _containers.RepeatedCompositeFieldContainer[KeyValue]
+    failed: _containers.RepeatedScalarFieldContainer[int]
+    header: ResponseHeader
+    succeeded: bool
+    def __init__(self, header: _Optional[_Union[ResponseHeader, _Mapping]] = ..., succeeded: bool = ..., failed: _Optional[_Iterable[int]] = ..., current: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ...) -> None: ...
+
+class TxnWrite(_message.Message):
+    __slots__ = ["delete", "put"]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    PUT_FIELD_NUMBER: _ClassVar[int]
+    delete: TxnDelete
+    put: TxnPut
+    def __init__(self, put: _Optional[_Union[TxnPut, _Mapping]] = ..., delete: _Optional[_Union[TxnDelete, _Mapping]] = ...) -> None: ...
+
 class WatchRequest(_message.Message):
     __slots__ = ["after_revision", "key", "limit", "prefix", "prev_kv", "wait_ms"]
     AFTER_REVISION_FIELD_NUMBER: _ClassVar[int]
@@ -374,19 +428,21 @@ class WriteHeader(_message.Message):
     def __init__(self, client_id: _Optional[int] = ..., sequence: _Optional[int] = ..., ack: _Optional[int] = ...) -> None: ...
 
 class WriteOp(_message.Message):
-    __slots__ = ["append", "delete", "put", "request_id"]
+    __slots__ = ["append", "delete", "put", "request_id", "txn"]
     APPEND_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
     PUT_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TXN_FIELD_NUMBER: _ClassVar[int]
     append: AppendRequest
     delete: DeleteRequest
     put: PutRequest
     request_id: str
-    def __init__(self, put: _Optional[_Union[PutRequest, _Mapping]] = ..., append: _Optional[_Union[AppendRequest, _Mapping]] = ..., delete: _Optional[_Union[DeleteRequest, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    txn: TxnRequest
+    def __init__(self, put: _Optional[_Union[PutRequest, _Mapping]] = ..., append: _Optional[_Union[AppendRequest, _Mapping]] = ..., delete: _Optional[_Union[DeleteRequest, _Mapping]] = ..., txn: _Optional[_Union[TxnRequest, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class WriteResult(_message.Message):
-    __slots__ = ["code", "current", "existed", "header", "leader_id", "leader_known", "message", "proposed", "revision"]
+    __slots__ = ["code", "current", "existed", "header", "leader_id", "leader_known", "message", "proposed", "revision", "txn"]
     CODE_FIELD_NUMBER: _ClassVar[int]
     CURRENT_FIELD_NUMBER: _ClassVar[int]
     EXISTED_FIELD_NUMBER: _ClassVar[int]
@@ -396,6 +452,7 @@ class WriteResult(_message.Message):
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     PROPOSED_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    TXN_FIELD_NUMBER: _ClassVar[int]
     code: ResultCode
     current: KeyValue
     existed: bool
@@ -405,7 +462,8 @@ class WriteResult(_message.Message):
     message: str
     proposed: bool
     revision: int
-    def __init__(self, code: _Optional[_Union[ResultCode, str]] = ..., header: _Optional[_Union[ResponseHeader, _Mapping]] = ..., existed: bool = ..., leader_known: bool = ..., leader_id: _Optional[int] = ..., proposed: bool = ..., message: _Optional[str] = ..., current: _Optional[_Union[KeyValue, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
+    txn: TxnResponse
+    def __init__(self, code: _Optional[_Union[ResultCode, str]] = ..., header: _Optional[_Union[ResponseHeader, _Mapping]] = ..., existed: bool = ..., leader_known: bool = ..., leader_id: _Optional[int] = ..., proposed: bool = ..., message: _Optional[str] = ..., current: _Optional[_Union[KeyValue, _Mapping]] = ..., revision: _Optional[int] = ..., txn: _Optional[_Union[TxnResponse, _Mapping]] = ...) -> None: ...
 
 class ResultCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []

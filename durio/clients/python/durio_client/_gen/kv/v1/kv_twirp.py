@@ -168,6 +168,21 @@ class KVServiceClient(_twirp.Client):
             "LeaseTimeToLive", request, _kv_dot_v1_dot_kv__pb2.LeaseTimeToLiveResponse, timeout=timeout, headers=headers
         )
 
+    def txn(
+        self,
+        request: _kv_dot_v1_dot_kv__pb2.TxnRequest,
+        *,
+        timeout: Optional[float] = None,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> _kv_dot_v1_dot_kv__pb2.TxnResponse:
+        """Txn writes several keys atomically if every one of its conditions
+        holds: all its writes are applied by one Raft log entry, or none is
+        (succeeded false, which is an answer, not an error).
+        """
+        return self._call(
+            "Txn", request, _kv_dot_v1_dot_kv__pb2.TxnResponse, timeout=timeout, headers=headers
+        )
+
 
 class ForwardServiceClient(_twirp.Client):
     """ForwardService is served on the peer listener only: a replica that does

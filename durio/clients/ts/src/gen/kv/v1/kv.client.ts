@@ -7,6 +7,8 @@ import type { WriteBatchRequest } from "./kv";
 import type { RpcTransport } from "@protobuf-ts/runtime-rpc";
 import type { ServiceInfo } from "@protobuf-ts/runtime-rpc";
 import { KVService } from "./kv";
+import type { TxnResponse } from "./kv";
+import type { TxnRequest } from "./kv";
 import type { LeaseTimeToLiveResponse } from "./kv";
 import type { LeaseTimeToLiveRequest } from "./kv";
 import type { LeaseRevokeResponse } from "./kv";
@@ -117,6 +119,14 @@ export interface IKVServiceClient {
      * @generated from protobuf rpc: LeaseTimeToLive
      */
     leaseTimeToLive(input: LeaseTimeToLiveRequest, options?: RpcOptions): UnaryCall<LeaseTimeToLiveRequest, LeaseTimeToLiveResponse>;
+    /**
+     * Txn writes several keys atomically if every one of its conditions
+     * holds: all its writes are applied by one Raft log entry, or none is
+     * (succeeded false, which is an answer, not an error).
+     *
+     * @generated from protobuf rpc: Txn
+     */
+    txn(input: TxnRequest, options?: RpcOptions): UnaryCall<TxnRequest, TxnResponse>;
 }
 /**
  * KVService is a replicated string key-value store.
@@ -241,6 +251,17 @@ export class KVServiceClient implements IKVServiceClient, ServiceInfo {
     leaseTimeToLive(input: LeaseTimeToLiveRequest, options?: RpcOptions): UnaryCall<LeaseTimeToLiveRequest, LeaseTimeToLiveResponse> {
         const method = this.methods[11], opt = this._transport.mergeOptions(options);
         return stackIntercept<LeaseTimeToLiveRequest, LeaseTimeToLiveResponse>("unary", this._transport, method, opt, input);
+    }
+    /**
+     * Txn writes several keys atomically if every one of its conditions
+     * holds: all its writes are applied by one Raft log entry, or none is
+     * (succeeded false, which is an answer, not an error).
+     *
+     * @generated from protobuf rpc: Txn
+     */
+    txn(input: TxnRequest, options?: RpcOptions): UnaryCall<TxnRequest, TxnResponse> {
+        const method = this.methods[12], opt = this._transport.mergeOptions(options);
+        return stackIntercept<TxnRequest, TxnResponse>("unary", this._transport, method, opt, input);
     }
 }
 /**

@@ -80,6 +80,14 @@ export interface WriteOp {
          */
         delete: DeleteRequest;
     } | {
+        oneofKind: "txn";
+        /**
+         * txn writes several keys at once.
+         *
+         * @generated from protobuf field: kv.v1.TxnRequest txn = 5
+         */
+        txn: TxnRequest;
+    } | {
         oneofKind: undefined;
     };
     /**
@@ -169,6 +177,13 @@ export interface WriteResult {
      * @generated from protobuf field: uint64 revision = 9
      */
     revision: string;
+    /**
+     * txn answers a Txn (code OK): whether it succeeded, and if not which
+     * conditions failed. Its header is unset (see header above).
+     *
+     * @generated from protobuf field: kv.v1.TxnResponse txn = 10
+     */
+    txn?: TxnResponse;
 }
 /**
  * WriteBatchResponse answers a WriteBatchRequest.
@@ -1046,6 +1061,163 @@ export interface LeaseTimeToLiveResponse {
     keys: string[];
 }
 /**
+ * Compare is one condition of a Txn: condition must hold for key.
+ *
+ * @generated from protobuf message kv.v1.Compare
+ */
+export interface Compare {
+    /**
+     * key is the key compared; must not be empty.
+     *
+     * @generated from protobuf field: string key = 1
+     */
+    key: string;
+    /**
+     * condition is what must hold; its kind must not be UNSPECIFIED.
+     *
+     * @generated from protobuf field: kv.v1.Condition condition = 2
+     */
+    condition?: Condition;
+}
+/**
+ * TxnWrite is one write of a Txn.
+ *
+ * @generated from protobuf message kv.v1.TxnWrite
+ */
+export interface TxnWrite {
+    /**
+     * op is the write.
+     *
+     * @generated from protobuf oneof: op
+     */
+    op: {
+        oneofKind: "put";
+        /**
+         * put sets a key.
+         *
+         * @generated from protobuf field: kv.v1.TxnPut put = 1
+         */
+        put: TxnPut;
+    } | {
+        oneofKind: "delete";
+        /**
+         * delete removes a key (a missing key is no error).
+         *
+         * @generated from protobuf field: kv.v1.TxnDelete delete = 2
+         */
+        delete: TxnDelete;
+    } | {
+        oneofKind: undefined;
+    };
+}
+/**
+ * TxnPut sets a key within a Txn.
+ *
+ * @generated from protobuf message kv.v1.TxnPut
+ */
+export interface TxnPut {
+    /**
+     * key to set; must not be empty.
+     *
+     * @generated from protobuf field: string key = 1
+     */
+    key: string;
+    /**
+     * value to store.
+     *
+     * @generated from protobuf field: string value = 2
+     */
+    value: string;
+    /**
+     * lease attaches the key to a lease (0: none, detaching it from the
+     * lease it had); a lease that does not exist fails the whole Txn with
+     * not_found (reason "lease_not_found"), applying nothing.
+     *
+     * @generated from protobuf field: uint64 lease = 3
+     */
+    lease: string;
+}
+/**
+ * TxnDelete removes a key within a Txn.
+ *
+ * @generated from protobuf message kv.v1.TxnDelete
+ */
+export interface TxnDelete {
+    /**
+     * key to delete; must not be empty.
+     *
+     * @generated from protobuf field: string key = 1
+     */
+    key: string;
+}
+/**
+ * TxnRequest is a transaction: if every condition holds when it is
+ * applied, every write is applied, in order, each at its own revision
+ * (consecutive, so a reader at a revision inside that range, a listing at
+ * an older revision or a watch, sees the writes one by one; every other
+ * read sees all of them or none). A key may be written at most once per
+ * Txn. At most 128 conditions and 128 writes; keys and values together at
+ * most the replica's largest value.
+ *
+ * @generated from protobuf message kv.v1.TxnRequest
+ */
+export interface TxnRequest {
+    /**
+     * conditions must all hold; none means the writes always apply.
+     *
+     * @generated from protobuf field: repeated kv.v1.Compare conditions = 1
+     */
+    conditions: Compare[];
+    /**
+     * writes are applied when every condition holds; at least one.
+     *
+     * @generated from protobuf field: repeated kv.v1.TxnWrite writes = 2
+     */
+    writes: TxnWrite[];
+    /**
+     * write identifies the Txn for exactly-once retries; optional.
+     *
+     * @generated from protobuf field: kv.v1.WriteHeader write = 3
+     */
+    write?: WriteHeader;
+}
+/**
+ * TxnResponse answers a Txn.
+ *
+ * @generated from protobuf message kv.v1.TxnResponse
+ */
+export interface TxnResponse {
+    /**
+     * header says who served it; header.revision is the revision after the
+     * last write if it succeeded, else the revision the conditions were
+     * checked at.
+     *
+     * @generated from protobuf field: kv.v1.ResponseHeader header = 1
+     */
+    header?: ResponseHeader;
+    /**
+     * succeeded is true if every condition held and the writes were applied
+     * (exactly once).
+     *
+     * @generated from protobuf field: bool succeeded = 2
+     */
+    succeeded: boolean;
+    /**
+     * failed lists, when succeeded is false, the indexes in conditions of
+     * those that did not hold.
+     *
+     * @generated from protobuf field: repeated uint32 failed = 3
+     */
+    failed: number[];
+    /**
+     * current holds, when succeeded is false, every compared key that
+     * existed at header.revision, once each, in the order of conditions.
+     *
+     * @generated from protobuf field: repeated kv.v1.KeyValue current = 4
+     */
+    current: KeyValue[];
+}
+/**
  * ResultCode is the outcome of one write of a batch.
  *
  * @generated from protobuf enum kv.v1.ResultCode
@@ -1374,6 +1546,7 @@ class WriteOp$Type extends MessageType<WriteOp> {
             { no: 1, name: "put", kind: "message", oneof: "op", T: () => PutRequest },
             { no: 2, name: "append", kind: "message", oneof: "op", T: () => AppendRequest },
             { no: 3, name: "delete", kind: "message", oneof: "op", T: () => DeleteRequest },
+            { no: 5, name: "txn", kind: "message", oneof: "op", T: () => TxnRequest },
             { no: 4, name: "request_id", kind: "scalar", T: 9 /*ScalarType.STRING*/ }
         ]);
     }
@@ -1408,6 +1581,12 @@ class WriteOp$Type extends MessageType<WriteOp> {
                         delete: DeleteRequest.internalBinaryRead(reader, reader.uint32(), options, (message.op as any).delete)
                     };
                     break;
+                case /* kv.v1.TxnRequest txn */ 5:
+                    message.op = {
+                        oneofKind: "txn",
+                        txn: TxnRequest.internalBinaryRead(reader, reader.uint32(), options, (message.op as any).txn)
+                    };
+                    break;
                 case /* string request_id */ 4:
                     message.requestId = reader.string();
                     break;
@@ -1435,6 +1614,9 @@ class WriteOp$Type extends MessageType<WriteOp> {
         /* string request_id = 4; */
         if (message.requestId !== "")
             writer.tag(4, WireType.LengthDelimited).string(message.requestId);
+        /* kv.v1.TxnRequest txn = 5; */
+        if (message.op.oneofKind === "txn")
+            TxnRequest.internalBinaryWrite(message.op.txn, writer.tag(5, WireType.LengthDelimited).fork(), options).join();
         let u = options.writeUnknownFields;
         if (u !== false)
             (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
@@ -1504,7 +1686,8 @@ class WriteResult$Type extends MessageType<WriteResult> {
             { no: 6, name: "proposed", kind: "scalar", T: 8 /*ScalarType.BOOL*/ },
             { no: 7, name: "message", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
             { no: 8, name: "current", kind: "message", T: () => KeyValue },
-            { no: 9, name: "revision", kind: "scalar", T: 4 /*ScalarType.UINT64*/ }
+            { no: 9, name: "revision", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 10, name: "txn", kind: "message", T: () => TxnResponse }
         ]);
     }
     create(value?: PartialMessage<WriteResult>): WriteResult {
@@ -1552,6 +1735,9 @@ class WriteResult$Type extends MessageType<WriteResult> {
                 case /* uint64 revision */ 9:
                     message.revision = reader.uint64().toString();
                     break;
+                case /* kv.v1.TxnResponse txn */ 10:
+                    message.txn = TxnResponse.internalBinaryRead(reader, reader.uint32(), options, message.txn);
+                    break;
                 default:
                     let u = options.readUnknownField;
                     if (u === "throw")
@@ -1591,6 +1777,9 @@ class WriteResult$Type extends MessageType<WriteResult> {
         /* uint64 revision = 9; */
         if (message.revision !== "0")
             writer.tag(9, WireType.Varint).uint64(message.revision);
+        /* kv.v1.TxnResponse txn = 10; */
+        if (message.txn)
+            TxnResponse.internalBinaryWrite(message.txn, writer.tag(10, WireType.LengthDelimited).fork(), options).join();
         let u = options.writeUnknownFields;
         if (u !== false)
             (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
@@ -3497,6 +3686,370 @@ class LeaseTimeToLiveResponse$Type extends MessageType<LeaseTimeToLiveResponse> 
  * @generated MessageType for protobuf message kv.v1.LeaseTimeToLiveResponse
  */
 export const LeaseTimeToLiveResponse = new LeaseTimeToLiveResponse$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class Compare$Type extends MessageType<Compare> {
+    constructor() {
+        super("kv.v1.Compare", [
+            { no: 1, name: "key", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
+            { no: 2, name: "condition", kind: "message", T: () => Condition }
+        ]);
+    }
+    create(value?: PartialMessage<Compare>): Compare {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.key = "";
+        if (value !== undefined)
+            reflectionMergePartial<Compare>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: Compare): Compare {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* string key */ 1:
+                    message.key = reader.string();
+                    break;
+                case /* kv.v1.Condition condition */ 2:
+                    message.condition = Condition.internalBinaryRead(reader, reader.uint32(), options, message.condition);
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: Compare, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* string key = 1; */
+        if (message.key !== "")
+            writer.tag(1, WireType.LengthDelimited).string(message.key);
+        /* kv.v1.Condition condition = 2; */
+        if (message.condition)
+            Condition.internalBinaryWrite(message.condition, writer.tag(2, WireType.LengthDelimited).fork(), options).join();
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.Compare
+ */
+export const Compare = new Compare$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class TxnWrite$Type extends MessageType<TxnWrite> {
+    constructor() {
+        super("kv.v1.TxnWrite", [
+            { no: 1, name: "put", kind: "message", oneof: "op", T: () => TxnPut },
+            { no: 2, name: "delete", kind: "message", oneof: "op", T: () => TxnDelete }
+        ]);
+    }
+    create(value?: PartialMessage<TxnWrite>): TxnWrite {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.op = { oneofKind: undefined };
+        if (value !== undefined)
+            reflectionMergePartial<TxnWrite>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: TxnWrite): TxnWrite {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* kv.v1.TxnPut put */ 1:
+                    message.op = {
+                        oneofKind: "put",
+                        put: TxnPut.internalBinaryRead(reader, reader.uint32(), options, (message.op as any).put)
+                    };
+                    break;
+                case /* kv.v1.TxnDelete delete */ 2:
+                    message.op = {
+                        oneofKind: "delete",
+                        delete: TxnDelete.internalBinaryRead(reader, reader.uint32(), options, (message.op as any).delete)
+                    };
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: TxnWrite, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* kv.v1.TxnPut put = 1; */
+        if (message.op.oneofKind === "put")
+            TxnPut.internalBinaryWrite(message.op.put, writer.tag(1, WireType.LengthDelimited).fork(), options).join();
+        /* kv.v1.TxnDelete delete = 2; */
+        if (message.op.oneofKind === "delete")
+            TxnDelete.internalBinaryWrite(message.op.delete, writer.tag(2, WireType.LengthDelimited).fork(), options).join();
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.TxnWrite
+ */
+export const TxnWrite = new TxnWrite$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class TxnPut$Type extends MessageType<TxnPut> {
+    constructor() {
+        super("kv.v1.TxnPut", [
+            { no: 1, name: "key", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
+            { no: 2, name: "value", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
+            { no: 3, name: "lease", kind: "scalar", T: 4 /*ScalarType.UINT64*/ }
+        ]);
+    }
+    create(value?: PartialMessage<TxnPut>): TxnPut {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.key = "";
+        message.value = "";
+        message.lease = "0";
+        if (value !== undefined)
+            reflectionMergePartial<TxnPut>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: TxnPut): TxnPut {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* string key */ 1:
+                    message.key = reader.string();
+                    break;
+                case /* string value */ 2:
+                    message.value = reader.string();
+                    break;
+                case /* uint64 lease */ 3:
+                    message.lease = reader.uint64().toString();
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: TxnPut, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* string key = 1; */
+        if (message.key !== "")
+            writer.tag(1, WireType.LengthDelimited).string(message.key);
+        /* string value = 2; */
+        if (message.value !== "")
+            writer.tag(2, WireType.LengthDelimited).string(message.value);
+        /* uint64 lease = 3; */
+        if (message.lease !== "0")
+            writer.tag(3, WireType.Varint).uint64(message.lease);
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.TxnPut
+ */
+export const TxnPut = new TxnPut$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class TxnDelete$Type extends MessageType<TxnDelete> {
+    constructor() {
+        super("kv.v1.TxnDelete", [
+            { no: 1, name: "key", kind: "scalar", T: 9 /*ScalarType.STRING*/ }
+        ]);
+    }
+    create(value?: PartialMessage<TxnDelete>): TxnDelete {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.key = "";
+        if (value !== undefined)
+            reflectionMergePartial<TxnDelete>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: TxnDelete): TxnDelete {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* string key */ 1:
+                    message.key = reader.string();
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: TxnDelete, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* string key = 1; */
+        if (message.key !== "")
+            writer.tag(1, WireType.LengthDelimited).string(message.key);
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.TxnDelete
+ */
+export const TxnDelete = new TxnDelete$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class TxnRequest$Type extends MessageType<TxnRequest> {
+    constructor() {
+        super("kv.v1.TxnRequest", [
+            { no: 1, name: "conditions", kind: "message", repeat: 2 /*RepeatType.UNPACKED*/, T: () => Compare },
+            { no: 2, name: "writes", kind: "message", repeat: 2 /*RepeatType.UNPACKED*/, T: () => TxnWrite },
+            { no: 3, name: "write", kind: "message", T: () => WriteHeader }
+        ]);
+    }
+    create(value?: PartialMessage<TxnRequest>): TxnRequest {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.conditions = [];
+        message.writes = [];
+        if (value !== undefined)
+            reflectionMergePartial<TxnRequest>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: TxnRequest): TxnRequest {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* repeated kv.v1.Compare conditions */ 1:
+                    message.conditions.push(Compare.internalBinaryRead(reader, reader.uint32(), options));
+                    break;
+                case /* repeated kv.v1.TxnWrite writes */ 2:
+                    message.writes.push(TxnWrite.internalBinaryRead(reader, reader.uint32(), options));
+                    break;
+                case /* kv.v1.WriteHeader write */ 3:
+                    message.write = WriteHeader.internalBinaryRead(reader, reader.uint32(), options, message.write);
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: TxnRequest, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* repeated kv.v1.Compare conditions = 1; */
+        for (let i = 0; i < message.conditions.length; i++)
+            Compare.internalBinaryWrite(message.conditions[i], writer.tag(1, WireType.LengthDelimited).fork(), options).join();
+        /* repeated kv.v1.TxnWrite writes = 2; */
+        for (let i = 0; i < message.writes.length; i++)
+            TxnWrite.internalBinaryWrite(message.writes[i], writer.tag(2, WireType.LengthDelimited).fork(), options).join();
+        /* kv.v1.WriteHeader write = 3; */
+        if (message.write)
+            WriteHeader.internalBinaryWrite(message.write, writer.tag(3, WireType.LengthDelimited).fork(), options).join();
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.TxnRequest
+ */
+export const TxnRequest = new TxnRequest$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class TxnResponse$Type extends MessageType<TxnResponse> {
+    constructor() {
+        super("kv.v1.TxnResponse", [
+            { no: 1, name: "header", kind: "message", T: () => ResponseHeader },
+            { no: 2, name: "succeeded", kind: "scalar", T: 8 /*ScalarType.BOOL*/ },
+            { no: 3, name: "failed", kind: "scalar", repeat: 1 /*RepeatType.PACKED*/, T: 13 /*ScalarType.UINT32*/ },
+            { no: 4, name: "current", kind: "message", repeat: 2 /*RepeatType.UNPACKED*/, T: () => KeyValue }
+        ]);
+    }
+    create(value?: PartialMessage<TxnResponse>): TxnResponse {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.succeeded = false;
+        message.failed = [];
+        message.current = [];
+        if (value !== undefined)
+            reflectionMergePartial<TxnResponse>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: TxnResponse): TxnResponse {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* kv.v1.ResponseHeader header */ 1:
+                    message.header = ResponseHeader.internalBinaryRead(reader, reader.uint32(), options, message.header);
+                    break;
+                case /* bool succeeded */ 2:
+                    message.succeeded = reader.bool();
+                    break;
+                case /* repeated uint32 failed */ 3:
+                    if (wireType === WireType.LengthDelimited)
+                        for (let e = reader.int32() + reader.pos; reader.pos < e;)
+                            message.failed.push(reader.uint32());
+                    else
+                        message.failed.push(reader.uint32());
+                    break;
+                case /* repeated kv.v1.KeyValue current */ 4:
+                    message.current.push(KeyValue.internalBinaryRead(reader, reader.uint32(), options));
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: TxnResponse, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* kv.v1.ResponseHeader header = 1; */
+        if (message.header)
+            ResponseHeader.internalBinaryWrite(message.header, writer.tag(1, WireType.LengthDelimited).fork(), options).join();
+        /* bool succeeded = 2; */
+        if (message.succeeded !== false)
+            writer.tag(2, WireType.Varint).bool(message.succeeded);
+        /* repeated uint32 failed = 3; */
+        if (message.failed.length) {
+            writer.tag(3, WireType.LengthDelimited).fork();
+            for (let i = 0; i < message.failed.length; i++)
+                writer.uint32(message.failed[i]);
+            writer.join();
+        }
+        /* repeated kv.v1.KeyValue current = 4; */
+        for (let i = 0; i < message.current.length; i++)
+            KeyValue.internalBinaryWrite(message.current[i], writer.tag(4, WireType.LengthDelimited).fork(), options).join();
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message kv.v1.TxnResponse
+ */
+export const TxnResponse = new TxnResponse$Type();
 /**
  * @generated ServiceType for protobuf service kv.v1.KVService
  */
@@ -3512,7 +4065,8 @@ export const KVService = new ServiceType("kv.v1.KVService", [
     { name: "LeaseGrant", options: {}, I: LeaseGrantRequest, O: LeaseGrantResponse },
     { name: "LeaseKeepAlive", options: {}, I: LeaseKeepAliveRequest, O: LeaseKeepAliveResponse },
     { name: "LeaseRevoke", options: {}, I: LeaseRevokeRequest, O: LeaseRevokeResponse },
-    { name: "LeaseTimeToLive", options: {}, I: LeaseTimeToLiveRequest, O: LeaseTimeToLiveResponse }
+    { name: "LeaseTimeToLive", options: {}, I: LeaseTimeToLiveRequest, O: LeaseTimeToLiveResponse },
+    { name: "Txn", options: {}, I: TxnRequest, O: TxnResponse }
 ]);
 /**
  * @generated ServiceType for protobuf service kv.v1.ForwardService
