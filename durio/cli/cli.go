@@ -213,7 +213,7 @@ Put -- before values that begin with -: durio put temp -- -5.
 	})
 	root.AddGroup(&cobra.Group{ID: "kv", Title: "Keys:"}, &cobra.Group{ID: "cluster", Title: "Cluster:"})
 	for _, cmd := range []*cobra.Command{c.getCommand(), c.putCommand("put"), c.putCommand("append"), c.deleteCommand(),
-		c.listCommand(), c.watchCommand(), c.leaseCommand()} {
+		c.txnCommand(), c.listCommand(), c.watchCommand(), c.leaseCommand()} {
 		cmd.GroupID = "kv"
 		root.AddCommand(cmd)
 	}
