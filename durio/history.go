@@ -48,11 +48,12 @@ const (
 	kindWatch
 	kindSession
 	kindLease
+	kindTxn
 	kindOther
 	numKinds
 )
 
-var kindNames = [numKinds]string{"get", "put", "append", "delete", "list", "watch", "session", "lease", "other"}
+var kindNames = [numKinds]string{"get", "put", "append", "delete", "list", "watch", "session", "lease", "txn", "other"}
 
 // outcome is how a client request ended, by HTTP status class.
 type outcome uint8
@@ -108,6 +109,8 @@ func requestKind(method, path string) (reqKind, bool) {
 			return kindSession, true
 		case "LeaseGrant", "LeaseKeepAlive", "LeaseRevoke", "LeaseTimeToLive":
 			return kindLease, true
+		case "Txn":
+			return kindTxn, true
 		case "Status":
 			return 0, false
 		}
@@ -138,6 +141,8 @@ func requestKind(method, path string) (reqKind, bool) {
 		return kindSession, true
 	case "lease":
 		return kindLease, true
+	case "txn":
+		return kindTxn, true
 	case "is_leader":
 		return 0, false
 	}

@@ -329,6 +329,8 @@ func TestRequestKinds(t *testing.T) {
 		{"POST", "/kvstore/lease/grant", "lease"},
 		{"POST", "/twirp/kv.v1.KVService/LeaseKeepAlive", "lease"},
 		{"POST", "/twirp/kv.v1.KVService/Status", ""},
+		{"POST", "/twirp/kv.v1.KVService/Txn", "txn"},
+		{"POST", "/kvstore/txn", "txn"},
 		{"POST", "/twirp/kv.v1.KVService/Bogus", "other"},
 		{"POST", "/twirp/", "other"},
 		{"GET", "/status/history", ""},

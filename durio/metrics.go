@@ -224,7 +224,7 @@ func (ro *routeObservers) code(m *metrics, route string, code int) prometheus.Co
 var twirpRoutes = map[string]string{}
 
 func init() {
-	for _, m := range []string{"Get", "Put", "Append", "Delete", "Status"} {
+	for _, m := range []string{"Get", "Put", "Append", "Delete", "Txn", "Status"} {
 		twirpRoutes[kvv1.KVServicePathPrefix+m] = "POST " + kvv1.KVServicePathPrefix + m
 	}
 }
