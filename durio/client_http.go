@@ -11,6 +11,7 @@ import (
 
 	"github.com/twitchtv/twirp"
 
+	"github.com/ruaft/ruaft/kvraft/kvclient"
 	"github.com/ruaft/ruaft/kvraft/kvwire"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
@@ -96,17 +97,7 @@ type validated struct {
 
 var _ kvv1.KVService = validated{}
 
-func (v validated) key(key string) error {
-	switch {
-	case key == "":
-		return twirp.RequiredArgumentError("key")
-	case len(key) > v.limits.MaxKeyBytes:
-		return twirp.InvalidArgumentError("key", "is longer than "+strconv.Itoa(v.limits.MaxKeyBytes)+" bytes")
-	case !utf8.ValidString(key):
-		return twirp.InvalidArgumentError("key", "is not valid UTF-8")
-	}
-	return nil
-}
+func (v validated) key(key string) error { return v.keyAt("key", key) }
 
 func (v validated) value(value string) error {
 	if len(value) > v.limits.MaxValueBytes {
@@ -168,6 +159,87 @@ func (v validated) Delete(ctx context.Context, req *kvv1.DeleteRequest) (*kvv1.D
 	}
 	resp, err := v.next.Delete(ctx, req)
 	return resp, public(ctx, err)
+}
+
+// Txn checks every condition and write as Put and Delete check theirs, and
+// the Txn's own bounds (kvclient.MaxTxnOps; keys and values together at
+// most MaxValueBytes; a key written once).
+func (v validated) Txn(ctx context.Context, req *kvv1.TxnRequest) (*kvv1.TxnResponse, error) {
+	if err := v.txn(ctx, req); err != nil {
+		return nil, err
+	}
+	if err := v.session(ctx, req.GetWrite()); err != nil {
+		return nil, err
+	}
+	resp, err := v.next.Txn(ctx, req)
+	return resp, public(ctx, err)
+}
+
+func (v validated) txn(ctx context.Context, req *kvv1.TxnRequest) error {
+	conds, writes := req.GetConditions(), req.GetWrites()
+	switch {
+	case len(writes) == 0:
+		return twirp.RequiredArgumentError("writes")
+	case len(writes) > kvclient.MaxTxnOps:
+		return twirp.InvalidArgumentError("writes", "has more than "+strconv.Itoa(kvclient.MaxTxnOps)+" writes")
+	case len(conds) > kvclient.MaxTxnOps:
+		return twirp.InvalidArgumentError("conditions", "has more than "+strconv.Itoa(kvclient.MaxTxnOps)+" conditions")
+	}
+	if err := v.write(req.GetWrite()); err != nil {
+		return err
+	}
+	size := 0
+	for i, c := range conds {
+		at := "conditions[" + strconv.Itoa(i) + "]"
+		if err := firstErr(v.keyAt(at+".key", c.GetKey()), v.condition(c.GetCondition())); err != nil {
+			return err
+		}
+		if c.GetCondition().GetKind() == kvv1.ConditionKind_CONDITION_KIND_UNSPECIFIED {
+			return twirp.InvalidArgumentError(at+".condition.kind", "is required")
+		}
+		if err := v.scope(ctx, c.GetKey(), at+".key"); err != nil {
+			return err
+		}
+		size += len(c.GetKey()) + len(c.GetCondition().GetValue())
+	}
+	keys := make(map[string]struct{}, len(writes))
+	for i, w := range writes {
+		at := "writes[" + strconv.Itoa(i) + "]"
+		var key, value string
+		switch op := w.GetOp().(type) {
+		case *kvv1.TxnWrite_Put:
+			key, value = op.Put.GetKey(), op.Put.GetValue()
+		case *kvv1.TxnWrite_Delete:
+			key = op.Delete.GetKey()
+		default:
+			return twirp.InvalidArgumentError(at, "needs put or delete")
+		}
+		if err := firstErr(v.keyAt(at+".key", key), v.value(value), v.scope(ctx, key, at+".key")); err != nil {
+			return err
+		}
+		if _, dup := keys[key]; dup {
+			return twirp.InvalidArgumentError(at+".key", "is written twice in one txn")
+		}
+		keys[key] = struct{}{}
+		size += len(key) + len(value)
+	}
+	if size > v.limits.MaxValueBytes {
+		return twirp.InvalidArgumentError("writes", "keys and values together are longer than "+strconv.Itoa(v.limits.MaxValueBytes)+" bytes")
+	}
+	return nil
+}
+
+// keyAt is key for a key named name.
+func (v validated) keyAt(name, key string) error {
+	switch {
+	case key == "":
+		return twirp.RequiredArgumentError(name)
+	case len(key) > v.limits.MaxKeyBytes:
+		return twirp.InvalidArgumentError(name, "is longer than "+strconv.Itoa(v.limits.MaxKeyBytes)+" bytes")
+	case !utf8.ValidString(key):
+		return twirp.InvalidArgumentError(name, "is not valid UTF-8")
+	}
+	return nil
 }
 
 func (v validated) Status(ctx context.Context, req *kvv1.StatusRequest) (*kvv1.StatusResponse, error) {

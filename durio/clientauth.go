@@ -399,14 +399,14 @@ func init() {
 	for _, m := range []string{"Get", "Status", "List", "Watch", "LeaseTimeToLive"} {
 		kvServiceRoles[m] = RoleRead
 	}
-	for _, m := range []string{"Put", "Append", "Delete", "OpenSession", "LeaseGrant", "LeaseKeepAlive", "LeaseRevoke"} {
+	for _, m := range []string{"Put", "Append", "Delete", "Txn", "OpenSession", "LeaseGrant", "LeaseKeepAlive", "LeaseRevoke"} {
 		kvServiceRoles[m] = RoleWrite
 	}
 	membershipRoles["MemberList"] = RoleRead
 	for _, m := range []string{"MemberAdd", "MemberPromote", "MemberRemove"} {
 		membershipRoles[m] = RoleAdmin
 	}
-	for _, p := range []string{"/kvstore/put", "/kvstore/append", "/kvstore/session",
+	for _, p := range []string{"/kvstore/put", "/kvstore/append", "/kvstore/txn", "/kvstore/session",
 		"/kvstore/lease/grant", "/kvstore/lease/keepalive", "/kvstore/lease/revoke"} {
 		restWriteRoutes[p] = true
 	}

@@ -64,6 +64,10 @@ func (s *recordingKV) Get(_ context.Context, req *kvv1.GetRequest) (*kvv1.GetRes
 	s.rec("Get")
 	return &kvv1.GetResponse{Header: reviewHeader(), Key: req.GetKey(), Value: secretAfterRevoke, ModRevision: 5, CreateRevision: 5, Version: 1}, nil
 }
+func (s *recordingKV) Txn(context.Context, *kvv1.TxnRequest) (*kvv1.TxnResponse, error) {
+	s.rec("Txn")
+	return &kvv1.TxnResponse{Header: reviewHeader(), Succeeded: true}, nil
+}
 func (s *recordingKV) Put(context.Context, *kvv1.PutRequest) (*kvv1.PutResponse, error) {
 	s.rec("Put")
 	return &kvv1.PutResponse{Header: reviewHeader()}, nil

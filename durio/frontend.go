@@ -99,6 +99,19 @@ func (f *frontend) Delete(ctx context.Context, req *kvclient.DeleteRequest) (*kv
 	return resp, err
 }
 
+// Txn implements kvclient.Service.
+func (f *frontend) Txn(ctx context.Context, req *kvclient.TxnRequest) (*kvclient.TxnResponse, error) {
+	var resp *kvclient.TxnResponse
+	err := f.write(ctx, req.Write, func(ctx context.Context, s kvclient.Service, id kvclient.WriteID) error {
+		var err error
+		r := *req
+		r.Write = id
+		resp, err = s.Txn(ctx, &r)
+		return err
+	})
+	return resp, err
+}
+
 // write runs a write with the client's id, or with one from the frontend's
 // clerk when the client sent none. By: as for gets, most writes are settled
 // by their first attempt, under one timer for the attempt and the request.

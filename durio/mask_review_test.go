@@ -274,6 +274,10 @@ func (s *maskHeaderKV) Put(_ context.Context, req *kvv1.PutRequest) (*kvv1.PutRe
 	s.hdr("Put", req.GetWrite())
 	return &kvv1.PutResponse{Header: reviewHeader()}, nil
 }
+func (s *maskHeaderKV) Txn(_ context.Context, req *kvv1.TxnRequest) (*kvv1.TxnResponse, error) {
+	s.hdr("Txn", req.GetWrite())
+	return &kvv1.TxnResponse{Header: reviewHeader(), Succeeded: true}, nil
+}
 func (s *maskHeaderKV) Append(_ context.Context, req *kvv1.AppendRequest) (*kvv1.AppendResponse, error) {
 	s.hdr("Append", req.GetWrite())
 	return &kvv1.AppendResponse{Header: reviewHeader()}, nil

@@ -24,6 +24,8 @@ import (
 //	                               (Accept: text/event-stream or ?stream=true: a stream of server-sent events)
 //	POST   /kvstore/put            {"key","value"[,condition][,"lease"|"ttl_ms"]} -> 200 {"revision"} | 409
 //	POST   /kvstore/append         {"key","value"} -> 200 {"revision"}
+//	POST   /kvstore/txn            {"conditions":[{"key",condition}],"writes":[{"put":{"key","value"[,"lease"]}}|{"delete":{"key"}}]}
+//	                               -> 200 {"succeeded","revision"[,"failed","current"]}
 //	DELETE /kvstore/{key...}       [?condition] -> 200 {"existed","revision"} | 409
 //	GET    /kvstore/is_leader      -> 200 {"id","term","leader","leader_id"}
 //	POST   /kvstore/session        -> 200 {"client_id","idle_timeout_seconds"}
@@ -67,6 +69,7 @@ func (h restHandler) register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /kvstore/get/{key...}", h.get)
 	mux.HandleFunc("POST /kvstore/put", h.put)
 	mux.HandleFunc("POST /kvstore/append", h.append)
+	mux.HandleFunc("POST /kvstore/txn", h.txn)
 	mux.HandleFunc("GET /kvstore/is_leader", h.isLeader)
 	mux.HandleFunc("DELETE /kvstore/{key...}", h.delete)
 	mux.HandleFunc("POST /kvstore/session", h.openSession)
@@ -243,6 +246,107 @@ func (h restHandler) append(w http.ResponseWriter, r *http.Request) {
 	}
 	setRevision(w, resp.GetHeader().GetRevision())
 	writeJSON(w, http.StatusOK, restWritten{Revision: resp.GetHeader().GetRevision()})
+}
+
+// restTxn is the body of txn: conditions with the same fields as a put's,
+// each naming its key, and writes of which each is a put or a delete.
+type restTxn struct {
+	Conditions []restCompare  `json:"conditions"`
+	Writes     []restTxnWrite `json:"writes"`
+	restSession
+}
+
+type restCompare struct {
+	Key *string `json:"key"`
+	restCondition
+}
+
+type restTxnWrite struct {
+	Put *struct {
+		Key   *string `json:"key"`
+		Value *string `json:"value"`
+		Lease uint64  `json:"lease,omitempty"`
+	} `json:"put"`
+	Delete *struct {
+		Key *string `json:"key"`
+	} `json:"delete"`
+}
+
+// restTxnAnswer answers txn; failed and current only when it did not
+// succeed.
+type restTxnAnswer struct {
+	Succeeded bool      `json:"succeeded"`
+	Revision  uint64    `json:"revision"`
+	Failed    *[]uint32 `json:"failed,omitempty"`
+	Current   *[]restKV `json:"current,omitempty"`
+}
+
+func (h restHandler) txn(w http.ResponseWriter, r *http.Request) {
+	var body restTxn
+	if !decodeJSON(w, r, &body, `a JSON object with "writes" and optional "conditions"`) {
+		return
+	}
+	req, err := body.request()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	resp, err := h.svc.Txn(r.Context(), req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := restTxnAnswer{Succeeded: resp.GetSucceeded(), Revision: resp.GetHeader().GetRevision()}
+	if !out.Succeeded {
+		failed := append([]uint32{}, resp.GetFailed()...)
+		current := make([]restKV, 0, len(resp.GetCurrent()))
+		for _, kv := range resp.GetCurrent() {
+			current = append(current, *toRESTKV(kv))
+		}
+		out.Failed, out.Current = &failed, &current
+	}
+	setRevision(w, out.Revision)
+	writeJSON(w, http.StatusOK, out)
+}
+
+// request converts the body, refusing missing keys and values and a
+// write that is neither a put nor a delete (or both); the rest is checked
+// by validated, as for Twirp.
+func (b restTxn) request() (*kvv1.TxnRequest, error) {
+	req := &kvv1.TxnRequest{Write: b.header(), Conditions: make([]*kvv1.Compare, len(b.Conditions)),
+		Writes: make([]*kvv1.TxnWrite, len(b.Writes))}
+	for i, c := range b.Conditions {
+		at := "conditions[" + strconv.Itoa(i) + "]"
+		if c.Key == nil {
+			return nil, twirp.RequiredArgumentError(at + ".key")
+		}
+		cond, err := c.condition()
+		if err != nil {
+			return nil, twirp.InvalidArgumentError(at, "give exactly one of if_absent, if_revision, if_version and if_value")
+		}
+		if cond == nil {
+			return nil, twirp.RequiredArgumentError(at + ": one of if_absent, if_revision, if_version and if_value")
+		}
+		req.Conditions[i] = &kvv1.Compare{Key: *c.Key, Condition: cond}
+	}
+	for i, wr := range b.Writes {
+		at := "writes[" + strconv.Itoa(i) + "]"
+		switch {
+		case (wr.Put == nil) == (wr.Delete == nil):
+			return nil, twirp.InvalidArgumentError(at, "needs exactly one of put and delete")
+		case wr.Put != nil && wr.Put.Key == nil:
+			return nil, twirp.RequiredArgumentError(at + ".put.key")
+		case wr.Put != nil && wr.Put.Value == nil:
+			return nil, twirp.RequiredArgumentError(at + ".put.value")
+		case wr.Delete != nil && wr.Delete.Key == nil:
+			return nil, twirp.RequiredArgumentError(at + ".delete.key")
+		case wr.Put != nil:
+			req.Writes[i] = &kvv1.TxnWrite{Op: &kvv1.TxnWrite_Put{Put: &kvv1.TxnPut{Key: *wr.Put.Key, Value: *wr.Put.Value, Lease: wr.Put.Lease}}}
+		default:
+			req.Writes[i] = &kvv1.TxnWrite{Op: &kvv1.TxnWrite_Delete{Delete: &kvv1.TxnDelete{Key: *wr.Delete.Key}}}
+		}
+	}
+	return req, nil
 }
 
 func (h restHandler) delete(w http.ResponseWriter, r *http.Request) {

@@ -187,6 +187,15 @@ func (s *keyRecordingKV) Put(ctx context.Context, req *kvv1.PutRequest) (*kvv1.P
 	s.key("Put", req.GetKey())
 	return s.recordingKV.Put(ctx, req)
 }
+func (s *keyRecordingKV) Txn(ctx context.Context, req *kvv1.TxnRequest) (*kvv1.TxnResponse, error) {
+	for _, c := range req.GetConditions() {
+		s.key("Txn", c.GetKey())
+	}
+	for _, w := range req.GetWrites() {
+		s.key("Txn", w.GetPut().GetKey()+w.GetDelete().GetKey())
+	}
+	return s.recordingKV.Txn(ctx, req)
+}
 func (s *keyRecordingKV) Append(ctx context.Context, req *kvv1.AppendRequest) (*kvv1.AppendResponse, error) {
 	s.key("Append", req.GetKey())
 	return s.recordingKV.Append(ctx, req)

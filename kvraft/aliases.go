@@ -70,6 +70,14 @@ type (
 	LeaseTimeToLiveRequest = kvclient.LeaseTimeToLiveRequest
 	// LeaseTimeToLiveResponse describes a lease.
 	LeaseTimeToLiveResponse = kvclient.LeaseTimeToLiveResponse
+	// TxnRequest writes several keys atomically.
+	TxnRequest = kvclient.TxnRequest
+	// TxnResponse answers a Txn.
+	TxnResponse = kvclient.TxnResponse
+	// Compare is one condition of a Txn.
+	Compare = kvclient.Compare
+	// TxnWrite is one write of a Txn.
+	TxnWrite = kvclient.TxnWrite
 	// ConditionFailedError is a failed condition with the key's state.
 	ConditionFailedError = kvclient.ConditionFailedError
 	// CompactedError is a revision older than the retained history.
@@ -141,3 +149,12 @@ func IfValue(v string) Condition { return kvclient.IfValue(v) }
 // MaybeApplied reports whether a write that failed with err may have been
 // applied; see kvclient.MaybeApplied.
 func MaybeApplied(err error) bool { return kvclient.MaybeApplied(err) }
+
+// TxnPut and TxnDelete build the writes of a Txn; see kvclient.
+func TxnPut(key, value string) TxnWrite { return kvclient.TxnPut(key, value) }
+
+// TxnDelete: see TxnPut.
+func TxnDelete(key string) TxnWrite { return kvclient.TxnDelete(key) }
+
+// MaxTxnOps bounds a Txn's conditions, and separately its writes.
+const MaxTxnOps = kvclient.MaxTxnOps

@@ -29,6 +29,9 @@ const (
 	opLeaseGrant  opKind = 7
 	opLeaseRevoke opKind = 8
 	opLeaseExpire opKind = 9
+	// opTxn writes several keys if every condition of o.txn holds; it is
+	// always opChecked and opRevisioned.
+	opTxn opKind = 10
 
 	// opRevisioned marks a Put, Append or Delete written by a leader that
 	// keeps revisions: it takes a revision and an event, and a Put
@@ -68,7 +71,35 @@ type op struct {
 	ttl uint64
 	// cond is a revisioned Put's or Delete's condition.
 	cond condition
+	// txn is an opTxn's conditions and writes.
+	txn *txn
 }
+
+// txn is the body of an opTxn.
+type txn struct {
+	conds  []txnCond
+	writes []txnWrite
+}
+
+// txnCond is one condition of a txn: cond must hold for key.
+type txnCond struct {
+	key  string
+	cond condition
+}
+
+// txnWrite is one write of a txn: a Put of key, or a Delete if del.
+type txnWrite struct {
+	del   bool
+	key   string
+	value string
+	lease uint64
+}
+
+// Write kinds in an encoded txn.
+const (
+	txnWritePut    = 1
+	txnWriteDelete = 2
+)
 
 // base is the operation without the opChecked and opRevisioned flags.
 func (k opKind) base() opKind { return k &^ (opChecked | opRevisioned) }
@@ -130,8 +161,80 @@ func encodeOp(o op) []byte {
 		b = binary.AppendUvarint(b, o.limit)
 	case opLeaseRevoke, opLeaseExpire:
 		b = binary.AppendUvarint(b, o.lease)
+	case opTxn | opChecked | opRevisioned:
+		b = appendTxn(b, o.txn)
 	}
 	return b
+}
+
+// appendTxn encodes t as: uvarint count of conditions, each its key and
+// condition; uvarint count of writes, each a kind byte and its key, and
+// for a put its value and uvarint lease.
+func appendTxn(b []byte, t *txn) []byte {
+	if t == nil {
+		t = &txn{}
+	}
+	b = binary.AppendUvarint(b, uint64(len(t.conds)))
+	for _, c := range t.conds {
+		b = appendString(b, c.key)
+		b = appendCondition(b, c.cond)
+	}
+	b = binary.AppendUvarint(b, uint64(len(t.writes)))
+	for _, w := range t.writes {
+		if w.del {
+			b = append(b, txnWriteDelete)
+			b = appendString(b, w.key)
+			continue
+		}
+		b = append(b, txnWritePut)
+		b = appendString(b, w.key)
+		b = appendString(b, w.value)
+		b = binary.AppendUvarint(b, w.lease)
+	}
+	return b
+}
+
+// txn decodes appendTxn's encoding. A put's value aliases d's bytes (see
+// decodeOp). Counts are checked against the bytes left (every item takes
+// at least two), so a corrupt count cannot make it allocate much.
+func (d *decoder) txn() *txn {
+	t := &txn{}
+	n := d.count()
+	t.conds = make([]txnCond, 0, n)
+	for range n {
+		key := d.string()
+		t.conds = append(t.conds, txnCond{key: key, cond: d.condition()})
+	}
+	n = d.count()
+	t.writes = make([]txnWrite, 0, n)
+	for range n {
+		switch kind := d.byte(); kind {
+		case txnWriteDelete:
+			t.writes = append(t.writes, txnWrite{del: true, key: d.string()})
+		case txnWritePut:
+			key := d.string()
+			value := d.view()
+			t.writes = append(t.writes, txnWrite{key: key, value: value, lease: d.uvarint()})
+		default:
+			if d.err == nil {
+				d.err = fmt.Errorf("%w: txn write kind %d", errCorrupt, kind)
+			}
+			return t
+		}
+	}
+	return t
+}
+
+// count reads a count of items of at least two bytes each.
+func (d *decoder) count() int {
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(d.b))/2 {
+		d.err = fmt.Errorf("%w: count %d with %d bytes left", errCorrupt, n, len(d.b))
+	}
+	if d.err != nil {
+		return 0
+	}
+	return int(n)
 }
 
 func appendCondition(b []byte, c condition) []byte {
@@ -193,6 +296,8 @@ func decodeOp(b []byte) (op, error) {
 		o.limit = d.uvarint()
 	case opLeaseRevoke, opLeaseExpire:
 		o.lease = d.uvarint()
+	case opTxn | opChecked | opRevisioned:
+		o.txn = d.txn()
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%w: %d trailing bytes", errCorrupt, len(d.b))
@@ -208,7 +313,7 @@ func validKind(k opKind) bool {
 	case opPut, opAppend, opDelete, opGet, opOpenSession, opTick,
 		opPut | opChecked, opAppend | opChecked, opDelete | opChecked,
 		opPut | opChecked | opRevisioned, opAppend | opChecked | opRevisioned, opDelete | opChecked | opRevisioned,
-		opLeaseGrant, opLeaseRevoke, opLeaseExpire:
+		opLeaseGrant, opLeaseRevoke, opLeaseExpire, opTxn | opChecked | opRevisioned:
 		return true
 	}
 	return false

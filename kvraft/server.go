@@ -435,6 +435,82 @@ func deleteOp(req *DeleteRequest) (op, error) {
 	return op{kind: opDelete | opChecked | opRevisioned, id: req.Write, key: req.Key, cond: cond}, nil
 }
 
+// Txn implements Service: a failed condition is an answer (Succeeded
+// false), not an error.
+func (s *Server) Txn(ctx context.Context, req *TxnRequest) (*TxnResponse, error) {
+	o, err := s.txnOp(req)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.write(ctx, o)
+	return s.txnResponse(res, err)
+}
+
+// StartTxn: see StartPut.
+func (s *Server) StartTxn(ctx context.Context, req *TxnRequest) func() (*TxnResponse, error) {
+	o, err := s.txnOp(req)
+	if err != nil {
+		return func() (*TxnResponse, error) { return nil, err }
+	}
+	w := s.startWrite(ctx, o)
+	return func() (*TxnResponse, error) { return s.txnResponse(s.finishWrite(ctx, w)) }
+}
+
+func (s *Server) txnResponse(res writeResult, err error) (*TxnResponse, error) {
+	var failed *txnFailedError
+	switch {
+	case err == nil:
+		return &TxnResponse{Header: s.headerAt(res.rev), Succeeded: true}, nil
+	case errors.As(err, &failed):
+		return &TxnResponse{Header: s.headerAt(failed.rev), Failed: failed.failed, Current: failed.current}, nil
+	}
+	return nil, err
+}
+
+// txnOp checks a Txn (see kvclient.TxnRequest) and converts it.
+func (s *Server) txnOp(req *TxnRequest) (op, error) {
+	switch {
+	case len(req.Writes) == 0:
+		return op{}, fmt.Errorf("%w: a txn needs at least one write", ErrInvalid)
+	case len(req.Writes) > kvclient.MaxTxnOps || len(req.Conditions) > kvclient.MaxTxnOps:
+		return op{}, fmt.Errorf("%w: a txn has at most %d conditions and %d writes", ErrInvalid, kvclient.MaxTxnOps, kvclient.MaxTxnOps)
+	}
+	t := &txn{conds: make([]txnCond, len(req.Conditions)), writes: make([]txnWrite, len(req.Writes))}
+	size := 0
+	for i, c := range req.Conditions {
+		cond, err := conditionOf(c.Condition)
+		switch {
+		case err != nil:
+			return op{}, err
+		case cond.kind == condNone:
+			return op{}, fmt.Errorf("%w: txn condition %d has no kind", ErrInvalid, i)
+		case c.Key == "":
+			return op{}, fmt.Errorf("%w: txn condition %d has an empty key", ErrInvalid, i)
+		}
+		t.conds[i] = txnCond{key: c.Key, cond: cond}
+		size += len(c.Key) + len(cond.value)
+	}
+	keys := make(map[string]struct{}, len(req.Writes))
+	for i, w := range req.Writes {
+		if w.Key == "" {
+			return op{}, fmt.Errorf("%w: txn write %d has an empty key", ErrInvalid, i)
+		}
+		if _, dup := keys[w.Key]; dup {
+			return op{}, fmt.Errorf("%w: txn writes key %q twice", ErrInvalid, w.Key)
+		}
+		keys[w.Key] = struct{}{}
+		t.writes[i] = txnWrite{del: w.Delete, key: w.Key}
+		if !w.Delete {
+			t.writes[i].value, t.writes[i].lease = w.Value, w.Lease
+		}
+		size += len(w.Key) + len(t.writes[i].value)
+	}
+	if s.cfg.MaxValueBytes > 0 && size > s.cfg.MaxValueBytes {
+		return op{}, fmt.Errorf("%w: the txn's keys and values take %d bytes, the cap is %d", ErrTooLarge, size, s.cfg.MaxValueBytes)
+	}
+	return op{kind: opTxn | opChecked | opRevisioned, id: req.Write, txn: t}, nil
+}
+
 // write applies o exactly once per WriteID and returns its result.
 func (s *Server) write(ctx context.Context, o op) (writeResult, error) {
 	return s.finishWrite(ctx, s.startWrite(ctx, o))

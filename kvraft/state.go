@@ -2,13 +2,15 @@ package kvraft
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
-	"github.com/google/btree"
 	"maps"
 	"math"
 	"slices"
 	"sync"
+
+	"github.com/google/btree"
 
 	"github.com/ruaft/ruaft/kvraft/rsm"
 )
@@ -324,6 +326,8 @@ func (s *state) applyWriteLocked(o op) writeResult {
 	case opLeaseRevoke, opLeaseExpire:
 		existed := s.endLeaseLocked(o.lease)
 		return writeResult{doneResult: doneResult{existed: existed, rev: s.rev}}
+	case opTxn:
+		return s.applyTxnLocked(o.txn)
 	}
 	cur := s.data[o.key]
 	if o.kind&opRevisioned == 0 {
@@ -356,6 +360,60 @@ func (s *state) applyWriteLocked(o op) writeResult {
 		}
 	}
 	return writeResult{doneResult: doneResult{existed: cur != nil, rev: s.rev}}
+}
+
+// applyTxnLocked applies a txn: every write, in order, each at its own
+// revision, if every condition holds and every lease a put names exists;
+// otherwise nothing. A failed condition is refused with a *txnFailedError
+// (nothing is remembered for the session, as for a failed conditional
+// Put: a retry is checked again).
+func (s *state) applyTxnLocked(t *txn) writeResult {
+	if t == nil {
+		return writeResult{refused: ErrInvalid}
+	}
+	var failed []int
+	for i, c := range t.conds {
+		if !c.cond.holds(s.data[c.key]) {
+			failed = append(failed, i)
+		}
+	}
+	if failed != nil {
+		f := &txnFailedError{rev: s.rev, failed: failed}
+		seen := make(map[string]bool, len(t.conds))
+		for _, c := range t.conds {
+			if cur := s.data[c.key]; cur != nil && !seen[c.key] {
+				seen[c.key] = true
+				f.current = append(f.current, *cur.keyValue(c.key))
+			}
+		}
+		return writeResult{refused: f}
+	}
+	for _, w := range t.writes {
+		if !w.del && w.lease != 0 && s.leases[w.lease] == nil {
+			return writeResult{refused: ErrLeaseNotFound}
+		}
+	}
+	for _, w := range t.writes {
+		cur := s.data[w.key]
+		switch {
+		case w.del && cur != nil:
+			s.deleteLocked(w.key, cur)
+		case !w.del:
+			s.setLocked(w.key, cur, []byte(w.value), w.lease)
+		}
+	}
+	return writeResult{doneResult: doneResult{rev: s.rev}}
+}
+
+// txnFailedError refuses a txn whose conditions did not all hold.
+type txnFailedError struct {
+	rev     uint64
+	failed  []int
+	current []KeyValue
+}
+
+func (e *txnFailedError) Error() string {
+	return fmt.Sprintf("kvraft: txn conditions %v failed at revision %d", e.failed, e.rev)
 }
 
 // applyLegacyLocked applies a write from a log older than revisions: no

@@ -124,6 +124,38 @@ func (c *Client) DeleteWith(ctx context.Context, key string, opts WriteOptions) 
 	return resp.Existed, resp.Header.Revision, nil
 }
 
+// Compare, TxnWrite and TxnResponse are a Txn's conditions, writes and
+// answer; build writes with TxnPut and TxnDelete.
+type (
+	Compare     = kvclient.Compare
+	TxnWrite    = kvclient.TxnWrite
+	TxnResponse = kvclient.TxnResponse
+)
+
+// TxnPut is a Txn's write setting key to value (set Lease on the result
+// to attach it to a lease).
+func TxnPut(key, value string) TxnWrite { return kvclient.TxnPut(key, value) }
+
+// TxnDelete is a Txn's write removing key.
+func TxnDelete(key string) TxnWrite { return kvclient.TxnDelete(key) }
+
+// MaxTxnOps is the most conditions, and the most writes, of one Txn.
+const MaxTxnOps = kvclient.MaxTxnOps
+
+// Txn writes several keys atomically, exactly once: if every condition
+// holds, every write is applied (resp.Succeeded), each at its own,
+// consecutive revision, and resp.Header.Revision is the last; if not,
+// none is, and resp.Failed and resp.Current say which conditions failed
+// and how the compared keys were. A failed Txn is an answer, not an error.
+// A key may be written at most once per Txn; a put naming a lease that
+// does not exist fails it with ErrLeaseNotFound.
+//
+//	resp, err := c.Txn(ctx, []client.Compare{{Key: "from", Condition: client.IfModRevision(rev)}},
+//		client.TxnPut("from", "90"), client.TxnPut("to", "110"))
+func (c *Client) Txn(ctx context.Context, conditions []Compare, writes ...TxnWrite) (*TxnResponse, error) {
+	return c.kv(ctx).Txn(ctx, kvclient.TxnRequest{Conditions: conditions, Writes: writes})
+}
+
 // List returns one page of the keys under req.Prefix (see ListRequest).
 // For the next page, ask again with After set to the last key and Revision
 // to the page's Revision.

@@ -44,6 +44,21 @@ func (c *Clerk) DeleteWith(ctx context.Context, req DeleteRequest) (*DeleteRespo
 	return resp, err
 }
 
+// Txn applies req exactly once (the clerk sets req.Write): every write if
+// every condition holds (resp.Succeeded), else none. A Txn whose
+// conditions failed was not applied; it is answered, not retried.
+func (c *Clerk) Txn(ctx context.Context, req TxnRequest) (*TxnResponse, error) {
+	var resp *TxnResponse
+	err := c.Write(ctx, func(ctx context.Context, srv Service, id WriteID) error {
+		r := req
+		r.Write = id
+		var err error
+		resp, err = srv.Txn(ctx, &r)
+		return err
+	})
+	return resp, err
+}
+
 // List reads one page of keys. For the next page, ask again with After set
 // to the last key and Revision to resp.Revision.
 func (c *Clerk) List(ctx context.Context, req ListRequest) (*ListResponse, error) {

@@ -118,6 +118,10 @@ func (c simKV) LeaseTimeToLive(ctx context.Context, r *kvv1.LeaseTimeToLiveReque
 	return call(ctx, c, "LeaseTimeToLive", r, &kvv1.LeaseTimeToLiveResponse{})
 }
 
+func (c simKV) Txn(ctx context.Context, r *kvv1.TxnRequest) (*kvv1.TxnResponse, error) {
+	return call(ctx, c, "Txn", r, &kvv1.TxnResponse{})
+}
+
 // serveKV answers one KV RPC with svc, through kvwire's KVService.
 func serveKV(ctx context.Context, svc kvraft.Service, method string, b []byte) ([]byte, error) {
 	srv := kvwire.NewServer(svc, kvwire.ServerOptions{})
@@ -144,6 +148,8 @@ func serveKV(ctx context.Context, svc kvraft.Service, method string, b []byte) (
 		return handle(ctx, b, &kvv1.LeaseRevokeRequest{}, srv.LeaseRevoke)
 	case "kv.LeaseTimeToLive":
 		return handle(ctx, b, &kvv1.LeaseTimeToLiveRequest{}, srv.LeaseTimeToLive)
+	case "kv.Txn":
+		return handle(ctx, b, &kvv1.TxnRequest{}, srv.Txn)
 	}
 	return nil, fmt.Errorf("%w: %q", errUnknownMethod, method)
 }

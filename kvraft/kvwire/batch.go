@@ -208,6 +208,8 @@ func (s BatchServer) log(ctx context.Context, op *kvv1.WriteOp, res *kvv1.WriteR
 		kind = "append"
 	case *kvv1.WriteOp_Delete:
 		kind = "delete"
+	case *kvv1.WriteOp_Txn:
+		kind = "txn"
 	}
 	attrs := []slog.Attr{slog.String("request_id", id), slog.String("op", kind), slog.String("result", res.GetCode().String()),
 		slog.Duration("took", time.Since(began))}
@@ -239,6 +241,7 @@ type WriteStarter interface {
 	StartPut(context.Context, *kvclient.PutRequest) func() (*kvclient.PutResponse, error)
 	StartAppend(context.Context, *kvclient.AppendRequest) func() (*kvclient.AppendResponse, error)
 	StartDelete(context.Context, *kvclient.DeleteRequest) func() (*kvclient.DeleteResponse, error)
+	StartTxn(context.Context, *kvclient.TxnRequest) func() (*kvclient.TxnResponse, error)
 }
 
 // start begins op on st and returns the function that waits for its
@@ -272,6 +275,9 @@ func start(ctx context.Context, st WriteStarter, op *kvv1.WriteOp) func() *kvv1.
 			}
 			return ResultToProto(resp.Header, resp.Existed, nil)
 		}
+	case *kvv1.WriteOp_Txn:
+		wait := st.StartTxn(ctx, TxnRequestFromProto(o.Txn))
+		return func() *kvv1.WriteResult { return txnResult(wait()) }
 	default:
 		res := ResultToProto(kvclient.ResponseHeader{}, false, fmt.Errorf("%w: empty write op", kvclient.ErrInvalid))
 		return func() *kvv1.WriteResult { return res }
@@ -298,7 +304,21 @@ func (s BatchServer) apply(ctx context.Context, op *kvv1.WriteOp) *kvv1.WriteRes
 			return ResultToProto(kvclient.ResponseHeader{}, false, err)
 		}
 		return ResultToProto(resp.Header, resp.Existed, nil)
+	case *kvv1.WriteOp_Txn:
+		return txnResult(s.svc.Txn(ctx, TxnRequestFromProto(o.Txn)))
 	default:
 		return ResultToProto(kvclient.ResponseHeader{}, false, fmt.Errorf("%w: empty write op", kvclient.ErrInvalid))
 	}
+}
+
+// txnResult is the batch result of a Txn: OK with its outcome in txn
+// (succeeded or not), or the error's code.
+func txnResult(resp *kvclient.TxnResponse, err error) *kvv1.WriteResult {
+	r := ResultToProto(kvclient.ResponseHeader{}, false, err)
+	if err == nil {
+		r.Header = HeaderToProto(resp.Header)
+		r.Txn = &kvv1.TxnResponse{}
+		txnOutcomeInto(r.Txn, resp)
+	}
+	return r
 }

@@ -214,6 +214,27 @@ func (f *Forwarder) Delete(ctx context.Context, req *kvclient.DeleteRequest) (*k
 	return &kvclient.DeleteResponse{Header: HeaderFromProto(res.GetHeader()), Existed: res.GetExisted()}, nil
 }
 
+// Txn implements kvclient.Service through a batch. (A leader from before
+// Txn sees an empty op and refuses it as invalid; an OK result without
+// the Txn's outcome is taken as an unknown outcome.)
+func (f *Forwarder) Txn(ctx context.Context, req *kvclient.TxnRequest) (*kvclient.TxnResponse, error) {
+	size := 0
+	for _, c := range req.Conditions {
+		size += len(c.Key) + len(c.Condition.Value)
+	}
+	for _, w := range req.Writes {
+		size += len(w.Key) + len(w.Value)
+	}
+	res, err := f.write(ctx, &kvv1.WriteOp{Op: &kvv1.WriteOp_Txn{Txn: TxnRequestToProto(req)}}, size)
+	if err != nil {
+		return nil, err
+	}
+	if res.GetTxn() == nil {
+		return nil, errors.New("kvwire: a txn answered without its outcome (outcome unknown)")
+	}
+	return TxnResponseFromProto(res.GetTxn(), res.GetHeader()), nil
+}
+
 // write queues op and waits for its result or for ctx. A caller that stops
 // waiting gets ctx's error: if the write was already sent its outcome is
 // unknown (MaybeApplied), which the Clerk resolves by retrying the same

@@ -77,6 +77,15 @@ func (c Client) Delete(ctx context.Context, req *kvclient.DeleteRequest) (*kvcli
 	return &kvclient.DeleteResponse{Header: HeaderFromProto(resp.GetHeader()), Existed: resp.GetExisted()}, nil
 }
 
+// Txn implements kvclient.Service.
+func (c Client) Txn(ctx context.Context, req *kvclient.TxnRequest) (*kvclient.TxnResponse, error) {
+	resp, err := c.kv.Txn(ctx, TxnRequestToProto(req))
+	if err != nil {
+		return nil, ErrorFromTwirp(err)
+	}
+	return TxnResponseFromProto(resp, resp.GetHeader()), nil
+}
+
 // ServerOptions configure a Server.
 type ServerOptions struct {
 	// Status answers the Status RPC; nil answers unimplemented.
@@ -151,6 +160,15 @@ func (s Server) Delete(ctx context.Context, req *kvv1.DeleteRequest) (*kvv1.Dele
 		return nil, s.fail(err)
 	}
 	return &kvv1.DeleteResponse{Header: HeaderToProto(resp.Header), Existed: resp.Existed}, nil
+}
+
+// Txn implements kvv1.KVService.
+func (s Server) Txn(ctx context.Context, req *kvv1.TxnRequest) (*kvv1.TxnResponse, error) {
+	resp, err := s.svc.Txn(ctx, TxnRequestFromProto(req))
+	if err != nil {
+		return nil, s.fail(err)
+	}
+	return TxnResponseToProto(resp), nil
 }
 
 // Status implements kvv1.KVService.

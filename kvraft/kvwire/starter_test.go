@@ -69,6 +69,17 @@ func (s *starterKV) StartDelete(ctx context.Context, req *kvclient.DeleteRequest
 	}
 }
 
+func (s *starterKV) StartTxn(ctx context.Context, req *kvclient.TxnRequest) func() (*kvclient.TxnResponse, error) {
+	s.note("start %d", req.Write.Seq)
+	return func() (*kvclient.TxnResponse, error) {
+		if err := s.wait(ctx, req.Write); err != nil {
+			return nil, err
+		}
+		return &kvclient.TxnResponse{Header: kvclient.ResponseHeader{Revision: req.Write.Seq}, Succeeded: len(req.Conditions) == 0,
+			Failed: []int{len(req.Writes)}}, nil
+	}
+}
+
 func batchOf() *kvv1.WriteBatchRequest {
 	w := func(seq uint64) *kvv1.WriteHeader { return &kvv1.WriteHeader{ClientId: 1, Sequence: seq} }
 	return &kvv1.WriteBatchRequest{Ops: []*kvv1.WriteOp{

@@ -410,3 +410,74 @@ func NoAnswer(err error) bool {
 	return terr.Code() == twirp.Internal &&
 		(errors.As(err, &uerr) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled))
 }
+
+// TxnRequestFromProto converts a Txn. A write with neither put nor delete
+// becomes a put of the empty key, which the server refuses.
+func TxnRequestFromProto(p *kvv1.TxnRequest) *kvclient.TxnRequest {
+	r := &kvclient.TxnRequest{Conditions: make([]kvclient.Compare, len(p.GetConditions())),
+		Writes: make([]kvclient.TxnWrite, len(p.GetWrites())), Write: WriteIDFromProto(p.GetWrite())}
+	for i, c := range p.GetConditions() {
+		r.Conditions[i] = kvclient.Compare{Key: c.GetKey(), Condition: ConditionFromProto(c.GetCondition())}
+	}
+	for i, w := range p.GetWrites() {
+		switch op := w.GetOp().(type) {
+		case *kvv1.TxnWrite_Put:
+			r.Writes[i] = kvclient.TxnWrite{Key: op.Put.GetKey(), Value: op.Put.GetValue(), Lease: op.Put.GetLease()}
+		case *kvv1.TxnWrite_Delete:
+			r.Writes[i] = kvclient.TxnWrite{Delete: true, Key: op.Delete.GetKey()}
+		}
+	}
+	return r
+}
+
+// TxnRequestToProto converts a Txn.
+func TxnRequestToProto(r *kvclient.TxnRequest) *kvv1.TxnRequest {
+	p := &kvv1.TxnRequest{Conditions: make([]*kvv1.Compare, len(r.Conditions)),
+		Writes: make([]*kvv1.TxnWrite, len(r.Writes)), Write: WriteIDToProto(r.Write)}
+	for i, c := range r.Conditions {
+		cond := ConditionToProto(c.Condition)
+		if cond == nil {
+			cond = &kvv1.Condition{} // the server refuses it, as it would the Go request
+		}
+		p.Conditions[i] = &kvv1.Compare{Key: c.Key, Condition: cond}
+	}
+	for i, w := range r.Writes {
+		if w.Delete {
+			p.Writes[i] = &kvv1.TxnWrite{Op: &kvv1.TxnWrite_Delete{Delete: &kvv1.TxnDelete{Key: w.Key}}}
+			continue
+		}
+		p.Writes[i] = &kvv1.TxnWrite{Op: &kvv1.TxnWrite_Put{Put: &kvv1.TxnPut{Key: w.Key, Value: w.Value, Lease: w.Lease}}}
+	}
+	return p
+}
+
+// TxnResponseToProto converts a Txn's answer.
+func TxnResponseToProto(r *kvclient.TxnResponse) *kvv1.TxnResponse {
+	p := &kvv1.TxnResponse{Header: HeaderToProto(r.Header), Succeeded: r.Succeeded}
+	txnOutcomeInto(p, r)
+	return p
+}
+
+// txnOutcomeInto sets p's succeeded, failed and current from r.
+func txnOutcomeInto(p *kvv1.TxnResponse, r *kvclient.TxnResponse) {
+	p.Succeeded = r.Succeeded
+	for _, i := range r.Failed {
+		p.Failed = append(p.Failed, uint32(i))
+	}
+	for i := range r.Current {
+		p.Current = append(p.Current, KeyValueToProto(&r.Current[i]))
+	}
+}
+
+// TxnResponseFromProto converts a Txn's answer; h is its header (a
+// forwarded Txn's comes in its WriteResult).
+func TxnResponseFromProto(p *kvv1.TxnResponse, h *kvv1.ResponseHeader) *kvclient.TxnResponse {
+	r := &kvclient.TxnResponse{Header: HeaderFromProto(h), Succeeded: p.GetSucceeded()}
+	for _, i := range p.GetFailed() {
+		r.Failed = append(r.Failed, int(i))
+	}
+	for _, kv := range p.GetCurrent() {
+		r.Current = append(r.Current, *KeyValueFromProto(kv))
+	}
+	return r
+}
