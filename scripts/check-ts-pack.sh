@@ -11,11 +11,13 @@ cd "$work"
 npm init -y >/dev/null
 npm install --no-audit --no-fund --prefer-offline --loglevel=error ./durio-client-*.tgz
 cat > consumer.ts <<'TS'
-import { connect, DurioClient, ReadConsistency, RpcError, type GetResponse } from "@durio/client";
+import { connect, DurioClient, ifAbsent, ReadConsistency, RpcError, type GetResponse, type TxnInput, type TxnResult } from "@durio/client";
 const kv: DurioClient = connect("http://127.0.0.1:1,http://127.0.0.1:2", { timeoutMs: 200 });
 async function main(): Promise<void> {
   const got: Promise<GetResponse> = kv.get({ key: "a" });
-  const results = await Promise.allSettled([got, kv.get({ key: "a", consistency: ReadConsistency.STALE }), kv.put({ key: "a", value: "1" })]);
+  const txn: TxnInput = { conditions: [{ key: "a", condition: ifAbsent() }], writes: [{ put: { key: "a", value: "1" } }, { delete: { key: "b" } }] };
+  const done: Promise<TxnResult> = kv.txn(txn);
+  const results = await Promise.allSettled([got, kv.get({ key: "a", consistency: ReadConsistency.STALE }), kv.put({ key: "a", value: "1" }), done]);
   for (const r of results) {
     if (r.status !== "rejected" || !(r.reason instanceof RpcError) || r.reason.code !== "deadline_exceeded") {
       throw new Error("expected deadline_exceeded from dead endpoints, got " + JSON.stringify(r));

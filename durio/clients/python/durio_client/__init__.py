@@ -1,6 +1,6 @@
 """A Python client for durio, the replicated key-value store.
 
-    from durio_client import Client, NotFound
+    from durio_client import Client, Compare, Delete, NotFound, Put
 
     with Client(["http://127.0.0.1:8001", "http://127.0.0.1:8002"]) as kv:
         kv.put("greeting", "hello")
@@ -19,6 +19,9 @@
             break
         lease, ttl = kv.lease_grant(10.0)                # TTL keys
         kv.put("presence/me", "online", lease=lease)
+        r = kv.txn([Compare("doc", if_value="v2")],      # several keys at once
+                   [Put("doc", "v3"), Delete("draft")])
+        print(r.succeeded, r.failed, r.current)
 
 Client follows the leader across the endpoints, retries what is safe to
 retry, and makes writes exactly-once. The generated Twirp client it is built
@@ -29,7 +32,7 @@ messages in durio_client.kv_pb2.
 from ._gen.kv.v1 import kv_pb2
 from ._gen.kv.v1.kv_twirp import KVServiceClient
 from ._gen.twirp_runtime import TransportError, TwirpError
-from .client import Client
+from .client import Client, Compare, Delete, Put, TxnResult
 from .errors import (
     Compacted,
     ConditionFailed,
@@ -47,7 +50,9 @@ from .errors import (
 __all__ = [
     "Client",
     "Compacted",
+    "Compare",
     "ConditionFailed",
+    "Delete",
     "DurioError",
     "InvalidArgument",
     "KVServiceClient",
@@ -56,8 +61,10 @@ __all__ = [
     "OutcomeUnknown",
     "PermissionDenied",
     "PreconditionFailed",
+    "Put",
     "TransportError",
     "TwirpError",
+    "TxnResult",
     "Unauthenticated",
     "Unavailable",
     "kv_pb2",

@@ -8,7 +8,8 @@ import ssl
 import threading
 import time
 import urllib.parse
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, TypeVar, Union
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, TypeVar, Union
 
 from . import errors
 from ._gen.kv.v1 import kv_pb2
@@ -26,6 +27,70 @@ _META_REASON = "reason"
 _REASON_NO_SESSION = "no_session"
 
 _MISSING = object()
+
+
+@dataclass(frozen=True)
+class Compare:
+    """One condition of a txn on key: exactly one of the conditions put and
+    delete take, if_absent (the key does not exist), if_revision (its
+    mod_revision), if_version (0: absent) or if_value. Constructing one with
+    none or several raises ValueError."""
+
+    key: str
+    if_absent: bool = False
+    if_revision: Optional[int] = None
+    if_version: Optional[int] = None
+    if_value: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        self._proto()  # refuse a Compare without exactly one condition where it is written
+
+    def _proto(self) -> kv_pb2.Compare:
+        cond = _condition(self.if_absent, self.if_revision, self.if_version, self.if_value)
+        if cond is None:
+            raise ValueError("durio: a Compare needs one of if_absent, if_revision, if_version and if_value")
+        return kv_pb2.Compare(key=self.key, condition=cond)
+
+
+@dataclass(frozen=True)
+class Put:
+    """A write of a txn that sets key to value; lease attaches it to a lease
+    (lease_grant), and none detaches it from the lease it had, as in put."""
+
+    key: str
+    value: str
+    lease: int = 0
+
+    def _proto(self) -> kv_pb2.TxnWrite:
+        return kv_pb2.TxnWrite(put=kv_pb2.TxnPut(key=self.key, value=self.value, lease=self.lease))
+
+
+@dataclass(frozen=True)
+class Delete:
+    """A write of a txn that removes key (a missing key is no error)."""
+
+    key: str
+
+    def _proto(self) -> kv_pb2.TxnWrite:
+        return kv_pb2.TxnWrite(delete=kv_pb2.TxnDelete(key=self.key))
+
+
+@dataclass(frozen=True)
+class TxnResult:
+    """What a txn answered.
+
+    succeeded is whether every condition held and the writes were applied.
+    revision is the store revision after the last write if it succeeded,
+    else the revision the conditions were checked at. When it did not
+    succeed, failed lists the indexes (in conditions) of those that did not
+    hold, and current every compared key that existed at revision
+    (kv_pb2.KeyValue, once each, in the order of conditions).
+    """
+
+    succeeded: bool
+    revision: int
+    failed: List[int] = field(default_factory=list)
+    current: List[kv_pb2.KeyValue] = field(default_factory=list)
 
 
 class Client:
@@ -165,6 +230,28 @@ class Client:
         cond = _condition(False, if_revision, if_version, if_value)
         resp = self._write(lambda stub, w, t: stub.delete(kv_pb2.DeleteRequest(key=key, write=w, condition=cond), timeout=t), key)
         return bool(resp.existed)
+
+    def txn(self, conditions: Iterable[Compare] = (), writes: Iterable[Union[Put, Delete]] = ()) -> TxnResult:
+        """Applies every write (Put, Delete), in order, atomically and
+        exactly once, if every condition (Compare) holds when the cluster
+        applies them; else none. Conditions that do not hold are an answer,
+        not an error: the TxnResult says which failed and what the compared
+        keys held. No conditions: the writes always apply.
+
+            r = kv.txn([Compare("stock/a", if_value="1"), Compare("order/7", if_absent=True)],
+                       [Put("stock/a", "0"), Put("order/7", "a"), Delete("cart/7")])
+            if not r.succeeded:
+                print("conflict on", r.failed, [(c.key, c.value) for c in r.current])
+
+        It is retried as every write is. The cluster refuses with
+        InvalidArgument a txn with no write, more than 128 conditions or
+        writes, an empty key or a key written twice; a Put naming a lease
+        that does not exist fails it whole (LeaseNotFound), writing nothing.
+        """
+        conds = [_txn_part(c, Compare, "condition") for c in conditions]
+        ops = [_txn_part(w, (Put, Delete), "write") for w in writes]
+        resp = self._write(lambda stub, w, t: stub.txn(kv_pb2.TxnRequest(conditions=conds, writes=ops, write=w), timeout=t))
+        return TxnResult(bool(resp.succeeded), int(resp.header.revision), list(resp.failed), list(resp.current))
 
     def list(
         self,
@@ -468,6 +555,14 @@ def _condition(if_absent: bool, if_revision: Optional[int], if_version: Optional
     if len(conds) > 1:
         raise ValueError("durio: give at most one of if_absent, if_revision, if_version and if_value")
     return conds[0] if conds else None
+
+
+def _txn_part(part: object, kinds: Union[type, Tuple[type, ...]], what: str):
+    """The message of one condition or write of a txn, which must be of one of kinds."""
+    if not isinstance(part, kinds):
+        names = " or ".join(k.__name__ for k in (kinds if isinstance(kinds, tuple) else (kinds,)))
+        raise TypeError(f"durio: a txn {what} is a {names}, not {type(part).__name__}")
+    return part._proto()  # type: ignore[attr-defined]
 
 
 class _NoSession(Exception):

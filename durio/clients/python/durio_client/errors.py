@@ -68,7 +68,9 @@ class ConditionFailed(PreconditionFailed):
 
 
 class LeaseNotFound(PreconditionFailed):
-    """The lease has ended (expired or revoked) or never existed."""
+    """The lease has ended (expired or revoked) or never existed (reason
+    lease_not_found, whether the code is failed_precondition, as for a
+    keep-alive or a put, or not_found, as for a txn's put)."""
 
 
 class Compacted(DurioError):
@@ -124,7 +126,7 @@ def from_twirp(err: TwirpError) -> DurioError:
                 lease=int(meta.get("lease", "0")))
         return ConditionFailed(err.msg or err.code, current=current, revision=int(meta.get("revision", "0")),
                                code=err.code, meta=err.meta, status=err.status)
-    elif err.code == "failed_precondition" and reason == "lease_not_found":
+    elif err.code in ("failed_precondition", "not_found") and reason == "lease_not_found":
         cls = LeaseNotFound
     elif err.code == "out_of_range" and reason == "compacted":
         cls = Compacted

@@ -1,4 +1,4 @@
-"""Put, get, append and delete against a durio cluster, and what a retry looks like.
+"""Put, get, append, delete and a transaction against a durio cluster, and what a retry looks like.
 
 Start a cluster first (`go run ./cmd/durio dev` from the repository), then:
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from durio_client import Client, KVServiceClient, NotFound, OutcomeUnknown, Unavailable, kv_pb2
+from durio_client import Client, Compare, Delete, KVServiceClient, NotFound, OutcomeUnknown, Put, Unavailable, kv_pb2
 
 endpoints = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003"
 
@@ -35,6 +35,14 @@ with Client(endpoints, timeout=10) as kv:
         raw.append(kv_pb2.AppendRequest(key="counter/visits", value="I", write=write))
     print("appended twice with one id:", kv.get("counter/visits"))  # "I", not "II"
     kv.delete("counter/visits")
+
+    # A transaction: move a job from the queue to a worker only if it is
+    # still queued; the second claim finds it gone and writes nothing.
+    kv.put("queue/job-1", "queued")
+    for worker in ("ann", "bob"):
+        r = kv.txn([Compare("queue/job-1", if_value="queued")], [Delete("queue/job-1"), Put(f"running/{worker}", "job-1")])
+        print(f"{worker} claims job-1:", r.succeeded, "failed conditions:", r.failed)
+    kv.delete("running/ann")
 
     try:
         kv.put("k", "v")

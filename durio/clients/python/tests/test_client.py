@@ -13,11 +13,14 @@ import uuid
 from typing import Optional
 
 import pytest
+from google.protobuf import json_format
 
 from durio_client import (
     Client,
     Compacted,
+    Compare,
     ConditionFailed,
+    Delete,
     LeaseNotFound,
     InvalidArgument,
     KVServiceClient,
@@ -25,7 +28,9 @@ from durio_client import (
     OutcomeUnknown,
     PermissionDenied,
     PreconditionFailed,
+    Put,
     TwirpError,
+    TxnResult,
     Unauthenticated,
     Unavailable,
     kv_pb2,
@@ -502,6 +507,181 @@ def test_a_ttl_key_expires_without_keep_alive(cluster):
     while kv.get(k, None) is not None:
         assert time.monotonic() < deadline, "a key whose lease was not kept alive did not expire"
         time.sleep(0.1)
+
+
+# --- transactions (txn) ---
+
+
+def _decode(headers: dict, body: bytes, message):
+    """A request a fake server got, in the encoding it came in."""
+    if headers["Content-Type"] == JSON:
+        return json_format.Parse(body.decode(), message())
+    return message.FromString(body)
+
+
+def _encode(headers: dict, message) -> tuple:
+    """A 200 answer carrying message, in the request's encoding."""
+    if headers["Content-Type"] == JSON:
+        return 200, JSON, json_format.MessageToJson(message, preserving_proto_field_name=True).encode()
+    return 200, PROTOBUF, message.SerializeToString()
+
+
+def _txn_replica(answer):
+    """A replica that opens session 7 and answers each Txn with answer(n),
+    n counting Txns from 1: a TxnResponse, or a fake-server answer."""
+    count = []
+
+    def handle(path, headers, body):
+        if path.endswith("/OpenSession"):
+            return _encode(headers, kv_pb2.OpenSessionResponse(client_id=7, idle_timeout_seconds=60))
+        assert path.endswith("/Txn"), path
+        count.append(1)
+        got = answer(len(count))
+        return _encode(headers, got) if isinstance(got, kv_pb2.TxnResponse) else got
+    return handle
+
+
+def _txns(srv):
+    return [_decode(h, b, kv_pb2.TxnRequest) for p, h, b in srv.requests if p.endswith("/Txn")]
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_txn_sends_its_conditions_and_writes_with_a_session_header(fake_server, encoding):
+    ok = kv_pb2.TxnResponse(header=kv_pb2.ResponseHeader(revision=9), succeeded=True)
+    srv = fake_server(_txn_replica(lambda n: ok))
+    got = Client([srv.url], encoding=encoding, timeout=5).txn(
+        [Compare("a", if_absent=True), Compare("b", if_revision=5), Compare("c", if_version=0), Compare("d", if_value="x")],
+        [Put("a", "1"), Put("b", "2", lease=11), Delete("c")])
+    assert got == TxnResult(succeeded=True, revision=9, failed=[], current=[])
+    [req] = _txns(srv)
+    assert [(c.key, c.condition) for c in req.conditions] == [
+        ("a", kv_pb2.Condition(kind=kv_pb2.CONDITION_KIND_ABSENT)),
+        ("b", kv_pb2.Condition(kind=kv_pb2.CONDITION_KIND_MOD_REVISION, mod_revision=5)),
+        ("c", kv_pb2.Condition(kind=kv_pb2.CONDITION_KIND_VERSION, version=0)),
+        ("d", kv_pb2.Condition(kind=kv_pb2.CONDITION_KIND_VALUE, value="x")),
+    ]
+    assert list(req.writes) == [
+        kv_pb2.TxnWrite(put=kv_pb2.TxnPut(key="a", value="1")),
+        kv_pb2.TxnWrite(put=kv_pb2.TxnPut(key="b", value="2", lease=11)),
+        kv_pb2.TxnWrite(delete=kv_pb2.TxnDelete(key="c")),
+    ]
+    assert (req.write.client_id, req.write.sequence, req.write.ack) == (7, 1, 1)
+
+
+def test_txn_whose_conditions_fail_answers_and_is_not_retried(fake_server):
+    cur = kv_pb2.KeyValue(key="b", value="theirs", create_revision=3, mod_revision=8, version=2)
+    srv = fake_server(_txn_replica(lambda n: kv_pb2.TxnResponse(
+        header=kv_pb2.ResponseHeader(revision=8), succeeded=False, failed=[0, 1], current=[cur])))
+    got = Client([srv.url], timeout=5).txn([Compare("a", if_version=1), Compare("b", if_value="mine")], [Delete("a")])
+    assert (got.succeeded, got.revision, got.failed, got.current) == (False, 8, [0, 1], [cur])
+    assert len(_txns(srv)) == 1
+
+
+def test_txn_is_retried_with_the_same_write_header(fake_server):
+    unavailable = _twirp_error("unavailable", "no leader", 503)(None, None, None)
+    srv = fake_server(_txn_replica(lambda n: unavailable if n == 1 else kv_pb2.TxnResponse(succeeded=True)))
+    kv = Client([srv.url], timeout=5)
+    assert kv.txn(writes=[Put("k", "v")]).succeeded
+    assert kv.txn(writes=[Delete("k")]).succeeded
+    assert [(r.write.client_id, r.write.sequence) for r in _txns(srv)] == [(7, 1), (7, 1), (7, 2)]
+
+
+@pytest.mark.parametrize(
+    "code,status,reason,exc",
+    [("invalid_argument", 400, "", InvalidArgument),
+     ("not_found", 404, "lease_not_found", LeaseNotFound),
+     ("failed_precondition", 412, "lease_not_found", LeaseNotFound)],
+)
+def test_txn_refusals_map_and_are_not_retried(fake_server, code, status, reason, exc):
+    refusal = _twirp_error(code, "refused", status, {"reason": reason} if reason else None)
+    srv = fake_server(_txn_replica(lambda n: refusal(None, None, None)))
+    with pytest.raises(exc) as e:
+        Client([srv.url], timeout=5).txn(writes=[Put("k", "v", lease=99)])
+    assert e.value.code == code
+    assert len(_txns(srv)) == 1
+
+
+def test_txn_parts_are_checked_before_anything_is_sent():
+    with pytest.raises(ValueError):
+        Compare("k")  # no condition
+    with pytest.raises(ValueError):
+        Compare("k", if_absent=True, if_value="v")  # two
+    kv = Client(["http://127.0.0.1:1"], timeout=1)  # nothing listens there
+    with pytest.raises(TypeError):
+        kv.txn(writes=[("k", "v")])
+    with pytest.raises(TypeError):
+        kv.txn([Put("k", "v")], [Put("k", "v")])
+    with pytest.raises(TypeError):
+        kv.txn(writes=[Compare("k", if_absent=True)])
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_txn(cluster, encoding):
+    """A put and a delete at once; conditions that fail (indexes, current
+    keys, nothing written); refusals."""
+    kv = Client(cluster.endpoints, encoding=encoding, timeout=15)
+    p = key("txn") + "/"
+    rev_a = kv.put(p + "a", "1")
+    kv.put(p + "b", "2")
+
+    done = kv.txn([Compare(p + "a", if_revision=rev_a), Compare(p + "c", if_absent=True)],
+                  [Put(p + "c", "3"), Delete(p + "b")])
+    assert (done.succeeded, done.failed, done.current) == (True, [], [])
+    c = kv.get_kv(p + "c")
+    assert c.value == "3"
+    assert done.revision == c.mod_revision + 1, "the writes at consecutive revisions, the answer's the last"
+    assert kv.get(p + "b", None) is None
+
+    # a holds; c exists (not absent); b is gone (version 0, not 1): nothing is written.
+    refused = kv.txn([Compare(p + "a", if_value="1"), Compare(p + "c", if_absent=True), Compare(p + "b", if_version=1)],
+                     [Put(p + "a", "never")])
+    assert (refused.succeeded, refused.failed) == (False, [1, 2])
+    assert [(x.key, x.value) for x in refused.current] == [(p + "a", "1"), (p + "c", "3")]
+    assert refused.current[1].mod_revision == c.mod_revision
+    assert refused.revision >= done.revision
+    assert kv.get(p + "a") == "1"
+
+    with pytest.raises(InvalidArgument):
+        kv.txn([Compare(p + "a", if_absent=True)], [])  # no write
+    with pytest.raises(InvalidArgument):
+        kv.txn(writes=[Put(p + "e", "1"), Delete(p + "e")])  # one key twice
+    with pytest.raises(InvalidArgument):
+        kv.txn(writes=[Put("", "1")])
+    # A lease that does not exist fails the whole txn: the delete before it too.
+    with pytest.raises(LeaseNotFound):
+        kv.txn(writes=[Delete(p + "a"), Put(p + "e", "1", lease=987654321)])
+    assert kv.get(p + "a") == "1"
+    assert kv.get(p + "e", None) is None
+
+
+def test_txn_retried_after_a_lost_answer_is_applied_once(cluster, fake_server):
+    """The first Txn reaches the cluster but its answer is lost; the client
+    retries it at another replica with the same write id and gets the first
+    run's answer: a second run would find the key present and fail."""
+    k = key("txn-retry")
+    dropped = []
+
+    def proxy(path, headers, body):
+        req = urllib.request.Request(cluster.endpoints[0] + path, data=body, method="POST",
+                                     headers={"Content-Type": headers["Content-Type"]})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                answer = (resp.status, resp.headers["Content-Type"], resp.read())
+        except urllib.error.HTTPError as e:
+            answer = (e.code, e.headers["Content-Type"], e.read())
+        if path.endswith("/Txn") and not dropped:
+            dropped.append(body)
+            return None  # applied, but the client never hears of it
+        return answer
+
+    fake = fake_server(proxy)
+    with Client([fake.url, cluster.endpoints[1]], timeout=15) as kv:
+        got = kv.txn([Compare(k, if_absent=True)], [Put(k, "once")])
+        assert dropped, "the proxy never saw the Txn"
+        assert got.succeeded
+        assert kv.get_kv(k).version == 1
+        again = kv.txn([Compare(k, if_absent=True)], [Put(k, "twice")])  # a new write: it runs, and fails
+        assert (again.succeeded, again.failed, [x.value for x in again.current]) == (False, [0], ["once"])
 
 
 # --- client authentication (Client(token=...)) ---

@@ -5,10 +5,10 @@ import { RpcError, UnaryCall, type RpcInterceptor, type RpcOptions } from "@prot
 import { TwirpFetchTransport } from "@protobuf-ts/twirp-transport";
 import { KVServiceClient } from "./gen/kv/v1/kv.client";
 import {
-  AppendRequest, ConditionKind, DeleteRequest, EventType, GetRequest, LeaseGrantRequest, LeaseRevokeRequest, ListRequest, PutRequest, WatchRequest,
-  type AppendResponse, type Condition, type DeleteResponse, type Event, type GetResponse, type KeyValue,
+  AppendRequest, ConditionKind, DeleteRequest, EventType, GetRequest, LeaseGrantRequest, LeaseRevokeRequest, ListRequest, PutRequest, TxnDelete, TxnPut, TxnRequest, WatchRequest,
+  type AppendResponse, type Compare, type Condition, type DeleteResponse, type Event, type GetResponse, type KeyValue,
   type LeaseGrantResponse, type LeaseKeepAliveResponse, type LeaseRevokeResponse, type LeaseTimeToLiveResponse,
-  type ListResponse, type PutResponse, type StatusResponse, type WatchResponse, type WriteHeader,
+  type ListResponse, type PutResponse, type StatusResponse, type TxnResponse, type TxnWrite, type WatchResponse, type WriteHeader,
 } from "./gen/kv/v1/kv";
 
 /** Options for {@link DurioClient} and {@link connect}. */
@@ -45,6 +45,29 @@ export type DeleteInput = PartialMessage<DeleteRequest> & { key: string };
 export type ListInput = PartialMessage<ListRequest>;
 /** A watch request: `key` (or a prefix with `prefix: true`) and `afterRevision`. */
 export type WatchInput = PartialMessage<WatchRequest> & { key: string };
+/** One condition of a txn: `condition` ({@link ifAbsent}, {@link ifModRevision}, ...) must hold for `key`. */
+export type TxnCondition = PartialMessage<Compare> & { key: string; condition: PartialMessage<Condition> };
+/**
+ * One write of a txn: a put (`lease` as in {@link DurioClient.put}: none
+ * detaches the key from its lease) or a delete (a missing key is no error).
+ */
+export type TxnOp = { put: { key: string; value: string; lease?: string } } | { delete: { key: string } };
+/** A txn: `writes` (at least one) apply if every one of `conditions` holds; `write` is filled in by the client if absent. */
+export interface TxnInput {
+  conditions?: readonly TxnCondition[];
+  writes: readonly TxnOp[];
+  write?: PartialMessage<WriteHeader>;
+}
+/**
+ * A txn's answer: `succeeded`, and if not, `failed` (the indexes in
+ * `conditions` of those that did not hold) and `current` (every compared key
+ * that existed, once each, in the order of conditions). `revision` is
+ * `header.revision`: after the last write if it succeeded, else the revision
+ * the conditions were checked at (where `current` was read).
+ */
+export interface TxnResult extends TxnResponse {
+  revision: string;
+}
 
 /** ifAbsent is the condition of a write that applies only if the key does not exist (create). */
 export function ifAbsent(): PartialMessage<Condition> {
@@ -84,6 +107,14 @@ function conditionFailed(e: unknown, key: string): unknown {
     ? { key, value: String(e.meta["value"] ?? ""), createRevision: m("create_revision"), modRevision: m("mod_revision"), version: m("version"), lease: m("lease") }
     : undefined;
   return new ConditionFailed(current, m("revision"), e);
+}
+
+/** txnWrite is the message of one write of a txn; it throws unless `w` is exactly one of a put and a delete. */
+function txnWrite(w: TxnOp): PartialMessage<TxnWrite> {
+  const put = "put" in w ? w.put : undefined;
+  const del = "delete" in w ? w.delete : undefined;
+  if ((put === undefined) === (del === undefined)) throw new TypeError("durio: a txn write is { put: {...} } or { delete: {...} }, one of them");
+  return { op: put ? { oneofKind: "put", put: TxnPut.create(put) } : { oneofKind: "delete", delete: TxnDelete.create(del) } };
 }
 
 /**
@@ -263,6 +294,28 @@ export class DurioClient {
       const msg = DeleteRequest.create({ ...req, write });
       return this.call((kv, o) => kv.delete(msg, o).response, track);
     }).catch((e) => { throw conditionFailed(e, req.key); });
+  }
+
+  /**
+   * txn writes several keys atomically if every condition holds when it is
+   * applied: all of `writes`, in order, or none. A condition that does not
+   * hold is an answer, not an error: `succeeded` is false, with `failed` and
+   * `current` (see {@link TxnResult}). Without conditions the writes always
+   * apply. Like {@link put} it is applied exactly once under the client's
+   * session header (or `write`), retried across endpoints with the same
+   * header. The cluster refuses with `invalid_argument` a txn with no write,
+   * more than 128 conditions or writes, an empty key, a key written twice or
+   * a condition without a kind; a put naming a lease that does not exist
+   * fails it whole (meta reason `lease_not_found`), applying nothing.
+   */
+  async txn(req: TxnInput): Promise<TxnResult> {
+    const conditions = [...(req.conditions ?? [])];
+    const writes = (req.writes ?? []).map(txnWrite);
+    const resp = await this.write(req.write, (write, track) => {
+      const msg = TxnRequest.create({ conditions, writes, write });
+      return this.call((kv, o) => kv.txn(msg, o).response, track);
+    });
+    return { ...resp, revision: resp.header?.revision ?? "0" };
   }
 
   /**

@@ -1,6 +1,7 @@
-// End-to-end test: starts a `durio dev` cluster built from this checkout and
-// talks to it with the generated client over protobuf and over JSON; one test
-// starts a `durio serve` cluster of its own that requires client tokens.
+// End-to-end test: starts a `durio dev` cluster built from this checkout (or
+// $DURIO_BINARY, as the Python client's tests take it) and talks to it with
+// the generated client over protobuf and over JSON; one test starts a
+// `durio serve` cluster of its own that requires client tokens.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
@@ -9,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createServer, type AddressInfo } from "node:net";
 import { createServer as createHttpServer } from "node:http";
-import { RpcError, connect, ReadConsistency, Role, ConditionFailed, EventType, ifAbsent, ifModRevision, ifValue } from "../index";
+import { RpcError, connect, ReadConsistency, Role, ConditionFailed, EventType, ifAbsent, ifModRevision, ifValue, ifVersion } from "../index";
 
 const repoRoot = resolve(__dirname, "../../../../..");
 let dir = "";
@@ -50,8 +51,8 @@ async function waitFor<T>(what: string, ms: number, f: () => Promise<T | undefin
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "durio-ts-e2e-"));
-  bin = join(dir, "durio");
-  execFileSync("go", ["build", "-o", bin, "./cmd/durio"], { cwd: repoRoot, stdio: "inherit" });
+  bin = process.env.DURIO_BINARY || join(dir, "durio");
+  if (!process.env.DURIO_BINARY) execFileSync("go", ["build", "-o", bin, "./cmd/durio"], { cwd: repoRoot, stdio: "inherit" });
   const clientPort = await freeRange(3);
   const peerPort = await freeRange(3);
   clientUrls = [0, 1, 2].map((i) => `http://127.0.0.1:${clientPort + i}`);
@@ -130,6 +131,66 @@ for (const json of [false, true]) {
     await kv.append({ key, value: "x", write: retry });
     await kv.append({ key, value: "x", write: retry });
     assert.equal((await connect(clientUrls[2], { json }).get({ key })).value, "1x");
+  });
+  test(`txn over ${enc}: a put and a delete at once, failed conditions, a retried header applied once, refusals`, async () => {
+    const kv = connect(clientUrls, { json });
+    const p = `ts-txn-${enc}-${Date.now()}/`;
+    const a = await kv.put({ key: p + "a", value: "1" });
+    await kv.put({ key: p + "b", value: "2" });
+
+    const done = await kv.txn({
+      conditions: [{ key: p + "a", condition: ifModRevision(a.header!.revision) }, { key: p + "c", condition: ifAbsent() }],
+      writes: [{ put: { key: p + "c", value: "3" } }, { delete: { key: p + "b" } }],
+    });
+    assert.equal(done.succeeded, true);
+    assert.deepEqual(done.failed, []);
+    assert.deepEqual(done.current, []);
+    const c = await kv.get({ key: p + "c" });
+    assert.equal(c.value, "3");
+    assert.equal(BigInt(done.revision), BigInt(c.modRevision) + 1n, "the writes at consecutive revisions, the answer's the last");
+    await assert.rejects(async () => kv.get({ key: p + "b" }), isCode("not_found"));
+
+    // a holds, c exists (not absent), b is gone (version 0, not 1): nothing is written.
+    const refused = await kv.txn({
+      conditions: [{ key: p + "a", condition: ifValue("1") }, { key: p + "c", condition: ifAbsent() }, { key: p + "b", condition: ifVersion(1) }],
+      writes: [{ put: { key: p + "a", value: "never" } }],
+    });
+    assert.equal(refused.succeeded, false);
+    assert.deepEqual(refused.failed, [1, 2]);
+    assert.deepEqual(refused.current.map((x) => [x.key, x.value]), [[p + "a", "1"], [p + "c", "3"]]);
+    assert.equal(refused.current[1].modRevision, c.modRevision);
+    assert.ok(BigInt(refused.revision) >= BigInt(done.revision));
+    assert.equal((await kv.get({ key: p + "a" })).value, "1");
+
+    // One write header sent twice: the second answer is the first's, not a
+    // second run (which would find d present and fail).
+    const opened = await fetch(`${clientUrls[0]}/twirp/kv.v1.KVService/OpenSession`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: "{}",
+    });
+    assert.equal(opened.status, 200);
+    const session = await opened.json();
+    const id = String(session.client_id ?? session.clientId);
+    const create = { conditions: [{ key: p + "d", condition: ifAbsent() }], writes: [{ put: { key: p + "d", value: "once" } }] };
+    const first = await kv.txn({ ...create, write: { clientId: id, sequence: "1", ack: "1" } });
+    const again = await connect(clientUrls[1], { json }).txn({ ...create, write: { clientId: id, sequence: "1", ack: "1" } });
+    assert.equal(first.succeeded, true);
+    assert.equal(again.succeeded, true);
+    assert.equal((await kv.get({ key: p + "d" })).version, "1");
+    assert.equal((await kv.txn({ ...create, write: { clientId: id, sequence: "2", ack: "2" } })).succeeded, false, "a new header runs it again");
+
+    for (const bad of [
+      { writes: [] },
+      { writes: [{ put: { key: p + "e", value: "1" } }, { delete: { key: p + "e" } }] },
+      { conditions: [{ key: p + "a", condition: {} }], writes: [{ put: { key: p + "e", value: "1" } }] },
+      { writes: [{ put: { key: "", value: "1" } }] },
+    ]) {
+      await assert.rejects(async () => kv.txn(bad), isCode("invalid_argument"), JSON.stringify(bad));
+    }
+    // A lease that does not exist fails the whole txn: the delete before it is not applied either.
+    await assert.rejects(async () => kv.txn({ writes: [{ delete: { key: p + "a" } }, { put: { key: p + "e", value: "1", lease: "987654321" } }] }),
+      (e: unknown) => e instanceof RpcError && e.meta["reason"] === "lease_not_found");
+    assert.equal((await kv.get({ key: p + "a" })).value, "1");
+    await assert.rejects(async () => kv.get({ key: p + "e" }), isCode("not_found"));
   });
 }
 

@@ -3,13 +3,20 @@
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
-/** serve runs handler on a loopback server for the length of f, which gets the server's URL. */
-export async function serve(handler: (req: IncomingMessage, body: string, res: ServerResponse) => void,
+/**
+ * serve runs handler on a loopback server for the length of f, which gets the
+ * server's URL. The handler gets each request's body as text and as bytes
+ * (for protobuf).
+ */
+export async function serve(handler: (req: IncomingMessage, body: string, res: ServerResponse, raw: Buffer) => void,
   f: (url: string) => Promise<void>): Promise<void> {
   const srv = createHttpServer((req, res) => {
-    let body = "";
-    req.on("data", (c) => (body += c));
-    req.on("end", () => handler(req, body, res));
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const raw = Buffer.concat(chunks);
+      handler(req, raw.toString(), res, raw);
+    });
   });
   await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
   try {
