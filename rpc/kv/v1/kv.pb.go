@@ -2955,7 +2955,8 @@ type TxnPut struct {
 	Value string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
 	// lease attaches the key to a lease (0: none, detaching it from the
 	// lease it had); a lease that does not exist fails the whole Txn with
-	// not_found (reason "lease_not_found"), applying nothing.
+	// failed_precondition (meta reason "lease_not_found", as a Put), applying
+	// nothing.
 	Lease         uint64 `protobuf:"varint,3,opt,name=lease,proto3" json:"lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -1131,7 +1131,8 @@ export interface TxnPut {
     /**
      * lease attaches the key to a lease (0: none, detaching it from the
      * lease it had); a lease that does not exist fails the whole Txn with
-     * not_found (reason "lease_not_found"), applying nothing.
+     * failed_precondition (meta reason "lease_not_found", as a Put), applying
+     * nothing.
      *
      * @generated from protobuf field: uint64 lease = 3
      */
