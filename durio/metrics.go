@@ -36,6 +36,7 @@ type metrics struct {
 	reqLatency    *prometheus.HistogramVec // by route
 	refusedConns  *prometheus.CounterVec   // by listener
 	authRefused   *prometheus.CounterVec   // by reason
+	tlsExpiry     *prometheus.GaugeVec     // by listener
 	// watchStreams counts the watch streams open on the client listener.
 	watchStreams *atomic.Int64
 	// routes caches the request observers per route label (string ->
@@ -78,6 +79,8 @@ func newMetrics(status func() raft.Status) *metrics {
 			Help: "Connections closed on accept because the listener was at its connection cap, by listener (client or peer)."}, []string{"listener"}),
 		authRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "durio_client_auth_refused_total",
 			Help: "Client requests refused by --client-auth-file, by reason: unauthenticated (no known token) or permission_denied (a role too low)."}, []string{"reason"}),
+		tlsExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "durio_tls_certificate_expiry_timestamp_seconds",
+			Help: "When the certificate a listener presents expires (Unix seconds), by listener (client: --tls-cert; peer: --peer-cert); SIGHUP reads renewed files."}, []string{"listener"}),
 	}
 	gauge := func(name, help string, f func(raft.Status) float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(status()) })
@@ -89,7 +92,7 @@ func newMetrics(status func() raft.Status) *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.leaderChanges, m.rpcs, m.rpcLatency, m.storeAppend, m.storeEntries, m.snapshots, m.snapshotBytes,
-		m.requests, m.reqLatency, m.refusedConns, m.authRefused,
+		m.requests, m.reqLatency, m.refusedConns, m.authRefused, m.tlsExpiry,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "durio_watch_streams",
 			Help: "Watch streams (server-sent events) open on the client listener."},
 			func() float64 { return float64(m.watchStreams.Load()) }),

@@ -62,6 +62,11 @@ type Replica struct {
 	clusterChecked bool
 	join           *joinPlan // how this replica joins its cluster; nil if bootstrapped with --peers
 
+	// clientCert and peerCert are the certificates the client listener
+	// (--tls-cert) and the peers (--peer-cert) present; nil without TLS.
+	// ReloadTLS reads them again.
+	clientCert, peerCert *twirptransport.KeyPair
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -122,10 +127,19 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	}
 	var peerServerTLS, peerClientTLS *tls.Config
 	if cfg.PeerTLS() {
-		if peerServerTLS, peerClientTLS, err = twirptransport.MutualTLS(cfg.PeerCert, cfg.PeerKey, cfg.PeerCA); err != nil {
+		if r.peerCert, err = twirptransport.LoadKeyPair(cfg.PeerCert, cfg.PeerKey); err != nil {
 			return nil, configErr("peer-cert", "%v", err)
 		}
+		if peerServerTLS, peerClientTLS, err = twirptransport.MutualTLSWith(r.peerCert, cfg.PeerCA); err != nil {
+			return nil, configErr("peer-ca", "%v", err)
+		}
 	}
+	if cfg.TLSCert != "" {
+		if r.clientCert, err = twirptransport.LoadKeyPair(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return nil, configErr("tls-cert", "%v", err)
+		}
+	}
+	r.noteCertExpiry()
 	if r.peerLn, err = net.Listen("tcp", cfg.ListenPeer); err != nil {
 		return nil, fmt.Errorf("durio: listen-peer: %w", err)
 	}
@@ -259,8 +273,11 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	clientLog := logger.With("listener", "client")
 	r.clientSrv = newHTTPServer(cfg, withRequestID(clientLog, r.health.wrap(r.metrics.instrumentMux(clientHandler(kvwire.NewServer(fe, kvwire.ServerOptions{Status: status, LeaderURL: leaderURL}), limits, extra)))), clientLog)
 	r.serving.Add(2)
-	go r.serve(r.peerSrv, r.peerLn, "", "")
-	go r.serve(r.clientSrv, r.clientLn, cfg.TLSCert, cfg.TLSKey)
+	go r.serve(r.peerSrv, r.peerLn, false)
+	if r.clientCert != nil {
+		r.clientSrv.TLSConfig = &tls.Config{GetCertificate: r.clientCert.GetCertificate}
+	}
+	go r.serve(r.clientSrv, r.clientLn, r.clientCert != nil)
 	var bgCtx context.Context
 	bgCtx, r.stopBG = context.WithCancel(context.Background())
 	r.bg.Go(func() {
@@ -332,11 +349,11 @@ func newHTTPServer(cfg Config, h http.Handler, logger *slog.Logger) *http.Server
 	}
 }
 
-func (r *Replica) serve(srv *http.Server, ln net.Listener, cert, key string) {
+func (r *Replica) serve(srv *http.Server, ln net.Listener, withTLS bool) {
 	defer r.serving.Done()
 	var err error
-	if cert != "" {
-		err = srv.ServeTLS(ln, cert, key)
+	if withTLS {
+		err = srv.ServeTLS(ln, "", "") // srv.TLSConfig has the certificate
 	} else {
 		err = srv.Serve(ln)
 	}
@@ -395,6 +412,41 @@ func (r *Replica) ReloadClientAuth() error {
 	}
 	r.auth.tokens.Store(t)
 	return nil
+}
+
+// ReloadTLS reads the client listener's certificate and key (--tls-cert,
+// --tls-key) and the peer certificate and key (--peer-cert, --peer-key)
+// again, for a renewed certificate: handshakes from then on present the
+// new ones; connections already open keep theirs. A pair that does not
+// load (unreadable, a key that does not match, an expired certificate)
+// keeps the one in force and is reported. The CA (--peer-ca) is read only
+// at start. It returns the files reloaded.
+func (r *Replica) ReloadTLS() (reloaded []string, err error) {
+	var errs []error
+	for _, kp := range []struct {
+		pair *twirptransport.KeyPair
+		file string
+	}{{r.clientCert, r.cfg.TLSCert}, {r.peerCert, r.cfg.PeerCert}} {
+		if kp.pair == nil {
+			continue
+		}
+		if err := kp.pair.Reload(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		reloaded = append(reloaded, kp.file)
+	}
+	r.noteCertExpiry()
+	return reloaded, errors.Join(errs...)
+}
+
+// noteCertExpiry sets the certificates' expiry gauges.
+func (r *Replica) noteCertExpiry() {
+	for listener, kp := range map[string]*twirptransport.KeyPair{"client": r.clientCert, "peer": r.peerCert} {
+		if kp != nil {
+			r.metrics.tlsExpiry.WithLabelValues(listener).Set(float64(kp.Leaf().NotAfter.Unix()))
+		}
+	}
 }
 
 // Close shuts the replica down gracefully: the client listener stops

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -114,5 +115,106 @@ func TestReplicaTLSAndPeerToken(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("peer RPC without the token: %d, want 401", resp.StatusCode)
+	}
+}
+
+// ReloadTLS (what SIGHUP does) makes the client and peer listeners present
+// renewed certificates to new connections, and a pair that does not load
+// keeps the one in force.
+func TestReplicaReloadsCertificates(t *testing.T) {
+	dir := t.TempDir()
+	renew := func() {
+		t.Helper()
+		if _, err := WriteCerts(CertsOptions{Dir: dir, Hosts: []string{"127.0.0.1"}, Validity: 24 * time.Hour, Force: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	renew()
+	cert, key, ca := filepath.Join(dir, "replica-0.crt"), filepath.Join(dir, "replica-0.key"), filepath.Join(dir, "ca.crt")
+	cfg := DefaultConfig()
+	cfg.Peers = []string{"https://127.0.0.1:0"}
+	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	cfg.PeerCert, cfg.PeerKey, cfg.PeerCA = cert, key, ca
+	cfg.TLSCert, cfg.TLSKey = cert, key
+	r, err := StartReplica(cfg, persist.NewNoop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	// The peer listener wants a client certificate: the one from before
+	// the renewal is as good (same CA).
+	clientCert, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := func(addr string) *x509.Certificate {
+		t.Helper()
+		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{clientCert}}) //nolint:gosec // the test reads what is served
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if err := conn.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		return conn.ConnectionState().PeerCertificates[0]
+	}
+	expiry := func(listener string) float64 {
+		t.Helper()
+		mfs, err := r.metrics.registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "durio_tls_certificate_expiry_timestamp_seconds" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if m.GetLabel()[0].GetValue() == listener {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+		t.Fatalf("no expiry gauge for %s", listener)
+		return 0
+	}
+	before := served(r.ClientAddr())
+	if got := served(r.PeerAddr()); got.SerialNumber.Cmp(before.SerialNumber) != 0 {
+		t.Fatalf("the peer listener serves %v, the client listener %v", got.SerialNumber, before.SerialNumber)
+	}
+	if expiry("client") != float64(before.NotAfter.Unix()) || expiry("peer") != float64(before.NotAfter.Unix()) {
+		t.Fatalf("expiry gauges %v, %v; want %d", expiry("client"), expiry("peer"), before.NotAfter.Unix())
+	}
+
+	renew()
+	reloaded, err := r.ReloadTLS()
+	if err != nil || len(reloaded) != 2 {
+		t.Fatalf("ReloadTLS = %v, %v", reloaded, err)
+	}
+	after := served(r.ClientAddr())
+	if after.SerialNumber.Cmp(before.SerialNumber) == 0 {
+		t.Fatal("the client listener still serves the old certificate")
+	}
+	if got := served(r.PeerAddr()); got.SerialNumber.Cmp(after.SerialNumber) != 0 {
+		t.Fatalf("the peer listener serves %v after the reload, want %v", got.SerialNumber, after.SerialNumber)
+	}
+	if expiry("client") != float64(after.NotAfter.Unix()) {
+		t.Fatalf("the client expiry gauge %v, want %d", expiry("client"), after.NotAfter.Unix())
+	}
+
+	// A broken file: reported, and both listeners keep what they serve.
+	if err := os.WriteFile(key, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	reload(r, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if !strings.Contains(logs.String(), "certificate was not reloaded") {
+		t.Fatalf("a broken key was not reported: %s", logs.String())
+	}
+	for _, addr := range []string{r.ClientAddr(), r.PeerAddr()} {
+		if got := served(addr); got.SerialNumber.Cmp(after.SerialNumber) != 0 {
+			t.Fatalf("%s serves %v after a failed reload, want %v", addr, got.SerialNumber, after.SerialNumber)
+		}
 	}
 }

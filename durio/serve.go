@@ -25,8 +25,9 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 		return configErr("log-level", "%v", err)
 	}
 	logger := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: level})).With("replica", cfg.ID)
-	// SIGHUP re-reads --client-auth-file (systemd's ExecReload, or kill
-	// -HUP), so that a token can be added or revoked without a restart.
+	// SIGHUP re-reads --client-auth-file and the certificates (systemd's
+	// ExecReload, or kill -HUP), so that a token can be added or revoked,
+	// or a certificate renewed, without a restart.
 	// Caught from here on: one that comes while the store opens or the
 	// replica joins is acted on once it serves (the default would end
 	// the process).
@@ -52,13 +53,7 @@ wait:
 	for {
 		select {
 		case <-hup:
-			if err := r.ReloadClientAuth(); err != nil {
-				logger.Error("SIGHUP: client tokens not reloaded; the ones in force stay", "err", err)
-			} else if cfg.ClientAuthFile != "" {
-				logger.Info("SIGHUP: client tokens reloaded", "file", cfg.ClientAuthFile)
-			} else {
-				logger.Info("SIGHUP: nothing to reload (no --client-auth-file)")
-			}
+			reload(r, cfg, logger)
 		case <-ctx.Done():
 			logger.Info("shutting down")
 			break wait
@@ -113,4 +108,24 @@ func OpenStore(ctx context.Context, cfg Config, logger *slog.Logger) (persist.St
 		return nil, fmt.Errorf("durio: open persister %s: %w", cfg.Persister, err)
 	}
 	return store, nil
+}
+
+// reload is what SIGHUP does: read the client tokens and the certificates
+// again; what does not load keeps what is in force, and the log says so.
+func reload(r *Replica, cfg Config, logger *slog.Logger) {
+	if err := r.ReloadClientAuth(); err != nil {
+		logger.Error("SIGHUP: client tokens not reloaded; the ones in force stay", "err", err)
+	} else if cfg.ClientAuthFile != "" {
+		logger.Info("SIGHUP: client tokens reloaded", "file", cfg.ClientAuthFile)
+	}
+	reloaded, err := r.ReloadTLS()
+	if err != nil {
+		logger.Error("SIGHUP: a certificate was not reloaded; the one in force stays", "err", err)
+	}
+	for _, file := range reloaded {
+		logger.Info("SIGHUP: certificate reloaded", "file", file)
+	}
+	if cfg.ClientAuthFile == "" && cfg.TLSCert == "" && !cfg.PeerTLS() {
+		logger.Info("SIGHUP: nothing to reload (no --client-auth-file, --tls-cert or --peer-cert)")
+	}
 }

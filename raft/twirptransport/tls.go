@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
+	"time"
 )
 
 // ErrTLSConfig is wrapped by MutualTLS's errors.
@@ -20,10 +22,17 @@ var ErrTLSConfig = errors.New("twirptransport: TLS configuration")
 // signed by that CA; the client side trusts only that CA. Use a CA dedicated
 // to the cluster: any certificate it signed is a peer. TLS 1.3 only.
 func MutualTLS(certFile, keyFile, caFile string) (server, client *tls.Config, err error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	kp, err := LoadKeyPair(certFile, keyFile)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrTLSConfig, err)
+		return nil, nil, err
 	}
+	return MutualTLSWith(kp, caFile)
+}
+
+// MutualTLSWith is MutualTLS presenting kp, so that kp.Reload changes the
+// certificate that later handshakes present, on both sides, without new
+// configs. The CA is read once.
+func MutualTLSWith(kp *KeyPair, caFile string) (server, client *tls.Config, err error) {
 	pemCA, err := os.ReadFile(caFile)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrTLSConfig, err)
@@ -33,17 +42,68 @@ func MutualTLS(certFile, keyFile, caFile string) (server, client *tls.Config, er
 		return nil, nil, fmt.Errorf("%w: %s holds no PEM certificate", ErrTLSConfig, caFile)
 	}
 	server = &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		ClientCAs:    pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
+		MinVersion:     tls.VersionTLS13,
+		GetCertificate: kp.GetCertificate,
+		ClientCAs:      pool,
+		ClientAuth:     tls.RequireAndVerifyClientCert,
 	}
 	client = &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		RootCAs:      pool,
+		MinVersion:           tls.VersionTLS13,
+		GetClientCertificate: kp.GetClientCertificate,
+		RootCAs:              pool,
 	}
 	return server, client, nil
+}
+
+// KeyPair is a certificate with its private key, read from PEM files, that
+// can be read again while in use (Reload: a renewed certificate, without a
+// restart). Connections already open keep the certificate they were made
+// with.
+type KeyPair struct {
+	certFile, keyFile string
+	cur               atomic.Pointer[tls.Certificate]
+}
+
+// LoadKeyPair reads a certificate and its key.
+func LoadKeyPair(certFile, keyFile string) (*KeyPair, error) {
+	kp := &KeyPair{certFile: certFile, keyFile: keyFile}
+	if err := kp.Reload(); err != nil {
+		return nil, err
+	}
+	return kp, nil
+}
+
+// Reload reads the files again. If they do not hold a certificate and the
+// private key that goes with it, or the certificate has expired, it returns
+// the error and the certificate in use stays.
+func (k *KeyPair) Reload() error {
+	cert, err := tls.LoadX509KeyPair(k.certFile, k.keyFile)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrTLSConfig, err)
+	}
+	if cert.Leaf == nil {
+		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrTLSConfig, k.certFile, err)
+		}
+	}
+	if old := k.cur.Load(); old != nil && time.Now().After(cert.Leaf.NotAfter) {
+		return fmt.Errorf("%w: %s expired on %s", ErrTLSConfig, k.certFile, cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	k.cur.Store(&cert)
+	return nil
+}
+
+// Leaf is the certificate in use, parsed.
+func (k *KeyPair) Leaf() *x509.Certificate { return k.cur.Load().Leaf }
+
+// GetCertificate is for tls.Config.GetCertificate: the certificate in use.
+func (k *KeyPair) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return k.cur.Load(), nil
+}
+
+// GetClientCertificate is for tls.Config.GetClientCertificate.
+func (k *KeyPair) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return k.cur.Load(), nil
 }
 
 func constantTimeEqual(a, b []byte) bool { return subtle.ConstantTimeCompare(a, b) == 1 }
