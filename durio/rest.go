@@ -43,11 +43,14 @@ import (
 // "if_revision": N (the key's mod_revision), "if_version": N or "if_value":
 // "..."; query parameters of the same names for DELETE) that does not hold
 // is 409 with the key's current state ("current", null if absent) and the
-// store revision ("revision"), never retried. Leases are never served by
+// store revision ("revision"), never retried. A txn whose conditions fail is not an
+// error: 200 with "succeeded" false, the failed conditions' indexes
+// ("failed") and the compared keys that exist ("current"); nothing was
+// written. A put or txn naming a lease that does not exist is 404. Leases are never served by
 // DELETE, so that every DELETE /kvstore/... path stays a key.
 //
-// Writes are exactly-once when they carry a session: put and append bodies
-// take "client_id" (from POST /kvstore/session), "sequence" (1, 2, 3, ...
+// Writes are exactly-once when they carry a session: put, append and txn
+// bodies take "client_id" (from POST /kvstore/session), "sequence" (1, 2, 3, ...
 // per write, the same on every retry of a write) and "ack" (every write of
 // the session below it has finished; default: sequence); DELETE takes them
 // as query parameters (?client_id=...&sequence=...&ack=...).

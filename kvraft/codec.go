@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"unsafe"
+
+	"github.com/ruaft/ruaft/kvraft/kvclient"
 )
 
 // opKind is the first byte of an encoded command.
@@ -196,18 +198,29 @@ func appendTxn(b []byte, t *txn) []byte {
 
 // txn decodes appendTxn's encoding. A put's value aliases d's bytes (see
 // decodeOp). Counts are checked against the bytes left (every item takes
-// at least two), so a corrupt count cannot make it allocate much.
+// at least two), and slots are reserved for at most MaxTxnOps items, so a
+// corrupt count cannot make it allocate much.
 func (d *decoder) txn() *txn {
 	t := &txn{}
 	n := d.count()
-	t.conds = make([]txnCond, 0, n)
+	// At most MaxTxnOps slots ahead: a slot takes far more memory than the
+	// two bytes an item takes at least, and a longer txn (never written by
+	// this version) grows as it decodes.
+	t.conds = make([]txnCond, 0, min(n, kvclient.MaxTxnOps))
 	for range n {
 		key := d.string()
-		t.conds = append(t.conds, txnCond{key: key, cond: d.condition()})
+		cond := d.condition()
+		if d.err != nil {
+			return t
+		}
+		t.conds = append(t.conds, txnCond{key: key, cond: cond})
 	}
 	n = d.count()
-	t.writes = make([]txnWrite, 0, n)
+	t.writes = make([]txnWrite, 0, min(n, kvclient.MaxTxnOps))
 	for range n {
+		if d.err != nil {
+			return t
+		}
 		switch kind := d.byte(); kind {
 		case txnWriteDelete:
 			t.writes = append(t.writes, txnWrite{del: true, key: d.string()})

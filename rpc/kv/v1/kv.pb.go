@@ -3060,12 +3060,13 @@ func (x *TxnDelete) GetKey() string {
 }
 
 // TxnRequest is a transaction: if every condition holds when it is
-// applied, every write is applied, in order, each at its own revision
-// (consecutive, so a reader at a revision inside that range, a listing at
-// an older revision or a watch, sees the writes one by one; every other
-// read sees all of them or none). A key may be written at most once per
-// Txn. At most 128 conditions and 128 writes; keys and values together at
-// most the replica's largest value.
+// applied, every write is applied, in order, each at its own revision (a
+// delete of a missing key takes none). The revisions are consecutive: a
+// read at a revision inside that range (a listing at an older revision)
+// and a watch see the writes one by one; every other read sees all of
+// them or none. A key may be written at most once per Txn. At most 128
+// conditions and 128 writes; keys and values together at most the
+// replica's largest value.
 type TxnRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// conditions must all hold; none means the writes always apply.

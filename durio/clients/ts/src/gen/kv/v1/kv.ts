@@ -1153,12 +1153,13 @@ export interface TxnDelete {
 }
 /**
  * TxnRequest is a transaction: if every condition holds when it is
- * applied, every write is applied, in order, each at its own revision
- * (consecutive, so a reader at a revision inside that range, a listing at
- * an older revision or a watch, sees the writes one by one; every other
- * read sees all of them or none). A key may be written at most once per
- * Txn. At most 128 conditions and 128 writes; keys and values together at
- * most the replica's largest value.
+ * applied, every write is applied, in order, each at its own revision (a
+ * delete of a missing key takes none). The revisions are consecutive: a
+ * read at a revision inside that range (a listing at an older revision)
+ * and a watch see the writes one by one; every other read sees all of
+ * them or none. A key may be written at most once per Txn. At most 128
+ * conditions and 128 writes; keys and values together at most the
+ * replica's largest value.
  *
  * @generated from protobuf message kv.v1.TxnRequest
  */
