@@ -93,7 +93,7 @@ func (b *benchFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&b.o.Warmup, "warmup", time.Second, "unmeasured run time before it")
 	fs.IntVar(&b.o.ValueSize, "value-size", 256, "value size in `bytes`")
 	fs.IntVar(&b.o.Keys, "keys", 1000, "number of distinct keys (uniformly random)")
-	fs.StringVar(&b.op, "op", "put", "put, get, mixed (see --read-ratio), list (pages of --list-limit keys) or watch (--watchers on one prefix, --clients writers)")
+	fs.StringVar(&b.op, "op", "put", "put, get, mixed (see --read-ratio), txn (two keys written at once), list (pages of --list-limit keys) or watch (--watchers on one prefix, --clients writers)")
 	fs.IntVar(&b.o.ListLimit, "list-limit", 100, "keys per page with --op list")
 	fs.IntVar(&b.o.Watchers, "watchers", 1000, "watchers of one prefix with --op watch")
 	fs.BoolVar(&b.o.Stream, "stream", true, "with --op watch, watchers follow streams (server-sent events); false: long polls")
@@ -109,13 +109,13 @@ func (b *benchFlags) options() (benchOptions, bool, error) {
 	o.Endpoints = splitList(b.endpoints)
 	o.Op = b.op
 	switch b.op {
-	case "put":
+	case "put", "txn":
 		o.ReadRatio = 0
 	case "get":
 		o.ReadRatio = 1
 	case "mixed", "list", "watch":
 	default:
-		return o, false, fmt.Errorf("%w: --op must be put, get, mixed, list or watch", durio.ErrUsage)
+		return o, false, fmt.Errorf("%w: --op must be put, get, mixed, txn, list or watch", durio.ErrUsage)
 	}
 	if o.Clients < 1 || o.Keys < 1 || o.ValueSize < 0 || o.Duration <= 0 || o.Warmup < 0 || o.ReadRatio < 0 || o.ReadRatio > 1 {
 		return o, false, fmt.Errorf("%w: --clients and --keys must be positive, --duration too, --read-ratio in [0,1]", durio.ErrUsage)
@@ -193,6 +193,18 @@ func runBench(ctx context.Context, o benchOptions, progress io.Writer) (benchRes
 				var err error
 				if o.Op == "list" {
 					_, err = c.List(opCtx, client.ListRequest{Prefix: "bench-", Limit: o.ListLimit})
+				} else if o.Op == "txn" {
+					// Two keys at once, without conditions: what a Txn costs
+					// over a put.
+					k1, k2 := key(r), key(r)
+					for k2 == k1 && o.Keys > 1 {
+						k2 = key(r)
+					}
+					writes := []client.TxnWrite{client.TxnPut(k1, value)}
+					if k2 != k1 {
+						writes = append(writes, client.TxnPut(k2, value))
+					}
+					_, err = c.Txn(opCtx, nil, writes...)
 				} else if r.Float64() < o.ReadRatio {
 					_, err = c.Get(opCtx, key(r))
 				} else {

@@ -35,12 +35,13 @@ func TestBenchOpsMode(t *testing.T) {
 	}
 }
 
-// `durio bench --op list` and `--op watch` against a real replica: the
+// `durio bench --op list`, `--op txn` and `--op watch` against a real replica: the
 // watch mode delivers every put to every watcher, once and in order.
 func TestBenchListAndWatchModes(t *testing.T) {
 	base := duriotest.StartOne(t)
 	for _, args := range [][]string{
 		{"--op", "list", "--keys", "50", "--list-limit", "20"},
+		{"--op", "txn", "--keys", "50"},
 		{"--op", "watch", "--watchers", "5", "--keys", "10"},
 		{"--op", "watch", "--watchers", "5", "--keys", "10", "--stream=false"},
 	} {
@@ -56,6 +57,10 @@ func TestBenchListAndWatchModes(t *testing.T) {
 		case "list":
 			if res.Ops == 0 || res.KeysPerSec <= 0 || res.Errors != 0 {
 				t.Fatalf("list: implausible %+v", res)
+			}
+		case "txn":
+			if res.Ops == 0 || res.Errors != 0 || res.P50ms <= 0 {
+				t.Fatalf("txn: implausible %+v", res)
 			}
 		case "watch":
 			if res.Ops == 0 || res.EventsPerSec <= 0 || res.Missed != 0 || res.Watchers != 5 || res.DeliveryP50ms <= 0 ||
