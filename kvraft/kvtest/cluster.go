@@ -13,6 +13,7 @@ import (
 
 	"github.com/ruaft/ruaft/internal/simnet"
 	"github.com/ruaft/ruaft/kvraft"
+	"github.com/ruaft/ruaft/kvraft/kvwire"
 	"github.com/ruaft/ruaft/kvraft/rsm"
 	"github.com/ruaft/ruaft/persist"
 	"github.com/ruaft/ruaft/raft"
@@ -426,6 +427,21 @@ func (c *Cluster) WaitLeader() int {
 // MakeClerk returns a clerk connected to the servers in to.
 func (c *Cluster) MakeClerk(to []int) *kvraft.Clerk {
 	c.t.Helper()
+	return c.makeClerk(to, false)
+}
+
+// MakeForwardingClerk returns a clerk connected to the servers in to that
+// sends its writes as durio's frontend sends them to another replica: in
+// batches, through a kvwire.Forwarder per server over the simulated
+// network (abandoned calls, unknown outcomes and all). Its reads go over
+// the KV RPCs as MakeClerk's do.
+func (c *Cluster) MakeForwardingClerk(to []int) *kvraft.Clerk {
+	c.t.Helper()
+	return c.makeClerk(to, true)
+}
+
+func (c *Cluster) makeClerk(to []int, forward bool) *kvraft.Clerk {
+	c.t.Helper()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k := c.nEnds
@@ -438,6 +454,15 @@ func (c *Cluster) MakeClerk(to []int) *kvraft.Clerk {
 		c.Net.Connect(name, ServerName(j))
 		c.Net.Enable(name, slices.Contains(to, j))
 		svcs[j] = newClient(ends[j])
+		if forward {
+			kv := simKV{end: ends[j]}
+			f, err := kvwire.NewForwarder(kv, kv, kvwire.DefaultForwarderConfig())
+			if err != nil {
+				c.t.Fatalf("NewForwarder: %v", err)
+			}
+			c.t.Cleanup(f.Close)
+			svcs[j] = f
+		}
 	}
 	cfg := kvraft.DefaultClerkConfig()
 	cfg.AttemptTimeout = 500 * time.Millisecond

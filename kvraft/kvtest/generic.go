@@ -132,9 +132,15 @@ func (c *Cluster) Check(ck *kvraft.Clerk, key, want string) {
 // SpawnClients runs fn for clients 0..n-1, each with its own clerk
 // connected to every server, and waits for all of them.
 func (c *Cluster) SpawnClients(n int, fn func(cli int, ck *kvraft.Clerk)) {
+	c.spawnClients(n, false, fn)
+}
+
+// spawnClients is SpawnClients, with forwarding clerks if forward (see
+// MakeForwardingClerk).
+func (c *Cluster) spawnClients(n int, forward bool, fn func(cli int, ck *kvraft.Clerk)) {
 	var wg sync.WaitGroup
 	for cli := range n {
-		ck := c.MakeClerk(c.All())
+		ck := c.makeClerk(c.All(), forward)
 		wg.Go(func() { fn(cli, ck) })
 	}
 	wg.Wait()

@@ -2,11 +2,14 @@ package kvtest
 
 import (
 	"errors"
+	"math"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/anishathalye/porcupine"
+
+	"github.com/ruaft/ruaft/kvraft"
 )
 
 func TestDigestAppend(t *testing.T) {
@@ -55,5 +58,40 @@ func TestModelRejectsStaleRead(t *testing.T) {
 	b, err := os.ReadFile(path)
 	if err != nil || !strings.Contains(string(b), "<html") {
 		t.Fatalf("visualisation %s: %d bytes, %v", path, len(b), err)
+	}
+}
+
+// RevModel judges a Txn whole: its writes at consecutive revisions if
+// every condition held, none otherwise, and a failure that names exactly
+// the conditions that did not hold.
+func TestRevModelTxn(t *testing.T) {
+	kv := func(k int, v string, create, mod, version uint64) kvraft.KeyValue {
+		return kvraft.KeyValue{Key: RevKey(k), Value: v, CreateRevision: create, ModRevision: mod, Version: version}
+	}
+	txn := RevInput{Op: RevTxn, Conds: []RevCompare{{Key: 0, Cond: kvraft.IfModRevision(1)}, {Key: 1, Cond: kvraft.IfAbsent()}},
+		Writes: []RevWrite{{Key: 0, Value: "b"}, {Key: 1, Value: "c"}}}
+	op := func(cli int, in RevInput, out RevOutput, call, ret int64) porcupine.Operation {
+		return porcupine.Operation{ClientId: cli, Input: in, Output: out, Call: call, Return: ret}
+	}
+	put := op(0, RevInput{Op: RevPut, Key: 0, Value: "a"}, RevOutput{Rev: 1}, 0, 10)
+	list := func(out RevOutput) porcupine.Operation { return op(1, RevInput{Op: RevList}, out, 30, 40) }
+	both := RevOutput{Rev: 3, KVs: []kvraft.KeyValue{kv(0, "b", 1, 2, 2), kv(1, "c", 3, 3, 1)}}
+	for name, tc := range map[string]struct {
+		ops  []porcupine.Operation
+		want bool
+	}{
+		"applied": {[]porcupine.Operation{put, op(0, txn, RevOutput{Rev: 3}, 20, 25), list(both)}, true},
+		"half applied": {[]porcupine.Operation{put, op(0, txn, RevOutput{Rev: 3}, 20, 25),
+			list(RevOutput{Rev: 2, KVs: []kvraft.KeyValue{kv(0, "b", 1, 2, 2)}})}, false},
+		"one revision for both": {[]porcupine.Operation{put, op(0, txn, RevOutput{Rev: 2}, 20, 25), list(both)}, false},
+		"failed but applied": {[]porcupine.Operation{put, op(0, txn, RevOutput{Failed: true, Rev: 1, FailedConds: []int{0},
+			CurrentKVs: []kvraft.KeyValue{kv(0, "a", 1, 1, 1)}}, 20, 25), list(both)}, false},
+		"failed, wrong conditions named": {[]porcupine.Operation{op(0, txn, RevOutput{Failed: true, FailedConds: []int{0, 1}}, 20, 25)}, false},
+		"failed rightly":                 {[]porcupine.Operation{op(0, txn, RevOutput{Failed: true, FailedConds: []int{0}}, 20, 25)}, true},
+		"unknown, applied later":         {[]porcupine.Operation{put, op(0, txn, RevOutput{Unknown: true}, 20, math.MaxInt64), list(both)}, true},
+	} {
+		if got := porcupine.CheckOperations(RevModel, tc.ops); got != tc.want {
+			t.Errorf("%s: linearizable %v, want %v", name, got, tc.want)
+		}
 	}
 }

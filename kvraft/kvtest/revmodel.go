@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,16 +28,35 @@ const (
 	RevPut
 	RevDelete
 	RevList
+	RevTxn
 )
 
 // RevInput is one operation of a history checked with RevModel: a Get, a
-// conditional Put or Delete of key RevKey(Key), or a List of every key
-// (possibly over several pages at one revision).
+// conditional Put or Delete of key RevKey(Key), a List of every key
+// (possibly over several pages at one revision), or a Txn of Writes under
+// Conds.
 type RevInput struct {
 	Op    uint8
 	Key   int
 	Value string
 	Cond  kvraft.Condition
+	// Conds and Writes are a Txn's (Key, Value and Cond unused).
+	Conds  []RevCompare
+	Writes []RevWrite
+}
+
+// RevCompare is one condition of a Txn: Cond on key RevKey(Key).
+type RevCompare struct {
+	Key  int
+	Cond kvraft.Condition
+}
+
+// RevWrite is one write of a Txn: a Put of Value to key RevKey(Key), or a
+// Delete if Delete is set.
+type RevWrite struct {
+	Key    int
+	Value  string
+	Delete bool
 }
 
 // RevOutput is what the operation returned. Unknown marks a write whose
@@ -47,6 +67,10 @@ type RevOutput struct {
 	// described (nil: absent) at revision Rev.
 	Failed  bool
 	Current *kvraft.KeyValue
+	// FailedConds and CurrentKVs describe a Txn that failed (its
+	// TxnResponse's Failed and Current).
+	FailedConds []int
+	CurrentKVs  []kvraft.KeyValue
 	// Rev is the header revision of a write or Get, or the revision of a
 	// listing.
 	Rev uint64
@@ -99,6 +123,50 @@ func (s revState) apply(in RevInput) revState {
 	return s
 }
 
+// applyTxn applies a Txn's writes, in order, each at its own revision.
+func (s revState) applyTxn(in RevInput) revState {
+	for _, w := range in.Writes {
+		op := RevPut
+		if w.Delete {
+			op = RevDelete
+		}
+		s = s.apply(RevInput{Op: op, Key: w.Key, Value: w.Value})
+	}
+	return s
+}
+
+// stepTxn is RevModel's step for a Txn: every write at its own revision
+// if every condition holds, none otherwise; a failure names exactly the
+// conditions that did not hold and every compared key that exists, once,
+// in the order of the conditions.
+func (s revState) stepTxn(in RevInput, out RevOutput) (bool, revState) {
+	var failed []int
+	var current []kvraft.KeyValue
+	var seen [RevKeys]bool
+	for i, c := range in.Conds {
+		if !s.holds(c.Key, c.Cond) {
+			failed = append(failed, i)
+		}
+		if p := s.present(c.Key); p != nil && !seen[c.Key] {
+			seen[c.Key] = true
+			current = append(current, *p)
+		}
+	}
+	switch {
+	case out.Unknown:
+		if failed == nil {
+			return true, s.applyTxn(in)
+		}
+		return true, s
+	case out.Failed:
+		return failed != nil && out.Rev == s.rev && slices.Equal(out.FailedConds, failed) && slices.Equal(out.CurrentKVs, current), s
+	case failed != nil:
+		return false, s
+	}
+	next := s.applyTxn(in)
+	return out.Rev == next.rev, next
+}
+
 func (s revState) present(k int) *kvraft.KeyValue {
 	if s.keys[k].Version == 0 {
 		return nil
@@ -142,6 +210,8 @@ var RevModel = porcupine.Model{
 				}
 			}
 			return true, st
+		case RevTxn:
+			return st.stepTxn(in, out)
 		}
 		holds := st.holds(in.Key, in.Cond)
 		switch {
@@ -175,6 +245,11 @@ var RevModel = porcupine.Model{
 			return fmt.Sprintf("list -> %v at rev %d", out.KVs, out.Rev)
 		case RevPut:
 			return fmt.Sprintf("put(%d, %q, %+v) -> %s", in.Key, in.Value, in.Cond, res)
+		case RevTxn:
+			if out.Failed {
+				res = fmt.Sprintf("conditions %v failed at rev %d (current %v)", out.FailedConds, out.Rev, out.CurrentKVs)
+			}
+			return fmt.Sprintf("txn(if %+v then %+v) -> %s", in.Conds, in.Writes, res)
 		default:
 			return fmt.Sprintf("delete(%d, %+v) -> %s", in.Key, in.Cond, res)
 		}
@@ -238,12 +313,20 @@ func (l *RevLog) CheckLinearizable(t testing.TB) {
 type RevParams struct {
 	Servers, Clients              int
 	Unreliable, Crash, Partitions bool
-	MaxRaftState                  int64
-	Rounds                        int
-	RoundTime                     time.Duration
+	// ShortDelays: see Options.ShortDelays.
+	ShortDelays  bool
+	MaxRaftState int64
+	Rounds       int
+	RoundTime    time.Duration
 	// ListPage is the page size of listings (below RevKeys, so listings
 	// take several pages at one revision).
 	ListPage int
+	// Txns mixes in Txns over several keys, conditioned on what the
+	// client read of them.
+	Txns bool
+	// Forward makes the clerks send their writes through Forwarders, as
+	// durio's frontend does (see Cluster.MakeForwardingClerk).
+	Forward bool
 }
 
 // RevTest runs clients doing Gets, compare-and-swap Puts and Deletes (read
@@ -251,7 +334,7 @@ type RevParams struct {
 // paged Lists over RevKeys keys under the chosen faults, and checks the
 // history with RevModel.
 func RevTest(t *testing.T, p RevParams) {
-	c := NewCluster(t, Options{Servers: p.Servers, Unreliable: p.Unreliable, MaxRaftState: p.MaxRaftState}, StartKVServer)
+	c := NewCluster(t, Options{Servers: p.Servers, Unreliable: p.Unreliable, ShortDelays: p.ShortDelays, MaxRaftState: p.MaxRaftState}, StartKVServer)
 	log := NewRevLog()
 	var ok, failed atomic.Int64
 	for range p.Rounds {
@@ -259,9 +342,9 @@ func RevTest(t *testing.T, p RevParams) {
 		clientsDone := make(chan struct{})
 		go func() {
 			defer close(clientsDone)
-			c.SpawnClients(p.Clients, func(cli int, ck *kvraft.Clerk) {
+			c.spawnClients(p.Clients, p.Forward, func(cli int, ck *kvraft.Clerk) {
 				for n := 0; !stop.Load(); n++ {
-					switch revOp(t, log, ck, cli, n, p.ListPage) {
+					switch revOp(t, log, ck, cli, n, p) {
 					case errCondition:
 						failed.Add(1)
 					case nil:
@@ -314,13 +397,15 @@ func RevTest(t *testing.T, p RevParams) {
 var errCondition = errors.New("condition failed")
 
 // revOp runs one random operation of client cli and records it.
-func revOp(t *testing.T, log *RevLog, ck *kvraft.Clerk, cli, n, page int) error {
+func revOp(t *testing.T, log *RevLog, ck *kvraft.Clerk, cli, n int, p RevParams) error {
 	ctx, cancel := context.WithTimeout(context.Background(), OpTimeout)
 	defer cancel()
 	k := rand.IntN(RevKeys)
 	key := RevKey(k)
 	call := log.Now()
 	switch r := rand.IntN(10); {
+	case p.Txns && r >= 4 && r < 7:
+		return revTxn(t, log, ck, cli, n)
 	case r < 2:
 		resp, err := ck.GetKV(ctx, key, kvraft.Linearizable)
 		if err != nil {
@@ -334,24 +419,14 @@ func revOp(t *testing.T, log *RevLog, ck *kvraft.Clerk, cli, n, page int) error 
 		log.Add(cli, RevInput{Op: RevGet, Key: k}, out, call, log.Now())
 		return nil
 	case r < 4:
-		return revList(t, log, ck, cli, page)
+		return revList(t, log, ck, cli, p.ListPage)
 	}
 	// A compare-and-swap: read, then write conditionally on what was read.
 	resp, err := ck.GetKV(ctx, key, kvraft.Linearizable)
 	if err != nil {
 		fail(t, "client %d: Get(%q): %v", cli, key, err)
 	}
-	var cond kvraft.Condition
-	switch c := rand.IntN(4); {
-	case !resp.Found && c < 2:
-		cond = kvraft.IfAbsent()
-	case c == 0:
-		cond = kvraft.IfModRevision(resp.ModRevision)
-	case c == 1:
-		cond = kvraft.IfVersion(resp.Version)
-	case c == 2:
-		cond = kvraft.IfValue(resp.Value)
-	}
+	cond := randomCondition(resp)
 	in := RevInput{Op: RevPut, Key: k, Value: fmt.Sprintf("%d.%d", cli, n), Cond: cond}
 	call = log.Now()
 	var out RevOutput
@@ -409,4 +484,67 @@ func revList(t *testing.T, log *RevLog, ck *kvraft.Clerk, cli, page int) error {
 	}
 	log.Add(cli, RevInput{Op: RevList}, out, call, log.Now())
 	return nil
+}
+
+// randomCondition returns a condition that held when resp was read: on
+// the key's mod revision, version, value or absence, or none.
+func randomCondition(resp *kvraft.GetResponse) kvraft.Condition {
+	switch c := rand.IntN(4); {
+	case !resp.Found && c < 2:
+		return kvraft.IfAbsent()
+	case c == 0:
+		return kvraft.IfModRevision(resp.ModRevision)
+	case c == 1:
+		return kvraft.IfVersion(resp.Version)
+	case c == 2:
+		return kvraft.IfValue(resp.Value)
+	}
+	return kvraft.Condition{}
+}
+
+// revTxn reads one to RevKeys keys, then writes one to RevKeys keys (not
+// necessarily the same) in a Txn conditioned on what it read, and records
+// the Txn.
+func revTxn(t *testing.T, log *RevLog, ck *kvraft.Clerk, cli, n int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), OpTimeout)
+	defer cancel()
+	in := RevInput{Op: RevTxn}
+	req := kvraft.TxnRequest{}
+	for _, k := range rand.Perm(RevKeys)[:1+rand.IntN(RevKeys)] {
+		resp, err := ck.GetKV(ctx, RevKey(k), kvraft.Linearizable)
+		if err != nil {
+			fail(t, "client %d: Get(%q): %v", cli, RevKey(k), err)
+		}
+		cond := randomCondition(resp)
+		if cond.Kind == kvraft.CondNone {
+			continue // a Txn's conditions must have a kind
+		}
+		in.Conds = append(in.Conds, RevCompare{Key: k, Cond: cond})
+		req.Conditions = append(req.Conditions, kvraft.Compare{Key: RevKey(k), Condition: cond})
+	}
+	for _, k := range rand.Perm(RevKeys)[:1+rand.IntN(RevKeys)] {
+		w := RevWrite{Key: k, Value: fmt.Sprintf("%d.%d.%d", cli, n, k), Delete: rand.IntN(5) == 0}
+		in.Writes = append(in.Writes, w)
+		if w.Delete {
+			req.Writes = append(req.Writes, kvraft.TxnDelete(RevKey(k)))
+		} else {
+			req.Writes = append(req.Writes, kvraft.TxnPut(RevKey(k), w.Value))
+		}
+	}
+	call := log.Now()
+	resp, err := ck.Txn(ctx, req)
+	var out RevOutput
+	switch {
+	case err != nil && kvraft.MaybeApplied(err):
+		out.Unknown = true
+	case err != nil:
+		fail(t, "client %d: Txn %+v: %v", cli, req, err)
+	case resp.Succeeded:
+		out.Rev = resp.Header.Revision
+	default:
+		out.Failed, out.Rev, out.FailedConds, out.CurrentKVs = true, resp.Header.Revision, resp.Failed, resp.Current
+		err = errCondition
+	}
+	log.Add(cli, in, out, call, log.Now())
+	return err
 }

@@ -122,6 +122,17 @@ func (c simKV) Txn(ctx context.Context, r *kvv1.TxnRequest) (*kvv1.TxnResponse, 
 	return call(ctx, c, "Txn", r, &kvv1.TxnResponse{})
 }
 
+// WriteBatch implements kvv1.ForwardService: durio's forwarded writes, in
+// batches, answered by a kvwire.BatchServer.
+func (c simKV) WriteBatch(ctx context.Context, r *kvv1.WriteBatchRequest) (*kvv1.WriteBatchResponse, error) {
+	return call(ctx, c, "WriteBatch", r, &kvv1.WriteBatchResponse{})
+}
+
+var _ kvv1.ForwardService = simKV{}
+
+// maxBatchOps is the most writes a server takes in one forwarded batch.
+const maxBatchOps = 256
+
 // serveKV answers one KV RPC with svc, through kvwire's KVService.
 func serveKV(ctx context.Context, svc kvraft.Service, method string, b []byte) ([]byte, error) {
 	srv := kvwire.NewServer(svc, kvwire.ServerOptions{})
@@ -150,6 +161,8 @@ func serveKV(ctx context.Context, svc kvraft.Service, method string, b []byte) (
 		return handle(ctx, b, &kvv1.LeaseTimeToLiveRequest{}, srv.LeaseTimeToLive)
 	case "kv.Txn":
 		return handle(ctx, b, &kvv1.TxnRequest{}, srv.Txn)
+	case "kv.WriteBatch":
+		return handle(ctx, b, &kvv1.WriteBatchRequest{}, kvwire.NewBatchServer(svc, maxBatchOps).WriteBatch)
 	}
 	return nil, fmt.Errorf("%w: %q", errUnknownMethod, method)
 }
