@@ -20,7 +20,12 @@ var ErrTLSConfig = errors.New("twirptransport: TLS configuration")
 // usages, as `durio certs` issues them) and the CA that signed every peer's
 // certificate. The server side requires and verifies a client certificate
 // signed by that CA; the client side trusts only that CA. Use a CA dedicated
-// to the cluster: any certificate it signed is a peer. TLS 1.3 only.
+// to the cluster: any certificate it signed is a peer. TLS 1.3 only. The
+// certificate is given through GetCertificate and GetClientCertificate
+// (see MutualTLSWith), not Certificates: serve the server side with
+// tls.NewListener or http.Server.ServeTLS(ln, "", ""), not with a server
+// that fills in Certificates of its own (httptest's StartTLS), which a
+// handshake without a server name would present instead.
 func MutualTLS(certFile, keyFile, caFile string) (server, client *tls.Config, err error) {
 	kp, err := LoadKeyPair(certFile, keyFile)
 	if err != nil {
