@@ -312,14 +312,23 @@ func decodeOp(b []byte) (op, error) {
 	case opTxn | opChecked | opRevisioned:
 		o.txn = d.txn()
 	}
+	if len(b) > 0 && !validKind(o.kind) {
+		return op{}, fmt.Errorf("%w %d", errUnknownKind, o.kind)
+	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%w: %d trailing bytes", errCorrupt, len(d.b))
 	}
-	if d.err == nil && !validKind(o.kind) {
-		d.err = fmt.Errorf("%w: op kind %d", errCorrupt, o.kind)
-	}
 	return o, d.err
 }
+
+// errUnknownKind is decodeOp's error for a command whose kind this version
+// does not know: one written by a newer version (or damage to the log that
+// the store's checksums missed). Unlike a command of a known kind that does
+// not decode, which every replica skips alike, such a command may be one
+// that newer replicas apply: skipping it here would make this replica's
+// state differ from theirs, so the state machine stops instead (see
+// state.Apply).
+var errUnknownKind = fmt.Errorf("%w: unknown command kind", errCorrupt)
 
 func validKind(k opKind) bool {
 	switch k {

@@ -149,11 +149,13 @@ func newState(limits stateLimits) *state {
 }
 
 // Apply implements rsm.StateMachine.
-func (s *state) Apply(_ uint64, cmd []byte) any {
+func (s *state) Apply(index uint64, cmd []byte) any {
 	o, err := decodeOp(cmd)
 	if err != nil {
 		// Every replica decodes the same bytes the same way, so skipping a
-		// bad command keeps them in agreement.
+		// bad command keeps them in agreement; not one of a kind it does
+		// not know (stopUnknown).
+		stopUnknown(index, err)
 		return err
 	}
 	if res, ok := s.applyOther(o); ok {
@@ -165,13 +167,27 @@ func (s *state) Apply(_ uint64, cmd []byte) any {
 // ApplyDiscard implements rsm.ResultDiscarder: Apply for a command whose
 // result nobody waits for (every command on a follower), sparing the
 // allocation of a write's result in an interface.
-func (s *state) ApplyDiscard(_ uint64, cmd []byte) {
+func (s *state) ApplyDiscard(index uint64, cmd []byte) {
 	o, err := decodeOp(cmd)
 	if err != nil {
+		stopUnknown(index, err)
 		return // as Apply: skipped
 	}
 	if _, ok := s.applyOther(o); !ok {
 		s.applyWrite(o)
+	}
+}
+
+// stopUnknown panics if err says the command at index is of a kind this
+// version does not know (errUnknownKind): a newer replica wrote it, and
+// newer replicas may apply it, so this one can neither skip it nor go on
+// past it without its state differing from theirs. It stops, as etcd does
+// on an entry it cannot apply, until it is upgraded; the log entry stays,
+// and the upgraded replica applies it.
+func stopUnknown(index uint64, err error) {
+	if errors.Is(err, errUnknownKind) {
+		panic(fmt.Sprintf("kvraft: cannot apply the log entry at index %d: %v; it was written by a newer version: "+
+			"upgrade this replica (skipping the entry would make its state differ from the other replicas')", index, err))
 	}
 }
 

@@ -3,6 +3,7 @@ package kvraft
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -228,5 +229,37 @@ func TestServerTxnWakesWatchers(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the watch did not wake")
+	}
+}
+
+// A command of a kind this version does not know (a newer replica wrote
+// it) stops the state machine rather than being skipped, which would make
+// this replica's state differ from the newer ones'; a command of a known
+// kind that does not decode is still skipped, by every replica alike.
+func TestStateStopsOnUnknownCommandKind(t *testing.T) {
+	s := newState(testLimits)
+	for _, bad := range [][]byte{nil, {byte(rPut)}, append(encodeOp(op{kind: rPut, key: "k"}), 0)} {
+		if _, ok := s.Apply(1, bad).(error); !ok {
+			t.Fatalf("a corrupt command %v was not refused", bad)
+		}
+		s.ApplyDiscard(1, bad)
+	}
+	for _, apply := range []func(uint64, []byte){
+		func(i uint64, b []byte) { s.Apply(i, b) },
+		s.ApplyDiscard,
+	} {
+		func() {
+			defer func() {
+				msg := fmt.Sprint(recover())
+				if !strings.Contains(msg, "index 42") || !strings.Contains(msg, "upgrade this replica") {
+					t.Fatalf("recovered %q, want a stop naming the index and the upgrade", msg)
+				}
+			}()
+			apply(42, []byte{0x3f, 1, 2, 3}) // kind 63: none this version knows
+			t.Fatal("an unknown command kind was skipped")
+		}()
+	}
+	if _, err := decodeOp([]byte{0x3f}); !errors.Is(err, errUnknownKind) || !errors.Is(err, errCorrupt) {
+		t.Fatalf("decodeOp of an unknown kind: %v", err)
 	}
 }
