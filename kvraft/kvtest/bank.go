@@ -319,15 +319,7 @@ func (c *Cluster) bankFaults(t *testing.T, p BankParams, stop *atomic.Bool) int 
 			}
 			c.Crash(down)
 		case p.Partitions && r == 1:
-			var a, b []int
-			for i := range p.Servers {
-				if rand.IntN(2) == 0 {
-					a = append(a, i)
-				} else {
-					b = append(b, i)
-				}
-			}
-			c.Partition(a, b)
+			c.Partition(c.RandomSplit())
 		case p.Partitions && r == 2:
 			c.Partition(c.MakePartition())
 		case p.Flaky && r == 3:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -373,6 +374,19 @@ func (c *Cluster) applyLinksLocked() {
 			}
 		}
 	}
+}
+
+// RandomSplit puts each server on one side or the other at random (either
+// side may be empty).
+func (c *Cluster) RandomSplit() (a, b []int) {
+	for i := range c.opts.Servers {
+		if rand.IntN(2) == 0 {
+			a = append(a, i)
+		} else {
+			b = append(b, i)
+		}
+	}
+	return a, b
 }
 
 // MakePartition returns a majority without the current leader and a

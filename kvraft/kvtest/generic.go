@@ -276,15 +276,7 @@ func GenericTest(t *testing.T, p Params) {
 				defer close(partitionerDone)
 				time.Sleep(time.Second)
 				for !stopPartitioner.Load() {
-					var a, b []int
-					for i := range p.Servers {
-						if rand.IntN(2) == 0 {
-							a = append(a, i)
-						} else {
-							b = append(b, i)
-						}
-					}
-					c.Partition(a, b)
+					c.Partition(c.RandomSplit())
 					time.Sleep(time.Second + rand.N(200*time.Millisecond))
 				}
 			}()
