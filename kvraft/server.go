@@ -475,8 +475,10 @@ func (s *Server) txnOp(req *TxnRequest) (op, error) {
 	case len(req.Writes) > kvclient.MaxTxnOps || len(req.Conditions) > kvclient.MaxTxnOps:
 		return op{}, fmt.Errorf("%w: a txn has at most %d conditions and %d writes", ErrInvalid, kvclient.MaxTxnOps, kvclient.MaxTxnOps)
 	}
+	if size := req.Bytes(); s.cfg.MaxValueBytes > 0 && size > s.cfg.MaxValueBytes {
+		return op{}, fmt.Errorf("%w: the txn's keys and values take %d bytes, the cap is %d", ErrTooLarge, size, s.cfg.MaxValueBytes)
+	}
 	t := &txn{conds: make([]txnCond, len(req.Conditions)), writes: make([]txnWrite, len(req.Writes))}
-	size := 0
 	for i, c := range req.Conditions {
 		cond, err := conditionOf(c.Condition)
 		switch {
@@ -488,7 +490,6 @@ func (s *Server) txnOp(req *TxnRequest) (op, error) {
 			return op{}, fmt.Errorf("%w: txn condition %d has an empty key", ErrInvalid, i)
 		}
 		t.conds[i] = txnCond{key: c.Key, cond: cond}
-		size += len(c.Key) + len(cond.value)
 	}
 	keys := make(map[string]struct{}, len(req.Writes))
 	for i, w := range req.Writes {
@@ -503,10 +504,6 @@ func (s *Server) txnOp(req *TxnRequest) (op, error) {
 		if !w.Delete {
 			t.writes[i].value, t.writes[i].lease = w.Value, w.Lease
 		}
-		size += len(w.Key) + len(t.writes[i].value)
-	}
-	if s.cfg.MaxValueBytes > 0 && size > s.cfg.MaxValueBytes {
-		return op{}, fmt.Errorf("%w: the txn's keys and values take %d bytes, the cap is %d", ErrTooLarge, size, s.cfg.MaxValueBytes)
 	}
 	return op{kind: opTxn | opChecked | opRevisioned, id: req.Write, txn: t}, nil
 }

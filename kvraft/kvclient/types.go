@@ -210,6 +210,23 @@ type TxnRequest struct {
 	Write      WriteID
 }
 
+// Bytes is the size of the keys and values r carries (conditions' keys and
+// values, writes' keys and put values): what the server bounds by its
+// largest value.
+func (r *TxnRequest) Bytes() int {
+	n := 0
+	for _, c := range r.Conditions {
+		n += len(c.Key) + len(c.Condition.Value)
+	}
+	for _, w := range r.Writes {
+		n += len(w.Key)
+		if !w.Delete {
+			n += len(w.Value)
+		}
+	}
+	return n
+}
+
 // MaxTxnOps bounds a Txn's conditions, and separately its writes.
 const MaxTxnOps = 128
 

@@ -218,14 +218,7 @@ func (f *Forwarder) Delete(ctx context.Context, req *kvclient.DeleteRequest) (*k
 // Txn sees an empty op and refuses it as invalid; an OK result without
 // the Txn's outcome is taken as an unknown outcome.)
 func (f *Forwarder) Txn(ctx context.Context, req *kvclient.TxnRequest) (*kvclient.TxnResponse, error) {
-	size := 0
-	for _, c := range req.Conditions {
-		size += len(c.Key) + len(c.Condition.Value)
-	}
-	for _, w := range req.Writes {
-		size += len(w.Key) + len(w.Value)
-	}
-	res, err := f.write(ctx, &kvv1.WriteOp{Op: &kvv1.WriteOp_Txn{Txn: TxnRequestToProto(req)}}, size)
+	res, err := f.write(ctx, &kvv1.WriteOp{Op: &kvv1.WriteOp_Txn{Txn: TxnRequestToProto(req)}}, req.Bytes())
 	if err != nil {
 		return nil, err
 	}

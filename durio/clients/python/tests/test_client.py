@@ -144,11 +144,10 @@ def test_client_unavailable_when_nothing_listens():
     assert time.monotonic() - start < 10
 
 
-def test_retried_write_is_applied_once(cluster, fake_server):
-    """The first Append reaches the cluster but its answer is lost; the client
-    retries it at another replica with the same write id."""
-    k = key("retry")
-    dropped = []
+def losing_first_answer(cluster, method, dropped):
+    """A fake_server handler that forwards every call to the first replica and
+    loses the answer of the first call of method (it is applied, but the client
+    never hears of it), noting its body in dropped."""
 
     def proxy(path, headers, body):
         req = urllib.request.Request(cluster.endpoints[0] + path, data=body, method="POST",
@@ -158,12 +157,20 @@ def test_retried_write_is_applied_once(cluster, fake_server):
                 answer = (resp.status, resp.headers["Content-Type"], resp.read())
         except urllib.error.HTTPError as e:
             answer = (e.code, e.headers["Content-Type"], e.read())
-        if path.endswith("/Append") and not dropped:
+        if path.endswith("/" + method) and not dropped:
             dropped.append(body)
-            return None  # applied, but the client never hears of it
+            return None
         return answer
 
-    fake = fake_server(proxy)
+    return proxy
+
+
+def test_retried_write_is_applied_once(cluster, fake_server):
+    """The first Append reaches the cluster but its answer is lost; the client
+    retries it at another replica with the same write id."""
+    k = key("retry")
+    dropped = []
+    fake = fake_server(losing_first_answer(cluster, "Append", dropped))
     with Client([fake.url, cluster.endpoints[1]], timeout=15) as kv:
         kv.append(k, "once")
         assert dropped, "the proxy never saw the Append"
@@ -660,21 +667,7 @@ def test_txn_retried_after_a_lost_answer_is_applied_once(cluster, fake_server):
     run's answer: a second run would find the key present and fail."""
     k = key("txn-retry")
     dropped = []
-
-    def proxy(path, headers, body):
-        req = urllib.request.Request(cluster.endpoints[0] + path, data=body, method="POST",
-                                     headers={"Content-Type": headers["Content-Type"]})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                answer = (resp.status, resp.headers["Content-Type"], resp.read())
-        except urllib.error.HTTPError as e:
-            answer = (e.code, e.headers["Content-Type"], e.read())
-        if path.endswith("/Txn") and not dropped:
-            dropped.append(body)
-            return None  # applied, but the client never hears of it
-        return answer
-
-    fake = fake_server(proxy)
+    fake = fake_server(losing_first_answer(cluster, "Txn", dropped))
     with Client([fake.url, cluster.endpoints[1]], timeout=15) as kv:
         got = kv.txn([Compare(k, if_absent=True)], [Put(k, "once")])
         assert dropped, "the proxy never saw the Txn"
