@@ -44,6 +44,9 @@ type AppendEntriesResponse struct {
 	ConflictIndex uint64
 	// LastLogIndex is the receiver's last log index.
 	LastLogIndex uint64
+	// AppVersion is the receiver's Config.AppVersion (0 from a replica
+	// that predates the field).
+	AppVersion uint32
 }
 
 // RequestVoteRequest asks for a vote, or with PreVote for a pre-vote.

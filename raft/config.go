@@ -87,6 +87,16 @@ type Config struct {
 	// MaxSnapshotChunkBytes.
 	SnapshotChunkBytes int
 
+	// AppVersion is the application's protocol level that this replica
+	// supports: the highest level of commands and semantics its
+	// application can apply. The node sends it with every AppendEntries
+	// answer, and a leader reports what each member sent in
+	// Status.Progress, so an application can switch to a new level only
+	// once every member supports it (a rolling upgrade). Raft itself
+	// ignores it; 0, the default, is also what replicas from before this
+	// field report.
+	AppVersion uint32
+
 	// Seed seeds the core's random source (election timeouts). 0 picks a
 	// seed from the clock and the ID.
 	Seed uint64

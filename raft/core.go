@@ -33,6 +33,8 @@ type coreConfig struct {
 	maxBytes                        int64
 	chunkBytes                      int
 	seed                            uint64
+	// appVersion is Config.AppVersion, reported for the leader itself.
+	appVersion uint32
 	// checkSnapshots makes the core hand a received snapshot to the node
 	// for the application to validate (c.toCheck) instead of installing it.
 	checkSnapshots bool
@@ -54,6 +56,7 @@ func coreConfigFrom(c Config) coreConfig {
 		maxBytes:         c.MaxBytesPerAppend,
 		chunkBytes:       c.SnapshotChunkBytes,
 		seed:             c.Seed,
+		appVersion:       c.AppVersion,
 	}
 }
 

@@ -235,10 +235,12 @@ func (c *core) memberProgress() map[int]MemberProgress {
 		if c.isLeaving(id) {
 			continue
 		}
-		out[id] = MemberProgress{Match: pr.match, Next: pr.next, RecentActive: pr.silent < c.cfg.electionTicks}
+		out[id] = MemberProgress{Match: pr.match, Next: pr.next, RecentActive: pr.silent < c.cfg.electionTicks,
+			AppVersion: pr.appVersion}
 	}
 	if c.conf().Contains(c.id) {
-		out[c.id] = MemberProgress{Match: c.log.lastIndex(), Next: c.log.lastIndex() + 1, RecentActive: true}
+		out[c.id] = MemberProgress{Match: c.log.lastIndex(), Next: c.log.lastIndex() + 1, RecentActive: true,
+			AppVersion: c.cfg.appVersion}
 	}
 	return out
 }

@@ -249,6 +249,7 @@ func (c *core) handleAppendResponse(m message, resp *AppendEntriesResponse) {
 	}
 	p := m.to
 	pr := c.prs[p]
+	pr.appVersion = resp.AppVersion
 	if resp.Success {
 		updated := pr.maybeUpdate(resp.MatchIndex)
 		pr.freeInflights(resp.MatchIndex)

@@ -54,6 +54,11 @@ type MemberProgress struct {
 	Match, Next uint64
 	// RecentActive is true if the member answered recently.
 	RecentActive bool
+	// AppVersion is the Config.AppVersion the member sent with its
+	// latest AppendEntries answer in this term (the leader's own for
+	// itself); 0 until it has answered one, or if it runs a version that
+	// does not send it.
+	AppVersion uint32
 }
 
 // Errors of the membership changes; match them with errors.Is.

@@ -71,6 +71,7 @@ func (n *Node) HandleAppendEntries(ctx context.Context, req *AppendEntriesReques
 	n.awaitPredecessor(ctx, req)
 	return handle(n, ctx, func() *AppendEntriesResponse {
 		resp := n.core.handleAppendEntries(req)
+		resp.AppVersion = n.cfg.AppVersion
 		if n.logGrewCh != nil {
 			close(n.logGrewCh)
 			n.logGrewCh = nil

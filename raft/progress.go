@@ -57,6 +57,9 @@ type progress struct {
 	// sentRound the round of the last AppendEntries or snapshot chunk sent
 	// to it.
 	ackRound, sentRound uint64
+	// appVersion is the AppVersion of the follower's latest AppendEntries
+	// answer in this term.
+	appVersion uint32
 	// Snapshot state: the snapshot index being sent and the offset the
 	// follower expects next.
 	snapIndex, snapOffset uint64

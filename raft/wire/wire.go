@@ -67,6 +67,7 @@ func AppendEntriesResponseToProto(r *raft.AppendEntriesResponse) *raftv1.AppendE
 		ConflictTerm:  r.ConflictTerm,
 		ConflictIndex: r.ConflictIndex,
 		LastLogIndex:  r.LastLogIndex,
+		AppVersion:    r.AppVersion,
 	}
 }
 
@@ -79,6 +80,7 @@ func AppendEntriesResponseFromProto(p *raftv1.AppendEntriesResponse) (*raft.Appe
 		ConflictTerm:  p.GetConflictTerm(),
 		ConflictIndex: p.GetConflictIndex(),
 		LastLogIndex:  p.GetLastLogIndex(),
+		AppVersion:    p.GetAppVersion(),
 	}, nil
 }
 

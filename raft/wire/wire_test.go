@@ -48,7 +48,7 @@ func TestAppendEntriesRoundTrip(t *testing.T) {
 	}
 	for _, resp := range []*raft.AppendEntriesResponse{
 		{},
-		{Term: 3, Success: true, MatchIndex: 12, LastLogIndex: 12},
+		{Term: 3, Success: true, MatchIndex: 12, LastLogIndex: 12, AppVersion: 1},
 		{Term: 3, ConflictTerm: 2, ConflictIndex: 5, LastLogIndex: 9},
 	} {
 		roundTrip(t, resp, AppendEntriesResponseToProto, AppendEntriesResponseFromProto, func() *raftv1.AppendEntriesResponse { return new(raftv1.AppendEntriesResponse) })

@@ -408,7 +408,12 @@ type AppendEntriesResponse struct {
 	// conflict_term, or, if conflict_term is 0, its last log index plus one.
 	ConflictIndex uint64 `protobuf:"varint,5,opt,name=conflict_index,json=conflictIndex,proto3" json:"conflict_index,omitempty"`
 	// last_log_index is the receiver's last log index.
-	LastLogIndex  uint64 `protobuf:"varint,6,opt,name=last_log_index,json=lastLogIndex,proto3" json:"last_log_index,omitempty"`
+	LastLogIndex uint64 `protobuf:"varint,6,opt,name=last_log_index,json=lastLogIndex,proto3" json:"last_log_index,omitempty"`
+	// app_version is the application protocol level the receiver supports
+	// (raft.Config.AppVersion); 0 from replicas that predate the field. A
+	// leader reports it per member, so the application can move to a new
+	// level once every member supports it.
+	AppVersion    uint32 `protobuf:"varint,7,opt,name=app_version,json=appVersion,proto3" json:"app_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -481,6 +486,13 @@ func (x *AppendEntriesResponse) GetConflictIndex() uint64 {
 func (x *AppendEntriesResponse) GetLastLogIndex() uint64 {
 	if x != nil {
 		return x.LastLogIndex
+	}
+	return 0
+}
+
+func (x *AppendEntriesResponse) GetAppVersion() uint32 {
+	if x != nil {
+		return x.AppVersion
 	}
 	return 0
 }
@@ -1118,7 +1130,7 @@ const file_raft_v1_raft_proto_rawDesc = "" +
 	"\x0eprev_log_index\x18\x03 \x01(\x04R\fprevLogIndex\x12\"\n" +
 	"\rprev_log_term\x18\x04 \x01(\x04R\vprevLogTerm\x12(\n" +
 	"\aentries\x18\x05 \x03(\v2\x0e.raft.v1.EntryR\aentries\x12#\n" +
-	"\rleader_commit\x18\x06 \x01(\x04R\fleaderCommit\"\xd8\x01\n" +
+	"\rleader_commit\x18\x06 \x01(\x04R\fleaderCommit\"\xf9\x01\n" +
 	"\x15AppendEntriesResponse\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x18\n" +
 	"\asuccess\x18\x02 \x01(\bR\asuccess\x12\x1f\n" +
@@ -1126,7 +1138,9 @@ const file_raft_v1_raft_proto_rawDesc = "" +
 	"matchIndex\x12#\n" +
 	"\rconflict_term\x18\x04 \x01(\x04R\fconflictTerm\x12%\n" +
 	"\x0econflict_index\x18\x05 \x01(\x04R\rconflictIndex\x12$\n" +
-	"\x0elast_log_index\x18\x06 \x01(\x04R\flastLogIndex\"\xe1\x01\n" +
+	"\x0elast_log_index\x18\x06 \x01(\x04R\flastLogIndex\x12\x1f\n" +
+	"\vapp_version\x18\a \x01(\rR\n" +
+	"appVersion\"\xe1\x01\n" +
 	"\x12RequestVoteRequest\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12!\n" +
 	"\fcandidate_id\x18\x02 \x01(\rR\vcandidateId\x12$\n" +
