@@ -318,6 +318,9 @@ func raftConfig(cfg Config, logger *slog.Logger) raft.Config {
 	// starts with none at all.
 	rc.ID, rc.Bootstrap = cfg.ID, bootstrapMembers(cfg)
 	rc.SnapshotThresholdBytes = cfg.SnapshotBytes
+	// Every replica tells its leader which apply level it supports, so the
+	// cluster moves to a new one once all do (kvraft.ApplyLevel).
+	rc.AppVersion = kvraft.ApplyLevel
 	rc.Logger = logger.With("layer", "raft")
 	return rc
 }

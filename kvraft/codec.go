@@ -34,6 +34,10 @@ const (
 	// opTxn writes several keys if every condition of o.txn holds; it is
 	// always opChecked and opRevisioned.
 	opTxn opKind = 10
+	// opLevel raises the state's apply level to limit (see ApplyLevel); a
+	// leader proposes it once every member reports that it supports the
+	// level.
+	opLevel opKind = 11
 
 	// opRevisioned marks a Put, Append or Delete written by a leader that
 	// keeps revisions: it takes a revision and an event, and a Put
@@ -133,7 +137,7 @@ var errCorrupt = errors.New("kvraft: corrupt encoding")
 // encodeOp encodes o as: kind, uvarint client id, uvarint seq, uvarint ack,
 // uvarint key length, key, uvarint value length, value; then, for
 // opOpenSession and opTick, varint stamp and uvarint limit, and for a
-// checked Append, uvarint limit; a revisioned Put adds uvarint lease and
+// checked Append and opLevel, uvarint limit; a revisioned Put adds uvarint lease and
 // the condition, a revisioned Delete the condition (kind byte, then for
 // mod revision or version a uvarint, for a value a string); a lease op
 // adds uvarint lease, and a grant uvarint ttl and limit. A Put of a 10-byte key and value by a
@@ -150,7 +154,7 @@ func encodeOp(o op) []byte {
 	case opOpenSession, opTick:
 		b = binary.AppendVarint(b, o.stamp)
 		b = binary.AppendUvarint(b, o.limit)
-	case opAppend | opChecked, opAppend | opChecked | opRevisioned:
+	case opAppend | opChecked, opAppend | opChecked | opRevisioned, opLevel:
 		b = binary.AppendUvarint(b, o.limit)
 	case opPut | opChecked | opRevisioned:
 		b = binary.AppendUvarint(b, o.lease)
@@ -296,7 +300,7 @@ func decodeOp(b []byte) (op, error) {
 	case opOpenSession, opTick:
 		o.stamp = d.varint()
 		o.limit = d.uvarint()
-	case opAppend | opChecked, opAppend | opChecked | opRevisioned:
+	case opAppend | opChecked, opAppend | opChecked | opRevisioned, opLevel:
 		o.limit = d.uvarint()
 	case opPut | opChecked | opRevisioned:
 		o.lease = d.uvarint()
@@ -335,7 +339,7 @@ func validKind(k opKind) bool {
 	case opPut, opAppend, opDelete, opGet, opOpenSession, opTick,
 		opPut | opChecked, opAppend | opChecked, opDelete | opChecked,
 		opPut | opChecked | opRevisioned, opAppend | opChecked | opRevisioned, opDelete | opChecked | opRevisioned,
-		opLeaseGrant, opLeaseRevoke, opLeaseExpire, opTxn | opChecked | opRevisioned:
+		opLeaseGrant, opLeaseRevoke, opLeaseExpire, opTxn | opChecked | opRevisioned, opLevel:
 		return true
 	}
 	return false

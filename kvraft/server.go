@@ -546,7 +546,7 @@ func (s *Server) startWrite(ctx context.Context, o op) startedWrite {
 		// A write this replica has already applied is answered from the
 		// table: it is committed, whoever leads now.
 		if res, ok := s.state.lookup(o.id); ok {
-			return startedWrite{o: o, res: res, err: res.refused, done: true}
+			return startedWrite{o: o, res: res, err: refusedError(o, res), done: true}
 		}
 	}
 	f, err := s.propose(o)
@@ -572,16 +572,22 @@ func (s *Server) finishWrite(ctx context.Context, w startedWrite) (writeResult, 
 	if !ok {
 		return writeResult{}, fmt.Errorf("kvraft: write to %q: %v", o.key, res)
 	}
+	return wr, refusedError(o, wr)
+}
+
+// refusedError returns the error for the write o's result: nil if it was
+// applied, else why not, naming the key where the error does not.
+func refusedError(o op, wr writeResult) error {
 	if wr.refused == nil {
 		// Before errors.As: its target escapes, one allocation per write.
-		return wr, nil
+		return nil
 	}
 	var cf *ConditionFailedError
 	switch {
 	case errors.As(wr.refused, &cf), errors.Is(wr.refused, errLeaseIDTaken), o.key == "":
-		return wr, wr.refused
+		return wr.refused
 	}
-	return wr, fmt.Errorf("%w (key %q)", wr.refused, o.key)
+	return fmt.Errorf("%w (key %q)", wr.refused, o.key)
 }
 
 // submit proposes o (or joins the pending proposal of the same write in

@@ -9,12 +9,15 @@ import (
 )
 
 // Snapshot versions (the first byte). Version 1 had no session clock or
-// use order; version 2 had no revisions, leases or history. Restore still
-// reads both.
+// use order; version 2 had no revisions, leases or history; version 3 has
+// no apply level or remembered refusals. Restore reads them all. A state
+// at apply level 0 is written as version 3, which replicas from before
+// levels read; from level 1, as version 4.
 const (
 	snapshotVersion1 = 1
 	snapshotVersion2 = 2
-	snapshotVersion  = 3
+	snapshotVersion3 = 3
+	snapshotVersion  = 4
 )
 
 // Snapshot implements rsm.StateMachine. Layout (version 3): version byte;
@@ -30,7 +33,9 @@ const (
 // (value string, uvarint create, version, lease; mod is the event's
 // revision), and a byte (1: the key existed before) followed by the
 // previous record (value string, uvarint create, mod, version, lease).
-// Equal states encode to equal bytes on every replica.
+// Version 4 adds to each result its remembered refusal (appendRefusal)
+// and ends with the uvarint apply level. Equal states encode to equal
+// bytes on every replica.
 func (s *state) Snapshot() []byte {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -39,7 +44,12 @@ func (s *state) Snapshot() []byte {
 		size += len(k) + len(r.value) + 12
 	}
 	b := make([]byte, 0, size+len(s.clients)*32+len(s.leases)*12)
-	b = append(b, snapshotVersion)
+	v4 := s.level > 0
+	if v4 {
+		b = append(b, snapshotVersion)
+	} else {
+		b = append(b, snapshotVersion3)
+	}
 	b = binary.AppendVarint(b, s.clock)
 	b = binary.AppendUvarint(b, s.rev)
 	b = binary.AppendUvarint(b, s.compactRev)
@@ -62,6 +72,9 @@ func (s *state) Snapshot() []byte {
 			b = append(b, boolByte(d.existed))
 			b = binary.AppendUvarint(b, d.rev)
 			b = binary.AppendUvarint(b, d.lease)
+			if v4 {
+				b = appendRefusal(b, d.refused)
+			}
 		}
 	}
 	b = binary.AppendUvarint(b, uint64(len(s.leases)))
@@ -83,6 +96,9 @@ func (s *state) Snapshot() []byte {
 		if e.prev != nil {
 			b = appendRecord(b, e.prev, true)
 		}
+	}
+	if v4 {
+		b = binary.AppendUvarint(b, uint64(s.level))
 	}
 	return b
 }
@@ -122,7 +138,7 @@ func (s *state) Restore(b []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.data, s.index, s.clients, s.oldest, s.newest, s.clock = restored.data, restored.index, restored.clients, restored.oldest, restored.newest, restored.clock
-	s.rev, s.history, s.leases = restored.rev, restored.history, restored.leases
+	s.rev, s.history, s.leases, s.level = restored.rev, restored.history, restored.leases, restored.level
 	s.leaseGen++
 	s.trimLocked()
 	s.hub.notifyAll()
@@ -153,7 +169,7 @@ func decodeSnapshot(b []byte, limits stateLimits) (*state, error) {
 	if version >= snapshotVersion2 {
 		st.clock = d.varint()
 	}
-	if version >= snapshotVersion {
+	if version >= snapshotVersion3 {
 		st.rev = d.uvarint()
 		st.compactRev = d.uvarint()
 	}
@@ -161,7 +177,7 @@ func decodeSnapshot(b []byte, limits stateLimits) (*state, error) {
 	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
 		k := d.string()
 		r := &record{version: 1}
-		if version >= snapshotVersion {
+		if version >= snapshotVersion3 {
 			r = d.record()
 		} else {
 			r.value = []byte(d.string())
@@ -181,8 +197,11 @@ func decodeSnapshot(b []byte, limits stateLimits) (*state, error) {
 		for m := d.uvarint(); m > 0 && d.err == nil; m-- {
 			seq := d.uvarint()
 			res := doneResult{existed: d.byte() != 0}
-			if version >= snapshotVersion {
+			if version >= snapshotVersion3 {
 				res.rev, res.lease = d.uvarint(), d.uvarint()
+			}
+			if version >= snapshotVersion {
+				res.refused = d.refusal()
 			}
 			rec.done[seq] = res
 		}
@@ -201,8 +220,20 @@ func decodeSnapshot(b []byte, limits stateLimits) (*state, error) {
 	for _, rec := range v1 {
 		st.linkNewestLocked(rec)
 	}
-	if version >= snapshotVersion {
+	if version >= snapshotVersion3 {
 		decodeLeasesAndHistory(&d, st)
+	}
+	if version >= snapshotVersion {
+		level := d.uvarint()
+		switch {
+		case d.err != nil:
+		case level == 0:
+			d.err = fmt.Errorf("%w: a version %d snapshot at apply level 0", errCorrupt, version)
+		case level > uint64(ApplyLevel):
+			d.err = fmt.Errorf("kvraft: the snapshot is at apply level %d; this version supports up to %d: upgrade this replica",
+				level, ApplyLevel)
+		}
+		st.level = uint32(level)
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%w: %d trailing snapshot bytes", errCorrupt, len(d.b))
@@ -213,7 +244,7 @@ func decodeSnapshot(b []byte, limits stateLimits) (*state, error) {
 	return st, nil
 }
 
-// decodeLeasesAndHistory decodes the leases and history of a version 3
+// decodeLeasesAndHistory decodes the leases and history of a version 3 or 4
 // snapshot into st, whose keys are decoded already.
 func decodeLeasesAndHistory(d *decoder, st *state) {
 	for n := d.uvarint(); n > 0 && d.err == nil; n-- {

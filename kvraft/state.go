@@ -57,6 +57,9 @@ type state struct {
 	// leaseGen changes whenever a lease is granted or ends, so the leader's
 	// lease timer knows when to look at leases again.
 	leaseGen uint64
+	// level is the apply level in force (see ApplyLevel), raised by
+	// opLevel entries.
+	level uint32
 	// hub wakes the watchers an applied event concerns; it has its own
 	// lock, taken inside mu.
 	hub watchHub
@@ -107,6 +110,9 @@ type doneResult struct {
 	rev uint64
 	// lease is the id an opLeaseGrant created.
 	lease uint64
+	// refused is, from apply level 1, why the write was refused for good
+	// (state.remembered): a retry gets it again.
+	refused error
 }
 
 // maxPendingResults bounds the results one session keeps: the writes of a
@@ -158,7 +164,7 @@ func (s *state) Apply(index uint64, cmd []byte) any {
 		stopUnknown(index, err)
 		return err
 	}
-	if res, ok := s.applyOther(o); ok {
+	if res, ok := s.applyOther(index, o); ok {
 		return res
 	}
 	return s.applyWrite(o)
@@ -173,7 +179,7 @@ func (s *state) ApplyDiscard(index uint64, cmd []byte) {
 		stopUnknown(index, err)
 		return // as Apply: skipped
 	}
-	if _, ok := s.applyOther(o); !ok {
+	if _, ok := s.applyOther(index, o); !ok {
 		s.applyWrite(o)
 	}
 }
@@ -191,9 +197,15 @@ func stopUnknown(index uint64, err error) {
 	}
 }
 
-// applyOther applies o unless it is a write (ok false).
-func (s *state) applyOther(o op) (res any, ok bool) {
+// applyOther applies o, the command at index, unless it is a write (ok
+// false).
+func (s *state) applyOther(index uint64, o op) (res any, ok bool) {
 	switch o.kind {
+	case opLevel:
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.raiseLevelLocked(index, o.limit)
+		return nil, true
 	case opGet:
 		s.mu.RLock()
 		defer s.mu.RUnlock()
@@ -244,7 +256,7 @@ func (s *state) applyWrite(o op) writeResult {
 		}
 	}
 	if done, ok := rec.done[o.id.Seq]; ok {
-		return writeResult{doneResult: done}
+		return writeResult{doneResult: done, refused: done.refused}
 	}
 	if (o.kind&opChecked != 0 || o.kind.base() >= opLeaseGrant) && len(rec.done) >= maxPendingResults {
 		return writeResult{refused: ErrTooManyPending}
@@ -252,6 +264,10 @@ func (s *state) applyWrite(o op) writeResult {
 	res := s.applyWriteLocked(o)
 	if res.refused == nil {
 		rec.done[o.id.Seq] = res.doneResult
+	} else if kept := s.remembered(res.refused); kept != nil {
+		done := res.doneResult
+		done.refused = kept
+		rec.done[o.id.Seq] = done
 	}
 	return res
 }
@@ -381,8 +397,8 @@ func (s *state) applyWriteLocked(o op) writeResult {
 // applyTxnLocked applies a txn: every write, in order, each at its own
 // revision, if every condition holds and every lease a put names exists;
 // otherwise nothing. A failed condition is refused with a *txnFailedError
-// (nothing is remembered for the session, as for a failed conditional
-// Put: a retry is checked again).
+// (remembered for the session from apply level 1, as a failed conditional
+// Put).
 func (s *state) applyTxnLocked(t *txn) writeResult {
 	if t == nil {
 		return writeResult{refused: ErrInvalid}
@@ -633,5 +649,5 @@ func (s *state) lookup(id WriteID) (writeResult, bool) {
 		return writeResult{refused: ErrStale}, true
 	}
 	done, ok := rec.done[id.Seq]
-	return writeResult{doneResult: done}, ok
+	return writeResult{doneResult: done, refused: done.refused}, ok
 }

@@ -98,5 +98,6 @@ func StartServer(sm *StateMachine, node rsm.Raft) (*Server, error) {
 	s.rsm.Attach(node)
 	s.ticks.Go(s.tickSessions)
 	s.ticks.Go(s.tickLeases)
+	s.ticks.Go(s.raiseLevel)
 	return s, nil
 }

@@ -198,6 +198,7 @@ func (c *Cluster) Restart(i int) {
 			}
 		}
 		cfg.Seed = c.seed*1000003 + uint64(i)*101 + uint64(gen)
+		cfg.AppVersion = kvraft.ApplyLevel
 		if c.opts.MaxRaftState > 0 {
 			cfg.SnapshotThresholdBytes = c.opts.MaxRaftState
 		}

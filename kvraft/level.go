@@ -1,0 +1,253 @@
+package kvraft
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ruaft/ruaft/kvraft/kvclient"
+	"github.com/ruaft/ruaft/raft"
+)
+
+// ApplyLevel is the highest apply level this version supports: the set of
+// log commands and apply rules the replicas of a cluster agree to use.
+// Give it to the raft node as raft.Config.AppVersion, which every replica
+// sends its leader; the leader raises the cluster's level (a log entry,
+// applied by every replica at the same index) once every member of the
+// configuration reports that it supports it. Until then the replicas apply
+// as the oldest among them would, so a rolling upgrade never makes their
+// states differ. A level, once raised, stays: a replica whose version does
+// not support the cluster's level stops at the entry that raised it (or
+// refuses a snapshot taken at it), asking to be upgraded.
+//
+// Levels:
+//
+//   - 0: the rules of every version before levels existed.
+//   - 1: a write refused for good by the state (a failed condition of a
+//     Put, Delete or Txn, an Append over the value cap, a missing lease, too
+//     many leases) is remembered in its session with its answer, as an
+//     applied write is: a retry, or a delayed copy of the request, gets
+//     the same answer and can never apply later, when the condition has
+//     come true. At level 0 such a write is not remembered, so a copy
+//     delayed in the network past its answer could still apply.
+const ApplyLevel uint32 = 1
+
+// levelFor returns the highest level up to want that every member of st's
+// configuration reports supporting, from a leader's status (0 elsewhere,
+// or while a member has not answered the leader in its term).
+func levelFor(st raft.Status, want uint32) uint32 {
+	if st.Role != raft.Leader || len(st.Membership.Members) == 0 {
+		return 0
+	}
+	level := want
+	for _, m := range st.Membership.Members {
+		p, ok := st.Progress[m.ID]
+		if !ok {
+			return 0
+		}
+		level = min(level, p.AppVersion)
+	}
+	return level
+}
+
+// raiseLevel runs on every replica until its state reaches ApplyLevel: on
+// the leader, it proposes the highest level every member supports, every
+// LeaseTick, until the state applies it. Nobody waits for the entry: a
+// lost one is proposed again, and a second copy changes nothing.
+func (s *Server) raiseLevel() {
+	t := time.NewTicker(s.cfg.LeaseTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopTicks:
+			return
+		case <-t.C:
+		}
+		cur := s.state.applyLevel()
+		if cur >= ApplyLevel {
+			return
+		}
+		if _, isLeader := s.rsm.Raft().State(); !isLeader {
+			continue
+		}
+		if level := levelFor(s.rsm.Raft().Status(), ApplyLevel); level > cur {
+			s.logger.Info("kvraft: every member supports a higher apply level; raising it", "from", cur, "to", level)
+			_, _ = s.rsm.Propose(encodeOp(op{kind: opLevel, limit: uint64(level)}))
+		}
+	}
+}
+
+// ApplyLevel returns the apply level in force in this replica's state
+// (see the constant ApplyLevel).
+func (s *Server) ApplyLevel() uint32 { return s.state.applyLevel() }
+
+// applyLevel returns the level in force.
+func (s *state) applyLevel() uint32 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.level
+}
+
+// raiseLevelLocked applies an opLevel. A level above ApplyLevel was
+// proposed by a leader that heard this replica support it: the replica
+// has since been downgraded, and stops, as on a command of a kind it does
+// not know (stopUnknown).
+func (s *state) raiseLevelLocked(index uint64, level uint64) {
+	if level > uint64(ApplyLevel) {
+		panic(fmt.Sprintf("kvraft: the log entry at index %d raises the apply level to %d; this version supports up to %d: "+
+			"upgrade this replica", index, level, ApplyLevel))
+	}
+	s.level = max(s.level, uint32(level))
+}
+
+// remembered returns what the session table keeps of a write refused with
+// err: a copy of the answer, from level 1, if the refusal is final (the
+// state's own verdict on this write, not a session or protocol error); nil
+// if the refusal is not remembered. The copy shares nothing with the
+// answer handed to the caller, which may change it.
+func (s *state) remembered(err error) error {
+	if s.level < 1 {
+		return nil
+	}
+	var cf *ConditionFailedError
+	var tf *txnFailedError
+	switch {
+	case errors.As(err, &cf):
+		c := *cf
+		if cf.Current != nil {
+			cur := *cf.Current
+			c.Current = &cur
+		}
+		return &c
+	case errors.As(err, &tf):
+		return &txnFailedError{rev: tf.rev, failed: append([]int(nil), tf.failed...),
+			current: append([]KeyValue(nil), tf.current...)}
+	case err == ErrTooLarge, err == ErrLeaseNotFound, err == ErrTooManyLeases:
+		return err
+	}
+	return nil
+}
+
+// Remembered refusals in a version-4 snapshot: a kind byte, then its
+// fields.
+const (
+	refusalNone = iota
+	refusalCondition
+	refusalTxn
+	refusalTooLarge
+	refusalLeaseNotFound
+	refusalTooManyLeases
+)
+
+// appendRefusal encodes a remembered refusal (nil for none): for a failed
+// condition, uvarint revision and a byte (1: the key existed) followed by
+// the key; for a failed txn, uvarint revision, the failed conditions'
+// indexes (a count, then each) and the compared keys (a count, then each);
+// the others are the kind alone. A key is its name, value and uvarint
+// create, mod, version and lease.
+func appendRefusal(b []byte, err error) []byte {
+	var cf *ConditionFailedError
+	var tf *txnFailedError
+	switch {
+	case err == nil:
+		return append(b, refusalNone)
+	case errors.As(err, &cf):
+		b = append(b, refusalCondition)
+		b = binary.AppendUvarint(b, cf.Revision)
+		b = append(b, boolByte(cf.Current != nil))
+		if cf.Current != nil {
+			b = appendKeyValue(b, cf.Current)
+		}
+		return b
+	case errors.As(err, &tf):
+		b = append(b, refusalTxn)
+		b = binary.AppendUvarint(b, tf.rev)
+		b = binary.AppendUvarint(b, uint64(len(tf.failed)))
+		for _, i := range tf.failed {
+			b = binary.AppendUvarint(b, uint64(i))
+		}
+		b = binary.AppendUvarint(b, uint64(len(tf.current)))
+		for i := range tf.current {
+			b = appendKeyValue(b, &tf.current[i])
+		}
+		return b
+	case err == ErrTooLarge:
+		return append(b, refusalTooLarge)
+	case err == ErrLeaseNotFound:
+		return append(b, refusalLeaseNotFound)
+	case err == ErrTooManyLeases:
+		return append(b, refusalTooManyLeases)
+	}
+	// remembered keeps nothing else.
+	panic(fmt.Sprintf("kvraft: cannot encode the remembered refusal %v", err))
+}
+
+func appendKeyValue(b []byte, kv *KeyValue) []byte {
+	b = appendString(b, kv.Key)
+	b = appendString(b, kv.Value)
+	b = binary.AppendUvarint(b, kv.CreateRevision)
+	b = binary.AppendUvarint(b, kv.ModRevision)
+	b = binary.AppendUvarint(b, kv.Version)
+	return binary.AppendUvarint(b, kv.Lease)
+}
+
+func (d *decoder) keyValue() KeyValue {
+	return KeyValue{Key: d.string(), Value: d.string(), CreateRevision: d.uvarint(), ModRevision: d.uvarint(),
+		Version: d.uvarint(), Lease: d.uvarint()}
+}
+
+// refusal decodes appendRefusal's encoding.
+func (d *decoder) refusal() error {
+	switch kind := d.byte(); kind {
+	case refusalNone:
+		return nil
+	case refusalCondition:
+		cf := &ConditionFailedError{Revision: d.uvarint()}
+		if d.byte() != 0 {
+			kv := d.keyValue()
+			cf.Current = &kv
+		}
+		return cf
+	case refusalTxn:
+		tf := &txnFailedError{rev: d.uvarint()}
+		// Empty lists stay nil, as remembered leaves them.
+		n := d.count()
+		if n > 0 {
+			tf.failed = make([]int, 0, min(n, kvclient.MaxTxnOps))
+		}
+		for range n {
+			i := d.uvarint()
+			if d.err == nil && i >= 1<<20 {
+				d.err = fmt.Errorf("%w: txn condition index %d", errCorrupt, i)
+			}
+			if d.err != nil {
+				return tf
+			}
+			tf.failed = append(tf.failed, int(i))
+		}
+		n = d.count()
+		if n > 0 {
+			tf.current = make([]KeyValue, 0, min(n, kvclient.MaxTxnOps))
+		}
+		for range n {
+			kv := d.keyValue()
+			if d.err != nil {
+				return tf
+			}
+			tf.current = append(tf.current, kv)
+		}
+		return tf
+	case refusalTooLarge:
+		return ErrTooLarge
+	case refusalLeaseNotFound:
+		return ErrLeaseNotFound
+	case refusalTooManyLeases:
+		return ErrTooManyLeases
+	default:
+		if d.err == nil {
+			d.err = fmt.Errorf("%w: remembered refusal kind %d", errCorrupt, kind)
+		}
+		return nil
+	}
+}

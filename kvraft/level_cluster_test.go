@@ -1,0 +1,166 @@
+package kvraft_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ruaft/ruaft/kvraft"
+	"github.com/ruaft/ruaft/kvraft/kvtest"
+	"github.com/ruaft/ruaft/raft"
+)
+
+// levels returns every running server's apply level.
+func levels(c *kvtest.Cluster) []uint32 {
+	out := make([]uint32, c.N())
+	for i := range c.N() {
+		if s, ok := c.Replica(i).(*kvraft.Server); ok {
+			out[i] = s.ApplyLevel()
+		}
+	}
+	return out
+}
+
+// TestApplyLevelRollingUpgrade: a cluster with one replica that reports
+// no apply level (an older version) stays at level 0, where a delayed copy
+// of a refused conditional Put still applies once its condition comes
+// true; once that replica is upgraded (restarted reporting
+// kvraft.ApplyLevel), the leader raises the level on every replica, and a
+// delayed copy gets the first answer again, at the leader and at a
+// follower, and never applies.
+func TestApplyLevelRollingUpgrade(t *testing.T) {
+	var mu sync.Mutex
+	old := map[int]bool{2: true}
+	c := kvtest.NewCluster(t, kvtest.Options{Servers: 3, MaxRaftState: 2000, Raft: func(cfg *raft.Config) {
+		mu.Lock()
+		defer mu.Unlock()
+		if old[cfg.ID] {
+			cfg.AppVersion = 0
+		}
+	}}, kvtest.StartKVServer)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// scenario runs, on the leader, a conditional Put that fails, makes
+	// its condition true with another write of the same session (which
+	// does not acknowledge the first), then sends the first again, as a
+	// copy delayed in the network would arrive; it returns the second
+	// answer and the key's value after it.
+	scenario := func(key string) (error, string) {
+		t.Helper()
+		l := c.WaitLeader()
+		srv := c.Replica(l).(*kvraft.Server)
+		sess, err := srv.OpenSession(ctx, &kvraft.OpenSessionRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := sess.ClientID
+		if _, err := srv.Put(ctx, &kvraft.PutRequest{Key: key, Value: "a", Write: kvraft.WriteID{ClientID: id, Seq: 1, Ack: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		cas := &kvraft.PutRequest{Key: key, Value: "b", Condition: kvraft.IfValue("x"), Write: kvraft.WriteID{ClientID: id, Seq: 2, Ack: 2}}
+		_, err = srv.Put(ctx, cas)
+		var cf *kvraft.ConditionFailedError
+		if !errors.As(err, &cf) {
+			t.Fatalf("the CAS: %v, want a failed condition", err)
+		}
+		if _, err := srv.Put(ctx, &kvraft.PutRequest{Key: key, Value: "x", Write: kvraft.WriteID{ClientID: id, Seq: 3, Ack: 2}}); err != nil {
+			t.Fatal(err)
+		}
+		_, again := srv.Put(ctx, cas)
+		if again == nil {
+			return nil, c.Get(c.MakeClerk(c.All()), key, nil, 0)
+		}
+		var cf2 *kvraft.ConditionFailedError
+		if !errors.As(again, &cf2) || cf2.Revision != cf.Revision || cf2.Current == nil || *cf2.Current != *cf.Current {
+			t.Fatalf("the copy answered %v, want the first answer %v", again, cf)
+		}
+		// A follower that has applied the write answers a copy sent to
+		// it from its own table, the same way.
+		for f := range c.N() {
+			if f == l {
+				continue
+			}
+			fs := c.Replica(f).(*kvraft.Server)
+			deadline := time.Now().Add(10 * time.Second)
+			for fs.Status().Applied < srv.Status().Applied && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if _, err := fs.Put(ctx, cas); !errors.As(err, &cf2) || cf2.Revision != cf.Revision {
+				t.Fatalf("follower %d answered the copy %v, want %v", f, err, cf)
+			}
+		}
+		return again, c.Get(c.MakeClerk(c.All()), key, nil, 0)
+	}
+
+	// Level 0: the leader hears every member (the old one reports 0),
+	// and keeps the level.
+	l := c.WaitLeader()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		pr := c.Node(l).Status().Progress
+		if len(pr) == 3 && pr[0].AppVersion+pr[1].AppVersion+pr[2].AppVersion == 2*kvraft.ApplyLevel && pr[2].RecentActive {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("leader %d reports progress %+v", l, pr)
+		}
+		time.Sleep(10 * time.Millisecond)
+		l = c.WaitLeader()
+	}
+	if err, v := scenario("level0"); err != nil || v != "b" {
+		t.Fatalf("at level 0 the delayed copy answered %v and left %q, want it applied (b)", err, v)
+	}
+	if got := levels(c); fmt.Sprint(got) != "[0 0 0]" {
+		t.Fatalf("levels %v with an old replica in the cluster", got)
+	}
+
+	// The old replica is upgraded: every replica reaches the level.
+	mu.Lock()
+	old[2] = false
+	mu.Unlock()
+	c.Restart(2)
+	c.Connect(2)
+	want := fmt.Sprint([]uint32{kvraft.ApplyLevel, kvraft.ApplyLevel, kvraft.ApplyLevel})
+	deadline = time.Now().Add(30 * time.Second)
+	for fmt.Sprint(levels(c)) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("levels %v after the upgrade, want %s", levels(c), want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err, v := scenario("level1"); err == nil || v != "x" {
+		t.Fatalf("at level 1 the delayed copy answered %v and left %q, want the first answer and x", err, v)
+	}
+
+	// The level survives restarts, from a snapshot and the log: with every
+	// replica reporting level 0 after the restart, no leader raises it
+	// again.
+	ck := c.MakeClerk(c.All())
+	for i := range 50 {
+		c.Put(ck, fmt.Sprintf("fill%d", i%5), fmt.Sprintf("%0100d", i), nil, 0)
+	}
+	for i := range c.N() {
+		if c.Node(i).Status().SnapshotIndex == 0 {
+			t.Fatalf("server %d took no snapshot", i)
+		}
+	}
+	mu.Lock()
+	old = map[int]bool{0: true, 1: true, 2: true}
+	mu.Unlock()
+	c.CrashAll()
+	c.RestartAll()
+	c.Heal()
+	c.WaitLeader()
+	c.Put(ck, "after", "restart", nil, 0)
+	deadline = time.Now().Add(30 * time.Second)
+	for fmt.Sprint(levels(c)) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("levels %v after restarting every replica, want %s", levels(c), want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
