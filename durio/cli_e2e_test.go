@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ruaft/ruaft/internal/freeport"
+	"github.com/ruaft/ruaft/kvraft"
 )
 
 // cliResult is what one run of the durio binary printed and returned.
@@ -209,13 +210,37 @@ func TestCLIAgainstCluster(t *testing.T) {
 		t.Fatalf("second delete: %q", r.stdout)
 	}
 	run(3, "", "get", "temp")
-	r := run(0, "", "status", "--json")
-	var rows []struct {
-		Reachable bool
-		Role      string
-	}
-	if err := json.Unmarshal([]byte(r.stdout), &rows); err != nil || len(rows) != 3 {
-		t.Fatalf("status --json: %v %q", err, r.stdout)
+	// Every replica reports the apply level its version supports, and the
+	// cluster, all of one version, moves to it (within a few lease ticks
+	// of the leader hearing every member).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := run(0, "", "status", "--json")
+		var rows []struct {
+			Reachable     bool
+			Role          string
+			ApplyLevel    uint32 `json:"apply_level"`
+			MaxApplyLevel uint32 `json:"max_apply_level"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &rows); err != nil || len(rows) != 3 {
+			t.Fatalf("status --json: %v %q", err, r.stdout)
+		}
+		at := 0
+		for _, row := range rows {
+			if row.MaxApplyLevel != kvraft.ApplyLevel {
+				t.Fatalf("status --json: max_apply_level %d, want %d: %q", row.MaxApplyLevel, kvraft.ApplyLevel, r.stdout)
+			}
+			if row.ApplyLevel == kvraft.ApplyLevel {
+				at++
+			}
+		}
+		if at == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replicas did not reach apply level %d: %q", kvraft.ApplyLevel, r.stdout)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	// A flag on the command line beats the environment: one dead endpoint
 	// still answers status (exit 0) because the others are up, but a list of
@@ -230,7 +255,7 @@ func TestCLIAgainstCluster(t *testing.T) {
 	survivor := (leader + 1) % 3
 	c.kill(leader)
 	c.kill((leader + 2) % 3)
-	r = runCLI(t, nil, "", "put", "k", "v", "--endpoints", c.clients[survivor], "--timeout", "5s")
+	r := runCLI(t, nil, "", "put", "k", "v", "--endpoints", c.clients[survivor], "--timeout", "5s")
 	t.Logf("quorum lost: exit %d, stderr %s", r.code, r.stderr)
 	r.expect(t, 4, "put with quorum lost")
 	if !strings.Contains(r.stderr, "unavailable") {

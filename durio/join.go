@@ -17,6 +17,7 @@ import (
 	"github.com/twitchtv/twirp"
 
 	"github.com/ruaft/ruaft/durio/client"
+	"github.com/ruaft/ruaft/kvraft"
 	"github.com/ruaft/ruaft/kvraft/kvwire"
 	"github.com/ruaft/ruaft/persist"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
@@ -340,7 +341,8 @@ func retryableMemberErr(err twirp.Error) bool {
 func (plan *joinPlan) run(ctx context.Context, r *Replica, members kvv1.MembershipService) {
 	log := r.logger.With("layer", "join")
 	if !plan.member {
-		req := &kvv1.MemberAddRequest{Id: uint32(r.cfg.ID), PeerUrl: r.cfg.PeerURL, ClientUrl: r.cfg.ClientURL}
+		req := &kvv1.MemberAddRequest{Id: uint32(r.cfg.ID), PeerUrl: r.cfg.PeerURL, ClientUrl: r.cfg.ClientURL,
+			ApplyLevel: kvraft.ApplyLevel}
 		err := plan.each(ctx, log, "adding this replica as a learner", func(ctx context.Context, ms kvv1.MembershipService) error {
 			_, err := ms.MemberAdd(ctx, req)
 			var terr twirp.Error

@@ -11,6 +11,7 @@ import (
 
 	"github.com/twitchtv/twirp"
 
+	"github.com/ruaft/ruaft/kvraft"
 	"github.com/ruaft/ruaft/kvraft/kvwire"
 	"github.com/ruaft/ruaft/raft"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
@@ -27,6 +28,9 @@ const (
 	ReasonLastVoter        = "last_voter"
 	ReasonChangeInProgress = "change_in_progress"
 	ReasonOutcomeUnknown   = "outcome_unknown"
+	// ReasonApplyLevel refuses a MemberAdd for a replica whose version does
+	// not support the apply level the cluster is at.
+	ReasonApplyLevel = "apply_level"
 )
 
 // memberNode is what the membership service needs of the raft node.
@@ -54,6 +58,9 @@ type memberService struct {
 	clusterID string
 	peerTLS   bool // peer URLs must be https
 	forward   bool
+	// level returns the apply level in force (kvraft.Server.ApplyLevel);
+	// nil in tests that do not need it.
+	level func() uint32
 }
 
 var _ kvv1.MembershipService = (*memberService)(nil)
@@ -82,6 +89,12 @@ func (s *memberService) MemberAdd(ctx context.Context, req *kvv1.MemberAddReques
 	}
 	var resp *kvv1.MemberAddResponse
 	err := s.run(ctx, func(ctx context.Context) error {
+		if s.level != nil && req.GetApplyLevel() < s.level() {
+			return twirp.NewErrorf(twirp.FailedPrecondition,
+				"replica %d supports apply level %d, and the cluster is at level %d: it could not apply the log; "+
+					"start it from the version the other members run (or a newer one)", req.GetId(), req.GetApplyLevel(), s.level()).
+				WithMeta(kvwire.MetaReason, ReasonApplyLevel)
+		}
 		for _, m := range s.node.Membership().Members {
 			if m.ID == int(req.GetId()) {
 				return twirp.NewErrorf(twirp.AlreadyExists, "replica %d is already a member", m.ID).
@@ -314,8 +327,10 @@ func (s *memberService) members() []*kvv1.Member {
 				pm.ClientUrl = s.dir.selfAddr.Client
 			}
 			pm.ProgressKnown, pm.MatchIndex, pm.RecentActive = true, st.LastIndex, true
+			pm.ApplyLevel = kvraft.ApplyLevel
 		} else if p, ok := progress[m.ID]; ok {
 			pm.ProgressKnown, pm.MatchIndex, pm.RecentActive = true, p.Match, p.RecentActive
+			pm.ApplyLevel = p.AppVersion
 			pm.LagEntries = st.LastIndex - min(p.Match, st.LastIndex)
 		}
 		out = append(out, pm)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,12 +14,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twitchtv/twirp"
 
+	"github.com/ruaft/ruaft/kvraft"
 	"github.com/ruaft/ruaft/kvraft/kvwire"
 	"github.com/ruaft/ruaft/persist"
 	"github.com/ruaft/ruaft/raft"
@@ -366,7 +369,59 @@ func TestDirectoryFollowsMembership(t *testing.T) {
 }
 
 func (f *fakeMembers) Progress() map[int]raft.MemberProgress {
-	return map[int]raft.MemberProgress{1: {Match: 30, RecentActive: true}}
+	return map[int]raft.MemberProgress{1: {Match: 30, RecentActive: true, AppVersion: 1}}
+}
+
+// A MemberAdd for a replica whose version supports less than the cluster's
+// apply level is refused (failed_precondition, reason apply_level) before
+// it reaches raft, whatever the client sent (an old client sends none);
+// one at or above it is added. The member list shows each member's level.
+func TestMembershipRefusesReplicaBelowApplyLevel(t *testing.T) {
+	fake := &fakeMembers{members: threeVoters()}
+	s, url := newTestMembers(t, fake)
+	var level atomic.Uint32
+	s.level = level.Load
+	ms := kvv1.NewMembershipServiceJSONClient(url, http.DefaultClient)
+	ctx := context.Background()
+
+	// At level 0 any replica may join, one that reports no level too.
+	if _, err := ms.MemberAdd(ctx, &kvv1.MemberAddRequest{Id: 7, PeerUrl: "http://127.0.0.1:7007"}); err != nil {
+		t.Fatalf("add at level 0: %v", err)
+	}
+	level.Store(1)
+	for _, req := range []*kvv1.MemberAddRequest{
+		{Id: 8, PeerUrl: "http://127.0.0.1:7008"},
+		{Id: 8, PeerUrl: "http://127.0.0.1:7008", ApplyLevel: 0},
+	} {
+		_, err := ms.MemberAdd(ctx, req)
+		wantTwirp(t, "add below the level", err, twirp.FailedPrecondition, ReasonApplyLevel)
+		if !strings.Contains(err.Error(), "level 1") {
+			t.Fatalf("the refusal does not name the cluster's level: %v", err)
+		}
+	}
+	if got := fake.changes(); len(got) != 1 {
+		t.Fatalf("changes %v: a refused add reached raft", got)
+	}
+	if _, err := ms.MemberAdd(ctx, &kvv1.MemberAddRequest{Id: 8, PeerUrl: "http://127.0.0.1:7008", ApplyLevel: 1}); err != nil {
+		t.Fatalf("add at the cluster's level: %v", err)
+	}
+	if _, err := ms.MemberAdd(ctx, &kvv1.MemberAddRequest{Id: 9, PeerUrl: "http://127.0.0.1:7009", ApplyLevel: 5}); err != nil {
+		t.Fatalf("add of a newer replica: %v", err)
+	}
+
+	list, err := ms.MemberList(ctx, &kvv1.MemberListRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[uint32]uint32{}
+	for _, m := range list.GetMembers() {
+		if m.GetProgressKnown() {
+			got[m.GetId()] = m.GetApplyLevel()
+		}
+	}
+	if want := map[uint32]uint32{0: kvraft.ApplyLevel, 1: 1}; !maps.Equal(got, want) {
+		t.Fatalf("member levels %v, want %v", got, want)
+	}
 }
 
 // The membership metrics: voters and learners everywhere, each other

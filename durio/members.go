@@ -398,6 +398,9 @@ type MemberJSON struct {
 	Match         uint64 `json:"match_index"`
 	Lag           uint64 `json:"lag_entries"`
 	RecentActive  bool   `json:"recent_active"`
+	// ApplyLevel is the apply level the member reported (kv.v1.Member);
+	// valid with ProgressKnown.
+	ApplyLevel uint32 `json:"apply_level"`
 }
 
 // MemberRole names a member's role: "learner" or "voter".
@@ -417,7 +420,7 @@ func (r *Replica) memberSummary(ctx context.Context, members kvv1.MembershipServ
 		for i, m := range resp.GetMembers() {
 			out[i] = MemberJSON{ID: int(m.GetId()), Role: MemberRole(m.GetLearner()), PeerURL: m.GetPeerUrl(),
 				ClientURL: m.GetClientUrl(), ProgressKnown: m.GetProgressKnown(), Match: m.GetMatchIndex(),
-				Lag: m.GetLagEntries(), RecentActive: m.GetRecentActive()}
+				Lag: m.GetLagEntries(), RecentActive: m.GetRecentActive(), ApplyLevel: m.GetApplyLevel()}
 		}
 		return out
 	}

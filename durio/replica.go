@@ -231,7 +231,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	r.dir.update(node.Membership())
 	r.checkBootstrap()
 	members := &memberService{node: r.node, dir: r.dir, leader: r.leader, self: cfg.ID, timeout: cfg.RequestTimeout,
-		clusterID: r.clusterID, peerTLS: cfg.PeerTLS()}
+		clusterID: r.clusterID, peerTLS: cfg.PeerTLS(), level: r.kv.ApplyLevel}
 	peerMembers := kvv1.NewMembershipServiceServer(members)
 	peerMux.Handle("POST "+peerMembers.PathPrefix(), peerMembers)
 	clientMembers := *members
@@ -385,6 +385,8 @@ func (r *Replica) status() *kvv1.StatusResponse {
 		LogSizeBytes:  uint64(max(st.LogSizeBytes, 0)),
 		Sessions:      uint64(r.kv.Sessions()),
 		Removed:       st.Removed,
+		ApplyLevel:    r.kv.ApplyLevel(),
+		MaxApplyLevel: kvraft.ApplyLevel,
 	}
 	rev, compact, leases := r.kv.Revisions()
 	out.Revision, out.CompactRevision, out.Leases = rev, compact, uint64(leases)

@@ -31,7 +31,7 @@ import (
 //     the same answer and can never apply later, when the condition has
 //     come true. At level 0 such a write is not remembered, so a copy
 //     delayed in the network past its answer could still apply.
-const ApplyLevel uint32 = 1
+const ApplyLevel = kvclient.ApplyLevel
 
 // levelFor returns the highest level up to want that every member of st's
 // configuration reports supporting, from a leader's status (0 elsewhere,

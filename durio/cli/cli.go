@@ -694,6 +694,10 @@ type replicaStatus struct {
 	Lag    *uint64 `json:"lag_entries,omitempty"`
 	// Removed: the replica knows it was removed from the cluster.
 	Removed bool `json:"removed,omitempty"`
+	// ApplyLevel is the apply level in force in the replica's state,
+	// MaxApplyLevel the highest its version supports.
+	ApplyLevel    uint32 `json:"apply_level"`
+	MaxApplyLevel uint32 `json:"max_apply_level"`
 }
 
 // printStatus prints one line per endpoint; its error wraps
@@ -723,6 +727,7 @@ func printStatus(ctx context.Context, c *client.Client, members []client.Member,
 			rows[i].Error = st.GetError()
 		}
 		rows[i].Removed = st.GetRemoved()
+		rows[i].ApplyLevel, rows[i].MaxApplyLevel = st.GetApplyLevel(), st.GetMaxApplyLevel()
 		for _, m := range members {
 			if m.ID == int(rows[i].ID) {
 				rows[i].Member = durio.MemberRole(m.Learner)
@@ -739,10 +744,10 @@ func printStatus(ctx context.Context, c *client.Client, members []client.Member,
 		}
 	} else {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ENDPOINT\tID\tROLE\tMEMBER\tTERM\tCOMMIT\tAPPLIED\tLEADER\tREACHABLE")
+		fmt.Fprintln(tw, "ENDPOINT\tID\tROLE\tMEMBER\tTERM\tCOMMIT\tAPPLIED\tLEADER\tLEVEL\tREACHABLE")
 		for _, r := range rows {
 			if !r.Reachable {
-				fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\tno (%s)\n", r.Endpoint, r.Error)
+				fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\tno (%s)\n", r.Endpoint, r.Error)
 				continue
 			}
 			leader := "none"
@@ -758,7 +763,13 @@ func printStatus(ctx context.Context, c *client.Client, members []client.Member,
 			case r.Lag != nil && *r.Lag > 0:
 				member += fmt.Sprintf(" (%d behind)", *r.Lag)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d\t%s\tyes\n", r.Endpoint, r.ID, r.Role, member, r.Term, r.Commit, r.Applied, leader)
+			// The level in force, and what the version supports when it is
+			// more: a rolling upgrade that has not completed.
+			level := fmt.Sprint(r.ApplyLevel)
+			if r.MaxApplyLevel > r.ApplyLevel {
+				level += fmt.Sprintf(" (supports %d)", r.MaxApplyLevel)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d\t%s\t%s\tyes\n", r.Endpoint, r.ID, r.Role, member, r.Term, r.Commit, r.Applied, leader, level)
 		}
 		if err := tw.Flush(); err != nil {
 			return err

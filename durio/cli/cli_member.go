@@ -13,6 +13,7 @@ import (
 
 	"github.com/ruaft/ruaft/durio"
 	"github.com/ruaft/ruaft/durio/client"
+	"github.com/ruaft/ruaft/kvraft/kvclient"
 	"github.com/ruaft/ruaft/kvraft/kvwire"
 )
 
@@ -92,6 +93,7 @@ func (c *cli) memberListCommand() *cobra.Command {
 func (c *cli) memberAddCommand() *cobra.Command {
 	var cf clientFlags
 	var clientURL string
+	var level uint32
 	cmd := &cobra.Command{
 		Use:   "add ID PEER_URL",
 		Short: "Add a replica as a learner",
@@ -110,12 +112,14 @@ an empty data folder; promote it once 'durio member list' shows it caught up.`,
 				return err
 			}
 			defer cancel()
-			members, err := cl.MemberAdd(ctx, id, args[1], clientURL)
+			members, err := cl.MemberAddLevel(ctx, id, args[1], clientURL, level)
 			return c.printChange(&cf, "added learner "+strconv.Itoa(id), members, err)
 		},
 	}
 	cf.register(cmd.Flags())
 	cmd.Flags().StringVar(&clientURL, "client-url", "", "`URL` clients reach the new replica at (optional)")
+	cmd.Flags().Uint32Var(&level, "apply-level", kvclient.ApplyLevel,
+		"the highest apply `level` the new replica's version supports (this CLI's by default); the cluster refuses one below its own")
 	return cmd
 }
 
@@ -187,20 +191,22 @@ func membersJSON(ms []client.Member) []durio.MemberJSON {
 	out := make([]durio.MemberJSON, len(ms))
 	for i, m := range ms {
 		out[i] = durio.MemberJSON{ID: m.ID, Role: durio.MemberRole(m.Learner), PeerURL: m.PeerURL, ClientURL: m.ClientURL,
-			ProgressKnown: m.ProgressKnown, Match: m.Match, Lag: m.Lag, RecentActive: m.RecentActive}
+			ProgressKnown: m.ProgressKnown, Match: m.Match, Lag: m.Lag, RecentActive: m.RecentActive,
+			ApplyLevel: m.ApplyLevel}
 	}
 	return out
 }
 
 func printMembers(w io.Writer, ms []client.Member) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tROLE\tPEER URL\tCLIENT URL\tMATCH\tLAG\tACTIVE")
+	fmt.Fprintln(tw, "ID\tROLE\tPEER URL\tCLIENT URL\tMATCH\tLAG\tACTIVE\tLEVEL")
 	for _, m := range ms {
-		match, lag, active := "-", "-", "-"
+		match, lag, active, level := "-", "-", "-", "-"
 		if m.ProgressKnown {
 			match, lag, active = strconv.FormatUint(m.Match, 10), strconv.FormatUint(m.Lag, 10), map[bool]string{true: "yes", false: "no"}[m.RecentActive]
+			level = strconv.FormatUint(uint64(m.ApplyLevel), 10)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, durio.MemberRole(m.Learner), m.PeerURL, m.ClientURL, match, lag, active)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, durio.MemberRole(m.Learner), m.PeerURL, m.ClientURL, match, lag, active, level)
 	}
 	return tw.Flush()
 }

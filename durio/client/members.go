@@ -106,13 +106,19 @@ type Member struct {
 	ProgressKnown bool
 	Match, Lag    uint64
 	RecentActive  bool
+	// ApplyLevel is the highest apply level the member reported to the
+	// leader (valid with ProgressKnown; 0 also from versions that report
+	// none): during a rolling upgrade, the members below the others are
+	// the ones left to upgrade.
+	ApplyLevel uint32
 }
 
 func membersFromProto(ms []*kvv1.Member) []Member {
 	out := make([]Member, len(ms))
 	for i, m := range ms {
 		out[i] = Member{ID: int(m.GetId()), PeerURL: m.GetPeerUrl(), ClientURL: m.GetClientUrl(), Learner: m.GetLearner(),
-			ProgressKnown: m.GetProgressKnown(), Match: m.GetMatchIndex(), Lag: m.GetLagEntries(), RecentActive: m.GetRecentActive()}
+			ProgressKnown: m.GetProgressKnown(), Match: m.GetMatchIndex(), Lag: m.GetLagEntries(), RecentActive: m.GetRecentActive(),
+			ApplyLevel: m.GetApplyLevel()}
 	}
 	return out
 }
@@ -135,9 +141,19 @@ func (c *Client) MemberList(ctx context.Context) ([]Member, string, error) {
 // clients at clientURL, optional), as a learner; it returns the members
 // after the change.
 func (c *Client) MemberAdd(ctx context.Context, id int, peerURL, clientURL string) ([]Member, error) {
+	return c.MemberAddLevel(ctx, id, peerURL, clientURL, kvclient.ApplyLevel)
+}
+
+// MemberAddLevel is MemberAdd for a replica whose version supports apply
+// level applyLevel at most (MemberAdd assumes this module's,
+// kvclient.ApplyLevel). The cluster refuses (Twirp failed_precondition,
+// reason apply_level) a replica that supports less than the level it is
+// at.
+func (c *Client) MemberAddLevel(ctx context.Context, id int, peerURL, clientURL string, applyLevel uint32) ([]Member, error) {
 	var resp *kvv1.MemberAddResponse
 	err := c.members(ctx, func(ctx context.Context, ms kvv1.MembershipService) (err error) {
-		resp, err = ms.MemberAdd(ctx, &kvv1.MemberAddRequest{Id: uint32(id), PeerUrl: peerURL, ClientUrl: clientURL})
+		resp, err = ms.MemberAdd(ctx, &kvv1.MemberAddRequest{Id: uint32(id), PeerUrl: peerURL, ClientUrl: clientURL,
+			ApplyLevel: applyLevel})
 		return err
 	})
 	return membersFromProto(resp.GetMembers()), err

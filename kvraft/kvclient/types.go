@@ -230,6 +230,12 @@ func (r *TxnRequest) Bytes() int {
 // MaxTxnOps bounds a Txn's conditions, and separately its writes.
 const MaxTxnOps = 128
 
+// ApplyLevel is the highest apply level this module's replicas support
+// (see kvraft.ApplyLevel): the rules the replicas of a cluster agree to
+// apply the log by. A replica joining a cluster reports it (MemberAdd),
+// and is refused if the cluster is at a higher level.
+const ApplyLevel uint32 = 1
+
 // TxnResponse answers a Txn. Succeeded is false when a condition did not
 // hold (no write was applied): Failed lists those conditions' indexes, and
 // Current every compared key that existed at Header.Revision, once each,

@@ -1740,7 +1740,14 @@ type StatusResponse struct {
 	// removed is true once this replica knows it is no member of the
 	// cluster (removed, possibly while it was cut off); it no longer takes
 	// part in elections, and an operator stops it.
-	Removed       bool `protobuf:"varint,17,opt,name=removed,proto3" json:"removed,omitempty"`
+	Removed bool `protobuf:"varint,17,opt,name=removed,proto3" json:"removed,omitempty"`
+	// apply_level is the apply level in force in this replica's state: the
+	// rules every replica applies the log by, raised by the leader once
+	// every member supports a higher one (a rolling upgrade completes).
+	ApplyLevel uint32 `protobuf:"varint,18,opt,name=apply_level,json=applyLevel,proto3" json:"apply_level,omitempty"`
+	// max_apply_level is the highest apply level this replica's version
+	// supports.
+	MaxApplyLevel uint32 `protobuf:"varint,19,opt,name=max_apply_level,json=maxApplyLevel,proto3" json:"max_apply_level,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1892,6 +1899,20 @@ func (x *StatusResponse) GetRemoved() bool {
 		return x.Removed
 	}
 	return false
+}
+
+func (x *StatusResponse) GetApplyLevel() uint32 {
+	if x != nil {
+		return x.ApplyLevel
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetMaxApplyLevel() uint32 {
+	if x != nil {
+		return x.MaxApplyLevel
+	}
+	return 0
 }
 
 // ListRequest asks for a page of the keys under a prefix.
@@ -3298,7 +3319,7 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\x0eDeleteResponse\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x18\n" +
 	"\aexisted\x18\x02 \x01(\bR\aexisted\"\x0f\n" +
-	"\rStatusRequest\"\xa9\x04\n" +
+	"\rStatusRequest\"\xf2\x04\n" +
 	"\x0eStatusResponse\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\x01 \x01(\rR\treplicaId\x12\x1f\n" +
@@ -3319,7 +3340,10 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\brevision\x18\x0e \x01(\x04R\brevision\x12)\n" +
 	"\x10compact_revision\x18\x0f \x01(\x04R\x0fcompactRevision\x12\x16\n" +
 	"\x06leases\x18\x10 \x01(\x04R\x06leases\x12\x18\n" +
-	"\aremoved\x18\x11 \x01(\bR\aremoved\"\xc4\x01\n" +
+	"\aremoved\x18\x11 \x01(\bR\aremoved\x12\x1f\n" +
+	"\vapply_level\x18\x12 \x01(\rR\n" +
+	"applyLevel\x12&\n" +
+	"\x0fmax_apply_level\x18\x13 \x01(\rR\rmaxApplyLevel\"\xc4\x01\n" +
 	"\vListRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n" +

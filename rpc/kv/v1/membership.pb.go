@@ -43,7 +43,13 @@ type Member struct {
 	// index; valid if progress_known.
 	LagEntries uint64 `protobuf:"varint,7,opt,name=lag_entries,json=lagEntries,proto3" json:"lag_entries,omitempty"`
 	// recent_active is true if the member answered the leader recently.
-	RecentActive  bool `protobuf:"varint,8,opt,name=recent_active,json=recentActive,proto3" json:"recent_active,omitempty"`
+	RecentActive bool `protobuf:"varint,8,opt,name=recent_active,json=recentActive,proto3" json:"recent_active,omitempty"`
+	// apply_level is the highest apply level the member reported supporting
+	// (valid if progress_known; 0 also from versions that do not report
+	// one). The cluster moves to a new level once every member reports it:
+	// during a rolling upgrade, the members still at a lower one are the
+	// ones left to upgrade.
+	ApplyLevel    uint32 `protobuf:"varint,9,opt,name=apply_level,json=applyLevel,proto3" json:"apply_level,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -132,6 +138,13 @@ func (x *Member) GetRecentActive() bool {
 		return x.RecentActive
 	}
 	return false
+}
+
+func (x *Member) GetApplyLevel() uint32 {
+	if x != nil {
+		return x.ApplyLevel
+	}
+	return 0
 }
 
 // MemberListRequest asks for the configuration.
@@ -246,7 +259,13 @@ type MemberAddRequest struct {
 	// port).
 	PeerUrl string `protobuf:"bytes,2,opt,name=peer_url,json=peerUrl,proto3" json:"peer_url,omitempty"`
 	// client_url is its client listener URL (optional).
-	ClientUrl     string `protobuf:"bytes,3,opt,name=client_url,json=clientUrl,proto3" json:"client_url,omitempty"`
+	ClientUrl string `protobuf:"bytes,3,opt,name=client_url,json=clientUrl,proto3" json:"client_url,omitempty"`
+	// apply_level is the highest apply level the new replica's version
+	// supports. The change is refused (failed_precondition, reason
+	// "apply_level") if it is below the level the cluster is at: such a
+	// replica could not apply the log. `durio serve --join` sends its own;
+	// `durio member add` sends the CLI's unless told otherwise.
+	ApplyLevel    uint32 `protobuf:"varint,4,opt,name=apply_level,json=applyLevel,proto3" json:"apply_level,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -300,6 +319,13 @@ func (x *MemberAddRequest) GetClientUrl() string {
 		return x.ClientUrl
 	}
 	return ""
+}
+
+func (x *MemberAddRequest) GetApplyLevel() uint32 {
+	if x != nil {
+		return x.ApplyLevel
+	}
+	return 0
 }
 
 // MemberAddResponse acknowledges a committed MemberAdd.
@@ -572,7 +598,7 @@ var File_kv_v1_membership_proto protoreflect.FileDescriptor
 
 const file_kv_v1_membership_proto_rawDesc = "" +
 	"\n" +
-	"\x16kv/v1/membership.proto\x12\x05kv.v1\x1a\x0ekv/v1/kv.proto\"\xfa\x01\n" +
+	"\x16kv/v1/membership.proto\x12\x05kv.v1\x1a\x0ekv/v1/kv.proto\"\x9b\x02\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12\x19\n" +
 	"\bpeer_url\x18\x02 \x01(\tR\apeerUrl\x12\x1d\n" +
@@ -584,18 +610,22 @@ const file_kv_v1_membership_proto_rawDesc = "" +
 	"matchIndex\x12\x1f\n" +
 	"\vlag_entries\x18\a \x01(\x04R\n" +
 	"lagEntries\x12#\n" +
-	"\rrecent_active\x18\b \x01(\bR\frecentActive\"\x13\n" +
+	"\rrecent_active\x18\b \x01(\bR\frecentActive\x12\x1f\n" +
+	"\vapply_level\x18\t \x01(\rR\n" +
+	"applyLevel\"\x13\n" +
 	"\x11MemberListRequest\"\x8b\x01\n" +
 	"\x12MemberListResponse\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12'\n" +
 	"\amembers\x18\x02 \x03(\v2\r.kv.v1.MemberR\amembers\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x03 \x01(\tR\tclusterId\"\\\n" +
+	"cluster_id\x18\x03 \x01(\tR\tclusterId\"}\n" +
 	"\x10MemberAddRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12\x19\n" +
 	"\bpeer_url\x18\x02 \x01(\tR\apeerUrl\x12\x1d\n" +
 	"\n" +
-	"client_url\x18\x03 \x01(\tR\tclientUrl\"\x8a\x01\n" +
+	"client_url\x18\x03 \x01(\tR\tclientUrl\x12\x1f\n" +
+	"\vapply_level\x18\x04 \x01(\rR\n" +
+	"applyLevel\"\x8a\x01\n" +
 	"\x11MemberAddResponse\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12'\n" +
 	"\amembers\x18\x02 \x03(\v2\r.kv.v1.MemberR\amembers\x12\x1d\n" +

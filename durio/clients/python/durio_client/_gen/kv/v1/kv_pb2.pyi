@@ -292,8 +292,9 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ["applied_index", "commit_index", "compact_revision", "error", "last_log_index", "leader_id", "leader_known", "leader_url", "leases", "log_size_bytes", "removed", "replica_id", "revision", "role", "sessions", "snapshot_index", "term"]
+    __slots__ = ["applied_index", "apply_level", "commit_index", "compact_revision", "error", "last_log_index", "leader_id", "leader_known", "leader_url", "leases", "log_size_bytes", "max_apply_level", "removed", "replica_id", "revision", "role", "sessions", "snapshot_index", "term"]
     APPLIED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    APPLY_LEVEL_FIELD_NUMBER: _ClassVar[int]
     COMMIT_INDEX_FIELD_NUMBER: _ClassVar[int]
     COMPACT_REVISION_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -303,6 +304,7 @@ class StatusResponse(_message.Message):
     LEADER_URL_FIELD_NUMBER: _ClassVar[int]
     LEASES_FIELD_NUMBER: _ClassVar[int]
     LOG_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_APPLY_LEVEL_FIELD_NUMBER: _ClassVar[int]
     REMOVED_FIELD_NUMBER: _ClassVar[int]
     REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
@@ -311,6 +313,7 @@ class StatusResponse(_message.Message):
     SNAPSHOT_INDEX_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
     applied_index: int
+    apply_level: int
     commit_index: int
     compact_revision: int
     error: str
@@ -320,6 +323,7 @@ class StatusResponse(_message.Message):
     leader_url: str
     leases: int
     log_size_bytes: int
+    max_apply_level: int
     removed: bool
     replica_id: int
     revision: int
@@ -327,7 +331,7 @@ class StatusResponse(_message.Message):
     sessions: int
     snapshot_index: int
     term: int
-    def __init__(self, replica_id: _Optional[int] = ..., role: _Optional[_Union[Role, str]] = ..., term: _Optional[int] = ..., leader_id: _Optional[int] = ..., leader_known: bool = ..., leader_url: _Optional[str] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., last_log_index: _Optional[int] = ..., snapshot_index: _Optional[int] = ..., log_size_bytes: _Optional[int] = ..., error: _Optional[str] = ..., sessions: _Optional[int] = ..., revision: _Optional[int] = ..., compact_revision: _Optional[int] = ..., leases: _Optional[int] = ..., removed: bool = ...) -> None: ...
+    def __init__(self, replica_id: _Optional[int] = ..., role: _Optional[_Union[Role, str]] = ..., term: _Optional[int] = ..., leader_id: _Optional[int] = ..., leader_known: bool = ..., leader_url: _Optional[str] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., last_log_index: _Optional[int] = ..., snapshot_index: _Optional[int] = ..., log_size_bytes: _Optional[int] = ..., error: _Optional[str] = ..., sessions: _Optional[int] = ..., revision: _Optional[int] = ..., compact_revision: _Optional[int] = ..., leases: _Optional[int] = ..., removed: bool = ..., apply_level: _Optional[int] = ..., max_apply_level: _Optional[int] = ...) -> None: ...
 
 class TxnDelete(_message.Message):
     __slots__ = ["key"]

@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 from kv.v1 import kv_pb2 as kv_dot_v1_dot_kv__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16kv/v1/membership.proto\x12\x05kv.v1\x1a\x0ekv/v1/kv.proto\"\xfa\x01\n\x06Member\x12\x0e\n\x02id\x18\x01 \x01(\rR\x02id\x12\x19\n\x08peer_url\x18\x02 \x01(\tR\x07peerUrl\x12\x1d\n\nclient_url\x18\x03 \x01(\tR\tclientUrl\x12\x18\n\x07learner\x18\x04 \x01(\x08R\x07learner\x12%\n\x0eprogress_known\x18\x05 \x01(\x08R\rprogressKnown\x12\x1f\n\x0bmatch_index\x18\x06 \x01(\x04R\nmatchIndex\x12\x1f\n\x0blag_entries\x18\x07 \x01(\x04R\nlagEntries\x12#\n\rrecent_active\x18\x08 \x01(\x08R\x0crecentActive\"\x13\n\x11MemberListRequest\"\x8b\x01\n\x12MemberListResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x15.kv.v1.ResponseHeaderR\x06header\x12\'\n\x07members\x18\x02 \x03(\x0b\x32\r.kv.v1.MemberR\x07members\x12\x1d\n\ncluster_id\x18\x03 \x01(\tR\tclusterId\"\\\n\x10MemberAddRequest\x12\x0e\n\x02id\x18\x01 \x01(\rR\x02id\x12\x19\n\x08peer_url\x18\x02 \x01(\tR\x07peerUrl\x12\x1d\n\nclient_url\x18\x03 \x01(\tR\tclientUrl\"\x8a\x01\n\x11MemberAddResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x15.kv.v1.ResponseHeaderR\x06header\x12\'\n\x07members\x18\x02 \x03(\x0b\x32\r.kv.v1.MemberR\x07members\x12\x1d\n\ncluster_id\x18\x03 \x01(\tR\tclusterId\"&\n\x14MemberPromoteRequest\x12\x0e\n\x02id\x18\x01 \x01(\rR\x02id\"o\n\x15MemberPromoteResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x15.kv.v1.ResponseHeaderR\x06header\x12\'\n\x07members\x18\x02 \x03(\x0b\x32\r.kv.v1.MemberR\x07members\"%\n\x13MemberRemoveRequest\x12\x0e\n\x02id\x18\x01 \x01(\rR\x02id\"n\n\x14MemberRemoveResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x15.kv.v1.ResponseHeaderR\x06header\x12\'\n\x07members\x18\x02 \x03(\x0b\x32\r.kv.v1.MemberR\x07members2\xab\x02\n\x11MembershipService\x12\x41\n\nMemberList\x12\x18.kv.v1.MemberListRequest\x1a\x19.kv.v1.MemberListResponse\x12>\n\tMemberAdd\x12\x17.kv.v1.MemberAddRequest\x1a\x18.kv.v1.MemberAddResponse\x12J\n\rMemberPromote\x12\x1b.kv.v1.MemberPromoteRequest\x1a\x1c.kv.v1.MemberPromoteResponse\x12G\n\x0cMemberRemove\x12\x1a.kv.v1.MemberRemoveRequest\x1a\x1b.kv.v1.MemberRemoveResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16kv/v1/membership.proto\x12\x05kv.v1\x1a\x0ekv/v1/kv.proto\"\x9b\x02\n\x06Member\x12\x0e\n\x02id\x18\x01 \x01(\rR\x02id\x12\x19\n\x08peer_url\x18\x02 \x01(\tR\x07peerUrl\x12\x1d\n\nclient_url\x18\x03 \x01(\tR\tclientUrl\x12\x18\n\x07learner\x18\x04 \x01(\x08R\x07learner\x12%\n\x0eprogress_known\x18\x05 \x01(\x08R\rprogressKnown\x12\x1f\n\x0bmatch_index\x18\x06 \x01(\x04R\nmatchIndex\x12\x1f\n\x0blag_entries\x18\x07 \x01(\x04R\nlagEntries\x12#\n\rrecent_active\x18\x08 \x01(\x08R\x0crecentActive\x12\x1f\n\x0b\x61pply_level\x18\t \x01(\rR\napplyLevel\"\x13\n\x11MemberListRequest\"\x8b\x01\n\x12MemberListResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x15.kv.v1.ResponseHeaderR\x06header\x12\'\n\x07members\x18\x02 \x03(\x0b\x32\r.kv.v1.MemberR\x07members\x12\x1d\n\ncluster_id\x18\x03 \x01(\tR\tclusterId\"}\n\x10MemberAddRequest\x12\x0e\n\x02id\x18\x01 \x01(\rR\x02id\x12\x19\n\x08peer_url\x18\x02 \x01(\tR\x07peerUrl\x12\x1d\n\nclient_url\x18\x03 \x01(\tR\tclientUrl\x12\x1f\n\x0b\x61pply_level\x18\x04 \x01(\rR\napplyLevel\"\x8a\x01\n\x11MemberAddResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x15.kv.v1.ResponseHeaderR\x06header\x12\'\n\x07members\x18\x02 \x03(\x0b\x32\r.kv.v1.MemberR\x07members\x12\x1d\n\ncluster_id\x18\x03 \x01(\tR\tclusterId\"&\n\x14MemberPromoteRequest\x12\x0e\n\x02id\x18\x01 \x01(\rR\x02id\"o\n\x15MemberPromoteResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x15.kv.v1.ResponseHeaderR\x06header\x12\'\n\x07members\x18\x02 \x03(\x0b\x32\r.kv.v1.MemberR\x07members\"%\n\x13MemberRemoveRequest\x12\x0e\n\x02id\x18\x01 \x01(\rR\x02id\"n\n\x14MemberRemoveResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x15.kv.v1.ResponseHeaderR\x06header\x12\'\n\x07members\x18\x02 \x03(\x0b\x32\r.kv.v1.MemberR\x07members2\xab\x02\n\x11MembershipService\x12\x41\n\nMemberList\x12\x18.kv.v1.MemberListRequest\x1a\x19.kv.v1.MemberListResponse\x12>\n\tMemberAdd\x12\x17.kv.v1.MemberAddRequest\x1a\x18.kv.v1.MemberAddResponse\x12J\n\rMemberPromote\x12\x1b.kv.v1.MemberPromoteRequest\x1a\x1c.kv.v1.MemberPromoteResponse\x12G\n\x0cMemberRemove\x12\x1a.kv.v1.MemberRemoveRequest\x1a\x1b.kv.v1.MemberRemoveResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kv.v1.membership_pb2', globals())
@@ -22,23 +22,23 @@ if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
   _MEMBER._serialized_start=50
-  _MEMBER._serialized_end=300
-  _MEMBERLISTREQUEST._serialized_start=302
-  _MEMBERLISTREQUEST._serialized_end=321
-  _MEMBERLISTRESPONSE._serialized_start=324
-  _MEMBERLISTRESPONSE._serialized_end=463
-  _MEMBERADDREQUEST._serialized_start=465
-  _MEMBERADDREQUEST._serialized_end=557
-  _MEMBERADDRESPONSE._serialized_start=560
-  _MEMBERADDRESPONSE._serialized_end=698
-  _MEMBERPROMOTEREQUEST._serialized_start=700
-  _MEMBERPROMOTEREQUEST._serialized_end=738
-  _MEMBERPROMOTERESPONSE._serialized_start=740
-  _MEMBERPROMOTERESPONSE._serialized_end=851
-  _MEMBERREMOVEREQUEST._serialized_start=853
-  _MEMBERREMOVEREQUEST._serialized_end=890
-  _MEMBERREMOVERESPONSE._serialized_start=892
-  _MEMBERREMOVERESPONSE._serialized_end=1002
-  _MEMBERSHIPSERVICE._serialized_start=1005
-  _MEMBERSHIPSERVICE._serialized_end=1304
+  _MEMBER._serialized_end=333
+  _MEMBERLISTREQUEST._serialized_start=335
+  _MEMBERLISTREQUEST._serialized_end=354
+  _MEMBERLISTRESPONSE._serialized_start=357
+  _MEMBERLISTRESPONSE._serialized_end=496
+  _MEMBERADDREQUEST._serialized_start=498
+  _MEMBERADDREQUEST._serialized_end=623
+  _MEMBERADDRESPONSE._serialized_start=626
+  _MEMBERADDRESPONSE._serialized_end=764
+  _MEMBERPROMOTEREQUEST._serialized_start=766
+  _MEMBERPROMOTEREQUEST._serialized_end=804
+  _MEMBERPROMOTERESPONSE._serialized_start=806
+  _MEMBERPROMOTERESPONSE._serialized_end=917
+  _MEMBERREMOVEREQUEST._serialized_start=919
+  _MEMBERREMOVEREQUEST._serialized_end=956
+  _MEMBERREMOVERESPONSE._serialized_start=958
+  _MEMBERREMOVERESPONSE._serialized_end=1068
+  _MEMBERSHIPSERVICE._serialized_start=1071
+  _MEMBERSHIPSERVICE._serialized_end=1370
 # @@protoc_insertion_point(module_scope)

@@ -7,7 +7,8 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Member(_message.Message):
-    __slots__ = ["client_url", "id", "lag_entries", "learner", "match_index", "peer_url", "progress_known", "recent_active"]
+    __slots__ = ["apply_level", "client_url", "id", "lag_entries", "learner", "match_index", "peer_url", "progress_known", "recent_active"]
+    APPLY_LEVEL_FIELD_NUMBER: _ClassVar[int]
     CLIENT_URL_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     LAG_ENTRIES_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +17,7 @@ class Member(_message.Message):
     PEER_URL_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_KNOWN_FIELD_NUMBER: _ClassVar[int]
     RECENT_ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    apply_level: int
     client_url: str
     id: int
     lag_entries: int
@@ -24,17 +26,19 @@ class Member(_message.Message):
     peer_url: str
     progress_known: bool
     recent_active: bool
-    def __init__(self, id: _Optional[int] = ..., peer_url: _Optional[str] = ..., client_url: _Optional[str] = ..., learner: bool = ..., progress_known: bool = ..., match_index: _Optional[int] = ..., lag_entries: _Optional[int] = ..., recent_active: bool = ...) -> None: ...
+    def __init__(self, id: _Optional[int] = ..., peer_url: _Optional[str] = ..., client_url: _Optional[str] = ..., learner: bool = ..., progress_known: bool = ..., match_index: _Optional[int] = ..., lag_entries: _Optional[int] = ..., recent_active: bool = ..., apply_level: _Optional[int] = ...) -> None: ...
 
 class MemberAddRequest(_message.Message):
-    __slots__ = ["client_url", "id", "peer_url"]
+    __slots__ = ["apply_level", "client_url", "id", "peer_url"]
+    APPLY_LEVEL_FIELD_NUMBER: _ClassVar[int]
     CLIENT_URL_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     PEER_URL_FIELD_NUMBER: _ClassVar[int]
+    apply_level: int
     client_url: str
     id: int
     peer_url: str
-    def __init__(self, id: _Optional[int] = ..., peer_url: _Optional[str] = ..., client_url: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[int] = ..., peer_url: _Optional[str] = ..., client_url: _Optional[str] = ..., apply_level: _Optional[int] = ...) -> None: ...
 
 class MemberAddResponse(_message.Message):
     __slots__ = ["cluster_id", "header", "members"]

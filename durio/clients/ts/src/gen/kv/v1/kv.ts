@@ -671,6 +671,21 @@ export interface StatusResponse {
      * @generated from protobuf field: bool removed = 17
      */
     removed: boolean;
+    /**
+     * apply_level is the apply level in force in this replica's state: the
+     * rules every replica applies the log by, raised by the leader once
+     * every member supports a higher one (a rolling upgrade completes).
+     *
+     * @generated from protobuf field: uint32 apply_level = 18
+     */
+    applyLevel: number;
+    /**
+     * max_apply_level is the highest apply level this replica's version
+     * supports.
+     *
+     * @generated from protobuf field: uint32 max_apply_level = 19
+     */
+    maxApplyLevel: number;
 }
 /**
  * ListRequest asks for a page of the keys under a prefix.
@@ -2684,7 +2699,9 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
             { no: 14, name: "revision", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
             { no: 15, name: "compact_revision", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
             { no: 16, name: "leases", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
-            { no: 17, name: "removed", kind: "scalar", T: 8 /*ScalarType.BOOL*/ }
+            { no: 17, name: "removed", kind: "scalar", T: 8 /*ScalarType.BOOL*/ },
+            { no: 18, name: "apply_level", kind: "scalar", T: 13 /*ScalarType.UINT32*/ },
+            { no: 19, name: "max_apply_level", kind: "scalar", T: 13 /*ScalarType.UINT32*/ }
         ]);
     }
     create(value?: PartialMessage<StatusResponse>): StatusResponse {
@@ -2706,6 +2723,8 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
         message.compactRevision = "0";
         message.leases = "0";
         message.removed = false;
+        message.applyLevel = 0;
+        message.maxApplyLevel = 0;
         if (value !== undefined)
             reflectionMergePartial<StatusResponse>(this, message, value);
         return message;
@@ -2765,6 +2784,12 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
                     break;
                 case /* bool removed */ 17:
                     message.removed = reader.bool();
+                    break;
+                case /* uint32 apply_level */ 18:
+                    message.applyLevel = reader.uint32();
+                    break;
+                case /* uint32 max_apply_level */ 19:
+                    message.maxApplyLevel = reader.uint32();
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -2829,6 +2854,12 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
         /* bool removed = 17; */
         if (message.removed !== false)
             writer.tag(17, WireType.Varint).bool(message.removed);
+        /* uint32 apply_level = 18; */
+        if (message.applyLevel !== 0)
+            writer.tag(18, WireType.Varint).uint32(message.applyLevel);
+        /* uint32 max_apply_level = 19; */
+        if (message.maxApplyLevel !== 0)
+            writer.tag(19, WireType.Varint).uint32(message.maxApplyLevel);
         let u = options.writeUnknownFields;
         if (u !== false)
             (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);

@@ -70,6 +70,16 @@ export interface Member {
      * @generated from protobuf field: bool recent_active = 8
      */
     recentActive: boolean;
+    /**
+     * apply_level is the highest apply level the member reported supporting
+     * (valid if progress_known; 0 also from versions that do not report
+     * one). The cluster moves to a new level once every member reports it:
+     * during a rolling upgrade, the members still at a lower one are the
+     * ones left to upgrade.
+     *
+     * @generated from protobuf field: uint32 apply_level = 9
+     */
+    applyLevel: number;
 }
 /**
  * MemberListRequest asks for the configuration.
@@ -130,6 +140,16 @@ export interface MemberAddRequest {
      * @generated from protobuf field: string client_url = 3
      */
     clientUrl: string;
+    /**
+     * apply_level is the highest apply level the new replica's version
+     * supports. The change is refused (failed_precondition, reason
+     * "apply_level") if it is below the level the cluster is at: such a
+     * replica could not apply the log. `durio serve --join` sends its own;
+     * `durio member add` sends the CLI's unless told otherwise.
+     *
+     * @generated from protobuf field: uint32 apply_level = 4
+     */
+    applyLevel: number;
 }
 /**
  * MemberAddResponse acknowledges a committed MemberAdd.
@@ -231,7 +251,8 @@ class Member$Type extends MessageType<Member> {
             { no: 5, name: "progress_known", kind: "scalar", T: 8 /*ScalarType.BOOL*/ },
             { no: 6, name: "match_index", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
             { no: 7, name: "lag_entries", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
-            { no: 8, name: "recent_active", kind: "scalar", T: 8 /*ScalarType.BOOL*/ }
+            { no: 8, name: "recent_active", kind: "scalar", T: 8 /*ScalarType.BOOL*/ },
+            { no: 9, name: "apply_level", kind: "scalar", T: 13 /*ScalarType.UINT32*/ }
         ]);
     }
     create(value?: PartialMessage<Member>): Member {
@@ -244,6 +265,7 @@ class Member$Type extends MessageType<Member> {
         message.matchIndex = "0";
         message.lagEntries = "0";
         message.recentActive = false;
+        message.applyLevel = 0;
         if (value !== undefined)
             reflectionMergePartial<Member>(this, message, value);
         return message;
@@ -276,6 +298,9 @@ class Member$Type extends MessageType<Member> {
                     break;
                 case /* bool recent_active */ 8:
                     message.recentActive = reader.bool();
+                    break;
+                case /* uint32 apply_level */ 9:
+                    message.applyLevel = reader.uint32();
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -313,6 +338,9 @@ class Member$Type extends MessageType<Member> {
         /* bool recent_active = 8; */
         if (message.recentActive !== false)
             writer.tag(8, WireType.Varint).bool(message.recentActive);
+        /* uint32 apply_level = 9; */
+        if (message.applyLevel !== 0)
+            writer.tag(9, WireType.Varint).uint32(message.applyLevel);
         let u = options.writeUnknownFields;
         if (u !== false)
             (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
@@ -429,7 +457,8 @@ class MemberAddRequest$Type extends MessageType<MemberAddRequest> {
         super("kv.v1.MemberAddRequest", [
             { no: 1, name: "id", kind: "scalar", T: 13 /*ScalarType.UINT32*/ },
             { no: 2, name: "peer_url", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
-            { no: 3, name: "client_url", kind: "scalar", T: 9 /*ScalarType.STRING*/ }
+            { no: 3, name: "client_url", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
+            { no: 4, name: "apply_level", kind: "scalar", T: 13 /*ScalarType.UINT32*/ }
         ]);
     }
     create(value?: PartialMessage<MemberAddRequest>): MemberAddRequest {
@@ -437,6 +466,7 @@ class MemberAddRequest$Type extends MessageType<MemberAddRequest> {
         message.id = 0;
         message.peerUrl = "";
         message.clientUrl = "";
+        message.applyLevel = 0;
         if (value !== undefined)
             reflectionMergePartial<MemberAddRequest>(this, message, value);
         return message;
@@ -454,6 +484,9 @@ class MemberAddRequest$Type extends MessageType<MemberAddRequest> {
                     break;
                 case /* string client_url */ 3:
                     message.clientUrl = reader.string();
+                    break;
+                case /* uint32 apply_level */ 4:
+                    message.applyLevel = reader.uint32();
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -476,6 +509,9 @@ class MemberAddRequest$Type extends MessageType<MemberAddRequest> {
         /* string client_url = 3; */
         if (message.clientUrl !== "")
             writer.tag(3, WireType.LengthDelimited).string(message.clientUrl);
+        /* uint32 apply_level = 4; */
+        if (message.applyLevel !== 0)
+            writer.tag(4, WireType.Varint).uint32(message.applyLevel);
         let u = options.writeUnknownFields;
         if (u !== false)
             (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
