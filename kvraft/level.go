@@ -104,12 +104,20 @@ func (s *state) raiseLevelLocked(index uint64, level uint64) {
 // remembered returns what the session table keeps of a write refused with
 // err: a copy of the answer, from level 1, if the refusal is final (the
 // state's own verdict on this write, not a session or protocol error); nil
-// if the refusal is not remembered. The copy shares nothing with the
-// answer handed to the caller, which may change it.
+// if the refusal is not remembered.
 func (s *state) remembered(err error) error {
 	if s.level < 1 {
 		return nil
 	}
+	return cloneRefusal(err)
+}
+
+// cloneRefusal returns a copy of a refusal the session table keeps (nil
+// for any other error), sharing no memory with it: the table keeps one
+// copy, and every answer from it is another, for the caller may change
+// the answer it gets (a prefix-scoped token's masking does), and the
+// table's copy must stay as every replica has it.
+func cloneRefusal(err error) error {
 	var cf *ConditionFailedError
 	var tf *txnFailedError
 	switch {

@@ -110,6 +110,10 @@ func TestStateRemembersRefusalsFromLevel1(t *testing.T) {
 			if !errors.As(casAgain.refused, &cf2) || cf2.Revision != first.Revision || cf2.Current == nil || *cf2.Current != firstCur {
 				t.Fatalf("CAS copy answered %+v, want the first answer %+v (current %+v)", casAgain.refused, first, firstCur)
 			}
+			cf2.Current.Value = "changed by the caller of the copy"
+			if res := again(cas); !errors.As(res.refused, &cf2) || *cf2.Current != firstCur {
+				t.Fatalf("after the caller changed an answer from the table, the next is %+v, want current %+v", res.refused, firstCur)
+			}
 			var tf2 *txnFailedError
 			if !errors.As(txAgain.refused, &tf2) || !reflect.DeepEqual(*tf2, firstTxn) {
 				t.Fatalf("txn copy answered %+v, want %+v", txAgain.refused, firstTxn)

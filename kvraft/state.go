@@ -256,7 +256,7 @@ func (s *state) applyWrite(o op) writeResult {
 		}
 	}
 	if done, ok := rec.done[o.id.Seq]; ok {
-		return writeResult{doneResult: done, refused: done.refused}
+		return writeResult{doneResult: done, refused: cloneRefusal(done.refused)}
 	}
 	if (o.kind&opChecked != 0 || o.kind.base() >= opLeaseGrant) && len(rec.done) >= maxPendingResults {
 		return writeResult{refused: ErrTooManyPending}
@@ -649,5 +649,5 @@ func (s *state) lookup(id WriteID) (writeResult, bool) {
 		return writeResult{refused: ErrStale}, true
 	}
 	done, ok := rec.done[id.Seq]
-	return writeResult{doneResult: done, refused: done.refused}, ok
+	return writeResult{doneResult: done, refused: cloneRefusal(done.refused)}, ok
 }
