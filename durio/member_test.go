@@ -453,6 +453,7 @@ func TestMembersMetrics(t *testing.T) {
 		"durio_cluster_voters": 1, "durio_cluster_learners": 1,
 		// The fake leads at last index 40; member 1 has 30.
 		"durio_member_lag_entries,member=1,role=learner": 10, "durio_member_recent_active,member=1,role=learner": 1,
+		"durio_member_apply_level,member=1,role=learner": 1,
 	}
 	for k, v := range want {
 		if g, ok := got[k]; !ok || g != v {

@@ -348,6 +348,9 @@ var (
 		"Entries a member is behind the leader's last log index (exported by the leader only).", []string{"member", "role"}, nil)
 	activeDesc = prometheus.NewDesc("durio_member_recent_active",
 		"1 if the member answered the leader recently (exported by the leader only).", []string{"member", "role"}, nil)
+	memberLevelDesc = prometheus.NewDesc("durio_member_apply_level",
+		"The highest apply level a member reported supporting (exported by the leader only; 0 until it answers, and from versions without levels): "+
+			"a member below durio_apply_level_supported is left to upgrade.", []string{"member", "role"}, nil)
 )
 
 // Describe implements prometheus.Collector.
@@ -356,6 +359,7 @@ func (c membersCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- learnerDesc
 	ch <- lagDesc
 	ch <- activeDesc
+	ch <- memberLevelDesc
 }
 
 // Collect implements prometheus.Collector.
@@ -384,6 +388,7 @@ func (c membersCollector) Collect(ch chan<- prometheus.Metric) {
 		labels := []string{strconv.Itoa(m.ID), MemberRole(m.Learner)}
 		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(st.LastIndex-min(p.Match, st.LastIndex)), labels...)
 		ch <- prometheus.MustNewConstMetric(activeDesc, prometheus.GaugeValue, b2f(p.RecentActive), labels...)
+		ch <- prometheus.MustNewConstMetric(memberLevelDesc, prometheus.GaugeValue, float64(p.AppVersion), labels...)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/ruaft/ruaft/kvraft"
 	"github.com/ruaft/ruaft/kvraft/kvwire"
 	"github.com/ruaft/ruaft/persist"
@@ -227,7 +228,13 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	}
 
 	r.dir.localKV = local
-	r.metrics.registry.MustRegister(membersCollector{dir: r.dir, node: r.node})
+	r.metrics.registry.MustRegister(membersCollector{dir: r.dir, node: r.node},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "durio_apply_level",
+			Help: "The apply level in force in this replica's state: the rules it applies the log by (raised once every member supports a higher one)."},
+			func() float64 { return float64(r.kv.ApplyLevel()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "durio_apply_level_supported",
+			Help: "The highest apply level this replica's version supports."},
+			func() float64 { return float64(kvraft.ApplyLevel) }))
 	r.dir.update(node.Membership())
 	r.checkBootstrap()
 	members := &memberService{node: r.node, dir: r.dir, leader: r.leader, self: cfg.ID, timeout: cfg.RequestTimeout,

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ruaft/ruaft/kvraft"
 	"github.com/ruaft/ruaft/persist"
 )
 
@@ -216,5 +217,47 @@ func TestReplicaReloadsCertificates(t *testing.T) {
 		if got := served(addr); got.SerialNumber.Cmp(after.SerialNumber) != 0 {
 			t.Fatalf("%s serves %v after a failed reload, want %v", addr, got.SerialNumber, after.SerialNumber)
 		}
+	}
+}
+
+// A replica reports the apply level in force and the highest it supports,
+// in Status and /metrics; a one-replica cluster (every member of this
+// version) moves to kvraft.ApplyLevel on its own.
+func TestReplicaReportsApplyLevel(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Peers = []string{"http://127.0.0.1:0"}
+	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	r, err := StartReplica(cfg, persist.NewNoop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	gauge := func(name string) float64 {
+		t.Helper()
+		mfs, err := r.metrics.registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == name {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatalf("no gauge %s", name)
+		return 0
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for r.status().GetApplyLevel() != kvraft.ApplyLevel {
+		if time.Now().After(deadline) {
+			t.Fatalf("status %v: the replica did not reach apply level %d", r.status(), kvraft.ApplyLevel)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := r.status(); st.GetMaxApplyLevel() != kvraft.ApplyLevel {
+		t.Fatalf("max_apply_level %d, want %d", st.GetMaxApplyLevel(), kvraft.ApplyLevel)
+	}
+	if g, s := gauge("durio_apply_level"), gauge("durio_apply_level_supported"); g != float64(kvraft.ApplyLevel) || s != float64(kvraft.ApplyLevel) {
+		t.Fatalf("durio_apply_level %v, durio_apply_level_supported %v, want %d", g, s, kvraft.ApplyLevel)
 	}
 }

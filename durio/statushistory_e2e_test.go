@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ruaft/ruaft/kvraft"
 )
 
 // historyDoc is the part of GET /status/history this test reads.
@@ -191,6 +193,10 @@ func TestE2EStatusHistoryInChromium(t *testing.T) {
 	}
 	if !strings.Contains(html, `class="seg role-leader" data-replica="`+strconv.Itoa(newLeader)+`"`) {
 		t.Errorf("the timeline shows no leadership of replica %d", newLeader)
+	}
+	// Every replica runs this version: the table shows each at its level.
+	if n := strings.Count(html, fmt.Sprintf(`data-apply-level="%d"`, kvraft.ApplyLevel)); n != 3 {
+		t.Errorf("the replica table shows %d replicas at apply level %d, want 3", n, kvraft.ApplyLevel)
 	}
 	if !strings.Contains(html, "3 replicas, one sample per second") {
 		t.Errorf("the page does not say every replica answered")

@@ -51,6 +51,10 @@ type replicaSummary struct {
 	Member string `json:"member"`
 	// Removed: the replica says it knows it was removed from the cluster.
 	Removed bool `json:"removed,omitempty"`
+	// ApplyLevel is the apply level in force in the replica's state,
+	// MaxApplyLevel the highest its version supports.
+	ApplyLevel    uint32 `json:"apply_level"`
+	MaxApplyLevel uint32 `json:"max_apply_level"`
 }
 
 func summarize(id int, st *kvv1.StatusResponse, err error) replicaSummary {
@@ -62,7 +66,7 @@ func summarize(id int, st *kvv1.StatusResponse, err error) replicaSummary {
 		Term: st.GetTerm(), LeaderKnown: st.GetLeaderKnown(), LeaderID: st.GetLeaderId(),
 		CommitIndex: st.GetCommitIndex(), AppliedIndex: st.GetAppliedIndex(), LastLogIndex: st.GetLastLogIndex(),
 		SnapshotIndex: st.GetSnapshotIndex(), LogSizeBytes: st.GetLogSizeBytes(), Error: st.GetError(),
-		Removed: st.GetRemoved(),
+		Removed: st.GetRemoved(), ApplyLevel: st.GetApplyLevel(), MaxApplyLevel: st.GetMaxApplyLevel(),
 	}
 }
 
