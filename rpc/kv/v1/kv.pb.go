@@ -833,7 +833,10 @@ func (x *WriteBatchResponse) GetResults() []*WriteResult {
 // is not an open session is refused (failed_precondition, meta reason
 // "no_session"). A client may have several writes in flight at once. Without a
 // header, the receiving replica assigns its own, which makes the replica's
-// internal retries safe but not the caller's.
+// internal retries safe but not the caller's. A retry of an applied write gets
+// its first answer; so does a retry of a write refused by its condition, its
+// lease or a cap, once the cluster is at apply level 1 (StatusResponse
+// apply_level; below it such a retry is checked again).
 type WriteHeader struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// client_id identifies the client; 0 means unset.

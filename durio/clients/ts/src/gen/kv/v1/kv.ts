@@ -206,7 +206,10 @@ export interface WriteBatchResponse {
  * is not an open session is refused (failed_precondition, meta reason
  * "no_session"). A client may have several writes in flight at once. Without a
  * header, the receiving replica assigns its own, which makes the replica's
- * internal retries safe but not the caller's.
+ * internal retries safe but not the caller's. A retry of an applied write gets
+ * its first answer; so does a retry of a write refused by its condition, its
+ * lease or a cap, once the cluster is at apply level 1 (StatusResponse
+ * apply_level; below it such a retry is checked again).
  *
  * @generated from protobuf message kv.v1.WriteHeader
  */
