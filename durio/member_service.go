@@ -58,8 +58,8 @@ type memberService struct {
 	clusterID string
 	peerTLS   bool // peer URLs must be https
 	forward   bool
-	// level returns the apply level in force (kvraft.Server.ApplyLevel);
-	// nil in tests that do not need it.
+	// level returns the lowest apply level a replica added now must
+	// support (kvraft.Server.JoinLevel); nil in tests that do not need it.
 	level func() uint32
 }
 

@@ -73,6 +73,9 @@ func (s *Server) raiseLevel() {
 		}
 		if level := levelFor(s.rsm.Raft().Status(), ApplyLevel); level > cur {
 			s.logger.Info("kvraft: every member supports a higher apply level; raising it", "from", cur, "to", level)
+			// Before the proposal: from now on a replica that supports less
+			// must not join (JoinLevel), though the entry is not applied yet.
+			s.proposedLevel.Store(max(s.proposedLevel.Load(), level))
 			_, _ = s.rsm.Propose(encodeOp(op{kind: opLevel, limit: uint64(level)}))
 		}
 	}
@@ -81,6 +84,15 @@ func (s *Server) raiseLevel() {
 // ApplyLevel returns the apply level in force in this replica's state
 // (see the constant ApplyLevel).
 func (s *Server) ApplyLevel() uint32 { return s.state.applyLevel() }
+
+// JoinLevel returns the lowest apply level a replica added to the cluster
+// now must support: the level in force here, or a higher one this replica
+// has proposed as leader and not yet applied (a replica added in between
+// would meet the raising entry in the log). A proposal lost to a leader
+// change keeps it high until the level is raised, which the next leader
+// does as soon as every member reports it: it only refuses a replica that
+// would soon be refused anyway.
+func (s *Server) JoinLevel() uint32 { return max(s.state.applyLevel(), s.proposedLevel.Load()) }
 
 // applyLevel returns the level in force.
 func (s *state) applyLevel() uint32 {

@@ -117,6 +117,11 @@ func TestApplyLevelRollingUpgrade(t *testing.T) {
 	if got := levels(c); fmt.Sprint(got) != "[0 0 0]" {
 		t.Fatalf("levels %v with an old replica in the cluster", got)
 	}
+	for i := range c.N() {
+		if j := c.Replica(i).(*kvraft.Server).JoinLevel(); j != 0 {
+			t.Fatalf("server %d: JoinLevel %d at level 0 (nothing proposed)", i, j)
+		}
+	}
 
 	// The old replica is upgraded: every replica reaches the level.
 	mu.Lock()
@@ -131,6 +136,9 @@ func TestApplyLevelRollingUpgrade(t *testing.T) {
 			t.Fatalf("levels %v after the upgrade, want %s", levels(c), want)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	if j := c.Replica(c.WaitLeader()).(*kvraft.Server).JoinLevel(); j != kvraft.ApplyLevel {
+		t.Fatalf("the leader's JoinLevel is %d at level %d", j, kvraft.ApplyLevel)
 	}
 	if err, v := scenario("level1"); err == nil || v != "x" {
 		t.Fatalf("at level 1 the delayed copy answered %v and left %q, want the first answer and x", err, v)

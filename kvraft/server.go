@@ -161,6 +161,9 @@ type Server struct {
 	lessor lessor
 	// watchers counts the Watch calls being served (MaxWatchers).
 	watchers atomic.Int64
+	// proposedLevel is the highest apply level this replica proposed as
+	// leader (JoinLevel).
+	proposedLevel atomic.Uint32
 
 	stopTicks chan struct{}  // closed by Kill
 	ticks     sync.WaitGroup // the session clock and lease goroutines
