@@ -62,6 +62,11 @@ type Options struct {
 	// at every crash. Otherwise each server has a persist.Memory that a
 	// crash copies, as the lab's persister.
 	OpenStore func(i int) (persist.Store, error)
+	// Replay turns on the replay fault: the network delivers delayed
+	// copies of the writes clerks sent, after their answers, to random
+	// servers (see replayer), and counts the copies that succeeded where
+	// the original was refused (ReplayContradictions).
+	Replay bool
 }
 
 // Cluster is the lab's config: servers on a simulated network, each with a
@@ -73,6 +78,8 @@ type Cluster struct {
 	start StartFunc
 	seed  uint64
 	began time.Time
+	// replay, if not nil, sends delayed copies of the clerks' writes.
+	replay *replayer
 
 	mu sync.Mutex // guards every field below
 	// slots holds each server's store and current incarnation.
@@ -123,6 +130,9 @@ func NewCluster(t testing.TB, opts Options, start StartFunc) *Cluster {
 	}
 	c.Net.SetReliable(!opts.Unreliable)
 	c.Net.SetLongDelays(!opts.ShortDelays)
+	if opts.Replay {
+		c.replay = newReplayer(c.Net, opts.Servers)
+	}
 	c.links = rafttest.NewLinks(opts.Servers)
 	for range opts.Servers {
 		s := &slot{}
@@ -150,6 +160,10 @@ func (c *Cluster) All() []int {
 }
 
 func (c *Cluster) cleanup() {
+	if c.replay != nil {
+		c.replay.close()
+		c.t.Logf("replay: %v", c.replay)
+	}
 	for i := range c.opts.Servers {
 		c.Crash(i)
 	}
@@ -439,6 +453,23 @@ func (c *Cluster) WaitLeader() int {
 	return -1
 }
 
+// WaitApplyLevel waits up to 10 s for a running replica (a kvraft.Server)
+// to apply the apply level level or a higher one: every write proposed
+// after that is applied at that level or above, as a level never drops.
+func (c *Cluster) WaitApplyLevel(level uint32) {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for i := range c.opts.Servers {
+			if srv, ok := c.Replica(i).(*kvraft.Server); ok && srv.ApplyLevel() >= level {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.t.Fatalf("no replica at apply level %d within 10 s", level)
+}
+
 // MakeClerk returns a clerk connected to the servers in to.
 func (c *Cluster) MakeClerk(to []int) *kvraft.Clerk {
 	c.t.Helper()
@@ -468,9 +499,12 @@ func (c *Cluster) makeClerk(to []int, forward bool) *kvraft.Clerk {
 		ends[j] = c.Net.MakeEnd(name)
 		c.Net.Connect(name, ServerName(j))
 		c.Net.Enable(name, slices.Contains(to, j))
-		svcs[j] = newClient(ends[j])
+		kv := simKV{end: ends[j]}
+		if c.replay != nil {
+			kv.sent = c.replay.capture
+		}
+		svcs[j] = newClient(kv)
 		if forward {
-			kv := simKV{end: ends[j]}
 			f, err := kvwire.NewForwarder(kv, kv, kvwire.DefaultForwarderConfig())
 			if err != nil {
 				c.t.Fatalf("NewForwarder: %v", err)

@@ -16,6 +16,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/ruaft/ruaft/kvraft"
+	"github.com/ruaft/ruaft/raft"
 )
 
 // RevKeys is the number of keys the revision model covers: few enough that
@@ -327,6 +328,35 @@ type RevParams struct {
 	// Forward makes the clerks send their writes through Forwarders, as
 	// durio's frontend does (see Cluster.MakeForwardingClerk).
 	Forward bool
+	// Replay turns on the replay fault (Options.Replay): delayed copies of
+	// the clients' writes reach random servers after their answers.
+	Replay bool
+	// FewValues draws every written value from a few, so that a key often
+	// gets a value back that it had before, and a failed IfValue
+	// condition can come true again (as IfAbsent and IfVersion can, after
+	// a Delete).
+	FewValues bool
+	// Raft, if not nil, adjusts each replica's raft configuration
+	// (Options.Raft).
+	Raft func(*raft.Config)
+	// Level, if above 0, is the apply level the cluster must reach before
+	// the clients start.
+	Level uint32
+}
+
+// revFewValues are the values written with RevParams.FewValues.
+var revFewValues = [...]string{"a", "b", "c"}
+
+// revValue is the value client cli writes in its operation n (to key k
+// in a Txn, -1 otherwise).
+func revValue(p RevParams, cli, n, k int) string {
+	switch {
+	case p.FewValues:
+		return revFewValues[rand.IntN(len(revFewValues))]
+	case k >= 0:
+		return fmt.Sprintf("%d.%d.%d", cli, n, k)
+	}
+	return fmt.Sprintf("%d.%d", cli, n)
 }
 
 // RevTest runs clients doing Gets, compare-and-swap Puts and Deletes (read
@@ -334,7 +364,11 @@ type RevParams struct {
 // paged Lists over RevKeys keys under the chosen faults, and checks the
 // history with RevModel.
 func RevTest(t *testing.T, p RevParams) {
-	c := NewCluster(t, Options{Servers: p.Servers, Unreliable: p.Unreliable, ShortDelays: p.ShortDelays, MaxRaftState: p.MaxRaftState}, StartKVServer)
+	c := NewCluster(t, Options{Servers: p.Servers, Unreliable: p.Unreliable, ShortDelays: p.ShortDelays, MaxRaftState: p.MaxRaftState,
+		Replay: p.Replay, Raft: p.Raft}, StartKVServer)
+	if p.Level > 0 {
+		c.WaitApplyLevel(p.Level)
+	}
 	log := NewRevLog()
 	var ok, failed atomic.Int64
 	for range p.Rounds {
@@ -382,7 +416,25 @@ func RevTest(t *testing.T, p RevParams) {
 	if ok.Load() < int64(p.Clients) || ok.Load() > 500 && failed.Load() == 0 {
 		t.Fatalf("too little happened: %d operations done, %d conditions failed", ok.Load(), failed.Load())
 	}
+	if p.Replay || p.Level > 0 {
+		levels := make([]uint32, c.N())
+		for i := range levels {
+			if srv, ok := c.Replica(i).(*kvraft.Server); ok {
+				levels[i] = srv.ApplyLevel()
+			}
+		}
+		t.Logf("apply levels at the end: %v", levels)
+	}
+	// Porcupine judges first; the replay fault's own check (a copy of a
+	// refused write that succeeded) after, so that each is seen alone.
+	contradictions, first := c.ReplayContradictions()
+	if contradictions > 0 {
+		t.Logf("replay: %d copies succeeded where the original was refused; the first: %s", contradictions, first)
+	}
 	log.CheckLinearizable(t)
+	if contradictions > 0 {
+		t.Fatalf("replay: %d copies of writes refused for a failed condition succeeded later", contradictions)
+	}
 }
 
 // errCondition marks an operation whose condition failed.
@@ -397,7 +449,7 @@ func revOp(t *testing.T, log *RevLog, ck *kvraft.Clerk, cli, n int, p RevParams)
 	call := log.Now()
 	switch r := rand.IntN(10); {
 	case p.Txns && r >= 4 && r < 7:
-		return revTxn(t, log, ck, cli, n)
+		return revTxn(t, log, ck, cli, n, p)
 	case r < 2:
 		resp, err := ck.GetKV(ctx, key, kvraft.Linearizable)
 		if err != nil {
@@ -419,7 +471,7 @@ func revOp(t *testing.T, log *RevLog, ck *kvraft.Clerk, cli, n int, p RevParams)
 		fail(t, "client %d: Get(%q): %v", cli, key, err)
 	}
 	cond := randomCondition(resp)
-	in := RevInput{Op: RevPut, Key: k, Value: fmt.Sprintf("%d.%d", cli, n), Cond: cond}
+	in := RevInput{Op: RevPut, Key: k, Value: revValue(p, cli, n, -1), Cond: cond}
 	call = log.Now()
 	var out RevOutput
 	if rand.IntN(5) == 0 {
@@ -510,7 +562,7 @@ func randomCondition(resp *kvraft.GetResponse) kvraft.Condition {
 // revTxn reads one to RevKeys keys, then writes one to RevKeys keys (not
 // necessarily the same) in a Txn conditioned on what it read, and records
 // the Txn.
-func revTxn(t *testing.T, log *RevLog, ck *kvraft.Clerk, cli, n int) error {
+func revTxn(t *testing.T, log *RevLog, ck *kvraft.Clerk, cli, n int, p RevParams) error {
 	ctx, cancel := context.WithTimeout(context.Background(), OpTimeout)
 	defer cancel()
 	in := RevInput{Op: RevTxn}
@@ -528,7 +580,7 @@ func revTxn(t *testing.T, log *RevLog, ck *kvraft.Clerk, cli, n int) error {
 		req.Conditions = append(req.Conditions, kvraft.Compare{Key: RevKey(k), Condition: cond})
 	}
 	for _, k := range rand.Perm(RevKeys)[:1+rand.IntN(RevKeys)] {
-		w := RevWrite{Key: k, Value: fmt.Sprintf("%d.%d.%d", cli, n, k), Delete: rand.IntN(5) == 0}
+		w := RevWrite{Key: k, Value: revValue(p, cli, n, k), Delete: rand.IntN(5) == 0}
 		in.Writes = append(in.Writes, w)
 		if w.Delete {
 			req.Writes = append(req.Writes, kvraft.TxnDelete(RevKey(k)))

@@ -36,10 +36,16 @@ const (
 )
 
 // newClient returns a kvraft.Service over one simnet endpoint.
-func newClient(end *simnet.End) kvraft.Service { return kvwire.NewClient(simKV{end: end}) }
+func newClient(kv simKV) kvraft.Service { return kvwire.NewClient(kv) }
 
 // simKV is a kv.v1 KVService client over one simnet endpoint.
-type simKV struct{ end *simnet.End }
+type simKV struct {
+	end *simnet.End
+	// sent, if not nil, is told of every request sent (method without
+	// the "kv." prefix, the bytes sent, and the reply, nil if none) once
+	// its call returned, whatever the outcome (see replayer.capture).
+	sent func(method string, req, reply []byte)
+}
 
 var _ kvv1.KVService = simKV{}
 
@@ -51,6 +57,9 @@ func call[Resp proto.Message](ctx context.Context, c simKV, method string, req p
 		return zero, err
 	}
 	reply, err := c.end.Call(ctx, "kv."+method, b)
+	if c.sent != nil {
+		c.sent(method, b, reply)
+	}
 	if err != nil {
 		return zero, err
 	}
