@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ruaft/ruaft/kvraft/kvclient"
+	"github.com/ruaft/ruaft/kvraft/rsm"
 	"github.com/ruaft/ruaft/raft"
 )
 
@@ -52,12 +53,15 @@ func levelFor(st raft.Status, want uint32) uint32 {
 }
 
 // raiseLevel runs on every replica until its state reaches ApplyLevel: on
-// the leader, it proposes the highest level every member supports, every
-// LeaseTick, until the state applies it. Nobody waits for the entry: a
-// lost one is proposed again, and a second copy changes nothing.
+// the leader, it proposes the highest level every member supports, and
+// again every LeaseTick if that proposal was lost (its future ended
+// without the state reaching the level), until the state applies it. One
+// proposal at a time: a leader whose entries do not commit, or whose state
+// lags behind its log, would otherwise append one entry per tick.
 func (s *Server) raiseLevel() {
 	t := time.NewTicker(s.cfg.LeaseTick)
 	defer t.Stop()
+	var pending *rsm.Future
 	for {
 		select {
 		case <-s.stopTicks:
@@ -68,6 +72,9 @@ func (s *Server) raiseLevel() {
 		if cur >= ApplyLevel {
 			return
 		}
+		if pending != nil && !isDone(pending) {
+			continue // applied, or failed with the leadership, in time
+		}
 		if _, isLeader := s.rsm.Raft().State(); !isLeader {
 			continue
 		}
@@ -76,7 +83,7 @@ func (s *Server) raiseLevel() {
 			// Before the proposal: from now on a replica that supports less
 			// must not join (JoinLevel), though the entry is not applied yet.
 			s.proposedLevel.Store(max(s.proposedLevel.Load(), level))
-			_, _ = s.rsm.Propose(encodeOp(op{kind: opLevel, limit: uint64(level)}))
+			pending, _ = s.rsm.Propose(encodeOp(op{kind: opLevel, limit: uint64(level)}))
 		}
 	}
 }

@@ -3,6 +3,10 @@ package kvraft
 import (
 	"bytes"
 	"testing"
+	"time"
+
+	"github.com/ruaft/ruaft/kvraft/rsm"
+	"github.com/ruaft/ruaft/raft"
 )
 
 // reviewLevelSnapshotSeeds returns version-3 and version-4 snapshots with
@@ -77,5 +81,75 @@ func TestReviewLevelLookupAllocs(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { s.lookup(hit) }); n != 0 {
 		t.Errorf("a lookup of an applied write allocates %v times, want 0", n)
+	}
+}
+
+// levelFakeRaft is a fakeRaft whose leader status shows a one-member
+// configuration that reports ApplyLevel, so raiseLevel proposes.
+type levelFakeRaft struct{ *fakeRaft }
+
+func (f levelFakeRaft) Status() raft.Status {
+	st := f.fakeRaft.Status()
+	st.Membership = raft.Membership{Members: []raft.Member{{ID: 0}}}
+	if st.Role == raft.Leader {
+		st.Progress = map[int]raft.MemberProgress{0: {AppVersion: ApplyLevel}}
+	}
+	return st
+}
+
+// levelEntries counts the opLevel entries in f's log.
+func levelEntries(t *testing.T, f *fakeRaft) int {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, m := range f.log {
+		if o, err := decodeOp(m.Command); err == nil && o.kind == opLevel {
+			n++
+		}
+	}
+	return n
+}
+
+// TestReviewLevelOneProposalAtATime (fails on 68fbdfe; Low): raiseLevel
+// proposed an opLevel entry every LeaseTick until the leader's state
+// applied one, without looking at the one it had proposed. A leader whose
+// entries do not commit (no quorum reachable; CheckQuorum off) or whose
+// state lags far behind its log (a new leader applying a backlog) kept
+// appending one more entry per tick, for as long as that lasted: 10 a
+// second with the default LeaseTick, each replicated, applied and kept by
+// every replica. One pending proposal per term is enough: a lost one
+// (leadership lost, entry overwritten) is proposed again.
+func TestReviewLevelOneProposalAtATime(t *testing.T) {
+	cfg := DefaultConfig(0)
+	cfg.LeaseTick = time.Millisecond
+	var fr *fakeRaft
+	s, err := NewServer(cfg, func(app raft.Application) (rsm.Raft, error) {
+		fr = newFakeRaft(app)
+		return levelFakeRaft{fr}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Kill()
+	fr.setHold(true)
+	time.Sleep(200 * time.Millisecond)
+	if n := levelEntries(t, fr); n != 1 {
+		t.Errorf("%d opLevel entries proposed while the first was pending, want 1", n)
+	}
+	// The pending entry is lost with the leadership; the next term's
+	// leader proposes again, and once it commits the level is raised.
+	fr.loseLeadership()
+	fr.mu.Lock()
+	fr.leader = true
+	fr.publishLocked()
+	fr.mu.Unlock()
+	fr.setHold(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for s.ApplyLevel() != ApplyLevel {
+		if time.Now().After(deadline) {
+			t.Fatalf("level %d after the leader's entries commit, want %d (%d entries)", s.ApplyLevel(), ApplyLevel, levelEntries(t, fr))
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
