@@ -92,7 +92,15 @@ func (c *core) confChanged() {
 // node the configuration removed is kept (leaving) to send it that
 // configuration.
 func (c *core) syncProgress() {
-	c.leaving = slices.DeleteFunc(c.leaving, func(id int) bool { return slices.Contains(c.peerIDs, id) })
+	c.leaving = slices.DeleteFunc(c.leaving, func(id int) bool {
+		if !slices.Contains(c.peerIDs, id) {
+			return false
+		}
+		// Added again while it was leaving: perhaps another process under
+		// the same id, so its version is unknown until it answers.
+		c.prs[id].appVersion = 0
+		return true
+	})
 	for id := range c.prs {
 		if !slices.Contains(c.peerIDs, id) && !slices.Contains(c.leaving, id) {
 			c.leaving = append(c.leaving, id)

@@ -554,3 +554,25 @@ func TestMembershipEncoding(t *testing.T) {
 		t.Error("trailing byte accepted")
 	}
 }
+
+// TestCoreMemberReaddedForgetsAppVersion: a member removed while cut off
+// stays in the leader's progress (leaving) until it learns of its removal;
+// added again under the same id meanwhile (perhaps another process, of
+// another version), its reported AppVersion is forgotten until it answers.
+func TestCoreMemberReaddedForgetsAppVersion(t *testing.T) {
+	cn := newMemberNet(t, 4, []int{0, 1, 2, 3})
+	cn.campaign(0)
+	cn.isolate(3)
+	cn.cores[0].prs[3].appVersion = 7 // what the old process last reported
+	cn.mustChange(0, remove(3))
+	if !cn.cores[0].isLeaving(3) {
+		t.Fatal("the cut-off member is not leaving")
+	}
+	cn.mustChange(0, addLearner(3))
+	if v := cn.cores[0].prs[3].appVersion; v != 0 {
+		t.Fatalf("the re-added member keeps the version %d its old incarnation reported", v)
+	}
+	if v := cn.cores[0].memberProgress()[3].AppVersion; v != 0 {
+		t.Fatalf("Progress reports version %d for the re-added member", v)
+	}
+}
