@@ -93,13 +93,21 @@ func (s *Server) raiseLevel() {
 func (s *Server) ApplyLevel() uint32 { return s.state.applyLevel() }
 
 // JoinLevel returns the lowest apply level a replica added to the cluster
-// now must support: the level in force here, or a higher one this replica
-// has proposed as leader and not yet applied (a replica added in between
-// would meet the raising entry in the log). A proposal lost to a leader
-// change keeps it high until the level is raised, which the next leader
-// does as soon as every member reports it: it only refuses a replica that
-// would soon be refused anyway.
-func (s *Server) JoinLevel() uint32 { return max(s.state.applyLevel(), s.proposedLevel.Load()) }
+// now must support: the highest of the level in force here, a higher one
+// this replica has proposed as leader and not yet applied (a replica added
+// in between would meet the raising entry in the log), and, on a leader,
+// the level every member already reports supporting (which it is about to
+// raise to, or which a committed entry it has not applied yet holds). A
+// proposal lost to a leader change keeps it high until the level is
+// raised, which the next leader does as soon as every member reports it:
+// it only refuses a replica that would soon be refused anyway.
+func (s *Server) JoinLevel() uint32 {
+	level := max(s.state.applyLevel(), s.proposedLevel.Load())
+	if level >= ApplyLevel {
+		return level
+	}
+	return max(level, levelFor(s.rsm.Raft().Status(), ApplyLevel))
+}
 
 // applyLevel returns the level in force.
 func (s *state) applyLevel() uint32 {

@@ -119,7 +119,7 @@ func TestApplyLevelRollingUpgrade(t *testing.T) {
 	}
 	for i := range c.N() {
 		if j := c.Replica(i).(*kvraft.Server).JoinLevel(); j != 0 {
-			t.Fatalf("server %d: JoinLevel %d at level 0 (nothing proposed)", i, j)
+			t.Fatalf("server %d: JoinLevel %d at level 0 with an old member", i, j)
 		}
 	}
 
