@@ -145,8 +145,9 @@ func TestStateRemembersRefusalsFromLevel1(t *testing.T) {
 				t.Fatal("the restored state encodes to other bytes")
 			}
 			for id, rec := range s.clients {
-				if !reflect.DeepEqual(r.clients[id].done, rec.done) {
-					t.Fatalf("client %d: restored results %+v, want %+v", id, r.clients[id].done, rec.done)
+				if !reflect.DeepEqual(r.clients[id].done, rec.done) || !reflect.DeepEqual(r.clients[id].refused, rec.refused) {
+					t.Fatalf("client %d: restored results %+v and refusals %+v, want %+v and %+v", id,
+						r.clients[id].done, r.clients[id].refused, rec.done, rec.refused)
 				}
 			}
 			if res := applyOp(r, tx); !errors.As(res.refused, &tf2) || !reflect.DeepEqual(*tf2, firstTxn) {
@@ -156,8 +157,8 @@ func TestStateRemembersRefusalsFromLevel1(t *testing.T) {
 			// Once the client acknowledges them, they are gone.
 			seq++
 			applyOp(s, op{kind: rPut, id: WriteID{ClientID: 7, Seq: seq, Ack: seq}, key: "z", value: "z"})
-			if n := len(s.clients[7].done); n != 1 {
-				t.Fatalf("%d results kept after the ack, want 1", n)
+			if n, m := len(s.clients[7].done), len(s.clients[7].refused); n != 1 || m != 0 {
+				t.Fatalf("%d results and %d refusals kept after the ack, want 1 and 0", n, m)
 			}
 		})
 	}

@@ -73,7 +73,7 @@ func (s *state) Snapshot() []byte {
 			b = binary.AppendUvarint(b, d.rev)
 			b = binary.AppendUvarint(b, d.lease)
 			if v4 {
-				b = appendRefusal(b, d.refused)
+				b = appendRefusal(b, rec.refused[seq])
 			}
 		}
 	}
@@ -201,7 +201,12 @@ func decodeSnapshot(b []byte, limits stateLimits) (*state, error) {
 				res.rev, res.lease = d.uvarint(), d.uvarint()
 			}
 			if version >= snapshotVersion {
-				res.refused = d.refusal()
+				if err := d.refusal(); err != nil {
+					if rec.refused == nil {
+						rec.refused = make(map[uint64]error)
+					}
+					rec.refused[seq] = err
+				}
 			}
 			rec.done[seq] = res
 		}

@@ -94,8 +94,13 @@ type clientRecord struct {
 	// floor: every sequence number below it is finished for the client.
 	floor uint64
 	// done maps the sequence numbers at or above floor that were applied to
-	// their result.
+	// their result, and, from apply level 1, those refused for good too.
 	done map[uint64]doneResult
+	// refused maps the sequence numbers in done that were refused for good
+	// (state.remembered) to their refusal, which a retry gets again; nil
+	// until the session has one. (Apart from done, whose values are on
+	// every write's path, so that they stay small.)
+	refused map[uint64]error
 	// lastUsed is the log clock when the session was opened or last wrote.
 	lastUsed int64
 	// older and newer link the use order (see state.oldest).
@@ -110,9 +115,6 @@ type doneResult struct {
 	rev uint64
 	// lease is the id an opLeaseGrant created.
 	lease uint64
-	// refused is, from apply level 1, why the write was refused for good
-	// (state.remembered): a retry gets it again.
-	refused error
 }
 
 // maxPendingResults bounds the results one session keeps: the writes of a
@@ -254,9 +256,14 @@ func (s *state) applyWrite(o op) writeResult {
 				delete(rec.done, seq)
 			}
 		}
+		for seq := range rec.refused {
+			if seq < rec.floor {
+				delete(rec.refused, seq)
+			}
+		}
 	}
 	if done, ok := rec.done[o.id.Seq]; ok {
-		return writeResult{doneResult: done, refused: cloneRefusal(done.refused)}
+		return writeResult{doneResult: done, refused: cloneRefusal(rec.refused[o.id.Seq])}
 	}
 	if (o.kind&opChecked != 0 || o.kind.base() >= opLeaseGrant) && len(rec.done) >= maxPendingResults {
 		return writeResult{refused: ErrTooManyPending}
@@ -265,9 +272,11 @@ func (s *state) applyWrite(o op) writeResult {
 	if res.refused == nil {
 		rec.done[o.id.Seq] = res.doneResult
 	} else if kept := s.remembered(res.refused); kept != nil {
-		done := res.doneResult
-		done.refused = kept
-		rec.done[o.id.Seq] = done
+		rec.done[o.id.Seq] = res.doneResult
+		if rec.refused == nil {
+			rec.refused = make(map[uint64]error)
+		}
+		rec.refused[o.id.Seq] = kept
 	}
 	return res
 }
@@ -649,5 +658,5 @@ func (s *state) lookup(id WriteID) (writeResult, bool) {
 		return writeResult{refused: ErrStale}, true
 	}
 	done, ok := rec.done[id.Seq]
-	return writeResult{doneResult: done, refused: cloneRefusal(done.refused)}, ok
+	return writeResult{doneResult: done, refused: cloneRefusal(rec.refused[id.Seq])}, ok
 }
