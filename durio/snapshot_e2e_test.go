@@ -16,6 +16,7 @@ import (
 	"github.com/ruaft/ruaft/durio/backup"
 	"github.com/ruaft/ruaft/durio/client"
 	"github.com/ruaft/ruaft/internal/freeport"
+	"github.com/ruaft/ruaft/kvraft"
 )
 
 // Backup under load, restore into a fresh 3-replica cluster: every write
@@ -76,9 +77,14 @@ func TestSnapshotSaveUnderLoadRestoreIntoNewCluster(t *testing.T) {
 
 	r = runCLI(t, nil, "", "snapshot", "inspect", file, "--json")
 	r.expect(t, 0, "snapshot inspect")
-	var info struct{ Index, Keys int }
-	if err := json.Unmarshal([]byte(r.stdout), &info); err != nil || info.Keys < len(before) || uint64(info.Index) != hdr.Index {
-		t.Fatalf("inspect: %q %v (want index %d and >= %d keys)", r.stdout, err, hdr.Index, len(before))
+	var info struct {
+		Index, Keys int
+		Revision    uint64
+		ApplyLevel  uint32 `json:"apply_level"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &info); err != nil || info.Keys < len(before) || uint64(info.Index) != hdr.Index ||
+		info.Revision < uint64(len(before)) || info.ApplyLevel != kvraft.ApplyLevel {
+		t.Fatalf("inspect: %q %v (want index %d, >= %d keys and revisions, apply level %d)", r.stdout, err, hdr.Index, len(before), kvraft.ApplyLevel)
 	}
 
 	// Seed three empty data folders and start a new cluster on them.

@@ -25,9 +25,26 @@ func (s *Server) Backup(ctx context.Context) (index, term uint64, data []byte, e
 // CheckSnapshot decodes a snapshot made by Backup (or by raft's own
 // snapshots) and returns how many keys it holds, or why it is unreadable.
 func CheckSnapshot(data []byte) (keys int, err error) {
+	info, err := InspectSnapshot(data)
+	return info.Keys, err
+}
+
+// SnapshotInfo describes the state a snapshot holds.
+type SnapshotInfo struct {
+	// Keys is the number of keys, Revision the store revision.
+	Keys     int
+	Revision uint64
+	// ApplyLevel is the apply level the state is at: a replica restored
+	// from it must support at least that (see ApplyLevel).
+	ApplyLevel uint32
+}
+
+// InspectSnapshot decodes a snapshot as CheckSnapshot does and describes
+// its state.
+func InspectSnapshot(data []byte) (SnapshotInfo, error) {
 	st, err := decodeSnapshot(data, stateLimits{historyEvents: math.MaxInt, historyBytes: math.MaxInt})
 	if err != nil {
-		return 0, err
+		return SnapshotInfo{}, err
 	}
-	return len(st.data), nil
+	return SnapshotInfo{Keys: len(st.data), Revision: st.rev, ApplyLevel: st.level}, nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/ruaft/ruaft/durio"
 	"github.com/ruaft/ruaft/durio/backup"
+	"github.com/ruaft/ruaft/kvraft"
 	"github.com/spf13/cobra"
 )
 
@@ -77,18 +78,26 @@ func (c *cli) snapshotInspectCommand() *cobra.Command {
 		Short: "Verify a snapshot file and print what it covers",
 		Args:  exactArgs("FILE"),
 		RunE: func(_ *cobra.Command, args []string) error {
-			hdr, _, keys, err := backup.ReadFile(args[0], maxRestoreBytes)
+			hdr, data, _, err := backup.ReadFile(args[0], maxRestoreBytes)
+			if err != nil {
+				return err
+			}
+			info, err := kvraft.InspectSnapshot(data) // ReadFile decoded it: cannot fail
 			if err != nil {
 				return err
 			}
 			if asJSON {
 				return json.NewEncoder(c.stdout).Encode(struct {
 					backup.Header
-					Keys int `json:"keys"`
-				}{hdr, keys})
+					Keys       int    `json:"keys"`
+					Revision   uint64 `json:"revision"`
+					ApplyLevel uint32 `json:"apply_level"`
+				}{hdr, info.Keys, info.Revision, info.ApplyLevel})
 			}
-			_, err = fmt.Fprintf(c.stdout, "%s: ok\nindex:   %d\nterm:    %d\nkeys:    %d\nbytes:   %d\nsha256:  %s\ncreated: %s by replica %d\n",
-				args[0], hdr.Index, hdr.Term, keys, hdr.Bytes, hdr.SHA256, hdr.Created, hdr.Replica)
+			// The apply level: a cluster restored from it needs a version
+			// that supports at least that (Upgrades and apply levels).
+			_, err = fmt.Fprintf(c.stdout, "%s: ok\nindex:       %d\nterm:        %d\nkeys:        %d\nrevision:    %d\napply level: %d\nbytes:       %d\nsha256:      %s\ncreated:     %s by replica %d\n",
+				args[0], hdr.Index, hdr.Term, info.Keys, info.Revision, info.ApplyLevel, hdr.Bytes, hdr.SHA256, hdr.Created, hdr.Replica)
 			return err
 		},
 	}
