@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ruaft/ruaft/durio/client"
+	"github.com/ruaft/ruaft/kvraft"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
 
@@ -258,7 +259,7 @@ func TestReviewTxnSoundMaskOnce(t *testing.T) {
 // whole (404 lease_not_found, as a put's); exactly once with a session: a
 // retry after a lost answer (same client_id and sequence) is answered with
 // the first revision and applied once, at any body; a retry after a failed
-// condition is checked again; the Go client's Txn works through
+// condition gets the first answer once the cluster is at apply level 1; the Go client's Txn works through
 // validated; GET on the route answers as on the other POST routes, and a
 // CORS preflight from an allowed origin is answered.
 func TestReviewTxnSoundReplica(t *testing.T) {
@@ -326,13 +327,23 @@ func TestReviewTxnSoundReplica(t *testing.T) {
 	if kv, _ := maskGet(t, base, "e%2Fa"); kv.Version != 1 || kv.Value != "1" {
 		t.Errorf("e/a after retries: %+v, want version 1 value 1", kv)
 	}
+	// A failed txn is remembered in its session once the cluster is at
+	// apply level 1 (every replica of this version: it gets there moments
+	// after it starts): its retry, after its condition came to hold, gets
+	// the first answer and does not apply.
+	waitApplyLevel(t, base, testWriteToken)
 	cond := `{"conditions":[{"key":"e/gate","if_value":"open"}],"writes":` + txnPuts("e/c", "1") + fmt.Sprintf(sess, 2, 2)
-	if code, body, r := txnPost(t, base, testWriteToken, cond); code != http.StatusOK || r.Succeeded {
+	code, body, failedFirst := txnPost(t, base, testWriteToken, cond)
+	if code != http.StatusOK || failedFirst.Succeeded {
 		t.Fatalf("gated txn: %d %s", code, body)
 	}
 	scopeMustPut(t, base, "e/gate", "open")
-	if code, body, r := txnPost(t, base, testWriteToken, cond); code != http.StatusOK || !r.Succeeded {
-		t.Errorf("the retry of a failed txn whose condition now holds: %d %s, want it applied", code, body)
+	if code, body, r := txnPost(t, base, testWriteToken, cond); code != http.StatusOK || r.Succeeded || r.Revision != failedFirst.Revision {
+		t.Errorf("the retry of a failed txn whose condition now holds: %d %s, want the first answer (failed at revision %d)",
+			code, body, failedFirst.Revision)
+	}
+	if _, found := scopeValue(t, base, "e/c"); found {
+		t.Error("the retry of a failed txn applied")
 	}
 
 	// The Go client.
@@ -489,5 +500,29 @@ func TestReviewTxnSoundFollowerAndPeer(t *testing.T) {
 	}
 	if code, _, _ := authDo(t, "GET", url(leader)+"/healthz", "", ""); code != http.StatusOK {
 		t.Errorf("the leader's healthz after the batch: %d", code)
+	}
+}
+
+// waitApplyLevel waits up to 10 s for the replica at base to apply by
+// kvraft.ApplyLevel (Twirp Status).
+func waitApplyLevel(t *testing.T, base, token string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body, _ := authDo(t, "POST", base+"/twirp/kv.v1.KVService/Status", token, `{}`)
+		var st map[string]any
+		if code == http.StatusOK && json.Unmarshal([]byte(body), &st) == nil {
+			level := st["apply_level"]
+			if level == nil {
+				level = st["applyLevel"]
+			}
+			if fmt.Sprint(level) == fmt.Sprint(kvraft.ApplyLevel) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica did not reach apply level %d: %d %s", kvraft.ApplyLevel, code, body)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
