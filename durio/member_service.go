@@ -58,9 +58,10 @@ type memberService struct {
 	clusterID string
 	peerTLS   bool // peer URLs must be https
 	forward   bool
-	// level returns the lowest apply level a replica added now must
-	// support (kvraft.Server.JoinLevel); nil in tests that do not need it.
-	level func() uint32
+	// admit checks that a replica supporting an apply level may join and
+	// adds it with add, as one step against raising the cluster's level
+	// (kvraft.Server.AdmitMember); nil in tests that do not need it.
+	admit func(ctx context.Context, level uint32, add func() error) error
 }
 
 var _ kvv1.MembershipService = (*memberService)(nil)
@@ -89,24 +90,33 @@ func (s *memberService) MemberAdd(ctx context.Context, req *kvv1.MemberAddReques
 	}
 	var resp *kvv1.MemberAddResponse
 	err := s.run(ctx, func(ctx context.Context) error {
-		if s.level != nil && req.GetApplyLevel() < s.level() {
+		add := func() error {
+			for _, m := range s.node.Membership().Members {
+				if m.ID == int(req.GetId()) {
+					return twirp.NewErrorf(twirp.AlreadyExists, "replica %d is already a member", m.ID).
+						WithMeta(kvwire.MetaReason, ReasonAlreadyMember).WithMeta("peer_url", s.addrOf(m).Peer)
+				}
+				if a := s.addrOf(m); a.Peer == req.GetPeerUrl() {
+					return twirp.NewErrorf(twirp.AlreadyExists, "peer URL %s belongs to member %d", a.Peer, m.ID).
+						WithMeta(kvwire.MetaReason, ReasonPeerURLInUse)
+				}
+			}
+			m := raft.Member{ID: int(req.GetId()), Addr: encodeAddr(req.GetPeerUrl(), req.GetClientUrl()), Learner: true}
+			return s.node.AddLearner(ctx, m)
+		}
+		var err error
+		if s.admit == nil {
+			err = add()
+		} else {
+			err = s.admit(ctx, req.GetApplyLevel(), add)
+		}
+		if le := (*kvraft.ApplyLevelError)(nil); errors.As(err, &le) {
 			return twirp.NewErrorf(twirp.FailedPrecondition,
 				"replica %d supports apply level %d, and the cluster is at level %d: it could not apply the log; "+
-					"start it from the version the other members run (or a newer one)", req.GetId(), req.GetApplyLevel(), s.level()).
+					"start it from the version the other members run (or a newer one)", req.GetId(), le.Supported, le.Required).
 				WithMeta(kvwire.MetaReason, ReasonApplyLevel)
 		}
-		for _, m := range s.node.Membership().Members {
-			if m.ID == int(req.GetId()) {
-				return twirp.NewErrorf(twirp.AlreadyExists, "replica %d is already a member", m.ID).
-					WithMeta(kvwire.MetaReason, ReasonAlreadyMember).WithMeta("peer_url", s.addrOf(m).Peer)
-			}
-			if a := s.addrOf(m); a.Peer == req.GetPeerUrl() {
-				return twirp.NewErrorf(twirp.AlreadyExists, "peer URL %s belongs to member %d", a.Peer, m.ID).
-					WithMeta(kvwire.MetaReason, ReasonPeerURLInUse)
-			}
-		}
-		m := raft.Member{ID: int(req.GetId()), Addr: encodeAddr(req.GetPeerUrl(), req.GetClientUrl()), Learner: true}
-		if err := s.node.AddLearner(ctx, m); err != nil {
+		if err != nil {
 			return err
 		}
 		resp = &kvv1.MemberAddResponse{Header: s.header(), Members: s.members(), ClusterId: s.clusterID}

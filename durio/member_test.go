@@ -380,7 +380,12 @@ func TestMembershipRefusesReplicaBelowApplyLevel(t *testing.T) {
 	fake := &fakeMembers{members: threeVoters()}
 	s, url := newTestMembers(t, fake)
 	var level atomic.Uint32
-	s.level = level.Load
+	s.admit = func(_ context.Context, supported uint32, add func() error) error {
+		if need := level.Load(); supported < need {
+			return &kvraft.ApplyLevelError{Supported: supported, Required: need}
+		}
+		return add()
+	}
 	ms := kvv1.NewMembershipServiceJSONClient(url, http.DefaultClient)
 	ctx := context.Background()
 

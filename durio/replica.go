@@ -238,7 +238,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	r.dir.update(node.Membership())
 	r.checkBootstrap()
 	members := &memberService{node: r.node, dir: r.dir, leader: r.leader, self: cfg.ID, timeout: cfg.RequestTimeout,
-		clusterID: r.clusterID, peerTLS: cfg.PeerTLS(), level: r.kv.JoinLevel}
+		clusterID: r.clusterID, peerTLS: cfg.PeerTLS(), admit: r.kv.AdmitMember}
 	peerMembers := kvv1.NewMembershipServiceServer(members)
 	peerMux.Handle("POST "+peerMembers.PathPrefix(), peerMembers)
 	clientMembers := *members

@@ -1,6 +1,7 @@
 package kvraft
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -78,6 +79,12 @@ func (s *Server) raiseLevel() {
 		if _, isLeader := s.rsm.Raft().State(); !isLeader {
 			continue
 		}
+		// Not while AdmitMember checks and adds a member: its check and
+		// its addition are one step as this decision sees them. TryLock,
+		// for an addition may wait a request timeout and Kill must not.
+		if !s.admitMu.TryLock() {
+			continue
+		}
 		if level := levelFor(s.rsm.Raft().Status(), ApplyLevel); level > cur {
 			s.logger.Info("kvraft: every member supports a higher apply level; raising it", "from", cur, "to", level)
 			// Before the proposal: from now on a replica that supports less
@@ -85,7 +92,42 @@ func (s *Server) raiseLevel() {
 			s.proposedLevel.Store(max(s.proposedLevel.Load(), level))
 			pending, _ = s.rsm.Propose(encodeOp(op{kind: opLevel, limit: uint64(level)}))
 		}
+		s.admitMu.Unlock()
 	}
+}
+
+// ApplyLevelError refuses to add a replica whose version supports a lower
+// apply level than the cluster's (AdmitMember): it could not apply the
+// log.
+type ApplyLevelError struct {
+	Supported uint32 // the level the replica supports
+	Required  uint32 // the level a replica added now must support
+}
+
+func (e *ApplyLevelError) Error() string {
+	return fmt.Sprintf("the replica supports apply level %d, and the cluster is at level %d", e.Supported, e.Required)
+}
+
+// AdmitMember adds a replica that supports apply level supported to the
+// cluster, with add (which appends the configuration change, as
+// raft.Node.AddLearner does), if its level is at least JoinLevel, and
+// refuses it with an *ApplyLevelError otherwise. Call it on the leader.
+// The check and the addition are one step against raising the level:
+// first a read index makes every entry of an earlier leader applied here
+// (one of them may raise the level though no member has answered this
+// leader yet), then, until add returns, this replica proposes no raise;
+// once the new member is in the configuration, no level it has not
+// reported supporting is raised.
+func (s *Server) AdmitMember(ctx context.Context, supported uint32, add func() error) error {
+	s.admitMu.Lock()
+	defer s.admitMu.Unlock()
+	if _, err := s.rsm.ReadIndex(ctx); err != nil {
+		return err
+	}
+	if need := s.JoinLevel(); supported < need {
+		return &ApplyLevelError{Supported: supported, Required: need}
+	}
+	return add()
 }
 
 // ApplyLevel returns the apply level in force in this replica's state

@@ -172,3 +172,108 @@ func TestApplyLevelRollingUpgrade(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestAdmitMemberAtomicWithLevelRaise: AdmitMember's check and its
+// addition are one step against raising the level. A replica that
+// supports only level 0 passes the check while an old voter holds the
+// cluster at level 0; that voter is upgraded while the addition is under
+// way, so every member of the configuration then reports level 1, and
+// the leader must still not raise the level (the new replica, once in the
+// configuration, reports 0 and holds the level, so it never meets an
+// entry it cannot apply). Once it is removed, the level rises, and a
+// replica at level 0 is refused without being added.
+func TestAdmitMemberAtomicWithLevelRaise(t *testing.T) {
+	var mu sync.Mutex
+	old := map[int]bool{2: true, 3: true}
+	c := kvtest.NewCluster(t, kvtest.Options{Servers: 4, Voters: 3, Raft: func(cfg *raft.Config) {
+		mu.Lock()
+		defer mu.Unlock()
+		if old[cfg.ID] {
+			cfg.AppVersion = 0
+		}
+	}}, kvtest.StartKVServer)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// A leader other than the old voter, which is restarted below.
+	l := c.WaitLeader()
+	for l == 2 {
+		c.Disconnect(2)
+		for l = c.WaitLeader(); l == 2; l = c.WaitLeader() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		c.Connect(2)
+		l = c.WaitLeader()
+	}
+	// reports returns what the leader hears each voter support.
+	reports := func() string {
+		pr := c.Node(l).Status().Progress
+		return fmt.Sprint(pr[0].AppVersion, pr[1].AppVersion, pr[2].AppVersion)
+	}
+	srv := c.Replica(l).(*kvraft.Server)
+	added := false
+	err := srv.AdmitMember(ctx, 0, func() error {
+		mu.Lock()
+		old[2] = false
+		mu.Unlock()
+		c.Restart(2)
+		c.Connect(2)
+		want := fmt.Sprint(kvraft.ApplyLevel, kvraft.ApplyLevel, kvraft.ApplyLevel)
+		deadline := time.Now().Add(20 * time.Second)
+		for reports() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("the leader hears its voters support %s", reports())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		// Every voter supports level 1 now; the leader waits (ten of its
+		// level ticks) while the addition is under way.
+		for end := time.Now().Add(10 * 100 * time.Millisecond); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+			if got := levels(c); fmt.Sprint(got) != "[0 0 0 0]" {
+				t.Fatalf("levels %v while a replica at level 0 was being added", got)
+			}
+		}
+		added = true
+		return c.Node(l).AddLearner(ctx, raft.Member{ID: 3, Addr: kvtest.ServerName(3)})
+	})
+	if err != nil || !added {
+		t.Fatalf("AdmitMember at level 0: %v (added %v)", err, added)
+	}
+	// The learner reports level 0 and catches up; nothing raises the level.
+	ck := c.MakeClerk([]int{0, 1, 2})
+	c.Put(ck, "k", "v", nil, 0)
+	deadline := time.Now().Add(20 * time.Second)
+	for c.Node(3).Status().Applied < c.Node(l).Status().Commit {
+		if time.Now().After(deadline) {
+			t.Fatalf("the learner applied %d, the leader committed %d", c.Node(3).Status().Applied, c.Node(l).Status().Commit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for end := time.Now().Add(1 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if got := levels(c); fmt.Sprint(got) != "[0 0 0 0]" {
+			t.Fatalf("levels %v with a learner at level 0", got)
+		}
+	}
+
+	// Without it, the level rises, and a replica at level 0 is refused.
+	if err := c.RemoveMember(20*time.Second, 3); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprint([]uint32{kvraft.ApplyLevel, kvraft.ApplyLevel, kvraft.ApplyLevel})
+	deadline = time.Now().Add(20 * time.Second)
+	for fmt.Sprint(levels(c)[:3]) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("levels %v after the learner left, want %s", levels(c), want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	l = c.WaitLeader()
+	err = c.Replica(l).(*kvraft.Server).AdmitMember(ctx, 0, func() error {
+		t.Error("a replica at level 0 was added to a cluster at level 1")
+		return nil
+	})
+	var le *kvraft.ApplyLevelError
+	if !errors.As(err, &le) || le.Supported != 0 || le.Required != kvraft.ApplyLevel {
+		t.Fatalf("AdmitMember at level 0 in a cluster at level %d: %v", kvraft.ApplyLevel, err)
+	}
+}

@@ -164,6 +164,9 @@ type Server struct {
 	// proposedLevel is the highest apply level this replica proposed as
 	// leader (JoinLevel).
 	proposedLevel atomic.Uint32
+	// admitMu makes AdmitMember's check and addition one step against
+	// raiseLevel's decision.
+	admitMu sync.Mutex
 
 	stopTicks chan struct{}  // closed by Kill
 	ticks     sync.WaitGroup // the session clock and lease goroutines
