@@ -9,6 +9,8 @@
 //	cfg := durio.DefaultConfig()
 //	cfg.Peers = []string{"http://10.0.0.1:7001", "http://10.0.0.2:7001", "http://10.0.0.3:7001"}
 //	cfg.ID, cfg.ListenClient, cfg.DataDir = 0, ":8001", "/var/lib/durio"
+//	unlock, err := durio.LockDataDir(cfg.DataDir)   // one process per data folder
+//	defer unlock()
 //	store, err := durio.OpenStore(ctx, cfg, logger) // the persister (a plugin subprocess)
 //	r, err := durio.StartReplica(cfg, store, logger)
 //	err = <-r.Failed()          // a fatal store error or a listener that died
@@ -33,7 +35,8 @@
 //   - Configuration: config.go (Config, flags, the YAML file, Validate; every
 //     refusal names its field and wraps ErrConfig; ErrUsage is the CLI's
 //     equivalent for a bad command line); serve.go (Serve: logging, the
-//     store, run until the context ends or the replica fails; OpenStore);
+//     data folder's lock, the store, run until the context ends or the
+//     replica fails; OpenStore); datadir.go (LockDataDir);
 //     logging.go.
 //   - The peer plane: peer.go (the pooled peer HTTP client), the raft RPCs
 //     of twirptransport, forwarded requests (kvwire's KVService and

@@ -37,6 +37,11 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return configErr("data-dir", "%v", err)
 	}
+	unlock, err := LockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	setRuntime(cfg, os.Getenv, logger)
 	store, err := OpenStore(ctx, cfg, logger)
 	if err != nil {

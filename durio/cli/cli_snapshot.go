@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 
 	"github.com/ruaft/ruaft/durio"
 	"github.com/ruaft/ruaft/durio/backup"
@@ -129,6 +130,14 @@ holds raft state.`,
 			if err != nil {
 				return err
 			}
+			if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+				return fmt.Errorf("durio: --data-dir: %w", err)
+			}
+			unlock, err := durio.LockDataDir(cfg.DataDir)
+			if err != nil {
+				return err
+			}
+			defer unlock()
 			store, err := durio.OpenStore(cmd.Context(), cfg, slog.New(slog.DiscardHandler))
 			if err != nil {
 				return err

@@ -1,0 +1,5 @@
+//go:build !unix
+
+package durio
+
+func lockDataDir(string) (func(), error) { return func() {}, nil }

@@ -1,0 +1,104 @@
+package durio_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ruaft/ruaft/durio"
+	"github.com/ruaft/ruaft/durio/client"
+	"github.com/ruaft/ruaft/internal/freeport"
+)
+
+// LockDataDir: a second lock on a held folder is refused, naming the
+// holder; a released (or never taken) folder can be locked again; another
+// folder is independent.
+func TestLockDataDir(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no data folder lock on Windows")
+	}
+	dir, other := t.TempDir(), t.TempDir()
+	release, err := durio.LockDataDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = durio.LockDataDir(dir)
+	if !errors.Is(err, durio.ErrDataDirInUse) || !strings.Contains(err.Error(), fmt.Sprintf("process %d holds", os.Getpid())) {
+		t.Fatalf("second lock: %v, want ErrDataDirInUse naming pid %d", err, os.Getpid())
+	}
+	releaseOther, err := durio.LockDataDir(other)
+	if err != nil {
+		t.Fatalf("another folder: %v", err)
+	}
+	releaseOther()
+	release()
+	release, err = durio.LockDataDir(dir)
+	if err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	release()
+	if _, err := durio.LockDataDir(filepath.Join(dir, "missing")); err == nil || errors.Is(err, durio.ErrDataDirInUse) {
+		t.Fatalf("a folder that does not exist: %v", err)
+	}
+}
+
+// Two processes on one data folder: a second `durio serve` given a running
+// replica's --data-dir refuses to start (exit 1, naming the holder's pid)
+// without touching the store, and `durio snapshot restore` into it is
+// refused the same way; the running replica keeps serving. Once it has
+// stopped, even by SIGKILL, the folder can be used again.
+func TestE2ESecondProcessOnOneDataDirRefused(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no data folder lock on Windows")
+	}
+	c := startCluster(t, 1, "file")
+	cl, err := client.New(c.clients, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Put(t.Context(), "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "backup.durio")
+	runCLI(t, []string{"DURIO_ENDPOINTS=" + c.clients[0]}, "", "snapshot", "save", file).expect(t, 0, "snapshot save")
+
+	dataDir := filepath.Join(c.dir, "replica-0")
+	holder := fmt.Sprintf("process %d holds", c.procs[0].cmd.Process.Pid)
+	ports := freeport.Ports(t, 2)
+	serve := []string{"serve", "--id", "0", "--peers", "http://127.0.0.1:" + strconv.Itoa(ports[0]),
+		"--listen-client", "127.0.0.1:" + strconv.Itoa(ports[1]), "--data-dir", dataDir, "--persister", "file"}
+	r := runCLI(t, nil, "", serve...)
+	r.expect(t, 1, serve...)
+	if !strings.Contains(r.stderr, "in use by another process") || !strings.Contains(r.stderr, holder) {
+		t.Fatalf("second serve on %s: %q, want the folder in use by %s", dataDir, r.stderr, holder)
+	}
+	restore := []string{"snapshot", "restore", file, "--data-dir", dataDir, "--persister", "file"}
+	r = runCLI(t, nil, "", restore...)
+	r.expect(t, 1, restore...)
+	if !strings.Contains(r.stderr, "in use by another process") {
+		t.Fatalf("restore into a running replica's folder: %q", r.stderr)
+	}
+	if got, err := cl.Get(t.Context(), "k"); err != nil || got != "v" {
+		t.Fatalf("the running replica answers %q, %v after the refusals", got, err)
+	}
+
+	// SIGKILL drops the lock with the process: the folder starts again.
+	c.kill(0)
+	c.start(0)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if v, err := cl.Get(t.Context(), "k"); err == nil && v == "v" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica restarted on its folder does not serve:\n%s", tail(c.procs[0].logText(), 4096))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

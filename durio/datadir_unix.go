@@ -1,0 +1,55 @@
+//go:build unix
+
+package durio
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+)
+
+func lockDataDir(dir string) (func(), error) {
+	path := filepath.Join(dir, dataDirLockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("durio: lock the data folder: %w", err)
+	}
+	// Opened close-on-exec (as Go opens every file): the persister's
+	// subprocess does not inherit the lock, which is this process's alone.
+	if err := flock(f); err != nil {
+		holder := ""
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			b := make([]byte, 32)
+			n, _ := f.ReadAt(b, 0)
+			if pid, perr := strconv.Atoi(string(bytes.TrimSpace(b[:n]))); perr == nil && pid > 0 {
+				holder = fmt.Sprintf(" (process %d holds %s)", pid, path)
+			}
+			err = fmt.Errorf("%w: %s%s; two replicas must never share a data folder (give each its own --data-dir), "+
+				"and a folder must not be restored into while a replica runs on it", ErrDataDirInUse, dir, holder)
+		} else {
+			err = fmt.Errorf("durio: lock the data folder %s: %w", dir, err)
+		}
+		f.Close()
+		return nil, err
+	}
+	// The pid is for the message above only; failing to write it is no
+	// reason not to run.
+	if f.Truncate(0) == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return func() { f.Close() }, nil // closing the file drops the lock
+}
+
+// flock takes an exclusive, non-blocking flock on f, retrying on EINTR.
+func flock(f *os.File) error {
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err != syscall.EINTR {
+			return err
+		}
+	}
+}
