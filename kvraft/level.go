@@ -118,13 +118,30 @@ func (e *ApplyLevelError) Error() string {
 // leader yet), then, until add returns, this replica proposes no raise;
 // once the new member is in the configuration, no level it has not
 // reported supporting is raised.
+//
+// All of it in one term of this replica's leadership, else it fails with
+// raft.ErrNotLeader before add: on a follower the read index succeeds
+// (asking the leader), but JoinLevel there knows neither the levels the
+// leader hears its members support nor the raise it proposed; and a
+// replica that led, lost and regained leadership meanwhile may have a
+// raising entry of another leader in its log that it has not applied.
+// (add appends in the term checked unless this replica loses and
+// regains leadership between the last check and add's append.)
 func (s *Server) AdmitMember(ctx context.Context, supported uint32, add func() error) error {
 	s.admitMu.Lock()
 	defer s.admitMu.Unlock()
+	term, isLeader := s.rsm.Raft().State()
+	if !isLeader {
+		return raft.ErrNotLeader
+	}
 	if _, err := s.rsm.ReadIndex(ctx); err != nil {
 		return err
 	}
-	if need := s.JoinLevel(); supported < need {
+	need := s.JoinLevel()
+	if now, isLeader := s.rsm.Raft().State(); !isLeader || now != term {
+		return fmt.Errorf("%w: leadership changed (term %d, now %d) while admitting a member", raft.ErrNotLeader, term, now)
+	}
+	if supported < need {
 		return &ApplyLevelError{Supported: supported, Required: need}
 	}
 	return add()

@@ -277,3 +277,91 @@ func TestAdmitMemberAtomicWithLevelRaise(t *testing.T) {
 		t.Fatalf("AdmitMember at level 0 in a cluster at level %d: %v", kvraft.ApplyLevel, err)
 	}
 }
+
+// TestAdmitMemberRefusedOffLeader: AdmitMember checks and adds on the
+// leader, in one term. On a follower its read index succeeds (the
+// follower asks the leader), but the follower's JoinLevel knows neither
+// what the leader hears its members support nor what it proposed: here
+// the check passes for a replica at level 0 while the leader raises the
+// level, and if the follower then leads (in a later term), its addition
+// would put the replica after the raising entry. It must refuse with
+// raft.ErrNotLeader and never call add.
+func TestAdmitMemberRefusedOffLeader(t *testing.T) {
+	var mu sync.Mutex
+	old := map[int]bool{2: true, 3: true}
+	c := kvtest.NewCluster(t, kvtest.Options{Servers: 4, Voters: 3, Raft: func(cfg *raft.Config) {
+		mu.Lock()
+		defer mu.Unlock()
+		if old[cfg.ID] {
+			cfg.AppVersion = 0
+		}
+	}}, kvtest.StartKVServer)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// errLed: the follower chosen led when add ran (a leader change
+	// before the call); then AdmitMember may add, and the test picks again.
+	errLed := errors.New("the follower leads")
+	var err error
+	called := false
+	for range 10 {
+		// A leader other than the old voter, which is restarted below.
+		l := c.WaitLeader()
+		for l == 2 {
+			c.Disconnect(2)
+			for l = c.WaitLeader(); l == 2; l = c.WaitLeader() {
+				time.Sleep(10 * time.Millisecond)
+			}
+			c.Connect(2)
+			l = c.WaitLeader()
+		}
+		f := 1 - l // the other of voters 0 and 1: a follower
+		called = false
+		err = c.Replica(f).(*kvraft.Server).AdmitMember(ctx, 0, func() error {
+			if _, isLeader := c.Node(f).State(); isLeader {
+				return errLed
+			}
+			called = true
+			// The old voter is upgraded; the leader, which the follower's
+			// admission does not hold, raises the level.
+			mu.Lock()
+			old[2] = false
+			mu.Unlock()
+			c.Restart(2)
+			c.Connect(2)
+			want := fmt.Sprint([]uint32{kvraft.ApplyLevel, kvraft.ApplyLevel, kvraft.ApplyLevel})
+			deadline := time.Now().Add(20 * time.Second)
+			for fmt.Sprint(levels(c)[:3]) != want {
+				if time.Now().After(deadline) {
+					t.Fatalf("levels %v after the old voter's upgrade", levels(c))
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			// The follower takes over and adds the replica it checked.
+			for {
+				err := c.Node(l).TransferLeadership(ctx, f)
+				if err == nil || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			for {
+				err := c.Node(f).AddLearner(ctx, raft.Member{ID: 3, Addr: kvtest.ServerName(3)})
+				if !errors.Is(err, raft.ErrChangeInProgress) || time.Now().After(deadline) {
+					return err
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+		if err != errLed {
+			break
+		}
+	}
+	if called {
+		t.Fatalf("AdmitMember on a follower called add (it returned %v): a replica at level 0 joined a cluster at levels %v",
+			err, levels(c))
+	}
+	if !errors.Is(err, raft.ErrNotLeader) {
+		t.Fatalf("AdmitMember on a follower: %v, want raft.ErrNotLeader", err)
+	}
+}
