@@ -71,6 +71,9 @@ type message struct {
 	// match is the leader's match index for the target when it sent an
 	// AppendEntries.
 	match uint64
+	// confGen is the leader's configuration generation when it sent an
+	// AppendEntries (progress.since).
+	confGen uint64
 	// batch identifies a follower's read-index request (fwdBatch).
 	batch uint64
 	ae    *AppendEntriesRequest

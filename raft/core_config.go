@@ -98,7 +98,7 @@ func (c *core) syncProgress() {
 		}
 		// Added again while it was leaving: perhaps another process under
 		// the same id, so its version is unknown until it answers.
-		c.prs[id].appVersion = 0
+		c.prs[id].appVersion, c.prs[id].since = 0, c.confGen
 		return true
 	})
 	for id := range c.prs {
@@ -109,7 +109,7 @@ func (c *core) syncProgress() {
 	slices.Sort(c.leaving)
 	for _, id := range c.peerIDs {
 		if c.prs[id] == nil {
-			c.prs[id] = &progress{next: c.log.lastIndex() + 1, state: stateProbe}
+			c.prs[id] = &progress{next: c.log.lastIndex() + 1, state: stateProbe, since: c.confGen}
 		}
 	}
 }

@@ -576,3 +576,40 @@ func TestCoreMemberReaddedForgetsAppVersion(t *testing.T) {
 		t.Fatalf("Progress reports version %d for the re-added member", v)
 	}
 }
+
+// TestCoreMemberReaddedIgnoresOldAppVersion: the AppVersion forgotten when
+// a leaving member is added again is not restored by a late answer of its
+// old incarnation to an AppendEntries sent before the re-addition (same
+// term, so the term checks let it through): the new process under that id
+// may run another version, and a leader that took the old one's version
+// for it could raise an application level the new process cannot apply.
+func TestCoreMemberReaddedIgnoresOldAppVersion(t *testing.T) {
+	cn := newMemberNet(t, 4, []int{0, 1, 2, 3})
+	cn.campaign(0)
+	// An AppendEntries to the old incarnation of 3, answered, the answer
+	// delayed in the network.
+	cn.cores[0].propose([]byte("x"))
+	cn.processReady(0)
+	var held []heldAppend
+	for _, e := range cn.holdPending() {
+		if e.m.to == 3 && e.m.ae != nil {
+			resp := cn.cores[3].handleAppendEntries(e.m.ae)
+			resp.AppVersion = 7 // as its node sets it
+			held = append(held, heldAppend{m: e.m, resp: resp})
+		} else {
+			cn.deliver(e)
+		}
+	}
+	if len(held) == 0 {
+		t.Fatal("the leader sent 3 no AppendEntries")
+	}
+	cn.isolate(3)
+	cn.mustChange(0, remove(3))
+	cn.mustChange(0, addLearner(3))
+	for _, h := range held {
+		cn.cores[0].handleAppendResponse(h.m, h.resp)
+	}
+	if v := cn.cores[0].memberProgress()[3].AppVersion; v != 0 {
+		t.Fatalf("the re-added member reports version %d, from its old incarnation's late answer", v)
+	}
+}

@@ -76,7 +76,7 @@ func (c *core) sendAppend(p int) {
 }
 
 func (c *core) sendAE(p int, prev, prevTerm uint64, ents []Entry) {
-	c.send(message{to: p, match: c.prs[p].match, ae: &AppendEntriesRequest{
+	c.send(message{to: p, match: c.prs[p].match, confGen: c.confGen, ae: &AppendEntriesRequest{
 		Term:         c.term,
 		LeaderID:     c.id,
 		PrevLogIndex: prev,
@@ -249,7 +249,9 @@ func (c *core) handleAppendResponse(m message, resp *AppendEntriesResponse) {
 	}
 	p := m.to
 	pr := c.prs[p]
-	pr.appVersion = resp.AppVersion
+	if m.confGen >= pr.since {
+		pr.appVersion = resp.AppVersion
+	}
 	if resp.Success {
 		updated := pr.maybeUpdate(resp.MatchIndex)
 		pr.freeInflights(resp.MatchIndex)

@@ -60,6 +60,11 @@ type progress struct {
 	// appVersion is the AppVersion of the follower's latest AppendEntries
 	// answer in this term.
 	appVersion uint32
+	// since is the leader's confGen when the member got this progress or
+	// was added again while leaving: an answer to an AppendEntries sent
+	// before (by a removed incarnation, perhaps of another version) does
+	// not set appVersion.
+	since uint64
 	// Snapshot state: the snapshot index being sent and the offset the
 	// follower expects next.
 	snapIndex, snapOffset uint64
