@@ -102,3 +102,26 @@ func TestE2ESecondProcessOnOneDataDirRefused(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// durio dev on a folder another process holds stops at once with the
+// holder's pid, before it starts any replica (which would share the first
+// one's logs and be refused five times each).
+func TestDevRefusesAFolderInUse(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no data folder lock on Windows")
+	}
+	dir := t.TempDir()
+	release, err := durio.LockDataDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	base := freeport.Range(t, 6)
+	args := []string{"dev", "--dir", dir, "--persister", "file", "--client-port", strconv.Itoa(base), "--peer-port", strconv.Itoa(base + 3)}
+	r := runCLI(t, nil, "", args...)
+	r.expect(t, 1, args...)
+	if !strings.Contains(r.stderr, "another durio dev runs on it") || !strings.Contains(r.stderr, fmt.Sprintf("process %d holds", os.Getpid())) ||
+		strings.Contains(r.stdout, "started") {
+		t.Fatalf("durio dev on a folder in use: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+}

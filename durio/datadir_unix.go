@@ -28,8 +28,7 @@ func lockDataDir(dir string) (func(), error) {
 			if pid, perr := strconv.Atoi(string(bytes.TrimSpace(b[:n]))); perr == nil && pid > 0 {
 				holder = fmt.Sprintf(" (process %d holds %s)", pid, path)
 			}
-			err = fmt.Errorf("%w: %s%s; two replicas must never share a data folder (give each its own --data-dir), "+
-				"and a folder must not be restored into while a replica runs on it", ErrDataDirInUse, dir, holder)
+			err = fmt.Errorf("%w: %s%s", ErrDataDirInUse, dir, holder)
 		} else {
 			err = fmt.Errorf("durio: lock the data folder %s: %w", dir, err)
 		}

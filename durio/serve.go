@@ -38,6 +38,9 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 		return configErr("data-dir", "%v", err)
 	}
 	unlock, err := LockDataDir(cfg.DataDir)
+	if errors.Is(err, ErrDataDirInUse) {
+		return fmt.Errorf("%w; two replicas must never share a data folder: give each its own --data-dir", err)
+	}
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -134,6 +135,9 @@ holds raft state.`,
 				return fmt.Errorf("durio: --data-dir: %w", err)
 			}
 			unlock, err := durio.LockDataDir(cfg.DataDir)
+			if errors.Is(err, durio.ErrDataDirInUse) {
+				return fmt.Errorf("%w; a replica runs on it: restore only into the folder of a replica that is stopped", err)
+			}
 			if err != nil {
 				return err
 			}

@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -105,6 +106,20 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// One durio dev per folder: a second one would share the replicas'
+	// logs with the first, and each of its replicas would be refused the
+	// data folder the first one's holds (LockDataDir), five times over.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	unlock, err := durio.LockDataDir(dir)
+	if errors.Is(err, durio.ErrDataDirInUse) {
+		return fmt.Errorf("%w; another durio dev runs on it: stop it, or give this one another --dir", err)
+	}
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	d := &devCluster{o: o, exe: exe, dir: dir, out: &lockedWriter{w: stdout}, env: devEnv(), hc: devHTTP}
 	if o.ClientAuthFile != "" {
 		if d.o.ClientAuthFile, err = filepath.Abs(o.ClientAuthFile); err != nil {
