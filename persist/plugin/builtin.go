@@ -113,7 +113,9 @@ func ServeBuiltin(name string) error {
 
 // Serve serves the store open opens as a persister plugin until the host
 // stops it. A third-party plugin's main calls it. It returns ErrNotPlugin if
-// the process was not started by a host.
+// the process was not started by a host. The process ignores SIGINT and
+// SIGTERM from then on: the host stops it after its own shutdown (see
+// leaveStopToHost), and it ends with its host in any case.
 func Serve(open OpenFunc) error {
 	if os.Getenv(Handshake.MagicCookieKey) != Handshake.MagicCookieValue {
 		return ErrNotPlugin
@@ -123,6 +125,7 @@ func Serve(open OpenFunc) error {
 		// The host offered a channel we cannot use: serve Append over gRPC.
 		pluginLogger().Warn("persister plugin: no direct Append channel", "err", err)
 	}
+	leaveStopToHost()
 	gp := &GRPCPlugin{Open: open, direct: direct}
 	defer func() {
 		if gp.srv != nil {

@@ -26,8 +26,12 @@
 //		...
 //	}
 //
-// Lifetime: the plugin gets SIGKILL when the host dies (Pdeathsig, Linux), and
-// its Unix socket lives under Config.SocketDir, a folder the replica owns.
+// Lifetime: the plugin gets SIGKILL when the host dies (Pdeathsig, Linux;
+// elsewhere it exits within a second of its parent's end), and ignores
+// SIGINT and SIGTERM, which reach it with its host when they are sent to a
+// whole process group or systemd unit: the host stops it once the host's
+// own shutdown has written its last entry. Its Unix socket lives under
+// Config.SocketDir, a folder the replica owns.
 // A main should Close its stores on shutdown and, for abnormal exits, call
 // CleanupClients on SIGINT/SIGTERM, e.g.
 //

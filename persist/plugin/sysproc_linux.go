@@ -5,6 +5,9 @@ import (
 	"syscall"
 )
 
+// parentDeathSignal: the kernel ends a plugin with its host (dieWithParent).
+const parentDeathSignal = true
+
 // dieWithParent makes the kernel SIGKILL the plugin when the host dies, so a
 // host killed by a signal leaves no orphan (Linux). The signal is tied to
 // the OS thread that started the process; the Go runtime keeps its threads
