@@ -24,6 +24,45 @@ func levels(c *kvtest.Cluster) []uint32 {
 	return out
 }
 
+// versionedCluster starts a kvtest cluster (opts.Raft is replaced) whose
+// servers in old report no apply level, as an older version does;
+// setOld(id, false) upgrades server id and setOld(id, true) downgrades it,
+// from its next start.
+func versionedCluster(t *testing.T, opts kvtest.Options, old ...int) (c *kvtest.Cluster, setOld func(id int, isOld bool)) {
+	var mu sync.Mutex
+	olds := map[int]bool{}
+	for _, id := range old {
+		olds[id] = true
+	}
+	opts.Raft = func(cfg *raft.Config) {
+		mu.Lock()
+		defer mu.Unlock()
+		if olds[cfg.ID] {
+			cfg.AppVersion = 0
+		}
+	}
+	return kvtest.NewCluster(t, opts, kvtest.StartKVServer), func(id int, isOld bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		olds[id] = isOld
+	}
+}
+
+// leaderOtherThan returns the leader, once it is not server id (cut off
+// until another leads).
+func leaderOtherThan(c *kvtest.Cluster, id int) int {
+	l := c.WaitLeader()
+	for l == id {
+		c.Disconnect(id)
+		for l = c.WaitLeader(); l == id; l = c.WaitLeader() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		c.Connect(id)
+		l = c.WaitLeader()
+	}
+	return l
+}
+
 // TestApplyLevelRollingUpgrade: a cluster with one replica that reports
 // no apply level (an older version) stays at level 0, where a delayed copy
 // of a refused conditional Put still applies once its condition comes
@@ -32,15 +71,7 @@ func levels(c *kvtest.Cluster) []uint32 {
 // delayed copy gets the first answer again, at the leader and at a
 // follower, and never applies.
 func TestApplyLevelRollingUpgrade(t *testing.T) {
-	var mu sync.Mutex
-	old := map[int]bool{2: true}
-	c := kvtest.NewCluster(t, kvtest.Options{Servers: 3, MaxRaftState: 2000, Raft: func(cfg *raft.Config) {
-		mu.Lock()
-		defer mu.Unlock()
-		if old[cfg.ID] {
-			cfg.AppVersion = 0
-		}
-	}}, kvtest.StartKVServer)
+	c, setOld := versionedCluster(t, kvtest.Options{Servers: 3, MaxRaftState: 2000}, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -124,9 +155,7 @@ func TestApplyLevelRollingUpgrade(t *testing.T) {
 	}
 
 	// The old replica is upgraded: every replica reaches the level.
-	mu.Lock()
-	old[2] = false
-	mu.Unlock()
+	setOld(2, false)
 	c.Restart(2)
 	c.Connect(2)
 	want := fmt.Sprint([]uint32{kvraft.ApplyLevel, kvraft.ApplyLevel, kvraft.ApplyLevel})
@@ -156,9 +185,9 @@ func TestApplyLevelRollingUpgrade(t *testing.T) {
 			t.Fatalf("server %d took no snapshot", i)
 		}
 	}
-	mu.Lock()
-	old = map[int]bool{0: true, 1: true, 2: true}
-	mu.Unlock()
+	for i := range c.N() {
+		setOld(i, true)
+	}
 	c.CrashAll()
 	c.RestartAll()
 	c.Heal()
@@ -183,28 +212,12 @@ func TestApplyLevelRollingUpgrade(t *testing.T) {
 // entry it cannot apply). Once it is removed, the level rises, and a
 // replica at level 0 is refused without being added.
 func TestAdmitMemberAtomicWithLevelRaise(t *testing.T) {
-	var mu sync.Mutex
-	old := map[int]bool{2: true, 3: true}
-	c := kvtest.NewCluster(t, kvtest.Options{Servers: 4, Voters: 3, Raft: func(cfg *raft.Config) {
-		mu.Lock()
-		defer mu.Unlock()
-		if old[cfg.ID] {
-			cfg.AppVersion = 0
-		}
-	}}, kvtest.StartKVServer)
+	c, setOld := versionedCluster(t, kvtest.Options{Servers: 4, Voters: 3}, 2, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
 	// A leader other than the old voter, which is restarted below.
-	l := c.WaitLeader()
-	for l == 2 {
-		c.Disconnect(2)
-		for l = c.WaitLeader(); l == 2; l = c.WaitLeader() {
-			time.Sleep(10 * time.Millisecond)
-		}
-		c.Connect(2)
-		l = c.WaitLeader()
-	}
+	l := leaderOtherThan(c, 2)
 	// reports returns what the leader hears each voter support.
 	reports := func() string {
 		pr := c.Node(l).Status().Progress
@@ -213,9 +226,7 @@ func TestAdmitMemberAtomicWithLevelRaise(t *testing.T) {
 	srv := c.Replica(l).(*kvraft.Server)
 	added := false
 	err := srv.AdmitMember(ctx, 0, func() error {
-		mu.Lock()
-		old[2] = false
-		mu.Unlock()
+		setOld(2, false)
 		c.Restart(2)
 		c.Connect(2)
 		want := fmt.Sprint(kvraft.ApplyLevel, kvraft.ApplyLevel, kvraft.ApplyLevel)
@@ -287,15 +298,7 @@ func TestAdmitMemberAtomicWithLevelRaise(t *testing.T) {
 // would put the replica after the raising entry. It must refuse with
 // raft.ErrNotLeader and never call add.
 func TestAdmitMemberRefusedOffLeader(t *testing.T) {
-	var mu sync.Mutex
-	old := map[int]bool{2: true, 3: true}
-	c := kvtest.NewCluster(t, kvtest.Options{Servers: 4, Voters: 3, Raft: func(cfg *raft.Config) {
-		mu.Lock()
-		defer mu.Unlock()
-		if old[cfg.ID] {
-			cfg.AppVersion = 0
-		}
-	}}, kvtest.StartKVServer)
+	c, setOld := versionedCluster(t, kvtest.Options{Servers: 4, Voters: 3}, 2, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -306,15 +309,7 @@ func TestAdmitMemberRefusedOffLeader(t *testing.T) {
 	called := false
 	for range 10 {
 		// A leader other than the old voter, which is restarted below.
-		l := c.WaitLeader()
-		for l == 2 {
-			c.Disconnect(2)
-			for l = c.WaitLeader(); l == 2; l = c.WaitLeader() {
-				time.Sleep(10 * time.Millisecond)
-			}
-			c.Connect(2)
-			l = c.WaitLeader()
-		}
+		l := leaderOtherThan(c, 2)
 		f := 1 - l // the other of voters 0 and 1: a follower
 		called = false
 		err = c.Replica(f).(*kvraft.Server).AdmitMember(ctx, 0, func() error {
@@ -324,9 +319,7 @@ func TestAdmitMemberRefusedOffLeader(t *testing.T) {
 			called = true
 			// The old voter is upgraded; the leader, which the follower's
 			// admission does not hold, raises the level.
-			mu.Lock()
-			old[2] = false
-			mu.Unlock()
+			setOld(2, false)
 			c.Restart(2)
 			c.Connect(2)
 			want := fmt.Sprint([]uint32{kvraft.ApplyLevel, kvraft.ApplyLevel, kvraft.ApplyLevel})
