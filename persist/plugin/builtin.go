@@ -113,8 +113,8 @@ func ServeBuiltin(name string) error {
 
 // Serve serves the store open opens as a persister plugin until the host
 // stops it. A third-party plugin's main calls it. It returns ErrNotPlugin if
-// the process was not started by a host. The process ignores SIGINT and
-// SIGTERM from then on: the host stops it after its own shutdown (see
+// the process was not started by a host. The process ignores SIGINT,
+// SIGTERM and SIGHUP from then on: the host stops it after its own shutdown (see
 // leaveStopToHost), and it ends with its host in any case.
 func Serve(open OpenFunc) error {
 	if os.Getenv(Handshake.MagicCookieKey) != Handshake.MagicCookieValue {

@@ -28,7 +28,7 @@
 //
 // Lifetime: the plugin gets SIGKILL when the host dies (Pdeathsig, Linux;
 // elsewhere it exits within a second of its parent's end), and ignores
-// SIGINT and SIGTERM, which reach it with its host when they are sent to a
+// SIGINT, SIGTERM and SIGHUP, which reach it with its host when they are sent to a
 // whole process group or systemd unit: the host stops it once the host's
 // own shutdown has written its last entry. Its Unix socket lives under
 // Config.SocketDir, a folder the replica owns.

@@ -7,12 +7,14 @@ import (
 	"time"
 )
 
-// leaveStopToHost makes a plugin process ignore SIGINT and SIGTERM: its
+// leaveStopToHost makes a plugin process ignore SIGINT, SIGTERM and SIGHUP
+// (a reload for a durio replica, and nothing a plugin acts on): its
 // host owns its lifetime and stops it as the last step of the host's own
 // graceful shutdown, after the last write has reached the store. Those
 // signals reach the plugin together with its host whenever they are sent
 // to the whole process group or control group: Ctrl-C in a terminal,
-// `timeout`, `kill -TERM -PGID`, systemd's default KillMode=control-group.
+// `timeout`, `kill -TERM -PGID`, systemd's default KillMode=control-group,
+// `systemctl kill -s HUP` (every process of the unit by default).
 // A plugin that died of them would take the store away from the host
 // mid-shutdown: the host's in-flight writes would fail and its Close with
 // them (a durio replica stopped that way exited 1 with "store
@@ -22,7 +24,7 @@ import (
 // host on Linux (Pdeathsig), and elsewhere it exits within about a second
 // of its parent's end (watchParent). SIGKILL ends it as ever.
 func leaveStopToHost() {
-	signal.Ignore(os.Interrupt, syscall.SIGTERM)
+	signal.Ignore(os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	if !parentDeathSignal {
 		go watchParent(os.Getppid(), time.Second, nil, func() { os.Exit(1) })
 	}
