@@ -24,7 +24,7 @@ func TestLockDataDir(t *testing.T) {
 		t.Skip("no data folder lock on Windows")
 	}
 	dir, other := t.TempDir(), t.TempDir()
-	release, err := durio.LockDataDir(dir)
+	lock, err := durio.LockDataDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,17 +32,18 @@ func TestLockDataDir(t *testing.T) {
 	if !errors.Is(err, durio.ErrDataDirInUse) || !strings.Contains(err.Error(), fmt.Sprintf("process %d holds", os.Getpid())) {
 		t.Fatalf("second lock: %v, want ErrDataDirInUse naming pid %d", err, os.Getpid())
 	}
-	releaseOther, err := durio.LockDataDir(other)
+	otherLock, err := durio.LockDataDir(other)
 	if err != nil {
 		t.Fatalf("another folder: %v", err)
 	}
-	releaseOther()
-	release()
-	release, err = durio.LockDataDir(dir)
+	otherLock.Release()
+	lock.Release()
+	lock.Release() // a second Release does nothing
+	lock, err = durio.LockDataDir(dir)
 	if err != nil {
 		t.Fatalf("after release: %v", err)
 	}
-	release()
+	lock.Release()
 	if _, err := durio.LockDataDir(filepath.Join(dir, "missing")); err == nil || errors.Is(err, durio.ErrDataDirInUse) {
 		t.Fatalf("a folder that does not exist: %v", err)
 	}
@@ -88,7 +89,15 @@ func TestE2ESecondProcessOnOneDataDirRefused(t *testing.T) {
 		t.Fatalf("the running replica answers %q, %v after the refusals", got, err)
 	}
 
-	// SIGKILL drops the lock with the process: the folder starts again.
+	// The plugin, which writes the store, holds the lock too (it
+	// inherited it), so the folder is not free before the plugin is gone.
+	if runtime.GOOS == "linux" {
+		if holders := lockHolders(t, filepath.Join(dataDir, "durio.lock")); len(holders) != 2 {
+			t.Fatalf("processes with durio.lock open: %v, want the replica and its plugin", holders)
+		}
+	}
+
+	// SIGKILL drops the lock with the processes: the folder starts again.
 	c.kill(0)
 	c.start(0)
 	deadline := time.Now().Add(time.Minute)
@@ -111,11 +120,11 @@ func TestDevRefusesAFolderInUse(t *testing.T) {
 		t.Skip("no data folder lock on Windows")
 	}
 	dir := t.TempDir()
-	release, err := durio.LockDataDir(dir)
+	lock, err := durio.LockDataDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer release()
+	defer lock.Release()
 	base := freeport.Range(t, 6)
 	args := []string{"dev", "--dir", dir, "--persister", "file", "--client-port", strconv.Itoa(base), "--peer-port", strconv.Itoa(base + 3)}
 	r := runCLI(t, nil, "", args...)
@@ -124,4 +133,23 @@ func TestDevRefusesAFolderInUse(t *testing.T) {
 		strings.Contains(r.stdout, "started") {
 		t.Fatalf("durio dev on a folder in use: stdout %q, stderr %q", r.stdout, r.stderr)
 	}
+}
+
+// lockHolders returns the pids of the processes that have path open
+// (Linux: /proc/PID/fd).
+func lockHolders(t *testing.T, path string) []int {
+	t.Helper()
+	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	seen := map[int]bool{}
+	var pids []int
+	for _, fd := range fds {
+		if target, err := os.Readlink(fd); err == nil && target == path {
+			pid, _ := strconv.Atoi(strings.Split(fd, "/")[2])
+			if !seen[pid] {
+				seen[pid] = true
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
 }

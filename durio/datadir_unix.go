@@ -12,14 +12,15 @@ import (
 	"syscall"
 )
 
-func lockDataDir(dir string) (func(), error) {
+func lockDataDir(dir string) (*os.File, error) {
 	path := filepath.Join(dir, dataDirLockFile)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("durio: lock the data folder: %w", err)
 	}
-	// Opened close-on-exec (as Go opens every file): the persister's
-	// subprocess does not inherit the lock, which is this process's alone.
+	// Opened close-on-exec (as Go opens every file): a process this one
+	// starts inherits the lock only if given it (the persister plugin is:
+	// WithDataDirLock).
 	if err := flock(f); err != nil {
 		holder := ""
 		if errors.Is(err, syscall.EWOULDBLOCK) {
@@ -40,7 +41,7 @@ func lockDataDir(dir string) (func(), error) {
 	if f.Truncate(0) == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	return func() { f.Close() }, nil // closing the file drops the lock
+	return f, nil
 }
 
 // flock takes an exclusive, non-blocking flock on f, retrying on EINTR.

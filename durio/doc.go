@@ -9,9 +9,9 @@
 //	cfg := durio.DefaultConfig()
 //	cfg.Peers = []string{"http://10.0.0.1:7001", "http://10.0.0.2:7001", "http://10.0.0.3:7001"}
 //	cfg.ID, cfg.ListenClient, cfg.DataDir = 0, ":8001", "/var/lib/durio"
-//	unlock, err := durio.LockDataDir(cfg.DataDir)   // one process per data folder
-//	defer unlock()
-//	store, err := durio.OpenStore(ctx, cfg, logger) // the persister (a plugin subprocess)
+//	lock, err := durio.LockDataDir(cfg.DataDir) // one process per data folder
+//	defer lock.Release()
+//	store, err := durio.OpenStore(ctx, cfg, logger, durio.WithDataDirLock(lock)) // the persister (a plugin subprocess)
 //	r, err := durio.StartReplica(cfg, store, logger)
 //	err = <-r.Failed()          // a fatal store error or a listener that died
 //	err = r.Close(shutdownCtx)  // client listener, kvraft and raft, peer listener, store

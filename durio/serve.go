@@ -37,16 +37,16 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return configErr("data-dir", "%v", err)
 	}
-	unlock, err := LockDataDir(cfg.DataDir)
+	lock, err := LockDataDir(cfg.DataDir)
 	if errors.Is(err, ErrDataDirInUse) {
 		return fmt.Errorf("%w; two replicas must never share a data folder: give each its own --data-dir", err)
 	}
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	defer lock.Release()
 	setRuntime(cfg, os.Getenv, logger)
-	store, err := OpenStore(ctx, cfg, logger)
+	store, err := OpenStore(ctx, cfg, logger, WithDataDirLock(lock))
 	if err != nil {
 		return err
 	}
@@ -89,9 +89,13 @@ wait:
 // nothing, so a subprocess would only add latency), every other store as a
 // go-plugin subprocess — built-ins served by this same binary, or a
 // third-party plugin binary by path. The subprocess dies with this process.
-func OpenStore(ctx context.Context, cfg Config, logger *slog.Logger) (persist.Store, error) {
+func OpenStore(ctx context.Context, cfg Config, logger *slog.Logger, opts ...StoreOption) (persist.Store, error) {
 	if cfg.Persister == "noop" {
 		return &persist.Noop{}, nil
+	}
+	var o storeOptions
+	for _, opt := range opts {
+		opt(&o)
 	}
 	pc := plugin.Config{
 		Persister:    cfg.Persister,
@@ -100,6 +104,9 @@ func OpenStore(ctx context.Context, cfg Config, logger *slog.Logger) (persist.St
 		Options:      cfg.PersisterOptions,
 		StartTimeout: 10 * time.Second,
 		Logger:       logger.With("layer", "persister"),
+	}
+	if o.lock != nil && o.lock.f != nil {
+		pc.Inherit = []*os.File{o.lock.f}
 	}
 	if err := os.MkdirAll(pc.DataDir, 0o750); err != nil {
 		return nil, configErr("data-dir", "%v", err)
@@ -116,6 +123,21 @@ func OpenStore(ctx context.Context, cfg Config, logger *slog.Logger) (persist.St
 		return nil, fmt.Errorf("durio: open persister %s: %w", cfg.Persister, err)
 	}
 	return store, nil
+}
+
+// StoreOption changes how OpenStore opens the store.
+type StoreOption func(*storeOptions)
+
+type storeOptions struct {
+	lock *DataDirLock
+}
+
+// WithDataDirLock makes the persister plugin inherit lock (the data
+// folder's, from LockDataDir), so that the folder stays locked until the
+// plugin, which writes the store, has exited too, even when this process
+// is killed first.
+func WithDataDirLock(lock *DataDirLock) StoreOption {
+	return func(o *storeOptions) { o.lock = lock }
 }
 
 // reload is what SIGHUP does: read the client tokens and the certificates

@@ -134,15 +134,15 @@ holds raft state.`,
 			if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 				return fmt.Errorf("durio: --data-dir: %w", err)
 			}
-			unlock, err := durio.LockDataDir(cfg.DataDir)
+			lock, err := durio.LockDataDir(cfg.DataDir)
 			if errors.Is(err, durio.ErrDataDirInUse) {
 				return fmt.Errorf("%w; a replica runs on it: restore only into the folder of a replica that is stopped", err)
 			}
 			if err != nil {
 				return err
 			}
-			defer unlock()
-			store, err := durio.OpenStore(cmd.Context(), cfg, slog.New(slog.DiscardHandler))
+			defer lock.Release()
+			store, err := durio.OpenStore(cmd.Context(), cfg, slog.New(slog.DiscardHandler), durio.WithDataDirLock(lock))
 			if err != nil {
 				return err
 			}

@@ -112,14 +112,14 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	unlock, err := durio.LockDataDir(dir)
+	lock, err := durio.LockDataDir(dir)
 	if errors.Is(err, durio.ErrDataDirInUse) {
 		return fmt.Errorf("%w; another durio dev runs on it: stop it, or give this one another --dir", err)
 	}
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	defer lock.Release()
 	d := &devCluster{o: o, exe: exe, dir: dir, out: &lockedWriter{w: stdout}, env: devEnv(), hc: devHTTP}
 	if o.ClientAuthFile != "" {
 		if d.o.ClientAuthFile, err = filepath.Abs(o.ClientAuthFile); err != nil {

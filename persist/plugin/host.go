@@ -67,6 +67,12 @@ type Config struct {
 	// that serves the direct Append channel (see DirectAppend). For
 	// comparison benchmarks and for ruling the channel out.
 	NoDirectAppend bool
+	// Inherit are open files the plugin process inherits (as descriptors
+	// 3 and on, in order) and keeps, untouched, until it exits: durio
+	// passes its data folder's lock, which then lasts until the plugin
+	// that writes the store has exited too. This process's own copies
+	// stay its to close.
+	Inherit []*os.File
 }
 
 // DefaultConfig returns a configuration for the durable file store in
@@ -145,6 +151,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cmd.Env = runtimeEnv(false)
 	}
 	dieWithParent(cmd)
+	cmd.ExtraFiles = append([]*os.File(nil), cfg.Inherit...)
 	var offer endpoint // the host's end of the direct Append channel
 	if !cfg.NoDirectAppend {
 		conn, child, err := directPair()
@@ -154,7 +161,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		if conn != nil {
 			offer = conn
 			defer child.Close() // the child has its copy once started
-			cmd.ExtraFiles = []*os.File{child}
+			cmd.ExtraFiles = append(cmd.ExtraFiles, child)
 			cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", EnvAppendFD, 3+len(cmd.ExtraFiles)-1))
 		}
 	}
