@@ -114,8 +114,11 @@ func ServeBuiltin(name string) error {
 // Serve serves the store open opens as a persister plugin until the host
 // stops it. A third-party plugin's main calls it. It returns ErrNotPlugin if
 // the process was not started by a host. The process ignores SIGINT,
-// SIGTERM and SIGHUP from then on: the host stops it after its own shutdown (see
-// leaveStopToHost), and it ends with its host in any case.
+// SIGTERM and SIGHUP from then on: the host stops it after its own
+// shutdown (see leaveStopToHost), and it ends with its host in any case.
+// This replaces any handler of those signals the plugin set up before,
+// and processes the plugin starts inherit the ignoring (os/signal's Reset
+// in the child, or exec.Cmd's SysProcAttr, gives them the defaults back).
 func Serve(open OpenFunc) error {
 	if os.Getenv(Handshake.MagicCookieKey) != Handshake.MagicCookieValue {
 		return ErrNotPlugin
