@@ -117,8 +117,7 @@ func ServeBuiltin(name string) error {
 // SIGTERM and SIGHUP from then on: the host stops it after its own
 // shutdown (see leaveStopToHost), and it ends with its host in any case.
 // This replaces any handler of those signals the plugin set up before,
-// and processes the plugin starts inherit the ignoring (os/signal's Reset
-// in the child, or exec.Cmd's SysProcAttr, gives them the defaults back).
+// and processes the plugin starts inherit them ignored.
 func Serve(open OpenFunc) error {
 	if os.Getenv(Handshake.MagicCookieKey) != Handshake.MagicCookieValue {
 		return ErrNotPlugin
