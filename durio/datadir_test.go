@@ -153,3 +153,39 @@ func lockHolders(t *testing.T, path string) []int {
 	}
 	return pids
 }
+
+// A replica restarted with another persister on its data folder (a changed
+// config file, say) refuses to start (exit 2) instead of starting empty
+// without its log and vote; started again with its own persister it has
+// its data.
+func TestE2EOtherPersisterOnAFolderRefused(t *testing.T) {
+	c := startCluster(t, 1, "file")
+	cl, err := client.New(c.clients, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Put(t.Context(), "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	c.stop(0)
+	for _, other := range []string{"badger", "noop"} {
+		args := []string{"serve", "--id", "0", "--peers", c.peers[0], "--listen-client", strings.TrimPrefix(c.clients[0], "http://"),
+			"--data-dir", filepath.Join(c.dir, "replica-0"), "--persister", other}
+		r := runCLI(t, nil, "", args...)
+		r.expect(t, 2, args...)
+		if !strings.Contains(r.stderr, "holds the store of persister file") || !strings.Contains(r.stderr, "--persister file") {
+			t.Fatalf("%s on a file store: %q", other, r.stderr)
+		}
+	}
+	c.start(0)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if v, err := cl.Get(t.Context(), "k"); err == nil && v == "v" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica restarted with its own persister does not serve its key:\n%s", tail(c.procs[0].logText(), 4096))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -89,7 +89,12 @@ wait:
 // nothing, so a subprocess would only add latency), every other store as a
 // go-plugin subprocess — built-ins served by this same binary, or a
 // third-party plugin binary by path. The subprocess dies with this process.
+// It refuses (ErrConfig) a data folder whose store another persister
+// wrote (checkPersister).
 func OpenStore(ctx context.Context, cfg Config, logger *slog.Logger, opts ...StoreOption) (persist.Store, error) {
+	if err := checkPersister(cfg.DataDir, filepath.Join(cfg.DataDir, "store"), cfg.Persister); err != nil {
+		return nil, err
+	}
 	if cfg.Persister == "noop" {
 		return &persist.Noop{}, nil
 	}
