@@ -173,7 +173,7 @@ func TestE2EOtherPersisterOnAFolderRefused(t *testing.T) {
 			"--data-dir", filepath.Join(c.dir, "replica-0"), "--persister", other}
 		r := runCLI(t, nil, "", args...)
 		r.expect(t, 2, args...)
-		if !strings.Contains(r.stderr, "holds the store of persister file") || !strings.Contains(r.stderr, "--persister file") {
+		if !strings.Contains(r.stderr, `holds the store of persister "file"`) || !strings.Contains(r.stderr, `--persister "file"`) {
 			t.Fatalf("%s on a file store: %q", other, r.stderr)
 		}
 	}

@@ -3,6 +3,7 @@ package durio
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -43,19 +44,16 @@ func checkPersister(dataDir, storeDir, persister string) error {
 		return fmt.Errorf("durio: read the store folder: %w", err)
 	}
 	record := filepath.Join(dataDir, persisterRecordFile)
-	recorded := ""
-	if b, err := os.ReadFile(record); err == nil {
-		recorded = strings.TrimSpace(string(b))
-	}
+	recorded := readRecord(record)
 	if len(entries) > 0 && !isPluginPath(persister) {
 		held := recognise(entries)
 		if held == "" {
 			held = recorded
 		}
 		if held != "" && held != persister {
-			return configErr("persister", "the data folder %s holds the store of persister %s, and the persister is %s: "+
+			return configErr("persister", "the data folder %s holds the store of persister %q, and the persister is %s: "+
 				"the replica would start without its state (and could vote twice in a term it already voted in); start it "+
-				"with --persister %s, or move %s aside to start it empty (see the README, \"Storage integrity\")",
+				"with --persister %q, or move %s aside to start it empty (see the README, \"Storage integrity\")",
 				dataDir, held, persister, held, storeDir)
 		}
 	}
@@ -67,6 +65,22 @@ func checkPersister(dataDir, storeDir, persister string) error {
 	}
 	return nil
 }
+
+// readRecord returns the persister recorded in file ("" if none): its
+// first line, at most maxRecordBytes read, as the file is not trusted.
+func readRecord(file string) string {
+	f, err := os.Open(file)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(io.LimitReader(f, maxRecordBytes))
+	line, _, _ := strings.Cut(string(b), "\n")
+	return strings.TrimSpace(line)
+}
+
+// maxRecordBytes bounds what readRecord reads: a plugin path.
+const maxRecordBytes = 4096
 
 // recognise names the built-in persister whose files entries are, or "".
 func recognise(entries []os.DirEntry) string {

@@ -2,6 +2,7 @@ package durio
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,7 +56,7 @@ func TestCheckPersister(t *testing.T) {
 				switch {
 				case s.refused == "" && err != nil:
 					t.Fatalf("step %d (%s): %v", i, s.persister, err)
-				case s.refused != "" && (!errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "holds the store of persister "+s.refused)):
+				case s.refused != "" && (!errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), fmt.Sprintf("holds the store of persister %q", s.refused))):
 					t.Fatalf("step %d (%s): %v, want a refusal naming %s", i, s.persister, err, s.refused)
 				}
 			}
@@ -83,5 +84,26 @@ func TestCheckPersister(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(dataDir, persisterRecordFile)); strings.TrimSpace(string(b)) != "badger" {
 		t.Fatalf("recorded %q, want badger", b)
+	}
+}
+
+// A record that is not a persister's name (damaged, or huge) is read only
+// up to a bound, and shown quoted.
+func TestCheckPersisterHostileRecord(t *testing.T) {
+	dataDir := t.TempDir()
+	storeDir := filepath.Join(dataDir, "store")
+	if err := os.MkdirAll(storeDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(storeDir, "data.bin"), nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	junk := "\x1b[2J" + strings.Repeat("x", 1<<20)
+	if err := os.WriteFile(filepath.Join(dataDir, persisterRecordFile), []byte(junk), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	err := checkPersister(dataDir, storeDir, "file")
+	if !errors.Is(err, ErrConfig) || strings.Contains(err.Error(), "\x1b") || len(err.Error()) > 2*maxRecordBytes+1000 {
+		t.Fatalf("a junk record: %.300q (%d bytes)", err, len(err.Error()))
 	}
 }
