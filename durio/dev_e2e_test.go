@@ -186,3 +186,37 @@ func TestDevClientAuth(t *testing.T) {
 	d.send("status")
 	d.want(`^replica 1: running \(pid \d+\), (leader|follower) in term`, 5*time.Second)
 }
+
+// A replica that refuses its configuration or data folder (exit 2: here
+// the folder holds a file store and durio dev runs badger) is not started
+// again and again: durio dev prints the replica's own reason once and
+// leaves it down until `start N`.
+func TestDevReplicaRefusedNotRestarted(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 3 {
+		store := filepath.Join(dir, "replica-"+strconv.Itoa(i), "store")
+		if err := os.MkdirAll(store, 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(store, "0000000000000001.wal"), nil, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := freeport.Range(t, 6)
+	d := startDev(t, "--dir", dir, "--persister", "badger", "--client-port", strconv.Itoa(base),
+		"--peer-port", strconv.Itoa(base+3))
+	refused := map[string]bool{}
+	for len(refused) < 3 {
+		m := d.want(`^replica (\d): refused to start: .*holds the store of persister \\?"file\\?"`, 30*time.Second)
+		refused[m[1]] = true
+	}
+	// Nothing starts again on its own (a restart would come after 1 s).
+	for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		d.mu.Lock()
+		out := strings.Join(d.out, "\n")
+		d.mu.Unlock()
+		if n := strings.Count(out, ": started (pid"); n != 3 {
+			t.Fatalf("%d starts, want the first 3 only:\n%s", n, out)
+		}
+	}
+}

@@ -199,6 +199,22 @@ func (r *devReplica) get() (string, int) {
 	return r.state, r.pid
 }
 
+// lastLine returns the last line of the file at path (of its last 4 KiB),
+// for a replica's own last word in its log.
+func lastLine(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "(no log)"
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > 4096 {
+		_, _ = f.Seek(st.Size()-4096, io.SeekStart)
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, 4096))
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
 func (d *devCluster) dataDir(i int) string { return filepath.Join(d.dir, "replica-"+strconv.Itoa(i)) }
 func (d *devCluster) logPath(i int) string {
 	return filepath.Join(d.dir, "replica-"+strconv.Itoa(i)+".log")
@@ -270,6 +286,18 @@ func (d *devCluster) supervise(ctx context.Context, r *devReplica) {
 			stopProcess(cmd, done, devStopGrace)
 			return
 		case <-done:
+			if cmd.ProcessState.ExitCode() == ExitUsage {
+				// Refused its configuration or its data folder: starting
+				// it again would be refused the same way.
+				d.printf("replica %d: refused to start: %s\nreplica %d: not restarting it (see %s; `start %d` tries again)\n",
+					r.id, lastLine(d.logPath(r.id)), r.id, d.logPath(r.id), r.id)
+				r.set("failed", 0)
+				if !d.waitForStart(ctx, r, 0) {
+					return
+				}
+				delay, quickFailures = devRestartDelay, 0
+				continue
+			}
 			if time.Since(started) > devStableAfter {
 				delay, quickFailures = devRestartDelay, 0
 			}
