@@ -39,6 +39,9 @@ var durableBuiltins = []struct {
 // file store). Otherwise the folder records persister, unless it keeps
 // nothing (noop, memory).
 func checkPersister(dataDir, storeDir, persister string) error {
+	if dataDir == "" {
+		return nil // no folder: nothing kept, nothing to check
+	}
 	entries, err := os.ReadDir(storeDir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("durio: read the store folder: %w", err)
@@ -59,6 +62,9 @@ func checkPersister(dataDir, storeDir, persister string) error {
 	}
 	if persister == recorded || (!isDurableBuiltin(persister) && !isPluginPath(persister)) {
 		return nil // recorded already, or noop and memory, which keep no store
+	}
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return fmt.Errorf("durio: record the persister: %w", err)
 	}
 	if err := os.WriteFile(record, []byte(persister+"\n"), 0o640); err != nil {
 		return fmt.Errorf("durio: record the persister: %w", err)

@@ -107,3 +107,21 @@ func TestCheckPersisterHostileRecord(t *testing.T) {
 		t.Fatalf("a junk record: %.300q (%d bytes)", err, len(err.Error()))
 	}
 }
+
+// OpenStore's callers need not create the data folder first (it did so
+// before the check existed), and a configuration without one is left alone.
+func TestCheckPersisterCreatesTheFolder(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "new", "replica")
+	if err := checkPersister(dataDir, filepath.Join(dataDir, "store"), "file"); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dataDir, persisterRecordFile)); strings.TrimSpace(string(b)) != "file" {
+		t.Fatalf("recorded %q, want file", b)
+	}
+	if err := checkPersister("", "store", "file"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(persisterRecordFile); err == nil {
+		t.Fatal("a configuration without a data folder wrote a record in the working directory")
+	}
+}
