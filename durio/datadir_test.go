@@ -100,16 +100,7 @@ func TestE2ESecondProcessOnOneDataDirRefused(t *testing.T) {
 	// SIGKILL drops the lock with the processes: the folder starts again.
 	c.kill(0)
 	c.start(0)
-	deadline := time.Now().Add(time.Minute)
-	for {
-		if v, err := cl.Get(t.Context(), "k"); err == nil && v == "v" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the replica restarted on its folder does not serve:\n%s", tail(c.procs[0].logText(), 4096))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitKey(t, cl, "k", "v", "the replica restarted on its folder", c.procs[0].logText)
 }
 
 // durio dev on a folder another process holds stops at once with the
@@ -178,13 +169,20 @@ func TestE2EOtherPersisterOnAFolderRefused(t *testing.T) {
 		}
 	}
 	c.start(0)
+	waitKey(t, cl, "k", "v", "the replica restarted with its own persister", c.procs[0].logText)
+}
+
+// waitKey waits up to a minute for cl to read key as want, failing with
+// who and log's tail.
+func waitKey(t *testing.T, cl *client.Client, key, want, who string, log func() string) {
+	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		if v, err := cl.Get(t.Context(), "k"); err == nil && v == "v" {
-			break
+		if v, err := cl.Get(t.Context(), key); err == nil && v == want {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the replica restarted with its own persister does not serve its key:\n%s", tail(c.procs[0].logText(), 4096))
+			t.Fatalf("%s does not read %s as %q:\n%s", who, key, want, tail(log(), 4096))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

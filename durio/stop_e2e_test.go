@@ -15,6 +15,57 @@ import (
 	"github.com/ruaft/ruaft/internal/freeport"
 )
 
+// groupReplica is a one-replica cluster (file persister) in its own
+// process group, so that a test can signal the group as a terminal or
+// systemd would.
+type groupReplica struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed once it exited
+	out  func() string // its log so far
+}
+
+// startGroupReplica starts replica 0 of a one-replica cluster with the
+// peer and client ports and data folder given.
+func startGroupReplica(t *testing.T, peerPort, clientPort int, dataDir string) *groupReplica {
+	t.Helper()
+	cmd := exec.Command(durioBin, "serve", "--id", "0", "--peers", "http://127.0.0.1:"+strconv.Itoa(peerPort),
+		"--listen-client", "127.0.0.1:"+strconv.Itoa(clientPort), "--data-dir", dataDir, "--persister", "file",
+		"--log-level", "info")
+	dieWithTest(cmd)
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	var log bytes.Buffer
+	w := &syncWriter{w: &log}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := &groupReplica{cmd: cmd, done: make(chan struct{}), out: func() string {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return log.String()
+	}}
+	go func() { _ = cmd.Wait(); close(r.done) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-r.done })
+	return r
+}
+
+// waitExit waits for the replica to exit after what, and fails the test
+// unless it exited 0 without logging an error.
+func (r *groupReplica) waitExit(t *testing.T, what string) {
+	t.Helper()
+	select {
+	case <-r.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the replica did not stop within 30 s of %s:\n%s", what, tail(r.out(), 4096))
+	}
+	if code := r.cmd.ProcessState.ExitCode(); code != 0 || strings.Contains(r.out(), `"level":"ERROR"`) {
+		t.Fatalf("after %s: exit %d, log:\n%s", what, code, tail(r.out(), 4096))
+	}
+}
+
 // SIGTERM sent to a replica's whole process group (Ctrl-C or `timeout` in
 // a terminal, systemd's default KillMode=control-group) reaches its
 // persister plugin too: the plugin leaves its end to the replica, which
@@ -28,32 +79,7 @@ func TestE2EGroupSIGTERMStopsCleanly(t *testing.T) {
 	ports := freeport.Ports(t, 2)
 	clientURL := "http://127.0.0.1:" + strconv.Itoa(ports[1])
 	dataDir := t.TempDir()
-	start := func() (*exec.Cmd, func() string, chan struct{}) {
-		cmd := exec.Command(durioBin, "serve", "--id", "0", "--peers", "http://127.0.0.1:"+strconv.Itoa(ports[0]),
-			"--listen-client", strings.TrimPrefix(clientURL, "http://"), "--data-dir", dataDir, "--persister", "file",
-			"--log-level", "info")
-		dieWithTest(cmd)
-		if cmd.SysProcAttr == nil {
-			cmd.SysProcAttr = &syscall.SysProcAttr{}
-		}
-		cmd.SysProcAttr.Setpgid = true
-		var log bytes.Buffer
-		out := &syncWriter{w: &log}
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
-		logText := func() string {
-			out.mu.Lock()
-			defer out.mu.Unlock()
-			return log.String()
-		}
-		return cmd, logText, done
-	}
-	cmd, out, done := start()
+	r := startGroupReplica(t, ports[0], ports[1], dataDir)
 	cl, err := client.New([]string{clientURL}, client.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -61,33 +87,17 @@ func TestE2EGroupSIGTERMStopsCleanly(t *testing.T) {
 	deadline := time.Now().Add(time.Minute)
 	for cl.Put(t.Context(), "k", "v") != nil {
 		if time.Now().After(deadline) {
-			t.Fatalf("the replica does not take a write:\n%s", tail(out(), 4096))
+			t.Fatalf("the replica does not take a write:\n%s", tail(r.out(), 4096))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM); err != nil {
+	if err := syscall.Kill(-r.cmd.Process.Pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the replica did not stop within 30 s of its group's SIGTERM:\n%s", tail(out(), 4096))
-	}
-	if code := cmd.ProcessState.ExitCode(); code != 0 || strings.Contains(out(), `"level":"ERROR"`) {
-		t.Fatalf("a group SIGTERM: exit %d, log:\n%s", code, tail(out(), 4096))
-	}
+	r.waitExit(t, "its group's SIGTERM")
 
-	_, out, _ = start()
-	deadline = time.Now().Add(time.Minute)
-	for {
-		if v, err := cl.Get(t.Context(), "k"); err == nil && v == "v" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after the restart the key does not read back:\n%s", tail(out(), 4096))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	r = startGroupReplica(t, ports[0], ports[1], dataDir)
+	waitKey(t, cl, "k", "v", "the replica restarted", r.out)
 }
 
 // SIGHUP sent to a replica's whole process group (`systemctl kill -s HUP`,
@@ -102,28 +112,8 @@ func TestE2EGroupSIGHUPOnlyReloads(t *testing.T) {
 	}
 	ports := freeport.Ports(t, 2)
 	clientURL := "http://127.0.0.1:" + strconv.Itoa(ports[1])
-	cmd := exec.Command(durioBin, "serve", "--id", "0", "--peers", "http://127.0.0.1:"+strconv.Itoa(ports[0]),
-		"--listen-client", strings.TrimPrefix(clientURL, "http://"), "--data-dir", t.TempDir(), "--persister", "file",
-		"--log-level", "info")
-	dieWithTest(cmd)
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Setpgid = true
-	var log bytes.Buffer
-	w := &syncWriter{w: &log}
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
-	out := func() string {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		return log.String()
-	}
+	r := startGroupReplica(t, ports[0], ports[1], t.TempDir())
+	cmd, done, out := r.cmd, r.done, r.out
 	cl, err := client.New([]string{clientURL}, client.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -171,12 +161,5 @@ func TestE2EGroupSIGHUPOnlyReloads(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the replica did not stop within 30 s of SIGTERM:\n%s", tail(out(), 4096))
-	}
-	if code := cmd.ProcessState.ExitCode(); code != 0 || strings.Contains(out(), `"level":"ERROR"`) {
-		t.Fatalf("after a group SIGHUP and a SIGTERM: exit %d, log:\n%s", code, tail(out(), 4096))
-	}
+	r.waitExit(t, "a group SIGHUP and a SIGTERM")
 }
