@@ -18,8 +18,8 @@ type DataDirLock struct {
 	f *os.File // nil where there is no lock (not Linux or macOS)
 }
 
-// LockDataDir takes an exclusive lock on the data folder dir, which must
-// exist; it fails with ErrDataDirInUse, naming the holder's pid, while
+// LockDataDir takes an exclusive lock on the data folder dir, creating the
+// folder if need be; it fails with ErrDataDirInUse, naming the holder's pid, while
 // another process holds it. Two replicas given the same --data-dir would
 // write one raft log and one vote between them, so a replica could vote
 // twice in a term or lose acknowledged entries: Serve takes this lock

@@ -44,8 +44,18 @@ func TestLockDataDir(t *testing.T) {
 		t.Fatalf("after release: %v", err)
 	}
 	lock.Release()
-	if _, err := durio.LockDataDir(filepath.Join(dir, "missing")); err == nil || errors.Is(err, durio.ErrDataDirInUse) {
-		t.Fatalf("a folder that does not exist: %v", err)
+	// A folder that does not exist yet is made; one that cannot be (under
+	// a file) is an error, not "in use".
+	fresh, err := durio.LockDataDir(filepath.Join(dir, "new", "replica"))
+	if err != nil {
+		t.Fatalf("a folder that does not exist yet: %v", err)
+	}
+	fresh.Release()
+	if err := os.WriteFile(filepath.Join(dir, "file"), nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := durio.LockDataDir(filepath.Join(dir, "file", "replica")); err == nil || errors.Is(err, durio.ErrDataDirInUse) {
+		t.Fatalf("a folder under a file: %v", err)
 	}
 }
 
@@ -58,14 +68,7 @@ func TestE2ESecondProcessOnOneDataDirRefused(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("no data folder lock on Windows")
 	}
-	c := startCluster(t, 1, "file")
-	cl, err := client.New(c.clients, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.Put(t.Context(), "k", "v"); err != nil {
-		t.Fatal(err)
-	}
+	c, cl := oneReplicaWithKey(t)
 	file := filepath.Join(t.TempDir(), "backup.durio")
 	runCLI(t, []string{"DURIO_ENDPOINTS=" + c.clients[0]}, "", "snapshot", "save", file).expect(t, 0, "snapshot save")
 
@@ -150,14 +153,7 @@ func lockHolders(t *testing.T, path string) []int {
 // without its log and vote; started again with its own persister it has
 // its data.
 func TestE2EOtherPersisterOnAFolderRefused(t *testing.T) {
-	c := startCluster(t, 1, "file")
-	cl, err := client.New(c.clients, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.Put(t.Context(), "k", "v"); err != nil {
-		t.Fatal(err)
-	}
+	c, cl := oneReplicaWithKey(t)
 	c.stop(0)
 	for _, other := range []string{"badger", "noop"} {
 		args := []string{"serve", "--id", "0", "--peers", c.peers[0], "--listen-client", strings.TrimPrefix(c.clients[0], "http://"),
@@ -186,4 +182,19 @@ func waitKey(t *testing.T, cl *client.Client, key, want, who string, log func() 
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// oneReplicaWithKey starts a one-replica cluster with the file persister
+// and writes k=v.
+func oneReplicaWithKey(t *testing.T) (*cluster, *client.Client) {
+	t.Helper()
+	c := startCluster(t, 1, "file")
+	cl, err := client.New(c.clients, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Put(t.Context(), "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	return c, cl
 }

@@ -13,6 +13,9 @@ import (
 )
 
 func lockDataDir(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("durio: the data folder: %w", err)
+	}
 	path := filepath.Join(dir, dataDirLockFile)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {

@@ -202,10 +202,7 @@ func decodeSnapshot(b []byte, limits stateLimits) (*state, error) {
 			}
 			if version >= snapshotVersion {
 				if err := d.refusal(); err != nil {
-					if rec.refused == nil {
-						rec.refused = make(map[uint64]error)
-					}
-					rec.refused[seq] = err
+					rec.remember(seq, err)
 				}
 			}
 			rec.done[seq] = res

@@ -273,12 +273,18 @@ func (s *state) applyWrite(o op) writeResult {
 		rec.done[o.id.Seq] = res.doneResult
 	} else if kept := s.remembered(res.refused); kept != nil {
 		rec.done[o.id.Seq] = res.doneResult
-		if rec.refused == nil {
-			rec.refused = make(map[uint64]error)
-		}
-		rec.refused[o.id.Seq] = kept
+		rec.remember(o.id.Seq, kept)
 	}
 	return res
+}
+
+// remember keeps refusal as the answer of sequence number seq, which done
+// holds too.
+func (rec *clientRecord) remember(seq uint64, refusal error) {
+	if rec.refused == nil {
+		rec.refused = make(map[uint64]error)
+	}
+	rec.refused[seq] = refusal
 }
 
 // openLocked applies an opOpenSession: the new session is the most recently

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 
 	"github.com/ruaft/ruaft/durio"
 	"github.com/ruaft/ruaft/durio/backup"
@@ -130,9 +129,6 @@ holds raft state.`,
 			hdr, data, keys, err := backup.ReadFile(args[0], maxRestoreBytes)
 			if err != nil {
 				return err
-			}
-			if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-				return fmt.Errorf("durio: --data-dir: %w", err)
 			}
 			lock, err := durio.LockDataDir(cfg.DataDir)
 			if errors.Is(err, durio.ErrDataDirInUse) {

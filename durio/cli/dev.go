@@ -109,9 +109,6 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 	// One durio dev per folder: a second one would share the replicas'
 	// logs with the first, and each of its replicas would be refused the
 	// data folder the first one's holds (LockDataDir), five times over.
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
 	lock, err := durio.LockDataDir(dir)
 	if errors.Is(err, durio.ErrDataDirInUse) {
 		return fmt.Errorf("%w; another durio dev runs on it: stop it, or give this one another --dir", err)
