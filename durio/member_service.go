@@ -36,6 +36,7 @@ const (
 // memberNode is what the membership service needs of the raft node.
 type memberNode interface {
 	AddLearner(ctx context.Context, m raft.Member) error
+	AddLearnerInTerm(ctx context.Context, m raft.Member, term uint64) error
 	Promote(ctx context.Context, id int) error
 	RemoveMember(ctx context.Context, id int) error
 	Membership() raft.Membership
@@ -61,7 +62,7 @@ type memberService struct {
 	// admit checks that a replica supporting an apply level may join and
 	// adds it with add, as one step against raising the cluster's level
 	// (kvraft.Server.AdmitMember); nil in tests that do not need it.
-	admit func(ctx context.Context, level uint32, add func() error) error
+	admit func(ctx context.Context, level uint32, add func(term uint64) error) error
 }
 
 var _ kvv1.MembershipService = (*memberService)(nil)
@@ -90,7 +91,9 @@ func (s *memberService) MemberAdd(ctx context.Context, req *kvv1.MemberAddReques
 	}
 	var resp *kvv1.MemberAddResponse
 	err := s.run(ctx, func(ctx context.Context) error {
-		add := func() error {
+		// add adds the learner; with term (not 0), only as the leader
+		// of that term, the one admit checked the replica's level in.
+		add := func(term uint64) error {
 			for _, m := range s.node.Membership().Members {
 				if m.ID == int(req.GetId()) {
 					return twirp.NewErrorf(twirp.AlreadyExists, "replica %d is already a member", m.ID).
@@ -102,11 +105,14 @@ func (s *memberService) MemberAdd(ctx context.Context, req *kvv1.MemberAddReques
 				}
 			}
 			m := raft.Member{ID: int(req.GetId()), Addr: encodeAddr(req.GetPeerUrl(), req.GetClientUrl()), Learner: true}
-			return s.node.AddLearner(ctx, m)
+			if term == 0 {
+				return s.node.AddLearner(ctx, m)
+			}
+			return s.node.AddLearnerInTerm(ctx, m, term)
 		}
 		var err error
 		if s.admit == nil {
-			err = add()
+			err = add(0)
 		} else {
 			err = s.admit(ctx, req.GetApplyLevel(), add)
 		}

@@ -53,6 +53,10 @@ func (f *fakeMembers) AddLearner(_ context.Context, m raft.Member) error {
 	return f.change("add", func() { f.members = append(f.members, m) })
 }
 
+func (f *fakeMembers) AddLearnerInTerm(_ context.Context, m raft.Member, term uint64) error {
+	return f.change(fmt.Sprintf("add@%d", term), func() { f.members = append(f.members, m) })
+}
+
 func (f *fakeMembers) Promote(_ context.Context, id int) error {
 	return f.change("promote", func() {
 		for i := range f.members {
@@ -375,16 +379,18 @@ func (f *fakeMembers) Progress() map[int]raft.MemberProgress {
 // A MemberAdd for a replica whose version supports less than the cluster's
 // apply level is refused (failed_precondition, reason apply_level) before
 // it reaches raft, whatever the client sent (an old client sends none);
-// one at or above it is added. The member list shows each member's level.
+// one at or above it is added, bound to the term the level was checked in.
+// The member list shows each member's level.
 func TestMembershipRefusesReplicaBelowApplyLevel(t *testing.T) {
 	fake := &fakeMembers{members: threeVoters()}
 	s, url := newTestMembers(t, fake)
 	var level atomic.Uint32
-	s.admit = func(_ context.Context, supported uint32, add func() error) error {
+	const checkedTerm = 7
+	s.admit = func(_ context.Context, supported uint32, add func(uint64) error) error {
 		if need := level.Load(); supported < need {
 			return &kvraft.ApplyLevelError{Supported: supported, Required: need}
 		}
-		return add()
+		return add(checkedTerm)
 	}
 	ms := kvv1.NewMembershipServiceJSONClient(url, http.DefaultClient)
 	ctx := context.Background()
@@ -404,8 +410,8 @@ func TestMembershipRefusesReplicaBelowApplyLevel(t *testing.T) {
 			t.Fatalf("the refusal does not name the cluster's level: %v", err)
 		}
 	}
-	if got := fake.changes(); len(got) != 1 {
-		t.Fatalf("changes %v: a refused add reached raft", got)
+	if got := fake.changes(); !slices.Equal(got, []string{"add@7"}) {
+		t.Fatalf("changes %v, want one add in the term checked: a refused add reached raft, or an add was not bound to the term", got)
 	}
 	if _, err := ms.MemberAdd(ctx, &kvv1.MemberAddRequest{Id: 8, PeerUrl: "http://127.0.0.1:7008", ApplyLevel: 1}); err != nil {
 		t.Fatalf("add at the cluster's level: %v", err)

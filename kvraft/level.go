@@ -110,7 +110,7 @@ func (e *ApplyLevelError) Error() string {
 
 // AdmitMember adds a replica that supports apply level supported to the
 // cluster, with add (which appends the configuration change, as
-// raft.Node.AddLearner does), if its level is at least JoinLevel, and
+// raft.Node.AddLearnerInTerm does), if its level is at least JoinLevel, and
 // refuses it with an *ApplyLevelError otherwise. Call it on the leader.
 // The check and the addition are one step against raising the level:
 // first a read index makes every entry of an earlier leader applied here
@@ -125,9 +125,10 @@ func (e *ApplyLevelError) Error() string {
 // leader hears its members support nor the raise it proposed; and a
 // replica that led, lost and regained leadership meanwhile may have a
 // raising entry of another leader in its log that it has not applied.
-// (add appends in the term checked unless this replica loses and
-// regains leadership between the last check and add's append.)
-func (s *Server) AdmitMember(ctx context.Context, supported uint32, add func() error) error {
+// add is given the term checked and must append only in that term
+// (raft.Node.AddLearnerInTerm): this replica may lose and regain
+// leadership between the last check and add's append.
+func (s *Server) AdmitMember(ctx context.Context, supported uint32, add func(term uint64) error) error {
 	s.admitMu.Lock()
 	defer s.admitMu.Unlock()
 	term, isLeader := s.rsm.Raft().State()
@@ -144,7 +145,7 @@ func (s *Server) AdmitMember(ctx context.Context, supported uint32, add func() e
 	if supported < need {
 		return &ApplyLevelError{Supported: supported, Required: need}
 	}
-	return add()
+	return add(term)
 }
 
 // ApplyLevel returns the apply level in force in this replica's state

@@ -225,7 +225,10 @@ func TestAdmitMemberAtomicWithLevelRaise(t *testing.T) {
 	}
 	srv := c.Replica(l).(*kvraft.Server)
 	added := false
-	err := srv.AdmitMember(ctx, 0, func() error {
+	err := srv.AdmitMember(ctx, 0, func(term uint64) error {
+		if now, _ := c.Node(l).State(); term != now {
+			t.Errorf("add was given term %d; the leader checked in term %d", term, now)
+		}
 		setOld(2, false)
 		c.Restart(2)
 		c.Connect(2)
@@ -245,7 +248,7 @@ func TestAdmitMemberAtomicWithLevelRaise(t *testing.T) {
 			}
 		}
 		added = true
-		return c.Node(l).AddLearner(ctx, raft.Member{ID: 3, Addr: kvtest.ServerName(3)})
+		return c.Node(l).AddLearnerInTerm(ctx, raft.Member{ID: 3, Addr: kvtest.ServerName(3)}, term)
 	})
 	if err != nil || !added {
 		t.Fatalf("AdmitMember at level 0: %v (added %v)", err, added)
@@ -279,7 +282,7 @@ func TestAdmitMemberAtomicWithLevelRaise(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	l = c.WaitLeader()
-	err = c.Replica(l).(*kvraft.Server).AdmitMember(ctx, 0, func() error {
+	err = c.Replica(l).(*kvraft.Server).AdmitMember(ctx, 0, func(uint64) error {
 		t.Error("a replica at level 0 was added to a cluster at level 1")
 		return nil
 	})
@@ -312,7 +315,7 @@ func TestAdmitMemberRefusedOffLeader(t *testing.T) {
 		l := leaderOtherThan(c, 2)
 		f := 1 - l // the other of voters 0 and 1: a follower
 		called = false
-		err = c.Replica(f).(*kvraft.Server).AdmitMember(ctx, 0, func() error {
+		err = c.Replica(f).(*kvraft.Server).AdmitMember(ctx, 0, func(uint64) error {
 			if _, isLeader := c.Node(f).State(); isLeader {
 				return errLed
 			}

@@ -184,6 +184,8 @@ func (c *core) proposeConfChange(ch confChange, maxLag uint64) (index, term uint
 	switch {
 	case c.role != Leader:
 		return 0, c.term, ErrNotLeader
+	case ch.term != 0 && ch.term != c.term:
+		return 0, c.term, fmt.Errorf("%w: the change is for term %d, and this node leads term %d", ErrNotLeader, ch.term, c.term)
 	case c.transferee != NoLeader:
 		return 0, c.term, fmt.Errorf("%w: a leadership transfer is running", ErrChangeInProgress)
 	case c.log.commit < c.noopIndex:

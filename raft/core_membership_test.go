@@ -68,6 +68,54 @@ func (cn *coreNet) commits(l int, data string) bool {
 	return cn.cores[l].log.commit >= idx
 }
 
+// TestCoreMemberAddInTerm: a change bound to a term (AddLearnerInTerm) is
+// made only by the leader of that term. A leader that lost leadership and
+// won it back leads a later term and refuses a change checked in the
+// earlier one, appending nothing; the same change unbound, or bound to the
+// term it leads, is made.
+func TestCoreMemberAddInTerm(t *testing.T) {
+	cn := newMemberNet(t, 4, []int{0, 1, 2})
+	cn.campaign(0)
+	cn.propose(0, "a")
+	checked := cn.cores[0].term
+
+	// Leadership moves to 1 and back to 0.
+	for _, to := range []int{1, 0} {
+		if err := cn.cores[cn.leaders()[0]].transferLeadership(to); err != nil {
+			t.Fatalf("transfer to %d: %v", to, err)
+		}
+		cn.stabilize()
+		cn.propose(to, "x")
+	}
+	if ls := cn.leaders(); !slices.Equal(ls, []int{0}) || cn.cores[0].term <= checked {
+		t.Fatalf("leaders %v, term %d (checked in %d)", ls, cn.cores[0].term, checked)
+	}
+
+	last := cn.cores[0].log.lastIndex()
+	ch := addLearner(3)
+	for _, term := range []uint64{checked, cn.cores[0].term + 1} {
+		ch.term = term
+		if err := cn.change(0, ch); !errors.Is(err, ErrNotLeader) {
+			t.Fatalf("a change for term %d at the leader of term %d: %v, want ErrNotLeader", term, cn.cores[0].term, err)
+		}
+		if got := cn.cores[0].log.lastIndex(); got != last {
+			t.Fatalf("a refused change appended: last index %d, was %d", got, last)
+		}
+	}
+	// At a follower, even for the term it is in.
+	ch.term = cn.cores[1].term
+	if err := cn.change(1, ch); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("a change at a follower: %v, want ErrNotLeader", err)
+	}
+
+	ch.term = cn.cores[0].term
+	cn.mustChange(0, ch)
+	if !slices.Equal(cn.cores[0].conf().Learners(), []int{3}) {
+		t.Fatalf("3 is not a learner after the change for the leader's term: %+v", cn.cores[0].conf())
+	}
+	cn.checkNoViolations()
+}
+
 // TestCoreMemberLearnerAddPromote: a learner gets the log, counts toward no
 // quorum and never campaigns; once promoted it counts, and the four voters
 // need three for a quorum.

@@ -173,6 +173,9 @@ func decodeMembership(b []byte) (Membership, error) {
 type confChange struct {
 	op     confOp
 	member Member // op add: the learner; otherwise only ID counts
+	// term, if not 0, is the only term in which the change may be
+	// proposed: a leader of another term refuses it (AddLearnerInTerm).
+	term uint64
 }
 
 type confOp int

@@ -38,6 +38,20 @@ func (n *Node) AddLearner(ctx context.Context, m Member) error {
 	return n.changeConf(ctx, confChange{op: opAddLearner, member: m})
 }
 
+// AddLearnerInTerm is AddLearner made only by the leader of term: a node
+// that does not lead, or leads another term (it lost leadership and won
+// it back since), refuses it with ErrNotLeader and changes nothing. A
+// caller that checked something on the leader in term (as
+// kvraft.Server.AdmitMember checks a joining replica's apply level) adds
+// the learner with it so that the check and the change belong to one
+// leadership.
+func (n *Node) AddLearnerInTerm(ctx context.Context, m Member, term uint64) error {
+	if term == 0 {
+		return fmt.Errorf("%w: term 0", ErrNotLeader)
+	}
+	return n.changeConf(ctx, confChange{op: opAddLearner, member: m, term: term})
+}
+
 // Promote makes learner id a voter. It is refused with ErrLearnerBehind
 // unless the learner's log is within Config.MaxPromoteLag entries of the
 // leader's and it answered within the last election timeout; with
