@@ -32,7 +32,7 @@ messages in durio_client.kv_pb2.
 from ._gen.kv.v1 import kv_pb2
 from ._gen.kv.v1.kv_twirp import KVServiceClient
 from ._gen.twirp_runtime import TransportError, TwirpError
-from .client import Client, Compare, Delete, Put, TxnResult
+from .client import MAX_PENDING, Client, Compare, Delete, Put, TxnResult
 from .errors import (
     Compacted,
     ConditionFailed,
@@ -57,6 +57,7 @@ __all__ = [
     "InvalidArgument",
     "KVServiceClient",
     "LeaseNotFound",
+    "MAX_PENDING",
     "NotFound",
     "OutcomeUnknown",
     "PermissionDenied",

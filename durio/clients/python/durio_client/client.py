@@ -28,6 +28,39 @@ _REASON_NO_SESSION = "no_session"
 
 _MISSING = object()
 
+# MAX_PENDING is the most writes of one session at or above its ack (running,
+# or finished after one still running) that a replica keeps results for; it
+# refuses more (too_many_pending). The client opens another session instead,
+# as the Go client does.
+MAX_PENDING = 256
+
+
+class _Session:
+    """One exactly-once session: its id, next sequence number and running
+    writes. The client's lock guards it."""
+
+    __slots__ = ("id", "next_seq", "in_flight")
+
+    def __init__(self, client_id: int) -> None:
+        self.id = client_id
+        self.next_seq = 1
+        self.in_flight: Set[int] = set()
+
+    def ack(self) -> int:
+        """The lowest sequence number still running (every one below it has
+        finished), or the next one."""
+        return min(self.in_flight, default=self.next_seq)
+
+    def begin(self) -> Optional[int]:
+        """Takes the next sequence number, or None if the replicas would keep
+        no more results for the session."""
+        if self.next_seq - self.ack() >= MAX_PENDING:
+            return None
+        seq = self.next_seq
+        self.next_seq += 1
+        self.in_flight.add(seq)
+        return seq
+
 
 @dataclass(frozen=True)
 class Compare:
@@ -156,9 +189,11 @@ class Client:
         # _lock guards the fields below it.
         self._lock = threading.Lock()
         self._current = 0
-        self._session = 0
-        self._next_seq = 1
-        self._in_flight: Set[int] = set()
+        # The session new writes take their sequence numbers in (None before
+        # the first write); one that is replaced keeps its running writes.
+        self._session: Optional[_Session] = None
+        # _opening is set while one thread opens a session; the others wait for it.
+        self._opening: Optional[threading.Event] = None
 
     # --- the key-value API ---
 
@@ -425,7 +460,7 @@ class Client:
         session, seq, ack = self._begin_write(deadline)
         try:
             while True:
-                header = kv_pb2.WriteHeader(client_id=session, sequence=seq, ack=ack)
+                header = kv_pb2.WriteHeader(client_id=session.id, sequence=seq, ack=ack)
                 try:
                     return self._retry(lambda stub, t: call(stub, header, t), deadline, write=True)
                 except _NoSession as e:
@@ -434,31 +469,45 @@ class Client:
                             "the write's session expired while its outcome was unknown; it was applied at most once",
                             code="failed_precondition", meta=e.err.meta, status=e.err.status) from None
                     # Never applied under the old session: safe to renumber.
-                    self._end_write(seq)
-                    session, seq, ack = self._begin_write(deadline, expired=session)
+                    self._end_write(session, seq)
+                    session, seq, ack = self._begin_write(deadline, avoid=session)
         finally:
-            self._end_write(seq)
+            self._end_write(session, seq)
 
-    def _begin_write(self, deadline: float, expired: int = 0) -> "tuple[int, int, int]":
-        with self._lock:
-            needs = self._session == 0 or self._session == expired
-        if needs:
-            resp = self._retry(lambda stub, t: stub.open_session(kv_pb2.OpenSessionRequest(), timeout=t), deadline, write=False)
+    def _begin_write(self, deadline: float, avoid: Optional[_Session] = None) -> "tuple[_Session, int, int]":
+        """Takes a sequence number in the current session, unless that is
+        avoid (the cluster forgot it) or has no room: then in a new one,
+        opened by one thread while the others wait for it."""
+        while True:
             with self._lock:
-                if self._session == 0 or self._session == expired:
-                    self._session = resp.client_id
-                    self._next_seq = 1
-                    self._in_flight.clear()
-        with self._lock:
-            seq = self._next_seq
-            self._next_seq += 1
-            self._in_flight.add(seq)
-            # Every write below the lowest one still running has finished.
-            return self._session, seq, min(self._in_flight)
+                s = self._session
+                if s is not None and s is not avoid:
+                    seq = s.begin()
+                    if seq is not None:
+                        # Every write below the lowest one still running has finished.
+                        return s, seq, s.ack()
+                    avoid = s
+                opened = self._opening
+                if opened is None:
+                    self._opening = threading.Event()
+            if opened is not None:
+                if not opened.wait(timeout=max(0.0, deadline - time.monotonic())):
+                    raise errors.Unavailable(f"no session opened within {self.timeout:g}s", code="unavailable")
+                continue
+            try:
+                resp = self._retry(lambda stub, t: stub.open_session(kv_pb2.OpenSessionRequest(), timeout=t),
+                                   deadline, write=False)
+                with self._lock:
+                    if self._session is None or self._session is avoid:
+                        self._session = _Session(resp.client_id)
+            finally:
+                with self._lock:
+                    opening, self._opening = self._opening, None
+                opening.set()
 
-    def _end_write(self, seq: int) -> None:
+    def _end_write(self, session: _Session, seq: int) -> None:
         with self._lock:
-            self._in_flight.discard(seq)
+            session.in_flight.discard(seq)
 
     def _retry(self, call: Callable[[KVServiceClient, float], T], deadline: float, *, write: bool,
                attempt_timeout: Optional[float] = None) -> T:

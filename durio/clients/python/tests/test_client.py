@@ -3,6 +3,7 @@ error handling against scripted fake servers."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.server
 import json
 import subprocess
@@ -23,6 +24,7 @@ from durio_client import (
     Delete,
     LeaseNotFound,
     InvalidArgument,
+    MAX_PENDING,
     KVServiceClient,
     NotFound,
     OutcomeUnknown,
@@ -404,6 +406,43 @@ def test_expired_session_is_reopened(fake_server):
     srv = fake_server(answer)
     Client([srv.url], timeout=5).put("k", "v")
     assert sessions == [1, 2]
+
+
+def test_more_writes_at_once_than_a_session_keeps_open_another_session(fake_server):
+    # The server answers no Put until all of them have arrived, so every one
+    # is running at once; it refuses, as a replica does, a write past
+    # MAX_PENDING results at or above its ack.
+    n = MAX_PENDING + 44
+    lock = threading.Condition()
+    puts = []
+    sessions = []
+
+    def answer(path, headers, body):
+        with lock:
+            if path.endswith("/OpenSession"):
+                sessions.append(len(sessions) + 1)
+                resp = kv_pb2.OpenSessionResponse(client_id=sessions[-1], idle_timeout_seconds=60)
+                return 200, PROTOBUF, resp.SerializeToString()
+            w = kv_pb2.PutRequest.FromString(body).write
+            if w.sequence - w.ack >= MAX_PENDING:
+                return _twirp_error("failed_precondition", "too many unacknowledged writes", 412,
+                                    {"reason": "too_many_pending"})(path, headers, body)
+            puts.append((w.client_id, w.sequence))
+            lock.notify_all()
+            if not lock.wait_for(lambda: len(puts) >= n, timeout=30):
+                return 500, "text/plain", b"not every write arrived"
+        return 200, PROTOBUF, kv_pb2.PutResponse().SerializeToString()
+
+    srv = fake_server(answer)
+    kv = Client([srv.url], timeout=40)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=n) as pool:
+        for f in [pool.submit(kv.put, f"k{i}", "v") for i in range(n)]:
+            f.result()
+    assert len(puts) == n, "a write was refused or sent twice"
+    assert len(sessions) == 2
+    for sid in set(c for c, _ in puts):
+        seqs = sorted(q for c, q in puts if c == sid)
+        assert seqs == list(range(1, len(seqs) + 1)), f"session {sid} numbers its writes 1, 2, ..."
 
 
 def test_bad_arguments():

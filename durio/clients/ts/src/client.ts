@@ -206,6 +206,40 @@ function maybeApplied(e: unknown): boolean {
 }
 
 /**
+ * MAX_PENDING is the most writes of one session at or above its ack (running,
+ * or finished after one still running) that a replica keeps results for; it
+ * refuses more (`too_many_pending`). The client opens another session
+ * instead, as the Go client does.
+ */
+export const MAX_PENDING = 256;
+
+/** Session is one exactly-once session: its id, last sequence number and running writes. */
+class Session {
+  lastSeq = 0n;
+  readonly open = new Set<bigint>();
+  constructor(readonly id: string) {}
+
+  /** ack is the lowest sequence number still running (every one below it has finished), or the next one. */
+  ack(): bigint {
+    let ack = this.lastSeq + 1n;
+    for (const s of this.open) if (s < ack) ack = s;
+    return ack;
+  }
+
+  /** hasRoom reports whether the replicas keep the result of one more write. */
+  hasRoom(): boolean {
+    return this.lastSeq + 1n - this.ack() < BigInt(MAX_PENDING);
+  }
+
+  /** begin takes the next sequence number, or undefined if the session has no room. */
+  begin(): bigint | undefined {
+    if (!this.hasRoom()) return undefined;
+    this.open.add(++this.lastSeq);
+    return this.lastSeq;
+  }
+}
+
+/**
  * DurioClient talks to a durio cluster through any of its replicas' client
  * URLs. A call goes to the endpoint that last worked; on a connection error,
  * `unavailable` or `deadline_exceeded` it moves to the leader a replica names
@@ -234,11 +268,9 @@ export class DurioClient {
   private readonly timeoutMs: number;
   private readonly backoffMs: number;
   private cur = 0;
-  private lastSeq = 0n;
-  private readonly open = new Set<bigint>();
-  /** The session's client id once opened ("" before the first write). */
-  private session = "";
-  private opening: Promise<string> | undefined;
+  /** The session new writes take their sequence numbers in (none before the first write). */
+  private current: Session | undefined;
+  private opening: Promise<Session> | undefined;
 
   constructor(endpoints: string | readonly string[], opts: ClientOptions = {}) {
     const list = (typeof endpoints === "string" ? endpoints.split(",") : [...endpoints]).map((e) => e.trim()).filter(Boolean);
@@ -563,21 +595,22 @@ export class DurioClient {
     return this.kv[endpoint].status({}, { abort: signal }).response;
   }
 
-  /** clientId is the id of the client's exactly-once session ("" until its first write opens one). */
+  /** clientId is the id of the session new writes go in ("" until the first write opens one). */
   get clientId(): string {
-    return this.session;
+    return this.current?.id ?? "";
   }
 
-  /** openSession opens a session (once, however many writes wait for it); expired is the id the cluster forgot. */
-  private sessionId(expired = ""): Promise<string> {
-    if (this.session !== "" && this.session !== expired) return Promise.resolve(this.session);
+  /**
+   * session returns the session for a new write: the current one unless it
+   * is `avoid` (the cluster forgot it, or it has no room) or has no room,
+   * else a new one, opened once however many writes wait for it. A session
+   * that is replaced keeps its open writes.
+   */
+  private session(avoid?: Session): Promise<Session> {
+    const cur = this.current;
+    if (cur !== undefined && cur !== avoid && cur.hasRoom()) return Promise.resolve(cur);
     this.opening ??= this.call((kv, o) => kv.openSession({}, o).response)
-      .then((r) => {
-        this.session = r.clientId;
-        this.lastSeq = 0n;
-        this.open.clear();
-        return r.clientId;
-      })
+      .then((r) => (this.current = new Session(r.clientId)))
       .finally(() => {
         this.opening = undefined;
       });
@@ -587,24 +620,26 @@ export class DurioClient {
   /** write runs a write with the caller's header, or one of the client's session it then closes. */
   private async write<T>(given: PartialMessage<WriteHeader> | undefined, run: (w: PartialMessage<WriteHeader>, track: Attempts) => Promise<T>): Promise<T> {
     if (given && given.clientId && given.clientId !== "0") return run(given, { maybeApplied: false });
-    let expired = "";
-    for (let lost = 0; ; lost++) {
-      const session = await this.sessionId(expired);
-      const seq = ++this.lastSeq;
-      this.open.add(seq);
-      let ack = seq;
-      for (const s of this.open) if (s < ack) ack = s;
+    let avoid: Session | undefined;
+    for (let lost = 0; ; ) {
+      const s = await this.session(avoid);
+      const seq = s.begin();
+      if (seq === undefined) {
+        avoid = s; // other writes took its last room while this one waited
+        continue;
+      }
       const attempts: Attempts = { maybeApplied: false };
       try {
-        return await run({ clientId: session, sequence: seq.toString(), ack: ack.toString() }, attempts);
+        return await run({ clientId: s.id, sequence: seq.toString(), ack: s.ack().toString() }, attempts);
       } catch (e) {
         if (!isNoSession(e) || lost >= 2) throw e;
+        lost++;
         if (attempts.maybeApplied) {
           throw new RpcError("durio: the write's session expired while its outcome was unknown; it was applied at most once", "deadline_exceeded");
         }
-        expired = session; // never applied under the old session: renumber it in a new one
+        avoid = s; // never applied under the old session: renumber it in a new one
       } finally {
-        this.open.delete(seq);
+        s.open.delete(seq);
       }
     }
   }

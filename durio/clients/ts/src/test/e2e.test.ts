@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createServer, type AddressInfo } from "node:net";
 import { createServer as createHttpServer } from "node:http";
-import { RpcError, connect, ReadConsistency, Role, ConditionFailed, EventType, ifAbsent, ifModRevision, ifValue, ifVersion } from "../index";
+import { MAX_PENDING, RpcError, connect, ReadConsistency, Role, ConditionFailed, EventType, ifAbsent, ifModRevision, ifValue, ifVersion } from "../index";
 
 const repoRoot = resolve(__dirname, "../../../../..");
 let dir = "";
@@ -329,6 +329,68 @@ test("writes carry a client id, increasing sequences and the lowest open sequenc
   } finally {
     srv.close();
   }
+});
+
+test(`more writes at once than a session keeps (${MAX_PENDING}): each session stays within its window, more sessions are opened`, async () => {
+  // The server answers no write until all of them have arrived, so every
+  // one is running at once; it refuses, as a replica does, a write past
+  // MAX_PENDING results at or above its ack.
+  const n = 2 * MAX_PENDING + 100;
+  const writes: { clientId: string; seq: number; ack: number }[] = [];
+  const held: (() => void)[] = [];
+  let sessions = 0;
+  let refused = 0;
+  const srv = createHttpServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => { body += c; });
+    req.on("end", () => {
+      res.setHeader("Content-Type", "application/json");
+      if (req.url?.endsWith("/OpenSession")) {
+        sessions++;
+        res.end(JSON.stringify({ client_id: String(sessions) }));
+        return;
+      }
+      const w = JSON.parse(body).write;
+      const seq = Number(w.sequence), ack = Number(w.ack);
+      writes.push({ clientId: w.clientId, seq, ack });
+      if (seq - ack >= MAX_PENDING) {
+        refused++;
+        res.statusCode = 412;
+        res.end(JSON.stringify({ code: "failed_precondition", msg: "too many unacknowledged writes", meta: { reason: "too_many_pending" } }));
+        return;
+      }
+      held.push(() => res.end("{}"));
+      if (held.length === n) for (const answer of held) answer();
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  try {
+    const kv = connect(`http://127.0.0.1:${(srv.address() as AddressInfo).port}`, { json: true, timeoutMs: 20000 });
+    await Promise.all(Array.from({ length: n }, (_, i) => kv.put({ key: `k${i}`, value: "v" })));
+    assert.equal(refused, 0, "a write was refused for too many pending");
+    assert.equal(writes.length, n, "every write was sent once");
+    assert.equal(sessions, Math.ceil(n / MAX_PENDING));
+    for (const id of new Set(writes.map((w) => w.clientId))) {
+      const seqs = writes.filter((w) => w.clientId === id).map((w) => w.seq).sort((a, b) => a - b);
+      assert.deepEqual(seqs, Array.from({ length: seqs.length }, (_, i) => i + 1), `session ${id} numbers its writes 1, 2, ...`);
+    }
+  } finally {
+    srv.closeAllConnections();
+    srv.close();
+  }
+});
+
+test(`${4 * MAX_PENDING} puts at once from one client all apply, each once`, async () => {
+  const kv = connect(clientUrls, { timeoutMs: 30000 });
+  const n = 4 * MAX_PENDING;
+  await Promise.all(Array.from({ length: n }, (_, i) => kv.put({ key: `bulk/${i}`, value: String(i) })));
+  await Promise.all(Array.from({ length: n }, (_, i) => kv.append({ key: `bulk/${i}`, value: "+" })));
+  let seen = 0;
+  for (const r of (await kv.list({ prefix: "bulk/", limit: n })).kvs) {
+    assert.equal(r.value, `${r.key.slice("bulk/".length)}+`, `${r.key} holds its put and one append`);
+    seen++;
+  }
+  assert.equal(seen, n);
 });
 
 test("compare-and-swap: create once, one of two racing edits wins, the loser sees the winner", async () => {
