@@ -435,6 +435,72 @@ func TestMembershipRefusesReplicaBelowApplyLevel(t *testing.T) {
 	}
 }
 
+// termMembers is fakeMembers leading term: an addition bound to another
+// term is refused as raft refuses it (ErrNotLeader, wrapped).
+type termMembers struct {
+	*fakeMembers
+	term atomic.Uint64
+}
+
+func (f *termMembers) AddLearnerInTerm(ctx context.Context, m raft.Member, term uint64) error {
+	if now := f.term.Load(); term != now {
+		f.mu.Lock()
+		f.calls = append(f.calls, fmt.Sprintf("refused@%d", term))
+		f.mu.Unlock()
+		return fmt.Errorf("%w: the change is for term %d, and this node leads term %d", raft.ErrNotLeader, term, now)
+	}
+	return f.fakeMembers.AddLearnerInTerm(ctx, m, term)
+}
+
+// A MemberAdd whose addition the leader refuses because it lost and won
+// back leadership after admit checked the replica's level (the term does
+// not match) is not a failure the caller sees: on the client listener the
+// service checks again in the new term and adds the replica; on the peer
+// listener (a call another replica forwarded) it answers unavailable with
+// the leader's id, which the forwarding replica and --join retry.
+func TestMembershipRetriesAdditionRefusedForTerm(t *testing.T) {
+	fake := &termMembers{fakeMembers: &fakeMembers{members: threeVoters()}}
+	fake.term.Store(7)
+	s, url := newTestMembers(t, fake.fakeMembers)
+	s.node = fake
+	var checks atomic.Int32
+	var lose atomic.Bool // the next check is followed by a lost and won back leadership
+	s.admit = func(_ context.Context, _ uint32, add func(uint64) error) error {
+		checks.Add(1)
+		term := fake.term.Load()
+		if lose.CompareAndSwap(true, false) {
+			fake.term.Add(1)
+		}
+		return add(term)
+	}
+	lose.Store(true)
+	ms := kvv1.NewMembershipServiceJSONClient(url, http.DefaultClient)
+	ctx := context.Background()
+
+	resp, err := ms.MemberAdd(ctx, &kvv1.MemberAddRequest{Id: 7, PeerUrl: "http://127.0.0.1:7007"})
+	if err != nil {
+		t.Fatalf("add refused once for its term: %v, want it checked again and made", err)
+	}
+	if n := len(resp.GetMembers()); n != 4 {
+		t.Fatalf("%d members after the add, want 4", n)
+	}
+	if got := fake.changes(); !slices.Equal(got, []string{"refused@7", "add@8"}) || checks.Load() != 2 {
+		t.Fatalf("changes %v after %d checks, want refused@7 then add@8 after a second check", got, checks.Load())
+	}
+
+	s.forward = false // the peer listener
+	lose.Store(true)
+	_, err = ms.MemberAdd(ctx, &kvv1.MemberAddRequest{Id: 8, PeerUrl: "http://127.0.0.1:7008"})
+	wantTwirp(t, "peer listener, refused for its term", err, twirp.Unavailable, "")
+	var terr twirp.Error
+	if errors.As(err, &terr) && terr.Meta(kvwire.MetaLeaderID) != "0" {
+		t.Fatalf("unavailable without the leader's id: %v", err)
+	}
+	if fake.Membership().Contains(8) {
+		t.Fatal("a refused addition was made")
+	}
+}
+
 // The membership metrics: voters and learners everywhere, each other
 // member's lag and activity on the leader.
 func TestMembersMetrics(t *testing.T) {

@@ -71,8 +71,8 @@ func (cn *coreNet) commits(l int, data string) bool {
 // TestCoreMemberAddInTerm: a change bound to a term (AddLearnerInTerm) is
 // made only by the leader of that term. A leader that lost leadership and
 // won it back leads a later term and refuses a change checked in the
-// earlier one, appending nothing; the same change unbound, or bound to the
-// term it leads, is made.
+// earlier one (or for a later term), appending nothing, as does a follower;
+// the same change bound to the term it leads is made.
 func TestCoreMemberAddInTerm(t *testing.T) {
 	cn := newMemberNet(t, 4, []int{0, 1, 2})
 	cn.campaign(0)
