@@ -575,8 +575,11 @@ export class DurioClient {
     let lastOk = Date.now();
     while (!signal.aborted) {
       await new Promise<void>((r) => {
-        const t = setTimeout(r, Math.max(ttlMs / 3, 100));
-        signal.addEventListener("abort", () => { clearTimeout(t); r(); }, { once: true });
+        // The listener goes with the pause: one per pause would pile up on
+        // the signal for as long as the lease is kept.
+        const done = () => { clearTimeout(t); signal.removeEventListener("abort", done); r(); };
+        const t = setTimeout(done, Math.max(ttlMs / 3, 100));
+        signal.addEventListener("abort", done, { once: true });
       });
       if (signal.aborted) return;
       try {
