@@ -30,11 +30,14 @@ import (
 //     folder: an empty store is fine (the cluster id is recorded in the
 //     folder); a store holding raft state must carry the same cluster id
 //     (a restart of a replica that joined), otherwise it belongs to another
-//     cluster and the replica refuses to start (ErrForeignDataDir).
+//     cluster and the replica refuses to start (ErrForeignDataDir). A
+//     restart asks for at most joinRestartAsk: its vote may be what the
+//     cluster needs to elect the leader that would answer.
 //  2. It starts with an empty configuration: it does not campaign, and
 //     waits for the leader to send it the log or a snapshot.
-//  3. Unless it is a member already, it asks to be added as a learner
-//     (MemberAdd) at its --peer-url and --client-url.
+//  3. Unless it is a member already, or was one (its store holds raft
+//     state: a removed replica stays out), it asks to be added as a
+//     learner (MemberAdd) at its --peer-url and --client-url.
 //  4. The joiner, not the leader, asks to be promoted: it calls
 //     MemberPromote for itself (through its own client service, which
 //     forwards to the leader) every joinRetry until the leader accepts,
@@ -54,6 +57,12 @@ var ErrForeignDataDir = errors.New("durio: the data folder holds another cluster
 // joinTimeout bounds how long a joining replica waits for the cluster to
 // answer before it gives up (and exits, to be restarted).
 const joinTimeout = time.Minute
+
+// joinRestartAsk bounds how long a replica restarted with --join and the
+// data folder it joined with waits for the cluster's member list before it
+// starts on its own state. Longer than a replica's default request timeout,
+// so that a cluster that has a leader answers.
+const joinRestartAsk = 10 * time.Second
 
 // joinRetry is the pause between attempts to join and to be promoted.
 const joinRetry = 300 * time.Millisecond
@@ -244,11 +253,36 @@ func prepareJoin(ctx context.Context, cfg Config, store persist.Store, hc *http.
 	for _, u := range cfg.Join {
 		plan.clients = append(plan.clients, kvv1.NewMembershipServiceProtobufClient(strings.TrimRight(u, "/"), hc))
 	}
+	local, checked, err := readClusterID(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("durio: join: %w", err)
+	}
+	empty, err := storeEmpty(ctx, store)
+	if err != nil {
+		return nil, fmt.Errorf("durio: join: reading the store: %w", err)
+	}
+	// A store holding raft state was sent to this replica by a leader that
+	// had added it: a member, or one since removed, but never one to add
+	// again (ids are not reused; a removed replica restarted must stay out).
+	restart := !empty && local != ""
+	askCtx := ctx
+	if restart {
+		// The cluster may be unable to answer because it is restarting
+		// too and needs this replica's vote: do not wait for it long.
+		var cancel context.CancelFunc
+		askCtx, cancel = context.WithTimeout(ctx, joinRestartAsk)
+		defer cancel()
+	}
 	var list *kvv1.MemberListResponse
-	err := plan.each(ctx, logger, "asking the cluster for its members", func(ctx context.Context, ms kvv1.MembershipService) (err error) {
+	err = plan.each(askCtx, logger, "asking the cluster for its members", func(ctx context.Context, ms kvv1.MembershipService) (err error) {
 		list, err = ms.MemberList(ctx, &kvv1.MemberListRequest{})
 		return err
 	})
+	if err != nil && restart && askCtx.Err() != nil && ctx.Err() == nil {
+		logger.Warn("join: the cluster did not answer; restarting on the data folder's state", "cluster_id", local, "err", err)
+		plan.clusterID, plan.clusterChecked, plan.member = local, checked, true
+		return plan, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("durio: join %s: %w", strings.Join(cfg.Join, ","), err)
 	}
@@ -270,15 +304,7 @@ func prepareJoin(ctx context.Context, cfg Config, store persist.Store, hc *http.
 		}
 		plan.member = true
 	}
-	local, checked, err := readClusterID(cfg.DataDir)
-	if err != nil {
-		return nil, fmt.Errorf("durio: join: %w", err)
-	}
 	plan.clusterChecked = checked
-	empty, err := storeEmpty(ctx, store)
-	if err != nil {
-		return nil, fmt.Errorf("durio: join: reading the store: %w", err)
-	}
 	switch {
 	case !empty && local != plan.clusterID:
 		seen := "no cluster id"
@@ -287,7 +313,9 @@ func prepareJoin(ctx context.Context, cfg Config, store persist.Store, hc *http.
 		}
 		return nil, fmt.Errorf("%w: refusing to join cluster %s with data folder %s, which holds raft state of another cluster (%s): "+
 			"move the folder aside or start with an empty --data-dir", ErrForeignDataDir, plan.clusterID, cfg.DataDir, seen)
-	case empty && (local != plan.clusterID || !checked):
+	case !empty:
+		plan.member = true // restarted: listed or removed, it is not added again
+	case local != plan.clusterID || !checked:
 		if err := writeClusterID(cfg.DataDir, plan.clusterID); err != nil {
 			return nil, fmt.Errorf("durio: join: %w", err)
 		}
