@@ -93,6 +93,13 @@ func ExitCode(err error) int {
 			return ExitTimeout
 		}
 		return ExitFailure
+	case errors.Is(err, client.ErrUnknownOutcome):
+		return ExitTimeout
+	case errors.Is(err, client.ErrUnavailable):
+		// The client's verdict: no replica took the request before the
+		// deadline (every one refused the connection, or had no leader),
+		// so a write was not applied.
+		return ExitUnavailable
 	case errors.Is(err, context.DeadlineExceeded):
 		return ExitTimeout
 	case isTwirp, errors.Is(err, syscall.ECONNREFUSED):

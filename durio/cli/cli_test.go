@@ -39,6 +39,10 @@ func TestExitCode(t *testing.T) {
 		{"our deadline after a 503", fmt.Errorf("%w (last error: %w)", context.DeadlineExceeded, twirp.NewError(twirp.Unavailable, "no leader")), ExitUnavailable},
 		{"our deadline, no answer", fmt.Errorf("%w (last error: %w)", context.DeadlineExceeded, transport(context.DeadlineExceeded)), ExitTimeout},
 		{"connection refused", transport(syscall.ECONNREFUSED), ExitUnavailable},
+		{"our deadline, every replica refused", fmt.Errorf("%w: %w (last error: %w)", client.ErrUnavailable, context.DeadlineExceeded,
+			fmt.Errorf("%w: %w", kvclient.ErrUnreachable, transport(syscall.ECONNREFUSED))), ExitUnavailable},
+		{"our deadline, a write maybe applied", fmt.Errorf("%w: %w (last error: %w)", client.ErrUnknownOutcome, context.DeadlineExceeded,
+			transport(context.DeadlineExceeded)), ExitTimeout},
 		{"untrusted certificate", transport(x509.UnknownAuthorityError{}), ExitFailure},
 		{"other", errors.New("disk full"), ExitFailure},
 	}
