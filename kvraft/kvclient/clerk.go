@@ -547,10 +547,11 @@ func (c *Clerk) doWithinBy(ctx context.Context, by time.Time, write bool, first 
 			return maybeApplied || err == nil, err
 		}
 		n = max(len(c.servers.IDs()), 1)
-		if lastErr == nil || ctx.Err() == nil {
-			// An attempt cut off by the caller's deadline says less than
-			// an earlier answer from a replica (a 503 from a replica
-			// without quorum): keep that one for the caller.
+		if lastErr == nil || ctx.Err() == nil && (!errors.Is(err, ErrUnreachable) || errors.Is(lastErr, ErrUnreachable)) {
+			// An attempt cut off by the caller's deadline, or one to a
+			// replica that is down (request not sent), says less than an
+			// earlier answer from a replica (a 503 from a replica without
+			// quorum): keep that one for the caller.
 			lastErr = err
 		}
 		maybeApplied = maybeApplied || MaybeApplied(err)

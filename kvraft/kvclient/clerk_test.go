@@ -702,3 +702,26 @@ func TestClerkStaleHintsDoNotTrapIt(t *testing.T) {
 		})
 	}
 }
+
+// A request that fails everywhere ends with the answer of the replica that
+// answered (its 503: no leader), not with the refused connection of a
+// replica that is down and happened to be tried last.
+func TestClerkKeepsAnAnswerOverAnUnsentRequest(t *testing.T) {
+	noLeader := &fakeReplica{err: &WrongLeaderError{Leader: NoLeader}}
+	down := &fakeReplica{err: ErrUnreachable}
+	cfg := DefaultClerkConfig()
+	cfg.MinBackoff, cfg.MaxBackoff = time.Millisecond, 2*time.Millisecond
+	for _, servers := range [][]Service{{noLeader, down}, {down, noLeader}} {
+		ck, err := NewClerk(servers, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		_, err = ck.Get(ctx, "k")
+		cancel()
+		var wl *WrongLeaderError
+		if !errors.Is(err, ErrNoLeader) || !errors.As(err, &wl) || errors.Is(err, ErrUnreachable) {
+			t.Fatalf("Get = %v, want ErrNoLeader with the replica's answer, not the unsent request", err)
+		}
+	}
+}
