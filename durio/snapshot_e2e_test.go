@@ -177,6 +177,15 @@ func TestSnapshotRestoreRefusesDamagedFiles(t *testing.T) {
 	}
 	runCLI(t, nil, "", "snapshot", "inspect", file).expect(t, 0, "inspect good")
 	runCLI(t, nil, "", "snapshot", "restore", file).expect(t, 2, "restore without --data-dir")
+	// A store that keeps nothing once the command ends is refused, not
+	// "restored".
+	for _, p := range []string{"noop", "memory"} {
+		r := runCLI(t, nil, "", "snapshot", "restore", file, "--data-dir", filepath.Join(dir, p+"-data"), "--persister", p)
+		r.expect(t, 2, "restore with --persister", p)
+		if !strings.Contains(r.stderr, "keeps nothing") {
+			t.Errorf("--persister %s: stderr %q", p, r.stderr)
+		}
+	}
 }
 
 func firstKey(m map[string]string) string {

@@ -9,6 +9,7 @@ import (
 	"github.com/ruaft/ruaft/durio"
 	"github.com/ruaft/ruaft/durio/backup"
 	"github.com/ruaft/ruaft/kvraft"
+	"github.com/ruaft/ruaft/persist"
 	"github.com/spf13/cobra"
 )
 
@@ -123,8 +124,9 @@ holds raft state.`,
 			if cfg.DataDir == "" {
 				return fmt.Errorf("%w: --data-dir is required", durio.ErrUsage)
 			}
-			if cfg.Persister == "noop" {
-				return fmt.Errorf("%w: --persister noop keeps nothing to restore into", durio.ErrUsage)
+			if d, ok := persist.LookupDriver(cfg.Persister); ok && !d.NeedsDataDir {
+				// noop, memory: the store ends with this command.
+				return fmt.Errorf("%w: --persister %s keeps nothing to restore into", durio.ErrUsage, cfg.Persister)
 			}
 			hdr, data, keys, err := backup.ReadFile(args[0], maxRestoreBytes)
 			if err != nil {
