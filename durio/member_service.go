@@ -63,7 +63,14 @@ type memberService struct {
 	// adds it with add, as one step against raising the cluster's level
 	// (kvraft.Server.AdmitMember); nil in tests that do not need it.
 	admit func(ctx context.Context, level uint32, add func(term uint64) error) error
+	// whoIs asks the replica listening at a peer URL for its id (ok false
+	// when nothing answers: a replica not started yet); nil in tests that
+	// do not need it.
+	whoIs func(ctx context.Context, peerURL string) (id int, ok bool)
 }
+
+// whoIsTimeout bounds MemberAdd's question to the new member's peer URL.
+const whoIsTimeout = 2 * time.Second
 
 var _ kvv1.MembershipService = (*memberService)(nil)
 
@@ -91,6 +98,15 @@ func (s *memberService) MemberAdd(ctx context.Context, req *kvv1.MemberAddReques
 	}
 	var resp *kvv1.MemberAddResponse
 	err := s.run(ctx, func(ctx context.Context) error {
+		if s.whoIs != nil {
+			// Another member under another spelling of its address
+			// (localhost for 127.0.0.1, a host name for its IP) would
+			// answer, and vote, for the new id as well as its own.
+			if id, ok := s.whoIs(ctx, req.GetPeerUrl()); ok && id != int(req.GetId()) {
+				return twirp.NewErrorf(twirp.AlreadyExists, "peer URL %s is replica %d's (it answers as replica %d), not replica %d's",
+					req.GetPeerUrl(), id, id, req.GetId()).WithMeta(kvwire.MetaReason, ReasonPeerURLInUse)
+			}
+		}
 		// add adds the learner; with term (not 0), only as the leader
 		// of that term, the one admit checked the replica's level in.
 		add := func(term uint64) error {

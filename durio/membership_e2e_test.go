@@ -426,3 +426,38 @@ func TestE2EMembershipReplaceReplica(t *testing.T) {
 		}
 	}
 }
+
+// A member added at another spelling of an existing member's peer URL
+// (localhost for 127.0.0.1) is refused: that replica would answer, and
+// vote, for the new id as well as its own, so one machine would hold two
+// of four votes and its loss would stop the cluster. A URL where nothing
+// answers yet (a replica to be started) is still accepted.
+func TestE2EMemberAddRefusesAnotherMembersPeerURL(t *testing.T) {
+	c := startCluster(t, 3, "noop")
+	cl, err := client.New(c.clients, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alias := strings.Replace(c.peers[1], "127.0.0.1", "localhost", 1)
+	var lastErr error
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		_, lastErr = cl.MemberAdd(ctx, 9, alias, "")
+		cancel()
+		if lastErr == nil || strings.Contains(lastErr.Error(), "already_exists") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // no leader yet, or another change in flight
+	}
+	if lastErr == nil || !strings.Contains(lastErr.Error(), "answers as replica 1") {
+		t.Fatalf("MemberAdd(9, %s) = %v, want refused: that is replica 1", alias, lastErr)
+	}
+	c.waitMembers(10*time.Second, []int{0}, []int{0, 1, 2}, nil)
+	free := "http://127.0.0.1:" + strconv.Itoa(freeport.Ports(t, 1)[0])
+	c.memberChange(0, func(ctx context.Context, cl *client.Client) error {
+		_, err := cl.MemberAdd(ctx, 9, free, "")
+		return err
+	})
+	c.waitMembers(10*time.Second, []int{0}, []int{0, 1, 2}, []int{9})
+}

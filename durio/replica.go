@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -238,7 +239,16 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	r.dir.update(node.Membership())
 	r.checkBootstrap()
 	members := &memberService{node: r.node, dir: r.dir, leader: r.leader, self: cfg.ID, timeout: cfg.RequestTimeout,
-		clusterID: r.clusterID, peerTLS: cfg.PeerTLS(), admit: r.kv.AdmitMember}
+		clusterID: r.clusterID, peerTLS: cfg.PeerTLS(), admit: r.kv.AdmitMember,
+		whoIs: func(ctx context.Context, peerURL string) (int, bool) {
+			ctx, cancel := context.WithTimeout(ctx, whoIsTimeout)
+			defer cancel()
+			st, err := kvv1.NewKVServiceProtobufClient(strings.TrimRight(peerURL, "/"), peerHTTP).Status(ctx, &kvv1.StatusRequest{})
+			if err != nil {
+				return 0, false
+			}
+			return int(st.GetReplicaId()), true
+		}}
 	peerMembers := kvv1.NewMembershipServiceServer(members)
 	peerMux.Handle("POST "+peerMembers.PathPrefix(), peerMembers)
 	clientMembers := *members
