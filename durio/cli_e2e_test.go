@@ -307,6 +307,33 @@ func TestCLITLSCertificates(t *testing.T) {
 	runCLI(t, nil, "", "get", "k", "--endpoints", srv.URL, "--cacert", notPEM).expect(t, 2, "get --cacert not-PEM")
 }
 
+// An https:// endpoint that serves plain HTTP fails at once (exit 1, one
+// connection, a hint to use http://) instead of being retried until
+// --timeout: retrying cannot fix it.
+func TestCLIHTTPSEndpointServingPlainHTTP(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNotFound)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	ep := strings.Replace(srv.URL, "http://", "https://", 1)
+	start := time.Now()
+	r := runCLI(t, nil, "", "get", "k", "--endpoints", ep+","+ep, "--timeout", "30s")
+	r.expect(t, 1, "get from an https:// endpoint serving plain HTTP")
+	if !strings.Contains(r.stderr, "http://") || time.Since(start) > 20*time.Second {
+		t.Fatalf("after %v, stderr %q should say to use http://", time.Since(start), r.stderr)
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections; want 1 (no retries)", n)
+	}
+}
+
 func TestCLIVersionAndCompletion(t *testing.T) {
 	r := runCLI(t, nil, "", "version")
 	r.expect(t, 0, "version")

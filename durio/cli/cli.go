@@ -391,6 +391,9 @@ func (f *clientFlags) explain(err error) error {
 	if err == nil || errors.Is(err, client.ErrNotFound) {
 		return err
 	}
+	if errors.Is(err, http.ErrSchemeMismatch) {
+		return fmt.Errorf("TLS: %w (the endpoint serves plain HTTP: give it as http://)", err)
+	}
 	if kvwire.TLSRejected(err) {
 		return fmt.Errorf("TLS: %w (use --cacert with the CA that signed the replicas' certificates)", err)
 	}

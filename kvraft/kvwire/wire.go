@@ -18,6 +18,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"syscall"
@@ -302,8 +303,10 @@ func TLSRejected(err error) bool {
 		invalid   x509.CertificateInvalidError
 		record    tls.RecordHeaderError
 	)
+	// net/http turns the RecordHeaderError of an https request answered
+	// in plain HTTP into ErrSchemeMismatch.
 	return errors.As(err, &verify) || errors.As(err, &unknownCA) || errors.As(err, &hostname) ||
-		errors.As(err, &invalid) || errors.As(err, &record)
+		errors.As(err, &invalid) || errors.As(err, &record) || errors.Is(err, http.ErrSchemeMismatch)
 }
 
 // ErrorFromTwirp maps what a KVService client returned to a kvclient
