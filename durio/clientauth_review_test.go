@@ -493,7 +493,7 @@ func TestReviewSoundJoinDoesNotFollowRedirects(t *testing.T) {
 	cfg.clientTokens = reviewTokens(t, "admin "+testAdminToken+"\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := prepareJoin(ctx, cfg, nil, hc, discardLogger()); err == nil {
+	if _, err := prepareJoin(ctx, cfg, persist.NewMemory(), hc, discardLogger()); err == nil {
 		t.Fatal("a join through a redirect succeeded")
 	}
 	mu.Lock()
