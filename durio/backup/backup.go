@@ -35,8 +35,12 @@ import (
 // JSON header line, then the key-value state as kvraft encodes it:
 //
 //	durio-snapshot 1\n
-//	{"index":…,"term":…,"bytes":…,"sha256":"…","created":"…","replica":…}\n
+//	{"index":…,"term":…,"bytes":…,"sha256":"…","created":"…","replica":…,"header_sha256":"…"}\n
 //	<bytes of state>
+//
+// sha256 covers the state; header_sha256 covers the header's other fields
+// (files written before it existed have none, and are read without that
+// check).
 const magic = "durio-snapshot 1\n"
 
 // maxHeaderBytes bounds the header line a reader accepts.
@@ -58,6 +62,21 @@ type Header struct {
 	// Created is when the replica took it (RFC 3339, UTC); Replica is its id.
 	Created string `json:"created"`
 	Replica int    `json:"replica"`
+	// HeaderSHA256 is the hex SHA-256 of the header's JSON with this field
+	// empty (see headerSum): a damaged index or term, which the state's
+	// checksum does not cover, would restore a replica that skips or
+	// repeats log entries. Prefix sets it; a reader checks it when present.
+	HeaderSHA256 string `json:"header_sha256,omitempty"`
+}
+
+// headerSum returns the hex SHA-256 of hdr's JSON without its own
+// checksum. Go marshals a struct's fields in their order, so the writer's
+// and the reader's JSON of the same values are the same bytes.
+func headerSum(hdr Header) string {
+	hdr.HeaderSHA256 = ""
+	b, _ := json.Marshal(hdr) // a struct of numbers and strings always marshals
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // NewHeader describes data, the key-value state at index and term, taken
@@ -69,8 +88,9 @@ func NewHeader(index, term uint64, replica int, data []byte) Header {
 }
 
 // Prefix is what precedes the state in a snapshot file: the magic line and
-// hdr's JSON line.
+// hdr's JSON line, with its header checksum.
 func Prefix(hdr Header) []byte {
+	hdr.HeaderSHA256 = headerSum(hdr)
 	head, _ := json.Marshal(hdr) // a struct of numbers and strings always marshals
 	return append(append([]byte(magic), head...), '\n')
 }
@@ -90,6 +110,10 @@ func readHeader(br *bufio.Reader) (Header, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&hdr); err != nil {
 		return hdr, fmt.Errorf("%w: header: %v", ErrBadSnapshot, err)
+	}
+	if hdr.HeaderSHA256 != "" && headerSum(hdr) != hdr.HeaderSHA256 {
+		return hdr, fmt.Errorf("%w: header checksum mismatch: the header was damaged (index %d, term %d as read)",
+			ErrBadSnapshot, hdr.Index, hdr.Term)
 	}
 	if hdr.Index == 0 || hdr.Bytes < 0 || len(hdr.SHA256) != 2*sha256.Size {
 		return hdr, fmt.Errorf("%w: header: index, bytes or sha256 missing", ErrBadSnapshot)

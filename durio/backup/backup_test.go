@@ -3,7 +3,9 @@ package backup_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -118,18 +121,40 @@ func TestReadFileRefusesDamage(t *testing.T) {
 	wrongLen.Bytes++
 	undecodable := []byte("not a kvraft state")
 	lying := backup.NewHeader(hdr.Index, hdr.Term, 0, undecodable)
+	// A damaged header: the digits of the term and of the index changed,
+	// the header checksum kept (the state's checksum covers neither).
+	headerLine := good[len("durio-snapshot 1\n") : len(prefix)-1]
+	var fields map[string]any
+	if err := json.Unmarshal(headerLine, &fields); err != nil || fields["header_sha256"] == nil {
+		t.Fatalf("the header %s has no header_sha256 (%v)", headerLine, err)
+	}
+	damaged := func(field string, v uint64) []byte {
+		f := maps.Clone(fields)
+		f[field] = v
+		line, err := json.Marshal(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(append(append([]byte("durio-snapshot 1\n"), line...), '\n'), state...)
+	}
+	badSum := maps.Clone(fields)
+	badSum["header_sha256"] = strings.Repeat("0", 64)
+	badSumLine, _ := json.Marshal(badSum)
 	for name, b := range map[string][]byte{
-		"empty":          nil,
-		"no magic":       append([]byte("durio-snapshot 2\n"), good[len("durio-snapshot 1\n"):]...),
-		"no header line": []byte("durio-snapshot 1\n"),
-		"long header":    append([]byte("durio-snapshot 1\n"), bytes.Repeat([]byte(" "), 5<<10)...),
-		"unknown field":  append([]byte("durio-snapshot 1\n{\"index\":1,\"extra\":1}\n"), state...),
-		"no index":       append([]byte("durio-snapshot 1\n{\"bytes\":0,\"sha256\":\"\"}\n"), state...),
-		"truncated":      good[:len(good)-1],
-		"extra bytes":    append(bytes.Clone(good), 0),
-		"flipped byte":   flipped,
-		"wrong length":   append(backup.Prefix(wrongLen), append(bytes.Clone(state), 0)...),
-		"undecodable":    append(backup.Prefix(lying), undecodable...),
+		"empty":                   nil,
+		"no magic":                append([]byte("durio-snapshot 2\n"), good[len("durio-snapshot 1\n"):]...),
+		"no header line":          []byte("durio-snapshot 1\n"),
+		"long header":             append([]byte("durio-snapshot 1\n"), bytes.Repeat([]byte(" "), 5<<10)...),
+		"unknown field":           append([]byte("durio-snapshot 1\n{\"index\":1,\"extra\":1}\n"), state...),
+		"no index":                append([]byte("durio-snapshot 1\n{\"bytes\":0,\"sha256\":\"\"}\n"), state...),
+		"truncated":               good[:len(good)-1],
+		"extra bytes":             append(bytes.Clone(good), 0),
+		"flipped byte":            flipped,
+		"wrong length":            append(backup.Prefix(wrongLen), append(bytes.Clone(state), 0)...),
+		"undecodable":             append(backup.Prefix(lying), undecodable...),
+		"damaged term":            damaged("term", hdr.Term^1),
+		"damaged index":           damaged("index", hdr.Index+8),
+		"damaged header checksum": append(append(append([]byte("durio-snapshot 1\n"), badSumLine...), '\n'), state...),
 	} {
 		p := filepath.Join(dir, "bad")
 		if err := os.WriteFile(p, b, 0o600); err != nil {
@@ -138,6 +163,19 @@ func TestReadFileRefusesDamage(t *testing.T) {
 		if _, _, _, err := backup.ReadFile(p, 1<<20); !errors.Is(err, backup.ErrBadSnapshot) {
 			t.Errorf("%s: %v, want ErrBadSnapshot", name, err)
 		}
+	}
+
+	// A file written before header checksums (no header_sha256) is read
+	// as it was, with the state's checksum only.
+	old := maps.Clone(fields)
+	delete(old, "header_sha256")
+	oldLine, _ := json.Marshal(old)
+	p := filepath.Join(dir, "old")
+	if err := os.WriteFile(p, append(append(append([]byte("durio-snapshot 1\n"), oldLine...), '\n'), state...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _, err := backup.ReadFile(p, 1<<20); err != nil || got.Index != hdr.Index || got.Term != hdr.Term {
+		t.Fatalf("a file without a header checksum: %+v, %v; want index %d term %d", got, err, hdr.Index, hdr.Term)
 	}
 }
 
