@@ -440,7 +440,8 @@ func (r *Replica) ReloadClientAuth() error {
 // --tls-key) and the peer certificate and key (--peer-cert, --peer-key)
 // again, for a renewed certificate: handshakes from then on present the
 // new ones; connections already open keep theirs. A pair that does not
-// load (unreadable, a key that does not match, an expired certificate)
+// load (unreadable, a key that does not match, an expired certificate, a
+// peer certificate the peers' CA did not sign)
 // keeps the one in force and is reported. The CA (--peer-ca) is read only
 // at start. It returns the files reloaded.
 func (r *Replica) ReloadTLS() (reloaded []string, err error) {

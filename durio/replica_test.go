@@ -220,6 +220,67 @@ func TestReplicaReloadsCertificates(t *testing.T) {
 	}
 }
 
+// A SIGHUP that finds a peer certificate from another CA in the peer files
+// (`durio certs` run in a new folder, say) keeps the one in force and says
+// why: every peer verifies against the CA read at start, so swapping it in
+// would cut the replica off from the cluster at its next connection while
+// the log said "certificate reloaded".
+func TestReplicaReloadRefusesPeerCertFromAnotherCA(t *testing.T) {
+	dir, other := t.TempDir(), t.TempDir()
+	for _, d := range []string{dir, other} {
+		if _, err := WriteCerts(CertsOptions{Dir: d, Hosts: []string{"127.0.0.1"}, Validity: 24 * time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	peerDir := t.TempDir()
+	cert, key := filepath.Join(peerDir, "peer.crt"), filepath.Join(peerDir, "peer.key")
+	install := func(from string) {
+		t.Helper()
+		for src, dst := range map[string]string{filepath.Join(from, "replica-0.crt"): cert, filepath.Join(from, "replica-0.key"): key} {
+			b, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dst, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	install(dir)
+	cfg := DefaultConfig()
+	cfg.Peers = []string{"https://127.0.0.1:0"}
+	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	cfg.PeerCert, cfg.PeerKey, cfg.PeerCA = cert, key, filepath.Join(dir, "ca.crt")
+	r, err := StartReplica(cfg, persist.NewNoop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	before := r.peerCert.Leaf().SerialNumber
+
+	install(other)
+	var logs strings.Builder
+	reload(r, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if !strings.Contains(logs.String(), "certificate was not reloaded") || strings.Contains(logs.String(), "SIGHUP: certificate reloaded") {
+		t.Fatalf("a peer certificate from another CA was not refused: %s", logs.String())
+	}
+	if got := r.peerCert.Leaf().SerialNumber; got.Cmp(before) != 0 {
+		t.Fatalf("the peer listener presents %v after the refused reload, want %v", got, before)
+	}
+	// A renewal from the cluster's own CA still loads.
+	if _, err := WriteCerts(CertsOptions{Dir: dir, Hosts: []string{"127.0.0.1"}, Validity: 24 * time.Hour, Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	install(dir)
+	if reloaded, err := r.ReloadTLS(); err != nil || len(reloaded) != 1 {
+		t.Fatalf("ReloadTLS of a renewal = %v, %v", reloaded, err)
+	}
+	if r.peerCert.Leaf().SerialNumber.Cmp(before) == 0 {
+		t.Fatal("the renewal was not loaded")
+	}
+}
+
 // A replica reports the apply level in force and the highest it supports,
 // in Status and /metrics; a one-replica cluster (every member of this
 // version) moves to kvraft.ApplyLevel on its own.

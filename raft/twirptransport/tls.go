@@ -46,6 +46,9 @@ func MutualTLSWith(kp *KeyPair, caFile string) (server, client *tls.Config, err 
 	if !pool.AppendCertsFromPEM(pemCA) {
 		return nil, nil, fmt.Errorf("%w: %s holds no PEM certificate", ErrTLSConfig, caFile)
 	}
+	// A reload must not swap in a certificate the peers will refuse
+	// (one from another CA, say, after `durio certs` in a new folder).
+	kp.roots.Store(pool)
 	server = &tls.Config{
 		MinVersion:     tls.VersionTLS13,
 		GetCertificate: kp.GetCertificate,
@@ -67,6 +70,9 @@ func MutualTLSWith(kp *KeyPair, caFile string) (server, client *tls.Config, err 
 type KeyPair struct {
 	certFile, keyFile string
 	cur               atomic.Pointer[tls.Certificate]
+	// roots, once MutualTLSWith set it, is the CA every certificate a
+	// Reload swaps in must chain to.
+	roots atomic.Pointer[x509.CertPool]
 }
 
 // LoadKeyPair reads a certificate and its key.
@@ -79,12 +85,14 @@ func LoadKeyPair(certFile, keyFile string) (*KeyPair, error) {
 }
 
 // Reload reads the files again. If they do not hold a certificate and the
-// private key that goes with it, or the certificate has expired, it returns
-// the error and the certificate in use stays.
+// private key that goes with it, the certificate has expired, or (once
+// MutualTLSWith uses the pair) it is not signed by the peers' CA for both
+// server and client use, it returns the error and the certificate in use
+// stays.
 func (k *KeyPair) Reload() error {
 	cert, err := tls.LoadX509KeyPair(k.certFile, k.keyFile)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrTLSConfig, err)
+		return fmt.Errorf("%w: %s, %s: %v", ErrTLSConfig, k.certFile, k.keyFile, err)
 	}
 	if cert.Leaf == nil {
 		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
@@ -93,6 +101,20 @@ func (k *KeyPair) Reload() error {
 	}
 	if old := k.cur.Load(); old != nil && time.Now().After(cert.Leaf.NotAfter) {
 		return fmt.Errorf("%w: %s expired on %s", ErrTLSConfig, k.certFile, cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if roots := k.roots.Load(); roots != nil {
+		inter := x509.NewCertPool()
+		for _, der := range cert.Certificate[1:] {
+			if c, err := x509.ParseCertificate(der); err == nil {
+				inter.AddCert(c)
+			}
+		}
+		// The peers verify it as a server and as a client: both must hold.
+		for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+			if _, err := cert.Leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+				return fmt.Errorf("%w: %s would be refused by the peers (the CA is read only at start): %v", ErrTLSConfig, k.certFile, err)
+			}
+		}
 	}
 	k.cur.Store(&cert)
 	return nil
