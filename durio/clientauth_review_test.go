@@ -382,6 +382,11 @@ func TestReviewRevokedTokenPendingLongPolls(t *testing.T) {
 		"rest watch":     {"GET", "/kvstore/watch/k?index=1&wait=30s", ""},
 		"blocking get":   {"GET", "/kvstore/get/k?index=1&wait=30s", ""},
 		"rest stream ok": {"GET", "/kvstore/watch/k?index=1&wait=30s&stream=true", ""},
+		// The handlers decode the query's names: a percent-encoded
+		// "index" blocks as well, and was not taken for a long poll, so
+		// it answered with the change after the revocation.
+		"blocking get, encoded index":  {"GET", "/kvstore/get/k?%69ndex=1&wait=30s", ""},
+		"blocking list, encoded index": {"GET", "/kvstore/list?prefix=k&%69ndex=1&wait=30s", ""},
 	} {
 		t.Run(name, func(t *testing.T) {
 			svc := newRecordingKV(true)

@@ -50,7 +50,9 @@ type longPolls struct {
 
 // isLongPoll reports whether r may wait: a Twirp Watch, a REST watch, or a
 // REST get or list with an index (a blocking query). The check is cheap:
-// it runs for every request, ahead of the in-flight limit.
+// it runs for every request, ahead of the in-flight limit; only a get or
+// list whose query might name an index is parsed, as its handler parses
+// it (a name may be percent-encoded: %69ndex is index).
 func isLongPoll(r *http.Request) bool {
 	p := r.URL.Path
 	switch {
@@ -61,7 +63,12 @@ func isLongPoll(r *http.Request) bool {
 	case strings.HasPrefix(p, "/kvstore/watch/"):
 		return true
 	case strings.HasPrefix(p, "/kvstore/get/") || p == "/kvstore/list":
-		return strings.Contains(r.URL.RawQuery, "index=")
+		q := r.URL.RawQuery
+		if !strings.Contains(q, "ndex") && !strings.Contains(q, "%") {
+			return false
+		}
+		params := newQueryParams(r)
+		return params.has("index")
 	}
 	return false
 }
