@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"log/slog"
 	"math/big"
 	"net"
@@ -220,12 +221,12 @@ func TestReplicaReloadsCertificates(t *testing.T) {
 	}
 }
 
-// A SIGHUP that finds a peer certificate from another CA in the peer files
-// (`durio certs` run in a new folder, say) keeps the one in force and says
-// why: every peer verifies against the CA read at start, so swapping it in
+// A replica refuses to start with a peer certificate from another CA than
+// --peer-ca, and a SIGHUP that finds one in the peer files (`durio certs`
+// run in a new folder, say) keeps the one in force and says why: every peer verifies against the CA read at start, so swapping it in
 // would cut the replica off from the cluster at its next connection while
 // the log said "certificate reloaded".
-func TestReplicaReloadRefusesPeerCertFromAnotherCA(t *testing.T) {
+func TestReplicaRefusesPeerCertFromAnotherCA(t *testing.T) {
 	dir, other := t.TempDir(), t.TempDir()
 	for _, d := range []string{dir, other} {
 		if _, err := WriteCerts(CertsOptions{Dir: d, Hosts: []string{"127.0.0.1"}, Validity: 24 * time.Hour}); err != nil {
@@ -246,12 +247,22 @@ func TestReplicaReloadRefusesPeerCertFromAnotherCA(t *testing.T) {
 			}
 		}
 	}
-	install(dir)
 	cfg := DefaultConfig()
 	cfg.Peers = []string{"https://127.0.0.1:0"}
 	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
 	cfg.PeerCert, cfg.PeerKey, cfg.PeerCA = cert, key, filepath.Join(dir, "ca.crt")
+	// Started with it, the replica would serve as a member no peer
+	// accepts, its own log saying only "remote error: tls: bad
+	// certificate": a configuration error, exit status 2.
+	install(other)
+	if r, err := StartReplica(cfg, persist.NewNoop(), nil); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "peers would refuse") {
+		if err == nil {
+			r.Close(context.Background())
+		}
+		t.Fatalf("StartReplica with a peer certificate from another CA: %v, want a configuration error", err)
+	}
+	install(dir)
 	r, err := StartReplica(cfg, persist.NewNoop(), nil)
 	if err != nil {
 		t.Fatal(err)

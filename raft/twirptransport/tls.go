@@ -46,8 +46,12 @@ func MutualTLSWith(kp *KeyPair, caFile string) (server, client *tls.Config, err 
 	if !pool.AppendCertsFromPEM(pemCA) {
 		return nil, nil, fmt.Errorf("%w: %s holds no PEM certificate", ErrTLSConfig, caFile)
 	}
-	// A reload must not swap in a certificate the peers will refuse
-	// (one from another CA, say, after `durio certs` in a new folder).
+	// This node's certificate must be one the peers accept: from their CA
+	// (not another's, after `durio certs` in a new folder, say), for both
+	// sides. Checked now, and by every Reload.
+	if err := signedBy(kp.cur.Load(), pool); err != nil {
+		return nil, nil, fmt.Errorf("%w: %s: %v", ErrTLSConfig, kp.certFile, err)
+	}
 	kp.roots.Store(pool)
 	server = &tls.Config{
 		MinVersion:     tls.VersionTLS13,
@@ -103,20 +107,40 @@ func (k *KeyPair) Reload() error {
 		return fmt.Errorf("%w: %s expired on %s", ErrTLSConfig, k.certFile, cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	if roots := k.roots.Load(); roots != nil {
-		inter := x509.NewCertPool()
-		for _, der := range cert.Certificate[1:] {
-			if c, err := x509.ParseCertificate(der); err == nil {
-				inter.AddCert(c)
-			}
-		}
-		// The peers verify it as a server and as a client: both must hold.
-		for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
-			if _, err := cert.Leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
-				return fmt.Errorf("%w: %s would be refused by the peers (the CA is read only at start): %v", ErrTLSConfig, k.certFile, err)
-			}
+		if err := signedBy(&cert, roots); err != nil {
+			return fmt.Errorf("%w: %s (the CA is read only at start): %v", ErrTLSConfig, k.certFile, err)
 		}
 	}
 	k.cur.Store(&cert)
+	return nil
+}
+
+// signedBy reports why the peers, trusting roots, would refuse cert (with
+// its Leaf set) as a server or as a client certificate; nil if they would
+// not. Its dates are left out (the chain is checked at a moment the leaf is
+// valid): Reload judges expiry itself, and a replica may start with an
+// expired certificate.
+func signedBy(cert *tls.Certificate, roots *x509.CertPool) error {
+	leaf := cert.Leaf
+	inter := x509.NewCertPool()
+	for _, der := range cert.Certificate[1:] {
+		if c, err := x509.ParseCertificate(der); err == nil {
+			inter.AddCert(c)
+		}
+	}
+	at := time.Now()
+	if at.Before(leaf.NotBefore) {
+		at = leaf.NotBefore
+	}
+	if at.After(leaf.NotAfter) {
+		at = leaf.NotAfter
+	}
+	for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+		opts := x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{usage}}
+		if _, err := leaf.Verify(opts); err != nil {
+			return fmt.Errorf("the peers would refuse it: %v", err)
+		}
+	}
 	return nil
 }
 
