@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -65,9 +66,17 @@ func WriteCerts(opts CertsOptions) ([]string, error) {
 	if created {
 		written = append(written, filepath.Join(opts.Dir, "ca.crt"), filepath.Join(opts.Dir, "ca.key"))
 	}
+	kept := 0
 	for i, host := range opts.Hosts {
 		base := filepath.Join(opts.Dir, "replica-"+strconv.Itoa(i))
 		if !opts.Force {
+			// A replica's files that are there already stay, if they are
+			// what this run would issue (so that adding a replica leaves
+			// the others alone); other files are never overwritten.
+			if issued(base, caCert, append([]string{host}, opts.ExtraHosts...)) {
+				kept++
+				continue
+			}
 			for _, p := range []string{base + ".crt", base + ".key"} {
 				if _, err := os.Stat(p); err == nil {
 					return written, fmt.Errorf("%w: %s exists (pass --force to overwrite)", ErrUsage, p)
@@ -105,7 +114,29 @@ func WriteCerts(opts CertsOptions) ([]string, error) {
 		}
 		written = append(written, base+".crt", base+".key")
 	}
+	if kept == len(opts.Hosts) {
+		return written, fmt.Errorf("%w: every replica's certificate exists: nothing to add (pass --force to re-key them)", ErrUsage)
+	}
 	return written, nil
+}
+
+// issued reports whether base.crt and base.key are a pair that ca signed,
+// valid for every host in hosts.
+func issued(base string, ca *x509.Certificate, hosts []string) bool {
+	pair, err := tls.LoadX509KeyPair(base+".crt", base+".key")
+	if err != nil {
+		return false
+	}
+	cert, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil || cert.CheckSignatureFrom(ca) != nil || time.Now().After(cert.NotAfter) {
+		return false
+	}
+	for _, h := range hosts {
+		if cert.VerifyHostname(h) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // loadOrCreateCA reads dir/ca.crt and dir/ca.key, or creates both when

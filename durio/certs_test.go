@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -81,5 +82,56 @@ func TestWriteCerts(t *testing.T) {
 		if _, err := WriteCerts(bad); !errors.Is(err, ErrUsage) {
 			t.Errorf("%+v: %v, want a usage error", bad, err)
 		}
+	}
+}
+
+// Run again with one more host, `durio certs` adds that replica's files and
+// leaves the others' (the README's way to add a replica): it used to stop
+// at replica-0.crt ("exists, pass --force"), and --force re-keys them all.
+// A file that is not what the run would issue is still never overwritten.
+func TestWriteCertsAddsAReplica(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "certs")
+	opts := CertsOptions{Dir: dir, Hosts: []string{"192.168.1.10", "192.168.1.11", "192.168.1.12"}, Validity: 24 * time.Hour}
+	if _, err := WriteCerts(opts); err != nil {
+		t.Fatal(err)
+	}
+	read := func(name string) []byte {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	before := map[string][]byte{}
+	for _, f := range []string{"ca.crt", "replica-0.crt", "replica-0.key", "replica-1.crt", "replica-1.key", "replica-2.crt", "replica-2.key"} {
+		before[f] = read(f)
+	}
+	opts.Hosts = append(opts.Hosts, "192.168.1.13")
+	written, err := WriteCerts(opts)
+	if err != nil {
+		t.Fatalf("adding replica 3: %v", err)
+	}
+	if want := []string{filepath.Join(dir, "replica-3.crt"), filepath.Join(dir, "replica-3.key")}; !slices.Equal(written, want) {
+		t.Fatalf("adding replica 3 wrote %v, want %v", written, want)
+	}
+	for f, b := range before {
+		if !bytes.Equal(read(f), b) {
+			t.Errorf("adding replica 3 changed %s", f)
+		}
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(readCert(t, filepath.Join(dir, "ca.crt")))
+	if _, err := readCert(t, filepath.Join(dir, "replica-3.crt")).Verify(x509.VerifyOptions{DNSName: "192.168.1.13", Roots: roots}); err != nil {
+		t.Fatalf("replica 3: %v", err)
+	}
+	// Replica 1 moved to another host: its files are not what this run
+	// would issue, and stay without --force.
+	opts.Hosts[1] = "192.168.1.21"
+	if _, err := WriteCerts(opts); !errors.Is(err, ErrUsage) {
+		t.Fatalf("another host for an existing replica without --force: %v", err)
+	}
+	if !bytes.Equal(read("replica-1.crt"), before["replica-1.crt"]) {
+		t.Fatal("replica-1.crt was overwritten without --force")
 	}
 }
