@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"runtime"
 	"strings"
 	"sync"
@@ -142,6 +143,7 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 		}
 	}
 	r.noteCertExpiry()
+	r.checkPeerCertHost()
 	if r.peerLn, err = net.Listen("tcp", cfg.ListenPeer); err != nil {
 		return nil, fmt.Errorf("durio: listen-peer: %w", err)
 	}
@@ -460,7 +462,26 @@ func (r *Replica) ReloadTLS() (reloaded []string, err error) {
 		reloaded = append(reloaded, kp.file)
 	}
 	r.noteCertExpiry()
+	r.checkPeerCertHost()
 	return reloaded, errors.Join(errs...)
+}
+
+// checkPeerCertHost warns when the peer certificate is not valid for the
+// host of this replica's peer URL: the peers check that name when they
+// connect, so they would refuse it, and this replica's own log would only
+// say "remote error: tls: bad certificate".
+func (r *Replica) checkPeerCertHost() {
+	if r.peerCert == nil {
+		return
+	}
+	u, err := url.Parse(r.cfg.PeerURL)
+	if err != nil || u.Hostname() == "" {
+		return
+	}
+	if err := r.peerCert.Leaf().VerifyHostname(u.Hostname()); err != nil {
+		r.logger.Warn("the peer certificate is not valid for this replica's peer URL: the peers will refuse to connect to it; "+
+			"issue one for that host (durio certs --hosts)", "file", r.cfg.PeerCert, "peer_url", r.cfg.PeerURL, "err", err)
+	}
 }
 
 // noteCertExpiry sets the certificates' expiry gauges.

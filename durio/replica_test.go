@@ -1,6 +1,7 @@
 package durio
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -16,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -289,6 +291,36 @@ func TestReplicaRefusesPeerCertFromAnotherCA(t *testing.T) {
 	}
 	if r.peerCert.Leaf().SerialNumber.Cmp(before) == 0 {
 		t.Fatal("the renewal was not loaded")
+	}
+}
+
+// A replica whose peer certificate is not valid for the host of its peer
+// URL says so at start: the peers check that name when they connect and
+// refuse it, while its own log said only "remote error: tls: bad
+// certificate" (the peers' logs said nothing; /status showed the x509
+// error).
+func TestReplicaWarnsOfPeerCertForAnotherHost(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := WriteCerts(CertsOptions{Dir: dir, Hosts: []string{"192.0.2.7", "127.0.0.1"}, Validity: 24 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{true, false} {
+		cfg := DefaultConfig()
+		cfg.Peers = []string{"https://127.0.0.1:0"}
+		cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
+		cfg.DataDir = t.TempDir()
+		cfg.PeerCert = filepath.Join(dir, "replica-"+strconv.Itoa(i)+".crt")
+		cfg.PeerKey = filepath.Join(dir, "replica-"+strconv.Itoa(i)+".key")
+		cfg.PeerCA = filepath.Join(dir, "ca.crt")
+		var logs bytes.Buffer
+		r, err := StartReplica(cfg, persist.NewNoop(), slog.New(slog.NewTextHandler(&syncWriterBuf{b: &logs}, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Close(context.Background())
+		if got := strings.Contains(logs.String(), "not valid for this replica's peer URL"); got != want {
+			t.Errorf("certificate for %s, peer URL %s: warned %v, want %v: %s", []string{"192.0.2.7", "127.0.0.1"}[i], cfg.Peers[0], got, want, logs.String())
+		}
 	}
 }
 
