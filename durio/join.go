@@ -67,6 +67,10 @@ const joinRestartAsk = 10 * time.Second
 // joinRetry is the pause between attempts to join and to be promoted.
 const joinRetry = 300 * time.Millisecond
 
+// joinRetryLogEvery is how often a join that keeps failing says so at
+// info level.
+const joinRetryLogEvery = 5 * time.Second
+
 // bootstrapClusterID names a cluster bootstrapped with --peers: a digest of
 // its first members and --cluster-token, which every one of them computes
 // alike. Two clusters bootstrapped with the very same peer URLs and no
@@ -330,6 +334,7 @@ func (p *joinPlan) each(ctx context.Context, logger *slog.Logger, what string, f
 	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
 	var last error
+	var logged time.Time
 	for try := 0; ; try++ {
 		ms := p.clients[try%len(p.clients)]
 		actx, acancel := context.WithTimeout(ctx, 10*time.Second)
@@ -341,7 +346,14 @@ func (p *joinPlan) each(ctx context.Context, logger *slog.Logger, what string, f
 		}
 		last = err
 		if try%len(p.clients) == len(p.clients)-1 {
-			logger.Info("join: retrying", "step", what, "err", err)
+			// A round every joinRetry: said at info every few seconds,
+			// the rounds between at debug.
+			if logged.IsZero() || time.Since(logged) >= joinRetryLogEvery {
+				logger.Info("join: retrying", "step", what, "err", err)
+				logged = time.Now()
+			} else {
+				logger.Debug("join: retrying", "step", what, "err", err)
+			}
 			select {
 			case <-ctx.Done():
 				return fmt.Errorf("%s: %w (last error: %w)", what, ctx.Err(), last)

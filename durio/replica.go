@@ -86,6 +86,14 @@ const DefaultSnapshotBytes = 4 << 20
 // StartReplica opens both listeners, starts raft and kvraft on store, and
 // serves. The replica owns store from then on and closes it in Close.
 func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replica, error) {
+	return StartReplicaContext(context.Background(), cfg, store, logger)
+}
+
+// StartReplicaContext is StartReplica, given up when ctx ends while it
+// waits for the cluster (a replica joining with cfg.Join asks the cluster
+// for its members, and to be added, for up to a minute): it then returns
+// ctx's error, and the caller still owns store.
+func StartReplicaContext(ctx context.Context, cfg Config, store persist.Store, logger *slog.Logger) (*Replica, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -112,9 +120,12 @@ func StartReplica(cfg Config, store persist.Store, logger *slog.Logger) (*Replic
 	})
 	var err error
 	if len(cfg.Join) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
-		r.join, err = prepareJoin(ctx, cfg, store, twirptransport.NewHTTPClient(nil), logger.With("layer", "join"))
+		jctx, cancel := context.WithTimeout(ctx, joinTimeout)
+		r.join, err = prepareJoin(jctx, cfg, store, twirptransport.NewHTTPClient(nil), logger.With("layer", "join"))
 		cancel()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("durio: stopped while joining: %w", ctx.Err())
+		}
 		if err == nil {
 			r.clusterID, r.clusterChecked = r.join.clusterID, r.join.clusterChecked
 		}

@@ -50,9 +50,14 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	r, err := StartReplica(cfg, store, logger)
+	r, err := StartReplicaContext(ctx, cfg, store, logger)
 	if err != nil {
 		store.Close()
+		if ctx.Err() != nil {
+			// Stopped (SIGTERM, Ctrl-C) while joining: a clean stop.
+			logger.Info("stopped before serving", "err", err)
+			return nil
+		}
 		return err
 	}
 	releaseStartPages(logger)

@@ -163,3 +163,55 @@ func TestE2EGroupSIGHUPOnlyReloads(t *testing.T) {
 	}
 	r.waitExit(t, "a group SIGHUP and a SIGTERM")
 }
+
+// A replica started with --join waits for the cluster for up to a minute
+// before it serves; SIGTERM meanwhile (systemctl stop, Ctrl-C) stops it at
+// once, with exit 0. (It used to wait out the minute: the join did not
+// watch the signal.)
+func TestE2EJoiningReplicaStopsOnSIGTERM(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no SIGTERM")
+	}
+	ports := freeport.Ports(t, 3) // a cluster that is not there, this replica's peer and client ports
+	cmd := exec.Command(durioBin, "serve", "--id", "3", "--join", "http://127.0.0.1:"+strconv.Itoa(ports[0]),
+		"--peer-url", "http://127.0.0.1:"+strconv.Itoa(ports[1]), "--listen-client", "127.0.0.1:"+strconv.Itoa(ports[2]),
+		"--data-dir", t.TempDir(), "--persister", "file", "--log-level", "info")
+	dieWithTest(cmd)
+	var log bytes.Buffer
+	w := &syncWriter{w: &log}
+	cmd.Stdout, cmd.Stderr = w, w
+	out := func() string {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return log.String()
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
+
+	// It is joining once it says it retries.
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out(), "join: retrying") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica did not start joining:\n%s", tail(out(), 4096))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the joining replica did not stop within 10 s of SIGTERM:\n%s", tail(out(), 4096))
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 0 || strings.Contains(out(), `"level":"ERROR"`) {
+		t.Fatalf("after SIGTERM while joining: exit %d, log:\n%s", code, tail(out(), 4096))
+	}
+	if n := strings.Count(out(), `"msg":"join: retrying"`); n > 3 {
+		t.Errorf("%d retry lines at info before the stop; want a few (one every 5 s)", n)
+	}
+}
