@@ -3,6 +3,8 @@ package durio
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -20,6 +22,7 @@ import (
 	"github.com/ruaft/ruaft/kvraft"
 	"github.com/ruaft/ruaft/kvraft/kvwire"
 	"github.com/ruaft/ruaft/persist"
+	"github.com/ruaft/ruaft/raft/twirptransport"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
 
@@ -63,6 +66,28 @@ const joinTimeout = time.Minute
 // starts on its own state. Longer than a replica's default request timeout,
 // so that a cluster that has a leader answers.
 const joinRestartAsk = 10 * time.Second
+
+// joinHTTPClient is the client a joining replica asks the cluster with
+// (cfg.Join): the system's roots, and with cfg.PeerCA that CA as well, so
+// that client URLs served with a certificate from the cluster's own CA
+// (durio certs) are trusted as the peers are.
+func joinHTTPClient(cfg Config) (*http.Client, error) {
+	if cfg.PeerCA == "" {
+		return twirptransport.NewHTTPClient(nil), nil
+	}
+	ca, err := os.ReadFile(cfg.PeerCA)
+	if err != nil {
+		return nil, configErr("peer-ca", "%v", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, configErr("peer-ca", "%s holds no PEM certificate", cfg.PeerCA)
+	}
+	return twirptransport.NewHTTPClient(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}), nil
+}
 
 // joinRetry is the pause between attempts to join and to be promoted.
 const joinRetry = 300 * time.Millisecond

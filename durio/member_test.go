@@ -2,6 +2,8 @@ package durio
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -559,5 +561,54 @@ func TestJoinRefusesMalformedClusterID(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(cfg.DataDir, clusterIDFile)); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("cluster id %q: the data folder has a %s after the refusal (%v)", bad[:min(len(bad), 20)], clusterIDFile, err)
 		}
+	}
+}
+
+// A joining replica trusts, besides the system's roots, the peer CA it was
+// given (--peer-ca): a cluster whose client URLs serve certificates from
+// its own CA (durio certs) can be joined over https. Without --peer-ca
+// such a certificate is refused, and a --peer-ca file that holds no
+// certificate is a configuration error.
+func TestJoinTrustsThePeerCA(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := WriteCerts(CertsOptions{Dir: dir, Hosts: []string{"127.0.0.1"}, Validity: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "replica-0.crt"), filepath.Join(dir, "replica-0.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.StartTLS()
+	defer srv.Close()
+
+	get := func(cfg Config) error {
+		hc, err := joinHTTPClient(cfg)
+		if err != nil {
+			return err
+		}
+		defer hc.CloseIdleConnections()
+		resp, err := hc.Get(srv.URL)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	}
+	cfg := DefaultConfig()
+	var unknown x509.UnknownAuthorityError
+	if err := get(cfg); !errors.As(err, &unknown) {
+		t.Fatalf("without --peer-ca: %v, want the cluster's CA unknown", err)
+	}
+	cfg.PeerCA = filepath.Join(dir, "ca.crt")
+	if err := get(cfg); err != nil {
+		t.Fatalf("with --peer-ca: %v", err)
+	}
+	cfg.PeerCA = filepath.Join(dir, "replica-0.key")
+	if err := get(cfg); !errors.Is(err, ErrConfig) {
+		t.Fatalf("--peer-ca of a key: %v, want ErrConfig", err)
 	}
 }

@@ -120,8 +120,12 @@ func StartReplicaContext(ctx context.Context, cfg Config, store persist.Store, l
 	})
 	var err error
 	if len(cfg.Join) > 0 {
+		hc, herr := joinHTTPClient(cfg)
+		if herr != nil {
+			return nil, herr
+		}
 		jctx, cancel := context.WithTimeout(ctx, joinTimeout)
-		r.join, err = prepareJoin(jctx, cfg, store, twirptransport.NewHTTPClient(nil), logger.With("layer", "join"))
+		r.join, err = prepareJoin(jctx, cfg, store, hc, logger.With("layer", "join"))
 		cancel()
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("durio: stopped while joining: %w", ctx.Err())
