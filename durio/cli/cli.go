@@ -120,7 +120,9 @@ const exitCodesHelp = `Exit codes:
      have been applied
   6  durio put/delete --if-...: the condition did not hold; nothing written
   7  durio member: refused for now (another change in progress, or the
-     learner is still catching up): retry
+     learner is still catching up): retry; or the outcome is unknown
+     (leadership changed while the change was committing): check with
+     durio member list, then retry if it was not made
   8  not authorized: the replicas require a client token (--token-file)
      and got none, an unknown one, or one whose role does not allow this`
 
