@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createServer, type AddressInfo } from "node:net";
 import { createServer as createHttpServer } from "node:http";
+import { serve } from "./scripted";
 import { MAX_PENDING, RpcError, connect, ReadConsistency, Role, ConditionFailed, EventType, ifAbsent, ifModRevision, ifValue, ifVersion } from "../index";
 
 const repoRoot = resolve(__dirname, "../../../../..");
@@ -340,43 +341,34 @@ test(`more writes at once than a session keeps (${MAX_PENDING}): each session st
   const held: (() => void)[] = [];
   let sessions = 0;
   let refused = 0;
-  const srv = createHttpServer((req, res) => {
-    let body = "";
-    req.on("data", (c) => { body += c; });
-    req.on("end", () => {
-      res.setHeader("Content-Type", "application/json");
-      if (req.url?.endsWith("/OpenSession")) {
-        sessions++;
-        res.end(JSON.stringify({ client_id: String(sessions) }));
-        return;
-      }
-      const w = JSON.parse(body).write;
-      const seq = Number(w.sequence), ack = Number(w.ack);
-      writes.push({ clientId: w.clientId, seq, ack });
-      if (seq - ack >= MAX_PENDING) {
-        refused++;
-        res.statusCode = 412;
-        res.end(JSON.stringify({ code: "failed_precondition", msg: "too many unacknowledged writes", meta: { reason: "too_many_pending" } }));
-        return;
-      }
-      held.push(() => res.end("{}"));
-      if (held.length === n) for (const answer of held) answer();
-    });
-  });
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  try {
-    const kv = connect(`http://127.0.0.1:${(srv.address() as AddressInfo).port}`, { json: true, timeoutMs: 20000 });
-    await Promise.all(Array.from({ length: n }, (_, i) => kv.put({ key: `k${i}`, value: "v" })));
-    assert.equal(refused, 0, "a write was refused for too many pending");
-    assert.equal(writes.length, n, "every write was sent once");
-    assert.equal(sessions, Math.ceil(n / MAX_PENDING));
-    for (const id of new Set(writes.map((w) => w.clientId))) {
-      const seqs = writes.filter((w) => w.clientId === id).map((w) => w.seq).sort((a, b) => a - b);
-      assert.deepEqual(seqs, Array.from({ length: seqs.length }, (_, i) => i + 1), `session ${id} numbers its writes 1, 2, ...`);
+  await serve((req, body, res) => {
+    res.setHeader("Content-Type", "application/json");
+    if (req.url?.endsWith("/OpenSession")) {
+      sessions++;
+      res.end(JSON.stringify({ client_id: String(sessions) }));
+      return;
     }
-  } finally {
-    srv.closeAllConnections();
-    srv.close();
+    const w = JSON.parse(body).write;
+    const seq = Number(w.sequence), ack = Number(w.ack);
+    writes.push({ clientId: w.clientId, seq, ack });
+    if (seq - ack >= MAX_PENDING) {
+      refused++;
+      res.statusCode = 412;
+      res.end(JSON.stringify({ code: "failed_precondition", msg: "too many unacknowledged writes", meta: { reason: "too_many_pending" } }));
+      return;
+    }
+    held.push(() => res.end("{}"));
+    if (held.length === n) for (const answer of held) answer();
+  }, async (url) => {
+    const kv = connect(url, { json: true, timeoutMs: 20000 });
+    await Promise.all(Array.from({ length: n }, (_, i) => kv.put({ key: `k${i}`, value: "v" })));
+  });
+  assert.equal(refused, 0, "a write was refused for too many pending");
+  assert.equal(writes.length, n, "every write was sent once");
+  assert.equal(sessions, Math.ceil(n / MAX_PENDING));
+  for (const id of new Set(writes.map((w) => w.clientId))) {
+    const seqs = writes.filter((w) => w.clientId === id).map((w) => w.seq).sort((a, b) => a - b);
+    assert.deepEqual(seqs, Array.from({ length: seqs.length }, (_, i) => i + 1), `session ${id} numbers its writes 1, 2, ...`);
   }
 });
 
