@@ -92,6 +92,11 @@ func joinHTTPClient(cfg Config) (*http.Client, error) {
 // joinRetry is the pause between attempts to join and to be promoted.
 const joinRetry = 300 * time.Millisecond
 
+// joinSilentWarn is how long a replica added by its join waits for the
+// leader's first message before it warns that the others cannot reach it,
+// and then how often it warns again. A variable for tests.
+var joinSilentWarn = 30 * time.Second
+
 // joinRetryLogEvery is how often a join that keeps failing says so at
 // info level.
 const joinRetryLogEvery = 5 * time.Second
@@ -426,10 +431,19 @@ func (plan *joinPlan) run(ctx context.Context, r *Replica, members kvv1.Membersh
 		}
 		log.Info("join: added as a learner; catching up", "id", r.cfg.ID, "peer_url", r.cfg.PeerURL)
 	}
+	added, silent := time.Now(), time.Now()
 	for {
 		if r.isVoter() {
 			log.Info("join: a voter now", "id", r.cfg.ID)
 			return
+		}
+		if len(r.node.Membership().Members) == 0 && time.Since(silent) >= joinSilentWarn {
+			// Added, but the leader's first message (the configuration
+			// it was added in) never came: the others cannot reach it.
+			log.Warn("join: added to the cluster, but no leader has reached this replica yet: check that the other "+
+				"replicas can reach its --peer-url (address, port, firewall, TLS)", "peer_url", r.cfg.PeerURL,
+				"waited", time.Since(added).Round(time.Second).String())
+			silent = time.Now()
 		}
 		_, err := members.MemberPromote(ctx, &kvv1.MemberPromoteRequest{Id: uint32(r.cfg.ID)})
 		var terr twirp.Error

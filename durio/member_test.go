@@ -1,6 +1,7 @@
 package durio
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twitchtv/twirp"
 
+	"github.com/ruaft/ruaft/internal/freeport"
 	"github.com/ruaft/ruaft/kvraft"
 	"github.com/ruaft/ruaft/kvraft/kvwire"
 	"github.com/ruaft/ruaft/persist"
@@ -610,5 +612,54 @@ func TestJoinTrustsThePeerCA(t *testing.T) {
 	cfg.PeerCA = filepath.Join(dir, "replica-0.key")
 	if err := get(cfg); !errors.Is(err, ErrConfig) {
 		t.Fatalf("--peer-ca of a key: %v, want ErrConfig", err)
+	}
+}
+
+// A replica added by its join whose --peer-url the others cannot reach
+// waits for the leader forever; it says so at warn level (and again every
+// joinSilentWarn) instead of only at debug.
+func TestJoinWarnsWhenNoLeaderReachesIt(t *testing.T) {
+	old := joinSilentWarn
+	joinSilentWarn = 200 * time.Millisecond
+	t.Cleanup(func() { joinSilentWarn = old })
+
+	cfg := DefaultConfig()
+	cfg.Peers = []string{"http://127.0.0.1:0"}
+	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	leader, err := StartReplica(cfg, persist.NewNoop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = leader.Close(context.Background()) })
+
+	unreachable := "http://127.0.0.1:" + strconv.Itoa(freeport.Ports(t, 1)[0]) // nothing listens there
+	joiner := DefaultConfig()
+	joiner.ID, joiner.Join, joiner.PeerURL = 5, []string{"http://" + leader.ClientAddr()}, unreachable
+	joiner.ListenPeer, joiner.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
+	joiner.DataDir = t.TempDir()
+	var buf bytes.Buffer
+	out := &syncWriterBuf{b: &buf}
+	logger := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	r, err := StartReplica(joiner, persist.NewMemory(), logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close(context.Background()) })
+
+	logged := func() string {
+		out.mu.Lock()
+		defer out.mu.Unlock()
+		return buf.String()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(logged(), "no leader has reached this replica yet") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning that the leader cannot reach %s:\n%s", unreachable, logged())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(logged(), `"level":"WARN"`) || !strings.Contains(logged(), unreachable) {
+		t.Fatalf("the warning does not name the peer URL at warn level:\n%s", logged())
 	}
 }

@@ -499,11 +499,25 @@ func (r *Replica) checkPeerCertHost() {
 	}
 }
 
-// noteCertExpiry sets the certificates' expiry gauges.
+// noteCertExpiry sets the certificates' expiry gauges, and warns of one that
+// is not valid now.
 func (r *Replica) noteCertExpiry() {
-	for listener, kp := range map[string]*twirptransport.KeyPair{"client": r.clientCert, "peer": r.peerCert} {
-		if kp != nil {
-			r.metrics.tlsExpiry.WithLabelValues(listener).Set(float64(kp.Leaf().NotAfter.Unix()))
+	now := time.Now()
+	for _, c := range []struct {
+		listener, file string
+		kp             *twirptransport.KeyPair
+	}{{"client", r.cfg.TLSCert, r.clientCert}, {"peer", r.cfg.PeerCert, r.peerCert}} {
+		if c.kp == nil {
+			continue
+		}
+		leaf := c.kp.Leaf()
+		r.metrics.tlsExpiry.WithLabelValues(c.listener).Set(float64(leaf.NotAfter.Unix()))
+		// It still starts (a certificate renewed a moment later is
+		// picked up on SIGHUP), but whoever connects will refuse it.
+		if now.After(leaf.NotAfter) || now.Before(leaf.NotBefore) {
+			r.logger.Warn("the "+c.listener+" certificate is not valid now (expired, or not yet valid): every "+c.listener+
+				" that connects will refuse it; renew it (durio certs) and send SIGHUP", "file", c.file,
+				"not_before", leaf.NotBefore.UTC().Format(time.RFC3339), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
 		}
 	}
 }

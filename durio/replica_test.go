@@ -365,3 +365,73 @@ func TestReplicaReportsApplyLevel(t *testing.T) {
 		t.Fatalf("durio_apply_level %v, durio_apply_level_supported %v, want %d", g, s, kvraft.ApplyLevel)
 	}
 }
+
+// A replica starts with a peer certificate that has expired (a renewed one
+// is picked up on SIGHUP), but says at warn level that every peer will
+// refuse it; a valid one draws no such warning.
+func TestReplicaWarnsOfExpiredPeerCert(t *testing.T) {
+	dir := t.TempDir()
+	// A CA of three days ago (its own, as durio certs would have made
+	// then), a certificate from it that expired yesterday and a current one.
+	issue := func(name string, from, to time.Time, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
+		t.Helper()
+		tmpl, err := certTemplate(name, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl.NotBefore, tmpl.NotAfter = from, to
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if parent == nil {
+			tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
+			tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature
+			parent, parentKey = tmpl, key
+		} else {
+			tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+			tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+			tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := writePEM(filepath.Join(dir, name+".crt"), "CERTIFICATE", der, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := writePEM(filepath.Join(dir, name+".key"), "PRIVATE KEY", mustPKCS8(key), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cert, key
+	}
+	now := time.Now()
+	ca, caKey := issue("ca", now.Add(-72*time.Hour), now.Add(365*24*time.Hour), nil, nil)
+	issue("expired", now.Add(-48*time.Hour), now.Add(-24*time.Hour), ca, caKey)
+	issue("current", now.Add(-48*time.Hour), now.Add(24*time.Hour), ca, caKey)
+	for name, want := range map[string]bool{"expired": true, "current": false} {
+		cfg := DefaultConfig()
+		cfg.Peers = []string{"https://127.0.0.1:0"}
+		cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
+		cfg.DataDir = t.TempDir()
+		cfg.PeerCert, cfg.PeerKey = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+		cfg.PeerCA = filepath.Join(dir, "ca.crt")
+		var logs bytes.Buffer
+		out := &syncWriterBuf{b: &logs}
+		r, err := StartReplica(cfg, persist.NewNoop(), slog.New(slog.NewTextHandler(out, nil)))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		r.Close(context.Background())
+		out.mu.Lock()
+		got := strings.Contains(logs.String(), "peer certificate is not valid now") && strings.Contains(logs.String(), "level=WARN")
+		out.mu.Unlock()
+		if got != want {
+			t.Errorf("%s certificate: warned %v, want %v: %s", name, got, want, logs.String())
+		}
+	}
+}
