@@ -19,6 +19,7 @@ import (
 
 	"github.com/twitchtv/twirp"
 
+	"github.com/ruaft/ruaft/kvraft/kvwire"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
 
@@ -365,6 +366,11 @@ func maskSession(ctx context.Context, id uint64) uint64 {
 	return id
 }
 
+// ReasonOutOfScope is the reason (meta "reason") of a permission_denied
+// refusal of a key, listing or watch outside the token's key prefix, as
+// opposed to a token whose role is too low.
+const ReasonOutOfScope = "out_of_scope"
+
 // outOfScope is the refusal of a key (or a listing or watch prefix) a
 // token limited to prefix may not use; nil if it may.
 func outOfScope(prefix, key, what string) error {
@@ -372,7 +378,7 @@ func outOfScope(prefix, key, what string) error {
 		return nil
 	}
 	return twirp.NewError(twirp.PermissionDenied, "this token may only use keys starting with "+strconv.Quote(prefix)+
-		"; the "+what+" does not")
+		"; the "+what+" does not").WithMeta(kvwire.MetaReason, ReasonOutOfScope)
 }
 
 // stillAuthorized reports whether the token that admitted the request of

@@ -64,10 +64,10 @@ func TestPutKeepAliveRevokesTheLeaseOfAFailedPut(t *testing.T) {
 // refusal is exit code 8 with a hint, not a retry until --timeout.
 func TestCLIToken(t *testing.T) {
 	dir := t.TempDir()
-	const read, write, admin = "r-0123456789abcdef", "w-0123456789abcdef", "a-0123456789abcdef"
+	const read, write, admin, scoped = "r-0123456789abcdef", "w-0123456789abcdef", "a-0123456789abcdef", "p-0123456789abcdef"
 	authFile := filepath.Join(dir, "tokens")
-	files := map[string]string{authFile: "read " + read + "\nwrite " + write + "\nadmin " + admin + "\n"}
-	for _, tok := range []string{read, write, admin} {
+	files := map[string]string{authFile: "read " + read + "\nwrite " + write + "\nadmin " + admin + "\nwrite " + scoped + " app/\n"}
+	for _, tok := range []string{read, write, admin, scoped} {
 		files[filepath.Join(dir, tok[:1])] = tok + "\n"
 	}
 	files[filepath.Join(dir, "bad")] = "two words\n"
@@ -96,6 +96,8 @@ func TestCLIToken(t *testing.T) {
 	}{
 		{[]string{"put", "k", "v"}, ExitUnauthorized, "--token-file"},
 		{[]string{"put", "k", "v", tokenOf("r")}, ExitUnauthorized, "higher role"},
+		{[]string{"put", "k", "v", tokenOf("p")}, ExitUnauthorized, "limited to a key prefix"},
+		{[]string{"put", "app/k", "v", tokenOf("p")}, ExitOK, ""},
 		{[]string{"put", "k", "v", "--token-file=" + filepath.Join(dir, "bad")}, ExitUsage, "printable ASCII"},
 		{[]string{"put", "k", "v", tokenOf("w")}, ExitOK, ""},
 		{[]string{"get", "k", tokenOf("r")}, ExitOK, "v"},
