@@ -185,6 +185,34 @@ func TestDevClientAuth(t *testing.T) {
 	}
 	d.send("status")
 	d.want(`^replica 1: running \(pid \d+\), (leader|follower) in term`, 5*time.Second)
+
+	// Reloading the tokens: SIGHUP to durio dev, then its reload command.
+	url := "http://127.0.0.1:" + strconv.Itoa(base+1)
+	waitPut := func(token string, want int, how string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for got := putWithToken(t, url, token); got != want; got = putWithToken(t, url, token) {
+			if time.Now().After(deadline) {
+				t.Fatalf("after %s: put with %q answers %d, want %d", how, token, got, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if err := os.WriteFile(authFile, []byte("write "+read+"\nwrite "+write+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	d.want(`^reload: SIGHUP sent to replica 0, 1 `, 10*time.Second)
+	waitPut(read, 200, "SIGHUP to durio dev")
+	if err := os.WriteFile(authFile, []byte("write "+write+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.send("reload")
+	d.want(`^reload: SIGHUP sent to replica 0, 1 `, 10*time.Second)
+	waitPut(read, 401, "the reload command")
+	waitPut(write, 200, "the reload command")
 }
 
 // A replica that refuses its configuration or data folder (exit 2: here

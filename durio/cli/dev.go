@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -77,6 +78,8 @@ const devHelp = `commands (type them and press Enter):
   start N     start replica N again
   restart N   stop replica N gracefully, then start it
   status      one line per replica
+  reload      SIGHUP every running replica: it re-reads --client-auth-file and its certificates
+              (a SIGHUP sent to durio dev does the same)
   help        this list`
 
 // Timing of `durio dev`'s supervision.
@@ -146,6 +149,21 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 		wg.Go(func() { d.supervise(ctx, r) })
 	}
 	wg.Go(func() { d.watchLeader(ctx) })
+	// SIGHUP to durio dev reloads its replicas, as it would a replica
+	// run by itself (kill -HUP of durio dev alone does not reach them).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				d.reload()
+			}
+		}
+	})
 	if o.Commands != nil {
 		// The reader cannot be interrupted while it waits for a line, so it
 		// is not waited for: it ends at EOF or with the process.
@@ -407,6 +425,8 @@ func (d *devCluster) commands(ctx context.Context, lines <-chan string) {
 			d.printf("%s\n", devHelp)
 		case len(f) == 1 && f[0] == "status":
 			d.printStatus()
+		case len(f) == 1 && f[0] == "reload":
+			d.reload()
 		case len(f) == 2 && (f[0] == "kill" || f[0] == "stop" || f[0] == "start" || f[0] == "restart"):
 			id, err := strconv.Atoi(f[1])
 			if err != nil || id < 0 || id >= len(d.replicas) {
@@ -422,6 +442,31 @@ func (d *devCluster) commands(ctx context.Context, lines <-chan string) {
 			d.printf("unknown command %q; %s\n", line, devHelp)
 		}
 	}
+}
+
+// reload sends SIGHUP to every running replica.
+func (d *devCluster) reload() {
+	var sent []string
+	for _, r := range d.replicas {
+		state, pid := r.get()
+		if state != "running" || pid == 0 {
+			continue
+		}
+		p, err := os.FindProcess(pid)
+		if err == nil {
+			err = p.Signal(syscall.SIGHUP)
+		}
+		if err != nil {
+			d.printf("replica %d: reload: %v\n", r.id, err)
+			continue
+		}
+		sent = append(sent, strconv.Itoa(r.id))
+	}
+	if len(sent) == 0 {
+		d.printf("reload: no replica is running\n")
+		return
+	}
+	d.printf("reload: SIGHUP sent to replica %s (they re-read --client-auth-file and their certificates)\n", strings.Join(sent, ", "))
 }
 
 func (d *devCluster) printStatus() {
