@@ -67,6 +67,18 @@ const joinTimeout = time.Minute
 // so that a cluster that has a leader answers.
 const joinRestartAsk = 10 * time.Second
 
+// joinRetry is the pause between attempts to join and to be promoted.
+const joinRetry = 300 * time.Millisecond
+
+// joinSilentWarn is how long a replica added by its join waits for the
+// leader's first message before it warns that the others cannot reach it,
+// and then how often it warns again. A variable for tests.
+var joinSilentWarn = 30 * time.Second
+
+// joinRetryLogEvery is how often a join that keeps failing says so at
+// info level.
+const joinRetryLogEvery = 5 * time.Second
+
 // joinHTTPClient is the client a joining replica asks the cluster with
 // (cfg.Join): the system's roots, and with cfg.PeerCA that CA as well, so
 // that client URLs served with a certificate from the cluster's own CA
@@ -88,18 +100,6 @@ func joinHTTPClient(cfg Config) (*http.Client, error) {
 	}
 	return twirptransport.NewHTTPClient(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}), nil
 }
-
-// joinRetry is the pause between attempts to join and to be promoted.
-const joinRetry = 300 * time.Millisecond
-
-// joinSilentWarn is how long a replica added by its join waits for the
-// leader's first message before it warns that the others cannot reach it,
-// and then how often it warns again. A variable for tests.
-var joinSilentWarn = 30 * time.Second
-
-// joinRetryLogEvery is how often a join that keeps failing says so at
-// info level.
-const joinRetryLogEvery = 5 * time.Second
 
 // bootstrapClusterID names a cluster bootstrapped with --peers: a digest of
 // its first members and --cluster-token, which every one of them computes
@@ -378,7 +378,7 @@ func (p *joinPlan) each(ctx context.Context, logger *slog.Logger, what string, f
 		if try%len(p.clients) == len(p.clients)-1 {
 			// A round every joinRetry: said at info every few seconds,
 			// the rounds between at debug.
-			if logged.IsZero() || time.Since(logged) >= joinRetryLogEvery {
+			if time.Since(logged) >= joinRetryLogEvery {
 				logger.Info("join: retrying", "step", what, "err", err)
 				logged = time.Now()
 			} else {
@@ -431,7 +431,8 @@ func (plan *joinPlan) run(ctx context.Context, r *Replica, members kvv1.Membersh
 		}
 		log.Info("join: added as a learner; catching up", "id", r.cfg.ID, "peer_url", r.cfg.PeerURL)
 	}
-	added, silent := time.Now(), time.Now()
+	added := time.Now()
+	silent := added
 	for {
 		if r.isVoter() {
 			log.Info("join: a voter now", "id", r.cfg.ID)

@@ -463,18 +463,12 @@ func (r *Replica) ReloadClientAuth() error {
 // at start. It returns the files reloaded.
 func (r *Replica) ReloadTLS() (reloaded []string, err error) {
 	var errs []error
-	for _, kp := range []struct {
-		pair *twirptransport.KeyPair
-		file string
-	}{{r.clientCert, r.cfg.TLSCert}, {r.peerCert, r.cfg.PeerCert}} {
-		if kp.pair == nil {
-			continue
-		}
-		if err := kp.pair.Reload(); err != nil {
+	for _, c := range r.certs() {
+		if err := c.pair.Reload(); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		reloaded = append(reloaded, kp.file)
+		reloaded = append(reloaded, c.file)
 	}
 	r.noteCertExpiry()
 	r.checkPeerCertHost()
@@ -499,18 +493,30 @@ func (r *Replica) checkPeerCertHost() {
 	}
 }
 
+// certPair is one listener's certificate: the listener (client or peer),
+// its file, and the pair served.
+type certPair struct {
+	listener, file string
+	pair           *twirptransport.KeyPair
+}
+
+// certs returns the certificates this replica serves (none without TLS).
+func (r *Replica) certs() []certPair {
+	var out []certPair
+	for _, c := range []certPair{{"client", r.cfg.TLSCert, r.clientCert}, {"peer", r.cfg.PeerCert, r.peerCert}} {
+		if c.pair != nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // noteCertExpiry sets the certificates' expiry gauges, and warns of one that
 // is not valid now.
 func (r *Replica) noteCertExpiry() {
 	now := time.Now()
-	for _, c := range []struct {
-		listener, file string
-		kp             *twirptransport.KeyPair
-	}{{"client", r.cfg.TLSCert, r.clientCert}, {"peer", r.cfg.PeerCert, r.peerCert}} {
-		if c.kp == nil {
-			continue
-		}
-		leaf := c.kp.Leaf()
+	for _, c := range r.certs() {
+		leaf := c.pair.Leaf()
 		r.metrics.tlsExpiry.WithLabelValues(c.listener).Set(float64(leaf.NotAfter.Unix()))
 		// It still starts (a certificate renewed a moment later is
 		// picked up on SIGHUP), but whoever connects will refuse it.
