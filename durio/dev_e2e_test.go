@@ -218,7 +218,8 @@ func TestDevClientAuth(t *testing.T) {
 // A replica that refuses its configuration or data folder (exit 2: here
 // the folder holds a file store and durio dev runs badger) is not started
 // again and again: durio dev prints the replica's own reason once and
-// leaves it down until `start N`.
+// leaves it down until `start N`. Here every replica refuses, so nothing
+// is left to run and durio dev itself ends with exit status 2.
 func TestDevReplicaRefusedNotRestarted(t *testing.T) {
 	dir := t.TempDir()
 	for i := range 3 {
@@ -238,13 +239,20 @@ func TestDevReplicaRefusedNotRestarted(t *testing.T) {
 		m := d.want(`^replica (\d): refused to start: .*holds the store of persister \\?"file\\?"`, 30*time.Second)
 		refused[m[1]] = true
 	}
-	// Nothing starts again on its own (a restart would come after 1 s).
-	for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		d.mu.Lock()
-		out := strings.Join(d.out, "\n")
-		d.mu.Unlock()
-		if n := strings.Count(out, ": started (pid"); n != 3 {
-			t.Fatalf("%d starts, want the first 3 only:\n%s", n, out)
-		}
+	// Nothing is started again (a restart would come after 1 s): with no
+	// replica left to run, durio dev ends, with exit status 2.
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("durio dev still runs with every replica refused")
+	}
+	if code := d.cmd.ProcessState.ExitCode(); code != 2 {
+		t.Errorf("durio dev exited with %d, want 2", code)
+	}
+	d.mu.Lock()
+	out := strings.Join(d.out, "\n")
+	d.mu.Unlock()
+	if n := strings.Count(out, ": started (pid"); n != 3 {
+		t.Fatalf("%d starts, want the first 3 only:\n%s", n, out)
 	}
 }

@@ -142,8 +142,9 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 		d.printf("  replica %d: client %s  peer %s  log %s\n", i, d.clients[i], d.peers[i], d.logPath(i))
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	d.giveUp = cancel
 	var wg sync.WaitGroup
 	for _, r := range d.replicas {
 		wg.Go(func() { d.supervise(ctx, r) })
@@ -174,7 +175,44 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 	<-ctx.Done()
 	d.printf("durio dev: stopping\n")
 	wg.Wait()
+	var gaveUp allFailedError
+	if errors.As(context.Cause(ctx), &gaveUp) {
+		return gaveUp
+	}
 	return nil
+}
+
+// allFailedError ends durio dev when none of its replicas is left to run.
+// It is a configuration error (exit 2) when every replica refused its
+// configuration or data folder.
+type allFailedError struct{ refused bool }
+
+func (e allFailedError) Error() string {
+	if e.refused {
+		return "durio dev: every replica refused to start (see its log above); stopped"
+	}
+	return "durio dev: no replica is left running (each refused to start or kept failing; see its log above); stopped"
+}
+
+func (e allFailedError) Is(target error) bool { return e.refused && target == durio.ErrConfig }
+
+// giveUpIfAllFailed ends durio dev once every replica has failed for good
+// (refused its configuration or data folder, or exited too often in a row)
+// and none is merely down on request: nothing is left to supervise, and a
+// script that started durio dev learns so from its exit status. The status
+// is 2 when every replica refused its configuration or folder.
+func (d *devCluster) giveUpIfAllFailed() {
+	refused := true
+	for _, r := range d.replicas {
+		r.mu.Lock()
+		state, usage := r.state, r.refused
+		r.mu.Unlock()
+		if state != "failed" {
+			return
+		}
+		refused = refused && usage
+	}
+	d.giveUp(allFailedError{refused: refused})
 }
 
 // devCluster is the state of one `durio dev` run.
@@ -186,6 +224,7 @@ type devCluster struct {
 	replicas        []*devReplica
 	out             io.Writer
 	hc              *http.Client // asks the replicas for their status
+	giveUp          context.CancelCauseFunc
 	lastLeader      int          // watchLeader's; -1 when none
 	lastLeaderTerm  uint64       // watchLeader's
 	announcedLeader bool         // watchLeader's: printed at least once
@@ -197,15 +236,26 @@ type devReplica struct {
 	id  int
 	ctl chan string // "kill", "stop", "start", "restart"
 
-	mu    sync.Mutex // guards state and pid
+	mu    sync.Mutex // guards state, pid and refused
 	state string     // running, down (on request), restarting, failed
 	pid   int
+	// refused: failed because it refused its configuration or data folder
+	// (exit 2), not by exiting too often.
+	refused bool
 }
 
 func (r *devReplica) set(state string, pid int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.state, r.pid = state, pid
+	r.state, r.pid, r.refused = state, pid, false
+}
+
+// fail marks the replica failed for good; refused says it refused its
+// configuration or data folder.
+func (r *devReplica) fail(refused bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.state, r.pid, r.refused = "failed", 0, refused
 }
 
 func (r *devReplica) get() (string, int) {
@@ -287,7 +337,8 @@ func (d *devCluster) supervise(ctx context.Context, r *devReplica) {
 		cmd, done, err := d.start(r.id)
 		if err != nil {
 			d.printf("replica %d: cannot start: %v\n", r.id, err)
-			r.set("failed", 0)
+			r.fail(false)
+			d.giveUpIfAllFailed()
 			if !d.waitForStart(ctx, r, 0) {
 				return
 			}
@@ -306,7 +357,8 @@ func (d *devCluster) supervise(ctx context.Context, r *devReplica) {
 				// it again would be refused the same way.
 				d.printf("replica %d: refused to start: %s\nreplica %d: not restarting it (see %s; `start %d` tries again)\n",
 					r.id, lastLine(d.logPath(r.id)), r.id, d.logPath(r.id), r.id)
-				r.set("failed", 0)
+				r.fail(true)
+				d.giveUpIfAllFailed()
 				if !d.waitForStart(ctx, r, 0) {
 					return
 				}
@@ -320,7 +372,8 @@ func (d *devCluster) supervise(ctx context.Context, r *devReplica) {
 			if quickFailures >= devGiveUpAfter {
 				d.printf("replica %d: exited (%v) %d times in a row; not restarting it (see %s; `start %d` tries again)\n",
 					r.id, cmd.ProcessState, quickFailures, d.logPath(r.id), r.id)
-				r.set("failed", 0)
+				r.fail(false)
+				d.giveUpIfAllFailed()
 				if !d.waitForStart(ctx, r, 0) {
 					return
 				}
