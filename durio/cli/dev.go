@@ -225,9 +225,9 @@ type devCluster struct {
 	out             io.Writer
 	hc              *http.Client // asks the replicas for their status
 	giveUp          context.CancelCauseFunc
-	lastLeader      int          // watchLeader's; -1 when none
-	lastLeaderTerm  uint64       // watchLeader's
-	announcedLeader bool         // watchLeader's: printed at least once
+	lastLeader      int    // watchLeader's; -1 when none
+	lastLeaderTerm  uint64 // watchLeader's
+	announcedLeader bool   // watchLeader's: printed at least once
 }
 
 // devReplica is one replica's supervision: its current process and the
