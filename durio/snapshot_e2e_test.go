@@ -164,8 +164,8 @@ func TestSnapshotRestoreRefusesDamagedFiles(t *testing.T) {
 		dataDir := filepath.Join(dir, name+"-data")
 		r := runCLI(t, nil, "", "snapshot", "restore", file, "--data-dir", dataDir, "--persister", "file")
 		r.expect(t, 1, "restore", name)
-		if !strings.Contains(r.stderr, "bad snapshot") {
-			t.Errorf("%s: stderr %q", name, r.stderr)
+		if !strings.Contains(r.stderr, "bad snapshot") || strings.Count(r.stderr, "durio:") != 1 {
+			t.Errorf("%s: stderr %q, want one line beginning durio: and saying bad snapshot", name, r.stderr)
 		}
 		if _, err := os.Stat(dataDir); err == nil {
 			t.Errorf("%s: restore created %s although the file is bad", name, dataDir)

@@ -172,6 +172,9 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	if !strings.HasPrefix(msg, "durio") {
 		msg = "durio: " + msg
 	}
+	// Errors of package durio begin with "durio: " too; once wrapped (as
+	// "FILE: durio: bad snapshot: ..."), the line would say it twice.
+	msg = strings.ReplaceAll(msg, ": durio: ", ": ")
 	fmt.Fprintln(stderr, msg)
 	if errors.Is(err, durio.ErrUsage) {
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
