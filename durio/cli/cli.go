@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -718,8 +719,23 @@ type replicaStatus struct {
 	MaxApplyLevel uint32 `json:"max_apply_level"`
 }
 
-// printStatus prints one line per endpoint; its error wraps
-// errNoneReachable if no endpoint answered.
+// memberText is the MEMBER column: voter or learner, with how far
+// behind the leader it is.
+func (r replicaStatus) memberText() string {
+	switch {
+	case r.Removed && r.Member == "":
+		return "removed from cluster"
+	case r.Member == "":
+		return "-"
+	case r.Lag != nil && *r.Lag > 0:
+		return r.Member + fmt.Sprintf(" (%d behind)", *r.Lag)
+	}
+	return r.Member
+}
+
+// printStatus prints one line per endpoint, then one per member that no
+// endpoint stands for; its error wraps errNoneReachable if no endpoint
+// answered.
 func printStatus(ctx context.Context, c *client.Client, members []client.Member, asJSON bool, w io.Writer) error {
 	rows := make([]replicaStatus, len(c.Endpoints()))
 	var errs []error
@@ -756,6 +772,7 @@ func printStatus(ctx context.Context, c *client.Client, members []client.Member,
 			}
 		}
 	}
+	rows = append(rows, membersWithoutEndpoint(rows, members)...)
 	if asJSON {
 		if err := json.NewEncoder(w).Encode(rows); err != nil {
 			return err
@@ -764,6 +781,11 @@ func printStatus(ctx context.Context, c *client.Client, members []client.Member,
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ENDPOINT\tID\tROLE\tMEMBER\tTERM\tCOMMIT\tAPPLIED\tLEADER\tLEVEL\tREACHABLE")
 		for _, r := range rows {
+			if !r.Reachable && r.Member != "" {
+				// A member no endpoint stands for: what the leader says.
+				fmt.Fprintf(tw, "%s\t%d\t-\t%s\t-\t-\t-\t-\t-\tno (%s)\n", cmp.Or(r.Endpoint, "-"), r.ID, r.memberText(), r.Error)
+				continue
+			}
 			if !r.Reachable {
 				fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\tno (%s)\n", r.Endpoint, r.Error)
 				continue
@@ -772,15 +794,7 @@ func printStatus(ctx context.Context, c *client.Client, members []client.Member,
 			if r.Leader != nil {
 				leader = fmt.Sprint(*r.Leader)
 			}
-			member := r.Member
-			switch {
-			case r.Removed && member == "":
-				member = "removed from cluster"
-			case member == "":
-				member = "-"
-			case r.Lag != nil && *r.Lag > 0:
-				member += fmt.Sprintf(" (%d behind)", *r.Lag)
-			}
+			member := r.memberText()
 			// The level in force, and what the version supports when it is
 			// more: a rolling upgrade that has not completed.
 			level := fmt.Sprint(r.ApplyLevel)
@@ -793,10 +807,42 @@ func printStatus(ctx context.Context, c *client.Client, members []client.Member,
 			return err
 		}
 	}
-	if len(errs) == len(rows) {
-		return fmt.Errorf("%w (of %d)", errNoneReachable, len(rows))
+	if len(errs) == len(c.Endpoints()) {
+		return fmt.Errorf("%w (of %d)", errNoneReachable, len(c.Endpoints()))
 	}
 	return nil
+}
+
+// membersWithoutEndpoint returns a row for each member that no row
+// stands for: one added without a client URL (a learner being caught up,
+// say) is not asked, but it is part of the cluster, and the leader says
+// how far behind it is.
+func membersWithoutEndpoint(rows []replicaStatus, members []client.Member) []replicaStatus {
+	var out []replicaStatus
+	for _, m := range members {
+		shown := false
+		for _, r := range rows {
+			if (r.Reachable && int(r.ID) == m.ID) || (m.ClientURL != "" && r.Endpoint == m.ClientURL) {
+				shown = true
+			}
+		}
+		if shown {
+			continue
+		}
+		r := replicaStatus{ID: uint32(m.ID), Member: durio.MemberRole(m.Learner), Error: "no client URL; peer " + m.PeerURL}
+		if m.ClientURL != "" {
+			r.Endpoint, r.Error = m.ClientURL, "not asked; peer "+m.PeerURL
+		}
+		if m.ProgressKnown {
+			lag := m.Lag
+			r.Lag = &lag
+			if !m.RecentActive {
+				r.Error += ", not heard from by the leader lately"
+			}
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 func roleName(r kvv1.Role) string {
