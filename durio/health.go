@@ -24,17 +24,24 @@ const healthPollInterval = 50 * time.Millisecond
 type health struct {
 	logger *slog.Logger
 	status func() raft.Status
-	exited func() bool     // the persister plugin process exited; nil for in-process stores
-	stop   func(err error) // tells the owner to shut the replica down; called once
+	exited func() bool // the persister plugin process exited; nil for in-process stores
+	// exitReason says how the plugin process ended (see plugin.Store);
+	// nil for in-process stores.
+	exitReason func() string
+	dataDir    string          // whose file system a store failure may have filled
+	stop       func(err error) // tells the owner to shut the replica down; called once
 	once   sync.Once       // guards the call to stop
 	mu     sync.Mutex      // guards err
 	err    error           // the first fatal error, or nil
 }
 
-func newHealth(logger *slog.Logger, status func() raft.Status, store persist.Store, stop func(error)) *health {
-	h := &health{logger: logger, status: status, stop: stop}
+func newHealth(logger *slog.Logger, status func() raft.Status, store persist.Store, dataDir string, stop func(error)) *health {
+	h := &health{logger: logger, status: status, dataDir: dataDir, stop: stop}
 	if p, ok := store.(interface{ Exited() bool }); ok {
 		h.exited = p.Exited
+	}
+	if p, ok := store.(interface{ ExitReason() string }); ok {
+		h.exitReason = p.ExitReason
 	}
 	return h
 }
@@ -42,6 +49,9 @@ func newHealth(logger *slog.Logger, status func() raft.Status, store persist.Sto
 // fail records err as fatal (the first one wins), logs it, and asks the
 // owner to stop the replica.
 func (h *health) fail(err error) {
+	if h.failed() == nil {
+		err = h.explain(err)
+	}
 	h.mu.Lock()
 	first := h.err == nil
 	if first {
@@ -81,6 +91,21 @@ func (h *health) check() {
 	}
 }
 
+// explain adds to a store failure what the replica can find out about it:
+// how the persister plugin process ended, if it did (a crash's own words),
+// and a full disk.
+func (h *health) explain(err error) error {
+	if !errors.Is(err, raft.ErrStoreFailed) && !errors.Is(err, persist.ErrUnavailable) {
+		return err
+	}
+	if h.exitReason != nil && errors.Is(err, persist.ErrUnavailable) {
+		if why := h.exitReason(); why != "" {
+			err = fmt.Errorf("%w (the persister plugin process %s)", err, why)
+		}
+	}
+	return diskFull(h.dataDir, err)
+}
+
 // watch checks every healthPollInterval until ctx ends, so a store or plugin
 // that fails while no write is in flight is noticed too.
 func (h *health) watch(ctx context.Context) {
@@ -100,6 +125,8 @@ func (h *health) watch(ctx context.Context) {
 // detail from the machine (those are in the log).
 func publicReason(err error) string {
 	switch {
+	case errors.Is(err, errDiskFull):
+		return "store failed: the data folder's disk is full"
 	case errors.Is(err, persist.ErrCorrupt):
 		return "store failed: corrupt data"
 	case errors.Is(err, persist.ErrUnavailable):

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ruaft/ruaft/persist"
 	"github.com/ruaft/ruaft/persist/filestore"
 	"github.com/ruaft/ruaft/raft"
 )
@@ -221,5 +223,70 @@ func TestHealthNodePanicIsNotAStoreFailure(t *testing.T) {
 	}
 	if got := publicReason(err); got != "replica failed" {
 		t.Fatalf("reason %q, want %q", got, "replica failed")
+	}
+}
+
+// crashedStore is a persister plugin that has exited, as plugin.Store
+// reports one.
+type crashedStore struct{ persist.Store }
+
+func (crashedStore) Exited() bool { return true }
+func (crashedStore) ExitReason() string {
+	return "exited (exit status 2): fatal error: fault [signal SIGBUS: bus error code=0x2]"
+}
+
+// A store failure is explained with what the replica can find out: how its
+// plugin process ended, and a full disk (a memory-mapped store dies of
+// SIGBUS on a full disk, and the crash itself says nothing of space; before,
+// the log and the exit said only "connection reset by peer"). /healthz
+// names a full disk too, without the path.
+func TestHealthExplainsStoreFailure(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name   string
+		free   uint64
+		full   bool
+		reason string
+	}{
+		{"disk full", 1 << 20, true, "store failed: the data folder's disk is full"},
+		{"room left", 10 << 30, false, "store failed: persister plugin unavailable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			old := freeSpace
+			freeSpace = func(string) (uint64, bool) { return tc.free, true }
+			t.Cleanup(func() { freeSpace = old })
+			var stopped error
+			h := newHealth(slog.New(slog.DiscardHandler), func() raft.Status { return raft.Status{} }, crashedStore{}, dir,
+				func(err error) { stopped = err })
+			h.check()
+			err := h.failed()
+			if err == nil || stopped != err || !errors.Is(err, persist.ErrUnavailable) {
+				t.Fatalf("failed() = %v (stopped with %v), want the plugin's exit", err, stopped)
+			}
+			if !strings.Contains(err.Error(), "(the persister plugin process exited (exit status 2): fatal error: fault [signal SIGBUS") {
+				t.Errorf("error %q does not say how the plugin ended", err)
+			}
+			if got := strings.Contains(err.Error(), "1024 KiB free on the file system of "+dir); got != tc.full {
+				t.Errorf("error %q: says the disk is full: %v, want %v", err, got, tc.full)
+			}
+			if got := publicReason(err); got != tc.reason {
+				t.Errorf("reason %q, want %q", got, tc.reason)
+			}
+		})
+	}
+}
+
+// freeSpace reads the file system's free space where it can (Linux and
+// macOS).
+func TestFreeSpace(t *testing.T) {
+	free, ok := freeSpace(t.TempDir())
+	if runtime.GOOS != "linux" && runtime.GOOS != "darwin" {
+		if ok {
+			t.Fatalf("freeSpace = %d, true on %s", free, runtime.GOOS)
+		}
+		return
+	}
+	if !ok || free == 0 {
+		t.Fatalf("freeSpace = %d, %v; want the temporary folder's free bytes", free, ok)
 	}
 }

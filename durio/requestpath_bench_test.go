@@ -143,7 +143,7 @@ func BenchmarkClientChain(b *testing.B) {
 			status := func() raft.Status { return raft.Status{} }
 			logger := slog.New(slog.DiscardHandler)
 			m := newMetrics(status)
-			h := newHealth(logger, status, nil, func(error) {})
+			h := newHealth(logger, status, nil, "", func(error) {})
 			svc := kvwire.NewServer(chainKV{value: value}, kvwire.ServerOptions{})
 			limits := DefaultLimits()
 			if bc.auth == "on" { // --client-auth-file, and every request carries a token

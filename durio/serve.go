@@ -130,7 +130,7 @@ func OpenStore(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Sto
 			"silently lose acknowledged writes (see the README, \"Storage integrity\"): %w", cfg.Persister, pc.DataDir, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("durio: open persister %s: %w", cfg.Persister, err)
+		return nil, diskFull(cfg.DataDir, fmt.Errorf("durio: open persister %s: %w", cfg.Persister, err))
 	}
 	return store, nil
 }

@@ -117,6 +117,8 @@ func (c Config) params() Params {
 type Store struct {
 	*Client
 	pc        *goplugin.Client
+	cmd       *exec.Cmd // its ProcessState is set once pc.Exited()
+	crash     *crashReport
 	pid       int
 	removeDir string // a private socket folder to remove on Close, or ""
 
@@ -166,7 +168,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 	}
 
-	s := &Store{}
+	s := &Store{cmd: cmd, crash: &crashReport{}}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -185,14 +187,19 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		Managed:          true,
 		SkipHostEnv:      true, // runtimeEnv chose what the plugin gets
 		StartTimeout:     cfg.StartTimeout,
-		Logger:           hclogFor(cfg.Logger),
-		Stderr:           &lineLogger{log: logger, msg: "persister plugin stderr"},
+		Logger:           hclogFor(cfg.Logger, filepath.Base(cmd.Path)),
+		Stderr:           &lineLogger{log: logger, msg: "persister plugin stderr", crash: s.crash},
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes))},
 	})
 	fail := func(err error) (*Store, error) {
 		if offer != nil {
 			_ = offer.Close()
+		}
+		if errors.Is(err, persist.ErrUnavailable) || s.pc.Exited() {
+			if why := s.ExitReason(); why != "" {
+				err = fmt.Errorf("%w (the plugin process %s)", err, why)
+			}
 		}
 		s.pc.Kill()
 		s.cleanup()
@@ -329,6 +336,33 @@ func (s *Store) PID() int { return s.pid }
 // Exited reports whether the plugin process has exited.
 func (s *Store) Exited() bool { return s.pc.Exited() }
 
+// exitWait bounds how long ExitReason waits for a dying plugin to exit: a
+// call fails on the broken connection moments before the process is reaped.
+var exitWait = time.Second
+
+// ExitReason says how the plugin process ended, for the error that reports
+// its store unavailable: its exit status and, if it crashed, the Go
+// runtime's own words from its stderr ("fatal error: fault", then the
+// signal: a memory-mapped store whose disk is full dies of SIGBUS). It
+// waits up to a second for the process to end, and is "" if it still runs.
+func (s *Store) ExitReason() string {
+	for end := time.Now().Add(exitWait); !s.pc.Exited(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			return ""
+		}
+	}
+	// pc.Exited is set after the process was waited for and its stderr
+	// read to the end, so ProcessState and the crash report are complete.
+	why := "exited"
+	if ps := s.cmd.ProcessState; ps != nil {
+		why += " (" + ps.String() + ")"
+	}
+	if c := s.crash.String(); c != "" {
+		why += ": " + c
+	}
+	return why
+}
+
 // Close closes the store and stops the plugin process. It is idempotent.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
@@ -351,24 +385,72 @@ func (s *Store) cleanup() {
 func CleanupClients() { goplugin.CleanupClients() }
 
 // hclogFor gives go-plugin a logger: nothing if l is nil, else warnings and
-// errors forwarded to l.
-func hclogFor(l *slog.Logger) hclog.Logger {
+// errors forwarded to l. go-plugin writes every line of the plugin's stderr
+// to ClientConfig.Stderr (which logs it) and logs some again through a
+// logger named after the plugin binary (base): that one logs nothing, so
+// that a crash's stack trace is in the log once, not twice.
+func hclogFor(l *slog.Logger, base string) hclog.Logger {
 	if l == nil {
 		return hclog.NewNullLogger()
 	}
-	return hclog.New(&hclog.LoggerOptions{
+	return skipNamed{Logger: hclog.New(&hclog.LoggerOptions{
 		Name:   "persist-plugin",
 		Level:  hclog.Warn,
 		Output: &lineLogger{log: l, msg: "go-plugin"},
-	})
+	}), skip: base}
 }
 
-// lineLogger logs each line written to it as a warning.
+// skipNamed is an hclog.Logger whose sub-logger called skip logs nothing.
+type skipNamed struct {
+	hclog.Logger
+	skip string
+}
+
+func (l skipNamed) Named(name string) hclog.Logger {
+	if name == l.skip {
+		return hclog.NewNullLogger()
+	}
+	return skipNamed{Logger: l.Logger.Named(name), skip: l.skip}
+}
+
+// crashReport keeps the lines of a plugin's stderr that say why it died: the
+// Go runtime's "panic: ..." or "fatal error: ..." and the "[signal ...]"
+// line that follows it.
+type crashReport struct {
+	mu    sync.Mutex // guards lines
+	lines []string
+}
+
+// maxCrashLine bounds each line a crashReport keeps (a panic's value may be
+// long).
+const maxCrashLine = 240
+
+func (c *crashReport) note(line string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	first := strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: ")
+	if (first && len(c.lines) == 0) || (len(c.lines) == 1 && strings.HasPrefix(line, "[signal ")) {
+		if len(line) > maxCrashLine {
+			line = line[:maxCrashLine] + "..."
+		}
+		c.lines = append(c.lines, line)
+	}
+}
+
+func (c *crashReport) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.Join(c.lines, " ")
+}
+
+// lineLogger logs each line written to it as a warning, and notes in crash
+// (if set) the lines that say why the plugin died.
 type lineLogger struct {
-	log *slog.Logger
-	msg string
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
+	log   *slog.Logger
+	msg   string
+	crash *crashReport
+	mu    sync.Mutex // guards buf
+	buf   bytes.Buffer
 }
 
 func (w *lineLogger) Write(p []byte) (int, error) {
@@ -383,6 +465,9 @@ func (w *lineLogger) Write(p []byte) (int, error) {
 		line := strings.TrimSpace(string(w.buf.Next(i + 1)))
 		if line != "" {
 			w.log.Warn(w.msg, "line", line)
+			if w.crash != nil {
+				w.crash.note(line)
+			}
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"runtime"
@@ -23,7 +24,69 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv("PERSIST_TEST_HOST"); dir != "" && os.Getenv(plugin.EnvBuiltin) == "" {
 		hostMain(dir) // never returns
 	}
+	if os.Getenv(envFaultPlugin) != "" {
+		faultPluginMain() // never returns
+	}
 	persisttest.Main(m)
+}
+
+// envFaultPlugin makes the test binary, started as a third-party persister
+// plugin, serve faultStore.
+const envFaultPlugin = "PERSIST_TEST_FAULT_PLUGIN"
+
+func faultPluginMain() {
+	err := plugin.Serve(func(plugin.Params) (persist.Store, string, error) {
+		return faultStore{persist.NewMemory()}, "fault", nil
+	})
+	fmt.Fprintln(os.Stderr, err)
+	os.Exit(1)
+}
+
+// faultStore is a memory store whose Append dies as badger does on a full
+// disk: by a fault writing to a mapped page (SIGSEGV here: a read-only page;
+// badger's is SIGBUS, a page its file has no disk block for).
+type faultStore struct{ persist.Store }
+
+func (faultStore) Append(context.Context, persist.HardState, []persist.Entry) error {
+	b, err := syscall.Mmap(-1, 0, os.Getpagesize(), syscall.PROT_READ, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		return err
+	}
+	b[0] = 1
+	return errors.New("unreachable: the write above faults")
+}
+
+// A plugin that crashes is reported with its own last words: the error of
+// the call it died in names how the process ended and the Go runtime's
+// fatal error and signal, and the crash is in the log once (go-plugin passes
+// every stderr line both to the Stderr writer and, for a crash, to its
+// logger: both were logged).
+func TestCrashedPluginSaysWhy(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(envFaultPlugin, "1")
+	var logs lockedBuffer
+	s, err := plugin.Open(ctx, plugin.Config{Persister: exe, DataDir: t.TempDir(), SocketDir: shortSocketDir(t),
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	err = s.Append(ctx, persist.HardState{Term: 1}, persisttest.Entries(1, 1, 1))
+	if !errors.Is(err, persist.ErrUnavailable) {
+		t.Fatalf("Append: %v, want ErrUnavailable", err)
+	}
+	why := s.ExitReason()
+	for _, want := range []string{"exited (exit status 2)", "fatal error: fault", "[signal SIGSEGV"} {
+		if !strings.Contains(why, want) {
+			t.Errorf("ExitReason() = %q, want it to say %q", why, want)
+		}
+	}
+	if n := strings.Count(logs.String(), "fatal error: fault"); n != 1 {
+		t.Errorf("the crash is logged %d times, want once:\n%s", n, logs.String())
+	}
 }
 
 // hostMain is a host process for TestPluginDiesWithHost: it starts a file
