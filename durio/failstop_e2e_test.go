@@ -237,7 +237,8 @@ func TestE2EKillPluginFailStop(t *testing.T) {
 	if code := c.waitExit(leader, 20*time.Second); code == 0 {
 		t.Fatalf("replica %d exited 0 after its plugin died; want non-zero so systemd restarts it", leader)
 	}
-	if log := c.procs[leader].log.String(); !strings.Contains(log, "replica failed") {
+	if log := c.procs[leader].log.String(); !strings.Contains(log, "replica failed") ||
+		!strings.Contains(log, "the persister plugin process exited (signal: killed)") {
 		t.Fatalf("replica %d's log does not say why it stopped:\n%s", leader, tail(log, 2048))
 	}
 	t.Logf("replica %d exited %v after its plugin was killed", leader, time.Since(killedAt).Round(time.Millisecond))
