@@ -69,6 +69,11 @@ type Config struct {
 	// RequestTimeout bounds how long a client request may wait for the
 	// cluster before it fails with 503 (no leader) or 504 (outcome unknown).
 	RequestTimeout time.Duration `yaml:"request-timeout"`
+	// StoreStallTimeout fails the replica (fail-stop, as a failed store
+	// does) when one write of its raft log has not returned after this
+	// long: a disk or persister plugin that hangs would otherwise leave it
+	// up but unable to apply or serve reads. 0: never.
+	StoreStallTimeout time.Duration `yaml:"store-stall-timeout"`
 	// MaxValueBytes caps a stored value, including what Appends grow it to
 	// (400 with reason too_large above it).
 	MaxValueBytes int `yaml:"max-value-bytes"`
@@ -192,6 +197,7 @@ func DefaultConfig() Config {
 		MaxBodyBytes:       1 << 20,
 		SnapshotBytes:      DefaultSnapshotBytes,
 		RequestTimeout:     DefaultRequestTimeout,
+		StoreStallTimeout:  DefaultStoreStallTimeout,
 		MaxValueBytes:      DefaultLimits().MaxValueBytes,
 		SessionIdleTimeout: kvraft.DefaultSessionIdleTimeout,
 		MaxSessions:        kvraft.DefaultMaxSessions,
@@ -233,6 +239,13 @@ const (
 	DefaultMaxWatchers = 10000
 	// DefaultRequestTimeout is Config.RequestTimeout's default.
 	DefaultRequestTimeout = 5 * time.Second
+	// DefaultStoreStallTimeout is Config.StoreStallTimeout's default: an
+	// Append batch is at most a few MiB, which a slow SD card writes in
+	// well under a second.
+	DefaultStoreStallTimeout = 30 * time.Second
+	// minStoreStallTimeout is the least StoreStallTimeout above 0: a disk's
+	// occasional slow sync must not stop a replica.
+	minStoreStallTimeout = time.Second
 	DefaultMaxWatchWait   = 60 * time.Second
 )
 
@@ -290,6 +303,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		return configErr("request-timeout", "%v must be positive", c.RequestTimeout)
+	}
+	if c.StoreStallTimeout != 0 && c.StoreStallTimeout < minStoreStallTimeout {
+		return configErr("store-stall-timeout", "%v must be 0 (never) or at least %v", c.StoreStallTimeout, minStoreStallTimeout)
 	}
 	if c.MaxValueBytes <= 0 {
 		return configErr("max-value-bytes", "%d must be positive", c.MaxValueBytes)
@@ -581,6 +597,7 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 		maxBody   = fs.Int64("max-body-bytes", 0, "largest client request body in `bytes` (default 1 MiB)")
 		snapBytes = fs.Int64("snapshot-bytes", 0, "stored raft log size in `bytes` that triggers a snapshot; 0 never snapshots (default 4 MiB)")
 		timeout   = fs.Duration("request-timeout", 0, "how long a client request may wait for the cluster (default 5s)")
+		stall     = fs.Duration("store-stall-timeout", 0, "stop the replica (fail-stop) when one write of its raft log has not returned after this long: a hung disk or plugin; 0 never (default 30s)")
 		maxValue  = fs.Int("max-value-bytes", 0, "largest stored value in `bytes`, Appends included (default 1 MiB - 8 KiB)")
 		idle      = fs.Duration("session-idle-timeout", 0, "how long an exactly-once session lives without a write (default 10m)")
 		sessions  = fs.Int("max-sessions", 0, "most exactly-once sessions kept; more evict the least recently used (default 4096)")
@@ -641,6 +658,8 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 			cfg.SnapshotBytes = *snapBytes
 		case "request-timeout":
 			cfg.RequestTimeout = *timeout
+		case "store-stall-timeout":
+			cfg.StoreStallTimeout = *stall
 		case "max-value-bytes":
 			cfg.MaxValueBytes = *maxValue
 		case "session-idle-timeout":

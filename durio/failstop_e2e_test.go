@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -313,4 +314,91 @@ func TestE2EKillPluginFailStop(t *testing.T) {
 	if code := c.waitExit(follower, 10*time.Second); code == 0 {
 		t.Fatalf("idle replica %d exited 0 after its plugin died", follower)
 	}
+}
+
+// TestE2EStalledStoreFailStop stops (SIGSTOP) a follower's badger plugin
+// under writes, as a disk that stops answering leaves it: the follower's
+// /readyz turns 503 ("store write slow") so that traffic goes elsewhere,
+// and once the write has hung for --store-stall-timeout the replica stops
+// (fail-stop) and exits non-zero, killing the stopped plugin on its way out;
+// the other two keep acknowledging writes, and the restarted replica is
+// ready again. Before, such a replica stayed up and "ready", unable to apply
+// or to serve a read, and did not even exit on SIGTERM.
+func TestE2EStalledStoreFailStop(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("finds the plugin process through /proc")
+	}
+	c := startCluster(t, 3, "badger", "--store-stall-timeout", "2s")
+	leader := c.leader()
+	if leader < 0 {
+		t.Fatal("no leader")
+	}
+	follower := (leader + 1) % 3
+	httpClient := &http.Client{Timeout: 3 * time.Second}
+	var acked atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	for w := range 2 {
+		wg.Go(func() {
+			for n := 0; ctx.Err() == nil; n++ {
+				resp, err := httpClient.Post(c.clients[leader]+"/kvstore/put", "application/json",
+					strings.NewReader(fmt.Sprintf(`{"key":"w%d-%d","value":"v"}`, w, n)))
+				if err != nil {
+					time.Sleep(20 * time.Millisecond)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					acked.Add(1)
+				}
+			}
+		})
+	}
+	plugin := pluginPID(t, c.procs[follower].cmd.Process.Pid)
+	if plugin == 0 {
+		t.Fatalf("no plugin process under replica %d", follower)
+	}
+	if err := syscall.Kill(plugin, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stoppedAt := time.Now()
+	slow := false
+	for deadline := time.Now().Add(10 * time.Second); !slow && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if resp, err := httpClient.Get(c.clients[follower] + "/readyz"); err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			slow = resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(body), "store write slow")
+		}
+	}
+	if !slow {
+		t.Fatalf("replica %d's /readyz never said its store write is slow", follower)
+	}
+	if code := c.waitExit(follower, 40*time.Second); code == 0 {
+		t.Fatalf("replica %d exited 0 after its store hung; want non-zero so systemd restarts it", follower)
+	}
+	t.Logf("replica %d exited %v after its plugin was stopped", follower, time.Since(stoppedAt).Round(time.Millisecond))
+	if log := c.procs[follower].log.String(); !strings.Contains(log, "a write of the raft log has not returned for") {
+		t.Fatalf("replica %d's log does not say its store hung:\n%s", follower, tail(log, 2048))
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", plugin)); err == nil {
+		if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", plugin)); !strings.Contains(string(st), ") Z ") {
+			t.Errorf("the stopped plugin %d outlived its replica", plugin)
+		}
+	}
+	before := acked.Load()
+	waitFor(t, "writes acknowledged by the other two", 15*time.Second, func() bool { return acked.Load() > before+10 })
+
+	c.start(follower)
+	waitFor(t, "the restarted replica ready", 30*time.Second, func() bool {
+		resp, err := httpClient.Get(c.clients[follower] + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }

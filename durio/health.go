@@ -30,6 +30,11 @@ type health struct {
 	exitReason func() string
 	dataDir    string          // whose file system a store failure may have filled
 	stop       func(err error) // tells the owner to shut the replica down; called once
+	// appendAge is how long the raft log write in progress has run (0:
+	// none); stallTimeout fails the replica once it reaches that (0:
+	// never). Both unset for a replica without a meteredStore.
+	appendAge    func() time.Duration
+	stallTimeout time.Duration
 	once   sync.Once       // guards the call to stop
 	mu     sync.Mutex      // guards err
 	err    error           // the first fatal error, or nil
@@ -88,7 +93,29 @@ func (h *health) check() {
 	}
 	if h.exited != nil && h.exited() {
 		h.fail(fmt.Errorf("%w: %w: the persister plugin process exited", raft.ErrStoreFailed, persist.ErrUnavailable))
+		return
 	}
+	if h.appendAge != nil && h.stallTimeout > 0 {
+		if age := h.appendAge(); age >= h.stallTimeout {
+			h.fail(fmt.Errorf("%w: %w: a write of the raft log has not returned for %v (store-stall-timeout %v): the disk or the persister plugin hangs",
+				raft.ErrStoreFailed, errStoreStalled, age.Round(time.Second), h.stallTimeout))
+		}
+	}
+}
+
+// errStoreStalled is matched by the failure of a store whose write hangs.
+var errStoreStalled = errors.New("store stalled")
+
+// storeSlow is how long a raft log write may run before /readyz says the
+// replica is not ready: it cannot apply, so reads sent to it would wait.
+const storeSlow = 5 * time.Second
+
+// slow is storeSlow, or half the stall timeout if that is shorter.
+func (h *health) slow() time.Duration {
+	if h.stallTimeout > 0 {
+		return min(storeSlow, h.stallTimeout/2)
+	}
+	return storeSlow
 }
 
 // explain adds to a store failure what the replica can find out about it:
@@ -127,6 +154,8 @@ func publicReason(err error) string {
 	switch {
 	case errors.Is(err, errDiskFull):
 		return "store failed: the data folder's disk is full"
+	case errors.Is(err, errStoreStalled):
+		return "store failed: a write hangs"
 	case errors.Is(err, persist.ErrCorrupt):
 		return "store failed: corrupt data"
 	case errors.Is(err, persist.ErrUnavailable):
@@ -173,6 +202,8 @@ func (h *health) wrap(next http.Handler) http.Handler {
 			st := h.status()
 			if st.Leader == raft.NoLeader {
 				code, resp = http.StatusServiceUnavailable, healthResponse{Status: "not_ready", Reason: "no known leader"}
+			} else if h.appendAge != nil && h.appendAge() >= h.slow() {
+				code, resp = http.StatusServiceUnavailable, healthResponse{Status: "not_ready", Reason: "store write slow"}
 			} else {
 				resp = healthResponse{Status: "ready", LeaderID: &st.Leader}
 			}

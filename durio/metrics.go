@@ -249,11 +249,27 @@ func (w *statusWriter) WriteHeader(code int) {
 type meteredStore struct {
 	persist.Store
 	m *metrics
+	// appending is when the Append in progress started, on monoClock, 0
+	// when none is (raft makes one at a time): for the stall check.
+	appending *atomic.Int64
+}
+
+// monoBase is the origin of monoClock.
+var monoBase = time.Now()
+
+// monoClock is a monotonic clock reading in nanoseconds, never 0: a wall
+// clock step must not make a write look stalled.
+func monoClock() int64 { return int64(time.Since(monoBase)) + 1 }
+
+func newMeteredStore(store persist.Store, m *metrics) meteredStore {
+	return meteredStore{Store: store, m: m, appending: new(atomic.Int64)}
 }
 
 func (s meteredStore) Append(ctx context.Context, hs persist.HardState, entries []persist.Entry) error {
 	start := time.Now()
+	s.appending.Store(monoClock())
 	err := s.Store.Append(ctx, hs, entries)
+	s.appending.Store(0)
 	d := time.Since(start)
 	if s.m.hist != nil {
 		s.m.hist.observeAppend(d, err)
@@ -263,6 +279,14 @@ func (s meteredStore) Append(ctx context.Context, hs persist.HardState, entries 
 		s.m.storeEntries.Add(float64(len(entries)))
 	}
 	return err
+}
+
+// appendAge is how long the Append in progress has run, 0 if none runs.
+func (s meteredStore) appendAge() time.Duration {
+	if t := s.appending.Load(); t != 0 {
+		return time.Duration(monoClock() - t)
+	}
+	return 0
 }
 
 // CanLoadSnapshot passes the store's persist.SnapshotLoader through, so

@@ -17,7 +17,7 @@ import (
 func TestMetricsScrape(t *testing.T) {
 	st := raft.Status{ID: 1, Term: 4, Role: raft.Leader, Leader: 1, Commit: 10, Applied: 8, LastIndex: 11, ReadRounds: 7, ReadIndexRequests: 3}
 	m := newMetrics(func() raft.Status { return st })
-	store := meteredStore{Store: persist.NewMemory(), m: m}
+	store := newMeteredStore(persist.NewMemory(), m)
 	ctx := context.Background()
 	if err := store.Append(ctx, persist.HardState{Term: 1, VotedFor: persist.NoVote}, []persist.Entry{{Index: 1, Term: 1, Type: persist.EntryNoop}}); err != nil {
 		t.Fatal(err)

@@ -335,5 +335,7 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// closeTimeout bounds the wait for a plugin's store to close.
-const closeTimeout = 30 * time.Second
+// closeTimeout bounds the wait for a plugin's store to close (badger
+// flushes its memtable); a plugin that takes longer is killed, which its
+// store survives as it survives a crash.
+var closeTimeout = 10 * time.Second

@@ -201,7 +201,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 				err = fmt.Errorf("%w (the plugin process %s)", err, why)
 			}
 		}
-		s.pc.Kill()
+		s.kill()
 		s.cleanup()
 		return nil, err
 	}
@@ -364,13 +364,37 @@ func (s *Store) ExitReason() string {
 }
 
 // Close closes the store and stops the plugin process. It is idempotent.
+// A plugin that does not answer (a hung disk, a stopped process) is killed:
+// Close returns within closeTimeout plus killWait.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closeErr = s.Client.Close()
-		s.pc.Kill()
+		s.kill()
 		s.cleanup()
 	})
 	return s.closeErr
+}
+
+// killWait is how long kill lets go-plugin stop the process gracefully.
+var killWait = 3 * time.Second
+
+// kill stops the plugin process. go-plugin's Kill first asks the plugin to
+// shut down over gRPC with no deadline, which a plugin that hangs never
+// answers; after killWait the process gets SIGKILL, which ends that call.
+func (s *Store) kill() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.pc.Kill()
+	}()
+	select {
+	case <-done:
+	case <-time.After(killWait):
+		if p := s.cmd.Process; p != nil {
+			_ = p.Kill()
+		}
+		<-done
+	}
 }
 
 func (s *Store) cleanup() {

@@ -89,6 +89,41 @@ func TestCrashedPluginSaysWhy(t *testing.T) {
 	}
 }
 
+// A plugin that hangs (here: SIGSTOP, as a disk that stops answering
+// leaves it) does not hang its host's Close: the store's Close call times
+// out and the process is killed. go-plugin's own Kill asks the plugin to
+// shut down and waits for its answer forever, so a replica whose store hung
+// never exited, not even on SIGTERM.
+func TestStoppedPluginClose(t *testing.T) {
+	defer plugin.SetCloseTimeouts(300*time.Millisecond, 300*time.Millisecond)()
+	s, err := plugin.Open(ctx, plugin.Config{Persister: "file", DataDir: t.TempDir(), SocketDir: shortSocketDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := s.PID()
+	t.Cleanup(func() {
+		if !s.Exited() {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Close() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("Close of a stopped plugin: nil, want the store's Close call to fail")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close of a stopped plugin has not returned after 20s")
+	}
+	if !s.Exited() {
+		t.Fatal("the stopped plugin process still runs after Close")
+	}
+}
+
 // hostMain is a host process for TestPluginDiesWithHost: it starts a file
 // plugin, prints its pid and waits to be killed.
 func hostMain(dir string) {
