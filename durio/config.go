@@ -246,7 +246,7 @@ const (
 	// minStoreStallTimeout is the least StoreStallTimeout above 0: a disk's
 	// occasional slow sync must not stop a replica.
 	minStoreStallTimeout = time.Second
-	DefaultMaxWatchWait   = 60 * time.Second
+	DefaultMaxWatchWait  = 60 * time.Second
 )
 
 // ErrConfig is wrapped by every configuration error.

@@ -35,9 +35,9 @@ type health struct {
 	// never). Both unset for a replica without a meteredStore.
 	appendAge    func() time.Duration
 	stallTimeout time.Duration
-	once   sync.Once       // guards the call to stop
-	mu     sync.Mutex      // guards err
-	err    error           // the first fatal error, or nil
+	once         sync.Once  // guards the call to stop
+	mu           sync.Mutex // guards err
+	err          error      // the first fatal error, or nil
 }
 
 func newHealth(logger *slog.Logger, status func() raft.Status, store persist.Store, dataDir string, stop func(error)) *health {
