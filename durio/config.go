@@ -239,6 +239,10 @@ const (
 	DefaultMaxWatchers = 10000
 	// DefaultRequestTimeout is Config.RequestTimeout's default.
 	DefaultRequestTimeout = 5 * time.Second
+	DefaultMaxWatchWait   = 60 * time.Second
+)
+
+const (
 	// DefaultStoreStallTimeout is Config.StoreStallTimeout's default: an
 	// Append batch is at most a few MiB, which a slow SD card writes in
 	// well under a second.
@@ -246,7 +250,6 @@ const (
 	// minStoreStallTimeout is the least StoreStallTimeout above 0: a disk's
 	// occasional slow sync must not stop a replica.
 	minStoreStallTimeout = time.Second
-	DefaultMaxWatchWait  = 60 * time.Second
 )
 
 // ErrConfig is wrapped by every configuration error.
