@@ -93,15 +93,26 @@ func (h *health) check() {
 	}
 	if h.exited != nil && h.exited() {
 		h.fail(fmt.Errorf("%w: %w: the persister plugin process exited", raft.ErrStoreFailed, persist.ErrUnavailable))
-		return
-	}
-	if h.appendAge != nil && h.stallTimeout > 0 {
-		if age := h.appendAge(); age >= h.stallTimeout {
-			h.fail(fmt.Errorf("%w: %w: a write of the raft log has not returned for %v (store-stall-timeout %v): the disk or the persister plugin hangs",
-				raft.ErrStoreFailed, errStoreStalled, age.Round(time.Second), h.stallTimeout))
-		}
 	}
 }
+
+// checkStall fails the replica if the raft log write in progress has run
+// for stallTimeout. Only watch calls it, and not on a tick that comes late:
+// then the whole process did not run (stopped, a paused machine), and a
+// write in progress meanwhile did not hang; the next tick looks again.
+func (h *health) checkStall() {
+	if h.appendAge == nil || h.stallTimeout <= 0 || h.failed() != nil {
+		return
+	}
+	if age := h.appendAge(); age >= h.stallTimeout {
+		h.fail(fmt.Errorf("%w: %w: a write of the raft log has not returned for %v (store-stall-timeout %v): the disk or the persister plugin hangs",
+			raft.ErrStoreFailed, errStoreStalled, age.Round(time.Second), h.stallTimeout))
+	}
+}
+
+// lateTick is how late a watch tick may come and still check for a stalled
+// store.
+const lateTick = time.Second
 
 // errStoreStalled is matched by the failure of a store whose write hangs.
 var errStoreStalled = errors.New("store stalled")
@@ -138,12 +149,18 @@ func (h *health) explain(err error) error {
 func (h *health) watch(ctx context.Context) {
 	t := time.NewTicker(healthPollInterval)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			h.check()
+			now := time.Now()
+			if now.Sub(last) < healthPollInterval+lateTick {
+				h.checkStall()
+			}
+			last = now
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -288,5 +289,44 @@ func TestFreeSpace(t *testing.T) {
 	}
 	if !ok || free == 0 {
 		t.Fatalf("freeSpace = %d, %v; want the temporary folder's free bytes", free, ok)
+	}
+}
+
+// A raft log write that has run for the stall timeout fails the replica as
+// a store failure that names the hang; one that has run for half of it (or
+// 5 s) makes /readyz answer 503 first; 0 turns the check off.
+func TestHealthStalledStore(t *testing.T) {
+	for _, tc := range []struct {
+		age, timeout time.Duration
+		fails, slow  bool
+	}{
+		{3 * time.Second, 2 * time.Second, true, true},
+		{1500 * time.Millisecond, 2 * time.Second, false, true},
+		{500 * time.Millisecond, 2 * time.Second, false, false},
+		{4 * time.Second, time.Minute, false, false},
+		{time.Hour, 0, false, true},
+	} {
+		var stopped error
+		h := newHealth(slog.New(slog.DiscardHandler), func() raft.Status { return raft.Status{Leader: 1} }, nil, "",
+			func(err error) { stopped = err })
+		h.appendAge, h.stallTimeout = func() time.Duration { return tc.age }, tc.timeout
+		h.checkStall()
+		err := h.failed()
+		if (err != nil) != tc.fails || stopped != err {
+			t.Errorf("write running %v, timeout %v: failed() = %v (stopped with %v), want failing: %v", tc.age, tc.timeout, err, stopped, tc.fails)
+			continue
+		}
+		if tc.fails {
+			if !errors.Is(err, raft.ErrStoreFailed) || !strings.Contains(err.Error(), "a write of the raft log has not returned for 3s") ||
+				publicReason(err) != "store failed: a write hangs" {
+				t.Errorf("failure %q (reason %q) does not name the hang", err, publicReason(err))
+			}
+			continue
+		}
+		rec := httptest.NewRecorder()
+		h.wrap(http.NotFoundHandler()).ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+		if slow := rec.Code == http.StatusServiceUnavailable && strings.Contains(rec.Body.String(), "store write slow"); slow != tc.slow {
+			t.Errorf("write running %v, timeout %v: /readyz %d %s, want slow: %v", tc.age, tc.timeout, rec.Code, rec.Body.String(), tc.slow)
+		}
 	}
 }
