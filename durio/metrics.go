@@ -39,6 +39,10 @@ type metrics struct {
 	tlsExpiry     *prometheus.GaugeVec     // by listener
 	// watchStreams counts the watch streams open on the client listener.
 	watchStreams *atomic.Int64
+	// appending is when the store Append in progress started, on
+	// monoClock, 0 when none is (raft makes one at a time): meteredStore
+	// sets it, for the stall check and the in-flight gauge.
+	appending atomic.Int64
 	// routes caches the request observers per route label (string ->
 	// *routeObservers; see route).
 	routes sync.Map
@@ -93,6 +97,9 @@ func newMetrics(status func() raft.Status) *metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.leaderChanges, m.rpcs, m.rpcLatency, m.storeAppend, m.storeEntries, m.snapshots, m.snapshotBytes,
 		m.requests, m.reqLatency, m.refusedConns, m.authRefused, m.tlsExpiry,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "durio_store_append_inflight_seconds",
+			Help: "How long the store Append in progress has run, 0 when none runs: a disk or plugin that hangs shows here before --store-stall-timeout stops the replica."},
+			func() float64 { return m.appendAge().Seconds() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "durio_watch_streams",
 			Help: "Watch streams (server-sent events) open on the client listener."},
 			func() float64 { return float64(m.watchStreams.Load()) }),
@@ -249,9 +256,6 @@ func (w *statusWriter) WriteHeader(code int) {
 type meteredStore struct {
 	persist.Store
 	m *metrics
-	// appending is when the Append in progress started, on monoClock, 0
-	// when none is (raft makes one at a time): for the stall check.
-	appending *atomic.Int64
 }
 
 // monoBase is the origin of monoClock.
@@ -261,15 +265,11 @@ var monoBase = time.Now()
 // clock step must not make a write look stalled.
 func monoClock() int64 { return int64(time.Since(monoBase)) + 1 }
 
-func newMeteredStore(store persist.Store, m *metrics) meteredStore {
-	return meteredStore{Store: store, m: m, appending: new(atomic.Int64)}
-}
-
 func (s meteredStore) Append(ctx context.Context, hs persist.HardState, entries []persist.Entry) error {
 	start := time.Now()
-	s.appending.Store(monoClock())
+	s.m.appending.Store(monoClock())
 	err := s.Store.Append(ctx, hs, entries)
-	s.appending.Store(0)
+	s.m.appending.Store(0)
 	d := time.Since(start)
 	if s.m.hist != nil {
 		s.m.hist.observeAppend(d, err)
@@ -281,9 +281,10 @@ func (s meteredStore) Append(ctx context.Context, hs persist.HardState, entries 
 	return err
 }
 
-// appendAge is how long the Append in progress has run, 0 if none runs.
-func (s meteredStore) appendAge() time.Duration {
-	if t := s.appending.Load(); t != 0 {
+// appendAge is how long the store Append in progress has run, 0 if none
+// runs.
+func (m *metrics) appendAge() time.Duration {
+	if t := m.appending.Load(); t != 0 {
 		return time.Duration(monoClock() - t)
 	}
 	return 0

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http/httptest"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,7 +18,7 @@ import (
 func TestMetricsScrape(t *testing.T) {
 	st := raft.Status{ID: 1, Term: 4, Role: raft.Leader, Leader: 1, Commit: 10, Applied: 8, LastIndex: 11, ReadRounds: 7, ReadIndexRequests: 3}
 	m := newMetrics(func() raft.Status { return st })
-	store := newMeteredStore(persist.NewMemory(), m)
+	store := meteredStore{Store: persist.NewMemory(), m: m}
 	ctx := context.Background()
 	if err := store.Append(ctx, persist.HardState{Term: 1, VotedFor: persist.NoVote}, []persist.Entry{{Index: 1, Term: 1, Type: persist.EntryNoop}}); err != nil {
 		t.Fatal(err)
@@ -45,6 +46,7 @@ func TestMetricsScrape(t *testing.T) {
 		"durio_raft_apply_lag_entries 2",
 		"durio_store_appended_entries_total 1",
 		"durio_store_append_duration_seconds_count 1",
+		"durio_store_append_inflight_seconds 0",
 		"durio_snapshots_total 1",
 		"durio_snapshot_size_bytes 5",
 		`durio_raft_rpcs_sent_total{result="error",rpc="AppendEntries"} 1`,
@@ -131,4 +133,59 @@ func TestMetricsLeaderChangesFromEvents(t *testing.T) {
 	waitCount(4)
 	close(events)
 	<-done
+}
+
+// blockingStore's Append waits until release is closed.
+type blockingStore struct {
+	persist.Store
+	entered, release chan struct{}
+}
+
+func (s blockingStore) Append(ctx context.Context, hs persist.HardState, es []persist.Entry) error {
+	close(s.entered)
+	<-s.release
+	return s.Store.Append(ctx, hs, es)
+}
+
+// An Append in progress shows in appendAge (the stall check's input) and in
+// durio_store_append_inflight_seconds, and both are 0 again once it returns.
+func TestMetricsAppendInFlight(t *testing.T) {
+	m := newMetrics(func() raft.Status { return raft.Status{} })
+	bs := blockingStore{Store: persist.NewMemory(), entered: make(chan struct{}), release: make(chan struct{})}
+	store := meteredStore{Store: bs, m: m}
+	done := make(chan error, 1)
+	go func() {
+		done <- store.Append(context.Background(), persist.HardState{Term: 1, VotedFor: persist.NoVote},
+			[]persist.Entry{{Index: 1, Term: 1, Type: persist.EntryNoop}})
+	}()
+	<-bs.entered
+	waitFor(t, "the Append in progress to show", 5*time.Second, func() bool { return m.appendAge() >= 20*time.Millisecond })
+	srv := httptest.NewServer(m.handler())
+	defer srv.Close()
+	scrape := func() string {
+		resp, err := srv.Client().Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+	running := regexp.MustCompile(`\ndurio_store_append_inflight_seconds (\S+)\n`).FindStringSubmatch(scrape())
+	if running == nil {
+		t.Fatal("scrape lacks durio_store_append_inflight_seconds")
+	}
+	if v, err := strconv.ParseFloat(running[1], 64); err != nil || v <= 0 {
+		t.Errorf("durio_store_append_inflight_seconds during an Append: %q, want above 0", running[1])
+	}
+	close(bs.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if age := m.appendAge(); age != 0 {
+		t.Errorf("appendAge() = %v after the Append returned, want 0", age)
+	}
+	if body := scrape(); !strings.Contains(body, "durio_store_append_inflight_seconds 0\n") {
+		t.Errorf("scrape after the Append lacks durio_store_append_inflight_seconds 0")
+	}
 }

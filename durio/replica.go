@@ -113,13 +113,12 @@ func StartReplicaContext(ctx context.Context, cfg Config, store persist.Store, l
 	r.metrics = newMetrics(func() raft.Status { return r.kv.Status() })
 	r.hist = newHistory(cfg.ID, time.Now())
 	r.metrics.hist = r.hist
-	ms := newMeteredStore(store, r.metrics)
-	r.store = ms
+	r.store = meteredStore{Store: store, m: r.metrics}
 	r.health = newHealth(logger, func() raft.Status { return r.kv.Status() }, store, cfg.DataDir, func(err error) {
 		r.fatal(err)
 		r.recordStoreFailure(time.Now(), err)
 	})
-	r.health.appendAge, r.health.stallTimeout = ms.appendAge, cfg.StoreStallTimeout
+	r.health.appendAge, r.health.stallTimeout = r.metrics.appendAge, cfg.StoreStallTimeout
 	var err error
 	if len(cfg.Join) > 0 {
 		hc, herr := joinHTTPClient(cfg)
