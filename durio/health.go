@@ -97,21 +97,22 @@ func (h *health) check() {
 }
 
 // checkStall fails the replica if the raft log write in progress has run
-// for stallTimeout. Only watch calls it, and not on a tick that comes late:
-// then the whole process did not run (stopped, a paused machine), and a
-// write in progress meanwhile did not hang; the next tick looks again.
-func (h *health) checkStall() {
+// for stallTimeout since the process last ran (running: how long the
+// process has run without a pause; see watch). A replica that was itself
+// stopped, or whose machine was paused, did not see its store hang
+// meanwhile: the write must hang for the whole timeout after it resumed.
+func (h *health) checkStall(running time.Duration) {
 	if h.appendAge == nil || h.stallTimeout <= 0 || h.failed() != nil {
 		return
 	}
-	if age := h.appendAge(); age >= h.stallTimeout {
+	if age := min(h.appendAge(), running); age >= h.stallTimeout {
 		h.fail(fmt.Errorf("%w: %w: a write of the raft log has not returned for %v (store-stall-timeout %v): the disk or the persister plugin hangs",
 			raft.ErrStoreFailed, errStoreStalled, age.Round(time.Second), h.stallTimeout))
 	}
 }
 
-// lateTick is how late a watch tick may come and still check for a stalled
-// store.
+// lateTick is how late a watch tick may come before watch takes it that
+// the process did not run meanwhile.
 const lateTick = time.Second
 
 // errStoreStalled is matched by the failure of a store whose write hangs.
@@ -150,6 +151,7 @@ func (h *health) watch(ctx context.Context) {
 	t := time.NewTicker(healthPollInterval)
 	defer t.Stop()
 	last := time.Now()
+	resumed := last // since when the process has run without a pause
 	for {
 		select {
 		case <-ctx.Done():
@@ -157,10 +159,11 @@ func (h *health) watch(ctx context.Context) {
 		case <-t.C:
 			h.check()
 			now := time.Now()
-			if now.Sub(last) < healthPollInterval+lateTick {
-				h.checkStall()
+			if now.Sub(last) > healthPollInterval+lateTick {
+				resumed = now
 			}
 			last = now
+			h.checkStall(now.Sub(resumed))
 		}
 	}
 }

@@ -310,7 +310,7 @@ func TestHealthStalledStore(t *testing.T) {
 		h := newHealth(slog.New(slog.DiscardHandler), func() raft.Status { return raft.Status{Leader: 1} }, nil, "",
 			func(err error) { stopped = err })
 		h.appendAge, h.stallTimeout = func() time.Duration { return tc.age }, tc.timeout
-		h.checkStall()
+		h.checkStall(time.Hour)
 		err := h.failed()
 		if (err != nil) != tc.fails || stopped != err {
 			t.Errorf("write running %v, timeout %v: failed() = %v (stopped with %v), want failing: %v", tc.age, tc.timeout, err, stopped, tc.fails)
@@ -328,5 +328,23 @@ func TestHealthStalledStore(t *testing.T) {
 		if slow := rec.Code == http.StatusServiceUnavailable && strings.Contains(rec.Body.String(), "store write slow"); slow != tc.slow {
 			t.Errorf("write running %v, timeout %v: /readyz %d %s, want slow: %v", tc.age, tc.timeout, rec.Code, rec.Body.String(), tc.slow)
 		}
+	}
+}
+
+// A replica that was itself stopped (SIGSTOP, a paused machine) while a
+// write was in progress is not failed when it resumes: the write must hang
+// for the whole timeout after the process runs again. (Found by hand: a
+// replica stopped for 6 s with --store-stall-timeout 3s failed on resume,
+// its write's answer not yet read.)
+func TestHealthStallAfterPause(t *testing.T) {
+	h := newHealth(slog.New(slog.DiscardHandler), func() raft.Status { return raft.Status{} }, nil, "", func(error) {})
+	h.appendAge, h.stallTimeout = func() time.Duration { return 6 * time.Second }, 3*time.Second
+	h.checkStall(time.Second) // resumed a second ago
+	if err := h.failed(); err != nil {
+		t.Fatalf("failed %v after the process ran for 1s of a 3s timeout", err)
+	}
+	h.checkStall(3 * time.Second)
+	if err := h.failed(); !errors.Is(err, errStoreStalled) {
+		t.Fatalf("failed() = %v once the write hung 3s after the resume, want a stall", err)
 	}
 }
