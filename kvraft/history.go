@@ -45,6 +45,9 @@ type history struct {
 	bytes int
 	// compactRev is the newest revision no longer retained.
 	compactRev uint64
+	// keep is the store revision before the write being applied: the
+	// byte bound never drops the events above it (see trimLocked).
+	keep uint64
 }
 
 // push appends e to the history (no limits checked).
@@ -76,10 +79,17 @@ func (s *state) recordLocked(e event) {
 }
 
 // trimLocked drops the oldest events until the history is within its
-// limits.
+// limits. The byte bound spares the events of the write being applied
+// (revisions above keep), so the history may pass it by one write's events
+// until the next write: a watcher that has seen every change before a
+// write then sees that write's changes, however large their values, where
+// it would otherwise be told its history was compacted (each event counts
+// its previous value too, so one overwrite of a value of half the bound
+// would drop itself and end every watch that was up to date).
 func (s *state) trimLocked() {
 	drop := 0
-	for len(s.events)-drop > 0 && (len(s.events)-drop > s.limits.historyEvents || s.bytes > s.limits.historyBytes) {
+	for len(s.events)-drop > 0 && (len(s.events)-drop > s.limits.historyEvents ||
+		s.bytes > s.limits.historyBytes && s.compactRev+uint64(drop) < s.keep) {
 		s.bytes -= s.events[drop].size()
 		drop++
 	}

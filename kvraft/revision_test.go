@@ -293,6 +293,55 @@ func TestStateHistoryBytesBound(t *testing.T) {
 	}
 }
 
+// A write whose events alone pass the byte bound (an overwrite of a large
+// value counts both values; a transaction or an ended lease makes several
+// events) is kept until the next write: a watcher that had seen every
+// change before it gets its events, not "compacted". Older watchers are
+// still told.
+func TestStateHistoryBytesBoundSparesTheLastWrite(t *testing.T) {
+	s := newState(stateLimits{historyEvents: 1000, historyBytes: 4096})
+	big := strings.Repeat("v", 3000)
+	caughtUp := func(what string, after uint64, events int) {
+		t.Helper()
+		res, _ := s.watch(watchQuery{key: "", prefix: true, after: after, limit: 100}, nil)
+		if res.compacted || len(res.events) != events || res.next != s.rev {
+			t.Fatalf("%s: a watcher up to date at %d got %+v (compact revision %d, rev %d)", what, after, res, s.compactRev, s.rev)
+		}
+	}
+	applyOp(s, op{kind: rPut, key: "k", value: big})
+	rev := s.rev
+	applyOp(s, op{kind: rPut, key: "k", value: big}) // 6000+ bytes with its previous value
+	caughtUp("overwrite", rev, 1)
+	if res, _ := s.watch(watchQuery{key: "k", after: rev - 1, limit: 10}, nil); !res.compacted {
+		t.Fatalf("a watcher before the dropped event was not told: %+v", res)
+	}
+	rev = s.rev
+	applyOp(s, op{kind: opTxn | opChecked | opRevisioned, txn: &txn{writes: []txnWrite{{key: "a", value: big}, {key: "b", value: big}, {key: "k", del: true}}}})
+	caughtUp("transaction", rev, 3)
+	applyOp(s, op{kind: opLeaseGrant, lease: 7, ttl: 5000, limit: 10})
+	for _, k := range []string{"a", "b", "c"} {
+		applyOp(s, op{kind: rPut, key: k, value: big, lease: 7})
+	}
+	rev = s.rev
+	applyOp(s, op{kind: opLeaseExpire, lease: 7})
+	caughtUp("lease expiry", rev, 3)
+	// The next write drops them: the bound holds but for the newest write.
+	applyOp(s, op{kind: rPut, key: "small", value: "1"})
+	if s.bytes > 4096 || s.compactRev+uint64(len(s.events)) != s.rev {
+		t.Fatalf("after a small write: %d events of %d bytes, compact revision %d, rev %d", len(s.events), s.bytes, s.compactRev, s.rev)
+	}
+	// A restored history keeps its newest event over the bound too.
+	applyOp(s, op{kind: rPut, key: "k", value: big})
+	applyOp(s, op{kind: rPut, key: "k", value: big})
+	r := newState(stateLimits{historyEvents: 1000, historyBytes: 4096})
+	if err := r.Restore(s.Snapshot()); err != nil {
+		t.Fatal(err)
+	}
+	if r.compactRev != r.rev-1 || len(r.events) != 1 {
+		t.Fatalf("restored: compact revision %d, rev %d, %d events", r.compactRev, r.rev, len(r.events))
+	}
+}
+
 func TestStateLeases(t *testing.T) {
 	s := newState(testLimits)
 	grant := func(id uint64) writeResult {

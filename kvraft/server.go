@@ -45,7 +45,8 @@ type Config struct {
 	MaxSessions int
 	// HistoryMaxEvents and HistoryMaxBytes bound the retained event
 	// history (which answers Watch and List at older revisions); the
-	// oldest events go first. Use the same on every replica. Every
+	// oldest events go first, and the byte bound spares the newest write's
+	// events. Use the same on every replica. Every
 	// snapshot carries the history: keep HistoryMaxBytes well below the
 	// raft snapshot threshold, or snapshots grow to the history's size.
 	HistoryMaxEvents int

@@ -128,8 +128,9 @@ func boolByte(v bool) byte {
 }
 
 // Restore implements rsm.StateMachine. It keeps the state's limits (and
-// trims a larger restored history to them) and wakes every watcher, which
-// looks again at the restored history.
+// trims a larger restored history to them; the byte bound spares the
+// newest event, as it spares a write's events in Apply) and wakes every
+// watcher, which looks again at the restored history.
 func (s *state) Restore(b []byte) error {
 	restored, err := decodeSnapshot(b, s.limits)
 	if err != nil {
@@ -140,6 +141,7 @@ func (s *state) Restore(b []byte) error {
 	s.data, s.index, s.clients, s.oldest, s.newest, s.clock = restored.data, restored.index, restored.clients, restored.oldest, restored.newest, restored.clock
 	s.rev, s.history, s.leases, s.level = restored.rev, restored.history, restored.leases, restored.level
 	s.leaseGen++
+	s.keep = s.rev - min(s.rev, 1)
 	s.trimLocked()
 	s.hub.notifyAll()
 	return nil

@@ -230,6 +230,7 @@ func (s *state) applyOther(index uint64, o op) (res any, ok bool) {
 func (s *state) applyWrite(o op) writeResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.keep = s.rev
 	if o.id.ClientID == 0 {
 		return s.applyWriteLocked(o)
 	}
