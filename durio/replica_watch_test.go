@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ruaft/ruaft/durio/client"
 	"github.com/ruaft/ruaft/persist"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
@@ -264,4 +265,90 @@ func TestReplicaWatchStreamFromNowResumes(t *testing.T) {
 	if err != nil || json.Unmarshal([]byte(m.data), &ev) != nil || ev.KV == nil || ev.KV.Key != "k" || ev.KV.Value != "away" {
 		t.Fatalf("after the reconnect: %+v %v, want the put made while the client was away", m, err)
 	}
+}
+
+// With the default history bounds (1 MiB), an overwrite of a value of
+// 600 KB (an event of 1.2 MB, counting the value it replaced) reaches the
+// streams that were up to date: of its own key, of another prefix, and of
+// every key, and so do the deletes of a lease's large keys. The history
+// used to drop such an event at once, which ended every stream on every
+// replica with "compacted" (and an EventSource for good).
+func TestReplicaWatchStreamLargeWrites(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Peers = []string{"http://127.0.0.1:0"}
+	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	r, err := StartReplica(cfg, persist.NewNoop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	cl, err := client.New([]string{"http://" + r.ClientAddr()}, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	big := strings.Repeat("v", 600_000)
+	var start uint64
+	waitUntil(t, "a first put", func() bool {
+		start, err = cl.PutWith(ctx, "big", big, client.WriteOptions{})
+		return err == nil
+	})
+	type seen struct {
+		key string
+		rev uint64
+		err error
+	}
+	follow := func(key string, prefix bool) chan seen {
+		ch := make(chan seen, 16)
+		go func() {
+			err := cl.FollowStream(ctx, key, prefix, start, func(ev client.Event) error {
+				ch <- seen{key: ev.KV.Key, rev: ev.KV.ModRevision}
+				return nil
+			})
+			ch <- seen{err: err}
+		}()
+		return ch
+	}
+	own, other, all := follow("big", false), follow("other/", true), follow("", true)
+	expect := func(ch chan seen, key string, rev uint64) {
+		t.Helper()
+		select {
+		case s := <-ch:
+			if s.err != nil || s.key != key || s.rev != rev {
+				t.Fatalf("want %s at %d, got %+v", key, rev, s)
+			}
+		case <-ctx.Done():
+			t.Fatalf("no %s at %d", key, rev)
+		}
+	}
+	rev, err := cl.PutWith(ctx, "big", big, client.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(own, "big", rev)
+	expect(all, "big", rev)
+	rev, err = cl.PutWith(ctx, "other/small", "1", client.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(other, "other/small", rev) // not ended by the large overwrite
+	expect(all, "other/small", rev)
+	// A lease whose two large keys end together.
+	id, _, err := cl.LeaseGrant(ctx, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"other/a", "other/b"} {
+		if rev, err = cl.PutWith(ctx, k, big[:400_000], client.WriteOptions{Lease: id}); err != nil {
+			t.Fatal(err)
+		}
+		expect(other, k, rev)
+	}
+	if _, err := cl.LeaseRevoke(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	expect(other, "other/a", rev+1)
+	expect(other, "other/b", rev+2)
 }

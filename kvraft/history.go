@@ -75,7 +75,7 @@ func (s *state) recordLocked(e event) {
 	s.push(e)
 	s.bytes += e.size()
 	s.trimLocked()
-	s.hub.notify(e.key)
+	s.hub.notify(e.key, s.rev)
 }
 
 // trimLocked drops the oldest events until the history is within its
@@ -261,6 +261,19 @@ func (s *state) watch(q watchQuery, w *waiter) (watchResult, bool) {
 	return res, false
 }
 
+// unwait forgets w, whose wait ended. If no event woke it, none matched
+// from the look that registered it up to the store revision now, so it
+// answers as that look would now, without events (and never "compacted",
+// whatever the history dropped meanwhile); ok is false if an event woke it.
+func (s *state) unwait(w *waiter, q watchQuery) (res watchResult, ok bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if !s.hub.remove(w) {
+		return res, false
+	}
+	return watchResult{compactRev: s.compactRev, rev: s.rev, next: max(q.after, s.rev)}, true
+}
+
 // watchHub holds the watchers waiting for an event: Apply wakes those whose
 // key or prefix an event matches, Restore wakes all. Watchers are found by
 // what they watch, so an event costs one map lookup for its key plus one
@@ -281,6 +294,9 @@ type waiter struct {
 	key    string
 	prefix bool
 	ch     chan struct{}
+	// rev is the revision of the event that woke it, set before ch is
+	// closed; 0 if a Restore woke it (the state changed without events).
+	rev uint64
 }
 
 func newWatchHub() watchHub {
@@ -290,6 +306,17 @@ func newWatchHub() watchHub {
 
 func newWaiter(key string, prefix bool) *waiter {
 	return &waiter{key: key, prefix: prefix, ch: make(chan struct{})}
+}
+
+// lookAfter is the revision after which a watch that looked up to after
+// and registered w looks again once w was woken: just before the event
+// that woke it (the events in between did not match), or after itself if a
+// Restore woke it.
+func (w *waiter) lookAfter(after uint64) uint64 {
+	if w.rev == 0 {
+		return after
+	}
+	return max(after, w.rev-1)
 }
 
 func (h *watchHub) add(w *waiter) {
@@ -310,24 +337,28 @@ func (h *watchHub) add(w *waiter) {
 	set[w] = struct{}{}
 }
 
-// remove forgets w (woken or not).
-func (h *watchHub) remove(w *waiter) {
+// remove forgets w, reporting whether it was still waiting (no event woke
+// it: woken waiters leave the hub).
+func (h *watchHub) remove(w *waiter) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	index := h.keys
 	if w.prefix {
 		index = h.prefixes
 	}
-	if set := index[w.key]; set != nil {
-		delete(set, w)
-		if len(set) == 0 {
-			if w.prefix {
-				h.dropPrefixLocked(w.key)
-			} else {
-				delete(h.keys, w.key)
-			}
+	set := index[w.key]
+	if _, ok := set[w]; !ok {
+		return false
+	}
+	delete(set, w)
+	if len(set) == 0 {
+		if w.prefix {
+			h.dropPrefixLocked(w.key)
+		} else {
+			delete(h.keys, w.key)
 		}
 	}
+	return true
 }
 
 // dropPrefixLocked forgets the watchers of prefix.
@@ -338,11 +369,13 @@ func (h *watchHub) dropPrefixLocked(prefix string) {
 	}
 }
 
-// notify wakes the waiters of key and of every watched prefix of it.
-func (h *watchHub) notify(key string) {
+// notify wakes the waiters of key and of every watched prefix of it with
+// the event of revision rev.
+func (h *watchHub) notify(key string, rev uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for w := range h.keys[key] {
+		w.rev = rev
 		close(w.ch)
 	}
 	delete(h.keys, key)
@@ -356,6 +389,7 @@ func (h *watchHub) notify(key string) {
 		}
 		if set, ok := h.prefixes[key[:n]]; ok {
 			for w := range set {
+				w.rev = rev
 				close(w.ch)
 			}
 			woken = append(woken, key[:n])

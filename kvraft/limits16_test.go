@@ -57,6 +57,55 @@ func TestServerWatchWakesOnMatchingWrite(t *testing.T) {
 	}
 }
 
+// A Watch of a quiet key waits while other keys change faster than the
+// history keeps them: the changes it did not wait for were not for it, so
+// it gets its key's change, or an empty answer at the end of its wait, and
+// never "compacted" (which ended every stream of a quiet key, at its next
+// heartbeat, once 1 MiB of other changes had passed). A watcher whose own
+// change the history dropped before it looked is still told.
+func TestServerWatchQuietKeyOutlivesTheHistory(t *testing.T) {
+	s, _ := newFake16(t, func(c *Config) { c.HistoryMaxEvents = 5 })
+	ctx := context.Background()
+	put := func(k string) uint64 {
+		t.Helper()
+		resp, err := s.Put(ctx, &PutRequest{Key: k, Value: "v"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Header.Revision
+	}
+	start := put("noise")
+	type answer struct {
+		resp *WatchResponse
+		err  error
+	}
+	watch := func(key string, wait time.Duration) chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			resp, err := s.Watch(ctx, &WatchRequest{Key: key, AfterRevision: start, Wait: wait})
+			ch <- answer{resp, err}
+		}()
+		return ch
+	}
+	woken, timedOut := watch("quiet", time.Minute), watch("silent", 500*time.Millisecond)
+	waitFor(t, "both watchers waiting", func() bool { return s.watchers.Load() == 2 })
+	for range 20 {
+		put("noise")
+	}
+	rev := put("quiet")
+	a := <-woken
+	if a.err != nil || a.resp.Compacted || len(a.resp.Events) != 1 || a.resp.Events[0].KV.ModRevision != rev || a.resp.NextAfterRevision != rev {
+		t.Fatalf("the watcher of the quiet key: %+v, %v; want its change at %d", a.resp, a.err, rev)
+	}
+	a = <-timedOut
+	if a.err != nil || a.resp.Compacted || len(a.resp.Events) != 0 || a.resp.NextAfterRevision != rev {
+		t.Fatalf("the watcher whose wait ended: %+v, %v; want no events, next %d", a.resp, a.err, rev)
+	}
+	if resp, err := s.Watch(ctx, &WatchRequest{Key: "silent", AfterRevision: start}); err != nil || !resp.Compacted {
+		t.Fatalf("a new watch from the dropped revision %d: %+v, %v; want compacted", start, resp, err)
+	}
+}
+
 // Limits, each sent the bad thing.
 func TestServerWatchLimits(t *testing.T) {
 	s, _ := newFake16(t, func(c *Config) { c.MaxWatchers = 2; c.WatchMaxWait = 200 * time.Millisecond })

@@ -507,11 +507,11 @@ func TestWatchHub(t *testing.T) {
 		h.add(w)
 	}
 	h.remove(a2)
-	h.notify("ab")
+	h.notify("ab", 1)
 	if isWoken(a1) || isWoken(a2) || isWoken(b) || !isWoken(pre) || !isWoken(all) {
 		t.Fatal("notify(ab) woke the wrong waiters")
 	}
-	h.notify("a")
+	h.notify("a", 1)
 	if !isWoken(a1) || isWoken(a2) || isWoken(b) {
 		t.Fatal("notify(a) woke the wrong waiters")
 	}
@@ -542,7 +542,7 @@ func TestWatchHubPrefixIndex(t *testing.T) {
 	if len(h.prefixes) != 4 || h.prefixLens[5] != 1 || h.prefixLens[6] != 2 || h.prefixLens[3] != 1 {
 		t.Fatalf("index: %d prefixes, lengths %v", len(h.prefixes), h.prefixLens)
 	}
-	h.notify("user/2")
+	h.notify("user/2", 1)
 	for i := range 100 {
 		if !isWoken(users[i]) || isWoken(user1[i]) || isWoken(usa[i]) || isWoken(orders[i]) {
 			t.Fatalf("notify(user/2): watcher %d: user/ %v, user/1 %v, usa %v, order/ %v; want only user/",
@@ -552,8 +552,8 @@ func TestWatchHubPrefixIndex(t *testing.T) {
 	if isWoken(gone) {
 		t.Fatal("a removed watcher was woken")
 	}
-	h.notify("user/17")
-	h.notify("us") // shorter than every prefix but one: wakes none
+	h.notify("user/17", 1)
+	h.notify("us", 1) // shorter than every prefix but one: wakes none
 	for i := range 100 {
 		if !isWoken(user1[i]) || isWoken(usa[i]) || isWoken(orders[i]) {
 			t.Fatalf("notify(user/17): watcher %d woken wrongly", i)

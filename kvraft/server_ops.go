@@ -47,7 +47,9 @@ const (
 // Watch implements Service from this replica's applied state: it answers
 // at once if events after req.AfterRevision match (or they were
 // compacted), and otherwise waits until one is applied here, the wait
-// (capped by WatchMaxWait) ends, ctx ends, or the server is killed.
+// (capped by WatchMaxWait) ends, ctx ends, or the server is killed. Events
+// that the history drops while it waits are not its concern (none
+// matched): it is compacted only if a matching one went before it looked.
 func (s *Server) Watch(ctx context.Context, req *WatchRequest) (*WatchResponse, error) {
 	if req.Key == "" && !req.Prefix {
 		return nil, fmt.Errorf("%w: empty key (watch every key with an empty prefix)", ErrInvalid)
@@ -78,8 +80,15 @@ func (s *Server) Watch(ctx context.Context, req *WatchRequest) (*WatchResponse, 
 		if !registered {
 			return s.watchResponse(res), nil
 		}
+		// Nothing matched up to res.next. Until an event that matches
+		// wakes w, the history may drop the events after it (a busy store,
+		// a quiet key): they did not match, so the next look starts at
+		// res.next, or just before the event that woke w, not at the
+		// request's revision, which the history may no longer hold.
+		q.after = res.next
 		select {
 		case <-w.ch:
+			q.after = w.lookAfter(q.after)
 			continue
 		case <-timer.C:
 			waiting = false
@@ -90,7 +99,10 @@ func (s *Server) Watch(ctx context.Context, req *WatchRequest) (*WatchResponse, 
 			s.state.hub.remove(w)
 			return nil, ErrKilled
 		}
-		s.state.hub.remove(w)
+		if res, ok := s.state.unwait(w, q); ok {
+			return s.watchResponse(res), nil
+		}
+		q.after = w.lookAfter(q.after) // woken meanwhile: look once more
 	}
 }
 

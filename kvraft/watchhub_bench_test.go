@@ -14,6 +14,6 @@ func BenchmarkWatchHubNotifyIdlePrefixes(b *testing.B) {
 		h.add(newWaiter("users/"+strconv.Itoa(i)+"/", true))
 	}
 	for b.Loop() {
-		h.notify("orders/17")
+		h.notify("orders/17", 1)
 	}
 }
