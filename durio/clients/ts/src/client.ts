@@ -21,6 +21,14 @@ export interface ClientOptions {
    * cluster's own answer, such as `unavailable`, reaches the caller).
    */
   timeoutMs?: number;
+  /**
+   * How long one attempt at one endpoint may take before the call goes on to
+   * the next, in milliseconds (default 6000: just over a replica's default 5s
+   * request timeout, so that its own answer arrives). A stopped or cut-off
+   * replica costs this much, once: the next calls start at the next
+   * endpoint. A watch's attempt gets its wait on top.
+   */
+  attemptTimeoutMs?: number;
   /** Pause after every endpoint has failed once, in milliseconds (default 50). */
   backoffMs?: number;
   /**
@@ -126,7 +134,9 @@ function txnWrite(w: TxnOp): PartialMessage<TxnWrite> {
  */
 export function isRetryable(e: unknown): boolean {
   if (!(e instanceof RpcError)) return false;
-  return e.code === "unavailable" || e.code === "deadline_exceeded" || e.code === "UNKNOWN" || e.code === "unknown";
+  // too_many_watchers: this replica is full of waiting watches; another may have room.
+  return e.code === "unavailable" || e.code === "deadline_exceeded" || e.code === "UNKNOWN" || e.code === "unknown" ||
+    (e.code === "resource_exhausted" && e.meta["reason"] === "too_many_watchers");
 }
 
 /** A key as a watch stream's JSON carries it. */
@@ -266,6 +276,7 @@ export class DurioClient {
   readonly #token: string;
   readonly #auth: Readonly<Record<string, string>>;
   private readonly timeoutMs: number;
+  private readonly attemptTimeoutMs: number;
   private readonly backoffMs: number;
   private cur = 0;
   /** The session new writes take their sequence numbers in (none before the first write). */
@@ -290,6 +301,7 @@ export class DurioClient {
     };
     this.kv = this.endpoints.map((e) => new KVServiceClient(new TwirpFetchTransport({ baseUrl: e + "/twirp", sendJson: opts.json ?? false, interceptors: [withToken] })));
     this.timeoutMs = opts.timeoutMs ?? 12000;
+    this.attemptTimeoutMs = opts.attemptTimeoutMs ?? 6000;
     this.backoffMs = opts.backoffMs ?? 50;
   }
 
@@ -387,7 +399,8 @@ export class DurioClient {
    */
   async watch(req: WatchInput): Promise<WatchResponse> {
     const msg = WatchRequest.create(req);
-    return this.call((kv, o) => kv.watch(msg, o).response, undefined, Number(msg.waitMs) + this.timeoutMs);
+    return this.call((kv, o) => kv.watch(msg, o).response, undefined, Number(msg.waitMs) + this.timeoutMs,
+      Number(msg.waitMs) + this.attemptTimeoutMs);
   }
 
   /**
@@ -551,8 +564,8 @@ export class DurioClient {
   }
 
   /** leaseKeepAlive restarts the lease's TTL; rejects with `failed_precondition` (reason `lease_not_found`) if it ended. */
-  async leaseKeepAlive(id: string): Promise<LeaseKeepAliveResponse> {
-    return this.call((kv, o) => kv.leaseKeepAlive({ id }, o).response);
+  async leaseKeepAlive(id: string, timeoutMs = this.timeoutMs): Promise<LeaseKeepAliveResponse> {
+    return this.call((kv, o) => kv.leaseKeepAlive({ id }, o).response, undefined, timeoutMs, Math.min(timeoutMs, this.attemptTimeoutMs));
   }
 
   /** leaseRevoke ends the lease now and deletes its keys. */
@@ -573,17 +586,20 @@ export class DurioClient {
    */
   async keepAlive(id: string, ttlMs: number, signal: AbortSignal): Promise<void> {
     let lastOk = Date.now();
+    const every = Math.max(ttlMs / 3, 100);
     while (!signal.aborted) {
       await new Promise<void>((r) => {
         // The listener goes with the pause: one per pause would pile up on
         // the signal for as long as the lease is kept.
         const done = () => { clearTimeout(t); signal.removeEventListener("abort", done); r(); };
-        const t = setTimeout(done, Math.max(ttlMs / 3, 100));
+        const t = setTimeout(done, every);
         signal.addEventListener("abort", done, { once: true });
       });
       if (signal.aborted) return;
       try {
-        await this.leaseKeepAlive(id);
+        // A refresh takes at most the pause: one stuck at a stopped replica
+        // must leave time for the next, elsewhere, within the TTL.
+        await this.leaseKeepAlive(id, every);
         lastOk = Date.now();
       } catch (e) {
         if (isAuthRefusal(e) || (e instanceof RpcError && e.meta["reason"] === "lease_not_found")) throw e;
@@ -647,7 +663,8 @@ export class DurioClient {
     }
   }
 
-  private async call<T>(op: (kv: KVServiceClient, o: RpcOptions) => Promise<T>, track?: Attempts, timeoutMs = this.timeoutMs): Promise<T> {
+  private async call<T>(op: (kv: KVServiceClient, o: RpcOptions) => Promise<T>, track?: Attempts, timeoutMs = this.timeoutMs,
+    attemptMs = this.attemptTimeoutMs): Promise<T> {
     const signal = AbortSignal.timeout(timeoutMs);
     const n = this.kv.length;
     let last: unknown;
@@ -660,12 +677,16 @@ export class DurioClient {
         throw new RpcError(`durio: no answer within ${timeoutMs} ms (last error: ${last})`, "deadline_exceeded");
       }
       const i = this.cur;
+      const attemptSignal = AbortSignal.any([signal, AbortSignal.timeout(attemptMs)]);
       try {
-        return await op(this.kv[i], { abort: signal });
+        return await op(this.kv[i], { abort: attemptSignal });
       } catch (e) {
-        if (signal.aborted) {
+        if (attemptSignal.aborted) {
           if (track) track.maybeApplied = true; // cut off mid-call: it may have arrived
           last ??= e; // keep an earlier answer from the cluster over our own cut-off
+          // The endpoint did not answer in time (stopped, cut off): this
+          // call's next attempt, and the next calls, start at the next one.
+          if (this.cur === i) this.cur = (i + 1) % n;
           continue;
         }
         if (!isRetryable(e)) throw e;
