@@ -48,6 +48,12 @@ type Limits struct {
 	memberHost func(host string) bool
 	// streams, if not nil, counts the watch streams open on the listener.
 	streams *atomic.Int64
+	// removed, if not nil, is set once the replica knows it was removed
+	// from the cluster: its state no longer follows the cluster's, so it
+	// refuses watches (503), and its streams end, for the clients to
+	// watch at another replica instead of waiting for changes it will
+	// never apply.
+	removed *atomic.Bool
 	// auth, if not nil, is the client tokens every request must carry one
 	// of (see clientAuth).
 	auth *clientAuth
@@ -334,8 +340,13 @@ func (v validated) List(ctx context.Context, req *kvv1.ListRequest) (*kvv1.ListR
 	return resp, public(ctx, err)
 }
 
-// Watch lowers a wait above --max-watch-wait to it.
+// Watch lowers a wait above --max-watch-wait to it. A removed replica
+// refuses it (see Limits.removed).
 func (v validated) Watch(ctx context.Context, req *kvv1.WatchRequest) (*kvv1.WatchResponse, error) {
+	if v.limits.removed != nil && v.limits.removed.Load() {
+		return nil, twirp.NewError(twirp.Unavailable, "this replica was removed from the cluster and no longer applies its "+
+			"changes; watch at another replica").WithMeta("reason", "removed")
+	}
 	check := v.optionalKey("key", req.GetKey())
 	if req.GetKey() == "" && !req.GetPrefix() {
 		check = twirp.InvalidArgumentError("key", "is required unless prefix is set (an empty prefix watches every key)")

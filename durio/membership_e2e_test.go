@@ -461,3 +461,87 @@ func TestE2EMemberAddRefusesAnotherMembersPeerURL(t *testing.T) {
 	})
 	c.waitMembers(10*time.Second, []int{0}, []int{0, 1, 2}, []int{9})
 }
+
+// A replica removed from the cluster but still running (the operator has
+// not stopped it yet) no longer applies the cluster's changes: its watches
+// would wait forever. It refuses them with 503 once it knows, and its open
+// streams end, so that FollowStream, which started there, goes on at
+// another replica and gets the changes made after the removal.
+func TestE2EWatchLeavesARemovedReplica(t *testing.T) {
+	c := startCluster(t, 3, "noop")
+	leader := c.waitLeader(20 * time.Second)
+	victim := (leader + 1) % 3
+	other := (leader + 2) % 3
+	cl, err := client.New([]string{c.clients[victim], c.clients[leader], c.clients[other]}, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var start uint64
+	waitFor(t, "a first put", 20*time.Second, func() bool {
+		start, err = cl.PutWith(ctx, "rm/0", "x", client.WriteOptions{})
+		return err == nil
+	})
+	got := make(chan client.Event, 16)
+	followed := make(chan error, 1)
+	go func() {
+		followed <- cl.FollowStream(ctx, "rm/", true, start, func(ev client.Event) error {
+			got <- ev
+			return nil
+		})
+	}()
+	waitFor(t, "the stream open at the victim", 20*time.Second, func() bool {
+		return strings.Contains(scrapeMetrics(t, c.clients[victim]), "\ndurio_watch_streams 1\n")
+	})
+	c.memberChange(leader, func(ctx context.Context, cl *client.Client) error {
+		_, err := cl.MemberRemove(ctx, victim)
+		return err
+	})
+	c.waitMembers(20*time.Second, []int{leader, other}, slices.Sorted(slices.Values([]int{leader, other})), nil)
+	writer, err := client.New([]string{c.clients[leader], c.clients[other]}, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := writer.PutWith(ctx, "rm/1", "after the removal", client.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-got:
+		if ev.KV.Key != "rm/1" || ev.KV.ModRevision != rev {
+			t.Fatalf("got %+v, want rm/1 at %d", ev, rev)
+		}
+	case err := <-followed:
+		t.Fatalf("FollowStream ended: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the change at %d never came: the stream stayed at the removed replica", rev)
+	}
+	waitFor(t, "the removed replica refusing watches", 10*time.Second, func() bool {
+		resp, err := http.Get(c.clients[victim] + "/kvstore/watch/rm/?prefix=true&index=" + strconv.FormatUint(rev, 10) + "&wait=1s")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+}
+
+// scrapeMetrics returns the text of base's /metrics.
+func scrapeMetrics(t *testing.T, base string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			return b.String()
+		}
+	}
+}

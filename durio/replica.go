@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,6 +59,9 @@ type Replica struct {
 	// endPolls ends the long polls (watches) at the start of Close, so that
 	// the client listener's graceful shutdown does not wait them out.
 	endPolls context.CancelFunc
+	// removed is whether the replica knows it was removed from the
+	// cluster, as of the last status sample (a second at most).
+	removed atomic.Bool
 
 	clusterID string // names the cluster (see join.go)
 	// clusterChecked: peer requests naming another cluster are refused
@@ -282,6 +286,7 @@ func StartReplicaContext(ctx context.Context, cfg Config, store persist.Store, l
 	limits.memberHost = r.dir.isClientHost
 	limits.stop, r.endPolls = context.WithCancel(context.Background())
 	limits.streams = r.metrics.watchStreams
+	limits.removed = &r.removed
 	if cfg.clientTokens != nil {
 		r.auth = &clientAuth{refused: func(reason string) { r.metrics.authRefused.WithLabelValues(reason).Inc() }}
 		r.auth.tokens.Store(cfg.clientTokens)
@@ -319,7 +324,15 @@ func StartReplicaContext(ctx context.Context, cfg Config, store persist.Store, l
 		followEvents(bgCtx, node.Subscribe, r.leader.observe, r.metrics.leaderChangeCounter(), r.hist.observe)
 	})
 	r.bg.Go(func() { r.health.watch(bgCtx) })
-	r.bg.Go(func() { r.hist.run(bgCtx, r.kv.Status) })
+	r.bg.Go(func() {
+		// The status sampled each second also says whether this replica
+		// was removed (watches then go elsewhere: limits.removed).
+		r.hist.run(bgCtx, func() raft.Status {
+			st := r.kv.Status()
+			r.removed.Store(st.Removed)
+			return st
+		})
+	})
 	r.bg.Go(func() { r.dir.follow(bgCtx, node.Subscribe, node.Membership) })
 	if r.join != nil {
 		r.bg.Go(func() { r.join.run(bgCtx, r, &clientMembers) })
