@@ -87,6 +87,13 @@ func TestBrowserRules(t *testing.T) {
 		{"null origin", "POST", "/kvstore/put", put, with(json, "Origin", "null"), 403, ""},
 		{"preflight from an evil origin", "OPTIONS", "/kvstore/put", "", map[string]string{"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}, 403, ""},
 		{"rebinding: same origin under a foreign name", "POST", "/kvstore/put", put, with(json, "Origin", "http://attacker.example:1234", "Host", "attacker.example:1234"), 403, ""},
+		// Browsers send no Origin with a same-origin GET: a rebound name
+		// could read every key but for the Host check.
+		{"rebinding: same-origin GET under a foreign name", "GET", "/kvstore/list", "", map[string]string{"Host": "attacker.example:1234"}, 403, ""},
+		{"rebinding: twirp under a foreign name", "POST", "/twirp/kv.v1.KVService/Get", `{"key":"k"}`, with(json, "Host", "attacker.example:1234"), 403, ""},
+		{"GET without origin under a client URL's name", "GET", "/kvstore/get/k", "", map[string]string{"Host": "PI1.lan:8080"}, 404, ""},
+		{"GET without origin under localhost", "GET", "/kvstore/get/k", "", map[string]string{"Host": "localhost:8080"}, 404, ""},
+		{"health check under any name", "GET", "/healthz", "", map[string]string{"Host": "monitor.example:1234"}, 200, ""},
 		{"preflight from the allowed origin", "OPTIONS", "/twirp/kv.v1.KVService/Put", "", map[string]string{"Origin": "https://app.example", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}, 204, "https://app.example"},
 		{"JSON from the allowed origin", "POST", "/kvstore/put", put, with(json, "Origin", "https://app.example"), 200, "https://app.example"},
 		{"twirp JSON from the allowed origin", "POST", "/twirp/kv.v1.KVService/Put", put, with(json, "Origin", "https://app.example"), 200, "https://app.example"},

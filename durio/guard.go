@@ -218,8 +218,33 @@ func (p browserPolicy) sameOrigin(origin string, r *http.Request) bool {
 	if err != nil || !strings.EqualFold(u.Host, r.Host) {
 		return false
 	}
-	host := strings.ToLower(u.Hostname())
-	return net.ParseIP(host) != nil || p.hosts[host] || (p.memberHost != nil && p.memberHost(host))
+	return p.knownHost(u.Hostname())
+}
+
+// knownHost reports whether host (a Host header's or an origin's name,
+// without the port) is one a DNS-rebinding page cannot use: an IP
+// address, localhost, or a client URL's host.
+func (p browserPolicy) knownHost(host string) bool {
+	if net.ParseIP(host) != nil {
+		return true
+	}
+	host = strings.ToLower(host)
+	return p.hosts[host] || (p.memberHost != nil && p.memberHost(host))
+}
+
+// rebound reports whether r, sent without an Origin, names a host the
+// replica does not know. Browsers send no Origin with a same-origin GET, so
+// a page whose name was rebound to this replica's address could read keys
+// with one; it cannot choose the Host header, which names its own host.
+// An empty Host (HTTP/1.0) comes from no browser. The routes open without
+// a token (health checks, metrics) are served under any name, as a
+// monitoring system may use a name the cluster does not know.
+func (p browserPolicy) rebound(r *http.Request) bool {
+	switch r.URL.Path {
+	case "/healthz", "/readyz", "/metrics":
+		return false
+	}
+	return r.Host != "" && !p.knownHost((&url.URL{Host: r.Host}).Hostname())
 }
 
 // corsMethods and corsHeaders are what an allowed origin may use.
@@ -235,6 +260,11 @@ func (p browserPolicy) guard(next http.Handler) http.Handler {
 		w = &jsonOnly{ResponseWriter: w, r: r}
 		origin := r.Header.Get("Origin")
 		cors := false
+		if origin == "" && p.rebound(r) {
+			writeError(w, twirp.NewError(twirp.PermissionDenied, "requests for host "+strconv.Quote(r.Host)+
+				" are not allowed: use an IP address, localhost or a replica's client URL (see --client-url)"))
+			return
+		}
 		if origin != "" {
 			w.Header().Add("Vary", "Origin")
 			switch {

@@ -163,6 +163,7 @@ func BenchmarkClientChain(b *testing.B) {
 				} else {
 					r = httptest.NewRequest(http.MethodGet, "/kvstore/get/key-17", nil)
 				}
+				r.Host = "127.0.0.1:8001" // httptest's example.com is a name the replica does not know
 				if limits.auth != nil {
 					r.Header.Set("Authorization", "Bearer "+token)
 				}
