@@ -161,7 +161,7 @@ func (h restHandler) get(w http.ResponseWriter, r *http.Request) {
 		ModRevision: resp.GetModRevision(), Version: resp.GetVersion(), Lease: resp.GetLease()}
 	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(http.StatusOK)
-	writeAppended(w, func(b []byte) ([]byte, bool) { return append(kv.appendJSON(b), '\n'), true })
+	writeAppended(w, func(b []byte) ([]byte, bool) { return append(kv.appendJSON(w, b), '\n'), true })
 }
 
 // restWritten answers put, append and delete.
@@ -553,7 +553,7 @@ func writeEmpty(w http.ResponseWriter, err error) {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
-	if !writeAppended(w, func(b []byte) ([]byte, bool) { return appendFastJSON(b, v) }) {
+	if !writeAppended(w, func(b []byte) ([]byte, bool) { return appendFastJSON(w, b, v) }) {
 		_ = json.NewEncoder(w).Encode(v)
 	}
 }

@@ -1,11 +1,11 @@
 package durio
 
 import (
-	"encoding/json"
 	"io"
 	"slices"
 	"strconv"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/twitchtv/twirp"
 )
@@ -56,22 +56,115 @@ func plainJSON(s string) bool {
 
 // appendJSONString appends s as encoding/json quotes it.
 func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	b = appendJSONEscaped(b, s)
+	return append(b, '"')
+}
+
+// appendJSONEscaped appends s escaped as encoding/json escapes a string's
+// contents (HTML characters, U+2028 and U+2029 included; invalid UTF-8
+// becomes U+FFFD), without the quotes and without allocating.
+func appendJSONEscaped(b []byte, s string) []byte {
 	if plainJSON(s) {
-		b = append(b, '"')
-		b = append(b, s...)
-		return append(b, '"')
+		return append(b, s...)
 	}
-	q, _ := json.Marshal(s) // a string always marshals
-	return append(b, q...)
+	const hex = "0123456789abcdef"
+	start := 0 // s[start:i] is yet to be appended as it is
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	return append(b, s[start:]...)
+}
+
+// jsonChunk is about the most of an answer held before it is written
+// (see appendJSONStringTo).
+const jsonChunk = 32 << 10
+
+// jsonPiece is how much of a large string is escaped at a time: at most
+// 6 bytes per byte (\u0001), so a piece adds at most 24 KiB to a chunk.
+const jsonPiece = 4 << 10
+
+// appendJSONStringTo is appendJSONString for a string that may be large
+// (a value): when w is not nil, b is written to w, and appended to from
+// empty again, whenever it passes jsonChunk, so that a large value's JSON
+// (up to 6 MiB for a 1 MiB value of control characters) is never held
+// whole. A client that reads slowly, or each of the watch streams and
+// long polls that one large write wakes, then holds a chunk of its answer
+// instead of all of it. A write error is left for the caller's next write
+// to meet (a failed connection fails every write).
+func appendJSONStringTo(w io.Writer, b []byte, s string) []byte {
+	if w == nil || len(s) <= jsonPiece {
+		return appendJSONString(b, s)
+	}
+	b = append(b, '"')
+	for len(s) > 0 {
+		n := min(len(s), jsonPiece)
+		// Cut at a rune's start, where encoding/json's escaping of the
+		// whole string is between runes too. Three continuation bytes
+		// back there is none (invalid UTF-8): then any byte is.
+		for back := 0; back < utf8.UTFMax-1 && n < len(s) && !utf8.RuneStart(s[n]); back++ {
+			n--
+		}
+		if n < len(s) && !utf8.RuneStart(s[n]) {
+			n = min(len(s), jsonPiece)
+		}
+		b = appendJSONEscaped(b, s[:n])
+		s = s[n:]
+		if len(b) >= jsonChunk {
+			_, _ = w.Write(b)
+			b = b[:0]
+		}
+	}
+	return append(b, '"')
 }
 
 // appendJSON appends kv as json.Encoder writes a restKV (without the
-// newline).
-func (kv *restKV) appendJSON(b []byte) []byte {
+// newline), writing to w on the way when the value is large (see
+// appendJSONStringTo; w may be nil).
+func (kv *restKV) appendJSON(w io.Writer, b []byte) []byte {
 	b = append(b, `{"key":`...)
 	b = appendJSONString(b, kv.Key)
 	b = append(b, `,"value":`...)
-	b = appendJSONString(b, kv.Value)
+	b = appendJSONStringTo(w, b, kv.Value)
 	b = append(b, `,"create_revision":`...)
 	b = strconv.AppendUint(b, kv.CreateRevision, 10)
 	b = append(b, `,"mod_revision":`...)
@@ -105,20 +198,88 @@ func (w *restWritten) appendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
+// appendKV appends kv as json.Encoder writes a *restKV (null for nil).
+func appendKV(w io.Writer, b []byte, kv *restKV) []byte {
+	if kv == nil {
+		return append(b, "null"...)
+	}
+	return kv.appendJSON(w, b)
+}
+
+// appendJSON appends l as json.Encoder writes a restList (without the
+// newline), writing to w on the way (see appendJSONStringTo).
+func (l *restList) appendJSON(w io.Writer, b []byte) []byte {
+	b = append(b, `{"kvs":`...)
+	if l.KVs == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, kv := range l.KVs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendKV(w, b, kv)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"more":`...)
+	b = strconv.AppendBool(b, l.More)
+	b = append(b, `,"revision":`...)
+	b = strconv.AppendUint(b, l.Revision, 10)
+	return append(b, '}')
+}
+
+// appendJSON appends a as json.Encoder writes a restWatch (without the
+// newline), writing to w on the way (see appendJSONStringTo).
+func (a *restWatch) appendJSON(w io.Writer, b []byte) []byte {
+	b = append(b, `{"events":`...)
+	if a.Events == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, ev := range a.Events {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"type":`...)
+			b = appendJSONString(b, ev.Type)
+			b = append(b, `,"kv":`...)
+			b = appendKV(w, b, ev.KV)
+			if ev.PrevKV != nil {
+				b = append(b, `,"prev_kv":`...)
+				b = ev.PrevKV.appendJSON(w, b)
+			}
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"next_index":`...)
+	b = strconv.AppendUint(b, a.NextIndex, 10)
+	b = append(b, `,"revision":`...)
+	b = strconv.AppendUint(b, a.Revision, 10)
+	return append(b, '}')
+}
+
 // appendFastJSON appends v's JSON and a newline, as json.Encoder would,
-// for the types that have a reflection-free encoding; ok is false for
-// any other.
-func appendFastJSON(b []byte, v any) (_ []byte, ok bool) {
+// for the types that have a reflection-free encoding, writing to w (if
+// not nil) on the way when it holds large values (see
+// appendJSONStringTo); ok is false for any other type, and then nothing
+// was written.
+func appendFastJSON(w io.Writer, b []byte, v any) (_ []byte, ok bool) {
 	switch v := v.(type) {
 	case restKV:
-		b = v.appendJSON(b)
+		b = v.appendJSON(w, b)
 	case *restKV:
 		if v == nil {
 			return b, false
 		}
-		b = v.appendJSON(b)
+		b = v.appendJSON(w, b)
 	case restWritten:
 		b = v.appendJSON(b)
+	case restList:
+		b = v.appendJSON(w, b)
+	case restWatch:
+		b = v.appendJSON(w, b)
 	default:
 		return b, false
 	}

@@ -2,15 +2,23 @@ package durio
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/twitchtv/twirp"
+
+	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
 
 // The hand-written answers are byte for byte what json.Encoder writes,
@@ -26,13 +34,19 @@ func TestRESTJSONMatchesEncoder(t *testing.T) {
 			Version: 3, Lease: 7})
 	}
 	vals = append(vals, restKV{}, restWritten{}, restWritten{Revision: 42}, restWritten{Revision: 1, Existed: &yes},
-		restWritten{Revision: 1, Existed: &no}, restWritten{Revision: 9, Lease: 5, TTLMs: 1000})
+		restWritten{Revision: 1, Existed: &no}, restWritten{Revision: 9, Lease: 5, TTLMs: 1000},
+		restList{}, restList{KVs: []*restKV{}, More: true, Revision: 3},
+		restList{KVs: []*restKV{{Key: "a", Value: "<1>"}, nil, {Key: "b", Value: "\x00", Lease: 2}}, Revision: 9},
+		restWatch{}, restWatch{Events: []restEvent{}, NextIndex: 4, Revision: 5},
+		restWatch{Events: []restEvent{{Type: "put", KV: &restKV{Key: "k", Value: "v\n", ModRevision: 7}},
+			{Type: "delete", KV: &restKV{Key: "k", ModRevision: 8}, PrevKV: &restKV{Key: "k", Value: "v&"}}, {Type: "put"}},
+			NextIndex: 8, Revision: 8})
 	for _, v := range vals {
 		var want bytes.Buffer
 		if err := json.NewEncoder(&want).Encode(v); err != nil {
 			t.Fatal(err)
 		}
-		got, ok := appendFastJSON(nil, v)
+		got, ok := appendFastJSON(nil, nil, v)
 		if !ok {
 			t.Fatalf("%#v: no fast encoding", v)
 		}
@@ -40,7 +54,24 @@ func TestRESTJSONMatchesEncoder(t *testing.T) {
 			t.Errorf("%#v:\n got %s\nwant %s", v, got, want.Bytes())
 		}
 	}
-	if _, ok := appendFastJSON(nil, map[string]string{}); ok {
+	// Random bytes, invalid UTF-8 and every ASCII character included, are
+	// escaped as encoding/json escapes them.
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		const some = "a<\"\\\x00\x08\x0c\x1f\x7f\xe2\x80\xa8\xa9\xff\xc3\xa9\xf0\x9f"
+		buf := make([]byte, rng.IntN(24))
+		for i := range buf {
+			buf[i] = some[rng.IntN(len(some))]
+			if rng.IntN(4) == 0 {
+				buf[i] = byte(rng.IntN(256))
+			}
+		}
+		want, _ := json.Marshal(string(buf))
+		if got := appendJSONString(nil, string(buf)); string(got) != string(want) {
+			t.Fatalf("%q: got %s, want %s", buf, got, want)
+		}
+	}
+	if _, ok := appendFastJSON(nil, nil, map[string]string{}); ok {
 		t.Error("a map took the fast encoding")
 	}
 }
@@ -166,4 +197,125 @@ func FuzzDecodeWriteFast(f *testing.F) {
 		f.Add(body)
 	}
 	f.Fuzz(func(t *testing.T, body string) { checkDecodeWriteFast(t, body) })
+}
+
+// chunkWriter records what it is sent and the largest single write.
+type chunkWriter struct {
+	bytes.Buffer
+	largest int
+}
+
+func (w *chunkWriter) Write(p []byte) (int, error) {
+	w.largest = max(w.largest, len(p))
+	return w.Buffer.Write(p)
+}
+
+// An answer with a large value is written in pieces of about jsonChunk as
+// it is encoded, never held whole (a value of control characters escapes
+// to 6 bytes per byte: a 1 MiB value held 6 MiB per slow reader, and per
+// watch stream that a write of it woke), and the pieces are exactly what
+// json.Encoder writes, at every cut: multi-byte runes, escapes, invalid
+// UTF-8.
+func TestRESTJSONLargeValuesWrittenInPieces(t *testing.T) {
+	values := []string{
+		strings.Repeat("\x01", 1<<20),
+		strings.Repeat("v", 300<<10),
+		strings.Repeat("é☃🙂<&>\u2028", 20000),
+		strings.Repeat("a", jsonPiece-1) + "🙂" + strings.Repeat("\xff\x80\x80\x80\x80", 5000) + "\xf0\x9f",
+	}
+	for i, value := range values {
+		kv := &restKV{Key: "k", Value: value, ModRevision: 3}
+		for _, v := range []any{kv, restList{KVs: []*restKV{kv, kv}, Revision: 3},
+			restWatch{Events: []restEvent{{Type: "put", KV: kv, PrevKV: kv}}, NextIndex: 3, Revision: 3}} {
+			var want bytes.Buffer
+			if err := json.NewEncoder(&want).Encode(v); err != nil {
+				t.Fatal(err)
+			}
+			var w chunkWriter
+			b, ok := appendFastJSON(&w, nil, v)
+			if !ok {
+				t.Fatalf("%T: no fast encoding", v)
+			}
+			w.Write(b)
+			if w.String() != want.String() {
+				t.Fatalf("value %d, %T: the pieces differ from json.Encoder's answer", i, v)
+			}
+			if limit := jsonChunk + 6*jsonPiece; w.largest > limit || len(b) > limit {
+				t.Fatalf("value %d, %T: a write of %d bytes (left %d), want at most %d", i, v, w.largest, len(b), limit)
+			}
+		}
+	}
+}
+
+// largestWrite is a recorder that keeps the size of the largest write.
+type largestWrite struct {
+	*httptest.ResponseRecorder
+	largest int
+}
+
+func (w *largestWrite) Write(p []byte) (int, error) {
+	w.largest = max(w.largest, len(p))
+	return w.ResponseRecorder.Write(p)
+}
+
+// A get, a list, a long poll and a watch stream of a value of 1 MiB of
+// control characters (6 MiB as JSON) write it in pieces of about
+// jsonChunk: the answer was built whole first, so that each client that did
+// not read (or each of a thousand streams one such write woke) held 6 MiB
+// and more of the replica's memory (100 stalled streams took a replica
+// from 25 MiB to 2 GiB of resident memory after one put).
+func TestRESTLargeValueAnswersWrittenInPieces(t *testing.T) {
+	big := strings.Repeat("\x01", 1<<20)
+	kv := newStreamKV()
+	kv.m["big"] = big
+	kv.list = func(*kvv1.ListRequest) (*kvv1.ListResponse, error) {
+		return &kvv1.ListResponse{Kvs: []*kvv1.KeyValue{{Key: "big", Value: big}}}, nil
+	}
+	limits := DefaultLimits()
+	limits.MaxWatchWait = time.Minute
+	h := clientHandler(kv.scriptKV, limits, nil)
+	serve := func(path string, header http.Header, feed func(cancel func())) *largestWrite {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		req := httptest.NewRequest("GET", "http://127.0.0.1"+path, nil).WithContext(ctx)
+		maps.Copy(req.Header, header)
+		w := &largestWrite{ResponseRecorder: httptest.NewRecorder()}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			h.ServeHTTP(w, req)
+		}()
+		if feed != nil {
+			feed(cancel)
+		}
+		<-done
+		return w
+	}
+	event := func() *kvv1.WatchResponse {
+		return &kvv1.WatchResponse{NextAfterRevision: 2, Events: []*kvv1.Event{{Kv: &kvv1.KeyValue{Key: "big", Value: big, ModRevision: 2}}}}
+	}
+	limit := jsonChunk + 6*jsonPiece
+	for _, c := range []struct {
+		name, path string
+		header     http.Header
+		feed       func(cancel func())
+	}{
+		{"get", "/kvstore/get/big", nil, nil},
+		{"list", "/kvstore/list", nil, nil},
+		{"long poll", "/kvstore/watch/big?index=1&wait=30s", nil, func(func()) { kv.feed <- event() }},
+		{"stream", "/kvstore/watch/big?index=1", http.Header{"Accept": {"text/event-stream"}}, func(cancel func()) {
+			kv.feed <- event()
+			waitUntil(t, "the stream waits for the next change", func() bool { return kv.calls.Load() >= 2 })
+			cancel()
+		}},
+	} {
+		kv.calls.Store(0)
+		w := serve(c.path, c.header, c.feed)
+		if w.Code != http.StatusOK || w.Body.Len() < 6<<20 {
+			t.Fatalf("%s: %d with %d bytes, want 200 with the whole value", c.name, w.Code, w.Body.Len())
+		}
+		if w.largest > limit {
+			t.Errorf("%s: one write of %d bytes, want at most %d", c.name, w.largest, limit)
+		}
+	}
 }

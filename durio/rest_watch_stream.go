@@ -233,6 +233,22 @@ type eventStream struct {
 	// lastID is the resume point the client holds: the last id sent, or the
 	// revision the stream started after.
 	lastID uint64
+	// err is the first write's failure: the stream is over.
+	err error
+}
+
+// Write sends p within the timeout: events sends a large value's message
+// through it in pieces as it appends it (see appendJSONStringTo), flush
+// sends the rest.
+func (s *eventStream) Write(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	// An error means the writer cannot move its deadline (a test's
+	// recorder); the write then has the server's own.
+	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
+	_, s.err = s.w.Write(p)
+	return len(p), s.err
 }
 
 // events appends a message per event.
@@ -250,10 +266,10 @@ func (s *eventStream) events(evs []*kvv1.Event) {
 		s.buf = strconv.AppendUint(s.buf, kv.ModRevision, 10)
 		s.buf = append(s.buf, "\ndata: "...)
 		s.buf = append(s.buf, typ...)
-		s.buf = kv.appendJSON(s.buf)
+		s.buf = kv.appendJSON(s, s.buf)
 		if prev := toRESTKV(ev.GetPrevKv()); prev != nil {
 			s.buf = append(s.buf, `,"prev_kv":`...)
-			s.buf = prev.appendJSON(s.buf)
+			s.buf = prev.appendJSON(s, s.buf)
 		}
 		s.buf = append(s.buf, "}\n\n"...)
 		s.lastID = max(s.lastID, kv.ModRevision)
@@ -278,12 +294,9 @@ func (s *eventStream) progress(rev uint64) {
 // within the timeout.
 func (s *eventStream) flush() bool {
 	if len(s.buf) == 0 {
-		return true
+		return s.err == nil
 	}
-	// An error means the writer cannot move its deadline (a test's
-	// recorder); the write then has the server's own.
-	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
-	_, err := s.w.Write(s.buf)
+	_, err := s.Write(s.buf)
 	if err == nil {
 		err = s.rc.Flush()
 	}
