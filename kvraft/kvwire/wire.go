@@ -223,6 +223,15 @@ func ErrorToTwirp(err error, leaderURL func(id int) string) error {
 	var terr twirp.Error
 	var cf *kvclient.ConditionFailedError
 	var ce *kvclient.CompactedError
+	if errors.As(err, &terr) && remoteRefusal(terr) {
+		// Another replica's refusal of the request itself, which
+		// ErrorFromTwirp wrapped in its sentinel: mapped again, it would
+		// repeat its own words around the remote's ("kvraft: no such
+		// session: twirp error failed_precondition: kvraft: no such
+		// session: ...") and lose the remote's meta, so that the answer
+		// depended on the replica asked.
+		return terr
+	}
 	switch {
 	case errors.As(err, &cf):
 		t := twirp.NewError(twirp.FailedPrecondition, cf.Error()).WithMeta(MetaReason, ReasonConditionFailed).
@@ -283,6 +292,17 @@ func ErrorToTwirp(err error, leaderURL func(id int) string) error {
 	default:
 		return twirp.InternalErrorWith(err)
 	}
+}
+
+// remoteRefusal reports whether terr is a definite refusal of the request
+// (bad input, a failed precondition, a revision out of range), which reads
+// the same whichever replica gave it.
+func remoteRefusal(terr twirp.Error) bool {
+	switch terr.Code() {
+	case twirp.InvalidArgument, twirp.Malformed, twirp.FailedPrecondition, twirp.OutOfRange:
+		return true
+	}
+	return false
 }
 
 func urlOf(leaderURL func(int) string, id int) string {

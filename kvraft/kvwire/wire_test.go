@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -143,6 +144,32 @@ func TestErrorsRoundTrip(t *testing.T) {
 			if !errors.As(err, &terr) || terr.Code() != twirp.FailedPrecondition {
 				t.Errorf("%v: no failed_precondition Twirp error in %v", e, err)
 			}
+		}
+	}
+}
+
+// A refusal forwarded from another replica reaches the client as that
+// replica worded it, meta included: mapped to Twirp again, it read
+// "kvraft: no such session: twirp error failed_precondition: kvraft: no
+// such session: open a session (...): open a session (...)", and an
+// invalid argument lost its meta, so the answer depended on the replica
+// asked.
+func TestForwardedRefusalAnswersAsTheRemote(t *testing.T) {
+	for _, e := range []error{
+		fmt.Errorf("%w: lease TTL 5ms is outside [1s, 24h0m0s]", kvclient.ErrInvalid),
+		kvclient.ErrNoSession, kvclient.ErrStale, kvclient.ErrTooManyPending, kvclient.ErrLeaseNotFound,
+		kvclient.ErrTooLarge, kvclient.ErrFutureRevision, &kvclient.CompactedError{CompactRevision: 7},
+		&kvclient.ConditionFailedError{Revision: 9, Current: &kvclient.KeyValue{Key: "k", Value: "v", ModRevision: 3}},
+	} {
+		client, _, _ := serve(t, &fixedKV{err: e}, DefaultForwarderConfig())
+		_, got := client.Put(context.Background(), &kvclient.PutRequest{Key: "k"})
+		var want, answer twirp.Error
+		if !errors.As(ErrorToTwirp(e, nil), &want) || !errors.As(ErrorToTwirp(got, nil), &answer) {
+			t.Fatalf("%v: not a Twirp error", e)
+		}
+		if answer.Code() != want.Code() || answer.Msg() != want.Msg() || !maps.Equal(answer.MetaMap(), want.MetaMap()) {
+			t.Errorf("%v: forwarded, answered %s %q %v; at the replica itself %s %q %v", e,
+				answer.Code(), answer.Msg(), answer.MetaMap(), want.Code(), want.Msg(), want.MetaMap())
 		}
 	}
 }
