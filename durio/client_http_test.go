@@ -171,6 +171,25 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
+	// A field of the wrong type is named as the client spelled it, not
+	// with the Go types it is decoded through (restSession.sequence).
+	for body, want := range map[string]string{
+		`{"key":"a","value":"b","sequence":-1}`:                                           "sequence",
+		`{"key":"a","value":"b","if_revision":"3"}`:                                       "if_revision",
+		`{"writes":[{"put":{"key":"a","value":"b"}}],"client_id":"x"}`:                    "client_id",
+		`{"conditions":[{"key":"a","if_version":1.5}],"writes":[{"delete":{"key":"a"}}]}`: "conditions.if_version",
+		`{"writes":[{"put":{"key":"a","value":"b","lease":-1}}]}`:                         "writes.put.lease",
+	} {
+		path := "/kvstore/put"
+		if strings.Contains(body, "writes") {
+			path = "/kvstore/txn"
+		}
+		code, out := do(t, "POST", u+path, body)
+		meta, _ := out["meta"].(map[string]any)
+		if code != 400 || meta["argument"] != want || !strings.HasPrefix(out["msg"].(string), want+" ") {
+			t.Errorf("%s: %d %v, want 400 naming %q", body, code, out, want)
+		}
+	}
 	// A chunked body (no Content-Length) over the limit is refused the same way.
 	req, _ := http.NewRequest("POST", u+"/kvstore/put", io.MultiReader(strings.NewReader(huge)))
 	req.ContentLength = -1

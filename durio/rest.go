@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/twitchtv/twirp"
@@ -511,7 +512,7 @@ func decodeJSONWith(w http.ResponseWriter, r *http.Request, dst any, what string
 		var typeErr *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &typeErr):
-			field := typeErr.Field
+			field := jsonFieldPath(typeErr.Field)
 			if field == "" {
 				field = "body"
 			}
@@ -522,6 +523,22 @@ func decodeJSONWith(w http.ResponseWriter, r *http.Request, dst any, what string
 		return false
 	}
 	return true
+}
+
+// jsonFieldPath is a field path of encoding/json's as the client spells
+// it: without the names of the embedded Go structs it passes through
+// (restSession.sequence is the body's "sequence"), which start with a
+// lower-case "rest" and have an upper-case letter no JSON field name has.
+func jsonFieldPath(path string) string {
+	parts := strings.Split(path, ".")
+	kept := parts[:0]
+	for _, p := range parts {
+		if strings.HasPrefix(p, "rest") && strings.ToLower(p) != p {
+			continue
+		}
+		kept = append(kept, p)
+	}
+	return strings.Join(kept, ".")
 }
 
 // errBodyTooLarge is the error for a request body over the limit; it maps to
