@@ -21,9 +21,11 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/twitchtv/twirp"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/ruaft/ruaft/kvraft/kvclient"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
@@ -350,6 +352,11 @@ func ErrorFromTwirp(err error) error {
 	}
 	var terr twirp.Error
 	errors.As(err, &terr)
+	if terr.Code() == twirp.Internal && errors.Is(err, proto.Error) && strings.HasPrefix(terr.Msg(), "failed to marshal") {
+		// The request could not be encoded, so it was never sent: a
+		// string that is not valid UTF-8, which no retry can send either.
+		return fmt.Errorf("%w: %w", kvclient.ErrInvalid, err)
+	}
 	switch terr.Code() {
 	case twirp.Unavailable:
 		if terr.Meta(MetaReason) == ReasonKilled {

@@ -174,6 +174,18 @@ func TestForwardedRefusalAnswersAsTheRemote(t *testing.T) {
 	}
 }
 
+// A request that cannot be encoded (a key or value that is not valid
+// UTF-8) is refused at once as invalid: it came back as an internal error,
+// which the clerk retried until its deadline and then called an unknown
+// outcome (durio put k $'\xff' waited out --timeout and exited 5).
+func TestUnencodableRequestIsInvalid(t *testing.T) {
+	client, _, _ := serve(t, &fixedKV{}, DefaultForwarderConfig())
+	_, err := client.Put(context.Background(), &kvclient.PutRequest{Key: "k", Value: "\xff"})
+	if !errors.Is(err, kvclient.ErrInvalid) || kvclient.MaybeApplied(err) {
+		t.Fatalf("put of invalid UTF-8: %v (maybe applied %v), want ErrInvalid, not applied", err, kvclient.MaybeApplied(err))
+	}
+}
+
 func TestClientGet(t *testing.T) {
 	client, _, _ := serve(t, &fixedKV{}, DefaultForwarderConfig())
 	resp, err := client.Get(context.Background(), &kvclient.GetRequest{Key: "a"})
