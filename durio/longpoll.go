@@ -58,7 +58,7 @@ func isLongPoll(r *http.Request) bool {
 	switch {
 	case p == twirpWatchPath:
 		return true
-	case r.Method != http.MethodGet:
+	case r.Method != http.MethodGet && r.Method != http.MethodHead: // the GET routes answer HEAD too
 		return false
 	case strings.HasPrefix(p, "/kvstore/watch/"):
 		return true
