@@ -87,7 +87,9 @@ func clientHandler(svc kvv1.KVService, limits Limits, extra func(mux *http.Serve
 	})
 	policy := newBrowserPolicy(limits.CORSOrigins, limits.ClientURLs)
 	policy.memberHost = limits.memberHost
-	h := limitInflight(limits.MaxInflight, limitBody(limits.MaxBodyBytes, mux))
+	// The body is read before an in-flight slot is taken: a client that
+	// sends its body slowly holds a connection, not one of the slots.
+	h := limitBody(limits.MaxBodyBytes, limitInflight(limits.MaxInflight, mux))
 	if limits.auth != nil {
 		h = limits.auth.wrap(h)
 	}

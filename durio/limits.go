@@ -48,15 +48,19 @@ func limitBody(max int64, next http.Handler) http.Handler {
 }
 
 // readBody reads a whole body, into one buffer of the declared length when
-// there is one (io.ReadAll would start at 512 bytes and grow). A body
-// longer than max is an *http.MaxBytesError.
+// there is one of at most readBodyFirst bytes (io.ReadAll would start at
+// 512 bytes and grow). A longer one grows as its bytes arrive: the body is
+// read before the request takes an in-flight slot, so a client that
+// declares a large body and sends it slowly, or never, must not hold
+// the declared bytes of the replica's memory. A body longer than max is an
+// *http.MaxBytesError.
 func readBody(body io.Reader, declared, max int64) ([]byte, error) {
 	if declared < 0 {
 		return io.ReadAll(body)
 	}
 	// One byte more, so that a body longer than declared is read to its
 	// end (and refused by the MaxBytesReader) rather than cut short.
-	buf := make([]byte, 0, declared+1)
+	buf := make([]byte, 0, min(declared+1, readBodyFirst))
 	for {
 		n, err := body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
@@ -76,6 +80,10 @@ func readBody(body io.Reader, declared, max int64) ([]byte, error) {
 		}
 	}
 }
+
+// readBodyFirst is the most readBody allocates for a body before its bytes
+// arrive.
+const readBodyFirst = 64 << 10
 
 // readBodyCloser is a body limitBody has read; handlers that need the
 // bytes take them (bodyBytes) instead of reading a second copy.
