@@ -157,6 +157,17 @@ func (p *queryParams) uint(name string) uint64 {
 	return n
 }
 
+// number returns an unsigned integer parameter that is present, where an
+// empty value is no number (a condition's revision: ?if_revision= must not
+// stand for 0).
+func (p *queryParams) number(name string) uint64 {
+	if p.str(name) == "" {
+		p.fail(name, "must be an unsigned integer")
+		return 0
+	}
+	return p.uint(name)
+}
+
 // limit returns a page-size parameter: 0 if absent, lowered to max above it
 // (the contract's rule, so REST and Twirp agree).
 func (p *queryParams) limit(name string, max uint32) uint32 {

@@ -360,11 +360,11 @@ func (h restHandler) delete(w http.ResponseWriter, r *http.Request) {
 		p.fail("if_absent", "makes no sense for a delete")
 	}
 	if p.has("if_revision") {
-		n := p.uint("if_revision")
+		n := p.number("if_revision")
 		b.IfRevision = &n
 	}
 	if p.has("if_version") {
-		n := p.uint("if_version")
+		n := p.number("if_version")
 		b.IfVersion = &n
 	}
 	if p.has("if_value") {

@@ -149,6 +149,10 @@ func TestRESTConditionsReachTheService(t *testing.T) {
 		{"DELETE", "/kvstore/k?if_revision=1&if_value=x", ""},
 		{"DELETE", "/kvstore/k?if_revision=x", ""},
 		{"DELETE", "/kvstore/k?if_revision=1&if_revision=2", ""},
+		// An empty number is none: it stood for 0 (a 409 for
+		// if_revision=, a delete of an absent key for if_version=).
+		{"DELETE", "/kvstore/k?if_revision=", ""},
+		{"DELETE", "/kvstore/k?if_version=", ""},
 	}
 	n := len(kv.reqs)
 	for _, b := range bad {
