@@ -149,12 +149,21 @@ func appendJSONStringTo(w io.Writer, b []byte, s string) []byte {
 		}
 		b = appendJSONEscaped(b, s[:n])
 		s = s[n:]
-		if len(b) >= jsonChunk {
-			_, _ = w.Write(b)
-			b = b[:0]
-		}
+		b = flushJSON(w, b)
 	}
 	return append(b, '"')
+}
+
+// flushJSON writes b to w and returns it emptied once it holds jsonChunk
+// or more (w not nil): between the keys of a page and the events of a
+// watch, as within a large value, so that many small values do not add
+// up to a whole answer held either.
+func flushJSON(w io.Writer, b []byte) []byte {
+	if w == nil || len(b) < jsonChunk {
+		return b
+	}
+	_, _ = w.Write(b)
+	return b[:0]
 }
 
 // appendJSON appends kv as json.Encoder writes a restKV (without the
@@ -218,7 +227,7 @@ func (l *restList) appendJSON(w io.Writer, b []byte) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendKV(w, b, kv)
+			b = flushJSON(w, appendKV(w, b, kv))
 		}
 		b = append(b, ']')
 	}
@@ -249,7 +258,7 @@ func (a *restWatch) appendJSON(w io.Writer, b []byte) []byte {
 				b = append(b, `,"prev_kv":`...)
 				b = ev.PrevKV.appendJSON(w, b)
 			}
-			b = append(b, '}')
+			b = flushJSON(w, append(b, '}'))
 		}
 		b = append(b, ']')
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"math/rand/v2"
@@ -295,6 +296,16 @@ func TestRESTLargeValueAnswersWrittenInPieces(t *testing.T) {
 		return &kvv1.WatchResponse{NextAfterRevision: 2, Events: []*kvv1.Event{{Kv: &kvv1.KeyValue{Key: "big", Value: big, ModRevision: 2}}}}
 	}
 	limit := jsonChunk + 6*jsonPiece
+	// And a page or a batch of many small values.
+	small := strings.Repeat("\x01", 4000)
+	var kvs []*kvv1.KeyValue
+	var evs []*kvv1.Event
+	for i := range 1000 {
+		kv := &kvv1.KeyValue{Key: fmt.Sprintf("small/%04d", i), Value: small, ModRevision: uint64(i + 2)}
+		kvs, evs = append(kvs, kv), append(evs, &kvv1.Event{Kv: kv})
+	}
+	smallList := func(*kvv1.ListRequest) (*kvv1.ListResponse, error) { return &kvv1.ListResponse{Kvs: kvs}, nil }
+	smallEvents := func() *kvv1.WatchResponse { return &kvv1.WatchResponse{NextAfterRevision: 1001, Events: evs} }
 	for _, c := range []struct {
 		name, path string
 		header     http.Header
@@ -308,7 +319,17 @@ func TestRESTLargeValueAnswersWrittenInPieces(t *testing.T) {
 			waitUntil(t, "the stream waits for the next change", func() bool { return kv.calls.Load() >= 2 })
 			cancel()
 		}},
+		{"list of small values", "/kvstore/list?prefix=small/", nil, nil},
+		{"long poll of small values", "/kvstore/watch/small/?prefix=true&index=1&wait=30s", nil, func(func()) { kv.feed <- smallEvents() }},
+		{"stream of small values", "/kvstore/watch/small/?prefix=true&index=1", http.Header{"Accept": {"text/event-stream"}}, func(cancel func()) {
+			kv.feed <- smallEvents()
+			waitUntil(t, "the stream waits for the next change", func() bool { return kv.calls.Load() >= 2 })
+			cancel()
+		}},
 	} {
+		if strings.Contains(c.name, "small") {
+			kv.list = smallList
+		}
 		kv.calls.Store(0)
 		w := serve(c.path, c.header, c.feed)
 		if w.Code != http.StatusOK || w.Body.Len() < 6<<20 {

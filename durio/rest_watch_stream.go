@@ -271,7 +271,7 @@ func (s *eventStream) events(evs []*kvv1.Event) {
 			s.buf = append(s.buf, `,"prev_kv":`...)
 			s.buf = prev.appendJSON(s, s.buf)
 		}
-		s.buf = append(s.buf, "}\n\n"...)
+		s.buf = flushJSON(s, append(s.buf, "}\n\n"...))
 		s.lastID = max(s.lastID, kv.ModRevision)
 	}
 }
