@@ -235,6 +235,10 @@ type eventStream struct {
 	lastID uint64
 	// err is the first write's failure: the stream is over.
 	err error
+	// sending is set from the first write of a batch of messages to its
+	// flush: the batch has one deadline, however many pieces it is
+	// written in.
+	sending bool
 }
 
 // Write sends p within the timeout: events sends a large value's message
@@ -244,9 +248,12 @@ func (s *eventStream) Write(p []byte) (int, error) {
 	if s.err != nil {
 		return 0, s.err
 	}
-	// An error means the writer cannot move its deadline (a test's
-	// recorder); the write then has the server's own.
-	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
+	if !s.sending {
+		// An error means the writer cannot move its deadline (a test's
+		// recorder); the write then has the server's own.
+		_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
+		s.sending = true
+	}
 	_, s.err = s.w.Write(p)
 	return len(p), s.err
 }
@@ -293,7 +300,7 @@ func (s *eventStream) progress(rev uint64) {
 // flush sends what was appended, reporting whether the client took it
 // within the timeout.
 func (s *eventStream) flush() bool {
-	if len(s.buf) == 0 {
+	if len(s.buf) == 0 && !s.sending {
 		return s.err == nil
 	}
 	_, err := s.Write(s.buf)
@@ -305,6 +312,7 @@ func (s *eventStream) flush() bool {
 		// HTTP/2 a deadline resets the stream when it passes, written to
 		// or not.
 		err = s.rc.SetWriteDeadline(time.Time{})
+		s.sending = false
 		if errors.Is(err, http.ErrNotSupported) {
 			err = nil
 		}

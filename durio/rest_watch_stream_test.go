@@ -651,3 +651,35 @@ func TestFollowStreamFallsBackToLongPolls(t *testing.T) {
 		t.Fatalf("%d stream requests, want 1 before going on with long polls", n)
 	}
 }
+
+// A batch of changes written in pieces (see appendJSONStringTo) whose last
+// piece left nothing to flush still ends with a flush and with the write
+// deadline cleared: the stream delivers all of it, outlives its timeout
+// idle, and sends the next change.
+func TestRESTWatchStreamAfterBatchWrittenInPieces(t *testing.T) {
+	kv := newStreamKV()
+	kv.rev.Store(1)
+	limits := DefaultLimits()
+	limits.MaxWatchWait = 1500 * time.Millisecond  // the heartbeat
+	limits.RequestTimeout = 100 * time.Millisecond // a batch's write deadline: 1.1 s
+	u := serveScript(t, kv.scriptKV, limits)
+	_, s := openStream(t, context.Background(), u+"/kvstore/watch/k/?prefix=true&index=1", nil)
+	waitUntil(t, "the stream waits", func() bool { return kv.calls.Load() == 1 })
+	// Eight changes of 4,000 bytes: the buffer passes jsonChunk at the end
+	// of the last, so the batch leaves nothing to flush.
+	var evs []*kvv1.Event
+	for rev := uint64(2); rev <= 9; rev++ {
+		evs = append(evs, &kvv1.Event{Kv: &kvv1.KeyValue{Key: "k/" + strconv.FormatUint(rev, 10), Value: strings.Repeat("v", 4000), ModRevision: rev}})
+	}
+	kv.feed <- &kvv1.WatchResponse{NextAfterRevision: 9, Events: evs}
+	for rev := 2; rev <= 9; rev++ {
+		if m := nextChange(t, s); m.id != strconv.Itoa(rev) {
+			t.Fatalf("change %+v, want id %d", m, rev)
+		}
+	}
+	waitUntil(t, "a heartbeat after the batch's deadline passed", func() bool { return kv.calls.Load() >= 3 })
+	kv.feed <- &kvv1.WatchResponse{NextAfterRevision: 11, Events: []*kvv1.Event{{Kv: &kvv1.KeyValue{Key: "k/c", ModRevision: 11}}}}
+	if m := nextChange(t, s); m.id != "11" {
+		t.Fatalf("change after the heartbeat: %+v, want id 11", m)
+	}
+}
