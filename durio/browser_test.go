@@ -117,6 +117,9 @@ func TestBrowserRules(t *testing.T) {
 			if code >= 400 && (body["code"] == nil || body["msg"] == "") {
 				t.Fatalf("error without a Twirp body: %v", body)
 			}
+			if meta, _ := body["meta"].(map[string]any); strings.HasPrefix(c.name, "rebinding: same-origin GET") && meta["reason"] != ReasonUnknownHost {
+				t.Fatalf("refusal of an unknown host: meta %v, want reason %s", meta, ReasonUnknownHost)
+			}
 			if code == 204 && (!strings.Contains(h.Get("Access-Control-Allow-Methods"), "POST") ||
 				!strings.Contains(strings.ToLower(h.Get("Access-Control-Allow-Headers")), "content-type") ||
 				// fetch-based event-stream clients send it on reconnect

@@ -247,6 +247,11 @@ func (p browserPolicy) rebound(r *http.Request) bool {
 	return r.Host != "" && !p.knownHost((&url.URL{Host: r.Host}).Hostname())
 }
 
+// ReasonUnknownHost is the reason (meta "reason") of the permission_denied
+// answering a request under a host name the replica does not know (see
+// browserPolicy.rebound).
+const ReasonUnknownHost = "unknown_host"
+
 // corsMethods and corsHeaders are what an allowed origin may use.
 const (
 	corsMethods = "GET, POST, DELETE"
@@ -262,7 +267,8 @@ func (p browserPolicy) guard(next http.Handler) http.Handler {
 		cors := false
 		if origin == "" && p.rebound(r) {
 			writeError(w, twirp.NewError(twirp.PermissionDenied, "requests for host "+strconv.Quote(r.Host)+
-				" are not allowed: use an IP address, localhost or a replica's client URL (see --client-url)"))
+				" are not allowed: use an IP address, localhost or a replica's client URL (see --client-url)").
+				WithMeta(kvwire.MetaReason, ReasonUnknownHost))
 			return
 		}
 		if origin != "" {

@@ -412,8 +412,11 @@ func (f *clientFlags) explain(err error) error {
 			}
 			return fmt.Errorf("%w (the token in --token-file %s is not one the replicas know)", err, f.tokenFile)
 		case twirp.PermissionDenied:
-			if terr.Meta(kvwire.MetaReason) == durio.ReasonOutOfScope {
+			switch terr.Meta(kvwire.MetaReason) {
+			case durio.ReasonOutOfScope:
 				return fmt.Errorf("%w (the token in --token-file is limited to a key prefix: use one whose prefix covers these keys)", err)
+			case durio.ReasonUnknownHost:
+				return fmt.Errorf("%w (give --endpoints by IP address or as the replicas' client URLs)", err)
 			}
 			return fmt.Errorf("%w (use a token with a higher role in --token-file)", err)
 		}
