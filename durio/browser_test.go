@@ -52,6 +52,41 @@ func request(t *testing.T, method, url, body string, header map[string]string) (
 	return resp.StatusCode, resp.Header, out
 }
 
+// --client-hosts names more hosts a request may use without an Origin (a
+// load balancer's); "*" turns the DNS-rebinding check off. Without it a
+// replica behind a load balancer that keeps the client's Host refused every
+// request (403 unknown_host), and nothing could say otherwise.
+func TestBrowserClientHosts(t *testing.T) {
+	kv := &mapKV{m: map[string]string{"k": "v"}}
+	for _, tc := range []struct {
+		hosts      []string
+		host       string
+		wantStatus int
+	}{
+		{nil, "lb.example:8080", 403},
+		{[]string{"LB.example"}, "lb.example:8080", 200},
+		{[]string{"lb.example"}, "other.example:8080", 403},
+		{[]string{"*"}, "anything.example:8080", 200},
+	} {
+		limits := DefaultLimits()
+		limits.ClientURLs = []string{"http://pi1.lan:8080"}
+		limits.ClientHosts = tc.hosts
+		srv := httptest.NewServer(clientHandler(kv, limits, nil))
+		code, _, _ := request(t, "GET", srv.URL+"/kvstore/get/k", "", map[string]string{"Host": tc.host})
+		srv.Close()
+		if code != tc.wantStatus {
+			t.Errorf("--client-hosts %v, Host %s: %d, want %d", tc.hosts, tc.host, code, tc.wantStatus)
+		}
+	}
+	for _, bad := range []string{"https://lb.example", "lb.example:8080", "*.example", ""} {
+		cfg := DefaultConfig()
+		cfg.Peers, cfg.ListenClient, cfg.ClientHosts = []string{"http://127.0.0.1:9001"}, "127.0.0.1:8001", []string{bad}
+		if err := cfg.Validate(); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "client-hosts") {
+			t.Errorf("--client-hosts %q: %v, want a client-hosts configuration error", bad, err)
+		}
+	}
+}
+
 func TestBrowserRules(t *testing.T) {
 	kv := &mapKV{m: map[string]string{}}
 	limits := DefaultLimits()

@@ -33,6 +33,8 @@ type Limits struct {
 	// ClientURLs are the replicas' client URLs: their host names are
 	// accepted for same-origin browser requests (see browserPolicy).
 	ClientURLs []string
+	// ClientHosts are more host names requests may use (Config.ClientHosts).
+	ClientHosts []string
 	// MaxWatchWait caps the wait of a watch or blocking query.
 	MaxWatchWait time.Duration
 	// RequestTimeout is how long a request may wait for the cluster; a long
@@ -85,7 +87,7 @@ func clientHandler(svc kvv1.KVService, limits Limits, extra func(mux *http.Serve
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, twirp.NewErrorf(twirp.BadRoute, "no route %s %s", r.Method, r.URL.Path))
 	})
-	policy := newBrowserPolicy(limits.CORSOrigins, limits.ClientURLs)
+	policy := newBrowserPolicy(limits.CORSOrigins, limits.ClientURLs, limits.ClientHosts)
 	policy.memberHost = limits.memberHost
 	// The body is read before an in-flight slot is taken: a client that
 	// sends its body slowly holds a connection, not one of the slots.

@@ -163,6 +163,12 @@ type Config struct {
 	// the client API from a browser; other cross-origin requests are
 	// refused. "*" allows every origin (not recommended).
 	CORSOrigins []string `yaml:"cors-origins"`
+	// ClientHosts are more host names (without port) the client listener
+	// answers under, besides IP addresses, localhost and the members'
+	// client-URL hosts: a load balancer's or a DNS alias's. A request under
+	// any other name that carries no Origin is refused, as a DNS-rebinding
+	// page's would be; "*" accepts every name (turns that check off).
+	ClientHosts []string `yaml:"client-hosts"`
 	// Pprof serves Go's profiler at /debug/pprof/ on the peer listener (off by
 	// default; profiles reveal internals, so only on a trusted network). It
 	// also turns on the mutex and block profiles' sampling.
@@ -522,6 +528,11 @@ func (c *Config) validateLimits() error {
 	if c.MaxPeerBodyBytes < c.MaxBodyBytes+64<<10 {
 		return configErr("max-peer-body-bytes", "%d must exceed max-body-bytes (%d) by 64 KiB: forwarded requests cross the peer listener", c.MaxPeerBodyBytes, c.MaxBodyBytes)
 	}
+	for _, h := range c.ClientHosts {
+		if h != "*" && (h == "" || strings.ContainsAny(h, ":/ ") || strings.Contains(h, "*")) {
+			return configErr("client-hosts", "%q is not a host name like durio.example.com (no scheme, port or path), or *", h)
+		}
+	}
 	for _, o := range c.CORSOrigins {
 		if o == "*" {
 			continue
@@ -630,6 +641,7 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 		histEv    = fs.Int("history-events", 0, "most KV change events kept for watches and listings at older revisions; 0 keeps none (default 5000)")
 		histBytes = fs.Int64("history-bytes", 0, "most `bytes` of keys and values in that history (default 1 MiB)")
 		cors      = fs.String("cors-origins", "", "comma-separated web `origins` allowed to call the client API from a browser")
+		cHosts    = fs.String("client-hosts", "", "comma-separated host `names` clients may reach this replica under besides IPs, localhost and client URLs (a load balancer's); * any")
 		memLimit  = fs.Int64("memory-limit", 0, "soft limit of the replica's Go memory in `bytes` (not the plugin's); 0 sets none; GOMEMLIMIT wins (default none)")
 		maxProcs  = fs.Int("max-procs", 0, "most `cores` the replica's Go code uses at once; 0 shares the machine's cores among the replicas of --peers on this host; GOMAXPROCS wins")
 	)
@@ -721,6 +733,8 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 			cfg.HistoryBytes = *histBytes
 		case "cors-origins":
 			cfg.CORSOrigins = splitList(*cors)
+		case "client-hosts":
+			cfg.ClientHosts = splitList(*cHosts)
 		case "memory-limit":
 			cfg.MemoryLimit = *memLimit
 		case "max-procs":

@@ -186,16 +186,20 @@ func withRequestID(logger *slog.Logger, next http.Handler) http.Handler {
 type browserPolicy struct {
 	origins map[string]bool // allowed origins, lower case; "*" allows all
 	// hosts are host names a same-origin request may use, besides IP
-	// literals and localhost: the client URLs' hosts. A same-origin request
-	// under any other name could be a DNS-rebinding page, so it is refused.
+	// literals and localhost: the client URLs' hosts and --client-hosts
+	// ("*": any). A same-origin request under any other name could be a
+	// DNS-rebinding page, so it is refused.
 	hosts map[string]bool
 	// memberHost, if not nil, accepts the hosts of the current members'
 	// client URLs as well (Limits.memberHost).
 	memberHost func(host string) bool
 }
 
-func newBrowserPolicy(origins, clientURLs []string) browserPolicy {
+func newBrowserPolicy(origins, clientURLs, hosts []string) browserPolicy {
 	p := browserPolicy{origins: map[string]bool{}, hosts: map[string]bool{"localhost": true}}
+	for _, h := range hosts {
+		p.hosts[strings.ToLower(h)] = true
+	}
 	for _, o := range origins {
 		p.origins[strings.ToLower(strings.TrimSuffix(o, "/"))] = true
 	}
@@ -229,7 +233,7 @@ func (p browserPolicy) knownHost(host string) bool {
 		return true
 	}
 	host = strings.ToLower(host)
-	return p.hosts[host] || (p.memberHost != nil && p.memberHost(host))
+	return p.hosts["*"] || p.hosts[host] || (p.memberHost != nil && p.memberHost(host))
 }
 
 // rebound reports whether r, sent without an Origin, names a host the

@@ -381,6 +381,7 @@ func clientLimits(cfg Config) Limits {
 	l.MaxInflight = cfg.MaxInflight
 	l.CORSOrigins = cfg.CORSOrigins
 	l.ClientURLs = cfg.ClientURLs
+	l.ClientHosts = cfg.ClientHosts
 	l.MaxWatchWait = cfg.MaxWatchWait
 	l.RequestTimeout = cfg.RequestTimeout
 	return l
