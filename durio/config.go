@@ -249,13 +249,15 @@ const (
 )
 
 const (
-	// DefaultStoreStallTimeout is Config.StoreStallTimeout's default: an
-	// Append batch is at most a few MiB, which a slow SD card writes in
-	// well under a second.
+	// DefaultStoreStallTimeout is Config.StoreStallTimeout's default. One
+	// Append carries at most raft's replication window (16 MiB, a learner
+	// catching up with large values), which a slow SD card writes in a few
+	// seconds.
 	DefaultStoreStallTimeout = 30 * time.Second
 	// minStoreStallTimeout is the least StoreStallTimeout above 0: a disk's
-	// occasional slow sync must not stop a replica.
-	minStoreStallTimeout = time.Second
+	// slow sync, or one full window on a slow card, must not stop a
+	// replica (which would catch up, and stop again).
+	minStoreStallTimeout = 5 * time.Second
 )
 
 // ErrConfig is wrapped by every configuration error.

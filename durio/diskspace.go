@@ -3,6 +3,7 @@ package durio
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // lowDiskSpace is the free space below which a store failure is put down to
@@ -39,8 +40,27 @@ func diskFull(dir string, err error) error {
 	if dir == "" || err == nil {
 		return err
 	}
-	if free, ok := freeSpace(dir); ok && free < lowDiskSpace {
-		return &diskFullError{err: err, dir: dir, free: free}
+	type answer struct {
+		free uint64
+		ok   bool
+	}
+	// statfs of a file system whose disk hangs (NFS, FUSE) may hang too:
+	// the failure is then reported without it rather than not at all.
+	ch := make(chan answer, 1)
+	stat := freeSpace
+	go func() {
+		free, ok := stat(dir)
+		ch <- answer{free, ok}
+	}()
+	select {
+	case a := <-ch:
+		if a.ok && a.free < lowDiskSpace {
+			return &diskFullError{err: err, dir: dir, free: a.free}
+		}
+	case <-time.After(statfsWait):
 	}
 	return err
 }
+
+// statfsWait bounds diskFull's wait for the file system's free space.
+const statfsWait = time.Second

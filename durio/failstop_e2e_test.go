@@ -328,7 +328,7 @@ func TestE2EStalledStoreFailStop(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("finds the plugin process through /proc")
 	}
-	c := startCluster(t, 3, "badger", "--store-stall-timeout", "2s")
+	c := startCluster(t, 3, "badger", "--store-stall-timeout", "5s")
 	leader := c.leader()
 	if leader < 0 {
 		t.Fatal("no leader")

@@ -142,6 +142,11 @@ func (h *health) explain(err error) error {
 			err = fmt.Errorf("%w (the persister plugin process %s)", err, why)
 		}
 	}
+	if errors.Is(err, errStoreStalled) || errors.Is(err, persist.ErrCorrupt) {
+		// Not what a full disk does; and statfs on a disk that hangs
+		// may hang too.
+		return err
+	}
 	return diskFull(h.dataDir, err)
 }
 
@@ -172,12 +177,12 @@ func (h *health) watch(ctx context.Context) {
 // detail from the machine (those are in the log).
 func publicReason(err error) string {
 	switch {
-	case errors.Is(err, errDiskFull):
-		return "store failed: the data folder's disk is full"
-	case errors.Is(err, errStoreStalled):
-		return "store failed: a write hangs"
 	case errors.Is(err, persist.ErrCorrupt):
 		return "store failed: corrupt data"
+	case errors.Is(err, errStoreStalled):
+		return "store failed: a write hangs"
+	case errors.Is(err, errDiskFull):
+		return "store failed: the data folder's disk is full"
 	case errors.Is(err, persist.ErrUnavailable):
 		return "store failed: persister plugin unavailable"
 	case errors.Is(err, raft.ErrStoreFailed):

@@ -118,7 +118,7 @@ func StartReplicaContext(ctx context.Context, cfg Config, store persist.Store, l
 	r.hist = newHistory(cfg.ID, time.Now())
 	r.metrics.hist = r.hist
 	r.store = meteredStore{Store: store, m: r.metrics}
-	r.health = newHealth(logger, func() raft.Status { return r.kv.Status() }, store, cfg.DataDir, func(err error) {
+	r.health = newHealth(logger, func() raft.Status { return r.kv.Status() }, store, storeDir(cfg), func(err error) {
 		r.fatal(err)
 		r.recordStoreFailure(time.Now(), err)
 	})

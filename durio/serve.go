@@ -109,7 +109,7 @@ func OpenStore(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Sto
 	}
 	pc := plugin.Config{
 		Persister:    cfg.Persister,
-		DataDir:      filepath.Join(cfg.DataDir, "store"),
+		DataDir:      storeDir(cfg),
 		SocketDir:    filepath.Join(cfg.DataDir, "plugin"),
 		Options:      cfg.PersisterOptions,
 		StartTimeout: 10 * time.Second,
@@ -130,9 +130,18 @@ func OpenStore(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Sto
 			"silently lose acknowledged writes (see the README, \"Storage integrity\"): %w", cfg.Persister, pc.DataDir, err)
 	}
 	if err != nil {
-		return nil, diskFull(cfg.DataDir, fmt.Errorf("durio: open persister %s: %w", cfg.Persister, err))
+		return nil, diskFull(pc.DataDir, fmt.Errorf("durio: open persister %s: %w", cfg.Persister, err))
 	}
 	return store, nil
+}
+
+// storeDir is the folder a replica's persister keeps its store in ("" for
+// a replica without a data folder).
+func storeDir(cfg Config) string {
+	if cfg.DataDir == "" {
+		return ""
+	}
+	return filepath.Join(cfg.DataDir, "store")
 }
 
 // StoreOption changes how OpenStore opens the store.

@@ -109,6 +109,18 @@ func TestStoppedPluginClose(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// SIGSTOP takes effect asynchronously: a plugin that still runs may
+	// answer the Close call (rarely, on a busy machine), and Close then
+	// rightly returns nil.
+	for deadline := time.Now().Add(5 * time.Second); runtime.GOOS == "linux"; time.Sleep(time.Millisecond) {
+		st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if f := strings.Fields(string(st)); len(f) > 2 && f[2] == "T" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the plugin did not stop")
+		}
+	}
 	done := make(chan error, 1)
 	go func() { done <- s.Close() }()
 	select {

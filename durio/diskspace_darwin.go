@@ -1,5 +1,3 @@
-//go:build linux || darwin
-
 package durio
 
 import "syscall"
@@ -9,5 +7,5 @@ func statFree(dir string) (uint64, bool) {
 	if err := syscall.Statfs(dir, &st); err != nil {
 		return 0, false
 	}
-	return uint64(st.Bavail) * uint64(st.Bsize), true
+	return uint64(st.Bavail) * uint64(st.Bsize), true // Bsize: the fundamental block size here
 }
