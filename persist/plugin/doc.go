@@ -30,7 +30,10 @@
 // elsewhere it exits within a second of its parent's end), and ignores
 // SIGINT, SIGTERM and SIGHUP, which reach it with its host when they are sent to a
 // whole process group or systemd unit: the host stops it once the host's
-// own shutdown has written its last entry. Its Unix socket lives under
+// own shutdown has written its last entry. Closing, the host gives the
+// store's Close call 10 s and then kills the process (SIGKILL if it does
+// not answer go-plugin's shutdown request within 3 s): a store served as a
+// plugin must survive being killed at any point, as it survives a crash. Its Unix socket lives under
 // Config.SocketDir, a folder the replica owns.
 // A main should Close its stores on shutdown and, for abnormal exits, call
 // CleanupClients on SIGINT/SIGTERM, e.g.
