@@ -518,10 +518,7 @@ func TestReviewClientAuthWarnsOfOpenPeers(t *testing.T) {
 	authFile := filepath.Join(t.TempDir(), "tokens")
 	writeAuthFile(t, authFile, "read "+testReadToken+"\n")
 	for _, peerToken := range []string{"", "s3cret-s3cret-s3cret"} {
-		cfg := DefaultConfig()
-		cfg.Peers = []string{"http://127.0.0.1:0"}
-		cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
-		cfg.DataDir = t.TempDir()
+		cfg := oneMemberConfig(t)
 		cfg.ClientAuthFile = authFile
 		cfg.PeerToken = peerToken
 		logs := &syncWriterBuf{b: new(bytes.Buffer)}

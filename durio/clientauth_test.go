@@ -169,10 +169,7 @@ func TestRequiredRoleCoversEveryMethod(t *testing.T) {
 // checks the tokens of authFile, and waits until it leads.
 func startAuthReplica(t *testing.T, authFile string) (*Replica, string) {
 	t.Helper()
-	cfg := DefaultConfig()
-	cfg.Peers = []string{"http://127.0.0.1:0"}
-	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
+	cfg := oneMemberConfig(t)
 	cfg.ClientAuthFile = authFile
 	cfg.CORSOrigins = []string{"https://app.example"}
 	r, err := StartReplica(cfg, persist.NewNoop(), nil)

@@ -72,10 +72,7 @@ func storeFailureFailStop(t *testing.T, failOp filestore.Op, failErr syscall.Err
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig()
-	cfg.Peers = []string{"http://127.0.0.1:0"}
-	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
+	cfg := oneMemberConfig(t)
 	cfg.RequestTimeout = time.Second
 	r, err := StartReplica(cfg, store, nil)
 	if err != nil {
@@ -178,10 +175,7 @@ func filestoreMem(t *testing.T) *filestore.Store {
 // stops the replica through Fail; the first error wins and is delivered
 // once, and the health routes report a generic reason.
 func TestFailStopsReplica(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Peers = []string{"http://127.0.0.1:0"}
-	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
+	cfg := oneMemberConfig(t)
 	r, err := StartReplica(cfg, filestoreMem(t), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -471,10 +471,7 @@ func TestStoreFailureOnTimelineAcrossRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig()
-	cfg.Peers = []string{"http://127.0.0.1:0"}
-	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
+	cfg := oneMemberConfig(t)
 	cfg.RequestTimeout = time.Second
 	r, err := StartReplica(cfg, store, nil)
 	if err != nil {

@@ -23,9 +23,7 @@ import (
 // the given tweaks.
 func startOne(t *testing.T, tweak func(cfg *Config)) *Replica {
 	t.Helper()
-	cfg := DefaultConfig()
-	cfg.Peers = []string{"http://127.0.0.1:0"}
-	cfg.ListenPeer, cfg.ListenClient, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
+	cfg := oneMemberConfig(t)
 	cfg.PeerToken = "s3cret"
 	if tweak != nil {
 		tweak(&cfg)

@@ -623,10 +623,7 @@ func TestJoinWarnsWhenNoLeaderReachesIt(t *testing.T) {
 	joinSilentWarn = 200 * time.Millisecond
 	t.Cleanup(func() { joinSilentWarn = old })
 
-	cfg := DefaultConfig()
-	cfg.Peers = []string{"http://127.0.0.1:0"}
-	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
+	cfg := oneMemberConfig(t)
 	leader, err := StartReplica(cfg, persist.NewNoop(), nil)
 	if err != nil {
 		t.Fatal(err)

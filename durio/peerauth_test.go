@@ -264,9 +264,7 @@ func (s *panickyStore) Append(ctx context.Context, hs persist.HardState, entries
 // Status RPC without the stack trace or source paths, which stay in the log.
 func TestStatusAfterPanicHasNoStack(t *testing.T) {
 	store := &panickyStore{Store: persist.NewNoop()}
-	cfg := DefaultConfig()
-	cfg.Peers = []string{"http://127.0.0.1:0"}
-	cfg.ListenPeer, cfg.ListenClient, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
+	cfg := oneMemberConfig(t)
 	cfg.RequestTimeout = time.Second
 	r, err := StartReplica(cfg, store, nil)
 	if err != nil {

@@ -69,11 +69,7 @@ func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 // HTTPS works, plain HTTP does not, and peer RPCs without the token get 401.
 func TestReplicaTLSAndPeerToken(t *testing.T) {
 	certFile, keyFile, pool := selfSigned(t)
-	cfg := DefaultConfig()
-	cfg.Peers = []string{"http://127.0.0.1:0"}
-	cfg.ListenPeer = "127.0.0.1:0"
-	cfg.ListenClient = "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
+	cfg := oneMemberConfig(t)
 	cfg.TLSCert, cfg.TLSKey = certFile, keyFile
 	cfg.PeerToken = "s3cret"
 	r, err := StartReplica(cfg, persist.NewNoop(), nil)
@@ -328,10 +324,7 @@ func TestReplicaWarnsOfPeerCertForAnotherHost(t *testing.T) {
 // in Status and /metrics; a one-replica cluster (every member of this
 // version) moves to kvraft.ApplyLevel on its own.
 func TestReplicaReportsApplyLevel(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Peers = []string{"http://127.0.0.1:0"}
-	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
+	cfg := oneMemberConfig(t)
 	r, err := StartReplica(cfg, persist.NewNoop(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -434,4 +427,16 @@ func TestReplicaWarnsOfExpiredPeerCert(t *testing.T) {
 			t.Errorf("%s certificate: warned %v, want %v: %s", name, got, want, logs.String())
 		}
 	}
+}
+
+// oneMemberConfig is the configuration of a one-member cluster on loopback
+// (ports chosen by the system) with its data folder in t's temporary
+// folder, for the tests that start a replica in process.
+func oneMemberConfig(t *testing.T) Config {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Peers = []string{"http://127.0.0.1:0"}
+	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	return cfg
 }

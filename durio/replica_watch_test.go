@@ -19,10 +19,7 @@ import (
 // graceful shutdown ends waiting watchers at once rather than waiting them
 // out (their write deadline is pushed past --write-timeout meanwhile).
 func TestReplicaWatchLimitsAndShutdown(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Peers = []string{"http://127.0.0.1:0"}
-	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
+	cfg := oneMemberConfig(t)
 	cfg.MaxWatchers = 2
 	cfg.MaxWatchWait = 30 * time.Second
 	cfg.WriteTimeout = cfg.RequestTimeout + time.Second // shorter than a long poll: it must be pushed back
@@ -125,10 +122,7 @@ func TestReplicaWatchLimitsAndShutdown(t *testing.T) {
 // delivers every change once with its revision as id, and a reconnect with
 // Last-Event-ID gets exactly the changes made while it was away.
 func TestReplicaWatchStream(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Peers = []string{"http://127.0.0.1:0"}
-	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
+	cfg := oneMemberConfig(t)
 	cfg.ReadTimeout = 500 * time.Millisecond
 	cfg.WriteTimeout = cfg.RequestTimeout + 100*time.Millisecond
 	cfg.MaxWatchWait = 200 * time.Millisecond // the heartbeat
@@ -224,10 +218,7 @@ func TestReplicaWatchStream(t *testing.T) {
 // any change reconnects with it as Last-Event-ID and gets the changes made
 // while it was away.
 func TestReplicaWatchStreamFromNowResumes(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Peers = []string{"http://127.0.0.1:0"}
-	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
+	cfg := oneMemberConfig(t)
 	cfg.MaxWatchWait = time.Minute // no heartbeat during the test
 	r, err := StartReplica(cfg, persist.NewNoop(), nil)
 	if err != nil {
@@ -274,10 +265,7 @@ func TestReplicaWatchStreamFromNowResumes(t *testing.T) {
 // used to drop such an event at once, which ended every stream on every
 // replica with "compacted" (and an EventSource for good).
 func TestReplicaWatchStreamLargeWrites(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Peers = []string{"http://127.0.0.1:0"}
-	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
+	cfg := oneMemberConfig(t)
 	r, err := StartReplica(cfg, persist.NewNoop(), nil)
 	if err != nil {
 		t.Fatal(err)

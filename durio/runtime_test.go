@@ -136,10 +136,8 @@ func TestServeSetsRuntimeAndReleasesStartPages(t *testing.T) {
 		return 0, nil
 	}
 	t.Cleanup(func() { releaseExePages = old })
-	cfg := DefaultConfig()
-	cfg.Peers = []string{"http://127.0.0.1:0"}
-	cfg.ListenPeer, cfg.ListenClient = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.DataDir, cfg.Persister = t.TempDir(), "noop"
+	cfg := oneMemberConfig(t)
+	cfg.Persister = "noop"
 	cfg.MemoryLimit = 40 << 20
 	var logs bytes.Buffer
 	if err := Serve(ctx, cfg, &logs); err != nil {
