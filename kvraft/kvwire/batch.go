@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -73,27 +74,48 @@ func ResultError(r *kvv1.WriteResult) error {
 		}
 		return wl
 	case kvv1.ResultCode_RESULT_CODE_TIMEOUT:
-		return fmt.Errorf("%w (remote: %s)", kvclient.ErrTimeout, msg)
+		return remoteResult(kvclient.ErrTimeout, msg)
 	case kvv1.ResultCode_RESULT_CODE_KILLED:
-		return fmt.Errorf("%w (remote: %s)", kvclient.ErrKilled, msg)
+		return remoteResult(kvclient.ErrKilled, msg)
 	case kvv1.ResultCode_RESULT_CODE_TOO_LARGE:
-		return fmt.Errorf("%w (remote: %s)", kvclient.ErrTooLarge, msg)
+		return remoteResult(kvclient.ErrTooLarge, msg)
 	case kvv1.ResultCode_RESULT_CODE_INVALID:
-		return fmt.Errorf("%w (remote: %s)", kvclient.ErrInvalid, msg)
+		return remoteResult(kvclient.ErrInvalid, msg)
 	case kvv1.ResultCode_RESULT_CODE_STALE:
-		return fmt.Errorf("%w (remote: %s)", kvclient.ErrStale, msg)
+		return remoteResult(kvclient.ErrStale, msg)
 	case kvv1.ResultCode_RESULT_CODE_NO_SESSION:
-		return fmt.Errorf("%w (remote: %s)", kvclient.ErrNoSession, msg)
+		return remoteResult(kvclient.ErrNoSession, msg)
 	case kvv1.ResultCode_RESULT_CODE_TOO_MANY_PENDING:
-		return fmt.Errorf("%w (remote: %s)", kvclient.ErrTooManyPending, msg)
+		return remoteResult(kvclient.ErrTooManyPending, msg)
 	case kvv1.ResultCode_RESULT_CODE_CONDITION_FAILED:
 		return &kvclient.ConditionFailedError{Revision: r.GetRevision(), Current: KeyValueFromProto(r.GetCurrent())}
 	case kvv1.ResultCode_RESULT_CODE_LEASE_NOT_FOUND:
-		return fmt.Errorf("%w (remote: %s)", kvclient.ErrLeaseNotFound, msg)
+		return remoteResult(kvclient.ErrLeaseNotFound, msg)
 	default:
 		return fmt.Errorf("kvwire: remote error (outcome unknown): %s", msg)
 	}
 }
+
+// remoteResult is the error of a batch result with code sentinel and the
+// remote replica's message: the message alone when it already says what
+// the sentinel says (the remote's error wraps it), so that the answer does
+// not say it twice ("value too large (remote: value too large (key k))").
+func remoteResult(sentinel error, msg string) error {
+	if msg != "" && strings.Contains(msg, sentinel.Error()) {
+		return &remoteError{msg: msg, sentinel: sentinel}
+	}
+	return fmt.Errorf("%w (remote: %s)", sentinel, msg)
+}
+
+// remoteError is a refusal in the words of the replica that made it,
+// matching the kvclient sentinel it stands for.
+type remoteError struct {
+	msg      string
+	sentinel error
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.sentinel }
 
 // BatchServer serves ForwardService with a kvclient.Service: the writes of
 // a batch run concurrently, each with its own WriteID, and each gets its own

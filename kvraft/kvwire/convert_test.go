@@ -2,7 +2,9 @@ package kvwire
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -115,5 +117,22 @@ func TestBatchResults(t *testing.T) {
 		if want := (&kvv1.WriteBatchResponse{Results: tc.want}); !proto.Equal(resp, want) || len(resp.Results) != len(tc.ops) {
 			t.Errorf("%s: %v, want %v", tc.name, resp, want)
 		}
+	}
+}
+
+// A refusal that comes back in a batch result reads as the replica that
+// made it worded it, once: a too-large Append forwarded by a follower used
+// to answer "kvraft: value too large (remote: kvraft: value too large (key
+// "big"))". A message that does not say what its code does keeps both.
+func TestBatchResultWordedOnce(t *testing.T) {
+	refused := fmt.Errorf("%w (key %q)", kvclient.ErrTooLarge, "big")
+	err := ResultError(ResultToProto(kvclient.ResponseHeader{}, false, refused))
+	if !errors.Is(err, kvclient.ErrTooLarge) || err.Error() != refused.Error() {
+		t.Errorf("too large through a batch result: %q (ErrTooLarge: %v), want %q", err, errors.Is(err, kvclient.ErrTooLarge), refused)
+	}
+	other := ResultError(&kvv1.WriteResult{Code: kvv1.ResultCode_RESULT_CODE_STALE, Message: "old term"})
+	if !errors.Is(other, kvclient.ErrStale) || !strings.Contains(other.Error(), kvclient.ErrStale.Error()) ||
+		!strings.Contains(other.Error(), "old term") {
+		t.Errorf("a message that does not name its code: %q", other)
 	}
 }
