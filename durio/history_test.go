@@ -426,7 +426,8 @@ func TestStatusHistoryHandler(t *testing.T) {
 		t.Fatalf("with a silent peer: %+v", out.Replicas)
 	}
 
-	for _, q := range []string{"since_ms=-1", "since_ms=abc", "since_ms=99999999999999999999", "seconds=0", "seconds=601", "seconds=x"} {
+	for _, q := range []string{"since_ms=-1", "since_ms=abc", "since_ms=99999999999999999999", "seconds=0", "seconds=601", "seconds=x",
+		"seconds=1&seconds=2", "since_ms=1&since_ms=2"} {
 		for _, base := range []string{srv.URL + "/status/history", peerSrv.URL + historyPeerPath} {
 			resp, err := http.Get(base + "?" + q)
 			if err != nil {

@@ -137,6 +137,11 @@ type historyQuery struct {
 func parseHistoryQuery(r *http.Request) (historyQuery, error) {
 	q := historyQuery{MaxSamples: historySamples}
 	v := r.URL.Query()
+	for _, name := range []string{"since_ms", "seconds"} {
+		if len(v[name]) > 1 {
+			return q, twirp.InvalidArgumentError(name, "is given more than once")
+		}
+	}
 	if s := v.Get("since_ms"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 0 {
