@@ -28,7 +28,7 @@ type health struct {
 	// exitReason says how the plugin process ended (see plugin.Store);
 	// nil for in-process stores.
 	exitReason func() string
-	dataDir    string          // whose file system a store failure may have filled
+	dataDir    string          // the store's folder, whose file system a store failure may have filled
 	stop       func(err error) // tells the owner to shut the replica down; called once
 	// appendAge is how long the raft log write in progress has run (0:
 	// none); stallTimeout fails the replica once it reaches that (0:
