@@ -77,6 +77,13 @@ type Config struct {
 	// MaxValueBytes caps a stored value, including what Appends grow it to
 	// (400 with reason too_large above it).
 	MaxValueBytes int `yaml:"max-value-bytes"`
+	// QuotaBytes is the quota on the size of the keys and values (plus 64
+	// bytes per key) the cluster holds: a put, append or txn that would
+	// grow them past it is refused (507, reason no_space) and not applied;
+	// deletes and writes that do not grow them still apply. 0: no quota.
+	// Every replica holds the whole state in memory, and more while it
+	// snapshots. The leader's quota is the one in force.
+	QuotaBytes int64 `yaml:"quota-bytes"`
 	// SessionIdleTimeout is how long an exactly-once session lives without
 	// a write (by the leader's clock, recorded in the log).
 	SessionIdleTimeout time.Duration `yaml:"session-idle-timeout"`
@@ -205,6 +212,7 @@ func DefaultConfig() Config {
 		RequestTimeout:     DefaultRequestTimeout,
 		StoreStallTimeout:  DefaultStoreStallTimeout,
 		MaxValueBytes:      DefaultLimits().MaxValueBytes,
+		QuotaBytes:         DefaultQuotaBytes,
 		SessionIdleTimeout: kvraft.DefaultSessionIdleTimeout,
 		MaxSessions:        kvraft.DefaultMaxSessions,
 		LogLevel:           "info",
@@ -238,6 +246,11 @@ const (
 	// 32-bit int (kvraft.Config.HistoryMaxBytes).
 	maxKVHistoryBytes = 1 << 30
 )
+
+// DefaultQuotaBytes is Config.QuotaBytes' default, chosen for a small
+// machine: a replica holds the whole state in memory, and a copy of it
+// while it snapshots or sends a snapshot.
+const DefaultQuotaBytes = 256 << 20
 
 // DefaultMaxWatchers and DefaultMaxWatchWait are Config.MaxWatchers' and
 // Config.MaxWatchWait's defaults.
@@ -320,6 +333,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxValueBytes <= 0 {
 		return configErr("max-value-bytes", "%d must be positive", c.MaxValueBytes)
+	}
+	if c.QuotaBytes < 0 {
+		return configErr("quota-bytes", "%d must not be negative (0 sets no quota)", c.QuotaBytes)
 	}
 	if c.SessionIdleTimeout < time.Second {
 		return configErr("session-idle-timeout", "%v must be at least 1s", c.SessionIdleTimeout)
@@ -615,6 +631,7 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 		timeout   = fs.Duration("request-timeout", 0, "how long a client request may wait for the cluster (default 5s)")
 		stall     = fs.Duration("store-stall-timeout", 0, "stop the replica (fail-stop) when one write of its raft log has not returned after this long: a hung disk or plugin; 0 never (default 30s)")
 		maxValue  = fs.Int("max-value-bytes", 0, "largest stored value in `bytes`, Appends included (default 1 MiB - 8 KiB)")
+		quota     = fs.Int64("quota-bytes", 0, "quota on the keys and values' size in `bytes` (plus 64 per key): writes that would grow them past it are refused; 0 sets none (default 256 MiB)")
 		idle      = fs.Duration("session-idle-timeout", 0, "how long an exactly-once session lives without a write (default 10m)")
 		sessions  = fs.Int("max-sessions", 0, "most exactly-once sessions kept; more evict the least recently used (default 4096)")
 		logLevel  = fs.String("log-level", "", "debug, info, warn or error (default info)")
@@ -679,6 +696,8 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 			cfg.StoreStallTimeout = *stall
 		case "max-value-bytes":
 			cfg.MaxValueBytes = *maxValue
+		case "quota-bytes":
+			cfg.QuotaBytes = *quota
 		case "session-idle-timeout":
 			cfg.SessionIdleTimeout = *idle
 		case "max-sessions":

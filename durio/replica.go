@@ -257,7 +257,13 @@ func StartReplicaContext(ctx context.Context, cfg Config, store persist.Store, l
 			func() float64 { return float64(r.kv.ApplyLevel()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "durio_apply_level_supported",
 			Help: "The highest apply level this replica's version supports."},
-			func() float64 { return float64(kvraft.ApplyLevel) }))
+			func() float64 { return float64(kvraft.ApplyLevel) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "durio_kv_state_bytes",
+			Help: "The size of this replica's keys and values as --quota-bytes counts it (their bytes plus 64 per key)."},
+			func() float64 { size, _ := r.kv.StateBytes(); return float64(size) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "durio_kv_quota_bytes",
+			Help: "This replica's --quota-bytes (0: none); the leader's is in force. Writes that would grow durio_kv_state_bytes past it are refused."},
+			func() float64 { _, quota := r.kv.StateBytes(); return float64(quota) }))
 	r.dir.update(node.Membership())
 	r.checkBootstrap()
 	members := &memberService{node: r.node, dir: r.dir, leader: r.leader, self: cfg.ID, timeout: cfg.RequestTimeout,
@@ -346,6 +352,7 @@ func kvraftConfig(cfg Config, logger *slog.Logger) kvraft.Config {
 	kc := kvraft.DefaultConfig(cfg.ID)
 	kc.RequestTimeout = cfg.RequestTimeout
 	kc.MaxValueBytes = cfg.MaxValueBytes
+	kc.MaxStateBytes = cfg.QuotaBytes
 	kc.SessionIdleTimeout = cfg.SessionIdleTimeout
 	kc.SessionTick = min(kc.SessionTick, cfg.SessionIdleTimeout/4)
 	kc.MaxSessions = cfg.MaxSessions
@@ -437,6 +444,7 @@ func (r *Replica) status() *kvv1.StatusResponse {
 		ApplyLevel:    r.kv.ApplyLevel(),
 		MaxApplyLevel: kvraft.ApplyLevel,
 	}
+	out.StateBytes, out.QuotaBytes = r.kv.StateBytes()
 	rev, compact, leases := r.kv.Revisions()
 	out.Revision, out.CompactRevision, out.Leases = rev, compact, uint64(leases)
 	if st.Leader != raft.NoLeader {

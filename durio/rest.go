@@ -644,7 +644,8 @@ func metaUint(err twirp.Error, key string) uint64 {
 // is 413 rather than 429, an unknown outcome (deadline_exceeded) is 504
 // rather than 408, which proxies and browsers retry on their own, a failed
 // condition is 409 (Conflict, as in etcd's and Consul's HTTP APIs), a
-// missing lease 404, and a compacted revision 410 (Gone).
+// missing lease 404, a compacted revision 410 (Gone), and a write over the
+// quota 507 (Insufficient Storage; not 429, which asks to retry).
 func httpStatus(err twirp.Error) int {
 	switch {
 	case err.Code() == twirp.ResourceExhausted && err.Meta("limit_bytes") != "":
@@ -657,6 +658,8 @@ func httpStatus(err twirp.Error) int {
 		return http.StatusNotFound
 	case err.Code() == twirp.OutOfRange && err.Meta("reason") == "compacted":
 		return http.StatusGone
+	case err.Code() == twirp.ResourceExhausted && err.Meta("reason") == "no_space":
+		return http.StatusInsufficientStorage
 	}
 	return twirp.ServerHTTPStatusFromErrorCode(err.Code())
 }

@@ -55,6 +55,10 @@ type replicaSummary struct {
 	// MaxApplyLevel the highest its version supports.
 	ApplyLevel    uint32 `json:"apply_level"`
 	MaxApplyLevel uint32 `json:"max_apply_level"`
+	// StateBytes is the size of the replica's keys and values as the quota
+	// counts it, QuotaBytes its --quota-bytes (0: none).
+	StateBytes uint64 `json:"state_bytes"`
+	QuotaBytes uint64 `json:"quota_bytes"`
 }
 
 func summarize(id int, st *kvv1.StatusResponse, err error) replicaSummary {
@@ -67,6 +71,7 @@ func summarize(id int, st *kvv1.StatusResponse, err error) replicaSummary {
 		CommitIndex: st.GetCommitIndex(), AppliedIndex: st.GetAppliedIndex(), LastLogIndex: st.GetLastLogIndex(),
 		SnapshotIndex: st.GetSnapshotIndex(), LogSizeBytes: st.GetLogSizeBytes(), Error: st.GetError(),
 		Removed: st.GetRemoved(), ApplyLevel: st.GetApplyLevel(), MaxApplyLevel: st.GetMaxApplyLevel(),
+		StateBytes: st.GetStateBytes(), QuotaBytes: st.GetQuotaBytes(),
 	}
 }
 

@@ -112,6 +112,7 @@ var (
 	ErrConditionFailed = kvclient.ErrConditionFailed
 	ErrLeaseNotFound   = kvclient.ErrLeaseNotFound
 	ErrTooManyLeases   = kvclient.ErrTooManyLeases
+	ErrNoSpace         = kvclient.ErrNoSpace
 	ErrCompacted       = kvclient.ErrCompacted
 	ErrFutureRevision  = kvclient.ErrFutureRevision
 	ErrTooManyWatchers = kvclient.ErrTooManyWatchers

@@ -54,6 +54,12 @@ const (
 	// it come from logs written before sessions existed and keep their old
 	// meaning, so replaying an old log gives the same state as before.
 	opChecked opKind = 0x80
+
+	// opQuota marks a revisioned Put or Append, or a Txn, written by a
+	// leader at apply level 2 or above with a quota on the state's size:
+	// its encoding ends with the quota in bytes (op.quota), and the write
+	// is refused with ErrNoSpace if it would grow the state past it.
+	opQuota opKind = 0x20
 )
 
 // op is one command in the raft log.
@@ -79,6 +85,9 @@ type op struct {
 	cond condition
 	// txn is an opTxn's conditions and writes.
 	txn *txn
+	// quota is the proposing leader's quota on the state's size, in bytes,
+	// for a write marked opQuota.
+	quota uint64
 }
 
 // txn is the body of an opTxn.
@@ -107,8 +116,9 @@ const (
 	txnWriteDelete = 2
 )
 
-// base is the operation without the opChecked and opRevisioned flags.
-func (k opKind) base() opKind { return k &^ (opChecked | opRevisioned) }
+// base is the operation without the opChecked, opRevisioned and opQuota
+// flags.
+func (k opKind) base() opKind { return k &^ (opChecked | opRevisioned | opQuota) }
 
 // condKind is what a condition compares (the kvclient.ConditionKind
 // values, which the log records as a byte).
@@ -140,7 +150,8 @@ var errCorrupt = errors.New("kvraft: corrupt encoding")
 // checked Append and opLevel, uvarint limit; a revisioned Put adds uvarint lease and
 // the condition, a revisioned Delete the condition (kind byte, then for
 // mod revision or version a uvarint, for a value a string); a lease op
-// adds uvarint lease, and a grant uvarint ttl and limit. A Put of a 10-byte key and value by a
+// adds uvarint lease, and a grant uvarint ttl and limit; a write marked
+// opQuota ends with uvarint quota. A Put of a 10-byte key and value by a
 // sequential client costs about 26 bytes.
 func encodeOp(o op) []byte {
 	b := make([]byte, 0, 1+5*binary.MaxVarintLen64+2*binary.MaxVarintLen32+len(o.key)+len(o.value))
@@ -150,7 +161,7 @@ func encodeOp(o op) []byte {
 	b = binary.AppendUvarint(b, o.id.Ack)
 	b = appendString(b, o.key)
 	b = appendString(b, o.value)
-	switch o.kind {
+	switch o.kind &^ opQuota {
 	case opOpenSession, opTick:
 		b = binary.AppendVarint(b, o.stamp)
 		b = binary.AppendUvarint(b, o.limit)
@@ -169,6 +180,9 @@ func encodeOp(o op) []byte {
 		b = binary.AppendUvarint(b, o.lease)
 	case opTxn | opChecked | opRevisioned:
 		b = appendTxn(b, o.txn)
+	}
+	if o.kind&opQuota != 0 {
+		b = binary.AppendUvarint(b, o.quota)
 	}
 	return b
 }
@@ -296,7 +310,7 @@ func decodeOp(b []byte) (op, error) {
 	o.id.Ack = d.uvarint()
 	o.key = d.string()
 	o.value = d.view()
-	switch o.kind {
+	switch o.kind &^ opQuota {
 	case opOpenSession, opTick:
 		o.stamp = d.varint()
 		o.limit = d.uvarint()
@@ -315,6 +329,9 @@ func decodeOp(b []byte) (op, error) {
 		o.lease = d.uvarint()
 	case opTxn | opChecked | opRevisioned:
 		o.txn = d.txn()
+	}
+	if o.kind&opQuota != 0 {
+		o.quota = d.uvarint()
 	}
 	if len(b) > 0 && !validKind(o.kind) {
 		return op{}, fmt.Errorf("%w %d", errUnknownKind, o.kind)
@@ -339,7 +356,9 @@ func validKind(k opKind) bool {
 	case opPut, opAppend, opDelete, opGet, opOpenSession, opTick,
 		opPut | opChecked, opAppend | opChecked, opDelete | opChecked,
 		opPut | opChecked | opRevisioned, opAppend | opChecked | opRevisioned, opDelete | opChecked | opRevisioned,
-		opLeaseGrant, opLeaseRevoke, opLeaseExpire, opTxn | opChecked | opRevisioned, opLevel:
+		opLeaseGrant, opLeaseRevoke, opLeaseExpire, opTxn | opChecked | opRevisioned, opLevel,
+		opPut | opChecked | opRevisioned | opQuota, opAppend | opChecked | opRevisioned | opQuota,
+		opTxn | opChecked | opRevisioned | opQuota:
 		return true
 	}
 	return false

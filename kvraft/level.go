@@ -33,6 +33,11 @@ import (
 //     the same answer and can never apply later, when the condition has
 //     come true. At level 0 such a write is not remembered, so a copy
 //     delayed in the network past its answer could still apply.
+//   - 2: a leader with a quota on the state's size (Config.MaxStateBytes)
+//     records it in each Put, Append and Txn it proposes, and a write
+//     that would grow the state past it is refused (ErrNoSpace), and
+//     remembered as the refusals of level 1. Below level 2 no write
+//     carries a quota: older replicas could not decode it.
 const ApplyLevel = kvclient.ApplyLevel
 
 // levelFor returns the highest level up to want that every member of st's
@@ -186,6 +191,7 @@ func (s *state) raiseLevelLocked(index uint64, level uint64) {
 			"upgrade this replica", index, level, ApplyLevel))
 	}
 	s.level = max(s.level, uint32(level))
+	s.levelNow.Store(s.level)
 }
 
 // remembered returns what the session table keeps of a write refused with
@@ -223,7 +229,7 @@ func cloneRefusal(err error) error {
 	case errors.As(err, &tf):
 		return &txnFailedError{rev: tf.rev, failed: append([]int(nil), tf.failed...),
 			current: append([]KeyValue(nil), tf.current...)}
-	case err == ErrTooLarge, err == ErrLeaseNotFound, err == ErrTooManyLeases:
+	case err == ErrTooLarge, err == ErrLeaseNotFound, err == ErrTooManyLeases, err == ErrNoSpace:
 		return err
 	}
 	return nil
@@ -238,6 +244,8 @@ const (
 	refusalTooLarge
 	refusalLeaseNotFound
 	refusalTooManyLeases
+	// From apply level 2.
+	refusalNoSpace
 )
 
 // appendRefusal encodes a remembered refusal (nil for none): for a failed
@@ -278,6 +286,8 @@ func appendRefusal(b []byte, err error) []byte {
 		return append(b, refusalLeaseNotFound)
 	case err == ErrTooManyLeases:
 		return append(b, refusalTooManyLeases)
+	case err == ErrNoSpace:
+		return append(b, refusalNoSpace)
 	}
 	// remembered keeps nothing else.
 	panic(fmt.Sprintf("kvraft: cannot encode the remembered refusal %v", err))
@@ -344,6 +354,8 @@ func (d *decoder) refusal() error {
 		return ErrLeaseNotFound
 	case refusalTooManyLeases:
 		return ErrTooManyLeases
+	case refusalNoSpace:
+		return ErrNoSpace
 	default:
 		if d.err == nil {
 			d.err = fmt.Errorf("%w: remembered refusal kind %d", errCorrupt, kind)

@@ -33,6 +33,14 @@ type Config struct {
 	// applied. 0 means no cap. The leader that proposes an Append records
 	// the cap in the log entry, so every replica applies the same cap.
 	MaxValueBytes int
+	// MaxStateBytes is the quota on the state's size: the bytes of every
+	// key and its value, plus 64 per key. A Put, Append or Txn that would
+	// grow the state past it is refused with ErrNoSpace and not applied;
+	// Deletes and writes that do not grow it still apply. 0 means no
+	// quota. The leader that proposes a write records its quota in the log
+	// entry, so every replica applies the same rule; from apply level 2
+	// (see ApplyLevel): below it, no write is checked.
+	MaxStateBytes int64
 	// SessionIdleTimeout is how long a session lives without a write,
 	// measured by the leader's clock as recorded in the log. The leader
 	// records its clock every SessionTick while sessions exist.
@@ -93,6 +101,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxValueBytes < 0 {
 		return fmt.Errorf("kvraft: Config.MaxValueBytes must not be negative, got %d", c.MaxValueBytes)
+	}
+	if c.MaxStateBytes < 0 {
+		return fmt.Errorf("kvraft: Config.MaxStateBytes must not be negative, got %d", c.MaxStateBytes)
 	}
 	if c.SessionIdleTimeout < time.Second {
 		return fmt.Errorf("kvraft: Config.SessionIdleTimeout must be at least 1s, got %v", c.SessionIdleTimeout)
@@ -542,6 +553,7 @@ func (s *Server) startWrite(ctx context.Context, o op) startedWrite {
 	if o.id.ClientID == 0 && (o.id.Seq != 0 || o.id.Ack != 0) {
 		return refuse(fmt.Errorf("%w: sequence number without a client id", ErrInvalid))
 	}
+	o = s.withQuota(o)
 	if o.id.ClientID != 0 {
 		if o.id.Seq == 0 {
 			return refuse(fmt.Errorf("%w: client id without a sequence number", ErrInvalid))
@@ -591,6 +603,10 @@ func refusedError(o op, wr writeResult) error {
 	}
 	var cf *ConditionFailedError
 	switch {
+	case errors.Is(wr.refused, ErrNoSpace) && o.quota > 0 && o.key != "":
+		return fmt.Errorf("%w (key %q; the quota is %d bytes)", wr.refused, o.key, o.quota)
+	case errors.Is(wr.refused, ErrNoSpace) && o.quota > 0:
+		return fmt.Errorf("%w (the quota is %d bytes)", wr.refused, o.quota)
 	case errors.As(wr.refused, &cf), errors.Is(wr.refused, errLeaseIDTaken), o.key == "":
 		return wr.refused
 	}
@@ -655,6 +671,27 @@ func (s *Server) propose(o op) (*rsm.Future, error) {
 		s.sweepAt = max(minSweep, 2*len(s.proposals))
 	}
 	return f, nil
+}
+
+// withQuota returns o carrying this replica's quota (opQuota) if o is a
+// write that can grow the state, the replica has a quota and the state is
+// at apply level 2 or above (every replica can decode it).
+func (s *Server) withQuota(o op) op {
+	if s.cfg.MaxStateBytes <= 0 || s.state.levelNow.Load() < 2 {
+		return o
+	}
+	switch o.kind {
+	case opPut | opChecked | opRevisioned, opAppend | opChecked | opRevisioned, opTxn | opChecked | opRevisioned:
+		o.kind |= opQuota
+		o.quota = uint64(s.cfg.MaxStateBytes)
+	}
+	return o
+}
+
+// StateBytes returns the state's size as the quota counts it (see
+// Config.MaxStateBytes), and the quota (0: none).
+func (s *Server) StateBytes() (size, quota uint64) {
+	return s.state.sizeBytes(), uint64(max(s.cfg.MaxStateBytes, 0))
 }
 
 // boundedBy is context.WithTimeout(ctx, d), or ctx itself when its

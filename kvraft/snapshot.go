@@ -139,7 +139,8 @@ func (s *state) Restore(b []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.data, s.index, s.clients, s.oldest, s.newest, s.clock = restored.data, restored.index, restored.clients, restored.oldest, restored.newest, restored.clock
-	s.rev, s.history, s.leases, s.level = restored.rev, restored.history, restored.leases, restored.level
+	s.rev, s.history, s.leases, s.level, s.size = restored.rev, restored.history, restored.leases, restored.level, restored.size
+	s.levelNow.Store(s.level)
 	s.leaseGen++
 	s.keep = s.rev - min(s.rev, 1)
 	s.trimLocked()

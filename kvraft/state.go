@@ -9,6 +9,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/btree"
 
@@ -58,8 +59,13 @@ type state struct {
 	// lease timer knows when to look at leases again.
 	leaseGen uint64
 	// level is the apply level in force (see ApplyLevel), raised by
-	// opLevel entries.
-	level uint32
+	// opLevel entries. levelNow is the same, for readers without mu (a
+	// write's proposal).
+	level    uint32
+	levelNow atomic.Uint32
+	// size is the state's size as the quota counts it (keySize of every
+	// key and its value), kept as data changes.
+	size uint64
 	// hub wakes the watchers an applied event concerns; it has its own
 	// lock, taken inside mu.
 	hub watchHub
@@ -375,7 +381,7 @@ func (s *state) applyWriteLocked(o op) writeResult {
 		existed := s.endLeaseLocked(o.lease)
 		return writeResult{doneResult: doneResult{existed: existed, rev: s.rev}}
 	case opTxn:
-		return s.applyTxnLocked(o.txn)
+		return s.applyTxnLocked(o.txn, o.quota)
 	}
 	cur := s.data[o.key]
 	if o.kind&opRevisioned == 0 {
@@ -389,6 +395,9 @@ func (s *state) applyWriteLocked(o op) writeResult {
 		if o.lease != 0 && s.leases[o.lease] == nil {
 			return writeResult{refused: ErrLeaseNotFound}
 		}
+		if s.overQuotaLocked(o.quota, o.key, cur, len(o.value)) {
+			return writeResult{doneResult: doneResult{existed: cur != nil, rev: s.rev}, refused: ErrNoSpace}
+		}
 		s.setLocked(o.key, cur, []byte(o.value), o.lease)
 	case opAppend:
 		var old []byte
@@ -398,6 +407,9 @@ func (s *state) applyWriteLocked(o op) writeResult {
 		}
 		if o.limit > 0 && uint64(len(old))+uint64(len(o.value)) > o.limit {
 			return writeResult{doneResult: doneResult{existed: cur != nil, rev: s.rev}, refused: ErrTooLarge}
+		}
+		if s.overQuotaLocked(o.quota, o.key, cur, len(old)+len(o.value)) {
+			return writeResult{doneResult: doneResult{existed: cur != nil, rev: s.rev}, refused: ErrNoSpace}
 		}
 		// The full slice expression is not used on purpose: appending into
 		// the spare capacity never touches the bytes of old (see data).
@@ -414,8 +426,9 @@ func (s *state) applyWriteLocked(o op) writeResult {
 // revision, if every condition holds and every lease a put names exists;
 // otherwise nothing. A failed condition is refused with a *txnFailedError
 // (remembered for the session from apply level 1, as a failed conditional
-// Put).
-func (s *state) applyTxnLocked(t *txn) writeResult {
+// Put). A txn that would grow the state past quota (0: none) is refused
+// whole with ErrNoSpace.
+func (s *state) applyTxnLocked(t *txn, quota uint64) writeResult {
 	if t == nil {
 		return writeResult{refused: ErrInvalid}
 	}
@@ -441,6 +454,11 @@ func (s *state) applyTxnLocked(t *txn) writeResult {
 			return writeResult{refused: ErrLeaseNotFound}
 		}
 	}
+	if quota > 0 {
+		if after := s.txnSizeLocked(t); after > s.size && after > quota {
+			return writeResult{doneResult: doneResult{rev: s.rev}, refused: ErrNoSpace}
+		}
+	}
 	for _, w := range t.writes {
 		cur := s.data[w.key]
 		switch {
@@ -451,6 +469,55 @@ func (s *state) applyTxnLocked(t *txn) writeResult {
 		}
 	}
 	return writeResult{doneResult: doneResult{rev: s.rev}}
+}
+
+// stateKeyOverhead is what the quota counts for a key beyond the bytes of
+// its name and value: about what a key costs a replica's memory besides
+// them (its record, map entry and index slot), so that many small keys
+// count too. Changing it would change which writes apply: it takes a new
+// apply level.
+const stateKeyOverhead = 64
+
+// keySize is what the quota counts for key with value.
+func keySize(key string, value []byte) uint64 { return keySizeN(key, len(value)) }
+
+func keySizeN(key string, n int) uint64 { return uint64(len(key)) + uint64(n) + stateKeyOverhead }
+
+// overQuotaLocked reports whether storing a value of n bytes as key, whose
+// record is cur (nil if absent), would grow the state and leave it larger
+// than quota (0: no quota). A write that does not grow the state (a
+// Delete, a Put of a shorter value) always fits, so that a full store can
+// be made smaller.
+func (s *state) overQuotaLocked(quota uint64, key string, cur *record, n int) bool {
+	if quota == 0 {
+		return false
+	}
+	var old uint64
+	if cur != nil {
+		old = keySize(key, cur.value)
+	}
+	next := keySizeN(key, n)
+	return next > old && s.size-old+next > quota
+}
+
+// txnSizeLocked returns the state's size once t's writes are applied, in
+// order (a key written twice counts as its last write leaves it).
+func (s *state) txnSizeLocked(t *txn) uint64 {
+	size := s.size
+	after := make(map[string]uint64, len(t.writes)) // a written key's size so far; 0 once deleted
+	for _, w := range t.writes {
+		old, seen := after[w.key]
+		if cur := s.data[w.key]; !seen && cur != nil {
+			old = keySize(w.key, cur.value)
+		}
+		var next uint64
+		if !w.del {
+			next = keySizeN(w.key, len(w.value))
+		}
+		after[w.key] = next
+		size = size - old + next
+	}
+	return size
 }
 
 // txnFailedError refuses a txn whose conditions did not all hold.
@@ -484,8 +551,7 @@ func (s *state) applyLegacyLocked(o op, cur *record) writeResult {
 		s.storeLocked(o.key, &record{value: append(old, o.value...), version: 1})
 	case opDelete:
 		if cur != nil {
-			delete(s.data, o.key)
-			s.index.Delete(o.key)
+			s.removeKeyLocked(o.key, cur)
 		}
 	}
 	if cur != nil && cur.lease != 0 {
@@ -547,17 +613,26 @@ func (s *state) setLocked(key string, cur *record, value []byte, leaseID uint64)
 // revision and records the event.
 func (s *state) deleteLocked(key string, cur *record) {
 	s.rev++
-	delete(s.data, key)
-	s.index.Delete(key)
+	s.removeKeyLocked(key, cur)
 	s.detachLocked(key, cur.lease)
 	s.recordLocked(event{key: key, deleted: true, kv: &record{mod: s.rev}, prev: cur})
 }
 
 func (s *state) storeLocked(key string, r *record) {
-	if _, ok := s.data[key]; !ok {
+	if old, ok := s.data[key]; ok {
+		s.size -= keySize(key, old.value)
+	} else {
 		s.index.ReplaceOrInsert(key)
 	}
+	s.size += keySize(key, r.value)
 	s.data[key] = r
+}
+
+// removeKeyLocked removes key, present with record cur, from the data.
+func (s *state) removeKeyLocked(key string, cur *record) {
+	delete(s.data, key)
+	s.index.Delete(key)
+	s.size -= keySize(key, cur.value)
 }
 
 func (s *state) attachLocked(key string, leaseID uint64) {
@@ -600,6 +675,14 @@ func (s *state) endLeaseLocked(id uint64) bool {
 	delete(s.leases, id)
 	s.leaseGen++
 	return true
+}
+
+// sizeBytes returns the state's size as the quota counts it (see
+// keySize).
+func (s *state) sizeBytes() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.size
 }
 
 // get reads a key from the local state, with the store revision.

@@ -720,6 +720,35 @@ type replicaStatus struct {
 	// MaxApplyLevel the highest its version supports.
 	ApplyLevel    uint32 `json:"apply_level"`
 	MaxApplyLevel uint32 `json:"max_apply_level"`
+	// StateBytes is the size of the replica's keys and values as the quota
+	// counts it, QuotaBytes its --quota-bytes (0: none).
+	StateBytes uint64 `json:"state_bytes"`
+	QuotaBytes uint64 `json:"quota_bytes"`
+}
+
+// dataText is the DATA column: the state's size, and its share of the
+// quota.
+func (r replicaStatus) dataText() string {
+	if r.QuotaBytes == 0 {
+		return humanBytes(r.StateBytes)
+	}
+	return fmt.Sprintf("%s of %s (%d%%)", humanBytes(r.StateBytes), humanBytes(r.QuotaBytes), r.StateBytes*100/r.QuotaBytes)
+}
+
+// humanBytes writes n in B, KiB, MiB or GiB, with one decimal above B.
+func humanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, suffix := float64(n)/unit, "KiB"
+	for _, s := range []string{"MiB", "GiB", "TiB"} {
+		if v < unit {
+			break
+		}
+		v, suffix = v/unit, s
+	}
+	return fmt.Sprintf("%.1f %s", v, suffix)
 }
 
 // memberText is the MEMBER column: voter or learner, with how far
@@ -765,6 +794,7 @@ func printStatus(ctx context.Context, c *client.Client, members []client.Member,
 		}
 		rows[i].Removed = st.GetRemoved()
 		rows[i].ApplyLevel, rows[i].MaxApplyLevel = st.GetApplyLevel(), st.GetMaxApplyLevel()
+		rows[i].StateBytes, rows[i].QuotaBytes = st.GetStateBytes(), st.GetQuotaBytes()
 		for _, m := range members {
 			if m.ID == int(rows[i].ID) {
 				rows[i].Member = durio.MemberRole(m.Learner)
@@ -782,15 +812,15 @@ func printStatus(ctx context.Context, c *client.Client, members []client.Member,
 		}
 	} else {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ENDPOINT\tID\tROLE\tMEMBER\tTERM\tCOMMIT\tAPPLIED\tLEADER\tLEVEL\tREACHABLE")
+		fmt.Fprintln(tw, "ENDPOINT\tID\tROLE\tMEMBER\tTERM\tCOMMIT\tAPPLIED\tLEADER\tLEVEL\tDATA\tREACHABLE")
 		for _, r := range rows {
 			if !r.Reachable && r.Member != "" {
 				// A member no endpoint stands for: what the leader says.
-				fmt.Fprintf(tw, "%s\t%d\t-\t%s\t-\t-\t-\t-\t-\tno (%s)\n", cmp.Or(r.Endpoint, "-"), r.ID, r.memberText(), r.Error)
+				fmt.Fprintf(tw, "%s\t%d\t-\t%s\t-\t-\t-\t-\t-\t-\tno (%s)\n", cmp.Or(r.Endpoint, "-"), r.ID, r.memberText(), r.Error)
 				continue
 			}
 			if !r.Reachable {
-				fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\tno (%s)\n", r.Endpoint, r.Error)
+				fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\tno (%s)\n", r.Endpoint, r.Error)
 				continue
 			}
 			leader := "none"
@@ -804,7 +834,7 @@ func printStatus(ctx context.Context, c *client.Client, members []client.Member,
 			if r.MaxApplyLevel > r.ApplyLevel {
 				level += fmt.Sprintf(" (supports %d)", r.MaxApplyLevel)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d\t%s\t%s\tyes\n", r.Endpoint, r.ID, r.Role, member, r.Term, r.Commit, r.Applied, leader, level)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\tyes\n", r.Endpoint, r.ID, r.Role, member, r.Term, r.Commit, r.Applied, leader, level, r.dataText())
 		}
 		if err := tw.Flush(); err != nil {
 			return err

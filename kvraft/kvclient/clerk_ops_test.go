@@ -62,7 +62,7 @@ func TestClerkWatchRetriesElsewhere(t *testing.T) {
 // condition keeps the key's state, a compacted revision its floor.
 func TestDefinitiveRevisionErrors(t *testing.T) {
 	for _, err := range []error{&ConditionFailedError{Revision: 3}, &CompactedError{CompactRevision: 9},
-		ErrLeaseNotFound, ErrTooManyLeases, ErrFutureRevision} {
+		ErrLeaseNotFound, ErrTooManyLeases, ErrFutureRevision, ErrNoSpace} {
 		if !Definitive(err) || MaybeApplied(err) {
 			t.Fatalf("%v: definitive %v, maybe applied %v", err, Definitive(err), MaybeApplied(err))
 		}

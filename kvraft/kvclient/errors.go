@@ -67,6 +67,11 @@ var (
 	// ErrTooManyLeases means the cluster holds the most leases it keeps;
 	// the grant was not applied.
 	ErrTooManyLeases = errors.New("kvraft: too many leases")
+	// ErrNoSpace means the write would grow the keys and values past the
+	// cluster's quota on their size (durio's --quota-bytes); it was not
+	// applied. Deletes, and writes that do not grow the state, still
+	// apply: make room, then write again.
+	ErrNoSpace = errors.New("kvraft: the cluster's quota on the size of keys and values is reached")
 	// ErrCompacted means a List or Watch named a revision older than the
 	// retained history (a *CompactedError says which is the oldest).
 	ErrCompacted = errors.New("kvraft: revision compacted")
@@ -147,7 +152,7 @@ func Definitive(err error) bool {
 	return errors.Is(err, ErrInvalid) || errors.Is(err, ErrStale) || errors.Is(err, ErrTooLarge) ||
 		errors.Is(err, ErrNoSession) || errors.Is(err, ErrTooManyPending) || errors.Is(err, ErrRejected) ||
 		errors.Is(err, ErrConditionFailed) || errors.Is(err, ErrLeaseNotFound) || errors.Is(err, ErrTooManyLeases) ||
-		errors.Is(err, ErrCompacted) || errors.Is(err, ErrFutureRevision)
+		errors.Is(err, ErrNoSpace) || errors.Is(err, ErrCompacted) || errors.Is(err, ErrFutureRevision)
 }
 
 // MaybeApplied is the one definition of "the outcome is unknown": it reports

@@ -234,7 +234,7 @@ const MaxTxnOps = 128
 // (see kvraft.ApplyLevel): the rules the replicas of a cluster agree to
 // apply the log by. A replica joining a cluster reports it (MemberAdd),
 // and is refused if the cluster is at a higher level.
-const ApplyLevel uint32 = 1
+const ApplyLevel uint32 = 2
 
 // TxnResponse answers a Txn. Succeeded is false when a condition did not
 // hold (no write was applied): Failed lists those conditions' indexes, and

@@ -35,6 +35,8 @@ func ResultToProto(h kvclient.ResponseHeader, existed bool, err error) *kvv1.Wri
 		r.Code, r.Revision, r.Current = kvv1.ResultCode_RESULT_CODE_CONDITION_FAILED, cf.Revision, KeyValueToProto(cf.Current)
 	case errors.Is(err, kvclient.ErrLeaseNotFound):
 		r.Code = kvv1.ResultCode_RESULT_CODE_LEASE_NOT_FOUND
+	case errors.Is(err, kvclient.ErrNoSpace):
+		r.Code = kvv1.ResultCode_RESULT_CODE_NO_SPACE
 	case errors.As(err, &wl):
 		r.Code, r.Proposed = kvv1.ResultCode_RESULT_CODE_NOT_LEADER, wl.Proposed
 		if wl.Leader >= 0 {
@@ -91,6 +93,8 @@ func ResultError(r *kvv1.WriteResult) error {
 		return &kvclient.ConditionFailedError{Revision: r.GetRevision(), Current: KeyValueFromProto(r.GetCurrent())}
 	case kvv1.ResultCode_RESULT_CODE_LEASE_NOT_FOUND:
 		return remoteResult(kvclient.ErrLeaseNotFound, msg)
+	case kvv1.ResultCode_RESULT_CODE_NO_SPACE:
+		return remoteResult(kvclient.ErrNoSpace, msg)
 	default:
 		return fmt.Errorf("kvwire: remote error (outcome unknown): %s", msg)
 	}

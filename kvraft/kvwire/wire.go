@@ -58,6 +58,9 @@ const (
 	ReasonLeaseNotFound   = "lease_not_found"
 	ReasonTooManyLeases   = "too_many_leases"
 	ReasonTooManyWatchers = "too_many_watchers"
+	// ReasonNoSpace: the write would grow the keys and values past the
+	// cluster's quota (resource_exhausted); nothing was applied.
+	ReasonNoSpace = "no_space"
 	// ReasonCompacted and ReasonFutureRevision answer a List at a revision
 	// outside the retained history (out_of_range).
 	ReasonCompacted      = "compacted"
@@ -216,6 +219,7 @@ func DeleteRequestToProto(r *kvclient.DeleteRequest) *kvv1.DeleteRequest {
 //	ErrStale, ErrNoSession, ErrTooManyPending -> failed_precondition (412)
 //	*ConditionFailedError, ErrLeaseNotFound   -> failed_precondition, with MetaReason
 //	ErrTooManyLeases, ErrTooManyWatchers      -> resource_exhausted, with MetaReason
+//	ErrNoSpace                                -> resource_exhausted, with MetaReason
 //	*CompactedError, ErrFutureRevision        -> out_of_range, with MetaReason
 func ErrorToTwirp(err error, leaderURL func(id int) string) error {
 	if err == nil {
@@ -253,6 +257,8 @@ func ErrorToTwirp(err error, leaderURL func(id int) string) error {
 		return twirp.NewError(twirp.ResourceExhausted, err.Error()).WithMeta(MetaReason, ReasonTooManyLeases)
 	case errors.Is(err, kvclient.ErrTooManyWatchers):
 		return twirp.NewError(twirp.ResourceExhausted, err.Error()).WithMeta(MetaReason, ReasonTooManyWatchers)
+	case errors.Is(err, kvclient.ErrNoSpace):
+		return twirp.NewError(twirp.ResourceExhausted, err.Error()).WithMeta(MetaReason, ReasonNoSpace)
 	case errors.As(err, &ce):
 		return twirp.NewError(twirp.OutOfRange, err.Error()).WithMeta(MetaReason, ReasonCompacted).
 			WithMeta(MetaCompactRevision, strconv.FormatUint(ce.CompactRevision, 10))
@@ -303,6 +309,10 @@ func remoteRefusal(terr twirp.Error) bool {
 	switch terr.Code() {
 	case twirp.InvalidArgument, twirp.Malformed, twirp.FailedPrecondition, twirp.OutOfRange:
 		return true
+	case twirp.ResourceExhausted:
+		// The cluster's verdict on the write, not one replica's load.
+		r := terr.Meta(MetaReason)
+		return r == ReasonNoSpace || r == ReasonTooManyLeases
 	}
 	return false
 }
@@ -397,6 +407,8 @@ func ErrorFromTwirp(err error) error {
 		switch terr.Meta(MetaReason) {
 		case ReasonTooManyLeases:
 			return fmt.Errorf("%w: %w", kvclient.ErrTooManyLeases, err)
+		case ReasonNoSpace:
+			return fmt.Errorf("%w: %w", kvclient.ErrNoSpace, err)
 		case ReasonTooManyWatchers:
 			// Another replica (or a later try) may have room.
 			return fmt.Errorf("%w: %w: %w", &kvclient.WrongLeaderError{Leader: kvclient.NoLeader}, kvclient.ErrTooManyWatchers, err)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -343,12 +344,12 @@ func TestErrorRoundTripRevisions(t *testing.T) {
 		&kvclient.ConditionFailedError{Revision: 7, Current: cur},
 		&kvclient.ConditionFailedError{Revision: 8},
 		kvclient.ErrLeaseNotFound, kvclient.ErrTooManyLeases, kvclient.ErrFutureRevision,
-		&kvclient.CompactedError{CompactRevision: 41},
+		&kvclient.CompactedError{CompactRevision: 41}, fmt.Errorf("%w (key \"k\")", kvclient.ErrNoSpace),
 	} {
 		back := ErrorFromTwirp(ErrorToTwirp(err, nil))
 		var sentinel error
 		for _, s := range []error{kvclient.ErrConditionFailed, kvclient.ErrLeaseNotFound, kvclient.ErrTooManyLeases,
-			kvclient.ErrFutureRevision, kvclient.ErrCompacted} {
+			kvclient.ErrFutureRevision, kvclient.ErrCompacted, kvclient.ErrNoSpace} {
 			if errors.Is(err, s) {
 				sentinel = s
 			}
@@ -423,5 +424,30 @@ func TestForwarderSendsLoneWriteInline(t *testing.T) {
 	defer fwd.mu.Unlock()
 	if fwd.calls != 3 || fwd.tagged != 3 {
 		t.Fatalf("%d calls, %d with the caller's context; want 3 and 3", fwd.calls, fwd.tagged)
+	}
+}
+
+// A write refused for the cluster's quota is a definite refusal on every
+// path: a Twirp error (resource_exhausted, reason no_space, passed on as
+// the leader worded it) and a batch result alike.
+func TestErrorNoSpace(t *testing.T) {
+	refused := fmt.Errorf("%w (key %q; the quota is 100 bytes)", kvclient.ErrNoSpace, "k")
+	terr := ErrorToTwirp(refused, nil).(twirp.Error)
+	if terr.Code() != twirp.ResourceExhausted || terr.Meta(MetaReason) != ReasonNoSpace {
+		t.Fatalf("as Twirp: %v", terr)
+	}
+	back := ErrorFromTwirp(terr)
+	if !errors.Is(back, kvclient.ErrNoSpace) || !kvclient.Definitive(back) || kvclient.MaybeApplied(back) {
+		t.Fatalf("from Twirp: %v", back)
+	}
+	// A follower that forwarded the write answers with the leader's error,
+	// worded once.
+	again := ErrorToTwirp(back, nil).(twirp.Error)
+	if again.Msg() != terr.Msg() || strings.Count(again.Msg(), kvclient.ErrNoSpace.Error()) != 1 {
+		t.Fatalf("forwarded: %q, leader said %q", again.Msg(), terr.Msg())
+	}
+	res := ResultError(ResultToProto(kvclient.ResponseHeader{}, false, refused))
+	if !errors.Is(res, kvclient.ErrNoSpace) || !kvclient.Definitive(res) || strings.Count(res.Error(), kvclient.ErrNoSpace.Error()) != 1 {
+		t.Fatalf("through a batch result: %v", res)
 	}
 }

@@ -68,6 +68,9 @@ const (
 	// RESULT_CODE_LEASE_NOT_FOUND: the Put named a lease that does not
 	// exist (expired or revoked); not applied.
 	ResultCode_RESULT_CODE_LEASE_NOT_FOUND ResultCode = 12
+	// RESULT_CODE_NO_SPACE: the write would grow the keys and values past
+	// the cluster's quota; not applied.
+	ResultCode_RESULT_CODE_NO_SPACE ResultCode = 13
 )
 
 // Enum value maps for ResultCode.
@@ -86,6 +89,7 @@ var (
 		10: "RESULT_CODE_OTHER",
 		11: "RESULT_CODE_CONDITION_FAILED",
 		12: "RESULT_CODE_LEASE_NOT_FOUND",
+		13: "RESULT_CODE_NO_SPACE",
 	}
 	ResultCode_value = map[string]int32{
 		"RESULT_CODE_UNSPECIFIED":      0,
@@ -101,6 +105,7 @@ var (
 		"RESULT_CODE_OTHER":            10,
 		"RESULT_CODE_CONDITION_FAILED": 11,
 		"RESULT_CODE_LEASE_NOT_FOUND":  12,
+		"RESULT_CODE_NO_SPACE":         13,
 	}
 )
 
@@ -1751,6 +1756,13 @@ type StatusResponse struct {
 	// max_apply_level is the highest apply level this replica's version
 	// supports.
 	MaxApplyLevel uint32 `protobuf:"varint,19,opt,name=max_apply_level,json=maxApplyLevel,proto3" json:"max_apply_level,omitempty"`
+	// state_bytes is the size of this replica's keys and values as the quota
+	// counts it: their bytes plus 64 per key.
+	StateBytes uint64 `protobuf:"varint,20,opt,name=state_bytes,json=stateBytes,proto3" json:"state_bytes,omitempty"`
+	// quota_bytes is this replica's quota on state_bytes (--quota-bytes; 0:
+	// none). The leader's is in force: a put, append or txn that would grow
+	// state_bytes past it is refused (resource_exhausted, reason no_space).
+	QuotaBytes    uint64 `protobuf:"varint,21,opt,name=quota_bytes,json=quotaBytes,proto3" json:"quota_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1914,6 +1926,20 @@ func (x *StatusResponse) GetApplyLevel() uint32 {
 func (x *StatusResponse) GetMaxApplyLevel() uint32 {
 	if x != nil {
 		return x.MaxApplyLevel
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetStateBytes() uint64 {
+	if x != nil {
+		return x.StateBytes
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetQuotaBytes() uint64 {
+	if x != nil {
+		return x.QuotaBytes
 	}
 	return 0
 }
@@ -3322,7 +3348,7 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\x0eDeleteResponse\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x18\n" +
 	"\aexisted\x18\x02 \x01(\bR\aexisted\"\x0f\n" +
-	"\rStatusRequest\"\xf2\x04\n" +
+	"\rStatusRequest\"\xb4\x05\n" +
 	"\x0eStatusResponse\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\x01 \x01(\rR\treplicaId\x12\x1f\n" +
@@ -3346,7 +3372,11 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\aremoved\x18\x11 \x01(\bR\aremoved\x12\x1f\n" +
 	"\vapply_level\x18\x12 \x01(\rR\n" +
 	"applyLevel\x12&\n" +
-	"\x0fmax_apply_level\x18\x13 \x01(\rR\rmaxApplyLevel\"\xc4\x01\n" +
+	"\x0fmax_apply_level\x18\x13 \x01(\rR\rmaxApplyLevel\x12\x1f\n" +
+	"\vstate_bytes\x18\x14 \x01(\x04R\n" +
+	"stateBytes\x12\x1f\n" +
+	"\vquota_bytes\x18\x15 \x01(\x04R\n" +
+	"quotaBytes\"\xc4\x01\n" +
 	"\vListRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n" +
@@ -3428,7 +3458,7 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x1c\n" +
 	"\tsucceeded\x18\x02 \x01(\bR\tsucceeded\x12\x16\n" +
 	"\x06failed\x18\x03 \x03(\rR\x06failed\x12)\n" +
-	"\acurrent\x18\x04 \x03(\v2\x0f.kv.v1.KeyValueR\acurrent*\xed\x02\n" +
+	"\acurrent\x18\x04 \x03(\v2\x0f.kv.v1.KeyValueR\acurrent*\x87\x03\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x12\n" +
@@ -3444,7 +3474,8 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\x11RESULT_CODE_OTHER\x10\n" +
 	"\x12 \n" +
 	"\x1cRESULT_CODE_CONDITION_FAILED\x10\v\x12\x1f\n" +
-	"\x1bRESULT_CODE_LEASE_NOT_FOUND\x10\f*r\n" +
+	"\x1bRESULT_CODE_LEASE_NOT_FOUND\x10\f\x12\x18\n" +
+	"\x14RESULT_CODE_NO_SPACE\x10\r*r\n" +
 	"\x0fReadConsistency\x12 \n" +
 	"\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dREAD_CONSISTENCY_LINEARIZABLE\x10\x01\x12\x1a\n" +

@@ -22,6 +22,7 @@ RESULT_CODE_KILLED: ResultCode
 RESULT_CODE_LEASE_NOT_FOUND: ResultCode
 RESULT_CODE_NOT_LEADER: ResultCode
 RESULT_CODE_NO_SESSION: ResultCode
+RESULT_CODE_NO_SPACE: ResultCode
 RESULT_CODE_OK: ResultCode
 RESULT_CODE_OTHER: ResultCode
 RESULT_CODE_STALE: ResultCode
@@ -292,7 +293,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ["applied_index", "apply_level", "commit_index", "compact_revision", "error", "last_log_index", "leader_id", "leader_known", "leader_url", "leases", "log_size_bytes", "max_apply_level", "removed", "replica_id", "revision", "role", "sessions", "snapshot_index", "term"]
+    __slots__ = ["applied_index", "apply_level", "commit_index", "compact_revision", "error", "last_log_index", "leader_id", "leader_known", "leader_url", "leases", "log_size_bytes", "max_apply_level", "quota_bytes", "removed", "replica_id", "revision", "role", "sessions", "snapshot_index", "state_bytes", "term"]
     APPLIED_INDEX_FIELD_NUMBER: _ClassVar[int]
     APPLY_LEVEL_FIELD_NUMBER: _ClassVar[int]
     COMMIT_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -305,12 +306,14 @@ class StatusResponse(_message.Message):
     LEASES_FIELD_NUMBER: _ClassVar[int]
     LOG_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_APPLY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_BYTES_FIELD_NUMBER: _ClassVar[int]
     REMOVED_FIELD_NUMBER: _ClassVar[int]
     REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     SESSIONS_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    STATE_BYTES_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
     applied_index: int
     apply_level: int
@@ -324,14 +327,16 @@ class StatusResponse(_message.Message):
     leases: int
     log_size_bytes: int
     max_apply_level: int
+    quota_bytes: int
     removed: bool
     replica_id: int
     revision: int
     role: Role
     sessions: int
     snapshot_index: int
+    state_bytes: int
     term: int
-    def __init__(self, replica_id: _Optional[int] = ..., role: _Optional[_Union[Role, str]] = ..., term: _Optional[int] = ..., leader_id: _Optional[int] = ..., leader_known: bool = ..., leader_url: _Optional[str] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., last_log_index: _Optional[int] = ..., snapshot_index: _Optional[int] = ..., log_size_bytes: _Optional[int] = ..., error: _Optional[str] = ..., sessions: _Optional[int] = ..., revision: _Optional[int] = ..., compact_revision: _Optional[int] = ..., leases: _Optional[int] = ..., removed: bool = ..., apply_level: _Optional[int] = ..., max_apply_level: _Optional[int] = ...) -> None: ...
+    def __init__(self, replica_id: _Optional[int] = ..., role: _Optional[_Union[Role, str]] = ..., term: _Optional[int] = ..., leader_id: _Optional[int] = ..., leader_known: bool = ..., leader_url: _Optional[str] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., last_log_index: _Optional[int] = ..., snapshot_index: _Optional[int] = ..., log_size_bytes: _Optional[int] = ..., error: _Optional[str] = ..., sessions: _Optional[int] = ..., revision: _Optional[int] = ..., compact_revision: _Optional[int] = ..., leases: _Optional[int] = ..., removed: bool = ..., apply_level: _Optional[int] = ..., max_apply_level: _Optional[int] = ..., state_bytes: _Optional[int] = ..., quota_bytes: _Optional[int] = ...) -> None: ...
 
 class TxnDelete(_message.Message):
     __slots__ = ["key"]

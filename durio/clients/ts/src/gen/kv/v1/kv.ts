@@ -689,6 +689,21 @@ export interface StatusResponse {
      * @generated from protobuf field: uint32 max_apply_level = 19
      */
     maxApplyLevel: number;
+    /**
+     * state_bytes is the size of this replica's keys and values as the quota
+     * counts it: their bytes plus 64 per key.
+     *
+     * @generated from protobuf field: uint64 state_bytes = 20
+     */
+    stateBytes: string;
+    /**
+     * quota_bytes is this replica's quota on state_bytes (--quota-bytes; 0:
+     * none). The leader's is in force: a put, append or txn that would grow
+     * state_bytes past it is refused (resource_exhausted, reason no_space).
+     *
+     * @generated from protobuf field: uint64 quota_bytes = 21
+     */
+    quotaBytes: string;
 }
 /**
  * ListRequest asks for a page of the keys under a prefix.
@@ -1325,7 +1340,14 @@ export enum ResultCode {
      *
      * @generated from protobuf enum value: RESULT_CODE_LEASE_NOT_FOUND = 12;
      */
-    LEASE_NOT_FOUND = 12
+    LEASE_NOT_FOUND = 12,
+    /**
+     * RESULT_CODE_NO_SPACE: the write would grow the keys and values past
+     * the cluster's quota; not applied.
+     *
+     * @generated from protobuf enum value: RESULT_CODE_NO_SPACE = 13;
+     */
+    NO_SPACE = 13
 }
 /**
  * ReadConsistency chooses how a Get is served.
@@ -2704,7 +2726,9 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
             { no: 16, name: "leases", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
             { no: 17, name: "removed", kind: "scalar", T: 8 /*ScalarType.BOOL*/ },
             { no: 18, name: "apply_level", kind: "scalar", T: 13 /*ScalarType.UINT32*/ },
-            { no: 19, name: "max_apply_level", kind: "scalar", T: 13 /*ScalarType.UINT32*/ }
+            { no: 19, name: "max_apply_level", kind: "scalar", T: 13 /*ScalarType.UINT32*/ },
+            { no: 20, name: "state_bytes", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
+            { no: 21, name: "quota_bytes", kind: "scalar", T: 4 /*ScalarType.UINT64*/ }
         ]);
     }
     create(value?: PartialMessage<StatusResponse>): StatusResponse {
@@ -2728,6 +2752,8 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
         message.removed = false;
         message.applyLevel = 0;
         message.maxApplyLevel = 0;
+        message.stateBytes = "0";
+        message.quotaBytes = "0";
         if (value !== undefined)
             reflectionMergePartial<StatusResponse>(this, message, value);
         return message;
@@ -2793,6 +2819,12 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
                     break;
                 case /* uint32 max_apply_level */ 19:
                     message.maxApplyLevel = reader.uint32();
+                    break;
+                case /* uint64 state_bytes */ 20:
+                    message.stateBytes = reader.uint64().toString();
+                    break;
+                case /* uint64 quota_bytes */ 21:
+                    message.quotaBytes = reader.uint64().toString();
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -2863,6 +2895,12 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
         /* uint32 max_apply_level = 19; */
         if (message.maxApplyLevel !== 0)
             writer.tag(19, WireType.Varint).uint32(message.maxApplyLevel);
+        /* uint64 state_bytes = 20; */
+        if (message.stateBytes !== "0")
+            writer.tag(20, WireType.Varint).uint64(message.stateBytes);
+        /* uint64 quota_bytes = 21; */
+        if (message.quotaBytes !== "0")
+            writer.tag(21, WireType.Varint).uint64(message.quotaBytes);
         let u = options.writeUnknownFields;
         if (u !== false)
             (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
