@@ -24,15 +24,15 @@ func TestParseServeFlags(t *testing.T) {
 	}
 	if cfg.Persister != "badger" || cfg.MaxBodyBytes != 1<<20 || cfg.RequestTimeout != 5*time.Second ||
 		cfg.SnapshotBytes != DefaultSnapshotBytes || cfg.HistoryEvents != DefaultHistoryEvents || cfg.HistoryBytes != DefaultHistoryBytes ||
-		cfg.MemoryLimit != DefaultMemoryLimit {
+		cfg.MemoryLimit != DefaultMemoryLimit || cfg.QuotaBytes != DefaultQuotaBytes {
 		t.Fatalf("defaults not applied: %+v", cfg)
 	}
 	cfg, err = ParseServeFlags([]string{"--peers", "http://127.0.0.1:7001", "--listen-client", "127.0.0.1:8001",
-		"--history-events", "0", "--history-bytes", "65536", "--memory-limit", "33554432"})
+		"--history-events", "0", "--history-bytes", "65536", "--memory-limit", "33554432", "--quota-bytes", "0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.HistoryEvents != 0 || cfg.HistoryBytes != 65536 || cfg.MemoryLimit != 32<<20 {
+	if cfg.HistoryEvents != 0 || cfg.HistoryBytes != 65536 || cfg.MemoryLimit != 32<<20 || cfg.QuotaBytes != 0 {
 		t.Fatalf("flags not applied: history events %d bytes %d, memory limit %d", cfg.HistoryEvents, cfg.HistoryBytes, cfg.MemoryLimit)
 	}
 }
@@ -50,6 +50,7 @@ request-timeout: 3s
 peer-token: s3cret
 snapshot-bytes: 1048576
 memory-limit: 50331648
+quota-bytes: 1048576
 persister-options:
   sync: "true"
 `
@@ -67,7 +68,7 @@ persister-options:
 		t.Fatalf("flag did not override the file: persister=%q", cfg.Persister)
 	}
 	if cfg.RequestTimeout != 3*time.Second || cfg.PersisterOptions["sync"] != "true" || cfg.SnapshotBytes != 1<<20 ||
-		cfg.MemoryLimit != 48<<20 {
+		cfg.MemoryLimit != 48<<20 || cfg.QuotaBytes != 1<<20 {
 		t.Fatalf("file values lost: %+v", cfg)
 	}
 }
@@ -100,6 +101,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--client-urls", "http://a:1"}, "client-urls"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--history-events", "-1"}, "history-events"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--history-bytes", "-1"}, "history-bytes"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--quota-bytes", "-1"}, "quota-bytes"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--history-bytes", "2147483648"}, "history-bytes"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--memory-limit", "-1"}, "memory-limit"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--max-watch-wait", "500us"}, "max-watch-wait"},

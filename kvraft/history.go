@@ -171,7 +171,7 @@ func (s *state) list(q listQuery) (kvs []KeyValue, more bool, atRev, storeRev ui
 		kv := KeyValue{Key: k, CreateRevision: r.create, ModRevision: r.mod, Version: r.version, Lease: r.lease}
 		bytes += len(k)
 		if !q.keysOnly {
-			kv.Value = string(r.value)
+			kv.Value = r.valueString()
 			bytes += len(r.value)
 		}
 		kvs = append(kvs, kv)

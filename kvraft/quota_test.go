@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -62,7 +63,7 @@ func TestStateQuota(t *testing.T) {
 		t.Fatalf("size %d, want %d", got, want)
 	}
 	noSpace(op{kind: qPut, key: "c", value: "1234567890", quota: q}) // 11 bytes: one too many
-	must(op{kind: qPut, key: "c", value: "123456789", quota: q})    // exactly at the quota
+	must(op{kind: qPut, key: "c", value: "123456789", quota: q})     // exactly at the quota
 	if size() != q {
 		t.Fatalf("size %d, want the quota %d", size(), q)
 	}
@@ -315,4 +316,41 @@ func TestConfigQuotaNotNegative(t *testing.T) {
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "MaxStateBytes") {
 		t.Fatalf("Validate: %v", err)
 	}
+}
+
+// A session's remembered refusals of writes against a large key share the
+// key's value instead of holding a copy each: 64 failed conditional puts
+// against a 1 MiB value hold it once (before, 64 MiB).
+func TestRememberedRefusalsShareTheValue(t *testing.T) {
+	s := newState(testLimits)
+	raiseTo(s, 2)
+	openSession(s, 7)
+	big := strings.Repeat("v", 1<<20)
+	applyOp(s, op{kind: rPut, key: "big", value: big})
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for seq := uint64(1); seq <= 64; seq++ {
+		res := applyOp(s, op{kind: rPut, key: "big", value: "x", cond: condition{kind: condAbsent},
+			id: WriteID{ClientID: 7, Seq: seq, Ack: 1}})
+		var cf *ConditionFailedError
+		if !errors.As(res.refused, &cf) || cf.Current == nil || cf.Current.Value != big {
+			t.Fatalf("write %d: %v", seq, res.refused)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 8<<20 {
+		t.Fatalf("64 remembered refusals against a 1 MiB value grew the heap by %d MiB", grew>>20)
+	}
+	// Their answers are still the caller's to change, and right after a
+	// snapshot.
+	st := restored(t, s)
+	res := applyOp(st, op{kind: rPut, key: "big", value: "x", cond: condition{kind: condAbsent},
+		id: WriteID{ClientID: 7, Seq: 5, Ack: 1}})
+	var cf *ConditionFailedError
+	if !errors.As(res.refused, &cf) || cf.Current.Value != big {
+		t.Fatalf("after a snapshot: %v", res.refused)
+	}
+	runtime.KeepAlive(s)
 }

@@ -320,7 +320,7 @@ func (s *Server) readIndex(ctx context.Context) error {
 func (s *Server) getResponse(r *record, rev uint64) *GetResponse {
 	resp := &GetResponse{Header: s.headerAt(rev)}
 	if r != nil {
-		resp.Found, resp.Value = true, string(r.value)
+		resp.Found, resp.Value = true, r.valueString()
 		resp.CreateRevision, resp.ModRevision, resp.Version, resp.Lease = r.create, r.mod, r.version, r.lease
 	}
 	return resp

@@ -87,7 +87,7 @@ func (s *state) Snapshot() []byte {
 		b = appendString(b, e.key)
 		b = append(b, boolByte(e.deleted))
 		if !e.deleted {
-			b = appendString(b, string(e.kv.value))
+			b = appendString(b, e.kv.valueString())
 			b = binary.AppendUvarint(b, e.kv.create)
 			b = binary.AppendUvarint(b, e.kv.version)
 			b = binary.AppendUvarint(b, e.kv.lease)

@@ -73,6 +73,14 @@ class LeaseNotFound(PreconditionFailed):
     keep-alive or a put, or not_found, as for a txn's put)."""
 
 
+class NoSpace(DurioError):
+    """The write would grow the cluster's keys and values past its quota
+    (--quota-bytes; Twirp resource_exhausted, reason no_space; HTTP 507 on
+    REST, 429 on Twirp). Nothing was applied, and retrying cannot help until
+    room is made: deletes, and writes that do not grow the data, still
+    apply."""
+
+
 class Compacted(DurioError):
     """The revision asked for is older than the history the cluster keeps:
     read the current state and start again from its revision."""
@@ -128,6 +136,8 @@ def from_twirp(err: TwirpError) -> DurioError:
                                code=err.code, meta=err.meta, status=err.status)
     elif err.code in ("failed_precondition", "not_found") and reason == "lease_not_found":
         cls = LeaseNotFound
+    elif err.code == "resource_exhausted" and reason == "no_space":
+        cls = NoSpace
     elif err.code == "out_of_range" and reason == "compacted":
         cls = Compacted
     return cls(err.msg or err.code, code=err.code, meta=err.meta, status=err.status)

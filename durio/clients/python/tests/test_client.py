@@ -23,6 +23,7 @@ from durio_client import (
     ConditionFailed,
     Delete,
     LeaseNotFound,
+    NoSpace,
     InvalidArgument,
     MAX_PENDING,
     KVServiceClient,
@@ -356,6 +357,24 @@ def test_definite_errors_map_and_are_not_retried(fake_server, code, status, exc)
     assert "what happened" in str(e.value)
     assert e.value.meta.get("argument") == "key"
     assert len(srv.requests) == 1
+
+
+def test_no_space_is_final(fake_server):
+    """A write over the cluster's quota is refused for good: raised at once,
+    as NoSpace, not retried as an overloaded replica's resource_exhausted."""
+    def answer(path, headers, body):
+        if path.endswith("/OpenSession"):
+            resp = kv_pb2.OpenSessionResponse(client_id=7, idle_timeout_seconds=60)
+            return 200, PROTOBUF, resp.SerializeToString()
+        return _twirp_error("resource_exhausted", "quota reached", 429, {"reason": "no_space"})(path, headers, body)
+
+    srv = fake_server(answer)
+    kv = Client([srv.url], timeout=5)
+    with pytest.raises(NoSpace) as e:
+        kv.put("k", "v")
+    assert not isinstance(e.value, Unavailable)
+    assert "quota reached" in str(e.value) and e.value.meta["reason"] == "no_space"
+    assert len([p for p, _, _ in srv.requests if p.endswith("/Put")]) == 1
 
 
 def test_unavailable_is_retried_then_raised(fake_server):
