@@ -63,8 +63,9 @@ type Config struct {
 	MaxBodyBytes int64 `yaml:"max-body-bytes"`
 	// SnapshotBytes is the size of the stored raft log, in bytes, above
 	// which the replica snapshots its key-value state and drops the log it
-	// covers; 0 never snapshots. Smaller values bound the disk the log
-	// takes (an SD card) at the cost of writing the whole state more often.
+	// covers, once the log is also larger than the last snapshot; 0 never
+	// snapshots. Smaller values bound the disk the log takes (an SD card)
+	// at the cost of writing the whole state more often.
 	SnapshotBytes int64 `yaml:"snapshot-bytes"`
 	// RequestTimeout bounds how long a client request may wait for the
 	// cluster before it fails with 503 (no leader) or 504 (outcome unknown).
@@ -627,7 +628,7 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 		dataDir   = fs.String("data-dir", "", "`folder` for this replica's state")
 		persister = fs.String("persister", "", "store: noop, file, badger, or a plugin `path` (default badger)")
 		maxBody   = fs.Int64("max-body-bytes", 0, "largest client request body in `bytes` (default 1 MiB)")
-		snapBytes = fs.Int64("snapshot-bytes", 0, "stored raft log size in `bytes` that triggers a snapshot; 0 never snapshots (default 4 MiB)")
+		snapBytes = fs.Int64("snapshot-bytes", 0, "stored raft log size in `bytes` that triggers a snapshot (or the last snapshot's size, if larger); 0 never snapshots (default 4 MiB)")
 		timeout   = fs.Duration("request-timeout", 0, "how long a client request may wait for the cluster (default 5s)")
 		stall     = fs.Duration("store-stall-timeout", 0, "stop the replica (fail-stop) when one write of its raft log has not returned after this long: a hung disk or plugin; 0 never (default 30s)")
 		maxValue  = fs.Int("max-value-bytes", 0, "largest stored value in `bytes`, Appends included (default 1 MiB - 8 KiB)")

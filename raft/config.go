@@ -83,6 +83,16 @@ type Config struct {
 	// which the node asks the application for a snapshot; 0 disables
 	// snapshots requested by the node.
 	SnapshotThresholdBytes int64
+	// SnapshotStateRatio, if positive, raises the threshold with the
+	// application's state: the node asks only once the stored log is also
+	// larger than SnapshotStateRatio times the size of the last snapshot
+	// (saved or installed since the node started). A snapshot writes the
+	// whole state, so with a fixed threshold a large state is written
+	// again every few writes (a 100 MB state with a 4 MiB threshold and
+	// 1 MB writes: 100 MB written every 4 MB); with a ratio of 1, at most
+	// about one byte of snapshot per byte of log, at the cost of a log up
+	// to the state's size. 0 keeps the fixed threshold.
+	SnapshotStateRatio float64
 	// SnapshotChunkBytes is the size of one InstallSnapshot chunk, at most
 	// MaxSnapshotChunkBytes.
 	SnapshotChunkBytes int
@@ -182,6 +192,8 @@ func (c Config) Validate() error {
 		return bad("MaxBytesPerAppend", "is %d, want at least 1", c.MaxBytesPerAppend)
 	case c.SnapshotThresholdBytes < 0:
 		return bad("SnapshotThresholdBytes", "is %d, want >= 0", c.SnapshotThresholdBytes)
+	case !(c.SnapshotStateRatio >= 0 && c.SnapshotStateRatio <= 1e6):
+		return bad("SnapshotStateRatio", "is %v, want in [0, 1e6]", c.SnapshotStateRatio)
 	case c.SnapshotChunkBytes < 1 || c.SnapshotChunkBytes > MaxSnapshotChunkBytes:
 		return bad("SnapshotChunkBytes", "is %d, want in [1, %d]", c.SnapshotChunkBytes, MaxSnapshotChunkBytes)
 	}

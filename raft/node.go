@@ -80,6 +80,9 @@ type Node struct {
 	// askedSize is the store size when SnapshotNeeded was last called
 	// (applier goroutine only).
 	askedSize int64
+	// lastSnapBytes is the size of the last snapshot saved or installed
+	// (Config.SnapshotStateRatio).
+	lastSnapBytes atomic.Int64
 
 	killOnce sync.Once
 	killErr  error

@@ -57,6 +57,7 @@ func (n *Node) applySnapshot(s *persist.Snapshot, last *uint64) bool {
 		return true
 	}
 	n.applied.Store(s.Index)
+	n.lastSnapBytes.Store(int64(len(s.Data)))
 	// The core keeps s.Data to send to followers: the application gets a
 	// copy it may modify (ApplyMsg.Snapshot).
 	n.app.Apply(ApplyMsg{Index: s.Index, Term: s.Term, Snapshot: bytes.Clone(s.Data), IsSnapshot: true})
@@ -123,6 +124,9 @@ func (n *Node) maybeAskSnapshot(last uint64) {
 	if th <= 0 {
 		return
 	}
+	if r := n.cfg.SnapshotStateRatio; r > 0 {
+		th = max(th, int64(min(r*float64(n.lastSnapBytes.Load()), 1<<62)))
+	}
 	size := n.store.Size()
 	if size <= th {
 		return
@@ -163,6 +167,7 @@ func (n *Node) SaveSnapshot(index uint64, data []byte) error {
 		return nil
 	}
 	n.compaction = &persist.Snapshot{Index: index, Data: data}
+	n.lastSnapBytes.Store(int64(len(data)))
 	n.kick()
 	return nil
 }
