@@ -4,7 +4,7 @@
 # keys, then replaces the replicas one at a time with this tree's binary (same
 # data folders, SIGTERM then restart), and checks at every step that
 #   - every key written so far reads back, and writes go on;
-#   - the cluster stays at apply level 0 while any replica runs the old
+#   - the cluster stays at the old version's apply level (0 before levels) while any replica runs the old
 #     version (the new ones report "0 (supports N)", N this tree's level);
 #   - once the last one is upgraded, every replica reaches the new level
 #     within 10 s, and a refused compare-and-swap is then remembered: the
@@ -99,10 +99,13 @@ wait_caught_up
 write_some 20
 echo "old cluster up: levels $(levels)"
 
-# only_level0 reports whether every replica that answers is at level 0.
-only_level0() {
+# The old cluster's level: 0 for a version without levels.
+start_level=$(levels | awk '{split($1, a, "/"); print a[1]}')
+# only_start_level reports whether every replica that answers is still at
+# the old cluster's level.
+only_start_level() {
   for x in $1; do
-    case $x in 0/* | down) ;; *) return 1 ;; esac
+    case $x in "$start_level"/* | down) ;; *) return 1 ;; esac
   done
 }
 want=""
@@ -121,9 +124,9 @@ for i in 0 1 2; do
     want=$(echo "$lv" | awk '{split($1, a, "/"); print a[2]}')
   fi
   if [ "$i" -lt 2 ]; then
-    only_level0 "$lv" || fail "a replica is above level 0 while replicas still run the old version: $lv"
+    only_start_level "$lv" || fail "a replica is above level $start_level while replicas still run the old version: $lv"
     sleep 1 # a moment for a leader that would (wrongly) raise the level
-    only_level0 "$(levels)" || fail "the level rose with old replicas in the cluster: $(levels)"
+    only_start_level "$(levels)" || fail "the level rose with old replicas in the cluster: $(levels)"
   fi
 done
 
@@ -167,7 +170,7 @@ fi
 wait "${pids[2]}" 2>/dev/null || true
 pids[2]=""
 grep -q "upgrade this replica" "$work/r2.log" || fail "the downgraded replica stopped without saying why: $(tail -3 "$work/r2.log")"
-echo "downgraded replica 2 stopped: $(grep -o 'cannot apply[^;]*\|snapshot is at apply level[^:]*' "$work/r2.log" | head -1)"
+echo "downgraded replica 2 stopped: $(grep -o 'cannot apply[^;]*\|raises the apply level[^:]*\|snapshot is at apply level[^:]*' "$work/r2.log" | head -1)"
 write_some 5
 start 2 "$work/durio-new"
 wait_caught_up
