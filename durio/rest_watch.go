@@ -198,6 +198,8 @@ type restLease struct {
 	TTLMs       uint64   `json:"ttl_ms"`
 	RemainingMs *uint64  `json:"remaining_ms,omitempty"`
 	Keys        []string `json:"keys,omitempty"`
+	// MoreKeys: the lease has more keys than Keys holds (the first ones).
+	MoreKeys bool `json:"more_keys,omitempty"`
 }
 
 func (h restHandler) leaseBody(w http.ResponseWriter, r *http.Request, needID bool) (restLeaseRequest, bool) {
@@ -281,5 +283,5 @@ func (h restHandler) leaseTimeToLive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	remaining := resp.GetRemainingMs()
-	writeJSON(w, http.StatusOK, restLease{ID: resp.GetId(), TTLMs: resp.GetTtlMs(), RemainingMs: &remaining, Keys: resp.GetKeys()})
+	writeJSON(w, http.StatusOK, restLease{ID: resp.GetId(), TTLMs: resp.GetTtlMs(), RemainingMs: &remaining, Keys: resp.GetKeys(), MoreKeys: resp.GetMoreKeys()})
 }

@@ -1,6 +1,7 @@
 package kvraft
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -88,5 +89,29 @@ func TestLessorExpiresUnderSteadilyLateTicks(t *testing.T) {
 	}
 	if d < ttl || d > 2*ttl*every/tick {
 		t.Fatalf("lease due after %v of ticks every %v, want between %v and %v", d, every, ttl, 2*ttl*every/tick)
+	}
+}
+
+// A lease's keys come back in order, at most the limit asked, with the
+// first ones when there are more; without a limit, none.
+func TestLeaseInfoKeysBounded(t *testing.T) {
+	s := newState(testLimits)
+	applyOp(s, op{kind: opLeaseGrant, lease: 5, ttl: 60_000, limit: 10})
+	var all []string
+	for i := range 25 {
+		k := fmt.Sprintf("k%02d", (i*7)%25) // out of order
+		applyOp(s, op{kind: rPut, key: k, value: "v", lease: 5})
+		all = append(all, k)
+	}
+	slices.Sort(all)
+	for _, tc := range []struct {
+		limit int
+		want  []string
+		more  bool
+	}{{0, nil, false}, {10, all[:10], true}, {1, all[:1], true}, {25, all, false}, {100, all, false}} {
+		_, keys, more, ok := s.leaseInfo(5, tc.limit)
+		if !ok || !slices.Equal(keys, tc.want) || more != tc.more {
+			t.Errorf("limit %d: keys %v more %v, want %v %v", tc.limit, keys, more, tc.want, tc.more)
+		}
 	}
 }

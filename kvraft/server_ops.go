@@ -151,7 +151,7 @@ func (s *Server) LeaseKeepAlive(ctx context.Context, req *LeaseKeepAliveRequest)
 	if err != nil {
 		return nil, err
 	}
-	ttl, _, ok := s.state.leaseInfo(req.ID, false)
+	ttl, _, _, ok := s.state.leaseInfo(req.ID, 0)
 	if !ok || !s.lessor.renew(req.ID, term, arrival.Add(ttl)) {
 		return nil, fmt.Errorf("%w: %d", ErrLeaseNotFound, req.ID)
 	}
@@ -164,7 +164,11 @@ func (s *Server) LeaseTimeToLive(ctx context.Context, req *LeaseTimeToLiveReques
 	if err != nil {
 		return nil, err
 	}
-	ttl, keys, ok := s.state.leaseInfo(req.ID, req.Keys)
+	var limit int
+	if req.Keys {
+		limit = s.cfg.ListMaxLimit
+	}
+	ttl, keys, more, ok := s.state.leaseInfo(req.ID, limit)
 	if !ok {
 		return nil, fmt.Errorf("%w: %d", ErrLeaseNotFound, req.ID)
 	}
@@ -172,7 +176,7 @@ func (s *Server) LeaseTimeToLive(ctx context.Context, req *LeaseTimeToLiveReques
 	if d, ok := s.lessor.deadline(req.ID, term); ok {
 		remaining = max(0, time.Until(d))
 	}
-	return &LeaseTimeToLiveResponse{Header: s.header(), ID: req.ID, TTL: ttl, Remaining: remaining, Keys: keys}, nil
+	return &LeaseTimeToLiveResponse{Header: s.header(), ID: req.ID, TTL: ttl, Remaining: remaining, Keys: keys, MoreKeys: more}, nil
 }
 
 // confirmLeader returns the term in which this replica leads, confirmed by

@@ -1,6 +1,7 @@
 package kvraft
 
 import (
+	"container/heap"
 	"errors"
 	"fmt"
 	"time"
@@ -714,17 +715,53 @@ func (s *state) revision() uint64 {
 }
 
 // leaseInfo returns a lease's TTL and, if keys, its keys in order.
-func (s *state) leaseInfo(id uint64, keys bool) (ttl time.Duration, ks []string, ok bool) {
+func (s *state) leaseInfo(id uint64, limit int) (ttl time.Duration, ks []string, more, ok bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	l := s.leases[id]
 	if l == nil {
-		return 0, nil, false
+		return 0, nil, false, false
 	}
-	if keys {
-		ks = slices.Sorted(maps.Keys(l.keys))
+	if limit > 0 {
+		ks, more = smallestKeys(l.keys, limit)
 	}
-	return time.Duration(l.ttlMs) * time.Millisecond, ks, true
+	return time.Duration(l.ttlMs) * time.Millisecond, ks, more, true
+}
+
+// smallestKeys returns the n smallest keys of set in increasing order,
+// and whether set has more: O(len(set) log n) time and O(n) memory, so a
+// lease with millions of keys costs a lookup no more memory than a List
+// page.
+func smallestKeys(set map[string]struct{}, n int) ([]string, bool) {
+	if len(set) <= n {
+		return slices.Sorted(maps.Keys(set)), false
+	}
+	h := make(maxHeap, 0, n)
+	for k := range set {
+		switch {
+		case len(h) < n:
+			heap.Push(&h, k)
+		case k < h[0]:
+			h[0] = k
+			heap.Fix(&h, 0)
+		}
+	}
+	slices.Sort(h)
+	return h, true
+}
+
+// maxHeap is a container/heap of strings with the largest on top.
+type maxHeap []string
+
+func (h maxHeap) Len() int           { return len(h) }
+func (h maxHeap) Less(i, j int) bool { return h[i] > h[j] }
+func (h maxHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *maxHeap) Push(x any)        { *h = append(*h, x.(string)) }
+func (h *maxHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // leaseTTLs returns every lease's TTL if the leases changed since gen,

@@ -121,7 +121,7 @@ func TestStateTxnLeases(t *testing.T) {
 	if res.refused != nil {
 		t.Fatal(res.refused)
 	}
-	if _, keys, _ := s.leaseInfo(77, true); !reflect.DeepEqual(keys, []string{"a"}) {
+	if _, keys, _, _ := s.leaseInfo(77, 100); !reflect.DeepEqual(keys, []string{"a"}) {
 		t.Fatalf("lease keys %v, want [a] (old was put without the lease)", keys)
 	}
 	applyOp(s, op{kind: opLeaseRevoke, lease: 77})

@@ -372,7 +372,10 @@ type LeaseTimeToLiveResponse struct {
 	Header         ResponseHeader
 	ID             uint64
 	TTL, Remaining time.Duration
-	Keys           []string
+	// Keys are the lease's keys in order, at most the most a List page
+	// holds; MoreKeys is true if the lease has more.
+	Keys     []string
+	MoreKeys bool
 }
 
 // Service is a replica's client API as the Clerk sees it: kvraft.Server implements

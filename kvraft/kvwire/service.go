@@ -242,7 +242,7 @@ func (s Server) LeaseTimeToLive(ctx context.Context, req *kvv1.LeaseTimeToLiveRe
 		return nil, s.fail(err)
 	}
 	return &kvv1.LeaseTimeToLiveResponse{Header: HeaderToProto(resp.Header), Id: resp.ID, TtlMs: uint64(resp.TTL.Milliseconds()),
-		RemainingMs: uint64(resp.Remaining.Milliseconds()), Keys: resp.Keys}, nil
+		RemainingMs: uint64(resp.Remaining.Milliseconds()), Keys: resp.Keys, MoreKeys: resp.MoreKeys}, nil
 }
 
 // List implements kvclient.Service.
@@ -297,7 +297,7 @@ func (c Client) LeaseTimeToLive(ctx context.Context, req *kvclient.LeaseTimeToLi
 		return nil, ErrorFromTwirp(err)
 	}
 	return &kvclient.LeaseTimeToLiveResponse{Header: HeaderFromProto(resp.GetHeader()), ID: resp.GetId(), TTL: msDuration(resp.GetTtlMs()),
-		Remaining: msDuration(resp.GetRemainingMs()), Keys: resp.GetKeys()}, nil
+		Remaining: msDuration(resp.GetRemainingMs()), Keys: resp.GetKeys(), MoreKeys: resp.GetMoreKeys()}, nil
 }
 
 // maxMs is the most milliseconds a time.Duration holds.

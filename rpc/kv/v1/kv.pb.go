@@ -2783,8 +2783,12 @@ type LeaseTimeToLiveResponse struct {
 	// remaining_ms is how long the leader will wait, from now, before it
 	// expires the lease without a keep-alive.
 	RemainingMs uint64 `protobuf:"varint,4,opt,name=remaining_ms,json=remainingMs,proto3" json:"remaining_ms,omitempty"`
-	// keys are the lease's keys in increasing order, if asked for.
-	Keys          []string `protobuf:"bytes,5,rep,name=keys,proto3" json:"keys,omitempty"`
+	// keys are the lease's keys in increasing order, if asked for: at most
+	// the most a list page holds (10,000 by default).
+	Keys []string `protobuf:"bytes,5,rep,name=keys,proto3" json:"keys,omitempty"`
+	// more_keys is true when the lease has more keys than keys holds (the
+	// first ones in order); list them by prefix.
+	MoreKeys      bool `protobuf:"varint,6,opt,name=more_keys,json=moreKeys,proto3" json:"more_keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2852,6 +2856,13 @@ func (x *LeaseTimeToLiveResponse) GetKeys() []string {
 		return x.Keys
 	}
 	return nil
+}
+
+func (x *LeaseTimeToLiveResponse) GetMoreKeys() bool {
+	if x != nil {
+		return x.MoreKeys
+	}
+	return false
 }
 
 // Compare is one condition of a Txn: condition must hold for key.
@@ -3427,13 +3438,14 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\aexisted\x18\x02 \x01(\bR\aexisted\"<\n" +
 	"\x16LeaseTimeToLiveRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
-	"\x04keys\x18\x02 \x01(\bR\x04keys\"\xa6\x01\n" +
+	"\x04keys\x18\x02 \x01(\bR\x04keys\"\xc3\x01\n" +
 	"\x17LeaseTimeToLiveResponse\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\x12\x15\n" +
 	"\x06ttl_ms\x18\x03 \x01(\x04R\x05ttlMs\x12!\n" +
 	"\fremaining_ms\x18\x04 \x01(\x04R\vremainingMs\x12\x12\n" +
-	"\x04keys\x18\x05 \x03(\tR\x04keys\"K\n" +
+	"\x04keys\x18\x05 \x03(\tR\x04keys\x12\x1b\n" +
+	"\tmore_keys\x18\x06 \x01(\bR\bmoreKeys\"K\n" +
 	"\aCompare\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
 	"\tcondition\x18\x02 \x01(\v2\x10.kv.v1.ConditionR\tcondition\"_\n" +

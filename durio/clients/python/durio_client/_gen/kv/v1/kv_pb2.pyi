@@ -201,18 +201,20 @@ class LeaseTimeToLiveRequest(_message.Message):
     def __init__(self, id: _Optional[int] = ..., keys: bool = ...) -> None: ...
 
 class LeaseTimeToLiveResponse(_message.Message):
-    __slots__ = ["header", "id", "keys", "remaining_ms", "ttl_ms"]
+    __slots__ = ["header", "id", "keys", "more_keys", "remaining_ms", "ttl_ms"]
     HEADER_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
+    MORE_KEYS_FIELD_NUMBER: _ClassVar[int]
     REMAINING_MS_FIELD_NUMBER: _ClassVar[int]
     TTL_MS_FIELD_NUMBER: _ClassVar[int]
     header: ResponseHeader
     id: int
     keys: _containers.RepeatedScalarFieldContainer[str]
+    more_keys: bool
     remaining_ms: int
     ttl_ms: int
-    def __init__(self, header: _Optional[_Union[ResponseHeader, _Mapping]] = ..., id: _Optional[int] = ..., ttl_ms: _Optional[int] = ..., remaining_ms: _Optional[int] = ..., keys: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[ResponseHeader, _Mapping]] = ..., id: _Optional[int] = ..., ttl_ms: _Optional[int] = ..., remaining_ms: _Optional[int] = ..., keys: _Optional[_Iterable[str]] = ..., more_keys: bool = ...) -> None: ...
 
 class ListRequest(_message.Message):
     __slots__ = ["after", "consistency", "keys_only", "limit", "prefix", "revision"]

@@ -1087,11 +1087,19 @@ export interface LeaseTimeToLiveResponse {
      */
     remainingMs: string;
     /**
-     * keys are the lease's keys in increasing order, if asked for.
+     * keys are the lease's keys in increasing order, if asked for: at most
+     * the most a list page holds (10,000 by default).
      *
      * @generated from protobuf field: repeated string keys = 5
      */
     keys: string[];
+    /**
+     * more_keys is true when the lease has more keys than keys holds (the
+     * first ones in order); list them by prefix.
+     *
+     * @generated from protobuf field: bool more_keys = 6
+     */
+    moreKeys: boolean;
 }
 /**
  * Compare is one condition of a Txn: condition must hold for key.
@@ -3690,7 +3698,8 @@ class LeaseTimeToLiveResponse$Type extends MessageType<LeaseTimeToLiveResponse> 
             { no: 2, name: "id", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
             { no: 3, name: "ttl_ms", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
             { no: 4, name: "remaining_ms", kind: "scalar", T: 4 /*ScalarType.UINT64*/ },
-            { no: 5, name: "keys", kind: "scalar", repeat: 2 /*RepeatType.UNPACKED*/, T: 9 /*ScalarType.STRING*/ }
+            { no: 5, name: "keys", kind: "scalar", repeat: 2 /*RepeatType.UNPACKED*/, T: 9 /*ScalarType.STRING*/ },
+            { no: 6, name: "more_keys", kind: "scalar", T: 8 /*ScalarType.BOOL*/ }
         ]);
     }
     create(value?: PartialMessage<LeaseTimeToLiveResponse>): LeaseTimeToLiveResponse {
@@ -3699,6 +3708,7 @@ class LeaseTimeToLiveResponse$Type extends MessageType<LeaseTimeToLiveResponse> 
         message.ttlMs = "0";
         message.remainingMs = "0";
         message.keys = [];
+        message.moreKeys = false;
         if (value !== undefined)
             reflectionMergePartial<LeaseTimeToLiveResponse>(this, message, value);
         return message;
@@ -3722,6 +3732,9 @@ class LeaseTimeToLiveResponse$Type extends MessageType<LeaseTimeToLiveResponse> 
                     break;
                 case /* repeated string keys */ 5:
                     message.keys.push(reader.string());
+                    break;
+                case /* bool more_keys */ 6:
+                    message.moreKeys = reader.bool();
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -3750,6 +3763,9 @@ class LeaseTimeToLiveResponse$Type extends MessageType<LeaseTimeToLiveResponse> 
         /* repeated string keys = 5; */
         for (let i = 0; i < message.keys.length; i++)
             writer.tag(5, WireType.LengthDelimited).string(message.keys[i]);
+        /* bool more_keys = 6; */
+        if (message.moreKeys !== false)
+            writer.tag(6, WireType.Varint).bool(message.moreKeys);
         let u = options.writeUnknownFields;
         if (u !== false)
             (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
