@@ -422,13 +422,17 @@ lease's TTL, so a lease never ends sooner than promised.`,
 			}
 			text := fmt.Sprintf("lease %d: ttl %v, %v left", id, resp.TTL, resp.Remaining.Round(time.Millisecond))
 			if keys {
-				text += fmt.Sprintf(", %d key(s)", len(resp.Keys))
+				if resp.MoreKeys {
+					text += fmt.Sprintf(", more than %d keys; the first %d", len(resp.Keys), len(resp.Keys))
+				} else {
+					text += fmt.Sprintf(", %d key(s)", len(resp.Keys))
+				}
 				for _, k := range resp.Keys {
 					text += "\n  " + k
 				}
 			}
 			return showFlags.print(c.stdout, text, map[string]any{"id": id, "ttl_ms": resp.TTL.Milliseconds(),
-				"remaining_ms": resp.Remaining.Milliseconds(), "keys": resp.Keys})
+				"remaining_ms": resp.Remaining.Milliseconds(), "keys": resp.Keys, "more_keys": resp.MoreKeys})
 		},
 	}
 	show.Flags().BoolVar(&keys, "keys", false, "list the lease's keys")
