@@ -381,7 +381,7 @@ func TestE2EStalledStoreFailStop(t *testing.T) {
 		t.Fatalf("replica %d exited 0 after its store hung; want non-zero so systemd restarts it", follower)
 	}
 	t.Logf("replica %d exited %v after its plugin was stopped", follower, time.Since(stoppedAt).Round(time.Millisecond))
-	if log := c.procs[follower].log.String(); !strings.Contains(log, "a write of the raft log has not returned for") {
+	if log := c.procs[follower].log.String(); !strings.Contains(log, "a write of the raft log or a snapshot has not returned for") {
 		t.Fatalf("replica %d's log does not say its store hung:\n%s", follower, tail(log, 2048))
 	}
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d", plugin)); err == nil {

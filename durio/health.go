@@ -30,9 +30,10 @@ type health struct {
 	exitReason func() string
 	dataDir    string          // the store's folder, whose file system a store failure may have filled
 	stop       func(err error) // tells the owner to shut the replica down; called once
-	// appendAge is how long the raft log write in progress has run (0:
-	// none); stallTimeout fails the replica once it reaches that (0:
-	// never). Both unset for a replica without a meteredStore.
+	// appendAge is how long the store write in progress (a raft log
+	// Append, or a snapshot past its allowance by size) has run (0: none);
+	// stallTimeout fails the replica once it reaches that (0: never). Both
+	// unset for a replica without a meteredStore.
 	appendAge    func() time.Duration
 	stallTimeout time.Duration
 	once         sync.Once  // guards the call to stop
@@ -106,7 +107,7 @@ func (h *health) checkStall(running time.Duration) {
 		return
 	}
 	if age := min(h.appendAge(), running); age >= h.stallTimeout {
-		h.fail(fmt.Errorf("%w: %w: a write of the raft log has not returned for %v (store-stall-timeout %v): the disk or the persister plugin hangs",
+		h.fail(fmt.Errorf("%w: %w: a write of the raft log or a snapshot has not returned for %v (store-stall-timeout %v): the disk or the persister plugin hangs",
 			raft.ErrStoreFailed, errStoreStalled, age.Round(time.Second), h.stallTimeout))
 	}
 }

@@ -311,7 +311,7 @@ func TestHealthStalledStore(t *testing.T) {
 			continue
 		}
 		if tc.fails {
-			if !errors.Is(err, raft.ErrStoreFailed) || !strings.Contains(err.Error(), "a write of the raft log has not returned for 3s") ||
+			if !errors.Is(err, raft.ErrStoreFailed) || !strings.Contains(err.Error(), "a write of the raft log or a snapshot has not returned for 3s") ||
 				publicReason(err) != "store failed: a write hangs" {
 				t.Errorf("failure %q (reason %q) does not name the hang", err, publicReason(err))
 			}

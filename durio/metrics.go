@@ -43,6 +43,10 @@ type metrics struct {
 	// monoClock, 0 when none is (raft makes one at a time): meteredStore
 	// sets it, for the stall check and the in-flight gauge.
 	appending atomic.Int64
+	// allowance is how long the store write in progress may run before it
+	// counts as late, in nanoseconds: 0 for an Append, more for a
+	// snapshot, by its size (snapshotAllowance).
+	allowance atomic.Int64
 	// routes caches the request observers per route label (string ->
 	// *routeObservers; see route).
 	routes sync.Map
@@ -98,7 +102,7 @@ func newMetrics(status func() raft.Status) *metrics {
 		m.leaderChanges, m.rpcs, m.rpcLatency, m.storeAppend, m.storeEntries, m.snapshots, m.snapshotBytes,
 		m.requests, m.reqLatency, m.refusedConns, m.authRefused, m.tlsExpiry,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "durio_store_append_inflight_seconds",
-			Help: "How long the store Append in progress has run, 0 when none runs: a disk or plugin that hangs shows here before --store-stall-timeout stops the replica."},
+			Help: "How long the store write in progress (a raft log Append or a snapshot) has run, 0 when none runs: a disk or plugin that hangs shows here before --store-stall-timeout stops the replica (a snapshot gets a second per MiB more)."},
 			func() float64 { return m.appendAge().Seconds() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "durio_watch_streams",
 			Help: "Watch streams (server-sent events) open on the client listener."},
@@ -281,13 +285,29 @@ func (s meteredStore) Append(ctx context.Context, hs persist.HardState, entries 
 	return err
 }
 
-// appendAge is how long the store Append in progress has run, 0 if none
-// runs.
+// appendAge is how long the store write in progress (an Append or a
+// SaveSnapshot) has run, 0 if none runs.
 func (m *metrics) appendAge() time.Duration {
 	if t := m.appending.Load(); t != 0 {
 		return time.Duration(monoClock() - t)
 	}
 	return 0
+}
+
+// writeOverdue is how long the store write in progress has run beyond its
+// allowance (the stall check's and /readyz's input): appendAge for an
+// Append; for a snapshot, which writes the whole state, less
+// snapshotAllowance of its size.
+func (m *metrics) writeOverdue() time.Duration {
+	return max(0, m.appendAge()-time.Duration(m.allowance.Load()))
+}
+
+// snapshotAllowance is how long a snapshot of n bytes may take to store
+// before it counts against --store-stall-timeout: a second per MiB, a
+// slow SD card's speed, so that a large state's snapshot is not taken for
+// a hung disk while a store that hangs on it is still caught.
+func snapshotAllowance(n int) time.Duration {
+	return time.Duration(n) * time.Second / (1 << 20)
 }
 
 // CanLoadSnapshot passes the store's persist.SnapshotLoader through, so
@@ -307,7 +327,11 @@ func (s meteredStore) LoadSnapshot(ctx context.Context) (persist.Snapshot, error
 }
 
 func (s meteredStore) SaveSnapshot(ctx context.Context, snap persist.Snapshot) error {
+	s.m.allowance.Store(int64(snapshotAllowance(len(snap.Data))))
+	s.m.appending.Store(monoClock())
 	err := s.Store.SaveSnapshot(ctx, snap)
+	s.m.appending.Store(0)
+	s.m.allowance.Store(0)
 	if s.m.hist != nil {
 		s.m.hist.observeSnapshot(err)
 	}

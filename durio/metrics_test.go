@@ -189,3 +189,52 @@ func TestMetricsAppendInFlight(t *testing.T) {
 		t.Errorf("scrape after the Append lacks durio_store_append_inflight_seconds 0")
 	}
 }
+
+// blockingSnapStore's SaveSnapshot waits until release is closed.
+type blockingSnapStore struct {
+	persist.Store
+	entered, release chan struct{}
+}
+
+func (s blockingSnapStore) SaveSnapshot(ctx context.Context, snap persist.Snapshot) error {
+	close(s.entered)
+	<-s.release
+	return s.Store.SaveSnapshot(ctx, snap)
+}
+
+// A snapshot being stored shows as a store write in progress, as an
+// Append does: a plugin that hangs while it stores a snapshot (with the
+// raft loop waiting on it) is caught by the stall check too. But the
+// check allows it a second per MiB first, so a large state's snapshot on
+// a slow card is not taken for a hung disk.
+func TestMetricsSnapshotInFlight(t *testing.T) {
+	m := newMetrics(func() raft.Status { return raft.Status{} })
+	bs := blockingSnapStore{Store: persist.NewMemory(), entered: make(chan struct{}), release: make(chan struct{})}
+	store := meteredStore{Store: bs, m: m}
+	for _, tc := range []struct {
+		size    int
+		overdue bool
+	}{{0, true}, {64 << 20, false}} {
+		bs.entered, bs.release = make(chan struct{}), make(chan struct{})
+		store.Store = bs
+		done := make(chan error, 1)
+		go func() {
+			done <- store.SaveSnapshot(context.Background(), persist.Snapshot{Index: uint64(tc.size + 1), Term: 1, Data: make([]byte, tc.size)})
+		}()
+		<-bs.entered
+		waitFor(t, "the snapshot in progress to show", 5*time.Second, func() bool { return m.appendAge() >= 20*time.Millisecond })
+		if late := m.writeOverdue() > 0; late != tc.overdue {
+			t.Errorf("%d-byte snapshot running %v: overdue %v, want %v (allowance %v)", tc.size, m.appendAge(), m.writeOverdue(), tc.overdue, snapshotAllowance(tc.size))
+		}
+		close(bs.release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if m.appendAge() != 0 || m.writeOverdue() != 0 {
+			t.Errorf("after the snapshot: age %v, overdue %v", m.appendAge(), m.writeOverdue())
+		}
+	}
+	if got := snapshotAllowance(256 << 20); got != 256*time.Second {
+		t.Errorf("a 256 MiB snapshot's allowance is %v", got)
+	}
+}
