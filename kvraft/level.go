@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ruaft/ruaft/kvraft/kvclient"
@@ -302,9 +303,58 @@ func appendKeyValue(b []byte, kv *KeyValue) []byte {
 	return binary.AppendUvarint(b, kv.Lease)
 }
 
+// keyValue decodes appendKeyValue's encoding. Its Value aliases d's
+// bytes: decodeSnapshot, the only caller, gives it storage of its own
+// (state.ownRefusalValues) once the snapshot is decoded.
 func (d *decoder) keyValue() KeyValue {
-	return KeyValue{Key: d.string(), Value: d.string(), CreateRevision: d.uvarint(), ModRevision: d.uvarint(),
+	return KeyValue{Key: d.string(), Value: d.view(), CreateRevision: d.uvarint(), ModRevision: d.uvarint(),
 		Version: d.uvarint(), Lease: d.uvarint()}
+}
+
+// ownRefusalValues gives the values in the remembered refusals of a state
+// decoded from a snapshot, which alias the snapshot's bytes, storage of
+// their own: the bytes of the record the refusal named, if the state still
+// holds it (the key's current record or a retained event's), as the
+// replica that applied the refusal shares them (record.valueString); a copy
+// otherwise. Without it a restored replica (a restart, a follower sent the
+// snapshot) would hold a copy of the value per refusal: 256 refusals of a
+// session against a 1 MB key, 256 MB where the leader holds 1 MB.
+func (s *state) ownRefusalValues() {
+	own := func(kv *KeyValue) {
+		if r := s.recordAt(kv.Key, kv.ModRevision); r != nil && string(r.value) == kv.Value {
+			kv.Value = r.valueString()
+		} else {
+			kv.Value = strings.Clone(kv.Value)
+		}
+	}
+	for _, rec := range s.clients {
+		for _, err := range rec.refused {
+			switch e := err.(type) {
+			case *ConditionFailedError:
+				if e.Current != nil {
+					own(e.Current)
+				}
+			case *txnFailedError:
+				for i := range e.current {
+					own(&e.current[i])
+				}
+			}
+		}
+	}
+}
+
+// recordAt returns key's record of mod revision mod if the state holds it:
+// its current one, or a retained event's; nil otherwise.
+func (s *state) recordAt(key string, mod uint64) *record {
+	if r := s.data[key]; r != nil && r.mod == mod {
+		return r
+	}
+	if mod > s.compactRev && mod-s.compactRev <= uint64(len(s.events)) {
+		if e := s.events[mod-s.compactRev-1]; e.key == key && !e.deleted && e.kv != nil && e.kv.mod == mod {
+			return e.kv
+		}
+	}
+	return nil
 }
 
 // refusal decodes appendRefusal's encoding.

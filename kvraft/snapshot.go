@@ -246,6 +246,7 @@ func decodeSnapshot(b []byte, limits stateLimits) (*state, error) {
 	if d.err != nil {
 		return nil, d.err
 	}
+	st.ownRefusalValues()
 	return st, nil
 }
 
