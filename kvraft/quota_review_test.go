@@ -1,12 +1,17 @@
 package kvraft
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/ruaft/ruaft/kvraft/rsm"
+	"github.com/ruaft/ruaft/raft"
 )
 
 // reviewOps returns n random writes over a few keys and sessions: quota'd
@@ -246,4 +251,57 @@ func TestReviewRestoredRefusalsShareTheValue(t *testing.T) {
 	}
 	runtime.KeepAlive(st)
 	runtime.KeepAlive(snap)
+}
+
+// A write refused over the quota and retried at a leader with another
+// quota (another leader, or the same restarted with a raised
+// --quota-bytes) gets the first answer, from its session: that answer must
+// not name the answering leader's quota as the one the write was refused
+// under ("quota is 1073741824 bytes" for a state of 146 bytes reads as a
+// fresh, wrong verdict).
+func TestReviewRememberedNoSpaceNamesNoOtherQuota(t *testing.T) {
+	cfg := DefaultConfig(0)
+	cfg.LeaseTick = time.Millisecond
+	cfg.MaxStateBytes = 2 * (stateKeyOverhead + 10)
+	s, err := NewServer(cfg, func(app raft.Application) (rsm.Raft, error) {
+		return levelFakeRaft{newFakeRaft(app)}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Kill()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.ApplyLevel() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("level %d", s.ApplyLevel())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	openSessionID(t, s, 5)
+	ctx := context.Background()
+	put := func(seq uint64, key string) error {
+		_, err := s.Put(ctx, &PutRequest{Key: key, Value: "value", Write: WriteID{ClientID: 5, Seq: seq}})
+		return err
+	}
+	for seq, k := range []string{"key1", "key2"} {
+		if err := put(uint64(seq+1), k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := put(3, "key3"); !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "quota is 148 bytes") {
+		t.Fatalf("over the quota: %v", err)
+	}
+	s.cfg.MaxStateBytes = 1 << 30 // the leader that answers the retry has another quota
+	err = put(3, "key3")
+	if !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("the retry: %v", err)
+	}
+	if strings.Contains(err.Error(), "1073741824") {
+		t.Fatalf("the remembered refusal names the answering leader's quota: %v", err)
+	}
+	// Txns alike.
+	_, err = s.Txn(ctx, &TxnRequest{Write: WriteID{ClientID: 5, Seq: 3}, Writes: []TxnWrite{{Key: "key3", Value: "value"}}})
+	if !errors.Is(err, ErrNoSpace) || strings.Contains(err.Error(), "1073741824") {
+		t.Fatalf("the retry as a txn: %v", err)
+	}
 }

@@ -602,10 +602,13 @@ func refusedError(o op, wr writeResult) error {
 		return nil
 	}
 	var cf *ConditionFailedError
-	switch {
-	case errors.Is(wr.refused, ErrNoSpace) && o.quota > 0 && o.key != "":
+	// The quota o carries is the one the write was refused under only if
+	// this answer is o's own: a remembered one (a retry) may have been
+	// refused under another leader's.
+	switch named := o.quota > 0 && !wr.remembered; {
+	case errors.Is(wr.refused, ErrNoSpace) && named && o.key != "":
 		return fmt.Errorf("%w (key %q; the quota is %d bytes)", wr.refused, o.key, o.quota)
-	case errors.Is(wr.refused, ErrNoSpace) && o.quota > 0:
+	case errors.Is(wr.refused, ErrNoSpace) && named:
 		return fmt.Errorf("%w (the quota is %d bytes)", wr.refused, o.quota)
 	case errors.As(wr.refused, &cf), errors.Is(wr.refused, errLeaseIDTaken), o.key == "":
 		return wr.refused

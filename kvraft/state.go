@@ -138,6 +138,11 @@ type writeResult struct {
 	// ErrTooLarge, ErrLeaseNotFound, ErrTooManyLeases, errLeaseIDTaken, or
 	// a *ConditionFailedError.
 	refused error
+	// remembered is set on the answer to a write that was applied or
+	// refused before (a retry, or a copy of it in the log), taken from its
+	// session: the write it answers may have carried another quota than
+	// this one's (refusedError).
+	remembered bool
 }
 
 // errLeaseIDTaken refuses a grant whose id exists; the leader draws another.
@@ -272,7 +277,7 @@ func (s *state) applyWrite(o op) writeResult {
 		}
 	}
 	if done, ok := rec.done[o.id.Seq]; ok {
-		return writeResult{doneResult: done, refused: cloneRefusal(rec.refused[o.id.Seq])}
+		return writeResult{doneResult: done, refused: cloneRefusal(rec.refused[o.id.Seq]), remembered: true}
 	}
 	if (o.kind&opChecked != 0 || o.kind.base() >= opLeaseGrant) && len(rec.done) >= maxPendingResults {
 		return writeResult{refused: ErrTooManyPending}
@@ -799,5 +804,5 @@ func (s *state) lookup(id WriteID) (writeResult, bool) {
 		return writeResult{refused: ErrStale}, true
 	}
 	done, ok := rec.done[id.Seq]
-	return writeResult{doneResult: done, refused: cloneRefusal(rec.refused[id.Seq])}, ok
+	return writeResult{doneResult: done, refused: cloneRefusal(rec.refused[id.Seq]), remembered: true}, ok
 }
