@@ -13,6 +13,8 @@ import (
 
 	"github.com/twitchtv/twirp"
 
+	"github.com/ruaft/ruaft/kvraft/kvclient"
+	"github.com/ruaft/ruaft/kvraft/kvwire"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
 
@@ -189,8 +191,9 @@ func (h restHandler) put(w http.ResponseWriter, r *http.Request) {
 	out := restWritten{Lease: body.Lease}
 	if body.TTLMs != 0 {
 		// A lease of its own: granted first, without the caller's header
-		// (which numbers one write). Should the put fail, the lease
-		// expires unused.
+		// (which numbers one write). Should the put be refused, the lease
+		// is revoked (best effort); should its outcome be unknown, the
+		// lease expires unused, if it is.
 		lease, err := h.svc.LeaseGrant(r.Context(), &kvv1.LeaseGrantRequest{TtlMs: body.TTLMs})
 		if err != nil {
 			writeError(w, err)
@@ -201,6 +204,12 @@ func (h restHandler) put(w http.ResponseWriter, r *http.Request) {
 	resp, err := h.svc.Put(r.Context(), &kvv1.PutRequest{Key: *body.Key, Value: *body.Value, Write: body.header(),
 		Lease: out.Lease, Condition: cond})
 	if err != nil {
+		if body.TTLMs != 0 && !kvclient.MaybeApplied(kvwire.ErrorFromTwirp(err)) {
+			// Not applied: no key is on the lease granted for it. Left, it
+			// would live out its TTL, and a client putting with a TTL into
+			// a full store (no_space) would fill the lease table.
+			_, _ = h.svc.LeaseRevoke(r.Context(), &kvv1.LeaseRevokeRequest{Id: out.Lease})
+		}
 		writeKeyError(w, *body.Key, err)
 		return
 	}
