@@ -58,7 +58,7 @@ func TestQuotaRefusesGrowth(t *testing.T) {
 			Meta map[string]string
 		}
 		_ = json.Unmarshal([]byte(body), &e)
-		if code != http.StatusInsufficientStorage || e.Code != "resource_exhausted" || e.Meta["reason"] != "no_space" ||
+		if code != http.StatusInsufficientStorage || e.Code != "failed_precondition" || e.Meta["reason"] != "no_space" ||
 			!strings.Contains(e.Msg, "quota is 2000 bytes") || strings.Count(e.Msg, "quota on the size") != 1 {
 			t.Fatalf("put over the quota at replica %d: %d %s", at, code, body)
 		}
@@ -66,7 +66,7 @@ func TestQuotaRefusesGrowth(t *testing.T) {
 	// Twirp and the Go client: a definite refusal, at once.
 	_, err := c.clients[follower].Put(context.Background(), &kvv1.PutRequest{Key: "k5", Value: value})
 	var terr twirp.Error
-	if !errors.As(err, &terr) || terr.Code() != twirp.ResourceExhausted || terr.Meta("reason") != "no_space" {
+	if !errors.As(err, &terr) || terr.Code() != twirp.FailedPrecondition || terr.Meta("reason") != "no_space" {
 		t.Fatalf("Twirp put over the quota: %v", err)
 	}
 	cl, err := client.New([]string{base(follower)}, client.Options{})

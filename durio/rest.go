@@ -654,7 +654,7 @@ func metaUint(err twirp.Error, key string) uint64 {
 // rather than 408, which proxies and browsers retry on their own, a failed
 // condition is 409 (Conflict, as in etcd's and Consul's HTTP APIs), a
 // missing lease 404, a compacted revision 410 (Gone), and a write over the
-// quota 507 (Insufficient Storage; not 429, which asks to retry).
+// quota 507 (Insufficient Storage; not 412, which says nothing of room).
 func httpStatus(err twirp.Error) int {
 	switch {
 	case err.Code() == twirp.ResourceExhausted && err.Meta("limit_bytes") != "":
@@ -667,7 +667,7 @@ func httpStatus(err twirp.Error) int {
 		return http.StatusNotFound
 	case err.Code() == twirp.OutOfRange && err.Meta("reason") == "compacted":
 		return http.StatusGone
-	case err.Code() == twirp.ResourceExhausted && err.Meta("reason") == "no_space":
+	case err.Code() == twirp.FailedPrecondition && err.Meta("reason") == "no_space":
 		return http.StatusInsufficientStorage
 	}
 	return twirp.ServerHTTPStatusFromErrorCode(err.Code())

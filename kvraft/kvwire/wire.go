@@ -59,7 +59,10 @@ const (
 	ReasonTooManyLeases   = "too_many_leases"
 	ReasonTooManyWatchers = "too_many_watchers"
 	// ReasonNoSpace: the write would grow the keys and values past the
-	// cluster's quota (resource_exhausted); nothing was applied.
+	// cluster's quota (failed_precondition: not to be retried until room
+	// is made, as gRPC advises for a state the client must fix first; and
+	// clients from before the quota take that code as final, where they
+	// would retry resource_exhausted); nothing was applied.
 	ReasonNoSpace = "no_space"
 	// ReasonCompacted and ReasonFutureRevision answer a List at a revision
 	// outside the retained history (out_of_range).
@@ -219,7 +222,7 @@ func DeleteRequestToProto(r *kvclient.DeleteRequest) *kvv1.DeleteRequest {
 //	ErrStale, ErrNoSession, ErrTooManyPending -> failed_precondition (412)
 //	*ConditionFailedError, ErrLeaseNotFound   -> failed_precondition, with MetaReason
 //	ErrTooManyLeases, ErrTooManyWatchers      -> resource_exhausted, with MetaReason
-//	ErrNoSpace                                -> resource_exhausted, with MetaReason
+//	ErrNoSpace                                -> failed_precondition, with MetaReason
 //	*CompactedError, ErrFutureRevision        -> out_of_range, with MetaReason
 func ErrorToTwirp(err error, leaderURL func(id int) string) error {
 	if err == nil {
@@ -258,7 +261,7 @@ func ErrorToTwirp(err error, leaderURL func(id int) string) error {
 	case errors.Is(err, kvclient.ErrTooManyWatchers):
 		return twirp.NewError(twirp.ResourceExhausted, err.Error()).WithMeta(MetaReason, ReasonTooManyWatchers)
 	case errors.Is(err, kvclient.ErrNoSpace):
-		return twirp.NewError(twirp.ResourceExhausted, err.Error()).WithMeta(MetaReason, ReasonNoSpace)
+		return twirp.NewError(twirp.FailedPrecondition, err.Error()).WithMeta(MetaReason, ReasonNoSpace)
 	case errors.As(err, &ce):
 		return twirp.NewError(twirp.OutOfRange, err.Error()).WithMeta(MetaReason, ReasonCompacted).
 			WithMeta(MetaCompactRevision, strconv.FormatUint(ce.CompactRevision, 10))
@@ -311,8 +314,7 @@ func remoteRefusal(terr twirp.Error) bool {
 		return true
 	case twirp.ResourceExhausted:
 		// The cluster's verdict on the write, not one replica's load.
-		r := terr.Meta(MetaReason)
-		return r == ReasonNoSpace || r == ReasonTooManyLeases
+		return terr.Meta(MetaReason) == ReasonTooManyLeases
 	}
 	return false
 }
@@ -401,14 +403,14 @@ func ErrorFromTwirp(err error) error {
 			return fmt.Errorf("%w: %w", conditionFailedFromMeta(terr), err)
 		case ReasonLeaseNotFound:
 			return fmt.Errorf("%w: %w", kvclient.ErrLeaseNotFound, err)
+		case ReasonNoSpace:
+			return fmt.Errorf("%w: %w", kvclient.ErrNoSpace, err)
 		}
 		return fmt.Errorf("%w: %w", kvclient.ErrStale, err)
 	case twirp.ResourceExhausted:
 		switch terr.Meta(MetaReason) {
 		case ReasonTooManyLeases:
 			return fmt.Errorf("%w: %w", kvclient.ErrTooManyLeases, err)
-		case ReasonNoSpace:
-			return fmt.Errorf("%w: %w", kvclient.ErrNoSpace, err)
 		case ReasonTooManyWatchers:
 			// Another replica (or a later try) may have room.
 			return fmt.Errorf("%w: %w: %w", &kvclient.WrongLeaderError{Leader: kvclient.NoLeader}, kvclient.ErrTooManyWatchers, err)

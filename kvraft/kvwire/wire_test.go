@@ -428,12 +428,12 @@ func TestForwarderSendsLoneWriteInline(t *testing.T) {
 }
 
 // A write refused for the cluster's quota is a definite refusal on every
-// path: a Twirp error (resource_exhausted, reason no_space, passed on as
+// path: a Twirp error (failed_precondition, reason no_space, passed on as
 // the leader worded it) and a batch result alike.
 func TestErrorNoSpace(t *testing.T) {
 	refused := fmt.Errorf("%w (key %q; the quota is 100 bytes)", kvclient.ErrNoSpace, "k")
 	terr := ErrorToTwirp(refused, nil).(twirp.Error)
-	if terr.Code() != twirp.ResourceExhausted || terr.Meta(MetaReason) != ReasonNoSpace {
+	if terr.Code() != twirp.FailedPrecondition || terr.Meta(MetaReason) != ReasonNoSpace {
 		t.Fatalf("as Twirp: %v", terr)
 	}
 	back := ErrorFromTwirp(terr)

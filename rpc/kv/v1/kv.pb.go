@@ -1761,7 +1761,7 @@ type StatusResponse struct {
 	StateBytes uint64 `protobuf:"varint,20,opt,name=state_bytes,json=stateBytes,proto3" json:"state_bytes,omitempty"`
 	// quota_bytes is this replica's quota on state_bytes (--quota-bytes; 0:
 	// none). The leader's is in force: a put, append or txn that would grow
-	// state_bytes past it is refused (resource_exhausted, reason no_space).
+	// state_bytes past it is refused (failed_precondition, reason no_space).
 	QuotaBytes    uint64 `protobuf:"varint,21,opt,name=quota_bytes,json=quotaBytes,proto3" json:"quota_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

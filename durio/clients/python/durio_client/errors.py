@@ -73,10 +73,10 @@ class LeaseNotFound(PreconditionFailed):
     keep-alive or a put, or not_found, as for a txn's put)."""
 
 
-class NoSpace(DurioError):
+class NoSpace(PreconditionFailed):
     """The write would grow the cluster's keys and values past its quota
-    (--quota-bytes; Twirp resource_exhausted, reason no_space; HTTP 507 on
-    REST, 429 on Twirp). Nothing was applied, and retrying cannot help until
+    (--quota-bytes; Twirp failed_precondition, reason no_space; HTTP 507 on
+    REST, 412 on Twirp). Nothing was applied, and retrying cannot help until
     room is made: deletes, and writes that do not grow the data, still
     apply."""
 
@@ -136,7 +136,7 @@ def from_twirp(err: TwirpError) -> DurioError:
                                code=err.code, meta=err.meta, status=err.status)
     elif err.code in ("failed_precondition", "not_found") and reason == "lease_not_found":
         cls = LeaseNotFound
-    elif err.code == "resource_exhausted" and reason == "no_space":
+    elif err.code == "failed_precondition" and reason == "no_space":
         cls = NoSpace
     elif err.code == "out_of_range" and reason == "compacted":
         cls = Compacted

@@ -361,12 +361,12 @@ def test_definite_errors_map_and_are_not_retried(fake_server, code, status, exc)
 
 def test_no_space_is_final(fake_server):
     """A write over the cluster's quota is refused for good: raised at once,
-    as NoSpace, not retried as an overloaded replica's resource_exhausted."""
+    as NoSpace, not retried."""
     def answer(path, headers, body):
         if path.endswith("/OpenSession"):
             resp = kv_pb2.OpenSessionResponse(client_id=7, idle_timeout_seconds=60)
             return 200, PROTOBUF, resp.SerializeToString()
-        return _twirp_error("resource_exhausted", "quota reached", 429, {"reason": "no_space"})(path, headers, body)
+        return _twirp_error("failed_precondition", "quota reached", 412, {"reason": "no_space"})(path, headers, body)
 
     srv = fake_server(answer)
     kv = Client([srv.url], timeout=5)

@@ -699,7 +699,7 @@ export interface StatusResponse {
     /**
      * quota_bytes is this replica's quota on state_bytes (--quota-bytes; 0:
      * none). The leader's is in force: a put, append or txn that would grow
-     * state_bytes past it is refused (resource_exhausted, reason no_space).
+     * state_bytes past it is refused (failed_precondition, reason no_space).
      *
      * @generated from protobuf field: uint64 quota_bytes = 21
      */
