@@ -21,13 +21,28 @@ const (
 	qTxn    = opTxn | opChecked | opRevisioned | opQuota
 )
 
-// recount returns the state's size computed from its data.
+// recount returns the state's size computed from its data and its
+// sessions' remembered refusals.
 func recount(s *state) uint64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var n uint64
 	for k, r := range s.data {
 		n += uint64(len(k)) + uint64(len(r.value)) + stateKeyOverhead
+	}
+	for _, rec := range s.clients {
+		for _, err := range rec.refused {
+			var cf *ConditionFailedError
+			var tf *txnFailedError
+			switch {
+			case errors.As(err, &cf) && cf.Current != nil:
+				n += uint64(len(cf.Current.Key)) + uint64(len(cf.Current.Value)) + stateKeyOverhead
+			case errors.As(err, &tf):
+				for _, kv := range tf.current {
+					n += uint64(len(kv.Key)) + uint64(len(kv.Value)) + stateKeyOverhead
+				}
+			}
+		}
 	}
 	return n
 }
@@ -353,4 +368,60 @@ func TestRememberedRefusalsShareTheValue(t *testing.T) {
 		t.Fatalf("after a snapshot: %v", res.refused)
 	}
 	runtime.KeepAlive(s)
+}
+
+// A remembered refusal's answer counts in the state's size (the key and
+// value it names), until the client acknowledges it or its session goes;
+// a conditional write whose answer would not fit under the quota is
+// refused for the quota instead.
+func TestStateQuotaCountsRememberedAnswers(t *testing.T) {
+	s := newState(testLimits)
+	raiseTo(s, 2)
+	openSession(s, 7)
+	value := strings.Repeat("v", 100)
+	entry := uint64(1 + 100 + stateKeyOverhead)
+	const q = 1000
+	applyOp(s, op{kind: qPut, key: "k", value: value, quota: q, id: WriteID{ClientID: 7, Seq: 1, Ack: 1}})
+	cas := func(seq uint64) writeResult {
+		return applyOp(s, op{kind: qPut, key: "k", value: "x", cond: condition{kind: condAbsent}, quota: q,
+			id: WriteID{ClientID: 7, Seq: seq, Ack: 2}})
+	}
+	// Each failed CAS names the 100-byte value: five fit in the quota with
+	// the key itself (6 x 165 = 990), the sixth does not.
+	for seq := uint64(2); seq <= 6; seq++ {
+		if res := cas(seq); !errors.Is(res.refused, ErrConditionFailed) {
+			t.Fatalf("CAS %d: %v", seq, res.refused)
+		}
+		if got, want := s.sizeBytes(), (seq)*entry; got != want {
+			t.Fatalf("after CAS %d: size %d, want %d", seq, got, want)
+		}
+	}
+	if res := cas(7); !errors.Is(res.refused, ErrNoSpace) {
+		t.Fatalf("the CAS whose answer does not fit: %v", res.refused)
+	}
+	if res := cas(7); !errors.Is(res.refused, ErrNoSpace) || !res.remembered {
+		t.Fatalf("its retry: %v (remembered %v)", res.refused, res.remembered)
+	}
+	if got := s.sizeBytes(); got != 6*entry || got != recount(s) {
+		t.Fatalf("size %d, want %d (recount %d)", got, 6*entry, recount(s))
+	}
+	if st := restored(t, s); st.sizeBytes() != s.sizeBytes() {
+		t.Fatalf("restored size %d, want %d", st.sizeBytes(), s.sizeBytes())
+	}
+	// Acknowledging frees them.
+	applyOp(s, op{kind: rDelete, key: "other", id: WriteID{ClientID: 7, Seq: 8, Ack: 8}})
+	if got := s.sizeBytes(); got != entry {
+		t.Fatalf("after the ack: size %d, want %d", got, entry)
+	}
+	// So does the session's end.
+	for seq := uint64(9); seq <= 11; seq++ {
+		cas(seq)
+	}
+	if s.sizeBytes() == entry {
+		t.Fatal("the new refusals were not counted")
+	}
+	s.Apply(0, encodeOp(op{kind: opOpenSession, id: WriteID{ClientID: 8}, limit: 1})) // evicts session 7
+	if got := s.sizeBytes(); got != entry || got != recount(s) {
+		t.Fatalf("after the session's eviction: size %d, want %d", got, entry)
+	}
 }

@@ -205,7 +205,7 @@ func decodeSnapshot(b []byte, limits stateLimits) (*state, error) {
 			}
 			if version >= snapshotVersion {
 				if err := d.refusal(); err != nil {
-					rec.remember(seq, err)
+					st.rememberLocked(rec, seq, err)
 				}
 			}
 			rec.done[seq] = res

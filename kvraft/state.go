@@ -65,8 +65,9 @@ type state struct {
 	// write's proposal).
 	level    uint32
 	levelNow atomic.Uint32
-	// size is the state's size as the quota counts it (keySize of every
-	// key and its value), kept as data changes.
+	// size is the state's size as the quota counts it, kept as the state
+	// changes: keySize of every key and its value, and refusalSize of
+	// every remembered refusal.
 	size uint64
 	// hub wakes the watchers an applied event concerns; it has its own
 	// lock, taken inside mu.
@@ -270,8 +271,9 @@ func (s *state) applyWrite(o op) writeResult {
 				delete(rec.done, seq)
 			}
 		}
-		for seq := range rec.refused {
+		for seq, err := range rec.refused {
 			if seq < rec.floor {
+				s.size -= refusalSize(err)
 				delete(rec.refused, seq)
 			}
 		}
@@ -286,19 +288,52 @@ func (s *state) applyWrite(o op) writeResult {
 	if res.refused == nil {
 		rec.done[o.id.Seq] = res.doneResult
 	} else if kept := s.remembered(res.refused); kept != nil {
+		if cost := refusalSize(kept); cost > 0 && o.quota > 0 && s.size+cost > o.quota {
+			// No room under the quota to remember the answer (the keys
+			// and values a failed condition names): the write is refused
+			// for the quota instead, which costs nothing to remember.
+			// Else a session could hold many times the quota in answers
+			// (a txn names up to MaxTxnOps keys) and snapshots would
+			// carry them all.
+			res = writeResult{doneResult: doneResult{rev: s.rev}, refused: ErrNoSpace}
+			kept = ErrNoSpace
+		}
 		rec.done[o.id.Seq] = res.doneResult
-		rec.remember(o.id.Seq, kept)
+		s.rememberLocked(rec, o.id.Seq, kept)
 	}
 	return res
 }
 
-// remember keeps refusal as the answer of sequence number seq, which done
-// holds too.
-func (rec *clientRecord) remember(seq uint64, refusal error) {
+// rememberLocked keeps refusal as the answer of rec's sequence number seq,
+// which done holds too, and counts it in the state's size.
+func (s *state) rememberLocked(rec *clientRecord, seq uint64, refusal error) {
 	if rec.refused == nil {
 		rec.refused = make(map[uint64]error)
 	}
+	s.size += refusalSize(refusal)
 	rec.refused[seq] = refusal
+}
+
+// refusalSize is what the state's size counts for a remembered refusal:
+// the keys and values its answer names (a failed condition's current key,
+// a failed txn's compared keys), each as keySize counts a stored key. Two
+// answers that name the same value count it twice, though a replica
+// shares its bytes (record.valueString): the count is the same on every
+// replica, whichever shares what.
+func refusalSize(err error) uint64 {
+	switch e := err.(type) {
+	case *ConditionFailedError:
+		if e.Current != nil {
+			return keySizeN(e.Current.Key, len(e.Current.Value))
+		}
+	case *txnFailedError:
+		var n uint64
+		for i := range e.current {
+			n += keySizeN(e.current[i].Key, len(e.current[i].Value))
+		}
+		return n
+	}
+	return 0
 }
 
 // openLocked applies an opOpenSession: the new session is the most recently
@@ -369,6 +404,9 @@ func (s *state) touchLocked(rec *clientRecord) {
 func (s *state) removeLocked(rec *clientRecord) {
 	s.unlinkLocked(rec)
 	delete(s.clients, rec.id)
+	for _, err := range rec.refused {
+		s.size -= refusalSize(err)
+	}
 }
 
 // sessions returns the number of open sessions.
