@@ -259,7 +259,7 @@ func StartReplicaContext(ctx context.Context, cfg Config, store persist.Store, l
 			Help: "The highest apply level this replica's version supports."},
 			func() float64 { return float64(kvraft.ApplyLevel) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "durio_kv_state_bytes",
-			Help: "The size of this replica's keys and values as --quota-bytes counts it (their bytes plus 64 per key)."},
+			Help: "The size of this replica's keys and values as --quota-bytes counts it: their bytes plus 64 per key, and the same for the keys that sessions' remembered answers name (failed conditions)."},
 			func() float64 { size, _ := r.kv.StateBytes(); return float64(size) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "durio_kv_quota_bytes",
 			Help: "This replica's --quota-bytes (0: none); the leader's is in force. Writes that would grow durio_kv_state_bytes past it are refused."},

@@ -34,7 +34,9 @@ type Config struct {
 	// the cap in the log entry, so every replica applies the same cap.
 	MaxValueBytes int
 	// MaxStateBytes is the quota on the state's size: the bytes of every
-	// key and its value, plus 64 per key. A Put, Append or Txn that would
+	// key and its value, plus 64 per key, and the same for the keys that
+	// sessions' remembered answers name (a conditional write whose answer
+	// would not fit is refused with ErrNoSpace instead). A Put, Append or Txn that would
 	// grow the state past it is refused with ErrNoSpace and not applied;
 	// Deletes and writes that do not grow it still apply. 0 means no
 	// quota. The leader that proposes a write records its quota in the log

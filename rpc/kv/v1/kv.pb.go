@@ -1757,7 +1757,8 @@ type StatusResponse struct {
 	// supports.
 	MaxApplyLevel uint32 `protobuf:"varint,19,opt,name=max_apply_level,json=maxApplyLevel,proto3" json:"max_apply_level,omitempty"`
 	// state_bytes is the size of this replica's keys and values as the quota
-	// counts it: their bytes plus 64 per key.
+	// counts it: their bytes plus 64 per key, and the same for the keys that
+	// sessions' remembered answers name (a failed condition's current key).
 	StateBytes uint64 `protobuf:"varint,20,opt,name=state_bytes,json=stateBytes,proto3" json:"state_bytes,omitempty"`
 	// quota_bytes is this replica's quota on state_bytes (--quota-bytes; 0:
 	// none). The leader's is in force: a put, append or txn that would grow

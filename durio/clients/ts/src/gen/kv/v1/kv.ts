@@ -691,7 +691,8 @@ export interface StatusResponse {
     maxApplyLevel: number;
     /**
      * state_bytes is the size of this replica's keys and values as the quota
-     * counts it: their bytes plus 64 per key.
+     * counts it: their bytes plus 64 per key, and the same for the keys that
+     * sessions' remembered answers name (a failed condition's current key).
      *
      * @generated from protobuf field: uint64 state_bytes = 20
      */
