@@ -9,9 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/ruaft/ruaft/kvraft/rsm"
-	"github.com/ruaft/ruaft/raft"
 )
 
 // reviewOps returns n random writes over a few keys and sessions: quota'd
@@ -263,20 +260,7 @@ func TestReviewRememberedNoSpaceNamesNoOtherQuota(t *testing.T) {
 	cfg := DefaultConfig(0)
 	cfg.LeaseTick = time.Millisecond
 	cfg.MaxStateBytes = 2 * (stateKeyOverhead + 10)
-	s, err := NewServer(cfg, func(app raft.Application) (rsm.Raft, error) {
-		return levelFakeRaft{newFakeRaft(app)}, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Kill()
-	deadline := time.Now().Add(10 * time.Second)
-	for s.ApplyLevel() < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("level %d", s.ApplyLevel())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	s, _ := startLevelServer(t, cfg)
 	openSessionID(t, s, 5)
 	ctx := context.Background()
 	put := func(seq uint64, key string) error {
@@ -292,7 +276,7 @@ func TestReviewRememberedNoSpaceNamesNoOtherQuota(t *testing.T) {
 		t.Fatalf("over the quota: %v", err)
 	}
 	s.cfg.MaxStateBytes = 1 << 30 // the leader that answers the retry has another quota
-	err = put(3, "key3")
+	err := put(3, "key3")
 	if !errors.Is(err, ErrNoSpace) {
 		t.Fatalf("the retry: %v", err)
 	}

@@ -235,6 +235,30 @@ func TestCodecQuota(t *testing.T) {
 	}
 }
 
+// startLevelServer starts a server on a fake raft whose leader hears
+// every member support ApplyLevel, and waits until its state is at that
+// level; the server is killed when the test ends.
+func startLevelServer(t *testing.T, cfg Config) (*Server, *fakeRaft) {
+	t.Helper()
+	var fr *fakeRaft
+	s, err := NewServer(cfg, func(app raft.Application) (rsm.Raft, error) {
+		fr = newFakeRaft(app)
+		return levelFakeRaft{fr}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Kill() })
+	deadline := time.Now().Add(10 * time.Second)
+	for s.ApplyLevel() < ApplyLevel {
+		if time.Now().After(deadline) {
+			t.Fatalf("level %d after 10s, want %d", s.ApplyLevel(), ApplyLevel)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return s, fr
+}
+
 // quotaEntries counts the entries in f's log that carry a quota.
 func quotaEntries(f *fakeRaft) int {
 	f.mu.Lock()
@@ -274,22 +298,7 @@ func TestServerQuota(t *testing.T) {
 		}
 	})
 	t.Run("level 2", func(t *testing.T) {
-		var fr *fakeRaft
-		s, err := NewServer(cfg, func(app raft.Application) (rsm.Raft, error) {
-			fr = newFakeRaft(app)
-			return levelFakeRaft{fr}, nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Kill()
-		deadline := time.Now().Add(10 * time.Second)
-		for s.ApplyLevel() < 2 {
-			if time.Now().After(deadline) {
-				t.Fatalf("level %d", s.ApplyLevel())
-			}
-			time.Sleep(time.Millisecond)
-		}
+		s, fr := startLevelServer(t, cfg)
 		openSessionID(t, s, 5)
 		ctx := context.Background()
 		put := func(seq uint64, key string) error {
@@ -302,7 +311,7 @@ func TestServerQuota(t *testing.T) {
 		if err := put(2, "key2"); err != nil {
 			t.Fatal(err)
 		}
-		err = put(3, "key3")
+		err := put(3, "key3")
 		if !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), `"key3"`) || !strings.Contains(err.Error(), "quota is 148 bytes") {
 			t.Fatalf("over the quota: %v", err)
 		}
