@@ -26,6 +26,7 @@ import (
 
 	"github.com/ruaft/ruaft/durio"
 	"github.com/ruaft/ruaft/durio/client"
+	"github.com/ruaft/ruaft/kvraft/kvclient"
 	"github.com/ruaft/ruaft/kvraft/kvwire"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
@@ -420,6 +421,9 @@ func (f *clientFlags) explain(err error) error {
 			}
 			return fmt.Errorf("%w (use a token with a higher role in --token-file)", err)
 		}
+	}
+	if errors.Is(err, kvclient.ErrNoSpace) {
+		return fmt.Errorf("%w (delete keys to make room, or raise the replicas' --quota-bytes)", err)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		if errors.As(err, &terr) && !kvwire.NoAnswer(terr) {

@@ -390,7 +390,7 @@ func ErrorFromTwirp(err error) error {
 			return fmt.Errorf("%w: %w", kvclient.ErrFutureRevision, err)
 		}
 		if terr.Meta(MetaReason) == ReasonTooLarge {
-			return fmt.Errorf("%w: %w", kvclient.ErrTooLarge, err)
+			return refusedAs(kvclient.ErrTooLarge, err, terr)
 		}
 		return fmt.Errorf("%w: %w", kvclient.ErrInvalid, err)
 	case twirp.FailedPrecondition:
@@ -402,15 +402,15 @@ func ErrorFromTwirp(err error) error {
 		case ReasonConditionFailed:
 			return fmt.Errorf("%w: %w", conditionFailedFromMeta(terr), err)
 		case ReasonLeaseNotFound:
-			return fmt.Errorf("%w: %w", kvclient.ErrLeaseNotFound, err)
+			return refusedAs(kvclient.ErrLeaseNotFound, err, terr)
 		case ReasonNoSpace:
-			return fmt.Errorf("%w: %w", kvclient.ErrNoSpace, err)
+			return refusedAs(kvclient.ErrNoSpace, err, terr)
 		}
 		return fmt.Errorf("%w: %w", kvclient.ErrStale, err)
 	case twirp.ResourceExhausted:
 		switch terr.Meta(MetaReason) {
 		case ReasonTooManyLeases:
-			return fmt.Errorf("%w: %w", kvclient.ErrTooManyLeases, err)
+			return refusedAs(kvclient.ErrTooManyLeases, err, terr)
 		case ReasonTooManyWatchers:
 			// Another replica (or a later try) may have room.
 			return fmt.Errorf("%w: %w: %w", &kvclient.WrongLeaderError{Leader: kvclient.NoLeader}, kvclient.ErrTooManyWatchers, err)
@@ -426,6 +426,29 @@ func ErrorFromTwirp(err error) error {
 	}
 	return err
 }
+
+// refusedAs is ErrorFromTwirp's error for a replica's definite refusal
+// sentinel, carried by err (whose Twirp error is terr): in the replica's
+// words alone when they already say what sentinel says, so that a user
+// reads it once ("kvraft: ... quota ... is reached (key "k"; the quota is
+// 2000 bytes)", not that sentence, then "twirp error failed_precondition:"
+// and the sentence again); errors.Is finds sentinel and errors.As the
+// Twirp error either way.
+func refusedAs(sentinel, err error, terr twirp.Error) error {
+	if !strings.Contains(terr.Msg(), sentinel.Error()) {
+		return fmt.Errorf("%w: %w", sentinel, err)
+	}
+	return &remoteRefusalError{msg: terr.Msg(), sentinel: sentinel, remote: err}
+}
+
+// remoteRefusalError is refusedAs's error.
+type remoteRefusalError struct {
+	msg              string
+	sentinel, remote error
+}
+
+func (e *remoteRefusalError) Error() string   { return e.msg }
+func (e *remoteRefusalError) Unwrap() []error { return []error{e.sentinel, e.remote} }
 
 // conditionFailedFromMeta rebuilds a *ConditionFailedError from the meta
 // of a condition_failed error.

@@ -440,6 +440,18 @@ func TestErrorNoSpace(t *testing.T) {
 	if !errors.Is(back, kvclient.ErrNoSpace) || !kvclient.Definitive(back) || kvclient.MaybeApplied(back) {
 		t.Fatalf("from Twirp: %v", back)
 	}
+	// What a client (the CLI) prints: the replica's sentence, once.
+	var tback twirp.Error
+	if back.Error() != terr.Msg() || !errors.As(back, &tback) || tback.Code() != twirp.FailedPrecondition {
+		t.Fatalf("from Twirp: %q, want the replica's words %q, as a Twirp error", back, terr.Msg())
+	}
+	for _, e := range []error{fmt.Errorf("%w (key %q)", kvclient.ErrTooLarge, "k"), fmt.Errorf("%w: 7", kvclient.ErrLeaseNotFound),
+		kvclient.ErrTooManyLeases} {
+		b := ErrorFromTwirp(ErrorToTwirp(e, nil))
+		if b.Error() != e.Error() || !kvclient.Definitive(b) {
+			t.Errorf("%v came back as %q", e, b)
+		}
+	}
 	// A follower that forwarded the write answers with the leader's error,
 	// worded once.
 	again := ErrorToTwirp(back, nil).(twirp.Error)
