@@ -14,7 +14,6 @@ import (
 
 	"github.com/ruaft/ruaft/durio/client"
 	"github.com/ruaft/ruaft/kvraft"
-	"github.com/ruaft/ruaft/kvraft/kvclient"
 	kvv1 "github.com/ruaft/ruaft/rpc/kv/v1"
 )
 
@@ -74,7 +73,7 @@ func TestQuotaRefusesGrowth(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if err := cl.Put(context.Background(), "k5", value); !errors.Is(err, kvclient.ErrNoSpace) || time.Since(start) > 5*time.Second {
+	if err := cl.Put(context.Background(), "k5", value); !errors.Is(err, client.ErrNoSpace) || time.Since(start) > 5*time.Second {
 		t.Fatalf("client put over the quota: %v after %v", err, time.Since(start))
 	}
 	if code, body, _ := authDo(t, "GET", base(leader)+"/kvstore/get/k5", "", ""); code != http.StatusNotFound {

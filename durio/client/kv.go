@@ -60,6 +60,10 @@ var (
 	// ErrCompacted: the revision asked for is older than the history the
 	// cluster keeps; read the current state and start again from it.
 	ErrCompacted = kvclient.ErrCompacted
+	// ErrNoSpace: the write would grow the cluster's keys and values past
+	// its quota (--quota-bytes); deletes, and writes that do not grow
+	// them, still apply.
+	ErrNoSpace = kvclient.ErrNoSpace
 )
 
 // IfAbsent is the condition that the key does not exist (create only).
