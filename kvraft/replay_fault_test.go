@@ -34,3 +34,18 @@ func TestRevisionsLinearizableReplayedWrites(t *testing.T) {
 	p.Level = kvraft.ApplyLevel
 	kvtest.RevTest(t, p)
 }
+
+// TestRevisionsLinearizableQuota: with a quota that holds about three keys
+// of the few the clients write, many writes are refused for it (and
+// failed conditions whose answer would not fit too), under partitions and
+// with delayed copies of the clients' writes: porcupine checks that a
+// refused write changed nothing (not even its delayed copy, later, when
+// there is room: the refusal is remembered), that a write that applied and
+// grew the data left it within the quota, and everything RevModel checks.
+func TestRevisionsLinearizableQuota(t *testing.T) {
+	p := replayParams()
+	p.Partitions = true
+	p.Level = kvraft.ApplyLevel
+	p.Quota = 250
+	kvtest.RevTest(t, p)
+}

@@ -64,6 +64,9 @@ type RevWrite struct {
 // outcome is unknown (it may or may not have been applied).
 type RevOutput struct {
 	Unknown bool
+	// NoSpace: the write was refused for the cluster's quota
+	// (ErrNoSpace), and not applied.
+	NoSpace bool
 	// Failed: the condition did not hold; Current is the key the error
 	// described (nil: absent) at revision Rev.
 	Failed  bool
@@ -124,6 +127,26 @@ func (s revState) apply(in RevInput) revState {
 	return s
 }
 
+// dataSize is the keys' and values' size as the cluster's quota counts
+// them (kvraft.Config.MaxStateBytes; without the remembered answers,
+// which the model does not know).
+func (s revState) dataSize() uint64 {
+	var n uint64
+	for k := range RevKeys {
+		if s.keys[k].Version > 0 {
+			n += uint64(len(RevKey(k))+len(s.keys[k].Value)) + 64
+		}
+	}
+	return n
+}
+
+// fits reports whether going from s to next keeps within quota (0: none):
+// a write that grows the data must leave it at most quota, for the
+// cluster counts the data and more.
+func (s revState) fits(next revState, quota uint64) bool {
+	return quota == 0 || next.dataSize() <= s.dataSize() || next.dataSize() <= quota
+}
+
 // applyTxn applies a Txn's writes, in order, each at its own revision.
 func (s revState) applyTxn(in RevInput) revState {
 	for _, w := range in.Writes {
@@ -140,7 +163,7 @@ func (s revState) applyTxn(in RevInput) revState {
 // if every condition holds, none otherwise; a failure names exactly the
 // conditions that did not hold and every compared key that exists, once,
 // in the order of the conditions.
-func (s revState) stepTxn(in RevInput, out RevOutput) (bool, revState) {
+func (s revState) stepTxn(in RevInput, out RevOutput, quota uint64) (bool, revState) {
 	var failed []int
 	var current []kvraft.KeyValue
 	var seen [RevKeys]bool
@@ -153,10 +176,15 @@ func (s revState) stepTxn(in RevInput, out RevOutput) (bool, revState) {
 			current = append(current, *p)
 		}
 	}
+	next := s.applyTxn(in)
 	switch {
+	case out.NoSpace:
+		// Refused for the quota: a txn that would grow the data, or one
+		// whose failed conditions' answer would not fit.
+		return quota > 0 && (failed != nil || next.dataSize() > s.dataSize()), s
 	case out.Unknown:
-		if failed == nil {
-			return true, s.applyTxn(in)
+		if failed == nil && s.fits(next, quota) {
+			return true, next
 		}
 		return true, s
 	case out.Failed:
@@ -164,8 +192,7 @@ func (s revState) stepTxn(in RevInput, out RevOutput) (bool, revState) {
 	case failed != nil:
 		return false, s
 	}
-	next := s.applyTxn(in)
-	return out.Rev == next.rev, next
+	return out.Rev == next.rev && s.fits(next, quota), next
 }
 
 func (s revState) present(k int) *kvraft.KeyValue {
@@ -185,91 +212,108 @@ func sameKV(a, b *kvraft.KeyValue) bool {
 // single copy of the store would have given, a condition must fail exactly
 // when it does not hold (with the key's state in the error), and a listing
 // must be the whole store at its revision.
-var RevModel = porcupine.Model{
-	Init: func() any { return revState{} },
-	Step: func(state, input, output any) (bool, any) {
-		st, in, out := state.(revState), input.(RevInput), output.(RevOutput)
-		switch in.Op {
-		case RevGet:
-			return out.Rev == st.rev && sameKV(out.Get, st.present(in.Key)), st
-		case RevList:
-			if out.Rev != st.rev {
-				return false, st
-			}
-			var want []kvraft.KeyValue
-			for k := range RevKeys {
-				if p := st.present(k); p != nil {
-					want = append(want, *p)
-				}
-			}
-			if len(want) != len(out.KVs) {
-				return false, st
-			}
-			for i := range want {
-				if want[i] != out.KVs[i] {
+var RevModel = RevModelQuota(0)
+
+// RevModelQuota is RevModel for a cluster with a quota of quota bytes
+// (kvraft.Config.MaxStateBytes; 0: none): besides RevModel's rules, a write
+// refused for the quota changed nothing and either grew the data or had a
+// failed condition (whose answer did not fit), and a write that applied
+// and grew the data left it within the quota. (The model cannot tell
+// exactly which writes the quota refuses: the cluster also counts the
+// sessions' remembered answers.)
+func RevModelQuota(quota uint64) porcupine.Model {
+	return porcupine.Model{
+		Init: func() any { return revState{} },
+		Step: func(state, input, output any) (bool, any) {
+			st, in, out := state.(revState), input.(RevInput), output.(RevOutput)
+			switch in.Op {
+			case RevGet:
+				return out.Rev == st.rev && sameKV(out.Get, st.present(in.Key)), st
+			case RevList:
+				if out.Rev != st.rev {
 					return false, st
 				}
+				var want []kvraft.KeyValue
+				for k := range RevKeys {
+					if p := st.present(k); p != nil {
+						want = append(want, *p)
+					}
+				}
+				if len(want) != len(out.KVs) {
+					return false, st
+				}
+				for i := range want {
+					if want[i] != out.KVs[i] {
+						return false, st
+					}
+				}
+				return true, st
+			case RevTxn:
+				return st.stepTxn(in, out, quota)
 			}
-			return true, st
-		case RevTxn:
-			return st.stepTxn(in, out)
-		}
-		holds := st.holds(in.Key, in.Cond)
-		switch {
-		case out.Unknown:
-			if holds {
-				return true, st.apply(in)
+			holds := st.holds(in.Key, in.Cond)
+			next := st.apply(in)
+			switch {
+			case out.NoSpace:
+				return quota > 0 && (!holds || next.dataSize() > st.dataSize()), st
+			case out.Unknown:
+				if holds && st.fits(next, quota) {
+					return true, next
+				}
+				return true, st
+			case out.Failed:
+				return !holds && out.Rev == st.rev && sameKV(out.Current, st.present(in.Key)), st
+			case !holds:
+				return false, st
 			}
-			return true, st
-		case out.Failed:
-			return !holds && out.Rev == st.rev && sameKV(out.Current, st.present(in.Key)), st
-		case !holds:
-			return false, st
-		}
-		next := st.apply(in)
-		return out.Rev == next.rev, next
-	},
-	Equal: func(a, b any) bool { return a.(revState) == b.(revState) },
-	DescribeOperation: func(input, output any) string {
-		in, out := input.(RevInput), output.(RevOutput)
-		res := fmt.Sprintf("rev %d", out.Rev)
-		switch {
-		case out.Unknown:
-			res = "unknown"
-		case out.Failed:
-			res = fmt.Sprintf("condition failed at rev %d (current %v)", out.Rev, out.Current)
-		}
-		switch in.Op {
-		case RevGet:
-			return fmt.Sprintf("get(%d) -> %v at rev %d", in.Key, out.Get, out.Rev)
-		case RevList:
-			return fmt.Sprintf("list -> %v at rev %d", out.KVs, out.Rev)
-		case RevPut:
-			return fmt.Sprintf("put(%d, %q, %+v) -> %s", in.Key, in.Value, in.Cond, res)
-		case RevTxn:
-			if out.Failed {
-				res = fmt.Sprintf("conditions %v failed at rev %d (current %v)", out.FailedConds, out.Rev, out.CurrentKVs)
+			return out.Rev == next.rev && st.fits(next, quota), next
+		},
+		Equal: func(a, b any) bool { return a.(revState) == b.(revState) },
+		DescribeOperation: func(input, output any) string {
+			in, out := input.(RevInput), output.(RevOutput)
+			res := fmt.Sprintf("rev %d", out.Rev)
+			switch {
+			case out.Unknown:
+				res = "unknown"
+			case out.NoSpace:
+				res = "no space"
+			case out.Failed:
+				res = fmt.Sprintf("condition failed at rev %d (current %v)", out.Rev, out.Current)
 			}
-			return fmt.Sprintf("txn(if %+v then %+v) -> %s", in.Conds, in.Writes, res)
-		default:
-			return fmt.Sprintf("delete(%d, %+v) -> %s", in.Key, in.Cond, res)
-		}
-	},
-	DescribeState: func(state any) string {
-		st := state.(revState)
-		var b strings.Builder
-		fmt.Fprintf(&b, "rev %d:", st.rev)
-		for k := range RevKeys {
-			if p := st.present(k); p != nil {
-				fmt.Fprintf(&b, " %d=%q(c%d m%d v%d)", k, p.Value, p.CreateRevision, p.ModRevision, p.Version)
+			switch in.Op {
+			case RevGet:
+				return fmt.Sprintf("get(%d) -> %v at rev %d", in.Key, out.Get, out.Rev)
+			case RevList:
+				return fmt.Sprintf("list -> %v at rev %d", out.KVs, out.Rev)
+			case RevPut:
+				return fmt.Sprintf("put(%d, %q, %+v) -> %s", in.Key, in.Value, in.Cond, res)
+			case RevTxn:
+				if out.Failed {
+					res = fmt.Sprintf("conditions %v failed at rev %d (current %v)", out.FailedConds, out.Rev, out.CurrentKVs)
+				}
+				return fmt.Sprintf("txn(if %+v then %+v) -> %s", in.Conds, in.Writes, res)
+			default:
+				return fmt.Sprintf("delete(%d, %+v) -> %s", in.Key, in.Cond, res)
 			}
-		}
-		return b.String()
-	},
+		},
+		DescribeState: func(state any) string {
+			st := state.(revState)
+			var b strings.Builder
+			fmt.Fprintf(&b, "rev %d:", st.rev)
+			for k := range RevKeys {
+				if p := st.present(k); p != nil {
+					fmt.Fprintf(&b, " %d=%q(c%d m%d v%d)", k, p.Value, p.CreateRevision, p.ModRevision, p.Version)
+				}
+			}
+			return b.String()
+		},
+	}
 }
 
 // RevLog records a history for RevModel.
 type RevLog struct {
+	// Quota is the cluster's quota (RevModelQuota); 0: none.
+	Quota uint64
 	start time.Time
 	mu    sync.Mutex // guards ops
 	ops   []porcupine.Operation
@@ -299,11 +343,12 @@ func (l *RevLog) CheckLinearizable(t testing.TB) {
 	ops := append([]porcupine.Operation(nil), l.ops...)
 	l.mu.Unlock()
 	begin := time.Now()
-	res, info := porcupine.CheckOperationsVerbose(RevModel, ops, linearizabilityTimeout)
+	model := RevModelQuota(l.Quota)
+	res, info := porcupine.CheckOperationsVerbose(model, ops, linearizabilityTimeout)
 	t.Logf("porcupine (revisions): %d operations, %v, checked in %v", len(ops), res, time.Since(begin).Round(time.Millisecond))
 	switch res {
 	case porcupine.Illegal:
-		path := visualise(t.Name(), RevModel, info)
+		path := visualise(t.Name(), model, info)
 		t.Fatalf("%v; visualisation: %s", errNotLinearizable, path)
 	case porcupine.Unknown:
 		t.Logf("porcupine timed out after %v; history not proven linearizable", linearizabilityTimeout)
@@ -342,6 +387,10 @@ type RevParams struct {
 	// Level, if above 0, is the apply level the cluster must reach before
 	// the clients start.
 	Level uint32
+	// Quota, if above 0, is every server's quota on the state's size
+	// (kvraft.Config.MaxStateBytes; enforced from apply level 2: set
+	// Level too).
+	Quota int64
 }
 
 // revFewValues are the values written with RevParams.FewValues.
@@ -365,12 +414,13 @@ func revValue(p RevParams, cli, n, k int) string {
 // history with RevModel.
 func RevTest(t *testing.T, p RevParams) {
 	c := NewCluster(t, Options{Servers: p.Servers, Unreliable: p.Unreliable, ShortDelays: p.ShortDelays, MaxRaftState: p.MaxRaftState,
-		Replay: p.Replay, Raft: p.Raft}, StartKVServer)
+		Replay: p.Replay, Raft: p.Raft}, StartKVServerWith(func(cfg *kvraft.Config) { cfg.MaxStateBytes = p.Quota }))
 	if p.Level > 0 {
 		c.WaitApplyLevel(p.Level)
 	}
 	log := NewRevLog()
-	var ok, failed atomic.Int64
+	log.Quota = uint64(p.Quota)
+	var ok, failed, noSpace atomic.Int64
 	for range p.Rounds {
 		var stop atomic.Bool
 		clientsDone := make(chan struct{})
@@ -381,6 +431,8 @@ func RevTest(t *testing.T, p RevParams) {
 					switch revOp(t, log, ck, cli, n, p) {
 					case errCondition:
 						failed.Add(1)
+					case errNoSpace:
+						noSpace.Add(1)
 					case nil:
 						ok.Add(1)
 					}
@@ -410,7 +462,10 @@ func RevTest(t *testing.T, p RevParams) {
 			t.FailNow()
 		}
 	}
-	t.Logf("%d operations done, %d conditions failed", ok.Load(), failed.Load())
+	t.Logf("%d operations done, %d conditions failed, %d writes refused for the quota", ok.Load(), failed.Load(), noSpace.Load())
+	if p.Quota > 0 && (noSpace.Load() == 0 || ok.Load() < 100) {
+		t.Fatalf("the quota was not exercised: %d refused, %d operations done", noSpace.Load(), ok.Load())
+	}
 	// Clients racing on RevKeys keys make conditions fail often; a long
 	// run without one would mean the failing path went untested.
 	if ok.Load() < int64(p.Clients) || ok.Load() > 500 && failed.Load() == 0 {
@@ -437,8 +492,12 @@ func RevTest(t *testing.T, p RevParams) {
 	}
 }
 
-// errCondition marks an operation whose condition failed.
-var errCondition = errors.New("condition failed")
+// errCondition marks an operation whose condition failed, errNoSpace a
+// write refused for the quota.
+var (
+	errCondition = errors.New("condition failed")
+	errNoSpace   = errors.New("no space")
+)
 
 // revOp runs one random operation of client cli and records it.
 func revOp(t *testing.T, log *RevLog, ck *kvraft.Clerk, cli, n int, p RevParams) error {
@@ -491,6 +550,9 @@ func revOp(t *testing.T, log *RevLog, ck *kvraft.Clerk, cli, n int, p RevParams)
 	case errors.As(err, &cf):
 		out.Failed, out.Rev, out.Current = true, cf.Revision, cf.Current
 		err = errCondition
+	case errors.Is(err, kvraft.ErrNoSpace):
+		out.NoSpace = true
+		err = errNoSpace
 	case err != nil && kvraft.MaybeApplied(err):
 		out.Unknown = true
 	case err != nil:
@@ -592,6 +654,9 @@ func revTxn(t *testing.T, log *RevLog, ck *kvraft.Clerk, cli, n int, p RevParams
 	resp, err := ck.Txn(ctx, req)
 	var out RevOutput
 	switch {
+	case errors.Is(err, kvraft.ErrNoSpace):
+		out.NoSpace = true
+		err = errNoSpace
 	case err != nil && kvraft.MaybeApplied(err):
 		out.Unknown = true
 	case err != nil:
