@@ -35,13 +35,13 @@ type Config struct {
 	MaxValueBytes int
 	// MaxStateBytes is the quota on the state's size: the bytes of every
 	// key and its value, plus 64 per key, and the same for the keys that
-	// sessions' remembered answers name (a conditional write whose answer
-	// would not fit is refused with ErrNoSpace instead). A Put, Append or Txn that would
-	// grow the state past it is refused with ErrNoSpace and not applied;
-	// Deletes and writes that do not grow it still apply. 0 means no
-	// quota. The leader that proposes a write records its quota in the log
-	// entry, so every replica applies the same rule; from apply level 2
-	// (see ApplyLevel): below it, no write is checked.
+	// sessions' remembered answers name. A Put, Append or Txn that would
+	// grow the state past it is refused with ErrNoSpace and not applied,
+	// and so is a conditional write whose failure's answer would not fit;
+	// Deletes and writes that do not grow the state still apply. 0 means
+	// no quota. The leader that proposes a write records its quota in the
+	// log entry, so every replica applies the same rule; from apply level
+	// 2 (see ApplyLevel): below it, no write is checked.
 	MaxStateBytes int64
 	// SessionIdleTimeout is how long a session lives without a write,
 	// measured by the leader's clock as recorded in the log. The leader
