@@ -30,11 +30,11 @@ type health struct {
 	exitReason func() string
 	dataDir    string          // the store's folder, whose file system a store failure may have filled
 	stop       func(err error) // tells the owner to shut the replica down; called once
-	// appendAge is how long the store write in progress (a raft log
+	// writeOverdue is how long the store write in progress (a raft log
 	// Append, or a snapshot past its allowance by size) has run (0: none);
 	// stallTimeout fails the replica once it reaches that (0: never). Both
 	// unset for a replica without a meteredStore.
-	appendAge    func() time.Duration
+	writeOverdue func() time.Duration
 	stallTimeout time.Duration
 	once         sync.Once  // guards the call to stop
 	mu           sync.Mutex // guards err
@@ -103,10 +103,10 @@ func (h *health) check() {
 // stopped, or whose machine was paused, did not see its store hang
 // meanwhile: the write must hang for the whole timeout after it resumed.
 func (h *health) checkStall(running time.Duration) {
-	if h.appendAge == nil || h.stallTimeout <= 0 || h.failed() != nil {
+	if h.writeOverdue == nil || h.stallTimeout <= 0 || h.failed() != nil {
 		return
 	}
-	if age := min(h.appendAge(), running); age >= h.stallTimeout {
+	if age := min(h.writeOverdue(), running); age >= h.stallTimeout {
 		h.fail(fmt.Errorf("%w: %w: a write of the raft log or a snapshot has not returned for %v (store-stall-timeout %v): the disk or the persister plugin hangs",
 			raft.ErrStoreFailed, errStoreStalled, age.Round(time.Second), h.stallTimeout))
 	}
@@ -228,7 +228,7 @@ func (h *health) wrap(next http.Handler) http.Handler {
 			st := h.status()
 			if st.Leader == raft.NoLeader {
 				code, resp = http.StatusServiceUnavailable, healthResponse{Status: "not_ready", Reason: "no known leader"}
-			} else if h.appendAge != nil && h.appendAge() >= h.slow() {
+			} else if h.writeOverdue != nil && h.writeOverdue() >= h.slow() {
 				code, resp = http.StatusServiceUnavailable, healthResponse{Status: "not_ready", Reason: "store write slow"}
 			} else {
 				resp = healthResponse{Status: "ready", LeaderID: &st.Leader}

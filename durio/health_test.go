@@ -303,7 +303,7 @@ func TestHealthStalledStore(t *testing.T) {
 		var stopped error
 		h := newHealth(slog.New(slog.DiscardHandler), func() raft.Status { return raft.Status{Leader: 1} }, nil, "",
 			func(err error) { stopped = err })
-		h.appendAge, h.stallTimeout = func() time.Duration { return tc.age }, tc.timeout
+		h.writeOverdue, h.stallTimeout = func() time.Duration { return tc.age }, tc.timeout
 		h.checkStall(time.Hour)
 		err := h.failed()
 		if (err != nil) != tc.fails || stopped != err {
@@ -332,7 +332,7 @@ func TestHealthStalledStore(t *testing.T) {
 // its write's answer not yet read.)
 func TestHealthStallAfterPause(t *testing.T) {
 	h := newHealth(slog.New(slog.DiscardHandler), func() raft.Status { return raft.Status{} }, nil, "", func(error) {})
-	h.appendAge, h.stallTimeout = func() time.Duration { return 6 * time.Second }, 3*time.Second
+	h.writeOverdue, h.stallTimeout = func() time.Duration { return 6 * time.Second }, 3*time.Second
 	h.checkStall(time.Second) // resumed a second ago
 	if err := h.failed(); err != nil {
 		t.Fatalf("failed %v after the process ran for 1s of a 3s timeout", err)

@@ -122,7 +122,7 @@ func StartReplicaContext(ctx context.Context, cfg Config, store persist.Store, l
 		r.fatal(err)
 		r.recordStoreFailure(time.Now(), err)
 	})
-	r.health.appendAge, r.health.stallTimeout = r.metrics.writeOverdue, cfg.StoreStallTimeout
+	r.health.writeOverdue, r.health.stallTimeout = r.metrics.writeOverdue, cfg.StoreStallTimeout
 	var err error
 	if len(cfg.Join) > 0 {
 		hc, herr := joinHTTPClient(cfg)

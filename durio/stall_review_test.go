@@ -27,7 +27,7 @@ func TestReviewStallExplainDoesNotBlockOnHungDisk(t *testing.T) {
 	stopped := make(chan error, 1)
 	h := newHealth(slog.New(slog.DiscardHandler), func() raft.Status { return raft.Status{Leader: 1} }, nil, t.TempDir(),
 		func(err error) { stopped <- err })
-	h.appendAge, h.stallTimeout = func() time.Duration { return time.Minute }, 30*time.Second
+	h.writeOverdue, h.stallTimeout = func() time.Duration { return time.Minute }, 30*time.Second
 	go func() { defer close(checked); h.checkStall(time.Hour) }()
 	select {
 	case err := <-stopped:

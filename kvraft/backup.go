@@ -46,5 +46,5 @@ func InspectSnapshot(data []byte) (SnapshotInfo, error) {
 	if err != nil {
 		return SnapshotInfo{}, err
 	}
-	return SnapshotInfo{Keys: len(st.data), Revision: st.rev, ApplyLevel: st.level}, nil
+	return SnapshotInfo{Keys: len(st.data), Revision: st.rev, ApplyLevel: st.level.Load()}, nil
 }

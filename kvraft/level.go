@@ -176,11 +176,7 @@ func (s *Server) JoinLevel() uint32 {
 }
 
 // applyLevel returns the level in force.
-func (s *state) applyLevel() uint32 {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.level
-}
+func (s *state) applyLevel() uint32 { return s.level.Load() }
 
 // raiseLevelLocked applies an opLevel. A level above ApplyLevel was
 // proposed by a leader that heard this replica support it: the replica
@@ -191,8 +187,7 @@ func (s *state) raiseLevelLocked(index uint64, level uint64) {
 		panic(fmt.Sprintf("kvraft: the log entry at index %d raises the apply level to %d; this version supports up to %d: "+
 			"upgrade this replica", index, level, ApplyLevel))
 	}
-	s.level = max(s.level, uint32(level))
-	s.levelNow.Store(s.level)
+	s.level.Store(max(s.level.Load(), uint32(level)))
 }
 
 // remembered returns what the session table keeps of a write refused with
@@ -200,7 +195,7 @@ func (s *state) raiseLevelLocked(index uint64, level uint64) {
 // state's own verdict on this write, not a session or protocol error); nil
 // if the refusal is not remembered.
 func (s *state) remembered(err error) error {
-	if s.level < 1 {
+	if s.level.Load() < 1 {
 		return nil
 	}
 	return cloneRefusal(err)

@@ -58,8 +58,8 @@ func FuzzReviewLevelDecodeSnapshot(f *testing.F) {
 		if enc2 := again.Snapshot(); !bytes.Equal(enc, enc2) {
 			t.Fatalf("re-encoding is not stable:\n%x\n%x", enc, enc2)
 		}
-		if again.level != st.level {
-			t.Fatalf("level %d, re-decoded %d", st.level, again.level)
+		if again.level.Load() != st.level.Load() {
+			t.Fatalf("level %d, re-decoded %d", st.level.Load(), again.level.Load())
 		}
 	})
 }

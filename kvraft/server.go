@@ -682,7 +682,7 @@ func (s *Server) propose(o op) (*rsm.Future, error) {
 // write that can grow the state, the replica has a quota and the state is
 // at apply level 2 or above (every replica can decode it).
 func (s *Server) withQuota(o op) op {
-	if s.cfg.MaxStateBytes <= 0 || s.state.levelNow.Load() < 2 {
+	if s.cfg.MaxStateBytes <= 0 || s.state.applyLevel() < 2 {
 		return o
 	}
 	switch o.kind {

@@ -44,7 +44,7 @@ func (s *state) Snapshot() []byte {
 		size += len(k) + len(r.value) + 12
 	}
 	b := make([]byte, 0, size+len(s.clients)*32+len(s.leases)*12)
-	v4 := s.level > 0
+	v4 := s.level.Load() > 0
 	if v4 {
 		b = append(b, snapshotVersion)
 	} else {
@@ -98,7 +98,7 @@ func (s *state) Snapshot() []byte {
 		}
 	}
 	if v4 {
-		b = binary.AppendUvarint(b, uint64(s.level))
+		b = binary.AppendUvarint(b, uint64(s.level.Load()))
 	}
 	return b
 }
@@ -139,8 +139,8 @@ func (s *state) Restore(b []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.data, s.index, s.clients, s.oldest, s.newest, s.clock = restored.data, restored.index, restored.clients, restored.oldest, restored.newest, restored.clock
-	s.rev, s.history, s.leases, s.level, s.size = restored.rev, restored.history, restored.leases, restored.level, restored.size
-	s.levelNow.Store(s.level)
+	s.rev, s.history, s.leases, s.size = restored.rev, restored.history, restored.leases, restored.size
+	s.level.Store(restored.level.Load())
 	s.leaseGen++
 	s.keep = s.rev - min(s.rev, 1)
 	s.trimLocked()
@@ -238,7 +238,7 @@ func decodeSnapshot(b []byte, limits stateLimits) (*state, error) {
 			d.err = fmt.Errorf("kvraft: the snapshot is at apply level %d; this version supports up to %d: upgrade this replica",
 				level, ApplyLevel)
 		}
-		st.level = uint32(level)
+		st.level.Store(uint32(level))
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%w: %d trailing snapshot bytes", errCorrupt, len(d.b))

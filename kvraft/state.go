@@ -61,10 +61,9 @@ type state struct {
 	// lease timer knows when to look at leases again.
 	leaseGen uint64
 	// level is the apply level in force (see ApplyLevel), raised by
-	// opLevel entries. levelNow is the same, for readers without mu (a
-	// write's proposal).
-	level    uint32
-	levelNow atomic.Uint32
+	// opLevel entries; written under mu, and atomic for readers without it
+	// (a write's proposal, Server.withQuota).
+	level atomic.Uint32
 	// size is the state's size as the quota counts it, kept as the state
 	// changes: keySize of every key and its value, and refusalSize of
 	// every remembered refusal.

@@ -112,14 +112,20 @@ func remoteResult(sentinel error, msg string) error {
 }
 
 // remoteError is a refusal in the words of the replica that made it,
-// matching the kvclient sentinel it stands for.
+// matching the kvclient sentinel it stands for and, if it came as one,
+// the error that carried it (a Twirp error: ErrorFromTwirp's refusedAs).
 type remoteError struct {
-	msg      string
-	sentinel error
+	msg              string
+	sentinel, remote error
 }
 
 func (e *remoteError) Error() string { return e.msg }
-func (e *remoteError) Unwrap() error { return e.sentinel }
+func (e *remoteError) Unwrap() []error {
+	if e.remote == nil {
+		return []error{e.sentinel}
+	}
+	return []error{e.sentinel, e.remote}
+}
 
 // BatchServer serves ForwardService with a kvclient.Service: the writes of
 // a batch run concurrently, each with its own WriteID, and each gets its own

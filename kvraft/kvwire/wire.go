@@ -438,17 +438,8 @@ func refusedAs(sentinel, err error, terr twirp.Error) error {
 	if !strings.Contains(terr.Msg(), sentinel.Error()) {
 		return fmt.Errorf("%w: %w", sentinel, err)
 	}
-	return &remoteRefusalError{msg: terr.Msg(), sentinel: sentinel, remote: err}
+	return &remoteError{msg: terr.Msg(), sentinel: sentinel, remote: err}
 }
-
-// remoteRefusalError is refusedAs's error.
-type remoteRefusalError struct {
-	msg              string
-	sentinel, remote error
-}
-
-func (e *remoteRefusalError) Error() string   { return e.msg }
-func (e *remoteRefusalError) Unwrap() []error { return []error{e.sentinel, e.remote} }
 
 // conditionFailedFromMeta rebuilds a *ConditionFailedError from the meta
 // of a condition_failed error.
