@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ruaft/ruaft/kvraft"
+	"github.com/ruaft/ruaft/raft"
 )
 
 // Config is one replica's configuration. Every field can be set by a flag of
@@ -70,6 +71,19 @@ type Config struct {
 	// RequestTimeout bounds how long a client request may wait for the
 	// cluster before it fails with 503 (no leader) or 504 (outcome unknown).
 	RequestTimeout time.Duration `yaml:"request-timeout"`
+	// ElectionTimeout is the least time a follower waits without word from
+	// a leader before it campaigns (each wait is random, up to twice it);
+	// a leader that hears from no majority for twice it steps down, and a
+	// request forwarded to a leader is abandoned after three times its
+	// longest wait. Raise it where one write of the raft log can take
+	// longer (an SD card, a disk shared with other work) or the network is
+	// slow: a leader's stalled write then costs no election, but a dead
+	// leader is replaced that much later. Use the same value on every
+	// replica.
+	ElectionTimeout time.Duration `yaml:"election-timeout"`
+	// HeartbeatInterval is how often a leader with nothing to send tells
+	// its followers it lives; at most a third of ElectionTimeout.
+	HeartbeatInterval time.Duration `yaml:"heartbeat-interval"`
 	// StoreStallTimeout fails the replica (fail-stop, as a failed store
 	// does) when one write of its raft log has not returned after this
 	// long: a disk or persister plugin that hangs would otherwise leave it
@@ -211,6 +225,8 @@ func DefaultConfig() Config {
 		MaxBodyBytes:       1 << 20,
 		SnapshotBytes:      DefaultSnapshotBytes,
 		RequestTimeout:     DefaultRequestTimeout,
+		ElectionTimeout:    raft.DefaultConfig().ElectionTimeoutMin,
+		HeartbeatInterval:  raft.DefaultConfig().HeartbeatInterval,
 		StoreStallTimeout:  DefaultStoreStallTimeout,
 		MaxValueBytes:      DefaultLimits().MaxValueBytes,
 		QuotaBytes:         DefaultQuotaBytes,
@@ -268,6 +284,9 @@ const (
 	// catching up with large values), which a slow SD card writes in a few
 	// seconds.
 	DefaultStoreStallTimeout = 30 * time.Second
+	// maxElectionTimeout bounds ElectionTimeout (etcd's bound too): a
+	// cluster that waits longer for a dead leader is down, not patient.
+	maxElectionTimeout = 50 * time.Second
 	// minStoreStallTimeout is the least StoreStallTimeout above 0: a disk's
 	// slow sync, or one full window on a slow card, must not stop a
 	// replica (which would catch up, and stop again).
@@ -328,6 +347,13 @@ func (c *Config) Validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		return configErr("request-timeout", "%v must be positive", c.RequestTimeout)
+	}
+	if tick := raft.DefaultConfig().TickInterval; c.HeartbeatInterval < tick || c.HeartbeatInterval%tick != 0 {
+		return configErr("heartbeat-interval", "%v must be a positive multiple of raft's tick (%v)", c.HeartbeatInterval, tick)
+	}
+	if c.ElectionTimeout < 3*c.HeartbeatInterval || c.ElectionTimeout > maxElectionTimeout {
+		return configErr("election-timeout", "%v must be at least three heartbeat intervals (%v) and at most %v",
+			c.ElectionTimeout, 3*c.HeartbeatInterval, maxElectionTimeout)
 	}
 	if c.StoreStallTimeout != 0 && c.StoreStallTimeout < minStoreStallTimeout {
 		return configErr("store-stall-timeout", "%v must be 0 (never) or at least %v", c.StoreStallTimeout, minStoreStallTimeout)
@@ -630,6 +656,8 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 		maxBody   = fs.Int64("max-body-bytes", 0, "largest client request body in `bytes` (default 1 MiB)")
 		snapBytes = fs.Int64("snapshot-bytes", 0, "stored raft log size in `bytes` that triggers a snapshot (or the last snapshot's size, if larger); 0 never snapshots (default 4 MiB)")
 		timeout   = fs.Duration("request-timeout", 0, "how long a client request may wait for the cluster (default 5s)")
+		election  = fs.Duration("election-timeout", 0, "least time a follower waits without word from a leader before it campaigns (random, up to twice it); raise it for slow disks or networks, the same on every replica (default 150ms)")
+		heartbeat = fs.Duration("heartbeat-interval", 0, "how often an idle leader tells its followers it lives; at most a third of --election-timeout (default 50ms)")
 		stall     = fs.Duration("store-stall-timeout", 0, "stop the replica (fail-stop) when one write of its raft log has not returned after this long: a hung disk or plugin; 0 never (default 30s)")
 		maxValue  = fs.Int("max-value-bytes", 0, "largest stored value in `bytes`, Appends included (default 1 MiB - 8 KiB)")
 		quota     = fs.Int64("quota-bytes", 0, "quota on the keys and values' size in `bytes` (plus 64 per key): writes that would grow them past it are refused; 0 sets none (default 256 MiB)")
@@ -693,6 +721,10 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 			cfg.SnapshotBytes = *snapBytes
 		case "request-timeout":
 			cfg.RequestTimeout = *timeout
+		case "election-timeout":
+			cfg.ElectionTimeout = *election
+		case "heartbeat-interval":
+			cfg.HeartbeatInterval = *heartbeat
 		case "store-stall-timeout":
 			cfg.StoreStallTimeout = *stall
 		case "max-value-bytes":

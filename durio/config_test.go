@@ -2,11 +2,14 @@ package durio
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ruaft/ruaft/raft"
 )
 
 func TestParseServeFlags(t *testing.T) {
@@ -34,6 +37,41 @@ func TestParseServeFlags(t *testing.T) {
 	}
 	if cfg.HistoryEvents != 0 || cfg.HistoryBytes != 65536 || cfg.MemoryLimit != 32<<20 || cfg.QuotaBytes != 0 {
 		t.Fatalf("flags not applied: history events %d bytes %d, memory limit %d", cfg.HistoryEvents, cfg.HistoryBytes, cfg.MemoryLimit)
+	}
+}
+
+// --election-timeout and --heartbeat-interval reach raft (the election wait
+// is random between the value and twice it), the peer RPC timeout follows
+// the longest wait, and so does the bound on an attempt forwarded to the
+// leader; the defaults are raft's own.
+func TestElectionTimeoutFlags(t *testing.T) {
+	base := []string{"--peers", "http://127.0.0.1:7001", "--listen-client", "127.0.0.1:8001"}
+	cfg, err := ParseServeFlags(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, rc := raft.DefaultConfig(), raftConfig(cfg, slog.New(slog.DiscardHandler))
+	if rc.ElectionTimeoutMin != d.ElectionTimeoutMin || rc.ElectionTimeoutMax != d.ElectionTimeoutMax ||
+		rc.HeartbeatInterval != d.HeartbeatInterval || rc.RPCTimeout != d.RPCTimeout {
+		t.Fatalf("defaults: election %v-%v, heartbeat %v, rpc %v; want raft's", rc.ElectionTimeoutMin, rc.ElectionTimeoutMax, rc.HeartbeatInterval, rc.RPCTimeout)
+	}
+	if got := forwardAttempt(cfg); got != 900*time.Millisecond {
+		t.Fatalf("default forwarded attempt bound %v, want 900ms", got)
+	}
+	cfg, err = ParseServeFlags(append(base, "--election-timeout", "1s", "--heartbeat-interval", "100ms"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc = raftConfig(cfg, slog.New(slog.DiscardHandler))
+	if rc.ElectionTimeoutMin != time.Second || rc.ElectionTimeoutMax != 2*time.Second || rc.HeartbeatInterval != 100*time.Millisecond ||
+		rc.RPCTimeout != 2*time.Second {
+		t.Fatalf("election %v-%v, heartbeat %v, rpc %v; want 1s-2s, 100ms, 2s", rc.ElectionTimeoutMin, rc.ElectionTimeoutMax, rc.HeartbeatInterval, rc.RPCTimeout)
+	}
+	if err := rc.Validate(); err != nil {
+		t.Fatalf("raft refuses the configuration: %v", err)
+	}
+	if got := forwardAttempt(cfg); got != 6*time.Second {
+		t.Fatalf("forwarded attempt bound %v, want 6s (three longest election waits)", got)
 	}
 }
 
@@ -105,6 +143,12 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--history-bytes", "2147483648"}, "history-bytes"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--memory-limit", "-1"}, "memory-limit"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--max-watch-wait", "500us"}, "max-watch-wait"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--election-timeout", "100ms"}, "election-timeout"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--election-timeout", "1m"}, "election-timeout"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--election-timeout", "-1s"}, "election-timeout"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--heartbeat-interval", "5ms"}, "heartbeat-interval"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--heartbeat-interval", "55ms"}, "heartbeat-interval"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--heartbeat-interval", "0s"}, "heartbeat-interval"},
 		{[]string{"--bogus"}, "bogus"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--tls-cert", "c.pem"}, "tls-cert"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--peer-token-file", "/nonexistent/token"}, "peer-token-file"},

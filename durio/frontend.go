@@ -180,7 +180,7 @@ const forwardBatchOps = 256
 // follows membership changes).
 func (r *Replica) newFrontend() (*frontend, error) {
 	ccfg := kvclient.DefaultClerkConfig()
-	ccfg.AttemptTimeout = forwardAttempt
+	ccfg.AttemptTimeout = forwardAttempt(r.cfg)
 	ccfg.MinBackoff, ccfg.MaxBackoff = 5*time.Millisecond, 50*time.Millisecond
 	ccfg.Leader = r.leader
 	ccfg.Self = r.cfg.ID
@@ -194,13 +194,17 @@ func (r *Replica) newFrontend() (*frontend, error) {
 // forwardAttempt bounds an attempt at another replica on the scale of the
 // election timeout: a leader that stopped answering is replaced within
 // about one election, and a retry with the same write id is harmless.
-var forwardAttempt = 3 * raft.DefaultConfig().ElectionTimeoutMax
+// Three of raft's longest election waits (0.9 s by default).
+func forwardAttempt(cfg Config) time.Duration {
+	_, hi := electionTimeouts(cfg)
+	return 3 * hi
+}
 
 // newDirectory returns the replica's address book, empty until update.
 func (r *Replica) newDirectory(transport *twirptransport.Transport, peerHTTP *http.Client) *directory {
 	fcfg := kvwire.DefaultForwarderConfig()
 	fcfg.MaxBatchOps = forwardBatchOps
-	fcfg.CallTimeout = forwardAttempt
+	fcfg.CallTimeout = forwardAttempt(r.cfg)
 	fcfg.RequestID = requestID
 	cfg := r.cfg
 	return &directory{

@@ -40,12 +40,13 @@ type metrics struct {
 	// watchStreams counts the watch streams open on the client listener.
 	watchStreams *atomic.Int64
 	// appending is when the store Append in progress started, on
-	// monoClock, 0 when none is (raft makes one at a time): meteredStore
-	// sets it, for the stall check and the in-flight gauge.
-	appending atomic.Int64
-	// allowance is how long the store write in progress may run before it
-	// counts as late, in nanoseconds: 0 for an Append, more for a
-	// snapshot, by its size (snapshotAllowance).
+	// monoClock, 0 when none is (raft makes one at a time); snapshotting
+	// the same for a SaveSnapshot, which may run beside Appends
+	// (persist.BackgroundSnapshots). meteredStore sets them, for the stall
+	// check and the in-flight gauge.
+	appending, snapshotting atomic.Int64
+	// allowance is how long the snapshot in progress may run before it
+	// counts as late, in nanoseconds, by its size (snapshotAllowance).
 	allowance atomic.Int64
 	// routes caches the request observers per route label (string ->
 	// *routeObservers; see route).
@@ -285,21 +286,26 @@ func (s meteredStore) Append(ctx context.Context, hs persist.HardState, entries 
 	return err
 }
 
-// appendAge is how long the store write in progress (an Append or a
-// SaveSnapshot) has run, 0 if none runs.
+// appendAge is how long the store write in progress (the older of an
+// Append and a SaveSnapshot) has run, 0 if none runs.
 func (m *metrics) appendAge() time.Duration {
-	if t := m.appending.Load(); t != 0 {
-		return time.Duration(monoClock() - t)
-	}
-	return 0
+	return max(since(m.appending.Load()), since(m.snapshotting.Load()))
 }
 
-// writeOverdue is how long the store write in progress has run beyond its
-// allowance (the stall check's and /readyz's input): appendAge for an
-// Append; for a snapshot, which writes the whole state, less
-// snapshotAllowance of its size.
+// since is how long ago the monoClock reading t was, 0 for t == 0.
+func since(t int64) time.Duration {
+	if t == 0 {
+		return 0
+	}
+	return time.Duration(monoClock() - t)
+}
+
+// writeOverdue is how long a store write in progress has run beyond its
+// allowance (the stall check's and /readyz's input): an Append's age, or a
+// snapshot's less snapshotAllowance of its size, whichever is more.
 func (m *metrics) writeOverdue() time.Duration {
-	return max(0, m.appendAge()-time.Duration(m.allowance.Load()))
+	snap := max(0, since(m.snapshotting.Load())-time.Duration(m.allowance.Load()))
+	return max(since(m.appending.Load()), snap)
 }
 
 // snapshotAllowance is how long a snapshot of n bytes may take to store
@@ -326,11 +332,17 @@ func (s meteredStore) LoadSnapshot(ctx context.Context) (persist.Snapshot, error
 	return l.LoadSnapshot(ctx)
 }
 
+// SnapshotsBesideAppends passes the store's persist.BackgroundSnapshots
+// through, so that raft compacts its log beside its appends.
+func (s meteredStore) SnapshotsBesideAppends() bool {
+	return persist.TakesSnapshotsBesideAppends(s.Store)
+}
+
 func (s meteredStore) SaveSnapshot(ctx context.Context, snap persist.Snapshot) error {
 	s.m.allowance.Store(int64(snapshotAllowance(len(snap.Data))))
-	s.m.appending.Store(monoClock())
+	s.m.snapshotting.Store(monoClock())
 	err := s.Store.SaveSnapshot(ctx, snap)
-	s.m.appending.Store(0)
+	s.m.snapshotting.Store(0)
 	s.m.allowance.Store(0)
 	if s.m.hist != nil {
 		s.m.hist.observeSnapshot(err)

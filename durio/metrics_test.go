@@ -238,3 +238,78 @@ func TestMetricsSnapshotInFlight(t *testing.T) {
 		t.Errorf("a 256 MiB snapshot's allowance is %v", got)
 	}
 }
+
+// blockingBothStore's SaveSnapshot and Append each wait for their own
+// release, once a test sets it, as a plugin that takes snapshots beside its
+// Appends may leave both in flight.
+type blockingBothStore struct {
+	*persist.Memory
+	snapIn, snapOut     chan struct{}
+	appendIn, appendOut chan struct{}
+}
+
+func (s blockingBothStore) SaveSnapshot(ctx context.Context, snap persist.Snapshot) error {
+	close(s.snapIn)
+	<-s.snapOut
+	return s.Memory.SaveSnapshot(ctx, snap)
+}
+
+func (s blockingBothStore) Append(ctx context.Context, hs persist.HardState, es []persist.Entry) error {
+	if s.appendIn != nil {
+		close(s.appendIn)
+		<-s.appendOut
+	}
+	return s.Memory.Append(ctx, hs, es)
+}
+
+// With a snapshot stored beside the log's Appends, the stall check keeps
+// their clocks apart: an Append that hangs beside a large snapshot is
+// overdue (the snapshot's allowance does not cover it), one that returns
+// does not end the snapshot's clock, and the metered store passes the
+// store's persist.BackgroundSnapshots through to raft.
+func TestMetricsAppendBesideSnapshot(t *testing.T) {
+	m := newMetrics(func() raft.Status { return raft.Status{} })
+	mem := persist.NewMemory()
+	if err := mem.Append(context.Background(), persist.HardState{Term: 1, VotedFor: persist.NoVote}, []persist.Entry{{Index: 1, Term: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	bs := blockingBothStore{Memory: mem, snapIn: make(chan struct{}), snapOut: make(chan struct{})}
+	store := meteredStore{Store: bs, m: m}
+	if !store.SnapshotsBesideAppends() {
+		t.Fatal("the metered store hides the memory store's SnapshotsBesideAppends")
+	}
+	if (meteredStore{Store: &persist.Noop{}, m: m}).SnapshotsBesideAppends() {
+		t.Fatal("the metered store says Noop takes snapshots beside its Appends")
+	}
+	snapDone := make(chan error, 1)
+	go func() {
+		snapDone <- store.SaveSnapshot(context.Background(), persist.Snapshot{Index: 1, Term: 1, Data: make([]byte, 64<<20)})
+	}()
+	<-bs.snapIn
+	// An Append that hangs beside the 64 MiB snapshot (64 s of allowance).
+	bs.appendIn, bs.appendOut = make(chan struct{}), make(chan struct{})
+	store.Store = bs
+	appendDone := make(chan error, 1)
+	go func() {
+		appendDone <- store.Append(context.Background(), persist.HardState{Term: 1, VotedFor: persist.NoVote}, []persist.Entry{{Index: 2, Term: 1}})
+	}()
+	<-bs.appendIn
+	waitFor(t, "the hung Append to be overdue beside the snapshot", 5*time.Second, func() bool { return m.writeOverdue() >= 20*time.Millisecond })
+	close(bs.appendOut)
+	if err := <-appendDone; err != nil {
+		t.Fatal(err)
+	}
+	if od := m.writeOverdue(); od != 0 {
+		t.Errorf("after the Append returned, beside a snapshot within its allowance: overdue %v", od)
+	}
+	if age := m.appendAge(); age == 0 {
+		t.Error("the Append's return ended the snapshot's clock")
+	}
+	close(bs.snapOut)
+	if err := <-snapDone; err != nil {
+		t.Fatal(err)
+	}
+	if m.appendAge() != 0 || m.writeOverdue() != 0 {
+		t.Errorf("after both: age %v, overdue %v", m.appendAge(), m.writeOverdue())
+	}
+}

@@ -364,6 +364,16 @@ func kvraftConfig(cfg Config, logger *slog.Logger) kvraft.Config {
 	return kc
 }
 
+// electionTimeouts are the bounds of raft's random election wait for cfg:
+// --election-timeout and twice it (raft's own for a Config that sets none).
+func electionTimeouts(cfg Config) (lo, hi time.Duration) {
+	if cfg.ElectionTimeout <= 0 {
+		d := raft.DefaultConfig()
+		return d.ElectionTimeoutMin, d.ElectionTimeoutMax
+	}
+	return cfg.ElectionTimeout, 2 * cfg.ElectionTimeout
+}
+
 // raftConfig is the configuration of a replica's raft node.
 func raftConfig(cfg Config, logger *slog.Logger) raft.Config {
 	rc := raft.DefaultConfig()
@@ -373,6 +383,13 @@ func raftConfig(cfg Config, logger *slog.Logger) raft.Config {
 	// starts with none at all.
 	rc.ID, rc.Bootstrap = cfg.ID, bootstrapMembers(cfg)
 	rc.SnapshotThresholdBytes = cfg.SnapshotBytes
+	rc.ElectionTimeoutMin, rc.ElectionTimeoutMax = electionTimeouts(cfg)
+	// A peer RPC may take as long as the longest election wait; no shorter
+	// than raft's default.
+	rc.RPCTimeout = max(rc.RPCTimeout, rc.ElectionTimeoutMax)
+	if cfg.HeartbeatInterval > 0 {
+		rc.HeartbeatInterval = cfg.HeartbeatInterval
+	}
 	// And at least the size of the last snapshot: a snapshot writes the
 	// whole state, so a state larger than --snapshot-bytes would otherwise
 	// be written again every --snapshot-bytes of log (measured: 1 MB puts

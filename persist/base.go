@@ -49,6 +49,27 @@ type SnapshotReader interface {
 	OpenSnapshot() (read func(ctx context.Context) (Snapshot, error), err error)
 }
 
+// SnapshotStager is a Backend that writes a compaction's snapshot data
+// without holding Base's mutex, so that WriteAppend goes on meanwhile: Base
+// then implements BackgroundSnapshots.
+type SnapshotStager interface {
+	// StageSnapshot plans the storing of snap, which passed
+	// Tracker.CheckSnapshot and which t.SnapshotKeeps. Base calls it under
+	// its mutex; then write without the mutex, while WriteAppend and
+	// OpenSnapshot's reads may run (write must leave what they use alone,
+	// and nothing it writes may count before commit, even after a crash);
+	// then, if write succeeded, commit under the mutex. commit switches to
+	// the written snapshot and drops the entries it covers, as WriteSnapshot
+	// does for a snapshot that keeps the log; its t is what the store holds
+	// then (it still SnapshotKeeps(snap); entries after snap.Index may have
+	// been written meanwhile). If write or commit fails the store fails, as
+	// after a failed WriteSnapshot; if Base does not call commit (the log
+	// was replaced below snap.Index meanwhile, or the caller gave up),
+	// what write wrote must stay ignored, and a later StageSnapshot or
+	// WriteSnapshot may write over it.
+	StageSnapshot(t *Tracker, snap Snapshot) (write func() error, commit func(t *Tracker) error, err error)
+}
+
 // Base implements the Store methods over a Backend, with the bookkeeping
 // every built-in store shares (a Tracker): it serializes the methods,
 // refuses them after Close or a failed write, checks Append's entries and
@@ -59,10 +80,15 @@ type SnapshotReader interface {
 // the writing differs. The zero Base has no Backend and keeps nothing: that
 // is Noop.
 type Base struct {
+	// snapMu serializes SaveSnapshot and Close: a staged snapshot's write
+	// runs without mu (SnapshotStager), and nothing may replace or release
+	// what it writes beside meanwhile.
+	snapMu sync.Mutex
 	// mu serializes the methods and guards t and b's state. It is held
 	// across the Backend's writes and fsyncs: the Store contract has no
-	// concurrent calls except Size, which reads an atomic without it, and
-	// LoadSnapshot, which holds it only to pin the snapshot it then reads.
+	// concurrent calls except Size, which reads an atomic without it,
+	// LoadSnapshot, which holds it only to pin the snapshot it then reads,
+	// and a staged SaveSnapshot, which holds it only to plan and commit.
 	mu sync.Mutex
 	t  Tracker
 	b  Backend
@@ -142,21 +168,73 @@ func (s *Base) Append(ctx context.Context, hs HardState, entries []Entry) error 
 	return nil
 }
 
-// SaveSnapshot implements Store.
+// SaveSnapshot implements Store. With a SnapshotStager Backend, a
+// compaction's data is written without the mutex the other methods wait
+// for (see BackgroundSnapshots).
 func (s *Base) SaveSnapshot(ctx context.Context, snap Snapshot) error {
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
+	write, commit, err := s.planSnapshot(ctx, snap)
+	if write == nil {
+		return err
+	}
+	if hook, ok := ctx.Value(snapshotWriteHookKey{}).(func()); ok {
+		hook()
+	}
+	werr := write()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.begin(ctx); err != nil {
-		return err
+	if err := s.t.Usable(); err != nil {
+		return err // an Append failed the store meanwhile
 	}
-	if err := s.t.CheckSnapshot(snap); err != nil {
-		return err
+	if werr != nil {
+		return s.t.Fail(werr)
 	}
-	if err := s.backend().WriteSnapshot(&s.t, snap); err != nil {
+	if err := ctx.Err(); err != nil {
+		return err // nothing written counts yet
+	}
+	if !s.t.SnapshotKeeps(snap) {
+		return fmt.Errorf("%w: the log at the snapshot's index %d was replaced while the snapshot was written",
+			ErrNonContiguous, snap.Index)
+	}
+	if err := commit(&s.t); err != nil {
 		return s.t.Fail(err)
 	}
 	s.t.Snapshotted(snap)
 	return nil
+}
+
+// planSnapshot checks snap under the mutex and stores it there, unless the
+// Backend stages it: then it returns the write to run without the mutex and
+// the commit to run under it afterwards.
+func (s *Base) planSnapshot(ctx context.Context, snap Snapshot) (write func() error, commit func(*Tracker) error, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.begin(ctx); err != nil {
+		return nil, nil, err
+	}
+	if err := s.t.CheckSnapshot(snap); err != nil {
+		return nil, nil, err
+	}
+	if st, ok := s.backend().(SnapshotStager); ok && s.t.SnapshotKeeps(snap) {
+		write, commit, err := st.StageSnapshot(&s.t, snap)
+		if err != nil {
+			return nil, nil, s.t.Fail(err)
+		}
+		return write, commit, nil
+	}
+	if err := s.backend().WriteSnapshot(&s.t, snap); err != nil {
+		return nil, nil, s.t.Fail(err)
+	}
+	s.t.Snapshotted(snap)
+	return nil, nil, nil
+}
+
+// SnapshotsBesideAppends implements BackgroundSnapshots: whether the
+// Backend is a SnapshotStager.
+func (s *Base) SnapshotsBesideAppends() bool {
+	_, ok := s.backend().(SnapshotStager)
+	return ok
 }
 
 // CanLoadSnapshot implements SnapshotLoader: whether the Backend is a
@@ -196,6 +274,17 @@ func (s *Base) openSnapshot(ctx context.Context) (func(context.Context) (Snapsho
 
 type snapshotReadHookKey struct{}
 
+type snapshotWriteHookKey struct{}
+
+// WithSnapshotWriteHook returns a context that makes a Base's SaveSnapshot
+// of a staged snapshot (SnapshotStager) call hook after it planned the write
+// and released its mutex, before the data is written: a test appends there
+// while the snapshot is under way. Stores in another process (plugins) do
+// not see it.
+func WithSnapshotWriteHook(ctx context.Context, hook func()) context.Context {
+	return context.WithValue(ctx, snapshotWriteHookKey{}, hook)
+}
+
 // WithSnapshotReadHook returns a context that makes a Base's LoadSnapshot
 // call hook after it has pinned the stored snapshot and released its mutex,
 // before it reads the data: a test holds a read in progress there while it
@@ -208,8 +297,11 @@ func WithSnapshotReadHook(ctx context.Context, hook func()) context.Context {
 // Size implements Store.
 func (s *Base) Size() int64 { return s.t.Size() }
 
-// Close implements Store: the first call releases the Backend.
+// Close implements Store: the first call releases the Backend, once a
+// SaveSnapshot under way has returned.
 func (s *Base) Close() error {
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.t.Close() {

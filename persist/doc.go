@@ -10,14 +10,17 @@
 //
 //   - persist.go: the contract (Store, State, Entry, HardState, Snapshot, the
 //     sentinel errors), the optional SnapshotLoader (a store that reads its
-//     snapshot back, so a replica need not keep it in memory) and the Size
-//     figure every store reports (LogSize).
+//     snapshot back, so a replica need not keep it in memory) and
+//     BackgroundSnapshots (a store that stores a compaction's snapshot while
+//     its log goes on being appended), and the Size figure every store
+//     reports (LogSize).
 //   - tracker.go: Tracker, the bookkeeping every built-in store keeps beside
 //     its data (closed and failed states, the contract's checks, the term and
 //     size of each entry, the Size figure, the state recovered at open).
 //   - base.go: Base, the Store methods over a Backend, with a Tracker. The
 //     built-in stores embed a Base and differ only in their Backend, the
-//     part that reads and writes.
+//     part that reads and writes (and, as a SnapshotStager, writes a
+//     snapshot's data without the lock its appends take).
 //   - memory.go, noop.go: Memory (for tests; Clone simulates a crash that
 //     keeps what was stored) and Noop (keeps nothing; a Base without a
 //     Backend), plus CheckAppend and EntriesAfterSnapshot.

@@ -166,7 +166,9 @@ var (
 // reuse the slices. What Load returns belongs to the caller.
 //
 // Concurrency: methods are not called concurrently with each other, except
-// Size, which may be called at any time from any goroutine.
+// Size, which may be called at any time from any goroutine, LoadSnapshot
+// (SnapshotLoader), and a compaction's SaveSnapshot beside Appends with a
+// store that says it takes one (BackgroundSnapshots).
 type Store interface {
 	// Load returns the stored state. A store that holds nothing returns
 	// EmptyHardState, no snapshot and no entries. A replica calls it once,
@@ -226,4 +228,31 @@ type SnapshotLoader interface {
 	// snapshot data itself; trying again does not help). An error leaves
 	// the store usable (the caller may try again later).
 	LoadSnapshot(ctx context.Context) (Snapshot, error)
+}
+
+// BackgroundSnapshots is implemented by a store that can store a snapshot of
+// what its log already holds while that log goes on being written: a Raft
+// replica then compacts its log without holding back its appends (and so its
+// commits and heartbeats) for the seconds a large state's snapshot takes to
+// write. It is optional; a replica stores its snapshots between its appends
+// with a store that does not implement it or whose answer is false.
+type BackgroundSnapshots interface {
+	// SnapshotsBesideAppends reports whether SaveSnapshot may run while
+	// Append calls go on, under rules the caller keeps: the snapshot is a
+	// compaction (the store holds an entry at snap.Index with snap.Term),
+	// the Appends during it write only entries after snap.Index, and no
+	// other method but Append, Size and LoadSnapshot (SnapshotLoader) is
+	// called until it returns: not Load, not another SaveSnapshot, not
+	// Close. The store may still hold those Appends back for a moment (the
+	// switch to the new snapshot at its end), and for the whole of a
+	// snapshot that is not a compaction. An Append that breaks the rule
+	// makes that SaveSnapshot fail with ErrNonContiguous and change nothing.
+	SnapshotsBesideAppends() bool
+}
+
+// TakesSnapshotsBesideAppends reports whether st is a BackgroundSnapshots
+// that says yes.
+func TakesSnapshotsBesideAppends(st Store) bool {
+	b, ok := st.(BackgroundSnapshots)
+	return ok && b.SnapshotsBesideAppends()
 }

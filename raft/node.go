@@ -38,6 +38,12 @@ type Node struct {
 	// from then on the node keeps snapshot data as without a loader, and
 	// asks the application for the data it dropped (snapDataWanted).
 	loadUnsupported atomic.Bool
+	// beside is set if the store takes a compaction's snapshot while the
+	// loop goes on appending (persist.BackgroundSnapshots): the loop then
+	// hands compactions to compactBeside. compactDone, owned by the loop,
+	// is closed when the one it handed over last is done.
+	beside      bool
+	compactDone chan struct{}
 	// snapDataWanted is set by a sender that has no data to send (the
 	// store cannot read the snapshot back): the applier asks the
 	// application for a snapshot (maybeAskSnapshot), whose data SaveSnapshot
@@ -133,6 +139,13 @@ type Node struct {
 	snapshotIndex uint64
 	// compaction is a snapshot from SaveSnapshot waiting for the loop.
 	compaction *persist.Snapshot
+	// compacting is set while a compaction is stored beside the loop
+	// (compactBeside); the next waits for it.
+	compacting bool
+	// compactFailed is set when a compaction stored beside the loop failed
+	// the node: the loop (or Kill, once the loop is gone) closes the store,
+	// so that Close never runs beside the loop's own store calls.
+	compactFailed bool
 	// readWaiters maps a read id to the ReadIndex call waiting for it.
 	readID      uint64
 	readWaiters map[uint64]chan readState
@@ -227,6 +240,7 @@ func New(cfg Config, tr Transport, store persist.Store, app Application) (*Node,
 	if l, ok := store.(persist.SnapshotLoader); ok && l.CanLoadSnapshot() {
 		n.loader = l
 	}
+	n.beside = persist.TakesSnapshotsBesideAppends(store)
 	if st.Snapshot.Index > 0 {
 		s := st.Snapshot
 		n.applyQ = append(n.applyQ, applyItem{snap: &s})
@@ -462,11 +476,19 @@ func (n *Node) Kill() error {
 		n.cancel()
 		n.wg.Wait()
 		n.mu.Lock()
+		closeStore := n.compactFailed
+		n.compactFailed = false
 		errs := append([]error(nil), n.problems...)
 		for _, v := range n.core.brokenInvariants() {
 			errs = append(errs, fmt.Errorf("%w: %s", ErrInvariant, v))
 		}
 		n.mu.Unlock()
+		if closeStore {
+			// Not under n.mu, which is never held across a store call.
+			if cerr := n.store.Close(); cerr != nil {
+				n.logger.Warn("raft: closing failed store", "err", cerr)
+			}
+		}
 		n.killErr = errors.Join(errs...)
 		n.logger.Info("raft: node killed", "problems", len(errs))
 	})

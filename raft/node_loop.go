@@ -58,13 +58,20 @@ func (n *Node) processReady() bool {
 		comp *persist.Snapshot
 		seq  uint64
 		ok   bool
+
+		closeStore bool
 	)
 	n.locked(func() {
 		if n.killed || n.err != nil {
+			closeStore, n.compactFailed = n.compactFailed, false
 			return
 		}
-		comp = n.compaction
-		n.compaction = nil
+		if !n.compacting {
+			// Else it waits for the one being stored, which kicks the
+			// loop when done.
+			comp = n.compaction
+			n.compaction = nil
+		}
 		if comp != nil && !n.core.prepareCompaction(comp) {
 			// A newer snapshot overtook it (one installed from the
 			// leader): the request it answered is over all the same, or
@@ -81,33 +88,28 @@ func (n *Node) processReady() bool {
 		seq = n.readySeq
 		n.logStateLocked()
 		ok = true
+		if comp != nil && n.beside {
+			n.compacting = true
+		}
 	})
+	if closeStore {
+		// A compaction stored beside the loop failed the node: close the
+		// store here, not beside the loop's calls.
+		n.waitCompaction()
+		n.storeFailed(nil)
+	}
 	if !ok {
 		return false
 	}
 
 	if comp != nil {
-		if err := n.store.SaveSnapshot(n.ctx, *comp); err != nil {
-			n.storeFailed(err)
+		if n.beside {
+			done, c := make(chan struct{}), *comp
+			n.compactDone = done
+			n.goDaemon("compaction", func() { n.compactBeside(c, done) })
+		} else if !n.storeCompaction(*comp, false) {
 			return false
 		}
-		var crc uint32
-		load := n.canLoad()
-		if load {
-			crc = crc32.Checksum(comp.Data, castagnoli) // outside the lock
-		}
-		n.locked(func() {
-			prev := n.core.log.snap.Index
-			if err := n.core.compact(*comp); err != nil {
-				n.problems = append(n.problems, fmt.Errorf("%w: %w", ErrInvariant, err))
-			} else if load && prev < comp.Index {
-				// The application took it and the store holds it.
-				n.core.dropSnapshotData(comp.Index, crc)
-			}
-			n.snapshotIndex = max(n.snapshotIndex, comp.Index)
-		})
-		// Ask again only once this compaction shows in the store's size.
-		n.snapshotAsked.Store(false)
 	}
 	// A leader's appends go out before its own write (thesis 10.2.1); it
 	// counts itself only once advance reports the write durable.
@@ -120,6 +122,10 @@ func (n *Node) processReady() bool {
 		}
 	}
 	if rd.snapshot != nil {
+		// One SaveSnapshot at a time: a compaction stored beside the
+		// loop finishes first (it covers less; the core has no use for
+		// it any more, see compactBeside).
+		n.waitCompaction()
 		if err := n.store.SaveSnapshot(n.ctx, *rd.snapshot); err != nil {
 			n.storeFailed(err)
 			return false
@@ -129,6 +135,11 @@ func (n *Node) processReady() bool {
 	}
 	if rd.save {
 		if err := n.store.Append(n.ctx, rd.hardState, rd.entries); err != nil {
+			n.fail(err)
+			// No Close while a compaction is stored beside the loop
+			// (persist.BackgroundSnapshots): the node has failed, so it
+			// only waits for the store to return.
+			n.waitCompaction()
 			n.storeFailed(err)
 			return false
 		}
@@ -179,6 +190,70 @@ func (n *Node) processReady() bool {
 		}
 	})
 	return true
+}
+
+// storeCompaction stores comp, a snapshot the application took, and
+// compacts the core's log to it; it reports false if the store failed.
+func (n *Node) storeCompaction(comp persist.Snapshot, beside bool) bool {
+	if err := n.store.SaveSnapshot(n.ctx, comp); err != nil {
+		if !beside {
+			n.storeFailed(err)
+			return false
+		}
+		// The loop may be in an Append: it closes the store (processReady),
+		// or Kill does.
+		n.fail(err)
+		n.mu.Lock()
+		n.compactFailed = true
+		n.mu.Unlock()
+		return false
+	}
+	var crc uint32
+	load := n.canLoad()
+	if load {
+		crc = crc32.Checksum(comp.Data, castagnoli) // outside the lock
+	}
+	n.locked(func() {
+		prev := n.core.log.snap.Index
+		// A snapshot installed from the leader meanwhile (compactBeside)
+		// covers comp: compact does nothing then.
+		if err := n.core.compact(comp); err != nil {
+			n.problems = append(n.problems, fmt.Errorf("%w: %w", ErrInvariant, err))
+		} else if load && prev < comp.Index {
+			// The application took it and the store holds it.
+			n.core.dropSnapshotData(comp.Index, crc)
+		}
+		n.snapshotIndex = max(n.snapshotIndex, comp.Index)
+	})
+	// Ask again only once this compaction shows in the store's size.
+	n.snapshotAsked.Store(false)
+	return true
+}
+
+// compactBeside stores comp while the loop goes on appending, sending and
+// committing (a store that takes it, persist.BackgroundSnapshots): a large
+// state's snapshot takes seconds to write, which would otherwise hold back
+// every commit and heartbeat of the replica, and so cost its leadership or
+// a needless election. The store's rules hold: comp.Index is at most the
+// applied index, so every entry the loop appends meanwhile lies after it;
+// the loop makes no other store call but Append until done is closed
+// (waitCompaction).
+func (n *Node) compactBeside(comp persist.Snapshot, done chan struct{}) {
+	defer func() {
+		n.locked(func() { n.compacting = false })
+		close(done)
+		n.kick() // a compaction that waited for this one
+	}()
+	n.storeCompaction(comp, true)
+}
+
+// waitCompaction waits until the compaction compactBeside stores, if any,
+// is done. Only the loop calls it.
+func (n *Node) waitCompaction() {
+	if n.compactDone != nil {
+		<-n.compactDone
+		n.compactDone = nil
+	}
 }
 
 // locked runs f with n.mu held, releasing it even if f panics, and then
@@ -233,7 +308,9 @@ func (n *Node) publishLocked() {
 }
 
 func (n *Node) storeFailed(err error) {
-	n.fail(err)
+	if err != nil {
+		n.fail(err)
+	}
 	if cerr := n.store.Close(); cerr != nil {
 		n.logger.Warn("raft: closing failed store", "err", cerr)
 	}

@@ -35,6 +35,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -299,16 +300,25 @@ type backend struct {
 	// The other methods run under Base's mutex and need not take it.
 	dbMu      sync.RWMutex
 	db        *badger.DB
-	chunk     int      // snapshot chunk size, bytes
-	atomicMax int64    // batches estimated below this go in one transaction
-	threshold int64    // values of this size or more go to badger's value log
-	syncer    *syncer  // makes each commit durable; nil with NoSync
-	gcAt      int64    // value-log bytes at which reopenForGC collects next
-	gcReopens int      // how many times it did (for tests)
-	snap      snapMeta // the stored snapshot's metadata (generation, chunks)
-	maxRun    int      // the largest run value written (maxRunBytes)
-	levels    int      // LSM levels badger is opened with (minLevels)
-	runs      []run    // the log's keys in index order (runs.go)
+	chunk     int        // snapshot chunk size, bytes
+	atomicMax int64      // batches estimated below this go in one transaction
+	threshold int64      // values of this size or more go to badger's value log
+	syncer    *syncer    // makes each commit durable; nil with NoSync
+	syncMu    sync.Mutex // serializes syncer's syncs (a staged snapshot's commits run beside the log's)
+	gcAt      int64      // value-log bytes at which reopenForGC collects next
+	gcReopens int        // how many times it did (for tests)
+	snap      snapMeta   // the stored snapshot's metadata (generation, chunks)
+	maxRun    int        // the largest run value written (maxRunBytes)
+	levels    int        // LSM levels badger is opened with (minLevels)
+	runs      []run      // the log's keys in index order (runs.go)
+	// staging is the metadata of the snapshot staged last (StageSnapshot),
+	// its chunk count filled in by its write, until its commit; one still
+	// set at the next snapshot was abandoned (its caller gave up, or the
+	// log was replaced under it): its chunks stay in the database, so the
+	// next snapshot takes a newer generation and deletes them (abandoned)
+	// when it switches.
+	staging   *snapMeta
+	abandoned []snapMeta
 
 	// failCommit, if positive, makes that commit from now fail without
 	// writing (1: the next), as a crash there would leave the store (tests).
@@ -341,6 +351,9 @@ func (s *backend) commit(txn *badger.Txn, valueLog bool) error {
 	if s.syncer == nil {
 		return nil
 	}
+	// A staged snapshot's chunks commit beside the log's appends.
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
 	return s.syncer.sync(valueLog)
 }
 
@@ -351,6 +364,7 @@ func (s *backend) toValueLog(n int) bool { return int64(n) >= s.threshold }
 var (
 	_ persist.Backend        = (*backend)(nil)
 	_ persist.SnapshotReader = (*backend)(nil)
+	_ persist.SnapshotStager = (*backend)(nil)
 )
 
 // Open opens (or creates) the store in dir, recovers its state and deletes
@@ -544,6 +558,17 @@ func (w *writer) do(op func(*badger.Txn) error) {
 	w.err = err
 }
 
+// flush commits the transaction so far (durable, like every commit) and
+// starts another.
+func (w *writer) flush() {
+	if w.err != nil {
+		return
+	}
+	if w.err = w.s.commit(w.txn, w.valueLog); w.err == nil {
+		w.txn, w.valueLog = w.s.db.NewTransaction(true), false
+	}
+}
+
 func (w *writer) set(k, v []byte) {
 	w.do(func(t *badger.Txn) error {
 		w.valueLog = w.valueLog || w.s.toValueLog(len(v))
@@ -706,7 +731,91 @@ func (s *backend) WriteSnapshot(t *persist.Tracker, snap persist.Snapshot) error
 }
 
 func (s *backend) saveSnapshot(snap persist.Snapshot, match bool) error {
-	meta := snapMeta{index: snap.Index, term: snap.Term, gen: s.snap.gen + 1, size: uint64(len(snap.Data)), config: slices.Clone(snap.Config)}
+	meta := s.nextSnapshot(snap)
+	if err := s.writeChunks(&meta, snap.Data, false, !match, snap.Index); err != nil {
+		return err
+	}
+	return s.switchSnapshot(snap, meta, match)
+}
+
+// StageSnapshot implements persist.SnapshotStager: the chunks of the new
+// generation are written beside the log's appends (nothing reads them
+// before the snapshot's metadata names their generation, and Open deletes
+// them if it never does), and commit switches to them.
+func (s *backend) StageSnapshot(_ *persist.Tracker, snap persist.Snapshot) (func() error, func(*persist.Tracker) error, error) {
+	meta := s.nextSnapshot(snap)
+	staged := &meta
+	s.staging = staged
+	write := func() error {
+		// Held shared, as a snapshot read holds it: the database is not
+		// closed or replaced under the write (nothing does while a
+		// SaveSnapshot runs, but Release and reopenForGC say so).
+		s.dbMu.RLock()
+		defer s.dbMu.RUnlock()
+		if err := s.writeChunks(staged, snap.Data, true, false, 0); err != nil {
+			return wrap("save snapshot", err)
+		}
+		return nil
+	}
+	commit := func(*persist.Tracker) error {
+		s.staging = nil
+		if err := s.switchSnapshot(snap, *staged, true); err != nil {
+			return wrap("save snapshot", err)
+		}
+		return nil
+	}
+	return write, commit, nil
+}
+
+// nextSnapshot is the metadata of snap as the next generation, before its
+// chunks are written.
+func (s *backend) nextSnapshot(snap persist.Snapshot) snapMeta {
+	gen := s.snap.gen + 1
+	if p := s.staging; p != nil {
+		// Abandoned: never reuse its generation, whose chunks may
+		// outnumber the new snapshot's.
+		s.abandoned = append(s.abandoned, *p)
+		s.staging = nil
+	}
+	if n := len(s.abandoned); n > 0 {
+		gen = max(gen, s.abandoned[n-1].gen+1)
+	}
+	return snapMeta{index: snap.Index, term: snap.Term, gen: gen, size: uint64(len(snap.Data)), config: slices.Clone(snap.Config)}
+}
+
+// writeChunks writes data in chunks of meta's generation (ignored until
+// switchSnapshot names it), counting them in meta.chunks; with commitEach,
+// one commit per chunk (a staged snapshot, beside the log's Appends, which
+// then wait for at most a chunk's commit). With dropAfter it
+// also deletes, from the end backwards, the runs that start after index
+// (every prefix of the log is a valid log under the old snapshot): a
+// snapshot the log does not continue.
+func (s *backend) writeChunks(meta *snapMeta, data []byte, commitEach, dropAfter bool, index uint64) error {
+	w := s.newWriter()
+	for off := 0; off < len(data); off += s.chunk {
+		end := min(off+s.chunk, len(data))
+		w.set(chunkKey(meta.gen, meta.chunks), data[off:end])
+		meta.chunks++
+		if commitEach && end < len(data) {
+			// badger counts a value-log value by its pointer, so one
+			// transaction would hold the whole snapshot, and an Append
+			// beside it would wait behind that one commit.
+			w.flush()
+		}
+	}
+	if dropAfter {
+		for i := len(s.runs) - 1; i >= 0 && s.runs[i].first > index; i-- {
+			w.delete(s.runs[i].key())
+		}
+	}
+	return w.commit()
+}
+
+// switchSnapshot makes meta, whose chunks are written, the stored snapshot,
+// and deletes what it made obsolete. Without match (the log does not
+// continue the snapshot), writeChunks dropped the runs after it, and the run
+// it ends inside goes in the same transaction as the switch.
+func (s *backend) switchSnapshot(snap persist.Snapshot, meta snapMeta, match bool) error {
 	// The runs the snapshot covers whole, the one it ends inside, and those
 	// after it.
 	p := sort.Search(len(s.runs), func(j int) bool { return s.runs[j].last() > snap.Index })
@@ -715,28 +824,6 @@ func (s *backend) saveSnapshot(snap persist.Snapshot, match bool) error {
 	if len(rest) > 0 && rest[0].first <= snap.Index {
 		inside = &rest[0]
 	}
-
-	// 1. The data, in chunks of the new generation (ignored until step 3).
-	w := s.newWriter()
-	for off := 0; off < len(snap.Data); off += s.chunk {
-		end := min(off+s.chunk, len(snap.Data))
-		w.set(chunkKey(meta.gen, meta.chunks), snap.Data[off:end])
-		meta.chunks++
-	}
-	// 2. If the log does not continue the snapshot, drop the runs after it
-	// from the end backwards: every prefix of the log is a valid log under
-	// the old snapshot.
-	if !match {
-		for i := len(rest) - 1; i >= 0 && rest[i].first > snap.Index; i-- {
-			w.delete(rest[i].key())
-		}
-	}
-	if err := w.commit(); err != nil {
-		return err
-	}
-	// 3. Switch to the new snapshot; without a match, the run it ends
-	// inside goes in the same transaction (its entries after the snapshot
-	// are not the log that follows it).
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
 	if err := txn.Set(keySnapMeta, meta.encode()); err != nil {
@@ -753,15 +840,21 @@ func (s *backend) saveSnapshot(snap persist.Snapshot, match bool) error {
 	if !match {
 		rest = nil
 	}
-	// 4. Delete what it made obsolete; a crash before this is cleaned up on
+	// Delete what it made obsolete; a crash before this is cleaned up on
 	// Open.
-	w = s.newWriter()
+	w := s.newWriter()
 	for _, r := range covered {
 		w.delete(r.key())
 	}
 	for n := uint64(0); n < s.snap.chunks; n++ {
 		w.delete(chunkKey(s.snap.gen, n))
 	}
+	for _, a := range s.abandoned {
+		for n := uint64(0); n < a.chunks; n++ {
+			w.delete(chunkKey(a.gen, n))
+		}
+	}
+	s.abandoned = nil
 	err := w.commit()
 	s.snap = meta
 	s.runs = slices.Clone(rest)
@@ -797,6 +890,10 @@ func (s *backend) openDB() error {
 	return nil
 }
 
+// slowGCReopen is how long a collection may hold appends before
+// reopenForGC logs it as a warning: about a raft election timeout.
+const slowGCReopen = 150 * time.Millisecond
+
 // reopenForGC gives back the value-log space of replaced snapshots once
 // the value log has grown by gcReopenFiles files' worth since the last
 // collection: badger's value-log GC is crash-safe only in a handle with its
@@ -815,10 +912,22 @@ func (s *backend) reopenForGC() error {
 	}
 	defer s.dbMu.Unlock()
 	s.gcReopens++
+	start, before := time.Now(), valueLogBytes(s.dir)
 	if err := s.closeDB(); err != nil {
 		return err
 	}
-	return s.openDB()
+	err := s.openDB()
+	if took := time.Since(start); s.opts.Logger != nil {
+		// A warning once it could cost a heartbeat (a plugin logs only
+		// warnings and errors): appends waited all that time.
+		lvl := slog.LevelInfo
+		if took >= slowGCReopen {
+			lvl = slog.LevelWarn
+		}
+		s.opts.Logger.Log(context.Background(), lvl, "badgerstore: collected the value log; appends waited meanwhile",
+			"took", took.Round(time.Millisecond), "bytes_before", before, "bytes_after", valueLogBytes(s.dir))
+	}
+	return err
 }
 
 // Release implements persist.Backend: Close closes the database, once the

@@ -100,6 +100,7 @@ type files struct {
 var (
 	_ persist.Backend        = (*files)(nil)
 	_ persist.SnapshotReader = (*files)(nil)
+	_ persist.SnapshotStager = (*files)(nil)
 )
 
 type segInfo struct {
@@ -460,19 +461,50 @@ func (s *files) WriteSnapshot(t *persist.Tracker, snap persist.Snapshot) error {
 	return nil
 }
 
-func (s *files) saveSnapshot(t *persist.Tracker, snap persist.Snapshot) error {
-	meta := snapMeta{index: snap.Index, term: snap.Term, config: slices.Clone(snap.Config)}
-	if t.SnapshotKeeps(snap) {
-		// The oldest segment that wrote an entry after the snapshot; see
-		// recover: replaying from it rebuilds every entry after snap.Index.
-		meta.firstSeg = s.segs[len(s.segs)-1].id
-		for _, sg := range s.segs {
-			if sg.last > snap.Index {
-				meta.firstSeg = sg.id
-				break
-			}
+// StageSnapshot implements persist.SnapshotStager: the snapshot file is
+// written and synced under its temporary name beside the log's appends
+// (recovery deletes that name), and commit renames it into place and
+// deletes the segments it made obsolete.
+func (s *files) StageSnapshot(_ *persist.Tracker, snap persist.Snapshot) (func() error, func(*persist.Tracker) error, error) {
+	// Appends during the write only add entries after snap.Index, in this
+	// segment or newer ones, so replaying from it still rebuilds them all.
+	meta := s.keptFrom(snap)
+	write := func() error {
+		if err := s.writeSnapshotTemp(meta, snap.Data); err != nil {
+			return fmt.Errorf("filestore: save snapshot: %w", err)
 		}
+		return nil
+	}
+	commit := func(*persist.Tracker) error {
+		if err := s.installSnapshot(meta); err != nil {
+			return fmt.Errorf("filestore: save snapshot: %w", err)
+		}
+		return nil
+	}
+	return write, commit, nil
+}
+
+// keptFrom is the metadata of snap, which keeps the log: its first segment
+// is the oldest that wrote an entry after it (see recover: replaying from it
+// rebuilds every entry after snap.Index).
+func (s *files) keptFrom(snap persist.Snapshot) snapMeta {
+	meta := snapMeta{index: snap.Index, term: snap.Term, config: slices.Clone(snap.Config)}
+	meta.firstSeg = s.segs[len(s.segs)-1].id
+	for _, sg := range s.segs {
+		if sg.last > snap.Index {
+			meta.firstSeg = sg.id
+			break
+		}
+	}
+	return meta
+}
+
+func (s *files) saveSnapshot(t *persist.Tracker, snap persist.Snapshot) error {
+	var meta snapMeta
+	if t.SnapshotKeeps(snap) {
+		meta = s.keptFrom(snap)
 	} else {
+		meta = snapMeta{index: snap.Index, term: snap.Term, config: slices.Clone(snap.Config)}
 		// The log is emptied: start a segment holding only the hard state,
 		// so nothing before it counts once the snapshot names it.
 		s.buf = appendRecord(s.buf[:0], t.HardState(), nil)
@@ -481,8 +513,22 @@ func (s *files) saveSnapshot(t *persist.Tracker, snap persist.Snapshot) error {
 		}
 		meta.firstSeg = s.segs[len(s.segs)-1].id
 	}
-	if err := s.writeSnapshotFile(meta, snap.Data); err != nil {
+	if err := s.writeSnapshotTemp(meta, snap.Data); err != nil {
 		return err
+	}
+	return s.installSnapshot(meta)
+}
+
+// installSnapshot renames the snapshot file written under its temporary
+// name (meta) into place, and deletes the segments it made obsolete.
+func (s *files) installSnapshot(meta snapMeta) error {
+	if err := s.fs.Rename(join(s.dir, snapshotTemp), join(s.dir, snapshotFile)); err != nil {
+		return err
+	}
+	if !s.opts.NoSync {
+		if err := s.fs.SyncDir(s.dir); err != nil {
+			return err
+		}
 	}
 	s.firstSeg = meta.firstSeg
 	// Dropping compacted segments needs no sync: a segment that comes back
@@ -496,7 +542,9 @@ func (s *files) saveSnapshot(t *persist.Tracker, snap persist.Snapshot) error {
 	return nil
 }
 
-func (s *files) writeSnapshotFile(meta snapMeta, data []byte) error {
+// writeSnapshotTemp writes and syncs the snapshot file under its temporary
+// name. It touches nothing the log's appends use.
+func (s *files) writeSnapshotTemp(meta snapMeta, data []byte) error {
 	tmp := join(s.dir, snapshotTemp)
 	f, err := s.fs.Create(tmp)
 	if err != nil {
@@ -518,16 +566,7 @@ func (s *files) writeSnapshotFile(meta snapMeta, data []byte) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return err
-	}
-	if err := s.fs.Rename(tmp, join(s.dir, snapshotFile)); err != nil {
-		return err
-	}
-	if s.opts.NoSync {
-		return nil
-	}
-	return s.fs.SyncDir(s.dir)
+	return err
 }
 
 func writeAll(f File, parts ...[]byte) error {

@@ -64,16 +64,7 @@ func (h *harness) heldRead(l persist.SnapshotLoader, during func() error) persis
 	held := false
 	hctx := persist.WithSnapshotReadHook(ctx, func() {
 		held = true
-		done := make(chan error, 1)
-		go func() { done <- during() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				h.t.Errorf("while a snapshot read is in progress: %v", err)
-			}
-		case <-time.After(waitBound):
-			h.t.Errorf("still waiting after %v for calls made while a snapshot read is in progress", waitBound)
-		}
+		h.runHeld("a snapshot read is in progress", during)
 	})
 	got, err := l.LoadSnapshot(hctx)
 	if !held {
@@ -86,6 +77,23 @@ func (h *harness) heldRead(l persist.SnapshotLoader, during func() error) persis
 		h.t.FailNow()
 	}
 	return got
+}
+
+// runHeld runs during in its own goroutine while the store holds a call at
+// a hook (what says which), and fails the test if during fails or does not
+// finish within waitBound (it waits for the held call: the store holds a
+// lock across it); the held call then goes on.
+func (h *harness) runHeld(what string, during func() error) {
+	done := make(chan error, 1)
+	go func() { done <- during() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			h.t.Errorf("while %s: %v", what, err)
+		}
+	case <-time.After(waitBound):
+		h.t.Errorf("still waiting after %v for calls made while %s", waitBound, what)
+	}
 }
 
 // testWritesDuringSnapshotRead: Append and SaveSnapshot (which replaces the

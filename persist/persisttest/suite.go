@@ -45,8 +45,8 @@ func Run(t *testing.T, f Factory) {
 	cases := []struct {
 		name string
 		run  func(*testing.T, *harness)
-		// local: the case holds a read in progress with
-		// persist.WithSnapshotReadHook, which needs a store that keeps
+		// local: the case holds a read or write in progress with
+		// persist.WithSnapshotReadHook or WithSnapshotWriteHook, which needs a store that keeps
 		// data and is not a Proxy (checked before opening a store: a
 		// plugin's costs a process).
 		local bool
@@ -73,6 +73,9 @@ func Run(t *testing.T, f Factory) {
 		{name: "SnapshotReadRace", run: testSnapshotReadRace},
 		{name: "CanceledSnapshotRead", run: testCanceledSnapshotRead, local: true},
 		{name: "SnapshotReadContextEnded", run: testSnapshotReadContextEnded},
+		{name: "AppendsDuringSnapshotWrite", run: testAppendsDuringSnapshotWrite, local: true},
+		{name: "LogReplacedDuringSnapshotWrite", run: testLogReplacedDuringSnapshotWrite, local: true},
+		{name: "SnapshotsBesideAppendsRace", run: testSnapshotsBesideAppendsRace},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,19 +39,41 @@ type Client struct {
 	// answers LoadSnapshot with Unimplemented all the same (built wrongly):
 	// then the client stops calling it.
 	canLoad atomic.Bool
-	closed  atomic.Bool
-	size    atomic.Int64 // the last size figure the plugin reported
+	// announcedBeside is the plugin's
+	// OpenResponse.snapshots_beside_appends, and sequenced its
+	// size_sequence (its figures come numbered). The figures of a plugin
+	// that does not number them could not be kept in order beside a
+	// snapshot: such a plugin (none released announces snapshots beside
+	// appends without numbering, a hand-written one might) is not taken at
+	// its word, and gets its snapshots stored with no Append beside them
+	// (the host logs it).
+	announcedBeside, sequenced bool
+
+	closed atomic.Bool
+	size   atomic.Int64 // the latest size figure the plugin reported
+
+	// sizeMu guards sizeSeq, the number of the figure in size. A
+	// SaveSnapshot's answer and those of the Appends beside it come on
+	// different streams, in any order; the figure with the higher number
+	// was read later, so it wins. Without it a snapshot's answer could
+	// overwrite a later Append's larger figure (the replica would snapshot
+	// late) or an Append from before the compaction the snapshot's smaller
+	// one (the replica would ask for another snapshot at once).
+	sizeMu  sync.Mutex
+	sizeSeq uint64
 }
 
 var (
-	_ persist.Store          = (*Client)(nil)
-	_ persist.SnapshotLoader = (*Client)(nil)
+	_ persist.Store               = (*Client)(nil)
+	_ persist.SnapshotLoader      = (*Client)(nil)
+	_ persist.BackgroundSnapshots = (*Client)(nil)
 )
 
 // OpenStore opens the plugin's store with p; it must be called once, before
 // any other method.
 func (c *Client) OpenStore(ctx context.Context, p Params) error {
-	resp, err := c.rpc.Open(ctx, &persistv1.OpenRequest{DataDir: p.DataDir, Sync: p.Sync, Options: p.Options})
+	resp, err := c.rpc.Open(ctx, &persistv1.OpenRequest{DataDir: p.DataDir, Sync: p.Sync, Options: p.Options,
+		SizeSequence: true})
 	if err != nil {
 		if c.offer != nil {
 			_ = c.offer.Close()
@@ -61,9 +84,10 @@ func (c *Client) OpenStore(ctx context.Context, p Params) error {
 	c.name = resp.GetStoreName()
 	c.size.Store(int64(resp.GetLogSizeBytes()))
 	c.canLoad.Store(resp.GetLoadSnapshot())
+	c.announcedBeside, c.sequenced = resp.GetSnapshotsBesideAppends(), resp.GetSizeSequence()
 	if c.offer != nil {
 		if resp.GetDirectAppend() {
-			c.direct = newDirectClient(c.offer)
+			c.direct = newDirectClient(c.offer, c.sequenced)
 		} else {
 			_ = c.offer.Close() // an older plugin: Append goes over gRPC
 		}
@@ -71,6 +95,12 @@ func (c *Client) OpenStore(ctx context.Context, p Params) error {
 	}
 	return nil
 }
+
+// SnapshotsBesideAppends implements persist.BackgroundSnapshots: what the
+// plugin announced for its store, if it numbers its size figures. A
+// snapshot streams over its own RPC while
+// Appends go over the direct channel (or their own RPCs).
+func (c *Client) SnapshotsBesideAppends() bool { return c.announcedBeside && c.sequenced }
 
 // DirectAppend reports whether Append goes over the direct channel rather
 // than the Append RPC.
@@ -260,9 +290,9 @@ func (c *Client) Append(ctx context.Context, hs persist.HardState, entries []per
 		return err
 	}
 	if c.direct != nil {
-		size, err := c.direct.append(ctx, hs, entries)
-		if err == nil || !errors.Is(err, persist.ErrUnavailable) {
-			c.size.Store(size)
+		fig, answered, err := c.direct.append(ctx, hs, entries)
+		if answered {
+			c.setSize(fig)
 		}
 		return err
 	}
@@ -270,8 +300,30 @@ func (c *Client) Append(ctx context.Context, hs persist.HardState, entries []per
 	if err != nil {
 		return fromStatus("append", err)
 	}
-	c.size.Store(int64(resp.GetLogSizeBytes()))
+	c.setSize(figure{size: int64(resp.GetLogSizeBytes()), seq: resp.GetSizeSequence()})
 	return nil
+}
+
+// figure is a size figure the plugin reported and its number (0 from a
+// plugin that does not number them).
+type figure struct {
+	size int64
+	seq  uint64
+}
+
+// setSize records f unless the plugin numbers its figures and f is older
+// than the one recorded. An unnumbered figure always wins: such a plugin
+// gets no call beside another, so its answers come in order.
+func (c *Client) setSize(f figure) {
+	c.sizeMu.Lock()
+	defer c.sizeMu.Unlock()
+	if c.sequenced {
+		if f.seq <= c.sizeSeq {
+			return
+		}
+		c.sizeSeq = f.seq
+	}
+	c.size.Store(f.size)
 }
 
 // SaveSnapshot implements persist.Store, streaming the data in chunks of at
@@ -304,7 +356,7 @@ func (c *Client) SaveSnapshot(ctx context.Context, snap persist.Snapshot) error 
 	if err != nil {
 		return fromStatus("save snapshot", err)
 	}
-	c.size.Store(int64(resp.GetLogSizeBytes()))
+	c.setSize(figure{size: int64(resp.GetLogSizeBytes()), seq: resp.GetSizeSequence()})
 	return nil
 }
 

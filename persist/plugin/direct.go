@@ -41,11 +41,13 @@ import (
 //	  Append body: u64 term | i64 voted_for | u64 commit | u32 count |
 //	               count × (u64 index | u64 term | u8 type | u32 len | len bytes)
 //	response: u32 n | u8 status (0 ok, 1 error) | u64 log_size_bytes |
+//	          u64 size_sequence, if both sides agreed on it at Open |
 //	          on error: u8 r | r bytes of reason (a persist sentinel's name
 //	          as in errors.go, or empty) | the message (the rest)
 //
 // n counts the bytes after the length field. Both sides refuse frames
-// larger than maxMessageBytes and bodies that do not parse exactly.
+// larger than maxMessageBytes (the host: responses larger than
+// maxResponseBytes) and bodies that do not parse exactly.
 
 // EnvAppendFD is the environment variable that gives a plugin the
 // descriptor number of its end of the direct Append channel.
@@ -60,6 +62,7 @@ const (
 	hardStateWire   = 24 // term, voted_for, commit
 	entryHeaderWire = 21 // index, term, type, len
 	responseHeader  = 9  // status, log_size_bytes
+	sequenceWire    = 8  // size_sequence, after log_size_bytes if agreed
 )
 
 // endpoint is one end of the direct channel. Both ends are non-blocking
@@ -169,12 +172,23 @@ func parseAppend(body []byte, es []persist.Entry) (persist.HardState, []persist.
 // readFrame reads one length-prefixed frame into buf (reused) and returns
 // its content (after the length field).
 func readFrame(r io.Reader, buf []byte) ([]byte, error) {
+	return readFrameMax(r, buf, maxMessageBytes)
+}
+
+// maxResponseBytes bounds a response frame (after its length field): the
+// header, the number, a reason of at most 255 bytes and a message cut to
+// 64 KiB (responseFrame). The host refuses a longer one before it
+// allocates for it.
+const maxResponseBytes = responseHeader + sequenceWire + 1 + 255 + 64<<10
+
+// readFrameMax is readFrame for frames of at most limit bytes.
+func readFrameMax(r io.Reader, buf []byte, limit uint32) ([]byte, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return buf, err
 	}
 	n := binary.LittleEndian.Uint32(hdr[:])
-	if n == 0 || n > maxMessageBytes {
+	if n == 0 || n > limit {
 		return buf, fmt.Errorf("%w: frame of %d bytes", errFrame, n)
 	}
 	if cap(buf) < int(n) {
@@ -200,10 +214,14 @@ func reasonOf(err error) string {
 	return ""
 }
 
-// responseFrame encodes a response into buf (reused).
-func responseFrame(buf []byte, size int64, err error) []byte {
+// responseFrame encodes a response into buf (reused); sequenced says
+// whether it carries the figure's number.
+func responseFrame(buf []byte, fig figure, sequenced bool, err error) []byte {
 	buf = append(buf[:0], 0, 0, 0, 0, statusOK)
-	buf = binary.LittleEndian.AppendUint64(buf, uint64(size))
+	buf = binary.LittleEndian.AppendUint64(buf, uint64(fig.size))
+	if sequenced {
+		buf = binary.LittleEndian.AppendUint64(buf, fig.seq)
+	}
 	if err != nil {
 		buf[4] = statusError
 		reason := reasonOf(err)
@@ -219,31 +237,39 @@ func responseFrame(buf []byte, size int64, err error) []byte {
 	return buf
 }
 
-// parseResponse decodes a response; err is the store's error, carried over
-// the channel, and bad reports a frame that does not parse.
-func parseResponse(b []byte) (size int64, err error, bad error) {
-	if len(b) < responseHeader {
-		return 0, nil, fmt.Errorf("%w: response of %d bytes", errFrame, len(b))
+// parseResponse decodes a response, numbered if sequenced; err is the
+// store's error, carried over the channel, and bad reports a frame that
+// does not parse.
+func parseResponse(b []byte, sequenced bool) (fig figure, err error, bad error) {
+	header := responseHeader
+	if sequenced {
+		header += sequenceWire
 	}
-	size = int64(binary.LittleEndian.Uint64(b[1:]))
+	if len(b) < header {
+		return figure{}, nil, fmt.Errorf("%w: response of %d bytes", errFrame, len(b))
+	}
+	fig.size = int64(binary.LittleEndian.Uint64(b[1:]))
+	if sequenced {
+		fig.seq = binary.LittleEndian.Uint64(b[responseHeader:])
+	}
 	switch b[0] {
 	case statusOK:
-		if len(b) != responseHeader {
-			return 0, nil, fmt.Errorf("%w: ok response of %d bytes", errFrame, len(b))
+		if len(b) != header {
+			return figure{}, nil, fmt.Errorf("%w: ok response of %d bytes", errFrame, len(b))
 		}
-		return size, nil, nil
+		return fig, nil, nil
 	case statusError:
-		rest := b[responseHeader:]
+		rest := b[header:]
 		if len(rest) < 1 || int(rest[0]) > len(rest)-1 {
-			return 0, nil, fmt.Errorf("%w: error response cut short", errFrame)
+			return figure{}, nil, fmt.Errorf("%w: error response cut short", errFrame)
 		}
 		reason, msg := string(rest[1:1+rest[0]]), string(rest[1+rest[0]:])
 		if s, ok := sentinels[reason]; ok {
-			return size, &remoteError{msg: msg, sentinel: s}, nil
+			return fig, &remoteError{msg: msg, sentinel: s}, nil
 		}
-		return size, fmt.Errorf("persist/plugin: append: %s", msg), nil
+		return fig, fmt.Errorf("persist/plugin: append: %s", msg), nil
 	default:
-		return 0, nil, fmt.Errorf("%w: response status %d", errFrame, b[0])
+		return figure{}, nil, fmt.Errorf("%w: response status %d", errFrame, b[0])
 	}
 }
 
@@ -259,22 +285,26 @@ type directClient struct {
 	buf    []byte // reused request buffer
 	resp   []byte // reused response buffer
 	broken error  // why the channel can no longer be used, or nil
+	// sequenced: the plugin's answers carry their figure's number.
+	sequenced bool
 }
 
-func newDirectClient(conn endpoint) *directClient {
-	return &directClient{conn: conn, r: bufio.NewReaderSize(conn, 4<<10)}
+func newDirectClient(conn endpoint, sequenced bool) *directClient {
+	return &directClient{conn: conn, r: bufio.NewReaderSize(conn, 4<<10), sequenced: sequenced}
 }
 
-// append sends one Append and returns the plugin's size figure after it.
-func (d *directClient) append(ctx context.Context, hs persist.HardState, entries []persist.Entry) (int64, error) {
+// append sends one Append and returns the plugin's size figure after it;
+// answered says whether the plugin answered (with a figure), whether or not
+// its store failed.
+func (d *directClient) append(ctx context.Context, hs persist.HardState, entries []persist.Entry) (fig figure, answered bool, err error) {
 	if n := appendFrameSize(entries); n-4 > maxMessageBytes {
 		// Nothing was sent: the store is untouched.
-		return 0, fmt.Errorf("persist/plugin: append: a batch of %d bytes is above the %d-byte limit", n, maxMessageBytes)
+		return figure{}, false, fmt.Errorf("persist/plugin: append: a batch of %d bytes is above the %d-byte limit", n, maxMessageBytes)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.broken != nil {
-		return 0, fmt.Errorf("persist/plugin: append: %w: %w", persist.ErrUnavailable, d.broken)
+		return figure{}, false, fmt.Errorf("persist/plugin: append: %w: %w", persist.ErrUnavailable, d.broken)
 	}
 	// A cancelled ctx interrupts the round trip by shutting the socket
 	// down; the channel is then out of step and is not used again.
@@ -283,25 +313,25 @@ func (d *directClient) append(ctx context.Context, hs persist.HardState, entries
 		defer stop()
 	}
 	d.buf = appendFrame(d.buf, hs, entries)
-	_, err := d.conn.Write(d.buf)
+	_, err = d.conn.Write(d.buf)
 	if cap(d.buf) > 1<<20 {
 		d.buf = nil // don't pin a large batch's buffer
 	}
 	if err == nil {
-		d.resp, err = readFrame(d.r, d.resp)
+		d.resp, err = readFrameMax(d.r, d.resp, maxResponseBytes)
 	}
 	if err == nil {
-		size, storeErr, bad := parseResponse(d.resp)
+		fig, storeErr, bad := parseResponse(d.resp, d.sequenced)
 		if bad == nil {
-			return size, storeErr
+			return fig, true, storeErr
 		}
 		err = bad
 	}
 	d.broken = err
 	if ctxErr := ctx.Err(); ctxErr != nil {
-		return 0, fmt.Errorf("persist/plugin: append: %w: %w", persist.ErrUnavailable, ctxErr)
+		return figure{}, false, fmt.Errorf("persist/plugin: append: %w: %w", persist.ErrUnavailable, ctxErr)
 	}
-	return 0, fmt.Errorf("persist/plugin: append: %w: direct channel: %w", persist.ErrUnavailable, err)
+	return figure{}, false, fmt.Errorf("persist/plugin: append: %w: direct channel: %w", persist.ErrUnavailable, err)
 }
 
 // close closes the host's end; the plugin's serving goroutine sees EOF.
@@ -319,13 +349,15 @@ func (d *directClient) close() error {
 type directServer struct {
 	conn endpoint
 	srv  *server
-	done chan struct{} // closed when the serving goroutine has returned
+	// sequenced: the host asked for numbered figures (OpenRequest).
+	sequenced bool
+	done      chan struct{} // closed when the serving goroutine has returned
 }
 
 // serveDirect starts serving the channel; s.store() must succeed for the
 // calls to reach a store. stop ends it.
-func serveDirect(conn endpoint, srv *server) *directServer {
-	d := &directServer{conn: conn, srv: srv, done: make(chan struct{})}
+func serveDirect(conn endpoint, srv *server, sequenced bool) *directServer {
+	d := &directServer{conn: conn, srv: srv, sequenced: sequenced, done: make(chan struct{})}
 	go func() {
 		defer close(d.done)
 		d.loop()
@@ -351,7 +383,7 @@ func (d *directServer) loop() {
 			// broken host; either way, the channel is done.
 			return
 		}
-		var size int64
+		var fig figure
 		var callErr error
 		switch body[0] {
 		case opAppend:
@@ -360,11 +392,11 @@ func (d *directServer) loop() {
 			if callErr != nil {
 				return // out of step with the host: drop the channel
 			}
-			size, callErr = d.append(hs, es)
+			fig, callErr = d.append(hs, es)
 		default:
 			return
 		}
-		out = responseFrame(out, size, callErr)
+		out = responseFrame(out, fig, d.sequenced, callErr)
 		if _, err := d.conn.Write(out); err != nil {
 			return
 		}
@@ -375,16 +407,14 @@ func (d *directServer) loop() {
 	}
 }
 
-func (d *directServer) append(hs persist.HardState, es []persist.Entry) (int64, error) {
+func (d *directServer) append(hs persist.HardState, es []persist.Entry) (figure, error) {
 	st, err := d.srv.store()
 	if err != nil {
-		return 0, err
+		return figure{}, err
 	}
 	d.srv.writes.Add(1)
-	if err := st.Append(context.Background(), hs, es); err != nil {
-		return st.Size(), err
-	}
-	return st.Size(), nil
+	err = st.Append(context.Background(), hs, es)
+	return d.srv.figure(st), err
 }
 
 // stop closes the channel and waits for the serving goroutine.

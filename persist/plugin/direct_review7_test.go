@@ -23,7 +23,7 @@ func hostile(t *testing.T) (*directClient, *os.File) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newDirectClient(host)
+	c := newDirectClient(host, true)
 	t.Cleanup(func() { _ = c.close(); _ = child.Close() })
 	return c, child
 }
@@ -32,7 +32,7 @@ func hostile(t *testing.T) (*directClient, *os.File) {
 func appendAsync(ctx context.Context, c *directClient, entries []persist.Entry) <-chan error {
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.append(ctx, persist.HardState{Term: 1}, entries)
+		_, _, err := c.append(ctx, persist.HardState{Term: 1}, entries)
 		done <- err
 	}()
 	return done
@@ -77,6 +77,8 @@ func TestReview7PluginMisbehaves(t *testing.T) {
 		{"dies", func(child *os.File) { _ = child.Close() }, false},
 		{"garbage", func(child *os.File) { _, _ = child.Write([]byte{9, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0}) }, false},
 		{"oversized frame", func(child *os.File) { _, _ = child.Write([]byte{0xff, 0xff, 0xff, 0xff}) }, false},
+		// 1 MiB is below the request limit but far above any answer.
+		{"answer above the response limit", func(child *os.File) { _, _ = child.Write([]byte{0, 0, 0x10, 0}) }, false},
 		{"half a frame, then stalls", func(child *os.File) { _, _ = child.Write([]byte{9, 0, 0, 0, 0}) }, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -95,7 +97,7 @@ func TestReview7PluginMisbehaves(t *testing.T) {
 			if err := wait(t, done, c.name); !errors.Is(err, persist.ErrUnavailable) {
 				t.Fatalf("append: %v; want ErrUnavailable", err)
 			}
-			if _, err := dc.append(ctx0, persist.HardState{Term: 1}, nil); !errors.Is(err, persist.ErrUnavailable) {
+			if _, _, err := dc.append(ctx0, persist.HardState{Term: 1}, nil); !errors.Is(err, persist.ErrUnavailable) {
 				t.Fatalf("append on the broken channel: %v; want ErrUnavailable", err)
 			}
 		})
@@ -144,7 +146,7 @@ func TestReview7NoDescriptorLeaks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dc := newDirectClient(host)
+		dc := newDirectClient(host, true)
 		if i%2 == 0 {
 			ctx, cancel := context.WithCancel(ctx0)
 			done := appendAsync(ctx, dc, testEntries(1, 1))

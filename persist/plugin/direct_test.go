@@ -120,42 +120,55 @@ func TestReadFrameLimits(t *testing.T) {
 }
 
 func TestResponseFrame(t *testing.T) {
-	for _, c := range []struct {
-		err  error
-		want error
-	}{
-		{nil, nil},
-		{persist.ErrNonContiguous, persist.ErrNonContiguous},
-		{persist.ErrFailed, persist.ErrFailed},
-		{errors.New("disk on fire"), nil},
-	} {
-		b, err := readFrame(bytes.NewReader(responseFrame(nil, 42, c.err)), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		size, storeErr, bad := parseResponse(b)
-		if bad != nil || size != 42 {
-			t.Fatalf("%v: size %d, bad %v", c.err, size, bad)
-		}
-		switch {
-		case c.err == nil && storeErr != nil:
-			t.Errorf("ok response gave %v", storeErr)
-		case c.err != nil && (storeErr == nil || !strings.Contains(storeErr.Error(), c.err.Error())):
-			t.Errorf("%v came back as %v", c.err, storeErr)
-		case c.want != nil && !errors.Is(storeErr, c.want):
-			t.Errorf("%v came back as %v, not matching the sentinel", c.err, storeErr)
-		case c.want == nil && errors.Is(storeErr, persist.ErrUnavailable):
-			t.Errorf("a store error came back as %v", storeErr)
+	for _, sequenced := range []bool{false, true} {
+		for _, c := range []struct {
+			err  error
+			want error
+		}{
+			{nil, nil},
+			{persist.ErrNonContiguous, persist.ErrNonContiguous},
+			{persist.ErrFailed, persist.ErrFailed},
+			{errors.New("disk on fire"), nil},
+		} {
+			sent := figure{size: 42, seq: 7}
+			b, err := readFrame(bytes.NewReader(responseFrame(nil, sent, sequenced, c.err)), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := sent
+			if !sequenced {
+				want.seq = 0 // not on the wire
+			}
+			fig, storeErr, bad := parseResponse(b, sequenced)
+			if bad != nil || fig != want {
+				t.Fatalf("sequenced %v, %v: figure %+v, bad %v; want %+v", sequenced, c.err, fig, bad, want)
+			}
+			switch {
+			case c.err == nil && storeErr != nil:
+				t.Errorf("ok response gave %v", storeErr)
+			case c.err != nil && (storeErr == nil || !strings.Contains(storeErr.Error(), c.err.Error())):
+				t.Errorf("%v came back as %v", c.err, storeErr)
+			case c.want != nil && !errors.Is(storeErr, c.want):
+				t.Errorf("%v came back as %v, not matching the sentinel", c.err, storeErr)
+			case c.want == nil && errors.Is(storeErr, persist.ErrUnavailable):
+				t.Errorf("a store error came back as %v", storeErr)
+			}
 		}
 	}
-	for name, b := range map[string][]byte{
-		"short":          {0, 1},
-		"bad status":     append([]byte{7}, make([]byte, 8)...),
-		"ok with a tail": append([]byte{statusOK}, make([]byte, 9)...),
-		"reason too big": append(append([]byte{statusError}, make([]byte, 8)...), 200, 'x'),
-		"no reason byte": append([]byte{statusError}, make([]byte, 8)...),
+	for name, c := range map[string]struct {
+		b         []byte
+		sequenced bool
+	}{
+		"short":                    {[]byte{0, 1}, false},
+		"bad status":               {append([]byte{7}, make([]byte, 8)...), false},
+		"ok with a tail":           {append([]byte{statusOK}, make([]byte, 9)...), false},
+		"reason too big":           {append(append([]byte{statusError}, make([]byte, 8)...), 200, 'x'), false},
+		"no reason byte":           {append([]byte{statusError}, make([]byte, 8)...), false},
+		"ok without its sequence":  {append([]byte{statusOK}, make([]byte, 8)...), true},
+		"ok with a tail, numbered": {append([]byte{statusOK}, make([]byte, 17)...), true},
+		"error cut in the number":  {append([]byte{statusError}, make([]byte, 12)...), true},
 	} {
-		if _, _, bad := parseResponse(b); !errors.Is(bad, errFrame) {
+		if _, _, bad := parseResponse(c.b, c.sequenced); !errors.Is(bad, errFrame) {
 			t.Errorf("%s: %v, want errFrame", name, bad)
 		}
 	}
@@ -183,8 +196,8 @@ func directOver(t *testing.T, st persist.Store) *directClient {
 		t.Fatal(err)
 	}
 	srv := &server{st: st}
-	d := serveDirect(pluginEnd(t, child), srv)
-	c := newDirectClient(host)
+	d := serveDirect(pluginEnd(t, child), srv, true)
+	c := newDirectClient(host, true)
 	t.Cleanup(func() {
 		_ = c.close()
 		d.stop()
@@ -205,18 +218,31 @@ func pluginEnd(t *testing.T, child *os.File) endpoint {
 
 func TestDirectAppendErrors(t *testing.T) {
 	c := directOver(t, persist.NewMemory())
-	if _, err := c.append(ctx0, persist.HardState{Term: 1}, testEntries(1, 3)); err != nil {
+	if _, _, err := c.append(ctx0, persist.HardState{Term: 1}, testEntries(1, 3)); err != nil {
 		t.Fatal(err)
 	}
 	// A store error comes back matching its sentinel, and the channel
 	// stays usable.
-	_, err := c.append(ctx0, persist.HardState{Term: 1}, testEntries(9, 1))
-	if !errors.Is(err, persist.ErrNonContiguous) || errors.Is(err, persist.ErrUnavailable) {
-		t.Fatalf("gap: %v, want ErrNonContiguous", err)
+	first, answered, err := c.append(ctx0, persist.HardState{Term: 1}, testEntries(9, 1))
+	if !errors.Is(err, persist.ErrNonContiguous) || errors.Is(err, persist.ErrUnavailable) || !answered {
+		t.Fatalf("gap: %v (answered %v), want ErrNonContiguous", err, answered)
 	}
-	size, err := c.append(ctx0, persist.HardState{Term: 1}, testEntries(4, 1))
-	if err != nil || size != persist.LogSize(testEntries(1, 4)) {
-		t.Fatalf("append after a refused one: size %d, %v", size, err)
+	fig, _, err := c.append(ctx0, persist.HardState{Term: 1}, testEntries(4, 1))
+	if err != nil || fig.size != persist.LogSize(testEntries(1, 4)) {
+		t.Fatalf("append after a refused one: size %d, %v", fig.size, err)
+	}
+	if fig.seq <= first.seq {
+		t.Fatalf("figures numbered %d then %d: not increasing", first.seq, fig.seq)
+	}
+	// A batch above the frame limit is refused before it is sent: no
+	// answer, so no figure to take. (Its entries share one buffer.)
+	shared := make([]byte, 64<<20)
+	var big []persist.Entry
+	for i := range uint64(maxMessageBytes/len(shared) + 1) {
+		big = append(big, persist.Entry{Index: 5 + i, Term: 1, Type: persist.EntryCommand, Data: shared})
+	}
+	if _, answered, err := c.append(ctx0, persist.HardState{Term: 1}, big); err == nil || answered {
+		t.Fatalf("batch above the limit: %v, answered %v", err, answered)
 	}
 }
 
@@ -231,7 +257,7 @@ func TestDirectAppendCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(ctx0)
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.append(ctx, persist.HardState{Term: 1}, testEntries(1, 1))
+		_, _, err := c.append(ctx, persist.HardState{Term: 1}, testEntries(1, 1))
 		done <- err
 	}()
 	<-st.entered
@@ -245,7 +271,7 @@ func TestDirectAppendCancel(t *testing.T) {
 		t.Fatal("a cancelled append did not return")
 	}
 	close(st.release)
-	if _, err := c.append(ctx0, persist.HardState{Term: 1}, nil); !errors.Is(err, persist.ErrUnavailable) {
+	if _, _, err := c.append(ctx0, persist.HardState{Term: 1}, nil); !errors.Is(err, persist.ErrUnavailable) {
 		t.Fatalf("append after a cancelled one: %v, want ErrUnavailable", err)
 	}
 }
@@ -265,7 +291,7 @@ func TestDirectServerRefusesGarbage(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := serveDirect(pluginEnd(t, child), &server{st: persist.NewMemory()})
+			d := serveDirect(pluginEnd(t, child), &server{st: persist.NewMemory()}, true)
 			defer d.stop()
 			defer host.Close()
 			if _, err := host.Write(frame); err != nil {
@@ -288,7 +314,7 @@ func TestDirectConcurrentCallers(t *testing.T) {
 		wg.Go(func() {
 			for i := range 200 {
 				es := testEntries(uint64(g*1000+i+1), uint64(i%7))
-				if _, err := c.append(ctx0, persist.HardState{Term: 1}, es); err != nil {
+				if _, _, err := c.append(ctx0, persist.HardState{Term: 1}, es); err != nil {
 					t.Error(err)
 					return
 				}

@@ -227,6 +227,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return fail(err)
 	}
 	s.Client = c
+	if c.announcedBeside && !c.sequenced {
+		logger.Warn("persister plugin: the store announces snapshots beside appends but the plugin does not number its size figures (an older plugin protocol); its snapshots are stored with no append beside them: rebuild the plugin",
+			"persister", cfg.Persister, "store", c.StoreName())
+	}
 	logger.Debug("persister plugin started", "persister", cfg.Persister, "store", c.StoreName(), "pid", s.pid)
 	return s, nil
 }

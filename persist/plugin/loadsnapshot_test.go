@@ -18,7 +18,9 @@ import (
 )
 
 // oldPlugin is a plugin built before LoadSnapshot: the RPC answers
-// Unimplemented; claim makes Open say it serves it anyway.
+// Unimplemented; claim makes Open say it serves it anyway, and that its
+// store takes snapshots beside appends although it does not number its
+// size figures.
 type oldPlugin struct {
 	persistv1.UnimplementedPersisterServiceServer
 	claim bool
@@ -33,7 +35,7 @@ func (p oldPlugin) LoadSnapshot(req *persistv1.LoadSnapshotRequest, stream grpc.
 }
 
 func (p oldPlugin) Open(context.Context, *persistv1.OpenRequest) (*persistv1.OpenResponse, error) {
-	return &persistv1.OpenResponse{StoreName: "old", LoadSnapshot: p.claim}, nil
+	return &persistv1.OpenResponse{StoreName: "old", LoadSnapshot: p.claim, SnapshotsBesideAppends: p.claim}, nil
 }
 
 // TestLoadSnapshotOldPlugin: a plugin that predates LoadSnapshot makes the
@@ -58,6 +60,15 @@ func TestLoadSnapshotOldPlugin(t *testing.T) {
 		}
 		if c.CanLoadSnapshot() != claim {
 			t.Fatalf("claim %v: CanLoadSnapshot = %v", claim, c.CanLoadSnapshot())
+		}
+		// A plugin from before snapshots_beside_appends never announces it,
+		// and one that does without numbering its size figures could not
+		// keep them in order: raft stores its snapshots from the loop.
+		if c.SnapshotsBesideAppends() {
+			t.Fatalf("claim %v: an old plugin's store takes snapshots beside its appends", claim)
+		}
+		if unnumbered := c.announcedBeside && !c.sequenced; unnumbered != claim {
+			t.Fatalf("claim %v: the client noted an unnumbered announcement: %v (the host logs it)", claim, unnumbered)
 		}
 		if _, err := c.LoadSnapshot(context.Background()); !errors.Is(err, errors.ErrUnsupported) {
 			t.Fatalf("claim %v: LoadSnapshot = %v, want errors.ErrUnsupported", claim, err)
@@ -226,20 +237,46 @@ func TestLoadSnapshotCancelReachesPluginStore(t *testing.T) {
 // a host Client of it with its store open; both end with the test.
 func openOverBufconn(t *testing.T, impl persistv1.PersisterServiceServer) *Client {
 	t.Helper()
-	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
-	persistv1.RegisterPersisterServiceServer(srv, impl)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient("passthrough:///bufconn", grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	c := &Client{rpc: persistv1.NewPersisterServiceClient(conn)}
+	c := &Client{rpc: bufconnClient(t, impl)}
 	if err := c.OpenStore(context.Background(), Params{}); err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestSizeFiguresInOrder: a SaveSnapshot's answer and those of the Appends
+// beside it arrive in any order; from a plugin that numbers its figures the
+// client keeps the latest read whatever the order they arrive in, and from
+// one that does not (whose calls never overlap) the last to arrive.
+func TestSizeFiguresInOrder(t *testing.T) {
+	c := &Client{sequenced: true}
+	for _, f := range []struct {
+		fig  figure
+		want int64
+	}{
+		{figure{size: 900, seq: 4}, 900},
+		{figure{size: 300, seq: 6}, 300}, // the snapshot's, read after
+		{figure{size: 950, seq: 5}, 300}, // an Append from before it, late
+		{figure{size: 320, seq: 6}, 300}, // a repeated number is not newer
+		{figure{size: 0, seq: 0}, 300},   // unnumbered: not from this plugin
+		{figure{size: 340, seq: 9}, 340},
+	} {
+		c.setSize(f.fig)
+		if got := c.Size(); got != f.want {
+			t.Fatalf("after %+v: Size = %d, want %d", f.fig, got, f.want)
+		}
+	}
+	old := &Client{}
+	old.setSize(figure{size: 900})
+	old.setSize(figure{size: 300})
+	if got := old.Size(); got != 300 {
+		t.Fatalf("unnumbered figures: Size = %d, want the last, 300", got)
+	}
+	// The server numbers what it reads in increasing order.
+	srv := &server{}
+	st := persist.NewMemory()
+	a, b := srv.figure(st), srv.figure(st)
+	if a.seq == 0 || b.seq <= a.seq {
+		t.Fatalf("server's figures numbered %d then %d", a.seq, b.seq)
+	}
 }

@@ -95,6 +95,11 @@ type server struct {
 	st      persist.Store // nil before Open
 	serving *directServer // serves direct once the store is open, or nil
 
+	// figMu serializes reading a size figure (held across the store's
+	// Size only) and numbering it with figSeq, the last number given.
+	figMu  sync.Mutex
+	figSeq uint64
+
 	writes      atomic.Uint64 // Append and SaveSnapshot calls so far (releaseLoop)
 	stopRelease chan struct{} // closed to stop releaseLoop, or nil if it does not run
 	released    chan struct{} // closed when releaseLoop has returned
@@ -109,6 +114,16 @@ func (s *server) stopDirect() {
 	if d != nil {
 		d.stop()
 	}
+}
+
+// figure reads st's size figure and numbers it: a figure read later gets a
+// higher number, and so tells the host which of the answers it got on
+// different streams (a SaveSnapshot beside Appends) is the latest.
+func (s *server) figure(st persist.Store) figure {
+	s.figMu.Lock()
+	defer s.figMu.Unlock()
+	s.figSeq++
+	return figure{size: st.Size(), seq: s.figSeq}
 }
 
 func (s *server) store() (persist.Store, error) {
@@ -144,9 +159,10 @@ func (s *server) Open(_ context.Context, req *persistv1.OpenRequest) (*persistv1
 			s.releaseLoop(stop)
 		}(s.stopRelease, s.released)
 	}
-	resp := &persistv1.OpenResponse{StoreName: name, LogSizeBytes: uint64(st.Size()), LoadSnapshot: canLoadSnapshot(st)}
+	resp := &persistv1.OpenResponse{StoreName: name, LogSizeBytes: uint64(st.Size()), LoadSnapshot: canLoadSnapshot(st),
+		SnapshotsBesideAppends: persist.TakesSnapshotsBesideAppends(st), SizeSequence: req.GetSizeSequence()}
 	if s.direct != nil {
-		s.serving = serveDirect(s.direct, s)
+		s.serving = serveDirect(s.direct, s, req.GetSizeSequence())
 		resp.DirectAppend = true
 	}
 	return resp, nil
@@ -251,7 +267,8 @@ func (s *server) Append(ctx context.Context, req *persistv1.AppendRequest) (*per
 	if err := st.Append(ctx, hs, entries); err != nil {
 		return nil, toStatus(err)
 	}
-	return &persistv1.AppendResponse{LogSizeBytes: uint64(st.Size())}, nil
+	fig := s.figure(st)
+	return &persistv1.AppendResponse{LogSizeBytes: uint64(fig.size), SizeSequence: fig.seq}, nil
 }
 
 // maxSnapshotBytes bounds the buffer a SaveSnapshot stream may announce.
@@ -296,7 +313,8 @@ func (s *server) SaveSnapshot(stream grpc.ClientStreamingServer[persistv1.SaveSn
 	if err := st.SaveSnapshot(stream.Context(), snap); err != nil {
 		return toStatus(err)
 	}
-	return stream.SendAndClose(&persistv1.SaveSnapshotResponse{LogSizeBytes: uint64(st.Size())})
+	fig := s.figure(st)
+	return stream.SendAndClose(&persistv1.SaveSnapshotResponse{LogSizeBytes: uint64(fig.size), SizeSequence: fig.seq})
 }
 
 // releaseEvery is how often releaseLoop gives back the pages of the

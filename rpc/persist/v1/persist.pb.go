@@ -36,7 +36,13 @@ type OpenRequest struct {
 	// returns. Turning it off is for tests and benchmarks only.
 	Sync bool `protobuf:"varint,2,opt,name=sync,proto3" json:"sync,omitempty"`
 	// options are store-specific settings, by name.
-	Options       map[string]string `protobuf:"bytes,3,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Options map[string]string `protobuf:"bytes,3,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// size_sequence asks the plugin to number the size figures it reports
+	// with Append and SaveSnapshot (and on the direct channel), so that the
+	// host, which receives them on different streams, can tell the latest
+	// one when a SaveSnapshot runs beside Appends. A plugin that honours it
+	// says so in OpenResponse.size_sequence.
+	SizeSequence  bool `protobuf:"varint,4,opt,name=size_sequence,json=sizeSequence,proto3" json:"size_sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -92,6 +98,13 @@ func (x *OpenRequest) GetOptions() map[string]string {
 	return nil
 }
 
+func (x *OpenRequest) GetSizeSequence() bool {
+	if x != nil {
+		return x.SizeSequence
+	}
+	return false
+}
+
 // OpenResponse reports the opened store.
 type OpenResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -111,7 +124,21 @@ type OpenResponse struct {
 	// A plugin that leaves it false (one that predates LoadSnapshot, or whose
 	// store cannot read its snapshot back) is never asked: the replica keeps
 	// the snapshot's data in memory.
-	LoadSnapshot  bool `protobuf:"varint,4,opt,name=load_snapshot,json=loadSnapshot,proto3" json:"load_snapshot,omitempty"`
+	LoadSnapshot bool `protobuf:"varint,4,opt,name=load_snapshot,json=loadSnapshot,proto3" json:"load_snapshot,omitempty"`
+	// snapshots_beside_appends is true if the plugin's store takes a
+	// compaction's SaveSnapshot while Append calls go on (the Go contract:
+	// persist.BackgroundSnapshots). The host then streams such a snapshot
+	// while it goes on sending Appends; a plugin that leaves it false gets
+	// no Append until its SaveSnapshot has returned.
+	SnapshotsBesideAppends bool `protobuf:"varint,5,opt,name=snapshots_beside_appends,json=snapshotsBesideAppends,proto3" json:"snapshots_beside_appends,omitempty"`
+	// size_sequence is true if the plugin numbers its size figures, as
+	// OpenRequest.size_sequence asked: every AppendResponse and
+	// SaveSnapshotResponse carries the number of its figure, and a direct
+	// channel response carries it as a u64 after log_size_bytes. Numbers
+	// start at 1 (0 means unnumbered, as are the figures of Open and Load);
+	// a figure's number is above those of every figure the plugin read
+	// before it, and the host keeps the figure with the highest number.
+	SizeSequence  bool `protobuf:"varint,6,opt,name=size_sequence,json=sizeSequence,proto3" json:"size_sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -170,6 +197,20 @@ func (x *OpenResponse) GetDirectAppend() bool {
 func (x *OpenResponse) GetLoadSnapshot() bool {
 	if x != nil {
 		return x.LoadSnapshot
+	}
+	return false
+}
+
+func (x *OpenResponse) GetSnapshotsBesideAppends() bool {
+	if x != nil {
+		return x.SnapshotsBesideAppends
+	}
+	return false
+}
+
+func (x *OpenResponse) GetSizeSequence() bool {
+	if x != nil {
+		return x.SizeSequence
 	}
 	return false
 }
@@ -503,7 +544,9 @@ func (x *AppendRequest) GetEntries() []*v1.Entry {
 type AppendResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// log_size_bytes is the size of the persisted log after the batch.
-	LogSizeBytes  uint64 `protobuf:"varint,1,opt,name=log_size_bytes,json=logSizeBytes,proto3" json:"log_size_bytes,omitempty"`
+	LogSizeBytes uint64 `protobuf:"varint,1,opt,name=log_size_bytes,json=logSizeBytes,proto3" json:"log_size_bytes,omitempty"`
+	// size_sequence numbers log_size_bytes if OpenResponse.size_sequence.
+	SizeSequence  uint64 `protobuf:"varint,2,opt,name=size_sequence,json=sizeSequence,proto3" json:"size_sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -541,6 +584,13 @@ func (*AppendResponse) Descriptor() ([]byte, []int) {
 func (x *AppendResponse) GetLogSizeBytes() uint64 {
 	if x != nil {
 		return x.LogSizeBytes
+	}
+	return 0
+}
+
+func (x *AppendResponse) GetSizeSequence() uint64 {
+	if x != nil {
+		return x.SizeSequence
 	}
 	return 0
 }
@@ -604,7 +654,9 @@ func (x *SaveSnapshotRequest) GetChunk() []byte {
 type SaveSnapshotResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// log_size_bytes is the size of the persisted log after compaction.
-	LogSizeBytes  uint64 `protobuf:"varint,1,opt,name=log_size_bytes,json=logSizeBytes,proto3" json:"log_size_bytes,omitempty"`
+	LogSizeBytes uint64 `protobuf:"varint,1,opt,name=log_size_bytes,json=logSizeBytes,proto3" json:"log_size_bytes,omitempty"`
+	// size_sequence numbers log_size_bytes if OpenResponse.size_sequence.
+	SizeSequence  uint64 `protobuf:"varint,2,opt,name=size_sequence,json=sizeSequence,proto3" json:"size_sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -642,6 +694,13 @@ func (*SaveSnapshotResponse) Descriptor() ([]byte, []int) {
 func (x *SaveSnapshotResponse) GetLogSizeBytes() uint64 {
 	if x != nil {
 		return x.LogSizeBytes
+	}
+	return 0
+}
+
+func (x *SaveSnapshotResponse) GetSizeSequence() uint64 {
+	if x != nil {
+		return x.SizeSequence
 	}
 	return 0
 }
@@ -860,20 +919,23 @@ var File_persist_v1_persist_proto protoreflect.FileDescriptor
 const file_persist_v1_persist_proto_rawDesc = "" +
 	"\n" +
 	"\x18persist/v1/persist.proto\x12\n" +
-	"persist.v1\x1a\x12raft/v1/raft.proto\"\xb8\x01\n" +
+	"persist.v1\x1a\x12raft/v1/raft.proto\"\xdd\x01\n" +
 	"\vOpenRequest\x12\x19\n" +
 	"\bdata_dir\x18\x01 \x01(\tR\adataDir\x12\x12\n" +
 	"\x04sync\x18\x02 \x01(\bR\x04sync\x12>\n" +
-	"\aoptions\x18\x03 \x03(\v2$.persist.v1.OpenRequest.OptionsEntryR\aoptions\x1a:\n" +
+	"\aoptions\x18\x03 \x03(\v2$.persist.v1.OpenRequest.OptionsEntryR\aoptions\x12#\n" +
+	"\rsize_sequence\x18\x04 \x01(\bR\fsizeSequence\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9d\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfc\x01\n" +
 	"\fOpenResponse\x12\x1d\n" +
 	"\n" +
 	"store_name\x18\x01 \x01(\tR\tstoreName\x12$\n" +
 	"\x0elog_size_bytes\x18\x02 \x01(\x04R\flogSizeBytes\x12#\n" +
 	"\rdirect_append\x18\x03 \x01(\bR\fdirectAppend\x12#\n" +
-	"\rload_snapshot\x18\x04 \x01(\bR\floadSnapshot\"5\n" +
+	"\rload_snapshot\x18\x04 \x01(\bR\floadSnapshot\x128\n" +
+	"\x18snapshots_beside_appends\x18\x05 \x01(\bR\x16snapshotsBesideAppends\x12#\n" +
+	"\rsize_sequence\x18\x06 \x01(\bR\fsizeSequence\"5\n" +
 	"\vLoadRequest\x12&\n" +
 	"\x0fmax_chunk_bytes\x18\x01 \x01(\x04R\rmaxChunkBytes\"\xbd\x01\n" +
 	"\n" +
@@ -894,14 +956,16 @@ const file_persist_v1_persist_proto_rawDesc = "" +
 	"\rAppendRequest\x121\n" +
 	"\n" +
 	"hard_state\x18\x01 \x01(\v2\x12.raft.v1.HardStateR\thardState\x12(\n" +
-	"\aentries\x18\x02 \x03(\v2\x0e.raft.v1.EntryR\aentries\"6\n" +
+	"\aentries\x18\x02 \x03(\v2\x0e.raft.v1.EntryR\aentries\"[\n" +
 	"\x0eAppendResponse\x12$\n" +
-	"\x0elog_size_bytes\x18\x01 \x01(\x04R\flogSizeBytes\"b\n" +
+	"\x0elog_size_bytes\x18\x01 \x01(\x04R\flogSizeBytes\x12#\n" +
+	"\rsize_sequence\x18\x02 \x01(\x04R\fsizeSequence\"b\n" +
 	"\x13SaveSnapshotRequest\x125\n" +
 	"\bmetadata\x18\x01 \x01(\v2\x19.raft.v1.SnapshotMetadataR\bmetadata\x12\x14\n" +
-	"\x05chunk\x18\x02 \x01(\fR\x05chunk\"<\n" +
+	"\x05chunk\x18\x02 \x01(\fR\x05chunk\"a\n" +
 	"\x14SaveSnapshotResponse\x12$\n" +
-	"\x0elog_size_bytes\x18\x01 \x01(\x04R\flogSizeBytes\"=\n" +
+	"\x0elog_size_bytes\x18\x01 \x01(\x04R\flogSizeBytes\x12#\n" +
+	"\rsize_sequence\x18\x02 \x01(\x04R\fsizeSequence\"=\n" +
 	"\x13LoadSnapshotRequest\x12&\n" +
 	"\x0fmax_chunk_bytes\x18\x01 \x01(\x04R\rmaxChunkBytes\"o\n" +
 	"\x14LoadSnapshotResponse\x127\n" +
