@@ -1,7 +1,9 @@
 package durio
 
 import (
+	"container/list"
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"mime"
@@ -11,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ruaft/ruaft/internal/rawconn"
@@ -22,18 +25,35 @@ import (
 // the in-flight cap, request ids, and the browser rules of the client API
 // (origin allowlist, CORS preflight, JSON-only writes, no redirects).
 
-// capListener closes connections accepted over max open ones at once, so a
-// flood of idle connections costs a bounded number of goroutines and buffers.
+// capListener caps a listener's open connections, so a flood of idle
+// connections costs a bounded number of goroutines and buffers, without
+// letting that flood lock out the clients and peers that use the listener.
+//
+// A connection is pending from its accept until the server vouches for it
+// (vouchConn): on the client listener once a whole request has arrived, on
+// the peer listener once a request has passed authentication (peer token or
+// client certificate). At the cap, a new connection evicts a pending one
+// rather than being refused: the oldest of the remote host that has the
+// most pending, so a host that opens many idle or unauthenticated
+// connections evicts its own and not a peer's fresh one. Only when every
+// open connection is vouched for is the new one closed at once.
+//
 // The connections it hands out read and write with raw system calls
 // (package rawconn).
 type capListener struct {
 	net.Listener
-	slots   chan struct{} // one token per open connection
-	refused func()        // called per refused connection; may be nil
+	max     int
+	refused func() // called per refused connection; may be nil
+	evicted func() // called per evicted pending connection; may be nil
+
+	mu      sync.Mutex
+	open    int
+	seq     uint64                // accept order, for the oldest pending
+	pending map[string]*list.List // remote host -> its pending *cappedConn, oldest first
 }
 
-func newCapListener(ln net.Listener, max int, refused func()) net.Listener {
-	return &capListener{Listener: ln, slots: make(chan struct{}, max), refused: refused}
+func newCapListener(ln net.Listener, max int, refused, evicted func()) net.Listener {
+	return &capListener{Listener: ln, max: max, refused: refused, evicted: evicted, pending: map[string]*list.List{}}
 }
 
 func (l *capListener) Accept() (net.Conn, error) {
@@ -42,28 +62,149 @@ func (l *capListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		select {
-		case l.slots <- struct{}{}:
-			return &cappedConn{Conn: rawconn.Wrap(c), release: func() { <-l.slots }}, nil
-		default:
-			c.Close()
-			if l.refused != nil {
-				l.refused()
-			}
+		cc := &cappedConn{Conn: rawconn.Wrap(c), l: l, host: remoteHost(c)}
+		if l.admit(cc) {
+			return cc, nil
+		}
+		c.Close()
+		if l.refused != nil {
+			l.refused()
 		}
 	}
 }
 
+// admit takes a slot for c, pending, evicting pending connections while
+// the listener is at its cap; false if every open connection is vouched
+// for.
+func (l *capListener) admit(c *cappedConn) bool {
+	for {
+		l.mu.Lock()
+		if l.open < l.max {
+			l.open++
+			l.seq++
+			c.seq = l.seq
+			q := l.pending[c.host]
+			if q == nil {
+				q = list.New()
+				l.pending[c.host] = q
+			}
+			c.elem = q.PushBack(c)
+			l.mu.Unlock()
+			return true
+		}
+		victim := l.victimLocked()
+		l.mu.Unlock()
+		if victim == nil {
+			return false
+		}
+		victim.Close() // frees its slot
+		if l.evicted != nil {
+			l.evicted()
+		}
+	}
+}
+
+// victimLocked removes from the pending set, and returns, the oldest
+// pending connection of the host with the most (the older one on a tie);
+// nil if none is pending.
+func (l *capListener) victimLocked() *cappedConn {
+	var victim *cappedConn
+	most := 0
+	for _, q := range l.pending {
+		c := q.Front().Value.(*cappedConn)
+		if q.Len() > most || q.Len() == most && c.seq < victim.seq {
+			victim, most = c, q.Len()
+		}
+	}
+	if victim != nil {
+		l.unpendLocked(victim)
+	}
+	return victim
+}
+
+func (l *capListener) unpendLocked(c *cappedConn) {
+	if c.elem == nil {
+		return
+	}
+	q := l.pending[c.host]
+	q.Remove(c.elem)
+	c.elem = nil
+	if q.Len() == 0 {
+		delete(l.pending, c.host)
+	}
+}
+
+// remoteHost is c's remote IP address, the whole remote address where it
+// has no port (a Unix socket).
+func remoteHost(c net.Conn) string {
+	a := c.RemoteAddr()
+	if a == nil {
+		return ""
+	}
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return string(ta.IP.To16())
+	}
+	return a.String()
+}
+
+// cappedConn is a connection of a capListener.
 type cappedConn struct {
 	net.Conn
+	l       *capListener
+	host    string
+	seq     uint64
+	elem    *list.Element // in l.pending while pending; under l.mu
+	vouched atomic.Bool
 	once    sync.Once
-	release func()
+}
+
+// vouch takes c out of the pending set: the listener no longer evicts it.
+func (c *cappedConn) vouch() {
+	if c.vouched.Load() {
+		return
+	}
+	c.l.mu.Lock()
+	c.l.unpendLocked(c)
+	c.l.mu.Unlock()
+	c.vouched.Store(true)
 }
 
 func (c *cappedConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(c.release)
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		c.l.unpendLocked(c)
+		c.l.open--
+		c.l.mu.Unlock()
+	})
 	return err
+}
+
+type cappedConnKey struct{}
+
+// withCappedConn is an http.Server's ConnContext: it keeps the
+// capListener's connection under a request's context for vouchConn,
+// through a TLS layer too.
+func withCappedConn(ctx context.Context, c net.Conn) context.Context {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if cc, ok := c.(*cappedConn); ok {
+		return context.WithValue(ctx, cappedConnKey{}, cc)
+	}
+	return ctx
+}
+
+// vouchConn vouches for the connection of every request it passes on (see
+// capListener): put it where a request has shown it is one the listener
+// serves.
+func vouchConn(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, ok := r.Context().Value(cappedConnKey{}).(*cappedConn); ok {
+			c.vouch()
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // limitInflight answers 503 with Retry-After when max requests are already

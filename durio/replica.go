@@ -171,8 +171,10 @@ func StartReplicaContext(ctx context.Context, cfg Config, store persist.Store, l
 		r.peerLn.Close()
 		return nil, fmt.Errorf("durio: listen-client: %w", err)
 	}
-	r.peerLn = newCapListener(r.peerLn, cfg.MaxPeerConns, func() { r.metrics.refusedConns.WithLabelValues("peer").Inc() })
-	r.clientLn = newCapListener(r.clientLn, cfg.MaxClientConns, func() { r.metrics.refusedConns.WithLabelValues("client").Inc() })
+	r.peerLn = newCapListener(r.peerLn, cfg.MaxPeerConns, r.metrics.refusedConns.WithLabelValues("peer").Inc,
+		r.metrics.evictedConns.WithLabelValues("peer").Inc)
+	r.clientLn = newCapListener(r.clientLn, cfg.MaxClientConns, r.metrics.refusedConns.WithLabelValues("client").Inc,
+		r.metrics.evictedConns.WithLabelValues("client").Inc)
 	if peerServerTLS != nil {
 		r.peerLn = tls.NewListener(r.peerLn, peerServerTLS)
 	}
@@ -310,14 +312,16 @@ func StartReplicaContext(ctx context.Context, cfg Config, store persist.Store, l
 		mux.HandleFunc("GET /admin/snapshot", r.snapshotHandler)
 	}
 	// Authentication comes first, so an unauthenticated caller gets its 401
-	// before a byte of its body is read; then the cluster check (412).
-	var peerHandler http.Handler = requireCluster(r.clusterID, r.clusterChecked, peerLog, twirptransport.LimitBody(cfg.MaxPeerBodyBytes, peerMux))
+	// before a byte of its body is read; then the connection is vouched for
+	// (no longer evicted at --max-peer-conns: see capListener); then the
+	// cluster check (412).
+	var peerHandler http.Handler = vouchConn(requireCluster(r.clusterID, r.clusterChecked, peerLog, twirptransport.LimitBody(cfg.MaxPeerBodyBytes, peerMux)))
 	if cfg.PeerToken != "" {
 		peerHandler = twirptransport.RequireToken(cfg.PeerToken, peerHandler)
 	}
 	r.peerSrv = newHTTPServer(cfg, peerHandler, peerLog)
 	clientLog := logger.With("listener", "client")
-	r.clientSrv = newHTTPServer(cfg, withRequestID(clientLog, r.health.wrap(r.metrics.instrumentMux(clientHandler(kvwire.NewServer(fe, kvwire.ServerOptions{Status: status, LeaderURL: leaderURL}), limits, extra)))), clientLog)
+	r.clientSrv = newHTTPServer(cfg, vouchConn(withRequestID(clientLog, r.health.wrap(r.metrics.instrumentMux(clientHandler(kvwire.NewServer(fe, kvwire.ServerOptions{Status: status, LeaderURL: leaderURL}), limits, extra))))), clientLog)
 	r.serving.Add(2)
 	go r.serve(r.peerSrv, r.peerLn, false)
 	if r.clientCert != nil {
@@ -425,6 +429,7 @@ func newHTTPServer(cfg Config, h http.Handler, logger *slog.Logger) *http.Server
 		WriteTimeout:      cfg.WriteTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ConnContext:       withCappedConn,
 		// TLS handshake failures and the like: worth seeing, not alarming.
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelInfo),
 	}

@@ -540,7 +540,7 @@ func TestRESTWatchStreamCrowdedAndStalled(t *testing.T) {
 		inner.ServeHTTP(w, r)
 		ended.Store(true)
 	}))
-	srv.Listener = newCapListener(srv.Listener, 8, nil)
+	srv.Listener = newCapListener(srv.Listener, 8, nil, nil)
 	srv.Start()
 	defer srv.Close()
 	req, _ := http.NewRequest("GET", srv.URL+"/kvstore/watch/k?index=1", nil)

@@ -95,7 +95,9 @@ func (s server) ReadIndex(ctx context.Context, p *raftv1.ReadIndexRequest) (*raf
 }
 
 // RequireToken answers 401 (a Twirp "unauthenticated" error) to every
-// request without "Authorization: Bearer <token>", before reading its body.
+// request without "Authorization: Bearer <token>", before reading its body,
+// and closes the connection after it: a caller without the token keeps no
+// connection open.
 // The comparison takes constant time. An empty token is a configuration
 // error, so RequireToken panics on one rather than let everything through.
 func RequireToken(token string, next http.Handler) http.Handler {
@@ -105,6 +107,7 @@ func RequireToken(token string, next http.Handler) http.Handler {
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !constantTimeEqual([]byte(r.Header.Get("Authorization")), want) {
+			w.Header().Set("Connection", "close")
 			writeError(w, http.StatusUnauthorized, twirp.NewError(twirp.Unauthenticated, "missing or wrong peer token"))
 			return
 		}

@@ -1,9 +1,11 @@
 package twirptransport
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -107,6 +109,48 @@ func TestRequireToken(t *testing.T) {
 		case !tc.ok && (!errors.As(err, &terr) || terr.Code() != twirp.Unauthenticated):
 			t.Errorf("token %q: got %v, want unauthenticated (401)", tc.token, err)
 		}
+	}
+}
+
+// A caller without the token gets its 401 and then loses the connection:
+// it cannot hold keep-alive connections open on the peer listener.
+func TestRequireTokenClosesConnection(t *testing.T) {
+	srv := httptest.NewServer(RequireToken("s3cret", http.NotFoundHandler()))
+	defer srv.Close()
+	for _, tc := range []struct {
+		auth   string
+		closed bool
+	}{{"Bearer wrong", true}, {"", true}, {"Bearer s3cret", false}} {
+		c, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		req := "GET /x HTTP/1.1\r\nHost: x\r\n"
+		if tc.auth != "" {
+			req += "Authorization: " + tc.auth + "\r\n"
+		}
+		if _, err := io.WriteString(c, req+"\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.auth, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if want := map[bool]int{true: 401, false: 404}[tc.closed]; resp.StatusCode != want {
+			t.Errorf("%q: status %d, want %d", tc.auth, resp.StatusCode, want)
+		}
+		// A closed connection reads EOF at once; an open one times out.
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		_, err = br.ReadByte()
+		var ne net.Error
+		if open := errors.As(err, &ne) && ne.Timeout(); open == tc.closed {
+			t.Errorf("%q: read after the response: %v; want the connection closed=%v", tc.auth, err, tc.closed)
+		}
+		c.Close()
 	}
 }
 
