@@ -162,7 +162,9 @@ type Config struct {
 	// forwarded client request, with room to spare.
 	MaxPeerBodyBytes int64 `yaml:"max-peer-body-bytes"`
 	// MaxClientConns and MaxPeerConns cap the open connections of each
-	// listener; connections over the cap are closed as soon as accepted.
+	// listener. At the cap a new connection evicts one the server has not
+	// vouched for yet (see capListener); only when every open connection is
+	// vouched for is the new one closed as soon as accepted.
 	MaxClientConns int `yaml:"max-client-conns"`
 	MaxPeerConns   int `yaml:"max-peer-conns"`
 	// MaxInflight caps the client requests being served at once; more get

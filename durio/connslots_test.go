@@ -226,7 +226,7 @@ func TestPeerPlaneUnderIdleFlood(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			var closedConns func() int64
-			waitFlood := func() {}
+			waitFlood, stopFlood := func() {}, func() {}
 			defer func() { cancel(); waitFlood() }()
 			c := startTestCluster(t, 3, scheme, func(cfg *Config) {
 				cfg.MaxPeerConns = capConns
@@ -239,12 +239,18 @@ func TestPeerPlaneUnderIdleFlood(t *testing.T) {
 				}
 				if cfg.ID == 0 {
 					// The flood starts before any replica listens, so the
-					// replicas connect to each other through it.
+					// replicas connect to each other through it. A start
+					// again on new ports (EADDRINUSE) first stops the
+					// flood at the old ones.
+					stopFlood()
+					waitFlood()
 					addrs := make([]string, len(cfg.Peers))
 					for i, p := range cfg.Peers {
 						addrs[i] = strings.TrimPrefix(p, scheme+"://")
 					}
-					closedConns, waitFlood = flood(ctx, addrs, capConns+4, 2)
+					var fctx context.Context
+					fctx, stopFlood = context.WithCancel(ctx)
+					closedConns, waitFlood = flood(fctx, addrs, capConns+4, 2)
 				}
 			})
 			waitUntil(t, "the flood reaches the connection cap of every replica", func() bool {

@@ -30,9 +30,11 @@ import (
 // letting that flood lock out the clients and peers that use the listener.
 //
 // A connection is pending from its accept until the server vouches for it
-// (vouchConn): on the client listener once a whole request has arrived, on
-// the peer listener once a request has passed authentication (peer token or
-// client certificate). At the cap, a new connection evicts a pending one
+// (vouchConn): on the client listener once a request's line and header
+// have arrived (its body may still be on its way), on the peer listener once
+// a request has passed authentication (peer token or client certificate;
+// any request where the peer listener has neither, as --insecure-peers or a
+// loopback address allow). At the cap, a new connection evicts a pending one
 // rather than being refused: the oldest of the remote host that has the
 // most pending, so a host that opens many idle or unauthenticated
 // connections evicts its own and not a peer's fresh one. Only when every

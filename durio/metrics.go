@@ -88,7 +88,7 @@ func newMetrics(status func() raft.Status) *metrics {
 		refusedConns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "durio_http_refused_connections_total",
 			Help: "Connections closed on accept because the listener was at its connection cap with every open connection vouched for, by listener (client or peer)."}, []string{"listener"}),
 		evictedConns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "durio_http_evicted_connections_total",
-			Help: "Connections closed at the connection cap to make room for a new one because no request had been vouched for on them yet (client: no whole request; peer: none that passed authentication), by listener."}, []string{"listener"}),
+			Help: "Connections closed at the connection cap to make room for a new one because no request had been vouched for on them yet (client: no request header yet; peer: no request that passed authentication), by listener."}, []string{"listener"}),
 		authRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "durio_client_auth_refused_total",
 			Help: "Client requests refused by --client-auth-file, by reason: unauthenticated (no known token) or permission_denied (a role too low)."}, []string{"reason"}),
 		tlsExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "durio_tls_certificate_expiry_timestamp_seconds",
