@@ -118,6 +118,10 @@ type Config struct {
 	// (clock.go); only this package's tests set it, to a fake clock they
 	// advance instead of sleeping.
 	clock clock
+	// noSendWhileStoring, set only by this package's tests, turns off the
+	// ticker's sends while the loop is in a store call
+	// (sendWhileStoringLocked), to show what they prevent.
+	noSendWhileStoring bool
 }
 
 // DefaultConfig returns a Config with every field but ID and Peers set to

@@ -54,6 +54,24 @@ func (c *core) ready() ready {
 	return rd
 }
 
+// takeMessages removes from the outbox, and returns in order, the messages
+// for which now reports true; the others stay, in order, for the next
+// ready.
+func (c *core) takeMessages(now func(message) bool) []message {
+	var taken []message
+	kept := c.msgs[:0]
+	for _, m := range c.msgs {
+		if now(m) {
+			taken = append(taken, m)
+		} else {
+			kept = append(kept, m)
+		}
+	}
+	clear(c.msgs[len(kept):])
+	c.msgs = kept
+	return taken
+}
+
 // recycleMessages gives back the slice of a ready's messages, which the
 // caller copied out and no longer reads, so that the next batches append to
 // it instead of allocating.

@@ -69,12 +69,15 @@ type Node struct {
 	kickCh    chan struct{}
 	applyKick chan struct{}
 	// peers holds each peer's send queue, created (with its senders) at the
-	// first message to it; only the loop goroutine uses it. The queue of a
-	// peer this node no longer sends to (it left the configuration, and a
-	// leader is done telling it) is closed, which ends its senders
-	// (pruneSenders); a later message makes a new one. sendersKey is what
-	// the core's send targets were when last pruned; senders counts the
-	// running sender goroutines.
+	// first message to it, by the loop goroutine. The queue of a peer this
+	// node no longer sends to (it left the configuration, and a leader is
+	// done telling it) is closed, which ends its senders (pruneSenders); a
+	// later message makes a new one. sendersKey is what the core's send
+	// targets were when last pruned; senders counts the running sender
+	// goroutines. peersMu guards peers and the sends on its queues: the
+	// loop's, and the ticker's while the loop waits for the store
+	// (sendWhileStoringLocked); n.mu, when held too, is taken first.
+	peersMu    sync.Mutex
 	peers      map[int]chan message
 	sendersKey sendTargetsKey
 	senders    atomic.Int64
@@ -83,6 +86,11 @@ type Node struct {
 	// the answer (SaveSnapshot, and the compaction it queued once done or
 	// overtaken).
 	snapshotAsked atomic.Bool
+	// storeCall is odd while the loop is in a store call (or waits for a
+	// compaction stored beside it), and counts them: the ticker sends the
+	// core's replication messages itself once one call has lasted a
+	// heartbeat interval (sendWhileStoringLocked).
+	storeCall atomic.Uint64
 	// askedSize is the store size when SnapshotNeeded was last called
 	// (applier goroutine only).
 	askedSize int64

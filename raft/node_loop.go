@@ -15,6 +15,10 @@ import (
 func (n *Node) ticker() {
 	ticks, stop := n.cfg.clockOrReal().newTicker(n.cfg.TickInterval)
 	defer stop()
+	// The store call the loop has been in at the last ticks, and for how
+	// many ticks.
+	var call uint64
+	var callTicks int
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -22,11 +26,54 @@ func (n *Node) ticker() {
 		case <-ticks:
 		}
 		n.locked(func() {
-			if n.err == nil {
-				n.core.tick()
+			if n.err != nil {
+				return
+			}
+			n.core.tick()
+			if c := n.storeCall.Load(); c&1 == 0 {
+				callTicks = 0
+			} else {
+				if c != call {
+					call, callTicks = c, 0
+				}
+				if callTicks++; callTicks >= n.core.cfg.heartbeatTicks && !n.cfg.noSendWhileStoring {
+					n.sendWhileStoringLocked()
+				}
 			}
 		})
 		n.kick()
+	}
+}
+
+// sendWhileStoringLocked sends the core's AppendEntries and snapshot chunks
+// (heartbeats among them) while the loop has been in one store call for a
+// heartbeat interval or more: an Append that a disk, or a store's
+// collection, holds for longer than an election timeout would otherwise
+// keep a leader's heartbeats from its followers, which then elect another
+// leader (and check-quorum makes it step down). The loop sends these
+// messages before its Append anyway (a leader's appends go out before its
+// own write, and it counts itself only once the write is durable), so
+// sending them before the Append in progress returns is an order the loop
+// could take too. Every other message (votes, which must follow the
+// store's write, leadership transfers, read-index requests) stays for the
+// loop, as do messages to a peer without a send queue yet. n.mu must be
+// held.
+func (n *Node) sendWhileStoringLocked() {
+	var failed []message
+	n.peersMu.Lock()
+	for _, m := range n.core.takeMessages(func(m message) bool {
+		return (m.ae != nil || m.is != nil) && n.peers[m.to] != nil
+	}) {
+		select {
+		case n.peers[m.to] <- m:
+		default:
+			failed = append(failed, m)
+		}
+	}
+	n.peersMu.Unlock()
+	for _, m := range failed {
+		n.logger.Debug("raft: send queue full", "to", m.to, "rpc", rpcName(m))
+		n.core.handleFailure(m)
 	}
 }
 
@@ -107,8 +154,13 @@ func (n *Node) processReady() bool {
 			done, c := make(chan struct{}), *comp
 			n.compactDone = done
 			n.goDaemon("compaction", func() { n.compactBeside(c, done) })
-		} else if !n.storeCompaction(*comp, false) {
-			return false
+		} else {
+			n.storeCall.Add(1)
+			stored := n.storeCompaction(*comp, false)
+			n.storeCall.Add(1)
+			if !stored {
+				return false
+			}
 		}
 	}
 	// A leader's appends go out before its own write (thesis 10.2.1); it
@@ -125,8 +177,11 @@ func (n *Node) processReady() bool {
 		// One SaveSnapshot at a time: a compaction stored beside the
 		// loop finishes first (it covers less; the core has no use for
 		// it any more, see compactBeside).
+		n.storeCall.Add(1)
 		n.waitCompaction()
-		if err := n.store.SaveSnapshot(n.ctx, *rd.snapshot); err != nil {
+		err := n.store.SaveSnapshot(n.ctx, *rd.snapshot)
+		n.storeCall.Add(1)
+		if err != nil {
 			n.storeFailed(err)
 			return false
 		}
@@ -134,7 +189,10 @@ func (n *Node) processReady() bool {
 			"term", rd.snapshot.Term, "bytes", len(rd.snapshot.Data))
 	}
 	if rd.save {
-		if err := n.store.Append(n.ctx, rd.hardState, rd.entries); err != nil {
+		n.storeCall.Add(1)
+		err := n.store.Append(n.ctx, rd.hardState, rd.entries)
+		n.storeCall.Add(1)
+		if err != nil {
 			n.fail(err)
 			// No Close while a compaction is stored beside the loop
 			// (persist.BackgroundSnapshots): the node has failed, so it
@@ -330,6 +388,7 @@ func (n *Node) logStateLocked() {
 // dispatch queues m for its peer's senders; a full queue counts as a failed
 // RPC.
 func (n *Node) dispatch(m message) {
+	n.peersMu.Lock()
 	ch := n.peers[m.to]
 	if ch == nil {
 		// Room for a full window of appends besides heartbeats and read
@@ -344,7 +403,9 @@ func (n *Node) dispatch(m message) {
 	}
 	select {
 	case ch <- m:
+		n.peersMu.Unlock()
 	default:
+		n.peersMu.Unlock()
 		n.logger.Debug("raft: send queue full", "to", m.to, "rpc", rpcName(m))
 		n.locked(func() { n.core.handleFailure(m) })
 	}

@@ -31,14 +31,16 @@ func (c *core) mayMessage(p int) bool {
 
 // pruneSendersLocked closes the send queue of every peer the core may no
 // longer message, which ends that peer's senders once they sent what was
-// queued. n.mu must be held, on the loop goroutine (which owns n.peers and
-// is the only one that sends on the queues).
+// queued. n.mu must be held, on the loop goroutine (which alone adds to
+// n.peers; peersMu keeps the ticker's sends off a closed queue).
 func (n *Node) pruneSendersLocked() {
 	key := n.core.sendTargetsKey()
 	if key == n.sendersKey {
 		return
 	}
 	n.sendersKey = key
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
 	for p, ch := range n.peers {
 		if !n.core.mayMessage(p) {
 			close(ch)
