@@ -52,6 +52,14 @@ type Config struct {
 	// peer it has sent nothing else to meanwhile. Must be below
 	// ElectionTimeoutMin.
 	HeartbeatInterval time.Duration
+	// StallHeartbeats is how long, at most, the ticker sends a leader's
+	// heartbeats and appends itself while the node's loop is held in one
+	// store call (a slow disk's write, a store collecting its garbage): a
+	// pause shorter than this costs no leadership, and a store that hangs
+	// longer lets the followers elect another leader (after this and an
+	// election timeout). 0 turns these sends off: a store call held longer
+	// than an election timeout then costs the leadership.
+	StallHeartbeats time.Duration
 
 	// PreVote makes a node ask for pre-votes before it increments its term,
 	// so a node cut off from the cluster cannot disrupt it when it rejoins.
@@ -118,10 +126,6 @@ type Config struct {
 	// (clock.go); only this package's tests set it, to a fake clock they
 	// advance instead of sleeping.
 	clock clock
-	// noSendWhileStoring, set only by this package's tests, turns off the
-	// ticker's sends while the loop is in a store call
-	// (sendWhileStoringLocked), to show what they prevent.
-	noSendWhileStoring bool
 }
 
 // DefaultConfig returns a Config with every field but ID and Peers set to
@@ -133,6 +137,7 @@ func DefaultConfig() Config {
 		ElectionTimeoutMin:     150 * time.Millisecond,
 		ElectionTimeoutMax:     300 * time.Millisecond,
 		HeartbeatInterval:      50 * time.Millisecond,
+		StallHeartbeats:        time.Second,
 		PreVote:                true,
 		CheckQuorum:            true,
 		RPCTimeout:             500 * time.Millisecond,
@@ -182,6 +187,8 @@ func (c Config) Validate() error {
 		return bad("HeartbeatInterval", "is %v, want at least TickInterval (%v)", c.HeartbeatInterval, c.TickInterval)
 	case c.HeartbeatInterval >= c.ElectionTimeoutMin:
 		return bad("HeartbeatInterval", "is %v, want below ElectionTimeoutMin (%v)", c.HeartbeatInterval, c.ElectionTimeoutMin)
+	case c.StallHeartbeats < 0:
+		return bad("StallHeartbeats", "is %v, want >= 0", c.StallHeartbeats)
 	case c.RPCTimeout <= 0:
 		return bad("RPCTimeout", "is %v, want > 0", c.RPCTimeout)
 	case c.RPCWorkersPerPeer < 1:

@@ -16,9 +16,11 @@ func (n *Node) ticker() {
 	ticks, stop := n.cfg.clockOrReal().newTicker(n.cfg.TickInterval)
 	defer stop()
 	// The store call the loop has been in at the last ticks, and for how
-	// many ticks.
+	// many ticks; the ticker sends for it from the heartbeat interval to
+	// StallHeartbeats (sendWhileStoringLocked).
 	var call uint64
 	var callTicks int
+	stallTicks := int(n.cfg.StallHeartbeats / n.cfg.TickInterval)
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -36,7 +38,7 @@ func (n *Node) ticker() {
 				if c != call {
 					call, callTicks = c, 0
 				}
-				if callTicks++; callTicks >= n.core.cfg.heartbeatTicks && !n.cfg.noSendWhileStoring {
+				if callTicks++; callTicks >= n.core.cfg.heartbeatTicks && callTicks <= stallTicks {
 					n.sendWhileStoringLocked()
 				}
 			}
@@ -47,10 +49,13 @@ func (n *Node) ticker() {
 
 // sendWhileStoringLocked sends the core's AppendEntries and snapshot chunks
 // (heartbeats among them) while the loop has been in one store call for a
-// heartbeat interval or more: an Append that a disk, or a store's
-// collection, holds for longer than an election timeout would otherwise
-// keep a leader's heartbeats from its followers, which then elect another
-// leader (and check-quorum makes it step down). The loop sends these
+// heartbeat interval or more, up to Config.StallHeartbeats: an Append that a
+// disk, or a store's collection, holds for longer than an election timeout
+// would otherwise keep a leader's heartbeats from its followers, which then
+// elect another leader (and check-quorum makes it step down). A store that
+// hangs for longer should cost the leadership: the leader cannot replicate
+// new entries meanwhile (the loop takes them from the core), so the ticker
+// stops, and the followers elect a leader that can. The loop sends these
 // messages before its Append anyway (a leader's appends go out before its
 // own write, and it counts itself only once the write is durable), so
 // sending them before the Append in progress returns is an order the loop

@@ -22,22 +22,38 @@ func (s *stallStore) Append(ctx context.Context, hs persist.HardState, entries [
 	return s.Memory.Append(ctx, hs, entries)
 }
 
-// TestLeaderHeartbeatsThroughStalledAppend: while a leader's own Append is
-// held for several election timeouts, its ticker goes on sending heartbeats,
-// so no follower campaigns, the leader keeps its term (check-quorum hears
-// from a majority) and the command the leader sent before its write commits
-// on the followers' acknowledgements and is applied by them. Without those
-// sends (noSendWhileStoring) the followers elect another leader within the
-// same hold: the contrast shows the test can tell. The nodes run on a fake
-// clock, so the hold is counted in ticks, whatever the machine's load.
+// TestLeaderHeartbeatsThroughStalledAppend holds a leader's own Append
+// (after it sent the entry to its followers) on a fake clock, so the hold
+// is counted in ticks whatever the machine's load:
+//   - within StallHeartbeats: its ticker goes on sending heartbeats, so no
+//     follower campaigns, the leader keeps its term (check-quorum hears from
+//     a majority), and the followers apply the entry, committed by their own
+//     acknowledgements;
+//   - with StallHeartbeats 0 (the sends off) a follower takes over within
+//     the same hold: the contrast shows the test can tell;
+//   - past StallHeartbeats (a store that hangs) the sends stop, and the
+//     followers elect a leader that commits without the stuck one.
+//
+// In every case the cluster agrees once the write is released.
 func TestLeaderHeartbeatsThroughStalledAppend(t *testing.T) {
-	for _, send := range []bool{true, false} {
-		t.Run(fmt.Sprintf("send=%v", send), func(t *testing.T) {
+	base := DefaultConfig()
+	long := 4 * base.ElectionTimeoutMax
+	for _, tc := range []struct {
+		name  string
+		stall time.Duration // StallHeartbeats
+		hold  time.Duration // how long the Append is held at most
+		keep  bool          // whether the leader must keep its term all through
+	}{
+		{"within", 3 * long, long, true},
+		{"off", 0, long, false},
+		{"hung", long / 2, long/2 + long, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			stores := make([]*stallStore, 3)
 			fc := newFakeClock()
 			cl := newClusterStores(t, 3, func(c *Config) {
 				c.clock = fc
-				c.noSendWhileStoring = !send
+				c.StallHeartbeats = tc.stall
 			}, func(i int) persist.Store {
 				stores[i] = &stallStore{Memory: persist.NewMemory()}
 				return stores[i]
@@ -56,43 +72,76 @@ func TestLeaderHeartbeatsThroughStalledAppend(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("the leader's Append never reached its store")
 			}
-			// Hold the write for four of the longest election timeouts,
-			// tick by tick, with real time for the nodes to act on each.
-			cfg := cl.cfg(l)
-			holdTicks := int(4 * cfg.ElectionTimeoutMax / cfg.TickInterval)
-			changed := ""
-			for range holdTicks {
-				fc.Advance(t, cfg.TickInterval)
-				pollUntil(time.Now().Add(cfg.TickInterval), func() bool { return false })
+			// Hold the write tick by tick, with real time for the nodes
+			// to act on each tick, until some node sees another term or
+			// leader.
+			tick := base.TickInterval
+			changed, changedAt := "", time.Duration(0)
+			for held := time.Duration(0); held < tc.hold && changed == ""; held += tick {
+				fc.Advance(t, tick)
+				pollUntil(time.Now().Add(tick), func() bool { return false })
 				for i, n := range cl.nodes {
 					if st := n.Status(); st.Term != term || st.Leader != l {
 						changed = fmt.Sprintf("node %d: term %d leader %d, was term %d leader %d", i, st.Term, st.Leader, term, l)
+						changedAt = held + tick
+						break
 					}
 				}
-				if changed != "" {
-					break
-				}
 			}
-			followersApplied := true
-			for i, a := range cl.apps {
-				if i != l && a.lastApplied() < idx {
-					followersApplied = false
+			followersApplied := func() bool {
+				for i, a := range cl.apps {
+					if i != l && a.lastApplied() < idx {
+						return false
+					}
 				}
+				return true
 			}
-			if !send {
-				if changed == "" {
-					t.Fatal("the followers kept the leader through a stalled Append without its ticker's heartbeats: the test cannot tell")
+			switch {
+			case tc.keep && changed != "":
+				t.Fatalf("the leader's Append held for %v: %s after %v", tc.hold, changed, changedAt)
+			case tc.keep && !followersApplied():
+				t.Fatalf("the followers did not apply index %d, committed by their own acknowledgements, while the leader's write was held", idx)
+			case tc.keep && cl.apps[l].lastApplied() >= idx:
+				t.Fatalf("the leader applied index %d before its own write of it returned", idx)
+			case !tc.keep && changed == "":
+				t.Fatalf("no other leader within %v of a held Append with StallHeartbeats %v: the test cannot tell", tc.hold, tc.stall)
+			case !tc.keep && changedAt < tc.stall:
+				t.Fatalf("%s after %v, before StallHeartbeats (%v) ran out", changed, changedAt, tc.stall)
+			}
+			if !tc.keep {
+				t.Logf("StallHeartbeats %v: %s after %v of held Append", tc.stall, changed, changedAt)
+			}
+			if tc.name == "hung" {
+				// A new leader commits while the old one's write still hangs.
+				var nl int
+				if !cl.waitUntil(10*time.Second, func() bool {
+					for i, n := range cl.nodes {
+						if _, isLeader := n.State(); isLeader && i != l {
+							nl = i
+							return true
+						}
+					}
+					return false
+				}) {
+					t.Fatal("no new leader while the old one's write hangs")
 				}
-				t.Logf("without the ticker's sends: %s", changed)
-			} else {
-				if changed != "" {
-					t.Fatalf("the leader's Append held for %d ticks: %s", holdTicks, changed)
-				}
-				if !followersApplied {
-					t.Fatalf("the followers did not apply index %d, committed by their own acknowledgements, while the leader's write was held", idx)
-				}
-				if cl.apps[l].lastApplied() >= idx {
-					t.Fatalf("the leader applied index %d before its own write of it returned", idx)
+				var at uint64
+				if !cl.waitUntil(10*time.Second, func() bool {
+					if at == 0 {
+						var ok bool
+						if at, _, ok = cl.nodes[nl].Start([]byte("without the old leader")); !ok {
+							at = 0
+							return false
+						}
+					}
+					for i, a := range cl.apps {
+						if i != l && a.lastApplied() < at {
+							return false
+						}
+					}
+					return true
+				}) {
+					t.Fatal("the new leader did not commit while the old one's write hangs")
 				}
 			}
 			g.open()
