@@ -59,7 +59,9 @@ func (n *Node) ticker() {
 // messages before its Append anyway (a leader's appends go out before its
 // own write, and it counts itself only once the write is durable), so
 // sending them before the Append in progress returns is an order the loop
-// could take too. Every other message (votes, which must follow the
+// could take too; during a compaction stored inline they go out before
+// the held batch's own messages, which the core tolerates as it does any
+// reordering of the RPCs in flight. Every other message (votes, which must follow the
 // store's write, leadership transfers, read-index requests) stays for the
 // loop, as do messages to a peer without a send queue yet. n.mu must be
 // held.
