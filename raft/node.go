@@ -91,6 +91,10 @@ type Node struct {
 	// core's replication messages itself once one call has lasted a
 	// heartbeat interval (sendWhileStoringLocked).
 	storeCall atomic.Uint64
+	// savedTerm is the term of the hard state last stored (the loop
+	// updates it under n.mu once an Append returns): the ticker sends
+	// nothing for the loop while the core's term is newer.
+	savedTerm uint64
 	// askedSize is the store size when SnapshotNeeded was last called
 	// (applier goroutine only).
 	askedSize int64
@@ -240,6 +244,7 @@ func New(cfg Config, tr Transport, store persist.Store, app Application) (*Node,
 		readWaiters:   make(map[uint64]chan readState),
 		snapshotIndex: st.Snapshot.Index,
 		lastTerm:      st.HardState.Term,
+		savedTerm:     st.HardState.Term,
 	}
 	n.feed.last = Event{Term: st.HardState.Term, Role: Follower, Leader: NoLeader}
 	n.changedCh, n.transferee = make(chan struct{}), NoLeader

@@ -66,6 +66,9 @@ func (n *Node) ticker() {
 // loop, as do messages to a peer without a send queue yet. n.mu must be
 // held.
 func (n *Node) sendWhileStoringLocked() {
+	if n.core.term != n.savedTerm {
+		return // the held call may be the one storing this term
+	}
 	var failed []message
 	n.peersMu.Lock()
 	for _, m := range n.core.takeMessages(func(m message) bool {
@@ -114,6 +117,7 @@ func (n *Node) processReady() bool {
 		ok   bool
 
 		closeStore bool
+		newTerm    bool
 	)
 	n.locked(func() {
 		if n.killed || n.err != nil {
@@ -133,7 +137,13 @@ func (n *Node) processReady() bool {
 			comp = nil
 			n.snapshotAsked.Store(false)
 		}
+		stored := n.core.prevHS
 		rd = n.core.ready()
+		// A ready that changes the term or the vote sends everything
+		// after its Append: a node that wins a term without asking anyone
+		// (the only voter, with learners) must not send entries of a term
+		// that a crash could make it win again with other entries.
+		newTerm = rd.save && (rd.hardState.Term != stored.Term || rd.hardState.VotedFor != stored.VotedFor)
 		if rd.empty() && comp == nil {
 			n.core.recycleMessages(rd.messages)
 			return
@@ -171,10 +181,12 @@ func (n *Node) processReady() bool {
 		}
 	}
 	// A leader's appends go out before its own write (thesis 10.2.1); it
-	// counts itself only once advance reports the write durable.
+	// counts itself only once advance reports the write durable. Votes,
+	// and everything of a ready that changes the term or the vote, go out
+	// after it.
 	var late []message
 	for _, m := range rd.messages {
-		if m.rv != nil {
+		if m.rv != nil || newTerm {
 			late = append(late, m)
 		} else {
 			n.dispatch(m)
@@ -229,6 +241,9 @@ func (n *Node) processReady() bool {
 
 	n.locked(func() {
 		n.core.advance(rd)
+		if rd.save {
+			n.savedTerm = rd.hardState.Term
+		}
 		if rd.snapshot != nil {
 			n.snapshotIndex = max(n.snapshotIndex, rd.snapshot.Index)
 			if n.canLoad() {

@@ -3,6 +3,7 @@ package raft
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -153,5 +154,80 @@ func TestLeaderHeartbeatsThroughStalledAppend(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// termGateStore holds the first Append that stores a term above the one it
+// was opened with, until the test opens the gate.
+type termGateStore struct {
+	*persist.Memory
+	entered, release chan struct{}
+	held             atomic.Bool
+}
+
+func (s *termGateStore) Append(ctx context.Context, hs persist.HardState, entries []persist.Entry) error {
+	if hs.Term > 0 && s.held.CompareAndSwap(false, true) {
+		close(s.entered)
+		<-s.release
+	}
+	return s.Memory.Append(ctx, hs, entries)
+}
+
+// TestSoleVoterSendsNewTermAfterStoringIt: the only voter of a cluster with
+// a learner wins its first term without asking anyone, in one ready that
+// also holds its first entry of the term and the AppendEntries that carries
+// it to the learner. Sent before the Append that stores the term, that
+// entry could reach the learner and be lost to a crash of the voter, which
+// would then win the same term again and put another entry at that index
+// (two entries with one index and term: the log matching property broken).
+// So nothing of the new term reaches the learner while the voter's Append
+// is held, neither from the loop nor from the ticker (which sends for a
+// held call); once released, the learner follows.
+func TestSoleVoterSendsNewTermAfterStoringIt(t *testing.T) {
+	fc := newFakeClock()
+	var voter *termGateStore
+	cl := newClusterOn(t, newInprocNet(2), nil, 2, func(c *Config) {
+		c.clock = fc
+		c.Peers, c.Bootstrap = 0, []Member{{ID: 0}, {ID: 1, Learner: true}}
+		c.StallHeartbeats = 10 * c.ElectionTimeoutMax
+	}, func(i int) persist.Store {
+		s := &termGateStore{Memory: persist.NewMemory(), entered: make(chan struct{}), release: make(chan struct{})}
+		if i == 0 {
+			voter = s
+		} else {
+			s.held.Store(true) // the learner's store never holds
+		}
+		return s
+	})
+	released := false
+	defer func() {
+		if !released {
+			close(voter.release)
+		}
+	}()
+	cfg := cl.cfg(0)
+	if !cl.waitUntil(10*time.Second, func() bool {
+		select {
+		case <-voter.entered:
+			return true
+		default:
+			return false
+		}
+	}) {
+		t.Fatal("the voter never stored a term")
+	}
+	// Hold the voter's Append for several heartbeat intervals.
+	for range 4 * int(cfg.ElectionTimeoutMax/cfg.TickInterval) {
+		fc.Advance(t, cfg.TickInterval)
+		pollUntil(time.Now().Add(cfg.TickInterval), func() bool { return false })
+		if st := cl.nodes[1].Status(); st.Term != 0 || st.LastIndex > 1 {
+			t.Fatalf("the learner is at term %d with last index %d while the voter's Append storing its new term is held", st.Term, st.LastIndex)
+		}
+	}
+	close(voter.release)
+	released = true
+	idx := cl.commit("after")
+	if !cl.waitUntil(10*time.Second, func() bool { return cl.apps[1].lastApplied() >= idx }) {
+		t.Fatal("the learner did not follow once the voter's Append returned")
 	}
 }
