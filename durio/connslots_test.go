@@ -356,3 +356,41 @@ func metricValue(page, series string) float64 {
 	}
 	return 0
 }
+
+// An IPv6 /64 counts as one host: a machine holds a whole /64, so its
+// connections from many addresses are evicted as one host's.
+func TestCapListenerIPv6Network(t *testing.T) {
+	key := func(ip string) string {
+		return remoteHost(addrConn{remote: &net.TCPAddr{IP: net.ParseIP(ip), Port: 1}})
+	}
+	if key("2001:db8:1:2::1") != key("2001:db8:1:2:ffff:ffff:ffff:ffff") {
+		t.Error("two addresses of one /64 are different hosts")
+	}
+	if key("2001:db8:1:2::1") == key("2001:db8:1:3::1") {
+		t.Error("addresses of two /64 networks are one host")
+	}
+	if key("10.0.0.1") == key("10.0.0.2") || key("10.0.0.1") != key("::ffff:10.0.0.1") {
+		t.Error("IPv4 hosts are not told apart by their whole address")
+	}
+
+	pl := newPipeListener()
+	ln := newCapListener(pl, 4, nil, nil)
+	defer ln.Close()
+	var clients []net.Conn
+	for _, ip := range []string{"2001:db8::1", "2001:db8:0:1::7", "2001:db8::2", "2001:db8::3", "2001:db8:0:1::8"} {
+		clients = append(clients, pl.dial(ip))
+		if _, err := ln.Accept(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The fifth connection evicts the oldest of 2001:db8::/64, which holds
+	// three pending connections from three addresses, not the other /64's.
+	if !closedByServer(clients[0]) {
+		t.Fatal("the oldest connection of the /64 with the most pending is open")
+	}
+	for i, c := range clients[1:] {
+		if closedByServer(c) {
+			t.Fatalf("connection %d closed; only the first should be", i+1)
+		}
+	}
+}

@@ -35,8 +35,8 @@ import (
 // a request has passed authentication (peer token or client certificate;
 // any request where the peer listener has neither, as --insecure-peers or a
 // loopback address allow). At the cap, a new connection evicts a pending one
-// rather than being refused: the oldest of the remote host that has the
-// most pending, so a host that opens many idle or unauthenticated
+// rather than being refused: the oldest of the remote host (an IPv6 /64
+// counts as one, see remoteHost) that has the most pending, so a host that opens many idle or unauthenticated
 // connections evicts its own and not a peer's fresh one. Only when every
 // open connection is vouched for is the new one closed at once.
 //
@@ -136,18 +136,26 @@ func (l *capListener) unpendLocked(c *cappedConn) {
 	}
 }
 
-// remoteHost is c's remote IP address, the whole remote address where it
-// has no port (a Unix socket).
+// remoteHost is the host that c comes from, as capListener counts them:
+// its remote IPv4 address, or the /64 network of its IPv6 address (one
+// machine commonly holds a whole /64, so its addresses count as one
+// host); the whole remote address where it has no IP (a Unix socket).
 func remoteHost(c net.Conn) string {
 	a := c.RemoteAddr()
 	if a == nil {
 		return ""
 	}
 	if ta, ok := a.(*net.TCPAddr); ok {
-		return string(ta.IP.To16())
+		if ip4 := ta.IP.To4(); ip4 != nil {
+			return string(ip4.To16())
+		}
+		return string(ta.IP.Mask(ipv6Host))
 	}
 	return a.String()
 }
+
+// ipv6Host is the mask of the IPv6 addresses remoteHost counts as one host.
+var ipv6Host = net.CIDRMask(64, 128)
 
 // cappedConn is a connection of a capListener.
 type cappedConn struct {
