@@ -36,9 +36,10 @@ import (
 // any request where the peer listener has neither, as --insecure-peers or a
 // loopback address allow). At the cap, a new connection evicts a pending one
 // rather than being refused: the oldest of the remote host (an IPv6 /64
-// counts as one, see remoteHost) that has the most pending, so a host that opens many idle or unauthenticated
-// connections evicts its own and not a peer's fresh one. Only when every
-// open connection is vouched for is the new one closed at once.
+// counts as one, see remoteHost) that has the most pending, so a host that
+// opens many idle or unauthenticated connections evicts its own and not a
+// peer's fresh one. Only when every open connection is vouched for is the
+// new one closed at once.
 //
 // The connections it hands out read and write with raw system calls
 // (package rawconn).

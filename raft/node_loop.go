@@ -61,9 +61,10 @@ func (n *Node) ticker() {
 // sending them before the Append in progress returns is an order the loop
 // could take too; during a compaction stored inline they go out before
 // the held batch's own messages, which the core tolerates as it does any
-// reordering of the RPCs in flight. Every other message (votes, which must follow the
-// store's write, leadership transfers, read-index requests) stays for the
-// loop, as do messages to a peer without a send queue yet. n.mu must be
+// reordering of the RPCs in flight. Every other message (votes, which must
+// follow the store's write, leadership transfers, read-index requests)
+// stays for the loop, as do messages to a peer without a send queue yet,
+// and all of them while the core's term is not stored yet. n.mu must be
 // held.
 func (n *Node) sendWhileStoringLocked() {
 	if n.core.term != n.savedTerm {
