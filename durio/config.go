@@ -84,6 +84,12 @@ type Config struct {
 	// HeartbeatInterval is how often a leader with nothing to send tells
 	// its followers it lives; at most a third of ElectionTimeout.
 	HeartbeatInterval time.Duration `yaml:"heartbeat-interval"`
+	// ReadBatchWindow spaces the leadership confirmations of linearizable
+	// reads while reads arrive faster than one completes (raft's
+	// Config.ReadBatchWindow): more reads share each, for a little latency
+	// under load. A read that finds none in flight is not held. 0 turns it
+	// off; below HeartbeatInterval.
+	ReadBatchWindow time.Duration `yaml:"read-batch-window"`
 	// StoreStallTimeout fails the replica (fail-stop, as a failed store
 	// does) when one write of its raft log has not returned after this
 	// long: a disk or persister plugin that hangs would otherwise leave it
@@ -229,6 +235,7 @@ func DefaultConfig() Config {
 		RequestTimeout:     DefaultRequestTimeout,
 		ElectionTimeout:    raft.DefaultConfig().ElectionTimeoutMin,
 		HeartbeatInterval:  raft.DefaultConfig().HeartbeatInterval,
+		ReadBatchWindow:    raft.DefaultConfig().ReadBatchWindow,
 		StoreStallTimeout:  DefaultStoreStallTimeout,
 		MaxValueBytes:      DefaultLimits().MaxValueBytes,
 		QuotaBytes:         DefaultQuotaBytes,
@@ -356,6 +363,9 @@ func (c *Config) Validate() error {
 	if c.ElectionTimeout < 3*c.HeartbeatInterval || c.ElectionTimeout > maxElectionTimeout {
 		return configErr("election-timeout", "%v must be at least three heartbeat intervals (%v) and at most %v",
 			c.ElectionTimeout, 3*c.HeartbeatInterval, maxElectionTimeout)
+	}
+	if c.ReadBatchWindow < 0 || c.ReadBatchWindow >= c.HeartbeatInterval {
+		return configErr("read-batch-window", "%v must be 0 (off) or positive and below --heartbeat-interval (%v)", c.ReadBatchWindow, c.HeartbeatInterval)
 	}
 	if c.StoreStallTimeout != 0 && c.StoreStallTimeout < minStoreStallTimeout {
 		return configErr("store-stall-timeout", "%v must be 0 (never) or at least %v", c.StoreStallTimeout, minStoreStallTimeout)
@@ -660,6 +670,7 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 		timeout   = fs.Duration("request-timeout", 0, "how long a client request may wait for the cluster (default 5s)")
 		election  = fs.Duration("election-timeout", 0, "least time a follower waits without word from a leader before it campaigns (random, up to twice it); raise it for slow disks or networks, the same on every replica (default 150ms)")
 		heartbeat = fs.Duration("heartbeat-interval", 0, "how often an idle leader tells its followers it lives; at most a third of --election-timeout (default 50ms)")
+		readBatch = fs.Duration("read-batch-window", 0, "while linearizable reads arrive faster than a leadership confirmation completes, start the next one no sooner than this after the last, so more reads share it; 0 off (default 1ms)")
 		stall     = fs.Duration("store-stall-timeout", 0, "stop the replica (fail-stop) when one write of its raft log has not returned after this long: a hung disk or plugin; 0 never (default 30s)")
 		maxValue  = fs.Int("max-value-bytes", 0, "largest stored value in `bytes`, Appends included (default 1 MiB - 8 KiB)")
 		quota     = fs.Int64("quota-bytes", 0, "quota on the keys and values' size in `bytes` (plus 64 per key): writes that would grow them past it are refused; 0 sets none (default 256 MiB)")
@@ -727,6 +738,8 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 			cfg.ElectionTimeout = *election
 		case "heartbeat-interval":
 			cfg.HeartbeatInterval = *heartbeat
+		case "read-batch-window":
+			cfg.ReadBatchWindow = *readBatch
 		case "store-stall-timeout":
 			cfg.StoreStallTimeout = *stall
 		case "max-value-bytes":

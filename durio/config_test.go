@@ -40,7 +40,7 @@ func TestParseServeFlags(t *testing.T) {
 	}
 }
 
-// --election-timeout and --heartbeat-interval reach raft (the election wait
+// --election-timeout, --heartbeat-interval and --read-batch-window reach raft (the election wait
 // is random between the value and twice it), the peer RPC timeout follows
 // the longest wait, and so does the bound on an attempt forwarded to the
 // leader; the defaults are raft's own.
@@ -52,20 +52,21 @@ func TestElectionTimeoutFlags(t *testing.T) {
 	}
 	d, rc := raft.DefaultConfig(), raftConfig(cfg, slog.New(slog.DiscardHandler))
 	if rc.ElectionTimeoutMin != d.ElectionTimeoutMin || rc.ElectionTimeoutMax != d.ElectionTimeoutMax ||
-		rc.HeartbeatInterval != d.HeartbeatInterval || rc.RPCTimeout != d.RPCTimeout {
+		rc.HeartbeatInterval != d.HeartbeatInterval || rc.RPCTimeout != d.RPCTimeout || rc.ReadBatchWindow != d.ReadBatchWindow {
 		t.Fatalf("defaults: election %v-%v, heartbeat %v, rpc %v; want raft's", rc.ElectionTimeoutMin, rc.ElectionTimeoutMax, rc.HeartbeatInterval, rc.RPCTimeout)
 	}
 	if got := forwardAttempt(cfg); got != 900*time.Millisecond {
 		t.Fatalf("default forwarded attempt bound %v, want 900ms", got)
 	}
-	cfg, err = ParseServeFlags(append(base, "--election-timeout", "1s", "--heartbeat-interval", "100ms"))
+	cfg, err = ParseServeFlags(append(base, "--election-timeout", "1s", "--heartbeat-interval", "100ms", "--read-batch-window", "0s"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	rc = raftConfig(cfg, slog.New(slog.DiscardHandler))
 	if rc.ElectionTimeoutMin != time.Second || rc.ElectionTimeoutMax != 2*time.Second || rc.HeartbeatInterval != 100*time.Millisecond ||
-		rc.RPCTimeout != 2*time.Second {
-		t.Fatalf("election %v-%v, heartbeat %v, rpc %v; want 1s-2s, 100ms, 2s", rc.ElectionTimeoutMin, rc.ElectionTimeoutMax, rc.HeartbeatInterval, rc.RPCTimeout)
+		rc.RPCTimeout != 2*time.Second || rc.ReadBatchWindow != 0 {
+		t.Fatalf("election %v-%v, heartbeat %v, rpc %v, read batch window %v; want 1s-2s, 100ms, 2s, 0",
+			rc.ElectionTimeoutMin, rc.ElectionTimeoutMax, rc.HeartbeatInterval, rc.RPCTimeout, rc.ReadBatchWindow)
 	}
 	if err := rc.Validate(); err != nil {
 		t.Fatalf("raft refuses the configuration: %v", err)
@@ -149,6 +150,8 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--heartbeat-interval", "5ms"}, "heartbeat-interval"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--heartbeat-interval", "55ms"}, "heartbeat-interval"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--heartbeat-interval", "0s"}, "heartbeat-interval"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--read-batch-window", "-1ms"}, "read-batch-window"},
+		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--read-batch-window", "50ms"}, "read-batch-window"},
 		{[]string{"--bogus"}, "bogus"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--tls-cert", "c.pem"}, "tls-cert"},
 		{[]string{"--peers", peers, "--listen-client", "127.0.0.1:8001", "--peer-token-file", "/nonexistent/token"}, "peer-token-file"},

@@ -394,6 +394,7 @@ func raftConfig(cfg Config, logger *slog.Logger) raft.Config {
 	if cfg.HeartbeatInterval > 0 {
 		rc.HeartbeatInterval = cfg.HeartbeatInterval
 	}
+	rc.ReadBatchWindow = cfg.ReadBatchWindow
 	// And at least the size of the last snapshot: a snapshot writes the
 	// whole state, so a state larger than --snapshot-bytes would otherwise
 	// be written again every --snapshot-bytes of log (measured: 1 MB puts

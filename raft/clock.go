@@ -13,6 +13,10 @@ import "time"
 type clock interface {
 	newTicker(d time.Duration) (<-chan time.Time, func())
 	newTimer(d time.Duration) (<-chan time.Time, func())
+	// timeNow is the current time; afterFunc calls f in its own goroutine once d
+	// has passed.
+	timeNow() time.Time
+	afterFunc(d time.Duration, f func())
 }
 
 // realClock is the time package's.
@@ -27,6 +31,10 @@ func (realClock) newTimer(d time.Duration) (<-chan time.Time, func()) {
 	t := time.NewTimer(d)
 	return t.C, func() { t.Stop() }
 }
+
+func (realClock) timeNow() time.Time { return time.Now() }
+
+func (realClock) afterFunc(d time.Duration, f func()) { time.AfterFunc(d, f) }
 
 // clockOrReal returns the configured clock, real time by default.
 func (c Config) clockOrReal() clock {

@@ -64,6 +64,21 @@ func (f *fakeClock) newTicker(d time.Duration) (<-chan time.Time, func()) { retu
 
 func (f *fakeClock) newTimer(d time.Duration) (<-chan time.Time, func()) { return f.add(d, 0) }
 
+func (f *fakeClock) timeNow() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.now
+}
+
+func (f *fakeClock) afterFunc(d time.Duration, fn func()) {
+	ch, stop := f.add(d, 0)
+	go func() {
+		defer stop()
+		<-ch
+		fn()
+	}()
+}
+
 // Advance moves the clock forward by d, handing each tick and timer that
 // falls due to its receiver, in order of due time. A receiver that takes
 // longer than 10 s fails the test (a node that stopped reading its ticker

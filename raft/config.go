@@ -60,6 +60,14 @@ type Config struct {
 	// election timeout). 0 turns these sends off: a store call held longer
 	// than an election timeout then costs the leadership.
 	StallHeartbeats time.Duration
+	// ReadBatchWindow spaces linearizable reads' confirmations under load:
+	// while reads arrive faster than a leadership-confirmation round (on a
+	// follower, a read-index request to the leader) completes, the next one
+	// starts no sooner than this after the previous one started, so that
+	// more reads share it. A read that arrives with none in flight starts
+	// one at once, so a lone reader waits no longer. 0 starts them back to
+	// back. Must be below HeartbeatInterval.
+	ReadBatchWindow time.Duration
 
 	// PreVote makes a node ask for pre-votes before it increments its term,
 	// so a node cut off from the cluster cannot disrupt it when it rejoins.
@@ -138,6 +146,7 @@ func DefaultConfig() Config {
 		ElectionTimeoutMax:     300 * time.Millisecond,
 		HeartbeatInterval:      50 * time.Millisecond,
 		StallHeartbeats:        time.Second,
+		ReadBatchWindow:        time.Millisecond,
 		PreVote:                true,
 		CheckQuorum:            true,
 		RPCTimeout:             500 * time.Millisecond,
@@ -189,6 +198,8 @@ func (c Config) Validate() error {
 		return bad("HeartbeatInterval", "is %v, want below ElectionTimeoutMin (%v)", c.HeartbeatInterval, c.ElectionTimeoutMin)
 	case c.StallHeartbeats < 0:
 		return bad("StallHeartbeats", "is %v, want >= 0", c.StallHeartbeats)
+	case c.ReadBatchWindow < 0 || c.ReadBatchWindow >= c.HeartbeatInterval:
+		return bad("ReadBatchWindow", "is %v, want in [0, HeartbeatInterval (%v))", c.ReadBatchWindow, c.HeartbeatInterval)
 	case c.RPCTimeout <= 0:
 		return bad("RPCTimeout", "is %v, want > 0", c.RPCTimeout)
 	case c.RPCWorkersPerPeer < 1:

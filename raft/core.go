@@ -169,6 +169,18 @@ type core struct {
 	// fwdRequests counts the read-index requests sent, for Status.
 	fwdRequests uint64
 
+	// Read batching (Config.ReadBatchWindow). The node sets holdReads when
+	// the last read round (or, on a follower, read-index request) started
+	// less than a window ago. readBacklog is set when a read arrives while
+	// one is in flight: reads are coming faster than rounds. A round or
+	// request with a backlog then waits while holdReads is set, so that
+	// the reads arriving meanwhile share it; flush sets readsHeld when it
+	// held one back, for the node to wake the loop when the window ends. A
+	// read that arrives with nothing in flight starts one at once.
+	holdReads   bool
+	readBacklog bool
+	readsHeld   bool
+
 	// recv is the snapshot being received, if any; toCheck is set by
 	// handleInstallSnapshot to a complete one that the node must have the
 	// application validate before calling finishSnapshot.

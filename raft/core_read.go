@@ -103,6 +103,9 @@ func (c *core) readIndex(id uint64) {
 		c.addRead(id, NoLeader)
 	case c.role == Follower && c.lead != NoLeader:
 		c.syncForwarded()
+		if c.fwdBatch != 0 {
+			c.readBacklog = true
+		}
 		c.fwdPending = append(c.fwdPending, id)
 	default:
 		c.readStates = append(c.readStates, readState{id: id, err: ErrNotLeader})
@@ -142,6 +145,11 @@ func (c *core) flushForwardedReads() {
 	if c.fwdBatch != 0 || len(c.fwdPending) == 0 {
 		return
 	}
+	if c.holdReads && c.readBacklog {
+		c.readsHeld = true
+		return
+	}
+	c.readBacklog = false
 	c.fwdSeq++
 	c.fwdBatch = c.fwdSeq
 	c.fwdInflight, c.fwdPending = c.fwdPending, nil
@@ -188,6 +196,9 @@ func (c *core) addRead(id uint64, acker int) {
 	}
 	c.reads = append(c.reads, r)
 	c.needRound = true
+	if c.round > c.confirmed {
+		c.readBacklog = true // arrived while a round is in flight
+	}
 }
 
 // readAcks counts the voters known to have been in the leader's term at
@@ -246,5 +257,5 @@ func (c *core) failReads(err error) {
 		c.readStates = append(c.readStates, readState{id: id, err: err})
 	}
 	c.reads, c.readsAwaitNoop = nil, nil
-	c.needRound = false
+	c.needRound, c.readBacklog = false, false
 }

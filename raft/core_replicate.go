@@ -10,13 +10,17 @@ import (
 // round if one is needed.
 func (c *core) flush() {
 	c.syncForwarded()
+	c.readsHeld = false
 	if c.role != Leader {
 		c.flushForwardedReads()
 		return
 	}
 	start := c.needRound && c.roundFree()
+	if start && c.holdReads && c.readBacklog {
+		start, c.readsHeld = false, true
+	}
 	if start {
-		c.needRound = false
+		c.needRound, c.readBacklog = false, false
 		c.round++
 		c.readRounds++
 		c.roundElapsed = 0

@@ -33,7 +33,11 @@
 // term after the reads began, counts as the follower's acknowledgement, so
 // with three replicas the leader answers it without a round. A follower
 // whose leader changes re-sends its waiting reads to the new leader, and
-// fails them (ErrNotLeader) once it knows no leader.
+// fails them (ErrNotLeader) once it knows no leader. Under load
+// (Config.ReadBatchWindow, default 1 ms) a round or request for reads that
+// arrived while the previous one was in flight starts no sooner than the
+// window after that one started, so that more reads share it; a read that
+// finds nothing in flight starts one at once.
 //
 // # Events
 //

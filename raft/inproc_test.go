@@ -27,6 +27,9 @@ type inprocNet struct {
 	cut   [][]bool
 	// rpcs counts the RPCs each replica sent.
 	rpcs []atomic.Int64
+	// gate, if set, runs before each RPC is delivered (a test may block
+	// it there).
+	gate atomic.Pointer[func(from, to int)]
 }
 
 func newInprocNet(n int) *inprocNet {
@@ -63,6 +66,9 @@ func (in *inprocNet) peer(from, to int) (*Node, error) {
 // call counts an RPC from -> to and returns its target.
 func (in *inprocNet) call(from, to int) (*Node, error) {
 	in.rpcs[from].Add(1)
+	if g := in.gate.Load(); g != nil {
+		(*g)(from, to)
+	}
 	return in.peer(from, to)
 }
 

@@ -91,6 +91,12 @@ type Node struct {
 	// core's replication messages itself once one call has lasted a
 	// heartbeat interval (sendWhileStoringLocked).
 	storeCall atomic.Uint64
+	// readStart is when the loop last started a read round or read-index
+	// request, and readWake is set while a wake-up of the loop for the end
+	// of its batch window is pending (Config.ReadBatchWindow); both are
+	// guarded by n.mu.
+	readStart time.Time
+	readWake  bool
 	// savedTerm is the term of the hard state last stored (the loop
 	// updates it under n.mu once an Append returns): the ticker sends
 	// nothing for the loop while the core's term is newer.

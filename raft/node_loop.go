@@ -88,6 +88,36 @@ func (n *Node) sendWhileStoringLocked() {
 	}
 }
 
+// paceReadsLocked runs ready (which starts the read rounds, or a follower's
+// read-index requests, that are due) under Config.ReadBatchWindow: it tells
+// the core whether the window of the last one is still open, notes when one
+// starts, and, if the core held one back for the window, wakes the loop
+// when the window ends. n.mu must be held.
+func (n *Node) paceReadsLocked(ready func()) {
+	w := n.cfg.ReadBatchWindow
+	if w <= 0 {
+		ready()
+		return
+	}
+	clk := n.cfg.clockOrReal()
+	now := clk.timeNow()
+	started := n.core.readRounds + n.core.fwdRequests
+	n.core.holdReads = now.Sub(n.readStart) < w
+	ready()
+	switch {
+	case n.core.readRounds+n.core.fwdRequests != started:
+		n.readStart = now
+	case n.core.readsHeld && !n.readWake:
+		n.readWake = true
+		clk.afterFunc(n.readStart.Add(w).Sub(now), func() {
+			n.mu.Lock()
+			n.readWake = false
+			n.mu.Unlock()
+			n.kick()
+		})
+	}
+}
+
 // loop is the replication loop: it takes each batch from the core, stores it
 // with one Append, sends its messages and hands committed entries to the
 // applier.
@@ -139,7 +169,7 @@ func (n *Node) processReady() bool {
 			n.snapshotAsked.Store(false)
 		}
 		stored := n.core.prevHS
-		rd = n.core.ready()
+		n.paceReadsLocked(func() { rd = n.core.ready() })
 		// A ready that changes the term or the vote sends everything
 		// after its Append: a node that wins a term without asking anyone
 		// (the only voter, with learners) must not send entries of a term

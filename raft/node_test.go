@@ -31,6 +31,8 @@ func TestConfigValidate(t *testing.T) {
 		{"ElectionTimeoutMax", func(c *Config) { c.ElectionTimeoutMax = c.ElectionTimeoutMin }},
 		{"HeartbeatInterval", func(c *Config) { c.HeartbeatInterval = c.ElectionTimeoutMin }},
 		{"SnapshotChunkBytes", func(c *Config) { c.SnapshotChunkBytes = 2 << 20 }},
+		{"ReadBatchWindow", func(c *Config) { c.ReadBatchWindow = -1 }},
+		{"ReadBatchWindow", func(c *Config) { c.ReadBatchWindow = c.HeartbeatInterval }},
 		{"MaxInflightAppends", func(c *Config) { c.MaxInflightAppends = 0 }},
 	} {
 		c := testConfig(0, 3)
