@@ -1,0 +1,90 @@
+package raft
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Review tests of read batching (Config.ReadBatchWindow) at the node, on a
+// fake clock (the window's time passes only when the test advances it).
+
+// TestReadBatchReviewLoneReadAfterTransfer: a follower with a read-index
+// request in flight and a read queued behind it (the backlog) is handed the
+// leadership. Its forwarded reads fail; at the new leader nothing is in
+// flight, so a lone read must be answered with the clock stopped ("a read
+// that finds nothing in flight starts one at once"). The backlog flag left
+// over from its follower days holds it for the rest of the window of its
+// last read-index request instead (here until the clock moves).
+func TestReadBatchReviewLoneReadAfterTransfer(t *testing.T) {
+	cl, fc, l := readBatchCluster(t)
+	f := (l + 1) % 3
+	n := cl.nodes[f]
+	// Hold the first RPC the follower sends (its read-index request) until
+	// released; let every other one through.
+	var (
+		mu      sync.Mutex
+		release = make(chan struct{})
+		calls   atomic.Int32
+	)
+	gate := func(from, to int) {
+		if from != f || calls.Add(1) != 1 {
+			return
+		}
+		mu.Lock()
+		ch := release
+		mu.Unlock()
+		<-ch
+	}
+	cl.net.gate.Store(&gate)
+	defer func() {
+		cl.net.gate.Store(nil)
+		mu.Lock()
+		close(release)
+		mu.Unlock()
+		fc.Advance(t, cl.cfg(0).ReadBatchWindow) // whatever is held
+	}()
+
+	first := readAsync(n)
+	if !pollUntil(time.Now().Add(10*time.Second), func() bool { return calls.Load() > 0 }) {
+		t.Fatal("setup: the read-index request was not sent")
+	}
+	second := readAsync(n)
+	if !pollUntil(time.Now().Add(10*time.Second), func() bool { return waitedReads(n) == 2 }) {
+		t.Fatalf("setup: %d reads waiting, want 2", waitedReads(n))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cl.nodes[l].TransferLeadership(ctx, f); err != nil {
+		t.Fatalf("setup: transfer to %d: %v", f, err)
+	}
+	for k, ch := range []<-chan error{first, second} {
+		select {
+		case err := <-ch:
+			if err == nil {
+				t.Fatalf("setup: forwarded read %d answered after the transfer", k)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("setup: forwarded read %d neither answered nor failed", k)
+		}
+	}
+	if !pollUntil(time.Now().Add(10*time.Second), func() bool {
+		_, lead := n.State()
+		return lead
+	}) {
+		t.Fatal("setup: the transferee does not lead")
+	}
+	select {
+	case err := <-readAsync(n):
+		if err != nil {
+			t.Fatalf("lone read at the new leader: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		n.mu.Lock()
+		backlog, held := n.core.readBacklog, n.core.readsHeld
+		n.mu.Unlock()
+		t.Fatalf("lone read at the new leader held with the clock stopped (readBacklog %v, readsHeld %v)", backlog, held)
+	}
+}
