@@ -135,6 +135,7 @@ func (c *core) becomeLeader() {
 	c.leaving = c.leaving[:0]
 	c.syncProgress()
 	c.confirmed, c.roundElapsed = c.round, 0
+	c.readBacklog = false // nothing in flight; a follower's backlog is void
 	c.noopIndex = last + 1
 	c.log.append(Entry{Index: last + 1, Term: c.term, Type: persist.EntryNoop})
 	c.maybeCommit()

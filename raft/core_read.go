@@ -124,6 +124,12 @@ func (c *core) syncForwarded() {
 	}
 	ids := append(c.fwdInflight, c.fwdPending...)
 	c.fwdInflight, c.fwdPending, c.fwdBatch = nil, nil, 0
+	if c.role != Leader {
+		// Nothing is in flight to the new leader (or none is known): the
+		// backlog behind the old request is no reason to hold the next.
+		// (A leader comes here at every flush; its own backlog stays.)
+		c.readBacklog = false
+	}
 	if c.role == Follower && c.lead != NoLeader {
 		c.fwdLead, c.fwdTerm = c.lead, c.term
 		c.fwdPending = ids
