@@ -88,3 +88,76 @@ func TestReadBatchReviewLoneReadAfterTransfer(t *testing.T) {
 		t.Fatalf("lone read at the new leader held with the clock stopped (readBacklog %v, readsHeld %v)", backlog, held)
 	}
 }
+
+// TestReadBatchReviewWindowAfterWindow: the leader holds a backlog for a
+// window, and then again for the next one: the wake-up of the first window
+// must leave the node able to arm another (readWake reset), or the second
+// backlog waits for something else to kick the loop (on the fake clock,
+// forever). The existing tests hold only once. The round is known to be in
+// flight from Status (ReadRounds), not from a blocked RPC (a heartbeat may
+// be the one blocked).
+func TestReadBatchReviewWindowAfterWindow(t *testing.T) {
+	cl, fc, l := readBatchCluster(t)
+	n := cl.nodes[l]
+	for w := range 3 {
+		var (
+			mu      sync.Mutex
+			release = make(chan struct{})
+		)
+		gate := func(from, to int) {
+			if from != l {
+				return
+			}
+			mu.Lock()
+			ch := release
+			mu.Unlock()
+			if ch != nil {
+				<-ch
+			}
+		}
+		cl.net.gate.Store(&gate)
+		rounds := n.Status().ReadRounds
+		first := readAsync(n)
+		if !pollUntil(time.Now().Add(10*time.Second), func() bool { return n.Status().ReadRounds == rounds+1 }) {
+			t.Fatalf("window %d: the first read's round did not start", w)
+		}
+		more := []<-chan error{readAsync(n), readAsync(n)}
+		if !pollUntil(time.Now().Add(10*time.Second), func() bool { return waitedReads(n) == 3 }) {
+			t.Fatalf("window %d: %d reads waiting, want 3", w, waitedReads(n))
+		}
+		timers := fc.timers()
+		mu.Lock()
+		close(release)
+		release = nil
+		mu.Unlock()
+		cl.net.gate.Store(nil)
+		select {
+		case err := <-first:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("window %d: the first read was not answered", w)
+		}
+		if !pollUntil(time.Now().Add(10*time.Second), func() bool { return fc.timers() > timers }) {
+			n.mu.Lock()
+			held, wake := n.core.readsHeld, n.readWake
+			n.mu.Unlock()
+			t.Fatalf("window %d: no wake-up set for the held reads (readsHeld %v, readWake %v)", w, held, wake)
+		}
+		fc.Advance(t, cl.cfg(0).ReadBatchWindow)
+		for k, ch := range more {
+			select {
+			case err := <-ch:
+				if err != nil {
+					t.Fatalf("window %d: held read %d: %v", w, k, err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("window %d: held read %d not answered after the window", w, k)
+			}
+		}
+		if got := n.Status().ReadRounds - rounds; got != 2 {
+			t.Fatalf("window %d: %d rounds for 1 + 2 reads, want 2", w, got)
+		}
+	}
+}
