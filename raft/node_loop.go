@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"runtime"
+	"time"
 
 	"github.com/ruaft/ruaft/persist"
 )
@@ -100,12 +101,21 @@ func (n *Node) paceReadsLocked(ready func()) {
 		return
 	}
 	clk := n.cfg.clockOrReal()
-	now := clk.timeNow()
 	started := n.core.readRounds + n.core.fwdRequests
-	n.core.holdReads = now.Sub(n.readStart) < w
+	// The clock is read only when a round or request may start; reads
+	// re-addressed to a new leader (which start one without waiting) are
+	// timed after the fact.
+	var now time.Time
+	if n.core.needRound || len(n.core.fwdPending) > 0 {
+		now = clk.timeNow()
+	}
+	n.core.holdReads = !now.IsZero() && now.Sub(n.readStart) < w
 	ready()
 	switch {
 	case n.core.readRounds+n.core.fwdRequests != started:
+		if now.IsZero() {
+			now = clk.timeNow()
+		}
 		n.readStart = now
 	case n.core.readsHeld && !n.readWake:
 		n.readWake = true

@@ -106,8 +106,13 @@ func TestReadBatchHoldsBacklog(t *testing.T) {
 			defer cl.net.gate.Store(nil)
 			before := n.Status()
 
+			// The first read's round (or request) starts and its RPC is
+			// held at the gate: it stays in flight.
 			first := readAsync(n)
-			if !pollUntil(time.Now().Add(10*time.Second), func() bool { return blocked.Load() > 0 }) {
+			if !pollUntil(time.Now().Add(10*time.Second), func() bool {
+				st := n.Status()
+				return st.ReadRounds+st.ReadIndexRequests > before.ReadRounds+before.ReadIndexRequests && blocked.Load() > 0
+			}) {
 				t.Fatal("the first read's round was not sent")
 			}
 			more := []<-chan error{readAsync(n), readAsync(n), readAsync(n)}
