@@ -187,18 +187,30 @@ func (t *Transport) peersLocked() map[int]string {
 	return out
 }
 
+// MaxConnsPerPeer bounds the connections NewHTTPClient opens to one peer,
+// in use and idle: calls beyond it wait for one to be free. A replica's
+// peer listener admits a bounded number of connections (durio:
+// --max-peer-conns, 256), and a connection a peer authenticated on is never
+// evicted for a new one, so each peer must keep to its share: with this
+// bound, eight replicas fill 224 slots at most. A node's senders keep at
+// most RPCWorkersPerPeer (default 8) RPCs in flight to a peer, well inside
+// it; only forwarded client calls come in larger bursts.
+const MaxConnsPerPeer = 32
+
 // NewHTTPClient is a pooled keep-alive HTTP/1.1 client suited to peer RPCs:
-// enough idle connections per peer that many AppendEntries can be in flight
-// to one peer without new dials, short dial and TLS handshake timeouts so a
-// dead peer fails fast, and redials of restarted peers on the next call.
-// tlsConfig (nil for plain http) is used for https URLs.
+// enough connections per peer (MaxConnsPerPeer, kept idle between calls)
+// that many AppendEntries can be in flight to one peer without new dials,
+// short dial and TLS handshake timeouts so a dead peer fails fast, and
+// redials of restarted peers on the next call. tlsConfig (nil for plain
+// http) is used for https URLs.
 func NewHTTPClient(tlsConfig *tls.Config) *http.Client {
 	return &http.Client{Transport: &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:     tlsConfig,
 		TLSHandshakeTimeout: 2 * time.Second,
 		MaxIdleConns:        512,
-		MaxIdleConnsPerHost: 128,
+		MaxConnsPerHost:     MaxConnsPerPeer,
+		MaxIdleConnsPerHost: MaxConnsPerPeer,
 		// Below the servers' idle timeout (durio: 60 s), so the client, not
 		// the server, drops an idle connection and no request races a close.
 		IdleConnTimeout:   30 * time.Second,

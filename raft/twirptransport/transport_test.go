@@ -264,3 +264,82 @@ func TestAddressBookConcurrentUse(t *testing.T) {
 		t.Fatalf("peer 1 lost: %v", got)
 	}
 }
+
+// TestHTTPClientBoundsConnectionsPerPeer: however many calls to one peer
+// are in flight at once, NewHTTPClient opens at most MaxConnsPerPeer
+// connections to it (the others wait for one), so a replica cannot fill a
+// peer's listener with connections it would keep idle afterwards.
+func TestHTTPClientBoundsConnectionsPerPeer(t *testing.T) {
+	var (
+		mu        sync.Mutex
+		open, most int
+	)
+	release := make(chan struct{})
+	inHandler := make(chan struct{}, 4*MaxConnsPerPeer)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inHandler <- struct{}{}
+		<-release
+		_, _ = io.WriteString(w, "ok")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch st {
+		case http.StateNew:
+			open++
+			most = max(most, open)
+		case http.StateClosed, http.StateHijacked:
+			open--
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before srv.Close, which waits for the handlers
+
+	client := NewHTTPClient(nil)
+	t.Cleanup(client.CloseIdleConnections)
+	const calls = 3 * MaxConnsPerPeer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	errs := make(chan error, calls)
+	for range calls {
+		go func() {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+			resp, err := client.Do(req)
+			if err == nil {
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			errs <- err
+		}()
+	}
+	// MaxConnsPerPeer calls reach the handler; the rest wait for a
+	// connection.
+	for k := range MaxConnsPerPeer {
+		select {
+		case <-inHandler:
+		case <-ctx.Done():
+			t.Fatalf("only %d calls reached the server", k)
+		}
+	}
+	// Give the waiting calls time to dial, which they would without the
+	// bound, before the first ones finish.
+	select {
+	case <-inHandler:
+		t.Fatalf("more than %d calls in flight at once", MaxConnsPerPeer)
+	case <-time.After(100 * time.Millisecond):
+	}
+	unblock()
+	for range calls {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if most > MaxConnsPerPeer {
+		t.Fatalf("%d connections open at once, want at most %d", most, MaxConnsPerPeer)
+	}
+}
