@@ -271,7 +271,7 @@ func TestAddressBookConcurrentUse(t *testing.T) {
 // peer's listener with connections it would keep idle afterwards.
 func TestHTTPClientBoundsConnectionsPerPeer(t *testing.T) {
 	var (
-		mu        sync.Mutex
+		mu         sync.Mutex
 		open, most int
 	)
 	release := make(chan struct{})
