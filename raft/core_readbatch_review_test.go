@@ -14,21 +14,7 @@ import "testing"
 // the backlog flag left over from the follower's forwarded reads must not
 // hold it.
 func TestCoreReadBatchReviewBacklogStaleAfterTransfer(t *testing.T) {
-	cn := newCoreNet(t, 3)
-	cn.campaign(0)
-	cn.propose(0, "x")
-	f := cn.cores[1]
-	f.holdReads = true
-	f.readIndex(1) // nothing in flight: sent at once
-	cn.processReady(1)
-	held := cn.holdPending()
-	if f.fwdBatch == 0 {
-		t.Fatalf("setup: no read-index request in flight (sent %+v)", held)
-	}
-	f.readIndex(2) // behind the one in flight: the backlog
-	if !f.readBacklog {
-		t.Fatal("setup: read 2 did not set the backlog")
-	}
+	cn, f, _ := followerBacklog(t)
 	// The request in flight is lost; the leader hands its leadership to 1.
 	if err := cn.cores[0].transferLeadership(1); err != nil {
 		t.Fatal(err)
@@ -75,18 +61,7 @@ func TestCoreReadBatchReviewBacklogStaleAfterTransfer(t *testing.T) {
 // hears a candidate of a later term (no leader known); once the new leader
 // is known, a read that finds nothing in flight is sent at once.
 func TestCoreReadBatchReviewBacklogStaleAfterLeaderLost(t *testing.T) {
-	cn := newCoreNet(t, 3)
-	cn.campaign(0)
-	cn.propose(0, "x")
-	f := cn.cores[1]
-	f.holdReads = true
-	f.readIndex(1)
-	cn.processReady(1)
-	cn.holdPending() // the request is lost
-	f.readIndex(2)
-	if !f.readBacklog {
-		t.Fatal("setup: read 2 did not set the backlog")
-	}
+	cn, f, _ := followerBacklog(t) // the request is lost
 	// A later term with no leader known yet: the reads fail.
 	f.becomeFollower(f.term+1, NoLeader)
 	cn.processReady(1)

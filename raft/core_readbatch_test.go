@@ -60,21 +60,33 @@ func TestCoreReadBatchHoldsBacklog(t *testing.T) {
 	cn.checkNoViolations()
 }
 
-// TestCoreReadBatchFollower: a follower holds its next read-index request
-// the same way, and only for reads that arrived while one was in flight.
-func TestCoreReadBatchFollower(t *testing.T) {
+// followerBacklog returns three cores where follower 1, inside a read
+// batching window, sent read 1's read-index request at once (held, not
+// delivered: returned) and queued read 2 behind it (the backlog).
+func followerBacklog(t *testing.T) (*coreNet, *core, []envelope) {
+	t.Helper()
 	cn := newCoreNet(t, 3)
 	cn.campaign(0)
 	cn.propose(0, "x")
 	f := cn.cores[1]
 	f.holdReads = true
-	f.readIndex(1)
+	f.readIndex(1) // nothing in flight: sent at once
 	cn.processReady(1)
 	held := cn.holdPending()
-	if len(held) != 1 || held[0].m.ri == nil || f.fwdRequests != 1 {
-		t.Fatalf("follower sent %+v (%d requests), want one ReadIndex at once", held, f.fwdRequests)
+	if len(held) != 1 || held[0].m.ri == nil || f.fwdRequests != 1 || f.fwdBatch == 0 {
+		t.Fatalf("setup: follower sent %+v (%d requests), want one ReadIndex at once", held, f.fwdRequests)
 	}
-	f.readIndex(2)
+	f.readIndex(2) // behind the one in flight
+	if !f.readBacklog {
+		t.Fatal("setup: read 2 did not set the backlog")
+	}
+	return cn, f, held
+}
+
+// TestCoreReadBatchFollower: a follower holds its next read-index request
+// the same way, and only for reads that arrived while one was in flight.
+func TestCoreReadBatchFollower(t *testing.T) {
+	cn, f, held := followerBacklog(t)
 	for _, e := range held {
 		cn.deliver(e)
 	}

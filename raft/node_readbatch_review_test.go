@@ -2,7 +2,6 @@ package raft
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,31 +23,13 @@ func TestReadBatchReviewLoneReadAfterTransfer(t *testing.T) {
 	n := cl.nodes[f]
 	// Hold the first RPC the follower sends (its read-index request) until
 	// released; let every other one through.
-	var (
-		mu      sync.Mutex
-		release = make(chan struct{})
-		calls   atomic.Int32
-	)
-	gate := func(from, to int) {
-		if from != f || calls.Add(1) != 1 {
-			return
-		}
-		mu.Lock()
-		ch := release
-		mu.Unlock()
-		<-ch
-	}
-	cl.net.gate.Store(&gate)
-	defer func() {
-		cl.net.gate.Store(nil)
-		mu.Lock()
-		close(release)
-		mu.Unlock()
-		fc.Advance(t, cl.cfg(0).ReadBatchWindow) // whatever is held
-	}()
+	var calls atomic.Int32
+	gate := gateRPCs(t, cl, f, func() bool { return calls.Add(1) == 1 })
+	defer fc.Advance(t, cl.cfg(0).ReadBatchWindow) // whatever is held
+	defer gate.open()
 
 	first := readAsync(n)
-	if !pollUntil(time.Now().Add(10*time.Second), func() bool { return calls.Load() > 0 }) {
+	if !pollUntil(time.Now().Add(10*time.Second), func() bool { return gate.blocked.Load() > 0 }) {
 		t.Fatal("setup: the read-index request was not sent")
 	}
 	second := readAsync(n)
@@ -100,22 +81,7 @@ func TestReadBatchReviewWindowAfterWindow(t *testing.T) {
 	cl, fc, l := readBatchCluster(t)
 	n := cl.nodes[l]
 	for w := range 3 {
-		var (
-			mu      sync.Mutex
-			release = make(chan struct{})
-		)
-		gate := func(from, to int) {
-			if from != l {
-				return
-			}
-			mu.Lock()
-			ch := release
-			mu.Unlock()
-			if ch != nil {
-				<-ch
-			}
-		}
-		cl.net.gate.Store(&gate)
+		gate := gateRPCs(t, cl, l, nil)
 		rounds := n.Status().ReadRounds
 		first := readAsync(n)
 		if !pollUntil(time.Now().Add(10*time.Second), func() bool { return n.Status().ReadRounds == rounds+1 }) {
@@ -126,10 +92,7 @@ func TestReadBatchReviewWindowAfterWindow(t *testing.T) {
 			t.Fatalf("window %d: %d reads waiting, want 3", w, waitedReads(n))
 		}
 		timers := fc.timers()
-		mu.Lock()
-		close(release)
-		release = nil
-		mu.Unlock()
+		gate.open()
 		cl.net.gate.Store(nil)
 		select {
 		case err := <-first:

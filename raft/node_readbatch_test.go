@@ -45,6 +45,48 @@ func waitedReads(n *Node) int {
 	return len(n.readWaiters)
 }
 
+// rpcGate holds RPCs of one node at the cluster's network until opened.
+type rpcGate struct {
+	mu      sync.Mutex
+	release chan struct{} // nil once open
+	blocked atomic.Int32  // RPCs that were held
+}
+
+// gateRPCs holds every RPC node from sends (those for which hold, if not
+// nil, reports true) until the gate is opened; the test's end opens it and
+// takes it off the network.
+func gateRPCs(t *testing.T, cl *cluster, from int, hold func() bool) *rpcGate {
+	g := &rpcGate{release: make(chan struct{})}
+	fn := func(f, _ int) {
+		if f != from || (hold != nil && !hold()) {
+			return
+		}
+		g.mu.Lock()
+		ch := g.release
+		g.mu.Unlock()
+		if ch != nil {
+			g.blocked.Add(1)
+			<-ch
+		}
+	}
+	cl.net.gate.Store(&fn)
+	t.Cleanup(func() {
+		cl.net.gate.CompareAndSwap(&fn, nil)
+		g.open()
+	})
+	return g
+}
+
+// open lets the held RPCs and every later one through.
+func (g *rpcGate) open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.release != nil {
+		close(g.release)
+		g.release = nil
+	}
+}
+
 // TestReadBatchLoneReaderNotHeld: a reader alone (nothing in flight when
 // its read arrives) never waits for the window: reads one after another
 // complete at the leader and at a follower while the clock stands still,
@@ -84,26 +126,8 @@ func TestReadBatchHoldsBacklog(t *testing.T) {
 				i = (l + 1) % 3
 			}
 			n := cl.nodes[i]
-			// Hold every RPC node i sends until released.
-			var (
-				mu      sync.Mutex
-				release = make(chan struct{})
-				blocked atomic.Int32
-			)
-			gate := func(from, to int) {
-				if from != i {
-					return
-				}
-				mu.Lock()
-				ch := release
-				mu.Unlock()
-				if ch != nil {
-					blocked.Add(1)
-					<-ch
-				}
-			}
-			cl.net.gate.Store(&gate)
-			defer cl.net.gate.Store(nil)
+			// Hold every RPC node i sends until opened.
+			gate := gateRPCs(t, cl, i, nil)
 			before := n.Status()
 
 			// The first read's round (or request) starts and its RPC is
@@ -111,7 +135,7 @@ func TestReadBatchHoldsBacklog(t *testing.T) {
 			first := readAsync(n)
 			if !pollUntil(time.Now().Add(10*time.Second), func() bool {
 				st := n.Status()
-				return st.ReadRounds+st.ReadIndexRequests > before.ReadRounds+before.ReadIndexRequests && blocked.Load() > 0
+				return st.ReadRounds+st.ReadIndexRequests > before.ReadRounds+before.ReadIndexRequests && gate.blocked.Load() > 0
 			}) {
 				t.Fatal("the first read's round was not sent")
 			}
@@ -120,10 +144,7 @@ func TestReadBatchHoldsBacklog(t *testing.T) {
 				t.Fatalf("%d reads waiting, want 4", waitedReads(n))
 			}
 			timers := fc.timers()
-			mu.Lock()
-			close(release)
-			release = nil
-			mu.Unlock()
+			gate.open()
 			select {
 			case err := <-first:
 				if err != nil {
@@ -170,37 +191,16 @@ func TestReadBatchWindowOff(t *testing.T) {
 	l := cl.leader()
 	cl.commit("setup")
 	n := cl.nodes[l]
-	var (
-		mu      sync.Mutex
-		release = make(chan struct{})
-		blocked atomic.Int32
-	)
-	gate := func(from, to int) {
-		if from != l {
-			return
-		}
-		mu.Lock()
-		ch := release
-		mu.Unlock()
-		if ch != nil {
-			blocked.Add(1)
-			<-ch
-		}
-	}
-	cl.net.gate.Store(&gate)
-	defer cl.net.gate.Store(nil)
+	gate := gateRPCs(t, cl, l, nil)
 	first := readAsync(n)
-	if !pollUntil(time.Now().Add(10*time.Second), func() bool { return blocked.Load() > 0 }) {
+	if !pollUntil(time.Now().Add(10*time.Second), func() bool { return gate.blocked.Load() > 0 }) {
 		t.Fatal("the first read's round was not sent")
 	}
 	second := readAsync(n)
 	if !pollUntil(time.Now().Add(10*time.Second), func() bool { return waitedReads(n) == 2 }) {
 		t.Fatalf("%d reads waiting, want 2", waitedReads(n))
 	}
-	mu.Lock()
-	close(release)
-	release = nil
-	mu.Unlock()
+	gate.open()
 	for _, ch := range []<-chan error{first, second} {
 		select {
 		case err := <-ch:
