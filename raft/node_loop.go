@@ -89,16 +89,15 @@ func (n *Node) sendWhileStoringLocked() {
 	}
 }
 
-// paceReadsLocked runs ready (which starts the read rounds, or a follower's
-// read-index requests, that are due) under Config.ReadBatchWindow: it tells
-// the core whether the window of the last one is still open, notes when one
-// starts, and, if the core held one back for the window, wakes the loop
-// when the window ends. n.mu must be held.
-func (n *Node) paceReadsLocked(ready func()) {
+// readyLocked takes the core's ready (which starts the read rounds, or a
+// follower's read-index requests, that are due) under
+// Config.ReadBatchWindow: it tells the core whether the window of the last
+// one is still open, notes when one starts, and, if the core held one back
+// for the window, wakes the loop when the window ends. n.mu must be held.
+func (n *Node) readyLocked() ready {
 	w := n.cfg.ReadBatchWindow
 	if w <= 0 {
-		ready()
-		return
+		return n.core.ready()
 	}
 	clk := n.cfg.clockOrReal()
 	started := n.core.readRounds + n.core.fwdRequests
@@ -110,7 +109,7 @@ func (n *Node) paceReadsLocked(ready func()) {
 		now = clk.timeNow()
 	}
 	n.core.holdReads = !now.IsZero() && now.Sub(n.readStart) < w
-	ready()
+	rd := n.core.ready()
 	switch {
 	case n.core.readRounds+n.core.fwdRequests != started:
 		if now.IsZero() {
@@ -126,6 +125,7 @@ func (n *Node) paceReadsLocked(ready func()) {
 			n.kick()
 		})
 	}
+	return rd
 }
 
 // loop is the replication loop: it takes each batch from the core, stores it
@@ -179,7 +179,7 @@ func (n *Node) processReady() bool {
 			n.snapshotAsked.Store(false)
 		}
 		stored := n.core.prevHS
-		n.paceReadsLocked(func() { rd = n.core.ready() })
+		rd = n.readyLocked()
 		// A ready that changes the term or the vote sends everything
 		// after its Append: a node that wins a term without asking anyone
 		// (the only voter, with learners) must not send entries of a term

@@ -15,18 +15,6 @@ import (
 	"github.com/ruaft/ruaft/persist"
 )
 
-// stallCluster is a three-node cluster on a fake clock whose stores hold an
-// Append when armed.
-func stallCluster(t *testing.T) (*cluster, []*stallStore, *fakeClock) {
-	stores := make([]*stallStore, 3)
-	fc := newFakeClock()
-	cl := newClusterStores(t, 3, func(c *Config) { c.clock = fc }, func(i int) persist.Store {
-		stores[i] = &stallStore{Memory: persist.NewMemory()}
-		return stores[i]
-	})
-	return cl, stores, fc
-}
-
 // holdLeaderAppend arms the leader's store, proposes cmd there and waits for
 // the Append carrying it to be held.
 func holdLeaderAppend(t *testing.T, cl *cluster, stores []*stallStore, l int, cmd string) *snapGate {
@@ -100,7 +88,7 @@ func sameCommands(t *testing.T, cl *cluster) {
 // in for the loop only for a bounded time (Config.StallHeartbeats); after
 // that the followers take over.
 func TestStalledLeaderWithHungStoreIsReplaced(t *testing.T) {
-	cl, stores, fc := stallCluster(t)
+	cl, stores, fc := stallCluster(t, nil)
 	cl.commit("before")
 	l := cl.leader()
 	term, _ := cl.nodes[l].State()
@@ -141,7 +129,7 @@ func TestStalledLeaderWithHungStoreIsReplaced(t *testing.T) {
 // down); then its write returns. Every node applies the same commands, and
 // no invariant breaks (Kill reports violations).
 func TestStalledLeaderPartitionedThenHealed(t *testing.T) {
-	cl, stores, fc := stallCluster(t)
+	cl, stores, fc := stallCluster(t, nil)
 	cl.commit("before")
 	l := cl.leader()
 	term, _ := cl.nodes[l].State()

@@ -23,6 +23,23 @@ func (s *stallStore) Append(ctx context.Context, hs persist.HardState, entries [
 	return s.Memory.Append(ctx, hs, entries)
 }
 
+// stallCluster is a three-node cluster on a fake clock whose stores hold an
+// Append when armed; tweak, if not nil, changes the nodes' Config.
+func stallCluster(t *testing.T, tweak func(*Config)) (*cluster, []*stallStore, *fakeClock) {
+	stores := make([]*stallStore, 3)
+	fc := newFakeClock()
+	cl := newClusterStores(t, 3, func(c *Config) {
+		c.clock = fc
+		if tweak != nil {
+			tweak(c)
+		}
+	}, func(i int) persist.Store {
+		stores[i] = &stallStore{Memory: persist.NewMemory()}
+		return stores[i]
+	})
+	return cl, stores, fc
+}
+
 // TestLeaderHeartbeatsThroughStalledAppend holds a leader's own Append
 // (after it sent the entry to its followers) on a fake clock, so the hold
 // is counted in ticks whatever the machine's load:
@@ -50,15 +67,7 @@ func TestLeaderHeartbeatsThroughStalledAppend(t *testing.T) {
 		{"hung", long / 2, long/2 + long, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			stores := make([]*stallStore, 3)
-			fc := newFakeClock()
-			cl := newClusterStores(t, 3, func(c *Config) {
-				c.clock = fc
-				c.StallHeartbeats = tc.stall
-			}, func(i int) persist.Store {
-				stores[i] = &stallStore{Memory: persist.NewMemory()}
-				return stores[i]
-			})
+			cl, stores, fc := stallCluster(t, func(c *Config) { c.StallHeartbeats = tc.stall })
 			cl.commit("before")
 			l := cl.leader()
 			term, _ := cl.nodes[l].State()
