@@ -5,6 +5,7 @@ package raft
 
 import (
 	"context"
+	"errors"
 	"fmt"
 )
 
@@ -33,7 +34,11 @@ func (n *Node) Progress() map[int]MemberProgress {
 // invalid id or address), ErrNotLeader (also when leadership was lost and
 // the change overwritten: it was not made), ErrOutcomeUnknown (leadership
 // was lost and the log compacted past the change: it may have been made),
-// or ctx's error (the change may still commit).
+// or ctx's error (the change may still commit). A refusal that comes from
+// the configuration (ErrAlreadyMember, ErrUnknownMember,
+// ErrRemoveLastVoter, a full configuration) is given only once the leader
+// has confirmed with a heartbeat round that it still leads; one that cannot
+// confirm answers ErrNotLeader, as it may hold an outdated configuration.
 func (n *Node) AddLearner(ctx context.Context, m Member) error {
 	return n.changeConf(ctx, confChange{op: opAddLearner, member: m})
 }
@@ -85,12 +90,44 @@ func (n *Node) changeConf(ctx context.Context, ch confChange) error {
 			index, term, err = n.core.proposeConfChange(ch, n.cfg.MaxPromoteLag)
 		}
 	})
+	if refusedByConfiguration(err) {
+		return n.confirmRefusal(ctx, term, err)
+	}
 	if err != nil {
 		return err
 	}
 	n.logger.Info("raft: proposed a configuration change", "op", ch.op.String(), "member", ch.member.ID, "index", index, "term", term)
 	n.kick()
 	return n.waitConfChange(ctx, index, term)
+}
+
+// refusedByConfiguration reports whether err refuses a change because of
+// the configuration the leader holds (the member is there already, or is
+// not, or is the last voter, or there is no room).
+func refusedByConfiguration(err error) bool {
+	return errors.Is(err, ErrAlreadyMember) || errors.Is(err, ErrUnknownMember) ||
+		errors.Is(err, ErrRemoveLastVoter) || errors.Is(err, ErrBadMembership)
+}
+
+// confirmRefusal returns refusal, which the leader of term gave from its
+// configuration, once a heartbeat round started after the check confirms
+// that it still leads term: then no later leader exists whose
+// configuration could differ. A leader deposed without knowing it (cut off
+// from the others) would refuse from a configuration that is no longer the
+// cluster's, for example not know a learner its successor added; such a
+// refusal becomes ErrNotLeader, which the caller retries at the leader.
+func (n *Node) confirmRefusal(ctx context.Context, term uint64, refusal error) error {
+	_, err := n.readIndex(ctx, func(c *core, id uint64) bool {
+		return c.role == Leader && c.term == term && c.startRead(id)
+	})
+	switch {
+	case err == nil:
+		return refusal
+	case ctx.Err() != nil:
+		return ctx.Err()
+	default:
+		return fmt.Errorf("%w: leadership of term %d not confirmed before refusing (%v)", ErrNotLeader, term, refusal)
+	}
 }
 
 // waitConfChange waits for the configuration entry at index of term to

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -162,6 +163,57 @@ func TestMembershipTwoChangesAtOnce3D(t *testing.T) {
 	c.Connect(leader)
 	c.One(c.RandCmd(), 3, true)
 	c.CheckMembership([]int{0, 1, 2}, []int{0, 1, 2}, nil)
+}
+
+// TestMembershipRefusalFromDeposedLeader3D: a leader refuses a change from
+// its configuration (no such member, already a member) only while it can
+// confirm that it leads. One cut off from the others may have been replaced
+// by a leader that changed the configuration (a CI run saw a deposed leader
+// answer "no such member" for a learner its successor had added); it
+// answers ErrNotLeader or runs out of time instead, and the retry at the
+// real leader succeeds.
+func TestMembershipRefusalFromDeposedLeader3D(t *testing.T) {
+	c := NewCluster(t, 4, Options{Voters: 3})
+	c.One(c.RandCmd(), 3, true)
+	leader := c.CheckOneLeader()
+	nd := c.Node(leader)
+	other := (leader + 1) % 3
+
+	// Connected, the refusals stand.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := nd.Promote(ctx, 3); !errors.Is(err, raft.ErrUnknownMember) {
+		t.Fatalf("promote a non-member on the leader: %v, want ErrUnknownMember", err)
+	}
+	if err := nd.AddLearner(ctx, raft.Member{ID: other}); !errors.Is(err, raft.ErrAlreadyMember) {
+		t.Fatalf("add a voter as learner on the leader: %v, want ErrAlreadyMember", err)
+	}
+
+	// Cut off, the old leader cannot tell: the others elect a leader that
+	// adds 3 as a learner, which the old one has never heard of.
+	c.Disconnect(leader)
+	c.AddLearner(3)
+	for _, call := range []struct {
+		what string
+		f    func(context.Context) error
+	}{
+		{"promote 3", func(ctx context.Context) error { return nd.Promote(ctx, 3) }},
+		{"remove 3", func(ctx context.Context) error { return nd.RemoveMember(ctx, 3) }},
+		{"add voter " + strconv.Itoa(other) + " as learner", func(ctx context.Context) error {
+			return nd.AddLearner(ctx, raft.Member{ID: other})
+		}},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		err := call.f(ctx)
+		cancel()
+		if !errors.Is(err, raft.ErrNotLeader) && !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("%s on the cut-off old leader: %v, want ErrNotLeader or a timeout", call.what, err)
+		}
+	}
+	c.Promote(3) // at the real leader
+	c.Connect(leader)
+	c.One(c.RandCmd(), 4, true)
+	c.CheckMembership([]int{0, 1, 2, 3}, []int{0, 1, 2, 3}, nil)
 }
 
 // TestMembershipLeaderCrashUncommitted3D: a leader crashes with an
