@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -107,12 +108,20 @@ func (d *devRun) send(line string) {
 func TestDevFailover(t *testing.T) {
 	base := freeport.Range(t, 6)
 	d := startDev(t, "--dir", t.TempDir(), "--persister", "file", "--client-port", strconv.Itoa(base),
-		"--peer-port", strconv.Itoa(base+3), "--log-level", "info")
+		"--peer-port", strconv.Itoa(base+3), "--log-level", "info",
+		"--", "--election-timeout", "300ms", "--heartbeat-interval", "60ms")
 	client := func(i int) string { return "http://127.0.0.1:" + strconv.Itoa(base+i) }
+	d.want(`^  every replica also gets: --election-timeout 300ms --heartbeat-interval 60ms$`, 30*time.Second)
 	pids := map[string]int{}
 	for range 3 {
 		m := d.want(`^replica (\d): started \(pid (\d+)\)`, 30*time.Second)
 		pids[m[1]], _ = strconv.Atoi(m[2])
+		if runtime.GOOS == "linux" { // the serve flags after -- reach the replica
+			cmdline, err := os.ReadFile("/proc/" + m[2] + "/cmdline")
+			if err == nil && !strings.HasSuffix(string(cmdline), "\x00--election-timeout\x00300ms\x00--heartbeat-interval\x0060ms\x00") {
+				t.Fatalf("replica %s runs %q, without the serve flags given after --", m[1], strings.ReplaceAll(string(cmdline), "\x00", " "))
+			}
+		}
 	}
 	leader, _ := strconv.Atoi(d.want(`^leader: replica (\d) \(term \d+\)`, 30*time.Second)[1])
 	d.want(`^cluster ready`, 30*time.Second) // once every replica answers

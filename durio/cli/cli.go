@@ -935,13 +935,29 @@ elected or lost, restarts a replica that exits by itself (giving up after
 ` + strconv.Itoa(devGiveUpAfter) + ` quick failures in a row), and reads commands from standard input
 to kill, stop and start replicas, so you can watch a failover:
 
-` + devHelp,
-		Example: "  durio dev\n  durio dev --persister file --replicas 5",
-		Args:    exactArgs(),
-		RunE: func(cmd *cobra.Command, _ []string) error {
+` + devHelp + `
+
+Flags after -- are passed to every replica's durio serve (see durio serve
+--help), except those durio dev sets itself (--id, --peers, --data-dir,
+--persister, --log-level, the listeners and URLs, TLS).`,
+		Example: "  durio dev\n  durio dev --persister file --replicas 5\n" +
+			"  durio dev -- --election-timeout 500ms --heartbeat-interval 100ms --read-batch-window 0",
+		Args: func(cmd *cobra.Command, args []string) error {
+			before := args // arguments before --, if any
+			if dash := cmd.ArgsLenAtDash(); dash >= 0 {
+				before = args[:dash]
+			}
+			if len(before) > 0 {
+				return fmt.Errorf("%w: %s takes no arguments, got %q (durio serve flags go after --)",
+					durio.ErrUsage, cmd.CommandPath(), before)
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.check(); err != nil {
 				return err
 			}
+			o.ServeArgs = args
 			o.Commands = c.stdin
 			return runDev(cmd.Context(), o, c.stdout)
 		},

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,9 +46,64 @@ type devOptions struct {
 	// ClientAuthFile, if set, is passed to every replica (client tokens);
 	// durio dev polls the replicas with the file's first token.
 	ClientAuthFile string
+	// ServeArgs are more `durio serve` flags for every replica (what
+	// follows -- on the command line), such as --election-timeout; not
+	// those durio dev sets itself (devOwnedServeFlags).
+	ServeArgs []string
 	// Commands, if not nil, is read for typed commands (kill 1, start 1,
 	// status, ...); `durio dev` passes its standard input.
 	Commands io.Reader
+}
+
+// devOwnedServeFlags are the `durio serve` flags durio dev sets for each
+// replica, or that would take a replica out of its loopback cluster or out
+// of reach of durio dev's plain-HTTP polling: refused after --.
+var devOwnedServeFlags = []string{
+	"id", "peers", "client-urls", "join", "peer-url", "client-url", "listen-peer", "listen-client",
+	"data-dir", "persister", "log-level", "client-auth-file", "tls-cert", "tls-key",
+}
+
+// checkServeArgs refuses extra serve flags that durio dev sets itself and
+// validates replica 0's whole command line as durio serve would, so that a
+// bad value stops durio dev before any replica starts (instead of every
+// replica failing five times).
+func checkServeArgs(extra, replica0 []string) error {
+	parse := func(args []string) (*flag.FlagSet, func(func(string) bool) (durio.Config, error), error) {
+		fs := flag.NewFlagSet("durio serve", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		build := durio.RegisterServeFlags(fs)
+		if err := fs.Parse(args); err != nil {
+			return nil, nil, fmt.Errorf("%w: durio serve flags after --: %v", durio.ErrUsage, err)
+		}
+		if fs.NArg() > 0 {
+			return nil, nil, fmt.Errorf("%w: durio serve flags after --: unexpected argument %q", durio.ErrUsage, fs.Arg(0))
+		}
+		return fs, build, nil
+	}
+	fs, _, err := parse(extra)
+	if err != nil {
+		return err
+	}
+	var owned []string
+	fs.Visit(func(f *flag.Flag) {
+		if slices.Contains(devOwnedServeFlags, f.Name) {
+			owned = append(owned, "--"+f.Name)
+		}
+	})
+	if len(owned) > 0 {
+		return fmt.Errorf("%w: durio dev sets %s for each replica itself; use its own flags (durio dev --help)",
+			durio.ErrUsage, strings.Join(owned, ", "))
+	}
+	fs, build, err := parse(append(slices.Clip(replica0), extra...))
+	if err != nil {
+		return err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if _, err := build(func(name string) bool { return given[name] }); err != nil {
+		return fmt.Errorf("durio serve flags after --: %w", err)
+	}
+	return nil
 }
 
 func (o *devOptions) register(fs *pflag.FlagSet) {
@@ -133,11 +190,19 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 		d.peers = append(d.peers, "http://127.0.0.1:"+strconv.Itoa(o.PeerPort+i))
 		d.clients = append(d.clients, "http://127.0.0.1:"+strconv.Itoa(o.ClientPort+i))
 		d.replicas = append(d.replicas, &devReplica{id: i, ctl: make(chan string, 1)})
+	}
+	if err := checkServeArgs(o.ServeArgs, d.serveArgs(0)); err != nil {
+		return err
+	}
+	for i := range o.Replicas {
 		if err := os.MkdirAll(d.dataDir(i), 0o755); err != nil {
 			return err
 		}
 	}
 	d.printf("durio dev: %d replicas, persister %s, data in %s\n", o.Replicas, o.Persister, dir)
+	if len(o.ServeArgs) > 0 {
+		d.printf("  every replica also gets: %s\n", strings.Join(o.ServeArgs, " "))
+	}
 	for i := range o.Replicas {
 		d.printf("  replica %d: client %s  peer %s  log %s\n", i, d.clients[i], d.peers[i], d.logPath(i))
 	}
@@ -299,6 +364,24 @@ func devEnv() []string {
 	return env
 }
 
+// serveArgs are the `durio serve` flags durio dev gives replica i (before
+// the user's ServeArgs).
+func (d *devCluster) serveArgs(i int) []string {
+	args := []string{
+		"--id", strconv.Itoa(i),
+		"--peers", strings.Join(d.peers, ","),
+		"--client-urls", strings.Join(d.clients, ","),
+		"--listen-client", strings.TrimPrefix(d.clients[i], "http://"),
+		"--data-dir", d.dataDir(i),
+		"--persister", d.o.Persister,
+		"--log-level", d.o.LogLevel,
+	}
+	if d.o.ClientAuthFile != "" {
+		args = append(args, "--client-auth-file", d.o.ClientAuthFile)
+	}
+	return args
+}
+
 // start starts replica i's process; done is closed once it has exited and
 // been waited for.
 func (d *devCluster) start(i int) (*exec.Cmd, <-chan struct{}, error) {
@@ -307,17 +390,7 @@ func (d *devCluster) start(i int) (*exec.Cmd, <-chan struct{}, error) {
 		return nil, nil, err
 	}
 	defer logFile.Close() // the child holds its own descriptor
-	cmd := exec.Command(d.exe, "serve",
-		"--id", strconv.Itoa(i),
-		"--peers", strings.Join(d.peers, ","),
-		"--client-urls", strings.Join(d.clients, ","),
-		"--listen-client", strings.TrimPrefix(d.clients[i], "http://"),
-		"--data-dir", d.dataDir(i),
-		"--persister", d.o.Persister,
-		"--log-level", d.o.LogLevel)
-	if d.o.ClientAuthFile != "" {
-		cmd.Args = append(cmd.Args, "--client-auth-file", d.o.ClientAuthFile)
-	}
+	cmd := exec.Command(d.exe, append([]string{"serve"}, append(d.serveArgs(i), d.o.ServeArgs...)...)...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Env = d.env
 	setDeathSignal(cmd)
