@@ -123,6 +123,8 @@ func (n *Node) confirmRefusal(ctx context.Context, term uint64, refusal error) e
 	switch {
 	case err == nil:
 		return refusal
+	case errors.Is(err, ErrKilled) || errors.Is(err, ErrStoreFailed):
+		return err
 	case ctx.Err() != nil:
 		return ctx.Err()
 	default:
