@@ -155,15 +155,16 @@ func (s *memberService) MemberPromote(ctx context.Context, req *kvv1.MemberPromo
 	var resp *kvv1.MemberPromoteResponse
 	id := int(req.GetId())
 	err := s.run(ctx, func(ctx context.Context) error {
-		m, ok := s.find(id)
-		switch {
-		case !ok:
+		// Raft refuses from its configuration only once it has confirmed
+		// that it leads; this replica's copy (s.find) may be a deposed
+		// leader's that lacks a learner its successor added.
+		switch err := s.node.Promote(ctx, id); {
+		case errors.Is(err, raft.ErrUnknownMember):
 			return errUnknownMember(id)
-		case !m.Learner:
+		case errors.Is(err, raft.ErrAlreadyMember):
 			return twirp.NewErrorf(twirp.FailedPrecondition, "replica %d is a voter already", id).
 				WithMeta(kvwire.MetaReason, ReasonAlreadyVoter)
-		}
-		if err := s.node.Promote(ctx, id); err != nil {
+		case err != nil:
 			return err
 		}
 		resp = &kvv1.MemberPromoteResponse{Header: s.header(), Members: s.members()}
@@ -180,10 +181,10 @@ func (s *memberService) MemberRemove(ctx context.Context, req *kvv1.MemberRemove
 	var resp *kvv1.MemberRemoveResponse
 	id := int(req.GetId())
 	err := s.run(ctx, func(ctx context.Context) error {
-		if _, ok := s.find(id); !ok {
+		switch err := s.node.RemoveMember(ctx, id); { // raft confirms a refusal, as for promote
+		case errors.Is(err, raft.ErrUnknownMember):
 			return errUnknownMember(id)
-		}
-		if err := s.node.RemoveMember(ctx, id); err != nil {
+		case err != nil:
 			return err
 		}
 		resp = &kvv1.MemberRemoveResponse{Header: s.header(), Members: s.members()}
@@ -333,15 +334,6 @@ func (s *memberService) addrOf(m raft.Member) memberAddr {
 		return a
 	}
 	return s.dir.fallback(m.ID)
-}
-
-func (s *memberService) find(id int) (raft.Member, bool) {
-	for _, m := range s.node.Membership().Members {
-		if m.ID == id {
-			return m, true
-		}
-	}
-	return raft.Member{}, false
 }
 
 // members is the configuration with each member's progress as this

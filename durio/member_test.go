@@ -2,6 +2,7 @@ package durio
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -61,20 +62,42 @@ func (f *fakeMembers) AddLearnerInTerm(_ context.Context, m raft.Member, term ui
 	return f.change(fmt.Sprintf("add@%d", term), func() { f.members = append(f.members, m) })
 }
 
+// refusal is what raft answers a promote (or, promote false, a remove) of
+// id with from the members, as Membership.apply does; nil if it would
+// make the change. Called with f.mu held.
+func (f *fakeMembers) refusal(id int, promote bool) error {
+	i := slices.IndexFunc(f.members, func(m raft.Member) bool { return m.ID == id })
+	switch {
+	case i < 0:
+		return fmt.Errorf("%w: %d", raft.ErrUnknownMember, id)
+	case promote && !f.members[i].Learner:
+		return fmt.Errorf("%w: %d is a voter already", raft.ErrAlreadyMember, id)
+	}
+	return nil
+}
+
 func (f *fakeMembers) Promote(_ context.Context, id int) error {
-	return f.change("promote", func() {
-		for i := range f.members {
-			if f.members[i].ID == id {
-				f.members[i].Learner = false
+	var err error
+	cerr := f.change("promote", func() {
+		if err = f.refusal(id, true); err == nil {
+			for i := range f.members {
+				if f.members[i].ID == id {
+					f.members[i].Learner = false
+				}
 			}
 		}
 	})
+	return cmp.Or(cerr, err)
 }
 
 func (f *fakeMembers) RemoveMember(_ context.Context, id int) error {
-	return f.change("remove", func() {
-		f.members = slices.DeleteFunc(f.members, func(m raft.Member) bool { return m.ID == id })
+	var err error
+	cerr := f.change("remove", func() {
+		if err = f.refusal(id, false); err == nil {
+			f.members = slices.DeleteFunc(f.members, func(m raft.Member) bool { return m.ID == id })
+		}
 	})
+	return cmp.Or(cerr, err)
 }
 
 func (f *fakeMembers) Membership() raft.Membership {
@@ -158,8 +181,14 @@ func TestMembershipRefusals(t *testing.T) {
 		_, err := ms.MemberAdd(ctx, bad)
 		wantTwirp(t, "add "+bad.String(), err, twirp.InvalidArgument, "")
 	}
-	if got := fake.changes(); len(got) != 0 {
-		t.Fatalf("refused requests reached raft: %v", got)
+	// The adds refused above never reached raft; the promotes and the
+	// remove did, and raft refused them (it confirms its leadership first:
+	// TestMembershipRefusalFromDeposedLeader).
+	if got := fake.changes(); !slices.Equal(got, []string{"remove", "promote", "promote"}) {
+		t.Fatalf("calls that reached raft: %v, want a remove and two promotes", got)
+	}
+	if got := fake.Membership(); len(got.Members) != 4 || got.Voters()[2] != 2 || !got.Members[3].Learner {
+		t.Fatalf("refused changes changed the members: %v", got)
 	}
 
 	// Refusals raft makes, mapped.
