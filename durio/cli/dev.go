@@ -68,10 +68,13 @@ var devOwnedServeFlags = []string{
 // bad value stops durio dev before any replica starts (instead of every
 // replica failing five times).
 func checkServeArgs(extra, replica0 []string) error {
-	parse := func(args []string) (*flag.FlagSet, func(func(string) bool) (durio.Config, error), error) {
-		fs := flag.NewFlagSet("durio serve", flag.ContinueOnError)
+	// Parsed as durio serve parses them: its Go flags under pflag.
+	parse := func(args []string) (*pflag.FlagSet, func(func(string) bool) (durio.Config, error), error) {
+		goFlags := flag.NewFlagSet("durio serve", flag.ContinueOnError)
+		build := durio.RegisterServeFlags(goFlags)
+		fs := pflag.NewFlagSet("durio serve", pflag.ContinueOnError)
 		fs.SetOutput(io.Discard)
-		build := durio.RegisterServeFlags(fs)
+		fs.AddGoFlagSet(goFlags)
 		if err := fs.Parse(args); err != nil {
 			return nil, nil, fmt.Errorf("%w: durio serve flags after --: %v", durio.ErrUsage, err)
 		}
@@ -85,7 +88,7 @@ func checkServeArgs(extra, replica0 []string) error {
 		return err
 	}
 	var owned []string
-	fs.Visit(func(f *flag.Flag) {
+	fs.Visit(func(f *pflag.Flag) {
 		if slices.Contains(devOwnedServeFlags, f.Name) {
 			owned = append(owned, "--"+f.Name)
 		}
@@ -98,9 +101,7 @@ func checkServeArgs(extra, replica0 []string) error {
 	if err != nil {
 		return err
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	if _, err := build(func(name string) bool { return given[name] }); err != nil {
+	if _, err := build(fs.Changed); err != nil {
 		return fmt.Errorf("durio serve flags after --: %w", err)
 	}
 	return nil
