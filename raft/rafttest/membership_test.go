@@ -175,20 +175,23 @@ func TestMembershipTwoChangesAtOnce3D(t *testing.T) {
 func TestMembershipRefusalFromDeposedLeader3D(t *testing.T) {
 	c := NewCluster(t, 4, Options{Voters: 3})
 	c.One(c.RandCmd(), 3, true)
-	leader := c.CheckOneLeader()
-	nd := c.Node(leader)
-	other := (leader + 1) % 3
 
-	// Connected, the refusals stand.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := nd.Promote(ctx, 3); !errors.Is(err, raft.ErrUnknownMember) {
+	// Connected, the refusals stand (ChangeErr retries on whichever node
+	// leads if an election happens meanwhile).
+	if err := c.ChangeErr(10*time.Second, func(ctx context.Context, nd *raft.Node) error {
+		return nd.Promote(ctx, 3)
+	}); !errors.Is(err, raft.ErrUnknownMember) {
 		t.Fatalf("promote a non-member on the leader: %v, want ErrUnknownMember", err)
 	}
-	if err := nd.AddLearner(ctx, raft.Member{ID: other}); !errors.Is(err, raft.ErrAlreadyMember) {
+	if err := c.ChangeErr(10*time.Second, func(ctx context.Context, nd *raft.Node) error {
+		return nd.AddLearner(ctx, raft.Member{ID: 1})
+	}); !errors.Is(err, raft.ErrAlreadyMember) {
 		t.Fatalf("add a voter as learner on the leader: %v, want ErrAlreadyMember", err)
 	}
 
+	leader := c.CheckOneLeader()
+	nd := c.Node(leader)
+	other := (leader + 1) % 3
 	// Cut off, the old leader cannot tell: the others elect a leader that
 	// adds 3 as a learner, which the old one has never heard of.
 	c.Disconnect(leader)
