@@ -38,7 +38,10 @@ func (n *Node) Progress() map[int]MemberProgress {
 // the configuration (ErrAlreadyMember, ErrUnknownMember,
 // ErrRemoveLastVoter, a full configuration) is given only once the leader
 // has confirmed with a heartbeat round that it still leads; one that cannot
-// confirm answers ErrNotLeader, as it may hold an outdated configuration.
+// confirm answers ErrNotLeader, as it may hold an outdated configuration
+// (with Config.CheckQuorum off, a leader cut off from the others never
+// learns that it cannot, and waits until ctx ends, as it would for a change
+// it accepted).
 func (n *Node) AddLearner(ctx context.Context, m Member) error {
 	return n.changeConf(ctx, confChange{op: opAddLearner, member: m})
 }
