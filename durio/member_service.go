@@ -156,8 +156,8 @@ func (s *memberService) MemberPromote(ctx context.Context, req *kvv1.MemberPromo
 	id := int(req.GetId())
 	err := s.run(ctx, func(ctx context.Context) error {
 		// Raft refuses from its configuration only once it has confirmed
-		// that it leads; this replica's copy (s.find) may be a deposed
-		// leader's that lacks a learner its successor added.
+		// that it leads; this replica's own copy (node.Membership) may be
+		// a deposed leader's that lacks a learner its successor added.
 		switch err := s.node.Promote(ctx, id); {
 		case errors.Is(err, raft.ErrUnknownMember):
 			return errUnknownMember(id)
