@@ -195,13 +195,17 @@ type cappedConnKey struct{}
 
 // withCappedConn is an http.Server's ConnContext: it keeps the
 // capListener's connection under a request's context for vouchConn,
-// through a TLS layer too.
+// through a TLS layer or the lean loop's hand-off (handedConn) too.
 func withCappedConn(ctx context.Context, c net.Conn) context.Context {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	if cc, ok := c.(*cappedConn); ok {
-		return context.WithValue(ctx, cappedConnKey{}, cc)
+	for range 2 {
+		switch cc := c.(type) {
+		case *cappedConn:
+			return context.WithValue(ctx, cappedConnKey{}, cc)
+		case *tls.Conn:
+			c = cc.NetConn()
+		case *handedConn:
+			c = cc.Conn
+		}
 	}
 	return ctx
 }

@@ -45,6 +45,9 @@ type Replica struct {
 
 	peerLn, clientLn   net.Listener
 	peerSrv, clientSrv *http.Server
+	// clientLean serves the plain-HTTP client listener (nil with TLS):
+	// the key-value routes itself, the rest through clientSrv.
+	clientLean *leanServer
 	// streamSrv serves the peer streams (upgraded peer connections, no
 	// longer the peer http.Server's); peerStreams are this replica's
 	// streams to its peers. Both nil with no-peer-stream.
@@ -327,7 +330,12 @@ func StartReplicaContext(ctx context.Context, cfg Config, store persist.Store, l
 	if r.clientCert != nil {
 		r.clientSrv.TLSConfig = &tls.Config{GetCertificate: r.clientCert.GetCertificate}
 	}
-	go r.serve(r.clientSrv, r.clientLn, r.clientCert != nil)
+	if r.clientCert != nil {
+		go r.serve(r.clientSrv, r.clientLn, true)
+	} else {
+		r.clientLean = newLeanServer(r.clientSrv, r.clientLn)
+		go r.serveLean(r.clientLean)
+	}
 	var bgCtx context.Context
 	bgCtx, r.stopBG = context.WithCancel(context.Background())
 	r.bg.Go(func() {
@@ -446,6 +454,14 @@ func (r *Replica) serve(srv *http.Server, ln net.Listener, withTLS bool) {
 	}
 	if !errors.Is(err, http.ErrServerClosed) {
 		r.failed <- fmt.Errorf("durio: listener %s: %w", ln.Addr(), err)
+	}
+}
+
+// serveLean is serve for the plain-HTTP client listener.
+func (r *Replica) serveLean(s *leanServer) {
+	defer r.serving.Done()
+	if err := s.Serve(); !errors.Is(err, http.ErrServerClosed) {
+		r.failed <- fmt.Errorf("durio: listener %s: %w", s.ln.Addr(), err)
 	}
 }
 
@@ -589,7 +605,11 @@ func (r *Replica) Close(ctx context.Context) error {
 		r.endPolls()
 		r.stopBG()
 		r.bg.Wait()
-		if err := r.clientSrv.Shutdown(ctx); err != nil {
+		shutdown := r.clientSrv.Shutdown
+		if r.clientLean != nil {
+			shutdown = r.clientLean.Shutdown
+		}
+		if err := shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("client listener: %w", err))
 		}
 		r.dir.close()

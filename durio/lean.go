@@ -1,0 +1,912 @@
+package durio
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// leanServer serves the client listener's plain-HTTP connections with a
+// lean HTTP/1.1 loop for the key-value routes, and hands everything else to
+// net/http unchanged.
+//
+// Why: net/http's server costs about 11 µs of CPU per request on the
+// machines durio is measured on, beyond the read and the write system call
+// of the exchange (a goroutine reading in the background to notice a
+// client that goes away, a cancelable context per connection and per
+// request, a buffered writer and a chunk writer per response, four
+// deadline changes); a loop that parses and answers in place costs about a
+// third of that (docs/benchmarks.md, "The lean HTTP/1.1 path"). That is a
+// quarter of a replica's CPU per get.
+//
+// What it takes: each request is parsed from the connection's buffer
+// without consuming it, and served here only if it is a request this loop
+// understands completely — HTTP/1.1, GET, POST or DELETE of a key-value
+// route that answers at once (REST under /kvstore/ and the KV Twirp
+// service, not watches or blocking queries, see leanRoute), a header that
+// fits the buffer and follows the grammar strictly (CRLF line ends, token
+// names, no folded lines, one Host and at most one Content-Length, no
+// Transfer-Encoding, Expect, Upgrade or Trailer). Anything else — any doubt
+// at all — and the connection, with every byte it has sent, goes to
+// net/http (srv), which serves it from that request on as it serves every
+// connection, and answers the unusual with its own errors. So a request is
+// never read two ways: net/http remains the reference for everything this
+// loop does not do.
+//
+// A request served here runs the same handler chain as net/http's, with
+// the same timeouts (srv's ReadHeaderTimeout, ReadTimeout, WriteTimeout,
+// IdleTimeout). Two differences, both on routes that answer at once: the
+// request's context does not end when the client goes away (the request
+// runs until it finishes or times out, as it would had the client stayed),
+// and the answer is buffered up to leanBuffered bytes before it is sent
+// with a Content-Length, chunked past that.
+//
+// TLS connections do not use it: the client listener with a certificate is
+// served by net/http alone (HTTP/2 for browsers, the peer's certificate).
+type leanServer struct {
+	srv     *http.Server
+	ln      net.Listener
+	handoff *connQueue
+
+	closing atomic.Bool
+	mu      sync.Mutex
+	conns   map[*leanConn]struct{}
+	active  sync.WaitGroup
+	served  chan struct{} // closed when srv.Serve(handoff) has returned
+}
+
+// leanBuffered is how much of an answer is buffered to send it with a
+// Content-Length; past it, the answer is sent chunked as it is written.
+const leanBuffered = 64 << 10
+
+// leanDiscard is how much of a request body the handler left unread is
+// read and dropped to keep the connection; past it, the connection is
+// closed after the answer (as net/http does).
+const leanDiscard = 256 << 10
+
+// leanReadBuffer is the size of a connection's read buffer: a request
+// whose line and header do not fit in it goes to net/http.
+const leanReadBuffer = 8 << 10
+
+func newLeanServer(srv *http.Server, ln net.Listener) *leanServer {
+	return &leanServer{srv: srv, ln: ln, handoff: newConnQueue(ln.Addr()), conns: map[*leanConn]struct{}{},
+		served: make(chan struct{})}
+}
+
+// Serve accepts connections until Shutdown; it returns http.ErrServerClosed
+// then, or the listener's error.
+func (s *leanServer) Serve() error {
+	httpErr := make(chan error, 1)
+	go func() {
+		httpErr <- s.srv.Serve(s.handoff)
+		close(s.served)
+	}()
+	var backoff time.Duration
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				<-s.served
+				return http.ErrServerClosed
+			}
+			if te, ok := err.(interface{ Temporary() bool }); ok && te.Temporary() {
+				// Out of file descriptors and the like: wait, as
+				// net/http does.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			s.handoff.Close()
+			<-httpErr
+			return err
+		}
+		backoff = 0
+		lc := &leanConn{s: s, c: c}
+		s.mu.Lock()
+		if s.closing.Load() {
+			s.mu.Unlock()
+			c.Close()
+			<-s.served
+			return http.ErrServerClosed
+		}
+		s.conns[lc] = struct{}{}
+		s.active.Add(1)
+		s.mu.Unlock()
+		go lc.serve()
+	}
+}
+
+// Shutdown stops accepting, closes idle connections, lets requests being
+// served finish (until ctx ends, then closes their connections), and shuts
+// srv down with ctx.
+func (s *leanServer) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	lnErr := s.ln.Close()
+	s.mu.Lock()
+	for lc := range s.conns {
+		lc.wakeIfIdle()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.active.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.mu.Lock()
+		for lc := range s.conns {
+			lc.c.Close()
+		}
+		s.mu.Unlock()
+		err = ctx.Err()
+	}
+	if herr := s.srv.Shutdown(ctx); herr != nil && err == nil {
+		err = herr
+	}
+	if err == nil && lnErr != nil && !errors.Is(lnErr, net.ErrClosed) {
+		err = lnErr
+	}
+	return err
+}
+
+// leanConn is one connection served by the lean loop.
+type leanConn struct {
+	s    *leanServer
+	c    net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	idle atomic.Bool // waiting for a request's first byte
+	ctx  context.Context
+	addr string // remote address, as r.RemoteAddr
+	buf  []byte // the answer buffer, kept from one request to the next
+}
+
+// wakeIfIdle ends the wait of an idle connection (Shutdown), which then
+// closes. A connection that becomes idle after this sees s.closing.
+func (lc *leanConn) wakeIfIdle() {
+	if lc.idle.Load() {
+		_ = lc.c.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+func (lc *leanConn) serve() {
+	defer lc.s.active.Done()
+	handed := false
+	defer func() {
+		lc.s.mu.Lock()
+		delete(lc.s.conns, lc)
+		lc.s.mu.Unlock()
+		if !handed {
+			lc.c.Close()
+		}
+	}()
+	defer func() {
+		if v := recover(); v != nil && v != http.ErrAbortHandler {
+			if l := lc.s.srv.ErrorLog; l != nil {
+				l.Printf("http: panic serving %s: %v\n%s", lc.addr, v, debug.Stack())
+			} else {
+				log.Printf("http: panic serving %s: %v\n%s", lc.addr, v, debug.Stack())
+			}
+		}
+	}()
+	lc.br = bufio.NewReaderSize(lc.c, leanReadBuffer)
+	lc.bw = bufio.NewWriterSize(lc.c, 4<<10)
+	lc.addr = lc.c.RemoteAddr().String()
+	lc.ctx = context.WithValue(context.Background(), http.ServerContextKey, lc.s.srv)
+	lc.ctx = withCappedConn(context.WithValue(lc.ctx, http.LocalAddrContextKey, lc.c.LocalAddr()), lc.c)
+	srv := lc.s.srv
+	first := true
+	var req leanRequest
+	for {
+		// Wait for the next request: the first within the header's
+		// timeout, a later one within the idle timeout (as net/http).
+		wait := headerTimeout(srv)
+		if !first {
+			wait = cmp.Or(srv.IdleTimeout, srv.ReadTimeout)
+		}
+		if !lc.setReadDeadline(wait) {
+			return
+		}
+		lc.idle.Store(true)
+		if lc.s.closing.Load() {
+			return
+		}
+		_, err := lc.br.Peek(1)
+		lc.idle.Store(false)
+		if err != nil {
+			return
+		}
+		start := time.Now()
+		if d := headerTimeout(srv); d > 0 {
+			_ = lc.c.SetReadDeadline(start.Add(d))
+		}
+		n, verdict := req.parse(lc.br)
+		switch verdict {
+		case leanFailed:
+			return
+		case leanHandOff:
+			handed = lc.handOff()
+			return
+		}
+		r, ok := lc.request(&req)
+		if !ok {
+			handed = lc.handOff()
+			return
+		}
+		first = false
+		// The header is read: the rest of the request (its body) gets
+		// ReadTimeout from its start, the answer WriteTimeout.
+		_, _ = lc.br.Discard(n)
+		if d := srv.ReadTimeout; d > 0 {
+			_ = lc.c.SetReadDeadline(start.Add(d))
+		} else {
+			_ = lc.c.SetReadDeadline(time.Time{})
+		}
+		if d := srv.WriteTimeout; d > 0 {
+			_ = lc.c.SetWriteDeadline(time.Now().Add(d))
+		}
+		keep := lc.serveRequest(r, &req)
+		if !keep || lc.s.closing.Load() {
+			return
+		}
+	}
+}
+
+// headerTimeout is how long net/http gives a request's line and header.
+func headerTimeout(srv *http.Server) time.Duration {
+	return cmp.Or(srv.ReadHeaderTimeout, srv.ReadTimeout)
+}
+
+func (lc *leanConn) setReadDeadline(d time.Duration) bool {
+	var t time.Time
+	if d > 0 {
+		t = time.Now().Add(d)
+	}
+	return lc.c.SetReadDeadline(t) == nil
+}
+
+// handOff gives the connection, with the bytes read and not consumed, to
+// net/http. It reports whether net/http took it.
+func (lc *leanConn) handOff() bool {
+	_ = lc.c.SetReadDeadline(time.Time{})
+	_ = lc.c.SetWriteDeadline(time.Time{})
+	var c net.Conn = lc.c
+	if lc.br.Buffered() > 0 {
+		c = &handedConn{Conn: lc.c, r: lc.br}
+	}
+	return lc.s.handoff.put(c)
+}
+
+// request builds the http.Request for a parsed request, or reports that
+// the request is not one for the lean loop.
+func (lc *leanConn) request(p *leanRequest) (*http.Request, bool) {
+	u, err := url.ParseRequestURI(p.target)
+	if err != nil {
+		return nil, false
+	}
+	r := &http.Request{
+		Method:        p.method,
+		URL:           u,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        p.header,
+		Host:          p.host,
+		RemoteAddr:    lc.addr,
+		RequestURI:    p.target,
+		ContentLength: p.length,
+		Close:         p.close,
+		Body:          http.NoBody,
+	}
+	if !leanRoute(r) {
+		return nil, false
+	}
+	return r, true
+}
+
+// leanRoute reports whether the lean loop serves r: the key-value routes
+// that answer at once. Watches and blocking queries go to net/http, which
+// ends a request's context when its client goes away.
+func leanRoute(r *http.Request) bool {
+	p := r.URL.Path
+	if !strings.HasPrefix(p, "/kvstore/") && !strings.HasPrefix(p, leanTwirpPrefix) {
+		return false
+	}
+	return !isLongPoll(r) && !strings.HasPrefix(p, "/kvstore/watch/")
+}
+
+const leanTwirpPrefix = "/twirp/kv.v1.KVService/"
+
+// serveRequest runs the handler for r and writes its answer. It reports
+// whether the connection may serve another request.
+func (lc *leanConn) serveRequest(r *http.Request, p *leanRequest) bool {
+	var body *leanBody
+	if p.length > 0 {
+		body = &leanBody{r: lc.br, left: p.length}
+		r.Body = body
+	}
+	ctx, cancel := context.WithCancel(lc.ctx)
+	r = r.WithContext(ctx)
+	w := &leanWriter{lc: lc, header: make(http.Header, 4), buf: lc.buf[:0], closeAfter: p.close || lc.s.closing.Load()}
+	func() {
+		defer cancel()
+		lc.s.srv.Handler.ServeHTTP(w, r)
+	}()
+	// The buffer stays for the next answer unless this one grew it
+	// past what answers usually take.
+	if cap(w.buf) <= 4<<10 {
+		lc.buf = w.buf
+	}
+	unread := false
+	if body != nil && body.left > 0 {
+		// Keep the connection only if the rest of the body is short
+		// enough to read past.
+		if body.left > leanDiscard || body.err != nil {
+			w.closeAfter, unread = true, body.err == nil
+		} else if _, err := lc.br.Discard(int(body.left)); err != nil {
+			w.closeAfter = true
+		}
+	}
+	if err := w.finish(); err != nil {
+		return false
+	}
+	if unread {
+		// The client may still be sending the body it will not get
+		// to finish: closing now would reset the connection, and a
+		// reset can reach the client before it has read the answer.
+		// As net/http: end the sending side, give the client time to
+		// read, then close.
+		closeWrite(lc.c)
+		time.Sleep(rstAvoidanceDelay)
+	}
+	return !w.closeAfter
+}
+
+// rstAvoidanceDelay is how long a connection closed with a request body
+// unread waits before it closes (net/http's figure).
+const rstAvoidanceDelay = 500 * time.Millisecond
+
+// closeWrite shuts down the sending side of c's TCP connection, where it
+// has one.
+func closeWrite(c net.Conn) {
+	for range 4 {
+		switch cc := c.(type) {
+		case interface{ CloseWrite() error }:
+			_ = cc.CloseWrite()
+			return
+		case *cappedConn:
+			c = cc.Conn
+		case interface{ NetConn() net.Conn }:
+			c = cc.NetConn()
+		default:
+			return
+		}
+	}
+}
+
+// handedConn is a connection handed to net/http with bytes already read
+// into r: reads drain r first.
+type handedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *handedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+// NetConn is the connection underneath (withCappedConn looks for it).
+func (c *handedConn) NetConn() net.Conn { return c.Conn }
+
+// connQueue is a net.Listener whose Accept returns the connections put in
+// it: the lean loop's connections that net/http serves.
+type connQueue struct {
+	addr   net.Addr
+	ch     chan net.Conn
+	done   chan struct{}
+	closed sync.Once
+}
+
+func newConnQueue(addr net.Addr) *connQueue {
+	return &connQueue{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (q *connQueue) put(c net.Conn) bool {
+	select {
+	case q.ch <- c:
+		return true
+	case <-q.done:
+		return false
+	}
+}
+
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.ch:
+		return c, nil
+	case <-q.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (q *connQueue) Close() error {
+	q.closed.Do(func() { close(q.done) })
+	return nil
+}
+
+func (q *connQueue) Addr() net.Addr { return q.addr }
+
+// leanBody is the body of a request with a Content-Length.
+type leanBody struct {
+	r    *bufio.Reader
+	left int64
+	err  error
+}
+
+func (b *leanBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, io.EOF
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		b.err = err
+		if n > 0 {
+			return n, nil
+		}
+		return 0, err
+	}
+	if b.left == 0 {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (b *leanBody) Close() error { return nil }
+
+// leanRequest is a request line and header parsed by the lean loop.
+type leanRequest struct {
+	method, target, host string
+	header               http.Header
+	length               int64
+	close                bool
+}
+
+// leanVerdict is what parse made of a request.
+type leanVerdict int
+
+const (
+	leanServe   leanVerdict = iota // parsed; the lean loop serves it
+	leanHandOff                    // net/http serves it, and the connection from here on
+	leanFailed                     // the connection failed or timed out before a whole header came
+)
+
+// parse parses the request line and header at the start of br's buffer,
+// reading more into it as needed, without consuming anything. With
+// leanServe it returns the header's length in bytes.
+func (p *leanRequest) parse(br *bufio.Reader) (int, leanVerdict) {
+	var buf []byte
+	end := -1
+	for want := min(br.Buffered(), br.Size()); ; {
+		b, err := br.Peek(want)
+		if end = bytes.Index(b, crlfcrlf); end >= 0 {
+			buf = b[:end+4]
+			break
+		}
+		if bareLF(b) {
+			// Lines that end in LF alone: net/http takes them.
+			return 0, leanHandOff
+		}
+		switch {
+		case err != nil && !errors.Is(err, bufio.ErrBufferFull):
+			// A client that sends half a header and stops gets no
+			// second header timeout from net/http.
+			return 0, leanFailed
+		case err != nil || want == br.Size():
+			// A header larger than the buffer: net/http judges it
+			// against MaxHeaderBytes.
+			return 0, leanHandOff
+		}
+		want = min(max(br.Buffered(), want)+1, br.Size())
+	}
+	*p = leanRequest{}
+	lineEnd := bytes.Index(buf, crlf)
+	if !p.requestLine(buf[:lineEnd]) {
+		return 0, leanHandOff
+	}
+	p.header = make(http.Header, 8)
+	hosts, lengths := 0, 0
+	for rest := buf[lineEnd+2 : end+2]; len(rest) > 0; {
+		i := bytes.Index(rest, crlf)
+		line := rest[:i]
+		rest = rest[i+2:]
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || !leanToken(line[:colon]) {
+			return 0, leanHandOff
+		}
+		value := bytes.Trim(line[colon+1:], " \t")
+		if !leanFieldValue(value) {
+			return 0, leanHandOff
+		}
+		name := leanCanonical(line[:colon])
+		v := string(value)
+		switch name {
+		case "Host":
+			hosts++
+			p.host = v
+			continue // net/http keeps Host out of the header map too
+		case "Content-Length":
+			lengths++
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 || v[0] == '+' {
+				return 0, leanHandOff
+			}
+			p.length = n
+		case "Transfer-Encoding", "Expect", "Upgrade", "Trailer", "Te":
+			return 0, leanHandOff
+		case "Connection":
+			for _, tok := range strings.Split(v, ",") {
+				switch tok = strings.TrimSpace(tok); {
+				case strings.EqualFold(tok, "close"):
+					p.close = true
+				case strings.EqualFold(tok, "keep-alive"), tok == "":
+				default:
+					return 0, leanHandOff // upgrade and hop-by-hop lists: net/http
+				}
+			}
+		}
+		p.header[name] = append(p.header[name], v)
+	}
+	if hosts != 1 || lengths > 1 || !leanHost(p.host) {
+		return 0, leanHandOff
+	}
+	return end + 4, leanServe
+}
+
+// bareLF reports whether b has an LF without a CR before it.
+func bareLF(b []byte) bool {
+	for i, c := range b {
+		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	crlf     = []byte("\r\n")
+	crlfcrlf = []byte("\r\n\r\n")
+)
+
+// requestLine parses "METHOD SP origin-form SP HTTP/1.1".
+func (p *leanRequest) requestLine(line []byte) bool {
+	sp1 := bytes.IndexByte(line, ' ')
+	if sp1 < 0 {
+		return false
+	}
+	switch string(line[:sp1]) {
+	case http.MethodGet:
+		p.method = http.MethodGet
+	case http.MethodPost:
+		p.method = http.MethodPost
+	case http.MethodDelete:
+		p.method = http.MethodDelete
+	default:
+		return false
+	}
+	rest := line[sp1+1:]
+	sp2 := bytes.IndexByte(rest, ' ')
+	if sp2 <= 0 || string(rest[sp2+1:]) != "HTTP/1.1" || rest[0] != '/' {
+		return false
+	}
+	for _, c := range rest[:sp2] {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	p.target = string(rest[:sp2])
+	return true
+}
+
+// leanToken reports whether b is an RFC 9110 token (a field name).
+func leanToken(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 || !tokenChars[c] {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+var tokenChars = func() (t [128]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// leanFieldValue reports whether b is a field value without control
+// characters (tab allowed) or bytes past ASCII.
+func leanFieldValue(b []byte) bool {
+	for _, c := range b {
+		if c < ' ' && c != '\t' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// leanHost reports whether h is a plain Host value: a name or address and
+// an optional port (net/http judges anything else).
+func leanHost(h string) bool {
+	if h == "" {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if c >= 0x80 || !tokenChars[c] && c != ':' && c != '[' && c != ']' {
+			return false
+		}
+	}
+	return true
+}
+
+// leanCanonical is the canonical form of a field name, without an
+// allocation for the common ones.
+func leanCanonical(b []byte) string {
+	switch string(b) { // no allocation for a switch on string(b)
+	case "Host", "host":
+		return "Host"
+	case "Content-Length", "content-length":
+		return "Content-Length"
+	case "Content-Type", "content-type":
+		return "Content-Type"
+	case "User-Agent", "user-agent":
+		return "User-Agent"
+	case "Accept", "accept":
+		return "Accept"
+	case "Accept-Encoding", "accept-encoding":
+		return "Accept-Encoding"
+	case "Connection", "connection":
+		return "Connection"
+	case "Authorization", "authorization":
+		return "Authorization"
+	case "Origin", "origin":
+		return "Origin"
+	case RequestIDHeader:
+		return RequestIDHeader
+	}
+	return textproto.CanonicalMIMEHeaderKey(string(b))
+}
+
+// leanWriter is the http.ResponseWriter of a request the lean loop serves.
+type leanWriter struct {
+	lc         *leanConn
+	header     http.Header
+	status     int
+	wroteHead  bool // status and header are on their way
+	chunked    bool
+	declared   int64 // the handler's Content-Length, or -1
+	written    int64
+	buf        []byte
+	closeAfter bool
+	err        error
+}
+
+func (w *leanWriter) Header() http.Header { return w.header }
+
+func (w *leanWriter) WriteHeader(code int) {
+	if w.status != 0 {
+		return
+	}
+	if code < 200 || code > 999 {
+		// 1xx informational answers: not sent by these routes.
+		return
+	}
+	w.status = code
+	w.declared = -1
+	if cl := w.header.Get("Content-Length"); cl != "" {
+		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+			w.declared = n
+		} else {
+			w.header.Del("Content-Length")
+		}
+	}
+}
+
+func (w *leanWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	if !bodyAllowed(w.status) {
+		return 0, http.ErrBodyNotAllowed
+	}
+	if w.declared >= 0 {
+		if w.written+int64(len(b)) > w.declared {
+			return 0, http.ErrContentLength
+		}
+		if !w.wroteHead {
+			w.writeHead(w.declared, false, b)
+		}
+		w.written += int64(len(b))
+		n, err := w.lc.bw.Write(b)
+		w.err = err
+		return n, err
+	}
+	if !w.chunked && len(w.buf)+len(b) <= leanBuffered {
+		w.buf = append(w.buf, b...)
+		w.written += int64(len(b))
+		return len(b), nil
+	}
+	if !w.chunked {
+		w.chunked = true
+		w.writeHead(-1, true, w.buf)
+		w.writeChunk(w.buf)
+		w.buf = nil
+	}
+	w.writeChunk(b)
+	if w.err != nil {
+		return 0, w.err
+	}
+	w.written += int64(len(b))
+	return len(b), nil
+}
+
+func (w *leanWriter) writeChunk(b []byte) {
+	if len(b) == 0 || w.err != nil {
+		return
+	}
+	bw := w.lc.bw
+	var n [16]byte
+	_, _ = bw.Write(strconv.AppendInt(n[:0], int64(len(b)), 16))
+	_, _ = bw.Write(crlf)
+	_, _ = bw.Write(b)
+	_, w.err = bw.Write(crlf)
+}
+
+// finish completes the answer and flushes it.
+func (w *leanWriter) finish() error {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	switch {
+	case w.err != nil:
+		return w.err
+	case w.chunked:
+		_, _ = w.lc.bw.WriteString("0\r\n\r\n")
+	case w.declared >= 0:
+		if !w.wroteHead {
+			w.writeHead(w.declared, false, nil)
+		}
+		if w.written != w.declared {
+			// Short of what the handler declared: the client cannot
+			// find the next answer, so the connection ends here.
+			_ = w.lc.bw.Flush()
+			return io.ErrShortWrite
+		}
+	default:
+		if bodyAllowed(w.status) {
+			w.writeHead(int64(len(w.buf)), false, w.buf)
+			_, _ = w.lc.bw.Write(w.buf)
+		} else {
+			w.writeHead(-1, false, nil)
+		}
+	}
+	return w.lc.bw.Flush()
+}
+
+func bodyAllowed(status int) bool {
+	return status != http.StatusNoContent && status != http.StatusNotModified
+}
+
+// writeHead writes the status line and header: with length as the
+// Content-Length if it is not negative, chunked if asked; a missing
+// Content-Type is sniffed from the answer's first bytes.
+func (w *leanWriter) writeHead(length int64, chunked bool, first []byte) {
+	w.wroteHead = true
+	bw := w.lc.bw
+	var num [20]byte
+	_, _ = bw.WriteString("HTTP/1.1 ")
+	_, _ = bw.Write(strconv.AppendInt(num[:0], int64(w.status), 10))
+	_ = bw.WriteByte(' ')
+	_, _ = bw.WriteString(http.StatusText(w.status))
+	_, _ = bw.Write(crlf)
+	h := w.header
+	if _, ok := h["Content-Type"]; !ok && bodyAllowed(w.status) && len(first) > 0 {
+		// As net/http does.
+		h["Content-Type"] = []string{http.DetectContentType(first)}
+	}
+	for k, vs := range h {
+		if k == "Content-Length" || k == "Transfer-Encoding" || k == "Connection" || !leanToken([]byte(k)) {
+			continue
+		}
+		for _, v := range vs {
+			_, _ = bw.WriteString(k)
+			_, _ = bw.WriteString(": ")
+			writeFieldValue(bw, v)
+			_, _ = bw.Write(crlf)
+		}
+	}
+	_, _ = bw.WriteString("Date: ")
+	_, _ = bw.Write(httpDate())
+	_, _ = bw.Write(crlf)
+	switch {
+	case chunked:
+		_, _ = bw.WriteString("Transfer-Encoding: chunked\r\n")
+	case length >= 0 && bodyAllowed(w.status):
+		_, _ = bw.WriteString("Content-Length: ")
+		_, _ = bw.Write(strconv.AppendInt(num[:0], length, 10))
+		_, _ = bw.Write(crlf)
+	}
+	if w.closeAfter {
+		_, _ = bw.WriteString("Connection: close\r\n")
+	}
+	_, w.err = bw.Write(crlf)
+}
+
+// writeFieldValue writes v with CR and LF as spaces, as net/http does, so
+// a value can never end the header early.
+func writeFieldValue(bw *bufio.Writer, v string) {
+	for len(v) > 0 {
+		i := strings.IndexAny(v, "\r\n")
+		if i < 0 {
+			_, _ = bw.WriteString(v)
+			return
+		}
+		_, _ = bw.WriteString(v[:i])
+		_ = bw.WriteByte(' ')
+		v = v[i+1:]
+	}
+}
+
+// httpDate is the current time in the Date header's format, made at most
+// once a second.
+func httpDate() []byte {
+	now := time.Now().Unix()
+	if d := cachedDate.Load(); d != nil && d.unix == now {
+		return d.text
+	}
+	d := &dateText{unix: now, text: time.Unix(now, 0).UTC().AppendFormat(nil, http.TimeFormat)}
+	cachedDate.Store(d)
+	return d.text
+}
+
+type dateText struct {
+	unix int64
+	text []byte
+}
+
+var cachedDate atomic.Pointer[dateText]
