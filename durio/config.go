@@ -209,6 +209,12 @@ type Config struct {
 	// stream on (the default), a peer that does not offer it is still
 	// reached over per-request Twirp (a rolling upgrade).
 	NoPeerStream bool `yaml:"no-peer-stream"`
+	// NoLeanHTTP serves the plain-HTTP client listener with net/http alone.
+	// By default a lean HTTP/1.1 loop serves the key-value routes that answer
+	// at once (about 11 µs less CPU per request) and hands every other
+	// request, and anything unusual, to net/http (see leanServer). With
+	// --tls-cert the client listener always uses net/http alone.
+	NoLeanHTTP bool `yaml:"no-lean-http"`
 	// MemoryLimit is the replica process's soft memory limit in bytes, for
 	// the Go runtime's own memory (heap, goroutine stacks, its metadata; not
 	// the mapped binary): near it the collector runs more often, trading
@@ -685,6 +691,7 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 		tlsKey    = fs.String("tls-key", "", "PEM private key `file` for --tls-cert")
 		pprof     = fs.Bool("pprof", false, "serve /debug/pprof/ on the peer listener")
 		noStream  = fs.Bool("no-peer-stream", false, "send each peer RPC as its own HTTP request instead of over one stream per peer")
+		noLean    = fs.Bool("no-lean-http", false, "serve the client listener with net/http alone, not the lean loop that serves the key-value routes")
 		peerCert  = fs.String("peer-cert", "", "PEM certificate `file` of this replica for mutual TLS between peers")
 		peerKey   = fs.String("peer-key", "", "PEM private key `file` for --peer-cert")
 		peerCA    = fs.String("peer-ca", "", "PEM `file` of the CA that signed every replica's peer certificate")
@@ -768,6 +775,8 @@ func RegisterServeFlags(fs *flag.FlagSet) func(given func(name string) bool) (Co
 			cfg.Pprof = *pprof
 		case "no-peer-stream":
 			cfg.NoPeerStream = *noStream
+		case "no-lean-http":
+			cfg.NoLeanHTTP = *noLean
 		case "peer-cert":
 			cfg.PeerCert = *peerCert
 		case "peer-key":

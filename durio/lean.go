@@ -61,6 +61,8 @@ type leanServer struct {
 	srv     *http.Server
 	ln      net.Listener
 	handoff *connQueue
+	// handedOff, if not nil, is called per connection handed to srv.
+	handedOff func()
 
 	closing atomic.Bool
 	mu      sync.Mutex
@@ -289,6 +291,9 @@ func (lc *leanConn) handOff() bool {
 	var c net.Conn = lc.c
 	if lc.br.Buffered() > 0 {
 		c = &handedConn{Conn: lc.c, r: lc.br}
+	}
+	if lc.s.handedOff != nil {
+		lc.s.handedOff()
 	}
 	return lc.s.handoff.put(c)
 }

@@ -36,6 +36,7 @@ type metrics struct {
 	reqLatency    *prometheus.HistogramVec // by route
 	refusedConns  *prometheus.CounterVec   // by listener
 	evictedConns  *prometheus.CounterVec   // by listener
+	handedConns   prometheus.Counter
 	authRefused   *prometheus.CounterVec   // by reason
 	tlsExpiry     *prometheus.GaugeVec     // by listener
 	// watchStreams counts the watch streams open on the client listener.
@@ -89,6 +90,8 @@ func newMetrics(status func() raft.Status) *metrics {
 			Help: "Connections closed on accept because the listener was at its connection cap with every open connection vouched for, by listener (client or peer)."}, []string{"listener"}),
 		evictedConns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "durio_http_evicted_connections_total",
 			Help: "Connections closed at the connection cap to make room for a new one because no request had been vouched for on them yet (client: no request header yet; peer: no request that passed authentication), by listener."}, []string{"listener"}),
+		handedConns: prometheus.NewCounter(prometheus.CounterOpts{Name: "durio_http_lean_handoffs_total",
+			Help: "Client connections the lean HTTP/1.1 loop handed to net/http: a request it does not serve itself (a route other than the key-value ones that answer at once, a watch or blocking query, HTTP/1.0, anything unusual in the header); net/http serves that connection from then on."}),
 		authRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "durio_client_auth_refused_total",
 			Help: "Client requests refused by --client-auth-file, by reason: unauthenticated (no known token) or permission_denied (a role too low)."}, []string{"reason"}),
 		tlsExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "durio_tls_certificate_expiry_timestamp_seconds",
@@ -104,7 +107,7 @@ func newMetrics(status func() raft.Status) *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.leaderChanges, m.rpcs, m.rpcLatency, m.storeAppend, m.storeEntries, m.snapshots, m.snapshotBytes,
-		m.requests, m.reqLatency, m.refusedConns, m.evictedConns, m.authRefused, m.tlsExpiry,
+		m.requests, m.reqLatency, m.refusedConns, m.evictedConns, m.handedConns, m.authRefused, m.tlsExpiry,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "durio_store_append_inflight_seconds",
 			Help: "How long the store write in progress (a raft log Append or a snapshot) has run, 0 when none runs: a disk or plugin that hangs shows here before --store-stall-timeout stops the replica (a snapshot gets a second per MiB more)."},
 			func() float64 { return m.appendAge().Seconds() }),

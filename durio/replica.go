@@ -330,10 +330,11 @@ func StartReplicaContext(ctx context.Context, cfg Config, store persist.Store, l
 	if r.clientCert != nil {
 		r.clientSrv.TLSConfig = &tls.Config{GetCertificate: r.clientCert.GetCertificate}
 	}
-	if r.clientCert != nil {
-		go r.serve(r.clientSrv, r.clientLn, true)
+	if r.clientCert != nil || cfg.NoLeanHTTP {
+		go r.serve(r.clientSrv, r.clientLn, r.clientCert != nil)
 	} else {
 		r.clientLean = newLeanServer(r.clientSrv, r.clientLn)
+		r.clientLean.handedOff = r.metrics.handedConns.Inc
 		go r.serveLean(r.clientLean)
 	}
 	var bgCtx context.Context

@@ -28,20 +28,26 @@ import (
 // user+system time per request: the three replicas and the HTTP clients
 // (whose share does not change with durio's code), so differences between
 // two versions are what the replicas' path costs. Noop stores leave the
-// store's own cost out.
+// store's own cost out. http=lean is the default client listener (the lean
+// HTTP/1.1 loop), http=net net/http alone (--no-lean-http).
 func BenchmarkRequestPath(b *testing.B) {
 	for _, op := range []string{"put", "get"} {
 		for _, clients := range []int{64, 256} {
-			b.Run(fmt.Sprintf("op=%s/clients=%d", op, clients), func(b *testing.B) {
-				benchRequestPath(b, op, clients)
-			})
+			for _, server := range []string{"lean", "net"} {
+				b.Run(fmt.Sprintf("op=%s/clients=%d/http=%s", op, clients, server), func(b *testing.B) {
+					benchRequestPath(b, op, clients, server == "net")
+				})
+			}
 		}
 	}
 }
 
-func benchRequestPath(b *testing.B, op string, clients int) {
+func benchRequestPath(b *testing.B, op string, clients int, noLean bool) {
 	b.ReportAllocs() // the whole process's, client side included; steadier than CPU on a shared machine
-	c := startTestCluster(b, 3, "http", func(cfg *Config) { cfg.RequestTimeout = 5 * time.Second })
+	c := startTestCluster(b, 3, "http", func(cfg *Config) {
+		cfg.RequestTimeout = 5 * time.Second
+		cfg.NoLeanHTTP = noLean
+	})
 	c.waitLeader(b)
 	urls := make([]string, len(c.replicas))
 	for i, r := range c.replicas {
