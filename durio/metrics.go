@@ -36,7 +36,7 @@ type metrics struct {
 	reqLatency    *prometheus.HistogramVec // by route
 	refusedConns  *prometheus.CounterVec   // by listener
 	evictedConns  *prometheus.CounterVec   // by listener
-	handedConns   prometheus.Counter
+	handedConns   prometheus.Counter       // lean loop hand-overs
 	authRefused   *prometheus.CounterVec   // by reason
 	tlsExpiry     *prometheus.GaugeVec     // by listener
 	// watchStreams counts the watch streams open on the client listener.
