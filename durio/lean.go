@@ -234,8 +234,10 @@ func (lc *leanConn) serve() {
 		if err != nil {
 			return
 		}
+		// The header's deadline, unless the whole header has come with
+		// its first bytes (the common case: then nothing waits for it).
 		start := time.Now()
-		if d := headerTimeout(srv); d > 0 {
+		if d := headerTimeout(srv); d > 0 && !headerBuffered(lc.br) {
 			_ = lc.c.SetReadDeadline(start.Add(d))
 		}
 		n, verdict := req.parse(lc.br)
@@ -252,13 +254,16 @@ func (lc *leanConn) serve() {
 			return
 		}
 		first = false
-		// The header is read: the rest of the request (its body) gets
-		// ReadTimeout from its start, the answer WriteTimeout.
+		// The header is read: the rest of the request (its body, if
+		// it has not all come yet) gets ReadTimeout from its start, the
+		// answer WriteTimeout.
 		_, _ = lc.br.Discard(n)
-		if d := srv.ReadTimeout; d > 0 {
-			_ = lc.c.SetReadDeadline(start.Add(d))
-		} else {
-			_ = lc.c.SetReadDeadline(time.Time{})
+		if req.length > int64(lc.br.Buffered()) {
+			if d := srv.ReadTimeout; d > 0 {
+				_ = lc.c.SetReadDeadline(start.Add(d))
+			} else {
+				_ = lc.c.SetReadDeadline(time.Time{})
+			}
 		}
 		if d := srv.WriteTimeout; d > 0 {
 			_ = lc.c.SetWriteDeadline(time.Now().Add(d))
@@ -268,6 +273,12 @@ func (lc *leanConn) serve() {
 			return
 		}
 	}
+}
+
+// headerBuffered reports whether br's buffer holds a whole header.
+func headerBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, crlfcrlf)
 }
 
 // headerTimeout is how long net/http gives a request's line and header.

@@ -71,7 +71,7 @@ func leanEcho(w http.ResponseWriter, r *http.Request) {
 
 // startLean serves h on 127.0.0.1 with the lean loop in front of srv's
 // settings; the server is shut down at the test's end.
-func startLean(t *testing.T, srv *http.Server) (*leanServer, string) {
+func startLean(t testing.TB, srv *http.Server) (*leanServer, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -92,7 +92,7 @@ func startLean(t *testing.T, srv *http.Server) (*leanServer, string) {
 }
 
 // startPlain serves srv with net/http alone on 127.0.0.1.
-func startPlain(t *testing.T, srv *http.Server) string {
+func startPlain(t testing.TB, srv *http.Server) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
