@@ -241,7 +241,7 @@ func (lc *leanConn) serve() {
 		if d := headerTimeout(srv); d > 0 && !headerBuffered(lc.br) {
 			_ = lc.c.SetReadDeadline(start.Add(d))
 		}
-		n, verdict := req.parse(lc.br)
+		n, verdict := req.parse(lc.br, maxHeaderBytes(srv))
 		switch verdict {
 		case leanFailed:
 			return
@@ -280,6 +280,16 @@ func (lc *leanConn) serve() {
 func headerBuffered(br *bufio.Reader) bool {
 	b, _ := br.Peek(br.Buffered())
 	return bytes.Contains(b, crlfcrlf)
+}
+
+// maxHeaderBytes is srv's MaxHeaderBytes as net/http applies it. The lean
+// loop serves no header longer (net/http allows 4 KiB more, for its
+// read-ahead: those go to net/http, which decides).
+func maxHeaderBytes(srv *http.Server) int {
+	if srv.MaxHeaderBytes > 0 {
+		return srv.MaxHeaderBytes
+	}
+	return http.DefaultMaxHeaderBytes
 }
 
 // headerTimeout is how long net/http gives a request's line and header.
@@ -522,32 +532,43 @@ const (
 )
 
 // parse parses the request line and header at the start of br's buffer,
-// reading more into it as needed, without consuming anything. With
+// reading more into it as needed, without consuming anything. A header
+// longer than limit bytes (or than br's buffer) goes to net/http. With
 // leanServe it returns the header's length in bytes.
-func (p *leanRequest) parse(br *bufio.Reader) (int, leanVerdict) {
+func (p *leanRequest) parse(br *bufio.Reader, limit int) (int, leanVerdict) {
+	limit = min(limit, br.Size())
 	var buf []byte
 	end := -1
-	for want := min(br.Buffered(), br.Size()); ; {
+	// scanned bytes of the header have been searched for its end and for
+	// bare LFs already: each pass looks only at what arrived since (a
+	// header sent a byte at a time must not cost a scan of all of it per
+	// byte).
+	scanned := 0
+	for want := min(br.Buffered(), limit); ; {
 		b, err := br.Peek(want)
-		if end = bytes.Index(b, crlfcrlf); end >= 0 {
+		from := max(scanned-3, 0) // the end may straddle the old and the new bytes
+		if i := bytes.Index(b[from:], crlfcrlf); i >= 0 {
+			end = from + i
 			buf = b[:end+4]
 			break
 		}
-		if bareLF(b) {
+		if bareLF(b, scanned) {
 			// Lines that end in LF alone: net/http takes them.
 			return 0, leanHandOff
 		}
+		scanned = len(b)
 		switch {
 		case err != nil && !errors.Is(err, bufio.ErrBufferFull):
 			// A client that sends half a header and stops gets no
 			// second header timeout from net/http.
 			return 0, leanFailed
-		case err != nil || want == br.Size():
-			// A header larger than the buffer: net/http judges it
-			// against MaxHeaderBytes.
+		case err != nil || want >= limit:
+			// A header larger than the buffer or than
+			// MaxHeaderBytes: net/http judges it against
+			// MaxHeaderBytes.
 			return 0, leanHandOff
 		}
-		want = min(max(br.Buffered(), want)+1, br.Size())
+		want = min(max(br.Buffered(), want)+1, limit)
 	}
 	*p = leanRequest{}
 	lineEnd := bytes.Index(buf, crlf)
@@ -603,14 +624,20 @@ func (p *leanRequest) parse(br *bufio.Reader) (int, leanVerdict) {
 	return end + 4, leanServe
 }
 
-// bareLF reports whether b has an LF without a CR before it.
-func bareLF(b []byte) bool {
-	for i, c := range b {
-		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+// bareLF reports whether b has an LF without a CR before it, at from or
+// after.
+func bareLF(b []byte, from int) bool {
+	for {
+		i := bytes.IndexByte(b[from:], '\n')
+		if i < 0 {
+			return false
+		}
+		i += from
+		if i == 0 || b[i-1] != '\r' {
 			return true
 		}
+		from = i + 1
 	}
-	return false
 }
 
 var (

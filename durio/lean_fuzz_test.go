@@ -34,7 +34,7 @@ func FuzzLeanParse(f *testing.F) {
 		if _, err := br.Peek(1); err != nil {
 			return
 		}
-		n, verdict := p.parse(br)
+		n, verdict := p.parse(br, leanReadBuffer)
 		if verdict != leanServe {
 			return
 		}

@@ -247,7 +247,7 @@ func TestLeanReviewParseCost(t *testing.T) {
 		br := bufio.NewReaderSize(iotest.OneByteReader(strings.NewReader(raw)), leanReadBuffer)
 		_, _ = br.Peek(1)
 		var p leanRequest
-		if _, v := p.parse(br); v != leanServe {
+		if _, v := p.parse(br, leanReadBuffer); v != leanServe {
 			t.Fatalf("verdict %v", v)
 		}
 	})
