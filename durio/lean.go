@@ -755,8 +755,12 @@ func leanCanonical(b []byte) string {
 
 // leanWriter is the http.ResponseWriter of a request the lean loop serves.
 type leanWriter struct {
-	lc         *leanConn
-	header     http.Header
+	lc     *leanConn
+	header http.Header
+	// sent is the header as it was at WriteHeader, when the handler
+	// asked for the header after WriteHeader and before it was written
+	// (net/http sends no change made after WriteHeader).
+	sent       http.Header
 	status     int
 	wroteHead  bool // status and header are on their way
 	chunked    bool
@@ -767,7 +771,12 @@ type leanWriter struct {
 	err        error
 }
 
-func (w *leanWriter) Header() http.Header { return w.header }
+func (w *leanWriter) Header() http.Header {
+	if w.status != 0 && !w.wroteHead && w.sent == nil {
+		w.sent = w.header.Clone()
+	}
+	return w.header
+}
 
 func (w *leanWriter) WriteHeader(code int) {
 	if w.status != 0 {
@@ -889,6 +898,14 @@ func (w *leanWriter) writeHead(length int64, chunked bool, first []byte) {
 	_, _ = bw.WriteString(http.StatusText(w.status))
 	_, _ = bw.Write(crlf)
 	h := w.header
+	if w.sent != nil {
+		h = w.sent
+	}
+	// As net/http: the handler's "Connection: close", or a server
+	// shutting down, closes the connection after this answer.
+	if !w.closeAfter && (w.lc.s.closing.Load() || h.Get("Connection") == "close") {
+		w.closeAfter = true
+	}
 	if _, ok := h["Content-Type"]; !ok && bodyAllowed(w.status) && len(first) > 0 {
 		// As net/http does.
 		h["Content-Type"] = []string{http.DetectContentType(first)}
@@ -904,9 +921,11 @@ func (w *leanWriter) writeHead(length int64, chunked bool, first []byte) {
 			_, _ = bw.Write(crlf)
 		}
 	}
-	_, _ = bw.WriteString("Date: ")
-	_, _ = bw.Write(httpDate())
-	_, _ = bw.Write(crlf)
+	if _, ok := h["Date"]; !ok {
+		_, _ = bw.WriteString("Date: ")
+		_, _ = bw.Write(httpDate())
+		_, _ = bw.Write(crlf)
+	}
 	switch {
 	case chunked:
 		_, _ = bw.WriteString("Transfer-Encoding: chunked\r\n")
