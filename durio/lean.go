@@ -175,7 +175,10 @@ type leanConn struct {
 	idle atomic.Bool // waiting for a request's first byte
 	ctx  context.Context
 	addr string // remote address, as r.RemoteAddr
-	buf  []byte // the answer buffer, kept from one request to the next
+	// hdrDeadline is the deadline of the header being read (zero: none);
+	// a connection handed to net/http keeps it (handedConn).
+	hdrDeadline time.Time
+	buf         []byte // the answer buffer, kept from one request to the next
 }
 
 // wakeIfIdle ends the wait of an idle connection (Shutdown), which then
@@ -214,16 +217,20 @@ func (lc *leanConn) serve() {
 	lc.ctx = context.WithValue(context.Background(), http.ServerContextKey, lc.s.srv)
 	lc.ctx = withCappedConn(context.WithValue(lc.ctx, http.LocalAddrContextKey, lc.c.LocalAddr()), lc.c)
 	srv := lc.s.srv
-	first := true
+	first, afterPost := true, false
+	accepted := time.Now()
 	var req leanRequest
 	for {
 		// Wait for the next request: the first within the header's
-		// timeout, a later one within the idle timeout (as net/http).
-		wait := headerTimeout(srv)
-		if !first {
-			wait = cmp.Or(srv.IdleTimeout, srv.ReadTimeout)
+		// timeout from the accept, a later one within the idle timeout
+		// (as net/http).
+		ok := true
+		if first {
+			ok = lc.c.SetReadDeadline(deadline(accepted, headerTimeout(srv))) == nil
+		} else {
+			ok = lc.setReadDeadline(cmp.Or(srv.IdleTimeout, srv.ReadTimeout))
 		}
-		if !lc.setReadDeadline(wait) {
+		if !ok {
 			return
 		}
 		lc.idle.Store(true)
@@ -235,11 +242,25 @@ func (lc *leanConn) serve() {
 		if err != nil {
 			return
 		}
-		// The header's deadline, unless the whole header has come with
-		// its first bytes (the common case: then nothing waits for it).
+		// The header's deadline: the first request's header (its first
+		// byte included) has the header timeout from the accept, as in
+		// net/http; a later one has it from its first byte. It is set
+		// only if the whole header has not come with its first bytes
+		// (the common case: then nothing waits for it).
 		start := time.Now()
-		if d := headerTimeout(srv); d > 0 && !headerBuffered(lc.br) {
-			_ = lc.c.SetReadDeadline(start.Add(d))
+		if first {
+			start = accepted
+		}
+		lc.hdrDeadline = deadline(start, headerTimeout(srv))
+		if !lc.hdrDeadline.IsZero() && !headerBuffered(lc.br) {
+			_ = lc.c.SetReadDeadline(lc.hdrDeadline)
+		}
+		if afterPost {
+			// As net/http (RFC 7230 section 3.5): old clients send a
+			// CR LF after a POST's body; it is dropped.
+			afterPost = false
+			b, _ := lc.br.Peek(4)
+			_, _ = lc.br.Discard(leadingCRorLF(b))
 		}
 		n, verdict := req.parse(lc.br, maxHeaderBytes(srv))
 		switch verdict {
@@ -273,6 +294,7 @@ func (lc *leanConn) serve() {
 		if !keep || lc.s.closing.Load() {
 			return
 		}
+		afterPost = req.method == http.MethodPost
 	}
 }
 
@@ -280,6 +302,23 @@ func (lc *leanConn) serve() {
 func headerBuffered(br *bufio.Reader) bool {
 	b, _ := br.Peek(br.Buffered())
 	return bytes.Contains(b, crlfcrlf)
+}
+
+// deadline is d after t, or none if d is not positive.
+func deadline(t time.Time, d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
+	}
+	return t.Add(d)
+}
+
+// leadingCRorLF is how many CR and LF bytes b starts with.
+func leadingCRorLF(b []byte) int {
+	n := 0
+	for n < len(b) && (b[n] == '\r' || b[n] == '\n') {
+		n++
+	}
+	return n
 }
 
 // maxHeaderBytes is srv's MaxHeaderBytes as net/http applies it. The lean
@@ -311,8 +350,8 @@ func (lc *leanConn) handOff() bool {
 	_ = lc.c.SetReadDeadline(time.Time{})
 	_ = lc.c.SetWriteDeadline(time.Time{})
 	var c net.Conn = lc.c
-	if lc.br.Buffered() > 0 {
-		c = &handedConn{Conn: lc.c, r: lc.br}
+	if lc.br.Buffered() > 0 || !lc.hdrDeadline.IsZero() {
+		c = &handedConn{Conn: lc.c, r: lc.br, hdrDeadline: lc.hdrDeadline}
 	}
 	if lc.s.handedOff != nil {
 		lc.s.handedOff()
@@ -432,9 +471,32 @@ func closeWrite(c net.Conn) {
 type handedConn struct {
 	net.Conn
 	r *bufio.Reader
+
+	mu sync.Mutex
+	// hdrDeadline is the lean loop's deadline for the header net/http
+	// reads first (zero: none, or already applied).
+	hdrDeadline time.Time
 }
 
 func (c *handedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+// SetReadDeadline sets the connection's read deadline. The first deadline
+// net/http sets on a connection is its header timeout for the first
+// request; on a connection handed over in the middle of a header that the
+// lean loop has been reading under its own header deadline, it is held to
+// that one, so that a header that outgrows the lean loop (a slow client)
+// gets no second header timeout from net/http.
+func (c *handedConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	if hd := c.hdrDeadline; !hd.IsZero() {
+		c.hdrDeadline = time.Time{}
+		if t.IsZero() || t.After(hd) {
+			t = hd
+		}
+	}
+	c.mu.Unlock()
+	return c.Conn.SetReadDeadline(t)
+}
 
 // NetConn is the connection underneath (withCappedConn looks for it).
 func (c *handedConn) NetConn() net.Conn { return c.Conn }
