@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -355,5 +356,106 @@ func TestLeanReviewClientNeverReads(t *testing.T) {
 			t.Fatal("the connection of a client that does not read is still served after 10 s")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestLeanReviewHandOffDuringShutdown: a connection whose header is on its
+// way when Shutdown begins, and that the lean loop then hands to net/http,
+// ends; Shutdown and Serve return, and no goroutine stays behind.
+func TestLeanReviewHandOffDuringShutdown(t *testing.T) {
+	before := runtime.NumGoroutine()
+	func() {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls := newLeanServer(leanTestServer(leanEcho), ln)
+		served := make(chan error, 1)
+		go func() { served <- ls.Serve() }()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, _ = io.WriteString(c, "GET /healthz HTTP/1.1\r\nHo")
+		// Wait until the lean loop has the connection.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			ls.mu.Lock()
+			n := len(ls.conns)
+			ls.mu.Unlock()
+			if n == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the connection was not accepted")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		shut := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			shut <- ls.Shutdown(ctx)
+		}()
+		for {
+			if d, err := net.Dial("tcp", ln.Addr().String()); err != nil {
+				break
+			} else {
+				d.Close()
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the listener still accepts")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		_, _ = io.WriteString(c, "st: h\r\n\r\n")
+		// net/http (go1.26) answers no request it reads once Shutdown
+		// has begun: the connection just ends, as here.
+		if out, ok := waitClosed(c, 10*time.Second); !ok {
+			t.Errorf("not closed: %q", out)
+		}
+		if err := <-shut; err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-served; err != http.ErrServerClosed {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestLeanReviewHeaderInTwoReads: a header that arrives in two reads, the
+// second more than one byte long, is served at once. parse peeked one
+// byte more than it had scanned, looked only at that much, and then waited
+// for a byte past everything buffered: the request waited for its header
+// timeout (then was served from the timed-out read).
+func TestLeanReviewHeaderInTwoReads(t *testing.T) {
+	srv := leanTestServer(leanEcho)
+	srv.ReadHeaderTimeout, srv.ReadTimeout = 5*time.Second, 10*time.Second
+	_, addr := startLean(t, srv)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = io.WriteString(c, "GET /kvstore/get/a HTTP/1.1\r\n")
+	time.Sleep(100 * time.Millisecond) // two segments, two reads
+	_, _ = io.WriteString(c, "Host: h\r\n\r\n")
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer within 2 s to a header sent in two parts: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
 	}
 }
