@@ -606,8 +606,11 @@ func (p *leanRequest) parse(br *bufio.Reader, limit int) (int, leanVerdict) {
 	// header sent a byte at a time must not cost a scan of all of it per
 	// byte).
 	scanned := 0
-	for want := min(br.Buffered(), limit); ; {
-		b, err := br.Peek(want)
+	for {
+		// Wait for a byte more than was scanned, then look at all that
+		// is buffered (a read may have brought many).
+		_, err := br.Peek(min(scanned+1, limit))
+		b, _ := br.Peek(min(br.Buffered(), limit))
 		from := max(scanned-3, 0) // the end may straddle the old and the new bytes
 		if i := bytes.Index(b[from:], crlfcrlf); i >= 0 {
 			end = from + i
@@ -624,13 +627,12 @@ func (p *leanRequest) parse(br *bufio.Reader, limit int) (int, leanVerdict) {
 			// A client that sends half a header and stops gets no
 			// second header timeout from net/http.
 			return 0, leanFailed
-		case err != nil || want >= limit:
+		case scanned >= limit:
 			// A header larger than the buffer or than
 			// MaxHeaderBytes: net/http judges it against
 			// MaxHeaderBytes.
 			return 0, leanHandOff
 		}
-		want = min(max(br.Buffered(), want)+1, limit)
 	}
 	*p = leanRequest{}
 	lineEnd := bytes.Index(buf, crlf)
