@@ -639,22 +639,35 @@ func (p *leanRequest) parse(br *bufio.Reader, limit int) (int, leanVerdict) {
 	if !p.requestLine(buf[:lineEnd]) {
 		return 0, leanHandOff
 	}
-	p.header = make(http.Header, 8)
+	// Three allocations for any header, as net/http's reader does with
+	// its values' backing array: the field lines as one string that
+	// every value is a part of, one array for the values, the map.
+	fields := buf[lineEnd+2 : end+2]
+	text := string(fields)
+	lines := bytes.Count(fields, crlf)
+	values := make([]string, lines)
+	p.header = make(http.Header, lines)
 	hosts, lengths := 0, 0
-	for rest := buf[lineEnd+2 : end+2]; len(rest) > 0; {
-		i := bytes.Index(rest, crlf)
-		line := rest[:i]
-		rest = rest[i+2:]
+	for at := 0; at < len(fields); {
+		i := bytes.Index(fields[at:], crlf)
+		line := fields[at : at+i]
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 || !leanToken(line[:colon]) {
 			return 0, leanHandOff
 		}
-		value := bytes.Trim(line[colon+1:], " \t")
-		if !leanFieldValue(value) {
+		from, to := colon+1, len(line)
+		for from < to && (line[from] == ' ' || line[from] == '\t') {
+			from++
+		}
+		for to > from && (line[to-1] == ' ' || line[to-1] == '\t') {
+			to--
+		}
+		if !leanFieldValue(line[from:to]) {
 			return 0, leanHandOff
 		}
 		name := leanCanonical(line[:colon])
-		v := string(value)
+		v := text[at+from : at+to]
+		at += i + 2
 		switch name {
 		case "Host":
 			hosts++
@@ -680,7 +693,13 @@ func (p *leanRequest) parse(br *bufio.Reader, limit int) (int, leanVerdict) {
 				}
 			}
 		}
-		p.header[name] = append(p.header[name], v)
+		if vs := p.header[name]; vs != nil {
+			p.header[name] = append(vs, v)
+		} else {
+			values[0] = v
+			p.header[name] = values[:1:1] // a second value copies
+			values = values[1:]
+		}
 	}
 	if hosts != 1 || lengths > 1 || !leanHost(p.host) {
 		return 0, leanHandOff
