@@ -237,7 +237,14 @@ func (lc *leanConn) serve() {
 		if lc.s.closing.Load() {
 			return
 		}
-		_, err := lc.br.Peek(1)
+		// As net/http: a later request is waited for until its first 4
+		// bytes have come (under the idle timeout); a connection that
+		// ends with fewer ends without an answer.
+		wait := 1
+		if !first {
+			wait = 4
+		}
+		_, err := lc.br.Peek(wait)
 		lc.idle.Store(false)
 		if err != nil {
 			return
