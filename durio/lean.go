@@ -957,7 +957,7 @@ func (w *leanWriter) finish() error {
 		if !w.wroteHead {
 			w.writeHead(w.declared, false, nil)
 		}
-		if w.written != w.declared {
+		if w.written != w.declared && bodyAllowed(w.status) {
 			// Short of what the handler declared: the client cannot
 			// find the next answer, so the connection ends here.
 			_ = w.lc.bw.Flush()
@@ -1019,7 +1019,8 @@ func (w *leanWriter) writeHead(length int64, chunked bool, first []byte) {
 		h["Content-Type"] = []string{http.DetectContentType(first)}
 	}
 	for k, vs := range h {
-		if k == "Content-Length" || k == "Transfer-Encoding" || k == "Connection" || !leanToken([]byte(k)) {
+		if k == "Content-Length" || k == "Transfer-Encoding" || k == "Connection" || !leanToken([]byte(k)) ||
+			k == "Content-Type" && w.status == http.StatusNotModified { // as net/http
 			continue
 		}
 		for _, v := range vs {

@@ -187,3 +187,19 @@ func TestLeanReview2PragmaNoCache(t *testing.T) {
 	}
 	sameAnswers(t, answers(t, out), answers(t, exchange(t, plain, raw)))
 }
+
+// TestLeanReview2NoBodyStatuses: net/http sends no Content-Type with a 304,
+// and keeps the connection after a 204 or 304 whose handler declared a
+// Content-Length (no body is sent: none is short); the lean loop sent the
+// handler's Content-Type and closed the connection as after a short body.
+func TestLeanReview2NoBodyStatuses(t *testing.T) {
+	raw := "GET /kvstore/get/a?status=304 HTTP/1.1\r\nHost: h\r\n\r\n" +
+		"GET /kvstore/get/a?status=204&size=10&declare HTTP/1.1\r\nHost: h\r\n\r\n" +
+		"GET /kvstore/get/a?status=304&size=10&declare HTTP/1.1\r\nHost: h\r\n\r\n" +
+		"GET /kvstore/get/b HTTP/1.1\r\nHost: h\r\n\r\n"
+	got, want := leanVsPlain(t, func() *http.Server { return leanTestServer(leanEcho) }, raw)
+	if len(want) != 4 {
+		t.Fatalf("net/http gave %d answers (the case tests nothing)", len(want))
+	}
+	sameAnswers(t, got, want)
+}
