@@ -76,9 +76,9 @@ type leanServer struct {
 // Content-Length; past it, the answer is sent chunked as it is written.
 const leanBuffered = 64 << 10
 
-// leanDiscard is how much of a request body the handler left unread is
-// read and dropped to keep the connection; past it, the connection is
-// closed after the answer (as net/http does).
+// leanDiscard bounds the request body the handler left unread that is read
+// and dropped to keep the connection: less than this is; from it on, the
+// connection is closed after the answer (as net/http does).
 const leanDiscard = 256 << 10
 
 // leanReadBuffer is the size of a connection's read buffer: a request
