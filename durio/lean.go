@@ -76,9 +76,9 @@ type leanServer struct {
 // Content-Length; past it, the answer is sent chunked as it is written.
 const leanBuffered = 64 << 10
 
-// leanDiscard is how much of a request body the handler left unread is
-// read and dropped to keep the connection; past it, the connection is
-// closed after the answer (as net/http does).
+// leanDiscard bounds the request body the handler left unread that is read
+// and dropped to keep the connection: less than this is; from it on, the
+// connection is closed after the answer (as net/http does).
 const leanDiscard = 256 << 10
 
 // leanReadBuffer is the size of a connection's read buffer: a request
@@ -237,7 +237,14 @@ func (lc *leanConn) serve() {
 		if lc.s.closing.Load() {
 			return
 		}
-		_, err := lc.br.Peek(1)
+		// As net/http: a later request is waited for until its first 4
+		// bytes have come (under the idle timeout); a connection that
+		// ends with fewer ends without an answer.
+		wait := 1
+		if !first {
+			wait = 4
+		}
+		_, err := lc.br.Peek(wait)
 		lc.idle.Store(false)
 		if err != nil {
 			return
@@ -409,7 +416,8 @@ func (lc *leanConn) serveRequest(r *http.Request, p *leanRequest) bool {
 	}
 	ctx, cancel := context.WithCancel(lc.ctx)
 	r = r.WithContext(ctx)
-	w := &leanWriter{lc: lc, header: make(http.Header, 4), buf: lc.buf[:0], closeAfter: p.close || lc.s.closing.Load()}
+	w := &leanWriter{lc: lc, header: make(http.Header, 4), buf: lc.buf[:0], body: body,
+		closeAfter: p.close || lc.s.closing.Load()}
 	func() {
 		defer cancel()
 		lc.s.srv.Handler.ServeHTTP(w, r)
@@ -419,24 +427,15 @@ func (lc *leanConn) serveRequest(r *http.Request, p *leanRequest) bool {
 	if cap(w.buf) <= 4<<10 {
 		lc.buf = w.buf
 	}
-	unread := false
-	if body != nil && body.left > 0 {
-		// Keep the connection only if the rest of the body is short
-		// enough to read past.
-		if body.left > leanDiscard || body.err != nil {
-			w.closeAfter, unread = true, body.err == nil
-		} else if _, err := lc.br.Discard(int(body.left)); err != nil {
-			w.closeAfter = true
-		}
-	}
 	if err := w.finish(); err != nil {
 		return false
 	}
-	if unread {
-		// The client may still be sending the body it will not get
-		// to finish: closing now would reset the connection, and a
-		// reset can reach the client before it has read the answer.
-		// As net/http: end the sending side, give the client time to
+	if body != nil && body.err == nil && body.left > int64(lc.br.Buffered()) {
+		// The connection closes with the body unread (see
+		// writeHead), and the client may still be sending it:
+		// closing now would reset the connection, and a reset can
+		// reach the client before it has read the answer. As
+		// net/http: end the sending side, give the client time to
 		// read, then close.
 		closeWrite(lc.c)
 		time.Sleep(rstAvoidanceDelay)
@@ -623,6 +622,10 @@ func (p *leanRequest) parse(br *bufio.Reader, limit int) (int, leanVerdict) {
 		}
 		scanned = len(b)
 		switch {
+		case err == io.EOF && len(b) > 0:
+			// A request cut short by the client's end: net/http
+			// answers it (400).
+			return 0, leanHandOff
 		case err != nil && !errors.Is(err, bufio.ErrBufferFull):
 			// A client that sends half a header and stops gets no
 			// second header timeout from net/http.
@@ -675,8 +678,10 @@ func (p *leanRequest) parse(br *bufio.Reader, limit int) (int, leanVerdict) {
 			continue // net/http keeps Host out of the header map too
 		case "Content-Length":
 			lengths++
+			// Digits only, as net/http (strconv.ParseInt takes a
+			// sign: "-0" and "+1").
 			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 0 || v[0] == '+' {
+			if err != nil || v[0] < '0' || v[0] > '9' {
 				return 0, leanHandOff
 			}
 			p.length = n
@@ -703,6 +708,12 @@ func (p *leanRequest) parse(br *bufio.Reader, limit int) (int, leanVerdict) {
 	}
 	if hosts != 1 || lengths > 1 || !leanHost(p.host) {
 		return 0, leanHandOff
+	}
+	if pragma := p.header["Pragma"]; len(pragma) > 0 && pragma[0] == "no-cache" {
+		// As net/http (RFC 7234 section 5.4).
+		if _, ok := p.header["Cache-Control"]; !ok {
+			p.header["Cache-Control"] = []string{"no-cache"}
+		}
 	}
 	return end + 4, leanServe
 }
@@ -794,19 +805,36 @@ func leanFieldValue(b []byte) bool {
 }
 
 // leanHost reports whether h is a plain Host value: a name or address and
-// an optional port (net/http judges anything else).
+// an optional port, of the bytes net/http accepts in a Host
+// (httpguts.ValidHostHeader); net/http judges anything else.
 func leanHost(h string) bool {
 	if h == "" {
 		return false
 	}
 	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if c >= 0x80 || !tokenChars[c] && c != ':' && c != '[' && c != ']' {
+		if c := h[i]; c >= 0x80 || !hostChars[c] {
 			return false
 		}
 	}
 	return true
 }
+
+// hostChars are the bytes of a Host value: those of a URI's host and
+// port, and '%' of IPv6 zones (not all of a token's: '#', '^', '`' and
+// '|' are not).
+var hostChars = func() (t [128]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!$%&'()*+,-.:;=[]_~" {
+		t[c] = true
+	}
+	return t
+}()
 
 // leanCanonical is the canonical form of a field name, without an
 // allocation for the common ones.
@@ -850,6 +878,7 @@ type leanWriter struct {
 	declared   int64 // the handler's Content-Length, or -1
 	written    int64
 	buf        []byte
+	body       *leanBody // the request's body (nil: none)
 	closeAfter bool
 	err        error
 }
@@ -947,7 +976,7 @@ func (w *leanWriter) finish() error {
 		if !w.wroteHead {
 			w.writeHead(w.declared, false, nil)
 		}
-		if w.written != w.declared {
+		if w.written != w.declared && bodyAllowed(w.status) {
 			// Short of what the handler declared: the client cannot
 			// find the next answer, so the connection ends here.
 			_ = w.lc.bw.Flush()
@@ -989,12 +1018,28 @@ func (w *leanWriter) writeHead(length int64, chunked bool, first []byte) {
 	if !w.closeAfter && (w.lc.s.closing.Load() || h.Get("Connection") == "close") {
 		w.closeAfter = true
 	}
+	// As net/http, when the header is sent: the request body the
+	// handler left unread is read past if it is short enough, for the
+	// connection to serve another request; else (or when the connection
+	// closes anyway) it is left, and the answer says the connection
+	// closes.
+	if b := w.body; b != nil && b.left > 0 && !w.closeAfter {
+		if b.left >= leanDiscard || b.err != nil {
+			w.closeAfter = true
+		} else if n, err := w.lc.br.Discard(int(b.left)); err != nil {
+			b.left, b.err = b.left-int64(n), err
+			w.closeAfter = true
+		} else {
+			b.left = 0
+		}
+	}
 	if _, ok := h["Content-Type"]; !ok && bodyAllowed(w.status) && len(first) > 0 {
 		// As net/http does.
 		h["Content-Type"] = []string{http.DetectContentType(first)}
 	}
 	for k, vs := range h {
-		if k == "Content-Length" || k == "Transfer-Encoding" || k == "Connection" || !leanToken([]byte(k)) {
+		if k == "Content-Length" || k == "Transfer-Encoding" || k == "Connection" || !leanToken([]byte(k)) ||
+			k == "Content-Type" && w.status == http.StatusNotModified { // as net/http
 			continue
 		}
 		for _, v := range vs {
