@@ -171,14 +171,12 @@ type leanConn struct {
 	s    *leanServer
 	c    net.Conn
 	br   *bufio.Reader
-	bw   *bufio.Writer
 	idle atomic.Bool // waiting for a request's first byte
 	ctx  context.Context
 	addr string // remote address, as r.RemoteAddr
 	// hdrDeadline is the deadline of the header being read (zero: none);
 	// a connection handed to net/http keeps it (handedConn).
 	hdrDeadline time.Time
-	buf         []byte // the answer buffer, kept from one request to the next
 }
 
 // wakeIfIdle ends the wait of an idle connection (Shutdown), which then
@@ -212,7 +210,6 @@ func (lc *leanConn) serve() {
 		}
 	}()
 	lc.br = bufio.NewReaderSize(lc.c, leanReadBuffer)
-	lc.bw = bufio.NewWriterSize(lc.c, 4<<10)
 	lc.addr = lc.c.RemoteAddr().String()
 	lc.ctx = context.WithValue(context.Background(), http.ServerContextKey, lc.s.srv)
 	lc.ctx = withCappedConn(context.WithValue(lc.ctx, http.LocalAddrContextKey, lc.c.LocalAddr()), lc.c)
@@ -416,18 +413,15 @@ func (lc *leanConn) serveRequest(r *http.Request, p *leanRequest) bool {
 	}
 	ctx, cancel := context.WithCancel(lc.ctx)
 	r = r.WithContext(ctx)
-	w := &leanWriter{lc: lc, header: make(http.Header, 4), buf: lc.buf[:0], body: body,
+	w := &leanWriter{lc: lc, header: make(http.Header, 4), body: body,
 		closeAfter: p.close || lc.s.closing.Load()}
 	func() {
 		defer cancel()
 		lc.s.srv.Handler.ServeHTTP(w, r)
 	}()
-	// The buffer stays for the next answer unless this one grew it
-	// past what answers usually take.
-	if cap(w.buf) <= 4<<10 {
-		lc.buf = w.buf
-	}
-	if err := w.finish(); err != nil {
+	err := w.finish()
+	w.release()
+	if err != nil {
 		return false
 	}
 	if body != nil && body.err == nil && body.left > int64(lc.br.Buffered()) {
@@ -871,13 +865,20 @@ type leanWriter struct {
 	// sent is the header as it was at WriteHeader, when the handler
 	// asked for the header after WriteHeader and before it was written
 	// (net/http sends no change made after WriteHeader).
-	sent       http.Header
-	status     int
-	wroteHead  bool // status and header are on their way
-	chunked    bool
-	declared   int64 // the handler's Content-Length, or -1
-	written    int64
+	sent      http.Header
+	status    int
+	wroteHead bool // status and header are on their way
+	chunked   bool
+	declared  int64 // the handler's Content-Length, or -1
+	written   int64
+	// buf holds the answer until it is sent with its length (see
+	// leanBuffered); bw writes to the connection. Both come from pools
+	// when first needed and go back after the answer (release): a
+	// connection between requests holds neither, and at any moment
+	// only the answers being written hold them.
 	buf        []byte
+	pooled     *[]byte // buf's pooled array, to give back
+	bw         *bufio.Writer
 	body       *leanBody // the request's body (nil: none)
 	closeAfter bool
 	err        error
@@ -927,11 +928,15 @@ func (w *leanWriter) Write(b []byte) (int, error) {
 			w.writeHead(w.declared, false, b)
 		}
 		w.written += int64(len(b))
-		n, err := w.lc.bw.Write(b)
+		n, err := w.bufw().Write(b)
 		w.err = err
 		return n, err
 	}
 	if !w.chunked && len(w.buf)+len(b) <= leanBuffered {
+		if w.pooled == nil {
+			w.pooled = leanAnswers.Get().(*[]byte)
+			w.buf = (*w.pooled)[:0]
+		}
 		w.buf = append(w.buf, b...)
 		w.written += int64(len(b))
 		return len(b), nil
@@ -950,11 +955,46 @@ func (w *leanWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+var errLeanReleased = errors.New("durio: write to an answer already sent")
+
+// Pools of answer buffers and connection writers (see leanWriter.buf).
+var (
+	leanAnswers = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+	leanWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+)
+
+// bufw returns the answer's writer to the connection, taking one from the
+// pool on first use.
+func (w *leanWriter) bufw() *bufio.Writer {
+	if w.bw == nil {
+		w.bw = leanWriters.Get().(*bufio.Writer)
+		w.bw.Reset(w.lc.c)
+	}
+	return w.bw
+}
+
+// release gives the answer's buffers back to their pools, once the answer
+// is finished (whatever became of it).
+func (w *leanWriter) release() {
+	// A Write after the handler returned (which ResponseWriter forbids)
+	// fails rather than reach a buffer that another answer now uses.
+	w.err = errLeanReleased
+	if w.bw != nil {
+		w.bw.Reset(nil)
+		leanWriters.Put(w.bw)
+		w.bw = nil
+	}
+	if w.pooled != nil {
+		leanAnswers.Put(w.pooled) // its array as it came: buf may have outgrown it
+		w.pooled, w.buf = nil, nil
+	}
+}
+
 func (w *leanWriter) writeChunk(b []byte) {
 	if len(b) == 0 || w.err != nil {
 		return
 	}
-	bw := w.lc.bw
+	bw := w.bufw()
 	var n [16]byte
 	_, _ = bw.Write(strconv.AppendInt(n[:0], int64(len(b)), 16))
 	_, _ = bw.Write(crlf)
@@ -971,7 +1011,7 @@ func (w *leanWriter) finish() error {
 	case w.err != nil:
 		return w.err
 	case w.chunked:
-		_, _ = w.lc.bw.WriteString("0\r\n\r\n")
+		_, _ = w.bufw().WriteString("0\r\n\r\n")
 	case w.declared >= 0:
 		if !w.wroteHead {
 			w.writeHead(w.declared, false, nil)
@@ -979,18 +1019,18 @@ func (w *leanWriter) finish() error {
 		if w.written != w.declared && bodyAllowed(w.status) {
 			// Short of what the handler declared: the client cannot
 			// find the next answer, so the connection ends here.
-			_ = w.lc.bw.Flush()
+			_ = w.bufw().Flush()
 			return io.ErrShortWrite
 		}
 	default:
 		if bodyAllowed(w.status) {
 			w.writeHead(int64(len(w.buf)), false, w.buf)
-			_, _ = w.lc.bw.Write(w.buf)
+			_, _ = w.bufw().Write(w.buf)
 		} else {
 			w.writeHead(-1, false, nil)
 		}
 	}
-	return w.lc.bw.Flush()
+	return w.bufw().Flush()
 }
 
 func bodyAllowed(status int) bool {
@@ -1002,7 +1042,7 @@ func bodyAllowed(status int) bool {
 // Content-Type is sniffed from the answer's first bytes.
 func (w *leanWriter) writeHead(length int64, chunked bool, first []byte) {
 	w.wroteHead = true
-	bw := w.lc.bw
+	bw := w.bufw()
 	var num [20]byte
 	_, _ = bw.WriteString("HTTP/1.1 ")
 	_, _ = bw.Write(strconv.AppendInt(num[:0], int64(w.status), 10))

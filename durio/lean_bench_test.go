@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -92,4 +93,60 @@ func benchHTTPServer(b *testing.B, lean bool) {
 	b.StopTimer()
 	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "ops/s")
+}
+
+// BenchmarkHTTPIdleConnMemory measures the memory (heap and goroutine
+// stacks) that an idle keep-alive connection holds after one request, in
+// the lean loop and in net/http alone: 256 connections, as many as
+// compare.sh's clients keep to each replica. Run it with -benchtime 1x.
+func BenchmarkHTTPIdleConnMemory(b *testing.B) {
+	for _, server := range []string{"lean", "net"} {
+		b.Run("http="+server, func(b *testing.B) {
+			srv := leanTestServer(func(w http.ResponseWriter, r *http.Request) {
+				w.Header()["Content-Type"] = jsonContentType
+				_, _ = w.Write(bytes.Repeat([]byte("v"), 300))
+			})
+			var addr string
+			if server == "lean" {
+				_, addr = startLean(b, srv)
+			} else {
+				addr = startPlain(b, srv)
+			}
+			const conns = 256
+			req := []byte("GET /kvstore/get/key-123 HTTP/1.1\r\nHost: " + addr + "\r\n\r\n")
+			var perConn float64
+			for range b.N {
+				before := inUse()
+				cs := make([]net.Conn, 0, conns)
+				for range conns {
+					c, err := net.Dial("tcp", addr)
+					if err != nil {
+						b.Fatal(err)
+					}
+					cs = append(cs, c)
+					if _, err := c.Write(req); err != nil {
+						b.Fatal(err)
+					}
+					resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+				}
+				perConn += float64(inUse()-before) / conns
+				for _, c := range cs {
+					c.Close()
+				}
+			}
+			b.ReportMetric(perConn/float64(b.N), "bytes/conn")
+		})
+	}
+}
+
+// inUse is the heap and stack memory in use after a collection.
+func inUse() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse + m.StackInuse)
 }

@@ -473,3 +473,54 @@ func TestLeanRefusedBodyIsAnswered(t *testing.T) {
 		}
 	}
 }
+
+// TestLeanWriteAfterHandlerReturned: the answer's buffers go back to their
+// pools when it is sent, so a Write through a ResponseWriter kept past its
+// handler (which the interface forbids) must fail, not write into a buffer
+// another answer uses or onto the connection.
+func TestLeanWriteAfterHandlerReturned(t *testing.T) {
+	kept := make(chan http.ResponseWriter, 1)
+	second := make(chan struct{}, 1)
+	srv := leanTestServer(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/kvstore/get/keep":
+			kept <- w
+		case "/kvstore/get/second":
+			second <- struct{}{} // the first answer's writer is released by now
+		}
+		_, _ = io.WriteString(w, "answer to "+r.URL.Path)
+	})
+	_, addr := startLean(t, srv)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	get := func(path string) string {
+		t.Helper()
+		if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer to %s: %v", path, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(body)
+	}
+	get("/kvstore/get/keep")
+	get("/kvstore/get/second")
+	<-second
+	w := <-kept
+	if n, err := w.Write([]byte("LATE BYTES")); err == nil || n != 0 {
+		t.Errorf("Write after the handler returned: %d, %v; want 0 and an error", n, err)
+	}
+	if got, want := get("/kvstore/get/third"), "answer to /kvstore/get/third"; got != want {
+		t.Errorf("next answer %q, want %q", got, want)
+	}
+}
