@@ -463,6 +463,10 @@ func closeWrite(c net.Conn) {
 // into r: reads drain r first.
 type handedConn struct {
 	net.Conn
+	// r holds what the lean loop had read; dropped once drained, so that
+	// a connection net/http keeps (a watch, a long poll) does not keep
+	// the lean loop's buffer beside net/http's own. net/http reads a
+	// connection from one goroutine at a time.
 	r *bufio.Reader
 
 	mu sync.Mutex
@@ -471,7 +475,15 @@ type handedConn struct {
 	hdrDeadline time.Time
 }
 
-func (c *handedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+func (c *handedConn) Read(b []byte) (int, error) {
+	if c.r != nil {
+		if c.r.Buffered() > 0 {
+			return c.r.Read(b)
+		}
+		c.r = nil
+	}
+	return c.Conn.Read(b)
+}
 
 // SetReadDeadline sets the connection's read deadline. The first deadline
 // net/http sets on a connection is its header timeout for the first

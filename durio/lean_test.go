@@ -524,3 +524,34 @@ func TestLeanWriteAfterHandlerReturned(t *testing.T) {
 		t.Errorf("next answer %q, want %q", got, want)
 	}
 }
+
+// TestLeanHandedConnDropsBuffer: a connection handed to net/http reads
+// what the lean loop had buffered first, then the connection itself, and
+// lets the lean loop's buffer go.
+func TestLeanHandedConnDropsBuffer(t *testing.T) {
+	client, server := net.Pipe()
+	defer client.Close()
+	defer server.Close()
+	br := bufio.NewReaderSize(server, leanReadBuffer)
+	go func() { _, _ = io.WriteString(client, "buffered") }()
+	if _, err := br.Peek(len("buffered")); err != nil {
+		t.Fatal(err)
+	}
+	c := &handedConn{Conn: server, r: br}
+	go func() { _, _ = io.WriteString(client, " then direct") }()
+	got := make([]byte, 0, 64)
+	buf := make([]byte, 5)
+	for len(got) < len("buffered then direct") {
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	if string(got) != "buffered then direct" {
+		t.Errorf("read %q", got)
+	}
+	if c.r != nil {
+		t.Error("the lean loop's reader is still held after it was drained")
+	}
+}
