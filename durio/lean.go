@@ -758,6 +758,10 @@ func (p *leanRequest) requestLine(line []byte) bool {
 		p.method = http.MethodPost
 	case http.MethodDelete:
 		p.method = http.MethodDelete
+	case http.MethodOptions:
+		// A browser's CORS preflight: served here, it does not hand
+		// the browser's connection to net/http for good.
+		p.method = http.MethodOptions
 	default:
 		return false
 	}

@@ -25,6 +25,7 @@ func FuzzLeanParse(f *testing.F) {
 		"GET /kvstore/get/a HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
 		"GET /kvstore/get/a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 		"GET /kvstore/get/a HTTP/1.1\nHost: h\n\n",
+		"OPTIONS /kvstore/put HTTP/1.1\r\nHost: h\r\nOrigin: http://a.example\r\nAccess-Control-Request-Method: POST\r\n\r\n",
 	} {
 		f.Add([]byte(seed))
 	}

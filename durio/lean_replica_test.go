@@ -38,7 +38,10 @@ func TestNoLeanHTTPFlag(t *testing.T) {
 // --no-lean-http net/http serves everything.
 func TestLeanHTTPReplica(t *testing.T) {
 	for _, noLean := range []bool{false, true} {
-		c := startTestCluster(t, 3, "http", func(cfg *Config) { cfg.NoLeanHTTP = noLean })
+		c := startTestCluster(t, 3, "http", func(cfg *Config) {
+			cfg.NoLeanHTTP = noLean
+			cfg.CORSOrigins = []string{"http://app.example"}
+		})
 		c.waitLeader(t)
 		r := c.replicas[0]
 		if (r.clientLean == nil) != noLean {
@@ -89,6 +92,24 @@ func TestLeanHTTPReplica(t *testing.T) {
 		do("POST", "/twirp/kv.v1.KVService/Get", `{"key":"k"}`, 200)
 		do("DELETE", "/kvstore/nothing", "", 200)
 		do("GET", "/kvstore/get/nothing", "", 404)
+		// A browser's CORS preflight keeps the connection in the lean
+		// loop too.
+		pre, err := http.NewRequestWithContext(context.Background(), http.MethodOptions, base+"/kvstore/put", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pre.Header.Set("Origin", "http://app.example")
+		pre.Header.Set("Access-Control-Request-Method", "POST")
+		pre.Header.Set("Access-Control-Request-Headers", "content-type")
+		resp, err := hc.Do(pre)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "http://app.example" ||
+			resp.Header.Get("Access-Control-Allow-Methods") == "" {
+			t.Fatalf("preflight: %d %v", resp.StatusCode, resp.Header)
+		}
 		if n := handed(); n != 0 {
 			t.Fatalf("NoLeanHTTP %v: %v connections handed to net/http by key-value requests", noLean, n)
 		}

@@ -183,6 +183,8 @@ func TestLeanAnswersAsNetHTTP(t *testing.T) {
 		{"unread body", "POST /kvstore/put?size=1&skip HTTP/1.1\r\nHost: h\r\nContent-Length: 300000\r\n\r\n" + strings.Repeat("u", 300000) + "GET /kvstore/get/z HTTP/1.1\r\nHost: h\r\n\r\n", true},
 		{"body of 100 KiB", "POST /kvstore/put HTTP/1.1\r\nHost: h\r\nContent-Length: " + strconv.Itoa(len(big)) + "\r\n\r\n" + big, true},
 		{"short body", "POST /kvstore/put HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc", true},
+		{"preflight", "OPTIONS /kvstore/put HTTP/1.1\r\nHost: h\r\nOrigin: http://app.example\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n\r\nGET /kvstore/get/a HTTP/1.1\r\nHost: h\r\n\r\n", true},
+		{"options with a body", "OPTIONS /twirp/kv.v1.KVService/Get HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc", true},
 		// Handed over from the first request: net/http's answers.
 		{"chunked request", "POST /kvstore/put HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", false},
 		{"two lengths", "POST /kvstore/put HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", false},
