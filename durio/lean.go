@@ -959,7 +959,11 @@ func (w *leanWriter) Write(b []byte) (int, error) {
 	}
 	if !w.chunked {
 		w.chunked = true
-		w.writeHead(-1, true, w.buf)
+		// As net/http, a missing Content-Type is sniffed from the
+		// answer's first 512 bytes: this write's too (past buf's
+		// length, buf unchanged).
+		first := append(w.buf, b[:min(len(b), max(512-len(w.buf), 0))]...)
+		w.writeHead(-1, true, first)
 		w.writeChunk(w.buf)
 		w.buf = nil
 	}

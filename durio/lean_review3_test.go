@@ -1,0 +1,99 @@
+package durio
+
+import (
+	"bytes"
+	"net/http"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// A third review, of the lean loop's header parse into one string, its
+// pooled answer buffers, the hand-off's dropped read buffer and OPTIONS.
+// Helpers: lean_test.go, lean_review_test.go and lean_review2_test.go.
+
+// TestLeanReview3SniffAtChunkedSwitch: an answer without a Content-Type
+// that outgrows the lean loop's buffer is sniffed, as net/http sniffs it,
+// from its first bytes — those buffered and those of the write that
+// outgrew the buffer. The lean loop sniffed only what it had buffered:
+// nothing at all when the first write was the large one (no Content-Type
+// where net/http says text/html), and only the first short write when a
+// large one followed (text/plain where net/http, seeing the binary bytes
+// after it, says application/octet-stream).
+func TestLeanReview3SniffAtChunkedSwitch(t *testing.T) {
+	h := func(w http.ResponseWriter, r *http.Request) {
+		big := bytes.Repeat([]byte{0}, leanBuffered+10)
+		switch r.URL.Path {
+		case "/kvstore/get/big":
+			copy(big, "<html><body>")
+			_, _ = w.Write(big)
+		case "/kvstore/get/small-then-big":
+			_, _ = w.Write([]byte("hello worl"))
+			_, _ = w.Write(big)
+		case "/kvstore/get/small-then-small":
+			_, _ = w.Write([]byte("hello worl"))
+			_, _ = w.Write(big[:100])
+		}
+	}
+	_, lean := startLean(t, leanTestServer(h))
+	plain := startPlain(t, leanTestServer(h))
+	for _, path := range []string{"big", "small-then-big", "small-then-small"} {
+		raw := "GET /kvstore/get/" + path + " HTTP/1.1\r\nHost: h\r\n\r\n"
+		if d := sameAsNetHTTP(t, lean, plain, raw); d != "" {
+			t.Error(d)
+		}
+	}
+}
+
+// TestLeanReview3HeaderValues: the header's values, parsed as parts of one
+// string with the first of each name in one shared array, are those
+// net/http parses — trimmed of spaces and tabs, a name repeated between
+// others keeping every value, Host out of the map — and a handler that adds
+// to one name does not overwrite its neighbour's value (checks commit
+// e69b450; it passed).
+func TestLeanReview3HeaderValues(t *testing.T) {
+	h := func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Add("A", "added")
+		r.Header["B"] = append(r.Header["B"], "appended")
+		var lines []string
+		for k, vs := range r.Header {
+			lines = append(lines, k+"="+strings.Join(vs, "|")+";")
+		}
+		sort.Strings(lines)
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte(r.Host + "\n" + strings.Join(lines, "\n")))
+	}
+	_, lean := startLean(t, leanTestServer(h))
+	plain := startPlain(t, leanTestServer(h))
+	for _, raw := range []string{
+		"GET /kvstore/get/a HTTP/1.1\r\nA: 1\r\nHost: \t h:1 \t\r\nB:2\r\na: \t3\t \r\nC: \t\r\nB: 4 5 \r\nD:\r\nX-Request-Id:  id \r\n\r\n",
+		"GET /kvstore/get/a HTTP/1.1\r\nHost: h\r\nB: only\r\nA: x\r\nPragma: no-cache\r\n\r\n",
+		"OPTIONS /kvstore/put HTTP/1.1\r\nHost: h\r\nOrigin: http://a.example\r\nAccess-Control-Request-Method: POST\r\n\r\n",
+	} {
+		if d := sameAsNetHTTP(t, lean, plain, raw); d != "" {
+			t.Error(d)
+		}
+	}
+}
+
+// TestLeanReview3HandedBufferReadInBackground: a connection handed to
+// net/http with more buffered than net/http's first read takes (a
+// pipelined request past its 4 KiB reader) has net/http's background read
+// take its byte from the lean loop's buffer while the handler runs, and
+// the next request read the rest and drop the buffer: net/http reads the
+// connection from one goroutine at a time, in order (the race detector
+// watches handedConn.r; checks commit d6301e5; it passed).
+func TestLeanReview3HandedBufferReadInBackground(t *testing.T) {
+	_, lean := startLean(t, leanTestServer(leanEcho))
+	plain := startPlain(t, leanTestServer(leanEcho))
+	pad := strings.Repeat("p", 5000)
+	raw := "PUT /kvstore/put HTTP/1.1\r\nHost: h\r\n\r\n" +
+		"GET /kvstore/get/a HTTP/1.1\r\nHost: h\r\nX-Pad: " + pad + "\r\n\r\n" +
+		"GET /kvstore/get/b HTTP/1.1\r\nHost: h\r\n\r\n"
+	if d := sameAsNetHTTP(t, lean, plain, raw); d != "" {
+		t.Error(d)
+	}
+	if got := answers(t, exchange(t, lean, raw)); len(got) != 3 {
+		t.Errorf("%d answers, want 3:\n%s", len(got), strings.Join(got, "\n"))
+	}
+}
