@@ -655,7 +655,10 @@ func (p *leanRequest) parse(br *bufio.Reader, limit int) (int, leanVerdict) {
 	text := string(fields)
 	lines := bytes.Count(fields, crlf)
 	values := make([]string, lines)
-	p.header = make(http.Header, lines)
+	// The map's hint is capped: a header of one name repeated on every
+	// line (a client's, to make the server allocate) would size it for
+	// thousands of names.
+	p.header = make(http.Header, min(lines, 32))
 	hosts, lengths := 0, 0
 	for at := 0; at < len(fields); {
 		i := bytes.Index(fields[at:], crlf)
