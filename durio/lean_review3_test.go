@@ -3,10 +3,15 @@ package durio
 import (
 	"bufio"
 	"bytes"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // A third review, of the lean loop's header parse into one string, its
@@ -151,5 +156,67 @@ func TestLeanReview3ParseMemory(t *testing.T) {
 	})
 	if l, s := lean.AllocedBytesPerOp(), std.AllocedBytesPerOp(); l > s {
 		t.Errorf("lean parse allocates %d bytes for %d header lines, net/http %d", l, (leanReadBuffer-64)/4, s)
+	}
+}
+
+// TestLeanReview3PanicAfterWrite: handlers that panic after writing part of
+// an answer (buffered, or sent under their Content-Length) close their
+// connection without giving their pooled buffer and writer back; answers
+// on other connections at the same time are whole and their own (checks
+// commit 9cf374a; it passed).
+func TestLeanReview3PanicAfterWrite(t *testing.T) {
+	srv := leanTestServer(func(w http.ResponseWriter, r *http.Request) {
+		key := strings.TrimPrefix(r.URL.Path, "/kvstore/get/")
+		switch {
+		case strings.HasPrefix(key, "panic-declared"):
+			w.Header().Set("Content-Length", "100000")
+			_, _ = w.Write(bytes.Repeat([]byte("P"), 9000))
+			panic(http.ErrAbortHandler)
+		case strings.HasPrefix(key, "panic"):
+			_, _ = w.Write([]byte("PARTIAL"))
+			panic(http.ErrAbortHandler)
+		}
+		_, _ = w.Write([]byte(strings.Repeat(key, 50)))
+	})
+	_, addr := startLean(t, srv)
+	deadline := time.Now().Add(10 * time.Second)
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20 && time.Now().Before(deadline); i++ {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					errs <- err.Error()
+					return
+				}
+				_ = c.SetDeadline(deadline)
+				key := fmt.Sprintf("k%d-%d", g, i)
+				path := key
+				switch i % 3 {
+				case 1:
+					path = "panic" + key
+				case 2:
+					path = "panic-declared" + key
+				}
+				_, _ = io.WriteString(c, "GET /kvstore/get/"+path+" HTTP/1.1\r\nHost: h\r\n\r\n")
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if i%3 == 0 {
+					if err != nil {
+						errs <- key + ": " + err.Error()
+					} else if body, _ := io.ReadAll(resp.Body); string(body) != strings.Repeat(key, 50) {
+						errs <- fmt.Sprintf("%s: answer %.80q", key, body)
+					}
+				}
+				c.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }
