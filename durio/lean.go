@@ -792,7 +792,10 @@ func leanToken(b []byte) bool {
 	return len(b) > 0
 }
 
-var tokenChars = func() (t [128]bool) {
+var tokenChars = asciiSet("!#$%&'*+-.^_`|~")
+
+// asciiSet is the table of letters, digits and the bytes of extra.
+func asciiSet(extra string) (t [128]bool) {
 	for c := '0'; c <= '9'; c++ {
 		t[c] = true
 	}
@@ -800,11 +803,11 @@ var tokenChars = func() (t [128]bool) {
 		t[c] = true
 		t[c-'a'+'A'] = true
 	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
+	for _, c := range extra {
 		t[c] = true
 	}
 	return t
-}()
+}
 
 // leanFieldValue reports whether b is a field value without control
 // characters (tab allowed) or bytes past ASCII.
@@ -835,19 +838,7 @@ func leanHost(h string) bool {
 // hostChars are the bytes of a Host value: those of a URI's host and
 // port, and '%' of IPv6 zones (not all of a token's: '#', '^', '`' and
 // '|' are not).
-var hostChars = func() (t [128]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!$%&'()*+,-.:;=[]_~" {
-		t[c] = true
-	}
-	return t
-}()
+var hostChars = asciiSet("!$%&'()*+,-.:;=[]_~")
 
 // leanCanonical is the canonical form of a field name, without an
 // allocation for the common ones.

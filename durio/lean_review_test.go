@@ -136,18 +136,7 @@ func TestLeanReviewShutdownAnswerSaysClose(t *testing.T) {
 		shut <- ls.Shutdown(ctx)
 	}()
 	// Shutdown has begun once the listener refuses connections.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		d, err := net.Dial("tcp", addr)
-		if err != nil {
-			break
-		}
-		d.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("the listener still accepts")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitRefused(t, addr)
 	close(release)
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
@@ -344,18 +333,41 @@ func TestLeanReviewClientNeverReads(t *testing.T) {
 	_, _ = io.WriteString(c, strings.Repeat(req, 20))
 	// Wait until the server gave up on the connection: Shutdown then
 	// finds no connection left to wait for.
+	waitUntil(t, "the connection of a client that does not read is no longer served",
+		func() bool { return leanConns(ls) == 0 })
+}
+
+// leanConns is how many connections ls serves.
+func leanConns(ls *leanServer) int {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return len(ls.conns)
+}
+
+// waitRefused waits until addr refuses connections (a listener closed).
+func waitRefused(t *testing.T, addr string) {
+	t.Helper()
+	waitUntil(t, "the listener refuses connections", func() bool {
+		d, err := net.Dial("tcp", addr)
+		if err != nil {
+			return true
+		}
+		d.Close()
+		return false
+	})
+}
+
+// waitGoroutinesBack waits until no more goroutines run than before, and
+// fails with every goroutine's stack if that takes over 10 s.
+func waitGoroutinesBack(t *testing.T, before int) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ls.mu.Lock()
-		n := len(ls.conns)
-		ls.mu.Unlock()
-		if n == 0 {
-			break
-		}
+	for runtime.NumGoroutine() > before {
 		if time.Now().After(deadline) {
-			t.Fatal("the connection of a client that does not read is still served after 10 s")
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -379,36 +391,14 @@ func TestLeanReviewHandOffDuringShutdown(t *testing.T) {
 		defer c.Close()
 		_, _ = io.WriteString(c, "GET /healthz HTTP/1.1\r\nHo")
 		// Wait until the lean loop has the connection.
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			ls.mu.Lock()
-			n := len(ls.conns)
-			ls.mu.Unlock()
-			if n == 1 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the connection was not accepted")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		waitUntil(t, "the lean loop has the connection", func() bool { return leanConns(ls) == 1 })
 		shut := make(chan error, 1)
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			shut <- ls.Shutdown(ctx)
 		}()
-		for {
-			if d, err := net.Dial("tcp", ln.Addr().String()); err != nil {
-				break
-			} else {
-				d.Close()
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the listener still accepts")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		waitRefused(t, ln.Addr().String())
 		_, _ = io.WriteString(c, "st: h\r\n\r\n")
 		// net/http (go1.26) answers no request it reads once Shutdown
 		// has begun: the connection just ends, as here.
@@ -422,14 +412,7 @@ func TestLeanReviewHandOffDuringShutdown(t *testing.T) {
 			t.Errorf("Serve: %v", err)
 		}
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitGoroutinesBack(t, before)
 }
 
 // TestLeanReviewHeaderInTwoReads: a header that arrives in two reads, the
