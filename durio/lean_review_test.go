@@ -2,7 +2,6 @@ package durio
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -129,12 +128,7 @@ func TestLeanReviewShutdownAnswerSaysClose(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the request did not reach the handler")
 	}
-	shut := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		shut <- ls.Shutdown(ctx)
-	}()
+	shut := shutdownAsync(ls, 10*time.Second)
 	// Shutdown has begun once the listener refuses connections.
 	waitRefused(t, addr)
 	close(release)
@@ -292,12 +286,7 @@ func TestLeanReviewShutdownHandedConns(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the request did not reach the handler")
 	}
-	shut := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		shut <- ls.Shutdown(ctx)
-	}()
+	shut := shutdownAsync(ls, 20*time.Second)
 	if rest, ok := waitClosed(idle, 5*time.Second); !ok || len(rest) != 0 {
 		t.Fatalf("idle handed connection at shutdown: closed %v, got %q", ok, rest)
 	}
@@ -392,12 +381,7 @@ func TestLeanReviewHandOffDuringShutdown(t *testing.T) {
 		_, _ = io.WriteString(c, "GET /healthz HTTP/1.1\r\nHo")
 		// Wait until the lean loop has the connection.
 		waitUntil(t, "the lean loop has the connection", func() bool { return leanConns(ls) == 1 })
-		shut := make(chan error, 1)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			shut <- ls.Shutdown(ctx)
-		}()
+		shut := shutdownAsync(ls, 10*time.Second)
 		waitRefused(t, ln.Addr().String())
 		_, _ = io.WriteString(c, "st: h\r\n\r\n")
 		// net/http (go1.26) answers no request it reads once Shutdown

@@ -336,12 +336,7 @@ func TestLeanShutdown(t *testing.T) {
 	defer busy.Close()
 	_, _ = io.WriteString(busy, "GET /kvstore/get/block HTTP/1.1\r\nHost: h\r\n\r\n")
 	<-entered
-	shut := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		shut <- ls.Shutdown(ctx)
-	}()
+	shut := shutdownAsync(ls, 20*time.Second)
 	// The idle connection ends without waiting for the busy one (nor
 	// for its idle timeout).
 	start := time.Now()
@@ -556,4 +551,16 @@ func TestLeanHandedConnDropsBuffer(t *testing.T) {
 	if c.r != nil {
 		t.Error("the lean loop's reader is still held after it was drained")
 	}
+}
+
+// shutdownAsync starts ls.Shutdown with a deadline of within; its result
+// comes on the channel.
+func shutdownAsync(ls *leanServer, within time.Duration) <-chan error {
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), within)
+		defer cancel()
+		shut <- ls.Shutdown(ctx)
+	}()
+	return shut
 }
